@@ -1,0 +1,250 @@
+"""Kernel (AST + views + optimizations) -> the linear loop program (a list of UOps) that renderers print.
+
+Loop structure of every kernel:
+
+    for global axes (CPU: the outermost one over [start, end) given by the thread pool; GPU: work-item ids)
+      accumulators = identity                      (one per reduce per upcast output element)
+      for reduce axes
+        accumulator = op(accumulator, value)       (unrolled over upcast/unroll axes)
+      store(output, post-reduce expression)        (unrolled over upcast axes)
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from tinyjit.dtype import DType, dtypes
+from tinyjit.helpers import prod
+from tinyjit.ops import AstNode, Op
+from tinyjit.symbolic import And, Div, Expr, Lt, Mod, Mul, Num, Sum, Var
+
+from codegen.kernel import Kernel, upcast_combinations
+from codegen.uops import U, UOp
+
+REDUCE_TO_ALU = {Op.SUM: Op.ADD, Op.RMAX: Op.MAX}
+
+
+def reduce_identity(op: Op, dtype: DType):
+    if op == Op.SUM:
+        return False if dtype == dtypes.bool else 0 if dtype.is_int else 0.0
+    if dtype == dtypes.bool:
+        return False
+    if dtype.is_int:
+        return 0 if dtype.is_unsigned else -(1 << (dtype.bits - 1))
+    return -math.inf
+
+
+@dataclass
+class Program:
+    """What a backend needs to compile and launch one kernel."""
+    name: str
+    uops: list[UOp]
+    buffer_dtypes: list[DType]
+    global_size: tuple[int, ...]          # CPU: (outer loop length,) split over threads; GPU: work-groups
+    local_size: tuple[int, ...] = (1, 1, 1)
+    flops: int = 0
+    applied_opts: list = field(default_factory=list)
+
+
+class Linearizer:
+    def __init__(self, k: Kernel, gpu: bool = False):
+        self.k, self.gpu = k, gpu
+        self.uops: list[UOp] = []
+        self.cse: list[dict] = [{}]          # scoped: values made inside a loop die with it
+        # 32-bit index math unless some buffer or the loop space is too large for it
+        big = max([prod(k.full_shape)] + [prod(st.views[0].shape) for st in k.sts]) >= 2 ** 31
+        self.index_dtype = dtypes.int64 if big else dtypes.int32
+
+    # ---- emitting ----
+    def emit(self, uop: U, dtype, src=(), arg=None, cse: bool = True) -> UOp:
+        key = (uop, dtype, tuple(id(s) for s in src), arg if not isinstance(arg, float) or arg == arg else "nan")
+        if cse:
+            for scope in reversed(self.cse):
+                if key in scope:
+                    return scope[key]
+        u = UOp(uop, dtype, src, arg)
+        self.uops.append(u)
+        if cse:
+            self.cse[-1][key] = u
+        return u
+
+    def const(self, value, dtype: DType) -> UOp:
+        return self.emit(U.CONST, dtype, (), value)
+
+    def alu(self, op: Op, dtype: DType, *src: UOp) -> UOp:
+        return self.emit(U.ALU, dtype, src, op)
+
+    # ---- index expressions ----
+    def expr(self, e: Expr) -> UOp:
+        dt = self.index_dtype
+        if isinstance(e, Num):
+            return self.const(e.value, dt)
+        if isinstance(e, Var):
+            return self.vars[e.name]
+        if isinstance(e, Mul):
+            return self.alu(Op.MUL, dt, self.expr(e.a), self.const(e.b, dt))
+        if isinstance(e, Div):
+            return self.alu(Op.IDIV, dt, self.expr(e.a), self.const(e.b, dt))
+        if isinstance(e, Mod):
+            return self.alu(Op.MOD, dt, self.expr(e.a), self.const(e.b, dt))
+        if isinstance(e, Sum):
+            # constants last so `base + offset` keeps the variable part shareable between accesses
+            terms = sorted(e.terms, key=lambda t: isinstance(t, Num))
+            out = self.expr(terms[0])
+            for t in terms[1:]:
+                out = self.alu(Op.ADD, dt, out, self.expr(t))
+            return out
+        if isinstance(e, Lt):
+            return self.alu(Op.CMPLT, dtypes.bool, self.expr(e.a), self.const(e.b, dt))
+        if isinstance(e, And):
+            out = self.expr(e.terms[0])
+            for t in e.terms[1:]:
+                out = self.alu(Op.AND, dtypes.bool, out, self.expr(t))
+            return out
+        raise TypeError(f"cannot lower index expression {e!r}")
+
+    def valid_uop(self, valid: Expr):
+        if isinstance(valid, Num):
+            return None if valid.value else self.const(False, dtypes.bool)
+        v = self.expr(valid)
+        return v if v.dtype == dtypes.bool else self.alu(Op.CMPNE, dtypes.bool, v, self.const(0, self.index_dtype))
+
+    def access_idxs(self, st, combo: tuple[int, ...]) -> list[Expr]:
+        k = self.k
+        idxs: list[Expr] = []
+        for axis, size in enumerate(st.shape):
+            if size == 1:
+                idxs.append(Num(0))
+            elif axis >= k.first_upcast:
+                idxs.append(Num(combo[axis - k.first_upcast]))
+            else:
+                idxs.append(self.axis_vars[axis])
+        return idxs
+
+    # ---- the AST ----
+    def lower(self, node: AstNode, combo: tuple[int, ...]) -> UOp:
+        key = (id(node), combo)
+        for scope in reversed(self.memo):
+            if key in scope:
+                return scope[key]
+        out = self._lower(node, combo)
+        self.memo[-1][key] = out
+        return out
+
+    def _lower(self, node: AstNode, combo) -> UOp:
+        k = self.k
+        if node.op in (Op.LOAD, Op.CONST, Op.VALID):
+            st = k.sts[self.access_index[id(node)]]
+            index, valid = st.index_and_valid(self.access_idxs(st, combo))
+            if node.op == Op.VALID:
+                v = self.valid_uop(valid)
+                return self.const(True, dtypes.bool) if v is None else v
+            v = self.valid_uop(valid)
+            if node.op == Op.CONST:
+                c = self.const(node.arg[0], node.dtype)
+                if v is None:
+                    return c
+                zero = self.const(reduce_identity(Op.SUM, node.dtype), node.dtype)
+                return self.alu(Op.WHERE, node.dtype, v, c, zero)
+            buf = self.buffers[node.arg[0]]
+            src = (buf, self.expr(index)) + ((v,) if v is not None else ())
+            return self.emit(U.LOAD, node.dtype, src)
+        if node.op in REDUCE_TO_ALU:
+            return self.emit(U.ACC_READ, node.dtype, (self.accs[(id(node), self.output_combo(combo))],), cse=False)
+        srcs = [self.lower(s, combo) for s in node.src]
+        if node.op == Op.CAST:
+            return self.emit(U.CAST, node.dtype, srcs)
+        if node.op == Op.BITCAST:
+            return self.emit(U.BITCAST, node.dtype, srcs)
+        return self.alu(node.op, node.dtype, *srcs)
+
+    def output_combo(self, combo: tuple[int, ...]) -> tuple[int, ...]:
+        """The combo with unrolled reduce axes zeroed: which accumulator/output element it belongs to."""
+        k = self.k
+        return tuple(0 if k.is_reduce_axis(k.first_upcast + i) else c for i, c in enumerate(combo))
+
+    # ---- the loop program ----
+    def linearize(self) -> Program:
+        k = self.k
+        self.access_index = {id(n): i for i, n in enumerate(k.accesses)}
+        self.memo: list[dict] = [{}]
+        nbuf = 1 + max([n.arg[0] for n in k.accesses if n.op == Op.LOAD], default=0)
+        dtypes_of = {0: k.ast.dtype}
+        for n in k.accesses:
+            if n.op == Op.LOAD:
+                dtypes_of[n.arg[0]] = n.dtype
+        self.buffers = [self.emit(U.DEFINE_GLOBAL, dtypes_of[i], (), (i, f"data{i}", i == 0), cse=False)
+                        for i in range(nbuf)]
+        full, first_reduce, first_upcast = k.full_shape, k.first_reduce, k.first_upcast
+        self.vars: dict[str, UOp] = {}
+        self.axis_vars: list[Expr] = []
+        for axis in range(first_upcast):
+            name = f"{'g' if axis < first_reduce else 'r'}idx{axis}"
+            self.axis_vars.append(Var(name, 0, full[axis] - 1))
+
+        # global axes: loops on the CPU (the outermost over a thread's range), ids on a GPU
+        global_loops = []
+        if self.gpu:
+            global_size, local_size = self.gpu_global_ids(first_reduce)
+        else:
+            start = self.emit(U.DEFINE_VAR, self.index_dtype, (), "start", cse=False)
+            end = self.emit(U.DEFINE_VAR, self.index_dtype, (), "end", cse=False)
+            global_size, local_size = ((full[0],) if first_reduce > 0 else (1,)), (1, 1, 1)
+            for axis in range(first_reduce):
+                lo, hi = (start, end) if axis == 0 else (self.const(0, self.index_dtype),
+                                                         self.const(full[axis], self.index_dtype))
+                loop = self.emit(U.LOOP, self.index_dtype, (lo, hi), self.axis_vars[axis].name, cse=False)
+                self.vars[self.axis_vars[axis].name] = loop
+                global_loops.append(loop)
+                self.cse.append({})
+                self.memo.append({})
+
+        upcast_sizes = list(full[first_upcast:])
+        combos = upcast_combinations(upcast_sizes)
+        out_combos = list(dict.fromkeys(self.output_combo(c) for c in combos))
+        reduces = [n for n in k.ast.toposort() if n.op in REDUCE_TO_ALU]
+
+        # accumulators, reduce loops, accumulate
+        self.accs: dict = {}
+        for r in reduces:
+            for oc in out_combos:
+                self.accs[(id(r), oc)] = self.emit(U.DEFINE_ACC, r.dtype, (), reduce_identity(r.op, r.dtype),
+                                                   cse=False)
+        reduce_loops = []
+        if reduces:
+            for axis in range(first_reduce, first_upcast):
+                loop = self.emit(U.LOOP, self.index_dtype, (self.const(0, self.index_dtype),
+                                                            self.const(full[axis], self.index_dtype)),
+                                 self.axis_vars[axis].name, cse=False)
+                self.vars[self.axis_vars[axis].name] = loop
+                reduce_loops.append(loop)
+                self.cse.append({})
+                self.memo.append({})
+            for r in reduces:
+                for combo in combos:
+                    acc = self.accs[(id(r), self.output_combo(combo))]
+                    value = self.lower(r.src[0], combo)
+                    current = self.emit(U.ACC_READ, r.dtype, (acc,), cse=False)
+                    self.emit(U.ACC_WRITE, None, (acc, self.alu(REDUCE_TO_ALU[r.op], r.dtype, current, value)),
+                              cse=False)
+            for loop in reversed(reduce_loops):
+                self.emit(U.ENDLOOP, None, (loop,), cse=False)
+                self.cse.pop()
+                self.memo.pop()
+
+        # post-reduce expression and the store
+        out_st = k.sts[0]
+        for oc in out_combos:
+            value = self.lower(k.ast.src[0], oc)
+            index, _ = out_st.index_and_valid(self.access_idxs(out_st, oc))
+            self.emit(U.STORE, None, (self.buffers[0], self.expr(index), value), cse=False)
+        for loop in reversed(global_loops):
+            self.emit(U.ENDLOOP, None, (loop,), cse=False)
+
+        flops = sum(1 for u in self.uops if u.uop == U.ALU and u.dtype != self.index_dtype)
+        return Program(k.name(), self.uops, [dtypes_of[i] for i in range(nbuf)], tuple(global_size),
+                       tuple(local_size), flops * prod(full[:first_upcast]), list(k.applied))
+
+    def gpu_global_ids(self, first_reduce: int):
+        """Map the global axes onto GPU ids. Overridden by the GPU linearizer."""
+        raise NotImplementedError("GPU linearization lives in codegen.gpu")

@@ -1,0 +1,261 @@
+"""Render the linear loop program as LLVM IR text (for the CPU backend, compiled by llvmlite)."""
+from __future__ import annotations
+
+import hashlib
+import math
+import struct
+
+import numpy as np
+
+from tinyjit.dtype import DType, dtypes
+from tinyjit.ops import Op
+
+from codegen.uops import U, UOp
+
+LLVM_TYPES = {dtypes.bool: "i1", dtypes.int8: "i8", dtypes.int16: "i16", dtypes.int32: "i32", dtypes.int64: "i64",
+              dtypes.uint8: "i8", dtypes.uint16: "i16", dtypes.uint32: "i32", dtypes.uint64: "i64",
+              dtypes.float16: "half", dtypes.float32: "float", dtypes.float64: "double"}
+# float ops may be reassociated (vectorized reductions) and fused (FMA); NaN/inf semantics are kept
+FAST = "reassoc nsz contract"
+FLOAT_INTRINSICS = {Op.EXP2: "exp2", Op.LOG2: "log2", Op.SIN: "sin", Op.SQRT: "sqrt"}
+
+
+def mem_type(dt: DType) -> str:
+    return "i8" if dt == dtypes.bool else LLVM_TYPES[dt]
+
+
+def llvm_const(value, dt: DType) -> str:
+    if dt == dtypes.bool:
+        return "true" if value else "false"
+    if dt.is_int:
+        return str(int(np.array(value).astype(dt.np)) if not isinstance(value, bool) else int(value))
+    # LLVM wants float constants as the hex bits of the (exactly representable) double
+    v = float(np.array(value, dtype=dt.np))
+    if math.isnan(v):
+        v = float("nan")
+    return "0x%016X" % struct.unpack("<Q", struct.pack("<d", v))[0]
+
+
+class LLVMRenderer:
+    device = "CPU"
+    gpu = False
+
+    def linearize(self, kernel):
+        from codegen.linearizer import Linearizer
+        return Linearizer(kernel).linearize()
+
+    def render(self, name: str, uops: list[UOp]) -> tuple[str, str]:
+        """(function name, LLVM IR module text). The function name carries a hash of the body so kernels with
+        the same readable name can live in one JIT engine."""
+        body, declares, args = self._body(uops)
+        digest = hashlib.sha256("\n".join(body).encode()).hexdigest()[:10]
+        fname = f"{name}_{digest}"
+        lines = [f"define void @{fname}({', '.join(args)}) #0 {{", "entry:"] + body + ["}"]
+        lines += sorted(declares)
+        lines.append('attributes #0 = { nounwind "no-trapping-math"="true" }')
+        return fname, "\n".join(lines) + "\n"
+
+    def _body(self, uops: list[UOp]):
+        out: list[str] = []
+        allocas: list[str] = []
+        declares: set[str] = set()
+        args: list[str] = []
+        names: dict[int, str] = {}
+        counter = [0]
+        block = ["entry"]
+        loop_info: dict[int, tuple[str, str, str, str]] = {}
+
+        def fresh(prefix="v") -> str:
+            counter[0] += 1
+            return f"%{prefix}{counter[0]}"
+
+        def ref(u: UOp) -> str:
+            if u.uop == U.CONST:
+                return llvm_const(u.arg, u.dtype)
+            return names[id(u)]
+
+        def ty(u: UOp) -> str:
+            return LLVM_TYPES[u.dtype]
+
+        def emit(text: str) -> None:
+            out.append("  " + text)
+
+        def call_intrinsic(fn: str, dt: DType, *operands: str) -> str:
+            t = LLVM_TYPES[dt]
+            suffix = {"half": "f16", "float": "f32", "double": "f64"}.get(t, t)
+            declares.add(f"declare {t} @llvm.{fn}.{suffix}({', '.join([t] * len(operands))})")
+            r = fresh()
+            emit(f"{r} = call {FAST if dt.is_float else ''} {t} @llvm.{fn}.{suffix}("
+                 + ", ".join(f"{t} {o}" for o in operands) + ")")
+            return r
+
+        for u in uops:
+            kind = u.uop
+            if kind == U.DEFINE_GLOBAL:
+                idx, name, is_output = u.arg
+                names[id(u)] = f"%{name}"
+                args.append(f"ptr noalias {'' if is_output else 'readonly '}%{name}")
+            elif kind == U.DEFINE_VAR:
+                names[id(u)] = f"%{u.arg}"
+                args.append(f"{ty(u)} %{u.arg}")
+            elif kind == U.CONST:
+                continue
+            elif kind == U.LOOP:
+                n = counter[0] = counter[0] + 1
+                header, body, latch, exit_ = f"loop{n}", f"body{n}", f"latch{n}", f"exit{n}"
+                var, nxt = f"%{u.arg}_{n}", f"%{u.arg}_{n}_next"
+                names[id(u)] = var
+                t = ty(u)
+                emit(f"br label %{header}")
+                out.append(f"{header}:")
+                out.append(f"  {var} = phi {t} [ {ref(u.src[0])}, %{block[-1]} ], [ {nxt}, %{latch} ]")
+                cond = fresh("c")
+                emit(f"{cond} = icmp slt {t} {var}, {ref(u.src[1])}")
+                emit(f"br i1 {cond}, label %{body}, label %{exit_}")
+                out.append(f"{body}:")
+                block.append(body)
+                loop_info[id(u)] = (header, latch, exit_, nxt)
+            elif kind == U.ENDLOOP:
+                loop = u.src[0]
+                header, latch, exit_, nxt = loop_info[id(loop)]
+                emit(f"br label %{latch}")
+                out.append(f"{latch}:")
+                emit(f"{nxt} = add nsw {ty(loop)} {names[id(loop)]}, 1")
+                emit(f"br label %{header}")
+                out.append(f"{exit_}:")
+                block.pop()
+                block[-1] = exit_
+            elif kind == U.DEFINE_ACC:
+                name = fresh("acc")
+                allocas.append(f"  {name} = alloca {ty(u)}")
+                names[id(u)] = name
+                emit(f"store {ty(u)} {llvm_const(u.arg, u.dtype)}, ptr {name}")
+            elif kind == U.ACC_READ:
+                r = names[id(u)] = fresh()
+                emit(f"{r} = load {ty(u)}, ptr {ref(u.src[0])}")
+            elif kind == U.ACC_WRITE:
+                acc, value = u.src
+                emit(f"store {ty(acc)} {ref(value)}, ptr {ref(acc)}")
+            elif kind == U.LOAD:
+                buf, index = u.src[0], u.src[1]
+                valid = u.src[2] if len(u.src) > 2 else None
+                it = ty(index)
+                idx = ref(index)
+                if valid is not None:
+                    safe = fresh("i")
+                    emit(f"{safe} = select i1 {ref(valid)}, {it} {idx}, {it} 0")
+                    idx = safe
+                mt = mem_type(u.dtype)
+                ptr, raw = fresh("p"), fresh()
+                emit(f"{ptr} = getelementptr inbounds {mt}, ptr {ref(buf)}, {it} {idx}")
+                emit(f"{raw} = load {mt}, ptr {ptr}, align {u.dtype.itemsize}")
+                value = raw
+                if u.dtype == dtypes.bool:
+                    value = fresh()
+                    emit(f"{value} = icmp ne i8 {raw}, 0")
+                if valid is not None:
+                    masked = fresh()
+                    emit(f"{masked} = select i1 {ref(valid)}, {ty(u)} {value}, {ty(u)} "
+                         f"{llvm_const(0, u.dtype)}")
+                    value = masked
+                names[id(u)] = value
+            elif kind == U.STORE:
+                buf, index, value = u.src
+                dt = buf.dtype
+                v = ref(value)
+                if dt == dtypes.bool:
+                    v8 = fresh()
+                    emit(f"{v8} = zext i1 {v} to i8")
+                    v = v8
+                ptr = fresh("p")
+                emit(f"{ptr} = getelementptr inbounds {mem_type(dt)}, ptr {ref(buf)}, {ty(index)} {ref(index)}")
+                emit(f"store {mem_type(dt)} {v}, ptr {ptr}, align {dt.itemsize}")
+            elif kind == U.ALU:
+                names[id(u)] = self._alu(u, ref, emit, fresh, call_intrinsic)
+            elif kind == U.CAST:
+                names[id(u)] = self._cast(u.src[0], u.dtype, ref, emit, fresh)
+            elif kind == U.BITCAST:
+                r = names[id(u)] = fresh()
+                emit(f"{r} = bitcast {ty(u.src[0])} {ref(u.src[0])} to {ty(u)}")
+            else:
+                raise NotImplementedError(f"LLVM renderer: {kind}")
+        emit("ret void")
+        return allocas + out, declares, args
+
+    @staticmethod
+    def _alu(u: UOp, ref, emit, fresh, call_intrinsic) -> str:
+        op, dt = u.arg, u.dtype
+        src_dt = u.src[0].dtype if op != Op.WHERE else u.src[1].dtype
+        t = LLVM_TYPES[src_dt]
+        a = [ref(s) for s in u.src]
+        is_float, signed = src_dt.is_float, src_dt.kind == "i"
+        r = fresh()
+        if op == Op.WHERE:
+            emit(f"{r} = select i1 {a[0]}, {t} {a[1]}, {t} {a[2]}")
+        elif op == Op.NEG:
+            if is_float:
+                emit(f"{r} = fneg {t} {a[0]}")
+            elif src_dt == dtypes.bool:
+                emit(f"{r} = xor i1 {a[0]}, true")
+            else:
+                emit(f"{r} = sub {t} 0, {a[0]}")
+        elif op in FLOAT_INTRINSICS:
+            if src_dt == dtypes.float16:  # compute half math in float
+                wide = fresh()
+                emit(f"{wide} = fpext half {a[0]} to float")
+                res = call_intrinsic(FLOAT_INTRINSICS[op], dtypes.float32, wide)
+                emit(f"{r} = fptrunc float {res} to half")
+            else:
+                return call_intrinsic(FLOAT_INTRINSICS[op], src_dt, a[0])
+        elif op == Op.RECIP:
+            emit(f"{r} = fdiv {FAST} {t} {llvm_const(1.0, src_dt)}, {a[0]}")
+        elif op == Op.ADD:
+            emit(f"{r} = fadd {FAST} {t} {a[0]}, {a[1]}" if is_float else
+                 f"{r} = {'or' if src_dt == dtypes.bool else 'add'} {t} {a[0]}, {a[1]}")
+        elif op == Op.MUL:
+            emit(f"{r} = fmul {FAST} {t} {a[0]}, {a[1]}" if is_float else
+                 f"{r} = {'and' if src_dt == dtypes.bool else 'mul'} {t} {a[0]}, {a[1]}")
+        elif op == Op.MAX:
+            if src_dt == dtypes.bool:
+                emit(f"{r} = or i1 {a[0]}, {a[1]}")
+            else:
+                return call_intrinsic("maximum" if is_float else "smax" if signed else "umax", src_dt, *a)
+        elif op == Op.CMPLT:
+            emit(f"{r} = fcmp olt {t} {a[0]}, {a[1]}" if is_float else
+                 f"{r} = icmp {'slt' if signed else 'ult'} {t} {a[0]}, {a[1]}")
+        elif op == Op.CMPNE:
+            emit(f"{r} = fcmp une {t} {a[0]}, {a[1]}" if is_float else f"{r} = icmp ne {t} {a[0]}, {a[1]}")
+        elif op == Op.IDIV:
+            emit(f"{r} = {'sdiv' if signed else 'udiv'} {t} {a[0]}, {a[1]}")
+        elif op == Op.MOD:
+            emit(f"{r} = {'srem' if signed else 'urem'} {t} {a[0]}, {a[1]}")
+        elif op in (Op.AND, Op.OR, Op.XOR, Op.SHL):
+            emit(f"{r} = {op.name.lower()} {t} {a[0]}, {a[1]}")
+        elif op == Op.SHR:
+            emit(f"{r} = {'ashr' if signed else 'lshr'} {t} {a[0]}, {a[1]}")
+        else:
+            raise NotImplementedError(f"LLVM renderer: ALU {op}")
+        return r
+
+    @staticmethod
+    def _cast(src: UOp, to: DType, ref, emit, fresh) -> str:
+        frm, v = src.dtype, ref(src)
+        ft, tt = LLVM_TYPES[frm], LLVM_TYPES[to]
+        if frm == to:
+            return v
+        r = fresh()
+        if to == dtypes.bool:
+            emit(f"{r} = fcmp une {ft} {v}, {llvm_const(0.0, frm)}" if frm.is_float else f"{r} = icmp ne {ft} {v}, 0")
+        elif frm.is_float and to.is_float:
+            emit(f"{r} = {'fpext' if to.itemsize > frm.itemsize else 'fptrunc'} {ft} {v} to {tt}")
+        elif frm.is_float:
+            emit(f"{r} = {'fptoui' if to.is_unsigned else 'fptosi'} {ft} {v} to {tt}")
+        elif to.is_float:
+            emit(f"{r} = {'sitofp' if frm.kind == 'i' else 'uitofp'} {ft} {v} to {tt}")
+        elif to.itemsize == frm.itemsize and frm != dtypes.bool:
+            return v
+        elif to.bits < frm.bits:
+            emit(f"{r} = trunc {ft} {v} to {tt}")
+        else:
+            emit(f"{r} = {'sext' if frm.kind == 'i' else 'zext'} {ft} {v} to {tt}")
+        return r

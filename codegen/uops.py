@@ -1,0 +1,56 @@
+"""The linear loop program: the one data type every renderer (LLVM IR, OpenCL C, CUDA C) consumes.
+
+A program is a list of UOps in execution order. Values are SSA: each UOp that produces a value is defined once,
+before its uses; loops are explicit LOOP/ENDLOOP pairs; accumulators are the only mutable variables.
+"""
+from __future__ import annotations
+
+from enum import Enum, auto
+from typing import Any, Optional
+
+from tinyjit.dtype import DType
+
+
+class U(Enum):
+    DEFINE_GLOBAL = auto()   # a buffer argument; arg: (index, name, is_output); dtype: element type
+    DEFINE_VAR = auto()      # an int argument (CPU thread range); arg: name
+    SPECIAL = auto()         # a GPU work-item id; arg: (kind "gid"|"lid"|"group", dim, size)
+    DEFINE_LOCAL = auto()    # shared/local memory; arg: (name, size); dtype: element type
+    CONST = auto()           # arg: Python value
+    LOOP = auto()            # src: (start, end); produces the loop variable
+    ENDLOOP = auto()         # src: (loop,)
+    ALU = auto()             # arg: tinyjit.ops.Op; src: operands
+    CAST = auto()            # src: (value,); dtype: target
+    BITCAST = auto()         # src: (value,); dtype: target
+    LOAD = auto()            # src: (buffer, index) or (buffer, index, valid); reads 0 where not valid
+    STORE = auto()           # src: (buffer, index, value)
+    DEFINE_ACC = auto()      # a mutable accumulator; arg: initial value
+    ACC_READ = auto()        # src: (acc,)
+    ACC_WRITE = auto()       # src: (acc, value)
+    BARRIER = auto()         # work-group barrier (GPU)
+    IF = auto()              # src: (condition,)
+    ENDIF = auto()           # src: (if,)
+
+
+class UOp:
+    __slots__ = ("uop", "dtype", "src", "arg", "name")
+
+    def __init__(self, uop: U, dtype: Optional[DType], src: tuple = (), arg: Any = None):
+        self.uop, self.dtype, self.src, self.arg = uop, dtype, tuple(src), arg
+        self.name = ""   # filled by the renderer
+
+    def __repr__(self) -> str:
+        dt = self.dtype.name if self.dtype is not None else "-"
+        arg = self.arg.name if hasattr(self.arg, "name") and not isinstance(self.arg, str) else self.arg
+        return f"{self.uop.name:<13} {dt:<8} {arg!s:<20} {[id(s) % 10000 for s in self.src]}"
+
+
+def print_program(uops: list[UOp]) -> str:
+    index = {id(u): i for i, u in enumerate(uops)}
+    lines = []
+    for i, u in enumerate(uops):
+        dt = u.dtype.name if u.dtype is not None else ""
+        arg = u.arg.name if hasattr(u.arg, "name") and not isinstance(u.arg, str) else u.arg
+        srcs = ", ".join(f"%{index[id(s)]}" for s in u.src)
+        lines.append(f"%{i:<4} {u.uop.name:<13} {dt:<8} {'' if arg is None else arg!s:<24} {srcs}")
+    return "\n".join(lines)

@@ -1,0 +1,136 @@
+"""The CPU backend: LLVM IR compiled by llvmlite (MCJIT) for the host CPU, called through ctypes.
+
+Kernels take `(buffers..., start, end)` and loop their outermost parallel axis over [start, end), so a launch
+is split across a thread pool; ctypes releases the GIL during the call, so the threads run in parallel.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from runtime import CompileError, DeviceUnavailable
+
+try:
+    import llvmlite.binding as llvm
+except ImportError:   # pragma: no cover - llvmlite is a hard dependency
+    llvm = None
+
+
+def cpu_count() -> int:
+    """Worker threads: the cores this process may run on, or THREADS=N."""
+    env = os.environ.get("THREADS")
+    if env:
+        return max(1, int(env))
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+class CPUAllocator:
+    """Host memory as numpy byte arrays (64-byte aligned so vector loads never straddle a cache line)."""
+
+    def alloc(self, nbytes: int):
+        raw = np.empty(nbytes + 64, dtype=np.uint8)
+        start = (-raw.ctypes.data) % 64
+        return raw[start:start + nbytes]
+
+    def free(self, handle) -> None:
+        pass   # numpy frees it when the last reference goes
+
+    def copyin(self, handle, src: memoryview) -> None:
+        np.copyto(handle[:len(src)], np.frombuffer(src, dtype=np.uint8))
+
+    def copyout(self, dest: memoryview, handle) -> None:
+        np.copyto(np.frombuffer(dest, dtype=np.uint8), handle[:len(dest)])
+
+    @staticmethod
+    def address(handle) -> int:
+        return handle.ctypes.data
+
+
+class CPUProgram:
+    def __init__(self, device: "CPUDevice", name: str, address: int):
+        self.device, self.name, self.address = device, name, address
+        self.fn = None
+
+    def bind(self, nargs: int):
+        """The ctypes function for `nargs` buffer arguments (all kernels end with int32 start, end)."""
+        if self.fn is None:
+            self.fn = ctypes.CFUNCTYPE(None, *([ctypes.c_void_p] * nargs), ctypes.c_int32, ctypes.c_int32)(
+                self.address)
+        return self.fn
+
+    def __call__(self, *bufs, global_size=(1,), local_size=None, wait=False, threads: int = 1):
+        ptrs = [b.ctypes.data for b in bufs]
+        self.bind(len(ptrs))
+        n = global_size[0]
+        t0 = time.perf_counter() if wait else 0.0
+        threads = min(threads, self.device.threads, n)
+        if threads <= 1:
+            self.fn(*ptrs, 0, n)
+        else:
+            chunk = -(-n // threads)
+            futures = [self.device.pool.submit(self.fn, *ptrs, lo, min(lo + chunk, n)) for lo in range(0, n, chunk)]
+            for f in futures:
+                f.result()
+        return time.perf_counter() - t0 if wait else None
+
+
+class CPUDevice:
+    name = "CPU"
+
+    def __init__(self):
+        if llvm is None:
+            raise DeviceUnavailable("CPU device unavailable: llvmlite is not installed (pip install llvmlite)")
+        llvm.initialize_native_target()
+        llvm.initialize_native_asmprinter()
+        self.cpu_name = llvm.get_host_cpu_name()
+        self.features = llvm.get_host_cpu_features().flatten()
+        target = llvm.Target.from_default_triple()
+        self.target_machine = target.create_target_machine(cpu=self.cpu_name, features=self.features, opt=3,
+                                                           codemodel="jitdefault")
+        self.engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), self.target_machine)
+        self.allocator = CPUAllocator()
+        self.threads = cpu_count()
+        self.pool = ThreadPoolExecutor(max_workers=self.threads) if self.threads > 1 else None
+
+    def cache_key(self) -> tuple[str, ...]:
+        return ("llvm", ".".join(map(str, llvm.llvm_version_info)), self.cpu_name, self.features)
+
+    def compile_ir(self, src: str) -> bytes:
+        """LLVM IR text -> optimized object code."""
+        try:
+            module = llvm.parse_assembly(src)
+            module.verify()
+        except RuntimeError as e:
+            raise CompileError(src, str(e), "LLVM IR") from None
+        tuning = llvm.create_pipeline_tuning_options(speed_level=3, size_level=0)
+        tuning.loop_vectorization = True
+        tuning.slp_vectorization = True
+        builder = llvm.create_pass_builder(self.target_machine, tuning)
+        builder.getModulePassManager().run(module, builder)
+        self.last_optimized_ir = str(module)
+        return self.target_machine.emit_object(module)
+
+    def compile(self, src: str) -> bytes:
+        try:
+            from runtime.cache import cached_compile
+        except ImportError:
+            return self.compile_ir(src)
+        return cached_compile("cpu", self.cache_key(), src, self.compile_ir)
+
+    def program(self, name: str, binary: bytes) -> CPUProgram:
+        self.engine.add_object_file(llvm.ObjectFileRef.from_data(binary))
+        self.engine.finalize_object()
+        address = self.engine.get_function_address(name)
+        if not address:
+            raise CompileError("", f"symbol {name} not found in the compiled object", "LLVM object")
+        return CPUProgram(self, name, address)
+
+    def synchronize(self) -> None:
+        pass

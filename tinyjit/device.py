@@ -1,0 +1,161 @@
+"""Devices and buffers: which backend runs a kernel, and memory on it.
+
+`Device.DEFAULT` comes from `DEVICE=CPU|CL|CUDA` (or the shortcuts `CPU=1`, `CL=1`, `CUDA=1`). A backend is
+opened the first time it is used; a missing driver fails there with one line saying how to fix it.
+"""
+from __future__ import annotations
+
+import functools
+import importlib
+import os
+from collections import defaultdict
+from typing import Optional
+
+import numpy as np
+
+from tinyjit.dtype import DType
+
+# device name -> (runtime module, class, renderer module, renderer class)
+BACKENDS = {
+    "CPU": ("runtime.cpu", "CPUDevice", "codegen.llvmir", "LLVMRenderer"),
+    "CL": ("runtime.opencl", "CLDevice", "codegen.opencl", "OpenCLRenderer"),
+    "CUDA": ("runtime.cuda", "CUDADevice", "codegen.cuda", "CUDARenderer"),
+}
+
+
+class DeviceError(RuntimeError):
+    """A device name that does not exist, or a backend that cannot run here."""
+
+
+def canonicalize(name: Optional[str]) -> str:
+    if name is None:
+        return Device.DEFAULT
+    base = name.split(":")[0].upper()
+    if base == "GPU" or base == "OPENCL":
+        base = "CL"
+    if base == "LLVM":
+        base = "CPU"
+    if base not in BACKENDS:
+        raise DeviceError(f"unknown device {name!r}; valid devices: {', '.join(BACKENDS)}")
+    return base
+
+
+def _default_device() -> str:
+    if "DEVICE" in os.environ:
+        value = os.environ["DEVICE"]
+        if value.upper() not in BACKENDS and value.upper() not in ("GPU", "OPENCL", "LLVM"):
+            raise DeviceError(f"DEVICE={value!r} is not a device; valid values: {', '.join(BACKENDS)}")
+        return canonicalize(value)
+    for name in BACKENDS:
+        if os.environ.get(name, "0") not in ("", "0"):
+            return name
+    return "CPU"
+
+
+class _DeviceRegistry:
+    @functools.cached_property
+    def DEFAULT(self) -> str:   # noqa: N802 (PyTorch/tinygrad spelling)
+        return _default_device()
+
+    @functools.lru_cache(maxsize=None)
+    def __getitem__(self, name: str):
+        """The opened runtime device (allocator, compiler, programs) for `name`."""
+        name = canonicalize(name)
+        module_name, class_name, _, _ = BACKENDS[name]
+        module = importlib.import_module(module_name)
+        runtime_errors = importlib.import_module("runtime")
+        try:
+            return getattr(module, class_name)()
+        except runtime_errors.DeviceUnavailable as e:
+            raise DeviceError(str(e)) from None
+
+    @functools.lru_cache(maxsize=None)
+    def renderer(self, name: str):
+        _, _, module_name, class_name = BACKENDS[canonicalize(name)]
+        return getattr(importlib.import_module(module_name), class_name)()
+
+
+Device = _DeviceRegistry()
+
+
+class BufferPool:
+    """Freed device memory kept by size for reuse: writing fresh pages is several times slower than reusing
+    touched ones, and training loops free and allocate the same sizes every step."""
+
+    def __init__(self, limit_bytes: int = 1 << 30):
+        self.free: dict[tuple[str, int], list] = defaultdict(list)
+        self.held = 0
+        self.limit = limit_bytes
+
+    def alloc(self, device: str, nbytes: int):
+        stack = self.free.get((device, nbytes))
+        if stack:
+            self.held -= nbytes
+            return stack.pop()
+        try:
+            return Device[device].allocator.alloc(nbytes)
+        except MemoryError:
+            self.clear()
+            return Device[device].allocator.alloc(nbytes)
+
+    def release(self, device: str, nbytes: int, handle) -> None:
+        if self.held + nbytes > self.limit:
+            Device[device].allocator.free(handle)
+            return
+        self.free[(device, nbytes)].append(handle)
+        self.held += nbytes
+
+    def clear(self) -> None:
+        for (device, _), handles in self.free.items():
+            for h in handles:
+                Device[device].allocator.free(h)
+        self.free.clear()
+        self.held = 0
+
+
+POOL = BufferPool()
+
+
+class Buffer:
+    """Memory for `size` elements of `dtype` on `device`, allocated on first use."""
+
+    def __init__(self, device: str, size: int, dtype: DType):
+        self.device, self.size, self.dtype = device, size, dtype
+        self._handle = None
+
+    @property
+    def nbytes(self) -> int:
+        return self.size * self.dtype.itemsize
+
+    @property
+    def allocated(self) -> bool:
+        return self._handle is not None
+
+    @property
+    def handle(self):
+        if self._handle is None:
+            self._handle = POOL.alloc(self.device, max(self.nbytes, 1))
+        return self._handle
+
+    def copyin(self, data: np.ndarray) -> Buffer:
+        data = np.ascontiguousarray(data, dtype=self.dtype.np)
+        assert data.size == self.size, f"copyin of {data.size} elements into a buffer of {self.size}"
+        if self.size:
+            Device[self.device].allocator.copyin(self.handle, memoryview(data.reshape(-1)).cast("B"))
+        return self
+
+    def numpy(self) -> np.ndarray:
+        out = np.empty(self.size, dtype=self.dtype.np)
+        if self.size:
+            Device[self.device].allocator.copyout(memoryview(out).cast("B"), self.handle)
+        return out
+
+    def __del__(self):
+        if self._handle is not None:
+            try:
+                POOL.release(self.device, max(self.nbytes, 1), self._handle)
+            except Exception:  # interpreter shutdown: modules may already be gone
+                pass
+
+    def __repr__(self) -> str:
+        return f"<Buffer {self.device} {self.size} {self.dtype.name}>"

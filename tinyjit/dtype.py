@@ -1,0 +1,138 @@
+"""Data types and the NumPy/PyTorch type promotion rules."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True, eq=True)
+class DType:
+    name: str        # e.g. "float32"
+    itemsize: int    # bytes
+    kind: str        # "b" bool, "i" signed int, "u" unsigned int, "f" float
+    priority: int    # order used for promotion inside a kind
+
+    @property
+    def np(self) -> np.dtype:
+        return np.dtype(self.name if self.name != "bool" else np.bool_)
+
+    @property
+    def is_float(self) -> bool:
+        return self.kind == "f"
+
+    @property
+    def is_int(self) -> bool:
+        return self.kind in "iu"
+
+    @property
+    def is_unsigned(self) -> bool:
+        return self.kind == "u"
+
+    @property
+    def bits(self) -> int:
+        return 1 if self.kind == "b" else self.itemsize * 8
+
+    def __repr__(self) -> str:
+        return f"dtypes.{self.name}"
+
+
+class dtypes:
+    bool = DType("bool", 1, "b", 0)
+    int8 = DType("int8", 1, "i", 1)
+    int16 = DType("int16", 2, "i", 2)
+    int32 = DType("int32", 4, "i", 3)
+    int64 = DType("int64", 8, "i", 4)
+    uint8 = DType("uint8", 1, "u", 1)
+    uint16 = DType("uint16", 2, "u", 2)
+    uint32 = DType("uint32", 4, "u", 3)
+    uint64 = DType("uint64", 8, "u", 4)
+    float16 = DType("float16", 2, "f", 1)
+    float32 = DType("float32", 4, "f", 2)
+    float64 = DType("float64", 8, "f", 3)
+    half, float, double, int, long, char, uchar = float16, float32, float64, int32, int64, int8, uint8
+
+    default_float = float32
+    default_int = int32
+
+    @staticmethod
+    def all() -> list[DType]:
+        return [dtypes.bool, dtypes.int8, dtypes.int16, dtypes.int32, dtypes.int64, dtypes.uint8, dtypes.uint16,
+                dtypes.uint32, dtypes.uint64, dtypes.float16, dtypes.float32, dtypes.float64]
+
+    @staticmethod
+    def from_np(npdtype) -> DType:
+        npdtype = np.dtype(npdtype)
+        for dt in dtypes.all():
+            if dt.np == npdtype:
+                return dt
+        raise TypeError(f"unsupported dtype {npdtype}; supported: {', '.join(d.name for d in dtypes.all())}")
+
+    @staticmethod
+    def from_any(x) -> DType:
+        """Accept a DType, a numpy dtype, a name ('float32') or a Python type (float, int, bool)."""
+        if isinstance(x, DType):
+            return x
+        if x is float:
+            return dtypes.default_float
+        if x is int:
+            return dtypes.default_int
+        if x is bool:
+            return dtypes.bool
+        if isinstance(x, str) and hasattr(dtypes, x) and isinstance(getattr(dtypes, x), DType):
+            return getattr(dtypes, x)
+        try:
+            return dtypes.from_np(x)
+        except TypeError:
+            raise
+        except Exception:
+            raise TypeError(f"unsupported dtype {x!r}; supported: {', '.join(d.name for d in dtypes.all())}")
+
+    @staticmethod
+    def from_py(x) -> DType:
+        """The dtype a Python scalar gets when it becomes a tensor on its own."""
+        if isinstance(x, bool):
+            return dtypes.bool
+        if isinstance(x, int):
+            return dtypes.default_int
+        return dtypes.default_float
+
+
+def promote(a: DType, b: DType) -> DType:
+    """Result dtype of a binary op between two tensors (PyTorch's rules, which match NumPy's for tensors)."""
+    if a == b:
+        return a
+    if a.kind == "b":
+        return b
+    if b.kind == "b":
+        return a
+    if a.is_float or b.is_float:
+        if a.is_float and b.is_float:
+            return a if a.priority > b.priority else b
+        return a if a.is_float else b
+    if a.kind == b.kind:
+        return a if a.priority > b.priority else b
+    signed, unsigned = (a, b) if a.kind == "i" else (b, a)
+    if signed.itemsize > unsigned.itemsize:
+        return signed
+    # a signed type that holds every value of the unsigned one: one size up (uint8+int8 -> int16)
+    for cand in (dtypes.int16, dtypes.int32, dtypes.int64):
+        if cand.itemsize > unsigned.itemsize:
+            return cand
+    return dtypes.float64  # uint64 with a signed int (NumPy's choice; PyTorch has no uint64 math)
+
+
+def scalar_result_dtype(tensor_dtype: DType, scalar) -> DType:
+    """Dtype of `tensor op python_scalar`: a scalar only changes the kind (int tensor * 1.5 -> float)."""
+    if isinstance(scalar, bool) or tensor_dtype.is_float:
+        return tensor_dtype
+    if isinstance(scalar, float):
+        return dtypes.default_float
+    if tensor_dtype == dtypes.bool and isinstance(scalar, int):
+        return dtypes.default_int
+    return tensor_dtype
+
+
+def least_upper_float(dt: DType) -> DType:
+    """Dtype of float math (exp, sqrt, /) on `dt`: ints and bools become the default float."""
+    return dt if dt.is_float else dtypes.default_float

@@ -1,0 +1,50 @@
+"""Small utilities shared by every stage: environment variables, DEBUG level, shape arithmetic."""
+from __future__ import annotations
+
+import functools
+import math
+import os
+from typing import Iterable, TypeVar
+
+T = TypeVar("T")
+
+
+@functools.lru_cache(maxsize=None)
+def getenv(key: str, default=0):
+    """Read an environment variable, converted to the type of `default` (cached: env is read once)."""
+    value = os.environ.get(key)
+    if value is None:
+        return default
+    return type(default)(value)
+
+
+def debug_level() -> int:
+    return getenv("DEBUG", 0)
+
+
+def prod(xs: Iterable[int]) -> int:
+    return math.prod(xs)
+
+
+def all_same(xs) -> bool:
+    xs = list(xs)
+    return all(x == xs[0] for x in xs)
+
+
+def argsort(xs) -> list[int]:
+    return sorted(range(len(xs)), key=xs.__getitem__)
+
+
+def normalize_axis(axis: int, ndim: int, op: str = "op") -> int:
+    """Turn a possibly negative axis into 0..ndim-1, raising a clear error when it is out of range."""
+    if not isinstance(axis, int):
+        raise TypeError(f"{op}: axis must be an int, got {type(axis).__name__}")
+    lo, hi = -max(ndim, 1), max(ndim, 1) - 1
+    if not lo <= axis <= hi:
+        raise IndexError(f"{op}: axis {axis} is out of range for a tensor with {ndim} dimensions "
+                         f"(expected {lo}..{hi})")
+    return axis % max(ndim, 1)
+
+
+def round_up(x: int, multiple: int) -> int:
+    return (x + multiple - 1) // multiple * multiple

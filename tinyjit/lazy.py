@@ -1,0 +1,134 @@
+"""The lazy graph: immutable nodes that say what to compute, built by Tensor ops and rewritten by autograd.
+
+A node never changes what it means. Realizing it attaches a `buffer` holding its value, after which every
+graph that refers to the node loads that buffer instead of recomputing it.
+"""
+from __future__ import annotations
+
+from tinyjit.dtype import DType, dtypes
+from tinyjit.helpers import prod
+from tinyjit.ops import BOOL_RESULT, Op
+
+
+class Node:
+    __slots__ = ("op", "src", "arg", "dtype", "shape", "device", "buffer", "__weakref__")
+
+    def __init__(self, op: Op, src: tuple[Node, ...], arg, dtype: DType, shape: tuple[int, ...], device: str,
+                 buffer=None):
+        self.op, self.src, self.arg, self.dtype, self.shape, self.device = op, src, arg, dtype, shape, device
+        self.buffer = buffer
+
+    # ---- constructors ----
+    @staticmethod
+    def from_buffer(buffer, shape: tuple[int, ...]) -> Node:
+        return Node(Op.BUFFER, (), None, buffer.dtype, tuple(shape), buffer.device, buffer)
+
+    @staticmethod
+    def const(value, dtype: DType, shape: tuple[int, ...], device: str) -> Node:
+        """A scalar broadcast to `shape` (stored as a 0-d const expanded, so it never needs memory)."""
+        value = _cast_python(value, dtype)
+        node = Node(Op.CONST, (), value, dtype, (), device)
+        if shape:
+            node = node.movement(Op.RESHAPE, (1,) * len(shape)).movement(Op.EXPAND, tuple(shape))
+        return node
+
+    @staticmethod
+    def empty(shape: tuple[int, ...], dtype: DType, device: str) -> Node:
+        return Node(Op.EMPTY, (), None, dtype, tuple(shape), device)
+
+    # ---- building ----
+    def alu(self, op: Op, *others: Node, arg=None) -> Node:
+        srcs = (self,) + others
+        for s in others:
+            assert s.shape == self.shape, f"{op.name}: shapes {self.shape} and {s.shape} (broadcast first)"
+            assert s.device == self.device, f"{op.name}: devices {self.device} and {s.device}"
+        if op in BOOL_RESULT:
+            dtype = dtypes.bool
+        elif op in (Op.CAST, Op.BITCAST):
+            dtype = arg
+        elif op == Op.WHERE:
+            dtype = srcs[1].dtype
+        else:
+            dtype = self.dtype
+        return Node(op, srcs, arg, dtype, self.shape, self.device)
+
+    def reduce(self, op: Op, axes: tuple[int, ...]) -> Node:
+        axes = tuple(sorted(a for a in axes if self.shape[a] != 1))
+        if not axes:
+            return self
+        shape = tuple(1 if i in axes else s for i, s in enumerate(self.shape))
+        return Node(op, (self,), axes, self.dtype, shape, self.device)
+
+    def movement(self, op: Op, arg) -> Node:
+        shape = _movement_shape(self.shape, op, arg)
+        if shape == self.shape and op in (Op.RESHAPE, Op.EXPAND):
+            return self
+        if op == Op.PERMUTE and arg == tuple(range(len(self.shape))):
+            return self
+        if op == Op.PAD and all(a == (0, 0) for a in arg):
+            return self
+        if op == Op.SHRINK and all(a == (0, s) for a, s in zip(arg, self.shape)):
+            return self
+        if op == Op.FLIP and not arg:
+            return self
+        # fold chains of the same op: reshape(reshape(x)) == reshape(x)
+        if op == self.op and op in (Op.RESHAPE, Op.EXPAND) and self.buffer is None:
+            return self.src[0].movement(op, arg)
+        return Node(op, (self,), arg, self.dtype, shape, self.device)
+
+    # ---- inspection ----
+    @property
+    def realized(self) -> bool:
+        return self.buffer is not None
+
+    @property
+    def size(self) -> int:
+        return prod(self.shape)
+
+    def toposort(self) -> list[Node]:
+        return toposort([self])
+
+    def __repr__(self) -> str:
+        state = "realized" if self.realized else "lazy"
+        return f"<Node {self.op.name} {self.shape} {self.dtype.name} {self.device} {state}>"
+
+
+def toposort(roots: list[Node], stop_at_realized: bool = True) -> list[Node]:
+    """Nodes reachable from `roots`, each after its sources (iterative: graphs can be deep)."""
+    order, seen = [], set()
+    stack = [(r, False) for r in reversed(roots)]
+    while stack:
+        node, expanded = stack.pop()
+        if expanded:
+            order.append(node)
+            continue
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        stack.append((node, True))
+        if not (stop_at_realized and node.realized):
+            stack.extend((s, False) for s in reversed(node.src) if id(s) not in seen)
+    return order
+
+
+def _movement_shape(shape: tuple[int, ...], op: Op, arg) -> tuple[int, ...]:
+    if op in (Op.RESHAPE, Op.EXPAND):
+        return tuple(arg)
+    if op == Op.PERMUTE:
+        return tuple(shape[i] for i in arg)
+    if op == Op.PAD:
+        return tuple(s + b + a for s, (b, a) in zip(shape, arg))
+    if op == Op.SHRINK:
+        return tuple(hi - lo for lo, hi in arg)
+    if op == Op.FLIP:
+        return shape
+    raise ValueError(f"not a movement op: {op}")
+
+
+def _cast_python(value, dtype: DType):
+    if dtype == dtypes.bool:
+        return bool(value)
+    if dtype.is_int:
+        return int(value)
+    return float(value)
+

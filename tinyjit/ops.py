@@ -1,0 +1,113 @@
+"""The primitive operations: every Tensor method is built from these, codegen and autograd know only these."""
+from __future__ import annotations
+
+import weakref
+from enum import Enum, auto
+
+
+class Op(Enum):
+    # buffers and constants
+    BUFFER = auto()      # a realized buffer; arg: the Buffer
+    CONST = auto()       # a scalar broadcast to the node's shape; arg: the Python value
+    EMPTY = auto()       # uninitialized memory of the node's shape
+    COPY = auto()        # copy of src[0] to this node's device
+    CONTIGUOUS = auto()  # forces src[0] into its own buffer (a kernel boundary)
+    ASSIGN = auto()      # write src[1] into the buffer of src[0] (in place); the node's value is the new contents
+    # unary
+    NEG = auto()
+    EXP2 = auto()
+    LOG2 = auto()
+    SIN = auto()
+    SQRT = auto()
+    RECIP = auto()
+    CAST = auto()        # arg: target dtype (value conversion)
+    BITCAST = auto()     # arg: target dtype (same bits)
+    # binary
+    ADD = auto()
+    MUL = auto()
+    MAX = auto()
+    CMPLT = auto()
+    CMPNE = auto()
+    IDIV = auto()        # integer division truncating toward zero (C semantics)
+    MOD = auto()         # remainder with the sign of the dividend (C semantics)
+    AND = auto()
+    OR = auto()
+    XOR = auto()
+    SHL = auto()
+    SHR = auto()
+    # ternary
+    WHERE = auto()
+    # reduce; arg: tuple of reduced axes (kept with size 1)
+    SUM = auto()
+    RMAX = auto()
+    # movement; arg: see View
+    RESHAPE = auto()
+    PERMUTE = auto()
+    EXPAND = auto()
+    PAD = auto()
+    SHRINK = auto()
+    FLIP = auto()
+    # kernel AST only (never in the lazy graph)
+    LOAD = auto()        # arg: (buffer index, ShapeTracker)
+    STORE = auto()       # arg: (buffer index, ShapeTracker); src: (value,)
+    VALID = auto()       # bool: the ShapeTracker's mask at the current index; arg: ShapeTracker
+
+    def __repr__(self) -> str:
+        return f"Op.{self.name}"
+
+
+UNARY = {Op.NEG, Op.EXP2, Op.LOG2, Op.SIN, Op.SQRT, Op.RECIP, Op.CAST, Op.BITCAST}
+BINARY = {Op.ADD, Op.MUL, Op.MAX, Op.CMPLT, Op.CMPNE, Op.IDIV, Op.MOD, Op.AND, Op.OR, Op.XOR, Op.SHL, Op.SHR}
+TERNARY = {Op.WHERE}
+ELEMENTWISE = UNARY | BINARY | TERNARY
+REDUCE = {Op.SUM, Op.RMAX}
+MOVEMENT = {Op.RESHAPE, Op.PERMUTE, Op.EXPAND, Op.PAD, Op.SHRINK, Op.FLIP}
+COMPARISON = {Op.CMPLT, Op.CMPNE}
+# ops whose result dtype is bool regardless of the inputs
+BOOL_RESULT = COMPARISON
+
+
+class AstNode:
+    """A node of a kernel AST. Interned: two structurally equal ASTs are the same object, so a compiled
+    kernel can be cached by identity and the codegen deduplicates repeated subtrees for free."""
+    __slots__ = ("op", "src", "arg", "dtype", "__weakref__")
+    _interned: "weakref.WeakValueDictionary" = None  # filled below
+
+    def __new__(cls, op: Op, src: tuple = (), arg=None, dtype=None):
+        key = (op, tuple(id(s) for s in src), arg, dtype)
+        node = cls._interned.get(key)
+        if node is not None:
+            return node
+        node = super().__new__(cls)
+        node.op, node.src, node.arg, node.dtype = op, tuple(src), arg, dtype
+        cls._interned[key] = node
+        return node
+
+    def __reduce__(self):
+        return (AstNode, (self.op, self.src, self.arg, self.dtype))
+
+    def toposort(self) -> list["AstNode"]:
+        seen, order = set(), []
+
+        def visit(n):
+            if id(n) in seen:
+                return
+            seen.add(id(n))
+            for s in n.src:
+                visit(s)
+            order.append(n)
+        visit(self)
+        return order
+
+    def __repr__(self) -> str:
+        return self.pretty()
+
+    def pretty(self, indent: int = 0) -> str:
+        arg = self.arg
+        if self.op in (Op.LOAD, Op.STORE):
+            arg = (arg[0], arg[1].views)
+        head = " " * indent + f"{self.op.name} {self.dtype!r}" + (f" {arg}" if arg is not None else "")
+        return "\n".join([head] + [s.pretty(indent + 2) for s in self.src])
+
+
+AstNode._interned = weakref.WeakValueDictionary()

@@ -1,0 +1,305 @@
+"""Integer index expressions with value ranges, used by views to describe addresses and validity.
+
+Every expression knows its minimum and maximum, which lets `(4*i + j) // 4` fold to `i` when `0 <= j < 4`.
+Division and modulo are floor division/modulo by a positive constant; index math on valid elements is
+never negative, so renderers may emit C-style (truncating) division.
+"""
+from __future__ import annotations
+
+import functools
+import math
+
+
+class Expr:
+    __slots__ = ("min", "max")
+    min: int
+    max: int
+
+    # ---- arithmetic that simplifies as it builds ----
+    def __add__(self, other) -> Expr:
+        return add(self, const(other))
+
+    __radd__ = __add__
+
+    def __sub__(self, other) -> Expr:
+        return add(self, mul(const(other), -1))
+
+    def __mul__(self, other: int) -> Expr:
+        assert isinstance(other, int), "index expressions multiply by constants only"
+        return mul(self, other)
+
+    __rmul__ = __mul__
+
+    def __floordiv__(self, other: int) -> Expr:
+        return floordiv(self, other)
+
+    def __mod__(self, other: int) -> Expr:
+        return mod(self, other)
+
+    def __lt__(self, other: int) -> Expr:
+        return less_than(self, other)
+
+    def __ge__(self, other: int) -> Expr:
+        return mul(less_than(self, other), -1) + 1   # 1 - (self < other)
+
+    def __repr__(self) -> str:
+        return self.render_str()
+
+    def render_str(self) -> str:
+        raise NotImplementedError
+
+    def vars(self) -> set:
+        return set()
+
+
+class Num(Expr):
+    __slots__ = ("value",)
+
+    def __init__(self, value: int):
+        self.value = self.min = self.max = int(value)
+
+    def render_str(self) -> str:
+        return str(self.value)
+
+    def __eq__(self, other):
+        return isinstance(other, Num) and other.value == self.value
+
+    def __hash__(self):
+        return hash(("num", self.value))
+
+
+class Var(Expr):
+    __slots__ = ("name",)
+
+    def __init__(self, name: str, min_value: int, max_value: int):
+        self.name, self.min, self.max = name, min_value, max_value
+
+    def render_str(self) -> str:
+        return self.name
+
+    def vars(self) -> set:
+        return {self}
+
+    def __eq__(self, other):
+        return isinstance(other, Var) and (other.name, other.min, other.max) == (self.name, self.min, self.max)
+
+    def __hash__(self):
+        return hash(("var", self.name, self.min, self.max))
+
+
+class Mul(Expr):
+    __slots__ = ("a", "b")
+
+    def __init__(self, a: Expr, b: int):
+        self.a, self.b = a, b
+        lo, hi = a.min * b, a.max * b
+        self.min, self.max = min(lo, hi), max(lo, hi)
+
+    def render_str(self) -> str:
+        return f"({self.a.render_str()}*{self.b})"
+
+    def vars(self) -> set:
+        return self.a.vars()
+
+
+class Div(Expr):
+    __slots__ = ("a", "b")
+
+    def __init__(self, a: Expr, b: int):
+        self.a, self.b = a, b
+        self.min, self.max = a.min // b, a.max // b
+
+    def render_str(self) -> str:
+        return f"({self.a.render_str()}//{self.b})"
+
+    def vars(self) -> set:
+        return self.a.vars()
+
+
+class Mod(Expr):
+    __slots__ = ("a", "b")
+
+    def __init__(self, a: Expr, b: int):
+        self.a, self.b = a, b
+        self.min, self.max = 0, b - 1
+
+    def render_str(self) -> str:
+        return f"({self.a.render_str()}%{self.b})"
+
+    def vars(self) -> set:
+        return self.a.vars()
+
+
+class Sum(Expr):
+    __slots__ = ("terms",)
+
+    def __init__(self, terms: tuple[Expr, ...]):
+        self.terms = terms
+        self.min, self.max = sum(t.min for t in terms), sum(t.max for t in terms)
+
+    def render_str(self) -> str:
+        return "(" + "+".join(t.render_str() for t in self.terms) + ")"
+
+    def vars(self) -> set:
+        return set().union(*(t.vars() for t in self.terms))
+
+
+class Lt(Expr):
+    """1 if a < b else 0."""
+    __slots__ = ("a", "b")
+
+    def __init__(self, a: Expr, b: int):
+        self.a, self.b = a, b
+        self.min, self.max = 0, 1
+
+    def render_str(self) -> str:
+        return f"({self.a.render_str()}<{self.b})"
+
+    def vars(self) -> set:
+        return self.a.vars()
+
+
+class And(Expr):
+    """1 if every term is nonzero else 0 (terms are 0/1 valued)."""
+    __slots__ = ("terms",)
+
+    def __init__(self, terms: tuple[Expr, ...]):
+        self.terms = terms
+        self.min, self.max = 0, 1
+
+    def render_str(self) -> str:
+        return "(" + " and ".join(t.render_str() for t in self.terms) + ")"
+
+    def vars(self) -> set:
+        return set().union(*(t.vars() for t in self.terms))
+
+
+TRUE, FALSE = Num(1), Num(0)
+
+
+def const(x) -> Expr:
+    return x if isinstance(x, Expr) else Num(x)
+
+
+def _split_coefficient(e: Expr) -> tuple[Expr, int]:
+    """e == base * coefficient; used to collect like terms."""
+    if isinstance(e, Mul):
+        return e.a, e.b
+    return e, 1
+
+
+def add(a: Expr, b: Expr) -> Expr:
+    terms: list[Expr] = []
+    for e in (a, b):
+        terms.extend(e.terms if isinstance(e, Sum) else [e])
+    constant = 0
+    coefficients: dict[str, tuple[Expr, int]] = {}
+    order: list[str] = []
+    for t in terms:
+        if isinstance(t, Num):
+            constant += t.value
+            continue
+        base, coef = _split_coefficient(t)
+        key = base.render_str()
+        if key in coefficients:
+            coefficients[key] = (base, coefficients[key][1] + coef)
+        else:
+            coefficients[key] = (base, coef)
+            order.append(key)
+    out = [mul(coefficients[k][0], coefficients[k][1]) for k in order if coefficients[k][1] != 0]
+    if constant != 0 or not out:
+        out.append(Num(constant))
+    return out[0] if len(out) == 1 else Sum(tuple(out))
+
+
+def mul(a: Expr, b: int) -> Expr:
+    if b == 0:
+        return Num(0)
+    if b == 1:
+        return a
+    if isinstance(a, Num):
+        return Num(a.value * b)
+    if isinstance(a, Mul):
+        return mul(a.a, a.b * b)
+    if isinstance(a, Sum):
+        return functools.reduce(add, (mul(t, b) for t in a.terms))
+    return Mul(a, b)
+
+
+def floordiv(a: Expr, b: int) -> Expr:
+    assert isinstance(b, int) and b > 0, f"division by {b}"
+    if b == 1:
+        return a
+    if isinstance(a, Num):
+        return Num(a.value // b)
+    if a.min >= 0 and a.max < b:
+        return Num(0)
+    if a.min // b == a.max // b:
+        return Num(a.min // b)
+    if isinstance(a, Mul) and a.b % b == 0:
+        return mul(a.a, a.b // b)
+    if isinstance(a, Div):
+        return floordiv(a.a, a.b * b)
+    if isinstance(a, Sum):
+        # floor((b*q + r) / b) == q + floor(r / b) for integer q
+        whole, rest = [], []
+        for t in a.terms:
+            _, coef = _split_coefficient(t) if not isinstance(t, Num) else (None, t.value)
+            (whole if coef % b == 0 else rest).append(t)
+        if whole:
+            quotient = functools.reduce(add, (floordiv(t, b) for t in whole))
+            remainder = functools.reduce(add, rest) if rest else Num(0)
+            return add(quotient, floordiv(remainder, b))
+        # a common factor of every coefficient: (2*i + 2*j) // 4 == (i + j) // 2
+        g = math.gcd(b, *(_split_coefficient(t)[1] if not isinstance(t, Num) else t.value for t in a.terms))
+        if g > 1:
+            return floordiv(functools.reduce(add, (_divide_exact(t, g) for t in a.terms)), b // g)
+    return Div(a, b)
+
+
+def _divide_exact(e: Expr, g: int) -> Expr:
+    if isinstance(e, Num):
+        return Num(e.value // g)
+    base, coef = _split_coefficient(e)
+    return mul(base, coef // g)
+
+
+def mod(a: Expr, b: int) -> Expr:
+    assert isinstance(b, int) and b > 0, f"modulo by {b}"
+    if b == 1:
+        return Num(0)
+    if isinstance(a, Num):
+        return Num(a.value % b)
+    if a.min >= 0 and a.max < b:
+        return a
+    if a.min // b == a.max // b:
+        return add(a, Num(-(a.min // b) * b))
+    if isinstance(a, Mul) and a.b % b == 0:
+        return Num(0)
+    if isinstance(a, Sum):
+        kept = [t for t in a.terms
+                if (t.value if isinstance(t, Num) else _split_coefficient(t)[1]) % b != 0]
+        if len(kept) != len(a.terms):
+            return mod(functools.reduce(add, kept) if kept else Num(0), b)
+    return Mod(a, b)
+
+
+def less_than(a: Expr, b: int) -> Expr:
+    if a.max < b:
+        return TRUE
+    if a.min >= b:
+        return FALSE
+    return Lt(a, b)
+
+
+def logical_and(terms) -> Expr:
+    kept = []
+    for t in terms:
+        if isinstance(t, Num):
+            if t.value == 0:
+                return FALSE
+            continue
+        kept.extend(t.terms if isinstance(t, And) else [t])
+    if not kept:
+        return TRUE
+    return kept[0] if len(kept) == 1 else And(tuple(kept))

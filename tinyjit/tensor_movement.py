@@ -1,0 +1,240 @@
+"""Movement ops of Tensor: views (reshape, permute, expand, pad, shrink, flip) and what is built from them
+(slicing with steps, squeeze, cat, stack, split, repeat). None of these copies data."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Sequence
+
+import numpy as np
+
+from tinyjit.helpers import normalize_axis, prod
+from tinyjit.ops import Op
+
+if TYPE_CHECKING:
+    from tinyjit.tensor import Tensor
+
+
+def _dims(args) -> tuple:
+    if len(args) == 1 and isinstance(args[0], (tuple, list)):
+        return tuple(args[0])
+    return tuple(args)
+
+
+class MovementMixin:
+    def _movement(self, op: Op, arg) -> "Tensor":
+        return self._apply_movement(op, arg)
+
+    def _apply_movement(self, op: Op, arg) -> "Tensor":
+        from tinyjit.tensor import Tensor
+        return Tensor(self.node.movement(op, arg))
+
+    def reshape(self, *shape) -> "Tensor":
+        shape = _dims(shape)
+        if sum(1 for s in shape if s == -1) > 1:
+            raise ValueError(f"reshape: only one dimension can be -1, got {shape}")
+        for s in shape:
+            if not isinstance(s, (int, np.integer)) or s < -1:
+                raise ValueError(f"reshape: invalid size {s!r} in {shape}")
+        if -1 in shape:
+            known = prod(s for s in shape if s != -1)
+            if known == 0 or self.numel() % known:
+                raise ValueError(f"reshape: cannot reshape tensor of shape {self.shape} into {shape}")
+            shape = tuple(self.numel() // known if s == -1 else s for s in shape)
+        shape = tuple(int(s) for s in shape)
+        if prod(shape) != self.numel():
+            raise ValueError(f"reshape: cannot reshape tensor of shape {self.shape} ({self.numel()} elements) "
+                             f"into {shape} ({prod(shape)} elements)")
+        return self._movement(Op.RESHAPE, shape)
+
+    def view(self, *shape) -> "Tensor":
+        return self.reshape(*shape)
+
+    def permute(self, *order) -> "Tensor":
+        order = tuple(normalize_axis(o, self.ndim, "permute") for o in _dims(order))
+        if sorted(order) != list(range(self.ndim)):
+            raise ValueError(f"permute: {order} is not a permutation of the {self.ndim} dims of shape {self.shape}")
+        return self._movement(Op.PERMUTE, order)
+
+    def expand(self, *shape) -> "Tensor":
+        shape = _dims(shape)
+        if len(shape) < self.ndim:
+            raise ValueError(f"expand: target {shape} has fewer dims than the tensor's shape {self.shape}")
+        x = self.reshape((1,) * (len(shape) - self.ndim) + self.shape) if len(shape) > self.ndim else self
+        new = tuple(s if t == -1 else t for s, t in zip(x.shape, shape))
+        for s, t in zip(x.shape, new):
+            if s != t and s != 1:
+                raise ValueError(f"expand: cannot expand shape {self.shape} to {tuple(shape)}")
+        return x._movement(Op.EXPAND, new)
+
+    def expand_as(self, other) -> "Tensor":
+        return self.expand(other.shape)
+
+    def broadcast_to(self, shape) -> "Tensor":
+        return self.expand(shape)
+
+    def shrink(self, arg) -> "Tensor":
+        """Keep [lo, hi) of each dimension (None keeps it whole)."""
+        arg = tuple((0, s) if a is None else tuple(a) for a, s in zip(arg, self.shape))
+        for (lo, hi), s in zip(arg, self.shape):
+            if not 0 <= lo <= hi <= s:
+                raise ValueError(f"shrink: range {(lo, hi)} is outside a dimension of size {s} (shape {self.shape})")
+        return self._movement(Op.SHRINK, arg)
+
+    def pad(self, padding, value: float = 0.0, mode: str = "constant") -> "Tensor":
+        """`padding` is either one (before, after) pair per dim, or PyTorch's flat form: last dim first."""
+        if mode != "constant":
+            raise NotImplementedError(f"pad: mode {mode!r} (only 'constant' is supported)")
+        padding = tuple(padding)
+        if padding and all(isinstance(p, (int, np.integer)) for p in padding):
+            if len(padding) % 2 or len(padding) // 2 > self.ndim:
+                raise ValueError(f"pad: {padding} needs an even number of values, at most 2 per dim of {self.shape}")
+            pairs = [(0, 0)] * self.ndim
+            for i in range(len(padding) // 2):
+                pairs[self.ndim - 1 - i] = (int(padding[2 * i]), int(padding[2 * i + 1]))
+        else:
+            pairs = [(0, 0) if p is None else (int(p[0]), int(p[1])) for p in padding]
+            if len(pairs) != self.ndim:
+                raise ValueError(f"pad: {len(pairs)} pairs for a tensor with {self.ndim} dims (shape {self.shape})")
+        x = self
+        # negative padding crops
+        if any(b < 0 or a < 0 for b, a in pairs):
+            x = x.shrink(tuple((-min(b, 0), s + min(a, 0)) for (b, a), s in zip(pairs, x.shape)))
+            pairs = [(max(b, 0), max(a, 0)) for b, a in pairs]
+        out = x._movement(Op.PAD, tuple(pairs))
+        if value != 0:
+            from tinyjit.tensor import Tensor
+            mask = Tensor.ones(*x.shape, dtype="bool", device=x.device)._movement(Op.PAD, tuple(pairs))
+            out = mask.where(out, value)
+        return out
+
+    def flip(self, *axes) -> "Tensor":
+        axes = tuple(sorted({normalize_axis(a, self.ndim, "flip") for a in _dims(axes)}))
+        return self._movement(Op.FLIP, axes)
+
+    # ---- derived ----
+    def transpose(self, dim0: int = -2, dim1: int = -1) -> "Tensor":
+        if self.ndim < 2 and dim0 in (-2, -1) and dim1 in (-2, -1):
+            return self
+        d0, d1 = normalize_axis(dim0, self.ndim, "transpose"), normalize_axis(dim1, self.ndim, "transpose")
+        order = list(range(self.ndim))
+        order[d0], order[d1] = order[d1], order[d0]
+        return self.permute(order)
+
+    @property
+    def T(self) -> "Tensor":  # noqa: N802
+        return self.permute(tuple(reversed(range(self.ndim))))
+
+    @property
+    def mT(self) -> "Tensor":  # noqa: N802
+        return self.transpose(-2, -1)
+
+    def flatten(self, start_dim: int = 0, end_dim: int = -1) -> "Tensor":
+        if self.ndim == 0:
+            return self.reshape(1)
+        s, e = normalize_axis(start_dim, self.ndim, "flatten"), normalize_axis(end_dim, self.ndim, "flatten")
+        return self.reshape(self.shape[:s] + (prod(self.shape[s:e + 1]),) + self.shape[e + 1:])
+
+    def unflatten(self, dim: int, sizes) -> "Tensor":
+        d = normalize_axis(dim, self.ndim, "unflatten")
+        return self.reshape(self.shape[:d] + tuple(sizes) + self.shape[d + 1:])
+
+    def squeeze(self, dim=None) -> "Tensor":
+        if dim is None:
+            return self.reshape(tuple(s for s in self.shape if s != 1))
+        dims = {normalize_axis(d, self.ndim, "squeeze") for d in (dim if isinstance(dim, (tuple, list)) else [dim])}
+        return self.reshape(tuple(s for i, s in enumerate(self.shape) if not (i in dims and s == 1)))
+
+    def unsqueeze(self, dim: int) -> "Tensor":
+        d = normalize_axis(dim, self.ndim + 1, "unsqueeze")
+        return self.reshape(self.shape[:d] + (1,) + self.shape[d:])
+
+    def repeat(self, *repeats) -> "Tensor":
+        repeats = _dims(repeats)
+        if len(repeats) < self.ndim:
+            raise ValueError(f"repeat: {len(repeats)} repeats for a tensor with {self.ndim} dims")
+        x = self.reshape((1,) * (len(repeats) - self.ndim) + self.shape)
+        # put a new axis of size r before each dim, expand it, then merge the pairs
+        interleaved = tuple(v for s in x.shape for v in (1, s))
+        expanded = tuple(v for r, s in zip(repeats, x.shape) for v in (r, s))
+        return x.reshape(interleaved).expand(expanded).reshape(tuple(r * s for r, s in zip(repeats, x.shape)))
+
+    def _stride_axis(self, axis: int, step: int) -> "Tensor":
+        """Every `step`-th element along `axis` (step > 0): pad to a multiple, split, keep the first column."""
+        if step == 1:
+            return self
+        n = self.shape[axis]
+        count = -(-n // step)
+        x = self.pad(tuple((0, count * step - n) if i == axis else (0, 0) for i in range(self.ndim)))
+        x = x.reshape(self.shape[:axis] + (count, step) + self.shape[axis + 1:])
+        x = x.shrink(tuple((0, 1) if i == axis + 1 else None for i in range(x.ndim)))
+        return x.reshape(self.shape[:axis] + (count,) + self.shape[axis + 1:])
+
+    def __getitem__(self, index) -> "Tensor":
+        from tinyjit.indexing import getitem
+        return getitem(self, index)
+
+    def __setitem__(self, index, value) -> None:
+        from tinyjit.indexing import setitem
+        setitem(self, index, value)
+
+    def chunk(self, chunks: int, dim: int = 0) -> list["Tensor"]:
+        d = normalize_axis(dim, self.ndim, "chunk")
+        size = -(-self.shape[d] // chunks) if self.shape[d] else 1
+        return self.split(size, d)
+
+    def split(self, split_size, dim: int = 0) -> list["Tensor"]:
+        d = normalize_axis(dim, self.ndim, "split")
+        n = self.shape[d]
+        if isinstance(split_size, int):
+            if split_size <= 0:
+                raise ValueError(f"split: split_size must be positive, got {split_size}")
+            sizes = [min(split_size, n - i) for i in range(0, n, split_size)] or [0]
+        else:
+            sizes = list(split_size)
+            if sum(sizes) != n:
+                raise ValueError(f"split: sizes {sizes} do not add up to {n}, the size of dim {d} of {self.shape}")
+        out, start = [], 0
+        for s in sizes:
+            out.append(self.shrink(tuple((start, start + s) if i == d else None for i in range(self.ndim))))
+            start += s
+        return out
+
+    def cat(self, *others, dim: int = 0) -> "Tensor":
+        tensors = [self, *others]
+        d = normalize_axis(dim, self.ndim, "cat")
+        for t in tensors[1:]:
+            if t.ndim != self.ndim or any(a != b for i, (a, b) in enumerate(zip(t.shape, self.shape)) if i != d):
+                raise ValueError(f"cat: shapes {self.shape} and {t.shape} differ outside dim {d}")
+            if t.device != self.device:
+                raise RuntimeError(f"cat: tensors on different devices ({self.device} and {t.device})")
+        from tinyjit.dtype import promote
+        dt = tensors[0].dtype
+        for t in tensors[1:]:
+            dt = promote(dt, t.dtype)
+        total = sum(t.shape[d] for t in tensors)
+        out, start = None, 0
+        for t in tensors:
+            n = t.shape[d]
+            padded = t.cast(dt).pad(tuple((start, total - start - n) if i == d else (0, 0) for i in range(t.ndim)))
+            out = padded if out is None else out + padded
+            start += n
+        return out
+
+    def stack(self, *others, dim: int = 0) -> "Tensor":
+        d = normalize_axis(dim, self.ndim + 1, "stack")
+        tensors = [self, *others]
+        for t in tensors[1:]:
+            if t.shape != self.shape:
+                raise ValueError(f"stack: all tensors need the same shape, got {self.shape} and {t.shape}")
+        return tensors[0].unsqueeze(d).cat(*[t.unsqueeze(d) for t in tensors[1:]], dim=d)
+
+
+def cat(tensors: Sequence["Tensor"], dim: int = 0) -> "Tensor":
+    if not tensors:
+        raise ValueError("cat: expected a non-empty list of tensors")
+    return tensors[0].cat(*tensors[1:], dim=dim)
+
+
+def stack(tensors: Sequence["Tensor"], dim: int = 0) -> "Tensor":
+    if not tensors:
+        raise ValueError("stack: expected a non-empty list of tensors")
+    return tensors[0].stack(*tensors[1:], dim=dim)
