@@ -174,7 +174,7 @@ def _parse_lines(block: bytes, ncols: int, name: str) -> np.ndarray:
     text = block.replace(b"\r", b"").replace(b"\n", b",")
     try:
         with warnings.catch_warnings():
-            # numpy < 2.3 only warns (DeprecationWarning) where newer versions raise ValueError on bad data.
+            # Older numpy only warns (DeprecationWarning) on unparsable data where current numpy raises ValueError.
             warnings.simplefilter("error", DeprecationWarning)
             values = np.fromstring(text, dtype=np.int32, sep=",")
     except (ValueError, DeprecationWarning) as e:
