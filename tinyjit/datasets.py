@@ -162,16 +162,17 @@ def _parse_uint8_csv(stream, ncols: int, name: str) -> np.ndarray:
         rest = data[cut:]
         if cut:
             parts.append(_parse_lines(data[:cut], ncols, name))
-    if rest.strip():
-        parts.append(_parse_lines(rest + b"\n", ncols, name))
+    if rest:
+        parts.append(_parse_lines(rest, ncols, name))
     if not parts:
         return np.empty((0, ncols), dtype=np.uint8)
     return np.concatenate(parts)
 
 
 def _parse_lines(block: bytes, ncols: int, name: str) -> np.ndarray:
-    rows = block.count(b"\n")
-    text = block.replace(b"\r", b"").replace(b"\n", b",")
+    """Parse complete CSV lines (LF or CRLF; blank lines are skipped) into a (rows, ncols) uint8 array."""
+    lines = [line for line in block.replace(b"\r", b"").split(b"\n") if line.strip()]
+    rows, text = len(lines), b",".join(lines)
     try:
         with warnings.catch_warnings():
             # Older numpy only warns (DeprecationWarning) on unparsable data where current numpy raises ValueError.
