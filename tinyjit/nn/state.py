@@ -266,8 +266,9 @@ def torch_load(path: str | os.PathLike, as_numpy: bool = False, flatten: bool = 
         if len(pickles) != 1:
             raise ValueError(f"{path}: expected one <prefix>/data.pkl in the zip, found {pickles or 'none'}")
         prefix = pickles[0][:-len("/data.pkl")]
-        byteorder = zf.read(f"{prefix}/byteorder").decode().strip() if f"{prefix}/byteorder" in zf.namelist() \
-            else "little"
+        # Older torch versions do not write this member; their checkpoints are little-endian in practice.
+        byteorder_member = f"{prefix}/byteorder"
+        byteorder = zf.read(byteorder_member).decode().strip() if byteorder_member in zf.namelist() else "little"
         if byteorder not in ("little", "big"):
             raise ValueError(f"{path}: unknown byteorder {byteorder!r}")
         with zf.open(pickles[0]) as f:
