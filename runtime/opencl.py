@@ -96,13 +96,14 @@ class CLProgram:
 
     def __call__(self, *bufs, global_size=(1, 1, 1), local_size=(1, 1, 1), wait=False) -> float | None:
         """Launch; plain Python ints are passed as 32-bit `int` kernel arguments, everything else as buffers."""
-        for i, arg in enumerate(bufs):
-            self.kernel.set_arg(i, np.int32(arg) if isinstance(arg, (int, np.integer)) else arg)
         gsize, lsize = _launch_dims(global_size, local_size)
         try:
+            for i, arg in enumerate(bufs):
+                self.kernel.set_arg(i, np.int32(arg) if isinstance(arg, (int, np.integer)) else arg)
             event = cl.enqueue_nd_range_kernel(self.device.queue, self.kernel, gsize, lsize)
         except cl.Error as e:
-            raise RuntimeError(f"CL launch of kernel {self.name!r} (global {gsize}, local {lsize}) failed: {e}") from None
+            where = f"kernel {self.name!r} (global {gsize}, local {lsize})"
+            raise RuntimeError(f"CL launch of {where} failed: {e}") from None
         if not wait:
             return None
         event.wait()

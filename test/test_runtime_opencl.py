@@ -125,6 +125,15 @@ def test_local_memory_reduction_with_barrier(cache_dir):
 
 
 @needs_device
+def test_launch_failure_is_readable(cache_dir):
+    prg = DEVICE.program("add", DEVICE.compile(ADD_SRC))
+    h = DEVICE.allocator.alloc(4)
+    too_big = DEVICE.device.max_work_group_size * 2
+    with pytest.raises(RuntimeError, match="CL launch of kernel 'add'"):
+        prg(h, h, h, global_size=(1,), local_size=(too_big,), wait=True)
+
+
+@needs_device
 def test_compile_error_has_numbered_source_and_log(cache_dir):
     bad = "__kernel void broken(__global float* out) {\n  out[0] = undefined_name;\n}\n"
     with pytest.raises(CompileError) as info:
