@@ -41,14 +41,15 @@ class CUDAError(RuntimeError):
 
 @functools.lru_cache(maxsize=None)
 def nvrtc_version() -> str:
-    """"major.minor" of the loaded NVRTC; DeviceUnavailable when cuda-python or libnvrtc is missing."""
+    """The loaded NVRTC's version as 'major.minor'; DeviceUnavailable when cuda-python or libnvrtc is missing."""
     if nvrtc is None:
         raise DeviceUnavailable(f"NVRTC unavailable: cuda-python is not installed ({INSTALL_HINT})")
     try:
         err, major, minor = nvrtc.nvrtcVersion()
     except Exception as e:  # cuda-python raises its own loader errors when libnvrtc.so cannot be found
-        raise DeviceUnavailable(f"NVRTC unavailable: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-                                f" ({INSTALL_HINT} installs nvidia-cuda-nvrtc)") from None
+        first_line = (str(e).splitlines() or [""])[0]
+        raise DeviceUnavailable(f"NVRTC unavailable: {type(e).__name__}: {first_line} "
+                                f"({INSTALL_HINT} installs nvidia-cuda-nvrtc)") from None
     _nvrtc_check(err, "nvrtcVersion")
     return f"{major}.{minor}"
 
