@@ -125,6 +125,16 @@ def test_nvrtc_error_has_numbered_source_and_log():
     assert "not_declared" in info.value.log and "undefined" in info.value.log
 
 
+def test_missing_nvrtc_is_device_unavailable(monkeypatch):
+    monkeypatch.setattr(rcuda, "nvrtc", None)
+    rcuda.nvrtc_version.cache_clear()
+    try:
+        with pytest.raises(DeviceUnavailable, match=r"pip install 'tinyjit\[cuda\]'"):
+            rcuda.nvrtc_compile(ELEMENTWISE)
+    finally:
+        rcuda.nvrtc_version.cache_clear()
+
+
 def test_pick_target_prefers_cubin_for_the_device_arch():
     supported = (75, 80, 86, 90, 120)
     assert rcuda.pick_target((8, 6), supported) == ("sm_86", "cubin")
