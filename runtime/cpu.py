@@ -108,8 +108,8 @@ class CPUDevice:
             module = llvm.parse_assembly(src)
             module.verify()
         except RuntimeError as e:
-            raise CompileError(src, str(e), "LLVM IR") from None
-        tuning = llvm.create_pipeline_tuning_options(speed_level=3, size_level=0)
+            raise CompileError("LLVM IR failed to parse or verify", src, str(e)) from None
+        tuning = llvm.create_pipeline_tuning_options(speed_level=3)
         tuning.loop_vectorization = True
         tuning.slp_vectorization = True
         builder = llvm.create_pass_builder(self.target_machine, tuning)
@@ -129,7 +129,7 @@ class CPUDevice:
         self.engine.finalize_object()
         address = self.engine.get_function_address(name)
         if not address:
-            raise CompileError("", f"symbol {name} not found in the compiled object", "LLVM object")
+            raise CompileError(f"symbol {name} not found in the compiled LLVM object")
         return CPUProgram(self, name, address)
 
     def synchronize(self) -> None:

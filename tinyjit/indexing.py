@@ -1,0 +1,209 @@
+"""Tensor indexing: x[...] with ints, slices (any step), None, Ellipsis and integer tensors, and x[...] = v.
+
+Basic indexing is movement ops only (a view); an integer tensor index becomes a one-hot multiply-sum.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from tinyjit.helpers import prod
+
+if TYPE_CHECKING:
+    from tinyjit.tensor import Tensor
+
+
+def _normalize(x, index) -> list:
+    from tinyjit.tensor import Tensor
+    if not isinstance(index, tuple):
+        index = (index,)
+    items = []
+    for it in index:
+        if isinstance(it, (list, np.ndarray)) and not isinstance(it, Tensor):
+            it = Tensor(np.asarray(it), device=x.device)
+        if isinstance(it, (bool, np.bool_)):
+            raise TypeError("indexing with a Python bool is not supported")
+        if isinstance(it, np.integer):
+            it = int(it)
+        if not (it is None or it is Ellipsis or isinstance(it, (int, slice, Tensor))):
+            raise TypeError(f"invalid index of type {type(it).__name__}: use ints, slices, None, ... or int tensors")
+        items.append(it)
+    ellipses = [i for i, it in enumerate(items) if it is Ellipsis]
+    if len(ellipses) > 1:
+        raise IndexError("an index can only have one ellipsis (...)")
+    consumed = sum(1 for it in items if it is not None and it is not Ellipsis)
+    if consumed > x.ndim:
+        raise IndexError(f"too many indices for a tensor of shape {x.shape}: {consumed} given")
+    fill = [slice(None)] * (x.ndim - consumed)
+    if ellipses:
+        e = ellipses[0]
+        items = items[:e] + fill + items[e + 1:]
+    else:
+        items = items + fill
+    for it in items:
+        if isinstance(it, Tensor) and it.dtype.is_float:
+            raise IndexError(f"tensors used as indices must be int or bool, got {it.dtype.name}")
+    return items
+
+
+def _basic(x, items) -> tuple["Tensor", list[tuple[int, "Tensor"]]]:
+    """Apply ints/slices/None; return the view and the (output axis, index tensor) pairs still to apply."""
+    from tinyjit.tensor import Tensor
+    out_shape, tensor_indices = [], []
+    dim = 0
+    for it in items:
+        if it is None:
+            out_shape.append(("new", 1))
+            continue
+        size = x.shape[dim]
+        if isinstance(it, int):
+            i = it + size if it < 0 else it
+            if not 0 <= i < size:
+                raise IndexError(f"index {it} is out of bounds for dimension {dim} with size {size}")
+            x = x.shrink(tuple((i, i + 1) if a == dim else None for a in range(x.ndim)))
+            out_shape.append(("drop", dim))
+        elif isinstance(it, slice):
+            r = range(*it.indices(size))
+            n = len(r)
+            if n == 0:
+                x = x.shrink(tuple((0, 0) if a == dim else None for a in range(x.ndim)))
+            else:
+                step = r.step
+                first = r[0]
+                if step < 0:
+                    x = x.flip(dim)
+                    first, step = size - 1 - first, -step
+                x = x.shrink(tuple((first, first + (n - 1) * step + 1) if a == dim else None for a in range(x.ndim)))
+                x = x._stride_axis(dim, step)
+            out_shape.append(("keep", dim))
+        else:
+            assert isinstance(it, Tensor)
+            out_shape.append(("tensor", dim))
+            tensor_indices.append((dim, it))
+        dim += 1
+    # final shape: drop int-indexed dims, insert None dims
+    shape, tensor_axes = [], []
+    for kind, v in out_shape:
+        if kind == "new":
+            shape.append(1)
+        elif kind in ("keep", "tensor"):
+            if kind == "tensor":
+                tensor_axes.append(len(shape))
+            shape.append(x.shape[v])
+    x = x.reshape(tuple(shape))
+    return x, [(axis, t) for axis, (_, t) in zip(tensor_axes, tensor_indices)]
+
+
+def getitem(x: "Tensor", index) -> "Tensor":
+    from tinyjit.tensor import Tensor, broadcast_shape
+    items = _normalize(x, index)
+    x, tensor_indices = _basic(x, items)
+    if not tensor_indices:
+        return x
+    axes = [a for a, _ in tensor_indices]
+    idx_shape = ()
+    for _, t in tensor_indices:
+        idx_shape = broadcast_shape(idx_shape, t.shape, "index")
+    # bool masks are not supported as lazy indices (their result shape depends on the data)
+    for _, t in tensor_indices:
+        if t.dtype.name == "bool":
+            raise IndexError("boolean mask indexing is not supported (the result shape would depend on the data); "
+                             "use Tensor.where instead")
+    adjacent = axes == list(range(axes[0], axes[0] + len(axes)))
+    # move the indexed axes together (to the front when they are not adjacent, like NumPy)
+    rest = [a for a in range(x.ndim) if a not in axes]
+    insert_at = axes[0] if adjacent else 0
+    order = rest[:insert_at] + axes + rest[insert_at:]
+    x = x.permute(order)
+    sizes = [x.shape[insert_at + i] for i in range(len(axes))]
+    linear = None
+    for (axis, t), size, stride in zip(tensor_indices, sizes, _strides(sizes)):
+        t = t.cast("int32") if t.dtype.itemsize < 4 else t
+        t = (t < 0).where(t + size, t)
+        term = t._broadcast_to(idx_shape) * stride
+        linear = term if linear is None else linear + term
+    flat = x.reshape(x.shape[:insert_at] + (prod(sizes),) + x.shape[insert_at + len(axes):])
+    n = prod(sizes)
+    pre, post = flat.shape[:insert_at], flat.shape[insert_at + 1:]
+    # (pre, 1.., post, n) * onehot(1.., idx, 1.., n) summed over n
+    moved = flat.permute(tuple(range(insert_at)) + tuple(range(insert_at + 1, flat.ndim)) + (insert_at,))
+    moved = moved.reshape(pre + (1,) * len(idx_shape) + post + (n,))
+    onehot = linear.unsqueeze(-1) == Tensor.arange(n, dtype=linear.dtype, device=x.device)
+    onehot = onehot.reshape((1,) * len(pre) + idx_shape + (1,) * len(post) + (n,))
+    picked = onehot.where(moved, 0)
+    return picked.sum(-1, dtype=x.dtype if x.dtype.is_float else None).cast(x.dtype)
+
+
+def _strides(sizes: list[int]) -> list[int]:
+    out, acc = [], 1
+    for s in reversed(sizes):
+        out.append(acc)
+        acc *= s
+    return list(reversed(out))
+
+
+def setitem(x: "Tensor", index, value) -> None:
+    """x[index] = value for basic indices: the value is moved back into place with the inverse movement ops and
+    merged with a mask, then assigned into x's buffer."""
+    from tinyjit.tensor import Tensor
+    items = _normalize(x, index)
+    if any(isinstance(it, Tensor) for it in items):
+        raise NotImplementedError("setitem with integer-tensor indices is not supported; use Tensor.where")
+    positions = Tensor.ones(*x.shape, dtype="bool", device=x.device)
+    region, _ = _basic(x, items)
+    value = value if isinstance(value, Tensor) else Tensor(value, dtype=x.dtype, device=x.device)
+    value = value.cast(x.dtype)
+    try:
+        value = value._broadcast_to(region.shape)
+    except ValueError:
+        raise ValueError(f"setitem: value of shape {value.shape} cannot be broadcast to the indexed region "
+                         f"{region.shape}") from None
+    placed, mask = _scatter_basic(x, items, value), _scatter_basic(x, items, positions[tuple(items)])
+    x.assign(mask.where(placed, x))
+
+
+def _scatter_basic(x, items, value):
+    """Inverse of `_basic`: a tensor of x's shape holding `value` in the indexed region, 0 elsewhere."""
+    # undo the final reshape: back to one axis per original dim (size 1 for int indices)
+    shape = []
+    dim = 0
+    for it in items:
+        if it is None:
+            continue
+        size = x.shape[dim]
+        if isinstance(it, int):
+            shape.append(1)
+        else:
+            shape.append(len(range(*it.indices(size))))
+        dim += 1
+    v = value.reshape(tuple(shape))
+    dim = 0
+    for it in items:
+        if it is None:
+            continue
+        size = x.shape[dim]
+        if isinstance(it, int):
+            i = it + size if it < 0 else it
+            v = v.pad(tuple((i, size - i - 1) if a == dim else (0, 0) for a in range(v.ndim)))
+        else:
+            r = range(*it.indices(size))
+            n = len(r)
+            if n == 0:
+                v = v.pad(tuple((0, size) if a == dim else (0, 0) for a in range(v.ndim)))
+            else:
+                step, first, flip = r.step, r[0], False
+                if step < 0:
+                    first, step, flip = size - 1 - first, -step, True
+                if step > 1:   # spread: (n,) -> (n, step) padded -> (n*step,) -> cut to the span
+                    pre, post = v.shape[:dim], v.shape[dim + 1:]
+                    v = v.reshape(pre + (n, 1) + post)
+                    v = v.pad(tuple((0, step - 1) if a == dim + 1 else (0, 0) for a in range(v.ndim)))
+                    v = v.reshape(pre + (n * step,) + post)
+                    v = v.shrink(tuple((0, (n - 1) * step + 1) if a == dim else None for a in range(v.ndim)))
+                span = v.shape[dim]
+                v = v.pad(tuple((first, size - first - span) if a == dim else (0, 0) for a in range(v.ndim)))
+                if flip:
+                    v = v.flip(dim)
+        dim += 1
+    return v

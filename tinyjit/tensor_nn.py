@@ -1,0 +1,272 @@
+"""Linear algebra and neural-network building blocks of Tensor, composed from movement ops and reduces:
+matmul is a broadcast multiply summed over the shared axis, conv2d a multiply-sum over sliding windows."""
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Optional
+
+from tinyjit.dtype import dtypes
+from tinyjit.helpers import normalize_axis, prod
+
+if TYPE_CHECKING:
+    from tinyjit.tensor import Tensor
+
+
+def _pair(x, n: int = 2) -> tuple[int, ...]:
+    return tuple(x) if isinstance(x, (tuple, list)) else (x,) * n
+
+
+class NNMixin:
+    # ---- linear algebra ----
+    def matmul(self, other) -> "Tensor":
+        from tinyjit.tensor import Tensor, broadcast_shape
+        if not isinstance(other, Tensor):
+            other = Tensor(other, device=self.device)
+        if self.ndim == 0 or other.ndim == 0:
+            raise ValueError(f"matmul: both operands need at least 1 dimension, got shapes {self.shape} and "
+                             f"{other.shape}")
+        x = self.unsqueeze(0) if self.ndim == 1 else self
+        w = other.unsqueeze(-1) if other.ndim == 1 else other
+        if x.shape[-1] != w.shape[-2]:
+            raise ValueError(f"matmul: shapes {self.shape} and {other.shape} do not match "
+                             f"({x.shape[-1]} != {w.shape[-2]})")
+        batch = broadcast_shape(x.shape[:-2], w.shape[:-2], "matmul")
+        n, k, m = x.shape[-2], x.shape[-1], w.shape[-1]
+        # (..., n, 1, k) * (..., 1, m, k) summed over k
+        xb = x.reshape(x.shape[:-1] + (1, k)).expand(batch + (n, m, k))
+        wb = w.transpose(-1, -2).reshape(w.shape[:-2] + (1, m, k)).expand(batch + (n, m, k))
+        out = (xb * wb).sum(-1, dtype=(xb * wb).dtype if (xb * wb).dtype.is_float else None)
+        if self.ndim == 1:
+            out = out.squeeze(-2)
+        if other.ndim == 1:
+            out = out.squeeze(-1)
+        return out
+
+    def dot(self, other) -> "Tensor":
+        return self.matmul(other)
+
+    def linear(self, weight, bias=None) -> "Tensor":
+        """x @ weight.T + bias, with PyTorch's (out_features, in_features) weight layout."""
+        out = self.matmul(weight.transpose(-1, -2) if weight.ndim > 1 else weight)
+        return out + bias if bias is not None else out
+
+    # ---- sliding windows ----
+    def _windows(self, kernel: tuple[int, ...], stride: tuple[int, ...], dilation: tuple[int, ...]) -> "Tensor":
+        """(..., *spatial) -> (..., *out_spatial, *kernel): every window as a view, no copy.
+
+        For one dim of size i: repeat the row k times with a stride of i + d (by expanding, flattening and
+        reshaping with one extra column per repeat), so window element j of output position o sits at row j,
+        column o*s + j*d... after the shift each row is the input moved left by j*d."""
+        prefix = self.shape[:-len(kernel)]
+        x = self
+        for axis_from_end in range(len(kernel), 0, -1):
+            pos = x.ndim - axis_from_end
+            k, s, d = kernel[-axis_from_end], stride[-axis_from_end], dilation[-axis_from_end]
+            x = _window_one_axis(x, pos, k, s, d)
+        # x is now (..., o1, k1, o2, k2, ...): move kernel axes last
+        n = len(kernel)
+        base = len(prefix)
+        order = list(range(base)) + [base + 2 * i for i in range(n)] + [base + 2 * i + 1 for i in range(n)]
+        return x.permute(order)
+
+    def conv2d(self, weight, bias=None, stride=1, padding=0, dilation=1, groups: int = 1) -> "Tensor":
+        """PyTorch conv2d: self (N, Cin, H, W), weight (Cout, Cin/groups, kh, kw)."""
+        if self.ndim != 4 or weight.ndim != 4:
+            raise ValueError(f"conv2d: expected a 4-d input and weight, got shapes {self.shape} and {weight.shape}")
+        return self._conv(weight, bias, stride, padding, dilation, groups, 2, "conv2d")
+
+    def conv1d(self, weight, bias=None, stride=1, padding=0, dilation=1, groups: int = 1) -> "Tensor":
+        if self.ndim != 3 or weight.ndim != 3:
+            raise ValueError(f"conv1d: expected a 3-d input and weight, got shapes {self.shape} and {weight.shape}")
+        return self._conv(weight, bias, stride, padding, dilation, groups, 1, "conv1d")
+
+    def _conv(self, weight, bias, stride, padding, dilation, groups, nd: int, name: str) -> "Tensor":
+        n, cin = self.shape[:2]
+        cout, cin_g = weight.shape[:2]
+        kernel = weight.shape[2:]
+        if cin % groups or cout % groups or cin // groups != cin_g:
+            raise ValueError(f"{name}: input channels {cin} and weight {weight.shape} do not fit groups={groups}")
+        stride, dilation = _pair(stride, nd), _pair(dilation, nd)
+        if isinstance(padding, str):
+            if padding == "valid":
+                padding = 0
+            elif padding == "same":
+                padding = tuple(d * (k - 1) // 2 for d, k in zip(dilation, kernel))
+            else:
+                raise ValueError(f"{name}: padding must be an int, a tuple, 'same' or 'valid', got {padding!r}")
+        pad = _pair(padding, nd)
+        x = self.pad(((0, 0), (0, 0)) + tuple((p, p) for p in pad))
+        for size, k, d in zip(x.shape[2:], kernel, dilation):
+            if size < d * (k - 1) + 1:
+                raise ValueError(f"{name}: kernel {tuple(kernel)} (dilation {dilation}) is larger than the padded "
+                                 f"input {x.shape[2:]}")
+        win = x._windows(kernel, stride, dilation)           # (N, Cin, *out, *k)
+        out_sp = win.shape[2:2 + nd]
+        cout_g = cout // groups
+        # (N, G, 1, Cin/G, *out, *k) * (1, G, Cout/G, Cin/G, 1.., *k), summed over Cin/G and k
+        win = win.reshape((n, groups, 1, cin_g) + out_sp + tuple(kernel))
+        w = weight.reshape((1, groups, cout_g, cin_g) + (1,) * nd + tuple(kernel))
+        prod_ = win * w
+        red = (3,) + tuple(range(4 + nd, 4 + 2 * nd))
+        out = prod_.sum(red).reshape((n, cout) + out_sp)
+        if bias is not None:
+            out = out + bias.reshape((1, cout) + (1,) * nd)
+        return out
+
+    def max_pool2d(self, kernel_size=2, stride=None, padding=0, dilation=1) -> "Tensor":
+        k = _pair(kernel_size)
+        s = _pair(stride) if stride is not None else k
+        p = _pair(padding)
+        x = self.pad(((0, 0),) * (self.ndim - 2) + tuple((q, q) for q in p), value=-math.inf) if any(p) else self
+        win = x._windows(k, s, _pair(dilation))
+        return win.max(tuple(range(-2, 0)))
+
+    def avg_pool2d(self, kernel_size=2, stride=None, padding=0, count_include_pad: bool = True) -> "Tensor":
+        k = _pair(kernel_size)
+        s = _pair(stride) if stride is not None else k
+        p = _pair(padding)
+        x = self.pad(((0, 0),) * (self.ndim - 2) + tuple((q, q) for q in p)) if any(p) else self
+        win = x._windows(k, s, (1, 1))
+        total = win.sum((-2, -1))
+        if count_include_pad or not any(p):
+            return total / prod(k)
+        from tinyjit.tensor import Tensor
+        ones = Tensor.ones(*self.shape[-2:], device=self.device).pad(tuple((q, q) for q in p))
+        counts = ones._windows(k, s, (1, 1)).sum((-2, -1))
+        return total / counts
+
+    # ---- normalization / regularization ----
+    def layernorm(self, axis=-1, eps: float = 1e-5) -> "Tensor":
+        mean = self.mean(axis, keepdim=True)
+        centered = self - mean
+        return centered * (centered.square().mean(axis, keepdim=True) + eps).rsqrt()
+
+    def layer_norm(self, normalized_shape, weight=None, bias=None, eps: float = 1e-5) -> "Tensor":
+        normalized_shape = _pair(normalized_shape, 1) if isinstance(normalized_shape, int) else normalized_shape
+        axes = tuple(range(-len(normalized_shape), 0))
+        out = self.layernorm(axes, eps)
+        if weight is not None:
+            out = out * weight
+        if bias is not None:
+            out = out + bias
+        return out
+
+    def dropout(self, p: float = 0.5) -> "Tensor":
+        from tinyjit.tensor import Tensor
+        if not 0 <= p <= 1:
+            raise ValueError(f"dropout: p must be in [0, 1], got {p}")
+        if not Tensor.training or p == 0:
+            return self
+        if p == 1:
+            return self * 0
+        keep = Tensor.rand(*self.shape, device=self.device) >= p
+        return keep.where(self * (1 / (1 - p)), 0)
+
+    # ---- classification ----
+    def one_hot(self, num_classes: int = -1) -> "Tensor":
+        from tinyjit.tensor import Tensor
+        if self.dtype.is_float:
+            raise TypeError(f"one_hot: needs an int tensor, got {self.dtype.name}")
+        if num_classes == -1:
+            num_classes = int(self.max().item()) + 1
+        classes = Tensor.arange(num_classes, dtype=self.dtype, device=self.device)
+        return (self.unsqueeze(-1) == classes).cast(dtypes.int64)
+
+    def cross_entropy(self, target, reduction: str = "mean", label_smoothing: float = 0.0,
+                      ignore_index: int = -100) -> "Tensor":
+        """self: logits (N, C) or (N, C, d...) ; target: class indices (N, ...) or probabilities like self."""
+        from tinyjit.tensor import Tensor
+        logp = self.log_softmax(axis=1 if self.ndim > 1 else 0)
+        classes = self.shape[1] if self.ndim > 1 else self.shape[0]
+        if target.dtype.is_float:   # class probabilities
+            tgt = target * (1 - label_smoothing) + label_smoothing / classes
+            loss = -(logp * tgt).sum(1 if self.ndim > 1 else 0)
+            return _reduce_loss(loss, reduction, None)
+        cls_axis = 1 if self.ndim > 1 else 0
+        moved = logp.transpose(cls_axis, -1) if self.ndim > 2 else logp
+        valid = target != ignore_index
+        safe_target = valid.where(target, 0)
+        onehot = safe_target.unsqueeze(-1) == Tensor.arange(classes, dtype=target.dtype, device=self.device)
+        nll = -(onehot.where(moved, 0.0)).sum(-1)
+        if label_smoothing:
+            smooth = -moved.mean(-1)
+            nll = (1 - label_smoothing) * nll + label_smoothing * smooth
+        nll = valid.where(nll, 0.0)
+        return _reduce_loss(nll, reduction, valid)
+
+    def nll_loss(self, target, reduction: str = "mean", ignore_index: int = -100) -> "Tensor":
+        from tinyjit.tensor import Tensor
+        classes = self.shape[1] if self.ndim > 1 else self.shape[0]
+        moved = self.transpose(1, -1) if self.ndim > 2 else self
+        valid = target != ignore_index
+        onehot = valid.where(target, 0).unsqueeze(-1) == Tensor.arange(classes, dtype=target.dtype,
+                                                                        device=self.device)
+        loss = valid.where(-(onehot.where(moved, 0.0)).sum(-1), 0.0)
+        return _reduce_loss(loss, reduction, valid)
+
+    def binary_cross_entropy(self, target, reduction: str = "mean") -> "Tensor":
+        # PyTorch clamps the logs at -100 so p == 0 or 1 gives a finite loss
+        loss = -(target * self.log().maximum(-100.0) + (1 - target) * (1 - self).log().maximum(-100.0))
+        return _reduce_loss(loss, reduction, None)
+
+    def binary_cross_entropy_with_logits(self, target, reduction: str = "mean", pos_weight=None) -> "Tensor":
+        log_sig = -(-self).softplus()        # log(sigmoid(x))
+        log_one_minus = -self.softplus()     # log(1 - sigmoid(x))
+        pos = target * log_sig * (pos_weight if pos_weight is not None else 1)
+        loss = -(pos + (1 - target) * log_one_minus)
+        return _reduce_loss(loss, reduction, None)
+
+    def gather(self, dim: int, index) -> "Tensor":
+        """out[i][j] = self[index[i][j]][j] for dim=0 (PyTorch semantics), via a one-hot reduce."""
+        from tinyjit.tensor import Tensor
+        d = normalize_axis(dim, self.ndim, "gather")
+        if index.ndim != self.ndim:
+            raise ValueError(f"gather: index has {index.ndim} dims, input {self.shape} has {self.ndim}")
+        if index.dtype.is_float:
+            raise TypeError(f"gather: index must be an int tensor, got {index.dtype.name}")
+        n = self.shape[d]
+        x = self.shrink(tuple(None if i == d else (0, s) for i, s in enumerate(index.shape)))
+        # (..., idx_d, ..., 1) == arange(n) along a new last axis, then pick and sum
+        onehot = index.unsqueeze(-1) == Tensor.arange(n, dtype=index.dtype, device=self.device)
+        xs = x.transpose(d, -1).unsqueeze(d)   # (..., 1 at d, ..., n)
+        picked = onehot.where(xs, 0)
+        return picked.sum(-1, dtype=self.dtype if self.dtype.is_float else None).cast(self.dtype)
+
+
+def _reduce_loss(loss, reduction: str, valid):
+    if reduction == "none":
+        return loss
+    if reduction == "sum":
+        return loss.sum()
+    if reduction == "mean":
+        if valid is None:
+            return loss.mean()
+        return loss.sum() / valid.sum().maximum(1).cast(loss.dtype)
+    raise ValueError(f"reduction must be 'none', 'mean' or 'sum', got {reduction!r}")
+
+
+def _window_one_axis(x, pos: int, k: int, s: int, d: int):
+    """Replace axis `pos` (size i) by (out, k) sliding windows with stride s and dilation d."""
+    i = x.shape[pos]
+    out = (i - d * (k - 1) - 1) // s + 1
+    if out <= 0:
+        raise ValueError(f"window of size {k} (dilation {d}) does not fit an axis of size {i}")
+    if out * s > i + d:   # large strides read past the re-cut rows: pad the axis (never read by a window)
+        extra = out * s - (i + d)
+        x = x.pad(tuple((0, extra) if a == pos else (0, 0) for a in range(x.ndim)))
+        i += extra
+    pre, post = x.shape[:pos], x.shape[pos + 1:]
+    # repeat the axis `reps` times, flatten, and re-cut rows of length i + d: row j is the axis shifted by j*d
+    reps = -(-k * (i + d) // i)
+    rep = x.reshape(pre + (1, i) + post).expand(pre + (reps, i) + post).reshape(pre + (reps * i,) + post)
+    rep = rep.shrink(tuple((0, k * (i + d)) if a == pos else None for a in range(rep.ndim)))
+    rep = rep.reshape(pre + (k, i + d) + post)
+    # keep the first out*s columns, then every s-th one
+    rep = rep.shrink(tuple((0, out * s) if a == pos + 1 else None for a in range(rep.ndim)))
+    rep = rep.reshape(pre + (k, out, s) + post)
+    rep = rep.shrink(tuple((0, 1) if a == pos + 2 else None for a in range(rep.ndim)))
+    rep = rep.reshape(pre + (k, out) + post)
+    # (k, out) -> (out, k)
+    order = list(range(rep.ndim))
+    order[pos], order[pos + 1] = order[pos + 1], order[pos]
+    return rep.permute(order)

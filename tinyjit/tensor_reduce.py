@@ -1,0 +1,178 @@
+"""Reductions of Tensor (sum, max and everything built from them: mean, var, softmax, argmax, cumsum...)."""
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Optional
+
+from tinyjit.dtype import dtypes
+from tinyjit.helpers import normalize_axis, prod
+from tinyjit.ops import Op
+
+if TYPE_CHECKING:
+    from tinyjit.tensor import Tensor
+
+
+def _axes(x, axis, op: str) -> tuple[int, ...]:
+    if axis is None:
+        return tuple(range(x.ndim))
+    if isinstance(axis, (list, tuple)):
+        return tuple(sorted({normalize_axis(a, x.ndim, op) for a in axis}))
+    return (normalize_axis(axis, x.ndim, op),)
+
+
+def _pick_axis(axis, dim):
+    """Accept PyTorch's `dim=` and NumPy's `axis=` spellings."""
+    if axis is not None and dim is not None and axis != dim:
+        raise TypeError("pass either axis= or dim=, not both")
+    return axis if axis is not None else dim
+
+
+class ReduceMixin:
+    def _reduce(self, op: Op, axis, keepdim: bool, name: str) -> "Tensor":
+        from tinyjit.tensor import Tensor
+        axes = _axes(self, axis, name)
+        if self.ndim == 0:
+            return self
+        for a in axes:
+            if self.shape[a] == 0 and op == Op.RMAX:
+                raise RuntimeError(f"{name}: cannot reduce over a dimension of size 0 (shape {self.shape})")
+        out = Tensor(self.node.reduce(op, axes))
+        if not keepdim:
+            out = out.reshape(tuple(s for i, s in enumerate(self.shape) if i not in axes))
+        return out
+
+    def sum(self, axis=None, keepdim: bool = False, dtype=None, dim=None) -> "Tensor":
+        axis = _pick_axis(axis, dim)
+        x = self
+        if dtype is not None:
+            x = x.cast(dtype)
+        elif x.dtype.is_int or x.dtype == dtypes.bool:
+            # PyTorch and NumPy sum integers in 64 bits
+            x = x.cast(dtypes.uint64 if x.dtype == dtypes.uint64 else dtypes.int64)
+        if x.dtype == dtypes.float16:  # accumulate half in float, like PyTorch
+            return x.float()._reduce(Op.SUM, axis, keepdim, "sum").half()
+        return x._reduce(Op.SUM, axis, keepdim, "sum")
+
+    def max(self, axis=None, keepdim: bool = False, dim=None) -> "Tensor":
+        return self._reduce(Op.RMAX, _pick_axis(axis, dim), keepdim, "max")
+
+    def min(self, axis=None, keepdim: bool = False, dim=None) -> "Tensor":
+        axis = _pick_axis(axis, dim)
+        if self.dtype.is_float:
+            return -((-self).max(axis, keepdim))
+        # ~x reverses the order of every int (and bool) without overflow
+        return ~((~self).max(axis, keepdim))
+
+    def mean(self, axis=None, keepdim: bool = False, dim=None) -> "Tensor":
+        axis = _pick_axis(axis, dim)
+        count = prod(self.shape[a] for a in _axes(self, axis, "mean"))
+        x = self if self.dtype.is_float else self.float()
+        return x.sum(axis, keepdim) * (1.0 / count if count else math.nan) if count else \
+            x.sum(axis, keepdim) * math.nan
+
+    def var(self, axis=None, keepdim: bool = False, correction: int = 1, dim=None, unbiased=None) -> "Tensor":
+        axis = _pick_axis(axis, dim)
+        if unbiased is not None:
+            correction = int(unbiased)
+        count = prod(self.shape[a] for a in _axes(self, axis, "var"))
+        x = self if self.dtype.is_float else self.float()
+        centered = x - x.mean(axis, keepdim=True)
+        return (centered * centered).sum(axis, keepdim) / max(count - correction, 0)
+
+    def std(self, axis=None, keepdim: bool = False, correction: int = 1, dim=None, unbiased=None) -> "Tensor":
+        return self.var(axis, keepdim, correction, dim, unbiased).sqrt()
+
+    def prod(self, axis=None, keepdim: bool = False, dim=None) -> "Tensor":
+        axis = _pick_axis(axis, dim)
+        axes = _axes(self, axis, "prod")
+        x = self.cast(dtypes.int64) if self.dtype.is_int or self.dtype == dtypes.bool else self
+        # move reduced axes last, flatten them, then multiply halves until one element is left
+        keep = [i for i in range(x.ndim) if i not in axes]
+        x = x.permute(keep + list(axes))
+        kept_shape = tuple(self.shape[i] for i in keep)
+        n = prod(self.shape[a] for a in axes)
+        x = x.reshape(kept_shape + (n,))
+        while x.shape[-1] > 1:
+            m = x.shape[-1]
+            half = (m + 1) // 2
+            if m % 2:
+                x = x.pad(tuple((0, 0) for _ in kept_shape) + ((0, 1),), value=1)
+            x = x[..., :half] * x[..., half:]
+            if half > 64:
+                x = x.contiguous()
+        if n == 0:
+            from tinyjit.tensor import Tensor
+            x = Tensor.ones(*kept_shape, 1, dtype=x.dtype, device=x.device)
+        out = x.reshape(kept_shape)
+        if keepdim:
+            out = out.reshape(tuple(1 if i in axes else s for i, s in enumerate(self.shape)))
+        return out
+
+    def any(self, axis=None, keepdim: bool = False, dim=None) -> "Tensor":
+        return self.bool()._reduce(Op.RMAX, _pick_axis(axis, dim), keepdim, "any")
+
+    def all(self, axis=None, keepdim: bool = False, dim=None) -> "Tensor":
+        return ~((~self.bool()).any(axis, keepdim, dim))
+
+    def argmax(self, axis=None, keepdim: bool = False, dim=None) -> "Tensor":
+        """Index of the first maximum (of the flattened tensor when axis is None)."""
+        from tinyjit.tensor import Tensor
+        axis = _pick_axis(axis, dim)
+        if axis is None:
+            return self.flatten().argmax(0).reshape(()) if not keepdim else \
+                self.flatten().argmax(0).reshape((1,) * self.ndim)
+        a = normalize_axis(axis, self.ndim, "argmax")
+        n = self.shape[a]
+        is_max = self == self.max(a, keepdim=True)
+        if self.dtype.is_float:
+            is_max = is_max | (self != self)   # NaN is the maximum, like PyTorch
+        # count down from n so the max over matches is the first index
+        countdown = Tensor.arange(n, 0, -1, dtype=dtypes.int32, device=self.device)
+        countdown = countdown.reshape((n,) + (1,) * (self.ndim - a - 1))
+        first = (is_max.where(countdown, 0)).max(a, keepdim=keepdim)
+        return (n - first).cast(dtypes.int64)
+
+    def argmin(self, axis=None, keepdim: bool = False, dim=None) -> "Tensor":
+        flipped = -self if self.dtype.is_float else ~self
+        return flipped.argmax(axis, keepdim, dim)
+
+    def logsumexp(self, axis=None, keepdim: bool = False, dim=None) -> "Tensor":
+        axis = _pick_axis(axis, dim)
+        m = self.max(axis, keepdim=True)
+        m = (m.abs() == math.inf).where(0, m)   # keep inf inputs from producing inf - inf
+        out = (self - m).exp().sum(axis, keepdim=True).log() + m
+        if not keepdim:
+            out = out.squeeze(_axes(self, axis, "logsumexp")) if self.ndim else out
+        return out
+
+    def softmax(self, axis=-1, dim=None) -> "Tensor":
+        axis = _pick_axis(axis if dim is None else None, dim) if dim is not None else axis
+        x = self._float()
+        e = (x - x.max(axis, keepdim=True)).exp()
+        return e / e.sum(axis, keepdim=True)
+
+    def log_softmax(self, axis=-1, dim=None) -> "Tensor":
+        axis = dim if dim is not None else axis
+        x = self._float()
+        shifted = x - x.max(axis, keepdim=True)
+        return shifted - shifted.exp().sum(axis, keepdim=True).log()
+
+    def cumsum(self, axis=0, dim=None) -> "Tensor":
+        """Running sum: each output sums a window of the left-padded input (one reduce kernel)."""
+        axis = normalize_axis(_pick_axis(axis, dim), self.ndim, "cumsum") if self.ndim else 0
+        if self.ndim == 0:
+            return self
+        x = self.transpose(axis, -1)
+        n = x.shape[-1]
+        if n == 0:
+            return self
+        # p = n-1 zeros then x. Repeat p n times, append n zeros and cut rows of 2n: row i then starts at
+        # p[i], and its first n elements are the window that sums to x[0] + ... + x[i]
+        batch = x.shape[:-1]
+        padded = x.pad(tuple((0, 0) for _ in batch) + ((n - 1, 0),))
+        repeated = padded.unsqueeze(-2).expand(batch + (n, 2 * n - 1)).reshape(batch + (n * (2 * n - 1),))
+        rows = repeated.pad(tuple((0, 0) for _ in batch) + ((0, n),)).reshape(batch + (n, 2 * n))
+        out = rows[..., :n].sum(-1)
+        out = out.cast(self.dtype) if self.dtype.is_float else out
+        return out.transpose(axis, -1)
+
