@@ -1,0 +1,4 @@
+"""tinyjit: lazy tensors, fused kernels, compiled at run time for the CPU (LLVM), OpenCL and CUDA."""
+from tinyjit.device import Device  # noqa: F401
+from tinyjit.dtype import dtypes  # noqa: F401
+from tinyjit.tensor import Tensor  # noqa: F401
