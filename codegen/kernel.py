@@ -136,14 +136,38 @@ class Kernel:
                 raise KernelOptError(f"UPCAST axis {axis} is not a global axis")
             self.shift_to(axis, opt.amount)
         elif opt.kind == "UNROLL":
-            axis = self.first_reduce + opt.axis
-            if not self.first_reduce <= axis < self.first_upcast or not self.is_reduce_axis(axis):
+            axis = self.first_reduce + self.group_for_reduce + opt.axis
+            if not self.first_reduce + self.group_for_reduce <= axis < self.first_upcast \
+                    or not self.is_reduce_axis(axis):
                 raise KernelOptError(f"UNROLL axis {opt.axis} is not a reduce axis")
             self.shift_to(axis, opt.amount)
+        elif opt.kind in ("LOCAL", "GROUP"):
+            self._apply_gpu_opt(opt)
+            self.applied.append(opt)
+            return
         else:
             raise KernelOptError(f"unknown optimization {opt.kind}")
         self.upcasted += 1
         self.applied.append(opt)
+
+    def _apply_gpu_opt(self, opt: Opt) -> None:
+        """LOCAL: split a grid axis and move the `amount` part to the front of the work-group axes (so splitting
+        the innermost axis first leaves the local axes in the order of their grid axes).
+        GROUP: split a reduce loop axis as (size/amount, amount) and move the inner `amount` part to the group
+        axes (right after the global ones), so `amount` work-items share one reduce through local memory and
+        neighbouring work-items read neighbouring elements."""
+        fr = self.first_reduce
+        if opt.kind == "LOCAL":
+            if not 0 <= opt.axis < fr - self.local_dims:
+                raise KernelOptError(f"LOCAL axis {opt.axis} is not a grid axis")
+            self.shift_to(opt.axis, opt.amount, insert_at=fr - self.local_dims + 1)
+            self.local_dims += 1
+        else:
+            axis = fr + self.group_for_reduce + opt.axis
+            if not fr + self.group_for_reduce <= axis < self.first_upcast or not self.is_reduce_axis(axis):
+                raise KernelOptError(f"GROUP axis {opt.axis} is not a reduce loop axis")
+            self.shift_to(axis, opt.amount, insert_at=fr + self.group_for_reduce)
+            self.group_for_reduce += 1
 
     # ---- naming ----
     def name(self) -> str:

@@ -212,7 +212,7 @@ class Linearizer:
                                                    cse=False)
         reduce_loops = []
         if reduces:
-            for axis in range(first_reduce, first_upcast):
+            for axis in range(first_reduce + k.group_for_reduce, first_upcast):   # GPU group axes are ids
                 loop = self.emit(U.LOOP, self.index_dtype, (self.const(0, self.index_dtype),
                                                             self.const(full[axis], self.index_dtype)),
                                  self.axis_vars[axis].name, cse=False)
@@ -232,12 +232,16 @@ class Linearizer:
                 self.cse.pop()
                 self.memo.pop()
 
+        guard = self.after_reduce(reduces, out_combos)
+
         # post-reduce expression and the store
         out_st = k.sts[0]
         for oc in out_combos:
             value = self.lower(k.ast.src[0], oc)
             index, _ = out_st.index_and_valid(self.access_idxs(out_st, oc))
             self.emit(U.STORE, None, (self.buffers[0], self.expr(index), value), cse=False)
+        if guard is not None:
+            self.emit(U.ENDIF, None, (guard,), cse=False)
         for loop in reversed(global_loops):
             self.emit(U.ENDLOOP, None, (loop,), cse=False)
 
@@ -248,3 +252,8 @@ class Linearizer:
     def gpu_global_ids(self, first_reduce: int):
         """Map the global axes onto GPU ids. Overridden by the GPU linearizer."""
         raise NotImplementedError("GPU linearization lives in codegen.gpu")
+
+    def after_reduce(self, reduces: list, out_combos: list):
+        """Hook between the reduce loops and the store; may open an IF that the store is put in (returned so
+        it is closed after the store). The GPU linearizer combines work-group partial reduces here."""
+        return None

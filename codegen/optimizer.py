@@ -1,12 +1,20 @@
-"""Hand-coded kernel optimizations: choose upcasts/unrolls for a Kernel before it is linearized."""
+"""Hand-coded kernel optimizations: choose upcasts/unrolls (and on GPUs work-groups) for a Kernel before it is
+linearized."""
 from __future__ import annotations
 
+from tinyjit.helpers import prod
+
 from codegen.kernel import Kernel, KernelOptError, Opt
+
+GPU_GROUP_SIZE = 256        # work-items per work-group we aim for
+GPU_GROUP_MAX_OUTPUTS = 2048  # a reduce with fewer outputs than this is split across a work-group ...
+GPU_GROUP_MIN_REDUCE = 256    # ... when it is at least this long
 
 
 def optimize(k: Kernel, renderer) -> None:
     """Apply the heuristics for this renderer. Never changes results, only the loop structure."""
     if renderer.gpu:
+        optimize_gpu(k)
         return
     # unroll a short innermost reduce and upcast the innermost global axis a little: more independent work
     # per iteration for LLVM's SLP vectorizer
@@ -15,3 +23,34 @@ def optimize(k: Kernel, renderer) -> None:
             k.apply_opt(Opt("UNROLL", k.first_upcast - 1 - k.first_reduce, 4))
     except KernelOptError:
         pass
+
+
+def largest_divisor(n: int, limit: int) -> int:
+    """The largest d <= limit that divides n (1 when there is none above 1)."""
+    for d in range(min(n, limit), 1, -1):
+        if n % d == 0:
+            return d
+    return 1
+
+
+def optimize_gpu(k: Kernel) -> None:
+    """GROUP a long reduce with few outputs across a work-group (so it runs on many work-items, finished in
+    local memory), then LOCAL-split the innermost grid axes into work-groups of up to GPU_GROUP_SIZE items."""
+    threads_left = GPU_GROUP_SIZE
+    outputs = prod(k.full_shape[:k.first_reduce])
+    if k.has_reduce and outputs < GPU_GROUP_MAX_OUTPUTS:
+        # the innermost reduce axis first: its neighbouring elements are usually neighbours in memory
+        for axis in reversed(range(k.first_reduce, k.first_upcast)):
+            size = k.full_shape[axis]
+            amount = largest_divisor(size, GPU_GROUP_SIZE)
+            if size >= GPU_GROUP_MIN_REDUCE and amount >= 16:
+                k.apply_opt(Opt("GROUP", axis - k.first_reduce, amount))
+                threads_left //= amount
+                break
+    for axis in reversed(range(k.first_reduce - k.local_dims)):
+        if threads_left < 2 or k.local_dims >= 2:
+            break
+        amount = largest_divisor(k.full_shape[axis], threads_left)
+        if amount > 1:
+            k.apply_opt(Opt("LOCAL", axis, amount))
+            threads_left //= amount

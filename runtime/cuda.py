@@ -262,7 +262,8 @@ class CUDAProgram:
         self.function = function
         self._events = None
 
-    def __call__(self, *bufs, global_size=(1, 1, 1), local_size=(1, 1, 1), wait=False) -> float | None:
+    def __call__(self, *bufs, global_size=(1, 1, 1), local_size=(1, 1, 1), wait=False,
+                 threads=None) -> float | None:
         """Launch with a grid of `global_size` blocks of `local_size` threads. Buffers are passed as device
         pointers, plain Python ints as 32-bit `int`."""
         grid, block = _dims(global_size), _dims(local_size)

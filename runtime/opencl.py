@@ -94,7 +94,8 @@ class CLProgram:
             names = self.program.kernel_names or "(none)"
             raise CompileError(f"CL program has no kernel named {name!r}; kernels: {names}") from None
 
-    def __call__(self, *bufs, global_size=(1, 1, 1), local_size=(1, 1, 1), wait=False) -> float | None:
+    def __call__(self, *bufs, global_size=(1, 1, 1), local_size=(1, 1, 1), wait=False,
+                 threads=None) -> float | None:
         """Launch; plain Python ints are passed as 32-bit `int` kernel arguments, everything else as buffers."""
         gsize, lsize = _launch_dims(global_size, local_size)
         try:

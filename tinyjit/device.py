@@ -27,9 +27,11 @@ class DeviceError(RuntimeError):
     """A device name that does not exist, or a backend that cannot run here."""
 
 
-def canonicalize(name: Optional[str]) -> str:
-    if name is None:
-        return Device.DEFAULT
+def canonical_name(name: str) -> str:
+    """The registry name of a device name or alias ("gpu", "cl:0" -> "CL"); DeviceError when there is none."""
+    if not isinstance(name, str):
+        raise DeviceError(f"device must be a name like 'CPU', not {type(name).__name__}; valid devices: "
+                          f"{', '.join(BACKENDS)}")
     base = name.split(":")[0].upper()
     if base == "GPU" or base == "OPENCL":
         base = "CL"
@@ -40,12 +42,22 @@ def canonicalize(name: Optional[str]) -> str:
     return base
 
 
+def canonicalize(name: Optional[str]) -> str:
+    """The registry name of `name` (None: the default device). The backend is opened here, so selecting a
+    device that cannot run (no driver, no package) fails at once with its one-line reason."""
+    if name is None:
+        return Device.DEFAULT
+    base = canonical_name(name)
+    Device[base]
+    return base
+
+
 def _default_device() -> str:
     if "DEVICE" in os.environ:
         value = os.environ["DEVICE"]
         if value.upper() not in BACKENDS and value.upper() not in ("GPU", "OPENCL", "LLVM"):
             raise DeviceError(f"DEVICE={value!r} is not a device; valid values: {', '.join(BACKENDS)}")
-        return canonicalize(value)
+        return canonical_name(value)
     for name in BACKENDS:
         if os.environ.get(name, "0") not in ("", "0"):
             return name
@@ -55,12 +67,14 @@ def _default_device() -> str:
 class _DeviceRegistry:
     @functools.cached_property
     def DEFAULT(self) -> str:   # noqa: N802 (PyTorch/tinygrad spelling)
-        return _default_device()
+        name = _default_device()
+        self[name]   # a default device that cannot run fails at the first tensor, not at the first kernel
+        return name
 
     @functools.lru_cache(maxsize=None)
     def __getitem__(self, name: str):
         """The opened runtime device (allocator, compiler, programs) for `name`."""
-        name = canonicalize(name)
+        name = canonical_name(name)
         module_name, class_name, _, _ = BACKENDS[name]
         module = importlib.import_module(module_name)
         runtime_errors = importlib.import_module("runtime")
@@ -71,7 +85,7 @@ class _DeviceRegistry:
 
     @functools.lru_cache(maxsize=None)
     def renderer(self, name: str):
-        _, _, module_name, class_name = BACKENDS[canonicalize(name)]
+        _, _, module_name, class_name = BACKENDS[canonical_name(name)]
         return getattr(importlib.import_module(module_name), class_name)()
 
 
@@ -159,3 +173,8 @@ class Buffer:
 
     def __repr__(self) -> str:
         return f"<Buffer {self.device} {self.size} {self.dtype.name}>"
+
+
+if __name__ == "__main__":   # python -m tinyjit.device: which backends run here
+    from tinyjit.device_check import main
+    raise SystemExit(main())

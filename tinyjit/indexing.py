@@ -98,6 +98,7 @@ def _basic(x, items) -> tuple["Tensor", list[tuple[int, "Tensor"]]]:
 def getitem(x: "Tensor", index) -> "Tensor":
     from tinyjit.tensor import Tensor, broadcast_shape
     items = _normalize(x, index)
+    x._same_device("getitem", *items)
     x, tensor_indices = _basic(x, items)
     if not tensor_indices:
         return x
@@ -150,6 +151,7 @@ def setitem(x: "Tensor", index, value) -> None:
     items = _normalize(x, index)
     if any(isinstance(it, Tensor) for it in items):
         raise NotImplementedError("setitem with integer-tensor indices is not supported; use Tensor.where")
+    x._same_device("setitem", value)
     positions = Tensor.ones(*x.shape, dtype="bool", device=x.device)
     region, _ = _basic(x, items)
     value = value if isinstance(value, Tensor) else Tensor(value, dtype=x.dtype, device=x.device)

@@ -31,12 +31,14 @@ class Tensor(MovementMixin, ReduceMixin, NNMixin):
     _rng: Optional[np.random.Generator] = None
 
     def __init__(self, data, dtype=None, device: Optional[str] = None, requires_grad: Optional[bool] = None):
-        device = canonicalize(device)
+        # a Node or Tensor keeps its device unless `device` is given; other data goes to `device` or the default
+        device = canonicalize(device) if device is not None or not isinstance(data, (Node, Tensor)) else None
         dtype = dtypes.from_any(dtype) if dtype is not None else None
         if isinstance(data, Node):
             node = data
         elif isinstance(data, Tensor):
-            node = data.node if dtype is None else data.cast(dtype).node
+            data = data if dtype is None else data.cast(dtype)
+            node = data.node if device is None or data.device == device else data.to(device).node
         elif isinstance(data, (bool, int, float)):
             dt = dtype or dtypes.from_py(data)
             node = Node.const(data, dt, (), device)
@@ -290,7 +292,15 @@ class Tensor(MovementMixin, ReduceMixin, NNMixin):
         return Tensor.randn(*self.shape, dtype=self.dtype if self.dtype.is_float else None, device=self.device)
 
     # ---- primitive application (autograd hooks in here) ----
+    def _same_device(self, op: str, *others) -> None:
+        """Raise the user-facing error for an op whose tensors are on different devices."""
+        for o in others:
+            if isinstance(o, Tensor) and o.device != self.device:
+                raise RuntimeError(f"{op}: tensors are on different devices ({self.device} and {o.device}); "
+                                   f"move one with .to()")
+
     def _apply(self, op: Op, *others: Tensor, arg=None) -> Tensor:
+        self._same_device(op.name.lower(), *others)
         node = self.node.alu(op, *(o.node for o in others), arg=arg)
         return Tensor(node)
 
@@ -456,6 +466,7 @@ class Tensor(MovementMixin, ReduceMixin, NNMixin):
 
     def where(self, x, y) -> Tensor:
         """self ? x : y with broadcasting (self is the condition)."""
+        self._same_device("where", x, y)
         cond = self if self.dtype == dtypes.bool else self.cast(dtypes.bool)
         if not isinstance(x, Tensor) and not isinstance(y, Tensor):
             dt = dtypes.from_py(x) if type(x) is type(y) else promote(dtypes.from_py(x), dtypes.from_py(y))

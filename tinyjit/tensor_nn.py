@@ -22,6 +22,7 @@ class NNMixin:
         from tinyjit.tensor import Tensor, broadcast_shape
         if not isinstance(other, Tensor):
             other = Tensor(other, device=self.device)
+        self._same_device("matmul", other)
         if self.ndim == 0 or other.ndim == 0:
             raise ValueError(f"matmul: both operands need at least 1 dimension, got shapes {self.shape} and "
                              f"{other.shape}")
@@ -81,6 +82,7 @@ class NNMixin:
         return self._conv(weight, bias, stride, padding, dilation, groups, 1, "conv1d")
 
     def _conv(self, weight, bias, stride, padding, dilation, groups, nd: int, name: str) -> "Tensor":
+        self._same_device(name, weight, bias)
         n, cin = self.shape[:2]
         cout, cin_g = weight.shape[:2]
         kernel = weight.shape[2:]
@@ -176,6 +178,7 @@ class NNMixin:
                       ignore_index: int = -100) -> "Tensor":
         """self: logits (N, C) or (N, C, d...) ; target: class indices (N, ...) or probabilities like self."""
         from tinyjit.tensor import Tensor
+        self._same_device("cross_entropy", target)
         logp = self.log_softmax(axis=1 if self.ndim > 1 else 0)
         classes = self.shape[1] if self.ndim > 1 else self.shape[0]
         if target.dtype.is_float:   # class probabilities
@@ -196,6 +199,7 @@ class NNMixin:
 
     def nll_loss(self, target, reduction: str = "mean", ignore_index: int = -100) -> "Tensor":
         from tinyjit.tensor import Tensor
+        self._same_device("nll_loss", target)
         classes = self.shape[1] if self.ndim > 1 else self.shape[0]
         moved = self.transpose(1, -1) if self.ndim > 2 else self
         valid = target != ignore_index
@@ -220,6 +224,7 @@ class NNMixin:
         """out[i][j] = self[index[i][j]][j] for dim=0 (PyTorch semantics), via a one-hot reduce."""
         from tinyjit.tensor import Tensor
         d = normalize_axis(dim, self.ndim, "gather")
+        self._same_device("gather", index)
         if index.ndim != self.ndim:
             raise ValueError(f"gather: index has {index.ndim} dims, input {self.shape} has {self.ndim}")
         if index.dtype.is_float:

@@ -1,0 +1,271 @@
+"""Render the linear loop program as C for a GPU: one renderer, dialects differ only in a table of spellings.
+
+`CStyleLanguage` below is the renderer; `codegen/opencl.py` and `codegen/cuda.py` subclass it and fill in the
+class attributes (kernel and buffer qualifiers, work-item ids, barrier, shared memory, type names, half
+precision, math functions, bit casts). Every choice of *what* to compute is made here, once.
+
+Choices made here:
+- Every value is one `const` C variable in program order (the program is SSA). Constants are inlined.
+- bool buffers hold one byte per element (OpenCL kernels cannot take `bool*`); loads compare with 0.
+- half (float16) is a storage type only: values live in `float` registers, loads and stores convert, and every
+  operation that produces a half value rounds its float result to half (round to nearest even). For +, -, *,
+  / and sqrt this is exactly IEEE half arithmetic (float has more than 2*11+2 significand bits, so rounding
+  twice cannot differ from rounding once); transcendental functions are computed in float, as on the CPU
+  backend. This needs no cl_khr_fp16 (PoCL on the CPU lacks it) and no half arithmetic on the device.
+- max propagates NaN (like torch.maximum and the LLVM backend's llvm.maximum), so it is not C's fmax.
+- Integer results narrower than int are cast back to their type (C promotes char/short operands to int).
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+
+import numpy as np
+
+from tinyjit.dtype import DType, dtypes
+from tinyjit.ops import Op
+
+from codegen.uops import U, UOp
+
+BINARY_OPERATORS = {Op.ADD: "+", Op.MUL: "*", Op.CMPLT: "<", Op.CMPNE: "!=", Op.IDIV: "/", Op.MOD: "%",
+                    Op.AND: "&", Op.OR: "|", Op.XOR: "^", Op.SHL: "<<", Op.SHR: ">>"}
+MATH_OPS = (Op.EXP2, Op.LOG2, Op.SIN, Op.SQRT)
+# ops whose half result needs rounding (max, neg, where and comparisons of half inputs are exact)
+ROUNDING_OPS = {Op.ADD, Op.MUL, Op.RECIP, *MATH_OPS}
+
+
+class CStyleLanguage:
+    device = ""
+    gpu = True
+    # ---- the table of spellings, filled in by each dialect ----
+    kernel_prefix = ""                 # up to the kernel's name, e.g. "__kernel void "; may use {local_size}, {threads}
+    buffer_prefix = ""                 # address space of a buffer argument
+    buffer_restrict = ""               # after the `*` of a buffer argument
+    smem_prefix = ""                   # declaration prefix of work-group shared memory
+    barrier = ""
+    ids: dict[str, str] = {}           # "group"/"lid"/"gid" -> expression with {dim}
+    id_dims = "012"                    # how dimension 0, 1, 2 is spelled in `ids`
+    types: dict[DType, str] = {}
+    float_math: dict[tuple[Op, DType], str] = {}
+    int_suffix: dict[DType, str] = {}  # literal suffixes, e.g. int64 -> "LL"
+    infinity = ""                      # float +inf; nan similarly
+    nan = ""
+    double_infinity = ""
+    double_nan = ""
+    half_load = ""                     # {buf}, {idx} -> float
+    half_store = ""                    # {buf}, {idx}, {value} -> statement
+    half_round = ""                    # float -> float rounded to half
+    half_from_double = ""              # double -> float holding the half nearest to it
+    half_from_bits = ""                # ushort bits -> float
+    half_to_bits = ""                  # float -> ushort bits
+    bitcast = ""                       # {type}, {value}; `{name}` is the OpenCL-style short type name
+
+    # ---- what the pipeline calls ----
+    def linearize(self, kernel):
+        from codegen.gpu import GPULinearizer
+        return GPULinearizer(kernel).linearize()
+
+    def render(self, name: str, uops: list[UOp]) -> tuple[str, str]:
+        """(function name, complete source of one kernel)."""
+        self._reset()
+        body = [self._line(u) for u in uops]
+        body_lines = [line for lines in body for line in lines]
+        digest = hashlib.sha256("\n".join(body_lines).encode()).hexdigest()[:8]
+        fname = f"{name}_{digest}"
+        args = [self._param(u) for u in uops if u.uop == U.DEFINE_GLOBAL]
+        local_size = [1, 1, 1]
+        for u in uops:
+            if u.uop == U.SPECIAL and u.arg[0] == "lid":
+                local_size[u.arg[1]] = u.arg[2]
+        prefix = self.kernel_prefix.format(local_size=", ".join(map(str, local_size)),
+                                           threads=math.prod(local_size))
+        src = self.prelude(uops) + [f"{prefix}{fname}({', '.join(args)}) {{"] + body_lines + ["}"]
+        return fname, "\n".join(src) + "\n"
+
+    def prelude(self, uops: list[UOp]) -> list[str]:
+        """Lines before the kernel (extensions, includes, helpers); each dialect adds what `uops` need."""
+        return []
+
+    # ---- helpers for the dialects ----
+    @staticmethod
+    def uses(uops: list[UOp], dtype: DType) -> bool:
+        return any(u.dtype == dtype for u in uops)
+
+    def reg_type(self, dt: DType) -> str:
+        return self.types[dtypes.float32] if dt == dtypes.float16 else self.types[dt]
+
+    def mem_type(self, dt: DType) -> str:
+        return self.types[dtypes.uint8] if dt == dtypes.bool else self.types[dt]
+
+    def literal(self, value, dt: DType) -> str:
+        if dt == dtypes.bool:
+            return "true" if value else "false"
+        if dt.is_int:
+            v = int(np.array(value).astype(dt.np)) if not isinstance(value, bool) else int(value)
+            if dt.kind == "i" and v == -(1 << (dt.bits - 1)) and dt.bits >= 32:
+                return f"({v + 1}{self.int_suffix.get(dt, '')}-1)"   # the minimum has no literal of its own
+            text = f"{v}{self.int_suffix.get(dt, '')}"
+            return text if dt.itemsize >= 4 else f"({self.types[dt]}){text}"
+        v = float(np.array(value, dtype=dt.np))
+        double = dt == dtypes.float64
+        if math.isnan(v):
+            return self.double_nan if double else self.nan
+        if math.isinf(v):
+            inf = self.double_infinity if double else self.infinity
+            return inf if v > 0 else f"(-{inf})"
+        if double:
+            return repr(v)
+        text = str(np.float32(v))
+        return text + ("f" if any(c in text for c in ".en") else ".0f")
+
+    # ---- rendering ----
+    def _reset(self) -> None:
+        self.names: dict[int, str] = {}
+        self.depth = 1
+        self.counter = 0
+
+    def _new(self, u: UOp, prefix: str, numbered: bool = True) -> str:
+        self.counter += 1
+        name = self.names[id(u)] = f"{prefix}{self.counter}" if numbered else prefix
+        return name
+
+    def _ref(self, u: UOp) -> str:
+        if u.uop == U.CONST:
+            return self.literal(u.arg, u.dtype)
+        return self.names[id(u)]
+
+    def _param(self, u: UOp) -> str:
+        _, name, is_output = u.arg
+        const = "" if is_output else "const "
+        return f"{self.buffer_prefix}{const}{self.mem_type(u.dtype)}* {self.buffer_restrict}{name}".rstrip()
+
+    def _define(self, u: UOp, prefix: str, expr: str) -> list[str]:
+        name = self._new(u, prefix)
+        return [f"{'  ' * self.depth}{self.reg_type(u.dtype)} {name} = {expr};"]
+
+    def _line(self, u: UOp) -> list[str]:
+        """The C lines of one UOp (usually one)."""
+        ind = "  " * self.depth
+        kind = u.uop
+        if kind == U.DEFINE_GLOBAL:
+            self.names[id(u)] = u.arg[1]
+            return []
+        if kind == U.CONST:
+            return []
+        if kind == U.SPECIAL:
+            what, dim, _ = u.arg
+            spelled = self.ids[what].format(dim=self.id_dims[dim])
+            name = self._new(u, {"group": "gidx", "lid": "lidx", "gid": "idx"}[what] + str(dim), numbered=False)
+            return [f"{ind}{self.reg_type(u.dtype)} {name} = ({self.reg_type(u.dtype)})({spelled});"]
+        if kind == U.DEFINE_LOCAL:
+            name, size = u.arg
+            self.names[id(u)] = name
+            return [f"{ind}{self.smem_prefix}{self.mem_type(self._local_dtype(u.dtype))} {name}[{size}];"]
+        if kind == U.LOOP:
+            var = self._new(u, u.arg, numbered=False)
+            t = self.reg_type(u.dtype)
+            self.depth += 1
+            return [f"{ind}for ({t} {var} = {self._ref(u.src[0])}; {var} < {self._ref(u.src[1])}; {var}++) {{"]
+        if kind == U.IF:
+            self.depth += 1
+            return [f"{ind}if ({self._ref(u.src[0])}) {{"]
+        if kind in (U.ENDLOOP, U.ENDIF):
+            self.depth -= 1
+            return [f"{'  ' * self.depth}}}"]
+        if kind == U.BARRIER:
+            return [f"{ind}{self.barrier}"]
+        if kind == U.DEFINE_ACC:
+            name = self._new(u, "acc")
+            return [f"{ind}{self.reg_type(u.dtype)} {name} = {self.literal(u.arg, u.dtype)};"]
+        if kind == U.ACC_READ:
+            return self._define(u, "v", self._ref(u.src[0]))
+        if kind == U.ACC_WRITE:
+            return [f"{ind}{self._ref(u.src[0])} = {self._ref(u.src[1])};"]
+        if kind == U.LOAD:
+            value = self._load(u.src[0], self._ref(u.src[1]))
+            if len(u.src) > 2:
+                value = f"({self._ref(u.src[2])} ? {value} : {self.literal(0, u.dtype)})"
+            return self._define(u, "val", value)
+        if kind == U.STORE:
+            return [ind + self._store(u.src[0], self._ref(u.src[1]), self._ref(u.src[2]))]
+        if kind == U.ALU:
+            return self._define(u, "alu", self._alu(u))
+        if kind == U.CAST:
+            return self._define(u, "cast", self._cast(u.src[0], u.dtype))
+        if kind == U.BITCAST:
+            return self._define(u, "cast", self._bitcast(u.src[0], u.dtype))
+        raise NotImplementedError(f"{type(self).__name__}: cannot render {kind}")
+
+    @staticmethod
+    def _local_dtype(dt: DType) -> DType:
+        return dtypes.float32 if dt == dtypes.float16 else dt   # local memory holds register values
+
+    def _load(self, buf: UOp, idx: str) -> str:
+        name = self._ref(buf)
+        dt = buf.dtype if buf.uop == U.DEFINE_GLOBAL else self._local_dtype(buf.dtype)
+        if dt == dtypes.float16:
+            return self.half_load.format(buf=name, idx=idx)
+        if dt == dtypes.bool:
+            return f"({name}[{idx}] != 0)"
+        return f"{name}[{idx}]"
+
+    def _store(self, buf: UOp, idx: str, value: str) -> str:
+        name = self._ref(buf)
+        dt = buf.dtype if buf.uop == U.DEFINE_GLOBAL else self._local_dtype(buf.dtype)
+        if dt == dtypes.float16:
+            return self.half_store.format(buf=name, idx=idx, value=value)
+        if dt == dtypes.bool:
+            return f"{name}[{idx}] = ({self.mem_type(dt)})({value});"
+        return f"{name}[{idx}] = {value};"
+
+    def _alu(self, u: UOp) -> str:
+        op, dt = u.arg, u.dtype
+        src_dt = u.src[1].dtype if op == Op.WHERE else u.src[0].dtype
+        a = [self._ref(s) for s in u.src]
+        if op == Op.WHERE:
+            return f"({a[0]} ? {a[1]} : {a[2]})"
+        if op == Op.NEG:
+            expr = f"(!{a[0]})" if dt == dtypes.bool else f"(-({a[0]}))"   # (-(-3)), never (--3)
+        elif op in MATH_OPS:
+            compute = dtypes.float32 if src_dt == dtypes.float16 else src_dt
+            expr = f"{self.float_math[(op, compute)]}({a[0]})"
+        elif op == Op.RECIP:
+            expr = f"({self.literal(1.0, src_dt if src_dt != dtypes.float16 else dtypes.float32)}/{a[0]})"
+        elif op == Op.MAX:
+            if dt == dtypes.bool:
+                expr = f"({a[0]} || {a[1]})"
+            elif src_dt.is_float:   # NaN in either operand gives NaN
+                expr = f"(({a[0]} > {a[1]} || {a[0]} != {a[0]}) ? {a[0]} : {a[1]})"
+            else:
+                expr = f"({a[0]} > {a[1]} ? {a[0]} : {a[1]})"
+        elif dt == dtypes.bool and op in (Op.ADD, Op.MUL):   # the result type decides: bool*int is int math
+            expr = f"({a[0]} {'||' if op == Op.ADD else '&&'} {a[1]})"
+        elif op in BINARY_OPERATORS:
+            expr = f"({a[0]} {BINARY_OPERATORS[op]} {a[1]})"
+        else:
+            raise NotImplementedError(f"{type(self).__name__}: ALU {op}")
+        if dt == dtypes.float16 and op in ROUNDING_OPS:
+            return self.half_round.format(value=expr)
+        if dt.is_int and dt.itemsize < 4:
+            return f"({self.types[dt]}){expr}"
+        return expr
+
+    def _cast(self, src: UOp, to: DType) -> str:
+        frm, v = src.dtype, self._ref(src)
+        if frm == to:
+            return v
+        if to == dtypes.bool:
+            return f"({v} != {self.literal(0, frm)})"
+        if to == dtypes.float16:
+            if frm == dtypes.float64:
+                return self.half_from_double.format(value=v)
+            return self.half_round.format(value=f"({self.types[dtypes.float32]})({v})")
+        return f"({self.types[to]})({v})"
+
+    def _bitcast(self, src: UOp, to: DType) -> str:
+        frm, v = src.dtype, self._ref(src)
+        if frm == dtypes.float16:
+            return f"({self.types[to]})({self.half_to_bits.format(value=v)})"
+        if to == dtypes.float16:
+            return self.half_from_bits.format(value=f"({self.types[dtypes.uint16]})({v})")
+        return self.bitcast.format(type=self.types[to], name=self.types[to].replace("unsigned ", "u"), value=v)
