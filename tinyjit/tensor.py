@@ -119,6 +119,15 @@ class Tensor(MovementMixin, ReduceMixin, NNMixin):
         self._collapse()
         return self
 
+    @staticmethod
+    def realize_all(*tensors: Tensor) -> None:
+        """Realize several tensors in one schedule, so work they share (a forward pass, a backward pass, the
+        optimizer updates that assign into parameters) is computed once and fused across them."""
+        from tinyjit.realize import realize_nodes
+        realize_nodes([t.node for t in tensors])
+        for t in tensors:
+            t._collapse()
+
     def _collapse(self) -> None:
         """Point at the realized buffer directly so the graph that made it can be freed."""
         if self.node.realized and self.node.op != Op.BUFFER:
