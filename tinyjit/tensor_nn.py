@@ -91,11 +91,14 @@ class NNMixin:
             if padding == "valid":
                 padding = 0
             elif padding == "same":
-                padding = tuple(d * (k - 1) // 2 for d, k in zip(dilation, kernel))
+                if any(s != 1 for s in stride):
+                    raise ValueError(f"{name}: padding='same' needs stride 1, got stride {stride}")
+                # an odd total pads one more after than before, like PyTorch
+                padding = tuple((d * (k - 1) // 2, d * (k - 1) - d * (k - 1) // 2) for d, k in zip(dilation, kernel))
             else:
                 raise ValueError(f"{name}: padding must be an int, a tuple, 'same' or 'valid', got {padding!r}")
-        pad = _pair(padding, nd)
-        x = self.pad(((0, 0), (0, 0)) + tuple((p, p) for p in pad))
+        pad = tuple(p if isinstance(p, tuple) else (p, p) for p in _pair(padding, nd))
+        x = self.pad(((0, 0), (0, 0)) + pad)
         for size, k, d in zip(x.shape[2:], kernel, dilation):
             if size < d * (k - 1) + 1:
                 raise ValueError(f"{name}: kernel {tuple(kernel)} (dilation {dilation}) is larger than the padded "
