@@ -2,4 +2,5 @@
 from tinyjit.device import Device  # noqa: F401
 from tinyjit.dtype import dtypes  # noqa: F401
 from tinyjit.tensor import Tensor  # noqa: F401
+from tinyjit.jit import JitError, TinyJit  # noqa: F401
 from tinyjit import nn, optim  # noqa: F401,E402  (after Tensor: both build on it)

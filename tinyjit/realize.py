@@ -31,6 +31,8 @@ class CompiledKernel:
 _kernels: dict[tuple[str, AstNode], CompiledKernel] = {}
 _stats: dict[str, list] = defaultdict(lambda: [0, 0.0, 0, 0])   # name -> calls, seconds, flops, bytes
 counters = {"kernels_compiled": 0, "kernels_launched": 0}
+# TinyJit capture: while a list is installed here, every launch is appended to it as (kind, runner, buffers)
+capture: list | None = None
 
 
 def compile_kernel(device: str, ast: AstNode) -> CompiledKernel:
@@ -81,8 +83,10 @@ def run_schedule(items: list[ScheduleItem]) -> None:
         if item.kind == "copy":
             src = item.inputs[0]
             out = Buffer(node.device, node.size, node.dtype)
-            out.copyin(src.buffer.numpy())
+            copy_buffer(out, src.buffer)
             node.buffer = out
+            if capture is not None:
+                capture.append(("copy", copy_buffer, [out, src.buffer]))
             continue
         from tinyjit.ops import Op
         out = node.src[0].buffer if node.op == Op.ASSIGN else Buffer(node.device, node.size, node.dtype)
@@ -93,6 +97,8 @@ def run_schedule(items: list[ScheduleItem]) -> None:
         buffers = [out] + [i.buffer for i in item.inputs]
         elapsed = kernel(buffers, wait=level >= 2)
         counters["kernels_launched"] += 1
+        if capture is not None:
+            capture.append(("kernel", kernel, buffers))
         node.buffer = out
         if level >= 2:
             nbytes = sum(b.nbytes for b in buffers)
@@ -104,6 +110,11 @@ def run_schedule(items: list[ScheduleItem]) -> None:
             print(f"  {node.device:<4} {kernel.name:<28} {elapsed * 1e6:9.1f} us  "
                   f"{kernel.flops / max(elapsed, 1e-9) / 1e9:8.2f} GFLOP/s  {nbytes / max(elapsed, 1e-9) / 1e9:7.2f} GB/s"
                   f"  {'threads=' + str(kernel.threads) if kernel.threads > 1 else ''}")
+
+
+def copy_buffer(dest: Buffer, src: Buffer) -> None:
+    """Copy between devices (through host memory)."""
+    dest.copyin(src.numpy())
 
 
 def realize_nodes(nodes) -> None:
