@@ -10,27 +10,12 @@ from typing import Optional
 
 import numpy as np
 
+from tinyjit.deferred import defer_realize
 from tinyjit.dtype import dtypes
 from tinyjit.helpers import prod
 from tinyjit.nn import init
 from tinyjit.nn.module import Module
 from tinyjit.tensor import Tensor
-
-_pending: dict[int, Tensor] = {}
-
-
-def defer_realize(*tensors: Tensor) -> None:
-    """Remember tensors assigned during a forward pass so the next optimizer step realizes them in its schedule."""
-    for t in tensors:
-        _pending[id(t)] = t
-
-
-def take_deferred() -> list[Tensor]:
-    """The deferred tensors that still need realizing (and forget them)."""
-    out = [t for t in _pending.values() if not t.node.realized]
-    _pending.clear()
-    return out
-
 
 class _BatchNorm(Module):
     _input_dims: tuple[int, ...] = ()

@@ -16,6 +16,7 @@ from typing import Any, Iterable, Optional, Union
 
 import numpy as np
 
+from tinyjit.deferred import take_deferred
 from tinyjit.dtype import dtypes
 from tinyjit.tensor import Tensor
 
@@ -118,7 +119,6 @@ class Optimizer:
         buffers assigned during the forward pass (BatchNorm running statistics). `step()` realizes them; realize
         them yourself with more outputs, e.g. `Tensor.realize_all(loss, *opt.schedule_step())`, to compute the
         loss in the same schedule."""
-        from tinyjit.nn.norm import take_deferred
         targets: list[Tensor] = []
         for group in self.param_groups:
             params = [p for p in group["params"] if p.grad is not None]
