@@ -17,6 +17,7 @@ from tinyjit.nn import init
 from tinyjit.nn.module import Module
 from tinyjit.tensor import Tensor
 
+
 class _BatchNorm(Module):
     _input_dims: tuple[int, ...] = ()
 

@@ -3,6 +3,10 @@
 Each `_update` returns the tensors it assigned. State lives in realized tensors updated by `assign`; values that
 change every step and that the update reads (Adam's bias corrections) are kept on the device too, so a step
 captured by TinyJit replays correctly.
+
+Order matters within the one schedule of a step: state updates may read the old parameter (weight decay), so the
+parameter update reads the state *after* its assign (the assigned tensor), never recomputes it from the old
+buffers; otherwise the parameter and its state would each need to be overwritten after the other reads it.
 """
 from __future__ import annotations
 
@@ -39,11 +43,13 @@ class SGD(Optimizer):
             new_buf = buf * momentum + g * (1 - dampening)
             if dampening:
                 # PyTorch starts the buffer at the first gradient, undampened: track whether it has started
-                started = state.setdefault("started", self._scalar(0.0, p.device))
+                if "started" not in state:
+                    state["started"] = self._scalar(0.0, p.device)
+                started = state["started"]
                 new_buf = (started > 0).where(new_buf, g)
                 out.append(started.assign(started.ones_like()))
             out.append(buf.assign(new_buf))
-            g = g + new_buf * momentum if group["nesterov"] else new_buf
+            g = g + buf * momentum if group["nesterov"] else buf
         out.append(p.assign(p.detach() - group.lr_tensor(p.device) * g))
         return out
 
@@ -63,13 +69,17 @@ class Adam(Optimizer):
                                       amsgrad=amsgrad, maximize=maximize))
 
     def _begin_group(self, group: ParamGroup, device: str) -> list[Tensor]:
-        # beta1^t and beta2^t as running products on the device, so the step count never leaves it. They are
-        # per group, not per parameter: a parameter that skips steps (no gradient) shares its group's count.
-        beta1, beta2 = group["betas"]
-        b1t = group.state.setdefault("beta1_power", self._scalar(1.0, device))
-        b2t = group.state.setdefault("beta2_power", self._scalar(1.0, device))
-        group._powers = (b1t * beta1, b2t * beta2)
-        return [b1t.assign(group._powers[0]), b2t.assign(group._powers[1])]
+        # The bias corrections 1 - beta^t live on the device, so the step count never leaves it. They advance as
+        # c <- c * beta + (1 - beta), which stays accurate in float32 (1 - beta2^t from a float32 beta2^t would be
+        # off by ~1e-5 relative). They are per group, not per parameter: a parameter that skips steps (no
+        # gradient) shares its group's count.
+        out = []
+        for name, beta in (("bias_correction1", group["betas"][0]), ("bias_correction2", group["betas"][1])):
+            if name not in group.state:
+                group.state[name] = self._scalar(0.0, device)
+            c = group.state[name]
+            out.append(c.assign(c * beta + (1 - beta)))
+        return out
 
     def _update(self, p: Tensor, grad: Tensor, group: ParamGroup, state: dict) -> list[Tensor]:
         beta1, beta2 = group["betas"]
@@ -83,18 +93,16 @@ class Adam(Optimizer):
                 g = g + param * group["weight_decay"]
         m = self._state_buffer(state, "exp_avg", p)
         v = self._state_buffer(state, "exp_avg_sq", p)
-        b1t_new, b2t_new = group._powers
-        m_new = m + (g - m) * (1 - beta1)
-        v_new = v * beta2 + g * g * (1 - beta2)
-        out = [m.assign(m_new), v.assign(v_new)]
-        second = v_new
+        bc1, bc2 = group.state["bias_correction1"], group.state["bias_correction2"]   # advanced this step
+        out = [m.assign(m + (g - m) * (1 - beta1)), v.assign(v * beta2 + g * g * (1 - beta2))]
+        second = v
         if group["amsgrad"]:
             vmax = self._state_buffer(state, "max_exp_avg_sq", p)
-            second = vmax.maximum(v_new)
-            out.append(vmax.assign(second))
-        step_size = lr / (1 - b1t_new)
-        denom = second.sqrt() / (1 - b2t_new).sqrt() + group["eps"]
-        out.insert(0, p.assign(param - step_size * m_new / denom))
+            out.append(vmax.assign(vmax.maximum(v)))
+            second = vmax
+        step_size = lr / bc1
+        denom = second.sqrt() / bc2.sqrt() + group["eps"]
+        out.insert(0, p.assign(param - step_size * m / denom))
         return out
 
 
@@ -127,20 +135,17 @@ class RMSprop(Optimizer):
         if group["weight_decay"]:
             g = g + p.detach() * group["weight_decay"]
         sq = self._state_buffer(state, "square_avg", p)
-        sq_new = sq * alpha + g * g * (1 - alpha)
-        out = [sq.assign(sq_new)]
+        out = [sq.assign(sq * alpha + g * g * (1 - alpha))]
         if group["centered"]:
             ga = self._state_buffer(state, "grad_avg", p)
-            ga_new = ga + (g - ga) * (1 - alpha)
-            out.append(ga.assign(ga_new))
-            avg = (sq_new - ga_new * ga_new).sqrt() + group["eps"]
+            out.append(ga.assign(ga + (g - ga) * (1 - alpha)))
+            avg = (sq - ga * ga).sqrt() + group["eps"]
         else:
-            avg = sq_new.sqrt() + group["eps"]
+            avg = sq.sqrt() + group["eps"]
         if group["momentum"] > 0:
             buf = self._state_buffer(state, "momentum_buffer", p)
-            buf_new = buf * group["momentum"] + g / avg
-            out.append(buf.assign(buf_new))
-            update = buf_new
+            out.append(buf.assign(buf * group["momentum"] + g / avg))
+            update = buf
         else:
             update = g / avg
         out.insert(0, p.assign(p.detach() - lr * update))
