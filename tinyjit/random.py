@@ -23,6 +23,15 @@ _state: dict = {"seed": 0, "counters": {}, "aranges": {}}
 def manual_seed(seed: int) -> None:
     _state["seed"] = int(seed) & 0xFFFFFFFF
     _state["counters"].clear()
+    _state.pop("host", None)
+
+
+def host_generator() -> np.random.Generator:
+    """A host-side generator under the same seed, for parameter initialization (nn.init): values drawn once and
+    uploaded cost no kernels, which matters when a model has many differently shaped parameters."""
+    if "host" not in _state:
+        _state["host"] = np.random.default_rng(_state["seed"])
+    return _state["host"]
 
 
 def _counter(device: str) -> "Tensor":

@@ -1,7 +1,7 @@
 """Parameter initialization with PyTorch's default distributions.
 
-Values are drawn on the host from tinyjit's seedable generator (`Tensor.manual_seed`) and uploaded once, so a
-fresh parameter is a realized buffer and creating a model compiles no kernels.
+Values are drawn on the host from a generator seeded by `Tensor.manual_seed` (`tinyjit.random.host_generator`) and
+uploaded once, so a fresh parameter is a realized buffer and creating a model compiles no kernels.
 
 Two spellings: functions returning a new Tensor (`kaiming_uniform(shape, a=...)`) and PyTorch-style in-place
 versions with a trailing underscore (`kaiming_uniform_(tensor, a=...)`) that `assign` into an existing tensor.
@@ -15,6 +15,7 @@ import numpy as np
 
 from tinyjit.dtype import dtypes
 from tinyjit.helpers import prod
+from tinyjit.random import host_generator
 from tinyjit.tensor import Tensor
 
 
@@ -52,13 +53,13 @@ def _shape(shape) -> tuple[int, ...]:
 
 def uniform(shape, low: float = 0.0, high: float = 1.0, dtype=None, device=None) -> Tensor:
     """U(low, high) of the given shape."""
-    rng = Tensor._generator()
+    rng = host_generator()
     return _host(rng.uniform(low, high, size=_shape(shape)), dtype, device)
 
 
 def normal(shape, mean: float = 0.0, std: float = 1.0, dtype=None, device=None) -> Tensor:
     """N(mean, std^2) of the given shape."""
-    rng = Tensor._generator()
+    rng = host_generator()
     return _host(rng.normal(mean, std, size=_shape(shape)), dtype, device)
 
 
@@ -67,7 +68,7 @@ def trunc_normal(shape, mean: float = 0.0, std: float = 1.0, a: float = -2.0, b:
     """N(mean, std^2) restricted to [a, b] (absolute bounds, like PyTorch), by redrawing what falls outside."""
     if not a < b:
         raise ValueError(f"trunc_normal: need a < b, got a={a}, b={b}")
-    rng = Tensor._generator()
+    rng = host_generator()
     out = rng.normal(mean, std, size=_shape(shape))
     bad = (out < a) | (out > b)
     for _ in range(1000):

@@ -10,6 +10,7 @@ from typing import Optional
 
 from tinyjit.nn import init
 from tinyjit.nn.module import Module
+from tinyjit.random import host_generator
 from tinyjit.tensor import Tensor
 from tinyjit.tensor_nn import _pair
 
@@ -159,7 +160,7 @@ class Embedding(Module):
                 raise ValueError(f"Embedding: padding_idx {padding_idx} is out of range for {num_embeddings} rows")
             padding_idx %= num_embeddings
         self.num_embeddings, self.embedding_dim, self.padding_idx = num_embeddings, embedding_dim, padding_idx
-        w = Tensor._generator().normal(0.0, 1.0, size=(num_embeddings, embedding_dim))
+        w = host_generator().normal(0.0, 1.0, size=(num_embeddings, embedding_dim))
         if padding_idx is not None:
             w[padding_idx] = 0
         self.weight = init._host(w, dtype, device)
