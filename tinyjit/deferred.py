@@ -7,21 +7,23 @@ also realized when read, or when assigned again, so nothing is lost without an o
 """
 from __future__ import annotations
 
+import weakref
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from tinyjit.tensor import Tensor
 
-_pending: dict[int, "Tensor"] = {}
+# weak: a tensor nobody holds any more needs no realizing
+_pending: dict[int, weakref.ref] = {}
 
 
 def defer_realize(*tensors: "Tensor") -> None:
     for t in tensors:
-        _pending[id(t)] = t
+        _pending[id(t)] = weakref.ref(t)
 
 
 def take_deferred() -> list["Tensor"]:
-    """The registered tensors that still need realizing (and forget all of them)."""
-    out = [t for t in _pending.values() if not t.node.realized]
+    """The registered tensors that still exist and need realizing (and forget all of them)."""
+    out = [t for t in (ref() for ref in _pending.values()) if t is not None and not t.node.realized]
     _pending.clear()
     return out

@@ -1,7 +1,7 @@
 """`Module`, the base of every layer, and the containers `Sequential`, `ModuleList` and `ModuleDict`.
 
 Registration follows PyTorch, with one simplification: there is no separate Parameter class. A Tensor set as
-an attribute of a Module is a parameter (its `requires_grad` becomes True unless it was set to False); state
+an attribute of a Module is a parameter (a float one gets `requires_grad=True` unless it was set to False); state
 that is not trained (BatchNorm's running statistics, a fixed mask) is declared with `register_buffer`. A list or
 tuple of Modules set as an attribute is wrapped in a `ModuleList`, so its parameters are found (state_dict keys
 `layers.0.weight`, as with a PyTorch ModuleList).
@@ -58,7 +58,7 @@ class Module:
         if isinstance(value, Tensor):
             if kind != _BUFFER:
                 kind = _PARAM
-                if value.requires_grad is None:
+                if value.requires_grad is None and value.dtype.is_float:
                     value.requires_grad = True
         elif isinstance(value, Module):
             kind = _MODULE
