@@ -16,6 +16,7 @@ from tinyjit.dtype import DType, dtypes, least_upper_float, promote, scalar_resu
 from tinyjit.helpers import prod
 from tinyjit.lazy import Node
 from tinyjit.ops import Op
+from tinyjit.tensor_autograd import AutogradMixin
 from tinyjit.tensor_movement import MovementMixin
 from tinyjit.tensor_nn import NNMixin
 from tinyjit.tensor_reduce import ReduceMixin
@@ -23,8 +24,8 @@ from tinyjit.tensor_reduce import ReduceMixin
 Scalar = Union[int, float, bool]
 
 
-class Tensor(MovementMixin, ReduceMixin, NNMixin):
-    __slots__ = ("node", "requires_grad", "grad", "_ctx")
+class Tensor(AutogradMixin, MovementMixin, ReduceMixin, NNMixin):
+    __slots__ = ("node", "_requires_grad", "grad", "_ctx")
     training = False
     no_grad_active = False
     _seed = 0
@@ -61,9 +62,9 @@ class Tensor(MovementMixin, ReduceMixin, NNMixin):
             buf = Buffer(device, arr.size, dt).copyin(arr)
             node = Node.from_buffer(buf, arr.shape)
         self.node: Node = node
-        self.requires_grad = requires_grad
+        self._ctx = None   # autograd: the op that made this tensor when it was recorded (None for a leaf)
         self.grad: Optional[Tensor] = None
-        self._ctx = None
+        self.requires_grad = requires_grad
 
     # ---- properties ----
     @property
@@ -122,8 +123,10 @@ class Tensor(MovementMixin, ReduceMixin, NNMixin):
         return self
 
     def _collapse(self) -> None:
-        """Point at the realized buffer directly so the graph that made it can be freed."""
-        if self.node.realized and self.node.op != Op.BUFFER:
+        """Point at the realized buffer directly so the graph that made it can be freed. A result that requires
+        grad keeps its graph (backward after .item() must reach the parameters), but an assign always collapses
+        (or every optimizer step would grow the graph)."""
+        if self.node.realized and self.node.op != Op.BUFFER and (self._ctx is None or self.node.op == Op.ASSIGN):
             self.node = Node.from_buffer(self.node.buffer, self.shape)
 
     def numpy(self) -> np.ndarray:
@@ -143,26 +146,22 @@ class Tensor(MovementMixin, ReduceMixin, NNMixin):
         arr = self.numpy()
         return arr if dtype is None else arr.astype(dtype)
 
-    def detach(self) -> Tensor:
-        return Tensor(self.node, requires_grad=False)
-
     def contiguous(self) -> Tensor:
         if self.node.op == Op.BUFFER:
             return self
-        return Tensor(Node(Op.CONTIGUOUS, (self.node,), None, self.dtype, self.shape, self.device), **self._grad_kw())
+        return Tensor(Node(Op.CONTIGUOUS, (self.node,), None, self.dtype, self.shape, self.device))._record(self)
 
     def to(self, device: Optional[str]) -> Tensor:
         device = canonicalize(device)
         if device == self.device:
             return self
-        return Tensor(Node(Op.COPY, (self.node,), None, self.dtype, self.shape, device), **self._grad_kw())
+        return Tensor(Node(Op.COPY, (self.node,), None, self.dtype, self.shape, device))._record(self)
 
     def cpu(self) -> Tensor:
         return self.to("CPU")
 
     def clone(self) -> Tensor:
-        return Tensor(Node(Op.CONTIGUOUS, (self.node,), None, self.dtype, self.shape, self.device),
-                      **self._grad_kw())
+        return Tensor(Node(Op.CONTIGUOUS, (self.node,), None, self.dtype, self.shape, self.device))._record(self)
 
     def assign(self, value) -> Tensor:
         """Write `value` into this tensor's buffer (in place: the buffer is reused, not reallocated)."""
@@ -179,9 +178,6 @@ class Tensor(MovementMixin, ReduceMixin, NNMixin):
         target = self.node if self.node.op == Op.BUFFER else Node.from_buffer(self.node.buffer, self.shape)
         self.node = Node(Op.ASSIGN, (target, value.node), None, self.dtype, self.shape, self.device)
         return self
-
-    def _grad_kw(self) -> dict:
-        return {}
 
     # ---- creation ----
     @staticmethod
@@ -292,7 +288,7 @@ class Tensor(MovementMixin, ReduceMixin, NNMixin):
     # ---- primitive application (autograd hooks in here) ----
     def _apply(self, op: Op, *others: Tensor, arg=None) -> Tensor:
         node = self.node.alu(op, *(o.node for o in others), arg=arg)
-        return Tensor(node)
+        return Tensor(node)._record(self, *others)
 
     def cast(self, dtype) -> Tensor:
         dtype = dtypes.from_any(dtype)
