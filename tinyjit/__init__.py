@@ -3,3 +3,4 @@ from tinyjit.device import Device  # noqa: F401
 from tinyjit.dtype import dtypes  # noqa: F401
 from tinyjit.tensor import Tensor  # noqa: F401
 from tinyjit.jit import JitError, TinyJit  # noqa: F401
+from tinyjit.tensor_autograd import grad_of as gradient  # noqa: F401

@@ -441,11 +441,12 @@ class Tensor(AutogradMixin, MovementMixin, ReduceMixin, NNMixin):
             ~((~x)._apply(Op.MAX, ~y))
 
     def clip(self, min_=None, max_=None) -> Tensor:
+        # where, not maximum/minimum: like torch.clamp, x keeps its gradient at the bounds (and NaN stays NaN)
         out = self
         if min_ is not None:
-            out = out.maximum(min_)
+            out = (out < min_).where(min_, out)
         if max_ is not None:
-            out = out.minimum(max_)
+            out = (out > max_).where(max_, out)
         return out
 
     clamp = clip
@@ -557,17 +558,24 @@ class Tensor(AutogradMixin, MovementMixin, ReduceMixin, NNMixin):
     def cos(self) -> Tensor: return ((math.pi / 2) - self._float()).sin()          # noqa: E704
     def tan(self) -> Tensor: return self.sin() / self.cos()                        # noqa: E704
     def square(self) -> Tensor: return self * self                                 # noqa: E704
-    def relu(self) -> Tensor: return self.maximum(0)                               # noqa: E704
-    def sigmoid(self) -> Tensor: return (1 + (-self._float()).exp()).reciprocal()  # noqa: E704
+    def relu(self) -> Tensor: return ((self > 0) | self.isnan()).where(self, 0)   # noqa: E704 (grad 0 at 0)
     def tanh(self) -> Tensor: return 2.0 * (2.0 * self._float()).sigmoid() - 1.0   # noqa: E704
     def silu(self) -> Tensor: return self * self.sigmoid()                         # noqa: E704
     swish = silu
 
+    def sigmoid(self) -> Tensor:
+        # through e^-|x|, which never overflows: 1 / (1 + e^-x) has a finite value at x = -100 but its
+        # gradient would be 0 * inf = NaN
+        x = self._float()
+        neg = x < 0
+        z = neg.where(x, -x).exp()
+        return neg.where(z, 1.0) / (1 + z)
+
     def abs(self) -> Tensor:
         if self.dtype.is_unsigned or self.dtype == dtypes.bool:
             return self
-        return (self < 0).where(-self, self) if not self.dtype.is_float else \
-            self.bitcast(_uint_of(self.dtype)).bitwise_and((1 << (self.dtype.bits - 1)) - 1).bitcast(self.dtype)
+        # float: max(x, -x) gives +0 for -0, keeps NaN, and (MAX splits ties) has gradient 0 at 0 like PyTorch
+        return (self < 0).where(-self, self) if not self.dtype.is_float else self.maximum(-self)
 
     def sign(self) -> Tensor:
         zero = Tensor.full_like(self, 0)
@@ -578,15 +586,17 @@ class Tensor(AutogradMixin, MovementMixin, ReduceMixin, NNMixin):
         return (self != self).where(self, out) if self.dtype.is_float else out
 
     def leaky_relu(self, negative_slope: float = 0.01) -> Tensor:
-        return (self < 0).where(self * negative_slope, self)
+        return (self > 0).where(self, self * negative_slope)
 
     def elu(self, alpha: float = 1.0) -> Tensor:
         return (self > 0).where(self, alpha * (self.exp() - 1))
 
     def softplus(self, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
         bx = self._float() * beta
-        # log(1 + e^x) computed stably as max(x, 0) + log(1 + e^-|x|)
-        soft = (bx.relu() + (1 + (-bx.abs()).exp()).log()) / beta
+        # log(1 + e^x) computed stably as max(x, 0) + log(1 + e^-|x|), written with where so that the gradient
+        # at 0 is sigmoid(0) = 0.5
+        pos = bx > 0
+        soft = (pos.where(bx, 0.0) + (1 + pos.where(-bx, bx).exp()).log()) / beta
         return (bx > threshold).where(self._float(), soft)
 
     def mish(self) -> Tensor:
@@ -610,7 +620,7 @@ class Tensor(AutogradMixin, MovementMixin, ReduceMixin, NNMixin):
     def erf(self) -> Tensor:
         # Abramowitz & Stegun 7.1.26 refined with more terms (max error ~1.2e-7), odd symmetry via sign
         x = self._float()
-        ax = x.abs()
+        ax = (x < 0).where(-x, x)   # |x| with gradient 1 at 0, so erf'(0) = 2/sqrt(pi)
         t = 1.0 / (1.0 + 0.5 * ax)
         poly = (-ax * ax - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (
             -0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))
