@@ -9,6 +9,7 @@ Fusion rules (DESIGN.md):
 """
 from __future__ import annotations
 
+import heapq
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -165,7 +166,43 @@ class _Scheduler:
         for node in self.graph:
             if id(node) in self.realize and not node.realized and node.op != Op.BUFFER:
                 items.append(self.build(node))
+        return _assigns_after_readers(items)
+
+
+def _assigns_after_readers(items: list[ScheduleItem]) -> list[ScheduleItem]:
+    """Reorder so that an assign, which overwrites its target's buffer in place, runs after every other item
+    that reads the old contents (e.g. one optimizer update must not clobber a weight that the gradient of
+    another parameter still reads). Otherwise the order of `items` is kept."""
+    targets = {id(it.output.src[0].buffer): i for i, it in enumerate(items) if it.output.op == Op.ASSIGN}
+    if not targets:
         return items
+    producer = {id(it.output): i for i, it in enumerate(items)}
+    deps: list[set[int]] = [set() for _ in items]
+    for j, it in enumerate(items):
+        for n in it.inputs:
+            if id(n) in producer:
+                deps[j].add(producer[id(n)])
+            writer = targets.get(id(n.buffer)) if n.buffer is not None else None
+            if writer is not None and writer != j:
+                deps[writer].add(j)
+    users: list[list[int]] = [[] for _ in items]
+    for j, d in enumerate(deps):
+        for i in d:
+            users[i].append(j)
+    waiting = [len(d) for d in deps]
+    ready = [i for i, w in enumerate(waiting) if w == 0]
+    heapq.heapify(ready)
+    order = []
+    while ready:
+        i = heapq.heappop(ready)
+        order.append(i)
+        for j in users[i]:
+            waiting[j] -= 1
+            if waiting[j] == 0:
+                heapq.heappush(ready, j)
+    if len(order) < len(items):   # a cycle (an item reads both the old and the new contents): keep the order
+        return items
+    return [items[i] for i in order]
 
 
 def _zero_preserving(node: Node, sched: _Scheduler, value: Node) -> bool:

@@ -183,7 +183,7 @@ class NNMixin:
             loss = -(logp * tgt).sum(1 if self.ndim > 1 else 0)
             return _reduce_loss(loss, reduction, None)
         cls_axis = 1 if self.ndim > 1 else 0
-        moved = logp.transpose(cls_axis, -1) if self.ndim > 2 else logp
+        moved = logp.permute(0, *range(2, self.ndim), 1) if self.ndim > 2 else logp   # classes last
         valid = target != ignore_index
         safe_target = valid.where(target, 0)
         onehot = safe_target.unsqueeze(-1) == Tensor.arange(classes, dtype=target.dtype, device=self.device)
@@ -197,7 +197,7 @@ class NNMixin:
     def nll_loss(self, target, reduction: str = "mean", ignore_index: int = -100) -> "Tensor":
         from tinyjit.tensor import Tensor
         classes = self.shape[1] if self.ndim > 1 else self.shape[0]
-        moved = self.transpose(1, -1) if self.ndim > 2 else self
+        moved = self.permute(0, *range(2, self.ndim), 1) if self.ndim > 2 else self   # classes last
         valid = target != ignore_index
         onehot = valid.where(target, 0).unsqueeze(-1) == Tensor.arange(classes, dtype=target.dtype,
                                                                         device=self.device)
