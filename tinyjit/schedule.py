@@ -9,7 +9,6 @@ Fusion rules (DESIGN.md):
 """
 from __future__ import annotations
 
-import heapq
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -166,43 +165,43 @@ class _Scheduler:
         for node in self.graph:
             if id(node) in self.realize and not node.realized and node.op != Op.BUFFER:
                 items.append(self.build(node))
-        return _assigns_after_readers(items)
+        return _order_assigns_after_reads(items)
 
 
-def _assigns_after_readers(items: list[ScheduleItem]) -> list[ScheduleItem]:
-    """Reorder so that an assign, which overwrites its target's buffer in place, runs after every other item
-    that reads the old contents (e.g. one optimizer update must not clobber a weight that the gradient of
-    another parameter still reads). Otherwise the order of `items` is kept."""
-    targets = {id(it.output.src[0].buffer): i for i, it in enumerate(items) if it.output.op == Op.ASSIGN}
-    if not targets:
+def _order_assigns_after_reads(items: list[ScheduleItem]) -> list[ScheduleItem]:
+    """Dependency order plus write-after-read: an ASSIGN overwrites a buffer in place, so every other kernel of
+    this schedule that reads the old contents must run first (an optimizer step reads weights in the backward
+    pass and overwrites them in the same schedule)."""
+    writers = {id(it.output.src[0].buffer): i for i, it in enumerate(items)
+               if it.output.op == Op.ASSIGN and it.output.src[0].buffer is not None}
+    if not writers:
         return items
     producer = {id(it.output): i for i, it in enumerate(items)}
-    deps: list[set[int]] = [set() for _ in items]
-    for j, it in enumerate(items):
-        for n in it.inputs:
-            if id(n) in producer:
-                deps[j].add(producer[id(n)])
-            writer = targets.get(id(n.buffer)) if n.buffer is not None else None
-            if writer is not None and writer != j:
-                deps[writer].add(j)
-    users: list[list[int]] = [[] for _ in items]
-    for j, d in enumerate(deps):
-        for i in d:
-            users[i].append(j)
-    waiting = [len(d) for d in deps]
-    ready = [i for i, w in enumerate(waiting) if w == 0]
-    heapq.heapify(ready)
-    order = []
-    while ready:
-        i = heapq.heappop(ready)
-        order.append(i)
-        for j in users[i]:
-            waiting[j] -= 1
-            if waiting[j] == 0:
-                heapq.heappush(ready, j)
-    if len(order) < len(items):   # a cycle (an item reads both the old and the new contents): keep the order
-        return items
-    return [items[i] for i in order]
+    before: list[set[int]] = [set() for _ in items]   # before[i]: items that must run before item i
+    for i, it in enumerate(items):
+        for src in it.inputs:
+            if id(src) in producer:
+                before[i].add(producer[id(src)])
+            elif src.buffer is not None and id(src.buffer) in writers and writers[id(src.buffer)] != i:
+                before[writers[id(src.buffer)]].add(i)
+    order, state = [], [0] * len(items)   # state: 0 new, 1 on the stack, 2 done
+    for root in range(len(items)):
+        stack = [(root, False)]
+        while stack:
+            i, expanded = stack.pop()
+            if expanded:
+                state[i] = 2
+                order.append(items[i])
+                continue
+            if state[i] == 2:
+                continue
+            if state[i] == 1:
+                raise RuntimeError(f"assign: a kernel reads the old value of a buffer of shape {items[i].output.shape} "
+                                   f"that is also read after being assigned in the same realize; realize in two steps")
+            state[i] = 1
+            stack.append((i, True))
+            stack.extend((j, False) for j in sorted(before[i], reverse=True) if state[j] != 2)
+    return order
 
 
 def _zero_preserving(node: Node, sched: _Scheduler, value: Node) -> bool:
