@@ -441,6 +441,8 @@ def test_leaf_views_and_int_paths():
     v = base.T.requires_grad_()                      # a leaf that is a (non-contiguous) view
     (v * v).sum().backward()
     np.testing.assert_allclose(v.grad.numpy(), 2 * np.arange(6, dtype=np.float32).reshape(2, 3).T)
+    r = v.reshape(6).reshape(3, 2)                   # a reshape chain back to the leaf's own shape
+    assert r.node is not v.node and r.requires_grad
     z = Tensor.zeros(2, 3, requires_grad=True)      # a leaf made of a const expanded: chains must not fold it
     (z.expand(4, 2, 3) * 2).sum().backward()
     np.testing.assert_allclose(z.grad.numpy(), np.full((2, 3), 8.0))

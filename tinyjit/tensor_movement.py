@@ -27,7 +27,7 @@ class MovementMixin:
         from tinyjit.lazy import Node
         from tinyjit.tensor import Tensor
         node = self.node.movement(op, arg)
-        if self.requires_grad and node is not self.node and node.src[0] is not self.node:
+        if self.requires_grad and node is not self.node and node.src[:1] != (self.node,):
             # Node.movement folded a chain (reshape of a reshape) past self.node: keep self.node in the graph,
             # autograd needs to reach it
             node = Node(op, (self.node,), arg, self.dtype, node.shape, self.device)
