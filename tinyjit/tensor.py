@@ -664,10 +664,6 @@ class Tensor(AutogradMixin, MovementMixin, ReduceMixin, NNMixin):
         return self + (end - self) * weight
 
 
-def _uint_of(dt: DType) -> DType:
-    return {2: dtypes.uint16, 4: dtypes.uint32, 8: dtypes.uint64}[dt.itemsize]
-
-
 def _shape_arg(shape) -> tuple[int, ...]:
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
         shape = shape[0]
