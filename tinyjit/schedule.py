@@ -74,6 +74,9 @@ class _Scheduler:
                     return None
                 if user.op in REDUCE:
                     return None
+                # the output kernel may only add elementwise work (a permute or pad of the reduce needs a buffer)
+                if not (user.op in ELEMENTWISE or _is_trivial_reshape(user) or user.op in (Op.CONTIGUOUS, Op.ASSIGN)):
+                    return None
                 return user
             if user.op in ELEMENTWISE or _is_trivial_reshape(user):
                 cur = user

@@ -298,7 +298,7 @@ class NNMixin:
         if target.shape != expected:
             raise ValueError(f"{name}: target of shape {target.shape} does not fit input {self.shape} "
                              f"(expected {expected})")
-        moved = self.transpose(cls_axis, -1) if self.ndim > 2 else self     # classes last
+        moved = self.permute(0, *range(2, self.ndim), 1) if self.ndim > 2 else self   # classes last
         valid = target != ignore_index
         onehot = valid.where(target, 0).unsqueeze(-1) == Tensor.arange(classes, dtype=target.dtype,
                                                                         device=self.device)
