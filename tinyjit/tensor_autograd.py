@@ -25,6 +25,7 @@ import weakref
 from typing import TYPE_CHECKING, Optional, Sequence, Union
 
 from tinyjit import autograd
+from tinyjit.deferred import defer_realize
 from tinyjit.lazy import Node
 from tinyjit.ops import Op
 
@@ -131,6 +132,8 @@ class AutogradMixin:
         if gradient is None and self.numel() != 1:
             raise RuntimeError(f"backward: a gradient can only be implied for a one-element output, got shape "
                                f"{self.shape}; pass gradient=")
+        # realize self with the next optimizer step: it reads the parameters that the step overwrites in place
+        defer_realize(self)
         leaves = [t for t in (ref() for ref in list(_leaves.values())) if t is not None and t.requires_grad]
         grads = _gradients([self], leaves, None if gradient is None else [gradient], "backward")
         for leaf, g in zip(leaves, grads):
