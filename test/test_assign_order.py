@@ -23,3 +23,18 @@ def test_old_and_new_value_in_one_kernel_is_an_error():
     both = (old + q).contiguous()
     with pytest.raises(RuntimeError, match="assign"):
         both.realize()
+
+
+def test_assigns_reading_each_other_are_split():
+    # each assign's kernel would reduce over the other's old value: no order works until the values get their
+    # own kernels (what an optimizer step over two layers with fused gradient reduces needs)
+    a0 = np.arange(12, dtype=np.float32).reshape(3, 4)
+    b0 = np.ones((3, 4), np.float32) * 2
+    a, b = Tensor(a0).realize(), Tensor(b0).realize()
+    new_a = a + b.sum(0, keepdim=True)
+    new_b = b * a.sum(1, keepdim=True)
+    a.assign(new_a)
+    b.assign(new_b)
+    Tensor.realize_all(a, b)
+    np.testing.assert_allclose(a.numpy(), a0 + b0.sum(0, keepdims=True))
+    np.testing.assert_allclose(b.numpy(), b0 * a0.sum(1, keepdims=True))

@@ -101,9 +101,12 @@ class _Scheduler:
         if node.op == Op.COPY:
             return ScheduleItem("copy", node, [node.src[0]])
         value = node.src[1] if node.op == Op.ASSIGN else node.src[0] if node.op == Op.CONTIGUOUS else node
+        # the node computed inline even though it is marked for realizing (it is this kernel's own output); an
+        # assign whose value has its own kernel (see schedule(): breaking a read/write cycle) only copies it
+        root = None if node.op == Op.ASSIGN and id(value) in self.realize else value
         inputs: list[Node] = []
         memo: dict = {}
-        reduce_shape = self._fused_reduce_shape(value)
+        reduce_shape = self._fused_reduce_shape(value, root)
         out_shape = reduce_shape if reduce_shape is not None else value.shape
         start_moves = ((Op.RESHAPE, out_shape),) if out_shape != value.shape else ()
 
@@ -117,14 +120,14 @@ class _Scheduler:
             key = (id(n), moves)
             if key in memo:
                 return memo[key]
-            if n.realized or (id(n) in self.realize and n is not value) or n.op in _BOUNDARY_OPS:
+            if n.realized or (id(n) in self.realize and n is not root) or n.op in _BOUNDARY_OPS:
                 out = load(n, moves)
             elif n.op == Op.CONST:
                 out = AstNode(Op.CONST, (), (n.arg, _apply(ShapeTracker.from_shape(()), moves)), n.dtype)
             elif n.op in MOVEMENT:
                 inner_moves = ((n.op, n.arg),) + moves
                 out = lower(n.src[0], inner_moves)
-                if n.op == Op.PAD and not _zero_preserving(n.src[0], self, value):
+                if n.op == Op.PAD and not _zero_preserving(n.src[0], self, root):
                     # the padded area must read 0 even though the inlined ops would not produce 0 there
                     valid_st = _apply(ShapeTracker.from_shape(n.src[0].shape), inner_moves)
                     valid = AstNode(Op.VALID, (), valid_st, dtypes.bool)
@@ -147,12 +150,12 @@ class _Scheduler:
         ast = AstNode(Op.STORE, (body,), (0, store_st), value.dtype)
         return ScheduleItem("kernel", node, inputs, ast)
 
-    def _fused_reduce_shape(self, value: Node):
+    def _fused_reduce_shape(self, value: Node, root):
         """Output shape (keepdim) of the reduce fused into `value`'s kernel, if any."""
         stack, seen = [value], set()
         while stack:
             n = stack.pop()
-            if id(n) in seen or n.realized or (id(n) in self.realize and n is not value):
+            if id(n) in seen or n.realized or (id(n) in self.realize and n is not root):
                 continue
             seen.add(id(n))
             if n.op in REDUCE:
@@ -161,17 +164,38 @@ class _Scheduler:
         return None
 
     def schedule(self) -> list[ScheduleItem]:
-        items = []
-        for node in self.graph:
-            if id(node) in self.realize and not node.realized and node.op != Op.BUFFER:
-                items.append(self.build(node))
-        return _order_assigns_after_reads(items)
+        while True:
+            items = []
+            for node in self.graph:
+                if id(node) in self.realize and not node.realized and node.op != Op.BUFFER:
+                    items.append(self.build(node))
+            try:
+                return _order_assigns_after_reads(items)
+            except _AssignCycle as cycle:
+                # Assign kernels that each read what another overwrites (two layers' weight updates, each with
+                # its gradient reduce fused in, reading the other's old weights): give their values their own
+                # kernels, so the assigns become copies that read nothing else, and order again.
+                values = [items[i].output.src[1] for i in cycle.items if items[i].output.op == Op.ASSIGN]
+                values = [v for v in values if not v.realized and v.op not in _BOUNDARY_OPS and id(v) not in self.realize]
+                if not values:
+                    raise RuntimeError(f"assign: a kernel reads the old value of a buffer of shape {cycle.shape} that "
+                                       f"is also read after being assigned in the same realize; realize in two "
+                                       f"steps") from None
+                for v in values:
+                    self.realize[id(v)] = v
+
+
+class _AssignCycle(Exception):
+    def __init__(self, items: list[int], shape):
+        super().__init__()
+        self.items, self.shape = items, shape
 
 
 def _order_assigns_after_reads(items: list[ScheduleItem]) -> list[ScheduleItem]:
     """Dependency order plus write-after-read: an ASSIGN overwrites a buffer in place, so every other kernel of
     this schedule that reads the old contents must run first (an optimizer step reads weights in the backward
-    pass and overwrites them in the same schedule)."""
+    pass and overwrites them in the same schedule). Raises _AssignCycle (with the items on the current path)
+    when no order exists."""
     writers = {id(it.output.src[0].buffer): i for i, it in enumerate(items)
                if it.output.op == Op.ASSIGN and it.output.src[0].buffer is not None}
     if not writers:
@@ -196,8 +220,7 @@ def _order_assigns_after_reads(items: list[ScheduleItem]) -> list[ScheduleItem]:
             if state[i] == 2:
                 continue
             if state[i] == 1:
-                raise RuntimeError(f"assign: a kernel reads the old value of a buffer of shape {items[i].output.shape} "
-                                   f"that is also read after being assigned in the same realize; realize in two steps")
+                raise _AssignCycle([j for j in range(len(items)) if state[j] == 1], items[i].output.shape)
             state[i] = 1
             stack.append((i, True))
             stack.extend((j, False) for j in sorted(before[i], reverse=True) if state[j] != 2)
