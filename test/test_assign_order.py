@@ -26,15 +26,18 @@ def test_old_and_new_value_in_one_kernel_is_an_error():
 
 
 def test_assigns_reading_each_other_are_split():
-    # each assign's kernel would reduce over the other's old value: no order works until the values get their
-    # own kernels (what an optimizer step over two layers with fused gradient reduces needs)
-    a0 = np.arange(12, dtype=np.float32).reshape(3, 4)
-    b0 = np.ones((3, 4), np.float32) * 2
-    a, b = Tensor(a0).realize(), Tensor(b0).realize()
-    new_a = a + b.sum(0, keepdim=True)
-    new_b = b * a.sum(1, keepdim=True)
+    # each assign's kernel reduces over the other's old value (the reduce fuses into the assign): no order works
+    # until the values get their own kernels, as in an optimizer step over two layers with fused gradient reduces
+    from tinyjit.realize import counters
+    a0, b0 = np.arange(3, dtype=np.float32), np.array([1.0, -2.0, 0.5], np.float32)
+    w0 = np.arange(9, dtype=np.float32).reshape(3, 3) / 4
+    a, b, w = Tensor(a0).realize(), Tensor(b0).realize(), Tensor(w0).realize()
+    new_a = a + (b.reshape(1, 3).expand(3, 3) * w).sum(1)
+    new_b = b + (a.reshape(1, 3).expand(3, 3) * w).sum(1)
     a.assign(new_a)
     b.assign(new_b)
+    before = counters["kernels_launched"]
     Tensor.realize_all(a, b)
-    np.testing.assert_allclose(a.numpy(), a0 + b0.sum(0, keepdims=True))
-    np.testing.assert_allclose(b.numpy(), b0 * a0.sum(1, keepdims=True))
+    assert counters["kernels_launched"] - before == 4    # two value kernels, two copies
+    np.testing.assert_allclose(a.numpy(), a0 + w0 @ b0, rtol=1e-6)
+    np.testing.assert_allclose(b.numpy(), b0 + w0 @ a0, rtol=1e-6)
