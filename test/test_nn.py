@@ -346,3 +346,70 @@ def test_default_init_distributions():
     assert t.numpy().min() >= -0.4 and t.numpy().max() <= 0.6
     nn.init.kaiming_normal_(t, nonlinearity="relu")
     assert abs(t.numpy().std() - math.sqrt(2 / 100)) < 0.01
+
+
+# ---- backward through modules vs torch ----
+BACKWARD = [
+    ("linear", lambda m: m.Linear(6, 5), (3, 6)),
+    ("conv2d", lambda m: m.Conv2d(4, 6, 3, stride=2, padding=1, groups=2), (2, 4, 7, 6)),
+    ("conv_transpose2d", lambda m: m.ConvTranspose2d(3, 4, 3, stride=2, padding=1, output_padding=1), (2, 3, 4, 3)),
+    ("batchnorm2d", lambda m: m.BatchNorm2d(3), (4, 3, 3, 2)),
+    ("layernorm", lambda m: m.LayerNorm(6), (2, 3, 6)),
+    ("groupnorm", lambda m: m.GroupNorm(2, 4), (2, 4, 3, 3)),
+    ("rmsnorm", lambda m: m.RMSNorm(6), (4, 6)),
+]
+
+
+def _backward_both(ours, theirs, inputs, out_fn=lambda o: o):
+    """Seed both modules' outputs with the same random cotangent and compare input and parameter gradients."""
+    xs = [Tensor(a, requires_grad=True) for a in inputs]
+    txs = [torch.tensor(a, requires_grad=True) for a in inputs]
+    out, tout = out_fn(ours(*xs)), out_fn(theirs(*txs))
+    cot = _input(*tout.shape, seed=7)
+    (out * Tensor(cot)).sum().backward()
+    (tout * torch.tensor(cot)).sum().backward()
+    for x, tx in zip(xs, txs):
+        _close(x.grad, tx.grad, atol=1e-5)
+    tparams = dict(theirs.named_parameters())
+    for name, p in ours.named_parameters():
+        _close(p.grad, tparams[name].grad, atol=1e-5)
+
+
+@pytest.mark.parametrize("name,make,shape", BACKWARD, ids=[b[0] for b in BACKWARD])
+def test_module_backward(name, make, shape):
+    torch.manual_seed(0)
+    theirs, ours = make(torch.nn), make(nn)
+    with torch.no_grad():
+        for p in theirs.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+    _copy(ours, theirs)
+    _backward_both(ours, theirs, [_input(*shape) * 2 + 0.5])
+
+
+def test_multihead_attention_backward():
+    torch.manual_seed(0)
+    theirs = torch.nn.MultiheadAttention(8, 2, batch_first=True)
+    ours = nn.MultiheadAttention(8, 2, batch_first=True)
+    _copy(ours, theirs)
+    mask = np.triu(np.ones((3, 4), bool), 2)
+    _backward_both(_SelfAttention(ours, Tensor(mask)), _TorchSelfAttention(theirs, torch.tensor(mask)),
+                   [_input(2, 3, 8, seed=1), _input(2, 4, 8, seed=2)])
+
+
+class _SelfAttention(nn.Module):
+    def __init__(self, mha, mask):
+        super().__init__()
+        self.mha = mha
+        self.register_buffer("mask", mask)
+
+    def forward(self, q, kv):
+        return self.mha(q, kv, kv, attn_mask=self.mask)[0]
+
+
+class _TorchSelfAttention(torch.nn.Module):
+    def __init__(self, mha, mask):
+        super().__init__()
+        self.mha, self.mask = mha, mask
+
+    def forward(self, q, kv):
+        return self.mha(q, kv, kv, attn_mask=self.mask)[0]

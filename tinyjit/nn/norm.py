@@ -52,7 +52,8 @@ class _BatchNorm(Module):
             mean = x.mean(axes)
             var = (x - mean.reshape(shape)).square().mean(axes)
             if self.training and self.track_running_stats:
-                self._update_running(mean, var, count)
+                with Tensor.no_grad():
+                    self._update_running(mean, var, count)
         else:
             mean, var = self.running_mean, self.running_var
         out = (x - mean.reshape(shape)) * (var.reshape(shape) + self.eps).rsqrt()

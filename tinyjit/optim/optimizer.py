@@ -119,6 +119,11 @@ class Optimizer:
         buffers assigned during the forward pass (BatchNorm running statistics). `step()` realizes them; realize
         them yourself with more outputs, e.g. `Tensor.realize_all(loss, *opt.schedule_step())`, to compute the
         loss in the same schedule."""
+        with Tensor.no_grad():   # updates are not part of any graph autograd should see
+            targets = self._assign_updates()
+        return targets + take_deferred()
+
+    def _assign_updates(self) -> list[Tensor]:
         targets: list[Tensor] = []
         for group in self.param_groups:
             params = [p for p in group["params"] if p.grad is not None]
@@ -134,7 +139,7 @@ class Optimizer:
                     grad = grad.to(p.device)
                 state = self.state.setdefault(p, {})
                 targets.extend(self._update(p, grad, group, state))
-        return targets + take_deferred()
+        return targets
 
     def step(self, closure=None) -> Optional[Any]:
         """One update of every parameter that has a gradient, realized in a single schedule. A closure (PyTorch
