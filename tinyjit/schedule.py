@@ -176,7 +176,8 @@ class _Scheduler:
                 # its gradient reduce fused in, reading the other's old weights): give their values their own
                 # kernels, so the assigns become copies that read nothing else, and order again.
                 values = [items[i].output.src[1] for i in cycle.items if items[i].output.op == Op.ASSIGN]
-                values = [v for v in values if not v.realized and v.op not in _BOUNDARY_OPS and id(v) not in self.realize]
+                values = [v for v in values
+                          if not v.realized and v.op not in _BOUNDARY_OPS and id(v) not in self.realize]
                 if not values:
                     raise RuntimeError(f"assign: a kernel reads the old value of a buffer of shape {cycle.shape} that "
                                        f"is also read after being assigned in the same realize; realize in two "
