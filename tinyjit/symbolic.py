@@ -40,7 +40,9 @@ class Expr:
         return less_than(self, other)
 
     def __ge__(self, other: int) -> Expr:
-        return mul(less_than(self, other), -1) + 1   # 1 - (self < other)
+        # a comparison, not the integer 1 - (self < other): validity terms must stay 0/1 conditions that
+        # renderers lower as booleans
+        return less_than(mul(self, -1), 1 - other)   # self >= other  <=>  -self < -other + 1
 
     def __repr__(self) -> str:
         return self.render_str()
