@@ -62,24 +62,25 @@ class _Scheduler:
         self._decide_reduces()
 
     def _fusion_root(self, reduce_node: Node):
-        """The node whose kernel this reduce can fuse into, or None when it must be realized on its own."""
+        """The node whose kernel this reduce can fuse into, or None when it must be realized on its own.
+
+        The path from the reduce to that node must be single-consumer elementwise ops and trivial reshapes: the
+        kernel's loop shape is the reduce's (keepdim) output shape, so a permute, expand, pad or shrink on the
+        way would be lost. A kernel output reached through such a movement op gets its own kernel instead.
+        """
         cur = reduce_node
-        while id(cur) not in self.realize or cur is reduce_node:
+        while True:
             users = self.consumers[id(cur)]
             if len(users) != 1:
                 return None
             user = users[0]
-            if id(user) in self.realize:
-                if user.op in (Op.COPY, Op.EMPTY) or (user.op == Op.ASSIGN and user.src[1] is not cur):
-                    return None
-                if user.op in REDUCE:
-                    return None
+            if user.op in (Op.CONTIGUOUS,) or (user.op == Op.ASSIGN and user.src[1] is cur):
                 return user
-            if user.op in ELEMENTWISE or _is_trivial_reshape(user):
-                cur = user
-                continue
-            return None
-        return cur
+            if not (user.op in ELEMENTWISE or _is_trivial_reshape(user)):
+                return None
+            if id(user) in self.realize:
+                return user
+            cur = user
 
     def _decide_reduces(self) -> None:
         signature_of_root: dict[int, tuple] = {}
@@ -166,13 +167,21 @@ class _Scheduler:
 
 
 def _zero_preserving(node: Node, sched: _Scheduler, value: Node) -> bool:
-    for n in toposort([node]):
+    """Whether the ops inlined under `node` give 0 wherever every load gives 0 (as in a padded area).
+
+    Loads and constants are masked by the pad's view, so they read 0 there; only the ops between them matter.
+    """
+    stack, seen = [node], set()
+    while stack:
+        n = stack.pop()
+        if id(n) in seen:
+            continue
+        seen.add(id(n))
         if n.realized or (id(n) in sched.realize and n is not value) or n.op in _BOUNDARY_OPS or n.op == Op.CONST:
             continue
-        if n.op in MOVEMENT:
-            continue
-        if n.op not in _ZERO_PRESERVING:
+        if n.op not in MOVEMENT and n.op not in _ZERO_PRESERVING:
             return False
+        stack.extend(n.src)
     return True
 
 
@@ -189,3 +198,14 @@ def _apply(st: ShapeTracker, moves) -> ShapeTracker:
 def create_schedule(outputs: list[Node]) -> list[ScheduleItem]:
     """Kernels (in dependency order) that realize every node of `outputs`."""
     return _Scheduler(outputs).schedule()
+
+
+def format_schedule(items: list[ScheduleItem]) -> str:
+    """The schedule as text (DEBUG=3): one line per item, what it makes and from what."""
+    lines = [f"schedule: {len(items)} item{'s' if len(items) != 1 else ''}"]
+    for i, item in enumerate(items):
+        out = item.output
+        sources = ", ".join(f"{n.op.name} {n.shape} {n.dtype.name}" for n in item.inputs) or "-"
+        lines.append(f"  {i:>3} {item.kind:<6} {out.op.name:<10} {str(out.shape):<16} {out.dtype.name:<8} "
+                     f"<- {sources}")
+    return "\n".join(lines)
