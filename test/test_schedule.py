@@ -300,3 +300,59 @@ def test_random_graphs_match_numpy(outputs):
     realize_nodes([t.node for t, _, _ in outputs])   # several outputs in one schedule when there are two
     for t, expected, description in outputs:
         np.testing.assert_allclose(t.numpy(), expected, rtol=1e-4, atol=1e-4, err_msg=description)
+
+
+# ---- assign: in place, but a graph's meaning never changes ----
+
+def realized(arr) -> Tensor:
+    return Tensor(np.asarray(arr, dtype=np.float32)).realize()
+
+
+def test_assign_of_an_elementwise_value_is_one_kernel_in_place():
+    x = realized(np.arange(4))
+    buffer = x.node.buffer
+    x.assign(x * 3 + 1)
+    assert kernels(x) == 1
+    check(x, [1, 4, 7, 10])
+    assert x.node.buffer is buffer
+
+
+@pytest.mark.parametrize("move, expected", [
+    (lambda t: t.flip(0), [[2, 3], [0, 1]]),
+    (lambda t: t.permute(1, 0), [[0, 2], [1, 3]]),
+    (lambda t: t.flip(1) + t, [[1, 1], [5, 5]]),
+])
+def test_assign_reading_its_target_elsewhere_goes_through_a_temporary(move, expected):
+    x = realized(np.arange(4).reshape(2, 2))
+    x.assign(move(x))
+    assert kernels(x) == 2   # writing in place while reading other elements would read overwritten values
+    check(x, expected)
+
+
+def test_chained_assigns():
+    x = realized(np.arange(4))
+    x.assign(x * 2)
+    x.assign(x.flip(0) + 1)
+    check(x, [7, 5, 3, 1])
+
+
+def test_a_read_of_the_old_value_runs_before_the_assign():
+    x = realized(np.arange(4))
+    old = x * 1
+    x.assign(x * 10)
+    realize_nodes([x.node, old.node])   # x's assign comes first in the graph order
+    check(x, [0, 10, 20, 30])
+    check(old, [0, 1, 2, 3])
+
+
+def test_assigns_that_each_read_what_the_other_overwrites_raise():
+    a, b = realized([1, 2]), realized([3, 4])
+    old_a = a * 1
+    a.assign(b * 1)
+    b.assign(old_a)
+    with pytest.raises(RuntimeError, match=r"assign: .* realize\(\) such a value"):
+        create_schedule([a.node, b.node])
+    old_a.realize()   # what the message says to do
+    realize_nodes([a.node, b.node])
+    check(a, [3, 4])
+    check(b, [1, 2])

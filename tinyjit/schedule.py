@@ -60,6 +60,7 @@ class _Scheduler:
             if node.op == Op.COPY and not node.src[0].realized:
                 self.realize[id(node.src[0])] = node.src[0]
         self._decide_reduces()
+        self._decide_assign_temporaries()
 
     def _fusion_root(self, reduce_node: Node):
         """The node whose kernel this reduce can fuse into, or None when it must be realized on its own.
@@ -92,6 +93,13 @@ class _Scheduler:
             if root is None or signature_of_root.setdefault(id(root), signature) != signature:
                 self.realize[id(node)] = node
 
+    def _decide_assign_temporaries(self) -> None:
+        """An assign whose value reads the target buffer at other positions than the one it writes (x.assign(x.T),
+        x.assign(x.flip(0))) would read elements it already overwrote: compute such a value into its own buffer."""
+        for node in self.graph:
+            if node.op == Op.ASSIGN and not node.realized and _reads_target_elsewhere(self.build(node)):
+                self.realize[id(node.src[1])] = node.src[1]
+
     # ---- lowering one kernel ----
     def build(self, node: Node) -> ScheduleItem:
         if node.op == Op.EMPTY:
@@ -99,9 +107,12 @@ class _Scheduler:
         if node.op == Op.COPY:
             return ScheduleItem("copy", node, [node.src[0]])
         value = node.src[1] if node.op == Op.ASSIGN else node.src[0] if node.op == Op.CONTIGUOUS else node
+        # the node computed inline here; a value that gets its own buffer anyway (it is an output too, or an
+        # assign's temporary) is loaded from it instead
+        root = value if value is node or id(value) not in self.realize else None
         inputs: list[Node] = []
         memo: dict = {}
-        reduce_shape = self._fused_reduce_shape(value)
+        reduce_shape = self._fused_reduce_shape(value, root)
         out_shape = reduce_shape if reduce_shape is not None else value.shape
         start_moves = ((Op.RESHAPE, out_shape),) if out_shape != value.shape else ()
 
@@ -115,14 +126,14 @@ class _Scheduler:
             key = (id(n), moves)
             if key in memo:
                 return memo[key]
-            if n.realized or (id(n) in self.realize and n is not value) or n.op in _BOUNDARY_OPS:
+            if n.realized or (id(n) in self.realize and n is not root) or n.op in _BOUNDARY_OPS:
                 out = load(n, moves)
             elif n.op == Op.CONST:
                 out = AstNode(Op.CONST, (), (n.arg, _apply(ShapeTracker.from_shape(()), moves)), n.dtype)
             elif n.op in MOVEMENT:
                 inner_moves = ((n.op, n.arg),) + moves
                 out = lower(n.src[0], inner_moves)
-                if n.op == Op.PAD and not _zero_preserving(n.src[0], self, value):
+                if n.op == Op.PAD and not _zero_preserving(n.src[0], self, root):
                     # the padded area must read 0 even though the inlined ops would not produce 0 there
                     valid_st = _apply(ShapeTracker.from_shape(n.src[0].shape), inner_moves)
                     valid = AstNode(Op.VALID, (), valid_st, dtypes.bool)
@@ -145,12 +156,12 @@ class _Scheduler:
         ast = AstNode(Op.STORE, (body,), (0, store_st), value.dtype)
         return ScheduleItem("kernel", node, inputs, ast)
 
-    def _fused_reduce_shape(self, value: Node):
+    def _fused_reduce_shape(self, value: Node, root):
         """Output shape (keepdim) of the reduce fused into `value`'s kernel, if any."""
         stack, seen = [value], set()
         while stack:
             n = stack.pop()
-            if id(n) in seen or n.realized or (id(n) in self.realize and n is not value):
+            if id(n) in seen or n.realized or (id(n) in self.realize and n is not root):
                 continue
             seen.add(id(n))
             if n.op in REDUCE:
@@ -163,10 +174,54 @@ class _Scheduler:
         for node in self.graph:
             if id(node) in self.realize and not node.realized and node.op != Op.BUFFER:
                 items.append(self.build(node))
+        return _order_reads_before_assigns(items)
+
+
+def _target_buffer(node: Node):
+    """The buffer a node's value lives in once realized, when that is known now (realized, or an assign)."""
+    while node.op == Op.ASSIGN and not node.realized:
+        node = node.src[0]
+    return node.buffer
+
+
+def _reads_target_elsewhere(item: ScheduleItem) -> bool:
+    target, store_st = item.output.src[0].buffer, item.ast.arg[1]
+    return any(n.op == Op.LOAD and _target_buffer(item.inputs[n.arg[0] - 1]) is target and n.arg[1] != store_st
+               for n in item.ast.toposort())
+
+
+def _order_reads_before_assigns(items: list[ScheduleItem]) -> list[ScheduleItem]:
+    """Dependency order, plus: a kernel that reads a buffer's old value runs before the assign that overwrites
+    it (a graph's meaning never changes, DESIGN.md). Otherwise the given order is kept."""
+    assigns = [i for i, item in enumerate(items) if item.output.op == Op.ASSIGN]
+    if not assigns:
         return items
+    position = {id(item.output): i for i, item in enumerate(items)}
+    deps = [{position[id(n)] for n in item.inputs if id(n) in position} for item in items]
+    for i, item in enumerate(items):   # an assign's own target buffer comes in through its value's loads
+        if item.output.op == Op.ASSIGN and id(item.output.src[0]) in position:
+            deps[i].add(position[id(item.output.src[0])])
+    after = [set() for _ in items]   # after[i]: every item that (transitively) depends on item i
+    for i in range(len(items)):
+        for d in deps[i]:
+            after[d] |= {i} | after[i]
+    for a in assigns:
+        target = items[a].output.src[0].buffer
+        for r, reader in enumerate(items):
+            if r != a and r not in after[a] and any(n.op != Op.ASSIGN and n.buffer is target for n in reader.inputs):
+                deps[a].add(r)
+    order, done = [], set()
+    while len(order) < len(items):
+        ready = next((i for i in range(len(items)) if i not in done and deps[i] <= done), None)
+        if ready is None:
+            raise RuntimeError("assign: these in-place updates each read the old value of a buffer that another "
+                               "of them overwrites; realize() such a value (old = (x * 1).realize()) before assigning")
+        order.append(ready)
+        done.add(ready)
+    return [items[i] for i in order]
 
 
-def _zero_preserving(node: Node, sched: _Scheduler, value: Node) -> bool:
+def _zero_preserving(node: Node, sched: _Scheduler, root) -> bool:
     """Whether the ops inlined under `node` give 0 wherever every load gives 0 (as in a padded area).
 
     Loads and constants are masked by the pad's view, so they read 0 there; only the ops between them matter.
@@ -177,7 +232,7 @@ def _zero_preserving(node: Node, sched: _Scheduler, value: Node) -> bool:
         if id(n) in seen:
             continue
         seen.add(id(n))
-        if n.realized or (id(n) in sched.realize and n is not value) or n.op in _BOUNDARY_OPS or n.op == Op.CONST:
+        if n.realized or (id(n) in sched.realize and n is not root) or n.op in _BOUNDARY_OPS or n.op == Op.CONST:
             continue
         if n.op not in MOVEMENT and n.op not in _ZERO_PRESERVING:
             return False
