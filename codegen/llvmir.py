@@ -10,6 +10,7 @@ import numpy as np
 from tinyjit.dtype import DType, dtypes
 from tinyjit.ops import Op
 
+from codegen.llvm_math import emit_exp2, emit_log2
 from codegen.uops import U, UOp
 
 LLVM_TYPES = {dtypes.bool: "i1", dtypes.int8: "i8", dtypes.int16: "i16", dtypes.int32: "i32", dtypes.int64: "i64",
@@ -171,7 +172,7 @@ class LLVMRenderer:
                 emit(f"{ptr} = getelementptr inbounds {mem_type(dt)}, ptr {ref(buf)}, {ty(index)} {ref(index)}")
                 emit(f"store {mem_type(dt)} {v}, ptr {ptr}, align {dt.itemsize}")
             elif kind == U.ALU:
-                names[id(u)] = self._alu(u, ref, emit, fresh, call_intrinsic)
+                names[id(u)] = self._alu(u, ref, emit, fresh, call_intrinsic, declares.add)
             elif kind == U.CAST:
                 names[id(u)] = self._cast(u.src[0], u.dtype, ref, emit, fresh)
             elif kind == U.BITCAST:
@@ -183,7 +184,7 @@ class LLVMRenderer:
         return allocas + out, declares, args
 
     @staticmethod
-    def _alu(u: UOp, ref, emit, fresh, call_intrinsic) -> str:
+    def _alu(u: UOp, ref, emit, fresh, call_intrinsic, declare) -> str:
         op, dt = u.arg, u.dtype
         src_dt = u.src[0].dtype if op != Op.WHERE else u.src[1].dtype
         t = LLVM_TYPES[src_dt]
@@ -199,11 +200,18 @@ class LLVMRenderer:
                 emit(f"{r} = xor i1 {a[0]}, true")
             else:
                 emit(f"{r} = sub {t} 0, {a[0]}")
+        elif op in (Op.EXP2, Op.LOG2) and src_dt in (dtypes.float32, dtypes.float64):
+            # inline polynomials instead of libm calls: loops with exp/log then vectorize
+            emit_fn = emit_exp2 if op == Op.EXP2 else emit_log2
+            return emit_fn(emit, fresh, declare, LLVM_TYPES[src_dt], a[0], FAST)
         elif op in FLOAT_INTRINSICS:
             if src_dt == dtypes.float16:  # compute half math in float
                 wide = fresh()
                 emit(f"{wide} = fpext half {a[0]} to float")
-                res = call_intrinsic(FLOAT_INTRINSICS[op], dtypes.float32, wide)
+                if op in (Op.EXP2, Op.LOG2):
+                    res = (emit_exp2 if op == Op.EXP2 else emit_log2)(emit, fresh, declare, "float", wide, FAST)
+                else:
+                    res = call_intrinsic(FLOAT_INTRINSICS[op], dtypes.float32, wide)
                 emit(f"{r} = fptrunc float {res} to half")
             else:
                 return call_intrinsic(FLOAT_INTRINSICS[op], src_dt, a[0])

@@ -40,6 +40,8 @@ class CompiledKernel:
 _kernels: dict[tuple[str, AstNode], CompiledKernel] = {}
 _stats: dict[str, list] = defaultdict(lambda: [0, 0.0, 0, 0])   # name -> calls, seconds, flops, bytes
 counters = {"kernels_compiled": 0, "kernels_launched": 0}
+# TinyJit capture: while a list is installed here, every launch is appended to it as (kind, runner, buffers)
+capture: list | None = None
 
 
 def compile_kernel(device: str, ast: AstNode) -> CompiledKernel:
@@ -108,8 +110,10 @@ def run_schedule(items: list[ScheduleItem]) -> None:
         if item.kind == "copy":
             src = item.inputs[0]
             out = Buffer(node.device, node.size, node.dtype)
-            out.copyin(src.buffer.numpy())
+            copy_buffer(out, src.buffer)
             node.buffer = out
+            if capture is not None:
+                capture.append(("copy", copy_buffer, [out, src.buffer]))
             continue
         out = node.src[0].buffer if node.op == Op.ASSIGN else Buffer(node.device, node.size, node.dtype)
         if node.size == 0:
@@ -119,6 +123,8 @@ def run_schedule(items: list[ScheduleItem]) -> None:
         buffers = [out] + [i.buffer for i in item.inputs]
         elapsed = kernel(buffers, wait=level >= 2)
         counters["kernels_launched"] += 1
+        if capture is not None:
+            capture.append(("kernel", kernel, buffers))
         node.buffer = out
         if level >= 2:
             _report_launch(node.device, kernel, buffers, elapsed)
@@ -137,6 +143,11 @@ def _report_launch(device: str, kernel: CompiledKernel, buffers: list[Buffer], e
     threads = f"  threads {kernel.threads}" if kernel.threads > 1 else ""
     print(f"  {device:<4} {kernel.name:<28} {sizes:<24} {elapsed * 1e6:9.1f} us  "
           f"{kernel.flops / seconds / 1e9:8.2f} GFLOP/s  {nbytes / seconds / 1e9:7.2f} GB/s{threads}")
+
+
+def copy_buffer(dest: Buffer, src: Buffer) -> None:
+    """Copy between devices (through host memory)."""
+    dest.copyin(src.numpy())
 
 
 def realize_nodes(nodes) -> None:

@@ -115,6 +115,8 @@ class Tensor(MovementMixin, ReduceMixin, NNMixin):
     # ---- running ----
     def realize(self) -> Tensor:
         from tinyjit.realize import realize_nodes
+        if self.node.realized:
+            return self
         realize_nodes([self.node])
         self._collapse()
         return self
