@@ -124,3 +124,22 @@ def test_describe_kernel_lists_axes_and_opts():
     k = kernel_for(Tensor(rand(64, 128)).sum(1))
     k.apply_opt(Opt("UNROLL", 0, 4))
     assert R.describe_kernel(k) == "global 64 | reduce 32 | upcast 4; opts: UNROLL axis 0 by 4"
+
+
+# ---- constants in the kernel cache ----
+
+def test_negative_zero_is_not_served_the_kernel_of_zero():
+    x = Tensor(np.array([1.0, -2.0], dtype=np.float32))
+    assert np.signbit((x * 0.0).numpy()).tolist() == [False, True]
+    assert np.signbit((x * -0.0).numpy()).tolist() == [True, False]
+    assert np.signbit(Tensor.full((2,), -0.0).numpy()).all()
+    assert not np.signbit(Tensor.full((2,), 0.0).numpy()).any()
+    assert np.signbit((x > 0).where(0.0, -0.0).numpy()).tolist() == [False, True]   # both in one kernel
+
+
+def test_a_nan_constant_reuses_its_kernel():
+    x = Tensor(np.array([1.0, 2.0], dtype=np.float32))
+    assert np.isnan((x * float("nan")).numpy()).all()
+    compiled, _ = counts()
+    assert np.isnan((x * float("nan")).numpy()).all()
+    assert counts()[0] == compiled
