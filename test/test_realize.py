@@ -110,14 +110,27 @@ def test_kernel_names_say_what_they_do():
     assert k.name() == "E_2048_u4"
 
 
-def test_compiled_kernel_reports_the_threads_the_runtime_uses():
+def test_compiled_kernel_reports_the_threads_the_runtime_uses(monkeypatch):
     cpu = Device["CPU"]
-    big = (Tensor(rand(512, 256)) * 1.5 - 2.25)
+    xn = rand(512, 256)
+    big = Tensor(xn) * 1.5 - 2.25
     (item,) = create_schedule([big.node])
     kernel = R.compile_kernel("CPU", item.ast)
     assert kernel.threads == min(cpu.threads, kernel.global_size[0])
+    if cpu.pool is not None:   # count the ranges the runtime really hands to its pool
+        submitted = []
+        submit = cpu.pool.submit
+        monkeypatch.setattr(cpu.pool, "submit", lambda *a: submitted.append(a) or submit(*a))
+        np.testing.assert_allclose(big.numpy(), xn * 1.5 - 2.25, rtol=1e-6, atol=1e-6)   # fma
+        assert len(submitted) == kernel.threads
     (item,) = create_schedule([(Tensor(rand(4, 4)) * 1.5 - 2.25).node])
     assert R.compile_kernel("CPU", item.ast).threads == 1
+
+
+@pytest.mark.parametrize("outer, pool, expected", [(5, 4, 3), (64, 2, 2), (1, 8, 1), (1000, 8, 8), (9, 8, 5)])
+def test_thread_count_matches_the_runtime_split(outer, pool, expected):
+    k = kernel_for(Tensor(rand(256, 256)) * 2)   # enough work to be threaded
+    assert R._thread_count(k, (outer,), pool) == expected
 
 
 def test_describe_kernel_lists_axes_and_opts():

@@ -95,9 +95,12 @@ def describe_kernel(k) -> str:
 def _thread_count(k, global_size: tuple, device_threads: int) -> int:
     """The threads a CPU launch really uses: the pool's size, capped by the outer loop's length, and 1 when the
     kernel is too small to pay for the hand-off."""
-    if prod(k.full_shape) < MIN_WORK_PER_THREADED_LAUNCH:
+    n = global_size[0]
+    threads = min(device_threads, n)
+    if prod(k.full_shape) < MIN_WORK_PER_THREADED_LAUNCH or threads <= 1:
         return 1
-    return max(1, min(device_threads, global_size[0]))
+    chunk = -(-n // threads)   # the runtime hands out ranges of this length: ceil(n / chunk) of them
+    return -(-n // chunk)
 
 
 def run_schedule(items: list[ScheduleItem]) -> None:
