@@ -356,3 +356,22 @@ def test_assigns_that_each_read_what_the_other_overwrites_raise():
     realize_nodes([a.node, b.node])
     check(a, [3, 4])
     check(b, [1, 2])
+
+
+def test_a_read_of_a_realized_assign_runs_before_the_next_assign_to_its_buffer():
+    x0, x1 = realized([[0, 1], [2, 3]]), realized(np.zeros((2, 2)))
+    x0.assign(x0.flip(0))
+    x1.assign(x0.flip(0))   # reads the first assign's result ...
+    x0.assign(x0.flip(0))   # ... which this overwrites (the first assign is realized here, by Tensor.assign)
+    realize_nodes([x0.node, x1.node])
+    check(x0, [[0, 1], [2, 3]])
+    check(x1, [[0, 1], [2, 3]])
+
+
+def test_a_kernel_reading_a_buffer_before_and_after_its_assign_raises():
+    x = realized([1, 2])
+    old = x * 1
+    x.assign(x * 10)
+    both = old + x
+    with pytest.raises(RuntimeError, match="both before and after it is assigned"):
+        create_schedule([both.node])

@@ -210,9 +210,19 @@ def _order_reads_before_assigns(items: list[ScheduleItem]) -> list[ScheduleItem]
             after[d] |= {i} | after[i]
     for a in assigns:
         target = items[a].output.src[0].buffer
+
+        def reads_old_contents(n: Node) -> bool:
+            """n holds the target buffer as it is before assign `a` runs."""
+            if id(n) in position:   # made in this schedule: an earlier assign to the same buffer, or `a` itself
+                return _target_buffer(n) is target and position[id(n)] != a and position[id(n)] not in after[a]
+            return n.buffer is target
         for r, reader in enumerate(items):
-            if r != a and r not in after[a] and any(n.op != Op.ASSIGN and n.buffer is target for n in reader.inputs):
-                deps[a].add(r)
+            if r == a or not any(reads_old_contents(n) for n in reader.inputs):
+                continue
+            if r in after[a]:
+                raise RuntimeError(f"assign: a kernel of shape {reader.output.shape} reads a buffer both before and "
+                                   f"after it is assigned; realize() the old value (old = (x * 1).realize()) first")
+            deps[a].add(r)
     order, done = [], set()
     while len(order) < len(items):
         ready = next((i for i in range(len(items)) if i not in done and deps[i] <= done), None)
