@@ -375,3 +375,17 @@ def test_a_kernel_reading_a_buffer_before_and_after_its_assign_raises():
     both = old + x
     with pytest.raises(RuntimeError, match="both before and after it is assigned"):
         create_schedule([both.node])
+
+
+def test_a_transitive_reader_of_an_assigned_value_is_not_reordered_before_it():
+    x = realized([1, 2])
+    x.assign(x * 10)
+    y = (x + 1).contiguous()      # reads the new x ...
+    z = (y * 2).contiguous() - x  # ... and so does z, through y: neither may run before the assign
+    check(z, [12, 22])
+    a = realized([1, 2])
+    old = a * 1
+    a.assign(a * 10)
+    both = (a + 1).contiguous() + old   # reads the old a, and the new one through a kernel in between
+    with pytest.raises(RuntimeError, match="both before and after it is assigned"):
+        create_schedule([both.node])

@@ -205,7 +205,7 @@ def _order_reads_before_assigns(items: list[ScheduleItem]) -> list[ScheduleItem]
         if item.output.op == Op.ASSIGN and id(item.output.src[0]) in position:
             deps[i].add(position[id(item.output.src[0])])
     after = [set() for _ in items]   # after[i]: every item that (transitively) depends on item i
-    for i in range(len(items)):
+    for i in reversed(range(len(items))):   # dependencies point backwards, so after[i] is complete here
         for d in deps[i]:
             after[d] |= {i} | after[i]
     for a in assigns:
