@@ -1,4 +1,6 @@
-"""Packaging: a wheel built from the tree holds every module, installs, and runs a kernel outside the tree."""
+"""Packaging: a wheel built from the tree holds every module, installs, and runs a kernel outside the tree.
+
+Built without build isolation (no network needed): setuptools>=70.1 (in the test extras) builds wheels alone."""
 import os
 import shutil
 import subprocess
