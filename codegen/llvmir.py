@@ -53,10 +53,20 @@ class LLVMRenderer:
         fname = f"{name}_{digest}"
         lines = [f"define void @{fname}({', '.join(args)}) #0 {{", "entry:"] + body + ["}"]
         lines += sorted(declares)
+        if self._register_blocked(uops):
+            # the reduce loop of a register block is vectorized by SLP across the block; the loop vectorizer
+            # would vectorize across the reduce axis instead, with strided gathers
+            lines.append('!0 = distinct !{!0, !1}')
+            lines.append('!1 = !{!"llvm.loop.vectorize.enable", i1 false}')
         lines.append('attributes #0 = { nounwind "no-trapping-math"="true" }')
         return fname, "\n".join(lines) + "\n"
 
+    @staticmethod
+    def _register_blocked(uops: list[UOp]) -> bool:
+        return sum(u.uop == U.STORE for u in uops) > 1 and any(u.uop == U.DEFINE_ACC for u in uops)
+
     def _body(self, uops: list[UOp]):
+        no_vectorize = self._register_blocked(uops)
         out: list[str] = []
         allocas: list[str] = []
         declares: set[str] = set()
@@ -122,7 +132,8 @@ class LLVMRenderer:
                 emit(f"br label %{latch}")
                 out.append(f"{latch}:")
                 emit(f"{nxt} = add nsw {ty(loop)} {names[id(loop)]}, 1")
-                emit(f"br label %{header}")
+                hint = ", !llvm.loop !0" if no_vectorize and loop.arg.startswith("r") else ""
+                emit(f"br label %{header}{hint}")
                 out.append(f"{exit_}:")
                 block.pop()
                 block[-1] = exit_

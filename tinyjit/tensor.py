@@ -27,8 +27,6 @@ class Tensor(MovementMixin, ReduceMixin, NNMixin):
     __slots__ = ("node", "requires_grad", "grad", "_ctx")
     training = False
     no_grad_active = False
-    _seed = 0
-    _rng: Optional[np.random.Generator] = None
 
     def __init__(self, data, dtype=None, device: Optional[str] = None, requires_grad: Optional[bool] = None):
         device = canonicalize(device)
@@ -242,36 +240,35 @@ class Tensor(MovementMixin, ReduceMixin, NNMixin):
         return row.reshape(1, m + 1).expand(n, m + 1).reshape(n * (m + 1))[:n * m].reshape(n, m) \
             if n and m else Tensor.zeros(n, m, dtype=dt, device=device)
 
-    # ---- random (host generator: seedable and identical on every device) ----
+    # ---- random (generated on the device: see tinyjit/random.py) ----
     @staticmethod
     def manual_seed(seed: int = 0) -> None:
-        Tensor._seed = seed
-        Tensor._rng = np.random.default_rng(seed)
-
-    @staticmethod
-    def _generator() -> np.random.Generator:
-        if Tensor._rng is None:
-            Tensor._rng = np.random.default_rng(Tensor._seed)
-        return Tensor._rng
+        from tinyjit import random
+        random.manual_seed(seed)
 
     @staticmethod
     def rand(*shape, dtype=None, device=None, requires_grad=None) -> Tensor:
+        from tinyjit import random
         dt = dtypes.from_any(dtype or dtypes.default_float)
-        data = Tensor._generator().random(_shape_arg(shape), dtype=np.float32).astype(dt.np)
-        return Tensor(data, device=device, requires_grad=requires_grad)
+        out = random.uniform01(_shape_arg(shape), canonicalize(device)).cast(dt)
+        return Tensor(out.node, requires_grad=requires_grad)
 
     @staticmethod
     def randn(*shape, dtype=None, device=None, requires_grad=None) -> Tensor:
+        from tinyjit import random
         dt = dtypes.from_any(dtype or dtypes.default_float)
-        data = Tensor._generator().standard_normal(_shape_arg(shape), dtype=np.float32).astype(dt.np)
-        return Tensor(data, device=device, requires_grad=requires_grad)
+        out = random.standard_normal(_shape_arg(shape), canonicalize(device)).cast(dt)
+        return Tensor(out.node, requires_grad=requires_grad)
 
     @staticmethod
     def randint(low: int, high: Optional[int] = None, size=(1,), dtype=None, device=None) -> Tensor:
         if high is None:
             low, high = 0, low
+        if high <= low:
+            raise ValueError(f"randint: high ({high}) must be greater than low ({low})")
         dt = dtypes.from_any(dtype or dtypes.default_int)
-        return Tensor(Tensor._generator().integers(low, high, size=_shape_arg(size)).astype(dt.np), device=device)
+        u = Tensor.rand(*_shape_arg(size), dtype=dtypes.float64, device=device)
+        return (u * (high - low)).floor().cast(dtypes.int64).add(low).cast(dt)
 
     @staticmethod
     def uniform(*shape, low=0.0, high=1.0, dtype=None, device=None, requires_grad=None) -> Tensor:
