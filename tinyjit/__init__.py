@@ -4,3 +4,6 @@ from tinyjit.dtype import dtypes  # noqa: F401
 from tinyjit.tensor import Tensor  # noqa: F401
 from tinyjit.jit import JitError, TinyJit  # noqa: F401
 from tinyjit.tensor_autograd import grad_of as gradient  # noqa: F401
+
+# read DEVICE (or CPU=1/CL=1/CUDA=1) now, so a bad value fails at import with one line naming the valid values
+Device.DEFAULT  # noqa: B018
