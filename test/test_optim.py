@@ -285,7 +285,8 @@ def test_mlp_training_matches_torch(name):
 
 def test_adam_step_kernel_count():
     """One Adam step of a 2-layer MLP (forward, backward, updates, loss) in one schedule with a known number of
-    kernels: forward and backward 15, per parameter m, v and the parameter itself (12), the 2 bias corrections."""
+    kernels: forward, backward and the loss 15, per parameter m, v and the parameter itself (12), the 2 bias
+    corrections."""
     from tinyjit.realize import counters
     from tinyjit.schedule import create_schedule
     ours, _ = _mlps()

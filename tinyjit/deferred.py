@@ -1,9 +1,10 @@
 """Tensors to realize with the next optimizer step.
 
-A training forward pass assigns some state lazily (BatchNorm's running statistics). Realizing each such assign
-on its own would cost extra kernels every step; instead it is registered here and `Optimizer.step()` realizes it
-in the same schedule as the forward pass, the backward pass and the parameter updates. Anything registered is
-also realized when read, or when assigned again, so nothing is lost without an optimizer.
+A training step leaves lazy values that read the parameters the optimizer step overwrites in place: the loss
+(registered by `backward()`) and BatchNorm's running statistics. Realized after the step they would see the new
+weights (a wrong loss), and realized on their own they would cost extra kernels, so they are registered here and
+`Optimizer.step()` realizes them in the same schedule as the forward pass, the backward pass and the updates.
+Anything registered is also realized when read first, so nothing depends on an optimizer being used.
 """
 from __future__ import annotations
 

@@ -115,10 +115,10 @@ class Optimizer:
                 p.grad = None
 
     def schedule_step(self) -> list[Tensor]:
-        """Assign every update lazily and return the tensors to realize: parameters, optimizer state, and
-        buffers assigned during the forward pass (BatchNorm running statistics). `step()` realizes them; realize
-        them yourself with more outputs, e.g. `Tensor.realize_all(loss, *opt.schedule_step())`, to compute the
-        loss in the same schedule."""
+        """Assign every update lazily and return the tensors to realize: parameters, optimizer state, and what
+        was deferred to this step (the output of the last `backward()`, BatchNorm running statistics; see
+        tinyjit.deferred). `step()` realizes them; realize them yourself to add more outputs to the schedule,
+        e.g. `Tensor.realize_all(metric, *opt.schedule_step())`."""
         with Tensor.no_grad():   # updates are not part of any graph autograd should see
             targets = self._assign_updates()
         return targets + take_deferred()
