@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from tinyjit.helpers import prod
 
-from codegen.kernel import Kernel, KernelOptError, Opt
+from codegen.cpu_opts import optimize_cpu
+from codegen.kernel import Kernel, Opt
 
 GPU_GROUP_SIZE = 256        # work-items per work-group we aim for
 GPU_GROUP_MAX_OUTPUTS = 2048  # a reduce with fewer outputs than this is split across a work-group ...
@@ -16,13 +17,7 @@ def optimize(k: Kernel, renderer) -> None:
     if renderer.gpu:
         optimize_gpu(k)
         return
-    # unroll a short innermost reduce and upcast the innermost global axis a little: more independent work
-    # per iteration for LLVM's SLP vectorizer
-    try:
-        if k.first_upcast > k.first_reduce and k.full_shape[k.first_upcast - 1] % 4 == 0 and k.has_reduce:
-            k.apply_opt(Opt("UNROLL", k.first_upcast - 1 - k.first_reduce, 4))
-    except KernelOptError:
-        pass
+    optimize_cpu(k)
 
 
 def largest_divisor(n: int, limit: int) -> int:

@@ -1,13 +1,16 @@
 """tinyjit: lazy tensors, fused kernels, compiled at run time for the CPU (LLVM), OpenCL and CUDA."""
-import importlib
+import warnings
 
-# imported on first use (PEP 562), so `python -m tinyjit.device` runs that module without importing it twice
-_EXPORTS = {"Device": "tinyjit.device", "dtypes": "tinyjit.dtype", "Tensor": "tinyjit.tensor",
-            "JitError": "tinyjit.jit", "TinyJit": "tinyjit.jit"}
-__all__ = list(_EXPORTS)
+# `python -m tinyjit.device` (the backend self-check) runs device.py as __main__ after this package imported it;
+# runpy warns about that. The __main__ copy only hands over to tinyjit.device_check, so the warning is noise.
+warnings.filterwarnings("ignore", message="'tinyjit.device' found in sys.modules", category=RuntimeWarning)
 
+from tinyjit.device import Device  # noqa: F401,E402
+from tinyjit.dtype import dtypes  # noqa: F401,E402
+from tinyjit.tensor import Tensor  # noqa: F401,E402
+from tinyjit.jit import JitError, TinyJit  # noqa: F401,E402
+from tinyjit.tensor_autograd import grad_of as gradient  # noqa: F401,E402
+from tinyjit import nn, optim  # noqa: F401,E402  (after Tensor: both build on it)
 
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'tinyjit' has no attribute {name!r}")
+# read DEVICE (or CPU=1/CL=1/CUDA=1) now, so a bad value fails at import with one line naming the valid values
+Device.DEFAULT  # noqa: B018

@@ -43,11 +43,9 @@ def canonical_name(name: str) -> str:
 
 
 def canonicalize(name: Optional[str]) -> str:
-    """The registry name of `name` (None: the default device). The backend is opened here, so selecting a
-    device that cannot run (no driver, no package) fails at once with its one-line reason."""
-    if name is None:
-        return Device.DEFAULT
-    base = canonical_name(name)
+    """The registry name of `name` (None: the default device). The backend is opened here, so creating a
+    tensor on a device that cannot run (no driver, no package) fails at once with its one-line reason."""
+    base = Device.DEFAULT if name is None else canonical_name(name)
     Device[base]
     return base
 
@@ -67,9 +65,7 @@ def _default_device() -> str:
 class _DeviceRegistry:
     @functools.cached_property
     def DEFAULT(self) -> str:   # noqa: N802 (PyTorch/tinygrad spelling)
-        name = _default_device()
-        self[name]   # a default device that cannot run fails at the first tensor, not at the first kernel
-        return name
+        return _default_device()   # only the name: `import tinyjit` must not fail for a missing driver
 
     @functools.lru_cache(maxsize=None)
     def __getitem__(self, name: str):

@@ -36,7 +36,7 @@ class ReduceMixin:
         for a in axes:
             if self.shape[a] == 0 and op == Op.RMAX:
                 raise RuntimeError(f"{name}: cannot reduce over a dimension of size 0 (shape {self.shape})")
-        out = Tensor(self.node.reduce(op, axes))
+        out = Tensor(self.node.reduce(op, axes))._record(self)
         if not keepdim:
             out = out.reshape(tuple(s for i, s in enumerate(self.shape) if i not in axes))
         return out
