@@ -49,6 +49,8 @@ def selected_devices(config) -> list[str]:
 def pytest_generate_tests(metafunc):
     if "device" not in metafunc.fixturenames:
         return
+    if any("device" in m.args[0] for m in metafunc.definition.iter_markers("parametrize") if m.args):
+        return   # the test parametrizes `device` itself
     marker = metafunc.definition.get_closest_marker("devices")
     devices = list(marker.args) if marker else selected_devices(metafunc.config)
     metafunc.parametrize("device", devices, indirect=True)

@@ -156,6 +156,7 @@ def test_long_reduce_dtypes(device, dtype):
           (-a.astype(np.float64)).max(axis=1))
 
 
+@pytest.mark.devices("CL", "CUDAEMU")
 def test_long_reduce_uses_a_work_group(device):
     """The long reduce runs on a work-group with a local-memory tree; an elementwise kernel on many threads."""
     from tinyjit.realize import compile_kernel

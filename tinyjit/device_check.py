@@ -53,7 +53,7 @@ def nvrtc_note() -> str:
 def main() -> int:
     try:
         default = Device.DEFAULT
-    except DeviceError as e:
+    except DeviceError as e:   # a DEVICE value that names no backend
         default = None
         print(f"default device: {e}")
     else:

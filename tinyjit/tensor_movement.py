@@ -210,8 +210,7 @@ class MovementMixin:
         for t in tensors[1:]:
             if t.ndim != self.ndim or any(a != b for i, (a, b) in enumerate(zip(t.shape, self.shape)) if i != d):
                 raise ValueError(f"cat: shapes {self.shape} and {t.shape} differ outside dim {d}")
-            if t.device != self.device:
-                raise RuntimeError(f"cat: tensors on different devices ({self.device} and {t.device})")
+            self._same_device("cat", t)
         from tinyjit.dtype import promote
         dt = tensors[0].dtype
         for t in tensors[1:]:
