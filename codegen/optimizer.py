@@ -6,6 +6,7 @@ from tinyjit.helpers import prod
 
 from codegen.cpu_opts import optimize_cpu
 from codegen.kernel import Kernel, Opt
+from tinyjit.ops import Op
 
 GPU_GROUP_SIZE = 256        # work-items per work-group we aim for
 GPU_GROUP_MAX_OUTPUTS = 2048  # a reduce with fewer outputs than this is split across a work-group ...
@@ -30,9 +31,13 @@ def largest_divisor(n: int, limit: int) -> int:
 
 def optimize_gpu(k: Kernel) -> None:
     """GROUP a long reduce with few outputs across a work-group (so it runs on many work-items, finished in
-    local memory), then LOCAL-split the innermost grid axes into work-groups of up to GPU_GROUP_SIZE items."""
+    local memory); otherwise give each work-item a small block of outputs of a contraction (UPCAST of axes
+    that a load is broadcast along, so each loaded value is reused from a register). Then LOCAL-split the
+    innermost grid axes into work-groups of up to GPU_GROUP_SIZE items."""
     threads_left = GPU_GROUP_SIZE
     outputs = prod(k.full_shape[:k.first_reduce])
+    if k.has_reduce and outputs >= GPU_GROUP_MAX_OUTPUTS:
+        _register_block(k)
     if k.has_reduce and outputs < GPU_GROUP_MAX_OUTPUTS:
         # the innermost reduce axis first: its neighbouring elements are usually neighbours in memory
         for axis in reversed(range(k.first_reduce, k.first_upcast)):
@@ -49,3 +54,17 @@ def optimize_gpu(k: Kernel) -> None:
         if amount > 1:
             k.apply_opt(Opt("LOCAL", axis, amount))
             threads_left //= amount
+
+
+def _register_block(k: Kernel, amount: int = 4, max_axes: int = 2) -> None:
+    """UPCAST up to `max_axes` grid axes along which some load is broadcast (stride 0): each value that load
+    reads is then used `amount` times from a register instead of being loaded again (matmul, conv)."""
+    strides = [st.real_strides() for node, st in zip(k.accesses, k.sts) if node.op == Op.LOAD]
+    done = 0
+    for axis in range(k.first_reduce):
+        if done == max_axes:
+            break
+        size = k.full_shape[axis]
+        if size % amount == 0 and size > amount and any(s[axis] == 0 for s in strides):
+            k.apply_opt(Opt("UPCAST", axis, amount))
+            done += 1

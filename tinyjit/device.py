@@ -63,21 +63,26 @@ def _default_device() -> str:
 
 
 class _DeviceRegistry:
+    def __init__(self):
+        self.opened: dict[str, object] = {}   # canonical name -> runtime device, opened once per process
+
     @functools.cached_property
     def DEFAULT(self) -> str:   # noqa: N802 (PyTorch/tinygrad spelling)
         return _default_device()   # only the name: `import tinyjit` must not fail for a missing driver
 
-    @functools.lru_cache(maxsize=None)
     def __getitem__(self, name: str):
-        """The opened runtime device (allocator, compiler, programs) for `name`."""
+        """The opened runtime device (allocator, compiler, programs) for `name`. Opening is retried after a
+        failure, so the error is raised again (and a driver installed meanwhile is found)."""
         name = canonical_name(name)
-        module_name, class_name, _, _ = BACKENDS[name]
-        module = importlib.import_module(module_name)
-        runtime_errors = importlib.import_module("runtime")
-        try:
-            return getattr(module, class_name)()
-        except runtime_errors.DeviceUnavailable as e:
-            raise DeviceError(str(e)) from None
+        if name not in self.opened:
+            module_name, class_name, _, _ = BACKENDS[name]
+            module = importlib.import_module(module_name)
+            runtime_errors = importlib.import_module("runtime")
+            try:
+                self.opened[name] = getattr(module, class_name)()
+            except runtime_errors.DeviceUnavailable as e:
+                raise DeviceError(str(e)) from None
+        return self.opened[name]
 
     @functools.lru_cache(maxsize=None)
     def renderer(self, name: str):
