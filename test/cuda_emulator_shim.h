@@ -11,14 +11,12 @@
 // Threads run in increasing threadIdx order between barriers, so a missing barrier before reading another
 // thread's shared-memory slot reads a value not yet written and gives a wrong result.
 #pragma once
+// Only C headers: the shim is compiled once per kernel, and the C++ library headers would triple that time.
 #include <math.h>
-#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <ucontext.h>
-
-#include <cstdio>
-#include <utility>
-#include <vector>
 
 #define __global__
 #define __device__
@@ -36,9 +34,9 @@ static inline double __longlong_as_double(long long b) { double d; memcpy(&d, &b
 
 namespace tj {
 const size_t kStack = 64 * 1024;
-struct Fiber { ucontext_t ctx; bool done, waiting; std::vector<char> stack; };
+struct Fiber { ucontext_t ctx; bool done, waiting; char* stack; };
 static ucontext_t main_ctx;
-static std::vector<Fiber> fibers;
+static Fiber fibers[1024];   // CUDA's limit of threads per block (checked by the Python launcher)
 static size_t current;
 static void (*body)(void**);
 static void** args;
@@ -48,10 +46,14 @@ static void trampoline() {
   fibers[current].done = true;   // returning switches to uc_link (main_ctx)
 }
 
+// call kernel(P0 a[0], P1 a[1], ...): the argument array unpacked into the kernel's own parameter types
+template <size_t... I> struct Seq {};
+template <size_t N, size_t... I> struct MakeSeq : MakeSeq<N - 1, N - 1, I...> {};
+template <size_t... I> struct MakeSeq<0, I...> { typedef Seq<I...> type; };
 template <class... P, size_t... I>
-static void call(void (*kernel)(P...), void** a, std::index_sequence<I...>) { kernel((P)a[I]...); }
+static void call(void (*kernel)(P...), void** a, Seq<I...>) { kernel((P)a[I]...); }
 template <class... P>
-static void call(void (*kernel)(P...), void** a) { call(kernel, a, std::index_sequence_for<P...>{}); }
+static void call(void (*kernel)(P...), void** a) { call(kernel, a, typename MakeSeq<sizeof...(P)>::type()); }
 
 static void set_thread(size_t t) {
   threadIdx.x = t % blockDim.x;
@@ -61,13 +63,12 @@ static void set_thread(size_t t) {
 
 // Run one block with fibers; returns 0, or -1 (message in err) when the threads disagree about a barrier.
 static int run_block_fibers(size_t n, char* err, int errlen) {
-  if (fibers.size() < n) fibers.resize(n);
   for (size_t t = 0; t < n; t++) {
     Fiber& f = fibers[t];
-    if (f.stack.empty()) f.stack.resize(kStack);
+    if (!f.stack) f.stack = (char*)malloc(kStack);   // kept for the next launch
     getcontext(&f.ctx);
-    f.ctx.uc_stack.ss_sp = f.stack.data();
-    f.ctx.uc_stack.ss_size = f.stack.size();
+    f.ctx.uc_stack.ss_sp = f.stack;
+    f.ctx.uc_stack.ss_size = kStack;
     f.ctx.uc_link = &main_ctx;
     makecontext(&f.ctx, trampoline, 0);
     f.done = f.waiting = false;
