@@ -59,6 +59,9 @@ class CStyleLanguage:
     half_from_bits = ""                # ushort bits -> float
     half_to_bits = ""                  # float -> ushort bits
     bitcast = ""                       # {type}, {value}; `{name}` is the OpenCL-style short type name
+    vector_load = ""                   # {vtype}, {buf}, {idx}: 4 consecutive elements from buf + idx
+    vector_types = {dtypes.float32: "float4", dtypes.int32: "int4", dtypes.uint32: "uint4"}
+    vector_needs_alignment = True      # the address must be a multiple of the vector size (CUDA), or not (vload4)
 
     # ---- what the pipeline calls ----
     def linearize(self, kernel):
@@ -68,6 +71,7 @@ class CStyleLanguage:
     def render(self, name: str, uops: list[UOp]) -> tuple[str, str]:
         """(function name, complete source of one kernel)."""
         self._reset()
+        self.vectors = vector_groups(uops, self.vector_needs_alignment) if self.vector_load else {}
         body = [self._line(u) for u in uops]
         body_lines = [line for lines in body for line in lines]
         digest = hashlib.sha256("\n".join(body_lines).encode()).hexdigest()[:8]
@@ -120,7 +124,7 @@ class CStyleLanguage:
 
     # ---- rendering ----
     def _reset(self) -> None:
-        self.names: dict[int, str] = {}
+        self.names: dict = {}
         self.depth = 1
         self.counter = 0
 
@@ -181,6 +185,8 @@ class CStyleLanguage:
             return self._define(u, "v", self._ref(u.src[0]))
         if kind == U.ACC_WRITE:
             return [f"{ind}{self._ref(u.src[0])} = {self._ref(u.src[1])};"]
+        if kind == U.LOAD and id(u) in self.vectors:
+            return self._vector_lane(u)
         if kind == U.LOAD:
             value = self._load(u.src[0], self._ref(u.src[1]))
             if len(u.src) > 2:
@@ -195,6 +201,19 @@ class CStyleLanguage:
         if kind == U.BITCAST:
             return self._define(u, "cast", self._bitcast(u.src[0], u.dtype))
         raise NotImplementedError(f"{type(self).__name__}: cannot render {kind}")
+
+    def _vector_lane(self, u: UOp) -> list[str]:
+        """A lane of a 4-wide load: the first lane met loads the vector, every lane names its component."""
+        group, lane, buf, base = self.vectors[id(u)]
+        lines = []
+        if group not in self.names:
+            self.counter += 1
+            name = self.names[group] = f"vec{self.counter}"
+            vtype = self.vector_types[u.dtype]
+            load = self.vector_load.format(vtype=vtype, buf=self._ref(buf), idx=self._ref(base))
+            lines.append(f"{'  ' * self.depth}{vtype} {name} = {load};")
+        self.names[id(u)] = f"{self.names[group]}.{'xyzw'[lane]}"
+        return lines
 
     @staticmethod
     def _local_dtype(dt: DType) -> DType:
@@ -269,3 +288,53 @@ class CStyleLanguage:
         if to == dtypes.float16:
             return self.half_from_bits.format(value=f"({self.types[dtypes.uint16]})({v})")
         return self.bitcast.format(type=self.types[to], name=self.types[to].replace("unsigned ", "u"), value=v)
+
+
+VECTOR_DTYPES = (dtypes.float32, dtypes.int32, dtypes.uint32)   # 4-byte elements: a 4-wide vector is 16 bytes
+
+
+def _split_offset(index: UOp) -> tuple[UOp, int]:
+    """index == base + constant: (base, constant); the linearizer puts constants last in index sums."""
+    if index.uop == U.ALU and index.arg == Op.ADD and index.src[1].uop == U.CONST:
+        return index.src[0], int(index.src[1].arg)
+    return index, 0
+
+
+def _multiple_of(u: UOp, n: int) -> bool:
+    """Whether the integer value of `u` is a multiple of n for every work-item (a sufficient check)."""
+    if u.uop == U.CONST:
+        return int(u.arg) % n == 0
+    if u.uop == U.ALU and u.arg == Op.MUL:
+        return any(_multiple_of(s, n) for s in u.src)
+    if u.uop == U.ALU and u.arg == Op.ADD:
+        return all(_multiple_of(s, n) for s in u.src)
+    return False
+
+
+def vector_groups(uops: list[UOp], need_alignment: bool) -> dict:
+    """Loads that can be one 4-wide vector load: four unmasked loads of 4-byte elements from the same buffer at
+    base+c .. base+c+3, in the same block, with c a multiple of 4 (and base too when the dialect's vector loads
+    need aligned addresses; a buffer itself is always aligned). id(load) -> (group, lane, buffer, base index)."""
+    block, blocks, candidates = 0, [0], {}
+    for u in uops:
+        if u.uop in (U.LOOP, U.IF):
+            block += 1
+            blocks.append(block)
+        elif u.uop in (U.ENDLOOP, U.ENDIF):
+            blocks.pop()
+        elif (u.uop == U.LOAD and len(u.src) == 2 and u.dtype in VECTOR_DTYPES
+              and u.src[0].uop == U.DEFINE_GLOBAL):
+            base, offset = _split_offset(u.src[1])
+            candidates.setdefault((blocks[-1], id(u.src[0]), id(base), offset // 4), {})[offset % 4] = (u, base)
+    groups = {}
+    for key, lanes in candidates.items():
+        if len(lanes) != 4:
+            continue
+        base, start = lanes[0][1], key[3] * 4
+        if need_alignment and not _multiple_of(base, 4):
+            continue
+        if start:   # base + start: an index value that exists only in this group
+            continue
+        for lane, (u, _) in lanes.items():
+            groups[id(u)] = (("vec",) + key, lane, u.src[0], base)
+    return groups

@@ -37,6 +37,7 @@ class CUDARenderer(CStyleLanguage):
     half_from_bits = "__half2float(__ushort_as_half({value}))"
     half_to_bits = "__half_as_ushort(__float2half_rn({value}))"
     bitcast = "tj_bitcast<{type}>({value})"
+    vector_load = "*((const {vtype}*)({buf} + {idx}))"   # one 16-byte load: the address must be 16-byte aligned
 
     def prelude(self, uops) -> list[str]:
         lines = []

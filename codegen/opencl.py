@@ -37,6 +37,8 @@ class OpenCLRenderer(CStyleLanguage):
     half_from_bits = "tj_half_bits({value})"
     half_to_bits = "tj_half_to_bits({value})"
     bitcast = "as_{name}({value})"
+    vector_load = "vload4(0, {buf} + {idx})"
+    vector_needs_alignment = False   # vload4 needs only the alignment of one element
 
     def prelude(self, uops) -> list[str]:
         lines = []

@@ -29,6 +29,11 @@ struct tj_dim3 { unsigned int x, y, z; };
 // volatile: a fiber that resumes after a barrier must not use a value cached before the switch
 static volatile tj_dim3 threadIdx, blockIdx, blockDim, gridDim;
 
+// CUDA's 16-byte vector types, aligned like on the GPU
+struct __attribute__((aligned(16))) float4 { float x, y, z, w; };
+struct __attribute__((aligned(16))) int4 { int x, y, z, w; };
+struct __attribute__((aligned(16))) uint4 { unsigned int x, y, z, w; };
+
 static inline float __int_as_float(int b) { float f; memcpy(&f, &b, 4); return f; }
 static inline double __longlong_as_double(long long b) { double d; memcpy(&d, &b, 8); return d; }
 

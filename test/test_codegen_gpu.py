@@ -142,3 +142,23 @@ def test_kernel_signature_and_work_group_size():
     assert f'extern "C" __global__ void __launch_bounds__({threads}) r_' in cu_src
     assert "unsigned char* __restrict__ data0, const half* __restrict__ data1" in cu_src
     assert "#include <cuda_fp16.h>" in cu_src and "__syncthreads();" in cu_src
+
+
+# ---- vector loads ----
+@pytest.mark.devices("CL", "CUDAEMU")
+@pytest.mark.parametrize("row", [64, 66])
+def test_vector_loads(device, row):
+    """B's columns are upcast by 4 in a matmul: one 4-wide load where allowed. vload4 (OpenCL) needs only
+    element alignment; CUDA's float4 load needs 16 bytes, which a row of 66 floats cannot promise."""
+    from codegen.optimizer import optimize
+    from tinyjit.realize import compile_kernel
+    rng = np.random.default_rng(2)
+    a, b = rng.standard_normal((64, 48)).astype(np.float32), rng.standard_normal((48, row)).astype(np.float32)
+    out = Tensor(a) @ Tensor(b)[:, :64]
+    k, _, _ = kernel_of(out)
+    optimize(k, Device.renderer(device))
+    assert Opt("UPCAST", 1, 4) in k.applied
+    source = compile_kernel(device, create_schedule([out.node])[-1].ast).source
+    vectorized = "vload4(0, data2 + " in source or "*((const float4*)(data2 + " in source
+    assert vectorized == (device == "CL" or row == 64), source
+    np.testing.assert_allclose(out.numpy(), a @ b[:, :64], rtol=1e-5, atol=1e-5)
