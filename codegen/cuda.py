@@ -17,7 +17,8 @@ class CUDARenderer(CStyleLanguage):
     buffer_restrict = "__restrict__ "
     smem_prefix = "__shared__ "
     barrier = "__syncthreads();"
-    ids = {"group": "blockIdx.{dim}", "lid": "threadIdx.{dim}", "gid": "(blockIdx.{dim}*blockDim.{dim}+threadIdx.{dim})"}
+    ids = {"group": "blockIdx.{dim}", "lid": "threadIdx.{dim}",
+           "gid": "(blockIdx.{dim}*blockDim.{dim}+threadIdx.{dim})"}
     id_dims = "xyz"
     types = {dtypes.bool: "bool", dtypes.int8: "signed char", dtypes.int16: "short", dtypes.int32: "int",
              dtypes.int64: "long long", dtypes.uint8: "unsigned char", dtypes.uint16: "unsigned short",

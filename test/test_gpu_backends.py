@@ -1,6 +1,7 @@
 """Differential tests of the GPU backends against numpy/torch, on OpenCL (PoCL, for real) and on the CUDA
 emulation (CUDA C from codegen/cuda.py, compiled by NVRTC+ptxas for sm_80/sm_90 and run on the CPU by
-test/cuda_emulator.py). Each test builds tensors on the default device, which the `device` fixture sets.
+test/cuda_emulator.py); the CPU backend runs them too, as a check of the expectations. Each test builds
+tensors on the default device, which the `device` fixture sets.
 
 The cases are chosen to cover the GPU code paths with few kernels (each kernel costs a PoCL build, an
 NVRTC+ptxas check and a g++ build the first time): every dtype through loads, stores, arithmetic and casts,
@@ -13,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from tinyjit import Tensor, dtypes
+from tinyjit import Tensor
 from tinyjit.schedule import create_schedule
 
 pytestmark = pytest.mark.devices("CPU", "CL", "CUDAEMU")
@@ -131,8 +132,8 @@ def test_copy_between_devices(device, dtype):
 
 
 # ---- reductions ----
-@pytest.mark.parametrize("shape,axis", [((37, 7), 1), ((3, 4096), 1), ((4096, 3), 0), ((2, 5000), 1), ((300, 347), None)],
-                         ids=str)
+@pytest.mark.parametrize("shape,axis", [((37, 7), 1), ((3, 4096), 1), ((4096, 3), 0), ((2, 5000), 1),
+                                        ((300, 347), None)], ids=str)
 def test_sum_max(device, shape, axis):
     a = data(shape, "float32", 11)
     x = Tensor(a)
