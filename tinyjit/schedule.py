@@ -74,6 +74,8 @@ class _Scheduler:
                     return None
                 if user.op in REDUCE:
                     return None
+                if user.op in MOVEMENT and not _is_trivial_reshape(user):
+                    return None   # e.g. a permuted output: the kernel's loops would follow the reduce's order
                 return user
             if user.op in ELEMENTWISE or _is_trivial_reshape(user):
                 cur = user

@@ -40,7 +40,8 @@ class Expr:
         return less_than(self, other)
 
     def __ge__(self, other: int) -> Expr:
-        return mul(less_than(self, other), -1) + 1   # 1 - (self < other)
+        # a >= b  <=>  -a < 1 - b: stays a comparison (1 - (a < b) would mix bools into integer math)
+        return less_than(mul(self, -1), 1 - other)
 
     def __repr__(self) -> str:
         return self.render_str()
@@ -249,12 +250,24 @@ def floordiv(a: Expr, b: int) -> Expr:
         if whole:
             quotient = functools.reduce(add, (floordiv(t, b) for t in whole))
             remainder = functools.reduce(add, rest) if rest else Num(0)
+            if remainder.min < 0:
+                # renderers truncate, which is floor division only for a non-negative numerator: move whole
+                # multiples of b from the quotient into the remainder until it cannot go negative
+                k = -(remainder.min // b)
+                return add(add(quotient, Num(-k)), _floordiv_unsplit(add(remainder, Num(k * b)), b))
             return add(quotient, floordiv(remainder, b))
         # a common factor of every coefficient: (2*i + 2*j) // 4 == (i + j) // 2
         g = math.gcd(b, *(_split_coefficient(t)[1] if not isinstance(t, Num) else t.value for t in a.terms))
         if g > 1:
             return floordiv(functools.reduce(add, (_divide_exact(t, g) for t in a.terms)), b // g)
     return Div(a, b)
+
+
+def _floordiv_unsplit(a: Expr, b: int) -> Expr:
+    """a // b for a >= 0 without splitting a sum again (its constant may now be a multiple of b)."""
+    if a.max < b:
+        return Num(0)
+    return Num(a.min // b) if a.min // b == a.max // b else Div(a, b)
 
 
 def _divide_exact(e: Expr, g: int) -> Expr:
@@ -280,7 +293,14 @@ def mod(a: Expr, b: int) -> Expr:
         kept = [t for t in a.terms
                 if (t.value if isinstance(t, Num) else _split_coefficient(t)[1]) % b != 0]
         if len(kept) != len(a.terms):
-            return mod(functools.reduce(add, kept) if kept else Num(0), b)
+            rest = functools.reduce(add, kept) if kept else Num(0)
+            if rest.min >= 0:
+                return mod(rest, b)
+            # keep the operand non-negative (renderers emit a truncating remainder): add a multiple of b
+            rest = add(rest, Num(-(rest.min // b) * b))
+            if rest.max < b:
+                return rest
+            return add(rest, Num(-(rest.min // b) * b)) if rest.min // b == rest.max // b else Mod(rest, b)
     return Mod(a, b)
 
 
