@@ -62,15 +62,19 @@ class dtypes:
 
     @staticmethod
     def from_np(npdtype) -> DType:
-        npdtype = np.dtype(npdtype)
+        try:
+            npdtype = np.dtype(npdtype)
+        except Exception:
+            raise TypeError(f"unsupported dtype {npdtype!r}; supported: {_supported()}") from None
         for dt in dtypes.all():
             if dt.np == npdtype:
                 return dt
-        raise TypeError(f"unsupported dtype {npdtype}; supported: {', '.join(d.name for d in dtypes.all())}")
+        raise TypeError(f"unsupported dtype {npdtype}; supported: {_supported()}")
 
     @staticmethod
     def from_any(x) -> DType:
-        """Accept a DType, a numpy dtype, a name ('float32') or a Python type (float, int, bool)."""
+        """Accept a DType, a numpy dtype, a name ('float32'), a Python type (float, int, bool) or a torch dtype
+        (matched by name, torch is not imported)."""
         if isinstance(x, DType):
             return x
         if x is float:
@@ -79,14 +83,13 @@ class dtypes:
             return dtypes.default_int
         if x is bool:
             return dtypes.bool
-        if isinstance(x, str) and hasattr(dtypes, x) and isinstance(getattr(dtypes, x), DType):
-            return getattr(dtypes, x)
-        try:
-            return dtypes.from_np(x)
-        except TypeError:
-            raise
-        except Exception:
-            raise TypeError(f"unsupported dtype {x!r}; supported: {', '.join(d.name for d in dtypes.all())}")
+        name = str(x)[len("torch."):] if type(x).__module__ == "torch" and str(x).startswith("torch.") else x
+        if isinstance(name, str):
+            if isinstance(getattr(dtypes, name, None), DType):
+                return getattr(dtypes, name)
+            if name is not x:
+                raise TypeError(f"unsupported dtype {x!r}; supported: {_supported()}")
+        return dtypes.from_np(x)   # numpy dtypes and their spellings ("f4", np.float32)
 
     @staticmethod
     def from_py(x) -> DType:
@@ -96,6 +99,10 @@ class dtypes:
         if isinstance(x, int):
             return dtypes.default_int
         return dtypes.default_float
+
+
+def _supported() -> str:
+    return ", ".join(d.name for d in dtypes.all())
 
 
 def promote(a: DType, b: DType) -> DType:

@@ -235,7 +235,9 @@ class Tensor(MovementMixin, ReduceMixin, NNMixin):
     def eye(n: int, m: Optional[int] = None, dtype=None, device=None) -> Tensor:
         m = n if m is None else m
         dt = dtypes.from_any(dtype) if dtype is not None else dtypes.default_float
-        # a 1 followed by n zeros, repeated and cut: row i has its 1 at column i, no arange needed
+        if n > m:   # the trick below puts row i's 1 at column i only while i <= m
+            return Tensor.eye(m, n, dtype=dt, device=device).T
+        # a 1 followed by m zeros, repeated and cut: row i has its 1 at column i, no arange needed
         row = Tensor.ones(1, dtype=dt, device=device).pad(((0, m),))
         return row.reshape(1, m + 1).expand(n, m + 1).reshape(n * (m + 1))[:n * m].reshape(n, m) \
             if n and m else Tensor.zeros(n, m, dtype=dt, device=device)
@@ -294,7 +296,13 @@ class Tensor(MovementMixin, ReduceMixin, NNMixin):
 
     def cast(self, dtype) -> Tensor:
         dtype = dtypes.from_any(dtype)
-        return self if dtype == self.dtype else self._apply(Op.CAST, arg=dtype)
+        if dtype == self.dtype:
+            return self
+        if self.dtype.is_float and dtype.is_int and dtype.itemsize < 8 and (dtype.is_unsigned or dtype.itemsize < 4):
+            # float -> narrow int truncates toward zero and then wraps (NumPy, PyTorch on x86); a direct
+            # conversion of an out-of-range value is undefined in LLVM, C and CUDA
+            return self._apply(Op.CAST, arg=dtypes.int64)._apply(Op.CAST, arg=dtype)
+        return self._apply(Op.CAST, arg=dtype)
 
     def bitcast(self, dtype) -> Tensor:
         dtype = dtypes.from_any(dtype)
@@ -401,23 +409,13 @@ class Tensor(MovementMixin, ReduceMixin, NNMixin):
 
     def pow(self, exponent, reverse=False) -> Tensor:
         if not reverse and isinstance(exponent, (int, float)) and not isinstance(exponent, bool):
-            if exponent == 2:
-                return self * self
-            if exponent == 1:
-                return self + 0 if False else self
             if exponent == 0.5:
                 return self.sqrt()
-            if exponent == -1:
-                return self.reciprocal()
-            if isinstance(exponent, int) and 0 <= exponent <= 4:
-                out = Tensor.ones_like(self) if exponent == 0 else self
-                for _ in range(exponent - 1):
-                    out = out * self
-                return out
+            if float(exponent).is_integer() and abs(exponent) <= 1 << 10:
+                return self._pow_int_scalar(int(exponent))
         x, y = self._operands(exponent, "pow", reverse)
-        if x.dtype.is_int and y.dtype.is_int:
-            return x.float().pow(y.float()).round().cast(x.dtype)
-        x, y = x.cast(least_upper_float(x.dtype)), y.cast(least_upper_float(y.dtype))
+        if not x.dtype.is_float:
+            return x._pow_int_tensor(y)
         # |x|^y via exp2, then the sign: negative bases give a real result only for integer exponents
         magnitude = (y * x.abs().log2()).exp2()
         y_is_int = y.floor() == y
@@ -427,6 +425,42 @@ class Tensor(MovementMixin, ReduceMixin, NNMixin):
         nan = Tensor.full_like(out, math.nan)
         out = ((x < 0) & ~y_is_int).where(nan, out)
         return ((x == 0) & (y == 0)).where(Tensor.full_like(out, 1.0), out)
+
+    def _pow_int_scalar(self, e: int) -> Tensor:
+        """self ** e for a Python int e by repeated squaring: exact for ints (wrapping like PyTorch), and more
+        accurate than exp2(e * log2(x)) for floats."""
+        x = self if self.dtype != dtypes.bool else self.cast(scalar_result_dtype(self.dtype, e))
+        if e < 0:
+            if not x.dtype.is_float:
+                raise RuntimeError(f"pow: integers to negative integer powers are not allowed ({x.dtype.name} "
+                                   f"tensor ** {e})")
+            return x._pow_int_scalar(-e).reciprocal()
+        out, base = None, x
+        while e:
+            if e & 1:
+                out = base if out is None else out * base
+            e >>= 1
+            if e:
+                base = base * base
+        return out if out is not None else Tensor.ones_like(x)
+
+    def _pow_int_tensor(self, y: Tensor) -> Tensor:
+        """Elementwise x ** y for int tensors of one dtype: square-and-multiply over every bit of y (wraps on
+        overflow). A negative exponent gives 1 / x truncated: 1 for x == 1, +-1 for x == -1, else 0 (PyTorch)."""
+        one = Tensor.full_like(self, 1)
+        out, base = one, self
+        bits = y.dtype.bits - (0 if y.dtype.is_unsigned else 1)
+        for i in range(bits):
+            bit = (y.rshift(i) & 1) != 0 if i else (y & 1) != 0
+            out = bit.where(out * base, out)
+            if i + 1 < bits:
+                base = base * base
+        if y.dtype.is_unsigned:
+            return out
+        odd = (y & 1) != 0
+        minus_one = (self == -1).where(odd.where(-one, one), Tensor.full_like(self, 0))
+        negative = (self == 1).where(one, minus_one)
+        return (y < 0).where(negative, out)
 
     def neg(self) -> Tensor:
         if self.dtype == dtypes.bool:
@@ -576,8 +610,8 @@ class Tensor(MovementMixin, ReduceMixin, NNMixin):
         one = Tensor.full_like(self, 1)
         if self.dtype.is_unsigned or self.dtype == dtypes.bool:
             return (self != 0).where(one, zero)
-        out = (self < 0).where(-one, (self > 0).where(one, zero))
-        return (self != self).where(self, out) if self.dtype.is_float else out
+        # NaN is neither < 0 nor > 0, so sign(nan) == 0 (PyTorch's result)
+        return (self < 0).where(-one, (self > 0).where(one, zero))
 
     def leaky_relu(self, negative_slope: float = 0.01) -> Tensor:
         return (self < 0).where(self * negative_slope, self)

@@ -199,15 +199,18 @@ class MovementMixin:
         return out
 
     def cat(self, *others, dim: int = 0) -> "Tensor":
-        tensors = [self, *others]
-        d = normalize_axis(dim, self.ndim, "cat")
+        """Concatenate along `dim`, promoting dtypes. Three spellings: `a.cat(b, c, dim=1)`, `Tensor.cat(a, b)` and
+        PyTorch's `Tensor.cat([a, b, c], dim=1)` (a sequence first; `Tensor.cat([a, b], 1)` also works)."""
+        tensors, dim = _tensor_list(self, others, dim, "cat")
+        first = tensors[0]
+        d = normalize_axis(dim, first.ndim, "cat")
         for t in tensors[1:]:
-            if t.ndim != self.ndim or any(a != b for i, (a, b) in enumerate(zip(t.shape, self.shape)) if i != d):
-                raise ValueError(f"cat: shapes {self.shape} and {t.shape} differ outside dim {d}")
-            if t.device != self.device:
-                raise RuntimeError(f"cat: tensors on different devices ({self.device} and {t.device})")
+            if t.ndim != first.ndim or any(a != b for i, (a, b) in enumerate(zip(t.shape, first.shape)) if i != d):
+                raise ValueError(f"cat: shapes {first.shape} and {t.shape} differ outside dim {d}")
+            if t.device != first.device:
+                raise RuntimeError(f"cat: tensors on different devices ({first.device} and {t.device})")
         from tinyjit.dtype import promote
-        dt = tensors[0].dtype
+        dt = first.dtype
         for t in tensors[1:]:
             dt = promote(dt, t.dtype)
         total = sum(t.shape[d] for t in tensors)
@@ -215,17 +218,38 @@ class MovementMixin:
         for t in tensors:
             n = t.shape[d]
             padded = t.cast(dt).pad(tuple((start, total - start - n) if i == d else (0, 0) for i in range(t.ndim)))
+            # bools are merged with OR (their ADD), every other dtype with ADD: the padding is 0 either way
             out = padded if out is None else out + padded
             start += n
         return out
 
     def stack(self, *others, dim: int = 0) -> "Tensor":
-        d = normalize_axis(dim, self.ndim + 1, "stack")
-        tensors = [self, *others]
+        """Join along a new axis `dim`; the same spellings as `cat` (`Tensor.stack([a, b], dim=0)`)."""
+        tensors, dim = _tensor_list(self, others, dim, "stack")
+        first = tensors[0]
+        d = normalize_axis(dim, first.ndim + 1, "stack")
         for t in tensors[1:]:
-            if t.shape != self.shape:
-                raise ValueError(f"stack: all tensors need the same shape, got {self.shape} and {t.shape}")
-        return tensors[0].unsqueeze(d).cat(*[t.unsqueeze(d) for t in tensors[1:]], dim=d)
+            if t.shape != first.shape:
+                raise ValueError(f"stack: all tensors need the same shape, got {first.shape} and {t.shape}")
+        return first.unsqueeze(d).cat(*[t.unsqueeze(d) for t in tensors[1:]], dim=d)
+
+
+def _tensor_list(first, rest: tuple, dim: int, op: str) -> tuple[list, int]:
+    """The tensors of a cat/stack call, whether given as `a, b, c` or as a sequence `[a, b, c]` (then optionally
+    followed by the dim as a positional int, like torch.cat(tensors, 1))."""
+    from tinyjit.tensor import Tensor
+    if isinstance(first, (list, tuple)):
+        if len(rest) == 1 and isinstance(rest[0], int) and not isinstance(rest[0], bool):
+            dim, rest = rest[0], ()
+        tensors = list(first) + list(rest)
+    else:
+        tensors = [first, *rest]
+    if not tensors:
+        raise ValueError(f"{op}: expected a non-empty list of tensors")
+    for t in tensors:
+        if not isinstance(t, Tensor):
+            raise TypeError(f"{op}: expected tensors, got {type(t).__name__}")
+    return tensors, dim
 
 
 def cat(tensors: Sequence["Tensor"], dim: int = 0) -> "Tensor":

@@ -35,7 +35,9 @@ class NNMixin:
         # (..., n, 1, k) * (..., 1, m, k) summed over k
         xb = x.reshape(x.shape[:-1] + (1, k)).expand(batch + (n, m, k))
         wb = w.transpose(-1, -2).reshape(w.shape[:-2] + (1, m, k)).expand(batch + (n, m, k))
-        out = (xb * wb).sum(-1, dtype=(xb * wb).dtype if (xb * wb).dtype.is_float else None)
+        prod_ = xb * wb
+        # the result keeps the operands' (promoted) dtype, ints included, like PyTorch
+        out = prod_.sum(-1, dtype=prod_.dtype if prod_.dtype != dtypes.bool else None)
         if self.ndim == 1:
             out = out.squeeze(-2)
         if other.ndim == 1:
@@ -241,7 +243,7 @@ def _reduce_loss(loss, reduction: str, valid):
     if reduction == "mean":
         if valid is None:
             return loss.mean()
-        return loss.sum() / valid.sum().maximum(1).cast(loss.dtype)
+        return loss.sum() / valid.sum().cast(loss.dtype)   # every target ignored: 0 / 0 = nan, like PyTorch
     raise ValueError(f"reduction must be 'none', 'mean' or 'sum', got {reduction!r}")
 
 

@@ -33,10 +33,15 @@ class ReduceMixin:
         axes = _axes(self, axis, name)
         if self.ndim == 0:
             return self
-        for a in axes:
-            if self.shape[a] == 0 and op == Op.RMAX:
-                raise RuntimeError(f"{name}: cannot reduce over a dimension of size 0 (shape {self.shape})")
-        out = Tensor(self.node.reduce(op, axes))
+        kept_shape = tuple(1 if i in axes else s for i, s in enumerate(self.shape))
+        if any(self.shape[a] == 0 for a in axes):
+            # nothing to reduce: the op's identity (kernels never see a loop of length 0)
+            if op == Op.RMAX and name in ("max", "min", "argmax", "argmin"):
+                raise RuntimeError(f"{name}: cannot reduce over a dimension of size 0 (shape {self.shape}, "
+                                   f"axis {axis})")
+            out = Tensor.full(kept_shape, _identity(op, self.dtype), dtype=self.dtype, device=self.device)
+        else:
+            out = Tensor(self.node.reduce(op, axes))
         if not keepdim:
             out = out.reshape(tuple(s for i, s in enumerate(self.shape) if i not in axes))
         return out
@@ -59,9 +64,9 @@ class ReduceMixin:
     def min(self, axis=None, keepdim: bool = False, dim=None) -> "Tensor":
         axis = _pick_axis(axis, dim)
         if self.dtype.is_float:
-            return -((-self).max(axis, keepdim))
+            return -((-self)._reduce(Op.RMAX, axis, keepdim, "min"))
         # ~x reverses the order of every int (and bool) without overflow
-        return ~((~self).max(axis, keepdim))
+        return ~((~self)._reduce(Op.RMAX, axis, keepdim, "min"))
 
     def mean(self, axis=None, keepdim: bool = False, dim=None) -> "Tensor":
         axis = _pick_axis(axis, dim)
@@ -85,6 +90,8 @@ class ReduceMixin:
     def prod(self, axis=None, keepdim: bool = False, dim=None) -> "Tensor":
         axis = _pick_axis(axis, dim)
         axes = _axes(self, axis, "prod")
+        if self.dtype == dtypes.float16:   # multiply half in float, like PyTorch
+            return self.float().prod(axis, keepdim).half()
         x = self.cast(dtypes.int64) if self.dtype.is_int or self.dtype == dtypes.bool else self
         # move reduced axes last, flatten them, then multiply halves until one element is left
         keep = [i for i in range(x.ndim) if i not in axes]
@@ -118,12 +125,15 @@ class ReduceMixin:
         """Index of the first maximum (of the flattened tensor when axis is None)."""
         from tinyjit.tensor import Tensor
         axis = _pick_axis(axis, dim)
+        if self.ndim == 0:
+            normalize_axis(0 if axis is None else axis, 0, "argmax")
+            return Tensor.zeros((), dtype=dtypes.int64, device=self.device)
         if axis is None:
             return self.flatten().argmax(0).reshape(()) if not keepdim else \
                 self.flatten().argmax(0).reshape((1,) * self.ndim)
         a = normalize_axis(axis, self.ndim, "argmax")
         n = self.shape[a]
-        is_max = self == self.max(a, keepdim=True)
+        is_max = self == self._reduce(Op.RMAX, a, True, "argmax")
         if self.dtype.is_float:
             is_max = is_max | (self != self)   # NaN is the maximum, like PyTorch
         # count down from n so the max over matches is the first index
@@ -138,7 +148,7 @@ class ReduceMixin:
 
     def logsumexp(self, axis=None, keepdim: bool = False, dim=None) -> "Tensor":
         axis = _pick_axis(axis, dim)
-        m = self.max(axis, keepdim=True)
+        m = self._float()._reduce(Op.RMAX, axis, True, "logsumexp")
         m = (m.abs() == math.inf).where(0, m)   # keep inf inputs from producing inf - inf
         out = (self - m).exp().sum(axis, keepdim=True).log() + m
         if not keepdim:
@@ -157,15 +167,15 @@ class ReduceMixin:
         shifted = x - x.max(axis, keepdim=True)
         return shifted - shifted.exp().sum(axis, keepdim=True).log()
 
-    def cumsum(self, axis=0, dim=None) -> "Tensor":
-        """Running sum: each output sums a window of the left-padded input (one reduce kernel)."""
-        axis = normalize_axis(_pick_axis(axis, dim), self.ndim, "cumsum") if self.ndim else 0
-        if self.ndim == 0:
-            return self
+    def cumsum(self, axis=None, dim=None) -> "Tensor":
+        """Running sum along `axis` (default 0): each output sums a window of the left-padded input (one reduce
+        kernel)."""
+        axis = _pick_axis(axis, dim)
+        axis = normalize_axis(0 if axis is None else axis, self.ndim, "cumsum")
+        if self.ndim == 0 or self.shape[axis] == 0:
+            return self.sum(axis, keepdim=True) if self.ndim == 0 else self.cast(self.sum().dtype)
         x = self.transpose(axis, -1)
         n = x.shape[-1]
-        if n == 0:
-            return self
         # p = n-1 zeros then x. Repeat p n times, append n zeros and cut rows of 2n: row i then starts at
         # p[i], and its first n elements are the window that sums to x[0] + ... + x[i]
         batch = x.shape[:-1]
@@ -176,3 +186,14 @@ class ReduceMixin:
         out = out.cast(self.dtype) if self.dtype.is_float else out
         return out.transpose(axis, -1)
 
+
+
+def _identity(op: Op, dtype):
+    """The value a reduce over no elements gives: 0 for sum, the smallest value of the dtype for max."""
+    if op == Op.SUM:
+        return False if dtype == dtypes.bool else 0
+    if dtype == dtypes.bool:
+        return False
+    if dtype.is_int:
+        return 0 if dtype.is_unsigned else -(1 << (dtype.bits - 1))
+    return -math.inf
