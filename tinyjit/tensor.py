@@ -42,7 +42,10 @@ class Tensor(MovementMixin, ReduceMixin, NNMixin):
             node = Node.const(data, dt, (), device)
         else:
             if isinstance(data, (list, tuple)):
-                arr = np.array(data)
+                try:
+                    arr = np.array(data)
+                except ValueError:
+                    raise ValueError("Tensor: nested lists must be rectangular (every row the same length)") from None
                 if arr.dtype == np.float64 and dtype is None:
                     arr = arr.astype(np.float32)
                 elif arr.dtype == np.int64 and dtype is None and arr.size:
@@ -165,8 +168,9 @@ class Tensor(MovementMixin, ReduceMixin, NNMixin):
     def assign(self, value) -> Tensor:
         """Write `value` into this tensor's buffer (in place: the buffer is reused, not reallocated)."""
         value = value if isinstance(value, Tensor) else Tensor(value, dtype=self.dtype, device=self.device)
-        if value.shape != self.shape:
-            value = value.expand(self.shape) if value.ndim <= self.ndim else value
+        if value.shape != self.shape and value.ndim <= self.ndim and \
+                broadcast_shape(value.shape, self.shape, "assign") == self.shape:
+            value = value._broadcast_to(self.shape)
         if value.shape != self.shape or value.device != self.device:
             raise ValueError(f"assign: value of shape {value.shape} on {value.device} does not fit the target of "
                              f"shape {self.shape} on {self.device}")
@@ -302,6 +306,9 @@ class Tensor(MovementMixin, ReduceMixin, NNMixin):
             # float -> narrow int truncates toward zero and then wraps (NumPy, PyTorch on x86); a direct
             # conversion of an out-of-range value is undefined in LLVM, C and CUDA
             return self._apply(Op.CAST, arg=dtypes.int64)._apply(Op.CAST, arg=dtype)
+        if self.dtype.is_float and dtype == dtypes.uint64:   # negatives wrap too (fptoui is undefined for them)
+            wrapped = self._apply(Op.CAST, arg=dtypes.int64)._apply(Op.CAST, arg=dtype)
+            return (self < 0).where(wrapped, self._apply(Op.CAST, arg=dtype))
         return self._apply(Op.CAST, arg=dtype)
 
     def bitcast(self, dtype) -> Tensor:
@@ -709,9 +716,9 @@ def _shape_arg(shape) -> tuple[int, ...]:
 
 def broadcast_shape(a: Sequence[int], b: Sequence[int], op: str = "op") -> tuple[int, ...]:
     n = max(len(a), len(b))
-    a, b = (1,) * (n - len(a)) + tuple(a), (1,) * (n - len(b)) + tuple(b)
+    pa, pb = (1,) * (n - len(a)) + tuple(a), (1,) * (n - len(b)) + tuple(b)
     out = []
-    for x, y in zip(a, b):
+    for x, y in zip(pa, pb):
         if x != y and x != 1 and y != 1:
             raise ValueError(f"{op}: shapes {tuple(a)} and {tuple(b)} cannot be broadcast together")
         out.append(y if x == 1 else x)

@@ -13,6 +13,11 @@ if TYPE_CHECKING:
     from tinyjit.tensor import Tensor
 
 
+def _axis(x, axis: int, op: str, extra: int = 0) -> int:
+    """`axis` of x (negative counts from the end) as 0..ndim-1+extra; the error names the op and x's shape."""
+    return normalize_axis(axis, x.ndim + extra, f"{op} on shape {x.shape}")
+
+
 def _dims(args) -> tuple:
     if len(args) == 1 and isinstance(args[0], (tuple, list)):
         return tuple(args[0])
@@ -49,7 +54,7 @@ class MovementMixin:
         return self.reshape(*shape)
 
     def permute(self, *order) -> "Tensor":
-        order = tuple(normalize_axis(o, self.ndim, "permute") for o in _dims(order))
+        order = tuple(_axis(self, o, "permute") for o in _dims(order))
         if sorted(order) != list(range(self.ndim)):
             raise ValueError(f"permute: {order} is not a permutation of the {self.ndim} dims of shape {self.shape}")
         return self._movement(Op.PERMUTE, order)
@@ -107,14 +112,14 @@ class MovementMixin:
         return out
 
     def flip(self, *axes) -> "Tensor":
-        axes = tuple(sorted({normalize_axis(a, self.ndim, "flip") for a in _dims(axes)}))
+        axes = tuple(sorted({_axis(self, a, "flip") for a in _dims(axes)}))
         return self._movement(Op.FLIP, axes)
 
     # ---- derived ----
     def transpose(self, dim0: int = -2, dim1: int = -1) -> "Tensor":
         if self.ndim < 2 and dim0 in (-2, -1) and dim1 in (-2, -1):
             return self
-        d0, d1 = normalize_axis(dim0, self.ndim, "transpose"), normalize_axis(dim1, self.ndim, "transpose")
+        d0, d1 = _axis(self, dim0, "transpose"), _axis(self, dim1, "transpose")
         order = list(range(self.ndim))
         order[d0], order[d1] = order[d1], order[d0]
         return self.permute(order)
@@ -130,27 +135,34 @@ class MovementMixin:
     def flatten(self, start_dim: int = 0, end_dim: int = -1) -> "Tensor":
         if self.ndim == 0:
             return self.reshape(1)
-        s, e = normalize_axis(start_dim, self.ndim, "flatten"), normalize_axis(end_dim, self.ndim, "flatten")
+        s, e = _axis(self, start_dim, "flatten"), _axis(self, end_dim, "flatten")
         return self.reshape(self.shape[:s] + (prod(self.shape[s:e + 1]),) + self.shape[e + 1:])
 
     def unflatten(self, dim: int, sizes) -> "Tensor":
-        d = normalize_axis(dim, self.ndim, "unflatten")
-        return self.reshape(self.shape[:d] + tuple(sizes) + self.shape[d + 1:])
+        d = _axis(self, dim, "unflatten")
+        sizes = tuple(sizes)
+        known = prod(s for s in sizes if s != -1)
+        if sizes.count(-1) > 1 or (-1 not in sizes and known != self.shape[d]) or \
+                (-1 in sizes and (known == 0 or self.shape[d] % known)):
+            raise ValueError(f"unflatten: sizes {sizes} do not multiply to {self.shape[d]}, the size of dim {d} of "
+                             f"shape {self.shape}")
+        return self.reshape(self.shape[:d] + sizes + self.shape[d + 1:])
 
     def squeeze(self, dim=None) -> "Tensor":
         if dim is None:
             return self.reshape(tuple(s for s in self.shape if s != 1))
-        dims = {normalize_axis(d, self.ndim, "squeeze") for d in (dim if isinstance(dim, (tuple, list)) else [dim])}
+        dims = {_axis(self, d, "squeeze") for d in (dim if isinstance(dim, (tuple, list)) else [dim])}
         return self.reshape(tuple(s for i, s in enumerate(self.shape) if not (i in dims and s == 1)))
 
     def unsqueeze(self, dim: int) -> "Tensor":
-        d = normalize_axis(dim, self.ndim + 1, "unsqueeze")
+        d = _axis(self, dim, "unsqueeze", 1)
         return self.reshape(self.shape[:d] + (1,) + self.shape[d:])
 
     def repeat(self, *repeats) -> "Tensor":
         repeats = _dims(repeats)
         if len(repeats) < self.ndim:
-            raise ValueError(f"repeat: {len(repeats)} repeats for a tensor with {self.ndim} dims")
+            raise ValueError(f"repeat: {len(repeats)} repeats {repeats} for a tensor of shape {self.shape} (need at "
+                             f"least {self.ndim})")
         x = self.reshape((1,) * (len(repeats) - self.ndim) + self.shape)
         # put a new axis of size r before each dim, expand it, then merge the pairs
         interleaved = tuple(v for s in x.shape for v in (1, s))
@@ -177,12 +189,14 @@ class MovementMixin:
         setitem(self, index, value)
 
     def chunk(self, chunks: int, dim: int = 0) -> list["Tensor"]:
-        d = normalize_axis(dim, self.ndim, "chunk")
+        d = _axis(self, dim, "chunk")
+        if chunks <= 0:
+            raise ValueError(f"chunk: the number of chunks must be positive, got {chunks}")
         size = -(-self.shape[d] // chunks) if self.shape[d] else 1
         return self.split(size, d)
 
     def split(self, split_size, dim: int = 0) -> list["Tensor"]:
-        d = normalize_axis(dim, self.ndim, "split")
+        d = _axis(self, dim, "split")
         n = self.shape[d]
         if isinstance(split_size, int):
             if split_size <= 0:
@@ -203,7 +217,7 @@ class MovementMixin:
         PyTorch's `Tensor.cat([a, b, c], dim=1)` (a sequence first; `Tensor.cat([a, b], 1)` also works)."""
         tensors, dim = _tensor_list(self, others, dim, "cat")
         first = tensors[0]
-        d = normalize_axis(dim, first.ndim, "cat")
+        d = _axis(first, dim, "cat")
         for t in tensors[1:]:
             if t.ndim != first.ndim or any(a != b for i, (a, b) in enumerate(zip(t.shape, first.shape)) if i != d):
                 raise ValueError(f"cat: shapes {first.shape} and {t.shape} differ outside dim {d}")
@@ -227,7 +241,7 @@ class MovementMixin:
         """Join along a new axis `dim`; the same spellings as `cat` (`Tensor.stack([a, b], dim=0)`)."""
         tensors, dim = _tensor_list(self, others, dim, "stack")
         first = tensors[0]
-        d = normalize_axis(dim, first.ndim + 1, "stack")
+        d = _axis(first, dim, "stack", 1)
         for t in tensors[1:]:
             if t.shape != first.shape:
                 raise ValueError(f"stack: all tensors need the same shape, got {first.shape} and {t.shape}")

@@ -5,8 +5,9 @@ import math
 from typing import TYPE_CHECKING, Optional
 
 from tinyjit.dtype import dtypes
-from tinyjit.helpers import normalize_axis, prod
+from tinyjit.helpers import prod
 from tinyjit.ops import Op
+from tinyjit.tensor_movement import _axis
 
 if TYPE_CHECKING:
     from tinyjit.tensor import Tensor
@@ -16,8 +17,8 @@ def _axes(x, axis, op: str) -> tuple[int, ...]:
     if axis is None:
         return tuple(range(x.ndim))
     if isinstance(axis, (list, tuple)):
-        return tuple(sorted({normalize_axis(a, x.ndim, op) for a in axis}))
-    return (normalize_axis(axis, x.ndim, op),)
+        return tuple(sorted({_axis(x, a, op) for a in axis}))
+    return (_axis(x, axis, op),)
 
 
 def _pick_axis(axis, dim):
@@ -85,6 +86,7 @@ class ReduceMixin:
         return (centered * centered).sum(axis, keepdim) / max(count - correction, 0)
 
     def std(self, axis=None, keepdim: bool = False, correction: int = 1, dim=None, unbiased=None) -> "Tensor":
+        _axes(self, _pick_axis(axis, dim), "std")
         return self.var(axis, keepdim, correction, dim, unbiased).sqrt()
 
     def prod(self, axis=None, keepdim: bool = False, dim=None) -> "Tensor":
@@ -119,6 +121,7 @@ class ReduceMixin:
         return self.bool()._reduce(Op.RMAX, _pick_axis(axis, dim), keepdim, "any")
 
     def all(self, axis=None, keepdim: bool = False, dim=None) -> "Tensor":
+        _axes(self, _pick_axis(axis, dim), "all")
         return ~((~self.bool()).any(axis, keepdim, dim))
 
     def argmax(self, axis=None, keepdim: bool = False, dim=None) -> "Tensor":
@@ -126,12 +129,12 @@ class ReduceMixin:
         from tinyjit.tensor import Tensor
         axis = _pick_axis(axis, dim)
         if self.ndim == 0:
-            normalize_axis(0 if axis is None else axis, 0, "argmax")
+            _axis(self, 0 if axis is None else axis, "argmax")
             return Tensor.zeros((), dtype=dtypes.int64, device=self.device)
         if axis is None:
             return self.flatten().argmax(0).reshape(()) if not keepdim else \
                 self.flatten().argmax(0).reshape((1,) * self.ndim)
-        a = normalize_axis(axis, self.ndim, "argmax")
+        a = _axis(self, axis, "argmax")
         n = self.shape[a]
         is_max = self == self._reduce(Op.RMAX, a, True, "argmax")
         if self.dtype.is_float:
@@ -157,12 +160,14 @@ class ReduceMixin:
 
     def softmax(self, axis=-1, dim=None) -> "Tensor":
         axis = _pick_axis(axis if dim is None else None, dim) if dim is not None else axis
+        _axes(self, axis, "softmax")
         x = self._float()
         e = (x - x.max(axis, keepdim=True)).exp()
         return e / e.sum(axis, keepdim=True)
 
     def log_softmax(self, axis=-1, dim=None) -> "Tensor":
         axis = dim if dim is not None else axis
+        _axes(self, axis, "log_softmax")
         x = self._float()
         shifted = x - x.max(axis, keepdim=True)
         return shifted - shifted.exp().sum(axis, keepdim=True).log()
@@ -171,7 +176,7 @@ class ReduceMixin:
         """Running sum along `axis` (default 0): each output sums a window of the left-padded input (one reduce
         kernel)."""
         axis = _pick_axis(axis, dim)
-        axis = normalize_axis(0 if axis is None else axis, self.ndim, "cumsum")
+        axis = _axis(self, 0 if axis is None else axis, "cumsum")
         if self.ndim == 0 or self.shape[axis] == 0:
             return self.sum(axis, keepdim=True) if self.ndim == 0 else self.cast(self.sum().dtype)
         x = self.transpose(axis, -1)
