@@ -1140,3 +1140,36 @@ def test_nll_loss():
     logp = F.log_softmax(tt(xn), 1)
     tgt = np.array([0, 3, 1, 1, 2])
     check(x.log_softmax(1).nll_loss(Tensor(tgt)), F.nll_loss(logp, torch.from_numpy(tgt)), atol=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# regressions in the core (schedule, view, symbolic) found by the tests above
+# ---------------------------------------------------------------------------------------------------------------
+
+def test_regression_reduce_feeding_a_permuted_output():
+    """schedule.py: a reduce whose only consumer is the (permuted) output must not fuse in the reduce's order."""
+    a = np.arange(24, dtype=np.float32).reshape(2, 3, 4)
+    x = Tensor(a)
+    check(x.sum(-1, keepdim=True).permute(2, 1, 0), tt(a).sum(-1, keepdim=True).permute(2, 1, 0))
+    check((x.max(1) + 1).T, (tt(a).amax(1) + 1).T)
+    check(x.T.cumsum(1).T, tt(a).T.cumsum(1).T)
+
+
+def test_regression_pad_mask_lower_bound():
+    """symbolic.py: `i >= lo` in a padding mask mixed a bool into integer math (LLVM IR failed to verify)."""
+    a = np.arange(6, dtype=np.float32).reshape(2, 3)
+    check(Tensor(a).pad(((1, 0), (2, 1))), F.pad(tt(a), (2, 1, 1, 0)))
+
+
+def test_regression_truncating_division_of_negative_parts():
+    """symbolic.py: (6*i + 2*j - 10) // 6 was split into i + (2*j - 10) // 6, whose numerator can be negative where
+    renderers' truncating division differs from floor division (a padded view of a flipped, strided slice)."""
+    base = np.arange(24, dtype=np.float32).reshape(4, 6)
+    x = Tensor(base)[1::2, ::-2].pad(((1, 1), (2, 1)), value=-3.5)
+    check(x, np.pad(base[1::2, ::-2], ((1, 1), (2, 1)), constant_values=-3.5))
+
+
+def test_regression_fully_masked_view_reshaped_to_0d():
+    """view.py: reshaping an all-padding view to () dropped its mask and read the (empty) buffer."""
+    check(Tensor(np.zeros(0, np.float32)).pad(((1, 0),)).reshape(()), torch.tensor(0.0))
+    check(Tensor(np.array([2.0, 3, 5, 7, 11], np.float32)).prod(), torch.tensor(2310.0))
