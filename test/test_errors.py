@@ -132,6 +132,7 @@ def test_dtype_restricted_ops():
     raises(IndexError, lambda: f[Tensor([0.5])], "float32")
     raises(TypeError, lambda: f.gather(0, Tensor([0.0])), "gather", "float32")
     raises(RuntimeError, lambda: Tensor([2, 3]) ** -1, "pow", "int32", "-1")
+    raises(TypeError, lambda: (f > 0) // (f > 1), "floordiv", "bool")
     raises(TypeError, lambda: f.bitcast("int16"), "bitcast", "float32", "int16")
 
 

@@ -510,6 +510,23 @@ def test_integer_division_signs(dtype):
     check(Tensor(a).div(Tensor(b), rounding_mode="floor"), torch.div(tt(a), tt(b), rounding_mode="floor"))
 
 
+@pytest.mark.parametrize("dtype", ["int32", "int8", "uint8", "int64"])
+def test_integer_division_never_traps(dtype):
+    """x // 0 and x % 0 give 0 (NumPy; torch raises) and INT_MIN // -1 wraps (NumPy): hardware division would kill
+    the process with SIGFPE."""
+    info = np.iinfo(dtype)
+    a = np.array([info.min, 7, info.max, 0, 5], dtype)
+    b = np.array([0 if dtype[0] == "u" else -1, 0, 0, 0, 2], dtype)
+    with np.errstate(all="ignore"):
+        check(Tensor(a) // Tensor(b), a // b)
+        check(Tensor(a) % Tensor(b), a % b)
+        check(Tensor(a) // 0, a // np.zeros_like(a))
+    if dtype[0] == "i":
+        check(Tensor(a) // -1, -a)
+        trunc = np.where(b == -1, -a, np.trunc(a / np.where(b == 0, 1, b)).astype(dtype))
+        check(Tensor(a).div(Tensor(b), rounding_mode="trunc"), np.where(b == 0, 0, trunc).astype(dtype))
+
+
 def test_float_division_modes():
     a = np.array([-7.5, -6.0, -1.0, 0.0, 1.0, 5.5, 7.0, 9.0], np.float32)
     b = np.array([2.0, -4.0, 0.3, -1.0, 3.0, -2.5, 2.0, 0.7], np.float32)
@@ -809,6 +826,29 @@ def test_movement(name, shape, fn, layout):
     check(out, fn(tt(arr)))
     # the view composes with compute: an elementwise op and a reduce read through it
     check((out * 2 + 1).sum(), (fn(tt(arr)) * 2 + 1).sum(), atol=1e-4, rtol=1e-5)
+
+
+def test_dim_and_axis_spellings():
+    """Every op that takes an axis accepts PyTorch's dim= and NumPy's axis= (same kernels: nothing new compiles)."""
+    x, arr = make((2, 1, 3), "float32", "contig", seed=73)
+    t = tt(arr)
+    for name in ("sum", "mean", "max", "min", "prod", "var", "std", "any", "all", "logsumexp", "argmax", "argmin"):
+        ref = getattr(t, name)(dim=2) if name not in ("max", "min") else getattr(t, "a" + name)(dim=2)
+        check(getattr(x, name)(axis=2), ref, atol=1e-6)
+        check(getattr(x, name)(dim=2), ref, atol=1e-6)
+    for name in ("softmax", "log_softmax", "cumsum"):
+        ref = getattr(t, name)(dim=0)
+        check(getattr(x, name)(axis=0), ref)
+        check(getattr(x, name)(dim=0), ref)
+    check(x.flip(dims=(0, 2)), t.flip(dims=(0, 2)))
+    check(x.flip(axis=2), t.flip(2))
+    check(x.squeeze(axis=1), t.squeeze(dim=1))
+    check(x.unsqueeze(axis=-1), t.unsqueeze(dim=-1))
+    check(Tensor.cat([x, x], axis=2), torch.cat([t, t], dim=2))
+    check(Tensor.stack([x, x], axis=1), torch.stack([t, t], dim=1))
+    check(Tensor.cat([x, x], 1), torch.cat([t, t], 1))
+    assert [o.shape for o in x.split(1, axis=2)] == [tuple(o.shape) for o in t.split(1, dim=2)]
+    assert [o.shape for o in x.chunk(2, axis=2)] == [tuple(o.shape) for o in t.chunk(2, dim=2)]
 
 
 def test_pad_pairs_form_and_int():

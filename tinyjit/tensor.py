@@ -383,7 +383,7 @@ class Tensor(MovementMixin, ReduceMixin, NNMixin):
             return self.floordiv(other, reverse)
         if rounding_mode == "trunc":
             x, y = self._operands(other, "div", reverse)
-            return x._apply(Op.IDIV, y) if x.dtype.is_int else (x / y).trunc()
+            return x._int_divmod(y, "div")[0] if not x.dtype.is_float else (x / y).trunc()
         x, y = self._operands(other, "div", reverse)
         out = least_upper_float(x.dtype)
         x, y = x.cast(out), y.cast(out)
@@ -393,11 +393,11 @@ class Tensor(MovementMixin, ReduceMixin, NNMixin):
         x, y = self._operands(other, "floordiv", reverse)
         if x.dtype.is_float:
             return (x / y).floor()
-        q = x._apply(Op.IDIV, y)
+        q, r = x._int_divmod(y, "floordiv")
         # C division truncates; Python and PyTorch floor: step down when the signs differ and it was inexact
         if x.dtype.is_unsigned:
             return q
-        inexact = x._apply(Op.MOD, y)._apply(Op.CMPNE, Tensor.full_like(x, 0))
+        inexact = r._apply(Op.CMPNE, Tensor.full_like(x, 0))
         signs_differ = x._apply(Op.CMPLT, Tensor.full_like(x, 0))._apply(
             Op.CMPNE, y._apply(Op.CMPLT, Tensor.full_like(y, 0)))
         return q - (inexact & signs_differ).cast(q.dtype)
@@ -406,13 +406,32 @@ class Tensor(MovementMixin, ReduceMixin, NNMixin):
         x, y = self._operands(other, "mod", reverse)
         if x.dtype.is_float:
             return x - (x / y).floor() * y
-        r = x._apply(Op.MOD, y)
+        r = x._int_divmod(y, "mod")[1]
         if x.dtype.is_unsigned:
             return r
         # the result takes the sign of the divisor (Python/PyTorch), C's takes the dividend's
         fix = r._apply(Op.CMPNE, Tensor.full_like(r, 0)) & (
             r._apply(Op.CMPLT, Tensor.full_like(r, 0))._apply(Op.CMPNE, y._apply(Op.CMPLT, Tensor.full_like(y, 0))))
         return r + fix.where(y, Tensor.full_like(y, 0))
+
+    def _int_divmod(self, y: Tensor, op: str) -> tuple[Tensor, Tensor]:
+        """C-style (truncating) quotient and remainder of int tensors of one shape and dtype that never trap:
+        x / 0 gives 0 and x % 0 gives 0 (NumPy's results; PyTorch raises), INT_MIN / -1 wraps to INT_MIN. Hardware
+        division traps on both (SIGFPE kills the process), so the divisor is made safe first unless it is a constant
+        known to be fine."""
+        if self.dtype == dtypes.bool:
+            raise TypeError(f"{op}: integer division of bool tensors is not supported; cast to an int dtype first")
+        divisor = _const_value(y)
+        if divisor is not None and divisor != 0 and (divisor != -1 or self.dtype.is_unsigned):
+            return self._apply(Op.IDIV, y), self._apply(Op.MOD, y)
+        zero = Tensor.full_like(y, 0)
+        by_zero = y._apply(Op.CMPNE, zero).bitwise_not()
+        special = by_zero if self.dtype.is_unsigned else by_zero | ~y._apply(Op.CMPNE, Tensor.full_like(y, -1))
+        safe = special.where(Tensor.full_like(y, 1), y)
+        q = self._apply(Op.IDIV, safe)
+        if not self.dtype.is_unsigned:
+            q = (special & ~by_zero).where(-self, q)    # x / -1 == -x, which wraps for INT_MIN
+        return by_zero.where(zero, q), self._apply(Op.MOD, safe)   # x % 1 == x % -1 == 0, and x % 0 := 0
 
     def pow(self, exponent, reverse=False) -> Tensor:
         if not reverse and isinstance(exponent, (int, float)) and not isinstance(exponent, bool):
@@ -698,6 +717,14 @@ class Tensor(MovementMixin, ReduceMixin, NNMixin):
 
     def lerp(self, end, weight) -> Tensor:
         return self + (end - self) * weight
+
+
+def _const_value(t: Tensor):
+    """The Python value of a tensor that is a broadcast constant, else None."""
+    node = t.node
+    while node.op in (Op.RESHAPE, Op.EXPAND):
+        node = node.src[0]
+    return node.arg if node.op == Op.CONST else None
 
 
 def _uint_of(dt: DType) -> DType:

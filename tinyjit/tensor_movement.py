@@ -2,7 +2,7 @@
 (slicing with steps, squeeze, cat, stack, split, repeat). None of these copies data."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
 
 import numpy as np
 
@@ -16,6 +16,13 @@ if TYPE_CHECKING:
 def _axis(x, axis: int, op: str, extra: int = 0) -> int:
     """`axis` of x (negative counts from the end) as 0..ndim-1+extra; the error names the op and x's shape."""
     return normalize_axis(axis, x.ndim + extra, f"{op} on shape {x.shape}")
+
+
+def _pick_axis(axis, dim):
+    """Accept PyTorch's `dim=` and NumPy's `axis=` spellings."""
+    if axis is not None and dim is not None and axis != dim:
+        raise TypeError("pass either axis= or dim=, not both")
+    return axis if axis is not None else dim
 
 
 def _dims(args) -> tuple:
@@ -111,7 +118,10 @@ class MovementMixin:
             out = mask.where(out, value)
         return out
 
-    def flip(self, *axes) -> "Tensor":
+    def flip(self, *axes, dims=None, axis=None) -> "Tensor":
+        """Reverse the given axes (PyTorch's `flip(dims)`, NumPy's `flip(axis=)`, or `flip(0, 2)`)."""
+        if dims is not None or axis is not None:
+            axes = (_pick_axis(axis, dims),)
         axes = tuple(sorted({_axis(self, a, "flip") for a in _dims(axes)}))
         return self._movement(Op.FLIP, axes)
 
@@ -148,13 +158,17 @@ class MovementMixin:
                              f"shape {self.shape}")
         return self.reshape(self.shape[:d] + sizes + self.shape[d + 1:])
 
-    def squeeze(self, dim=None) -> "Tensor":
+    def squeeze(self, dim=None, axis=None) -> "Tensor":
+        dim = _pick_axis(axis, dim)
         if dim is None:
             return self.reshape(tuple(s for s in self.shape if s != 1))
         dims = {_axis(self, d, "squeeze") for d in (dim if isinstance(dim, (tuple, list)) else [dim])}
         return self.reshape(tuple(s for i, s in enumerate(self.shape) if not (i in dims and s == 1)))
 
-    def unsqueeze(self, dim: int) -> "Tensor":
+    def unsqueeze(self, dim: Optional[int] = None, axis: Optional[int] = None) -> "Tensor":
+        dim = _pick_axis(axis, dim)
+        if dim is None:
+            raise TypeError("unsqueeze: missing the dim (or axis) argument")
         d = _axis(self, dim, "unsqueeze", 1)
         return self.reshape(self.shape[:d] + (1,) + self.shape[d:])
 
@@ -188,14 +202,16 @@ class MovementMixin:
         from tinyjit.indexing import setitem
         setitem(self, index, value)
 
-    def chunk(self, chunks: int, dim: int = 0) -> list["Tensor"]:
+    def chunk(self, chunks: int, dim: int = 0, axis: Optional[int] = None) -> list["Tensor"]:
+        dim = _pick_axis(axis, dim if axis is None else None)
         d = _axis(self, dim, "chunk")
         if chunks <= 0:
             raise ValueError(f"chunk: the number of chunks must be positive, got {chunks}")
         size = -(-self.shape[d] // chunks) if self.shape[d] else 1
         return self.split(size, d)
 
-    def split(self, split_size, dim: int = 0) -> list["Tensor"]:
+    def split(self, split_size, dim: int = 0, axis: Optional[int] = None) -> list["Tensor"]:
+        dim = _pick_axis(axis, dim if axis is None else None)
         d = _axis(self, dim, "split")
         n = self.shape[d]
         if isinstance(split_size, int):
@@ -212,10 +228,10 @@ class MovementMixin:
             start += s
         return out
 
-    def cat(self, *others, dim: int = 0) -> "Tensor":
+    def cat(self, *others, dim: int = 0, axis: Optional[int] = None) -> "Tensor":
         """Concatenate along `dim`, promoting dtypes. Three spellings: `a.cat(b, c, dim=1)`, `Tensor.cat(a, b)` and
         PyTorch's `Tensor.cat([a, b, c], dim=1)` (a sequence first; `Tensor.cat([a, b], 1)` also works)."""
-        tensors, dim = _tensor_list(self, others, dim, "cat")
+        tensors, dim = _tensor_list(self, others, dim if axis is None else axis, "cat")
         first = tensors[0]
         d = _axis(first, dim, "cat")
         for t in tensors[1:]:
@@ -237,9 +253,9 @@ class MovementMixin:
             start += n
         return out
 
-    def stack(self, *others, dim: int = 0) -> "Tensor":
+    def stack(self, *others, dim: int = 0, axis: Optional[int] = None) -> "Tensor":
         """Join along a new axis `dim`; the same spellings as `cat` (`Tensor.stack([a, b], dim=0)`)."""
-        tensors, dim = _tensor_list(self, others, dim, "stack")
+        tensors, dim = _tensor_list(self, others, dim if axis is None else axis, "stack")
         first = tensors[0]
         d = _axis(first, dim, "stack", 1)
         for t in tensors[1:]:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Optional
 from tinyjit.dtype import dtypes
 from tinyjit.helpers import prod
 from tinyjit.ops import Op
-from tinyjit.tensor_movement import _axis
+from tinyjit.tensor_movement import _axis, _pick_axis
 
 if TYPE_CHECKING:
     from tinyjit.tensor import Tensor
@@ -19,13 +19,6 @@ def _axes(x, axis, op: str) -> tuple[int, ...]:
     if isinstance(axis, (list, tuple)):
         return tuple(sorted({_axis(x, a, op) for a in axis}))
     return (_axis(x, axis, op),)
-
-
-def _pick_axis(axis, dim):
-    """Accept PyTorch's `dim=` and NumPy's `axis=` spellings."""
-    if axis is not None and dim is not None and axis != dim:
-        raise TypeError("pass either axis= or dim=, not both")
-    return axis if axis is not None else dim
 
 
 class ReduceMixin:
