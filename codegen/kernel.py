@@ -147,9 +147,14 @@ class Kernel:
 
     # ---- naming ----
     def name(self) -> str:
-        """e.g. E_4096 (elementwise) or r_64_32_128 (reduce): kind, then global, reduce and upcast sizes."""
+        """What the kernel does, in a symbol-safe word: `E_` elementwise or `r_` reduce, then the loop sizes in
+        axis order (global, then reduce), then each upcast axis as `u<n>` (an output axis upcast by n) or `x<n>`
+        (a reduce axis unrolled n times). E.g. E_4096, E_1024_u4, r_64_128, r_64_32_x4 (64 sums of 32*4)."""
         prefix = "r" if self.has_reduce else "E"
-        return prefix + "_" + "_".join(str(s) for s in self.full_shape)
+        loops = [str(s) for s in self.full_shape[:self.first_upcast]]
+        upcasts = [("x" if self.is_reduce_axis(a) else "u") + str(self.full_shape[a])
+                   for a in range(self.first_upcast, self.ndim)]
+        return "_".join([prefix] + loops + upcasts)
 
 
 def _st_of(node: AstNode) -> ShapeTracker:

@@ -57,7 +57,8 @@ class Linearizer:
 
     # ---- emitting ----
     def emit(self, uop: U, dtype, src=(), arg=None, cse: bool = True) -> UOp:
-        key = (uop, dtype, tuple(id(s) for s in src), arg if not isinstance(arg, float) or arg == arg else "nan")
+        # floats by repr: -0.0 == 0.0 but they are different constants, and a NaN must match itself
+        key = (uop, dtype, tuple(id(s) for s in src), repr(arg) if isinstance(arg, float) else arg)
         if cse:
             for scope in reversed(self.cse):
                 if key in scope:

@@ -10,6 +10,7 @@ import numpy as np
 from tinyjit.dtype import DType, dtypes
 from tinyjit.ops import Op
 
+from codegen.llvm_math import emit_exp2, emit_log2
 from codegen.uops import U, UOp
 
 LLVM_TYPES = {dtypes.bool: "i1", dtypes.int8: "i8", dtypes.int16: "i16", dtypes.int32: "i32", dtypes.int64: "i64",
@@ -52,10 +53,20 @@ class LLVMRenderer:
         fname = f"{name}_{digest}"
         lines = [f"define void @{fname}({', '.join(args)}) #0 {{", "entry:"] + body + ["}"]
         lines += sorted(declares)
+        if self._register_blocked(uops):
+            # the reduce loop of a register block is vectorized by SLP across the block; the loop vectorizer
+            # would vectorize across the reduce axis instead, with strided gathers
+            lines.append('!0 = distinct !{!0, !1}')
+            lines.append('!1 = !{!"llvm.loop.vectorize.enable", i1 false}')
         lines.append('attributes #0 = { nounwind "no-trapping-math"="true" }')
         return fname, "\n".join(lines) + "\n"
 
+    @staticmethod
+    def _register_blocked(uops: list[UOp]) -> bool:
+        return sum(u.uop == U.STORE for u in uops) > 1 and any(u.uop == U.DEFINE_ACC for u in uops)
+
     def _body(self, uops: list[UOp]):
+        no_vectorize = self._register_blocked(uops)
         out: list[str] = []
         allocas: list[str] = []
         declares: set[str] = set()
@@ -121,7 +132,8 @@ class LLVMRenderer:
                 emit(f"br label %{latch}")
                 out.append(f"{latch}:")
                 emit(f"{nxt} = add nsw {ty(loop)} {names[id(loop)]}, 1")
-                emit(f"br label %{header}")
+                hint = ", !llvm.loop !0" if no_vectorize and loop.arg.startswith("r") else ""
+                emit(f"br label %{header}{hint}")
                 out.append(f"{exit_}:")
                 block.pop()
                 block[-1] = exit_
@@ -171,7 +183,7 @@ class LLVMRenderer:
                 emit(f"{ptr} = getelementptr inbounds {mem_type(dt)}, ptr {ref(buf)}, {ty(index)} {ref(index)}")
                 emit(f"store {mem_type(dt)} {v}, ptr {ptr}, align {dt.itemsize}")
             elif kind == U.ALU:
-                names[id(u)] = self._alu(u, ref, emit, fresh, call_intrinsic)
+                names[id(u)] = self._alu(u, ref, emit, fresh, call_intrinsic, declares.add)
             elif kind == U.CAST:
                 names[id(u)] = self._cast(u.src[0], u.dtype, ref, emit, fresh)
             elif kind == U.BITCAST:
@@ -183,7 +195,7 @@ class LLVMRenderer:
         return allocas + out, declares, args
 
     @staticmethod
-    def _alu(u: UOp, ref, emit, fresh, call_intrinsic) -> str:
+    def _alu(u: UOp, ref, emit, fresh, call_intrinsic, declare) -> str:
         op, dt = u.arg, u.dtype
         src_dt = u.src[0].dtype if op != Op.WHERE else u.src[1].dtype
         t = LLVM_TYPES[src_dt]
@@ -199,11 +211,18 @@ class LLVMRenderer:
                 emit(f"{r} = xor i1 {a[0]}, true")
             else:
                 emit(f"{r} = sub {t} 0, {a[0]}")
+        elif op in (Op.EXP2, Op.LOG2) and src_dt in (dtypes.float32, dtypes.float64):
+            # inline polynomials instead of libm calls: loops with exp/log then vectorize
+            emit_fn = emit_exp2 if op == Op.EXP2 else emit_log2
+            return emit_fn(emit, fresh, declare, LLVM_TYPES[src_dt], a[0], FAST)
         elif op in FLOAT_INTRINSICS:
             if src_dt == dtypes.float16:  # compute half math in float
                 wide = fresh()
                 emit(f"{wide} = fpext half {a[0]} to float")
-                res = call_intrinsic(FLOAT_INTRINSICS[op], dtypes.float32, wide)
+                if op in (Op.EXP2, Op.LOG2):
+                    res = (emit_exp2 if op == Op.EXP2 else emit_log2)(emit, fresh, declare, "float", wide, FAST)
+                else:
+                    res = call_intrinsic(FLOAT_INTRINSICS[op], dtypes.float32, wide)
                 emit(f"{r} = fptrunc float {res} to half")
             else:
                 return call_intrinsic(FLOAT_INTRINSICS[op], src_dt, a[0])

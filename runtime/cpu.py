@@ -102,8 +102,7 @@ class CPUDevice:
     def cache_key(self) -> tuple[str, ...]:
         return ("llvm", ".".join(map(str, llvm.llvm_version_info)), self.cpu_name, self.features)
 
-    def compile_ir(self, src: str) -> bytes:
-        """LLVM IR text -> optimized object code."""
+    def _optimized_module(self, src: str):
         try:
             module = llvm.parse_assembly(src)
             module.verify()
@@ -114,8 +113,17 @@ class CPUDevice:
         tuning.slp_vectorization = True
         builder = llvm.create_pass_builder(self.target_machine, tuning)
         builder.getModulePassManager().run(module, builder)
-        self.last_optimized_ir = str(module)
-        return self.target_machine.emit_object(module)
+        return module
+
+    def compile_ir(self, src: str) -> bytes:
+        """LLVM IR text -> optimized object code."""
+        return self.target_machine.emit_object(self._optimized_module(src))
+
+    def debug_listing(self, src: str, machine_code: bool = False) -> str:
+        """What `src` compiles to, for DEBUG: the optimized LLVM IR, or the host assembly with machine_code.
+        Recomputed on request, so it is shown even when the binary came from the disk cache."""
+        module = self._optimized_module(src)
+        return self.target_machine.emit_assembly(module) if machine_code else str(module)
 
     def compile(self, src: str) -> bytes:
         try:

@@ -15,7 +15,11 @@ def getenv(key: str, default=0):
     value = os.environ.get(key)
     if value is None:
         return default
-    return type(default)(value)
+    try:
+        return type(default)(value)
+    except ValueError:
+        raise ValueError(f"{key}={value!r} is not valid: expected {type(default).__name__} "
+                         f"(e.g. {key}={default})") from None
 
 
 def debug_level() -> int:

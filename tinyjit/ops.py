@@ -67,6 +67,15 @@ COMPARISON = {Op.CMPLT, Op.CMPNE}
 BOOL_RESULT = COMPARISON
 
 
+def _exact_key(arg):
+    """`arg` as a dict key that tells -0.0 from 0.0 (equal as floats, different results) and lets a NaN match."""
+    if isinstance(arg, float):
+        return (float, repr(arg))
+    if isinstance(arg, tuple):
+        return tuple(_exact_key(a) for a in arg)
+    return arg
+
+
 class AstNode:
     """A node of a kernel AST. Interned: two structurally equal ASTs are the same object, so a compiled
     kernel can be cached by identity and the codegen deduplicates repeated subtrees for free."""
@@ -74,7 +83,7 @@ class AstNode:
     _interned: "weakref.WeakValueDictionary" = None  # filled below
 
     def __new__(cls, op: Op, src: tuple = (), arg=None, dtype=None):
-        key = (op, tuple(id(s) for s in src), arg, dtype)
+        key = (op, tuple(id(s) for s in src), _exact_key(arg), dtype)
         node = cls._interned.get(key)
         if node is not None:
             return node

@@ -1,39 +1,51 @@
-"""Run a schedule: compile each kernel (cached in memory by its AST, on disk by its source) and launch it."""
+"""Run a schedule: compile each kernel (cached in memory by its AST, on disk by its source) and launch it.
+
+DEBUG output (DESIGN.md): 1 kernel counts and realize times; 2 one line per kernel launch (name, sizes, time,
+GFLOP/s, GB/s) and a table at exit; 3 the schedule and each kernel's AST with the optimizations applied; 4 the
+generated source; 5 the linear program and the compiled output (optimized LLVM IR); 6 machine code (CPU).
+"""
 from __future__ import annotations
 
 import atexit
 import time
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from tinyjit.device import Buffer, Device
 from tinyjit.helpers import debug_level, getenv, prod
-from tinyjit.ops import AstNode
-from tinyjit.schedule import ScheduleItem
+from tinyjit.ops import AstNode, Op
+from tinyjit.schedule import ScheduleItem, create_schedule, format_schedule
+
+# a CPU kernel is split over threads only when it does enough work to pay for the hand-off (~10 us)
+MIN_WORK_PER_THREADED_LAUNCH = 1 << 16
 
 
 @dataclass
 class CompiledKernel:
-    name: str            # readable, e.g. r_64_32_128
+    name: str            # readable, e.g. r_64_32_x4
     symbol: str          # the function name in the binary
     program: object      # the runtime's launchable program
     global_size: tuple
     local_size: tuple
     flops: int
-    threads: int         # CPU: how many threads to split the outer axis over
     source: str
+    threads: int = 1     # CPU: how many threads the outer axis is split over (what the runtime really uses)
+    launch_kwargs: dict = field(default_factory=dict)
 
     def __call__(self, buffers: list[Buffer], wait: bool = False):
         return self.program(*[b.handle for b in buffers], global_size=self.global_size,
-                            local_size=self.local_size, wait=wait, threads=self.threads)
+                            local_size=self.local_size, wait=wait, **self.launch_kwargs)
 
 
 _kernels: dict[tuple[str, AstNode], CompiledKernel] = {}
 _stats: dict[str, list] = defaultdict(lambda: [0, 0.0, 0, 0])   # name -> calls, seconds, flops, bytes
 counters = {"kernels_compiled": 0, "kernels_launched": 0}
+# TinyJit capture: while a list is installed here, every launch is appended to it as (kind, runner, buffers)
+capture: list | None = None
 
 
 def compile_kernel(device: str, ast: AstNode) -> CompiledKernel:
+    """The launchable kernel for `ast` on `device`; compiled once per process, then served from memory."""
     key = (device, ast)
     if key in _kernels:
         return _kernels[key]
@@ -49,26 +61,46 @@ def compile_kernel(device: str, ast: AstNode) -> CompiledKernel:
     symbol, source = renderer.render(program.name, program.uops)
     level = debug_level()
     if level >= 3:
-        print(f"--- kernel {program.name} on {device}: opts {k.applied}\n{ast.pretty()}")
-    if level >= 4:
-        print(source)
+        print(f"--- kernel {program.name} on {device}: {describe_kernel(k)}\n{ast.pretty()}")
     if level >= 5:
-        print(print_program(program.uops))
+        print(f"--- linear program of {program.name}\n{print_program(program.uops)}")
+    if level >= 4:
+        print(f"--- source of {program.name}\n{source}")
     runtime_device = Device[device]
     binary = runtime_device.compile(source)
-    if level >= 5 and getattr(runtime_device, "last_optimized_ir", None):
-        print(runtime_device.last_optimized_ir)
+    listing = getattr(runtime_device, "debug_listing", None)
+    if level >= 5 and listing is not None:
+        print(f"--- compiled {program.name} (optimized IR)\n{listing(source)}")
+    if level >= 6 and listing is not None:
+        print(f"--- machine code of {program.name}\n{listing(source, machine_code=True)}")
     compiled = CompiledKernel(program.name, symbol, runtime_device.program(symbol, binary), program.global_size,
-                              program.local_size, program.flops, _thread_count(k), source)
+                              program.local_size, program.flops, source)
+    if hasattr(runtime_device, "pool"):   # the CPU runtime: threads over the outermost global axis
+        compiled.threads = _thread_count(k, program.global_size, runtime_device.threads)
+        compiled.launch_kwargs = {"threads": compiled.threads}
     counters["kernels_compiled"] += 1
     _kernels[key] = compiled
     return compiled
 
 
-def _thread_count(k) -> int:
-    """Split a CPU kernel over threads only when it does enough work to pay for the hand-off (~10 µs)."""
-    work = prod(k.full_shape)
-    return 1 if work < 1 << 16 else 64
+def describe_kernel(k) -> str:
+    """The loop shape by axis kind and the optimizations applied, e.g. `global 64 | reduce 32 | upcast 4`."""
+    parts = [("global", k.full_shape[:k.first_reduce]), ("reduce", k.full_shape[k.first_reduce:k.first_upcast]),
+             ("upcast", k.full_shape[k.first_upcast:])]
+    shape = " | ".join(f"{kind} {'x'.join(map(str, sizes))}" for kind, sizes in parts if sizes)
+    opts = ", ".join(f"{o.kind} axis {o.axis} by {o.amount}" for o in k.applied) or "none"
+    return f"{shape}; opts: {opts}"
+
+
+def _thread_count(k, global_size: tuple, device_threads: int) -> int:
+    """The threads a CPU launch really uses: the pool's size, capped by the outer loop's length, and 1 when the
+    kernel is too small to pay for the hand-off."""
+    n = global_size[0]
+    threads = min(device_threads, n)
+    if prod(k.full_shape) < MIN_WORK_PER_THREADED_LAUNCH or threads <= 1:
+        return 1
+    chunk = -(-n // threads)   # the runtime hands out ranges of this length: ceil(n / chunk) of them
+    return -(-n // chunk)
 
 
 def run_schedule(items: list[ScheduleItem]) -> None:
@@ -81,10 +113,11 @@ def run_schedule(items: list[ScheduleItem]) -> None:
         if item.kind == "copy":
             src = item.inputs[0]
             out = Buffer(node.device, node.size, node.dtype)
-            out.copyin(src.buffer.numpy())
+            copy_buffer(out, src.buffer)
             node.buffer = out
+            if capture is not None:
+                capture.append(("copy", copy_buffer, [out, src.buffer]))
             continue
-        from tinyjit.ops import Op
         out = node.src[0].buffer if node.op == Op.ASSIGN else Buffer(node.device, node.size, node.dtype)
         if node.size == 0:
             node.buffer = out
@@ -93,29 +126,46 @@ def run_schedule(items: list[ScheduleItem]) -> None:
         buffers = [out] + [i.buffer for i in item.inputs]
         elapsed = kernel(buffers, wait=level >= 2)
         counters["kernels_launched"] += 1
+        if capture is not None:
+            capture.append(("kernel", kernel, buffers))
         node.buffer = out
         if level >= 2:
-            nbytes = sum(b.nbytes for b in buffers)
-            stat = _stats[kernel.name]
-            stat[0] += 1
-            stat[1] += elapsed
-            stat[2] += kernel.flops
-            stat[3] += nbytes
-            print(f"  {node.device:<4} {kernel.name:<28} {elapsed * 1e6:9.1f} us  "
-                  f"{kernel.flops / max(elapsed, 1e-9) / 1e9:8.2f} GFLOP/s  {nbytes / max(elapsed, 1e-9) / 1e9:7.2f} GB/s"
-                  f"  {'threads=' + str(kernel.threads) if kernel.threads > 1 else ''}")
+            _report_launch(node.device, kernel, buffers, elapsed)
+
+
+def _report_launch(device: str, kernel: CompiledKernel, buffers: list[Buffer], elapsed: float) -> None:
+    nbytes = sum(b.nbytes for b in buffers)
+    stat = _stats[kernel.name]
+    stat[0] += 1
+    stat[1] += elapsed
+    stat[2] += kernel.flops
+    stat[3] += nbytes
+    seconds = max(elapsed, 1e-9)
+    sizes = f"global {kernel.global_size}" + (f" local {kernel.local_size}" if kernel.local_size != (1, 1, 1)
+                                               else "")
+    threads = f"  threads {kernel.threads}" if kernel.threads > 1 else ""
+    print(f"  {device:<4} {kernel.name:<28} {sizes:<24} {elapsed * 1e6:9.1f} us  "
+          f"{kernel.flops / seconds / 1e9:8.2f} GFLOP/s  {nbytes / seconds / 1e9:7.2f} GB/s{threads}")
+
+
+def copy_buffer(dest: Buffer, src: Buffer) -> None:
+    """Copy between devices (through host memory)."""
+    dest.copyin(src.numpy())
 
 
 def realize_nodes(nodes) -> None:
-    from tinyjit.schedule import create_schedule
     level = debug_level()
     t0 = time.perf_counter()
+    compiled_before = counters["kernels_compiled"]
     schedule = create_schedule(list(nodes))
+    if level >= 3 and schedule:
+        print(format_schedule(schedule))
     run_schedule(schedule)
     if level >= 1 and schedule:
         kernels = sum(1 for s in schedule if s.kind == "kernel")
-        print(f"realize: {kernels} kernel{'s' if kernels != 1 else ''}, {len(schedule)} items in "
-              f"{(time.perf_counter() - t0) * 1e3:.2f} ms")
+        compiled = counters["kernels_compiled"] - compiled_before
+        print(f"realize: {kernels} kernel{'s' if kernels != 1 else ''} ({compiled} compiled), {len(schedule)} "
+              f"item{'s' if len(schedule) != 1 else ''} in {(time.perf_counter() - t0) * 1e3:.2f} ms")
 
 
 @atexit.register

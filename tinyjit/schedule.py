@@ -4,8 +4,12 @@ Fusion rules (DESIGN.md):
 - elementwise ops, movement ops and constants are inlined into whichever kernel consumes them;
 - a reduce fuses into its consumer when the path to the kernel's output is elementwise ops and reshapes that
   only add or remove size-1 dimensions, and nothing else consumes it; otherwise it gets its own buffer
-  (e.g. the max of a softmax, read back through an expanding view);
-- a kernel boundary always comes from realize()/contiguous(), a device copy, an assign, and an empty buffer.
+  (e.g. the max of a softmax, read back through an expanding view); reduces fused into one kernel must have the
+  same input shape and axes (a + b.sum(1) + c.max(1) is one kernel);
+- a kernel boundary always comes from realize()/contiguous(), a device copy, an assign, and an empty buffer;
+- an assign writes its target in place. When its value reads the target at other positions (x.assign(x.T)) the
+  value is computed into a temporary first, and kernels that read the target's old value run before it; assigns
+  that each read another's old target (an optimizer step's fused gradient reduces) get temporaries too.
 """
 from __future__ import annotations
 
@@ -60,28 +64,36 @@ class _Scheduler:
             if node.op == Op.COPY and not node.src[0].realized:
                 self.realize[id(node.src[0])] = node.src[0]
         self._decide_reduces()
+        self._decide_assign_temporaries()
 
     def _fusion_root(self, reduce_node: Node):
-        """The node whose kernel this reduce can fuse into, or None when it must be realized on its own."""
-        cur = reduce_node
-        while id(cur) not in self.realize or cur is reduce_node:
-            users = self.consumers[id(cur)]
-            if len(users) != 1:
-                return None
-            user = users[0]
-            if id(user) in self.realize:
-                if user.op in (Op.COPY, Op.EMPTY) or (user.op == Op.ASSIGN and user.src[1] is not cur):
-                    return None
-                if user.op in REDUCE:
-                    return None
-                if user.op in MOVEMENT and not _is_trivial_reshape(user):
-                    return None   # e.g. a permuted output: the kernel's loops would follow the reduce's order
-                return user
-            if user.op in ELEMENTWISE or _is_trivial_reshape(user):
-                cur = user
+        """The node whose kernel this reduce can fuse into, or None when it must be realized on its own.
+
+        Every path from the reduce up to that node must be elementwise ops and trivial reshapes, all ending in
+        the same node (`relu(s) = where(s > 0, s, 0)` reads s twice, in one kernel): the kernel's loop shape is
+        the reduce's (keepdim) output shape, so a permute, expand, pad or shrink on the way would be lost, and a
+        second kernel reading the reduce would have to recompute it.
+        """
+        root, stack, seen = None, [reduce_node], set()
+        while stack:
+            cur = stack.pop()
+            if id(cur) in seen:
                 continue
-            return None
-        return cur
+            seen.add(id(cur))
+            for user in self.consumers[id(cur)]:
+                if user.op == Op.CONTIGUOUS or (user.op == Op.ASSIGN and user.src[1] is cur):
+                    candidate = user
+                elif not (user.op in ELEMENTWISE or _is_trivial_reshape(user)):
+                    return None
+                elif id(user) in self.realize:
+                    candidate = user
+                else:
+                    stack.append(user)
+                    continue
+                if root is not None and root is not candidate:
+                    return None
+                root = candidate
+        return root
 
     def _decide_reduces(self) -> None:
         signature_of_root: dict[int, tuple] = {}
@@ -93,6 +105,13 @@ class _Scheduler:
             if root is None or signature_of_root.setdefault(id(root), signature) != signature:
                 self.realize[id(node)] = node
 
+    def _decide_assign_temporaries(self) -> None:
+        """An assign whose value reads the target buffer at other positions than the one it writes (x.assign(x.T),
+        x.assign(x.flip(0))) would read elements it already overwrote: compute such a value into its own buffer."""
+        for node in self.graph:
+            if node.op == Op.ASSIGN and not node.realized and _reads_target_elsewhere(self.build(node)):
+                self.realize[id(node.src[1])] = node.src[1]
+
     # ---- lowering one kernel ----
     def build(self, node: Node) -> ScheduleItem:
         if node.op == Op.EMPTY:
@@ -100,9 +119,12 @@ class _Scheduler:
         if node.op == Op.COPY:
             return ScheduleItem("copy", node, [node.src[0]])
         value = node.src[1] if node.op == Op.ASSIGN else node.src[0] if node.op == Op.CONTIGUOUS else node
+        # the node computed inline here; a value that gets its own buffer anyway (it is an output too, or an
+        # assign's temporary) is loaded from it instead
+        root = value if value is node or id(value) not in self.realize else None
         inputs: list[Node] = []
         memo: dict = {}
-        reduce_shape = self._fused_reduce_shape(value)
+        reduce_shape = self._fused_reduce_shape(value, root)
         out_shape = reduce_shape if reduce_shape is not None else value.shape
         start_moves = ((Op.RESHAPE, out_shape),) if out_shape != value.shape else ()
 
@@ -116,14 +138,14 @@ class _Scheduler:
             key = (id(n), moves)
             if key in memo:
                 return memo[key]
-            if n.realized or (id(n) in self.realize and n is not value) or n.op in _BOUNDARY_OPS:
+            if n.realized or (id(n) in self.realize and n is not root) or n.op in _BOUNDARY_OPS:
                 out = load(n, moves)
             elif n.op == Op.CONST:
                 out = AstNode(Op.CONST, (), (n.arg, _apply(ShapeTracker.from_shape(()), moves)), n.dtype)
             elif n.op in MOVEMENT:
                 inner_moves = ((n.op, n.arg),) + moves
                 out = lower(n.src[0], inner_moves)
-                if n.op == Op.PAD and not _zero_preserving(n.src[0], self, value):
+                if n.op == Op.PAD and not _zero_preserving(n.src[0], self, root):
                     # the padded area must read 0 even though the inlined ops would not produce 0 there
                     valid_st = _apply(ShapeTracker.from_shape(n.src[0].shape), inner_moves)
                     valid = AstNode(Op.VALID, (), valid_st, dtypes.bool)
@@ -146,12 +168,12 @@ class _Scheduler:
         ast = AstNode(Op.STORE, (body,), (0, store_st), value.dtype)
         return ScheduleItem("kernel", node, inputs, ast)
 
-    def _fused_reduce_shape(self, value: Node):
+    def _fused_reduce_shape(self, value: Node, root):
         """Output shape (keepdim) of the reduce fused into `value`'s kernel, if any."""
         stack, seen = [value], set()
         while stack:
             n = stack.pop()
-            if id(n) in seen or n.realized or (id(n) in self.realize and n is not value):
+            if id(n) in seen or n.realized or (id(n) in self.realize and n is not root):
                 continue
             seen.add(id(n))
             if n.op in REDUCE:
@@ -160,21 +182,105 @@ class _Scheduler:
         return None
 
     def schedule(self) -> list[ScheduleItem]:
-        items = []
-        for node in self.graph:
-            if id(node) in self.realize and not node.realized and node.op != Op.BUFFER:
-                items.append(self.build(node))
+        while True:
+            items = []
+            for node in self.graph:
+                if id(node) in self.realize and not node.realized and node.op != Op.BUFFER:
+                    items.append(self.build(node))
+            try:
+                return _order_reads_before_assigns(items)
+            except _AssignCycle as cycle:
+                # Assigns that each read what another overwrites (two layers' weight updates, each with its
+                # gradient reduce fused in, reading the other's old weights): give their values temporaries, so
+                # the assigns become copies that read nothing else, and order again.
+                values = [items[i].output.src[1] for i in cycle.assigns]
+                values = [v for v in values
+                          if not v.realized and v.op not in _BOUNDARY_OPS and id(v) not in self.realize]
+                if not values:
+                    raise RuntimeError("assign: these in-place updates each read the old value of a buffer that "
+                                       "another of them overwrites; realize() such a value (old = (x * 1).realize()) "
+                                       "before assigning") from None
+                for v in values:
+                    self.realize[id(v)] = v
+
+
+class _AssignCycle(Exception):
+    """No order runs every reader of an old buffer before its assign; `assigns` are the items left unordered."""
+
+    def __init__(self, assigns: list[int]):
+        super().__init__()
+        self.assigns = assigns
+
+
+def _target_buffer(node: Node):
+    """The buffer a node's value lives in once realized, when that is known now (realized, or an assign)."""
+    while node.op == Op.ASSIGN and not node.realized:
+        node = node.src[0]
+    return node.buffer
+
+
+def _reads_target_elsewhere(item: ScheduleItem) -> bool:
+    target, store_st = item.output.src[0].buffer, item.ast.arg[1]
+    return any(n.op == Op.LOAD and _target_buffer(item.inputs[n.arg[0] - 1]) is target and n.arg[1] != store_st
+               for n in item.ast.toposort())
+
+
+def _order_reads_before_assigns(items: list[ScheduleItem]) -> list[ScheduleItem]:
+    """Dependency order, plus: a kernel that reads a buffer's old value runs before the assign that overwrites
+    it (a graph's meaning never changes, DESIGN.md). Otherwise the given order is kept."""
+    assigns = [i for i, item in enumerate(items) if item.output.op == Op.ASSIGN]
+    if not assigns:
         return items
+    position = {id(item.output): i for i, item in enumerate(items)}
+    deps = [{position[id(n)] for n in item.inputs if id(n) in position} for item in items]
+    for i, item in enumerate(items):   # an assign's own target buffer comes in through its value's loads
+        if item.output.op == Op.ASSIGN and id(item.output.src[0]) in position:
+            deps[i].add(position[id(item.output.src[0])])
+    after = [set() for _ in items]   # after[i]: every item that (transitively) depends on item i
+    for i in reversed(range(len(items))):   # dependencies point backwards, so after[i] is complete here
+        for d in deps[i]:
+            after[d] |= {i} | after[i]
+    for a in assigns:
+        target = items[a].output.src[0].buffer
+
+        def reads_old_contents(n: Node) -> bool:
+            """n holds the target buffer as it is before assign `a` runs."""
+            if id(n) in position:   # made in this schedule: an earlier assign to the same buffer, or `a` itself
+                return _target_buffer(n) is target and position[id(n)] != a and position[id(n)] not in after[a]
+            return n.buffer is target
+        for r, reader in enumerate(items):
+            if r == a or not any(reads_old_contents(n) for n in reader.inputs):
+                continue
+            if r in after[a]:
+                raise RuntimeError(f"assign: a kernel of shape {reader.output.shape} reads a buffer both before and "
+                                   f"after it is assigned; realize() the old value (old = (x * 1).realize()) first")
+            deps[a].add(r)
+    order, done = [], set()
+    while len(order) < len(items):
+        ready = next((i for i in range(len(items)) if i not in done and deps[i] <= done), None)
+        if ready is None:
+            raise _AssignCycle([i for i in range(len(items)) if i not in done and items[i].output.op == Op.ASSIGN])
+        order.append(ready)
+        done.add(ready)
+    return [items[i] for i in order]
 
 
-def _zero_preserving(node: Node, sched: _Scheduler, value: Node) -> bool:
-    for n in toposort([node]):
-        if n.realized or (id(n) in sched.realize and n is not value) or n.op in _BOUNDARY_OPS or n.op == Op.CONST:
+def _zero_preserving(node: Node, sched: _Scheduler, root) -> bool:
+    """Whether the ops inlined under `node` give 0 wherever every load gives 0 (as in a padded area).
+
+    Loads and constants are masked by the pad's view, so they read 0 there; only the ops between them matter.
+    """
+    stack, seen = [node], set()
+    while stack:
+        n = stack.pop()
+        if id(n) in seen:
             continue
-        if n.op in MOVEMENT:
+        seen.add(id(n))
+        if n.realized or (id(n) in sched.realize and n is not root) or n.op in _BOUNDARY_OPS or n.op == Op.CONST:
             continue
-        if n.op not in _ZERO_PRESERVING:
+        if n.op not in MOVEMENT and n.op not in _ZERO_PRESERVING:
             return False
+        stack.extend(n.src)
     return True
 
 
@@ -191,3 +297,14 @@ def _apply(st: ShapeTracker, moves) -> ShapeTracker:
 def create_schedule(outputs: list[Node]) -> list[ScheduleItem]:
     """Kernels (in dependency order) that realize every node of `outputs`."""
     return _Scheduler(outputs).schedule()
+
+
+def format_schedule(items: list[ScheduleItem]) -> str:
+    """The schedule as text (DEBUG=3): one line per item, what it makes and from what."""
+    lines = [f"schedule: {len(items)} item{'s' if len(items) != 1 else ''}"]
+    for i, item in enumerate(items):
+        out = item.output
+        sources = ", ".join(f"{n.op.name} {n.shape} {n.dtype.name}" for n in item.inputs) or "-"
+        lines.append(f"  {i:>3} {item.kind:<6} {out.op.name:<10} {str(out.shape):<16} {out.dtype.name:<8} "
+                     f"<- {sources}")
+    return "\n".join(lines)

@@ -40,8 +40,9 @@ class Expr:
         return less_than(self, other)
 
     def __ge__(self, other: int) -> Expr:
-        # a >= b  <=>  -a < 1 - b: stays a comparison (1 - (a < b) would mix bools into integer math)
-        return less_than(mul(self, -1), 1 - other)
+        # a comparison, not the integer 1 - (self < other): validity terms must stay 0/1 conditions that
+        # renderers lower as booleans
+        return less_than(mul(self, -1), 1 - other)   # self >= other  <=>  -self < -other + 1
 
     def __repr__(self) -> str:
         return self.render_str()
@@ -242,32 +243,25 @@ def floordiv(a: Expr, b: int) -> Expr:
     if isinstance(a, Div):
         return floordiv(a.a, a.b * b)
     if isinstance(a, Sum):
-        # floor((b*q + r) / b) == q + floor(r / b) for integer q
-        whole, rest = [], []
+        # floor((b*q + r) / b) == q + floor(r / b) for integer q. The constant moves its multiple of b into q.
+        # Renderers emit truncating division, so only split when the remainder part can never be negative:
+        # (6*i + j - 7) // 2 must not become 3*i + (j - 7) // 2, which truncates wrongly for j < 7.
+        whole, rest, constant = [], [], 0
         for t in a.terms:
-            _, coef = _split_coefficient(t) if not isinstance(t, Num) else (None, t.value)
-            (whole if coef % b == 0 else rest).append(t)
-        if whole:
-            quotient = functools.reduce(add, (floordiv(t, b) for t in whole))
-            remainder = functools.reduce(add, rest) if rest else Num(0)
-            if remainder.min < 0:
-                # renderers truncate, which is floor division only for a non-negative numerator: move whole
-                # multiples of b from the quotient into the remainder until it cannot go negative
-                k = -(remainder.min // b)
-                return add(add(quotient, Num(-k)), _floordiv_unsplit(add(remainder, Num(k * b)), b))
+            if isinstance(t, Num):
+                constant += t.value
+            else:
+                (whole if _split_coefficient(t)[1] % b == 0 else rest).append(t)
+        q, r = divmod(constant, b)
+        remainder = functools.reduce(add, rest, Num(r))
+        if (whole or q) and remainder.min >= 0:
+            quotient = functools.reduce(add, (floordiv(t, b) for t in whole), Num(q))
             return add(quotient, floordiv(remainder, b))
         # a common factor of every coefficient: (2*i + 2*j) // 4 == (i + j) // 2
         g = math.gcd(b, *(_split_coefficient(t)[1] if not isinstance(t, Num) else t.value for t in a.terms))
         if g > 1:
             return floordiv(functools.reduce(add, (_divide_exact(t, g) for t in a.terms)), b // g)
     return Div(a, b)
-
-
-def _floordiv_unsplit(a: Expr, b: int) -> Expr:
-    """a // b for a >= 0 without splitting a sum again (its constant may now be a multiple of b)."""
-    if a.max < b:
-        return Num(0)
-    return Num(a.min // b) if a.min // b == a.max // b else Div(a, b)
 
 
 def _divide_exact(e: Expr, g: int) -> Expr:
@@ -290,17 +284,13 @@ def mod(a: Expr, b: int) -> Expr:
     if isinstance(a, Mul) and a.b % b == 0:
         return Num(0)
     if isinstance(a, Sum):
-        kept = [t for t in a.terms
-                if (t.value if isinstance(t, Num) else _split_coefficient(t)[1]) % b != 0]
-        if len(kept) != len(a.terms):
-            rest = functools.reduce(add, kept) if kept else Num(0)
-            if rest.min >= 0:
-                return mod(rest, b)
-            # keep the operand non-negative (renderers emit a truncating remainder): add a multiple of b
-            rest = add(rest, Num(-(rest.min // b) * b))
-            if rest.max < b:
-                return rest
-            return add(rest, Num(-(rest.min // b) * b)) if rest.min // b == rest.max // b else Mod(rest, b)
+        # drop multiples of b and reduce the constant mod b, unless what is left could be negative (renderers
+        # emit a truncating remainder, which differs from the floor modulo for negative values)
+        kept = [t for t in a.terms if not isinstance(t, Num) and _split_coefficient(t)[1] % b != 0]
+        constant = sum(t.value for t in a.terms if isinstance(t, Num)) % b
+        rest = functools.reduce(add, kept, Num(constant))
+        if rest.render_str() != a.render_str() and rest.min >= 0:
+            return mod(rest, b)
     return Mod(a, b)
 
 

@@ -16,6 +16,7 @@ from tinyjit.dtype import DType, dtypes, least_upper_float, promote, scalar_resu
 from tinyjit.helpers import prod
 from tinyjit.lazy import Node
 from tinyjit.ops import Op
+from tinyjit.tensor_autograd import AutogradMixin
 from tinyjit.tensor_movement import MovementMixin
 from tinyjit.tensor_nn import NNMixin
 from tinyjit.tensor_reduce import ReduceMixin
@@ -23,12 +24,10 @@ from tinyjit.tensor_reduce import ReduceMixin
 Scalar = Union[int, float, bool]
 
 
-class Tensor(MovementMixin, ReduceMixin, NNMixin):
-    __slots__ = ("node", "requires_grad", "grad", "_ctx")
+class Tensor(AutogradMixin, MovementMixin, ReduceMixin, NNMixin):
+    __slots__ = ("node", "_requires_grad", "grad", "_ctx")
     training = False
     no_grad_active = False
-    _seed = 0
-    _rng: Optional[np.random.Generator] = None
 
     def __init__(self, data, dtype=None, device: Optional[str] = None, requires_grad: Optional[bool] = None):
         device = canonicalize(device)
@@ -64,9 +63,9 @@ class Tensor(MovementMixin, ReduceMixin, NNMixin):
             buf = Buffer(device, arr.size, dt).copyin(arr)
             node = Node.from_buffer(buf, arr.shape)
         self.node: Node = node
-        self.requires_grad = requires_grad
+        self._ctx = None   # autograd: the op that made this tensor when it was recorded (None for a leaf)
         self.grad: Optional[Tensor] = None
-        self._ctx = None
+        self.requires_grad = requires_grad
 
     # ---- properties ----
     @property
@@ -118,13 +117,26 @@ class Tensor(MovementMixin, ReduceMixin, NNMixin):
     # ---- running ----
     def realize(self) -> Tensor:
         from tinyjit.realize import realize_nodes
+        if self.node.realized:
+            return self
         realize_nodes([self.node])
         self._collapse()
         return self
 
+    @staticmethod
+    def realize_all(*tensors: Tensor) -> None:
+        """Realize several tensors in one schedule, so work they share (a forward pass, a backward pass, the
+        optimizer updates that assign into parameters) is computed once and fused across them."""
+        from tinyjit.realize import realize_nodes
+        realize_nodes([t.node for t in tensors])
+        for t in tensors:
+            t._collapse()
+
     def _collapse(self) -> None:
-        """Point at the realized buffer directly so the graph that made it can be freed."""
-        if self.node.realized and self.node.op != Op.BUFFER:
+        """Point at the realized buffer directly so the graph that made it can be freed. A result that requires
+        grad keeps its graph (backward after .item() must reach the parameters), but an assign always collapses
+        (or every optimizer step would grow the graph)."""
+        if self.node.realized and self.node.op != Op.BUFFER and (self._ctx is None or self.node.op == Op.ASSIGN):
             self.node = Node.from_buffer(self.node.buffer, self.shape)
 
     def numpy(self) -> np.ndarray:
@@ -144,26 +156,22 @@ class Tensor(MovementMixin, ReduceMixin, NNMixin):
         arr = self.numpy()
         return arr if dtype is None else arr.astype(dtype)
 
-    def detach(self) -> Tensor:
-        return Tensor(self.node, requires_grad=False)
-
     def contiguous(self) -> Tensor:
         if self.node.op == Op.BUFFER:
             return self
-        return Tensor(Node(Op.CONTIGUOUS, (self.node,), None, self.dtype, self.shape, self.device), **self._grad_kw())
+        return Tensor(Node(Op.CONTIGUOUS, (self.node,), None, self.dtype, self.shape, self.device))._record(self)
 
     def to(self, device: Optional[str]) -> Tensor:
         device = canonicalize(device)
         if device == self.device:
             return self
-        return Tensor(Node(Op.COPY, (self.node,), None, self.dtype, self.shape, device), **self._grad_kw())
+        return Tensor(Node(Op.COPY, (self.node,), None, self.dtype, self.shape, device))._record(self)
 
     def cpu(self) -> Tensor:
         return self.to("CPU")
 
     def clone(self) -> Tensor:
-        return Tensor(Node(Op.CONTIGUOUS, (self.node,), None, self.dtype, self.shape, self.device),
-                      **self._grad_kw())
+        return Tensor(Node(Op.CONTIGUOUS, (self.node,), None, self.dtype, self.shape, self.device))._record(self)
 
     def assign(self, value) -> Tensor:
         """Write `value` into this tensor's buffer (in place: the buffer is reused, not reallocated)."""
@@ -181,9 +189,6 @@ class Tensor(MovementMixin, ReduceMixin, NNMixin):
         target = self.node if self.node.op == Op.BUFFER else Node.from_buffer(self.node.buffer, self.shape)
         self.node = Node(Op.ASSIGN, (target, value.node), None, self.dtype, self.shape, self.device)
         return self
-
-    def _grad_kw(self) -> dict:
-        return {}
 
     # ---- creation ----
     @staticmethod
@@ -246,36 +251,35 @@ class Tensor(MovementMixin, ReduceMixin, NNMixin):
         return row.reshape(1, m + 1).expand(n, m + 1).reshape(n * (m + 1))[:n * m].reshape(n, m) \
             if n and m else Tensor.zeros(n, m, dtype=dt, device=device)
 
-    # ---- random (host generator: seedable and identical on every device) ----
+    # ---- random (generated on the device: see tinyjit/random.py) ----
     @staticmethod
     def manual_seed(seed: int = 0) -> None:
-        Tensor._seed = seed
-        Tensor._rng = np.random.default_rng(seed)
-
-    @staticmethod
-    def _generator() -> np.random.Generator:
-        if Tensor._rng is None:
-            Tensor._rng = np.random.default_rng(Tensor._seed)
-        return Tensor._rng
+        from tinyjit import random
+        random.manual_seed(seed)
 
     @staticmethod
     def rand(*shape, dtype=None, device=None, requires_grad=None) -> Tensor:
+        from tinyjit import random
         dt = dtypes.from_any(dtype or dtypes.default_float)
-        data = Tensor._generator().random(_shape_arg(shape), dtype=np.float32).astype(dt.np)
-        return Tensor(data, device=device, requires_grad=requires_grad)
+        out = random.uniform01(_shape_arg(shape), canonicalize(device)).cast(dt)
+        return Tensor(out.node, requires_grad=requires_grad)
 
     @staticmethod
     def randn(*shape, dtype=None, device=None, requires_grad=None) -> Tensor:
+        from tinyjit import random
         dt = dtypes.from_any(dtype or dtypes.default_float)
-        data = Tensor._generator().standard_normal(_shape_arg(shape), dtype=np.float32).astype(dt.np)
-        return Tensor(data, device=device, requires_grad=requires_grad)
+        out = random.standard_normal(_shape_arg(shape), canonicalize(device)).cast(dt)
+        return Tensor(out.node, requires_grad=requires_grad)
 
     @staticmethod
     def randint(low: int, high: Optional[int] = None, size=(1,), dtype=None, device=None) -> Tensor:
         if high is None:
             low, high = 0, low
+        if high <= low:
+            raise ValueError(f"randint: high ({high}) must be greater than low ({low})")
         dt = dtypes.from_any(dtype or dtypes.default_int)
-        return Tensor(Tensor._generator().integers(low, high, size=_shape_arg(size)).astype(dt.np), device=device)
+        u = Tensor.rand(*_shape_arg(size), dtype=dtypes.float64, device=device)
+        return (u * (high - low)).floor().cast(dtypes.int64).add(low).cast(dt)
 
     @staticmethod
     def uniform(*shape, low=0.0, high=1.0, dtype=None, device=None, requires_grad=None) -> Tensor:
@@ -296,7 +300,7 @@ class Tensor(MovementMixin, ReduceMixin, NNMixin):
     # ---- primitive application (autograd hooks in here) ----
     def _apply(self, op: Op, *others: Tensor, arg=None) -> Tensor:
         node = self.node.alu(op, *(o.node for o in others), arg=arg)
-        return Tensor(node)
+        return Tensor(node)._record(self, *others)
 
     def cast(self, dtype) -> Tensor:
         dtype = dtypes.from_any(dtype)
@@ -503,11 +507,15 @@ class Tensor(MovementMixin, ReduceMixin, NNMixin):
             ~((~x)._apply(Op.MAX, ~y))
 
     def clip(self, min_=None, max_=None) -> Tensor:
+        # where, not maximum/minimum: like torch.clamp, x keeps its gradient at the bounds (and NaN stays NaN)
+        for bound in (min_, max_):
+            if isinstance(bound, Tensor):
+                broadcast_shape(self.shape, bound.shape, "clip")
         out = self
         if min_ is not None:
-            out = out.maximum(min_)
+            out = (out < min_).where(min_, out)
         if max_ is not None:
-            out = out.minimum(max_)
+            out = (out > max_).where(max_, out)
         return out
 
     clamp = clip
@@ -619,36 +627,46 @@ class Tensor(MovementMixin, ReduceMixin, NNMixin):
     def cos(self) -> Tensor: return ((math.pi / 2) - self._float()).sin()          # noqa: E704
     def tan(self) -> Tensor: return self.sin() / self.cos()                        # noqa: E704
     def square(self) -> Tensor: return self * self                                 # noqa: E704
-    def relu(self) -> Tensor: return self.maximum(0)                               # noqa: E704
-    def sigmoid(self) -> Tensor: return (1 + (-self._float()).exp()).reciprocal()  # noqa: E704
+    def relu(self) -> Tensor: return ((self > 0) | self.isnan()).where(self, 0)   # noqa: E704 (grad 0 at 0)
     def tanh(self) -> Tensor: return 2.0 * (2.0 * self._float()).sigmoid() - 1.0   # noqa: E704
     def silu(self) -> Tensor: return self * self.sigmoid()                         # noqa: E704
     swish = silu
 
+    def sigmoid(self) -> Tensor:
+        # through e^-|x|, which never overflows: 1 / (1 + e^-x) has a finite value at x = -100 but its
+        # gradient would be 0 * inf = NaN
+        x = self._float()
+        neg = x < 0
+        z = neg.where(x, -x).exp()
+        return neg.where(z, 1.0) / (1 + z)
+
     def abs(self) -> Tensor:
         if self.dtype.is_unsigned or self.dtype == dtypes.bool:
             return self
-        return (self < 0).where(-self, self) if not self.dtype.is_float else \
-            self.bitcast(_uint_of(self.dtype)).bitwise_and((1 << (self.dtype.bits - 1)) - 1).bitcast(self.dtype)
+        # float: max(x, -x) gives +0 for -0, keeps NaN, and (MAX splits ties) has gradient 0 at 0 like PyTorch
+        return (self < 0).where(-self, self) if not self.dtype.is_float else self.maximum(-self)
 
     def sign(self) -> Tensor:
         zero = Tensor.full_like(self, 0)
         one = Tensor.full_like(self, 1)
         if self.dtype.is_unsigned or self.dtype == dtypes.bool:
             return (self != 0).where(one, zero)
-        # NaN is neither < 0 nor > 0, so sign(nan) == 0 (PyTorch's result)
-        return (self < 0).where(-one, (self > 0).where(one, zero))
+        # self * 0 keeps sign(x) in the autograd graph (zero gradient, like PyTorch); sign(nan) == 0 like PyTorch
+        out = (self < 0).where(-one, (self > 0).where(one, self * 0))
+        return (self != self).where(zero, out) if self.dtype.is_float else out
 
     def leaky_relu(self, negative_slope: float = 0.01) -> Tensor:
-        return (self < 0).where(self * negative_slope, self)
+        return (self > 0).where(self, self * negative_slope)
 
     def elu(self, alpha: float = 1.0) -> Tensor:
         return (self > 0).where(self, alpha * (self.exp() - 1))
 
     def softplus(self, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
         bx = self._float() * beta
-        # log(1 + e^x) computed stably as max(x, 0) + log(1 + e^-|x|)
-        soft = (bx.relu() + (1 + (-bx.abs()).exp()).log()) / beta
+        # log(1 + e^x) computed stably as max(x, 0) + log(1 + e^-|x|), written with where so that the gradient
+        # at 0 is sigmoid(0) = 0.5
+        pos = bx > 0
+        soft = (pos.where(bx, 0.0) + (1 + pos.where(-bx, bx).exp()).log()) / beta
         return (bx > threshold).where(self._float(), soft)
 
     def mish(self) -> Tensor:
@@ -672,7 +690,7 @@ class Tensor(MovementMixin, ReduceMixin, NNMixin):
     def erf(self) -> Tensor:
         # Abramowitz & Stegun 7.1.26 refined with more terms (max error ~1.2e-7), odd symmetry via sign
         x = self._float()
-        ax = x.abs()
+        ax = (x < 0).where(-x, x)   # |x| with gradient 1 at 0, so erf'(0) = 2/sqrt(pi)
         t = 1.0 / (1.0 + 0.5 * ax)
         poly = (-ax * ax - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (
             -0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))
@@ -725,10 +743,6 @@ def _const_value(t: Tensor):
     while node.op in (Op.RESHAPE, Op.EXPAND):
         node = node.src[0]
     return node.arg if node.op == Op.CONST else None
-
-
-def _uint_of(dt: DType) -> DType:
-    return {2: dtypes.uint16, 4: dtypes.uint32, 8: dtypes.uint64}[dt.itemsize]
 
 
 def _shape_arg(shape) -> tuple[int, ...]:

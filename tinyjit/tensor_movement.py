@@ -36,8 +36,14 @@ class MovementMixin:
         return self._apply_movement(op, arg)
 
     def _apply_movement(self, op: Op, arg) -> "Tensor":
+        from tinyjit.lazy import Node
         from tinyjit.tensor import Tensor
-        return Tensor(self.node.movement(op, arg))
+        node = self.node.movement(op, arg)
+        if self.requires_grad and node is not self.node and node.src[:1] != (self.node,):
+            # Node.movement folded a chain (reshape of a reshape) past self.node: keep self.node in the graph,
+            # autograd needs to reach it
+            node = Node(op, (self.node,), arg, self.dtype, node.shape, self.device)
+        return Tensor(node)._record(self)
 
     def reshape(self, *shape) -> "Tensor":
         shape = _dims(shape)

@@ -102,11 +102,14 @@ class NNMixin:
             if padding == "valid":
                 padding = 0
             elif padding == "same":
-                padding = tuple(d * (k - 1) // 2 for d, k in zip(dilation, kernel))
+                if any(s != 1 for s in stride):
+                    raise ValueError(f"{name}: padding='same' needs stride 1, got stride {stride}")
+                # an odd total pads one more after than before, like PyTorch
+                padding = tuple((d * (k - 1) // 2, d * (k - 1) - d * (k - 1) // 2) for d, k in zip(dilation, kernel))
             else:
                 raise ValueError(f"{name}: padding must be an int, a tuple, 'same' or 'valid', got {padding!r}")
-        pad = _pair(padding, nd)
-        x = self.pad(((0, 0), (0, 0)) + tuple((p, p) for p in pad))
+        pad = tuple(p if isinstance(p, tuple) else (p, p) for p in _pair(padding, nd))
+        x = self.pad(((0, 0), (0, 0)) + pad)
         for size, k, d in zip(x.shape[2:], kernel, dilation):
             if size < d * (k - 1) + 1:
                 raise ValueError(f"{name}: kernel {tuple(kernel)} (dilation {dilation}) is larger than the padded "
@@ -123,6 +126,90 @@ class NNMixin:
         if bias is not None:
             out = out + bias.reshape((1, cout) + (1,) * nd)
         return out
+
+    def conv_transpose2d(self, weight, bias=None, stride=1, padding=0, output_padding=0, groups: int = 1,
+                         dilation=1) -> "Tensor":
+        """PyTorch conv_transpose2d: self (N, Cin, H, W), weight (Cin, Cout/groups, kh, kw)."""
+        if self.ndim != 4 or weight.ndim != 4:
+            raise ValueError(f"conv_transpose2d: expected a 4-d input and weight, got shapes {self.shape} and "
+                             f"{weight.shape}")
+        return self._conv_transpose(weight, bias, stride, padding, output_padding, groups, dilation, 2,
+                                    "conv_transpose2d")
+
+    def conv_transpose1d(self, weight, bias=None, stride=1, padding=0, output_padding=0, groups: int = 1,
+                         dilation=1) -> "Tensor":
+        if self.ndim != 3 or weight.ndim != 3:
+            raise ValueError(f"conv_transpose1d: expected a 3-d input and weight, got shapes {self.shape} and "
+                             f"{weight.shape}")
+        return self._conv_transpose(weight, bias, stride, padding, output_padding, groups, dilation, 1,
+                                    "conv_transpose1d")
+
+    def _conv_transpose(self, weight, bias, stride, padding, output_padding, groups, dilation, nd: int,
+                        name: str) -> "Tensor":
+        """The gradient of a convolution as a convolution: spread the input out by `stride` (zeros between
+        elements), pad it by dilation*(k-1) - padding per side, and convolve with stride 1 and the weight with
+        its in/out channels swapped and its spatial axes flipped."""
+        n, cin = self.shape[:2]
+        if weight.shape[0] != cin or cin % groups:
+            raise ValueError(f"{name}: input {self.shape} and weight {weight.shape} do not fit groups={groups} "
+                             f"(weight is (in_channels, out_channels/groups, *kernel))")
+        cout_g, kernel = weight.shape[1], weight.shape[2:]
+        stride, padding, dilation = _pair(stride, nd), _pair(padding, nd), _pair(dilation, nd)
+        output_padding = _pair(output_padding, nd)
+        for op_, s, d in zip(output_padding, stride, dilation):
+            if op_ >= max(s, d):
+                raise ValueError(f"{name}: output_padding {output_padding} must be smaller than stride {stride} "
+                                 f"or dilation {dilation}")
+        x = self
+        spatial = self.shape[2:]
+        if any(s > 1 for s in stride):
+            # (..., i) -> (..., i, s) with zeros after each element -> (..., i*s), cut to (i-1)*s + 1
+            inter = (n, cin) + tuple(v for i in spatial for v in (i, 1))
+            x = x.reshape(inter).pad(((0, 0), (0, 0)) + tuple(p for s in stride for p in ((0, 0), (0, s - 1))))
+            x = x.reshape((n, cin) + tuple(i * s for i, s in zip(spatial, stride)))
+            x = x.shrink(((0, n), (0, cin)) + tuple((0, (i - 1) * s + 1) for i, s in zip(spatial, stride)))
+        pads = []
+        for k, p, d, op_ in zip(kernel, padding, dilation, output_padding):
+            side = d * (k - 1) - p
+            pads.append((side, side + op_))
+        # negative padding (padding > dilation*(k-1)) cuts the spread input instead
+        x = x.pad(((0, 0), (0, 0)) + tuple((max(b, 0), max(a, 0)) for b, a in pads))
+        x = x.shrink(((0, n), (0, cin)) + tuple((max(-b, 0), size - max(-a, 0))
+                                               for (b, a), size in zip(pads, x.shape[2:])))
+        # (Cin, Cout/g, *k) -> (g, Cin/g, Cout/g, *k) -> (g, Cout/g, Cin/g, *k) -> (Cout, Cin/g, *k), flipped
+        w = weight.reshape((groups, cin // groups, cout_g) + tuple(kernel)).transpose(1, 2)
+        w = w.reshape((groups * cout_g, cin // groups) + tuple(kernel)).flip(*range(2, 2 + nd))
+        return x._conv(w, bias, 1, 0, dilation, groups, nd, name)
+
+    def scaled_dot_product_attention(self, key, value, attn_mask=None, is_causal: bool = False,
+                                     dropout_p: float = 0.0, scale: Optional[float] = None) -> "Tensor":
+        """softmax(q @ k^T * scale + mask) @ v with self as the queries (..., L, E); key (..., S, E), value
+        (..., S, Ev). A bool mask marks positions that may be attended to (PyTorch's convention); a float mask is
+        added to the scores. `dropout_p` applies dropout to the attention weights whatever the training mode."""
+        from tinyjit.tensor import Tensor
+        if self.ndim < 2 or key.ndim < 2 or value.ndim < 2:
+            raise ValueError(f"scaled_dot_product_attention: query, key and value need at least 2 dims, got "
+                             f"{self.shape}, {key.shape} and {value.shape}")
+        if self.shape[-1] != key.shape[-1] or key.shape[-2] != value.shape[-2]:
+            raise ValueError(f"scaled_dot_product_attention: query {self.shape}, key {key.shape} and value "
+                             f"{value.shape} do not fit (q and k share the last dim, k and v the sequence dim)")
+        if is_causal and attn_mask is not None:
+            raise ValueError("scaled_dot_product_attention: pass either attn_mask or is_causal=True, not both")
+        scale = 1 / math.sqrt(self.shape[-1]) if scale is None else scale
+        scores = (self * scale) @ key.transpose(-1, -2)
+        L, S = scores.shape[-2:]
+        if is_causal:
+            rows = Tensor.arange(L, device=self.device).reshape(L, 1)
+            attn_mask = rows >= Tensor.arange(S, device=self.device).reshape(1, S)
+        if attn_mask is not None:
+            if attn_mask.dtype == dtypes.bool:
+                scores = attn_mask.where(scores, -math.inf)
+            else:
+                scores = scores + attn_mask
+        weights = scores.softmax(-1)
+        if dropout_p > 0:
+            weights = weights.dropout(dropout_p, training=True)
+        return weights @ value
 
     def max_pool2d(self, kernel_size=2, stride=None, padding=0, dilation=1) -> "Tensor":
         k = _pair(kernel_size)
@@ -167,11 +254,13 @@ class NNMixin:
             out = out + bias
         return out
 
-    def dropout(self, p: float = 0.5) -> "Tensor":
+    def dropout(self, p: float = 0.5, training: Optional[bool] = None) -> "Tensor":
+        """Zero each element with probability p and scale the rest by 1/(1-p). Active when `training` is True,
+        or, when it is None, when `Tensor.training` is (nn modules pass their own train()/eval() flag)."""
         from tinyjit.tensor import Tensor
         if not 0 <= p <= 1:
             raise ValueError(f"dropout: p must be in [0, 1], got {p}")
-        if not Tensor.training or p == 0:
+        if not (Tensor.training if training is None else training) or p == 0:
             return self
         if p == 1:
             return self * 0
@@ -189,40 +278,59 @@ class NNMixin:
         return (self.unsqueeze(-1) == classes).cast(dtypes.int64)
 
     def cross_entropy(self, target, reduction: str = "mean", label_smoothing: float = 0.0,
-                      ignore_index: int = -100) -> "Tensor":
-        """self: logits (N, C) or (N, C, d...) ; target: class indices (N, ...) or probabilities like self."""
-        from tinyjit.tensor import Tensor
-        index_shape = (self.shape[0],) + self.shape[2:] if self.ndim > 1 else ()
-        if target.shape != (self.shape if target.dtype.is_float else index_shape):
-            raise ValueError(f"cross_entropy: target of shape {target.shape} ({target.dtype.name}) does not fit logits "
-                             f"of shape {self.shape}: class indices need shape {index_shape}, probabilities "
-                             f"{self.shape}")
-        logp = self.log_softmax(axis=1 if self.ndim > 1 else 0)
-        classes = self.shape[1] if self.ndim > 1 else self.shape[0]
-        if target.dtype.is_float:   # class probabilities
-            tgt = target * (1 - label_smoothing) + label_smoothing / classes
-            loss = -(logp * tgt).sum(1 if self.ndim > 1 else 0)
-            return _reduce_loss(loss, reduction, None)
+                      ignore_index: int = -100, weight=None) -> "Tensor":
+        """self: logits (N, C) or (N, C, d...) ; target: class indices (N, ...) or probabilities like self.
+        `weight` (C,) rescales each class; with class indices the mean divides by the summed target weights."""
         cls_axis = 1 if self.ndim > 1 else 0
-        moved = logp.transpose(cls_axis, -1) if self.ndim > 2 else logp
-        valid = target != ignore_index
-        safe_target = valid.where(target, 0)
-        onehot = safe_target.unsqueeze(-1) == Tensor.arange(classes, dtype=target.dtype, device=self.device)
-        nll = -(onehot.where(moved, 0.0)).sum(-1)
-        if label_smoothing:
-            smooth = -moved.mean(-1)
-            nll = (1 - label_smoothing) * nll + label_smoothing * smooth
-        nll = valid.where(nll, 0.0)
-        return _reduce_loss(nll, reduction, valid)
+        classes = self.shape[cls_axis]
+        if not 0 <= label_smoothing <= 1:
+            raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
+        if weight is not None and weight.shape != (classes,):
+            raise ValueError(f"cross_entropy: weight must have shape ({classes},), got {weight.shape}")
+        logp = self.log_softmax(axis=cls_axis)
+        if target.dtype.is_float:   # class probabilities
+            if target.shape != self.shape:
+                raise ValueError(f"cross_entropy: probability target {target.shape} must match input {self.shape}")
+            tgt = target * (1 - label_smoothing) + label_smoothing / classes
+            if weight is not None:
+                tgt = tgt * weight.reshape((classes,) + (1,) * (self.ndim - cls_axis - 1))
+            return _reduce_loss(-(logp * tgt).sum(cls_axis), reduction, None)
+        return logp._nll(target, reduction, ignore_index, weight, label_smoothing, "cross_entropy")
 
-    def nll_loss(self, target, reduction: str = "mean", ignore_index: int = -100) -> "Tensor":
-        from tinyjit.tensor import Tensor
+    def nll_loss(self, target, reduction: str = "mean", ignore_index: int = -100, weight=None) -> "Tensor":
+        """self: log-probabilities (N, C) or (N, C, d...), target: class indices (N, ...)."""
         classes = self.shape[1] if self.ndim > 1 else self.shape[0]
-        moved = self.transpose(1, -1) if self.ndim > 2 else self
+        if weight is not None and weight.shape != (classes,):
+            raise ValueError(f"nll_loss: weight must have shape ({classes},), got {weight.shape}")
+        return self._nll(target, reduction, ignore_index, weight, 0.0, "nll_loss")
+
+    def _nll(self, target, reduction, ignore_index, weight, smoothing, name) -> "Tensor":
+        from tinyjit.tensor import Tensor
+        cls_axis = 1 if self.ndim > 1 else 0
+        classes = self.shape[cls_axis]
+        if target.dtype.is_float:
+            raise TypeError(f"{name}: target must hold class indices (an int tensor), got {target.dtype.name}")
+        expected = self.shape[:cls_axis] + self.shape[cls_axis + 1:]
+        if target.shape != expected:
+            raise ValueError(f"{name}: target of shape {target.shape} does not fit input {self.shape} "
+                             f"(expected {expected})")
+        moved = self.permute(0, *range(2, self.ndim), 1) if self.ndim > 2 else self   # classes last
         valid = target != ignore_index
         onehot = valid.where(target, 0).unsqueeze(-1) == Tensor.arange(classes, dtype=target.dtype,
                                                                         device=self.device)
-        loss = valid.where(-(onehot.where(moved, 0.0)).sum(-1), 0.0)
+        picked = -(onehot.where(moved, 0.0)).sum(-1)
+        if weight is None:
+            loss, target_weight = picked, None
+            smooth = -moved.mean(-1) if smoothing else None
+        else:
+            target_weight = valid.where(onehot.where(weight, 0.0).sum(-1), 0.0)
+            loss = picked * target_weight
+            smooth = -(moved * weight).sum(-1) / classes if smoothing else None
+        if smoothing:
+            loss = (1 - smoothing) * loss + smoothing * smooth
+        loss = valid.where(loss, 0.0)
+        if reduction == "mean" and target_weight is not None:
+            return loss.sum() / target_weight.sum()
         return _reduce_loss(loss, reduction, valid)
 
     def binary_cross_entropy(self, target, reduction: str = "mean") -> "Tensor":

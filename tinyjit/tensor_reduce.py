@@ -27,15 +27,15 @@ class ReduceMixin:
         axes = _axes(self, axis, name)
         if self.ndim == 0:
             return self
-        kept_shape = tuple(1 if i in axes else s for i, s in enumerate(self.shape))
+        x = self
         if any(self.shape[a] == 0 for a in axes):
-            # nothing to reduce: the op's identity (kernels never see a loop of length 0)
             if op == Op.RMAX and name in ("max", "min", "argmax", "argmin"):
                 raise RuntimeError(f"{name}: cannot reduce over a dimension of size 0 (shape {self.shape}, "
                                    f"axis {axis})")
-            out = Tensor.full(kept_shape, _identity(op, self.dtype), dtype=self.dtype, device=self.device)
-        else:
-            out = Tensor(self.node.reduce(op, axes))
+            # nothing to reduce: one element of the op's identity instead (kernels never loop 0 times)
+            x = self.pad(tuple((0, 1) if i in axes and s == 0 else (0, 0) for i, s in enumerate(self.shape)),
+                         value=_identity(op, self.dtype))
+        out = Tensor(x.node.reduce(op, axes))._record(x)
         if not keepdim:
             out = out.reshape(tuple(s for i, s in enumerate(self.shape) if i not in axes))
         return out

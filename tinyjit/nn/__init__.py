@@ -1,0 +1,16 @@
+"""Neural-network layers, losses and containers with PyTorch's names, arguments, defaults and state_dict keys.
+
+`Module` (module.py) registers parameters and buffers; layers live in layers.py (Linear, convolutions,
+Embedding, Dropout, pooling), norm.py, activation.py, attention.py and losses.py; `nn.init` holds the
+initializers, `nn.utils` gradient clipping and `nn.state` safetensors / PyTorch checkpoint files.
+"""
+from tinyjit.nn import init, utils  # noqa: F401
+from tinyjit.nn.activation import (ELU, GELU, Hardsigmoid, Hardswish, LeakyReLU, LogSoftmax, Mish, ReLU,  # noqa: F401
+                                   ReLU6, Sigmoid, SiLU, Softmax, Softplus, Tanh)
+from tinyjit.nn.attention import MultiheadAttention  # noqa: F401
+from tinyjit.nn.layers import (AvgPool2d, Conv1d, Conv2d, ConvTranspose1d, ConvTranspose2d, Dropout,  # noqa: F401
+                               Embedding, Flatten, Identity, Linear, MaxPool2d, Unflatten)
+from tinyjit.nn.losses import (BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, HuberLoss, L1Loss, MSELoss,  # noqa: F401
+                               NLLLoss)
+from tinyjit.nn.module import Module, ModuleDict, ModuleList, Parameter, Sequential  # noqa: F401
+from tinyjit.nn.norm import BatchNorm1d, BatchNorm2d, BatchNorm3d, GroupNorm, LayerNorm, RMSNorm  # noqa: F401

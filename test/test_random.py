@@ -1,0 +1,57 @@
+"""On-device random numbers: distribution, seeding, and fresh values under TinyJit replay."""
+import numpy as np
+import pytest
+
+from tinyjit import Tensor, TinyJit
+
+
+def test_rand_uniform_statistics():
+    Tensor.manual_seed(1)
+    x = Tensor.rand(200_000).numpy()
+    assert x.dtype == np.float32 and x.min() >= 0 and x.max() < 1
+    assert abs(x.mean() - 0.5) < 0.005 and abs(x.var() - 1 / 12) < 0.002
+    hist, _ = np.histogram(x, bins=20, range=(0, 1))
+    assert hist.min() > 0.9 * len(x) / 20
+
+
+def test_randn_statistics():
+    Tensor.manual_seed(2)
+    x = Tensor.randn(100, 1000).numpy()
+    assert x.shape == (100, 1000)
+    assert abs(x.mean()) < 0.01 and abs(x.std() - 1) < 0.01
+    assert abs((np.abs(x) < 1).mean() - 0.6827) < 0.01
+
+
+def test_randint_range_and_uniformity():
+    Tensor.manual_seed(3)
+    x = Tensor.randint(-3, 7, size=(50_000,)).numpy()
+    assert x.min() == -3 and x.max() == 6
+    counts = np.bincount(x + 3)
+    assert counts.min() > 0.9 * len(x) / 10
+    with pytest.raises(ValueError, match="randint"):
+        Tensor.randint(5, 5, size=(2,))
+
+
+def test_manual_seed_reproduces_and_draws_differ():
+    Tensor.manual_seed(7)
+    a, b = Tensor.rand(1000).numpy(), Tensor.rand(1000).numpy()
+    Tensor.manual_seed(7)
+    np.testing.assert_array_equal(Tensor.rand(1000).numpy(), a)
+    assert not np.array_equal(a, b)
+    Tensor.manual_seed(8)
+    assert not np.array_equal(Tensor.rand(1000).numpy(), a)
+
+
+def test_jit_replay_draws_fresh_numbers():
+    Tensor.manual_seed(0)
+    f = TinyJit(lambda x: x + Tensor.rand(64))
+    outs = [f(Tensor(np.zeros(64, np.float32))).numpy().copy() for _ in range(5)]
+    assert len(f.captured) > 0
+    for i in range(len(outs)):
+        for j in range(i):
+            assert not np.array_equal(outs[i], outs[j])
+
+
+def test_rand_dtypes_and_empty():
+    assert Tensor.rand(3, dtype="float16").dtype.name == "float16"
+    assert Tensor.rand(0, 4).numpy().shape == (0, 4)

@@ -1,0 +1,181 @@
+"""Autograd as a graph-to-graph transformation: from output nodes and the gradient flowing into them, build
+(lazy) nodes for the gradient of each input node. Nothing is computed here; the gradients are ordinary graph
+nodes, so a backward pass and the optimizer update that consumes it are scheduled and fused like any code.
+
+There is one rule per primitive op (`RULES`). A rule receives a node and the gradient of the loss with
+respect to that node (same shape and dtype) and returns one gradient per source, or None where no gradient
+flows (comparisons, integer and bitwise ops, bitcast, the condition of a where, the target of an assign).
+Only float nodes carry gradients.
+
+Ties, chosen so that the composed Tensor ops match PyTorch:
+- MAX(a, b) splits the gradient evenly between a and b where a == b (like `torch.maximum`); `minimum`,
+  built as -max(-a, -b), inherits it. (`relu` and `clip` are built from WHERE in tensor.py, so that relu has
+  gradient 0 at 0 and clip passes the gradient at its bounds, like PyTorch.)
+- RMAX (the max reduce) splits the gradient evenly between all positions equal to the maximum, like
+  `torch.amax` (and `torch.max()` without a dim); `Tensor.max(axis)` has no indices, so there is no
+  "pick one" variant. `min` (-max(-x)) inherits it.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable, Optional, Sequence
+
+from tinyjit.dtype import dtypes
+from tinyjit.helpers import argsort
+from tinyjit.lazy import Node
+from tinyjit.ops import Op
+
+# edges(node) -> one bool per source saying whether gradient flows into it, or None: do not differentiate
+# through this node (it is a constant for autograd)
+Edges = Callable[[Node], Optional[tuple]]
+
+
+def _const(value: float, like: Node) -> Node:
+    return Node.const(value, like.dtype, like.shape, like.device)
+
+
+def _mul(a: Node, b: Node) -> Node:
+    return a.alu(Op.MUL, b)
+
+
+def _sum_to(g: Node, shape: tuple[int, ...]) -> Node:
+    """Sum g over the axes where `shape` has size 1 and g does not (the inverse of an expand)."""
+    axes = tuple(i for i, (s, t) in enumerate(zip(shape, g.shape)) if s != t)
+    if g.dtype.itemsize < 4:   # accumulate half precision in float32, like Tensor.sum
+        return g.alu(Op.CAST, arg=dtypes.float32).reduce(Op.SUM, axes).alu(Op.CAST, arg=g.dtype)
+    return g.reduce(Op.SUM, axes)
+
+
+# ---- the rules: (node, grad) -> one gradient (or None) per source ----
+def _max(n: Node, g: Node):
+    a, b = n.src
+    zero = _const(0.0, g)
+    tie_share = a.alu(Op.CMPNE, b).alu(Op.WHERE, zero, _mul(g, _const(0.5, g)))
+    return (b.alu(Op.CMPLT, a).alu(Op.WHERE, g, tie_share), a.alu(Op.CMPLT, b).alu(Op.WHERE, g, tie_share))
+
+
+def _rmax(n: Node, g: Node):
+    a = n.src[0]
+    is_max = n.movement(Op.EXPAND, a.shape).alu(Op.CMPNE, a).alu(Op.WHERE, _const(0.0, a), _const(1.0, a))
+    share = _mul(g, is_max.reduce(Op.SUM, n.arg).alu(Op.RECIP))
+    return (_mul(is_max, share.movement(Op.EXPAND, a.shape)),)
+
+
+def _cast(n: Node, g: Node):
+    src = n.src[0]
+    return (g.alu(Op.CAST, arg=src.dtype) if src.dtype.is_float else None,)
+
+
+def _copy(n: Node, g: Node):
+    src = n.src[0]
+    if src.device == g.device:
+        return (g,)
+    return (Node(Op.COPY, (g,), None, g.dtype, g.shape, src.device),)
+
+
+def _pad(n: Node, g: Node):
+    return (g.movement(Op.SHRINK, tuple((b, b + s) for (b, _), s in zip(n.arg, n.src[0].shape))),)
+
+
+def _shrink(n: Node, g: Node):
+    return (g.movement(Op.PAD, tuple((lo, s - hi) for (lo, hi), s in zip(n.arg, n.src[0].shape))),)
+
+
+def _none(n: Node, g: Node):
+    return (None,) * len(n.src)
+
+
+RULES: dict[Op, Callable[[Node, Node], tuple]] = {
+    Op.ADD: lambda n, g: (g, g),
+    Op.MUL: lambda n, g: (_mul(g, n.src[1]), _mul(n.src[0], g)),
+    Op.NEG: lambda n, g: (g.alu(Op.NEG),),
+    Op.EXP2: lambda n, g: (_mul(g, _mul(n, _const(math.log(2), n))),),                          # 2^x ln 2
+    Op.LOG2: lambda n, g: (_mul(g, _mul(n.src[0], _const(math.log(2), n)).alu(Op.RECIP)),),      # 1/(x ln 2)
+    Op.SIN: lambda n, g: (_mul(g, _const(math.pi / 2, n).alu(Op.ADD, n.src[0].alu(Op.NEG)).alu(Op.SIN)),),
+    Op.SQRT: lambda n, g: (_mul(g, _mul(n, _const(2.0, n)).alu(Op.RECIP)),),                     # 1/(2 sqrt x)
+    Op.RECIP: lambda n, g: (_mul(g, _mul(n, n)).alu(Op.NEG),),                                   # -1/x^2
+    Op.MAX: _max,
+    Op.WHERE: lambda n, g: (None, n.src[0].alu(Op.WHERE, g, _const(0.0, g)),
+                            n.src[0].alu(Op.WHERE, _const(0.0, g), g)),
+    Op.CAST: _cast,
+    Op.SUM: lambda n, g: (g.movement(Op.EXPAND, n.src[0].shape),),
+    Op.RMAX: _rmax,
+    Op.RESHAPE: lambda n, g: (g.movement(Op.RESHAPE, n.src[0].shape),),
+    Op.PERMUTE: lambda n, g: (g.movement(Op.PERMUTE, tuple(argsort(n.arg))),),
+    Op.EXPAND: lambda n, g: (_sum_to(g, n.src[0].shape),),
+    Op.PAD: _pad,
+    Op.SHRINK: _shrink,
+    Op.FLIP: lambda n, g: (g.movement(Op.FLIP, n.arg),),
+    Op.CONTIGUOUS: lambda n, g: (g,),
+    Op.COPY: _copy,
+    Op.ASSIGN: lambda n, g: (None, g),    # the old contents of the target are overwritten
+}
+for _op in (Op.BITCAST, Op.CMPLT, Op.CMPNE, Op.IDIV, Op.MOD, Op.AND, Op.OR, Op.XOR, Op.SHL, Op.SHR):
+    RULES[_op] = _none
+
+
+def all_edges(node: Node) -> Optional[tuple]:
+    """The default: differentiate through every node (every source of every op)."""
+    return (True,) * len(node.src) if node.src else None
+
+
+def reachable(outputs: Sequence[Node], edges: Edges = all_edges) -> list[Node]:
+    """Nodes reachable from `outputs` through the edges gradient may flow along, each after its sources."""
+    order, seen = [], set()
+    stack = [(o, False) for o in reversed(outputs)]
+    while stack:
+        node, expanded = stack.pop()
+        if expanded:
+            order.append(node)
+            continue
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        stack.append((node, True))
+        mask = edges(node)
+        if mask:
+            stack.extend((s, False) for s, m in zip(reversed(node.src), reversed(mask)) if m and id(s) not in seen)
+    return order
+
+
+def gradient(outputs: Sequence[Node], inputs: Sequence[Node], grad_outputs: Optional[Sequence[Node]] = None,
+             edges: Edges = all_edges) -> list[Optional[Node]]:
+    """Gradient nodes of sum(output * grad_output) with respect to each input (None where no path leads
+    from an output to the input). `grad_outputs` default to ones (every output then must be float);
+    `edges` decides which nodes and sources gradient flows through (see `Edges`)."""
+    outputs = list(outputs)
+    if grad_outputs is None:
+        grad_outputs = [_const(1.0, o) for o in outputs]
+    grads: dict[int, Node] = {}
+    for o, g in zip(outputs, grad_outputs):
+        if not o.dtype.is_float:
+            raise TypeError(f"gradient: output {o} is not a float; only float values have gradients")
+        if g.shape != o.shape or g.device != o.device:
+            raise ValueError(f"gradient: grad_output of shape {g.shape} on {g.device} does not match output of "
+                             f"shape {o.shape} on {o.device}")
+        g = g if g.dtype == o.dtype else g.alu(Op.CAST, arg=o.dtype)
+        grads[id(o)] = grads[id(o)].alu(Op.ADD, g) if id(o) in grads else g
+    order = reachable(outputs, edges)
+    # only nodes with a path to an input need a gradient
+    wanted = {id(i) for i in inputs}
+    needed: set[int] = set()
+    masks: dict[int, tuple] = {}
+    for node in order:
+        mask = edges(node) or ()
+        masks[id(node)] = mask
+        if id(node) in wanted or any(m and id(s) in needed for s, m in zip(node.src, mask)):
+            needed.add(id(node))
+    for node in reversed(order):
+        g = grads.get(id(node))
+        mask = masks[id(node)]
+        if g is None or not any(mask) or id(node) not in needed:
+            continue
+        rule = RULES.get(node.op)
+        if rule is None:
+            raise NotImplementedError(f"gradient: no rule for {node.op.name}")
+        for src, m, sg in zip(node.src, mask, rule(node, g)):
+            if not m or sg is None or id(src) not in needed or not src.dtype.is_float:
+                continue
+            assert sg.shape == src.shape and sg.dtype == src.dtype, f"{node.op.name} rule: {sg} for {src}"
+            grads[id(src)] = grads[id(src)].alu(Op.ADD, sg) if id(src) in grads else sg
+    return [grads.get(id(i)) for i in inputs]

@@ -1,0 +1,30 @@
+"""Tensors to realize with the next optimizer step.
+
+A training step leaves lazy values that read the parameters the optimizer step overwrites in place: the loss
+(registered by `backward()`) and BatchNorm's running statistics. Realized after the step they would see the new
+weights (a wrong loss), and realized on their own they would cost extra kernels, so they are registered here and
+`Optimizer.step()` realizes them in the same schedule as the forward pass, the backward pass and the updates.
+Anything registered is also realized when read first, so nothing depends on an optimizer being used.
+"""
+from __future__ import annotations
+
+import weakref
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tinyjit.tensor import Tensor
+
+# weak: a tensor nobody holds any more needs no realizing
+_pending: dict[int, weakref.ref] = {}
+
+
+def defer_realize(*tensors: "Tensor") -> None:
+    for t in tensors:
+        _pending[id(t)] = weakref.ref(t)
+
+
+def take_deferred() -> list["Tensor"]:
+    """The registered tensors that still exist and need realizing (and forget all of them)."""
+    out = [t for t in (ref() for ref in _pending.values()) if t is not None and not t.node.realized]
+    _pending.clear()
+    return out

@@ -1,0 +1,152 @@
+"""TinyJit: capture the kernels a function launches, then replay them without building or scheduling graphs.
+
+    @TinyJit
+    def step(x, y): ...
+
+The first call runs normally (it compiles everything). The second call runs again while recording every
+kernel launch and the buffers it touched. Later calls only swap the input tensors' buffers into that record
+and launch the kernels again. Replay reuses every intermediate and output buffer: a tensor returned by one
+call is overwritten by the next call (copy it with `.numpy()` or `.clone().realize()` to keep it).
+"""
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable
+
+from tinyjit import realize as realize_module
+from tinyjit.helpers import getenv
+from tinyjit.lazy import Node
+
+
+class JitError(RuntimeError):
+    """TinyJit was used in a way it cannot replay correctly (it refuses instead of giving a wrong answer)."""
+
+
+def _signature(t) -> tuple:
+    return (t.shape, t.dtype, t.device)
+
+
+class TinyJit:
+    def __init__(self, fn: Callable):
+        self.fn = fn
+        self.calls = 0
+        self.captured: list = []
+        self.input_buffers: list = []    # buffers of the capture call's input tensors, by position
+        self.input_signature: list = []
+        self.static_args: Any = None
+        self.outputs = None              # returned value of the capture call (tensors replaced on replay)
+        functools.update_wrapper(self, fn)
+
+    def __get__(self, obj, objtype=None):   # decorating a method binds self like a function would
+        return functools.partial(self.__call__, obj) if obj is not None else self
+
+    def reset(self) -> None:
+        self.calls, self.captured, self.input_buffers, self.outputs = 0, [], [], None
+
+    def _split_args(self, args, kwargs):
+        from tinyjit.tensor import Tensor
+        tensors, static = [], []
+        for position, value in list(enumerate(args)) + sorted(kwargs.items()):
+            if isinstance(value, Tensor):
+                tensors.append((position, value))
+            elif isinstance(value, (list, tuple, dict)) and _contains_tensor(value):
+                raise JitError(f"TinyJit: argument {position!r} nests tensors in a {type(value).__name__}; pass "
+                               f"tensors as direct arguments so they can be tracked")
+            else:
+                static.append((position, value))
+        return tensors, static
+
+    def __call__(self, *args, **kwargs):
+        if getenv("JIT", 1) == 0:
+            return self.fn(*args, **kwargs)
+        tensors, static = self._split_args(args, kwargs)
+        for position, t in tensors:
+            if not t.node.realized:
+                raise JitError(f"TinyJit: input {position!r} is not realized; call .realize() on it before the "
+                               f"jitted function (inputs must be buffers the replay can swap)")
+        self.calls += 1
+        if self.calls == 1:
+            return self._finish(self.fn(*args, **kwargs))
+        if self.calls == 2:
+            return self._capture(args, kwargs, tensors, static)
+        return self._replay(tensors, static)
+
+    @staticmethod
+    def _finish(out):
+        from tinyjit.tensor import Tensor
+        returned = [t for t in _flatten(out) if isinstance(t, Tensor)]
+        if returned:
+            realize_module.realize_nodes([t.node for t in returned])
+            for t in returned:
+                t._collapse()
+        return out
+
+    def _capture(self, args, kwargs, tensors, static):
+        self.input_buffers = [t.node.buffer for _, t in tensors]
+        self.input_signature = [(position, _signature(t)) for position, t in tensors]
+        self.static_args = static
+        record: list = []
+        realize_module.capture = record
+        try:
+            out = self._finish(self.fn(*args, **kwargs))
+        finally:
+            realize_module.capture = None
+        if not record:
+            raise JitError("TinyJit: the function launched no kernels while being captured; nothing to replay")
+        self.captured = record
+        self.outputs = out
+        return out
+
+    def _replay(self, tensors, static):
+        from tinyjit.tensor import Tensor
+        signature = [(position, _signature(t)) for position, t in tensors]
+        if signature != self.input_signature:
+            raise JitError(f"TinyJit: inputs changed since capture: captured {self.input_signature}, "
+                           f"got {signature} (position, (shape, dtype, device))")
+        if not _same_static(static, self.static_args):
+            raise JitError("TinyJit: a non-tensor argument changed since capture; the captured kernels have the old "
+                           "value baked in. Pass it as a Tensor or use a new TinyJit")
+        swap = {id(old): t.node.buffer for old, (_, t) in zip(self.input_buffers, tensors)}
+        for kind, runner, buffers in self.captured:
+            buffers = [swap.get(id(b), b) for b in buffers]
+            if kind == "kernel":
+                runner(buffers)
+            else:
+                runner(*buffers)
+        # outputs: fresh tensors over the same (now overwritten) buffers
+        return _map_tensors(self.outputs, lambda t: Tensor(Node.from_buffer(t.node.buffer, t.shape)))
+
+
+def _contains_tensor(value) -> bool:
+    from tinyjit.tensor import Tensor
+    items = value.values() if isinstance(value, dict) else value
+    return any(isinstance(v, Tensor) or (isinstance(v, (list, tuple, dict)) and _contains_tensor(v)) for v in items)
+
+
+def _flatten(out):
+    if isinstance(out, (list, tuple)):
+        for o in out:
+            yield from _flatten(o)
+    elif isinstance(out, dict):
+        for o in out.values():
+            yield from _flatten(o)
+    else:
+        yield out
+
+
+def _map_tensors(out, fn):
+    from tinyjit.tensor import Tensor
+    if isinstance(out, Tensor):
+        return fn(out)
+    if isinstance(out, (list, tuple)):
+        return type(out)(_map_tensors(o, fn) for o in out)
+    if isinstance(out, dict):
+        return {k: _map_tensors(v, fn) for k, v in out.items()}
+    return out
+
+
+def _same_static(a, b) -> bool:
+    try:
+        return a == b
+    except Exception:   # e.g. numpy arrays: compare by identity
+        return all(x is y for x, y in zip(a, b)) and len(a) == len(b)

@@ -1,0 +1,168 @@
+"""Parameter initialization with PyTorch's default distributions.
+
+Values are drawn on the host from a generator seeded by `Tensor.manual_seed` (`tinyjit.random.host_generator`) and
+uploaded once, so a fresh parameter is a realized buffer and creating a model compiles no kernels.
+
+Two spellings: functions returning a new Tensor (`kaiming_uniform(shape, a=...)`) and PyTorch-style in-place
+versions with a trailing underscore (`kaiming_uniform_(tensor, a=...)`) that `assign` into an existing tensor.
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import numpy as np
+
+from tinyjit.dtype import dtypes
+from tinyjit.helpers import prod
+from tinyjit.random import host_generator
+from tinyjit.tensor import Tensor
+
+
+def calculate_fan_in_and_fan_out(shape: tuple[int, ...]) -> tuple[int, int]:
+    """PyTorch's fans: dim 1 (inputs) and dim 0 (outputs), each times the receptive field (dims 2...)."""
+    if len(shape) < 2:
+        raise ValueError(f"init: fan in and fan out need a tensor with at least 2 dims, got shape {tuple(shape)}")
+    receptive = prod(shape[2:])
+    return shape[1] * receptive, shape[0] * receptive
+
+
+_GAINS = {"linear": 1.0, "conv1d": 1.0, "conv2d": 1.0, "conv3d": 1.0, "sigmoid": 1.0, "tanh": 5.0 / 3,
+          "relu": math.sqrt(2.0), "selu": 3.0 / 4}
+
+
+def calculate_gain(nonlinearity: str = "leaky_relu", param: Optional[float] = None) -> float:
+    """The recommended gain for a nonlinearity (PyTorch's table); leaky_relu's slope defaults to 0.01."""
+    if nonlinearity == "leaky_relu":
+        slope = 0.01 if param is None else param
+        return math.sqrt(2.0 / (1 + slope ** 2))
+    if nonlinearity not in _GAINS:
+        raise ValueError(f"calculate_gain: unknown nonlinearity {nonlinearity!r}; expected one of "
+                         f"{sorted(_GAINS) + ['leaky_relu']}")
+    return _GAINS[nonlinearity]
+
+
+def _host(values: np.ndarray, dtype, device) -> Tensor:
+    dt = dtypes.from_any(dtype) if dtype is not None else dtypes.default_float
+    return Tensor(values.astype(dt.np), device=device, requires_grad=True)
+
+
+def _shape(shape) -> tuple[int, ...]:
+    return tuple(shape) if isinstance(shape, (tuple, list)) else (shape,)
+
+
+def uniform(shape, low: float = 0.0, high: float = 1.0, dtype=None, device=None) -> Tensor:
+    """U(low, high) of the given shape."""
+    rng = host_generator()
+    return _host(rng.uniform(low, high, size=_shape(shape)), dtype, device)
+
+
+def normal(shape, mean: float = 0.0, std: float = 1.0, dtype=None, device=None) -> Tensor:
+    """N(mean, std^2) of the given shape."""
+    rng = host_generator()
+    return _host(rng.normal(mean, std, size=_shape(shape)), dtype, device)
+
+
+def trunc_normal(shape, mean: float = 0.0, std: float = 1.0, a: float = -2.0, b: float = 2.0, dtype=None,
+                 device=None) -> Tensor:
+    """N(mean, std^2) restricted to [a, b] (absolute bounds, like PyTorch), by redrawing what falls outside."""
+    if not a < b:
+        raise ValueError(f"trunc_normal: need a < b, got a={a}, b={b}")
+    rng = host_generator()
+    out = rng.normal(mean, std, size=_shape(shape))
+    bad = (out < a) | (out > b)
+    for _ in range(1000):
+        if not bad.any():
+            break
+        out[bad] = rng.normal(mean, std, size=int(bad.sum()))
+        bad = (out < a) | (out > b)
+    return _host(np.clip(out, a, b), dtype, device)
+
+
+def zeros(shape, dtype=None, device=None) -> Tensor:
+    return _host(np.zeros(_shape(shape)), dtype, device)
+
+
+def ones(shape, dtype=None, device=None) -> Tensor:
+    return _host(np.ones(_shape(shape)), dtype, device)
+
+
+def kaiming_uniform(shape, a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "leaky_relu", dtype=None,
+                    device=None) -> Tensor:
+    """U(-bound, bound) with bound = gain * sqrt(3 / fan). With a = sqrt(5) (the default of Linear and Conv
+    weights) this is U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
+    bound = calculate_gain(nonlinearity, a) * math.sqrt(3.0 / _fan(shape, mode))
+    return uniform(shape, -bound, bound, dtype, device)
+
+
+def kaiming_normal(shape, a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "leaky_relu", dtype=None,
+                   device=None) -> Tensor:
+    std = calculate_gain(nonlinearity, a) / math.sqrt(_fan(shape, mode))
+    return normal(shape, 0.0, std, dtype, device)
+
+
+def xavier_uniform(shape, gain: float = 1.0, dtype=None, device=None) -> Tensor:
+    fan_in, fan_out = calculate_fan_in_and_fan_out(_shape(shape))
+    bound = gain * math.sqrt(6.0 / (fan_in + fan_out))
+    return uniform(shape, -bound, bound, dtype, device)
+
+
+def xavier_normal(shape, gain: float = 1.0, dtype=None, device=None) -> Tensor:
+    fan_in, fan_out = calculate_fan_in_and_fan_out(_shape(shape))
+    return normal(shape, 0.0, gain * math.sqrt(2.0 / (fan_in + fan_out)), dtype, device)
+
+
+def _fan(shape, mode: str) -> int:
+    if mode not in ("fan_in", "fan_out"):
+        raise ValueError(f"init: mode must be 'fan_in' or 'fan_out', got {mode!r}")
+    fan_in, fan_out = calculate_fan_in_and_fan_out(_shape(shape))
+    fan = fan_in if mode == "fan_in" else fan_out
+    if fan == 0:
+        raise ValueError(f"init: cannot initialize a tensor of shape {tuple(shape)} with a zero fan")
+    return fan
+
+
+# ---- in place, PyTorch style: draw a new value for an existing tensor and assign it ----
+def _fill(tensor: Tensor, value: Tensor) -> Tensor:
+    tensor.assign(value.cast(tensor.dtype)).realize()
+    return tensor
+
+
+def uniform_(tensor: Tensor, a: float = 0.0, b: float = 1.0) -> Tensor:
+    return _fill(tensor, uniform(tensor.shape, a, b, device=tensor.device))
+
+
+def normal_(tensor: Tensor, mean: float = 0.0, std: float = 1.0) -> Tensor:
+    return _fill(tensor, normal(tensor.shape, mean, std, device=tensor.device))
+
+
+def trunc_normal_(tensor: Tensor, mean: float = 0.0, std: float = 1.0, a: float = -2.0, b: float = 2.0) -> Tensor:
+    return _fill(tensor, trunc_normal(tensor.shape, mean, std, a, b, device=tensor.device))
+
+
+def zeros_(tensor: Tensor) -> Tensor:
+    return _fill(tensor, zeros(tensor.shape, device=tensor.device))
+
+
+def ones_(tensor: Tensor) -> Tensor:
+    return _fill(tensor, ones(tensor.shape, device=tensor.device))
+
+
+def constant_(tensor: Tensor, val: float) -> Tensor:
+    return _fill(tensor, _host(np.full(tensor.shape, val), None, tensor.device))
+
+
+def kaiming_uniform_(tensor: Tensor, a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "leaky_relu"):
+    return _fill(tensor, kaiming_uniform(tensor.shape, a, mode, nonlinearity, device=tensor.device))
+
+
+def kaiming_normal_(tensor: Tensor, a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "leaky_relu"):
+    return _fill(tensor, kaiming_normal(tensor.shape, a, mode, nonlinearity, device=tensor.device))
+
+
+def xavier_uniform_(tensor: Tensor, gain: float = 1.0) -> Tensor:
+    return _fill(tensor, xavier_uniform(tensor.shape, gain, device=tensor.device))
+
+
+def xavier_normal_(tensor: Tensor, gain: float = 1.0) -> Tensor:
+    return _fill(tensor, xavier_normal(tensor.shape, gain, device=tensor.device))

@@ -1,0 +1,244 @@
+"""Layers with weights (Linear, convolutions, Embedding) and the shape-only ones (Dropout, pooling, Flatten).
+
+Weights start from PyTorch's default distributions (see `tinyjit.nn.init`), so a model built here and one built
+in PyTorch have statistically identical starting points, and `load_state_dict` moves weights between them.
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+from tinyjit.nn import init
+from tinyjit.nn.module import Module
+from tinyjit.random import host_generator
+from tinyjit.tensor import Tensor
+from tinyjit.tensor_nn import _pair
+
+
+class Identity(Module):
+    def __init__(self, *args, **kwargs):
+        super().__init__()
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x
+
+
+class Linear(Module):
+    """y = x @ weight.T + bias; weight (out_features, in_features)."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, device=None, dtype=None):
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        self.weight = init.kaiming_uniform((out_features, in_features), a=math.sqrt(5), dtype=dtype, device=device)
+        bound = 1 / math.sqrt(in_features) if in_features > 0 else 0
+        self.bias = init.uniform((out_features,), -bound, bound, dtype, device) if bias else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.shape[-1:] != (self.in_features,):
+            raise ValueError(f"Linear: input of shape {x.shape} does not end in in_features={self.in_features}")
+        return x.linear(self.weight, self.bias)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+
+
+class _ConvNd(Module):
+    _nd = 2
+    _transposed = False
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1,
+                 groups: int = 1, bias: bool = True, padding_mode: str = "zeros", output_padding=0, device=None,
+                 dtype=None):
+        super().__init__()
+        name = type(self).__name__
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(f"{name}: in_channels={in_channels} and out_channels={out_channels} must be "
+                             f"divisible by groups={groups}")
+        if padding_mode != "zeros":
+            raise ValueError(f"{name}: padding_mode {padding_mode!r} is not supported (only 'zeros')")
+        if isinstance(padding, str) and (self._transposed or padding not in ("same", "valid")):
+            allowed = "an int or tuple" if self._transposed else "an int, a tuple, 'same' or 'valid'"
+            raise ValueError(f"{name}: padding must be {allowed}, got {padding!r}")
+        nd = self._nd
+        self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
+        self.kernel_size, self.stride, self.dilation = _pair(kernel_size, nd), _pair(stride, nd), _pair(dilation, nd)
+        self.padding = padding if isinstance(padding, str) else _pair(padding, nd)
+        self.output_padding = _pair(output_padding, nd)
+        self.padding_mode = padding_mode
+        if self._transposed:
+            shape = (in_channels, out_channels // groups) + self.kernel_size
+        else:
+            shape = (out_channels, in_channels // groups) + self.kernel_size
+        # PyTorch computes the fan from dim 1 of the weight in both cases (for a transposed conv that is
+        # out_channels / groups), and uses the same fan for the bias bound
+        self.weight = init.kaiming_uniform(shape, a=math.sqrt(5), dtype=dtype, device=device)
+        fan_in = shape[1] * math.prod(self.kernel_size)
+        bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
+        self.bias = init.uniform((out_channels,), -bound, bound, dtype, device) if bias else None
+
+    def _check_input(self, x: Tensor) -> None:
+        nd = self._nd
+        if x.ndim not in (nd + 1, nd + 2) or x.shape[-nd - 1] != self.in_channels:
+            raise ValueError(f"{type(self).__name__}: expected input (N, {self.in_channels}, *{nd} spatial dims) or "
+                             f"unbatched, got shape {x.shape}")
+
+    def forward(self, x: Tensor) -> Tensor:
+        self._check_input(x)
+        unbatched = x.ndim == self._nd + 1
+        if unbatched:
+            x = x.unsqueeze(0)
+        if self._transposed:
+            out = x._conv_transpose(self.weight, self.bias, self.stride, self.padding, self.output_padding,
+                                    self.groups, self.dilation, self._nd, type(self).__name__)
+        else:
+            out = x._conv(self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups, self._nd,
+                          type(self).__name__)
+        return out.squeeze(0) if unbatched else out
+
+    def extra_repr(self) -> str:
+        s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
+             f"padding={self.padding}")
+        if any(d != 1 for d in self.dilation):
+            s += f", dilation={self.dilation}"
+        if self.groups != 1:
+            s += f", groups={self.groups}"
+        return s + (", bias=False" if self.bias is None else "")
+
+
+class Conv1d(_ConvNd):
+    """1-d convolution over (N, C, L); weight (out_channels, in_channels/groups, k)."""
+    _nd = 1
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1,
+                 groups: int = 1, bias: bool = True, padding_mode: str = "zeros", device=None, dtype=None):
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
+                         padding_mode, device=device, dtype=dtype)
+
+
+class Conv2d(_ConvNd):
+    """2-d convolution over (N, C, H, W); weight (out_channels, in_channels/groups, kh, kw)."""
+    _nd = 2
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1,
+                 groups: int = 1, bias: bool = True, padding_mode: str = "zeros", device=None, dtype=None):
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
+                         padding_mode, device=device, dtype=dtype)
+
+
+class ConvTranspose1d(_ConvNd):
+    """Transposed 1-d convolution; weight (in_channels, out_channels/groups, k)."""
+    _nd, _transposed = 1, True
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, output_padding=0,
+                 groups: int = 1, bias: bool = True, dilation=1, padding_mode: str = "zeros", device=None,
+                 dtype=None):
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
+                         padding_mode, output_padding, device, dtype)
+
+
+class ConvTranspose2d(_ConvNd):
+    """Transposed 2-d convolution (the gradient of Conv2d w.r.t. its input); weight (in_channels,
+    out_channels/groups, kh, kw). Output size: (H-1)*stride - 2*padding + dilation*(k-1) + output_padding + 1."""
+    _nd, _transposed = 2, True
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, output_padding=0,
+                 groups: int = 1, bias: bool = True, dilation=1, padding_mode: str = "zeros", device=None,
+                 dtype=None):
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
+                         padding_mode, output_padding, device, dtype)
+
+
+class Embedding(Module):
+    """Rows of `weight` (num_embeddings, embedding_dim) picked by integer indices; weight starts N(0, 1), with
+    the `padding_idx` row zeroed."""
+
+    def __init__(self, num_embeddings: int, embedding_dim: int, padding_idx: Optional[int] = None, device=None,
+                 dtype=None):
+        super().__init__()
+        if padding_idx is not None:
+            if not -num_embeddings <= padding_idx < num_embeddings:
+                raise ValueError(f"Embedding: padding_idx {padding_idx} is out of range for {num_embeddings} rows")
+            padding_idx %= num_embeddings
+        self.num_embeddings, self.embedding_dim, self.padding_idx = num_embeddings, embedding_dim, padding_idx
+        w = host_generator().normal(0.0, 1.0, size=(num_embeddings, embedding_dim))
+        if padding_idx is not None:
+            w[padding_idx] = 0
+        self.weight = init._host(w, dtype, device)
+
+    def forward(self, idx: Tensor) -> Tensor:
+        if not isinstance(idx, Tensor):
+            idx = Tensor(idx, device=self.weight.device)
+        if idx.dtype.is_float:
+            raise TypeError(f"Embedding: indices must be an int tensor, got {idx.dtype.name}")
+        # one-hot (..., num_embeddings) times the table: a gather that autograd and the scheduler already handle
+        classes = Tensor.arange(self.num_embeddings, dtype=idx.dtype, device=idx.device)
+        onehot = (idx.unsqueeze(-1) == classes).cast(self.weight.dtype)
+        return onehot @ self.weight
+
+    def extra_repr(self) -> str:
+        return f"{self.num_embeddings}, {self.embedding_dim}" + \
+            (f", padding_idx={self.padding_idx}" if self.padding_idx is not None else "")
+
+
+class Dropout(Module):
+    """Zero elements with probability p while the module is in training mode (its own flag, see Module)."""
+
+    def __init__(self, p: float = 0.5, inplace: bool = False):
+        super().__init__()
+        if not 0 <= p <= 1:
+            raise ValueError(f"Dropout: p must be in [0, 1], got {p}")
+        self.p = p
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.dropout(self.p, training=self.training)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+class MaxPool2d(Module):
+    def __init__(self, kernel_size, stride=None, padding=0, dilation=1):
+        super().__init__()
+        self.kernel_size, self.stride, self.padding, self.dilation = kernel_size, stride, padding, dilation
+        k, p = _pair(kernel_size), _pair(padding)
+        if any(2 * pi > ki for pi, ki in zip(p, k)):
+            raise ValueError(f"MaxPool2d: padding {padding} must be at most half the kernel size {kernel_size}")
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.max_pool2d(self.kernel_size, self.stride, self.padding, self.dilation)
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+
+
+class AvgPool2d(Module):
+    def __init__(self, kernel_size, stride=None, padding=0, count_include_pad: bool = True):
+        super().__init__()
+        self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
+        self.count_include_pad = count_include_pad
+        if any(2 * pi > ki for pi, ki in zip(_pair(padding), _pair(kernel_size))):
+            raise ValueError(f"AvgPool2d: padding {padding} must be at most half the kernel size {kernel_size}")
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.avg_pool2d(self.kernel_size, self.stride, self.padding, self.count_include_pad)
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+
+
+class Flatten(Module):
+    def __init__(self, start_dim: int = 1, end_dim: int = -1):
+        super().__init__()
+        self.start_dim, self.end_dim = start_dim, end_dim
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.flatten(self.start_dim, self.end_dim)
+
+
+class Unflatten(Module):
+    def __init__(self, dim: int, unflattened_size):
+        super().__init__()
+        self.dim, self.unflattened_size = dim, tuple(unflattened_size)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.unflatten(self.dim, self.unflattened_size)

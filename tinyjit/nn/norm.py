@@ -1,0 +1,172 @@
+"""Normalization layers: BatchNorm1d/2d/3d, LayerNorm, GroupNorm, RMSNorm (PyTorch semantics and state_dict keys).
+
+BatchNorm updates its running statistics with `assign` during a training forward pass. Those assigns are lazy;
+they are realized together with the next optimizer step (see `defer_realize`), when read, or at the next
+training forward pass, whichever comes first.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+
+from tinyjit.deferred import defer_realize
+from tinyjit.dtype import dtypes
+from tinyjit.helpers import prod
+from tinyjit.nn import init
+from tinyjit.nn.module import Module
+from tinyjit.tensor import Tensor
+
+
+class _BatchNorm(Module):
+    _input_dims: tuple[int, ...] = ()
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: Optional[float] = 0.1, affine: bool = True,
+                 track_running_stats: bool = True, device=None, dtype=None):
+        super().__init__()
+        self.num_features, self.eps, self.momentum = num_features, eps, momentum
+        self.affine, self.track_running_stats = affine, track_running_stats
+        self.weight = init.ones((num_features,), dtype, device) if affine else None
+        self.bias = init.zeros((num_features,), dtype, device) if affine else None
+        if track_running_stats:
+            self.register_buffer("running_mean", _buffer(np.zeros(num_features), dtype, device))
+            self.register_buffer("running_var", _buffer(np.ones(num_features), dtype, device))
+            self.register_buffer("num_batches_tracked", Tensor(np.zeros((), np.int64), device=device,
+                                                               requires_grad=False))
+        else:
+            self.running_mean = self.running_var = self.num_batches_tracked = None
+
+    def forward(self, x: Tensor) -> Tensor:
+        name = type(self).__name__
+        if x.ndim not in self._input_dims or x.shape[1] != self.num_features:
+            raise ValueError(f"{name}: expected a {' or '.join(f'{d}-d' for d in self._input_dims)} input with "
+                             f"{self.num_features} channels in dim 1, got shape {x.shape}")
+        axes = (0,) + tuple(range(2, x.ndim))
+        shape = (1, self.num_features) + (1,) * (x.ndim - 2)
+        use_batch = self.training or not self.track_running_stats
+        if use_batch:
+            count = prod(x.shape[a] for a in axes)
+            if self.training and count <= 1:
+                raise ValueError(f"{name}: expected more than 1 value per channel when training, got input "
+                                 f"shape {x.shape}")
+            mean = x.mean(axes)
+            var = (x - mean.reshape(shape)).square().mean(axes)
+            if self.training and self.track_running_stats:
+                with Tensor.no_grad():
+                    self._update_running(mean, var, count)
+        else:
+            mean, var = self.running_mean, self.running_var
+        out = (x - mean.reshape(shape)) * (var.reshape(shape) + self.eps).rsqrt()
+        if self.weight is not None:
+            out = out * self.weight.reshape(shape) + self.bias.reshape(shape)
+        return out
+
+    def _update_running(self, mean: Tensor, var: Tensor, count: int) -> None:
+        mean, var = mean.detach(), var.detach()
+        self.num_batches_tracked.assign(self.num_batches_tracked + 1)
+        if self.momentum is None:   # cumulative moving average: 1 / batches seen
+            factor = self.num_batches_tracked.cast(self.running_mean.dtype).reciprocal()
+        else:
+            factor = self.momentum
+        # PyTorch normalizes with the biased batch variance but tracks the unbiased one
+        unbiased = var * (count / (count - 1))
+        self.running_mean.assign(self.running_mean * (1 - factor) + mean * factor)
+        self.running_var.assign(self.running_var * (1 - factor) + unbiased * factor)
+        defer_realize(self.running_mean, self.running_var, self.num_batches_tracked)
+
+    def extra_repr(self) -> str:
+        return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
+                f"track_running_stats={self.track_running_stats}")
+
+
+class BatchNorm1d(_BatchNorm):
+    """Batch normalization over (N, C) or (N, C, L)."""
+    _input_dims = (2, 3)
+
+
+class BatchNorm2d(_BatchNorm):
+    """Batch normalization over (N, C, H, W)."""
+    _input_dims = (4,)
+
+
+class BatchNorm3d(_BatchNorm):
+    _input_dims = (5,)
+
+
+def _buffer(values: np.ndarray, dtype, device) -> Tensor:
+    dt = dtypes.from_any(dtype) if dtype is not None else dtypes.default_float
+    return Tensor(values.astype(dt.np), device=device, requires_grad=False)
+
+
+def _norm_shape(normalized_shape) -> tuple[int, ...]:
+    return (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+
+
+class LayerNorm(Module):
+    """Normalize over the trailing `normalized_shape` dims, then scale and shift elementwise."""
+
+    def __init__(self, normalized_shape, eps: float = 1e-5, elementwise_affine: bool = True, bias: bool = True,
+                 device=None, dtype=None):
+        super().__init__()
+        self.normalized_shape, self.eps = _norm_shape(normalized_shape), eps
+        self.elementwise_affine = elementwise_affine
+        self.weight = init.ones(self.normalized_shape, dtype, device) if elementwise_affine else None
+        self.bias = init.zeros(self.normalized_shape, dtype, device) if elementwise_affine and bias else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        n = len(self.normalized_shape)
+        if x.shape[x.ndim - n:] != self.normalized_shape:
+            raise ValueError(f"LayerNorm: input of shape {x.shape} does not end in {self.normalized_shape}")
+        return x.layer_norm(self.normalized_shape, self.weight, self.bias, self.eps)
+
+    def extra_repr(self) -> str:
+        return f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}"
+
+
+class GroupNorm(Module):
+    """Split the channels (dim 1) into groups and normalize each group over its channels and spatial dims."""
+
+    def __init__(self, num_groups: int, num_channels: int, eps: float = 1e-5, affine: bool = True, device=None,
+                 dtype=None):
+        super().__init__()
+        if num_channels % num_groups:
+            raise ValueError(f"GroupNorm: num_channels={num_channels} must be divisible by num_groups={num_groups}")
+        self.num_groups, self.num_channels, self.eps, self.affine = num_groups, num_channels, eps, affine
+        self.weight = init.ones((num_channels,), dtype, device) if affine else None
+        self.bias = init.zeros((num_channels,), dtype, device) if affine else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.ndim < 2 or x.shape[1] != self.num_channels:
+            raise ValueError(f"GroupNorm: expected (N, {self.num_channels}, ...), got shape {x.shape}")
+        grouped = x.reshape(x.shape[0], self.num_groups, -1).layernorm(-1, self.eps)
+        out = grouped.reshape(x.shape)
+        if self.weight is not None:
+            shape = (1, self.num_channels) + (1,) * (x.ndim - 2)
+            out = out * self.weight.reshape(shape) + self.bias.reshape(shape)
+        return out
+
+    def extra_repr(self) -> str:
+        return f"{self.num_groups}, {self.num_channels}, eps={self.eps}, affine={self.affine}"
+
+
+class RMSNorm(Module):
+    """x / sqrt(mean(x^2) + eps) * weight over the trailing dims; eps=None uses the dtype's machine epsilon."""
+
+    def __init__(self, normalized_shape, eps: Optional[float] = None, elementwise_affine: bool = True, device=None,
+                 dtype=None):
+        super().__init__()
+        self.normalized_shape, self.eps = _norm_shape(normalized_shape), eps
+        self.elementwise_affine = elementwise_affine
+        self.weight = init.ones(self.normalized_shape, dtype, device) if elementwise_affine else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        n = len(self.normalized_shape)
+        if x.shape[x.ndim - n:] != self.normalized_shape:
+            raise ValueError(f"RMSNorm: input of shape {x.shape} does not end in {self.normalized_shape}")
+        eps = self.eps if self.eps is not None else float(np.finfo(x.dtype.np).eps) if x.dtype.is_float else 1e-6
+        axes = tuple(range(x.ndim - n, x.ndim))
+        out = x * (x.square().mean(axes, keepdim=True) + eps).rsqrt()
+        return out * self.weight if self.weight is not None else out
+
+    def extra_repr(self) -> str:
+        return f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}"

@@ -1,0 +1,217 @@
+"""Autograd on Tensors (PyTorch semantics) over the graph transformation of `tinyjit.autograd`.
+
+There is no tape: the lazy graph is the record. What the graph does not say is which edges gradient may
+flow along, so every op applied while some input requires grad records, for its result node, one flag per
+source (`_edges`): the inputs that required grad. Gradients flow only along recorded edges, which gives
+PyTorch's rules: ops on tensors that do not require grad, ops run under `Tensor.no_grad()`, and `detach()`
+(a tensor over the same node that does not require grad) all cut the gradient, even when the node they read
+is also reached along another path.
+
+Leaves are tensors whose `requires_grad` was set to True by the user (constructor argument, attribute or
+`requires_grad_()`); a weak registry of them lets `backward()` find the tensors to fill. A leaf is matched
+against the graph by node identity, or by its buffer: realizing a leaf swaps its node for a BUFFER node over
+the same memory (to free the graph that made it), while graphs built earlier still hold the old node.
+
+Realized results that require grad keep their graph (no collapse) so `loss.item()` before
+`loss.backward()` works; an assign always collapses, so an optimizer step does not grow the graph.
+
+`Tensor.no_grad()` turns recording off (process-wide, not per thread). A tensor created with
+`requires_grad=True` inside it is still a leaf that requires grad, as in PyTorch; only ops are not recorded.
+"""
+from __future__ import annotations
+
+import functools
+import weakref
+from typing import TYPE_CHECKING, Optional, Sequence, Union
+
+from tinyjit import autograd
+from tinyjit.deferred import defer_realize
+from tinyjit.lazy import Node
+from tinyjit.ops import Op
+
+if TYPE_CHECKING:
+    from tinyjit.tensor import Tensor
+
+# result node -> one bool per source: did that input require grad when the op was applied
+_edges: "weakref.WeakKeyDictionary[Node, tuple]" = weakref.WeakKeyDictionary()
+# id(tensor) -> weak reference, for every leaf with requires_grad=True (keyed by id: Tensor.__eq__ is an op)
+_leaves: dict[int, weakref.ref] = {}
+
+
+def _register(t: "Tensor") -> None:
+    key = id(t)
+    if key not in _leaves:
+        _leaves[key] = weakref.ref(t, lambda ref, key=key: _leaves.get(key) is ref and _leaves.pop(key))
+
+
+def _recorded_edges(node: Node) -> Optional[tuple]:
+    return _edges.get(node)
+
+
+class no_grad:  # noqa: N801 (named like torch.no_grad)
+    """Turn gradient recording off: `with Tensor.no_grad():`, `@Tensor.no_grad()` or `@Tensor.no_grad`."""
+
+    def __new__(cls, fn=None):
+        if fn is not None:   # used as a bare decorator
+            return cls()(fn)
+        return super().__new__(cls)
+
+    def __init__(self, fn=None):
+        self._previous: list[bool] = []
+
+    def __enter__(self):
+        from tinyjit.tensor import Tensor
+        self._previous.append(Tensor.no_grad_active)
+        Tensor.no_grad_active = True
+        return self
+
+    def __exit__(self, *exc) -> None:
+        from tinyjit.tensor import Tensor
+        Tensor.no_grad_active = self._previous.pop()
+
+    def __call__(self, fn):
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            with no_grad():
+                return fn(*args, **kwargs)
+        return wrapper
+
+
+class AutogradMixin:
+    no_grad = no_grad
+
+    @property
+    def requires_grad(self) -> Optional[bool]:
+        return self._requires_grad
+
+    @requires_grad.setter
+    def requires_grad(self, value: Optional[bool]) -> None:
+        if value and not self.dtype.is_float:
+            raise RuntimeError(f"requires_grad: only float tensors can require gradients, got {self.dtype.name}")
+        if value and self._ctx is None:
+            _register(self)
+        elif not value and self._ctx is not None:
+            raise RuntimeError("requires_grad: cannot turn it off on a result computed from tensors that require "
+                               "grad; use .detach()")
+        self._requires_grad = value
+
+    def requires_grad_(self, requires_grad: bool = True) -> "Tensor":
+        self.requires_grad = requires_grad
+        return self
+
+    @property
+    def is_leaf(self) -> bool:
+        """True unless the tensor is the result of an op recorded for autograd."""
+        return self._ctx is None
+
+    def detach(self) -> "Tensor":
+        """The same value (the same node, no copy) with gradient flow cut."""
+        from tinyjit.tensor import Tensor
+        return Tensor(self.node, requires_grad=False)
+
+    def _record(self, *inputs: "Tensor") -> "Tensor":
+        """Called on the result of an op applied to `inputs` (whose nodes are the sources of self.node)."""
+        from tinyjit.tensor import Tensor
+        if Tensor.no_grad_active or not self.dtype.is_float:
+            return self
+        mask = tuple(bool(t.requires_grad) for t in inputs)
+        if not any(mask):
+            return self
+        self._requires_grad, self._ctx = True, self.node.op
+        if all(self.node is not t.node for t in inputs):   # a no-op view returns an input's node: nothing new
+            _edges[self.node] = mask
+        return self
+
+    def backward(self, gradient=None) -> "Tensor":
+        """Accumulate d(self)/d(leaf) (times `gradient`, default 1 for a one-element tensor) into `.grad` of
+        every leaf that requires grad and that self depends on. The gradients are lazy tensors."""
+        from tinyjit.tensor import Tensor
+        if not self.requires_grad:
+            raise RuntimeError(f"backward: the tensor of shape {self.shape} does not require grad (nothing it was "
+                               f"computed from has requires_grad=True, or it was computed under no_grad)")
+        if gradient is None and self.numel() != 1:
+            raise RuntimeError(f"backward: a gradient can only be implied for a one-element output, got shape "
+                               f"{self.shape}; pass gradient=")
+        # realize self with the next optimizer step: it reads the parameters that the step overwrites in place
+        defer_realize(self)
+        leaves = [t for t in (ref() for ref in list(_leaves.values())) if t is not None and t.requires_grad]
+        grads = _gradients([self], leaves, None if gradient is None else [gradient], "backward")
+        for leaf, g in zip(leaves, grads):
+            if g is None:
+                continue
+            if leaf.grad is None:
+                leaf.grad = Tensor(g)
+            else:
+                if leaf.grad.shape != leaf.shape:
+                    raise RuntimeError(f"backward: .grad of shape {leaf.grad.shape} does not match its tensor of "
+                                       f"shape {leaf.shape}")
+                leaf.grad = Tensor(leaf.grad.node.alu(Op.ADD, g.alu(Op.CAST, arg=leaf.grad.dtype)
+                                                      if g.dtype != leaf.grad.dtype else g))
+        return self
+
+    def gradient(self, *targets: "Tensor", gradient=None, allow_unused: bool = False) -> list:
+        """d(self)/d(target) for each target as lazy tensors (no .grad is touched), like torch.autograd.grad."""
+        return grad_of([self], list(targets), None if gradient is None else [gradient], allow_unused)
+
+
+def grad_of(outputs: Union["Tensor", Sequence["Tensor"]], inputs: Union["Tensor", Sequence["Tensor"]],
+            grad_outputs=None, allow_unused: bool = False) -> list:
+    """The functional form (`tinyjit.gradient`): gradients of the outputs (weighted by `grad_outputs`,
+    default ones) with respect to each input, as lazy tensors. Every input must require grad; an input the
+    outputs do not depend on is an error unless `allow_unused` (then its gradient is None)."""
+    from tinyjit.tensor import Tensor
+    outputs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
+    inputs = [inputs] if isinstance(inputs, Tensor) else list(inputs)
+    if grad_outputs is not None and not isinstance(grad_outputs, (list, tuple)):
+        grad_outputs = [grad_outputs]
+    for i, t in enumerate(inputs):
+        if not t.requires_grad:
+            raise RuntimeError(f"gradient: input {i} (shape {t.shape}) does not require grad; create it with "
+                               f"requires_grad=True")
+    for i, o in enumerate(outputs):
+        if not o.requires_grad:
+            raise RuntimeError(f"gradient: output {i} (shape {o.shape}) does not require grad")
+    grads = _gradients(outputs, inputs, grad_outputs, "gradient")
+    for i, g in enumerate(grads):
+        if g is None and not allow_unused:
+            raise RuntimeError(f"gradient: the outputs do not depend on input {i} (shape {inputs[i].shape}); "
+                               f"pass allow_unused=True to get None for it")
+    return [None if g is None else Tensor(g) for g in grads]
+
+
+def _gradients(outputs: list, tensors: list, grad_outputs: Optional[list], op: str) -> list[Optional[Node]]:
+    """Gradient node for each tensor of `tensors` (summed over every graph node that stands for it)."""
+    from tinyjit.tensor import Tensor
+    out_nodes = [o.node for o in outputs]
+    grad_nodes = None
+    if grad_outputs is not None:
+        if len(grad_outputs) != len(outputs):
+            raise ValueError(f"{op}: {len(grad_outputs)} gradients for {len(outputs)} outputs")
+        grad_nodes = []
+        for o, g in zip(outputs, grad_outputs):
+            g = g if isinstance(g, Tensor) else Tensor(g, dtype=o.dtype, device=o.device)
+            if g.shape != o.shape:
+                raise ValueError(f"{op}: gradient of shape {g.shape} does not match the output's shape {o.shape}")
+            if g.device != o.device:
+                raise RuntimeError(f"{op}: gradient on {g.device}, output on {o.device}")
+            grad_nodes.append(g.node)
+    by_node: dict[int, list[int]] = {}
+    by_buffer: dict[int, list[int]] = {}
+    for i, t in enumerate(tensors):
+        by_node.setdefault(id(t.node), []).append(i)
+        if t.node.buffer is not None:
+            by_buffer.setdefault(id(t.node.buffer), []).append(i)
+    matched: list[tuple[int, Node]] = []
+    for node in autograd.reachable(out_nodes, _recorded_edges):
+        owners = set(by_node.get(id(node), ()))
+        if node.buffer is not None:
+            owners.update(by_buffer.get(id(node.buffer), ()))
+        matched.extend((i, node) for i in sorted(owners))
+    result: list[Optional[Node]] = [None] * len(tensors)
+    if not matched:
+        return result
+    grads = autograd.gradient(out_nodes, [n for _, n in matched], grad_nodes, _recorded_edges)
+    for (i, _), g in zip(matched, grads):
+        if g is not None:
+            result[i] = g if result[i] is None else result[i].alu(Op.ADD, g)
+    return result
