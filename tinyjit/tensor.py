@@ -628,9 +628,42 @@ class Tensor(AutogradMixin, MovementMixin, ReduceMixin, NNMixin):
     def tan(self) -> Tensor: return self.sin() / self.cos()                        # noqa: E704
     def square(self) -> Tensor: return self * self                                 # noqa: E704
     def relu(self) -> Tensor: return ((self > 0) | self.isnan()).where(self, 0)   # noqa: E704 (grad 0 at 0)
-    def tanh(self) -> Tensor: return 2.0 * (2.0 * self._float()).sigmoid() - 1.0   # noqa: E704
     def silu(self) -> Tensor: return self * self.sigmoid()                         # noqa: E704
     swish = silu
+
+    def expm1(self) -> Tensor:
+        """e^x - 1, accurate for small x too: e^x - 1 cancels there, so |x| < 0.25 uses a Taylor polynomial with
+        enough terms for the dtype."""
+        x = self._float()
+        small = (x < 0.25) & (x > -0.25)
+        xs = small.where(x, 0.0)
+        n = {2: 4, 4: 6, 8: 12}[x.dtype.itemsize]
+        poly = xs * (1.0 / math.factorial(n)) + 1.0 / math.factorial(n - 1)
+        for k in range(n - 2, 0, -1):
+            poly = poly * xs + 1.0 / math.factorial(k)
+        return small.where(poly * xs, x.exp() - 1)
+
+    def log1p(self) -> Tensor:
+        """log(1 + x), accurate for small x too: for |x| < 0.25, 2 atanh(s) = 2 (s + s^3/3 + s^5/5 + ...) with
+        s = x / (2 + x), |s| < 1/7. (Rounding-compensation tricks such as log(u) * x / (u - 1) do not survive the
+        renderers' reassociating float math.)"""
+        x = self._float()
+        small = (x < 0.25) & (x > -0.25)
+        s = small.where(x, 0.0) / (small.where(x, 0.0) + 2)
+        s2 = s * s
+        terms = {2: 3, 4: 5, 8: 10}[x.dtype.itemsize]
+        series = s2 * (1.0 / (2 * terms + 1))
+        for k in range(terms - 1, 0, -1):
+            series = (series + 1.0 / (2 * k + 1)) * s2
+        return small.where(2 * s * (series + 1.0), (1 + x).log())
+
+    def tanh(self) -> Tensor:
+        # through expm1(-2|x|), in (-1, 0]: accurate near 0 (1 - 2 / (e^2x + 1) cancels) and never overflows
+        x = self._float()
+        neg = x < 0
+        t = (-2 * neg.where(-x, x)).expm1()
+        r = -t / (t + 2)
+        return neg.where(-r, r)
 
     def sigmoid(self) -> Tensor:
         # through e^-|x|, which never overflows: 1 / (1 + e^-x) has a finite value at x = -100 but its
@@ -659,14 +692,17 @@ class Tensor(AutogradMixin, MovementMixin, ReduceMixin, NNMixin):
         return (self > 0).where(self, self * negative_slope)
 
     def elu(self, alpha: float = 1.0) -> Tensor:
-        return (self > 0).where(self, alpha * (self.exp() - 1))
+        x = self._float()
+        pos = x > 0
+        # expm1 keeps small negative x accurate; it only sees x <= 0, so it never overflows (nor its gradient)
+        return pos.where(x, alpha * pos.where(0.0, x).expm1())
 
     def softplus(self, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
         bx = self._float() * beta
         # log(1 + e^x) computed stably as max(x, 0) + log(1 + e^-|x|), written with where so that the gradient
         # at 0 is sigmoid(0) = 0.5
         pos = bx > 0
-        soft = (pos.where(bx, 0.0) + (1 + pos.where(-bx, bx).exp()).log()) / beta
+        soft = (pos.where(bx, 0.0) + pos.where(-bx, bx).exp().log1p()) / beta   # log1p: exact for tiny e^-|x|
         return (bx > threshold).where(self._float(), soft)
 
     def mish(self) -> Tensor:
@@ -696,7 +732,16 @@ class Tensor(AutogradMixin, MovementMixin, ReduceMixin, NNMixin):
             -0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))
             ))))))
         y = 1.0 - t * poly.exp()
-        return (x < 0).where(-y, y)
+        # near 0, 1 - erfc(|x|) cancels: the Taylor series 2/sqrt(pi) * sum (-1)^n x^(2n+1) / (n! (2n+1)) instead
+        small = (x < 0.5) & (x > -0.5)
+        xs = small.where(x, 0.0)
+        x2 = xs * xs
+        terms = {2: 3, 4: 5, 8: 12}[x.dtype.itemsize]
+        series = x2 * ((-1) ** terms / (math.factorial(terms) * (2 * terms + 1)))
+        for n in range(terms - 1, 0, -1):
+            series = (series + (-1) ** n / (math.factorial(n) * (2 * n + 1))) * x2
+        series = (series + 1.0) * xs * (2 / math.sqrt(math.pi))
+        return small.where(series, (x < 0).where(-y, y))
 
     def trunc(self) -> Tensor:
         if not self.dtype.is_float:
