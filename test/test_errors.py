@@ -88,10 +88,12 @@ def test_cat_stack_mismatch():
     ("prod", lambda x: x.prod(2)), ("var", lambda x: x.var(2)), ("std", lambda x: x.std(2)),
     ("any", lambda x: x.any(2)), ("all", lambda x: x.all(2)), ("argmax", lambda x: x.argmax(2)),
     ("argmax", lambda x: x.argmin(-3)), ("logsumexp", lambda x: x.logsumexp(2)),
-    ("softmax", lambda x: x.softmax(2)), ("log_softmax", lambda x: x.log_softmax(-3)), ("cumsum", lambda x: x.cumsum(2)),
+    ("softmax", lambda x: x.softmax(2)), ("log_softmax", lambda x: x.log_softmax(-3)),
+    ("cumsum", lambda x: x.cumsum(2)),
     ("permute", lambda x: x.permute(0, 2)), ("transpose", lambda x: x.transpose(0, 2)), ("flip", lambda x: x.flip(2)),
     ("squeeze", lambda x: x.squeeze(2)), ("unsqueeze", lambda x: x.unsqueeze(4)), ("flatten", lambda x: x.flatten(3)),
-    ("split", lambda x: x.split(1, 2)), ("chunk", lambda x: x.chunk(2, dim=-3)), ("gather", lambda x: x.gather(2, x.int())),
+    ("split", lambda x: x.split(1, 2)), ("chunk", lambda x: x.chunk(2, dim=-3)),
+    ("gather", lambda x: x.gather(2, x.int())),
 ])
 def test_bad_axis(op, fn):
     msg = raises(IndexError, lambda: fn(A), op, "(2, 3)")

@@ -9,8 +9,6 @@ Kept under ~40 s on one core: each distinct graph compiles kernels, so cases are
 """
 from __future__ import annotations
 
-import math
-import zlib
 
 import numpy as np
 import pytest
@@ -96,7 +94,8 @@ def cycle(cases, options, per_case: int = 1, offset: int = 0) -> list:
     out, i = [], offset
     for case in cases:
         for _ in range(per_case):
-            out.append((*case, options[i % len(options)]) if isinstance(case, tuple) else (case, options[i % len(options)]))
+            option = options[i % len(options)]
+            out.append((*case, option) if isinstance(case, tuple) else (case, option))
             i += 1
     return out
 
@@ -346,7 +345,8 @@ def test_neg_unsigned_wraps():
     np.testing.assert_array_equal((-x).numpy(), -np.array([0, 1, 200], np.uint8))
 
 
-@pytest.mark.parametrize("name,dtype", cycle(["exp", "sqrt", "sigmoid", "sin", "log", "tanh"], ["int32", "bool", "uint8"]))
+@pytest.mark.parametrize("name,dtype", cycle(["exp", "sqrt", "sigmoid", "sin", "log", "tanh"],
+                                              ["int32", "bool", "uint8"]))
 def test_unary_float_math_on_int_promotes(name, dtype):
     fn = dict((u[0], u[1]) for u in UNARY)[name]
     x, arr = make((5,), dtype, "contig", "pos" if dtype != "bool" else "any", seed=2)
@@ -1061,8 +1061,8 @@ CONV_CASES = [
 CONV_PARAMS = cycle(CONV_CASES, ["contig", "padded", "strided"])
 
 
-@pytest.mark.parametrize("case,layout", CONV_PARAMS,
-                         ids=["-".join(f"{k}{v}" for k, v in c.items() if k != "x") + "-" + lay for c, lay in CONV_PARAMS])
+@pytest.mark.parametrize("case,layout", CONV_PARAMS, ids=["-".join(f"{k}{v}" for k, v in c.items() if k != "x")
+                                                            + "-" + lay for c, lay in CONV_PARAMS])
 def test_conv2d(case, layout):
     case = dict(case)
     x, xn = make(case.pop("x"), "float32", layout, seed=51)
@@ -1187,9 +1187,9 @@ def test_binary_cross_entropy(reduction, shape):
           atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("shape,dim,ishape,dtype", [((4, 5), 0, (3, 5), "float32"), ((4, 5), 1, (4, 2), "int32"),
-                                                    ((4, 5), -1, (2, 3), "float16"), ((3, 4, 5), 1, (3, 6, 2), "float32"),
-                                                    ((6,), 0, (4,), "int64"), ((3, 4), 0, (1, 1), "float32")], ids=str)
+@pytest.mark.parametrize("shape,dim,ishape,dtype", [
+    ((4, 5), 0, (3, 5), "float32"), ((4, 5), 1, (4, 2), "int32"), ((4, 5), -1, (2, 3), "float16"),
+    ((3, 4, 5), 1, (3, 6, 2), "float32"), ((6,), 0, (4,), "int64"), ((3, 4), 0, (1, 1), "float32")], ids=str)
 def test_gather(shape, dim, ishape, dtype):
     x, xn = make(shape, dtype, "permuted", seed=70)
     idx = np.random.default_rng(71).integers(0, shape[dim], ishape)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING
 
 from tinyjit.dtype import dtypes
 from tinyjit.helpers import prod
@@ -53,6 +53,8 @@ class ReduceMixin:
         return x._reduce(Op.SUM, axis, keepdim, "sum")
 
     def max(self, axis=None, keepdim: bool = False, dim=None) -> "Tensor":
+        """The maximum values (torch.amax / np.max). Unlike torch.max(dim), no (values, indices) pair: use argmax
+        for the indices. NaN propagates."""
         return self._reduce(Op.RMAX, _pick_axis(axis, dim), keepdim, "max")
 
     def min(self, axis=None, keepdim: bool = False, dim=None) -> "Tensor":
