@@ -106,7 +106,10 @@ def _supported() -> str:
 
 
 def promote(a: DType, b: DType) -> DType:
-    """Result dtype of a binary op between two tensors (PyTorch's rules, which match NumPy's for tensors)."""
+    """Result dtype of a binary op between two tensors: PyTorch's table (test/test_dtypes.py checks every pair).
+    Where PyTorch has no rule, NumPy's: uint16/32/64 with a signed int widen to the next signed int (float64 for
+    uint64). An int with a float always gives the float (PyTorch; NumPy would widen int32 + float16 to float64).
+    0-d tensors promote like any tensor (NumPy 2; PyTorch lets a dimensioned tensor win within a kind)."""
     if a == b:
         return a
     if a.kind == "b":
@@ -130,7 +133,8 @@ def promote(a: DType, b: DType) -> DType:
 
 
 def scalar_result_dtype(tensor_dtype: DType, scalar) -> DType:
-    """Dtype of `tensor op python_scalar`: a scalar only changes the kind (int tensor * 1.5 -> float)."""
+    """Dtype of `tensor op python_scalar`: a scalar only changes the kind (int tensor * 1.5 -> float), like
+    PyTorch, except that an int scalar with a bool tensor gives the default int (int32; PyTorch: int64)."""
     if isinstance(scalar, bool) or tensor_dtype.is_float:
         return tensor_dtype
     if isinstance(scalar, float):

@@ -726,6 +726,8 @@ class Tensor(AutogradMixin, MovementMixin, ReduceMixin, NNMixin):
     def erf(self) -> Tensor:
         # Abramowitz & Stegun 7.1.26 refined with more terms (max error ~1.2e-7), odd symmetry via sign
         x = self._float()
+        if x.dtype == dtypes.float64:
+            return x._erf_float64()
         ax = (x < 0).where(-x, x)   # |x| with gradient 1 at 0, so erf'(0) = 2/sqrt(pi)
         t = 1.0 / (1.0 + 0.5 * ax)
         poly = (-ax * ax - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (
@@ -742,6 +744,26 @@ class Tensor(AutogradMixin, MovementMixin, ReduceMixin, NNMixin):
             series = (series + (-1) ** n / (math.factorial(n) * (2 * n + 1))) * x2
         series = (series + 1.0) * xs * (2 / math.sqrt(math.pi))
         return small.where(series, (x < 0).where(-y, y))
+
+    def _erf_float64(self) -> Tensor:
+        """erf to ~1e-15: the Taylor series for |x| < 2, and 1 - erfc(|x|) beyond, erfc from its continued
+        fraction e^-x^2 / sqrt(pi) / (x + (1/2) / (x + 1 / (x + (3/2) / (x + ...)))) evaluated from the tail."""
+        neg = self < 0
+        ax = neg.where(-self, self)
+        small = ax < 2.0
+        xs = small.where(ax, 0.0)
+        x2 = xs * xs
+        series = x2 * ((-1) ** 32 / (math.factorial(32) * 65))
+        for n in range(31, 0, -1):
+            series = (series + (-1) ** n / (math.factorial(n) * (2 * n + 1))) * x2
+        series = (series + 1.0) * xs * (2 / math.sqrt(math.pi))
+        xb = small.where(2.0, ax)
+        fraction = xb
+        for k in range(40, 0, -1):
+            fraction = xb + (k / 2) / fraction
+        tail = 1.0 - (-xb * xb).exp() / (fraction * math.sqrt(math.pi))
+        y = small.where(series, tail)
+        return neg.where(-y, y)
 
     def trunc(self) -> Tensor:
         if not self.dtype.is_float:
