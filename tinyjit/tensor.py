@@ -388,6 +388,9 @@ class Tensor(AutogradMixin, MovementMixin, ReduceMixin, NNMixin):
         if rounding_mode == "trunc":
             x, y = self._operands(other, "div", reverse)
             return x._int_divmod(y, "div")[0] if not x.dtype.is_float else (x / y).trunc()
+        if not self.dtype.is_float and isinstance(other, (int, float, np.integer, np.floating)):
+            # true division is float math on the scalar's own value: uint8 / -3 divides by -3, not by 253
+            return self._float().div(other, reverse)
         x, y = self._operands(other, "div", reverse)
         out = least_upper_float(x.dtype)
         x, y = x.cast(out), y.cast(out)
