@@ -5,12 +5,37 @@ from tinyjit.dtype import dtypes
 
 from codegen.cstyle import MATH_OPS, CStyleLanguage
 
-# half without cl_khr_fp16: a `half*` may still point at half data, and vload_half/vstore_half convert
-_HALF_HELPERS = """float tj_half_bits(ushort b) { return vload_half(0, (const __private half*)&b); }
-ushort tj_half_to_bits(float x) { ushort b; vstore_half_rte(x, 0, (__private half*)&b); return b; }
-float tj_round_half(float x) { return tj_half_bits(tj_half_to_bits(x)); }"""
+# half without cl_khr_fp16 (PoCL on the CPU has none): half data is read and written with vload_half and
+# vstore_half, and the rounding of float results to half and the bit casts are integer arithmetic on the float
+# bits. (Converting through a private `half*` to a local variable gave nondeterministic results on PoCL when
+# the kernel has barriers.)
+_HALF_HELPERS = """float tj_round_half(float x) {
+  float a = fabs(x);
+  if (!(a < 65520.0f)) return a != a ? x : copysign(INFINITY, x);            /* NaN; too large: inf */
+  if (a < 6.103515625e-05f) return copysign((a + 0.5f) - 0.5f, x);          /* subnormal: multiple of 2^-24 */
+  uint u = as_uint(a);
+  return copysign(as_float((u + 0x0FFFu + ((u >> 13) & 1u)) & 0xFFFFE000u), x);   /* 10 bits, ties to even */
+}
+float tj_half_bits(ushort b) {
+  uint e = (b >> 10) & 0x1Fu, m = b & 0x3FFu;
+  float a = e == 0 ? (float)m * 5.9604644775390625e-08f
+          : e == 31 ? (m ? NAN : INFINITY) : as_float(((e + 112u) << 23) | (m << 13));
+  return (b & 0x8000u) ? -a : a;
+}
+ushort tj_half_to_bits(float x) {
+  float a = fabs(tj_round_half(x));
+  uint s = (as_uint(x) >> 16) & 0x8000u;
+  if (a != a) return (ushort)(s | 0x7E00u);
+  if (a > 65504.0f) return (ushort)(s | 0x7C00u);
+  if (a < 6.103515625e-05f) return (ushort)(s | (uint)(a * 16777216.0f));
+  return (ushort)(s | (((as_uint(a) >> 23) - 112u) << 10) | ((as_uint(a) >> 13) & 0x3FFu));
+}"""
 _HALF_FROM_DOUBLE = """float tj_double_to_half(double x) {
-  ushort b; vstore_half_rte(x, 0, (__private half*)&b); return tj_half_bits(b);
+  double a = fabs(x);
+  if (!(a < 65520.0)) return a != a ? (float)x : copysign(INFINITY, (float)x);
+  if (a < 6.103515625e-05) return (float)copysign((a + 268435456.0) - 268435456.0, x);   /* 2^28: 2^-24 steps */
+  ulong u = as_ulong(a);
+  return (float)copysign(as_double((u + 0x1FFFFFFFFFFUL + ((u >> 42) & 1UL)) & 0xFFFFFC0000000000UL), x);
 }"""
 
 

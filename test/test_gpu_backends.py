@@ -112,6 +112,24 @@ def test_double_to_half_rounds_once(device):
     check(Tensor(a).cast("float16"), a.astype(np.float16), atol=0, rtol=0)
 
 
+def test_half_conversions_exhaustive(device):
+    """Every half bit pattern widened, and floats around every rounding boundary narrowed (ties, subnormals,
+    the overflow threshold 65520), bit-exact against numpy."""
+    bits = np.arange(65536, dtype=np.uint16)
+    widened = Tensor(bits).bitcast("float16").cast("float32").numpy()
+    np.testing.assert_array_equal(widened, bits.view(np.float16).astype(np.float32))
+    finite = bits.view(np.float16)[np.isfinite(bits.view(np.float16))].astype(np.float32)
+    ulp = np.float32(2.0 ** -25)
+    f = np.concatenate([finite, finite + finite * 2.0 ** -12, (finite[:-1] + finite[1:]) / 2, finite * (1 + ulp),
+                        np.float32([65504, 65519.996, 65520, 65536, 1e30, np.inf, -np.inf])]).astype(np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):
+        want = f.astype(np.float16).view(np.int16)
+        np.testing.assert_array_equal(Tensor(f).cast("float16").bitcast("int16").numpy(), want)
+        np.testing.assert_array_equal(Tensor(f.astype(np.float64)).cast("float16").bitcast("int16").numpy(), want)
+    nan = Tensor(np.array([np.nan], np.float32)).cast("float16").numpy()
+    assert np.isnan(nan).all()
+
+
 def test_bitcast(device):
     a = data((64,), "float32", 8)
     check(Tensor(a).bitcast("int32"), a.view(np.int32))
