@@ -12,6 +12,8 @@ from tinyjit.lazy import Node, toposort
 from tinyjit.ops import Op
 from tinyjit.realize import realize_nodes
 
+pytestmark = pytest.mark.usefixtures("device")   # each test runs on each selected device (test/conftest.py)
+
 
 def _inputs(specs, seed):
     """specs: shape tuples (float32, uniform in [-2, 2]) or (shape, lo, hi)."""
@@ -513,7 +515,7 @@ def test_node_level_gradient():
 
 def test_copy_rule_sends_gradient_back_to_the_source_device():
     from tinyjit import autograd
-    a = Tensor([1.0, 2.0]).node
+    a = Tensor([1.0, 2.0], device="CPU").node
     moved = Node(Op.COPY, (a,), None, a.dtype, a.shape, "CL")      # graph only: nothing runs on CL
     (g,) = autograd.gradient([moved.alu(Op.MUL, moved)], [a], [Node.const(1.0, a.dtype, a.shape, "CL")])
     assert g.device == "CPU" and g.op == Op.COPY and g.src[0].device == "CL"
@@ -521,7 +523,7 @@ def test_copy_rule_sends_gradient_back_to_the_source_device():
 
 def test_contiguous_clone_and_leaf_flags():
     x = Tensor([[1.0, 2.0], [3.0, 4.0]], requires_grad=True)
-    y = x.T.contiguous() * x.clone() + x.to("CPU")
+    y = x.T.contiguous() * x.clone() + x.to("CPU").to(x.device)   # a round trip through the CPU
     assert x.is_leaf and not y.is_leaf and y.requires_grad
     y.sum().backward()
     np.testing.assert_allclose(x.grad.numpy(), 2 * np.array([[1.0, 3.0], [2.0, 4.0]]) + 1)

@@ -15,14 +15,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tinyjit import Tensor, dtypes
+from tinyjit import Device, Tensor, dtypes
 
 # ---------------------------------------------------------------------------------------------------------------
 # helpers
 # ---------------------------------------------------------------------------------------------------------------
 
 # torch warns about var/std with too few elements (the NaN result is compared) and about .T on non-2-d tensors
-pytestmark = pytest.mark.filterwarnings("ignore:var\\(\\)|std\\(\\):UserWarning", "ignore:The use of `x.T`:UserWarning")
+pytestmark = [pytest.mark.filterwarnings("ignore:var\\(\\)|std\\(\\):UserWarning", "ignore:The use of `x.T`:UserWarning"),
+              pytest.mark.usefixtures("device")]   # every test runs on each selected device (test/conftest.py)
 
 LAYOUTS = ("contig", "permuted", "strided", "flipped", "padded")
 TOL = {"float16": (2e-3, 2e-2), "float32": (1e-5, 2e-5), "float64": (1e-12, 1e-10)}   # (atol, rtol)
@@ -250,7 +251,7 @@ def test_outputs():
     arr = np.arange(6, dtype=np.float32).reshape(2, 3)
     t = Tensor(arr)
     assert t.shape == (2, 3) and t.ndim == 2 and t.numel() == 6 and len(t) == 2
-    assert t.dtype == dtypes.float32 and t.device == "CPU"
+    assert t.dtype == dtypes.float32 and t.device == Device.DEFAULT
     assert t.tolist() == arr.tolist()
     assert (t + 1).realize() is not None
     assert Tensor(3.5).item() == 3.5 and isinstance(Tensor(3.5).item(), float)
@@ -259,7 +260,7 @@ def test_outputs():
     assert Tensor(2.0).tolist() == 2.0
     assert Tensor.zeros(0, 3).numel() == 0 and Tensor.zeros(0, 3).tolist() == []
     r = repr(t * 2)
-    assert "(2, 3)" in r and "float32" in r and "CPU" in r
+    assert "(2, 3)" in r and "float32" in r and Device.DEFAULT in r
     lazy = t * 2
     assert "lazy" in repr(lazy) and "realized" in repr(lazy.realize())
     np.testing.assert_array_equal(np.asarray(t + 1), arr + 1)
