@@ -107,3 +107,34 @@ def test_nothing_captured_raises():
     f(Tensor(_rand(3)))
     with pytest.raises(JitError, match="no kernels"):
         f(Tensor(_rand(3)))
+
+
+def test_jitted_training_loop_matches_eager_every_step():
+    """The weights change every step; replayed steps must track the eager ones exactly (same kernels)."""
+    from tinyjit import nn, optim
+
+    def make():
+        Tensor.manual_seed(0)
+        model = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 3))
+        return model, optim.Adam(model.parameters(), lr=1e-2)
+
+    def train_step(model, opt, x, y):
+        opt.zero_grad()
+        loss = model(x).cross_entropy(y)
+        loss.backward()
+        opt.step()
+        return loss
+
+    eager_model, eager_opt = make()
+    jit_model, jit_opt = make()
+    jitted = TinyJit(lambda x, y: train_step(jit_model, jit_opt, x, y))
+    rng = np.random.default_rng(0)
+    for _ in range(6):
+        xn = rng.standard_normal((5, 6)).astype(np.float32)
+        yn = rng.integers(0, 3, 5).astype(np.int32)
+        eager_loss = train_step(eager_model, eager_opt, Tensor(xn), Tensor(yn)).item()
+        jit_loss = jitted(Tensor(xn), Tensor(yn)).item()
+        np.testing.assert_allclose(jit_loss, eager_loss, rtol=1e-5)
+        for (name, p), (_, q) in zip(eager_model.named_parameters(), jit_model.named_parameters()):
+            np.testing.assert_allclose(q.numpy(), p.numpy(), rtol=1e-5, atol=1e-6, err_msg=name)
+    assert len(jitted.captured) > 0
