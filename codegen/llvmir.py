@@ -1,6 +1,7 @@
 """Render the linear loop program as LLVM IR text (for the CPU backend, compiled by llvmlite)."""
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import struct
@@ -19,6 +20,17 @@ LLVM_TYPES = {dtypes.bool: "i1", dtypes.int8: "i8", dtypes.int16: "i16", dtypes.
 # float ops may be reassociated (vectorized reductions) and fused (FMA); NaN/inf semantics are kept
 FAST = "reassoc nsz contract"
 FLOAT_INTRINSICS = {Op.EXP2: "exp2", Op.LOG2: "log2", Op.SIN: "sin", Op.SQRT: "sqrt"}
+
+
+@functools.lru_cache(maxsize=None)
+def host_vector_bits() -> int:
+    """The widest vector registers of this CPU (512 with AVX-512, 256 with AVX, else 128)."""
+    try:
+        import llvmlite.binding as llvm
+        features = llvm.get_host_cpu_features()
+    except Exception:   # no llvmlite or an unknown host: assume AVX2-class hardware
+        return 256
+    return 512 if features.get("avx512f") else 256 if features.get("avx") else 128
 
 
 def mem_type(dt: DType) -> str:
@@ -58,15 +70,34 @@ class LLVMRenderer:
             # would vectorize across the reduce axis instead, with strided gathers
             lines.append('!0 = distinct !{!0, !1}')
             lines.append('!1 = !{!"llvm.loop.vectorize.enable", i1 false}')
-        lines.append('attributes #0 = { nounwind "no-trapping-math"="true" }')
+        # LLVM vectorizes with 256-bit registers on AVX-512 CPUs unless told to prefer the full width
+        lines.append(f'attributes #0 = {{ nounwind "no-trapping-math"="true" '
+                     f'"prefer-vector-width"="{host_vector_bits()}" }}')
         return fname, "\n".join(lines) + "\n"
 
     @staticmethod
     def _register_blocked(uops: list[UOp]) -> bool:
         return sum(u.uop == U.STORE for u in uops) > 1 and any(u.uop == U.DEFINE_ACC for u in uops)
 
+    @staticmethod
+    def _index_math(uops: list[UOp]) -> set[int]:
+        """ids of the integer adds/multiplies that compute addresses from loop variables and constants. Their
+        values are in-range indices (the linearizer picks a wide enough index type), so they get `nsw`: LLVM then
+        sees that neighbouring elements are neighbours in memory (sext(i + 1) == sext(i) + 1), which the SLP and
+        loop vectorizers need. Data math never depends on a loop variable directly, so it keeps wrapping."""
+        index: set[int] = set()
+        for u in uops:
+            if u.uop in (U.LOOP, U.DEFINE_VAR, U.SPECIAL):
+                index.add(id(u))
+            elif u.uop == U.ALU and u.arg in (Op.ADD, Op.MUL) and u.dtype.is_int and u.dtype != dtypes.bool \
+                    and any(id(s) in index for s in u.src) \
+                    and all(id(s) in index or s.uop == U.CONST for s in u.src):
+                index.add(id(u))
+        return index
+
     def _body(self, uops: list[UOp]):
         no_vectorize = self._register_blocked(uops)
+        nsw = self._index_math(uops)
         out: list[str] = []
         allocas: list[str] = []
         declares: set[str] = set()
@@ -183,7 +214,7 @@ class LLVMRenderer:
                 emit(f"{ptr} = getelementptr inbounds {mem_type(dt)}, ptr {ref(buf)}, {ty(index)} {ref(index)}")
                 emit(f"store {mem_type(dt)} {v}, ptr {ptr}, align {dt.itemsize}")
             elif kind == U.ALU:
-                names[id(u)] = self._alu(u, ref, emit, fresh, call_intrinsic, declares.add)
+                names[id(u)] = self._alu(u, ref, emit, fresh, call_intrinsic, declares.add, id(u) in nsw)
             elif kind == U.CAST:
                 names[id(u)] = self._cast(u.src[0], u.dtype, ref, emit, fresh)
             elif kind == U.BITCAST:
@@ -195,7 +226,7 @@ class LLVMRenderer:
         return allocas + out, declares, args
 
     @staticmethod
-    def _alu(u: UOp, ref, emit, fresh, call_intrinsic, declare) -> str:
+    def _alu(u: UOp, ref, emit, fresh, call_intrinsic, declare, nsw: bool = False) -> str:
         op, dt = u.arg, u.dtype
         src_dt = u.src[0].dtype if op != Op.WHERE else u.src[1].dtype
         t = LLVM_TYPES[src_dt]
@@ -230,10 +261,10 @@ class LLVMRenderer:
             emit(f"{r} = fdiv {FAST} {t} {llvm_const(1.0, src_dt)}, {a[0]}")
         elif op == Op.ADD:
             emit(f"{r} = fadd {FAST} {t} {a[0]}, {a[1]}" if is_float else
-                 f"{r} = {'or' if src_dt == dtypes.bool else 'add'} {t} {a[0]}, {a[1]}")
+                 f"{r} = {'or' if src_dt == dtypes.bool else 'add nsw' if nsw else 'add'} {t} {a[0]}, {a[1]}")
         elif op == Op.MUL:
             emit(f"{r} = fmul {FAST} {t} {a[0]}, {a[1]}" if is_float else
-                 f"{r} = {'and' if src_dt == dtypes.bool else 'mul'} {t} {a[0]}, {a[1]}")
+                 f"{r} = {'and' if src_dt == dtypes.bool else 'mul nsw' if nsw else 'mul'} {t} {a[0]}, {a[1]}")
         elif op == Op.MAX:
             if src_dt == dtypes.bool:
                 emit(f"{r} = or i1 {a[0]}, {a[1]}")

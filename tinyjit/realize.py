@@ -7,6 +7,7 @@ generated source; 5 the linear program and the compiled output (optimized LLVM I
 from __future__ import annotations
 
 import atexit
+import functools
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -37,7 +38,22 @@ class CompiledKernel:
                             local_size=self.local_size, wait=wait, **self.launch_kwargs)
 
 
-_kernels: dict[tuple[str, AstNode], CompiledKernel] = {}
+@dataclass
+class KernelPlan:
+    """The launches that compute one scheduled kernel: on the CPU, first the copies that pack operands into
+    scratch buffers in the order the kernel reads them (codegen.cpu_opts), then the kernel itself. Each launch
+    names its arguments: an int is the scheduled item's buffer (0 the output, then its inputs), ("scratch", j)
+    the j-th scratch buffer, allocated per run (and kept by a TinyJit capture)."""
+    launches: list[tuple[CompiledKernel, tuple]]
+    scratch: list[tuple[int, object]]     # (size, dtype)
+
+    @property
+    def kernel(self) -> CompiledKernel:
+        return self.launches[-1][0]
+
+
+_plans: dict[tuple, KernelPlan] = {}
+_copies: dict[tuple, CompiledKernel] = {}
 _stats: dict[str, list] = defaultdict(lambda: [0, 0.0, 0, 0])   # name -> calls, seconds, flops, bytes
 counters = {"kernels_compiled": 0, "kernels_launched": 0}
 # TinyJit capture: while a list is installed here, every launch is appended to it as (kind, runner, buffers)
@@ -45,18 +61,52 @@ capture: list | None = None
 
 
 def compile_kernel(device: str, ast: AstNode) -> CompiledKernel:
-    """The launchable kernel for `ast` on `device`; compiled once per process, then served from memory."""
-    key = (device, ast)
-    if key in _kernels:
-        return _kernels[key]
+    """The launchable kernel for `ast` on `device` (without the packing launches its plan may put before it)."""
+    return compile_plan(device, ast).kernel
+
+
+def compile_plan(device: str, ast: AstNode, opts: list | None = None) -> KernelPlan:
+    """The launches for `ast` on `device`, compiled once per process and then served from memory. `opts`
+    (a list of codegen.kernel.Opt) replaces the hand-coded heuristics, e.g. for a search or a test."""
+    key = (device, ast, None if opts is None else tuple(opts))
+    if key in _plans:
+        return _plans[key]
+    from codegen.cpu_opts import apply_cpu_opt, packs_of
     from codegen.kernel import Kernel
     from codegen.optimizer import optimize
-    from codegen.uops import print_program
 
     renderer = Device.renderer(device)
     k = Kernel(ast)
-    if not getenv("NOOPT", 0):
+    if opts is not None:
+        for opt in opts:
+            (k.apply_opt if renderer.gpu else functools.partial(apply_cpu_opt, k))(opt)
+    elif not getenv("NOOPT", 0):
         optimize(k, renderer)
+    launches, scratch = [], []
+    nbuf = 1 + max([n.arg[0] for n in k.accesses if n.op == Op.LOAD], default=0)
+    args: list = list(range(nbuf))
+    for pack in packs_of(k):
+        scratch.append((pack.size, pack.dtype))
+        launches.append((_compile_copy(device, pack.ast), (("scratch", len(scratch) - 1), pack.source)))
+        args[pack.slot] = ("scratch", len(scratch) - 1)
+    launches.append((_compile(device, k, ast), tuple(args)))
+    _plans[key] = plan = KernelPlan(launches, scratch)
+    counters["kernels_compiled"] += 1   # one per scheduled kernel, its packing copies included
+    return plan
+
+
+def _compile_copy(device: str, ast: AstNode) -> CompiledKernel:
+    """A packing copy kernel (no optimizations to choose: LLVM vectorizes its contiguous inner loop)."""
+    from codegen.kernel import Kernel
+    if (device, ast) not in _copies:
+        _copies[(device, ast)] = _compile(device, Kernel(ast), ast)
+    return _copies[(device, ast)]
+
+
+def _compile(device: str, k, ast: AstNode) -> CompiledKernel:
+    from codegen.uops import print_program
+
+    renderer = Device.renderer(device)
     program = renderer.linearize(k)
     symbol, source = renderer.render(program.name, program.uops)
     level = debug_level()
@@ -78,8 +128,6 @@ def compile_kernel(device: str, ast: AstNode) -> CompiledKernel:
     if hasattr(runtime_device, "pool"):   # the CPU runtime: threads over the outermost global axis
         compiled.threads = _thread_count(k, program.global_size, runtime_device.threads)
         compiled.launch_kwargs = {"threads": compiled.threads}
-    counters["kernels_compiled"] += 1
-    _kernels[key] = compiled
     return compiled
 
 
@@ -122,15 +170,18 @@ def run_schedule(items: list[ScheduleItem]) -> None:
         if node.size == 0:
             node.buffer = out
             continue
-        kernel = compile_kernel(node.device, item.ast)
+        plan = compile_plan(node.device, item.ast)
         buffers = [out] + [i.buffer for i in item.inputs]
-        elapsed = kernel(buffers, wait=level >= 2)
-        counters["kernels_launched"] += 1
-        if capture is not None:
-            capture.append(("kernel", kernel, buffers))
+        scratch = [Buffer(node.device, size, dtype) for size, dtype in plan.scratch]
+        for kernel, args in plan.launches:
+            bufs = [buffers[a] if isinstance(a, int) else scratch[a[1]] for a in args]
+            elapsed = kernel(bufs, wait=level >= 2)
+            if capture is not None:
+                capture.append(("kernel", kernel, bufs))
+            if level >= 2:
+                _report_launch(node.device, kernel, bufs, elapsed)
+        counters["kernels_launched"] += 1   # one per scheduled kernel, packing launches included
         node.buffer = out
-        if level >= 2:
-            _report_launch(node.device, kernel, buffers, elapsed)
 
 
 def _report_launch(device: str, kernel: CompiledKernel, buffers: list[Buffer], elapsed: float) -> None:

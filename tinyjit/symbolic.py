@@ -284,9 +284,11 @@ def mod(a: Expr, b: int) -> Expr:
     if isinstance(a, Mul) and a.b % b == 0:
         return Num(0)
     if isinstance(a, Sum):
-        # drop multiples of b and reduce the constant mod b, unless what is left could be negative (renderers
-        # emit a truncating remainder, which differs from the floor modulo for negative values)
-        kept = [t for t in a.terms if not isinstance(t, Num) and _split_coefficient(t)[1] % b != 0]
+        # reduce every coefficient and the constant mod b ((i + 35*j) % 34 == (i + j) % 34), unless what is left
+        # could be negative (renderers emit a truncating remainder, which differs from the floor modulo for
+        # negative values)
+        kept = [mul(base, coef % b) for base, coef in (_split_coefficient(t) for t in a.terms if not isinstance(t, Num))
+                if coef % b != 0]
         constant = sum(t.value for t in a.terms if isinstance(t, Num)) % b
         rest = functools.reduce(add, kept, Num(constant))
         if rest.render_str() != a.render_str() and rest.min >= 0:
