@@ -18,7 +18,8 @@ SWAP and PACK are CPU-only optimizations, handled here (`apply_cpu_opt`); UPCAST
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 from typing import Optional
 
 from tinyjit.dtype import DType
@@ -33,33 +34,39 @@ from codegen.llvmir import host_vector_bits
 # vector registers of accumulators in a register block (of 32 on AVX-512 / 16 on AVX2: the rest hold B's vectors
 # and the broadcast elements)
 ACCUMULATOR_REGISTERS = 16
-ROW_CHOICES = (16, 12, 8, 6, 4, 3, 2)
 # below this many multiply-adds a contraction is not worth a packing launch
 MIN_PACK_WORK = 1 << 16
+# threads the outer loop is cut for (more than the 2 cores of a small machine costs nothing)
+THREAD_HINT = max(2, int(os.environ.get("THREADS") or 0) or (len(os.sched_getaffinity(0))
+                                                              if hasattr(os, "sched_getaffinity") else os.cpu_count() or 2))
 
 
-@dataclass(frozen=True)
-class Pack:
-    """Copy the kernel's input `source` (its buffer index) through a view into a scratch buffer of `size`
-    elements, with the copy kernel `ast` (STORE to buffer 0 of a LOAD from buffer 1), and pass the scratch buffer
-    to the kernel as argument `slot`."""
-    ast: AstNode
-    source: int
-    slot: int
-    size: int
-    dtype: DType
+@dataclass
+class Copies:
+    """The copy kernels PACK and STAGE put around a kernel, and what the kernel's own buffers are bound to.
+
+    `args[i]` is what buffer i of the kernel reads: an int is the scheduled kernel's own buffer (0 its output,
+    then its inputs), ("scratch", j) a scratch buffer of `scratch[j]` = (size, dtype). `before` and `after` are
+    elementwise kernels (AST, args) run before and after it; their buffer 0 is the one they write."""
+    args: list
+    scratch: list = field(default_factory=list)
+    before: list = field(default_factory=list)
+    after: list = field(default_factory=list)
 
 
-def packs_of(k: Kernel) -> list[Pack]:
-    """The packs `k` needs run before it (none unless a PACK was applied)."""
-    return getattr(k, "packs", [])
+def copies_of(k: Kernel) -> Copies:
+    if not hasattr(k, "copies"):
+        k.copies = Copies(list(range(1 + max([n.arg[0] for n in k.accesses if n.op == Op.LOAD], default=0))))
+    return k.copies
 
 
 # ---- the CPU-only optimizations ----
 def apply_cpu_opt(k: Kernel, opt: Opt) -> None:
     """Apply one optimization: SWAP (axis, amount = the other global axis) exchanges two global axes (loop
-    order); PACK (axis = which load, in AST order; amount 0) reads that load from a packed copy. Everything
-    else is the Kernel's own (UPCAST, UNROLL)."""
+    order); PACK (axis = which operand of pack_candidates(k); amount 0) reads that operand from a packed copy;
+    STAGE (0, 0) writes the output in loop order to a scratch buffer that a copy moves into place;
+    MERGE (axis; amount 0) makes global axes axis and axis+1 one loop (so the outermost loop, which the thread
+    pool splits, is long enough). Everything else is the Kernel's own (UPCAST, UNROLL)."""
     if opt.kind == "SWAP":
         a, b = opt.axis, opt.amount
         if a == b or not (0 <= a < k.first_reduce and 0 <= b < k.first_reduce):
@@ -69,44 +76,152 @@ def apply_cpu_opt(k: Kernel, opt: Opt) -> None:
         k.reshape_and_permute(None, order)
     elif opt.kind == "PACK":
         _pack(k, opt.axis)
+    elif opt.kind == "STAGE":
+        _stage(k)
+    elif opt.kind == "MERGE":
+        a = opt.axis
+        if not 0 <= a < k.first_reduce - 1:
+            raise KernelOptError(f"MERGE {a}: global axes {a} and {a + 1} do not both exist")
+        k.reshape_and_permute(lambda sh: sh[:a] + (sh[a] * sh[a + 1],) + sh[a + 2:], None)
     else:
         k.apply_opt(opt)
         return
     k.applied.append(opt)
 
 
-def _load_positions(k: Kernel) -> list[int]:
-    return [i for i, n in enumerate(k.accesses) if n.op == Op.LOAD]
+_ACCESS_OPS = (Op.LOAD, Op.CONST, Op.VALID)
 
 
-def _pack(k: Kernel, load: int) -> None:
-    loads = _load_positions(k)
-    if not 0 <= load < len(loads):
-        raise KernelOptError(f"PACK {load}: the kernel has {len(loads)} loads")
-    i = loads[load]
-    node, st = k.accesses[i], k.sts[i]
-    if any(p.slot == node.arg[0] for p in packs_of(k)):
-        raise KernelOptError(f"PACK {load}: this load is packed already")
-    real = st.real_strides()
-    keep = [a for a, s in enumerate(st.shape) if s > 1 and real[a] != 0]
-    if not keep:
-        raise KernelOptError(f"PACK {load}: the load reads one element")
-    kept_shape = tuple(st.shape[a] for a in keep)
-    # the copy: the load's view with its broadcast axes cut to one element, in the kernel's axis (= loop) order
-    source_view = st.shrink(tuple((0, s) if a in keep else (0, 1) for a, s in enumerate(st.shape))).reshape(kept_shape)
-    if source_view.contiguous:
-        raise KernelOptError(f"PACK {load}: the load already reads its buffer contiguously in loop order")
-    copy = AstNode(Op.STORE, (AstNode(Op.LOAD, (), (1, source_view), node.dtype),),
-                   (0, ShapeTracker.from_shape(kept_shape)), node.dtype)
-    # the kernel reads the copy contiguously in loop order, broadcast where it was
-    packed = ShapeTracker.from_shape(kept_shape).reshape(
-        tuple(s if a in keep else 1 for a, s in enumerate(st.shape))).expand(st.shape)
-    shared = any(n.op == Op.LOAD and n.arg[0] == node.arg[0] for j, n in enumerate(k.accesses) if j != i)
-    slot = 1 + max([n.arg[0] for n in k.accesses if n.op == Op.LOAD]) if shared else node.arg[0]
-    new_node = AstNode(Op.LOAD, (), (slot, packed), node.dtype)
-    k.ast = _substitute(k.ast, node, new_node)
-    k.accesses[i], k.sts[i] = new_node, packed
-    k.packs = packs_of(k) + [Pack(copy, node.arg[0], slot, prod(kept_shape), node.dtype)]
+def _dependent_axes(k: Kernel, node: AstNode, st_of: dict) -> set[int]:
+    """The axes (of size > 1) whose index changes the value of `node`."""
+    axes: set[int] = set()
+    for n in node.toposort():
+        if n.op in _ACCESS_OPS:
+            st = st_of[id(n)]
+            axes |= {a for a, (s, r) in enumerate(zip(st.shape, st.real_strides())) if s > 1 and r != 0}
+    return axes
+
+
+def pack_candidates(k: Kernel) -> list[AstNode]:
+    """The operands of the kernel's reduces that some packing could help: the largest subtrees under a reduce
+    that read memory and do not depend on every axis (a matmul's A and B loads, a conv's windows, a fused
+    `relu'(x) * grad`), in AST order."""
+    st_of = {id(n): st for n, st in zip(k.accesses, k.sts)}
+    everything = {a for a, s in enumerate(k.full_shape) if s > 1}
+    out: list[AstNode] = []
+
+    def visit(n: AstNode, under_reduce: bool) -> None:
+        if n.op in (Op.SUM, Op.RMAX):
+            for s in n.src:
+                visit(s, True)
+            return
+        if under_reduce and any(x.op == Op.LOAD for x in n.toposort()) and \
+                _dependent_axes(k, n, st_of) != everything:
+            if n not in out:
+                out.append(n)
+            return
+        for s in n.src:
+            visit(s, under_reduce)
+    visit(k.ast, False)
+    return out
+
+
+def _pack(k: Kernel, which: int) -> None:
+    candidates = pack_candidates(k)
+    if not 0 <= which < len(candidates):
+        raise KernelOptError(f"PACK {which}: the kernel has {len(candidates)} packable operands")
+    node = candidates[which]
+    st_of = {id(n): st for n, st in zip(k.accesses, k.sts)}
+    keep = sorted(_dependent_axes(k, node, st_of))
+    full = k.full_shape
+    kept_shape = tuple(full[a] for a in keep)
+    copies = copies_of(k)
+    args = copies.args
+    copy_args: list = []   # buffer i + 1 of the copy kernel is copy_args[i]
+
+    def onto_kept(st: ShapeTracker) -> ShapeTracker:
+        """The access's view with the axes the operand does not depend on cut to one element."""
+        return st.shrink(tuple((0, s) if a in keep else (0, 1) for a, s in enumerate(st.shape))).reshape(kept_shape)
+
+    memo: dict[int, AstNode] = {}
+
+    def rebuild(n: AstNode) -> AstNode:
+        if id(n) in memo:
+            return memo[id(n)]
+        if n.op == Op.LOAD:
+            if args[n.arg[0]] not in copy_args:
+                copy_args.append(args[n.arg[0]])
+            out = AstNode(Op.LOAD, (), (1 + copy_args.index(args[n.arg[0]]), onto_kept(st_of[id(n)])), n.dtype)
+        elif n.op == Op.CONST:
+            out = AstNode(Op.CONST, (), (n.arg[0], onto_kept(st_of[id(n)])), n.dtype)
+        elif n.op == Op.VALID:
+            out = AstNode(Op.VALID, (), onto_kept(st_of[id(n)]), n.dtype)
+        else:
+            out = AstNode(n.op, tuple(rebuild(s) for s in n.src), n.arg, n.dtype)
+        memo[id(n)] = out
+        return out
+    value = rebuild(node)
+    if value.op == Op.LOAD and value.arg[1].contiguous:
+        raise KernelOptError(f"PACK {which}: the load already reads its buffer contiguously in loop order")
+    copy = AstNode(Op.STORE, (value,), (0, ShapeTracker.from_shape(kept_shape)), node.dtype)
+    # the kernel reads the copy contiguously in loop order, broadcast where the operand was
+    packed = ShapeTracker.from_shape(kept_shape).reshape(tuple(s if a in keep else 1 for a, s in enumerate(full)))
+    packed = packed.expand(full)
+    copies.scratch.append((prod(kept_shape), node.dtype))
+    copies.before.append((copy, (("scratch", len(copies.scratch) - 1),) + tuple(copy_args)))
+    args = args + [("scratch", len(copies.scratch) - 1)]
+    new_node = AstNode(Op.LOAD, (), (len(args) - 1, packed), node.dtype)
+    st_of[id(new_node)] = packed
+    ast = _substitute(k.ast, node, new_node)
+    st_of[id(ast)] = k.sts[0]
+    _rebind(k, ast, st_of, args)
+
+
+def _stage(k: Kernel) -> None:
+    """Write the output to a scratch buffer in loop order, then copy it into place: the register block's stores
+    become whole vectors (LLVM's SLP vectorizer starts from consecutive stores) when the output is not
+    contiguous along the block's vector axis."""
+    copies = copies_of(k)
+    if copies.args[0] != 0:
+        raise KernelOptError("STAGE: the output is staged already")
+    st = k.sts[0]
+    kept_shape = tuple(s for s in st.shape if s > 1) or (1,)
+    final = st.reshape(kept_shape)
+    if final.contiguous:
+        raise KernelOptError("STAGE: the kernel writes its output contiguously in loop order already")
+    copies.scratch.append((prod(kept_shape), k.ast.dtype))
+    scratch = ("scratch", len(copies.scratch) - 1)
+    copy = AstNode(Op.STORE, (AstNode(Op.LOAD, (), (1, ShapeTracker.from_shape(kept_shape)), k.ast.dtype),),
+                   (0, final), k.ast.dtype)
+    copies.after.append((copy, (0, scratch)))
+    staged = ShapeTracker.from_shape(kept_shape).reshape(st.shape)
+    k.ast = AstNode(Op.STORE, k.ast.src, (0, staged), k.ast.dtype)
+    k.accesses[0], k.sts[0] = k.ast, staged
+    copies.args[0] = scratch
+
+
+def _rebind(k: Kernel, ast: AstNode, st_of: dict, args: list) -> None:
+    """Install a rewritten AST: recollect its accesses (keeping their views) and number its buffers 1.. again
+    in order of first use, so no index is left unused."""
+    loads = [n for n in ast.toposort() if n.op == Op.LOAD]
+    used = sorted({n.arg[0] for n in loads})
+    number = {old: new for new, old in enumerate(used, 1)}
+    memo: dict[int, AstNode] = {}
+
+    def renumber(n: AstNode) -> AstNode:
+        if id(n) not in memo:
+            if n.op == Op.LOAD:
+                out = AstNode(Op.LOAD, (), (number[n.arg[0]], n.arg[1]), n.dtype)
+            else:
+                out = AstNode(n.op, tuple(renumber(s) for s in n.src), n.arg, n.dtype) if n.src else n
+            if id(n) in st_of:   # an access (or the store)
+                st_of[id(out)] = st_of[id(n)]
+            memo[id(n)] = out
+        return memo[id(n)]
+    k.ast = renumber(ast)
+    k.accesses = [k.ast] + [n for n in k.ast.toposort() if n.op in _ACCESS_OPS]
+    k.sts = [st_of[id(n)] for n in k.accesses]
+    copies_of(k).args = [args[0]] + [args[old] for old in used]
 
 
 def _substitute(ast: AstNode, old: AstNode, new: AstNode) -> AstNode:
@@ -133,6 +248,10 @@ def _divisor(size: int, choices) -> int:
     return next((c for c in choices if size % c == 0 and size >= c), 1)
 
 
+def _largest_divisor(size: int, limit: int) -> int:
+    return max(d for d in range(1, max(1, min(size, limit)) + 1) if size % d == 0)
+
+
 def contraction_plan(k: Kernel) -> list[Opt]:
     """The register block, packing and loop order for a contraction kernel, as a list of optimizations (empty
     when `k` is not a contraction)."""
@@ -141,47 +260,54 @@ def contraction_plan(k: Kernel) -> list[Opt]:
     globals_ = range(k.first_reduce)
     full = k.full_shape
     store = index_strides(k.sts[0])
-    loads = _load_positions(k)
-    reals = [k.sts[i].real_strides() for i in loads]
-    # the vector axis: the output's contiguous axis if any load depends on it, else the last such global axis
-    candidates = sorted(globals_, key=lambda a: (store[a] != 1, -a))
+    st_of = {id(n): st for n, st in zip(k.accesses, k.sts)}
+    operands = pack_candidates(k)
+    deps = [_dependent_axes(k, c, st_of) for c in operands]
+    # the vector axis: the output's contiguous axis if an operand depends on it, else the last such global axis;
+    # B: an operand that depends on it and is broadcast along another global axis, the row axis
+    lanes = max(1, host_vector_bits() // (8 * k.ast.dtype.itemsize))
     best = None
-    for axis in candidates:
+    # prefer an axis that fills whole vectors, then one the output is contiguous along, then the last
+    for axis in sorted(globals_, key=lambda a: (full[a] % lanes != 0, store[a] != 1, -a)):
         if full[axis] < 4:
             continue
-        for n, real in enumerate(reals):
-            if real[axis] == 0:
-                continue
-            rows = [a for a in globals_ if a != axis and real[a] == 0 and full[a] > 1]
-            if rows:
-                best = (axis, n, max(rows, key=lambda a: (_divisor(full[a], ROW_CHOICES), full[a])))
+        for n, dep in enumerate(deps):
+            rows = [a for a in globals_ if a != axis and a not in dep and full[a] > 1]
+            if axis in dep and rows:
+                best = (axis, n, max(rows, key=lambda a: (_largest_divisor(full[a], 8), full[a])))
                 break
         if best:
             break
     if best is None:
         return []
     vector_axis, b, row_axis = best
-    node = k.accesses[loads[b]]
-    lanes = max(1, host_vector_bits() // (8 * node.dtype.itemsize))
+    lanes = max(1, host_vector_bits() // (8 * operands[b].dtype.itemsize))
     width = _divisor(full[vector_axis], (2 * lanes, lanes, lanes // 2, lanes // 4))
     if width == 1 and full[vector_axis] <= 2 * lanes:
         width = full[vector_axis]
     if width < 4:
         return []
-    rows = _divisor(full[row_axis], tuple(r for r in ROW_CHOICES if r * width <= ACCUMULATOR_REGISTERS * lanes))
+    rows = _largest_divisor(full[row_axis], ACCUMULATOR_REGISTERS * lanes // width)
     opts = [Opt("UPCAST", vector_axis, width)]
     if rows > 1:
         opts.append(Opt("UPCAST", row_axis, rows))   # the vector axis split did not move the axes before it
-    b_strides = index_strides(k.sts[loads[b]])
-    contiguous_b = b_strides[vector_axis] == 1
-    reuse = full[row_axis] // rows
-    if prod(full) >= MIN_PACK_WORK and (reuse >= 2 or not contiguous_b):
-        opts.append(Opt("PACK", b, 0))
-        # loop order: global axes B depends on first (a B panel stays in cache while row blocks pass by)
-        order = sorted(globals_, key=lambda a: reals[b][a] == 0)
-        opts += _swaps(list(globals_), order)
-    elif not contiguous_b:
-        return []   # an unpacked B read across its layout would make the block gather scalars
+    plain_b = operands[b].op == Op.LOAD and index_strides(st_of[id(operands[b])])[vector_axis] == 1
+    if prod(full) < MIN_PACK_WORK or (plain_b and full[row_axis] // rows < 2):
+        return opts if plain_b else []   # an unpacked B read across its layout would make the block gather
+    # B in loop order; operands that are expressions computed once instead of once per use
+    opts += [Opt("PACK", n, 0) for n, c in enumerate(operands) if n == b or c.op != Op.LOAD]
+    if store[vector_axis] != 1:
+        opts.append(Opt("STAGE", 0, 0))
+    # loop order: global axes B depends on first (a B panel stays in cache while row blocks pass by)
+    sizes = [full[a] // (width if a == vector_axis else rows if a == row_axis else 1) for a in globals_]
+    order = sorted(globals_, key=lambda a: (a not in deps[b], sizes[a] == 1))
+    opts += _swaps(list(globals_), order)
+    # the thread pool splits the outermost loop: merge loops until it has a few iterations per thread
+    outer, merged = sizes[order[0]], 0
+    while outer < 4 * THREAD_HINT and merged + 1 < len(order) and sizes[order[merged + 1]] > 1:
+        merged += 1
+        outer *= sizes[order[merged]]
+        opts.append(Opt("MERGE", 0, 0))
     return opts
 
 

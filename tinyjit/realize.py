@@ -47,9 +47,11 @@ class KernelPlan:
     launches: list[tuple[CompiledKernel, tuple]]
     scratch: list[tuple[int, object]]     # (size, dtype)
 
+    main: int = 0                         # which launch is the scheduled kernel itself
+
     @property
     def kernel(self) -> CompiledKernel:
-        return self.launches[-1][0]
+        return self.launches[self.main][0]
 
 
 _plans: dict[tuple, KernelPlan] = {}
@@ -71,7 +73,7 @@ def compile_plan(device: str, ast: AstNode, opts: list | None = None) -> KernelP
     key = (device, ast, None if opts is None else tuple(opts))
     if key in _plans:
         return _plans[key]
-    from codegen.cpu_opts import apply_cpu_opt, packs_of
+    from codegen.cpu_opts import apply_cpu_opt, copies_of
     from codegen.kernel import Kernel
     from codegen.optimizer import optimize
 
@@ -82,15 +84,11 @@ def compile_plan(device: str, ast: AstNode, opts: list | None = None) -> KernelP
             (k.apply_opt if renderer.gpu else functools.partial(apply_cpu_opt, k))(opt)
     elif not getenv("NOOPT", 0):
         optimize(k, renderer)
-    launches, scratch = [], []
-    nbuf = 1 + max([n.arg[0] for n in k.accesses if n.op == Op.LOAD], default=0)
-    args: list = list(range(nbuf))
-    for pack in packs_of(k):
-        scratch.append((pack.size, pack.dtype))
-        launches.append((_compile_copy(device, pack.ast), (("scratch", len(scratch) - 1), pack.source)))
-        args[pack.slot] = ("scratch", len(scratch) - 1)
-    launches.append((_compile(device, k, ast), tuple(args)))
-    _plans[key] = plan = KernelPlan(launches, scratch)
+    copies = copies_of(k)
+    kernel = _compile(device, k, ast)
+    launches = [(_compile_copy(device, c), tuple(args)) for c, args in copies.before] + [(kernel, tuple(copies.args))]
+    launches += [(_compile_copy(device, c), tuple(args)) for c, args in copies.after]
+    _plans[key] = plan = KernelPlan(launches, list(copies.scratch), len(copies.before))
     counters["kernels_compiled"] += 1   # one per scheduled kernel, its packing copies included
     return plan
 
