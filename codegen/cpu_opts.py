@@ -141,7 +141,7 @@ def _pack(k: Kernel, which: int) -> None:
 
     def onto_kept(st: ShapeTracker) -> ShapeTracker:
         """The access's view with the axes the operand does not depend on cut to one element."""
-        return st.shrink(tuple((0, s) if a in keep else (0, 1) for a, s in enumerate(st.shape))).reshape(kept_shape)
+        return st.shrink(tuple((0, s) if a in keep else (0, 1) for a, s in enumerate(st.shape)))
 
     memo: dict[int, AstNode] = {}
 
@@ -161,11 +161,12 @@ def _pack(k: Kernel, which: int) -> None:
         memo[id(n)] = out
         return out
     value = rebuild(node)
-    if value.op == Op.LOAD and value.arg[1].contiguous:
+    if value.op == Op.LOAD and value.arg[1].reshape(kept_shape).contiguous:
         raise KernelOptError(f"PACK {which}: the load already reads its buffer contiguously in loop order")
-    copy = AstNode(Op.STORE, (value,), (0, ShapeTracker.from_shape(kept_shape)), node.dtype)
-    # the kernel reads the copy contiguously in loop order, broadcast where the operand was
+    # the copy runs over the kernel's axes (the dropped ones of size 1), so every view in it stays one view; it
+    # writes in loop order, and the kernel reads that contiguously, broadcast where the operand was
     packed = ShapeTracker.from_shape(kept_shape).reshape(tuple(s if a in keep else 1 for a, s in enumerate(full)))
+    copy = AstNode(Op.STORE, (value,), (0, packed), node.dtype)
     packed = packed.expand(full)
     copies.scratch.append((prod(kept_shape), node.dtype))
     copies.before.append((copy, (("scratch", len(copies.scratch) - 1),) + tuple(copy_args)))
@@ -186,15 +187,17 @@ def _stage(k: Kernel) -> None:
         raise KernelOptError("STAGE: the output is staged already")
     st = k.sts[0]
     kept_shape = tuple(s for s in st.shape if s > 1) or (1,)
-    final = st.reshape(kept_shape)
-    if final.contiguous:
+    if st.reshape(kept_shape).contiguous:
         raise KernelOptError("STAGE: the kernel writes its output contiguously in loop order already")
     copies.scratch.append((prod(kept_shape), k.ast.dtype))
     scratch = ("scratch", len(copies.scratch) - 1)
-    copy = AstNode(Op.STORE, (AstNode(Op.LOAD, (), (1, ShapeTracker.from_shape(kept_shape)), k.ast.dtype),),
-                   (0, final), k.ast.dtype)
-    copies.after.append((copy, (0, scratch)))
     staged = ShapeTracker.from_shape(kept_shape).reshape(st.shape)
+    # the copy walks the output in its memory order (contiguous writes) and reads the scratch buffer strided
+    strides = index_strides(st)
+    order = sorted(range(len(st.shape)), key=lambda a: -abs(strides[a]) if strides[a] is not None else 0)
+    copy = AstNode(Op.STORE, (AstNode(Op.LOAD, (), (1, staged.permute(order)), k.ast.dtype),), (0, st.permute(order)),
+                   k.ast.dtype)
+    copies.after.append((copy, (0, scratch)))
     k.ast = AstNode(Op.STORE, k.ast.src, (0, staged), k.ast.dtype)
     k.accesses[0], k.sts[0] = k.ast, staged
     copies.args[0] = scratch

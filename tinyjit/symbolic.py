@@ -315,3 +315,28 @@ def logical_and(terms) -> Expr:
     if not kept:
         return TRUE
     return kept[0] if len(kept) == 1 else And(tuple(kept))
+
+
+def simplify_under(index: Expr, valid: Expr) -> Expr:
+    """`index` rewritten for the points where `valid` holds (an address is only used there): a quotient or
+    remainder of an expression that `valid` bounds below its divisor, `(i + 13*j) // 42` under `i + 13*j < 42`,
+    is 0 or the expression itself. Views stacked by reshapes of padded windows (a conv's gradient) are full of
+    those."""
+    terms = valid.terms if isinstance(valid, And) else (valid,)
+    bounds = {t.a.render_str(): t.b for t in terms if isinstance(t, Lt)}
+    if not bounds:
+        return index
+
+    def walk(e: Expr) -> Expr:
+        if isinstance(e, Mul):
+            return mul(walk(e.a), e.b)
+        if isinstance(e, Sum):
+            return functools.reduce(add, (walk(t) for t in e.terms))
+        if isinstance(e, (Div, Mod)):
+            a = walk(e.a)
+            bound = bounds.get(a.render_str())
+            if bound is not None and a.min >= 0 and bound <= e.b:
+                return Num(0) if isinstance(e, Div) else a
+            return floordiv(a, e.b) if isinstance(e, Div) else mod(a, e.b)
+        return e
+    return walk(index)
