@@ -291,9 +291,9 @@ def contraction_plan(k: Kernel) -> list[Opt]:
     if width < 4:
         return []
     rows = _largest_divisor(full[row_axis], ACCUMULATOR_REGISTERS * lanes // width)
-    opts = [Opt("UPCAST", vector_axis, width)]
-    if rows > 1:
-        opts.append(Opt("UPCAST", row_axis, rows))   # the vector axis split did not move the axes before it
+    # rows first, so the vector axis is the innermost upcast axis: a staged output is contiguous along it (an
+    # upcast split leaves the positions of the global axes as they were)
+    opts = ([Opt("UPCAST", row_axis, rows)] if rows > 1 else []) + [Opt("UPCAST", vector_axis, width)]
     plain_b = operands[b].op == Op.LOAD and index_strides(st_of[id(operands[b])])[vector_axis] == 1
     if prod(full) < MIN_PACK_WORK or (plain_b and full[row_axis] // rows < 2):
         return opts if plain_b else []   # an unpacked B read across its layout would make the block gather
