@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -95,6 +96,8 @@ class CPUDevice:
         self.target_machine = target.create_target_machine(cpu=self.cpu_name, features=self.features, opt=3,
                                                            codemodel="jitdefault")
         self.engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), self.target_machine)
+        self._local = threading.local()    # per compiling thread: its own LLVM context and target machine
+        self._engine_lock = threading.Lock()
         self.allocator = CPUAllocator()
         self.threads = cpu_count()
         self.pool = ThreadPoolExecutor(max_workers=self.threads) if self.threads > 1 else None
@@ -102,28 +105,37 @@ class CPUDevice:
     def cache_key(self) -> tuple[str, ...]:
         return ("llvm", ".".join(map(str, llvm.llvm_version_info)), self.cpu_name, self.features)
 
+    def _thread_llvm(self):
+        """This thread's (LLVM context, target machine): neither may be shared by threads compiling at once."""
+        if not hasattr(self._local, "tm"):
+            self._local.context = llvm.create_context()
+            self._local.tm = llvm.Target.from_default_triple().create_target_machine(
+                cpu=self.cpu_name, features=self.features, opt=3, codemodel="jitdefault")
+        return self._local.context, self._local.tm
+
     def _optimized_module(self, src: str):
+        context, tm = self._thread_llvm()
         try:
-            module = llvm.parse_assembly(src)
+            module = llvm.parse_assembly(src, context=context)
             module.verify()
         except RuntimeError as e:
             raise CompileError("LLVM IR failed to parse or verify", src, str(e)) from None
         tuning = llvm.create_pipeline_tuning_options(speed_level=3)
         tuning.loop_vectorization = True
         tuning.slp_vectorization = True
-        builder = llvm.create_pass_builder(self.target_machine, tuning)
+        builder = llvm.create_pass_builder(tm, tuning)
         builder.getModulePassManager().run(module, builder)
         return module
 
     def compile_ir(self, src: str) -> bytes:
-        """LLVM IR text -> optimized object code."""
-        return self.target_machine.emit_object(self._optimized_module(src))
+        """LLVM IR text -> optimized object code. Thread-safe: kernels of a schedule compile in parallel."""
+        return self._thread_llvm()[1].emit_object(self._optimized_module(src))
 
     def debug_listing(self, src: str, machine_code: bool = False) -> str:
         """What `src` compiles to, for DEBUG: the optimized LLVM IR, or the host assembly with machine_code.
         Recomputed on request, so it is shown even when the binary came from the disk cache."""
         module = self._optimized_module(src)
-        return self.target_machine.emit_assembly(module) if machine_code else str(module)
+        return self._thread_llvm()[1].emit_assembly(module) if machine_code else str(module)
 
     def compile(self, src: str) -> bytes:
         try:
@@ -133,9 +145,10 @@ class CPUDevice:
         return cached_compile("cpu", self.cache_key(), src, self.compile_ir)
 
     def program(self, name: str, binary: bytes) -> CPUProgram:
-        self.engine.add_object_file(llvm.ObjectFileRef.from_data(binary))
-        self.engine.finalize_object()
-        address = self.engine.get_function_address(name)
+        with self._engine_lock:
+            self.engine.add_object_file(llvm.ObjectFileRef.from_data(binary))
+            self.engine.finalize_object()
+            address = self.engine.get_function_address(name)
         if not address:
             raise CompileError(f"symbol {name} not found in the compiled LLVM object")
         return CPUProgram(self, name, address)

@@ -91,18 +91,41 @@ def compile_plan(device: str, ast: AstNode, opts: list | None = None) -> KernelP
     key = (device, ast, None if opts is None else tuple(opts))
     if key in _plans:
         return _plans[key]
-    renderer = Device.renderer(device)
-    if opts is None and not renderer.gpu and debug_level() < 3:
-        from runtime.cache import cached_compile
-        payload = cached_compile("plan", _plan_key(device), ast.pretty(),
-                                 lambda _: pickle.dumps(_build(device, ast, None)))
-        specs, scratch, main = pickle.loads(payload)
+    if opts is None and _disk_cached(device):
+        specs, scratch, main = _built.pop((device, ast), None) or _cached_build(device, ast)
     else:
         specs, scratch, main = _build(device, ast, opts)
     plan = KernelPlan([(_load(device, spec), spec.args) for spec in specs], scratch, main)
     counters["kernels_compiled"] += 1   # one per scheduled kernel, its copy kernels included
     _plans[key] = plan
     return plan
+
+
+def precompile(device: str, asts: list[AstNode]) -> None:
+    """Build the plans of several kernels at once on the CPU's threads: LLVM releases the GIL while it optimizes
+    and emits code, so one kernel's code generation in Python overlaps another's compilation."""
+    todo = [a for a in dict.fromkeys(asts) if (device, a, None) not in _plans and (device, a) not in _built]
+    threads = getattr(Device[device], "threads", 1)
+    if len(todo) < 2 or threads < 2 or not _disk_cached(device):
+        return
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(min(threads, len(todo))) as pool:
+        for ast, built in zip(todo, pool.map(lambda a: _cached_build(device, a), todo)):
+            _built[(device, ast)] = built
+
+
+_built: dict[tuple, tuple] = {}   # precompiled, not yet loaded: (device, ast) -> (specs, scratch, main)
+
+
+def _disk_cached(device: str) -> bool:
+    """Plans go through the disk cache on the CPU, unless DEBUG>=3 wants to see them generated."""
+    return not Device.renderer(device).gpu and debug_level() < 3
+
+
+def _cached_build(device: str, ast: AstNode):
+    from runtime.cache import cached_compile
+    return pickle.loads(cached_compile("plan", _plan_key(device), ast.pretty(),
+                                       lambda _: pickle.dumps(_build(device, ast, None))))
 
 
 @functools.lru_cache(maxsize=None)

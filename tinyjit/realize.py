@@ -11,7 +11,7 @@ import time
 from collections import defaultdict
 
 from tinyjit.compiler import (CompiledKernel, KernelPlan, _thread_count, compile_kernel,  # noqa: F401 (API)
-                              compile_plan, counters, describe_kernel)
+                              compile_plan, counters, describe_kernel, precompile)
 from tinyjit.device import Buffer
 from tinyjit.helpers import debug_level
 from tinyjit.ops import Op
@@ -24,6 +24,9 @@ capture: list | None = None
 
 def run_schedule(items: list[ScheduleItem]) -> None:
     level = debug_level()
+    kernels = [item for item in items if item.kind == "kernel" and item.output.size]
+    for device in {item.output.device for item in kernels}:
+        precompile(device, [item.ast for item in kernels if item.output.device == device])
     for item in items:
         node = item.output
         if item.kind == "empty":
