@@ -331,3 +331,27 @@ def optimize_cpu(k: Kernel) -> None:
             apply_cpu_opt(k, opt)
         except KernelOptError:   # e.g. a B already laid out in loop order needs no PACK; the loop order still helps
             pass
+
+
+# ---- the space a search (BEAM) or a fuzz test walks ----
+UPCAST_AMOUNTS = (2, 3, 4, 8, 16, 32)
+UNROLL_AMOUNTS = (2, 3, 4, 8)
+
+
+def candidate_opts(k: Kernel, max_upcast: int = 256) -> list[Opt]:
+    """Every optimization that could be applied to `k` next (some may still raise KernelOptError), keeping the
+    register block (the product of the upcast axes) at most `max_upcast` elements."""
+    full, opts = k.full_shape, []
+    room = max_upcast // prod(full[k.first_upcast:])
+    for a in range(k.first_reduce):
+        opts += [Opt("UPCAST", a, n) for n in UPCAST_AMOUNTS if full[a] % n == 0 and n <= min(full[a], room)]
+    for r in range(k.first_upcast - k.first_reduce):
+        size = full[k.first_reduce + r]
+        opts += [Opt("UNROLL", r, n) for n in UNROLL_AMOUNTS if size % n == 0 and n <= min(size, room)]
+    opts += [Opt("SWAP", a, b) for a in range(k.first_reduce) for b in range(a + 1, k.first_reduce)]
+    opts += [Opt("MERGE", a, 0) for a in range(k.first_reduce - 1)]
+    if k.has_reduce:
+        opts += [Opt("PACK", n, 0) for n in range(len(pack_candidates(k)))]
+    if copies_of(k).args[0] == 0:
+        opts.append(Opt("STAGE", 0, 0))
+    return opts
