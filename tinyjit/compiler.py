@@ -156,7 +156,7 @@ def _build(device: str, ast: AstNode, opts: list | None):
 
     renderer = Device.renderer(device)
     k = Kernel(ast)
-    if opts is None and getenv("BEAM", 0) and not getenv("NOOPT", 0):
+    if opts is None and getenv("BEAM", 0) and not getenv("NOOPT", 0) and not renderer.gpu:
         from tinyjit.beam import beam_search
         opts = beam_search(device, ast)
     if opts is not None:
