@@ -67,19 +67,23 @@ class CPUProgram:
         return self.fn
 
     def __call__(self, *bufs, global_size=(1,), local_size=None, wait=False, threads: int = 1):
-        ptrs = [b.ctypes.data for b in bufs]
-        self.bind(len(ptrs))
-        n = global_size[0]
         t0 = time.perf_counter() if wait else 0.0
+        self.launch_addresses([b.ctypes.data for b in bufs], global_size[0], threads)
+        return time.perf_counter() - t0 if wait else None
+
+    def launch_addresses(self, ptrs: list[int], n: int, threads: int) -> None:
+        """Run the outer loop [0, n) over buffers given by address, split into `threads` ranges: the first runs
+        in the calling thread while the pool runs the others (a TinyJit replay calls this directly)."""
+        fn = self.fn if self.fn is not None else self.bind(len(ptrs))
         threads = min(threads, self.device.threads, n)
         if threads <= 1:
-            self.fn(*ptrs, 0, n)
-        else:
-            chunk = -(-n // threads)
-            futures = [self.device.pool.submit(self.fn, *ptrs, lo, min(lo + chunk, n)) for lo in range(0, n, chunk)]
-            for f in futures:
-                f.result()
-        return time.perf_counter() - t0 if wait else None
+            fn(*ptrs, 0, n)
+            return
+        chunk = -(-n // threads)
+        futures = [self.device.pool.submit(fn, *ptrs, lo, min(lo + chunk, n)) for lo in range(chunk, n, chunk)]
+        fn(*ptrs, 0, chunk)
+        for f in futures:
+            f.result()
 
 
 class CPUDevice:

@@ -46,6 +46,19 @@ class CompiledKernel:
         return self.program(*[b.handle for b in buffers], global_size=self.global_size,
                             local_size=self.local_size, wait=wait, **self.launch_kwargs)
 
+    def prepare(self, buffers: list[Buffer]):
+        """(run, args, arg_of) for launching again and again: run(args) launches on the buffers whose launch
+        arguments `args` are, arg_of(buffer) is the argument for another buffer. On the CPU the arguments are
+        addresses and run calls the compiled function directly (TinyJit's replay loop)."""
+        program = self.program
+        if hasattr(program, "launch_addresses"):
+            address = program.device.allocator.address
+            n, threads = self.global_size[0], self.threads
+            return (lambda args: program.launch_addresses(args, n, threads),
+                    [address(b.handle) for b in buffers], lambda b: address(b.handle))
+        return (lambda args: program(*args, global_size=self.global_size, local_size=self.local_size,
+                                     **self.launch_kwargs), [b.handle for b in buffers], lambda b: b.handle)
+
 
 @dataclass
 class KernelPlan:
