@@ -26,7 +26,7 @@ from tinyjit.dtype import DType
 from tinyjit.helpers import prod
 from tinyjit.ops import AstNode, Op
 from tinyjit.symbolic import Var
-from tinyjit.view import ShapeTracker, _linear_coefficient
+from tinyjit.view import ShapeTracker, View, _linear_coefficient
 
 from codegen.kernel import Kernel, KernelOptError, Opt
 from codegen.llvmir import host_vector_bits
@@ -64,7 +64,8 @@ def copies_of(k: Kernel) -> Copies:
 def apply_cpu_opt(k: Kernel, opt: Opt) -> None:
     """Apply one optimization: SWAP (axis, amount = the other global axis) exchanges two global axes (loop
     order); PACK (axis = which operand of pack_candidates(k); amount 0) reads that operand from a packed copy;
-    STAGE (0, 0) writes the output in loop order to a scratch buffer that a copy moves into place;
+    STAGE (0, 0) writes the output in loop order to a scratch buffer that a copy moves into place; DEPAD (axis =
+    an operand that is a padded load) reads it from a copy with the padding written out;
     MERGE (axis; amount 0) makes global axes axis and axis+1 one loop (so the outermost loop, which the thread
     pool splits, is long enough). Everything else is the Kernel's own (UPCAST, UNROLL)."""
     if opt.kind == "SWAP":
@@ -76,6 +77,8 @@ def apply_cpu_opt(k: Kernel, opt: Opt) -> None:
         k.reshape_and_permute(None, order)
     elif opt.kind == "PACK":
         _pack(k, opt.axis)
+    elif opt.kind == "DEPAD":
+        _depad(k, opt.axis)
     elif opt.kind == "STAGE":
         _stage(k)
     elif opt.kind == "MERGE":
@@ -203,6 +206,42 @@ def _stage(k: Kernel) -> None:
     copies.args[0] = scratch
 
 
+def _depad(k: Kernel, which: int) -> None:
+    """Copy the padded view a load starts from (the first view of its ShapeTracker, the one with the mask) into
+    a buffer of its own with the padding written out as zeros, and read that without bounds checks through the
+    rest of the views. Much less memory than PACKing a conv's input windows: the padded input, not every
+    window."""
+    candidates = pack_candidates(k)
+    if not 0 <= which < len(candidates) or candidates[which].op != Op.LOAD:
+        raise KernelOptError(f"DEPAD {which}: not a load among the kernel's {len(candidates)} packable operands")
+    node = candidates[which]
+    st_of = {id(n): st for n, st in zip(k.accesses, k.sts)}
+    st = st_of[id(node)]
+    first = st.views[0]
+    if first.mask is None:
+        raise KernelOptError(f"DEPAD {which}: the load has no padding")
+    keep = [a for a, (size, stride, m) in enumerate(zip(first.shape, first.strides, first.mask))
+            if size > 1 and (stride != 0 or m != (0, size))]
+    kept_shape = tuple(first.shape[a] for a in keep)
+    source = first.shrink(tuple((0, s) if a in keep else (0, 1) for a, s in enumerate(first.shape)))
+    source = source.reshape(kept_shape)
+    copies = copies_of(k)
+    copy = AstNode(Op.STORE, (AstNode(Op.LOAD, (), (1, ShapeTracker((source,))), node.dtype),),
+                   (0, ShapeTracker.from_shape(kept_shape)), node.dtype)
+    copies.scratch.append((prod(kept_shape), node.dtype))
+    copies.before.append((copy, (("scratch", len(copies.scratch) - 1), copies.args[node.arg[0]])))
+    strides, acc = [0] * len(first.shape), 1
+    for a in reversed(keep):
+        strides[a], acc = acc, acc * first.shape[a]
+    depadded = ShapeTracker((View.create(first.shape, tuple(strides)),) + st.views[1:])
+    args = copies.args + [("scratch", len(copies.scratch) - 1)]
+    new_node = AstNode(Op.LOAD, (), (len(args) - 1, depadded), node.dtype)
+    st_of[id(new_node)] = depadded
+    ast = _substitute(k.ast, node, new_node)
+    st_of[id(ast)] = k.sts[0]
+    _rebind(k, ast, st_of, args)
+
+
 def _rebind(k: Kernel, ast: AstNode, st_of: dict, args: list) -> None:
     """Install a rewritten AST: recollect its accesses (keeping their views) and number its buffers 1.. again
     in order of first use, so no index is left unused."""
@@ -297,8 +336,11 @@ def contraction_plan(k: Kernel) -> list[Opt]:
     plain_b = operands[b].op == Op.LOAD and index_strides(st_of[id(operands[b])])[vector_axis] == 1
     if prod(full) < MIN_PACK_WORK or (plain_b and full[row_axis] // rows < 2):
         return opts if plain_b else []   # an unpacked B read across its layout would make the block gather
-    # B in loop order; operands that are expressions computed once instead of once per use
-    opts += [Opt("PACK", n, 0) for n, c in enumerate(operands) if n == b or c.op != Op.LOAD]
+    # B in loop order (or just without its padding, when that leaves it contiguous along the vector axis: a
+    # conv's input instead of all its windows); operands that are expressions computed once instead of per use
+    depad = _depad_suffices(k, opts, b, vector_axis)
+    opts += [Opt("DEPAD" if n == b and depad else "PACK", n, 0) for n, c in enumerate(operands)
+             if n == b or c.op != Op.LOAD]
     if store[vector_axis] != 1:
         opts.append(Opt("STAGE", 0, 0))
     # loop order: global axes B depends on first (a B panel stays in cache while row blocks pass by)
@@ -312,6 +354,22 @@ def contraction_plan(k: Kernel) -> list[Opt]:
         outer *= sizes[order[merged]]
         opts.append(Opt("MERGE", 0, 0))
     return opts
+
+
+def _depad_suffices(k: Kernel, block: list[Opt], b: int, vector_axis: int) -> bool:
+    """Whether operand b, read without its padding after the register block `block`, is contiguous along the
+    vector axis (tried on a copy of the kernel)."""
+    if pack_candidates(k)[b].op != Op.LOAD:
+        return False
+    trial = Kernel(k.ast)
+    try:
+        for opt in block + [Opt("DEPAD", b, 0)]:
+            apply_cpu_opt(trial, opt)
+    except KernelOptError:
+        return False
+    st_of = {id(n): st for n, st in zip(trial.accesses, trial.sts)}
+    strides = index_strides(st_of[id(pack_candidates(trial)[b])])
+    return strides[trial.first_upcast + len(block) - 1] == 1 and None not in strides
 
 
 def _swaps(current: list[int], target: list[int]) -> list[Opt]:
@@ -351,7 +409,9 @@ def candidate_opts(k: Kernel, max_upcast: int = 256) -> list[Opt]:
     opts += [Opt("SWAP", a, b) for a in range(k.first_reduce) for b in range(a + 1, k.first_reduce)]
     opts += [Opt("MERGE", a, 0) for a in range(k.first_reduce - 1)]
     if k.has_reduce:
-        opts += [Opt("PACK", n, 0) for n in range(len(pack_candidates(k)))]
+        operands = pack_candidates(k)
+        opts += [Opt("PACK", n, 0) for n in range(len(operands))]
+        opts += [Opt("DEPAD", n, 0) for n, c in enumerate(operands) if c.op == Op.LOAD]
     if copies_of(k).args[0] == 0:
         opts.append(Opt("STAGE", 0, 0))
     return opts
