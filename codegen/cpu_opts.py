@@ -315,7 +315,8 @@ def contraction_plan(k: Kernel) -> list[Opt]:
             continue
         for n, dep in enumerate(deps):
             rows = [a for a in globals_ if a != axis and a not in dep and full[a] > 1]
-            if axis in dep and rows:
+            # a contraction operand varies along the reduce too (a bias added before a max pool does not)
+            if axis in dep and rows and any(a >= k.first_reduce for a in dep):
                 best = (axis, n, max(rows, key=lambda a: (_largest_divisor(full[a], 8), full[a])))
                 break
         if best:

@@ -337,6 +337,10 @@ def simplify_under(index: Expr, valid: Expr) -> Expr:
             bound = bounds.get(a.render_str())
             if bound is not None and a.min >= 0 and bound <= e.b:
                 return Num(0) if isinstance(e, Div) else a
-            return floordiv(a, e.b) if isinstance(e, Div) else mod(a, e.b)
+            out = floordiv(a, e.b) if isinstance(e, Div) else mod(a, e.b)
+            if bound is not None and a.min >= 0 and isinstance(out, Div) and out.a is a:
+                out = Div(a, e.b)   # valid only below the bound: a tighter maximum folds an enclosing % or //
+                out.max = min(out.max, (bound - 1) // e.b)
+            return out
         return e
     return walk(index)
