@@ -26,9 +26,9 @@ GIVE_UP_FACTOR = 3.0    # a candidate slower than this times the best so far is 
 def beam_search(device: str, ast: AstNode) -> list:
     """The optimizations BEAM picks for `ast` (cached on disk)."""
     from runtime.cache import cached_compile
-    from tinyjit.compiler import _plan_key
+    from tinyjit.compiler import _plan_key, ast_text
     width = getenv("BEAM", 0)
-    payload = cached_compile("beam", _plan_key(device), ast.pretty(),
+    payload = cached_compile("beam", _plan_key(device), ast_text(ast),
                              lambda _: pickle.dumps(_search(device, ast, width)))
     return pickle.loads(payload)
 

@@ -135,9 +135,20 @@ def _disk_cached(device: str) -> bool:
     return not Device.renderer(device).gpu and debug_level() < 3
 
 
+def ast_text(ast: AstNode) -> str:
+    """The AST as text, each shared node once (pretty() repeats shared subtrees: exponential for a chain of
+    relus): the disk caches' key for a kernel."""
+    ids: dict[int, int] = {}
+    lines = []
+    for n in ast.toposort():
+        ids[id(n)] = len(lines)
+        lines.append(f"{n.op.name} {n.dtype!r} {n.arg!r} {[ids[id(s)] for s in n.src]}")
+    return "\n".join(lines)
+
+
 def _cached_build(device: str, ast: AstNode):
     from runtime.cache import cached_compile
-    return pickle.loads(cached_compile("plan", _plan_key(device), ast.pretty(),
+    return pickle.loads(cached_compile("plan", _plan_key(device), ast_text(ast),
                                        lambda _: pickle.dumps(_build(device, ast, None))))
 
 
