@@ -11,9 +11,8 @@ def _data(batch: int, shape: tuple[int, ...]):
     return rng.standard_normal((batch,) + shape).astype(np.float32), rng.integers(0, 10, batch).astype(np.int32)
 
 
-def tinyjit_mlp_step():
-    from tinyjit import Tensor, TinyJit, nn, optim
-    model = nn.Sequential(nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 512), nn.ReLU(), nn.Linear(512, 10))
+def _tinyjit_step(model, batch: int, shape: tuple[int, ...]):
+    from tinyjit import Tensor, TinyJit, optim
     opt = optim.SGD(model.parameters(), lr=0.01)
 
     @TinyJit
@@ -23,27 +22,22 @@ def tinyjit_mlp_step():
         loss.backward()
         opt.step()
         return loss
-    xn, yn = _data(BATCH_MLP, (784,))
+    xn, yn = _data(batch, shape)
     x, y = Tensor(xn), Tensor(yn)
     return lambda: step(x, y).realize()
+
+
+def tinyjit_mlp_step():
+    from tinyjit import nn
+    model = nn.Sequential(nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 512), nn.ReLU(), nn.Linear(512, 10))
+    return _tinyjit_step(model, BATCH_MLP, (784,))
 
 
 def tinyjit_cnn_step():
-    from tinyjit import Tensor, TinyJit, nn, optim
+    from tinyjit import nn
     model = nn.Sequential(nn.Conv2d(1, 32, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(32, 64, 3), nn.ReLU(),
                           nn.MaxPool2d(2), nn.Flatten(), nn.Linear(64 * 5 * 5, 10))
-    opt = optim.SGD(model.parameters(), lr=0.01)
-
-    @TinyJit
-    def step(x, y):
-        opt.zero_grad()
-        loss = model(x).cross_entropy(y)
-        loss.backward()
-        opt.step()
-        return loss
-    xn, yn = _data(BATCH_CNN, (1, 28, 28))
-    x, y = Tensor(xn), Tensor(yn)
-    return lambda: step(x, y).realize()
+    return _tinyjit_step(model, BATCH_CNN, (1, 28, 28))
 
 
 def torch_step(torch, cnn: bool):

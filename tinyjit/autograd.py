@@ -22,7 +22,7 @@ from typing import Callable, Optional, Sequence
 
 from tinyjit.dtype import dtypes
 from tinyjit.helpers import argsort
-from tinyjit.lazy import Node
+from tinyjit.lazy import Node, toposort
 from tinyjit.ops import Op
 
 # edges(node) -> one bool per source saying whether gradient flows into it, or None: do not differentiate
@@ -121,21 +121,10 @@ def all_edges(node: Node) -> Optional[tuple]:
 
 def reachable(outputs: Sequence[Node], edges: Edges = all_edges) -> list[Node]:
     """Nodes reachable from `outputs` through the edges gradient may flow along, each after its sources."""
-    order, seen = [], set()
-    stack = [(o, False) for o in reversed(outputs)]
-    while stack:
-        node, expanded = stack.pop()
-        if expanded:
-            order.append(node)
-            continue
-        if id(node) in seen:
-            continue
-        seen.add(id(node))
-        stack.append((node, True))
+    def children(node: Node):
         mask = edges(node)
-        if mask:
-            stack.extend((s, False) for s, m in zip(reversed(node.src), reversed(mask)) if m and id(s) not in seen)
-    return order
+        return [s for s, m in zip(node.src, mask) if m] if mask else ()
+    return toposort(list(outputs), children=children)
 
 
 def gradient(outputs: Sequence[Node], inputs: Sequence[Node], grad_outputs: Optional[Sequence[Node]] = None,

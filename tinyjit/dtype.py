@@ -62,15 +62,19 @@ class dtypes:
 
     @staticmethod
     def from_np(npdtype) -> DType:
-        npdtype = np.dtype(npdtype)
+        try:
+            npdtype = np.dtype(npdtype)
+        except Exception:
+            raise TypeError(f"unsupported dtype {npdtype!r}; supported: {_supported()}") from None
         for dt in dtypes.all():
             if dt.np == npdtype:
                 return dt
-        raise TypeError(f"unsupported dtype {npdtype}; supported: {', '.join(d.name for d in dtypes.all())}")
+        raise TypeError(f"unsupported dtype {npdtype}; supported: {_supported()}")
 
     @staticmethod
     def from_any(x) -> DType:
-        """Accept a DType, a numpy dtype, a name ('float32') or a Python type (float, int, bool)."""
+        """Accept a DType, a numpy dtype, a name ('float32'), a Python type (float, int, bool) or a torch dtype
+        (matched by name, torch is not imported)."""
         if isinstance(x, DType):
             return x
         if x is float:
@@ -79,14 +83,13 @@ class dtypes:
             return dtypes.default_int
         if x is bool:
             return dtypes.bool
-        if isinstance(x, str) and hasattr(dtypes, x) and isinstance(getattr(dtypes, x), DType):
-            return getattr(dtypes, x)
-        try:
-            return dtypes.from_np(x)
-        except TypeError:
-            raise
-        except Exception:
-            raise TypeError(f"unsupported dtype {x!r}; supported: {', '.join(d.name for d in dtypes.all())}")
+        name = str(x)[len("torch."):] if type(x).__module__ == "torch" and str(x).startswith("torch.") else x
+        if isinstance(name, str):
+            if isinstance(getattr(dtypes, name, None), DType):
+                return getattr(dtypes, name)
+            if name is not x:
+                raise TypeError(f"unsupported dtype {x!r}; supported: {_supported()}")
+        return dtypes.from_np(x)   # numpy dtypes and their spellings ("f4", np.float32)
 
     @staticmethod
     def from_py(x) -> DType:
@@ -98,8 +101,15 @@ class dtypes:
         return dtypes.default_float
 
 
+def _supported() -> str:
+    return ", ".join(d.name for d in dtypes.all())
+
+
 def promote(a: DType, b: DType) -> DType:
-    """Result dtype of a binary op between two tensors (PyTorch's rules, which match NumPy's for tensors)."""
+    """Result dtype of a binary op between two tensors: PyTorch's table (test/test_dtypes.py checks every pair).
+    Where PyTorch has no rule, NumPy's: uint16/32/64 with a signed int widen to the next signed int (float64 for
+    uint64). An int with a float always gives the float (PyTorch; NumPy would widen int32 + float16 to float64).
+    0-d tensors promote like any tensor (NumPy 2; PyTorch lets a dimensioned tensor win within a kind)."""
     if a == b:
         return a
     if a.kind == "b":
@@ -123,7 +133,8 @@ def promote(a: DType, b: DType) -> DType:
 
 
 def scalar_result_dtype(tensor_dtype: DType, scalar) -> DType:
-    """Dtype of `tensor op python_scalar`: a scalar only changes the kind (int tensor * 1.5 -> float)."""
+    """Dtype of `tensor op python_scalar`: a scalar only changes the kind (int tensor * 1.5 -> float), like
+    PyTorch, except that an int scalar with a bool tensor gives the default int (int32; PyTorch: int64)."""
     if isinstance(scalar, bool) or tensor_dtype.is_float:
         return tensor_dtype
     if isinstance(scalar, float):

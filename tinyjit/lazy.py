@@ -93,8 +93,11 @@ class Node:
         return f"<Node {self.op.name} {self.shape} {self.dtype.name} {self.device} {state}>"
 
 
-def toposort(roots: list[Node], stop_at_realized: bool = True) -> list[Node]:
-    """Nodes reachable from `roots`, each after its sources (iterative: graphs can be deep)."""
+def toposort(roots: list[Node], stop_at_realized: bool = True, children=None) -> list[Node]:
+    """Nodes reachable from `roots`, each after its sources (iterative: graphs can be deep). `children(node)`
+    picks which sources to follow (default: all of them, stopping at realized nodes if asked)."""
+    if children is None:
+        children = (lambda n: () if stop_at_realized and n.realized else n.src)
     order, seen = [], set()
     stack = [(r, False) for r in reversed(roots)]
     while stack:
@@ -106,8 +109,7 @@ def toposort(roots: list[Node], stop_at_realized: bool = True) -> list[Node]:
             continue
         seen.add(id(node))
         stack.append((node, True))
-        if not (stop_at_realized and node.realized):
-            stack.extend((s, False) for s in reversed(node.src) if id(s) not in seen)
+        stack.extend((s, False) for s in reversed(tuple(children(node))) if id(s) not in seen)
     return order
 
 

@@ -7,7 +7,7 @@ of `tinyjit.ops`; codegen and autograd only ever see primitives.
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence, Union
+from typing import Optional, Sequence
 
 import numpy as np
 
@@ -17,14 +17,13 @@ from tinyjit.helpers import prod
 from tinyjit.lazy import Node
 from tinyjit.ops import Op
 from tinyjit.tensor_autograd import AutogradMixin
+from tinyjit.tensor_create import CreationMixin
+from tinyjit.tensor_math import MathMixin
 from tinyjit.tensor_movement import MovementMixin
 from tinyjit.tensor_nn import NNMixin
 from tinyjit.tensor_reduce import ReduceMixin
 
-Scalar = Union[int, float, bool]
-
-
-class Tensor(AutogradMixin, MovementMixin, ReduceMixin, NNMixin):
+class Tensor(AutogradMixin, CreationMixin, MathMixin, MovementMixin, ReduceMixin, NNMixin):
     __slots__ = ("node", "_requires_grad", "grad", "_ctx")
     training = False
     no_grad_active = False
@@ -41,7 +40,10 @@ class Tensor(AutogradMixin, MovementMixin, ReduceMixin, NNMixin):
             node = Node.const(data, dt, (), device)
         else:
             if isinstance(data, (list, tuple)):
-                arr = np.array(data)
+                try:
+                    arr = np.array(data)
+                except ValueError:
+                    raise ValueError("Tensor: nested lists must be rectangular (every row the same length)") from None
                 if arr.dtype == np.float64 and dtype is None:
                     arr = arr.astype(np.float32)
                 elif arr.dtype == np.int64 and dtype is None and arr.size:
@@ -173,8 +175,9 @@ class Tensor(AutogradMixin, MovementMixin, ReduceMixin, NNMixin):
     def assign(self, value) -> Tensor:
         """Write `value` into this tensor's buffer (in place: the buffer is reused, not reallocated)."""
         value = value if isinstance(value, Tensor) else Tensor(value, dtype=self.dtype, device=self.device)
-        if value.shape != self.shape:
-            value = value.expand(self.shape) if value.ndim <= self.ndim else value
+        if value.shape != self.shape and value.ndim <= self.ndim and \
+                broadcast_shape(value.shape, self.shape, "assign") == self.shape:
+            value = value._broadcast_to(self.shape)
         if value.shape != self.shape or value.device != self.device:
             raise ValueError(f"assign: value of shape {value.shape} on {value.device} does not fit the target of "
                              f"shape {self.shape} on {self.device}")
@@ -186,111 +189,6 @@ class Tensor(AutogradMixin, MovementMixin, ReduceMixin, NNMixin):
         self.node = Node(Op.ASSIGN, (target, value.node), None, self.dtype, self.shape, self.device)
         return self
 
-    # ---- creation ----
-    @staticmethod
-    def full(shape, fill_value: Scalar, dtype=None, device=None, requires_grad=None) -> Tensor:
-        shape = _shape_arg(shape)
-        dt = dtypes.from_any(dtype) if dtype is not None else dtypes.from_py(fill_value)
-        return Tensor(Node.const(fill_value, dt, shape, canonicalize(device)), requires_grad=requires_grad)
-
-    @staticmethod
-    def zeros(*shape, dtype=None, device=None, requires_grad=None) -> Tensor:
-        return Tensor.full(_shape_arg(shape), 0.0, dtype=dtype or dtypes.default_float, device=device,
-                           requires_grad=requires_grad)
-
-    @staticmethod
-    def ones(*shape, dtype=None, device=None, requires_grad=None) -> Tensor:
-        return Tensor.full(_shape_arg(shape), 1.0, dtype=dtype or dtypes.default_float, device=device,
-                           requires_grad=requires_grad)
-
-    @staticmethod
-    def empty(*shape, dtype=None, device=None) -> Tensor:
-        return Tensor(Node.empty(_shape_arg(shape), dtypes.from_any(dtype or dtypes.default_float),
-                                 canonicalize(device)))
-
-    def full_like(self, fill_value: Scalar, dtype=None, device=None) -> Tensor:
-        return Tensor.full(self.shape, fill_value, dtype=dtype or self.dtype, device=device or self.device)
-
-    def zeros_like(self, dtype=None, device=None) -> Tensor:
-        return self.full_like(0, dtype, device)
-
-    def ones_like(self, dtype=None, device=None) -> Tensor:
-        return self.full_like(1, dtype, device)
-
-    def empty_like(self, dtype=None, device=None) -> Tensor:
-        return Tensor.empty(*self.shape, dtype=dtype or self.dtype, device=device or self.device)
-
-    @staticmethod
-    def arange(start, stop=None, step=1, dtype=None, device=None) -> Tensor:
-        if stop is None:
-            start, stop = 0, start
-        if step == 0:
-            raise ValueError("arange: step must be nonzero")
-        is_float = any(isinstance(v, float) for v in (start, stop, step))
-        dt = dtypes.from_any(dtype) if dtype is not None else dtypes.default_float if is_float \
-            else dtypes.default_int
-        return Tensor(np.arange(start, stop, step).astype(dt.np), device=device)
-
-    @staticmethod
-    def linspace(start, stop, steps: int, dtype=None, device=None) -> Tensor:
-        dt = dtypes.from_any(dtype) if dtype is not None else dtypes.default_float
-        return Tensor(np.linspace(start, stop, steps).astype(dt.np), device=device)
-
-    @staticmethod
-    def eye(n: int, m: Optional[int] = None, dtype=None, device=None) -> Tensor:
-        m = n if m is None else m
-        dt = dtypes.from_any(dtype) if dtype is not None else dtypes.default_float
-        # a 1 followed by n zeros, repeated and cut: row i has its 1 at column i, no arange needed
-        row = Tensor.ones(1, dtype=dt, device=device).pad(((0, m),))
-        return row.reshape(1, m + 1).expand(n, m + 1).reshape(n * (m + 1))[:n * m].reshape(n, m) \
-            if n and m else Tensor.zeros(n, m, dtype=dt, device=device)
-
-    # ---- random (generated on the device: see tinyjit/random.py) ----
-    @staticmethod
-    def manual_seed(seed: int = 0) -> None:
-        from tinyjit import random
-        random.manual_seed(seed)
-
-    @staticmethod
-    def rand(*shape, dtype=None, device=None, requires_grad=None) -> Tensor:
-        from tinyjit import random
-        dt = dtypes.from_any(dtype or dtypes.default_float)
-        out = random.uniform01(_shape_arg(shape), canonicalize(device)).cast(dt)
-        return Tensor(out.node, requires_grad=requires_grad)
-
-    @staticmethod
-    def randn(*shape, dtype=None, device=None, requires_grad=None) -> Tensor:
-        from tinyjit import random
-        dt = dtypes.from_any(dtype or dtypes.default_float)
-        out = random.standard_normal(_shape_arg(shape), canonicalize(device)).cast(dt)
-        return Tensor(out.node, requires_grad=requires_grad)
-
-    @staticmethod
-    def randint(low: int, high: Optional[int] = None, size=(1,), dtype=None, device=None) -> Tensor:
-        if high is None:
-            low, high = 0, low
-        if high <= low:
-            raise ValueError(f"randint: high ({high}) must be greater than low ({low})")
-        dt = dtypes.from_any(dtype or dtypes.default_int)
-        u = Tensor.rand(*_shape_arg(size), dtype=dtypes.float64, device=device)
-        return (u * (high - low)).floor().cast(dtypes.int64).add(low).cast(dt)
-
-    @staticmethod
-    def uniform(*shape, low=0.0, high=1.0, dtype=None, device=None, requires_grad=None) -> Tensor:
-        t = Tensor.rand(*shape, dtype=dtype, device=device) * (high - low) + low
-        return Tensor(t.node, requires_grad=requires_grad)
-
-    @staticmethod
-    def normal(*shape, mean=0.0, std=1.0, dtype=None, device=None, requires_grad=None) -> Tensor:
-        t = Tensor.randn(*shape, dtype=dtype, device=device) * std + mean
-        return Tensor(t.node, requires_grad=requires_grad)
-
-    def rand_like(self) -> Tensor:
-        return Tensor.rand(*self.shape, dtype=self.dtype if self.dtype.is_float else None, device=self.device)
-
-    def randn_like(self) -> Tensor:
-        return Tensor.randn(*self.shape, dtype=self.dtype if self.dtype.is_float else None, device=self.device)
-
     # ---- primitive application (autograd hooks in here) ----
     def _apply(self, op: Op, *others: Tensor, arg=None) -> Tensor:
         node = self.node.alu(op, *(o.node for o in others), arg=arg)
@@ -298,7 +196,16 @@ class Tensor(AutogradMixin, MovementMixin, ReduceMixin, NNMixin):
 
     def cast(self, dtype) -> Tensor:
         dtype = dtypes.from_any(dtype)
-        return self if dtype == self.dtype else self._apply(Op.CAST, arg=dtype)
+        if dtype == self.dtype:
+            return self
+        if self.dtype.is_float and dtype.is_int and dtype.itemsize < 8 and (dtype.is_unsigned or dtype.itemsize < 4):
+            # float -> narrow int truncates toward zero and then wraps (NumPy, PyTorch on x86); a direct
+            # conversion of an out-of-range value is undefined in LLVM, C and CUDA
+            return self._apply(Op.CAST, arg=dtypes.int64)._apply(Op.CAST, arg=dtype)
+        if self.dtype.is_float and dtype == dtypes.uint64:   # negatives wrap too (fptoui is undefined for them)
+            wrapped = self._apply(Op.CAST, arg=dtypes.int64)._apply(Op.CAST, arg=dtype)
+            return (self < 0).where(wrapped, self._apply(Op.CAST, arg=dtype))
+        return self._apply(Op.CAST, arg=dtype)
 
     def bitcast(self, dtype) -> Tensor:
         dtype = dtypes.from_any(dtype)
@@ -372,7 +279,10 @@ class Tensor(AutogradMixin, MovementMixin, ReduceMixin, NNMixin):
             return self.floordiv(other, reverse)
         if rounding_mode == "trunc":
             x, y = self._operands(other, "div", reverse)
-            return x._apply(Op.IDIV, y) if x.dtype.is_int else (x / y).trunc()
+            return x._int_divmod(y, "div")[0] if not x.dtype.is_float else (x / y).trunc()
+        if not self.dtype.is_float and isinstance(other, (int, float, np.integer, np.floating)):
+            # true division is float math on the scalar's own value: uint8 / -3 divides by -3, not by 253
+            return self._float().div(other, reverse)
         x, y = self._operands(other, "div", reverse)
         out = least_upper_float(x.dtype)
         x, y = x.cast(out), y.cast(out)
@@ -382,11 +292,11 @@ class Tensor(AutogradMixin, MovementMixin, ReduceMixin, NNMixin):
         x, y = self._operands(other, "floordiv", reverse)
         if x.dtype.is_float:
             return (x / y).floor()
-        q = x._apply(Op.IDIV, y)
+        q, r = x._int_divmod(y, "floordiv")
         # C division truncates; Python and PyTorch floor: step down when the signs differ and it was inexact
         if x.dtype.is_unsigned:
             return q
-        inexact = x._apply(Op.MOD, y)._apply(Op.CMPNE, Tensor.full_like(x, 0))
+        inexact = r._apply(Op.CMPNE, Tensor.full_like(x, 0))
         signs_differ = x._apply(Op.CMPLT, Tensor.full_like(x, 0))._apply(
             Op.CMPNE, y._apply(Op.CMPLT, Tensor.full_like(y, 0)))
         return q - (inexact & signs_differ).cast(q.dtype)
@@ -395,7 +305,7 @@ class Tensor(AutogradMixin, MovementMixin, ReduceMixin, NNMixin):
         x, y = self._operands(other, "mod", reverse)
         if x.dtype.is_float:
             return x - (x / y).floor() * y
-        r = x._apply(Op.MOD, y)
+        r = x._int_divmod(y, "mod")[1]
         if x.dtype.is_unsigned:
             return r
         # the result takes the sign of the divisor (Python/PyTorch), C's takes the dividend's
@@ -403,25 +313,34 @@ class Tensor(AutogradMixin, MovementMixin, ReduceMixin, NNMixin):
             r._apply(Op.CMPLT, Tensor.full_like(r, 0))._apply(Op.CMPNE, y._apply(Op.CMPLT, Tensor.full_like(y, 0))))
         return r + fix.where(y, Tensor.full_like(y, 0))
 
+    def _int_divmod(self, y: Tensor, op: str) -> tuple[Tensor, Tensor]:
+        """C-style (truncating) quotient and remainder of int tensors of one shape and dtype that never trap:
+        x / 0 gives 0 and x % 0 gives 0 (NumPy's results; PyTorch raises), INT_MIN / -1 wraps to INT_MIN. Hardware
+        division traps on both (SIGFPE kills the process), so the divisor is made safe first unless it is a constant
+        known to be fine."""
+        if self.dtype == dtypes.bool:
+            raise TypeError(f"{op}: integer division of bool tensors is not supported; cast to an int dtype first")
+        divisor = _const_value(y)
+        if divisor is not None and divisor != 0 and (divisor != -1 or self.dtype.is_unsigned):
+            return self._apply(Op.IDIV, y), self._apply(Op.MOD, y)
+        zero = Tensor.full_like(y, 0)
+        by_zero = y._apply(Op.CMPNE, zero).bitwise_not()
+        special = by_zero if self.dtype.is_unsigned else by_zero | ~y._apply(Op.CMPNE, Tensor.full_like(y, -1))
+        safe = special.where(Tensor.full_like(y, 1), y)
+        q = self._apply(Op.IDIV, safe)
+        if not self.dtype.is_unsigned:
+            q = (special & ~by_zero).where(-self, q)    # x / -1 == -x, which wraps for INT_MIN
+        return by_zero.where(zero, q), self._apply(Op.MOD, safe)   # x % 1 == x % -1 == 0, and x % 0 := 0
+
     def pow(self, exponent, reverse=False) -> Tensor:
         if not reverse and isinstance(exponent, (int, float)) and not isinstance(exponent, bool):
-            if exponent == 2:
-                return self * self
-            if exponent == 1:
-                return self + 0 if False else self
             if exponent == 0.5:
                 return self.sqrt()
-            if exponent == -1:
-                return self.reciprocal()
-            if isinstance(exponent, int) and 0 <= exponent <= 4:
-                out = Tensor.ones_like(self) if exponent == 0 else self
-                for _ in range(exponent - 1):
-                    out = out * self
-                return out
+            if float(exponent).is_integer() and abs(exponent) <= 1 << 10:
+                return self._pow_int_scalar(int(exponent))
         x, y = self._operands(exponent, "pow", reverse)
-        if x.dtype.is_int and y.dtype.is_int:
-            return x.float().pow(y.float()).round().cast(x.dtype)
-        x, y = x.cast(least_upper_float(x.dtype)), y.cast(least_upper_float(y.dtype))
+        if not x.dtype.is_float:
+            return x._pow_int_tensor(y)
         # |x|^y via exp2, then the sign: negative bases give a real result only for integer exponents
         magnitude = (y * x.abs().log2()).exp2()
         y_is_int = y.floor() == y
@@ -431,6 +350,42 @@ class Tensor(AutogradMixin, MovementMixin, ReduceMixin, NNMixin):
         nan = Tensor.full_like(out, math.nan)
         out = ((x < 0) & ~y_is_int).where(nan, out)
         return ((x == 0) & (y == 0)).where(Tensor.full_like(out, 1.0), out)
+
+    def _pow_int_scalar(self, e: int) -> Tensor:
+        """self ** e for a Python int e by repeated squaring: exact for ints (wrapping like PyTorch), and more
+        accurate than exp2(e * log2(x)) for floats."""
+        x = self if self.dtype != dtypes.bool else self.cast(scalar_result_dtype(self.dtype, e))
+        if e < 0:
+            if not x.dtype.is_float:
+                raise RuntimeError(f"pow: integers to negative integer powers are not allowed ({x.dtype.name} "
+                                   f"tensor ** {e})")
+            return x._pow_int_scalar(-e).reciprocal()
+        out, base = None, x
+        while e:
+            if e & 1:
+                out = base if out is None else out * base
+            e >>= 1
+            if e:
+                base = base * base
+        return out if out is not None else Tensor.ones_like(x)
+
+    def _pow_int_tensor(self, y: Tensor) -> Tensor:
+        """Elementwise x ** y for int tensors of one dtype: square-and-multiply over every bit of y (wraps on
+        overflow). A negative exponent gives 1 / x truncated: 1 for x == 1, +-1 for x == -1, else 0 (PyTorch)."""
+        one = Tensor.full_like(self, 1)
+        out, base = one, self
+        bits = y.dtype.bits - (0 if y.dtype.is_unsigned else 1)
+        for i in range(bits):
+            bit = (y.rshift(i) & 1) != 0 if i else (y & 1) != 0
+            out = bit.where(out * base, out)
+            if i + 1 < bits:
+                base = base * base
+        if y.dtype.is_unsigned:
+            return out
+        odd = (y & 1) != 0
+        minus_one = (self == -1).where(odd.where(-one, one), Tensor.full_like(self, 0))
+        negative = (self == 1).where(one, minus_one)
+        return (y < 0).where(negative, out)
 
     def neg(self) -> Tensor:
         if self.dtype == dtypes.bool:
@@ -448,6 +403,9 @@ class Tensor(AutogradMixin, MovementMixin, ReduceMixin, NNMixin):
 
     def clip(self, min_=None, max_=None) -> Tensor:
         # where, not maximum/minimum: like torch.clamp, x keeps its gradient at the bounds (and NaN stays NaN)
+        for bound in (min_, max_):
+            if isinstance(bound, Tensor):
+                broadcast_shape(self.shape, bound.shape, "clip")
         out = self
         if min_ is not None:
             out = (out < min_).where(min_, out)
@@ -549,145 +507,20 @@ class Tensor(AutogradMixin, MovementMixin, ReduceMixin, NNMixin):
     def __imul__(self, other): return self.assign(self * other)                # noqa: E704
     def __itruediv__(self, other): return self.assign(self / other)            # noqa: E704
 
-    # ---- unary math ----
-    def _float(self) -> Tensor:
-        return self.cast(least_upper_float(self.dtype))
 
-    def exp2(self) -> Tensor: return self._float()._apply(Op.EXP2)                 # noqa: E704
-    def log2(self) -> Tensor: return self._float()._apply(Op.LOG2)                 # noqa: E704
-    def sqrt(self) -> Tensor: return self._float()._apply(Op.SQRT)                 # noqa: E704
-    def sin(self) -> Tensor: return self._float()._apply(Op.SIN)                   # noqa: E704
-    def reciprocal(self) -> Tensor: return self._float()._apply(Op.RECIP)          # noqa: E704
-    def exp(self) -> Tensor: return (self._float() * (1 / math.log(2))).exp2()     # noqa: E704
-    def log(self) -> Tensor: return self.log2() * math.log(2)                      # noqa: E704
-    def rsqrt(self) -> Tensor: return self.sqrt().reciprocal()                     # noqa: E704
-    def cos(self) -> Tensor: return ((math.pi / 2) - self._float()).sin()          # noqa: E704
-    def tan(self) -> Tensor: return self.sin() / self.cos()                        # noqa: E704
-    def square(self) -> Tensor: return self * self                                 # noqa: E704
-    def relu(self) -> Tensor: return ((self > 0) | self.isnan()).where(self, 0)   # noqa: E704 (grad 0 at 0)
-    def tanh(self) -> Tensor: return 2.0 * (2.0 * self._float()).sigmoid() - 1.0   # noqa: E704
-    def silu(self) -> Tensor: return self * self.sigmoid()                         # noqa: E704
-    swish = silu
-
-    def sigmoid(self) -> Tensor:
-        # through e^-|x|, which never overflows: 1 / (1 + e^-x) has a finite value at x = -100 but its
-        # gradient would be 0 * inf = NaN
-        x = self._float()
-        neg = x < 0
-        z = neg.where(x, -x).exp()
-        return neg.where(z, 1.0) / (1 + z)
-
-    def abs(self) -> Tensor:
-        if self.dtype.is_unsigned or self.dtype == dtypes.bool:
-            return self
-        # float: max(x, -x) gives +0 for -0, keeps NaN, and (MAX splits ties) has gradient 0 at 0 like PyTorch
-        return (self < 0).where(-self, self) if not self.dtype.is_float else self.maximum(-self)
-
-    def sign(self) -> Tensor:
-        zero = Tensor.full_like(self, 0)
-        one = Tensor.full_like(self, 1)
-        if self.dtype.is_unsigned or self.dtype == dtypes.bool:
-            return (self != 0).where(one, zero)
-        out = (self < 0).where(-one, (self > 0).where(one, zero))
-        return (self != self).where(self, out) if self.dtype.is_float else out
-
-    def leaky_relu(self, negative_slope: float = 0.01) -> Tensor:
-        return (self > 0).where(self, self * negative_slope)
-
-    def elu(self, alpha: float = 1.0) -> Tensor:
-        return (self > 0).where(self, alpha * (self.exp() - 1))
-
-    def softplus(self, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
-        bx = self._float() * beta
-        # log(1 + e^x) computed stably as max(x, 0) + log(1 + e^-|x|), written with where so that the gradient
-        # at 0 is sigmoid(0) = 0.5
-        pos = bx > 0
-        soft = (pos.where(bx, 0.0) + (1 + pos.where(-bx, bx).exp()).log()) / beta
-        return (bx > threshold).where(self._float(), soft)
-
-    def mish(self) -> Tensor:
-        return self * self.softplus().tanh()
-
-    def hardswish(self) -> Tensor:
-        return self * (self + 3).clip(0, 6) / 6
-
-    def hardsigmoid(self) -> Tensor:
-        return ((self + 3) / 6).clip(0, 1)
-
-    def relu6(self) -> Tensor:
-        return self.clip(0, 6)
-
-    def gelu(self, approximate: str = "none") -> Tensor:
-        x = self._float()
-        if approximate == "tanh":
-            return 0.5 * x * (1 + (math.sqrt(2 / math.pi) * (x + 0.044715 * x * x * x)).tanh())
-        return 0.5 * x * (1 + (x * (1 / math.sqrt(2))).erf())
-
-    def erf(self) -> Tensor:
-        # Abramowitz & Stegun 7.1.26 refined with more terms (max error ~1.2e-7), odd symmetry via sign
-        x = self._float()
-        ax = (x < 0).where(-x, x)   # |x| with gradient 1 at 0, so erf'(0) = 2/sqrt(pi)
-        t = 1.0 / (1.0 + 0.5 * ax)
-        poly = (-ax * ax - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (
-            -0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))
-            ))))))
-        y = 1.0 - t * poly.exp()
-        return (x < 0).where(-y, y)
-
-    def trunc(self) -> Tensor:
-        if not self.dtype.is_float:
-            return self
-        # values with |x| >= 2^mantissa_bits are already integers (and inf/nan pass through)
-        limit = {2: 2.0 ** 10, 4: 2.0 ** 23, 8: 2.0 ** 52}[self.dtype.itemsize]
-        truncated = self.cast(dtypes.int64).cast(self.dtype)
-        return (self.abs() < limit).where(truncated, self)
-
-    def floor(self) -> Tensor:
-        if not self.dtype.is_float:
-            return self
-        t = self.trunc()
-        return (t > self).where(t - 1, t)
-
-    def ceil(self) -> Tensor:
-        if not self.dtype.is_float:
-            return self
-        t = self.trunc()
-        return (t < self).where(t + 1, t)
-
-    def round(self) -> Tensor:
-        """Round half to even, like PyTorch and NumPy."""
-        if not self.dtype.is_float:
-            return self
-        r = (self + 0.5).floor()
-        is_half = (r - self) == 0.5
-        r_odd = (r - (r * 0.5).floor() * 2) == 1
-        return (is_half & r_odd).where(r - 1, r)
-
-    def isnan(self) -> Tensor:
-        return self != self
-
-    def isinf(self) -> Tensor:
-        return (self == math.inf) | (self == -math.inf)
-
-    def lerp(self, end, weight) -> Tensor:
-        return self + (end - self) * weight
-
-
-def _shape_arg(shape) -> tuple[int, ...]:
-    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
-        shape = shape[0]
-    shape = tuple(shape) if isinstance(shape, (tuple, list)) else (shape,)
-    for s in shape:
-        if not isinstance(s, (int, np.integer)) or s < 0:
-            raise ValueError(f"invalid shape {shape}: sizes must be non-negative ints")
-    return tuple(int(s) for s in shape)
+def _const_value(t: Tensor):
+    """The Python value of a tensor that is a broadcast constant, else None."""
+    node = t.node
+    while node.op in (Op.RESHAPE, Op.EXPAND):
+        node = node.src[0]
+    return node.arg if node.op == Op.CONST else None
 
 
 def broadcast_shape(a: Sequence[int], b: Sequence[int], op: str = "op") -> tuple[int, ...]:
     n = max(len(a), len(b))
-    a, b = (1,) * (n - len(a)) + tuple(a), (1,) * (n - len(b)) + tuple(b)
+    pa, pb = (1,) * (n - len(a)) + tuple(a), (1,) * (n - len(b)) + tuple(b)
     out = []
-    for x, y in zip(a, b):
+    for x, y in zip(pa, pb):
         if x != y and x != 1 and y != 1:
             raise ValueError(f"{op}: shapes {tuple(a)} and {tuple(b)} cannot be broadcast together")
         out.append(y if x == 1 else x)

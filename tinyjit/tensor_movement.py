@@ -2,7 +2,7 @@
 (slicing with steps, squeeze, cat, stack, split, repeat). None of these copies data."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
 
 import numpy as np
 
@@ -11,6 +11,18 @@ from tinyjit.ops import Op
 
 if TYPE_CHECKING:
     from tinyjit.tensor import Tensor
+
+
+def _axis(x, axis: int, op: str, extra: int = 0) -> int:
+    """`axis` of x (negative counts from the end) as 0..ndim-1+extra; the error names the op and x's shape."""
+    return normalize_axis(axis, x.ndim + extra, f"{op} on shape {x.shape}")
+
+
+def _pick_axis(axis, dim):
+    """Accept PyTorch's `dim=` and NumPy's `axis=` spellings."""
+    if axis is not None and dim is not None and axis != dim:
+        raise TypeError("pass either axis= or dim=, not both")
+    return axis if axis is not None else dim
 
 
 def _dims(args) -> tuple:
@@ -55,7 +67,7 @@ class MovementMixin:
         return self.reshape(*shape)
 
     def permute(self, *order) -> "Tensor":
-        order = tuple(normalize_axis(o, self.ndim, "permute") for o in _dims(order))
+        order = tuple(_axis(self, o, "permute") for o in _dims(order))
         if sorted(order) != list(range(self.ndim)):
             raise ValueError(f"permute: {order} is not a permutation of the {self.ndim} dims of shape {self.shape}")
         return self._movement(Op.PERMUTE, order)
@@ -112,15 +124,18 @@ class MovementMixin:
             out = mask.where(out, value)
         return out
 
-    def flip(self, *axes) -> "Tensor":
-        axes = tuple(sorted({normalize_axis(a, self.ndim, "flip") for a in _dims(axes)}))
+    def flip(self, *axes, dims=None, axis=None) -> "Tensor":
+        """Reverse the given axes (PyTorch's `flip(dims)`, NumPy's `flip(axis=)`, or `flip(0, 2)`)."""
+        if dims is not None or axis is not None:
+            axes = (_pick_axis(axis, dims),)
+        axes = tuple(sorted({_axis(self, a, "flip") for a in _dims(axes)}))
         return self._movement(Op.FLIP, axes)
 
     # ---- derived ----
     def transpose(self, dim0: int = -2, dim1: int = -1) -> "Tensor":
         if self.ndim < 2 and dim0 in (-2, -1) and dim1 in (-2, -1):
             return self
-        d0, d1 = normalize_axis(dim0, self.ndim, "transpose"), normalize_axis(dim1, self.ndim, "transpose")
+        d0, d1 = _axis(self, dim0, "transpose"), _axis(self, dim1, "transpose")
         order = list(range(self.ndim))
         order[d0], order[d1] = order[d1], order[d0]
         return self.permute(order)
@@ -136,27 +151,38 @@ class MovementMixin:
     def flatten(self, start_dim: int = 0, end_dim: int = -1) -> "Tensor":
         if self.ndim == 0:
             return self.reshape(1)
-        s, e = normalize_axis(start_dim, self.ndim, "flatten"), normalize_axis(end_dim, self.ndim, "flatten")
+        s, e = _axis(self, start_dim, "flatten"), _axis(self, end_dim, "flatten")
         return self.reshape(self.shape[:s] + (prod(self.shape[s:e + 1]),) + self.shape[e + 1:])
 
     def unflatten(self, dim: int, sizes) -> "Tensor":
-        d = normalize_axis(dim, self.ndim, "unflatten")
-        return self.reshape(self.shape[:d] + tuple(sizes) + self.shape[d + 1:])
+        d = _axis(self, dim, "unflatten")
+        sizes = tuple(sizes)
+        known = prod(s for s in sizes if s != -1)
+        if sizes.count(-1) > 1 or (-1 not in sizes and known != self.shape[d]) or \
+                (-1 in sizes and (known == 0 or self.shape[d] % known)):
+            raise ValueError(f"unflatten: sizes {sizes} do not multiply to {self.shape[d]}, the size of dim {d} of "
+                             f"shape {self.shape}")
+        return self.reshape(self.shape[:d] + sizes + self.shape[d + 1:])
 
-    def squeeze(self, dim=None) -> "Tensor":
+    def squeeze(self, dim=None, axis=None) -> "Tensor":
+        dim = _pick_axis(axis, dim)
         if dim is None:
             return self.reshape(tuple(s for s in self.shape if s != 1))
-        dims = {normalize_axis(d, self.ndim, "squeeze") for d in (dim if isinstance(dim, (tuple, list)) else [dim])}
+        dims = {_axis(self, d, "squeeze") for d in (dim if isinstance(dim, (tuple, list)) else [dim])}
         return self.reshape(tuple(s for i, s in enumerate(self.shape) if not (i in dims and s == 1)))
 
-    def unsqueeze(self, dim: int) -> "Tensor":
-        d = normalize_axis(dim, self.ndim + 1, "unsqueeze")
+    def unsqueeze(self, dim: Optional[int] = None, axis: Optional[int] = None) -> "Tensor":
+        dim = _pick_axis(axis, dim)
+        if dim is None:
+            raise TypeError("unsqueeze: missing the dim (or axis) argument")
+        d = _axis(self, dim, "unsqueeze", 1)
         return self.reshape(self.shape[:d] + (1,) + self.shape[d:])
 
     def repeat(self, *repeats) -> "Tensor":
         repeats = _dims(repeats)
         if len(repeats) < self.ndim:
-            raise ValueError(f"repeat: {len(repeats)} repeats for a tensor with {self.ndim} dims")
+            raise ValueError(f"repeat: {len(repeats)} repeats {repeats} for a tensor of shape {self.shape} (need at "
+                             f"least {self.ndim})")
         x = self.reshape((1,) * (len(repeats) - self.ndim) + self.shape)
         # put a new axis of size r before each dim, expand it, then merge the pairs
         interleaved = tuple(v for s in x.shape for v in (1, s))
@@ -182,13 +208,17 @@ class MovementMixin:
         from tinyjit.indexing import setitem
         setitem(self, index, value)
 
-    def chunk(self, chunks: int, dim: int = 0) -> list["Tensor"]:
-        d = normalize_axis(dim, self.ndim, "chunk")
+    def chunk(self, chunks: int, dim: int = 0, axis: Optional[int] = None) -> list["Tensor"]:
+        dim = _pick_axis(axis, dim if axis is None else None)
+        d = _axis(self, dim, "chunk")
+        if chunks <= 0:
+            raise ValueError(f"chunk: the number of chunks must be positive, got {chunks}")
         size = -(-self.shape[d] // chunks) if self.shape[d] else 1
         return self.split(size, d)
 
-    def split(self, split_size, dim: int = 0) -> list["Tensor"]:
-        d = normalize_axis(dim, self.ndim, "split")
+    def split(self, split_size, dim: int = 0, axis: Optional[int] = None) -> list["Tensor"]:
+        dim = _pick_axis(axis, dim if axis is None else None)
+        d = _axis(self, dim, "split")
         n = self.shape[d]
         if isinstance(split_size, int):
             if split_size <= 0:
@@ -204,16 +234,19 @@ class MovementMixin:
             start += s
         return out
 
-    def cat(self, *others, dim: int = 0) -> "Tensor":
-        tensors = [self, *others]
-        d = normalize_axis(dim, self.ndim, "cat")
+    def cat(self, *others, dim: int = 0, axis: Optional[int] = None) -> "Tensor":
+        """Concatenate along `dim`, promoting dtypes. Three spellings: `a.cat(b, c, dim=1)`, `Tensor.cat(a, b)` and
+        PyTorch's `Tensor.cat([a, b, c], dim=1)` (a sequence first; `Tensor.cat([a, b], 1)` also works)."""
+        tensors, dim = _tensor_list(self, others, dim if axis is None else axis, "cat")
+        first = tensors[0]
+        d = _axis(first, dim, "cat")
         for t in tensors[1:]:
-            if t.ndim != self.ndim or any(a != b for i, (a, b) in enumerate(zip(t.shape, self.shape)) if i != d):
-                raise ValueError(f"cat: shapes {self.shape} and {t.shape} differ outside dim {d}")
-            if t.device != self.device:
-                raise RuntimeError(f"cat: tensors on different devices ({self.device} and {t.device})")
+            if t.ndim != first.ndim or any(a != b for i, (a, b) in enumerate(zip(t.shape, first.shape)) if i != d):
+                raise ValueError(f"cat: shapes {first.shape} and {t.shape} differ outside dim {d}")
+            if t.device != first.device:
+                raise RuntimeError(f"cat: tensors on different devices ({first.device} and {t.device})")
         from tinyjit.dtype import promote
-        dt = tensors[0].dtype
+        dt = first.dtype
         for t in tensors[1:]:
             dt = promote(dt, t.dtype)
         total = sum(t.shape[d] for t in tensors)
@@ -221,17 +254,38 @@ class MovementMixin:
         for t in tensors:
             n = t.shape[d]
             padded = t.cast(dt).pad(tuple((start, total - start - n) if i == d else (0, 0) for i in range(t.ndim)))
+            # bools are merged with OR (their ADD), every other dtype with ADD: the padding is 0 either way
             out = padded if out is None else out + padded
             start += n
         return out
 
-    def stack(self, *others, dim: int = 0) -> "Tensor":
-        d = normalize_axis(dim, self.ndim + 1, "stack")
-        tensors = [self, *others]
+    def stack(self, *others, dim: int = 0, axis: Optional[int] = None) -> "Tensor":
+        """Join along a new axis `dim`; the same spellings as `cat` (`Tensor.stack([a, b], dim=0)`)."""
+        tensors, dim = _tensor_list(self, others, dim if axis is None else axis, "stack")
+        first = tensors[0]
+        d = _axis(first, dim, "stack", 1)
         for t in tensors[1:]:
-            if t.shape != self.shape:
-                raise ValueError(f"stack: all tensors need the same shape, got {self.shape} and {t.shape}")
-        return tensors[0].unsqueeze(d).cat(*[t.unsqueeze(d) for t in tensors[1:]], dim=d)
+            if t.shape != first.shape:
+                raise ValueError(f"stack: all tensors need the same shape, got {first.shape} and {t.shape}")
+        return first.unsqueeze(d).cat(*[t.unsqueeze(d) for t in tensors[1:]], dim=d)
+
+
+def _tensor_list(first, rest: tuple, dim: int, op: str) -> tuple[list, int]:
+    """The tensors of a cat/stack call, whether given as `a, b, c` or as a sequence `[a, b, c]` (then optionally
+    followed by the dim as a positional int, like torch.cat(tensors, 1))."""
+    from tinyjit.tensor import Tensor
+    if isinstance(first, (list, tuple)):
+        if len(rest) == 1 and isinstance(rest[0], int) and not isinstance(rest[0], bool):
+            dim, rest = rest[0], ()
+        tensors = list(first) + list(rest)
+    else:
+        tensors = [first, *rest]
+    if not tensors:
+        raise ValueError(f"{op}: expected a non-empty list of tensors")
+    for t in tensors:
+        if not isinstance(t, Tensor):
+            raise TypeError(f"{op}: expected tensors, got {type(t).__name__}")
+    return tensors, dim
 
 
 def cat(tensors: Sequence["Tensor"], dim: int = 0) -> "Tensor":

@@ -6,7 +6,8 @@ import math
 from typing import TYPE_CHECKING, Optional
 
 from tinyjit.dtype import dtypes
-from tinyjit.helpers import normalize_axis, prod
+from tinyjit.helpers import prod
+from tinyjit.tensor_movement import _axis
 
 if TYPE_CHECKING:
     from tinyjit.tensor import Tensor
@@ -30,12 +31,18 @@ class NNMixin:
         if x.shape[-1] != w.shape[-2]:
             raise ValueError(f"matmul: shapes {self.shape} and {other.shape} do not match "
                              f"({x.shape[-1]} != {w.shape[-2]})")
-        batch = broadcast_shape(x.shape[:-2], w.shape[:-2], "matmul")
+        try:
+            batch = broadcast_shape(x.shape[:-2], w.shape[:-2], "matmul")
+        except ValueError:
+            raise ValueError(f"matmul: the batch dims of shapes {self.shape} and {other.shape} cannot be broadcast "
+                             f"together") from None
         n, k, m = x.shape[-2], x.shape[-1], w.shape[-1]
         # (..., n, 1, k) * (..., 1, m, k) summed over k
         xb = x.reshape(x.shape[:-1] + (1, k)).expand(batch + (n, m, k))
         wb = w.transpose(-1, -2).reshape(w.shape[:-2] + (1, m, k)).expand(batch + (n, m, k))
-        out = (xb * wb).sum(-1, dtype=(xb * wb).dtype if (xb * wb).dtype.is_float else None)
+        prod_ = xb * wb
+        # the result keeps the operands' (promoted) dtype, ints included, like PyTorch
+        out = prod_.sum(-1, dtype=prod_.dtype if prod_.dtype != dtypes.bool else None)
         if self.ndim == 1:
             out = out.squeeze(-2)
         if other.ndim == 1:
@@ -84,8 +91,12 @@ class NNMixin:
         n, cin = self.shape[:2]
         cout, cin_g = weight.shape[:2]
         kernel = weight.shape[2:]
-        if cin % groups or cout % groups or cin // groups != cin_g:
-            raise ValueError(f"{name}: input channels {cin} and weight {weight.shape} do not fit groups={groups}")
+        if groups <= 0 or cin % groups or cout % groups or cin // groups != cin_g:
+            raise ValueError(f"{name}: input of shape {self.shape} ({cin} channels) and weight of shape "
+                             f"{weight.shape} do not fit groups={groups} (the weight needs {cin} / groups input "
+                             f"channels)")
+        if bias is not None and bias.shape != (cout,):
+            raise ValueError(f"{name}: bias of shape {bias.shape} does not match {cout} output channels")
         stride, dilation = _pair(stride, nd), _pair(dilation, nd)
         if isinstance(padding, str):
             if padding == "valid":
@@ -204,6 +215,7 @@ class NNMixin:
         k = _pair(kernel_size)
         s = _pair(stride) if stride is not None else k
         p = _pair(padding)
+        _check_pool(self, k, p, _pair(dilation), "max_pool2d")
         x = self.pad(((0, 0),) * (self.ndim - 2) + tuple((q, q) for q in p), value=-math.inf) if any(p) else self
         win = x._windows(k, s, _pair(dilation))
         return win.max(tuple(range(-2, 0)))
@@ -212,6 +224,7 @@ class NNMixin:
         k = _pair(kernel_size)
         s = _pair(stride) if stride is not None else k
         p = _pair(padding)
+        _check_pool(self, k, p, (1, 1), "avg_pool2d")
         x = self.pad(((0, 0),) * (self.ndim - 2) + tuple((q, q) for q in p)) if any(p) else self
         win = x._windows(k, s, (1, 1))
         total = win.sum((-2, -1))
@@ -229,7 +242,10 @@ class NNMixin:
         return centered * (centered.square().mean(axis, keepdim=True) + eps).rsqrt()
 
     def layer_norm(self, normalized_shape, weight=None, bias=None, eps: float = 1e-5) -> "Tensor":
-        normalized_shape = _pair(normalized_shape, 1) if isinstance(normalized_shape, int) else normalized_shape
+        normalized_shape = _pair(normalized_shape, 1) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+        if self.shape[self.ndim - len(normalized_shape):] != normalized_shape or len(normalized_shape) > self.ndim:
+            raise ValueError(f"layer_norm: normalized_shape {normalized_shape} is not the trailing shape of the "
+                             f"input {self.shape}")
         axes = tuple(range(-len(normalized_shape), 0))
         out = self.layernorm(axes, eps)
         if weight is not None:
@@ -318,11 +334,13 @@ class NNMixin:
         return _reduce_loss(loss, reduction, valid)
 
     def binary_cross_entropy(self, target, reduction: str = "mean") -> "Tensor":
+        _check_same_shape(self, target, "binary_cross_entropy")
         # PyTorch clamps the logs at -100 so p == 0 or 1 gives a finite loss
         loss = -(target * self.log().maximum(-100.0) + (1 - target) * (1 - self).log().maximum(-100.0))
         return _reduce_loss(loss, reduction, None)
 
     def binary_cross_entropy_with_logits(self, target, reduction: str = "mean", pos_weight=None) -> "Tensor":
+        _check_same_shape(self, target, "binary_cross_entropy_with_logits")
         log_sig = -(-self).softplus()        # log(sigmoid(x))
         log_one_minus = -self.softplus()     # log(1 - sigmoid(x))
         pos = target * log_sig * (pos_weight if pos_weight is not None else 1)
@@ -332,7 +350,7 @@ class NNMixin:
     def gather(self, dim: int, index) -> "Tensor":
         """out[i][j] = self[index[i][j]][j] for dim=0 (PyTorch semantics), via a one-hot reduce."""
         from tinyjit.tensor import Tensor
-        d = normalize_axis(dim, self.ndim, "gather")
+        d = _axis(self, dim, "gather")
         if index.ndim != self.ndim:
             raise ValueError(f"gather: index has {index.ndim} dims, input {self.shape} has {self.ndim}")
         if index.dtype.is_float:
@@ -346,6 +364,20 @@ class NNMixin:
         return picked.sum(-1, dtype=self.dtype if self.dtype.is_float else None).cast(self.dtype)
 
 
+def _check_same_shape(x, target, op: str) -> None:
+    if target.shape != x.shape:
+        raise ValueError(f"{op}: target of shape {target.shape} must have the input's shape {x.shape}")
+
+
+def _check_pool(x, kernel, padding, dilation, op: str) -> None:
+    if x.ndim < 2:
+        raise ValueError(f"{op}: needs at least 2 dims (..., H, W), got shape {x.shape}")
+    for size, k, p, d in zip(x.shape[-2:], kernel, padding, dilation):
+        if size + 2 * p < d * (k - 1) + 1:
+            raise ValueError(f"{op}: kernel {tuple(kernel)} (dilation {tuple(dilation)}) does not fit the input "
+                             f"of shape {x.shape} padded by {tuple(padding)}")
+
+
 def _reduce_loss(loss, reduction: str, valid):
     if reduction == "none":
         return loss
@@ -354,7 +386,7 @@ def _reduce_loss(loss, reduction: str, valid):
     if reduction == "mean":
         if valid is None:
             return loss.mean()
-        return loss.sum() / valid.sum().maximum(1).cast(loss.dtype)
+        return loss.sum() / valid.sum().cast(loss.dtype)   # every target ignored: 0 / 0 = nan, like PyTorch
     raise ValueError(f"reduction must be 'none', 'mean' or 'sum', got {reduction!r}")
 
 

@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING
 
 from tinyjit.dtype import dtypes
-from tinyjit.helpers import normalize_axis, prod
+from tinyjit.helpers import prod
 from tinyjit.ops import Op
+from tinyjit.tensor_movement import _axis, _pick_axis
 
 if TYPE_CHECKING:
     from tinyjit.tensor import Tensor
@@ -16,15 +17,8 @@ def _axes(x, axis, op: str) -> tuple[int, ...]:
     if axis is None:
         return tuple(range(x.ndim))
     if isinstance(axis, (list, tuple)):
-        return tuple(sorted({normalize_axis(a, x.ndim, op) for a in axis}))
-    return (normalize_axis(axis, x.ndim, op),)
-
-
-def _pick_axis(axis, dim):
-    """Accept PyTorch's `dim=` and NumPy's `axis=` spellings."""
-    if axis is not None and dim is not None and axis != dim:
-        raise TypeError("pass either axis= or dim=, not both")
-    return axis if axis is not None else dim
+        return tuple(sorted({_axis(x, a, op) for a in axis}))
+    return (_axis(x, axis, op),)
 
 
 class ReduceMixin:
@@ -33,10 +27,15 @@ class ReduceMixin:
         axes = _axes(self, axis, name)
         if self.ndim == 0:
             return self
-        for a in axes:
-            if self.shape[a] == 0 and op == Op.RMAX:
-                raise RuntimeError(f"{name}: cannot reduce over a dimension of size 0 (shape {self.shape})")
-        out = Tensor(self.node.reduce(op, axes))._record(self)
+        x = self
+        if any(self.shape[a] == 0 for a in axes):
+            if op == Op.RMAX and name in ("max", "min", "argmax", "argmin"):
+                raise RuntimeError(f"{name}: cannot reduce over a dimension of size 0 (shape {self.shape}, "
+                                   f"axis {axis})")
+            # nothing to reduce: one element of the op's identity instead (kernels never loop 0 times)
+            x = self.pad(tuple((0, 1) if i in axes and s == 0 else (0, 0) for i, s in enumerate(self.shape)),
+                         value=_identity(op, self.dtype))
+        out = Tensor(x.node.reduce(op, axes))._record(x)
         if not keepdim:
             out = out.reshape(tuple(s for i, s in enumerate(self.shape) if i not in axes))
         return out
@@ -54,14 +53,16 @@ class ReduceMixin:
         return x._reduce(Op.SUM, axis, keepdim, "sum")
 
     def max(self, axis=None, keepdim: bool = False, dim=None) -> "Tensor":
+        """The maximum values (torch.amax / np.max). Unlike torch.max(dim), no (values, indices) pair: use argmax
+        for the indices. NaN propagates."""
         return self._reduce(Op.RMAX, _pick_axis(axis, dim), keepdim, "max")
 
     def min(self, axis=None, keepdim: bool = False, dim=None) -> "Tensor":
         axis = _pick_axis(axis, dim)
         if self.dtype.is_float:
-            return -((-self).max(axis, keepdim))
+            return -((-self)._reduce(Op.RMAX, axis, keepdim, "min"))
         # ~x reverses the order of every int (and bool) without overflow
-        return ~((~self).max(axis, keepdim))
+        return ~((~self)._reduce(Op.RMAX, axis, keepdim, "min"))
 
     def mean(self, axis=None, keepdim: bool = False, dim=None) -> "Tensor":
         axis = _pick_axis(axis, dim)
@@ -80,11 +81,14 @@ class ReduceMixin:
         return (centered * centered).sum(axis, keepdim) / max(count - correction, 0)
 
     def std(self, axis=None, keepdim: bool = False, correction: int = 1, dim=None, unbiased=None) -> "Tensor":
+        _axes(self, _pick_axis(axis, dim), "std")
         return self.var(axis, keepdim, correction, dim, unbiased).sqrt()
 
     def prod(self, axis=None, keepdim: bool = False, dim=None) -> "Tensor":
         axis = _pick_axis(axis, dim)
         axes = _axes(self, axis, "prod")
+        if self.dtype == dtypes.float16:   # multiply half in float, like PyTorch
+            return self.float().prod(axis, keepdim).half()
         x = self.cast(dtypes.int64) if self.dtype.is_int or self.dtype == dtypes.bool else self
         # move reduced axes last, flatten them, then multiply halves until one element is left
         keep = [i for i in range(x.ndim) if i not in axes]
@@ -112,18 +116,22 @@ class ReduceMixin:
         return self.bool()._reduce(Op.RMAX, _pick_axis(axis, dim), keepdim, "any")
 
     def all(self, axis=None, keepdim: bool = False, dim=None) -> "Tensor":
+        _axes(self, _pick_axis(axis, dim), "all")
         return ~((~self.bool()).any(axis, keepdim, dim))
 
     def argmax(self, axis=None, keepdim: bool = False, dim=None) -> "Tensor":
         """Index of the first maximum (of the flattened tensor when axis is None)."""
         from tinyjit.tensor import Tensor
         axis = _pick_axis(axis, dim)
+        if self.ndim == 0:
+            _axis(self, 0 if axis is None else axis, "argmax")
+            return Tensor.zeros((), dtype=dtypes.int64, device=self.device)
         if axis is None:
             return self.flatten().argmax(0).reshape(()) if not keepdim else \
                 self.flatten().argmax(0).reshape((1,) * self.ndim)
-        a = normalize_axis(axis, self.ndim, "argmax")
+        a = _axis(self, axis, "argmax")
         n = self.shape[a]
-        is_max = self == self.max(a, keepdim=True)
+        is_max = self == self._reduce(Op.RMAX, a, True, "argmax")
         if self.dtype.is_float:
             is_max = is_max | (self != self)   # NaN is the maximum, like PyTorch
         # count down from n so the max over matches is the first index
@@ -138,7 +146,7 @@ class ReduceMixin:
 
     def logsumexp(self, axis=None, keepdim: bool = False, dim=None) -> "Tensor":
         axis = _pick_axis(axis, dim)
-        m = self.max(axis, keepdim=True)
+        m = self._float()._reduce(Op.RMAX, axis, True, "logsumexp")
         m = (m.abs() == math.inf).where(0, m)   # keep inf inputs from producing inf - inf
         out = (self - m).exp().sum(axis, keepdim=True).log() + m
         if not keepdim:
@@ -147,25 +155,27 @@ class ReduceMixin:
 
     def softmax(self, axis=-1, dim=None) -> "Tensor":
         axis = _pick_axis(axis if dim is None else None, dim) if dim is not None else axis
+        _axes(self, axis, "softmax")
         x = self._float()
         e = (x - x.max(axis, keepdim=True)).exp()
         return e / e.sum(axis, keepdim=True)
 
     def log_softmax(self, axis=-1, dim=None) -> "Tensor":
         axis = dim if dim is not None else axis
+        _axes(self, axis, "log_softmax")
         x = self._float()
         shifted = x - x.max(axis, keepdim=True)
         return shifted - shifted.exp().sum(axis, keepdim=True).log()
 
-    def cumsum(self, axis=0, dim=None) -> "Tensor":
-        """Running sum: each output sums a window of the left-padded input (one reduce kernel)."""
-        axis = normalize_axis(_pick_axis(axis, dim), self.ndim, "cumsum") if self.ndim else 0
-        if self.ndim == 0:
-            return self
+    def cumsum(self, axis=None, dim=None) -> "Tensor":
+        """Running sum along `axis` (default 0): each output sums a window of the left-padded input (one reduce
+        kernel)."""
+        axis = _pick_axis(axis, dim)
+        axis = _axis(self, 0 if axis is None else axis, "cumsum")
+        if self.ndim == 0 or self.shape[axis] == 0:
+            return self.sum(axis, keepdim=True) if self.ndim == 0 else self.cast(self.sum().dtype)
         x = self.transpose(axis, -1)
         n = x.shape[-1]
-        if n == 0:
-            return self
         # p = n-1 zeros then x. Repeat p n times, append n zeros and cut rows of 2n: row i then starts at
         # p[i], and its first n elements are the window that sums to x[0] + ... + x[i]
         batch = x.shape[:-1]
@@ -176,3 +186,14 @@ class ReduceMixin:
         out = out.cast(self.dtype) if self.dtype.is_float else out
         return out.transpose(axis, -1)
 
+
+
+def _identity(op: Op, dtype):
+    """The value a reduce over no elements gives: 0 for sum, the smallest value of the dtype for max."""
+    if op == Op.SUM:
+        return False if dtype == dtypes.bool else 0
+    if dtype == dtypes.bool:
+        return False
+    if dtype.is_int:
+        return 0 if dtype.is_unsigned else -(1 << (dtype.bits - 1))
+    return -math.inf

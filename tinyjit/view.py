@@ -119,7 +119,8 @@ class View:
         old = [(s, st, m) for s, st, m in zip(self.shape, self.strides,
                                               self.mask or [(0, s) for s in self.shape]) if s != 1]
         if any(m == (0, 0) for m in (self.mask or ())):
-            return View.create(new_shape, mask=tuple((0, 0) for _ in new_shape))
+            # nothing is valid; a 0-d view has no dimension to carry that mask, so it stacks on this one
+            return View.create(new_shape, mask=tuple((0, 0) for _ in new_shape)) if new_shape else None
         new_dims = [i for i, s in enumerate(new_shape) if s != 1]
         strides = [0] * len(new_shape)
         mask = [(0, s) for s in new_shape]

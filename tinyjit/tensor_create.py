@@ -1,0 +1,133 @@
+"""Tensor constructors: constants, ranges, identity, empty buffers and random numbers."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Optional, Union
+
+import numpy as np
+
+from tinyjit.device import canonicalize
+from tinyjit.dtype import dtypes
+from tinyjit.lazy import Node
+
+if TYPE_CHECKING:
+    from tinyjit.tensor import Tensor
+
+Scalar = Union[int, float, bool]
+
+
+def shape_arg(shape) -> tuple[int, ...]:
+    """Accept f(2, 3), f((2, 3)) and f([2, 3]) spellings of a shape."""
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        shape = shape[0]
+    shape = tuple(shape) if isinstance(shape, (tuple, list)) else (shape,)
+    for s in shape:
+        if not isinstance(s, (int, np.integer)) or s < 0:
+            raise ValueError(f"invalid shape {shape}: sizes must be non-negative ints")
+    return tuple(int(s) for s in shape)
+
+
+class CreationMixin:
+    @classmethod
+    def full(cls, shape, fill_value: Scalar, dtype=None, device=None, requires_grad=None) -> "Tensor":
+        shape = shape_arg(shape)
+        dt = dtypes.from_any(dtype) if dtype is not None else dtypes.from_py(fill_value)
+        return cls(Node.const(fill_value, dt, shape, canonicalize(device)), requires_grad=requires_grad)
+
+    @classmethod
+    def zeros(cls, *shape, dtype=None, device=None, requires_grad=None) -> "Tensor":
+        return cls.full(shape_arg(shape), 0.0, dtype=dtype or dtypes.default_float, device=device,
+                        requires_grad=requires_grad)
+
+    @classmethod
+    def ones(cls, *shape, dtype=None, device=None, requires_grad=None) -> "Tensor":
+        return cls.full(shape_arg(shape), 1.0, dtype=dtype or dtypes.default_float, device=device,
+                        requires_grad=requires_grad)
+
+    @classmethod
+    def empty(cls, *shape, dtype=None, device=None) -> "Tensor":
+        return cls(Node.empty(shape_arg(shape), dtypes.from_any(dtype or dtypes.default_float), canonicalize(device)))
+
+    def full_like(self, fill_value: Scalar, dtype=None, device=None) -> "Tensor":
+        return type(self).full(self.shape, fill_value, dtype=dtype or self.dtype, device=device or self.device)
+
+    def zeros_like(self, dtype=None, device=None) -> "Tensor":
+        return self.full_like(0, dtype, device)
+
+    def ones_like(self, dtype=None, device=None) -> "Tensor":
+        return self.full_like(1, dtype, device)
+
+    def empty_like(self, dtype=None, device=None) -> "Tensor":
+        return type(self).empty(*self.shape, dtype=dtype or self.dtype, device=device or self.device)
+
+    @classmethod
+    def arange(cls, start, stop=None, step=1, dtype=None, device=None) -> "Tensor":
+        if stop is None:
+            start, stop = 0, start
+        if step == 0:
+            raise ValueError("arange: step must be nonzero")
+        is_float = any(isinstance(v, float) for v in (start, stop, step))
+        dt = dtypes.from_any(dtype) if dtype is not None else dtypes.default_float if is_float \
+            else dtypes.default_int
+        return cls(np.arange(start, stop, step).astype(dt.np), device=device)
+
+    @classmethod
+    def linspace(cls, start, stop, steps: int, dtype=None, device=None) -> "Tensor":
+        dt = dtypes.from_any(dtype) if dtype is not None else dtypes.default_float
+        return cls(np.linspace(start, stop, steps).astype(dt.np), device=device)
+
+    @classmethod
+    def eye(cls, n: int, m: Optional[int] = None, dtype=None, device=None) -> "Tensor":
+        m = n if m is None else m
+        dt = dtypes.from_any(dtype) if dtype is not None else dtypes.default_float
+        if n > m:   # the trick below puts row i's 1 at column i only while i <= m
+            return cls.eye(m, n, dtype=dt, device=device).T
+        # a 1 followed by m zeros, repeated and cut: row i has its 1 at column i, no arange needed
+        row = cls.ones(1, dtype=dt, device=device).pad(((0, m),))
+        return row.reshape(1, m + 1).expand(n, m + 1).reshape(n * (m + 1))[:n * m].reshape(n, m) \
+            if n and m else cls.zeros(n, m, dtype=dt, device=device)
+
+    # random numbers are generated on the device: see tinyjit/random.py
+    @classmethod
+    def manual_seed(cls, seed: int = 0) -> None:
+        from tinyjit import random
+        random.manual_seed(seed)
+
+    @classmethod
+    def rand(cls, *shape, dtype=None, device=None, requires_grad=None) -> "Tensor":
+        from tinyjit import random
+        dt = dtypes.from_any(dtype or dtypes.default_float)
+        out = random.uniform01(shape_arg(shape), canonicalize(device)).cast(dt)
+        return cls(out.node, requires_grad=requires_grad)
+
+    @classmethod
+    def randn(cls, *shape, dtype=None, device=None, requires_grad=None) -> "Tensor":
+        from tinyjit import random
+        dt = dtypes.from_any(dtype or dtypes.default_float)
+        out = random.standard_normal(shape_arg(shape), canonicalize(device)).cast(dt)
+        return cls(out.node, requires_grad=requires_grad)
+
+    @classmethod
+    def randint(cls, low: int, high: Optional[int] = None, size=(1,), dtype=None, device=None) -> "Tensor":
+        if high is None:
+            low, high = 0, low
+        if high <= low:
+            raise ValueError(f"randint: high ({high}) must be greater than low ({low})")
+        dt = dtypes.from_any(dtype or dtypes.default_int)
+        u = cls.rand(*shape_arg(size), dtype=dtypes.float64, device=device)
+        return (u * (high - low)).floor().cast(dtypes.int64).add(low).cast(dt)
+
+    @classmethod
+    def uniform(cls, *shape, low=0.0, high=1.0, dtype=None, device=None, requires_grad=None) -> "Tensor":
+        t = cls.rand(*shape, dtype=dtype, device=device) * (high - low) + low
+        return cls(t.node, requires_grad=requires_grad)
+
+    @classmethod
+    def normal(cls, *shape, mean=0.0, std=1.0, dtype=None, device=None, requires_grad=None) -> "Tensor":
+        t = cls.randn(*shape, dtype=dtype, device=device) * std + mean
+        return cls(t.node, requires_grad=requires_grad)
+
+    def rand_like(self) -> "Tensor":
+        return type(self).rand(*self.shape, dtype=self.dtype if self.dtype.is_float else None, device=self.device)
+
+    def randn_like(self) -> "Tensor":
+        return type(self).randn(*self.shape, dtype=self.dtype if self.dtype.is_float else None, device=self.device)

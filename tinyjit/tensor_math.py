@@ -1,0 +1,204 @@
+"""Unary math of Tensor (exp, log, trig, activations, rounding), composed from the primitives EXP2, LOG2, SIN,
+SQRT, RECIP and elementwise arithmetic; written for accuracy near 0 and for gradients that match PyTorch."""
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+from tinyjit.dtype import dtypes, least_upper_float
+from tinyjit.ops import Op
+
+if TYPE_CHECKING:
+    from tinyjit.tensor import Tensor
+
+
+class MathMixin:
+    def _float(self) -> "Tensor":
+        return self.cast(least_upper_float(self.dtype))
+
+    def exp2(self) -> "Tensor": return self._float()._apply(Op.EXP2)                 # noqa: E704
+    def log2(self) -> "Tensor": return self._float()._apply(Op.LOG2)                 # noqa: E704
+    def sqrt(self) -> "Tensor": return self._float()._apply(Op.SQRT)                 # noqa: E704
+    def sin(self) -> "Tensor": return self._float()._apply(Op.SIN)                   # noqa: E704
+    def reciprocal(self) -> "Tensor": return self._float()._apply(Op.RECIP)          # noqa: E704
+    def exp(self) -> "Tensor": return (self._float() * (1 / math.log(2))).exp2()     # noqa: E704
+    def log(self) -> "Tensor": return self.log2() * math.log(2)                      # noqa: E704
+    def rsqrt(self) -> "Tensor": return self.sqrt().reciprocal()                     # noqa: E704
+    def cos(self) -> "Tensor": return ((math.pi / 2) - self._float()).sin()          # noqa: E704
+    def tan(self) -> "Tensor": return self.sin() / self.cos()                        # noqa: E704
+    def square(self) -> "Tensor": return self * self                                 # noqa: E704
+    def relu(self) -> "Tensor": return ((self > 0) | self.isnan()).where(self, 0)   # noqa: E704 (grad 0 at 0)
+    def silu(self) -> "Tensor": return self * self.sigmoid()                         # noqa: E704
+    swish = silu
+
+    def expm1(self) -> "Tensor":
+        """e^x - 1, accurate for small x too: e^x - 1 cancels there, so |x| < 0.25 uses a Taylor polynomial with
+        enough terms for the dtype."""
+        x = self._float()
+        small = (x < 0.25) & (x > -0.25)
+        xs = small.where(x, 0.0)
+        n = {2: 4, 4: 6, 8: 12}[x.dtype.itemsize]
+        poly = xs * (1.0 / math.factorial(n)) + 1.0 / math.factorial(n - 1)
+        for k in range(n - 2, 0, -1):
+            poly = poly * xs + 1.0 / math.factorial(k)
+        return small.where(poly * xs, x.exp() - 1)
+
+    def log1p(self) -> "Tensor":
+        """log(1 + x), accurate for small x too: for |x| < 0.25, 2 atanh(s) = 2 (s + s^3/3 + s^5/5 + ...) with
+        s = x / (2 + x), |s| < 1/7. (Rounding-compensation tricks such as log(u) * x / (u - 1) do not survive the
+        renderers' reassociating float math.)"""
+        x = self._float()
+        small = (x < 0.25) & (x > -0.25)
+        s = small.where(x, 0.0) / (small.where(x, 0.0) + 2)
+        s2 = s * s
+        terms = {2: 3, 4: 5, 8: 10}[x.dtype.itemsize]
+        series = s2 * (1.0 / (2 * terms + 1))
+        for k in range(terms - 1, 0, -1):
+            series = (series + 1.0 / (2 * k + 1)) * s2
+        return small.where(2 * s * (series + 1.0), (1 + x).log())
+
+    def tanh(self) -> "Tensor":
+        # through expm1(-2|x|), in (-1, 0]: accurate near 0 (1 - 2 / (e^2x + 1) cancels) and never overflows
+        x = self._float()
+        neg = x < 0
+        t = (-2 * neg.where(-x, x)).expm1()
+        r = -t / (t + 2)
+        return neg.where(-r, r)
+
+    def sigmoid(self) -> "Tensor":
+        # through e^-|x|, which never overflows: 1 / (1 + e^-x) has a finite value at x = -100 but its
+        # gradient would be 0 * inf = NaN
+        x = self._float()
+        neg = x < 0
+        z = neg.where(x, -x).exp()
+        return neg.where(z, 1.0) / (1 + z)
+
+    def abs(self) -> "Tensor":
+        if self.dtype.is_unsigned or self.dtype == dtypes.bool:
+            return self
+        # float: max(x, -x) gives +0 for -0, keeps NaN, and (MAX splits ties) has gradient 0 at 0 like PyTorch
+        return (self < 0).where(-self, self) if not self.dtype.is_float else self.maximum(-self)
+
+    def sign(self) -> "Tensor":
+        zero = self.full_like(0)
+        one = self.full_like(1)
+        if self.dtype.is_unsigned or self.dtype == dtypes.bool:
+            return (self != 0).where(one, zero)
+        # self * 0 keeps sign(x) in the autograd graph (zero gradient, like PyTorch); sign(nan) == 0 like PyTorch
+        out = (self < 0).where(-one, (self > 0).where(one, self * 0))
+        return (self != self).where(zero, out) if self.dtype.is_float else out
+
+    def leaky_relu(self, negative_slope: float = 0.01) -> "Tensor":
+        return (self > 0).where(self, self * negative_slope)
+
+    def elu(self, alpha: float = 1.0) -> "Tensor":
+        x = self._float()
+        pos = x > 0
+        # expm1 keeps small negative x accurate; it only sees x <= 0, so it never overflows (nor its gradient)
+        return pos.where(x, alpha * pos.where(0.0, x).expm1())
+
+    def softplus(self, beta: float = 1.0, threshold: float = 20.0) -> "Tensor":
+        bx = self._float() * beta
+        # log(1 + e^x) computed stably as max(x, 0) + log(1 + e^-|x|), written with where so that the gradient
+        # at 0 is sigmoid(0) = 0.5
+        pos = bx > 0
+        soft = (pos.where(bx, 0.0) + pos.where(-bx, bx).exp().log1p()) / beta   # log1p: exact for tiny e^-|x|
+        return (bx > threshold).where(self._float(), soft)
+
+    def mish(self) -> "Tensor":
+        return self * self.softplus().tanh()
+
+    def hardswish(self) -> "Tensor":
+        return self * (self + 3).clip(0, 6) / 6
+
+    def hardsigmoid(self) -> "Tensor":
+        return ((self + 3) / 6).clip(0, 1)
+
+    def relu6(self) -> "Tensor":
+        return self.clip(0, 6)
+
+    def gelu(self, approximate: str = "none") -> "Tensor":
+        x = self._float()
+        if approximate == "tanh":
+            return 0.5 * x * (1 + (math.sqrt(2 / math.pi) * (x + 0.044715 * x * x * x)).tanh())
+        return 0.5 * x * (1 + (x * (1 / math.sqrt(2))).erf())
+
+    def erf(self) -> "Tensor":
+        # Abramowitz & Stegun 7.1.26 refined with more terms (max error ~1.2e-7), odd symmetry via sign
+        x = self._float()
+        if x.dtype == dtypes.float64:
+            return x._erf_float64()
+        ax = (x < 0).where(-x, x)   # |x| with gradient 1 at 0, so erf'(0) = 2/sqrt(pi)
+        t = 1.0 / (1.0 + 0.5 * ax)
+        poly = (-ax * ax - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (
+            -0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))
+            ))))))
+        y = 1.0 - t * poly.exp()
+        # near 0, 1 - erfc(|x|) cancels: the Taylor series 2/sqrt(pi) * sum (-1)^n x^(2n+1) / (n! (2n+1)) instead
+        small = (x < 0.5) & (x > -0.5)
+        xs = small.where(x, 0.0)
+        x2 = xs * xs
+        terms = {2: 3, 4: 5, 8: 12}[x.dtype.itemsize]
+        series = x2 * ((-1) ** terms / (math.factorial(terms) * (2 * terms + 1)))
+        for n in range(terms - 1, 0, -1):
+            series = (series + (-1) ** n / (math.factorial(n) * (2 * n + 1))) * x2
+        series = (series + 1.0) * xs * (2 / math.sqrt(math.pi))
+        return small.where(series, (x < 0).where(-y, y))
+
+    def _erf_float64(self) -> "Tensor":
+        """erf to ~1e-15: the Taylor series for |x| < 2, and 1 - erfc(|x|) beyond, erfc from its continued
+        fraction e^-x^2 / sqrt(pi) / (x + (1/2) / (x + 1 / (x + (3/2) / (x + ...)))) evaluated from the tail."""
+        neg = self < 0
+        ax = neg.where(-self, self)
+        small = ax < 2.0
+        xs = small.where(ax, 0.0)
+        x2 = xs * xs
+        series = x2 * ((-1) ** 32 / (math.factorial(32) * 65))
+        for n in range(31, 0, -1):
+            series = (series + (-1) ** n / (math.factorial(n) * (2 * n + 1))) * x2
+        series = (series + 1.0) * xs * (2 / math.sqrt(math.pi))
+        xb = small.where(2.0, ax)
+        fraction = xb
+        for k in range(40, 0, -1):
+            fraction = xb + (k / 2) / fraction
+        tail = 1.0 - (-xb * xb).exp() / (fraction * math.sqrt(math.pi))
+        y = small.where(series, tail)
+        return neg.where(-y, y)
+
+    def trunc(self) -> "Tensor":
+        if not self.dtype.is_float:
+            return self
+        # values with |x| >= 2^mantissa_bits are already integers (and inf/nan pass through)
+        limit = {2: 2.0 ** 10, 4: 2.0 ** 23, 8: 2.0 ** 52}[self.dtype.itemsize]
+        truncated = self.cast(dtypes.int64).cast(self.dtype)
+        return (self.abs() < limit).where(truncated, self)
+
+    def floor(self) -> "Tensor":
+        if not self.dtype.is_float:
+            return self
+        t = self.trunc()
+        return (t > self).where(t - 1, t)
+
+    def ceil(self) -> "Tensor":
+        if not self.dtype.is_float:
+            return self
+        t = self.trunc()
+        return (t < self).where(t + 1, t)
+
+    def round(self) -> "Tensor":
+        """Round half to even, like PyTorch and NumPy."""
+        if not self.dtype.is_float:
+            return self
+        r = (self + 0.5).floor()
+        is_half = (r - self) == 0.5
+        r_odd = (r - (r * 0.5).floor() * 2) == 1
+        return (is_half & r_odd).where(r - 1, r)
+
+    def isnan(self) -> "Tensor":
+        return self != self
+
+    def isinf(self) -> "Tensor":
+        return (self == math.inf) | (self == -math.inf)
+
+    def lerp(self, end, weight) -> "Tensor":
+        return self + (end - self) * weight
