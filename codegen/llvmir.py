@@ -244,8 +244,9 @@ class LLVMRenderer:
                 emit(f"{r} = sub {t} 0, {a[0]}")
         elif op in (Op.EXP2, Op.LOG2) and src_dt in (dtypes.float32, dtypes.float64):
             # inline polynomials instead of libm calls: loops with exp/log then vectorize
-            emit_fn = emit_exp2 if op == Op.EXP2 else emit_log2
-            return emit_fn(emit, fresh, declare, LLVM_TYPES[src_dt], a[0], FAST)
+            if op == Op.EXP2:
+                return emit_exp2(emit, fresh, declare, LLVM_TYPES[src_dt], a[0], FAST, host_vector_bits() == 512)
+            return emit_log2(emit, fresh, declare, LLVM_TYPES[src_dt], a[0], FAST)
         elif op in FLOAT_INTRINSICS:
             if src_dt == dtypes.float16:  # compute half math in float
                 wide = fresh()
