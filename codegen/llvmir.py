@@ -64,6 +64,7 @@ class LLVMRenderer:
         digest = hashlib.sha256("\n".join(body).encode()).hexdigest()[:10]
         fname = f"{name}_{digest}"
         lines = [f"define void @{fname}({', '.join(args)}) #0 {{", "entry:"] + body + ["}"]
+        lines += self._thunk(fname, args)
         lines += sorted(declares)
         if self._register_blocked(uops):
             # the reduce loop of a register block is vectorized by SLP across the block; the loop vectorizer
@@ -74,6 +75,23 @@ class LLVMRenderer:
         lines.append(f'attributes #0 = {{ nounwind "no-trapping-math"="true" '
                      f'"prefer-vector-width"="{host_vector_bits()}" }}')
         return fname, "\n".join(lines) + "\n"
+
+    @staticmethod
+    def _thunk(fname: str, args: list[str]) -> list[str]:
+        """`{fname}_thunk(ptr args, i32 start, i32 end)`: the kernel called with its buffers from an array, one
+        signature for all kernels, so the CPU runtime's native thread pool can call any of them."""
+        buffers = [a for a in args if a.startswith("ptr")]
+        index_type = next((a.split()[0] for a in args if not a.startswith("ptr")), "i32")
+        lines = [f"define void @{fname}_thunk(ptr %args, i32 %start, i32 %end) {{", "entry:"]
+        for i in range(len(buffers)):
+            lines += [f"  %a{i}p = getelementptr ptr, ptr %args, i64 {i}", f"  %a{i} = load ptr, ptr %a{i}p"]
+        if index_type == "i32":
+            lo, hi = "%start", "%end"
+        else:
+            lines += [f"  %lo = sext i32 %start to {index_type}", f"  %hi = sext i32 %end to {index_type}"]
+            lo, hi = "%lo", "%hi"
+        call_args = [f"ptr %a{i}" for i in range(len(buffers))] + [f"{index_type} {lo}", f"{index_type} {hi}"]
+        return lines + [f"  call void @{fname}({', '.join(call_args)})", "  ret void", "}"]
 
     @staticmethod
     def _register_blocked(uops: list[UOp]) -> bool:

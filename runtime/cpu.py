@@ -6,6 +6,7 @@ is split across a thread pool; ctypes releases the GIL during the call, so the t
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import threading
 import time
@@ -54,36 +55,40 @@ class CPUAllocator:
         return handle.ctypes.data
 
 
-class CPUProgram:
-    def __init__(self, device: "CPUDevice", name: str, address: int):
-        self.device, self.name, self.address = device, name, address
-        self.fn = None
+_THUNK = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int32, ctypes.c_int32)
 
-    def bind(self, nargs: int):
-        """The ctypes function for `nargs` buffer arguments (all kernels end with int32 start, end)."""
-        if self.fn is None:
-            self.fn = ctypes.CFUNCTYPE(None, *([ctypes.c_void_p] * nargs), ctypes.c_int32, ctypes.c_int32)(
-                self.address)
-        return self.fn
+
+class CPUProgram:
+    """A compiled kernel, called through its thunk `(void **buffers, int start, int end)` (codegen.llvmir)."""
+
+    def __init__(self, device: "CPUDevice", name: str, address: int, thunk: int):
+        self.device, self.name, self.address, self.thunk = device, name, address, thunk
+        self.fn = _THUNK(thunk)
 
     def __call__(self, *bufs, global_size=(1,), local_size=None, wait=False, threads: int = 1):
         t0 = time.perf_counter() if wait else 0.0
-        self.launch_addresses([b.ctypes.data for b in bufs], global_size[0], threads)
+        self.launch(self.args([b.ctypes.data for b in bufs]), global_size[0], threads)
         return time.perf_counter() - t0 if wait else None
 
-    def launch_addresses(self, ptrs: list[int], n: int, threads: int) -> None:
-        """Run the outer loop [0, n) over buffers given by address, split into `threads` ranges: the first runs
-        in the calling thread while the pool runs the others (a TinyJit replay calls this directly)."""
-        fn = self.fn if self.fn is not None else self.bind(len(ptrs))
+    @staticmethod
+    def args(ptrs: list[int]):
+        """The buffer addresses as the C array a launch takes (keep it: a TinyJit replay reuses it)."""
+        return (ctypes.c_void_p * max(len(ptrs), 1))(*ptrs)
+
+    def launch(self, args, n: int, threads: int) -> None:
+        """Run the outer loop [0, n) over the buffers in `args`, split into `threads` ranges: the calling thread
+        runs the first, the pool the others."""
         threads = min(threads, self.device.threads, n)
         if threads <= 1:
-            fn(*ptrs, 0, n)
-            return
-        chunk = -(-n // threads)
-        futures = [self.device.pool.submit(fn, *ptrs, lo, min(lo + chunk, n)) for lo in range(chunk, n, chunk)]
-        fn(*ptrs, 0, chunk)
-        for f in futures:
-            f.result()
+            self.fn(args, 0, n)
+        elif self.device.native_pool is not None:
+            self.device.native_pool.parallel(self.thunk, args, n, threads)
+        else:
+            chunk = -(-n // threads)
+            futures = [self.device.pool.submit(self.fn, args, lo, min(lo + chunk, n)) for lo in range(chunk, n, chunk)]
+            self.fn(args, 0, chunk)
+            for f in futures:
+                f.result()
 
 
 class CPUDevice:
@@ -105,6 +110,12 @@ class CPUDevice:
         self.allocator = CPUAllocator()
         self.threads = cpu_count()
         self.pool = ThreadPoolExecutor(max_workers=self.threads) if self.threads > 1 else None
+        if hasattr(os, "register_at_fork"):   # a forked child has none of the parent's threads: start new ones
+            os.register_at_fork(after_in_child=self._after_fork)
+
+    def _after_fork(self) -> None:
+        self.pool = ThreadPoolExecutor(max_workers=self.threads) if self.threads > 1 else None
+        self.__dict__.pop("native_pool", None)
 
     def cache_key(self) -> tuple[str, ...]:
         return ("llvm", ".".join(map(str, llvm.llvm_version_info)), self.cpu_name, self.features)
@@ -153,9 +164,19 @@ class CPUDevice:
             self.engine.add_object_file(llvm.ObjectFileRef.from_data(binary))
             self.engine.finalize_object()
             address = self.engine.get_function_address(name)
-        if not address:
-            raise CompileError(f"symbol {name} not found in the compiled LLVM object")
-        return CPUProgram(self, name, address)
+            thunk = self.engine.get_function_address(name + "_thunk")
+        if not address or not thunk:
+            raise CompileError(f"symbol {name} (or its thunk) not found in the compiled LLVM object")
+        return CPUProgram(self, name, address, thunk)
+
+    @functools.cached_property
+    def native_pool(self):
+        """Worker threads that wait for kernels in native code (see runtime.cpu_pool), or None where that pool
+        is not available (then a Python ThreadPoolExecutor splits launches)."""
+        if self.threads <= 1:
+            return None
+        from runtime.cpu_pool import NativePool
+        return NativePool.create(self, self.threads - 1)
 
     def synchronize(self) -> None:
         pass

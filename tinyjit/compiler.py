@@ -51,11 +51,15 @@ class CompiledKernel:
         arguments `args` are, arg_of(buffer) is the argument for another buffer. On the CPU the arguments are
         addresses and run calls the compiled function directly (TinyJit's replay loop)."""
         program = self.program
-        if hasattr(program, "launch_addresses"):
+        if hasattr(program, "launch"):
             address = program.device.allocator.address
-            n, threads = self.global_size[0], self.threads
-            return (lambda args: program.launch_addresses(args, n, threads),
-                    [address(b.handle) for b in buffers], lambda b: address(b.handle))
+            n, threads, last = self.global_size[0], self.threads, [None, None]
+
+            def run(addresses: list[int]) -> None:
+                if addresses is not last[0]:   # the same list again (no input swapped): reuse its C array
+                    last[0], last[1] = addresses, program.args(addresses)
+                program.launch(last[1], n, threads)
+            return run, [address(b.handle) for b in buffers], lambda b: address(b.handle)
         return (lambda args: program(*args, global_size=self.global_size, local_size=self.local_size,
                                      **self.launch_kwargs), [b.handle for b in buffers], lambda b: b.handle)
 
