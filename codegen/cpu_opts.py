@@ -182,22 +182,26 @@ def _pack(k: Kernel, which: int) -> None:
 
 
 def _stage(k: Kernel) -> None:
-    """Write the output to a scratch buffer in loop order, then copy it into place: the register block's stores
-    become whole vectors (LLVM's SLP vectorizer starts from consecutive stores) when the output is not
-    contiguous along the block's vector axis."""
+    """Write the output to a scratch buffer laid out like the output except that the innermost axis of the
+    kernel (the register block's vector axis) is contiguous, then copy it into place: the block's stores become
+    whole vectors (LLVM's SLP vectorizer starts from consecutive stores), and the copy is a transpose of small
+    tiles that stay in cache."""
     copies = copies_of(k)
     if copies.args[0] != 0:
         raise KernelOptError("STAGE: the output is staged already")
     st = k.sts[0]
-    kept_shape = tuple(s for s in st.shape if s > 1) or (1,)
-    if st.reshape(kept_shape).contiguous:
-        raise KernelOptError("STAGE: the kernel writes its output contiguously in loop order already")
-    copies.scratch.append((prod(kept_shape), k.ast.dtype))
-    scratch = ("scratch", len(copies.scratch) - 1)
-    staged = ShapeTracker.from_shape(kept_shape).reshape(st.shape)
-    # the copy walks the output in its memory order (contiguous writes) and reads the scratch buffer strided
     strides = index_strides(st)
-    order = sorted(range(len(st.shape)), key=lambda a: -abs(strides[a]) if strides[a] is not None else 0)
+    if strides[-1] == 1 or st.shape[-1] == 1:
+        raise KernelOptError("STAGE: the output is contiguous along the innermost axis already")
+    # the output's memory order (largest stride first), the innermost kernel axis moved last
+    order = sorted(range(len(st.shape) - 1), key=lambda a: -abs(strides[a]) if strides[a] is not None else 0)
+    order.append(len(st.shape) - 1)
+    size = prod(st.shape)
+    copies.scratch.append((size, k.ast.dtype))
+    scratch = ("scratch", len(copies.scratch) - 1)
+    inverse = [order.index(a) for a in range(len(order))]
+    staged = ShapeTracker.from_shape(tuple(st.shape[a] for a in order)).permute(inverse)
+    # the copy walks the output in its memory order (contiguous writes)
     copy = AstNode(Op.STORE, (AstNode(Op.LOAD, (), (1, staged.permute(order)), k.ast.dtype),), (0, st.permute(order)),
                    k.ast.dtype)
     copies.after.append((copy, (0, scratch)))

@@ -99,15 +99,17 @@ class LLVMRenderer:
 
     @staticmethod
     def _index_math(uops: list[UOp]) -> set[int]:
-        """ids of the integer adds/multiplies that compute addresses from loop variables and constants. Their
-        values are in-range indices (the linearizer picks a wide enough index type), so they get `nsw`: LLVM then
+        """ids of the integer ops (add, mul, and the div/mod by constants between them) that compute addresses from
+        loop variables and constants. Their values are in-range indices (the linearizer picks a wide enough index
+        type), so the adds and multiplies get `nsw`: LLVM then
         sees that neighbouring elements are neighbours in memory (sext(i + 1) == sext(i) + 1), which the SLP and
         loop vectorizers need. Data math never depends on a loop variable directly, so it keeps wrapping."""
         index: set[int] = set()
         for u in uops:
             if u.uop in (U.LOOP, U.DEFINE_VAR, U.SPECIAL):
                 index.add(id(u))
-            elif u.uop == U.ALU and u.arg in (Op.ADD, Op.MUL) and u.dtype.is_int and u.dtype != dtypes.bool \
+            elif u.uop == U.ALU and u.arg in (Op.ADD, Op.MUL, Op.IDIV, Op.MOD) and u.dtype.is_int \
+                    and u.dtype != dtypes.bool \
                     and any(id(s) in index for s in u.src) \
                     and all(id(s) in index or s.uop == U.CONST for s in u.src):
                 index.add(id(u))
