@@ -78,17 +78,25 @@ class CPUProgram:
     def launch(self, args, n: int, threads: int) -> None:
         """Run the outer loop [0, n) over the buffers in `args`, split into `threads` ranges: the calling thread
         runs the first, the pool the others."""
+        fn, fn_args = self.launcher(args, n, threads)
+        fn(*fn_args)
+
+    def launcher(self, args, n: int, threads: int):
+        """(function, arguments) that launch over `args`: a ctypes call where possible, so a TinyJit replay runs
+        each launch as one C call."""
         threads = min(threads, self.device.threads, n)
         if threads <= 1:
-            self.fn(args, 0, n)
-        elif self.device.native_pool is not None:
-            self.device.native_pool.parallel(self.thunk, args, n, threads)
-        else:
-            chunk = -(-n // threads)
-            futures = [self.device.pool.submit(self.fn, args, lo, min(lo + chunk, n)) for lo in range(chunk, n, chunk)]
-            self.fn(args, 0, chunk)
-            for f in futures:
-                f.result()
+            return self.fn, (args, 0, n)
+        if self.device.native_pool is not None:
+            return self.device.native_pool.launcher(self.thunk, args, n, threads)
+        return self._python_pool_launch, (args, n, threads)
+
+    def _python_pool_launch(self, args, n: int, threads: int) -> None:
+        chunk = -(-n // threads)
+        futures = [self.device.pool.submit(self.fn, args, lo, min(lo + chunk, n)) for lo in range(chunk, n, chunk)]
+        self.fn(args, 0, chunk)
+        for f in futures:
+            f.result()
 
 
 class CPUDevice:

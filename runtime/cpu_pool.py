@@ -213,7 +213,12 @@ class NativePool:
 
     def parallel(self, thunk: int, args, n: int, threads: int) -> None:
         """Run thunk(args, lo, hi) over [0, n) split into `threads` ranges (this thread runs the first)."""
-        self._parallel(thunk, args, n, min(threads, self.workers + 1), self.slots)
+        fn, fn_args = self.launcher(thunk, args, n, threads)
+        fn(*fn_args)
+
+    def launcher(self, thunk: int, args, n: int, threads: int):
+        """(ctypes function, arguments) of that launch."""
+        return self._parallel, (thunk, args, n, min(threads, self.workers + 1), self.slots)
 
     def stop(self) -> None:
         """Let the workers return (at interpreter exit they would simply be dropped)."""

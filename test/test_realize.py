@@ -119,8 +119,8 @@ def test_compiled_kernel_reports_the_threads_the_runtime_uses(monkeypatch):
     assert kernel.threads == min(cpu.threads, kernel.global_size[0])
     if cpu.native_pool is not None:   # the ranges the runtime really splits the launch into
         split = []
-        parallel = cpu.native_pool.parallel
-        monkeypatch.setattr(cpu.native_pool, "parallel", lambda *a: split.append(a) or parallel(*a))
+        launcher = cpu.native_pool.launcher
+        monkeypatch.setattr(cpu.native_pool, "launcher", lambda *a: split.append(a) or launcher(*a))
         np.testing.assert_allclose(big.numpy(), xn * 1.5 - 2.25, rtol=1e-6, atol=1e-6)   # fma
         (_, _, n, threads), = split
         chunk = -(-n // min(threads, cpu.native_pool.workers + 1))

@@ -47,21 +47,20 @@ class CompiledKernel:
                             local_size=self.local_size, wait=wait, **self.launch_kwargs)
 
     def prepare(self, buffers: list[Buffer]):
-        """(run, args, arg_of) for launching again and again: run(args) launches on the buffers whose launch
-        arguments `args` are, arg_of(buffer) is the argument for another buffer. On the CPU the arguments are
-        addresses and run calls the compiled function directly (TinyJit's replay loop)."""
+        """(call, set_buffer) for launching again and again (TinyJit's replay loop): call() launches on
+        `buffers`, set_buffer(j, buffer) points argument j at another buffer from then on. On the CPU call is
+        one C call over a C array of addresses that set_buffer edits in place."""
         program = self.program
-        if hasattr(program, "launch"):
+        if hasattr(program, "launcher"):
             address = program.device.allocator.address
-            n, threads, last = self.global_size[0], self.threads, [None, None]
+            args = program.args([address(b.handle) for b in buffers])
+            fn, fn_args = program.launcher(args, self.global_size[0], self.threads)
 
-            def run(addresses: list[int]) -> None:
-                if addresses is not last[0]:   # the same list again (no input swapped): reuse its C array
-                    last[0], last[1] = addresses, program.args(addresses)
-                program.launch(last[1], n, threads)
-            return run, [address(b.handle) for b in buffers], lambda b: address(b.handle)
-        return (lambda args: program(*args, global_size=self.global_size, local_size=self.local_size,
-                                     **self.launch_kwargs), [b.handle for b in buffers], lambda b: b.handle)
+            def set_buffer(j: int, buffer: Buffer) -> None:
+                args[j] = address(buffer.handle)
+            return functools.partial(fn, *fn_args), set_buffer
+        bufs = list(buffers)
+        return (lambda: self(bufs)), bufs.__setitem__
 
 
 @dataclass

@@ -107,10 +107,11 @@ class TinyJit:
         for kind, runner, buffers in record:
             swaps = [(j, position[id(b)]) for j, b in enumerate(buffers) if id(b) in position]
             if kind == "kernel":
-                run, args, arg_of = runner.prepare(buffers)
+                call, set_buffer = runner.prepare(buffers)
             else:   # a copy between devices: called with the buffers themselves
-                run, args, arg_of = (lambda bufs, runner=runner: runner(*bufs)), list(buffers), (lambda b: b)
-            steps.append((run, args, arg_of, swaps, buffers))   # buffers: kept alive with the capture
+                bufs = list(buffers)
+                call, set_buffer = (lambda bufs=bufs, runner=runner: runner(*bufs)), bufs.__setitem__
+            steps.append((call, set_buffer, swaps, buffers))   # buffers: kept alive with the capture
         return steps
 
     def _replay(self, tensors, static):
@@ -123,12 +124,10 @@ class TinyJit:
             raise JitError("TinyJit: a non-tensor argument changed since capture; the captured kernels have the old "
                            "value baked in. Pass it as a Tensor or use a new TinyJit")
         inputs = [t.node.buffer for _, t in tensors]
-        for run, args, arg_of, swaps, _ in self.prepared:
-            if swaps:
-                args = list(args)
-                for j, i in swaps:
-                    args[j] = arg_of(inputs[i])
-            run(args)
+        for call, set_buffer, swaps, _ in self.prepared:
+            for j, i in swaps:
+                set_buffer(j, inputs[i])
+            call()
         # outputs: fresh tensors over the same (now overwritten) buffers
         return _map_tensors(self.outputs, lambda t: Tensor(Node.from_buffer(t.node.buffer, t.shape)))
 
