@@ -73,14 +73,22 @@ def tinygrad_step(tinygrad, cnn: bool):
     params = nn.state.get_parameters(layers)
     opt = nn.optim.SGD(params, lr=0.01)
 
-    @TinyJit
-    @Tensor.train()
     def step(x, y):
         opt.zero_grad()
         loss = x.sequential(layers).sparse_categorical_crossentropy(y)
         loss.backward()
         opt.step()
         return loss.realize()
+    if hasattr(Tensor, "train"):   # older tinygrad: training mode is a Tensor decorator
+        step = Tensor.train()(step)
+    else:                          # 0.14: a Context variable
+        from tinygrad.helpers import Context
+        inner = step
+
+        def step(x, y):
+            with Context(TRAINING=1):
+                return inner(x, y)
+    step = TinyJit(step)
     x, y = Tensor(xn).realize(), Tensor(yn).realize()
     return lambda: step(x, y)
 

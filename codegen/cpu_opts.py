@@ -1,54 +1,422 @@
-"""Hand-coded CPU heuristics: register blocking for contractions (matmul, conv) and reductions.
+"""Hand-coded CPU heuristics: register blocking and operand packing for contractions (matmul, conv).
 
-A contraction is a reduce kernel with a load that is contiguous along one output axis (the "vector" axis:
-B's columns in a matmul, the output width in a conv) and broadcast (stride 0) along another output axis (A's
-rows, the output channels). Upcasting both builds a register block, e.g. 4 rows x 32 columns of accumulators:
-each loaded vector of B is reused 4 times and each element of A 32 times. LLVM's SLP vectorizer turns the
-unrolled block into vector FMAs (the renderer keeps the loop vectorizer off such loops).
+A contraction is a reduce kernel whose output is contiguous along one global axis (the "vector" axis: the
+columns of a matmul, the output width of a conv) and which has a load, "B", that depends on that axis and is
+broadcast (stride 0) along another global axis (the "row" axis: the rows of A, the output channels). Upcasting
+both builds a register block, e.g. 8 rows x 32 columns of accumulators: each vector loaded from B is reused by
+8 rows and each element of the other operand by 32 columns. LLVM's SLP vectorizer turns the unrolled block into
+vector FMAs (the renderer keeps the loop vectorizer off such reduce loops).
+
+Memory decides the rest. B is PACKed: copied, by a small kernel run just before, into a scratch buffer laid out
+in the order the contraction reads it (for a matmul: 32-column panels, each K x 32 contiguous), so the inner
+loop streams through consecutive cache lines instead of jumping a row of B (and a TLB page) per step; a masked
+(padded) B, like a conv's input windows, loses its bounds checks on the way (im2col). The global axes are then
+reordered (SWAP) so the axes B depends on are outermost: one panel of B stays in L2 while every row block of
+the other operand passes by it.
+
+SWAP and PACK are CPU-only optimizations, handled here (`apply_cpu_opt`); UPCAST/UNROLL go to the Kernel.
 """
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass, field
+from typing import Optional
+
+from tinyjit.dtype import DType
+from tinyjit.helpers import prod
+from tinyjit.ops import AstNode, Op
+from tinyjit.symbolic import Var
+from tinyjit.view import ShapeTracker, View, _linear_coefficient
+
 from codegen.kernel import Kernel, KernelOptError, Opt
-from tinyjit.ops import Op
+from codegen.llvmir import host_vector_bits
 
-VECTOR_BLOCK = (32, 16, 8)    # widths tried for the contiguous axis, in floats (2-4 AVX registers per row)
-ROW_BLOCK = (4, 3, 2)         # rows of the register block
+# vector registers of accumulators in a register block (of 32 on AVX-512 / 16 on AVX2: the rest hold B's vectors
+# and the broadcast elements)
+ACCUMULATOR_REGISTERS = 16
+# below this many multiply-adds a contraction is not worth a packing launch
+MIN_PACK_WORK = 1 << 16
+# threads the outer loop is cut for (more than the 2 cores of a small machine costs nothing)
+THREAD_HINT = max(2, int(os.environ.get("THREADS") or 0) or (len(os.sched_getaffinity(0))
+                                                              if hasattr(os, "sched_getaffinity") else os.cpu_count() or 2))
 
 
-def _load_strides(k: Kernel) -> list[tuple]:
-    return [st.real_strides() for node, st in zip(k.accesses, k.sts) if node.op == Op.LOAD]
+@dataclass
+class Copies:
+    """The copy kernels PACK and STAGE put around a kernel, and what the kernel's own buffers are bound to.
+
+    `args[i]` is what buffer i of the kernel reads: an int is the scheduled kernel's own buffer (0 its output,
+    then its inputs), ("scratch", j) a scratch buffer of `scratch[j]` = (size, dtype). `before` and `after` are
+    elementwise kernels (AST, args) run before and after it; their buffer 0 is the one they write."""
+    args: list
+    scratch: list = field(default_factory=list)
+    before: list = field(default_factory=list)
+    after: list = field(default_factory=list)
 
 
-def _largest_divisor(size: int, choices) -> int:
+def copies_of(k: Kernel) -> Copies:
+    if not hasattr(k, "copies"):
+        k.copies = Copies(list(range(1 + max([n.arg[0] for n in k.accesses if n.op == Op.LOAD], default=0))))
+    return k.copies
+
+
+# ---- the CPU-only optimizations ----
+def apply_cpu_opt(k: Kernel, opt: Opt) -> None:
+    """Apply one optimization: SWAP (axis, amount = the other global axis) exchanges two global axes (loop
+    order); PACK (axis = which operand of pack_candidates(k); amount 0) reads that operand from a packed copy;
+    STAGE (0, 0) writes the output in loop order to a scratch buffer that a copy moves into place; DEPAD (axis =
+    an operand that is a padded load) reads it from a copy with the padding written out;
+    MERGE (axis; amount 0) makes global axes axis and axis+1 one loop (so the outermost loop, which the thread
+    pool splits, is long enough). Everything else is the Kernel's own (UPCAST, UNROLL)."""
+    if opt.kind == "SWAP":
+        a, b = opt.axis, opt.amount
+        if a == b or not (0 <= a < k.first_reduce and 0 <= b < k.first_reduce):
+            raise KernelOptError(f"SWAP {a} {b}: both must be different global axes (there are {k.first_reduce})")
+        order = list(range(k.ndim))
+        order[a], order[b] = b, a
+        k.reshape_and_permute(None, order)
+    elif opt.kind == "PACK":
+        _pack(k, opt.axis)
+    elif opt.kind == "DEPAD":
+        _depad(k, opt.axis)
+    elif opt.kind == "STAGE":
+        _stage(k)
+    elif opt.kind == "MERGE":
+        a = opt.axis
+        if not 0 <= a < k.first_reduce - 1:
+            raise KernelOptError(f"MERGE {a}: global axes {a} and {a + 1} do not both exist")
+        k.reshape_and_permute(lambda sh: sh[:a] + (sh[a] * sh[a + 1],) + sh[a + 2:], None)
+    else:
+        k.apply_opt(opt)
+        return
+    k.applied.append(opt)
+
+
+_ACCESS_OPS = (Op.LOAD, Op.CONST, Op.VALID)
+
+
+def _dependent_axes(k: Kernel, node: AstNode, st_of: dict) -> set[int]:
+    """The axes (of size > 1) whose index changes the value of `node`."""
+    axes: set[int] = set()
+    for n in node.toposort():
+        if n.op in _ACCESS_OPS:
+            st = st_of[id(n)]
+            axes |= {a for a, (s, r) in enumerate(zip(st.shape, st.real_strides())) if s > 1 and r != 0}
+    return axes
+
+
+def pack_candidates(k: Kernel) -> list[AstNode]:
+    """The operands of the kernel's reduces that some packing could help: the largest subtrees under a reduce
+    that read memory and do not depend on every axis (a matmul's A and B loads, a conv's windows, a fused
+    `relu'(x) * grad`), in AST order."""
+    st_of = {id(n): st for n, st in zip(k.accesses, k.sts)}
+    everything = {a for a, s in enumerate(k.full_shape) if s > 1}
+    out: list[AstNode] = []
+
+    def visit(n: AstNode, under_reduce: bool) -> None:
+        if n.op in (Op.SUM, Op.RMAX):
+            for s in n.src:
+                visit(s, True)
+            return
+        if under_reduce and any(x.op == Op.LOAD for x in n.toposort()) and \
+                _dependent_axes(k, n, st_of) != everything:
+            if n not in out:
+                out.append(n)
+            return
+        for s in n.src:
+            visit(s, under_reduce)
+    visit(k.ast, False)
+    return out
+
+
+def _pack(k: Kernel, which: int) -> None:
+    candidates = pack_candidates(k)
+    if not 0 <= which < len(candidates):
+        raise KernelOptError(f"PACK {which}: the kernel has {len(candidates)} packable operands")
+    node = candidates[which]
+    st_of = {id(n): st for n, st in zip(k.accesses, k.sts)}
+    keep = sorted(_dependent_axes(k, node, st_of))
+    full = k.full_shape
+    kept_shape = tuple(full[a] for a in keep)
+    copies = copies_of(k)
+    args = copies.args
+    copy_args: list = []   # buffer i + 1 of the copy kernel is copy_args[i]
+
+    def onto_kept(st: ShapeTracker) -> ShapeTracker:
+        """The access's view with the axes the operand does not depend on cut to one element."""
+        return st.shrink(tuple((0, s) if a in keep else (0, 1) for a, s in enumerate(st.shape)))
+
+    memo: dict[int, AstNode] = {}
+
+    def rebuild(n: AstNode) -> AstNode:
+        if id(n) in memo:
+            return memo[id(n)]
+        if n.op == Op.LOAD:
+            if args[n.arg[0]] not in copy_args:
+                copy_args.append(args[n.arg[0]])
+            out = AstNode(Op.LOAD, (), (1 + copy_args.index(args[n.arg[0]]), onto_kept(st_of[id(n)])), n.dtype)
+        elif n.op == Op.CONST:
+            out = AstNode(Op.CONST, (), (n.arg[0], onto_kept(st_of[id(n)])), n.dtype)
+        elif n.op == Op.VALID:
+            out = AstNode(Op.VALID, (), onto_kept(st_of[id(n)]), n.dtype)
+        else:
+            out = AstNode(n.op, tuple(rebuild(s) for s in n.src), n.arg, n.dtype)
+        memo[id(n)] = out
+        return out
+    value = rebuild(node)
+    if value.op == Op.LOAD and value.arg[1].reshape(kept_shape).contiguous:
+        raise KernelOptError(f"PACK {which}: the load already reads its buffer contiguously in loop order")
+    # the copy runs over the kernel's axes (the dropped ones of size 1), so every view in it stays one view; it
+    # writes in loop order, and the kernel reads that contiguously, broadcast where the operand was
+    packed = ShapeTracker.from_shape(kept_shape).reshape(tuple(s if a in keep else 1 for a, s in enumerate(full)))
+    copy = AstNode(Op.STORE, (value,), (0, packed), node.dtype)
+    packed = packed.expand(full)
+    copies.scratch.append((prod(kept_shape), node.dtype))
+    copies.before.append((copy, (("scratch", len(copies.scratch) - 1),) + tuple(copy_args)))
+    args = args + [("scratch", len(copies.scratch) - 1)]
+    new_node = AstNode(Op.LOAD, (), (len(args) - 1, packed), node.dtype)
+    st_of[id(new_node)] = packed
+    ast = _substitute(k.ast, node, new_node)
+    st_of[id(ast)] = k.sts[0]
+    _rebind(k, ast, st_of, args)
+
+
+def _stage(k: Kernel) -> None:
+    """Write the output to a scratch buffer laid out like the output except that the innermost axis of the
+    kernel (the register block's vector axis) is contiguous, then copy it into place: the block's stores become
+    whole vectors (LLVM's SLP vectorizer starts from consecutive stores), and the copy is a transpose of small
+    tiles that stay in cache."""
+    copies = copies_of(k)
+    if copies.args[0] != 0:
+        raise KernelOptError("STAGE: the output is staged already")
+    st = k.sts[0]
+    strides = index_strides(st)
+    if strides[-1] == 1 or st.shape[-1] == 1:
+        raise KernelOptError("STAGE: the output is contiguous along the innermost axis already")
+    # the output's memory order (largest stride first), the innermost kernel axis moved last
+    order = sorted(range(len(st.shape) - 1), key=lambda a: -abs(strides[a]) if strides[a] is not None else 0)
+    order.append(len(st.shape) - 1)
+    size = prod(st.shape)
+    copies.scratch.append((size, k.ast.dtype))
+    scratch = ("scratch", len(copies.scratch) - 1)
+    inverse = [order.index(a) for a in range(len(order))]
+    staged = ShapeTracker.from_shape(tuple(st.shape[a] for a in order)).permute(inverse)
+    # the copy walks the output in its memory order (contiguous writes)
+    copy = AstNode(Op.STORE, (AstNode(Op.LOAD, (), (1, staged.permute(order)), k.ast.dtype),), (0, st.permute(order)),
+                   k.ast.dtype)
+    copies.after.append((copy, (0, scratch)))
+    k.ast = AstNode(Op.STORE, k.ast.src, (0, staged), k.ast.dtype)
+    k.accesses[0], k.sts[0] = k.ast, staged
+    copies.args[0] = scratch
+
+
+def _depad(k: Kernel, which: int) -> None:
+    """Copy the padded view a load starts from (the first view of its ShapeTracker, the one with the mask) into
+    a buffer of its own with the padding written out as zeros, and read that without bounds checks through the
+    rest of the views. Much less memory than PACKing a conv's input windows: the padded input, not every
+    window."""
+    candidates = pack_candidates(k)
+    if not 0 <= which < len(candidates) or candidates[which].op != Op.LOAD:
+        raise KernelOptError(f"DEPAD {which}: not a load among the kernel's {len(candidates)} packable operands")
+    node = candidates[which]
+    st_of = {id(n): st for n, st in zip(k.accesses, k.sts)}
+    st = st_of[id(node)]
+    first = st.views[0]
+    if first.mask is None:
+        raise KernelOptError(f"DEPAD {which}: the load has no padding")
+    keep = [a for a, (size, stride, m) in enumerate(zip(first.shape, first.strides, first.mask))
+            if size > 1 and (stride != 0 or m != (0, size))]
+    kept_shape = tuple(first.shape[a] for a in keep)
+    source = first.shrink(tuple((0, s) if a in keep else (0, 1) for a, s in enumerate(first.shape)))
+    source = source.reshape(kept_shape)
+    copies = copies_of(k)
+    copy = AstNode(Op.STORE, (AstNode(Op.LOAD, (), (1, ShapeTracker((source,))), node.dtype),),
+                   (0, ShapeTracker.from_shape(kept_shape)), node.dtype)
+    copies.scratch.append((prod(kept_shape), node.dtype))
+    copies.before.append((copy, (("scratch", len(copies.scratch) - 1), copies.args[node.arg[0]])))
+    strides, acc = [0] * len(first.shape), 1
+    for a in reversed(keep):
+        strides[a], acc = acc, acc * first.shape[a]
+    depadded = ShapeTracker((View.create(first.shape, tuple(strides)),) + st.views[1:])
+    args = copies.args + [("scratch", len(copies.scratch) - 1)]
+    new_node = AstNode(Op.LOAD, (), (len(args) - 1, depadded), node.dtype)
+    st_of[id(new_node)] = depadded
+    ast = _substitute(k.ast, node, new_node)
+    st_of[id(ast)] = k.sts[0]
+    _rebind(k, ast, st_of, args)
+
+
+def _rebind(k: Kernel, ast: AstNode, st_of: dict, args: list) -> None:
+    """Install a rewritten AST: recollect its accesses (keeping their views) and number its buffers 1.. again
+    in order of first use, so no index is left unused."""
+    loads = [n for n in ast.toposort() if n.op == Op.LOAD]
+    used = sorted({n.arg[0] for n in loads})
+    number = {old: new for new, old in enumerate(used, 1)}
+    memo: dict[int, AstNode] = {}
+
+    def renumber(n: AstNode) -> AstNode:
+        if id(n) not in memo:
+            if n.op == Op.LOAD:
+                out = AstNode(Op.LOAD, (), (number[n.arg[0]], n.arg[1]), n.dtype)
+            else:
+                out = AstNode(n.op, tuple(renumber(s) for s in n.src), n.arg, n.dtype) if n.src else n
+            if id(n) in st_of:   # an access (or the store)
+                st_of[id(out)] = st_of[id(n)]
+            memo[id(n)] = out
+        return memo[id(n)]
+    k.ast = renumber(ast)
+    k.accesses = [k.ast] + [n for n in k.ast.toposort() if n.op in _ACCESS_OPS]
+    k.sts = [st_of[id(n)] for n in k.accesses]
+    copies_of(k).args = [args[0]] + [args[old] for old in used]
+
+
+def _substitute(ast: AstNode, old: AstNode, new: AstNode) -> AstNode:
+    memo: dict[int, AstNode] = {}
+
+    def walk(n: AstNode) -> AstNode:
+        if n is old:
+            return new
+        if id(n) not in memo:
+            memo[id(n)] = AstNode(n.op, tuple(walk(s) for s in n.src), n.arg, n.dtype) if n.src else n
+        return memo[id(n)]
+    return walk(ast)
+
+
+# ---- the heuristics ----
+def index_strides(st: ShapeTracker) -> tuple[Optional[int], ...]:
+    """Per axis, the constant step of the address (ignoring validity masks), or None when it is not linear."""
+    idxs = [Var(f"i{d}", 0, s - 1) for d, s in enumerate(st.shape)]
+    index, _ = st.index_and_valid(idxs)
+    return tuple(_linear_coefficient(index, v) if s > 1 else 0 for v, s in zip(idxs, st.shape))
+
+
+def _divisor(size: int, choices) -> int:
     return next((c for c in choices if size % c == 0 and size >= c), 1)
 
 
-def optimize_cpu(k: Kernel) -> None:
-    if not k.has_reduce or k.first_reduce == 0:
-        return
-    loads = _load_strides(k)
-    global_axes = range(k.first_reduce)
-    # the vector axis: an output axis along which some load is contiguous
-    vector_axis, vector_load = None, None
-    for axis in reversed(global_axes):
-        for strides in loads:
-            if strides[axis] == 1 and k.full_shape[axis] >= 8:
-                vector_axis, vector_load = axis, strides
+def _largest_divisor(size: int, limit: int) -> int:
+    return max(d for d in range(1, max(1, min(size, limit)) + 1) if size % d == 0)
+
+
+def contraction_plan(k: Kernel) -> list[Opt]:
+    """The register block, packing and loop order for a contraction kernel, as a list of optimizations (empty
+    when `k` is not a contraction)."""
+    if not k.has_reduce or k.first_reduce == 0 or k.upcasted:
+        return []
+    globals_ = range(k.first_reduce)
+    full = k.full_shape
+    store = index_strides(k.sts[0])
+    st_of = {id(n): st for n, st in zip(k.accesses, k.sts)}
+    operands = pack_candidates(k)
+    deps = [_dependent_axes(k, c, st_of) for c in operands]
+    # the vector axis: the output's contiguous axis if an operand depends on it, else the last such global axis;
+    # B: an operand that depends on it and is broadcast along another global axis, the row axis
+    lanes = max(1, host_vector_bits() // (8 * k.ast.dtype.itemsize))
+    best = None
+    # prefer an axis that fills whole vectors, then one the output is contiguous along, then the last
+    for axis in sorted(globals_, key=lambda a: (full[a] % lanes != 0, store[a] != 1, -a)):
+        if full[axis] < 4:
+            continue
+        for n, dep in enumerate(deps):
+            rows = [a for a in globals_ if a != axis and a not in dep and full[a] > 1]
+            # a contraction operand varies along the reduce too (a bias added before a max pool does not)
+            if axis in dep and rows and any(a >= k.first_reduce for a in dep):
+                best = (axis, n, max(rows, key=lambda a: (_largest_divisor(full[a], 8), full[a])))
                 break
-        if vector_axis is not None:
+        if best:
             break
-    if vector_axis is None:
-        return   # e.g. a sum over the contiguous axis: LLVM's loop vectorizer handles the reduce loop
-    # the row axis: an output axis along which that load is broadcast (so the block reuses its vectors)
-    row_axis = next((a for a in global_axes if a != vector_axis and vector_load[a] == 0 and k.full_shape[a] > 1),
-                    None)
-    width = _largest_divisor(k.full_shape[vector_axis], VECTOR_BLOCK)
-    rows = _largest_divisor(k.full_shape[row_axis], ROW_BLOCK) if row_axis is not None else 1
+    if best is None:
+        return []
+    vector_axis, b, row_axis = best
+    lanes = max(1, host_vector_bits() // (8 * operands[b].dtype.itemsize))
+    width = _divisor(full[vector_axis], (2 * lanes, lanes, lanes // 2, lanes // 4))
+    if width == 1 and full[vector_axis] <= 2 * lanes:
+        width = full[vector_axis]
+    if width < 4:
+        return []
+    rows = _largest_divisor(full[row_axis], ACCUMULATOR_REGISTERS * lanes // width)
+    # rows first, so the vector axis is the innermost upcast axis: a staged output is contiguous along it (an
+    # upcast split leaves the positions of the global axes as they were)
+    opts = ([Opt("UPCAST", row_axis, rows)] if rows > 1 else []) + [Opt("UPCAST", vector_axis, width)]
+    plain_b = operands[b].op == Op.LOAD and index_strides(st_of[id(operands[b])])[vector_axis] == 1
+    if prod(full) < MIN_PACK_WORK or (plain_b and full[row_axis] // rows < 2):
+        return opts if plain_b else []   # an unpacked B read across its layout would make the block gather
+    # B in loop order (or just without its padding, when that leaves it contiguous along the vector axis: a
+    # conv's input instead of all its windows); operands that are expressions computed once instead of per use
+    depad = _depad_suffices(k, opts, b, vector_axis)
+    opts += [Opt("DEPAD" if n == b and depad else "PACK", n, 0) for n, c in enumerate(operands)
+             if n == b or c.op != Op.LOAD]
+    if store[vector_axis] != 1:
+        opts.append(Opt("STAGE", 0, 0))
+    # loop order: global axes B depends on first (a B panel stays in cache while row blocks pass by)
+    sizes = [full[a] // (width if a == vector_axis else rows if a == row_axis else 1) for a in globals_]
+    order = sorted(globals_, key=lambda a: (a not in deps[b], sizes[a] == 1))
+    opts += _swaps(list(globals_), order)
+    # the thread pool splits the outermost loop: merge loops until it has a few iterations per thread
+    outer, merged = sizes[order[0]], 0
+    while outer < 4 * THREAD_HINT and merged + 1 < len(order) and sizes[order[merged + 1]] > 1:
+        merged += 1
+        outer *= sizes[order[merged]]
+        opts.append(Opt("MERGE", 0, 0))
+    return opts
+
+
+def _depad_suffices(k: Kernel, block: list[Opt], b: int, vector_axis: int) -> bool:
+    """Whether operand b, read without its padding after the register block `block`, is contiguous along the
+    vector axis (tried on a copy of the kernel)."""
+    if pack_candidates(k)[b].op != Op.LOAD:
+        return False
+    trial = Kernel(k.ast)
     try:
-        if width > 1:
-            k.apply_opt(Opt("UPCAST", vector_axis, width))
-        if rows > 1:
-            # splitting the vector axis did not move axes before it; the row axis index is unchanged
-            k.apply_opt(Opt("UPCAST", row_axis, rows))
+        for opt in block + [Opt("DEPAD", b, 0)]:
+            apply_cpu_opt(trial, opt)
     except KernelOptError:
-        pass
+        return False
+    st_of = {id(n): st for n, st in zip(trial.accesses, trial.sts)}
+    strides = index_strides(st_of[id(pack_candidates(trial)[b])])
+    return strides[trial.first_upcast + len(block) - 1] == 1 and None not in strides
+
+
+def _swaps(current: list[int], target: list[int]) -> list[Opt]:
+    """SWAP opts turning the axis order `current` into `target` (both lists of the same axis ids)."""
+    current, out = list(current), []
+    for pos, axis in enumerate(target):
+        at = current.index(axis)
+        if at != pos:
+            current[pos], current[at] = current[at], current[pos]
+            out.append(Opt("SWAP", pos, at))
+    return out
+
+
+def optimize_cpu(k: Kernel) -> None:
+    for opt in contraction_plan(k):
+        try:
+            apply_cpu_opt(k, opt)
+        except KernelOptError:   # e.g. a B already laid out in loop order needs no PACK; the loop order still helps
+            pass
+
+
+# ---- the space a search (BEAM) or a fuzz test walks ----
+UPCAST_AMOUNTS = (2, 3, 4, 8, 16, 32)
+UNROLL_AMOUNTS = (2, 3, 4, 8)
+
+
+def candidate_opts(k: Kernel, max_upcast: int = 256) -> list[Opt]:
+    """Every optimization that could be applied to `k` next (some may still raise KernelOptError), keeping the
+    register block (the product of the upcast axes) at most `max_upcast` elements."""
+    full, opts = k.full_shape, []
+    room = max_upcast // prod(full[k.first_upcast:])
+    for a in range(k.first_reduce):
+        opts += [Opt("UPCAST", a, n) for n in UPCAST_AMOUNTS if full[a] % n == 0 and n <= min(full[a], room)]
+    for r in range(k.first_upcast - k.first_reduce):
+        size = full[k.first_reduce + r]
+        opts += [Opt("UNROLL", r, n) for n in UNROLL_AMOUNTS if size % n == 0 and n <= min(size, room)]
+    opts += [Opt("SWAP", a, b) for a in range(k.first_reduce) for b in range(a + 1, k.first_reduce)]
+    opts += [Opt("MERGE", a, 0) for a in range(k.first_reduce - 1)]
+    if k.has_reduce:
+        operands = pack_candidates(k)
+        opts += [Opt("PACK", n, 0) for n in range(len(operands))]
+        opts += [Opt("DEPAD", n, 0) for n, c in enumerate(operands) if c.op == Op.LOAD]
+    if copies_of(k).args[0] == 0:
+        opts.append(Opt("STAGE", 0, 0))
+    return opts

@@ -49,7 +49,9 @@ def _pow2i(emit: Emit, fresh: Fresh, ft: str, it: str, mant: int, bias: int, n: 
     return out
 
 
-def emit_exp2(emit: Emit, fresh: Fresh, declare: Callable[[str], None], ft: str, x: str, flags: str) -> str:
+def emit_exp2(emit: Emit, fresh: Fresh, declare: Callable[[str], None], ft: str, x: str, flags: str,
+              scalef: bool = False) -> str:
+    """exp2(x); `scalef`: the target scales by powers of two in one vector instruction (AVX-512)."""
     ft, it, mant, bias, degree, _ = _FORMATS[ft]
     limit = bias + mant + 8.0                       # beyond this the result is 0 or inf anyway
     sfx = "f32" if ft == "float" else "f64"
@@ -62,15 +64,23 @@ def emit_exp2(emit: Emit, fresh: Fresh, declare: Callable[[str], None], ft: str,
     emit(f"{f} = fsub {ft} {clamped}, {n_f}")     # f in [-0.5, 0.5]
     coefficients = [math.log(2) ** k / math.factorial(k) for k in range(degree + 1)]
     p = _poly(emit, fresh, ft, f, coefficients, flags)
-    # 2**n split in two halves so denormal results and 2**128 (-> inf) come out right
-    n, n1, n2 = fresh(), fresh(), fresh()
-    emit(f"{n} = fptosi {ft} {n_f} to {it}")
-    emit(f"{n1} = ashr {it} {n}, 1")
-    emit(f"{n2} = sub {it} {n}, {n1}")
-    s1, s2 = _pow2i(emit, fresh, ft, it, mant, bias, n1), _pow2i(emit, fresh, ft, it, mant, bias, n2)
-    r1, r2, is_nan, out = fresh(), fresh(), fresh(), fresh()
-    emit(f"{r1} = fmul {ft} {p}, {s1}")
-    emit(f"{r2} = fmul {ft} {r1}, {s2}")
+    if scalef:
+        # p * 2**n by ldexp: one vscalef on AVX-512, right for denormal results and overflow to inf
+        n, r2 = fresh(), fresh()
+        emit(f"{n} = fptosi {ft} {n_f} to i32")
+        declare(f"declare {ft} @llvm.ldexp.{sfx}.i32({ft}, i32)")
+        emit(f"{r2} = call {ft} @llvm.ldexp.{sfx}.i32({ft} {p}, i32 {n})")
+    else:
+        # (elsewhere ldexp is a library call per element) 2**n split in two halves so denormal results and
+        # 2**128 (-> inf) come out right
+        n, n1, n2, r1, r2 = fresh(), fresh(), fresh(), fresh(), fresh()
+        emit(f"{n} = fptosi {ft} {n_f} to {it}")
+        emit(f"{n1} = ashr {it} {n}, 1")
+        emit(f"{n2} = sub {it} {n}, {n1}")
+        s1, s2 = _pow2i(emit, fresh, ft, it, mant, bias, n1), _pow2i(emit, fresh, ft, it, mant, bias, n2)
+        emit(f"{r1} = fmul {ft} {p}, {s1}")
+        emit(f"{r2} = fmul {ft} {r1}, {s2}")
+    is_nan, out = fresh(), fresh()
     emit(f"{is_nan} = fcmp uno {ft} {x}, {x}")
     emit(f"{out} = select i1 {is_nan}, {ft} {x}, {ft} {r2}")
     return out

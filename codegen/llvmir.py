@@ -1,6 +1,7 @@
 """Render the linear loop program as LLVM IR text (for the CPU backend, compiled by llvmlite)."""
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import struct
@@ -19,6 +20,17 @@ LLVM_TYPES = {dtypes.bool: "i1", dtypes.int8: "i8", dtypes.int16: "i16", dtypes.
 # float ops may be reassociated (vectorized reductions) and fused (FMA); NaN/inf semantics are kept
 FAST = "reassoc nsz contract"
 FLOAT_INTRINSICS = {Op.EXP2: "exp2", Op.LOG2: "log2", Op.SIN: "sin", Op.SQRT: "sqrt"}
+
+
+@functools.lru_cache(maxsize=None)
+def host_vector_bits() -> int:
+    """The widest vector registers of this CPU (512 with AVX-512, 256 with AVX, else 128)."""
+    try:
+        import llvmlite.binding as llvm
+        features = llvm.get_host_cpu_features()
+    except Exception:   # no llvmlite or an unknown host: assume AVX2-class hardware
+        return 256
+    return 512 if features.get("avx512f") else 256 if features.get("avx") else 128
 
 
 def mem_type(dt: DType) -> str:
@@ -52,21 +64,60 @@ class LLVMRenderer:
         digest = hashlib.sha256("\n".join(body).encode()).hexdigest()[:10]
         fname = f"{name}_{digest}"
         lines = [f"define void @{fname}({', '.join(args)}) #0 {{", "entry:"] + body + ["}"]
+        lines += self._thunk(fname, args)
         lines += sorted(declares)
         if self._register_blocked(uops):
             # the reduce loop of a register block is vectorized by SLP across the block; the loop vectorizer
             # would vectorize across the reduce axis instead, with strided gathers
             lines.append('!0 = distinct !{!0, !1}')
             lines.append('!1 = !{!"llvm.loop.vectorize.enable", i1 false}')
-        lines.append('attributes #0 = { nounwind "no-trapping-math"="true" }')
+        # LLVM vectorizes with 256-bit registers on AVX-512 CPUs unless told to prefer the full width
+        lines.append(f'attributes #0 = {{ nounwind "no-trapping-math"="true" '
+                     f'"prefer-vector-width"="{host_vector_bits()}" }}')
         return fname, "\n".join(lines) + "\n"
+
+    @staticmethod
+    def _thunk(fname: str, args: list[str]) -> list[str]:
+        """`{fname}_thunk(ptr args, i32 start, i32 end)`: the kernel called with its buffers from an array, one
+        signature for all kernels, so the CPU runtime's native thread pool can call any of them."""
+        buffers = [a for a in args if a.startswith("ptr")]
+        index_type = next((a.split()[0] for a in args if not a.startswith("ptr")), "i32")
+        lines = [f"define void @{fname}_thunk(ptr %args, i32 %start, i32 %end) {{", "entry:"]
+        for i in range(len(buffers)):
+            lines += [f"  %a{i}p = getelementptr ptr, ptr %args, i64 {i}", f"  %a{i} = load ptr, ptr %a{i}p"]
+        if index_type == "i32":
+            lo, hi = "%start", "%end"
+        else:
+            lines += [f"  %lo = sext i32 %start to {index_type}", f"  %hi = sext i32 %end to {index_type}"]
+            lo, hi = "%lo", "%hi"
+        call_args = [f"ptr %a{i}" for i in range(len(buffers))] + [f"{index_type} {lo}", f"{index_type} {hi}"]
+        return lines + [f"  call void @{fname}({', '.join(call_args)})", "  ret void", "}"]
 
     @staticmethod
     def _register_blocked(uops: list[UOp]) -> bool:
         return sum(u.uop == U.STORE for u in uops) > 1 and any(u.uop == U.DEFINE_ACC for u in uops)
 
+    @staticmethod
+    def _index_math(uops: list[UOp]) -> set[int]:
+        """ids of the integer ops (add, mul, and the div/mod by constants between them) that compute addresses from
+        loop variables and constants. Their values are in-range indices (the linearizer picks a wide enough index
+        type), so the adds and multiplies get `nsw`: LLVM then
+        sees that neighbouring elements are neighbours in memory (sext(i + 1) == sext(i) + 1), which the SLP and
+        loop vectorizers need. Data math never depends on a loop variable directly, so it keeps wrapping."""
+        index: set[int] = set()
+        for u in uops:
+            if u.uop in (U.LOOP, U.DEFINE_VAR, U.SPECIAL):
+                index.add(id(u))
+            elif u.uop == U.ALU and u.arg in (Op.ADD, Op.MUL, Op.IDIV, Op.MOD) and u.dtype.is_int \
+                    and u.dtype != dtypes.bool \
+                    and any(id(s) in index for s in u.src) \
+                    and all(id(s) in index or s.uop == U.CONST for s in u.src):
+                index.add(id(u))
+        return index
+
     def _body(self, uops: list[UOp]):
         no_vectorize = self._register_blocked(uops)
+        nsw = self._index_math(uops)
         out: list[str] = []
         allocas: list[str] = []
         declares: set[str] = set()
@@ -183,7 +234,7 @@ class LLVMRenderer:
                 emit(f"{ptr} = getelementptr inbounds {mem_type(dt)}, ptr {ref(buf)}, {ty(index)} {ref(index)}")
                 emit(f"store {mem_type(dt)} {v}, ptr {ptr}, align {dt.itemsize}")
             elif kind == U.ALU:
-                names[id(u)] = self._alu(u, ref, emit, fresh, call_intrinsic, declares.add)
+                names[id(u)] = self._alu(u, ref, emit, fresh, call_intrinsic, declares.add, id(u) in nsw)
             elif kind == U.CAST:
                 names[id(u)] = self._cast(u.src[0], u.dtype, ref, emit, fresh)
             elif kind == U.BITCAST:
@@ -195,7 +246,7 @@ class LLVMRenderer:
         return allocas + out, declares, args
 
     @staticmethod
-    def _alu(u: UOp, ref, emit, fresh, call_intrinsic, declare) -> str:
+    def _alu(u: UOp, ref, emit, fresh, call_intrinsic, declare, nsw: bool = False) -> str:
         op, dt = u.arg, u.dtype
         src_dt = u.src[0].dtype if op != Op.WHERE else u.src[1].dtype
         t = LLVM_TYPES[src_dt]
@@ -213,8 +264,9 @@ class LLVMRenderer:
                 emit(f"{r} = sub {t} 0, {a[0]}")
         elif op in (Op.EXP2, Op.LOG2) and src_dt in (dtypes.float32, dtypes.float64):
             # inline polynomials instead of libm calls: loops with exp/log then vectorize
-            emit_fn = emit_exp2 if op == Op.EXP2 else emit_log2
-            return emit_fn(emit, fresh, declare, LLVM_TYPES[src_dt], a[0], FAST)
+            if op == Op.EXP2:
+                return emit_exp2(emit, fresh, declare, LLVM_TYPES[src_dt], a[0], FAST, host_vector_bits() == 512)
+            return emit_log2(emit, fresh, declare, LLVM_TYPES[src_dt], a[0], FAST)
         elif op in FLOAT_INTRINSICS:
             if src_dt == dtypes.float16:  # compute half math in float
                 wide = fresh()
@@ -230,10 +282,10 @@ class LLVMRenderer:
             emit(f"{r} = fdiv {FAST} {t} {llvm_const(1.0, src_dt)}, {a[0]}")
         elif op == Op.ADD:
             emit(f"{r} = fadd {FAST} {t} {a[0]}, {a[1]}" if is_float else
-                 f"{r} = {'or' if src_dt == dtypes.bool else 'add'} {t} {a[0]}, {a[1]}")
+                 f"{r} = {'or' if src_dt == dtypes.bool else 'add nsw' if nsw else 'add'} {t} {a[0]}, {a[1]}")
         elif op == Op.MUL:
             emit(f"{r} = fmul {FAST} {t} {a[0]}, {a[1]}" if is_float else
-                 f"{r} = {'and' if src_dt == dtypes.bool else 'mul'} {t} {a[0]}, {a[1]}")
+                 f"{r} = {'and' if src_dt == dtypes.bool else 'mul nsw' if nsw else 'mul'} {t} {a[0]}, {a[1]}")
         elif op == Op.MAX:
             if src_dt == dtypes.bool:
                 emit(f"{r} = or i1 {a[0]}, {a[1]}")

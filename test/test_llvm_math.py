@@ -12,8 +12,20 @@ def _ulp_error(got, want, dtype):
     return np.max(np.abs(got[finite] - want[finite]) / spacing[finite])
 
 
+@pytest.fixture(params=["native", "no_scalef"])
+def exp2_path(request, monkeypatch):
+    """exp2 scales by 2**n with one vscalef on AVX-512 hosts and with integer bit tricks elsewhere: test both."""
+    if request.param == "no_scalef":
+        import codegen.llvmir
+        from tinyjit import compiler
+        monkeypatch.setattr(codegen.llvmir, "host_vector_bits", lambda: 256)
+        monkeypatch.setattr(compiler, "_plans", {})   # compile again, and not from the disk caches either
+        monkeypatch.setenv("CACHE", "0")
+    return request.param
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_exp2_accuracy(dtype):
+def test_exp2_accuracy(dtype, exp2_path):
     x = np.concatenate([np.linspace(-160, 130, 20001), np.random.default_rng(0).uniform(-5, 5, 5000)]).astype(dtype)
     if dtype == np.float64:
         x = np.concatenate([x, np.linspace(-1080, 1030, 5001)])
@@ -37,7 +49,7 @@ def test_log2_accuracy(dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
-def test_special_values(dtype):
+def test_special_values(dtype, exp2_path):
     x = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, -1.0], dtype=dtype)
     with np.errstate(all="ignore"):
         np.testing.assert_array_equal(Tensor(x).exp2().numpy(), np.exp2(x))

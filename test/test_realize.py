@@ -117,12 +117,20 @@ def test_compiled_kernel_reports_the_threads_the_runtime_uses(monkeypatch):
     (item,) = create_schedule([big.node])
     kernel = R.compile_kernel("CPU", item.ast)
     assert kernel.threads == min(cpu.threads, kernel.global_size[0])
-    if cpu.pool is not None:   # count the ranges the runtime really hands to its pool
+    if cpu.native_pool is not None:   # the ranges the runtime really splits the launch into
+        split = []
+        launcher = cpu.native_pool.launcher
+        monkeypatch.setattr(cpu.native_pool, "launcher", lambda *a: split.append(a) or launcher(*a))
+        np.testing.assert_allclose(big.numpy(), xn * 1.5 - 2.25, rtol=1e-6, atol=1e-6)   # fma
+        (_, _, n, threads), = split
+        chunk = -(-n // min(threads, cpu.native_pool.workers + 1))
+        assert -(-n // chunk) == kernel.threads
+    elif cpu.pool is not None:   # count the ranges the runtime hands to its Python pool
         submitted = []
         submit = cpu.pool.submit
         monkeypatch.setattr(cpu.pool, "submit", lambda *a: submitted.append(a) or submit(*a))
         np.testing.assert_allclose(big.numpy(), xn * 1.5 - 2.25, rtol=1e-6, atol=1e-6)   # fma
-        assert len(submitted) == kernel.threads
+        assert len(submitted) + 1 == kernel.threads   # the calling thread runs the first range itself
     (item,) = create_schedule([(Tensor(rand(4, 4)) * 1.5 - 2.25).node])
     assert R.compile_kernel("CPU", item.ast).threads == 1
 

@@ -31,6 +31,7 @@ class TinyJit:
         self.fn = fn
         self.calls = 0
         self.captured: list = []
+        self.prepared: list = []         # the replay loop (see _prepare)
         self.input_buffers: list = []    # buffers of the capture call's input tensors, by position
         self.input_signature: list = []
         self.static_args: Any = None
@@ -41,7 +42,7 @@ class TinyJit:
         return functools.partial(self.__call__, obj) if obj is not None else self
 
     def reset(self) -> None:
-        self.calls, self.captured, self.input_buffers, self.outputs = 0, [], [], None
+        self.calls, self.captured, self.prepared, self.input_buffers, self.outputs = 0, [], [], [], None
 
     def _split_args(self, args, kwargs):
         from tinyjit.tensor import Tensor
@@ -94,8 +95,24 @@ class TinyJit:
         if not record:
             raise JitError("TinyJit: the function launched no kernels while being captured; nothing to replay")
         self.captured = record
+        self.prepared = self._prepare(record)
         self.outputs = out
         return out
+
+    def _prepare(self, record) -> list:
+        """The replay loop's steps: each captured launch with its arguments computed once, and the positions
+        where an input buffer is swapped in on every call."""
+        position = {id(b): i for i, b in enumerate(self.input_buffers)}
+        steps = []
+        for kind, runner, buffers in record:
+            swaps = [(j, position[id(b)]) for j, b in enumerate(buffers) if id(b) in position]
+            if kind == "kernel":
+                call, set_buffer = runner.prepare(buffers)
+            else:   # a copy between devices: called with the buffers themselves
+                bufs = list(buffers)
+                call, set_buffer = (lambda bufs=bufs, runner=runner: runner(*bufs)), bufs.__setitem__
+            steps.append((call, set_buffer, swaps, buffers))   # buffers: kept alive with the capture
+        return steps
 
     def _replay(self, tensors, static):
         from tinyjit.tensor import Tensor
@@ -106,13 +123,11 @@ class TinyJit:
         if not _same_static(static, self.static_args):
             raise JitError("TinyJit: a non-tensor argument changed since capture; the captured kernels have the old "
                            "value baked in. Pass it as a Tensor or use a new TinyJit")
-        swap = {id(old): t.node.buffer for old, (_, t) in zip(self.input_buffers, tensors)}
-        for kind, runner, buffers in self.captured:
-            buffers = [swap.get(id(b), b) for b in buffers]
-            if kind == "kernel":
-                runner(buffers)
-            else:
-                runner(*buffers)
+        inputs = [t.node.buffer for _, t in tensors]
+        for call, set_buffer, swaps, _ in self.prepared:
+            for j, i in swaps:
+                set_buffer(j, inputs[i])
+            call()
         # outputs: fresh tensors over the same (now overwritten) buffers
         return _map_tensors(self.outputs, lambda t: Tensor(Node.from_buffer(t.node.buffer, t.shape)))
 

@@ -1,4 +1,4 @@
-"""Run a schedule: compile each kernel (cached in memory by its AST, on disk by its source) and launch it.
+"""Run a schedule: compile each kernel (tinyjit.compiler: cached in memory and on disk) and launch it.
 
 DEBUG output (DESIGN.md): 1 kernel counts and realize times; 2 one line per kernel launch (name, sizes, time,
 GFLOP/s, GB/s) and a table at exit; 3 the schedule and each kernel's AST with the optimizations applied; 4 the
@@ -9,102 +9,24 @@ from __future__ import annotations
 import atexit
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field
 
-from tinyjit.device import Buffer, Device
-from tinyjit.helpers import debug_level, getenv, prod
-from tinyjit.ops import AstNode, Op
+from tinyjit.compiler import (CompiledKernel, KernelPlan, _thread_count, compile_kernel,  # noqa: F401 (API)
+                              compile_plan, counters, describe_kernel, precompile)
+from tinyjit.device import Buffer
+from tinyjit.helpers import debug_level
+from tinyjit.ops import Op
 from tinyjit.schedule import ScheduleItem, create_schedule, format_schedule
 
-# a CPU kernel is split over threads only when it does enough work to pay for the hand-off (~10 us)
-MIN_WORK_PER_THREADED_LAUNCH = 1 << 16
-
-
-@dataclass
-class CompiledKernel:
-    name: str            # readable, e.g. r_64_32_x4
-    symbol: str          # the function name in the binary
-    program: object      # the runtime's launchable program
-    global_size: tuple
-    local_size: tuple
-    flops: int
-    source: str
-    threads: int = 1     # CPU: how many threads the outer axis is split over (what the runtime really uses)
-    launch_kwargs: dict = field(default_factory=dict)
-
-    def __call__(self, buffers: list[Buffer], wait: bool = False):
-        return self.program(*[b.handle for b in buffers], global_size=self.global_size,
-                            local_size=self.local_size, wait=wait, **self.launch_kwargs)
-
-
-_kernels: dict[tuple[str, AstNode], CompiledKernel] = {}
 _stats: dict[str, list] = defaultdict(lambda: [0, 0.0, 0, 0])   # name -> calls, seconds, flops, bytes
-counters = {"kernels_compiled": 0, "kernels_launched": 0}
 # TinyJit capture: while a list is installed here, every launch is appended to it as (kind, runner, buffers)
 capture: list | None = None
 
 
-def compile_kernel(device: str, ast: AstNode) -> CompiledKernel:
-    """The launchable kernel for `ast` on `device`; compiled once per process, then served from memory."""
-    key = (device, ast)
-    if key in _kernels:
-        return _kernels[key]
-    from codegen.kernel import Kernel
-    from codegen.optimizer import optimize
-    from codegen.uops import print_program
-
-    renderer = Device.renderer(device)
-    k = Kernel(ast)
-    if not getenv("NOOPT", 0):
-        optimize(k, renderer)
-    program = renderer.linearize(k)
-    symbol, source = renderer.render(program.name, program.uops)
-    level = debug_level()
-    if level >= 3:
-        print(f"--- kernel {program.name} on {device}: {describe_kernel(k)}\n{ast.pretty()}")
-    if level >= 5:
-        print(f"--- linear program of {program.name}\n{print_program(program.uops)}")
-    if level >= 4:
-        print(f"--- source of {program.name}\n{source}")
-    runtime_device = Device[device]
-    binary = runtime_device.compile(source)
-    listing = getattr(runtime_device, "debug_listing", None)
-    if level >= 5 and listing is not None:
-        print(f"--- compiled {program.name} (optimized IR)\n{listing(source)}")
-    if level >= 6 and listing is not None:
-        print(f"--- machine code of {program.name}\n{listing(source, machine_code=True)}")
-    compiled = CompiledKernel(program.name, symbol, runtime_device.program(symbol, binary), program.global_size,
-                              program.local_size, program.flops, source)
-    if hasattr(runtime_device, "pool"):   # the CPU runtime: threads over the outermost global axis
-        compiled.threads = _thread_count(k, program.global_size, runtime_device.threads)
-        compiled.launch_kwargs = {"threads": compiled.threads}
-    counters["kernels_compiled"] += 1
-    _kernels[key] = compiled
-    return compiled
-
-
-def describe_kernel(k) -> str:
-    """The loop shape by axis kind and the optimizations applied, e.g. `global 64 | reduce 32 | upcast 4`."""
-    parts = [("global", k.full_shape[:k.first_reduce]), ("reduce", k.full_shape[k.first_reduce:k.first_upcast]),
-             ("upcast", k.full_shape[k.first_upcast:])]
-    shape = " | ".join(f"{kind} {'x'.join(map(str, sizes))}" for kind, sizes in parts if sizes)
-    opts = ", ".join(f"{o.kind} axis {o.axis} by {o.amount}" for o in k.applied) or "none"
-    return f"{shape}; opts: {opts}"
-
-
-def _thread_count(k, global_size: tuple, device_threads: int) -> int:
-    """The threads a CPU launch really uses: the pool's size, capped by the outer loop's length, and 1 when the
-    kernel is too small to pay for the hand-off."""
-    n = global_size[0]
-    threads = min(device_threads, n)
-    if prod(k.full_shape) < MIN_WORK_PER_THREADED_LAUNCH or threads <= 1:
-        return 1
-    chunk = -(-n // threads)   # the runtime hands out ranges of this length: ceil(n / chunk) of them
-    return -(-n // chunk)
-
-
 def run_schedule(items: list[ScheduleItem]) -> None:
     level = debug_level()
+    kernels = [item for item in items if item.kind == "kernel" and item.output.size]
+    for device in {item.output.device for item in kernels}:
+        precompile(device, [item.ast for item in kernels if item.output.device == device])
     for item in items:
         node = item.output
         if item.kind == "empty":
@@ -122,15 +44,18 @@ def run_schedule(items: list[ScheduleItem]) -> None:
         if node.size == 0:
             node.buffer = out
             continue
-        kernel = compile_kernel(node.device, item.ast)
+        plan = compile_plan(node.device, item.ast)
         buffers = [out] + [i.buffer for i in item.inputs]
-        elapsed = kernel(buffers, wait=level >= 2)
-        counters["kernels_launched"] += 1
-        if capture is not None:
-            capture.append(("kernel", kernel, buffers))
+        scratch = [Buffer(node.device, size, dtype) for size, dtype in plan.scratch]
+        for kernel, args in plan.launches:
+            bufs = [buffers[a] if isinstance(a, int) else scratch[a[1]] for a in args]
+            elapsed = kernel(bufs, wait=level >= 2)
+            if capture is not None:
+                capture.append(("kernel", kernel, bufs))
+            if level >= 2:
+                _report_launch(node.device, kernel, bufs, elapsed)
+        counters["kernels_launched"] += 1   # one per scheduled kernel, packing launches included
         node.buffer = out
-        if level >= 2:
-            _report_launch(node.device, kernel, buffers, elapsed)
 
 
 def _report_launch(device: str, kernel: CompiledKernel, buffers: list[Buffer], elapsed: float) -> None:

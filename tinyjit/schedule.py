@@ -164,6 +164,9 @@ class _Scheduler:
             return out
 
         body = lower(value, start_moves)
+        # `lower` refers to itself through its closure: break that cycle, or it keeps this graph (and the buffers
+        # of realized nodes in it) alive until the garbage collector runs, and freed memory is not reused
+        lower = None  # noqa: F841
         store_st = _apply(ShapeTracker.from_shape(value.shape), start_moves)
         ast = AstNode(Op.STORE, (body,), (0, store_st), value.dtype)
         return ScheduleItem("kernel", node, inputs, ast)

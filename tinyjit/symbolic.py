@@ -284,9 +284,11 @@ def mod(a: Expr, b: int) -> Expr:
     if isinstance(a, Mul) and a.b % b == 0:
         return Num(0)
     if isinstance(a, Sum):
-        # drop multiples of b and reduce the constant mod b, unless what is left could be negative (renderers
-        # emit a truncating remainder, which differs from the floor modulo for negative values)
-        kept = [t for t in a.terms if not isinstance(t, Num) and _split_coefficient(t)[1] % b != 0]
+        # reduce every coefficient and the constant mod b ((i + 35*j) % 34 == (i + j) % 34), unless what is left
+        # could be negative (renderers emit a truncating remainder, which differs from the floor modulo for
+        # negative values)
+        kept = [mul(base, coef % b) for base, coef in (_split_coefficient(t) for t in a.terms if not isinstance(t, Num))
+                if coef % b != 0]
         constant = sum(t.value for t in a.terms if isinstance(t, Num)) % b
         rest = functools.reduce(add, kept, Num(constant))
         if rest.render_str() != a.render_str() and rest.min >= 0:
@@ -313,3 +315,32 @@ def logical_and(terms) -> Expr:
     if not kept:
         return TRUE
     return kept[0] if len(kept) == 1 else And(tuple(kept))
+
+
+def simplify_under(index: Expr, valid: Expr) -> Expr:
+    """`index` rewritten for the points where `valid` holds (an address is only used there): a quotient or
+    remainder of an expression that `valid` bounds below its divisor, `(i + 13*j) // 42` under `i + 13*j < 42`,
+    is 0 or the expression itself. Views stacked by reshapes of padded windows (a conv's gradient) are full of
+    those."""
+    terms = valid.terms if isinstance(valid, And) else (valid,)
+    bounds = {t.a.render_str(): t.b for t in terms if isinstance(t, Lt)}
+    if not bounds:
+        return index
+
+    def walk(e: Expr) -> Expr:
+        if isinstance(e, Mul):
+            return mul(walk(e.a), e.b)
+        if isinstance(e, Sum):
+            return functools.reduce(add, (walk(t) for t in e.terms))
+        if isinstance(e, (Div, Mod)):
+            a = walk(e.a)
+            bound = bounds.get(a.render_str())
+            if bound is not None and a.min >= 0 and bound <= e.b:
+                return Num(0) if isinstance(e, Div) else a
+            out = floordiv(a, e.b) if isinstance(e, Div) else mod(a, e.b)
+            if bound is not None and a.min >= 0 and isinstance(out, Div) and out.a is a:
+                out = Div(a, e.b)   # valid only below the bound: a tighter maximum folds an enclosing % or //
+                out.max = min(out.max, (bound - 1) // e.b)
+            return out
+        return e
+    return walk(index)

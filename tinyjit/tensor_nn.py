@@ -401,6 +401,14 @@ def _window_one_axis(x, pos: int, k: int, s: int, d: int):
     out = (i - d * (k - 1) - 1) // s + 1
     if out <= 0:
         raise ValueError(f"window of size {k} (dilation {d}) does not fit an axis of size {i}")
+    pre, post = x.shape[:pos], x.shape[pos + 1:]
+    if d == 1 and s >= k:
+        # windows that do not overlap (pooling): cut the axis into blocks of s and keep the first k of each. One
+        # view, and its gradient is the same view backwards instead of a sum over repeated copies
+        x = x.pad(tuple((0, max(out * s - i, 0)) if a == pos else (0, 0) for a in range(x.ndim)))
+        x = x.shrink(tuple((0, out * s) if a == pos else None for a in range(x.ndim)))
+        x = x.reshape(pre + (out, s) + post)
+        return x.shrink(tuple((0, k) if a == pos + 1 else None for a in range(x.ndim))) if s > k else x
     if out * s > i + d:   # large strides read past the re-cut rows: pad the axis (never read by a window)
         extra = out * s - (i + d)
         x = x.pad(tuple((0, extra) if a == pos else (0, 0) for a in range(x.ndim)))

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from tinyjit.helpers import prod
-from tinyjit.symbolic import Expr, Mul, Num, Sum, Var, logical_and
+from tinyjit.symbolic import Expr, Mul, Num, Sum, Var, logical_and, simplify_under
 
 Mask = Optional[tuple[tuple[int, int], ...]]
 
@@ -217,7 +217,7 @@ class ShapeTracker:
                 flat = flat // s
             index, inner_valid = view.index_and_valid(list(reversed(inner)))
             valid = logical_and([valid, inner_valid])
-        return index, valid
+        return (simplify_under(index, valid) if len(self.views) > 1 else index), valid
 
     def real_strides(self) -> tuple[Optional[int], ...]:
         """Per dimension: the constant stride in elements, or None when it is not one (stacked views, masks)."""

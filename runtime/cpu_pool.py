@@ -1,0 +1,226 @@
+"""A thread pool whose workers wait for work in native code, so handing a kernel launch to them costs
+microseconds instead of the ~100 us of waking a Python thread (a training step launches dozens of small kernels).
+
+Each worker is a Python thread that calls `tj_worker(slot)` through ctypes (releasing the GIL) and stays inside
+it: it spins on its slot's sequence number for a while, then sleeps on a futex. `tj_parallel` (one ctypes call
+from the launching thread) writes each worker's range into its slot, bumps the sequence number (waking a
+sleeping worker), runs the first range itself and spins until every worker has published "done". The functions
+are LLVM IR compiled by the CPU device's own JIT engine; kernels are called through their uniform thunk
+`(void **buffers, int start, int end)`. Linux on x86-64 only (futex and pause); elsewhere the CPU device falls back
+to a Python ThreadPoolExecutor.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import platform
+import sys
+import threading
+
+import numpy as np
+
+SLOT_BYTES = 64          # one cache line per worker: seq, done, thunk, args, start, end, sleeping, quit
+SPINS_BEFORE_SLEEP = 1 << 14   # ~1 ms of polling (pause) after the last launch before a worker sleeps
+SYS_FUTEX, SYS_SCHED_YIELD, FUTEX_WAIT_PRIVATE, FUTEX_WAKE_PRIVATE = 202, 24, 128, 129
+
+POOL_IR = f"""
+declare i64 @syscall(i64, ...)
+declare void @llvm.x86.sse2.pause()
+
+define void @tj_worker(ptr %slot) {{
+entry:
+  %donep = getelementptr i8, ptr %slot, i64 8
+  %thunkp = getelementptr i8, ptr %slot, i64 16
+  %argsp = getelementptr i8, ptr %slot, i64 24
+  %startp = getelementptr i8, ptr %slot, i64 32
+  %endp = getelementptr i8, ptr %slot, i64 36
+  %sleepingp = getelementptr i8, ptr %slot, i64 40
+  %quitp = getelementptr i8, ptr %slot, i64 44
+  br label %wait
+wait:
+  %last = phi i64 [ 0, %entry ], [ %seq, %ran ], [ %last, %woke ]
+  br label %spin
+spin:
+  %i = phi i64 [ 0, %wait ], [ %i1, %spin_next ]
+  %seq = load atomic i64, ptr %slot acquire, align 8
+  %changed = icmp ne i64 %seq, %last
+  br i1 %changed, label %run, label %spin_next
+spin_next:
+  call void @llvm.x86.sse2.pause()
+  %i1 = add i64 %i, 1
+  %more = icmp ult i64 %i1, {SPINS_BEFORE_SLEEP}
+  br i1 %more, label %spin, label %sleep
+sleep:
+  store atomic i32 1, ptr %sleepingp seq_cst, align 4
+  %seq2 = load atomic i64, ptr %slot seq_cst, align 8
+  %changed2 = icmp ne i64 %seq2, %last
+  br i1 %changed2, label %woke, label %futex
+futex:
+  %low = trunc i64 %last to i32
+  %r = call i64 (i64, ...) @syscall(i64 {SYS_FUTEX}, ptr %slot, i32 {FUTEX_WAIT_PRIVATE}, i32 %low, ptr null)
+  br label %woke
+woke:
+  store atomic i32 0, ptr %sleepingp seq_cst, align 4
+  br label %wait
+run:
+  %quit = load atomic i32, ptr %quitp acquire, align 4
+  %stop = icmp ne i32 %quit, 0
+  br i1 %stop, label %exit, label %work
+work:
+  %thunk = load ptr, ptr %thunkp, align 8
+  %args = load ptr, ptr %argsp, align 8
+  %start = load i32, ptr %startp, align 4
+  %end = load i32, ptr %endp, align 4
+  call void %thunk(ptr %args, i32 %start, i32 %end)
+  store atomic i64 %seq, ptr %donep release, align 8
+  br label %ran
+ran:
+  br label %wait
+exit:
+  ret void
+}}
+
+define void @tj_post(ptr %slot, ptr %thunk, ptr %args, i32 %start, i32 %end, i32 %quit) {{
+entry:
+  %thunkp = getelementptr i8, ptr %slot, i64 16
+  %argsp = getelementptr i8, ptr %slot, i64 24
+  %startp = getelementptr i8, ptr %slot, i64 32
+  %endp = getelementptr i8, ptr %slot, i64 36
+  %sleepingp = getelementptr i8, ptr %slot, i64 40
+  %quitp = getelementptr i8, ptr %slot, i64 44
+  store ptr %thunk, ptr %thunkp, align 8
+  store ptr %args, ptr %argsp, align 8
+  store i32 %start, ptr %startp, align 4
+  store i32 %end, ptr %endp, align 4
+  store atomic i32 %quit, ptr %quitp release, align 4
+  %seq = load atomic i64, ptr %slot monotonic, align 8
+  %next = add i64 %seq, 1
+  store atomic i64 %next, ptr %slot seq_cst, align 8
+  %sleeping = load atomic i32, ptr %sleepingp seq_cst, align 4
+  %asleep = icmp ne i32 %sleeping, 0
+  br i1 %asleep, label %wake, label %done
+wake:
+  %r = call i64 (i64, ...) @syscall(i64 {SYS_FUTEX}, ptr %slot, i32 {FUTEX_WAKE_PRIVATE}, i32 1)
+  br label %done
+done:
+  ret void
+}}
+
+define void @tj_join(ptr %slot) {{
+entry:
+  %donep = getelementptr i8, ptr %slot, i64 8
+  %seq = load atomic i64, ptr %slot monotonic, align 8
+  br label %spin
+spin:
+  %i = phi i64 [ 0, %entry ], [ %i1, %again ], [ %i1, %yield ]
+  %done = load atomic i64, ptr %donep acquire, align 8
+  %finished = icmp eq i64 %done, %seq
+  br i1 %finished, label %exit, label %again
+again:
+  call void @llvm.x86.sse2.pause()
+  %i1 = add i64 %i, 1
+  %long = icmp ugt i64 %i1, {SPINS_BEFORE_SLEEP}
+  br i1 %long, label %yield, label %spin
+yield:
+  %r = call i64 (i64, ...) @syscall(i64 {SYS_SCHED_YIELD})
+  br label %spin
+exit:
+  ret void
+}}
+
+define void @tj_parallel(ptr %thunk, ptr %args, i32 %n, i32 %threads, ptr %slots) {{
+entry:
+  %t1 = sub i32 %threads, 1
+  %sum = add i32 %n, %t1
+  %chunk = sdiv i32 %sum, %threads
+  br label %post
+post:
+  %w = phi i32 [ 1, %entry ], [ %w1, %posted ]
+  %lo = mul i32 %w, %chunk
+  %has = icmp slt i32 %lo, %n
+  %inpool = icmp slt i32 %w, %threads
+  %go = and i1 %has, %inpool
+  br i1 %go, label %dopost, label %mine
+dopost:
+  %hi0 = add i32 %lo, %chunk
+  %over = icmp sgt i32 %hi0, %n
+  %hi = select i1 %over, i32 %n, i32 %hi0
+  %wi = sub i32 %w, 1
+  %off = mul i32 %wi, {SLOT_BYTES}
+  %off64 = sext i32 %off to i64
+  %slot = getelementptr i8, ptr %slots, i64 %off64
+  call void @tj_post(ptr %slot, ptr %thunk, ptr %args, i32 %lo, i32 %hi, i32 0)
+  br label %posted
+posted:
+  %w1 = add i32 %w, 1
+  br label %post
+mine:
+  %first = icmp slt i32 %chunk, %n
+  %myend = select i1 %first, i32 %chunk, i32 %n
+  call void %thunk(ptr %args, i32 0, i32 %myend)
+  br label %join
+join:
+  %j = phi i32 [ 1, %mine ], [ %j1, %joined ]
+  %more = icmp slt i32 %j, %w
+  br i1 %more, label %dojoin, label %exit
+dojoin:
+  %ji = sub i32 %j, 1
+  %joff = mul i32 %ji, {SLOT_BYTES}
+  %joff64 = sext i32 %joff to i64
+  %jslot = getelementptr i8, ptr %slots, i64 %joff64
+  call void @tj_join(ptr %jslot)
+  br label %joined
+joined:
+  %j1 = add i32 %j, 1
+  br label %join
+exit:
+  ret void
+}}
+"""
+
+
+class NativePool:
+    def __init__(self, device, workers: int):
+        import llvmlite.binding as llvm
+        module = llvm.parse_assembly(POOL_IR)
+        module.verify()
+        with device._engine_lock:
+            device.engine.add_module(module)
+            device.engine.finalize_object()
+            address = {name: device.engine.get_function_address(name)
+                       for name in ("tj_worker", "tj_post", "tj_parallel")}
+        self._worker = ctypes.CFUNCTYPE(None, ctypes.c_void_p)(address["tj_worker"])
+        self._post = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int32,
+                                      ctypes.c_int32, ctypes.c_int32)(address["tj_post"])
+        self._parallel = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int32, ctypes.c_int32,
+                                          ctypes.c_void_p)(address["tj_parallel"])
+        self.workers = workers
+        raw = np.zeros(workers * SLOT_BYTES + 64, dtype=np.uint8)
+        self._slots = raw[(-raw.ctypes.data) % 64:][:workers * SLOT_BYTES]   # cache-line aligned
+        self.slots = self._slots.ctypes.data
+        self.threads = [threading.Thread(target=self._worker, args=(self.slots + w * SLOT_BYTES,), daemon=True,
+                                         name=f"tinyjit-cpu-{w}") for w in range(workers)]
+        for t in self.threads:
+            t.start()
+
+    @staticmethod
+    def create(device, workers: int):
+        """The pool, or None where it cannot run (not Linux on x86-64, or TINYJIT_NATIVE_POOL=0)."""
+        if sys.platform != "linux" or platform.machine() not in ("x86_64", "AMD64") or \
+                os.environ.get("TINYJIT_NATIVE_POOL", "1") == "0":
+            return None
+        return NativePool(device, workers)
+
+    def parallel(self, thunk: int, args, n: int, threads: int) -> None:
+        """Run thunk(args, lo, hi) over [0, n) split into `threads` ranges (this thread runs the first)."""
+        fn, fn_args = self.launcher(thunk, args, n, threads)
+        fn(*fn_args)
+
+    def launcher(self, thunk: int, args, n: int, threads: int):
+        """(ctypes function, arguments) of that launch."""
+        return self._parallel, (thunk, args, n, min(threads, self.workers + 1), self.slots)
+
+    def stop(self) -> None:
+        """Let the workers return (at interpreter exit they would simply be dropped)."""
+        for w in range(self.workers):
+            self._post(self.slots + w * SLOT_BYTES, None, None, 0, 0, 1)

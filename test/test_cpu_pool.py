@@ -1,0 +1,57 @@
+"""The CPU runtime's native thread pool: launches split over workers give the same results as one thread,
+under many quick launches, with more threads than cores, and in a forked child."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+STRESS = """
+import numpy as np
+from tinyjit import Device, Tensor
+assert Device["CPU"].threads == 4
+rng = np.random.default_rng(0)
+a, b = rng.standard_normal((96, 200)).astype(np.float32), rng.standard_normal((200, 160)).astype(np.float32)
+x = rng.standard_normal((512, 300)).astype(np.float32)
+ta, tb, tx = Tensor(a).realize(), Tensor(b).realize(), Tensor(x).realize()
+for i in range(300):   # many quick launches of one kernel: a worker must never miss or repeat a range
+    c = np.full((1, 1), i, np.float32)
+    got = (tx + Tensor(c)).numpy()
+    assert np.array_equal(got, x + c), i
+    if i % 50 == 0:
+        np.testing.assert_allclose((ta @ tb).numpy(), a @ b, rtol=1e-4, atol=1e-4)
+print("ok", Device["CPU"].native_pool is not None)
+"""
+FORK = """
+import os, numpy as np
+from tinyjit import Tensor
+x = np.arange(512 * 300, dtype=np.float32).reshape(512, 300)
+assert np.array_equal((Tensor(x) * 2).numpy(), x * 2)   # the parent's workers exist now
+pid = os.fork()
+if pid == 0:   # the child has none of them: its launches must start new ones, not wait forever
+    ok = np.array_equal((Tensor(x) + 3).numpy(), x + 3)
+    os._exit(0 if ok else 1)
+_, status = os.waitpid(pid, 0)
+assert os.WEXITSTATUS(status) == 0
+print("ok")
+"""
+
+
+def run(code, **env):
+    full = dict(os.environ, PYTHONPATH=ROOT, **env)
+    proc = subprocess.run([sys.executable, "-c", code], env=full, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+@pytest.mark.parametrize("native", ["1", "0"])
+def test_many_threaded_launches_match_numpy(native):
+    out = run(STRESS, THREADS="4", TINYJIT_NATIVE_POOL=native)
+    assert out.split() == ["ok", "True" if native == "1" and sys.platform == "linux" and os.uname().machine == "x86_64"
+                           else "False"]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is POSIX only")
+def test_a_forked_child_launches_threaded_kernels():
+    assert run(FORK, THREADS="2").strip() == "ok"

@@ -1,0 +1,263 @@
+"""Kernel AST -> launchable plan: optimize, linearize, render, compile and load, cached in memory and on disk.
+
+A plan is the launches that compute one scheduled kernel. On the CPU the optimizer may add copy kernels around
+the kernel itself (codegen.cpu_opts: PACK computes an operand into a scratch buffer in the order the kernel
+reads it, STAGE writes the output through one), so a plan is a list of launches plus the scratch buffers they
+share.
+
+Caches: in memory by (device, AST, opts); on disk, for the CPU, by the AST's text together with everything else
+that decides the result (a hash of the code generator's sources, LLVM version, host CPU and features, NOOPT,
+BEAM, threads). A warm start then loads the binaries without running the code generator at all. The renderer's
+source-keyed compile cache (runtime/cache.py) sits below it, so a plan rebuilt with DEBUG>=3 (which always
+regenerates, to print) still reuses compiled binaries.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import pickle
+from dataclasses import dataclass, field
+
+from tinyjit.device import Buffer, Device
+from tinyjit.helpers import debug_level, getenv, prod
+from tinyjit.ops import AstNode
+
+# a CPU kernel is split over threads only when it does enough work to pay for the hand-off (~10 us)
+MIN_WORK_PER_THREADED_LAUNCH = 1 << 16
+# the files whose code decides what an AST compiles to: a change to any of them invalidates the disk plan cache
+_CODEGEN_FILES = ("codegen", "tinyjit/compiler.py", "tinyjit/view.py", "tinyjit/symbolic.py", "tinyjit/ops.py",
+                  "tinyjit/dtype.py", "tinyjit/beam.py", "runtime/cpu.py")
+
+
+@dataclass
+class CompiledKernel:
+    name: str            # readable, e.g. r_64_32_x4
+    symbol: str          # the function name in the binary
+    program: object      # the runtime's launchable program
+    global_size: tuple
+    local_size: tuple
+    flops: int
+    source: str
+    threads: int = 1     # CPU: how many threads the outer axis is split over (what the runtime really uses)
+    launch_kwargs: dict = field(default_factory=dict)
+
+    def __call__(self, buffers: list[Buffer], wait: bool = False):
+        return self.program(*[b.handle for b in buffers], global_size=self.global_size,
+                            local_size=self.local_size, wait=wait, **self.launch_kwargs)
+
+    def prepare(self, buffers: list[Buffer]):
+        """(call, set_buffer) for launching again and again (TinyJit's replay loop): call() launches on
+        `buffers`, set_buffer(j, buffer) points argument j at another buffer from then on. On the CPU call is
+        one C call over a C array of addresses that set_buffer edits in place."""
+        program = self.program
+        if hasattr(program, "launcher"):
+            address = program.device.allocator.address
+            args = program.args([address(b.handle) for b in buffers])
+            fn, fn_args = program.launcher(args, self.global_size[0], self.threads)
+
+            def set_buffer(j: int, buffer: Buffer) -> None:
+                args[j] = address(buffer.handle)
+            return functools.partial(fn, *fn_args), set_buffer
+        bufs = list(buffers)
+        return (lambda: self(bufs)), bufs.__setitem__
+
+
+@dataclass
+class KernelPlan:
+    """The launches of one scheduled kernel, in order. Each names its arguments: an int is the scheduled item's
+    buffer (0 the output, then its inputs), ("scratch", j) the j-th scratch buffer, allocated per run (and kept
+    by a TinyJit capture)."""
+    launches: list[tuple[CompiledKernel, tuple]]
+    scratch: list[tuple[int, object]]     # (size, dtype)
+    main: int = 0                         # which launch is the scheduled kernel itself (the others are copies)
+
+    @property
+    def kernel(self) -> CompiledKernel:
+        return self.launches[self.main][0]
+
+
+@dataclass
+class _LaunchSpec:
+    """One compiled launch as it is stored on disk (everything but the loaded program)."""
+    name: str
+    symbol: str
+    source: str
+    binary: bytes
+    global_size: tuple
+    local_size: tuple
+    flops: int
+    work: int            # loop iterations (decides the CPU thread count)
+    args: tuple
+
+
+_plans: dict[tuple, KernelPlan] = {}
+_programs: dict[tuple[str, str], object] = {}   # (device, symbol) -> loaded program: each binary is loaded once
+counters = {"kernels_compiled": 0, "kernels_launched": 0}
+
+
+def compile_kernel(device: str, ast: AstNode) -> CompiledKernel:
+    """The launchable kernel for `ast` on `device` (without the copy launches its plan may put around it)."""
+    return compile_plan(device, ast).kernel
+
+
+def compile_plan(device: str, ast: AstNode, opts: list | None = None) -> KernelPlan:
+    """The launches for `ast` on `device`, built once per process. `opts` (a list of codegen.kernel.Opt)
+    replaces the hand-coded heuristics, e.g. for a search or a test."""
+    key = (device, ast, None if opts is None else tuple(opts))
+    if key in _plans:
+        return _plans[key]
+    if opts is None and _disk_cached(device):
+        specs, scratch, main = _built.pop((device, ast), None) or _cached_build(device, ast)
+    else:
+        specs, scratch, main = _build(device, ast, opts)
+    plan = KernelPlan([(_load(device, spec), spec.args) for spec in specs], scratch, main)
+    counters["kernels_compiled"] += 1   # one per scheduled kernel, its copy kernels included
+    _plans[key] = plan
+    return plan
+
+
+def precompile(device: str, asts: list[AstNode]) -> None:
+    """Build the plans of several kernels at once on the CPU's threads: LLVM releases the GIL while it optimizes
+    and emits code, so one kernel's code generation in Python overlaps another's compilation."""
+    todo = [a for a in dict.fromkeys(asts) if (device, a, None) not in _plans and (device, a) not in _built]
+    threads = getattr(Device[device], "threads", 1)
+    if len(todo) < 2 or threads < 2 or not _disk_cached(device):
+        return
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(min(threads, len(todo))) as pool:
+        for ast, built in zip(todo, pool.map(lambda a: _cached_build(device, a), todo)):
+            _built[(device, ast)] = built
+
+
+_built: dict[tuple, tuple] = {}   # precompiled, not yet loaded: (device, ast) -> (specs, scratch, main)
+
+
+def _disk_cached(device: str) -> bool:
+    """Plans go through the disk cache on the CPU, unless DEBUG>=3 wants to see them generated."""
+    return not Device.renderer(device).gpu and debug_level() < 3
+
+
+def ast_text(ast: AstNode) -> str:
+    """The AST as text, each shared node once (pretty() repeats shared subtrees: exponential for a chain of
+    relus): the disk caches' key for a kernel."""
+    ids: dict[int, int] = {}
+    lines = []
+    for n in ast.toposort():
+        ids[id(n)] = len(lines)
+        lines.append(f"{n.op.name} {n.dtype!r} {n.arg!r} {[ids[id(s)] for s in n.src]}")
+    return "\n".join(lines)
+
+
+def _cached_build(device: str, ast: AstNode):
+    from runtime.cache import cached_compile
+    return pickle.loads(cached_compile("plan", _plan_key(device), ast_text(ast),
+                                       lambda _: pickle.dumps(_build(device, ast, None))))
+
+
+@functools.lru_cache(maxsize=None)
+def _codegen_version() -> str:
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    h = hashlib.sha256()
+    for entry in _CODEGEN_FILES:
+        path = os.path.join(root, entry)
+        files = sorted(os.path.join(path, f) for f in os.listdir(path) if f.endswith(".py")) \
+            if os.path.isdir(path) else [path] if os.path.exists(path) else []
+        for f in files:
+            with open(f, "rb") as fh:
+                h.update(f.encode() + b"\0" + fh.read())
+    return h.hexdigest()
+
+
+def _plan_key(device: str) -> tuple[str, ...]:
+    runtime_device = Device[device]
+    return (_codegen_version(), device, *runtime_device.cache_key(), f"threads={getattr(runtime_device, 'threads', 1)}",
+            f"NOOPT={getenv('NOOPT', 0)}", f"BEAM={getenv('BEAM', 0)}")
+
+
+def _build(device: str, ast: AstNode, opts: list | None):
+    """Optimize, render and compile: ([_LaunchSpec], scratch, index of the kernel itself)."""
+    from codegen.cpu_opts import apply_cpu_opt, copies_of
+    from codegen.kernel import Kernel
+    from codegen.optimizer import optimize
+
+    renderer = Device.renderer(device)
+    k = Kernel(ast)
+    if opts is None and getenv("BEAM", 0) and not getenv("NOOPT", 0) and not renderer.gpu:
+        from tinyjit.beam import beam_search
+        opts = beam_search(device, ast)
+    if opts is not None:
+        for opt in opts:
+            (k.apply_opt if renderer.gpu else functools.partial(apply_cpu_opt, k))(opt)
+    elif not getenv("NOOPT", 0):
+        optimize(k, renderer)
+    copies = copies_of(k) if not renderer.gpu else None
+    before = copies.before if copies else []
+    after = copies.after if copies else []
+    specs = [_spec(device, Kernel(c), c, args) for c, args in before]
+    specs.append(_spec(device, k, ast, tuple(copies.args) if copies else None))
+    specs += [_spec(device, Kernel(c), c, args) for c, args in after]
+    return specs, list(copies.scratch) if copies else [], len(before)
+
+
+def _spec(device: str, k, ast: AstNode, args) -> _LaunchSpec:
+    from codegen.uops import print_program
+
+    renderer = Device.renderer(device)
+    program = renderer.linearize(k)
+    symbol, source = renderer.render(program.name, program.uops)
+    level = debug_level()
+    if level >= 3:
+        print(f"--- kernel {program.name} on {device}: {describe_kernel(k)}\n{ast.pretty()}")
+    if level >= 5:
+        print(f"--- linear program of {program.name}\n{print_program(program.uops)}")
+    if level >= 4:
+        print(f"--- source of {program.name}\n{source}")
+    runtime_device = Device[device]
+    binary = runtime_device.compile(source)
+    listing = getattr(runtime_device, "debug_listing", None)
+    if level >= 5 and listing is not None:
+        print(f"--- compiled {program.name} (optimized IR)\n{listing(source)}")
+    if level >= 6 and listing is not None:
+        print(f"--- machine code of {program.name}\n{listing(source, machine_code=True)}")
+    if args is None:
+        args = tuple(range(len(program.buffer_dtypes)))
+    return _LaunchSpec(program.name, symbol, source, binary, program.global_size, program.local_size, program.flops,
+                       prod(k.full_shape), tuple(args))
+
+
+def _load(device: str, spec: _LaunchSpec) -> CompiledKernel:
+    runtime_device = Device[device]
+    if (device, spec.symbol) not in _programs:
+        _programs[(device, spec.symbol)] = runtime_device.program(spec.symbol, spec.binary)
+    compiled = CompiledKernel(spec.name, spec.symbol, _programs[(device, spec.symbol)], spec.global_size,
+                              spec.local_size, spec.flops, spec.source)
+    if hasattr(runtime_device, "pool"):   # the CPU runtime: threads over the outermost global axis
+        compiled.threads = _threads_for(spec.work, spec.global_size, runtime_device.threads)
+        compiled.launch_kwargs = {"threads": compiled.threads}
+    return compiled
+
+
+def describe_kernel(k) -> str:
+    """The loop shape by axis kind and the optimizations applied, e.g. `global 64 | reduce 32 | upcast 4`."""
+    parts = [("global", k.full_shape[:k.first_reduce]), ("reduce", k.full_shape[k.first_reduce:k.first_upcast]),
+             ("upcast", k.full_shape[k.first_upcast:])]
+    shape = " | ".join(f"{kind} {'x'.join(map(str, sizes))}" for kind, sizes in parts if sizes)
+    opts = ", ".join(f"{o.kind} axis {o.axis} by {o.amount}" for o in k.applied) or "none"
+    return f"{shape}; opts: {opts}"
+
+
+def _thread_count(k, global_size: tuple, device_threads: int) -> int:
+    """The threads a CPU launch of kernel `k` really uses."""
+    return _threads_for(prod(k.full_shape), global_size, device_threads)
+
+
+def _threads_for(work: int, global_size: tuple, device_threads: int) -> int:
+    """The pool's size, capped by the outer loop's length, and 1 when the kernel is too small to pay for the
+    hand-off."""
+    n = global_size[0]
+    threads = min(device_threads, n)
+    if work < MIN_WORK_PER_THREADED_LAUNCH or threads <= 1:
+        return 1
+    chunk = -(-n // threads)   # the runtime hands out ranges of this length: ceil(n / chunk) of them
+    return -(-n // chunk)
