@@ -22,7 +22,8 @@ from tinyjit import Device, Tensor, dtypes
 # ---------------------------------------------------------------------------------------------------------------
 
 # torch warns about var/std with too few elements (the NaN result is compared) and about .T on non-2-d tensors
-pytestmark = [pytest.mark.filterwarnings("ignore:var\\(\\)|std\\(\\):UserWarning", "ignore:The use of `x.T`:UserWarning"),
+pytestmark = [pytest.mark.filterwarnings("ignore:var\\(\\)|std\\(\\):UserWarning",
+                                         "ignore:The use of `x.T`:UserWarning"),
               pytest.mark.usefixtures("device")]   # every test runs on each selected device (test/conftest.py)
 
 LAYOUTS = ("contig", "permuted", "strided", "flipped", "padded")
