@@ -22,7 +22,6 @@ import os
 from dataclasses import dataclass, field
 from typing import Optional
 
-from tinyjit.dtype import DType
 from tinyjit.helpers import prod
 from tinyjit.ops import AstNode, Op
 from tinyjit.symbolic import Var
@@ -37,8 +36,8 @@ ACCUMULATOR_REGISTERS = 16
 # below this many multiply-adds a contraction is not worth a packing launch
 MIN_PACK_WORK = 1 << 16
 # threads the outer loop is cut for (more than the 2 cores of a small machine costs nothing)
-THREAD_HINT = max(2, int(os.environ.get("THREADS") or 0) or (len(os.sched_getaffinity(0))
-                                                              if hasattr(os, "sched_getaffinity") else os.cpu_count() or 2))
+THREAD_HINT = max(2, int(os.environ.get("THREADS") or 0) or (
+    len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 2))
 
 
 @dataclass

@@ -3,7 +3,7 @@ microseconds instead of the ~100 us of waking a Python thread (a training step l
 
 Each worker is a Python thread that calls `tj_worker(slot)` through ctypes (releasing the GIL) and stays inside
 it: it spins on its slot's sequence number for a while, then sleeps on a futex. `tj_parallel` (one ctypes call
-from the launching thread) writes each worker's range into its slot, bumps the sequence number (waking a
+from the launching thread; a spin lock lets one launching thread at a time use the workers) writes each worker's range into its slot, bumps the sequence number (waking a
 sleeping worker), runs the first range itself and spins until every worker has published "done". The functions
 are LLVM IR compiled by the CPU device's own JIT engine; kernels are called through their uniform thunk
 `(void **buffers, int start, int end)`. Linux on x86-64 only (futex and pause); elsewhere the CPU device falls back
@@ -128,14 +128,23 @@ exit:
   ret void
 }}
 
-define void @tj_parallel(ptr %thunk, ptr %args, i32 %n, i32 %threads, ptr %slots) {{
+define void @tj_parallel(ptr %thunk, ptr %args, i32 %n, i32 %threads, ptr %slots, ptr %lock) {{
 entry:
+  br label %acquire
+acquire:
+  %got = cmpxchg ptr %lock, i32 0, i32 1 acquire monotonic
+  %ok = extractvalue {{ i32, i1 }} %got, 1
+  br i1 %ok, label %start, label %busy
+busy:
+  call void @llvm.x86.sse2.pause()
+  br label %acquire
+start:
   %t1 = sub i32 %threads, 1
   %sum = add i32 %n, %t1
   %chunk = sdiv i32 %sum, %threads
   br label %post
 post:
-  %w = phi i32 [ 1, %entry ], [ %w1, %posted ]
+  %w = phi i32 [ 1, %start ], [ %w1, %posted ]
   %lo = mul i32 %w, %chunk
   %has = icmp slt i32 %lo, %n
   %inpool = icmp slt i32 %w, %threads
@@ -162,7 +171,7 @@ mine:
 join:
   %j = phi i32 [ 1, %mine ], [ %j1, %joined ]
   %more = icmp slt i32 %j, %w
-  br i1 %more, label %dojoin, label %exit
+  br i1 %more, label %dojoin, label %release
 dojoin:
   %ji = sub i32 %j, 1
   %joff = mul i32 %ji, {SLOT_BYTES}
@@ -173,7 +182,8 @@ dojoin:
 joined:
   %j1 = add i32 %j, 1
   br label %join
-exit:
+release:
+  store atomic i32 0, ptr %lock release, align 4
   ret void
 }}
 """
@@ -193,11 +203,13 @@ class NativePool:
         self._post = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int32,
                                       ctypes.c_int32, ctypes.c_int32)(address["tj_post"])
         self._parallel = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int32, ctypes.c_int32,
-                                          ctypes.c_void_p)(address["tj_parallel"])
+                                          ctypes.c_void_p, ctypes.c_void_p)(address["tj_parallel"])
         self.workers = workers
-        raw = np.zeros(workers * SLOT_BYTES + 64, dtype=np.uint8)
-        self._slots = raw[(-raw.ctypes.data) % 64:][:workers * SLOT_BYTES]   # cache-line aligned
+        # one cache line per worker, then the lock that lets one launching thread at a time use the workers
+        raw = np.zeros((workers + 1) * SLOT_BYTES + 64, dtype=np.uint8)
+        self._slots = raw[(-raw.ctypes.data) % 64:][:(workers + 1) * SLOT_BYTES]   # cache-line aligned
         self.slots = self._slots.ctypes.data
+        self.lock = self.slots + workers * SLOT_BYTES
         self.threads = [threading.Thread(target=self._worker, args=(self.slots + w * SLOT_BYTES,), daemon=True,
                                          name=f"tinyjit-cpu-{w}") for w in range(workers)]
         for t in self.threads:
@@ -218,7 +230,7 @@ class NativePool:
 
     def launcher(self, thunk: int, args, n: int, threads: int):
         """(ctypes function, arguments) of that launch."""
-        return self._parallel, (thunk, args, n, min(threads, self.workers + 1), self.slots)
+        return self._parallel, (thunk, args, n, min(threads, self.workers + 1), self.slots, self.lock)
 
     def stop(self) -> None:
         """Let the workers return (at interpreter exit they would simply be dropped)."""

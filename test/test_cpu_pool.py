@@ -37,6 +37,34 @@ assert os.WEXITSTATUS(status) == 0
 print("ok")
 """
 
+TWO_LAUNCHERS = """
+import threading, numpy as np
+from tinyjit import Tensor
+from tinyjit.compiler import compile_plan
+from tinyjit.device import Buffer
+from tinyjit.schedule import create_schedule
+x = np.arange(512 * 300, dtype=np.float32).reshape(512, 300)
+t = Tensor(x).realize()
+(item,) = create_schedule([(t * 2).node])
+kernel = compile_plan("CPU", item.ast).kernel
+assert kernel.threads > 1
+errors = []
+
+def launch_many():   # two threads launching at once take turns with the workers, never mix their ranges
+    out = Buffer("CPU", x.size, item.output.dtype)
+    for _ in range(300):
+        kernel([out, t.node.buffer])
+        if not np.array_equal(out.numpy().reshape(x.shape), x * 2):
+            errors.append(1)
+threads = [threading.Thread(target=launch_many) for _ in range(2)]
+for th in threads:
+    th.start()
+for th in threads:
+    th.join()
+assert not errors
+print("ok")
+"""
+
 
 def run(code, **env):
     full = dict(os.environ, PYTHONPATH=ROOT, **env)
@@ -55,3 +83,7 @@ def test_many_threaded_launches_match_numpy(native):
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is POSIX only")
 def test_a_forked_child_launches_threaded_kernels():
     assert run(FORK, THREADS="2").strip() == "ok"
+
+
+def test_two_threads_launching_at_once():
+    assert run(TWO_LAUNCHERS, THREADS="3").strip() == "ok"

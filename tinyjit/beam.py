@@ -3,8 +3,9 @@
 A beam search over optimization sequences: start from no optimizations and from the hand-coded heuristics'
 choice, extend every sequence in the beam by each candidate optimization (codegen.cpu_opts.candidate_opts),
 compile and time every extension on random inputs of the kernel's buffer sizes, keep the N fastest, and stop when
-a round finds nothing faster. The winner is cached under the kernel's AST text (runtime/cache.py, kind "beam"),
-so the search runs once per kernel and machine; the plan built from it is cached like any other.
+a round finds nothing faster or the time per kernel (MAX_SECONDS) is up. The winner is cached under the kernel's
+AST text (runtime/cache.py, kind "beam"), so the search runs once per kernel and machine; the plan built from it
+is cached like any other.
 """
 from __future__ import annotations
 
@@ -14,13 +15,15 @@ import time
 
 import numpy as np
 
-from tinyjit.device import Buffer
+from tinyjit.device import Buffer, Device
 from tinyjit.helpers import getenv
 from tinyjit.ops import AstNode, Op
 
 MAX_DEPTH = 6           # optimizations per sequence
 TIMING_RUNS = 3         # a candidate's time is the fastest of these
 GIVE_UP_FACTOR = 3.0    # a candidate slower than this times the best so far is not timed again
+MAX_SECONDS = 10.0      # search time per kernel: the best sequence found by then wins
+MAX_UPCAST = 128        # elements in a register block
 
 
 def beam_search(device: str, ast: AstNode) -> list:
@@ -39,10 +42,12 @@ def _search(device: str, ast: AstNode, width: int) -> list:
 
     buffers = _random_buffers(device, ast)
     timings: dict[tuple, float] = {}
+    deadline = time.perf_counter() + MAX_SECONDS
 
     def timed(opts: tuple) -> float:
         if opts not in timings:
-            timings[opts] = _time_plan(device, ast, list(opts), buffers, min(timings.values(), default=math.inf))
+            timings[opts] = _time_plan(device, ast, list(opts), buffers, min(timings.values(), default=math.inf)) \
+                if time.perf_counter() < deadline else math.inf
         return timings[opts]
 
     def kernel_after(opts: tuple):
@@ -65,19 +70,40 @@ def _search(device: str, ast: AstNode, width: int) -> list:
         extensions = set()
         for opts in beam:
             k = kernel_after(opts)
-            for opt in candidate_opts(k):
+            for opt in candidate_opts(k, MAX_UPCAST):
                 try:
                     apply_cpu_opt(kernel_after(opts), opt)
                 except KernelOptError:
                     continue
                 extensions.add(opts + (opt,))
-        if not extensions:
+        if not extensions or time.perf_counter() > deadline:
             break
+        _compile_all(device, ast, extensions)
         beam = sorted(extensions, key=timed)[:width]
         if timed(beam[0]) >= timed(best):
             break
         best = beam[0]
+    _specs.clear()
     return list(best)
+
+
+_specs: dict[tuple, object] = {}   # (ast, opts) -> compiled launches, built ahead of timing
+
+
+def _compile_all(device: str, ast: AstNode, candidates) -> None:
+    """Compile a round's candidates on all cores (LLVM releases the GIL) before they are timed one by one."""
+    from concurrent.futures import ThreadPoolExecutor
+    from tinyjit.compiler import _build
+
+    def build(opts: tuple):
+        try:
+            return _build(device, ast, list(opts))
+        except Exception:   # a sequence the code generator rejects is simply not a candidate
+            return None
+    todo = [c for c in candidates if (ast, c) not in _specs]
+    with ThreadPoolExecutor(getattr(Device[device], "threads", 1)) as pool:
+        for opts, built in zip(todo, pool.map(build, todo)):
+            _specs[(ast, opts)] = built
 
 
 def _random_buffers(device: str, ast: AstNode) -> list[Buffer]:
@@ -102,10 +128,15 @@ def _random_buffers(device: str, ast: AstNode) -> list[Buffer]:
 
 def _time_plan(device: str, ast: AstNode, opts: list, buffers: list[Buffer], best: float) -> float:
     from tinyjit.compiler import _build, _load
-    try:
-        specs, scratch, _ = _build(device, ast, opts)
-    except Exception:   # an optimization sequence the code generator rejects is simply not a candidate
+    built = _specs.pop((ast, tuple(opts)), False)
+    if built is False:
+        try:
+            built = _build(device, ast, opts)
+        except Exception:   # an optimization sequence the code generator rejects is simply not a candidate
+            built = None
+    if built is None:
         return math.inf
+    specs, scratch, _ = built
     launches = [(_load(device, spec), spec.args) for spec in specs]
     scratch_buffers = [Buffer(device, size, dtype) for size, dtype in scratch]
     calls = [(kernel, [buffers[a] if isinstance(a, int) else scratch_buffers[a[1]] for a in args])

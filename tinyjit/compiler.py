@@ -122,8 +122,8 @@ def precompile(device: str, asts: list[AstNode]) -> None:
     and emits code, so one kernel's code generation in Python overlaps another's compilation."""
     todo = [a for a in dict.fromkeys(asts) if (device, a, None) not in _plans and (device, a) not in _built]
     threads = getattr(Device[device], "threads", 1)
-    if len(todo) < 2 or threads < 2 or not _disk_cached(device):
-        return
+    if len(todo) < 2 or threads < 2 or not _disk_cached(device) or getenv("BEAM", 0):
+        return   # (BEAM times kernels while it builds them: one at a time, or they disturb each other's timings)
     from concurrent.futures import ThreadPoolExecutor
     with ThreadPoolExecutor(min(threads, len(todo))) as pool:
         for ast, built in zip(todo, pool.map(lambda a: _cached_build(device, a), todo)):
