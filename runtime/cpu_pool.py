@@ -3,8 +3,9 @@ microseconds instead of the ~100 us of waking a Python thread (a training step l
 
 Each worker is a Python thread that calls `tj_worker(slot)` through ctypes (releasing the GIL) and stays inside
 it: it spins on its slot's sequence number for a while, then sleeps on a futex. `tj_parallel` (one ctypes call
-from the launching thread; a spin lock lets one launching thread at a time use the workers) writes each worker's range into its slot, bumps the sequence number (waking a
-sleeping worker), runs the first range itself and spins until every worker has published "done". The functions
+from the launching thread; a spin lock lets one launching thread at a time use the workers) writes each worker's
+range into its slot, bumps the sequence number (waking a sleeping worker), runs the first range itself and spins
+until every worker has published "done". The functions
 are LLVM IR compiled by the CPU device's own JIT engine; kernels are called through their uniform thunk
 `(void **buffers, int start, int end)`. Linux on x86-64 only (futex and pause); elsewhere the CPU device falls back
 to a Python ThreadPoolExecutor.
