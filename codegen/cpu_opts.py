@@ -311,9 +311,15 @@ def contraction_plan(k: Kernel) -> list[Opt]:
     # the vector axis: the output's contiguous axis if an operand depends on it, else the last such global axis;
     # B: an operand that depends on it and is broadcast along another global axis, the row axis
     lanes = max(1, host_vector_bits() // (8 * k.ast.dtype.itemsize))
+    # a short reduce (a conv over one input channel) makes the kernel as slow as writing its output: then staging
+    # the output through a copy costs more than partial vectors, and packing B more than reading it
+    short = prod(full[k.first_reduce:]) < 2 * lanes
     best = None
-    # prefer an axis that fills whole vectors, then one the output is contiguous along, then the last
-    for axis in sorted(globals_, key=lambda a: (full[a] % lanes != 0, store[a] != 1, -a)):
+    # prefer an axis that fills whole vectors, then one the output is contiguous along, then the last (a short
+    # reduce prefers the output's contiguous axis first)
+    rank = (lambda a: (store[a] != 1, full[a] % lanes != 0, -a)) if short else \
+        (lambda a: (full[a] % lanes != 0, store[a] != 1, -a))
+    for axis in sorted(globals_, key=rank):
         if full[axis] < 4:
             continue
         for n, dep in enumerate(deps):
@@ -338,13 +344,18 @@ def contraction_plan(k: Kernel) -> list[Opt]:
     # upcast split leaves the positions of the global axes as they were)
     opts = ([Opt("UPCAST", row_axis, rows)] if rows > 1 else []) + [Opt("UPCAST", vector_axis, width)]
     plain_b = operands[b].op == Op.LOAD and index_strides(st_of[id(operands[b])])[vector_axis] == 1
-    if prod(full) < MIN_PACK_WORK or (plain_b and full[row_axis] // rows < 2):
+    if prod(full) < MIN_PACK_WORK:
         return opts if plain_b else []   # an unpacked B read across its layout would make the block gather
+    if short and store[vector_axis] != 1:
+        return []   # a staged output would cost more than the block saves
+    # operands that are expressions are computed once instead of once per use
+    expressions = [Opt("PACK", n, 0) for n, c in enumerate(operands) if n != b and c.op != Op.LOAD]
+    if plain_b and (full[row_axis] // rows < 2 or short):
+        return opts + expressions   # B read as it is: contiguous along the vector axis already
     # B in loop order (or just without its padding, when that leaves it contiguous along the vector axis: a
-    # conv's input instead of all its windows); operands that are expressions computed once instead of per use
+    # conv's input instead of all its windows)
     depad = _depad_suffices(k, opts, b, vector_axis)
-    opts += [Opt("DEPAD" if n == b and depad else "PACK", n, 0) for n, c in enumerate(operands)
-             if n == b or c.op != Op.LOAD]
+    opts += sorted(expressions + [Opt("DEPAD" if depad else "PACK", b, 0)], key=lambda o: o.axis)
     if store[vector_axis] != 1:
         opts.append(Opt("STAGE", 0, 0))
     # loop order: global axes B depends on first (a B panel stays in cache while row blocks pass by)
