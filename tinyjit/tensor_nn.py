@@ -132,17 +132,12 @@ class NNMixin:
     def conv_transpose2d(self, weight, bias=None, stride=1, padding=0, output_padding=0, groups: int = 1,
                          dilation=1) -> "Tensor":
         """PyTorch conv_transpose2d: self (N, Cin, H, W), weight (Cin, Cout/groups, kh, kw)."""
-        if self.ndim != 4 or weight.ndim != 4:
-            raise ValueError(f"conv_transpose2d: expected a 4-d input and weight, got shapes {self.shape} and "
-                             f"{weight.shape}")
         return self._conv_transpose(weight, bias, stride, padding, output_padding, groups, dilation, 2,
                                     "conv_transpose2d")
 
     def conv_transpose1d(self, weight, bias=None, stride=1, padding=0, output_padding=0, groups: int = 1,
                          dilation=1) -> "Tensor":
-        if self.ndim != 3 or weight.ndim != 3:
-            raise ValueError(f"conv_transpose1d: expected a 3-d input and weight, got shapes {self.shape} and "
-                             f"{weight.shape}")
+        """PyTorch conv_transpose1d: self (N, Cin, L), weight (Cin, Cout/groups, k)."""
         return self._conv_transpose(weight, bias, stride, padding, output_padding, groups, dilation, 1,
                                     "conv_transpose1d")
 
@@ -151,6 +146,9 @@ class NNMixin:
         """The gradient of a convolution as a convolution: spread the input out by `stride` (zeros between
         elements), pad it by dilation*(k-1) - padding per side, and convolve with stride 1 and the weight with
         its in/out channels swapped and its spatial axes flipped."""
+        if self.ndim != nd + 2 or weight.ndim != nd + 2:
+            raise ValueError(f"{name}: expected a {nd + 2}-d input and weight, got shapes {self.shape} and "
+                             f"{weight.shape}")
         n, cin = self.shape[:2]
         if weight.shape[0] != cin or cin % groups:
             raise ValueError(f"{name}: input {self.shape} and weight {weight.shape} do not fit groups={groups} "
