@@ -152,7 +152,6 @@ def setitem(x: "Tensor", index, value) -> None:
     if any(isinstance(it, Tensor) for it in items):
         raise NotImplementedError("setitem with integer-tensor indices is not supported; use Tensor.where")
     x._same_device("setitem", value)
-    positions = Tensor.ones(*x.shape, dtype="bool", device=x.device)
     region, _ = _basic(x, items)
     value = value if isinstance(value, Tensor) else Tensor(value, dtype=x.dtype, device=x.device)
     value = value.cast(x.dtype)
@@ -161,30 +160,17 @@ def setitem(x: "Tensor", index, value) -> None:
     except ValueError:
         raise ValueError(f"setitem: value of shape {value.shape} cannot be broadcast to the indexed region "
                          f"{region.shape}") from None
-    placed, mask = _scatter_basic(x, items, value), _scatter_basic(x, items, positions[tuple(items)])
+    inside = Tensor.ones(*region.shape, dtype="bool", device=x.device)
+    placed, mask = _scatter_basic(x, items, value), _scatter_basic(x, items, inside)
     x.assign(mask.where(placed, x))
 
 
 def _scatter_basic(x, items, value):
     """Inverse of `_basic`: a tensor of x's shape holding `value` in the indexed region, 0 elsewhere."""
-    # undo the final reshape: back to one axis per original dim (size 1 for int indices)
-    shape = []
-    dim = 0
-    for it in items:
-        if it is None:
-            continue
-        size = x.shape[dim]
-        if isinstance(it, int):
-            shape.append(1)
-        else:
-            shape.append(len(range(*it.indices(size))))
-        dim += 1
-    v = value.reshape(tuple(shape))
-    dim = 0
-    for it in items:
-        if it is None:
-            continue
-        size = x.shape[dim]
+    # one (index, size) per original dim (None adds no dim); undo the final reshape: size 1 for int indices
+    axes = list(zip([it for it in items if it is not None], x.shape))
+    v = value.reshape(tuple(1 if isinstance(it, int) else len(range(*it.indices(size))) for it, size in axes))
+    for dim, (it, size) in enumerate(axes):
         if isinstance(it, int):
             i = it + size if it < 0 else it
             v = v.pad(tuple((i, size - i - 1) if a == dim else (0, 0) for a in range(v.ndim)))
@@ -207,5 +193,4 @@ def _scatter_basic(x, items, value):
                 v = v.pad(tuple((first, size - first - span) if a == dim else (0, 0) for a in range(v.ndim)))
                 if flip:
                     v = v.flip(dim)
-        dim += 1
     return v
