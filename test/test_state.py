@@ -9,6 +9,8 @@ import zipfile
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tinyjit.nn import state
 from tinyjit.nn.state import safe_load, safe_metadata, safe_save, torch_load
@@ -711,3 +713,29 @@ def test_deeply_nested_safetensors_header_is_a_format_error(tmp_path):
     path.write_bytes(len(header).to_bytes(8, "little") + header + bytes(4))
     with pytest.raises(ValueError, match=r"unsupported dtype \[+\.\.\.\]+ \(supported"):
         safe_load(path, as_numpy=True)
+
+
+@st.composite
+def _strided_views(draw):
+    ndim = draw(st.integers(0, 4))
+    size = tuple(draw(st.lists(st.integers(1, 4), min_size=ndim, max_size=ndim)))
+    stride = tuple(draw(st.lists(st.integers(0, 6), min_size=ndim, max_size=ndim)))
+    offset = draw(st.integers(0, 5))
+    numel = offset + sum((n - 1) * s for n, s in zip(size, stride)) + 1 + draw(st.integers(0, 3))
+    return numel, offset, size, stride
+
+
+@settings(max_examples=25, deadline=None)
+@given(view=_strided_views())
+def test_strided_view_matches_numpy_as_strided(view):
+    """The movement-op view torch_load builds for any (offset, size, stride), overlapping or expanded ones
+    included, reads what numpy's as_strided reads (torch.as_strided's semantics). Movement ops only, so the
+    default device is enough (PoCL would compile 25 kernels slowly)."""
+    from tinyjit.nn.torch_checkpoint import strided_view
+    from tinyjit.tensor import Tensor
+    numel, offset, size, stride = view
+    flat = np.arange(numel, dtype=np.int32)
+    want = np.lib.stride_tricks.as_strided(flat[offset:], size, [s * 4 for s in stride])
+    got = strided_view(Tensor(flat), offset, size, stride)
+    assert got.shape == size
+    np.testing.assert_array_equal(got.numpy(), want)
