@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Optional, Union
 import numpy as np
 
 from tinyjit.device import canonicalize
-from tinyjit.dtype import dtypes
+from tinyjit.dtype import check_fits, dtypes
 from tinyjit.lazy import Node
 
 if TYPE_CHECKING:
@@ -31,6 +31,7 @@ class CreationMixin:
     def full(cls, shape, fill_value: Scalar, dtype=None, device=None, requires_grad=None) -> "Tensor":
         shape = shape_arg(shape)
         dt = dtypes.from_any(dtype) if dtype is not None else dtypes.from_py(fill_value)
+        check_fits(fill_value, dt, "full")
         return cls(Node.const(fill_value, dt, shape, canonicalize(device)), requires_grad=requires_grad)
 
     @classmethod

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from tinyjit.dtype import dtypes
 from tinyjit.helpers import prod
 from tinyjit.ops import Op
-from tinyjit.tensor_movement import _axis, _pick_axis
+from tinyjit.tensor_movement import _axis, _distinct_axes, _pick_axis
 
 if TYPE_CHECKING:
     from tinyjit.tensor import Tensor
@@ -17,7 +17,7 @@ def _axes(x, axis, op: str) -> tuple[int, ...]:
     if axis is None:
         return tuple(range(x.ndim))
     if isinstance(axis, (list, tuple)):
-        return tuple(sorted({_axis(x, a, op) for a in axis}))
+        return tuple(sorted(_distinct_axes(x, axis, op)))
     return (_axis(x, axis, op),)
 
 
