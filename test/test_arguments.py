@@ -89,6 +89,7 @@ def test_module_sizes_are_checked(module, args, kwargs):
         getattr(nn, module)(*args, **kwargs)
 
 
+@pytest.mark.filterwarnings("ignore:Initializing zero-element tensors is a no-op")
 def test_zero_sized_modules_work_like_torch():
     torch_linear = torch.nn.Linear(0, 2)
     linear = nn.Linear(0, 2)

@@ -515,7 +515,7 @@ class Tensor(AutogradMixin, CreationMixin, MathMixin, MovementMixin, ReduceMixin
         overflow = zero if op == Op.SHL or x.dtype.is_unsigned else (x < 0).where(x.full_like(-1), zero)
         if isinstance(other, (int, np.integer)) and not reverse:   # a constant amount: decided here
             return x._apply(op, y) if 0 <= other < x.dtype.bits else overflow
-        in_range = (y >= 0) & (y < x.dtype.bits)
+        in_range = ~(y < 0) & (y < x.dtype.bits)
         return in_range.where(x._apply(op, in_range.where(y, 0)), overflow)
 
     __add__ = add
