@@ -511,10 +511,13 @@ class Tensor(AutogradMixin, CreationMixin, MathMixin, MovementMixin, ReduceMixin
         if not x.dtype.is_int:
             raise DTypeNotSupported(f"{name}: shifts need int tensors, got {x.dtype.name}"
                                     f"{' (bools shift as ints: cast one of them)' if x.dtype == dtypes.bool else ''}")
+        constant = isinstance(other, (int, np.integer)) and not reverse
+        if constant and 0 <= other < x.dtype.bits:
+            return x._apply(op, y)
         zero = x.full_like(0)
         overflow = zero if op == Op.SHL or x.dtype.is_unsigned else (x < 0).where(x.full_like(-1), zero)
-        if isinstance(other, (int, np.integer)) and not reverse:   # a constant amount: decided here
-            return x._apply(op, y) if 0 <= other < x.dtype.bits else overflow
+        if constant:
+            return overflow
         in_range = ~(y < 0) & (y < x.dtype.bits)
         return in_range.where(x._apply(op, in_range.where(y, 0)), overflow)
 
@@ -531,9 +534,6 @@ class Tensor(AutogradMixin, CreationMixin, MathMixin, MovementMixin, ReduceMixin
     __invert__ = bitwise_not
     __lshift__ = lshift
     __rshift__ = rshift
-
-    def __rlshift__(self, other): return self.lshift(other, reverse=True)      # noqa: E704
-    def __rrshift__(self, other): return self.rshift(other, reverse=True)      # noqa: E704
     __neg__ = neg
 
     def __radd__(self, other): return self.add(other, reverse=True)            # noqa: E704
@@ -546,6 +546,8 @@ class Tensor(AutogradMixin, CreationMixin, MathMixin, MovementMixin, ReduceMixin
     def __rand__(self, other): return self.bitwise_and(other, reverse=True)    # noqa: E704
     def __ror__(self, other): return self.bitwise_or(other, reverse=True)      # noqa: E704
     def __rxor__(self, other): return self.bitwise_xor(other, reverse=True)    # noqa: E704
+    def __rlshift__(self, other): return self.lshift(other, reverse=True)      # noqa: E704
+    def __rrshift__(self, other): return self.rshift(other, reverse=True)      # noqa: E704
     def __matmul__(self, other): return self.matmul(other)                     # noqa: E704
     def __rmatmul__(self, other): return Tensor(other, device=self.device).matmul(self)  # noqa: E704
 
