@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import io
 import math
 import os
 import pickle
@@ -188,7 +189,7 @@ class _Archive:
         self.budget -= info.file_size
         return info
 
-    def read(self, name: str, expected_size: int) -> np.ndarray:
+    def read(self, name: str, expected_size: int | None) -> np.ndarray:
         """The bytes of member `name` in a fresh writable array, read in chunks (never more than declared)."""
         info = self.info(name, expected_size)
         out = np.empty(info.file_size, dtype=np.uint8)
@@ -343,10 +344,10 @@ def torch_load(path: str | os.PathLike, as_numpy: bool = False, flatten: bool = 
         archive = _Archive(zf, path, pickles[0][:-len("/data.pkl")])
         try:
             big_endian = _big_endian(archive)
-            pickle_info = archive.info(pickles[0])
-            with zf.open(pickle_info) as f:
-                obj = _TorchUnpickler(f, archive, big_endian).load()
-            visits = max(_MIN_VISITS, _VISITS_PER_PICKLE_BYTE * pickle_info.file_size)
+            # read whole (its size is charged to the budget): the pure-Python unpickler reads a byte at a time
+            data_pkl = archive.read(pickles[0], None)
+            obj = _TorchUnpickler(io.BytesIO(data_pkl), archive, big_endian).load()
+            visits = max(_MIN_VISITS, _VISITS_PER_PICKLE_BYTE * data_pkl.size)
             _check_structure(obj, visits)
         except _FormatError as e:
             raise pickle.UnpicklingError(f"{path}: {e}") from None
