@@ -66,6 +66,13 @@ def env(name: str) -> int:
     return var.default if raw.strip() == "" else var.parse(name, raw)
 
 
+def device_shortcut(name: str) -> bool:
+    """CPU=1, CL=1, CUDA=1, and the same flag for a backend registered later (tests add one): checked 0 or 1."""
+    var = VARIABLES.get(name) or _flag(0, f"1 makes {name} the default device")
+    raw = os.environ.get(name, "")
+    return bool(var.default if raw.strip() == "" else var.parse(name, raw))
+
+
 def is_set(name: str) -> bool:
     return os.environ.get(name, "").strip() != ""
 

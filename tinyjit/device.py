@@ -13,7 +13,7 @@ from typing import Optional
 
 import numpy as np
 
-from runtime.env import env
+from runtime.env import device_shortcut
 from tinyjit.dtype import DType
 
 # device name -> (runtime module, class, renderer module, renderer class)
@@ -63,7 +63,7 @@ def _default_device() -> str:
             raise DeviceError(f"DEVICE={value!r} is not a device; valid values: {', '.join(BACKENDS)}")
         return canonical_name(value)
     for name in BACKENDS:
-        if env(name):   # CPU=1, CL=1, CUDA=1
+        if device_shortcut(name):   # CPU=1, CL=1, CUDA=1
             return name
     return "CPU"
 
