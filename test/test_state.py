@@ -739,3 +739,19 @@ def test_strided_view_matches_numpy_as_strided(view):
     got = strided_view(Tensor(flat), offset, size, stride)
     assert got.shape == size
     np.testing.assert_array_equal(got.numpy(), want)
+
+
+def test_stored_member_reaching_past_the_file_is_refused(tmp_path):
+    """An uncompressed member whose headers claim more bytes than the file holds after it: refused from the
+    headers, before a buffer of that size exists."""
+    path = tmp_path / "short.pth"
+    _pickled_checkpoint(path, {"x": _Tensor("0", 0, (4,), (1,))}, {"0": bytes(16)}, declared_numel={"0": 1 << 20})
+    raw = _set_declared_size(path.read_bytes(), "archive/data/0", 4 << 20)
+    for header, field in ((b"PK\x03\x04", 18), (b"PK\x01\x02", 20)):   # the compressed sizes too
+        at = raw.index(header)
+        while b"archive/data/0" not in raw[at:at + 64]:
+            at = raw.index(header, at + 4)
+        raw = raw[:at + field] + struct.pack("<I", 4 << 20) + raw[at + field + 4:]
+    path.write_bytes(raw)
+    with pytest.raises(pickle.UnpicklingError, match=f"{path}: archive/data/0 is stored uncompressed but declares"):
+        torch_load(path, as_numpy=True)

@@ -180,9 +180,10 @@ class _Archive:
             raise _FormatError(f"{name} is missing from the checkpoint") from None
         if expected_size is not None and info.file_size != expected_size:
             raise _FormatError(f"{name} holds {info.file_size} bytes but the pickle declares {expected_size}")
-        if info.compress_type == zipfile.ZIP_STORED and info.compress_size != info.file_size:
+        if info.compress_type == zipfile.ZIP_STORED and (info.compress_size != info.file_size
+                                                         or info.header_offset + info.file_size > self.file_size):
             raise _FormatError(f"{name} is stored uncompressed but declares {info.file_size} bytes in "
-                               f"{info.compress_size}")
+                               f"{info.compress_size} at offset {info.header_offset} of a file of {self.file_size}")
         if info.file_size > self.budget:
             raise _FormatError(f"{name} declares {info.file_size} bytes, more than a file of {self.file_size} "
                                f"bytes may hold ({_MAX_INFLATION}x its size, all members together)")
