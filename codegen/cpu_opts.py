@@ -22,7 +22,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Optional
 
-from tinyjit.helpers import prod
+from tinyjit.helpers import getenv, prod
 from tinyjit.ops import AstNode, Op
 from tinyjit.symbolic import Var
 from tinyjit.view import ShapeTracker, View, _linear_coefficient
@@ -36,7 +36,7 @@ ACCUMULATOR_REGISTERS = 16
 # below this many multiply-adds a contraction is not worth a packing launch
 MIN_PACK_WORK = 1 << 16
 # threads the outer loop is cut for (more than the 2 cores of a small machine costs nothing)
-THREAD_HINT = max(2, int(os.environ.get("THREADS") or 0) or (
+THREAD_HINT = max(2, getenv("THREADS") or (   # THREADS is checked (1..1024) by the reader; 0 when unset
     len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 2))
 
 

@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from runtime import CompileError, DeviceUnavailable
+from runtime.env import env, is_set
 
 try:
     import llvmlite.binding as llvm
@@ -23,10 +24,9 @@ except ImportError:   # pragma: no cover - llvmlite is a hard dependency
 
 
 def cpu_count() -> int:
-    """Worker threads: the cores this process may run on, or THREADS=N."""
-    env = os.environ.get("THREADS")
-    if env:
-        return max(1, int(env))
+    """Worker threads: the cores this process may run on, or THREADS=N (checked: 1..MAX_THREADS)."""
+    if is_set("THREADS"):
+        return env("THREADS")
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux

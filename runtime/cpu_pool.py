@@ -13,12 +13,13 @@ to a Python ThreadPoolExecutor.
 from __future__ import annotations
 
 import ctypes
-import os
 import platform
 import sys
 import threading
 
 import numpy as np
+
+from runtime.env import env
 
 SLOT_BYTES = 64          # one cache line per worker: seq, done, thunk, args, start, end, sleeping, quit
 SPINS_BEFORE_SLEEP = 1 << 14   # ~1 ms of polling (pause) after the last launch before a worker sleeps
@@ -220,7 +221,7 @@ class NativePool:
     def create(device, workers: int):
         """The pool, or None where it cannot run (not Linux on x86-64, or TINYJIT_NATIVE_POOL=0)."""
         if sys.platform != "linux" or platform.machine() not in ("x86_64", "AMD64") or \
-                os.environ.get("TINYJIT_NATIVE_POOL", "1") == "0":
+                not env("TINYJIT_NATIVE_POOL"):
             return None
         return NativePool(device, workers)
 

@@ -1,5 +1,6 @@
 """DEBUG levels and environment variables, each checked in a fresh interpreter (env vars are read once)."""
 import os
+import re
 import subprocess
 import sys
 
@@ -12,7 +13,8 @@ from tinyjit.realize import describe_kernel
 from tinyjit.schedule import create_schedule
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINYJIT_VARS = ("DEBUG", "DEVICE", "CPU", "CL", "CUDA", "NOOPT", "CACHE", "BEAM", "JIT")
+TINYJIT_VARS = ("DEBUG", "DEVICE", "CPU", "CL", "CUDA", "NOOPT", "CACHE", "BEAM", "JIT", "THREADS",
+                "TINYJIT_NATIVE_POOL", "CL_PLATFORM", "CL_DEVICE")
 
 # a matmul + relu (one reduce kernel that the CPU heuristics optimize), its result checked inside the child
 SETUP = """
@@ -121,7 +123,9 @@ def test_debug_6_machine_code(tmp_path):
 def test_bad_debug_value_names_the_variable(tmp_path):
     proc = run_py(SCRIPT, tmp_path, DEBUG="lots")
     assert proc.returncode != 0
-    assert proc.stderr.strip().splitlines()[-1] == "ValueError: DEBUG='lots' is not valid: expected int (e.g. DEBUG=0)"
+    assert proc.stderr.strip().splitlines()[-1] == ("ValueError: DEBUG='lots' is not valid; valid values: 0 (quiet) "
+                                                    "to 6: 1 kernel counts, 2 a line per kernel, 3 schedules and "
+                                                    "ASTs, 4 source, 5 linear program and compiled IR, 6 machine code")
 
 
 # ---- DEVICE, NOOPT, CACHE ----
@@ -155,3 +159,58 @@ def test_cache_0_writes_nothing(tmp_path, cache, files):
     out = ok(run_py(SCRIPT, tmp_path, CACHE=cache, TINYJIT_CACHE_DIR=str(tmp_path / "cache")))
     assert out.startswith(RESULT)
     assert bool(list((tmp_path / "cache").rglob("*.bin"))) == files
+
+
+# ---- every variable: checked, with the valid values named ----
+
+@pytest.fixture
+def fresh_env(monkeypatch):
+    """runtime.env reads each variable once per process: forget what it read, before and after the test."""
+    from runtime import env
+    for name in env.VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    env.env.cache_clear()
+    yield env
+    env.env.cache_clear()
+
+
+@pytest.mark.parametrize("name,value,valid", [
+    ("THREADS", "abc", "1 to 1024"), ("THREADS", "0", "1 to 1024"), ("THREADS", "100000", "1 to 1024"),
+    ("THREADS", "-2", "1 to 1024"), ("THREADS", "2.5", "1 to 1024"),
+    ("BEAM", "-1", "0 (off) or a beam width >= 1"), ("BEAM", "wide", "0 (off)"),
+    ("DEBUG", "7", "0 (quiet) to 6"), ("DEBUG", "-1", "0 (quiet) to 6"),
+    ("NOOPT", "2", "0 or 1"), ("JIT", "yes", "0 or 1"), ("CACHE", "2", "0 or 1"),
+    ("TINYJIT_NATIVE_POOL", "off", "0 or 1"), ("CL", "true", "0 or 1"), ("CUDA", "2", "0 or 1"),
+    ("CL_PLATFORM", "first", "the index of an OpenCL platform"), ("CL_DEVICE", "-1", "the index of a device"),
+])
+def test_bad_env_values_name_the_valid_values(fresh_env, monkeypatch, name, value, valid):
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ValueError, match=rf"^{name}='{re.escape(value)}' is not valid; valid values: "
+                                         rf"{re.escape(valid)}"):
+        fresh_env.check_all()
+
+
+def test_good_env_values_are_read(fresh_env, monkeypatch):
+    from runtime.cpu import cpu_count
+    for name, value, want in [("THREADS", "3", 3), ("BEAM", "4", 4), ("DEBUG", " 2 ", 2), ("JIT", "0", 0),
+                              ("CL_DEVICE", "1", 1), ("NOOPT", "", 0)]:
+        monkeypatch.setenv(name, value)
+        assert fresh_env.env(name) == want
+    fresh_env.check_all()
+    assert cpu_count() == 3
+
+
+def test_bad_threads_fails_at_import_at_once(tmp_path):
+    """THREADS=100000 used to start threads for 53 s and die with "can't start new thread"; THREADS=0 used to
+    mean 1 and THREADS=abc failed in a bare int(). Now each fails at import, in one line."""
+    for value in ("100000", "0", "abc"):
+        proc = run_py("import tinyjit", tmp_path, THREADS=value)
+        assert proc.returncode != 0
+        assert proc.stderr.strip().splitlines()[-1].startswith(f"ValueError: THREADS={value!r} is not valid; valid "
+                                                               "values: 1 to 1024 CPU worker threads")
+
+
+def test_beam_minus_one_is_refused_before_searching(tmp_path):
+    proc = run_py(SCRIPT, tmp_path, BEAM="-1")
+    assert proc.returncode != 0 and "IndexError" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("ValueError: BEAM='-1' is not valid; valid values: 0 (off)")

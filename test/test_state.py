@@ -4,10 +4,13 @@ import importlib.util
 import json
 import os
 import pickle
+import struct
 import zipfile
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tinyjit.nn import state
 from tinyjit.nn.state import safe_load, safe_metadata, safe_save, torch_load
@@ -249,6 +252,8 @@ def _as_numpy(t):
 
 
 def test_torch_load_views_shared_storage_and_dtypes(tmp_path):
+    """Loaded tensors are views of their storages with torch's strides, so tensors that share a storage share
+    memory, as after torch.load; an expanded (self-overlapping) view is read-only, the others writable."""
     import torch
     tensors = _checkpoint_tensors()
     tensors["bf16"] = torch.randn(2, 3).to(torch.bfloat16)
@@ -263,11 +268,105 @@ def test_torch_load_views_shared_storage_and_dtypes(tmp_path):
         got = loaded[name]
         assert got.dtype == want.dtype and got.shape == want.shape, name
         np.testing.assert_array_equal(got, want, err_msg=name)
-        assert got.flags.c_contiguous and got.flags.writeable, name
-    aliased = ["view", "transposed", "base", "shared_a", "shared_b"]  # one storage in torch, separate arrays here
-    assert not any(np.shares_memory(loaded[a], loaded[b]) for a in aliased for b in aliased if a != b)
-    loaded["shared_a"][:] = -1
-    np.testing.assert_array_equal(loaded["shared_b"], tensors["shared_b"].numpy())
+        if t.numel() > 1:
+            assert got.strides == tuple(s * got.itemsize for s in t.stride()), name
+        assert got.flags.writeable == (name != "expanded"), name
+    aliased = ["view", "transposed", "base"]
+    assert all(np.shares_memory(loaded[a], loaded[b]) for a in aliased for b in aliased)
+    assert np.shares_memory(loaded["shared_a"], loaded["shared_b"])
+    assert not np.shares_memory(loaded["base"], loaded["shared_a"])
+    reloaded = torch.load(path)
+    for got, want in ((loaded, "base"), (reloaded, "base")):   # a write shows through every view, as in torch
+        got[want][1, 1] = -1
+    np.testing.assert_array_equal(loaded["view"], reloaded["view"].numpy())
+    np.testing.assert_array_equal(loaded["transposed"], reloaded["transposed"].numpy())
+    assert loaded["view"][0, 0] == -1
+
+
+def test_torch_load_tensors_are_views_of_one_buffer_per_storage(tmp_path):
+    """Without as_numpy: each storage is copied to the device once; a tensor covering all of it is that buffer
+    (tied weights stay tied), any other tensor a lazy view of it."""
+    import torch
+    tensors = _checkpoint_tensors()
+    tensors["tied"] = tensors["base"]
+    path = tmp_path / "ckpt.pth"
+    torch.save(tensors, path)
+    loaded = torch_load(path)
+    assert loaded["base"].node.buffer is loaded["tied"].node.buffer
+    assert not loaded["view"].node.realized and not loaded["expanded"].node.realized
+    for name, t in tensors.items():
+        got = loaded[name].numpy()
+        assert got.shape == tuple(t.shape) and got.dtype == t.numpy().dtype, name
+        np.testing.assert_array_equal(got, t.numpy(), err_msg=name)
+
+
+def _pickled_checkpoint(path, obj, storages: dict[str, bytes], storage_types: dict[str, str] | None = None,
+                        declared_numel: dict[str, int] | None = None) -> None:
+    """A checkpoint whose data.pkl pickles `obj` with pickle itself: a `_Tensor(key, offset, size, stride)` leaf
+    becomes torch's _rebuild_tensor_v2 call on storage `key` (a FloatStorage unless storage_types says otherwise),
+    whose bytes are storages[key]. The sizes and views are whatever the test says, checked or not."""
+    import collections
+
+    import torch
+
+    class Pickler(pickle.Pickler):
+        def persistent_id(self, obj):
+            if isinstance(obj, _StorageRef):
+                kind = (storage_types or {}).get(obj.key, "FloatStorage")
+                numel = (declared_numel or {}).get(obj.key, len(storages[obj.key]) // _ITEMSIZE[kind])
+                return ("storage", getattr(torch, kind), obj.key, "cpu", numel)
+            return None
+
+    def reduce_tensor(t):
+        return torch._utils._rebuild_tensor_v2, (_StorageRef(t.key), t.offset, t.size, t.stride, False,
+                                                  collections.OrderedDict())
+
+    import copyreg
+    import io
+    buf = io.BytesIO()
+    pickler = Pickler(buf, protocol=2)
+    pickler.dispatch_table = copyreg.dispatch_table.copy()
+    pickler.dispatch_table[_Tensor] = reduce_tensor
+    pickler.dump(obj)
+    _write_checkpoint(path, buf.getvalue(), storages)
+
+
+def _write_checkpoint(path, data_pkl: bytes, storages: dict[str, bytes], compress: bool = False) -> None:
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED) as zf:
+        zf.writestr("archive/data.pkl", data_pkl)
+        zf.writestr("archive/byteorder", "little")
+        zf.writestr("archive/version", "3\n")
+        for key, data in storages.items():
+            zf.writestr(f"archive/data/{key}", data)
+
+
+_ITEMSIZE = {"FloatStorage": 4, "DoubleStorage": 8, "ByteStorage": 1, "LongStorage": 8}
+
+
+class _StorageRef:
+    def __init__(self, key):
+        self.key = key
+
+
+class _Tensor:
+    def __init__(self, key, offset, size, stride):
+        self.key, self.offset, self.size, self.stride = key, offset, size, stride
+
+
+def test_crafted_views_load_like_torch(tmp_path):
+    """Views torch.save never writes but torch.load accepts (overlapping rows, offsets into a shared storage) load
+    the same here."""
+    import torch
+    storage = np.arange(10, dtype=np.float32).tobytes()
+    views = {"windows": _Tensor("0", 1, (4, 3), (2, 1)), "square": _Tensor("0", 0, (3, 3), (1, 1)),
+             "broadcast": _Tensor("0", 9, (2, 3, 2), (0, 0, 0)), "mixed": _Tensor("0", 2, (2, 3, 2), (0, 2, 1))}
+    path = tmp_path / "crafted.pth"
+    _pickled_checkpoint(path, views, {"0": storage})
+    want = torch.load(path)
+    for as_numpy in (True, False):
+        got = torch_load(path, as_numpy=as_numpy)
+        for name in views:
+            np.testing.assert_array_equal(np.asarray(got[name]), want[name].numpy(), err_msg=name)
 
 
 def test_torch_load_state_dict_of_a_model(tmp_path):
@@ -383,12 +482,15 @@ def test_whole_module_pickle_is_refused_by_name(tmp_path):
         torch_load(path, as_numpy=True)
 
 
-def test_out_of_bounds_view_is_refused():
-    storage = state._Storage(np.zeros(16, dtype=np.uint8), "F32", False)  # 4 float32 elements
-    np.testing.assert_array_equal(state._materialize(storage, "F32", 1, (3,), (1,)), np.zeros(3))
-    for offset, size, stride in [(2, (3,), (1,)), (0, (2,), (4,)), (-1, (1,), (1,)), (0, (2,), (-1,))]:
-        with pytest.raises(pickle.UnpicklingError):
-            state._materialize(storage, "F32", offset, size, stride)
+@pytest.mark.parametrize("offset,size,stride", [
+    (2, (3,), (1,)), (0, (2,), (4,)), (-1, (1,), (1,)), (0, (2,), (-1,)), (0, (True,), (1,)), (0.0, (1,), (1,)),
+    (0, (1, 1), (1,)), (0, (1,) * 65, (1,) * 65), (0, (2 ** 62, 4), (0, 0)), (0, (2 ** 64,), (0,)),
+])
+def test_view_outside_its_storage_is_refused(tmp_path, offset, size, stride):
+    path = tmp_path / "bad.pth"
+    _pickled_checkpoint(path, {"x": _Tensor("0", offset, size, stride)}, {"0": bytes(16)})  # 4 float32 items
+    with pytest.raises(pickle.UnpicklingError, match=f"{path}: .*(tensor view|too large)"):
+        torch_load(path, as_numpy=True)
 
 
 def test_legacy_and_non_checkpoint_files_are_rejected(tmp_path):
@@ -401,3 +503,255 @@ def test_legacy_and_non_checkpoint_files_are_rejected(tmp_path):
         zf.writestr("readme.txt", "hi")
     with pytest.raises(ValueError, match="data.pkl"):
         torch_load(tmp_path / "other.zip", as_numpy=True)
+
+
+# ------------------------------------------------------------------------- torch_load: untrusted files (bounded)
+
+def test_expanded_storage_stays_a_view_not_an_8_gib_array(tmp_path):
+    """torch.save of a 16-byte storage seen through a zero stride as 2**30 float64 (8 GiB): torch.load gives a
+    view; so does torch_load, with numpy and with tinyjit Tensors, allocating nothing of the tensor's size."""
+    import tracemalloc
+
+    import torch
+    t = torch.tensor([1.5, -2.0], dtype=torch.float64).as_strided((2 ** 30,), (0,), 1)
+    path = tmp_path / "expanded.pth"
+    torch.save({"x": t}, path)
+    tracemalloc.start()
+    try:
+        loaded = torch_load(path, as_numpy=True)["x"]
+        tensor = torch_load(path)["x"]
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 20, peak
+    want = torch.load(path)["x"]
+    assert loaded.shape == tuple(want.shape) and loaded.strides == (0,) and want.stride() == (0,)
+    assert loaded[0] == loaded[-1] == -2.0 and not loaded.flags.writeable
+    assert tensor.shape == (2 ** 30,) and not tensor.node.realized
+    np.testing.assert_array_equal(tensor[-3:].numpy(), [-2.0] * 3)
+
+
+def _set_declared_size(raw: bytes, member: str, size: int) -> bytes:
+    """A zip whose local and central headers say `member` inflates to `size` bytes (its data is unchanged)."""
+    raw = bytearray(raw)
+    name = member.encode()
+    local = 0
+    while True:
+        local = raw.index(b"PK\x03\x04", local)
+        if raw[local + 30:local + 30 + len(name)] == name:
+            break
+        local += 4
+    struct.pack_into("<I", raw, local + 22, size)
+    central = raw.index(b"PK\x01\x02")
+    while raw[central + 46:central + 46 + len(name)] != name:
+        central = raw.index(b"PK\x01\x02", central + 4)
+    struct.pack_into("<I", raw, central + 24, size)
+    return bytes(raw)
+
+
+@pytest.mark.parametrize("declared_numel,member,match", [
+    (None, "archive/data/0", "holds 3221225472 bytes but the pickle declares 16"),
+    (3 << 28, "archive/data/0", "declares 3221225472 bytes, more than a file of"),
+    (None, "archive/data.pkl", "declares 3221225472 bytes, more than a file of"),
+])
+def test_member_declaring_3_gib_is_refused_before_reading(tmp_path, declared_numel, member, match):
+    """A compressed member may declare any size: it is checked against the pickle's storage size and against
+    the file (all members together may inflate to 16x the file) before a byte of it is read."""
+    import tracemalloc
+    path = tmp_path / "bomb.pth"
+    numel = {"0": declared_numel} if declared_numel else None
+    _pickled_checkpoint(path, {"x": _Tensor("0", 0, (4,), (1,))}, {"0": bytes(16)}, declared_numel=numel)
+    with zipfile.ZipFile(path) as zf:   # the same members, deflated
+        members = {n: zf.read(n) for n in zf.namelist()}
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for n, data in members.items():
+            zf.writestr(n, data)
+    path.write_bytes(_set_declared_size(path.read_bytes(), member, 3 << 30))
+    tracemalloc.start()
+    try:
+        with pytest.raises(pickle.UnpicklingError, match=f"{path}: .*{match}"):
+            torch_load(path, as_numpy=True)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 20, peak
+
+
+def test_recompressed_checkpoint_still_loads(tmp_path):
+    """torch.load reads deflated members (a checkpoint zipped again); so does torch_load, within the budget."""
+    import torch
+    tensors = {"w": torch.randn(64, 32), "b": torch.zeros(1000)}   # the zeros inflate 100x: within 16x the file
+    path = tmp_path / "ckpt.pth"
+    torch.save(tensors, path)
+    with zipfile.ZipFile(path) as zf:
+        members = [(info, zf.read(info)) for info in zf.infolist()]
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for info, data in members:
+            zf.writestr(info.filename, data)
+    loaded = torch_load(path, as_numpy=True)
+    for name, t in tensors.items():
+        np.testing.assert_array_equal(loaded[name], torch.load(path)[name].numpy())
+
+
+def _global(module: str, name: str) -> bytes:
+    return b"c" + f"{module}\n{name}\n".encode()
+
+
+def _unicode(text: str) -> bytes:
+    return pickle.BINUNICODE + struct.pack("<I", len(text.encode())) + text.encode()
+
+
+_PROTO = b"\x80\x02"
+_REBUILD_V3 = _global("torch._utils", "_rebuild_tensor_v3")
+# a real tensor on the stack: _rebuild_tensor_v2(storage '0' of 4 float32, 0, (4,), (1,), False, OrderedDict())
+_TENSOR = (_global("torch._utils", "_rebuild_tensor_v2") + b"(" + b"(" + _unicode("storage")
+           + _global("torch", "FloatStorage") + _unicode("0") + _unicode("cpu") + b"K\x04" + b"t" + b"Q"
+           + b"K\x00" + b"K\x04\x85" + b"K\x01\x85" + b"\x89" + _global("collections", "OrderedDict") + b")R"
+           + b"t" + b"R")
+
+
+_CONTAINER_OPCODE_ABUSE = [
+    # BUILD with (None, {"__defaults__": ...}) setattr()s the loader's own function; with a dict, its __dict__
+    ("BUILD on the rebuild function (slot state)", _REBUILD_V3 + b"N}" + _unicode("__defaults__") + b"K\x07\x85s"
+     + b"\x86b"),
+    ("BUILD on the rebuild function (dict state)", _REBUILD_V3 + b"}" + _unicode("marker") + b"K\x07s" + b"b"),
+    ("BUILD on a storage type", _global("torch", "FloatStorage") + b"}" + _unicode("dtype") + b"Ns" + b"b"),
+    ("BUILD on a dtype", _global("torch", "uint16") + b"}" + _unicode("name") + b"Ns" + b"b"),
+    ("BUILD on a tensor", _TENSOR + b"}" + _unicode("size") + b"Ns" + b"b"),
+    ("BUILD on a dict", b"}" + b"}" + _unicode("a") + b"Ns" + b"b"),
+    ("BUILD on OrderedDict itself", _global("collections", "OrderedDict") + b"}" + _unicode("a") + b"Ns" + b"b"),
+    ("SETITEM on a tensor", _TENSOR + b"K\x00" + b"K\x07" + b"s"),
+    ("SETITEMS on the rebuild function", _REBUILD_V3 + b"(" + _unicode("a") + b"N" + b"u"),
+    ("APPEND on a tuple", b")" + b"N" + b"a"),
+    ("APPENDS on a dict", b"}" + b"(" + b"N" + b"e"),
+    ("ADDITEMS on a list", b"]" + b"(" + b"N" + b"\x90"),
+]
+
+
+@pytest.mark.parametrize("body", [pytest.param(body, id=name) for name, body in _CONTAINER_OPCODE_ABUSE])
+def test_pickle_cannot_modify_anything_but_plain_containers(tmp_path, body):
+    """Opcodes that modify an object already built act on dicts, lists and sets only (and BUILD on an
+    OrderedDict instance, for state_dict's _metadata): a pickle cannot change the loader for the rest of the
+    process, as BUILD of _rebuild_tensor_v3's __defaults__ once did."""
+    from tinyjit.nn import torch_checkpoint
+    defaults = torch_checkpoint._rebuild_tensor_v3.__defaults__
+    path = tmp_path / "evil.pth"
+    _write_checkpoint(path, _PROTO + body + b".", {"0": bytes(16)})
+    with pytest.raises(pickle.UnpicklingError, match=f"{path}: (BUILD|SETITEMS?|APPENDS?|ADDITEMS) on a"):
+        torch_load(path, as_numpy=True, flatten=False)
+    assert torch_checkpoint._rebuild_tensor_v3.__defaults__ == defaults
+    assert not hasattr(torch_checkpoint._rebuild_tensor_v3, "marker")
+
+
+def test_state_dict_metadata_build_is_still_accepted(tmp_path):
+    """The one BUILD torch writes: an OrderedDict's _metadata (also covered by test_torch_load_state_dict_of_a_model
+    with a real model); its state is dropped, the tensors are what matters."""
+    path = tmp_path / "sd.pth"
+    od = _global("collections", "OrderedDict") + b")R"
+    body = od + _unicode("w") + _TENSOR + b"s" + b"}" + _unicode("_metadata") + od + b"s" + b"b"
+    _write_checkpoint(path, _PROTO + body + b".", {"0": np.arange(4, dtype=np.float32).tobytes()})
+    np.testing.assert_array_equal(torch_load(path, as_numpy=True)["w"], np.arange(4))
+
+
+def test_self_referential_pickles_are_a_format_error(tmp_path):
+    import torch
+    loop = [torch.ones(2)]
+    loop.append(loop)
+    cycle_in_dict: dict = {"w": torch.zeros(1)}
+    cycle_in_dict["again"] = {"inner": [cycle_in_dict]}
+    for i, obj in enumerate([{"loop": loop}, cycle_in_dict]):
+        path = tmp_path / f"cycle{i}.pth"
+        torch.save(obj, path)
+        for flatten in (True, False):
+            with pytest.raises(pickle.UnpicklingError, match=f"{path}: a (list|dict) contains itself"):
+                torch_load(path, as_numpy=True, flatten=flatten)
+
+
+@pytest.mark.parametrize("depth", [101, 100_000])
+def test_deeply_nested_pickles_are_a_format_error(tmp_path, depth):
+    """[[[...]]] nested `depth` deep (torch.save itself cannot write that: its pickler recurses)."""
+    path = tmp_path / "deep.pth"
+    nested = b"]" * depth + b"a" * (depth - 1)
+    _write_checkpoint(path, _PROTO + b"}" + _unicode("x") + nested + b"s.", {})
+    for flatten in (True, False):
+        with pytest.raises(pickle.UnpicklingError, match=f"{path}: containers are nested more than 100 levels"):
+            torch_load(path, as_numpy=True, flatten=flatten)
+
+
+def test_nesting_within_the_limit_loads(tmp_path):
+    path = tmp_path / "deep.pth"
+    nested = b"]" * 99 + _TENSOR + b"a" * 99
+    _write_checkpoint(path, _PROTO + nested + b".", {"0": np.arange(4, dtype=np.float32).tobytes()})
+    assert list(torch_load(path, as_numpy=True)) == [".".join(["0"] * 99)]
+
+
+def test_shared_containers_cannot_make_an_exponential_walk(tmp_path):
+    """A list holding the previous list twice, 64 times: a 1 KB pickle whose tree has 2**64 leaves (the walk would
+    never end); refused by the budget of visits. Sharing that stays small still loads, and keeps its sharing."""
+    import torch
+    level: list = [torch.ones(1)]
+    for _ in range(64):
+        level = [level, level]
+    path = tmp_path / "dag.pth"
+    torch.save({"x": level}, path)
+    with pytest.raises(pickle.UnpicklingError, match=f"{path}: the pickled object has more than"):
+        torch_load(path, as_numpy=True)
+    shared = {"a": 1}
+    torch.save({"p": [shared, shared], "w": torch.ones(1)}, path)
+    raw = torch_load(path, as_numpy=True, flatten=False)
+    assert raw["p"][0] is raw["p"][1] and raw["p"][0] == {"a": 1}
+
+
+def test_deeply_nested_safetensors_header_is_a_format_error(tmp_path):
+    path = tmp_path / "deep.safetensors"
+    for nested in ("[" * 100_000 + "]" * 100_000, '{"a":' * 100_000 + "1" + "}" * 100_000):
+        header = ('{"__metadata__": {"k": %s}}' % nested).encode()
+        path.write_bytes(len(header).to_bytes(8, "little") + header)
+        with pytest.raises(ValueError, match=f"{path}: safetensors header nests JSON too deeply"):
+            safe_load(path, as_numpy=True)
+    header = ('{"x": {"dtype": %s, "shape": [1], "data_offsets": [0, 4]}}' % ("[" * 500 + "]" * 500)).encode()
+    path.write_bytes(len(header).to_bytes(8, "little") + header + bytes(4))
+    with pytest.raises(ValueError, match=r"unsupported dtype \[+\.\.\.\]+ \(supported"):
+        safe_load(path, as_numpy=True)
+
+
+@st.composite
+def _strided_views(draw):
+    ndim = draw(st.integers(0, 4))
+    size = tuple(draw(st.lists(st.integers(1, 4), min_size=ndim, max_size=ndim)))
+    stride = tuple(draw(st.lists(st.integers(0, 6), min_size=ndim, max_size=ndim)))
+    offset = draw(st.integers(0, 5))
+    numel = offset + sum((n - 1) * s for n, s in zip(size, stride)) + 1 + draw(st.integers(0, 3))
+    return numel, offset, size, stride
+
+
+@settings(max_examples=25, deadline=None)
+@given(view=_strided_views())
+def test_strided_view_matches_numpy_as_strided(view):
+    """The movement-op view torch_load builds for any (offset, size, stride), overlapping or expanded ones
+    included, reads what numpy's as_strided reads (torch.as_strided's semantics). Movement ops only, so the
+    default device is enough (PoCL would compile 25 kernels slowly)."""
+    from tinyjit.nn.torch_checkpoint import strided_view
+    from tinyjit.tensor import Tensor
+    numel, offset, size, stride = view
+    flat = np.arange(numel, dtype=np.int32)
+    want = np.lib.stride_tricks.as_strided(flat[offset:], size, [s * 4 for s in stride])
+    got = strided_view(Tensor(flat), offset, size, stride)
+    assert got.shape == size
+    np.testing.assert_array_equal(got.numpy(), want)
+
+
+def test_stored_member_reaching_past_the_file_is_refused(tmp_path):
+    """An uncompressed member whose headers claim more bytes than the file holds after it: refused from the
+    headers, before a buffer of that size exists."""
+    path = tmp_path / "short.pth"
+    _pickled_checkpoint(path, {"x": _Tensor("0", 0, (4,), (1,))}, {"0": bytes(16)}, declared_numel={"0": 1 << 20})
+    raw = _set_declared_size(path.read_bytes(), "archive/data/0", 4 << 20)
+    for header, field in ((b"PK\x03\x04", 18), (b"PK\x01\x02", 20)):   # the compressed sizes too
+        at = raw.index(header)
+        while b"archive/data/0" not in raw[at:at + 64]:
+            at = raw.index(header, at + 4)
+        raw = raw[:at + field] + struct.pack("<I", 4 << 20) + raw[at + field + 4:]
+    path.write_bytes(raw)
+    with pytest.raises(pickle.UnpicklingError, match=f"{path}: archive/data/0 is stored uncompressed but declares"):
+        torch_load(path, as_numpy=True)

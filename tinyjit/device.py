@@ -13,6 +13,7 @@ from typing import Optional
 
 import numpy as np
 
+from runtime.env import device_shortcut
 from tinyjit.dtype import DType
 
 # device name -> (runtime module, class, renderer module, renderer class)
@@ -32,13 +33,18 @@ def canonical_name(name: str) -> str:
     if not isinstance(name, str):
         raise DeviceError(f"device must be a name like 'CPU', not {type(name).__name__}; valid devices: "
                           f"{', '.join(BACKENDS)}")
-    base = name.split(":")[0].upper()
+    base, has_index, index = name.partition(":")
+    base = base.upper()
     if base == "GPU" or base == "OPENCL":
         base = "CL"
     if base == "LLVM":
         base = "CPU"
     if base not in BACKENDS:
         raise DeviceError(f"unknown device {name!r}; valid devices: {', '.join(BACKENDS)}")
+    if has_index and index.strip() != "0":   # one device per backend is opened: "cl:1" must not mean cl:0
+        which = " (CL_PLATFORM=N and CL_DEVICE=N choose which OpenCL device that is)" if base == "CL" else ""
+        raise DeviceError(f"invalid device {name!r}: tinyjit uses one {base} device, {base.lower()}:0 or "
+                          f"{base!r}{which}")
     return base
 
 
@@ -57,7 +63,7 @@ def _default_device() -> str:
             raise DeviceError(f"DEVICE={value!r} is not a device; valid values: {', '.join(BACKENDS)}")
         return canonical_name(value)
     for name in BACKENDS:
-        if os.environ.get(name, "0") not in ("", "0"):
+        if device_shortcut(name):   # CPU=1, CL=1, CUDA=1
             return name
     return "CPU"
 

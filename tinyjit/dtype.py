@@ -1,6 +1,7 @@
 """Data types and the NumPy/PyTorch type promotion rules."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -147,3 +148,26 @@ def scalar_result_dtype(tensor_dtype: DType, scalar) -> DType:
 def least_upper_float(dt: DType) -> DType:
     """Dtype of float math (exp, sqrt, /) on `dt`: ints and bools become the default float."""
     return dt if dt.is_float else dtypes.default_float
+
+
+class DTypeNotSupported(TypeError, NotImplementedError):
+    """An op that has no meaning for a dtype (shifts of floats, a bool to a bool power). A TypeError, like every
+    dtype error of tinyjit, and a NotImplementedError, like PyTorch's '"lshift_cpu" not implemented for 'Float''."""
+
+
+def check_fits(value, dtype: DType, op: str) -> None:
+    """Raise RuntimeError (PyTorch's "value cannot be converted to type uint8 without overflow") when the Python
+    scalar `value` does not fit `dtype`, for ops whose result keeps the tensor's dtype (pad, full, where, the
+    constructor): an int dtype takes finite values whose integer part is in its range (1.5 is 1, as a cast), a
+    float dtype any value up to its largest finite one (inf and nan included), bool any value (its truth)."""
+    if dtype == dtypes.bool or isinstance(value, (bool, np.bool_)):
+        return
+    finite = isinstance(value, (int, np.integer)) or math.isfinite(value)
+    if dtype.is_float:
+        fits = not finite or abs(value) <= float(np.finfo(dtype.np).max)
+    else:
+        info = np.iinfo(dtype.np)
+        fits = finite and info.min <= int(value) <= info.max
+    if not fits:
+        shown = value.item() if isinstance(value, np.generic) else value
+        raise RuntimeError(f"{op}: value {shown!r} cannot be converted to {dtype.name} without overflow")

@@ -6,12 +6,18 @@ import math
 import os
 from typing import Iterable, TypeVar
 
+from runtime import env
+
 T = TypeVar("T")
 
 
 @functools.lru_cache(maxsize=None)
 def getenv(key: str, default=0):
-    """Read an environment variable, converted to the type of `default` (cached: env is read once)."""
+    """Read an environment variable (cached: env is read once). The variables tinyjit knows (DEBUG, BEAM, NOOPT,
+    JIT, THREADS ...: runtime/env.py) are checked against their valid values, which a ValueError names; any other
+    is converted to the type of `default`."""
+    if key in env.VARIABLES:
+        return env.env(key)
     value = os.environ.get(key)
     if value is None:
         return default

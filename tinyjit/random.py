@@ -43,14 +43,10 @@ def _counter(device: str) -> "Tensor":
 
 
 def _indices(n: int, device: str) -> "Tensor":
-    """0..n-1 as uint32 (a cached constant buffer)."""
-    from tinyjit.tensor import Tensor
-    key = (n, device)
-    if key not in _state["aranges"]:
-        if len(_state["aranges"]) > 16:
-            _state["aranges"].clear()
-        _state["aranges"][key] = Tensor(np.arange(n, dtype=np.uint32), device=device)
-    return _state["aranges"][key]
+    """0..n-1 as uint32, computed on the device inside the kernel that hashes them (no n-sized host array or
+    buffer)."""
+    from tinyjit.tensor_create import index_range
+    return index_range(n, dtypes.uint32, device)
 
 
 def _mix(h: "Tensor") -> "Tensor":

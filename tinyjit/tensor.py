@@ -12,7 +12,8 @@ from typing import Optional, Sequence
 import numpy as np
 
 from tinyjit.device import Buffer, canonicalize
-from tinyjit.dtype import DType, dtypes, least_upper_float, promote, scalar_result_dtype
+from tinyjit.dtype import (DType, DTypeNotSupported, check_fits, dtypes, least_upper_float, promote,
+                           scalar_result_dtype)
 from tinyjit.helpers import prod
 from tinyjit.lazy import Node
 from tinyjit.ops import Op
@@ -39,6 +40,8 @@ class Tensor(AutogradMixin, CreationMixin, MathMixin, MovementMixin, ReduceMixin
             node = data.node if device is None or data.device == device else data.to(device).node
         elif isinstance(data, (bool, int, float)):
             dt = dtype or dtypes.from_py(data)
+            if dtype is not None and dt.is_int:   # Tensor(300, dtype=uint8) is an error, not 44 (PyTorch)
+                check_fits(data, dt, "Tensor")
             node = Node.const(data, dt, (), device)
         else:
             if isinstance(data, (list, tuple)):
@@ -59,6 +62,10 @@ class Tensor(AutogradMixin, CreationMixin, MathMixin, MovementMixin, ReduceMixin
             if arr.dtype.kind in "OUSV":
                 raise TypeError(f"Tensor: unsupported data of dtype {arr.dtype}")
             if dtype is not None:
+                if dtype.is_int and isinstance(data, (list, tuple)) and arr.size:
+                    # Python values must fit, as in torch.tensor; a numpy array is cast with numpy's rules
+                    check_fits(arr.min(), dtype, "Tensor")
+                    check_fits(arr.max(), dtype, "Tensor")
                 arr = arr.astype(dtype.np)
             dt = dtypes.from_np(arr.dtype)
             buf = Buffer(device, arr.size, dt).copyin(arr)
@@ -343,6 +350,10 @@ class Tensor(AutogradMixin, CreationMixin, MathMixin, MovementMixin, ReduceMixin
         return by_zero.where(zero, q), self._apply(Op.MOD, safe)   # x % 1 == x % -1 == 0, and x % 0 := 0
 
     def pow(self, exponent, reverse=False) -> Tensor:
+        if self.dtype == dtypes.bool and _is_bool(exponent):
+            raise DTypeNotSupported(f"pow: a bool tensor to a bool power is not supported (like PyTorch's \"pow\" "
+                                    f"not implemented for 'Bool'); cast the {'exponent' if reverse else 'base'} "
+                                    "to an int or float dtype first")
         if not reverse and isinstance(exponent, (int, float)) and not isinstance(exponent, bool):
             if exponent == 0.5:
                 return self.sqrt()
@@ -416,6 +427,8 @@ class Tensor(AutogradMixin, CreationMixin, MathMixin, MovementMixin, ReduceMixin
         for bound in (min_, max_):
             if isinstance(bound, Tensor):
                 broadcast_shape(self.shape, bound.shape, "clip")
+            elif bound is not None and scalar_result_dtype(self.dtype, bound) == self.dtype:
+                check_fits(bound, self.dtype, "clip")   # uint8.clip(0, 300) is an error, as in PyTorch
         out = self
         if min_ is not None:
             out = (out < min_).where(min_, out)
@@ -432,6 +445,10 @@ class Tensor(AutogradMixin, CreationMixin, MathMixin, MovementMixin, ReduceMixin
         if not isinstance(x, Tensor) and not isinstance(y, Tensor):
             dt = dtypes.from_py(x) if type(x) is type(y) else promote(dtypes.from_py(x), dtypes.from_py(y))
             x = Tensor(Node.const(x, dt, (), self.device))
+        for tensor, scalar in ((x, y), (y, x)):   # a scalar kept in the tensor's dtype must fit it (PyTorch)
+            if isinstance(tensor, Tensor) and isinstance(scalar, (int, float, np.integer, np.floating)) and \
+                    scalar_result_dtype(tensor.dtype, scalar) == tensor.dtype:
+                check_fits(scalar, tensor.dtype, "where")
         x, y = (x._operands(y, "where") if isinstance(x, Tensor) else tuple(reversed(y._operands(x, "where"))))
         shape = broadcast_shape(cond.shape, x.shape, "where")
         cond, x, y = cond._broadcast_to(shape), x._broadcast_to(shape), y._broadcast_to(shape)
@@ -464,7 +481,7 @@ class Tensor(AutogradMixin, CreationMixin, MathMixin, MovementMixin, ReduceMixin
     def _bitwise(self, other, op: Op, name: str, reverse=False) -> Tensor:
         x, y = self._operands(other, name, reverse)
         if x.dtype.is_float:
-            raise TypeError(f"{name}: bitwise ops need int or bool tensors, got {x.dtype.name}")
+            raise DTypeNotSupported(f"{name}: bitwise ops need int or bool tensors, got {x.dtype.name}")
         return x._apply(op, y)
 
     def bitwise_and(self, other, reverse=False): return self._bitwise(other, Op.AND, "and", reverse)  # noqa: E704
@@ -473,17 +490,36 @@ class Tensor(AutogradMixin, CreationMixin, MathMixin, MovementMixin, ReduceMixin
 
     def bitwise_not(self) -> Tensor:
         if self.dtype.is_float:
-            raise TypeError(f"bitwise_not: needs an int or bool tensor, got {self.dtype.name}")
+            raise DTypeNotSupported(f"bitwise_not: needs an int or bool tensor, got {self.dtype.name}")
         return self._apply(Op.XOR, Tensor.full_like(self, True if self.dtype == dtypes.bool else -1
                                                     if not self.dtype.is_unsigned else (1 << self.dtype.bits) - 1))
 
     logical_not = bitwise_not
 
-    def lshift(self, bits: int) -> Tensor:
-        return self._apply(Op.SHL, Tensor.full_like(self, bits))
+    def lshift(self, bits, reverse=False) -> Tensor:
+        """self << bits (an int or int tensor; dtypes promote as for +). A shift by a negative amount or by the
+        dtype's width or more gives 0, as in PyTorch (the hardware's shifts leave those undefined)."""
+        return self._shift(bits, Op.SHL, "lshift", reverse)
 
-    def rshift(self, bits: int) -> Tensor:
-        return self._apply(Op.SHR, Tensor.full_like(self, bits))
+    def rshift(self, bits, reverse=False) -> Tensor:
+        """self >> bits, arithmetic for signed dtypes. A shift by a negative amount or by the dtype's width or
+        more gives 0, or -1 for a negative signed value, as in PyTorch."""
+        return self._shift(bits, Op.SHR, "rshift", reverse)
+
+    def _shift(self, other, op: Op, name: str, reverse: bool) -> Tensor:
+        x, y = self._operands(other, name, reverse)
+        if not x.dtype.is_int:
+            raise DTypeNotSupported(f"{name}: shifts need int tensors, got {x.dtype.name}"
+                                    f"{' (bools shift as ints: cast one of them)' if x.dtype == dtypes.bool else ''}")
+        constant = isinstance(other, (int, np.integer)) and not reverse
+        if constant and 0 <= other < x.dtype.bits:
+            return x._apply(op, y)
+        zero = x.full_like(0)
+        overflow = zero if op == Op.SHL or x.dtype.is_unsigned else (x < 0).where(x.full_like(-1), zero)
+        if constant:
+            return overflow
+        in_range = ~(y < 0) & (y < x.dtype.bits)
+        return in_range.where(x._apply(op, in_range.where(y, 0)), overflow)
 
     __add__ = add
     __mul__ = mul
@@ -510,6 +546,8 @@ class Tensor(AutogradMixin, CreationMixin, MathMixin, MovementMixin, ReduceMixin
     def __rand__(self, other): return self.bitwise_and(other, reverse=True)    # noqa: E704
     def __ror__(self, other): return self.bitwise_or(other, reverse=True)      # noqa: E704
     def __rxor__(self, other): return self.bitwise_xor(other, reverse=True)    # noqa: E704
+    def __rlshift__(self, other): return self.lshift(other, reverse=True)      # noqa: E704
+    def __rrshift__(self, other): return self.rshift(other, reverse=True)      # noqa: E704
     def __matmul__(self, other): return self.matmul(other)                     # noqa: E704
     def __rmatmul__(self, other): return Tensor(other, device=self.device).matmul(self)  # noqa: E704
 
@@ -517,6 +555,11 @@ class Tensor(AutogradMixin, CreationMixin, MathMixin, MovementMixin, ReduceMixin
     def __isub__(self, other): return self.assign(self - other)                # noqa: E704
     def __imul__(self, other): return self.assign(self * other)                # noqa: E704
     def __itruediv__(self, other): return self.assign(self / other)            # noqa: E704
+
+
+def _is_bool(x) -> bool:
+    """A Python/NumPy bool or a bool tensor."""
+    return isinstance(x, (bool, np.bool_)) or isinstance(x, Tensor) and x.dtype == dtypes.bool
 
 
 def _const_value(t: Tensor):

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Optional, Union
 import numpy as np
 
 from tinyjit.device import canonicalize
-from tinyjit.dtype import dtypes
+from tinyjit.dtype import check_fits, dtypes
 from tinyjit.lazy import Node
 
 if TYPE_CHECKING:
@@ -31,6 +31,7 @@ class CreationMixin:
     def full(cls, shape, fill_value: Scalar, dtype=None, device=None, requires_grad=None) -> "Tensor":
         shape = shape_arg(shape)
         dt = dtypes.from_any(dtype) if dtype is not None else dtypes.from_py(fill_value)
+        check_fits(fill_value, dt, "full")
         return cls(Node.const(fill_value, dt, shape, canonicalize(device)), requires_grad=requires_grad)
 
     @classmethod
@@ -131,3 +132,24 @@ class CreationMixin:
 
     def randn_like(self) -> "Tensor":
         return type(self).randn(*self.shape, dtype=self.dtype if self.dtype.is_float else None, device=self.device)
+
+
+# ranges up to this long are uploaded from the host as they are; longer ones are composed from them on the device
+HOST_RANGE = 1024
+
+
+def index_range(n: int, dtype, device: str) -> "Tensor":
+    """0, 1, ..., n-1 as a lazy `dtype` tensor on `device`, computed where it is used: the host builds and uploads
+    only ranges of at most HOST_RANGE items, so an index over 2**31 elements costs kilobytes, not 16 GiB.
+
+    n items are the first n of a (a, HOST_RANGE) grid whose item [i, j] is i * HOST_RANGE + j, with the range of
+    a = ceil(n / HOST_RANGE) rows composed the same way: O(n) work on the device, O(log n) small uploads. Only
+    movement ops, add and mul: fused into the kernel that reads the indices (argmax, random bits)."""
+    from tinyjit.tensor import Tensor
+    dt = dtypes.from_any(dtype)
+    if n <= HOST_RANGE:
+        return Tensor(np.arange(n).astype(dt.np), device=device)
+    rows = -(-n // HOST_RANGE)
+    row_starts = index_range(rows, dt, device).reshape(rows, 1) * HOST_RANGE
+    grid = row_starts + index_range(HOST_RANGE, dt, device).reshape(1, HOST_RANGE)
+    return grid.reshape(rows * HOST_RANGE).shrink(((0, n),))

@@ -18,6 +18,17 @@ def _axis(x, axis: int, op: str, extra: int = 0) -> int:
     return normalize_axis(axis, x.ndim + extra, f"{op} on shape {x.shape}")
 
 
+def _distinct_axes(x, axes, op: str) -> tuple[int, ...]:
+    """`axes` of x as 0..ndim-1, in the given order; a dim named twice (0 and -ndim included) is an error, as in
+    PyTorch, not silently merged."""
+    out = tuple(_axis(x, a, op) for a in axes)
+    for i, a in enumerate(out):
+        if a in out[:i]:
+            raise RuntimeError(f"{op} on shape {x.shape}: dim {a} appears multiple times in the list of dims "
+                               f"{tuple(axes)}")
+    return out
+
+
 def _pick_axis(axis, dim):
     """Accept PyTorch's `dim=` and NumPy's `axis=` spellings."""
     if axis is not None and dim is not None and axis != dim:
@@ -67,9 +78,10 @@ class MovementMixin:
         return self.reshape(*shape)
 
     def permute(self, *order) -> "Tensor":
-        order = tuple(_axis(self, o, "permute") for o in _dims(order))
-        if sorted(order) != list(range(self.ndim)):
-            raise ValueError(f"permute: {order} is not a permutation of the {self.ndim} dims of shape {self.shape}")
+        dims = _dims(order)
+        if len(dims) != self.ndim:
+            raise RuntimeError(f"permute: {dims} is not a permutation of the {self.ndim} dims of shape {self.shape}")
+        order = _distinct_axes(self, dims, "permute")
         return self._movement(Op.PERMUTE, order)
 
     def expand(self, *shape) -> "Tensor":
@@ -98,7 +110,9 @@ class MovementMixin:
         return self._movement(Op.SHRINK, arg)
 
     def pad(self, padding, value: float = 0.0, mode: str = "constant") -> "Tensor":
-        """`padding` is either one (before, after) pair per dim, or PyTorch's flat form: last dim first."""
+        """`padding` is either one (before, after) pair per dim, or PyTorch's flat form: last dim first (negative
+        amounts crop). The result keeps the tensor's dtype, so `value` must fit it (RuntimeError otherwise, like
+        torch.nn.functional.pad): an int tensor takes the integer part of a float value, a bool tensor its truth."""
         if mode != "constant":
             raise NotImplementedError(f"pad: mode {mode!r} (only 'constant' is supported)")
         padding = tuple(padding)
@@ -112,6 +126,8 @@ class MovementMixin:
             pairs = [(0, 0) if p is None else (int(p[0]), int(p[1])) for p in padding]
             if len(pairs) != self.ndim:
                 raise ValueError(f"pad: {len(pairs)} pairs for a tensor with {self.ndim} dims (shape {self.shape})")
+        from tinyjit.dtype import check_fits
+        check_fits(value, self.dtype, "pad")
         x = self
         # negative padding crops
         if any(b < 0 or a < 0 for b, a in pairs):
@@ -121,14 +137,14 @@ class MovementMixin:
         if value != 0:
             from tinyjit.tensor import Tensor
             mask = Tensor.ones(*x.shape, dtype="bool", device=x.device)._movement(Op.PAD, tuple(pairs))
-            out = mask.where(out, value)
+            out = mask.where(out, Tensor.full((), value, dtype=x.dtype, device=x.device))
         return out
 
     def flip(self, *axes, dims=None, axis=None) -> "Tensor":
         """Reverse the given axes (PyTorch's `flip(dims)`, NumPy's `flip(axis=)`, or `flip(0, 2)`)."""
         if dims is not None or axis is not None:
             axes = (_pick_axis(axis, dims),)
-        axes = tuple(sorted({_axis(self, a, "flip") for a in _dims(axes)}))
+        axes = tuple(sorted(_distinct_axes(self, _dims(axes), "flip")))
         return self._movement(Op.FLIP, axes)
 
     # ---- derived ----
@@ -152,11 +168,15 @@ class MovementMixin:
         if self.ndim == 0:
             return self.reshape(1)
         s, e = _axis(self, start_dim, "flatten"), _axis(self, end_dim, "flatten")
+        if s > e:
+            raise RuntimeError(f"flatten on shape {self.shape}: start_dim {start_dim} comes after end_dim {end_dim}")
         return self.reshape(self.shape[:s] + (prod(self.shape[s:e + 1]),) + self.shape[e + 1:])
 
     def unflatten(self, dim: int, sizes) -> "Tensor":
         d = _axis(self, dim, "unflatten")
         sizes = tuple(sizes)
+        if any(not isinstance(s, (int, np.integer)) or isinstance(s, bool) or s < -1 for s in sizes):
+            raise RuntimeError(f"unflatten: sizes {sizes} must be non-negative ints (one of them may be -1)")
         known = prod(s for s in sizes if s != -1)
         if sizes.count(-1) > 1 or (-1 not in sizes and known != self.shape[d]) or \
                 (-1 in sizes and (known == 0 or self.shape[d] % known)):
@@ -168,7 +188,7 @@ class MovementMixin:
         dim = _pick_axis(axis, dim)
         if dim is None:
             return self.reshape(tuple(s for s in self.shape if s != 1))
-        dims = {_axis(self, d, "squeeze") for d in (dim if isinstance(dim, (tuple, list)) else [dim])}
+        dims = _distinct_axes(self, dim if isinstance(dim, (tuple, list)) else [dim], "squeeze")
         return self.reshape(tuple(s for i, s in enumerate(self.shape) if not (i in dims and s == 1)))
 
     def unsqueeze(self, dim: Optional[int] = None, axis: Optional[int] = None) -> "Tensor":
@@ -180,6 +200,9 @@ class MovementMixin:
 
     def repeat(self, *repeats) -> "Tensor":
         repeats = _dims(repeats)
+        for r in repeats:
+            if not isinstance(r, (int, np.integer)) or isinstance(r, bool) or r < 0:
+                raise RuntimeError(f"repeat: repeats {repeats} must be non-negative ints (shape {self.shape})")
         if len(repeats) < self.ndim:
             raise ValueError(f"repeat: {len(repeats)} repeats {repeats} for a tensor of shape {self.shape} (need at "
                              f"least {self.ndim})")
@@ -226,6 +249,8 @@ class MovementMixin:
             sizes = [min(split_size, n - i) for i in range(0, n, split_size)] or [0]
         else:
             sizes = list(split_size)
+            if any(not isinstance(s, (int, np.integer)) or s < 0 for s in sizes):
+                raise RuntimeError(f"split: sizes {sizes} must be non-negative ints (dim {d} of {self.shape})")
             if sum(sizes) != n:
                 raise ValueError(f"split: sizes {sizes} do not add up to {n}, the size of dim {d} of {self.shape}")
         out, start = [], 0

@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING
 from tinyjit.dtype import dtypes
 from tinyjit.helpers import prod
 from tinyjit.ops import Op
-from tinyjit.tensor_movement import _axis, _pick_axis
+from tinyjit.tensor_create import index_range
+from tinyjit.tensor_movement import _axis, _distinct_axes, _pick_axis
 
 if TYPE_CHECKING:
     from tinyjit.tensor import Tensor
@@ -17,7 +18,7 @@ def _axes(x, axis, op: str) -> tuple[int, ...]:
     if axis is None:
         return tuple(range(x.ndim))
     if isinstance(axis, (list, tuple)):
-        return tuple(sorted({_axis(x, a, op) for a in axis}))
+        return tuple(sorted(_distinct_axes(x, axis, op)))
     return (_axis(x, axis, op),)
 
 
@@ -134,8 +135,10 @@ class ReduceMixin:
         is_max = self == self._reduce(Op.RMAX, a, True, "argmax")
         if self.dtype.is_float:
             is_max = is_max | (self != self)   # NaN is the maximum, like PyTorch
-        # count down from n so the max over matches is the first index
-        countdown = Tensor.arange(n, 0, -1, dtype=dtypes.int32, device=self.device)
+        # count down from n so the max over matches is the first index; the indices are computed on the device
+        # (an arange uploaded from the host would cost 8 bytes per element of the axis there)
+        index_dtype = dtypes.int32 if n < 2 ** 31 else dtypes.int64
+        countdown = n - index_range(n, index_dtype, self.device)
         countdown = countdown.reshape((n,) + (1,) * (self.ndim - a - 1))
         first = (is_max.where(countdown, 0)).max(a, keepdim=keepdim)
         return (n - first).cast(dtypes.int64)

@@ -7,7 +7,7 @@ from typing import Optional
 
 from tinyjit.dtype import dtypes
 from tinyjit.nn import init
-from tinyjit.nn.layers import Linear
+from tinyjit.nn.layers import Linear, size_arg
 from tinyjit.nn.module import Module
 from tinyjit.tensor import Tensor
 
@@ -24,6 +24,11 @@ class MultiheadAttention(Module):
                  kdim: Optional[int] = None, vdim: Optional[int] = None, batch_first: bool = False, device=None,
                  dtype=None):
         super().__init__()
+        size_arg("MultiheadAttention", "embed_dim", embed_dim, minimum=1)
+        size_arg("MultiheadAttention", "num_heads", num_heads, minimum=1)
+        for name, dim in (("kdim", kdim), ("vdim", vdim)):
+            if dim is not None:
+                size_arg("MultiheadAttention", name, dim)
         if embed_dim % num_heads:
             raise ValueError(f"MultiheadAttention: embed_dim={embed_dim} must be divisible by num_heads={num_heads}")
         self.embed_dim, self.num_heads, self.dropout, self.batch_first = embed_dim, num_heads, dropout, batch_first

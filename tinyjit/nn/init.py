@@ -103,13 +103,13 @@ def kaiming_normal(shape, a: float = 0.0, mode: str = "fan_in", nonlinearity: st
 
 def xavier_uniform(shape, gain: float = 1.0, dtype=None, device=None) -> Tensor:
     fan_in, fan_out = calculate_fan_in_and_fan_out(_shape(shape))
-    bound = gain * math.sqrt(6.0 / (fan_in + fan_out))
+    bound = gain * math.sqrt(6.0 / max(fan_in + fan_out, 1))   # zero fans: a zero-sized tensor, nothing to draw
     return uniform(shape, -bound, bound, dtype, device)
 
 
 def xavier_normal(shape, gain: float = 1.0, dtype=None, device=None) -> Tensor:
     fan_in, fan_out = calculate_fan_in_and_fan_out(_shape(shape))
-    return normal(shape, 0.0, gain * math.sqrt(2.0 / (fan_in + fan_out)), dtype, device)
+    return normal(shape, 0.0, gain * math.sqrt(2.0 / max(fan_in + fan_out, 1)), dtype, device)
 
 
 def _fan(shape, mode: str) -> int:
@@ -117,9 +117,8 @@ def _fan(shape, mode: str) -> int:
         raise ValueError(f"init: mode must be 'fan_in' or 'fan_out', got {mode!r}")
     fan_in, fan_out = calculate_fan_in_and_fan_out(_shape(shape))
     fan = fan_in if mode == "fan_in" else fan_out
-    if fan == 0:
-        raise ValueError(f"init: cannot initialize a tensor of shape {tuple(shape)} with a zero fan")
-    return fan
+    # a zero fan means a zero-sized dim: there is nothing to draw, and nn.Linear(0, 2) is valid (as in PyTorch)
+    return max(fan, 1)
 
 
 # ---- in place, PyTorch style: draw a new value for an existing tensor and assign it ----

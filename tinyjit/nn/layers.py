@@ -15,6 +15,18 @@ from tinyjit.tensor import Tensor
 from tinyjit.tensor_nn import _pair
 
 
+def size_arg(module: str, name: str, value, minimum: int = 0) -> int:
+    """A size argument of a module constructor: an int >= minimum. TypeError for another type; for a negative
+    size RuntimeError (PyTorch: "Trying to create tensor with negative dimension"), ValueError for 0 where that
+    is the minimum's only violation (num_heads, groups)."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{module}: {name} must be an int, got {value!r}")
+    if value < minimum:
+        error = RuntimeError if value < 0 else ValueError
+        raise error(f"{module}: {name} must be at least {minimum}, got {value}")
+    return value
+
+
 class Identity(Module):
     def __init__(self, *args, **kwargs):
         super().__init__()
@@ -28,6 +40,7 @@ class Linear(Module):
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, device=None, dtype=None):
         super().__init__()
+        size_arg("Linear", "in_features", in_features), size_arg("Linear", "out_features", out_features)
         self.in_features, self.out_features = in_features, out_features
         self.weight = init.kaiming_uniform((out_features, in_features), a=math.sqrt(5), dtype=dtype, device=device)
         bound = 1 / math.sqrt(in_features) if in_features > 0 else 0
@@ -51,6 +64,10 @@ class _ConvNd(Module):
                  dtype=None):
         super().__init__()
         name = type(self).__name__
+        size_arg(name, "in_channels", in_channels), size_arg(name, "out_channels", out_channels)
+        size_arg(name, "groups", groups, minimum=1)
+        for k in _pair(kernel_size, self._nd):
+            size_arg(name, "kernel_size", k)
         if in_channels % groups or out_channels % groups:
             raise ValueError(f"{name}: in_channels={in_channels} and out_channels={out_channels} must be "
                              f"divisible by groups={groups}")
@@ -155,6 +172,7 @@ class Embedding(Module):
     def __init__(self, num_embeddings: int, embedding_dim: int, padding_idx: Optional[int] = None, device=None,
                  dtype=None):
         super().__init__()
+        size_arg("Embedding", "num_embeddings", num_embeddings), size_arg("Embedding", "embedding_dim", embedding_dim)
         if padding_idx is not None:
             if not -num_embeddings <= padding_idx < num_embeddings:
                 raise ValueError(f"Embedding: padding_idx {padding_idx} is out of range for {num_embeddings} rows")

@@ -14,6 +14,7 @@ from tinyjit.deferred import defer_realize
 from tinyjit.dtype import dtypes
 from tinyjit.helpers import prod
 from tinyjit.nn import init
+from tinyjit.nn.layers import size_arg
 from tinyjit.nn.module import Module
 from tinyjit.tensor import Tensor
 
@@ -24,6 +25,7 @@ class _BatchNorm(Module):
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: Optional[float] = 0.1, affine: bool = True,
                  track_running_stats: bool = True, device=None, dtype=None):
         super().__init__()
+        size_arg(type(self).__name__, "num_features", num_features)
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
         self.affine, self.track_running_stats = affine, track_running_stats
         self.weight = init.ones((num_features,), dtype, device) if affine else None
@@ -98,8 +100,11 @@ def _buffer(values: np.ndarray, dtype, device) -> Tensor:
     return Tensor(values.astype(dt.np), device=device, requires_grad=False)
 
 
-def _norm_shape(normalized_shape) -> tuple[int, ...]:
-    return (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+def _norm_shape(normalized_shape, module: str) -> tuple[int, ...]:
+    shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    for size in shape:
+        size_arg(module, "normalized_shape", size)
+    return shape
 
 
 class LayerNorm(Module):
@@ -108,7 +113,7 @@ class LayerNorm(Module):
     def __init__(self, normalized_shape, eps: float = 1e-5, elementwise_affine: bool = True, bias: bool = True,
                  device=None, dtype=None):
         super().__init__()
-        self.normalized_shape, self.eps = _norm_shape(normalized_shape), eps
+        self.normalized_shape, self.eps = _norm_shape(normalized_shape, "LayerNorm"), eps
         self.elementwise_affine = elementwise_affine
         self.weight = init.ones(self.normalized_shape, dtype, device) if elementwise_affine else None
         self.bias = init.zeros(self.normalized_shape, dtype, device) if elementwise_affine and bias else None
@@ -129,6 +134,7 @@ class GroupNorm(Module):
     def __init__(self, num_groups: int, num_channels: int, eps: float = 1e-5, affine: bool = True, device=None,
                  dtype=None):
         super().__init__()
+        size_arg("GroupNorm", "num_groups", num_groups, minimum=1), size_arg("GroupNorm", "num_channels", num_channels)
         if num_channels % num_groups:
             raise ValueError(f"GroupNorm: num_channels={num_channels} must be divisible by num_groups={num_groups}")
         self.num_groups, self.num_channels, self.eps, self.affine = num_groups, num_channels, eps, affine
@@ -155,7 +161,7 @@ class RMSNorm(Module):
     def __init__(self, normalized_shape, eps: Optional[float] = None, elementwise_affine: bool = True, device=None,
                  dtype=None):
         super().__init__()
-        self.normalized_shape, self.eps = _norm_shape(normalized_shape), eps
+        self.normalized_shape, self.eps = _norm_shape(normalized_shape, "RMSNorm"), eps
         self.elementwise_affine = elementwise_affine
         self.weight = init.ones(self.normalized_shape, dtype, device) if elementwise_affine else None
 

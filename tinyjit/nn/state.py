@@ -1,4 +1,5 @@
-"""Weights on disk: safetensors files (read and write) and PyTorch ``.pth`` checkpoints (read only).
+"""Weights on disk: safetensors files (read and write) and PyTorch ``.pth`` checkpoints (read only, ``torch_load``
+from tinyjit/nn/torch_checkpoint.py).
 
 Both formats are handled with numpy alone; torch is never imported. Values cross into and out of this
 module through ``_to_numpy`` / ``_from_numpy``, so anything with a ``.numpy()`` method (or anything
@@ -10,18 +11,17 @@ fp32). Saving BF16 is not supported.
 """
 from __future__ import annotations
 
-import collections
-import dataclasses
 import json
 import math
 import os
-import pickle
+import reprlib
 import secrets
-import zipfile
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
+
+from tinyjit.nn.torch_checkpoint import torch_load  # noqa: F401  (part of this module's API)
 
 # safetensors dtype code -> little-endian numpy dtype of the stored bytes. BF16 is stored as raw uint16 bits.
 _DTYPES: dict[str, np.dtype] = {code: np.dtype(spec) for code, spec in {
@@ -36,6 +36,16 @@ _CODE_OF = {(dt.kind, dt.itemsize): code for code, dt in _DTYPES.items() if code
 # The reference implementation refuses larger headers; so do we, before reading them into memory.
 _MAX_HEADER_BYTES = 100_000_000
 _METADATA_KEY = "__metadata__"
+# numpy arrays have at most this many dims
+_MAX_DIMS = 64
+
+# values of an untrusted header in error messages: truncated, and safe for any nesting
+_SHORT_REPR = reprlib.Repr()
+_SHORT_REPR.maxstring = _SHORT_REPR.maxother = 80
+
+
+def _short(value: Any) -> str:
+    return _SHORT_REPR.repr(value)
 
 
 def _to_numpy(t: Any) -> np.ndarray:
@@ -151,8 +161,10 @@ def _read_header(f, path) -> tuple[dict[str, tuple[str, tuple[int, ...], int, in
                          "(truncated or not a safetensors file)")
     try:
         header = json.loads(f.read(n).decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+    except ValueError as e:   # not UTF-8, not JSON, or an integer past Python's limit on digits
         raise ValueError(f"{path}: safetensors header is not valid JSON ({e})") from e
+    except RecursionError:   # json's parser recurses per level; a valid header nests three levels deep
+        raise ValueError(f"{path}: safetensors header nests JSON too deeply to be a header") from None
     if not isinstance(header, dict):
         raise ValueError(f"{path}: safetensors header must be a JSON object")
     metadata = header.pop(_METADATA_KEY, None) or {}
@@ -174,15 +186,17 @@ def _read_header(f, path) -> tuple[dict[str, tuple[str, tuple[int, ...], int, in
 
 def _check_entry(path, name: str, info: Any) -> tuple[str, tuple[int, ...], int, int]:
     if not isinstance(info, dict) or not {"dtype", "shape", "data_offsets"} <= info.keys():
-        raise ValueError(f"{path}: entry {name!r} needs dtype, shape and data_offsets, got {info!r}")
+        raise ValueError(f"{path}: entry {_short(name)} needs dtype, shape and data_offsets, got {_short(info)}")
     code, shape, offsets = info["dtype"], info["shape"], info["data_offsets"]
-    if code not in _DTYPES:
-        raise ValueError(f"{path}: tensor {name!r} has unsupported dtype {code!r} (supported: {', '.join(_DTYPES)})")
-    if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
-        raise ValueError(f"{path}: tensor {name!r} has invalid shape {shape!r}")
+    if not isinstance(code, str) or code not in _DTYPES:
+        raise ValueError(f"{path}: tensor {_short(name)} has unsupported dtype {_short(code)} "
+                         f"(supported: {', '.join(_DTYPES)})")
+    if (not isinstance(shape, list) or len(shape) > _MAX_DIMS
+            or not all(type(d) is int and 0 <= d < 2 ** 63 for d in shape)):
+        raise ValueError(f"{path}: tensor {_short(name)} has invalid shape {_short(shape)}")
     if (not isinstance(offsets, list) or len(offsets) != 2 or not all(type(o) is int for o in offsets)
             or not 0 <= offsets[0] <= offsets[1]):
-        raise ValueError(f"{path}: tensor {name!r} has invalid data_offsets {offsets!r}")
+        raise ValueError(f"{path}: tensor {_short(name)} has invalid data_offsets {_short(offsets)}")
     nbytes = math.prod(shape) * _DTYPES[code].itemsize
     if offsets[1] - offsets[0] != nbytes:
         raise ValueError(f"{path}: tensor {name!r} ({code}, shape {shape}) needs {nbytes} bytes but its "
@@ -208,188 +222,3 @@ class _AtomicWriter:
         else:
             self.tmp.unlink(missing_ok=True)
         return False
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# PyTorch checkpoints
-#
-# torch.save writes a zip: <prefix>/data.pkl is a pickle of the saved object in which every tensor is a call to a
-# rebuild function in torch._utils, and every storage is a persistent id ('storage', <storage type>, <key>,
-# <location>, <numel>) whose bytes are the zip member <prefix>/data/<key>. Legacy storage types (FloatStorage...)
-# carry the dtype; tensors of newer dtypes use an untyped (byte) storage and pass the dtype to the rebuild call.
-# ---------------------------------------------------------------------------------------------------------------
-
-_TORCH_STORAGES = {"DoubleStorage": "F64", "FloatStorage": "F32", "HalfStorage": "F16", "BFloat16Storage": "BF16",
-                   "LongStorage": "I64", "IntStorage": "I32", "ShortStorage": "I16", "CharStorage": "I8",
-                   "ByteStorage": "U8", "BoolStorage": "BOOL"}
-_TORCH_DTYPES = {"float64": "F64", "float32": "F32", "float16": "F16", "bfloat16": "BF16", "int64": "I64",
-                 "int32": "I32", "int16": "I16", "int8": "I8", "uint8": "U8", "uint16": "U16", "uint32": "U32",
-                 "uint64": "U64", "bool": "BOOL"}
-
-
-@dataclasses.dataclass(frozen=True)
-class _StorageType:
-    """Stands in for torch.FloatStorage etc. during unpickling; ``code`` is None for an untyped byte storage."""
-    code: str | None
-
-
-@dataclasses.dataclass(frozen=True)
-class _TorchDType:
-    """Stands in for a torch dtype (torch.uint16 ...) during unpickling."""
-    code: str
-
-
-@dataclasses.dataclass(frozen=True)
-class _Storage:
-    """A storage read from the zip: its raw bytes and, for typed storages, the dtype code."""
-    data: np.ndarray
-    code: str | None
-    big_endian: bool
-
-
-def torch_load(path: str | os.PathLike, as_numpy: bool = False, flatten: bool = True) -> Any:
-    """Read a zip-format PyTorch checkpoint (``torch.save`` since 1.6) without importing torch.
-
-    Unpickling is restricted to what rebuilds tensors (see ``_TorchUnpickler``); anything else, such as a class
-    from the training code or ``os.system``, raises ``pickle.UnpicklingError`` naming it, before it could run.
-
-    With ``flatten=True`` (the default) the result is ``{name: Tensor}``: nested dicts and lists are flattened
-    with dotted keys (``{"model": {"fc.weight": w}}`` -> ``"model.fc.weight"``, list items by index) and
-    non-tensor leaves such as epoch counters or learning rates are left out. With ``flatten=False`` the unpickled
-    object is returned as saved, with its tensors converted.
-    """
-    if not zipfile.is_zipfile(path):
-        raise ValueError(f"{path}: not a zip-format PyTorch checkpoint (files from torch.save before 1.6 or with "
-                         "_use_new_zipfile_serialization=False are not supported)")
-    with zipfile.ZipFile(path) as zf:
-        pickles = [n for n in zf.namelist() if n.endswith("/data.pkl") and n.count("/") == 1]
-        if len(pickles) != 1:
-            raise ValueError(f"{path}: expected one <prefix>/data.pkl in the zip, found {pickles or 'none'}")
-        prefix = pickles[0][:-len("/data.pkl")]
-        # Older torch versions do not write this member; their checkpoints are little-endian in practice.
-        byteorder_member = f"{prefix}/byteorder"
-        byteorder = zf.read(byteorder_member).decode().strip() if byteorder_member in zf.namelist() else "little"
-        if byteorder not in ("little", "big"):
-            raise ValueError(f"{path}: unknown byteorder {byteorder!r}")
-        with zf.open(pickles[0]) as f:
-            obj = _TorchUnpickler(f, zf, prefix, byteorder == "big").load()
-    if not flatten:
-        return _convert(obj, as_numpy)
-    if isinstance(obj, np.ndarray):
-        raise TypeError(f"{path} holds a single tensor, not a dict of them; use flatten=False")
-    flat: dict[str, np.ndarray] = {}
-    _flatten(obj, "", flat)
-    return {k: _from_numpy(v, as_numpy) for k, v in flat.items()}
-
-
-def _flatten(obj: Any, prefix: str, out: dict[str, np.ndarray]) -> None:
-    if isinstance(obj, np.ndarray):
-        if prefix in out:
-            raise ValueError(f"two tensors flatten to the same key {prefix!r}; use flatten=False")
-        out[prefix] = obj
-    elif isinstance(obj, (dict, list, tuple)):
-        items = obj.items() if isinstance(obj, dict) else enumerate(obj)
-        for k, v in items:
-            _flatten(v, f"{prefix}.{k}" if prefix else str(k), out)
-
-
-def _convert(obj: Any, as_numpy: bool) -> Any:
-    if isinstance(obj, np.ndarray):
-        return _from_numpy(obj, as_numpy)
-    if isinstance(obj, dict):
-        return type(obj)((k, _convert(v, as_numpy)) for k, v in obj.items())
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_convert(v, as_numpy) for v in obj)
-    return obj
-
-
-def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad, backward_hooks, metadata=None):
-    if not isinstance(storage, _Storage) or storage.code is None:
-        raise pickle.UnpicklingError("_rebuild_tensor_v2 needs a typed storage")
-    return _materialize(storage, storage.code, storage_offset, size, stride)
-
-
-def _rebuild_tensor_v3(storage, storage_offset, size, stride, requires_grad, backward_hooks, dtype, metadata=None):
-    if not isinstance(storage, _Storage) or not isinstance(dtype, _TorchDType):
-        raise pickle.UnpicklingError("_rebuild_tensor_v3 needs a storage and a dtype")
-    return _materialize(storage, dtype.code, storage_offset, size, stride)
-
-
-def _rebuild_parameter(data, requires_grad, backward_hooks, state=None):
-    """nn.Parameter -> its data; parameters are plain tensors here."""
-    if not isinstance(data, np.ndarray):
-        raise pickle.UnpicklingError("_rebuild_parameter expects a tensor")
-    return data
-
-
-def _materialize(storage: _Storage, code: str, offset, size, stride) -> np.ndarray:
-    """The tensor view (offset, size, stride in elements) of a storage, copied into a fresh contiguous array.
-
-    The pickle is untrusted, so the view is bounds-checked before ``as_strided`` could read outside the storage.
-    """
-    dtype = _DTYPES[code].newbyteorder(">" if storage.big_endian else "<")
-    ok = (type(offset) is int and offset >= 0 and isinstance(size, tuple) and isinstance(stride, tuple)
-          and len(size) == len(stride) and all(type(v) is int and v >= 0 for v in size + stride))
-    if not ok:
-        raise pickle.UnpicklingError(f"invalid tensor view: offset={offset!r} size={size!r} stride={stride!r}")
-    if storage.data.size % dtype.itemsize:
-        raise pickle.UnpicklingError(f"storage of {storage.data.size} bytes is not a whole number of {code} items")
-    flat = storage.data.view(dtype)
-    if math.prod(size) == 0:
-        return _native(np.empty(size, dtype=dtype), code)
-    last = offset + sum((n - 1) * s for n, s in zip(size, stride))
-    if last >= flat.size:
-        raise pickle.UnpicklingError(f"tensor view (offset {offset}, size {size}, stride {stride}) reaches element "
-                                     f"{last} of a storage with {flat.size}")
-    view = np.lib.stride_tricks.as_strided(flat[offset:], shape=size, strides=[s * dtype.itemsize for s in stride],
-                                           writeable=False)
-    return _native(np.array(view, order="C"), code)  # always a copy: the storage bytes are read-only
-
-
-class _TorchUnpickler(pickle.Unpickler):
-    """Unpickler for torch.save's data.pkl that only resolves the globals needed to rebuild tensors.
-
-    Torch's own rebuild functions are replaced by the numpy versions above; storage classes and dtypes become
-    inert markers. Every other global is refused, so a checkpoint cannot run code while it is loaded.
-    """
-    _FUNCTIONS = {
-        ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor_v2,
-        ("torch._utils", "_rebuild_tensor_v3"): _rebuild_tensor_v3,
-        ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
-        ("torch._utils", "_rebuild_parameter_with_state"): _rebuild_parameter,
-        ("collections", "OrderedDict"): collections.OrderedDict,  # what state_dict() returns
-    }
-
-    def __init__(self, file, zf: zipfile.ZipFile, prefix: str, big_endian: bool):
-        super().__init__(file)
-        self.zf, self.prefix, self.big_endian = zf, prefix, big_endian
-        self.storages: dict[str, _Storage] = {}
-
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) in self._FUNCTIONS:
-            return self._FUNCTIONS[(module, name)]
-        if module == "torch" and name in _TORCH_STORAGES:
-            return _StorageType(_TORCH_STORAGES[name])
-        if module in ("torch", "torch.storage") and name == "UntypedStorage":
-            return _StorageType(None)
-        if module == "torch" and name in _TORCH_DTYPES:
-            return _TorchDType(_TORCH_DTYPES[name])
-        raise pickle.UnpicklingError(f"refusing to unpickle {module}.{name}: torch_load only rebuilds tensors "
-                                     "and plain containers")
-
-    def persistent_load(self, pid: Any) -> _Storage:
-        if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage"
-                and isinstance(pid[1], _StorageType) and isinstance(pid[2], str)):
-            raise pickle.UnpicklingError(f"unsupported persistent id {pid!r}")
-        storage_type, key = pid[1], pid[2]
-        if key not in self.storages:  # tensors that share a storage share one read of it
-            member = f"{self.prefix}/data/{key}"
-            try:
-                raw = self.zf.read(member)
-            except KeyError:
-                raise pickle.UnpicklingError(f"storage {member} is missing from the checkpoint") from None
-            self.storages[key] = _Storage(np.frombuffer(raw, dtype=np.uint8), storage_type.code, self.big_endian)
-        storage = self.storages[key]
-        if storage.code != storage_type.code:
-            raise pickle.UnpicklingError(f"storage {key} is used with two dtypes ({storage.code}, {storage_type.code})")
-        return storage
