@@ -10,6 +10,7 @@ import functools
 import os
 import threading
 import time
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -118,12 +119,15 @@ class CPUDevice:
         self.allocator = CPUAllocator()
         self.threads = cpu_count()
         self.pool = ThreadPoolExecutor(max_workers=self.threads) if self.threads > 1 else None
-        if hasattr(os, "register_at_fork"):   # a forked child has none of the parent's threads: start new ones
-            os.register_at_fork(after_in_child=self._after_fork)
+        _live_devices.add(self)
 
-    def _after_fork(self) -> None:
+    def _after_fork_in_child(self) -> None:
+        """A forked child has none of the parent's threads: give it its own pools (the native pool's code stays
+        loaded in the engine; only its slots and worker threads are new)."""
         self.pool = ThreadPoolExecutor(max_workers=self.threads) if self.threads > 1 else None
-        self.__dict__.pop("native_pool", None)
+        parent_pool = self.__dict__.pop("native_pool", None)
+        if parent_pool is not None:
+            self.native_pool = parent_pool.restarted()
 
     def cache_key(self) -> tuple[str, ...]:
         return ("llvm", ".".join(map(str, llvm.llvm_version_info)), self.cpu_name, self.features)
@@ -188,3 +192,48 @@ class CPUDevice:
 
     def synchronize(self) -> None:
         pass
+
+
+# ---- fork safety ----
+# llvmlite serializes every call into LLVM with one process-global lock. A fork while another thread is inside
+# LLVM (compiling) hands the child that lock held by a thread that does not exist there, and LLVM's own state
+# (its internal mutexes, the engine's section lists, the thread's context) in the middle of an update: the
+# child's first compile, or even the disposal of the dead thread's LLVM context, hangs. So the forking thread
+# takes every CPU engine lock, then llvmlite's lock, just before the fork (waiting for the LLVM call in progress,
+# if any, to return) and both processes release them after it. No thread is inside LLVM at the fork, so the child
+# inherits consistent LLVM state and keeps using the parent's engine, its already loaded kernels and its own
+# thread's context; what it lacks are the parent's threads, which it starts anew (_after_fork_in_child).
+_live_devices: "weakref.WeakSet[CPUDevice]" = weakref.WeakSet()
+_held_at_fork: list = []
+
+
+def _llvmlite_lock():
+    """llvmlite's global re-entrant lock around every LLVM call (a private attribute: None if it moved)."""
+    wrapper = getattr(getattr(llvm, "ffi", None), "lib", None)
+    return getattr(getattr(wrapper, "_lock", None), "_lock", None)
+
+
+def _before_fork() -> None:
+    locks = [device._engine_lock for device in list(_live_devices)]   # engine locks first: program() nests them
+    llvm_lock = _llvmlite_lock() if llvm is not None else None
+    if llvm_lock is not None:
+        locks.append(llvm_lock)
+    for lock in locks:
+        lock.acquire()
+    _held_at_fork[:] = locks
+
+
+def _release_fork_locks() -> None:
+    locks, _held_at_fork[:] = _held_at_fork[:], []
+    for lock in reversed(locks):
+        lock.release()
+
+
+def _after_fork_in_child() -> None:
+    _release_fork_locks()   # the forking thread held them; it is the child's only thread (same thread id)
+    for device in list(_live_devices):
+        device._after_fork_in_child()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=_before_fork, after_in_parent=_release_fork_locks, after_in_child=_after_fork_in_child)

@@ -190,21 +190,30 @@ release:
 """
 
 
-class NativePool:
-    def __init__(self, device, workers: int):
+class _PoolCode:
+    """The pool's functions, compiled once into a CPU device's JIT engine (kept alive here, with the engine)."""
+
+    def __init__(self, device):
         import llvmlite.binding as llvm
         module = llvm.parse_assembly(POOL_IR)
         module.verify()
         with device._engine_lock:
-            device.engine.add_module(module)
-            device.engine.finalize_object()
-            address = {name: device.engine.get_function_address(name)
+            self.engine = device.engine
+            self.engine.add_module(module)
+            self.engine.finalize_object()
+            address = {name: self.engine.get_function_address(name)
                        for name in ("tj_worker", "tj_post", "tj_parallel")}
-        self._worker = ctypes.CFUNCTYPE(None, ctypes.c_void_p)(address["tj_worker"])
-        self._post = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int32,
-                                      ctypes.c_int32, ctypes.c_int32)(address["tj_post"])
-        self._parallel = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int32, ctypes.c_int32,
-                                          ctypes.c_void_p, ctypes.c_void_p)(address["tj_parallel"])
+        self.worker = ctypes.CFUNCTYPE(None, ctypes.c_void_p)(address["tj_worker"])
+        self.post = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int32,
+                                     ctypes.c_int32, ctypes.c_int32)(address["tj_post"])
+        self.parallel = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int32, ctypes.c_int32,
+                                         ctypes.c_void_p, ctypes.c_void_p)(address["tj_parallel"])
+
+
+class NativePool:
+    def __init__(self, code: _PoolCode, workers: int):
+        self.code = code
+        self._worker, self._post, self._parallel = code.worker, code.post, code.parallel
         self.workers = workers
         # one cache line per worker, then the lock that lets one launching thread at a time use the workers
         raw = np.zeros((workers + 1) * SLOT_BYTES + 64, dtype=np.uint8)
@@ -216,13 +225,18 @@ class NativePool:
         for t in self.threads:
             t.start()
 
+    def restarted(self) -> "NativePool":
+        """A pool like this one with new slots and worker threads, for a forked child (which has none of the
+        parent's threads, and may have forked while a launch held the old slots' lock). The code is reused."""
+        return NativePool(self.code, self.workers)
+
     @staticmethod
     def create(device, workers: int):
         """The pool, or None where it cannot run (not Linux on x86-64, or TINYJIT_NATIVE_POOL=0)."""
         if sys.platform != "linux" or platform.machine() not in ("x86_64", "AMD64") or \
                 os.environ.get("TINYJIT_NATIVE_POOL", "1") == "0":
             return None
-        return NativePool(device, workers)
+        return NativePool(_PoolCode(device), workers)
 
     def parallel(self, thunk: int, args, n: int, threads: int) -> None:
         """Run thunk(args, lo, hi) over [0, n) split into `threads` ranges (this thread runs the first)."""
