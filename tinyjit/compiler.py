@@ -17,6 +17,8 @@ import functools
 import hashlib
 import os
 import pickle
+import queue
+import threading
 from dataclasses import dataclass, field
 
 from tinyjit.device import Buffer, Device
@@ -119,15 +121,61 @@ def compile_plan(device: str, ast: AstNode, opts: list | None = None) -> KernelP
 
 def precompile(device: str, asts: list[AstNode]) -> None:
     """Build the plans of several kernels at once on the CPU's threads: LLVM releases the GIL while it optimizes
-    and emits code, so one kernel's code generation in Python overlaps another's compilation."""
+    and emits code, so one kernel's code generation in Python overlaps another's compilation.
+
+    Ctrl-C (or an error in one kernel) stops it at once: the calling thread raises, the workers take no new
+    kernel or compile step, and, being daemon threads, the one still inside an LLVM call does not keep the
+    process alive. (A ThreadPoolExecutor would finish every queued kernel before the exception got out.)"""
     todo = [a for a in dict.fromkeys(asts) if (device, a, None) not in _plans and (device, a) not in _built]
     threads = getattr(Device[device], "threads", 1)
     if len(todo) < 2 or threads < 2 or not _disk_cached(device) or getenv("BEAM", 0):
         return   # (BEAM times kernels while it builds them: one at a time, or they disturb each other's timings)
-    from concurrent.futures import ThreadPoolExecutor
-    with ThreadPoolExecutor(min(threads, len(todo))) as pool:
-        for ast, built in zip(todo, pool.map(lambda a: _cached_build(device, a), todo)):
+    jobs: queue.SimpleQueue = queue.SimpleQueue()
+    for ast in todo:
+        jobs.put(ast)
+    results: queue.SimpleQueue = queue.SimpleQueue()
+    stop = threading.Event()
+
+    def work() -> None:
+        _precompile_worker.stop = stop
+        while not stop.is_set():
+            try:
+                ast = jobs.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                results.put((ast, _cached_build(device, ast), None))
+            except _Stopped:
+                return
+            except BaseException as e:   # handed to the calling thread, which raises it
+                results.put((ast, None, e))
+
+    workers = [threading.Thread(target=work, name=f"tinyjit-precompile-{i}", daemon=True)
+               for i in range(min(threads, len(todo)))]
+    for worker in workers:
+        worker.start()
+    try:
+        for _ in todo:
+            ast, built, error = results.get()   # interruptible: Ctrl-C raises KeyboardInterrupt here
+            if error is not None:
+                raise error
             _built[(device, ast)] = built
+    finally:
+        stop.set()
+
+
+class _Stopped(Exception):
+    """Raised in a precompile worker whose precompile was abandoned (Ctrl-C or an error elsewhere)."""
+
+
+_precompile_worker = threading.local()   # .stop: the Event of the precompile this thread works for
+
+
+def _check_stopped() -> None:
+    """In a precompile worker, give up before the next expensive step once the precompile was abandoned."""
+    stop = getattr(_precompile_worker, "stop", None)
+    if stop is not None and stop.is_set():
+        raise _Stopped
 
 
 _built: dict[tuple, tuple] = {}   # precompiled, not yet loaded: (device, ast) -> (specs, scratch, main)
@@ -181,6 +229,7 @@ def _build(device: str, ast: AstNode, opts: list | None):
     from codegen.kernel import Kernel
     from codegen.optimizer import optimize
 
+    _check_stopped()
     renderer = Device.renderer(device)
     k = Kernel(ast)
     if opts is None and getenv("BEAM", 0) and not getenv("NOOPT", 0) and not renderer.gpu:
@@ -214,6 +263,7 @@ def _spec(device: str, k, ast: AstNode, args) -> _LaunchSpec:
     if level >= 4:
         print(f"--- source of {program.name}\n{source}")
     runtime_device = Device[device]
+    _check_stopped()
     binary = runtime_device.compile(source)
     listing = getattr(runtime_device, "debug_listing", None)
     if level >= 5 and listing is not None:
