@@ -147,14 +147,14 @@ def test_full_disk_on_write_degrades_and_leaves_no_temp_files(monkeypatch, cache
 def test_unreadable_entry_is_a_miss(monkeypatch):
     fn = Counter()
     cached_compile("test", (), "s", fn)
-    real_read_bytes = cache.Path.read_bytes
+    real_open = cache.os.open
 
-    def failing_read(self):
-        if self.suffix == ".bin":
+    def failing_open(path, *args, **kwargs):
+        if str(path).endswith(".bin"):
             raise PermissionError(13, "Permission denied")
-        return real_read_bytes(self)
+        return real_open(path, *args, **kwargs)
 
-    monkeypatch.setattr(cache.Path, "read_bytes", failing_read)
+    monkeypatch.setattr(cache.os, "open", failing_open)
     assert cached_compile("test", (), "s", fn) == b"binarys"
     assert fn.calls == 2
 
