@@ -57,14 +57,43 @@ class CPUAllocator:
 
 
 _THUNK = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int32, ctypes.c_int32)
+ENGINE_OBJECTS = 256   # kernels loaded into one JIT engine before the next kernels go into a new one
+
+
+class JitEngine:
+    """One MCJIT engine and the kernels loaded into it.
+
+    MCJIT cannot unload a single object: an object's code, data and the engine's copy of it stay until the engine
+    is disposed. So a device loads kernels into one engine until it holds ENGINE_OBJECTS, then starts a new one;
+    every CPUProgram holds its engine, so a retired engine is disposed, and all that memory freed, once none of
+    its programs is left (tinyjit's kernel cache dropped them and no TinyJit capture holds them)."""
+
+    def __init__(self, device: "CPUDevice"):
+        # the engine takes ownership of its target machine: each engine needs its own
+        target_machine = llvm.Target.from_default_triple().create_target_machine(
+            cpu=device.cpu_name, features=device.features, opt=3, codemodel="jitdefault")
+        self.llvm = llvm.create_mcjit_compiler(llvm.parse_assembly(""), target_machine)
+        self.loaded = 0                       # objects added
+        self.programs = weakref.WeakSet()     # its CPUPrograms still alive
 
 
 class CPUProgram:
     """A compiled kernel, called through its thunk `(void **buffers, int start, int end)` (codegen.llvmir)."""
 
-    def __init__(self, device: "CPUDevice", name: str, address: int, thunk: int):
+    def __init__(self, device: "CPUDevice", name: str, address: int, thunk: int, engine: JitEngine | None = None):
         self.device, self.name, self.address, self.thunk = device, name, address, thunk
+        self.engine = engine   # keeps the code alive: the engine is disposed when its last program goes
+        if engine is not None:
+            engine.programs.add(self)
         self.fn = _THUNK(thunk)
+
+    @property
+    def wants_reload(self) -> bool:
+        """True when this kernel is one of the few still alive in a retired engine: loading it again into the
+        current engine (and dropping this program) lets that whole engine be freed."""
+        engine = self.engine
+        return engine is not None and engine is not self.device.jit_engine and \
+            len(engine.programs) * 4 <= engine.loaded
 
     def __call__(self, *bufs, global_size=(1,), local_size=None, wait=False, threads: int = 1):
         t0 = time.perf_counter() if wait else 0.0
@@ -110,10 +139,7 @@ class CPUDevice:
         llvm.initialize_native_asmprinter()
         self.cpu_name = llvm.get_host_cpu_name()
         self.features = llvm.get_host_cpu_features().flatten()
-        target = llvm.Target.from_default_triple()
-        self.target_machine = target.create_target_machine(cpu=self.cpu_name, features=self.features, opt=3,
-                                                           codemodel="jitdefault")
-        self.engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), self.target_machine)
+        self.jit_engine = JitEngine(self)   # where new kernels are loaded (see JitEngine)
         self._local = threading.local()    # per compiling thread: its own LLVM context and target machine
         self._engine_lock = threading.Lock()
         self.allocator = CPUAllocator()
@@ -171,15 +197,24 @@ class CPUDevice:
             return self.compile_ir(src)
         return cached_compile("cpu", self.cache_key(), src, self.compile_ir)
 
+    @property
+    def engine(self):
+        """The llvmlite execution engine new kernels are loaded into."""
+        return self.jit_engine.llvm
+
     def program(self, name: str, binary: bytes) -> CPUProgram:
         with self._engine_lock:
-            self.engine.add_object_file(llvm.ObjectFileRef.from_data(binary))
-            self.engine.finalize_object()
-            address = self.engine.get_function_address(name)
-            thunk = self.engine.get_function_address(name + "_thunk")
+            if self.jit_engine.loaded >= ENGINE_OBJECTS:
+                self.jit_engine = JitEngine(self)
+            engine = self.jit_engine
+            engine.llvm.add_object_file(llvm.ObjectFileRef.from_data(binary))
+            engine.loaded += 1
+            engine.llvm.finalize_object()
+            address = engine.llvm.get_function_address(name)
+            thunk = engine.llvm.get_function_address(name + "_thunk")
         if not address or not thunk:
             raise CompileError(f"symbol {name} (or its thunk) not found in the compiled LLVM object")
-        return CPUProgram(self, name, address, thunk)
+        return CPUProgram(self, name, address, thunk, engine)
 
     @functools.cached_property
     def native_pool(self):

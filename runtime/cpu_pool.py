@@ -191,17 +191,19 @@ release:
 
 
 class _PoolCode:
-    """The pool's functions, compiled once into a CPU device's JIT engine (kept alive here, with the engine)."""
+    """The pool's functions, compiled once into a JIT engine of their own (kept alive here, for the process: the
+    device's kernel engines come and go)."""
 
     def __init__(self, device):
         import llvmlite.binding as llvm
+        from runtime.cpu import JitEngine
         module = llvm.parse_assembly(POOL_IR)
         module.verify()
         with device._engine_lock:
-            self.engine = device.engine
-            self.engine.add_module(module)
-            self.engine.finalize_object()
-            address = {name: self.engine.get_function_address(name)
+            self.engine = JitEngine(device)
+            self.engine.llvm.add_module(module)
+            self.engine.llvm.finalize_object()
+            address = {name: self.engine.llvm.get_function_address(name)
                        for name in ("tj_worker", "tj_post", "tj_parallel")}
         self.worker = ctypes.CFUNCTYPE(None, ctypes.c_void_p)(address["tj_worker"])
         self.post = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int32,

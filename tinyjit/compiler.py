@@ -10,6 +10,11 @@ that decides the result (a hash of the code generator's sources, LLVM version, h
 BEAM, threads). A warm start then loads the binaries without running the code generator at all. The renderer's
 source-keyed compile cache (runtime/cache.py) sits below it, so a plan rebuilt with DEBUG>=3 (which always
 regenerates, to print) still reuses compiled binaries.
+
+The in-memory caches are bounded: the TINYJIT_KERNEL_CACHE (default DEFAULT_KERNEL_CACHE) most recently used
+plans are kept, loaded programs only as long as a plan (or a TinyJit capture) uses them. On the CPU a dropped
+program frees its memory when its whole JIT engine goes (runtime.cpu.JitEngine): a plan whose program is one
+of the few left in a retired engine is loaded again (from the disk cache) into the current one.
 """
 from __future__ import annotations
 
@@ -19,6 +24,8 @@ import os
 import pickle
 import queue
 import threading
+import weakref
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from tinyjit.device import Buffer, Device
@@ -27,6 +34,7 @@ from tinyjit.ops import AstNode
 
 # a CPU kernel is split over threads only when it does enough work to pay for the hand-off (~10 us)
 MIN_WORK_PER_THREADED_LAUNCH = 1 << 16
+DEFAULT_KERNEL_CACHE = 1024   # plans kept in memory unless TINYJIT_KERNEL_CACHE says otherwise
 # the files whose code decides what an AST compiles to: a change to any of them invalidates the disk plan cache
 _CODEGEN_FILES = ("codegen", "tinyjit/compiler.py", "tinyjit/view.py", "tinyjit/symbolic.py", "tinyjit/ops.py",
                   "tinyjit/dtype.py", "tinyjit/beam.py", "runtime/cpu.py")
@@ -60,7 +68,9 @@ class CompiledKernel:
 
             def set_buffer(j: int, buffer: Buffer) -> None:
                 args[j] = address(buffer.handle)
-            return functools.partial(fn, *fn_args), set_buffer
+            call = functools.partial(fn, *fn_args)
+            call.program = program   # fn_args hold the kernel's raw address: keep its code loaded while call lives
+            return call, set_buffer
         bufs = list(buffers)
         return (lambda: self(bufs)), bufs.__setitem__
 
@@ -93,8 +103,66 @@ class _LaunchSpec:
     args: tuple
 
 
-_plans: dict[tuple, KernelPlan] = {}
-_programs: dict[tuple[str, str], object] = {}   # (device, symbol) -> loaded program: each binary is loaded once
+def kernel_cache_size() -> int:
+    """How many plans the in-memory cache keeps (TINYJIT_KERNEL_CACHE, a positive integer)."""
+    size = getenv("TINYJIT_KERNEL_CACHE", DEFAULT_KERNEL_CACHE)
+    if size < 1:
+        raise ValueError(f"TINYJIT_KERNEL_CACHE={size} is not valid: expected a positive number of kernels "
+                         f"(default {DEFAULT_KERNEL_CACHE})")
+    return size
+
+
+class LRUCache:
+    """A mapping that keeps only its most recently used entries (at most `capacity()`). Thread-safe; the lock
+    is held only for the dict operations (an evicted value is dropped after), and across a fork (see below)."""
+
+    def __init__(self, capacity):
+        self.capacity = capacity
+        self._data: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()
+        _lru_caches.add(self)
+
+    def get(self, key, default=None):
+        with self._lock:
+            if key not in self._data:
+                return default
+            self._data.move_to_end(key)
+            return self._data[key]
+
+    def __contains__(self, key) -> bool:
+        with self._lock:
+            return key in self._data
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __setitem__(self, key, value) -> None:
+        capacity = self.capacity()
+        with self._lock:
+            self._data[key] = value
+            self._data.move_to_end(key)
+            evicted = [self._data.popitem(last=False) for _ in range(len(self._data) - capacity)]
+        del evicted   # (freeing them may dispose a JIT engine: not with the lock held)
+
+    def pop(self, key, default=None):
+        with self._lock:
+            return self._data.pop(key, default)
+
+    def clear(self) -> None:
+        with self._lock:
+            evicted, self._data = self._data, OrderedDict()
+        del evicted
+
+
+_lru_caches: "weakref.WeakSet[LRUCache]" = weakref.WeakSet()
+if hasattr(os, "register_at_fork"):   # a fork never copies a cache in the middle of an update
+    os.register_at_fork(before=lambda: [c._lock.acquire() for c in list(_lru_caches)],
+                        after_in_parent=lambda: [c._lock.release() for c in list(_lru_caches)],
+                        after_in_child=lambda: [c._lock.release() for c in list(_lru_caches)])
+
+_plans = LRUCache(kernel_cache_size)   # (device, AST, opts) -> KernelPlan
+# (device, symbol) -> loaded program, while some plan or capture uses it: a binary shared by plans loads once
+_programs: "weakref.WeakValueDictionary[tuple[str, str], object]" = weakref.WeakValueDictionary()
 counters = {"kernels_compiled": 0, "kernels_launched": 0}
 
 
@@ -107,8 +175,9 @@ def compile_plan(device: str, ast: AstNode, opts: list | None = None) -> KernelP
     """The launches for `ast` on `device`, built once per process. `opts` (a list of codegen.kernel.Opt)
     replaces the hand-coded heuristics, e.g. for a search or a test."""
     key = (device, ast, None if opts is None else tuple(opts))
-    if key in _plans:
-        return _plans[key]
+    plan = _plans.get(key)
+    if plan is not None and not any(_wants_reload(k.program) for k, _ in plan.launches):
+        return plan
     if opts is None and _disk_cached(device):
         specs, scratch, main = _built.pop((device, ast), None) or _cached_build(device, ast)
     else:
@@ -178,7 +247,7 @@ def _check_stopped() -> None:
         raise _Stopped
 
 
-_built: dict[tuple, tuple] = {}   # precompiled, not yet loaded: (device, ast) -> (specs, scratch, main)
+_built = LRUCache(kernel_cache_size)   # precompiled, not yet loaded: (device, ast) -> (specs, scratch, main)
 
 
 def _disk_cached(device: str) -> bool:
@@ -276,12 +345,18 @@ def _spec(device: str, k, ast: AstNode, args) -> _LaunchSpec:
                        prod(k.full_shape), tuple(args))
 
 
+def _wants_reload(program) -> bool:
+    """A CPU program left nearly alone in a retired JIT engine (runtime.cpu.CPUProgram.wants_reload)."""
+    return getattr(program, "wants_reload", False)
+
+
 def _load(device: str, spec: _LaunchSpec) -> CompiledKernel:
     runtime_device = Device[device]
-    if (device, spec.symbol) not in _programs:
-        _programs[(device, spec.symbol)] = runtime_device.program(spec.symbol, spec.binary)
-    compiled = CompiledKernel(spec.name, spec.symbol, _programs[(device, spec.symbol)], spec.global_size,
-                              spec.local_size, spec.flops, spec.source)
+    program = _programs.get((device, spec.symbol))
+    if program is None or _wants_reload(program):
+        program = _programs[(device, spec.symbol)] = runtime_device.program(spec.symbol, spec.binary)
+    compiled = CompiledKernel(spec.name, spec.symbol, program, spec.global_size, spec.local_size, spec.flops,
+                              spec.source)
     if hasattr(runtime_device, "pool"):   # the CPU runtime: threads over the outermost global axis
         compiled.threads = _threads_for(spec.work, spec.global_size, runtime_device.threads)
         compiled.launch_kwargs = {"threads": compiled.threads}
