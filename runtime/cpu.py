@@ -80,9 +80,11 @@ class JitEngine:
 class CPUProgram:
     """A compiled kernel, called through its thunk `(void **buffers, int start, int end)` (codegen.llvmir)."""
 
-    def __init__(self, device: "CPUDevice", name: str, address: int, thunk: int, engine: JitEngine | None = None):
+    def __init__(self, device: "CPUDevice", name: str, address: int, thunk: int, engine: JitEngine | None = None,
+                 binary: bytes | None = None):
         self.device, self.name, self.address, self.thunk = device, name, address, thunk
         self.engine = engine   # keeps the code alive: the engine is disposed when its last program goes
+        self.binary = binary   # the object file, to load it again into a newer engine (reloaded)
         if engine is not None:
             engine.programs.add(self)
         self.fn = _THUNK(thunk)
@@ -92,8 +94,12 @@ class CPUProgram:
         """True when this kernel is one of the few still alive in a retired engine: loading it again into the
         current engine (and dropping this program) lets that whole engine be freed."""
         engine = self.engine
-        return engine is not None and engine is not self.device.jit_engine and \
+        return engine is not None and self.binary is not None and engine is not self.device.jit_engine and \
             len(engine.programs) * 4 <= engine.loaded
+
+    def reloaded(self) -> "CPUProgram":
+        """The same kernel loaded into the device's current engine."""
+        return self.device.program(self.name, self.binary)
 
     def __call__(self, *bufs, global_size=(1,), local_size=None, wait=False, threads: int = 1):
         t0 = time.perf_counter() if wait else 0.0
@@ -214,7 +220,7 @@ class CPUDevice:
             thunk = engine.llvm.get_function_address(name + "_thunk")
         if not address or not thunk:
             raise CompileError(f"symbol {name} (or its thunk) not found in the compiled LLVM object")
-        return CPUProgram(self, name, address, thunk, engine)
+        return CPUProgram(self, name, address, thunk, engine, binary)
 
     @functools.cached_property
     def native_pool(self):

@@ -35,7 +35,10 @@ def small_caches(monkeypatch):
     getenv.cache_clear()
 
 
-def test_plan_cache_is_bounded_and_old_engines_are_freed(small_caches):
+def test_plan_cache_is_bounded_and_old_engines_are_freed(small_caches, monkeypatch):
+    reloads = []
+    real_reloaded = cpu.CPUProgram.reloaded
+    monkeypatch.setattr(cpu.CPUProgram, "reloaded", lambda self: reloads.append(self.name) or real_reloaded(self))
     hot_input = np.arange(7, dtype=np.float32)
     hot = Tensor(hot_input).realize()
     for i in range(40):   # 40 kernels never seen before, and one used all along
@@ -43,6 +46,7 @@ def test_plan_cache_is_bounded_and_old_engines_are_freed(small_caches):
         np.testing.assert_array_equal((Tensor(x) * 3 - 1).numpy(), x * 3 - 1)
         np.testing.assert_array_equal((hot + 1).numpy(), hot_input + 1)
         assert len(compiler._plans) <= 8
+    assert reloads, "the hot kernel was never moved out of a retired engine"
     gc.collect()
     alive = [(e.loaded, len(e.programs)) for e in small_caches]
     # the current engine, the one before it, and engines still holding one of the 8 cached plans' kernels

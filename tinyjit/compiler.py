@@ -13,11 +13,12 @@ regenerates, to print) still reuses compiled binaries.
 
 The in-memory caches are bounded: the TINYJIT_KERNEL_CACHE (default DEFAULT_KERNEL_CACHE) most recently used
 plans are kept, loaded programs only as long as a plan (or a TinyJit capture) uses them. On the CPU a dropped
-program frees its memory when its whole JIT engine goes (runtime.cpu.JitEngine): a plan whose program is one
-of the few left in a retired engine is loaded again (from the disk cache) into the current one.
+program frees its memory when its whole JIT engine goes (runtime.cpu.JitEngine): a cached plan whose program is
+one of the few left in a retired engine gets that program loaded again into the current engine.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import os
@@ -176,7 +177,9 @@ def compile_plan(device: str, ast: AstNode, opts: list | None = None) -> KernelP
     replaces the hand-coded heuristics, e.g. for a search or a test."""
     key = (device, ast, None if opts is None else tuple(opts))
     plan = _plans.get(key)
-    if plan is not None and not any(_wants_reload(k.program) for k, _ in plan.launches):
+    if plan is not None:
+        if any(_wants_reload(kernel.program) for kernel, _ in plan.launches):
+            plan = _plans[key] = _with_current_programs(device, plan)
         return plan
     if opts is None and _disk_cached(device):
         specs, scratch, main = _built.pop((device, ast), None) or _cached_build(device, ast)
@@ -350,11 +353,28 @@ def _wants_reload(program) -> bool:
     return getattr(program, "wants_reload", False)
 
 
+def _program(device: str, symbol: str, load):
+    """The loaded program of `symbol` (load() loads it): one per binary, in the current engine where that lets an
+    old engine go."""
+    program = _programs.get((device, symbol))
+    if program is None or _wants_reload(program):
+        program = _programs[(device, symbol)] = load()
+    return program
+
+
+def _with_current_programs(device: str, plan: KernelPlan) -> KernelPlan:
+    """`plan` with the programs that want it loaded again into the current engine."""
+    launches = []
+    for kernel, args in plan.launches:
+        if _wants_reload(kernel.program):
+            kernel = dataclasses.replace(kernel, program=_program(device, kernel.symbol, kernel.program.reloaded))
+        launches.append((kernel, args))
+    return KernelPlan(launches, plan.scratch, plan.main)
+
+
 def _load(device: str, spec: _LaunchSpec) -> CompiledKernel:
     runtime_device = Device[device]
-    program = _programs.get((device, spec.symbol))
-    if program is None or _wants_reload(program):
-        program = _programs[(device, spec.symbol)] = runtime_device.program(spec.symbol, spec.binary)
+    program = _program(device, spec.symbol, lambda: runtime_device.program(spec.symbol, spec.binary))
     compiled = CompiledKernel(spec.name, spec.symbol, program, spec.global_size, spec.local_size, spec.flops,
                               spec.source)
     if hasattr(runtime_device, "pool"):   # the CPU runtime: threads over the outermost global axis
