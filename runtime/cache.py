@@ -273,6 +273,15 @@ _written = {"bytes": 0, "scanned": set()}   # bytes written since the last scan;
 _written_lock = threading.Lock()
 
 
+def _after_fork_in_child() -> None:
+    global _written_lock
+    _written_lock = threading.Lock()   # a thread of the parent may have held it; none of them exists here
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def _note_written(root: Path, nbytes: int) -> None:
     """Trim the cache at this process's first write to `root`, then after every tenth of the cap written."""
     max_bytes = cache_max_bytes()

@@ -114,8 +114,9 @@ def kernel_cache_size() -> int:
 
 
 class LRUCache:
-    """A mapping that keeps only its most recently used entries (at most `capacity()`). Thread-safe; the lock
-    is held only for the dict operations (an evicted value is dropped after), and across a fork (see below)."""
+    """A mapping that keeps only its most recently used entries (at most `capacity()`). Thread-safe: the lock is
+    held only for the dict operations; a value that leaves (evicted or replaced) is released after it, since
+    freeing a plan can dispose a JIT engine, which waits for LLVM."""
 
     def __init__(self, capacity):
         self.capacity = capacity
@@ -140,10 +141,11 @@ class LRUCache:
     def __setitem__(self, key, value) -> None:
         capacity = self.capacity()
         with self._lock:
+            replaced = self._data.get(key)
             self._data[key] = value
             self._data.move_to_end(key)
             evicted = [self._data.popitem(last=False) for _ in range(len(self._data) - capacity)]
-        del evicted   # (freeing them may dispose a JIT engine: not with the lock held)
+        del replaced, evicted
 
     def pop(self, key, default=None):
         with self._lock:
@@ -154,12 +156,13 @@ class LRUCache:
             evicted, self._data = self._data, OrderedDict()
         del evicted
 
+    def _after_fork_in_child(self) -> None:
+        self._lock = threading.Lock()   # a thread of the parent may have held it; none of them exists here
+
 
 _lru_caches: "weakref.WeakSet[LRUCache]" = weakref.WeakSet()
-if hasattr(os, "register_at_fork"):   # a fork never copies a cache in the middle of an update
-    os.register_at_fork(before=lambda: [c._lock.acquire() for c in list(_lru_caches)],
-                        after_in_parent=lambda: [c._lock.release() for c in list(_lru_caches)],
-                        after_in_child=lambda: [c._lock.release() for c in list(_lru_caches)])
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=lambda: [cache._after_fork_in_child() for cache in list(_lru_caches)])
 
 _plans = LRUCache(kernel_cache_size)   # (device, AST, opts) -> KernelPlan
 # (device, symbol) -> loaded program, while some plan or capture uses it: a binary shared by plans loads once
