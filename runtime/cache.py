@@ -30,6 +30,7 @@ import stat
 import struct
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Callable, NamedTuple
 
@@ -246,7 +247,6 @@ def trim_cache(max_bytes: int, root: Path | None = None) -> int:
     """If the entries take more than `max_bytes`, delete the least recently used (oldest mtime: a hit
     refreshes it) until they take at most TRIM_TO of it. Leftover temporary files older than an hour go too.
     Returns the bytes deleted."""
-    import time
     root = cache_root() if root is None else root
     files = _entry_files(root)
     stale_before = time.time() - 3600

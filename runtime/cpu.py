@@ -154,12 +154,10 @@ class CPUDevice:
         _live_devices.add(self)
 
     def _after_fork_in_child(self) -> None:
-        """A forked child has none of the parent's threads: give it its own pools (the native pool's code stays
-        loaded in the engine; only its slots and worker threads are new)."""
+        """A forked child has none of the parent's threads: its first threaded launch starts its own native pool
+        (new slots and workers; the pool's compiled code is reused), and its Python pool is a new one."""
         self.pool = ThreadPoolExecutor(max_workers=self.threads) if self.threads > 1 else None
-        parent_pool = self.__dict__.pop("native_pool", None)
-        if parent_pool is not None:
-            self.native_pool = parent_pool.restarted()
+        self.__dict__.pop("native_pool", None)
 
     def cache_key(self) -> tuple[str, ...]:
         return ("llvm", ".".join(map(str, llvm.llvm_version_info)), self.cpu_name, self.features)

@@ -191,8 +191,14 @@ release:
 
 
 class _PoolCode:
-    """The pool's functions, compiled once into a JIT engine of their own (kept alive here, for the process: the
-    device's kernel engines come and go)."""
+    """The pool's functions, compiled once per device into a JIT engine of their own (the device's kernel engines
+    come and go), and reused by the pool a forked child starts."""
+
+    @staticmethod
+    def of(device) -> "_PoolCode":
+        if getattr(device, "_pool_code", None) is None:
+            device._pool_code = _PoolCode(device)
+        return device._pool_code
 
     def __init__(self, device):
         import llvmlite.binding as llvm
@@ -227,18 +233,13 @@ class NativePool:
         for t in self.threads:
             t.start()
 
-    def restarted(self) -> "NativePool":
-        """A pool like this one with new slots and worker threads, for a forked child (which has none of the
-        parent's threads, and may have forked while a launch held the old slots' lock). The code is reused."""
-        return NativePool(self.code, self.workers)
-
     @staticmethod
     def create(device, workers: int):
         """The pool, or None where it cannot run (not Linux on x86-64, or TINYJIT_NATIVE_POOL=0)."""
         if sys.platform != "linux" or platform.machine() not in ("x86_64", "AMD64") or \
                 os.environ.get("TINYJIT_NATIVE_POOL", "1") == "0":
             return None
-        return NativePool(_PoolCode(device), workers)
+        return NativePool(_PoolCode.of(device), workers)
 
     def parallel(self, thunk: int, args, n: int, threads: int) -> None:
         """Run thunk(args, lo, hi) over [0, n) split into `threads` ranges (this thread runs the first)."""
