@@ -303,6 +303,7 @@ def cached_compile(kind: str, key_parts: tuple[str, ...], src: str, compile_fn: 
     """
     if not cache_enabled():
         return bytes(compile_fn(src))
+    cache_max_bytes()   # a bad TINYJIT_CACHE_MAX_MB is an error at every call, not only when an entry is written
     path = cache_path(kind, tuple(key_parts), src)
     key = path.stem
     payload = _read(path, key)
