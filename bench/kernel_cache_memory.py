@@ -1,9 +1,11 @@
 """Resident memory growth while a program meets new kernel shapes (the in-memory kernel caches' bound).
 
-    python bench/kernel_cache_memory.py --shapes 2000        # run it twice: the second run loads from the disk cache
+    python bench/kernel_cache_memory.py --no-buffer-pool   # run it twice: the second run loads from the disk cache
 
 Each step runs one reduction kernel on a vector of a length never seen before and checks its value. Prints the
-RSS growth over the first step every quarter of the way. Linux only (reads /proc/self/status).
+RSS growth over the first step every quarter of the way. --no-buffer-pool leaves out the freed tensor buffers
+tinyjit keeps for reuse (one per size here, up to 1 GiB in all), so what is left is the kernels' memory.
+Linux only (reads /proc/self/status).
 """
 import argparse
 import gc
@@ -25,7 +27,11 @@ def rss_mb() -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--shapes", type=int, default=2000)
+    parser.add_argument("--no-buffer-pool", action="store_true", help="free tensor buffers instead of pooling them")
     args = parser.parse_args()
+    if args.no_buffer_pool:
+        from tinyjit.device import POOL
+        POOL.limit = 0
     (Tensor(np.ones(7, np.float32)) * 2 + 1).sum().numpy()
     gc.collect()
     base, t0 = rss_mb(), time.perf_counter()

@@ -5,6 +5,7 @@ Both run in a subprocess with a timeout, and every forked child has a deadline, 
 time instead of hanging CI.
 """
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -125,7 +126,8 @@ def test_ctrl_c_during_precompile_stops_promptly():
     proc = subprocess.Popen([sys.executable, "-c", LONG_PRECOMPILE], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
-        assert proc.stdout.readline().strip() == "workers started"
+        ready, _, _ = select.select([proc.stdout], [], [], 120)
+        assert ready and proc.stdout.readline().strip() == "workers started", "no precompile workers started"
         time.sleep(1.0)   # well inside the ~30 s of compiling ahead
         sent = time.time()
         proc.send_signal(signal.SIGINT)
