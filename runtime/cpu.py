@@ -10,6 +10,7 @@ import functools
 import os
 import threading
 import time
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -56,14 +57,49 @@ class CPUAllocator:
 
 
 _THUNK = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int32, ctypes.c_int32)
+ENGINE_OBJECTS = 256   # kernels loaded into one JIT engine before the next kernels go into a new one
+
+
+class JitEngine:
+    """One MCJIT engine and the kernels loaded into it.
+
+    MCJIT cannot unload a single object: an object's code, data and the engine's copy of it stay until the engine
+    is disposed. So a device loads kernels into one engine until it holds ENGINE_OBJECTS, then starts a new one;
+    every CPUProgram holds its engine, so a retired engine is disposed, and all that memory freed, once none of
+    its programs is left (tinyjit's kernel cache dropped them and no TinyJit capture holds them)."""
+
+    def __init__(self, device: "CPUDevice"):
+        # the engine takes ownership of its target machine: each engine needs its own
+        target_machine = llvm.Target.from_default_triple().create_target_machine(
+            cpu=device.cpu_name, features=device.features, opt=3, codemodel="jitdefault")
+        self.llvm = llvm.create_mcjit_compiler(llvm.parse_assembly(""), target_machine)
+        self.loaded = 0                       # objects added
+        self.programs = weakref.WeakSet()     # its CPUPrograms still alive
 
 
 class CPUProgram:
     """A compiled kernel, called through its thunk `(void **buffers, int start, int end)` (codegen.llvmir)."""
 
-    def __init__(self, device: "CPUDevice", name: str, address: int, thunk: int):
+    def __init__(self, device: "CPUDevice", name: str, address: int, thunk: int, engine: JitEngine | None = None,
+                 binary: bytes | None = None):
         self.device, self.name, self.address, self.thunk = device, name, address, thunk
+        self.engine = engine   # keeps the code alive: the engine is disposed when its last program goes
+        self.binary = binary   # the object file, to load it again into a newer engine (reloaded)
+        if engine is not None:
+            engine.programs.add(self)
         self.fn = _THUNK(thunk)
+
+    @property
+    def wants_reload(self) -> bool:
+        """True when this kernel is one of the few still alive in a retired engine: loading it again into the
+        current engine (and dropping this program) lets that whole engine be freed."""
+        engine = self.engine
+        return engine is not None and self.binary is not None and engine is not self.device.jit_engine and \
+            len(engine.programs) * 4 <= engine.loaded
+
+    def reloaded(self) -> "CPUProgram":
+        """The same kernel loaded into the device's current engine."""
+        return self.device.program(self.name, self.binary)
 
     def __call__(self, *bufs, global_size=(1,), local_size=None, wait=False, threads: int = 1):
         t0 = time.perf_counter() if wait else 0.0
@@ -109,19 +145,17 @@ class CPUDevice:
         llvm.initialize_native_asmprinter()
         self.cpu_name = llvm.get_host_cpu_name()
         self.features = llvm.get_host_cpu_features().flatten()
-        target = llvm.Target.from_default_triple()
-        self.target_machine = target.create_target_machine(cpu=self.cpu_name, features=self.features, opt=3,
-                                                           codemodel="jitdefault")
-        self.engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), self.target_machine)
+        self.jit_engine = JitEngine(self)   # where new kernels are loaded (see JitEngine)
         self._local = threading.local()    # per compiling thread: its own LLVM context and target machine
         self._engine_lock = threading.Lock()
         self.allocator = CPUAllocator()
         self.threads = cpu_count()
         self.pool = ThreadPoolExecutor(max_workers=self.threads) if self.threads > 1 else None
-        if hasattr(os, "register_at_fork"):   # a forked child has none of the parent's threads: start new ones
-            os.register_at_fork(after_in_child=self._after_fork)
+        _live_devices.add(self)
 
-    def _after_fork(self) -> None:
+    def _after_fork_in_child(self) -> None:
+        """A forked child has none of the parent's threads: its first threaded launch starts its own native pool
+        (new slots and workers; the pool's compiled code is reused), and its Python pool is a new one."""
         self.pool = ThreadPoolExecutor(max_workers=self.threads) if self.threads > 1 else None
         self.__dict__.pop("native_pool", None)
 
@@ -167,15 +201,24 @@ class CPUDevice:
             return self.compile_ir(src)
         return cached_compile("cpu", self.cache_key(), src, self.compile_ir)
 
+    @property
+    def engine(self):
+        """The llvmlite execution engine new kernels are loaded into."""
+        return self.jit_engine.llvm
+
     def program(self, name: str, binary: bytes) -> CPUProgram:
         with self._engine_lock:
-            self.engine.add_object_file(llvm.ObjectFileRef.from_data(binary))
-            self.engine.finalize_object()
-            address = self.engine.get_function_address(name)
-            thunk = self.engine.get_function_address(name + "_thunk")
+            if self.jit_engine.loaded >= ENGINE_OBJECTS:
+                self.jit_engine = JitEngine(self)
+            engine = self.jit_engine
+            engine.llvm.add_object_file(llvm.ObjectFileRef.from_data(binary))
+            engine.loaded += 1
+            engine.llvm.finalize_object()
+            address = engine.llvm.get_function_address(name)
+            thunk = engine.llvm.get_function_address(name + "_thunk")
         if not address or not thunk:
             raise CompileError(f"symbol {name} (or its thunk) not found in the compiled LLVM object")
-        return CPUProgram(self, name, address, thunk)
+        return CPUProgram(self, name, address, thunk, engine, binary)
 
     @functools.cached_property
     def native_pool(self):
@@ -188,3 +231,48 @@ class CPUDevice:
 
     def synchronize(self) -> None:
         pass
+
+
+# ---- fork safety ----
+# llvmlite serializes every call into LLVM with one process-global lock. A fork while another thread is inside
+# LLVM (compiling) hands the child that lock held by a thread that does not exist there, and LLVM's own state
+# (its internal mutexes, the engine's section lists, the thread's context) in the middle of an update: the
+# child's first compile, or even the disposal of the dead thread's LLVM context, hangs. So the forking thread
+# takes every CPU engine lock, then llvmlite's lock, just before the fork (waiting for the LLVM call in progress,
+# if any, to return) and both processes release them after it. No thread is inside LLVM at the fork, so the child
+# inherits consistent LLVM state and keeps using the parent's engine, its already loaded kernels and its own
+# thread's context; what it lacks are the parent's threads, which it starts anew (_after_fork_in_child).
+_live_devices: "weakref.WeakSet[CPUDevice]" = weakref.WeakSet()
+_held_at_fork: list = []
+
+
+def _llvmlite_lock():
+    """llvmlite's global re-entrant lock around every LLVM call (a private attribute: None if it moved)."""
+    wrapper = getattr(getattr(llvm, "ffi", None), "lib", None)
+    return getattr(getattr(wrapper, "_lock", None), "_lock", None)
+
+
+def _before_fork() -> None:
+    locks = [device._engine_lock for device in list(_live_devices)]   # engine locks first: program() nests them
+    llvm_lock = _llvmlite_lock() if llvm is not None else None
+    if llvm_lock is not None:
+        locks.append(llvm_lock)
+    for lock in locks:
+        lock.acquire()
+    _held_at_fork[:] = locks
+
+
+def _release_fork_locks() -> None:
+    locks, _held_at_fork[:] = _held_at_fork[:], []
+    for lock in reversed(locks):
+        lock.release()
+
+
+def _after_fork_in_child() -> None:
+    _release_fork_locks()   # the forking thread held them; it is the child's only thread (same thread id)
+    for device in list(_live_devices):
+        device._after_fork_in_child()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=_before_fork, after_in_parent=_release_fork_locks, after_in_child=_after_fork_in_child)

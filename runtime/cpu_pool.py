@@ -191,21 +191,38 @@ release:
 """
 
 
-class NativePool:
-    def __init__(self, device, workers: int):
+class _PoolCode:
+    """The pool's functions, compiled once per device into a JIT engine of their own (the device's kernel engines
+    come and go), and reused by the pool a forked child starts."""
+
+    @staticmethod
+    def of(device) -> "_PoolCode":
+        if getattr(device, "_pool_code", None) is None:
+            device._pool_code = _PoolCode(device)
+        return device._pool_code
+
+    def __init__(self, device):
         import llvmlite.binding as llvm
+        from runtime.cpu import JitEngine
         module = llvm.parse_assembly(POOL_IR)
         module.verify()
         with device._engine_lock:
-            device.engine.add_module(module)
-            device.engine.finalize_object()
-            address = {name: device.engine.get_function_address(name)
+            self.engine = JitEngine(device)
+            self.engine.llvm.add_module(module)
+            self.engine.llvm.finalize_object()
+            address = {name: self.engine.llvm.get_function_address(name)
                        for name in ("tj_worker", "tj_post", "tj_parallel")}
-        self._worker = ctypes.CFUNCTYPE(None, ctypes.c_void_p)(address["tj_worker"])
-        self._post = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int32,
-                                      ctypes.c_int32, ctypes.c_int32)(address["tj_post"])
-        self._parallel = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int32, ctypes.c_int32,
-                                          ctypes.c_void_p, ctypes.c_void_p)(address["tj_parallel"])
+        self.worker = ctypes.CFUNCTYPE(None, ctypes.c_void_p)(address["tj_worker"])
+        self.post = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int32,
+                                     ctypes.c_int32, ctypes.c_int32)(address["tj_post"])
+        self.parallel = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int32, ctypes.c_int32,
+                                         ctypes.c_void_p, ctypes.c_void_p)(address["tj_parallel"])
+
+
+class NativePool:
+    def __init__(self, code: _PoolCode, workers: int):
+        self.code = code
+        self._worker, self._post, self._parallel = code.worker, code.post, code.parallel
         self.workers = workers
         # one cache line per worker, then the lock that lets one launching thread at a time use the workers
         raw = np.zeros((workers + 1) * SLOT_BYTES + 64, dtype=np.uint8)
@@ -223,7 +240,7 @@ class NativePool:
         if sys.platform != "linux" or platform.machine() not in ("x86_64", "AMD64") or \
                 not env("TINYJIT_NATIVE_POOL"):
             return None
-        return NativePool(device, workers)
+        return NativePool(_PoolCode.of(device), workers)
 
     def parallel(self, thunk: int, args, n: int, threads: int) -> None:
         """Run thunk(args, lo, hi) over [0, n) split into `threads` ranges (this thread runs the first)."""

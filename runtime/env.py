@@ -52,6 +52,7 @@ VARIABLES: dict[str, IntVar] = {
     "CPU": _flag(0, "1 makes CPU the default device"),
     "CL": _flag(0, "1 makes CL the default device"),
     "CUDA": _flag(0, "1 makes CUDA the default device"),
+    "TINYJIT_KERNEL_CACHE": IntVar(1024, 1, None, "a positive number of compiled kernels kept in memory"),
     "CL_PLATFORM": IntVar(0, 0, None, "the index of an OpenCL platform: 0, 1, ..."),
     "CL_DEVICE": IntVar(0, 0, None, "the index of a device of the OpenCL platform: 0, 1, ..."),
 }

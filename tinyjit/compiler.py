@@ -10,13 +10,23 @@ that decides the result (a hash of the code generator's sources, LLVM version, h
 BEAM, threads). A warm start then loads the binaries without running the code generator at all. The renderer's
 source-keyed compile cache (runtime/cache.py) sits below it, so a plan rebuilt with DEBUG>=3 (which always
 regenerates, to print) still reuses compiled binaries.
+
+The in-memory caches are bounded: the TINYJIT_KERNEL_CACHE (default DEFAULT_KERNEL_CACHE) most recently used
+plans are kept, loaded programs only as long as a plan (or a TinyJit capture) uses them. On the CPU a dropped
+program frees its memory when its whole JIT engine goes (runtime.cpu.JitEngine): a cached plan whose program is
+one of the few left in a retired engine gets that program loaded again into the current engine.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import os
 import pickle
+import queue
+import threading
+import weakref
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from tinyjit.device import Buffer, Device
@@ -25,6 +35,7 @@ from tinyjit.ops import AstNode
 
 # a CPU kernel is split over threads only when it does enough work to pay for the hand-off (~10 us)
 MIN_WORK_PER_THREADED_LAUNCH = 1 << 16
+DEFAULT_KERNEL_CACHE = 1024   # plans kept in memory unless TINYJIT_KERNEL_CACHE says otherwise
 # the files whose code decides what an AST compiles to: a change to any of them invalidates the disk plan cache
 _CODEGEN_FILES = ("codegen", "tinyjit/compiler.py", "tinyjit/view.py", "tinyjit/symbolic.py", "tinyjit/ops.py",
                   "tinyjit/dtype.py", "tinyjit/beam.py", "runtime/cpu.py")
@@ -58,7 +69,9 @@ class CompiledKernel:
 
             def set_buffer(j: int, buffer: Buffer) -> None:
                 args[j] = address(buffer.handle)
-            return functools.partial(fn, *fn_args), set_buffer
+            call = functools.partial(fn, *fn_args)
+            call.program = program   # fn_args hold the kernel's raw address: keep its code loaded while call lives
+            return call, set_buffer
         bufs = list(buffers)
         return (lambda: self(bufs)), bufs.__setitem__
 
@@ -91,8 +104,69 @@ class _LaunchSpec:
     args: tuple
 
 
-_plans: dict[tuple, KernelPlan] = {}
-_programs: dict[tuple[str, str], object] = {}   # (device, symbol) -> loaded program: each binary is loaded once
+def kernel_cache_size() -> int:
+    """How many plans the in-memory cache keeps (TINYJIT_KERNEL_CACHE, a positive integer)."""
+    size = getenv("TINYJIT_KERNEL_CACHE", DEFAULT_KERNEL_CACHE)
+    if size < 1:
+        raise ValueError(f"TINYJIT_KERNEL_CACHE={size} is not valid: expected a positive number of kernels "
+                         f"(default {DEFAULT_KERNEL_CACHE})")
+    return size
+
+
+class LRUCache:
+    """A mapping that keeps only its most recently used entries (at most `capacity()`). Thread-safe: the lock is
+    held only for the dict operations; a value that leaves (evicted or replaced) is released after it, since
+    freeing a plan can dispose a JIT engine, which waits for LLVM."""
+
+    def __init__(self, capacity):
+        self.capacity = capacity
+        self._data: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()
+        _lru_caches.add(self)
+
+    def get(self, key, default=None):
+        with self._lock:
+            if key not in self._data:
+                return default
+            self._data.move_to_end(key)
+            return self._data[key]
+
+    def __contains__(self, key) -> bool:
+        with self._lock:
+            return key in self._data
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __setitem__(self, key, value) -> None:
+        capacity = self.capacity()
+        with self._lock:
+            replaced = self._data.get(key)
+            self._data[key] = value
+            self._data.move_to_end(key)
+            evicted = [self._data.popitem(last=False) for _ in range(len(self._data) - capacity)]
+        del replaced, evicted
+
+    def pop(self, key, default=None):
+        with self._lock:
+            return self._data.pop(key, default)
+
+    def clear(self) -> None:
+        with self._lock:
+            evicted, self._data = self._data, OrderedDict()
+        del evicted
+
+    def _after_fork_in_child(self) -> None:
+        self._lock = threading.Lock()   # a thread of the parent may have held it; none of them exists here
+
+
+_lru_caches: "weakref.WeakSet[LRUCache]" = weakref.WeakSet()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=lambda: [cache._after_fork_in_child() for cache in list(_lru_caches)])
+
+_plans = LRUCache(kernel_cache_size)   # (device, AST, opts) -> KernelPlan
+# (device, symbol) -> loaded program, while some plan or capture uses it: a binary shared by plans loads once
+_programs: "weakref.WeakValueDictionary[tuple[str, str], object]" = weakref.WeakValueDictionary()
 counters = {"kernels_compiled": 0, "kernels_launched": 0}
 
 
@@ -105,8 +179,11 @@ def compile_plan(device: str, ast: AstNode, opts: list | None = None) -> KernelP
     """The launches for `ast` on `device`, built once per process. `opts` (a list of codegen.kernel.Opt)
     replaces the hand-coded heuristics, e.g. for a search or a test."""
     key = (device, ast, None if opts is None else tuple(opts))
-    if key in _plans:
-        return _plans[key]
+    plan = _plans.get(key)
+    if plan is not None:
+        if any(_wants_reload(kernel.program) for kernel, _ in plan.launches):
+            plan = _plans[key] = _with_current_programs(device, plan)
+        return plan
     if opts is None and _disk_cached(device):
         specs, scratch, main = _built.pop((device, ast), None) or _cached_build(device, ast)
     else:
@@ -119,18 +196,64 @@ def compile_plan(device: str, ast: AstNode, opts: list | None = None) -> KernelP
 
 def precompile(device: str, asts: list[AstNode]) -> None:
     """Build the plans of several kernels at once on the CPU's threads: LLVM releases the GIL while it optimizes
-    and emits code, so one kernel's code generation in Python overlaps another's compilation."""
+    and emits code, so one kernel's code generation in Python overlaps another's compilation.
+
+    Ctrl-C (or an error in one kernel) stops it at once: the calling thread raises, the workers take no new
+    kernel or compile step, and, being daemon threads, the one still inside an LLVM call does not keep the
+    process alive. (A ThreadPoolExecutor would finish every queued kernel before the exception got out.)"""
     todo = [a for a in dict.fromkeys(asts) if (device, a, None) not in _plans and (device, a) not in _built]
     threads = getattr(Device[device], "threads", 1)
     if len(todo) < 2 or threads < 2 or not _disk_cached(device) or getenv("BEAM", 0):
         return   # (BEAM times kernels while it builds them: one at a time, or they disturb each other's timings)
-    from concurrent.futures import ThreadPoolExecutor
-    with ThreadPoolExecutor(min(threads, len(todo))) as pool:
-        for ast, built in zip(todo, pool.map(lambda a: _cached_build(device, a), todo)):
+    jobs: queue.SimpleQueue = queue.SimpleQueue()
+    for ast in todo:
+        jobs.put(ast)
+    results: queue.SimpleQueue = queue.SimpleQueue()
+    stop = threading.Event()
+
+    def work() -> None:
+        _precompile_worker.stop = stop
+        while not stop.is_set():
+            try:
+                ast = jobs.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                results.put((ast, _cached_build(device, ast), None))
+            except _Stopped:
+                return
+            except BaseException as e:   # handed to the calling thread, which raises it
+                results.put((ast, None, e))
+
+    workers = [threading.Thread(target=work, name=f"tinyjit-precompile-{i}", daemon=True)
+               for i in range(min(threads, len(todo)))]
+    for worker in workers:
+        worker.start()
+    try:
+        for _ in todo:
+            ast, built, error = results.get()   # interruptible: Ctrl-C raises KeyboardInterrupt here
+            if error is not None:
+                raise error
             _built[(device, ast)] = built
+    finally:
+        stop.set()
 
 
-_built: dict[tuple, tuple] = {}   # precompiled, not yet loaded: (device, ast) -> (specs, scratch, main)
+class _Stopped(Exception):
+    """Raised in a precompile worker whose precompile was abandoned (Ctrl-C or an error elsewhere)."""
+
+
+_precompile_worker = threading.local()   # .stop: the Event of the precompile this thread works for
+
+
+def _check_stopped() -> None:
+    """In a precompile worker, give up before the next expensive step once the precompile was abandoned."""
+    stop = getattr(_precompile_worker, "stop", None)
+    if stop is not None and stop.is_set():
+        raise _Stopped
+
+
+_built = LRUCache(kernel_cache_size)   # precompiled, not yet loaded: (device, ast) -> (specs, scratch, main)
 
 
 def _disk_cached(device: str) -> bool:
@@ -181,6 +304,7 @@ def _build(device: str, ast: AstNode, opts: list | None):
     from codegen.kernel import Kernel
     from codegen.optimizer import optimize
 
+    _check_stopped()
     renderer = Device.renderer(device)
     k = Kernel(ast)
     if opts is None and getenv("BEAM", 0) and not getenv("NOOPT", 0) and not renderer.gpu:
@@ -214,6 +338,7 @@ def _spec(device: str, k, ast: AstNode, args) -> _LaunchSpec:
     if level >= 4:
         print(f"--- source of {program.name}\n{source}")
     runtime_device = Device[device]
+    _check_stopped()
     binary = runtime_device.compile(source)
     listing = getattr(runtime_device, "debug_listing", None)
     if level >= 5 and listing is not None:
@@ -226,12 +351,35 @@ def _spec(device: str, k, ast: AstNode, args) -> _LaunchSpec:
                        prod(k.full_shape), tuple(args))
 
 
+def _wants_reload(program) -> bool:
+    """A CPU program left nearly alone in a retired JIT engine (runtime.cpu.CPUProgram.wants_reload)."""
+    return getattr(program, "wants_reload", False)
+
+
+def _program(device: str, symbol: str, load):
+    """The loaded program of `symbol` (load() loads it): one per binary, in the current engine where that lets an
+    old engine go."""
+    program = _programs.get((device, symbol))
+    if program is None or _wants_reload(program):
+        program = _programs[(device, symbol)] = load()
+    return program
+
+
+def _with_current_programs(device: str, plan: KernelPlan) -> KernelPlan:
+    """`plan` with the programs that want it loaded again into the current engine."""
+    launches = []
+    for kernel, args in plan.launches:
+        if _wants_reload(kernel.program):
+            kernel = dataclasses.replace(kernel, program=_program(device, kernel.symbol, kernel.program.reloaded))
+        launches.append((kernel, args))
+    return KernelPlan(launches, plan.scratch, plan.main)
+
+
 def _load(device: str, spec: _LaunchSpec) -> CompiledKernel:
     runtime_device = Device[device]
-    if (device, spec.symbol) not in _programs:
-        _programs[(device, spec.symbol)] = runtime_device.program(spec.symbol, spec.binary)
-    compiled = CompiledKernel(spec.name, spec.symbol, _programs[(device, spec.symbol)], spec.global_size,
-                              spec.local_size, spec.flops, spec.source)
+    program = _program(device, spec.symbol, lambda: runtime_device.program(spec.symbol, spec.binary))
+    compiled = CompiledKernel(spec.name, spec.symbol, program, spec.global_size, spec.local_size, spec.flops,
+                              spec.source)
     if hasattr(runtime_device, "pool"):   # the CPU runtime: threads over the outermost global axis
         compiled.threads = _threads_for(spec.work, spec.global_size, runtime_device.threads)
         compiled.launch_kwargs = {"threads": compiled.threads}
