@@ -9,6 +9,7 @@ import pytest
 
 import runtime.cpu as cpu
 from tinyjit import Tensor, TinyJit, compiler
+from runtime.env import env
 from tinyjit.helpers import getenv
 
 
@@ -74,9 +75,11 @@ def test_tinyjit_capture_keeps_its_kernels_loaded(small_caches):
 def test_bad_kernel_cache_size_is_refused(monkeypatch):
     monkeypatch.setenv("TINYJIT_KERNEL_CACHE", "0")
     getenv.cache_clear()
+    env.cache_clear()
     try:
         with pytest.raises(ValueError, match="TINYJIT_KERNEL_CACHE"):
             compiler.kernel_cache_size()
     finally:
         monkeypatch.delenv("TINYJIT_KERNEL_CACHE")
         getenv.cache_clear()
+        env.cache_clear()
