@@ -87,11 +87,8 @@ class TinyJit:
         self.input_signature = [(position, _signature(t)) for position, t in tensors]
         self.static_args = static
         record: list = []
-        realize_module.capture = record
-        try:
+        with realize_module.capturing(record):   # this thread's launches only
             out = self._finish(self.fn(*args, **kwargs))
-        finally:
-            realize_module.capture = None
         if not record:
             raise JitError("TinyJit: the function launched no kernels while being captured; nothing to replay")
         self.captured = record

@@ -9,7 +9,9 @@ Fusion rules (DESIGN.md):
 - a kernel boundary always comes from realize()/contiguous(), a device copy, an assign, and an empty buffer;
 - an assign writes its target in place. When its value reads the target at other positions (x.assign(x.T)) the
   value is computed into a temporary first, and kernels that read the target's old value run before it; assigns
-  that each read another's old target (an optimizer step's fused gradient reduces) get temporaries too.
+  that each read another's old target (an optimizer step's fused gradient reduces) get temporaries too. A kernel
+  that must run after an assign but reads the old value (it reads both), and assigns of plain buffers that each
+  read what another overwrites, read a copy of the old contents made just before the assign (`preserve`).
 """
 from __future__ import annotations
 
@@ -33,6 +35,7 @@ class ScheduleItem:
     output: Node                    # the node whose buffer this item fills
     inputs: list[Node] = field(default_factory=list)   # nodes whose buffers the kernel reads, buffer 1..n
     ast: AstNode | None = None      # STORE of buffer 0, for kernels
+    preserve: list[Node] = field(default_factory=list)   # assigns: nodes of the old contents that get a copy first
 
     def __repr__(self) -> str:
         return f"<ScheduleItem {self.kind} {self.output.shape} inputs={len(self.inputs)}>"
@@ -44,7 +47,7 @@ def _is_trivial_reshape(node: Node) -> bool:
 
 
 class _Scheduler:
-    def __init__(self, outputs: list[Node]):
+    def __init__(self, outputs: list[Node], readers=()):
         self.outputs = [o for o in dict.fromkeys(outputs) if not o.realized]
         self.graph = toposort(self.outputs)
         self.consumers: dict[int, list[Node]] = defaultdict(list)
@@ -53,8 +56,15 @@ class _Scheduler:
                 continue
             for s in dict.fromkeys(node.src):
                 self.consumers[id(s)].append(node)
+        self._decide_realized(self.outputs)
+        stale = self._stale_readers(readers) if readers else []
+        if stale:   # they cut fusion paths of reduces: decide again with them as outputs
+            self._decide_realized(self.outputs + stale)
+
+    def _decide_realized(self, outputs: list[Node]) -> None:
+        """Which nodes get their own buffer: the outputs, boundaries, and reduces and values that cannot fuse."""
         self.realize: dict[int, Node] = {}
-        for node in self.outputs:
+        for node in outputs:
             self.realize[id(node)] = node
         for node in self.graph:
             if node.realized:
@@ -65,6 +75,26 @@ class _Scheduler:
                 self.realize[id(node.src[0])] = node.src[0]
         self._decide_reduces()
         self._decide_assign_temporaries()
+
+    def _stale_readers(self, readers) -> list[Node]:
+        """The nodes of `readers` (values a live tensor still holds) that this schedule computes inline and that read
+        a buffer one of its assigns overwrites: they would mean something else after it, so they are stored too
+        (tinyjit.inplace). A reader that also reads an assign's new value is left out (its old contents are copied
+        instead: no order of kernels could compute it in place)."""
+        targets = {id(_target_buffer(n)) for n in self.graph if n.op == Op.ASSIGN and not n.realized}
+        if not targets:
+            return []
+        reads_old: dict[int, bool] = {}   # through nodes that stay lazy, down to an overwritten buffer
+        reads_new: dict[int, bool] = {}   # through anything this schedule computes, up to an assign
+        for node in self.graph:           # sources come first
+            if node.realized:
+                reads_old[id(node)] = id(node.buffer) in targets
+                reads_new[id(node)] = False
+                continue
+            reads_new[id(node)] = node.op == Op.ASSIGN or any(reads_new[id(s)] for s in node.src)
+            reads_old[id(node)] = id(node) not in self.realize and any(reads_old[id(s)] for s in node.src)
+        return [r for r in dict.fromkeys(readers)
+                if reads_old.get(id(r)) and not reads_new[id(r)] and id(r) not in self.realize]
 
     def _fusion_root(self, reduce_node: Node):
         """The node whose kernel this reduce can fuse into, or None when it must be realized on its own.
@@ -185,13 +215,14 @@ class _Scheduler:
         return None
 
     def schedule(self) -> list[ScheduleItem]:
+        copied: set[int] = set()   # assigns whose old contents are copied for their readers instead of ordering
         while True:
             items = []
             for node in self.graph:
                 if id(node) in self.realize and not node.realized and node.op != Op.BUFFER:
                     items.append(self.build(node))
             try:
-                return _order_reads_before_assigns(items)
+                return _order_reads_before_assigns(items, copied)
             except _AssignCycle as cycle:
                 # Assigns that each read what another overwrites (two layers' weight updates, each with its
                 # gradient reduce fused in, reading the other's old weights): give their values temporaries, so
@@ -199,10 +230,8 @@ class _Scheduler:
                 values = [items[i].output.src[1] for i in cycle.assigns]
                 values = [v for v in values
                           if not v.realized and v.op not in _BOUNDARY_OPS and id(v) not in self.realize]
-                if not values:
-                    raise RuntimeError("assign: these in-place updates each read the old value of a buffer that "
-                                       "another of them overwrites; realize() such a value (old = (x * 1).realize()) "
-                                       "before assigning") from None
+                if not values:   # plain buffers (nothing to compute into a temporary): copy one's old contents
+                    copied.add(id(items[cycle.assigns[0]].output))
                 for v in values:
                     self.realize[id(v)] = v
 
@@ -228,9 +257,11 @@ def _reads_target_elsewhere(item: ScheduleItem) -> bool:
                for n in item.ast.toposort())
 
 
-def _order_reads_before_assigns(items: list[ScheduleItem]) -> list[ScheduleItem]:
+def _order_reads_before_assigns(items: list[ScheduleItem], copied=frozenset()) -> list[ScheduleItem]:
     """Dependency order, plus: a kernel that reads a buffer's old value runs before the assign that overwrites
-    it (a graph's meaning never changes, DESIGN.md). Otherwise the given order is kept."""
+    it (a graph's meaning never changes, DESIGN.md). When it cannot (it also depends on the assign) or the assign
+    is in `copied` (ids of assign nodes), the assign's item lists the old value's nodes in `preserve` instead: they
+    get a copy of the old contents just before it runs. Otherwise the given order is kept."""
     assigns = [i for i, item in enumerate(items) if item.output.op == Op.ASSIGN]
     if not assigns:
         return items
@@ -252,12 +283,13 @@ def _order_reads_before_assigns(items: list[ScheduleItem]) -> list[ScheduleItem]
                 return _target_buffer(n) is target and position[id(n)] != a and position[id(n)] not in after[a]
             return n.buffer is target
         for r, reader in enumerate(items):
-            if r == a or not any(reads_old_contents(n) for n in reader.inputs):
+            old_inputs = [n for n in reader.inputs if reads_old_contents(n)] if r != a else []
+            if not old_inputs:
                 continue
-            if r in after[a]:
-                raise RuntimeError(f"assign: a kernel of shape {reader.output.shape} reads a buffer both before and "
-                                   f"after it is assigned; realize() the old value (old = (x * 1).realize()) first")
-            deps[a].add(r)
+            if r in after[a] or id(items[a].output) in copied:
+                items[a].preserve.extend(n for n in old_inputs if n not in items[a].preserve)
+            else:
+                deps[a].add(r)
     order, done = [], set()
     while len(order) < len(items):
         ready = next((i for i in range(len(items)) if i not in done and deps[i] <= done), None)
@@ -297,9 +329,10 @@ def _apply(st: ShapeTracker, moves) -> ShapeTracker:
     return st
 
 
-def create_schedule(outputs: list[Node]) -> list[ScheduleItem]:
-    """Kernels (in dependency order) that realize every node of `outputs`."""
-    return _Scheduler(outputs).schedule()
+def create_schedule(outputs: list[Node], readers=()) -> list[ScheduleItem]:
+    """Kernels (in dependency order) that realize every node of `outputs`. `readers` are nodes that live tensors
+    hold: those this schedule computes inline while they read a buffer it overwrites are realized too."""
+    return _Scheduler(outputs, readers).schedule()
 
 
 def format_schedule(items: list[ScheduleItem]) -> str:
