@@ -541,3 +541,39 @@ def test_realize_collapses_unless_the_graph_is_needed():
     assert live.node.op == Op.MUL and live.node.realized
     live.sum().backward()
     np.testing.assert_allclose(w.grad.numpy(), [2.0, 2.0])
+
+
+# ---- empty tensors: a sum over no elements is 0 wherever it comes from (autograd sums broadcast gradients) ----
+EMPTY = {
+    "mul_by_0d": (lambda a, b: (a * b).sum(), None, [(3, 0, 2), ()]),
+    "mul_by_size1": (lambda a, b: (a * b).sum(), None, [(3, 0, 2), (1,)]),
+    "mul_by_row": (lambda a, b: a * b, None, [(3, 0, 2), (2,)]),
+    "add_0d_over_0x17": (lambda a, b: a + b.reshape(()), None, [(0, 17), (1,)]),
+    "div_by_column": (lambda a, b: (a / b).sum(1), None, [(4, 0), (4, 1)]),
+    "matmul_empty_k": (lambda a, b: a @ b, None, [(3, 0), (0, 4)]),
+    "matmul_empty_m": (lambda a, b: (a @ b).sum(), None, [(0, 5), (5, 3)]),
+    "linear_empty_batch": (lambda x, w, b: x.linear(w, b), F.linear, [(0, 3), (2, 3), (2,)]),
+    "conv2d_empty_batch": (lambda x, w: x.conv2d(w).sum(), lambda x, w: F.conv2d(x, w).sum(),
+                           [(0, 1, 4, 4), (2, 1, 3, 3)]),
+    "cat_with_empty": (lambda a, b: a.cat(b) * 2, lambda a, b: torch.cat([a, b]) * 2, [(0, 3), (2, 3)]),
+    "softmax_empty_batch": (lambda a, b: (a.softmax(1) * b).sum(), None, [(0, 4), (4,)]),
+    "expand_to_empty": (lambda a, b: (a.expand(0, 3) * b).sum(), None, [(1, 3), (3,)]),
+}
+
+
+@pytest.mark.parametrize("name", list(EMPTY))
+def test_gradients_through_empty_tensors(name):
+    fn, torch_fn, specs = EMPTY[name]
+    check(fn, specs, torch_fn)
+
+
+def test_a_reduce_over_no_elements_is_its_identity():
+    """Node.reduce over an axis of size 0 (as autograd builds it, without Tensor.sum's padding) for every dtype."""
+    for dtype, lowest in (("float32", -np.inf), ("float16", -np.inf), ("int32", -2 ** 31), ("uint8", 0),
+                          ("bool", False), ("int64", -2 ** 63)):
+        x = Tensor.ones(2, 0, 3, dtype=dtype).node
+        np.testing.assert_array_equal(Tensor(x.reduce(Op.SUM, (1,))).numpy(), np.zeros((2, 1, 3), dtype))
+        np.testing.assert_array_equal(Tensor(x.reduce(Op.RMAX, (0, 1))).numpy(), np.full((1, 1, 3), lowest, dtype))
+        # fused into an elementwise kernel with a non-empty input
+        fused = Tensor(x.reduce(Op.SUM, (0, 1))).cast(dtypes.float32) + Tensor([[[1.0, 2.0, 3.0]]])
+        np.testing.assert_array_equal(fused.numpy(), [[[1, 2, 3]]])

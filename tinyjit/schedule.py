@@ -15,6 +15,7 @@ Fusion rules (DESIGN.md):
 """
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -186,6 +187,12 @@ class _Scheduler:
                     out = AstNode(Op.WHERE, (valid, out, zero), None, n.dtype)
             elif n.op in ELEMENTWISE:
                 out = AstNode(n.op, tuple(lower(s, moves) for s in n.src), n.arg, n.dtype)
+            elif n.op in REDUCE and any(n.src[0].shape[a] == 0 for a in n.arg):
+                # a reduce over no elements is its identity (whoever built it: Tensor methods, autograd's sums
+                # of broadcast gradients); a kernel never loops 0 times
+                out = AstNode(Op.CONST, (), (_reduce_identity(n.op, n.dtype), _apply(
+                    ShapeTracker.from_shape(()), ((Op.RESHAPE, (1,) * len(n.shape)), (Op.EXPAND, n.shape)) + moves)),
+                    n.dtype)
             elif n.op in REDUCE:
                 out = AstNode(n.op, (lower(n.src[0], ()),), n.arg, n.dtype)
             else:
@@ -321,6 +328,13 @@ def _zero_preserving(node: Node, sched: _Scheduler, root) -> bool:
 
 def _zero(dtype):
     return False if dtype == dtypes.bool else 0 if dtype.is_int else 0.0
+
+
+def _reduce_identity(op: Op, dtype):
+    """What a reduce over no elements gives: 0 for a sum, the smallest value of the dtype for a max."""
+    if op == Op.SUM or dtype == dtypes.bool or dtype.is_unsigned:
+        return _zero(dtype)
+    return -(1 << (dtype.bits - 1)) if dtype.is_int else -math.inf
 
 
 def _apply(st: ShapeTracker, moves) -> ShapeTracker:
