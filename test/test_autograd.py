@@ -577,3 +577,47 @@ def test_a_reduce_over_no_elements_is_its_identity():
         # fused into an elementwise kernel with a non-empty input
         fused = Tensor(x.reduce(Op.SUM, (0, 1))).cast(dtypes.float32) + Tensor([[[1.0, 2.0, 3.0]]])
         np.testing.assert_array_equal(fused.numpy(), [[[1, 2, 3]]])
+
+
+# ---- leaves are tensors, not buffers or nodes ----
+def test_a_detached_copy_made_a_leaf_is_another_leaf():
+    w1 = Tensor([3.0], requires_grad=True)
+    w2 = w1.detach().requires_grad_()          # reads the same memory, but is its own leaf
+    (w1 + w2 * 2).sum().backward()
+    np.testing.assert_allclose(w1.grad.numpy(), [1])
+    np.testing.assert_allclose(w2.grad.numpy(), [2])
+    lazy = Tensor([1.0, 2.0]) * 2               # a lazy value made a leaf twice
+    l1 = lazy.requires_grad_()
+    l2 = l1.detach().requires_grad_()
+    (l1 * 3 + l2).sum().backward()
+    np.testing.assert_allclose(l1.grad.numpy(), [3, 3])
+    np.testing.assert_allclose(l2.grad.numpy(), [1, 1])
+
+
+def test_a_tensor_made_from_another_with_requires_grad_is_a_new_leaf():
+    a = Tensor([3.0], requires_grad=True)
+    b = Tensor(a, requires_grad=True)           # like torch.tensor(a, requires_grad=True): a new leaf
+    (a * 5 + b * 7).sum().backward()
+    np.testing.assert_allclose(a.grad.numpy(), [5])
+    np.testing.assert_allclose(b.grad.numpy(), [7])
+    x = Tensor([2.0], requires_grad=True)
+    h = x * 3                                   # not a leaf: the new leaf made from it cuts the path to x
+    w = Tensor(h, requires_grad=True)
+    (w * w + h).sum().backward()
+    np.testing.assert_allclose(w.grad.numpy(), [12])
+    np.testing.assert_allclose(x.grad.numpy(), [3])
+
+
+def test_a_graph_built_before_an_update_still_reaches_the_leaf():
+    """The leaf's node changes with each assign (an optimizer step); graphs built before it still hold the old
+    node, which stands for the same leaf (at its old value)."""
+    from tinyjit import optim
+    p = Tensor([1.0, 2.0], requires_grad=True)
+    opt = optim.SGD([p], lr=0.1)
+    loss_before = (p * p).sum()                 # built at p = [1, 2]
+    p.grad = Tensor([1.0, 1.0])
+    opt.step()                                  # p = [0.9, 1.9]
+    p.grad = None
+    loss_after = (p * p).sum()
+    (loss_before + loss_after).backward()
+    np.testing.assert_allclose(p.grad.numpy(), [2 * 1.0 + 2 * 0.9, 2 * 2.0 + 2 * 1.9], rtol=1e-6)
