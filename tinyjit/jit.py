@@ -4,9 +4,11 @@
     def step(x, y): ...
 
 The first call runs normally (it compiles everything). The second call runs again while recording every
-kernel launch and the buffers it touched. Later calls only swap the input tensors' buffers into that record
-and launch the kernels again. Replay reuses every intermediate and output buffer: a tensor returned by one
-call is overwritten by the next call (copy it with `.numpy()` or `.clone().realize()` to keep it).
+kernel launch its thread makes and the buffers it touched (launches of other threads are not recorded). Later
+calls only swap the input tensors' buffers into that record and launch the kernels again. Replay reuses every
+intermediate and output buffer: a tensor returned by one call is overwritten by the next call (copy it with
+`.numpy()` or `.clone().realize()` to keep it). A returned tensor passed back in (`x = f(x)`) is copied first,
+since the replay writes the buffer it reads.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from typing import Any, Callable
 from tinyjit import realize as realize_module
 from tinyjit.helpers import getenv
 from tinyjit.lazy import Node
+from tinyjit.ops import Op
 
 
 class JitError(RuntimeError):
@@ -36,6 +39,8 @@ class TinyJit:
         self.input_signature: list = []
         self.static_args: Any = None
         self.outputs = None              # returned value of the capture call (tensors replaced on replay)
+        self.written: set[int] = set()   # ids of the buffers the replay writes, other than the inputs
+        self.input_copies: dict = {}     # input position -> (steps copying an input into a buffer of its own, it)
         functools.update_wrapper(self, fn)
 
     def __get__(self, obj, objtype=None):   # decorating a method binds self like a function would
@@ -43,6 +48,7 @@ class TinyJit:
 
     def reset(self) -> None:
         self.calls, self.captured, self.prepared, self.input_buffers, self.outputs = 0, [], [], [], None
+        self.written, self.input_copies = set(), {}
 
     def _split_args(self, args, kwargs):
         from tinyjit.tensor import Tensor
@@ -93,13 +99,16 @@ class TinyJit:
             raise JitError("TinyJit: the function launched no kernels while being captured; nothing to replay")
         self.captured = record
         self.prepared = self._prepare(record)
+        # every launch writes its first buffer (a kernel stores buffer 0; a copy's destination comes first)
+        inputs = {id(b) for b in self.input_buffers}
+        self.written = {id(buffers[0]) for _, _, buffers in record} - inputs
         self.outputs = out
         return out
 
-    def _prepare(self, record) -> list:
+    def _prepare(self, record, input_buffers=None) -> list:
         """The replay loop's steps: each captured launch with its arguments computed once, and the positions
         where an input buffer is swapped in on every call."""
-        position = {id(b): i for i, b in enumerate(self.input_buffers)}
+        position = {id(b): i for i, b in enumerate(self.input_buffers if input_buffers is None else input_buffers)}
         steps = []
         for kind, runner, buffers in record:
             swaps = [(j, position[id(b)]) for j, b in enumerate(buffers) if id(b) in position]
@@ -121,12 +130,35 @@ class TinyJit:
             raise JitError("TinyJit: a non-tensor argument changed since capture; the captured kernels have the old "
                            "value baked in. Pass it as a Tensor or use a new TinyJit")
         inputs = [t.node.buffer for _, t in tensors]
-        for call, set_buffer, swaps, _ in self.prepared:
+        for i, buffer in enumerate(inputs):
+            if id(buffer) in self.written:   # e.g. last call's output: the replay would write what it reads
+                inputs[i] = self._copy_input(i, buffer)
+        self._launch(self.prepared, inputs)
+        # outputs: fresh tensors over the same (now overwritten) buffers
+        return _map_tensors(self.outputs, lambda t: Tensor(Node.from_buffer(t.node.buffer, t.shape)))
+
+
+    @staticmethod
+    def _launch(steps, inputs) -> None:
+        for call, set_buffer, swaps, _ in steps:
             for j, i in swaps:
                 set_buffer(j, inputs[i])
             call()
-        # outputs: fresh tensors over the same (now overwritten) buffers
-        return _map_tensors(self.outputs, lambda t: Tensor(Node.from_buffer(t.node.buffer, t.shape)))
+
+    def _copy_input(self, position: int, buffer):
+        """A copy of `buffer` (input `position`) in a buffer of its own, kept for later calls; the copy kernel is
+        recorded the first time and replayed like the rest."""
+        if position not in self.input_copies:
+            source = Node.from_buffer(buffer, (buffer.size,))
+            copy = Node(Op.CONTIGUOUS, (source,), None, buffer.dtype, (buffer.size,), buffer.device)
+            record: list = []
+            with realize_module.capturing(record):
+                realize_module.realize_nodes([copy])
+            self.input_copies[position] = (self._prepare(record, [buffer]), copy.buffer)
+            return copy.buffer
+        steps, copied = self.input_copies[position]
+        self._launch(steps, [buffer])
+        return copied
 
 
 def _contains_tensor(value) -> bool:
