@@ -13,7 +13,8 @@ the scheduler runs such reads before the assign. A value outside the schedule is
 
 Nothing is copied when no live tensor can still read the old contents, which is the normal training loop: the
 loss is realized with the step (tinyjit.deferred) and the gradients are realized by it or only read buffers it
-computes. Who can still read a value are the live Tensors: each registers a weak reference here when it is made.
+computes. Who can still read a value are the live Tensors: each registers a weak reference here when it is made
+(or assigned), so that a schedule with assigns looks at the lazy ones and at those over the buffers it overwrites.
 
 Views are values, not aliases (unlike PyTorch): `y = x.detach()`, `y = x[1:]` or `Tensor(x)` keep the value x had
 when they were made, whatever is later assigned into x.
@@ -27,32 +28,79 @@ from collections import defaultdict
 from tinyjit.lazy import Node
 from tinyjit.ops import Op
 
-_live: list[weakref.ref] = []      # every Tensor made (dead references are dropped now and then)
-_live_lock = threading.Lock()
-_purge_at = [1024]                 # drop dead references when the list grows past this
+# Live tensors, weakly: those whose node was lazy when registered (and tensors just assigned), and those whose node
+# was realized, by id(buffer). A scan walks the lazy ones (moving the realized ones over) and looks up the holders
+# of the overwritten buffers only, so many live parameters cost nothing. Dead references are dropped now and then.
+_lazy: list[weakref.ref] = []
+_by_buffer: dict[int, list[weakref.ref]] = {}
+_lock = threading.Lock()
+_purge_at = {"lazy": 1024, "buffers": 1024}
 _pending_assigns: "weakref.WeakSet[Node]" = weakref.WeakSet()   # assign nodes not realized yet
 stats = {"buffers_preserved": 0}   # how many times old contents were copied (tests count them)
 
 
 def track(tensor) -> None:
-    """Register a new Tensor (weakly): a value someone may still read."""
+    """Register a Tensor (weakly) whose node was just set: a value someone may still read."""
     ref = weakref.ref(tensor)
-    with _live_lock:
-        _live.append(ref)
-        if len(_live) > _purge_at[0]:
-            _live[:] = [r for r in _live if r() is not None]
-            _purge_at[0] = max(1024, 2 * len(_live))
+    buffer = tensor.node.buffer
+    with _lock:
+        if buffer is None:
+            _lazy.append(ref)
+            if len(_lazy) > _purge_at["lazy"]:
+                _lazy[:] = [r for r in _lazy if r() is not None]
+                _purge_at["lazy"] = max(1024, 2 * len(_lazy))
+        else:
+            _add_holder(buffer, ref)
 
 
-def live_tensors() -> list:
-    with _live_lock:
-        refs = list(_live)
-    return [t for t in (r() for r in refs) if t is not None]
+def _add_holder(buffer, ref) -> None:
+    """(under _lock)"""
+    refs = _by_buffer.setdefault(id(buffer), [])
+    if any(r is ref for r in refs):   # (a reference without callback is one object per tensor)
+        return
+    refs.append(ref)
+    if len(refs) > 8:
+        refs[:] = [r for r in refs if r() is not None]
+    if len(_by_buffer) > _purge_at["buffers"]:   # entries of freed buffers (ids are reused: holders are checked)
+        for key in [k for k, v in _by_buffer.items() if all(r() is None for r in v)]:
+            del _by_buffer[key]
+        _purge_at["buffers"] = max(1024, 2 * len(_by_buffer))
 
 
-def note_assign(node: Node) -> None:
-    """An assign node was made: realizing graphs must look for readers of the buffer it overwrites."""
-    _pending_assigns.add(node)
+def lazy_tensors() -> list:
+    """The live tensors whose node is not realized (the others are filed by buffer on the way)."""
+    with _lock:
+        refs = list(_lazy)
+        _lazy.clear()
+        out, seen = [], set()
+        for r in refs:
+            t = r()
+            if t is None or id(t) in seen:   # (a tensor assigned again is listed again)
+                continue
+            seen.add(id(t))
+            buffer = t.node.buffer
+            if buffer is None:
+                out.append(t)
+                _lazy.append(r)
+            else:
+                _add_holder(buffer, r)
+        return out
+
+
+def holders(buffer) -> list[Node]:
+    """The nodes over `buffer` that live tensors hold directly (a tensor made over it, or realized into it)."""
+    with _lock:
+        refs = list(_by_buffer.get(id(buffer), ()))
+    nodes = [t.node for t in (r() for r in refs) if t is not None and t.node.buffer is buffer]
+    return list({id(n): n for n in nodes}.values())
+
+
+def note_assign(tensor) -> None:
+    """`tensor` was just assigned (its node is an assign): realizing graphs must look for readers of the buffer it
+    overwrites, and the tensor itself is a lazy value now."""
+    _pending_assigns.add(tensor.node)
+    with _lock:
+        _lazy.append(weakref.ref(tensor))
 
 
 def assigns_pending() -> bool:
@@ -73,17 +121,25 @@ def target_buffer(assign: Node):
     return node.buffer
 
 
-def preservation_plan(items, tensors) -> dict[int, list[Node]]:
+def preservation_plan(items, lazy: list) -> dict[int, list[Node]]:
     """For each buffer that an assign of `items` (a schedule) overwrites: the nodes holding its contents that a live
-    tensor still reads after the schedule ran, keyed by id(buffer). They are realized nodes over the buffer, or
-    assigns of this schedule that a later one overwrites. A tensor reads through every node that stays lazy."""
-    targets = {id(target_buffer(item.output)) for item in items if item.output.op == Op.ASSIGN}
-    if not targets:
+    tensor still reads after the schedule ran, keyed by id(buffer). They are realized nodes over the buffer (held
+    by a tensor, or read by a lazy tensor through nodes that stay lazy), or assigns of this schedule that a later
+    one overwrites. `lazy`: the live tensors whose node was lazy before the schedule (`lazy_tensors()`)."""
+    buffers = {}
+    for item in items:
+        if item.output.op == Op.ASSIGN:
+            buffer = target_buffer(item.output)
+            buffers[id(buffer)] = buffer
+    if not buffers:
         return {}
     made = {id(item.output): item.output for item in items}
     plan: dict[int, list[Node]] = defaultdict(list)
+    for key, buffer in buffers.items():
+        plan[key].extend(holders(buffer))
+    targets = set(buffers)
     seen: set[int] = set()
-    stack = [t.node for t in tensors]
+    stack = [t.node for t in lazy]
     while stack:
         node = stack.pop()
         if id(node) in seen:

@@ -121,12 +121,12 @@ def realize_nodes(nodes) -> None:
     compiled_before = counters["kernels_compiled"]
     nodes = list(nodes)
     # assigns overwrite buffers that live tensors may still read (tinyjit.inplace): computed here, or preserved
-    tensors = inplace.live_tensors() if inplace.assigns_pending() else []
-    lazy = [t for t in tensors if not t.node.realized]
+    pending = inplace.assigns_pending()
+    lazy = inplace.lazy_tensors() if pending else []
     schedule = create_schedule(nodes, [t.node for t in lazy])
     if level >= 3 and schedule:
         print(format_schedule(schedule))
-    run_schedule(schedule, inplace.preservation_plan(schedule, tensors) if tensors else None)
+    run_schedule(schedule, inplace.preservation_plan(schedule, lazy) if pending else None)
     for t in lazy:   # readers realized by this schedule: drop the graphs that made them
         if t.node.realized:
             t._collapse()

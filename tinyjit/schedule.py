@@ -82,20 +82,24 @@ class _Scheduler:
         a buffer one of its assigns overwrites: they would mean something else after it, so they are stored too
         (tinyjit.inplace). A reader that also reads an assign's new value is left out (its old contents are copied
         instead: no order of kernels could compute it in place)."""
+        # a reader inside the graph is consumed by something (an unconsumed one is an output: realized anyway)
+        candidates = [r for r in dict.fromkeys(readers) if id(r) in self.consumers and id(r) not in self.realize]
         targets = {id(_target_buffer(n)) for n in self.graph if n.op == Op.ASSIGN and not n.realized}
-        if not targets:
+        if not candidates or not targets:
             return []
-        reads_old: dict[int, bool] = {}   # through nodes that stay lazy, down to an overwritten buffer
-        reads_new: dict[int, bool] = {}   # through anything this schedule computes, up to an assign
-        for node in self.graph:           # sources come first
-            if node.realized:
-                reads_old[id(node)] = id(node.buffer) in targets
-                reads_new[id(node)] = False
+        reads_old: set[int] = set()   # through nodes that stay lazy, down to an overwritten buffer
+        reads_new: set[int] = set()   # through anything this schedule computes, up to an assign
+        for node in self.graph:       # sources come first
+            key = id(node)
+            if node.buffer is not None:
+                if id(node.buffer) in targets:
+                    reads_old.add(key)
                 continue
-            reads_new[id(node)] = node.op == Op.ASSIGN or any(reads_new[id(s)] for s in node.src)
-            reads_old[id(node)] = id(node) not in self.realize and any(reads_old[id(s)] for s in node.src)
-        return [r for r in dict.fromkeys(readers)
-                if reads_old.get(id(r)) and not reads_new[id(r)] and id(r) not in self.realize]
+            if node.op == Op.ASSIGN or any(id(s) in reads_new for s in node.src):
+                reads_new.add(key)
+            if key not in self.realize and any(id(s) in reads_old for s in node.src):
+                reads_old.add(key)
+        return [r for r in candidates if id(r) in reads_old and id(r) not in reads_new]
 
     def _fusion_root(self, reduce_node: Node):
         """The node whose kernel this reduce can fuse into, or None when it must be realized on its own.

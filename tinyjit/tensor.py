@@ -197,7 +197,7 @@ class Tensor(AutogradMixin, CreationMixin, MathMixin, MovementMixin, ReduceMixin
         target = Node.from_buffer(self.node.buffer, self.shape)
         old = self.node
         self.node = Node(Op.ASSIGN, (target, value.node), None, self.dtype, self.shape, self.device)
-        inplace.note_assign(self.node)
+        inplace.note_assign(self)
         self._node_changed(old)
         return self
 
