@@ -238,3 +238,38 @@ def test_two_threads_with_tinyjit_match_eager():
     for k, (state, expected, captured) in results.items():
         np.testing.assert_allclose(state, expected, rtol=1e-6)
         assert captured == 2
+
+
+# ---- a replay updates in place like a realize: lazy values that read the old contents keep them ----
+def test_a_replay_keeps_lazy_values_that_read_what_it_updates(device):
+    from tinyjit import inplace, nn, optim
+    rng = np.random.default_rng(0)
+    x, y, test = (Tensor(rng.standard_normal((8, 4)).astype(np.float32)), Tensor(rng.integers(0, 3, 8).astype(np.int32)),
+                  Tensor(rng.standard_normal((5, 4)).astype(np.float32)))
+    model = nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 3))
+    opt = optim.SGD(model.parameters(), lr=0.5)
+
+    @TinyJit
+    def step(x, y):
+        opt.zero_grad()
+        loss = model(x).cross_entropy(y)
+        loss.backward()
+        opt.step()
+        return loss
+
+    for _ in range(4):
+        step(x, y)
+    copies = inplace.stats["buffers_preserved"]
+    step(x, y)
+    assert inplace.stats["buffers_preserved"] == copies   # nothing reads the old weights: no copy
+    prediction, expected = model(test), model(test).numpy()
+    weight = model[0].weight.detach()
+    weight_before = weight.numpy()
+    step(x, y)
+    assert inplace.stats["buffers_preserved"] == copies + 4   # the prediction reads all four parameters
+    np.testing.assert_allclose(prediction.numpy(), expected, rtol=1e-6)
+    np.testing.assert_array_equal(weight.numpy(), weight_before)
+    assert not np.allclose(model[0].weight.numpy(), weight_before)   # the model itself moved on
+    assert not np.allclose(model(test).numpy(), expected)
+    step(x, y)
+    assert inplace.stats["buffers_preserved"] == copies + 4

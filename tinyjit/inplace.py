@@ -24,6 +24,7 @@ from __future__ import annotations
 import threading
 import weakref
 from collections import defaultdict
+from contextlib import contextmanager
 
 from tinyjit.lazy import Node
 from tinyjit.ops import Op
@@ -36,6 +37,11 @@ _by_buffer: dict[int, list[weakref.ref]] = {}
 _lock = threading.Lock()
 _purge_at = {"lazy": 1024, "buffers": 1024}
 _pending_assigns: "weakref.WeakSet[Node]" = weakref.WeakSet()   # assign nodes not realized yet
+# TinyJit replays write in place without a schedule: the buffers they write are watched, and `_epoch` counts the
+# tensors filed under a watched buffer, so a replay checks again only when something new may read one
+_watched: dict[int, int] = {}      # id(buffer) -> how many captures write it
+_epoch = [0]
+_assign_log = threading.local()    # per thread: the tensors assigned during a capture
 stats = {"buffers_preserved": 0}   # how many times old contents were copied (tests count them)
 
 
@@ -59,6 +65,8 @@ def _add_holder(buffer, ref) -> None:
     if any(r is ref for r in refs):   # (a reference without callback is one object per tensor)
         return
     refs.append(ref)
+    if id(buffer) in _watched:
+        _epoch[0] += 1
     if len(refs) > 8:
         refs[:] = [r for r in refs if r() is not None]
     if len(_by_buffer) > _purge_at["buffers"]:   # entries of freed buffers (ids are reused: holders are checked)
@@ -99,8 +107,12 @@ def note_assign(tensor) -> None:
     """`tensor` was just assigned (its node is an assign): realizing graphs must look for readers of the buffer it
     overwrites, and the tensor itself is a lazy value now."""
     _pending_assigns.add(tensor.node)
+    ref = weakref.ref(tensor)
     with _lock:
-        _lazy.append(weakref.ref(tensor))
+        _lazy.append(ref)
+    log = getattr(_assign_log, "log", None)
+    if log is not None:
+        log.append(ref)
 
 
 def assigns_pending() -> bool:
@@ -133,11 +145,16 @@ def preservation_plan(items, lazy: list) -> dict[int, list[Node]]:
             buffers[id(buffer)] = buffer
     if not buffers:
         return {}
-    made = {id(item.output): item.output for item in items}
     plan: dict[int, list[Node]] = defaultdict(list)
     for key, buffer in buffers.items():
         plan[key].extend(holders(buffer))
-    targets = set(buffers)
+    _reached(lazy, set(buffers), {id(item.output): item.output for item in items}, plan)
+    return plan
+
+
+def _reached(lazy: list, targets: set, made: dict, plan: dict) -> None:
+    """Add to `plan` the nodes over a buffer in `targets` that the lazy tensors read: realized ones reached through
+    nodes that stay lazy, and assigns among `made` (nodes the running schedule realizes; the walk stops there)."""
     seen: set[int] = set()
     stack = [t.node for t in lazy]
     while stack:
@@ -153,4 +170,53 @@ def preservation_plan(items, lazy: list) -> dict[int, list[Node]]:
                 plan[id(target_buffer(node))].append(node)
         else:
             stack.extend(node.src)
-    return plan
+
+
+@contextmanager
+def recording_assigns():
+    """Collect weak references to the tensors this thread assigns until the block ends (TinyJit's capture)."""
+    previous = getattr(_assign_log, "log", None)
+    _assign_log.log = log = []
+    try:
+        yield log
+    finally:
+        _assign_log.log = previous
+
+
+def watch(buffers, watching: bool = True) -> None:
+    """Buffers a TinyJit replay writes in place (or, watching=False, no longer)."""
+    with _lock:
+        for b in buffers:
+            _watched[id(b)] = _watched.get(id(b), 0) + (1 if watching else -1)
+            if _watched[id(b)] <= 0:
+                del _watched[id(b)]
+
+
+def replay_plan(buffers: list, owner_refs: list, checked: int, skip, safe) -> tuple[int, list, dict]:
+    """Before a TinyJit replay writes `buffers` in place: (epoch, owners to renew, plan). The plan is as in
+    `preservation_plan`, for nodes that tensors other than the owners (the tensors the captured function assigned)
+    hold or read; `skip` are nodes of the replay's own outputs (a call's outputs are overwritten by the next call,
+    by contract). An owner whose node is in the plan needs a node of its own for the new contents. Nothing is
+    looked at when no new lazy tensor is alive and no tensor was filed under one of the buffers since epoch
+    `checked`. `safe` (a WeakSet) collects the lazy nodes checked: once their readers of these buffers got copies
+    they never read them again (a node realized later gets a new buffer), so they are not walked again."""
+    lazy = [t for t in lazy_tensors() if t.node not in safe]
+    safe.update(t.node for t in lazy)
+    epoch = _epoch[0]
+    if not lazy and epoch == checked:
+        return epoch, [], {}
+    owners = [t for t in (ref() for ref in owner_refs) if t is not None]
+    owner_ids = {id(t) for t in owners}
+    plan: dict[int, list[Node]] = defaultdict(list)
+    for b in buffers:
+        with _lock:
+            refs = list(_by_buffer.get(id(b), ()))
+        for t in (r() for r in refs):
+            if t is not None and id(t) not in owner_ids and t.node.buffer is b and t.node not in skip:
+                plan[id(b)].append(t.node)
+    _reached(lazy, {id(b) for b in buffers}, {}, plan)
+    for key in plan:
+        plan[key] = [n for n in plan[key] if n not in skip]
+    renew = [t for t in owners
+             if t.node.buffer is not None and any(n is t.node for n in plan.get(id(t.node.buffer), ()))]
+    return epoch, renew, plan

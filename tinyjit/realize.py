@@ -50,7 +50,7 @@ def run_schedule(items: list[ScheduleItem], preserve: dict | None = None) -> Non
         node = item.output
         target = inplace.target_buffer(node) if node.op == Op.ASSIGN else None
         if target is not None and (item.preserve or preserve):
-            _preserve_old_contents(target, item.preserve + (preserve or {}).get(id(target), []))
+            preserve_old_contents(target, item.preserve + (preserve or {}).get(id(target), []))
         if item.kind == "empty":
             node.buffer = Buffer(node.device, node.size, node.dtype)
             continue
@@ -100,7 +100,7 @@ def copy_buffer(dest: Buffer, src: Buffer) -> None:
     dest.copyin(src.numpy())
 
 
-def _preserve_old_contents(buffer: Buffer, nodes: list[Node]) -> None:
+def preserve_old_contents(buffer: Buffer, nodes: list[Node]) -> None:
     """Copy `buffer` (about to be overwritten in place) into a new buffer for those `nodes` that still mean its
     current contents. The copy is no part of a TinyJit capture: a replay must not redo it."""
     holders = [n for n in nodes if n.buffer is buffer]
