@@ -1,6 +1,5 @@
 """assign() overwrites a buffer in place: within one schedule, kernels reading the old value run first."""
 import numpy as np
-import pytest
 
 from tinyjit import Tensor
 
