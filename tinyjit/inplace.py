@@ -36,7 +36,7 @@ _lazy: list[weakref.ref] = []
 _by_buffer: dict[int, list[weakref.ref]] = {}
 _lock = threading.Lock()
 _purge_at = {"lazy": 1024, "buffers": 1024}
-_pending_assigns: "weakref.WeakSet[Node]" = weakref.WeakSet()   # assign nodes not realized yet
+_pending_assigns: dict[int, weakref.ref] = {}   # assign nodes not realized yet (by id; under _lock)
 # TinyJit replays write in place without a schedule: the buffers they write are watched, and `_epoch` counts the
 # tensors filed under a watched buffer, so a replay checks again only when something new may read one
 _watched: dict[int, int] = {}      # id(buffer) -> how many captures write it
@@ -106,9 +106,9 @@ def holders(buffer) -> list[Node]:
 def note_assign(tensor) -> None:
     """`tensor` was just assigned (its node is an assign): realizing graphs must look for readers of the buffer it
     overwrites, and the tensor itself is a lazy value now."""
-    _pending_assigns.add(tensor.node)
     ref = weakref.ref(tensor)
     with _lock:
+        _pending_assigns[id(tensor.node)] = weakref.ref(tensor.node)
         _lazy.append(ref)
     log = getattr(_assign_log, "log", None)
     if log is not None:
@@ -117,11 +117,12 @@ def note_assign(tensor) -> None:
 
 def assigns_pending() -> bool:
     """Whether some assign node is still unrealized (otherwise no schedule overwrites anything: nothing to do)."""
-    for node in list(_pending_assigns):
-        if node.realized:
-            _pending_assigns.discard(node)
-        else:
-            return True
+    with _lock:
+        for key, ref in list(_pending_assigns.items()):
+            node = ref()
+            if node is not None and not node.realized:
+                return True
+            del _pending_assigns[key]
     return False
 
 
