@@ -4,6 +4,8 @@ Views are values, not aliases: a view or detached tensor made before an update k
 import numpy as np
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tinyjit import Tensor, inplace, nn, optim
 from tinyjit.realize import counters
@@ -179,3 +181,34 @@ def test_a_training_loop_copies_nothing(name):
     assert inplace.stats["buffers_preserved"] == before
     assert kernels[1] == kernels[2], kernels
     assert np.isfinite(loss.item()) and out.numpy().shape == (16, 3)
+
+
+# a random program of updates, reads and realizes against numpy with value semantics
+READS = [lambda t: t * 3, lambda t: t[1:], lambda t: t.detach(), lambda t: t.sum(0, keepdim=True),
+         lambda t: t.flip(0) + t]
+READS_NP = [lambda a: a * 3, lambda a: a[1:], lambda a: a.copy(), lambda a: a.sum(0, keepdims=True),
+            lambda a: a[::-1] + a]
+WRITES = [(lambda t: t.__iadd__(1), lambda a: a + 1), (lambda t: t.__setitem__(0, -2.0), lambda a: np.r_[-2, a[1:]]),
+          (lambda t: t.assign(t.flip(0) * 2), lambda a: a[::-1] * 2)]
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.sampled_from(["read", "write", "realize_x", "realize_reads"]), st.integers(0, 4)),
+                min_size=1, max_size=10))
+def test_random_programs_of_updates_and_reads(program):
+    x, value = Tensor([1.0, 2.0, 3.0]).realize(), np.array([1.0, 2.0, 3.0], np.float32)
+    reads = []
+    for action, k in program:
+        if action == "read":
+            reads.append((READS[k](x), READS_NP[k](value)))
+        elif action == "write":
+            update, update_np = WRITES[k % len(WRITES)]
+            update(x)
+            value = update_np(value).astype(np.float32)
+        elif action == "realize_x":
+            x.realize()
+        elif reads:
+            Tensor.realize_all(*[r for r, _ in reads[-(k + 1):]])
+    for r, want in reads:
+        np.testing.assert_allclose(r.numpy(), want)
+    np.testing.assert_allclose(x.numpy(), value)

@@ -12,10 +12,10 @@ import time
 from collections import defaultdict
 from contextlib import contextmanager
 
+from tinyjit import inplace
 from tinyjit.compiler import (CompiledKernel, KernelPlan, _thread_count, compile_kernel,  # noqa: F401 (API)
                               compile_plan, counters, describe_kernel, precompile)
 from tinyjit.device import Buffer
-from tinyjit import inplace
 from tinyjit.helpers import debug_level
 from tinyjit.lazy import Node
 from tinyjit.ops import Op

@@ -67,6 +67,7 @@ class Tensor(AutogradMixin, CreationMixin, MathMixin, MovementMixin, ReduceMixin
         self.node: Node = node
         self._ctx = None   # autograd: the op that made this tensor when it was recorded (None for a leaf)
         self.grad: Optional[Tensor] = None
+        self._requires_grad = None
         inplace.track(self)   # a value that can still be read: assigns keep its meaning (tinyjit.inplace)
         self.requires_grad = requires_grad
 
