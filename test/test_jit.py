@@ -244,9 +244,9 @@ def test_two_threads_with_tinyjit_match_eager():
 def test_a_replay_keeps_lazy_values_that_read_what_it_updates(device):
     from tinyjit import inplace, nn, optim
     rng = np.random.default_rng(0)
-    x, y = Tensor(rng.standard_normal((8, 4)).astype(np.float32)), Tensor(rng.integers(0, 3, 8).astype(np.int32))
-    test = Tensor(rng.standard_normal((5, 4)).astype(np.float32))
-    model = nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 3))
+    x, y = Tensor(rng.standard_normal((6, 4)).astype(np.float32)), Tensor(rng.integers(0, 3, 6).astype(np.int32))
+    test = Tensor(rng.standard_normal((6, 4)).astype(np.float32))
+    model = nn.Sequential(nn.Linear(4, 5), nn.ReLU(), nn.Linear(5, 3))
     opt = optim.SGD(model.parameters(), lr=0.5)
 
     @TinyJit
