@@ -212,3 +212,22 @@ def test_random_programs_of_updates_and_reads(program):
     for r, want in reads:
         np.testing.assert_allclose(r.numpy(), want)
     np.testing.assert_allclose(x.numpy(), value)
+
+
+def test_a_hand_written_update_realizes_the_loss_with_it(device):
+    """backward() defers its output to the next update of what it reads: the loss rides along with a hand-written
+    `w.assign(...)` too (no copy of w), and is the loss before the update."""
+    w = Tensor([1.0, 2.0, 3.0], requires_grad=True)
+    before = inplace.stats["buffers_preserved"]
+    losses = []
+    for _ in range(3):
+        w.grad = None
+        loss = (w * w).sum()       # reads w directly: not through anything the update computes anyway
+        loss.backward()
+        with Tensor.no_grad():
+            w.assign(w - 0.25 * w.grad)
+        w.realize()
+        assert loss.node.realized
+        losses.append(loss.item())
+    assert inplace.stats["buffers_preserved"] == before
+    np.testing.assert_allclose(losses, [14, 3.5, 0.875])

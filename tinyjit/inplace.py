@@ -26,7 +26,7 @@ import weakref
 from collections import defaultdict
 from contextlib import contextmanager
 
-from tinyjit.lazy import Node
+from tinyjit.lazy import Node, toposort
 from tinyjit.ops import Op
 
 # Live tensors, weakly: those whose node was lazy when registered (and tensors just assigned), and those whose node
@@ -124,6 +124,16 @@ def assigns_pending() -> bool:
                 return True
             del _pending_assigns[key]
     return False
+
+
+def assign_targets(outputs: list[Node]) -> set[int]:
+    """ids of the buffers that realizing `outputs` overwrites."""
+    return {id(target_buffer(n)) for n in toposort(outputs) if n.op == Op.ASSIGN and not n.realized}
+
+
+def reads_any(node: Node, buffers: set[int]) -> bool:
+    """Whether `node`, through nodes that are not realized, reads one of `buffers` (ids)."""
+    return any(n.buffer is not None and id(n.buffer) in buffers for n in toposort([node]))
 
 
 def target_buffer(assign: Node):

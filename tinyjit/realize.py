@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from tinyjit import inplace
 from tinyjit.compiler import (CompiledKernel, KernelPlan, _thread_count, compile_kernel,  # noqa: F401 (API)
                               compile_plan, counters, describe_kernel, precompile)
+from tinyjit.deferred import take_deferred
 from tinyjit.device import Buffer
 from tinyjit.helpers import debug_level
 from tinyjit.lazy import Node
@@ -115,19 +116,31 @@ def preserve_old_contents(buffer: Buffer, nodes: list[Node]) -> None:
     inplace.stats["buffers_preserved"] += 1
 
 
+def _with_inplace_readers(nodes: list[Node]) -> tuple[list[Node], list | None]:
+    """When some assign is pending, the buffers it overwrites may still be read by live tensors (tinyjit.inplace):
+    (the nodes to realize, plus what was deferred to the next update of what it reads, e.g. the loss of
+    backward(); the live lazy tensors). Otherwise (nodes, None): nothing is overwritten."""
+    if not inplace.assigns_pending():
+        return nodes, None
+    targets: list = []
+
+    def reads_overwritten(t) -> bool:
+        if not targets:
+            targets.append(inplace.assign_targets(nodes))
+        return inplace.reads_any(t.node, targets[0])
+    return nodes + [t.node for t in take_deferred(reads_overwritten)], inplace.lazy_tensors()
+
+
 def realize_nodes(nodes) -> None:
     level = debug_level()
     t0 = time.perf_counter()
     compiled_before = counters["kernels_compiled"]
-    nodes = list(nodes)
-    # assigns overwrite buffers that live tensors may still read (tinyjit.inplace): computed here, or preserved
-    pending = inplace.assigns_pending()
-    lazy = inplace.lazy_tensors() if pending else []
-    schedule = create_schedule(nodes, [t.node for t in lazy])
+    nodes, lazy = _with_inplace_readers(list(nodes))
+    schedule = create_schedule(nodes, [t.node for t in lazy or ()])
     if level >= 3 and schedule:
         print(format_schedule(schedule))
-    run_schedule(schedule, inplace.preservation_plan(schedule, lazy) if pending else None)
-    for t in lazy:   # readers realized by this schedule: drop the graphs that made them
+    run_schedule(schedule, None if lazy is None else inplace.preservation_plan(schedule, lazy))
+    for t in lazy or ():   # readers realized by this schedule: drop the graphs that made them
         if t.node.realized:
             t._collapse()
     if level >= 1 and schedule:
