@@ -106,6 +106,7 @@ class TinyJit:
         return out
 
     def _capture(self, args, kwargs, tensors, static):
+        from tinyjit.tensor import Tensor
         self.input_buffers = [t.node.buffer for _, t in tensors]
         self.input_signature = [(position, _signature(t)) for position, t in tensors]
         self.static_args = static
@@ -125,7 +126,7 @@ class TinyJit:
         self.assigned_buffers = list(buffers.values())
         inplace.watch(self.assigned_buffers)
         self.outputs = out
-        self.output_nodes.update(t.node for t in _flatten(out) if isinstance(t, _tensor_type()))
+        self.output_nodes.update(t.node for t in _flatten(out) if isinstance(t, Tensor))
         return out
 
     def _prepare(self, record, input_buffers=None) -> list:
@@ -182,7 +183,6 @@ class TinyJit:
             if plan.get(id(buffer)):
                 realize_module.preserve_old_contents(buffer, plan[id(buffer)])
 
-
     @staticmethod
     def _launch(steps, inputs) -> None:
         for call, set_buffer, swaps, _ in steps:
@@ -204,11 +204,6 @@ class TinyJit:
         steps, copied = self.input_copies[position]
         self._launch(steps, [buffer])
         return copied
-
-
-def _tensor_type():
-    from tinyjit.tensor import Tensor
-    return Tensor
 
 
 def _contains_tensor(value) -> bool:
