@@ -541,3 +541,83 @@ def test_realize_collapses_unless_the_graph_is_needed():
     assert live.node.op == Op.MUL and live.node.realized
     live.sum().backward()
     np.testing.assert_allclose(w.grad.numpy(), [2.0, 2.0])
+
+
+# ---- empty tensors: a sum over no elements is 0 wherever it comes from (autograd sums broadcast gradients) ----
+EMPTY = {
+    "mul_by_0d": (lambda a, b: (a * b).sum(), None, [(3, 0, 2), ()]),
+    "mul_by_size1": (lambda a, b: (a * b).sum(), None, [(3, 0, 2), (1,)]),
+    "mul_by_row": (lambda a, b: a * b, None, [(3, 0, 2), (2,)]),
+    "add_0d_over_0x17": (lambda a, b: a + b.reshape(()), None, [(0, 17), (1,)]),
+    "div_by_column": (lambda a, b: (a / b).sum(1), None, [(4, 0), (4, 1)]),
+    "matmul_empty_k": (lambda a, b: a @ b, None, [(3, 0), (0, 4)]),
+    "matmul_empty_m": (lambda a, b: (a @ b).sum(), None, [(0, 5), (5, 3)]),
+    "linear_empty_batch": (lambda x, w, b: x.linear(w, b), F.linear, [(0, 3), (2, 3), (2,)]),
+    "conv2d_empty_batch": (lambda x, w: x.conv2d(w).sum(), lambda x, w: F.conv2d(x, w).sum(),
+                           [(0, 1, 4, 4), (2, 1, 3, 3)]),
+    "cat_with_empty": (lambda a, b: a.cat(b) * 2, lambda a, b: torch.cat([a, b]) * 2, [(0, 3), (2, 3)]),
+    "softmax_empty_batch": (lambda a, b: (a.softmax(1) * b).sum(), None, [(0, 4), (4,)]),
+    "expand_to_empty": (lambda a, b: (a.expand(0, 3) * b).sum(), None, [(1, 3), (3,)]),
+}
+
+
+@pytest.mark.parametrize("name", list(EMPTY))
+def test_gradients_through_empty_tensors(name):
+    fn, torch_fn, specs = EMPTY[name]
+    check(fn, specs, torch_fn)
+
+
+def test_a_reduce_over_no_elements_is_its_identity():
+    """Node.reduce over an axis of size 0 (as autograd builds it, without Tensor.sum's padding) for every dtype."""
+    for dtype, lowest in (("float32", -np.inf), ("float16", -np.inf), ("int32", -2 ** 31), ("uint8", 0),
+                          ("bool", False), ("int64", -2 ** 63)):
+        x = Tensor.ones(2, 0, 3, dtype=dtype).node
+        np.testing.assert_array_equal(Tensor(x.reduce(Op.SUM, (1,))).numpy(), np.zeros((2, 1, 3), dtype))
+        np.testing.assert_array_equal(Tensor(x.reduce(Op.RMAX, (0, 1))).numpy(), np.full((1, 1, 3), lowest, dtype))
+        # fused into an elementwise kernel with a non-empty input
+        fused = Tensor(x.reduce(Op.SUM, (0, 1))).cast(dtypes.float32) + Tensor([[[1.0, 2.0, 3.0]]])
+        np.testing.assert_array_equal(fused.numpy(), [[[1, 2, 3]]])
+
+
+# ---- leaves are tensors, not buffers or nodes ----
+def test_a_detached_copy_made_a_leaf_is_another_leaf():
+    w1 = Tensor([3.0], requires_grad=True)
+    w2 = w1.detach().requires_grad_()          # reads the same memory, but is its own leaf
+    (w1 + w2 * 2).sum().backward()
+    np.testing.assert_allclose(w1.grad.numpy(), [1])
+    np.testing.assert_allclose(w2.grad.numpy(), [2])
+    lazy = Tensor([1.0, 2.0]) * 2               # a lazy value made a leaf twice
+    l1 = lazy.requires_grad_()
+    l2 = l1.detach().requires_grad_()
+    (l1 * 3 + l2).sum().backward()
+    np.testing.assert_allclose(l1.grad.numpy(), [3, 3])
+    np.testing.assert_allclose(l2.grad.numpy(), [1, 1])
+
+
+def test_a_tensor_made_from_another_with_requires_grad_is_a_new_leaf():
+    a = Tensor([3.0], requires_grad=True)
+    b = Tensor(a, requires_grad=True)           # like torch.tensor(a, requires_grad=True): a new leaf
+    (a * 5 + b * 7).sum().backward()
+    np.testing.assert_allclose(a.grad.numpy(), [5])
+    np.testing.assert_allclose(b.grad.numpy(), [7])
+    x = Tensor([2.0], requires_grad=True)
+    h = x * 3                                   # not a leaf: the new leaf made from it cuts the path to x
+    w = Tensor(h, requires_grad=True)
+    (w * w + h).sum().backward()
+    np.testing.assert_allclose(w.grad.numpy(), [12])
+    np.testing.assert_allclose(x.grad.numpy(), [3])
+
+
+def test_a_graph_built_before_an_update_still_reaches_the_leaf():
+    """The leaf's node changes with each assign (an optimizer step); graphs built before it still hold the old
+    node, which stands for the same leaf (at its old value)."""
+    from tinyjit import optim
+    p = Tensor([1.0, 2.0], requires_grad=True)
+    opt = optim.SGD([p], lr=0.1)
+    loss_before = (p * p).sum()                 # built at p = [1, 2]
+    p.grad = Tensor([1.0, 1.0])
+    opt.step()                                  # p = [0.9, 1.9]
+    p.grad = None
+    loss_after = (p * p).sum()
+    (loss_before + loss_after).backward()
+    np.testing.assert_allclose(p.grad.numpy(), [2 * 1.0 + 2 * 0.9, 2 * 2.0 + 2 * 1.9], rtol=1e-6)

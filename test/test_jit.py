@@ -138,3 +138,138 @@ def test_jitted_training_loop_matches_eager_every_step():
         for (name, p), (_, q) in zip(eager_model.named_parameters(), jit_model.named_parameters()):
             np.testing.assert_allclose(q.numpy(), p.numpy(), rtol=1e-5, atol=1e-6, err_msg=name)
     assert len(jitted.captured) > 0
+
+
+# ---- buffers the replay writes, fed back in ----
+def test_an_output_fed_back_as_the_next_input(device):
+    """The replay writes the buffer the previous call returned; passed back in, it is copied first (the shift
+    would otherwise read elements it already overwrote, and race across threads)."""
+    fn = lambda x: x.pad(((1, 0),))[:-1] + 1   # noqa: E731
+    f = TinyJit(fn)
+    x = Tensor.zeros(64).contiguous().realize()
+    eager = Tensor.zeros(64).contiguous().realize()
+    for call in range(6):
+        x, eager = f(x), fn(eager).realize()
+        np.testing.assert_array_equal(x.numpy(), eager.numpy(), err_msg=f"call {call}")
+    assert x.numpy()[16] == 6.0
+
+
+def test_an_intermediate_fed_back_as_an_input(device):
+    def fn(x, y):
+        h = (x * 2).contiguous()
+        return h, (h.flip(0) + y).contiguous()
+    f = TinyJit(fn)
+    x, y = Tensor(np.arange(8, dtype=np.float32)).realize(), Tensor(np.ones(8, np.float32)).realize()
+    ex, ey = x, y
+    for call in range(5):
+        h, out = f(x, y)
+        eh, eout = fn(ex, ey)
+        np.testing.assert_array_equal(out.numpy(), eout.numpy(), err_msg=f"call {call}")
+        x, y, ex, ey = out, h, eout.realize(), eh.realize()   # y is the replay's intermediate buffer
+
+
+# ---- threads: a capture records its own thread's launches only ----
+def test_two_threads_capture_only_their_own_kernels():
+    import threading
+    capturing, other_launched = threading.Event(), threading.Event()
+    stop = threading.Event()
+    w = Tensor.zeros(4).contiguous().realize()   # thread B's tensor
+    b_updates = [0]
+
+    def other_thread():
+        while not stop.is_set():
+            w.assign(w + 1).realize()
+            b_updates[0] += 1
+            if capturing.is_set():
+                other_launched.set()
+
+    def body(x):
+        y = (x * 2).contiguous().realize()
+        if f.calls == 2:   # the capture: let the other thread launch meanwhile
+            capturing.set()
+            assert other_launched.wait(30)
+        return y + 1
+
+    f = TinyJit(body)
+    b = threading.Thread(target=other_thread)
+    b.start()
+    try:
+        for i in range(2):
+            f(Tensor(np.full(4, i, np.float32)))
+    finally:
+        stop.set()
+        b.join()
+    assert len(f.captured) == 2, len(f.captured)
+    np.testing.assert_array_equal(w.numpy(), np.full(4, b_updates[0]))
+    for i in range(3):
+        np.testing.assert_array_equal(f(Tensor(np.full(4, i, np.float32))).numpy(), np.full(4, 2 * i + 1))
+    np.testing.assert_array_equal(w.numpy(), np.full(4, b_updates[0]))   # A's replays never touch B's buffer
+
+
+def test_two_threads_with_tinyjit_match_eager():
+    import threading
+    results, errors = {}, []
+
+    def worker(k):
+        try:
+            state = Tensor.zeros(8).contiguous().realize()
+
+            @TinyJit
+            def step(x):
+                state.assign(state * 0.5 + x)
+                return (state * 2).sum()
+
+            expected = np.zeros(8, np.float32)
+            for i in range(30):
+                x = np.full(8, k + i, np.float32)
+                expected = expected * 0.5 + x
+                out = step(Tensor(x)).numpy()
+                np.testing.assert_allclose(out, 2 * expected.sum(), rtol=1e-6)
+            results[k] = (state.numpy(), expected, len(step.captured))
+        except Exception as e:   # noqa: BLE001 (reported below, from the main thread)
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in (1, 100)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    for k, (state, expected, captured) in results.items():
+        np.testing.assert_allclose(state, expected, rtol=1e-6)
+        assert captured == 2
+
+
+# ---- a replay updates in place like a realize: lazy values that read the old contents keep them ----
+def test_a_replay_keeps_lazy_values_that_read_what_it_updates(device):
+    from tinyjit import inplace, nn, optim
+    rng = np.random.default_rng(0)
+    x, y = Tensor(rng.standard_normal((6, 4)).astype(np.float32)), Tensor(rng.integers(0, 3, 6).astype(np.int32))
+    test = Tensor(rng.standard_normal((6, 4)).astype(np.float32))
+    model = nn.Sequential(nn.Linear(4, 5), nn.ReLU(), nn.Linear(5, 3))
+    opt = optim.SGD(model.parameters(), lr=0.5)
+
+    @TinyJit
+    def step(x, y):
+        opt.zero_grad()
+        loss = model(x).cross_entropy(y)
+        loss.backward()
+        opt.step()
+        return loss
+
+    for _ in range(4):
+        step(x, y)
+    copies = inplace.stats["buffers_preserved"]
+    step(x, y)
+    assert inplace.stats["buffers_preserved"] == copies   # nothing reads the old weights: no copy
+    prediction, expected = model(test), model(test).numpy()
+    weight = model[0].weight.detach()
+    weight_before = weight.numpy()
+    step(x, y)
+    assert inplace.stats["buffers_preserved"] == copies + 4   # the prediction reads all four parameters
+    np.testing.assert_allclose(prediction.numpy(), expected, rtol=1e-6)
+    np.testing.assert_array_equal(weight.numpy(), weight_before)
+    assert not np.allclose(model[0].weight.numpy(), weight_before)   # the model itself moved on
+    assert not np.allclose(model(test).numpy(), expected)
+    step(x, y)
+    assert inplace.stats["buffers_preserved"] == copies + 4

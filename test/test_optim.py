@@ -97,6 +97,99 @@ def test_lion_matches_reference():
         np.testing.assert_allclose(ours[step][1], c, rtol=1e-5, atol=1e-6)
 
 
+# which parameters have a gradient at each step: a parameter without one is skipped and its state does not advance
+SKIP_PATTERN = [(0,), (0, 1), (1, 2), (0, 1, 2), (2,), (0, 2)]
+SHAPES = [(3,), (2, 2), (1,)]
+
+
+def _grads(step: int):
+    rng = np.random.default_rng(100 + step)
+    return [rng.standard_normal(s).astype(np.float32) for s in SHAPES]
+
+
+def _lion_reference(lr, betas, weight_decay, params):
+    """torch.optim has no Lion: the update of Chen et al. 2023, in float64, skipping parameters without grads."""
+    params, exp_avgs = [p.astype(np.float64) for p in params], [np.zeros(s) for s in SHAPES]
+    out = []
+    for step, having in enumerate(SKIP_PATTERN):
+        for i in having:
+            g = _grads(step)[i]
+            params[i] *= 1 - lr * weight_decay
+            params[i] -= lr * np.sign(betas[0] * exp_avgs[i] + (1 - betas[0]) * g)
+            exp_avgs[i] = betas[1] * exp_avgs[i] + (1 - betas[1]) * g
+        out.append([p.copy() for p in params])
+    return out
+
+
+@pytest.mark.parametrize("name", list(OPTIMIZERS) + ["lion"])
+def test_parameters_without_a_gradient_are_skipped_like_torch(device, name):
+    """torch.optim semantics: the step count and state are per parameter; with A, B = [1], [1] and Adam(lr=0.01),
+    A alone at step 1 and both at step 2, B is 0.99 (bias-corrected as at its own first step)."""
+    rng = np.random.default_rng(7)
+    starts = [rng.standard_normal(s).astype(np.float32) for s in SHAPES]
+    ours = [Tensor(a.copy(), requires_grad=True) for a in starts]
+    opt = (optim.Lion(ours, lr=0.01, betas=(0.9, 0.99), weight_decay=0.1) if name == "lion"
+           else OPTIMIZERS[name](optim, ours))
+    if name == "lion":
+        expected = _lion_reference(0.01, (0.9, 0.99), 0.1, starts)
+    else:
+        theirs = [torch.tensor(a.copy(), requires_grad=True) for a in starts]
+        topt = OPTIMIZERS[name](torch.optim, theirs)
+        expected = []
+    for step, having in enumerate(SKIP_PATTERN):
+        grads = _grads(step)
+        for i, p in enumerate(ours):
+            p.grad = Tensor(grads[i]) if i in having else None
+        opt.step()
+        if name != "lion":
+            for i, t in enumerate(theirs):
+                t.grad = torch.tensor(grads[i]) if i in having else None
+            topt.step()
+            expected.append([t.detach().numpy().copy() for t in theirs])
+        for i, p in enumerate(ours):
+            np.testing.assert_allclose(p.numpy(), expected[step][i], rtol=1e-5, atol=1e-6,
+                                       err_msg=f"{name}: parameter {i} after step {step}")
+
+
+def test_adam_step_count_is_per_parameter(device):
+    a, b = Tensor([1.0], requires_grad=True), Tensor([1.0], requires_grad=True)
+    opt = optim.Adam([a, b], lr=0.01)
+    a.grad = Tensor([0.5])
+    opt.step()
+    a.grad, b.grad = Tensor([0.5]), Tensor([0.5])
+    opt.step()
+    np.testing.assert_allclose(b.numpy(), [0.99], rtol=1e-6)
+    np.testing.assert_allclose(a.numpy(), [0.98], rtol=1e-6)
+
+
+def test_adam_counts_survive_a_checkpoint_and_are_shared_again():
+    """Saved per parameter; parameters with equal counts share one count tensor after loading (one kernel advances
+    it per step), and training continues as in torch."""
+    from tinyjit.realize import counters
+    starts = [np.full(s, 0.5, np.float32) for s in SHAPES]
+    ours = [Tensor(a.copy(), requires_grad=True) for a in starts]
+    theirs = [torch.tensor(a.copy(), requires_grad=True) for a in starts]
+    opt, topt = optim.Adam(ours, lr=0.1), torch.optim.Adam(theirs, lr=0.1)
+    for step, having in enumerate([(0,), (0, 1, 2)]):
+        for i, (p, t) in enumerate(zip(ours, theirs)):
+            p.grad, t.grad = (Tensor(_grads(step)[i]), torch.tensor(_grads(step)[i])) if i in having else (None, None)
+        opt.step()
+        topt.step()
+    resumed_params = [Tensor(p.numpy(), requires_grad=True) for p in ours]
+    resumed = optim.Adam(resumed_params, lr=0.1)
+    resumed.load_state_dict(opt.state_dict())
+    counts = [resumed.state[p]["bias_correction"] for p in resumed_params]
+    assert counts[1] is counts[2] and counts[0] is not counts[1]    # B and C have stepped once, A twice
+    for i, (p, t) in enumerate(zip(resumed_params, theirs)):
+        p.grad, t.grad = Tensor(_grads(5)[i]), torch.tensor(_grads(5)[i])
+    before = counters["kernels_launched"]
+    resumed.step()
+    topt.step()
+    assert counters["kernels_launched"] - before == 2 + 3 * 3    # two counts; m, v and the parameter, each
+    for p, t in zip(resumed_params, theirs):
+        np.testing.assert_allclose(p.numpy(), t.detach().numpy(), rtol=1e-5, atol=1e-6)
+
+
 def test_updates_are_in_place():
     w = Tensor(W0.copy(), requires_grad=True)
     opt = optim.Adam([w], lr=0.1)

@@ -55,3 +55,20 @@ def test_jit_replay_draws_fresh_numbers():
 def test_rand_dtypes_and_empty():
     assert Tensor.rand(3, dtype="float16").dtype.name == "float16"
     assert Tensor.rand(0, 4).numpy().shape == (0, 4)
+
+
+def test_manual_seed_after_a_capture_resets_the_replays(device):
+    """The seed and the counter live in device buffers the captured kernels read: replays after manual_seed(s)
+    draw what eager code draws after manual_seed(s)."""
+    Tensor.manual_seed(3)
+    f = TinyJit(lambda x: x + Tensor.rand(16))
+    x = Tensor(np.zeros(16, np.float32))
+    f(x)
+    f(x)
+    Tensor.manual_seed(7)
+    eager = [Tensor.rand(16).numpy() for _ in range(3)]
+    Tensor.manual_seed(7)
+    replayed = [f(x).numpy().copy() for _ in range(3)]
+    np.testing.assert_array_equal(replayed, eager)
+    Tensor.manual_seed(8)
+    assert not np.array_equal(f(x).numpy(), eager[0])

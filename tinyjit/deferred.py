@@ -4,7 +4,8 @@ A training step leaves lazy values that read the parameters the optimizer step o
 (registered by `backward()`) and BatchNorm's running statistics. Realized after the step they would see the new
 weights (a wrong loss), and realized on their own they would cost extra kernels, so they are registered here and
 `Optimizer.step()` realizes them in the same schedule as the forward pass, the backward pass and the updates.
-Anything registered is also realized when read first, so nothing depends on an optimizer being used.
+Anything registered is also realized when read first, so nothing depends on an optimizer being used, and with
+any other schedule that overwrites a buffer it reads (a hand-written update: `w.assign(w - lr * w.grad)`).
 """
 from __future__ import annotations
 
@@ -23,8 +24,15 @@ def defer_realize(*tensors: "Tensor") -> None:
         _pending[id(t)] = weakref.ref(t)
 
 
-def take_deferred() -> list["Tensor"]:
-    """The registered tensors that still exist and need realizing (and forget all of them)."""
-    out = [t for t in (ref() for ref in _pending.values()) if t is not None and not t.node.realized]
-    _pending.clear()
+def take_deferred(select=None) -> list["Tensor"]:
+    """The registered tensors that still exist and need realizing (and forget them); with `select` (a predicate),
+    only those it picks (the others stay registered)."""
+    out = []
+    for key, ref in list(_pending.items()):
+        t = ref()
+        if t is None or t.node.realized:
+            _pending.pop(key, None)
+        elif select is None or select(t):
+            _pending.pop(key, None)
+            out.append(t)
     return out

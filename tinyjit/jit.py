@@ -4,18 +4,23 @@
     def step(x, y): ...
 
 The first call runs normally (it compiles everything). The second call runs again while recording every
-kernel launch and the buffers it touched. Later calls only swap the input tensors' buffers into that record
-and launch the kernels again. Replay reuses every intermediate and output buffer: a tensor returned by one
-call is overwritten by the next call (copy it with `.numpy()` or `.clone().realize()` to keep it).
+kernel launch its thread makes and the buffers it touched (launches of other threads are not recorded). Later
+calls only swap the input tensors' buffers into that record and launch the kernels again. Replay reuses every
+intermediate and output buffer: a tensor returned by one call is overwritten by the next call (copy it with
+`.numpy()` or `.clone().realize()` to keep it). A returned tensor passed back in (`x = f(x)`) is copied first,
+since the replay writes the buffer it reads.
 """
 from __future__ import annotations
 
 import functools
+import weakref
 from typing import Any, Callable
 
+from tinyjit import inplace
 from tinyjit import realize as realize_module
 from tinyjit.helpers import getenv
 from tinyjit.lazy import Node
+from tinyjit.ops import Op
 
 
 class JitError(RuntimeError):
@@ -36,13 +41,31 @@ class TinyJit:
         self.input_signature: list = []
         self.static_args: Any = None
         self.outputs = None              # returned value of the capture call (tensors replaced on replay)
+        self.written: set[int] = set()   # ids of the buffers the replay writes, other than the inputs
+        self.input_copies: dict = {}     # input position -> (steps copying an input into a buffer of its own, it)
+        # what the captured function assigned: those tensors and their buffers, written in place by each replay;
+        # values others still read from them are preserved first (tinyjit.inplace, as for a realize)
+        self.assigned: list = []         # weak references to the tensors
+        self.assigned_buffers: list = []
+        self.checked_epoch = -1
+        self.output_nodes: "weakref.WeakSet" = weakref.WeakSet()
+        self.checked_nodes: "weakref.WeakSet" = weakref.WeakSet()
         functools.update_wrapper(self, fn)
 
     def __get__(self, obj, objtype=None):   # decorating a method binds self like a function would
         return functools.partial(self.__call__, obj) if obj is not None else self
 
     def reset(self) -> None:
+        inplace.watch(self.assigned_buffers, watching=False)
         self.calls, self.captured, self.prepared, self.input_buffers, self.outputs = 0, [], [], [], None
+        self.written, self.input_copies, self.assigned, self.assigned_buffers = set(), {}, [], []
+        self.checked_epoch = -1
+
+    def __del__(self):
+        try:
+            inplace.watch(self.assigned_buffers, watching=False)
+        except Exception:  # interpreter shutdown
+            pass
 
     def _split_args(self, args, kwargs):
         from tinyjit.tensor import Tensor
@@ -83,26 +106,33 @@ class TinyJit:
         return out
 
     def _capture(self, args, kwargs, tensors, static):
+        from tinyjit.tensor import Tensor
         self.input_buffers = [t.node.buffer for _, t in tensors]
         self.input_signature = [(position, _signature(t)) for position, t in tensors]
         self.static_args = static
         record: list = []
-        realize_module.capture = record
-        try:
+        with realize_module.capturing(record), inplace.recording_assigns() as assigned:   # this thread's only
             out = self._finish(self.fn(*args, **kwargs))
-        finally:
-            realize_module.capture = None
         if not record:
             raise JitError("TinyJit: the function launched no kernels while being captured; nothing to replay")
         self.captured = record
         self.prepared = self._prepare(record)
+        # every launch writes its first buffer (a kernel stores buffer 0; a copy's destination comes first)
+        inputs = {id(b) for b in self.input_buffers}
+        self.written = {id(buffers[0]) for _, _, buffers in record} - inputs
+        self.assigned = list({id(ref): ref for ref in assigned if ref() is not None}.values())
+        buffers = {id(t.node.buffer): t.node.buffer for t in (ref() for ref in self.assigned)
+                   if t is not None and t.node.buffer is not None and id(t.node.buffer) in self.written}
+        self.assigned_buffers = list(buffers.values())
+        inplace.watch(self.assigned_buffers)
         self.outputs = out
+        self.output_nodes.update(t.node for t in _flatten(out) if isinstance(t, Tensor))
         return out
 
-    def _prepare(self, record) -> list:
+    def _prepare(self, record, input_buffers=None) -> list:
         """The replay loop's steps: each captured launch with its arguments computed once, and the positions
         where an input buffer is swapped in on every call."""
-        position = {id(b): i for i, b in enumerate(self.input_buffers)}
+        position = {id(b): i for i, b in enumerate(self.input_buffers if input_buffers is None else input_buffers)}
         steps = []
         for kind, runner, buffers in record:
             swaps = [(j, position[id(b)]) for j, b in enumerate(buffers) if id(b) in position]
@@ -115,7 +145,6 @@ class TinyJit:
         return steps
 
     def _replay(self, tensors, static):
-        from tinyjit.tensor import Tensor
         signature = [(position, _signature(t)) for position, t in tensors]
         if signature != self.input_signature:
             raise JitError(f"TinyJit: inputs changed since capture: captured {self.input_signature}, "
@@ -124,12 +153,57 @@ class TinyJit:
             raise JitError("TinyJit: a non-tensor argument changed since capture; the captured kernels have the old "
                            "value baked in. Pass it as a Tensor or use a new TinyJit")
         inputs = [t.node.buffer for _, t in tensors]
-        for call, set_buffer, swaps, _ in self.prepared:
+        for i, buffer in enumerate(inputs):
+            if id(buffer) in self.written:   # e.g. last call's output: the replay would write what it reads
+                inputs[i] = self._copy_input(i, buffer)
+        self._preserve_what_others_read()
+        self._launch(self.prepared, inputs)
+        # outputs: fresh tensors over the same (now overwritten) buffers
+        return _map_tensors(self.outputs, self._output_tensor)
+
+    def _output_tensor(self, template):
+        from tinyjit.tensor import Tensor
+        node = Node.from_buffer(template.node.buffer, template.shape)
+        self.output_nodes.add(node)
+        return Tensor(node)
+
+    def _preserve_what_others_read(self) -> None:
+        """The replay writes in place what the function assigned (parameters, optimizer state): values built
+        since that still read the old contents get a copy of them first, as a realize would do."""
+        if not self.assigned_buffers:
+            return
+        self.checked_epoch, renew, plan = inplace.replay_plan(self.assigned_buffers, self.assigned,
+                                                              self.checked_epoch, self.output_nodes,
+                                                              self.checked_nodes)
+        for t in renew:   # its old node keeps the old contents (others read it); it means the new ones now
+            old = t.node
+            t.node = Node.from_buffer(old.buffer, t.shape)
+            t._node_changed(old)
+        for buffer in self.assigned_buffers:
+            if plan.get(id(buffer)):
+                realize_module.preserve_old_contents(buffer, plan[id(buffer)])
+
+    @staticmethod
+    def _launch(steps, inputs) -> None:
+        for call, set_buffer, swaps, _ in steps:
             for j, i in swaps:
                 set_buffer(j, inputs[i])
             call()
-        # outputs: fresh tensors over the same (now overwritten) buffers
-        return _map_tensors(self.outputs, lambda t: Tensor(Node.from_buffer(t.node.buffer, t.shape)))
+
+    def _copy_input(self, position: int, buffer):
+        """A copy of `buffer` (input `position`) in a buffer of its own, kept for later calls; the copy kernel is
+        recorded the first time and replayed like the rest."""
+        if position not in self.input_copies:
+            source = Node.from_buffer(buffer, (buffer.size,))
+            copy = Node(Op.CONTIGUOUS, (source,), None, buffer.dtype, (buffer.size,), buffer.device)
+            record: list = []
+            with realize_module.capturing(record):
+                realize_module.realize_nodes([copy])
+            self.input_copies[position] = (self._prepare(record, [buffer]), copy.buffer)
+            return copy.buffer
+        steps, copied = self.input_copies[position]
+        self._launch(steps, [buffer])
+        return copied
 
 
 def _contains_tensor(value) -> bool:

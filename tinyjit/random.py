@@ -2,8 +2,10 @@
 
 Each draw hashes (element index + counter) with the seed; the counter lives in a device buffer that every draw
 advances with an in-place assign. Both the draw and the advance are kernels, so a captured TinyJit step replays
-them and gets fresh numbers each call (host-generated numbers would be baked into the capture). The stream is
-the same on every device for the same seed.
+them and gets fresh numbers each call (host-generated numbers would be baked into the capture). The seed lives
+in a device buffer too, and `manual_seed` writes it and resets the counters in place: replays of a step captured
+before it then draw what eager code draws after the same seed. The stream is the same on every device for the
+same seed.
 """
 from __future__ import annotations
 
@@ -17,13 +19,22 @@ from tinyjit.dtype import dtypes
 if TYPE_CHECKING:
     from tinyjit.tensor import Tensor
 
-_state: dict = {"seed": 0, "counters": {}, "aranges": {}}
+_state: dict = {"seed": 0, "counters": {}, "seeds": {}, "aranges": {}}
 
 
 def manual_seed(seed: int) -> None:
+    from tinyjit.tensor import Tensor
     _state["seed"] = int(seed) & 0xFFFFFFFF
-    _state["counters"].clear()
     _state.pop("host", None)
+    # in place: kernels captured by TinyJit read these buffers
+    written = [c.assign(Tensor(np.zeros((), np.uint32), device=d)) for d, c in _state["counters"].items()]
+    written += [s.assign(Tensor(_seed_mix(), device=d)) for d, s in _state["seeds"].items()]
+    if written:
+        Tensor.realize_all(*written)
+
+
+def _seed_mix() -> np.ndarray:
+    return np.array((_state["seed"] * 0x9E3779B9 + 0x632BE5AB) & 0xFFFFFFFF, np.uint32)
 
 
 def host_generator() -> np.random.Generator:
@@ -40,6 +51,14 @@ def _counter(device: str) -> "Tensor":
     if device not in counters:
         counters[device] = Tensor(np.zeros((), dtype=np.uint32), device=device)
     return counters[device]
+
+
+def _seed(device: str) -> "Tensor":
+    """The seed (mixed) as a 0-d uint32 on `device`."""
+    from tinyjit.tensor import Tensor
+    if device not in _state["seeds"]:
+        _state["seeds"][device] = Tensor(_seed_mix(), device=device)
+    return _state["seeds"][device]
 
 
 def _indices(n: int, device: str) -> "Tensor":
@@ -61,8 +80,8 @@ def _mix(h: "Tensor") -> "Tensor":
 def random_bits(n: int, device: str) -> "Tensor":
     """n uniformly random uint32 values (realized), advancing the device's counter by n."""
     counter = _counter(device)
-    seed_mix = (_state["seed"] * 0x9E3779B9 + 0x632BE5AB) & 0xFFFFFFFF
-    bits = _mix(_mix(_indices(n, device) + counter.reshape(1).expand(n)) ^ seed_mix).realize()
+    bits = _mix(_mix(_indices(n, device) + counter.reshape(1).expand(n)) ^ _seed(device).reshape(1).expand(n))
+    bits = bits.realize()
     counter.assign(counter + n).realize()
     return bits
 

@@ -7,28 +7,51 @@ generated source; 5 the linear program and the compiled output (optimized LLVM I
 from __future__ import annotations
 
 import atexit
+import threading
 import time
 from collections import defaultdict
+from contextlib import contextmanager
 
+from tinyjit import inplace
 from tinyjit.compiler import (CompiledKernel, KernelPlan, _thread_count, compile_kernel,  # noqa: F401 (API)
                               compile_plan, counters, describe_kernel, precompile)
+from tinyjit.deferred import take_deferred
 from tinyjit.device import Buffer
 from tinyjit.helpers import debug_level
+from tinyjit.lazy import Node
 from tinyjit.ops import Op
 from tinyjit.schedule import ScheduleItem, create_schedule, format_schedule
 
 _stats: dict[str, list] = defaultdict(lambda: [0, 0.0, 0, 0])   # name -> calls, seconds, flops, bytes
-# TinyJit capture: while a list is installed here, every launch is appended to it as (kind, runner, buffers)
-capture: list | None = None
+# TinyJit capture, per thread: while a list is installed, every launch this thread makes is appended to it as
+# (kind, runner, buffers); other threads' launches are not (see `capturing`)
+_capture = threading.local()
 
 
-def run_schedule(items: list[ScheduleItem]) -> None:
+@contextmanager
+def capturing(record: list | None):
+    """Record this thread's launches into `record` (None: record nothing) until the block ends."""
+    previous = getattr(_capture, "record", None)
+    _capture.record = record
+    try:
+        yield record
+    finally:
+        _capture.record = previous
+
+
+def run_schedule(items: list[ScheduleItem], preserve: dict | None = None) -> None:
+    """Launch the items in order. `preserve` (tinyjit.inplace.preservation_plan): before an assign overwrites a
+    buffer, the listed nodes still holding its contents get a copy of them."""
     level = debug_level()
+    capture = getattr(_capture, "record", None)
     kernels = [item for item in items if item.kind == "kernel" and item.output.size]
     for device in {item.output.device for item in kernels}:
         precompile(device, [item.ast for item in kernels if item.output.device == device])
     for item in items:
         node = item.output
+        target = inplace.target_buffer(node) if node.op == Op.ASSIGN else None
+        if target is not None and (item.preserve or preserve):
+            preserve_old_contents(target, item.preserve + (preserve or {}).get(id(target), []))
         if item.kind == "empty":
             node.buffer = Buffer(node.device, node.size, node.dtype)
             continue
@@ -40,7 +63,7 @@ def run_schedule(items: list[ScheduleItem]) -> None:
             if capture is not None:
                 capture.append(("copy", copy_buffer, [out, src.buffer]))
             continue
-        out = node.src[0].buffer if node.op == Op.ASSIGN else Buffer(node.device, node.size, node.dtype)
+        out = target if node.op == Op.ASSIGN else Buffer(node.device, node.size, node.dtype)
         if node.size == 0:
             node.buffer = out
             continue
@@ -78,14 +101,48 @@ def copy_buffer(dest: Buffer, src: Buffer) -> None:
     dest.copyin(src.numpy())
 
 
+def preserve_old_contents(buffer: Buffer, nodes: list[Node]) -> None:
+    """Copy `buffer` (about to be overwritten in place) into a new buffer for those `nodes` that still mean its
+    current contents. The copy is no part of a TinyJit capture: a replay must not redo it."""
+    holders = [n for n in nodes if n.buffer is buffer]
+    if not holders:
+        return
+    copy = Node(Op.CONTIGUOUS, (Node.from_buffer(buffer, (buffer.size,)),), None, buffer.dtype, (buffer.size,),
+                buffer.device)
+    with capturing(None):
+        run_schedule(create_schedule([copy]))
+    for n in holders:
+        n.buffer = copy.buffer
+    inplace.stats["buffers_preserved"] += 1
+
+
+def _with_inplace_readers(nodes: list[Node]) -> tuple[list[Node], list | None]:
+    """When some assign is pending, the buffers it overwrites may still be read by live tensors (tinyjit.inplace):
+    (the nodes to realize, plus what was deferred to the next update of what it reads, e.g. the loss of
+    backward(); the live lazy tensors). Otherwise (nodes, None): nothing is overwritten."""
+    if not inplace.assigns_pending():
+        return nodes, None
+    targets: list = []
+
+    def reads_overwritten(t) -> bool:
+        if not targets:
+            targets.append(inplace.assign_targets(nodes))
+        return inplace.reads_any(t.node, targets[0])
+    return nodes + [t.node for t in take_deferred(reads_overwritten)], inplace.lazy_tensors()
+
+
 def realize_nodes(nodes) -> None:
     level = debug_level()
     t0 = time.perf_counter()
     compiled_before = counters["kernels_compiled"]
-    schedule = create_schedule(list(nodes))
+    nodes, lazy = _with_inplace_readers(list(nodes))
+    schedule = create_schedule(nodes, [t.node for t in lazy or ()])
     if level >= 3 and schedule:
         print(format_schedule(schedule))
-    run_schedule(schedule)
+    run_schedule(schedule, None if lazy is None else inplace.preservation_plan(schedule, lazy))
+    for t in lazy or ():   # readers realized by this schedule: drop the graphs that made them
+        if t.node.realized:
+            t._collapse()
     if level >= 1 and schedule:
         kernels = sum(1 for s in schedule if s.kind == "kernel")
         compiled = counters["kernels_compiled"] - compiled_before

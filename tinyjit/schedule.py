@@ -9,10 +9,13 @@ Fusion rules (DESIGN.md):
 - a kernel boundary always comes from realize()/contiguous(), a device copy, an assign, and an empty buffer;
 - an assign writes its target in place. When its value reads the target at other positions (x.assign(x.T)) the
   value is computed into a temporary first, and kernels that read the target's old value run before it; assigns
-  that each read another's old target (an optimizer step's fused gradient reduces) get temporaries too.
+  that each read another's old target (an optimizer step's fused gradient reduces) get temporaries too. A kernel
+  that must run after an assign but reads the old value (it reads both), and assigns of plain buffers that each
+  read what another overwrites, read a copy of the old contents made just before the assign (`preserve`).
 """
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -33,6 +36,7 @@ class ScheduleItem:
     output: Node                    # the node whose buffer this item fills
     inputs: list[Node] = field(default_factory=list)   # nodes whose buffers the kernel reads, buffer 1..n
     ast: AstNode | None = None      # STORE of buffer 0, for kernels
+    preserve: list[Node] = field(default_factory=list)   # assigns: nodes of the old contents that get a copy first
 
     def __repr__(self) -> str:
         return f"<ScheduleItem {self.kind} {self.output.shape} inputs={len(self.inputs)}>"
@@ -44,7 +48,7 @@ def _is_trivial_reshape(node: Node) -> bool:
 
 
 class _Scheduler:
-    def __init__(self, outputs: list[Node]):
+    def __init__(self, outputs: list[Node], readers=()):
         self.outputs = [o for o in dict.fromkeys(outputs) if not o.realized]
         self.graph = toposort(self.outputs)
         self.consumers: dict[int, list[Node]] = defaultdict(list)
@@ -53,8 +57,15 @@ class _Scheduler:
                 continue
             for s in dict.fromkeys(node.src):
                 self.consumers[id(s)].append(node)
+        self._decide_realized(self.outputs)
+        stale = self._stale_readers(readers) if readers else []
+        if stale:   # they cut fusion paths of reduces: decide again with them as outputs
+            self._decide_realized(self.outputs + stale)
+
+    def _decide_realized(self, outputs: list[Node]) -> None:
+        """Which nodes get their own buffer: the outputs, boundaries, and reduces and values that cannot fuse."""
         self.realize: dict[int, Node] = {}
-        for node in self.outputs:
+        for node in outputs:
             self.realize[id(node)] = node
         for node in self.graph:
             if node.realized:
@@ -65,6 +76,30 @@ class _Scheduler:
                 self.realize[id(node.src[0])] = node.src[0]
         self._decide_reduces()
         self._decide_assign_temporaries()
+
+    def _stale_readers(self, readers) -> list[Node]:
+        """The nodes of `readers` (values a live tensor still holds) that this schedule computes inline and that read
+        a buffer one of its assigns overwrites: they would mean something else after it, so they are stored too
+        (tinyjit.inplace). A reader that also reads an assign's new value is left out (its old contents are copied
+        instead: no order of kernels could compute it in place)."""
+        # a reader inside the graph is consumed by something (an unconsumed one is an output: realized anyway)
+        candidates = [r for r in dict.fromkeys(readers) if id(r) in self.consumers and id(r) not in self.realize]
+        targets = {id(_target_buffer(n)) for n in self.graph if n.op == Op.ASSIGN and not n.realized}
+        if not candidates or not targets:
+            return []
+        reads_old: set[int] = set()   # through nodes that stay lazy, down to an overwritten buffer
+        reads_new: set[int] = set()   # through anything this schedule computes, up to an assign
+        for node in self.graph:       # sources come first
+            key = id(node)
+            if node.buffer is not None:
+                if id(node.buffer) in targets:
+                    reads_old.add(key)
+                continue
+            if node.op == Op.ASSIGN or any(id(s) in reads_new for s in node.src):
+                reads_new.add(key)
+            if key not in self.realize and any(id(s) in reads_old for s in node.src):
+                reads_old.add(key)
+        return [r for r in candidates if id(r) in reads_old and id(r) not in reads_new]
 
     def _fusion_root(self, reduce_node: Node):
         """The node whose kernel this reduce can fuse into, or None when it must be realized on its own.
@@ -156,6 +191,12 @@ class _Scheduler:
                     out = AstNode(Op.WHERE, (valid, out, zero), None, n.dtype)
             elif n.op in ELEMENTWISE:
                 out = AstNode(n.op, tuple(lower(s, moves) for s in n.src), n.arg, n.dtype)
+            elif n.op in REDUCE and any(n.src[0].shape[a] == 0 for a in n.arg):
+                # a reduce over no elements is its identity (whoever built it: Tensor methods, autograd's sums
+                # of broadcast gradients); a kernel never loops 0 times
+                out = AstNode(Op.CONST, (), (_reduce_identity(n.op, n.dtype), _apply(
+                    ShapeTracker.from_shape(()), ((Op.RESHAPE, (1,) * len(n.shape)), (Op.EXPAND, n.shape)) + moves)),
+                    n.dtype)
             elif n.op in REDUCE:
                 out = AstNode(n.op, (lower(n.src[0], ()),), n.arg, n.dtype)
             else:
@@ -185,13 +226,14 @@ class _Scheduler:
         return None
 
     def schedule(self) -> list[ScheduleItem]:
+        copied: set[int] = set()   # assigns whose old contents are copied for their readers instead of ordering
         while True:
             items = []
             for node in self.graph:
                 if id(node) in self.realize and not node.realized and node.op != Op.BUFFER:
                     items.append(self.build(node))
             try:
-                return _order_reads_before_assigns(items)
+                return _order_reads_before_assigns(items, copied)
             except _AssignCycle as cycle:
                 # Assigns that each read what another overwrites (two layers' weight updates, each with its
                 # gradient reduce fused in, reading the other's old weights): give their values temporaries, so
@@ -199,10 +241,8 @@ class _Scheduler:
                 values = [items[i].output.src[1] for i in cycle.assigns]
                 values = [v for v in values
                           if not v.realized and v.op not in _BOUNDARY_OPS and id(v) not in self.realize]
-                if not values:
-                    raise RuntimeError("assign: these in-place updates each read the old value of a buffer that "
-                                       "another of them overwrites; realize() such a value (old = (x * 1).realize()) "
-                                       "before assigning") from None
+                if not values:   # plain buffers (nothing to compute into a temporary): copy one's old contents
+                    copied.add(id(items[cycle.assigns[0]].output))
                 for v in values:
                     self.realize[id(v)] = v
 
@@ -228,9 +268,11 @@ def _reads_target_elsewhere(item: ScheduleItem) -> bool:
                for n in item.ast.toposort())
 
 
-def _order_reads_before_assigns(items: list[ScheduleItem]) -> list[ScheduleItem]:
+def _order_reads_before_assigns(items: list[ScheduleItem], copied=frozenset()) -> list[ScheduleItem]:
     """Dependency order, plus: a kernel that reads a buffer's old value runs before the assign that overwrites
-    it (a graph's meaning never changes, DESIGN.md). Otherwise the given order is kept."""
+    it (a graph's meaning never changes, DESIGN.md). When it cannot (it also depends on the assign) or the assign
+    is in `copied` (ids of assign nodes), the assign's item lists the old value's nodes in `preserve` instead: they
+    get a copy of the old contents just before it runs. Otherwise the given order is kept."""
     assigns = [i for i, item in enumerate(items) if item.output.op == Op.ASSIGN]
     if not assigns:
         return items
@@ -252,12 +294,13 @@ def _order_reads_before_assigns(items: list[ScheduleItem]) -> list[ScheduleItem]
                 return _target_buffer(n) is target and position[id(n)] != a and position[id(n)] not in after[a]
             return n.buffer is target
         for r, reader in enumerate(items):
-            if r == a or not any(reads_old_contents(n) for n in reader.inputs):
+            old_inputs = [n for n in reader.inputs if reads_old_contents(n)] if r != a else []
+            if not old_inputs:
                 continue
-            if r in after[a]:
-                raise RuntimeError(f"assign: a kernel of shape {reader.output.shape} reads a buffer both before and "
-                                   f"after it is assigned; realize() the old value (old = (x * 1).realize()) first")
-            deps[a].add(r)
+            if r in after[a] or id(items[a].output) in copied:
+                items[a].preserve.extend(n for n in old_inputs if n not in items[a].preserve)
+            else:
+                deps[a].add(r)
     order, done = [], set()
     while len(order) < len(items):
         ready = next((i for i in range(len(items)) if i not in done and deps[i] <= done), None)
@@ -291,15 +334,23 @@ def _zero(dtype):
     return False if dtype == dtypes.bool else 0 if dtype.is_int else 0.0
 
 
+def _reduce_identity(op: Op, dtype):
+    """What a reduce over no elements gives: 0 for a sum, the smallest value of the dtype for a max."""
+    if op == Op.SUM or dtype == dtypes.bool or dtype.is_unsigned:
+        return _zero(dtype)
+    return -(1 << (dtype.bits - 1)) if dtype.is_int else -math.inf
+
+
 def _apply(st: ShapeTracker, moves) -> ShapeTracker:
     for op, arg in moves:
         st = st.movement(op.name.lower(), arg)
     return st
 
 
-def create_schedule(outputs: list[Node]) -> list[ScheduleItem]:
-    """Kernels (in dependency order) that realize every node of `outputs`."""
-    return _Scheduler(outputs).schedule()
+def create_schedule(outputs: list[Node], readers=()) -> list[ScheduleItem]:
+    """Kernels (in dependency order) that realize every node of `outputs`. `readers` are nodes that live tensors
+    hold: those this schedule computes inline while they read a buffer it overwrites are realized too."""
+    return _Scheduler(outputs, readers).schedule()
 
 
 def format_schedule(items: list[ScheduleItem]) -> str:

@@ -11,6 +11,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from tinyjit import inplace
 from tinyjit.device import Buffer, canonicalize
 from tinyjit.dtype import (DType, DTypeNotSupported, check_fits, dtypes, least_upper_float, promote,
                            scalar_result_dtype)
@@ -73,6 +74,8 @@ class Tensor(AutogradMixin, CreationMixin, MathMixin, MovementMixin, ReduceMixin
         self.node: Node = node
         self._ctx = None   # autograd: the op that made this tensor when it was recorded (None for a leaf)
         self.grad: Optional[Tensor] = None
+        self._requires_grad = None
+        inplace.track(self)   # a value that can still be read: assigns keep its meaning (tinyjit.inplace)
         self.requires_grad = requires_grad
 
     # ---- properties ----
@@ -145,7 +148,9 @@ class Tensor(AutogradMixin, CreationMixin, MathMixin, MovementMixin, ReduceMixin
         grad keeps its graph (backward after .item() must reach the parameters), but an assign always collapses
         (or every optimizer step would grow the graph)."""
         if self.node.realized and self.node.op != Op.BUFFER and (self._ctx is None or self.node.op == Op.ASSIGN):
+            old = self.node
             self.node = Node.from_buffer(self.node.buffer, self.shape)
+            self._node_changed(old)
 
     def numpy(self) -> np.ndarray:
         self.realize()
@@ -182,7 +187,9 @@ class Tensor(AutogradMixin, CreationMixin, MathMixin, MovementMixin, ReduceMixin
         return Tensor(Node(Op.CONTIGUOUS, (self.node,), None, self.dtype, self.shape, self.device))._record(self)
 
     def assign(self, value) -> Tensor:
-        """Write `value` into this tensor's buffer (in place: the buffer is reused, not reallocated)."""
+        """Write `value` into this tensor's buffer (in place: the buffer is reused, not reallocated). Lazy values
+        built from this tensor before keep the value they read (the old contents are copied for them if they are
+        still needed when the assign runs, see tinyjit.inplace)."""
         value = value if isinstance(value, Tensor) else Tensor(value, dtype=self.dtype, device=self.device)
         if value.shape != self.shape and value.ndim <= self.ndim and \
                 broadcast_shape(value.shape, self.shape, "assign") == self.shape:
@@ -194,8 +201,12 @@ class Tensor(AutogradMixin, CreationMixin, MathMixin, MovementMixin, ReduceMixin
             value = value.cast(self.dtype)
         if not self.node.realized:
             self.realize()
-        target = self.node if self.node.op == Op.BUFFER else Node.from_buffer(self.node.buffer, self.shape)
+        # a target node of its own: the node other values read stays the old contents (and may get a copy of them)
+        target = Node.from_buffer(self.node.buffer, self.shape)
+        old = self.node
         self.node = Node(Op.ASSIGN, (target, value.node), None, self.dtype, self.shape, self.device)
+        inplace.note_assign(self)
+        self._node_changed(old)
         return self
 
     # ---- primitive application (autograd hooks in here) ----

@@ -8,9 +8,12 @@ PyTorch's rules: ops on tensors that do not require grad, ops run under `Tensor.
 is also reached along another path.
 
 Leaves are tensors whose `requires_grad` was set to True by the user (constructor argument, attribute or
-`requires_grad_()`); a weak registry of them lets `backward()` find the tensors to fill. A leaf is matched
-against the graph by node identity, or by its buffer: realizing a leaf swaps its node for a BUFFER node over
-the same memory (to free the graph that made it), while graphs built earlier still hold the old node.
+`requires_grad_()`); a weak registry of them lets `backward()` find the tensors to fill. A leaf is a tensor,
+not a buffer: when a tensor becomes a leaf it is realized and gets a node of its own (a BUFFER node over its
+memory, no copy), so `w1.detach().requires_grad_()` or `Tensor(w1, requires_grad=True)` is another leaf than
+`w1` although both read the same memory. A leaf is matched against the graph by the nodes it has had: its
+node changes when an assign updates it (an optimizer step) and when that is realized, while graphs built
+earlier still hold the old node (`_leaf_nodes`). Gradient does not flow past a leaf's node.
 
 Realized results that require grad keep their graph (no collapse) so `loss.item()` before
 `loss.backward()` works; an assign always collapses, so an optimizer step does not grow the graph.
@@ -36,6 +39,8 @@ if TYPE_CHECKING:
 _edges: "weakref.WeakKeyDictionary[Node, tuple]" = weakref.WeakKeyDictionary()
 # id(tensor) -> weak reference, for every leaf with requires_grad=True (keyed by id: Tensor.__eq__ is an op)
 _leaves: dict[int, weakref.ref] = {}
+# every node a leaf has had (its own since it became a leaf, then each assign's) -> weak reference to the leaf
+_leaf_nodes: "weakref.WeakKeyDictionary[Node, weakref.ref]" = weakref.WeakKeyDictionary()
 
 
 def _register(t: "Tensor") -> None:
@@ -89,11 +94,29 @@ class AutogradMixin:
         if value and not self.dtype.is_float:
             raise RuntimeError(f"requires_grad: only float tensors can require gradients, got {self.dtype.name}")
         if value and self._ctx is None:
+            if id(self) not in _leaves:
+                self._become_leaf()
             _register(self)
         elif not value and self._ctx is not None:
             raise RuntimeError("requires_grad: cannot turn it off on a result computed from tensors that require "
                                "grad; use .detach()")
         self._requires_grad = value
+
+    def _become_leaf(self) -> None:
+        """Give a new leaf a node of its own over its realized value (the same memory), so that it is told apart
+        from every other tensor reading that memory or node (a detached copy of it, the tensor it was made from)."""
+        from tinyjit.tensor import Tensor
+        if not self.node.realized:
+            Tensor.realize(self)
+        self.node = Node.from_buffer(self.node.buffer, self.shape)
+        _leaf_nodes[self.node] = weakref.ref(self)
+
+    def _node_changed(self, old: Node) -> None:
+        """Called when this tensor's node was replaced (an assign, or realizing one): a leaf keeps both."""
+        if self._ctx is None and id(self) in _leaves:
+            ref = weakref.ref(self)
+            _leaf_nodes[old] = ref
+            _leaf_nodes[self.node] = ref
 
     def requires_grad_(self, requires_grad: bool = True) -> "Tensor":
         self.requires_grad = requires_grad
@@ -195,22 +218,35 @@ def _gradients(outputs: list, tensors: list, grad_outputs: Optional[list], op: s
             if g.device != o.device:
                 raise RuntimeError(f"{op}: gradient on {g.device}, output on {o.device}")
             grad_nodes.append(g.node)
+    # a tensor stands for its current node, and a leaf also for every node it had before (see _leaf_nodes)
     by_node: dict[int, list[int]] = {}
-    by_buffer: dict[int, list[int]] = {}
+    position = {id(t): i for i, t in enumerate(tensors)}
     for i, t in enumerate(tensors):
         by_node.setdefault(id(t.node), []).append(i)
-        if t.node.buffer is not None:
-            by_buffer.setdefault(id(t.node.buffer), []).append(i)
+    leaf_nodes = {id(t.node) for t in tensors if t._ctx is None}
+
+    def leaf_of(node: Node):
+        ref = _leaf_nodes.get(node)
+        leaf = ref() if ref is not None else None
+        return leaf if leaf is not None and leaf._ctx is None and leaf.requires_grad else None
+
+    def edges(node: Node) -> Optional[tuple]:
+        # no gradient flows past a leaf (a node a leaf had may still have sources, e.g. an assign's value)
+        if id(node) in leaf_nodes or leaf_of(node) is not None:
+            return None
+        return _recorded_edges(node)
+
     matched: list[tuple[int, Node]] = []
-    for node in autograd.reachable(out_nodes, _recorded_edges):
+    for node in autograd.reachable(out_nodes, edges):
         owners = set(by_node.get(id(node), ()))
-        if node.buffer is not None:
-            owners.update(by_buffer.get(id(node.buffer), ()))
+        leaf = leaf_of(node)
+        if leaf is not None and id(leaf) in position:
+            owners.add(position[id(leaf)])
         matched.extend((i, node) for i in sorted(owners))
     result: list[Optional[Node]] = [None] * len(tensors)
     if not matched:
         return result
-    grads = autograd.gradient(out_nodes, [n for _, n in matched], grad_nodes, _recorded_edges)
+    grads = autograd.gradient(out_nodes, [n for _, n in matched], grad_nodes, edges)
     for (i, _), g in zip(matched, grads):
         if g is not None:
             result[i] = g if result[i] is None else result[i].alu(Op.ADD, g)

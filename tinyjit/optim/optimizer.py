@@ -129,7 +129,7 @@ class Optimizer:
             params = [p for p in group["params"] if p.grad is not None]
             if not params:
                 continue
-            targets.extend(self._begin_group(group, params[0].device))
+            targets.extend(self._begin_group(group, params))
             for p in params:
                 if p.grad.shape != p.shape:
                     raise RuntimeError(f"{type(self).__name__}: gradient of shape {p.grad.shape} does not match its "
@@ -142,8 +142,9 @@ class Optimizer:
         return targets
 
     def step(self, closure=None) -> Optional[Any]:
-        """One update of every parameter that has a gradient, realized in a single schedule. A closure (PyTorch
-        style) is called first and its result returned."""
+        """One update of every parameter that has a gradient, realized in a single schedule; a parameter whose
+        `.grad` is None is skipped and its state does not advance (torch.optim). A closure (PyTorch style) is
+        called first and its result returned."""
         loss = closure() if closure is not None else None
         targets = self.schedule_step()
         if isinstance(loss, Tensor):
@@ -152,8 +153,9 @@ class Optimizer:
             Tensor.realize_all(*targets)
         return loss
 
-    def _begin_group(self, group: ParamGroup, device: str) -> list[Tensor]:
-        """Per-group work once per step, before the parameters' updates; returns the tensors it assigned."""
+    def _begin_group(self, group: ParamGroup, params: list[Tensor]) -> list[Tensor]:
+        """Per-group work once per step, before the updates of `params` (the group's parameters that have a
+        gradient this step); returns the tensors it assigned."""
         return []
 
     def _update(self, p: Tensor, grad: Tensor, group: ParamGroup, state: dict) -> list[Tensor]:

@@ -10,6 +10,8 @@ buffers; otherwise the parameter and its state would each need to be overwritten
 """
 from __future__ import annotations
 
+import numpy as np
+
 from tinyjit.optim.optimizer import Optimizer, ParamGroup
 from tinyjit.tensor import Tensor
 
@@ -68,18 +70,66 @@ class Adam(Optimizer):
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
                                       amsgrad=amsgrad, maximize=maximize))
 
-    def _begin_group(self, group: ParamGroup, device: str) -> list[Tensor]:
-        # The bias corrections 1 - beta^t live on the device, so the step count never leaves it. They advance as
-        # c <- c * beta + (1 - beta), which stays accurate in float32 (1 - beta2^t from a float32 beta2^t would be
-        # off by ~1e-5 relative). They are per group, not per parameter: a parameter that skips steps (no
-        # gradient) shares its group's count.
+    def _begin_group(self, group: ParamGroup, params: list[Tensor]) -> list[Tensor]:
+        # Each parameter has its own step count t, as in torch.optim: a parameter without a gradient at a step is
+        # skipped and its count does not advance. The count is kept as the bias corrections [1 - beta1^t,
+        # 1 - beta2^t] in a (2,) tensor on the device (a step captured by TinyJit advances it on replay); it
+        # advances as c <- c * beta + (1 - beta), which stays accurate in float32 (1 - beta2^t from a float32
+        # beta2^t would be off by ~1e-5 relative). Parameters that have stepped together share one tensor, so
+        # a step advances one tensor per group and device, not one per parameter; when only some of them step,
+        # those get a copy of it (read back once on the host: no kernel, nothing captured).
+        stepping = {id(p) for p in params}
+        advanced: dict[int, Tensor] = {}     # id(count before this step) -> the count the stepping ones use now
+        fresh: dict[str, Tensor] = {}        # device -> the count of parameters stepping for the first time
         out = []
-        for name, beta in (("bias_correction1", group["betas"][0]), ("bias_correction2", group["betas"][1])):
-            if name not in group.state:
-                group.state[name] = self._scalar(0.0, device)
-            c = group.state[name]
-            out.append(c.assign(c * beta + (1 - beta)))
+        for p in params:
+            state = self.state.setdefault(p, {})
+            count = state.get("bias_correction")
+            if count is None:
+                if p.device not in fresh:
+                    fresh[p.device] = Tensor(np.zeros(2, np.float32), device=p.device, requires_grad=False)
+                    out.append(self._advance(fresh[p.device], group))
+                state["bias_correction"] = fresh[p.device]
+                continue
+            if id(count) not in advanced:
+                sharing = [q for q in group["params"] if self.state.get(q, {}).get("bias_correction") is count]
+                if any(id(q) not in stepping for q in sharing):   # some skip this step: the others go on alone
+                    count = Tensor(count.numpy(), device=p.device, requires_grad=False)
+                advanced[id(state["bias_correction"])] = count
+                out.append(self._advance(count, group))
+            state["bias_correction"] = advanced[id(state["bias_correction"])]
         return out
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """As Optimizer.load_state_dict; parameters saved with equal step counts share one count tensor again.
+        (A checkpoint from before per-parameter counts gives every parameter with state its group's count.)"""
+        counts, states = {}, {}
+        for i, saved in state_dict["state"].items():
+            saved = dict(saved)
+            if "bias_correction" in saved:
+                value = saved.pop("bias_correction")
+                counts[int(i)] = np.asarray(value.numpy() if hasattr(value, "numpy") else value, np.float32)
+            states[i] = saved
+        super().load_state_dict({**state_dict, "state": states})
+        group_states = state_dict.get("group_state", [{}] * len(self.param_groups))
+        params = [(g, p) for g in range(len(self.param_groups)) for p in self.param_groups[g]["params"]]
+        shared: dict[tuple, Tensor] = {}
+        for i, (g, p) in enumerate(params):
+            if i not in counts and "exp_avg" in self.state.get(p, {}) and "bias_correction1" in group_states[g]:
+                legacy = group_states[g]
+                counts[i] = np.array([np.asarray(legacy[f"bias_correction{k}"]).item() for k in (1, 2)], np.float32)
+            if i in counts:
+                key = (g, p.device, counts[i].tobytes())
+                if key not in shared:
+                    shared[key] = Tensor(counts[i].reshape(2), device=p.device, requires_grad=False)
+                self.state[p]["bias_correction"] = shared[key]
+
+    @staticmethod
+    def _advance(count: Tensor, group: ParamGroup) -> Tensor:
+        def pair(a: float, b: float) -> Tensor:   # constants (nothing uploaded), each rounded once from Python
+            return Tensor.full((1,), a, device=count.device).cat(Tensor.full((1,), b, device=count.device))
+        beta1, beta2 = group["betas"]
+        return count.assign(count * pair(beta1, beta2) + pair(1 - beta1, 1 - beta2))
 
     def _update(self, p: Tensor, grad: Tensor, group: ParamGroup, state: dict) -> list[Tensor]:
         beta1, beta2 = group["betas"]
@@ -93,7 +143,7 @@ class Adam(Optimizer):
                 g = g + param * group["weight_decay"]
         m = self._state_buffer(state, "exp_avg", p)
         v = self._state_buffer(state, "exp_avg_sq", p)
-        bc1, bc2 = group.state["bias_correction1"], group.state["bias_correction2"]   # advanced this step
+        bc1, bc2 = state["bias_correction"][0], state["bias_correction"][1]   # advanced this step
         out = [m.assign(m + (g - m) * (1 - beta1)), v.assign(v * beta2 + g * g * (1 - beta2))]
         second = v
         if group["amsgrad"]:

@@ -1,0 +1,233 @@
+"""A lazy value keeps its meaning after an in-place update of what it reads (assign, +=, setitem, optimizer steps),
+across separate realizes; the old contents are copied only when a live tensor still reads them (tinyjit.inplace).
+Views are values, not aliases: a view or detached tensor made before an update keeps the old value."""
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tinyjit import Tensor, inplace, nn, optim
+from tinyjit.realize import counters
+
+UPDATES = {   # name -> (update of x in place, its result from x0 = [1, 2, 3])
+    "iadd": (lambda x: x.__iadd__(1), [2, 3, 4]),
+    "isub": (lambda x: x.__isub__(Tensor([1.0, 1.0, 2.0])), [0, 1, 1]),
+    "imul": (lambda x: x.__imul__(x), [1, 4, 9]),
+    "itruediv": (lambda x: x.__itruediv__(2), [0.5, 1, 1.5]),
+    "assign": (lambda x: x.assign(Tensor([7.0, 8.0, 9.0])), [7, 8, 9]),
+    "assign_reversed": (lambda x: x.assign(x.flip(0)), [3, 2, 1]),
+    "setitem": (lambda x: x.__setitem__(0, 5.0), [5, 2, 3]),
+    "setitem_slice": (lambda x: x.__setitem__(slice(1, None), Tensor([0.0, -1.0])), [1, 0, -1]),
+}
+
+
+def _readers(x):
+    """Lazy values of several kinds that read x, and what they are for x = [1, 2, 3]."""
+    return [(x * 3, [3, 6, 9]), (x[1:], [2, 3]), (x.detach(), [1, 2, 3]), (Tensor(x), [1, 2, 3]),
+            (x.sum(), 6), (x.flip(0) + x, [4, 4, 4]), (x.reshape(3, 1).expand(3, 2).T, [[1, 2, 3]] * 2)]
+
+
+@pytest.mark.parametrize("update", list(UPDATES))
+def test_lazy_values_keep_their_meaning_after_an_update(device, update):
+    fn, after = UPDATES[update]
+    x = Tensor([1.0, 2.0, 3.0]).realize()
+    buffer = x.node.buffer
+    readers = _readers(x)
+    fn(x)
+    x.realize()
+    assert x.node.buffer is buffer   # still in place
+    Tensor.realize_all(*[r for r, _ in readers])
+    for r, want in readers:
+        np.testing.assert_allclose(r.numpy(), want)
+    np.testing.assert_allclose(x.numpy(), after)
+
+
+def test_the_issue_example(device):
+    x = Tensor([1.0, 2.0]).realize()
+    r = x * 3
+    x += 1
+    x.realize()
+    np.testing.assert_allclose(r.numpy(), [3, 6])
+    np.testing.assert_allclose(x.numpy(), [2, 3])
+
+
+def test_every_node_over_the_buffer_keeps_its_version(device):
+    b = Tensor([1.0, 2.0]).realize()
+    a = b + 1
+    c = a * 2          # reads a's node, which becomes a realized node over the buffer that is then updated
+    a.realize()
+    a += 1
+    y = a * 2          # reads the (lazy) assign: the value after the first update
+    a.realize()
+    a += 10
+    z = a - 1
+    a.realize()
+    Tensor.realize_all(c, y, z)
+    np.testing.assert_allclose(c.numpy(), [4, 6])
+    np.testing.assert_allclose(y.numpy(), [6, 8])
+    np.testing.assert_allclose(z.numpy(), [12, 13])
+    np.testing.assert_allclose(a.numpy(), [13, 14])
+
+
+def test_ints_and_half(device):
+    x = Tensor(np.array([1, 2], np.int32)).realize()
+    h = Tensor(np.array([1.5, 2.5], np.float16)).realize()
+    rx, rh = x * 3, h * 2
+    x.assign(Tensor(np.array([7, 8], np.int32)))
+    h[1] = 0.0
+    Tensor.realize_all(x, h)
+    np.testing.assert_array_equal(rx.numpy(), [3, 6])
+    np.testing.assert_array_equal(rh.numpy(), np.array([3, 5], np.float16))
+    np.testing.assert_array_equal(h.numpy(), np.array([1.5, 0], np.float16))
+
+
+def test_copies_only_when_a_live_tensor_reads_the_old_contents(device):
+    x = Tensor([1.0, 2.0]).realize()
+    buffer = x.node.buffer
+    before = inplace.stats["buffers_preserved"]
+    for _ in range(3):
+        x += 1
+        x.realize()
+        (x * 2).realize()                  # read, but realized before the next update: nothing to keep
+    assert inplace.stats["buffers_preserved"] == before and x.node.buffer is buffer
+    readers = [x * 2, x + 1, x[::-1]]      # three readers of the same contents: one copy
+    x += 1
+    x.realize()
+    assert inplace.stats["buffers_preserved"] == before + 1 and x.node.buffer is buffer
+    np.testing.assert_allclose([r.numpy() for r in readers], [[8, 10], [5, 6], [5, 4]], rtol=0)
+    del readers
+    x += 1
+    x.realize()                            # the readers are gone: no copy
+    assert inplace.stats["buffers_preserved"] == before + 1
+
+
+def test_a_reader_the_schedule_computes_is_stored_not_copied(device):
+    x = Tensor([1.0, 2.0]).realize()
+    y = x * 2                      # a live tensor, computed inline by the assign's kernel below
+    x.assign(y + 1)
+    before = inplace.stats["buffers_preserved"]
+    x.realize()
+    assert inplace.stats["buffers_preserved"] == before and y.node.realized
+    np.testing.assert_allclose(y.numpy(), [2, 4])
+    np.testing.assert_allclose(x.numpy(), [3, 5])
+
+
+def _torch_pair(seed=0):
+    torch.manual_seed(seed)
+    theirs = torch.nn.Sequential(torch.nn.Linear(4, 5), torch.nn.ReLU(), torch.nn.Linear(5, 3))
+    ours = nn.Sequential(nn.Linear(4, 5), nn.ReLU(), nn.Linear(5, 3))
+    ours.load_state_dict({k: v.detach().numpy() for k, v in theirs.state_dict().items()})
+    return ours, theirs
+
+
+OPTIMIZERS = {
+    "sgd": (lambda p: optim.SGD(p, lr=0.5), lambda p: torch.optim.SGD(p, lr=0.5)),
+    "sgd_momentum": (lambda p: optim.SGD(p, lr=0.1, momentum=0.9, nesterov=True),
+                     lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9, nesterov=True)),
+    "adam": (lambda p: optim.Adam(p, lr=0.1), lambda p: torch.optim.Adam(p, lr=0.1)),
+    "adamw": (lambda p: optim.AdamW(p, lr=0.1), lambda p: torch.optim.AdamW(p, lr=0.1)),
+    "rmsprop": (lambda p: optim.RMSprop(p, lr=0.1, momentum=0.5, centered=True),
+                lambda p: torch.optim.RMSprop(p, lr=0.1, momentum=0.5, centered=True)),
+}
+
+
+@pytest.mark.parametrize("name", ["sgd", "sgd_momentum", "adam", "rmsprop"])
+def test_optimizer_step_keeps_lazy_predictions_and_gradients(device, name):
+    """A prediction built before opt.step() and realized after uses the old weights; .grad after the step is the
+    gradient at the old weights (as in PyTorch)."""
+    rng = np.random.default_rng(1)
+    xa, ya, xt = (rng.standard_normal((6, 4)).astype(np.float32), rng.integers(0, 3, 6),
+                  rng.standard_normal((6, 4)).astype(np.float32))   # shapes of other tests: kernels compiled once
+    ours, theirs = _torch_pair()
+    make, tmake = OPTIMIZERS[name]
+    opt, topt = make(ours.parameters()), tmake(theirs.parameters())
+    for step in range(2):
+        opt.zero_grad()
+        pred = ours(Tensor(xt))    # lazy: reads the weights before the step
+        ours(Tensor(xa)).cross_entropy(Tensor(ya.astype(np.int32))).backward()
+        before = inplace.stats["buffers_preserved"]
+        opt.step()
+        assert inplace.stats["buffers_preserved"] - before == 4   # the prediction reads every parameter
+        topt.zero_grad()
+        tpred = theirs(torch.tensor(xt)).detach().numpy()
+        torch.nn.functional.cross_entropy(theirs(torch.tensor(xa)), torch.tensor(ya)).backward()
+        topt.step()
+        np.testing.assert_allclose(pred.numpy(), tpred, rtol=1e-5, atol=1e-6, err_msg=f"step {step}")
+        for p, tp in zip(ours.parameters(), theirs.parameters()):
+            np.testing.assert_allclose(p.grad.numpy(), tp.grad.numpy(), rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(p.numpy(), tp.detach().numpy(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", list(OPTIMIZERS) + ["lion"])
+def test_a_training_loop_copies_nothing(name):
+    """The usual loop (zero_grad, forward, backward, step, with the output and the loss still held) leaves nothing
+    lazy that reads the old weights except what the step computes anyway: no copies, the same kernels every step."""
+    rng = np.random.default_rng(2)
+    x, y = Tensor(rng.standard_normal((6, 4)).astype(np.float32)), Tensor(rng.integers(0, 3, 6).astype(np.int32))
+    ours, _ = _torch_pair()
+    make = OPTIMIZERS[name][0] if name != "lion" else (lambda p: optim.Lion(p, lr=0.01))
+    opt = make(ours.parameters())
+    kernels = []
+    before = inplace.stats["buffers_preserved"]
+    for _ in range(3):
+        start = counters["kernels_launched"]
+        opt.zero_grad()
+        out = ours(x)
+        loss = out.cross_entropy(y)
+        loss.backward()
+        opt.step()
+        kernels.append(counters["kernels_launched"] - start)
+    assert inplace.stats["buffers_preserved"] == before
+    assert kernels[1] == kernels[2], kernels
+    assert np.isfinite(loss.item()) and out.numpy().shape == (6, 3)
+
+
+# a random program of updates, reads and realizes against numpy with value semantics
+READS = [lambda t: t * 3, lambda t: t[1:], lambda t: t.detach(), lambda t: t.sum(0, keepdim=True),
+         lambda t: t.flip(0) + t]
+READS_NP = [lambda a: a * 3, lambda a: a[1:], lambda a: a.copy(), lambda a: a.sum(0, keepdims=True),
+            lambda a: a[::-1] + a]
+WRITES = [(lambda t: t.__iadd__(1), lambda a: a + 1), (lambda t: t.__setitem__(0, -2.0), lambda a: np.r_[-2, a[1:]]),
+          (lambda t: t.assign(t.flip(0) * 2), lambda a: a[::-1] * 2)]
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.sampled_from(["read", "write", "realize_x", "realize_reads"]), st.integers(0, 4)),
+                min_size=1, max_size=10))
+def test_random_programs_of_updates_and_reads(program):
+    x, value = Tensor([1.0, 2.0, 3.0]).realize(), np.array([1.0, 2.0, 3.0], np.float32)
+    reads = []
+    for action, k in program:
+        if action == "read":
+            reads.append((READS[k](x), READS_NP[k](value)))
+        elif action == "write":
+            update, update_np = WRITES[k % len(WRITES)]
+            update(x)
+            value = update_np(value).astype(np.float32)
+        elif action == "realize_x":
+            x.realize()
+        elif reads:
+            Tensor.realize_all(*[r for r, _ in reads[-(k + 1):]])
+    for r, want in reads:
+        np.testing.assert_allclose(r.numpy(), want)
+    np.testing.assert_allclose(x.numpy(), value)
+
+
+def test_a_hand_written_update_realizes_the_loss_with_it(device):
+    """backward() defers its output to the next update of what it reads: the loss rides along with a hand-written
+    `w.assign(...)` too (no copy of w), and is the loss before the update."""
+    w = Tensor([1.0, 2.0, 3.0], requires_grad=True)
+    before = inplace.stats["buffers_preserved"]
+    losses = []
+    for _ in range(3):
+        w.grad = None
+        loss = (w * w).sum()       # reads w directly: not through anything the update computes anyway
+        loss.backward()
+        with Tensor.no_grad():
+            w.assign(w - 0.25 * w.grad)
+        w.realize()
+        assert loss.node.realized
+        losses.append(loss.item())
+    assert inplace.stats["buffers_preserved"] == before
+    np.testing.assert_allclose(losses, [14, 3.5, 0.875])
