@@ -350,7 +350,10 @@ class NNMixin:
         return _reduce_loss(loss, reduction, None)
 
     def gather(self, dim: int, index) -> "Tensor":
-        """out[i][j] = self[index[i][j]][j] for dim=0 (PyTorch semantics), via a one-hot reduce."""
+        """torch.gather: out[i][j][k] = self[index[i][j][k]][j][k] for dim=0 (and likewise for every dim); index is
+        an int tensor with self's number of dims and no dim larger than self's, except along `dim`. Computed as a
+        one-hot multiply-sum over self's axis `dim`. Raises ValueError/TypeError for a bad index shape or dtype, and
+        IndexError for an index outside [0, self.shape[dim]) (see tinyjit.index_check)."""
         from tinyjit.tensor import Tensor
         d = _axis(self, dim, "gather")
         self._same_device("gather", index)
@@ -358,11 +361,15 @@ class NNMixin:
             raise ValueError(f"gather: index has {index.ndim} dims, input {self.shape} has {self.ndim}")
         if index.dtype.is_float:
             raise TypeError(f"gather: index must be an int tensor, got {index.dtype.name}")
+        if any(i != d and si > sx for i, (si, sx) in enumerate(zip(index.shape, self.shape))):
+            raise ValueError(f"gather: index of shape {index.shape} is larger than the input {self.shape} in a dim "
+                             f"other than dim {d}")
         n = self.shape[d]
         x = self.shrink(tuple(None if i == d else (0, s) for i, s in enumerate(index.shape)))
-        # (..., idx_d, ..., 1) == arange(n) along a new last axis, then pick and sum
+        # onehot (*index.shape, n) picks along a new last axis: move axis d of x there (the other axes keep their
+        # order) and put a size-1 axis in its place, so x lines up with the index
         onehot = index.unsqueeze(-1) == Tensor.arange(n, dtype=index.dtype, device=self.device)
-        xs = x.transpose(d, -1).unsqueeze(d)   # (..., 1 at d, ..., n)
+        xs = x.permute([i for i in range(x.ndim) if i != d] + [d]).unsqueeze(d)
         picked = onehot.where(xs, 0)
         return picked.sum(-1, dtype=self.dtype if self.dtype.is_float else None).cast(self.dtype)
 
