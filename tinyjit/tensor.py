@@ -369,12 +369,12 @@ class Tensor(AutogradMixin, CreationMixin, MathMixin, MovementMixin, ReduceMixin
         magnitude = (y * zero.where(1.0, x.abs()).log2()).exp2()
         general = (negative & y_odd).where(-magnitude, magnitude)
         no_real_result = negative & ~y_int & (x != -math.inf)   # NaN, with NaN gradients like PyTorch
-        general = no_real_result.where(magnitude * no_real_result.where(math.nan, 1.0), general)
+        general = no_real_result.where(magnitude * no_real_result.where(x.full_like(math.nan), 1.0), general)
         # x == 0: 0 ** y is 0 (y > 0), 1 (y == 0), inf (y < 0, as 2^(y * -inf): its y-gradient is -inf, PyTorch's
         # inf * log(0)) and NaN for a NaN y. The base's gradient y 0^(y-1) is 1 for y == 1 (x itself), +inf for
         # 0 < y < 1 and -inf for y < 0 (+-sqrt(x), whose gradient at 0 is inf), else 0.
         y_negative = y < 0
-        at_zero = (y_negative & zero).where(-math.inf, 0.0)
+        at_zero = (y_negative & zero).where(x.full_like(-math.inf), 0.0)
         at_zero = (y > 0).where(0.0, y_negative.where((y * at_zero).exp2(), (y == 0).where(1.0, y)))
         steep = zero & ((y < 1) & (y != 0))
         root = steep.where(x, 1.0).sqrt()

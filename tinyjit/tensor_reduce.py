@@ -155,15 +155,19 @@ class ReduceMixin:
 
     def softmax(self, axis=-1, dim=None) -> "Tensor":
         axis = _pick_axis(axis if dim is None else None, dim) if dim is not None else axis
-        _axes(self, axis, "softmax")
+        axes = _axes(self, axis, "softmax")
         x = self._float()
+        if any(self.shape[a] == 0 for a in axes):   # nothing to normalize: the (empty) result, like PyTorch
+            return x * 1
         e = (x - x.max(axis, keepdim=True)).exp()
         return e / e.sum(axis, keepdim=True)
 
     def log_softmax(self, axis=-1, dim=None) -> "Tensor":
         axis = dim if dim is not None else axis
-        _axes(self, axis, "log_softmax")
+        axes = _axes(self, axis, "log_softmax")
         x = self._float()
+        if any(self.shape[a] == 0 for a in axes):
+            return x * 1
         shifted = x - x.max(axis, keepdim=True)
         return shifted - shifted.exp().sum(axis, keepdim=True).log()
 
