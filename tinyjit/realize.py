@@ -10,6 +10,7 @@ import atexit
 import time
 from collections import defaultdict
 
+from tinyjit import index_check
 from tinyjit.compiler import (CompiledKernel, KernelPlan, _thread_count, compile_kernel,  # noqa: F401 (API)
                               compile_plan, counters, describe_kernel, precompile)
 from tinyjit.device import Buffer
@@ -79,10 +80,12 @@ def copy_buffer(dest: Buffer, src: Buffer) -> None:
 
 
 def realize_nodes(nodes) -> None:
+    nodes = list(nodes)
+    index_check.before_realize(nodes)   # out-of-range lazy indices raise here, before anything runs
     level = debug_level()
     t0 = time.perf_counter()
     compiled_before = counters["kernels_compiled"]
-    schedule = create_schedule(list(nodes))
+    schedule = create_schedule(nodes)
     if level >= 3 and schedule:
         print(format_schedule(schedule))
     run_schedule(schedule)

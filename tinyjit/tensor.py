@@ -49,7 +49,8 @@ class Tensor(AutogradMixin, CreationMixin, MathMixin, MovementMixin, ReduceMixin
                 if arr.dtype == np.float64 and dtype is None:
                     arr = arr.astype(np.float32)
                 elif arr.dtype == np.int64 and dtype is None and arr.size:
-                    arr = arr.astype(np.int32) if np.abs(arr).max() < 2 ** 31 else arr
+                    # the default int (int32) when every value fits it, else int64 (-2**63 included)
+                    arr = arr.astype(np.int32) if -2 ** 31 <= arr.min() and arr.max() < 2 ** 31 else arr
                 elif arr.size == 0 and dtype is None:
                     arr = arr.astype(np.float32)
             elif isinstance(data, np.ndarray) or np.isscalar(data):

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Optional
 
 from tinyjit.dtype import dtypes
 from tinyjit.helpers import prod
+from tinyjit.index_check import check_index, wide_enough
 from tinyjit.tensor_movement import _axis
 
 if TYPE_CHECKING:
@@ -312,9 +313,11 @@ class NNMixin:
         if self.dtype.is_float:
             raise TypeError(f"one_hot: needs an int tensor, got {self.dtype.name}")
         if num_classes == -1:
-            num_classes = int(self.max().item()) + 1
-        classes = Tensor.arange(num_classes, dtype=self.dtype, device=self.device)
-        return (self.unsqueeze(-1) == classes).cast(dtypes.int64)
+            num_classes = int(self.max().item()) + 1 if self.numel() else 0
+        index = wide_enough(self, num_classes)
+        onehot = index.unsqueeze(-1) == Tensor.arange(num_classes, dtype=index.dtype, device=self.device)
+        check_index(self, 0, num_classes, "one_hot", f"{num_classes} classes", reader=onehot, what="class value")
+        return onehot.cast(dtypes.int64)
 
     def cross_entropy(self, target, reduction: str = "mean", label_smoothing: float = 0.0,
                       ignore_index: int = -100, weight=None) -> "Tensor":
@@ -357,8 +360,10 @@ class NNMixin:
                              f"(expected {expected})")
         moved = self.permute(0, *range(2, self.ndim), 1) if self.ndim > 2 else self   # classes last
         valid = target != ignore_index
-        onehot = valid.where(target, 0).unsqueeze(-1) == Tensor.arange(classes, dtype=target.dtype,
-                                                                        device=self.device)
+        picks = wide_enough(valid.where(target, 0), classes)
+        onehot = picks.unsqueeze(-1) == Tensor.arange(classes, dtype=picks.dtype, device=self.device)
+        check_index(target, 0, classes, name, f"{classes} classes", reader=onehot, what="target",
+                    allowed=ignore_index)
         picked = -(onehot.where(moved, 0.0)).sum(-1)
         if weight is None:
             loss, target_weight = picked, None
@@ -407,7 +412,9 @@ class NNMixin:
         x = self.shrink(tuple(None if i == d else (0, s) for i, s in enumerate(index.shape)))
         # onehot (*index.shape, n) picks along a new last axis: move axis d of x there (the other axes keep their
         # order) and put a size-1 axis in its place, so x lines up with the index
+        index = wide_enough(index, n)
         onehot = index.unsqueeze(-1) == Tensor.arange(n, dtype=index.dtype, device=self.device)
+        check_index(index, 0, n, "gather", f"dimension {d} with size {n}", reader=onehot)
         xs = x.permute([i for i in range(x.ndim) if i != d] + [d]).unsqueeze(d)
         picked = onehot.where(xs, 0)
         return picked.sum(-1, dtype=self.dtype if self.dtype.is_float else None).cast(self.dtype)
