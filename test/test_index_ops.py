@@ -48,7 +48,8 @@ def test_gather_int_input_and_narrow_index_dtypes():
     np.testing.assert_array_equal(Tensor(a).gather(0, Tensor(small)).numpy(),
                                   torch.tensor(a).gather(0, torch.tensor(small.astype(np.int64))).numpy())
     # one_hot, cross_entropy and Embedding with uint8 indices and more than 256 classes
-    np.testing.assert_array_equal(Tensor(small).one_hot(300).numpy(), F.one_hot(torch.tensor(small).long(), 300).numpy())
+    np.testing.assert_array_equal(Tensor(small).one_hot(300).numpy(),
+                                  F.one_hot(torch.tensor(small).long(), 300).numpy())
     logits = np.random.default_rng(0).standard_normal((2, 300)).astype(np.float32)
     target = np.array([44, 255], np.uint8)
     np.testing.assert_allclose(Tensor(logits).cross_entropy(Tensor(target)).numpy(),

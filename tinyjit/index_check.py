@@ -120,10 +120,14 @@ def before_realize(nodes) -> None:
         return
     flags = []
     for _, index, valid in checks:
-        values = Tensor(index).cast("int64") if index.dtype.name != "uint64" else Tensor(index)
-        bad = (values < valid.low) | (values >= valid.high)
-        if valid.allowed is not None:
-            bad = bad & (values != valid.allowed)
+        values, low, allowed = Tensor(index), valid.low, valid.allowed
+        if index.dtype.name == "uint64":   # no wider int: compare as uint64, where no value is below 0
+            low, allowed = max(low, 0), allowed if allowed is None or allowed >= 0 else None
+        else:
+            values = values.cast("int64")
+        bad = (values < low) | (values >= valid.high)
+        if allowed is not None:
+            bad = bad & (values != allowed)
         flags.append(bad.any())
     # the flags and the indices in one schedule (the index then stays computed for the op that reads it); this
     # realize runs the checks of the indices' own graphs first
