@@ -183,3 +183,12 @@ def test_index_check_can_be_turned_off(monkeypatch):
     monkeypatch.setenv("INDEX_CHECK", "0")
     np.testing.assert_array_equal(Tensor(X).gather(1, Tensor([[5], [0]])).numpy(), [[0], [3]])
     np.testing.assert_array_equal((Tensor(X)[Tensor([7]) + 0]).numpy(), [[0, 0, 0]])
+
+
+def test_unsigned_index_dtypes():
+    """uint64 indices (no wider int to compare in) are checked and picked without wrapping."""
+    a = np.arange(12, dtype=np.float32).reshape(4, 3)
+    index = Tensor(np.array([3, 0], np.uint64)) + 0
+    np.testing.assert_array_equal(Tensor(a)[index].numpy(), a[[3, 0]])
+    with pytest.raises(IndexOutOfRange, match="index 4 is out of bounds"):
+        Tensor(a)[Tensor(np.array([4], np.uint64)) + 0].numpy()
