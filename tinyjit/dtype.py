@@ -94,12 +94,25 @@ class dtypes:
 
     @staticmethod
     def from_py(x) -> DType:
-        """The dtype a Python scalar gets when it becomes a tensor on its own."""
+        """The dtype a Python scalar gets when it becomes a tensor on its own: an int that does not fit the default
+        int (int32) is int64 (uint64 from 2**63 on), never a wrapped int32; OverflowError past uint64."""
         if isinstance(x, bool):
             return dtypes.bool
         if isinstance(x, int):
-            return dtypes.default_int
+            for dt in (dtypes.default_int, dtypes.int64, dtypes.uint64):
+                if fits(x, dt):
+                    return dt
+            raise OverflowError(f"the Python int {x} does not fit any tensor dtype (int64 or uint64)")
         return dtypes.default_float
+
+    @staticmethod
+    def int_range(dt: DType) -> tuple[int, int]:
+        """(lowest, highest) value of an int or bool dtype."""
+        if dt.kind == "b":
+            return 0, 1
+        if dt.is_unsigned:
+            return 0, (1 << dt.bits) - 1
+        return -(1 << (dt.bits - 1)), (1 << (dt.bits - 1)) - 1
 
 
 def _supported() -> str:
@@ -133,13 +146,31 @@ def promote(a: DType, b: DType) -> DType:
     return dtypes.float64  # uint64 with a signed int (NumPy's choice; PyTorch has no uint64 math)
 
 
+def fits(value: int, dt: DType) -> bool:
+    """Whether the Python int `value` is a value of the int dtype `dt`."""
+    lo, hi = dtypes.int_range(dt)
+    return lo <= value <= hi
+
+
 def scalar_result_dtype(tensor_dtype: DType, scalar) -> DType:
     """Dtype of `tensor op python_scalar`: a scalar only changes the kind (int tensor * 1.5 -> float), like
-    PyTorch, except that an int scalar with a bool tensor gives the default int (int32; PyTorch: int64)."""
+    PyTorch, except that an int scalar with a bool tensor gives the default int (int32; PyTorch: int64).
+
+    An int scalar that fits neither the tensor's dtype nor the default int (int32) is not wrapped into the tensor's
+    dtype (PyTorch wraps: int32 tensor + 2**40 adds 0): it takes part as the int64 (or uint64) it is, so
+    `int32 + 2**40` is int64 and exact, and `int32 < 2**40` is True. OverflowError where no int dtype holds both
+    (int64 tensor + 2**63), like NumPy 2. Scalars in int32's range keep PyTorch's rule (uint8 + -3 wraps)."""
     if isinstance(scalar, bool) or tensor_dtype.is_float:
         return tensor_dtype
     if isinstance(scalar, float):
         return dtypes.default_float
+    if isinstance(scalar, int) and not fits(scalar, tensor_dtype) and not fits(scalar, dtypes.default_int):
+        wide = dtypes.from_py(scalar)
+        out = wide if tensor_dtype == dtypes.bool else promote(tensor_dtype, wide)
+        if not out.is_int:
+            raise OverflowError(f"the Python int {scalar} does not fit {tensor_dtype.name}, and no int dtype holds "
+                                f"both; cast the tensor first")
+        return out
     if tensor_dtype == dtypes.bool and isinstance(scalar, int):
         return dtypes.default_int
     return tensor_dtype

@@ -9,19 +9,25 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from tinyjit.helpers import prod
+from tinyjit.index_check import check_index
 
 if TYPE_CHECKING:
     from tinyjit.tensor import Tensor
 
 
-def _normalize(x, index) -> list:
+def _normalize(x, index, host_values: dict | None = None) -> list:
+    """The index as a list with one item per dim of x (Ellipsis expanded, lists and arrays made tensors, whose
+    values are kept in `host_values` by id of the tensor when given, for checking them without a device read)."""
     from tinyjit.tensor import Tensor
     if not isinstance(index, tuple):
         index = (index,)
     items = []
     for it in index:
         if isinstance(it, (list, np.ndarray)) and not isinstance(it, Tensor):
-            it = Tensor(np.asarray(it), device=x.device)
+            values = np.asarray(it)
+            it = Tensor(values, device=x.device)
+            if host_values is not None:
+                host_values[id(it)] = values
         if isinstance(it, (bool, np.bool_)):
             raise TypeError("indexing with a Python bool is not supported")
         if isinstance(it, np.integer):
@@ -47,8 +53,8 @@ def _normalize(x, index) -> list:
     return items
 
 
-def _basic(x, items) -> tuple["Tensor", list[tuple[int, "Tensor"]]]:
-    """Apply ints/slices/None; return the view and the (output axis, index tensor) pairs still to apply."""
+def _basic(x, items) -> tuple["Tensor", list[tuple[int, "Tensor", int]]]:
+    """Apply ints/slices/None; return the view and the (output axis, index tensor, dim of x) still to apply."""
     from tinyjit.tensor import Tensor
     out_shape, tensor_indices = [], []
     dim = 0
@@ -92,22 +98,26 @@ def _basic(x, items) -> tuple["Tensor", list[tuple[int, "Tensor"]]]:
                 tensor_axes.append(len(shape))
             shape.append(x.shape[v])
     x = x.reshape(tuple(shape))
-    return x, [(axis, t) for axis, (_, t) in zip(tensor_axes, tensor_indices)]
+    return x, [(axis, t, dim) for axis, (dim, t) in zip(tensor_axes, tensor_indices)]
 
 
 def getitem(x: "Tensor", index) -> "Tensor":
+    """x[index] (NumPy/PyTorch indexing). Integer arrays must hold values in [-size, size) of their dim: others
+    raise IndexError (IndexOutOfRange) at the call when the values are on the host, else when first computed
+    (see tinyjit.index_check)."""
     from tinyjit.tensor import Tensor, broadcast_shape
-    items = _normalize(x, index)
+    host_values: dict = {}
+    items = _normalize(x, index, host_values)
     x._same_device("getitem", *items)
     x, tensor_indices = _basic(x, items)
     if not tensor_indices:
         return x
-    axes = [a for a, _ in tensor_indices]
+    axes = [a for a, _, _ in tensor_indices]
     idx_shape = ()
-    for _, t in tensor_indices:
+    for _, t, _ in tensor_indices:
         idx_shape = broadcast_shape(idx_shape, t.shape, "index")
     # bool masks are not supported as lazy indices (their result shape depends on the data)
-    for _, t in tensor_indices:
+    for _, t, _ in tensor_indices:
         if t.dtype.name == "bool":
             raise IndexError("boolean mask indexing is not supported (the result shape would depend on the data); "
                              "use Tensor.where instead")
@@ -119,7 +129,7 @@ def getitem(x: "Tensor", index) -> "Tensor":
     x = x.permute(order)
     sizes = [x.shape[insert_at + i] for i in range(len(axes))]
     linear = None
-    for (axis, t), size, stride in zip(tensor_indices, sizes, _strides(sizes)):
+    for (axis, t, _), size, stride in zip(tensor_indices, sizes, _strides(sizes)):
         t = t.cast("int32") if t.dtype.itemsize < 4 else t
         t = (t < 0).where(t + size, t)
         term = t._broadcast_to(idx_shape) * stride
@@ -131,6 +141,9 @@ def getitem(x: "Tensor", index) -> "Tensor":
     moved = flat.permute(tuple(range(insert_at)) + tuple(range(insert_at + 1, flat.ndim)) + (insert_at,))
     moved = moved.reshape(pre + (1,) * len(idx_shape) + post + (n,))
     onehot = linear.unsqueeze(-1) == Tensor.arange(n, dtype=linear.dtype, device=x.device)
+    for (_, t, dim), size in zip(tensor_indices, sizes):
+        check_index(host_values.get(id(t), t), -size, size, "getitem", f"dimension {dim} with size {size}",
+                    reader=onehot)
     onehot = onehot.reshape((1,) * len(pre) + idx_shape + (1,) * len(post) + (n,))
     picked = onehot.where(moved, 0)
     return picked.sum(-1, dtype=x.dtype if x.dtype.is_float else None).cast(x.dtype)

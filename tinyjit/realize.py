@@ -13,6 +13,7 @@ from collections import defaultdict
 from contextlib import contextmanager
 
 from tinyjit import inplace
+from tinyjit import index_check
 from tinyjit.compiler import (CompiledKernel, KernelPlan, _thread_count, compile_kernel,  # noqa: F401 (API)
                               compile_plan, counters, describe_kernel, precompile)
 from tinyjit.deferred import take_deferred
@@ -37,6 +38,11 @@ def capturing(record: list | None):
         yield record
     finally:
         _capture.record = previous
+
+
+def current_capture() -> list | None:
+    """The list this thread's launches are being recorded into (a TinyJit capture), or None."""
+    return getattr(_capture, "record", None)
 
 
 def run_schedule(items: list[ScheduleItem], preserve: dict | None = None) -> None:
@@ -132,10 +138,12 @@ def _with_inplace_readers(nodes: list[Node]) -> tuple[list[Node], list | None]:
 
 
 def realize_nodes(nodes) -> None:
+    nodes = list(nodes)
+    index_check.before_realize(nodes)   # out-of-range lazy indices raise here, before anything runs
     level = debug_level()
     t0 = time.perf_counter()
     compiled_before = counters["kernels_compiled"]
-    nodes, lazy = _with_inplace_readers(list(nodes))
+    nodes, lazy = _with_inplace_readers(nodes)
     schedule = create_schedule(nodes, [t.node for t in lazy or ()])
     if level >= 3 and schedule:
         print(format_schedule(schedule))

@@ -53,7 +53,8 @@ class Tensor(AutogradMixin, CreationMixin, MathMixin, MovementMixin, ReduceMixin
                 if arr.dtype == np.float64 and dtype is None:
                     arr = arr.astype(np.float32)
                 elif arr.dtype == np.int64 and dtype is None and arr.size:
-                    arr = arr.astype(np.int32) if np.abs(arr).max() < 2 ** 31 else arr
+                    # the default int (int32) when every value fits it, else int64 (-2**63 included)
+                    arr = arr.astype(np.int32) if -2 ** 31 <= arr.min() and arr.max() < 2 ** 31 else arr
                 elif arr.size == 0 and dtype is None:
                     arr = arr.astype(np.float32)
             elif isinstance(data, np.ndarray) or np.isscalar(data):
@@ -361,6 +362,10 @@ class Tensor(AutogradMixin, CreationMixin, MathMixin, MovementMixin, ReduceMixin
         return by_zero.where(zero, q), self._apply(Op.MOD, safe)   # x % 1 == x % -1 == 0, and x % 0 := 0
 
     def pow(self, exponent, reverse=False) -> Tensor:
+        """self ** exponent (torch.pow), values and gradients like PyTorch at the special points too: 0 ** y,
+        x ** 0 (1 for every x, NaN and inf included, and still in the autograd graph with gradient 0), 1 ** y,
+        negative bases (a real result only for integer exponents). A Python int exponent multiplies (exact for
+        ints, which wrap on overflow like PyTorch); ints to negative int powers raise RuntimeError like PyTorch."""
         if self.dtype == dtypes.bool and _is_bool(exponent):
             raise DTypeNotSupported(f"pow: a bool tensor to a bool power is not supported (like PyTorch's \"pow\" "
                                     f"not implemented for 'Bool'); cast the {'exponent' if reverse else 'base'} "
@@ -373,25 +378,49 @@ class Tensor(AutogradMixin, CreationMixin, MathMixin, MovementMixin, ReduceMixin
         x, y = self._operands(exponent, "pow", reverse)
         if not x.dtype.is_float:
             return x._pow_int_tensor(y)
-        # |x|^y via exp2, then the sign: negative bases give a real result only for integer exponents
-        magnitude = (y * x.abs().log2()).exp2()
-        y_is_int = y.floor() == y
-        odd = y_is_int & ((y.abs() % 2) == 1)
-        neg_result = (x < 0) & odd
-        out = neg_result.where(-magnitude, magnitude)
-        nan = Tensor.full_like(out, math.nan)
-        out = ((x < 0) & ~y_is_int).where(nan, out)
-        return ((x == 0) & (y == 0)).where(Tensor.full_like(out, 1.0), out)
+        return x._pow_float(y)
+
+    def _pow_float(self, y: Tensor) -> Tensor:
+        """self ** y for float tensors of one shape and dtype: |x|^y = 2^(y log2|x|) and its sign away from x == 0,
+        an explicit branch at x == 0. Each branch is built so that its gradient is PyTorch's, y x^(y-1) for the base
+        and x^y ln(x) for the exponent (0 where x == 0 and y >= 0), without the 0 * inf = NaN a single formula gives
+        at x == 0, and every branch stays finite where it is not selected (a where passes it a zero gradient)."""
+        x = self
+        zero, negative = x == 0, x < 0
+        y_int = y.floor() == y                                   # true for +-inf too
+        y_odd = y_int & ((y * 0.5).floor() != y * 0.5)
+        magnitude = (y * zero.where(1.0, x.abs()).log2()).exp2()
+        general = (negative & y_odd).where(-magnitude, magnitude)
+        no_real_result = negative & ~y_int & (x != -math.inf)   # NaN, with NaN gradients like PyTorch
+        general = no_real_result.where(magnitude * no_real_result.where(x.full_like(math.nan), 1.0), general)
+        # x == 0: 0 ** y is 0 (y > 0), 1 (y == 0), inf (y < 0, as 2^(y * -inf): its y-gradient is -inf, PyTorch's
+        # inf * log(0)) and NaN for a NaN y. The base's gradient y 0^(y-1) is 1 for y == 1 (x itself), +inf for
+        # 0 < y < 1 and -inf for y < 0 (+-sqrt(x), whose gradient at 0 is inf), else 0.
+        y_negative = y < 0
+        at_zero = (y_negative & zero).where(x.full_like(-math.inf), 0.0)
+        at_zero = (y > 0).where(0.0, y_negative.where((y * at_zero).exp2(), (y == 0).where(1.0, y)))
+        steep = zero & ((y < 1) & (y != 0))
+        root = steep.where(x, 1.0).sqrt()
+        at_zero = at_zero + steep.where(y_negative.where(-root, root), 0.0)
+        at_zero = (y == 1).where(zero.where(x, 0.0), at_zero)
+        out = zero.where(at_zero, general)
+        # 2^(y log2|x|) is NaN for inf ** 0, NaN ** 0, 1 ** NaN, 1 ** +-inf and (-1) ** +-inf, which are all 1
+        one = ((y == 0) & (x * 0 != 0)) | ((x == 1) & (y != y)) | ((x.abs() == 1) & y.isinf())
+        return one.where(1.0, out)
 
     def _pow_int_scalar(self, e: int) -> Tensor:
         """self ** e for a Python int e by repeated squaring: exact for ints (wrapping like PyTorch), and more
-        accurate than exp2(e * log2(x)) for floats."""
+        accurate than exp2(e * log2(x)) for floats. x ** 0 is 1 but stays in the autograd graph (gradient 0), and
+        x ** 1 is a new tensor, like PyTorch."""
         x = self if self.dtype != dtypes.bool else self.cast(scalar_result_dtype(self.dtype, e))
         if e < 0:
             if not x.dtype.is_float:
                 raise RuntimeError(f"pow: integers to negative integer powers are not allowed ({x.dtype.name} "
                                    f"tensor ** {e})")
-            return x._pow_int_scalar(-e).reciprocal()
+            # (1/x)^-e, not 1/x^-e: at x == 0 the gradient is then -inf like PyTorch's e * 0^(e-1), not 0 * inf
+            return x.reciprocal()._pow_int_scalar(-e)
+        if e == 0:
+            return x._with_zero_gradient(Tensor.ones_like(x)) if x.dtype.is_float else Tensor.ones_like(x)
         out, base = None, x
         while e:
             if e & 1:
@@ -399,7 +428,7 @@ class Tensor(AutogradMixin, CreationMixin, MathMixin, MovementMixin, ReduceMixin
             e >>= 1
             if e:
                 base = base * base
-        return out if out is not None else Tensor.ones_like(x)
+        return out if out is not x else x * 1
 
     def _pow_int_tensor(self, y: Tensor) -> Tensor:
         """Elementwise x ** y for int tensors of one dtype: square-and-multiply over every bit of y (wraps on

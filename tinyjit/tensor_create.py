@@ -29,6 +29,9 @@ def shape_arg(shape) -> tuple[int, ...]:
 class CreationMixin:
     @classmethod
     def full(cls, shape, fill_value: Scalar, dtype=None, device=None, requires_grad=None) -> "Tensor":
+        """A tensor of `shape` filled with `fill_value` (torch.full). Without a dtype, a Python int gets the default
+        int (int32), or int64 when it does not fit; RuntimeError (like PyTorch) for an int that the given int dtype
+        cannot hold."""
         shape = shape_arg(shape)
         dt = dtypes.from_any(dtype) if dtype is not None else dtypes.from_py(fill_value)
         check_fits(fill_value, dt, "full")
@@ -67,9 +70,16 @@ class CreationMixin:
         if step == 0:
             raise ValueError("arange: step must be nonzero")
         is_float = any(isinstance(v, float) for v in (start, stop, step))
-        dt = dtypes.from_any(dtype) if dtype is not None else dtypes.default_float if is_float \
-            else dtypes.default_int
-        return cls(np.arange(start, stop, step).astype(dt.np), device=device)
+        values = np.arange(start, stop, step)
+        if dtype is not None:
+            dt = dtypes.from_any(dtype)
+        elif is_float:
+            dt = dtypes.default_float
+        else:   # the default int (int32) unless a value needs int64
+            dt = dtypes.default_int
+            if values.size and not (fits(int(values.min()), dt) and fits(int(values.max()), dt)):
+                dt = dtypes.int64
+        return cls(values.astype(dt.np), device=device)
 
     @classmethod
     def linspace(cls, start, stop, steps: int, dtype=None, device=None) -> "Tensor":
@@ -113,7 +123,11 @@ class CreationMixin:
             low, high = 0, low
         if high <= low:
             raise ValueError(f"randint: high ({high}) must be greater than low ({low})")
-        dt = dtypes.from_any(dtype or dtypes.default_int)
+        if dtype is None:   # the default int unless [low, high) needs int64
+            dt = dtypes.default_int if fits(low, dtypes.default_int) and fits(high - 1, dtypes.default_int) \
+                else dtypes.int64
+        else:
+            dt = dtypes.from_any(dtype)
         u = cls.rand(*shape_arg(size), dtype=dtypes.float64, device=device)
         return (u * (high - low)).floor().cast(dtypes.int64).add(low).cast(dt)
 

@@ -16,6 +16,13 @@ class MathMixin:
     def _float(self) -> "Tensor":
         return self.cast(least_upper_float(self.dtype))
 
+    def _with_zero_gradient(self, value: "Tensor") -> "Tensor":
+        """`value` (of self's shape), recorded as computed from self with gradient 0: PyTorch keeps the results of
+        piecewise-constant ops (trunc, sign, x ** 0) in the graph, so backward() through them gives zeros instead of
+        raising. A where on a constant True condition: the value is exact, whatever self holds (inf, NaN)."""
+        from tinyjit.tensor import Tensor
+        return Tensor.full(self.shape, True, dtype=dtypes.bool, device=self.device).where(value, self)
+
     def exp2(self) -> "Tensor": return self._float()._apply(Op.EXP2)                 # noqa: E704
     def log2(self) -> "Tensor": return self._float()._apply(Op.LOG2)                 # noqa: E704
     def sqrt(self) -> "Tensor": return self._float()._apply(Op.SQRT)                 # noqa: E704
@@ -109,13 +116,27 @@ class MathMixin:
         return self * self.softplus().tanh()
 
     def hardswish(self) -> "Tensor":
-        return self * (self + 3).clip(0, 6) / 6
+        """x * relu6(x + 3) / 6. The kinks are decided on x itself (not on a computed x + 3, whose rounding
+        depends on how a kernel was fused), with PyTorch's gradient there: 0 at -3, 1 at 3."""
+        x = self._float()
+        return (x <= -3).where(0.0, (x >= 3).where(x, x * (x + 3) / 6))
 
     def hardsigmoid(self) -> "Tensor":
-        return ((self + 3) / 6).clip(0, 1)
+        """relu6(x + 3) / 6, with gradient 1/6 strictly inside (-3, 3) and 0 at and beyond ±3, like PyTorch."""
+        x = self._float()
+        return x._hardtanh((x + 3) / 6, -3, 3, 0.0, 1.0)
 
     def relu6(self) -> "Tensor":
-        return self.clip(0, 6)
+        """min(max(x, 0), 6), with gradient 1 strictly inside (0, 6) and 0 at the bounds (PyTorch's hardtanh rule;
+        `clip` instead passes the gradient at its bounds, like torch.clamp)."""
+        return self._hardtanh(self, 0, 6, 0, 6)
+
+    def _hardtanh(self, inside, lo, hi, low_value, high_value) -> "Tensor":
+        """`inside` where lo < self < hi, `low_value` at and below lo, `high_value` at and above hi; NaN stays NaN
+        with no gradient. Comparing self (not a computed value) keeps the kinks exact on every backend."""
+        out = (self >= hi).where(high_value, self.detach())   # NaN reaches the last branch: NaN, gradient 0
+        out = (self <= lo).where(low_value, out)
+        return ((self > lo) & (self < hi)).where(inside, out)
 
     def gelu(self, approximate: str = "none") -> "Tensor":
         x = self._float()
@@ -171,7 +192,8 @@ class MathMixin:
         # values with |x| >= 2^mantissa_bits are already integers (and inf/nan pass through)
         limit = {2: 2.0 ** 10, 4: 2.0 ** 23, 8: 2.0 ** 52}[self.dtype.itemsize]
         truncated = self.cast(dtypes.int64).cast(self.dtype)
-        return (self.abs() < limit).where(truncated, self)
+        # gradient 0 everywhere, like PyTorch (also for the values passed through unchanged)
+        return self._with_zero_gradient((self.abs() < limit).where(truncated, self.detach()))
 
     def floor(self) -> "Tensor":
         if not self.dtype.is_float:

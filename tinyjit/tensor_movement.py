@@ -241,12 +241,14 @@ class MovementMixin:
 
     def split(self, split_size, dim: int = 0, axis: Optional[int] = None) -> list["Tensor"]:
         dim = _pick_axis(axis, dim if axis is None else None)
+        if self.ndim == 0:
+            raise RuntimeError("split: a 0-d tensor cannot be split (it has no dim); reshape it to (1,) first")
         d = _axis(self, dim, "split")
         n = self.shape[d]
         if isinstance(split_size, int):
-            if split_size <= 0:
+            if split_size <= 0 and not (split_size == 0 and n == 0):   # PyTorch: one empty piece of an empty dim
                 raise ValueError(f"split: split_size must be positive, got {split_size}")
-            sizes = [min(split_size, n - i) for i in range(0, n, split_size)] or [0]
+            sizes = [min(split_size, n - i) for i in range(0, n, split_size)] if n else [0]
         else:
             sizes = list(split_size)
             if any(not isinstance(s, (int, np.integer)) or s < 0 for s in sizes):
@@ -263,6 +265,10 @@ class MovementMixin:
         """Concatenate along `dim`, promoting dtypes. Three spellings: `a.cat(b, c, dim=1)`, `Tensor.cat(a, b)` and
         PyTorch's `Tensor.cat([a, b, c], dim=1)` (a sequence first; `Tensor.cat([a, b], 1)` also works)."""
         tensors, dim = _tensor_list(self, others, dim if axis is None else axis, "cat")
+        for position, t in enumerate(tensors):
+            if t.ndim == 0:   # PyTorch's rule and class; use stack (or reshape to (1,)) to join scalars
+                raise RuntimeError(f"cat: the tensor at position {position} is 0-d (shape ()) and cannot be "
+                                   f"concatenated; use Tensor.stack, or reshape it to (1,)")
         first = tensors[0]
         d = _axis(first, dim, "cat")
         for t in tensors[1:]:

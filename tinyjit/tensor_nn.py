@@ -3,10 +3,12 @@ matmul is a broadcast multiply summed over the shared axis, conv2d a multiply-su
 from __future__ import annotations
 
 import math
+import numbers
 from typing import TYPE_CHECKING, Optional
 
 from tinyjit.dtype import dtypes
 from tinyjit.helpers import prod
+from tinyjit.index_check import check_index, wide_enough
 from tinyjit.tensor_movement import _axis
 
 if TYPE_CHECKING:
@@ -93,13 +95,15 @@ class NNMixin:
         n, cin = self.shape[:2]
         cout, cin_g = weight.shape[:2]
         kernel = weight.shape[2:]
-        if groups <= 0 or cin % groups or cout % groups or cin // groups != cin_g:
+        if not isinstance(groups, numbers.Integral) or groups <= 0:
+            raise RuntimeError(f"{name}: groups must be a positive int, got {groups!r}")
+        if cin % groups or cout % groups or cin // groups != cin_g:
             raise ValueError(f"{name}: input of shape {self.shape} ({cin} channels) and weight of shape "
                              f"{weight.shape} do not fit groups={groups} (the weight needs {cin} / groups input "
                              f"channels)")
         if bias is not None and bias.shape != (cout,):
             raise ValueError(f"{name}: bias of shape {bias.shape} does not match {cout} output channels")
-        stride, dilation = _pair(stride, nd), _pair(dilation, nd)
+        stride, dilation = _positive_ints(stride, nd, "stride", name), _positive_ints(dilation, nd, "dilation", name)
         if isinstance(padding, str):
             if padding == "valid":
                 padding = 0
@@ -110,6 +114,8 @@ class NNMixin:
                 padding = tuple((d * (k - 1) // 2, d * (k - 1) - d * (k - 1) // 2) for d, k in zip(dilation, kernel))
             else:
                 raise ValueError(f"{name}: padding must be an int, a tuple, 'same' or 'valid', got {padding!r}")
+        else:
+            padding = _non_negative_ints(padding, nd, "padding", name)
         pad = tuple(p if isinstance(p, tuple) else (p, p) for p in _pair(padding, nd))
         x = self.pad(((0, 0), (0, 0)) + pad)
         for size, k, d in zip(x.shape[2:], kernel, dilation):
@@ -150,18 +156,26 @@ class NNMixin:
             raise ValueError(f"{name}: expected a {nd + 2}-d input and weight, got shapes {self.shape} and "
                              f"{weight.shape}")
         n, cin = self.shape[:2]
+        if not isinstance(groups, numbers.Integral) or groups <= 0:
+            raise RuntimeError(f"{name}: groups must be a positive int, got {groups!r}")
         if weight.shape[0] != cin or cin % groups:
             raise ValueError(f"{name}: input {self.shape} and weight {weight.shape} do not fit groups={groups} "
                              f"(weight is (in_channels, out_channels/groups, *kernel))")
         cout_g, kernel = weight.shape[1], weight.shape[2:]
-        stride, padding, dilation = _pair(stride, nd), _pair(padding, nd), _pair(dilation, nd)
-        output_padding = _pair(output_padding, nd)
+        stride, dilation = _positive_ints(stride, nd, "stride", name), _positive_ints(dilation, nd, "dilation", name)
+        padding = _non_negative_ints(padding, nd, "padding", name)
+        output_padding = _non_negative_ints(output_padding, nd, "output_padding", name)
         for op_, s, d in zip(output_padding, stride, dilation):
             if op_ >= max(s, d):
                 raise ValueError(f"{name}: output_padding {output_padding} must be smaller than stride {stride} "
                                  f"or dilation {dilation}")
         x = self
         spatial = self.shape[2:]
+        out_size = tuple((i - 1) * s - 2 * p + d * (k - 1) + o + 1
+                         for i, s, p, d, k, o in zip(spatial, stride, padding, dilation, kernel, output_padding))
+        if any(size <= 0 for size in out_size):
+            raise RuntimeError(f"{name}: input {self.shape} with kernel {tuple(kernel)}, stride {stride}, padding "
+                               f"{padding} and dilation {dilation} gives an empty output {out_size}")
         if any(s > 1 for s in stride):
             # (..., i) -> (..., i, s) with zeros after each element -> (..., i*s), cut to (i-1)*s + 1
             inter = (n, cin) + tuple(v for i in spatial for v in (i, 1))
@@ -212,28 +226,54 @@ class NNMixin:
         return weights @ value
 
     def max_pool2d(self, kernel_size=2, stride=None, padding=0, dilation=1) -> "Tensor":
-        k = _pair(kernel_size)
-        s = _pair(stride) if stride is not None else k
-        p = _pair(padding)
-        _check_pool(self, k, p, _pair(dilation), "max_pool2d")
-        x = self.pad(((0, 0),) * (self.ndim - 2) + tuple((q, q) for q in p), value=-math.inf) if any(p) else self
-        win = x._windows(k, s, _pair(dilation))
-        return win.max(tuple(range(-2, 0)))
+        """torch.nn.functional.max_pool2d over the last two dims of a (..., H, W) tensor of any dtype; the result
+        keeps the dtype (padding is the dtype's lowest value, so ints stay exact). Where a window holds its maximum
+        more than once, the gradient goes to the first of them (row-major), like PyTorch; `Tensor.max` instead
+        splits it evenly between ties, like torch.amax. Raises RuntimeError for a non-positive kernel, stride or
+        dilation, a negative padding or one larger than half the (dilated) kernel, like PyTorch."""
+        from tinyjit.ops import Op
+        from tinyjit.tensor import Tensor
+        from tinyjit.tensor_reduce import _identity
+        k, s, p, d = _pool_args(kernel_size, stride, padding, dilation, "max_pool2d")
+        _check_pool(self, k, p, d, "max_pool2d")
+        training = self.requires_grad and not Tensor.no_grad_active
+        # with a gradient, three kernels read the windows: from one buffer they all see the same values (a fused
+        # producer recomputed in each could round differently, and no element would equal the maximum)
+        x = self.contiguous() if training else self
+        x = x.pad(((0, 0),) * (self.ndim - 2) + tuple((q, q) for q in p), value=_identity(Op.RMAX, self.dtype)) \
+            if any(p) else x
+        win = x._windows(k, s, d).flatten(-2)               # (..., out_h, out_w, kh * kw)
+        best = win.max(-1)
+        if not training:
+            return best
+        # pick the first maximum of each window (NaN counts as the maximum) so its gradient goes there alone
+        is_best = (win == best.unsqueeze(-1)) | (win != win) if self.dtype.is_float else win == best.unsqueeze(-1)
+        n = win.shape[-1]
+        countdown = Tensor.arange(n, 0, -1, dtype=dtypes.int32, device=self.device)
+        first = is_best.where(countdown, 0).max(-1, keepdim=True) == countdown
+        return first.where(win, 0).sum(-1, dtype=self.dtype)
 
     def avg_pool2d(self, kernel_size=2, stride=None, padding=0, count_include_pad: bool = True) -> "Tensor":
-        k = _pair(kernel_size)
-        s = _pair(stride) if stride is not None else k
-        p = _pair(padding)
+        """torch.nn.functional.avg_pool2d over the last two dims of a (..., H, W) tensor. Floats keep their dtype
+        (half sums in float32); ints keep theirs too, the mean truncated toward zero like PyTorch's int64 pooling
+        (PyTorch implements no other int dtype); bool raises TypeError. Argument errors as in max_pool2d."""
+        from tinyjit.tensor import Tensor
+        k, s, p, _ = _pool_args(kernel_size, stride, padding, 1, "avg_pool2d")
         _check_pool(self, k, p, (1, 1), "avg_pool2d")
+        if self.dtype == dtypes.bool:
+            raise TypeError("avg_pool2d: bool tensors are not supported (like PyTorch); cast to a number dtype first")
         x = self.pad(((0, 0),) * (self.ndim - 2) + tuple((q, q) for q in p)) if any(p) else self
         win = x._windows(k, s, (1, 1))
-        total = win.sum((-2, -1))
         if count_include_pad or not any(p):
-            return total / prod(k)
-        from tinyjit.tensor import Tensor
-        ones = Tensor.ones(*self.shape[-2:], device=self.device).pad(tuple((q, q) for q in p))
-        counts = ones._windows(k, s, (1, 1)).sum((-2, -1))
-        return total / counts
+            counts = prod(k)
+        else:
+            ones = Tensor.ones(*self.shape[-2:], dtype=dtypes.int32, device=self.device).pad(tuple((q, q) for q in p))
+            counts = ones._windows(k, s, (1, 1)).sum((-2, -1))
+        if self.dtype.is_int:
+            total = win.sum((-2, -1), dtype=dtypes.int64)
+            return total.div(counts, rounding_mode="trunc").cast(self.dtype)
+        total = win.sum((-2, -1), dtype=dtypes.float32 if self.dtype.itemsize < 4 else self.dtype)
+        return (total / counts).cast(self.dtype)
 
     # ---- normalization / regularization ----
     def layernorm(self, axis=-1, eps: float = 1e-5) -> "Tensor":
@@ -273,9 +313,11 @@ class NNMixin:
         if self.dtype.is_float:
             raise TypeError(f"one_hot: needs an int tensor, got {self.dtype.name}")
         if num_classes == -1:
-            num_classes = int(self.max().item()) + 1
-        classes = Tensor.arange(num_classes, dtype=self.dtype, device=self.device)
-        return (self.unsqueeze(-1) == classes).cast(dtypes.int64)
+            num_classes = int(self.max().item()) + 1 if self.numel() else 0
+        index = wide_enough(self, num_classes)
+        onehot = index.unsqueeze(-1) == Tensor.arange(num_classes, dtype=index.dtype, device=self.device)
+        check_index(self, 0, num_classes, "one_hot", f"{num_classes} classes", reader=onehot, what="class value")
+        return onehot.cast(dtypes.int64)
 
     def cross_entropy(self, target, reduction: str = "mean", label_smoothing: float = 0.0,
                       ignore_index: int = -100, weight=None) -> "Tensor":
@@ -318,8 +360,10 @@ class NNMixin:
                              f"(expected {expected})")
         moved = self.permute(0, *range(2, self.ndim), 1) if self.ndim > 2 else self   # classes last
         valid = target != ignore_index
-        onehot = valid.where(target, 0).unsqueeze(-1) == Tensor.arange(classes, dtype=target.dtype,
-                                                                        device=self.device)
+        picks = wide_enough(valid.where(target, 0), classes)
+        onehot = picks.unsqueeze(-1) == Tensor.arange(classes, dtype=picks.dtype, device=self.device)
+        check_index(target, 0, classes, name, f"{classes} classes", reader=onehot, what="target",
+                    allowed=ignore_index)
         picked = -(onehot.where(moved, 0.0)).sum(-1)
         if weight is None:
             loss, target_weight = picked, None
@@ -350,7 +394,10 @@ class NNMixin:
         return _reduce_loss(loss, reduction, None)
 
     def gather(self, dim: int, index) -> "Tensor":
-        """out[i][j] = self[index[i][j]][j] for dim=0 (PyTorch semantics), via a one-hot reduce."""
+        """torch.gather: out[i][j][k] = self[index[i][j][k]][j][k] for dim=0 (and likewise for every dim); index is
+        an int tensor with self's number of dims and no dim larger than self's, except along `dim`. Computed as a
+        one-hot multiply-sum over self's axis `dim`. Raises ValueError/TypeError for a bad index shape or dtype, and
+        IndexError for an index outside [0, self.shape[dim]) (see tinyjit.index_check)."""
         from tinyjit.tensor import Tensor
         d = _axis(self, dim, "gather")
         self._same_device("gather", index)
@@ -358,11 +405,17 @@ class NNMixin:
             raise ValueError(f"gather: index has {index.ndim} dims, input {self.shape} has {self.ndim}")
         if index.dtype.is_float:
             raise TypeError(f"gather: index must be an int tensor, got {index.dtype.name}")
+        if any(i != d and si > sx for i, (si, sx) in enumerate(zip(index.shape, self.shape))):
+            raise ValueError(f"gather: index of shape {index.shape} is larger than the input {self.shape} in a dim "
+                             f"other than dim {d}")
         n = self.shape[d]
         x = self.shrink(tuple(None if i == d else (0, s) for i, s in enumerate(index.shape)))
-        # (..., idx_d, ..., 1) == arange(n) along a new last axis, then pick and sum
+        # onehot (*index.shape, n) picks along a new last axis: move axis d of x there (the other axes keep their
+        # order) and put a size-1 axis in its place, so x lines up with the index
+        index = wide_enough(index, n)
         onehot = index.unsqueeze(-1) == Tensor.arange(n, dtype=index.dtype, device=self.device)
-        xs = x.transpose(d, -1).unsqueeze(d)   # (..., 1 at d, ..., n)
+        check_index(index, 0, n, "gather", f"dimension {d} with size {n}", reader=onehot)
+        xs = x.permute([i for i in range(x.ndim) if i != d] + [d]).unsqueeze(d)
         picked = onehot.where(xs, 0)
         return picked.sum(-1, dtype=self.dtype if self.dtype.is_float else None).cast(self.dtype)
 
@@ -370,6 +423,39 @@ class NNMixin:
 def _check_same_shape(x, target, op: str) -> None:
     if target.shape != x.shape:
         raise ValueError(f"{op}: target of shape {target.shape} must have the input's shape {x.shape}")
+
+
+def _int_args(value, n: int, what: str, op: str, low: int) -> tuple[int, ...]:
+    values = _pair(value, n)
+    if len(values) != n or any(not isinstance(v, numbers.Integral) or isinstance(v, bool) or v < low for v in values):
+        kind = "positive" if low > 0 else "non-negative"
+        raise RuntimeError(f"{op}: {what} must be a {kind} int" + (f" or {n} of them" if n > 1 else "") +
+                           f", got {value!r}")
+    return tuple(int(v) for v in values)
+
+
+def _positive_ints(value, n: int, what: str, op: str) -> tuple[int, ...]:
+    """`value` as n ints (one int is repeated), or RuntimeError (PyTorch's class) when one is not a positive int:
+    a stride or dilation of 0 would otherwise divide by zero or repeat one element."""
+    return _int_args(value, n, what, op, 1)
+
+
+def _non_negative_ints(value, n: int, what: str, op: str) -> tuple[int, ...]:
+    """Like _positive_ints, for paddings (a negative padding would crop silently)."""
+    return _int_args(value, n, what, op, 0)
+
+
+def _pool_args(kernel_size, stride, padding, dilation, op: str):
+    """(kernel, stride, padding, dilation) as pairs, stride defaulting to the kernel; RuntimeError (PyTorch's class)
+    for values PyTorch refuses, before anything divides by them."""
+    k = _positive_ints(kernel_size, 2, "kernel_size", op)
+    s = _positive_ints(stride, 2, "stride", op) if stride is not None and stride != () and stride != [] else k
+    p, d = _non_negative_ints(padding, 2, "padding", op), _positive_ints(dilation, 2, "dilation", op)
+    for pi, ki, di in zip(p, k, d):
+        if 2 * pi > di * (ki - 1) + 1:
+            raise RuntimeError(f"{op}: padding {p} must be at most half of the effective kernel size (kernel "
+                               f"{k}, dilation {d})")
+    return k, s, p, d
 
 
 def _check_pool(x, kernel, padding, dilation, op: str) -> None:

@@ -29,7 +29,7 @@ class ReduceMixin:
         if self.ndim == 0:
             return self
         x = self
-        if any(self.shape[a] == 0 for a in axes):
+        if self.ndim and any(self.shape[a] == 0 for a in axes):
             if op == Op.RMAX and name in ("max", "min", "argmax", "argmin"):
                 raise RuntimeError(f"{name}: cannot reduce over a dimension of size 0 (shape {self.shape}, "
                                    f"axis {axis})")
@@ -158,15 +158,19 @@ class ReduceMixin:
 
     def softmax(self, axis=-1, dim=None) -> "Tensor":
         axis = _pick_axis(axis if dim is None else None, dim) if dim is not None else axis
-        _axes(self, axis, "softmax")
+        axes = _axes(self, axis, "softmax")
         x = self._float()
+        if self.ndim and any(self.shape[a] == 0 for a in axes):   # nothing to normalize: the empty result
+            return x * 1
         e = (x - x.max(axis, keepdim=True)).exp()
         return e / e.sum(axis, keepdim=True)
 
     def log_softmax(self, axis=-1, dim=None) -> "Tensor":
         axis = dim if dim is not None else axis
-        _axes(self, axis, "log_softmax")
+        axes = _axes(self, axis, "log_softmax")
         x = self._float()
+        if self.ndim and any(self.shape[a] == 0 for a in axes):
+            return x * 1
         shifted = x - x.max(axis, keepdim=True)
         return shifted - shifted.exp().sum(axis, keepdim=True).log()
 

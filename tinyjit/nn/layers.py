@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from typing import Optional
 
+from tinyjit.index_check import check_index, wide_enough
 from tinyjit.nn import init
 from tinyjit.nn.module import Module
 from tinyjit.random import host_generator
@@ -184,14 +185,19 @@ class Embedding(Module):
         self.weight = init._host(w, dtype, device)
 
     def forward(self, idx: Tensor) -> Tensor:
+        """Rows of the table at `idx` (an int tensor, list or array of any shape): (*idx.shape, embedding_dim).
+        IndexError (IndexOutOfRange) for an index outside [0, num_embeddings), like PyTorch."""
+        host = None if isinstance(idx, Tensor) else idx
         if not isinstance(idx, Tensor):
             idx = Tensor(idx, device=self.weight.device)
         if idx.dtype.is_float:
             raise TypeError(f"Embedding: indices must be an int tensor, got {idx.dtype.name}")
         # one-hot (..., num_embeddings) times the table: a gather that autograd and the scheduler already handle
-        classes = Tensor.arange(self.num_embeddings, dtype=idx.dtype, device=idx.device)
-        onehot = (idx.unsqueeze(-1) == classes).cast(self.weight.dtype)
-        return onehot @ self.weight
+        wide = wide_enough(idx, self.num_embeddings)
+        hits = wide.unsqueeze(-1) == Tensor.arange(self.num_embeddings, dtype=wide.dtype, device=idx.device)
+        check_index(idx if host is None else host, 0, self.num_embeddings, "Embedding",
+                    f"a table of {self.num_embeddings} rows", reader=hits)
+        return hits.cast(self.weight.dtype) @ self.weight
 
     def extra_repr(self) -> str:
         return f"{self.num_embeddings}, {self.embedding_dim}" + \

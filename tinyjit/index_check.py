@@ -1,0 +1,154 @@
+"""Bounds checks for index values: getitem with integer arrays, gather, one_hot, cross_entropy/nll_loss targets
+and Embedding. These ops pick with a one-hot compare, which matches nothing for an index outside its range and
+would silently give zeros; here such an index is an error, like PyTorch.
+
+- Index values on the host (a list, a NumPy array, a Python int, or a tensor already realized in CPU memory) are
+  checked at the call: `check_index` raises at once.
+- A lazy index, or one realized on a device, is checked when it is first computed: the op registers a check on
+  the node that reads the index (its one-hot compare, which the forward and the backward pass both read), and
+  `realize` calls `before_realize` first: for every registered check on a node it is about to compute, one flag
+  (an any() over the index) is computed and read, and a bad index raises before anything else runs, so no
+  tensor is left half-updated. Reading a device tensor back at the call instead would copy the whole index to
+  the host and wait for the device on every call.
+- TinyJit: a capture records the flag kernels and a step that reads each flag, so every replay is checked too.
+
+Cost of the deferred check: per checked op, one small reduce kernel over the index and a one-byte read (a device
+sync) in the realize that computes it, and the same in every TinyJit replay; a walk over the graph being
+realized while a check is pending. `INDEX_CHECK=0` turns checking off (an out-of-range index then picks zeros).
+The error is `IndexOutOfRange`, an IndexError that is also a RuntimeError (the class PyTorch raises for gather
+and one_hot).
+"""
+from __future__ import annotations
+
+import functools
+import os
+import threading
+import weakref
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Optional
+
+import numpy as np
+
+from tinyjit.lazy import Node, toposort
+
+if TYPE_CHECKING:
+    from tinyjit.tensor import Tensor
+
+
+class IndexOutOfRange(IndexError, RuntimeError):
+    """An index value outside the range its op accepts."""
+
+
+def enabled() -> bool:
+    """INDEX_CHECK=0 turns the checks off (read on each call, so tests and programs can switch it)."""
+    return os.environ.get("INDEX_CHECK", "1") != "0"
+
+
+@dataclass(frozen=True)
+class _Range:
+    low: int                        # valid values are low <= v < high ...
+    high: int
+    op: str                         # names in the message: "gather: index 5 is out of bounds for dimension 1 ..."
+    what: str
+    where: str                      # "dimension 1 with size 3"
+    allowed: Optional[int] = None   # ... or v == allowed (cross_entropy's ignore_index)
+
+    def bad(self, values: np.ndarray) -> np.ndarray:
+        values = values.astype(np.int64, copy=False) if values.dtype != np.uint64 else values
+        bad = (values < self.low) | (values >= self.high)
+        return bad & (values != self.allowed) if self.allowed is not None else bad
+
+    def error(self, values: np.ndarray) -> IndexOutOfRange:
+        bad = values[self.bad(values)]
+        extra = f", or {self.allowed}" if self.allowed is not None else ""
+        span = f"; the bad values range from {bad.min()} to {bad.max()}" if bad.size > 1 else ""
+        return IndexOutOfRange(f"{self.op}: {self.what} {bad.flat[0]} is out of bounds for {self.where} (valid: "
+                               f"{self.low} to {self.high - 1}{extra}){span}")
+
+
+# node that reads an index -> the checks still to run before it is computed (weak: a dropped graph needs none)
+_pending: "weakref.WeakKeyDictionary[Node, list[tuple[Node, _Range]]]" = weakref.WeakKeyDictionary()
+_lock = threading.Lock()
+
+
+def check_index(index, low: int, high: int, op: str, where: str, reader: Optional["Tensor"] = None,
+                what: str = "index", allowed: Optional[int] = None) -> None:
+    """Check that every value of `index` is in [low, high) (or equals `allowed`), else IndexOutOfRange naming
+    `op`, `what` and `where`. Host values (list, NumPy array, int, a tensor realized in CPU memory outside a
+    TinyJit capture) are checked now; any other tensor is checked by the realize that first computes `reader`,
+    the tensor whose node reads the index (required then)."""
+    from tinyjit import realize
+    from tinyjit.tensor import Tensor
+    if not enabled():
+        return
+    valid = _Range(low, high, op, what, where, allowed)
+    if isinstance(index, Tensor):
+        node = index.node
+        on_host = node.realized and node.device == "CPU" and realize.current_capture() is None
+        if not on_host:
+            assert reader is not None, "a deferred index check needs the tensor that reads the index"
+            with _lock:
+                _pending.setdefault(reader.node, []).append((node, valid))
+            return
+        values = index.numpy()
+    else:
+        values = np.asarray(index)
+    if values.size and valid.bad(values).any():
+        raise valid.error(values)
+
+
+def wide_enough(index: "Tensor", n: int) -> "Tensor":
+    """`index` in a dtype that holds 0..n-1, so comparing it with arange(n) of its dtype cannot wrap (a uint8
+    index into 300 rows would otherwise match row 44 for 300 - 256)."""
+    from tinyjit.dtype import dtypes, fits
+    return index if n <= 1 or fits(n - 1, index.dtype) else index.cast(dtypes.int64)
+
+
+def before_realize(nodes) -> None:
+    """Run the checks registered on the unrealized nodes reachable from `nodes` (called by realize first)."""
+    if not _pending:
+        return
+    from tinyjit import realize
+    from tinyjit.tensor import Tensor
+    with _lock:
+        for node in [n for n in _pending if n.realized]:   # computed without a check (e.g. INDEX_CHECK=0 then)
+            del _pending[node]
+        checks = []
+        for node in toposort(list(nodes)):
+            checks.extend((node, index, valid) for index, valid in _pending.pop(node, ()))
+    if not checks:
+        return
+    flags = []
+    for _, index, valid in checks:
+        values, low, allowed = Tensor(index), valid.low, valid.allowed
+        if index.dtype.name == "uint64":   # no wider int: compare as uint64, where no value is below 0
+            low, allowed = max(low, 0), allowed if allowed is None or allowed >= 0 else None
+        else:
+            values = values.cast("int64")
+        bad = (values < low) | (values >= valid.high)
+        if allowed is not None:
+            bad = bad & (values != allowed)
+        flags.append(bad.any())
+    # the flags and the indices in one schedule (the index then stays computed for the op that reads it); this
+    # realize runs the checks of the indices' own graphs first
+    passed = 0
+    try:
+        realize.realize_nodes([f.node for f in flags] + [index for _, index, _ in checks])
+        for (_, index, valid), flag in zip(checks, flags):
+            verify = functools.partial(_verify, valid, index.shape)
+            capture = realize.current_capture()
+            if capture is not None:   # a TinyJit capture: its replays read the flag too
+                capture.append(("check", verify, [flag.node.buffer, index.buffer]))
+            verify(flag.node.buffer, index.buffer)
+            passed += 1
+    except BaseException:
+        # the checks not passed stay pending: realizing the same tensor again raises again
+        with _lock:
+            for reader, index, valid in checks[passed:]:
+                _pending.setdefault(reader, []).append((index, valid))
+        raise
+
+
+def _verify(valid: _Range, shape: tuple, flag, index_buffer) -> None:
+    if flag.numpy().reshape(()).item():
+        raise valid.error(index_buffer.numpy().reshape(shape))
