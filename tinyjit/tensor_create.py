@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Optional, Union
 import numpy as np
 
 from tinyjit.device import canonicalize
-from tinyjit.dtype import check_fits, dtypes
+from tinyjit.dtype import check_fits, dtypes, fits
 from tinyjit.lazy import Node
 
 if TYPE_CHECKING:
