@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from runtime import CompileError, DeviceUnavailable
+from runtime import cpu_symbols
 
 try:
     import llvmlite.binding as llvm
@@ -151,8 +152,11 @@ class CPUDevice:
         return module
 
     def compile_ir(self, src: str) -> bytes:
-        """LLVM IR text -> optimized object code. Thread-safe: kernels of a schedule compile in parallel."""
-        return self._thread_llvm()[1].emit_object(self._optimized_module(src))
+        """LLVM IR text -> optimized object code. Thread-safe: kernels of a schedule compile in parallel.
+        CompileError when the object calls a function tinyjit cannot provide (see runtime.cpu_symbols)."""
+        binary = self._thread_llvm()[1].emit_object(self._optimized_module(src))
+        cpu_symbols.check(binary, src)
+        return binary
 
     def debug_listing(self, src: str, machine_code: bool = False) -> str:
         """What `src` compiles to, for DEBUG: the optimized LLVM IR, or the host assembly with machine_code.
@@ -168,7 +172,11 @@ class CPUDevice:
         return cached_compile("cpu", self.cache_key(), src, self.compile_ir)
 
     def program(self, name: str, binary: bytes) -> CPUProgram:
+        # every symbol the object needs is registered before MCJIT sees it: an unresolved one would be a call to
+        # address 0 (a segmentation fault), so it is a CompileError here
+        needed = cpu_symbols.check(binary)
         with self._engine_lock:
+            cpu_symbols.provide(needed)
             self.engine.add_object_file(llvm.ObjectFileRef.from_data(binary))
             self.engine.finalize_object()
             address = self.engine.get_function_address(name)
