@@ -21,10 +21,12 @@ class MathMixin:
     def sqrt(self) -> "Tensor": return self._float()._apply(Op.SQRT)                 # noqa: E704
     def sin(self) -> "Tensor": return self._float()._apply(Op.SIN)                   # noqa: E704
     def reciprocal(self) -> "Tensor": return self._float()._apply(Op.RECIP)          # noqa: E704
+    # the renderers evaluate exp2(x * c) with the product to twice the precision (codegen/llvm_math.py)
     def exp(self) -> "Tensor": return (self._float() * (1 / math.log(2))).exp2()     # noqa: E704
     def log(self) -> "Tensor": return self.log2() * math.log(2)                      # noqa: E704
     def rsqrt(self) -> "Tensor": return self.sqrt().reciprocal()                     # noqa: E704
-    def cos(self) -> "Tensor": return ((math.pi / 2) - self._float()).sin()          # noqa: E704
+    # SIN with a quarter-turn phase: no rounded pi/2 - x, so large arguments keep their accuracy
+    def cos(self) -> "Tensor": return self._float()._apply(Op.SIN, arg=1)            # noqa: E704
     def tan(self) -> "Tensor": return self.sin() / self.cos()                        # noqa: E704
     def square(self) -> "Tensor": return self * self                                 # noqa: E704
     def relu(self) -> "Tensor": return ((self > 0) | self.isnan()).where(self, 0)   # noqa: E704 (grad 0 at 0)
@@ -165,34 +167,35 @@ class MathMixin:
         y = small.where(series, tail)
         return neg.where(-y, y)
 
-    def trunc(self) -> "Tensor":
+    def _to_integral(self, mode: str) -> "Tensor":
+        """round (half to even), trunc, floor or ceil of a float tensor, exact for every value, in float arithmetic
+        alone: from 2**mantissa_bits on every value is an integer already, and below it (|x| + 2**m) - 2**m is |x|
+        rounded to the nearest integer, ties to even, by the hardware (IEEE elementwise code, nothing reassociates
+        it). NaN and inf pass through; a zero result has the sign of x (ceil(-0.5) is -0.0) and the gradient is
+        zero, both like torch."""
         if not self.dtype.is_float:
             return self
-        # values with |x| >= 2^mantissa_bits are already integers (and inf/nan pass through)
-        limit = {2: 2.0 ** 10, 4: 2.0 ** 23, 8: 2.0 ** 52}[self.dtype.itemsize]
-        truncated = self.cast(dtypes.int64).cast(self.dtype)
-        return (self.abs() < limit).where(truncated, self)
+        x = self.detach()
+        big = 2.0 ** {2: 10, 4: 23, 8: 52}[x.dtype.itemsize]
+        magnitude = x.abs()
+        nearest = (magnitude < big).where((magnitude + big) - big, magnitude)
+        if mode == "trunc":
+            nearest = (nearest > magnitude).where(nearest - 1, nearest)
+        out = (x < 0).where(-nearest, nearest)
+        if mode == "floor":
+            out = (out > x).where(out - 1, out)
+        elif mode == "ceil":
+            out = (out < x).where(out + 1, out)
+        # self * 0 is a zero with the sign of x here (|x| < 1), and keeps the result in the graph with gradient 0
+        return (out == 0).where(self * 0, out)
 
-    def floor(self) -> "Tensor":
-        if not self.dtype.is_float:
-            return self
-        t = self.trunc()
-        return (t > self).where(t - 1, t)
-
-    def ceil(self) -> "Tensor":
-        if not self.dtype.is_float:
-            return self
-        t = self.trunc()
-        return (t < self).where(t + 1, t)
+    def trunc(self) -> "Tensor": return self._to_integral("trunc")                   # noqa: E704
+    def floor(self) -> "Tensor": return self._to_integral("floor")                   # noqa: E704
+    def ceil(self) -> "Tensor": return self._to_integral("ceil")                     # noqa: E704
 
     def round(self) -> "Tensor":
         """Round half to even, like PyTorch and NumPy."""
-        if not self.dtype.is_float:
-            return self
-        r = (self + 0.5).floor()
-        is_half = (r - self) == 0.5
-        r_odd = (r - (r * 0.5).floor() * 2) == 1
-        return (is_half & r_odd).where(r - 1, r)
+        return self._to_integral("round")
 
     def isnan(self) -> "Tensor":
         return self != self
