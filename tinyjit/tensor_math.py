@@ -16,6 +16,11 @@ class MathMixin:
     def _float(self) -> "Tensor":
         return self.cast(least_upper_float(self.dtype))
 
+    def _half_in_float32(self, fn) -> "Tensor | None":
+        """fn computed in float32 and rounded to half once, for a half tensor (like torch's half math); None for
+        other dtypes. Composites of several ops would otherwise round to half after each of them."""
+        return fn(self.float()).half() if self.dtype == dtypes.float16 else None
+
     def exp2(self) -> "Tensor": return self._float()._apply(Op.EXP2)                 # noqa: E704
     def log2(self) -> "Tensor": return self._float()._apply(Op.LOG2)                 # noqa: E704
     def sqrt(self) -> "Tensor": return self._float()._apply(Op.SQRT)                 # noqa: E704
@@ -37,6 +42,8 @@ class MathMixin:
         """e^x - 1, accurate for small x too: e^x - 1 cancels there, so |x| < 0.25 uses a Taylor polynomial with
         enough terms for the dtype."""
         x = self._float()
+        if (half := x._half_in_float32(MathMixin.expm1)) is not None:
+            return half
         small = (x < 0.25) & (x > -0.25)
         xs = small.where(x, 0.0)
         n = {2: 4, 4: 6, 8: 12}[x.dtype.itemsize]
@@ -47,9 +54,10 @@ class MathMixin:
 
     def log1p(self) -> "Tensor":
         """log(1 + x), accurate for small x too: for |x| < 0.25, 2 atanh(s) = 2 (s + s^3/3 + s^5/5 + ...) with
-        s = x / (2 + x), |s| < 1/7. (Rounding-compensation tricks such as log(u) * x / (u - 1) do not survive the
-        renderers' reassociating float math.)"""
+        s = x / (2 + x), |s| < 1/7."""
         x = self._float()
+        if (half := x._half_in_float32(MathMixin.log1p)) is not None:
+            return half
         small = (x < 0.25) & (x > -0.25)
         s = small.where(x, 0.0) / (small.where(x, 0.0) + 2)
         s2 = s * s
@@ -62,6 +70,8 @@ class MathMixin:
     def tanh(self) -> "Tensor":
         # through expm1(-2|x|), in (-1, 0]: accurate near 0 (1 - 2 / (e^2x + 1) cancels) and never overflows
         x = self._float()
+        if (half := x._half_in_float32(MathMixin.tanh)) is not None:
+            return half
         neg = x < 0
         t = (-2 * neg.where(-x, x)).expm1()
         r = -t / (t + 2)
@@ -71,6 +81,8 @@ class MathMixin:
         # through e^-|x|, which never overflows: 1 / (1 + e^-x) has a finite value at x = -100 but its
         # gradient would be 0 * inf = NaN
         x = self._float()
+        if (half := x._half_in_float32(MathMixin.sigmoid)) is not None:
+            return half
         neg = x < 0
         z = neg.where(x, -x).exp()
         return neg.where(z, 1.0) / (1 + z)
