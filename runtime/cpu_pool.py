@@ -193,8 +193,11 @@ release:
 class NativePool:
     def __init__(self, device, workers: int):
         import llvmlite.binding as llvm
+
+        from runtime import cpu_symbols
         module = llvm.parse_assembly(POOL_IR)
         module.verify()
+        cpu_symbols.provide(["syscall"])   # resolved explicitly, like every symbol a kernel calls
         with device._engine_lock:
             device.engine.add_module(module)
             device.engine.finalize_object()

@@ -34,6 +34,7 @@ LIBC_FUNCTIONS = frozenset({
     "sqrtf", "sqrt", "fmaf", "fma", "ldexpf", "ldexp",   # intrinsics without an instruction on some CPUs
     "rintf", "rint", "nearbyintf", "nearbyint", "floorf", "floor", "ceilf", "ceil", "truncf", "trunc",
     "roundf", "round", "roundevenf", "roundeven", "fminf", "fmin", "fmaxf", "fmax",
+    "syscall",                                           # the native thread pool's futex (runtime/cpu_pool.py)
 })
 # 128-bit integer division and remainder (libgcc_s / compiler-rt)
 LIBGCC_FUNCTIONS = frozenset({"__divti3", "__udivti3", "__modti3", "__umodti3"})

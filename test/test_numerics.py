@@ -161,6 +161,11 @@ def test_remainder_and_division_gradients_match_torch(device):
         op(tx, ty).sum().backward()
         np.testing.assert_allclose(x.grad.numpy(), tx.grad.numpy(), rtol=1e-6)
         np.testing.assert_allclose(y.grad.numpy(), ty.grad.numpy(), rtol=1e-6)
+    # floor division: zero gradient everywhere, y == 0 included (torch.div with rounding_mode="floor")
+    x, y = Tensor(a, requires_grad=True), Tensor(np.float32([2.0, 0.0, -3.0, 0.7, 0.0]), requires_grad=True)
+    (x // y).sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), np.zeros(5, np.float32))
+    np.testing.assert_array_equal(y.grad.numpy(), np.zeros(5, np.float32))
 
 
 @RENDERERS
