@@ -152,7 +152,7 @@ BUILTIN_FUNCTIONS = frozenset({"__extendhfsf2", "__extendhfdf2", "__truncsfhf2",
 KNOWN = LIBC_FUNCTIONS | LIBGCC_FUNCTIONS | BUILTIN_FUNCTIONS
 
 
-def undefined_symbols(obj: bytes) -> list[str]:
+def undefined_symbols(obj: bytes) -> list[str] | None:
     """Names of the undefined symbols in the symbol table of an ELF object file (what it needs from outside), or
     None when `obj` is not ELF (then nothing can be checked here)."""
     if obj[:4] != b"\x7fELF" or obj[4] != 2:   # ELF64 only (x86-64, aarch64, ...)

@@ -55,8 +55,8 @@ def _conversion_inputs() -> dict:
     # beyond the half range and deep in its subnormals, and random bit patterns
     h64 = np.sort(halves[np.isfinite(halves)].astype(np.float64))
     mid = (h64[1:] + h64[:-1]) / 2
-    doubles = np.concatenate([h64, mid, np.nextafter(mid, np.inf), np.nextafter(mid, -np.inf), [65519.99, 65520.0, 1e300,
-                              -1e300, np.inf, -np.inf, np.nan, 2.0 ** -25, 2.0 ** -26, 5e-324, -0.0],
+    special = [65519.99, 65520.0, 1e300, -1e300, np.inf, -np.inf, np.nan, 2.0 ** -25, 2.0 ** -26, 5e-324, -0.0]
+    doubles = np.concatenate([h64, mid, np.nextafter(mid, np.inf), np.nextafter(mid, -np.inf), special,
                               rng.integers(0, 1 << 64, 100000, dtype=np.uint64).view(np.float64)])
     with np.errstate(over="ignore", invalid="ignore"):
         floats = np.concatenate([doubles.astype(np.float32),

@@ -71,7 +71,12 @@ ULPS = {"exp": 2, "exp2": 2, "log": 4, "log2": 3, "sqrt": 0.5, "sin": 2, "cos": 
 @RENDERERS
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_transcendental_accuracy_against_float64(device, dtype):
-    for name, (x, reference) in _accuracy_cases(dtype).items():
+    cases = _accuracy_cases(dtype)
+    if device == "CUDAEMU":
+        # the emulator runs glibc for the math functions themselves: what is the CUDA renderer's own is how exp (the
+        # scaled exp2 helper), cos and tan (SIN's phase, the division) and sigmoid are put together
+        cases = {name: cases[name] for name in ("exp", "cos", "tan", "sigmoid")}
+    for name, (x, reference) in cases.items():
         x = x.astype(dtype)
         got = getattr(Tensor(x), name)().numpy()
         with np.errstate(all="ignore"):
