@@ -13,6 +13,14 @@ Choices made here:
   twice cannot differ from rounding once); transcendental functions are computed in float, as on the CPU
   backend. This needs no cl_khr_fp16 (PoCL on the CPU lacks it) and no half arithmetic on the device.
 - max propagates NaN (like torch.maximum and the LLVM backend's llvm.maximum), so it is not C's fmax.
+- Float code keeps IEEE semantics: no contraction of a * b + c into an FMA (OpenCL `FP_CONTRACT OFF`, NVRTC
+  `--fmad=false`), so a value recomputed in another kernel is bitwise the same; division and sqrt are correctly
+  rounded (the OpenCL build option `-cl-fp32-correctly-rounded-divide-sqrt`, NVRTC's default `--prec-div`). The
+  one fused multiply-add is explicit: a reduce's accumulator plus a product is `fma(a, b, acc)`, on every device.
+- float IDIV is `/` and float MOD is fmod (ops.py). SIN's phase (quarter turns) picks sin or cos and a sign.
+- exp2(x * c) for a constant c (how exp is composed) calls a helper that carries the product to twice the
+  precision: a rounded x * c would be off by half its ulp, which exp2 turns into a relative error of the result
+  (62 ulp near exp(80) in float32).
 - Integer results narrower than int are cast back to their type (C promotes char/short operands to int).
 """
 from __future__ import annotations
@@ -25,13 +33,25 @@ import numpy as np
 from tinyjit.dtype import DType, dtypes
 from tinyjit.ops import Op
 
-from codegen.uops import U, UOp
+from codegen.llvm_math import scaled_exp2, split_constant
+from codegen.uops import U, UOp, accumulations
 
 BINARY_OPERATORS = {Op.ADD: "+", Op.MUL: "*", Op.CMPLT: "<", Op.CMPNE: "!=", Op.IDIV: "/", Op.MOD: "%",
                     Op.AND: "&", Op.OR: "|", Op.XOR: "^", Op.SHL: "<<", Op.SHR: ">>"}
 MATH_OPS = (Op.EXP2, Op.LOG2, Op.SIN, Op.SQRT)
-# ops whose half result needs rounding (max, neg, where and comparisons of half inputs are exact)
-ROUNDING_OPS = {Op.ADD, Op.MUL, Op.RECIP, *MATH_OPS}
+# the C math functions the renderer calls, by their double-precision name (`float_math` spells them per type)
+MATH_FUNCTIONS = ("exp2", "log2", "sin", "cos", "sqrt", "fmod", "fma", "rint", "ldexp", "fabs")
+# ops whose half result needs rounding (max, neg, where and comparisons of half inputs are exact; so is fmod)
+ROUNDING_OPS = {Op.ADD, Op.MUL, Op.RECIP, Op.IDIV, *MATH_OPS}
+# exp2(x * c): past these |x * c| the result is 0 or inf (or NaN) and plain exp2 gives it
+_EXP2_SCALED_LIMIT = {dtypes.float32: 256.0, dtypes.float64: 2048.0}
+_EXP2_SCALED = """{prefix}{T} tj_exp2_scaled_{sfx}({T} x, {T} c_hi, {T} c_lo) {{
+  {T} p = x * c_hi;
+  if (!({fabs}(p) < {limit})) return {exp2}(p);
+  {T} tail = {fma}(x, c_hi, -p) + x * c_lo;    /* x * (c_hi + c_lo) - p, the part the rounded product lost */
+  {T} n = {rint}(p);
+  return {ldexp}({exp2}((p - n) + tail), (int)n);
+}}"""
 
 
 class CStyleLanguage:
@@ -46,7 +66,8 @@ class CStyleLanguage:
     ids: dict[str, str] = {}           # "group"/"lid"/"gid" -> expression with {dim}
     id_dims = "012"                    # how dimension 0, 1, 2 is spelled in `ids`
     types: dict[DType, str] = {}
-    float_math: dict[tuple[Op, DType], str] = {}
+    float_math: dict[tuple[str, DType], str] = {}   # (MATH_FUNCTIONS name, float32 or float64) -> C function
+    function_prefix = ""               # before a helper function's return type (CUDA: __device__)
     int_suffix: dict[DType, str] = {}  # literal suffixes, e.g. int64 -> "LL"
     infinity = ""                      # float +inf; nan similarly
     nan = ""
@@ -72,6 +93,7 @@ class CStyleLanguage:
         """(function name, complete source of one kernel)."""
         self._reset()
         self.vectors = vector_groups(uops, self.vector_needs_alignment) if self.vector_load else {}
+        self.accumulations = accumulations(uops)
         body = [self._line(u) for u in uops]
         body_lines = [line for lines in body for line in lines]
         digest = hashlib.sha256("\n".join(body_lines).encode()).hexdigest()[:8]
@@ -87,8 +109,23 @@ class CStyleLanguage:
         return fname, "\n".join(src) + "\n"
 
     def prelude(self, uops: list[UOp]) -> list[str]:
-        """Lines before the kernel (extensions, includes, helpers); each dialect adds what `uops` need."""
-        return []
+        """Lines before the kernel (extensions, includes, helpers); each dialect adds what `uops` need and then
+        calls this for the shared math helpers."""
+        lines = []
+        for dt in (dtypes.float32, dtypes.float64):
+            if any(self._scaled_exp2(u, dt) for u in uops):
+                spell = {name: self.float_math[(name, dt)] for name in MATH_FUNCTIONS}
+                lines.append(_EXP2_SCALED.format(prefix=self.function_prefix, T=self.types[dt], sfx=dt.name,
+                                                 limit=self.literal(_EXP2_SCALED_LIMIT[dt], dt), **spell))
+        return lines
+
+    @staticmethod
+    def _scaled_exp2(u: UOp, compute: DType) -> bool:
+        """Whether `u` is an exp2(x * constant) computed in `compute` (float32 for half)."""
+        if u.uop != U.ALU or u.arg != Op.EXP2:
+            return False
+        dt = dtypes.float32 if u.dtype == dtypes.float16 else u.dtype
+        return dt == compute and scaled_exp2(u.src[0])[1] is not None
 
     # ---- helpers for the dialects ----
     @staticmethod
@@ -245,9 +282,27 @@ class CStyleLanguage:
             return f"({a[0]} ? {a[1]} : {a[2]})"
         if op == Op.NEG:
             expr = f"(!{a[0]})" if dt == dtypes.bool else f"(-({a[0]}))"   # (-(-3)), never (--3)
+        elif op == Op.EXP2 and scaled_exp2(u.src[0])[1] is not None:
+            compute = dtypes.float32 if src_dt == dtypes.float16 else src_dt
+            x, scale = scaled_exp2(u.src[0])
+            hi, lo = split_constant(scale, "double" if compute == dtypes.float64 else "float")
+            expr = (f"tj_exp2_scaled_{compute.name}({self._ref(x)}, {self.literal(hi, compute)}, "
+                    f"{self.literal(lo, compute)})")
+        elif op == Op.SIN:
+            compute = dtypes.float32 if src_dt == dtypes.float16 else src_dt
+            phase = int(u.src[1].arg) % 4 if len(u.src) > 1 else 0
+            expr = f"{self.float_math[('cos' if phase % 2 else 'sin', compute)]}({a[0]})"
+            expr = f"(-{expr})" if phase >= 2 else expr
         elif op in MATH_OPS:
             compute = dtypes.float32 if src_dt == dtypes.float16 else src_dt
-            expr = f"{self.float_math[(op, compute)]}({a[0]})"
+            expr = f"{self.float_math[(op.name.lower(), compute)]}({a[0]})"
+        elif op == Op.MOD and src_dt.is_float:
+            compute = dtypes.float32 if src_dt == dtypes.float16 else src_dt
+            expr = f"{self.float_math[('fmod', compute)]}({a[0]}, {a[1]})"
+        elif op == Op.ADD and src_dt in (dtypes.float32, dtypes.float64) and self._accumulated_product(u):
+            acc, product = (u.src[0], u.src[1]) if u.src[0].uop == U.ACC_READ else (u.src[1], u.src[0])
+            x, y = (self._ref(s) for s in product.src)
+            expr = f"{self.float_math[('fma', src_dt)]}({x}, {y}, {self._ref(acc)})"
         elif op == Op.RECIP:
             expr = f"({self.literal(1.0, src_dt if src_dt != dtypes.float16 else dtypes.float32)}/{a[0]})"
         elif op == Op.MAX:
@@ -268,6 +323,10 @@ class CStyleLanguage:
         if dt.is_int and dt.itemsize < 4:
             return f"({self.types[dt]}){expr}"
         return expr
+
+    def _accumulated_product(self, u: UOp) -> bool:
+        """Whether the float ADD `u` is a reduce's accumulation of a product: acc = acc + a * b."""
+        return id(u) in self.accumulations and any(s.uop == U.ALU and s.arg == Op.MUL for s in u.src)
 
     def _cast(self, src: UOp, to: DType) -> str:
         frm, v = src.dtype, self._ref(src)

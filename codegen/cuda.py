@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from tinyjit.dtype import dtypes
 
-from codegen.cstyle import MATH_OPS, CStyleLanguage
+from codegen.cstyle import MATH_FUNCTIONS, CStyleLanguage
 
 # bit casts through a union: defined behaviour in CUDA C++ (and in g++, which the CPU emulation uses)
 _BITCAST = """template <class T, class F> __device__ __forceinline__ T tj_bitcast(F x) {
@@ -24,8 +24,9 @@ class CUDARenderer(CStyleLanguage):
              dtypes.int64: "long long", dtypes.uint8: "unsigned char", dtypes.uint16: "unsigned short",
              dtypes.uint32: "unsigned int", dtypes.uint64: "unsigned long long", dtypes.float16: "half",
              dtypes.float32: "float", dtypes.float64: "double"}
-    float_math = {**{(op, dtypes.float32): op.name.lower() + "f" for op in MATH_OPS},
-                  **{(op, dtypes.float64): op.name.lower() for op in MATH_OPS}}
+    float_math = {**{(name, dtypes.float32): name + "f" for name in MATH_FUNCTIONS},
+                  **{(name, dtypes.float64): name for name in MATH_FUNCTIONS}}
+    function_prefix = "__device__ "
     int_suffix = {dtypes.int64: "LL", dtypes.uint32: "u", dtypes.uint64: "ull"}
     # NVRTC has no math.h macros: spell the special values by their bits
     infinity, nan = "__int_as_float(0x7f800000)", "__int_as_float(0x7fc00000)"
@@ -46,4 +47,4 @@ class CUDARenderer(CStyleLanguage):
             lines.append("#include <cuda_fp16.h>")
         if any(u.uop.name == "BITCAST" for u in uops):
             lines.append(_BITCAST)
-        return lines
+        return lines + super().prelude(uops)

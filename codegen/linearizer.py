@@ -157,6 +157,8 @@ class Linearizer:
             return self.emit(U.CAST, node.dtype, srcs)
         if node.op == Op.BITCAST:
             return self.emit(U.BITCAST, node.dtype, srcs)
+        if node.op == Op.SIN and node.arg:   # the phase, in quarter turns (tinyjit/ops.py), as a constant operand
+            srcs.append(self.const(node.arg % 4, dtypes.int32))
         return self.alu(node.op, node.dtype, *srcs)
 
     def output_combo(self, combo: tuple[int, ...]) -> tuple[int, ...]:

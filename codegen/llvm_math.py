@@ -3,6 +3,15 @@
 exp2 is within 1 ulp and log2 within 3 ulp of the correctly rounded result (test/test_llvm_math.py)
 and keep IEEE special cases: NaN in -> NaN out, exp2(+inf) = inf, exp2(-inf) = 0, log2(0) = -inf,
 log2(x < 0) = NaN, log2(+inf) = inf. Denormal inputs and results are handled.
+
+exp2 also evaluates 2**(x * c) for a constant c with the product carried to twice the precision of the type
+(`scale`): that is how exp(x) = 2**(x * log2(e)) stays within an ulp or two. A rounded product x * c is off by up
+to half an ulp of itself, and 2**(.) turns that absolute error into a relative error of the result: near x = 80
+(float32) that was 62 ulp.
+
+No fast-math flags: these are elementwise code, which keeps IEEE semantics (the reduction accumulators of the
+renderer are the only place where LLVM may reassociate). Products and sums are fused with an explicit llvm.fma
+on CPUs that have one (deterministic, so a value computed twice is computed the same), and otherwise are not.
 """
 from __future__ import annotations
 
@@ -10,8 +19,18 @@ import math
 import struct
 from typing import Callable
 
+import numpy as np
+
+from tinyjit.ops import Op
+
+from codegen.uops import U, UOp
+
 Emit = Callable[[str], None]
 Fresh = Callable[[], str]
+
+# constants that Tensor ops scale by before EXP2 (and after LOG2), to more than double precision: the double value
+# -> (exact value - double value). exp(x) is exp2(x * (1 / ln 2)); with the tail, float64 exp is accurate too.
+CONSTANT_TAILS = {1 / math.log(2): 2.0355273740931033e-17, math.log(2): 2.3190468138462996e-17}
 
 
 def _hex(v: float, ft: str = "double") -> str:
@@ -19,6 +38,39 @@ def _hex(v: float, ft: str = "double") -> str:
     if ft == "float" and math.isfinite(v):
         v = struct.unpack("<f", struct.pack("<f", v))[0]
     return "0x%016X" % struct.unpack("<Q", struct.pack("<d", v))[0]
+
+
+def _round_to(v: float, ft: str) -> float:
+    if ft != "float":
+        return v
+    with np.errstate(over="ignore"):
+        return float(np.float32(v))
+
+
+def scaled_exp2(arg: UOp) -> tuple[UOp, float | None]:
+    """EXP2's operand as (x, c) when it is x * c for a constant c (the renderers then evaluate 2**(x * c) with the
+    product in twice the precision, see `emit_exp2`), else (operand, None)."""
+    if arg.uop == U.ALU and arg.arg == Op.MUL and arg.dtype.is_float:
+        a, b = arg.src
+        if b.uop == U.CONST:
+            return a, float(b.arg)
+        if a.uop == U.CONST:
+            return b, float(a.arg)
+    return arg, None
+
+
+def _keep_bits(v: float, bits: int) -> float:
+    """v with only its leading `bits` significant bits (truncated)."""
+    (u,) = struct.unpack("<Q", struct.pack("<d", v))
+    return struct.unpack("<d", struct.pack("<Q", u & ~((1 << (53 - bits)) - 1)))[0]
+
+
+def split_constant(c: float, ft: str) -> tuple[float, float]:
+    """(hi, lo), both exactly representable in `ft`, with hi + lo = c to about twice the precision of `ft`: c is a
+    Python float, or a key of CONSTANT_TAILS standing for the exact constant."""
+    hi = _round_to(c, ft)
+    lo = _round_to((c - hi) + CONSTANT_TAILS.get(c, 0.0), ft)
+    return hi, lo
 
 
 # float32 and float64 layouts: (llvm float type, int type, mantissa bits, exponent bias, Taylor degree of 2^f on
@@ -29,15 +81,60 @@ _FORMATS = {
 }
 
 
-def _poly(emit: Emit, fresh: Fresh, ft: str, x: str, coefficients: list[float], flags: str) -> str:
+def _fma(emit: Emit, fresh: Fresh, declare: Callable[[str], None], ft: str, a: str, b: str, c: str) -> str:
+    """a * b + c rounded once (llvm.fma: one instruction on CPUs with FMA)."""
+    sfx = "f32" if ft == "float" else "f64"
+    declare(f"declare {ft} @llvm.fma.{sfx}({ft}, {ft}, {ft})")
+    r = fresh()
+    emit(f"{r} = call {ft} @llvm.fma.{sfx}({ft} {a}, {ft} {b}, {ft} {c})")
+    return r
+
+
+def _mul_add(emit: Emit, fresh: Fresh, declare, ft: str, a: str, b: str, c: str, fma: bool) -> str:
+    """a * b + c: fused where the CPU has FMA, else a multiply and an add."""
+    if fma:
+        return _fma(emit, fresh, declare, ft, a, b, c)
+    m, r = fresh(), fresh()
+    emit(f"{m} = fmul {ft} {a}, {b}")
+    emit(f"{r} = fadd {ft} {m}, {c}")
+    return r
+
+
+def _poly(emit: Emit, fresh: Fresh, declare, ft: str, x: str, coefficients: list[float], fma: bool) -> str:
     """Horner evaluation of sum(c[k] * x^k)."""
     acc = _hex(coefficients[-1], ft)
     for c in reversed(coefficients[:-1]):
-        m, a = fresh(), fresh()
-        emit(f"{m} = fmul {flags} {ft} {acc}, {x}")
-        emit(f"{a} = fadd {flags} {ft} {m}, {_hex(c, ft)}")
-        acc = a
+        acc = _mul_add(emit, fresh, declare, ft, acc, x, _hex(c, ft), fma)
     return acc
+
+
+def _product_error(emit: Emit, fresh: Fresh, declare, ft: str, x: str, c: float, p: str, fma: bool) -> str:
+    """x * c - p exactly, for p = x * c rounded (an error-free product: x * c == p + error)."""
+    if fma:
+        neg = fresh()
+        emit(f"{neg} = fneg {ft} {p}")
+        return _fma(emit, fresh, declare, ft, x, _hex(c, ft), neg)
+    # Dekker: split x and c into halves whose products are exact, then sum the partial products' errors
+    bits = 24 if ft == "float" else 53
+    splitter = _hex(2.0 ** ((bits + 1) // 2) + 1)
+    t, t_minus_x, x_hi, x_lo = fresh(), fresh(), fresh(), fresh()
+    emit(f"{t} = fmul {ft} {x}, {splitter}")
+    emit(f"{t_minus_x} = fsub {ft} {t}, {x}")
+    emit(f"{x_hi} = fsub {ft} {t}, {t_minus_x}")
+    emit(f"{x_lo} = fsub {ft} {x}, {x_hi}")
+    c_hi = _keep_bits(c, bits - (bits + 1) // 2)     # as many bits as x_hi, the rest in c_lo (exact)
+    c_lo = c - c_hi
+    out = []
+    for a, b in ((x_hi, c_hi), (x_hi, c_lo), (x_lo, c_hi), (x_lo, c_lo)):
+        m = fresh()
+        emit(f"{m} = fmul {ft} {a}, {_hex(b, ft)}")
+        out.append(m)
+    e1, e2, e3, e4 = fresh(), fresh(), fresh(), fresh()
+    emit(f"{e1} = fsub {ft} {out[0]}, {p}")
+    emit(f"{e2} = fadd {ft} {e1}, {out[1]}")
+    emit(f"{e3} = fadd {ft} {e2}, {out[2]}")
+    emit(f"{e4} = fadd {ft} {e3}, {out[3]}")
+    return e4
 
 
 def _pow2i(emit: Emit, fresh: Fresh, ft: str, it: str, mant: int, bias: int, n: str) -> str:
@@ -49,21 +146,41 @@ def _pow2i(emit: Emit, fresh: Fresh, ft: str, it: str, mant: int, bias: int, n: 
     return out
 
 
-def emit_exp2(emit: Emit, fresh: Fresh, declare: Callable[[str], None], ft: str, x: str, flags: str,
-              scalef: bool = False) -> str:
-    """exp2(x); `scalef`: the target scales by powers of two in one vector instruction (AVX-512)."""
+def emit_exp2(emit: Emit, fresh: Fresh, declare: Callable[[str], None], ft: str, x: str, scalef: bool = False,
+              scale: float | None = None, fma: bool = True) -> str:
+    """exp2(x), or exp2(x * scale) with the product exact to twice the precision of `ft` (module docstring).
+    `scalef`: the target scales by powers of two in one vector instruction (AVX-512); `fma`: it has FMA."""
     ft, it, mant, bias, degree, _ = _FORMATS[ft]
     limit = bias + mant + 8.0                       # beyond this the result is 0 or inf anyway
     sfx = "f32" if ft == "float" else "f64"
-    for fn in ("minnum", "maxnum", "rint"):
-        declare(f"declare {ft} @llvm.{fn}.{sfx}({ft}{', ' + ft if fn != 'rint' else ''})")
-    lo, clamped, n_f, f = fresh(), fresh(), fresh(), fresh()
-    emit(f"{lo} = call {ft} @llvm.maxnum.{sfx}({ft} {x}, {ft} {_hex(-limit)})")
-    emit(f"{clamped} = call {ft} @llvm.minnum.{sfx}({ft} {lo}, {ft} {_hex(limit)})")
+    for fn in ("minnum", "maxnum", "rint", "fabs"):
+        declare(f"declare {ft} @llvm.{fn}.{sfx}({ft}{', ' + ft if fn not in ('rint', 'fabs') else ''})")
+    tail = None
+    if scale is not None:
+        # x * scale = p + tail, p the rounded product; the tail is the product's rounding error plus x times the
+        # part of `scale` that `ft` cannot hold
+        hi, lo = split_constant(scale, ft)
+        p, x_lo, tail = fresh(), fresh(), fresh()
+        emit(f"{p} = fmul {ft} {x}, {_hex(hi, ft)}")
+        error = _product_error(emit, fresh, declare, ft, x, hi, p, fma)
+        emit(f"{x_lo} = fmul {ft} {x}, {_hex(lo, ft)}")
+        emit(f"{tail} = fadd {ft} {error}, {x_lo}")
+        x = p
+    lo_, clamped, n_f, f = fresh(), fresh(), fresh(), fresh()
+    emit(f"{lo_} = call {ft} @llvm.maxnum.{sfx}({ft} {x}, {ft} {_hex(-limit)})")
+    emit(f"{clamped} = call {ft} @llvm.minnum.{sfx}({ft} {lo_}, {ft} {_hex(limit)})")
     emit(f"{n_f} = call {ft} @llvm.rint.{sfx}({ft} {clamped})")
-    emit(f"{f} = fsub {ft} {clamped}, {n_f}")     # f in [-0.5, 0.5]
+    emit(f"{f} = fsub {ft} {clamped}, {n_f}")     # exact: f in [-0.5, 0.5]
+    if tail is not None:
+        # (beyond the clamp, or for NaN and inf, the tail is meaningless and the result does not need it)
+        magnitude, in_range, kept, f2 = fresh(), fresh(), fresh(), fresh()
+        emit(f"{magnitude} = call {ft} @llvm.fabs.{sfx}({ft} {x})")
+        emit(f"{in_range} = fcmp olt {ft} {magnitude}, {_hex(limit)}")
+        emit(f"{kept} = select i1 {in_range}, {ft} {tail}, {ft} {_hex(0.0)}")
+        emit(f"{f2} = fadd {ft} {f}, {kept}")
+        f = f2
     coefficients = [math.log(2) ** k / math.factorial(k) for k in range(degree + 1)]
-    p = _poly(emit, fresh, ft, f, coefficients, flags)
+    p = _poly(emit, fresh, declare, ft, f, coefficients, fma)
     if scalef:
         # p * 2**n by ldexp: one vscalef on AVX-512, right for denormal results and overflow to inf
         n, r2 = fresh(), fresh()
@@ -86,7 +203,7 @@ def emit_exp2(emit: Emit, fresh: Fresh, declare: Callable[[str], None], ft: str,
     return out
 
 
-def emit_log2(emit: Emit, fresh: Fresh, declare: Callable[[str], None], ft: str, x: str, flags: str) -> str:
+def emit_log2(emit: Emit, fresh: Fresh, declare: Callable[[str], None], ft: str, x: str, fma: bool = True) -> str:
     ft, it, mant, bias, _, terms = _FORMATS[ft]
     # denormals: scale up by 2**mant first and subtract mant from the exponent afterwards
     tiny, scaled, xs, bias_adj = fresh(), fresh(), fresh(), fresh()
@@ -114,7 +231,7 @@ def emit_log2(emit: Emit, fresh: Fresh, declare: Callable[[str], None], ft: str,
     emit(f"{den} = fadd {ft} {m2}, {_hex(1.0)}")
     emit(f"{t} = fdiv {ft} {num}, {den}")
     emit(f"{t2} = fmul {ft} {t}, {t}")
-    series = _poly(emit, fresh, ft, t2, [2.0 / (2 * k + 1) / math.log(2) for k in range(terms)], flags)
+    series = _poly(emit, fresh, declare, ft, t2, [2.0 / (2 * k + 1) / math.log(2) for k in range(terms)], fma)
     log_m, e_f, result = fresh(), fresh(), fresh()
     emit(f"{log_m} = fmul {ft} {t}, {series}")
     emit(f"{e_f} = sitofp {it} {e2} to {ft}")

@@ -11,15 +11,21 @@ import numpy as np
 from tinyjit.dtype import DType, dtypes
 from tinyjit.ops import Op
 
-from codegen.llvm_math import emit_exp2, emit_log2
-from codegen.uops import U, UOp
+from codegen.llvm_math import emit_exp2, emit_log2, scaled_exp2
+from codegen.uops import U, UOp, accumulations
 
 LLVM_TYPES = {dtypes.bool: "i1", dtypes.int8: "i8", dtypes.int16: "i16", dtypes.int32: "i32", dtypes.int64: "i64",
               dtypes.uint8: "i8", dtypes.uint16: "i16", dtypes.uint32: "i32", dtypes.uint64: "i64",
               dtypes.float16: "half", dtypes.float32: "float", dtypes.float64: "double"}
-# float ops may be reassociated (vectorized reductions) and fused (FMA); NaN/inf semantics are kept
-FAST = "reassoc nsz contract"
-FLOAT_INTRINSICS = {Op.EXP2: "exp2", Op.LOG2: "log2", Op.SIN: "sin", Op.SQRT: "sqrt"}
+# Fast-math flags. Elementwise float code carries none: it keeps IEEE semantics, so a stable formula is not folded
+# back into the unstable one ((x - m) - lse into x - (m + lse)), NaN stays NaN, and a value computed in two
+# kernels is computed identically (no contraction into an FMA in one and not the other). Only the accumulation of
+# a reduce may be reassociated (so the loop vectorizer can keep partial sums in vector lanes) and contracted with
+# the product it adds (a matmul's multiply-add is one FMA); that product then carries `contract` too.
+ACCUMULATE_FLAGS = "reassoc nsz contract"
+ACCUMULATED_PRODUCT_FLAGS = "contract"
+# SIN's argument: quarter turns k, the op computes sin(x + k*pi/2) (ops.py); k = 1 is cos
+SIN_PHASES = {0: ("sin", False), 1: ("cos", False), 2: ("sin", True), 3: ("cos", True)}   # (intrinsic, negate)
 
 
 @functools.lru_cache(maxsize=None)
@@ -31,6 +37,16 @@ def host_vector_bits() -> int:
     except Exception:   # no llvmlite or an unknown host: assume AVX2-class hardware
         return 256
     return 512 if features.get("avx512f") else 256 if features.get("avx") else 128
+
+
+@functools.lru_cache(maxsize=None)
+def host_has_fma() -> bool:
+    """Whether this CPU has fused multiply-add (llvm.fma is then one instruction, else a library call)."""
+    try:
+        import llvmlite.binding as llvm
+        return bool(llvm.get_host_cpu_features().get("fma"))
+    except Exception:
+        return False
 
 
 def mem_type(dt: DType) -> str:
@@ -98,6 +114,22 @@ class LLVMRenderer:
         return sum(u.uop == U.STORE for u in uops) > 1 and any(u.uop == U.DEFINE_ACC for u in uops)
 
     @staticmethod
+    def _accumulation(uops: list[UOp]) -> dict[int, str]:
+        """Fast-math flags by id of the float ALU ops allowed any: each accumulation into a reduce's accumulator
+        (the op writing an accumulator from its own value) and a product whose only uses are such sums."""
+        uses: dict[int, list[UOp]] = {}
+        for u in uops:
+            for s in u.src:
+                uses.setdefault(id(s), []).append(u)
+        flags = {i: ACCUMULATE_FLAGS for i in accumulations(uops)}
+        for u in uops:
+            users = uses.get(id(u), [])
+            if u.uop == U.ALU and u.arg == Op.MUL and u.dtype.is_float and users and all(
+                    flags.get(id(user)) == ACCUMULATE_FLAGS and user.arg == Op.ADD for user in users):
+                flags[id(u)] = ACCUMULATED_PRODUCT_FLAGS
+        return flags
+
+    @staticmethod
     def _index_math(uops: list[UOp]) -> set[int]:
         """ids of the integer ops (add, mul, and the div/mod by constants between them) that compute addresses from
         loop variables and constants. Their values are in-range indices (the linearizer picks a wide enough index
@@ -118,6 +150,7 @@ class LLVMRenderer:
     def _body(self, uops: list[UOp]):
         no_vectorize = self._register_blocked(uops)
         nsw = self._index_math(uops)
+        fast = self._accumulation(uops)
         out: list[str] = []
         allocas: list[str] = []
         declares: set[str] = set()
@@ -142,12 +175,12 @@ class LLVMRenderer:
         def emit(text: str) -> None:
             out.append("  " + text)
 
-        def call_intrinsic(fn: str, dt: DType, *operands: str) -> str:
+        def call_intrinsic(fn: str, dt: DType, *operands: str, flags: str = "") -> str:
             t = LLVM_TYPES[dt]
             suffix = {"half": "f16", "float": "f32", "double": "f64"}.get(t, t)
             declares.add(f"declare {t} @llvm.{fn}.{suffix}({', '.join([t] * len(operands))})")
             r = fresh()
-            emit(f"{r} = call {FAST if dt.is_float else ''} {t} @llvm.{fn}.{suffix}("
+            emit(f"{r} = call {flags if dt.is_float else ''} {t} @llvm.{fn}.{suffix}("
                  + ", ".join(f"{t} {o}" for o in operands) + ")")
             return r
 
@@ -234,7 +267,8 @@ class LLVMRenderer:
                 emit(f"{ptr} = getelementptr inbounds {mem_type(dt)}, ptr {ref(buf)}, {ty(index)} {ref(index)}")
                 emit(f"store {mem_type(dt)} {v}, ptr {ptr}, align {dt.itemsize}")
             elif kind == U.ALU:
-                names[id(u)] = self._alu(u, ref, emit, fresh, call_intrinsic, declares.add, id(u) in nsw)
+                names[id(u)] = self._alu(u, ref, emit, fresh, call_intrinsic, declares.add, id(u) in nsw,
+                                         fast.get(id(u), ""))
             elif kind == U.CAST:
                 names[id(u)] = self._cast(u.src[0], u.dtype, ref, emit, fresh)
             elif kind == U.BITCAST:
@@ -246,7 +280,8 @@ class LLVMRenderer:
         return allocas + out, declares, args
 
     @staticmethod
-    def _alu(u: UOp, ref, emit, fresh, call_intrinsic, declare, nsw: bool = False) -> str:
+    def _alu(u: UOp, ref, emit, fresh, call_intrinsic, declare, nsw: bool = False, flags: str = "") -> str:
+        """One ALU op; `flags`: its fast-math flags (only accumulations and their products have any)."""
         op, dt = u.arg, u.dtype
         src_dt = u.src[0].dtype if op != Op.WHERE else u.src[1].dtype
         t = LLVM_TYPES[src_dt]
@@ -262,40 +297,58 @@ class LLVMRenderer:
                 emit(f"{r} = xor i1 {a[0]}, true")
             else:
                 emit(f"{r} = sub {t} 0, {a[0]}")
-        elif op in (Op.EXP2, Op.LOG2) and src_dt in (dtypes.float32, dtypes.float64):
-            # inline polynomials instead of libm calls: loops with exp/log then vectorize
-            if op == Op.EXP2:
-                return emit_exp2(emit, fresh, declare, LLVM_TYPES[src_dt], a[0], FAST, host_vector_bits() == 512)
-            return emit_log2(emit, fresh, declare, LLVM_TYPES[src_dt], a[0], FAST)
-        elif op in FLOAT_INTRINSICS:
-            if src_dt == dtypes.float16:  # compute half math in float
+        elif op in (Op.EXP2, Op.LOG2, Op.SIN, Op.SQRT):
+            # half math is computed in float and rounded once
+            ct = "float" if src_dt == dtypes.float16 else t
+            compute_dt = dtypes.float32 if src_dt == dtypes.float16 else src_dt
+
+            def widen(operand: UOp) -> str:
+                if operand.dtype != dtypes.float16:
+                    return ref(operand)
                 wide = fresh()
-                emit(f"{wide} = fpext half {a[0]} to float")
-                if op in (Op.EXP2, Op.LOG2):
-                    res = (emit_exp2 if op == Op.EXP2 else emit_log2)(emit, fresh, declare, "float", wide, FAST)
-                else:
-                    res = call_intrinsic(FLOAT_INTRINSICS[op], dtypes.float32, wide)
-                emit(f"{r} = fptrunc float {res} to half")
+                emit(f"{wide} = fpext half {ref(operand)} to float")
+                return wide
+            if op == Op.EXP2:
+                # inline polynomial instead of a libm call: loops with exp then vectorize. exp2(x * c) with a
+                # constant c (how exp is composed) gets the product to twice the precision (codegen/llvm_math.py)
+                x, scale = scaled_exp2(u.src[0])
+                res = emit_exp2(emit, fresh, declare, ct, widen(x), host_vector_bits() == 512, scale, host_has_fma())
+            elif op == Op.LOG2:
+                res = emit_log2(emit, fresh, declare, ct, widen(u.src[0]), host_has_fma())
+            elif op == Op.SIN:
+                fn, negate = SIN_PHASES[int(u.src[1].arg) % 4 if len(u.src) > 1 else 0]
+                res = call_intrinsic(fn, compute_dt, widen(u.src[0]))
+                if negate:
+                    res, negated = fresh(), res
+                    emit(f"{res} = fneg {ct} {negated}")
             else:
-                return call_intrinsic(FLOAT_INTRINSICS[op], src_dt, a[0])
+                res = call_intrinsic("sqrt", compute_dt, widen(u.src[0]))
+            if src_dt != dtypes.float16:
+                return res
+            emit(f"{r} = fptrunc float {res} to half")
         elif op == Op.RECIP:
-            emit(f"{r} = fdiv {FAST} {t} {llvm_const(1.0, src_dt)}, {a[0]}")
+            emit(f"{r} = fdiv {t} {llvm_const(1.0, src_dt)}, {a[0]}")
         elif op == Op.ADD:
-            emit(f"{r} = fadd {FAST} {t} {a[0]}, {a[1]}" if is_float else
+            emit(f"{r} = fadd {flags} {t} {a[0]}, {a[1]}" if is_float else
                  f"{r} = {'or' if src_dt == dtypes.bool else 'add nsw' if nsw else 'add'} {t} {a[0]}, {a[1]}")
         elif op == Op.MUL:
-            emit(f"{r} = fmul {FAST} {t} {a[0]}, {a[1]}" if is_float else
+            emit(f"{r} = fmul {flags} {t} {a[0]}, {a[1]}" if is_float else
                  f"{r} = {'and' if src_dt == dtypes.bool else 'mul nsw' if nsw else 'mul'} {t} {a[0]}, {a[1]}")
         elif op == Op.MAX:
             if src_dt == dtypes.bool:
                 emit(f"{r} = or i1 {a[0]}, {a[1]}")
             else:
-                return call_intrinsic("maximum" if is_float else "smax" if signed else "umax", src_dt, *a)
+                return call_intrinsic("maximum" if is_float else "smax" if signed else "umax", src_dt, *a,
+                                      flags=flags)
         elif op == Op.CMPLT:
             emit(f"{r} = fcmp olt {t} {a[0]}, {a[1]}" if is_float else
                  f"{r} = icmp {'slt' if signed else 'ult'} {t} {a[0]}, {a[1]}")
         elif op == Op.CMPNE:
             emit(f"{r} = fcmp une {t} {a[0]}, {a[1]}" if is_float else f"{r} = icmp ne {t} {a[0]}, {a[1]}")
+        elif op == Op.IDIV and is_float:   # true division (IEEE, correctly rounded)
+            emit(f"{r} = fdiv {t} {a[0]}, {a[1]}")
+        elif op == Op.MOD and is_float:    # C's fmod: exact, the sign of the dividend
+            emit(f"{r} = frem {t} {a[0]}, {a[1]}")
         elif op == Op.IDIV:
             emit(f"{r} = {'sdiv' if signed else 'udiv'} {t} {a[0]}, {a[1]}")
         elif op == Op.MOD:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from tinyjit.dtype import dtypes
 
-from codegen.cstyle import MATH_OPS, CStyleLanguage
+from codegen.cstyle import MATH_FUNCTIONS, CStyleLanguage
 
 # half without cl_khr_fp16 (PoCL on the CPU has none): half data is read and written with vload_half and
 # vstore_half, and the rounding of float results to half and the bit casts are integer arithmetic on the float
@@ -51,7 +51,7 @@ class OpenCLRenderer(CStyleLanguage):
              dtypes.int64: "long", dtypes.uint8: "uchar", dtypes.uint16: "ushort", dtypes.uint32: "uint",
              dtypes.uint64: "ulong", dtypes.float16: "half", dtypes.float32: "float", dtypes.float64: "double"}
     # the builtins are overloaded on float and double
-    float_math = {(op, dt): op.name.lower() for op in MATH_OPS for dt in (dtypes.float32, dtypes.float64)}
+    float_math = {(name, dt): name for name in MATH_FUNCTIONS for dt in (dtypes.float32, dtypes.float64)}
     int_suffix = {dtypes.int64: "L", dtypes.uint32: "u", dtypes.uint64: "UL"}
     infinity, nan = "INFINITY", "NAN"
     double_infinity, double_nan = "((double)INFINITY)", "((double)NAN)"
@@ -66,11 +66,12 @@ class OpenCLRenderer(CStyleLanguage):
     vector_needs_alignment = False   # vload4 needs only the alignment of one element
 
     def prelude(self, uops) -> list[str]:
-        lines = []
+        # no contraction of a * b + c into one rounding: a value must come out the same in every kernel computing it
+        lines = ["#pragma OPENCL FP_CONTRACT OFF"]
         if self.uses(uops, dtypes.float64):
             lines.append("#pragma OPENCL EXTENSION cl_khr_fp64 : enable")
         if self.uses(uops, dtypes.float16):
             lines.append(_HALF_HELPERS)
             if any(u.dtype == dtypes.float64 for u in uops):
                 lines.append(_HALF_FROM_DOUBLE)
-        return lines
+        return lines + super().prelude(uops)

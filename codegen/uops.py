@@ -45,6 +45,13 @@ class UOp:
         return f"{self.uop.name:<13} {dt:<8} {arg!s:<20} {[id(s) % 10000 for s in self.src]}"
 
 
+def accumulations(uops: list[UOp]) -> set[int]:
+    """ids of the ALU ops that update a reduce's accumulator from its own value: ACC_WRITE(acc, op(ACC_READ(acc), v)).
+    (Renderers may give these, and only these, freedom such as reassociation or a fused multiply-add.)"""
+    return {id(u.src[1]) for u in uops if u.uop == U.ACC_WRITE and u.src[1].uop == U.ALU
+            and any(s.uop == U.ACC_READ and s.src[0] is u.src[0] for s in u.src[1].src)}
+
+
 def print_program(uops: list[UOp]) -> str:
     index = {id(u): i for i, u in enumerate(uops)}
     lines = []

@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from runtime import CompileError, DeviceUnavailable
+from runtime import cpu_symbols
 from runtime.env import env, is_set
 
 try:
@@ -185,8 +186,11 @@ class CPUDevice:
         return module
 
     def compile_ir(self, src: str) -> bytes:
-        """LLVM IR text -> optimized object code. Thread-safe: kernels of a schedule compile in parallel."""
-        return self._thread_llvm()[1].emit_object(self._optimized_module(src))
+        """LLVM IR text -> optimized object code. Thread-safe: kernels of a schedule compile in parallel.
+        CompileError when the object calls a function tinyjit cannot provide (see runtime.cpu_symbols)."""
+        binary = self._thread_llvm()[1].emit_object(self._optimized_module(src))
+        cpu_symbols.check(binary, src)
+        return binary
 
     def debug_listing(self, src: str, machine_code: bool = False) -> str:
         """What `src` compiles to, for DEBUG: the optimized LLVM IR, or the host assembly with machine_code.
@@ -207,10 +211,14 @@ class CPUDevice:
         return self.jit_engine.llvm
 
     def program(self, name: str, binary: bytes) -> CPUProgram:
+        # every symbol the object needs is registered before MCJIT sees it: an unresolved one would be a call to
+        # address 0 (a segmentation fault), so it is a CompileError here
+        needed = cpu_symbols.check(binary)
         with self._engine_lock:
             if self.jit_engine.loaded >= ENGINE_OBJECTS:
                 self.jit_engine = JitEngine(self)
             engine = self.jit_engine
+            cpu_symbols.provide(needed)
             engine.llvm.add_object_file(llvm.ObjectFileRef.from_data(binary))
             engine.loaded += 1
             engine.llvm.finalize_object()

@@ -108,9 +108,15 @@ def _nvrtc_output(prog, size_fn, get_fn) -> bytes:
     return buf
 
 
+# IEEE float semantics, as on every backend: no contraction of a * b + c into an FMA (a value recomputed in another
+# kernel must come out bitwise the same; renderers write the FMAs they want explicitly), correctly rounded division
+# and sqrt, denormals kept (these three are NVRTC's defaults, stated so that they stay)
+FLOAT_SEMANTICS = ("--fmad=false", "--prec-div=true", "--prec-sqrt=true", "--ftz=false")
+
+
 def nvrtc_options(arch: str, opts=()) -> list[str]:
     """The full NVRTC option list used for `arch` (also part of cache keys)."""
-    return [f"--gpu-architecture={arch}", *(f"-I{d}" for d in cuda_include_dirs()), *opts]
+    return [f"--gpu-architecture={arch}", *FLOAT_SEMANTICS, *(f"-I{d}" for d in cuda_include_dirs()), *opts]
 
 
 def nvrtc_compile(src: str, arch: str = "sm_80", target: str = "ptx", opts=()) -> bytes:

@@ -113,7 +113,8 @@ class CLProgram:
 
 class CLDevice:
     name = "CL"
-    build_options = ""  # passed to clBuildProgram; part of the cache key
+    # passed to clBuildProgram; part of the cache key. float `/` and sqrt correctly rounded, as on every backend
+    build_options = "-cl-fp32-correctly-rounded-divide-sqrt"
 
     def __init__(self):
         if cl is None:

@@ -6,19 +6,27 @@ from tinyjit import Tensor
 
 
 def _ulp_error(got, want, dtype):
-    got, want = got.astype(np.float64), want.astype(np.float64)
-    spacing = np.spacing(np.abs(want).astype(dtype)).astype(np.float64)
-    finite = np.isfinite(want.astype(dtype))
+    """Largest error in ulps of `dtype`, against a reference in long double (or float64) where finite in dtype."""
+    got, want = got.astype(np.longdouble), want.astype(np.longdouble)
+    with np.errstate(over="ignore", invalid="ignore"):
+        rounded = want.astype(dtype)
+    spacing = np.spacing(np.abs(rounded)).astype(np.longdouble)
+    finite = np.isfinite(rounded)
     return np.max(np.abs(got[finite] - want[finite]) / spacing[finite])
 
 
-@pytest.fixture(params=["native", "no_scalef"])
+@pytest.fixture(params=["native", "no_scalef", "no_fma"])
 def exp2_path(request, monkeypatch):
-    """exp2 scales by 2**n with one vscalef on AVX-512 hosts and with integer bit tricks elsewhere: test both."""
-    if request.param == "no_scalef":
+    """exp2 scales by 2**n with one vscalef on AVX-512 hosts and with integer bit tricks elsewhere, and splits the
+    product of exp(x) = exp2(x * log2(e)) with an FMA where there is one and by Dekker's method elsewhere: test
+    each."""
+    if request.param != "native":
         import codegen.llvmir
         from tinyjit import compiler
-        monkeypatch.setattr(codegen.llvmir, "host_vector_bits", lambda: 256)
+        if request.param == "no_scalef":
+            monkeypatch.setattr(codegen.llvmir, "host_vector_bits", lambda: 256)
+        else:
+            monkeypatch.setattr(codegen.llvmir, "host_has_fma", lambda: False)
         monkeypatch.setattr(compiler, "_plans", {})   # compile again, and not from the disk caches either
         monkeypatch.setenv("CACHE", "0")
     return request.param
@@ -32,8 +40,24 @@ def test_exp2_accuracy(dtype, exp2_path):
     got = Tensor(x).exp2().numpy()
     with np.errstate(over="ignore"):
         want = np.exp2(x.astype(np.float64))   # reference in double: numpy's float32 exp2 has its own error
+        np.testing.assert_array_equal(np.isinf(got), np.isinf(want.astype(dtype)))
     assert _ulp_error(got, want, dtype) <= 2
-    np.testing.assert_array_equal(np.isinf(got), np.isinf(want.astype(dtype)))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_exp_accuracy(dtype, exp2_path):
+    """exp(x) = exp2(x * log2(e)) with the product carried to twice the precision: within an ulp over the whole
+    range (a rounded product made it 62 ulp off near x = 80 in float32)."""
+    big = 88.8 if dtype == np.float32 else 709.8
+    x = np.concatenate([np.linspace(-big - 16, big, 20001), np.random.default_rng(2).uniform(-3, 3, 5000),
+                        [80.0, -80.0, np.nan, np.inf, -np.inf, 1e30, -1e30]]).astype(dtype)
+    got = Tensor(x).exp().numpy()
+    with np.errstate(over="ignore"):
+        want = np.exp(x.astype(np.longdouble))
+        np.testing.assert_array_equal(np.isinf(got), np.isinf(want.astype(dtype)))
+    # without FMA the polynomial rounds twice per term: a little over an ulp
+    assert _ulp_error(got, want, dtype) <= (1.25 if exp2_path == "no_fma" else 1)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(x))
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

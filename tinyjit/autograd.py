@@ -81,6 +81,25 @@ def _shrink(n: Node, g: Node):
     return (g.movement(Op.PAD, tuple((lo, s - hi) for (lo, hi), s in zip(n.arg, n.src[0].shape))),)
 
 
+def _div(n: Node, g: Node):
+    """a / b: g / b and -g * (a / b) / b (float division; integer division has no gradient)."""
+    if not n.dtype.is_float:
+        return (None, None)
+    a, b = n.src
+    grad_a = g.alu(Op.IDIV, b)
+    return (grad_a, _mul(grad_a, n).alu(Op.NEG))
+
+
+def _mod(n: Node, g: Node):
+    """fmod(a, b) = a - trunc(a / b) * b: g and -g * trunc(a / b), with trunc(a / b) = (a - fmod(a, b)) / b (float
+    remainder; the integer one has no gradient)."""
+    if not n.dtype.is_float:
+        return (None, None)
+    a, b = n.src
+    quotient = a.alu(Op.ADD, n.alu(Op.NEG)).alu(Op.IDIV, b)
+    return (g, _mul(g, quotient).alu(Op.NEG))
+
+
 def _none(n: Node, g: Node):
     return (None,) * len(n.src)
 
@@ -91,7 +110,9 @@ RULES: dict[Op, Callable[[Node, Node], tuple]] = {
     Op.NEG: lambda n, g: (g.alu(Op.NEG),),
     Op.EXP2: lambda n, g: (_mul(g, _mul(n, _const(math.log(2), n))),),                          # 2^x ln 2
     Op.LOG2: lambda n, g: (_mul(g, _mul(n.src[0], _const(math.log(2), n)).alu(Op.RECIP)),),      # 1/(x ln 2)
-    Op.SIN: lambda n, g: (_mul(g, _const(math.pi / 2, n).alu(Op.ADD, n.src[0].alu(Op.NEG)).alu(Op.SIN)),),
+    Op.SIN: lambda n, g: (_mul(g, n.src[0].alu(Op.SIN, arg=((n.arg or 0) + 1) % 4 or None)),),   # sin' = sin(.+pi/2)
+    Op.IDIV: _div,
+    Op.MOD: _mod,
     Op.SQRT: lambda n, g: (_mul(g, _mul(n, _const(2.0, n)).alu(Op.RECIP)),),                     # 1/(2 sqrt x)
     Op.RECIP: lambda n, g: (_mul(g, _mul(n, n)).alu(Op.NEG),),                                   # -1/x^2
     Op.MAX: _max,
@@ -110,7 +131,7 @@ RULES: dict[Op, Callable[[Node, Node], tuple]] = {
     Op.COPY: _copy,
     Op.ASSIGN: lambda n, g: (None, g),    # the old contents of the target are overwritten
 }
-for _op in (Op.BITCAST, Op.CMPLT, Op.CMPNE, Op.IDIV, Op.MOD, Op.AND, Op.OR, Op.XOR, Op.SHL, Op.SHR):
+for _op in (Op.BITCAST, Op.CMPLT, Op.CMPNE, Op.AND, Op.OR, Op.XOR, Op.SHL, Op.SHR):
     RULES[_op] = _none
 
 

@@ -17,7 +17,7 @@ class Op(Enum):
     NEG = auto()
     EXP2 = auto()
     LOG2 = auto()
-    SIN = auto()
+    SIN = auto()         # sin(x + k*pi/2); arg: k (quarter turns, None for 0), so k = 1 is cos with no rounded x + pi/2
     SQRT = auto()
     RECIP = auto()
     CAST = auto()        # arg: target dtype (value conversion)
@@ -28,8 +28,8 @@ class Op(Enum):
     MAX = auto()
     CMPLT = auto()
     CMPNE = auto()
-    IDIV = auto()        # integer division truncating toward zero (C semantics)
-    MOD = auto()         # remainder with the sign of the dividend (C semantics)
+    IDIV = auto()        # C's `/`: ints truncate toward zero; floats are IEEE division, correctly rounded
+    MOD = auto()         # C's `%` and fmod: the exact remainder, with the sign of the dividend
     AND = auto()
     OR = auto()
     XOR = auto()

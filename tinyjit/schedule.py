@@ -324,8 +324,8 @@ def _zero_preserving(node: Node, sched: _Scheduler, root) -> bool:
         seen.add(id(n))
         if n.realized or (id(n) in sched.realize and n is not root) or n.op in _BOUNDARY_OPS or n.op == Op.CONST:
             continue
-        if n.op not in MOVEMENT and n.op not in _ZERO_PRESERVING:
-            return False
+        if n.op not in MOVEMENT and (n.op not in _ZERO_PRESERVING or (n.op == Op.SIN and n.arg)):
+            return False   # (SIN with a phase is a cos or -sin: not 0, or -0, at 0)
         stack.extend(n.src)
     return True
 

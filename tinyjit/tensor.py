@@ -315,12 +315,12 @@ class Tensor(AutogradMixin, CreationMixin, MathMixin, MovementMixin, ReduceMixin
         x, y = self._operands(other, "div", reverse)
         out = least_upper_float(x.dtype)
         x, y = x.cast(out), y.cast(out)
-        return x._apply(Op.MUL, y.reciprocal())
+        return x._apply(Op.IDIV, y)   # IEEE division, correctly rounded on every backend (not x * (1 / y))
 
     def floordiv(self, other, reverse=False) -> Tensor:
         x, y = self._operands(other, "floordiv", reverse)
         if x.dtype.is_float:
-            return (x / y).floor()
+            return x._float_floordiv(y)
         q, r = x._int_divmod(y, "floordiv")
         # C division truncates; Python and PyTorch floor: step down when the signs differ and it was inexact
         if x.dtype.is_unsigned:
@@ -330,10 +330,38 @@ class Tensor(AutogradMixin, CreationMixin, MathMixin, MovementMixin, ReduceMixin
             Op.CMPNE, y._apply(Op.CMPLT, Tensor.full_like(y, 0)))
         return q - (inexact & signs_differ).cast(q.dtype)
 
+    def _float_floordiv(self, y: Tensor) -> Tensor:
+        """floor(x / y) for float tensors of one shape and dtype, as torch.floor_divide computes it (c10's
+        div_floor_floating, after CPython): from the exact remainder, so that x == (x // y) * y + x % y holds as
+        well as it can: 1. // 0.1 is 9 (0.1 is a bit more than 1/10), where floor(1. / 0.1) would be 10. y == 0
+        gives x / y (inf or nan); a zero quotient has the sign of x / y. The gradient is zero (torch.div with
+        rounding_mode="floor"). half is computed in float32 (torch rounds its intermediates to half and can be one
+        off)."""
+        if self.dtype.itemsize < 4:
+            return self.float()._float_floordiv(y.float()).cast(self.dtype)
+        x, y, inputs = self.detach(), y.detach(), (self, y)
+        remainder = x._apply(Op.MOD, y)
+        quotient = (x - remainder)._apply(Op.IDIV, y)   # an integer, up to the rounding of the division
+        wrong_sign = (remainder != 0) & ((y < 0) != (remainder < 0))
+        quotient = wrong_sign.where(quotient - 1, quotient)
+        floored = quotient.floor()
+        floored = (quotient - floored > 0.5).where(floored + 1, floored)
+        true_quotient = x._apply(Op.IDIV, y)
+        out = (quotient != 0).where(floored, true_quotient * 0)   # true_quotient is finite where quotient is 0
+        out = (y == 0).where(true_quotient, out)
+        if not any(t.requires_grad for t in inputs):
+            return out
+        # back in the graph with gradient 0: where out is NaN, out + x * 0 + y * 0 is NaN too
+        anchor = out + inputs[0] * 0 + inputs[1] * 0
+        return (out == out).where(out, anchor)
+
     def mod(self, other, reverse=False) -> Tensor:
         x, y = self._operands(other, "mod", reverse)
         if x.dtype.is_float:
-            return x - (x / y).floor() * y
+            # the exact remainder (fmod) moved to the sign of the divisor, like torch.remainder and Python's %
+            # (x - floor(x / y) * y cancels: 1e10 % 3 was 256 in float32)
+            r = x._apply(Op.MOD, y)
+            return ((r != 0) & ((r < 0) != (y < 0))).where(r + y, r)
         r = x._int_divmod(y, "mod")[1]
         if x.dtype.is_unsigned:
             return r

@@ -23,15 +23,22 @@ class MathMixin:
         from tinyjit.tensor import Tensor
         return Tensor.full(self.shape, True, dtype=dtypes.bool, device=self.device).where(value, self)
 
+    def _half_in_float32(self, fn) -> "Tensor | None":
+        """fn computed in float32 and rounded to half once, for a half tensor (like torch's half math); None for
+        other dtypes. Composites of several ops would otherwise round to half after each of them."""
+        return fn(self.float()).half() if self.dtype == dtypes.float16 else None
+
     def exp2(self) -> "Tensor": return self._float()._apply(Op.EXP2)                 # noqa: E704
     def log2(self) -> "Tensor": return self._float()._apply(Op.LOG2)                 # noqa: E704
     def sqrt(self) -> "Tensor": return self._float()._apply(Op.SQRT)                 # noqa: E704
     def sin(self) -> "Tensor": return self._float()._apply(Op.SIN)                   # noqa: E704
     def reciprocal(self) -> "Tensor": return self._float()._apply(Op.RECIP)          # noqa: E704
+    # the renderers evaluate exp2(x * c) with the product to twice the precision (codegen/llvm_math.py)
     def exp(self) -> "Tensor": return (self._float() * (1 / math.log(2))).exp2()     # noqa: E704
     def log(self) -> "Tensor": return self.log2() * math.log(2)                      # noqa: E704
     def rsqrt(self) -> "Tensor": return self.sqrt().reciprocal()                     # noqa: E704
-    def cos(self) -> "Tensor": return ((math.pi / 2) - self._float()).sin()          # noqa: E704
+    # SIN with a quarter-turn phase: no rounded pi/2 - x, so large arguments keep their accuracy
+    def cos(self) -> "Tensor": return self._float()._apply(Op.SIN, arg=1)            # noqa: E704
     def tan(self) -> "Tensor": return self.sin() / self.cos()                        # noqa: E704
     def square(self) -> "Tensor": return self * self                                 # noqa: E704
     def relu(self) -> "Tensor": return ((self > 0) | self.isnan()).where(self, 0)   # noqa: E704 (grad 0 at 0)
@@ -42,6 +49,8 @@ class MathMixin:
         """e^x - 1, accurate for small x too: e^x - 1 cancels there, so |x| < 0.25 uses a Taylor polynomial with
         enough terms for the dtype."""
         x = self._float()
+        if (half := x._half_in_float32(MathMixin.expm1)) is not None:
+            return half
         small = (x < 0.25) & (x > -0.25)
         xs = small.where(x, 0.0)
         n = {2: 4, 4: 6, 8: 12}[x.dtype.itemsize]
@@ -52,9 +61,10 @@ class MathMixin:
 
     def log1p(self) -> "Tensor":
         """log(1 + x), accurate for small x too: for |x| < 0.25, 2 atanh(s) = 2 (s + s^3/3 + s^5/5 + ...) with
-        s = x / (2 + x), |s| < 1/7. (Rounding-compensation tricks such as log(u) * x / (u - 1) do not survive the
-        renderers' reassociating float math.)"""
+        s = x / (2 + x), |s| < 1/7."""
         x = self._float()
+        if (half := x._half_in_float32(MathMixin.log1p)) is not None:
+            return half
         small = (x < 0.25) & (x > -0.25)
         s = small.where(x, 0.0) / (small.where(x, 0.0) + 2)
         s2 = s * s
@@ -67,6 +77,8 @@ class MathMixin:
     def tanh(self) -> "Tensor":
         # through expm1(-2|x|), in (-1, 0]: accurate near 0 (1 - 2 / (e^2x + 1) cancels) and never overflows
         x = self._float()
+        if (half := x._half_in_float32(MathMixin.tanh)) is not None:
+            return half
         neg = x < 0
         t = (-2 * neg.where(-x, x)).expm1()
         r = -t / (t + 2)
@@ -76,6 +88,8 @@ class MathMixin:
         # through e^-|x|, which never overflows: 1 / (1 + e^-x) has a finite value at x = -100 but its
         # gradient would be 0 * inf = NaN
         x = self._float()
+        if (half := x._half_in_float32(MathMixin.sigmoid)) is not None:
+            return half
         neg = x < 0
         z = neg.where(x, -x).exp()
         return neg.where(z, 1.0) / (1 + z)
@@ -186,35 +200,35 @@ class MathMixin:
         y = small.where(series, tail)
         return neg.where(-y, y)
 
-    def trunc(self) -> "Tensor":
+    def _to_integral(self, mode: str) -> "Tensor":
+        """round (half to even), trunc, floor or ceil of a float tensor, exact for every value, in float arithmetic
+        alone: from 2**mantissa_bits on every value is an integer already, and below it (|x| + 2**m) - 2**m is |x|
+        rounded to the nearest integer, ties to even, by the hardware (IEEE elementwise code, nothing reassociates
+        it). NaN and inf pass through; a zero result has the sign of x (ceil(-0.5) is -0.0) and the gradient is
+        zero, both like torch."""
         if not self.dtype.is_float:
             return self
-        # values with |x| >= 2^mantissa_bits are already integers (and inf/nan pass through)
-        limit = {2: 2.0 ** 10, 4: 2.0 ** 23, 8: 2.0 ** 52}[self.dtype.itemsize]
-        truncated = self.cast(dtypes.int64).cast(self.dtype)
-        # gradient 0 everywhere, like PyTorch (also for the values passed through unchanged)
-        return self._with_zero_gradient((self.abs() < limit).where(truncated, self.detach()))
+        x = self.detach()
+        big = 2.0 ** {2: 10, 4: 23, 8: 52}[x.dtype.itemsize]
+        magnitude = x.abs()
+        nearest = (magnitude < big).where((magnitude + big) - big, magnitude)
+        if mode == "trunc":
+            nearest = (nearest > magnitude).where(nearest - 1, nearest)
+        out = (x < 0).where(-nearest, nearest)
+        if mode == "floor":
+            out = (out > x).where(out - 1, out)
+        elif mode == "ceil":
+            out = (out < x).where(out + 1, out)
+        # self * 0 is a zero with the sign of x here (|x| < 1), and keeps the result in the graph with gradient 0
+        return (out == 0).where(self * 0, out)
 
-    def floor(self) -> "Tensor":
-        if not self.dtype.is_float:
-            return self
-        t = self.trunc()
-        return (t > self).where(t - 1, t)
-
-    def ceil(self) -> "Tensor":
-        if not self.dtype.is_float:
-            return self
-        t = self.trunc()
-        return (t < self).where(t + 1, t)
+    def trunc(self) -> "Tensor": return self._to_integral("trunc")                   # noqa: E704
+    def floor(self) -> "Tensor": return self._to_integral("floor")                   # noqa: E704
+    def ceil(self) -> "Tensor": return self._to_integral("ceil")                     # noqa: E704
 
     def round(self) -> "Tensor":
         """Round half to even, like PyTorch and NumPy."""
-        if not self.dtype.is_float:
-            return self
-        r = (self + 0.5).floor()
-        is_half = (r - self) == 0.5
-        r_odd = (r - (r * 0.5).floor() * 2) == 1
-        return (is_half & r_odd).where(r - 1, r)
+        return self._to_integral("round")
 
     def isnan(self) -> "Tensor":
         return self != self
