@@ -12,6 +12,7 @@ from tinyjit.dtype import DType, dtypes
 from tinyjit.ops import Op
 
 from codegen.llvm_math import emit_exp2, emit_log2
+from codegen.total_ops import float_to_int_bounds
 from codegen.uops import U, UOp
 
 LLVM_TYPES = {dtypes.bool: "i1", dtypes.int8: "i8", dtypes.int16: "i16", dtypes.int32: "i32", dtypes.int64: "i64",
@@ -296,14 +297,14 @@ class LLVMRenderer:
                  f"{r} = icmp {'slt' if signed else 'ult'} {t} {a[0]}, {a[1]}")
         elif op == Op.CMPNE:
             emit(f"{r} = fcmp une {t} {a[0]}, {a[1]}" if is_float else f"{r} = icmp ne {t} {a[0]}, {a[1]}")
-        elif op == Op.IDIV:
-            emit(f"{r} = {'sdiv' if signed else 'udiv'} {t} {a[0]}, {a[1]}")
-        elif op == Op.MOD:
-            emit(f"{r} = {'srem' if signed else 'urem'} {t} {a[0]}, {a[1]}")
+        elif op in (Op.IDIV, Op.MOD):
+            return _total_division(op, src_dt, u.src[1], a[0], a[1], emit, fresh)
+        elif op in (Op.SHL, Op.SHR) and src_dt != dtypes.bool:
+            return _total_shift(op, src_dt, u.src[1], a[0], a[1], emit, fresh)
         elif op in (Op.AND, Op.OR, Op.XOR, Op.SHL):
             emit(f"{r} = {op.name.lower()} {t} {a[0]}, {a[1]}")
         elif op == Op.SHR:
-            emit(f"{r} = {'ashr' if signed else 'lshr'} {t} {a[0]}, {a[1]}")
+            emit(f"{r} = lshr {t} {a[0]}, {a[1]}")
         else:
             raise NotImplementedError(f"LLVM renderer: ALU {op}")
         return r
@@ -320,7 +321,7 @@ class LLVMRenderer:
         elif frm.is_float and to.is_float:
             emit(f"{r} = {'fpext' if to.itemsize > frm.itemsize else 'fptrunc'} {ft} {v} to {tt}")
         elif frm.is_float:
-            emit(f"{r} = {'fptoui' if to.is_unsigned else 'fptosi'} {ft} {v} to {tt}")
+            return _float_to_int(frm, to, v, emit, fresh)
         elif to.is_float:
             emit(f"{r} = {'sitofp' if frm.kind == 'i' else 'uitofp'} {ft} {v} to {tt}")
         elif to.itemsize == frm.itemsize and frm != dtypes.bool:
@@ -330,3 +331,91 @@ class LLVMRenderer:
         else:
             emit(f"{r} = {'sext' if frm.kind == 'i' else 'zext'} {ft} {v} to {tt}")
         return r
+
+
+# ---- ops that trap or are poison in LLVM for some inputs, made total (codegen/total_ops.py; results: ops.py) ----
+
+def _const_operand(u: UOp):
+    return u.arg if u.uop == U.CONST else None
+
+
+def _total_division(op: Op, dt: DType, divisor: UOp, a: str, b: str, emit, fresh) -> str:
+    """IDIV/MOD that never trap: x / 0 = x % 0 = 0, MIN / -1 = MIN (wraps), MIN % -1 = 0. A constant divisor
+    other than 0 (and -1 when signed) needs no guard: index math and division by a literal stay one instruction."""
+    t, signed = LLVM_TYPES[dt], dt.kind == "i"
+    instruction = ("sdiv" if signed else "udiv") if op == Op.IDIV else ("srem" if signed else "urem")
+    c = _const_operand(divisor)
+    r = fresh()
+    if c is not None:   # known divisor: no test
+        if int(c) == 0 or (signed and int(c) == -1 and op == Op.MOD):
+            emit(f"{r} = add {t} 0, 0")
+        elif signed and int(c) == -1:
+            emit(f"{r} = sub {t} 0, {a}")
+        else:
+            emit(f"{r} = {instruction} {t} {a}, {b}")
+        return r
+    by_zero, bad, safe = fresh(), fresh(), fresh()
+    emit(f"{by_zero} = icmp eq {t} {b}, 0")
+    if signed:   # x / -1 is -x (computed below); x % -1 and x % 1 are both 0
+        by_minus_one = fresh()
+        emit(f"{by_minus_one} = icmp eq {t} {b}, -1")
+        emit(f"{bad} = or i1 {by_zero}, {by_minus_one}")
+    else:
+        bad = by_zero
+    emit(f"{safe} = select i1 {bad}, {t} 1, {t} {b}")
+    emit(f"{r} = {instruction} {t} {a}, {safe}")
+    if op == Op.MOD:
+        return r
+    if signed:
+        negated, r2 = fresh(), fresh()
+        emit(f"{negated} = sub {t} 0, {a}")   # wraps for MIN, like the hardware would without the trap
+        emit(f"{r2} = select i1 {by_minus_one}, {t} {negated}, {t} {r}")
+        r = r2
+    out = fresh()
+    emit(f"{out} = select i1 {by_zero}, {t} 0, {t} {r}")
+    return out
+
+
+def _total_shift(op: Op, dt: DType, amount: UOp, a: str, b: str, emit, fresh) -> str:
+    """SHL/SHR by any amount (PyTorch's results): an amount >= the bit width, or negative, shifts every bit out
+    (0, or the sign for an arithmetic right shift); LLVM makes such a shift poison."""
+    t, bits, signed = LLVM_TYPES[dt], dt.bits, dt.kind == "i"
+    instruction = "shl" if op == Op.SHL else "ashr" if signed else "lshr"
+    c = _const_operand(amount)
+    r = fresh()
+    if c is not None:   # known amount: no test
+        if 0 <= int(c) < bits:
+            emit(f"{r} = {instruction} {t} {a}, {b}")
+        elif instruction == "ashr":
+            emit(f"{r} = ashr {t} {a}, {bits - 1}")
+        else:
+            emit(f"{r} = add {t} 0, 0")
+        return r
+    too_far = fresh()
+    emit(f"{too_far} = icmp uge {t} {b}, {bits}")   # unsigned: a negative amount is too far as well
+    if instruction == "ashr":   # shifting by bits - 1 leaves only copies of the sign bit
+        clamped = fresh()
+        emit(f"{clamped} = select i1 {too_far}, {t} {bits - 1}, {t} {b}")
+        emit(f"{r} = ashr {t} {a}, {clamped}")
+        return r
+    out = fresh()
+    emit(f"{r} = {instruction} {t} {a}, {b}")
+    emit(f"{out} = select i1 {too_far}, {t} 0, {t} {r}")
+    return out
+
+
+def _float_to_int(frm: DType, to: DType, v: str, emit, fresh) -> str:
+    """fptosi/fptoui where defined, else the bits 100...0 (`float_to_int_bounds`)."""
+    via, lo, inclusive, hi = float_to_int_bounds(frm, to)
+    ft, vt = LLVM_TYPES[frm], LLVM_TYPES[via]
+    above, below, inside, converted, r = fresh(), fresh(), fresh(), fresh(), fresh()
+    emit(f"{above} = fcmp {'oge' if inclusive else 'ogt'} {ft} {v}, {llvm_const(lo, frm)}")
+    emit(f"{below} = fcmp olt {ft} {v}, {llvm_const(hi, frm)}")   # ordered compares: NaN is outside
+    emit(f"{inside} = and i1 {above}, {below}")
+    emit(f"{converted} = {'fptoui' if via.is_unsigned else 'fptosi'} {ft} {v} to {vt}")
+    emit(f"{r} = select i1 {inside}, {vt} {converted}, {vt} {-(1 << (via.bits - 1))}")   # bits 100...0
+    if via == to:
+        return r
+    out = fresh()
+    emit(f"{out} = trunc {vt} {r} to {LLVM_TYPES[to]}")
+    return out
