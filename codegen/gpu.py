@@ -108,8 +108,8 @@ class GPULinearizer(Linearizer):
         for r in reduces:
             for oc in out_combos:
                 acc = self.accs[(id(r), oc)]
-                smem = self.emit(U.DEFINE_LOCAL, r.dtype, (), (f"partial{len(entries)}", n * n_other), cse=False)
-                self.emit(U.STORE, None, (smem, slot, self.emit(U.ACC_READ, r.dtype, (acc,), cse=False)), cse=False)
+                smem = self.emit(U.DEFINE_LOCAL, acc.dtype, (), (f"partial{len(entries)}", n * n_other), cse=False)
+                self.emit(U.STORE, None, (smem, slot, self.emit(U.ACC_READ, acc.dtype, (acc,), cse=False)), cse=False)
                 entries.append((REDUCE_TO_ALU[r.op], acc, smem))
         self.emit(U.BARRIER, None, (), cse=False)
         live = n

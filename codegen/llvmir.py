@@ -20,6 +20,8 @@ LLVM_TYPES = {dtypes.bool: "i1", dtypes.int8: "i8", dtypes.int16: "i16", dtypes.
               dtypes.float16: "half", dtypes.float32: "float", dtypes.float64: "double"}
 # float ops may be reassociated (vectorized reductions) and fused (FMA); NaN/inf semantics are kept
 FAST = "reassoc nsz contract"
+# the additions into one reduce accumulator may be reordered among themselves and fused with a product (FMA)
+ACC_FLAGS = "reassoc nsz contract"
 FLOAT_INTRINSICS = {Op.EXP2: "exp2", Op.LOG2: "log2", Op.SIN: "sin", Op.SQRT: "sqrt"}
 
 
@@ -67,11 +69,6 @@ class LLVMRenderer:
         lines = [f"define void @{fname}({', '.join(args)}) #0 {{", "entry:"] + body + ["}"]
         lines += self._thunk(fname, args)
         lines += sorted(declares)
-        if self._register_blocked(uops):
-            # the reduce loop of a register block is vectorized by SLP across the block; the loop vectorizer
-            # would vectorize across the reduce axis instead, with strided gathers
-            lines.append('!0 = distinct !{!0, !1}')
-            lines.append('!1 = !{!"llvm.loop.vectorize.enable", i1 false}')
         # LLVM vectorizes with 256-bit registers on AVX-512 CPUs unless told to prefer the full width
         lines.append(f'attributes #0 = {{ nounwind "no-trapping-math"="true" '
                      f'"prefer-vector-width"="{host_vector_bits()}" }}')
@@ -119,6 +116,7 @@ class LLVMRenderer:
     def _body(self, uops: list[UOp]):
         no_vectorize = self._register_blocked(uops)
         nsw = self._index_math(uops)
+        accumulations, flushes = self._accumulator_writes(uops)
         out: list[str] = []
         allocas: list[str] = []
         declares: set[str] = set()
@@ -127,6 +125,7 @@ class LLVMRenderer:
         counter = [0]
         block = ["entry"]
         loop_info: dict[int, tuple[str, str, str, str]] = {}
+        metadata: list[str] = []
 
         def fresh(prefix="v") -> str:
             counter[0] += 1
@@ -142,6 +141,23 @@ class LLVMRenderer:
 
         def emit(text: str) -> None:
             out.append("  " + text)
+
+        def loop_hint(loop: UOp) -> str:
+            """Loop metadata: the reduce loops of a register block are vectorized by SLP across the block (the
+            loop vectorizer would vectorize across the reduce axis instead, with strided gathers); a loop over the
+            blocks of an accumulation level is not unrolled (each block ends with a horizontal add: unrolled, a
+            row of blocks becomes one long stretch of code that spills)."""
+            properties = []
+            if no_vectorize and loop.arg.startswith("r"):
+                properties.append("!{!\"llvm.loop.vectorize.enable\", i1 false}")
+            if "_blk" in loop.arg:
+                properties.append("!{!\"llvm.loop.unroll.disable\"}")
+            if not properties:
+                return ""
+            n = len(metadata)
+            metadata.extend([f"!{n} = distinct !{{!{n}" + "".join(f", !{n + 1 + i}" for i in range(len(properties)))
+                             + "}"] + [f"!{n + 1 + i} = {p}" for i, p in enumerate(properties)])
+            return f", !llvm.loop !{n}"
 
         def call_intrinsic(fn: str, dt: DType, *operands: str) -> str:
             t = LLVM_TYPES[dt]
@@ -184,8 +200,7 @@ class LLVMRenderer:
                 emit(f"br label %{latch}")
                 out.append(f"{latch}:")
                 emit(f"{nxt} = add nsw {ty(loop)} {names[id(loop)]}, 1")
-                hint = ", !llvm.loop !0" if no_vectorize and loop.arg.startswith("r") else ""
-                emit(f"br label %{header}{hint}")
+                emit(f"br label %{header}{loop_hint(loop)}")
                 out.append(f"{exit_}:")
                 block.pop()
                 block[-1] = exit_
@@ -234,6 +249,11 @@ class LLVMRenderer:
                 ptr = fresh("p")
                 emit(f"{ptr} = getelementptr inbounds {mem_type(dt)}, ptr {ref(buf)}, {ty(index)} {ref(index)}")
                 emit(f"store {mem_type(dt)} {v}, ptr {ptr}, align {dt.itemsize}")
+            elif kind == U.ALU and id(u) in accumulations and u.dtype.is_float:
+                names[id(u)] = self._accumulate(u, ref, emit, fresh, declares.add)
+            elif kind == U.ALU and id(u) in flushes and u.dtype.is_float:
+                r = names[id(u)] = fresh()
+                emit(f"{r} = fadd {ty(u)} {ref(u.src[0])}, {ref(u.src[1])}")   # in order: no flags
             elif kind == U.ALU:
                 names[id(u)] = self._alu(u, ref, emit, fresh, call_intrinsic, declares.add, id(u) in nsw)
             elif kind == U.CAST:
@@ -244,7 +264,38 @@ class LLVMRenderer:
             else:
                 raise NotImplementedError(f"LLVM renderer: {kind}")
         emit("ret void")
-        return allocas + out, declares, args
+        return allocas + out, declares | set(metadata), args
+
+    @staticmethod
+    def _accumulator_writes(uops: list[UOp]) -> tuple[set[int], set[int]]:
+        """ids of the ALU ops whose results are written to an accumulator: (accumulations inside the reduce loops,
+        the other writes: a level's partial sum added to the level above, codegen/accumulate.py)."""
+        accumulations, flushes = set(), set()
+        for u in uops:
+            if u.uop == U.ACC_WRITE and u.src[1].uop == U.ALU:
+                (accumulations if u.arg == "accumulate" else flushes).add(id(u.src[1]))
+        return accumulations, flushes
+
+    @staticmethod
+    def _accumulate(u: UOp, ref, emit, fresh, declare) -> str:
+        """acc + term (or max(acc, term)) of a float reduce. The additions into one accumulator may be reordered
+        among themselves (ACC_FLAGS), so LLVM vectorizes the loop into partial sums (a level of at most a few hundred
+        terms: the order of the levels themselves is kept); a product term is fused into the accumulation (FMA).
+        These flags belong to the accumulation alone, not to the elementwise math around it."""
+        acc, term = u.src
+        t = LLVM_TYPES[u.dtype]
+        suffix = {"half": "f16", "float": "f32", "double": "f64"}[t]
+        r = fresh()
+        if u.arg == Op.MAX:
+            declare(f"declare {t} @llvm.maximum.{suffix}({t}, {t})")
+            emit(f"{r} = call reassoc {t} @llvm.maximum.{suffix}({t} {ref(acc)}, {t} {ref(term)})")
+        elif term.uop == U.ALU and term.arg == Op.MUL and term.dtype == u.dtype:
+            declare(f"declare {t} @llvm.fmuladd.{suffix}({t}, {t}, {t})")
+            emit(f"{r} = call {ACC_FLAGS} {t} @llvm.fmuladd.{suffix}({t} {ref(term.src[0])}, {t} {ref(term.src[1])}, "
+                 f"{t} {ref(acc)})")
+        else:
+            emit(f"{r} = fadd {ACC_FLAGS} {t} {ref(acc)}, {ref(term)}")
+        return r
 
     @staticmethod
     def _alu(u: UOp, ref, emit, fresh, call_intrinsic, declare, nsw: bool = False) -> str:
