@@ -18,7 +18,7 @@ from tinyjit.helpers import prod
 from tinyjit.ops import AstNode, Op
 from tinyjit.symbolic import And, Div, Expr, Lt, Mod, Mul, Num, Sum, Var
 
-from codegen.accumulate import ReduceLoop, level_zero_block, plan_reduce_loops
+from codegen.accumulate import REGISTER_BLOCK, VECTOR_BLOCK, ReduceLoop, level_zero_block, plan_reduce_loops
 from codegen.kernel import Kernel, upcast_combinations
 from codegen.uops import U, UOp
 
@@ -40,6 +40,37 @@ def reduce_identity(op: Op, dtype: DType):
     return -math.inf
 
 
+INT32_MAX = 2 ** 31 - 1
+
+
+def _magnitude(e: Expr) -> int:
+    """A bound on the absolute value of `e` and of every value its lowering computes on the way (the constants it
+    multiplies, divides and compares by, and every partial sum of a Sum, whose terms may cancel)."""
+    own = max(abs(e.min), abs(e.max))
+    if isinstance(e, (Mul, Div, Mod, Lt)):
+        return max(own, _magnitude(e.a), abs(e.b))
+    if isinstance(e, Sum):
+        return max(own, sum(_magnitude(t) for t in e.terms))
+    if isinstance(e, And):
+        return max(_magnitude(t) for t in e.terms)
+    return own
+
+
+def index_magnitude(k: Kernel, gpu: bool) -> int:
+    """A bound on every index value a kernel computes: addresses and masks of every access (upcast axes at any
+    position), loop bounds (blocked accumulation loops run up to a block past the axis), and on a GPU the
+    work-item ids, which may be one flat id over every grid axis."""
+    full = k.full_shape
+    idxs = [Var(f"i{a}", 0, s - 1) for a, s in enumerate(full)]
+    bound = max(full) + max(REGISTER_BLOCK, VECTOR_BLOCK)
+    if gpu:
+        bound = max(bound, prod(full[:k.first_reduce + k.group_for_reduce]))
+    for st in k.sts:
+        index, valid = st.index_and_valid([Num(0) if s == 1 else i for i, s in zip(idxs, st.shape)])
+        bound = max(bound, _magnitude(index), _magnitude(valid))
+    return bound
+
+
 @dataclass
 class Program:
     """What a backend needs to compile and launch one kernel."""
@@ -57,9 +88,8 @@ class Linearizer:
         self.k, self.gpu = k, gpu
         self.uops: list[UOp] = []
         self.cse: list[dict] = [{}]          # scoped: values made inside a loop die with it
-        # 32-bit index math unless some buffer or the loop space is too large for it
-        big = max([prod(k.full_shape)] + [prod(st.views[0].shape) for st in k.sts]) >= 2 ** 31
-        self.index_dtype = dtypes.int64 if big else dtypes.int32
+        # 32-bit index math (faster, and vectorizes better) unless some value of it could leave int32
+        self.index_dtype = dtypes.int64 if index_magnitude(k, gpu) > INT32_MAX else dtypes.int32
 
     # ---- emitting ----
     def emit(self, uop: U, dtype, src=(), arg=None, cse: bool = True) -> UOp:
@@ -234,6 +264,7 @@ class Linearizer:
             self.emit(U.ENDIF, None, (guard,), cse=False)
         for loop in reversed(global_loops):
             self.emit(U.ENDLOOP, None, (loop,), cse=False)
+        self.close_kernel()
 
         flops = sum(1 for u in self.uops if u.uop == U.ALU and u.dtype != self.index_dtype)
         return Program(k.name(), self.uops, [dtypes_of[i] for i in range(nbuf)], tuple(global_size),
@@ -309,6 +340,9 @@ class Linearizer:
     def gpu_global_ids(self, first_reduce: int):
         """Map the global axes onto GPU ids. Overridden by the GPU linearizer."""
         raise NotImplementedError("GPU linearization lives in codegen.gpu")
+
+    def close_kernel(self) -> None:
+        """Hook at the end of the program (the GPU linearizer closes a guard it opened around the kernel)."""
 
     def after_reduce(self, reduces: list, out_combos: list):
         """Hook between the reduce loops and the store; may open an IF that the store is put in (returned so

@@ -76,17 +76,18 @@ class LLVMRenderer:
 
     @staticmethod
     def _thunk(fname: str, args: list[str]) -> list[str]:
-        """`{fname}_thunk(ptr args, i32 start, i32 end)`: the kernel called with its buffers from an array, one
-        signature for all kernels, so the CPU runtime's native thread pool can call any of them."""
+        """`{fname}_thunk(ptr args, i64 start, i64 end)`: the kernel called with its buffers from an array, one
+        signature for all kernels, so the CPU runtime's native thread pool can call any of them. The range is 64-bit
+        (an outer loop may pass 2**31); a kernel whose index math is 32-bit gets it truncated (it fits)."""
         buffers = [a for a in args if a.startswith("ptr")]
         index_type = next((a.split()[0] for a in args if not a.startswith("ptr")), "i32")
-        lines = [f"define void @{fname}_thunk(ptr %args, i32 %start, i32 %end) {{", "entry:"]
+        lines = [f"define void @{fname}_thunk(ptr %args, i64 %start, i64 %end) {{", "entry:"]
         for i in range(len(buffers)):
             lines += [f"  %a{i}p = getelementptr ptr, ptr %args, i64 {i}", f"  %a{i} = load ptr, ptr %a{i}p"]
-        if index_type == "i32":
+        if index_type == "i64":
             lo, hi = "%start", "%end"
         else:
-            lines += [f"  %lo = sext i32 %start to {index_type}", f"  %hi = sext i32 %end to {index_type}"]
+            lines += [f"  %lo = trunc i64 %start to {index_type}", f"  %hi = trunc i64 %end to {index_type}"]
             lo, hi = "%lo", "%hi"
         call_args = [f"ptr %a{i}" for i in range(len(buffers))] + [f"{index_type} {lo}", f"{index_type} {hi}"]
         return lines + [f"  call void @{fname}({', '.join(call_args)})", "  ret void", "}"]
