@@ -34,6 +34,7 @@ from tinyjit.dtype import DType, dtypes
 from tinyjit.ops import Op
 
 from codegen.llvm_math import scaled_exp2, split_constant
+from codegen.total_ops import float_to_int_bounds
 from codegen.uops import U, UOp, accumulations
 
 BINARY_OPERATORS = {Op.ADD: "+", Op.MUL: "*", Op.CMPLT: "<", Op.CMPNE: "!=", Op.IDIV: "/", Op.MOD: "%",
@@ -314,6 +315,10 @@ class CStyleLanguage:
                 expr = f"({a[0]} > {a[1]} ? {a[0]} : {a[1]})"
         elif dt == dtypes.bool and op in (Op.ADD, Op.MUL):   # the result type decides: bool*int is int math
             expr = f"({a[0]} {'||' if op == Op.ADD else '&&'} {a[1]})"
+        elif op in (Op.IDIV, Op.MOD) and not src_dt.is_float:
+            expr = self._total_division(op, dt, u.src[1], a[0], a[1])
+        elif op in (Op.SHL, Op.SHR) and dt != dtypes.bool:
+            expr = self._total_shift(op, dt, u.src[1], a[0], a[1])
         elif op in BINARY_OPERATORS:
             expr = f"({a[0]} {BINARY_OPERATORS[op]} {a[1]})"
         else:
@@ -327,6 +332,50 @@ class CStyleLanguage:
     def _accumulated_product(self, u: UOp) -> bool:
         """Whether the float ADD `u` is a reduce's accumulation of a product: acc = acc + a * b."""
         return id(u) in self.accumulations and any(s.uop == U.ALU and s.arg == Op.MUL for s in u.src)
+    # ---- ops undefined in C for some inputs, made total (codegen/total_ops.py; the results are in ops.py) ----
+    def _total_division(self, op: Op, dt: DType, divisor: UOp, a: str, b: str) -> str:
+        """x / 0 = x % 0 = 0, MIN / -1 = MIN (wraps), x % -1 = 0; the division itself only runs where it cannot
+        trap. A constant divisor other than 0 (and -1 when signed) needs no guard (index math)."""
+        symbol = "/" if op == Op.IDIV else "%"
+        signed = dt.kind == "i"
+        zero = self.literal(0, dt)
+        negated = f"({self.types[dt]})({self.literal(0, _UNSIGNED[dt])} - ({self.types[_UNSIGNED[dt]]})({a}))" \
+            if signed else ""
+        if divisor.uop == U.CONST:   # known divisor: no test
+            if int(divisor.arg) == 0 or (signed and int(divisor.arg) == -1 and op == Op.MOD):
+                return zero
+            return negated if signed and int(divisor.arg) == -1 else f"({a} {symbol} {b})"
+        if not signed:
+            return f"({b} == {zero} ? {zero} : {a} {symbol} {b})"
+        if op == Op.MOD:
+            return f"({b} == {zero} || {b} == {self.literal(-1, dt)} ? {zero} : {a} {symbol} {b})"
+        return f"({b} == {zero} ? {zero} : {b} == {self.literal(-1, dt)} ? {negated} : {a} / {b})"
+
+    def _total_shift(self, op: Op, dt: DType, amount: UOp, a: str, b: str) -> str:
+        """Shifts by any amount, as PyTorch: >= the bit width (or negative) shifts every bit out, leaving 0 or, for
+        an arithmetic right shift, the sign. A left shift is done unsigned (shifting a negative value is undefined
+        in C)."""
+        bits, signed = dt.bits, dt.kind == "i"
+        unsigned = self.types[_UNSIGNED[dt]] if signed else self.types[dt]
+        if amount.uop == U.CONST:   # known amount: no test (and no compiler warning about a too wide shift)
+            if 0 <= int(amount.arg) < bits:
+                return f"({self.types[dt]})(({unsigned})({a}) << {b})" if op == Op.SHL else f"({a} >> {b})"
+            return f"({a} >> {bits - 1})" if op == Op.SHR and signed else self.literal(0, dt)
+        too_far = f"({unsigned})({b}) >= {bits}u"
+        if op == Op.SHL:
+            return f"({too_far} ? {self.literal(0, dt)} : ({self.types[dt]})(({unsigned})({a}) << {b}))"
+        if signed:
+            return f"({a} >> ({too_far} ? {self.literal(bits - 1, dt)} : {b}))"
+        return f"({too_far} ? {self.literal(0, dt)} : {a} >> {b})"
+
+    def _float_to_int(self, frm: DType, to: DType, v: str) -> str:
+        """Truncation toward zero inside the int type's range; NaN, +-inf and values outside give 100...0."""
+        via, lo, inclusive, hi = float_to_int_bounds(frm, to)
+        compute = dtypes.float32 if frm == dtypes.float16 else frm
+        inside = f"{v} {'>=' if inclusive else '>'} {self.literal(lo, compute)} && {v} < {self.literal(hi, compute)}"
+        fallback = self.literal(-(1 << (via.bits - 1)) if not via.is_unsigned else 1 << (via.bits - 1), via)
+        converted = f"({inside} ? ({self.types[via]})({v}) : {fallback})"
+        return converted if via == to else f"({self.types[to]}){converted}"
 
     def _cast(self, src: UOp, to: DType) -> str:
         frm, v = src.dtype, self._ref(src)
@@ -334,6 +383,8 @@ class CStyleLanguage:
             return v
         if to == dtypes.bool:
             return f"({v} != {self.literal(0, frm)})"
+        if frm.is_float and to.is_int:
+            return self._float_to_int(frm, to, v)
         if to == dtypes.float16:
             if frm == dtypes.float64:
                 return self.half_from_double.format(value=v)
@@ -348,6 +399,9 @@ class CStyleLanguage:
             return self.half_from_bits.format(value=f"({self.types[dtypes.uint16]})({v})")
         return self.bitcast.format(type=self.types[to], name=self.types[to].replace("unsigned ", "u"), value=v)
 
+
+_UNSIGNED = {dtypes.int8: dtypes.uint8, dtypes.int16: dtypes.uint16, dtypes.int32: dtypes.uint32,
+             dtypes.int64: dtypes.uint64}
 
 VECTOR_DTYPES = (dtypes.float32, dtypes.int32, dtypes.uint32)   # 4-byte elements: a 4-wide vector is 16 bytes
 

@@ -32,6 +32,11 @@ MAX_THREADS = 1024
 class GPULinearizer(Linearizer):
     def __init__(self, k):
         super().__init__(k, gpu=True)
+        self.grid_guard = None   # an IF around the whole kernel when the grid has more groups than work
+
+    def close_kernel(self) -> None:
+        if self.grid_guard is not None:
+            self._end_scope(self.grid_guard)
 
     # ---- ids ----
     def _ids(self, kind: str, axes: list[int], limits: tuple[int, int, int]) -> tuple[int, ...]:
@@ -51,7 +56,20 @@ class GPULinearizer(Linearizer):
                                                                  cse=False)
             return tuple(reversed(sizes))
         # merge everything into dimension 0: the innermost axis varies fastest
-        flat = self.emit(U.SPECIAL, dt, (), (kind, 0, prod(sizes)), cse=False)
+        total = prod(sizes)
+        if total <= limits[0]:
+            flat = self.emit(U.SPECIAL, dt, (), (kind, 0, total), cse=False)
+        else:   # more groups than dimension 0 takes (2**31 - 1 on CUDA): dimensions 0 and 1, and a guard
+            rows = -(-total // limits[0])
+            if rows > limits[1]:
+                raise ValueError(f"kernel {self.k.name()}: {total} work-groups exceed the grid")
+            columns = -(-total // rows)
+            low = self.emit(U.SPECIAL, dt, (), (kind, 0, columns), cse=False)
+            high = self.emit(U.SPECIAL, dt, (), (kind, 1, rows), cse=False)
+            flat = self.alu(Op.ADD, dt, self.alu(Op.MUL, dt, high, self.const(columns, dt)), low)
+            if rows * columns != total:   # the same for a whole work-group, so barriers inside stay uniform
+                inside = self.alu(Op.CMPLT, dtypes.bool, flat, self.const(total, dt))
+                self.grid_guard = self._scope(self.emit(U.IF, None, (inside,), cse=False))
         stride = 1
         for axis, size in reversed(list(zip(axes, sizes))):
             value = flat if stride == 1 else self.alu(Op.IDIV, dt, flat, self.const(stride, dt))
@@ -59,7 +77,7 @@ class GPULinearizer(Linearizer):
                 value = self.alu(Op.MOD, dt, value, self.const(size, dt))
             self.vars[self.axis_vars[axis].name] = value
             stride *= size
-        return (prod(sizes),)
+        return (columns, rows) if total > limits[0] else (total,)
 
     def gpu_global_ids(self, first_reduce: int):
         k = self.k
@@ -108,8 +126,8 @@ class GPULinearizer(Linearizer):
         for r in reduces:
             for oc in out_combos:
                 acc = self.accs[(id(r), oc)]
-                smem = self.emit(U.DEFINE_LOCAL, r.dtype, (), (f"partial{len(entries)}", n * n_other), cse=False)
-                self.emit(U.STORE, None, (smem, slot, self.emit(U.ACC_READ, r.dtype, (acc,), cse=False)), cse=False)
+                smem = self.emit(U.DEFINE_LOCAL, acc.dtype, (), (f"partial{len(entries)}", n * n_other), cse=False)
+                self.emit(U.STORE, None, (smem, slot, self.emit(U.ACC_READ, acc.dtype, (acc,), cse=False)), cse=False)
                 entries.append((REDUCE_TO_ALU[r.op], acc, smem))
         self.emit(U.BARRIER, None, (), cse=False)
         live = n

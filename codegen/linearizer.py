@@ -18,10 +18,16 @@ from tinyjit.helpers import prod
 from tinyjit.ops import AstNode, Op
 from tinyjit.symbolic import And, Div, Expr, Lt, Mod, Mul, Num, Sum, Var
 
+from codegen.accumulate import REGISTER_BLOCK, VECTOR_BLOCK, ReduceLoop, level_zero_block, plan_reduce_loops
 from codegen.kernel import Kernel, upcast_combinations
 from codegen.uops import U, UOp
 
 REDUCE_TO_ALU = {Op.SUM: Op.ADD, Op.RMAX: Op.MAX}
+
+
+def acc_dtype(reduce_node: AstNode) -> DType:
+    """The accumulator's type: a half sum accumulates in float32 (like PyTorch), everything else in its own."""
+    return dtypes.float32 if reduce_node.op == Op.SUM and reduce_node.dtype == dtypes.float16 else reduce_node.dtype
 
 
 def reduce_identity(op: Op, dtype: DType):
@@ -32,6 +38,37 @@ def reduce_identity(op: Op, dtype: DType):
     if dtype.is_int:
         return 0 if dtype.is_unsigned else -(1 << (dtype.bits - 1))
     return -math.inf
+
+
+INT32_MAX = 2 ** 31 - 1
+
+
+def _magnitude(e: Expr) -> int:
+    """A bound on the absolute value of `e` and of every value its lowering computes on the way (the constants it
+    multiplies, divides and compares by, and every partial sum of a Sum, whose terms may cancel)."""
+    own = max(abs(e.min), abs(e.max))
+    if isinstance(e, (Mul, Div, Mod, Lt)):
+        return max(own, _magnitude(e.a), abs(e.b))
+    if isinstance(e, Sum):
+        return max(own, sum(_magnitude(t) for t in e.terms))
+    if isinstance(e, And):
+        return max(_magnitude(t) for t in e.terms)
+    return own
+
+
+def index_magnitude(k: Kernel, gpu: bool) -> int:
+    """A bound on every index value a kernel computes: addresses and masks of every access (upcast axes at any
+    position), loop bounds (blocked accumulation loops run up to a block past the axis), and on a GPU the
+    work-item ids, which may be one flat id over every grid axis."""
+    full = k.full_shape
+    idxs = [Var(f"i{a}", 0, s - 1) for a, s in enumerate(full)]
+    bound = max(full) + max(REGISTER_BLOCK, VECTOR_BLOCK)
+    if gpu:
+        bound = max(bound, prod(full[:k.first_reduce + k.group_for_reduce]))
+    for st in k.sts:
+        index, valid = st.index_and_valid([Num(0) if s == 1 else i for i, s in zip(idxs, st.shape)])
+        bound = max(bound, _magnitude(index), _magnitude(valid))
+    return bound
 
 
 @dataclass
@@ -51,9 +88,8 @@ class Linearizer:
         self.k, self.gpu = k, gpu
         self.uops: list[UOp] = []
         self.cse: list[dict] = [{}]          # scoped: values made inside a loop die with it
-        # 32-bit index math unless some buffer or the loop space is too large for it
-        big = max([prod(k.full_shape)] + [prod(st.views[0].shape) for st in k.sts]) >= 2 ** 31
-        self.index_dtype = dtypes.int64 if big else dtypes.int32
+        # 32-bit index math (faster, and vectorizes better) unless some value of it could leave int32
+        self.index_dtype = dtypes.int64 if index_magnitude(k, gpu) > INT32_MAX else dtypes.int32
 
     # ---- emitting ----
     def emit(self, uop: U, dtype, src=(), arg=None, cse: bool = True) -> UOp:
@@ -151,7 +187,9 @@ class Linearizer:
             src = (buf, self.expr(index)) + ((v,) if v is not None else ())
             return self.emit(U.LOAD, node.dtype, src)
         if node.op in REDUCE_TO_ALU:
-            return self.emit(U.ACC_READ, node.dtype, (self.accs[(id(node), self.output_combo(combo))],), cse=False)
+            acc = self.accs[(id(node), self.output_combo(combo))]
+            total = self.emit(U.ACC_READ, acc.dtype, (acc,), cse=False)
+            return total if acc.dtype == node.dtype else self.emit(U.CAST, node.dtype, (total,))
         srcs = [self.lower(s, combo) for s in node.src]
         if node.op == Op.CAST:
             return self.emit(U.CAST, node.dtype, srcs)
@@ -211,29 +249,10 @@ class Linearizer:
         self.accs: dict = {}
         for r in reduces:
             for oc in out_combos:
-                self.accs[(id(r), oc)] = self.emit(U.DEFINE_ACC, r.dtype, (), reduce_identity(r.op, r.dtype),
+                self.accs[(id(r), oc)] = self.emit(U.DEFINE_ACC, acc_dtype(r), (), reduce_identity(r.op, r.dtype),
                                                    cse=False)
-        reduce_loops = []
         if reduces:
-            for axis in range(first_reduce + k.group_for_reduce, first_upcast):   # GPU group axes are ids
-                loop = self.emit(U.LOOP, self.index_dtype, (self.const(0, self.index_dtype),
-                                                            self.const(full[axis], self.index_dtype)),
-                                 self.axis_vars[axis].name, cse=False)
-                self.vars[self.axis_vars[axis].name] = loop
-                reduce_loops.append(loop)
-                self.cse.append({})
-                self.memo.append({})
-            for r in reduces:
-                for combo in combos:
-                    acc = self.accs[(id(r), self.output_combo(combo))]
-                    value = self.lower(r.src[0], combo)
-                    current = self.emit(U.ACC_READ, r.dtype, (acc,), cse=False)
-                    self.emit(U.ACC_WRITE, None, (acc, self.alu(REDUCE_TO_ALU[r.op], r.dtype, current, value)),
-                              cse=False)
-            for loop in reversed(reduce_loops):
-                self.emit(U.ENDLOOP, None, (loop,), cse=False)
-                self.cse.pop()
-                self.memo.pop()
+            self.reduce_loops(reduces, combos, out_combos)
 
         guard = self.after_reduce(reduces, out_combos)
 
@@ -247,14 +266,85 @@ class Linearizer:
             self.emit(U.ENDIF, None, (guard,), cse=False)
         for loop in reversed(global_loops):
             self.emit(U.ENDLOOP, None, (loop,), cse=False)
+        self.close_kernel()
 
         flops = sum(1 for u in self.uops if u.uop == U.ALU and u.dtype != self.index_dtype)
         return Program(k.name(), self.uops, [dtypes_of[i] for i in range(nbuf)], tuple(global_size),
                        tuple(local_size), flops * prod(full[:first_upcast]), list(k.applied))
 
+    def reduce_loops(self, reduces: list, combos: list, out_combos: list) -> None:
+        """The reduce loops and the accumulation in them. Float sums accumulate in levels (codegen/accumulate.py):
+        a level's accumulators start inside the loop that opens it and are added to the level above at the end of
+        its body; other reduces accumulate straight into the kernel's accumulators."""
+        k, dt = self.k, self.index_dtype
+        full, first_upcast = k.full_shape, k.first_upcast
+        loop_axes = [(axis, full[axis]) for axis in range(k.first_reduce + k.group_for_reduce, first_upcast)]
+        blocked = [r for r in reduces if r.op == Op.SUM and r.dtype.is_float]
+        unrolled = prod(full[a] for a in range(first_upcast, k.ndim) if k.is_reduce_axis(a))
+        plan = plan_reduce_loops(loop_axes, unrolled, self.level_zero_block(len(out_combos) > 1)) if blocked \
+            else [ReduceLoop(axis, size) for axis, size in loop_axes]
+        levels = [{key: acc for key, acc in self.accs.items()}]   # the innermost level last
+        opened, loops_of_axis = [], {}
+        for spec in plan:
+            outer = loops_of_axis.get(spec.axis)
+            if outer is None:
+                lo, hi = self.const(0, dt), self.const(spec.steps, dt)
+            else:   # a block of `count` steps of the loop just outside
+                lo = self.alu(Op.MUL, dt, outer, self.const(spec.count, dt))
+                hi = self.alu(Op.ADD, dt, lo, self.const(spec.count, dt))
+                if spec.ragged:
+                    steps = self.const(spec.steps, dt)
+                    hi = self.alu(Op.WHERE, dt, self.alu(Op.CMPLT, dtypes.bool, hi, steps), hi, steps)
+            name = self.axis_vars[spec.axis].name + ("" if spec.unit == 1 else f"_blk{spec.unit}")
+            loop = self.emit(U.LOOP, dt, (lo, hi), name, cse=False)
+            loops_of_axis[spec.axis] = loop
+            if spec.unit == 1:
+                self.vars[self.axis_vars[spec.axis].name] = loop
+            self.cse.append({})
+            self.memo.append({})
+            opened.append((loop, spec.opens_level))
+            if spec.opens_level:
+                levels.append({(id(r), oc): self.emit(U.DEFINE_ACC, acc_dtype(r), (), reduce_identity(r.op, r.dtype),
+                                                      cse=False) for r in blocked for oc in out_combos})
+        for r in reduces:
+            for combo in combos:
+                key = (id(r), self.output_combo(combo))
+                acc = levels[-1].get(key, self.accs[key])
+                value = self.lower(r.src[0], combo)
+                if value.dtype != acc.dtype:   # half sums accumulate in float32
+                    value = self.emit(U.CAST, acc.dtype, (value,))
+                current = self.emit(U.ACC_READ, acc.dtype, (acc,), cse=False)
+                # "accumulate": the renderer may reorder these additions among themselves (vectorize them)
+                self.emit(U.ACC_WRITE, None, (acc, self.alu(REDUCE_TO_ALU[r.op], acc.dtype, current, value)),
+                          cse=False, arg="accumulate")
+        for loop, opens_level in reversed(opened):
+            if opens_level:   # this level's partial sums are one term each of the level above, in order
+                inner = levels.pop()
+                for key, acc in inner.items():
+                    above = levels[-1][key]
+                    total = self.alu(Op.ADD, acc.dtype, self.emit(U.ACC_READ, acc.dtype, (above,), cse=False),
+                                     self.emit(U.ACC_READ, acc.dtype, (acc,), cse=False))
+                    self.emit(U.ACC_WRITE, None, (above, total), cse=False)
+            self.emit(U.ENDLOOP, None, (loop,), cse=False)
+            self.cse.pop()
+            self.memo.pop()
+
+    def level_zero_block(self, register_block: bool) -> int:
+        """How many terms the innermost accumulation level takes (codegen/accumulate.py): more when the innermost
+        reduce loop reads some float buffer contiguously, so that LLVM vectorizes it."""
+        k = self.k
+        axis = k.first_upcast - 1
+        contiguous = axis >= k.first_reduce + k.group_for_reduce and any(
+            node.op == Op.LOAD and node.dtype.is_float and st.real_strides()[axis] == 1
+            for node, st in zip(k.accesses, k.sts))
+        return level_zero_block(register_block, contiguous, self.gpu)
+
     def gpu_global_ids(self, first_reduce: int):
         """Map the global axes onto GPU ids. Overridden by the GPU linearizer."""
         raise NotImplementedError("GPU linearization lives in codegen.gpu")
+
+    def close_kernel(self) -> None:
+        """Hook at the end of the program (the GPU linearizer closes a guard it opened around the kernel)."""
 
     def after_reduce(self, reduces: list, out_combos: list):
         """Hook between the reduce loops and the store; may open an IF that the store is put in (returned so

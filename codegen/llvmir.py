@@ -12,7 +12,8 @@ from tinyjit.dtype import DType, dtypes
 from tinyjit.ops import Op
 
 from codegen.llvm_math import emit_exp2, emit_log2, scaled_exp2
-from codegen.uops import U, UOp, accumulations
+from codegen.total_ops import float_to_int_bounds
+from codegen.uops import U, UOp
 
 LLVM_TYPES = {dtypes.bool: "i1", dtypes.int8: "i8", dtypes.int16: "i16", dtypes.int32: "i32", dtypes.int64: "i64",
               dtypes.uint8: "i8", dtypes.uint16: "i16", dtypes.uint32: "i32", dtypes.uint64: "i64",
@@ -21,9 +22,8 @@ LLVM_TYPES = {dtypes.bool: "i1", dtypes.int8: "i8", dtypes.int16: "i16", dtypes.
 # back into the unstable one ((x - m) - lse into x - (m + lse)), NaN stays NaN, and a value computed in two
 # kernels is computed identically (no contraction into an FMA in one and not the other). Only the accumulation of
 # a reduce may be reassociated (so the loop vectorizer can keep partial sums in vector lanes) and contracted with
-# the product it adds (a matmul's multiply-add is one FMA); that product then carries `contract` too.
+# the product it adds (a matmul's multiply-add is one llvm.fmuladd: LLVMRenderer._accumulate).
 ACCUMULATE_FLAGS = "reassoc nsz contract"
-ACCUMULATED_PRODUCT_FLAGS = "contract"
 # SIN's argument: quarter turns k, the op computes sin(x + k*pi/2) (ops.py); k = 1 is cos
 SIN_PHASES = {0: ("sin", False), 1: ("cos", False), 2: ("sin", True), 3: ("cos", True)}   # (intrinsic, negate)
 
@@ -82,11 +82,6 @@ class LLVMRenderer:
         lines = [f"define void @{fname}({', '.join(args)}) #0 {{", "entry:"] + body + ["}"]
         lines += self._thunk(fname, args)
         lines += sorted(declares)
-        if self._register_blocked(uops):
-            # the reduce loop of a register block is vectorized by SLP across the block; the loop vectorizer
-            # would vectorize across the reduce axis instead, with strided gathers
-            lines.append('!0 = distinct !{!0, !1}')
-            lines.append('!1 = !{!"llvm.loop.vectorize.enable", i1 false}')
         # LLVM vectorizes with 256-bit registers on AVX-512 CPUs unless told to prefer the full width
         lines.append(f'attributes #0 = {{ nounwind "no-trapping-math"="true" '
                      f'"prefer-vector-width"="{host_vector_bits()}" }}')
@@ -94,17 +89,18 @@ class LLVMRenderer:
 
     @staticmethod
     def _thunk(fname: str, args: list[str]) -> list[str]:
-        """`{fname}_thunk(ptr args, i32 start, i32 end)`: the kernel called with its buffers from an array, one
-        signature for all kernels, so the CPU runtime's native thread pool can call any of them."""
+        """`{fname}_thunk(ptr args, i64 start, i64 end)`: the kernel called with its buffers from an array, one
+        signature for all kernels, so the CPU runtime's native thread pool can call any of them. The range is 64-bit
+        (an outer loop may pass 2**31); a kernel whose index math is 32-bit gets it truncated (it fits)."""
         buffers = [a for a in args if a.startswith("ptr")]
         index_type = next((a.split()[0] for a in args if not a.startswith("ptr")), "i32")
-        lines = [f"define void @{fname}_thunk(ptr %args, i32 %start, i32 %end) {{", "entry:"]
+        lines = [f"define void @{fname}_thunk(ptr %args, i64 %start, i64 %end) {{", "entry:"]
         for i in range(len(buffers)):
             lines += [f"  %a{i}p = getelementptr ptr, ptr %args, i64 {i}", f"  %a{i} = load ptr, ptr %a{i}p"]
-        if index_type == "i32":
+        if index_type == "i64":
             lo, hi = "%start", "%end"
         else:
-            lines += [f"  %lo = sext i32 %start to {index_type}", f"  %hi = sext i32 %end to {index_type}"]
+            lines += [f"  %lo = trunc i64 %start to {index_type}", f"  %hi = trunc i64 %end to {index_type}"]
             lo, hi = "%lo", "%hi"
         call_args = [f"ptr %a{i}" for i in range(len(buffers))] + [f"{index_type} {lo}", f"{index_type} {hi}"]
         return lines + [f"  call void @{fname}({', '.join(call_args)})", "  ret void", "}"]
@@ -112,22 +108,6 @@ class LLVMRenderer:
     @staticmethod
     def _register_blocked(uops: list[UOp]) -> bool:
         return sum(u.uop == U.STORE for u in uops) > 1 and any(u.uop == U.DEFINE_ACC for u in uops)
-
-    @staticmethod
-    def _accumulation(uops: list[UOp]) -> dict[int, str]:
-        """Fast-math flags by id of the float ALU ops allowed any: each accumulation into a reduce's accumulator
-        (the op writing an accumulator from its own value) and a product whose only uses are such sums."""
-        uses: dict[int, list[UOp]] = {}
-        for u in uops:
-            for s in u.src:
-                uses.setdefault(id(s), []).append(u)
-        flags = {i: ACCUMULATE_FLAGS for i in accumulations(uops)}
-        for u in uops:
-            users = uses.get(id(u), [])
-            if u.uop == U.ALU and u.arg == Op.MUL and u.dtype.is_float and users and all(
-                    flags.get(id(user)) == ACCUMULATE_FLAGS and user.arg == Op.ADD for user in users):
-                flags[id(u)] = ACCUMULATED_PRODUCT_FLAGS
-        return flags
 
     @staticmethod
     def _index_math(uops: list[UOp]) -> set[int]:
@@ -150,7 +130,7 @@ class LLVMRenderer:
     def _body(self, uops: list[UOp]):
         no_vectorize = self._register_blocked(uops)
         nsw = self._index_math(uops)
-        fast = self._accumulation(uops)
+        accumulations, flushes = self._accumulator_writes(uops)
         out: list[str] = []
         allocas: list[str] = []
         declares: set[str] = set()
@@ -159,6 +139,7 @@ class LLVMRenderer:
         counter = [0]
         block = ["entry"]
         loop_info: dict[int, tuple[str, str, str, str]] = {}
+        metadata: list[str] = []
 
         def fresh(prefix="v") -> str:
             counter[0] += 1
@@ -175,12 +156,29 @@ class LLVMRenderer:
         def emit(text: str) -> None:
             out.append("  " + text)
 
-        def call_intrinsic(fn: str, dt: DType, *operands: str, flags: str = "") -> str:
+        def loop_hint(loop: UOp) -> str:
+            """Loop metadata: the reduce loops of a register block are vectorized by SLP across the block (the
+            loop vectorizer would vectorize across the reduce axis instead, with strided gathers); a loop over the
+            blocks of an accumulation level is not unrolled (each block ends with a horizontal add: unrolled, a
+            row of blocks becomes one long stretch of code that spills)."""
+            properties = []
+            if no_vectorize and loop.arg.startswith("r"):
+                properties.append("!{!\"llvm.loop.vectorize.enable\", i1 false}")
+            if "_blk" in loop.arg:
+                properties.append("!{!\"llvm.loop.unroll.disable\"}")
+            if not properties:
+                return ""
+            n = len(metadata)
+            metadata.extend([f"!{n} = distinct !{{!{n}" + "".join(f", !{n + 1 + i}" for i in range(len(properties)))
+                             + "}"] + [f"!{n + 1 + i} = {p}" for i, p in enumerate(properties)])
+            return f", !llvm.loop !{n}"
+
+        def call_intrinsic(fn: str, dt: DType, *operands: str) -> str:
             t = LLVM_TYPES[dt]
             suffix = {"half": "f16", "float": "f32", "double": "f64"}.get(t, t)
             declares.add(f"declare {t} @llvm.{fn}.{suffix}({', '.join([t] * len(operands))})")
             r = fresh()
-            emit(f"{r} = call {flags if dt.is_float else ''} {t} @llvm.{fn}.{suffix}("
+            emit(f"{r} = call {t} @llvm.{fn}.{suffix}("
                  + ", ".join(f"{t} {o}" for o in operands) + ")")
             return r
 
@@ -216,8 +214,7 @@ class LLVMRenderer:
                 emit(f"br label %{latch}")
                 out.append(f"{latch}:")
                 emit(f"{nxt} = add nsw {ty(loop)} {names[id(loop)]}, 1")
-                hint = ", !llvm.loop !0" if no_vectorize and loop.arg.startswith("r") else ""
-                emit(f"br label %{header}{hint}")
+                emit(f"br label %{header}{loop_hint(loop)}")
                 out.append(f"{exit_}:")
                 block.pop()
                 block[-1] = exit_
@@ -266,9 +263,13 @@ class LLVMRenderer:
                 ptr = fresh("p")
                 emit(f"{ptr} = getelementptr inbounds {mem_type(dt)}, ptr {ref(buf)}, {ty(index)} {ref(index)}")
                 emit(f"store {mem_type(dt)} {v}, ptr {ptr}, align {dt.itemsize}")
+            elif kind == U.ALU and id(u) in accumulations and u.dtype.is_float:
+                names[id(u)] = self._accumulate(u, ref, emit, fresh, declares.add)
+            elif kind == U.ALU and id(u) in flushes and u.dtype.is_float:
+                r = names[id(u)] = fresh()
+                emit(f"{r} = fadd {ty(u)} {ref(u.src[0])}, {ref(u.src[1])}")   # in order: no flags
             elif kind == U.ALU:
-                names[id(u)] = self._alu(u, ref, emit, fresh, call_intrinsic, declares.add, id(u) in nsw,
-                                         fast.get(id(u), ""))
+                names[id(u)] = self._alu(u, ref, emit, fresh, call_intrinsic, declares.add, id(u) in nsw)
             elif kind == U.CAST:
                 names[id(u)] = self._cast(u.src[0], u.dtype, ref, emit, fresh)
             elif kind == U.BITCAST:
@@ -277,12 +278,43 @@ class LLVMRenderer:
             else:
                 raise NotImplementedError(f"LLVM renderer: {kind}")
         emit("ret void")
-        return allocas + out, declares, args
+        return allocas + out, declares | set(metadata), args
 
     @staticmethod
-    def _alu(u: UOp, ref, emit, fresh, call_intrinsic, declare, nsw: bool = False, flags: str = "") -> str:
-        """One ALU op; `flags`: its fast-math flags (only accumulations and their products have any)."""
-        op, dt = u.arg, u.dtype
+    def _accumulator_writes(uops: list[UOp]) -> tuple[set[int], set[int]]:
+        """ids of the ALU ops whose results are written to an accumulator: (accumulations inside the reduce loops,
+        the other writes: a level's partial sum added to the level above, codegen/accumulate.py)."""
+        accumulations, flushes = set(), set()
+        for u in uops:
+            if u.uop == U.ACC_WRITE and u.src[1].uop == U.ALU:
+                (accumulations if u.arg == "accumulate" else flushes).add(id(u.src[1]))
+        return accumulations, flushes
+
+    @staticmethod
+    def _accumulate(u: UOp, ref, emit, fresh, declare) -> str:
+        """acc + term (or max(acc, term)) of a float reduce. The additions into one accumulator may be reordered
+        among themselves (ACCUMULATE_FLAGS), so LLVM vectorizes the loop into partial sums (a level of at most a few hundred
+        terms: the order of the levels themselves is kept); a product term is fused into the accumulation (FMA).
+        These flags belong to the accumulation alone, not to the elementwise math around it."""
+        acc, term = u.src
+        t = LLVM_TYPES[u.dtype]
+        suffix = {"half": "f16", "float": "f32", "double": "f64"}[t]
+        r = fresh()
+        if u.arg == Op.MAX:
+            declare(f"declare {t} @llvm.maximum.{suffix}({t}, {t})")
+            emit(f"{r} = call reassoc {t} @llvm.maximum.{suffix}({t} {ref(acc)}, {t} {ref(term)})")
+        elif term.uop == U.ALU and term.arg == Op.MUL and term.dtype == u.dtype:
+            declare(f"declare {t} @llvm.fmuladd.{suffix}({t}, {t}, {t})")
+            emit(f"{r} = call {ACCUMULATE_FLAGS} {t} @llvm.fmuladd.{suffix}({t} {ref(term.src[0])}, {t} {ref(term.src[1])}, "
+                 f"{t} {ref(acc)})")
+        else:
+            emit(f"{r} = fadd {ACCUMULATE_FLAGS} {t} {ref(acc)}, {ref(term)}")
+        return r
+
+    @staticmethod
+    def _alu(u: UOp, ref, emit, fresh, call_intrinsic, declare, nsw: bool = False) -> str:
+        """One elementwise ALU op: no fast-math flags (IEEE semantics; accumulations are _accumulate's)."""
+        op = u.arg
         src_dt = u.src[0].dtype if op != Op.WHERE else u.src[1].dtype
         t = LLVM_TYPES[src_dt]
         a = [ref(s) for s in u.src]
@@ -329,17 +361,16 @@ class LLVMRenderer:
         elif op == Op.RECIP:
             emit(f"{r} = fdiv {t} {llvm_const(1.0, src_dt)}, {a[0]}")
         elif op == Op.ADD:
-            emit(f"{r} = fadd {flags} {t} {a[0]}, {a[1]}" if is_float else
+            emit(f"{r} = fadd {t} {a[0]}, {a[1]}" if is_float else
                  f"{r} = {'or' if src_dt == dtypes.bool else 'add nsw' if nsw else 'add'} {t} {a[0]}, {a[1]}")
         elif op == Op.MUL:
-            emit(f"{r} = fmul {flags} {t} {a[0]}, {a[1]}" if is_float else
+            emit(f"{r} = fmul {t} {a[0]}, {a[1]}" if is_float else
                  f"{r} = {'and' if src_dt == dtypes.bool else 'mul nsw' if nsw else 'mul'} {t} {a[0]}, {a[1]}")
         elif op == Op.MAX:
             if src_dt == dtypes.bool:
                 emit(f"{r} = or i1 {a[0]}, {a[1]}")
             else:
-                return call_intrinsic("maximum" if is_float else "smax" if signed else "umax", src_dt, *a,
-                                      flags=flags)
+                return call_intrinsic("maximum" if is_float else "smax" if signed else "umax", src_dt, *a)
         elif op == Op.CMPLT:
             emit(f"{r} = fcmp olt {t} {a[0]}, {a[1]}" if is_float else
                  f"{r} = icmp {'slt' if signed else 'ult'} {t} {a[0]}, {a[1]}")
@@ -349,14 +380,14 @@ class LLVMRenderer:
             emit(f"{r} = fdiv {t} {a[0]}, {a[1]}")
         elif op == Op.MOD and is_float:    # C's fmod: exact, the sign of the dividend
             emit(f"{r} = frem {t} {a[0]}, {a[1]}")
-        elif op == Op.IDIV:
-            emit(f"{r} = {'sdiv' if signed else 'udiv'} {t} {a[0]}, {a[1]}")
-        elif op == Op.MOD:
-            emit(f"{r} = {'srem' if signed else 'urem'} {t} {a[0]}, {a[1]}")
+        elif op in (Op.IDIV, Op.MOD):
+            return _total_division(op, src_dt, u.src[1], a[0], a[1], emit, fresh)
+        elif op in (Op.SHL, Op.SHR) and src_dt != dtypes.bool:
+            return _total_shift(op, src_dt, u.src[1], a[0], a[1], emit, fresh)
         elif op in (Op.AND, Op.OR, Op.XOR, Op.SHL):
             emit(f"{r} = {op.name.lower()} {t} {a[0]}, {a[1]}")
         elif op == Op.SHR:
-            emit(f"{r} = {'ashr' if signed else 'lshr'} {t} {a[0]}, {a[1]}")
+            emit(f"{r} = lshr {t} {a[0]}, {a[1]}")
         else:
             raise NotImplementedError(f"LLVM renderer: ALU {op}")
         return r
@@ -373,7 +404,7 @@ class LLVMRenderer:
         elif frm.is_float and to.is_float:
             emit(f"{r} = {'fpext' if to.itemsize > frm.itemsize else 'fptrunc'} {ft} {v} to {tt}")
         elif frm.is_float:
-            emit(f"{r} = {'fptoui' if to.is_unsigned else 'fptosi'} {ft} {v} to {tt}")
+            return _float_to_int(frm, to, v, emit, fresh)
         elif to.is_float:
             emit(f"{r} = {'sitofp' if frm.kind == 'i' else 'uitofp'} {ft} {v} to {tt}")
         elif to.itemsize == frm.itemsize and frm != dtypes.bool:
@@ -383,3 +414,91 @@ class LLVMRenderer:
         else:
             emit(f"{r} = {'sext' if frm.kind == 'i' else 'zext'} {ft} {v} to {tt}")
         return r
+
+
+# ---- ops that trap or are poison in LLVM for some inputs, made total (codegen/total_ops.py; results: ops.py) ----
+
+def _const_operand(u: UOp):
+    return u.arg if u.uop == U.CONST else None
+
+
+def _total_division(op: Op, dt: DType, divisor: UOp, a: str, b: str, emit, fresh) -> str:
+    """IDIV/MOD that never trap: x / 0 = x % 0 = 0, MIN / -1 = MIN (wraps), MIN % -1 = 0. A constant divisor
+    other than 0 (and -1 when signed) needs no guard: index math and division by a literal stay one instruction."""
+    t, signed = LLVM_TYPES[dt], dt.kind == "i"
+    instruction = ("sdiv" if signed else "udiv") if op == Op.IDIV else ("srem" if signed else "urem")
+    c = _const_operand(divisor)
+    r = fresh()
+    if c is not None:   # known divisor: no test
+        if int(c) == 0 or (signed and int(c) == -1 and op == Op.MOD):
+            emit(f"{r} = add {t} 0, 0")
+        elif signed and int(c) == -1:
+            emit(f"{r} = sub {t} 0, {a}")
+        else:
+            emit(f"{r} = {instruction} {t} {a}, {b}")
+        return r
+    by_zero, bad, safe = fresh(), fresh(), fresh()
+    emit(f"{by_zero} = icmp eq {t} {b}, 0")
+    if signed:   # x / -1 is -x (computed below); x % -1 and x % 1 are both 0
+        by_minus_one = fresh()
+        emit(f"{by_minus_one} = icmp eq {t} {b}, -1")
+        emit(f"{bad} = or i1 {by_zero}, {by_minus_one}")
+    else:
+        bad = by_zero
+    emit(f"{safe} = select i1 {bad}, {t} 1, {t} {b}")
+    emit(f"{r} = {instruction} {t} {a}, {safe}")
+    if op == Op.MOD:
+        return r
+    if signed:
+        negated, r2 = fresh(), fresh()
+        emit(f"{negated} = sub {t} 0, {a}")   # wraps for MIN, like the hardware would without the trap
+        emit(f"{r2} = select i1 {by_minus_one}, {t} {negated}, {t} {r}")
+        r = r2
+    out = fresh()
+    emit(f"{out} = select i1 {by_zero}, {t} 0, {t} {r}")
+    return out
+
+
+def _total_shift(op: Op, dt: DType, amount: UOp, a: str, b: str, emit, fresh) -> str:
+    """SHL/SHR by any amount (PyTorch's results): an amount >= the bit width, or negative, shifts every bit out
+    (0, or the sign for an arithmetic right shift); LLVM makes such a shift poison."""
+    t, bits, signed = LLVM_TYPES[dt], dt.bits, dt.kind == "i"
+    instruction = "shl" if op == Op.SHL else "ashr" if signed else "lshr"
+    c = _const_operand(amount)
+    r = fresh()
+    if c is not None:   # known amount: no test
+        if 0 <= int(c) < bits:
+            emit(f"{r} = {instruction} {t} {a}, {b}")
+        elif instruction == "ashr":
+            emit(f"{r} = ashr {t} {a}, {bits - 1}")
+        else:
+            emit(f"{r} = add {t} 0, 0")
+        return r
+    too_far = fresh()
+    emit(f"{too_far} = icmp uge {t} {b}, {bits}")   # unsigned: a negative amount is too far as well
+    if instruction == "ashr":   # shifting by bits - 1 leaves only copies of the sign bit
+        clamped = fresh()
+        emit(f"{clamped} = select i1 {too_far}, {t} {bits - 1}, {t} {b}")
+        emit(f"{r} = ashr {t} {a}, {clamped}")
+        return r
+    out = fresh()
+    emit(f"{r} = {instruction} {t} {a}, {b}")
+    emit(f"{out} = select i1 {too_far}, {t} 0, {t} {r}")
+    return out
+
+
+def _float_to_int(frm: DType, to: DType, v: str, emit, fresh) -> str:
+    """fptosi/fptoui where defined, else the bits 100...0 (`float_to_int_bounds`)."""
+    via, lo, inclusive, hi = float_to_int_bounds(frm, to)
+    ft, vt = LLVM_TYPES[frm], LLVM_TYPES[via]
+    above, below, inside, converted, r = fresh(), fresh(), fresh(), fresh(), fresh()
+    emit(f"{above} = fcmp {'oge' if inclusive else 'ogt'} {ft} {v}, {llvm_const(lo, frm)}")
+    emit(f"{below} = fcmp olt {ft} {v}, {llvm_const(hi, frm)}")   # ordered compares: NaN is outside
+    emit(f"{inside} = and i1 {above}, {below}")
+    emit(f"{converted} = {'fptoui' if via.is_unsigned else 'fptosi'} {ft} {v} to {vt}")
+    emit(f"{r} = select i1 {inside}, {vt} {converted}, {vt} {-(1 << (via.bits - 1))}")   # bits 100...0
+    if via == to:
+        return r
+    out = fresh()
+    emit(f"{out} = trunc {vt} {r} to {LLVM_TYPES[to]}")
+    return out

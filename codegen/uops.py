@@ -17,7 +17,8 @@ class U(Enum):
     SPECIAL = auto()         # a GPU work-item id; arg: (kind "gid"|"lid"|"group", dim, size)
     DEFINE_LOCAL = auto()    # shared/local memory; arg: (name, size); dtype: element type
     CONST = auto()           # arg: Python value
-    LOOP = auto()            # src: (start, end); produces the loop variable
+    LOOP = auto()            # src: (start, end); produces the loop variable; arg: its name, which contains
+    #                          "_blk" for a loop over the blocks of an accumulation level (codegen/accumulate.py)
     ENDLOOP = auto()         # src: (loop,)
     ALU = auto()             # arg: tinyjit.ops.Op; src: operands
     CAST = auto()            # src: (value,); dtype: target
@@ -26,7 +27,8 @@ class U(Enum):
     STORE = auto()           # src: (buffer, index, value)
     DEFINE_ACC = auto()      # a mutable accumulator; arg: initial value
     ACC_READ = auto()        # src: (acc,)
-    ACC_WRITE = auto()       # src: (acc, value)
+    ACC_WRITE = auto()       # src: (acc, value); arg "accumulate" when value is acc op term inside the reduce loops
+    #                          (such writes to one accumulator may be reordered among themselves: vectorized), else None
     BARRIER = auto()         # work-group barrier (GPU)
     IF = auto()              # src: (condition,)
     ENDIF = auto()           # src: (if,)

@@ -1,7 +1,8 @@
 """The CPU backend: LLVM IR compiled by llvmlite (MCJIT) for the host CPU, called through ctypes.
 
-Kernels take `(buffers..., start, end)` and loop their outermost parallel axis over [start, end), so a launch
-is split across a thread pool; ctypes releases the GIL during the call, so the threads run in parallel.
+Kernels take `(buffers..., start, end)` and loop their outermost parallel axis over [start, end) (64-bit: an axis
+may be longer than 2**31), so a launch is split across a thread pool; ctypes releases the GIL during the call, so
+the threads run in parallel.
 """
 from __future__ import annotations
 
@@ -57,7 +58,7 @@ class CPUAllocator:
         return handle.ctypes.data
 
 
-_THUNK = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int32, ctypes.c_int32)
+_THUNK = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64)
 ENGINE_OBJECTS = 256   # kernels loaded into one JIT engine before the next kernels go into a new one
 
 
@@ -79,7 +80,7 @@ class JitEngine:
 
 
 class CPUProgram:
-    """A compiled kernel, called through its thunk `(void **buffers, int start, int end)` (codegen.llvmir)."""
+    """A compiled kernel, called through its thunk `(void **buffers, int64 start, int64 end)` (codegen.llvmir)."""
 
     def __init__(self, device: "CPUDevice", name: str, address: int, thunk: int, engine: JitEngine | None = None,
                  binary: bytes | None = None):

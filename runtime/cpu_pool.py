@@ -7,7 +7,7 @@ from the launching thread; a spin lock lets one launching thread at a time use t
 range into its slot, bumps the sequence number (waking a sleeping worker), runs the first range itself and spins
 until every worker has published "done". The functions
 are LLVM IR compiled by the CPU device's own JIT engine; kernels are called through their uniform thunk
-`(void **buffers, int start, int end)`. Linux on x86-64 only (futex and pause); elsewhere the CPU device falls back
+`(void **buffers, int64 start, int64 end)`. Linux on x86-64 only (futex and pause); elsewhere the CPU device falls back
 to a Python ThreadPoolExecutor.
 """
 from __future__ import annotations
@@ -21,7 +21,7 @@ import numpy as np
 
 from runtime.env import env
 
-SLOT_BYTES = 64          # one cache line per worker: seq, done, thunk, args, start, end, sleeping, quit
+SLOT_BYTES = 64          # one cache line per worker: seq, done, thunk, args, start, end (i64 each), sleeping, quit
 SPINS_BEFORE_SLEEP = 1 << 14   # ~1 ms of polling (pause) after the last launch before a worker sleeps
 SYS_FUTEX, SYS_SCHED_YIELD, FUTEX_WAIT_PRIVATE, FUTEX_WAKE_PRIVATE = 202, 24, 128, 129
 
@@ -35,9 +35,9 @@ entry:
   %thunkp = getelementptr i8, ptr %slot, i64 16
   %argsp = getelementptr i8, ptr %slot, i64 24
   %startp = getelementptr i8, ptr %slot, i64 32
-  %endp = getelementptr i8, ptr %slot, i64 36
-  %sleepingp = getelementptr i8, ptr %slot, i64 40
-  %quitp = getelementptr i8, ptr %slot, i64 44
+  %endp = getelementptr i8, ptr %slot, i64 40
+  %sleepingp = getelementptr i8, ptr %slot, i64 48
+  %quitp = getelementptr i8, ptr %slot, i64 52
   br label %wait
 wait:
   %last = phi i64 [ 0, %entry ], [ %seq, %ran ], [ %last, %woke ]
@@ -71,9 +71,9 @@ run:
 work:
   %thunk = load ptr, ptr %thunkp, align 8
   %args = load ptr, ptr %argsp, align 8
-  %start = load i32, ptr %startp, align 4
-  %end = load i32, ptr %endp, align 4
-  call void %thunk(ptr %args, i32 %start, i32 %end)
+  %start = load i64, ptr %startp, align 8
+  %end = load i64, ptr %endp, align 8
+  call void %thunk(ptr %args, i64 %start, i64 %end)
   store atomic i64 %seq, ptr %donep release, align 8
   br label %ran
 ran:
@@ -82,18 +82,18 @@ exit:
   ret void
 }}
 
-define void @tj_post(ptr %slot, ptr %thunk, ptr %args, i32 %start, i32 %end, i32 %quit) {{
+define void @tj_post(ptr %slot, ptr %thunk, ptr %args, i64 %start, i64 %end, i32 %quit) {{
 entry:
   %thunkp = getelementptr i8, ptr %slot, i64 16
   %argsp = getelementptr i8, ptr %slot, i64 24
   %startp = getelementptr i8, ptr %slot, i64 32
-  %endp = getelementptr i8, ptr %slot, i64 36
-  %sleepingp = getelementptr i8, ptr %slot, i64 40
-  %quitp = getelementptr i8, ptr %slot, i64 44
+  %endp = getelementptr i8, ptr %slot, i64 40
+  %sleepingp = getelementptr i8, ptr %slot, i64 48
+  %quitp = getelementptr i8, ptr %slot, i64 52
   store ptr %thunk, ptr %thunkp, align 8
   store ptr %args, ptr %argsp, align 8
-  store i32 %start, ptr %startp, align 4
-  store i32 %end, ptr %endp, align 4
+  store i64 %start, ptr %startp, align 8
+  store i64 %end, ptr %endp, align 8
   store atomic i32 %quit, ptr %quitp release, align 4
   %seq = load atomic i64, ptr %slot monotonic, align 8
   %next = add i64 %seq, 1
@@ -130,7 +130,7 @@ exit:
   ret void
 }}
 
-define void @tj_parallel(ptr %thunk, ptr %args, i32 %n, i32 %threads, ptr %slots, ptr %lock) {{
+define void @tj_parallel(ptr %thunk, ptr %args, i64 %n, i64 %threads, ptr %slots, ptr %lock) {{
 entry:
   br label %acquire
 acquire:
@@ -141,48 +141,46 @@ busy:
   call void @llvm.x86.sse2.pause()
   br label %acquire
 start:
-  %t1 = sub i32 %threads, 1
-  %sum = add i32 %n, %t1
-  %chunk = sdiv i32 %sum, %threads
+  %t1 = sub i64 %threads, 1
+  %sum = add i64 %n, %t1
+  %chunk = sdiv i64 %sum, %threads
   br label %post
 post:
-  %w = phi i32 [ 1, %start ], [ %w1, %posted ]
-  %lo = mul i32 %w, %chunk
-  %has = icmp slt i32 %lo, %n
-  %inpool = icmp slt i32 %w, %threads
+  %w = phi i64 [ 1, %start ], [ %w1, %posted ]
+  %lo = mul i64 %w, %chunk
+  %has = icmp slt i64 %lo, %n
+  %inpool = icmp slt i64 %w, %threads
   %go = and i1 %has, %inpool
   br i1 %go, label %dopost, label %mine
 dopost:
-  %hi0 = add i32 %lo, %chunk
-  %over = icmp sgt i32 %hi0, %n
-  %hi = select i1 %over, i32 %n, i32 %hi0
-  %wi = sub i32 %w, 1
-  %off = mul i32 %wi, {SLOT_BYTES}
-  %off64 = sext i32 %off to i64
-  %slot = getelementptr i8, ptr %slots, i64 %off64
-  call void @tj_post(ptr %slot, ptr %thunk, ptr %args, i32 %lo, i32 %hi, i32 0)
+  %hi0 = add i64 %lo, %chunk
+  %over = icmp sgt i64 %hi0, %n
+  %hi = select i1 %over, i64 %n, i64 %hi0
+  %wi = sub i64 %w, 1
+  %off = mul i64 %wi, {SLOT_BYTES}
+  %slot = getelementptr i8, ptr %slots, i64 %off
+  call void @tj_post(ptr %slot, ptr %thunk, ptr %args, i64 %lo, i64 %hi, i32 0)
   br label %posted
 posted:
-  %w1 = add i32 %w, 1
+  %w1 = add i64 %w, 1
   br label %post
 mine:
-  %first = icmp slt i32 %chunk, %n
-  %myend = select i1 %first, i32 %chunk, i32 %n
-  call void %thunk(ptr %args, i32 0, i32 %myend)
+  %first = icmp slt i64 %chunk, %n
+  %myend = select i1 %first, i64 %chunk, i64 %n
+  call void %thunk(ptr %args, i64 0, i64 %myend)
   br label %join
 join:
-  %j = phi i32 [ 1, %mine ], [ %j1, %joined ]
-  %more = icmp slt i32 %j, %w
+  %j = phi i64 [ 1, %mine ], [ %j1, %joined ]
+  %more = icmp slt i64 %j, %w
   br i1 %more, label %dojoin, label %release
 dojoin:
-  %ji = sub i32 %j, 1
-  %joff = mul i32 %ji, {SLOT_BYTES}
-  %joff64 = sext i32 %joff to i64
-  %jslot = getelementptr i8, ptr %slots, i64 %joff64
+  %ji = sub i64 %j, 1
+  %joff = mul i64 %ji, {SLOT_BYTES}
+  %jslot = getelementptr i8, ptr %slots, i64 %joff
   call void @tj_join(ptr %jslot)
   br label %joined
 joined:
-  %j1 = add i32 %j, 1
+  %j1 = add i64 %j, 1
   br label %join
 release:
   store atomic i32 0, ptr %lock release, align 4
@@ -215,9 +213,9 @@ class _PoolCode:
             address = {name: self.engine.llvm.get_function_address(name)
                        for name in ("tj_worker", "tj_post", "tj_parallel")}
         self.worker = ctypes.CFUNCTYPE(None, ctypes.c_void_p)(address["tj_worker"])
-        self.post = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int32,
-                                     ctypes.c_int32, ctypes.c_int32)(address["tj_post"])
-        self.parallel = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int32, ctypes.c_int32,
+        self.post = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64,
+                                     ctypes.c_int64, ctypes.c_int32)(address["tj_post"])
+        self.parallel = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
                                          ctypes.c_void_p, ctypes.c_void_p)(address["tj_parallel"])
 
 

@@ -57,7 +57,11 @@ def _max(n: Node, g: Node):
 def _rmax(n: Node, g: Node):
     a = n.src[0]
     is_max = n.movement(Op.EXPAND, a.shape).alu(Op.CMPNE, a).alu(Op.WHERE, _const(0.0, a), _const(1.0, a))
-    share = _mul(g, is_max.reduce(Op.SUM, n.arg).alu(Op.RECIP))
+    if a.dtype.itemsize < 4:   # count the ties and share the gradient in float32: 70000 ties are inf in half
+        count = is_max.alu(Op.CAST, arg=dtypes.float32).reduce(Op.SUM, n.arg)
+        share = g.alu(Op.CAST, arg=dtypes.float32).alu(Op.MUL, count.alu(Op.RECIP)).alu(Op.CAST, arg=a.dtype)
+    else:
+        share = _mul(g, is_max.reduce(Op.SUM, n.arg).alu(Op.RECIP))
     return (_mul(is_max, share.movement(Op.EXPAND, a.shape)),)
 
 

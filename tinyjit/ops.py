@@ -20,7 +20,9 @@ class Op(Enum):
     SIN = auto()         # sin(x + k*pi/2); arg: k (quarter turns, None for 0), so k = 1 is cos with no rounded x + pi/2
     SQRT = auto()
     RECIP = auto()
-    CAST = auto()        # arg: target dtype (value conversion)
+    CAST = auto()        # arg: target dtype (value conversion); float -> int truncates toward zero, and NaN, +-inf
+    #                      and values out of range give the bits 100...0 (INT_MIN; x86, PyTorch); a type narrower
+    #                      than 32 bits converts through int32 and uint32 through int64, then wraps
     BITCAST = auto()     # arg: target dtype (same bits)
     # binary
     ADD = auto()
@@ -28,13 +30,14 @@ class Op(Enum):
     MAX = auto()
     CMPLT = auto()
     CMPNE = auto()
-    IDIV = auto()        # C's `/`: ints truncate toward zero; floats are IEEE division, correctly rounded
-    MOD = auto()         # C's `%` and fmod: the exact remainder, with the sign of the dividend
+    IDIV = auto()        # C's `/`: ints truncate toward zero, x / 0 = 0, MIN / -1 = MIN (wraps); floats are IEEE
+    #                      division, correctly rounded
+    MOD = auto()         # C's `%` and fmod: the exact remainder, with the sign of the dividend; int x % 0 = 0, x % -1 = 0
     AND = auto()
     OR = auto()
     XOR = auto()
-    SHL = auto()
-    SHR = auto()
+    SHL = auto()         # by an amount >= the bit width, or negative: 0 (PyTorch)
+    SHR = auto()         # arithmetic for signed types; by >= the bit width, or negative: 0, or -1 for x < 0
     # ternary
     WHERE = auto()
     # reduce; arg: tuple of reduced axes (kept with size 1)

@@ -371,23 +371,12 @@ class Tensor(AutogradMixin, CreationMixin, MathMixin, MovementMixin, ReduceMixin
         return r + fix.where(y, Tensor.full_like(y, 0))
 
     def _int_divmod(self, y: Tensor, op: str) -> tuple[Tensor, Tensor]:
-        """C-style (truncating) quotient and remainder of int tensors of one shape and dtype that never trap:
-        x / 0 gives 0 and x % 0 gives 0 (NumPy's results; PyTorch raises), INT_MIN / -1 wraps to INT_MIN. Hardware
-        division traps on both (SIGFPE kills the process), so the divisor is made safe first unless it is a constant
-        known to be fine."""
+        """C-style (truncating) quotient and remainder of int tensors of one shape and dtype. They never trap: the
+        primitives are total (ops.py): x / 0 gives 0 and x % 0 gives 0 (NumPy's results; PyTorch raises), INT_MIN / -1
+        wraps to INT_MIN."""
         if self.dtype == dtypes.bool:
             raise TypeError(f"{op}: integer division of bool tensors is not supported; cast to an int dtype first")
-        divisor = _const_value(y)
-        if divisor is not None and divisor != 0 and (divisor != -1 or self.dtype.is_unsigned):
-            return self._apply(Op.IDIV, y), self._apply(Op.MOD, y)
-        zero = Tensor.full_like(y, 0)
-        by_zero = y._apply(Op.CMPNE, zero).bitwise_not()
-        special = by_zero if self.dtype.is_unsigned else by_zero | ~y._apply(Op.CMPNE, Tensor.full_like(y, -1))
-        safe = special.where(Tensor.full_like(y, 1), y)
-        q = self._apply(Op.IDIV, safe)
-        if not self.dtype.is_unsigned:
-            q = (special & ~by_zero).where(-self, q)    # x / -1 == -x, which wraps for INT_MIN
-        return by_zero.where(zero, q), self._apply(Op.MOD, safe)   # x % 1 == x % -1 == 0, and x % 0 := 0
+        return self._apply(Op.IDIV, y), self._apply(Op.MOD, y)
 
     def pow(self, exponent, reverse=False) -> Tensor:
         """self ** exponent (torch.pow), values and gradients like PyTorch at the special points too: 0 ** y,
@@ -628,14 +617,6 @@ class Tensor(AutogradMixin, CreationMixin, MathMixin, MovementMixin, ReduceMixin
 def _is_bool(x) -> bool:
     """A Python/NumPy bool or a bool tensor."""
     return isinstance(x, (bool, np.bool_)) or isinstance(x, Tensor) and x.dtype == dtypes.bool
-
-
-def _const_value(t: Tensor):
-    """The Python value of a tensor that is a broadcast constant, else None."""
-    node = t.node
-    while node.op in (Op.RESHAPE, Op.EXPAND):
-        node = node.src[0]
-    return node.arg if node.op == Op.CONST else None
 
 
 def broadcast_shape(a: Sequence[int], b: Sequence[int], op: str = "op") -> tuple[int, ...]:

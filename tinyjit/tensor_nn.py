@@ -277,6 +277,8 @@ class NNMixin:
 
     # ---- normalization / regularization ----
     def layernorm(self, axis=-1, eps: float = 1e-5) -> "Tensor":
+        if self.dtype == dtypes.float16:   # statistics in float32, like PyTorch (a half square passes 65504)
+            return self.float().layernorm(axis, eps).half()
         mean = self.mean(axis, keepdim=True)
         centered = self - mean
         return centered * (centered.square().mean(axis, keepdim=True) + eps).rsqrt()
@@ -376,7 +378,7 @@ class NNMixin:
             loss = (1 - smoothing) * loss + smoothing * smooth
         loss = valid.where(loss, 0.0)
         if reduction == "mean" and target_weight is not None:
-            return loss.sum() / target_weight.sum()
+            return _sum_over(loss, target_weight.sum())
         return _reduce_loss(loss, reduction, valid)
 
     def binary_cross_entropy(self, target, reduction: str = "mean") -> "Tensor":
@@ -475,8 +477,15 @@ def _reduce_loss(loss, reduction: str, valid):
     if reduction == "mean":
         if valid is None:
             return loss.mean()
-        return loss.sum() / valid.sum().cast(loss.dtype)   # every target ignored: 0 / 0 = nan, like PyTorch
+        return _sum_over(loss, valid.sum())   # every target ignored: 0 / 0 = nan, like PyTorch
     raise ValueError(f"reduction must be 'none', 'mean' or 'sum', got {reduction!r}")
+
+
+def _sum_over(loss, total):
+    """loss.sum() / total, both in float32 for a half loss (a count or a sum of weights passes half's range)."""
+    if loss.dtype == dtypes.float16:
+        return (loss.float().sum() / total.float()).half()
+    return loss.sum() / total.cast(loss.dtype)
 
 
 def _window_one_axis(x, pos: int, k: int, s: int, d: int):

@@ -67,6 +67,8 @@ class ReduceMixin:
 
     def mean(self, axis=None, keepdim: bool = False, dim=None) -> "Tensor":
         axis = _pick_axis(axis, dim)
+        if self.dtype == dtypes.float16:   # sum and divide in float32, like PyTorch: a half sum of 1e5 ones is inf
+            return self.float().mean(axis, keepdim).half()
         count = prod(self.shape[a] for a in _axes(self, axis, "mean"))
         x = self if self.dtype.is_float else self.float()
         return x.sum(axis, keepdim) * (1.0 / count if count else math.nan) if count else \
@@ -76,6 +78,8 @@ class ReduceMixin:
         axis = _pick_axis(axis, dim)
         if unbiased is not None:
             correction = int(unbiased)
+        if self.dtype == dtypes.float16:   # squares and sums in float32, like PyTorch
+            return self.float().var(axis, keepdim, correction).half()
         count = prod(self.shape[a] for a in _axes(self, axis, "var"))
         x = self if self.dtype.is_float else self.float()
         centered = x - x.mean(axis, keepdim=True)
@@ -149,6 +153,8 @@ class ReduceMixin:
 
     def logsumexp(self, axis=None, keepdim: bool = False, dim=None) -> "Tensor":
         axis = _pick_axis(axis, dim)
+        if self.dtype == dtypes.float16:   # the sum of exps in float32 (it can pass half's range), like PyTorch
+            return self.float().logsumexp(axis, keepdim).half()
         m = self._float()._reduce(Op.RMAX, axis, True, "logsumexp")
         m = (m.abs() == math.inf).where(0, m)   # keep inf inputs from producing inf - inf
         out = (self - m).exp().sum(axis, keepdim=True).log() + m
@@ -159,6 +165,8 @@ class ReduceMixin:
     def softmax(self, axis=-1, dim=None) -> "Tensor":
         axis = _pick_axis(axis if dim is None else None, dim) if dim is not None else axis
         axes = _axes(self, axis, "softmax")
+        if self.dtype == dtypes.float16:   # the sum and the division in float32, like PyTorch
+            return self.float().softmax(axis).half()
         x = self._float()
         if self.ndim and any(self.shape[a] == 0 for a in axes):   # nothing to normalize: the empty result
             return x * 1
@@ -168,6 +176,8 @@ class ReduceMixin:
     def log_softmax(self, axis=-1, dim=None) -> "Tensor":
         axis = dim if dim is not None else axis
         axes = _axes(self, axis, "log_softmax")
+        if self.dtype == dtypes.float16:   # the sum in float32, like PyTorch
+            return self.float().log_softmax(axis).half()
         x = self._float()
         if self.ndim and any(self.shape[a] == 0 for a in axes):
             return x * 1

@@ -46,6 +46,9 @@ class _BatchNorm(Module):
         axes = (0,) + tuple(range(2, x.ndim))
         shape = (1, self.num_features) + (1,) * (x.ndim - 2)
         use_batch = self.training or not self.track_running_stats
+        dtype = x.dtype
+        if dtype == dtypes.float16:   # statistics and normalization in float32, like PyTorch
+            x = x.float()
         if use_batch:
             count = prod(x.shape[a] for a in axes)
             if self.training and count <= 1:
@@ -58,13 +61,13 @@ class _BatchNorm(Module):
                     self._update_running(mean, var, count)
         else:
             mean, var = self.running_mean, self.running_var
-        out = (x - mean.reshape(shape)) * (var.reshape(shape) + self.eps).rsqrt()
+        out = ((x - mean.reshape(shape)) * (var.reshape(shape) + self.eps).rsqrt()).cast(dtype)
         if self.weight is not None:
             out = out * self.weight.reshape(shape) + self.bias.reshape(shape)
         return out
 
     def _update_running(self, mean: Tensor, var: Tensor, count: int) -> None:
-        mean, var = mean.detach(), var.detach()
+        mean, var = mean.detach().cast(self.running_mean.dtype), var.detach().cast(self.running_var.dtype)
         self.num_batches_tracked.assign(self.num_batches_tracked + 1)
         if self.momentum is None:   # cumulative moving average: 1 / batches seen
             factor = self.num_batches_tracked.cast(self.running_mean.dtype).reciprocal()
@@ -171,7 +174,8 @@ class RMSNorm(Module):
             raise ValueError(f"RMSNorm: input of shape {x.shape} does not end in {self.normalized_shape}")
         eps = self.eps if self.eps is not None else float(np.finfo(x.dtype.np).eps) if x.dtype.is_float else 1e-6
         axes = tuple(range(x.ndim - n, x.ndim))
-        out = x * (x.square().mean(axes, keepdim=True) + eps).rsqrt()
+        wide = x.float() if x.dtype == dtypes.float16 else x   # the mean square in float32 (a half square overflows)
+        out = (wide * (wide.square().mean(axes, keepdim=True) + eps).rsqrt()).cast(x.dtype)
         return out * self.weight if self.weight is not None else out
 
     def extra_repr(self) -> str:

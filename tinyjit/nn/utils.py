@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from typing import Iterable, Union
 
+from tinyjit.dtype import dtypes
 from tinyjit.tensor import Tensor
 
 _Params = Union[Tensor, Iterable[Tensor]]
@@ -26,7 +27,8 @@ def clip_grad_norm_(parameters: _Params, max_norm: float, norm_type: float = 2.0
     norm_type = float(norm_type)
     if not params:
         return Tensor(0.0)
-    grads = [p.grad.float() if not p.grad.dtype.is_float else p.grad for p in params]
+    # the norm in float32 at least: the squares of half gradients pass half's range
+    grads = [p.grad if p.grad.dtype in (dtypes.float32, dtypes.float64) else p.grad.float() for p in params]
     if norm_type == math.inf:
         total = grads[0].abs().max()
         for g in grads[1:]:
