@@ -1,0 +1,830 @@
+"""The ops of the differential fuzzer (test/fuzz_ops.py): for each public Tensor op, how to pick its arguments for a
+given operand and how to spell the call in tinyjit and in PyTorch.
+
+An op is a function `op(ctx) -> Emit`. It reads the operand `ctx.x` (a `Val`: its name, shape, dtype and the torch
+tensor computed so far), draws every choice from `ctx.rng` (seeded by the step, so a program is reproducible and
+its arguments are re-derived when the shrinker makes an input smaller) and returns the lines of code to run in each
+framework. It raises `NotApplicable` when the operand does not suit it. Fresh inputs an op needs (a divisor, a
+gather index, a second matmul operand) come from `ctx.aux(...)`, which chooses their value range for the op.
+
+Each Emit carries both spellings, with two tokens the engine fills in: `@out` (the result's name) and `@dt:NAME@` (a
+dtype: `dtypes.NAME` in tinyjit, `torch.NAME` in PyTorch, and float64 for every float in the float64 reference run).
+
+`SEMANTIC_DIFFERENCES` lists, in one place, where tinyjit and PyTorch differ on purpose, and how the fuzzer keeps
+those cases out of the comparison.
+"""
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import torch
+
+FLOATS = ("float16", "float32")
+INTS = ("int32", "int64", "uint8")
+DTYPES = ("float32", "float16", "int32", "int64", "bool", "uint8")
+
+# Largest magnitude an op may produce: beyond it the next ops would overflow, and a comparison of inf against
+# a large finite number says nothing. Ops whose result passes it are not chosen (input ranges per op, not looser
+# checks).
+CAP = {"float16": 1e4, "float32": 1e30, "float64": 1e30}
+
+
+class NotApplicable(Exception):
+    """The op does not suit this operand (shape, dtype or values); the generator picks another."""
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Where tinyjit and PyTorch differ on purpose (the README's list), and what the fuzzer does about each.
+# ---------------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Difference:
+    what: str
+    reason: str
+    handling: str
+    torch_error: Optional[str] = None   # a regex of PyTorch's error message, when the difference is that torch raises
+
+
+SEMANTIC_DIFFERENCES = (
+    Difference("0-d tensor operands promote like any tensor",
+               "NumPy 2 rule (tinyjit/dtype.py promote); PyTorch lets a dimensioned tensor win within a kind",
+               "binary ops, where and comparisons cast both operands to PyTorch's result dtype when the rules differ"),
+    Difference("int Python scalar with a bool tensor gives int32",
+               "default int is int32 in tinyjit (PyTorch: int64)", "no int scalar is paired with a bool tensor"),
+    Difference("integer // and % by zero give 0", "NumPy's result, no trap (PyTorch raises ZeroDivisionError)",
+               "integer divisors are fresh inputs or scalars without zeros", r"ZeroDivisionError"),
+    Difference("tinyjit computes ops PyTorch has no CPU kernel for (bool matmul, int silu, half ops...)",
+               "one code path for every dtype", "such ops are not generated", r"not implemented for|does not support"),
+    Difference("mean/var/std/softmax of int tensors compute in float32", "tinyjit casts ints to the default float",
+               "not generated", r"could not infer output dtype|must be either a floating point|"
+                                r"only support floating point"),
+    Difference("prod accepts a tuple of dims, logsumexp dim=None reduces everything", "NumPy-style reductions",
+               "not generated", r"received an invalid combination of arguments|must be tuple of ints, not NoneType"),
+    Difference("views do not alias storage: an in-place update of a tensor never changes another tensor",
+               "tensors are values of an immutable lazy graph (like tinygrad)",
+               "in-place ops only target tensors no other live tensor shares storage with (in PyTorch)"),
+    Difference("assign, setitem and += cast the value to the target's dtype",
+               "tinyjit's assign casts (PyTorch refuses some casts in place)", "those cases are not generated",
+               r"can't be cast to the desired output type|Index put requires the source and destination dtypes"),
+    Difference("backward through a tensor that was later updated in place uses its value at the time it was read",
+               "the lazy graph is immutable, so nothing is 'modified by an inplace operation'",
+               "cases where PyTorch's backward raises that error are dropped",
+               r"modified by an inplace operation"),
+    Difference("floor division and other piecewise-constant ops have a zero gradient",
+               "PyTorch has no derivative for floor_divide", "gradients are not compared when PyTorch's backward "
+               "refuses", r"derivative for \S+ is not implemented"),
+    Difference("slices with negative steps", "PyTorch has none", "the PyTorch program flips, then slices forward"),
+)
+NO_KERNEL_ERRORS = "|".join(d.torch_error for d in SEMANTIC_DIFFERENCES if d.torch_error)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# What an op sees and returns
+# ---------------------------------------------------------------------------------------------------------------
+@dataclass
+class Val:
+    name: str
+    tensor: torch.Tensor          # PyTorch's value (native dtypes), computed while the program is built
+
+    @property
+    def shape(self) -> tuple:
+        return tuple(self.tensor.shape)
+
+    @property
+    def dtype(self) -> str:
+        return str(self.tensor.dtype).replace("torch.", "")
+
+    @property
+    def ndim(self) -> int:
+        return self.tensor.ndim
+
+    @property
+    def is_float(self) -> bool:
+        return self.dtype in FLOATS
+
+
+@dataclass
+class Aux:
+    """A fresh input: `np.random.default_rng(seed).<dist>` of `shape`, as `dtype`."""
+    name: str
+    shape: tuple
+    dtype: str
+    dist: tuple                   # ("uniform", lo, hi) | ("integers", lo, hi) | ("choice", values) | ("bool",)
+    seed: int
+    requires_grad: bool = False
+
+
+@dataclass
+class Emit:
+    tj: list[str]
+    torch: list[str]
+    name: str = ""                # the op's name with the choices that matter for classification
+    inplace: Optional[str] = None  # the value updated in place, if any
+
+
+@dataclass
+class Ctx:
+    rng: random.Random
+    x: Val
+    values: list[Val]             # every value defined so far (x among them)
+    exclude: Callable[[str, "Ctx", dict], bool]   # KNOWN_FAILURES filter: (op, ctx, details) -> skip this choice?
+    aux_inputs: list[Aux] = field(default_factory=list)
+    prefix: str = "a"
+    invalid: bool = False         # asked for an op that must raise (error parity)
+
+    def aux(self, shape, dtype: str, dist: Optional[tuple] = None, requires_grad: Optional[bool] = None) -> str:
+        dist = dist or default_dist(self.rng, dtype)
+        if requires_grad is None:
+            requires_grad = dtype in FLOATS and self.rng.random() < 0.7
+        a = Aux(f"{self.prefix}{len(self.aux_inputs)}", tuple(int(s) for s in shape), dtype, dist,
+                self.rng.getrandbits(31), requires_grad and dtype in FLOATS)
+        self.skip("input", input=a)
+        self.aux_inputs.append(a)
+        return a.name
+
+    def skip(self, op: str, **details) -> None:
+        if self.exclude(op, self, details):
+            raise NotApplicable(f"{op}: known failure {details}")
+
+
+def default_dist(rng: random.Random, dtype: str) -> tuple:
+    """Value ranges for inputs: small floats (some exactly representable, with ties and zeros), small ints, and now
+    and then the edges (nan/inf, large int64, the whole uint8 range)."""
+    r = rng.random()
+    if dtype == "bool":
+        return ("bool",)
+    if dtype in FLOATS:
+        if r < 0.55:
+            return ("uniform", -3.0, 3.0)
+        if r < 0.85:
+            return ("choice", (-2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.0))
+        if r < 0.95:
+            return ("uniform", 0.1, 4.0)
+        return ("choice", (-1.5, 0.0, 1.0, 2.5, math.nan, math.inf, -math.inf))
+    if dtype == "uint8":
+        return ("integers", 0, 256) if r < 0.2 else ("integers", 0, 12)
+    if dtype == "int64" and r < 0.05:
+        return ("integers", -2 ** 40, 2 ** 40)
+    return ("integers", -10, 11)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# helpers for ops
+# ---------------------------------------------------------------------------------------------------------------
+def dt(name: str) -> str:
+    return f"@dt:{name}@"
+
+
+def torch_dtype(name: str) -> torch.dtype:
+    return getattr(torch, name)
+
+
+def check_cap(result: torch.Tensor, *operands: torch.Tensor) -> None:
+    """Reject an op whose float result overflows (new inf from finite operands) or grows past CAP."""
+    if not result.dtype.is_floating_point or result.numel() == 0:
+        return
+    r = result.detach()
+    finite = torch.isfinite(r)
+    if any(not torch.isfinite(o.detach()).all() for o in operands if o.dtype.is_floating_point):
+        return   # inputs already hold inf/nan: the result's inf/nan are the data's, not an overflow
+    if not finite.all():
+        if r.isinf().any():
+            raise NotApplicable("overflow")
+    if finite.any() and r[finite].abs().max() > CAP[str(r.dtype).replace("torch.", "")]:
+        raise NotApplicable("too large")
+
+
+def scalar_for(rng: random.Random, dtype: str, allow_float: bool = True):
+    """A Python scalar to combine with a tensor of `dtype`: its kind mostly, sometimes a float for an int tensor."""
+    if dtype == "bool":
+        return rng.choice([True, False, 1.5]) if allow_float else rng.choice([True, False])
+    if dtype in FLOATS or (allow_float and rng.random() < 0.2):
+        return rng.choice([0.5, 1.5, -2.0, 3.0, 0.25, -0.75, 2.0])
+    return rng.choice([1, 2, 3, 5, -1, -3]) if dtype != "uint8" else rng.choice([1, 2, 3, 7])
+
+
+def lit(v) -> str:
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "float('nan')"
+        if math.isinf(v):
+            return "float('inf')" if v > 0 else "-float('inf')"
+    return repr(v)
+
+
+def broadcast_partner_shape(rng: random.Random, shape: tuple) -> tuple:
+    """A shape that broadcasts with `shape`: some dims set to 1, leading dims dropped, or one added in front."""
+    out = [s if rng.random() < 0.7 else 1 for s in shape]
+    r = rng.random()
+    if r < 0.2 and out:
+        out = out[rng.randint(1, len(out)):]
+    elif r < 0.3 and len(out) < 4:
+        out = [rng.choice([1, 2, 3])] + out
+    return tuple(out)
+
+
+def cast_pair(a: Val, b_name: str, b: torch.Tensor) -> tuple[str, str, str, str]:
+    """(tj a, tj b, torch a, torch b) spellings, with both operands cast to PyTorch's result dtype when PyTorch's
+    dimension-aware promotion differs from the NumPy 2 rule tinyjit follows (SEMANTIC_DIFFERENCES)."""
+    rt = torch.result_type(a.tensor, b)
+    if rt == torch.promote_types(a.tensor.dtype, b.dtype):
+        return a.name, b_name, a.name, b_name
+    name = str(rt).replace("torch.", "")
+    ta = a.name if a.tensor.dtype == rt else f"{a.name}.cast({dt(name)})"
+    tb = b_name if b.dtype == rt else f"{b_name}.cast({dt(name)})"
+    pa = a.name if a.tensor.dtype == rt else f"{a.name}.to({dt(name)})"
+    pb = b_name if b.dtype == rt else f"{b_name}.to({dt(name)})"
+    return ta, tb, pa, pb
+
+
+def same(code: str, name: str = "", inplace=None) -> Emit:
+    return Emit([code], [code], name, inplace)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# elementwise
+# ---------------------------------------------------------------------------------------------------------------
+# name -> (tinyjit spelling, torch spelling, needs float (True) / any dtype (False))
+UNARY = {
+    "neg": ("-{x}", "-{x}"), "abs": ("{x}.abs()", "{x}.abs()"), "sign": ("{x}.sign()", "{x}.sign()"),
+    "exp": ("{x}.exp()", "{x}.exp()"), "log": ("{x}.log()", "{x}.log()"), "sqrt": ("{x}.sqrt()", "{x}.sqrt()"),
+    "rsqrt": ("{x}.rsqrt()", "{x}.rsqrt()"), "sin": ("{x}.sin()", "{x}.sin()"), "cos": ("{x}.cos()", "{x}.cos()"),
+    "tanh": ("{x}.tanh()", "{x}.tanh()"), "sigmoid": ("{x}.sigmoid()", "{x}.sigmoid()"),
+    "relu": ("{x}.relu()", "{x}.relu()"), "silu": ("{x}.silu()", "F.silu({x})"),
+    "gelu": ("{x}.gelu()", "F.gelu({x})"), "erf": ("{x}.erf()", "{x}.erf()"),
+    "softplus": ("{x}.softplus()", "F.softplus({x})"), "elu": ("{x}.elu()", "F.elu({x})"),
+    "leaky_relu": ("{x}.leaky_relu(0.1)", "F.leaky_relu({x}, 0.1)"),
+    "hardswish": ("{x}.hardswish()", "F.hardswish({x})"), "hardsigmoid": ("{x}.hardsigmoid()", "F.hardsigmoid({x})"),
+    "relu6": ("{x}.relu6()", "F.relu6({x})"), "floor": ("{x}.floor()", "{x}.floor()"),
+    "ceil": ("{x}.ceil()", "{x}.ceil()"), "round": ("{x}.round()", "{x}.round()"),
+    "trunc": ("{x}.trunc()", "{x}.trunc()"), "square": ("{x}.square()", "{x}.square()"),
+    "reciprocal": ("{x}.reciprocal()", "{x}.reciprocal()"), "exp2": ("{x}.exp2()", "{x}.exp2()"),
+    "log2": ("{x}.log2()", "{x}.log2()"), "expm1": ("{x}.expm1()", "{x}.expm1()"),
+    "log1p": ("{x}.log1p()", "{x}.log1p()"), "isnan": ("{x}.isnan()", "{x}.isnan()"),
+    "isinf": ("{x}.isinf()", "{x}.isinf()"), "not": ("~{x}", "~{x}"),
+    "tan": ("{x}.tan()", "{x}.tan()"), "mish": ("{x}.mish()", "F.mish({x})"),
+}
+# ops that only make sense on floats and whose domain is limited: keep inputs where results stay comparable
+DOMAIN = {"exp": 60.0, "exp2": 80.0, "expm1": 60.0, "tan": 1.4, "sin": 1e4, "cos": 1e4}
+
+
+def op_unary(ctx: Ctx) -> Emit:
+    name = ctx.rng.choice(sorted(UNARY))
+    ctx.skip("unary", fn=name)
+    x = ctx.x
+    limit = DOMAIN.get(name)
+    if limit is not None and x.tensor.numel():
+        finite = x.tensor.detach().float()[torch.isfinite(x.tensor.detach().float())]
+        if finite.numel() and finite.abs().max() > (limit if x.dtype != "float16" else min(limit, 10.0)):
+            raise NotApplicable(f"{name} outside its range")
+    tj, pt = UNARY[name]
+    return Emit([f"@out = {tj.format(x=x.name)}"], [f"@out = {pt.format(x=x.name)}"], f"unary.{name}")
+
+
+def op_clip(ctx: Ctx) -> Emit:
+    x = ctx.x
+    if x.dtype == "bool":
+        raise NotApplicable("clip of bool")
+    lo = scalar_for(ctx.rng, x.dtype, allow_float=False)
+    hi = lo + ctx.rng.choice([0, 1, 2, 4])
+    lo, hi = (lo, hi) if ctx.rng.random() < 0.8 else (None, hi)
+    args = f"{lit(lo)}, {lit(hi)}"
+    return same(f"@out = {x.name}.clip({args})", "clip")
+
+
+def op_cast(ctx: Ctx) -> Emit:
+    x = ctx.x
+    to = ctx.rng.choice([d for d in DTYPES if d != x.dtype])
+    ctx.skip("cast", src=x.dtype, dst=to)
+    if x.is_float and to in INTS:
+        v = x.tensor.detach()
+        info = torch.iinfo(torch_dtype(to))
+        # float -> int of nan/inf or out-of-range values is undefined in C/LLVM and differs between libraries
+        if v.numel() and (not torch.isfinite(v).all() or float(v.min()) <= info.min - 1 or
+                          float(v.max()) >= info.max + 1):
+            raise NotApplicable("float to int out of range")
+    return Emit([f"@out = {x.name}.cast({dt(to)})"], [f"@out = {x.name}.to({dt(to)})"], f"cast.{to}")
+
+
+BINARY = {
+    "add": "{a} + {b}", "sub": "{a} - {b}", "mul": "{a} * {b}", "div": "{a} / {b}", "floordiv": "{a} // {b}",
+    "mod": "{a} % {b}", "pow": "{a} ** {b}", "lt": "{a} < {b}", "le": "{a} <= {b}", "gt": "{a} > {b}",
+    "ge": "{a} >= {b}", "eq": "{a} == {b}", "ne": "{a} != {b}", "and": "{a} & {b}", "or": "{a} | {b}",
+    "xor": "{a} ^ {b}", "maximum": None, "minimum": None,
+}
+
+
+def _second_operand(ctx: Ctx, op: str) -> tuple[str, Optional[torch.Tensor], object]:
+    """(name, torch tensor or None, scalar or None) for the right operand of a binary op."""
+    x, rng = ctx.x, ctx.rng
+    r = rng.random()
+    int_div = op in ("floordiv", "mod")
+    if op == "pow":
+        if x.is_float:
+            if r < 0.6:
+                return "", None, rng.choice([2, 3, 0.5, 1.5, -1, 0, 1, 2.5, -0.5, 2.0])
+            return ctx.aux(broadcast_partner_shape(rng, x.shape), x.dtype, ("uniform", -2.0, 3.0)), None, None
+        if r < 0.6:
+            return "", None, rng.choice([0, 1, 2, 3])
+        return ctx.aux(broadcast_partner_shape(rng, x.shape), x.dtype if x.dtype != "bool" else "int32",
+                       ("integers", 0, 4)), None, None
+    if int_div and not x.is_float:
+        if r < 0.4:
+            return "", None, rng.choice([1, 2, 3, 7, -2, -5]) if x.dtype != "uint8" else rng.choice([1, 2, 3, 7])
+        values = (1, 2, 3, 5, 7) if x.dtype == "uint8" else (-7, -3, -2, -1, 1, 2, 3, 5)
+        return ctx.aux(broadcast_partner_shape(rng, x.shape), x.dtype, ("choice", values)), None, None
+    if r < 0.35:
+        return "", None, scalar_for(rng, x.dtype, allow_float=op not in ("and", "or", "xor"))
+    if r < 0.6:
+        partners = [v for v in ctx.values if _broadcasts(v.shape, x.shape) and
+                    (op not in ("and", "or", "xor") or not v.is_float)]
+        if partners:
+            v = rng.choice(partners)
+            return v.name, v.tensor, None
+    if op in ("and", "or", "xor"):
+        dtype = x.dtype if rng.random() < 0.7 else rng.choice(["bool", "int32", "uint8", "int64"])
+    else:
+        dtype = x.dtype if rng.random() < 0.7 else rng.choice(DTYPES)
+    name = ctx.aux(broadcast_partner_shape(rng, x.shape), dtype)
+    return name, None, None
+
+
+def _broadcasts(a: tuple, b: tuple) -> bool:
+    try:
+        torch.broadcast_shapes(a, b)
+        return True
+    except RuntimeError:
+        return False
+
+
+def op_binary(ctx: Ctx, op: Optional[str] = None) -> Emit:
+    x, rng = ctx.x, ctx.rng
+    op = op or rng.choice(sorted(BINARY))
+    b_name, b_tensor, scalar = _second_operand(ctx, op)
+    b_dtype = None
+    if b_name and b_tensor is None:
+        b_dtype = ctx.aux_inputs[-1].dtype
+    elif b_tensor is not None:
+        b_dtype = str(b_tensor.dtype).replace("torch.", "")
+    if scalar is not None:
+        if x.dtype == "bool" and isinstance(scalar, int) and not isinstance(scalar, bool):
+            scalar = True    # SEMANTIC_DIFFERENCES: no int scalar with a bool tensor
+        ctx.skip(op, a=x.dtype, b=type(scalar).__name__, scalar=scalar)
+        reverse = op not in ("pow", "floordiv", "mod") and rng.random() < 0.3
+        if op in ("maximum", "minimum"):
+            raise NotApplicable("maximum with a scalar")   # torch.maximum takes tensors only
+        a, b = (lit(scalar), x.name) if reverse else (x.name, lit(scalar))
+        code = BINARY[op].format(a=a, b=b)
+        return same(f"@out = {code}", f"{op}.scalar")
+    ctx.skip(op, a=x.dtype, b=b_dtype)
+    # the other operand's torch tensor is needed to see which promotion PyTorch applies
+    b_t = b_tensor if b_tensor is not None else torch.empty(ctx.aux_inputs[-1].shape, dtype=torch_dtype(b_dtype))
+    ta, tb, pa, pb = cast_pair(x, b_name, b_t)
+    if rng.random() < 0.3 and op not in ("pow", "floordiv", "mod"):
+        ta, tb, pa, pb = tb, ta, pb, pa
+    if op in ("maximum", "minimum"):
+        return Emit([f"@out = {ta}.{op}({tb})"], [f"@out = torch.{op}({pa}, {pb})"], op)
+    return Emit([f"@out = {BINARY[op].format(a=ta, b=tb)}"], [f"@out = {BINARY[op].format(a=pa, b=pb)}"], op)
+
+
+def op_compare(ctx: Ctx) -> Emit:
+    return op_binary(ctx, ctx.rng.choice(["lt", "le", "gt", "ge", "eq", "ne"]))
+
+
+def op_arith(ctx: Ctx) -> Emit:
+    return op_binary(ctx, ctx.rng.choice(["add", "sub", "mul", "div", "floordiv", "mod", "pow", "maximum",
+                                          "minimum"]))
+
+
+def op_shift(ctx: Ctx) -> Emit:
+    x = ctx.x
+    if x.dtype not in INTS:
+        raise NotApplicable("shift of a non-int")
+    bits = ctx.rng.choice([0, 1, 3, 7])
+    op = ctx.rng.choice(["<<", ">>"])
+    if x.tensor.numel() and x.tensor.min() < 0 and op == "<<":
+        raise NotApplicable("left shift of negatives")   # undefined in C before C++20
+    ctx.skip("shift", dtype=x.dtype)
+    return same(f"@out = {x.name} {op} {bits}", "shift")
+
+
+def op_where(ctx: Ctx) -> Emit:
+    x, rng = ctx.x, ctx.rng
+    r = rng.random()
+    if r < 0.5 and x.dtype != "bool":
+        cond = f"({x.name} > {lit(scalar_for(rng, x.dtype, allow_float=False))})"
+        cond_tj = cond_pt = cond
+    else:
+        cname = ctx.aux(broadcast_partner_shape(rng, x.shape), "bool")
+        cond_tj = cond_pt = cname
+    if rng.random() < 0.4:
+        s = scalar_for(rng, x.dtype, allow_float=x.dtype != "bool")
+        if x.dtype == "bool" and not isinstance(s, bool):
+            s = False
+        ctx.skip("where", a=x.dtype, b="scalar")
+        a, b = (x.name, lit(s)) if rng.random() < 0.5 else (lit(s), x.name)
+        return Emit([f"@out = {cond_tj}.where({a}, {b})"], [f"@out = torch.where({cond_pt}, {a}, {b})"],
+                    "where.scalar")
+    other = ctx.aux(broadcast_partner_shape(rng, x.shape), x.dtype if rng.random() < 0.7 else rng.choice(DTYPES))
+    o_dtype = ctx.aux_inputs[-1].dtype
+    ctx.skip("where", a=x.dtype, b=o_dtype)
+    ta, tb, pa, pb = cast_pair(x, other, torch.empty(ctx.aux_inputs[-1].shape, dtype=torch_dtype(o_dtype)))
+    if rng.random() < 0.5:
+        ta, tb, pa, pb = tb, ta, pb, pa
+    return Emit([f"@out = {cond_tj}.where({ta}, {tb})"], [f"@out = torch.where({cond_pt}, {pa}, {pb})"], "where")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# reductions
+# ---------------------------------------------------------------------------------------------------------------
+def _dims(rng: random.Random, ndim: int, allow_none=True, allow_tuple=True):
+    r = rng.random()
+    if ndim == 0:
+        return None if allow_none and r < 0.5 else (rng.choice([0, -1]))
+    if allow_none and r < 0.25:
+        return None
+    if allow_tuple and ndim >= 2 and r < 0.45:
+        return tuple(sorted(rng.sample(range(ndim), 2)))
+    return rng.randrange(-ndim, ndim)
+
+
+REDUCE = {   # name -> (tinyjit method, torch method, dims may be a tuple, dims may be None)
+    "sum": ("sum", "sum", True, True), "mean": ("mean", "mean", True, True), "max": ("max", "amax", True, True),
+    "min": ("min", "amin", True, True), "prod": ("prod", "prod", False, True), "any": ("any", "any", True, True),
+    "all": ("all", "all", True, True), "argmax": ("argmax", "argmax", False, True),
+    "argmin": ("argmin", "argmin", False, True), "var": ("var", "var", True, True),
+    "std": ("std", "std", True, True), "logsumexp": ("logsumexp", "logsumexp", True, False),
+}
+
+
+def op_reduce(ctx: Ctx) -> Emit:
+    x, rng = ctx.x, ctx.rng
+    name = rng.choice(sorted(REDUCE))
+    tj_m, pt_m, tuples, nones = REDUCE[name]
+    dims = _dims(rng, x.ndim, allow_none=nones, allow_tuple=tuples)
+    keepdim = rng.random() < 0.5
+    ctx.skip("reduce", fn=name, dtype=x.dtype, shape=x.shape, dims=dims)
+    extra = ""
+    if name in ("var", "std"):
+        extra = f", correction={rng.choice([0, 1])}"
+    if dims is None and pt_m in ("amax", "amin"):
+        pt_dims = tuple(range(x.ndim))   # torch: amax(dim=()) reduces every dim; tinyjit: axis=None
+        return Emit([f"@out = {x.name}.{tj_m}(keepdim={keepdim})"],
+                    [f"@out = {x.name}.{pt_m}(dim={pt_dims}, keepdim={keepdim})"], f"reduce.{name}")
+    if dims is None and name in ("sum", "mean", "prod", "any", "all", "argmax", "argmin", "var", "std") and \
+            not keepdim and rng.random() < 0.5:
+        return same(f"@out = {x.name}.{tj_m}({extra[2:]})", f"reduce.{name}")
+    tj = f"@out = {x.name}.{tj_m}(dim={dims!r}, keepdim={keepdim}{extra})"
+    pt = f"@out = {x.name}.{pt_m}(dim={dims!r}, keepdim={keepdim}{extra})"
+    return Emit([tj], [pt], f"reduce.{name}")
+
+
+def op_softmax(ctx: Ctx) -> Emit:
+    x, rng = ctx.x, ctx.rng
+    if not x.is_float:
+        raise NotApplicable("softmax of an int")   # SEMANTIC_DIFFERENCES: torch has no int softmax
+    fn = rng.choice(["softmax", "log_softmax"])
+    d = rng.randrange(-max(x.ndim, 1), max(x.ndim, 1))
+    ctx.skip("softmax", fn=fn, dtype=x.dtype, shape=x.shape, dim=d)
+    return same(f"@out = {x.name}.{fn}({d})", fn)
+
+
+def op_cumsum(ctx: Ctx) -> Emit:
+    x = ctx.x
+    d = ctx.rng.randrange(-max(x.ndim, 1), max(x.ndim, 1))
+    ctx.skip("cumsum", dtype=x.dtype, shape=x.shape, dim=d)
+    return same(f"@out = {x.name}.cumsum({d})", "cumsum")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# movement
+# ---------------------------------------------------------------------------------------------------------------
+def _factor_shape(rng: random.Random, n: int) -> tuple:
+    if n == 0:
+        return rng.choice([(0,), (0, 2), (3, 0), (1, 0, 2)])
+    factors, m = [], n
+    for p in (2, 3, 5, 7, 11, 13):
+        while m % p == 0:
+            factors.append(p)
+            m //= p
+    if m > 1:
+        factors.append(m)
+    rng.shuffle(factors)
+    ndim = rng.randint(1, min(4, len(factors) + 1))
+    dims = [1] * ndim
+    for f in factors:
+        dims[rng.randrange(ndim)] *= f
+    if rng.random() < 0.3 and len(dims) < 4:
+        dims.insert(rng.randrange(len(dims) + 1), 1)
+    return tuple(dims)
+
+
+def op_reshape(ctx: Ctx) -> Emit:
+    x, rng = ctx.x, ctx.rng
+    shape = _factor_shape(rng, x.tensor.numel())
+    if rng.random() < 0.3 and shape and 0 not in shape:
+        i = rng.randrange(len(shape))
+        shape = shape[:i] + (-1,) + shape[i + 1:]
+    kind = rng.choice(["reshape", "view", "flatten", "squeeze", "unsqueeze"]) if x.ndim else "reshape"
+    if kind == "flatten":
+        return same(f"@out = {x.name}.flatten()", "flatten")
+    if kind == "squeeze":
+        return same(f"@out = {x.name}.squeeze()", "squeeze")
+    if kind == "unsqueeze":
+        return same(f"@out = {x.name}.unsqueeze({rng.randrange(-x.ndim - 1, x.ndim + 1)})", "unsqueeze")
+    tj = f"@out = {x.name}.reshape({shape!r})"
+    pt = f"@out = {x.name}.reshape({shape!r})" if kind == "reshape" else f"@out = {x.name}.contiguous().view({shape!r})"
+    return Emit([tj], [pt], "reshape")
+
+
+def op_permute(ctx: Ctx) -> Emit:
+    x, rng = ctx.x, ctx.rng
+    if x.ndim < 2:
+        raise NotApplicable("permute needs 2 dims")
+    if rng.random() < 0.3:
+        a, b = rng.sample(range(-x.ndim, x.ndim), 2)
+        if a % x.ndim == b % x.ndim:
+            raise NotApplicable("same dims")
+        return same(f"@out = {x.name}.transpose({a}, {b})", "transpose")
+    order = list(range(x.ndim))
+    rng.shuffle(order)
+    return same(f"@out = {x.name}.permute({tuple(order)!r})", "permute")
+
+
+def op_expand(ctx: Ctx) -> Emit:
+    x, rng = ctx.x, ctx.rng
+    shape = [rng.choice([1, 2, 3, 4]) if s == 1 else s for s in x.shape]
+    if rng.random() < 0.4 or not any(s == 1 for s in x.shape):
+        shape = [rng.choice([2, 3])] + shape
+    if rng.random() < 0.3:   # -1 keeps a dim's size
+        lead = len(shape) - x.ndim
+        shape = shape[:lead] + [-1 if s == o and rng.random() < 0.5 else s for s, o in zip(shape[lead:], x.shape)]
+    if rng.random() < 0.2 and len(shape) < 5:
+        return same(f"@out = {x.name}.repeat({tuple(rng.choice([1, 2, 3]) for _ in range(max(x.ndim, 1)))!r})",
+                    "repeat")
+    return same(f"@out = {x.name}.expand({tuple(shape)!r})", "expand")
+
+
+def op_pad(ctx: Ctx) -> Emit:
+    x, rng = ctx.x, ctx.rng
+    if x.ndim == 0:
+        raise NotApplicable("pad of 0-d")
+    k = rng.randint(1, x.ndim)
+    pads = tuple(rng.choice([0, 0, 1, 2, 3, -1]) for _ in range(2 * k))
+    if x.dtype == "bool":
+        value = rng.choice([True, False])
+    elif x.is_float:
+        value = rng.choice([0.0, 0.0, 1.5, -2.0])
+    else:
+        value = rng.choice([0, 0, 1, 3])
+    ctx.skip("pad", dtype=x.dtype, value=value)
+    return Emit([f"@out = {x.name}.pad({pads!r}, value={lit(value)})"],
+                [f"@out = F.pad({x.name}, {pads!r}, value={lit(value)})"], "pad")
+
+
+def op_flip(ctx: Ctx) -> Emit:
+    x, rng = ctx.x, ctx.rng
+    if x.ndim == 0:
+        raise NotApplicable("flip of 0-d")
+    dims = tuple(sorted(rng.sample(range(x.ndim), rng.randint(1, x.ndim))))
+    return same(f"@out = {x.name}.flip({dims!r})", "flip")
+
+
+def random_index(rng: random.Random, shape: tuple) -> list:
+    """A basic index for `shape`: per dim an int, a slice (any step but 0, negative ones too) or a full slice, with
+    None and Ellipsis now and then."""
+    items = []
+    for s in shape:
+        r = rng.random()
+        if r < 0.2 and s > 0:
+            items.append(rng.randrange(-s, s))
+        elif r < 0.75:
+            start = rng.choice([None, 0, 1, -1, -2, 2, s])
+            stop = rng.choice([None, None, s, -1, 1, 3, s + 2])
+            step = rng.choice([None, 1, 2, 3, -1, -2, -3])
+            items.append(slice(start, stop, step))
+        else:
+            items.append(slice(None))
+    if rng.random() < 0.15:
+        items.insert(rng.randrange(len(items) + 1), None)
+    while items and items[-1] == slice(None) and rng.random() < 0.5:
+        items.pop()
+    if items and rng.random() < 0.15:
+        i = rng.randrange(len(items) + 1)
+        j = rng.randrange(i, len(items) + 1)
+        if all(it is not None for it in items[i:j]):
+            items = items[:i] + [Ellipsis] + items[j:]
+    return items
+
+
+def _item_src(it) -> str:
+    if it is None:
+        return "None"
+    if it is Ellipsis:
+        return "..."
+    if isinstance(it, int):
+        return repr(it)
+    s = "" if it.start is None else repr(it.start)
+    s += ":" + ("" if it.stop is None else repr(it.stop))
+    if it.step is not None:
+        s += ":" + repr(it.step)
+    return s
+
+
+def index_src(items: list) -> str:
+    return ", ".join(_item_src(it) for it in items) if items else "..."
+
+
+def torch_index(items: list, shape: tuple) -> tuple[tuple, list]:
+    """PyTorch has no negative steps: (dims to flip first, the index to apply to the flipped tensor)."""
+    consumed = sum(1 for it in items if it is not None and it is not Ellipsis)
+    expanded = []
+    for it in items:
+        if it is Ellipsis:
+            expanded.extend([slice(None)] * (len(shape) - consumed))
+        else:
+            expanded.append(it)
+    if Ellipsis not in items:
+        expanded.extend([slice(None)] * (len(shape) - consumed))
+    flips, out, dim = [], [], 0
+    for it in expanded:
+        if it is None:
+            out.append(None)
+            continue
+        if isinstance(it, slice) and it.step is not None and it.step < 0:
+            n = shape[dim]
+            r = range(*it.indices(n))
+            if len(r) == 0:
+                out.append(slice(0, 0))
+            else:
+                flips.append(dim)
+                first, step = n - 1 - r[0], -r.step
+                out.append(slice(first, first + (len(r) - 1) * step + 1, step if step != 1 else None))
+        else:
+            out.append(it)
+        dim += 1
+    return tuple(flips), out
+
+
+def op_getitem(ctx: Ctx) -> Emit:
+    x, rng = ctx.x, ctx.rng
+    if x.ndim == 0:
+        raise NotApplicable("getitem of 0-d")
+    items = random_index(rng, x.shape)
+    flips, pt_items = torch_index(items, x.shape)
+    ctx.skip("getitem", shape=x.shape, items=items)
+    src = f"{x.name}.flip({flips!r})" if flips else x.name
+    return Emit([f"@out = {x.name}[{index_src(items)}]"], [f"@out = {src}[{index_src(pt_items)}]"], "getitem")
+
+
+def op_index_tensor(ctx: Ctx) -> Emit:
+    """x[idx] or x[:, idx] with an integer tensor (negative indices too)."""
+    x, rng = ctx.x, ctx.rng
+    if x.ndim == 0:
+        raise NotApplicable("tensor index of 0-d")
+    d = rng.randrange(min(x.ndim, 2))
+    n = x.shape[d]
+    if n == 0 and not ctx.invalid:
+        raise NotApplicable("index into an empty dim")
+    lo, hi = (-n, n) if not ctx.invalid else (n, n + 3)
+    idx = ctx.aux(rng.choice([(2,), (3,), (2, 2), (1,), (0,)]), rng.choice(["int32", "int64"]), ("integers", lo, hi))
+    ctx.skip("index_tensor", dim=d, invalid=ctx.invalid)
+    index = f"{idx}" if d == 0 else f":, {idx}"
+    return same(f"@out = {x.name}[{index}]", "index_tensor")
+
+
+def op_gather(ctx: Ctx) -> Emit:
+    x, rng = ctx.x, ctx.rng
+    if x.ndim == 0:
+        raise NotApplicable("gather of 0-d")
+    d = rng.randrange(x.ndim)
+    n = x.shape[d]
+    shape = tuple(rng.randint(1, 3) if i == d else rng.randint(min(1, s), s) for i, s in enumerate(x.shape))
+    if n == 0 and not ctx.invalid:
+        raise NotApplicable("gather from an empty dim")
+    ctx.skip("gather", ndim=x.ndim, dim=d, invalid=ctx.invalid)
+    dist = ("integers", 0, n) if not ctx.invalid else ("integers", n, n + 3)
+    idx = ctx.aux(shape, "int64", dist)
+    return same(f"@out = {x.name}.gather({d}, {idx})", "gather")
+
+
+def op_cat(ctx: Ctx) -> Emit:
+    x, rng = ctx.x, ctx.rng
+    if x.ndim == 0 and not ctx.invalid:
+        raise NotApplicable("cat of 0-d")
+    d = rng.randrange(max(x.ndim, 1)) if x.ndim else 0
+    parts, dtypes_ = [x.name], [x.dtype]
+    for _ in range(rng.choice([1, 1, 2])):
+        shape = tuple(rng.choice([0, 1, 2, 3]) if i == d else s for i, s in enumerate(x.shape))
+        dtype = x.dtype if rng.random() < 0.7 else rng.choice(DTYPES)
+        parts.append(ctx.aux(shape, dtype))
+        dtypes_.append(dtype)
+    if rng.random() < 0.3:
+        rng.shuffle(parts)
+    fn = rng.choice(["cat", "stack"]) if x.ndim else "cat"
+    if fn == "stack":
+        parts = [x.name, x.name] if rng.random() < 0.5 else [x.name, f"{x.name} * 2" if x.dtype != "bool" else x.name]
+    ctx.skip("cat", ndim=x.ndim, dtypes=tuple(dtypes_), fn=fn)
+    seq = ", ".join(parts)
+    return Emit([f"@out = Tensor.{fn}([{seq}], dim={d})"], [f"@out = torch.{fn}([{seq}], dim={d})"], fn)
+
+
+def op_matmul(ctx: Ctx) -> Emit:
+    x, rng = ctx.x, ctx.rng
+    if x.ndim == 0 or x.dtype == "bool":
+        raise NotApplicable("matmul of 0-d or bool")
+    k = x.shape[-1]
+    r = rng.random()
+    m = rng.choice([1, 2, 3, 5])
+    if r < 0.25:
+        shape = (k,)
+    elif r < 0.75 or x.ndim < 3:
+        shape = (k, m)
+    else:
+        shape = x.shape[:-2][-1:] + (k, m)
+    dtype = x.dtype if rng.random() < 0.85 else rng.choice(["float32", "int32", "float16"])
+    ctx.skip("matmul", a=x.dtype, b=dtype)
+    dist = ("uniform", -2.0, 2.0) if dtype in FLOATS else ("integers", -4, 5)
+    w = ctx.aux(shape, dtype, dist)
+    left = rng.random() < 0.2 and x.ndim == 2
+    if left:   # w @ x: w of (m, rows of x)
+        ctx.aux_inputs.pop()
+        w = ctx.aux((m, x.shape[0]), dtype, dist)
+        return same(f"@out = {w} @ {x.name}", "matmul")
+    ta, tb, pa, pb = cast_pair(x, w, torch.empty(shape, dtype=torch_dtype(dtype)))
+    return Emit([f"@out = {ta} @ {tb}"], [f"@out = {pa} @ {pb}"], "matmul")
+
+
+def op_contiguous(ctx: Ctx) -> Emit:
+    return same(f"@out = {ctx.x.name}.contiguous()", "contiguous")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# in-place updates mid-chain
+# ---------------------------------------------------------------------------------------------------------------
+def _inplace_target(ctx: Ctx) -> tuple[list[str], list[str], str]:
+    """(tinyjit lines, torch lines, name) of a tensor to update in place: a clone of x, or x itself when x owns its
+    storage in PyTorch and no other live value shares it (SEMANTIC_DIFFERENCES: views do not alias)."""
+    x = ctx.x
+    t = x.tensor
+    shares = t._base is not None or any(v.tensor is t or v.tensor._base is t for v in ctx.values if v is not x)
+    leaf_grad = t.requires_grad and t.is_leaf   # PyTorch forbids in-place updates of such leaves
+    if ctx.rng.random() < 0.5 or shares or leaf_grad:
+        return [f"@out = {x.name}.clone()"], [f"@out = {x.name}.clone()"], "@out"
+    ctx.skip("inplace_direct")
+    return [f"@out = {x.name}"], [f"@out = {x.name}"], "@out"
+
+
+def op_setitem(ctx: Ctx) -> Emit:
+    x, rng = ctx.x, ctx.rng
+    if x.ndim == 0:
+        raise NotApplicable("setitem of 0-d")
+    tj, pt, target = _inplace_target(ctx)
+    items = random_index(rng, x.shape)
+    flips, pt_items = torch_index(items, x.shape)
+    if flips:
+        raise NotApplicable("negative-step setitem has no PyTorch spelling without a copy")
+    region = tuple(torch.empty(x.shape)[tuple(pt_items)].shape)
+    ctx.skip("setitem", dtype=x.dtype, shape=x.shape)
+    if rng.random() < 0.4:
+        value = lit(scalar_for(rng, x.dtype, allow_float=False))
+    else:
+        value = ctx.aux(broadcast_partner_shape(rng, region), x.dtype)
+    tj.append(f"{target}[{index_src(items)}] = {value}")
+    pt.append(f"{target}[{index_src(pt_items)}] = {value}")
+    return Emit(tj, pt, "setitem", inplace=target)
+
+
+def op_assign(ctx: Ctx) -> Emit:
+    x, rng = ctx.x, ctx.rng
+    tj, pt, target = _inplace_target(ctx)
+    kind = rng.choice(["assign", "iadd", "imul"])
+    if x.dtype == "bool" and kind != "assign":
+        raise NotApplicable("+= on bool")
+    src = ctx.aux(broadcast_partner_shape(rng, x.shape) if rng.random() < 0.5 else x.shape, x.dtype)
+    ctx.skip(kind, dtype=x.dtype)
+    if kind == "assign":
+        tj.append(f"{target}.assign({src})")
+        pt.append(f"{target}.copy_({src})")
+    else:
+        sym = "+=" if kind == "iadd" else "*="
+        tj.append(f"{target} {sym} {src}")
+        pt.append(f"{target} {sym} {src}")
+    return Emit(tj, pt, kind, inplace=target)
+
+
+# op name -> (function, weight)
+OPS: dict[str, tuple[Callable[[Ctx], Emit], float]] = {
+    "unary": (op_unary, 3.0), "arith": (op_arith, 4.0), "compare": (op_compare, 1.0), "shift": (op_shift, 0.3),
+    "bitwise": (lambda c: op_binary(c, c.rng.choice(["and", "or", "xor"])), 0.5), "where": (op_where, 1.0),
+    "clip": (op_clip, 0.5), "cast": (op_cast, 1.0), "reduce": (op_reduce, 3.0), "softmax": (op_softmax, 1.0),
+    "cumsum": (op_cumsum, 0.7), "reshape": (op_reshape, 1.5), "permute": (op_permute, 1.0),
+    "expand": (op_expand, 1.0), "pad": (op_pad, 1.0), "flip": (op_flip, 0.7), "getitem": (op_getitem, 2.0),
+    "index_tensor": (op_index_tensor, 0.5), "gather": (op_gather, 0.7), "cat": (op_cat, 1.0),
+    "matmul": (op_matmul, 1.2), "contiguous": (op_contiguous, 0.2), "setitem": (op_setitem, 1.0),
+    "assign": (op_assign, 0.8),
+}
+# ops that can be asked to produce an invalid call (the program must raise in both frameworks)
+INVALID_OPS = ("index_tensor", "gather", "cat")
