@@ -75,6 +75,8 @@ SEMANTIC_DIFFERENCES = (
     Difference("floor division and other piecewise-constant ops have a zero gradient",
                "PyTorch has no derivative for floor_divide", "gradients are not compared when PyTorch's backward "
                "refuses", r"derivative for \S+ is not implemented"),
+    Difference("matmul of two dtypes promotes them", "like every other binary op (PyTorch wants one dtype)",
+               "PyTorch's program casts both operands to the promoted dtype first"),
     Difference("slices with negative steps", "PyTorch has none", "the PyTorch program flips, then slices forward"),
 )
 NO_KERNEL_ERRORS = "|".join(d.torch_error for d in SEMANTIC_DIFFERENCES if d.torch_error)
@@ -465,10 +467,11 @@ def op_reduce(ctx: Ctx) -> Emit:
     tj_m, pt_m, tuples, nones = REDUCE[name]
     dims = _dims(rng, x.ndim, allow_none=nones, allow_tuple=tuples)
     keepdim = rng.random() < 0.5
-    ctx.skip("reduce", fn=name, dtype=x.dtype, shape=x.shape, dims=dims)
+    correction = rng.choice([0, 1])
+    ctx.skip("reduce", fn=name, dtype=x.dtype, shape=x.shape, dims=dims, correction=correction)
     extra = ""
     if name in ("var", "std"):
-        extra = f", correction={rng.choice([0, 1])}"
+        extra = f", correction={correction}"
     if dims is None and pt_m in ("amax", "amin"):
         pt_dims = tuple(range(x.ndim))   # torch: amax(dim=()) reduces every dim; tinyjit: axis=None
         return Emit([f"@out = {x.name}.{tj_m}(keepdim={keepdim})"],
@@ -751,10 +754,14 @@ def op_matmul(ctx: Ctx) -> Emit:
     left = rng.random() < 0.2 and x.ndim == 2
     if left:   # w @ x: w of (m, rows of x)
         ctx.aux_inputs.pop()
-        w = ctx.aux((m, x.shape[0]), dtype, dist)
+        w = ctx.aux((m, x.shape[0]), x.dtype, ("uniform", -2.0, 2.0) if x.is_float else ("integers", -4, 5))
         return same(f"@out = {w} @ {x.name}", "matmul")
-    ta, tb, pa, pb = cast_pair(x, w, torch.empty(shape, dtype=torch_dtype(dtype)))
-    return Emit([f"@out = {ta} @ {tb}"], [f"@out = {pa} @ {pb}"], "matmul")
+    if dtype != x.dtype:   # PyTorch's matmul wants one dtype: its program promotes first (SEMANTIC_DIFFERENCES)
+        rt = str(torch.promote_types(x.tensor.dtype, torch_dtype(dtype))).replace("torch.", "")
+        pa = x.name if x.dtype == rt else f"{x.name}.to({dt(rt)})"
+        pb = w if dtype == rt else f"{w}.to({dt(rt)})"
+        return Emit([f"@out = {x.name} @ {w}"], [f"@out = {pa} @ {pb}"], "matmul")
+    return same(f"@out = {x.name} @ {w}", "matmul")
 
 
 def op_contiguous(ctx: Ctx) -> Emit:
@@ -773,8 +780,14 @@ def _inplace_target(ctx: Ctx) -> tuple[list[str], list[str], str]:
     leaf_grad = t.requires_grad and t.is_leaf   # PyTorch forbids in-place updates of such leaves
     if ctx.rng.random() < 0.5 or shares or leaf_grad:
         return [f"@out = {x.name}.clone()"], [f"@out = {x.name}.clone()"], "@out"
-    ctx.skip("inplace_direct")
     return [f"@out = {x.name}"], [f"@out = {x.name}"], "@out"
+
+
+def _skip_inplace(ctx: Ctx, kind: str, tj: list, value: str, value_shape: tuple, region: tuple) -> None:
+    aux = {a.name: a for a in ctx.aux_inputs}
+    ctx.skip("inplace", kind=kind, dtype=ctx.x.dtype, direct=not tj[0].endswith(".clone()"),
+             target_requires_grad=bool(ctx.x.tensor.requires_grad),
+             value_requires_grad=value in aux and aux[value].requires_grad, value_shape=value_shape, region=region)
 
 
 def op_setitem(ctx: Ctx) -> Emit:
@@ -787,11 +800,12 @@ def op_setitem(ctx: Ctx) -> Emit:
     if flips:
         raise NotApplicable("negative-step setitem has no PyTorch spelling without a copy")
     region = tuple(torch.empty(x.shape)[tuple(pt_items)].shape)
-    ctx.skip("setitem", dtype=x.dtype, shape=x.shape)
     if rng.random() < 0.4:
-        value = lit(scalar_for(rng, x.dtype, allow_float=False))
+        value, value_shape = lit(scalar_for(rng, x.dtype, allow_float=False)), ()
     else:
-        value = ctx.aux(broadcast_partner_shape(rng, region), x.dtype)
+        value_shape = broadcast_partner_shape(rng, region)
+        value = ctx.aux(value_shape, x.dtype)
+    _skip_inplace(ctx, "setitem", tj, value, value_shape, region)
     tj.append(f"{target}[{index_src(items)}] = {value}")
     pt.append(f"{target}[{index_src(pt_items)}] = {value}")
     return Emit(tj, pt, "setitem", inplace=target)
@@ -803,8 +817,9 @@ def op_assign(ctx: Ctx) -> Emit:
     kind = rng.choice(["assign", "iadd", "imul"])
     if x.dtype == "bool" and kind != "assign":
         raise NotApplicable("+= on bool")
-    src = ctx.aux(broadcast_partner_shape(rng, x.shape) if rng.random() < 0.5 else x.shape, x.dtype)
-    ctx.skip(kind, dtype=x.dtype)
+    src_shape = broadcast_partner_shape(rng, x.shape) if rng.random() < 0.5 else x.shape
+    src = ctx.aux(src_shape, x.dtype)
+    _skip_inplace(ctx, kind, tj, src, src_shape, x.shape)
     if kind == "assign":
         tj.append(f"{target}.assign({src})")
         pt.append(f"{target}.copy_({src})")

@@ -244,7 +244,7 @@ def build(case: Case, exclude: Exclude = no_exclusions) -> Program:
             raise BuildError(f"step {k}: {emit.name} gave a {type(result).__name__}")
         try:
             check_cap(result, x.tensor)
-            ctx.skip("result", op=emit.name, result=result)
+            ctx.skip("result", emit=emit.name, result=result)
         except NotApplicable as e:
             raise BuildError(f"step {k}: {e}") from e
         lines.extend(step_lines)
@@ -705,6 +705,30 @@ def campaign(device: str, start: int, cases: int, log: Optional[str], exclude_kn
     return counts
 
 
+def summarize(paths: list[str]) -> None:
+    """Group the failures of campaign logs by kind and shrunk op sequence (one line per group, smallest seed
+    first), and count the cases run per device."""
+    runs: dict[str, dict[str, int]] = {}
+    groups: dict[tuple, list[dict]] = {}
+    for path in paths:
+        with open(path) as f:
+            for line in f:
+                r = json.loads(line)
+                per_device = runs.setdefault(r.get("device", "?"), {})
+                per_device[r["status"]] = per_device.get(r["status"], 0) + 1
+                if r["status"] in ("pass", "invalid"):
+                    continue
+                shrunk = r.get("shrunk") or {}
+                key = (r["status"], r.get("kind", ""), tuple(shrunk.get("ops", r.get("ops", []))))
+                groups.setdefault(key, []).append(r)
+    print(json.dumps(runs))
+    for (status, kind, ops), records in sorted(groups.items(), key=lambda kv: -len(kv[1])):
+        first = min(records, key=lambda r: r["seed"])
+        devices = sorted({r.get("device", "?") for r in records})
+        print(f"{len(records):5d}  {status}/{kind}  {' '.join(ops)}  [{','.join(devices)}] seed {first['seed']}: "
+              f"{first.get('detail', '')[:150]}")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="CPU")
@@ -716,8 +740,12 @@ def main(argv=None) -> int:
     p.add_argument("--no-shrink", action="store_true")
     p.add_argument("--timeout", type=float, default=900, help="seconds per case before it counts as a hang")
     p.add_argument("--max-seconds", type=float, help="stop starting new cases after this long")
+    p.add_argument("--summarize", nargs="+", metavar="LOG", help="group the failures of campaign logs and exit")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.summarize:
+        summarize(args.summarize)
+        return 0
     if args.worker:
         _worker(args.device, args.exclude_known, not args.no_shrink)
         return 0
