@@ -20,6 +20,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
+import numpy as np
 import torch
 
 FLOATS = ("float16", "float32")
@@ -107,7 +108,7 @@ class Val:
         return self.dtype in FLOATS
 
 
-@dataclass
+@dataclass(frozen=True)
 class Aux:
     """A fresh input: `np.random.default_rng(seed).<dist>` of `shape`, as `dtype`."""
     name: str
@@ -116,6 +117,31 @@ class Aux:
     dist: tuple                   # ("uniform", lo, hi) | ("integers", lo, hi) | ("choice", values) | ("bool",)
     seed: int
     requires_grad: bool = False
+
+    def data_src(self) -> str:
+        """The numpy expression of the input's data (what the programs and reproducers run)."""
+        gen = f"np.random.default_rng({self.seed})"
+        shape = repr(self.shape)
+        kind = self.dist[0]
+        if kind == "uniform":
+            src = f"{gen}.uniform({self.dist[1]!r}, {self.dist[2]!r}, {shape})"
+        elif kind == "integers":
+            src = f"{gen}.integers({self.dist[1]!r}, {self.dist[2]!r}, {shape})"
+        elif kind == "choice":
+            values = "[" + ", ".join(_float_src(v) for v in self.dist[1]) + "]"
+            src = f"{gen}.choice({values}, {shape})"
+        else:
+            return f"({gen}.random({shape}) < 0.5)"
+        return f"{src}.astype(np.{self.dtype})"
+
+    def values(self) -> np.ndarray:
+        return np.asarray(eval(self.data_src(), {"np": np}))   # noqa: S307 (our own expression)
+
+
+def _float_src(v) -> str:
+    if isinstance(v, float) and (math.isnan(v) or math.isinf(v)):
+        return "np.nan" if math.isnan(v) else ("np.inf" if v > 0 else "-np.inf")
+    return repr(v)
 
 
 @dataclass
@@ -380,9 +406,9 @@ def op_binary(ctx: Ctx, op: Optional[str] = None) -> Emit:
         a, b = (lit(scalar), x.name) if reverse else (x.name, lit(scalar))
         code = BINARY[op].format(a=a, b=b)
         return same(f"@out = {code}", f"{op}.scalar")
-    ctx.skip(op, a=x.dtype, b=b_dtype)
-    # the other operand's torch tensor is needed to see which promotion PyTorch applies
-    b_t = b_tensor if b_tensor is not None else torch.empty(ctx.aux_inputs[-1].shape, dtype=torch_dtype(b_dtype))
+    # the other operand's values: to see which promotion PyTorch applies, and for KNOWN_FAILURES
+    b_t = b_tensor if b_tensor is not None else torch.tensor(ctx.aux_inputs[-1].values(), dtype=torch_dtype(b_dtype))
+    ctx.skip(op, a=x.dtype, b=b_dtype, b_values=b_t.detach())
     ta, tb, pa, pb = cast_pair(x, b_name, b_t)
     if rng.random() < 0.3 and op not in ("pow", "floordiv", "mod"):
         ta, tb, pa, pb = tb, ta, pb, pa
@@ -476,8 +502,10 @@ def op_reduce(ctx: Ctx) -> Emit:
         pt_dims = tuple(range(x.ndim))   # torch: amax(dim=()) reduces every dim; tinyjit: axis=None
         return Emit([f"@out = {x.name}.{tj_m}(keepdim={keepdim})"],
                     [f"@out = {x.name}.{pt_m}(dim={pt_dims}, keepdim={keepdim})"], f"reduce.{name}")
+    if dims is None and name == "prod":   # PyTorch's prod takes no dim=None
+        keepdim = False
     if dims is None and name in ("sum", "mean", "prod", "any", "all", "argmax", "argmin", "var", "std") and \
-            not keepdim and rng.random() < 0.5:
+            not keepdim and (rng.random() < 0.5 or name == "prod"):
         return same(f"@out = {x.name}.{tj_m}({extra[2:]})", f"reduce.{name}")
     tj = f"@out = {x.name}.{tj_m}(dim={dims!r}, keepdim={keepdim}{extra})"
     pt = f"@out = {x.name}.{pt_m}(dim={dims!r}, keepdim={keepdim}{extra})"

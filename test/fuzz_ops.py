@@ -162,33 +162,10 @@ def generate(seed: int, exclude: Exclude = no_exclusions) -> Case:
 # ---------------------------------------------------------------------------------------------------------------
 # building the two programs
 # ---------------------------------------------------------------------------------------------------------------
-def _data_src(a: Aux) -> str:
-    """The numpy expression of an input's data."""
-    gen = f"np.random.default_rng({a.seed})"
-    shape = repr(a.shape)
-    kind = a.dist[0]
-    if kind == "uniform":
-        src = f"{gen}.uniform({a.dist[1]!r}, {a.dist[2]!r}, {shape})"
-    elif kind == "integers":
-        src = f"{gen}.integers({a.dist[1]!r}, {a.dist[2]!r}, {shape})"
-    elif kind == "choice":
-        values = "[" + ", ".join(_float_src(v) for v in a.dist[1]) + "]"
-        src = f"{gen}.choice({values}, {shape})"
-    else:
-        return f"({gen}.random({shape}) < 0.5)"
-    return f"{src}.astype(np.{a.dtype})"
-
-
-def _float_src(v) -> str:
-    if isinstance(v, float) and (math.isnan(v) or math.isinf(v)):
-        return "np.nan" if math.isnan(v) else ("np.inf" if v > 0 else "-np.inf")
-    return repr(v)
-
-
 def _input_lines(a: Aux) -> tuple[str, str]:
     grad = ", requires_grad=True" if a.requires_grad else ""
-    return (f"{a.name} = Tensor({_data_src(a)}, device=DEVICE{grad})",
-            f"{a.name} = torch.tensor({_data_src(a)}, dtype=@dt:{a.dtype}@{grad})")
+    return (f"{a.name} = Tensor({a.data_src()}, device=DEVICE{grad})",
+            f"{a.name} = torch.tensor({a.data_src()}, dtype=@dt:{a.dtype}@{grad})")
 
 
 def _fill(line: str, out: str) -> str:
@@ -263,6 +240,8 @@ def build(case: Case, exclude: Exclude = no_exclusions) -> Program:
     for name in program.sinks:
         if name not in compared:
             compared.append(name)
+    if len(compared) > 1 and case.seed % 2 == 0:   # half the cases realize their outputs in one schedule
+        lines.append((f"Tensor.realize_all({', '.join(compared)})", None, len(case.steps)))
     program.dtypes = {v.name: v.dtype for v in values}
     return program
 
