@@ -95,7 +95,7 @@ def exclude_known_failures(op: str, ctx: Ctx, details: dict) -> bool:
 
 # Seeds run in CI, in chunks so pytest-xdist can spread them; PoCL compiles are slower, so CL runs fewer.
 CHUNKS = 8
-SEEDS_PER_CHUNK = {"CPU": 5, "CL": 2}
+SEEDS_PER_CHUNK = {"CPU": 7, "CL": 3}
 
 
 def seeds(device: str, chunk: int) -> range:
