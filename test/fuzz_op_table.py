@@ -78,6 +78,8 @@ SEMANTIC_DIFFERENCES = (
                "refuses", r"derivative for \S+ is not implemented"),
     Difference("matmul of two dtypes promotes them", "like every other binary op (PyTorch wants one dtype)",
                "PyTorch's program casts both operands to the promoted dtype first"),
+    Difference("any/all of a uint8 tensor give bool", "NumPy's result; PyTorch keeps uint8 for backward "
+               "compatibility (documented in torch.any)", "PyTorch's program casts its result to bool"),
     Difference("slices with negative steps", "PyTorch has none", "the PyTorch program flips, then slices forward"),
 )
 NO_KERNEL_ERRORS = "|".join(d.torch_error for d in SEMANTIC_DIFFERENCES if d.torch_error)
@@ -504,11 +506,13 @@ def op_reduce(ctx: Ctx) -> Emit:
                     [f"@out = {x.name}.{pt_m}(dim={pt_dims}, keepdim={keepdim})"], f"reduce.{name}")
     if dims is None and name == "prod":   # PyTorch's prod takes no dim=None
         keepdim = False
-    if dims is None and name in ("sum", "mean", "prod", "any", "all", "argmax", "argmin", "var", "std") and \
+    if dims is None and name in ("sum", "mean", "prod", "argmax", "argmin", "var", "std") and \
             not keepdim and (rng.random() < 0.5 or name == "prod"):
         return same(f"@out = {x.name}.{tj_m}({extra[2:]})", f"reduce.{name}")
     tj = f"@out = {x.name}.{tj_m}(dim={dims!r}, keepdim={keepdim}{extra})"
     pt = f"@out = {x.name}.{pt_m}(dim={dims!r}, keepdim={keepdim}{extra})"
+    if name in ("any", "all") and x.dtype == "uint8":   # SEMANTIC_DIFFERENCES: PyTorch's legacy uint8 result
+        pt += ".to(torch.bool)"
     return Emit([tj], [pt], f"reduce.{name}")
 
 
