@@ -607,7 +607,7 @@ def run_one(seed: int, device: str, exclude: Exclude = no_exclusions, do_shrink:
 # ---------------------------------------------------------------------------------------------------------------
 def _worker(device: str, exclude_known: bool, do_shrink: bool) -> None:
     import faulthandler
-    exclude = _known_exclusions() if exclude_known else no_exclusions
+    exclude = _known_exclusions(device) if exclude_known else no_exclusions
     for line in sys.stdin:
         seed, timeout = line.split()
         # a hang prints every thread's stack to stderr before the parent kills the worker
@@ -618,9 +618,9 @@ def _worker(device: str, exclude_known: bool, do_shrink: bool) -> None:
         sys.stdout.flush()
 
 
-def _known_exclusions() -> Exclude:
-    from test_fuzz_ops import exclude_known_failures
-    return exclude_known_failures
+def _known_exclusions(device: str) -> Exclude:
+    from test_fuzz_ops import known_failures_on
+    return known_failures_on(device)
 
 
 class WorkerPool:
@@ -736,7 +736,7 @@ def main(argv=None) -> int:
         _worker(args.device, args.exclude_known, not args.no_shrink)
         return 0
     if args.seed is not None:
-        exclude = _known_exclusions() if args.exclude_known else no_exclusions
+        exclude = _known_exclusions(args.device) if args.exclude_known else no_exclusions
         record = run_one(args.seed, args.device, exclude, not args.no_shrink)
         if record.get("status") == "pass":
             print(reproducer(generate(args.seed, exclude), args.device, None, exclude))
