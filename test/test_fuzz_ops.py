@@ -15,8 +15,10 @@ from typing import Callable
 import pytest
 import torch
 
-from fuzz_op_table import DTYPES, FLOATS, OPS, SEMANTIC_DIFFERENCES, Ctx, torch_index
-from fuzz_ops import BuildError, Case, Failure, build, check, generate, reproducer, shrink
+from fuzz_op_table import OPS
+from fuzz_ops import reproducer, shrink
+from fuzz_program import BuildError, Case, Failure, build, check, generate
+from fuzz_support import DTYPES, FLOATS, SEMANTIC_DIFFERENCES, Ctx, index_src, random_index, torch_index
 
 
 @dataclass(frozen=True)
@@ -165,7 +167,6 @@ def test_cases_are_reproducible():
 def test_negative_step_slices_in_torch_match_numpy():
     """PyTorch has no negative steps: the PyTorch program flips, then slices forward (torch_index)."""
     import numpy as np
-    from fuzz_op_table import index_src, random_index
     rng = random.Random(0)
     for _ in range(300):
         shape = tuple(rng.randint(0, 5) for _ in range(rng.randint(1, 3)))
