@@ -59,6 +59,7 @@ def op_clip(ctx: Ctx) -> Emit:
     lo = scalar_for(ctx.rng, x.dtype, allow_float=False)
     hi = lo + ctx.rng.choice([0, 1, 2, 4])
     lo, hi = (lo, hi) if ctx.rng.random() < 0.8 else (None, hi)
+    ctx.skip("clip", lo=lo, hi=hi)
     args = f"{lit(lo)}, {lit(hi)}"
     return same(f"@out = {x.name}.clip({args})", "clip")
 
@@ -413,17 +414,18 @@ def op_cat(ctx: Ctx) -> Emit:
     if x.ndim == 0 and not ctx.invalid:
         raise NotApplicable("cat of 0-d")
     d = rng.randrange(max(x.ndim, 1)) if x.ndim else 0
+    fn = rng.choice(["cat", "cat", "stack"]) if x.ndim else "cat"
     parts, dtypes_ = [x.name], [x.dtype]
-    for _ in range(rng.choice([1, 1, 2])):
-        shape = tuple(rng.choice([0, 1, 2, 3]) if i == d else s for i, s in enumerate(x.shape))
-        dtype = x.dtype if rng.random() < 0.7 else rng.choice(DTYPES)
-        parts.append(ctx.aux(shape, dtype))
-        dtypes_.append(dtype)
-    if rng.random() < 0.3:
-        rng.shuffle(parts)
-    fn = rng.choice(["cat", "stack"]) if x.ndim else "cat"
-    if fn == "stack":
-        parts = [x.name, x.name] if rng.random() < 0.5 else [x.name, f"{x.name} * 2" if x.dtype != "bool" else x.name]
+    if fn == "stack":   # tensors of one shape: x with itself or with 2 * x
+        parts.append(x.name if rng.random() < 0.5 or x.dtype == "bool" else f"{x.name} * 2")
+    else:
+        for _ in range(rng.choice([1, 1, 2])):
+            shape = tuple(rng.choice([0, 1, 2, 3]) if i == d else s for i, s in enumerate(x.shape))
+            dtype = x.dtype if rng.random() < 0.7 else rng.choice(DTYPES)
+            parts.append(ctx.aux(shape, dtype))
+            dtypes_.append(dtype)
+        if rng.random() < 0.3:
+            rng.shuffle(parts)
     ctx.skip("cat", ndim=x.ndim, dtypes=tuple(dtypes_), fn=fn)
     seq = ", ".join(parts)
     return Emit([f"@out = Tensor.{fn}([{seq}], dim={d})"], [f"@out = torch.{fn}([{seq}], dim={d})"], fn)

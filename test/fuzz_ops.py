@@ -31,8 +31,9 @@ for _p in (ROOT, HERE):
     if _p not in sys.path:
         sys.path.insert(0, _p)
 
-from fuzz_program import (BuildError, Case, Exclude, Failure, _grad_lines, _grad_outputs, _tj_src,  # noqa: E402
-                          _torch_src, build, check, generate, no_exclusions, run_torch)
+from fuzz_program import (BuildError, Case, Exclude, Failure, Step, _grad_lines, _grad_outputs,  # noqa: E402
+                          _tj_src, _torch_src, build, check, generate, no_exclusions, run_torch)
+from fuzz_support import Aux  # noqa: E402
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -87,7 +88,7 @@ def shrink_candidates(case: Case):
 
 
 def shrink(case: Case, failure: Failure, device: str, exclude: Exclude = no_exclusions,
-           budget: int = 60) -> tuple[Case, Failure]:
+           budget: int = 40) -> tuple[Case, Failure]:
     """Greedily the smallest variant of `case` that still fails with the same kind of failure."""
     tried = 0
     progress = True
@@ -212,6 +213,11 @@ class WorkerPool:
         line = self.proc.stdout.readline() if ready else ""
         if line:
             return json.loads(line)
+        if ready:   # end of file: the worker is exiting
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                pass
         if self.proc.poll() is None:
             self.proc.kill()
             status, detail = "hang", f"no result in {self.timeout:.0f} s"
@@ -227,6 +233,52 @@ class WorkerPool:
             self.proc.wait(timeout=30)
 
 
+def case_to_json(case: Case) -> str:
+    return json.dumps({"seed": case.seed, "grad": case.grad, "inputs": [vars(a) for a in case.inputs],
+                       "steps": [vars(s) for s in case.steps]})
+
+
+def case_from_json(text: str) -> Case:
+    d = json.loads(text)
+    inputs = tuple(Aux(**{**a, "shape": tuple(a["shape"]), "dist": tuple(
+        tuple(v) if isinstance(v, list) else v for v in a["dist"])}) for a in d["inputs"])
+    return Case(d["seed"], inputs, tuple(Step(**s) for s in d["steps"]), d["grad"])
+
+
+def crashes(case: Case, device: str, exclude_known: bool, timeout: float = 300) -> bool:
+    """Does checking `case` kill the process (a signal, or a hang)? Run in a fresh subprocess."""
+    args = [sys.executable, os.path.abspath(__file__), "--device", device, "--case-json", case_to_json(case)]
+    if exclude_known:
+        args.append("--exclude-known")
+    try:
+        proc = subprocess.run(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return True
+    return proc.returncode < 0
+
+
+def shrink_crash(seed: int, device: str, exclude_known: bool, budget: int = 25) -> dict:
+    """The smallest variant of a crashing case that still crashes, each candidate run in its own process."""
+    exclude = _known_exclusions(device) if exclude_known else no_exclusions
+    case = generate(seed, exclude)
+    tried, progress = 0, True
+    while progress and tried < budget:
+        progress = False
+        for cand in shrink_candidates(case):
+            if tried >= budget:
+                break
+            try:
+                build(cand, exclude)
+            except BuildError:
+                continue
+            tried += 1
+            if crashes(cand, device, exclude_known):
+                case, progress = cand, True
+                break
+    return {"reproducer": reproducer(case, device, Failure("crash", "", "the process dies"), exclude),
+            "shrunk": case_summary(case, exclude)}
+
+
 def campaign(device: str, start: int, cases: int, log: Optional[str], exclude_known: bool, do_shrink: bool,
              timeout: float, max_seconds: Optional[float]) -> dict:
     pool = WorkerPool(device, exclude_known, do_shrink, timeout)
@@ -239,6 +291,8 @@ def campaign(device: str, start: int, cases: int, log: Optional[str], exclude_kn
                 break
             record = pool.run(seed)
             record.setdefault("device", device)
+            if record["status"] == "crash" and do_shrink:
+                record.update(shrink_crash(seed, device, exclude_known))
             counts[record["status"]] = counts.get(record["status"], 0) + 1
             if out:
                 out.write(json.dumps(record) + "\n")
@@ -288,11 +342,16 @@ def main(argv=None) -> int:
     p.add_argument("--log", help="append one JSON line per case here")
     p.add_argument("--exclude-known", action="store_true", help="leave out test_fuzz_ops.KNOWN_FAILURES, as CI does")
     p.add_argument("--no-shrink", action="store_true")
-    p.add_argument("--timeout", type=float, default=900, help="seconds per case before it counts as a hang")
+    p.add_argument("--timeout", type=float, default=1800, help="seconds per case before it counts as a hang")
     p.add_argument("--max-seconds", type=float, help="stop starting new cases after this long")
     p.add_argument("--summarize", nargs="+", metavar="LOG", help="group the failures of campaign logs and exit")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--case-json", help=argparse.SUPPRESS)   # check one serialized case (crash shrinking)
     args = p.parse_args(argv)
+    if args.case_json:
+        exclude = _known_exclusions(args.device) if args.exclude_known else no_exclusions
+        failure, _ = check(case_from_json(args.case_json), args.device, exclude)
+        return 0 if failure is None else 1
     if args.summarize:
         summarize(args.summarize)
         return 0
