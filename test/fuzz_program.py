@@ -178,7 +178,8 @@ def build(case: Case, exclude: Exclude = no_exclusions) -> Program:
         if not 0 <= step.arg < len(values):
             raise BuildError(f"step {k} reads value {step.arg} of {len(values)}")
         x = values[step.arg]
-        ctx = Ctx(random.Random(step.seed), x, list(values), exclude, prefix=f"a{k}_", invalid=step.invalid)
+        ctx = Ctx(random.Random(step.seed), x, list(values), exclude, prefix=f"a{k}_", invalid=step.invalid,
+                  history=tuple(op_names))
         try:
             emit = OPS[step.op][0](ctx)
         except NotApplicable as e:

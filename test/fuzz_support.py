@@ -164,6 +164,7 @@ class Ctx:
     aux_inputs: list[Aux] = field(default_factory=list)
     prefix: str = "a"
     invalid: bool = False         # asked for an op that must raise (error parity)
+    history: tuple = ()           # the names of the steps before this one (Emit.name)
 
     def aux(self, shape, dtype: str, dist: Optional[tuple] = None, requires_grad: Optional[bool] = None) -> str:
         dist = dist or default_dist(self.rng, dtype)

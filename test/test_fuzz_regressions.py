@@ -113,3 +113,27 @@ def test_clip_gradient_at_nan_is_zero():
     x = np.array([np.nan, 1.0, -5.0, 5.0], np.float32)
     tj, pt = _grads(lambda a: a.clip(-2.0, 2.0), lambda a: a.clip(-2.0, 2.0), x)
     np.testing.assert_array_equal(tj[0], pt[0])
+
+
+class _Timeout(Exception):
+    pass
+
+
+@pytest.mark.devices("CPU")
+@pytest.mark.xfail(strict=True, reason="new kind (fuzzer): compile time exponential in the depth of elementwise code "
+                                       "fused after a reduce on the CPU (codegen/cpu_opts.py pack_candidates walks "
+                                       "the AST as a tree: x.sum(1).tanh().tanh().tanh() does not compile in minutes)")
+def test_compile_time_after_reduce_is_not_exponential():
+    import signal
+
+    def timeout(signum, frame):
+        raise _Timeout("realize took more than 20 s")
+    x = np.random.default_rng(0).uniform(-3.0, 3.0, (4, 8)).astype(np.float32)
+    previous = signal.signal(signal.SIGALRM, timeout)
+    signal.alarm(20)   # a few seconds when the walk is linear, even on a loaded machine
+    try:
+        out = Tensor(x).sum(1).tanh().tanh().tanh().numpy()
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    np.testing.assert_allclose(out, torch.tensor(x).sum(1).tanh().tanh().tanh().numpy(), rtol=1e-5)
