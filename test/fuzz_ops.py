@@ -98,11 +98,11 @@ def shrink(case: Case, failure: Failure, device: str, exclude: Exclude = no_excl
             if tried >= budget:
                 break
             try:
-                f, _ = check(cand, device, exclude)
+                build(cand, exclude)   # cheap (PyTorch only): an invalid candidate costs no budget
             except BuildError:
                 continue
-            finally:
-                tried += 1
+            tried += 1
+            f, _ = check(cand, device, exclude)
             if f is not None and f.signature() == failure.signature():
                 case, failure, progress = cand, f, True
                 break
@@ -113,7 +113,9 @@ def reproducer(case: Case, device: str, failure: Optional[Failure] = None, exclu
     """A runnable tinyjit snippet of the case, with PyTorch's program under it as comments."""
     program = build(case, exclude)
     head = [f"# fuzz case seed={case.seed} device={device}"]
-    if failure:
+    if failure and failure.kind == "crash":
+        head.append(f"# crash: {failure.detail}")
+    elif failure:
         head.append(f"# {failure.kind} mismatch in {failure.where}: {failure.detail}")
     if program.error_step is not None:
         head.append(f"# PyTorch raises at the last step: {program.torch_error}")
@@ -144,7 +146,7 @@ def case_summary(case: Case, exclude: Exclude = no_exclusions) -> dict:
 
 def run_one(seed: int, device: str, exclude: Exclude = no_exclusions, do_shrink: bool = True) -> dict:
     """Check the case of `seed`; a failing one is shrunk. A JSON-able record."""
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     case = generate(seed, exclude)
     record = {"seed": seed, "device": device, "n_steps": len(case.steps)}
     try:
@@ -157,13 +159,14 @@ def run_one(seed: int, device: str, exclude: Exclude = no_exclusions, do_shrink:
         return record
     record["ops"] = program.op_names
     if failure is None:
-        record.update(status="pass", seconds=round(time.perf_counter() - t0, 2))
+        record.update(status="pass", seconds=round(time.perf_counter() - t0, 2),
+                      cpu_seconds=round(time.process_time() - cpu0, 2))
         return record
     small, small_failure = shrink(case, failure, device, exclude) if do_shrink else (case, failure)
     record.update(status="fail", kind=small_failure.kind, where=small_failure.where, detail=small_failure.detail,
                   original=failure.detail, shrunk=case_summary(small, exclude),
                   reproducer=reproducer(small, device, small_failure, exclude),
-                  seconds=round(time.perf_counter() - t0, 2))
+                  seconds=round(time.perf_counter() - t0, 2), cpu_seconds=round(time.process_time() - cpu0, 2))
     return record
 
 
@@ -275,7 +278,7 @@ def shrink_crash(seed: int, device: str, exclude_known: bool, budget: int = 25) 
             if crashes(cand, device, exclude_known):
                 case, progress = cand, True
                 break
-    return {"reproducer": reproducer(case, device, Failure("crash", "", "the process dies"), exclude),
+    return {"reproducer": reproducer(case, device, Failure("crash", "", "the process dies (a signal)"), exclude),
             "shrunk": case_summary(case, exclude)}
 
 
@@ -320,6 +323,8 @@ def summarize(paths: list[str]) -> None:
                 r = json.loads(line)
                 per_device = runs.setdefault(r.get("device", "?"), {})
                 per_device[r["status"]] = per_device.get(r["status"], 0) + 1
+                for key in ("seconds", "cpu_seconds"):
+                    per_device[key] = round(per_device.get(key, 0) + r.get(key, 0))
                 if r["status"] in ("pass", "invalid"):
                     continue
                 shrunk = r.get("shrunk") or {}
