@@ -57,8 +57,9 @@ SEMANTIC_DIFFERENCES = (
                "default int is int32 in tinyjit (PyTorch: int64)", "no int scalar is paired with a bool tensor"),
     Difference("integer // and % by zero give 0", "NumPy's result, no trap (PyTorch raises ZeroDivisionError)",
                "integer divisors are fresh inputs or scalars without zeros", r"ZeroDivisionError"),
-    Difference("tinyjit computes ops PyTorch has no CPU kernel for (bool matmul, int silu, half ops...)",
-               "one code path for every dtype", "such ops are not generated", r"not implemented for|does not support"),
+    Difference("tinyjit computes ops PyTorch has no CPU kernel for (bool matmul, int silu, bool relu6...)",
+               "one code path for every dtype", "such ops are not generated",
+               r"not implemented for|does not support|inputs not supported for"),
     Difference("mean/var/std/softmax of int tensors compute in float32", "tinyjit casts ints to the default float",
                "not generated", r"could not infer output dtype|must be either a floating point|"
                                 r"only support floating point"),
