@@ -59,11 +59,15 @@ KNOWN_FAILURES: tuple[KnownFailure, ...] = (
     KnownFailure("issue 8 item 16: fast-math on the CPU ((1 + x) * c becomes x * c + c: log's half gradient near "
                  "x = -1 is 1% off)", "unary", lambda c, d: d["fn"] in ("log", "log2", "log1p") and
                  c.x.dtype == "float16", devices=("CPU",)),
+    KnownFailure("issue 8 item 3: half softmax is computed in half (3 ulp off; PyTorch: 1)", "softmax",
+                 lambda c, d: d["dtype"] == "float16"),
     KnownFailure("issue 8 item 5: float // and % (floor(x / y) with an inexact x / y; CL: x % x != 0)", "mod",
                  lambda c, d: c.x.is_float or d["b"] in FLOATS or d["b"] == "float"),
     KnownFailure("issue 8 item 16: fast-math on the CPU ((1 + x) * c becomes x * c + c: log's half gradient near "
                  "x = -1 is 1% off)", "unary", lambda c, d: d["fn"] in ("log", "log2", "log1p") and
                  c.x.dtype == "float16", devices=("CPU",)),
+    KnownFailure("issue 8 item 3: half softmax is computed in half (3 ulp off; PyTorch: 1)", "softmax",
+                 lambda c, d: d["dtype"] == "float16"),
     KnownFailure("issue 8 item 5: float // and % (floor(x / y) with an inexact x / y; CL: x % x != 0)", "floordiv",
                  lambda c, d: c.x.is_float or d["b"] in FLOATS or d["b"] == "float"),
     KnownFailure("issue 8 item 7: gradients at kinks (relu6 at 0 and 6, hardswish/hardsigmoid at +-3)", "unary",
