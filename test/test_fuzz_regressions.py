@@ -119,24 +119,43 @@ class _Timeout(Exception):
     pass
 
 
+def _within(seconds: int, fn):
+    """fn() or _Timeout after `seconds` (SIGALRM: the slow parts are Python, so the alarm interrupts them)."""
+    import signal
+
+    def timeout(signum, frame):
+        raise _Timeout(f"took more than {seconds} s")
+    previous = signal.signal(signal.SIGALRM, timeout)
+    signal.alarm(seconds)   # a few seconds when the work is linear, even on a loaded machine
+    try:
+        return fn()
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 @pytest.mark.devices("CPU")
 @pytest.mark.xfail(strict=True, reason="new kind (fuzzer): compile time exponential in the depth of elementwise code "
                                        "fused after a reduce on the CPU (codegen/cpu_opts.py pack_candidates walks "
                                        "the AST as a tree: x.sum(1).tanh().tanh().tanh() does not compile in minutes)")
 def test_compile_time_after_reduce_is_not_exponential():
-    import signal
-
-    def timeout(signum, frame):
-        raise _Timeout("realize took more than 20 s")
     x = np.random.default_rng(0).uniform(-3.0, 3.0, (4, 8)).astype(np.float32)
-    previous = signal.signal(signal.SIGALRM, timeout)
-    signal.alarm(20)   # a few seconds when the walk is linear, even on a loaded machine
-    try:
-        out = Tensor(x).sum(1).tanh().tanh().tanh().numpy()
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
+    out = _within(20, lambda: Tensor(x).sum(1).tanh().tanh().tanh().numpy())
     np.testing.assert_allclose(out, torch.tensor(x).sum(1).tanh().tanh().tanh().numpy(), rtol=1e-5)
+
+
+@pytest.mark.devices("CPU")   # the scheduler is the same for every device
+@pytest.mark.xfail(strict=True, reason="new kind (fuzzer): scheduling prod's gradient takes exponential time in "
+                                       "the depth of its halving tree (schedule.lower memoizes per movement path): "
+                                       "x.prod().backward() over 64 elements takes minutes, over 128 hours")
+def test_prod_gradient_schedules_in_reasonable_time():
+    x = np.random.default_rng(0).choice([0.5, 1.0, 2.0, -1.0], (128,)).astype(np.float32)
+    t = Tensor(x, requires_grad=True)
+    t.prod().backward()
+    grad = _within(20, lambda: t.grad.numpy())
+    p = torch.tensor(x, requires_grad=True)
+    p.prod().backward()
+    np.testing.assert_allclose(grad, p.grad.numpy(), rtol=1e-5)
 
 
 @pytest.mark.xfail(strict=True, reason="issue 8 item 7's kind (gradients at special points), an instance the item "
