@@ -97,9 +97,6 @@ def test_pow_of_bool_by_bool():
         np.testing.assert_array_equal(actual.numpy(), expected.numpy())
 
 
-@pytest.mark.xfail(strict=True, reason="issue 8 item 7's kind (gradients at special points), an instance the item "
-                                       "does not name: trunc/floor/ceil/round pass gradient 1 at inf, nan and "
-                                       "|x| >= 2**mantissa (PyTorch: 0 everywhere)")
 @pytest.mark.parametrize("fn", ["trunc", "floor", "ceil", "round"])
 def test_rounding_gradient_is_zero_everywhere(fn):
     x = np.array([np.inf, -np.inf, np.nan, 2.0 ** 24 + 2, 1.5], np.float32)
