@@ -11,6 +11,7 @@ from tinyjit.tensor import Tensor  # noqa: F401,E402
 from tinyjit.jit import JitError, TinyJit  # noqa: F401,E402
 from tinyjit.tensor_autograd import grad_of as gradient  # noqa: F401,E402
 from tinyjit import nn, optim  # noqa: F401,E402  (after Tensor: both build on it)
+from tinyjit.serialization import load, save  # noqa: F401,E402
 
 # read DEVICE (or CPU=1/CL=1/CUDA=1) and every other variable now, so a bad value fails at import with one line
 # naming the valid values
