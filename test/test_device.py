@@ -45,7 +45,10 @@ def test_default_device_from_env(monkeypatch):
     assert _default_device() == "CPU"
     monkeypatch.setenv("CL", "1")
     assert _default_device() == "CL"
-    monkeypatch.setenv("DEVICE", "cuda")
+    monkeypatch.setenv("DEVICE", "cuda")   # DEVICE and a shortcut that disagree: an error, not a silent pick
+    with pytest.raises(DeviceError, match=r"DEVICE=cuda and CL=1 name different devices"):
+        _default_device()
+    monkeypatch.delenv("CL")
     assert _default_device() == "CUDA"
     monkeypatch.setenv("DEVICE", "TPU")
     with pytest.raises(DeviceError, match=r"DEVICE='TPU' is not a device; valid values: CPU, CL, CUDA"):

@@ -137,8 +137,32 @@ def test_bad_debug_value_names_the_variable(tmp_path):
 def test_unknown_device_fails_at_import_with_one_line(tmp_path):
     proc = run_py("import tinyjit", tmp_path, DEVICE="bogus")
     assert proc.returncode != 0
-    last = proc.stderr.strip().splitlines()[-1]
-    assert last == "tinyjit.device.DeviceError: DEVICE='bogus' is not a device; valid values: CPU, CL, CUDA"
+    assert proc.stderr.strip().splitlines() == [   # the whole output: no traceback
+        "tinyjit.device.DeviceError: DEVICE='bogus' is not a device; valid values: CPU, CL, CUDA (GPU and OPENCL "
+        "mean CL, LLVM means CPU)"]
+
+
+@pytest.mark.parametrize("env,message", [
+    ({"CPU": "1", "CL": "1"}, "CPU=1 CL=1 name different default devices; set only one (or DEVICE=...)"),
+    ({"CL": "1", "CUDA": "1"}, "CL=1 CUDA=1 name different default devices; set only one (or DEVICE=...)"),
+    ({"DEVICE": "CL", "CPU": "1"}, "DEVICE=CL and CPU=1 name different devices; set only one of them"),
+    ({"DEBUG": "x"}, None)])
+def test_conflicting_or_bad_settings_fail_at_import_with_one_line(tmp_path, env, message):
+    proc = run_py("import tinyjit", tmp_path, **env)
+    assert proc.returncode != 0
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    if message is not None:
+        assert lines[0] == f"tinyjit.device.DeviceError: {message}"
+    # code that catches the error still gets the exception
+    caught = run_py("try:\n    import tinyjit\nexcept Exception as e:\n    print(type(e).__name__)", tmp_path, **env)
+    assert caught.returncode == 0 and caught.stdout.strip() in ("DeviceError", "ValueError")
+
+
+@pytest.mark.parametrize("env,device", [({"DEVICE": "GPU"}, "CL"), ({"DEVICE": "opencl"}, "CL"),
+                                        ({"DEVICE": "CPU", "CPU": "1"}, "CPU"), ({"CL": "1", "CPU": "0"}, "CL")])
+def test_device_aliases_and_agreeing_flags(tmp_path, env, device):
+    assert ok(run_py("from tinyjit import Device; print(Device.DEFAULT)", tmp_path, **env)).strip() == device
 
 
 @pytest.mark.parametrize("env", [{"DEVICE": "CPU"}, {"DEVICE": "cpu"}, {"CPU": "1"}])

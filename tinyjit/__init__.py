@@ -13,7 +13,30 @@ from tinyjit.tensor_autograd import grad_of as gradient  # noqa: F401,E402
 from tinyjit import nn, optim  # noqa: F401,E402  (after Tensor: both build on it)
 from tinyjit.serialization import load, save  # noqa: F401,E402
 
+
+
+def _report_in_one_line(error: BaseException) -> None:
+    """When `error` ends the program uncaught, print it as one line (type and message) instead of a traceback
+    through tinyjit's import machinery: a bad environment variable is the user's setting, not a crash. Code that
+    catches the error sees it as usual."""
+    import sys
+    previous = sys.excepthook
+
+    def hook(exc_type, exc, tb):
+        if exc is error:
+            name = exc_type.__qualname__ if exc_type.__module__ == "builtins" else \
+                f"{exc_type.__module__}.{exc_type.__qualname__}"
+            print(f"{name}: {exc}", file=sys.stderr)
+        else:
+            previous(exc_type, exc, tb)
+    sys.excepthook = hook
+
+
 # read DEVICE (or CPU=1/CL=1/CUDA=1) and every other variable now, so a bad value fails at import with one line
 # naming the valid values
-Device.DEFAULT  # noqa: B018
-__import__("runtime.env").env.check_all()
+try:
+    Device.DEFAULT  # noqa: B018
+    __import__("runtime.env").env.check_all()
+except (ValueError, RuntimeError) as _error:   # DeviceError is a RuntimeError, a bad variable a ValueError
+    _report_in_one_line(_error)
+    raise

@@ -1,6 +1,8 @@
 """Devices and buffers: which backend runs a kernel, and memory on it.
 
-`Device.DEFAULT` comes from `DEVICE=CPU|CL|CUDA` (or the shortcuts `CPU=1`, `CL=1`, `CUDA=1`). A backend is
+`Device.DEFAULT` comes from `DEVICE=CPU|CL|CUDA` (or the shortcuts `CPU=1`, `CL=1`, `CUDA=1`; setting two that
+disagree is an error). `GPU` is accepted as a name of CL (OpenCL, which runs on any GPU vendor's driver and on the
+CPU through PoCL); an NVIDIA GPU through CUDA is `CUDA`. A backend is
 opened the first time it is used; a missing driver fails there with one line saying how to fix it.
 """
 from __future__ import annotations
@@ -35,10 +37,7 @@ def canonical_name(name: str) -> str:
                           f"{', '.join(BACKENDS)}")
     base, has_index, index = name.partition(":")
     base = base.upper()
-    if base == "GPU" or base == "OPENCL":
-        base = "CL"
-    if base == "LLVM":
-        base = "CPU"
+    base = ALIASES.get(base, base)
     if base not in BACKENDS:
         raise DeviceError(f"unknown device {name!r}; valid devices: {', '.join(BACKENDS)}")
     if has_index and index.strip() != "0":   # one device per backend is opened: "cl:1" must not mean cl:0
@@ -56,16 +55,28 @@ def canonicalize(name: Optional[str]) -> str:
     return base
 
 
+# spellings of DEVICE (and of device=) that name a backend by another name
+ALIASES = {"GPU": "CL", "OPENCL": "CL", "LLVM": "CPU"}
+VALID_DEVICE_VALUES = f"{', '.join(BACKENDS)} (GPU and OPENCL mean CL, LLVM means CPU)"
+
+
 def _default_device() -> str:
-    if "DEVICE" in os.environ:
+    """DEVICE, or the one backend whose shortcut flag (CPU=1, CL=1, CUDA=1) is set, else CPU. Two flags naming
+    different backends, or a flag that contradicts DEVICE, are an error rather than a silent pick."""
+    flagged = [name for name in BACKENDS if device_shortcut(name)]
+    if "DEVICE" in os.environ and os.environ["DEVICE"].strip() != "":
         value = os.environ["DEVICE"]
-        if value.upper() not in BACKENDS and value.upper() not in ("GPU", "OPENCL", "LLVM"):
-            raise DeviceError(f"DEVICE={value!r} is not a device; valid values: {', '.join(BACKENDS)}")
-        return canonical_name(value)
-    for name in BACKENDS:
-        if device_shortcut(name):   # CPU=1, CL=1, CUDA=1
-            return name
-    return "CPU"
+        if value.upper() not in BACKENDS and value.upper() not in ALIASES:
+            raise DeviceError(f"DEVICE={value!r} is not a device; valid values: {VALID_DEVICE_VALUES}")
+        chosen = canonical_name(value)
+        if any(name != chosen for name in flagged):
+            flags = " ".join(f"{name}=1" for name in flagged)
+            raise DeviceError(f"DEVICE={value} and {flags} name different devices; set only one of them")
+        return chosen
+    if len(flagged) > 1:
+        flags = " ".join(f"{name}=1" for name in flagged)
+        raise DeviceError(f"{flags} name different default devices; set only one (or DEVICE=...)")
+    return flagged[0] if flagged else "CPU"
 
 
 class _DeviceRegistry:

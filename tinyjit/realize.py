@@ -160,7 +160,9 @@ def realize_nodes(nodes) -> None:
 
 @atexit.register
 def _print_stats() -> None:
-    if debug_level() >= 2 and _stats:
+    if not _stats:   # nothing ran (also: a bad DEBUG value already ended the import; don't read it again here)
+        return
+    if debug_level() >= 2:
         print(f"{'kernel':<30}{'calls':>7}{'total ms':>11}{'GFLOP/s':>10}{'GB/s':>9}")
         for name, (calls, seconds, flops, nbytes) in sorted(_stats.items(), key=lambda kv: -kv[1][1]):
             print(f"{name:<30}{calls:>7}{seconds * 1e3:>11.3f}{flops / max(seconds, 1e-9) / 1e9:>10.2f}"
