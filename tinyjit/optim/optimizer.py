@@ -12,7 +12,7 @@ so changing them affects uncaptured steps only.
 """
 from __future__ import annotations
 
-from typing import Any, Iterable, Optional, Union
+from typing import Any, Callable, Iterable, Optional, Union
 
 import numpy as np
 
@@ -48,6 +48,17 @@ class ParamGroup(dict):
 
 
 _Params = Union[Iterable[Tensor], Iterable[dict]]
+
+# called as hook(optimizer) when any optimizer's step begins, before the updates are built
+_step_pre_hooks: list[Callable[["Optimizer"], None]] = []
+
+
+def register_optimizer_step_pre_hook(hook: Callable[["Optimizer"], None]) -> Callable[[], None]:
+    """Call `hook(optimizer)` at the start of every optimizer's step (``step()`` and ``schedule_step()``), before the
+    gradients are read; tinyjit.distributed averages gradients across ranks there. Returns a function that
+    removes the hook (torch.optim.optimizer.register_optimizer_step_pre_hook, with a plain callable as handle)."""
+    _step_pre_hooks.append(hook)
+    return lambda: _step_pre_hooks.remove(hook) if hook in _step_pre_hooks else None
 
 
 class Optimizer:
@@ -119,6 +130,8 @@ class Optimizer:
         was deferred to this step (the output of the last `backward()`, BatchNorm running statistics; see
         tinyjit.deferred). `step()` realizes them; realize them yourself to add more outputs to the schedule,
         e.g. `Tensor.realize_all(metric, *opt.schedule_step())`."""
+        for hook in list(_step_pre_hooks):
+            hook(self)
         with Tensor.no_grad():   # updates are not part of any graph autograd should see
             targets = self._assign_updates()
         return targets + take_deferred()
