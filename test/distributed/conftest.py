@@ -23,3 +23,10 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if str(item.fspath).startswith(here):
             item.add_marker(pytest.mark.skip(reason=reason))
+
+
+def pytest_terminal_summary(terminalreporter):
+    size = _launcher_size()
+    if (size is None or size < 2) and terminalreporter.stats.get("skipped"):
+        if any("distributed/" in r.nodeid for r in terminalreporter.stats["skipped"]):
+            terminalreporter.write_line(f"test/distributed skipped: not under mpirun; run: {COMMAND}")
