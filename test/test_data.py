@@ -131,7 +131,7 @@ def test_tensor_dataset_items_subset_concat_and_errors():
                                   np.concatenate([x, x[[3, 1]]]))
 
 
-@pytest.mark.parametrize("lengths", [[3, 7], [0.5, 0.5], [0.3, 0.3, 0.4], [0.34, 0.33, 0.33], [10]])
+@pytest.mark.parametrize("lengths", [[3, 7], [0.5, 0.5], [0.3, 0.3, 0.4], [0.34, 0.33, 0.33], [10], [0.1] * 10])
 def test_random_split_sizes_match_torch_and_partition(lengths):
     ds = data.TensorDataset(np.arange(10))
     parts = data.random_split(ds, lengths, generator=0)

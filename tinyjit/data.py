@@ -165,7 +165,7 @@ def random_split(dataset, lengths: Sequence[Union[int, float]], generator: Gener
     remainder is handed out one by one from the first split on, as in PyTorch). Raises ValueError otherwise."""
     n = len(dataset)
     lengths = list(lengths)
-    if lengths and all(isinstance(x, float) for x in lengths) and math.isclose(sum(lengths), 1.0) and sum(lengths) <= 1:
+    if lengths and all(isinstance(x, float) for x in lengths) and math.isclose(sum(lengths), 1.0):
         if any(not 0 <= f <= 1 for f in lengths):
             raise ValueError(f"random_split: fractions must be in [0, 1], got {lengths}")
         counts = [int(math.floor(n * f)) for f in lengths]
