@@ -170,3 +170,26 @@ def test_sampler_shards_cover_the_dataset_once_per_epoch():
         assert counts.sum() == 24 and (counts >= 1).all() and (counts == 2).sum() == 1   # one index padded
         orders.append(everyone.tolist())
     assert orders[0] != orders[1]
+
+
+def test_collectives_and_a_jitted_data_parallel_step_on_each_device(device):
+    t = Tensor(np.arange(6, dtype=np.float32).reshape(2, 3) + RANK, device=device)
+    dist.all_reduce(t, "mean")
+    assert t.device == device
+    np.testing.assert_allclose(t.numpy(), np.arange(6).reshape(2, 3) + (SIZE - 1) / 2)
+    model = dist.DataParallel(_model().to(device))
+    opt = optim.SGD(model.parameters(), lr=0.1)
+    x, y = _batches()[0]
+
+    @TinyJit
+    def step(x, y):
+        opt.zero_grad()
+        (model(x) - y).square().mean().backward()
+        opt.step()
+
+    for _ in range(3):
+        step(Tensor(x[RANK * B:(RANK + 1) * B], device=device).realize(),
+             Tensor(y[RANK * B:(RANK + 1) * B], device=device).realize())
+    for p in model.parameters():   # the same on every rank after replayed steps
+        assert p.device == device
+        np.testing.assert_array_equal(dist.all_gather(p)[0].numpy(), p.numpy())
