@@ -511,6 +511,8 @@ class DataLoader:
         elif batch_size is None and drop_last:
             raise ValueError("batch_size=None option disables auto-batching and is mutually exclusive with "
                              "drop_last")
+        if isinstance(generator, numbers.Integral) and not isinstance(generator, bool):
+            generator = _rng(generator)   # one stream for the loader's life: epochs differ, runs repeat
         if sampler is None:
             sampler = RandomSampler(dataset, generator) if shuffle else SequentialSampler(dataset)
         if batch_size is not None and batch_sampler is None:
