@@ -14,7 +14,8 @@ def _rows(n=10):
     return x, y
 
 
-@pytest.mark.parametrize("batch_size,drop_last", [(1, False), (3, False), (3, True), (10, False), (4, True), (16, False)])
+@pytest.mark.parametrize("batch_size,drop_last",
+                         [(1, False), (3, False), (3, True), (10, False), (4, True), (16, False)])
 def test_sequential_batches_match_torch(batch_size, drop_last):
     x, y = _rows()
     ours = list(data.DataLoader(data.TensorDataset(Tensor(x), y), batch_size=batch_size, drop_last=drop_last))

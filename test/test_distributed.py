@@ -9,7 +9,6 @@ import time
 
 import numpy as np
 import pytest
-import torch
 from torch.utils.data.distributed import DistributedSampler as TorchDistributedSampler
 
 from tinyjit import Tensor, nn, optim

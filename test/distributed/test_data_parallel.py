@@ -78,8 +78,8 @@ def _model():
 
 def _batches():
     rng = np.random.default_rng(42)
-    return [(rng.standard_normal((SIZE * B, 5)).astype(np.float32), rng.standard_normal((SIZE * B, 3)).astype(np.float32))
-            for _ in range(10)]
+    return [(rng.standard_normal((SIZE * B, 5)).astype(np.float32),
+             rng.standard_normal((SIZE * B, 3)).astype(np.float32)) for _ in range(10)]
 
 
 OPTIMIZERS = {
