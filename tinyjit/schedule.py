@@ -232,6 +232,24 @@ class _Scheduler:
         ast = AstNode(Op.STORE, (body,), (0, store_st), value.dtype)
         return ScheduleItem("kernel", node, inputs, ast, reason=self.reasons.get(id(node)))
 
+    def inlined_nodes(self, item: ScheduleItem) -> list[Node]:
+        """The graph nodes whose work the item's kernel does (its output and everything inlined into it, by the
+        same rule as `build`'s loads); for a copy or an empty buffer, its node alone."""
+        node = item.output
+        if item.kind != "kernel":
+            return [node]
+        value = node.src[1] if node.op == Op.ASSIGN else node.src[0] if node.op == Op.CONTIGUOUS else node
+        root = value if value is node or id(value) not in self.realize else None
+        members, stack, seen = [node] if value is not node else [], [value], set()
+        while stack:
+            n = stack.pop()
+            if id(n) in seen or n.realized or (id(n) in self.realize and n is not root) or n.op in _BOUNDARY_OPS:
+                continue
+            seen.add(id(n))
+            members.append(n)
+            stack.extend(n.src)
+        return members
+
     def _fused_reduce_shape(self, value: Node, root):
         """Output shape (keepdim) of the reduce fused into `value`'s kernel, if any."""
         stack, seen = [value], set()
@@ -381,6 +399,12 @@ def create_schedule(outputs: list[Node], readers=()) -> list[ScheduleItem]:
     """Kernels (in dependency order) that realize every node of `outputs`. `readers` are nodes that live tensors
     hold: those this schedule computes inline while they read a buffer it overwrites are realized too."""
     return _Scheduler(outputs, readers).schedule()
+
+
+def schedule_with_members(outputs: list[Node]) -> list[tuple[ScheduleItem, list[Node]]]:
+    """`create_schedule(outputs)` with, for each item, the graph nodes its kernel computes (tinyjit.viz)."""
+    scheduler = _Scheduler(outputs)
+    return [(item, scheduler.inlined_nodes(item)) for item in scheduler.schedule()]
 
 
 def format_schedule(items: list[ScheduleItem]) -> str:
