@@ -34,10 +34,10 @@ from tinyjit.nn.state import safe_load, safe_metadata, safe_save
 @dataclass
 class GPTConfig:
     vocab_size: int
-    block_size: int = 128     # the longest context, in characters
-    n_layer: int = 4
+    block_size: int = 64      # the longest context, in characters
+    n_layer: int = 3
     n_head: int = 4
-    n_embd: int = 128
+    n_embd: int = 64
 
 
 class CausalSelfAttention(nn.Module):
@@ -257,7 +257,7 @@ def train(args) -> tuple[GPT, str, float]:
         return float(np.mean(losses))
 
     warmup = max(1, min(100, args.steps // 10))
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     bar = tqdm(range(args.steps), desc="train", unit="step")
     for step in bar:
         for group in opt.param_groups:
@@ -268,8 +268,10 @@ def train(args) -> tuple[GPT, str, float]:
         if args.eval_every and step and step % args.eval_every == 0:
             bar.write(f"step {step}: validation loss {validation_loss():.3f}")
     minutes = (time.perf_counter() - started) / 60
+    cpu_minutes = (time.process_time() - cpu_started) / 60
     val = validation_loss()
-    print(f"validation loss {val:.3f} nats/char after {args.steps} steps ({minutes:.1f} min of training)")
+    print(f"validation loss {val:.3f} nats/char after {args.steps} steps ({minutes:.1f} min of training, "
+          f"{cpu_minutes:.1f} min of CPU time in all threads)")
     return model, chars, val
 
 
@@ -277,10 +279,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=2000, help="training steps")
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--block-size", type=int, default=128)
-    parser.add_argument("--n-layer", type=int, default=4)
+    parser.add_argument("--block-size", type=int, default=64)
+    parser.add_argument("--n-layer", type=int, default=3)
     parser.add_argument("--n-head", type=int, default=4)
-    parser.add_argument("--n-embd", type=int, default=128)
+    parser.add_argument("--n-embd", type=int, default=64)
     parser.add_argument("--lr", type=float, default=3e-3, help="peak learning rate")
     parser.add_argument("--eval-batches", type=int, default=20, help="validation batches (same windows each time)")
     parser.add_argument("--eval-every", type=int, default=0, help="print the validation loss every N steps")
