@@ -13,7 +13,7 @@ graph, and every kernel would hold the whole data set's computation). After trai
 forward and backward pass on a single point (all 0-d) is drawn with tinyjit.viz (SVG with Graphviz's `dot`,
 else DOT text).
 
-    python examples/micrograd.py [--steps 60] [--points 64] [--graph neuron.svg]
+    python examples/micrograd.py [--steps 100] [--points 64] [--hidden 4 4] [--graph neuron.svg]
 """
 from __future__ import annotations
 
@@ -92,9 +92,9 @@ def loss_and_accuracy(model: MLP, xs: np.ndarray, ys: np.ndarray) -> tuple[Tenso
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--points", type=int, default=64, help="size of the moons data set")
-    parser.add_argument("--hidden", type=int, nargs="+", default=[8, 8], help="hidden layer sizes")
+    parser.add_argument("--hidden", type=int, nargs="+", default=[4, 4], help="hidden layer sizes")
     parser.add_argument("--graph", default="neuron.svg",
                         help="where to draw one neuron's forward and backward graph (.svg/.png need Graphviz; .dot)")
     parser.add_argument("--seed", type=int, default=1)
