@@ -3,8 +3,8 @@
 A Neuron holds one 0-d weight per input and a 0-d bias; a Layer is a list of neurons, an MLP a list of layers.
 Forward passes add and multiply scalars one at a time, exactly as a `Value` class would, and `loss.backward()`
 fills each scalar's `.grad`. The difference from micrograd: nothing is computed while the graph is built; the
-whole step (forward, backward and every update) is realized at once, fused by the scheduler into kernels that
-are compiled once and reused every step.
+whole step (forward, backward and every update) is realized at once, fused by the scheduler into kernels, and
+TinyJit replays those kernels for the later steps without building or scheduling the scalar graph again.
 
 The data are two interleaving half-moons made with numpy. The inputs are the one thing that is not a scalar:
 each input coordinate is one Tensor holding that coordinate of every point, so the same scalar graph computes
@@ -24,7 +24,7 @@ import time
 import numpy as np
 from tqdm import tqdm
 
-from tinyjit import Tensor, optim, viz
+from tinyjit import Tensor, TinyJit, optim, viz
 
 
 class Neuron:
@@ -107,15 +107,22 @@ def main() -> None:
     print(f"MLP 2-{'-'.join(map(str, args.hidden))}-1 of {len(params)} scalar parameters (0-d tensors), "
           f"{args.points} points")
     opt = optim.SGD(params, lr=1.0)
+
+    @TinyJit
+    def train_step() -> tuple[Tensor, Tensor]:
+        """One step on the whole data set; returns the loss and accuracy before the update."""
+        opt.zero_grad()
+        loss, accuracy = loss_and_accuracy(model, xs, ys)
+        loss.backward()
+        opt.step()   # forward, backward and all the scalar updates: one schedule
+        return loss, accuracy.realize()
+
     started = time.perf_counter()
     bar = tqdm(range(args.steps), desc="train", unit="step")
     for step in bar:
         for group in opt.param_groups:   # micrograd's schedule: the learning rate decays from 1.0 to 0.1
             group["lr"] = 1.0 - 0.9 * step / max(1, args.steps)
-        opt.zero_grad()
-        loss, accuracy = loss_and_accuracy(model, xs, ys)
-        loss.backward()
-        opt.step()   # forward, backward and all the scalar updates: one schedule
+        loss, accuracy = train_step()
         bar.set_postfix(loss=f"{loss.item():.3f}", accuracy=f"{accuracy.item():.0%}")
     loss, accuracy = loss_and_accuracy(model, xs, ys)
     print(f"after {args.steps} steps ({time.perf_counter() - started:.1f} s): loss {loss.item():.4f}, "
