@@ -76,21 +76,21 @@ def test_gpt_trains_saves_and_samples_from_the_checkpoint(tmp_path):
 
 
 def test_gpt_kv_cache_gives_the_full_forward_logits():
-    """Each step of the KV-cache sampler equals the last position of a full forward pass over the context, also
-    after the context window is full and the cache is refilled from its last half."""
+    """Each step of the KV-cache sampler equals a full forward pass over its context at the same position (the
+    model is causal), also after the context window is full and the cache is refilled from its last half."""
     gpt = runpy.run_path(str(EXAMPLES / "gpt.py"))
     Tensor.manual_seed(0)
     model = gpt["GPT"](gpt["GPTConfig"](vocab_size=11, block_size=6, n_layer=2, n_head=2, n_embd=8))
     sampler = gpt["KVCacheSampler"](model)
     tokens = [3, 1, 4, 1, 5, 9, 2, 6, 5]
-    context: list[int] = []
-    for t in tokens:
-        got = sampler.feed(t)
-        context = (context[3:] if len(context) == 6 else context) + [t]   # the sampler's refill: the last half
-        assert sampler.context == context
-        with Tensor.no_grad():
-            want = model(Tensor(np.array([context], dtype=np.int32))).numpy()[0, -1]
-        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    got = [sampler.feed(t) for t in tokens]
+    # feeds 1-6 fill the window; feed 7 refills it with tokens 4-6 and appends: the context ends as tokens[3:9]
+    assert sampler.context == tokens[3:9]
+    with Tensor.no_grad():
+        first = model(Tensor(np.array([tokens[0:6]], dtype=np.int32))).numpy()[0]
+        last = model(Tensor(np.array([tokens[3:9]], dtype=np.int32))).numpy()[0]
+    np.testing.assert_allclose(np.stack(got[:6]), first, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(np.stack(got[6:]), last[3:], rtol=1e-4, atol=1e-5)
 
 
 def test_gpt_learning_rate_schedule():
@@ -99,3 +99,26 @@ def test_gpt_learning_rate_schedule():
     assert lr(9, 100, 10, 1.0, 0.1) == pytest.approx(1.0)      # and reaches the peak
     assert lr(55, 100, 10, 1.0, 0.1) == pytest.approx(0.55)    # cosine: halfway between peak and floor
     assert lr(100, 100, 10, 1.0, 0.1) == pytest.approx(0.1)
+
+
+@pytest.mark.xfail(strict=True, reason="TinyJit fault: replays of micrograd's step (0-d parameters, two layers) "
+                                       "compute wrong updates from the second replay on; found by examples/micrograd.py")
+def test_micrograd_step_under_tinyjit_matches_eager():
+    from tinyjit import TinyJit, optim
+    micrograd = runpy.run_path(str(EXAMPLES / "micrograd.py"))
+
+    def losses(jit: bool) -> list[float]:
+        micrograd["random"].seed(1)
+        xs, ys = micrograd["make_moons"](4, 0.1, np.random.default_rng(1))
+        model = micrograd["MLP"](2, [1])
+        opt = optim.SGD(model.parameters(), lr=1.0)
+
+        def step():
+            opt.zero_grad()
+            loss, _ = micrograd["loss_and_accuracy"](model, xs, ys)
+            loss.backward()
+            opt.step()
+            return loss
+        run = TinyJit(step) if jit else step
+        return [run().item() for _ in range(5)]
+    np.testing.assert_allclose(losses(True), losses(False), rtol=1e-5)
