@@ -46,8 +46,9 @@ print("a.grad", a.grad.numpy().tolist())
 print("b.grad", b.grad.numpy().tolist())
 an, bn = a.numpy().astype(np.float64), b.numpy().astype(np.float64)
 mask = (an @ bn > 0).astype(np.float64)   # d loss / d (a @ b): relu's gradient
-print("matches numpy:", bool(np.allclose(loss.numpy(), (np.maximum(an @ bn, 0) + 1).sum(), rtol=1e-6)
-                              and np.allclose(a.grad.numpy(), mask @ bn.T) and np.allclose(b.grad.numpy(), an.T @ mask)))
+same = (np.allclose(loss.numpy(), (np.maximum(an @ bn, 0) + 1).sum(), rtol=1e-6)
+        and np.allclose(a.grad.numpy(), mask @ bn.T) and np.allclose(b.grad.numpy(), an.T @ mask))
+print("matches numpy:", bool(same))
 print("=== end")
 """.format(program=PROGRAM)
 

@@ -102,7 +102,7 @@ def test_gpt_learning_rate_schedule():
 
 
 @pytest.mark.xfail(strict=True, reason="TinyJit fault: replays of micrograd's step (0-d parameters, two layers) "
-                                       "compute wrong updates from the second replay on; found by examples/micrograd.py")
+                                       "compute wrong updates from the second replay on (examples/micrograd.py)")
 def test_micrograd_step_under_tinyjit_matches_eager():
     from tinyjit import TinyJit, optim
     micrograd = runpy.run_path(str(EXAMPLES / "micrograd.py"))
