@@ -4,9 +4,7 @@ A Neuron holds one 0-d weight per input and a 0-d bias; a Layer is a list of neu
 Forward passes add and multiply scalars one at a time, exactly as a `Value` class would, and `loss.backward()`
 fills each scalar's `.grad`. The difference from micrograd: nothing is computed while the graph is built; the
 whole step (forward, backward and every update) is realized at once and fused by the scheduler into kernels,
-which are compiled once and reused every step. (Building and scheduling the scalar graph is most of a step's
-time; a TinyJit replay would skip it, but replays of this step compute wrong updates from the second replay on,
-a TinyJit fault reproduced in test/test_examples.py, so every step here is built and scheduled.)
+and TinyJit replays those kernels for the later steps without building or scheduling the scalar graph again.
 
 The data are two interleaving half-moons made with numpy. The inputs are the one thing that is not a scalar:
 each input coordinate is one Tensor holding that coordinate of every point, so the same scalar graph computes
@@ -15,7 +13,7 @@ graph, and every kernel would hold the whole data set's computation). After trai
 forward and backward pass on a single point (all 0-d) is drawn with tinyjit.viz (SVG with Graphviz's `dot`,
 else DOT text).
 
-    python examples/micrograd.py [--steps 50] [--points 64] [--hidden 4 4] [--graph neuron.svg]
+    python examples/micrograd.py [--steps 100] [--points 64] [--hidden 4 4] [--graph neuron.svg]
 """
 from __future__ import annotations
 
@@ -26,7 +24,7 @@ import time
 import numpy as np
 from tqdm import tqdm
 
-from tinyjit import Tensor, optim, viz
+from tinyjit import Tensor, TinyJit, optim, viz
 
 
 class Neuron:
@@ -94,11 +92,12 @@ def loss_and_accuracy(model: MLP, xs: np.ndarray, ys: np.ndarray) -> tuple[Tenso
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--points", type=int, default=64, help="size of the moons data set")
     parser.add_argument("--hidden", type=int, nargs="+", default=[4, 4], help="hidden layer sizes")
     parser.add_argument("--graph", default="neuron.svg",
                         help="where to draw one neuron's forward and backward graph (.svg/.png need Graphviz; .dot)")
+    parser.add_argument("--no-jit", action="store_true", help="build and schedule every step (no TinyJit replay)")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
 
@@ -114,16 +113,20 @@ def main() -> None:
         """One step on the whole data set; returns the loss and accuracy before the update."""
         opt.zero_grad()
         loss, accuracy = loss_and_accuracy(model, xs, ys)
+        # realized before the update: a lazy reader of the parameters kept alive across a captured opt.step() gets
+        # copy-on-write copies that TinyJit replays get wrong (test/test_examples.py has the strict xfail)
+        accuracy.realize()
         loss.backward()
         opt.step()   # forward, backward and all the scalar updates: one schedule
-        return loss, accuracy.realize()
+        return loss, accuracy
 
+    run_step = train_step if args.no_jit else TinyJit(train_step)
     started = time.perf_counter()
     bar = tqdm(range(args.steps), desc="train", unit="step")
     for step in bar:
         for group in opt.param_groups:   # micrograd's schedule: the learning rate decays from 1.0 to 0.1
             group["lr"] = 1.0 - 0.9 * step / max(1, args.steps)
-        loss, accuracy = train_step()
+        loss, accuracy = run_step()
         bar.set_postfix(loss=f"{loss.item():.3f}", accuracy=f"{accuracy.item():.0%}")
     loss, accuracy = loss_and_accuracy(model, xs, ys)
     print(f"after {args.steps} steps ({time.perf_counter() - started:.1f} s): loss {loss.item():.4f}, "
