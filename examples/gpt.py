@@ -137,7 +137,7 @@ class KVCacheSampler:
         self.model, cfg = model, model.cfg
         shape = (1, cfg.n_head, cfg.block_size, cfg.n_embd // cfg.n_head)
         self.caches = [(Tensor.zeros(*shape).contiguous().realize(), Tensor.zeros(*shape).contiguous().realize())
-                       for _ in cfg.n_layer * [None]]
+                       for _ in range(cfg.n_layer)]
         self.positions = np.arange(cfg.block_size)
         self.step = TinyJit(self._step)
         self.context: list[int] = []
