@@ -10,7 +10,7 @@ to the token embedding. Training: AdamW with linear warmup and cosine decay, gra
 Sampling uses a KV cache of fixed size (one TinyJit step per generated character: the new character's keys and
 values are written into the cache in place, and its query attends to the cached ones).
 
-    python examples/gpt.py                                   # train (~10 min on 2 cores), save, sample 300 chars
+    python examples/gpt.py                                   # train (1200 steps), save, sample 300 chars
     python examples/gpt.py --tokens 500 --prompt "ROSALIND:" # sample from the saved checkpoint
     python examples/gpt.py --steps 20 --n-layer 1            # a quick run
 """
@@ -277,7 +277,7 @@ def train(args) -> tuple[GPT, str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=2000, help="training steps")
+    parser.add_argument("--steps", type=int, default=1200, help="training steps")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--block-size", type=int, default=64)
     parser.add_argument("--n-layer", type=int, default=3)
