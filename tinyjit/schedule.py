@@ -37,6 +37,7 @@ class ScheduleItem:
     inputs: list[Node] = field(default_factory=list)   # nodes whose buffers the kernel reads, buffer 1..n
     ast: AstNode | None = None      # STORE of buffer 0, for kernels
     preserve: list[Node] = field(default_factory=list)   # assigns: nodes of the old contents that get a copy first
+    reason: str | None = None       # why this node was not fused into its consumer (None: an output or boundary op)
 
     def __repr__(self) -> str:
         return f"<ScheduleItem {self.kind} {self.output.shape} inputs={len(self.inputs)}>"
@@ -50,6 +51,8 @@ def _is_trivial_reshape(node: Node) -> bool:
 class _Scheduler:
     def __init__(self, outputs: list[Node], readers=()):
         self.outputs = [o for o in dict.fromkeys(outputs) if not o.realized]
+        # why a node that is neither an output nor a boundary op gets its own buffer (DEBUG=3, tinyjit.viz)
+        self.reasons: dict[int, str] = {}
         self.graph = toposort(self.outputs)
         self.consumers: dict[int, list[Node]] = defaultdict(list)
         for node in self.graph:
@@ -60,6 +63,8 @@ class _Scheduler:
         self._decide_realized(self.outputs)
         stale = self._stale_readers(readers) if readers else []
         if stale:   # they cut fusion paths of reduces: decide again with them as outputs
+            self.reasons = {id(n): "a live tensor still reads this value, which reads a buffer an assign of this "
+                            "schedule overwrites: it is stored before the overwrite" for n in stale}
             self._decide_realized(self.outputs + stale)
 
     def _decide_realized(self, outputs: list[Node]) -> None:
@@ -74,6 +79,8 @@ class _Scheduler:
                 self.realize[id(node)] = node
             if node.op == Op.COPY and not node.src[0].realized:
                 self.realize[id(node.src[0])] = node.src[0]
+                self.reasons.setdefault(id(node.src[0]), f"the source of a copy to {node.device} is computed into "
+                                        f"its own buffer on {node.src[0].device} first")
         self._decide_reduces()
         self._decide_assign_temporaries()
 
@@ -101,8 +108,9 @@ class _Scheduler:
                 reads_old.add(key)
         return [r for r in candidates if id(r) in reads_old and id(r) not in reads_new]
 
-    def _fusion_root(self, reduce_node: Node):
-        """The node whose kernel this reduce can fuse into, or None when it must be realized on its own.
+    def _fusion_root(self, reduce_node: Node) -> tuple[Node | None, str | None]:
+        """The node whose kernel this reduce can fuse into, or None and the reason when it must be realized on its
+        own.
 
         Every path from the reduce up to that node must be elementwise ops and trivial reshapes, all ending in
         the same node (`relu(s) = where(s > 0, s, 0)` reads s twice, in one kernel): the kernel's loop shape is
@@ -118,27 +126,37 @@ class _Scheduler:
             for user in self.consumers[id(cur)]:
                 if user.op == Op.CONTIGUOUS or (user.op == Op.ASSIGN and user.src[1] is cur):
                     candidate = user
+                elif user.op in REDUCE:
+                    return None, f"{_describe(reduce_node)} is reduced again by {_describe(user)}"
                 elif not (user.op in ELEMENTWISE or _is_trivial_reshape(user)):
-                    return None
+                    return None, (f"{_describe(reduce_node)} is read through {_describe(user)}: only elementwise "
+                                  f"ops and size-1 reshapes keep a reduce's loop shape")
                 elif id(user) in self.realize:
                     candidate = user
                 else:
                     stack.append(user)
                     continue
                 if root is not None and root is not candidate:
-                    return None
+                    return None, (f"{_describe(reduce_node)} is read by two kernels ({_describe(root)} and "
+                                  f"{_describe(candidate)}): fused into both it would be computed twice")
                 root = candidate
-        return root
+        return root, None
 
     def _decide_reduces(self) -> None:
         signature_of_root: dict[int, tuple] = {}
         for node in self.graph:
             if node.realized or node.op not in REDUCE or id(node) in self.realize:
                 continue
-            root = self._fusion_root(node)
+            root, reason = self._fusion_root(node)
             signature = (node.src[0].shape, node.arg)
-            if root is None or signature_of_root.setdefault(id(root), signature) != signature:
+            if root is None:
                 self.realize[id(node)] = node
+                self.reasons[id(node)] = reason
+            elif signature_of_root.setdefault(id(root), signature) != signature:
+                shape, axes = signature_of_root[id(root)]
+                self.realize[id(node)] = node
+                self.reasons[id(node)] = (f"{_describe(node)} reduces {node.src[0].shape} over axes {node.arg}, but "
+                                          f"the kernel of {_describe(root)} already reduces {shape} over axes {axes}")
 
     def _decide_assign_temporaries(self) -> None:
         """An assign whose value reads the target buffer at other positions than the one it writes (x.assign(x.T),
@@ -146,6 +164,8 @@ class _Scheduler:
         for node in self.graph:
             if node.op == Op.ASSIGN and not node.realized and _reads_target_elsewhere(self.build(node)):
                 self.realize[id(node.src[1])] = node.src[1]
+                self.reasons.setdefault(id(node.src[1]), "the value of an assign reads its target at other positions "
+                                        "than it writes: it goes through a temporary buffer")
 
     # ---- lowering one kernel ----
     def build(self, node: Node) -> ScheduleItem:
@@ -210,7 +230,25 @@ class _Scheduler:
         lower = None  # noqa: F841
         store_st = _apply(ShapeTracker.from_shape(value.shape), start_moves)
         ast = AstNode(Op.STORE, (body,), (0, store_st), value.dtype)
-        return ScheduleItem("kernel", node, inputs, ast)
+        return ScheduleItem("kernel", node, inputs, ast, reason=self.reasons.get(id(node)))
+
+    def inlined_nodes(self, item: ScheduleItem) -> list[Node]:
+        """The graph nodes whose work the item's kernel does (its output and everything inlined into it, by the
+        same rule as `build`'s loads); for a copy or an empty buffer, its node alone."""
+        node = item.output
+        if item.kind != "kernel":
+            return [node]
+        value = node.src[1] if node.op == Op.ASSIGN else node.src[0] if node.op == Op.CONTIGUOUS else node
+        root = value if value is node or id(value) not in self.realize else None
+        members, stack, seen = [node] if value is not node else [], [value], set()
+        while stack:
+            n = stack.pop()
+            if id(n) in seen or n.realized or (id(n) in self.realize and n is not root) or n.op in _BOUNDARY_OPS:
+                continue
+            seen.add(id(n))
+            members.append(n)
+            stack.extend(n.src)
+        return members
 
     def _fused_reduce_shape(self, value: Node, root):
         """Output shape (keepdim) of the reduce fused into `value`'s kernel, if any."""
@@ -245,6 +283,8 @@ class _Scheduler:
                     copied.add(id(items[cycle.assigns[0]].output))
                 for v in values:
                     self.realize[id(v)] = v
+                    self.reasons.setdefault(id(v), "assigns that each read what another overwrites: this value "
+                                            "goes through a temporary buffer")
 
 
 class _AssignCycle(Exception):
@@ -311,6 +351,14 @@ def _order_reads_before_assigns(items: list[ScheduleItem], copied=frozenset()) -
     return [items[i] for i in order]
 
 
+def _describe(node: Node) -> str:
+    """A node in a few words for the reasons above: `the RMAX (4, 1) float32`."""
+    if node.op in MOVEMENT:
+        article = "an" if node.op.name[0] in "AEIOU" else "a"
+        return f"{article} {node.op.name} to {node.shape}"
+    return f"the {node.op.name} {node.shape} {node.dtype.name}"
+
+
 def _zero_preserving(node: Node, sched: _Scheduler, root) -> bool:
     """Whether the ops inlined under `node` give 0 wherever every load gives 0 (as in a padded area).
 
@@ -353,12 +401,21 @@ def create_schedule(outputs: list[Node], readers=()) -> list[ScheduleItem]:
     return _Scheduler(outputs, readers).schedule()
 
 
+def schedule_with_members(outputs: list[Node]) -> list[tuple[ScheduleItem, list[Node]]]:
+    """`create_schedule(outputs)` with, for each item, the graph nodes its kernel computes (tinyjit.viz)."""
+    scheduler = _Scheduler(outputs)
+    return [(item, scheduler.inlined_nodes(item)) for item in scheduler.schedule()]
+
+
 def format_schedule(items: list[ScheduleItem]) -> str:
-    """The schedule as text (DEBUG=3): one line per item, what it makes and from what."""
+    """The schedule as text (DEBUG=3): one line per item, what it makes and from what, and for a kernel boundary
+    that is not an output or a boundary op (realize, contiguous, copy, assign, empty) why it was not fused."""
     lines = [f"schedule: {len(items)} item{'s' if len(items) != 1 else ''}"]
     for i, item in enumerate(items):
         out = item.output
         sources = ", ".join(f"{n.op.name} {n.shape} {n.dtype.name}" for n in item.inputs) or "-"
         lines.append(f"  {i:>3} {item.kind:<6} {out.op.name:<10} {str(out.shape):<16} {out.dtype.name:<8} "
                      f"<- {sources}")
+        if item.reason:
+            lines.append(f"        not fused: {item.reason}")
     return "\n".join(lines)
