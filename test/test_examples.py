@@ -101,9 +101,6 @@ def test_gpt_learning_rate_schedule():
     assert lr(100, 100, 10, 1.0, 0.1) == pytest.approx(0.1)
 
 
-@pytest.mark.xfail(strict=True, reason="TinyJit fault: when a lazy tensor that reads the parameters (the unused "
-                                       "accuracy) is alive during a captured opt.step(), its copy-on-write copies "
-                                       "are made at capture and replays compute wrong updates from the 2nd replay on")
 def test_micrograd_step_under_tinyjit_matches_eager():
     from tinyjit import TinyJit, optim
     micrograd = runpy.run_path(str(EXAMPLES / "micrograd.py"))

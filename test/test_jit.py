@@ -273,3 +273,34 @@ def test_a_replay_keeps_lazy_values_that_read_what_it_updates(device):
     assert not np.allclose(model(test).numpy(), expected)
     step(x, y)
     assert inplace.stats["buffers_preserved"] == copies + 4
+
+
+@pytest.mark.parametrize("optimizer", ["SGD", "Adam"])
+def test_lazy_reader_of_parameters_alive_during_captured_step(optimizer):
+    """A lazy value that reads the parameters and is alive while the captured step updates them (an accuracy, or
+    a value returned from the step) gets a copy of the old contents; the replayed update and that value must
+    match eager on every call, and a reader built outside the function keeps its value across replays."""
+    from tinyjit import optim
+
+    def run(jit: bool):
+        w = Tensor([1.0, 2.0], requires_grad=True)
+        opt = getattr(optim, optimizer)([w], lr=0.1)
+        x = Tensor([3.0, 4.0])
+
+        def step():
+            opt.zero_grad()
+            loss = (w * x).sum()
+            before = w * 2   # reads w as it was before the update
+            loss.backward()
+            opt.step()
+            return loss, before
+        f = TinyJit(step) if jit else step
+        rows, outside = [], None
+        for i in range(5):
+            if i == 3:
+                outside = w * 3   # built outside the step, read after two more steps
+            loss, before = f()
+            rows.append([loss.item(), *before.numpy().tolist()])
+        return np.array(rows), w.numpy(), outside.numpy()
+    for got, want in zip(run(True), run(False)):
+        np.testing.assert_allclose(got, want, rtol=1e-6)

@@ -34,7 +34,7 @@ from tinyjit.ops import Op
 # of the overwritten buffers only, so many live parameters cost nothing. Dead references are dropped now and then.
 _lazy: list[weakref.ref] = []
 _by_buffer: dict[int, list[weakref.ref]] = {}
-_lock = threading.Lock()
+_lock = threading.RLock()   # reentrant: a TinyJit freed by GC while the lock is held calls watch() (same thread)
 _purge_at = {"lazy": 1024, "buffers": 1024}
 _pending_assigns: dict[int, weakref.ref] = {}   # assign nodes not realized yet (by id; under _lock)
 # TinyJit replays write in place without a schedule: the buffers they write are watched, and `_epoch` counts the

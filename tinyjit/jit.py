@@ -111,7 +111,8 @@ class TinyJit:
         self.input_signature = [(position, _signature(t)) for position, t in tensors]
         self.static_args = static
         record: list = []
-        with realize_module.capturing(record), inplace.recording_assigns() as assigned:   # this thread's only
+        preserved: list = []   # buffers holding old contents of an assigned buffer, refreshed by each replay
+        with realize_module.capturing(record, preserved), inplace.recording_assigns() as assigned:   # this thread's
             out = self._finish(self.fn(*args, **kwargs))
         if not record:
             raise JitError("TinyJit: the function launched no kernels while being captured; nothing to replay")
@@ -123,6 +124,7 @@ class TinyJit:
         self.assigned = list({id(ref): ref for ref in assigned if ref() is not None}.values())
         buffers = {id(t.node.buffer): t.node.buffer for t in (ref() for ref in self.assigned)
                    if t is not None and t.node.buffer is not None and id(t.node.buffer) in self.written}
+        buffers.update((id(b), b) for b in preserved if id(b) in self.written)
         self.assigned_buffers = list(buffers.values())
         inplace.watch(self.assigned_buffers)
         self.outputs = out

@@ -30,14 +30,15 @@ _capture = threading.local()
 
 
 @contextmanager
-def capturing(record: list | None):
-    """Record this thread's launches into `record` (None: record nothing) until the block ends."""
-    previous = getattr(_capture, "record", None)
-    _capture.record = record
+def capturing(record: list | None, preserved: list | None = None):
+    """Record this thread's launches into `record` (None: record nothing) until the block ends; `preserved`
+    collects the buffers that old contents were copied into meanwhile (preserve_old_contents)."""
+    previous = getattr(_capture, "record", None), getattr(_capture, "preserved", None)
+    _capture.record, _capture.preserved = record, preserved
     try:
         yield record
     finally:
-        _capture.record = previous
+        _capture.record, _capture.preserved = previous
 
 
 def current_capture() -> list | None:
@@ -56,25 +57,28 @@ def run_schedule(items: list[ScheduleItem], preserve: dict | None = None) -> Non
     for item in items:
         node = item.output
         target = inplace.target_buffer(node) if node.op == Op.ASSIGN else None
+        # the item reads its inputs as they are now: an assign's own kernel reads the target's current contents
+        # from the target, not from the copy made below for other readers (a TinyJit capture records these
+        # buffers, and the copy is not part of it)
+        input_buffers = [i.buffer for i in item.inputs]
         if target is not None and (item.preserve or preserve):
             preserve_old_contents(target, item.preserve + (preserve or {}).get(id(target), []))
         if item.kind == "empty":
             node.buffer = Buffer(node.device, node.size, node.dtype)
             continue
         if item.kind == "copy":
-            src = item.inputs[0]
             out = Buffer(node.device, node.size, node.dtype)
-            copy_buffer(out, src.buffer)
+            copy_buffer(out, input_buffers[0])
             node.buffer = out
             if capture is not None:
-                capture.append(("copy", copy_buffer, [out, src.buffer]))
+                capture.append(("copy", copy_buffer, [out, input_buffers[0]]))
             continue
         out = target if node.op == Op.ASSIGN else Buffer(node.device, node.size, node.dtype)
         if node.size == 0:
             node.buffer = out
             continue
         plan = compile_plan(node.device, item.ast)
-        buffers = [out] + [i.buffer for i in item.inputs]
+        buffers = [out] + input_buffers
         scratch = [Buffer(node.device, size, dtype) for size, dtype in plan.scratch]
         for kernel, args in plan.launches:
             bufs = [buffers[a] if isinstance(a, int) else scratch[a[1]] for a in args]
@@ -109,14 +113,18 @@ def copy_buffer(dest: Buffer, src: Buffer) -> None:
 
 def preserve_old_contents(buffer: Buffer, nodes: list[Node]) -> None:
     """Copy `buffer` (about to be overwritten in place) into a new buffer for those `nodes` that still mean its
-    current contents. The copy is no part of a TinyJit capture: a replay must not redo it."""
+    current contents. Under a TinyJit capture the copy is recorded too (the kernels captured after it read the
+    copy, so each replay makes it again) and the copy's buffer is reported to the capture, which then preserves
+    it like an assigned buffer for readers outside the function."""
     holders = [n for n in nodes if n.buffer is buffer]
     if not holders:
         return
     copy = Node(Op.CONTIGUOUS, (Node.from_buffer(buffer, (buffer.size,)),), None, buffer.dtype, (buffer.size,),
                 buffer.device)
-    with capturing(None):
-        run_schedule(create_schedule([copy]))
+    run_schedule(create_schedule([copy]))
+    preserved = getattr(_capture, "preserved", None)
+    if current_capture() is not None and preserved is not None:
+        preserved.append(copy.buffer)
     for n in holders:
         n.buffer = copy.buffer
     inplace.stats["buffers_preserved"] += 1
