@@ -260,10 +260,6 @@ def test_outputs():
     assert Tensor(True).item() is True
     assert Tensor(2.0).tolist() == 2.0
     assert Tensor.zeros(0, 3).numel() == 0 and Tensor.zeros(0, 3).tolist() == []
-    r = repr(t * 2)
-    assert "(2, 3)" in r and "float32" in r and Device.DEFAULT in r
-    lazy = t * 2
-    assert "lazy" in repr(lazy) and "realized" in repr(lazy.realize())
     np.testing.assert_array_equal(np.asarray(t + 1), arr + 1)
 
 
@@ -723,8 +719,8 @@ def test_reduce_special_values():
     a = np.array([[1, np.nan, 3, 0], [-np.inf, 2, 5, 1], [np.inf, -np.inf, 0, 1], [7, 8, 9, np.nan]], np.float32)
     x, t = Tensor(a).permute(1, 0), tt(a).permute(1, 0)
     for axis in (0, 1):
-        check(x.max(axis), t.amax(axis))
-        check(x.min(axis), t.amin(axis))
+        check(x.amax(axis), t.amax(axis))
+        check(x.amin(axis), t.amin(axis))
         for name in ("sum", "mean", "prod", "logsumexp", "softmax", "argmax", "argmin", "cumsum"):
             check(getattr(x, name)(axis), getattr(t, name)(axis))
 
@@ -734,7 +730,7 @@ def test_reduce_dim_keyword_and_methods():
     t = tt(arr)
     check(x.sum(dim=1), t.sum(dim=1))
     check(x.mean(dim=(0, 2), keepdim=True), t.mean(dim=(0, 2), keepdim=True))
-    check(x.max(dim=-1), t.amax(dim=-1))
+    check(x.amax(dim=-1), t.amax(dim=-1))
     check(x.std(dim=1, correction=0), t.std(dim=1, correction=0))
     check(x.var(1, unbiased=False), t.var(1, unbiased=False))
     check(x.sum(axis=[0, 1]), t.sum(dim=(0, 1)))
@@ -1138,21 +1134,18 @@ def test_layernorm(shape, normalized, affine):
 
 
 def test_dropout():
+    """Functional dropout is active by default (torch.nn.functional.dropout's training=True)."""
     x, xn = make((4, 5), "float32", "permuted", seed=62)
-    assert not Tensor.training
-    check(x.dropout(0.5), tt(xn))
-    check(x.dropout(), tt(xn))
-    Tensor.training = True
-    try:
-        Tensor.manual_seed(3)
-        y = x.dropout(0.25).numpy()
-        kept = y != 0
-        np.testing.assert_allclose(y[kept], xn[kept] / 0.75, rtol=1e-6)
-        assert 0.4 < kept.mean() < 0.95
-        check(x.dropout(0.0), tt(xn))
-        check(x.dropout(1.0), torch.zeros(4, 5))
-    finally:
-        Tensor.training = False
+    check(x.dropout(0.5, training=False), tt(xn))
+    check(x.dropout(training=False), tt(xn))
+    Tensor.manual_seed(3)
+    y = x.dropout(0.25).numpy()
+    kept = y != 0
+    np.testing.assert_allclose(y[kept], xn[kept] / 0.75, rtol=1e-6)
+    assert 0.4 < kept.mean() < 0.95
+    check(x.dropout(0.0), tt(xn))
+    check(x.dropout(1.0), torch.zeros(4, 5))
+    assert 0.3 < float((Tensor.ones(1000).dropout(0.5) == 0).float().mean()) < 0.7
 
 
 @pytest.mark.parametrize("shape,classes,dtype", [((5,), 4, "int32"), ((2, 3), 6, "int64"), ((), 3, "uint8"),
@@ -1230,7 +1223,7 @@ def test_regression_reduce_feeding_a_permuted_output():
     a = np.arange(24, dtype=np.float32).reshape(2, 3, 4)
     x = Tensor(a)
     check(x.sum(-1, keepdim=True).permute(2, 1, 0), tt(a).sum(-1, keepdim=True).permute(2, 1, 0))
-    check((x.max(1) + 1).T, (tt(a).amax(1) + 1).T)
+    check((x.amax(1) + 1).T, (tt(a).amax(1) + 1).T)
     check(x.T.cumsum(1).T, tt(a).T.cumsum(1).T)
 
 

@@ -27,7 +27,6 @@ from tinyjit.tensor_reduce import ReduceMixin
 
 class Tensor(AutogradMixin, CreationMixin, MathMixin, MovementMixin, ReduceMixin, NNMixin):
     __slots__ = ("node", "_requires_grad", "grad", "_ctx")
-    training = False
     no_grad_active = False
 
     def __init__(self, data, dtype=None, device: Optional[str] = None, requires_grad: Optional[bool] = None):
@@ -115,15 +114,40 @@ class Tensor(AutogradMixin, CreationMixin, MathMixin, MovementMixin, ReduceMixin
         return self.shape[0]
 
     def __repr__(self) -> str:
-        state = "realized" if self.node.realized else "lazy"
-        return f"<Tensor {self.shape} {self.dtype.name} on {self.device} ({state})>"
+        """torch's repr: the values (realized to show them; summarized past 1000 elements), and the dtype, device
+        and autograd state where they differ from the defaults (tinyjit.tensor_format)."""
+        from tinyjit.tensor_format import tensor_repr
+        return tensor_repr(self)
 
     def __hash__(self):
         return id(self)
 
-    def __bool__(self):
+    def _python_scalar(self, kind: str):
         if self.numel() != 1:
-            raise RuntimeError(f"the truth value of a tensor with {self.numel()} elements is ambiguous")
+            raise ValueError(f"{kind}(): only one element tensors can be converted to Python scalars, got shape "
+                             f"{self.shape}")
+        return self.item()
+
+    def __float__(self) -> float:
+        return float(self._python_scalar("float"))
+
+    def __int__(self) -> int:
+        """int(t) of a one-element tensor: floats truncate toward zero (ValueError for NaN, OverflowError for
+        inf), like torch."""
+        return int(self._python_scalar("int"))
+
+    def __index__(self) -> int:
+        """A one-element int tensor used as an index (range(t), list[t]), like torch; TypeError otherwise."""
+        if not self.dtype.is_int or self.numel() != 1:
+            raise TypeError(f"only integer tensors of a single element can be converted to an index, got "
+                            f"{self.dtype.name} of shape {self.shape}")
+        return int(self.item())
+
+    def __bool__(self):
+        if self.numel() == 0:
+            raise RuntimeError("Boolean value of Tensor with no values is ambiguous")
+        if self.numel() != 1:
+            raise RuntimeError(f"Boolean value of Tensor with more than one value is ambiguous (shape {self.shape})")
         return bool(self.item())
 
     # ---- running ----
