@@ -129,8 +129,11 @@ def getitem(x: "Tensor", index) -> "Tensor":
     x = x.permute(order)
     sizes = [x.shape[insert_at + i] for i in range(len(axes))]
     linear = None
+    # the linear index in int32 when it fits (a 64-bit index, the default int, would double the width of every
+    # one-hot compare); a value out of range that wraps is caught by check_index on the original index below
+    index_dtype = "int32" if prod(sizes) <= 2 ** 31 else "int64"
     for (axis, t, _), size, stride in zip(tensor_indices, sizes, _strides(sizes)):
-        t = t.cast("int32") if t.dtype.itemsize < 4 else t
+        t = t.cast(index_dtype) if t.dtype.itemsize < 4 or t.dtype.name != index_dtype else t
         t = (t < 0).where(t + size, t)
         term = t._broadcast_to(idx_shape) * stride
         linear = term if linear is None else linear + term

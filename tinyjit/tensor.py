@@ -51,9 +51,6 @@ class Tensor(AutogradMixin, CreationMixin, MathMixin, MovementMixin, ReduceMixin
                     raise ValueError("Tensor: nested lists must be rectangular (every row the same length)") from None
                 if arr.dtype == np.float64 and dtype is None:
                     arr = arr.astype(np.float32)
-                elif arr.dtype == np.int64 and dtype is None and arr.size:
-                    # the default int (int32) when every value fits it, else int64 (-2**63 included)
-                    arr = arr.astype(np.int32) if -2 ** 31 <= arr.min() and arr.max() < 2 ** 31 else arr
                 elif arr.size == 0 and dtype is None:
                     arr = arr.astype(np.float32)
             elif isinstance(data, np.ndarray) or np.isscalar(data):

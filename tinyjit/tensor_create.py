@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Optional, Union
 import numpy as np
 
 from tinyjit.device import canonicalize
-from tinyjit.dtype import check_fits, dtypes, fits
+from tinyjit.dtype import check_fits, dtypes
 from tinyjit.lazy import Node
 
 if TYPE_CHECKING:
@@ -30,7 +30,7 @@ class CreationMixin:
     @classmethod
     def full(cls, shape, fill_value: Scalar, dtype=None, device=None, requires_grad=None) -> "Tensor":
         """A tensor of `shape` filled with `fill_value` (torch.full). Without a dtype, a Python int gets the default
-        int (int32), or int64 when it does not fit; RuntimeError (like PyTorch) for an int that the given int dtype
+        int (int64, uint64 past it), a float the default float, a bool bool; RuntimeError (like PyTorch) for an int that the given int dtype
         cannot hold."""
         shape = shape_arg(shape)
         dt = dtypes.from_any(dtype) if dtype is not None else dtypes.from_py(fill_value)
@@ -75,10 +75,8 @@ class CreationMixin:
             dt = dtypes.from_any(dtype)
         elif is_float:
             dt = dtypes.default_float
-        else:   # the default int (int32) unless a value needs int64
+        else:   # int64, like torch.arange of ints
             dt = dtypes.default_int
-            if values.size and not (fits(int(values.min()), dt) and fits(int(values.max()), dt)):
-                dt = dtypes.int64
         return cls(values.astype(dt.np), device=device)
 
     @classmethod
@@ -123,11 +121,7 @@ class CreationMixin:
             low, high = 0, low
         if high <= low:
             raise ValueError(f"randint: high ({high}) must be greater than low ({low})")
-        if dtype is None:   # the default int unless [low, high) needs int64
-            dt = dtypes.default_int if fits(low, dtypes.default_int) and fits(high - 1, dtypes.default_int) \
-                else dtypes.int64
-        else:
-            dt = dtypes.from_any(dtype)
+        dt = dtypes.from_any(dtype) if dtype is not None else dtypes.default_int   # int64, like torch.randint
         u = cls.rand(*shape_arg(size), dtype=dtypes.float64, device=device)
         return (u * (high - low)).floor().cast(dtypes.int64).add(low).cast(dt)
 

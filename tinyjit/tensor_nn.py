@@ -415,8 +415,8 @@ class NNMixin:
         x = self.shrink(tuple(None if i == d else (0, s) for i, s in enumerate(index.shape)))
         # onehot (*index.shape, n) picks along a new last axis: move axis d of x there (the other axes keep their
         # order) and put a size-1 axis in its place, so x lines up with the index
-        index = wide_enough(index, n)
-        onehot = index.unsqueeze(-1) == Tensor.arange(n, dtype=index.dtype, device=self.device)
+        narrow = wide_enough(index, n)
+        onehot = narrow.unsqueeze(-1) == Tensor.arange(n, dtype=narrow.dtype, device=self.device)
         check_index(index, 0, n, "gather", f"dimension {d} with size {n}", reader=onehot)
         xs = x.permute([i for i in range(x.ndim) if i != d] + [d]).unsqueeze(d)
         picked = onehot.where(xs, 0)
