@@ -82,7 +82,7 @@ def _mlp(m, x, w1, w2):
     return (m.tanh(x @ w1) @ w2).sum() if m is torch else ((x @ w1).tanh() @ w2).sum()
 
 
-@pytest.mark.devices("CPU")   # (the CL case of create_graph is test_custom_function_values_and_gradients)
+@pytest.mark.devices("CPU")   # (CL runs test_custom_function_values_and_gradients)
 def test_gradient_penalty_and_hessian_vector_product(device):
     xs, w1n, w2n, vn = _values(6, (5, 3)), _values(7, (3, 4)), _values(8, (4, 2)), _values(9, (3, 4))
     # gradient penalty: || d D(x) / dx ||^2 differentiated with respect to the weights

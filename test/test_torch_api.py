@@ -146,3 +146,113 @@ def test_torch_load_returns_the_whole_checkpoint(device, tmp_path):
     assert isinstance(got["model"]["fc.bias"], Tensor)
     torch.save(sd["fc.bias"], path)
     check(torch_load(path), sd["fc.bias"])
+
+
+# ------------------------------------------------------------------------------------------------ int64 default
+@pytest.mark.devices("CPU")
+def test_python_ints_make_int64_tensors_like_torch(device):
+    for ours, theirs in ((Tensor([1, 2, 3]), torch.tensor([1, 2, 3])), (Tensor.arange(3), torch.arange(3)),
+                         (Tensor.full((2,), 3), torch.full((2,), 3)), (Tensor(5), torch.tensor(5)),
+                         (Tensor.randint(0, 5, (3,)), torch.randint(0, 5, (3,)))):
+        assert ours.dtype.name == str(theirs.dtype).split(".")[1]
+    i32 = Tensor([1, 2], dtype=dtypes.int32)
+    for expr in (lambda m, x: x + 1, lambda m, x: x * 3, lambda m, x: x // 2, lambda m, x: 1 - x,
+                 lambda m, x: x + m([1, 2]), lambda m, x: (x > 0) + 1, lambda m, x: x + 1.5):
+        ours, theirs = expr(Tensor, i32), expr(torch.tensor, torch.tensor([1, 2], dtype=torch.int32))
+        assert ours.dtype.name == str(theirs.dtype).split(".")[1]
+        np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
+    assert (Tensor([1, 2]) + 1).dtype == dtypes.int64 and Tensor(np.arange(3, dtype=np.int32)).dtype == dtypes.int32
+
+
+def test_int64_indices_gather_embedding_argmax(device):
+    table = Tensor(np.arange(20, dtype=np.float32).reshape(5, 4))
+    idx = Tensor([[4, 0], [2, 2]])
+    assert idx.dtype == dtypes.int64
+    np.testing.assert_array_equal(table[idx].numpy(), np.arange(20).reshape(5, 4)[[[4, 0], [2, 2]]])
+    np.testing.assert_array_equal(table.gather(1, Tensor([[3], [0], [1], [2], [0]])).numpy().ravel(),
+                                  [3, 4, 9, 14, 16])
+    assert table.argmax(1).dtype == dtypes.int64 and table.argmax(1).tolist() == [3] * 5
+    with pytest.raises(IndexError):   # a value past int32 is still out of range (not wrapped into it)
+        table[Tensor([2 ** 32 + 1])].numpy()
+
+
+# ---------------------------------------------------------------------------------------------- in-place methods
+def test_inplace_methods_match_torch(device):
+    a = np.arange(6, dtype=np.float32).reshape(2, 3) - 2
+    ours, theirs = Tensor(a), torch.tensor(a)
+    steps = [("add_", (1.5,), {}), ("add_", (np.ones(3, np.float32),), {"alpha": 2}), ("sub_", (0.5,), {}),
+             ("mul_", (np.array([1, -2, 3], np.float32),), {}), ("div_", (4,), {}), ("clamp_", (), {"min": -0.5}),
+             ("clamp_", (), {"max": 1.0}), ("fill_", (7,), {}), ("zero_", (), {}),
+             ("copy_", (np.array([3, 1, 2], np.float32),), {})]
+    for name, args, kwargs in steps:
+        out = getattr(ours, name)(*(Tensor(v) if isinstance(v, np.ndarray) else v for v in args), **kwargs)
+        getattr(theirs, name)(*(torch.tensor(v) if isinstance(v, np.ndarray) else v for v in args), **kwargs)
+        assert out is ours
+        check(ours, theirs)
+    ours += 1
+    ours *= 2
+    check(ours, (theirs + 1) * 2)
+
+
+@pytest.mark.devices("CPU")
+def test_inplace_rules(device):
+    w = Tensor.ones(3, requires_grad=True)
+    for fn in (lambda: w.add_(1), lambda: w.zero_(), lambda: w.uniform_(), lambda: w.copy_(Tensor.zeros(3))):
+        with pytest.raises(RuntimeError, match="leaf"):
+            fn()
+    w.mul_  # noqa: B018
+    with pytest.raises(RuntimeError, match="leaf"):
+        w += 1
+    with tinyjit.no_grad():
+        w.normal_(2.0, 0.5).clamp_(0, 4)
+    with Tensor.no_grad():
+        w.uniform_(-1, 1)
+    assert w.requires_grad and -1 <= w.numpy().min() and w.numpy().max() < 1
+    ints = Tensor([1, 2, 3])
+    with pytest.raises(RuntimeError, match="can't be cast"):
+        ints.add_(0.5)
+    with pytest.raises(RuntimeError, match="can't be cast"):
+        ints /= 2
+    ints.div_(2, rounding_mode="floor")
+    assert ints.tolist() == [0, 1, 1]
+    Tensor.manual_seed(1)
+    x = Tensor.zeros(4000).normal_(1.0, 2.0).numpy()
+    assert abs(x.mean() - 1) < 0.15 and abs(x.std() - 2) < 0.15
+    with pytest.raises(RuntimeError, match="broadcast"):
+        Tensor.zeros(3).copy_(Tensor.ones(2))
+
+
+# ------------------------------------------------------------------------------------------------------ indexing
+def test_mask_setitem_tuple_index_and_keyword_forms(device):
+    a = np.arange(12, dtype=np.float32).reshape(3, 4)
+    x, t = Tensor(a), torch.tensor(a)
+    x[x > 5] = 0
+    t[t > 5] = 0
+    check(x, t)
+    x[Tensor([True, False, True])] = Tensor(-1.0)   # a mask over the leading dim
+    t[torch.tensor([True, False, True])] = torch.tensor(-1.0)
+    check(x, t)
+    x[x < 0] = Tensor([5.0, 6, 7, 8])   # broadcast to the whole tensor
+    t[t < 0] = torch.tensor([5.0, 6, 7, 8]).expand(3, 4)[t < 0]
+    check(x, t)
+    n = np.arange(12).reshape(3, 4)
+    assert Tensor(n)[(2, 0), 1].tolist() == n[(2, 0), 1].tolist() == [9, 1]
+    check(Tensor(n)[1, (3, 0, 0)], torch.tensor(n)[1, (3, 0, 0)])
+    y = Tensor(n)
+    assert y.reshape(shape=(4, 3)).shape == torch.tensor(n).reshape(shape=(4, 3)).shape
+    assert y.view(size=(2, 6)).shape == (2, 6) and y.permute(dims=(1, 0)).shape == (4, 3)
+    assert Tensor.ones(3, 1).expand(size=(3, 5)).shape == (3, 5) and y.view_as(Tensor.ones(6, 2)).shape == (6, 2)
+
+
+@pytest.mark.devices("CPU")
+def test_mask_setitem_errors(device):
+    x = Tensor.ones(3, 4)
+    with pytest.raises(IndexError, match="mask"):
+        x[Tensor([True, False])] = 0
+    with pytest.raises(NotImplementedError, match="x.assign"):
+        x[x > 0] = Tensor([1.0, 2.0])
+    with pytest.raises(NotImplementedError, match="integer-tensor"):
+        x[Tensor([0, 1])] = 0
+    with pytest.raises(TypeError, match="reshape"):
+        x.reshape(2, shape=(6,))
+    np.testing.assert_array_equal(x.numpy(), np.ones((3, 4)))   # nothing half-written

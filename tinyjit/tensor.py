@@ -22,10 +22,11 @@ from tinyjit.tensor_autograd import AutogradMixin
 from tinyjit.tensor_create import CreationMixin
 from tinyjit.tensor_math import MathMixin
 from tinyjit.tensor_movement import MovementMixin
+from tinyjit.tensor_mutation import MutationMixin
 from tinyjit.tensor_nn import NNMixin
 from tinyjit.tensor_reduce import ReduceMixin
 
-class Tensor(AutogradMixin, CreationMixin, MathMixin, MovementMixin, ReduceMixin, NNMixin):
+class Tensor(AutogradMixin, CreationMixin, MathMixin, MovementMixin, ReduceMixin, NNMixin, MutationMixin):
     __slots__ = ("node", "_requires_grad", "grad", "_ctx")
     no_grad_active = False
 
@@ -628,11 +629,6 @@ class Tensor(AutogradMixin, CreationMixin, MathMixin, MovementMixin, ReduceMixin
     def __rrshift__(self, other): return self.rshift(other, reverse=True)      # noqa: E704
     def __matmul__(self, other): return self.matmul(other)                     # noqa: E704
     def __rmatmul__(self, other): return Tensor(other, device=self.device).matmul(self)  # noqa: E704
-
-    def __iadd__(self, other): return self.assign(self + other)                # noqa: E704
-    def __isub__(self, other): return self.assign(self - other)                # noqa: E704
-    def __imul__(self, other): return self.assign(self * other)                # noqa: E704
-    def __itruediv__(self, other): return self.assign(self / other)            # noqa: E704
 
 
 def _is_bool(x) -> bool:

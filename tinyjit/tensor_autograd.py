@@ -154,6 +154,35 @@ class no_grad:  # noqa: N801 (named like torch.no_grad)
         return wrapper
 
 
+class inference_mode(no_grad):  # noqa: N801 (named like torch.inference_mode)
+    """torch.inference_mode: no_grad (tinyjit has no separate inference tensors). `inference_mode(False)` records
+    as usual; it works as a context manager and as a decorator, with or without parentheses."""
+
+    def __new__(cls, mode=True):
+        if callable(mode):   # used as a bare decorator
+            return cls()(mode)
+        return object.__new__(cls)
+
+    def __init__(self, mode=True):
+        super().__init__()
+        self.mode = bool(mode) if not callable(mode) else True
+
+    def __enter__(self):
+        from tinyjit.tensor import Tensor
+        self._previous.append(Tensor.no_grad_active)
+        Tensor.no_grad_active = Tensor.no_grad_active if not self.mode else True
+        return self
+
+    def __call__(self, fn):
+        mode = self.mode
+
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            with inference_mode(mode):
+                return fn(*args, **kwargs)
+        return wrapper
+
+
 class AutogradMixin:
     no_grad = no_grad
 
