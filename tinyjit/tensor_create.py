@@ -51,6 +51,29 @@ class CreationMixin:
     def empty(cls, *shape, dtype=None, device=None) -> "Tensor":
         return cls(Node.empty(shape_arg(shape), dtypes.from_any(dtype or dtypes.default_float), canonicalize(device)))
 
+    def new_full(self, size, fill_value: Scalar, dtype=None, device=None, requires_grad=None) -> "Tensor":
+        """torch.Tensor.new_full: a tensor of `size` filled with `fill_value`, of self's dtype and device unless
+        given."""
+        return type(self).full(shape_arg((size,)), fill_value, dtype=dtype or self.dtype,
+                               device=device or self.device, requires_grad=requires_grad)
+
+    def new_zeros(self, *size, dtype=None, device=None, requires_grad=None) -> "Tensor":
+        """torch.Tensor.new_zeros: zeros of `size`, of self's dtype and device unless given."""
+        return self.new_full(shape_arg(size), 0, dtype, device, requires_grad)
+
+    def new_ones(self, *size, dtype=None, device=None, requires_grad=None) -> "Tensor":
+        """torch.Tensor.new_ones: ones of `size`, of self's dtype and device unless given."""
+        return self.new_full(shape_arg(size), 1, dtype, device, requires_grad)
+
+    def new_empty(self, *size, dtype=None, device=None) -> "Tensor":
+        """torch.Tensor.new_empty: an uninitialized tensor of `size`, of self's dtype and device unless given."""
+        return type(self).empty(*shape_arg(size), dtype=dtype or self.dtype, device=device or self.device)
+
+    def new_tensor(self, data, dtype=None, device=None, requires_grad=None) -> "Tensor":
+        """torch.Tensor.new_tensor: `data` as a new tensor of self's dtype and device unless given."""
+        return type(self)(data, dtype=dtype or self.dtype, device=device or self.device,
+                          requires_grad=requires_grad)
+
     def full_like(self, fill_value: Scalar, dtype=None, device=None) -> "Tensor":
         return type(self).full(self.shape, fill_value, dtype=dtype or self.dtype, device=device or self.device)
 

@@ -312,6 +312,28 @@ class MovementMixin:
             start += n
         return out
 
+    def roll(self, shifts, dims=None) -> "Tensor":
+        """torch.roll: elements shifted by `shifts` along `dims` (ints or tuples of them), wrapping around; with no
+        dims, the flattened tensor is rolled and the shape restored."""
+        if dims is None:
+            if isinstance(shifts, (tuple, list)) and len(shifts) != 1:
+                raise RuntimeError(f"roll: {len(shifts)} shifts need as many dims")
+            shift = shifts[0] if isinstance(shifts, (tuple, list)) else shifts
+            return self.flatten().roll(shift, 0).reshape(self.shape) if self.ndim else self
+        shifts = tuple(shifts) if isinstance(shifts, (tuple, list)) else (shifts,)
+        dims = tuple(dims) if isinstance(dims, (tuple, list)) else (dims,)
+        if len(shifts) != len(dims):
+            raise RuntimeError(f"roll: shifts {shifts} and dims {dims} must have the same length")
+        out = self
+        for shift, dim in zip(shifts, dims):
+            d = _axis(self, dim, "roll")
+            n = self.shape[d]
+            s = shift % n if n else 0
+            if s:
+                window = lambda lo, hi: tuple((lo, hi) if a == d else None for a in range(self.ndim))  # noqa: E731
+                out = out.shrink(window(n - s, n)).cat(out.shrink(window(0, n - s)), dim=d)
+        return out
+
     def stack(self, *others, dim: int = 0, axis: Optional[int] = None) -> "Tensor":
         """Join along a new axis `dim`; the same spellings as `cat` (`Tensor.stack([a, b], dim=0)`)."""
         tensors, dim = _tensor_list(self, others, dim if axis is None else axis, "stack")
