@@ -256,3 +256,157 @@ def test_mask_setitem_errors(device):
     with pytest.raises(TypeError, match="reshape"):
         x.reshape(2, shape=(6,))
     np.testing.assert_array_equal(x.numpy(), np.ones((3, 4)))   # nothing half-written
+
+
+# ------------------------------------------------------------------------------------------- sort / topk / unique
+def _grad_pair(a: np.ndarray):
+    return Tensor(a, requires_grad=True), torch.tensor(a, requires_grad=True)
+
+
+def test_sort_topk_kthvalue_values_indices_gradients(device):
+    a = np.array([[3, 1, 2, 1, np.nan, 0], [5, -1, 5, 2, 2, 7], [0, 0, 0, 1, -3, 1]], np.float32)
+    weights = np.random.default_rng(0).uniform(0.5, 2, (3, 6)).astype(np.float32)
+    x, t = _grad_pair(a)
+    loss, tloss = 0, 0
+    for descending in (False, True):
+        ours, theirs = x.sort(dim=1, descending=descending), t.sort(dim=1, descending=descending, stable=True)
+        check(ours.values, theirs.values)
+        np.testing.assert_array_equal(ours.indices.numpy(), theirs.indices.numpy())
+        loss = loss + ((ours.values == ours.values).where(ours.values, 0) * Tensor(weights)).sum()
+        tloss = tloss + (theirs.values.nan_to_num() * torch.tensor(weights)).sum()
+    np.testing.assert_array_equal(x.argsort(0).numpy(), t.argsort(dim=0, stable=True).numpy())
+    top, ttop = x.topk(2, dim=1), t.topk(2, dim=1)
+    check(top.values, ttop.values)
+    np.testing.assert_array_equal(top.indices.numpy(), ttop.indices.numpy())
+    low = Tensor(a[1:]).topk(3, largest=False)
+    np.testing.assert_array_equal(low.values.numpy(), torch.tensor(a[1:]).topk(3, largest=False).values.numpy())
+    # (columns without ties: torch's kthvalue picks any of tied positions)
+    kth, tkth = x[:, :3].kthvalue(2, dim=0, keepdim=True), t[:, :3].kthvalue(2, dim=0, keepdim=True)
+    check(kth.values, tkth.values)
+    (loss + top.values[1:].sum() + kth.values.sum()).backward()
+    (tloss + ttop.values[1:].sum() + tkth.values.sum()).backward()
+    check(x.grad, t.grad)
+
+
+@pytest.mark.devices("CPU")
+def test_sort_ints_unique_and_errors(device):
+    a = np.array([4, -2, 4, 9, 0, -2, 4], np.int64)
+    ours, theirs = Tensor(a).sort(descending=True), torch.tensor(a).sort(descending=True, stable=True)
+    np.testing.assert_array_equal(ours.values.numpy(), theirs.values.numpy())
+    np.testing.assert_array_equal(ours.indices.numpy(), theirs.indices.numpy())
+    for kwargs in ({}, {"return_inverse": True}, {"return_counts": True},
+                   {"return_inverse": True, "return_counts": True}):
+        got, want = Tensor(a).unique(**kwargs), torch.tensor(a).unique(**kwargs)
+        for g, w in zip(got if isinstance(got, tuple) else (got,), want if isinstance(want, tuple) else (want,)):
+            np.testing.assert_array_equal(g.numpy(), w.numpy())
+            assert g.dtype.name == str(w.dtype).split(".")[1]
+    m = np.array([[1, 2], [1, 2], [0, 5]])
+    np.testing.assert_array_equal(Tensor(m).unique(dim=0).numpy(), torch.tensor(m).unique(dim=0).numpy())
+    with pytest.raises(RuntimeError, match="topk"):
+        Tensor(a).topk(8)
+    with pytest.raises(RuntimeError, match="kthvalue"):
+        Tensor(a).kthvalue(0)
+    with pytest.raises(IndexError):
+        Tensor(a).sort(dim=1)
+
+
+@pytest.mark.devices("CPU")
+def test_multinomial_and_randperm(device):
+    Tensor.manual_seed(5)
+    w = Tensor([[0.0, 1.0, 3.0, 0.0], [2.0, 0.0, 0.0, 2.0]])
+    draws = w.multinomial(4000, replacement=True).numpy()
+    assert draws.shape == (2, 4000) and Tensor([1.0]).multinomial(1).dtype == dtypes.int64
+    assert set(np.unique(draws[0])) == {1, 2} and set(np.unique(draws[1])) == {0, 3}
+    assert abs((draws[0] == 2).mean() - 0.75) < 0.05 and abs((draws[1] == 0).mean() - 0.5) < 0.05
+    picks = Tensor([1.0, 1.0, 0.0, 1.0, 1.0]).multinomial(4).numpy()
+    assert sorted(picks.tolist()) == [0, 1, 3, 4]
+    firsts = np.array([Tensor([8.0, 1.0, 1.0]).multinomial(2)[0].item() for _ in range(40)])
+    assert (firsts == 0).mean() > 0.6
+    with pytest.raises(RuntimeError, match="without replacement"):
+        Tensor([1.0, 1.0]).multinomial(3)
+    perm = Tensor.randperm(50)
+    assert perm.dtype == dtypes.int64 and sorted(perm.tolist()) == list(range(50)) and perm.tolist() != list(range(50))
+
+
+# ------------------------------------------------------------------------------------------------------- einsum
+EINSUM = [("ij,jk->ik", [(3, 4), (4, 5)]), ("bij,bjk->bik", [(2, 3, 4), (2, 4, 5)]), ("ii->i", [(4, 4)]),
+          ("ii", [(4, 4)]), ("ij->", [(3, 4)]), ("ij->ji", [(3, 4)]), ("i,i->", [(4,), (4,)]), ("i,j->ij", [(3,), (4,)]),
+          ("...ij,...jk->...ik", [(2, 1, 3, 4), (5, 4, 2)]), ("bhqd,bhkd->bhqk", [(2, 2, 3, 4), (2, 2, 5, 4)]),
+          ("ij,jk,kl->il", [(2, 3), (3, 4), (4, 2)]), ("ab,b", [(3, 4), (4,)]), ("iij->j", [(3, 3, 2)]),
+          ("...i,...i->...", [(3, 4), (1, 4)]), ("ba", [(3, 4)])]
+
+
+@pytest.mark.devices("CPU")
+@pytest.mark.parametrize("spec,shapes", EINSUM, ids=[s for s, _ in EINSUM])
+def test_einsum_matches_torch(device, spec, shapes):
+    arrays = [np.random.default_rng(i).standard_normal(s).astype(np.float32) for i, s in enumerate(shapes)]
+    ours, theirs = [Tensor(a, requires_grad=True) for a in arrays], [torch.tensor(a, requires_grad=True)
+                                                                     for a in arrays]
+    out, tout = Tensor.einsum(spec, *ours), torch.einsum(spec, *theirs)
+    check(out, tout, atol=1e-5)
+    (out * out).sum().backward()
+    (tout * tout).sum().backward()
+    for o, t in zip(ours, theirs):
+        check(o.grad, t.grad, atol=1e-4)
+
+
+def test_einsum_tril_triu_roll_masked_fill(device):
+    a = np.arange(12, dtype=np.float32).reshape(3, 4) - 5
+    x, t = _grad_pair(a)
+    parts = [(Tensor.einsum("ij,kj->ik", x, x), torch.einsum("ij,kj->ik", t, t)),
+             (x.tril(), t.tril()), (x.triu(1), t.triu(1)), (x.tril(-1), t.tril(-1)),
+             (x.roll(1, 1), t.roll(1, 1)), (x.roll((2, -1), (0, 1)), t.roll((2, -1), (0, 1))), (x.roll(5), t.roll(5)),
+             (x.masked_fill(x > 2, -1.0), t.masked_fill(t > 2, -1.0))]
+    loss, tloss = 0, 0
+    for i, (ours, theirs) in enumerate(parts):
+        check(ours, theirs)
+        loss, tloss = loss + (ours * (i + 1)).sum(), tloss + (theirs * (i + 1)).sum()
+    loss.backward()
+    tloss.backward()
+    check(x.grad, t.grad)
+
+
+@pytest.mark.devices("CPU")
+def test_einsum_errors(device):
+    for spec, shapes, exc in (("ij,jk->ik", [(3, 4), (5, 2)], ValueError), ("ij->k", [(3, 4)], ValueError),
+                              ("ijk", [(3, 4)], ValueError), ("ij,jk", [(3, 4)], ValueError),
+                              ("i1->i", [(3, 4)], ValueError)):
+        with pytest.raises(exc, match="einsum"):
+            Tensor.einsum(spec, *[Tensor.ones(*s) for s in shapes])
+
+
+# ------------------------------------------------------------------------------------------------ small methods
+@pytest.mark.devices("CPU")
+def test_small_methods_match_torch(device):
+    a = np.array([[1.0, -2.0, 3.5], [0.0, 4.0, -1.0]], np.float32)
+    x, t = Tensor(a), torch.tensor(a)
+    assert x.to("float64").dtype == dtypes.float64 and x.to(dtype=dtypes.int32).dtype == dtypes.int32
+    assert x.to(Tensor([1, 2])).dtype == dtypes.int64 and x.to("CPU") is x and x.to(None) is x
+    assert x.type() == "tinyjit.FloatTensor" and Tensor([1]).type() == "tinyjit.LongTensor"
+    assert x.type(dtypes.float16).dtype == dtypes.float16 and x.type_as(Tensor([True])).dtype == dtypes.bool
+    assert x.dim() == t.dim() == 2 and x.numel() == 6
+    assert x.new_zeros(2, 3).dtype == dtypes.float32 and x.new_ones((4,)).tolist() == [1.0] * 4
+    assert Tensor([1, 2]).new_full((2,), 7).tolist() == [7, 7] and x.new_tensor([1, 2]).dtype == dtypes.float32
+    check(x.t(), t.t())
+    check(x.clamp(min=-1, max=2), t.clamp(min=-1, max=2))
+    check(x.clamp(max=0), t.clamp(max=0))
+    c = x.clone()
+    assert c is not x and c.tolist() == x.tolist()
+    b = np.array([[1.0, -2.0 + 1e-6, np.nan], [np.inf, 4.1, -1.0]], np.float32)
+    y, u = Tensor(np.where(np.isnan(b), np.nan, b)), torch.tensor(b)
+    for kwargs in ({}, {"equal_nan": True}, {"rtol": 0.05}, {"atol": 1e-5}):
+        np.testing.assert_array_equal(x.isclose(y, **kwargs).numpy(), t.isclose(u, **kwargs).numpy())
+        assert x.allclose(y, **kwargs) == t.allclose(u, **kwargs)
+    inf = torch.tensor([np.inf, -np.inf])
+    np.testing.assert_array_equal(Tensor(inf.numpy()).isclose(Tensor(inf.numpy())).numpy(), inf.isclose(inf).numpy())
+    p, q = np.ones((2, 3, 4), np.float32), np.ones((2, 4, 5), np.float32)
+    check(Tensor(p).bmm(Tensor(q)), torch.tensor(p).bmm(torch.tensor(q)))
+    with pytest.raises(RuntimeError, match="bmm"):
+        Tensor(p).bmm(Tensor(q[0]))
+    with pytest.raises(RuntimeError, match="t:"):
+        Tensor(p).t()
+    ints = Tensor([1, 5, 2])
+    assert ints.masked_fill(ints > 1, 2.7).tolist() == torch.tensor([1, 5, 2]).masked_fill(
+        torch.tensor([1, 5, 2]) > 1, 2.7).tolist()
+    with pytest.raises(TypeError, match="masked_fill"):
+        ints.masked_fill(ints, 0)
