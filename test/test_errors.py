@@ -134,7 +134,7 @@ def test_dtype_restricted_ops():
     raises(TypeError, lambda: f.one_hot(3), "one_hot", "float32")
     raises(IndexError, lambda: f[Tensor([0.5])], "float32")
     raises(TypeError, lambda: f.gather(0, Tensor([0.0])), "gather", "float32")
-    raises(RuntimeError, lambda: Tensor([2, 3]) ** -1, "pow", "int32", "-1")
+    raises(RuntimeError, lambda: Tensor([2, 3]) ** -1, "pow", "int64", "-1")
     raises(TypeError, lambda: (f > 0) // (f > 1), "floordiv", "bool")
     raises(TypeError, lambda: f.bitcast("int16"), "bitcast", "float32", "int16")
 
@@ -197,7 +197,7 @@ def test_nn_errors():
     raises(ValueError, lambda: A.gather(0, Tensor([0, 1])), "gather", "(2, 3)")
     raises(ValueError, lambda: A.dropout(1.5), "dropout", "1.5")
     raises(IndexError, lambda: Tensor.ones(0, 3).max(0), "max", "(0, 3)")
-    raises(RuntimeError, lambda: Tensor.ones(3, 0).argmax(1), "argmax", "(3, 0)")
+    raises(IndexError, lambda: Tensor.ones(3, 0).argmax(1), "argmax", "(3, 0)")
     raises(RuntimeError, lambda: Tensor.ones(0, 3).min(), "min", "(0, 3)")
 
 
