@@ -57,7 +57,7 @@ def main() -> None:
     steps_per_epoch = len(x_train) // args.batch_size
     first_step_seconds = None
     for epoch in range(args.epochs):
-        Tensor.training = True
+        model.train()
         order = rng.permutation(len(x_train))
         bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{args.epochs}", unit="step")
         seen, started = 0, time.perf_counter()
@@ -74,7 +74,7 @@ def main() -> None:
             if first_step_seconds is None:
                 first_step_seconds = time.perf_counter() - t0
             seen += len(idx)
-        Tensor.training = False
+        model.eval()
 
     # evaluate in fixed-size batches so the jitted predict replays (the last partial batch runs eagerly)
     correct, eval_batch = 0, 1000

@@ -12,8 +12,13 @@ Ties, chosen so that the composed Tensor ops match PyTorch:
   built as -max(-a, -b), inherits it. (`relu` and `clip` are built from WHERE in tensor.py, so that relu has
   gradient 0 at 0 and clip passes the gradient at its bounds, like PyTorch.)
 - RMAX (the max reduce) splits the gradient evenly between all positions equal to the maximum, like
-  `torch.amax` (and `torch.max()` without a dim); `Tensor.max(axis)` has no indices, so there is no
-  "pick one" variant. `min` (-max(-x)) inherits it.
+  `torch.amax` (and `torch.max()` without a dim); `amin` (-max(-x)) inherits it. `Tensor.max(dim)`, which
+  returns indices, picks the value at its index instead, so the gradient goes there alone (like torch).
+
+Higher-order gradients: the gradient nodes are ordinary nodes, so they can be differentiated again once they
+carry autograd edges; `Tensor.backward/gradient(..., create_graph=True)` records them (tensor_autograd).
+Custom rules: a node in `CUSTOM` (tinyjit.autograd_function.Function) has its gradient sources and rule given
+by user code.
 """
 from __future__ import annotations
 

@@ -18,6 +18,11 @@ earlier still hold the old node (`_leaf_nodes`). Gradient does not flow past a l
 Realized results that require grad keep their graph (no collapse) so `loss.item()` before
 `loss.backward()` works; an assign always collapses, so an optimizer step does not grow the graph.
 
+Gradient hooks (`register_hook`) of a result run in `autograd.gradient` when the gradient of its node is complete,
+before it flows on; those of a leaf run on its summed gradient before it is accumulated into `.grad`.
+`retain_grad()` adds a result to the tensors backward fills. With `create_graph=True` the nodes the rules built
+get autograd edges (`_record_gradient_graph`), so gradients are differentiable like any result.
+
 `Tensor.no_grad()` turns recording off (process-wide, not per thread). A tensor created with
 `requires_grad=True` inside it is still a leaf that requires grad, as in PyTorch; only ops are not recorded.
 """
