@@ -223,6 +223,7 @@ def test_inplace_rules(device):
 
 
 # ------------------------------------------------------------------------------------------------------ indexing
+@pytest.mark.devices("CPU")   # (a where and an assign, as the in-place methods that run on CL too)
 def test_mask_setitem_tuple_index_and_keyword_forms(device):
     a = np.arange(12, dtype=np.float32).reshape(3, 4)
     x, t = Tensor(a), torch.tensor(a)
