@@ -79,7 +79,7 @@ def main() -> None:
     steps_per_epoch = len(loader) if args.steps is None else min(args.steps, len(loader))
     first_step_seconds = None
     for epoch in range(args.epochs):
-        Tensor.training = True
+        model.train()
         if sampler is not None:
             sampler.set_epoch(epoch)
         batches = zip(range(steps_per_epoch), loader)
@@ -97,7 +97,7 @@ def main() -> None:
             if first_step_seconds is None:
                 first_step_seconds = time.perf_counter() - t0
             seen += len(x)
-        Tensor.training = False
+        model.eval()
     if not main_rank:   # the other ranks only train (the model is the same on every rank)
         return
 

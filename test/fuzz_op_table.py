@@ -221,8 +221,8 @@ def _dims(rng: random.Random, ndim: int, allow_none=True, allow_tuple=True):
 
 
 REDUCE = {   # name -> (tinyjit method, torch method, dims may be a tuple, dims may be None)
-    "sum": ("sum", "sum", True, True), "mean": ("mean", "mean", True, True), "max": ("max", "amax", True, True),
-    "min": ("min", "amin", True, True), "prod": ("prod", "prod", False, True), "any": ("any", "any", True, True),
+    "sum": ("sum", "sum", True, True), "mean": ("mean", "mean", True, True), "max": ("amax", "amax", True, True),
+    "min": ("amin", "amin", True, True), "prod": ("prod", "prod", False, True), "any": ("any", "any", True, True),
     "all": ("all", "all", True, True), "argmax": ("argmax", "argmax", False, True),
     "argmin": ("argmin", "argmin", False, True), "var": ("var", "var", True, True),
     "std": ("std", "std", True, True), "logsumexp": ("logsumexp", "logsumexp", True, False),

@@ -95,9 +95,9 @@ def test_too_many_work_items():
 CASES = {
     "no_opts": (lambda x: (x * 2 + 1).permute(1, 0), []),
     "group_odd": (lambda x: x.sum(axis=1), [Opt("GROUP", 0, 7)]),                  # a tree over 7 items
-    "group_local": (lambda x: x.max(axis=1), [Opt("GROUP", 0, 21), Opt("LOCAL", 0, 3)]),
+    "group_local": (lambda x: x.amax(axis=1), [Opt("GROUP", 0, 21), Opt("LOCAL", 0, 3)]),
     "two_groups": (lambda x: x.reshape(6, 3, 7).sum(axis=(1, 2)), [Opt("GROUP", 0, 3), Opt("GROUP", 0, 7)]),
-    "reduces_upcast": (lambda x: x.sum(axis=1) + x.max(axis=1),
+    "reduces_upcast": (lambda x: x.sum(axis=1) + x.amax(axis=1),
                        [Opt("GROUP", 0, 3), Opt("UPCAST", 0, 2), Opt("UNROLL", 0, 7)]),
 }
 

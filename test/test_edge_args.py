@@ -133,11 +133,11 @@ def test_ints_past_32_bits():
     np.testing.assert_array_equal(Tensor.arange(2 ** 31 - 2, 2 ** 31 + 2).numpy(), np.arange(2 ** 31 - 2, 2 ** 31 + 2))
     assert Tensor.arange(2 ** 31 - 2, 2 ** 31 + 2).dtype == dtypes.int64
     np.testing.assert_array_equal(Tensor.arange(0, 2 ** 32, 2 ** 30).numpy(), np.arange(0, 2 ** 32, 2 ** 30))
-    assert Tensor.arange(5).dtype == dtypes.int32             # small ints keep the default int
+    assert Tensor.arange(5).dtype == dtypes.int64             # the default int, as in torch
     for data in ([-2 ** 63], [-2 ** 31 - 1, 0], [2 ** 40]):
         t = Tensor(data)
         assert t.dtype == dtypes.int64 and t.tolist() == data
-    assert Tensor([-2 ** 31, 2 ** 31 - 1]).dtype == dtypes.int32
+    assert Tensor([-2 ** 31, 2 ** 31 - 1]).dtype == dtypes.int64
     scalar = Tensor(2 ** 40)
     assert scalar.dtype == dtypes.int64 and scalar.item() == 2 ** 40
     full = Tensor.full((2,), 2 ** 40)

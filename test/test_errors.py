@@ -85,7 +85,8 @@ def test_cat_stack_mismatch():
 @pytest.mark.parametrize("op,fn", [
     ("sum", lambda x: x.sum(2)), ("sum", lambda x: x.sum(axis=-3)), ("sum", lambda x: x.sum((0, 5))),
     ("mean", lambda x: x.mean(dim=2)), ("max", lambda x: x.max(3)), ("min", lambda x: x.min(-4)),
-    ("prod", lambda x: x.prod(2)), ("var", lambda x: x.var(2)), ("std", lambda x: x.std(2)),
+    ("amax", lambda x: x.amax(3)), ("prod", lambda x: x.prod(2)), ("var", lambda x: x.var(2)),
+    ("std", lambda x: x.std(2)),
     ("any", lambda x: x.any(2)), ("all", lambda x: x.all(2)), ("argmax", lambda x: x.argmax(2)),
     ("argmax", lambda x: x.argmin(-3)), ("logsumexp", lambda x: x.logsumexp(2)),
     ("softmax", lambda x: x.softmax(2)), ("log_softmax", lambda x: x.log_softmax(-3)),
@@ -133,7 +134,7 @@ def test_dtype_restricted_ops():
     raises(TypeError, lambda: f.one_hot(3), "one_hot", "float32")
     raises(IndexError, lambda: f[Tensor([0.5])], "float32")
     raises(TypeError, lambda: f.gather(0, Tensor([0.0])), "gather", "float32")
-    raises(RuntimeError, lambda: Tensor([2, 3]) ** -1, "pow", "int32", "-1")
+    raises(RuntimeError, lambda: Tensor([2, 3]) ** -1, "pow", "int64", "-1")
     raises(TypeError, lambda: (f > 0) // (f > 1), "floordiv", "bool")
     raises(TypeError, lambda: f.bitcast("int16"), "bitcast", "float32", "int16")
 
@@ -143,7 +144,7 @@ def test_item_on_non_scalar(shape):
     x = Tensor.ones(*shape)
     raises(RuntimeError, lambda: x.item(), "item", str(shape))
     if shape != (0,):
-        raises(RuntimeError, lambda: bool(x), "truth value", str(x.numel()))
+        raises(RuntimeError, lambda: bool(x), "Boolean value", "ambiguous", str(shape))
 
 
 def test_item_on_scalars():
@@ -195,8 +196,8 @@ def test_nn_errors():
            "binary_cross_entropy_with_logits", "(2, 1)", "(2, 3)")
     raises(ValueError, lambda: A.gather(0, Tensor([0, 1])), "gather", "(2, 3)")
     raises(ValueError, lambda: A.dropout(1.5), "dropout", "1.5")
-    raises(RuntimeError, lambda: Tensor.ones(0, 3).max(0), "max", "(0, 3)")
-    raises(RuntimeError, lambda: Tensor.ones(3, 0).argmax(1), "argmax", "(3, 0)")
+    raises(IndexError, lambda: Tensor.ones(0, 3).max(0), "max", "(0, 3)")
+    raises(IndexError, lambda: Tensor.ones(3, 0).argmax(1), "argmax", "(3, 0)")
     raises(RuntimeError, lambda: Tensor.ones(0, 3).min(), "min", "(0, 3)")
 
 

@@ -205,7 +205,7 @@ def test_max_gradient_survives_recomputation(device):
     kernels no element was equal and the gradient vanished (y.grad was 0 on CPU)."""
     xv = [[3.375], [-1.75], [2.625], [-0.25], [3.625], [-0.625], [0.0]]
     x, y = Tensor(xv, requires_grad=True), Tensor([[0.875]], requires_grad=True)
-    x.minimum(y).silu().max(0).sum().backward()
+    x.minimum(y).silu().amax(0).sum().backward()
     tx, ty = torch.tensor(xv, requires_grad=True), torch.tensor([[0.875]], requires_grad=True)
     torch.nn.functional.silu(tx.minimum(ty)).amax(0).sum().backward()
     np.testing.assert_allclose(y.grad.numpy(), ty.grad.numpy(), rtol=1e-6)   # 0.8875

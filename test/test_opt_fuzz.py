@@ -46,7 +46,7 @@ def _graphs():
         "strided_view": lambda: (rand(16, 24)[::2, 1::3] + 1).sum(1),
         "flip_permute": lambda: (x.flip(1).T @ y),
         "int_reduce": lambda: (ints * 3 - 1).sum(1),
-        "bool_where": lambda: (x > y).where(x, y * 2).max(1),
+        "bool_where": lambda: (x > y).where(x, y * 2).amax(1),
     }
 
 

@@ -175,7 +175,7 @@ def test_max_reduce_keeps_the_even_split():
     """Tensor.max (torch.amax) splits the gradient evenly between ties: documented, and PyTorch does the same."""
     a = np.array([[1.0, 3.0, 3.0, 0.0], [2.0, 2.0, 2.0, 2.0]], np.float32)
     x = Tensor(a, requires_grad=True)
-    x.max(1).sum().backward()
+    x.amax(1).sum().backward()
     t = torch.tensor(a, requires_grad=True)
     torch.amax(t, 1).sum().backward()
     np.testing.assert_array_equal(x.grad.numpy(), t.grad.numpy())

@@ -401,11 +401,11 @@ def test_torch_load_nested_checkpoint(tmp_path):
             "history": [torch.tensor([1.0]), torch.tensor([2.0])], "pair": (torch.tensor([3]), None)}
     path = tmp_path / "ckpt.pth"
     torch.save(ckpt, path)
-    flat = torch_load(path, as_numpy=True)
+    flat = torch_load(path, as_numpy=True, flatten=True)
     assert list(flat) == ["model.fc.weight", "model.fc.bias", "history.0", "history.1", "pair.0"]
     np.testing.assert_array_equal(flat["model.fc.weight"], w.numpy())
     np.testing.assert_array_equal(flat["history.1"], [2.0])
-    raw = torch_load(path, as_numpy=True, flatten=False)
+    raw = torch_load(path, as_numpy=True)   # the whole structure, like torch.load
     assert raw["epoch"] == 3 and raw["lr"] == 0.1 and raw["note"] == "hi" and raw["pair"][1] is None
     assert isinstance(raw["pair"], tuple) and isinstance(raw["history"], list)
     np.testing.assert_array_equal(raw["model"]["fc.bias"], b.numpy())
@@ -416,11 +416,11 @@ def test_torch_load_single_tensor_and_key_collision(tmp_path):
     path = tmp_path / "t.pth"
     torch.save(torch.arange(4), path)
     with pytest.raises(TypeError, match="flatten=False"):
-        torch_load(path, as_numpy=True)
-    np.testing.assert_array_equal(torch_load(path, as_numpy=True, flatten=False), np.arange(4))
+        torch_load(path, as_numpy=True, flatten=True)
+    np.testing.assert_array_equal(torch_load(path, as_numpy=True), np.arange(4))
     torch.save({"a.b": torch.zeros(1), "a": {"b": torch.ones(1)}}, path)
     with pytest.raises(ValueError, match="'a.b'"):
-        torch_load(path, as_numpy=True)
+        torch_load(path, as_numpy=True, flatten=True)
 
 
 def test_torch_load_big_endian_checkpoint(tmp_path):
@@ -681,7 +681,7 @@ def test_nesting_within_the_limit_loads(tmp_path):
     path = tmp_path / "deep.pth"
     nested = b"]" * 99 + _TENSOR + b"a" * 99
     _write_checkpoint(path, _PROTO + nested + b".", {"0": np.arange(4, dtype=np.float32).tobytes()})
-    assert list(torch_load(path, as_numpy=True)) == [".".join(["0"] * 99)]
+    assert list(torch_load(path, as_numpy=True, flatten=True)) == [".".join(["0"] * 99)]
 
 
 def test_shared_containers_cannot_make_an_exponential_walk(tmp_path):

@@ -1,6 +1,8 @@
 """tinyjit: lazy tensors, fused kernels, compiled at run time for the CPU (LLVM), OpenCL and CUDA."""
 import warnings
 
+__version__ = "0.1.0"   # the package's version (setup.cfg reads it from here)
+
 # `python -m tinyjit.device` (the backend self-check) runs device.py as __main__ after this package imported it;
 # runpy warns about that. The __main__ copy only hands over to tinyjit.device_check, so the warning is noise.
 warnings.filterwarnings("ignore", message="'tinyjit.device' found in sys.modules", category=RuntimeWarning)
@@ -10,6 +12,7 @@ from tinyjit.dtype import dtypes  # noqa: F401,E402
 from tinyjit.tensor import Tensor  # noqa: F401,E402
 from tinyjit.jit import JitError, TinyJit  # noqa: F401,E402
 from tinyjit.tensor_autograd import grad_of as gradient  # noqa: F401,E402
+from tinyjit.tensor_autograd import inference_mode, no_grad  # noqa: F401,E402
 from tinyjit import nn, optim  # noqa: F401,E402  (after Tensor: both build on it)
 from tinyjit.serialization import load, save  # noqa: F401,E402
 

@@ -12,18 +12,36 @@ Ties, chosen so that the composed Tensor ops match PyTorch:
   built as -max(-a, -b), inherits it. (`relu` and `clip` are built from WHERE in tensor.py, so that relu has
   gradient 0 at 0 and clip passes the gradient at its bounds, like PyTorch.)
 - RMAX (the max reduce) splits the gradient evenly between all positions equal to the maximum, like
-  `torch.amax` (and `torch.max()` without a dim); `Tensor.max(axis)` has no indices, so there is no
-  "pick one" variant. `min` (-max(-x)) inherits it.
+  `torch.amax` (and `torch.max()` without a dim); `amin` (-max(-x)) inherits it. `Tensor.max(dim)`, which
+  returns indices, picks the value at its index instead, so the gradient goes there alone (like torch).
+
+Higher-order gradients: the gradient nodes are ordinary nodes, so they can be differentiated again once they
+carry autograd edges; `Tensor.backward/gradient(..., create_graph=True)` records them (tensor_autograd).
+Custom rules: a node in `CUSTOM` (tinyjit.autograd_function.Function) has its gradient sources and rule given
+by user code.
 """
 from __future__ import annotations
 
 import math
-from typing import Callable, Optional, Sequence
+import weakref
+from typing import Callable, NamedTuple, Optional, Sequence
 
 from tinyjit.dtype import dtypes
 from tinyjit.helpers import argsort
 from tinyjit.lazy import Node, toposort
 from tinyjit.ops import Op
+
+def __getattr__(name: str):
+    """`tinyjit.autograd.Function` / `FunctionCtx` (torch.autograd.Function) and `tinyjit.autograd.grad`
+    (torch.autograd.grad), defined beside the Tensor they need."""
+    if name in ("Function", "FunctionCtx"):
+        from tinyjit import autograd_function
+        return getattr(autograd_function, name)
+    if name == "grad":
+        from tinyjit.tensor_autograd import grad_of
+        return grad_of
+    raise AttributeError(f"module 'tinyjit.autograd' has no attribute {name!r}")
+
 
 # edges(node) -> one bool per source saying whether gradient flows into it, or None: do not differentiate
 # through this node (it is a constant for autograd)
@@ -139,24 +157,44 @@ for _op in (Op.BITCAST, Op.CMPLT, Op.CMPNE, Op.AND, Op.OR, Op.XOR, Op.SHL, Op.SH
     RULES[_op] = _none
 
 
+class CustomGrad(NamedTuple):
+    """A node whose gradient is given by user code (tinyjit.autograd_function.Function): gradient flows from it
+    to `src` (the Function's tensor inputs, not the node's own source, which computes the forward value), by
+    `rule(node, grad) -> one gradient node (or None) per src`."""
+    src: tuple
+    rule: Callable[[Node, Node], tuple]
+
+
+# node -> its CustomGrad; consulted before RULES
+CUSTOM: "weakref.WeakKeyDictionary[Node, CustomGrad]" = weakref.WeakKeyDictionary()
+
+
+def grad_sources(node: Node) -> tuple:
+    """The nodes gradient flows into from `node`: its sources, or a custom function's inputs."""
+    custom = CUSTOM.get(node)
+    return custom.src if custom is not None else node.src
+
+
 def all_edges(node: Node) -> Optional[tuple]:
     """The default: differentiate through every node (every source of every op)."""
-    return (True,) * len(node.src) if node.src else None
+    src = grad_sources(node)
+    return (True,) * len(src) if src else None
 
 
 def reachable(outputs: Sequence[Node], edges: Edges = all_edges) -> list[Node]:
     """Nodes reachable from `outputs` through the edges gradient may flow along, each after its sources."""
     def children(node: Node):
         mask = edges(node)
-        return [s for s, m in zip(node.src, mask) if m] if mask else ()
+        return [s for s, m in zip(grad_sources(node), mask) if m] if mask else ()
     return toposort(list(outputs), children=children)
 
 
 def gradient(outputs: Sequence[Node], inputs: Sequence[Node], grad_outputs: Optional[Sequence[Node]] = None,
-             edges: Edges = all_edges) -> list[Optional[Node]]:
+             edges: Edges = all_edges, hook: Optional[Callable[[Node, Node], Node]] = None) -> list[Optional[Node]]:
     """Gradient nodes of sum(output * grad_output) with respect to each input (None where no path leads
     from an output to the input). `grad_outputs` default to ones (every output then must be float);
-    `edges` decides which nodes and sources gradient flows through (see `Edges`)."""
+    `edges` decides which nodes and sources gradient flows through (see `Edges`); `hook(node, grad)`, when
+    given, may replace the complete gradient of each node before it flows on (Tensor.register_hook)."""
     outputs = list(outputs)
     if grad_outputs is None:
         grad_outputs = [_const(1.0, o) for o in outputs]
@@ -177,17 +215,20 @@ def gradient(outputs: Sequence[Node], inputs: Sequence[Node], grad_outputs: Opti
     for node in order:
         mask = edges(node) or ()
         masks[id(node)] = mask
-        if id(node) in wanted or any(m and id(s) in needed for s, m in zip(node.src, mask)):
+        if id(node) in wanted or any(m and id(s) in needed for s, m in zip(grad_sources(node), mask)):
             needed.add(id(node))
     for node in reversed(order):
         g = grads.get(id(node))
+        if g is not None and hook is not None and id(node) in needed:
+            g = grads[id(node)] = hook(node, g)
         mask = masks[id(node)]
         if g is None or not any(mask) or id(node) not in needed:
             continue
-        rule = RULES.get(node.op)
+        custom = CUSTOM.get(node)
+        rule = custom.rule if custom is not None else RULES.get(node.op)
         if rule is None:
             raise NotImplementedError(f"gradient: no rule for {node.op.name}")
-        for src, m, sg in zip(node.src, mask, rule(node, g)):
+        for src, m, sg in zip(grad_sources(node), mask, rule(node, g)):
             if not m or sg is None or id(src) not in needed or not src.dtype.is_float:
                 continue
             assert sg.shape == src.shape and sg.dtype == src.dtype, f"{node.op.name} rule: {sg} for {src}"

@@ -54,7 +54,7 @@ class dtypes:
     half, float, double, int, long, char, uchar = float16, float32, float64, int32, int64, int8, uint8
 
     default_float = float32
-    default_int = int32
+    default_int = int64   # Python ints make int64 tensors, as in PyTorch
 
     @staticmethod
     def all() -> list[DType]:
@@ -94,12 +94,12 @@ class dtypes:
 
     @staticmethod
     def from_py(x) -> DType:
-        """The dtype a Python scalar gets when it becomes a tensor on its own: an int that does not fit the default
-        int (int32) is int64 (uint64 from 2**63 on), never a wrapped int32; OverflowError past uint64."""
+        """The dtype a Python scalar gets when it becomes a tensor on its own (PyTorch's): bool, int64 for an int
+        (uint64 from 2**63 on, never a wrapped value; OverflowError past uint64), the default float for a float."""
         if isinstance(x, bool):
             return dtypes.bool
         if isinstance(x, int):
-            for dt in (dtypes.default_int, dtypes.int64, dtypes.uint64):
+            for dt in (dtypes.default_int, dtypes.uint64):
                 if fits(x, dt):
                     return dt
             raise OverflowError(f"the Python int {x} does not fit any tensor dtype (int64 or uint64)")
@@ -154,9 +154,9 @@ def fits(value: int, dt: DType) -> bool:
 
 def scalar_result_dtype(tensor_dtype: DType, scalar) -> DType:
     """Dtype of `tensor op python_scalar`: a scalar only changes the kind (int tensor * 1.5 -> float), like
-    PyTorch, except that an int scalar with a bool tensor gives the default int (int32; PyTorch: int64).
+    PyTorch: an int scalar keeps an int tensor's dtype (int32 + 1 is int32), and with a bool tensor gives int64.
 
-    An int scalar that fits neither the tensor's dtype nor the default int (int32) is not wrapped into the tensor's
+    An int scalar that fits neither the tensor's dtype nor int32 is not wrapped into the tensor's
     dtype (PyTorch wraps: int32 tensor + 2**40 adds 0): it takes part as the int64 (or uint64) it is, so
     `int32 + 2**40` is int64 and exact, and `int32 < 2**40` is True. OverflowError where no int dtype holds both
     (int64 tensor + 2**63), like NumPy 2. Scalars in int32's range keep PyTorch's rule (uint8 + -3 wraps)."""
@@ -164,7 +164,7 @@ def scalar_result_dtype(tensor_dtype: DType, scalar) -> DType:
         return tensor_dtype
     if isinstance(scalar, float):
         return dtypes.default_float
-    if isinstance(scalar, int) and not fits(scalar, tensor_dtype) and not fits(scalar, dtypes.default_int):
+    if isinstance(scalar, int) and not fits(scalar, tensor_dtype) and not fits(scalar, dtypes.int32):
         wide = dtypes.from_py(scalar)
         out = wide if tensor_dtype == dtypes.bool else promote(tensor_dtype, wide)
         if not out.is_int:

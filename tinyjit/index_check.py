@@ -99,9 +99,13 @@ def check_index(index, low: int, high: int, op: str, where: str, reader: Optiona
 
 def wide_enough(index: "Tensor", n: int) -> "Tensor":
     """`index` in a dtype that holds 0..n-1, so comparing it with arange(n) of its dtype cannot wrap (a uint8
-    index into 300 rows would otherwise match row 44 for 300 - 256)."""
+    index into 300 rows would otherwise match row 44 for 300 - 256), and no wider than 32 bits when n allows: a
+    64-bit index (the default int) is compared as int32, which halves the width of the one-hot compares. A value
+    outside [0, n) may then wrap into it, so callers check the ORIGINAL index (check_index), never this one."""
     from tinyjit.dtype import dtypes, fits
-    return index if n <= 1 or fits(n - 1, index.dtype) else index.cast(dtypes.int64)
+    if n <= 1 or fits(n - 1, index.dtype) and index.dtype.itemsize <= 4:
+        return index
+    return index.cast(dtypes.int32 if fits(n - 1, dtypes.int32) else dtypes.int64)
 
 
 def before_realize(nodes) -> None:

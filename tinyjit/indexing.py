@@ -23,7 +23,7 @@ def _normalize(x, index, host_values: dict | None = None) -> list:
         index = (index,)
     items = []
     for it in index:
-        if isinstance(it, (list, np.ndarray)) and not isinstance(it, Tensor):
+        if isinstance(it, (list, tuple, np.ndarray)) and not isinstance(it, Tensor):   # x[(2, 0), 1] as numpy
             values = np.asarray(it)
             it = Tensor(values, device=x.device)
             if host_values is not None:
@@ -129,8 +129,11 @@ def getitem(x: "Tensor", index) -> "Tensor":
     x = x.permute(order)
     sizes = [x.shape[insert_at + i] for i in range(len(axes))]
     linear = None
+    # the linear index in int32 when it fits (a 64-bit index, the default int, would double the width of every
+    # one-hot compare); a value out of range that wraps is caught by check_index on the original index below
+    index_dtype = "int32" if prod(sizes) <= 2 ** 31 else "int64"
     for (axis, t, _), size, stride in zip(tensor_indices, sizes, _strides(sizes)):
-        t = t.cast("int32") if t.dtype.itemsize < 4 else t
+        t = t.cast(index_dtype) if t.dtype.itemsize < 4 or t.dtype.name != index_dtype else t
         t = (t < 0).where(t + size, t)
         term = t._broadcast_to(idx_shape) * stride
         linear = term if linear is None else linear + term
@@ -161,9 +164,15 @@ def setitem(x: "Tensor", index, value) -> None:
     """x[index] = value for basic indices: the value is moved back into place with the inverse movement ops and
     merged with a mask, then assigned into x's buffer."""
     from tinyjit.tensor import Tensor
+    if _is_mask(index):
+        _setitem_mask(x, index, value)
+        return
     items = _normalize(x, index)
-    if any(isinstance(it, Tensor) for it in items):
-        raise NotImplementedError("setitem with integer-tensor indices is not supported; use Tensor.where")
+    for it in items:
+        if isinstance(it, Tensor):
+            kind = "a bool mask combined with other indices" if it.dtype.name == "bool" else "integer-tensor indices"
+            raise NotImplementedError(f"setitem: {kind} is not supported; use Tensor.where (a bool mask alone, "
+                                      f"x[mask] = v, is)")
     x._same_device("setitem", value)
     region, _ = _basic(x, items)
     value = value if isinstance(value, Tensor) else Tensor(value, dtype=x.dtype, device=x.device)
@@ -176,6 +185,37 @@ def setitem(x: "Tensor", index, value) -> None:
     inside = Tensor.ones(*region.shape, dtype="bool", device=x.device)
     placed, mask = _scatter_basic(x, items, value), _scatter_basic(x, items, inside)
     x.assign(mask.where(placed, x))
+
+
+def _is_mask(index) -> bool:
+    from tinyjit.tensor import Tensor
+    return isinstance(index, Tensor) and index.dtype.name == "bool" or \
+        isinstance(index, np.ndarray) and index.dtype == np.bool_
+
+
+def _setitem_mask(x: "Tensor", mask, value) -> None:
+    """x[mask] = value for a bool mask over x's leading dims (torch, NumPy): a where, assigned into x. The value
+    is a scalar or a tensor that broadcasts to x (one value per selected element, whose count depends on the data,
+    is not supported: the lazy graph needs the shape before the mask is computed)."""
+    from tinyjit.tensor import Tensor, broadcast_shape
+    mask = mask if isinstance(mask, Tensor) else Tensor(mask, device=x.device)
+    x._same_device("setitem", mask, value)
+    if mask.ndim > x.ndim or mask.shape != x.shape[:mask.ndim]:
+        raise IndexError(f"setitem: the mask of shape {mask.shape} does not match the indexed tensor of shape "
+                         f"{x.shape} (its shape must be x's leading dims)")
+    mask = mask.reshape(mask.shape + (1,) * (x.ndim - mask.ndim))
+    value = value if isinstance(value, Tensor) else Tensor(value, dtype=x.dtype, device=x.device)
+    if value.numel() == 1:
+        value = value.reshape(())
+    try:
+        shape = broadcast_shape(value.shape, x.shape, "setitem")
+    except ValueError:
+        shape = None
+    if shape != x.shape:
+        raise NotImplementedError(f"setitem: x[mask] = value needs a scalar or a value that broadcasts to "
+                                  f"{x.shape}, got shape {value.shape} (one value per selected element depends on "
+                                  f"the data; use x.assign(mask.where(v, x)))")
+    x.assign(mask.where(value.cast(x.dtype), x))
 
 
 def _scatter_basic(x, items, value):

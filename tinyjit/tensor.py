@@ -22,12 +22,15 @@ from tinyjit.tensor_autograd import AutogradMixin
 from tinyjit.tensor_create import CreationMixin
 from tinyjit.tensor_math import MathMixin
 from tinyjit.tensor_movement import MovementMixin
+from tinyjit.tensor_linalg import LinalgMixin
+from tinyjit.tensor_mutation import MutationMixin
+from tinyjit.tensor_sort import SortMixin
 from tinyjit.tensor_nn import NNMixin
 from tinyjit.tensor_reduce import ReduceMixin
 
-class Tensor(AutogradMixin, CreationMixin, MathMixin, MovementMixin, ReduceMixin, NNMixin):
+class Tensor(AutogradMixin, CreationMixin, MathMixin, MovementMixin, ReduceMixin, NNMixin, MutationMixin, SortMixin,
+             LinalgMixin):
     __slots__ = ("node", "_requires_grad", "grad", "_ctx")
-    training = False
     no_grad_active = False
 
     def __init__(self, data, dtype=None, device: Optional[str] = None, requires_grad: Optional[bool] = None):
@@ -52,9 +55,6 @@ class Tensor(AutogradMixin, CreationMixin, MathMixin, MovementMixin, ReduceMixin
                     raise ValueError("Tensor: nested lists must be rectangular (every row the same length)") from None
                 if arr.dtype == np.float64 and dtype is None:
                     arr = arr.astype(np.float32)
-                elif arr.dtype == np.int64 and dtype is None and arr.size:
-                    # the default int (int32) when every value fits it, else int64 (-2**63 included)
-                    arr = arr.astype(np.int32) if -2 ** 31 <= arr.min() and arr.max() < 2 ** 31 else arr
                 elif arr.size == 0 and dtype is None:
                     arr = arr.astype(np.float32)
             elif isinstance(data, np.ndarray) or np.isscalar(data):
@@ -115,15 +115,40 @@ class Tensor(AutogradMixin, CreationMixin, MathMixin, MovementMixin, ReduceMixin
         return self.shape[0]
 
     def __repr__(self) -> str:
-        state = "realized" if self.node.realized else "lazy"
-        return f"<Tensor {self.shape} {self.dtype.name} on {self.device} ({state})>"
+        """torch's repr: the values (realized to show them; summarized past 1000 elements), and the dtype, device
+        and autograd state where they differ from the defaults (tinyjit.tensor_format)."""
+        from tinyjit.tensor_format import tensor_repr
+        return tensor_repr(self)
 
     def __hash__(self):
         return id(self)
 
-    def __bool__(self):
+    def _python_scalar(self, kind: str):
         if self.numel() != 1:
-            raise RuntimeError(f"the truth value of a tensor with {self.numel()} elements is ambiguous")
+            raise ValueError(f"{kind}(): only one element tensors can be converted to Python scalars, got shape "
+                             f"{self.shape}")
+        return self.item()
+
+    def __float__(self) -> float:
+        return float(self._python_scalar("float"))
+
+    def __int__(self) -> int:
+        """int(t) of a one-element tensor: floats truncate toward zero (ValueError for NaN, OverflowError for
+        inf), like torch."""
+        return int(self._python_scalar("int"))
+
+    def __index__(self) -> int:
+        """A one-element int tensor used as an index (range(t), list[t]), like torch; TypeError otherwise."""
+        if not self.dtype.is_int or self.numel() != 1:
+            raise TypeError(f"only integer tensors of a single element can be converted to an index, got "
+                            f"{self.dtype.name} of shape {self.shape}")
+        return int(self.item())
+
+    def __bool__(self):
+        if self.numel() == 0:
+            raise RuntimeError("Boolean value of Tensor with no values is ambiguous")
+        if self.numel() != 1:
+            raise RuntimeError(f"Boolean value of Tensor with more than one value is ambiguous (shape {self.shape})")
         return bool(self.item())
 
     # ---- running ----
@@ -175,11 +200,43 @@ class Tensor(AutogradMixin, CreationMixin, MathMixin, MovementMixin, ReduceMixin
             return self
         return Tensor(Node(Op.CONTIGUOUS, (self.node,), None, self.dtype, self.shape, self.device))._record(self)
 
-    def to(self, device: Optional[str]) -> Tensor:
+    def to(self, *args, device=None, dtype=None, **kwargs) -> Tensor:
+        """torch.Tensor.to: to(device), to(dtype), to(device, dtype), to(other) (other's device and dtype), and the
+        keywords device= and dtype= (non_blocking= and copy= are accepted). Returns self when nothing changes."""
+        for arg in args:
+            if isinstance(arg, Tensor):
+                device, dtype = device or arg.device, dtype or arg.dtype
+            elif arg is None:
+                continue
+            elif isinstance(arg, str) and not hasattr(dtypes, arg):
+                device = arg
+            else:
+                dtype = arg
+        unknown = set(kwargs) - {"non_blocking", "copy", "memory_format"}
+        if unknown:
+            raise TypeError(f"to: unexpected keyword arguments {sorted(unknown)}")
+        out = self if dtype is None else self.cast(dtype)
+        if device is None:
+            return out
         device = canonicalize(device)
-        if device == self.device:
-            return self
-        return Tensor(Node(Op.COPY, (self.node,), None, self.dtype, self.shape, device))._record(self)
+        if device == out.device:
+            return out
+        return Tensor(Node(Op.COPY, (out.node,), None, out.dtype, out.shape, device))._record(out)
+
+    def type_as(self, other: Tensor) -> Tensor:
+        """torch.Tensor.type_as: self cast to other's dtype."""
+        return self.cast(other.dtype)
+
+    def type(self, dtype=None):
+        """torch.Tensor.type: without an argument the type's name ('tinyjit.FloatTensor', torch's naming);
+        with a dtype, self cast to it."""
+        if dtype is None:
+            return f"tinyjit.{_TYPE_NAMES.get(self.dtype.name, self.dtype.name)}Tensor"
+        return self.cast(dtype)
+
+    def dim(self) -> int:
+        """torch.Tensor.dim: the number of dims."""
+        return self.ndim
 
     def cpu(self) -> Tensor:
         return self.to("CPU")
@@ -479,8 +536,11 @@ class Tensor(AutogradMixin, CreationMixin, MathMixin, MovementMixin, ReduceMixin
         return -((-x)._apply(Op.MAX, -y)) if not x.dtype.is_unsigned and x.dtype != dtypes.bool else \
             ~((~x)._apply(Op.MAX, ~y))
 
-    def clip(self, min_=None, max_=None) -> Tensor:
-        # where, not maximum/minimum: like torch.clamp, x keeps its gradient at the bounds (and NaN stays NaN)
+    def clip(self, min=None, max=None, min_=None, max_=None) -> Tensor:  # noqa: A002 (torch's argument names)
+        """torch.clamp: clamp(min, max), clamp(min=...), clamp(max=...) (numbers or tensors; min_/max_ are the older
+        spellings). Where, not maximum/minimum: x keeps its gradient at the bounds (and NaN stays NaN)."""
+        min_ = min if min is not None else min_
+        max_ = max if max is not None else max_
         for bound in (min_, max_):
             if isinstance(bound, Tensor):
                 broadcast_shape(self.shape, bound.shape, "clip")
@@ -608,10 +668,10 @@ class Tensor(AutogradMixin, CreationMixin, MathMixin, MovementMixin, ReduceMixin
     def __matmul__(self, other): return self.matmul(other)                     # noqa: E704
     def __rmatmul__(self, other): return Tensor(other, device=self.device).matmul(self)  # noqa: E704
 
-    def __iadd__(self, other): return self.assign(self + other)                # noqa: E704
-    def __isub__(self, other): return self.assign(self - other)                # noqa: E704
-    def __imul__(self, other): return self.assign(self * other)                # noqa: E704
-    def __itruediv__(self, other): return self.assign(self / other)            # noqa: E704
+
+# torch's legacy tensor type names (Tensor.type())
+_TYPE_NAMES = {"float32": "Float", "float64": "Double", "float16": "Half", "int64": "Long", "int32": "Int",
+               "int16": "Short", "int8": "Char", "uint8": "Byte", "bool": "Bool"}
 
 
 def _is_bool(x) -> bool:

@@ -18,6 +18,11 @@ earlier still hold the old node (`_leaf_nodes`). Gradient does not flow past a l
 Realized results that require grad keep their graph (no collapse) so `loss.item()` before
 `loss.backward()` works; an assign always collapses, so an optimizer step does not grow the graph.
 
+Gradient hooks (`register_hook`) of a result run in `autograd.gradient` when the gradient of its node is complete,
+before it flows on; those of a leaf run on its summed gradient before it is accumulated into `.grad`.
+`retain_grad()` adds a result to the tensors backward fills. With `create_graph=True` the nodes the rules built
+get autograd edges (`_record_gradient_graph`), so gradients are differentiable like any result.
+
 `Tensor.no_grad()` turns recording off (process-wide, not per thread). A tensor created with
 `requires_grad=True` inside it is still a leaf that requires grad, as in PyTorch; only ops are not recorded.
 """
@@ -29,7 +34,7 @@ from typing import TYPE_CHECKING, Optional, Sequence, Union
 
 from tinyjit import autograd
 from tinyjit.deferred import defer_realize
-from tinyjit.lazy import Node
+from tinyjit.lazy import Node, toposort
 from tinyjit.ops import Op
 
 if TYPE_CHECKING:
@@ -41,6 +46,78 @@ _edges: "weakref.WeakKeyDictionary[Node, tuple]" = weakref.WeakKeyDictionary()
 _leaves: dict[int, weakref.ref] = {}
 # every node a leaf has had (its own since it became a leaf, then each assign's) -> weak reference to the leaf
 _leaf_nodes: "weakref.WeakKeyDictionary[Node, weakref.ref]" = weakref.WeakKeyDictionary()
+
+
+# gradient hooks (Tensor.register_hook): of a leaf, by id(leaf); of a result, by its node
+_leaf_hooks: dict[int, dict[int, object]] = {}
+_node_hooks: "weakref.WeakKeyDictionary[Node, dict[int, object]]" = weakref.WeakKeyDictionary()
+# id(tensor) -> weak reference, for results whose .grad backward() fills (retain_grad)
+_retained: dict[int, weakref.ref] = {}
+
+
+class RemovableHandle:
+    """What register_hook returns: `.remove()` takes the hook off again (torch.utils.hooks.RemovableHandle)."""
+    _next_id = 0
+
+    def __init__(self, hooks: dict):
+        self._hooks = hooks
+        RemovableHandle._next_id += 1
+        self.id = RemovableHandle._next_id
+
+    def remove(self) -> None:
+        self._hooks.pop(self.id, None)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.remove()
+
+
+def _run_hooks(hooks: dict, grad: Node) -> Node:
+    """Apply gradient hooks in registration order; a hook returning a tensor replaces the gradient."""
+    from tinyjit.tensor import Tensor
+    for fn in list(hooks.values()):
+        out = fn(Tensor(grad))
+        if out is None:
+            continue
+        if not isinstance(out, Tensor) or out.shape != grad.shape:
+            raise RuntimeError(f"register_hook: a hook must return None or a tensor of the gradient's shape "
+                               f"{grad.shape}, got {getattr(out, 'shape', type(out).__name__)}")
+        grad = out.node if out.dtype == grad.dtype else out.node.alu(Op.CAST, arg=grad.dtype)
+    return grad
+
+
+def _node_hook(node: Node, grad: Node) -> Node:
+    hooks = _node_hooks.get(node)
+    return _run_hooks(hooks, grad) if hooks else grad
+
+
+def _record_gradient_graph(grads: list, old_roots: list) -> None:
+    """create_graph=True: record autograd edges on the nodes the gradient rules built, so the gradients can be
+    differentiated again. A new node requires grad when one of its sources does; an existing node when it is a
+    leaf that requires grad or was recorded with an input that did."""
+    old = {id(n) for n in toposort(old_roots, children=lambda n: n.src)}
+    requires: dict[int, bool] = {}
+
+    def old_requires(node: Node) -> bool:
+        mask = _edges.get(node)
+        ref = _leaf_nodes.get(node)
+        leaf = ref() if ref is not None else None
+        return bool(mask and any(mask)) or (leaf is not None and bool(leaf.requires_grad) and leaf._ctx is None)
+
+    def is_old(node: Node) -> bool:   # (a saved tensor of a custom Function may not be reachable from the roots)
+        return id(node) in old or node in _edges or node in _leaf_nodes
+
+    new_nodes = toposort([g for g in grads if g is not None], children=lambda n: () if is_old(n) else n.src)
+    for node in new_nodes:
+        if is_old(node):
+            requires[id(node)] = old_requires(node)
+            continue
+        mask = tuple(requires.get(id(s), False) for s in node.src)
+        requires[id(node)] = node.dtype.is_float and any(mask)
+        if requires[id(node)]:
+            _edges[node] = mask
 
 
 def _register(t: "Tensor") -> None:
@@ -78,6 +155,35 @@ class no_grad:  # noqa: N801 (named like torch.no_grad)
         @functools.wraps(fn)
         def wrapper(*args, **kwargs):
             with no_grad():
+                return fn(*args, **kwargs)
+        return wrapper
+
+
+class inference_mode(no_grad):  # noqa: N801 (named like torch.inference_mode)
+    """torch.inference_mode: no_grad (tinyjit has no separate inference tensors). `inference_mode(False)` records
+    as usual; it works as a context manager and as a decorator, with or without parentheses."""
+
+    def __new__(cls, mode=True):
+        if callable(mode):   # used as a bare decorator
+            return cls()(mode)
+        return object.__new__(cls)
+
+    def __init__(self, mode=True):
+        super().__init__()
+        self.mode = bool(mode) if not callable(mode) else True
+
+    def __enter__(self):
+        from tinyjit.tensor import Tensor
+        self._previous.append(Tensor.no_grad_active)
+        Tensor.no_grad_active = Tensor.no_grad_active if not self.mode else True
+        return self
+
+    def __call__(self, fn):
+        mode = self.mode
+
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            with inference_mode(mode):
                 return fn(*args, **kwargs)
         return wrapper
 
@@ -145,9 +251,44 @@ class AutogradMixin:
             _edges[self.node] = mask
         return self
 
-    def backward(self, gradient=None) -> "Tensor":
+    def register_hook(self, hook) -> RemovableHandle:
+        """torch.Tensor.register_hook: call `hook(grad)` with the gradient of this tensor whenever one is computed
+        (backward or gradient); a tensor it returns replaces the gradient (for a result, the one flowing on to its
+        inputs; for a leaf, the one accumulated into .grad). Returns a handle whose .remove() unregisters it.
+        RuntimeError on a tensor that does not require grad."""
+        if not self.requires_grad:
+            raise RuntimeError(f"register_hook: cannot register a hook on a tensor that does not require grad "
+                               f"(shape {self.shape})")
+        if self._ctx is None:
+            key = id(self)
+            if key not in _leaf_hooks:
+                weakref.finalize(self, _leaf_hooks.pop, key, None)
+            hooks = _leaf_hooks.setdefault(key, {})
+        else:
+            hooks = _node_hooks.setdefault(self.node, {})
+        handle = RemovableHandle(hooks)
+        hooks[handle.id] = hook
+        return handle
+
+    def retain_grad(self) -> None:
+        """torch.Tensor.retain_grad: let backward() fill .grad of this result too (leaves always get one).
+        RuntimeError on a tensor that does not require grad."""
+        if not self.requires_grad:
+            raise RuntimeError("retain_grad: cannot retain the gradient of a tensor that does not require grad")
+        if self._ctx is not None:
+            key = id(self)
+            _retained[key] = weakref.ref(self, lambda ref, key=key: _retained.get(key) is ref and _retained.pop(key))
+
+    @property
+    def retains_grad(self) -> bool:
+        return id(self) in _retained
+
+    def backward(self, gradient=None, retain_graph=None, create_graph: bool = False, inputs=None) -> "Tensor":
         """Accumulate d(self)/d(leaf) (times `gradient`, default 1 for a one-element tensor) into `.grad` of
-        every leaf that requires grad and that self depends on. The gradients are lazy tensors."""
+        every leaf that requires grad and that self depends on (only of `inputs` when given), and of results
+        that called retain_grad(). The gradients are lazy tensors. With `create_graph=True` they are themselves
+        differentiable (second derivatives: a gradient penalty, a Hessian-vector product). `retain_graph` is
+        accepted for torch compatibility: the lazy graph is never freed by backward."""
         from tinyjit.tensor import Tensor
         if not self.requires_grad:
             raise RuntimeError(f"backward: the tensor of shape {self.shape} does not require grad (nothing it was "
@@ -157,31 +298,57 @@ class AutogradMixin:
                                f"{self.shape}; pass gradient=")
         # realize self with the next optimizer step: it reads the parameters that the step overwrites in place
         defer_realize(self)
-        leaves = [t for t in (ref() for ref in list(_leaves.values())) if t is not None and t.requires_grad]
-        grads = _gradients([self], leaves, None if gradient is None else [gradient], "backward")
-        for leaf, g in zip(leaves, grads):
+        if inputs is not None:
+            targets = [inputs] if isinstance(inputs, Tensor) else list(inputs)
+        else:
+            targets = [t for t in (ref() for ref in list(_leaves.values())) if t is not None and t.requires_grad]
+            targets += [t for t in (ref() for ref in list(_retained.values())) if t is not None and t.requires_grad]
+        grads = _gradients([self], targets, None if gradient is None else [gradient], "backward", create_graph)
+        for target, g in zip(targets, grads):
             if g is None:
                 continue
-            if leaf.grad is None:
-                leaf.grad = Tensor(g)
+            if target.grad is None:
+                target.grad = _grad_tensor(g, create_graph)
             else:
-                if leaf.grad.shape != leaf.shape:
-                    raise RuntimeError(f"backward: .grad of shape {leaf.grad.shape} does not match its tensor of "
-                                       f"shape {leaf.shape}")
-                leaf.grad = Tensor(leaf.grad.node.alu(Op.ADD, g.alu(Op.CAST, arg=leaf.grad.dtype)
-                                                      if g.dtype != leaf.grad.dtype else g))
+                if target.grad.shape != target.shape:
+                    raise RuntimeError(f"backward: .grad of shape {target.grad.shape} does not match its tensor of "
+                                       f"shape {target.shape}")
+                if create_graph:   # recorded like any op, so the sum stays differentiable
+                    target.grad = target.grad + _grad_tensor(g, True).cast(target.grad.dtype)
+                else:
+                    old = target.grad.node
+                    target.grad = Tensor(old.alu(Op.ADD, g.alu(Op.CAST, arg=old.dtype) if g.dtype != old.dtype
+                                                 else g))
         return self
 
-    def gradient(self, *targets: "Tensor", gradient=None, allow_unused: bool = False) -> list:
-        """d(self)/d(target) for each target as lazy tensors (no .grad is touched), like torch.autograd.grad."""
-        return grad_of([self], list(targets), None if gradient is None else [gradient], allow_unused)
+    def gradient(self, *targets: "Tensor", gradient=None, allow_unused: bool = False,
+                 create_graph: bool = False) -> list:
+        """d(self)/d(target) for each target as lazy tensors (no .grad is touched), like torch.autograd.grad
+        (differentiable themselves with create_graph=True)."""
+        return grad_of([self], list(targets), None if gradient is None else [gradient], allow_unused,
+                       create_graph=create_graph)
+
+
+def _grad_requires(g: Node) -> bool:
+    mask = _edges.get(g)
+    return bool(mask and any(mask))
+
+
+def _grad_tensor(g: Node, create_graph: bool) -> "Tensor":
+    """A gradient node as a Tensor: with create_graph, one that requires grad when the node was recorded so."""
+    from tinyjit.tensor import Tensor
+    t = Tensor(g)
+    if create_graph and _grad_requires(g):
+        t._requires_grad, t._ctx = True, g.op
+    return t
 
 
 def grad_of(outputs: Union["Tensor", Sequence["Tensor"]], inputs: Union["Tensor", Sequence["Tensor"]],
-            grad_outputs=None, allow_unused: bool = False) -> list:
-    """The functional form (`tinyjit.gradient`): gradients of the outputs (weighted by `grad_outputs`,
-    default ones) with respect to each input, as lazy tensors. Every input must require grad; an input the
-    outputs do not depend on is an error unless `allow_unused` (then its gradient is None)."""
+            grad_outputs=None, allow_unused: bool = False, create_graph: bool = False, retain_graph=None) -> list:
+    """The functional form (`tinyjit.gradient`, torch.autograd.grad): gradients of the outputs (weighted by
+    `grad_outputs`, default ones) with respect to each input, as lazy tensors. Every input must require grad; an
+    input the outputs do not depend on is an error unless `allow_unused` (then its gradient is None). With
+    `create_graph=True` the gradients can be differentiated again."""
     from tinyjit.tensor import Tensor
     outputs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
     inputs = [inputs] if isinstance(inputs, Tensor) else list(inputs)
@@ -194,16 +361,18 @@ def grad_of(outputs: Union["Tensor", Sequence["Tensor"]], inputs: Union["Tensor"
     for i, o in enumerate(outputs):
         if not o.requires_grad:
             raise RuntimeError(f"gradient: output {i} (shape {o.shape}) does not require grad")
-    grads = _gradients(outputs, inputs, grad_outputs, "gradient")
+    grads = _gradients(outputs, inputs, grad_outputs, "gradient", create_graph)
     for i, g in enumerate(grads):
         if g is None and not allow_unused:
             raise RuntimeError(f"gradient: the outputs do not depend on input {i} (shape {inputs[i].shape}); "
                                f"pass allow_unused=True to get None for it")
-    return [None if g is None else Tensor(g) for g in grads]
+    return [None if g is None else _grad_tensor(g, create_graph) for g in grads]
 
 
-def _gradients(outputs: list, tensors: list, grad_outputs: Optional[list], op: str) -> list[Optional[Node]]:
-    """Gradient node for each tensor of `tensors` (summed over every graph node that stands for it)."""
+def _gradients(outputs: list, tensors: list, grad_outputs: Optional[list], op: str,
+               create_graph: bool = False) -> list[Optional[Node]]:
+    """Gradient node for each tensor of `tensors` (summed over every graph node that stands for it, then passed
+    through the tensor's hooks if it is a leaf)."""
     from tinyjit.tensor import Tensor
     out_nodes = [o.node for o in outputs]
     grad_nodes = None
@@ -246,8 +415,15 @@ def _gradients(outputs: list, tensors: list, grad_outputs: Optional[list], op: s
     result: list[Optional[Node]] = [None] * len(tensors)
     if not matched:
         return result
-    grads = autograd.gradient(out_nodes, [n for _, n in matched], grad_nodes, edges)
+    grads = autograd.gradient(out_nodes, [n for _, n in matched], grad_nodes, edges,
+                              hook=_node_hook if _node_hooks else None)
     for (i, _), g in zip(matched, grads):
         if g is not None:
             result[i] = g if result[i] is None else result[i].alu(Op.ADD, g)
+    for i, t in enumerate(tensors):
+        hooks = _leaf_hooks.get(id(t)) if t._ctx is None else None
+        if hooks and result[i] is not None:
+            result[i] = _run_hooks(hooks, result[i])
+    if create_graph:
+        _record_gradient_graph(result, out_nodes + list(grad_nodes or []))
     return result

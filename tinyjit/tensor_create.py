@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Optional, Union
 import numpy as np
 
 from tinyjit.device import canonicalize
-from tinyjit.dtype import check_fits, dtypes, fits
+from tinyjit.dtype import check_fits, dtypes
 from tinyjit.lazy import Node
 
 if TYPE_CHECKING:
@@ -30,7 +30,7 @@ class CreationMixin:
     @classmethod
     def full(cls, shape, fill_value: Scalar, dtype=None, device=None, requires_grad=None) -> "Tensor":
         """A tensor of `shape` filled with `fill_value` (torch.full). Without a dtype, a Python int gets the default
-        int (int32), or int64 when it does not fit; RuntimeError (like PyTorch) for an int that the given int dtype
+        int (int64, uint64 past it), a float the default float, a bool bool; RuntimeError (like PyTorch) for an int that the given int dtype
         cannot hold."""
         shape = shape_arg(shape)
         dt = dtypes.from_any(dtype) if dtype is not None else dtypes.from_py(fill_value)
@@ -50,6 +50,29 @@ class CreationMixin:
     @classmethod
     def empty(cls, *shape, dtype=None, device=None) -> "Tensor":
         return cls(Node.empty(shape_arg(shape), dtypes.from_any(dtype or dtypes.default_float), canonicalize(device)))
+
+    def new_full(self, size, fill_value: Scalar, dtype=None, device=None, requires_grad=None) -> "Tensor":
+        """torch.Tensor.new_full: a tensor of `size` filled with `fill_value`, of self's dtype and device unless
+        given."""
+        return type(self).full(shape_arg((size,)), fill_value, dtype=dtype or self.dtype,
+                               device=device or self.device, requires_grad=requires_grad)
+
+    def new_zeros(self, *size, dtype=None, device=None, requires_grad=None) -> "Tensor":
+        """torch.Tensor.new_zeros: zeros of `size`, of self's dtype and device unless given."""
+        return self.new_full(shape_arg(size), 0, dtype, device, requires_grad)
+
+    def new_ones(self, *size, dtype=None, device=None, requires_grad=None) -> "Tensor":
+        """torch.Tensor.new_ones: ones of `size`, of self's dtype and device unless given."""
+        return self.new_full(shape_arg(size), 1, dtype, device, requires_grad)
+
+    def new_empty(self, *size, dtype=None, device=None) -> "Tensor":
+        """torch.Tensor.new_empty: an uninitialized tensor of `size`, of self's dtype and device unless given."""
+        return type(self).empty(*shape_arg(size), dtype=dtype or self.dtype, device=device or self.device)
+
+    def new_tensor(self, data, dtype=None, device=None, requires_grad=None) -> "Tensor":
+        """torch.Tensor.new_tensor: `data` as a new tensor of self's dtype and device unless given."""
+        return type(self)(data, dtype=dtype or self.dtype, device=device or self.device,
+                          requires_grad=requires_grad)
 
     def full_like(self, fill_value: Scalar, dtype=None, device=None) -> "Tensor":
         return type(self).full(self.shape, fill_value, dtype=dtype or self.dtype, device=device or self.device)
@@ -75,10 +98,8 @@ class CreationMixin:
             dt = dtypes.from_any(dtype)
         elif is_float:
             dt = dtypes.default_float
-        else:   # the default int (int32) unless a value needs int64
+        else:   # int64, like torch.arange of ints
             dt = dtypes.default_int
-            if values.size and not (fits(int(values.min()), dt) and fits(int(values.max()), dt)):
-                dt = dtypes.int64
         return cls(values.astype(dt.np), device=device)
 
     @classmethod
@@ -123,11 +144,7 @@ class CreationMixin:
             low, high = 0, low
         if high <= low:
             raise ValueError(f"randint: high ({high}) must be greater than low ({low})")
-        if dtype is None:   # the default int unless [low, high) needs int64
-            dt = dtypes.default_int if fits(low, dtypes.default_int) and fits(high - 1, dtypes.default_int) \
-                else dtypes.int64
-        else:
-            dt = dtypes.from_any(dtype)
+        dt = dtypes.from_any(dtype) if dtype is not None else dtypes.default_int   # int64, like torch.randint
         u = cls.rand(*shape_arg(size), dtype=dtypes.float64, device=device)
         return (u * (high - low)).floor().cast(dtypes.int64).add(low).cast(dt)
 

@@ -236,5 +236,40 @@ class MathMixin:
     def isinf(self) -> "Tensor":
         return (self == math.inf) | (self == -math.inf)
 
+    def isclose(self, other, rtol: float = 1e-05, atol: float = 1e-08, equal_nan: bool = False) -> "Tensor":
+        """torch.isclose: |self - other| <= atol + rtol * |other| elementwise (bool), equal infinities are close,
+        NaN is close to NaN only with equal_nan. Broadcasts; dtypes promote."""
+        x, y = self._operands(other, "isclose")
+        if not x.dtype.is_float:
+            return x == y
+        close = (x == y) | ((x - y).abs() <= atol + rtol * y.abs()) & ~x.isinf() & ~y.isinf()
+        return close | (x.isnan() & y.isnan()) if equal_nan else close
+
+    def allclose(self, other, rtol: float = 1e-05, atol: float = 1e-08, equal_nan: bool = False) -> bool:
+        """torch.allclose: whether isclose holds everywhere (a Python bool: realizes both tensors)."""
+        return bool(self.isclose(other, rtol, atol, equal_nan).all().item())
+
+    def masked_fill(self, mask, value) -> "Tensor":
+        """torch.masked_fill: `value` (a number or a 0-d tensor) where the bool `mask` (broadcast to self's shape)
+        is True, self elsewhere; the result keeps self's dtype. TypeError unless mask is bool."""
+        from tinyjit.tensor import Tensor, broadcast_shape
+        if not isinstance(mask, Tensor) or mask.dtype != dtypes.bool:
+            raise TypeError(f"masked_fill: the mask must be a bool tensor, got "
+                            f"{mask.dtype.name if isinstance(mask, Tensor) else type(mask).__name__}")
+        if broadcast_shape(mask.shape, self.shape, "masked_fill") != self.shape:
+            raise RuntimeError(f"masked_fill: the mask of shape {mask.shape} does not broadcast to {self.shape}")
+        if isinstance(value, Tensor):
+            if value.ndim:
+                raise RuntimeError(f"masked_fill: only a 0-d value tensor is supported, got shape {value.shape}")
+            value = value.cast(self.dtype)
+        elif not self.dtype.is_float and isinstance(value, float):
+            value = int(value) if math.isfinite(value) else value
+        out = mask.where(value, self)
+        return out if out.dtype == self.dtype else out.cast(self.dtype)
+
+    def masked_fill_(self, mask, value) -> "Tensor":
+        """torch.masked_fill_: masked_fill written into self."""
+        return self._inplace(self.masked_fill(mask, value), "masked_fill_")
+
     def lerp(self, end, weight) -> "Tensor":
         return self + (end - self) * weight

@@ -36,6 +36,16 @@ def _pick_axis(axis, dim):
     return axis if axis is not None else dim
 
 
+def _keyword_dims(args: tuple, kwargs: dict, name: str, op: str) -> tuple:
+    """The positional sizes, or torch's keyword spelling (reshape(shape=...), view(size=...), permute(dims=...))."""
+    if not kwargs:
+        return args
+    if set(kwargs) != {name} or args:
+        raise TypeError(f"{op}: takes the sizes positionally or as {name}=, got {args} and {sorted(kwargs)}")
+    value = kwargs[name]
+    return (tuple(value),) if isinstance(value, (tuple, list)) else (value,)
+
+
 def _dims(args) -> tuple:
     if len(args) == 1 and isinstance(args[0], (tuple, list)):
         return tuple(args[0])
@@ -56,8 +66,9 @@ class MovementMixin:
             node = Node(op, (self.node,), arg, self.dtype, node.shape, self.device)
         return Tensor(node)._record(self)
 
-    def reshape(self, *shape) -> "Tensor":
-        shape = _dims(shape)
+    def reshape(self, *shape, **kwargs) -> "Tensor":
+        """torch.reshape: reshape(2, 3), reshape((2, 3)) or reshape(shape=(2, 3)); one size may be -1."""
+        shape = _dims(_keyword_dims(shape, kwargs, "shape", "reshape"))
         if sum(1 for s in shape if s == -1) > 1:
             raise ValueError(f"reshape: only one dimension can be -1, got {shape}")
         for s in shape:
@@ -74,18 +85,30 @@ class MovementMixin:
                              f"into {shape} ({prod(shape)} elements)")
         return self._movement(Op.RESHAPE, shape)
 
-    def view(self, *shape) -> "Tensor":
-        return self.reshape(*shape)
+    def view(self, *shape, **kwargs) -> "Tensor":
+        """torch.Tensor.view (a reshape: every view is lazy here): view(2, 3), view((2, 3)) or view(size=(2, 3)).
+        A dtype argument (torch's reinterpreting view) is a bitcast."""
+        from tinyjit.dtype import DType, dtypes
+        if len(shape) == 1 and not kwargs and (isinstance(shape[0], (DType, str)) or
+                                              type(shape[0]).__module__ == "torch"):
+            return self.bitcast(dtypes.from_any(shape[0]))
+        return self.reshape(*_keyword_dims(shape, kwargs, "size", "view"))
 
-    def permute(self, *order) -> "Tensor":
-        dims = _dims(order)
+    def view_as(self, other) -> "Tensor":
+        """torch.Tensor.view_as: self reshaped to other's shape."""
+        return self.reshape(other.shape)
+
+    def permute(self, *order, **kwargs) -> "Tensor":
+        """torch.permute: permute(1, 0), permute((1, 0)) or permute(dims=(1, 0))."""
+        dims = _dims(_keyword_dims(order, kwargs, "dims", "permute"))
         if len(dims) != self.ndim:
             raise RuntimeError(f"permute: {dims} is not a permutation of the {self.ndim} dims of shape {self.shape}")
         order = _distinct_axes(self, dims, "permute")
         return self._movement(Op.PERMUTE, order)
 
-    def expand(self, *shape) -> "Tensor":
-        shape = _dims(shape)
+    def expand(self, *shape, **kwargs) -> "Tensor":
+        """torch.Tensor.expand: expand(4, 3), expand((4, 3)) or expand(size=(4, 3)); -1 keeps a size."""
+        shape = _dims(_keyword_dims(shape, kwargs, "size", "expand"))
         if len(shape) < self.ndim:
             raise ValueError(f"expand: target {shape} has fewer dims than the tensor's shape {self.shape}")
         x = self.reshape((1,) * (len(shape) - self.ndim) + self.shape) if len(shape) > self.ndim else self
@@ -287,6 +310,28 @@ class MovementMixin:
             # bools are merged with OR (their ADD), every other dtype with ADD: the padding is 0 either way
             out = padded if out is None else out + padded
             start += n
+        return out
+
+    def roll(self, shifts, dims=None) -> "Tensor":
+        """torch.roll: elements shifted by `shifts` along `dims` (ints or tuples of them), wrapping around; with no
+        dims, the flattened tensor is rolled and the shape restored."""
+        if dims is None:
+            if isinstance(shifts, (tuple, list)) and len(shifts) != 1:
+                raise RuntimeError(f"roll: {len(shifts)} shifts need as many dims")
+            shift = shifts[0] if isinstance(shifts, (tuple, list)) else shifts
+            return self.flatten().roll(shift, 0).reshape(self.shape) if self.ndim else self
+        shifts = tuple(shifts) if isinstance(shifts, (tuple, list)) else (shifts,)
+        dims = tuple(dims) if isinstance(dims, (tuple, list)) else (dims,)
+        if len(shifts) != len(dims):
+            raise RuntimeError(f"roll: shifts {shifts} and dims {dims} must have the same length")
+        out = self
+        for shift, dim in zip(shifts, dims):
+            d = _axis(self, dim, "roll")
+            n = self.shape[d]
+            s = shift % n if n else 0
+            if s:
+                window = lambda lo, hi: tuple((lo, hi) if a == d else None for a in range(self.ndim))  # noqa: E731
+                out = out.shrink(window(n - s, n)).cat(out.shrink(window(0, n - s)), dim=d)
         return out
 
     def stack(self, *others, dim: int = 0, axis: Optional[int] = None) -> "Tensor":

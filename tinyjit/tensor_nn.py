@@ -243,14 +243,14 @@ class NNMixin:
         x = x.pad(((0, 0),) * (self.ndim - 2) + tuple((q, q) for q in p), value=_identity(Op.RMAX, self.dtype)) \
             if any(p) else x
         win = x._windows(k, s, d).flatten(-2)               # (..., out_h, out_w, kh * kw)
-        best = win.max(-1)
+        best = win.amax(-1)
         if not training:
             return best
         # pick the first maximum of each window (NaN counts as the maximum) so its gradient goes there alone
         is_best = (win == best.unsqueeze(-1)) | (win != win) if self.dtype.is_float else win == best.unsqueeze(-1)
         n = win.shape[-1]
         countdown = Tensor.arange(n, 0, -1, dtype=dtypes.int32, device=self.device)
-        first = is_best.where(countdown, 0).max(-1, keepdim=True) == countdown
+        first = is_best.where(countdown, 0).amax(-1, keepdim=True) == countdown
         return first.where(win, 0).sum(-1, dtype=self.dtype)
 
     def avg_pool2d(self, kernel_size=2, stride=None, padding=0, count_include_pad: bool = True) -> "Tensor":
@@ -296,13 +296,14 @@ class NNMixin:
             out = out + bias
         return out
 
-    def dropout(self, p: float = 0.5, training: Optional[bool] = None) -> "Tensor":
-        """Zero each element with probability p and scale the rest by 1/(1-p). Active when `training` is True,
-        or, when it is None, when `Tensor.training` is (nn modules pass their own train()/eval() flag)."""
+    def dropout(self, p: float = 0.5, training: bool = True) -> "Tensor":
+        """torch.nn.functional.dropout: zero each element with probability p and scale the rest by 1/(1-p) when
+        `training` (True by default, as in F.dropout); the identity otherwise. nn.Dropout passes its own
+        train()/eval() flag. ValueError unless 0 <= p <= 1."""
         from tinyjit.tensor import Tensor
         if not 0 <= p <= 1:
             raise ValueError(f"dropout: p must be in [0, 1], got {p}")
-        if not (Tensor.training if training is None else training) or p == 0:
+        if not training or p == 0:
             return self
         if p == 1:
             return self * 0
@@ -414,8 +415,8 @@ class NNMixin:
         x = self.shrink(tuple(None if i == d else (0, s) for i, s in enumerate(index.shape)))
         # onehot (*index.shape, n) picks along a new last axis: move axis d of x there (the other axes keep their
         # order) and put a size-1 axis in its place, so x lines up with the index
-        index = wide_enough(index, n)
-        onehot = index.unsqueeze(-1) == Tensor.arange(n, dtype=index.dtype, device=self.device)
+        narrow = wide_enough(index, n)
+        onehot = narrow.unsqueeze(-1) == Tensor.arange(n, dtype=narrow.dtype, device=self.device)
         check_index(index, 0, n, "gather", f"dimension {d} with size {n}", reader=onehot)
         xs = x.permute([i for i in range(x.ndim) if i != d] + [d]).unsqueeze(d)
         picked = onehot.where(xs, 0)

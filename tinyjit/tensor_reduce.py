@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import math
+from collections import namedtuple
 from typing import TYPE_CHECKING
+
+import numpy as np
 
 from tinyjit.dtype import dtypes
 from tinyjit.helpers import prod
@@ -12,6 +15,11 @@ from tinyjit.tensor_movement import _axis, _distinct_axes, _pick_axis
 
 if TYPE_CHECKING:
     from tinyjit.tensor import Tensor
+
+
+# torch.return_types.max / min: what max(dim) and min(dim) return
+MaxResult = namedtuple("max", ("values", "indices"))
+MinResult = namedtuple("min", ("values", "indices"))
 
 
 def _axes(x, axis, op: str) -> tuple[int, ...]:
@@ -30,9 +38,10 @@ class ReduceMixin:
             return self
         x = self
         if self.ndim and any(self.shape[a] == 0 for a in axes):
-            if op == Op.RMAX and name in ("max", "min", "argmax", "argmin"):
-                raise RuntimeError(f"{name}: cannot reduce over a dimension of size 0 (shape {self.shape}, "
-                                   f"axis {axis})")
+            if op == Op.RMAX and name in ("amax", "amin", "argmax", "argmin"):
+                # torch: IndexError naming the dim, RuntimeError for a reduce over all dims
+                raise (RuntimeError if axis is None else IndexError)(
+                    f"{name}: cannot reduce over a dimension of size 0 (shape {self.shape}, axis {axis})")
             # nothing to reduce: one element of the op's identity instead (kernels never loop 0 times)
             x = self.pad(tuple((0, 1) if i in axes and s == 0 else (0, 0) for i, s in enumerate(self.shape)),
                          value=_identity(op, self.dtype))
@@ -53,17 +62,56 @@ class ReduceMixin:
             return x.float()._reduce(Op.SUM, axis, keepdim, "sum").half()
         return x._reduce(Op.SUM, axis, keepdim, "sum")
 
-    def max(self, axis=None, keepdim: bool = False, dim=None) -> "Tensor":
-        """The maximum values (torch.amax / np.max). Unlike torch.max(dim), no (values, indices) pair: use argmax
-        for the indices. NaN propagates."""
-        return self._reduce(Op.RMAX, _pick_axis(axis, dim), keepdim, "max")
+    def amax(self, axis=None, keepdim: bool = False, dim=None) -> "Tensor":
+        """The maximum values over one or several axes (torch.amax / np.max); NaN propagates. A gradient is shared
+        evenly between tied maxima, like torch.amax."""
+        return self._reduce(Op.RMAX, _pick_axis(axis, dim), keepdim, "amax")
 
-    def min(self, axis=None, keepdim: bool = False, dim=None) -> "Tensor":
+    def amin(self, axis=None, keepdim: bool = False, dim=None) -> "Tensor":
+        """The minimum values over one or several axes (torch.amin / np.min)."""
         axis = _pick_axis(axis, dim)
         if self.dtype.is_float:
-            return -((-self)._reduce(Op.RMAX, axis, keepdim, "min"))
+            return -((-self)._reduce(Op.RMAX, axis, keepdim, "amin"))
         # ~x reverses the order of every int (and bool) without overflow
-        return ~((~self)._reduce(Op.RMAX, axis, keepdim, "min"))
+        return ~((~self)._reduce(Op.RMAX, axis, keepdim, "amin"))
+
+    def max(self, axis=None, keepdim: bool = False, dim=None):
+        """torch.max: without a dim, the maximum of all elements (a 0-d tensor); with an int dim, the named tuple
+        (values, indices) of the maxima along it (indices int64, of the first maximum; NaN counts as the maximum);
+        with a tensor, the elementwise maximum. A tuple of dims is a TypeError, as in torch: use amax."""
+        return self._extreme(axis, keepdim, dim, "max")
+
+    def min(self, axis=None, keepdim: bool = False, dim=None):
+        """torch.min: like `max`, for the minimum (the named tuple (values, indices) when a dim is given)."""
+        return self._extreme(axis, keepdim, dim, "min")
+
+    def _extreme(self, axis, keepdim: bool, dim, name: str):
+        from tinyjit.tensor import Tensor
+        if isinstance(axis, Tensor) or isinstance(dim, Tensor):   # torch.max(a, b): elementwise
+            other = axis if isinstance(axis, Tensor) else dim
+            return self.maximum(other) if name == "max" else self.minimum(other)
+        axis = _pick_axis(axis, dim)
+        if axis is None:
+            if keepdim:
+                raise TypeError(f"{name}: keepdim needs a dim (torch.{name}(input) takes no keepdim)")
+            return self.amax() if name == "max" else self.amin()
+        if isinstance(axis, (list, tuple)) or not isinstance(axis, (int, np.integer)) or isinstance(axis, bool):
+            raise TypeError(f"{name}: dim must be an int, got {axis!r}; use amax/amin to reduce over several dims")
+        if self.ndim and self.shape[_axis(self, axis, name)] == 0:
+            raise IndexError(f"{name}: cannot reduce over a dimension of size 0 (shape {self.shape}, axis {axis})")
+        x = self.contiguous() if self.requires_grad and not Tensor.no_grad_active else self
+        indices = x.argmax(axis, keepdim) if name == "max" else x.argmin(axis, keepdim)
+        if self.requires_grad and not Tensor.no_grad_active:
+            # the gradient goes to the chosen index only, like torch.max(dim) (amax shares it between ties)
+            a = _axis(self, axis, name)
+            position = index_range(self.shape[a], dtypes.int64, self.device)
+            position = position.reshape((self.shape[a],) + (1,) * (self.ndim - a - 1))
+            chosen = (indices if keepdim else indices.unsqueeze(a)) == position
+            # (from one buffer: a fused producer recomputed per kernel could round differently)
+            values = chosen.where(x, 0).sum(a, keepdim=keepdim)
+        else:
+            values = self.amax(axis, keepdim) if name == "max" else self.amin(axis, keepdim)
+        return (MaxResult if name == "max" else MinResult)(values, indices)
 
     def mean(self, axis=None, keepdim: bool = False, dim=None) -> "Tensor":
         axis = _pick_axis(axis, dim)
@@ -144,7 +192,7 @@ class ReduceMixin:
         index_dtype = dtypes.int32 if n < 2 ** 31 else dtypes.int64
         countdown = n - index_range(n, index_dtype, self.device)
         countdown = countdown.reshape((n,) + (1,) * (self.ndim - a - 1))
-        first = (is_max.where(countdown, 0)).max(a, keepdim=keepdim)
+        first = (is_max.where(countdown, 0)).amax(a, keepdim=keepdim)
         return (n - first).cast(dtypes.int64)
 
     def argmin(self, axis=None, keepdim: bool = False, dim=None) -> "Tensor":
@@ -170,7 +218,7 @@ class ReduceMixin:
         x = self._float()
         if self.ndim and any(self.shape[a] == 0 for a in axes):   # nothing to normalize: the empty result
             return x * 1
-        e = (x - x.max(axis, keepdim=True)).exp()
+        e = (x - x.amax(axis, keepdim=True)).exp()
         return e / e.sum(axis, keepdim=True)
 
     def log_softmax(self, axis=-1, dim=None) -> "Tensor":
@@ -181,7 +229,7 @@ class ReduceMixin:
         x = self._float()
         if self.ndim and any(self.shape[a] == 0 for a in axes):
             return x * 1
-        shifted = x - x.max(axis, keepdim=True)
+        shifted = x - x.amax(axis, keepdim=True)
         return shifted - shifted.exp().sum(axis, keepdim=True).log()
 
     def cumsum(self, axis=None, dim=None) -> "Tensor":

@@ -7,8 +7,8 @@ tuple of Modules set as an attribute is wrapped in a `ModuleList`, so its parame
 `layers.0.weight`, as with a PyTorch ModuleList).
 
 Training mode is a per-module flag, as in PyTorch: `train()` / `eval()` set `training` on the module and all its
-submodules, and Dropout and BatchNorm read their own flag. The global `Tensor.training` is left alone; it only
-switches functional `Tensor.dropout()` calls made outside modules.
+submodules, and Dropout and BatchNorm read their own flag. The functional `Tensor.dropout(p, training=True)` is
+active unless told otherwise, like `F.dropout`.
 """
 from __future__ import annotations
 

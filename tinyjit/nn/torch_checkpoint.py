@@ -316,7 +316,7 @@ class _TorchUnpickler(pickle._Unpickler):
     dispatch[pickle.ADDITEMS[0]] = load_additems
 
 
-def torch_load(path: str | os.PathLike, as_numpy: bool = False, flatten: bool = True) -> Any:
+def torch_load(path: str | os.PathLike, as_numpy: bool = False, flatten: bool = False) -> Any:
     """Read a zip-format PyTorch checkpoint (``torch.save`` since 1.6) without importing torch.
 
     Unpickling is restricted to what rebuilds tensors (see ``_TorchUnpickler``); anything else, such as a class
@@ -330,10 +330,11 @@ def torch_load(path: str | os.PathLike, as_numpy: bool = False, flatten: bool = 
     each storage is copied to the default device once, a tensor covering a whole storage is that buffer, and any
     other tensor is a lazy view of it (movement ops, computed when used).
 
-    With ``flatten=True`` (the default) the result is ``{name: Tensor}``: nested dicts and lists are flattened
-    with dotted keys (``{"model": {"fc.weight": w}}`` -> ``"model.fc.weight"``, list items by index) and
-    non-tensor leaves such as epoch counters or learning rates are left out. With ``flatten=False`` the unpickled
-    object is returned as saved, with its tensors converted.
+    By default the unpickled object is returned as saved, like ``torch.load``: a state_dict is a dict of tensors,
+    a checkpoint ``{"model": sd, "iter": 3}`` keeps its nested dicts, lists, tuples, numbers and strings, and a
+    single saved tensor is that tensor. With ``flatten=True`` the result is ``{name: Tensor}``: nested dicts and
+    lists are flattened with dotted keys (``{"model": {"fc.weight": w}}`` -> ``"model.fc.weight"``, list items by
+    index) and non-tensor leaves such as epoch counters or learning rates are left out.
     """
     if not zipfile.is_zipfile(path):
         raise ValueError(f"{path}: not a zip-format PyTorch checkpoint (files from torch.save before 1.6 or with "
