@@ -5,7 +5,7 @@ Fusion rules (DESIGN.md):
 - a reduce fuses into its consumer when the path to the kernel's output is elementwise ops and reshapes that
   only add or remove size-1 dimensions, and nothing else consumes it; otherwise it gets its own buffer
   (e.g. the max of a softmax, read back through an expanding view); reduces fused into one kernel must have the
-  same input shape and axes (a + b.sum(1) + c.max(1) is one kernel);
+  same input shape and axes (a + b.sum(1) + c.amax(1) is one kernel);
 - a kernel boundary always comes from realize()/contiguous(), a device copy, an assign, and an empty buffer;
 - an assign writes its target in place. When its value reads the target at other positions (x.assign(x.T)) the
   value is computed into a temporary first, and kernels that read the target's old value run before it; assigns
