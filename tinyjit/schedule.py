@@ -15,6 +15,7 @@ Fusion rules (DESIGN.md):
 """
 from __future__ import annotations
 
+import heapq
 import math
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -28,6 +29,8 @@ from tinyjit.view import ShapeTracker
 _ZERO_PRESERVING = {Op.ADD, Op.MUL, Op.NEG, Op.MAX, Op.SQRT, Op.SIN, Op.CAST, Op.BITCAST, Op.AND, Op.OR, Op.XOR,
                     Op.SHL, Op.SHR, Op.CMPLT, Op.CMPNE}
 _BOUNDARY_OPS = {Op.CONTIGUOUS, Op.COPY, Op.ASSIGN, Op.EMPTY, Op.BUFFER}
+# an elementwise node that one kernel would compute at more views than this gets its own buffer (build())
+MAX_INLINED_VIEWS = 8
 
 
 @dataclass
@@ -149,6 +152,19 @@ class _Scheduler:
 
     # ---- lowering one kernel ----
     def build(self, node: Node) -> ScheduleItem:
+        """The item that fills `node`'s buffer. A value the kernel would inline under more than
+        MAX_INLINED_VIEWS different views (prod's gradient reads each level of its halving tree through twice as
+        many pads as the level above) gets its own buffer instead: inlining it would recompute it once per view,
+        and the kernel would grow exponentially with the depth of such graphs."""
+        while True:
+            try:
+                return self._build(node)
+            except _Duplicated as dup:
+                self.realize[id(dup.node)] = dup.node
+                self.added_realized = True
+                self._decide_reduces()   # the new buffer may end a reduce's path to its kernel
+
+    def _build(self, node: Node) -> ScheduleItem:
         if node.op == Op.EMPTY:
             return ScheduleItem("empty", node)
         if node.op == Op.COPY:
@@ -159,6 +175,8 @@ class _Scheduler:
         root = value if value is node or id(value) not in self.realize else None
         inputs: list[Node] = []
         memo: dict = {}
+        views_of: dict[int, int] = defaultdict(int)   # inlined computing node -> distinct views it is lowered at
+        zero_memo: dict[int, bool] = {}
         reduce_shape = self._fused_reduce_shape(value, root)
         out_shape = reduce_shape if reduce_shape is not None else value.shape
         start_moves = ((Op.RESHAPE, out_shape),) if out_shape != value.shape else ()
@@ -170,9 +188,20 @@ class _Scheduler:
             return AstNode(Op.LOAD, (), (inputs.index(src) + 1, st), src.dtype)
 
         def lower(n: Node, moves: tuple) -> AstNode:
+            # memoized by the view the moves make of n, not by the path of moves: a node read twice (tanh, the
+            # halves of prod's tree) is reached along many paths, and lowering each path again is exponential
+            # in the depth of the graph; the paths of a node lead to few distinct views
             key = (id(n), moves)
             if key in memo:
                 return memo[key]
+            view_key = (id(n), _apply(ShapeTracker.from_shape(n.shape), moves)) if moves else key
+            if view_key in memo:
+                memo[key] = memo[view_key]
+                return memo[key]
+            if n.op in ELEMENTWISE and n is not root and not n.realized and id(n) not in self.realize:
+                views_of[id(n)] += 1
+                if views_of[id(n)] > MAX_INLINED_VIEWS:
+                    raise _Duplicated(n)
             if n.realized or (id(n) in self.realize and n is not root) or n.op in _BOUNDARY_OPS:
                 out = load(n, moves)
             elif n.op == Op.CONST:
@@ -180,7 +209,7 @@ class _Scheduler:
             elif n.op in MOVEMENT:
                 inner_moves = ((n.op, n.arg),) + moves
                 out = lower(n.src[0], inner_moves)
-                if n.op == Op.PAD and not _zero_preserving(n.src[0], self, root):
+                if n.op == Op.PAD and not _zero_preserving(n.src[0], self, root, zero_memo):
                     # the padded area must read 0 even though the inlined ops would not produce 0 there
                     valid_st = _apply(ShapeTracker.from_shape(n.src[0].shape), inner_moves)
                     valid = AstNode(Op.VALID, (), valid_st, dtypes.bool)
@@ -201,7 +230,7 @@ class _Scheduler:
                 out = AstNode(n.op, (lower(n.src[0], ()),), n.arg, n.dtype)
             else:
                 raise RuntimeError(f"scheduler cannot lower {n}")
-            memo[key] = out
+            memo[key] = memo[view_key] = out
             return out
 
         body = lower(value, start_moves)
@@ -229,9 +258,12 @@ class _Scheduler:
         copied: set[int] = set()   # assigns whose old contents are copied for their readers instead of ordering
         while True:
             items = []
+            self.added_realized = False
             for node in self.graph:
                 if id(node) in self.realize and not node.realized and node.op != Op.BUFFER:
                     items.append(self.build(node))
+            if self.added_realized:   # a node before some of these got its own buffer: its item is missing
+                continue
             try:
                 return _order_reads_before_assigns(items, copied)
             except _AssignCycle as cycle:
@@ -245,6 +277,14 @@ class _Scheduler:
                     copied.add(id(items[cycle.assigns[0]].output))
                 for v in values:
                     self.realize[id(v)] = v
+
+
+class _Duplicated(Exception):
+    """A node that a kernel would inline under too many different views (see _Scheduler.build)."""
+
+    def __init__(self, node: Node):
+        super().__init__()
+        self.node = node
 
 
 class _AssignCycle(Exception):
@@ -301,33 +341,49 @@ def _order_reads_before_assigns(items: list[ScheduleItem], copied=frozenset()) -
                 items[a].preserve.extend(n for n in old_inputs if n not in items[a].preserve)
             else:
                 deps[a].add(r)
-    order, done = [], set()
-    while len(order) < len(items):
-        ready = next((i for i in range(len(items)) if i not in done and deps[i] <= done), None)
-        if ready is None:
-            raise _AssignCycle([i for i in range(len(items)) if i not in done and items[i].output.op == Op.ASSIGN])
-        order.append(ready)
-        done.add(ready)
+    # always the first ready item in the given order (a heap of ready indices: linear-logarithmic, not quadratic)
+    waiting = [len(d) for d in deps]
+    users: list[list[int]] = [[] for _ in items]
+    for i, d in enumerate(deps):
+        for j in d:
+            users[j].append(i)
+    ready = [i for i, w in enumerate(waiting) if w == 0]
+    heapq.heapify(ready)
+    order = []
+    while ready:
+        i = heapq.heappop(ready)
+        order.append(i)
+        for u in users[i]:
+            waiting[u] -= 1
+            if waiting[u] == 0:
+                heapq.heappush(ready, u)
+    if len(order) < len(items):
+        done = set(order)
+        raise _AssignCycle([i for i in range(len(items)) if i not in done and items[i].output.op == Op.ASSIGN])
     return [items[i] for i in order]
 
 
-def _zero_preserving(node: Node, sched: _Scheduler, root) -> bool:
+def _zero_preserving(node: Node, sched: _Scheduler, root, memo: dict) -> bool:
     """Whether the ops inlined under `node` give 0 wherever every load gives 0 (as in a padded area).
 
     Loads and constants are masked by the pad's view, so they read 0 there; only the ops between them matter.
+    `memo` (node id -> answer) is shared by the pads of one kernel, so nested pads walk each node once.
     """
-    stack, seen = [node], set()
-    while stack:
-        n = stack.pop()
-        if id(n) in seen:
+    stack = [(node, False)]
+    while stack:   # post-order: a node's answer is the AND of its own op's and its sources'
+        n, expanded = stack.pop()
+        if id(n) in memo:
             continue
-        seen.add(id(n))
         if n.realized or (id(n) in sched.realize and n is not root) or n.op in _BOUNDARY_OPS or n.op == Op.CONST:
-            continue
-        if n.op not in MOVEMENT and (n.op not in _ZERO_PRESERVING or (n.op == Op.SIN and n.arg)):
-            return False   # (SIN with a phase is a cos or -sin: not 0, or -0, at 0)
-        stack.extend(n.src)
-    return True
+            memo[id(n)] = True
+        elif n.op not in MOVEMENT and (n.op not in _ZERO_PRESERVING or (n.op == Op.SIN and n.arg)):
+            memo[id(n)] = False   # (SIN with a phase is a cos or -sin: not 0, or -0, at 0)
+        elif expanded:
+            memo[id(n)] = all(memo[id(s)] for s in n.src)
+        else:
+            stack.append((n, True))
+            stack.extend((s, False) for s in n.src if id(s) not in memo)
+    return memo[id(node)]
 
 
 def _zero(dtype):
