@@ -31,6 +31,14 @@ _ZERO_PRESERVING = {Op.ADD, Op.MUL, Op.NEG, Op.MAX, Op.SQRT, Op.SIN, Op.CAST, Op
 _BOUNDARY_OPS = {Op.CONTIGUOUS, Op.COPY, Op.ASSIGN, Op.EMPTY, Op.BUFFER}
 # an elementwise node that one kernel would compute at more views than this gets its own buffer (build())
 MAX_INLINED_VIEWS = 8
+# an elementwise value read by more than one node is realized when recomputing it inlines more ops than this
+# (_decide_shared_chains)
+MAX_SHARED_INLINE = 256
+
+
+# work counters (tests check that scheduling grows linearly with the graph): schedules made, kernels built and
+# (node, view) pairs lowered into kernel ASTs
+stats = {"schedules": 0, "kernels_built": 0, "nodes_lowered": 0}
 
 
 @dataclass
@@ -77,8 +85,33 @@ class _Scheduler:
                 self.realize[id(node)] = node
             if node.op == Op.COPY and not node.src[0].realized:
                 self.realize[id(node.src[0])] = node.src[0]
+        self._decide_shared_chains()
         self._decide_reduces()
         self._decide_assign_temporaries()
+
+    def _decide_shared_chains(self) -> None:
+        """Give a buffer to an elementwise value that several nodes read and that would be recomputed from a long
+        inlined expression: a recurrence (an LSTM's cell state c[t] = f * c[t-1] + i * g, read by the next step and
+        by h[t]) would otherwise inline the whole chain back to its start into every step's kernels, which is
+        quadratic in the number of steps and makes every step's kernel a different one to compile.
+
+        `size` is the number of elementwise ops inlined under a node counted as a tree (what recomputing it once
+        per reader costs at worst), capped; a node with more than one reader and a size past MAX_SHARED_INLINE is
+        realized, which resets the size of what reads it."""
+        size: dict[int, int] = {}
+        for node in self.graph:
+            if node.realized or id(node) in self.realize or node.op in _BOUNDARY_OPS or node.op == Op.CONST:
+                size[id(node)] = 0
+                continue
+            if node.op in REDUCE:
+                size[id(node)] = 1
+                continue
+            own = 1 if node.op in ELEMENTWISE else 0
+            total = own + sum(size[id(s)] for s in node.src)
+            if node.op in ELEMENTWISE and total > MAX_SHARED_INLINE and len(self.consumers[id(node)]) > 1:
+                self.realize[id(node)] = node
+                total = 0
+            size[id(node)] = min(total, 2 * MAX_SHARED_INLINE + 1)
 
     def _stale_readers(self, readers) -> list[Node]:
         """The nodes of `readers` (values a live tensor still holds) that this schedule computes inline and that read
@@ -198,6 +231,7 @@ class _Scheduler:
             if view_key in memo:
                 memo[key] = memo[view_key]
                 return memo[key]
+            stats["nodes_lowered"] += 1
             if n.op in ELEMENTWISE and n is not root and not n.realized and id(n) not in self.realize:
                 views_of[id(n)] += 1
                 if views_of[id(n)] > MAX_INLINED_VIEWS:
@@ -239,6 +273,7 @@ class _Scheduler:
         lower = None  # noqa: F841
         store_st = _apply(ShapeTracker.from_shape(value.shape), start_moves)
         ast = AstNode(Op.STORE, (body,), (0, store_st), value.dtype)
+        stats["kernels_built"] += 1
         return ScheduleItem("kernel", node, inputs, ast)
 
     def _fused_reduce_shape(self, value: Node, root):
@@ -406,6 +441,7 @@ def _apply(st: ShapeTracker, moves) -> ShapeTracker:
 def create_schedule(outputs: list[Node], readers=()) -> list[ScheduleItem]:
     """Kernels (in dependency order) that realize every node of `outputs`. `readers` are nodes that live tensors
     hold: those this schedule computes inline while they read a buffer it overwrites are realized too."""
+    stats["schedules"] += 1
     return _Scheduler(outputs, readers).schedule()
 
 
