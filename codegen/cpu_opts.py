@@ -35,6 +35,9 @@ from codegen.llvmir import host_vector_bits
 ACCUMULATOR_REGISTERS = 16
 # below this many multiply-adds a contraction is not worth a packing launch
 MIN_PACK_WORK = 1 << 16
+# at most this many ALU ops in an unpacked register block (reduce body ops x block elements): past it LLVM spends
+# more time compiling the unrolled block than a small kernel ever runs
+MAX_BLOCK_OPS = 2048
 # threads the outer loop is cut for (more than the 2 cores of a small machine costs nothing)
 THREAD_HINT = max(2, getenv("THREADS") or (   # THREADS is checked (1..1024) by the reader; 0 when unset
     len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 2))
@@ -366,6 +369,16 @@ def contraction_plan(k: Kernel) -> list[Opt]:
     if width < 4:
         return []
     rows = _largest_divisor(full[row_axis], ACCUMULATOR_REGISTERS * lanes // width)
+    if prod(full) < MIN_PACK_WORK:
+        # no packing: the block repeats the whole reduce body (operand expressions too) per element; keep the
+        # unrolled code small enough to compile fast (a fused gradient of many steps is hundreds of ops)
+        body = _reduce_body_ops(k)
+        while body * rows * width > MAX_BLOCK_OPS and rows > 1:
+            rows = _largest_divisor(full[row_axis], rows // 2)
+        while body * rows * width > MAX_BLOCK_OPS and width >= 8 and full[vector_axis] % (width // 2) == 0:
+            width //= 2
+        if body * rows * width > MAX_BLOCK_OPS:
+            return []
     # rows first, so the vector axis is the innermost upcast axis: a staged output is contiguous along it (an
     # upcast split leaves the positions of the global axes as they were)
     opts = ([Opt("UPCAST", row_axis, rows)] if rows > 1 else []) + [Opt("UPCAST", vector_axis, width)]
@@ -395,6 +408,19 @@ def contraction_plan(k: Kernel) -> list[Opt]:
         outer *= sizes[order[merged]]
         opts.append(Opt("MERGE", 0, 0))
     return opts
+
+
+def _reduce_body_ops(k: Kernel) -> int:
+    """ALU ops inside the kernel's reduces (each shared node once): what a register block repeats per element."""
+    reduces = [n for n in k.ast.toposort() if n.op in (Op.SUM, Op.RMAX)]
+    seen: set[int] = set()
+    stack = [r.src[0] for r in reduces]
+    while stack:
+        n = stack.pop()
+        if id(n) not in seen and n.op not in _ACCESS_OPS:
+            seen.add(id(n))
+            stack.extend(n.src)
+    return len(seen) + len(reduces)
 
 
 def _depad_suffices(k: Kernel, block: list[Opt], b: int, vector_axis: int) -> bool:

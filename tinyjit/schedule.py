@@ -15,6 +15,7 @@ Fusion rules (DESIGN.md):
 """
 from __future__ import annotations
 
+import functools
 import heapq
 import math
 from collections import defaultdict
@@ -31,9 +32,9 @@ _ZERO_PRESERVING = {Op.ADD, Op.MUL, Op.NEG, Op.MAX, Op.SQRT, Op.SIN, Op.CAST, Op
 _BOUNDARY_OPS = {Op.CONTIGUOUS, Op.COPY, Op.ASSIGN, Op.EMPTY, Op.BUFFER}
 # an elementwise node that one kernel would compute at more views than this gets its own buffer (build())
 MAX_INLINED_VIEWS = 8
-# an elementwise value read by more than one node is realized when recomputing it inlines more ops than this
+# an elementwise value that several kernels would inline is realized when its expression has more ops than this
 # (_decide_shared_chains)
-MAX_SHARED_INLINE = 256
+MAX_SHARED_INLINE = 128
 
 
 # work counters (tests check that scheduling grows linearly with the graph): schedules made, kernels built and
@@ -90,28 +91,36 @@ class _Scheduler:
         self._decide_assign_temporaries()
 
     def _decide_shared_chains(self) -> None:
-        """Give a buffer to an elementwise value that several nodes read and that would be recomputed from a long
-        inlined expression: a recurrence (an LSTM's cell state c[t] = f * c[t-1] + i * g, read by the next step and
-        by h[t]) would otherwise inline the whole chain back to its start into every step's kernels, which is
-        quadratic in the number of steps and makes every step's kernel a different one to compile.
+        """Give a buffer to an elementwise value that more than one kernel would inline and recompute from a long
+        expression: a recurrence (an LSTM's cell state c[t] = f * c[t-1] + i * g, read by the next step and by
+        h[t], which feeds the next step's matmul) would otherwise inline the whole chain back to its start into
+        every step's kernels: quadratic in the number of steps, and every step's kernel a new one to compile.
 
-        `size` is the number of elementwise ops inlined under a node counted as a tree (what recomputing it once
-        per reader costs at worst), capped; a node with more than one reader and a size past MAX_SHARED_INLINE is
-        realized, which resets the size of what reads it."""
+        First, from the outputs down, the kernel each node is inlined into (its `home`), or None when its readers
+        lead to different kernels (a chain of relus reads each value twice, but in one kernel: it stays fused).
+        Then, from the sources up, a node's size: the elementwise ops inlined under it counted as a tree (what
+        recomputing it costs a reader at worst), capped, so the pass stays linear in the graph. A node read by
+        several nodes, without a single home, and past MAX_SHARED_INLINE is realized, and counts 0 for its
+        readers."""
+        home: dict[int, object] = {}
+        for node in reversed(self.graph):
+            if node.realized or id(node) in self.realize or node.op in _BOUNDARY_OPS or node.op in REDUCE or \
+                    not self.consumers[id(node)]:
+                home[id(node)] = node
+                continue
+            homes = {id(home[id(c)]) if home[id(c)] is not None else None for c in self.consumers[id(node)]}
+            home[id(node)] = home[id(self.consumers[id(node)][0])] if len(homes) == 1 else None
         size: dict[int, int] = {}
         for node in self.graph:
-            if node.realized or id(node) in self.realize or node.op in _BOUNDARY_OPS or node.op == Op.CONST:
+            if home[id(node)] is node or node.op == Op.CONST:
                 size[id(node)] = 0
                 continue
-            if node.op in REDUCE:
-                size[id(node)] = 1
-                continue
-            own = 1 if node.op in ELEMENTWISE else 0
-            total = own + sum(size[id(s)] for s in node.src)
-            if node.op in ELEMENTWISE and total > MAX_SHARED_INLINE and len(self.consumers[id(node)]) > 1:
+            total = (node.op in ELEMENTWISE) + sum(size[id(s)] for s in node.src)
+            if total > MAX_SHARED_INLINE and node.op in ELEMENTWISE and home[id(node)] is None \
+                    and len(self.consumers[id(node)]) > 1:
                 self.realize[id(node)] = node
                 total = 0
-            size[id(node)] = min(total, 2 * MAX_SHARED_INLINE + 1)
+            size[id(node)] = min(total, MAX_SHARED_INLINE + 1)
 
     def _stale_readers(self, readers) -> list[Node]:
         """The nodes of `readers` (values a live tensor still holds) that this schedule computes inline and that read
@@ -217,7 +226,7 @@ class _Scheduler:
         def load(src: Node, moves) -> AstNode:
             if src not in inputs:
                 inputs.append(src)
-            st = _apply(ShapeTracker.from_shape(src.shape), moves)
+            st = _view(src.shape, moves)
             return AstNode(Op.LOAD, (), (inputs.index(src) + 1, st), src.dtype)
 
         def lower(n: Node, moves: tuple) -> AstNode:
@@ -227,7 +236,7 @@ class _Scheduler:
             key = (id(n), moves)
             if key in memo:
                 return memo[key]
-            view_key = (id(n), _apply(ShapeTracker.from_shape(n.shape), moves)) if moves else key
+            view_key = (id(n), _view(n.shape, moves)) if moves else key
             if view_key in memo:
                 memo[key] = memo[view_key]
                 return memo[key]
@@ -239,13 +248,13 @@ class _Scheduler:
             if n.realized or (id(n) in self.realize and n is not root) or n.op in _BOUNDARY_OPS:
                 out = load(n, moves)
             elif n.op == Op.CONST:
-                out = AstNode(Op.CONST, (), (n.arg, _apply(ShapeTracker.from_shape(()), moves)), n.dtype)
+                out = AstNode(Op.CONST, (), (n.arg, _view((), moves)), n.dtype)
             elif n.op in MOVEMENT:
                 inner_moves = ((n.op, n.arg),) + moves
                 out = lower(n.src[0], inner_moves)
                 if n.op == Op.PAD and not _zero_preserving(n.src[0], self, root, zero_memo):
                     # the padded area must read 0 even though the inlined ops would not produce 0 there
-                    valid_st = _apply(ShapeTracker.from_shape(n.src[0].shape), inner_moves)
+                    valid_st = _view(n.src[0].shape, inner_moves)
                     valid = AstNode(Op.VALID, (), valid_st, dtypes.bool)
                     zero = AstNode(Op.CONST, (), (_zero(n.dtype), _apply(ShapeTracker.from_shape(()),
                                                                           ((Op.RESHAPE, (1,) * len(n.shape)),
@@ -271,7 +280,7 @@ class _Scheduler:
         # `lower` refers to itself through its closure: break that cycle, or it keeps this graph (and the buffers
         # of realized nodes in it) alive until the garbage collector runs, and freed memory is not reused
         lower = None  # noqa: F841
-        store_st = _apply(ShapeTracker.from_shape(value.shape), start_moves)
+        store_st = _view(value.shape, start_moves)
         ast = AstNode(Op.STORE, (body,), (0, store_st), value.dtype)
         stats["kernels_built"] += 1
         return ScheduleItem("kernel", node, inputs, ast)
@@ -430,6 +439,12 @@ def _reduce_identity(op: Op, dtype):
     if op == Op.SUM or dtype == dtypes.bool or dtype.is_unsigned:
         return _zero(dtype)
     return -(1 << (dtype.bits - 1)) if dtype.is_int else -math.inf
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _view(shape: tuple[int, ...], moves) -> ShapeTracker:
+    """The view `moves` make of a contiguous array of `shape` (cached: kernels of a graph repeat the same few)."""
+    return _apply(ShapeTracker.from_shape(shape), moves)
 
 
 def _apply(st: ShapeTracker, moves) -> ShapeTracker:
