@@ -31,7 +31,7 @@ _ZERO_PRESERVING = {Op.ADD, Op.MUL, Op.NEG, Op.MAX, Op.SQRT, Op.SIN, Op.CAST, Op
                     Op.SHL, Op.SHR, Op.CMPLT, Op.CMPNE}
 _BOUNDARY_OPS = {Op.CONTIGUOUS, Op.COPY, Op.ASSIGN, Op.EMPTY, Op.BUFFER}
 # an elementwise node that one kernel would compute at more views than this gets its own buffer (build())
-MAX_INLINED_VIEWS = 8
+MAX_INLINED_VIEWS = 4
 # an elementwise value that several kernels would inline is realized when its expression has more ops than this
 # (_decide_shared_chains)
 MAX_SHARED_INLINE = 128
