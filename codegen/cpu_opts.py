@@ -35,6 +35,9 @@ from codegen.llvmir import host_vector_bits
 ACCUMULATOR_REGISTERS = 16
 # below this many multiply-adds a contraction is not worth a packing launch
 MIN_PACK_WORK = 1 << 16
+# at most this many ALU ops in an unpacked register block (reduce body ops x block elements): past it LLVM spends
+# more time compiling the unrolled block than a small kernel ever runs
+MAX_BLOCK_OPS = 2048
 # threads the outer loop is cut for (more than the 2 cores of a small machine costs nothing)
 THREAD_HINT = max(2, getenv("THREADS") or (   # THREADS is checked (1..1024) by the reader; 0 when unset
     len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 2))
@@ -96,35 +99,61 @@ _ACCESS_OPS = (Op.LOAD, Op.CONST, Op.VALID)
 
 def _dependent_axes(k: Kernel, node: AstNode, st_of: dict) -> set[int]:
     """The axes (of size > 1) whose index changes the value of `node`."""
-    axes: set[int] = set()
-    for n in node.toposort():
+    return set(_operand_facts(k, st_of)[id(node)][1])
+
+
+def _operand_facts(k: Kernel, st_of: dict) -> dict[int, tuple[bool, frozenset]]:
+    """Per AST node (by id): whether its subtree reads memory, and the axes (of size > 1) it depends on.
+
+    One bottom-up pass over the AST as a DAG (shared subtrees once), cached on the kernel until its views change:
+    walking it as a tree is exponential in the depth of expressions that read a value twice (tanh, mish)."""
+    cached = getattr(k, "_operand_facts", None)
+    if cached is not None and cached[0] is k.ast and len(cached[1]) == len(k.sts) and \
+            all(a is b for a, b in zip(cached[1], k.sts)):
+        return cached[2]
+    axes_of_view: dict[int, frozenset] = {}
+    facts: dict[int, tuple[bool, frozenset]] = {}
+    for n in k.ast.toposort():
         if n.op in _ACCESS_OPS:
             st = st_of[id(n)]
-            axes |= {a for a, (s, r) in enumerate(zip(st.shape, st.real_strides())) if s > 1 and r != 0}
-    return axes
+            if id(st) not in axes_of_view:
+                axes_of_view[id(st)] = frozenset(a for a, (s, r) in enumerate(zip(st.shape, st.real_strides()))
+                                                 if s > 1 and r != 0)
+            facts[id(n)] = (n.op == Op.LOAD, axes_of_view[id(st)])
+        else:
+            reads = any(facts[id(s)][0] for s in n.src)
+            facts[id(n)] = (reads, frozenset().union(*(facts[id(s)][1] for s in n.src)))
+    k._operand_facts = (k.ast, tuple(k.sts), facts)
+    return facts
 
 
 def pack_candidates(k: Kernel) -> list[AstNode]:
     """The operands of the kernel's reduces that some packing could help: the largest subtrees under a reduce
     that read memory and do not depend on every axis (a matmul's A and B loads, a conv's windows, a fused
-    `relu'(x) * grad`), in AST order."""
+    `relu'(x) * grad`), in AST order. Linear in the size of the AST (a DAG: each node is visited once per
+    context, inside or outside a reduce)."""
     st_of = {id(n): st for n, st in zip(k.accesses, k.sts)}
-    everything = {a for a, s in enumerate(k.full_shape) if s > 1}
+    facts = _operand_facts(k, st_of)
+    everything = frozenset(a for a, s in enumerate(k.full_shape) if s > 1)
     out: list[AstNode] = []
-
-    def visit(n: AstNode, under_reduce: bool) -> None:
+    chosen: set[int] = set()
+    visited: set[tuple[int, bool]] = set()
+    stack: list[tuple[AstNode, bool]] = [(k.ast, False)]
+    while stack:   # depth first, sources in order: the order a recursive walk would find them
+        n, under_reduce = stack.pop()
+        if (id(n), under_reduce) in visited:
+            continue
+        visited.add((id(n), under_reduce))
         if n.op in (Op.SUM, Op.RMAX):
-            for s in n.src:
-                visit(s, True)
-            return
-        if under_reduce and any(x.op == Op.LOAD for x in n.toposort()) and \
-                _dependent_axes(k, n, st_of) != everything:
-            if n not in out:
+            stack.extend((s, True) for s in reversed(n.src))
+            continue
+        reads, axes = facts[id(n)]
+        if under_reduce and reads and axes != everything:
+            if id(n) not in chosen:
+                chosen.add(id(n))
                 out.append(n)
-            return
-        for s in n.src:
-            visit(s, under_reduce)
-    visit(k.ast, False)
+            continue
+        stack.extend((s, under_reduce) for s in reversed(n.src))
     return out
 
 
@@ -340,6 +369,16 @@ def contraction_plan(k: Kernel) -> list[Opt]:
     if width < 4:
         return []
     rows = _largest_divisor(full[row_axis], ACCUMULATOR_REGISTERS * lanes // width)
+    if prod(full) < MIN_PACK_WORK:
+        # no packing: the block repeats the whole reduce body (operand expressions too) per element; keep the
+        # unrolled code small enough to compile fast (a fused gradient of many steps is hundreds of ops)
+        body = _reduce_body_ops(k)
+        while body * rows * width > MAX_BLOCK_OPS and rows > 1:
+            rows = _largest_divisor(full[row_axis], rows // 2)
+        while body * rows * width > MAX_BLOCK_OPS and width >= 8 and full[vector_axis] % (width // 2) == 0:
+            width //= 2
+        if body * rows * width > MAX_BLOCK_OPS:
+            return []
     # rows first, so the vector axis is the innermost upcast axis: a staged output is contiguous along it (an
     # upcast split leaves the positions of the global axes as they were)
     opts = ([Opt("UPCAST", row_axis, rows)] if rows > 1 else []) + [Opt("UPCAST", vector_axis, width)]
@@ -369,6 +408,19 @@ def contraction_plan(k: Kernel) -> list[Opt]:
         outer *= sizes[order[merged]]
         opts.append(Opt("MERGE", 0, 0))
     return opts
+
+
+def _reduce_body_ops(k: Kernel) -> int:
+    """ALU ops inside the kernel's reduces (each shared node once): what a register block repeats per element."""
+    reduces = [n for n in k.ast.toposort() if n.op in (Op.SUM, Op.RMAX)]
+    seen: set[int] = set()
+    stack = [r.src[0] for r in reduces]
+    while stack:
+        n = stack.pop()
+        if id(n) not in seen and n.op not in _ACCESS_OPS:
+            seen.add(id(n))
+            stack.extend(n.src)
+    return len(seen) + len(reduces)
 
 
 def _depad_suffices(k: Kernel, block: list[Opt], b: int, vector_axis: int) -> bool:

@@ -132,9 +132,6 @@ def _within(seconds: int, fn):
 
 
 @pytest.mark.devices("CPU")
-@pytest.mark.xfail(strict=True, reason="new kind (fuzzer): compile time exponential in the depth of elementwise code "
-                                       "fused after a reduce on the CPU (codegen/cpu_opts.py pack_candidates walks "
-                                       "the AST as a tree: x.sum(1).tanh().tanh().tanh() does not compile in minutes)")
 def test_compile_time_after_reduce_is_not_exponential():
     x = np.random.default_rng(0).uniform(-3.0, 3.0, (4, 8)).astype(np.float32)
     out = _within(20, lambda: Tensor(x).sum(1).tanh().tanh().tanh().numpy())
@@ -142,9 +139,6 @@ def test_compile_time_after_reduce_is_not_exponential():
 
 
 @pytest.mark.devices("CPU")   # the scheduler is the same for every device
-@pytest.mark.xfail(strict=True, reason="new kind (fuzzer): scheduling prod's gradient takes exponential time in "
-                                       "the depth of its halving tree (schedule.lower memoizes per movement path): "
-                                       "x.prod().backward() over 64 elements takes minutes, over 128 hours")
 def test_prod_gradient_schedules_in_reasonable_time():
     x = np.random.default_rng(0).choice([0.5, 1.0, 2.0, -1.0], (128,)).astype(np.float32)
     t = Tensor(x, requires_grad=True)

@@ -99,27 +99,51 @@ class AstNode:
         return (AstNode, (self.op, self.src, self.arg, self.dtype))
 
     def toposort(self) -> list["AstNode"]:
+        """Every node of the AST once (a DAG: shared subtrees are not repeated), each after its sources.
+        Iterative, so deep expressions do not hit Python's recursion limit."""
         seen, order = set(), []
-
-        def visit(n):
+        stack = [(self, False)]
+        while stack:
+            n, expanded = stack.pop()
+            if expanded:
+                order.append(n)
+                continue
             if id(n) in seen:
-                return
+                continue
             seen.add(id(n))
-            for s in n.src:
-                visit(s)
-            order.append(n)
-        visit(self)
+            stack.append((n, True))
+            stack.extend((s, False) for s in reversed(n.src) if id(s) not in seen)
         return order
 
     def __repr__(self) -> str:
         return self.pretty()
 
     def pretty(self, indent: int = 0) -> str:
-        arg = self.arg
-        if self.op in (Op.LOAD, Op.STORE):
-            arg = (arg[0], arg[1].views)
-        head = " " * indent + f"{self.op.name} {self.dtype!r}" + (f" {arg}" if arg is not None else "")
-        return "\n".join([head] + [s.pretty(indent + 2) for s in self.src])
+        """The AST as indented text, one node a line. A node with more than one user is printed once, labelled
+        `%n`, and referred to by that label afterwards: printing shared subtrees again would make the text grow
+        exponentially with the depth of the expression (tanh reads its input twice)."""
+        users: dict[int, int] = {}
+        for n in self.toposort():
+            for s in n.src:
+                users[id(s)] = users.get(id(s), 0) + 1
+        labels: dict[int, int] = {}
+        lines = []
+        stack = [(self, indent)]
+        while stack:
+            n, depth = stack.pop()
+            if id(n) in labels:
+                lines.append(" " * depth + f"-> %{labels[id(n)]}")
+                continue
+            arg = n.arg
+            if n.op in (Op.LOAD, Op.STORE):
+                arg = (arg[0], arg[1].views)
+            head = f"{n.op.name} {n.dtype!r}" + (f" {arg}" if arg is not None else "")
+            if users.get(id(n), 0) > 1:
+                labels[id(n)] = len(labels)
+                head = f"%{labels[id(n)]} = " + head
+            lines.append(" " * depth + head)
+            stack.extend((s, depth + 2) for s in reversed(n.src))
+        return "\n".join(lines)
 
 
 AstNode._interned = weakref.WeakValueDictionary()

@@ -15,6 +15,8 @@ Fusion rules (DESIGN.md):
 """
 from __future__ import annotations
 
+import functools
+import heapq
 import math
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -28,6 +30,16 @@ from tinyjit.view import ShapeTracker
 _ZERO_PRESERVING = {Op.ADD, Op.MUL, Op.NEG, Op.MAX, Op.SQRT, Op.SIN, Op.CAST, Op.BITCAST, Op.AND, Op.OR, Op.XOR,
                     Op.SHL, Op.SHR, Op.CMPLT, Op.CMPNE}
 _BOUNDARY_OPS = {Op.CONTIGUOUS, Op.COPY, Op.ASSIGN, Op.EMPTY, Op.BUFFER}
+# an elementwise node that one kernel would compute at more views than this gets its own buffer (build())
+MAX_INLINED_VIEWS = 4
+# an elementwise value that several kernels would inline is realized when its expression has more ops than this
+# (_decide_shared_chains)
+MAX_SHARED_INLINE = 128
+
+
+# work counters (tests check that scheduling grows linearly with the graph): schedules made, kernels built and
+# (node, view) pairs lowered into kernel ASTs
+stats = {"schedules": 0, "kernels_built": 0, "nodes_lowered": 0}
 
 
 @dataclass
@@ -81,8 +93,43 @@ class _Scheduler:
                 self.realize[id(node.src[0])] = node.src[0]
                 self.reasons.setdefault(id(node.src[0]), f"the source of a copy to {node.device} is computed into "
                                         f"its own buffer on {node.src[0].device} first")
+        self._decide_shared_chains()
         self._decide_reduces()
         self._decide_assign_temporaries()
+
+    def _decide_shared_chains(self) -> None:
+        """Give a buffer to an elementwise value that more than one kernel would inline and recompute from a long
+        expression: a recurrence (an LSTM's cell state c[t] = f * c[t-1] + i * g, read by the next step and by
+        h[t], which feeds the next step's matmul) would otherwise inline the whole chain back to its start into
+        every step's kernels: quadratic in the number of steps, and every step's kernel a new one to compile.
+
+        First, from the outputs down, the kernel each node is inlined into (its `home`), or None when its readers
+        lead to different kernels (a chain of relus reads each value twice, but in one kernel: it stays fused).
+        Then, from the sources up, a node's size: the elementwise ops inlined under it counted as a tree (what
+        recomputing it costs a reader at worst), capped, so the pass stays linear in the graph. A node read by
+        several nodes, without a single home, and past MAX_SHARED_INLINE is realized, and counts 0 for its
+        readers."""
+        home: dict[int, object] = {}
+        for node in reversed(self.graph):
+            if node.realized or id(node) in self.realize or node.op in _BOUNDARY_OPS or node.op in REDUCE or \
+                    not self.consumers[id(node)]:
+                home[id(node)] = node
+                continue
+            homes = {id(home[id(c)]) if home[id(c)] is not None else None for c in self.consumers[id(node)]}
+            home[id(node)] = home[id(self.consumers[id(node)][0])] if len(homes) == 1 else None
+        size: dict[int, int] = {}
+        for node in self.graph:
+            if home[id(node)] is node or node.op == Op.CONST:
+                size[id(node)] = 0
+                continue
+            total = (node.op in ELEMENTWISE) + sum(size[id(s)] for s in node.src)
+            if total > MAX_SHARED_INLINE and node.op in ELEMENTWISE and home[id(node)] is None \
+                    and len(self.consumers[id(node)]) > 1:
+                self.realize[id(node)] = node
+                self.reasons.setdefault(id(node), f"is read by several kernels and would recompute more than "
+                                        f"{MAX_SHARED_INLINE} inlined ops in each (a recurrence's shared chain)")
+                total = 0
+            size[id(node)] = min(total, MAX_SHARED_INLINE + 1)
 
     def _stale_readers(self, readers) -> list[Node]:
         """The nodes of `readers` (values a live tensor still holds) that this schedule computes inline and that read
@@ -169,6 +216,21 @@ class _Scheduler:
 
     # ---- lowering one kernel ----
     def build(self, node: Node) -> ScheduleItem:
+        """The item that fills `node`'s buffer. A value the kernel would inline under more than
+        MAX_INLINED_VIEWS different views (prod's gradient reads each level of its halving tree through twice as
+        many pads as the level above) gets its own buffer instead: inlining it would recompute it once per view,
+        and the kernel would grow exponentially with the depth of such graphs."""
+        while True:
+            try:
+                return self._build(node)
+            except _Duplicated as dup:
+                self.realize[id(dup.node)] = dup.node
+                self.reasons.setdefault(id(dup.node), f"one kernel would inline it under more than "
+                                        f"{MAX_INLINED_VIEWS} different views")
+                self.added_realized = True
+                self._decide_reduces()   # the new buffer may end a reduce's path to its kernel
+
+    def _build(self, node: Node) -> ScheduleItem:
         if node.op == Op.EMPTY:
             return ScheduleItem("empty", node)
         if node.op == Op.COPY:
@@ -179,6 +241,8 @@ class _Scheduler:
         root = value if value is node or id(value) not in self.realize else None
         inputs: list[Node] = []
         memo: dict = {}
+        views_of: dict[int, int] = defaultdict(int)   # inlined computing node -> distinct views it is lowered at
+        zero_memo: dict[int, bool] = {}
         reduce_shape = self._fused_reduce_shape(value, root)
         out_shape = reduce_shape if reduce_shape is not None else value.shape
         start_moves = ((Op.RESHAPE, out_shape),) if out_shape != value.shape else ()
@@ -186,23 +250,35 @@ class _Scheduler:
         def load(src: Node, moves) -> AstNode:
             if src not in inputs:
                 inputs.append(src)
-            st = _apply(ShapeTracker.from_shape(src.shape), moves)
+            st = _view(src.shape, moves)
             return AstNode(Op.LOAD, (), (inputs.index(src) + 1, st), src.dtype)
 
         def lower(n: Node, moves: tuple) -> AstNode:
+            # memoized by the view the moves make of n, not by the path of moves: a node read twice (tanh, the
+            # halves of prod's tree) is reached along many paths, and lowering each path again is exponential
+            # in the depth of the graph; the paths of a node lead to few distinct views
             key = (id(n), moves)
             if key in memo:
                 return memo[key]
+            view_key = (id(n), _view(n.shape, moves)) if moves else key
+            if view_key in memo:
+                memo[key] = memo[view_key]
+                return memo[key]
+            stats["nodes_lowered"] += 1
+            if n.op in ELEMENTWISE and n is not root and not n.realized and id(n) not in self.realize:
+                views_of[id(n)] += 1
+                if views_of[id(n)] > MAX_INLINED_VIEWS:
+                    raise _Duplicated(n)
             if n.realized or (id(n) in self.realize and n is not root) or n.op in _BOUNDARY_OPS:
                 out = load(n, moves)
             elif n.op == Op.CONST:
-                out = AstNode(Op.CONST, (), (n.arg, _apply(ShapeTracker.from_shape(()), moves)), n.dtype)
+                out = AstNode(Op.CONST, (), (n.arg, _view((), moves)), n.dtype)
             elif n.op in MOVEMENT:
                 inner_moves = ((n.op, n.arg),) + moves
                 out = lower(n.src[0], inner_moves)
-                if n.op == Op.PAD and not _zero_preserving(n.src[0], self, root):
+                if n.op == Op.PAD and not _zero_preserving(n.src[0], self, root, zero_memo):
                     # the padded area must read 0 even though the inlined ops would not produce 0 there
-                    valid_st = _apply(ShapeTracker.from_shape(n.src[0].shape), inner_moves)
+                    valid_st = _view(n.src[0].shape, inner_moves)
                     valid = AstNode(Op.VALID, (), valid_st, dtypes.bool)
                     zero = AstNode(Op.CONST, (), (_zero(n.dtype), _apply(ShapeTracker.from_shape(()),
                                                                           ((Op.RESHAPE, (1,) * len(n.shape)),
@@ -221,15 +297,16 @@ class _Scheduler:
                 out = AstNode(n.op, (lower(n.src[0], ()),), n.arg, n.dtype)
             else:
                 raise RuntimeError(f"scheduler cannot lower {n}")
-            memo[key] = out
+            memo[key] = memo[view_key] = out
             return out
 
         body = lower(value, start_moves)
         # `lower` refers to itself through its closure: break that cycle, or it keeps this graph (and the buffers
         # of realized nodes in it) alive until the garbage collector runs, and freed memory is not reused
         lower = None  # noqa: F841
-        store_st = _apply(ShapeTracker.from_shape(value.shape), start_moves)
+        store_st = _view(value.shape, start_moves)
         ast = AstNode(Op.STORE, (body,), (0, store_st), value.dtype)
+        stats["kernels_built"] += 1
         return ScheduleItem("kernel", node, inputs, ast, reason=self.reasons.get(id(node)))
 
     def inlined_nodes(self, item: ScheduleItem) -> list[Node]:
@@ -267,9 +344,12 @@ class _Scheduler:
         copied: set[int] = set()   # assigns whose old contents are copied for their readers instead of ordering
         while True:
             items = []
+            self.added_realized = False
             for node in self.graph:
                 if id(node) in self.realize and not node.realized and node.op != Op.BUFFER:
                     items.append(self.build(node))
+            if self.added_realized:   # a node before some of these got its own buffer: its item is missing
+                continue
             try:
                 return _order_reads_before_assigns(items, copied)
             except _AssignCycle as cycle:
@@ -285,6 +365,14 @@ class _Scheduler:
                     self.realize[id(v)] = v
                     self.reasons.setdefault(id(v), "assigns that each read what another overwrites: this value "
                                             "goes through a temporary buffer")
+
+
+class _Duplicated(Exception):
+    """A node that a kernel would inline under too many different views (see _Scheduler.build)."""
+
+    def __init__(self, node: Node):
+        super().__init__()
+        self.node = node
 
 
 class _AssignCycle(Exception):
@@ -341,13 +429,25 @@ def _order_reads_before_assigns(items: list[ScheduleItem], copied=frozenset()) -
                 items[a].preserve.extend(n for n in old_inputs if n not in items[a].preserve)
             else:
                 deps[a].add(r)
-    order, done = [], set()
-    while len(order) < len(items):
-        ready = next((i for i in range(len(items)) if i not in done and deps[i] <= done), None)
-        if ready is None:
-            raise _AssignCycle([i for i in range(len(items)) if i not in done and items[i].output.op == Op.ASSIGN])
-        order.append(ready)
-        done.add(ready)
+    # always the first ready item in the given order (a heap of ready indices: linear-logarithmic, not quadratic)
+    waiting = [len(d) for d in deps]
+    users: list[list[int]] = [[] for _ in items]
+    for i, d in enumerate(deps):
+        for j in d:
+            users[j].append(i)
+    ready = [i for i, w in enumerate(waiting) if w == 0]
+    heapq.heapify(ready)
+    order = []
+    while ready:
+        i = heapq.heappop(ready)
+        order.append(i)
+        for u in users[i]:
+            waiting[u] -= 1
+            if waiting[u] == 0:
+                heapq.heappush(ready, u)
+    if len(order) < len(items):
+        done = set(order)
+        raise _AssignCycle([i for i in range(len(items)) if i not in done and items[i].output.op == Op.ASSIGN])
     return [items[i] for i in order]
 
 
@@ -359,23 +459,27 @@ def _describe(node: Node) -> str:
     return f"the {node.op.name} {node.shape} {node.dtype.name}"
 
 
-def _zero_preserving(node: Node, sched: _Scheduler, root) -> bool:
+def _zero_preserving(node: Node, sched: _Scheduler, root, memo: dict) -> bool:
     """Whether the ops inlined under `node` give 0 wherever every load gives 0 (as in a padded area).
 
     Loads and constants are masked by the pad's view, so they read 0 there; only the ops between them matter.
+    `memo` (node id -> answer) is shared by the pads of one kernel, so nested pads walk each node once.
     """
-    stack, seen = [node], set()
-    while stack:
-        n = stack.pop()
-        if id(n) in seen:
+    stack = [(node, False)]
+    while stack:   # post-order: a node's answer is the AND of its own op's and its sources'
+        n, expanded = stack.pop()
+        if id(n) in memo:
             continue
-        seen.add(id(n))
         if n.realized or (id(n) in sched.realize and n is not root) or n.op in _BOUNDARY_OPS or n.op == Op.CONST:
-            continue
-        if n.op not in MOVEMENT and (n.op not in _ZERO_PRESERVING or (n.op == Op.SIN and n.arg)):
-            return False   # (SIN with a phase is a cos or -sin: not 0, or -0, at 0)
-        stack.extend(n.src)
-    return True
+            memo[id(n)] = True
+        elif n.op not in MOVEMENT and (n.op not in _ZERO_PRESERVING or (n.op == Op.SIN and n.arg)):
+            memo[id(n)] = False   # (SIN with a phase is a cos or -sin: not 0, or -0, at 0)
+        elif expanded:
+            memo[id(n)] = all(memo[id(s)] for s in n.src)
+        else:
+            stack.append((n, True))
+            stack.extend((s, False) for s in n.src if id(s) not in memo)
+    return memo[id(node)]
 
 
 def _zero(dtype):
@@ -389,6 +493,12 @@ def _reduce_identity(op: Op, dtype):
     return -(1 << (dtype.bits - 1)) if dtype.is_int else -math.inf
 
 
+@functools.lru_cache(maxsize=1 << 16)
+def _view(shape: tuple[int, ...], moves) -> ShapeTracker:
+    """The view `moves` make of a contiguous array of `shape` (cached: kernels of a graph repeat the same few)."""
+    return _apply(ShapeTracker.from_shape(shape), moves)
+
+
 def _apply(st: ShapeTracker, moves) -> ShapeTracker:
     for op, arg in moves:
         st = st.movement(op.name.lower(), arg)
@@ -398,6 +508,7 @@ def _apply(st: ShapeTracker, moves) -> ShapeTracker:
 def create_schedule(outputs: list[Node], readers=()) -> list[ScheduleItem]:
     """Kernels (in dependency order) that realize every node of `outputs`. `readers` are nodes that live tensors
     hold: those this schedule computes inline while they read a buffer it overwrites are realized too."""
+    stats["schedules"] += 1
     return _Scheduler(outputs, readers).schedule()
 
 
