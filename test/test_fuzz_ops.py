@@ -122,15 +122,6 @@ KNOWN_FAILURES: tuple[KnownFailure, ...] = (
     # ---- test/test_fuzz_regressions.py; left out here only so CI passes until they are fixed
     KnownFailure("new (test_gradient_flows_through_inplace_updates): no gradient through assign/setitem/+=",
                  "inplace", lambda c, d: d["target_requires_grad"] or d["value_requires_grad"]),
-    KnownFailure("new (test_reduce_with_dim_on_0d_tensor): mean/var/std/prod with a dim on a 0-d tensor raise",
-                 "reduce", lambda c, d: len(d["shape"]) == 0 and d["dims"] is not None and
-                 d["fn"] in ("mean", "var", "std", "prod")),
-    KnownFailure("new (test_setitem_value_with_leading_size_one_dims): setitem refuses a value with more dims",
-                 "inplace", lambda c, d: d["kind"] == "setitem" and len(d["value_shape"]) > len(d["region"])),
-    KnownFailure("new (test_square_of_bool_is_int64): bool.square() stays bool", "unary",
-                 lambda c, d: d["fn"] == "square" and c.x.dtype == "bool"),
-    KnownFailure("new (test_pow_of_bool_by_bool): bool ** True raises", "pow",
-                 lambda c, d: c.x.dtype == "bool" and isinstance(d.get("scalar"), bool)),
     KnownFailure("new (test_compile_time_after_reduce_is_not_exponential): the CPU optimizer walks the kernel AST "
                  "as a tree, so deep elementwise code after a reduce compiles in exponential time",
                  "unary", lambda c, d: d["fn"] in DEEP_UNARY and any(h.startswith(REDUCING) for h in c.history),

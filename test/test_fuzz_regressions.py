@@ -48,32 +48,66 @@ def test_gradient_flows_through_inplace_updates(update):
         np.testing.assert_allclose(g_tj, g_pt, rtol=1e-6)
 
 
-@pytest.mark.xfail(strict=True, reason="new kind (fuzzer): mean/var/std/prod with a dim on a 0-d tensor raise "
-                                       "(IndexError / ValueError) where PyTorch reduces over the one element")
-@pytest.mark.parametrize("op", ["mean", "var", "std", "prod"])
+@pytest.mark.parametrize("op", ["mean", "var", "std", "prod", "sum", "logsumexp"])
 def test_reduce_with_dim_on_0d_tensor(op):
+    """PyTorch accepts dim 0 and -1 (alone or in a list) on a 0-d tensor and reduces over its one element."""
     value = np.float32(2.5)
-    for dim, keepdim in ((0, False), (-1, True)):
+    dims = ((0, False), (-1, True)) + (() if op == "prod" else (((0,), False), ([-1], True)))  # torch.prod: int dim
+    for dim, keepdim in dims:
         expected = getattr(torch.tensor(value), op)(dim=dim, keepdim=keepdim)
         actual = getattr(Tensor(value), op)(dim=dim, keepdim=keepdim)
         assert actual.shape == tuple(expected.shape)
         np.testing.assert_allclose(actual.numpy(), expected.numpy(), equal_nan=True)
+    tj, pt = _grads(lambda a: getattr(a, op)(dim=0), lambda a: getattr(a, op)(dim=0), value)
+    np.testing.assert_allclose(tj[0], pt[0], equal_nan=True)
 
 
-@pytest.mark.xfail(strict=True, reason="new kind (fuzzer): setitem refuses a value with extra leading size-1 dims "
-                                       "(x[0] = Tensor([5.]) on a 1-d x), which PyTorch and NumPy broadcast")
+@pytest.mark.parametrize("dtype", ["int32", "bool", "float16"])
+def test_prod_and_sum_with_dim_on_0d_tensor_of_other_dtypes(dtype):
+    value = np.array(3 if dtype != "bool" else True, dtype)
+    for op in ("prod", "sum"):
+        expected = getattr(torch.tensor(value), op)(dim=0)
+        actual = getattr(Tensor(value), op)(dim=-1)
+        assert actual.dtype.name == str(expected.dtype).replace("torch.", "")
+        assert actual.numpy() == expected.numpy()
+
+
+def test_reduce_with_bad_dim_on_0d_tensor_raises_index_error():
+    for op in ("mean", "var", "prod", "sum"):
+        with pytest.raises(IndexError):
+            getattr(Tensor(np.float32(1.0)), op)(dim=1)
+
+
 def test_setitem_value_with_leading_size_one_dims():
     t = Tensor(np.array([[1.0, 2.0], [3.0, 4.0]], np.float32))
     t[0, 1] = Tensor(np.array([5.0], np.float32))
     t[1] = Tensor(np.array([[7.0, 8.0]], np.float32))
     np.testing.assert_array_equal(t.numpy(), [[1.0, 5.0], [7.0, 8.0]])
+    u = Tensor(np.zeros((2, 3, 2), np.int32))
+    u[:, 1:] = Tensor(np.arange(8, dtype=np.int32).reshape(1, 1, 2, 2, 2))
+    expected = torch.zeros(2, 3, 2, dtype=torch.int32)
+    expected[:, 1:] = torch.arange(8, dtype=torch.int32).reshape(1, 1, 2, 2, 2)
+    np.testing.assert_array_equal(u.numpy(), expected.numpy())
+    scalar = Tensor(np.float32(1.0))
+    scalar[...] = Tensor(np.array([[3.0]], np.float32))
+    assert scalar.numpy() == 3.0
 
 
-@pytest.mark.xfail(strict=True, reason="new kind (fuzzer): square() of a bool tensor is bool; PyTorch gives int64 "
-                                       "(like pow(x, 2))")
+def test_setitem_value_with_extra_dims_of_other_sizes_raises():
+    """PyTorch raises RuntimeError when the extra leading dims are not size 1, or the value does not broadcast."""
+    t = Tensor(np.zeros((2, 2), np.float32))
+    for value in (np.ones((2, 2), np.float32), np.ones(3, np.float32)):
+        with pytest.raises(RuntimeError, match="setitem"):
+            t[1] = Tensor(value)
+    np.testing.assert_array_equal(t.numpy(), np.zeros((2, 2)))
+
+
 def test_square_of_bool_is_int64():
     x = np.array([True, False])
-    assert Tensor(x).square().dtype.name == str(torch.tensor(x).square().dtype).replace("torch.", "")
+    expected = torch.tensor(x).square()
+    actual = Tensor(x).square()
+    assert actual.dtype.name == str(expected.dtype).replace("torch.", "")
+    np.testing.assert_array_equal(actual.numpy(), expected.numpy())
 
 
 @pytest.mark.xfail(strict=True, reason="new kind (fuzzer): pow at IEEE special values differs from C pow and PyTorch "
@@ -86,15 +120,20 @@ def test_pow_special_values():
     np.testing.assert_array_equal((Tensor(base[:2]) ** 1.5).numpy(), (torch.tensor(base[:2]) ** 1.5).numpy())
 
 
-@pytest.mark.xfail(strict=True, reason="new kind (fuzzer): a bool tensor to a bool power raises TypeError "
-                                       "(negation of bool); PyTorch gives bool (x ** True == x, x ** False == 1)")
 def test_pow_of_bool_by_bool():
+    """A bool tensor to a Python bool power stays bool (x ** True == x, x ** False == 1) like PyTorch; bool ** bool
+    with a bool tensor exponent raises NotImplementedError like PyTorch's "pow" not implemented for 'Bool'."""
     x = np.array([True, False])
     for e in (True, False):
         expected = torch.tensor(x) ** e
         actual = Tensor(x) ** e
         assert actual.dtype.name == "bool"
         np.testing.assert_array_equal(actual.numpy(), expected.numpy())
+    for fn in (lambda a: a ** a, lambda a: True ** a):
+        with pytest.raises(NotImplementedError):
+            fn(torch.tensor(x))
+        with pytest.raises(NotImplementedError, match="pow"):
+            fn(Tensor(x))
 
 
 @pytest.mark.parametrize("fn", ["trunc", "floor", "ceil", "round"])

@@ -383,6 +383,9 @@ class Tensor(AutogradMixin, CreationMixin, MathMixin, MovementMixin, ReduceMixin
         x ** 0 (1 for every x, NaN and inf included, and still in the autograd graph with gradient 0), 1 ** y,
         negative bases (a real result only for integer exponents). A Python int exponent multiplies (exact for
         ints, which wrap on overflow like PyTorch); ints to negative int powers raise RuntimeError like PyTorch."""
+        if self.dtype == dtypes.bool and not reverse and isinstance(exponent, (bool, np.bool_)):
+            # PyTorch: a bool tensor to a Python bool power stays bool (x ** True is x, x ** False is all True)
+            return (self & True) if exponent else Tensor.full_like(self, True)
         if self.dtype == dtypes.bool and _is_bool(exponent):
             raise DTypeNotSupported(f"pow: a bool tensor to a bool power is not supported (like PyTorch's \"pow\" "
                                     f"not implemented for 'Bool'); cast the {'exponent' if reverse else 'base'} "

@@ -40,7 +40,11 @@ class MathMixin:
     # SIN with a quarter-turn phase: no rounded pi/2 - x, so large arguments keep their accuracy
     def cos(self) -> "Tensor": return self._float()._apply(Op.SIN, arg=1)            # noqa: E704
     def tan(self) -> "Tensor": return self.sin() / self.cos()                        # noqa: E704
-    def square(self) -> "Tensor": return self * self                                 # noqa: E704
+    def square(self) -> "Tensor":
+        """self * self; a bool tensor is squared as int64, like torch.square (pow(x, 2))."""
+        x = self.cast(dtypes.int64) if self.dtype == dtypes.bool else self
+        return x * x
+
     def relu(self) -> "Tensor": return ((self > 0) | self.isnan()).where(self, 0)   # noqa: E704 (grad 0 at 0)
     def silu(self) -> "Tensor": return self * self.sigmoid()                         # noqa: E704
     swish = silu

@@ -15,11 +15,12 @@ if TYPE_CHECKING:
 
 
 def _axes(x, axis, op: str) -> tuple[int, ...]:
+    """The axes of x a reduce over `axis` (an int, a sequence, or None for all) runs over, sorted. A 0-d tensor
+    accepts dim 0 and -1 like PyTorch (it is then reduced over its one element) and has no axes to run over."""
     if axis is None:
         return tuple(range(x.ndim))
-    if isinstance(axis, (list, tuple)):
-        return tuple(sorted(_distinct_axes(x, axis, op)))
-    return (_axis(x, axis, op),)
+    axes = tuple(sorted(_distinct_axes(x, axis, op))) if isinstance(axis, (list, tuple)) else (_axis(x, axis, op),)
+    return axes if x.ndim else ()
 
 
 class ReduceMixin:
