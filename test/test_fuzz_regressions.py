@@ -110,14 +110,41 @@ def test_square_of_bool_is_int64():
     np.testing.assert_array_equal(actual.numpy(), expected.numpy())
 
 
-@pytest.mark.xfail(strict=True, reason="new kind (fuzzer): pow at IEEE special values differs from C pow and PyTorch "
-                                       "(-inf ** 1.5, nan ** 0, 1 ** nan, (-1) ** inf, -0. ** -1)")
+def _same_floats(actual, expected, rtol=0.0):
+    """Equal values (within rtol: pow of ordinary values is exp2(y log2 x), a few ulp off) with equal signs of zero,
+    infinities where infinities, NaN where NaN."""
+    close = np.isclose(actual, expected, rtol=rtol, atol=0) & (np.isinf(actual) == np.isinf(expected))
+    same = close & (np.signbit(actual) == np.signbit(expected)) | np.isnan(actual) & np.isnan(expected)
+    assert same.all(), f"differ at {np.nonzero(~same)}: {actual[~same]} (PyTorch {expected[~same]})"
+
+
 def test_pow_special_values():
     base = np.array([-np.inf, -np.inf, np.nan, 1.0, -1.0, -0.0, np.inf], np.float32)
     exponent = np.array([-1.5, 1.5, 0.0, np.nan, np.inf, -1.0, -2.5], np.float32)
     expected = (torch.tensor(base) ** torch.tensor(exponent)).numpy()   # [0, inf, 1, 1, 1, -inf, 0]
     np.testing.assert_array_equal((Tensor(base) ** Tensor(exponent)).numpy(), expected)
     np.testing.assert_array_equal((Tensor(base[:2]) ** 1.5).numpy(), (torch.tensor(base[:2]) ** 1.5).numpy())
+
+
+SPECIAL = [-np.inf, -3.0, -1.0, -0.5, -0.0, 0.0, 0.5, 1.0, 3.0, np.inf, np.nan]
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_pow_at_every_pair_of_special_values(dtype):
+    """Every pair of IEEE special and small integer values (signs of zero included) like PyTorch (C pow), for a tensor
+    exponent, a Python scalar exponent (PyTorch's shortcuts: x ** 0.5 is sqrt, x ** -0.5 rsqrt outside half) and a
+    Python scalar base."""
+    rtol = 4 * np.finfo(dtype).eps
+    pairs = np.array([(b, e) for b in SPECIAL for e in SPECIAL + [2.0, -2.0, 1.5, -1.5]], dtype)
+    base, exponent = pairs[:, 0], pairs[:, 1]
+    _same_floats((Tensor(base) ** Tensor(exponent)).numpy(), (torch.tensor(base) ** torch.tensor(exponent)).numpy(),
+                 rtol)
+    values = np.array(SPECIAL, dtype)
+    exponents, bases = [np.inf, -np.inf, np.nan, -0.0, 0.5, -0.5, 1.5, 3.0, -3.0], [np.inf, -np.inf, np.nan, -0.0, -3.0]
+    results = [Tensor(values) ** s for s in exponents] + [s ** Tensor(values) for s in bases]
+    Tensor.realize_all(*results)   # (not stacked: cat adds +0 padding, which turns -0 into +0)
+    expected = [torch.tensor(values) ** s for s in exponents] + [s ** torch.tensor(values) for s in bases]
+    _same_floats(np.stack([r.numpy() for r in results]), torch.stack(expected).numpy(), rtol)
 
 
 def test_pow_of_bool_by_bool():

@@ -391,13 +391,19 @@ class Tensor(AutogradMixin, CreationMixin, MathMixin, MovementMixin, ReduceMixin
                                     f"not implemented for 'Bool'); cast the {'exponent' if reverse else 'base'} "
                                     "to an int or float dtype first")
         if not reverse and isinstance(exponent, (int, float)) and not isinstance(exponent, bool):
-            if exponent == 0.5:
+            # PyTorch's shortcuts for these scalar exponents, which differ from C pow at -inf (nan, not +inf or 0)
+            # and -0; its half kernel takes none of them
+            if exponent == 0.5 and self.dtype != dtypes.float16:
                 return self.sqrt()
+            if exponent == -0.5 and self.dtype in (dtypes.float32, dtypes.float64):
+                return self.rsqrt()
             if float(exponent).is_integer() and abs(exponent) <= 1 << 10:
                 return self._pow_int_scalar(int(exponent))
         x, y = self._operands(exponent, "pow", reverse)
         if not x.dtype.is_float:
             return x._pow_int_tensor(y)
+        if x.dtype == dtypes.float16:   # in float32, rounded once (like PyTorch): half's log2 loses the low bits
+            return x.float()._pow_float(y.float()).half()
         return x._pow_float(y)
 
     def _pow_float(self, y: Tensor) -> Tensor:
@@ -420,12 +426,17 @@ class Tensor(AutogradMixin, CreationMixin, MathMixin, MovementMixin, ReduceMixin
         at_zero = (y_negative & zero).where(x.full_like(-math.inf), 0.0)
         at_zero = (y > 0).where(0.0, y_negative.where((y * at_zero).exp2(), (y == 0).where(1.0, y)))
         steep = zero & ((y < 1) & (y != 0))
-        root = steep.where(x, 1.0).sqrt()
+        root = steep.where(x + 0.0, 1.0).sqrt()   # (+0 for -0: the gradient of sqrt at +0 is +inf)
         at_zero = at_zero + steep.where(y_negative.where(-root, root), 0.0)
+        # -0 to an odd integer power keeps its sign: -0 for y > 0, -inf for y < 0 (C pow)
+        negative_zero = zero & (x.reciprocal() < 0)
+        at_zero = (negative_zero & y_odd).where(-at_zero, at_zero)
         at_zero = (y == 1).where(zero.where(x, 0.0), at_zero)
         out = zero.where(at_zero, general)
         # 2^(y log2|x|) is NaN for inf ** 0, NaN ** 0, 1 ** NaN, 1 ** +-inf and (-1) ** +-inf, which are all 1
         one = ((y == 0) & (x * 0 != 0)) | ((x == 1) & (y != y)) | ((x.abs() == 1) & y.isinf())
+        # any other NaN operand gives NaN, explicitly: PoCL folds exp2(NAN * log2(x)) with a literal NaN to 1
+        out = ((x != x) | (y != y)).where(x + y, out)
         return one.where(1.0, out)
 
     def _pow_int_scalar(self, e: int) -> Tensor:
