@@ -4,6 +4,8 @@ passes, strict xfail turns that into a failure, and the marker comes off (it bec
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -228,3 +230,35 @@ def test_max_gradient_at_nan_over_one_element():
     x = np.array([[1.0, np.nan, 2.0]], np.float32)
     tj, pt = _grads(lambda a: a.max(0), lambda a: a.amax(0), x)
     np.testing.assert_array_equal(tj[0], pt[0])
+
+
+COMPARISONS = {"eq": lambda a, b: a == b, "ne": lambda a, b: a != b, "lt": lambda a, b: a < b,
+               "le": lambda a, b: a <= b, "gt": lambda a, b: a > b, "ge": lambda a, b: a >= b}
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "int8", "int32", "int64", "uint64", "bool"])
+def test_comparison_with_python_scalar_outside_the_dtype_compares_values(dtype):
+    """`uint8_tensor == 300` is all False and `uint8_tensor < 300` all True: a Python int outside the dtype's range is
+    compared by value, never wrapped into the dtype (NumPy 2's rule; PyTorch 2.13 wraps 300 to 44 for uint8, and
+    2**31 to -2**31 for int32: a deliberate difference, see the README). Float scalars compare by value as in
+    PyTorch. Both operand orders; the expected values are Python's comparisons of the numbers."""
+    lo, hi = (0, 1) if dtype == "bool" else (int(np.iinfo(dtype).min), int(np.iinfo(dtype).max))
+    values = [lo, hi, 0, 1] if dtype == "bool" else [lo, hi, 0, 1, 44, (lo + hi) // 2]
+    scalars = [hi + 1, lo - 1, 44 + 256, 2 ** 31, -2 ** 63, 2 ** 64 - 1, 2.5, -0.5, math.nan, hi]
+    scalars = [s for s in scalars if isinstance(s, float) or -2 ** 63 <= s < 2 ** 64]   # (others: OverflowError)
+    x = Tensor(np.array(values, dtype))
+    checks = [(s, fn, reverse) for s in scalars for name, fn in COMPARISONS.items()
+              for reverse in ((False,) if name in ("eq", "ne") else (False, True))]
+    # each comparison is one bit of an int64 code (a few fused kernels instead of one per comparison)
+    codes, expected = [], []
+    for start in range(0, len(checks), 62):
+        code, want = None, np.zeros(len(values), np.int64)
+        for bit, (s, fn, reverse) in enumerate(checks[start:start + 62]):
+            result = fn(s, x) if reverse else fn(x, s)
+            term = result.cast("int64") * (1 << bit)
+            code = term if code is None else code + term
+            want += np.array([fn(s, v) if reverse else fn(v, s) for v in values], np.int64) << bit
+        codes.append(code)
+        expected.append(want)
+    Tensor.realize_all(*codes)
+    np.testing.assert_array_equal(np.stack([c.numpy() for c in codes]), np.stack(expected))

@@ -13,7 +13,7 @@ import numpy as np
 
 from tinyjit import inplace
 from tinyjit.device import Buffer, canonicalize
-from tinyjit.dtype import (DType, DTypeNotSupported, check_fits, dtypes, least_upper_float, promote,
+from tinyjit.dtype import (DType, DTypeNotSupported, check_fits, dtypes, fits, least_upper_float, promote,
                            scalar_result_dtype)
 from tinyjit.helpers import prod
 from tinyjit.lazy import Node
@@ -527,6 +527,22 @@ class Tensor(AutogradMixin, CreationMixin, MathMixin, MovementMixin, ReduceMixin
 
     # comparisons
     def _compare(self, other, op: str, reverse: bool = False) -> Tensor:
+        """self <op> other elementwise, a bool tensor. A Python int outside the range of an int tensor's dtype is
+        compared by value (NumPy 2), never wrapped into the dtype: `uint8_tensor == 300` is all False and
+        `uint8_tensor < 300` all True (PyTorch 2.13 wraps 300 to 44 here; see the README)."""
+        if isinstance(other, np.integer):
+            other = other.item()
+        if isinstance(other, int) and not isinstance(other, bool) and self.dtype.is_int and \
+                not fits(other, self.dtype):
+            wide = promote(self.dtype, dtypes.from_py(other))
+            if wide.is_int:   # a dtype that holds every value of both
+                return self.cast(wide)._compare(other, op, reverse)
+            # int64 against 2**63 and up, uint64 against a negative int: the scalar is beyond every element
+            above = other > 0
+            truth = {"eq": False, "ne": True, "lt": above, "le": above, "gt": not above, "ge": not above}[op]
+            if reverse and op in ("lt", "le", "gt", "ge"):
+                truth = not truth
+            return Tensor.full(self.shape, truth, dtype=dtypes.bool, device=self.device)
         x, y = self._operands(other, op, reverse)
         if op == "lt":
             return x._apply(Op.CMPLT, y)
