@@ -262,3 +262,21 @@ def test_comparison_with_python_scalar_outside_the_dtype_compares_values(dtype):
         expected.append(want)
     Tensor.realize_all(*codes)
     np.testing.assert_array_equal(np.stack([c.numpy() for c in codes]), np.stack(expected))
+
+
+@pytest.mark.parametrize("op", ["max", "min", "argmax", "argmin"])
+def test_reduce_without_identity_over_empty_dim_raises_like_torch(op):
+    """max/min/argmax/argmin over a dim of size 0 raise IndexError, like PyTorch (amax/amin for max/min with a dim);
+    max()/min() of an empty tensor RuntimeError, argmax()/argmin() IndexError. Over a non-empty dim of an empty
+    tensor the result is empty."""
+    torch_op = {"max": "amax", "min": "amin"}.get(op, op)
+    for shape, dim in (((2, 0), 1), ((0, 3), 0), ((0,), -1), ((3, 0, 2), None), ((2, 0), 0)):
+        x = np.zeros(shape, np.float32)
+        try:
+            expected = getattr(torch.tensor(x), torch_op)(**({} if dim is None else {"dim": dim}))
+        except (IndexError, RuntimeError) as e:
+            with pytest.raises(type(e), match=op):
+                getattr(Tensor(x), op)(dim=dim)
+            continue
+        actual = getattr(Tensor(x), op)(dim=dim)
+        assert actual.shape == tuple(expected.shape) and actual.numpy().size == 0

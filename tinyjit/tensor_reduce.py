@@ -32,8 +32,7 @@ class ReduceMixin:
         x = self
         if self.ndim and any(self.shape[a] == 0 for a in axes):
             if op == Op.RMAX and name in ("max", "min", "argmax", "argmin"):
-                raise RuntimeError(f"{name}: cannot reduce over a dimension of size 0 (shape {self.shape}, "
-                                   f"axis {axis})")
+                _no_identity(self, axis, name)
             # nothing to reduce: one element of the op's identity instead (kernels never loop 0 times)
             x = self.pad(tuple((0, 1) if i in axes and s == 0 else (0, 0) for i, s in enumerate(self.shape)),
                          value=_identity(op, self.dtype))
@@ -149,6 +148,10 @@ class ReduceMixin:
         return (n - first).cast(dtypes.int64)
 
     def argmin(self, axis=None, keepdim: bool = False, dim=None) -> "Tensor":
+        """Index of the first minimum (of the flattened tensor when axis is None)."""
+        axis = _pick_axis(axis, dim)
+        if self.numel() == 0 and (axis is None or self.shape[_axis(self, axis, "argmin")] == 0):
+            _no_identity(self, axis if axis is not None else 0, "argmin")
         flipped = -self if self.dtype.is_float else ~self
         return flipped.argmax(axis, keepdim, dim)
 
@@ -204,6 +207,14 @@ class ReduceMixin:
         out = out.cast(self.dtype) if self.dtype.is_float else out
         return out.transpose(axis, -1)
 
+
+
+def _no_identity(x, axis, name: str) -> None:
+    """Raise PyTorch's error for max/min/argmax/argmin over no elements (they have no identity): IndexError over a
+    dim of size 0 (and for argmax/argmin of an empty tensor), RuntimeError for max()/min() of an empty tensor."""
+    if axis is None and name in ("max", "min"):
+        raise RuntimeError(f"{name}(): cannot reduce an empty tensor (shape {x.shape}) without a dim; pass dim=")
+    raise IndexError(f"{name}(): cannot reduce over a dimension of size 0 (shape {x.shape}, dim {axis})")
 
 
 def _identity(op: Op, dtype):
