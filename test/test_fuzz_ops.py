@@ -90,11 +90,6 @@ KNOWN_FAILURES: tuple[KnownFailure, ...] = (
                  "pass gradient 1 at inf, nan and |x| >= 2**mantissa", "unary",
                  lambda c, d: d["fn"] in ("trunc", "floor", "ceil", "round") and c.x.tensor.requires_grad and
                  _has(c, lambda v: ~(v.abs() < (2.0 ** 10 if c.x.dtype == "float16" else 2.0 ** 23)))),
-    KnownFailure("issue 8 item 7 (instance: test_clip_gradient_at_nan_is_zero): clip passes gradient 1 at NaN",
-                 "clip", lambda c, d: c.x.tensor.requires_grad and _has(c, torch.isnan)),
-    KnownFailure("issue 8 item 7 (instance: test_max_gradient_at_nan_over_one_element): max/min over a dim of "
-                 "size 1 pass gradient 1 to a NaN (PyTorch: NaN)", "reduce",
-                 lambda c, d: d["fn"] in ("max", "min") and c.x.tensor.requires_grad and _has(c, torch.isnan)),
     KnownFailure("issue 8 item 7: std's gradient where the variance is 0, var's and std's with no more elements "
                  "than the correction", "reduce", lambda c, d: d["fn"] in ("std", "var") and c.x.tensor.requires_grad
                  and _zero_variance(c, d) and (d["fn"] == "std" or _too_few(c, d))),

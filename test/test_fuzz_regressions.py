@@ -172,12 +172,56 @@ def test_rounding_gradient_is_zero_everywhere(fn):
     np.testing.assert_array_equal(tj[0], pt[0])
 
 
-@pytest.mark.xfail(strict=True, reason="issue 8 item 7's kind (gradients at special points), an instance the item "
-                                       "does not name: clip passes gradient 1 at NaN (PyTorch: 0)")
 def test_clip_gradient_at_nan_is_zero():
     x = np.array([np.nan, 1.0, -5.0, 5.0], np.float32)
     tj, pt = _grads(lambda a: a.clip(-2.0, 2.0), lambda a: a.clip(-2.0, 2.0), x)
     np.testing.assert_array_equal(tj[0], pt[0])
+
+
+F = torch.nn.functional
+# (tinyjit, PyTorch) functions of two tensors whose values and gradients at NaN, +-inf and +-0 must match
+SPECIAL_POINT_OPS = {
+    "clip": (lambda a, b: a.clip(-2.0, 2.0) + b, lambda a, b: a.clip(-2.0, 2.0) + b),
+    "clip_tensor_min": (lambda a, b: a.clip(b, None), lambda a, b: a.clamp(b, None)),
+    "clip_tensor_max": (lambda a, b: a.clip(None, b), lambda a, b: a.clamp(None, b)),
+    "maximum": (lambda a, b: a.maximum(b), lambda a, b: a.maximum(b)),
+    "minimum": (lambda a, b: a.minimum(b), lambda a, b: a.minimum(b)),
+    "max_all": (lambda a, b: a.max() + b, lambda a, b: a.amax() + b),
+    "min_all": (lambda a, b: a.min() + b, lambda a, b: a.amin() + b),
+    "max_over_one": (lambda a, b: a.reshape(8, 1).max(1) + b, lambda a, b: a.reshape(8, 1).amax(1) + b),
+    "min_over_one": (lambda a, b: a.reshape(8, 1).min(1, keepdim=True).reshape(8) + b,
+                     lambda a, b: a.reshape(8, 1).amin(1, keepdim=True).reshape(8) + b),
+    "max_of_0d": (lambda a, b: a[0].max(0) + a[1].max() + b, lambda a, b: a[0].amax(0) + a[1].amax() + b),
+    "max_pairs": (lambda a, b: a.reshape(4, 2).max(1).sum() + b, lambda a, b: a.reshape(4, 2).amax(1).sum() + b),
+    "max_stacked": (lambda a, b: a.stack(b).max(0), lambda a, b: torch.stack([a, b]).amax(0)),
+    "relu": (lambda a, b: a.relu() * b, lambda a, b: a.relu() * b),
+    "abs": (lambda a, b: a.abs() * b, lambda a, b: a.abs() * b),
+    "sign": (lambda a, b: a.sign() * b, lambda a, b: a.sign() * b),
+    "relu6": (lambda a, b: a.relu6() + b, lambda a, b: F.relu6(a) + b),
+    "hardsigmoid": (lambda a, b: a.hardsigmoid() + b, lambda a, b: F.hardsigmoid(a) + b),
+    "hardswish": (lambda a, b: a.hardswish() + b, lambda a, b: F.hardswish(a) + b),
+    "leaky_relu": (lambda a, b: a.leaky_relu() + b, lambda a, b: F.leaky_relu(a) + b),
+    "elu": (lambda a, b: a.elu() + b, lambda a, b: F.elu(a) + b),
+}
+
+
+@pytest.mark.parametrize("op", list(SPECIAL_POINT_OPS))
+def test_values_and_gradients_at_nan_and_inf_like_torch(op):
+    """issue 8 item 7's kind at NaN and +-inf: clamp passes no gradient to a NaN (nor to a NaN bound), maximum and
+    minimum pass it to both sources when one is NaN, amax/amin over one element give NaN to a NaN (as over more),
+    relu6 and elu give 1 at NaN, hardswish 1 at +inf and NaN (its polynomial branch never sees them)."""
+    tj_fn, pt_fn = SPECIAL_POINT_OPS[op]
+    x = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 1.0, -2.0, 3.0], np.float32)
+    y = np.array([1.0, np.nan, np.inf, -0.0, 0.0, 1.0, np.nan, -np.inf], np.float32)
+    a, b = Tensor(x, requires_grad=True), Tensor(y, requires_grad=True)
+    out = tj_fn(a, b)
+    out.sum().backward()
+    pa, pb = torch.tensor(x, requires_grad=True), torch.tensor(y, requires_grad=True)
+    expected = pt_fn(pa, pb)
+    expected.sum().backward()
+    np.testing.assert_allclose(out.numpy(), expected.detach().numpy(), rtol=1e-6)   # NaN where NaN
+    np.testing.assert_allclose(a.grad.numpy(), pa.grad.numpy(), rtol=1e-6)
+    np.testing.assert_allclose(b.grad.numpy(), pb.grad.numpy(), rtol=1e-6)
 
 
 class _Timeout(Exception):
@@ -223,9 +267,6 @@ def test_prod_gradient_schedules_in_reasonable_time():
     np.testing.assert_allclose(grad, p.grad.numpy(), rtol=1e-5)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 8 item 7's kind (gradients at special points), an instance the item "
-                                       "does not name: max over a dim of size 1 passes gradient 1 to a NaN element "
-                                       "(PyTorch: NaN, as over longer dims)")
 def test_max_gradient_at_nan_over_one_element():
     x = np.array([[1.0, np.nan, 2.0]], np.float32)
     tj, pt = _grads(lambda a: a.max(0), lambda a: a.amax(0), x)

@@ -505,6 +505,13 @@ class Tensor(AutogradMixin, CreationMixin, MathMixin, MovementMixin, ReduceMixin
             out = (out < min_).where(min_, out)
         if max_ is not None:
             out = (out > max_).where(max_, out)
+        if out.dtype.is_float:
+            # NaN anywhere (x or a bound) gives NaN with no gradient to any of them, like torch.clamp
+            unordered = out != out
+            for bound in (min_, max_):
+                if isinstance(bound, Tensor) or isinstance(bound, float) and math.isnan(bound):
+                    unordered = unordered | (bound != bound)
+            out = unordered.where(math.nan, out)
         return out
 
     clamp = clip

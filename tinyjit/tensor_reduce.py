@@ -27,9 +27,12 @@ class ReduceMixin:
     def _reduce(self, op: Op, axis, keepdim: bool, name: str) -> "Tensor":
         from tinyjit.tensor import Tensor
         axes = _axes(self, axis, name)
-        if self.ndim == 0:
-            return self
         x = self
+        if op == Op.RMAX and self.dtype.is_float and all(self.shape[a] == 1 for a in axes):
+            # a max over one element is that element, with PyTorch's gradient g * (x == max) / count: NaN at a NaN
+            x = self * (self == self).where(1.0, math.nan)
+        if self.ndim == 0:
+            return x
         if self.ndim and any(self.shape[a] == 0 for a in axes):
             if op == Op.RMAX and name in ("max", "min", "argmax", "argmin"):
                 _no_identity(self, axis, name)
