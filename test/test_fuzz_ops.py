@@ -115,8 +115,6 @@ KNOWN_FAILURES: tuple[KnownFailure, ...] = (
                  lambda c, d: d["result"].numel() == 0 and d["result"].requires_grad),
     # ---- NOT on issue 8's list: new kinds this fuzzer found, each with an xfail(strict) test in
     # ---- test/test_fuzz_regressions.py; left out here only so CI passes until they are fixed
-    KnownFailure("new (test_gradient_flows_through_inplace_updates): no gradient through assign/setitem/+=",
-                 "inplace", lambda c, d: d["target_requires_grad"] or d["value_requires_grad"]),
     KnownFailure("new (test_compile_time_after_reduce_is_not_exponential): the CPU optimizer walks the kernel AST "
                  "as a tree, so deep elementwise code after a reduce compiles in exponential time",
                  "unary", lambda c, d: d["fn"] in DEEP_UNARY and any(h.startswith(REDUCING) for h in c.history),

@@ -26,28 +26,71 @@ def _grads(fn_tj, fn_torch, *arrays):
             [None if t.grad is None else t.grad.numpy() for t in pt_in])
 
 
-@pytest.mark.xfail(strict=True, reason="new kind (fuzzer): gradient does not flow through assign, setitem and "
-                                       "+=/*= (the assign node records no autograd edge)")
-@pytest.mark.parametrize("update", ["imul", "assign", "setitem"])
-def test_gradient_flows_through_inplace_updates(update):
-    x = np.array([1.0, 2.0, -3.0], np.float32)
-    w = np.array([3.0, 4.0, 0.5], np.float32)
+INPLACE_UPDATES = {   # (tinyjit, PyTorch) in-place updates of y by b
+    "imul": (lambda y, b: y.__imul__(b), lambda y, b: y.__imul__(b)),
+    "iadd": (lambda y, b: y.__iadd__(b * b), lambda y, b: y.__iadd__(b * b)),
+    "isub": (lambda y, b: y.__isub__(b), lambda y, b: y.__isub__(b)),
+    "idiv": (lambda y, b: y.__itruediv__(b), lambda y, b: y.__itruediv__(b)),
+    "assign": (lambda y, b: y.assign(b * 2), lambda y, b: y.copy_(b * 2)),
+    "assign_broadcast": (lambda y, b: y.assign(b[:1]), lambda y, b: y.copy_(b[:1])),
+    "setitem": (lambda y, b: y.__setitem__(slice(1, None), b[1:]), lambda y, b: y.__setitem__(slice(1, None), b[1:])),
+    "setitem_strided": (lambda y, b: y.__setitem__(slice(None, None, 2), b[::2].exp()),
+                        lambda y, b: y.__setitem__(slice(None, None, 2), b[::2].exp())),
+    "setitem_scalar": (lambda y, b: y.__setitem__(0, 5.0), lambda y, b: y.__setitem__(0, 5.0)),
+    "twice": (lambda y, b: y.__imul__(b).__iadd__(b), lambda y, b: y.__imul__(b).__iadd__(b)),
+}
 
-    def fn(a, b, assign):
+
+@pytest.mark.parametrize("update", list(INPLACE_UPDATES))
+@pytest.mark.parametrize("realize", [False, True])
+def test_gradient_flows_through_inplace_updates(update, realize):
+    """Like PyTorch's autograd through in-place ops on a non-leaf: the updated tensor is a result of the update,
+    gradient flows into the value and into what the update keeps of the old contents, and the overwritten part gets
+    0 (not None). With realize, the updated tensor is realized before it is used (it keeps its graph)."""
+    x = np.array([1.0, 2.0, -3.0, 0.5], np.float32)
+    w = np.array([3.0, 4.0, 0.5, -2.0], np.float32)
+    tj_update, pt_update = INPLACE_UPDATES[update]
+
+    def fn(update_fn, a, b):
         y = a.clone()
-        if update == "imul":
-            y *= b
-        elif update == "assign":
-            assign(y, b * 2)
-        else:
-            y[1:] = b[1:]
+        update_fn(y, b)
+        if realize and isinstance(y, Tensor):
+            y.realize()
         return y * y
 
-    tj, pt = _grads(lambda a, b: fn(a, b, lambda y, v: y.assign(v)),
-                    lambda a, b: fn(a, b, lambda y, v: y.copy_(v)), x, w)
+    tj, pt = _grads(lambda a, b: fn(tj_update, a, b), lambda a, b: fn(pt_update, a, b), x, w)
     for g_tj, g_pt in zip(tj, pt):
-        assert g_tj is not None
-        np.testing.assert_allclose(g_tj, g_pt, rtol=1e-6)
+        assert (g_tj is None) == (g_pt is None)
+        if g_pt is not None:
+            np.testing.assert_allclose(g_tj, g_pt, rtol=1e-6)
+
+
+@pytest.mark.parametrize("target_requires_grad", [False, True])
+def test_inplace_update_makes_a_result_that_requires_grad(target_requires_grad):
+    """A tensor that does not require grad updated with one that does becomes a result requiring grad (PyTorch);
+    one that requires grad keeps requiring it when the value does not."""
+    a = Tensor(np.array([1.0, 2.0], np.float32), requires_grad=True)
+    y = a * 2 if target_requires_grad else Tensor(np.array([5.0, 6.0], np.float32))
+    y += a if not target_requires_grad else 1.0
+    assert y.requires_grad and not y.is_leaf
+    (y * y).sum().backward()
+    expected = 2 * (2 * np.array([1.0, 2.0]) + 1) * 2 if target_requires_grad else 2 * np.array([6.0, 8.0])
+    np.testing.assert_allclose(a.grad.numpy(), expected)
+
+
+def test_inplace_update_of_a_leaf_that_requires_grad_raises():
+    """PyTorch: "a leaf Variable that requires grad is being used in an in-place operation" (RuntimeError), at the
+    call, leaving the tensor as it was; under no_grad (an optimizer step) it is allowed."""
+    w = Tensor(np.array([1.0, 2.0], np.float32), requires_grad=True)
+    for update in (lambda: w.__iadd__(1.0), lambda: w.assign(Tensor(np.zeros(2, np.float32))),
+                   lambda: w.__setitem__(0, 3.0)):
+        with pytest.raises(RuntimeError, match="leaf tensor that requires grad"):
+            update()
+    np.testing.assert_array_equal(w.numpy(), [1.0, 2.0])
+    with Tensor.no_grad():
+        w -= 0.5
+    np.testing.assert_array_equal(w.numpy(), [0.5, 1.5])
+    assert w.is_leaf and w.requires_grad
 
 
 @pytest.mark.parametrize("op", ["mean", "var", "std", "prod", "sum", "logsumexp"])

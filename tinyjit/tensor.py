@@ -146,9 +146,10 @@ class Tensor(AutogradMixin, CreationMixin, MathMixin, MovementMixin, ReduceMixin
 
     def _collapse(self) -> None:
         """Point at the realized buffer directly so the graph that made it can be freed. A result that requires
-        grad keeps its graph (backward after .item() must reach the parameters), but an assign always collapses
-        (or every optimizer step would grow the graph)."""
-        if self.node.realized and self.node.op != Op.BUFFER and (self._ctx is None or self.node.op == Op.ASSIGN):
+        grad keeps its graph (backward after .item() must reach the parameters), and so does an assign recorded for
+        autograd (`y += x` on a result); other assigns collapse (or every optimizer step would grow the graph)."""
+        if self.node.realized and self.node.op != Op.BUFFER and \
+                (self._ctx is None or self.node.op == Op.ASSIGN and self._ctx != Op.ASSIGN):
             old = self.node
             self.node = Node.from_buffer(self.node.buffer, self.shape)
             self._node_changed(old)
@@ -200,12 +201,22 @@ class Tensor(AutogradMixin, CreationMixin, MathMixin, MovementMixin, ReduceMixin
                              f"shape {self.shape} on {self.device}")
         if value.dtype != self.dtype:
             value = value.cast(self.dtype)
+        recording = not Tensor.no_grad_active and self.dtype.is_float
+        if recording and self.requires_grad and self._ctx is None:
+            raise RuntimeError(f"assign: a leaf tensor that requires grad (shape {self.shape}) cannot be updated in "
+                               f"place outside no_grad, like PyTorch; update it under `with Tensor.no_grad():`, or "
+                               f"update a clone")
         if not self.node.realized:
             self.realize()
+        if recording and self.requires_grad:
+            # the old contents are overwritten: gradient 0 flows to them (PyTorch's copy_), not none
+            value = self._with_zero_gradient(value)
         # a target node of its own: the node other values read stays the old contents (and may get a copy of them)
         target = Node.from_buffer(self.node.buffer, self.shape)
         old = self.node
         self.node = Node(Op.ASSIGN, (target, value.node), None, self.dtype, self.shape, self.device)
+        if recording and value.requires_grad:
+            self._record_assign()   # gradient flows through the assign into the value (x += y, x[i] = y, ...)
         inplace.note_assign(self)
         self._node_changed(old)
         return self
