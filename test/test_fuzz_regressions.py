@@ -267,6 +267,15 @@ def test_values_and_gradients_at_nan_and_inf_like_torch(op):
     np.testing.assert_allclose(b.grad.numpy(), pb.grad.numpy(), rtol=1e-6)
 
 
+@pytest.mark.parametrize("dtype", ["float16", "float64"])
+def test_max_and_min_over_one_element_keep_the_dtype(dtype):
+    x = np.array([[np.nan], [2.0]], dtype)
+    for out, expected in ((Tensor(x).max(1), torch.tensor(x).amax(1)),
+                          (Tensor(x[1, 0]).min(), torch.tensor(x[1, 0]).amin())):
+        assert out.dtype.name == dtype
+        np.testing.assert_array_equal(out.numpy(), expected.numpy())
+
+
 class _Timeout(Exception):
     pass
 

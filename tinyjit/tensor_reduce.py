@@ -30,7 +30,7 @@ class ReduceMixin:
         x = self
         if op == Op.RMAX and self.dtype.is_float and all(self.shape[a] == 1 for a in axes):
             # a max over one element is that element, with PyTorch's gradient g * (x == max) / count: NaN at a NaN
-            x = self * (self == self).where(1.0, math.nan)
+            x = self * (self == self).where(self.full_like(1.0), self.full_like(math.nan))
         if self.ndim == 0:
             return x
         if self.ndim and any(self.shape[a] == 0 for a in axes):
