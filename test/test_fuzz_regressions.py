@@ -373,3 +373,13 @@ def test_reduce_without_identity_over_empty_dim_raises_like_torch(op):
             continue
         actual = getattr(Tensor(x), op)(dim=dim)
         assert actual.shape == tuple(expected.shape) and actual.numpy().size == 0
+
+
+@pytest.mark.parametrize("shape,dim,correction", [((), 0, 0), ((3,), 0, 1), ((2, 3), 1, 0), ((2, 3), None, 1)])
+def test_std_gradient_where_the_variance_is_zero(shape, dim, correction):
+    """issue 8 item 7's kind: PyTorch's std passes gradient 0 where the std is 0 (every element equal), not NaN."""
+    x = np.full(shape, 1.5, np.float32)
+    if len(shape) == 2:
+        x[1] = [1.0, 2.0, 4.0]   # one row with a spread, one without
+    tj, pt = _grads(lambda a: a.std(dim=dim, correction=correction), lambda a: a.std(dim=dim, correction=correction), x)
+    np.testing.assert_allclose(tj[0], pt[0], rtol=1e-6)

@@ -90,7 +90,10 @@ class ReduceMixin:
 
     def std(self, axis=None, keepdim: bool = False, correction: int = 1, dim=None, unbiased=None) -> "Tensor":
         _axes(self, _pick_axis(axis, dim), "std")
-        return self.var(axis, keepdim, correction, dim, unbiased).sqrt()
+        var = self.var(axis, keepdim, correction, dim, unbiased)
+        # gradient 0 where the variance is 0 (all elements equal), like PyTorch, not 0 * (1 / sqrt(0)) = NaN
+        zero = var == 0
+        return zero.where(var, zero.where(1.0, var).sqrt())
 
     def prod(self, axis=None, keepdim: bool = False, dim=None) -> "Tensor":
         axis = _pick_axis(axis, dim)
