@@ -54,33 +54,6 @@ REDUCING = ("reduce.", "softmax", "log_softmax", "cumsum", "matmul", "gather", "
 
 KNOWN_FAILURES: tuple[KnownFailure, ...] = (
     # ---- on issue 8's list ----
-    KnownFailure("issue 8 item 1: a lazy value read before an in-place update of what it reads sees the update",
-                 "inplace", lambda c, d: d["direct"]),
-    KnownFailure("issue 8 item 3: half matmul rounds each product to half before accumulating", "matmul",
-                 lambda c, d: "float16" in (d["a"], d["b"])),
-    KnownFailure("issue 8 item 16: fast-math on the CPU ((1 + x) * c becomes x * c + c: log's half gradient near "
-                 "x = -1 is 1% off)", "unary", lambda c, d: d["fn"] in ("log", "log2", "log1p") and
-                 c.x.dtype == "float16", devices=("CPU",)),
-    KnownFailure("issue 8 item 3: half softmax is computed in half (3 ulp off; PyTorch: 1)", "softmax",
-                 lambda c, d: d["dtype"] == "float16"),
-    KnownFailure("issue 8 item 5: float // and % (floor(x / y) with an inexact x / y; CL: x % x != 0)", "mod",
-                 lambda c, d: c.x.is_float or d["b"] in FLOATS or d["b"] == "float"),
-    KnownFailure("issue 8 item 16: fast-math on the CPU ((1 + x) * c becomes x * c + c: log's half gradient near "
-                 "x = -1 is 1% off)", "unary", lambda c, d: d["fn"] in ("log", "log2", "log1p") and
-                 c.x.dtype == "float16", devices=("CPU",)),
-    KnownFailure("issue 8 item 3: half softmax is computed in half (3 ulp off; PyTorch: 1)", "softmax",
-                 lambda c, d: d["dtype"] == "float16"),
-    KnownFailure("issue 8 item 5: float // and % (floor(x / y) with an inexact x / y; CL: x % x != 0)", "floordiv",
-                 lambda c, d: c.x.is_float or d["b"] in FLOATS or d["b"] == "float"),
-    KnownFailure("issue 8 item 7: gradients at kinks (relu6 at 0 and 6, hardswish/hardsigmoid at +-3)", "unary",
-                 lambda c, d: (d["fn"] == "relu6" and _has(c, lambda v: (v == 0) | (v == 6))) or
-                 (d["fn"] in ("hardswish", "hardsigmoid") and _has(c, lambda v: v.abs() == 3))),
-    KnownFailure("issue 8 item 7: pow at special points (gradient at a base <= 0, x ** 0 and x ** 1)", "pow",
-                 lambda c, d: c.x.is_float and (_has(c, lambda v: v <= 0) or d.get("scalar") in (0, 1))),
-    KnownFailure("issue 8 item 7 (instance: test_rounding_gradient_is_zero_everywhere): trunc/floor/ceil/round "
-                 "pass gradient 1 at inf, nan and |x| >= 2**mantissa", "unary",
-                 lambda c, d: d["fn"] in ("trunc", "floor", "ceil", "round") and c.x.tensor.requires_grad and
-                 _has(c, lambda v: ~(v.abs() < (2.0 ** 10 if c.x.dtype == "float16" else 2.0 ** 23)))),
     KnownFailure("issue 8 item 7: var's and std's gradients with no more elements than the correction (std where "
                  "the variance is 0 is fixed: test_std_gradient_where_the_variance_is_zero)", "reduce",
                  lambda c, d: d["fn"] in ("std", "var") and c.x.tensor.requires_grad and _too_few(c, d)),
@@ -88,20 +61,6 @@ KNOWN_FAILURES: tuple[KnownFailure, ...] = (
                  "inf upstream gradients through log_softmax over one element)", "input",
                  lambda c, d: d["input"].dist[0] == "choice" and
                  any(not math.isfinite(v) for v in d["input"].dist[1])),
-    KnownFailure("issue 8 item 8: gather along a dim before the last two of a >= 3-d input", "gather",
-                 lambda c, d: d["ndim"] >= 3 and d["dim"] < d["ndim"] - 2),
-    KnownFailure("issue 8 item 9: softmax/log_softmax over a 0-length axis raise", "softmax",
-                 lambda c, d: len(d["shape"]) > 0 and d["shape"][d["dim"]] == 0),
-    KnownFailure("issue 8 item 11: integer // and % under a pad mask divide by 0 (SIGFPE kills the process)",
-                 "floordiv", lambda c, d: not (c.x.is_float or d["b"] in FLOATS or d["b"] == "float")),
-    KnownFailure("issue 8 item 11: integer // and % under a pad mask divide by 0 (SIGFPE kills the process)",
-                 "mod", lambda c, d: not (c.x.is_float or d["b"] in FLOATS or d["b"] == "float")),
-    KnownFailure("issue 8 item 13: an out-of-range gather index gives 0 instead of raising", "gather",
-                 lambda c, d: d["invalid"]),
-    KnownFailure("issue 8 item 13: an out-of-range tensor index gives 0 instead of raising", "index_tensor",
-                 lambda c, d: d["invalid"]),
-    KnownFailure("issue 8 item 18: empty tensors in autograd (an empty input that requires grad)", "input",
-                 lambda c, d: 0 in d["input"].shape and d["input"].requires_grad),
     KnownFailure("issue 8 item 18: empty tensors in autograd (an empty result that requires grad)", "result",
                  lambda c, d: d["result"].numel() == 0 and d["result"].requires_grad),
     # ---- NOT on issue 8's list: new kinds this fuzzer found, each with an xfail(strict) test in
@@ -113,8 +72,8 @@ KNOWN_FAILURES: tuple[KnownFailure, ...] = (
     KnownFailure("new (test_prod_gradient_schedules_in_reasonable_time): prod's gradient over many elements takes "
                  "exponential time to schedule", "reduce", lambda c, d: d["fn"] == "prod" and
                  c.x.tensor.requires_grad and c.x.tensor.numel() > 8),
-    KnownFailure("new: pow's gradients at inf/nan bases differ from PyTorch's (y * x ** (y - 1), x ** y * log(x)); "
-                 "the values are C pow's (test_pow_at_every_pair_of_special_values)", "pow",
+    KnownFailure("new (test_pow_gradient_at_infinite_and_nan_bases): pow's gradients at inf/nan bases differ from "
+                 "PyTorch's (y * x ** (y - 1), x ** y * log(x)); the values are C pow's", "pow",
                  lambda c, d: c.x.is_float and c.x.tensor.requires_grad and _has(c, lambda v: ~torch.isfinite(v))),
 )
 

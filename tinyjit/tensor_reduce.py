@@ -115,9 +115,8 @@ class ReduceMixin:
             x = x[..., :half] * x[..., half:]
             if half > 64:
                 x = x.contiguous()
-        if n == 0:
-            from tinyjit.tensor import Tensor
-            x = Tensor.ones(*kept_shape, 1, dtype=x.dtype, device=x.device)
+        if n == 0:   # the empty product is 1, still computed from x: it requires grad when x does (PyTorch)
+            x = x.sum(-1, keepdim=True).cast(x.dtype) * 0 + 1
         out = x.reshape(kept_shape)
         if keepdim:
             out = out.reshape(tuple(1 if i in axes else s for i, s in enumerate(self.shape)))
