@@ -19,7 +19,7 @@ import torch
 from fuzz_op_table import OPS
 from fuzz_ops import reproducer, shrink
 from fuzz_program import BuildError, Case, Failure, build, check, generate
-from fuzz_support import DTYPES, FLOATS, SEMANTIC_DIFFERENCES, Ctx, index_src, random_index, torch_index
+from fuzz_support import DTYPES, SEMANTIC_DIFFERENCES, Ctx, index_src, random_index, torch_index
 
 
 @dataclass(frozen=True)

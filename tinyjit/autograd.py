@@ -9,8 +9,8 @@ Only float nodes carry gradients.
 
 Ties, chosen so that the composed Tensor ops match PyTorch:
 - MAX(a, b) splits the gradient evenly between a and b where a == b, and gives it to both where one is NaN (like
-  `torch.maximum`); `minimum`, built as -max(-a, -b), inherits it. (`relu` and `clip` are built from WHERE in tensor.py, so that relu has
-  gradient 0 at 0 and clip passes the gradient at its bounds, like PyTorch.)
+  `torch.maximum`); `minimum`, built as -max(-a, -b), inherits it. (`relu` and `clip` are built from WHERE in
+  tensor.py, so that relu has gradient 0 at 0 and clip passes the gradient at its bounds, like PyTorch.)
 - RMAX (the max reduce) splits the gradient evenly between all positions equal to the maximum, like
   `torch.amax` (and `torch.max()` without a dim); `Tensor.max(axis)` has no indices, so there is no
   "pick one" variant. `min` (-max(-x)) inherits it.
