@@ -61,6 +61,13 @@ KNOWN_FAILURES: tuple[KnownFailure, ...] = (
                  "inf upstream gradients through log_softmax over one element)", "input",
                  lambda c, d: d["input"].dist[0] == "choice" and
                  any(not math.isfinite(v) for v in d["input"].dist[1])),
+    KnownFailure("issue 8 item 7: pow at special points (gradient at a base <= 0, x ** 0 and x ** 1; also hides: "
+                 "on CL cumsum(2) ** -0.5 is 1e-4 off near a base of 0.008, seed 100004, not investigated)", "pow",
+                 lambda c, d: c.x.is_float and (_has(c, lambda v: v <= 0) or d.get("scalar") in (0, 1))),
+    KnownFailure("issue 8 item 13: an out-of-range gather index gives 0 instead of raising (on CL still: seed "
+                 "100017)", "gather", lambda c, d: d["invalid"]),
+    KnownFailure("issue 8 item 13: an out-of-range tensor index gives 0 instead of raising (on CL still: seed "
+                 "100017)", "index_tensor", lambda c, d: d["invalid"]),
     KnownFailure("issue 8 item 18: empty tensors in autograd (an empty result that requires grad)", "result",
                  lambda c, d: d["result"].numel() == 0 and d["result"].requires_grad),
     # ---- NOT on issue 8's list: new kinds this fuzzer found, each with an xfail(strict) test in
