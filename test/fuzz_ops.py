@@ -233,7 +233,11 @@ class WorkerPool:
     def close(self):
         if self.proc is not None and self.proc.poll() is None:
             self.proc.stdin.close()
-            self.proc.wait(timeout=30)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:   # still busy with a slow case: the campaign has ended anyway
+                self.proc.kill()
+                self.proc.wait()
 
 
 def case_to_json(case: Case) -> str:

@@ -196,8 +196,10 @@ def test_nn_errors():
            "binary_cross_entropy_with_logits", "(2, 1)", "(2, 3)")
     raises(ValueError, lambda: A.gather(0, Tensor([0, 1])), "gather", "(2, 3)")
     raises(ValueError, lambda: A.dropout(1.5), "dropout", "1.5")
-    raises(IndexError, lambda: Tensor.ones(0, 3).max(0), "max", "(0, 3)")
+    raises(IndexError, lambda: Tensor.ones(0, 3).max(0), "max", "(0, 3)")   # the classes PyTorch raises
     raises(IndexError, lambda: Tensor.ones(3, 0).argmax(1), "argmax", "(3, 0)")
+    raises(IndexError, lambda: Tensor.ones(3, 0).argmin(1), "argmin", "(3, 0)")
+    raises(IndexError, lambda: Tensor.ones(3, 0).min(1), "min", "(3, 0)")
     raises(RuntimeError, lambda: Tensor.ones(0, 3).min(), "min", "(0, 3)")
 
 

@@ -8,9 +8,9 @@ flows (comparisons, integer and bitwise ops, bitcast, the condition of a where, 
 Only float nodes carry gradients.
 
 Ties, chosen so that the composed Tensor ops match PyTorch:
-- MAX(a, b) splits the gradient evenly between a and b where a == b (like `torch.maximum`); `minimum`,
-  built as -max(-a, -b), inherits it. (`relu` and `clip` are built from WHERE in tensor.py, so that relu has
-  gradient 0 at 0 and clip passes the gradient at its bounds, like PyTorch.)
+- MAX(a, b) splits the gradient evenly between a and b where a == b, and gives it to both where one is NaN (like
+  `torch.maximum`); `minimum`, built as -max(-a, -b), inherits it. (`relu` and `clip` are built from WHERE in
+  tensor.py, so that relu has gradient 0 at 0 and clip passes the gradient at its bounds, like PyTorch.)
 - RMAX (the max reduce) splits the gradient evenly between all positions equal to the maximum, like
   `torch.amax` (and `torch.max()` without a dim); `amin` (-max(-x)) inherits it. `Tensor.max(dim)`, which
   returns indices, picks the value at its index instead, so the gradient goes there alone (like torch).
@@ -66,10 +66,12 @@ def _sum_to(g: Node, shape: tuple[int, ...]) -> Node:
 
 # ---- the rules: (node, grad) -> one gradient (or None) per source ----
 def _max(n: Node, g: Node):
+    """PyTorch's rule for maximum: g to the larger source, g/2 to each at a tie, and g to both where they are
+    unordered (a NaN: neither is smaller, the result is NaN whichever it came from)."""
     a, b = n.src
     zero = _const(0.0, g)
-    tie_share = a.alu(Op.CMPNE, b).alu(Op.WHERE, zero, _mul(g, _const(0.5, g)))
-    return (b.alu(Op.CMPLT, a).alu(Op.WHERE, g, tie_share), a.alu(Op.CMPLT, b).alu(Op.WHERE, g, tie_share))
+    share = a.alu(Op.CMPNE, b).alu(Op.WHERE, g, _mul(g, _const(0.5, g)))
+    return (a.alu(Op.CMPLT, b).alu(Op.WHERE, zero, share), b.alu(Op.CMPLT, a).alu(Op.WHERE, zero, share))
 
 
 def _rmax(n: Node, g: Node):

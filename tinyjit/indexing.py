@@ -177,11 +177,17 @@ def setitem(x: "Tensor", index, value) -> None:
     region, _ = _basic(x, items)
     value = value if isinstance(value, Tensor) else Tensor(value, dtype=x.dtype, device=x.device)
     value = value.cast(x.dtype)
+    # leading size-1 dims beyond the region's are dropped, as PyTorch and NumPy do (x[0] = v of shape (1, n))
+    extra = value.ndim - region.ndim
+    if extra > 0 and all(s == 1 for s in value.shape[:extra]):
+        value = value.reshape(value.shape[extra:])
     try:
+        if value.ndim > region.ndim:
+            raise ValueError
         value = value._broadcast_to(region.shape)
     except ValueError:
-        raise ValueError(f"setitem: value of shape {value.shape} cannot be broadcast to the indexed region "
-                         f"{region.shape}") from None
+        raise RuntimeError(f"setitem: value of shape {value.shape} cannot be broadcast to the indexed region "
+                           f"{region.shape}") from None
     inside = Tensor.ones(*region.shape, dtype="bool", device=x.device)
     placed, mask = _scatter_basic(x, items, value), _scatter_basic(x, items, inside)
     x.assign(mask.where(placed, x))

@@ -13,7 +13,7 @@ import numpy as np
 
 from tinyjit import inplace
 from tinyjit.device import Buffer, canonicalize
-from tinyjit.dtype import (DType, DTypeNotSupported, check_fits, dtypes, least_upper_float, promote,
+from tinyjit.dtype import (DType, DTypeNotSupported, check_fits, dtypes, fits, least_upper_float, promote,
                            scalar_result_dtype)
 from tinyjit.helpers import prod
 from tinyjit.lazy import Node
@@ -171,9 +171,10 @@ class Tensor(AutogradMixin, CreationMixin, MathMixin, MovementMixin, ReduceMixin
 
     def _collapse(self) -> None:
         """Point at the realized buffer directly so the graph that made it can be freed. A result that requires
-        grad keeps its graph (backward after .item() must reach the parameters), but an assign always collapses
-        (or every optimizer step would grow the graph)."""
-        if self.node.realized and self.node.op != Op.BUFFER and (self._ctx is None or self.node.op == Op.ASSIGN):
+        grad keeps its graph (backward after .item() must reach the parameters), and so does an assign recorded for
+        autograd (`y += x` on a result); other assigns collapse (or every optimizer step would grow the graph)."""
+        if self.node.realized and self.node.op != Op.BUFFER and \
+                (self._ctx is None or self.node.op == Op.ASSIGN and self._ctx != Op.ASSIGN):
             old = self.node
             self.node = Node.from_buffer(self.node.buffer, self.shape)
             self._node_changed(old)
@@ -257,12 +258,22 @@ class Tensor(AutogradMixin, CreationMixin, MathMixin, MovementMixin, ReduceMixin
                              f"shape {self.shape} on {self.device}")
         if value.dtype != self.dtype:
             value = value.cast(self.dtype)
+        recording = not Tensor.no_grad_active and self.dtype.is_float
+        if recording and self.requires_grad and self._ctx is None:
+            raise RuntimeError(f"assign: a leaf tensor that requires grad (shape {self.shape}) cannot be updated in "
+                               f"place outside no_grad, like PyTorch; update it under `with Tensor.no_grad():`, or "
+                               f"update a clone")
         if not self.node.realized:
             self.realize()
+        if recording and self.requires_grad:
+            # the old contents are overwritten: gradient 0 flows to them (PyTorch's copy_), not none
+            value = self._with_zero_gradient(value)
         # a target node of its own: the node other values read stays the old contents (and may get a copy of them)
         target = Node.from_buffer(self.node.buffer, self.shape)
         old = self.node
         self.node = Node(Op.ASSIGN, (target, value.node), None, self.dtype, self.shape, self.device)
+        if recording and value.requires_grad:
+            self._record_assign()   # gradient flows through the assign into the value (x += y, x[i] = y, ...)
         inplace.note_assign(self)
         self._node_changed(old)
         return self
@@ -440,18 +451,27 @@ class Tensor(AutogradMixin, CreationMixin, MathMixin, MovementMixin, ReduceMixin
         x ** 0 (1 for every x, NaN and inf included, and still in the autograd graph with gradient 0), 1 ** y,
         negative bases (a real result only for integer exponents). A Python int exponent multiplies (exact for
         ints, which wrap on overflow like PyTorch); ints to negative int powers raise RuntimeError like PyTorch."""
+        if self.dtype == dtypes.bool and not reverse and isinstance(exponent, (bool, np.bool_)):
+            # PyTorch: a bool tensor to a Python bool power stays bool (x ** True is x, x ** False is all True)
+            return (self & True) if exponent else Tensor.full_like(self, True)
         if self.dtype == dtypes.bool and _is_bool(exponent):
             raise DTypeNotSupported(f"pow: a bool tensor to a bool power is not supported (like PyTorch's \"pow\" "
                                     f"not implemented for 'Bool'); cast the {'exponent' if reverse else 'base'} "
                                     "to an int or float dtype first")
         if not reverse and isinstance(exponent, (int, float)) and not isinstance(exponent, bool):
-            if exponent == 0.5:
+            # PyTorch's shortcuts for these scalar exponents, which differ from C pow at -inf (nan, not +inf or 0)
+            # and -0; its half kernel takes none of them
+            if exponent == 0.5 and self.dtype != dtypes.float16:
                 return self.sqrt()
+            if exponent == -0.5 and self.dtype in (dtypes.float32, dtypes.float64):
+                return self.rsqrt()
             if float(exponent).is_integer() and abs(exponent) <= 1 << 10:
                 return self._pow_int_scalar(int(exponent))
         x, y = self._operands(exponent, "pow", reverse)
         if not x.dtype.is_float:
             return x._pow_int_tensor(y)
+        if x.dtype == dtypes.float16:   # in float32, rounded once (like PyTorch): half's log2 loses the low bits
+            return x.float()._pow_float(y.float()).half()
         return x._pow_float(y)
 
     def _pow_float(self, y: Tensor) -> Tensor:
@@ -474,12 +494,17 @@ class Tensor(AutogradMixin, CreationMixin, MathMixin, MovementMixin, ReduceMixin
         at_zero = (y_negative & zero).where(x.full_like(-math.inf), 0.0)
         at_zero = (y > 0).where(0.0, y_negative.where((y * at_zero).exp2(), (y == 0).where(1.0, y)))
         steep = zero & ((y < 1) & (y != 0))
-        root = steep.where(x, 1.0).sqrt()
+        root = steep.where(x + 0.0, 1.0).sqrt()   # (+0 for -0: the gradient of sqrt at +0 is +inf)
         at_zero = at_zero + steep.where(y_negative.where(-root, root), 0.0)
+        # -0 to an odd integer power keeps its sign: -0 for y > 0, -inf for y < 0 (C pow)
+        negative_zero = zero & (x.reciprocal() < 0)
+        at_zero = (negative_zero & y_odd).where(-at_zero, at_zero)
         at_zero = (y == 1).where(zero.where(x, 0.0), at_zero)
         out = zero.where(at_zero, general)
         # 2^(y log2|x|) is NaN for inf ** 0, NaN ** 0, 1 ** NaN, 1 ** +-inf and (-1) ** +-inf, which are all 1
         one = ((y == 0) & (x * 0 != 0)) | ((x == 1) & (y != y)) | ((x.abs() == 1) & y.isinf())
+        # any other NaN operand gives NaN, explicitly: PoCL folds exp2(NAN * log2(x)) with a literal NaN to 1
+        out = ((x != x) | (y != y)).where(x + y, out)
         return one.where(1.0, out)
 
     def _pow_int_scalar(self, e: int) -> Tensor:
@@ -551,6 +576,13 @@ class Tensor(AutogradMixin, CreationMixin, MathMixin, MovementMixin, ReduceMixin
             out = (out < min_).where(min_, out)
         if max_ is not None:
             out = (out > max_).where(max_, out)
+        if out.dtype.is_float:
+            # NaN anywhere (x or a bound) gives NaN with no gradient to any of them, like torch.clamp
+            unordered = out != out
+            for bound in (min_, max_):
+                if isinstance(bound, Tensor) or isinstance(bound, float) and math.isnan(bound):
+                    unordered = unordered | (bound != bound)
+            out = unordered.where(math.nan, out)
         return out
 
     clamp = clip
@@ -573,6 +605,22 @@ class Tensor(AutogradMixin, CreationMixin, MathMixin, MovementMixin, ReduceMixin
 
     # comparisons
     def _compare(self, other, op: str, reverse: bool = False) -> Tensor:
+        """self <op> other elementwise, a bool tensor. A Python int outside the range of an int tensor's dtype is
+        compared by value (NumPy 2), never wrapped into the dtype: `uint8_tensor == 300` is all False and
+        `uint8_tensor < 300` all True (PyTorch 2.13 wraps 300 to 44 here; see the README)."""
+        if isinstance(other, np.integer):
+            other = other.item()
+        if isinstance(other, int) and not isinstance(other, bool) and self.dtype.is_int and \
+                not fits(other, self.dtype):
+            wide = promote(self.dtype, dtypes.from_py(other))
+            if wide.is_int:   # a dtype that holds every value of both
+                return self.cast(wide)._compare(other, op, reverse)
+            # int64 against 2**63 and up, uint64 against a negative int: the scalar is beyond every element
+            above = other > 0
+            truth = {"eq": False, "ne": True, "lt": above, "le": above, "gt": not above, "ge": not above}[op]
+            if reverse and op in ("lt", "le", "gt", "ge"):
+                truth = not truth
+            return Tensor.full(self.shape, truth, dtype=dtypes.bool, device=self.device)
         x, y = self._operands(other, op, reverse)
         if op == "lt":
             return x._apply(Op.CMPLT, y)

@@ -283,6 +283,12 @@ class AutogradMixin:
     def retains_grad(self) -> bool:
         return id(self) in _retained
 
+    def _record_assign(self) -> None:
+        """self.node was just made an ASSIGN whose value requires grad: gradient flows into the value (not into the
+        target's buffer node), and self is a result that requires grad, like a tensor PyTorch updated in place."""
+        _edges[self.node] = (False, True)
+        self._requires_grad, self._ctx = True, Op.ASSIGN
+
     def backward(self, gradient=None, retain_graph=None, create_graph: bool = False, inputs=None) -> "Tensor":
         """Accumulate d(self)/d(leaf) (times `gradient`, default 1 for a one-element tensor) into `.grad` of
         every leaf that requires grad and that self depends on (only of `inputs` when given), and of results

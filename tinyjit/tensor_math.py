@@ -40,7 +40,11 @@ class MathMixin:
     # SIN with a quarter-turn phase: no rounded pi/2 - x, so large arguments keep their accuracy
     def cos(self) -> "Tensor": return self._float()._apply(Op.SIN, arg=1)            # noqa: E704
     def tan(self) -> "Tensor": return self.sin() / self.cos()                        # noqa: E704
-    def square(self) -> "Tensor": return self * self                                 # noqa: E704
+    def square(self) -> "Tensor":
+        """self * self; a bool tensor is squared as int64, like torch.square (pow(x, 2))."""
+        x = self.cast(dtypes.int64) if self.dtype == dtypes.bool else self
+        return x * x
+
     def relu(self) -> "Tensor": return ((self > 0) | self.isnan()).where(self, 0)   # noqa: E704 (grad 0 at 0)
     def silu(self) -> "Tensor": return self * self.sigmoid()                         # noqa: E704
     swish = silu
@@ -114,7 +118,7 @@ class MathMixin:
 
     def elu(self, alpha: float = 1.0) -> "Tensor":
         x = self._float()
-        pos = x > 0
+        pos = (x > 0) | (x != x)   # NaN takes the linear branch: NaN with gradient 1, like PyTorch
         # expm1 keeps small negative x accurate; it only sees x <= 0, so it never overflows (nor its gradient)
         return pos.where(x, alpha * pos.where(0.0, x).expm1())
 
@@ -133,22 +137,27 @@ class MathMixin:
         """x * relu6(x + 3) / 6. The kinks are decided on x itself (not on a computed x + 3, whose rounding
         depends on how a kernel was fused), with PyTorch's gradient there: 0 at -3, 1 at 3."""
         x = self._float()
-        return (x <= -3).where(0.0, (x >= 3).where(x, x * (x + 3) / 6))
+        upper = (x >= 3) | (x != x)   # NaN too: NaN with gradient 1, like PyTorch
+        middle = ~upper & (x > -3)
+        xm = middle.where(x, 0.0)     # the polynomial never sees inf or NaN, so its zero gradient stays 0
+        # x * 0 below -3: -0 like PyTorch (x * relu6(x + 3) / 6), and NaN at -inf
+        return (x <= -3).where(x * 0.0, upper.where(x, xm * (xm + 3) / 6))
 
     def hardsigmoid(self) -> "Tensor":
         """relu6(x + 3) / 6, with gradient 1/6 strictly inside (-3, 3) and 0 at and beyond ±3, like PyTorch."""
         x = self._float()
-        return x._hardtanh((x + 3) / 6, -3, 3, 0.0, 1.0)
+        return x._hardtanh((x + 3) / 6, -3, 3, 0.0, 1.0, nan_gradient=False)
 
     def relu6(self) -> "Tensor":
         """min(max(x, 0), 6), with gradient 1 strictly inside (0, 6) and 0 at the bounds (PyTorch's hardtanh rule;
         `clip` instead passes the gradient at its bounds, like torch.clamp)."""
-        return self._hardtanh(self, 0, 6, 0, 6)
+        return self._hardtanh(self, 0, 6, 0, 6, nan_gradient=True)
 
-    def _hardtanh(self, inside, lo, hi, low_value, high_value) -> "Tensor":
-        """`inside` where lo < self < hi, `low_value` at and below lo, `high_value` at and above hi; NaN stays NaN
-        with no gradient. Comparing self (not a computed value) keeps the kinks exact on every backend."""
-        out = (self >= hi).where(high_value, self.detach())   # NaN reaches the last branch: NaN, gradient 0
+    def _hardtanh(self, inside, lo, hi, low_value, high_value, nan_gradient: bool) -> "Tensor":
+        """`inside` where lo < self < hi, `low_value` at and below lo, `high_value` at and above hi; NaN stays NaN,
+        with gradient 1 (`nan_gradient`: PyTorch's hardtanh/relu6) or 0 (hardsigmoid). Comparing self (not a
+        computed value) keeps the kinks exact on every backend."""
+        out = (self >= hi).where(high_value, self if nan_gradient else self.detach())   # NaN reaches this branch
         out = (self <= lo).where(low_value, out)
         return ((self > lo) & (self < hi)).where(inside, out)
 

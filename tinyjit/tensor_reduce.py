@@ -23,25 +23,27 @@ MinResult = namedtuple("min", ("values", "indices"))
 
 
 def _axes(x, axis, op: str) -> tuple[int, ...]:
+    """The axes of x a reduce over `axis` (an int, a sequence, or None for all) runs over, sorted. A 0-d tensor
+    accepts dim 0 and -1 like PyTorch (it is then reduced over its one element) and has no axes to run over."""
     if axis is None:
         return tuple(range(x.ndim))
-    if isinstance(axis, (list, tuple)):
-        return tuple(sorted(_distinct_axes(x, axis, op)))
-    return (_axis(x, axis, op),)
+    axes = tuple(sorted(_distinct_axes(x, axis, op))) if isinstance(axis, (list, tuple)) else (_axis(x, axis, op),)
+    return axes if x.ndim else ()
 
 
 class ReduceMixin:
     def _reduce(self, op: Op, axis, keepdim: bool, name: str) -> "Tensor":
         from tinyjit.tensor import Tensor
         axes = _axes(self, axis, name)
-        if self.ndim == 0:
-            return self
         x = self
+        if op == Op.RMAX and self.dtype.is_float and all(self.shape[a] == 1 for a in axes):
+            # a max over one element is that element, with PyTorch's gradient g * (x == max) / count: NaN at a NaN
+            x = self * (self == self).where(self.full_like(1.0), self.full_like(math.nan))
+        if self.ndim == 0:
+            return x
         if self.ndim and any(self.shape[a] == 0 for a in axes):
-            if op == Op.RMAX and name in ("amax", "amin", "argmax", "argmin"):
-                # torch: IndexError naming the dim, RuntimeError for a reduce over all dims
-                raise (RuntimeError if axis is None else IndexError)(
-                    f"{name}: cannot reduce over a dimension of size 0 (shape {self.shape}, axis {axis})")
+            if op == Op.RMAX and name in ("max", "min", "amax", "amin", "argmax", "argmin"):
+                _no_identity(self, axis, name)
             # nothing to reduce: one element of the op's identity instead (kernels never loop 0 times)
             x = self.pad(tuple((0, 1) if i in axes and s == 0 else (0, 0) for i, s in enumerate(self.shape)),
                          value=_identity(op, self.dtype))
@@ -135,7 +137,10 @@ class ReduceMixin:
 
     def std(self, axis=None, keepdim: bool = False, correction: int = 1, dim=None, unbiased=None) -> "Tensor":
         _axes(self, _pick_axis(axis, dim), "std")
-        return self.var(axis, keepdim, correction, dim, unbiased).sqrt()
+        var = self.var(axis, keepdim, correction, dim, unbiased)
+        # gradient 0 where the variance is 0 (all elements equal), like PyTorch, not 0 * (1 / sqrt(0)) = NaN
+        zero = var == 0
+        return zero.where(var, zero.where(1.0, var).sqrt())
 
     def prod(self, axis=None, keepdim: bool = False, dim=None) -> "Tensor":
         axis = _pick_axis(axis, dim)
@@ -157,9 +162,8 @@ class ReduceMixin:
             x = x[..., :half] * x[..., half:]
             if half > 64:
                 x = x.contiguous()
-        if n == 0:
-            from tinyjit.tensor import Tensor
-            x = Tensor.ones(*kept_shape, 1, dtype=x.dtype, device=x.device)
+        if n == 0:   # the empty product is 1, still computed from x: it requires grad when x does (PyTorch)
+            x = x.sum(-1, keepdim=True).cast(x.dtype) * 0 + 1
         out = x.reshape(kept_shape)
         if keepdim:
             out = out.reshape(tuple(1 if i in axes else s for i, s in enumerate(self.shape)))
@@ -196,6 +200,10 @@ class ReduceMixin:
         return (n - first).cast(dtypes.int64)
 
     def argmin(self, axis=None, keepdim: bool = False, dim=None) -> "Tensor":
+        """Index of the first minimum (of the flattened tensor when axis is None)."""
+        axis = _pick_axis(axis, dim)
+        if self.numel() == 0 and (axis is None or self.shape[_axis(self, axis, "argmin")] == 0):
+            _no_identity(self, axis if axis is not None else 0, "argmin")
         flipped = -self if self.dtype.is_float else ~self
         return flipped.argmax(axis, keepdim, dim)
 
@@ -251,6 +259,14 @@ class ReduceMixin:
         out = out.cast(self.dtype) if self.dtype.is_float else out
         return out.transpose(axis, -1)
 
+
+
+def _no_identity(x, axis, name: str) -> None:
+    """Raise PyTorch's error for max/min/argmax/argmin over no elements (they have no identity): IndexError over a
+    dim of size 0 (and for argmax/argmin of an empty tensor), RuntimeError for max()/min() of an empty tensor."""
+    if axis is None and name in ("max", "min", "amax", "amin"):
+        raise RuntimeError(f"{name}(): cannot reduce an empty tensor (shape {x.shape}) without a dim; pass dim=")
+    raise IndexError(f"{name}(): cannot reduce over a dimension of size 0 (shape {x.shape}, dim {axis})")
 
 
 def _identity(op: Op, dtype):

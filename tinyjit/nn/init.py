@@ -123,7 +123,8 @@ def _fan(shape, mode: str) -> int:
 
 # ---- in place, PyTorch style: draw a new value for an existing tensor and assign it ----
 def _fill(tensor: Tensor, value: Tensor) -> Tensor:
-    tensor.assign(value.cast(tensor.dtype)).realize()
+    with Tensor.no_grad():   # an initializer is no part of any graph (and a parameter is a leaf: PyTorch's rule)
+        tensor.assign(value.cast(tensor.dtype)).realize()
     return tensor
 
 

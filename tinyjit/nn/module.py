@@ -207,7 +207,8 @@ class Module:
             updates.append((target, value))
         if errors:
             raise RuntimeError(f"error(s) in loading state_dict for {type(self).__name__}:\n  " + "\n  ".join(errors))
-        assigned = [target.assign(_as_tensor(value, target)) for target, value in updates if value is not target]
+        with Tensor.no_grad():   # loading is no part of any graph (parameters are leaves: PyTorch's rule)
+            assigned = [target.assign(_as_tensor(value, target)) for target, value in updates if value is not target]
         if assigned:
             Tensor.realize_all(*assigned)
         return IncompatibleKeys(missing, unexpected)
