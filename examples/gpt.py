@@ -107,13 +107,15 @@ class GPT(nn.Module):
         self.wpe = nn.Embedding(cfg.block_size, cfg.n_embd)
         self.h = nn.ModuleList([Block(cfg) for _ in range(cfg.n_layer)])
         self.ln_f = nn.LayerNorm(cfg.n_embd)
-        # GPT-2's initialization: N(0, 0.02), residual projections scaled down by the depth
-        for name, p in self.named_parameters():
-            if name.endswith(".weight") and p.ndim == 2:
-                std = 0.02 / math.sqrt(2 * cfg.n_layer) if name.endswith("c_proj.weight") else 0.02
-                p.assign(Tensor.randn(*p.shape) * std).realize()
-            elif name.endswith(".bias") and "ln_" not in name:
-                p.assign(Tensor.zeros(*p.shape)).realize()
+        # GPT-2's initialization: N(0, 0.02), residual projections scaled down by the depth (an in-place update
+        # of a parameter happens under no_grad, as in PyTorch)
+        with Tensor.no_grad():
+            for name, p in self.named_parameters():
+                if name.endswith(".weight") and p.ndim == 2:
+                    std = 0.02 / math.sqrt(2 * cfg.n_layer) if name.endswith("c_proj.weight") else 0.02
+                    p.assign(Tensor.randn(*p.shape) * std).realize()
+                elif name.endswith(".bias") and "ln_" not in name:
+                    p.assign(Tensor.zeros(*p.shape)).realize()
 
     def logits(self, x: Tensor) -> Tensor:
         """Output layer tied to the token embedding: (..., n_embd) -> (..., vocab_size)."""
