@@ -9,11 +9,12 @@ from tinyjit.nn.activation import (CELU, ELU, GELU, GLU, Hardsigmoid, Hardswish,
                                    LogSigmoid, LogSoftmax, Mish, ReLU, ReLU6, Sigmoid, SiLU, Softmax, Softmin,
                                    Softplus, Softsign, Tanh)
 from tinyjit.nn.attention import MultiheadAttention  # noqa: F401
-from tinyjit.nn.layers import (AvgPool2d, Conv1d, Conv2d, ConvTranspose1d, ConvTranspose2d, Dropout,  # noqa: F401
-                               Embedding, Flatten, Identity, Linear, MaxPool2d, Unflatten)
+from tinyjit.nn.layers import (Conv1d, Conv2d, Conv3d, ConvTranspose1d, ConvTranspose2d,  # noqa: F401
+                               ConvTranspose3d, Dropout, Embedding, Flatten, Identity, Linear, Unflatten)
 from tinyjit.nn.losses import (BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, HuberLoss, L1Loss, MSELoss,  # noqa: F401
                                NLLLoss)
 from tinyjit.nn.module import Module, ModuleDict, ModuleList, Parameter, Sequential  # noqa: F401
 from tinyjit.nn.pooling import (AdaptiveAvgPool1d, AdaptiveAvgPool2d, AdaptiveAvgPool3d, AvgPool1d,  # noqa: F401
-                                AvgPool3d, MaxPool1d, MaxPool3d, Upsample)
+                                AvgPool2d, AvgPool3d, MaxPool1d, MaxPool2d, MaxPool3d, Upsample)
+from tinyjit.nn.recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell  # noqa: F401
 from tinyjit.nn.norm import BatchNorm1d, BatchNorm2d, BatchNorm3d, GroupNorm, LayerNorm, RMSNorm  # noqa: F401

@@ -281,12 +281,21 @@ def _resample_matrix(size: int, out: int, scale: Optional[float], mode: str, ali
 
 
 # ---- modules ----
+def _check_padding(module: str, nd: int, kernel_size, padding, dilation) -> None:
+    """At construction, like PyTorch's modules: sizes are ints and padding at most half the (dilated) kernel."""
+    k, p = _ints(kernel_size, nd, "kernel_size", module, 1), _ints(padding, nd, "padding", module, 0)
+    d = _ints(dilation, nd, "dilation", module, 1)
+    if any(2 * pi > di * (ki - 1) + 1 for pi, ki, di in zip(p, k, d)):
+        raise ValueError(f"{module}: padding {padding} must be at most half the kernel size {kernel_size}")
+
+
 class _MaxPoolNd(Module):
     _nd = 2
 
     def __init__(self, kernel_size, stride=None, padding=0, dilation=1, return_indices: bool = False,
                  ceil_mode: bool = False):
         super().__init__()
+        _check_padding(type(self).__name__, self._nd, kernel_size, padding, dilation)
         self.kernel_size, self.stride, self.padding, self.dilation = kernel_size, stride, padding, dilation
         self.return_indices, self.ceil_mode = return_indices, ceil_mode
 
@@ -297,6 +306,11 @@ class _MaxPoolNd(Module):
     def extra_repr(self) -> str:
         return (f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
                 f"dilation={self.dilation}, ceil_mode={self.ceil_mode}")
+
+
+class MaxPool2d(_MaxPoolNd):
+    """Max pooling over (N, C, H, W) or (C, H, W)."""
+    _nd = 2
 
 
 class MaxPool1d(_MaxPoolNd):
@@ -315,6 +329,7 @@ class _AvgPoolNd(Module):
     def __init__(self, kernel_size, stride=None, padding=0, ceil_mode: bool = False, count_include_pad: bool = True,
                  divisor_override: Optional[int] = None):
         super().__init__()
+        _check_padding(type(self).__name__, self._nd, kernel_size, padding, 1)
         self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
         self.ceil_mode, self.count_include_pad, self.divisor_override = ceil_mode, count_include_pad, divisor_override
 
@@ -332,6 +347,11 @@ class AvgPool1d(_AvgPoolNd):
 
     def __init__(self, kernel_size, stride=None, padding=0, ceil_mode: bool = False, count_include_pad: bool = True):
         super().__init__(kernel_size, stride, padding, ceil_mode, count_include_pad)
+
+
+class AvgPool2d(_AvgPoolNd):
+    """Average pooling over (N, C, H, W) or (C, H, W)."""
+    _nd = 2
 
 
 class AvgPool3d(_AvgPoolNd):
