@@ -1,8 +1,10 @@
 """Neural-network layers, losses and containers with PyTorch's names, arguments, defaults and state_dict keys.
 
-`Module` (module.py) registers parameters and buffers; layers live in layers.py (Linear, convolutions,
-Embedding, Dropout, pooling), norm.py, activation.py, attention.py and losses.py; `nn.init` holds the
-initializers, `nn.utils` gradient clipping and `nn.state` safetensors / PyTorch checkpoint files.
+`Module` and `Parameter` (module.py) register parameters and buffers; layers live in layers.py (Linear,
+convolutions, Embedding, Dropout), pooling.py (pooling, Upsample), norm.py, activation.py, attention.py,
+recurrent.py (RNN, LSTM, GRU), transformer.py and losses.py; `nn.functional` is PyTorch's functional API;
+`nn.init` holds the initializers, `nn.utils` gradient clipping and `nn.state` safetensors / PyTorch checkpoint
+files.
 """
 from tinyjit.nn import functional, init, utils  # noqa: F401
 from tinyjit.nn.activation import (CELU, ELU, GELU, GLU, Hardsigmoid, Hardswish, Hardtanh, LeakyReLU,  # noqa: F401
@@ -17,4 +19,6 @@ from tinyjit.nn.module import Module, ModuleDict, ModuleList, Parameter, Sequent
 from tinyjit.nn.pooling import (AdaptiveAvgPool1d, AdaptiveAvgPool2d, AdaptiveAvgPool3d, AvgPool1d,  # noqa: F401
                                 AvgPool2d, AvgPool3d, MaxPool1d, MaxPool2d, MaxPool3d, Upsample)
 from tinyjit.nn.recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell  # noqa: F401
+from tinyjit.nn.transformer import (TransformerDecoder, TransformerDecoderLayer, TransformerEncoder,  # noqa: F401
+                                    TransformerEncoderLayer)
 from tinyjit.nn.norm import BatchNorm1d, BatchNorm2d, BatchNorm3d, GroupNorm, LayerNorm, RMSNorm  # noqa: F401
