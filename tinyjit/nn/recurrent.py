@@ -199,9 +199,12 @@ class _CellBase(Module):
             raise ValueError(f"{name}: expected input (N, {self.input_size}) or ({self.input_size},), got {shape}")
         unbatched = input.ndim == 1
         x = input.unsqueeze(0) if unbatched else input
-        zeros = Tensor.zeros(x.shape[0], self.hidden_size, dtype=x.dtype, device=x.device)
-        states = [zeros, zeros] if hx is None else list(hx) if self._mode == "LSTM" else [hx]
-        states = [s.unsqueeze(0) if unbatched else s for s in states]
+        if hx is None:
+            zeros = Tensor.zeros(x.shape[0], self.hidden_size, dtype=x.dtype, device=x.device)
+            states = [zeros, zeros]
+        else:
+            states = list(hx) if self._mode == "LSTM" else [hx]
+            states = [s.unsqueeze(0) if unbatched else s for s in states]
         for s in states:
             if s.shape != (x.shape[0], self.hidden_size):
                 raise RuntimeError(f"{name}: hidden state of shape {s.shape} does not fit input {input.shape} and "
