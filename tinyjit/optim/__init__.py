@@ -2,4 +2,5 @@
 step is one fused schedule that updates parameters in place."""
 from tinyjit.optim import lr_scheduler  # noqa: F401
 from tinyjit.optim.optimizer import Optimizer, ParamGroup  # noqa: F401
-from tinyjit.optim.optimizers import SGD, Adadelta, Adagrad, Adam, AdamW, Lion, RMSprop  # noqa: F401
+from tinyjit.optim.optimizers import (SGD, Adadelta, Adagrad, Adam, AdamW, Lion,  # noqa: F401
+                                      RMSprop)
