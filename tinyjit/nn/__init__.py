@@ -1,16 +1,24 @@
 """Neural-network layers, losses and containers with PyTorch's names, arguments, defaults and state_dict keys.
 
-`Module` (module.py) registers parameters and buffers; layers live in layers.py (Linear, convolutions,
-Embedding, Dropout, pooling), norm.py, activation.py, attention.py and losses.py; `nn.init` holds the
-initializers, `nn.utils` gradient clipping and `nn.state` safetensors / PyTorch checkpoint files.
+`Module` and `Parameter` (module.py) register parameters and buffers; layers live in layers.py (Linear,
+convolutions, Embedding, Dropout), pooling.py (pooling, Upsample), norm.py, activation.py, attention.py,
+recurrent.py (RNN, LSTM, GRU), transformer.py and losses.py; `nn.functional` is PyTorch's functional API;
+`nn.init` holds the initializers, `nn.utils` gradient clipping and `nn.state` safetensors / PyTorch checkpoint
+files.
 """
-from tinyjit.nn import init, utils  # noqa: F401
-from tinyjit.nn.activation import (ELU, GELU, Hardsigmoid, Hardswish, LeakyReLU, LogSoftmax, Mish, ReLU,  # noqa: F401
-                                   ReLU6, Sigmoid, SiLU, Softmax, Softplus, Tanh)
+from tinyjit.nn import functional, init, utils  # noqa: F401
+from tinyjit.nn.activation import (CELU, ELU, GELU, GLU, Hardsigmoid, Hardswish, Hardtanh, LeakyReLU,  # noqa: F401
+                                   LogSigmoid, LogSoftmax, Mish, ReLU, ReLU6, Sigmoid, SiLU, Softmax, Softmin,
+                                   Softplus, Softsign, Tanh)
 from tinyjit.nn.attention import MultiheadAttention  # noqa: F401
-from tinyjit.nn.layers import (AvgPool2d, Conv1d, Conv2d, ConvTranspose1d, ConvTranspose2d, Dropout,  # noqa: F401
-                               Embedding, Flatten, Identity, Linear, MaxPool2d, Unflatten)
+from tinyjit.nn.layers import (Conv1d, Conv2d, Conv3d, ConvTranspose1d, ConvTranspose2d,  # noqa: F401
+                               ConvTranspose3d, Dropout, Embedding, Flatten, Identity, Linear, Unflatten)
 from tinyjit.nn.losses import (BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, HuberLoss, L1Loss, MSELoss,  # noqa: F401
                                NLLLoss)
 from tinyjit.nn.module import Module, ModuleDict, ModuleList, Parameter, Sequential  # noqa: F401
+from tinyjit.nn.pooling import (AdaptiveAvgPool1d, AdaptiveAvgPool2d, AdaptiveAvgPool3d, AvgPool1d,  # noqa: F401
+                                AvgPool2d, AvgPool3d, MaxPool1d, MaxPool2d, MaxPool3d, Upsample)
+from tinyjit.nn.recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell  # noqa: F401
+from tinyjit.nn.transformer import (TransformerDecoder, TransformerDecoderLayer, TransformerEncoder,  # noqa: F401
+                                    TransformerEncoderLayer)
 from tinyjit.nn.norm import BatchNorm1d, BatchNorm2d, BatchNorm3d, GroupNorm, LayerNorm, RMSNorm  # noqa: F401

@@ -8,7 +8,6 @@ from __future__ import annotations
 import math
 from typing import Optional
 
-from tinyjit.index_check import check_index, wide_enough
 from tinyjit.nn import init
 from tinyjit.nn.module import Module
 from tinyjit.random import host_generator
@@ -166,6 +165,27 @@ class ConvTranspose2d(_ConvNd):
                          padding_mode, output_padding, device, dtype)
 
 
+class Conv3d(_ConvNd):
+    """3-d convolution over (N, C, D, H, W); weight (out_channels, in_channels/groups, kd, kh, kw)."""
+    _nd = 3
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1,
+                 groups: int = 1, bias: bool = True, padding_mode: str = "zeros", device=None, dtype=None):
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
+                         padding_mode, device=device, dtype=dtype)
+
+
+class ConvTranspose3d(_ConvNd):
+    """Transposed 3-d convolution; weight (in_channels, out_channels/groups, kd, kh, kw)."""
+    _nd, _transposed = 3, True
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, output_padding=0,
+                 groups: int = 1, bias: bool = True, dilation=1, padding_mode: str = "zeros", device=None,
+                 dtype=None):
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
+                         padding_mode, output_padding, device, dtype)
+
+
 class Embedding(Module):
     """Rows of `weight` (num_embeddings, embedding_dim) picked by integer indices; weight starts N(0, 1), with
     the `padding_idx` row zeroed."""
@@ -186,18 +206,12 @@ class Embedding(Module):
 
     def forward(self, idx: Tensor) -> Tensor:
         """Rows of the table at `idx` (an int tensor, list or array of any shape): (*idx.shape, embedding_dim).
-        IndexError (IndexOutOfRange) for an index outside [0, num_embeddings), like PyTorch."""
-        host = None if isinstance(idx, Tensor) else idx
-        if not isinstance(idx, Tensor):
-            idx = Tensor(idx, device=self.weight.device)
-        if idx.dtype.is_float:
+        The padding_idx row gets no gradient. IndexError (IndexOutOfRange) for an index outside
+        [0, num_embeddings), like PyTorch."""
+        from tinyjit.nn.functional import embedding
+        if isinstance(idx, Tensor) and idx.dtype.is_float:
             raise TypeError(f"Embedding: indices must be an int tensor, got {idx.dtype.name}")
-        # one-hot (..., num_embeddings) times the table: a gather that autograd and the scheduler already handle
-        wide = wide_enough(idx, self.num_embeddings)
-        hits = wide.unsqueeze(-1) == Tensor.arange(self.num_embeddings, dtype=wide.dtype, device=idx.device)
-        check_index(idx if host is None else host, 0, self.num_embeddings, "Embedding",
-                    f"a table of {self.num_embeddings} rows", reader=hits)
-        return hits.cast(self.weight.dtype) @ self.weight
+        return embedding(idx, self.weight, self.padding_idx)
 
     def extra_repr(self) -> str:
         return f"{self.num_embeddings}, {self.embedding_dim}" + \
@@ -218,36 +232,6 @@ class Dropout(Module):
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
-
-
-class MaxPool2d(Module):
-    def __init__(self, kernel_size, stride=None, padding=0, dilation=1):
-        super().__init__()
-        self.kernel_size, self.stride, self.padding, self.dilation = kernel_size, stride, padding, dilation
-        k, p = _pair(kernel_size), _pair(padding)
-        if any(2 * pi > ki for pi, ki in zip(p, k)):
-            raise ValueError(f"MaxPool2d: padding {padding} must be at most half the kernel size {kernel_size}")
-
-    def forward(self, x: Tensor) -> Tensor:
-        return x.max_pool2d(self.kernel_size, self.stride, self.padding, self.dilation)
-
-    def extra_repr(self) -> str:
-        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
-
-
-class AvgPool2d(Module):
-    def __init__(self, kernel_size, stride=None, padding=0, count_include_pad: bool = True):
-        super().__init__()
-        self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
-        self.count_include_pad = count_include_pad
-        if any(2 * pi > ki for pi, ki in zip(_pair(padding), _pair(kernel_size))):
-            raise ValueError(f"AvgPool2d: padding {padding} must be at most half the kernel size {kernel_size}")
-
-    def forward(self, x: Tensor) -> Tensor:
-        return x.avg_pool2d(self.kernel_size, self.stride, self.padding, self.count_include_pad)
-
-    def extra_repr(self) -> str:
-        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
 
 
 class Flatten(Module):

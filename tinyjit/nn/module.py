@@ -1,7 +1,8 @@
 """`Module`, the base of every layer, and the containers `Sequential`, `ModuleList` and `ModuleDict`.
 
-Registration follows PyTorch, with one simplification: there is no separate Parameter class. A Tensor set as
-an attribute of a Module is a parameter (a float one gets `requires_grad=True` unless it was set to False); state
+Registration follows PyTorch: a `Parameter` set as an attribute is a parameter, and so is a plain Tensor
+attribute (a float one gets `requires_grad=True` unless it was set to False), so code written without
+Parameter keeps working; state
 that is not trained (BatchNorm's running statistics, a fixed mask) is declared with `register_buffer`. A list or
 tuple of Modules set as an attribute is wrapped in a `ModuleList`, so its parameters are found (state_dict keys
 `layers.0.weight`, as with a PyTorch ModuleList).
@@ -17,6 +18,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Optional
 
 import numpy as np
 
+from tinyjit.lazy import Node
 from tinyjit.tensor import Tensor
 
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
@@ -24,11 +26,57 @@ IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_k
 _PARAM, _BUFFER, _MODULE = "parameter", "buffer", "module"
 
 
-def Parameter(data, requires_grad: bool = True) -> Tensor:  # noqa: N802 (PyTorch's spelling)
-    """A trainable Tensor: PyTorch's `nn.Parameter` spelling for `Tensor(data, requires_grad=True)`."""
-    t = data if isinstance(data, Tensor) else Tensor(data)
-    t.requires_grad = requires_grad
-    return t
+class Parameter(Tensor):
+    """A Tensor that a Module registers as a parameter (torch.nn.Parameter): `Parameter(data, requires_grad=True)`
+    is a new leaf over data's value (no copy; a lazy value is realized first). Plain Tensor attributes of a Module
+    are parameters too; Parameter marks them explicitly and survives `isinstance(p, nn.Parameter)` checks.
+    Results of ops on a Parameter are plain Tensors, as in PyTorch. RuntimeError for a non-float tensor that
+    requires grad."""
+    __slots__ = ()
+
+    def __new__(cls, data=None, requires_grad: bool = True, **kwargs):
+        if isinstance(data, Node):   # a factory (full, rand, zeros_like ...) reached through the subclass
+            return Tensor(data, requires_grad=requires_grad, **kwargs)
+        return super().__new__(cls)
+
+    def __init__(self, data=None, requires_grad: bool = True):
+        if data is None:
+            data = Tensor.empty(0)
+        value = data.detach() if isinstance(data, Tensor) else Tensor(data)
+        super().__init__(value, requires_grad=requires_grad)
+
+    def __repr__(self) -> str:
+        return "Parameter containing:\n" + super().__repr__()
+
+
+class RemovableHandle:
+    """What the register_*_hook methods return: `.remove()` unregisters the hook (torch.utils.hooks)."""
+    _next_id = 0
+
+    def __init__(self, hooks: dict):
+        self._hooks = hooks
+        self.id = RemovableHandle._next_id
+        RemovableHandle._next_id += 1
+
+    def remove(self) -> None:
+        self._hooks.pop(self.id, None)
+
+    def __enter__(self) -> RemovableHandle:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.remove()
+
+
+def _add_hook(hooks: dict, entry, prepend: bool) -> RemovableHandle:
+    handle = RemovableHandle(hooks)
+    hooks[handle.id] = entry
+    if prepend:
+        hooks_items = list(hooks.items())
+        hooks.clear()
+        hooks[handle.id] = entry
+        hooks.update((k, v) for k, v in hooks_items if k != handle.id)
+    return handle
 
 
 class Module:
@@ -45,6 +93,8 @@ class Module:
             reg = {}
             object.__setattr__(self, "_kinds", reg)
             object.__setattr__(self, "_non_persistent", set())
+            object.__setattr__(self, "_forward_pre_hooks", OrderedDict())
+            object.__setattr__(self, "_forward_hooks", OrderedDict())
             if "training" not in self.__dict__:
                 object.__setattr__(self, "training", True)
         return reg
@@ -230,8 +280,12 @@ class Module:
         return self
 
     def zero_grad(self, set_to_none: bool = True) -> None:
+        """Drop every parameter's gradient (set_to_none=True, the default) or make it zeros."""
         for p in self.parameters():
-            p.grad = None
+            if set_to_none or p.grad is None:
+                p.grad = None
+            else:
+                p.grad = Tensor.zeros(*p.grad.shape, dtype=p.grad.dtype, device=p.grad.device)
 
     def to(self, device: str) -> Module:
         """Move every parameter and buffer to `device`, keeping the same Tensor objects."""
@@ -244,8 +298,49 @@ class Module:
     def forward(self, *args, **kwargs):
         raise NotImplementedError(f"{type(self).__name__} does not define forward()")
 
+    # ---- hooks (torch.nn.Module's forward hooks) ----
+    def register_forward_pre_hook(self, hook: Callable, *, prepend: bool = False,
+                                  with_kwargs: bool = False) -> RemovableHandle:
+        """hook(module, args) (or hook(module, args, kwargs) with_kwargs) runs before forward; returning a value
+        replaces the positional args (a non-tuple becomes a 1-tuple), or (args, kwargs) with_kwargs."""
+        self._ensure_registry()
+        return _add_hook(self._forward_pre_hooks, (hook, with_kwargs), prepend)
+
+    def register_forward_hook(self, hook: Callable, *, prepend: bool = False, with_kwargs: bool = False,
+                              always_call: bool = False) -> RemovableHandle:
+        """hook(module, args, output) (or hook(module, args, kwargs, output) with_kwargs) runs after forward;
+        returning a value replaces the output. always_call runs it even when forward raised."""
+        self._ensure_registry()
+        return _add_hook(self._forward_hooks, (hook, with_kwargs, always_call), prepend)
+
+    def register_full_backward_hook(self, hook: Callable, prepend: bool = False) -> RemovableHandle:
+        raise NotImplementedError("register_full_backward_hook: needs gradient hooks in autograd (not in this "
+                                  "build); use register_forward_hook and Tensor.gradient instead")
+
     def __call__(self, *args, **kwargs):
-        return self.forward(*args, **kwargs)
+        self._ensure_registry()
+        for hook, with_kwargs in list(self._forward_pre_hooks.values()):
+            result = hook(self, args, kwargs) if with_kwargs else hook(self, args)
+            if result is not None:
+                if with_kwargs:
+                    if not (isinstance(result, tuple) and len(result) == 2):
+                        raise RuntimeError(f"forward pre-hook {hook!r} must return None or a tuple of (new_args, "
+                                           f"new_kwargs), got {result!r}")
+                    args, kwargs = result
+                else:
+                    args = result if isinstance(result, tuple) else (result,)
+        try:
+            output = self.forward(*args, **kwargs)
+        except Exception:
+            for hook, with_kwargs, always_call in list(self._forward_hooks.values()):
+                if always_call:   # told that forward failed: the output is None
+                    hook(self, args, kwargs, None) if with_kwargs else hook(self, args, None)
+            raise
+        for hook, with_kwargs, _ in list(self._forward_hooks.values()):
+            result = hook(self, args, kwargs, output) if with_kwargs else hook(self, args, output)
+            if result is not None:
+                output = result
+        return output
 
     def extra_repr(self) -> str:
         return ""

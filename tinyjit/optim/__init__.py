@@ -1,5 +1,6 @@
-"""Optimizers (SGD, Adam, AdamW, RMSprop, Lion) and learning-rate schedulers with PyTorch's interface; every
+"""Optimizers (SGD, Adam, AdamW, RMSprop, Lion, Adagrad, Adadelta) and learning-rate schedulers with PyTorch's interface; every
 step is one fused schedule that updates parameters in place."""
 from tinyjit.optim import lr_scheduler  # noqa: F401
 from tinyjit.optim.optimizer import Optimizer, ParamGroup  # noqa: F401
-from tinyjit.optim.optimizers import SGD, Adam, AdamW, Lion, RMSprop  # noqa: F401
+from tinyjit.optim.optimizers import (SGD, Adadelta, Adagrad, Adam, AdamW, Lion,  # noqa: F401
+                                      RMSprop)

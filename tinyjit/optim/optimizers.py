@@ -224,3 +224,67 @@ class Lion(Optimizer):
             param = param * (1 - lr * group["weight_decay"])
         out = [p.assign(param - lr * direction), m.assign(m + (g - m) * (1 - beta2))]
         return out
+
+
+class Adagrad(Optimizer):
+    """Adagrad as torch.optim.Adagrad: the step is scaled by the root of the running sum of squared gradients,
+    the learning rate decayed by 1 / (1 + (step - 1) * lr_decay)."""
+
+    def __init__(self, params, lr: float = 1e-2, lr_decay: float = 0.0, weight_decay: float = 0.0,
+                 initial_accumulator_value: float = 0.0, eps: float = 1e-10, maximize: bool = False):
+        _check_range("lr", "Adagrad", lr)
+        _check_range("lr_decay", "Adagrad", lr_decay)
+        _check_range("weight_decay", "Adagrad", weight_decay)
+        _check_range("initial_accumulator_value", "Adagrad", initial_accumulator_value)
+        _check_range("eps", "Adagrad", eps)
+        super().__init__(params, dict(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
+                                      initial_accumulator_value=initial_accumulator_value, eps=eps,
+                                      maximize=maximize))
+
+    def _update(self, p: Tensor, grad: Tensor, group: ParamGroup, state: dict) -> list[Tensor]:
+        g = -grad if group["maximize"] else grad
+        if group["weight_decay"]:
+            g = g + p.detach() * group["weight_decay"]
+        if "sum" not in state:
+            state["sum"] = self._zeros_like(p)
+            if group["initial_accumulator_value"]:
+                state["sum"].assign(state["sum"] + group["initial_accumulator_value"]).realize()
+        total = state["sum"]
+        out = [total.assign(total + g * g)]
+        lr = group.lr_tensor(p.device)
+        if group["lr_decay"]:   # the step count lives on the device, so a TinyJit replay decays too
+            if "step" not in state:
+                state["step"] = self._scalar(0.0, p.device)
+            step = state["step"]
+            lr = lr / (1 + step * group["lr_decay"])
+            out.append(step.assign(step + 1))
+        out.insert(0, p.assign(p.detach() - lr * g / (total.sqrt() + group["eps"])))
+        return out
+
+
+class Adadelta(Optimizer):
+    """Adadelta (Zeiler 2012) as torch.optim.Adadelta: the step is g * sqrt(E[dx^2] + eps) / sqrt(E[g^2] + eps),
+    times lr."""
+
+    def __init__(self, params, lr: float = 1.0, rho: float = 0.9, eps: float = 1e-6, weight_decay: float = 0.0,
+                 maximize: bool = False):
+        _check_range("lr", "Adadelta", lr)
+        _check_range("rho", "Adadelta", rho, 0.0, 1.0 + 1e-12)
+        _check_range("eps", "Adadelta", eps)
+        _check_range("weight_decay", "Adadelta", weight_decay)
+        super().__init__(params, dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay, maximize=maximize))
+
+    def _update(self, p: Tensor, grad: Tensor, group: ParamGroup, state: dict) -> list[Tensor]:
+        rho, eps = group["rho"], group["eps"]
+        g = -grad if group["maximize"] else grad
+        if group["weight_decay"]:
+            g = g + p.detach() * group["weight_decay"]
+        square_avg = self._state_buffer(state, "square_avg", p)
+        acc_delta = self._state_buffer(state, "acc_delta", p)
+        out = [square_avg.assign(square_avg * rho + g * g * (1 - rho))]
+        # delta reads acc_delta before its update; it is computed once into a buffer so both the parameter and
+        # acc_delta updates read the same values
+        delta = ((acc_delta + eps).sqrt() / (square_avg + eps).sqrt() * g).contiguous()
+        out.append(p.assign(p.detach() - group.lr_tensor(p.device) * delta))
+        out.append(acc_delta.assign(acc_delta * rho + delta * delta * (1 - rho)))
+        return out
