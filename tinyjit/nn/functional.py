@@ -77,7 +77,7 @@ def hardtanh(input: Tensor, min_val: float = -1.0, max_val: float = 1.0, inplace
     PyTorch. ValueError when min_val > max_val."""
     if min_val > max_val:
         raise ValueError(f"hardtanh: min_val ({min_val}) cannot be greater than max_val ({max_val})")
-    return input._hardtanh(input, min_val, max_val, min_val, max_val)
+    return input._hardtanh(input, min_val, max_val, min_val, max_val, nan_gradient=True)
 
 
 def celu(input: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:
@@ -325,7 +325,7 @@ def normalize(input: Tensor, p: float = 2.0, dim: int = 1, eps: float = 1e-12, o
     elif p == 1:
         norm = x.abs().sum(dim, keepdim=True).maximum(eps)
     elif p == math.inf:
-        norm = x.abs().max(dim, keepdim=True).maximum(eps)
+        norm = x.abs().amax(dim, keepdim=True).maximum(eps)
     else:
         norm = (x.abs() ** p).sum(dim, keepdim=True).maximum(eps ** p) ** (1 / p)
         norm = norm.maximum(eps)

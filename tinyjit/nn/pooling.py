@@ -83,7 +83,7 @@ def max_pool(x: Tensor, nd: int, kernel_size, stride=None, padding=0, dilation=1
     padded = src.pad(lead + tuple((pi, pi + e) for pi, e in zip(p, extra)), value=_identity(Op.RMAX, x.dtype))
     win = padded._windows(k, s, d)
     win = win.reshape(win.shape[:x.ndim] + (prod(k),))      # (..., *out, window)
-    best = win.max(-1)
+    best = win.amax(-1)
     if not track:
         return best
     is_best = win == best.unsqueeze(-1)
@@ -91,7 +91,7 @@ def max_pool(x: Tensor, nd: int, kernel_size, stride=None, padding=0, dilation=1
         is_best = is_best | (win != win)      # NaN counts as the maximum
     n = win.shape[-1]
     countdown = Tensor.arange(n, 0, -1, dtype=dtypes.int32, device=x.device)
-    first = is_best.where(countdown, 0).max(-1, keepdim=True) == countdown
+    first = is_best.where(countdown, 0).amax(-1, keepdim=True) == countdown
     values = first.where(win, 0).sum(-1, dtype=x.dtype)
     if not return_indices:
         return values
