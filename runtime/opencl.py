@@ -9,7 +9,10 @@ Launch convention shared with the other backends: `global_size` counts work-grou
 """
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 
 import numpy as np
 
@@ -22,6 +25,25 @@ except ImportError:  # the package is an optional extra
     cl = None
 
 INSTALL_HINT = "pip install 'tinyjit[opencl]'"
+
+
+def _private_pocl_cache() -> None:
+    """Give PoCL (the CPU OpenCL) a kernel cache of this process's own, unless the user chose one.
+
+    PoCL's shared cache (~/.cache/pocl) is not safe for processes that build the same kernel at the same moment
+    (pytest-xdist workers, MPI ranks running one program): one of them, and every later load of that entry, gets a
+    program with no kernels ("CL program has no kernel named ..."). tinyjit keeps its own cache of program binaries
+    (runtime/cache.py), so PoCL's is only a scratch area: a private one, deleted at exit, loses nothing that matters.
+    """
+    if "POCL_CACHE_DIR" in os.environ:
+        return
+    directory = tempfile.mkdtemp(prefix="tinyjit-pocl-")
+    os.environ["POCL_CACHE_DIR"] = directory
+    atexit.register(shutil.rmtree, directory, True)
+
+
+if cl is not None:
+    _private_pocl_cache()   # before the first cl.get_platforms(): PoCL reads it when it starts
 
 
 def _unavailable(reason: str) -> DeviceUnavailable:

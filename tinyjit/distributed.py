@@ -197,7 +197,8 @@ def all_reduce(tensor: Tensor, op: str = "sum") -> Tensor:
     reduce = _reduce_function(op, tensor.dtype)
     if _world.size == 1:
         return tensor
-    return tensor.assign(_host_collective(tensor, tensor.shape, reduce))
+    with Tensor.no_grad():   # a collective is no part of any autograd graph (a parameter may be its target)
+        return tensor.assign(_host_collective(tensor, tensor.shape, reduce))
 
 
 def broadcast(tensor: Tensor, src: int = 0) -> Tensor:
@@ -215,7 +216,8 @@ def broadcast(tensor: Tensor, src: int = 0) -> Tensor:
         _world.comm.Bcast(values, root=src)
         return values.astype(tensor.dtype.np, copy=False)
 
-    return tensor.assign(_host_collective(tensor, tensor.shape, bcast))
+    with Tensor.no_grad():   # as in all_reduce
+        return tensor.assign(_host_collective(tensor, tensor.shape, bcast))
 
 
 def all_gather(tensor: Tensor) -> list[Tensor]:
