@@ -96,7 +96,6 @@ def print_table(results: list[Result], bandwidth: float) -> None:
     print(header)
     print("-" * len(header))
     for r in results:
-        tj = r.values.get("tinyjit")
         for fw in FRAMEWORKS:
             v = r.values.get(fw)
             if v is None:
@@ -276,7 +275,7 @@ def w8_cold_start(peers, runs):
                 subprocess.run([sys.executable, "-c", script.format(root=root)], env=env, check=True,
                                capture_output=True, text=True)
             t0 = time.perf_counter()
-            proc = subprocess.run([sys.executable, "-c", script.format(root=root)], env=env, check=True,
+            subprocess.run([sys.executable, "-c", script.format(root=root)], env=env, check=True,
                                   capture_output=True, text=True)
             total = time.perf_counter() - t0
             r.values["tinyjit"] = (total, total)

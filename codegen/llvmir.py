@@ -293,7 +293,8 @@ class LLVMRenderer:
     @staticmethod
     def _accumulate(u: UOp, ref, emit, fresh, declare) -> str:
         """acc + term (or max(acc, term)) of a float reduce. The additions into one accumulator may be reordered
-        among themselves (ACCUMULATE_FLAGS), so LLVM vectorizes the loop into partial sums (a level of at most a few hundred
+        among themselves (ACCUMULATE_FLAGS), so LLVM vectorizes the loop into partial sums (a level of at most a few
+        hundred
         terms: the order of the levels themselves is kept); a product term is fused into the accumulation (FMA).
         These flags belong to the accumulation alone, not to the elementwise math around it."""
         acc, term = u.src
@@ -305,7 +306,8 @@ class LLVMRenderer:
             emit(f"{r} = call reassoc {t} @llvm.maximum.{suffix}({t} {ref(acc)}, {t} {ref(term)})")
         elif term.uop == U.ALU and term.arg == Op.MUL and term.dtype == u.dtype:
             declare(f"declare {t} @llvm.fmuladd.{suffix}({t}, {t}, {t})")
-            emit(f"{r} = call {ACCUMULATE_FLAGS} {t} @llvm.fmuladd.{suffix}({t} {ref(term.src[0])}, {t} {ref(term.src[1])}, "
+            emit(f"{r} = call {ACCUMULATE_FLAGS} {t} @llvm.fmuladd.{suffix}({t} {ref(term.src[0])}, "
+                 f"{t} {ref(term.src[1])}, "
                  f"{t} {ref(acc)})")
         else:
             emit(f"{r} = fadd {ACCUMULATE_FLAGS} {t} {ref(acc)}, {ref(term)}")

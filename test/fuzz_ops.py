@@ -154,7 +154,7 @@ def run_one(seed: int, device: str, exclude: Exclude = no_exclusions, do_shrink:
     except BuildError as e:
         record.update(status="invalid", detail=str(e))
         return record
-    except Exception as e:   # noqa: BLE001 (a fuzzer bug must not stop a campaign)
+    except Exception:
         record.update(status="harness-error", detail=traceback.format_exc()[-2000:])
         return record
     record["ops"] = program.op_names

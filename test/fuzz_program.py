@@ -194,7 +194,7 @@ def build(case: Case, exclude: Exclude = no_exclusions) -> Program:
         try:
             for _, pt, _ in step_lines:
                 _exec_torch(_torch_src(pt, False), ns)
-        except Exception as e:   # noqa: BLE001 (any PyTorch error)
+        except Exception as e:   # any PyTorch error
             if step.invalid and k == len(case.steps) - 1:
                 lines.extend(step_lines)
                 op_names.append(emit.name)
@@ -252,7 +252,7 @@ def _tj_src(line: str) -> str:
 def _exec_torch(src: str, ns: dict) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        exec(src, ns)   # noqa: S102 (our own generated program)
+        exec(src, ns)   # our own generated program
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -290,7 +290,7 @@ def run_torch(program: Program, float64: bool = False) -> Outcome:
             continue
         try:
             _exec_torch(_torch_src(pt, float64), ns)
-        except Exception as e:   # noqa: BLE001
+        except Exception as e:
             result.error = (k, type(e).__name__, str(e).splitlines()[0][:200] if str(e) else "")
             return result
     for name in program.compared:
@@ -303,7 +303,7 @@ def run_torch(program: Program, float64: bool = False) -> Outcome:
         try:
             for line in _grad_lines(program, "torch", grad_outputs):
                 _exec_torch(_torch_src(line, float64), ns)
-        except Exception as e:   # noqa: BLE001
+        except Exception as e:
             result.backward_error = f"{type(e).__name__}: {e}".splitlines()[0][:200]
             return result
         for a in program.inputs:
@@ -322,25 +322,25 @@ def run_tinyjit(program: Program, device: str, grad_outputs: list[str]) -> Outco
         for tj, _, k in program.lines:
             step = k
             if tj is not None:
-                exec(_tj_src(tj), ns)   # noqa: S102
+                exec(_tj_src(tj), ns)
         step = len(program.case.steps)   # errors while reading the values: at realize
         for name in program.compared:
             t = ns[name]
             result.values[name] = t.numpy().copy()
             result.dtypes[name] = t.dtype.name
         result.requires_grad = {name: bool(ns[name].requires_grad) for name in program.sinks}
-    except Exception as e:   # noqa: BLE001
+    except Exception as e:
         result.error = (step, type(e).__name__, f"{e}".splitlines()[0][:200] if str(e) else "")
         return result
     if program.case.grad and grad_outputs:
         try:
             for line in _grad_lines(program, "tj", grad_outputs):
-                exec(_tj_src(line), ns)   # noqa: S102
+                exec(_tj_src(line), ns)
             for a in program.inputs:
                 if a.requires_grad:
                     g = ns[a.name].grad
                     result.grads[a.name] = None if g is None else g.numpy().copy()
-        except Exception as e:   # noqa: BLE001
+        except Exception as e:
             result.backward_error = f"{type(e).__name__}: {e}".splitlines()[0][:200]
     return result
 

@@ -142,7 +142,7 @@ class Aux:
         return f"{src}.astype(np.{self.dtype})"
 
     def values(self) -> np.ndarray:
-        return np.asarray(eval(self.data_src(), {"np": np}))   # noqa: S307 (our own expression)
+        return np.asarray(eval(self.data_src(), {"np": np}))   # our own expression
 
 
 def _float_src(v) -> str:

@@ -68,7 +68,8 @@ def test_index_math_is_64_bit_only_where_needed():
     32-bit, its tail and a loop past 2**31 do not (nothing is allocated: the kernels are only linearized)."""
     huge = Tensor.empty(PRIME_PAST_2_31, dtype=dtypes.uint8)
     cases = [(Tensor.ones(1000) + 1, dtypes.int32), (huge[:3] + 1, dtypes.int32), (huge[-3:] + 1, dtypes.int64),
-             (huge + 1, dtypes.int64), (huge.sum(), dtypes.int64), (huge[:2 ** 31 + 4096].reshape(4096, -1)[:, :2] + 1, dtypes.int32),
+             (huge + 1, dtypes.int64), (huge.sum(), dtypes.int64),
+             (huge[:2 ** 31 + 4096].reshape(4096, -1)[:, :2] + 1, dtypes.int32),
              (huge[:2 ** 31 + 4096].reshape(4096, -1)[:, -2:] + 1, dtypes.int64),
              (Tensor.ones(50_000, 50_000).sum(1), dtypes.int32)]   # a big loop space whose indices are small
     for t, want in cases:

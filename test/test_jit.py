@@ -226,7 +226,7 @@ def test_two_threads_with_tinyjit_match_eager():
                 out = step(Tensor(x)).numpy()
                 np.testing.assert_allclose(out, 2 * expected.sum(), rtol=1e-6)
             results[k] = (state.numpy(), expected, len(step.captured))
-        except Exception as e:   # noqa: BLE001 (reported below, from the main thread)
+        except Exception as e:   # reported below, from the main thread
             errors.append(e)
 
     threads = [threading.Thread(target=worker, args=(k,)) for k in (1, 100)]

@@ -16,7 +16,7 @@ try:
 except DeviceUnavailable as e:
     pytest.skip(str(e), allow_module_level=True)
 
-from runtime import nvcheck  # noqa: E402  (needs NVRTC, checked above)
+from runtime import nvcheck   # needs NVRTC, checked above
 
 
 def _driver_present() -> bool:

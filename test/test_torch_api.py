@@ -200,7 +200,7 @@ def test_inplace_rules(device):
     for fn in (lambda: w.add_(1), lambda: w.zero_(), lambda: w.uniform_(), lambda: w.copy_(Tensor.zeros(3))):
         with pytest.raises(RuntimeError, match="leaf"):
             fn()
-    w.mul_  # noqa: B018
+    w.mul_
     with pytest.raises(RuntimeError, match="leaf"):
         w += 1
     with tinyjit.no_grad():
@@ -331,7 +331,8 @@ def test_multinomial_and_randperm(device):
 
 # ------------------------------------------------------------------------------------------------------- einsum
 EINSUM = [("ij,jk->ik", [(3, 4), (4, 5)]), ("bij,bjk->bik", [(2, 3, 4), (2, 4, 5)]), ("ii->i", [(4, 4)]),
-          ("ii", [(4, 4)]), ("ij->", [(3, 4)]), ("ij->ji", [(3, 4)]), ("i,i->", [(4,), (4,)]), ("i,j->ij", [(3,), (4,)]),
+          ("ii", [(4, 4)]), ("ij->", [(3, 4)]), ("ij->ji", [(3, 4)]), ("i,i->", [(4,), (4,)]),
+          ("i,j->ij", [(3,), (4,)]),
           ("...ij,...jk->...ik", [(2, 1, 3, 4), (5, 4, 2)]), ("bhqd,bhkd->bhqk", [(2, 2, 3, 4), (2, 2, 5, 4)]),
           ("ij,jk,kl->il", [(2, 3), (3, 4), (4, 2)]), ("ab,b", [(3, 4), (4,)]), ("iij->j", [(3, 3, 2)]),
           ("...i,...i->...", [(3, 4), (1, 4)]), ("ba", [(3, 4)])]

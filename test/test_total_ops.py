@@ -73,8 +73,10 @@ def test_float_to_int_of_nan_inf_and_out_of_range(device):
         np.testing.assert_array_equal(Tensor.stack([x.int().long(), x.long()]).numpy(),
                                       torch.stack([ref.int().long(), ref.long()]).numpy(), err_msg=f"{arr.dtype}")
     # narrow and unsigned targets convert through a wide int and wrap (PyTorch's values); half goes through float
-    small, halves = np.array([300.0, -1.0, math.nan, 1e20], np.float32), np.array([math.nan, -math.inf, -3.5], np.float16)
-    got = Tensor.cat(Tensor(small).cast(dtypes.uint8).int(), Tensor(small).cast(dtypes.int8).int(), Tensor(halves).int())
+    small = np.array([300.0, -1.0, math.nan, 1e20], np.float32)
+    halves = np.array([math.nan, -math.inf, -3.5], np.float16)
+    got = Tensor.cat(Tensor(small).cast(dtypes.uint8).int(), Tensor(small).cast(dtypes.int8).int(),
+                     Tensor(halves).int())
     expected = torch.cat([torch.from_numpy(small).to(torch.uint8).int(), torch.from_numpy(small).to(torch.int8).int(),
                           torch.from_numpy(halves).int()])
     np.testing.assert_array_equal(got.numpy(), expected.numpy())

@@ -7,7 +7,7 @@ __version__ = "0.1.0"   # the package's version (setup.cfg reads it from here)
 # runpy warns about that. The __main__ copy only hands over to tinyjit.device_check, so the warning is noise.
 warnings.filterwarnings("ignore", message="'tinyjit.device' found in sys.modules", category=RuntimeWarning)
 
-from tinyjit.device import Device  # noqa: F401,E402
+from tinyjit.device import Device  # noqa: E402
 from tinyjit.dtype import dtypes  # noqa: F401,E402
 from tinyjit.tensor import Tensor  # noqa: F401,E402
 from tinyjit.jit import JitError, TinyJit  # noqa: F401,E402
@@ -38,7 +38,7 @@ def _report_in_one_line(error: BaseException) -> None:
 # read DEVICE (or CPU=1/CL=1/CUDA=1) and every other variable now, so a bad value fails at import with one line
 # naming the valid values
 try:
-    Device.DEFAULT  # noqa: B018
+    Device.DEFAULT
     __import__("runtime.env").env.check_all()
 except (ValueError, RuntimeError) as _error:   # DeviceError is a RuntimeError, a bad variable a ValueError
     _report_in_one_line(_error)

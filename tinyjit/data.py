@@ -360,7 +360,7 @@ def _worker_loop(dataset, index_queue, result_queue, collate_fn, batched, worker
     try:
         if worker_init_fn is not None:
             worker_init_fn(worker_id)
-    except Exception as e:  # noqa: BLE001 (sent to the parent, which raises it)
+    except Exception as e:   # sent to the parent, which raises it
         result_queue.put((None, _WorkerError(worker_id, e)))
         return
     while True:
@@ -370,7 +370,7 @@ def _worker_loop(dataset, index_queue, result_queue, collate_fn, batched, worker
         batch_number, indices = job
         try:
             result = _fetch_batch(dataset, indices, collate_fn, batched)
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             result = _WorkerError(worker_id, e)
         result_queue.put((batch_number, result))
 
@@ -387,7 +387,7 @@ class _WorkerError:
         message = f"{self.message}\n(raised in DataLoader worker {self.worker_id}; its traceback:)\n{self.text}"
         try:
             error = self.type(message)
-        except Exception:  # noqa: BLE001 (an exception class with another constructor)
+        except Exception:   # an exception class with another constructor
             error = RuntimeError(f"{self.type.__name__}: {message}")
         raise error
 

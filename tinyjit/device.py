@@ -84,7 +84,7 @@ class _DeviceRegistry:
         self.opened: dict[str, object] = {}   # canonical name -> runtime device, opened once per process
 
     @functools.cached_property
-    def DEFAULT(self) -> str:   # noqa: N802 (PyTorch/tinygrad spelling)
+    def DEFAULT(self) -> str:   # PyTorch/tinygrad spelling
         return _default_device()   # only the name: `import tinyjit` must not fail for a missing driver
 
     def __getitem__(self, name: str):

@@ -97,7 +97,8 @@ def toposort(roots: list[Node], stop_at_realized: bool = True, children=None) ->
     """Nodes reachable from `roots`, each after its sources (iterative: graphs can be deep). `children(node)`
     picks which sources to follow (default: all of them, stopping at realized nodes if asked)."""
     if children is None:
-        children = (lambda n: () if stop_at_realized and n.realized else n.src)
+        def children(n: Node):
+            return () if stop_at_realized and n.realized else n.src
     order, seen = [], set()
     stack = [(r, False) for r in reversed(roots)]
     while stack:

@@ -32,7 +32,8 @@ class Op(Enum):
     CMPNE = auto()
     IDIV = auto()        # C's `/`: ints truncate toward zero, x / 0 = 0, MIN / -1 = MIN (wraps); floats are IEEE
     #                      division, correctly rounded
-    MOD = auto()         # C's `%` and fmod: the exact remainder, with the sign of the dividend; int x % 0 = 0, x % -1 = 0
+    MOD = auto()         # C's `%` and fmod: the exact remainder, with the sign of the dividend;
+    #                      int x % 0 = 0, x % -1 = 0
     AND = auto()
     OR = auto()
     XOR = auto()

@@ -303,7 +303,7 @@ class _Scheduler:
         body = lower(value, start_moves)
         # `lower` refers to itself through its closure: break that cycle, or it keeps this graph (and the buffers
         # of realized nodes in it) alive until the garbage collector runs, and freed memory is not reused
-        lower = None  # noqa: F841
+        lower = None
         store_st = _view(value.shape, start_moves)
         ast = AstNode(Op.STORE, (body,), (0, store_st), value.dtype)
         stats["kernels_built"] += 1

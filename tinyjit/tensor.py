@@ -561,7 +561,7 @@ class Tensor(AutogradMixin, CreationMixin, MathMixin, MovementMixin, ReduceMixin
         return -((-x)._apply(Op.MAX, -y)) if not x.dtype.is_unsigned and x.dtype != dtypes.bool else \
             ~((~x)._apply(Op.MAX, ~y))
 
-    def clip(self, min=None, max=None, min_=None, max_=None) -> Tensor:  # noqa: A002 (torch's argument names)
+    def clip(self, min=None, max=None, min_=None, max_=None) -> Tensor:   # torch's argument names
         """torch.clamp: clamp(min, max), clamp(min=...), clamp(max=...) (numbers or tensors; min_/max_ are the older
         spellings). Where, not maximum/minimum: x keeps its gradient at the bounds (and NaN stays NaN)."""
         min_ = min if min is not None else min_

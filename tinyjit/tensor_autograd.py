@@ -130,7 +130,7 @@ def _recorded_edges(node: Node) -> Optional[tuple]:
     return _edges.get(node)
 
 
-class no_grad:  # noqa: N801 (named like torch.no_grad)
+class no_grad:   # named like torch.no_grad
     """Turn gradient recording off: `with Tensor.no_grad():`, `@Tensor.no_grad()` or `@Tensor.no_grad`."""
 
     def __new__(cls, fn=None):
@@ -159,7 +159,7 @@ class no_grad:  # noqa: N801 (named like torch.no_grad)
         return wrapper
 
 
-class inference_mode(no_grad):  # noqa: N801 (named like torch.inference_mode)
+class inference_mode(no_grad):   # named like torch.inference_mode
     """torch.inference_mode: no_grad (tinyjit has no separate inference tensors). `inference_mode(False)` records
     as usual; it works as a context manager and as a decorator, with or without parentheses."""
 

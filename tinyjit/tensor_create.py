@@ -30,8 +30,8 @@ class CreationMixin:
     @classmethod
     def full(cls, shape, fill_value: Scalar, dtype=None, device=None, requires_grad=None) -> "Tensor":
         """A tensor of `shape` filled with `fill_value` (torch.full). Without a dtype, a Python int gets the default
-        int (int64, uint64 past it), a float the default float, a bool bool; RuntimeError (like PyTorch) for an int that the given int dtype
-        cannot hold."""
+        int (int64, uint64 past it), a float the default float, a bool bool; RuntimeError (like PyTorch) for an int
+        that the given int dtype cannot hold."""
         shape = shape_arg(shape)
         dt = dtypes.from_any(dtype) if dtype is not None else dtypes.from_py(fill_value)
         check_fits(fill_value, dt, "full")

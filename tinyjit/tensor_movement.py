@@ -180,11 +180,11 @@ class MovementMixin:
         return self.permute(order)
 
     @property
-    def T(self) -> "Tensor":  # noqa: N802
+    def T(self) -> "Tensor":
         return self.permute(tuple(reversed(range(self.ndim))))
 
     @property
-    def mT(self) -> "Tensor":  # noqa: N802
+    def mT(self) -> "Tensor":
         return self.transpose(-2, -1)
 
     def flatten(self, start_dim: int = 0, end_dim: int = -1) -> "Tensor":

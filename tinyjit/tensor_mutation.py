@@ -80,7 +80,7 @@ class MutationMixin:
             filled = Tensor.full(self.shape, value, dtype=self.dtype, device=self.device)
         return self.assign(filled)
 
-    def clamp_(self, min=None, max=None) -> "Tensor":  # noqa: A002 (torch's argument names)
+    def clamp_(self, min=None, max=None) -> "Tensor":   # torch's argument names
         """torch.Tensor.clamp_: clamp(min, max) in place."""
         return self._inplace(self.clamp(min, max), "clamp_")
 

@@ -79,7 +79,7 @@ class SortMixin:
         """torch.msort: sorted along dim 0."""
         return self.sort(0).values
 
-    def topk(self, k: int, dim: int = -1, largest: bool = True, sorted: bool = True) -> TopkResult:  # noqa: A002
+    def topk(self, k: int, dim: int = -1, largest: bool = True, sorted: bool = True) -> TopkResult:
         """torch.topk: the k largest (smallest unless `largest`) values along `dim` and their indices, in sorted
         order (also when sorted=False). RuntimeError when k is outside [0, size of dim]."""
         d = _axis(self, dim, "topk") if self.ndim else 0
@@ -110,7 +110,7 @@ class SortMixin:
             values, indices = values.squeeze(d), indices.squeeze(d)
         return KthvalueResult(values, indices)
 
-    def unique(self, sorted: bool = True, return_inverse: bool = False, return_counts: bool = False,  # noqa: A002
+    def unique(self, sorted: bool = True, return_inverse: bool = False, return_counts: bool = False,
                dim: Optional[int] = None):
         """torch.unique: the distinct values (always sorted, as torch does on the CPU), with the index of each
         input element in them (`return_inverse`, int64, the input's shape) and how often each occurs

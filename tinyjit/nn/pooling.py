@@ -201,7 +201,8 @@ _MODES = {"nearest": None, "nearest-exact": None, "linear": 1, "bilinear": 2, "t
 
 
 def interpolate(input: Tensor, size=None, scale_factor=None, mode: str = "nearest",
-                align_corners: Optional[bool] = None, recompute_scale_factor: Optional[bool] = None, antialias: bool = False) -> Tensor:
+                align_corners: Optional[bool] = None, recompute_scale_factor: Optional[bool] = None,
+                antialias: bool = False) -> Tensor:
     """torch.nn.functional.interpolate for (N, C, *spatial) with 1 to 3 spatial dims. Modes: 'nearest',
     'nearest-exact', 'linear' (3-d), 'bilinear' (4-d), 'trilinear' (5-d) and 'area'. Give exactly one of `size` and
     `scale_factor`; align_corners only with the linear modes. Source indices and weights are PyTorch's."""
