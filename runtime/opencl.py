@@ -9,10 +9,11 @@ Launch convention shared with the other backends: `global_size` counts work-grou
 """
 from __future__ import annotations
 
-import atexit
+import fcntl
 import os
-import shutil
+import re
 import tempfile
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -25,25 +26,29 @@ except ImportError:  # the package is an optional extra
     cl = None
 
 INSTALL_HINT = "pip install 'tinyjit[opencl]'"
+LOCK_DIR = os.path.join(tempfile.gettempdir(), f"tinyjit-opencl-locks-{os.getuid()}")
 
 
-def _private_pocl_cache() -> None:
-    """Give PoCL (the CPU OpenCL) a kernel cache of this process's own, unless the user chose one.
+@contextmanager
+def _kernel_lock(name: str):
+    """Hold a lock shared by every process of this machine while building or loading kernel `name`.
 
-    PoCL's shared cache (~/.cache/pocl) is not safe for processes that build the same kernel at the same moment
-    (pytest-xdist workers, MPI ranks running one program): one of them, and every later load of that entry, gets a
-    program with no kernels ("CL program has no kernel named ..."). tinyjit keeps its own cache of program binaries
-    (runtime/cache.py), so PoCL's is only a scratch area: a private one, deleted at exit, loses nothing that matters.
-    """
-    if "POCL_CACHE_DIR" in os.environ:
-        return
-    directory = tempfile.mkdtemp(prefix="tinyjit-pocl-")
-    os.environ["POCL_CACHE_DIR"] = directory
-    atexit.register(shutil.rmtree, directory, True)
+    PoCL (the CPU OpenCL) keeps a kernel cache on disk (~/.cache/pocl) that is not safe for processes building the
+    same kernel at the same moment (pytest-xdist workers, MPI ranks running one program): one of them, and every
+    later load of that entry, got a program with no kernels ("CL program has no kernel named ..."). Kernel names
+    carry a hash of their code, so only builds of one kernel wait for each other."""
+    os.makedirs(LOCK_DIR, exist_ok=True)
+    with open(os.path.join(LOCK_DIR, name + ".lock"), "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-if cl is not None:
-    _private_pocl_cache()   # before the first cl.get_platforms(): PoCL reads it when it starts
+def _kernel_name(src: str) -> str:
+    match = re.search(r"__kernel\b.*?\bvoid\s+(\w+)\s*\(", src, re.DOTALL)   # a kernel returns void
+    return match.group(1) if match else "program"
 
 
 def _unavailable(reason: str) -> DeviceUnavailable:
@@ -107,7 +112,8 @@ class CLProgram:
     def __init__(self, device: "CLDevice", name: str, binary: bytes):
         self.device, self.name = device, name
         try:
-            self.program = cl.Program(device.context, [device.device], [binary]).build()
+            with _kernel_lock(name):
+                self.program = cl.Program(device.context, [device.device], [binary]).build()
         except cl.Error as e:
             raise CompileError(f"CL could not load the program binary of kernel {name!r}", None, str(e)) from None
         try:
@@ -172,7 +178,8 @@ class CLDevice:
         """Source → program binary for this device (no cache)."""
         program = cl.Program(self.context, src)
         try:
-            program.build(options=self.build_options, devices=[self.device])
+            with _kernel_lock(_kernel_name(src)):
+                program.build(options=self.build_options, devices=[self.device])
         except cl.Error as e:
             try:  # the clean log; pyopencl's message repeats it wrapped in its own text
                 log = program.get_build_info(self.device, cl.program_build_info.LOG)
