@@ -25,6 +25,7 @@ import os
 import pickle
 import queue
 import threading
+import time
 import weakref
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -168,6 +169,9 @@ _plans = LRUCache(kernel_cache_size)   # (device, AST, opts) -> KernelPlan
 # (device, symbol) -> loaded program, while some plan or capture uses it: a binary shared by plans loads once
 _programs: "weakref.WeakValueDictionary[tuple[str, str], object]" = weakref.WeakValueDictionary()
 counters = {"kernels_compiled": 0, "kernels_launched": 0}
+# one entry per kernel built by the code generator in this process (disk cache hits are not builds): its name and
+# the seconds it took, wall-clock and CPU time of the building thread (LLVM included; bench/compare.py reports them)
+compile_log: list[tuple[str, float, float]] = []
 
 
 def compile_kernel(device: str, ast: AstNode) -> CompiledKernel:
@@ -305,6 +309,7 @@ def _build(device: str, ast: AstNode, opts: list | None):
     from codegen.optimizer import optimize
 
     _check_stopped()
+    started, cpu_started = time.perf_counter(), time.thread_time()
     renderer = Device.renderer(device)
     k = Kernel(ast)
     if opts is None and getenv("BEAM", 0) and not getenv("NOOPT", 0) and not renderer.gpu:
@@ -321,6 +326,7 @@ def _build(device: str, ast: AstNode, opts: list | None):
     specs = [_spec(device, Kernel(c), c, args) for c, args in before]
     specs.append(_spec(device, k, ast, tuple(copies.args) if copies else None))
     specs += [_spec(device, Kernel(c), c, args) for c, args in after]
+    compile_log.append((specs[len(before)].name, time.perf_counter() - started, time.thread_time() - cpu_started))
     return specs, list(copies.scratch) if copies else [], len(before)
 
 
