@@ -21,7 +21,7 @@ from tinyjit.device import Buffer
 from tinyjit.helpers import debug_level
 from tinyjit.lazy import Node
 from tinyjit.ops import Op
-from tinyjit.schedule import ScheduleItem, create_schedule, format_schedule
+from tinyjit.schedule import ScheduleItem, cached_schedule, create_schedule, format_schedule
 
 _stats: dict[str, list] = defaultdict(lambda: [0, 0.0, 0, 0])   # name -> calls, seconds, flops, bytes
 # TinyJit capture, per thread: while a list is installed, every launch this thread makes is appended to it as
@@ -152,7 +152,7 @@ def realize_nodes(nodes) -> None:
     t0 = time.perf_counter()
     compiled_before = counters["kernels_compiled"]
     nodes, lazy = _with_inplace_readers(nodes)
-    schedule = create_schedule(nodes, [t.node for t in lazy or ()])
+    schedule = cached_schedule(nodes, [t.node for t in lazy or ()])
     if level >= 3 and schedule:
         print(format_schedule(schedule))
     run_schedule(schedule, None if lazy is None else inplace.preservation_plan(schedule, lazy))

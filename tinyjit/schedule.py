@@ -18,12 +18,12 @@ from __future__ import annotations
 import functools
 import heapq
 import math
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from dataclasses import dataclass, field
 
 from tinyjit.dtype import dtypes
 from tinyjit.lazy import Node, toposort
-from tinyjit.ops import ELEMENTWISE, MOVEMENT, REDUCE, AstNode, Op
+from tinyjit.ops import ELEMENTWISE, MOVEMENT, REDUCE, AstNode, Op, _exact_key
 from tinyjit.view import ShapeTracker
 
 # ops with op(0, 0, ...) == 0: a zero pad can be pushed through them to their inputs
@@ -510,6 +510,65 @@ def create_schedule(outputs: list[Node], readers=()) -> list[ScheduleItem]:
     hold: those this schedule computes inline while they read a buffer it overwrites are realized too."""
     stats["schedules"] += 1
     return _Scheduler(outputs, readers).schedule()
+
+
+# ---- the schedule cache: an eager loop builds a new graph of the same structure every step ----
+# structures kept (LRU), and at most this many graph nodes over all their keys (a key holds a tuple per node)
+SCHEDULE_CACHE_ENTRIES = 64
+SCHEDULE_CACHE_NODES = 1 << 19
+_schedule_cache: "OrderedDict[tuple, tuple[int, list]]" = OrderedDict()
+stats["schedule_cache_hits"] = 0
+
+
+def cached_schedule(outputs: list[Node], readers=()) -> list[ScheduleItem]:
+    """`create_schedule`, reused for a graph of the same structure as an earlier one: same ops, arguments, dtypes,
+    shapes and devices, node for node, the same realized inputs up to which buffer is which (an assign's target
+    must be the same buffer as the one its value reads), the same outputs and live readers. What the scheduler
+    decides depends on nothing else, so the earlier kernels (their ASTs) are bound to this graph's nodes instead
+    of being built again: linear in the graph's size, without lowering anything."""
+    key, graph = _structure_key(outputs, readers)
+    try:
+        cached = _schedule_cache.get(key)
+    except TypeError:   # an argument that cannot be hashed: no caching
+        return create_schedule(outputs, readers)
+    if cached is not None:
+        _schedule_cache.move_to_end(key)
+        stats["schedule_cache_hits"] += 1
+        return [ScheduleItem(kind, graph[out], [graph[i] for i in ins], ast, [graph[i] for i in keep], reason)
+                for kind, out, ins, ast, keep, reason in cached[1]]
+    items = create_schedule(outputs, readers)
+    index = {id(n): i for i, n in enumerate(graph)}
+    try:
+        template = [(item.kind, index[id(item.output)], [index[id(n)] for n in item.inputs], item.ast,
+                     [index[id(n)] for n in item.preserve], item.reason) for item in items]
+    except KeyError:   # a node outside the graph (not expected): schedule such graphs every time
+        return items
+    _schedule_cache[key] = (len(graph), template)
+    total = sum(size for size, _ in _schedule_cache.values())
+    while len(_schedule_cache) > 1 and (len(_schedule_cache) > SCHEDULE_CACHE_ENTRIES or total > SCHEDULE_CACHE_NODES):
+        total -= _schedule_cache.popitem(last=False)[1][0]
+    return items
+
+
+def _structure_key(outputs: list[Node], readers) -> tuple[tuple, list[Node]]:
+    """(a key equal for graphs the scheduler treats alike, the graph's nodes in the scheduler's order)."""
+    roots = [o for o in dict.fromkeys(outputs) if not o.realized]
+    graph = toposort(roots)
+    index: dict[int, int] = {}
+    buffers: dict[int, int] = {}
+    key: list = []
+    for i, n in enumerate(graph):
+        index[id(n)] = i
+        if n.buffer is not None:   # only which buffer it is matters, and its size
+            b = n.buffer
+            key.append((n.op, n.dtype, n.shape, n.device, buffers.setdefault(id(b), len(buffers)), b.size))
+        else:
+            key.append((n.op, tuple([index[id(s)] for s in n.src]), _exact_key(n.arg) if n.op == Op.CONST
+                        else n.arg, n.dtype, n.shape, n.device))
+    key.append(tuple([index[id(o)] for o in roots]))
+    if readers:
+        key.append(tuple(sorted({index[id(r)] for r in readers if id(r) in index})))
+    return tuple(key), graph
 
 
 def schedule_with_members(outputs: list[Node]) -> list[tuple[ScheduleItem, list[Node]]]:
