@@ -37,6 +37,15 @@ MAX_INLINED_VIEWS = 4
 MAX_SHARED_INLINE = 128
 
 
+# an elementwise value at least SHARED_EXPENSIVE_SIZE elements large whose expression costs SHARED_EXPENSIVE_COST
+# (a transcendental op counts EXPENSIVE_OP_COST, others 1) and that SHARED_EXPENSIVE_KERNELS or more kernels would
+# recompute is realized once (_decide_shared_chains): attention probabilities read by the forward and four
+# backward matmuls, GELU's erf read by the forward and backward ones
+EXPENSIVE_OP_COST = {Op.EXP2: 20, Op.LOG2: 20, Op.SIN: 20, Op.SQRT: 4, Op.RECIP: 4}
+SHARED_EXPENSIVE_COST = 20
+SHARED_EXPENSIVE_KERNELS = 3
+SHARED_EXPENSIVE_SIZE = 1 << 14
+
 # work counters (tests check that scheduling grows linearly with the graph): schedules made, kernels built and
 # (node, view) pairs lowered into kernel ASTs
 stats = {"schedules": 0, "kernels_built": 0, "nodes_lowered": 0}
@@ -110,26 +119,52 @@ class _Scheduler:
         several nodes, without a single home, and past MAX_SHARED_INLINE is realized, and counts 0 for its
         readers."""
         home: dict[int, object] = {}
+        # the kernels (their home nodes' ids) each node is inlined into, up to SHARED_EXPENSIVE_KERNELS of them
+        kernels: dict[int, frozenset] = {}
         for node in reversed(self.graph):
             if node.realized or id(node) in self.realize or node.op in _BOUNDARY_OPS or node.op in REDUCE or \
                     not self.consumers[id(node)]:
                 home[id(node)] = node
+                kernels[id(node)] = frozenset((id(node),))
                 continue
             homes = {id(home[id(c)]) if home[id(c)] is not None else None for c in self.consumers[id(node)]}
             home[id(node)] = home[id(self.consumers[id(node)][0])] if len(homes) == 1 else None
+            reached: frozenset = frozenset()
+            for c in self.consumers[id(node)]:
+                reached |= kernels[id(c)]
+                if len(reached) >= SHARED_EXPENSIVE_KERNELS:
+                    break
+            kernels[id(node)] = reached
         size: dict[int, int] = {}
+        cost: dict[int, int] = {}
         for node in self.graph:
             if home[id(node)] is node or node.op == Op.CONST:
-                size[id(node)] = 0
+                size[id(node)] = cost[id(node)] = 0
                 continue
-            total = (node.op in ELEMENTWISE) + sum(size[id(s)] for s in node.src)
-            if total > MAX_SHARED_INLINE and node.op in ELEMENTWISE and home[id(node)] is None \
-                    and len(self.consumers[id(node)]) > 1:
+            elementwise = node.op in ELEMENTWISE
+            total = elementwise + sum(size[id(s)] for s in node.src)
+            weighted = (EXPENSIVE_OP_COST.get(node.op, 1) if elementwise else 0) + sum(cost[id(s)] for s in node.src)
+            shared = elementwise and home[id(node)] is None and len(self.consumers[id(node)]) > 1
+            if shared and total > MAX_SHARED_INLINE:
                 self.realize[id(node)] = node
                 self.reasons.setdefault(id(node), f"is read by several kernels and would recompute more than "
                                         f"{MAX_SHARED_INLINE} inlined ops in each (a recurrence's shared chain)")
-                total = 0
+                total = weighted = 0
+            elif elementwise and home[id(node)] is None and weighted >= SHARED_EXPENSIVE_COST and \
+                    len(kernels[id(node)]) >= SHARED_EXPENSIVE_KERNELS and node.size >= SHARED_EXPENSIVE_SIZE and \
+                    not self._same_kernels_above(node, kernels, home):
+                self.realize[id(node)] = node
+                self.reasons.setdefault(id(node), f"is read by {SHARED_EXPENSIVE_KERNELS} or more kernels, each of "
+                                        f"which would recompute its transcendental ops")
+                total = weighted = 0
             size[id(node)] = min(total, MAX_SHARED_INLINE + 1)
+            cost[id(node)] = min(weighted, SHARED_EXPENSIVE_COST)
+
+    def _same_kernels_above(self, node: Node, kernels: dict, home: dict) -> bool:
+        """Whether an elementwise reader of `node` is inlined into the same kernels: then that reader (the larger
+        expression) is the one to realize, not each step of the chain below it."""
+        return any(c.op in ELEMENTWISE and home[id(c)] is None and kernels[id(c)] == kernels[id(node)]
+                   for c in self.consumers[id(node)])
 
     def _stale_readers(self, readers) -> list[Node]:
         """The nodes of `readers` (values a live tensor still holds) that this schedule computes inline and that read
