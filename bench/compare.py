@@ -311,22 +311,31 @@ def adaptive_time(fn: Callable[[], object], runs: int, warmup: int) -> tuple[flo
     return first, statistics.median(times)
 
 
-def _program_peers(peers) -> dict[str, object]:
-    """framework -> module, or 'n/a (reason)'."""
+def _program_peers(peers, frameworks=None) -> dict[str, object]:
+    """framework -> module, or 'n/a (reason)'; a framework left out by --peers is 'n/a (not selected)'."""
     found = {"torch": peers["torch"]}
-    found["torch.compile"] = peers["torch"] if isinstance(peers["torch"], str) else _torch_compile_usable(peers["torch"])
-    try:
-        import jax
-        jax.numpy.zeros(1).block_until_ready()
-        found["jax jit"] = jax
-    except ImportError:
-        found["jax jit"] = "n/a (jax not installed: pip install 'jax[cpu]')"
-    try:
-        import mlx.core as mx
-        mx.eval(mx.zeros(1))
-        found["mlx compile"] = mx
-    except ImportError:
-        found["mlx compile"] = "n/a (mlx not installed: pip install 'mlx[cpu]')"
+    if frameworks is not None:
+        skipped = [f for f in PROGRAM_FRAMEWORKS[2:] if f not in frameworks]
+        found.update({f: "n/a (not selected: --peers)" for f in skipped})
+        if "torch.compile" in skipped and "jax jit" in skipped and "mlx compile" in skipped:
+            return found
+    if "torch.compile" not in found:
+        found["torch.compile"] = peers["torch"] if isinstance(peers["torch"], str) else \
+            _torch_compile_usable(peers["torch"])
+    if "jax jit" not in found:
+        try:
+            import jax
+            jax.numpy.zeros(1).block_until_ready()
+            found["jax jit"] = jax
+        except ImportError:
+            found["jax jit"] = "n/a (jax not installed: pip install 'jax[cpu]')"
+    if "mlx compile" not in found:
+        try:
+            import mlx.core as mx
+            mx.eval(mx.zeros(1))
+            found["mlx compile"] = mx
+        except ImportError:
+            found["mlx compile"] = "n/a (mlx not installed: pip install 'mlx[cpu]')"
     return found
 
 
@@ -360,9 +369,9 @@ class ProgramResult:
         self.cold: object = None              # tinyjit's first step in a fresh process from an empty cache
 
 
-def programs_train(peers, runs, names=None, cold: bool = True) -> list:
+def programs_train(peers, runs, names=None, cold: bool = True, frameworks=None) -> list:
     from bench import programs
-    found = _program_peers(peers)
+    found = _program_peers(peers, frameworks)
     out = []
     for name in names or list(programs.PROGRAMS):
         r = ProgramResult(programs.LABELS[name])
@@ -405,9 +414,9 @@ def cold_first_step(name: str) -> object:
         shutil.rmtree(cache, ignore_errors=True)
 
 
-def programs_generate(peers, runs) -> list:
+def programs_generate(peers, runs, frameworks=None) -> list:
     from bench import programs
-    found = _program_peers(peers)
+    found = _program_peers(peers, frameworks)
     r = ProgramResult(f"G1 GPT generate {programs.GENERATE_TOKENS} tok, KV cache", "tokens/s")
     makers = {"tinyjit": lambda m: programs.generate_tinyjit(), "torch": programs.generate_torch,
               "jax jit": programs.generate_jax, "mlx compile": programs.generate_mlx}
@@ -475,6 +484,8 @@ def main() -> None:
     parser.add_argument("--only", default="", help="comma-separated workload ids, e.g. W1,W3 (W5 includes W6); "
                                                    "P1-P4 ported programs, G1 generation, W for all W, P for all P")
     parser.add_argument("--no-cold", action="store_true", help="skip the programs' first steps from an empty cache")
+    parser.add_argument("--peers", default="", help="the programs' compiled peers to run, comma-separated: "
+                                                   "torch.compile,jax,mlx (default all; torch eager always runs)")
     parser.add_argument("--threads", type=int, default=0,
                         help="threads for tinyjit (THREADS) and torch (default: all cores this process may use)")
     args = parser.parse_args()
@@ -501,13 +512,15 @@ def main() -> None:
     if results:
         print_table(results, bandwidth)
     programs = [name for wid, name in PROGRAM_WORKLOADS.items() if not only or wid in only]
+    aliases = {"jax": "jax jit", "mlx": "mlx compile", "compile": "torch.compile"}
+    selected = None if not args.peers else {aliases.get(p.strip(), p.strip()) for p in args.peers.split(",")}
     program_results = []
     if programs:
         print("running ported programs ...", file=sys.stderr, flush=True)
-        program_results += programs_train(peers, runs, programs, cold=not args.no_cold)
+        program_results += programs_train(peers, runs, programs, cold=not args.no_cold, frameworks=selected)
     if not only or "G1" in only:
         print("running G1 ...", file=sys.stderr, flush=True)
-        program_results += programs_generate(peers, runs)
+        program_results += programs_generate(peers, runs, frameworks=selected)
     if program_results:
         print_program_table(program_results)
 

@@ -95,73 +95,73 @@ def batches(cfg: Config, n: int, seed: int = 1) -> list[tuple[np.ndarray, np.nda
 
 
 # ---- the models, written once ----
-def logits_of(O, p, idx, cfg: Config):
+def logits_of(ops, p, idx, cfg: Config):
     """idx (B, T) int -> logits (B, T, vocab)."""
     B, T = idx.shape
-    x = O.embedding(idx, p["wte"])
+    x = ops.embedding(idx, p["wte"])
     if cfg.kind == "transformer":
-        x = x + O.embedding(O.arange(T).reshape(1, T), p["wpe"])
+        x = x + ops.embedding(ops.arange(T).reshape(1, T), p["wpe"])
         for i in range(cfg.layers):
-            x = _block(O, p, f"h{i}.", x, cfg, lambda q, k, v: O.attention(q, k, v, causal=True))
-        x = O.layer_norm(x, p["lnf.w"], p["lnf.b"])
+            x = _block(ops, p, f"h{i}.", x, cfg, lambda q, k, v: ops.attention(q, k, v, causal=True))
+        x = ops.layer_norm(x, p["lnf.w"], p["lnf.b"])
     elif cfg.kind == "gru":   # makemore's GRU cell, unrolled over the sequence
-        h = O.expand(p["h0"], (B, cfg.width))
+        h = ops.expand(p["h0"], (B, cfg.width))
         hs = []
         for t in range(T):
             xt = x[:, t]
-            xh = O.cat([xt, h], 1)
-            r = O.sigmoid(O.linear(xh, p["r.w"], p["r.b"]))
-            hbar = O.tanh(O.linear(O.cat([xt, r * h], 1), p["hbar.w"], p["hbar.b"]))
-            z = O.sigmoid(O.linear(xh, p["z.w"], p["z.b"]))
+            xh = ops.cat([xt, h], 1)
+            r = ops.sigmoid(ops.linear(xh, p["r.w"], p["r.b"]))
+            hbar = ops.tanh(ops.linear(ops.cat([xt, r * h], 1), p["hbar.w"], p["hbar.b"]))
+            z = ops.sigmoid(ops.linear(xh, p["z.w"], p["z.b"]))
             h = (1 - z) * h + z * hbar
             hs.append(h)
-        x = O.stack(hs, 1)
+        x = ops.stack(hs, 1)
     else:   # a hand-written LSTM, layer by layer
         for i in range(cfg.layers):
-            h = c = O.zeros((B, cfg.width))
+            h = c = ops.zeros((B, cfg.width))
             hs = []
             for t in range(T):
-                gates = O.linear(x[:, t], p[f"l{i}.wx"], p[f"l{i}.b"]) + O.linear(h, p[f"l{i}.wh"])
-                gi, gf, gg, go = O.split(gates, 4)
-                c = O.sigmoid(gf) * c + O.sigmoid(gi) * O.tanh(gg)
-                h = O.sigmoid(go) * O.tanh(c)
+                gates = ops.linear(x[:, t], p[f"l{i}.wx"], p[f"l{i}.b"]) + ops.linear(h, p[f"l{i}.wh"])
+                gi, gf, gg, go = ops.split(gates, 4)
+                c = ops.sigmoid(gf) * c + ops.sigmoid(gi) * ops.tanh(gg)
+                h = ops.sigmoid(go) * ops.tanh(c)
                 hs.append(h)
-            x = O.stack(hs, 1)
-    return O.linear(x, p["wte"]) if cfg.tied else O.linear(x, p["head.w"], p["head.b"])
+            x = ops.stack(hs, 1)
+    return ops.linear(x, p["wte"]) if cfg.tied else ops.linear(x, p["head.w"], p["head.b"])
 
 
-def _block(O, p, pre: str, x, cfg: Config, attend):
+def _block(ops, p, pre: str, x, cfg: Config, attend):
     """Pre-LayerNorm transformer block; attend(q, k, v) over (B, heads, T, head width)."""
     B, T, C = x.shape
     H = cfg.heads
-    q, k, v = O.split(O.linear(O.layer_norm(x, p[pre + "ln1.w"], p[pre + "ln1.b"]), p[pre + "attn.w"],
+    q, k, v = ops.split(ops.linear(ops.layer_norm(x, p[pre + "ln1.w"], p[pre + "ln1.b"]), p[pre + "attn.w"],
                                p[pre + "attn.b"]), 3)
-    q, k, v = (O.swap(t.reshape(B, T, H, C // H), 1, 2) for t in (q, k, v))
-    y = O.swap(attend(q, k, v), 1, 2).reshape(B, T, C)
-    x = x + O.linear(y, p[pre + "proj.w"], p[pre + "proj.b"])
-    hidden = O.gelu(O.linear(O.layer_norm(x, p[pre + "ln2.w"], p[pre + "ln2.b"]), p[pre + "fc.w"], p[pre + "fc.b"]),
-                    cfg.gelu)
-    return x + O.linear(hidden, p[pre + "fc_proj.w"], p[pre + "fc_proj.b"])
+    q, k, v = (ops.swap(t.reshape(B, T, H, C // H), 1, 2) for t in (q, k, v))
+    y = ops.swap(attend(q, k, v), 1, 2).reshape(B, T, C)
+    x = x + ops.linear(y, p[pre + "proj.w"], p[pre + "proj.b"])
+    normed = ops.layer_norm(x, p[pre + "ln2.w"], p[pre + "ln2.b"])
+    hidden = ops.gelu(ops.linear(normed, p[pre + "fc.w"], p[pre + "fc.b"]), cfg.gelu)
+    return x + ops.linear(hidden, p[pre + "fc_proj.w"], p[pre + "fc_proj.b"])
 
 
-def loss_of(O, p, x, y, cfg: Config):
-    return O.cross_entropy(logits_of(O, p, x, cfg).reshape(-1, cfg.vocab), y.reshape(-1))
+def loss_of(ops, p, x, y, cfg: Config):
+    return ops.cross_entropy(logits_of(ops, p, x, cfg).reshape(-1, cfg.vocab), y.reshape(-1))
 
 
-def decode_step(O, p, token, position, at, seen, caches, cfg: Config):
+def decode_step(ops, p, token, position, at, seen, caches, cfg: Config):
     """One generated position through a KV cache of fixed size (context positions per layer): token and position
     (1, 1) int; `at` (context, 1) bool marks the position written, `seen` (1, context) the positions attended to.
     Returns (logits (vocab,), new caches)."""
-    x = O.embedding(token, p["wte"]) + O.embedding(position, p["wpe"])
+    x = ops.embedding(token, p["wte"]) + ops.embedding(position, p["wpe"])
     new_caches = []
     for i, (cache_k, cache_v) in enumerate(caches):
         def attend(q, k, v, i=i, cache_k=cache_k, cache_v=cache_v):
-            k_all, v_all = O.where(at, k, cache_k), O.where(at, v, cache_v)
+            k_all, v_all = ops.where(at, k, cache_k), ops.where(at, v, cache_v)
             new_caches.append((k_all, v_all))
-            return O.attention(q, k_all, v_all, mask=seen)
-        x = _block(O, p, f"h{i}.", x, cfg, attend)
-    x = O.layer_norm(x, p["lnf.w"], p["lnf.b"])
-    return O.linear(x, p["wte"]).reshape(-1), new_caches
+            return ops.attention(q, k_all, v_all, mask=seen)
+        x = _block(ops, p, f"h{i}.", x, cfg, attend)
+    x = ops.layer_norm(x, p["lnf.w"], p["lnf.b"])
+    return ops.linear(x, p["wte"]).reshape(-1), new_caches
 
 
 # ---- op namespaces ----
@@ -180,7 +180,7 @@ class _TorchLikeOps:
     def swap(self, x, a, b): return x.transpose(a, b)                                   # noqa: E704
     def split(self, x, n): return x.split(x.shape[-1] // n, -1)                         # noqa: E704
     def expand(self, x, shape): return x.expand(*shape)                                 # noqa: E704
-    def where(self, m, a, b): return self.lib.where(m, a, b) if hasattr(self.lib, "where") else m.where(a, b)  # noqa
+    def where(self, m, a, b): return self.lib.where(m, a, b)                            # noqa: E704
 
     def attention(self, q, k, v, causal=False, mask=None):
         return self.F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal)
@@ -280,7 +280,7 @@ class MlxOps(_NumpyLikeOps):
 # ---- training steps, one per framework: each make_* returns a zero-argument step (or raises) ----
 def make_tinyjit(name: str, jit: bool = True, n_batches: int = 4):
     from tinyjit import Tensor, TinyJit, nn, optim
-    cfg, O = PROGRAMS[name], TinyjitOps()
+    cfg, ops = PROGRAMS[name], TinyjitOps()
     p = {k: Tensor(v, requires_grad=True) for k, v in init_params(cfg).items()}
     params = list(p.values())
     opt = optim.AdamW(params, lr=cfg.lr, betas=BETAS, eps=EPS, weight_decay=WEIGHT_DECAY) \
@@ -288,7 +288,7 @@ def make_tinyjit(name: str, jit: bool = True, n_batches: int = 4):
 
     def step(x, y):
         opt.zero_grad()
-        loss = loss_of(O, p, x, y, cfg)
+        loss = loss_of(ops, p, x, y, cfg)
         loss.backward()
         if cfg.clip:
             nn.utils.clip_grad_norm_(params, cfg.clip)
@@ -301,12 +301,12 @@ def make_tinyjit(name: str, jit: bool = True, n_batches: int = 4):
 
 
 def make_torch(torch, name: str, compiled: bool = False, n_batches: int = 4):
-    cfg, O = PROGRAMS[name], TorchOps(torch)
+    cfg, ops = PROGRAMS[name], TorchOps(torch)
     p = {k: torch.tensor(v, requires_grad=True) for k, v in init_params(cfg).items()}
     params = list(p.values())
     opt = torch.optim.AdamW(params, lr=cfg.lr, betas=BETAS, eps=EPS, weight_decay=WEIGHT_DECAY) \
         if cfg.optimizer == "adamw" else torch.optim.SGD(params, lr=cfg.lr)
-    compute = torch.compile(partial(loss_of, O, cfg=cfg)) if compiled else partial(loss_of, O, cfg=cfg)
+    compute = torch.compile(partial(loss_of, ops, cfg=cfg)) if compiled else partial(loss_of, ops, cfg=cfg)
 
     def step(x, y):
         opt.zero_grad()
@@ -323,7 +323,7 @@ def make_torch(torch, name: str, compiled: bool = False, n_batches: int = 4):
 
 def make_jax(jax, name: str, n_batches: int = 4):
     jnp = jax.numpy
-    cfg, O = PROGRAMS[name], JaxOps(jax)
+    cfg, ops = PROGRAMS[name], JaxOps(jax)
     params = {k: jnp.asarray(v) for k, v in init_params(cfg).items()}
     state = (params, {k: jnp.zeros_like(v) for k, v in params.items()},
              {k: jnp.zeros_like(v) for k, v in params.items()}, jnp.zeros((), jnp.float32))
@@ -331,7 +331,7 @@ def make_jax(jax, name: str, n_batches: int = 4):
     @partial(jax.jit, donate_argnums=(0,))
     def step(state, x, y):
         params, m, v, t = state
-        loss, grads = jax.value_and_grad(lambda q: loss_of(O, q, x, y, cfg))(params)
+        loss, grads = jax.value_and_grad(lambda q: loss_of(ops, q, x, y, cfg))(params)
         if cfg.clip:
             norm = jnp.sqrt(sum(jnp.sum(g * g) for g in grads.values()))
             scale = jnp.minimum(1.0, cfg.clip / (norm + 1e-6))
@@ -357,13 +357,13 @@ def make_jax(jax, name: str, n_batches: int = 4):
 
 def make_mlx(mx, name: str, n_batches: int = 4):
     import mlx.optimizers as optimizers
-    cfg, O = PROGRAMS[name], MlxOps(mx)
+    cfg, ops = PROGRAMS[name], MlxOps(mx)
     params = {k: mx.array(v) for k, v in init_params(cfg).items()}
     opt = optimizers.AdamW(learning_rate=cfg.lr, betas=list(BETAS), eps=EPS, weight_decay=WEIGHT_DECAY) \
         if cfg.optimizer == "adamw" else optimizers.SGD(learning_rate=cfg.lr)
     opt.init(params)
     state = [params, opt.state]
-    grad_fn = mx.value_and_grad(lambda q, x, y: loss_of(O, q, x, y, cfg))
+    grad_fn = mx.value_and_grad(lambda q, x, y: loss_of(ops, q, x, y, cfg))
 
     @partial(mx.compile, inputs=state, outputs=state)
     def step(x, y):
@@ -391,7 +391,7 @@ def _decode_inputs(cfg: Config, pos: int):
 def generate_tinyjit(name: str = "gpt"):
     """A function generating GENERATE_TOKENS tokens greedily (one TinyJit step per token)."""
     from tinyjit import Tensor, TinyJit
-    cfg, O = PROGRAMS[name], TinyjitOps()
+    cfg, ops = PROGRAMS[name], TinyjitOps()
     p = {k: Tensor(v) for k, v in init_params(cfg).items()}
     hd = cfg.width // cfg.heads
     caches = [(Tensor.zeros(1, cfg.heads, cfg.context, hd).contiguous().realize(),
@@ -399,7 +399,7 @@ def generate_tinyjit(name: str = "gpt"):
 
     @TinyJit
     def step(token, position, at, seen):
-        logits, new = decode_step(O, p, token, position, at, seen, caches, cfg)
+        logits, new = decode_step(ops, p, token, position, at, seen, caches, cfg)
         for (ck, cv), (nk, nv) in zip(caches, new):
             ck.assign(nk)
             cv.assign(nv)
@@ -417,7 +417,7 @@ def generate_tinyjit(name: str = "gpt"):
 
 
 def generate_torch(torch, name: str = "gpt"):
-    cfg, O = PROGRAMS[name], TorchOps(torch)
+    cfg, ops = PROGRAMS[name], TorchOps(torch)
     p = {k: torch.tensor(v) for k, v in init_params(cfg).items()}
     hd = cfg.width // cfg.heads
 
@@ -428,7 +428,7 @@ def generate_torch(torch, name: str = "gpt"):
         with torch.no_grad():
             for pos in range(GENERATE_TOKENS):
                 at, seen = (torch.from_numpy(a) for a in _decode_inputs(cfg, pos % cfg.context))
-                logits, caches = decode_step(O, p, torch.tensor([[token]]), torch.tensor([[pos % cfg.context]]),
+                logits, caches = decode_step(ops, p, torch.tensor([[token]]), torch.tensor([[pos % cfg.context]]),
                                              at, seen, caches, cfg)
                 token = int(logits.argmax())
         return token
@@ -437,13 +437,13 @@ def generate_torch(torch, name: str = "gpt"):
 
 def generate_jax(jax, name: str = "gpt"):
     jnp = jax.numpy
-    cfg, O = PROGRAMS[name], JaxOps(jax)
+    cfg, ops = PROGRAMS[name], JaxOps(jax)
     p = {k: jnp.asarray(v) for k, v in init_params(cfg).items()}
     hd = cfg.width // cfg.heads
 
     @jax.jit
     def step(caches, token, position, at, seen):
-        logits, new = decode_step(O, p, token, position, at, seen, caches, cfg)
+        logits, new = decode_step(ops, p, token, position, at, seen, caches, cfg)
         return jnp.argmax(logits), new
 
     def run():
@@ -459,13 +459,13 @@ def generate_jax(jax, name: str = "gpt"):
 
 
 def generate_mlx(mx, name: str = "gpt"):
-    cfg, O = PROGRAMS[name], MlxOps(mx)
+    cfg, ops = PROGRAMS[name], MlxOps(mx)
     p = {k: mx.array(v) for k, v in init_params(cfg).items()}
     hd = cfg.width // cfg.heads
 
     @mx.compile
     def step(caches, token, position, at, seen):
-        logits, new = decode_step(O, p, token, position, at, seen, caches, cfg)
+        logits, new = decode_step(ops, p, token, position, at, seen, caches, cfg)
         return mx.argmax(logits), new
 
     def run():
