@@ -315,7 +315,7 @@ def _program_peers(peers, frameworks=None) -> dict[str, object]:
     """framework -> module, or 'n/a (reason)'; a framework left out by --peers is 'n/a (not selected)'."""
     found = {"torch": peers["torch"]}
     if frameworks is not None:
-        skipped = [f for f in PROGRAM_FRAMEWORKS[2:] if f not in frameworks]
+        skipped = [f for f in ("torch.compile", "jax jit", "mlx compile") if f not in frameworks]
         found.update({f: "n/a (not selected: --peers)" for f in skipped})
         if "torch.compile" in skipped and "jax jit" in skipped and "mlx compile" in skipped:
             return found
