@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import heapq
 import math
+import threading
 from collections import OrderedDict, defaultdict
 from dataclasses import dataclass, field
 
@@ -552,6 +553,7 @@ def create_schedule(outputs: list[Node], readers=()) -> list[ScheduleItem]:
 SCHEDULE_CACHE_ENTRIES = 64
 SCHEDULE_CACHE_NODES = 1 << 19
 _schedule_cache: "OrderedDict[tuple, tuple[int, list]]" = OrderedDict()
+_schedule_cache_lock = threading.Lock()   # threads realize at once (TinyJit captures per thread)
 stats["schedule_cache_hits"] = 0
 
 
@@ -563,11 +565,13 @@ def cached_schedule(outputs: list[Node], readers=()) -> list[ScheduleItem]:
     of being built again: linear in the graph's size, without lowering anything."""
     key, graph = _structure_key(outputs, readers)
     try:
-        cached = _schedule_cache.get(key)
+        with _schedule_cache_lock:
+            cached = _schedule_cache.get(key)
+            if cached is not None:
+                _schedule_cache.move_to_end(key)
     except TypeError:   # an argument that cannot be hashed: no caching
         return create_schedule(outputs, readers)
     if cached is not None:
-        _schedule_cache.move_to_end(key)
         stats["schedule_cache_hits"] += 1
         return [ScheduleItem(kind, graph[out], [graph[i] for i in ins], ast, [graph[i] for i in keep], reason)
                 for kind, out, ins, ast, keep, reason in cached[1]]
@@ -578,10 +582,12 @@ def cached_schedule(outputs: list[Node], readers=()) -> list[ScheduleItem]:
                      [index[id(n)] for n in item.preserve], item.reason) for item in items]
     except KeyError:   # a node outside the graph (not expected): schedule such graphs every time
         return items
-    _schedule_cache[key] = (len(graph), template)
-    total = sum(size for size, _ in _schedule_cache.values())
-    while len(_schedule_cache) > 1 and (len(_schedule_cache) > SCHEDULE_CACHE_ENTRIES or total > SCHEDULE_CACHE_NODES):
-        total -= _schedule_cache.popitem(last=False)[1][0]
+    with _schedule_cache_lock:
+        _schedule_cache[key] = (len(graph), template)
+        total = sum(size for size, _ in _schedule_cache.values())
+        while len(_schedule_cache) > 1 and (len(_schedule_cache) > SCHEDULE_CACHE_ENTRIES or
+                                            total > SCHEDULE_CACHE_NODES):
+            total -= _schedule_cache.popitem(last=False)[1][0]
     return items
 
 
