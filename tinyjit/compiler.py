@@ -287,6 +287,7 @@ class _CompileWorker:
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
         self.process = subprocess.Popen([sys.executable, "-c", "from tinyjit.compiler import serve_builds; "
                                          "serve_builds()"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+        self.lock = threading.Lock()   # one request at a time on the pipe (threads may precompile at once)
 
     def alive(self) -> bool:
         return self.process.poll() is None
@@ -294,10 +295,15 @@ class _CompileWorker:
     def build(self, device: str, ast: AstNode):
         """The build of `ast`, or None when the worker could not make it (the caller builds it then)."""
         try:
-            pickle.dump((device, ast), self.process.stdin)
-            self.process.stdin.flush()
-            ok, payload = pickle.load(self.process.stdout)
-        except Exception:   # a broken pipe, a dead worker, an AST too deep to pickle
+            request = pickle.dumps((device, ast))
+        except Exception:   # an AST too deep to pickle
+            return None
+        try:
+            with self.lock:
+                self.process.stdin.write(request)
+                self.process.stdin.flush()
+                ok, payload = pickle.load(self.process.stdout)
+        except Exception:   # a broken pipe, a dead worker
             return None
         if not ok:
             return None
