@@ -303,7 +303,8 @@ class _CompileWorker:
                 self.process.stdin.write(request)
                 self.process.stdin.flush()
                 ok, payload = pickle.load(self.process.stdout)
-        except Exception:   # a broken pipe, a dead worker
+        except Exception:   # a broken pipe, a dead worker: never used again (the pipe may be mid-message)
+            self.process.kill()
             return None
         if not ok:
             return None
