@@ -24,6 +24,7 @@ PORT = {
     "import torch": "import tinyjit.pytorch as torch",
     "import torch.nn as nn": "from tinyjit import nn",
     "import torch.nn.functional as F": "import tinyjit.nn.functional as F",
+    "from torch.nn import functional as F": "from tinyjit.nn import functional as F",
     "import torch.optim as optim": "from tinyjit import optim",
     "from torch.optim.lr_scheduler import StepLR": "from tinyjit.optim.lr_scheduler import StepLR",
     "from torch.utils.data import DataLoader, TensorDataset": "from tinyjit.data import DataLoader, TensorDataset",
@@ -55,10 +56,11 @@ def load(name: str, framework: str) -> types.ModuleType:
     return module
 
 
-def run_main(module: types.ModuleType, argv: list[str]) -> tuple[object, str]:
+def run_main(module: types.ModuleType, argument) -> tuple[object, str]:
+    """module.main(argument)'s result and what it printed."""
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        result = module.main(argv)
+        result = module.main(argument)
     return result, out.getvalue()
 
 
@@ -74,6 +76,15 @@ def start_from(module: types.ModuleType, state: dict, *, dropout: float) -> None
             if type(sub).__name__ == "Dropout":
                 sub.p = dropout
     module.Net.__init__ = init
+
+
+@pytest.fixture(autouse=True)
+def torch_on_one_thread():
+    """torch's thread pool on this shared 2-core machine makes these small runs 25x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 NUMBER = r"([-+]?\d+\.?\d*(?:e[-+]?\d+)?)"
@@ -103,21 +114,47 @@ def test_mnist_main_matches_torch_from_the_same_weights():
     argv = ["--epochs", "2", "--train-size", "64", "--test-batch-size", "32", "--log-interval", "1"]
     (torch_model, torch_results), torch_log = run_main(reference, argv)
     (our_model, our_results), our_log = run_main(ported, argv)
-    train_pattern, test_pattern = rf"Loss: {NUMBER}", rf"Average loss: {NUMBER}, Accuracy: (\d+)"
-    torch_train, our_train = numbers(torch_log, train_pattern), numbers(our_log, train_pattern)
+    torch_train, our_train = numbers(torch_log, rf"Loss: {NUMBER}"), numbers(our_log, rf"Loss: {NUMBER}")
     assert len(torch_train) == len(our_train) == 4
     np.testing.assert_allclose(our_train, torch_train, rtol=2e-4, atol=1e-5)
     np.testing.assert_allclose(np.array(our_results), np.array(torch_results), rtol=2e-4, atol=1e-5)
+    test_losses = [loss for loss, _ in our_results]
+    assert test_losses[2] < test_losses[1] < test_losses[0], our_log
     for name, value in torch_model.state_dict().items():
         np.testing.assert_allclose(our_model.state_dict()[name].numpy(), value.numpy(), rtol=1e-3, atol=1e-4,
                                    err_msg=name)
 
 
 def test_mnist_main_as_written_learns():
-    """The script as written (dropout on, its own seeded initialization; a larger --lr so that 8 steps show it):
-    the test loss falls every epoch and the accuracy ends well above chance (10%)."""
-    (_, results), log = run_main(load("mnist_main", "tinyjit"), ["--epochs", "2", "--train-size", "128", "--lr", "3"])
-    losses = [loss for loss, _ in results]
-    assert losses[1] < losses[0] and losses[2] < losses[1], log
-    assert results[-1][1] >= 128 * 0.25, log
-    assert "Train Epoch: 2 [64/128 (50%)]" in log
+    """The script as written (dropout on, its own seeded initialization; a larger --lr so that two steps show
+    it): the test loss falls."""
+    argv = ["--epochs", "1", "--train-size", "64", "--test-batch-size", "32", "--log-interval", "1", "--lr", "3"]
+    (_, results), log = run_main(load("mnist_main", "tinyjit"), argv)
+    (loss_before, _), (loss_after, _) = results
+    assert loss_after < loss_before, log
+    assert "Train Epoch: 1 [32/64 (50%)]" in log
+
+
+def test_nanogpt_style_bigram_with_attention():
+    """nanoGPT-lecture-style char model (Embedding, one masked self-attention head with tril / masked_fill /
+    softmax, cross_entropy, AdamW, randint + stack batches, @no_grad estimate_loss, multinomial generation,
+    f-string formatting of 0-d tensors): from torch's weights its loss on a batch matches torch's, and the script
+    as written (fewer steps, set as nanoGPT's configurator sets globals) trains and samples from its vocabulary.
+    Gradients of these layers are compared with torch in test_nn.py; here they would cost ~40 more kernels."""
+    reference, ported = load("bigram_attention", "torch"), load("bigram_attention", "tinyjit")
+    torch.manual_seed(0)
+    torch_model = reference.BigramLanguageModel()
+    our_model = ported.BigramLanguageModel()
+    our_model.load_state_dict(torch_model.state_dict())
+    batch = np.stack([ported.train_data[i:i + ported.block_size + 1] for i in range(0, 80, 10)]).astype(np.int64)
+    with torch.no_grad():
+        _, torch_loss = torch_model(torch.tensor(batch[:, :-1]), torch.tensor(batch[:, 1:]))
+    with ported.torch.no_grad():
+        _, our_loss = our_model.eval()(ported.torch.tensor(batch[:, :-1]), ported.torch.tensor(batch[:, 1:]))
+    np.testing.assert_allclose(our_loss.item(), torch_loss.item(), rtol=1e-5)
+
+    ported.max_iters, ported.eval_interval, ported.eval_iters = 6, 3, 1
+    (history, sample), log = run_main(ported, 2)
+    (train_before, _), _, (train_after, _) = history
+    assert train_after < train_before - 0.1, log
+    assert len(sample) == 3 and set(sample) <= set(ported.chars), log

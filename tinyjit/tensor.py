@@ -114,11 +114,26 @@ class Tensor(AutogradMixin, CreationMixin, MathMixin, MovementMixin, ReduceMixin
             raise TypeError("len() of a 0-d tensor")
         return self.shape[0]
 
+    def __iter__(self):
+        """`for row in t`: t[0], t[1], ... like torch (TypeError for a 0-d tensor). t is realized first, so the
+        rows read its buffer instead of each recomputing t (`for i in randint(...)` draws once, as in torch)."""
+        if not self.shape:
+            raise TypeError("iteration over a 0-d tensor")
+        self.realize()
+        return (self[i] for i in range(self.shape[0]))
+
     def __repr__(self) -> str:
         """torch's repr: the values (realized to show them; summarized past 1000 elements), and the dtype, device
         and autograd state where they differ from the defaults (tinyjit.tensor_format)."""
         from tinyjit.tensor_format import tensor_repr
         return tensor_repr(self)
+
+    def __format__(self, format_spec: str) -> str:
+        """f"{t:.4f}" like torch: a 0-d tensor formats as its Python value; otherwise only the empty spec works
+        (the repr), and another spec is a TypeError."""
+        if self.ndim == 0:
+            return format(self.item(), format_spec)
+        return object.__format__(self, format_spec)
 
     def __hash__(self):
         return id(self)
