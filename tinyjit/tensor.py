@@ -28,6 +28,14 @@ from tinyjit.tensor_sort import SortMixin
 from tinyjit.tensor_nn import NNMixin
 from tinyjit.tensor_reduce import ReduceMixin
 
+def _holds_numpy_float64(data) -> bool:
+    """Whether nested lists/tuples hold a numpy float64 scalar or array: torch.tensor keeps float64 for those,
+    while Python floats alone make float32."""
+    if isinstance(data, (list, tuple)):
+        return any(_holds_numpy_float64(item) for item in data)
+    return isinstance(data, (np.ndarray, np.generic)) and data.dtype == np.float64
+
+
 class Tensor(AutogradMixin, CreationMixin, MathMixin, MovementMixin, ReduceMixin, NNMixin, MutationMixin, SortMixin,
              LinalgMixin):
     __slots__ = ("node", "_requires_grad", "grad", "_ctx")
@@ -42,7 +50,7 @@ class Tensor(AutogradMixin, CreationMixin, MathMixin, MovementMixin, ReduceMixin
         elif isinstance(data, Tensor):
             data = data if dtype is None else data.cast(dtype)
             node = data.node if device is None or data.device == device else data.to(device).node
-        elif isinstance(data, (bool, int, float)):
+        elif isinstance(data, (bool, int, float)) and not isinstance(data, np.generic):   # np.float64 is a float
             dt = dtype or dtypes.from_py(data)
             if dtype is not None and dt.is_int:   # Tensor(300, dtype=uint8) is an error, not 44 (PyTorch)
                 check_fits(data, dt, "Tensor")
@@ -53,8 +61,8 @@ class Tensor(AutogradMixin, CreationMixin, MathMixin, MovementMixin, ReduceMixin
                     arr = np.array(data)
                 except ValueError:
                     raise ValueError("Tensor: nested lists must be rectangular (every row the same length)") from None
-                if arr.dtype == np.float64 and dtype is None:
-                    arr = arr.astype(np.float32)
+                if arr.dtype == np.float64 and dtype is None and not _holds_numpy_float64(data):
+                    arr = arr.astype(np.float32)   # Python floats make float32 (numpy float64 values stay, as in torch)
                 elif arr.size == 0 and dtype is None:
                     arr = arr.astype(np.float32)
             elif isinstance(data, np.ndarray) or np.isscalar(data):

@@ -18,6 +18,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Optional
 
 import numpy as np
 
+from tinyjit.dtype import dtypes
 from tinyjit.lazy import Node
 from tinyjit.tensor import Tensor
 
@@ -287,13 +288,47 @@ class Module:
             else:
                 p.grad = Tensor.zeros(*p.grad.shape, dtype=p.grad.dtype, device=p.grad.device)
 
-    def to(self, device: str) -> Module:
-        """Move every parameter and buffer to `device`, keeping the same Tensor objects."""
+    def to(self, *args, **kwargs) -> Module:
+        """torch.nn.Module.to: to(device), to(dtype), to(device, dtype), to(tensor) and the keywords device= /
+        dtype=. Every parameter and buffer moves to the device; a dtype applies to the floating-point ones only
+        (TypeError for a non-float dtype, as in torch). The same Tensor objects are kept (an optimizer built
+        before still updates them)."""
+        device, dtype = kwargs.pop("device", None), kwargs.pop("dtype", None)
+        unknown = set(kwargs) - {"non_blocking", "copy", "memory_format"}
+        if unknown:
+            raise TypeError(f"Module.to: unexpected keyword arguments {sorted(unknown)}")
+        for arg in args:   # the spellings Tensor.to reads: a tensor, a device name, a dtype
+            if isinstance(arg, Tensor):
+                device, dtype = arg.device, arg.dtype
+            elif isinstance(arg, str) and not hasattr(dtypes, arg):
+                device = arg
+            elif arg is not None:
+                dtype = arg
+        if dtype is not None:
+            dtype = dtypes.from_any(dtype)
+            if not dtype.is_float:
+                raise TypeError(f"nn.Module.to only accepts floating point dtypes, but got desired dtype={dtype}")
         for t in list(self.parameters()) + list(self.buffers()):
-            if t.device != device:
-                moved = t.to(device).realize()
-                t.node = moved.node
+            moved = t.to(device=device, dtype=dtype if t.dtype.is_float else None)
+            if moved is not t:
+                t.node = moved.realize().node
         return self
+
+    def cpu(self) -> Module:
+        """torch.nn.Module.cpu: every parameter and buffer to the CPU."""
+        return self.to("CPU")
+
+    def float(self) -> Module:
+        """torch.nn.Module.float: floating-point parameters and buffers to float32."""
+        return self.to(dtypes.float32)
+
+    def double(self) -> Module:
+        """torch.nn.Module.double: floating-point parameters and buffers to float64."""
+        return self.to(dtypes.float64)
+
+    def half(self) -> Module:
+        """torch.nn.Module.half: floating-point parameters and buffers to float16."""
+        return self.to(dtypes.float16)
 
     def forward(self, *args, **kwargs):
         raise NotImplementedError(f"{type(self).__name__} does not define forward()")
