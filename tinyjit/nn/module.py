@@ -96,6 +96,7 @@ class Module:
             object.__setattr__(self, "_non_persistent", set())
             object.__setattr__(self, "_forward_pre_hooks", OrderedDict())
             object.__setattr__(self, "_forward_hooks", OrderedDict())
+            object.__setattr__(self, "_backward_hooks", OrderedDict())
             if "training" not in self.__dict__:
                 object.__setattr__(self, "training", True)
         return reg
@@ -349,8 +350,13 @@ class Module:
         return _add_hook(self._forward_hooks, (hook, with_kwargs, always_call), prepend)
 
     def register_full_backward_hook(self, hook: Callable, prepend: bool = False) -> RemovableHandle:
-        raise NotImplementedError("register_full_backward_hook: needs gradient hooks in autograd (not in this "
-                                  "build); use register_forward_hook and Tensor.gradient instead")
+        """hook(module, grad_input, grad_output) runs once per call of this module when the gradients with
+        respect to its positional inputs are built (backward or gradient); a tuple it returns replaces grad_input.
+        Entries are lazy Tensors, or None for non-tensor arguments and outputs no gradient reached. When no input
+        requires grad it runs with grad_input all None once grad_output is known. As torch.nn.Module's; see
+        tinyjit.nn.backward_hooks for how it fits the graph-to-graph autograd."""
+        self._ensure_registry()
+        return _add_hook(self._backward_hooks, hook, prepend)
 
     def __call__(self, *args, **kwargs):
         self._ensure_registry()
@@ -364,6 +370,14 @@ class Module:
                     args, kwargs = result
                 else:
                     args = result if isinstance(result, tuple) else (result,)
+        if self._backward_hooks:   # as in torch: inputs wrapped after the pre-hooks, outputs after the forward hooks
+            from tinyjit.nn.backward_hooks import hooked_call
+            return hooked_call(self, args, lambda hooked_args: self._forward_and_hooks(hooked_args, kwargs),
+                               list(self._backward_hooks.values()))
+        return self._forward_and_hooks(args, kwargs)
+
+    def _forward_and_hooks(self, args: tuple, kwargs: dict):
+        """forward(*args, **kwargs), then the forward hooks (which may replace the output)."""
         try:
             output = self.forward(*args, **kwargs)
         except Exception:
