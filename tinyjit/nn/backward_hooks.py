@@ -117,7 +117,8 @@ def hooked_call(module, args: tuple, forward: Callable[[tuple], object], hooks: 
         for i, g in zip(slots, grads):
             grad_input[i] = g
         grad_input = call_hooks(tuple(grad_input))
-        return [grad_input[i] for i in slots]   # only the inputs that require grad take a gradient on
+        # only the inputs that require grad take a gradient on, in their own dtype
+        return [None if grad_input[i] is None else grad_input[i].cast(args[i].dtype) for i in slots]
 
     if any_input_grad and not Tensor.no_grad_active:
         gate = _Gate([args[i] for i in slots], inputs_complete)
