@@ -176,6 +176,50 @@ def test_forward_hooks_and_handles():
     assert len(calls) == 2
 
 
+def test_embedding_max_norm_and_scale_grad_by_freq_match_torch(device):
+    """max_norm renormalizes the looked-up rows of the weight in place (p = 2, 1, inf), scale_grad_by_freq divides
+    each row's gradient by its count: output, updated weight and gradient as torch."""
+    rng = np.random.default_rng(0)
+    w0 = rng.standard_normal((6, 4)).astype(np.float32) * 2
+    idx = np.array([[0, 2, 2], [5, 2, 1]])
+    g = rng.standard_normal((2, 3, 4)).astype(np.float32)
+    for max_norm, norm_type, freq in ((1.5, 2.0, False), (2.0, 1.0, True), (1.0, float("inf"), False)):
+        tw, ow = torch.tensor(w0, requires_grad=True), Tensor(w0, device=device, requires_grad=True)
+        expected = torch.nn.functional.embedding(torch.tensor(idx), tw, max_norm=max_norm, norm_type=norm_type,
+                                                 scale_grad_by_freq=freq)
+        got = nn.functional.embedding(Tensor(idx, device=device), ow, max_norm=max_norm, norm_type=norm_type,
+                                      scale_grad_by_freq=freq)
+        (expected * torch.tensor(g)).sum().backward()
+        (got * Tensor(g, device=device)).sum().backward()
+        _close(got, expected)
+        _close(ow, tw)
+        _close(ow.grad, tw.grad)
+    torch.manual_seed(0)
+    theirs = torch.nn.Embedding(6, 4, padding_idx=1, max_norm=1.0, scale_grad_by_freq=True)
+    ours = nn.Embedding(6, 4, padding_idx=1, max_norm=1.0, scale_grad_by_freq=True)
+    ours.load_state_dict(theirs.state_dict())
+    ours.to(device)
+    expected, got = theirs(torch.tensor(idx)), ours(Tensor(idx, device=device))
+    expected.sum().backward()
+    got.sum().backward()
+    _close(got, expected)
+    _close(ours.weight.grad, theirs.weight.grad)
+    assert repr(ours) == repr(theirs)
+
+
+def test_embedding_from_pretrained_like_torch():
+    table = _arr(5, 3)
+    theirs, ours = torch.nn.Embedding.from_pretrained(torch.tensor(table)), nn.Embedding.from_pretrained(Tensor(table))
+    assert not ours.weight.requires_grad and isinstance(ours.weight, nn.Parameter)
+    _close(ours(Tensor([4, 0])), theirs(torch.tensor([4, 0])))
+    trainable = nn.Embedding.from_pretrained(Tensor(table), freeze=False, padding_idx=0)
+    assert trainable.weight.requires_grad and trainable.padding_idx == 0
+    with pytest.raises(ValueError, match="must be 2-d"):
+        nn.Embedding.from_pretrained(Tensor(table[0]))
+    with pytest.raises(ValueError, match="does not match"):
+        nn.Embedding(4, 3, _weight=Tensor(table))
+
+
 def _backward_hook_run(lib, model, x, weight, log, replace=None):
     """Hooks on every submodule of `model` logging (name, grad_input, grad_output) as numpy; `replace` maps a
     submodule name to a function of grad_input returning the new one."""

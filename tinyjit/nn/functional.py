@@ -415,11 +415,12 @@ def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:
 
 def embedding(input, weight: Tensor, padding_idx: Optional[int] = None, max_norm: Optional[float] = None,
               norm_type: float = 2.0, scale_grad_by_freq: bool = False, sparse: bool = False) -> Tensor:
-    """Rows of `weight` (num_embeddings, dim) at integer indices `input` (any shape): (*input.shape, dim). The
-    `padding_idx` row gets no gradient, as in PyTorch. IndexError for an index outside [0, num_embeddings).
-    max_norm and scale_grad_by_freq are not supported (NotImplementedError)."""
-    if max_norm is not None or scale_grad_by_freq:
-        raise NotImplementedError("embedding: max_norm and scale_grad_by_freq are not supported")
+    """Rows of `weight` (num_embeddings, dim) at integer indices `input` (any shape): (*input.shape, dim), as
+    torch.nn.functional.embedding. The `padding_idx` row gets no gradient. With `max_norm`, the rows looked up
+    whose `norm_type`-norm exceeds it are first scaled in place (in `weight`, no gradient) to norm max_norm, as in
+    torch. `scale_grad_by_freq` divides each row's gradient by how often its index occurs in `input`. `sparse` is
+    accepted; the gradient is dense. IndexError for an index outside [0, num_embeddings); TypeError for float
+    indices; RuntimeError for a weight that is not 2-d; ValueError for padding_idx out of range."""
     _check_tensors("embedding", weight=weight)
     if weight.ndim != 2:
         raise RuntimeError(f"embedding: weight must be 2-d (num_embeddings, embedding_dim), got {weight.shape}")
@@ -437,11 +438,30 @@ def embedding(input, weight: Tensor, padding_idx: Optional[int] = None, max_norm
     wide = wide_enough(idx, rows)
     hits = wide.unsqueeze(-1) == Tensor.arange(rows, dtype=wide.dtype, device=idx.device)
     check_index(idx if host is None else host, 0, rows, "embedding", f"a table of {rows} rows", reader=hits)
+    if max_norm is not None:
+        _renorm_rows_(weight, hits.reshape(-1, rows).any(0), max_norm, norm_type)
     table = weight
     if padding_idx is not None and weight.requires_grad:
         is_pad = Tensor.arange(rows, device=weight.device).reshape(rows, 1) == padding_idx
         table = is_pad.where(weight.detach(), weight)     # the same values; no gradient reaches that row
+    if scale_grad_by_freq and table.requires_grad:
+        # the same values (t + 0), and d/dt = 1 / count of the row's index in the batch
+        counts = hits.reshape(-1, rows).sum(0).maximum(1).cast(weight.dtype).reshape(rows, 1)
+        table = table.detach() + (table - table.detach()) / counts
     return hits.cast(weight.dtype) @ table
+
+
+def _renorm_rows_(weight: Tensor, used: Tensor, max_norm: float, norm_type: float) -> None:
+    """torch's embedding_renorm_: each used row of `weight` whose norm_type-norm exceeds max_norm is scaled in
+    place by max_norm / (norm + 1e-7). Not recorded for autograd (torch runs it under no_grad)."""
+    with Tensor.no_grad():
+        magnitude = weight.abs()
+        if norm_type == math.inf:
+            norms = magnitude.amax(1, keepdim=True)
+        else:
+            norms = (magnitude ** norm_type).sum(1, keepdim=True) ** (1.0 / norm_type)
+        shrink = used.reshape(-1, 1) & (norms > max_norm)
+        weight.assign(shrink.where(weight * (max_norm / (norms + 1e-7)), weight))
 
 
 def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn_mask: Optional[Tensor] = None,

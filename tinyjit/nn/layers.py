@@ -9,7 +9,7 @@ import math
 from typing import Optional
 
 from tinyjit.nn import init
-from tinyjit.nn.module import Module
+from tinyjit.nn.module import Module, Parameter
 from tinyjit.random import host_generator
 from tinyjit.tensor import Tensor
 from tinyjit.tensor_nn import _pair
@@ -187,10 +187,14 @@ class ConvTranspose3d(_ConvNd):
 
 
 class Embedding(Module):
-    """Rows of `weight` (num_embeddings, embedding_dim) picked by integer indices; weight starts N(0, 1), with
-    the `padding_idx` row zeroed."""
+    """torch.nn.Embedding: rows of `weight` (num_embeddings, embedding_dim) picked by integer indices; weight
+    starts N(0, 1) (or is `_weight`), with the `padding_idx` row zeroed. max_norm, norm_type, scale_grad_by_freq
+    and sparse as in nn.functional.embedding; `_freeze` makes the weight not require grad. ValueError for
+    padding_idx out of range or a `_weight` of another shape."""
 
-    def __init__(self, num_embeddings: int, embedding_dim: int, padding_idx: Optional[int] = None, device=None,
+    def __init__(self, num_embeddings: int, embedding_dim: int, padding_idx: Optional[int] = None,
+                 max_norm: Optional[float] = None, norm_type: float = 2.0, scale_grad_by_freq: bool = False,
+                 sparse: bool = False, _weight: Optional[Tensor] = None, _freeze: bool = False, device=None,
                  dtype=None):
         super().__init__()
         size_arg("Embedding", "num_embeddings", num_embeddings), size_arg("Embedding", "embedding_dim", embedding_dim)
@@ -199,10 +203,20 @@ class Embedding(Module):
                 raise ValueError(f"Embedding: padding_idx {padding_idx} is out of range for {num_embeddings} rows")
             padding_idx %= num_embeddings
         self.num_embeddings, self.embedding_dim, self.padding_idx = num_embeddings, embedding_dim, padding_idx
-        w = host_generator().normal(0.0, 1.0, size=(num_embeddings, embedding_dim))
-        if padding_idx is not None:
-            w[padding_idx] = 0
-        self.weight = init._host(w, dtype, device)
+        self.max_norm, self.norm_type, self.scale_grad_by_freq, self.sparse = max_norm, norm_type, \
+            scale_grad_by_freq, sparse
+        if _weight is None:
+            w = host_generator().normal(0.0, 1.0, size=(num_embeddings, embedding_dim))
+            if padding_idx is not None:
+                w[padding_idx] = 0
+            self.weight = init._host(w, dtype, device)
+        else:
+            if tuple(_weight.shape) != (num_embeddings, embedding_dim):
+                raise ValueError(f"Embedding: _weight of shape {tuple(_weight.shape)} does not match "
+                                 f"({num_embeddings}, {embedding_dim})")
+            self.weight = Parameter(_weight if isinstance(_weight, Tensor) else Tensor(_weight))
+        if _freeze:
+            self.weight.requires_grad_(False)
 
     def forward(self, idx: Tensor) -> Tensor:
         """Rows of the table at `idx` (an int tensor, list or array of any shape): (*idx.shape, embedding_dim).
@@ -211,11 +225,35 @@ class Embedding(Module):
         from tinyjit.nn.functional import embedding
         if isinstance(idx, Tensor) and idx.dtype.is_float:
             raise TypeError(f"Embedding: indices must be an int tensor, got {idx.dtype.name}")
-        return embedding(idx, self.weight, self.padding_idx)
+        return embedding(idx, self.weight, self.padding_idx, self.max_norm, self.norm_type, self.scale_grad_by_freq,
+                         self.sparse)
+
+    @classmethod
+    def from_pretrained(cls, embeddings: Tensor, freeze: bool = True, padding_idx: Optional[int] = None,
+                        max_norm: Optional[float] = None, norm_type: float = 2.0, scale_grad_by_freq: bool = False,
+                        sparse: bool = False) -> "Embedding":
+        """torch.nn.Embedding.from_pretrained: an Embedding whose weight is a Parameter over the 2-d `embeddings`,
+        frozen unless freeze=False. ValueError unless embeddings is 2-d."""
+        if len(embeddings.shape) != 2:
+            raise ValueError(f"Embedding.from_pretrained: embeddings must be 2-d, got shape "
+                             f"{tuple(embeddings.shape)}")
+        rows, cols = embeddings.shape
+        return cls(rows, cols, padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse, _weight=embeddings,
+                   _freeze=freeze)
 
     def extra_repr(self) -> str:
-        return f"{self.num_embeddings}, {self.embedding_dim}" + \
-            (f", padding_idx={self.padding_idx}" if self.padding_idx is not None else "")
+        text = f"{self.num_embeddings}, {self.embedding_dim}"   # torch's order and defaults left out
+        if self.padding_idx is not None:
+            text += f", padding_idx={self.padding_idx}"
+        if self.max_norm is not None:
+            text += f", max_norm={self.max_norm}"
+        if self.norm_type != 2:
+            text += f", norm_type={self.norm_type}"
+        if self.scale_grad_by_freq:
+            text += ", scale_grad_by_freq=True"
+        if self.sparse:
+            text += ", sparse=True"
+        return text
 
 
 class Dropout(Module):
