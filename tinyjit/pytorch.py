@@ -38,23 +38,23 @@ from tinyjit.tensor_autograd import inference_mode, no_grad  # noqa: F401
 __version__ = __import__("tinyjit").__version__
 
 # ---- dtypes under torch's names ----
-bool = dtypes.bool   # noqa: A001  (torch.bool)
+bool = dtypes.bool   # torch.bool
 int8, int16, int32, int64 = dtypes.int8, dtypes.int16, dtypes.int32, dtypes.int64
 uint8, uint16, uint32, uint64 = dtypes.uint8, dtypes.uint16, dtypes.uint32, dtypes.uint64
 float16, float32, float64 = dtypes.float16, dtypes.float32, dtypes.float64
-short, int, long = int16, int32, int64   # noqa: A001  (torch.int is int32, torch.long int64)
-half, float, double = float16, float32, float64   # noqa: A001
+short, int, long = int16, int32, int64   # torch.int is int32, torch.long int64
+half, float, double = float16, float32, float64
 
 utils = types.SimpleNamespace(data=data)   # torch.utils.data
 
 
-class device(str):   # noqa: N801  (named like torch.device)
+class device(str):   # named like torch.device
     """torch.device("cpu"), torch.device("cuda", 0), torch.device("cl:0"): a device name that `.to()`,
     `Module.to()` and every `device=` argument accept (it is a str). `.type` is the backend's lower-case name as
     written ("cpu", "cuda", "cl"), `.index` the index or None. DeviceError (a RuntimeError, as torch raises) for a
     name tinyjit has no backend for; whether the backend can run is checked when a tensor is put there."""
 
-    def __new__(cls, type: str, index=None):   # noqa: A002  (torch's argument name)
+    def __new__(cls, type: str, index=None):   # torch's argument name
         if isinstance(type, device) and index is None:
             return type
         if not isinstance(type, str):
@@ -78,7 +78,7 @@ def _backend_runs(name: str) -> bool:
     """Whether the backend `name` can be opened here (driver and package present)."""
     try:
         Device[name]
-    except Exception:   # noqa: BLE001  (any failure to open means "not available", as torch.cuda.is_available)
+    except Exception:   # any failure to open means "not available", as torch.cuda.is_available
         return False
     return True
 
@@ -110,7 +110,7 @@ def is_grad_enabled() -> builtins.bool:
     return not Tensor.no_grad_active
 
 
-class set_grad_enabled:   # noqa: N801  (named like torch.set_grad_enabled)
+class set_grad_enabled:   # named like torch.set_grad_enabled
     """torch.set_grad_enabled(mode): turns recording on or off at once (a plain call) and, used as a context
     manager, restores the previous mode on exit."""
 
@@ -125,7 +125,7 @@ class set_grad_enabled:   # noqa: N801  (named like torch.set_grad_enabled)
         Tensor.no_grad_active = self._previous
 
 
-class enable_grad:   # noqa: N801  (named like torch.enable_grad)
+class enable_grad:   # named like torch.enable_grad
     """torch.enable_grad: records gradients inside a no_grad block (context manager or decorator)."""
 
     def __enter__(self):

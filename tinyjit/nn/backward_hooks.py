@@ -22,7 +22,6 @@ from typing import Callable, Optional
 
 from tinyjit import autograd
 from tinyjit.dtype import promote
-from tinyjit.helpers import prod
 from tinyjit.lazy import Node
 from tinyjit.ops import Op
 from tinyjit.tensor import Tensor
@@ -30,9 +29,9 @@ from tinyjit.tensor_autograd import _edges
 
 
 class _Gate:
-    """One side (inputs or outputs) of a hooked call: `tensors` (float, requiring grad) are packed into consecutive slots of one flat
-    gradient. `on_complete(grads)` receives one gradient Tensor per slot (None where none arrived) and returns the
-    gradients (Tensors or None) to pass on to the real tensors."""
+    """One side (inputs or outputs) of a hooked call: `tensors` (float, requiring grad) are packed into consecutive
+    slots of one flat gradient. `on_complete(grads)` receives one gradient Tensor per slot (None where none
+    arrived) and returns the gradients (Tensors or None) to pass on to the real tensors."""
 
     def __init__(self, tensors: list[Tensor], on_complete: Callable[[list[Optional[Tensor]]], list]):
         self.tensors = tensors

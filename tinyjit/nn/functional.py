@@ -3,7 +3,8 @@ order, defaults and reductions of torch.nn.functional), composed from Tensor met
 
 Differences from PyTorch: `inplace=True` is accepted and ignored (every op builds a new lazy value; use the
 result), and the legacy `size_average` / `reduce` arguments are mapped to `reduction` as PyTorch does.
-Pooling and resampling (max_pool*, avg_pool*, adaptive_avg_pool*, interpolate) live in `tinyjit.nn.pooling`.
+Pooling (max_pool*, avg_pool*, adaptive_avg_pool*) lives in `tinyjit.nn.pooling`, `interpolate` in
+`tinyjit.nn.resample`.
 """
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from typing import Optional
 
 from tinyjit.dtype import dtypes
 from tinyjit.index_check import check_index, wide_enough
-from tinyjit.nn.pooling import adaptive_avg_pool, avg_pool, interpolate, max_pool  # noqa: F401 (re-exported)
+from tinyjit.nn.pooling import adaptive_avg_pool, avg_pool, max_pool
+from tinyjit.nn.resample import interpolate  # noqa: F401 (re-exported)
 from tinyjit.tensor import Tensor
 from tinyjit.tensor_nn import _reduce_loss
 
