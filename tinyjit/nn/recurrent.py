@@ -3,9 +3,9 @@ bidirectional, batch_first, dropout between layers, initial states, LSTM project
 
 Parameters are named like PyTorch's (`weight_ih_l0`, `weight_hh_l0`, `bias_ih_l0`, `bias_hh_l0`, `weight_hr_l0`
 for an LSTM's projection, `_reverse` for the backward direction), with the gates stacked in PyTorch's order
-(LSTM: i, f, g, o; GRU: r, z, n), so `load_state_dict(torch_module.state_dict())` works. The input-to-hidden products of a whole sequence are one
-matmul per layer and direction; the time loop is unrolled into the lazy graph (sequences are short in the
-graphs this is used for; a long one builds a long graph).
+(LSTM: i, f, g, o; GRU: r, z, n), so `load_state_dict(torch_module.state_dict())` works. The input-to-hidden
+products of a whole sequence are one matmul per layer and direction; the time loop is unrolled into the lazy
+graph (sequences are short in the graphs this is used for; a long one builds a long graph).
 """
 from __future__ import annotations
 
