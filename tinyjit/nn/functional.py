@@ -351,15 +351,21 @@ def linear(input: Tensor, weight: Tensor, bias: Optional[Tensor] = None) -> Tens
     return input.linear(weight, bias)
 
 
-def _conv_nd(input, weight, bias, stride, padding, dilation, groups, nd: int, op: str) -> Tensor:
+def _batched_conv(op: str, nd: int, input, weight, bias, run) -> Tensor:
+    """What every convolution does around its op: check the tensors and their ranks (RuntimeError naming both
+    shapes), give an unbatched (C, *spatial) input a batch dim for `run(x)` and take it off the result."""
     _check_tensors(op, input=input, weight=weight, bias=bias)
     if weight.ndim != nd + 2 or input.ndim not in (nd + 1, nd + 2):
         raise RuntimeError(f"{op}: expected a {nd + 1}-d (unbatched) or {nd + 2}-d input and a {nd + 2}-d weight, "
                            f"got shapes {input.shape} and {weight.shape}")
     unbatched = input.ndim == nd + 1
-    x = input.unsqueeze(0) if unbatched else input
-    out = x._conv(weight, bias, stride, padding, dilation, groups, nd, op)
+    out = run(input.unsqueeze(0) if unbatched else input)
     return out.squeeze(0) if unbatched else out
+
+
+def _conv_nd(input, weight, bias, stride, padding, dilation, groups, nd: int, op: str) -> Tensor:
+    return _batched_conv(op, nd, input, weight, bias,
+                         lambda x: x._conv(weight, bias, stride, padding, dilation, groups, nd, op))
 
 
 def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups: int = 1) -> Tensor:
@@ -378,14 +384,9 @@ def conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups: in
 
 
 def _conv_transpose_nd(input, weight, bias, stride, padding, output_padding, groups, dilation, nd, op) -> Tensor:
-    _check_tensors(op, input=input, weight=weight, bias=bias)
-    if weight.ndim != nd + 2 or input.ndim not in (nd + 1, nd + 2):
-        raise RuntimeError(f"{op}: expected a {nd + 1}-d (unbatched) or {nd + 2}-d input and a {nd + 2}-d weight, "
-                           f"got shapes {input.shape} and {weight.shape}")
-    unbatched = input.ndim == nd + 1
-    x = input.unsqueeze(0) if unbatched else input
-    out = x._conv_transpose(weight, bias, stride, padding, output_padding, groups, dilation, nd, op)
-    return out.squeeze(0) if unbatched else out
+    return _batched_conv(op, nd, input, weight, bias,
+                         lambda x: x._conv_transpose(weight, bias, stride, padding, output_padding, groups, dilation,
+                                                     nd, op))
 
 
 def conv_transpose1d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups: int = 1,

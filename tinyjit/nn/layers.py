@@ -122,68 +122,66 @@ class _ConvNd(Module):
         return s + (", bias=False" if self.bias is None else "")
 
 
-class Conv1d(_ConvNd):
-    """1-d convolution over (N, C, L); weight (out_channels, in_channels/groups, k)."""
+class _Conv(_ConvNd):
+    """The convolutions' constructor: torch.nn.ConvNd's arguments (no output_padding)."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1,
+                 groups: int = 1, bias: bool = True, padding_mode: str = "zeros", device=None, dtype=None):
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
+                         padding_mode, device=device, dtype=dtype)
+
+
+class _ConvTranspose(_ConvNd):
+    """The transposed convolutions' constructor: torch.nn.ConvTransposeNd's argument order (output_padding after
+    padding, dilation after bias)."""
+    _transposed = True
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, output_padding=0,
+                 groups: int = 1, bias: bool = True, dilation=1, padding_mode: str = "zeros", device=None,
+                 dtype=None):
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
+                         padding_mode, output_padding, device, dtype)
+
+
+class Conv1d(_Conv):
+    """torch.nn.Conv1d: 1-d convolution of (N, in_channels, L) or unbatched (in_channels, L) to (N, out_channels,
+    L_out), L_out = (L + 2*padding - dilation*(k-1) - 1) // stride + 1; weight (out_channels, in_channels/groups,
+    k) and bias initialized as PyTorch's. padding: ints, 'same' or 'valid'; only padding_mode='zeros'. ValueError
+    for channels not divisible by groups, another padding, or an input whose rank or channels do not fit."""
     _nd = 1
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1,
-                 groups: int = 1, bias: bool = True, padding_mode: str = "zeros", device=None, dtype=None):
-        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
-                         padding_mode, device=device, dtype=dtype)
 
-
-class Conv2d(_ConvNd):
-    """2-d convolution over (N, C, H, W); weight (out_channels, in_channels/groups, kh, kw)."""
+class Conv2d(_Conv):
+    """torch.nn.Conv2d: 2-d convolution of (N, in_channels, H, W) or unbatched (in_channels, H, W) to
+    (N, out_channels, H_out, W_out); weight (out_channels, in_channels/groups, kh, kw). Arguments, output sizes
+    and errors as Conv1d's, per spatial dim."""
     _nd = 2
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1,
-                 groups: int = 1, bias: bool = True, padding_mode: str = "zeros", device=None, dtype=None):
-        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
-                         padding_mode, device=device, dtype=dtype)
 
-
-class ConvTranspose1d(_ConvNd):
-    """Transposed 1-d convolution; weight (in_channels, out_channels/groups, k)."""
-    _nd, _transposed = 1, True
-
-    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, output_padding=0,
-                 groups: int = 1, bias: bool = True, dilation=1, padding_mode: str = "zeros", device=None,
-                 dtype=None):
-        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
-                         padding_mode, output_padding, device, dtype)
-
-
-class ConvTranspose2d(_ConvNd):
-    """Transposed 2-d convolution (the gradient of Conv2d w.r.t. its input); weight (in_channels,
-    out_channels/groups, kh, kw). Output size: (H-1)*stride - 2*padding + dilation*(k-1) + output_padding + 1."""
-    _nd, _transposed = 2, True
-
-    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, output_padding=0,
-                 groups: int = 1, bias: bool = True, dilation=1, padding_mode: str = "zeros", device=None,
-                 dtype=None):
-        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
-                         padding_mode, output_padding, device, dtype)
-
-
-class Conv3d(_ConvNd):
-    """3-d convolution over (N, C, D, H, W); weight (out_channels, in_channels/groups, kd, kh, kw)."""
+class Conv3d(_Conv):
+    """torch.nn.Conv3d: 3-d convolution of (N, in_channels, D, H, W) or unbatched (in_channels, D, H, W);
+    weight (out_channels, in_channels/groups, kd, kh, kw). Arguments, output sizes and errors as Conv1d's."""
     _nd = 3
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1,
-                 groups: int = 1, bias: bool = True, padding_mode: str = "zeros", device=None, dtype=None):
-        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
-                         padding_mode, device=device, dtype=dtype)
+
+class ConvTranspose1d(_ConvTranspose):
+    """torch.nn.ConvTranspose1d: the transposed 1-d convolution (the gradient of Conv1d with respect to its
+    input) of (N, in_channels, L) or unbatched, to L_out = (L-1)*stride - 2*padding + dilation*(k-1) +
+    output_padding + 1; weight (in_channels, out_channels/groups, k). ValueError for channels not divisible by
+    groups, a string padding, or an input whose rank or channels do not fit."""
+    _nd = 1
 
 
-class ConvTranspose3d(_ConvNd):
-    """Transposed 3-d convolution; weight (in_channels, out_channels/groups, kd, kh, kw)."""
-    _nd, _transposed = 3, True
+class ConvTranspose2d(_ConvTranspose):
+    """torch.nn.ConvTranspose2d: the transposed 2-d convolution (the gradient of Conv2d with respect to its
+    input); weight (in_channels, out_channels/groups, kh, kw). Output sizes and errors as ConvTranspose1d's."""
+    _nd = 2
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, output_padding=0,
-                 groups: int = 1, bias: bool = True, dilation=1, padding_mode: str = "zeros", device=None,
-                 dtype=None):
-        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
-                         padding_mode, output_padding, device, dtype)
+
+class ConvTranspose3d(_ConvTranspose):
+    """torch.nn.ConvTranspose3d: the transposed 3-d convolution; weight (in_channels, out_channels/groups, kd,
+    kh, kw). Output sizes and errors as ConvTranspose1d's."""
+    _nd = 3
 
 
 class Embedding(Module):

@@ -9,7 +9,7 @@ pooling is separable, like resampling (tinyjit.nn.resample): along each spatial 
 from __future__ import annotations
 
 import numbers
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -205,8 +205,26 @@ def _check_padding(module: str, nd: int, kernel_size, padding, dilation) -> None
         raise ValueError(f"{module}: padding {padding} must be at most half the kernel size {kernel_size}")
 
 
-class _MaxPoolNd(Module):
+class _PoolNd(Module):
+    """The pooling modules: the constructor stores torch's arguments as attributes; forward passes those named in
+    `_arguments` to `_pool(x, nd, ...)`, extra_repr shows those in `_shown`."""
     _nd = 2
+    _pool: Callable        # max_pool, avg_pool or adaptive_avg_pool (a staticmethod)
+    _arguments: tuple[str, ...] = ()
+    _shown: tuple[str, ...] = ()
+
+    def forward(self, x: Tensor):
+        return type(self)._pool(x, self._nd, *(getattr(self, name) for name in self._arguments),
+                                op=type(self).__name__)
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{name}={getattr(self, name)}" for name in self._shown)
+
+
+class _MaxPoolNd(_PoolNd):
+    _pool = staticmethod(max_pool)
+    _arguments = ("kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices")
+    _shown = ("kernel_size", "stride", "padding", "dilation", "ceil_mode")
 
     def __init__(self, kernel_size, stride=None, padding=0, dilation=1, return_indices: bool = False,
                  ceil_mode: bool = False):
@@ -215,32 +233,29 @@ class _MaxPoolNd(Module):
         self.kernel_size, self.stride, self.padding, self.dilation = kernel_size, stride, padding, dilation
         self.return_indices, self.ceil_mode = return_indices, ceil_mode
 
-    def forward(self, x: Tensor):
-        return max_pool(x, self._nd, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode,
-                        self.return_indices, type(self).__name__)
-
-    def extra_repr(self) -> str:
-        return (f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
-                f"dilation={self.dilation}, ceil_mode={self.ceil_mode}")
-
-
-class MaxPool2d(_MaxPoolNd):
-    """Max pooling over (N, C, H, W) or (C, H, W)."""
-    _nd = 2
-
 
 class MaxPool1d(_MaxPoolNd):
-    """Max pooling over (N, C, L)."""
+    """torch.nn.MaxPool1d: the maximum of each window of (N, C, L) or (C, L); any dtype, kept. Arguments, output
+    size ((L + 2*padding - dilation*(k-1) - 1) / stride + 1, floored or with ceil_mode ceiled), return_indices
+    and errors as F.max_pool1d; ValueError at construction for padding over half the kernel."""
     _nd = 1
 
 
+class MaxPool2d(_MaxPoolNd):
+    """torch.nn.MaxPool2d: max pooling of (N, C, H, W) or (C, H, W), as MaxPool1d per spatial dim (indices are
+    flat positions h * W + w)."""
+    _nd = 2
+
+
 class MaxPool3d(_MaxPoolNd):
-    """Max pooling over (N, C, D, H, W)."""
+    """torch.nn.MaxPool3d: max pooling of (N, C, D, H, W) or (C, D, H, W), as MaxPool1d per spatial dim."""
     _nd = 3
 
 
-class _AvgPoolNd(Module):
-    _nd = 2
+class _AvgPoolNd(_PoolNd):
+    _pool = staticmethod(avg_pool)
+    _arguments = ("kernel_size", "stride", "padding", "ceil_mode", "count_include_pad", "divisor_override")
+    _shown = ("kernel_size", "stride", "padding")
 
     def __init__(self, kernel_size, stride=None, padding=0, ceil_mode: bool = False, count_include_pad: bool = True,
                  divisor_override: Optional[int] = None):
@@ -249,16 +264,10 @@ class _AvgPoolNd(Module):
         self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
         self.ceil_mode, self.count_include_pad, self.divisor_override = ceil_mode, count_include_pad, divisor_override
 
-    def forward(self, x: Tensor) -> Tensor:
-        return avg_pool(x, self._nd, self.kernel_size, self.stride, self.padding, self.ceil_mode,
-                        self.count_include_pad, self.divisor_override, type(self).__name__)
-
-    def extra_repr(self) -> str:
-        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
-
 
 class AvgPool1d(_AvgPoolNd):
-    """Average pooling over (N, C, L) (PyTorch's AvgPool1d has no divisor_override)."""
+    """torch.nn.AvgPool1d: the mean of each window of (N, C, L) or (C, L) (no divisor_override, as PyTorch's).
+    Floats keep their dtype, ints truncate the mean, bool raises TypeError; sizes and errors as F.avg_pool1d."""
     _nd = 1
 
     def __init__(self, kernel_size, stride=None, padding=0, ceil_mode: bool = False, count_include_pad: bool = True):
@@ -266,36 +275,38 @@ class AvgPool1d(_AvgPoolNd):
 
 
 class AvgPool2d(_AvgPoolNd):
-    """Average pooling over (N, C, H, W) or (C, H, W)."""
+    """torch.nn.AvgPool2d: average pooling of (N, C, H, W) or (C, H, W), as AvgPool1d per spatial dim, with
+    divisor_override."""
     _nd = 2
 
 
 class AvgPool3d(_AvgPoolNd):
-    """Average pooling over (N, C, D, H, W)."""
+    """torch.nn.AvgPool3d: average pooling of (N, C, D, H, W) or (C, D, H, W), as AvgPool2d."""
     _nd = 3
 
 
-class _AdaptiveAvgPoolNd(Module):
-    _nd = 2
+class _AdaptiveAvgPoolNd(_PoolNd):
+    _pool = staticmethod(adaptive_avg_pool)
+    _arguments = _shown = ("output_size",)
 
     def __init__(self, output_size):
         super().__init__()
         self.output_size = output_size
 
-    def forward(self, x: Tensor) -> Tensor:
-        return adaptive_avg_pool(x, self._nd, self.output_size, type(self).__name__)
-
-    def extra_repr(self) -> str:
-        return f"output_size={self.output_size}"
-
 
 class AdaptiveAvgPool1d(_AdaptiveAvgPoolNd):
+    """torch.nn.AdaptiveAvgPool1d: (N, C, L) or (C, L) averaged to length output_size, cell i over input
+    [floor(i*L/out), ceil((i+1)*L/out)); float dtypes only (RuntimeError otherwise)."""
     _nd = 1
 
 
 class AdaptiveAvgPool2d(_AdaptiveAvgPoolNd):
+    """torch.nn.AdaptiveAvgPool2d: (N, C, H, W) or (C, H, W) averaged to output_size (an int or a pair; None
+    keeps that dim), as AdaptiveAvgPool1d per dim."""
     _nd = 2
 
 
 class AdaptiveAvgPool3d(_AdaptiveAvgPoolNd):
+    """torch.nn.AdaptiveAvgPool3d: (N, C, D, H, W) or (C, D, H, W) averaged to output_size, as
+    AdaptiveAvgPool2d."""
     _nd = 3
