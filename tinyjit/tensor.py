@@ -28,6 +28,25 @@ from tinyjit.tensor_sort import SortMixin
 from tinyjit.tensor_nn import NNMixin
 from tinyjit.tensor_reduce import ReduceMixin
 
+def to_arguments(args: tuple, device, dtype, kwargs: dict, op: str):
+    """(device, dtype) from torch's `.to` spellings: a tensor (its device and dtype), a device name, a dtype, and
+    the keywords device= / dtype= (non_blocking=, copy= and memory_format= are accepted). Either may be None.
+    TypeError for another keyword. Shared by Tensor.to and nn.Module.to."""
+    for arg in args:
+        if isinstance(arg, Tensor):
+            device, dtype = device or arg.device, dtype or arg.dtype
+        elif arg is None:
+            continue
+        elif isinstance(arg, str) and not hasattr(dtypes, arg):
+            device = arg
+        else:
+            dtype = arg
+    unknown = set(kwargs) - {"non_blocking", "copy", "memory_format"}
+    if unknown:
+        raise TypeError(f"{op}: unexpected keyword arguments {sorted(unknown)}")
+    return device, dtype
+
+
 def _holds_numpy_float64(data) -> bool:
     """Whether nested lists/tuples hold a numpy float64 scalar or array: torch.tensor keeps float64 for those,
     while Python floats alone make float32."""
@@ -227,18 +246,7 @@ class Tensor(AutogradMixin, CreationMixin, MathMixin, MovementMixin, ReduceMixin
     def to(self, *args, device=None, dtype=None, **kwargs) -> Tensor:
         """torch.Tensor.to: to(device), to(dtype), to(device, dtype), to(other) (other's device and dtype), and the
         keywords device= and dtype= (non_blocking= and copy= are accepted). Returns self when nothing changes."""
-        for arg in args:
-            if isinstance(arg, Tensor):
-                device, dtype = device or arg.device, dtype or arg.dtype
-            elif arg is None:
-                continue
-            elif isinstance(arg, str) and not hasattr(dtypes, arg):
-                device = arg
-            else:
-                dtype = arg
-        unknown = set(kwargs) - {"non_blocking", "copy", "memory_format"}
-        if unknown:
-            raise TypeError(f"to: unexpected keyword arguments {sorted(unknown)}")
+        device, dtype = to_arguments(args, device, dtype, kwargs, "to")
         out = self if dtype is None else self.cast(dtype)
         if device is None:
             return out

@@ -20,7 +20,7 @@ import numpy as np
 
 from tinyjit.dtype import dtypes
 from tinyjit.lazy import Node
-from tinyjit.tensor import Tensor
+from tinyjit.tensor import Tensor, to_arguments
 
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
 
@@ -294,17 +294,8 @@ class Module:
         dtype=. Every parameter and buffer moves to the device; a dtype applies to the floating-point ones only
         (TypeError for a non-float dtype, as in torch). The same Tensor objects are kept (an optimizer built
         before still updates them)."""
-        device, dtype = kwargs.pop("device", None), kwargs.pop("dtype", None)
-        unknown = set(kwargs) - {"non_blocking", "copy", "memory_format"}
-        if unknown:
-            raise TypeError(f"Module.to: unexpected keyword arguments {sorted(unknown)}")
-        for arg in args:   # the spellings Tensor.to reads: a tensor, a device name, a dtype
-            if isinstance(arg, Tensor):
-                device, dtype = arg.device, arg.dtype
-            elif isinstance(arg, str) and not hasattr(dtypes, arg):
-                device = arg
-            elif arg is not None:
-                dtype = arg
+        device, dtype = to_arguments(args, kwargs.pop("device", None), kwargs.pop("dtype", None), kwargs,
+                                     "Module.to")
         if dtype is not None:
             dtype = dtypes.from_any(dtype)
             if not dtype.is_float:
