@@ -28,6 +28,8 @@ def size_arg(module: str, name: str, value, minimum: int = 0) -> int:
 
 
 class Identity(Module):
+    """torch.nn.Identity: returns its input unchanged (constructor arguments are accepted and ignored)."""
+
     def __init__(self, *args, **kwargs):
         super().__init__()
 
@@ -36,7 +38,9 @@ class Identity(Module):
 
 
 class Linear(Module):
-    """y = x @ weight.T + bias; weight (out_features, in_features)."""
+    """torch.nn.Linear: y = x @ weight.T + bias for x (*, in_features) -> (*, out_features); weight
+    (out_features, in_features) and bias (out_features,) start as PyTorch's (Kaiming-uniform). ValueError for an
+    input whose last dim is not in_features; TypeError/RuntimeError for bad sizes at construction."""
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, device=None, dtype=None):
         super().__init__()
@@ -255,7 +259,9 @@ class Embedding(Module):
 
 
 class Dropout(Module):
-    """Zero elements with probability p while the module is in training mode (its own flag, see Module)."""
+    """torch.nn.Dropout: while the module is in training mode (its own flag, see Module), zero each element with
+    probability p and scale the rest by 1 / (1 - p); in eval mode the identity. Any shape and float dtype.
+    ValueError for p outside [0, 1]."""
 
     def __init__(self, p: float = 0.5, inplace: bool = False):
         super().__init__()
@@ -271,6 +277,8 @@ class Dropout(Module):
 
 
 class Flatten(Module):
+    """torch.nn.Flatten: dims start_dim..end_dim (default 1..-1) merged into one, as Tensor.flatten."""
+
     def __init__(self, start_dim: int = 1, end_dim: int = -1):
         super().__init__()
         self.start_dim, self.end_dim = start_dim, end_dim
@@ -280,6 +288,9 @@ class Flatten(Module):
 
 
 class Unflatten(Module):
+    """torch.nn.Unflatten: dim `dim` split into `unflattened_size` (its product must equal that dim's size;
+    ValueError otherwise)."""
+
     def __init__(self, dim: int, unflattened_size):
         super().__init__()
         self.dim, self.unflattened_size = dim, tuple(unflattened_size)

@@ -81,8 +81,9 @@ def _add_hook(hooks: dict, entry, prepend: bool) -> RemovableHandle:
 
 
 class Module:
-    """Base class for layers. Subclasses set parameters, buffers and submodules as attributes in __init__
-    and define `forward`; calling the module calls `forward`."""
+    """torch.nn.Module: the base class of layers. Subclasses set parameters, buffers and submodules as
+    attributes in __init__ and define `forward`; calling the module runs the forward pre-hooks, `forward`, the
+    forward hooks and attaches full backward hooks (see the module docstring for registration rules)."""
 
     def __init__(self):
         self._ensure_registry()
@@ -410,8 +411,8 @@ def _as_tensor(value: Any, like: Tensor) -> Tensor:
 
 
 class Sequential(Module):
-    """Modules applied in order. `Sequential(a, b)` names them "0", "1"; `Sequential(OrderedDict(...))` uses
-    the dict's names."""
+    """torch.nn.Sequential: modules applied in order, each to the previous one's output. `Sequential(a, b)`
+    names them "0", "1"; `Sequential(OrderedDict(...))` uses the dict's names; indexing and slicing as torch."""
 
     def __init__(self, *modules):
         super().__init__()
@@ -447,7 +448,8 @@ class Sequential(Module):
 
 
 class ModuleList(Module):
-    """A list of modules whose parameters are registered (keys "0", "1", ...)."""
+    """torch.nn.ModuleList: a list of modules whose parameters are registered (state_dict keys "0.weight", ...);
+    append, extend, insert, indexing and iteration as a list. Calling it raises NotImplementedError."""
 
     def __init__(self, modules: Optional[Iterable[Module]] = None):
         super().__init__()
@@ -499,7 +501,8 @@ class ModuleList(Module):
 
 
 class ModuleDict(Module):
-    """A dict of modules whose parameters are registered under their keys."""
+    """torch.nn.ModuleDict: a dict of modules whose parameters are registered under their keys (state_dict keys
+    "key.weight", ...); keys, values, items, indexing and `in` as a dict."""
 
     def __init__(self, modules: Optional[Mapping[str, Module]] = None):
         super().__init__()

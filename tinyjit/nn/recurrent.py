@@ -165,7 +165,8 @@ class _RNNBase(Module):
 
 
 class RNN(_RNNBase):
-    """Elman RNN: h_t = tanh(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh) (nonlinearity='relu' for ReLU)."""
+    """torch.nn.RNN: the Elman RNN, h_t = tanh(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh) (nonlinearity='relu'
+    for ReLU); returns (output, h_n). Shapes and errors as in forward; ValueError for another nonlinearity."""
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, nonlinearity: str = "tanh",
                  bias: bool = True, batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
@@ -234,6 +235,10 @@ class _CellBase(Module):
 
 
 class RNNCell(_CellBase):
+    """torch.nn.RNNCell: one step of RNN, h' = tanh(x W_ih^T + b_ih + h W_hh^T + b_hh) (or ReLU), for x (N,
+    input_size) or (input_size,) and h of (N, hidden_size) (zeros when None). ValueError for an input of another
+    shape, RuntimeError for a hidden state that does not fit."""
+
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True, nonlinearity: str = "tanh",
                  device=None, dtype=None):
         if nonlinearity not in ("tanh", "relu"):
@@ -244,8 +249,10 @@ class RNNCell(_CellBase):
 
 
 class LSTMCell(_CellBase):
+    """torch.nn.LSTMCell: one LSTM step; forward(x, (h, c)) returns (h', c'). Shapes and errors as RNNCell's."""
     _mode = "LSTM"
 
 
 class GRUCell(_CellBase):
+    """torch.nn.GRUCell: one GRU step; forward(x, h) returns h'. Shapes and errors as RNNCell's."""
     _mode = "GRU"
