@@ -323,6 +323,8 @@ def run_tinyjit(program: Program, device: str, grad_outputs: list[str]) -> Outco
             step = k
             if tj is not None:
                 exec(_tj_src(tj), ns)
+        if program.error_step is not None and f"t{program.error_step}" in ns:
+            ns[f"t{program.error_step}"].realize()   # a deferred index check raises here (SEMANTIC_DIFFERENCES)
         step = len(program.case.steps)   # errors while reading the values: at realize
         for name in program.compared:
             t = ns[name]

@@ -48,10 +48,6 @@ def _too_few(ctx: Ctx, d: dict) -> bool:
     return _reduced_count(ctx, d) <= d["correction"]
 
 
-# unary ops composed of long expressions that reuse their input (polynomials, where-branches)
-DEEP_UNARY = ("tanh", "mish", "softplus", "gelu", "erf", "elu", "expm1", "log1p", "sigmoid", "silu", "tan")
-REDUCING = ("reduce.", "softmax", "log_softmax", "cumsum", "matmul", "gather", "index_tensor")
-
 KNOWN_FAILURES: tuple[KnownFailure, ...] = (
     # ---- on issue 8's list ----
     KnownFailure("issue 8 item 7: var's and std's gradients with no more elements than the correction (std where "
@@ -64,21 +60,8 @@ KNOWN_FAILURES: tuple[KnownFailure, ...] = (
     KnownFailure("issue 8 item 7: pow at special points (gradient at a base <= 0, x ** 0 and x ** 1; also hides: "
                  "on CL cumsum(2) ** -0.5 is 1e-4 off near a base of 0.008, seed 100004, not investigated)", "pow",
                  lambda c, d: c.x.is_float and (_has(c, lambda v: v <= 0) or d.get("scalar") in (0, 1))),
-    KnownFailure("issue 8 item 13: an out-of-range gather index gives 0 instead of raising (on CL still: seed "
-                 "100017)", "gather", lambda c, d: d["invalid"]),
-    KnownFailure("issue 8 item 13: an out-of-range tensor index gives 0 instead of raising (on CL still: seed "
-                 "100017)", "index_tensor", lambda c, d: d["invalid"]),
-    KnownFailure("issue 8 item 18: empty tensors in autograd (an empty result that requires grad)", "result",
-                 lambda c, d: d["result"].numel() == 0 and d["result"].requires_grad),
     # ---- NOT on issue 8's list: new kinds this fuzzer found, each with an xfail(strict) test in
     # ---- test/test_fuzz_regressions.py; left out here only so CI passes until they are fixed
-    KnownFailure("new (test_compile_time_after_reduce_is_not_exponential): the CPU optimizer walks the kernel AST "
-                 "as a tree, so deep elementwise code after a reduce compiles in exponential time",
-                 "unary", lambda c, d: d["fn"] in DEEP_UNARY and any(h.startswith(REDUCING) for h in c.history),
-                 devices=("CPU",)),
-    KnownFailure("new (test_prod_gradient_schedules_in_reasonable_time): prod's gradient over many elements takes "
-                 "exponential time to schedule", "reduce", lambda c, d: d["fn"] == "prod" and
-                 c.x.tensor.requires_grad and c.x.tensor.numel() > 8),
     KnownFailure("new (test_pow_gradient_at_infinite_and_nan_bases): pow's gradients at inf/nan bases differ from "
                  "PyTorch's (y * x ** (y - 1), x ** y * log(x)); the values are C pow's", "pow",
                  lambda c, d: c.x.is_float and c.x.tensor.requires_grad and _has(c, lambda v: ~torch.isfinite(v))),
