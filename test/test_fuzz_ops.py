@@ -8,13 +8,11 @@ CI seeds, so this test passes while they are being fixed. Each entry names its i
 """
 from __future__ import annotations
 
-import math
 import random
 from dataclasses import dataclass
 from typing import Callable
 
 import pytest
-import torch
 
 from fuzz_op_table import OPS
 from fuzz_ops import reproducer, shrink
@@ -30,42 +28,7 @@ class KnownFailure:
     devices: tuple = ()                       # only on these devices (all when empty)
 
 
-def _has(ctx: Ctx, predicate) -> bool:
-    """Does the operand hold a value for which `predicate` (on a float64 torch tensor) is true?"""
-    values = ctx.x.tensor.detach().double()
-    return bool(values.numel() and predicate(values).any())
-
-
-def _reduced_count(ctx: Ctx, d: dict) -> int:
-    x = ctx.x.tensor
-    dims = d["dims"] if d["dims"] is not None else tuple(range(x.ndim))
-    dims = [a % max(x.ndim, 1) for a in (dims if isinstance(dims, tuple) else (dims,))]
-    return math.prod(x.shape[a] for a in dims) if x.ndim else 1
-
-
-def _too_few(ctx: Ctx, d: dict) -> bool:
-    """var/std over no more elements than the correction."""
-    return _reduced_count(ctx, d) <= d["correction"]
-
-
-KNOWN_FAILURES: tuple[KnownFailure, ...] = (
-    # ---- on issue 8's list ----
-    KnownFailure("issue 8 item 7: var's and std's gradients with no more elements than the correction (std where "
-                 "the variance is 0 is fixed: test_std_gradient_where_the_variance_is_zero)", "reduce",
-                 lambda c, d: d["fn"] in ("std", "var") and c.x.tensor.requires_grad and _too_few(c, d)),
-    KnownFailure("issue 8 item 7: gradients where inf/nan meet (prod of an inf: PyTorch's prod / x gives nan; "
-                 "inf upstream gradients through log_softmax over one element)", "input",
-                 lambda c, d: d["input"].dist[0] == "choice" and
-                 any(not math.isfinite(v) for v in d["input"].dist[1])),
-    KnownFailure("issue 8 item 7: pow at special points (gradient at a base <= 0, x ** 0 and x ** 1; also hides: "
-                 "on CL cumsum(2) ** -0.5 is 1e-4 off near a base of 0.008, seed 100004, not investigated)", "pow",
-                 lambda c, d: c.x.is_float and (_has(c, lambda v: v <= 0) or d.get("scalar") in (0, 1))),
-    # ---- NOT on issue 8's list: new kinds this fuzzer found, each with an xfail(strict) test in
-    # ---- test/test_fuzz_regressions.py; left out here only so CI passes until they are fixed
-    KnownFailure("new (test_pow_gradient_at_infinite_and_nan_bases): pow's gradients at inf/nan bases differ from "
-                 "PyTorch's (y * x ** (y - 1), x ** y * log(x)); the values are C pow's", "pow",
-                 lambda c, d: c.x.is_float and c.x.tensor.requires_grad and _has(c, lambda v: ~torch.isfinite(v))),
-)
+KNOWN_FAILURES: tuple[KnownFailure, ...] = ()   # none today: an entry names the issue item of a fault not fixed yet
 
 
 def known_failures_on(device: str):
