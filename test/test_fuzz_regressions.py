@@ -393,4 +393,4 @@ def test_std_gradient_where_the_variance_is_zero(shape, dim, correction):
     if len(shape) == 2:
         x[1] = [1.0, 2.0, 4.0]   # one row with a spread, one without
     tj, pt = _grads(lambda a: a.std(dim=dim, correction=correction), lambda a: a.std(dim=dim, correction=correction), x)
-    np.testing.assert_allclose(tj[0], pt[0], rtol=1e-6)
+    np.testing.assert_allclose(tj[0], pt[0], rtol=1e-5)   # (x - mean: a float32 subtraction with cancellation)
