@@ -2,9 +2,9 @@
 default), each case a random chain of ops run by tinyjit and by PyTorch and compared. A failing case is shrunk and
 its reproducer printed in the assertion message. Long campaigns: `python test/fuzz_ops.py --help` (README).
 
-KNOWN_FAILURES keeps kinds of faults that issue 8 lists, and that today's code still has, out of the generator for the
-CI seeds, so this test passes while they are being fixed. Each entry names its issue item; empty it as the fixes land
-(the offline campaign ignores it unless given --exclude-known).
+KNOWN_FAILURES keeps kinds of faults that are filed but not fixed yet out of the generator for the CI seeds, so this
+test passes while they are being fixed. Each entry names its issue item; empty it as the fixes land (the offline
+campaign ignores it unless given --exclude-known). It is empty today.
 """
 from __future__ import annotations
 
