@@ -75,7 +75,6 @@ class Function:
     @classmethod
     def apply(cls, *args: Any) -> Any:
         from tinyjit.tensor import Tensor
-        from tinyjit.tensor_autograd import _edges
         tensors = [(i, a) for i, a in enumerate(args) if isinstance(a, Tensor)]
         needs = tuple(isinstance(a, Tensor) and bool(a.requires_grad) for a in args)
         ctx = FunctionCtx(needs)
@@ -89,20 +88,39 @@ class Function:
                 raise TypeError(f"{cls.__name__}.forward must return a Tensor or a tuple of them, got "
                                 f"{type(o).__name__}")
         skip = getattr(ctx, "_non_differentiable", set())
-        wrapped = []
-        for k, o in enumerate(outputs):
-            if not o.dtype.is_float or id(o) in skip:
-                wrapped.append(o)
-                continue
-            # a node of its own over the forward's value (a same-shape reshape: a view, never a kernel)
-            node = Node(Op.RESHAPE, (o.node,), o.shape, o.dtype, o.shape, o.device)
-            src = tuple(t.node for _, t in tensors)
-            autograd.CUSTOM[node] = autograd.CustomGrad(src, _rule(cls, ctx, k, outputs, tensors, len(args)))
-            _edges[node] = tuple(needs[i] for i, _ in tensors)
-            result = Tensor(node)
-            result._requires_grad, result._ctx = True, Op.RESHAPE
-            wrapped.append(result)
+        wrapped = [o if not o.dtype.is_float or id(o) in skip else
+                   _with_rule(o, [t for _, t in tensors], _rule(cls, ctx, k, outputs, tensors, len(args)))
+                   for k, o in enumerate(outputs)]
         return tuple(wrapped) if isinstance(out, (tuple, list)) else wrapped[0]
+
+
+def _with_rule(value, inputs: list, rule) -> Any:
+    """A tensor over `value` (computed without recording gradients) whose gradient with respect to `inputs` is
+    given by `rule(node, grad_node) -> one gradient node or None per input`: a node of its own over the value (a
+    same-shape reshape: a view, never a kernel) registered in autograd.CUSTOM with `inputs` as its gradient
+    sources. The result requires grad (callers attach a rule only when an input does)."""
+    from tinyjit.tensor import Tensor
+    from tinyjit.tensor_autograd import _edges
+    node = Node(Op.RESHAPE, (value.node,), value.shape, value.dtype, value.shape, value.device)
+    autograd.CUSTOM[node] = autograd.CustomGrad(tuple(t.node for t in inputs), rule)
+    _edges[node] = tuple(bool(t.requires_grad) for t in inputs)
+    result = Tensor(node)
+    result._requires_grad, result._ctx = True, Op.RESHAPE
+    return result
+
+
+def with_gradient(value, inputs: list, backward) -> Any:
+    """`value`, computed from the tensors `inputs` without recording gradients, as a result whose gradient is
+    `backward(grad) -> one Tensor (of the input's shape) or None per input`, built of Tensor ops (so it stays lazy,
+    fuses, and is differentiable again under create_graph=True). For ops whose gradient is best written as a
+    formula instead of derived from the ops that compute the value (pow's, PyTorch's formulas at special points)."""
+    from tinyjit.tensor import Tensor
+
+    def rule(node: Node, grad: Node) -> tuple:
+        with Tensor.no_grad():
+            grads = backward(Tensor(grad))
+        return tuple(None if g is None else g.cast(t.dtype).node for g, t in zip(grads, inputs))
+    return _with_rule(value, inputs, rule)
 
 
 def _rule(cls, ctx: FunctionCtx, k: int, outputs: list, tensors: list, n_args: int):

@@ -447,10 +447,40 @@ class Tensor(AutogradMixin, CreationMixin, MathMixin, MovementMixin, ReduceMixin
         return self._apply(Op.IDIV, y), self._apply(Op.MOD, y)
 
     def pow(self, exponent, reverse=False) -> Tensor:
-        """self ** exponent (torch.pow), values and gradients like PyTorch at the special points too: 0 ** y,
-        x ** 0 (1 for every x, NaN and inf included, and still in the autograd graph with gradient 0), 1 ** y,
-        negative bases (a real result only for integer exponents). A Python int exponent multiplies (exact for
-        ints, which wrap on overflow like PyTorch); ints to negative int powers raise RuntimeError like PyTorch."""
+        """self ** exponent (torch.pow; `reverse`: exponent ** self), values and gradients like PyTorch at the
+        special points too: 0 ** y, x ** 0 (1 for every x, NaN and inf included, and still in the autograd graph
+        with gradient 0), 1 ** y, negative bases (a real result only for integer exponents). A Python int exponent
+        multiplies (exact for ints, which wrap on overflow like PyTorch); ints to negative int powers raise
+        RuntimeError like PyTorch. The gradients are PyTorch's formulas, y * x ** (y - 1) for the base (0 where
+        y == 0) and x ** y * log(x) for the exponent (0 where x == 0 and y >= 0), so inf, NaN and zero meet there
+        as in PyTorch."""
+        tensors = [t for t in (self, exponent) if isinstance(t, Tensor)]
+        if Tensor.no_grad_active or not any(t.requires_grad for t in tensors):
+            return self._pow_value(exponent, reverse)
+        with Tensor.no_grad():
+            out = self._pow_value(exponent, reverse)
+        if not out.dtype.is_float:
+            return out
+        from tinyjit.autograd_function import with_gradient
+        x, y = self._operands(exponent, "pow", reverse)   # the broadcast operands, in the result's dtype
+        x, y = x.cast(out.dtype), y.cast(out.dtype)
+        scalar = exponent if not reverse and isinstance(exponent, (int, float)) else None
+
+        def backward(grad: Tensor) -> tuple:
+            dx = dy = None
+            if x.requires_grad:
+                if scalar is not None:
+                    dx = grad.zeros_like() if scalar == 0 else grad * (scalar * x ** (scalar - 1))
+                else:
+                    dx = (y == 0).where(0.0, grad * (y * x ** (y - 1)))
+            if y.requires_grad:   # (the result, not the bare value: differentiable again under create_graph)
+                dy = grad * ((x == 0) & (y >= 0)).where(0.0, result * x.log())
+            return dx, dy
+        result = with_gradient(out, [x, y], backward)
+        return result
+
+    def _pow_value(self, exponent, reverse=False) -> Tensor:
+        """The value of pow (see pow), built of primitives."""
         if self.dtype == dtypes.bool and not reverse and isinstance(exponent, (bool, np.bool_)):
             # PyTorch: a bool tensor to a Python bool power stays bool (x ** True is x, x ** False is all True)
             return (self & True) if exponent else Tensor.full_like(self, True)

@@ -130,10 +130,29 @@ class ReduceMixin:
             correction = int(unbiased)
         if self.dtype == dtypes.float16:   # squares and sums in float32, like PyTorch
             return self.float().var(axis, keepdim, correction).half()
-        count = prod(self.shape[a] for a in _axes(self, axis, "var"))
+        axes = _axes(self, axis, "var")
+        count = prod(self.shape[a] for a in axes)
         x = self if self.dtype.is_float else self.float()
-        centered = x - x.mean(axis, keepdim=True)
-        return (centered * centered).sum(axis, keepdim) / max(count - correction, 0)
+
+        def value() -> "Tensor":
+            centered = x - x.mean(axis, keepdim=True)
+            return (centered * centered).sum(axis, keepdim) / max(count - correction, 0)
+        if type(self).no_grad_active or not x.requires_grad:
+            return value()
+        from tinyjit.autograd_function import with_gradient
+        with type(self).no_grad():
+            out = value()
+        dof = count - correction
+
+        def backward(grad: "Tensor") -> tuple:
+            """PyTorch's var_backward: 2 / (n - correction) * grad * (x - mean), that factor unclamped (negative,
+            or inf at 0); reducing everything with n <= correction: grad * (NaN where x == mean, else inf)."""
+            grad = grad.reshape(tuple(1 if a in axes else s for a, s in enumerate(x.shape)))
+            mean = x.mean(axis, keepdim=True)
+            if axis is None and dof <= 0:
+                return (grad * (x == mean).where(math.nan, math.inf),)
+            return (grad * (2.0 / dof if dof else math.inf) * (x - mean),)
+        return with_gradient(out, [x], backward)
 
     def std(self, axis=None, keepdim: bool = False, correction: int = 1, dim=None, unbiased=None) -> "Tensor":
         _axes(self, _pick_axis(axis, dim), "std")
