@@ -6,11 +6,14 @@ from typing import TYPE_CHECKING, Optional, Sequence
 
 import numpy as np
 
+from tinyjit.dtype import DType, check_fits, dtypes, promote
 from tinyjit.helpers import normalize_axis, prod
+from tinyjit.lazy import Node
 from tinyjit.ops import Op
+from tinyjit.tensor_base import TensorBase
 
 if TYPE_CHECKING:
-    from tinyjit.tensor import Tensor
+    from typing_extensions import Self
 
 
 def _axis(x, axis: int, op: str, extra: int = 0) -> int:
@@ -52,21 +55,19 @@ def _dims(args) -> tuple:
     return tuple(args)
 
 
-class MovementMixin:
-    def _movement(self, op: Op, arg) -> "Tensor":
+class MovementMixin(TensorBase):
+    def _movement(self, op: Op, arg) -> Self:
         return self._apply_movement(op, arg)
 
-    def _apply_movement(self, op: Op, arg) -> "Tensor":
-        from tinyjit.lazy import Node
-        from tinyjit.tensor import Tensor
+    def _apply_movement(self, op: Op, arg) -> Self:
         node = self.node.movement(op, arg)
         if self.requires_grad and node is not self.node and node.src[:1] != (self.node,):
             # Node.movement folded a chain (reshape of a reshape) past self.node: keep self.node in the graph,
             # autograd needs to reach it
             node = Node(op, (self.node,), arg, self.dtype, node.shape, self.device)
-        return Tensor(node)._record(self)
+        return self._new(node)._record(self)
 
-    def reshape(self, *shape, **kwargs) -> "Tensor":
+    def reshape(self, *shape, **kwargs) -> Self:
         """torch.reshape: reshape(2, 3), reshape((2, 3)) or reshape(shape=(2, 3)); one size may be -1."""
         shape = _dims(_keyword_dims(shape, kwargs, "shape", "reshape"))
         if sum(1 for s in shape if s == -1) > 1:
@@ -85,20 +86,19 @@ class MovementMixin:
                              f"into {shape} ({prod(shape)} elements)")
         return self._movement(Op.RESHAPE, shape)
 
-    def view(self, *shape, **kwargs) -> "Tensor":
+    def view(self, *shape, **kwargs) -> Self:
         """torch.Tensor.view (a reshape: every view is lazy here): view(2, 3), view((2, 3)) or view(size=(2, 3)).
         A dtype argument (torch's reinterpreting view) is a bitcast."""
-        from tinyjit.dtype import DType, dtypes
         if len(shape) == 1 and not kwargs and (isinstance(shape[0], (DType, str)) or
                                               type(shape[0]).__module__ == "torch"):
             return self.bitcast(dtypes.from_any(shape[0]))
         return self.reshape(*_keyword_dims(shape, kwargs, "size", "view"))
 
-    def view_as(self, other) -> "Tensor":
+    def view_as(self, other) -> Self:
         """torch.Tensor.view_as: self reshaped to other's shape."""
         return self.reshape(other.shape)
 
-    def permute(self, *order, **kwargs) -> "Tensor":
+    def permute(self, *order, **kwargs) -> Self:
         """torch.permute: permute(1, 0), permute((1, 0)) or permute(dims=(1, 0))."""
         dims = _dims(_keyword_dims(order, kwargs, "dims", "permute"))
         if len(dims) != self.ndim:
@@ -106,7 +106,7 @@ class MovementMixin:
         order = _distinct_axes(self, dims, "permute")
         return self._movement(Op.PERMUTE, order)
 
-    def expand(self, *shape, **kwargs) -> "Tensor":
+    def expand(self, *shape, **kwargs) -> Self:
         """torch.Tensor.expand: expand(4, 3), expand((4, 3)) or expand(size=(4, 3)); -1 keeps a size."""
         shape = _dims(_keyword_dims(shape, kwargs, "size", "expand"))
         if len(shape) < self.ndim:
@@ -118,13 +118,13 @@ class MovementMixin:
                 raise ValueError(f"expand: cannot expand shape {self.shape} to {tuple(shape)}")
         return x._movement(Op.EXPAND, new)
 
-    def expand_as(self, other) -> "Tensor":
+    def expand_as(self, other) -> Self:
         return self.expand(other.shape)
 
-    def broadcast_to(self, shape) -> "Tensor":
+    def broadcast_to(self, shape) -> Self:
         return self.expand(shape)
 
-    def shrink(self, arg) -> "Tensor":
+    def shrink(self, arg) -> Self:
         """Keep [lo, hi) of each dimension (None keeps it whole)."""
         arg = tuple((0, s) if a is None else tuple(a) for a, s in zip(arg, self.shape))
         for (lo, hi), s in zip(arg, self.shape):
@@ -132,7 +132,7 @@ class MovementMixin:
                 raise ValueError(f"shrink: range {(lo, hi)} is outside a dimension of size {s} (shape {self.shape})")
         return self._movement(Op.SHRINK, arg)
 
-    def pad(self, padding, value: float = 0.0, mode: str = "constant") -> "Tensor":
+    def pad(self, padding, value: float = 0.0, mode: str = "constant") -> Self:
         """`padding` is either one (before, after) pair per dim, or PyTorch's flat form: last dim first (negative
         amounts crop). The result keeps the tensor's dtype, so `value` must fit it (RuntimeError otherwise, like
         torch.nn.functional.pad): an int tensor takes the integer part of a float value, a bool tensor its truth."""
@@ -149,7 +149,6 @@ class MovementMixin:
             pairs = [(0, 0) if p is None else (int(p[0]), int(p[1])) for p in padding]
             if len(pairs) != self.ndim:
                 raise ValueError(f"pad: {len(pairs)} pairs for a tensor with {self.ndim} dims (shape {self.shape})")
-        from tinyjit.dtype import check_fits
         check_fits(value, self.dtype, "pad")
         x = self
         # negative padding crops
@@ -158,12 +157,11 @@ class MovementMixin:
             pairs = [(max(b, 0), max(a, 0)) for b, a in pairs]
         out = x._movement(Op.PAD, tuple(pairs))
         if value != 0:
-            from tinyjit.tensor import Tensor
-            mask = Tensor.ones(*x.shape, dtype="bool", device=x.device)._movement(Op.PAD, tuple(pairs))
-            out = mask.where(out, Tensor.full((), value, dtype=x.dtype, device=x.device))
+            mask = x.ones(*x.shape, dtype="bool", device=x.device)._movement(Op.PAD, tuple(pairs))
+            out = mask.where(out, x.full((), value, dtype=x.dtype, device=x.device))
         return out
 
-    def flip(self, *axes, dims=None, axis=None) -> "Tensor":
+    def flip(self, *axes, dims=None, axis=None) -> Self:
         """Reverse the given axes (PyTorch's `flip(dims)`, NumPy's `flip(axis=)`, or `flip(0, 2)`)."""
         if dims is not None or axis is not None:
             axes = (_pick_axis(axis, dims),)
@@ -171,7 +169,7 @@ class MovementMixin:
         return self._movement(Op.FLIP, axes)
 
     # ---- derived ----
-    def transpose(self, dim0: int = -2, dim1: int = -1) -> "Tensor":
+    def transpose(self, dim0: int = -2, dim1: int = -1) -> Self:
         if self.ndim < 2 and dim0 in (-2, -1) and dim1 in (-2, -1):
             return self
         d0, d1 = _axis(self, dim0, "transpose"), _axis(self, dim1, "transpose")
@@ -180,14 +178,14 @@ class MovementMixin:
         return self.permute(order)
 
     @property
-    def T(self) -> "Tensor":
+    def T(self) -> Self:
         return self.permute(tuple(reversed(range(self.ndim))))
 
     @property
-    def mT(self) -> "Tensor":
+    def mT(self) -> Self:
         return self.transpose(-2, -1)
 
-    def flatten(self, start_dim: int = 0, end_dim: int = -1) -> "Tensor":
+    def flatten(self, start_dim: int = 0, end_dim: int = -1) -> Self:
         if self.ndim == 0:
             return self.reshape(1)
         s, e = _axis(self, start_dim, "flatten"), _axis(self, end_dim, "flatten")
@@ -195,7 +193,7 @@ class MovementMixin:
             raise RuntimeError(f"flatten on shape {self.shape}: start_dim {start_dim} comes after end_dim {end_dim}")
         return self.reshape(self.shape[:s] + (prod(self.shape[s:e + 1]),) + self.shape[e + 1:])
 
-    def unflatten(self, dim: int, sizes) -> "Tensor":
+    def unflatten(self, dim: int, sizes) -> Self:
         d = _axis(self, dim, "unflatten")
         sizes = tuple(sizes)
         if any(not isinstance(s, (int, np.integer)) or isinstance(s, bool) or s < -1 for s in sizes):
@@ -207,21 +205,21 @@ class MovementMixin:
                              f"shape {self.shape}")
         return self.reshape(self.shape[:d] + sizes + self.shape[d + 1:])
 
-    def squeeze(self, dim=None, axis=None) -> "Tensor":
+    def squeeze(self, dim=None, axis=None) -> Self:
         dim = _pick_axis(axis, dim)
         if dim is None:
             return self.reshape(tuple(s for s in self.shape if s != 1))
         dims = _distinct_axes(self, dim if isinstance(dim, (tuple, list)) else [dim], "squeeze")
         return self.reshape(tuple(s for i, s in enumerate(self.shape) if not (i in dims and s == 1)))
 
-    def unsqueeze(self, dim: Optional[int] = None, axis: Optional[int] = None) -> "Tensor":
+    def unsqueeze(self, dim: Optional[int] = None, axis: Optional[int] = None) -> Self:
         dim = _pick_axis(axis, dim)
         if dim is None:
             raise TypeError("unsqueeze: missing the dim (or axis) argument")
         d = _axis(self, dim, "unsqueeze", 1)
         return self.reshape(self.shape[:d] + (1,) + self.shape[d:])
 
-    def repeat(self, *repeats) -> "Tensor":
+    def repeat(self, *repeats) -> Self:
         repeats = _dims(repeats)
         for r in repeats:
             if not isinstance(r, (int, np.integer)) or isinstance(r, bool) or r < 0:
@@ -235,7 +233,7 @@ class MovementMixin:
         expanded = tuple(v for r, s in zip(repeats, x.shape) for v in (r, s))
         return x.reshape(interleaved).expand(expanded).reshape(tuple(r * s for r, s in zip(repeats, x.shape)))
 
-    def _stride_axis(self, axis: int, step: int) -> "Tensor":
+    def _stride_axis(self, axis: int, step: int) -> Self:
         """Every `step`-th element along `axis` (step > 0): pad to a multiple, split, keep the first column."""
         if step == 1:
             return self
@@ -246,15 +244,7 @@ class MovementMixin:
         x = x.shrink(tuple((0, 1) if i == axis + 1 else None for i in range(x.ndim)))
         return x.reshape(self.shape[:axis] + (count,) + self.shape[axis + 1:])
 
-    def __getitem__(self, index) -> "Tensor":
-        from tinyjit.indexing import getitem
-        return getitem(self, index)
-
-    def __setitem__(self, index, value) -> None:
-        from tinyjit.indexing import setitem
-        setitem(self, index, value)
-
-    def chunk(self, chunks: int, dim: int = 0, axis: Optional[int] = None) -> list["Tensor"]:
+    def chunk(self, chunks: int, dim: int = 0, axis: Optional[int] = None) -> list[Self]:
         dim = _pick_axis(axis, dim if axis is None else None)
         d = _axis(self, dim, "chunk")
         if chunks <= 0:
@@ -262,7 +252,7 @@ class MovementMixin:
         size = -(-self.shape[d] // chunks) if self.shape[d] else 1
         return self.split(size, d)
 
-    def split(self, split_size, dim: int = 0, axis: Optional[int] = None) -> list["Tensor"]:
+    def split(self, split_size, dim: int = 0, axis: Optional[int] = None) -> list[Self]:
         dim = _pick_axis(axis, dim if axis is None else None)
         if self.ndim == 0:
             raise RuntimeError("split: a 0-d tensor cannot be split (it has no dim); reshape it to (1,) first")
@@ -284,7 +274,7 @@ class MovementMixin:
             start += s
         return out
 
-    def cat(self, *others, dim: int = 0, axis: Optional[int] = None) -> "Tensor":
+    def cat(self, *others, dim: int = 0, axis: Optional[int] = None) -> Self:
         """Concatenate along `dim`, promoting dtypes. Three spellings: `a.cat(b, c, dim=1)`, `Tensor.cat(a, b)` and
         PyTorch's `Tensor.cat([a, b, c], dim=1)` (a sequence first; `Tensor.cat([a, b], 1)` also works)."""
         tensors, dim = _tensor_list(self, others, dim if axis is None else axis, "cat")
@@ -298,7 +288,6 @@ class MovementMixin:
             if t.ndim != first.ndim or any(a != b for i, (a, b) in enumerate(zip(t.shape, first.shape)) if i != d):
                 raise ValueError(f"cat: shapes {first.shape} and {t.shape} differ outside dim {d}")
             first._same_device("cat", t)
-        from tinyjit.dtype import promote
         dt = first.dtype
         for t in tensors[1:]:
             dt = promote(dt, t.dtype)
@@ -312,7 +301,7 @@ class MovementMixin:
             start += n
         return out
 
-    def roll(self, shifts, dims=None) -> "Tensor":
+    def roll(self, shifts, dims=None) -> Self:
         """torch.roll: elements shifted by `shifts` along `dims` (ints or tuples of them), wrapping around; with no
         dims, the flattened tensor is rolled and the shape restored."""
         if dims is None:
@@ -334,7 +323,7 @@ class MovementMixin:
                 out = out.shrink(window(n - s, n)).cat(out.shrink(window(0, n - s)), dim=d)
         return out
 
-    def stack(self, *others, dim: int = 0, axis: Optional[int] = None) -> "Tensor":
+    def stack(self, *others, dim: int = 0, axis: Optional[int] = None) -> Self:
         """Join along a new axis `dim`; the same spellings as `cat` (`Tensor.stack([a, b], dim=0)`)."""
         tensors, dim = _tensor_list(self, others, dim if axis is None else axis, "stack")
         first = tensors[0]
@@ -348,7 +337,6 @@ class MovementMixin:
 def _tensor_list(first, rest: tuple, dim: int, op: str) -> tuple[list, int]:
     """The tensors of a cat/stack call, whether given as `a, b, c` or as a sequence `[a, b, c]` (then optionally
     followed by the dim as a positional int, like torch.cat(tensors, 1))."""
-    from tinyjit.tensor import Tensor
     if isinstance(first, (list, tuple)):
         if len(rest) == 1 and isinstance(rest[0], int) and not isinstance(rest[0], bool):
             dim, rest = rest[0], ()
@@ -358,18 +346,18 @@ def _tensor_list(first, rest: tuple, dim: int, op: str) -> tuple[list, int]:
     if not tensors:
         raise ValueError(f"{op}: expected a non-empty list of tensors")
     for t in tensors:
-        if not isinstance(t, Tensor):
+        if not isinstance(t, TensorBase):
             raise TypeError(f"{op}: expected tensors, got {type(t).__name__}")
     return tensors, dim
 
 
-def cat(tensors: Sequence["Tensor"], dim: int = 0) -> "Tensor":
+def cat(tensors: Sequence[TensorBase], dim: int = 0) -> TensorBase:
     if not tensors:
         raise ValueError("cat: expected a non-empty list of tensors")
     return tensors[0].cat(*tensors[1:], dim=dim)
 
 
-def stack(tensors: Sequence["Tensor"], dim: int = 0) -> "Tensor":
+def stack(tensors: Sequence[TensorBase], dim: int = 0) -> TensorBase:
     if not tensors:
         raise ValueError("stack: expected a non-empty list of tensors")
     return tensors[0].stack(*tensors[1:], dim=dim)

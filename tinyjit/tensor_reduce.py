@@ -10,11 +10,11 @@ import numpy as np
 from tinyjit.dtype import dtypes
 from tinyjit.helpers import prod
 from tinyjit.ops import Op
-from tinyjit.tensor_create import index_range
+from tinyjit.tensor_base import TensorBase
 from tinyjit.tensor_movement import _axis, _distinct_axes, _pick_axis
 
 if TYPE_CHECKING:
-    from tinyjit.tensor import Tensor
+    from typing_extensions import Self
 
 
 # torch.return_types.max / min: what max(dim) and min(dim) return
@@ -31,9 +31,8 @@ def _axes(x, axis, op: str) -> tuple[int, ...]:
     return axes if x.ndim else ()
 
 
-class ReduceMixin:
-    def _reduce(self, op: Op, axis, keepdim: bool, name: str) -> "Tensor":
-        from tinyjit.tensor import Tensor
+class ReduceMixin(TensorBase):
+    def _reduce(self, op: Op, axis, keepdim: bool, name: str) -> Self:
         axes = _axes(self, axis, name)
         x = self
         if op == Op.RMAX and self.dtype.is_float and all(self.shape[a] == 1 for a in axes):
@@ -47,12 +46,12 @@ class ReduceMixin:
             # nothing to reduce: one element of the op's identity instead (kernels never loop 0 times)
             x = self.pad(tuple((0, 1) if i in axes and s == 0 else (0, 0) for i, s in enumerate(self.shape)),
                          value=_identity(op, self.dtype))
-        out = Tensor(x.node.reduce(op, axes))._record(x)
+        out = self._new(x.node.reduce(op, axes))._record(x)
         if not keepdim:
             out = out.reshape(tuple(s for i, s in enumerate(self.shape) if i not in axes))
         return out
 
-    def sum(self, axis=None, keepdim: bool = False, dtype=None, dim=None) -> "Tensor":
+    def sum(self, axis=None, keepdim: bool = False, dtype=None, dim=None) -> Self:
         axis = _pick_axis(axis, dim)
         x = self
         if dtype is not None:
@@ -64,12 +63,12 @@ class ReduceMixin:
             return x.float()._reduce(Op.SUM, axis, keepdim, "sum").half()
         return x._reduce(Op.SUM, axis, keepdim, "sum")
 
-    def amax(self, axis=None, keepdim: bool = False, dim=None) -> "Tensor":
+    def amax(self, axis=None, keepdim: bool = False, dim=None) -> Self:
         """The maximum values over one or several axes (torch.amax / np.max); NaN propagates. A gradient is shared
         evenly between tied maxima, like torch.amax."""
         return self._reduce(Op.RMAX, _pick_axis(axis, dim), keepdim, "amax")
 
-    def amin(self, axis=None, keepdim: bool = False, dim=None) -> "Tensor":
+    def amin(self, axis=None, keepdim: bool = False, dim=None) -> Self:
         """The minimum values over one or several axes (torch.amin / np.min)."""
         axis = _pick_axis(axis, dim)
         if self.dtype.is_float:
@@ -88,9 +87,8 @@ class ReduceMixin:
         return self._extreme(axis, keepdim, dim, "min")
 
     def _extreme(self, axis, keepdim: bool, dim, name: str):
-        from tinyjit.tensor import Tensor
-        if isinstance(axis, Tensor) or isinstance(dim, Tensor):   # torch.max(a, b): elementwise
-            other = axis if isinstance(axis, Tensor) else dim
+        if isinstance(axis, TensorBase) or isinstance(dim, TensorBase):   # torch.max(a, b): elementwise
+            other = axis if isinstance(axis, TensorBase) else dim
             return self.maximum(other) if name == "max" else self.minimum(other)
         axis = _pick_axis(axis, dim)
         if axis is None:
@@ -101,12 +99,12 @@ class ReduceMixin:
             raise TypeError(f"{name}: dim must be an int, got {axis!r}; use amax/amin to reduce over several dims")
         if self.ndim and self.shape[_axis(self, axis, name)] == 0:
             raise IndexError(f"{name}: cannot reduce over a dimension of size 0 (shape {self.shape}, axis {axis})")
-        x = self.contiguous() if self.requires_grad and not Tensor.no_grad_active else self
+        x = self.contiguous() if self.requires_grad and not self.no_grad_active else self
         indices = x.argmax(axis, keepdim) if name == "max" else x.argmin(axis, keepdim)
-        if self.requires_grad and not Tensor.no_grad_active:
+        if self.requires_grad and not self.no_grad_active:
             # the gradient goes to the chosen index only, like torch.max(dim) (amax shares it between ties)
             a = _axis(self, axis, name)
-            position = index_range(self.shape[a], dtypes.int64, self.device)
+            position = self._index_range(self.shape[a], dtypes.int64, self.device)
             position = position.reshape((self.shape[a],) + (1,) * (self.ndim - a - 1))
             chosen = (indices if keepdim else indices.unsqueeze(a)) == position
             # (from one buffer: a fused producer recomputed per kernel could round differently)
@@ -115,7 +113,7 @@ class ReduceMixin:
             values = self.amax(axis, keepdim) if name == "max" else self.amin(axis, keepdim)
         return (MaxResult if name == "max" else MinResult)(values, indices)
 
-    def mean(self, axis=None, keepdim: bool = False, dim=None) -> "Tensor":
+    def mean(self, axis=None, keepdim: bool = False, dim=None) -> Self:
         axis = _pick_axis(axis, dim)
         if self.dtype == dtypes.float16:   # sum and divide in float32, like PyTorch: a half sum of 1e5 ones is inf
             return self.float().mean(axis, keepdim).half()
@@ -124,7 +122,7 @@ class ReduceMixin:
         return x.sum(axis, keepdim) * (1.0 / count if count else math.nan) if count else \
             x.sum(axis, keepdim) * math.nan
 
-    def var(self, axis=None, keepdim: bool = False, correction: int = 1, dim=None, unbiased=None) -> "Tensor":
+    def var(self, axis=None, keepdim: bool = False, correction: int = 1, dim=None, unbiased=None) -> Self:
         axis = _pick_axis(axis, dim)
         if unbiased is not None:
             correction = int(unbiased)
@@ -135,14 +133,14 @@ class ReduceMixin:
         centered = x - x.mean(axis, keepdim=True)
         return (centered * centered).sum(axis, keepdim) / max(count - correction, 0)
 
-    def std(self, axis=None, keepdim: bool = False, correction: int = 1, dim=None, unbiased=None) -> "Tensor":
+    def std(self, axis=None, keepdim: bool = False, correction: int = 1, dim=None, unbiased=None) -> Self:
         _axes(self, _pick_axis(axis, dim), "std")
         var = self.var(axis, keepdim, correction, dim, unbiased)
         # gradient 0 where the variance is 0 (all elements equal), like PyTorch, not 0 * (1 / sqrt(0)) = NaN
         zero = var == 0
         return zero.where(var, zero.where(1.0, var).sqrt())
 
-    def prod(self, axis=None, keepdim: bool = False, dim=None) -> "Tensor":
+    def prod(self, axis=None, keepdim: bool = False, dim=None) -> Self:
         axis = _pick_axis(axis, dim)
         axes = _axes(self, axis, "prod")
         if self.dtype == dtypes.float16:   # multiply half in float, like PyTorch
@@ -169,20 +167,19 @@ class ReduceMixin:
             out = out.reshape(tuple(1 if i in axes else s for i, s in enumerate(self.shape)))
         return out
 
-    def any(self, axis=None, keepdim: bool = False, dim=None) -> "Tensor":
+    def any(self, axis=None, keepdim: bool = False, dim=None) -> Self:
         return self.bool()._reduce(Op.RMAX, _pick_axis(axis, dim), keepdim, "any")
 
-    def all(self, axis=None, keepdim: bool = False, dim=None) -> "Tensor":
+    def all(self, axis=None, keepdim: bool = False, dim=None) -> Self:
         _axes(self, _pick_axis(axis, dim), "all")
         return ~((~self.bool()).any(axis, keepdim, dim))
 
-    def argmax(self, axis=None, keepdim: bool = False, dim=None) -> "Tensor":
+    def argmax(self, axis=None, keepdim: bool = False, dim=None) -> Self:
         """Index of the first maximum (of the flattened tensor when axis is None)."""
-        from tinyjit.tensor import Tensor
         axis = _pick_axis(axis, dim)
         if self.ndim == 0:
             _axis(self, 0 if axis is None else axis, "argmax")
-            return Tensor.zeros((), dtype=dtypes.int64, device=self.device)
+            return self.zeros((), dtype=dtypes.int64, device=self.device)
         if axis is None:
             return self.flatten().argmax(0).reshape(()) if not keepdim else \
                 self.flatten().argmax(0).reshape((1,) * self.ndim)
@@ -194,12 +191,12 @@ class ReduceMixin:
         # count down from n so the max over matches is the first index; the indices are computed on the device
         # (an arange uploaded from the host would cost 8 bytes per element of the axis there)
         index_dtype = dtypes.int32 if n < 2 ** 31 else dtypes.int64
-        countdown = n - index_range(n, index_dtype, self.device)
+        countdown = n - self._index_range(n, index_dtype, self.device)
         countdown = countdown.reshape((n,) + (1,) * (self.ndim - a - 1))
         first = (is_max.where(countdown, 0)).amax(a, keepdim=keepdim)
         return (n - first).cast(dtypes.int64)
 
-    def argmin(self, axis=None, keepdim: bool = False, dim=None) -> "Tensor":
+    def argmin(self, axis=None, keepdim: bool = False, dim=None) -> Self:
         """Index of the first minimum (of the flattened tensor when axis is None)."""
         axis = _pick_axis(axis, dim)
         if self.numel() == 0 and (axis is None or self.shape[_axis(self, axis, "argmin")] == 0):
@@ -207,7 +204,7 @@ class ReduceMixin:
         flipped = -self if self.dtype.is_float else ~self
         return flipped.argmax(axis, keepdim, dim)
 
-    def logsumexp(self, axis=None, keepdim: bool = False, dim=None) -> "Tensor":
+    def logsumexp(self, axis=None, keepdim: bool = False, dim=None) -> Self:
         axis = _pick_axis(axis, dim)
         if self.dtype == dtypes.float16:   # the sum of exps in float32 (it can pass half's range), like PyTorch
             return self.float().logsumexp(axis, keepdim).half()
@@ -218,7 +215,7 @@ class ReduceMixin:
             out = out.squeeze(_axes(self, axis, "logsumexp")) if self.ndim else out
         return out
 
-    def softmax(self, axis=-1, dim=None) -> "Tensor":
+    def softmax(self, axis=-1, dim=None) -> Self:
         axis = _pick_axis(axis if dim is None else None, dim) if dim is not None else axis
         axes = _axes(self, axis, "softmax")
         if self.dtype == dtypes.float16:   # the sum and the division in float32, like PyTorch
@@ -229,7 +226,7 @@ class ReduceMixin:
         e = (x - x.amax(axis, keepdim=True)).exp()
         return e / e.sum(axis, keepdim=True)
 
-    def log_softmax(self, axis=-1, dim=None) -> "Tensor":
+    def log_softmax(self, axis=-1, dim=None) -> Self:
         axis = dim if dim is not None else axis
         axes = _axes(self, axis, "log_softmax")
         if self.dtype == dtypes.float16:   # the sum in float32, like PyTorch
@@ -240,7 +237,7 @@ class ReduceMixin:
         shifted = x - x.amax(axis, keepdim=True)
         return shifted - shifted.exp().sum(axis, keepdim=True).log()
 
-    def cumsum(self, axis=None, dim=None) -> "Tensor":
+    def cumsum(self, axis=None, dim=None) -> Self:
         """Running sum along `axis` (default 0): each output sums a window of the left-padded input (one reduce
         kernel)."""
         axis = _pick_axis(axis, dim)
