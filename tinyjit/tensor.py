@@ -1,8 +1,14 @@
 """The user-facing Tensor: a lazy value on a device. Every method builds graph nodes; `.numpy()`, `.item()` and
 `.realize()` schedule, compile and run what is needed.
 
-Composite ops (sigmoid, softmax, matmul, conv2d, ...) are written here and in the mixins from the primitives
-of `tinyjit.ops`; codegen and autograd only ever see primitives.
+This module holds construction, conversion (dtype, device, Python and NumPy values), realizing, `assign` and the
+primitives the mixins build on (`TensorBase`: `_new`, `_apply`, `_operands`, ...). The ops are in the mixins, one
+module per topic, composed here: tensor_arithmetic (+ - * / // % **, comparisons, bitwise, where, clip),
+tensor_math (unary math and activations), tensor_movement (views, cat, split), indexing (x[i], x[i] = v),
+tensor_reduce (sum, max, softmax, cumsum), tensor_nn (matmul, conv, pooling, losses, gather), tensor_linalg
+(einsum, bmm, tril), tensor_sort (sort, topk, unique, multinomial), tensor_create and random (constructors),
+tensor_mutation (in-place methods) and tensor_autograd (backward, hooks, no_grad). Composite ops are written from
+the primitives of `tinyjit.ops`; codegen and autograd only ever see primitives.
 """
 from __future__ import annotations
 
@@ -133,6 +139,9 @@ class Tensor(ArithmeticMixin, AutogradMixin, CreationMixin, RandomMixin, MathMix
 
     # ---- running ----
     def realize(self) -> Tensor:
+        """Compute self now: schedule, compile and run the kernels its graph needs (nothing when it is already
+        computed); returns self. tinyjit's own (PyTorch computes eagerly); any error of a deferred check (an index out
+        of range) is raised here."""
         if self.node.realized:
             return self
         realize_nodes([self.node])
@@ -141,8 +150,9 @@ class Tensor(ArithmeticMixin, AutogradMixin, CreationMixin, RandomMixin, MathMix
 
     @staticmethod
     def realize_all(*tensors: Tensor) -> None:
-        """Realize several tensors in one schedule, so work they share (a forward pass, a backward pass, the
-        optimizer updates that assign into parameters) is computed once and fused across them."""
+        """Realize several tensors in one schedule, so work they share (a forward pass, a backward pass, the optimizer
+        updates that assign into parameters) is computed once and fused across them. tinyjit's own (no PyTorch
+        equivalent)."""
         realize_nodes([t.node for t in tensors])
         for t in tensors:
             t._collapse()
@@ -158,13 +168,18 @@ class Tensor(ArithmeticMixin, AutogradMixin, CreationMixin, RandomMixin, MathMix
             self._node_changed(old)
 
     def numpy(self) -> np.ndarray:
+        """The values as a NumPy array of self's shape and dtype (torch.Tensor.numpy), computing self first; the array
+        is a copy."""
         self.realize()
         return self.node.buffer.numpy().reshape(self.shape)
 
     def tolist(self):
+        """The values as nested Python lists of Python numbers (torch.Tensor.tolist); a number for a 0-d tensor."""
         return self.numpy().tolist()
 
     def item(self):
+        """The value of a one-element tensor as a Python number (torch.Tensor.item); RuntimeError for any other number
+        of elements."""
         if self.numel() != 1:
             raise RuntimeError(f"item(): only a tensor with one element can be converted to a Python scalar, "
                                f"got shape {self.shape}")
@@ -175,13 +190,16 @@ class Tensor(ArithmeticMixin, AutogradMixin, CreationMixin, RandomMixin, MathMix
         return arr if dtype is None else arr.astype(dtype)
 
     def contiguous(self) -> Tensor:
+        """A tensor with a buffer of its own holding self's values in row-major order (torch.Tensor.contiguous); a
+        realized buffer is returned as it is. Differentiable."""
         if self.node.op == Op.BUFFER:
             return self
         return Tensor(Node(Op.CONTIGUOUS, (self.node,), None, self.dtype, self.shape, self.device))._record(self)
 
     def to(self, *args, device=None, dtype=None, **kwargs) -> Tensor:
         """torch.Tensor.to: to(device), to(dtype), to(device, dtype), to(other) (other's device and dtype), and the
-        keywords device= and dtype= (non_blocking= and copy= are accepted). Returns self when nothing changes."""
+        keywords device= and dtype= (non_blocking= and copy= are accepted). Returns self when nothing changes; a copy
+        between devices is differentiable. TypeError for an unknown keyword."""
         for arg in args:
             if isinstance(arg, Tensor):
                 device, dtype = device or arg.device, dtype or arg.dtype
@@ -218,15 +236,18 @@ class Tensor(ArithmeticMixin, AutogradMixin, CreationMixin, RandomMixin, MathMix
         return self.ndim
 
     def cpu(self) -> Tensor:
+        """self on the CPU device (torch.Tensor.cpu); self when it is already there."""
         return self.to("CPU")
 
     def clone(self) -> Tensor:
+        """A copy of self in a buffer of its own (torch.clone), differentiable like PyTorch's."""
         return Tensor(Node(Op.CONTIGUOUS, (self.node,), None, self.dtype, self.shape, self.device))._record(self)
 
     def assign(self, value) -> Tensor:
-        """Write `value` into this tensor's buffer (in place: the buffer is reused, not reallocated). Lazy values
-        built from this tensor before keep the value they read (the old contents are copied for them if they are
-        still needed when the assign runs, see tinyjit.inplace)."""
+        """Write `value` (a tensor or anything Tensor() takes; broadcast to self's shape and cast to its dtype) into
+        self's buffer in place and return self, like torch.Tensor.copy_. Lazy values built from self before keep the
+        value they read (tinyjit.inplace). ValueError for a shape or device that does not fit; RuntimeError for a leaf
+        that requires grad outside no_grad, like PyTorch's in-place ops."""
         value = value if isinstance(value, Tensor) else Tensor(value, dtype=self.dtype, device=self.device)
         if value.shape != self.shape and value.ndim <= self.ndim and \
                 broadcast_shape(value.shape, self.shape, "assign") == self.shape:
@@ -270,6 +291,9 @@ class Tensor(ArithmeticMixin, AutogradMixin, CreationMixin, RandomMixin, MathMix
         return Tensor(node)._record(self, *others)
 
     def cast(self, dtype) -> Tensor:
+        """self converted to `dtype` (a tinyjit dtype, its name, or a NumPy/torch dtype), self when it already has it
+        (torch.Tensor.to(dtype), numpy.ndarray.astype): floats to ints truncate toward zero and wrap like NumPy, not
+        undefined as in C."""
         dtype = dtypes.from_any(dtype)
         if dtype == self.dtype:
             return self
@@ -283,27 +307,35 @@ class Tensor(ArithmeticMixin, AutogradMixin, CreationMixin, RandomMixin, MathMix
         return self._apply(Op.CAST, arg=dtype)
 
     def bitcast(self, dtype) -> Tensor:
+        """The same bytes reinterpreted as `dtype` (torch.Tensor.view(dtype), numpy.ndarray.view); TypeError unless both
+        dtypes have the same size."""
         dtype = dtypes.from_any(dtype)
         if dtype.itemsize != self.dtype.itemsize:
             raise TypeError(f"bitcast: {self.dtype.name} and {dtype.name} differ in size")
         return self if dtype == self.dtype else self._apply(Op.BITCAST, arg=dtype)
 
     def float(self) -> Tensor:
+        """self cast to float32 (torch.Tensor.float)."""
         return self.cast(dtypes.float32)
 
     def half(self) -> Tensor:
+        """self cast to float16 (torch.Tensor.half)."""
         return self.cast(dtypes.float16)
 
     def double(self) -> Tensor:
+        """self cast to float64 (torch.Tensor.double)."""
         return self.cast(dtypes.float64)
 
     def int(self) -> Tensor:
+        """self cast to int32 (torch.Tensor.int)."""
         return self.cast(dtypes.int32)
 
     def long(self) -> Tensor:
+        """self cast to int64 (torch.Tensor.long)."""
         return self.cast(dtypes.int64)
 
     def bool(self) -> Tensor:
+        """self cast to bool, True where nonzero (torch.Tensor.bool)."""
         return self.cast(dtypes.bool)
 
     # ---- broadcasting ----

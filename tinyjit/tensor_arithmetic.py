@@ -25,20 +25,37 @@ def _is_bool(x) -> bool:
 class ArithmeticMixin(TensorBase):
     # ---- arithmetic ----
     def add(self, other, reverse=False) -> Self:
+        """self + other elementwise (torch.add, the + operator); bool + bool is logical or. `other` is a tensor, a
+        Python/NumPy number or a list; dtypes promote and shapes broadcast like PyTorch's (ValueError for shapes that do
+        not broadcast, RuntimeError for tensors on different devices); `reverse` computes other OP self (the reflected
+        operator)."""
         x, y = self._operands(other, "add", reverse)
         return x._apply(Op.ADD, y)
 
     def sub(self, other, reverse=False) -> Self:
+        """self - other elementwise (torch.sub, the - operator). `other` is a tensor, a Python/NumPy number or a list;
+        dtypes promote and shapes broadcast like PyTorch's (ValueError for shapes that do not broadcast, RuntimeError
+        for tensors on different devices); `reverse` computes other OP self (the reflected operator). TypeError for bool
+        tensors, like PyTorch."""
         x, y = self._operands(other, "sub", reverse)
         if x.dtype == dtypes.bool:
             raise TypeError("sub: subtracting bool tensors is not supported; use ^ or logical ops")
         return x._apply(Op.ADD, -y)
 
     def mul(self, other, reverse=False) -> Self:
+        """self * other elementwise (torch.mul, the * operator). `other` is a tensor, a Python/NumPy number or a list;
+        dtypes promote and shapes broadcast like PyTorch's (ValueError for shapes that do not broadcast, RuntimeError
+        for tensors on different devices); `reverse` computes other OP self (the reflected operator)."""
         x, y = self._operands(other, "mul", reverse)
         return x._apply(Op.MUL, y)
 
     def div(self, other, reverse=False, rounding_mode: Optional[str] = None) -> Self:
+        """self / other elementwise (torch.div, the / operator): true division in the least float dtype that holds both
+        (ints and bools divide as float32), IEEE results at 0 (inf, NaN). rounding_mode='trunc' or 'floor' rounds the
+        quotient and keeps int dtypes (an int divided by 0 gives 0 there, where PyTorch raises). `other` is a tensor, a
+        Python/NumPy number or a list; dtypes promote and shapes broadcast like PyTorch's (ValueError for shapes that do
+        not broadcast, RuntimeError for tensors on different devices); `reverse` computes other OP self (the reflected
+        operator)."""
         if rounding_mode == "floor":
             return self.floordiv(other, reverse)
         if rounding_mode == "trunc":
@@ -53,6 +70,11 @@ class ArithmeticMixin(TensorBase):
         return x._apply(Op.IDIV, y)   # IEEE division, correctly rounded on every backend (not x * (1 / y))
 
     def floordiv(self, other, reverse=False) -> Self:
+        """floor(self / other) elementwise (torch.floor_divide, the // operator), keeping the promoted dtype: floats
+        from the exact remainder like torch (1. // 0.1 is 9), ints floored (an int divided by 0 gives 0; PyTorch
+        raises), gradient 0. `other` is a tensor, a Python/NumPy number or a list; dtypes promote and shapes broadcast
+        like PyTorch's (ValueError for shapes that do not broadcast, RuntimeError for tensors on different devices);
+        `reverse` computes other OP self (the reflected operator)."""
         x, y = self._operands(other, "floordiv", reverse)
         if x.dtype.is_float:
             return x._float_floordiv(y)
@@ -91,6 +113,11 @@ class ArithmeticMixin(TensorBase):
         return (out == out).where(out, anchor)
 
     def mod(self, other, reverse=False) -> Self:
+        """The remainder with the sign of the divisor elementwise (torch.remainder, Python's %), keeping the promoted
+        dtype; floats from the exact fmod, ints give 0 for a divisor of 0 (PyTorch raises). `other` is a tensor, a
+        Python/NumPy number or a list; dtypes promote and shapes broadcast like PyTorch's (ValueError for shapes that do
+        not broadcast, RuntimeError for tensors on different devices); `reverse` computes other OP self (the reflected
+        operator)."""
         x, y = self._operands(other, "mod", reverse)
         if x.dtype.is_float:
             # the exact remainder (fmod) moved to the sign of the divisor, like torch.remainder and Python's %
@@ -215,22 +242,34 @@ class ArithmeticMixin(TensorBase):
         return (y < 0).where(negative, out)
 
     def neg(self) -> Self:
+        """-self elementwise (torch.neg, unary -), keeping the dtype (unsigned ints wrap); TypeError for a bool tensor,
+        like PyTorch."""
         if self.dtype == dtypes.bool:
             raise TypeError("neg: negation of a bool tensor is not supported; use ~ (logical not)")
         return self._apply(Op.NEG)
 
     def maximum(self, other) -> Self:
+        """The larger of self and other elementwise (torch.maximum): NaN wins; at ties the gradient is split evenly
+        between the two, like PyTorch. `other` is a tensor, a Python/NumPy number or a list; dtypes promote and shapes
+        broadcast like PyTorch's (ValueError for shapes that do not broadcast, RuntimeError for tensors on different
+        devices); `reverse` computes other OP self (the reflected operator)."""
         x, y = self._operands(other, "maximum")
         return x._apply(Op.MAX, y)
 
     def minimum(self, other) -> Self:
+        """The smaller of self and other elementwise (torch.minimum): NaN wins; at ties the gradient is split evenly.
+        `other` is a tensor, a Python/NumPy number or a list; dtypes promote and shapes broadcast like PyTorch's
+        (ValueError for shapes that do not broadcast, RuntimeError for tensors on different devices); `reverse` computes
+        other OP self (the reflected operator)."""
         x, y = self._operands(other, "minimum")
         return -((-x)._apply(Op.MAX, -y)) if not x.dtype.is_unsigned and x.dtype != dtypes.bool else \
             ~((~x)._apply(Op.MAX, ~y))
 
     def clip(self, min=None, max=None, min_=None, max_=None) -> Self:   # torch's argument names
-        """torch.clamp: clamp(min, max), clamp(min=...), clamp(max=...) (numbers or tensors; min_/max_ are the older
-        spellings). Where, not maximum/minimum: x keeps its gradient at the bounds (and NaN stays NaN)."""
+        """torch.clamp / numpy.clip: clamp(min, max), clamp(min=...), clamp(max=...) with numbers or tensors (broadcast
+        to self; min_/max_ are older spellings); keeps self's dtype when the bounds fit it (RuntimeError for an int
+        bound outside it, like PyTorch). NaN in self or a bound gives NaN; self keeps its gradient at the bounds (a
+        where, not maximum/minimum)."""
         min_ = min if min is not None else min_
         max_ = max if max is not None else max_
         for bound in (min_, max_):
@@ -255,7 +294,9 @@ class ArithmeticMixin(TensorBase):
     clamp = clip
 
     def where(self, x, y) -> Self:
-        """self ? x : y with broadcasting (self is the condition)."""
+        """torch.where(self, x, y) / numpy.where: x where self (the condition, cast to bool) is true, else y, all three
+        broadcast together; x and y are tensors or numbers and their dtypes promote (a number kept in a tensor's dtype
+        must fit it: RuntimeError otherwise). The gradient flows to x and y, not to the condition."""
         self._same_device("where", x, y)
         cond = self if self.dtype == dtypes.bool else self.cast(dtypes.bool)
         if not isinstance(x, TensorBase) and not isinstance(y, TensorBase):
@@ -301,12 +342,42 @@ class ArithmeticMixin(TensorBase):
             return x._apply(Op.CMPNE, y)
         return ~x._apply(Op.CMPNE, y)
 
-    def __lt__(self, other): return self._compare(other, "lt")           # noqa: E704
-    def __gt__(self, other): return self._compare(other, "gt")           # noqa: E704
-    def __le__(self, other): return self._compare(other, "le")           # noqa: E704
-    def __ge__(self, other): return self._compare(other, "ge")           # noqa: E704
-    def __eq__(self, other): return self._compare(other, "eq")           # noqa: E704
-    def __ne__(self, other): return self._compare(other, "ne")           # noqa: E704
+    def __lt__(self, other):
+        """self < other elementwise (torch.lt). A bool tensor of the broadcast shape. A Python int outside an int
+        tensor's range is compared by value, never wrapped (NumPy 2; PyTorch 2.13 wraps it). Dtypes promote and shapes
+        broadcast as for +."""
+        return self._compare(other, "lt")
+
+    def __gt__(self, other):
+        """self > other elementwise (torch.gt). A bool tensor of the broadcast shape. A Python int outside an int
+        tensor's range is compared by value, never wrapped (NumPy 2; PyTorch 2.13 wraps it). Dtypes promote and shapes
+        broadcast as for +."""
+        return self._compare(other, "gt")
+
+    def __le__(self, other):
+        """self <= other elementwise (torch.le); False where either side is NaN. A bool tensor of the broadcast shape. A
+        Python int outside an int tensor's range is compared by value, never wrapped (NumPy 2; PyTorch 2.13 wraps it).
+        Dtypes promote and shapes broadcast as for +."""
+        return self._compare(other, "le")
+
+    def __ge__(self, other):
+        """self >= other elementwise (torch.ge); False where either side is NaN. A bool tensor of the broadcast shape. A
+        Python int outside an int tensor's range is compared by value, never wrapped (NumPy 2; PyTorch 2.13 wraps it).
+        Dtypes promote and shapes broadcast as for +."""
+        return self._compare(other, "ge")
+
+    def __eq__(self, other):
+        """self == other elementwise (torch.eq): a tensor, not a Python bool; NaN equals nothing. A bool tensor of the
+        broadcast shape. A Python int outside an int tensor's range is compared by value, never wrapped (NumPy 2;
+        PyTorch 2.13 wraps it). Dtypes promote and shapes broadcast as for +."""
+        return self._compare(other, "eq")
+
+    def __ne__(self, other):
+        """self != other elementwise (torch.ne): a tensor, not a Python bool; NaN differs from everything. A bool tensor
+        of the broadcast shape. A Python int outside an int tensor's range is compared by value, never wrapped (NumPy 2;
+        PyTorch 2.13 wraps it). Dtypes promote and shapes broadcast as for +."""
+        return self._compare(other, "ne")
+
     lt, gt, le, ge, eq, ne = __lt__, __gt__, __le__, __ge__, __eq__, __ne__
 
     # bitwise / logical
@@ -316,26 +387,42 @@ class ArithmeticMixin(TensorBase):
             raise DTypeNotSupported(f"{name}: bitwise ops need int or bool tensors, got {x.dtype.name}")
         return x._apply(op, y)
 
-    def bitwise_and(self, other, reverse=False): return self._bitwise(other, Op.AND, "and", reverse)  # noqa: E704
-    def bitwise_or(self, other, reverse=False): return self._bitwise(other, Op.OR, "or", reverse)     # noqa: E704
-    def bitwise_xor(self, other, reverse=False): return self._bitwise(other, Op.XOR, "xor", reverse)  # noqa: E704
+    def bitwise_and(self, other, reverse=False):
+        """self & other elementwise (torch.bitwise_and, logical and for bools); dtypes promote and shapes broadcast as
+        for +. TypeError (DTypeNotSupported) for float tensors."""
+        return self._bitwise(other, Op.AND, "and", reverse)
+
+    def bitwise_or(self, other, reverse=False):
+        """self | other elementwise (torch.bitwise_or, logical or for bools); dtypes promote and shapes broadcast as for
+        +. TypeError (DTypeNotSupported) for float tensors."""
+        return self._bitwise(other, Op.OR, "or", reverse)
+
+    def bitwise_xor(self, other, reverse=False):
+        """self ^ other elementwise (torch.bitwise_xor, logical xor for bools); dtypes promote and shapes broadcast as
+        for +. TypeError (DTypeNotSupported) for float tensors."""
+        return self._bitwise(other, Op.XOR, "xor", reverse)
 
     def bitwise_not(self) -> Self:
+        """~self elementwise (torch.bitwise_not): every bit flipped, logical not for a bool tensor; keeps the dtype.
+        `logical_not` is the same method: torch.logical_not for bool tensors, but on an int tensor it flips the bits
+        where torch.logical_not returns x == 0. TypeError (DTypeNotSupported) for float tensors."""
         if self.dtype.is_float:
             raise DTypeNotSupported(f"bitwise_not: needs an int or bool tensor, got {self.dtype.name}")
-        return self._apply(Op.XOR, self.full_like(True if self.dtype == dtypes.bool else -1
-                                                    if not self.dtype.is_unsigned else (1 << self.dtype.bits) - 1))
+        ones = True if self.dtype == dtypes.bool else -1 if not self.dtype.is_unsigned else (1 << self.dtype.bits) - 1
+        return self._apply(Op.XOR, self.full_like(ones))
 
     logical_not = bitwise_not
 
     def lshift(self, bits, reverse=False) -> Self:
-        """self << bits (an int or int tensor; dtypes promote as for +). A shift by a negative amount or by the
-        dtype's width or more gives 0, as in PyTorch (the hardware's shifts leave those undefined)."""
+        """self << bits elementwise (torch.bitwise_left_shift; `bits` an int or int tensor, dtypes promote as for +). A
+        shift by a negative amount or by the dtype's width or more gives 0, as in PyTorch (the hardware's shifts leave
+        those undefined). TypeError (DTypeNotSupported) for float and bool tensors."""
         return self._shift(bits, Op.SHL, "lshift", reverse)
 
     def rshift(self, bits, reverse=False) -> Self:
-        """self >> bits, arithmetic for signed dtypes. A shift by a negative amount or by the dtype's width or
-        more gives 0, or -1 for a negative signed value, as in PyTorch."""
+        """self >> bits elementwise (torch.bitwise_right_shift), arithmetic for signed dtypes. A shift by a negative
+        amount or by the dtype's width or more gives 0, or -1 for a negative signed value, as in PyTorch. TypeError
+        (DTypeNotSupported) for float and bool tensors."""
         return self._shift(bits, Op.SHR, "rshift", reverse)
 
     def _shift(self, other, op: Op, name: str, reverse: bool) -> Self:

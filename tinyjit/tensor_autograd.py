@@ -67,6 +67,7 @@ class RemovableHandle:
         self.id = RemovableHandle._next_id
 
     def remove(self) -> None:
+        """Unregister the hook (torch.utils.hooks.RemovableHandle.remove); removing it twice does nothing."""
         self._hooks.pop(self.id, None)
 
     def __enter__(self):
@@ -87,6 +88,7 @@ def _run_hooks(hooks: dict, grad: Node, make: Callable[[Node], TensorBase]) -> N
             raise RuntimeError(f"register_hook: a hook must return None or a tensor of the gradient's shape "
                                f"{grad.shape}, got {getattr(out, 'shape', type(out).__name__)}")
         grad = out.node if out.dtype == grad.dtype else out.node.alu(Op.CAST, arg=grad.dtype)
+
     return grad
 
 
@@ -129,7 +131,8 @@ def _register(t: TensorBase) -> None:
 
 
 class no_grad:   # named like torch.no_grad
-    """Turn gradient recording off: `with Tensor.no_grad():`, `@Tensor.no_grad()` or `@Tensor.no_grad`."""
+    """torch.no_grad: turn gradient recording off (process-wide) inside `with Tensor.no_grad():` (or
+    `tinyjit.no_grad()`), or for a function decorated `@Tensor.no_grad()` or `@Tensor.no_grad`."""
 
     def __new__(cls, fn=None):
         if fn is not None:   # used as a bare decorator
@@ -188,6 +191,9 @@ class AutogradMixin(TensorBase):
 
     @property
     def requires_grad(self) -> Optional[bool]:
+        """Whether gradients are computed for this tensor (torch.Tensor.requires_grad): set it on a float leaf to
+        make it a parameter; results of ops on such tensors have it (None is false). Setting True on a non-float
+        tensor, or False on a result computed from tensors that require grad, raises RuntimeError like PyTorch."""
         return self._requires_grad
 
     @requires_grad.setter
@@ -219,16 +225,20 @@ class AutogradMixin(TensorBase):
             _leaf_nodes[self.node] = ref
 
     def requires_grad_(self, requires_grad: bool = True) -> Self:
+        """Set requires_grad in place and return self (torch.Tensor.requires_grad_); RuntimeError as for the
+        requires_grad property."""
         self.requires_grad = requires_grad
         return self
 
     @property
     def is_leaf(self) -> bool:
-        """True unless the tensor is the result of an op recorded for autograd."""
+        """torch.Tensor.is_leaf: True unless the tensor is the result of an op recorded for autograd (a tensor made by
+        the user, or computed from tensors that do not require grad or under no_grad)."""
         return self._ctx is None
 
     def detach(self) -> Self:
-        """The same value (the same node, no copy) with gradient flow cut."""
+        """The same value (the same node, no copy) with gradient flow cut (torch.Tensor.detach). Unlike PyTorch's, it is
+        a value, not an alias: a later in-place update of self does not change it."""
         return self._new(self.node, requires_grad=False)
 
     def _record(self, *inputs: Self) -> Self:
@@ -273,6 +283,8 @@ class AutogradMixin(TensorBase):
 
     @property
     def retains_grad(self) -> bool:
+        """torch.Tensor.retains_grad: whether retain_grad() was called on this result (backward() then fills its
+        .grad)."""
         return id(self) in _retained
 
     def _record_assign(self) -> None:
@@ -337,6 +349,7 @@ def _grad_tensor(g: Node, create_graph: bool, make: Callable[[Node], TensorBase]
     t = make(g)
     if create_graph and _grad_requires(g):
         t._requires_grad, t._ctx = True, g.op
+
     return t
 
 
@@ -350,6 +363,7 @@ def grad_of(outputs: Union[TensorBase, Sequence[TensorBase]], inputs: Union[Tens
     inputs = [inputs] if isinstance(inputs, TensorBase) else list(inputs)
     if grad_outputs is not None and not isinstance(grad_outputs, (list, tuple)):
         grad_outputs = [grad_outputs]
+
     for i, t in enumerate(inputs):
         if not t.requires_grad:
             raise RuntimeError(f"gradient: input {i} (shape {t.shape}) does not require grad; create it with "
@@ -388,6 +402,7 @@ def _gradients(outputs: list, tensors: list, grad_outputs: Optional[list], op: s
     position = {id(t): i for i, t in enumerate(tensors)}
     for i, t in enumerate(tensors):
         by_node.setdefault(id(t.node), []).append(i)
+
     leaf_nodes = {id(t.node) for t in tensors if t._ctx is None}
 
     def leaf_of(node: Node):
@@ -408,9 +423,11 @@ def _gradients(outputs: list, tensors: list, grad_outputs: Optional[list], op: s
         if leaf is not None and id(leaf) in position:
             owners.add(position[id(leaf)])
         matched.extend((i, node) for i in sorted(owners))
+
     result: list[Optional[Node]] = [None] * len(tensors)
     if not matched:
         return result
+
     hook = functools.partial(_node_hook, make=make) if _node_hooks else None
     grads = autograd_graph.gradient(out_nodes, [n for _, n in matched], grad_nodes, edges, hook=hook)
     for (i, _), g in zip(matched, grads):
@@ -422,4 +439,5 @@ def _gradients(outputs: list, tensors: list, grad_outputs: Optional[list], op: s
             result[i] = _run_hooks(hooks, result[i], make)
     if create_graph:
         _record_gradient_graph(result, out_nodes + list(grad_nodes or []))
+
     return result

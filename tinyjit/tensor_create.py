@@ -1,4 +1,4 @@
-"""Tensor constructors: constants, ranges, identity, empty buffers and random numbers."""
+"""Tensor constructors: constants, ranges, identity and empty buffers (random ones are in tinyjit/random.py)."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Optional, Union
@@ -20,6 +20,7 @@ def shape_arg(shape) -> tuple[int, ...]:
     """Accept f(2, 3), f((2, 3)) and f([2, 3]) spellings of a shape."""
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
         shape = shape[0]
+
     shape = tuple(shape) if isinstance(shape, (tuple, list)) else (shape,)
     for s in shape:
         if not isinstance(s, (int, np.integer)) or s < 0:
@@ -40,16 +41,22 @@ class CreationMixin(TensorBase):
 
     @classmethod
     def zeros(cls, *shape, dtype=None, device=None, requires_grad=None) -> Self:
+        """A tensor of `shape` filled with 0 (torch.zeros), of `dtype` (default float32); the shape as f(2, 3), f((2,
+        3)) or f([2, 3]). ValueError for a negative size."""
         return cls.full(shape_arg(shape), 0.0, dtype=dtype or dtypes.default_float, device=device,
                         requires_grad=requires_grad)
 
     @classmethod
     def ones(cls, *shape, dtype=None, device=None, requires_grad=None) -> Self:
+        """A tensor of `shape` filled with 1 (torch.ones), of `dtype` (default float32); the shape as f(2, 3), f((2, 3))
+        or f([2, 3]). ValueError for a negative size."""
         return cls.full(shape_arg(shape), 1.0, dtype=dtype or dtypes.default_float, device=device,
                         requires_grad=requires_grad)
 
     @classmethod
     def empty(cls, *shape, dtype=None, device=None) -> Self:
+        """An uninitialized tensor of `shape` (torch.empty), of `dtype` (default float32): no values are written until
+        something assigns them. ValueError for a negative size."""
         dt = dtypes.from_any(dtype or dtypes.default_float)
         return cls._new(Node.empty(shape_arg(shape), dt, canonicalize(device)))
 
@@ -77,19 +84,26 @@ class CreationMixin(TensorBase):
                           requires_grad=requires_grad)
 
     def full_like(self, fill_value: Scalar, dtype=None, device=None) -> Self:
+        """A tensor of self's shape filled with `fill_value` (torch.full_like), of self's dtype and device unless given;
+        RuntimeError for a value the int dtype cannot hold."""
         return type(self).full(self.shape, fill_value, dtype=dtype or self.dtype, device=device or self.device)
 
     def zeros_like(self, dtype=None, device=None) -> Self:
+        """Zeros of self's shape (torch.zeros_like), of self's dtype and device unless given."""
         return self.full_like(0, dtype, device)
 
     def ones_like(self, dtype=None, device=None) -> Self:
+        """Ones of self's shape (torch.ones_like), of self's dtype and device unless given."""
         return self.full_like(1, dtype, device)
 
     def empty_like(self, dtype=None, device=None) -> Self:
+        """An uninitialized tensor of self's shape (torch.empty_like), of self's dtype and device unless given."""
         return type(self).empty(*self.shape, dtype=dtype or self.dtype, device=device or self.device)
 
     @classmethod
     def arange(cls, start, stop=None, step=1, dtype=None, device=None) -> Self:
+        """start, start + step, ... below stop (torch.arange, numpy.arange; arange(stop) starts at 0): int64 for int
+        arguments, float32 when one is a float, unless `dtype` is given. ValueError for step 0."""
         if stop is None:
             start, stop = 0, start
         if step == 0:
@@ -106,11 +120,15 @@ class CreationMixin(TensorBase):
 
     @classmethod
     def linspace(cls, start, stop, steps: int, dtype=None, device=None) -> Self:
+        """`steps` evenly spaced values from start to stop inclusive (torch.linspace, numpy.linspace), of `dtype`
+        (default float32)."""
         dt = dtypes.from_any(dtype) if dtype is not None else dtypes.default_float
         return cls._new(np.linspace(start, stop, steps).astype(dt.np), device=device)
 
     @classmethod
     def eye(cls, n: int, m: Optional[int] = None, dtype=None, device=None) -> Self:
+        """The n x m identity matrix (m defaults to n; torch.eye, numpy.eye), of `dtype` (default float32), built from
+        movement ops without uploading it."""
         m = n if m is None else m
         dt = dtypes.from_any(dtype) if dtype is not None else dtypes.default_float
         if n > m:   # the trick below puts row i's 1 at column i only while i <= m

@@ -36,6 +36,7 @@ def _pick_axis(axis, dim):
     """Accept PyTorch's `dim=` and NumPy's `axis=` spellings."""
     if axis is not None and dim is not None and axis != dim:
         raise TypeError("pass either axis= or dim=, not both")
+
     return axis if axis is not None else dim
 
 
@@ -43,8 +44,10 @@ def _keyword_dims(args: tuple, kwargs: dict, name: str, op: str) -> tuple:
     """The positional sizes, or torch's keyword spelling (reshape(shape=...), view(size=...), permute(dims=...))."""
     if not kwargs:
         return args
+
     if set(kwargs) != {name} or args:
         raise TypeError(f"{op}: takes the sizes positionally or as {name}=, got {args} and {sorted(kwargs)}")
+
     value = kwargs[name]
     return (tuple(value),) if isinstance(value, (tuple, list)) else (value,)
 
@@ -52,6 +55,7 @@ def _keyword_dims(args: tuple, kwargs: dict, name: str, op: str) -> tuple:
 def _dims(args) -> tuple:
     if len(args) == 1 and isinstance(args[0], (tuple, list)):
         return tuple(args[0])
+
     return tuple(args)
 
 
@@ -68,7 +72,9 @@ class MovementMixin(TensorBase):
         return self._new(node)._record(self)
 
     def reshape(self, *shape, **kwargs) -> Self:
-        """torch.reshape: reshape(2, 3), reshape((2, 3)) or reshape(shape=(2, 3)); one size may be -1."""
+        """torch.reshape / numpy.reshape: reshape(2, 3), reshape((2, 3)) or reshape(shape=(2, 3)), one size may be
+        -1; a view (no copy). ValueError for more than one -1, a negative size or a size that does not hold the same
+        number of elements."""
         shape = _dims(_keyword_dims(shape, kwargs, "shape", "reshape"))
         if sum(1 for s in shape if s == -1) > 1:
             raise ValueError(f"reshape: only one dimension can be -1, got {shape}")
@@ -99,7 +105,8 @@ class MovementMixin(TensorBase):
         return self.reshape(other.shape)
 
     def permute(self, *order, **kwargs) -> Self:
-        """torch.permute: permute(1, 0), permute((1, 0)) or permute(dims=(1, 0))."""
+        """torch.permute / numpy.transpose: the dims reordered, permute(1, 0), permute((1, 0)) or permute(dims=(1,
+        0)); a view. RuntimeError unless the dims are a permutation of all of self's."""
         dims = _dims(_keyword_dims(order, kwargs, "dims", "permute"))
         if len(dims) != self.ndim:
             raise RuntimeError(f"permute: {dims} is not a permutation of the {self.ndim} dims of shape {self.shape}")
@@ -107,7 +114,9 @@ class MovementMixin(TensorBase):
         return self._movement(Op.PERMUTE, order)
 
     def expand(self, *shape, **kwargs) -> Self:
-        """torch.Tensor.expand: expand(4, 3), expand((4, 3)) or expand(size=(4, 3)); -1 keeps a size."""
+        """torch.Tensor.expand: size-1 dims repeated (and new leading dims added) without copying, expand(4, 3),
+        expand((4, 3)) or expand(size=(4, 3)); -1 keeps a size. ValueError for a dim that is neither 1 nor the target
+        size, or fewer target dims than self has."""
         shape = _dims(_keyword_dims(shape, kwargs, "size", "expand"))
         if len(shape) < self.ndim:
             raise ValueError(f"expand: target {shape} has fewer dims than the tensor's shape {self.shape}")
@@ -119,13 +128,17 @@ class MovementMixin(TensorBase):
         return x._movement(Op.EXPAND, new)
 
     def expand_as(self, other) -> Self:
+        """self expanded to other's shape (torch.Tensor.expand_as): a view; ValueError when it does not expand to it."""
         return self.expand(other.shape)
 
     def broadcast_to(self, shape) -> Self:
+        """self broadcast to `shape` (torch.broadcast_to, numpy.broadcast_to): a view, -1 keeps a size; ValueError when
+        the shapes do not broadcast."""
         return self.expand(shape)
 
     def shrink(self, arg) -> Self:
-        """Keep [lo, hi) of each dimension (None keeps it whole)."""
+        """The view of [lo, hi) of each dim, `arg` one (lo, hi) pair or None (the whole dim) per dim: a slice with step
+        1 (like self[lo0:hi0, lo1:hi1, ...] in torch and NumPy). ValueError for a range outside its dim."""
         arg = tuple((0, s) if a is None else tuple(a) for a, s in zip(arg, self.shape))
         for (lo, hi), s in zip(arg, self.shape):
             if not 0 <= lo <= hi <= s:
@@ -162,7 +175,8 @@ class MovementMixin(TensorBase):
         return out
 
     def flip(self, *axes, dims=None, axis=None) -> Self:
-        """Reverse the given axes (PyTorch's `flip(dims)`, NumPy's `flip(axis=)`, or `flip(0, 2)`)."""
+        """The order of the elements reversed along the given dims (torch.flip(dims), numpy.flip(axis=), or flip(0,
+        2)); a view. IndexError for a dim out of range, RuntimeError for a dim named twice."""
         if dims is not None or axis is not None:
             axes = (_pick_axis(axis, dims),)
         axes = tuple(sorted(_distinct_axes(self, _dims(axes), "flip")))
@@ -170,6 +184,8 @@ class MovementMixin(TensorBase):
 
     # ---- derived ----
     def transpose(self, dim0: int = -2, dim1: int = -1) -> Self:
+        """self with dims dim0 and dim1 swapped (torch.transpose): a view; negative dims count from the end. A tensor of
+        fewer than 2 dims is returned as it is for the default dims (-2, -1); IndexError for a dim out of range."""
         if self.ndim < 2 and dim0 in (-2, -1) and dim1 in (-2, -1):
             return self
         d0, d1 = _axis(self, dim0, "transpose"), _axis(self, dim1, "transpose")
@@ -179,13 +195,18 @@ class MovementMixin(TensorBase):
 
     @property
     def T(self) -> Self:
+        """self with the order of all its dims reversed (torch.Tensor.T, numpy.ndarray.T): a view."""
         return self.permute(tuple(reversed(range(self.ndim))))
 
     @property
     def mT(self) -> Self:
+        """self with its last two dims swapped (torch.Tensor.mT): a view; a tensor of fewer than 2 dims is returned
+        as it is (PyTorch raises)."""
         return self.transpose(-2, -1)
 
     def flatten(self, start_dim: int = 0, end_dim: int = -1) -> Self:
+        """Dims start_dim..end_dim merged into one (torch.flatten): a view; a 0-d tensor becomes shape (1,).
+        RuntimeError when start_dim comes after end_dim, IndexError for a dim out of range."""
         if self.ndim == 0:
             return self.reshape(1)
         s, e = _axis(self, start_dim, "flatten"), _axis(self, end_dim, "flatten")
@@ -194,6 +215,8 @@ class MovementMixin(TensorBase):
         return self.reshape(self.shape[:s] + (prod(self.shape[s:e + 1]),) + self.shape[e + 1:])
 
     def unflatten(self, dim: int, sizes) -> Self:
+        """Dim `dim` split into `sizes` (torch.unflatten), one of which may be -1: a view. RuntimeError for a size that
+        is not a non-negative int, ValueError when the sizes do not multiply to the dim."""
         d = _axis(self, dim, "unflatten")
         sizes = tuple(sizes)
         if any(not isinstance(s, (int, np.integer)) or isinstance(s, bool) or s < -1 for s in sizes):
@@ -206,6 +229,8 @@ class MovementMixin(TensorBase):
         return self.reshape(self.shape[:d] + sizes + self.shape[d + 1:])
 
     def squeeze(self, dim=None, axis=None) -> Self:
+        """self without dims of size 1 (torch.squeeze, numpy.squeeze): all of them, or only `dim` (an int or a tuple; a
+        named dim of another size is kept, like PyTorch). `axis=` is NumPy's spelling. A view."""
         dim = _pick_axis(axis, dim)
         if dim is None:
             return self.reshape(tuple(s for s in self.shape if s != 1))
@@ -213,6 +238,8 @@ class MovementMixin(TensorBase):
         return self.reshape(tuple(s for i, s in enumerate(self.shape) if not (i in dims and s == 1)))
 
     def unsqueeze(self, dim: Optional[int] = None, axis: Optional[int] = None) -> Self:
+        """self with a new dim of size 1 at `dim` (torch.unsqueeze; numpy.expand_dims with `axis=`), negative counting
+        from the end of the result. A view; TypeError without a dim, IndexError for one out of range."""
         dim = _pick_axis(axis, dim)
         if dim is None:
             raise TypeError("unsqueeze: missing the dim (or axis) argument")
@@ -220,6 +247,9 @@ class MovementMixin(TensorBase):
         return self.reshape(self.shape[:d] + (1,) + self.shape[d:])
 
     def repeat(self, *repeats) -> Self:
+        """self tiled `repeats` times along each dim (torch.Tensor.repeat, numpy.tile), with new leading dims when there
+        are more repeats than dims: expand and reshape, no copy until used. RuntimeError for a negative or non-int
+        repeat, ValueError for fewer repeats than dims."""
         repeats = _dims(repeats)
         for r in repeats:
             if not isinstance(r, (int, np.integer)) or isinstance(r, bool) or r < 0:
@@ -245,6 +275,8 @@ class MovementMixin(TensorBase):
         return x.reshape(self.shape[:axis] + (count,) + self.shape[axis + 1:])
 
     def chunk(self, chunks: int, dim: int = 0, axis: Optional[int] = None) -> list[Self]:
+        """self split into `chunks` pieces of ceil(size / chunks) along `dim` (torch.chunk; the last may be smaller, and
+        there may be fewer pieces): a list of views. ValueError unless chunks > 0."""
         dim = _pick_axis(axis, dim if axis is None else None)
         d = _axis(self, dim, "chunk")
         if chunks <= 0:
@@ -253,6 +285,9 @@ class MovementMixin(TensorBase):
         return self.split(size, d)
 
     def split(self, split_size, dim: int = 0, axis: Optional[int] = None) -> list[Self]:
+        """self split along `dim` into pieces of `split_size` (the last may be smaller) or of the given list of sizes
+        (torch.split): a list of views. ValueError for a non-positive size or sizes that do not add up to the dim,
+        RuntimeError for a 0-d tensor."""
         dim = _pick_axis(axis, dim if axis is None else None)
         if self.ndim == 0:
             raise RuntimeError("split: a 0-d tensor cannot be split (it has no dim); reshape it to (1,) first")
@@ -324,7 +359,8 @@ class MovementMixin(TensorBase):
         return out
 
     def stack(self, *others, dim: int = 0, axis: Optional[int] = None) -> Self:
-        """Join along a new axis `dim`; the same spellings as `cat` (`Tensor.stack([a, b], dim=0)`)."""
+        """Join tensors of one shape along a new dim `dim` (torch.stack, numpy.stack); the same spellings as `cat`
+        (`Tensor.stack([a, b], dim=0)`), dtypes promote. ValueError for different shapes or an empty list."""
         tensors, dim = _tensor_list(self, others, dim if axis is None else axis, "stack")
         first = tensors[0]
         d = _axis(first, dim, "stack", 1)
@@ -341,10 +377,13 @@ def _tensor_list(first, rest: tuple, dim: int, op: str) -> tuple[list, int]:
         if len(rest) == 1 and isinstance(rest[0], int) and not isinstance(rest[0], bool):
             dim, rest = rest[0], ()
         tensors = list(first) + list(rest)
+
     else:
         tensors = [first, *rest]
+
     if not tensors:
         raise ValueError(f"{op}: expected a non-empty list of tensors")
+
     for t in tensors:
         if not isinstance(t, TensorBase):
             raise TypeError(f"{op}: expected tensors, got {type(t).__name__}")
@@ -352,12 +391,18 @@ def _tensor_list(first, rest: tuple, dim: int, op: str) -> tuple[list, int]:
 
 
 def cat(tensors: Sequence[TensorBase], dim: int = 0) -> TensorBase:
+    """torch.cat(tensors, dim) as a function: the tensors joined along `dim` (see Tensor.cat); ValueError for an empty
+    list."""
     if not tensors:
         raise ValueError("cat: expected a non-empty list of tensors")
+
     return tensors[0].cat(*tensors[1:], dim=dim)
 
 
 def stack(tensors: Sequence[TensorBase], dim: int = 0) -> TensorBase:
+    """torch.stack(tensors, dim) as a function: the tensors joined along a new dim (see Tensor.stack); ValueError for an
+    empty list."""
     if not tensors:
         raise ValueError("stack: expected a non-empty list of tensors")
+
     return tensors[0].stack(*tensors[1:], dim=dim)

@@ -22,8 +22,10 @@ def _castable(result, target) -> bool:
     """torch.can_cast for an in-place result: never float -> int/bool, nor int -> bool."""
     if result.is_float:
         return target.is_float
+
     if result.is_int:
         return target != dtypes.bool
+
     return True
 
 
@@ -46,24 +48,32 @@ class MutationMixin(TensorBase):
         return self.assign(result)
 
     def add_(self, other, alpha=1) -> Self:
-        """torch.Tensor.add_: self += alpha * other, in place; returns self."""
+        """torch.Tensor.add_: self += alpha * other, in place; returns self. RuntimeError (like PyTorch) for a leaf
+        that requires grad outside no_grad, a result whose dtype cannot be kept (float into an int tensor) or a
+        broadcast shape larger than self's."""
         return self._inplace(self + (other if alpha == 1 else other * alpha), "add_")
 
     def sub_(self, other, alpha=1) -> Self:
-        """torch.Tensor.sub_: self -= alpha * other, in place; returns self."""
+        """torch.Tensor.sub_: self -= alpha * other, in place; returns self. RuntimeError (like PyTorch) for a leaf
+        that requires grad outside no_grad, a result whose dtype cannot be kept (float into an int tensor) or a
+        broadcast shape larger than self's."""
         return self._inplace(self - (other if alpha == 1 else other * alpha), "sub_")
 
     def mul_(self, other) -> Self:
-        """torch.Tensor.mul_: self *= other, in place; returns self."""
+        """torch.Tensor.mul_: self *= other, in place; returns self. RuntimeError (like PyTorch) for a leaf that
+        requires grad outside no_grad, a result whose dtype cannot be kept (float into an int tensor) or a broadcast
+        shape larger than self's."""
         return self._inplace(self * other, "mul_")
 
     def div_(self, other, rounding_mode: Optional[str] = None) -> Self:
-        """torch.Tensor.div_: self /= other in place (true division: an int tensor raises unless rounding_mode
-        is 'trunc' or 'floor')."""
+        """torch.Tensor.div_: self /= other in place (true division, so an int tensor raises unless rounding_mode is
+        'trunc' or 'floor'); returns self. RuntimeError (like PyTorch) for a leaf that requires grad outside no_grad,
+        a result whose dtype cannot be kept (float into an int tensor) or a broadcast shape larger than self's."""
         return self._inplace(self.div(other, rounding_mode=rounding_mode), "div_")
 
     def zero_(self) -> Self:
-        """torch.Tensor.zero_: fill with zeros, in place."""
+        """torch.Tensor.zero_: every element set to 0, in place; returns self. RuntimeError for a leaf that requires
+        grad outside no_grad."""
         return self.fill_(0)
 
     def fill_(self, value) -> Self:
@@ -79,7 +89,9 @@ class MutationMixin(TensorBase):
         return self.assign(filled)
 
     def clamp_(self, min=None, max=None) -> Self:   # torch's argument names
-        """torch.Tensor.clamp_: clamp(min, max) in place."""
+        """torch.Tensor.clamp_: clamp(min, max) written into self; returns self. RuntimeError (like PyTorch) for a
+        leaf that requires grad outside no_grad, a result whose dtype cannot be kept (float into an int tensor) or a
+        broadcast shape larger than self's."""
         return self._inplace(self.clamp(min, max), "clamp_")
 
     clip_ = clamp_
@@ -100,7 +112,9 @@ class MutationMixin(TensorBase):
         return self.assign(src.cast(self.dtype)._broadcast_to(self.shape))
 
     def uniform_(self, a: float = 0.0, b: float = 1.0) -> Self:
-        """torch.Tensor.uniform_: values drawn uniformly from [a, b), in place (float tensors)."""
+        """torch.Tensor.uniform_: values drawn uniformly from [a, b) written into self (float tensors; half draws in
+        float32); returns self. TypeError for a non-float tensor, RuntimeError for a leaf that requires grad outside
+        no_grad."""
         self._check_inplace("uniform_")
         if not self.dtype.is_float:
             raise TypeError(f"uniform_: needs a float tensor, got {self.dtype.name}")
@@ -109,7 +123,9 @@ class MutationMixin(TensorBase):
         return self.assign((draw * (b - a) + a).cast(self.dtype))
 
     def normal_(self, mean: float = 0.0, std: float = 1.0) -> Self:
-        """torch.Tensor.normal_: values drawn from N(mean, std^2), in place (float tensors)."""
+        """torch.Tensor.normal_: values drawn from N(mean, std^2) written into self (float tensors; half draws in
+        float32); returns self. TypeError for a non-float tensor, RuntimeError for a leaf that requires grad outside
+        no_grad."""
         self._check_inplace("normal_")
         if not self.dtype.is_float:
             raise TypeError(f"normal_: needs a float tensor, got {self.dtype.name}")

@@ -25,6 +25,10 @@ def _pair(x, n: int = 2) -> tuple[int, ...]:
 class NNMixin(TensorBase):
     # ---- linear algebra ----
     def matmul(self, other) -> Self:
+        """The matrix product self @ other (torch.matmul, numpy.matmul): 1-d operands are vectors, batch dims broadcast;
+        the result keeps the promoted dtype (ints too). Computed as a broadcast multiply summed over the shared dim.
+        ValueError for 0-d operands, inner sizes that differ or batch dims that do not broadcast; RuntimeError for
+        tensors on different devices."""
         if not isinstance(other, TensorBase):
             other = self._new(other, device=self.device)
         self._same_device("matmul", other)
@@ -55,10 +59,12 @@ class NNMixin(TensorBase):
         return out
 
     def dot(self, other) -> Self:
+        """The dot product (torch.dot): the same as `matmul` here, so it also accepts matrices."""
         return self.matmul(other)
 
     def linear(self, weight, bias=None) -> Self:
-        """x @ weight.T + bias, with PyTorch's (out_features, in_features) weight layout."""
+        """x @ weight.T + bias (torch.nn.functional.linear) with PyTorch's (out_features, in_features) weight layout;
+        errors as for matmul."""
         out = self.matmul(weight.transpose(-1, -2) if weight.ndim > 1 else weight)
         return out + bias if bias is not None else out
 
@@ -82,12 +88,16 @@ class NNMixin(TensorBase):
         return x.permute(order)
 
     def conv2d(self, weight, bias=None, stride=1, padding=0, dilation=1, groups: int = 1) -> Self:
-        """PyTorch conv2d: self (N, Cin, H, W), weight (Cout, Cin/groups, kh, kw)."""
+        """torch.nn.functional.conv2d: self (N, Cin, H, W), weight (Cout, Cin/groups, kh, kw), optional bias (Cout,) ->
+        (N, Cout, H', W'); stride, padding (ints, pairs, 'same' or 'valid') and dilation as in PyTorch. ValueError for
+        shapes that do not fit, RuntimeError for a non-positive stride, dilation or groups."""
         if self.ndim != 4 or weight.ndim != 4:
             raise ValueError(f"conv2d: expected a 4-d input and weight, got shapes {self.shape} and {weight.shape}")
         return self._conv(weight, bias, stride, padding, dilation, groups, 2, "conv2d")
 
     def conv1d(self, weight, bias=None, stride=1, padding=0, dilation=1, groups: int = 1) -> Self:
+        """torch.nn.functional.conv1d: self (N, Cin, L), weight (Cout, Cin/groups, k), optional bias (Cout,) -> (N,
+        Cout, L'); arguments and errors as for conv2d."""
         if self.ndim != 3 or weight.ndim != 3:
             raise ValueError(f"conv1d: expected a 3-d input and weight, got shapes {self.shape} and {weight.shape}")
         return self._conv(weight, bias, stride, padding, dilation, groups, 1, "conv1d")
@@ -139,13 +149,16 @@ class NNMixin(TensorBase):
 
     def conv_transpose2d(self, weight, bias=None, stride=1, padding=0, output_padding=0, groups: int = 1,
                          dilation=1) -> Self:
-        """PyTorch conv_transpose2d: self (N, Cin, H, W), weight (Cin, Cout/groups, kh, kw)."""
+        """torch.nn.functional.conv_transpose2d: self (N, Cin, H, W), weight (Cin, Cout/groups, kh, kw) -> (N, Cout, H',
+        W'), the gradient of conv2d as a convolution. ValueError or RuntimeError for arguments PyTorch refuses
+        (output_padding not smaller than stride or dilation, an empty output)."""
         return self._conv_transpose(weight, bias, stride, padding, output_padding, groups, dilation, 2,
                                     "conv_transpose2d")
 
     def conv_transpose1d(self, weight, bias=None, stride=1, padding=0, output_padding=0, groups: int = 1,
                          dilation=1) -> Self:
-        """PyTorch conv_transpose1d: self (N, Cin, L), weight (Cin, Cout/groups, k)."""
+        """torch.nn.functional.conv_transpose1d: self (N, Cin, L), weight (Cin, Cout/groups, k) -> (N, Cout, L');
+        arguments and errors as for conv_transpose2d."""
         return self._conv_transpose(weight, bias, stride, padding, output_padding, groups, dilation, 1,
                                     "conv_transpose1d")
 
@@ -274,6 +287,8 @@ class NNMixin(TensorBase):
 
     # ---- normalization / regularization ----
     def layernorm(self, axis=-1, eps: float = 1e-5) -> Self:
+        """(x - mean) / sqrt(var + eps) over `axis` (an int or a tuple; biased variance), without weight or bias:
+        torch.nn.functional.layer_norm's normalization. half computes its statistics in float32."""
         if self.dtype == dtypes.float16:   # statistics in float32, like PyTorch (a half square passes 65504)
             return self.float().layernorm(axis, eps).half()
         mean = self.mean(axis, keepdim=True)
@@ -281,6 +296,8 @@ class NNMixin(TensorBase):
         return centered * (centered.square().mean(axis, keepdim=True) + eps).rsqrt()
 
     def layer_norm(self, normalized_shape, weight=None, bias=None, eps: float = 1e-5) -> Self:
+        """torch.nn.functional.layer_norm: normalized over the trailing dims `normalized_shape`, then scaled by `weight`
+        and shifted by `bias` when given. ValueError when normalized_shape is not the input's trailing shape."""
         normalized_shape = _pair(normalized_shape, 1) if isinstance(normalized_shape, int) else tuple(normalized_shape)
         if self.shape[self.ndim - len(normalized_shape):] != normalized_shape or len(normalized_shape) > self.ndim:
             raise ValueError(f"layer_norm: normalized_shape {normalized_shape} is not the trailing shape of the "
@@ -308,6 +325,9 @@ class NNMixin(TensorBase):
 
     # ---- classification ----
     def one_hot(self, num_classes: int = -1) -> Self:
+        """torch.nn.functional.one_hot: int64 of shape self.shape + (num_classes,), 1 at each value's class;
+        num_classes=-1 takes max + 1 (reading the values). TypeError for a float tensor; IndexError for a value outside
+        [0, num_classes) (at the call for host values, else when computed)."""
         if self.dtype.is_float:
             raise TypeError(f"one_hot: needs an int tensor, got {self.dtype.name}")
         if num_classes == -1:
@@ -319,8 +339,11 @@ class NNMixin(TensorBase):
 
     def cross_entropy(self, target, reduction: str = "mean", label_smoothing: float = 0.0,
                       ignore_index: int = -100, weight=None) -> Self:
-        """self: logits (N, C) or (N, C, d...) ; target: class indices (N, ...) or probabilities like self.
-        `weight` (C,) rescales each class; with class indices the mean divides by the summed target weights."""
+        """torch.nn.functional.cross_entropy: self are logits (N, C) or (N, C, d...) (or (C,)); target holds class
+        indices (N, d...) or probabilities of self's shape. `weight` (C,) rescales each class (with indices the mean
+        divides by the summed target weights), `ignore_index` targets count nowhere, `label_smoothing` mixes in the
+        uniform distribution; reduction 'mean', 'sum' or 'none'. ValueError for shapes that do not fit, IndexError for a
+        class index out of range."""
         self._same_device("cross_entropy", target, weight)
         cls_axis = 1 if self.ndim > 1 else 0
         classes = self.shape[cls_axis]
@@ -339,7 +362,9 @@ class NNMixin(TensorBase):
         return logp._nll(target, reduction, ignore_index, weight, label_smoothing, "cross_entropy")
 
     def nll_loss(self, target, reduction: str = "mean", ignore_index: int = -100, weight=None) -> Self:
-        """self: log-probabilities (N, C) or (N, C, d...), target: class indices (N, ...)."""
+        """torch.nn.functional.nll_loss: self are log-probabilities (N, C) or (N, C, d...), target class indices (N,
+        d...); `weight`, `ignore_index` and reduction as in cross_entropy. TypeError for a float target, ValueError for
+        shapes that do not fit, IndexError for a class out of range."""
         self._same_device("nll_loss", target, weight)
         classes = self.shape[1] if self.ndim > 1 else self.shape[0]
         if weight is not None and weight.shape != (classes,):
@@ -377,12 +402,17 @@ class NNMixin(TensorBase):
         return _reduce_loss(loss, reduction, valid)
 
     def binary_cross_entropy(self, target, reduction: str = "mean") -> Self:
+        """torch.nn.functional.binary_cross_entropy: -(t log p + (1 - t) log(1 - p)) of probabilities self and targets
+        of the same shape, each log clamped at -100 like PyTorch; reduction 'mean', 'sum' or 'none'. ValueError for
+        different shapes."""
         _check_same_shape(self, target, "binary_cross_entropy")
         # PyTorch clamps the logs at -100 so p == 0 or 1 gives a finite loss
         loss = -(target * self.log().maximum(-100.0) + (1 - target) * (1 - self).log().maximum(-100.0))
         return _reduce_loss(loss, reduction, None)
 
     def binary_cross_entropy_with_logits(self, target, reduction: str = "mean", pos_weight=None) -> Self:
+        """torch.nn.functional.binary_cross_entropy_with_logits: binary cross entropy of sigmoid(self), computed stably
+        from the logits; `pos_weight` weights the positive term. ValueError for shapes that differ."""
         _check_same_shape(self, target, "binary_cross_entropy_with_logits")
         log_sig = -(-self).softplus()        # log(sigmoid(x))
         log_one_minus = -self.softplus()     # log(1 - sigmoid(x))
@@ -457,6 +487,7 @@ def _pool_args(kernel_size, stride, padding, dilation, op: str):
 def _check_pool(x, kernel, padding, dilation, op: str) -> None:
     if x.ndim < 2:
         raise ValueError(f"{op}: needs at least 2 dims (..., H, W), got shape {x.shape}")
+
     for size, k, p, d in zip(x.shape[-2:], kernel, padding, dilation):
         if size + 2 * p < d * (k - 1) + 1:
             raise ValueError(f"{op}: kernel {tuple(kernel)} (dilation {tuple(dilation)}) does not fit the input "
@@ -466,12 +497,15 @@ def _check_pool(x, kernel, padding, dilation, op: str) -> None:
 def _reduce_loss(loss, reduction: str, valid):
     if reduction == "none":
         return loss
+
     if reduction == "sum":
         return loss.sum()
+
     if reduction == "mean":
         if valid is None:
             return loss.mean()
         return _sum_over(loss, valid.sum())   # every target ignored: 0 / 0 = nan, like PyTorch
+
     raise ValueError(f"reduction must be 'none', 'mean' or 'sum', got {reduction!r}")
 
 
@@ -479,6 +513,7 @@ def _sum_over(loss, total):
     """loss.sum() / total, both in float32 for a half loss (a count or a sum of weights passes half's range)."""
     if loss.dtype == dtypes.float16:
         return (loss.float().sum() / total.float()).half()
+
     return loss.sum() / total.cast(loss.dtype)
 
 
@@ -488,6 +523,7 @@ def _window_one_axis(x, pos: int, k: int, s: int, d: int):
     out = (i - d * (k - 1) - 1) // s + 1
     if out <= 0:
         raise ValueError(f"window of size {k} (dilation {d}) does not fit an axis of size {i}")
+
     pre, post = x.shape[:pos], x.shape[pos + 1:]
     if d == 1 and s >= k:
         # windows that do not overlap (pooling): cut the axis into blocks of s and keep the first k of each. One
@@ -496,10 +532,12 @@ def _window_one_axis(x, pos: int, k: int, s: int, d: int):
         x = x.shrink(tuple((0, out * s) if a == pos else None for a in range(x.ndim)))
         x = x.reshape(pre + (out, s) + post)
         return x.shrink(tuple((0, k) if a == pos + 1 else None for a in range(x.ndim))) if s > k else x
+
     if out * s > i + d:   # large strides read past the re-cut rows: pad the axis (never read by a window)
         extra = out * s - (i + d)
         x = x.pad(tuple((0, extra) if a == pos else (0, 0) for a in range(x.ndim)))
         i += extra
+
     pre, post = x.shape[:pos], x.shape[pos + 1:]
     # repeat the axis `reps` times, flatten, and re-cut rows of length i + d: row j is the axis shifted by j*d
     reps = -(-k * (i + d) // i)

@@ -27,6 +27,7 @@ def _axes(x, axis, op: str) -> tuple[int, ...]:
     accepts dim 0 and -1 like PyTorch (it is then reduced over its one element) and has no axes to run over."""
     if axis is None:
         return tuple(range(x.ndim))
+
     axes = tuple(sorted(_distinct_axes(x, axis, op))) if isinstance(axis, (list, tuple)) else (_axis(x, axis, op),)
     return axes if x.ndim else ()
 
@@ -52,6 +53,10 @@ class ReduceMixin(TensorBase):
         return out
 
     def sum(self, axis=None, keepdim: bool = False, dtype=None, dim=None) -> Self:
+        """The sum over `axis` (torch.sum, numpy.sum). `axis` (or `dim`) is an int, a tuple of ints or None for every
+        dim; reduced dims are dropped unless `keepdim`. IndexError for a dim out of range, RuntimeError for a dim named
+        twice. ints and bools sum in int64 (uint64 stays), half accumulates in float32, like PyTorch; `dtype` casts
+        first. An empty sum is 0."""
         axis = _pick_axis(axis, dim)
         x = self
         if dtype is not None:
@@ -64,12 +69,15 @@ class ReduceMixin(TensorBase):
         return x._reduce(Op.SUM, axis, keepdim, "sum")
 
     def amax(self, axis=None, keepdim: bool = False, dim=None) -> Self:
-        """The maximum values over one or several axes (torch.amax / np.max); NaN propagates. A gradient is shared
-        evenly between tied maxima, like torch.amax."""
+        """The maximum values over one or several axes (torch.amax, numpy.max), keeping the dtype; NaN propagates and
+        a gradient is shared evenly between tied maxima, like torch.amax. `axis` (or `dim`) is an int, a tuple or
+        None for all; IndexError over a dim of size 0, RuntimeError for an empty tensor without a dim."""
         return self._reduce(Op.RMAX, _pick_axis(axis, dim), keepdim, "amax")
 
     def amin(self, axis=None, keepdim: bool = False, dim=None) -> Self:
-        """The minimum values over one or several axes (torch.amin / np.min)."""
+        """The minimum values over one or several axes (torch.amin, numpy.min), keeping the dtype; NaN propagates and
+        a gradient is shared evenly between tied minima. `axis` (or `dim`) is an int, a tuple or None for all;
+        IndexError over a dim of size 0, RuntimeError for an empty tensor without a dim."""
         axis = _pick_axis(axis, dim)
         if self.dtype.is_float:
             return -((-self)._reduce(Op.RMAX, axis, keepdim, "amin"))
@@ -114,6 +122,9 @@ class ReduceMixin(TensorBase):
         return (MaxResult if name == "max" else MinResult)(values, indices)
 
     def mean(self, axis=None, keepdim: bool = False, dim=None) -> Self:
+        """The mean over `axis` (torch.mean, numpy.mean), a float (ints become float32; half is summed in float32).
+        `axis` (or `dim`) is an int, a tuple of ints or None for every dim; reduced dims are dropped unless `keepdim`.
+        IndexError for a dim out of range, RuntimeError for a dim named twice. The mean of no elements is NaN."""
         axis = _pick_axis(axis, dim)
         if self.dtype == dtypes.float16:   # sum and divide in float32, like PyTorch: a half sum of 1e5 ones is inf
             return self.float().mean(axis, keepdim).half()
@@ -123,6 +134,10 @@ class ReduceMixin(TensorBase):
             x.sum(axis, keepdim) * math.nan
 
     def var(self, axis=None, keepdim: bool = False, correction: int = 1, dim=None, unbiased=None) -> Self:
+        """The variance over `axis` (torch.var), dividing by count - correction (default 1, Bessel's; unbiased=False
+        means 0), a float. `axis` (or `dim`) is an int, a tuple of ints or None for every dim; reduced dims are dropped
+        unless `keepdim`. IndexError for a dim out of range, RuntimeError for a dim named twice. NaN or inf when count
+        <= correction, like PyTorch."""
         axis = _pick_axis(axis, dim)
         if unbiased is not None:
             correction = int(unbiased)
@@ -134,6 +149,10 @@ class ReduceMixin(TensorBase):
         return (centered * centered).sum(axis, keepdim) / max(count - correction, 0)
 
     def std(self, axis=None, keepdim: bool = False, correction: int = 1, dim=None, unbiased=None) -> Self:
+        """The standard deviation, sqrt of `var` with the same arguments (torch.std), a float; its gradient is 0 where
+        the variance is 0 (like PyTorch, not NaN). `axis` (or `dim`) is an int, a tuple of ints or None for every dim;
+        reduced dims are dropped unless `keepdim`. IndexError for a dim out of range, RuntimeError for a dim named
+        twice."""
         _axes(self, _pick_axis(axis, dim), "std")
         var = self.var(axis, keepdim, correction, dim, unbiased)
         # gradient 0 where the variance is 0 (all elements equal), like PyTorch, not 0 * (1 / sqrt(0)) = NaN
@@ -141,6 +160,10 @@ class ReduceMixin(TensorBase):
         return zero.where(var, zero.where(1.0, var).sqrt())
 
     def prod(self, axis=None, keepdim: bool = False, dim=None) -> Self:
+        """The product over `axis` (torch.prod, numpy.prod): ints and bools multiply in int64 (wrapping), half in
+        float32, as pairwise halving products. `axis` (or `dim`) is an int, a tuple of ints or None for every dim;
+        reduced dims are dropped unless `keepdim`. IndexError for a dim out of range, RuntimeError for a dim named
+        twice. An empty product is 1."""
         axis = _pick_axis(axis, dim)
         axes = _axes(self, axis, "prod")
         if self.dtype == dtypes.float16:   # multiply half in float, like PyTorch
@@ -168,14 +191,22 @@ class ReduceMixin(TensorBase):
         return out
 
     def any(self, axis=None, keepdim: bool = False, dim=None) -> Self:
+        """Whether any element is nonzero (NaN counts) over `axis` (torch.any, numpy.any): a bool tensor. `axis` (or
+        `dim`) is an int, a tuple of ints or None for every dim; reduced dims are dropped unless `keepdim`. IndexError
+        for a dim out of range, RuntimeError for a dim named twice."""
         return self.bool()._reduce(Op.RMAX, _pick_axis(axis, dim), keepdim, "any")
 
     def all(self, axis=None, keepdim: bool = False, dim=None) -> Self:
+        """Whether every element is nonzero over `axis` (torch.all, numpy.all): a bool tensor. `axis` (or `dim`) is an
+        int, a tuple of ints or None for every dim; reduced dims are dropped unless `keepdim`. IndexError for a dim out
+        of range, RuntimeError for a dim named twice."""
         _axes(self, _pick_axis(axis, dim), "all")
         return ~((~self.bool()).any(axis, keepdim, dim))
 
     def argmax(self, axis=None, keepdim: bool = False, dim=None) -> Self:
-        """Index of the first maximum (of the flattened tensor when axis is None)."""
+        """The index of the first maximum along `axis`, or of the flattened tensor when it is None (torch.argmax,
+        numpy.argmax): int64, NaN counts as the maximum. IndexError over a dim of size 0 or for an empty tensor, like
+        PyTorch."""
         axis = _pick_axis(axis, dim)
         if self.ndim == 0:
             _axis(self, 0 if axis is None else axis, "argmax")
@@ -197,7 +228,9 @@ class ReduceMixin(TensorBase):
         return (n - first).cast(dtypes.int64)
 
     def argmin(self, axis=None, keepdim: bool = False, dim=None) -> Self:
-        """Index of the first minimum (of the flattened tensor when axis is None)."""
+        """The index of the first minimum along `axis`, or of the flattened tensor when it is None (torch.argmin,
+        numpy.argmin): int64, NaN counts as the minimum. IndexError over a dim of size 0 or for an empty tensor, like
+        PyTorch."""
         axis = _pick_axis(axis, dim)
         if self.numel() == 0 and (axis is None or self.shape[_axis(self, axis, "argmin")] == 0):
             _no_identity(self, axis if axis is not None else 0, "argmin")
@@ -205,6 +238,9 @@ class ReduceMixin(TensorBase):
         return flipped.argmax(axis, keepdim, dim)
 
     def logsumexp(self, axis=None, keepdim: bool = False, dim=None) -> Self:
+        """log(sum(exp(x))) over `axis` (torch.logsumexp), computed stably by shifting by the maximum; a float (half is
+        summed in float32). `axis` (or `dim`) is an int, a tuple of ints or None for every dim; reduced dims are dropped
+        unless `keepdim`. IndexError for a dim out of range, RuntimeError for a dim named twice."""
         axis = _pick_axis(axis, dim)
         if self.dtype == dtypes.float16:   # the sum of exps in float32 (it can pass half's range), like PyTorch
             return self.float().logsumexp(axis, keepdim).half()
@@ -216,6 +252,8 @@ class ReduceMixin(TensorBase):
         return out
 
     def softmax(self, axis=-1, dim=None) -> Self:
+        """exp(x) / sum(exp(x)) along `axis` (default the last; torch.softmax), shifted by the maximum so it never
+        overflows; a float (half is computed in float32), the input's shape. IndexError for a dim out of range."""
         axis = _pick_axis(axis if dim is None else None, dim) if dim is not None else axis
         axes = _axes(self, axis, "softmax")
         if self.dtype == dtypes.float16:   # the sum and the division in float32, like PyTorch
@@ -227,6 +265,8 @@ class ReduceMixin(TensorBase):
         return e / e.sum(axis, keepdim=True)
 
     def log_softmax(self, axis=-1, dim=None) -> Self:
+        """log(softmax(x)) along `axis` (default the last; torch.log_softmax), computed as x - max - log(sum(exp(x -
+        max))); a float (half is summed in float32), the input's shape. IndexError for a dim out of range."""
         axis = dim if dim is not None else axis
         axes = _axes(self, axis, "log_softmax")
         if self.dtype == dtypes.float16:   # the sum in float32, like PyTorch
@@ -238,8 +278,9 @@ class ReduceMixin(TensorBase):
         return shifted - shifted.exp().sum(axis, keepdim=True).log()
 
     def cumsum(self, axis=None, dim=None) -> Self:
-        """Running sum along `axis` (default 0): each output sums a window of the left-padded input (one reduce
-        kernel)."""
+        """The running sum along `axis` (default 0; torch.cumsum, numpy.cumsum), the input's shape: ints and bools in
+        int64 like sum, floats keep their dtype. One reduce kernel over windows of the left-padded input. IndexError for
+        a dim out of range."""
         axis = _pick_axis(axis, dim)
         axis = _axis(self, 0 if axis is None else axis, "cumsum")
         if self.ndim == 0 or self.shape[axis] == 0:
@@ -263,6 +304,7 @@ def _no_identity(x, axis, name: str) -> None:
     dim of size 0 (and for argmax/argmin of an empty tensor), RuntimeError for max()/min() of an empty tensor."""
     if axis is None and name in ("max", "min", "amax", "amin"):
         raise RuntimeError(f"{name}(): cannot reduce an empty tensor (shape {x.shape}) without a dim; pass dim=")
+
     raise IndexError(f"{name}(): cannot reduce over a dimension of size 0 (shape {x.shape}, dim {axis})")
 
 
@@ -270,8 +312,11 @@ def _identity(op: Op, dtype):
     """The value a reduce over no elements gives: 0 for sum, the smallest value of the dtype for max."""
     if op == Op.SUM:
         return False if dtype == dtypes.bool else 0
+
     if dtype == dtypes.bool:
         return False
+
     if dtype.is_int:
         return 0 if dtype.is_unsigned else -(1 << (dtype.bits - 1))
+
     return -math.inf
