@@ -163,8 +163,9 @@ def render() -> str:
         "CONST. One line per node: id, op and its argument, sources, shape, dtype.\n",
         fenced(forward),
         "## 3. Autograd: the backward graph\n",
-        "`loss.backward()` walks the graph in reverse and applies one rule per primitive (`tinyjit/autograd.py`),\n"
-        "adding new lazy nodes: `a.grad` and `b.grad` are graphs over the forward nodes, not values.\n",
+        "`loss.backward()` walks the graph in reverse and applies one rule per primitive\n"
+        "(`tinyjit/autograd_graph.py`), adding new lazy nodes: `a.grad` and `b.grad` are graphs over the forward\n"
+        "nodes, not values.\n",
         fenced(backward),
         "## 4. The schedule (`DEBUG=3`)\n",
         "The scheduler (`tinyjit/schedule.py`) cuts the forward and backward graphs into kernels, each storing\n"

@@ -3,8 +3,9 @@ import warnings
 
 __version__ = "0.1.0"   # the package's version (setup.cfg reads it from here)
 
-# `python -m tinyjit.device` (the backend self-check) runs device.py as __main__ after this package imported it;
-# runpy warns about that. The __main__ copy only hands over to tinyjit.device_check, so the warning is noise.
+# `python -m tinyjit.device` (the self-check's old command) runs device.py as __main__ after this package imported
+# it; runpy warns about that. The __main__ copy only names the new command (tinyjit.device_check), so the warning
+# is noise.
 warnings.filterwarnings("ignore", message="'tinyjit.device' found in sys.modules", category=RuntimeWarning)
 
 from tinyjit.device import Device  # noqa: E402

@@ -25,14 +25,14 @@ import os
 import threading
 import weakref
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Optional
+from typing import Callable, Optional
 
 import numpy as np
 
+from tinyjit import realize
+from tinyjit.dtype import dtypes, fits
 from tinyjit.lazy import Node, toposort
-
-if TYPE_CHECKING:
-    from tinyjit.tensor import Tensor
+from tinyjit.tensor_base import TensorBase
 
 
 class IndexOutOfRange(IndexError, RuntimeError):
@@ -66,29 +66,28 @@ class _Range:
                                f"{self.low} to {self.high - 1}{extra}){span}")
 
 
-# node that reads an index -> the checks still to run before it is computed (weak: a dropped graph needs none)
-_pending: "weakref.WeakKeyDictionary[Node, list[tuple[Node, _Range]]]" = weakref.WeakKeyDictionary()
+# node that reads an index -> the checks still to run before it is computed (weak: a dropped graph needs none):
+# (index node, valid range, the reader's `_new`, which makes the index a tensor to build the check from)
+_pending: "weakref.WeakKeyDictionary[Node, list[tuple[Node, _Range, Callable]]]" = weakref.WeakKeyDictionary()
 _lock = threading.Lock()
 
 
-def check_index(index, low: int, high: int, op: str, where: str, reader: Optional["Tensor"] = None,
+def check_index(index, low: int, high: int, op: str, where: str, reader: Optional[TensorBase] = None,
                 what: str = "index", allowed: Optional[int] = None) -> None:
     """Check that every value of `index` is in [low, high) (or equals `allowed`), else IndexOutOfRange naming
     `op`, `what` and `where`. Host values (list, NumPy array, int, a tensor realized in CPU memory outside a
     TinyJit capture) are checked now; any other tensor is checked by the realize that first computes `reader`,
     the tensor whose node reads the index (required then)."""
-    from tinyjit import realize
-    from tinyjit.tensor import Tensor
     if not enabled():
         return
     valid = _Range(low, high, op, what, where, allowed)
-    if isinstance(index, Tensor):
+    if isinstance(index, TensorBase):
         node = index.node
         on_host = node.realized and node.device == "CPU" and realize.current_capture() is None
         if not on_host:
             assert reader is not None, "a deferred index check needs the tensor that reads the index"
             with _lock:
-                _pending.setdefault(reader.node, []).append((node, valid))
+                _pending.setdefault(reader.node, []).append((node, valid, reader._new))
             return
         values = index.numpy()
     else:
@@ -97,34 +96,32 @@ def check_index(index, low: int, high: int, op: str, where: str, reader: Optiona
         raise valid.error(values)
 
 
-def wide_enough(index: "Tensor", n: int) -> "Tensor":
+def wide_enough(index: TensorBase, n: int) -> TensorBase:
     """`index` in a dtype that holds 0..n-1, so comparing it with arange(n) of its dtype cannot wrap (a uint8
     index into 300 rows would otherwise match row 44 for 300 - 256), and no wider than 32 bits when n allows: a
     64-bit index (the default int) is compared as int32, which halves the width of the one-hot compares. A value
     outside [0, n) may then wrap into it, so callers check the ORIGINAL index (check_index), never this one."""
-    from tinyjit.dtype import dtypes, fits
     if n <= 1 or fits(n - 1, index.dtype) and index.dtype.itemsize <= 4:
         return index
     return index.cast(dtypes.int32 if fits(n - 1, dtypes.int32) else dtypes.int64)
 
 
 def before_realize(nodes) -> None:
-    """Run the checks registered on the unrealized nodes reachable from `nodes` (called by realize first)."""
+    """Run the checks registered on the unrealized nodes reachable from `nodes` (realize calls it first: see the
+    registration below)."""
     if not _pending:
         return
-    from tinyjit import realize
-    from tinyjit.tensor import Tensor
     with _lock:
         for node in [n for n in _pending if n.realized]:   # computed without a check (e.g. INDEX_CHECK=0 then)
             del _pending[node]
         checks = []
         for node in toposort(list(nodes)):
-            checks.extend((node, index, valid) for index, valid in _pending.pop(node, ()))
+            checks.extend((node, index, valid, make) for index, valid, make in _pending.pop(node, ()))
     if not checks:
         return
     flags = []
-    for _, index, valid in checks:
-        values, low, allowed = Tensor(index), valid.low, valid.allowed
+    for _, index, valid, make in checks:
+        values, low, allowed = make(index), valid.low, valid.allowed
         if index.dtype.name == "uint64":   # no wider int: compare as uint64, where no value is below 0
             low, allowed = max(low, 0), allowed if allowed is None or allowed >= 0 else None
         else:
@@ -137,8 +134,8 @@ def before_realize(nodes) -> None:
     # realize runs the checks of the indices' own graphs first
     passed = 0
     try:
-        realize.realize_nodes([f.node for f in flags] + [index for _, index, _ in checks])
-        for (_, index, valid), flag in zip(checks, flags):
+        realize.realize_nodes([f.node for f in flags] + [index for _, index, _, _ in checks])
+        for (_, index, valid, _), flag in zip(checks, flags):
             verify = functools.partial(_verify, valid, index.shape)
             capture = realize.current_capture()
             if capture is not None:   # a TinyJit capture: its replays read the flag too
@@ -148,9 +145,13 @@ def before_realize(nodes) -> None:
     except BaseException:
         # the checks not passed stay pending: realizing the same tensor again raises again
         with _lock:
-            for reader, index, valid in checks[passed:]:
-                _pending.setdefault(reader, []).append((index, valid))
+            for reader, index, valid, make in checks[passed:]:
+                _pending.setdefault(reader, []).append((index, valid, make))
         raise
+
+
+# realize runs the pending checks before it computes anything (registered here: realize knows no index checks)
+realize.before_realize_hooks.append(before_realize)
 
 
 def _verify(valid: _Range, shape: tuple, flag, index_buffer) -> None:

@@ -26,6 +26,7 @@ import weakref
 from collections import defaultdict
 from contextlib import contextmanager
 
+from tinyjit.autograd_graph import EDGES
 from tinyjit.lazy import Node, toposort
 from tinyjit.ops import Op
 
@@ -166,7 +167,6 @@ def preservation_plan(items, lazy: list) -> dict[int, list[Node]]:
 def _reached(lazy: list, targets: set, made: dict, plan: dict) -> None:
     """Add to `plan` the nodes over a buffer in `targets` that the lazy tensors read: realized ones reached through
     nodes that stay lazy, and assigns among `made` (nodes the running schedule realizes; the walk stops there)."""
-    from tinyjit.tensor_autograd import _edges
     seen: set[int] = set()
     stack = [t.node for t in lazy]
     while stack:
@@ -183,7 +183,7 @@ def _reached(lazy: list, targets: set, made: dict, plan: dict) -> None:
         else:
             stack.extend(node.src)
             continue
-        if node.op == Op.ASSIGN and node in _edges:
+        if node.op == Op.ASSIGN and node in EDGES:
             # an assign recorded for autograd (`y *= b` on a result) keeps its graph when realized: a backward pass
             # may still read what its value read (not its target node, which no gradient reads and which must keep
             # the buffer it writes)

@@ -21,6 +21,7 @@ from tinyjit import realize as realize_module
 from tinyjit.helpers import getenv
 from tinyjit.lazy import Node
 from tinyjit.ops import Op
+from tinyjit.tensor import Tensor
 
 
 class JitError(RuntimeError):
@@ -68,7 +69,6 @@ class TinyJit:
             pass
 
     def _split_args(self, args, kwargs):
-        from tinyjit.tensor import Tensor
         tensors, static = [], []
         for position, value in list(enumerate(args)) + sorted(kwargs.items()):
             if isinstance(value, Tensor):
@@ -97,7 +97,6 @@ class TinyJit:
 
     @staticmethod
     def _finish(out):
-        from tinyjit.tensor import Tensor
         returned = [t for t in _flatten(out) if isinstance(t, Tensor)]
         if returned:
             realize_module.realize_nodes([t.node for t in returned])
@@ -106,7 +105,6 @@ class TinyJit:
         return out
 
     def _capture(self, args, kwargs, tensors, static):
-        from tinyjit.tensor import Tensor
         self.input_buffers = [t.node.buffer for _, t in tensors]
         self.input_signature = [(position, _signature(t)) for position, t in tensors]
         self.static_args = static
@@ -164,7 +162,6 @@ class TinyJit:
         return _map_tensors(self.outputs, self._output_tensor)
 
     def _output_tensor(self, template):
-        from tinyjit.tensor import Tensor
         node = Node.from_buffer(template.node.buffer, template.shape)
         self.output_nodes.add(node)
         return Tensor(node)
@@ -209,7 +206,6 @@ class TinyJit:
 
 
 def _contains_tensor(value) -> bool:
-    from tinyjit.tensor import Tensor
     items = value.values() if isinstance(value, dict) else value
     return any(isinstance(v, Tensor) or (isinstance(v, (list, tuple, dict)) and _contains_tensor(v)) for v in items)
 
@@ -226,7 +222,6 @@ def _flatten(out):
 
 
 def _map_tensors(out, fn):
-    from tinyjit.tensor import Tensor
     if isinstance(out, Tensor):
         return fn(out)
     if isinstance(out, (list, tuple)):

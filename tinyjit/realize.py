@@ -11,9 +11,9 @@ import threading
 import time
 from collections import defaultdict
 from contextlib import contextmanager
+from typing import Callable
 
 from tinyjit import inplace
-from tinyjit import index_check
 from tinyjit.compiler import (CompiledKernel, KernelPlan, _thread_count, compile_kernel,  # noqa: F401 (API)
                               compile_plan, counters, describe_kernel, precompile)
 from tinyjit.deferred import take_deferred
@@ -23,6 +23,9 @@ from tinyjit.lazy import Node
 from tinyjit.ops import Op
 from tinyjit.schedule import ScheduleItem, create_schedule, format_schedule
 
+# called with the nodes about to be realized before anything runs, e.g. tinyjit.index_check's deferred checks of
+# lazy indices (an out-of-range index raises there, so no tensor is left half-updated)
+before_realize_hooks: list[Callable[[list], None]] = []
 _stats: dict[str, list] = defaultdict(lambda: [0, 0.0, 0, 0])   # name -> calls, seconds, flops, bytes
 # TinyJit capture, per thread: while a list is installed, every launch this thread makes is appended to it as
 # (kind, runner, buffers); other threads' launches are not (see `capturing`)
@@ -147,7 +150,8 @@ def _with_inplace_readers(nodes: list[Node]) -> tuple[list[Node], list | None]:
 
 def realize_nodes(nodes) -> None:
     nodes = list(nodes)
-    index_check.before_realize(nodes)   # out-of-range lazy indices raise here, before anything runs
+    for hook in before_realize_hooks:
+        hook(nodes)
     level = debug_level()
     t0 = time.perf_counter()
     compiled_before = counters["kernels_compiled"]
