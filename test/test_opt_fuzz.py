@@ -10,7 +10,7 @@ import pytest
 from codegen.cpu_opts import apply_cpu_opt, candidate_opts
 from codegen.kernel import Kernel, KernelOptError, Opt
 from tinyjit import Tensor
-from tinyjit.compiler import compile_plan
+from tinyjit.kernel_cache import compile_plan
 from tinyjit.device import Buffer
 from tinyjit.realize import run_schedule
 from tinyjit.schedule import create_schedule

@@ -1,4 +1,4 @@
-"""Run a schedule: compile each kernel (tinyjit.compiler: cached in memory and on disk) and launch it.
+"""Run a schedule: compile each kernel (tinyjit.kernel_cache: cached in memory and on disk) and launch it.
 
 DEBUG output (DESIGN.md): 1 kernel counts and realize times; 2 one line per kernel launch (name, sizes, time,
 GFLOP/s, GB/s) and a table at exit; 3 the schedule and each kernel's AST with the optimizations applied; 4 the
@@ -14,7 +14,7 @@ from contextlib import contextmanager
 
 from tinyjit import inplace
 from tinyjit import index_check
-from tinyjit.compiler import (CompiledKernel, KernelPlan, _thread_count, compile_kernel,  # noqa: F401 (API)
+from tinyjit.kernel_cache import (CompiledKernel, KernelPlan, _thread_count, compile_kernel,  # noqa: F401 (API)
                               compile_plan, counters, describe_kernel, precompile)
 from tinyjit.deferred import take_deferred
 from tinyjit.device import Buffer

@@ -29,7 +29,7 @@ MAX_UPCAST = 128        # elements in a register block
 def beam_search(device: str, ast: AstNode) -> list:
     """The optimizations BEAM picks for `ast` (cached on disk)."""
     from runtime.cache import cached_compile
-    from tinyjit.compiler import _plan_key, ast_text
+    from tinyjit.kernel_cache import _plan_key, ast_text
     width = getenv("BEAM", 0)
     payload = cached_compile("beam", _plan_key(device), ast_text(ast),
                              lambda _: pickle.dumps(_search(device, ast, width)))
@@ -93,7 +93,7 @@ _specs: dict[tuple, object] = {}   # (ast, opts) -> compiled launches, built ahe
 def _compile_all(device: str, ast: AstNode, candidates) -> None:
     """Compile a round's candidates on all cores (LLVM releases the GIL) before they are timed one by one."""
     from concurrent.futures import ThreadPoolExecutor
-    from tinyjit.compiler import _build
+    from tinyjit.kernel_cache import _build
 
     def build(opts: tuple):
         try:
@@ -127,7 +127,7 @@ def _random_buffers(device: str, ast: AstNode) -> list[Buffer]:
 
 
 def _time_plan(device: str, ast: AstNode, opts: list, buffers: list[Buffer], best: float) -> float:
-    from tinyjit.compiler import _build, _load
+    from tinyjit.kernel_cache import _build, _load
     built = _specs.pop((ast, tuple(opts)), False)
     if built is False:
         try:

@@ -37,8 +37,8 @@ from tinyjit.ops import AstNode
 MIN_WORK_PER_THREADED_LAUNCH = 1 << 16
 DEFAULT_KERNEL_CACHE = 1024   # plans kept in memory unless TINYJIT_KERNEL_CACHE says otherwise
 # the files whose code decides what an AST compiles to: a change to any of them invalidates the disk plan cache
-_CODEGEN_FILES = ("codegen", "tinyjit/compiler.py", "tinyjit/view.py", "tinyjit/symbolic.py", "tinyjit/ops.py",
-                  "tinyjit/dtype.py", "tinyjit/beam.py", "runtime/cpu.py")
+_CODEGEN_FILES = ("codegen", "tinyjit/kernel_cache.py", "tinyjit/view.py", "tinyjit/symbolic.py", "tinyjit/ops.py",
+                  "tinyjit/dtype.py", "runtime/cpu.py")
 
 
 @dataclass
@@ -308,7 +308,7 @@ def _build(device: str, ast: AstNode, opts: list | None):
     renderer = Device.renderer(device)
     k = Kernel(ast)
     if opts is None and getenv("BEAM", 0) and not getenv("NOOPT", 0) and not renderer.gpu:
-        from tinyjit.beam import beam_search
+        from codegen.search import beam_search
         opts = beam_search(device, ast)
     if opts is not None:
         for opt in opts:
