@@ -19,6 +19,7 @@ def small_caches(monkeypatch):
     test runs."""
     monkeypatch.setenv("TINYJIT_KERNEL_CACHE", "8")
     getenv.cache_clear()
+    env.cache_clear()   # an earlier test may have read the variable already
     monkeypatch.setattr(kernel_cache, "_plans", kernel_cache.LRUCache(kernel_cache.kernel_cache_size))
     monkeypatch.setattr(cpu, "ENGINE_OBJECTS", 4)
     created = weakref.WeakSet()
@@ -34,6 +35,7 @@ def small_caches(monkeypatch):
     yield created
     monkeypatch.delenv("TINYJIT_KERNEL_CACHE")
     getenv.cache_clear()
+    env.cache_clear()
 
 
 def test_plan_cache_is_bounded_and_old_engines_are_freed(small_caches, monkeypatch):
