@@ -18,11 +18,10 @@ SWAP and PACK are CPU-only optimizations, handled here (`apply_cpu_opt`); UPCAST
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from typing import Optional
 
-from tinyjit.helpers import getenv, prod
+from tinyjit.helpers import prod
 from tinyjit.ops import AstNode, Op
 from tinyjit.symbolic import Var
 from tinyjit.view import ShapeTracker, View, _linear_coefficient
@@ -38,9 +37,8 @@ MIN_PACK_WORK = 1 << 16
 # at most this many ALU ops in an unpacked register block (reduce body ops x block elements): past it LLVM spends
 # more time compiling the unrolled block than a small kernel ever runs
 MAX_BLOCK_OPS = 2048
-# threads the outer loop is cut for (more than the 2 cores of a small machine costs nothing)
-THREAD_HINT = max(2, getenv("THREADS") or (   # THREADS is checked (1..1024) by the reader; 0 when unset
-    len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 2))
+# the outer loop is cut for at least this many threads (more than the 2 cores of a small machine costs nothing)
+MIN_THREAD_HINT = 2
 
 
 @dataclass
@@ -326,9 +324,10 @@ def _largest_divisor(size: int, limit: int) -> int:
     return max(d for d in range(1, max(1, min(size, limit)) + 1) if size % d == 0)
 
 
-def contraction_plan(k: Kernel) -> list[Opt]:
+def contraction_plan(k: Kernel, threads: int = 1) -> list[Opt]:
     """The register block, packing and loop order for a contraction kernel, as a list of optimizations (empty
-    when `k` is not a contraction)."""
+    when `k` is not a contraction). `threads`: how many threads the device splits the outer loop over (the
+    runtime device's `threads`)."""
     if not k.has_reduce or k.first_reduce == 0 or k.upcasted:
         return []
     globals_ = range(k.first_reduce)
@@ -403,7 +402,7 @@ def contraction_plan(k: Kernel) -> list[Opt]:
     opts += _swaps(list(globals_), order)
     # the thread pool splits the outermost loop: merge loops until it has a few iterations per thread
     outer, merged = sizes[order[0]], 0
-    while outer < 4 * THREAD_HINT and merged + 1 < len(order) and sizes[order[merged + 1]] > 1:
+    while outer < 4 * max(MIN_THREAD_HINT, threads) and merged + 1 < len(order) and sizes[order[merged + 1]] > 1:
         merged += 1
         outer *= sizes[order[merged]]
         opts.append(Opt("MERGE", 0, 0))
@@ -450,8 +449,9 @@ def _swaps(current: list[int], target: list[int]) -> list[Opt]:
     return out
 
 
-def optimize_cpu(k: Kernel) -> None:
-    for opt in contraction_plan(k):
+def optimize_cpu(k: Kernel, threads: int = 1) -> None:
+    """Apply the CPU heuristics (contraction_plan) for a device of `threads` threads."""
+    for opt in contraction_plan(k, threads):
         try:
             apply_cpu_opt(k, opt)
         except KernelOptError:   # e.g. a B already laid out in loop order needs no PACK; the loop order still helps

@@ -13,12 +13,13 @@ GPU_GROUP_MAX_OUTPUTS = 2048  # a reduce with fewer outputs than this is split a
 GPU_GROUP_MIN_REDUCE = 256    # ... when it is at least this long
 
 
-def optimize(k: Kernel, renderer) -> None:
-    """Apply the heuristics for this renderer. Never changes results, only the loop structure."""
+def optimize(k: Kernel, renderer, threads: int = 1) -> None:
+    """Apply the heuristics for this renderer. Never changes results, only the loop structure. `threads`: how
+    many threads the device splits a CPU kernel's outer loop over (the runtime device's `threads`)."""
     if renderer.gpu:
         optimize_gpu(k)
         return
-    optimize_cpu(k)
+    optimize_cpu(k, threads)
 
 
 def largest_divisor(n: int, limit: int) -> int:

@@ -58,7 +58,7 @@ def _search(device: str, ast: AstNode, width: int) -> list:
 
     heuristic = []
     k = Kernel(ast)
-    for opt in contraction_plan(k):   # the heuristics' sequence, without the steps that do not apply
+    for opt in contraction_plan(k, Device[device].threads):   # the heuristics' sequence, less what does not apply
         try:
             apply_cpu_opt(k, opt)
             heuristic.append(opt)
@@ -101,7 +101,7 @@ def _compile_all(device: str, ast: AstNode, candidates) -> None:
         except Exception:   # a sequence the code generator rejects is simply not a candidate
             return None
     todo = [c for c in candidates if (ast, c) not in _specs]
-    with ThreadPoolExecutor(getattr(Device[device], "threads", 1)) as pool:
+    with ThreadPoolExecutor(Device[device].threads) as pool:
         for opts, built in zip(todo, pool.map(build, todo)):
             _specs[(ast, opts)] = built
 

@@ -40,7 +40,7 @@ def expected_kernel(opt: bool = True) -> tuple[str, str]:
     (item,) = create_schedule([scope["out"].node])
     k = Kernel(item.ast)
     if opt:
-        optimize(k, Device.renderer("CPU"))
+        optimize(k, Device.renderer("CPU"), Device["CPU"].threads)
     return k.name(), describe_kernel(k)
 
 

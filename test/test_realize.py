@@ -4,8 +4,10 @@ import pytest
 
 from codegen.kernel import Kernel, Opt
 from runtime import CompileError
+from runtime.cpu import launch_threads
 from tinyjit import Device, Tensor
 from tinyjit import realize as R
+from tinyjit.helpers import prod
 from tinyjit.schedule import create_schedule
 
 
@@ -138,7 +140,7 @@ def test_compiled_kernel_reports_the_threads_the_runtime_uses(monkeypatch):
 @pytest.mark.parametrize("outer, pool, expected", [(5, 4, 3), (64, 2, 2), (1, 8, 1), (1000, 8, 8), (9, 8, 5)])
 def test_thread_count_matches_the_runtime_split(outer, pool, expected):
     k = kernel_for(Tensor(rand(256, 256)) * 2)   # enough work to be threaded
-    assert R._thread_count(k, (outer,), pool) == expected
+    assert launch_threads(outer, prod(k.full_shape), pool) == expected
 
 
 def test_describe_kernel_lists_axes_and_opts():

@@ -27,14 +27,13 @@ import queue
 import threading
 import weakref
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
+from runtime import PreparedLaunch, Program
 from tinyjit.device import Buffer, Device
 from tinyjit.helpers import debug_level, getenv, prod
 from tinyjit.ops import AstNode
 
-# a CPU kernel is split over threads only when it does enough work to pay for the hand-off (~10 us)
-MIN_WORK_PER_THREADED_LAUNCH = 1 << 16
 DEFAULT_KERNEL_CACHE = 1024   # plans kept in memory unless TINYJIT_KERNEL_CACHE says otherwise
 # the files whose code decides what an AST compiles to: a change to any of them invalidates the disk plan cache
 _CODEGEN_FILES = ("codegen", "tinyjit/kernel_cache.py", "tinyjit/view.py", "tinyjit/symbolic.py", "tinyjit/ops.py",
@@ -45,35 +44,30 @@ _CODEGEN_FILES = ("codegen", "tinyjit/kernel_cache.py", "tinyjit/view.py", "tiny
 class CompiledKernel:
     name: str            # readable, e.g. r_64_32_x4
     symbol: str          # the function name in the binary
-    program: object      # the runtime's launchable program
+    launch: PreparedLaunch   # the runtime's launch of the loaded program at these sizes
     global_size: tuple
     local_size: tuple
     flops: int
     source: str
-    threads: int = 1     # CPU: how many threads the outer axis is split over (what the runtime really uses)
-    launch_kwargs: dict = field(default_factory=dict)
+    work: int            # loop iterations (the runtime decides from it whether threads pay)
+
+    @property
+    def program(self) -> Program:
+        return self.launch.program
+
+    @property
+    def threads(self) -> int:
+        """CPU: how many threads the outer axis is split over (what the runtime really uses); 1 elsewhere."""
+        return self.launch.threads
 
     def __call__(self, buffers: list[Buffer], wait: bool = False):
-        return self.program(*[b.handle for b in buffers], global_size=self.global_size,
-                            local_size=self.local_size, wait=wait, **self.launch_kwargs)
+        return self.launch([b.handle for b in buffers], wait)
 
     def prepare(self, buffers: list[Buffer]):
         """(call, set_buffer) for launching again and again (TinyJit's replay loop): call() launches on
-        `buffers`, set_buffer(j, buffer) points argument j at another buffer from then on. On the CPU call is
-        one C call over a C array of addresses that set_buffer edits in place."""
-        program = self.program
-        if hasattr(program, "launcher"):
-            address = program.device.allocator.address
-            args = program.args([address(b.handle) for b in buffers])
-            fn, fn_args = program.launcher(args, self.global_size[0], self.threads)
-
-            def set_buffer(j: int, buffer: Buffer) -> None:
-                args[j] = address(buffer.handle)
-            call = functools.partial(fn, *fn_args)
-            call.program = program   # fn_args hold the kernel's raw address: keep its code loaded while call lives
-            return call, set_buffer
-        bufs = list(buffers)
-        return (lambda: self(bufs)), bufs.__setitem__
+        `buffers`, set_buffer(j, buffer) points argument j at another buffer from then on."""
+        call, set_handle = self.launch.bind([b.handle for b in buffers])
+        return call, lambda j, buffer: set_handle(j, buffer.handle)
 
 
 @dataclass
@@ -181,7 +175,7 @@ def compile_plan(device: str, ast: AstNode, opts: list | None = None) -> KernelP
     key = (device, ast, None if opts is None else tuple(opts))
     plan = _plans.get(key)
     if plan is not None:
-        if any(_wants_reload(kernel.program) for kernel, _ in plan.launches):
+        if any(kernel.program.wants_reload for kernel, _ in plan.launches):
             plan = _plans[key] = _with_current_programs(device, plan)
         return plan
     if opts is None and _disk_cached(device):
@@ -202,7 +196,7 @@ def precompile(device: str, asts: list[AstNode]) -> None:
     kernel or compile step, and, being daemon threads, the one still inside an LLVM call does not keep the
     process alive. (A ThreadPoolExecutor would finish every queued kernel before the exception got out.)"""
     todo = [a for a in dict.fromkeys(asts) if (device, a, None) not in _plans and (device, a) not in _built]
-    threads = getattr(Device[device], "threads", 1)
+    threads = Device[device].threads
     if len(todo) < 2 or threads < 2 or not _disk_cached(device) or getenv("BEAM", 0):
         return   # (BEAM times kernels while it builds them: one at a time, or they disturb each other's timings)
     jobs: queue.SimpleQueue = queue.SimpleQueue()
@@ -294,7 +288,7 @@ def _codegen_version() -> str:
 
 def _plan_key(device: str) -> tuple[str, ...]:
     runtime_device = Device[device]
-    return (_codegen_version(), device, *runtime_device.cache_key(), f"threads={getattr(runtime_device, 'threads', 1)}",
+    return (_codegen_version(), device, *runtime_device.cache_key(), f"threads={runtime_device.threads}",
             f"NOOPT={getenv('NOOPT', 0)}", f"BEAM={getenv('BEAM', 0)}")
 
 
@@ -314,7 +308,7 @@ def _build(device: str, ast: AstNode, opts: list | None):
         for opt in opts:
             (k.apply_opt if renderer.gpu else functools.partial(apply_cpu_opt, k))(opt)
     elif not getenv("NOOPT", 0):
-        optimize(k, renderer)
+        optimize(k, renderer, Device[device].threads)
     copies = copies_of(k) if not renderer.gpu else None
     before = copies.before if copies else []
     after = copies.after if copies else []
@@ -340,27 +334,22 @@ def _spec(device: str, k, ast: AstNode, args) -> _LaunchSpec:
     runtime_device = Device[device]
     _check_stopped()
     binary = runtime_device.compile(source)
-    listing = getattr(runtime_device, "debug_listing", None)
-    if level >= 5 and listing is not None:
-        print(f"--- compiled {program.name} (optimized IR)\n{listing(source)}")
-    if level >= 6 and listing is not None:
-        print(f"--- machine code of {program.name}\n{listing(source, machine_code=True)}")
+    listing = runtime_device.debug_listing(source) if level >= 5 else None
+    if listing is not None:
+        print(f"--- compiled {program.name} (optimized IR)\n{listing}")
+        if level >= 6:
+            print(f"--- machine code of {program.name}\n{runtime_device.debug_listing(source, machine_code=True)}")
     if args is None:
         args = tuple(range(len(program.buffer_dtypes)))
     return _LaunchSpec(program.name, symbol, source, binary, program.global_size, program.local_size, program.flops,
                        prod(k.full_shape), tuple(args))
 
 
-def _wants_reload(program) -> bool:
-    """A CPU program left nearly alone in a retired JIT engine (runtime.cpu.CPUProgram.wants_reload)."""
-    return getattr(program, "wants_reload", False)
-
-
-def _program(device: str, symbol: str, load):
+def _program(device: str, symbol: str, load) -> Program:
     """The loaded program of `symbol` (load() loads it): one per binary, in the current engine where that lets an
     old engine go."""
     program = _programs.get((device, symbol))
-    if program is None or _wants_reload(program):
+    if program is None or program.wants_reload:
         program = _programs[(device, symbol)] = load()
     return program
 
@@ -369,8 +358,10 @@ def _with_current_programs(device: str, plan: KernelPlan) -> KernelPlan:
     """`plan` with the programs that want it loaded again into the current engine."""
     launches = []
     for kernel, args in plan.launches:
-        if _wants_reload(kernel.program):
-            kernel = dataclasses.replace(kernel, program=_program(device, kernel.symbol, kernel.program.reloaded))
+        if kernel.program.wants_reload:
+            program = _program(device, kernel.symbol, kernel.program.reloaded)
+            kernel = dataclasses.replace(kernel, launch=program.prepare(kernel.global_size, kernel.local_size,
+                                                                        kernel.work))
         launches.append((kernel, args))
     return KernelPlan(launches, plan.scratch, plan.main)
 
@@ -378,12 +369,8 @@ def _with_current_programs(device: str, plan: KernelPlan) -> KernelPlan:
 def _load(device: str, spec: _LaunchSpec) -> CompiledKernel:
     runtime_device = Device[device]
     program = _program(device, spec.symbol, lambda: runtime_device.program(spec.symbol, spec.binary))
-    compiled = CompiledKernel(spec.name, spec.symbol, program, spec.global_size, spec.local_size, spec.flops,
-                              spec.source)
-    if hasattr(runtime_device, "pool"):   # the CPU runtime: threads over the outermost global axis
-        compiled.threads = _threads_for(spec.work, spec.global_size, runtime_device.threads)
-        compiled.launch_kwargs = {"threads": compiled.threads}
-    return compiled
+    return CompiledKernel(spec.name, spec.symbol, program.prepare(spec.global_size, spec.local_size, spec.work),
+                          spec.global_size, spec.local_size, spec.flops, spec.source, spec.work)
 
 
 def describe_kernel(k) -> str:
@@ -393,19 +380,3 @@ def describe_kernel(k) -> str:
     shape = " | ".join(f"{kind} {'x'.join(map(str, sizes))}" for kind, sizes in parts if sizes)
     opts = ", ".join(f"{o.kind} axis {o.axis} by {o.amount}" for o in k.applied) or "none"
     return f"{shape}; opts: {opts}"
-
-
-def _thread_count(k, global_size: tuple, device_threads: int) -> int:
-    """The threads a CPU launch of kernel `k` really uses."""
-    return _threads_for(prod(k.full_shape), global_size, device_threads)
-
-
-def _threads_for(work: int, global_size: tuple, device_threads: int) -> int:
-    """The pool's size, capped by the outer loop's length, and 1 when the kernel is too small to pay for the
-    hand-off."""
-    n = global_size[0]
-    threads = min(device_threads, n)
-    if work < MIN_WORK_PER_THREADED_LAUNCH or threads <= 1:
-        return 1
-    chunk = -(-n // threads)   # the runtime hands out ranges of this length: ceil(n / chunk) of them
-    return -(-n // chunk)

@@ -14,8 +14,8 @@ from contextlib import contextmanager
 
 from tinyjit import inplace
 from tinyjit import index_check
-from tinyjit.kernel_cache import (CompiledKernel, KernelPlan, _thread_count, compile_kernel,  # noqa: F401 (API)
-                              compile_plan, counters, describe_kernel, precompile)
+from tinyjit.kernel_cache import (CompiledKernel, KernelPlan, compile_kernel,  # noqa: F401 (API)
+                                  compile_plan, counters, describe_kernel, precompile)
 from tinyjit.deferred import take_deferred
 from tinyjit.device import Buffer
 from tinyjit.helpers import debug_level
