@@ -37,7 +37,7 @@ def beam_search(device: str, ast: AstNode) -> list:
 
 
 def _search(device: str, ast: AstNode, width: int) -> list:
-    from codegen.cpu_opts import apply_cpu_opt, candidate_opts, contraction_plan
+    from codegen.cpu_opts import candidate_opts, contraction_plan
     from codegen.kernel import Kernel, KernelOptError
 
     buffers = _random_buffers(device, ast)
@@ -53,14 +53,14 @@ def _search(device: str, ast: AstNode, width: int) -> list:
     def kernel_after(opts: tuple):
         k = Kernel(ast)
         for opt in opts:
-            apply_cpu_opt(k, opt)
+            k.apply_opt(opt)
         return k
 
     heuristic = []
     k = Kernel(ast)
     for opt in contraction_plan(k, Device[device].threads):   # the heuristics' sequence, less what does not apply
         try:
-            apply_cpu_opt(k, opt)
+            k.apply_opt(opt)
             heuristic.append(opt)
         except KernelOptError:
             pass
@@ -72,7 +72,7 @@ def _search(device: str, ast: AstNode, width: int) -> list:
             k = kernel_after(opts)
             for opt in candidate_opts(k, MAX_UPCAST):
                 try:
-                    apply_cpu_opt(kernel_after(opts), opt)
+                    kernel_after(opts).apply_opt(opt)
                 except KernelOptError:
                     continue
                 extensions.add(opts + (opt,))

@@ -9,7 +9,6 @@ import pytest
 from codegen.kernel import Kernel
 from codegen.optimizer import optimize
 from tinyjit import Device
-from tinyjit.realize import describe_kernel
 from tinyjit.schedule import create_schedule
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -41,7 +40,7 @@ def expected_kernel(opt: bool = True) -> tuple[str, str]:
     k = Kernel(item.ast)
     if opt:
         optimize(k, Device.renderer("CPU"), Device["CPU"].threads)
-    return k.name(), describe_kernel(k)
+    return k.name(), k.describe()
 
 
 def run_py(code: str, cwd, **env) -> subprocess.CompletedProcess:

@@ -7,7 +7,7 @@ import random
 import numpy as np
 import pytest
 
-from codegen.cpu_opts import apply_cpu_opt, candidate_opts
+from codegen.cpu_opts import candidate_opts
 from codegen.kernel import Kernel, KernelOptError, Opt
 from tinyjit import Tensor
 from tinyjit.kernel_cache import compile_plan
@@ -62,7 +62,7 @@ def _random_opts(ast, rng: random.Random, steps: int) -> list[Opt]:
             break
         opt = rng.choice(choices)
         try:
-            apply_cpu_opt(k, opt)
+            k.apply_opt(opt)
         except KernelOptError:
             continue
         opts.append(opt)
@@ -122,7 +122,7 @@ def test_regressions(name, opts):
         valid = []
         for opt in opts:   # the sequence was found on this graph's reduce kernel; others skip what does not fit
             try:
-                apply_cpu_opt(k, opt)
+                k.apply_opt(opt)
                 valid.append(opt)
             except KernelOptError:
                 pass

@@ -146,7 +146,7 @@ def test_thread_count_matches_the_runtime_split(outer, pool, expected):
 def test_describe_kernel_lists_axes_and_opts():
     k = kernel_for(Tensor(rand(64, 128)).sum(1))
     k.apply_opt(Opt("UNROLL", 0, 4))
-    assert R.describe_kernel(k) == "global 64 | reduce 32 | upcast 4; opts: UNROLL axis 0 by 4"
+    assert k.describe() == "global 64 | reduce 32 | upcast 4; opts: UNROLL axis 0 by 4"
 
 
 # ---- constants in the kernel cache ----

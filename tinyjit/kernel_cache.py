@@ -294,9 +294,9 @@ def _plan_key(device: str) -> tuple[str, ...]:
 
 def _build(device: str, ast: AstNode, opts: list | None):
     """Optimize, render and compile: ([_LaunchSpec], scratch, index of the kernel itself)."""
-    from codegen.cpu_opts import apply_cpu_opt, copies_of
     from codegen.kernel import Kernel
     from codegen.optimizer import optimize
+    from codegen.opts import CPU_ONLY, GPU_ONLY, KernelOptError
 
     _check_stopped()
     renderer = Device.renderer(device)
@@ -306,16 +306,16 @@ def _build(device: str, ast: AstNode, opts: list | None):
         opts = beam_search(device, ast)
     if opts is not None:
         for opt in opts:
-            (k.apply_opt if renderer.gpu else functools.partial(apply_cpu_opt, k))(opt)
+            if opt.kind in (CPU_ONLY if renderer.gpu else GPU_ONLY):
+                raise KernelOptError(f"{opt.kind} is not an optimization of {renderer.device} kernels")
+            k.apply_opt(opt)
     elif not getenv("NOOPT", 0):
         optimize(k, renderer, Device[device].threads)
-    copies = copies_of(k) if not renderer.gpu else None
-    before = copies.before if copies else []
-    after = copies.after if copies else []
-    specs = [_spec(device, Kernel(c), c, args) for c, args in before]
-    specs.append(_spec(device, k, ast, tuple(copies.args) if copies else None))
-    specs += [_spec(device, Kernel(c), c, args) for c, args in after]
-    return specs, list(copies.scratch) if copies else [], len(before)
+    copies = k.copies
+    specs = [_spec(device, Kernel(c), c, args) for c, args in copies.before]
+    specs.append(_spec(device, k, ast, tuple(copies.args)))
+    specs += [_spec(device, Kernel(c), c, args) for c, args in copies.after]
+    return specs, list(copies.scratch), len(copies.before)
 
 
 def _spec(device: str, k, ast: AstNode, args) -> _LaunchSpec:
@@ -326,7 +326,7 @@ def _spec(device: str, k, ast: AstNode, args) -> _LaunchSpec:
     symbol, source = renderer.render(program.name, program.uops)
     level = debug_level()
     if level >= 3:
-        print(f"--- kernel {program.name} on {device}: {describe_kernel(k)}\n{ast.pretty()}")
+        print(f"--- kernel {program.name} on {device}: {k.describe()}\n{ast.pretty()}")
     if level >= 5:
         print(f"--- linear program of {program.name}\n{print_program(program.uops)}")
     if level >= 4:
@@ -339,8 +339,6 @@ def _spec(device: str, k, ast: AstNode, args) -> _LaunchSpec:
         print(f"--- compiled {program.name} (optimized IR)\n{listing}")
         if level >= 6:
             print(f"--- machine code of {program.name}\n{runtime_device.debug_listing(source, machine_code=True)}")
-    if args is None:
-        args = tuple(range(len(program.buffer_dtypes)))
     return _LaunchSpec(program.name, symbol, source, binary, program.global_size, program.local_size, program.flops,
                        prod(k.full_shape), tuple(args))
 
@@ -371,12 +369,3 @@ def _load(device: str, spec: _LaunchSpec) -> CompiledKernel:
     program = _program(device, spec.symbol, lambda: runtime_device.program(spec.symbol, spec.binary))
     return CompiledKernel(spec.name, spec.symbol, program.prepare(spec.global_size, spec.local_size, spec.work),
                           spec.global_size, spec.local_size, spec.flops, spec.source, spec.work)
-
-
-def describe_kernel(k) -> str:
-    """The loop shape by axis kind and the optimizations applied, e.g. `global 64 | reduce 32 | upcast 4`."""
-    parts = [("global", k.full_shape[:k.first_reduce]), ("reduce", k.full_shape[k.first_reduce:k.first_upcast]),
-             ("upcast", k.full_shape[k.first_upcast:])]
-    shape = " | ".join(f"{kind} {'x'.join(map(str, sizes))}" for kind, sizes in parts if sizes)
-    opts = ", ".join(f"{o.kind} axis {o.axis} by {o.amount}" for o in k.applied) or "none"
-    return f"{shape}; opts: {opts}"

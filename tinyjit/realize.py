@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from tinyjit import inplace
 from tinyjit import index_check
 from tinyjit.kernel_cache import (CompiledKernel, KernelPlan, compile_kernel,  # noqa: F401 (API)
-                                  compile_plan, counters, describe_kernel, precompile)
+                                  compile_plan, counters, precompile)
 from tinyjit.deferred import take_deferred
 from tinyjit.device import Buffer
 from tinyjit.helpers import debug_level
