@@ -23,17 +23,38 @@ if TYPE_CHECKING:   # (the Kernel applies these; only its type is needed here)
     from codegen.kernel import Kernel
 
 
+@dataclass(frozen=True)
+class LaunchArg:
+    """What one buffer argument of a launch is bound to: buffer `index` of the scheduled kernel (0 its output,
+    then its inputs), or with `scratch`, scratch buffer `index` of the kernel's plan."""
+    index: int
+    scratch: bool = False
+
+    def __repr__(self) -> str:
+        return f"scratch{self.index}" if self.scratch else f"buffer{self.index}"
+
+
 @dataclass
 class Copies:
-    """The copy kernels PACK and STAGE put around a kernel, and what the kernel's own buffers are bound to.
+    """The copy kernels PACK, DEPAD and STAGE put around a kernel, and what the kernel's own buffers are bound to.
 
-    `args[i]` is what buffer i of the kernel reads: an int is the scheduled kernel's own buffer (0 its output,
-    then its inputs), ("scratch", j) a scratch buffer of `scratch[j]` = (size, dtype). `before` and `after` are
-    elementwise kernels (AST, args) run before and after it; their buffer 0 is the one they write."""
-    args: list
+    `args[i]` is what buffer i of the kernel is bound to; `scratch[j]` = (size, dtype) of scratch buffer j.
+    `before` and `after` are elementwise kernels (AST, args) run before and after it; their buffer 0 is the one
+    they write."""
+    args: list[LaunchArg]
     scratch: list = field(default_factory=list)
     before: list = field(default_factory=list)
     after: list = field(default_factory=list)
+
+    @staticmethod
+    def none(buffers: int) -> "Copies":
+        """No copies yet: buffer i of the kernel is buffer i of the scheduled kernel."""
+        return Copies([LaunchArg(i) for i in range(buffers)])
+
+    def new_scratch(self, size: int, dtype) -> LaunchArg:
+        """A new scratch buffer of `size` elements of `dtype`."""
+        self.scratch.append((size, dtype))
+        return LaunchArg(len(self.scratch) - 1, scratch=True)
 
 
 ACCESS_OPS = (Op.LOAD, Op.CONST, Op.VALID)
@@ -143,9 +164,9 @@ def pack(k: Kernel, which: int) -> None:
     packed = ShapeTracker.from_shape(kept_shape).reshape(tuple(s if a in keep else 1 for a, s in enumerate(full)))
     copy = AstNode(Op.STORE, (value,), (0, packed), node.dtype)
     packed = packed.expand(full)
-    copies.scratch.append((prod(kept_shape), node.dtype))
-    copies.before.append((copy, (("scratch", len(copies.scratch) - 1),) + tuple(copy_args)))
-    args = args + [("scratch", len(copies.scratch) - 1)]
+    scratch = copies.new_scratch(prod(kept_shape), node.dtype)
+    copies.before.append((copy, (scratch,) + tuple(copy_args)))
+    args = args + [scratch]
     new_node = AstNode(Op.LOAD, (), (len(args) - 1, packed), node.dtype)
     st_of[id(new_node)] = packed
     ast = _substitute(k.ast, node, new_node)
@@ -159,7 +180,7 @@ def stage(k: Kernel) -> None:
     whole vectors (LLVM's SLP vectorizer starts from consecutive stores), and the copy is a transpose of small
     tiles that stay in cache."""
     copies = k.copies
-    if copies.args[0] != 0:
+    if copies.args[0] != LaunchArg(0):
         raise KernelOptError("STAGE: the output is staged already")
     st = k.sts[0]
     strides = index_strides(st)
@@ -169,14 +190,13 @@ def stage(k: Kernel) -> None:
     order = sorted(range(len(st.shape) - 1), key=lambda a: -abs(strides[a]) if strides[a] is not None else 0)
     order.append(len(st.shape) - 1)
     size = prod(st.shape)
-    copies.scratch.append((size, k.ast.dtype))
-    scratch = ("scratch", len(copies.scratch) - 1)
+    scratch = copies.new_scratch(size, k.ast.dtype)
     inverse = [order.index(a) for a in range(len(order))]
     staged = ShapeTracker.from_shape(tuple(st.shape[a] for a in order)).permute(inverse)
     # the copy walks the output in its memory order (contiguous writes)
     copy = AstNode(Op.STORE, (AstNode(Op.LOAD, (), (1, staged.permute(order)), k.ast.dtype),), (0, st.permute(order)),
                    k.ast.dtype)
-    copies.after.append((copy, (0, scratch)))
+    copies.after.append((copy, (LaunchArg(0), scratch)))
     k.ast = AstNode(Op.STORE, k.ast.src, (0, staged), k.ast.dtype)
     k.accesses[0], k.sts[0] = k.ast, staged
     copies.args[0] = scratch
@@ -204,13 +224,13 @@ def depad(k: Kernel, which: int) -> None:
     copies = k.copies
     copy = AstNode(Op.STORE, (AstNode(Op.LOAD, (), (1, ShapeTracker((source,))), node.dtype),),
                    (0, ShapeTracker.from_shape(kept_shape)), node.dtype)
-    copies.scratch.append((prod(kept_shape), node.dtype))
-    copies.before.append((copy, (("scratch", len(copies.scratch) - 1), copies.args[node.arg[0]])))
+    scratch = copies.new_scratch(prod(kept_shape), node.dtype)
+    copies.before.append((copy, (scratch, copies.args[node.arg[0]])))
     strides, acc = [0] * len(first.shape), 1
     for a in reversed(keep):
         strides[a], acc = acc, acc * first.shape[a]
     depadded = ShapeTracker((View.create(first.shape, tuple(strides)),) + st.views[1:])
-    args = copies.args + [("scratch", len(copies.scratch) - 1)]
+    args = copies.args + [scratch]
     new_node = AstNode(Op.LOAD, (), (len(args) - 1, depadded), node.dtype)
     st_of[id(new_node)] = depadded
     ast = _substitute(k.ast, node, new_node)

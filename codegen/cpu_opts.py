@@ -200,6 +200,6 @@ def candidate_opts(k: Kernel, max_upcast: int = 256) -> list[Opt]:
         operands = pack_candidates(k)
         opts += [Opt(OptKind.PACK, n, 0) for n in range(len(operands))]
         opts += [Opt(OptKind.DEPAD, n, 0) for n, c in enumerate(operands) if c.op == Op.LOAD]
-    if k.copies.args[0] == 0:
+    if not k.copies.args[0].scratch:
         opts.append(Opt(OptKind.STAGE, 0, 0))
     return opts

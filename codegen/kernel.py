@@ -37,8 +37,7 @@ class Kernel:
         self.group_for_reduce = 0    # GPU: reduce axes split across a work-group (shared memory reduce)
         self.applied: list[Opt] = []
         # the copy kernels and scratch buffers PACK, DEPAD and STAGE add, and what each buffer is bound to
-        self.copies = Copies(list(range(1 + max([n.arg[0] for n in self.accesses if n.op == Op.LOAD],
-                                                       default=0))))
+        self.copies = Copies.none(1 + max([n.arg[0] for n in self.accesses if n.op == Op.LOAD], default=0))
         self._move_reduce_axes_last()
         self._merge_axes()
 

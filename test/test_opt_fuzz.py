@@ -71,11 +71,9 @@ def _random_opts(ast, rng: random.Random, steps: int) -> list[Opt]:
 
 def _run(item, opts) -> np.ndarray:
     """The item's output computed by its plan under `opts` (the item's inputs are realized)."""
-    plan = compile_plan(item.output.device, item.ast, opts)
     buffers = [Buffer(item.output.device, item.output.size, item.output.dtype)] + [i.buffer for i in item.inputs]
-    scratch = [Buffer(item.output.device, size, dtype) for size, dtype in plan.scratch]
-    for kernel, args in plan.launches:
-        kernel([buffers[a] if isinstance(a, int) else scratch[a[1]] for a in args])
+    for kernel, bufs in compile_plan(item.output.device, item.ast, opts).bind(buffers):
+        kernel(bufs)
     return buffers[0].numpy()
 
 

@@ -77,11 +77,7 @@ def run_schedule(items: list[ScheduleItem], preserve: dict | None = None) -> Non
         if node.size == 0:
             node.buffer = out
             continue
-        plan = compile_plan(node.device, item.ast)
-        buffers = [out] + input_buffers
-        scratch = [Buffer(node.device, size, dtype) for size, dtype in plan.scratch]
-        for kernel, args in plan.launches:
-            bufs = [buffers[a] if isinstance(a, int) else scratch[a[1]] for a in args]
+        for kernel, bufs in compile_plan(node.device, item.ast).bind([out] + input_buffers):
             elapsed = kernel(bufs, wait=level >= 2)
             if capture is not None:
                 capture.append(("kernel", kernel, bufs))
