@@ -8,6 +8,7 @@ from runtime.cpu import launch_threads
 from tinyjit import Device, Tensor
 from tinyjit import realize as R
 from tinyjit.helpers import prod
+from tinyjit.kernel_cache import compile_kernel
 from tinyjit.schedule import create_schedule
 
 
@@ -117,7 +118,7 @@ def test_compiled_kernel_reports_the_threads_the_runtime_uses(monkeypatch):
     xn = rand(512, 256)
     big = Tensor(xn) * 1.5 - 2.25
     (item,) = create_schedule([big.node])
-    kernel = R.compile_kernel("CPU", item.ast)
+    kernel = compile_kernel("CPU", item.ast)
     assert kernel.threads == min(cpu.threads, kernel.global_size[0])
     if cpu.native_pool is not None:   # the ranges the runtime really splits the launch into
         split = []
@@ -134,7 +135,7 @@ def test_compiled_kernel_reports_the_threads_the_runtime_uses(monkeypatch):
         np.testing.assert_allclose(big.numpy(), xn * 1.5 - 2.25, rtol=1e-6, atol=1e-6)   # fma
         assert len(submitted) + 1 == kernel.threads   # the calling thread runs the first range itself
     (item,) = create_schedule([(Tensor(rand(4, 4)) * 1.5 - 2.25).node])
-    assert R.compile_kernel("CPU", item.ast).threads == 1
+    assert compile_kernel("CPU", item.ast).threads == 1
 
 
 @pytest.mark.parametrize("outer, pool, expected", [(5, 4, 3), (64, 2, 2), (1, 8, 1), (1000, 8, 8), (9, 8, 5)])

@@ -29,6 +29,8 @@ from typing import TYPE_CHECKING, Optional
 
 import numpy as np
 
+from tinyjit import capture
+from tinyjit.capture import StepKind
 from tinyjit.lazy import Node, toposort
 
 if TYPE_CHECKING:
@@ -77,14 +79,13 @@ def check_index(index, low: int, high: int, op: str, where: str, reader: Optiona
     `op`, `what` and `where`. Host values (list, NumPy array, int, a tensor realized in CPU memory outside a
     TinyJit capture) are checked now; any other tensor is checked by the realize that first computes `reader`,
     the tensor whose node reads the index (required then)."""
-    from tinyjit import realize
     from tinyjit.tensor import Tensor
     if not enabled():
         return
     valid = _Range(low, high, op, what, where, allowed)
     if isinstance(index, Tensor):
         node = index.node
-        on_host = node.realized and node.device == "CPU" and realize.current_capture() is None
+        on_host = node.realized and node.device == "CPU" and capture.current() is None
         if not on_host:
             assert reader is not None, "a deferred index check needs the tensor that reads the index"
             with _lock:
@@ -140,9 +141,7 @@ def before_realize(nodes) -> None:
         realize.realize_nodes([f.node for f in flags] + [index for _, index, _ in checks])
         for (_, index, valid), flag in zip(checks, flags):
             verify = functools.partial(_verify, valid, index.shape)
-            capture = realize.current_capture()
-            if capture is not None:   # a TinyJit capture: its replays read the flag too
-                capture.append(("check", verify, [flag.node.buffer, index.buffer]))
+            capture.record(StepKind.CHECK, verify, [flag.node.buffer, index.buffer])   # TinyJit replays check too
             verify(flag.node.buffer, index.buffer)
             passed += 1
     except BaseException:

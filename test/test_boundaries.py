@@ -1,6 +1,7 @@
-"""The compile pipeline's boundaries: codegen builds plans without the runtime or the kernel cache (one entry point,
+"""The engine's boundaries: codegen builds plans without the runtime or the kernel cache (one entry point,
 codegen/pipeline.py), one enum of optimization kinds applied by one method, BEAM driven by the engine's timing
-callback, and every backend implementing the runtime's device interface."""
+callback, every backend implementing the runtime's device interface, typed schedule items, TinyJit's capture as a
+context manager, and the reduce identity."""
 import ast as python_ast
 import importlib
 import math
@@ -17,11 +18,14 @@ from codegen.llvmir import LLVMRenderer
 from codegen.opencl import OpenCLRenderer
 from codegen.opts import KernelOptError, Opt, OptKind
 from codegen.pipeline import build_plan
-from tinyjit import Tensor
+from tinyjit import Tensor, dtypes
+from tinyjit import capture as capture_module
+from tinyjit.capture import StepKind, capture
 from tinyjit.device import BACKENDS, Buffer
 from tinyjit.kernel_cache import compile_plan
+from tinyjit.ops import Op, reduce_identity
 from tinyjit.realize import run_schedule
-from tinyjit.schedule import create_schedule
+from tinyjit.schedule import ItemKind, create_schedule
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -134,3 +138,34 @@ def test_every_backend_implements_the_device_interface(name):
                   issubclass(c, runtime.Allocator)]
     assert programs and allocators
     assert not any(c.__abstractmethods__ for c in programs + allocators)
+
+
+def test_schedule_item_kinds_are_an_enum():
+    x = Tensor(np.arange(6, dtype=np.float32)).realize()
+    (kernel,) = create_schedule([(x + 1).node])
+    (empty,) = create_schedule([Tensor.empty(3).node])
+    assert kernel.kind is ItemKind.KERNEL and kernel.kind == "kernel" and f"{kernel.kind:<7}|" == "kernel |"
+    assert empty.kind is ItemKind.EMPTY
+
+
+def test_capture_records_the_steps_of_its_block():
+    """A capture records the kernels its thread launches; an inner capture records its own, not the outer's."""
+    x = Tensor(np.arange(6, dtype=np.float32)).realize()
+    with capture() as outer:
+        (x * 2).realize()
+        with capture() as inner:
+            (x + 1).realize()
+        assert capture_module.current() is outer
+    assert capture_module.current() is None
+    assert [step.kind for step in outer.steps] == [StepKind.KERNEL] and len(inner.steps) == 1
+    out = Buffer("CPU", 6, x.dtype)
+    inner.steps[0].run([out, x.node.buffer])
+    np.testing.assert_array_equal(out.numpy(), np.arange(6) + 1)
+
+
+@pytest.mark.parametrize("dtype", ["bool", "int8", "int32", "int64", "uint8", "uint64", "float16", "float32"])
+def test_reduce_identity(dtype):
+    dt = dtypes.from_np(np.dtype(dtype))
+    assert reduce_identity(Op.SUM, dt) == 0 and type(reduce_identity(Op.SUM, dt)) is type(np.zeros(1, dtype)[0].item())
+    smallest = False if dtype == "bool" else np.iinfo(dtype).min if dt.is_int else -math.inf
+    assert reduce_identity(Op.RMAX, dt) == smallest
