@@ -53,7 +53,7 @@ if TYPE_CHECKING:
 DEFAULT_KERNEL_CACHE = 1024   # plans kept in memory unless TINYJIT_KERNEL_CACHE says otherwise
 # the files whose code decides what an AST compiles to: a change to any of them invalidates the disk plan cache
 _CODEGEN_FILES = ("codegen", "tinyjit/kernel_cache.py", "tinyjit/view.py", "tinyjit/symbolic.py", "tinyjit/ops.py",
-                  "tinyjit/dtype.py", "runtime/cpu.py")
+                  "tinyjit/dtype.py", "tinyjit/helpers.py", "runtime/cpu.py")
 
 
 @dataclass
