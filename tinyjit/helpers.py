@@ -4,6 +4,7 @@ from __future__ import annotations
 import functools
 import math
 import os
+from enum import Enum
 from typing import Iterable, TypeVar
 
 from runtime import env
@@ -36,6 +37,14 @@ def prod(xs: Iterable[int]) -> int:
     return math.prod(xs)
 
 
+def largest_divisor(n: int, limit: int) -> int:
+    """The largest d <= limit that divides n (1 when there is none above 1)."""
+    for d in range(min(n, limit), 1, -1):
+        if n % d == 0:
+            return d
+    return 1
+
+
 def all_same(xs) -> bool:
     xs = list(xs)
     return all(x == xs[0] for x in xs)
@@ -58,3 +67,18 @@ def normalize_axis(axis: int, ndim: int, op: str = "op") -> int:
 
 def round_up(x: int, multiple: int) -> int:
     return (x + multiple - 1) // multiple * multiple
+
+
+class NameEnum(str, Enum):
+    """An enum whose members are their own names as strings: a member equals, prints and formats as its name
+    (`OptKind.UPCAST == "UPCAST"`), so code and tests may spell it either way (enum.StrEnum, which Python 3.10
+    lacks)."""
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}.{self.name}"

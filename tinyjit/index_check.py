@@ -29,7 +29,8 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from tinyjit import realize
+from tinyjit import capture, realize
+from tinyjit.capture import StepKind
 from tinyjit.dtype import dtypes, fits
 from tinyjit.lazy import Node, toposort
 from tinyjit.tensor_base import TensorBase
@@ -83,7 +84,7 @@ def check_index(index, low: int, high: int, op: str, where: str, reader: Optiona
     valid = _Range(low, high, op, what, where, allowed)
     if isinstance(index, TensorBase):
         node = index.node
-        on_host = node.realized and node.device == "CPU" and realize.current_capture() is None
+        on_host = node.realized and node.device == "CPU" and capture.current() is None
         if not on_host:
             assert reader is not None, "a deferred index check needs the tensor that reads the index"
             with _lock:
@@ -137,9 +138,7 @@ def before_realize(nodes) -> None:
         realize.realize_nodes([f.node for f in flags] + [index for _, index, _, _ in checks])
         for (_, index, valid, _), flag in zip(checks, flags):
             verify = functools.partial(_verify, valid, index.shape)
-            capture = realize.current_capture()
-            if capture is not None:   # a TinyJit capture: its replays read the flag too
-                capture.append(("check", verify, [flag.node.buffer, index.buffer]))
+            capture.record(StepKind.CHECK, verify, [flag.node.buffer, index.buffer])   # TinyJit replays check too
             verify(flag.node.buffer, index.buffer)
             passed += 1
     except BaseException:
