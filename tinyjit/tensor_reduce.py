@@ -9,7 +9,7 @@ import numpy as np
 
 from tinyjit.dtype import dtypes
 from tinyjit.helpers import prod
-from tinyjit.ops import Op
+from tinyjit.ops import Op, reduce_identity
 from tinyjit.tensor_base import TensorBase
 from tinyjit.tensor_movement import _axis, _distinct_axes, _pick_axis
 
@@ -46,7 +46,7 @@ class ReduceMixin(TensorBase):
                 _no_identity(self, axis, name)
             # nothing to reduce: one element of the op's identity instead (kernels never loop 0 times)
             x = self.pad(tuple((0, 1) if i in axes and s == 0 else (0, 0) for i, s in enumerate(self.shape)),
-                         value=_identity(op, self.dtype))
+                         value=reduce_identity(op, self.dtype))
         out = self._new(x.node.reduce(op, axes))._record(x)
         if not keepdim:
             out = out.reshape(tuple(s for i, s in enumerate(self.shape) if i not in axes))
@@ -322,17 +322,3 @@ def _no_identity(x, axis, name: str) -> None:
         raise RuntimeError(f"{name}(): cannot reduce an empty tensor (shape {x.shape}) without a dim; pass dim=")
 
     raise IndexError(f"{name}(): cannot reduce over a dimension of size 0 (shape {x.shape}, dim {axis})")
-
-
-def _identity(op: Op, dtype):
-    """The value a reduce over no elements gives: 0 for sum, the smallest value of the dtype for max."""
-    if op == Op.SUM:
-        return False if dtype == dtypes.bool else 0
-
-    if dtype == dtypes.bool:
-        return False
-
-    if dtype.is_int:
-        return 0 if dtype.is_unsigned else -(1 << (dtype.bits - 1))
-
-    return -math.inf
