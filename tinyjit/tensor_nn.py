@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING, Optional
 from tinyjit.dtype import dtypes
 from tinyjit.helpers import prod
 from tinyjit.index_check import check_index, wide_enough
-from tinyjit.ops import Op
+from tinyjit.ops import Op, reduce_identity
 from tinyjit.tensor_base import TensorBase, broadcast_shape
 from tinyjit.tensor_movement import _axis
-from tinyjit.tensor_reduce import _identity
+
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -251,7 +251,7 @@ class NNMixin(TensorBase):
         # with a gradient, three kernels read the windows: from one buffer they all see the same values (a fused
         # producer recomputed in each could round differently, and no element would equal the maximum)
         x = self.contiguous() if training else self
-        x = x.pad(((0, 0),) * (self.ndim - 2) + tuple((q, q) for q in p), value=_identity(Op.RMAX, self.dtype)) \
+        x = x.pad(((0, 0),) * (self.ndim - 2) + tuple((q, q) for q in p), value=reduce_identity(Op.RMAX, self.dtype)) \
             if any(p) else x
         win = x._windows(k, s, d).flatten(-2)               # (..., out_h, out_w, kh * kw)
         best = win.amax(-1)
