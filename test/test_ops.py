@@ -1251,3 +1251,23 @@ def test_regression_fully_masked_view_reshaped_to_0d():
     """view.py: reshaping an all-padding view to () dropped its mask and read the (empty) buffer."""
     check(Tensor(np.zeros(0, np.float32)).pad(((1, 0),)).reshape(()), torch.tensor(0.0))
     check(Tensor(np.array([2.0, 3, 5, 7, 11], np.float32)).prod(), torch.tensor(2310.0))
+
+
+@pytest.mark.parametrize("dtype", ["bool", "uint8", "int32", "int64", "float16", "float32"])
+def test_logical_ops_like_torch(dtype):
+    """torch.logical_not/and/or/xor: truth is "nonzero" for every dtype (NaN is true) and the result is bool; the
+    other operand may have another dtype and broadcast."""
+    a = np.array([[0, 1, 2, 3, 0, 100]]).astype(dtype)
+    if dtype not in ("bool", "uint8"):
+        a[0, 3] = -3
+    if dtype.startswith("float"):
+        a[0, 5] = np.nan
+    b = np.array([[0], [5]], np.int32)
+    x, t = Tensor(a), torch.tensor(a)
+    results = [x.logical_not(), x.logical_and(Tensor(b)), x.logical_or(Tensor(b)), x.logical_xor(Tensor(b)),
+               x.logical_and(0.5)]
+    expected = [t.logical_not(), t.logical_and(torch.tensor(b)), t.logical_or(torch.tensor(b)),
+                t.logical_xor(torch.tensor(b)), t.logical_and(torch.tensor(0.5))]
+    for ours, theirs in zip(results, expected):
+        assert ours.dtype.name == "bool"
+        np.testing.assert_array_equal(ours.numpy(), theirs.numpy())

@@ -431,14 +431,37 @@ class ArithmeticMixin(TensorBase):
 
     def bitwise_not(self) -> Self:
         """~self elementwise (torch.bitwise_not): every bit flipped, logical not for a bool tensor; keeps the dtype.
-        `logical_not` is the same method: torch.logical_not for bool tensors, but on an int tensor it flips the bits
-        where torch.logical_not returns x == 0. TypeError (DTypeNotSupported) for float tensors."""
+        TypeError (DTypeNotSupported) for float tensors."""
         if self.dtype.is_float:
             raise DTypeNotSupported(f"bitwise_not: needs an int or bool tensor, got {self.dtype.name}")
         ones = True if self.dtype == dtypes.bool else -1 if not self.dtype.is_unsigned else (1 << self.dtype.bits) - 1
         return self._apply(Op.XOR, self.full_like(ones))
 
-    logical_not = bitwise_not
+    def logical_not(self) -> Self:
+        """A bool tensor, True where self is zero (torch.logical_not, numpy.logical_not); any dtype (NaN is
+        nonzero)."""
+        return self == 0 if self.dtype != dtypes.bool else ~self
+
+    def _truth(self) -> Self:
+        return self if self.dtype == dtypes.bool else self != 0
+
+    def logical_and(self, other) -> Self:
+        """A bool tensor, True where both are nonzero (torch.logical_and, numpy.logical_and); any dtypes, shapes
+        broadcast (RuntimeError when they cannot)."""
+        other = other if isinstance(other, TensorBase) else self._new(other, device=self.device)
+        return self._truth() & other._truth()
+
+    def logical_or(self, other) -> Self:
+        """A bool tensor, True where either is nonzero (torch.logical_or, numpy.logical_or); any dtypes, shapes
+        broadcast."""
+        other = other if isinstance(other, TensorBase) else self._new(other, device=self.device)
+        return self._truth() | other._truth()
+
+    def logical_xor(self, other) -> Self:
+        """A bool tensor, True where exactly one is nonzero (torch.logical_xor, numpy.logical_xor); any dtypes,
+        shapes broadcast."""
+        other = other if isinstance(other, TensorBase) else self._new(other, device=self.device)
+        return self._truth() ^ other._truth()
 
     def lshift(self, bits, reverse=False) -> Self:
         """self << bits elementwise (torch.bitwise_left_shift; `bits` an int or int tensor, dtypes promote as for +). A
