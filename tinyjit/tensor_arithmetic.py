@@ -323,7 +323,12 @@ class ArithmeticMixin(TensorBase):
     def where(self, x, y) -> Self:
         """torch.where(self, x, y) / numpy.where: x where self (the condition, cast to bool) is true, else y, all three
         broadcast together; x and y are tensors or numbers and their dtypes promote (a number kept in a tensor's dtype
-        must fit it: RuntimeError otherwise). The gradient flows to x and y, not to the condition."""
+        must fit it: RuntimeError otherwise). The gradient flows to x and y, not to the condition.
+        PyTorch's method form, `values.where(condition, other)` (torch.Tensor.where), is recognized when self is not
+        bool and `x` is a bool tensor: self is then the values and `x` the condition. For bool values use the
+        function form, `tinyjit.where(condition, x, y)` or `condition.where(x, y)`."""
+        if self.dtype != dtypes.bool and isinstance(x, TensorBase) and x.dtype == dtypes.bool:
+            self, x = x, self   # torch.Tensor.where(condition, y): x.where(cond, y) is where(cond, x, y)
         self._same_device("where", x, y)
         cond = self if self.dtype == dtypes.bool else self.cast(dtypes.bool)
         if not isinstance(x, TensorBase) and not isinstance(y, TensorBase):

@@ -133,16 +133,16 @@ class ReduceMixin(TensorBase):
         return x.sum(axis, keepdim) * (1.0 / count if count else math.nan) if count else \
             x.sum(axis, keepdim) * math.nan
 
-    def var(self, axis=None, keepdim: bool = False, correction: int = 1, dim=None, unbiased=None) -> Self:
-        """The variance over `axis` (torch.var), dividing by count - correction (default 1, Bessel's; unbiased=False
-        means 0), a float. `axis` (or `dim`) is an int, a tuple of ints or None for every dim; reduced dims are dropped
-        unless `keepdim`. IndexError for a dim out of range, RuntimeError for a dim named twice. NaN or inf when count
-        <= correction, like PyTorch."""
+    def var(self, axis=None, unbiased=None, keepdim: bool = False, *, correction=None, dim=None) -> Self:
+        """The variance over `axis` (torch.var, with its argument order: `x.var(1, False)` is the biased variance),
+        dividing by count - correction (default 1, Bessel's; unbiased=False means 0), a float. `axis` (or `dim`) is
+        an int, a tuple of ints or None for every dim; reduced dims are dropped unless `keepdim`. IndexError for a dim
+        out of range, RuntimeError for a dim named twice, TypeError for both unbiased and correction. NaN or inf when
+        count <= correction, like PyTorch."""
         axis = _pick_axis(axis, dim)
-        if unbiased is not None:
-            correction = int(unbiased)
+        correction = _correction(unbiased, correction, "var")
         if self.dtype == dtypes.float16:   # squares and sums in float32, like PyTorch
-            return self.float().var(axis, keepdim, correction).half()
+            return self.float().var(axis, keepdim=keepdim, correction=correction).half()
         axes = _axes(self, axis, "var")
         count = prod(self.shape[a] for a in axes)
         x = self if self.dtype.is_float else self.float()
@@ -164,13 +164,14 @@ class ReduceMixin(TensorBase):
             return (grad * (2.0 / dof if dof else math.inf) * (x - mean),)
         return self._with_gradient(value, [x], backward)
 
-    def std(self, axis=None, keepdim: bool = False, correction: int = 1, dim=None, unbiased=None) -> Self:
-        """The standard deviation, sqrt of `var` with the same arguments (torch.std), a float; its gradient is 0 where
-        the variance is 0 (like PyTorch, not NaN). `axis` (or `dim`) is an int, a tuple of ints or None for every dim;
-        reduced dims are dropped unless `keepdim`. IndexError for a dim out of range, RuntimeError for a dim named
-        twice."""
-        _axes(self, _pick_axis(axis, dim), "std")
-        var = self.var(axis, keepdim, correction, dim, unbiased)
+    def std(self, axis=None, unbiased=None, keepdim: bool = False, *, correction=None, dim=None) -> Self:
+        """The standard deviation, sqrt of `var` with the same arguments (torch.std, its argument order), a float;
+        its gradient is 0 where the variance is 0 (like PyTorch, not NaN). `axis` (or `dim`) is an int, a tuple of
+        ints or None for every dim; reduced dims are dropped unless `keepdim`. IndexError for a dim out of range,
+        RuntimeError for a dim named twice, TypeError for both unbiased and correction."""
+        axis = _pick_axis(axis, dim)
+        _axes(self, axis, "std")
+        var = self.var(axis, keepdim=keepdim, correction=_correction(unbiased, correction, "std"))
         # gradient 0 where the variance is 0 (all elements equal), like PyTorch, not 0 * (1 / sqrt(0)) = NaN
         zero = var == 0
         return zero.where(var, zero.where(1.0, var).sqrt())
@@ -313,6 +314,18 @@ class ReduceMixin(TensorBase):
         out = out.cast(self.dtype) if self.dtype.is_float else out
         return out.transpose(axis, -1)
 
+
+
+def _correction(unbiased, correction, op: str) -> int:
+    """var/std's divisor offset from PyTorch's two spellings: unbiased (True: 1, False: 0) or correction (default 1)."""
+    if unbiased is not None and correction is not None:
+        raise TypeError(f"{op}(): pass either unbiased or correction, not both")
+    if unbiased is not None:
+        if not isinstance(unbiased, (bool, np.bool_)):
+            raise TypeError(f"{op}(): unbiased must be a bool, got {type(unbiased).__name__} (keepdim is the third "
+                            f"argument, as in torch.{op})")
+        return int(unbiased)
+    return 1 if correction is None else correction
 
 
 def _no_identity(x, axis, name: str) -> None:
