@@ -1,9 +1,12 @@
 """Small utilities shared by every stage: environment variables, DEBUG level, shape arithmetic."""
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import os
+import sys
+import threading
 from enum import Enum
 from typing import Iterable, TypeVar
 
@@ -82,3 +85,31 @@ class NameEnum(str, Enum):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}.{self.name}"
+
+
+# Graph and kernel passes recurse once per op along a chain of fused ops (an unrolled loop of a few hundred steps is
+# realized as one long chain), past Python's default limit of 1000 frames. Their frames are Python frames, so a
+# higher limit is safe while they run.
+GRAPH_RECURSION_LIMIT = 20_000
+_recursion_lock = threading.Lock()
+_recursion_users = 0
+
+
+@contextlib.contextmanager
+def deep_recursion():
+    """Raise Python's recursion limit to GRAPH_RECURSION_LIMIT while the block runs (restored when the last
+    concurrent user leaves)."""
+    global _recursion_users
+    with _recursion_lock:
+        if _recursion_users == 0:
+            deep_recursion.previous = sys.getrecursionlimit()
+            sys.setrecursionlimit(max(deep_recursion.previous, GRAPH_RECURSION_LIMIT))
+        _recursion_users += 1
+    try:
+        yield
+    finally:
+        with _recursion_lock:
+            _recursion_users -= 1
+            if _recursion_users == 0:
+                sys.setrecursionlimit(deep_recursion.previous)
+

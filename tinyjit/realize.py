@@ -15,7 +15,7 @@ from tinyjit import capture, inplace
 from tinyjit.capture import StepKind
 from tinyjit.deferred import take_deferred
 from tinyjit.device import Buffer
-from tinyjit.helpers import debug_level
+from tinyjit.helpers import debug_level, deep_recursion
 from tinyjit.kernel_cache import CompiledKernel, compile_plan, counters, precompile
 from tinyjit.lazy import Node
 from tinyjit.ops import Op
@@ -120,7 +120,12 @@ def _with_inplace_readers(nodes: list[Node]) -> tuple[list[Node], list | None]:
 
 
 def realize_nodes(nodes) -> None:
-    nodes = list(nodes)
+    """Compute `nodes`: schedule, compile and run (see the module docstring)."""
+    with deep_recursion():   # the graph passes recurse along chains of fused ops
+        _realize_nodes(list(nodes))
+
+
+def _realize_nodes(nodes: list) -> None:
     for hook in before_realize_hooks:
         hook(nodes)
     level = debug_level()
