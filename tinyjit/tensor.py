@@ -247,7 +247,8 @@ class Tensor(ArithmeticMixin, AutogradMixin, CreationMixin, RandomMixin, MathMix
         """Write `value` (a tensor or anything Tensor() takes; broadcast to self's shape and cast to its dtype) into
         self's buffer in place and return self, like torch.Tensor.copy_. Lazy values built from self before keep the
         value they read (tinyjit.inplace). ValueError for a shape or device that does not fit; RuntimeError for a leaf
-        that requires grad outside no_grad, like PyTorch's in-place ops."""
+        that requires grad outside no_grad, like PyTorch's in-place ops, and for a view (reshape, permute, expand,
+        slice) of another live tensor, which PyTorch would write through (tinyjit's views are values)."""
         value = value if isinstance(value, Tensor) else Tensor(value, dtype=self.dtype, device=self.device)
         if value.shape != self.shape and value.ndim <= self.ndim and \
                 broadcast_shape(value.shape, self.shape, "assign") == self.shape:
@@ -257,6 +258,12 @@ class Tensor(ArithmeticMixin, AutogradMixin, CreationMixin, RandomMixin, MathMix
                              f"shape {self.shape} on {self.device}")
         if value.dtype != self.dtype:
             value = value.cast(self.dtype)
+        viewed = inplace.viewed_tensor_shape(self)
+        if viewed is not None:
+            raise RuntimeError(f"assign: this tensor (shape {self.shape}) is a view ({self.node.op.name.lower()}) of "
+                               f"another live tensor of shape {viewed}; tinyjit's views are values, so writing into "
+                               f"it would not change that tensor as PyTorch's in-place ops do. Index the tensor "
+                               f"itself (x[1, 2] = v, not x[1][2] = v), or clone() the view to update a copy")
         recording = not Tensor.no_grad_active and self.dtype.is_float
         if recording and self.requires_grad and self._ctx is None:
             raise RuntimeError(f"assign: a leaf tensor that requires grad (shape {self.shape}) cannot be updated in "
