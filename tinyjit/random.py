@@ -94,13 +94,20 @@ class RandomMixin(TensorBase):
         return bits
 
     @classmethod
-    def _uniform01(cls, shape: tuple[int, ...], device: str) -> TensorBase:
-        """float32 uniform in [0, 1): the top 24 bits of each random word."""
+    def _uniform01(cls, shape: tuple[int, ...], device: str, dtype=dtypes.float32) -> TensorBase:
+        """Uniform in [0, 1) in `dtype` with every value a multiple of 2**-(mantissa bits + 1), so none rounds up
+        to 1.0: the top 11 bits of a random word for half, 24 for float32, 53 of two words for float64 (PyTorch's
+        resolution per dtype)."""
         n = math.prod(shape)
         if n == 0:
-            return cls.zeros(*shape, device=device)
+            return cls.zeros(*shape, dtype=dtype, device=device)
+        if dtype == dtypes.float64:
+            bits = cls._random_bits(2 * n, device).reshape(2, n)
+            high, low = (bits[0] >> 5).cast(dtypes.float64), (bits[1] >> 6).cast(dtypes.float64)
+            return ((high * float(1 << 26) + low) * 2.0 ** -53).reshape(shape)
+        mantissa = 11 if dtype == dtypes.float16 else 24
         bits = cls._random_bits(n, device)
-        return ((bits >> 8).cast(dtypes.float32) * (1.0 / (1 << 24))).reshape(shape)
+        return ((bits >> (32 - mantissa)).cast(dtypes.float32) * 2.0 ** -mantissa).cast(dtype).reshape(shape)
 
     @classmethod
     def _standard_normal(cls, shape: tuple[int, ...], device: str) -> TensorBase:
@@ -112,11 +119,14 @@ class RandomMixin(TensorBase):
 
     @classmethod
     def rand(cls, *shape, dtype=None, device=None, requires_grad=None) -> Self:
-        """Uniform random numbers in [0, 1) of `shape` (torch.rand), drawn on the device in float32 and cast to
-        `dtype` (default float32). ValueError for a negative size."""
+        """Uniform random numbers in [0, 1) of `shape` (torch.rand) in `dtype` (default float32), with the
+        dtype's resolution (53 random bits for float64, 11 for half: never 1.0). ValueError for a negative size,
+        TypeError for a non-float dtype."""
         dt = dtypes.from_any(dtype or dtypes.default_float)
-        out = cls._uniform01(shape_arg(shape), canonicalize(device)).cast(dt)
-        return cls._new(out.node, requires_grad=requires_grad)
+        if not dt.is_float:
+            raise TypeError(f"rand: dtype must be a float dtype, got {dt.name} (use randint for ints)")
+        out = cls._uniform01(shape_arg(shape), canonicalize(device), dt if dt.itemsize != 4 else dtypes.float32)
+        return cls._new(out.cast(dt).node, requires_grad=requires_grad)
 
     @classmethod
     def randn(cls, *shape, dtype=None, device=None, requires_grad=None) -> Self:
@@ -128,15 +138,24 @@ class RandomMixin(TensorBase):
 
     @classmethod
     def randint(cls, low: int, high: Optional[int] = None, size=(1,), dtype=None, device=None) -> Self:
-        """Random ints uniform in [low, high) of shape `size` (torch.randint; `randint(high)` draws from [0, high)),
-        int64 unless `dtype` is given. ValueError unless high > low."""
+        """Random ints uniform in [low, high) of shape `size` (torch.randint; `randint(high)` and `randint(high, size)`
+        draw from [0, high)), int64 unless `dtype` is given; every value of the range is reachable (62 random bits
+        per draw). ValueError unless high > low."""
+        if isinstance(high, (tuple, list)):   # torch.randint(high, size)
+            low, high, size = 0, low, high
         if high is None:
             low, high = 0, low
         if high <= low:
             raise ValueError(f"randint: high ({high}) must be greater than low ({low})")
         dt = dtypes.from_any(dtype) if dtype is not None else dtypes.default_int   # int64, like torch.randint
-        u = cls.rand(*shape_arg(size), dtype=dtypes.float64, device=device)
-        return (u * (high - low)).floor().cast(dtypes.int64).add(low).cast(dt)
+        shape, device = shape_arg(size), canonicalize(device)
+        n = math.prod(shape)
+        if n == 0:
+            return cls.zeros(*shape, dtype=dt, device=device)
+        # 62 random bits modulo the range: every value reachable, a bias of at most range / 2**62
+        bits = cls._random_bits(2 * n, device).reshape(2, n)
+        wide = (bits[0] >> 1).cast(dtypes.int64) * (1 << 31) + (bits[1] >> 1).cast(dtypes.int64)
+        return (wide % (high - low) + low).cast(dt).reshape(shape)
 
     @classmethod
     def uniform(cls, *shape, low=0.0, high=1.0, dtype=None, device=None, requires_grad=None) -> Self:
