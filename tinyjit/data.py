@@ -301,8 +301,8 @@ def default_collate(samples: list) -> Any:
 
 def to_tensors(batch: Any, device: Optional[str] = None) -> Any:
     """Replace every numpy array in a (nested) batch with a Tensor on `device`; other leaves are kept."""
-    if isinstance(batch, (np.ndarray, np.generic)):
-        return Tensor(np.ascontiguousarray(batch), device=device)
+    if isinstance(batch, (np.ndarray, np.generic)):   # (ascontiguousarray would make a 0-d sample 1-d)
+        return Tensor(np.ascontiguousarray(batch) if np.ndim(batch) else np.asarray(batch), device=device)
     if isinstance(batch, dict):
         return {k: to_tensors(v, device) for k, v in batch.items()}
     if isinstance(batch, tuple) and hasattr(batch, "_fields"):
