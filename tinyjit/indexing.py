@@ -26,6 +26,8 @@ def _normalize(x, index, host_values: dict | None = None) -> list:
     for it in index:
         if isinstance(it, (list, tuple, np.ndarray)) and not isinstance(it, TensorBase):   # x[(2, 0), 1] as numpy
             values = np.asarray(it)
+            if values.size == 0 and not isinstance(it, np.ndarray):   # x[[]]: no indices (int64, like torch)
+                values = values.astype(np.int64)
             it = x._new(values, device=x.device)
             if host_values is not None:
                 host_values[id(it)] = values
