@@ -1,58 +1,68 @@
-"""Every public nn Module class, nn.functional function, optimizer and learning-rate scheduler (and the
-tinyjit.pytorch namespace) has a docstring that says what it computes and names the PyTorch function it mirrors
-(issue 13 item 6, for nn/ and optim/). Shapes, dtypes and errors are checked by review, not here."""
-from __future__ import annotations
-
+"""Every public method and property of Tensor, and every public function and class of the modules that make up
+the Tensor layer, has a docstring (what it computes, shapes, dtypes, errors, the PyTorch/NumPy function it
+mirrors: the project's standard for public functions)."""
+import importlib
 import inspect
+import re
 
 import pytest
 
-import tinyjit.nn.functional as F
-import tinyjit.optim.lr_scheduler as lr_scheduler
-import tinyjit.pytorch as tj
-from tinyjit import nn, optim
+from tinyjit import Tensor
+
+# the modules Tensor is made of (tinyjit/tensor.py composes their mixins) and the autograd API beside it
+TENSOR_LAYER = ["tinyjit.tensor", "tinyjit.tensor_base", "tinyjit.tensor_arithmetic", "tinyjit.tensor_math",
+                "tinyjit.tensor_movement", "tinyjit.tensor_reduce", "tinyjit.tensor_nn", "tinyjit.tensor_linalg",
+                "tinyjit.tensor_sort", "tinyjit.tensor_create", "tinyjit.tensor_mutation", "tinyjit.tensor_autograd",
+                "tinyjit.tensor_format", "tinyjit.random", "tinyjit.indexing", "tinyjit.autograd",
+                "tinyjit.autograd_function", "tinyjit.autograd_graph"]
 
 
-def _own_doc(obj) -> str:
-    """The object's own docstring (a class's, not one it inherits)."""
-    doc = obj.__dict__.get("__doc__") if inspect.isclass(obj) else obj.__doc__
-    return (doc or "").strip()
+def _documented(obj) -> bool:
+    return bool((inspect.getdoc(obj) or "").strip())
 
 
-def _public(namespace, keep) -> list[tuple[str, object]]:
-    return [(f"{namespace.__name__}.{name}", obj) for name, obj in sorted(vars(namespace).items())
-            if not name.startswith("_") and keep(obj)]
+def _tensor_members():
+    """(name, object) of every public attribute of Tensor that is a method or property (as defined, so that a
+    property's getter and a classmethod's function are what is checked)."""
+    for name in sorted(dir(Tensor)):
+        if name.startswith("_"):
+            continue
+        static = inspect.getattr_static(Tensor, name)
+        if isinstance(static, property):
+            yield name, static.fget
+        elif isinstance(static, (classmethod, staticmethod)):
+            yield name, static.__func__
+        elif callable(static):
+            yield name, static
 
 
-def _defined_in_package(obj, package: str) -> bool:
-    return getattr(obj, "__module__", "").startswith(package)
+def test_every_public_tensor_method_has_a_docstring():
+    members = list(_tensor_members())
+    assert len(members) > 150, f"only {len(members)} public Tensor methods found"
+    missing = [name for name, obj in members if not _documented(obj)]
+    assert not missing, f"{len(missing)} public Tensor methods/properties without a docstring: {', '.join(missing)}"
 
 
-def _unique(entries: list) -> list:
-    """Each object once, under the first name it was found by (lr_scheduler re-exports optim's Optimizer)."""
-    seen: set[int] = set()
-    return [(name, obj) for name, obj in entries if id(obj) not in seen and not seen.add(id(obj))]
+def test_tensor_docstrings_name_what_they_mirror():
+    """Each docstring names the PyTorch or NumPy function the method mirrors, or says it is tinyjit's own (an
+    object's inherited docstring, such as `Return self<value.` for a comparison, does not count)."""
+    vague = [name for name, obj in _tensor_members()
+             if not re.search(r"torch|numpy|tinyjit's own", inspect.getdoc(obj) or "", re.IGNORECASE)
+             or (inspect.getdoc(obj) or "").startswith("Return self")]
+    assert not vague, f"docstrings that name no PyTorch/NumPy function: {', '.join(vague)}"
 
 
-PUBLIC = _unique(
-    _public(nn, lambda o: inspect.isclass(o) and issubclass(o, nn.Module))
-    + _public(F, lambda o: inspect.isfunction(o) and _defined_in_package(o, "tinyjit.nn"))
-    + _public(optim, lambda o: inspect.isclass(o) and _defined_in_package(o, "tinyjit.optim"))
-    + _public(lr_scheduler, lambda o: inspect.isclass(o) and _defined_in_package(o, "tinyjit.optim"))
-    + _public(tj, lambda o: (inspect.isfunction(o) or inspect.isclass(o)) and _defined_in_package(o, "tinyjit.pytorch"))
-)
-
-
-def test_the_walk_finds_the_namespaces():
-    names = {name for name, _ in PUBLIC}
-    assert {"tinyjit.nn.Linear", "tinyjit.nn.functional.cross_entropy", "tinyjit.optim.AdamW",
-            "tinyjit.optim.lr_scheduler.StepLR", "tinyjit.pytorch.tensor"} <= names
-    assert len(PUBLIC) > 150
-
-
-@pytest.mark.parametrize("name,obj", PUBLIC, ids=[name for name, _ in PUBLIC])
-def test_public_api_has_a_docstring_naming_its_pytorch_counterpart(name, obj):
-    doc = _own_doc(obj)
-    assert doc, f"{name} has no docstring"
-    assert "torch" in doc.lower(), f"{name}'s docstring does not name the PyTorch function it mirrors (or say " \
-                                   f"there is none): {doc[:80]!r}"
+@pytest.mark.parametrize("module_name", TENSOR_LAYER)
+def test_every_public_function_of_the_tensor_layer_has_a_docstring(module_name):
+    module = importlib.import_module(module_name)
+    assert _documented(module), f"{module_name} has no module docstring"
+    missing = []
+    for name, obj in vars(module).items():
+        if name.startswith("_") or getattr(obj, "__module__", None) != module_name:
+            continue   # private, or imported from elsewhere
+        if (inspect.isfunction(obj) or inspect.isclass(obj)) and not _documented(obj):
+            missing.append(name)
+        if inspect.isclass(obj):   # the public methods of a public class too (the mixins' are checked above)
+            missing += [f"{name}.{attr}" for attr, value in vars(obj).items()
+                        if not attr.startswith("_") and inspect.isfunction(value) and not _documented(value)]
+    assert not missing, f"{module_name}: public functions/classes without a docstring: {', '.join(missing)}"

@@ -246,6 +246,20 @@ def test_mask_setitem_tuple_index_and_keyword_forms(device):
 
 
 @pytest.mark.devices("CPU")
+def test_setitem_into_one_element_tensors(device):
+    """`losses = torch.zeros(1); losses[0] = loss.item()` (a ported eval loop with eval_iters=1) works as in
+    torch: the indexed region of a one-element tensor shares its base node, and was taken for a live tensor the
+    target is a view of. Writing through a real view of a live tensor still raises."""
+    for shape, index in (((1,), 0), ((1, 1), (0, 0)), ((1, 1), 0), ((1,), slice(None)), ((1, 2), (0, 1))):
+        ours, theirs = Tensor.zeros(*shape, device=device), torch.zeros(*shape)
+        ours[index], theirs[index] = 3.5, 3.5
+        np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
+    base = Tensor.zeros((), device=device)
+    view = base.reshape(1)
+    with pytest.raises(RuntimeError, match="view"):
+        view[0] = 5.0
+
+
 def test_mask_setitem_errors(device):
     x = Tensor.ones(3, 4)
     with pytest.raises(IndexError, match="mask"):

@@ -29,11 +29,13 @@ import builtins
 import types
 
 from tinyjit import autograd, data, nn, optim  # noqa: F401  (torch.nn, torch.optim, torch.autograd)
+from tinyjit import where as tinyjit_where
 from tinyjit.device import Device, canonical_name
 from tinyjit.dtype import DType, dtypes
 from tinyjit.serialization import load, save  # noqa: F401  (torch.save / torch.load: safetensors files)
 from tinyjit.tensor import Tensor
 from tinyjit.tensor_autograd import inference_mode, no_grad  # noqa: F401
+from tinyjit.tensor_base import TensorBase   # holds the process-wide no_grad_active flag
 
 __version__ = __import__("tinyjit").__version__
 
@@ -107,7 +109,7 @@ def manual_seed(seed) -> None:
 
 def is_grad_enabled() -> builtins.bool:
     """torch.is_grad_enabled: False inside no_grad / inference_mode."""
-    return not Tensor.no_grad_active
+    return not TensorBase.no_grad_active
 
 
 class set_grad_enabled:   # named like torch.set_grad_enabled
@@ -115,26 +117,26 @@ class set_grad_enabled:   # named like torch.set_grad_enabled
     manager, restores the previous mode on exit."""
 
     def __init__(self, mode):
-        self._previous = Tensor.no_grad_active
-        Tensor.no_grad_active = not mode
+        self._previous = TensorBase.no_grad_active
+        TensorBase.no_grad_active = not mode
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc) -> None:
-        Tensor.no_grad_active = self._previous
+        TensorBase.no_grad_active = self._previous
 
 
 class enable_grad:   # named like torch.enable_grad
     """torch.enable_grad: records gradients inside a no_grad block (context manager or decorator)."""
 
     def __enter__(self):
-        self._previous = Tensor.no_grad_active
-        Tensor.no_grad_active = False
+        self._previous = TensorBase.no_grad_active
+        TensorBase.no_grad_active = False
         return self
 
     def __exit__(self, *exc) -> None:
-        Tensor.no_grad_active = self._previous
+        TensorBase.no_grad_active = self._previous
 
     def __call__(self, fn):
         import functools
@@ -270,7 +272,7 @@ def stack(tensors, dim: builtins.int = 0) -> Tensor:
 
 def where(condition: Tensor, input, other) -> Tensor:
     """torch.where(condition, input, other): input where condition, else other (broadcast; scalars allowed)."""
-    return condition.where(input, other)
+    return tinyjit_where(condition, input, other)
 
 
 def einsum(equation: str, *operands) -> Tensor:

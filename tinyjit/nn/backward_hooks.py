@@ -9,8 +9,8 @@ grad take it on). When no input requires grad, the hook runs once the gradients 
 How it fits the graph-to-graph autograd (tinyjit.autograd): the hook needs every input's gradient at once, but
 autograd builds the gradient of one node at a time. So, as torch wraps inputs and outputs in an identity
 function, a hooked call routes its gradients through one *gate* node per side: each tensor input is replaced by
-a view of itself (no copy, no kernel) whose custom gradient rule (autograd.CUSTOM) sends its gradient, flattened
-and padded to its slot, into a gate node whose gradient sources are the real inputs. Autograd sums the slots
+a view of itself (no copy, no kernel) whose custom gradient rule (Tensor._with_gradient_rule) sends its gradient,
+flattened and padded to its slot, into a gate node whose gradient sources are the real inputs. Autograd sums the slots
 into the gate's gradient and reaches the gate only after every wrapped input (it is upstream of all of them), so
 the gate's rule sees the complete `grad_input`, calls the hooks and hands each input its (possibly replaced)
 slice. The outputs get a gate the same way, read first, which records `grad_output`. The gates' values are never
@@ -20,12 +20,9 @@ from __future__ import annotations
 
 from typing import Callable, Optional
 
-from tinyjit import autograd
 from tinyjit.dtype import promote
 from tinyjit.lazy import Node
-from tinyjit.ops import Op
 from tinyjit.tensor import Tensor
-from tinyjit.tensor_autograd import _edges
 
 
 class _Gate:
@@ -48,19 +45,12 @@ class _Gate:
         self.arrived = [False] * len(tensors)
         self.on_complete = on_complete
         # the gate's own value is never computed: only its gradient is
-        self.node = Node.const(0.0, self.dtype, (self.total,), self.device)
-        autograd.CUSTOM[self.node] = autograd.CustomGrad(tuple(t.node for t in tensors), self._rule)
-        _edges[self.node] = (True,) * len(tensors)
+        placeholder = Tensor.zeros(self.total, dtype=self.dtype, device=self.device)
+        self.tensor = placeholder._with_gradient_rule(tensors, self._rule)
 
     def wrap(self, index: int) -> Tensor:
         """A view of tensors[index] whose gradient goes into the gate's slot `index`."""
-        t = self.tensors[index]
-        node = Node(Op.RESHAPE, (t.node,), t.shape, t.dtype, t.shape, t.device)
-        autograd.CUSTOM[node] = autograd.CustomGrad((self.node,), self._slot_rule(index))
-        _edges[node] = (True,)
-        view = Tensor(node)
-        view._requires_grad, view._ctx = True, Op.RESHAPE
-        return view
+        return self.tensors[index].detach()._with_gradient_rule([self.tensor], self._slot_rule(index))
 
     def _slot_rule(self, index: int):
         def rule(node: Node, grad: Node) -> tuple:

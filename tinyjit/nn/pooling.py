@@ -16,9 +16,9 @@ import numpy as np
 from tinyjit.dtype import dtypes
 from tinyjit.helpers import prod
 from tinyjit.nn.module import Module
-from tinyjit.ops import Op
+from tinyjit.ops import Op, reduce_identity
 from tinyjit.tensor import Tensor
-from tinyjit.tensor_reduce import _identity
+
 
 
 def _ints(value, nd: int, what: str, op: str, low: int) -> tuple[int, ...]:
@@ -79,7 +79,7 @@ def max_pool(x: Tensor, nd: int, kernel_size, stride=None, padding=0, dilation=1
     # with a gradient or indices, several kernels read the windows: from one buffer they all see the same values
     src = x.contiguous() if track else x
     lead = ((0, 0),) * (x.ndim - nd)
-    padded = src.pad(lead + tuple((pi, pi + e) for pi, e in zip(p, extra)), value=_identity(Op.RMAX, x.dtype))
+    padded = src.pad(lead + tuple((pi, pi + e) for pi, e in zip(p, extra)), value=reduce_identity(Op.RMAX, x.dtype))
     win = padded._windows(k, s, d)
     win = win.reshape(win.shape[:x.ndim] + (prod(k),))      # (..., *out, window)
     best = win.amax(-1)
