@@ -312,6 +312,12 @@ INTERP_CASES = [
     ("trilinear", dict(scale_factor=2, mode="trilinear"), (1, 2, 2, 3, 2)),
     ("nearest3d", dict(size=(3, 4, 5)), (1, 2, 2, 3, 2)),
     ("area", dict(size=(3, 4), mode="area"), (2, 3, 4, 6)),
+    ("bicubic", dict(size=(7, 9), mode="bicubic"), (1, 2, 4, 6)),
+    ("bicubic_corners_down", dict(scale_factor=(0.6, 1.5), mode="bicubic", align_corners=True), (1, 2, 5, 6)),
+    ("bicubic_antialias", dict(size=(2, 9), mode="bicubic", antialias=True), (1, 2, 7, 6)),
+    ("bicubic_antialias_corners", dict(size=(3, 4), mode="bicubic", antialias=True, align_corners=True),
+     (1, 2, 7, 6)),
+    ("bilinear_antialias", dict(scale_factor=(0.3, 0.5), mode="bilinear", antialias=True), (1, 2, 10, 6)),
 ]
 
 
@@ -329,8 +335,14 @@ def test_interpolate_ints_and_errors():
         F.interpolate(Tensor(_arr(1, 2, 3, 4)))
     with pytest.raises(ValueError, match="4-d"):
         F.interpolate(Tensor(_arr(1, 2, 3)), size=4, mode="bilinear")
-    with pytest.raises(NotImplementedError, match="bicubic"):
-        F.interpolate(Tensor(_arr(1, 2, 3, 4)), size=4, mode="bicubic")
+    with pytest.raises(ValueError, match="4-d"):
+        F.interpolate(Tensor(_arr(1, 2, 3)), size=4, mode="bicubic")
+    with pytest.raises(ValueError, match="antialias is restricted"):
+        F.interpolate(Tensor(_arr(1, 2, 3, 4)), size=4, antialias=True)
+    with pytest.raises(RuntimeError, match="not implemented for int32"):   # torch: "not implemented for 'Int'"
+        F.interpolate(Tensor(x), size=4, mode="bicubic")
+    with pytest.raises(NotImplementedError, match="'cubic' is not supported"):
+        F.interpolate(Tensor(_arr(1, 2, 3, 4)), size=4, mode="cubic")
 
 
 def test_pool_errors():

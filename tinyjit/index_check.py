@@ -1,6 +1,7 @@
 """Bounds checks for index values: getitem with integer arrays, gather, one_hot, cross_entropy/nll_loss targets
 and Embedding. These ops pick with a one-hot compare, which matches nothing for an index outside its range and
-would silently give zeros; here such an index is an error, like PyTorch.
+would silently give zeros; here such an index is an error, like PyTorch. The same machinery checks other values
+an op needs valid where PyTorch raises (`check_values`: multinomial's weights).
 
 - Index values on the host (a list, a NumPy array, a Python int, or a tensor already realized in CPU memory) are
   checked at the call: `check_index` raises at once.
@@ -66,10 +67,31 @@ class _Range:
         return IndexOutOfRange(f"{self.op}: {self.what} {bad.flat[0]} is out of bounds for {self.where} (valid: "
                                f"{self.low} to {self.high - 1}{extra}){span}")
 
+    def flag(self, index: TensorBase) -> TensorBase:
+        """A 0-d bool tensor: whether `index` holds a value outside the range."""
+        values, low, allowed = index, self.low, self.allowed
+        if index.dtype.name == "uint64":   # no wider int: compare as uint64, where no value is below 0
+            low, allowed = max(low, 0), allowed if allowed is None or allowed >= 0 else None
+        else:
+            values = values.cast("int64")
+        bad = (values < low) | (values >= self.high)
+        if allowed is not None:
+            bad = bad & (values != allowed)
+        return bad.any()
 
-# node that reads an index -> the checks still to run before it is computed (weak: a dropped graph needs none):
-# (index node, valid range, the reader's `_new`, which makes the index a tensor to build the check from)
-_pending: "weakref.WeakKeyDictionary[Node, list[tuple[Node, _Range, Callable]]]" = weakref.WeakKeyDictionary()
+
+@dataclass(frozen=True)
+class _Values:
+    """A check of other values (check_values): `flag(t)` builds a 0-d bool tensor that is True when t holds a bad
+    value; `error(values)` makes the exception from the values read back."""
+    flag: Callable[[TensorBase], TensorBase]
+    error: Callable[[np.ndarray], Exception]
+
+
+# node that reads checked values -> the checks still to run before it is computed (weak: a dropped graph needs
+# none): (values node, the check (_Range or _Values), the reader's `_new`, which makes the values a tensor to build
+# the check from)
+_pending: "weakref.WeakKeyDictionary[Node, list[tuple[Node, object, Callable]]]" = weakref.WeakKeyDictionary()
 _lock = threading.Lock()
 
 
@@ -97,6 +119,22 @@ def check_index(index, low: int, high: int, op: str, where: str, reader: Optiona
         raise valid.error(values)
 
 
+def check_values(values: TensorBase, reader: TensorBase, flag: Callable[[TensorBase], TensorBase],
+                 error: Callable[[np.ndarray], Exception]) -> None:
+    """Raise `error(array)` unless `flag(values)` (a 0-d bool tensor built from values: True means bad) is False:
+    at once for values realized in CPU memory outside a TinyJit capture, else in the realize that first computes
+    `reader` (a tensor whose node reads `values`), as index checks are (INDEX_CHECK=0 turns these off too)."""
+    if not enabled():
+        return
+    node = values.node
+    if node.realized and node.device == "CPU" and capture.current() is None:
+        if flag(values).item():
+            raise error(values.numpy())
+        return
+    with _lock:
+        _pending.setdefault(reader.node, []).append((node, _Values(flag, error), reader._new))
+
+
 def wide_enough(index: TensorBase, n: int) -> TensorBase:
     """`index` in a dtype that holds 0..n-1, so comparing it with arange(n) of its dtype cannot wrap (a uint8
     index into 300 rows would otherwise match row 44 for 300 - 256), and no wider than 32 bits when n allows: a
@@ -120,17 +158,7 @@ def before_realize(nodes) -> None:
             checks.extend((node, index, valid, make) for index, valid, make in _pending.pop(node, ()))
     if not checks:
         return
-    flags = []
-    for _, index, valid, make in checks:
-        values, low, allowed = make(index), valid.low, valid.allowed
-        if index.dtype.name == "uint64":   # no wider int: compare as uint64, where no value is below 0
-            low, allowed = max(low, 0), allowed if allowed is None or allowed >= 0 else None
-        else:
-            values = values.cast("int64")
-        bad = (values < low) | (values >= valid.high)
-        if allowed is not None:
-            bad = bad & (values != allowed)
-        flags.append(bad.any())
+    flags = [valid.flag(make(index)) for _, index, valid, make in checks]
     # the flags and the indices in one schedule (the index then stays computed for the op that reads it); this
     # realize runs the checks of the indices' own graphs first
     passed = 0
@@ -153,6 +181,6 @@ def before_realize(nodes) -> None:
 realize.before_realize_hooks.append(before_realize)
 
 
-def _verify(valid: _Range, shape: tuple, flag, index_buffer) -> None:
+def _verify(valid, shape: tuple, flag, index_buffer) -> None:
     if flag.numpy().reshape(()).item():
         raise valid.error(index_buffer.numpy().reshape(shape))

@@ -204,6 +204,9 @@ def _setitem(x: TensorBase, index, value) -> None:
         raise RuntimeError(f"setitem: value of shape {value.shape} cannot be broadcast to the indexed region "
                            f"{region.shape}") from None
     inside = x.ones(*region.shape, dtype="bool", device=x.device)
+    # region (a view of x) must not be alive at the assign: for a one-element x it can share x's base node, and
+    # the assign would take x for a view of it (zeros(1)[0] = v raised)
+    del region
     placed, mask = _scatter_basic(x, items, value), _scatter_basic(x, items, inside)
     x.assign(mask.where(placed, x))
 

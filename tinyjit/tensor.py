@@ -38,6 +38,33 @@ from tinyjit.tensor_reduce import ReduceMixin
 from tinyjit.tensor_sort import SortMixin
 
 
+def to_arguments(args: tuple, device, dtype, kwargs: dict, op: str):
+    """(device, dtype) from torch's `.to` spellings: a tensor (its device and dtype), a device name, a dtype, and
+    the keywords device= / dtype= (non_blocking=, copy= and memory_format= are accepted). Either may be None.
+    TypeError for another keyword. Shared by Tensor.to and nn.Module.to."""
+    for arg in args:
+        if isinstance(arg, Tensor):
+            device, dtype = device or arg.device, dtype or arg.dtype
+        elif arg is None:
+            continue
+        elif isinstance(arg, str) and not hasattr(dtypes, arg):
+            device = arg
+        else:
+            dtype = arg
+    unknown = set(kwargs) - {"non_blocking", "copy", "memory_format"}
+    if unknown:
+        raise TypeError(f"{op}: unexpected keyword arguments {sorted(unknown)}")
+    return device, dtype
+
+
+def _holds_numpy_float64(data) -> bool:
+    """Whether nested lists/tuples hold a numpy float64 scalar or array: torch.tensor keeps float64 for those,
+    while Python floats alone make float32."""
+    if isinstance(data, (list, tuple)):
+        return any(_holds_numpy_float64(item) for item in data)
+    return isinstance(data, (np.ndarray, np.generic)) and data.dtype == np.float64
+
+
 class Tensor(ArithmeticMixin, AutogradMixin, CreationMixin, RandomMixin, MathMixin, MovementMixin, IndexingMixin,
              ReduceMixin, NNMixin, MutationMixin, SortMixin, LinalgMixin):
     """A lazy n-dimensional array on a device, with PyTorch's API (torch.Tensor): `Tensor(data, dtype=None,
@@ -54,7 +81,7 @@ class Tensor(ArithmeticMixin, AutogradMixin, CreationMixin, RandomMixin, MathMix
         elif isinstance(data, Tensor):
             data = data if dtype is None else data.cast(dtype)
             node = data.node if device is None or data.device == device else data.to(device).node
-        elif isinstance(data, (bool, int, float)):
+        elif isinstance(data, (bool, int, float)) and not isinstance(data, np.generic):   # np.float64 is a float
             dt = dtype or dtypes.from_py(data)
             if dtype is not None and dt.is_int:   # Tensor(300, dtype=uint8) is an error, not 44 (PyTorch)
                 check_fits(data, dt, "Tensor")
@@ -65,8 +92,8 @@ class Tensor(ArithmeticMixin, AutogradMixin, CreationMixin, RandomMixin, MathMix
                     arr = np.array(data)
                 except ValueError:
                     raise ValueError("Tensor: nested lists must be rectangular (every row the same length)") from None
-                if arr.dtype == np.float64 and dtype is None:
-                    arr = arr.astype(np.float32)
+                if arr.dtype == np.float64 and dtype is None and not _holds_numpy_float64(data):
+                    arr = arr.astype(np.float32)   # Python floats make float32 (numpy float64 values stay, as in torch)
                 elif arr.size == 0 and dtype is None:
                     arr = arr.astype(np.float32)
             elif isinstance(data, np.ndarray) or np.isscalar(data):
@@ -101,10 +128,25 @@ class Tensor(ArithmeticMixin, AutogradMixin, CreationMixin, RandomMixin, MathMix
             raise TypeError("len() of a 0-d tensor")
         return self.shape[0]
 
+    def __iter__(self):
+        """`for row in t`: t[0], t[1], ... like torch (TypeError for a 0-d tensor). t is realized first, so the
+        rows read its buffer instead of each recomputing t (`for i in randint(...)` draws once, as in torch)."""
+        if not self.shape:
+            raise TypeError("iteration over a 0-d tensor")
+        self.realize()
+        return (self[i] for i in range(self.shape[0]))
+
     def __repr__(self) -> str:
         """torch's repr: the values (realized to show them; summarized past 1000 elements), and the dtype, device
         and autograd state where they differ from the defaults (tinyjit.tensor_format)."""
         return tensor_repr(self)
+
+    def __format__(self, format_spec: str) -> str:
+        """f"{t:.4f}" like torch: a 0-d tensor formats as its Python value; otherwise only the empty spec works
+        (the repr), and another spec is a TypeError."""
+        if self.ndim == 0:
+            return format(self.item(), format_spec)
+        return object.__format__(self, format_spec)
 
     def __hash__(self):
         return id(self)
@@ -200,18 +242,7 @@ class Tensor(ArithmeticMixin, AutogradMixin, CreationMixin, RandomMixin, MathMix
         """torch.Tensor.to: to(device), to(dtype), to(device, dtype), to(other) (other's device and dtype), and the
         keywords device= and dtype= (non_blocking= and copy= are accepted). Returns self when nothing changes; a copy
         between devices is differentiable. TypeError for an unknown keyword."""
-        for arg in args:
-            if isinstance(arg, Tensor):
-                device, dtype = device or arg.device, dtype or arg.dtype
-            elif arg is None:
-                continue
-            elif isinstance(arg, str) and not hasattr(dtypes, arg):
-                device = arg
-            else:
-                dtype = arg
-        unknown = set(kwargs) - {"non_blocking", "copy", "memory_format"}
-        if unknown:
-            raise TypeError(f"to: unexpected keyword arguments {sorted(unknown)}")
+        device, dtype = to_arguments(args, device, dtype, kwargs, "to")
         out = self if dtype is None else self.cast(dtype)
         if device is None:
             return out

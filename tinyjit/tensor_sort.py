@@ -10,6 +10,7 @@ from, as torch's sort). `unique` has a data-dependent shape, so it realizes its 
 """
 from __future__ import annotations
 
+import math
 from collections import namedtuple
 from typing import TYPE_CHECKING, Optional
 
@@ -135,12 +136,17 @@ class SortMixin(TensorBase):
         non-negative weights (not necessarily summing to 1), drawn on the device from Tensor.manual_seed's
         generator. With replacement: by inverting the cumulative weights at uniform draws; without: the
         num_samples largest of log(w) + Gumbel noise (a category of weight 0 is drawn only when nothing else
-        is left). RuntimeError for a bad shape or num_samples (more than the categories without replacement)."""
+        is left). As torch: TypeError for a non-int num_samples; RuntimeError for a bad shape or dtype,
+        num_samples <= 0 or (without replacement) more than the categories, and for weights holding inf, NaN or
+        a negative value or a row summing to 0 (checked when the samples are computed, see index_check)."""
+        from tinyjit.index_check import check_values
         if self.ndim not in (1, 2) or not self.dtype.is_float:
             raise RuntimeError(f"multinomial: the weights must be a 1-d or 2-d float tensor, got {self.dtype.name} "
                                f"of shape {self.shape}")
         n = self.shape[-1]
-        if not isinstance(num_samples, (int, np.integer)) or num_samples <= 0:
+        if not isinstance(num_samples, (int, np.integer)) or isinstance(num_samples, bool):
+            raise TypeError(f"multinomial: num_samples must be an int, got {type(num_samples).__name__}")
+        if num_samples <= 0:
             raise RuntimeError(f"multinomial: num_samples must be positive, got {num_samples}")
         if n == 0:
             raise RuntimeError("multinomial: the weights have no categories")
@@ -157,7 +163,10 @@ class SortMixin(TensorBase):
             u = self.rand(rows, n, device=self.device).maximum(1e-30)
             keys = w.log() - (-u.log()).log()
             out = keys.topk(num_samples, dim=1).indices
-        return out.cast(dtypes.int64) if self.ndim == 2 else out.cast(dtypes.int64).squeeze(0)
+        out = out.cast(dtypes.int64)
+        if w.numel():   # (on self: weights realized on the host are checked at once)
+            check_values(self, out, _bad_weights, _weights_error)
+        return out if self.ndim == 2 else out.squeeze(0)
 
     @classmethod
     def randperm(cls, n: int, dtype=dtypes.int64, device=None) -> Self:
@@ -167,3 +176,14 @@ class SortMixin(TensorBase):
             raise RuntimeError(f"randperm: n must be a non-negative int, got {n!r}")
         keys = cls.rand(n, dtype=dtypes.float64, device=device).numpy() if n else np.zeros(0)
         return cls._new(np.argsort(keys, kind="stable").astype(dtypes.from_any(dtype).np), device=device)
+
+
+def _bad_weights(w):
+    """multinomial's weights are invalid: an inf, NaN or negative value, or a row that sums to 0."""
+    return ((w < 0) | (w != w) | (w.abs() == math.inf)).any() | (w.sum(-1) <= 0).any()
+
+
+def _weights_error(w: np.ndarray) -> RuntimeError:
+    if (~np.isfinite(w) | (w < 0)).any():
+        return RuntimeError("multinomial: probability tensor contains either `inf`, `nan` or element < 0")
+    return RuntimeError("multinomial: invalid multinomial distribution (sum of probabilities <= 0)")
