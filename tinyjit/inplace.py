@@ -26,7 +26,7 @@ import weakref
 from collections import defaultdict
 from contextlib import contextmanager
 
-from tinyjit.autograd_graph import CUSTOM, EDGES
+from tinyjit.autograd_graph import EDGES
 from tinyjit.lazy import Node, toposort
 from tinyjit.ops import Op
 
@@ -109,20 +109,11 @@ TORCH_VIEWS = (Op.RESHAPE, Op.PERMUTE, Op.EXPAND, Op.SHRINK)
 
 
 def viewed_tensor_shape(tensor) -> "tuple | None":
-    """The shape of another live tensor that `tensor` is a view of in PyTorch's sense (its node is reshapes,
-    permutes, expands and slices of that tensor's node), or None. PyTorch writes through such a view into the other
-    tensor; tinyjit's views are values, so an in-place update of one is refused (tinyjit.tensor.Tensor.assign)."""
-    node = tensor.node
-    if node.op not in TORCH_VIEWS or node in CUSTOM:   # (a custom gradient's node is a same-shape reshape)
-        return None
-    chain = []   # the nodes the view is taken of, nearest first
-    while node.op in TORCH_VIEWS and node not in CUSTOM:
-        node = node.src[0]
-        chain.append(node)
-    with _lock:
-        refs = list(_lazy) + [r for n in chain if n.buffer is not None for r in _by_buffer.get(id(n.buffer), ())]
-    held = {id(t.node) for t in (r() for r in refs) if t is not None and t is not tensor}
-    return next((n.shape for n in chain if id(n) in held), None)
+    """The shape of the live tensor that `tensor` is a view of in PyTorch's sense (made from it by reshapes,
+    permutes, expands and slices), or None. PyTorch writes through such a view into that tensor; tinyjit's views are
+    values, so an in-place update of one is refused (tinyjit.tensor.Tensor.assign)."""
+    root = tensor._view_of() if tensor._view_of is not None else None
+    return root.shape if root is not None and root is not tensor else None
 
 
 def note_assign(tensor) -> None:

@@ -291,8 +291,9 @@ class Tensor(ArithmeticMixin, AutogradMixin, CreationMixin, RandomMixin, MathMix
             value = value.cast(self.dtype)
         viewed = inplace.viewed_tensor_shape(self)
         if viewed is not None:
-            raise RuntimeError(f"assign: this tensor (shape {self.shape}) is a view ({self.node.op.name.lower()}) of "
-                               f"another live tensor of shape {viewed}; tinyjit's views are values, so writing into "
+            raise RuntimeError(f"assign: this tensor (shape {self.shape}) is a view (reshape, permute, expand or "
+                               f"slice) of another live tensor of shape {viewed}; tinyjit's views are values, so "
+                               f"writing into "
                                f"it would not change that tensor as PyTorch's in-place ops do. Index the tensor "
                                f"itself (x[1, 2] = v, not x[1][2] = v), or clone() the view to update a copy")
         recording = not Tensor.no_grad_active and self.dtype.is_float

@@ -31,6 +31,9 @@ class TensorBase:
     _ctx: Optional[Op]                # autograd: the op that made this result when recorded (None for a leaf)
     # process-wide switch of autograd recording, turned on by `tinyjit.no_grad()` (tinyjit.tensor_autograd)
     no_grad_active: bool = False
+    # a tensor made by view ops (reshape, permute, expand, slice) from another: a weak reference to the tensor it
+    # was first taken of, which PyTorch would write through it into (tinyjit.inplace.viewed_tensor_shape)
+    _view_of = None
 
     # ---- primitives (implemented by Tensor) ----
     @classmethod

@@ -2,12 +2,14 @@
 (slicing with steps, squeeze, cat, stack, split, repeat). None of these copies data."""
 from __future__ import annotations
 
+import weakref
 from typing import TYPE_CHECKING, Optional, Sequence
 
 import numpy as np
 
 from tinyjit.dtype import DType, check_fits, dtypes, promote
 from tinyjit.helpers import normalize_axis, prod
+from tinyjit.inplace import TORCH_VIEWS
 from tinyjit.lazy import Node
 from tinyjit.ops import Op
 from tinyjit.tensor_base import TensorBase
@@ -69,7 +71,11 @@ class MovementMixin(TensorBase):
             # Node.movement folded a chain (reshape of a reshape) past self.node: keep self.node in the graph,
             # autograd needs to reach it
             node = Node(op, (self.node,), arg, self.dtype, node.shape, self.device)
-        return self._new(node)._record(self)
+        out = self._new(node)._record(self)
+        if op in TORCH_VIEWS:   # remember what PyTorch would share storage with (writes into views are refused)
+            root = self._view_of() if self._view_of is not None else None
+            out._view_of = weakref.ref(root if root is not None else self)
+        return out
 
     def reshape(self, *shape, **kwargs) -> Self:
         """torch.reshape / numpy.reshape: reshape(2, 3), reshape((2, 3)) or reshape(shape=(2, 3)), one size may be
