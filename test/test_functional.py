@@ -232,8 +232,11 @@ def test_embedding_and_one_hot():
 
 
 @pytest.mark.parametrize("kw", [{}, {"is_causal": True}, {"scale": 0.3}, {"mask": "bool"}, {"mask": "float"},
-                                {"enable_gqa": True}])
+                                {"enable_gqa": True}, {"mask": "bool", "empty_row": True},
+                                {"mask": "float", "empty_row": True}])
 def test_scaled_dot_product_attention(kw):
+    """Values and gradients like torch; a query row that may attend to nothing gives zeros (torch's CPU kernels),
+    with a bool mask or a float mask of -inf."""
     kw = dict(kw)
     q, k, v = _arr(2, 4, 5, 8), _arr(2, 4, 6, 8, seed=1), _arr(2, 4, 6, 3, seed=2)
     if kw.get("enable_gqa"):
@@ -245,7 +248,9 @@ def test_scaled_dot_product_attention(kw):
         return
     m = np.random.default_rng(3).random((5, 6)) > 0.3
     m[:, 0] = True
-    m = m if mask == "bool" else np.where(m, 0.0, -2.0).astype(np.float32)
+    if kw.pop("empty_row", False):
+        m[2] = False
+    m = m if mask == "bool" else np.where(m, 0.0, -np.inf if not m[2].any() else -2.0).astype(np.float32)
     check(lambda q, k, v, m: F.scaled_dot_product_attention(q, k, v, m),
           lambda q, k, v, m: TF.scaled_dot_product_attention(q, k, v, m), q, k, v, m, ints=(3,))
 

@@ -229,12 +229,19 @@ class NNMixin(TensorBase):
         if is_causal:
             rows = self.arange(L, device=self.device).reshape(L, 1)
             attn_mask = rows >= self.arange(S, device=self.device).reshape(1, S)
+        fully_masked = None
         if attn_mask is not None:
             if attn_mask.dtype == dtypes.bool:
                 scores = attn_mask.where(scores, -math.inf)
             else:
                 scores = scores + attn_mask
+            # a query that may attend to nothing gets zeros (and zero gradients), like PyTorch's CPU kernels, not
+            # the NaN of a softmax over -inf only (padded sequences would spread it)
+            fully_masked = scores.amax(-1, keepdim=True) == -math.inf
+            scores = fully_masked.where(0.0, scores)
         weights = scores.softmax(-1)
+        if fully_masked is not None:
+            weights = fully_masked.where(0.0, weights)
         if dropout_p > 0:
             weights = weights.dropout(dropout_p, training=True)
         return weights @ value
