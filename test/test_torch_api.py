@@ -464,3 +464,13 @@ def test_small_methods_match_torch(device):
         torch.tensor([1, 5, 2]) > 1, 2.7).tolist()
     with pytest.raises(TypeError, match="masked_fill"):
         ints.masked_fill(ints, 0)
+
+
+def test_tensor_from_a_torch_tensor():
+    """Tensor(torch_tensor) copies its values and dtype (also when it requires grad); a dtype NumPy lacks raises a
+    TypeError naming it."""
+    assert Tensor(torch.arange(3)).dtype.name == "int64" and Tensor(torch.arange(3)).tolist() == [0, 1, 2]
+    np.testing.assert_array_equal(Tensor(torch.ones(2, requires_grad=True)).numpy(), [1.0, 1.0])
+    assert Tensor(torch.tensor(2.5)).shape == ()
+    with pytest.raises(TypeError, match="BFloat16"):
+        Tensor(torch.ones(2, dtype=torch.bfloat16))

@@ -98,6 +98,12 @@ class Tensor(ArithmeticMixin, AutogradMixin, CreationMixin, RandomMixin, MathMix
                     arr = arr.astype(np.float32)
             elif isinstance(data, np.ndarray) or np.isscalar(data):
                 arr = np.asarray(data)
+            elif hasattr(data, "__array__"):   # a torch tensor (also one that requires grad or is on a GPU), ...
+                detached = data.detach().cpu() if hasattr(data, "detach") and hasattr(data, "cpu") else data
+                try:
+                    arr = np.asarray(detached)
+                except (TypeError, RuntimeError) as e:
+                    raise TypeError(f"Tensor: cannot make a tensor from {type(data).__name__}: {e}") from None
             else:
                 raise TypeError(f"Tensor: cannot make a tensor from {type(data).__name__}")
             if arr.dtype.kind in "OUSV":
