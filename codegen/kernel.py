@@ -6,30 +6,20 @@ All accesses see the same `full_shape`. Its axes are ordered
 
 Global axes become threads (GPU work-items, CPU thread ranges) and loops; reduce axes are loops around the
 accumulation; the trailing `upcasted` axes are unrolled into registers (an upcast axis that is also reduced
-is an "unroll" of the reduce). Optimizations only reshape/permute every ShapeTracker the same way, so they
-never change what the kernel computes.
+is an "unroll" of the reduce). Optimizations (codegen/opts.py, all applied by `Kernel.apply_opt`) only
+reshape/permute every ShapeTracker the same way, or (PACK, DEPAD, STAGE: codegen/copies.py) read or write through
+a copy, so they never change what the kernel computes.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Optional
 
 from tinyjit.helpers import prod
 from tinyjit.ops import AstNode, Op
 from tinyjit.view import ShapeTracker
 
-
-@dataclass(frozen=True)
-class Opt:
-    """One optimization: UPCAST a global axis, UNROLL a reduce axis, LOCAL (GPU work-group) split of a global
-    axis, or GROUP a reduce axis across a work-group (GPU). `axis` counts within that kind's axes."""
-    kind: str
-    axis: int
-    amount: int
-
-
-class KernelOptError(ValueError):
-    pass
+from codegen.copies import Copies, depad, pack, stage
+from codegen.opts import KernelOptError, Opt, OptKind
 
 
 class Kernel:
@@ -46,6 +36,8 @@ class Kernel:
         self.local_dims = 0          # GPU: global axes right after the group axes that are work-group local
         self.group_for_reduce = 0    # GPU: reduce axes split across a work-group (shared memory reduce)
         self.applied: list[Opt] = []
+        # the copy kernels and scratch buffers PACK, DEPAD and STAGE add, and what each buffer is bound to
+        self.copies = Copies.none(1 + max([n.arg[0] for n in self.accesses if n.op == Op.LOAD], default=0))
         self._move_reduce_axes_last()
         self._merge_axes()
 
@@ -130,44 +122,84 @@ class Kernel:
         self.reshape_and_permute(None, order)
 
     def apply_opt(self, opt: Opt) -> None:
-        if opt.kind == "UPCAST":
+        """Apply one optimization of any kind (codegen/opts.py); KernelOptError when it does not apply."""
+        if opt.kind in (OptKind.UPCAST, OptKind.UNROLL):
+            self._upcast(opt)
+        elif opt.kind == OptKind.LOCAL:
+            self._local(opt)
+        elif opt.kind == OptKind.GROUP:
+            self._group(opt)
+        elif opt.kind == OptKind.SWAP:
+            self._swap(opt.axis, opt.amount)
+        elif opt.kind == OptKind.MERGE:
+            self._merge(opt.axis)
+        elif opt.kind == OptKind.PACK:
+            pack(self, opt.axis)
+        elif opt.kind == OptKind.DEPAD:
+            depad(self, opt.axis)
+        else:
+            assert opt.kind == OptKind.STAGE, opt
+            stage(self)
+        self.applied.append(opt)
+
+    def _upcast(self, opt: Opt) -> None:
+        """UPCAST a global axis or UNROLL a reduce axis: its `amount` part becomes the last upcast axis."""
+        if opt.kind == OptKind.UPCAST:
             axis = opt.axis
             if not 0 <= axis < self.first_reduce:
                 raise KernelOptError(f"UPCAST axis {axis} is not a global axis")
-            self.shift_to(axis, opt.amount)
-        elif opt.kind == "UNROLL":
+        else:
             axis = self.first_reduce + self.group_for_reduce + opt.axis
             if not self.first_reduce + self.group_for_reduce <= axis < self.first_upcast \
                     or not self.is_reduce_axis(axis):
                 raise KernelOptError(f"UNROLL axis {opt.axis} is not a reduce axis")
-            self.shift_to(axis, opt.amount)
-        elif opt.kind in ("LOCAL", "GROUP"):
-            self._apply_gpu_opt(opt)
-            self.applied.append(opt)
-            return
-        else:
-            raise KernelOptError(f"unknown optimization {opt.kind}")
+        self.shift_to(axis, opt.amount)
         self.upcasted += 1
-        self.applied.append(opt)
 
-    def _apply_gpu_opt(self, opt: Opt) -> None:
+    def _local(self, opt: Opt) -> None:
         """LOCAL: split a grid axis and move the `amount` part to the front of the work-group axes (so splitting
-        the innermost axis first leaves the local axes in the order of their grid axes).
-        GROUP: split a reduce loop axis as (size/amount, amount) and move the inner `amount` part to the group
+        the innermost axis first leaves the local axes in the order of their grid axes)."""
+        fr = self.first_reduce
+        if not 0 <= opt.axis < fr - self.local_dims:
+            raise KernelOptError(f"LOCAL axis {opt.axis} is not a grid axis")
+        self.shift_to(opt.axis, opt.amount, insert_at=fr - self.local_dims + 1)
+        self.local_dims += 1
+
+    def _group(self, opt: Opt) -> None:
+        """GROUP: split a reduce loop axis as (size/amount, amount) and move the inner `amount` part to the group
         axes (right after the global ones), so `amount` work-items share one reduce through local memory and
         neighbouring work-items read neighbouring elements."""
         fr = self.first_reduce
-        if opt.kind == "LOCAL":
-            if not 0 <= opt.axis < fr - self.local_dims:
-                raise KernelOptError(f"LOCAL axis {opt.axis} is not a grid axis")
-            self.shift_to(opt.axis, opt.amount, insert_at=fr - self.local_dims + 1)
-            self.local_dims += 1
-        else:
-            axis = fr + self.group_for_reduce + opt.axis
-            if not fr + self.group_for_reduce <= axis < self.first_upcast or not self.is_reduce_axis(axis):
-                raise KernelOptError(f"GROUP axis {opt.axis} is not a reduce loop axis")
-            self.shift_to(axis, opt.amount, insert_at=fr + self.group_for_reduce)
-            self.group_for_reduce += 1
+        axis = fr + self.group_for_reduce + opt.axis
+        if not fr + self.group_for_reduce <= axis < self.first_upcast or not self.is_reduce_axis(axis):
+            raise KernelOptError(f"GROUP axis {opt.axis} is not a reduce loop axis")
+        self.shift_to(axis, opt.amount, insert_at=fr + self.group_for_reduce)
+        self.group_for_reduce += 1
+
+    def _swap(self, a: int, b: int) -> None:
+        """SWAP: exchange global axes a and b (the loop order)."""
+        if a == b or not (0 <= a < self.first_reduce and 0 <= b < self.first_reduce):
+            raise KernelOptError(f"SWAP {a} {b}: both must be different global axes (there are {self.first_reduce})")
+        order = list(range(self.ndim))
+        order[a], order[b] = b, a
+        self.reshape_and_permute(None, order)
+
+    def _merge(self, a: int) -> None:
+        """MERGE: global axes a and a+1 become one loop (so the outermost loop, which the CPU's thread pool splits,
+        is long enough)."""
+        if not 0 <= a < self.first_reduce - 1:
+            raise KernelOptError(f"MERGE {a}: global axes {a} and {a + 1} do not both exist")
+        self.reshape_and_permute(lambda sh: sh[:a] + (sh[a] * sh[a + 1],) + sh[a + 2:], None)
+
+    def describe(self) -> str:
+        """The loop shape by axis kind and the optimizations applied, e.g. `global 64 | reduce 32 | upcast 4;
+        opts: UNROLL axis 0 by 4` (DEBUG=3)."""
+        parts = [("global", self.full_shape[:self.first_reduce]),
+                 ("reduce", self.full_shape[self.first_reduce:self.first_upcast]),
+                 ("upcast", self.full_shape[self.first_upcast:])]
+        shape = " | ".join(f"{kind} {'x'.join(map(str, sizes))}" for kind, sizes in parts if sizes)
+        opts = ", ".join(f"{o.kind} axis {o.axis} by {o.amount}" for o in self.applied) or "none"
+        return f"{shape}; opts: {opts}"
 
     # ---- naming ----
     def name(self) -> str:

@@ -10,12 +10,11 @@ Loop structure of every kernel:
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 from tinyjit.dtype import DType, dtypes
 from tinyjit.helpers import prod
-from tinyjit.ops import AstNode, Op
+from tinyjit.ops import AstNode, Op, reduce_identity
 from tinyjit.symbolic import And, Div, Expr, Lt, Mod, Mul, Num, Sum, Var
 
 from codegen.accumulate import REGISTER_BLOCK, VECTOR_BLOCK, ReduceLoop, level_zero_block, plan_reduce_loops
@@ -28,16 +27,6 @@ REDUCE_TO_ALU = {Op.SUM: Op.ADD, Op.RMAX: Op.MAX}
 def acc_dtype(reduce_node: AstNode) -> DType:
     """The accumulator's type: a half sum accumulates in float32 (like PyTorch), everything else in its own."""
     return dtypes.float32 if reduce_node.op == Op.SUM and reduce_node.dtype == dtypes.float16 else reduce_node.dtype
-
-
-def reduce_identity(op: Op, dtype: DType):
-    if op == Op.SUM:
-        return False if dtype == dtypes.bool else 0 if dtype.is_int else 0.0
-    if dtype == dtypes.bool:
-        return False
-    if dtype.is_int:
-        return 0 if dtype.is_unsigned else -(1 << (dtype.bits - 1))
-    return -math.inf
 
 
 INT32_MAX = 2 ** 31 - 1

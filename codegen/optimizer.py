@@ -2,31 +2,25 @@
 linearized."""
 from __future__ import annotations
 
-from tinyjit.helpers import prod
+from tinyjit.helpers import largest_divisor, prod
+from tinyjit.ops import Op
 
 from codegen.cpu_opts import optimize_cpu
-from codegen.kernel import Kernel, Opt
-from tinyjit.ops import Op
+from codegen.kernel import Kernel
+from codegen.opts import Opt, OptKind
 
 GPU_GROUP_SIZE = 256        # work-items per work-group we aim for
 GPU_GROUP_MAX_OUTPUTS = 2048  # a reduce with fewer outputs than this is split across a work-group ...
 GPU_GROUP_MIN_REDUCE = 256    # ... when it is at least this long
 
 
-def optimize(k: Kernel, renderer) -> None:
-    """Apply the heuristics for this renderer. Never changes results, only the loop structure."""
+def optimize(k: Kernel, renderer, threads: int = 1) -> None:
+    """Apply the heuristics for this renderer. Never changes results, only the loop structure. `threads`: how
+    many threads the device splits a CPU kernel's outer loop over (the runtime device's `threads`)."""
     if renderer.gpu:
         optimize_gpu(k)
         return
-    optimize_cpu(k)
-
-
-def largest_divisor(n: int, limit: int) -> int:
-    """The largest d <= limit that divides n (1 when there is none above 1)."""
-    for d in range(min(n, limit), 1, -1):
-        if n % d == 0:
-            return d
-    return 1
+    optimize_cpu(k, threads)
 
 
 def optimize_gpu(k: Kernel) -> None:
@@ -44,7 +38,7 @@ def optimize_gpu(k: Kernel) -> None:
             size = k.full_shape[axis]
             amount = largest_divisor(size, GPU_GROUP_SIZE)
             if size >= GPU_GROUP_MIN_REDUCE and amount >= 16:
-                k.apply_opt(Opt("GROUP", axis - k.first_reduce, amount))
+                k.apply_opt(Opt(OptKind.GROUP, axis - k.first_reduce, amount))
                 threads_left //= amount
                 break
     for axis in reversed(range(k.first_reduce - k.local_dims)):
@@ -52,7 +46,7 @@ def optimize_gpu(k: Kernel) -> None:
             break
         amount = largest_divisor(k.full_shape[axis], threads_left)
         if amount > 1:
-            k.apply_opt(Opt("LOCAL", axis, amount))
+            k.apply_opt(Opt(OptKind.LOCAL, axis, amount))
             threads_left //= amount
 
 
@@ -66,5 +60,5 @@ def _register_block(k: Kernel, amount: int = 4, max_axes: int = 2) -> None:
             break
         size = k.full_shape[axis]
         if size % amount == 0 and size > amount and any(s[axis] == 0 for s in strides):
-            k.apply_opt(Opt("UPCAST", axis, amount))
+            k.apply_opt(Opt(OptKind.UPCAST, axis, amount))
             done += 1

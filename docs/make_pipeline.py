@@ -163,8 +163,9 @@ def render() -> str:
         "CONST. One line per node: id, op and its argument, sources, shape, dtype.\n",
         fenced(forward),
         "## 3. Autograd: the backward graph\n",
-        "`loss.backward()` walks the graph in reverse and applies one rule per primitive (`tinyjit/autograd.py`),\n"
-        "adding new lazy nodes: `a.grad` and `b.grad` are graphs over the forward nodes, not values.\n",
+        "`loss.backward()` walks the graph in reverse and applies one rule per primitive\n"
+        "(`tinyjit/autograd_graph.py`), adding new lazy nodes: `a.grad` and `b.grad` are graphs over the forward\n"
+        "nodes, not values.\n",
         fenced(backward),
         "## 4. The schedule (`DEBUG=3`)\n",
         "The scheduler (`tinyjit/schedule.py`) cuts the forward and backward graphs into kernels, each storing\n"
@@ -172,9 +173,10 @@ def render() -> str:
         "says why it was not fused.\n",
         fenced("\n".join(parts["schedule"])),
         "## 5. Kernel ASTs and their optimizations (`DEBUG=3`)\n",
-        "Each kernel is an AST of LOADs and STOREs through views over a shared loop shape (`global | reduce`),\n"
-        "with the optimizations chosen for it (`opts`: upcasts `u`, unrolls, ...), as `codegen/kernel.py` prints\n"
-        "them.\n",
+        "The kernel cache (`tinyjit/kernel_cache.py`) hands each kernel's AST to the code generator's one entry,\n"
+        "`codegen/pipeline.py`. Each kernel is an AST of LOADs and STOREs through views over a shared loop shape\n"
+        "(`global | reduce`), with the optimizations chosen for it (`opts`: upcasts `u`, unrolls, ...), as\n"
+        "`codegen/kernel.py` describes them.\n",
         fenced("\n\n".join("\n".join(k["ast"]) for k in parts["kernels"])),
         "## 6. The loop program (`DEBUG=5`)\n",
         "The linearizer (`codegen/linearizer.py`) turns the first kernel (the matmul's reduce) into a flat list\n"

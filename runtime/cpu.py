@@ -2,7 +2,8 @@
 
 Kernels take `(buffers..., start, end)` and loop their outermost parallel axis over [start, end) (64-bit: an axis
 may be longer than 2**31), so a launch is split across a thread pool; ctypes releases the GIL during the call, so
-the threads run in parallel.
+the threads run in parallel. How a launch is split is decided here, once per compiled kernel (`launch_threads`,
+`split_range`).
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from runtime import CompileError, DeviceUnavailable
+from runtime import Allocator, CompileError, Device, DeviceUnavailable, PreparedLaunch, Program
 from runtime import cpu_symbols
 from runtime.env import env, is_set
 
@@ -36,7 +37,27 @@ def cpu_count() -> int:
         return os.cpu_count() or 1
 
 
-class CPUAllocator:
+# a launch is split over threads only when it does enough work to pay for the hand-off (~10 us)
+MIN_WORK_PER_THREADED_LAUNCH = 1 << 16
+
+
+def split_range(n: int, threads: int) -> tuple[int, int]:
+    """How the outer loop [0, n) of a launch is cut for at most `threads` threads: (chunk length, number of
+    chunks). The calling thread runs the first chunk, the pool the others."""
+    threads = max(1, min(threads, n))
+    chunk = max(1, -(-n // threads))
+    return chunk, max(1, -(-n // chunk))
+
+
+def launch_threads(n: int, work: int, threads: int) -> int:
+    """The threads a launch over an outer loop of length `n` really uses, for a kernel of `work` loop iterations
+    on a pool of `threads`: 1 when it is too small to pay for the hand-off."""
+    if work < MIN_WORK_PER_THREADED_LAUNCH or threads <= 1:
+        return 1
+    return split_range(n, threads)[1]
+
+
+class CPUAllocator(Allocator):
     """Host memory as numpy byte arrays (64-byte aligned so vector loads never straddle a cache line)."""
 
     def alloc(self, nbytes: int):
@@ -79,7 +100,7 @@ class JitEngine:
         self.programs = weakref.WeakSet()     # its CPUPrograms still alive
 
 
-class CPUProgram:
+class CPUProgram(Program):
     """A compiled kernel, called through its thunk `(void **buffers, int64 start, int64 end)` (codegen.llvmir)."""
 
     def __init__(self, device: "CPUDevice", name: str, address: int, thunk: int, engine: JitEngine | None = None,
@@ -103,41 +124,65 @@ class CPUProgram:
         """The same kernel loaded into the device's current engine."""
         return self.device.program(self.name, self.binary)
 
-    def __call__(self, *bufs, global_size=(1,), local_size=None, wait=False, threads: int = 1):
-        t0 = time.perf_counter() if wait else 0.0
-        self.launch(self.args([b.ctypes.data for b in bufs]), global_size[0], threads)
-        return time.perf_counter() - t0 if wait else None
+    def __call__(self, *bufs, global_size=(1,), local_size=None, wait=False):
+        """One launch on this thread alone (the engine's launches go through `prepare`)."""
+        return self.prepare(global_size, local_size, work=0)(list(bufs), wait)
+
+    def prepare(self, global_size: tuple, local_size, work: int) -> "CPULaunch":
+        return CPULaunch(self, global_size, local_size, launch_threads(global_size[0], work, self.device.threads))
+
+
+class CPULaunch(PreparedLaunch):
+    """A CPU kernel's launch: the outer loop [0, global_size[0]) split into `threads` ranges."""
+
+    def __init__(self, program: CPUProgram, global_size: tuple, local_size, threads: int):
+        super().__init__(program, global_size, local_size)
+        self.threads = threads
 
     @staticmethod
-    def args(ptrs: list[int]):
-        """The buffer addresses as the C array a launch takes (keep it: a TinyJit replay reuses it)."""
-        return (ctypes.c_void_p * max(len(ptrs), 1))(*ptrs)
+    def args(handles: list):
+        """The buffers' addresses as the C array the thunk takes."""
+        return (ctypes.c_void_p * max(len(handles), 1))(*[CPUAllocator.address(h) for h in handles])
 
-    def launch(self, args, n: int, threads: int) -> None:
-        """Run the outer loop [0, n) over the buffers in `args`, split into `threads` ranges: the calling thread
-        runs the first, the pool the others."""
-        fn, fn_args = self.launcher(args, n, threads)
+    def __call__(self, handles: list, wait: bool = False) -> float | None:
+        t0 = time.perf_counter() if wait else 0.0
+        fn, fn_args = self._launcher(self.args(handles))
         fn(*fn_args)
+        return time.perf_counter() - t0 if wait else None
 
-    def launcher(self, args, n: int, threads: int):
+    def bind(self, handles: list):
+        """One C call over a C array of addresses that set_handle edits in place."""
+        args = self.args(handles)
+
+        def set_handle(j: int, handle) -> None:
+            args[j] = CPUAllocator.address(handle)
+        fn, fn_args = self._launcher(args)
+        call = functools.partial(fn, *fn_args)
+        call.program = self.program   # fn_args hold the kernel's raw address: keep its code loaded while call lives
+        return call, set_handle
+
+    def _launcher(self, args):
         """(function, arguments) that launch over `args`: a ctypes call where possible, so a TinyJit replay runs
         each launch as one C call."""
-        threads = min(threads, self.device.threads, n)
+        program, n = self.program, self.global_size[0]
+        device = program.device
+        threads = min(self.threads, device.threads, n)
         if threads <= 1:
-            return self.fn, (args, 0, n)
-        if self.device.native_pool is not None:
-            return self.device.native_pool.launcher(self.thunk, args, n, threads)
+            return program.fn, (args, 0, n)
+        if device.native_pool is not None:
+            return device.native_pool.launcher(program.thunk, args, n, threads)
         return self._python_pool_launch, (args, n, threads)
 
     def _python_pool_launch(self, args, n: int, threads: int) -> None:
-        chunk = -(-n // threads)
-        futures = [self.device.pool.submit(self.fn, args, lo, min(lo + chunk, n)) for lo in range(chunk, n, chunk)]
-        self.fn(args, 0, chunk)
+        fn, pool = self.program.fn, self.program.device.pool
+        chunk, _ = split_range(n, threads)
+        futures = [pool.submit(fn, args, lo, min(lo + chunk, n)) for lo in range(chunk, n, chunk)]
+        fn(args, 0, chunk)
         for f in futures:
             f.result()
 
 
-class CPUDevice:
+class CPUDevice(Device):
     name = "CPU"
 
     def __init__(self):
@@ -228,6 +273,10 @@ class CPUDevice:
         if not address or not thunk:
             raise CompileError(f"symbol {name} (or its thunk) not found in the compiled LLVM object")
         return CPUProgram(self, name, address, thunk, engine, binary)
+
+    def new_engine(self) -> JitEngine:
+        """A fresh MCJIT engine of this device (the native thread pool loads its own code into one)."""
+        return JitEngine(self)
 
     @functools.cached_property
     def native_pool(self):

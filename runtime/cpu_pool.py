@@ -201,13 +201,13 @@ class _PoolCode:
 
     def __init__(self, device):
         import llvmlite.binding as llvm
-        from runtime.cpu import JitEngine
+
         from runtime import cpu_symbols
         module = llvm.parse_assembly(POOL_IR)
         module.verify()
         cpu_symbols.provide(["syscall"])   # resolved explicitly, like every symbol a kernel calls
         with device._engine_lock:
-            self.engine = JitEngine(device)
+            self.engine = device.new_engine()
             self.engine.llvm.add_module(module)
             self.engine.llvm.finalize_object()
             address = {name: self.engine.llvm.get_function_address(name)

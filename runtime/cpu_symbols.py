@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import math
 import struct
 import threading
 
@@ -82,72 +83,63 @@ define double @__extendhfdf2(half %x) {
   %d = fpext float %f to double
   ret double %d
 }
-
-define half @__truncsfhf2(float %x) {
-  %u = bitcast float %x to i32
-  %sign.shifted = lshr i32 %u, 16
-  %sign = and i32 %sign.shifted, 32768
-  %a = and i32 %u, 2147483647
-  ; NaN: quiet, keeping the top payload bits
-  %payload.shifted = lshr i32 %a, 13
-  %payload = and i32 %payload.shifted, 1023
-  %nan = or i32 %payload, 32256
-  ; normal: add half an ulp of half (ties to even) and drop 13 bits; a carry moves into the exponent
-  %lsb.shifted = lshr i32 %a, 13
-  %lsb = and i32 %lsb.shifted, 1
-  %bias = add i32 %lsb, 4095
-  %rounded = add i32 %a, %bias
-  %rounded.shifted = lshr i32 %rounded, 13
-  %normal = sub i32 %rounded.shifted, 114688
-  ; subnormal: |x| * 2^24 rounded to an integer (ties to even) by adding and subtracting 2^23
-  %abs = bitcast i32 %a to float
-  %scaled = fmul float %abs, 0x4170000000000000
-  %shifted = fadd float %scaled, 0x4160000000000000
-  %integral = fsub float %shifted, 0x4160000000000000
-  %subnormal = fptoui float %integral to i32
-  %is.nan = icmp ugt i32 %a, 2139095040
-  %is.inf = icmp uge i32 %a, 1199566848
-  %is.normal = icmp uge i32 %a, 947912704
-  %r1 = select i1 %is.normal, i32 %normal, i32 %subnormal
-  %r2 = select i1 %is.inf, i32 31744, i32 %r1
-  %r3 = select i1 %is.nan, i32 %nan, i32 %r2
-  %r = or i32 %r3, %sign
-  %h = trunc i32 %r to i16
-  %out = bitcast i16 %h to half
-  ret half %out
-}
-
-define half @__truncdfhf2(double %x) {
-  %u = bitcast double %x to i64
-  %sign.shifted = lshr i64 %u, 48
-  %sign = and i64 %sign.shifted, 32768
-  %a = and i64 %u, 9223372036854775807
-  %payload.shifted = lshr i64 %a, 42
-  %payload = and i64 %payload.shifted, 1023
-  %nan = or i64 %payload, 32256
-  %lsb.shifted = lshr i64 %a, 42
-  %lsb = and i64 %lsb.shifted, 1
-  %bias = add i64 %lsb, 2199023255551
-  %rounded = add i64 %a, %bias
-  %rounded.shifted = lshr i64 %rounded, 42
-  %normal = sub i64 %rounded.shifted, 1032192
-  %abs = bitcast i64 %a to double
-  %scaled = fmul double %abs, 0x4170000000000000
-  %shifted = fadd double %scaled, 0x4330000000000000
-  %integral = fsub double %shifted, 0x4330000000000000
-  %subnormal = fptoui double %integral to i64
-  %is.nan = icmp ugt i64 %a, 9218868437227405312
-  %is.inf = icmp uge i64 %a, 4679237813814689792
-  %is.normal = icmp uge i64 %a, 4544132024016830464
-  %r1 = select i1 %is.normal, i64 %normal, i64 %subnormal
-  %r2 = select i1 %is.inf, i64 31744, i64 %r1
-  %r3 = select i1 %is.nan, i64 %nan, i64 %r2
-  %r = or i64 %r3, %sign
-  %h = trunc i64 %r to i16
-  %out = bitcast i16 %h to half
-  ret half %out
-}
 """
+
+
+def _truncate_to_half_ir(name: str, source: str) -> str:
+    """LLVM IR of `half name(source x)` for source float or double: the nearest half (ties to even), a NaN quiet
+    with the top bits of its payload, overflow to inf, subnormals exact. Integer arithmetic on the bits, written once
+    for both widths (only the field sizes and the constants differ)."""
+    bits, exponent_bits = {"float": (32, 8), "double": (64, 11)}[source]
+    mantissa_bits = bits - 1 - exponent_bits
+    drop = mantissa_bits - 10                         # mantissa bits a half does not keep
+    i = f"i{bits}"
+    exponent_bias = (1 << (exponent_bits - 1)) - 1
+
+    def bits_of(value: float) -> int:
+        packed = struct.pack("<f", value) if source == "float" else struct.pack("<d", value)
+        return int.from_bytes(packed, "little")
+
+    def llvm_float(value: float) -> str:   # LLVM spells a float constant as the bits of the same double
+        return "0x%016X" % int.from_bytes(struct.pack("<d", value), "little")
+    return f"""
+define half @{name}({source} %x) {{
+  %u = bitcast {source} %x to {i}
+  %sign.shifted = lshr {i} %u, {bits - 16}
+  %sign = and {i} %sign.shifted, 32768
+  %a = and {i} %u, {(1 << (bits - 1)) - 1}
+  ; NaN: quiet, keeping the top payload bits
+  %payload.shifted = lshr {i} %a, {drop}
+  %payload = and {i} %payload.shifted, 1023
+  %nan = or {i} %payload, 32256
+  ; normal: add half an ulp of half (ties to even) and drop the bits; a carry moves into the exponent
+  %lsb.shifted = lshr {i} %a, {drop}
+  %lsb = and {i} %lsb.shifted, 1
+  %bias = add {i} %lsb, {(1 << (drop - 1)) - 1}
+  %rounded = add {i} %a, %bias
+  %rounded.shifted = lshr {i} %rounded, {drop}
+  %normal = sub {i} %rounded.shifted, {(exponent_bias - 15) << 10}
+  ; subnormal: |x| * 2^24 rounded to an integer (ties to even) by adding and subtracting 2^{mantissa_bits}
+  %abs = bitcast {i} %a to {source}
+  %scaled = fmul {source} %abs, {llvm_float(2.0 ** 24)}
+  %shifted = fadd {source} %scaled, {llvm_float(2.0 ** mantissa_bits)}
+  %integral = fsub {source} %shifted, {llvm_float(2.0 ** mantissa_bits)}
+  %subnormal = fptoui {source} %integral to {i}
+  %is.nan = icmp ugt {i} %a, {bits_of(math.inf)}
+  %is.inf = icmp uge {i} %a, {bits_of(65520.0)}
+  %is.normal = icmp uge {i} %a, {bits_of(2.0 ** -14)}
+  %r1 = select i1 %is.normal, {i} %normal, {i} %subnormal
+  %r2 = select i1 %is.inf, {i} 31744, {i} %r1
+  %r3 = select i1 %is.nan, {i} %nan, {i} %r2
+  %r = or {i} %r3, %sign
+  %h = trunc {i} %r to i16
+  %out = bitcast i16 %h to half
+  ret half %out
+}}
+"""
+
+
+BUILTINS_IR += _truncate_to_half_ir("__truncsfhf2", "float") + _truncate_to_half_ir("__truncdfhf2", "double")
 BUILTIN_FUNCTIONS = frozenset({"__extendhfsf2", "__extendhfdf2", "__truncsfhf2", "__truncdfhf2"})
 KNOWN = LIBC_FUNCTIONS | LIBGCC_FUNCTIONS | BUILTIN_FUNCTIONS
 

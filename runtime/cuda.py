@@ -18,7 +18,7 @@ import os
 
 import numpy as np
 
-from runtime import CompileError, DeviceUnavailable
+from runtime import Allocator, CompileError, Device, DeviceUnavailable, Program
 from runtime.cache import cached_compile
 
 try:
@@ -147,10 +147,15 @@ def nvrtc_compile(src: str, arch: str = "sm_80", target: str = "ptx", opts=()) -
         nvrtc.nvrtcDestroyProgram(prog)
 
 
+def nvrtc_cache_key(arch: str, target: str, opts=()) -> tuple[str, ...]:
+    """What decides NVRTC's output besides the source: its version, arch, target and options."""
+    return (f"nvrtc {nvrtc_version()}", arch, target, " ".join(nvrtc_options(arch, opts)))
+
+
 def nvrtc_compile_cached(src: str, arch: str, target: str, opts=()) -> bytes:
-    """`nvrtc_compile` through the disk cache (kind "cuda"); the key holds NVRTC version, arch, target, options."""
-    key = (f"nvrtc {nvrtc_version()}", arch, target, " ".join(nvrtc_options(arch, opts)))
-    return cached_compile("cuda", key, src, lambda s: nvrtc_compile(s, arch, target, opts))
+    """`nvrtc_compile` through the disk cache (kind "cuda"), keyed by `nvrtc_cache_key`."""
+    return cached_compile("cuda", nvrtc_cache_key(arch, target, opts), src,
+                          lambda s: nvrtc_compile(s, arch, target, opts))
 
 
 def pick_target(compute_capability: tuple[int, int], supported: tuple[int, ...]) -> tuple[str, str]:
@@ -210,7 +215,7 @@ def _host_address(mv: memoryview) -> int:
     return np.frombuffer(mv, dtype=np.uint8).ctypes.data
 
 
-class CUDAAllocator:
+class CUDAAllocator(Allocator):
     """cuMemAlloc'd buffers; copies are synchronous (pageable host memory), so host memory is free on return."""
 
     def __init__(self, device: "CUDADevice"):
@@ -249,7 +254,7 @@ def _dims(size) -> tuple[int, int, int]:
     return dims
 
 
-class CUDAProgram:
+class CUDAProgram(Program):
     """One `extern "C"` kernel of a loaded module."""
 
     def __init__(self, device: "CUDADevice", name: str, binary: bytes):
@@ -268,8 +273,7 @@ class CUDAProgram:
         self.function = function
         self._events = None
 
-    def __call__(self, *bufs, global_size=(1, 1, 1), local_size=(1, 1, 1), wait=False,
-                 threads=None) -> float | None:
+    def __call__(self, *bufs, global_size=(1, 1, 1), local_size=(1, 1, 1), wait=False) -> float | None:
         """Launch with a grid of `global_size` blocks of `local_size` threads. Buffers are passed as device
         pointers, plain Python ints as 32-bit `int`."""
         grid, block = _dims(global_size), _dims(local_size)
@@ -302,7 +306,7 @@ class CUDAProgram:
             pass
 
 
-class CUDADevice:
+class CUDADevice(Device):
     name = "CUDA"
     nvrtc_opts: tuple[str, ...] = ()  # extra NVRTC options; part of the cache key
 
@@ -345,6 +349,9 @@ class CUDADevice:
     def compile(self, src: str) -> bytes:
         arch, target = self.target
         return nvrtc_compile_cached(src, arch, target, self.nvrtc_opts)
+
+    def cache_key(self) -> tuple[str, ...]:
+        return nvrtc_cache_key(*self.target, self.nvrtc_opts)
 
     def program(self, name: str, binary: bytes) -> CUDAProgram:
         return CUDAProgram(self, name, binary)

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from runtime import CompileError, DeviceUnavailable
+from runtime import Allocator, CompileError, Device, DeviceUnavailable, Program
 from runtime.cache import cached_compile
 
 try:
@@ -78,7 +78,7 @@ def _launch_dims(global_size, local_size) -> tuple[tuple[int, ...], tuple[int, .
     return tuple(g * x for g, x in zip(groups, local)), local
 
 
-class CLAllocator:
+class CLAllocator(Allocator):
     """cl.Buffer handles. Copies block, so the caller may reuse its host memory as soon as they return."""
 
     def __init__(self, context, queue):
@@ -106,7 +106,7 @@ class CLAllocator:
             cl.enqueue_copy(self.queue, dest, handle, is_blocking=True)
 
 
-class CLProgram:
+class CLProgram(Program):
     """One kernel of a program binary, ready to launch."""
 
     def __init__(self, device: "CLDevice", name: str, binary: bytes):
@@ -122,8 +122,7 @@ class CLProgram:
             names = self.program.kernel_names or "(none)"
             raise CompileError(f"CL program has no kernel named {name!r}; kernels: {names}") from None
 
-    def __call__(self, *bufs, global_size=(1, 1, 1), local_size=(1, 1, 1), wait=False,
-                 threads=None) -> float | None:
+    def __call__(self, *bufs, global_size=(1, 1, 1), local_size=(1, 1, 1), wait=False) -> float | None:
         """Launch; plain Python ints are passed as 32-bit `int` kernel arguments, everything else as buffers."""
         gsize, lsize = _launch_dims(global_size, local_size)
         try:
@@ -139,7 +138,7 @@ class CLProgram:
         return (event.profile.end - event.profile.start) * 1e-9
 
 
-class CLDevice:
+class CLDevice(Device):
     name = "CL"
     # passed to clBuildProgram; part of the cache key. float `/` and sqrt correctly rounded, as on every backend
     build_options = "-cl-fp32-correctly-rounded-divide-sqrt"
@@ -169,7 +168,7 @@ class CLDevice:
             raise _unavailable(f"cannot open {self.device.name!r}: {e}".replace("\n", " ")) from None
         self.allocator = CLAllocator(self.context, self.queue)
 
-    def cache_key_parts(self) -> tuple[str, ...]:
+    def cache_key(self) -> tuple[str, ...]:
         """Everything besides the source that changes the binary the driver produces."""
         return (f"{self.platform.name} {self.platform.version}", self.device.name, self.device.version,
                 self.device.driver_version, self.build_options)
@@ -189,7 +188,7 @@ class CLDevice:
         return bytes(program.binaries[0])
 
     def compile(self, src: str) -> bytes:
-        return cached_compile("opencl", self.cache_key_parts(), src, self._build)
+        return cached_compile("opencl", self.cache_key(), src, self._build)
 
     def program(self, name: str, binary: bytes) -> CLProgram:
         return CLProgram(self, name, binary)

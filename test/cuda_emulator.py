@@ -25,7 +25,7 @@ import tempfile
 import numpy as np
 
 from codegen.cuda import CUDARenderer
-from runtime import CompileError, DeviceUnavailable
+from runtime import Allocator, CompileError, Device, DeviceUnavailable, Program
 from runtime.cache import cached_compile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -113,7 +113,7 @@ class EmuBuffer:
         return bool((self.raw[:GUARD] == CANARY).all() and (self.raw[GUARD + self.nbytes:] == CANARY).all())
 
 
-class EmuAllocator:
+class EmuAllocator(Allocator):
     def alloc(self, nbytes: int) -> EmuBuffer:
         return EmuBuffer(max(int(nbytes), 1))
 
@@ -133,7 +133,7 @@ class EmuAllocator:
         dest[:] = handle.data()[:dest.nbytes]
 
 
-class EmuProgram:
+class EmuProgram(Program):
     def __init__(self, name: str, binary: bytes):
         self.name = name
         fd, self.path = tempfile.mkstemp(prefix=f"tinyjit-cudaemu-{name}-", suffix=".so")
@@ -149,7 +149,7 @@ class EmuProgram:
             raise CompileError(f"CUDAEMU: the module has no kernel named {name!r}") from None
         self.fn.restype = ctypes.c_int
 
-    def __call__(self, *bufs, global_size=(1, 1, 1), local_size=(1, 1, 1), wait=False, threads=None):
+    def __call__(self, *bufs, global_size=(1, 1, 1), local_size=(1, 1, 1), wait=False):
         grid = tuple(int(g) for g in global_size) + (1,) * (3 - len(global_size))
         block = tuple(int(b) for b in local_size) + (1,) * (3 - len(local_size))
         if len(grid) != 3 or len(block) != 3 or min(grid + block) < 1:
@@ -171,7 +171,7 @@ class EmuProgram:
         return 0.0 if wait else None
 
 
-class EmulatedCUDADevice:
+class EmulatedCUDADevice(Device):
     """The runtime device behind "CUDAEMU": NVRTC+ptxas check, then g++ and the CPU launch emulation."""
     name = "CUDAEMU"
 
@@ -188,8 +188,10 @@ class EmulatedCUDADevice:
         stats["ptxas_checked"] += report["ptxas"] is not None
         stats["kernels"].update(_KERNEL_RE.findall(src))
         stats["tools"].add(report["nvrtc"] + (f", {report['ptxas']}" if report["ptxas"] else ""))
-        key = ("cudaemu", _gxx()[1], " ".join(CXXFLAGS), _shim_digest())
-        return cached_compile("cudaemu", key, host_source(src), _gxx_build)
+        return cached_compile("cudaemu", self.cache_key(), host_source(src), _gxx_build)
+
+    def cache_key(self) -> tuple[str, ...]:
+        return ("cudaemu", _gxx()[1], " ".join(CXXFLAGS), _shim_digest())
 
     def program(self, name: str, binary: bytes) -> EmuProgram:
         return EmuProgram(name, binary)

@@ -249,7 +249,6 @@ def test_random_draws_use_no_host_range():
 @pytest.mark.parametrize("n", [1, 1023, 1024, 1025, 1024 * 1024 + 1, 3 * 1024 * 1024 + 7])
 def test_index_range(n):
     from tinyjit import dtypes
-    from tinyjit.tensor_create import index_range
-    got = index_range(n, dtypes.int32, "CPU")
+    got = Tensor._index_range(n, dtypes.int32, "CPU")
     assert got.shape == (n,)
     np.testing.assert_array_equal(got.numpy(), np.arange(n, dtype=np.int32))

@@ -503,7 +503,7 @@ def test_sgd_training_matches_torch_and_assign_collapses(order):
 
 
 def test_node_level_gradient():
-    from tinyjit import autograd
+    from tinyjit import autograd_graph as autograd
     from tinyjit.device import Buffer
     a = Node.from_buffer(Buffer("CPU", 4, dtypes.float32).copyin(np.array([1, 2, 3, 4], np.float32)), (2, 2))
     b = a.alu(Op.MUL, a).reduce(Op.SUM, (1,))
@@ -516,7 +516,7 @@ def test_node_level_gradient():
 
 
 def test_copy_rule_sends_gradient_back_to_the_source_device():
-    from tinyjit import autograd
+    from tinyjit import autograd_graph as autograd
     a = Tensor([1.0, 2.0], device="CPU").node
     moved = Node(Op.COPY, (a,), None, a.dtype, a.shape, "CL")      # graph only: nothing runs on CL
     (g,) = autograd.gradient([moved.alu(Op.MUL, moved)], [a], [Node.const(1.0, a.dtype, a.shape, "CL")])

@@ -151,7 +151,7 @@ def test_vector_loads(device, row):
     """B's columns are upcast by 4 in a matmul: one 4-wide load where allowed. vload4 (OpenCL) needs only
     element alignment; CUDA's float4 load needs 16 bytes, which a row of 66 floats cannot promise."""
     from codegen.optimizer import optimize
-    from tinyjit.realize import compile_kernel
+    from tinyjit.kernel_cache import compile_kernel
     rng = np.random.default_rng(2)
     a, b = rng.standard_normal((64, 48)).astype(np.float32), rng.standard_normal((48, row)).astype(np.float32)
     out = Tensor(a) @ Tensor(b)[:, :64]

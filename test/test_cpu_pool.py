@@ -40,7 +40,7 @@ print("ok")
 TWO_LAUNCHERS = """
 import threading, numpy as np
 from tinyjit import Tensor
-from tinyjit.compiler import compile_plan
+from tinyjit.kernel_cache import compile_plan
 from tinyjit.device import Buffer
 from tinyjit.schedule import create_schedule
 x = np.arange(512 * 300, dtype=np.float32).reshape(512, 300)

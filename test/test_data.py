@@ -196,3 +196,11 @@ def test_worker_errors_are_raised_in_the_parent():
     # in the main process a dataset of Tensors is fine
     (batch,) = list(data.DataLoader(ReturnsTensors(), batch_size=2))
     np.testing.assert_array_equal(batch.numpy(), [[0.0], [1.0]])
+
+
+def test_batch_size_none_yields_samples_without_a_batch_axis():
+    """DataLoader(batch_size=None) gives each sample as is, like torch: 0-d samples stay 0-d (they were (1,))."""
+    ds = data.TensorDataset(Tensor(np.arange(4, dtype=np.float32)), Tensor(np.arange(8).reshape(4, 2)))
+    samples = list(data.DataLoader(ds, batch_size=None))
+    assert len(samples) == 4 and samples[2][0].shape == () and samples[2][1].shape == (2,)
+    assert samples[2][0].item() == 2.0 and samples[2][1].tolist() == [4, 5]

@@ -1,5 +1,5 @@
 """Device selection and errors: unknown names, a CUDA without driver, ops mixing devices, moving tensors
-between devices, the `python -m tinyjit.device` self-check, and DEBUG=4 printing OpenCL source."""
+between devices, the `python -m tinyjit.device_check` self-check, and DEBUG=4 printing OpenCL source."""
 from __future__ import annotations
 
 import os
@@ -128,7 +128,7 @@ def test_cudaemu_is_test_only():
 
 # ---- the self-check ----
 def test_self_check_lists_every_backend():
-    proc = subprocess.run([sys.executable, "-m", "tinyjit.device"], capture_output=True, text=True, timeout=120,
+    proc = subprocess.run([sys.executable, "-m", "tinyjit.device_check"], capture_output=True, text=True, timeout=120,
                           cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT})
     out = proc.stdout
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -142,13 +142,20 @@ def test_self_check_lists_every_backend():
 
 
 def test_self_check_with_missing_default():
-    proc = subprocess.run([sys.executable, "-m", "tinyjit.device"], capture_output=True, text=True, timeout=120,
+    proc = subprocess.run([sys.executable, "-m", "tinyjit.device_check"], capture_output=True, text=True, timeout=120,
                           cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT, "DEVICE": "CUDA"})
     if "  CUDA  available" in proc.stdout:
         pytest.skip("a real CUDA GPU is present, so DEVICE=CUDA works here")
     assert proc.returncode == 1
     assert proc.stdout.startswith("default device: CUDA (set with DEVICE=CPU|CL|CUDA)\n")
     assert re.search(r"^  CUDA +unavailable +CUDA device unavailable: ", proc.stdout, re.M)
+    assert "RuntimeWarning" not in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_old_self_check_command_names_the_new_one():
+    proc = subprocess.run([sys.executable, "-m", "tinyjit.device"], capture_output=True, text=True, timeout=120,
+                          cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT})
+    assert proc.returncode == 1 and "python -m tinyjit.device_check" in proc.stderr, proc.stdout + proc.stderr
     assert "RuntimeWarning" not in proc.stderr and "Traceback" not in proc.stderr
 
 

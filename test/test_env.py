@@ -9,7 +9,6 @@ import pytest
 from codegen.kernel import Kernel
 from codegen.optimizer import optimize
 from tinyjit import Device
-from tinyjit.realize import describe_kernel
 from tinyjit.schedule import create_schedule
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -40,8 +39,8 @@ def expected_kernel(opt: bool = True) -> tuple[str, str]:
     (item,) = create_schedule([scope["out"].node])
     k = Kernel(item.ast)
     if opt:
-        optimize(k, Device.renderer("CPU"))
-    return k.name(), describe_kernel(k)
+        optimize(k, Device.renderer("CPU"), Device["CPU"].threads)
+    return k.name(), k.describe()
 
 
 def run_py(code: str, cwd, **env) -> subprocess.CompletedProcess:

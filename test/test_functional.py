@@ -232,8 +232,11 @@ def test_embedding_and_one_hot():
 
 
 @pytest.mark.parametrize("kw", [{}, {"is_causal": True}, {"scale": 0.3}, {"mask": "bool"}, {"mask": "float"},
-                                {"enable_gqa": True}])
+                                {"enable_gqa": True}, {"mask": "bool", "empty_row": True},
+                                {"mask": "float", "empty_row": True}])
 def test_scaled_dot_product_attention(kw):
+    """Values and gradients like torch; a query row that may attend to nothing gives zeros (torch's CPU kernels),
+    with a bool mask or a float mask of -inf."""
     kw = dict(kw)
     q, k, v = _arr(2, 4, 5, 8), _arr(2, 4, 6, 8, seed=1), _arr(2, 4, 6, 3, seed=2)
     if kw.get("enable_gqa"):
@@ -245,7 +248,9 @@ def test_scaled_dot_product_attention(kw):
         return
     m = np.random.default_rng(3).random((5, 6)) > 0.3
     m[:, 0] = True
-    m = m if mask == "bool" else np.where(m, 0.0, -2.0).astype(np.float32)
+    if kw.pop("empty_row", False):
+        m[2] = False
+    m = m if mask == "bool" else np.where(m, 0.0, -np.inf if not m[2].any() else -2.0).astype(np.float32)
     check(lambda q, k, v, m: F.scaled_dot_product_attention(q, k, v, m),
           lambda q, k, v, m: TF.scaled_dot_product_attention(q, k, v, m), q, k, v, m, ints=(3,))
 
@@ -312,6 +317,12 @@ INTERP_CASES = [
     ("trilinear", dict(scale_factor=2, mode="trilinear"), (1, 2, 2, 3, 2)),
     ("nearest3d", dict(size=(3, 4, 5)), (1, 2, 2, 3, 2)),
     ("area", dict(size=(3, 4), mode="area"), (2, 3, 4, 6)),
+    ("bicubic", dict(size=(7, 9), mode="bicubic"), (1, 2, 4, 6)),
+    ("bicubic_corners_down", dict(scale_factor=(0.6, 1.5), mode="bicubic", align_corners=True), (1, 2, 5, 6)),
+    ("bicubic_antialias", dict(size=(2, 9), mode="bicubic", antialias=True), (1, 2, 7, 6)),
+    ("bicubic_antialias_corners", dict(size=(3, 4), mode="bicubic", antialias=True, align_corners=True),
+     (1, 2, 7, 6)),
+    ("bilinear_antialias", dict(scale_factor=(0.3, 0.5), mode="bilinear", antialias=True), (1, 2, 10, 6)),
 ]
 
 
@@ -329,8 +340,14 @@ def test_interpolate_ints_and_errors():
         F.interpolate(Tensor(_arr(1, 2, 3, 4)))
     with pytest.raises(ValueError, match="4-d"):
         F.interpolate(Tensor(_arr(1, 2, 3)), size=4, mode="bilinear")
-    with pytest.raises(NotImplementedError, match="bicubic"):
-        F.interpolate(Tensor(_arr(1, 2, 3, 4)), size=4, mode="bicubic")
+    with pytest.raises(ValueError, match="4-d"):
+        F.interpolate(Tensor(_arr(1, 2, 3)), size=4, mode="bicubic")
+    with pytest.raises(ValueError, match="antialias is restricted"):
+        F.interpolate(Tensor(_arr(1, 2, 3, 4)), size=4, antialias=True)
+    with pytest.raises(RuntimeError, match="not implemented for int32"):   # torch: "not implemented for 'Int'"
+        F.interpolate(Tensor(x), size=4, mode="bicubic")
+    with pytest.raises(NotImplementedError, match="'cubic' is not supported"):
+        F.interpolate(Tensor(_arr(1, 2, 3, 4)), size=4, mode="cubic")
 
 
 def test_pool_errors():

@@ -2,19 +2,17 @@
 default), each case a random chain of ops run by tinyjit and by PyTorch and compared. A failing case is shrunk and
 its reproducer printed in the assertion message. Long campaigns: `python test/fuzz_ops.py --help` (README).
 
-KNOWN_FAILURES keeps kinds of faults that issue 8 lists, and that today's code still has, out of the generator for the
-CI seeds, so this test passes while they are being fixed. Each entry names its issue item; empty it as the fixes land
-(the offline campaign ignores it unless given --exclude-known).
+KNOWN_FAILURES keeps kinds of faults that are filed but not fixed yet out of the generator for the CI seeds, so this
+test passes while they are being fixed. Each entry names its issue item; empty it as the fixes land (the offline
+campaign ignores it unless given --exclude-known). It is empty today.
 """
 from __future__ import annotations
 
-import math
 import random
 from dataclasses import dataclass
 from typing import Callable
 
 import pytest
-import torch
 
 from fuzz_op_table import OPS
 from fuzz_ops import reproducer, shrink
@@ -30,59 +28,7 @@ class KnownFailure:
     devices: tuple = ()                       # only on these devices (all when empty)
 
 
-def _has(ctx: Ctx, predicate) -> bool:
-    """Does the operand hold a value for which `predicate` (on a float64 torch tensor) is true?"""
-    values = ctx.x.tensor.detach().double()
-    return bool(values.numel() and predicate(values).any())
-
-
-def _reduced_count(ctx: Ctx, d: dict) -> int:
-    x = ctx.x.tensor
-    dims = d["dims"] if d["dims"] is not None else tuple(range(x.ndim))
-    dims = [a % max(x.ndim, 1) for a in (dims if isinstance(dims, tuple) else (dims,))]
-    return math.prod(x.shape[a] for a in dims) if x.ndim else 1
-
-
-def _too_few(ctx: Ctx, d: dict) -> bool:
-    """var/std over no more elements than the correction."""
-    return _reduced_count(ctx, d) <= d["correction"]
-
-
-# unary ops composed of long expressions that reuse their input (polynomials, where-branches)
-DEEP_UNARY = ("tanh", "mish", "softplus", "gelu", "erf", "elu", "expm1", "log1p", "sigmoid", "silu", "tan")
-REDUCING = ("reduce.", "softmax", "log_softmax", "cumsum", "matmul", "gather", "index_tensor")
-
-KNOWN_FAILURES: tuple[KnownFailure, ...] = (
-    # ---- on issue 8's list ----
-    KnownFailure("issue 8 item 7: var's and std's gradients with no more elements than the correction (std where "
-                 "the variance is 0 is fixed: test_std_gradient_where_the_variance_is_zero)", "reduce",
-                 lambda c, d: d["fn"] in ("std", "var") and c.x.tensor.requires_grad and _too_few(c, d)),
-    KnownFailure("issue 8 item 7: gradients where inf/nan meet (prod of an inf: PyTorch's prod / x gives nan; "
-                 "inf upstream gradients through log_softmax over one element)", "input",
-                 lambda c, d: d["input"].dist[0] == "choice" and
-                 any(not math.isfinite(v) for v in d["input"].dist[1])),
-    KnownFailure("issue 8 item 7: pow at special points (gradient at a base <= 0, x ** 0 and x ** 1; also hides: "
-                 "on CL cumsum(2) ** -0.5 is 1e-4 off near a base of 0.008, seed 100004, not investigated)", "pow",
-                 lambda c, d: c.x.is_float and (_has(c, lambda v: v <= 0) or d.get("scalar") in (0, 1))),
-    KnownFailure("issue 8 item 13: an out-of-range gather index gives 0 instead of raising (on CL still: seed "
-                 "100017)", "gather", lambda c, d: d["invalid"]),
-    KnownFailure("issue 8 item 13: an out-of-range tensor index gives 0 instead of raising (on CL still: seed "
-                 "100017)", "index_tensor", lambda c, d: d["invalid"]),
-    KnownFailure("issue 8 item 18: empty tensors in autograd (an empty result that requires grad)", "result",
-                 lambda c, d: d["result"].numel() == 0 and d["result"].requires_grad),
-    # ---- NOT on issue 8's list: new kinds this fuzzer found, each with an xfail(strict) test in
-    # ---- test/test_fuzz_regressions.py; left out here only so CI passes until they are fixed
-    KnownFailure("new (test_compile_time_after_reduce_is_not_exponential): the CPU optimizer walks the kernel AST "
-                 "as a tree, so deep elementwise code after a reduce compiles in exponential time",
-                 "unary", lambda c, d: d["fn"] in DEEP_UNARY and any(h.startswith(REDUCING) for h in c.history),
-                 devices=("CPU",)),
-    KnownFailure("new (test_prod_gradient_schedules_in_reasonable_time): prod's gradient over many elements takes "
-                 "exponential time to schedule", "reduce", lambda c, d: d["fn"] == "prod" and
-                 c.x.tensor.requires_grad and c.x.tensor.numel() > 8),
-    KnownFailure("new (test_pow_gradient_at_infinite_and_nan_bases): pow's gradients at inf/nan bases differ from "
-                 "PyTorch's (y * x ** (y - 1), x ** y * log(x)); the values are C pow's", "pow",
-                 lambda c, d: c.x.is_float and c.x.tensor.requires_grad and _has(c, lambda v: ~torch.isfinite(v))),
-)
+KNOWN_FAILURES: tuple[KnownFailure, ...] = ()   # none today: an entry names the issue item of a fault not fixed yet
 
 
 def known_failures_on(device: str):

@@ -276,10 +276,6 @@ def test_max_and_min_over_one_element_keep_the_dtype(dtype):
         np.testing.assert_array_equal(out.numpy(), expected.numpy())
 
 
-@pytest.mark.xfail(strict=True, reason="new kind (fuzzer): pow's gradients at inf/nan bases differ from PyTorch's "
-                                       "y * x ** (y - 1) and x ** y * log(x) (the where-branches of _pow_float give "
-                                       "NaN or 0 there); the values are right "
-                                       "(test_pow_at_every_pair_of_special_values)")
 def test_pow_gradient_at_infinite_and_nan_bases():
     base = np.array([np.inf, np.inf, -np.inf, np.nan, 1.0], np.float32)
     exponent = np.array([2.0, 0.5, 3.0, 2.0, np.inf], np.float32)
@@ -397,4 +393,4 @@ def test_std_gradient_where_the_variance_is_zero(shape, dim, correction):
     if len(shape) == 2:
         x[1] = [1.0, 2.0, 4.0]   # one row with a spread, one without
     tj, pt = _grads(lambda a: a.std(dim=dim, correction=correction), lambda a: a.std(dim=dim, correction=correction), x)
-    np.testing.assert_allclose(tj[0], pt[0], rtol=1e-6)
+    np.testing.assert_allclose(tj[0], pt[0], rtol=1e-5)   # (x - mean: a float32 subtraction with cancellation)

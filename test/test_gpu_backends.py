@@ -178,7 +178,7 @@ def test_long_reduce_dtypes(device, dtype):
 @pytest.mark.devices("CL", "CUDAEMU")
 def test_long_reduce_uses_a_work_group(device):
     """The long reduce runs on a work-group with a local-memory tree; an elementwise kernel on many threads."""
-    from tinyjit.realize import compile_kernel
+    from tinyjit.kernel_cache import compile_kernel
     x = Tensor(data((4, 4096), "float32", 13))
     reduce_ast = create_schedule([x.sum(axis=1).node])[0].ast
     k = compile_kernel(device, reduce_ast)

@@ -182,3 +182,18 @@ def test_debug_print_of_a_shared_ast_is_linear():
     # a line per node and one per reference to a node printed already: nodes + edges, not paths
     assert len(text.splitlines()) <= len(nodes) + sum(len(n.src) for n in nodes)
     assert item.ast.op == Op.STORE
+
+
+@pytest.mark.devices("CPU")   # the scheduler and codegen passes are the same for every device
+def test_long_fused_chains_do_not_hit_the_recursion_limit():
+    """An unrolled loop of a few hundred elementwise steps is one chain of fused ops; the graph passes recurse along
+    it (past Python's default 1000 frames before: RecursionError), forward and backward, matching torch."""
+    x = Tensor([1.0, 2.0], requires_grad=True)
+    t = torch.tensor([1.0, 2.0], requires_grad=True)
+    y, ty = x, t
+    for _ in range(300):
+        y, ty = y * 0.99 + 0.01 * y.sin(), ty * 0.99 + 0.01 * ty.sin()
+    y.sum().backward()
+    ty.sum().backward()
+    np.testing.assert_allclose(y.numpy(), ty.detach().numpy(), rtol=1e-5)
+    np.testing.assert_allclose(x.grad.numpy(), t.grad.numpy(), rtol=1e-4)

@@ -192,3 +192,10 @@ def test_unsigned_index_dtypes():
     np.testing.assert_array_equal(Tensor(a)[index].numpy(), a[[3, 0]])
     with pytest.raises(IndexOutOfRange, match="index 4 is out of bounds"):
         Tensor(a)[Tensor(np.array([4], np.uint64)) + 0].numpy()
+
+
+def test_an_empty_list_index_selects_nothing():
+    """x[[]] and x[:, []] are empty selections like torch (the empty list was read as float64 indices)."""
+    x, t = Tensor.arange(6).reshape(2, 3), torch.arange(6).reshape(2, 3)
+    for ours, theirs in ((x[[]], t[[]]), (x[:, []], t[:, []])):
+        assert ours.shape == tuple(theirs.shape) and ours.numpy().size == 0

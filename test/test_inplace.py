@@ -231,3 +231,30 @@ def test_a_hand_written_update_realizes_the_loss_with_it(device):
         losses.append(loss.item())
     assert inplace.stats["buffers_preserved"] == before
     np.testing.assert_allclose(losses, [14, 3.5, 0.875])
+
+
+def test_writing_into_a_view_of_a_live_tensor_raises():
+    """PyTorch writes `x[1][2] = v` and `x.T[0] = v` through the view into x; tinyjit's views are values, so such a
+    write would be silently lost: it raises (RuntimeError naming both shapes). Writing x itself, a clone of the view,
+    or a view whose base nobody holds any more works."""
+    x = Tensor.arange(12).reshape(3, 4)
+    for write in (lambda: x[1].__setitem__(2, 100), lambda: x.T.__setitem__(0, -1),
+                  lambda: x[:, 1:].__iadd__(1), lambda: x[0].expand(2, 4).assign(Tensor.zeros(2, 4, dtype=x.dtype))):
+        with pytest.raises(RuntimeError, match=r"view \(.*\) of another live tensor of shape \(3, 4\)"):
+            write()
+    np.testing.assert_array_equal(x.numpy(), np.arange(12).reshape(3, 4))   # nothing half-written
+    x[1, 2] = 100
+    row = x[1].clone()
+    row[0] = -5
+    assert x.numpy()[1].tolist() == [4, 5, 100, 7] and row.numpy().tolist() == [-5, 5, 100, 7]
+    flat = Tensor.arange(4).reshape(2, 2)   # the arange itself is not held by anyone
+    flat[0, 0] = 7
+    assert flat.numpy().tolist() == [[7, 1], [2, 3]]
+    base = Tensor.arange(4)
+    twice = base.reshape(2, 2).reshape(4)   # (one node: the reshapes fold) still a view of base
+    with pytest.raises(RuntimeError, match="view"):
+        twice += 1
+    zeros = Tensor.zeros(1)
+    element = zeros[0]   # a view of zeros, alive: writing zeros itself is fine
+    zeros[0] = 1.0
+    assert zeros.tolist() == [1.0] and element.item() == 0.0

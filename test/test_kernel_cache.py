@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import runtime.cpu as cpu
-from tinyjit import Tensor, TinyJit, compiler
+from tinyjit import Tensor, TinyJit, kernel_cache
 from runtime.env import env
 from tinyjit.helpers import getenv
 
@@ -19,7 +19,8 @@ def small_caches(monkeypatch):
     test runs."""
     monkeypatch.setenv("TINYJIT_KERNEL_CACHE", "8")
     getenv.cache_clear()
-    monkeypatch.setattr(compiler, "_plans", compiler.LRUCache(compiler.kernel_cache_size))
+    env.cache_clear()   # an earlier test may have read the variable already
+    monkeypatch.setattr(kernel_cache, "_plans", kernel_cache.LRUCache(kernel_cache.kernel_cache_size))
     monkeypatch.setattr(cpu, "ENGINE_OBJECTS", 4)
     created = weakref.WeakSet()
     real_init = cpu.JitEngine.__init__
@@ -29,11 +30,12 @@ def small_caches(monkeypatch):
         created.add(self)
 
     monkeypatch.setattr(cpu.JitEngine, "__init__", recording_init)
-    cpu_device = compiler.Device["CPU"]
+    cpu_device = kernel_cache.Device["CPU"]
     monkeypatch.setattr(cpu_device, "jit_engine", cpu.JitEngine(cpu_device))   # a fresh one, counted
     yield created
     monkeypatch.delenv("TINYJIT_KERNEL_CACHE")
     getenv.cache_clear()
+    env.cache_clear()
 
 
 def test_plan_cache_is_bounded_and_old_engines_are_freed(small_caches, monkeypatch):
@@ -46,7 +48,7 @@ def test_plan_cache_is_bounded_and_old_engines_are_freed(small_caches, monkeypat
         x = np.arange(100 + i, dtype=np.float32)
         np.testing.assert_array_equal((Tensor(x) * 3 - 1).numpy(), x * 3 - 1)
         np.testing.assert_array_equal((hot + 1).numpy(), hot_input + 1)
-        assert len(compiler._plans) <= 8
+        assert len(kernel_cache._plans) <= 8
     assert reloads, "the hot kernel was never moved out of a retired engine"
     gc.collect()
     alive = [(e.loaded, len(e.programs)) for e in small_caches]
@@ -78,7 +80,7 @@ def test_bad_kernel_cache_size_is_refused(monkeypatch):
     env.cache_clear()
     try:
         with pytest.raises(ValueError, match="TINYJIT_KERNEL_CACHE"):
-            compiler.kernel_cache_size()
+            kernel_cache.kernel_cache_size()
     finally:
         monkeypatch.delenv("TINYJIT_KERNEL_CACHE")
         getenv.cache_clear()

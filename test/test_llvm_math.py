@@ -22,12 +22,12 @@ def exp2_path(request, monkeypatch):
     each."""
     if request.param != "native":
         import codegen.llvmir
-        from tinyjit import compiler
+        from tinyjit import kernel_cache
         if request.param == "no_scalef":
             monkeypatch.setattr(codegen.llvmir, "host_vector_bits", lambda: 256)
         else:
             monkeypatch.setattr(codegen.llvmir, "host_has_fma", lambda: False)
-        monkeypatch.setattr(compiler, "_plans", {})   # compile again, and not from the disk caches either
+        monkeypatch.setattr(kernel_cache, "_plans", {})   # compile again, and not from the disk caches either
         monkeypatch.setenv("CACHE", "0")
     return request.param
 

@@ -176,6 +176,151 @@ def test_forward_hooks_and_handles():
     assert len(calls) == 2
 
 
+def test_embedding_max_norm_and_scale_grad_by_freq_match_torch(device):
+    """max_norm renormalizes the looked-up rows of the weight in place (p = 2, 1, inf), scale_grad_by_freq divides
+    each row's gradient by its count: output, updated weight and gradient as torch."""
+    rng = np.random.default_rng(0)
+    w0 = rng.standard_normal((6, 4)).astype(np.float32) * 2
+    idx = np.array([[0, 2, 2], [5, 2, 1]])
+    g = rng.standard_normal((2, 3, 4)).astype(np.float32)
+    for max_norm, norm_type, freq in ((1.5, 2.0, False), (2.0, 1.0, True), (1.0, float("inf"), False)):
+        tw, ow = torch.tensor(w0, requires_grad=True), Tensor(w0, device=device, requires_grad=True)
+        expected = torch.nn.functional.embedding(torch.tensor(idx), tw, max_norm=max_norm, norm_type=norm_type,
+                                                 scale_grad_by_freq=freq)
+        got = nn.functional.embedding(Tensor(idx, device=device), ow, max_norm=max_norm, norm_type=norm_type,
+                                      scale_grad_by_freq=freq)
+        (expected * torch.tensor(g)).sum().backward()
+        (got * Tensor(g, device=device)).sum().backward()
+        _close(got, expected)
+        _close(ow, tw)
+        _close(ow.grad, tw.grad)
+    torch.manual_seed(0)
+    theirs = torch.nn.Embedding(6, 4, padding_idx=1, max_norm=1.0, scale_grad_by_freq=True)
+    ours = nn.Embedding(6, 4, padding_idx=1, max_norm=1.0, scale_grad_by_freq=True)
+    ours.load_state_dict(theirs.state_dict())
+    ours.to(device)
+    expected, got = theirs(torch.tensor(idx)), ours(Tensor(idx, device=device))
+    expected.sum().backward()
+    got.sum().backward()
+    _close(got, expected)
+    _close(ours.weight.grad, theirs.weight.grad)
+    assert repr(ours) == repr(theirs)
+
+
+def test_embedding_from_pretrained_like_torch():
+    table = _arr(5, 3)
+    theirs, ours = torch.nn.Embedding.from_pretrained(torch.tensor(table)), nn.Embedding.from_pretrained(Tensor(table))
+    assert not ours.weight.requires_grad and isinstance(ours.weight, nn.Parameter)
+    _close(ours(Tensor([4, 0])), theirs(torch.tensor([4, 0])))
+    trainable = nn.Embedding.from_pretrained(Tensor(table), freeze=False, padding_idx=0)
+    assert trainable.weight.requires_grad and trainable.padding_idx == 0
+    with pytest.raises(ValueError, match="must be 2-d"):
+        nn.Embedding.from_pretrained(Tensor(table[0]))
+    with pytest.raises(ValueError, match="does not match"):
+        nn.Embedding(4, 3, _weight=Tensor(table))
+
+
+def _backward_hook_run(lib, model, x, weight, log, replace=None):
+    """Hooks on every submodule of `model` logging (name, grad_input, grad_output) as numpy; `replace` maps a
+    submodule name to a function of grad_input returning the new one."""
+    def make_hook(name):
+        def hook(module, grad_input, grad_output):
+            as_np = lambda gs: tuple(None if g is None else  # noqa: E731
+                                     (g.detach().numpy() if lib is torch.nn else g.numpy()) for g in gs)
+            log.append((name, as_np(grad_input), as_np(grad_output)))
+            return replace[name](grad_input) if replace and name in replace else None
+        return hook
+    handles = [m.register_full_backward_hook(make_hook(name)) for name, m in model.named_children()]
+    (model(x) * weight).sum().backward()
+    return handles
+
+
+def test_full_backward_hook_matches_torch(device):
+    """grad_input / grad_output of every layer of a small MLP, and a hook that rescales grad_input (the
+    gradient reaching the input and the earlier layers' parameters changes), as torch; handles remove them."""
+    make = lambda lib: lib.Sequential(lib.Linear(4, 5), lib.Tanh(), lib.Linear(5, 3))  # noqa: E731
+    torch.manual_seed(0)
+    theirs, ours = make(torch.nn), make(nn)
+    ours.load_state_dict(theirs.state_dict())
+    ours.to(device)
+    x, w = _arr(2, 4), _arr(2, 3, seed=1)
+    tx, ox = torch.tensor(x, requires_grad=True), Tensor(x, device=device, requires_grad=True)
+    torch_log, our_log = [], []
+    replace_torch = {"2": lambda gi: (gi[0] * 3,)}
+    replace_ours = {"2": lambda gi: (gi[0] * 3,)}
+    _backward_hook_run(torch.nn, theirs, tx, torch.tensor(w), torch_log, replace_torch)
+    handles = _backward_hook_run(nn, ours, ox, Tensor(w, device=device), our_log, replace_ours)
+    assert [entry[0] for entry in our_log] == [entry[0] for entry in torch_log] == ["2", "1", "0"]
+    for (name, t_in, t_out), (_, o_in, o_out) in zip(torch_log, our_log):
+        for got, expected in zip(o_in + o_out, t_in + t_out):
+            np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6, err_msg=name)
+    _close(ox.grad, tx.grad)
+    params = dict(ours.named_parameters())
+    for name, p in theirs.named_parameters():
+        _close(params[name].grad, p.grad)
+    for h in handles:
+        h.remove()
+    our_log.clear()
+    ours(ox).sum().backward()
+    assert our_log == []
+
+
+def test_full_backward_hook_arguments_like_torch():
+    """Non-tensor arguments and outputs no gradient reached are None; a tensor input that does not require grad
+    gets zeros when another input requires grad; with no input requiring grad the hook fires with grad_input
+    all None; one call per module call; wrong return values raise RuntimeError as in torch."""
+    def make(lib):
+        class Mix(lib.Module):
+            def forward(self, x, scale, y):
+                return x * scale + y.sum(), (x * y).sum(0)
+        return Mix()
+    x, y = _arr(2, 3), _arr(2, 3, seed=1)
+    shapes = lambda gs: [None if g is None else tuple(g.shape) for g in gs]  # noqa: E731
+    for y_grad, use_second in ((False, False), (True, True)):
+        logs = []
+        for lib, T in ((torch.nn, torch.tensor), (nn, Tensor)):
+            calls = []
+            module = make(lib)
+            module.register_full_backward_hook(lambda m, gi, go: calls.append((gi, go)))
+            tx, ty = T(x, requires_grad=True), T(y, requires_grad=y_grad)
+            a, b = module(tx, 2.0, ty)
+            ((a ** 2).sum() + (b.sum() if use_second else 0)).backward()
+            module(tx, 2.0, ty)[0].sum().backward()   # a second call: the hook runs again
+            assert len(calls) == 2
+            logs.append(calls[0])
+        (t_in, t_out), (o_in, o_out) = logs
+        assert shapes(o_in) == shapes(t_in) and shapes(o_out) == shapes(t_out)
+        for got, expected in zip(o_in + o_out, t_in + t_out):
+            if expected is not None:
+                np.testing.assert_allclose(got.numpy(), expected.numpy(), rtol=1e-5, atol=1e-6)
+    calls = []
+    lin = nn.Linear(3, 2)
+    lin.register_full_backward_hook(lambda m, gi, go: calls.append((gi, shapes(go))))
+    lin(Tensor(x)).sum().backward()
+    assert calls == [((None,), [(2, 2)])]
+
+    bad_count = nn.Linear(3, 2)
+    bad_count.register_full_backward_hook(lambda m, gi, go: (gi[0], gi[0]))
+    with pytest.raises(RuntimeError, match="invalid number of grad_input, got 2, but expected 1"):
+        bad_count(Tensor(x, requires_grad=True)).sum().backward()
+    bad_shape = nn.Linear(3, 2)
+    bad_shape.register_full_backward_hook(lambda m, gi, go: (gi[0][:1],))
+    with pytest.raises(RuntimeError, match="changed the size"):
+        bad_shape(Tensor(x, requires_grad=True)).sum().backward()
+
+
+def test_full_backward_hooks_order_and_no_grad():
+    lin, order = nn.Linear(3, 2), []
+    lin.register_full_backward_hook(lambda m, gi, go: order.append("first"))
+    lin.register_full_backward_hook(lambda m, gi, go: order.append("prepended"), prepend=True)
+    x = Tensor(_arr(2, 3), requires_grad=True)
+    lin(x).sum().backward()
+    assert order == ["prepended", "first"]
+    with Tensor.no_grad():
+        out = lin(x)
+    assert not out.requires_grad and order == ["prepended", "first"]
+
+
 # ---- optimizers ----
 @pytest.mark.parametrize("name,make", [
     ("adagrad", lambda o, p: o.Adagrad(p, lr=0.1)),

@@ -254,7 +254,7 @@ def test_elementwise_float_code_is_not_rewritten(device):
 
 def test_cpu_elementwise_ir_has_no_fast_math_flags():
     """Only a reduce's accumulation (and the product it adds) may carry fast-math flags in the LLVM IR."""
-    from tinyjit.compiler import compile_kernel
+    from tinyjit.kernel_cache import compile_kernel
     from tinyjit.schedule import create_schedule
     a, b = Tensor.rand(64, 64, device="CPU"), Tensor.rand(64, device="CPU")
     ((a - b).exp() * 3 + 1).realize()

@@ -1251,3 +1251,54 @@ def test_regression_fully_masked_view_reshaped_to_0d():
     """view.py: reshaping an all-padding view to () dropped its mask and read the (empty) buffer."""
     check(Tensor(np.zeros(0, np.float32)).pad(((1, 0),)).reshape(()), torch.tensor(0.0))
     check(Tensor(np.array([2.0, 3, 5, 7, 11], np.float32)).prod(), torch.tensor(2310.0))
+
+
+@pytest.mark.parametrize("dtype", ["bool", "uint8", "int32", "int64", "float16", "float32"])
+def test_logical_ops_like_torch(dtype):
+    """torch.logical_not/and/or/xor: truth is "nonzero" for every dtype (NaN is true) and the result is bool; the
+    other operand may have another dtype and broadcast."""
+    a = np.array([[0, 1, 2, 3, 0, 100]]).astype(dtype)
+    if dtype not in ("bool", "uint8"):
+        a[0, 3] = -3
+    if dtype.startswith("float"):
+        a[0, 5] = np.nan
+    b = np.array([[0], [5]], np.int32)
+    x, t = Tensor(a), torch.tensor(a)
+    results = [x.logical_not(), x.logical_and(Tensor(b)), x.logical_or(Tensor(b)), x.logical_xor(Tensor(b)),
+               x.logical_and(0.5)]
+    expected = [t.logical_not(), t.logical_and(torch.tensor(b)), t.logical_or(torch.tensor(b)),
+                t.logical_xor(torch.tensor(b)), t.logical_and(torch.tensor(0.5))]
+    for ours, theirs in zip(results, expected):
+        assert ours.dtype.name == "bool"
+        np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
+
+
+def test_where_in_pytorch_method_form_and_as_a_function():
+    """torch.Tensor.where(condition, y) is `values.where(cond, other)`; tinyjit also keeps the condition-first form
+    (torch.where(cond, x, y) as cond.where(x, y)) and tinyjit.where like torch.where. Gradients flow to the values."""
+    import tinyjit
+    a = np.array([1.0, -2.0, 3.0], np.float32)
+    x, t = Tensor(a, requires_grad=True), torch.tensor(a, requires_grad=True)
+    ours, theirs = x.where(x > 0, 0.0), t.where(t > 0, 0.0)
+    np.testing.assert_array_equal(ours.numpy(), theirs.detach().numpy())
+    (ours * Tensor([1.0, 2.0, 3.0])).sum().backward()
+    (theirs * torch.tensor([1.0, 2.0, 3.0])).sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), t.grad.numpy())
+    np.testing.assert_array_equal((x > 0).where(x, -x).numpy(), torch.where(t > 0, t, -t).detach().numpy())
+    np.testing.assert_array_equal(tinyjit.where(x > 0, x, 0).numpy(), torch.where(t > 0, t, 0).detach().numpy())
+    ints = Tensor([5, 6, 7])
+    np.testing.assert_array_equal(ints.where(Tensor([True, False, True]), Tensor([0, 0, 0])).numpy(), [5, 0, 7])
+
+
+@pytest.mark.parametrize("fn", ["var", "std"])
+def test_var_and_std_take_pytorchs_argument_order(fn):
+    """torch.var(dim, unbiased, keepdim): x.var(1, False) is biased, x.std(0, False, True) keeps the dim."""
+    a = np.array([[3.0, 1.0, 2.0], [0.0, 5.0, -1.0]], np.float32)
+    x, t = Tensor(a), torch.tensor(a)
+    for args, kwargs in (((1, False), {}), ((0, False, True), {}), ((1,), {"correction": 0, "keepdim": True}),
+                         ((), {"dim": 0, "unbiased": True}), ((), {})):
+        ours, theirs = getattr(x, fn)(*args, **kwargs), getattr(t, fn)(*args, **kwargs)
+        assert ours.shape == tuple(theirs.shape), (args, kwargs)
+        np.testing.assert_allclose(ours.numpy(), theirs.numpy(), rtol=1e-6, err_msg=f"{fn}{args} {kwargs}")
+    with pytest.raises(TypeError, match="either unbiased or correction"):
+        getattr(x, fn)(1, True, correction=0)

@@ -7,10 +7,10 @@ import random
 import numpy as np
 import pytest
 
-from codegen.cpu_opts import apply_cpu_opt, candidate_opts
+from codegen.cpu_opts import candidate_opts
 from codegen.kernel import Kernel, KernelOptError, Opt
 from tinyjit import Tensor
-from tinyjit.compiler import compile_plan
+from tinyjit.kernel_cache import compile_plan
 from tinyjit.device import Buffer
 from tinyjit.realize import run_schedule
 from tinyjit.schedule import create_schedule
@@ -62,7 +62,7 @@ def _random_opts(ast, rng: random.Random, steps: int) -> list[Opt]:
             break
         opt = rng.choice(choices)
         try:
-            apply_cpu_opt(k, opt)
+            k.apply_opt(opt)
         except KernelOptError:
             continue
         opts.append(opt)
@@ -71,11 +71,9 @@ def _random_opts(ast, rng: random.Random, steps: int) -> list[Opt]:
 
 def _run(item, opts) -> np.ndarray:
     """The item's output computed by its plan under `opts` (the item's inputs are realized)."""
-    plan = compile_plan(item.output.device, item.ast, opts)
     buffers = [Buffer(item.output.device, item.output.size, item.output.dtype)] + [i.buffer for i in item.inputs]
-    scratch = [Buffer(item.output.device, size, dtype) for size, dtype in plan.scratch]
-    for kernel, args in plan.launches:
-        kernel([buffers[a] if isinstance(a, int) else scratch[a[1]] for a in args])
+    for kernel, bufs in compile_plan(item.output.device, item.ast, opts).bind(buffers):
+        kernel(bufs)
     return buffers[0].numpy()
 
 
@@ -122,7 +120,7 @@ def test_regressions(name, opts):
         valid = []
         for opt in opts:   # the sequence was found on this graph's reduce kernel; others skip what does not fit
             try:
-                apply_cpu_opt(k, opt)
+                k.apply_opt(opt)
                 valid.append(opt)
             except KernelOptError:
                 pass

@@ -72,3 +72,19 @@ def test_manual_seed_after_a_capture_resets_the_replays(device):
     np.testing.assert_array_equal(replayed, eager)
     Tensor.manual_seed(8)
     assert not np.array_equal(f(x).numpy(), eager[0])
+
+
+def test_random_values_have_the_resolution_of_their_dtype():
+    """randint reaches every value of a wide range (odd ones too: it was built from 24-bit float uniforms), rand in
+    float64 has more than float32's 2**24 grid, and rand in half never rounds up to 1.0."""
+    Tensor.manual_seed(0)
+    wide = Tensor.randint(0, 2 ** 40, size=(4000,)).numpy()
+    assert wide.min() >= 0 and wide.max() < 2 ** 40 and 1500 < (wide % 2).sum() < 2500
+    assert (Tensor.randint(-3, 3, (2000,)).numpy() == -3).any()
+    assert Tensor.randint(10, (2, 3)).shape == (2, 3)   # torch.randint(high, size)
+    u64 = Tensor.rand(4000, dtype="float64").numpy()
+    assert u64.dtype == np.float64 and ((u64 * 2 ** 24) % 1 != 0).mean() > 0.9
+    u16 = Tensor.rand(100_000, dtype="float16").numpy()
+    assert u16.dtype == np.float16 and u16.max() < 1.0 and u16.min() >= 0.0
+    with pytest.raises(TypeError, match="float dtype"):
+        Tensor.rand(3, dtype="int32")

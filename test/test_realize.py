@@ -4,8 +4,11 @@ import pytest
 
 from codegen.kernel import Kernel, Opt
 from runtime import CompileError
+from runtime.cpu import launch_threads
 from tinyjit import Device, Tensor
 from tinyjit import realize as R
+from tinyjit.helpers import prod
+from tinyjit.kernel_cache import compile_kernel
 from tinyjit.schedule import create_schedule
 
 
@@ -115,7 +118,7 @@ def test_compiled_kernel_reports_the_threads_the_runtime_uses(monkeypatch):
     xn = rand(512, 256)
     big = Tensor(xn) * 1.5 - 2.25
     (item,) = create_schedule([big.node])
-    kernel = R.compile_kernel("CPU", item.ast)
+    kernel = compile_kernel("CPU", item.ast)
     assert kernel.threads == min(cpu.threads, kernel.global_size[0])
     if cpu.native_pool is not None:   # the ranges the runtime really splits the launch into
         split = []
@@ -132,19 +135,19 @@ def test_compiled_kernel_reports_the_threads_the_runtime_uses(monkeypatch):
         np.testing.assert_allclose(big.numpy(), xn * 1.5 - 2.25, rtol=1e-6, atol=1e-6)   # fma
         assert len(submitted) + 1 == kernel.threads   # the calling thread runs the first range itself
     (item,) = create_schedule([(Tensor(rand(4, 4)) * 1.5 - 2.25).node])
-    assert R.compile_kernel("CPU", item.ast).threads == 1
+    assert compile_kernel("CPU", item.ast).threads == 1
 
 
 @pytest.mark.parametrize("outer, pool, expected", [(5, 4, 3), (64, 2, 2), (1, 8, 1), (1000, 8, 8), (9, 8, 5)])
 def test_thread_count_matches_the_runtime_split(outer, pool, expected):
     k = kernel_for(Tensor(rand(256, 256)) * 2)   # enough work to be threaded
-    assert R._thread_count(k, (outer,), pool) == expected
+    assert launch_threads(outer, prod(k.full_shape), pool) == expected
 
 
 def test_describe_kernel_lists_axes_and_opts():
     k = kernel_for(Tensor(rand(64, 128)).sum(1))
     k.apply_opt(Opt("UNROLL", 0, 4))
-    assert R.describe_kernel(k) == "global 64 | reduce 32 | upcast 4; opts: UNROLL axis 0 by 4"
+    assert k.describe() == "global 64 | reduce 32 | upcast 4; opts: UNROLL axis 0 by 4"
 
 
 # ---- constants in the kernel cache ----

@@ -36,7 +36,8 @@ def compare(cls, kwargs, x_shape, with_state: bool, device="CPU"):
         layers = kwargs.get("num_layers", 1) * (2 if kwargs.get("bidirectional") else 1)
         unbatched = len(x_shape) == 2
         batch = () if unbatched else (x_shape[0] if kwargs.get("batch_first") else x_shape[1],)
-        states = [_arr(layers, *batch, kwargs["hidden_size"], seed=s) for s in (1, 2)[:2 if cls == "LSTM" else 1]]
+        sizes = (kwargs.get("proj_size") or kwargs["hidden_size"], kwargs["hidden_size"])   # h, c
+        states = [_arr(layers, *batch, size, seed=s) for s, size in zip((1, 2)[:2 if cls == "LSTM" else 1], sizes)]
         ts = [torch.tensor(s, requires_grad=True) for s in states]
         os_ = [Tensor(s, requires_grad=True) for s in states]
         targs.append(tuple(ts) if cls == "LSTM" else ts[0])
@@ -64,6 +65,7 @@ CASES = [
     ("LSTM", dict(input_size=3, hidden_size=4), (2, 2, 3), False),
     ("LSTM", dict(input_size=3, hidden_size=4, num_layers=2, batch_first=True, bidirectional=True), (2, 2, 3), True),
     ("LSTM", dict(input_size=3, hidden_size=4, bias=False), (2, 3), True),
+    ("LSTM", dict(input_size=3, hidden_size=4, num_layers=2, proj_size=2), (2, 3), True),
     ("GRU", dict(input_size=3, hidden_size=4, num_layers=2), (2, 2, 3), True),
     ("GRU", dict(input_size=3, hidden_size=4, bidirectional=True, batch_first=True), (2, 2, 3), False),
     ("RNN", dict(input_size=3, hidden_size=4, nonlinearity="relu", num_layers=2, bidirectional=True), (2, 2, 3),
@@ -113,3 +115,24 @@ def test_dropout_between_layers_and_errors():
         lstm(x, (Tensor(_arr(1, 2, 4)), Tensor(_arr(2, 2, 4))))
     with pytest.raises(ValueError, match="nonlinearity"):
         nn.RNN(3, 4, nonlinearity="sigmoid")
+
+
+def test_lstm_proj_size_errors_and_repr():
+    """As torch: proj_size only for LSTM and below hidden_size; h_0 has proj_size features, c_0 hidden_size."""
+    for make in (lambda m: m.LSTM(3, 4, proj_size=4), lambda m: m.GRU(3, 4, proj_size=2)):
+        with pytest.raises(ValueError):
+            make(torch.nn)
+        with pytest.raises(ValueError, match="proj_size"):
+            make(nn)
+    kwargs = dict(num_layers=2, bias=False, batch_first=True, dropout=0.5, bidirectional=True, proj_size=2)
+    assert repr(nn.LSTM(3, 4, **kwargs)) == repr(torch.nn.LSTM(3, 4, **kwargs))
+    ours, theirs = nn.LSTM(3, 5, 2, bidirectional=True, proj_size=2), torch.nn.LSTM(3, 5, 2, bidirectional=True,
+                                                                                     proj_size=2)
+    assert [(k, v.shape) for k, v in ours.state_dict().items()] == \
+        [(k, tuple(v.shape)) for k, v in theirs.state_dict().items()]   # names, order and shapes: weight_hr_l1_reverse
+    lstm = nn.LSTM(3, 4, proj_size=2)
+    x = Tensor(_arr(2, 1, 3))
+    with pytest.raises(RuntimeError, match="h_0 of shape \\(1, 1, 2\\)"):
+        lstm(x, (Tensor(_arr(1, 1, 4)), Tensor(_arr(1, 1, 4))))
+    with pytest.raises(RuntimeError, match="c_0 of shape \\(1, 1, 4\\)"):
+        lstm(x, (Tensor(_arr(1, 1, 2)), Tensor(_arr(1, 1, 2))))

@@ -241,17 +241,17 @@ def test_plan_entry_copied_under_another_kernels_key_is_rebuilt(cache_dir, monke
     buffer); it must be rejected and the right kernel rebuilt."""
     import numpy as np
 
-    from tinyjit import Tensor, compiler
+    from tinyjit import Tensor, kernel_cache
     from tinyjit.schedule import create_schedule
     x = np.arange(1000, dtype=np.float32)
     doubled, shifted = Tensor(x) * 2, Tensor(x) + 3
     (double_item,) = create_schedule([doubled.node])
     (shift_item,) = create_schedule([shifted.node])
-    monkeypatch.setattr(compiler, "_plans", {})
+    monkeypatch.setattr(kernel_cache, "_plans", {})
     np.testing.assert_array_equal(doubled.numpy(), x * 2)
-    key = compiler._plan_key("CPU")
-    double_path = cache_path("plan", key, compiler.ast_text(double_item.ast))
-    shift_path = cache_path("plan", key, compiler.ast_text(shift_item.ast))
+    key = kernel_cache._plan_key("CPU")
+    double_path = cache_path("plan", key, kernel_cache.ast_text(double_item.ast))
+    shift_path = cache_path("plan", key, kernel_cache.ast_text(shift_item.ast))
     assert double_path.exists() and not shift_path.exists()
     shift_path.parent.mkdir(parents=True, exist_ok=True)
     shift_path.write_bytes(double_path.read_bytes())

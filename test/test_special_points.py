@@ -110,6 +110,55 @@ def test_pow_special_points():
     np.testing.assert_allclose(y.grad.numpy()[nonnegative], ty.grad.numpy()[nonnegative], rtol=1e-5)
 
 
+def _same_or_both_nan(ours: np.ndarray, theirs: np.ndarray, what: str, rtol: float = 1e-5) -> None:
+    close = np.isclose(ours, theirs, rtol=rtol, atol=0) & (np.isinf(ours) == np.isinf(theirs))
+    same = close | np.isnan(ours) & np.isnan(theirs)
+    assert same.all(), f"{what}: differ at {np.nonzero(~same)[0]}: {ours[~same]} (PyTorch {theirs[~same]})"
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
+def test_pow_gradients_everywhere_with_special_upstream_gradients(device, dtype):
+    """PyTorch's pow gradients at every pair of special values (inf, NaN, signed zeros, negative bases) with
+    upstream gradients 1, -0.5, 0, NaN and inf: y * x ** (y - 1) for the base (0 where y == 0, whatever the
+    upstream gradient), x ** y * log(x) for the exponent (0 where x == 0 and y >= 0), for a tensor exponent, Python
+    scalar exponents and Python scalar bases."""
+    inf, nan = np.inf, np.nan
+    special = [-inf, -3.0, -1.0, -0.5, -0.0, 0.0, 0.5, 1.0, 3.0, inf, nan]
+    upstream = [1.0, -0.5, 0.0, nan, inf]
+    grid = np.array([(b, e, g) for b in special for e in special + [2.0, -2.0, 1.5, -1.5] for g in upstream], dtype)
+    base, exponent, grad = grid.T
+    rtol = 1e-5 if dtype != np.float16 else 4e-3
+    x, y = Tensor(base, requires_grad=True), Tensor(exponent, requires_grad=True)
+    tx, ty = torch.tensor(base, requires_grad=True), torch.tensor(exponent, requires_grad=True)
+    (x ** y * Tensor(grad)).sum().backward()
+    (tx ** ty * torch.tensor(grad)).sum().backward()
+    _same_or_both_nan(x.grad.numpy(), tx.grad.numpy(), "d(x ** y)/dx", rtol)
+    _same_or_both_nan(y.grad.numpy(), ty.grad.numpy(), "d(x ** y)/dy", rtol)
+
+
+@pytest.mark.devices("CPU")   # the rule is the same on every device; their values: test_pow_at_every_pair_...
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_pow_gradients_with_python_scalars_at_special_points(dtype):
+    """As above for Python scalar exponents (PyTorch: zeros for x ** 0) and Python scalar bases."""
+    inf, nan = np.inf, np.nan
+    special = [-inf, -3.0, -1.0, -0.5, -0.0, 0.0, 0.5, 1.0, 3.0, inf, nan]
+    upstream = [1.0, -0.5, 0.0, nan, inf]
+    rtol = 1e-5 if dtype != np.float16 else 4e-3
+    values = np.array([(b, g) for b in special for g in upstream], dtype)
+    scalars = [0, 1, 2, 3, -1, -2, 0.5, -0.5, 2.5, inf, nan]
+    ours = [Tensor(values[:, 0], requires_grad=True) for _ in scalars + special]
+    theirs = [torch.tensor(values[:, 0], requires_grad=True) for _ in scalars + special]
+    loss = sum(((t ** s if i < len(scalars) else s ** t) * Tensor(values[:, 1])).sum()
+               for i, (t, s) in enumerate(zip(ours, scalars + special)))
+    torch_loss = sum(((t ** s if i < len(scalars) else s ** t) * torch.tensor(values[:, 1])).sum()
+                     for i, (t, s) in enumerate(zip(theirs, scalars + special)))
+    loss.backward()
+    torch_loss.backward()
+    for t, tt, s, i in zip(ours, theirs, scalars + special, range(len(ours))):
+        what = f"d(x ** {s})/dx" if i < len(scalars) else f"d({s} ** x)/dx"
+        _same_or_both_nan(t.grad.numpy(), tt.grad.numpy(), what, rtol)
+
+
 def test_pow_scalar_exponents_at_zero_and_negative_bases():
     points = np.array([-2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 3.0], np.float32)
     exponents = [0, 1, 2, 3, -1, -2, -3, 0.5, 1.5, -0.5, -1.5, 2.0, 0.0]
@@ -179,3 +228,29 @@ def test_max_reduce_keeps_the_even_split():
     t = torch.tensor(a, requires_grad=True)
     torch.amax(t, 1).sum().backward()
     np.testing.assert_array_equal(x.grad.numpy(), t.grad.numpy())
+
+
+VAR_CASES = [((1,), None, 1), ((3, 1), 1, 1), ((2, 2), 1, 2), ((2, 3), 0, 3), ((2,), 0, 0), ((2, 2), None, 4),
+             ((3, 4), (0, 1), 1), ((2, 3), 1, 1), ((2, 2), None, 1)]
+
+
+@pytest.mark.devices("CPU")   # a gradient rule: the same graph on every device
+@pytest.mark.filterwarnings("ignore:var\\(\\)|std\\(\\):UserWarning")
+@pytest.mark.parametrize("fn", ["var", "std"])
+@pytest.mark.parametrize("constant", [False, True], ids=["spread", "constant"])
+def test_var_and_std_gradients_with_no_more_elements_than_the_correction(fn, constant):
+    """PyTorch's var_backward, 2 / (n - correction) * grad * (x - mean) with that factor unclamped (negative, or
+    inf at n == correction), and for a full reduction with n <= correction grad * (NaN where x == mean, else inf);
+    std's is var's with grad / (2 std) (0 where std == 0). Values too (inf or NaN there)."""
+    for shape, dim, correction in VAR_CASES:
+        x = np.arange(np.prod(shape), dtype=np.float32).reshape(shape) + 1
+        x = x * 0 + 2 if constant else x
+        ours, theirs = Tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+        args = (dim,) if dim is not None else ()
+        out = getattr(ours, fn)(*args, correction=correction)
+        expected = getattr(theirs, fn)(*args, correction=correction)
+        (out * 2).sum().backward()
+        (expected * 2).sum().backward()
+        what = f"{fn}{shape} dim={dim} correction={correction}"
+        _same_or_both_nan(out.numpy().ravel(), expected.detach().numpy().ravel(), what)
+        _same_or_both_nan(ours.grad.numpy().ravel(), theirs.grad.numpy().ravel(), f"gradient of {what}")

@@ -246,6 +246,20 @@ def test_mask_setitem_tuple_index_and_keyword_forms(device):
 
 
 @pytest.mark.devices("CPU")
+def test_setitem_into_one_element_tensors(device):
+    """`losses = torch.zeros(1); losses[0] = loss.item()` (a ported eval loop with eval_iters=1) works as in
+    torch: the indexed region of a one-element tensor shares its base node, and was taken for a live tensor the
+    target is a view of. Writing through a real view of a live tensor still raises."""
+    for shape, index in (((1,), 0), ((1, 1), (0, 0)), ((1, 1), 0), ((1,), slice(None)), ((1, 2), (0, 1))):
+        ours, theirs = Tensor.zeros(*shape, device=device), torch.zeros(*shape)
+        ours[index], theirs[index] = 3.5, 3.5
+        np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
+    base = Tensor.zeros((), device=device)
+    view = base.reshape(1)
+    with pytest.raises(RuntimeError, match="view"):
+        view[0] = 5.0
+
+
 def test_mask_setitem_errors(device):
     x = Tensor.ones(3, 4)
     with pytest.raises(IndexError, match="mask"):
@@ -327,6 +341,44 @@ def test_multinomial_and_randperm(device):
         Tensor([1.0, 1.0]).multinomial(3)
     perm = Tensor.randperm(50)
     assert perm.dtype == dtypes.int64 and sorted(perm.tolist()) == list(range(50)) and perm.tolist() != list(range(50))
+
+
+MULTINOMIAL_ERRORS = [   # weights, num_samples, replacement, error class, message part shared with torch
+    ([1.0, 2.0, 3.0], 4, False, RuntimeError, "without replacement"),
+    ([1.0, 2.0, 3.0], 0, False, RuntimeError, "n_sample <= 0|must be positive"),
+    ([1.0, 2.0, 3.0], 2.0, False, TypeError, "must be int"),
+    ([0.0, 0.0, 0.0], 1, True, RuntimeError, "sum of probabilities <= 0"),
+    ([[1.0, 1.0, 0.0], [0.0, 0.0, 0.0]], 1, False, RuntimeError, "sum of probabilities <= 0"),
+    ([1.0, -1.0, 3.0], 1, False, RuntimeError, "`inf`, `nan` or element < 0"),
+    ([1.0, float("nan"), 3.0], 1, True, RuntimeError, "`inf`, `nan` or element < 0"),
+    ([1.0, float("inf"), 3.0], 1, False, RuntimeError, "`inf`, `nan` or element < 0"),
+]
+
+
+@pytest.mark.parametrize("weights,count,replacement,error,message", MULTINOMIAL_ERRORS)
+def test_multinomial_errors_like_torch(weights, count, replacement, error, message):
+    """The class and message torch gives, for weights already on the host (raised at the call) and for lazy
+    weights (raised when the samples are computed; computing them again raises again)."""
+    with pytest.raises(error, match=message):
+        torch.multinomial(torch.tensor(weights), count, replacement)
+    message = message.replace("must be int", "must be an int")
+    with pytest.raises(error, match=message):
+        Tensor(weights).multinomial(count, replacement)
+    if "probabilit" in message:   # an error about the values: lazy weights are checked when computed
+        samples = (Tensor(weights) * 1.0).multinomial(count, replacement)
+        for _ in range(2):
+            with pytest.raises(error, match=message):
+                samples.numpy()
+
+
+def test_multinomial_zero_weights_and_empty_batch():
+    """Without replacement a zero-weight category is drawn only when the others are used up (torch on CPU);
+    an empty batch gives (0, num_samples)."""
+    Tensor.manual_seed(1)
+    for _ in range(3):
+        assert sorted(Tensor([0.0, 5.0, 0.0, 1.0]).multinomial(2).tolist()) == [1, 3]
+    assert sorted(Tensor([0.0, 1.0, 0.0]).multinomial(3).tolist()) == [0, 1, 2]
+    assert Tensor.zeros(0, 3).multinomial(2).shape == torch.multinomial(torch.zeros(0, 3), 2).shape == (0, 2)
 
 
 # ------------------------------------------------------------------------------------------------------- einsum
@@ -412,3 +464,13 @@ def test_small_methods_match_torch(device):
         torch.tensor([1, 5, 2]) > 1, 2.7).tolist()
     with pytest.raises(TypeError, match="masked_fill"):
         ints.masked_fill(ints, 0)
+
+
+def test_tensor_from_a_torch_tensor():
+    """Tensor(torch_tensor) copies its values and dtype (also when it requires grad); a dtype NumPy lacks raises a
+    TypeError naming it."""
+    assert Tensor(torch.arange(3)).dtype.name == "int64" and Tensor(torch.arange(3)).tolist() == [0, 1, 2]
+    np.testing.assert_array_equal(Tensor(torch.ones(2, requires_grad=True)).numpy(), [1.0, 1.0])
+    assert Tensor(torch.tensor(2.5)).shape == ()
+    with pytest.raises(TypeError, match="BFloat16"):
+        Tensor(torch.ones(2, dtype=torch.bfloat16))

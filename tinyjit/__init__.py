@@ -3,19 +3,25 @@ import warnings
 
 __version__ = "0.1.0"   # the package's version (setup.cfg reads it from here)
 
-# `python -m tinyjit.device` (the backend self-check) runs device.py as __main__ after this package imported it;
-# runpy warns about that. The __main__ copy only hands over to tinyjit.device_check, so the warning is noise.
+# `python -m tinyjit.device` (the self-check's old command) runs device.py as __main__ after this package imported
+# it; runpy warns about that. The __main__ copy only names the new command (tinyjit.device_check), so the warning
+# is noise.
 warnings.filterwarnings("ignore", message="'tinyjit.device' found in sys.modules", category=RuntimeWarning)
 
 from tinyjit.device import Device  # noqa: E402
-from tinyjit.dtype import dtypes  # noqa: F401,E402
-from tinyjit.tensor import Tensor  # noqa: F401,E402
+from tinyjit.dtype import dtypes  # noqa: E402
+from tinyjit.tensor import Tensor  # noqa: E402
 from tinyjit.jit import JitError, TinyJit  # noqa: F401,E402
 from tinyjit.tensor_autograd import grad_of as gradient  # noqa: F401,E402
 from tinyjit.tensor_autograd import inference_mode, no_grad  # noqa: F401,E402
 from tinyjit import nn, optim  # noqa: F401,E402  (after Tensor: both build on it)
 from tinyjit.serialization import load, save  # noqa: F401,E402
 
+
+def where(condition, x, y) -> Tensor:
+    """torch.where(condition, x, y) / numpy.where: x where condition is true, else y (see Tensor.where)."""
+    condition = condition if isinstance(condition, Tensor) else Tensor(condition)
+    return condition.cast(dtypes.bool).where(x, y) if condition.dtype != dtypes.bool else condition.where(x, y)
 
 
 def _report_in_one_line(error: BaseException) -> None:

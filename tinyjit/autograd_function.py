@@ -14,10 +14,10 @@
 
     y = Exp.apply(x)
 
-How it fits the graph-to-graph autograd (tinyjit.autograd): `forward` runs under no_grad, so its ops record no
-edges and gradient never flows through them. Each float output is then given a node of its own (a same-shape
-reshape of the forward's result: a view, no copy or kernel) registered in `autograd.CUSTOM` with the Function's
-tensor inputs as its gradient sources and a rule that calls `backward`. Autograd reaches that node like any
+How it fits the graph-to-graph autograd (tinyjit.autograd_graph): `forward` runs under no_grad, so its ops record
+no edges and gradient never flows through them. Each float output is then given a node of its own (a same-shape
+reshape of the forward's result: a view, no copy or kernel) registered in `autograd_graph.CUSTOM` with the
+Function's tensor inputs as its gradient sources and a rule that calls `backward`. Autograd reaches that node like any
 other, calls the rule with the incoming gradient node, and gets back graph nodes built by the Tensor ops of
 `backward`: the backward pass stays lazy and is scheduled and fused with the rest of the gradient graph (and
 with the optimizer step that reads it). With several outputs, `backward` is called once per output that
@@ -29,9 +29,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from tinyjit import autograd
 from tinyjit.lazy import Node
-from tinyjit.ops import Op
+from tinyjit.tensor import Tensor
 
 
 class FunctionCtx:
@@ -44,7 +43,6 @@ class FunctionCtx:
 
     def save_for_backward(self, *tensors) -> None:
         """Keep tensors (or None) for backward; read them back as ctx.saved_tensors."""
-        from tinyjit.tensor import Tensor
         for i, t in enumerate(tensors):
             if t is not None and not isinstance(t, Tensor):
                 raise TypeError(f"save_for_backward: item {i} is a {type(t).__name__}, not a Tensor or None; "
@@ -74,8 +72,6 @@ class Function:
 
     @classmethod
     def apply(cls, *args: Any) -> Any:
-        from tinyjit.tensor import Tensor
-        from tinyjit.tensor_autograd import _edges
         tensors = [(i, a) for i, a in enumerate(args) if isinstance(a, Tensor)]
         needs = tuple(isinstance(a, Tensor) and bool(a.requires_grad) for a in args)
         ctx = FunctionCtx(needs)
@@ -89,26 +85,15 @@ class Function:
                 raise TypeError(f"{cls.__name__}.forward must return a Tensor or a tuple of them, got "
                                 f"{type(o).__name__}")
         skip = getattr(ctx, "_non_differentiable", set())
-        wrapped = []
-        for k, o in enumerate(outputs):
-            if not o.dtype.is_float or id(o) in skip:
-                wrapped.append(o)
-                continue
-            # a node of its own over the forward's value (a same-shape reshape: a view, never a kernel)
-            node = Node(Op.RESHAPE, (o.node,), o.shape, o.dtype, o.shape, o.device)
-            src = tuple(t.node for _, t in tensors)
-            autograd.CUSTOM[node] = autograd.CustomGrad(src, _rule(cls, ctx, k, outputs, tensors, len(args)))
-            _edges[node] = tuple(needs[i] for i, _ in tensors)
-            result = Tensor(node)
-            result._requires_grad, result._ctx = True, Op.RESHAPE
-            wrapped.append(result)
+        wrapped = [o if not o.dtype.is_float or id(o) in skip else
+                   o._with_gradient_rule([t for _, t in tensors], _rule(cls, ctx, k, outputs, tensors, len(args)))
+                   for k, o in enumerate(outputs)]
         return tuple(wrapped) if isinstance(out, (tuple, list)) else wrapped[0]
 
 
 def _rule(cls, ctx: FunctionCtx, k: int, outputs: list, tensors: list, n_args: int):
     """The gradient rule of output k: backward with the gradient for output k (zeros for the other outputs)."""
     def rule(node: Node, grad: Node) -> tuple:
-        from tinyjit.tensor import Tensor
         grads = [Tensor(grad) if j == k else Tensor.zeros(*o.shape, dtype=o.dtype, device=o.device)
                  for j, o in enumerate(outputs)]
         with Tensor.no_grad():

@@ -24,6 +24,7 @@ from typing import Any, Callable, Iterable, Iterator, Optional, Sequence, Union
 
 import numpy as np
 
+from tinyjit.random import host_generator
 from tinyjit.tensor import Tensor
 
 GeneratorLike = Union[None, int, np.random.Generator]
@@ -35,8 +36,7 @@ def _rng(generator: GeneratorLike) -> np.random.Generator:
     if isinstance(generator, np.random.Generator):
         return generator
     if generator is None:
-        from tinyjit import random
-        return np.random.default_rng(int(random.host_generator().integers(0, 2 ** 63)))
+        return np.random.default_rng(int(host_generator().integers(0, 2 ** 63)))
     if isinstance(generator, numbers.Integral) and not isinstance(generator, bool):
         return np.random.default_rng(int(generator))
     raise TypeError(f"generator must be None, an int seed or a numpy.random.Generator, not {type(generator).__name__}")
@@ -301,8 +301,8 @@ def default_collate(samples: list) -> Any:
 
 def to_tensors(batch: Any, device: Optional[str] = None) -> Any:
     """Replace every numpy array in a (nested) batch with a Tensor on `device`; other leaves are kept."""
-    if isinstance(batch, (np.ndarray, np.generic)):
-        return Tensor(np.ascontiguousarray(batch), device=device)
+    if isinstance(batch, (np.ndarray, np.generic)):   # (ascontiguousarray would make a 0-d sample 1-d)
+        return Tensor(np.ascontiguousarray(batch) if np.ndim(batch) else np.asarray(batch), device=device)
     if isinstance(batch, dict):
         return {k: to_tensors(v, device) for k, v in batch.items()}
     if isinstance(batch, tuple) and hasattr(batch, "_fields"):

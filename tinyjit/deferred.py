@@ -13,18 +13,18 @@ import weakref
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from tinyjit.tensor import Tensor
+    from tinyjit.tensor_base import TensorBase
 
 # weak: a tensor nobody holds any more needs no realizing
 _pending: dict[int, weakref.ref] = {}
 
 
-def defer_realize(*tensors: "Tensor") -> None:
+def defer_realize(*tensors: "TensorBase") -> None:
     for t in tensors:
         _pending[id(t)] = weakref.ref(t)
 
 
-def take_deferred(select=None) -> list["Tensor"]:
+def take_deferred(select=None) -> list["TensorBase"]:
     """The registered tensors that still exist and need realizing (and forget them); with `select` (a predicate),
     only those it picks (the others stay registered)."""
     out = []

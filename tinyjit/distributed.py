@@ -30,8 +30,8 @@ from typing import Callable, Iterator, Optional
 
 import numpy as np
 
-from tinyjit import nn
-from tinyjit import realize as realize_module
+from tinyjit import capture, nn
+from tinyjit.capture import StepKind
 from tinyjit.device import Buffer
 from tinyjit.dtype import dtypes
 from tinyjit.lazy import Node
@@ -161,9 +161,7 @@ def _host_collective(tensor: Tensor, out_shape: tuple[int, ...], compute: Callab
         out.copyin(compute(src.numpy()))
 
     run(out_buffer, src_buffer)
-    capture = realize_module.current_capture()
-    if capture is not None:
-        capture.append(("host", run, [out_buffer, src_buffer]))
+    capture.record(StepKind.HOST, run, [out_buffer, src_buffer])
     return Tensor(Node.from_buffer(out_buffer, out_shape))
 
 

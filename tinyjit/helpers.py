@@ -1,9 +1,13 @@
 """Small utilities shared by every stage: environment variables, DEBUG level, shape arithmetic."""
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import os
+import sys
+import threading
+from enum import Enum
 from typing import Iterable, TypeVar
 
 from runtime import env
@@ -36,6 +40,14 @@ def prod(xs: Iterable[int]) -> int:
     return math.prod(xs)
 
 
+def largest_divisor(n: int, limit: int) -> int:
+    """The largest d <= limit that divides n (1 when there is none above 1)."""
+    for d in range(min(n, limit), 1, -1):
+        if n % d == 0:
+            return d
+    return 1
+
+
 def all_same(xs) -> bool:
     xs = list(xs)
     return all(x == xs[0] for x in xs)
@@ -58,3 +70,46 @@ def normalize_axis(axis: int, ndim: int, op: str = "op") -> int:
 
 def round_up(x: int, multiple: int) -> int:
     return (x + multiple - 1) // multiple * multiple
+
+
+class NameEnum(str, Enum):
+    """An enum whose members are their own names as strings: a member equals, prints and formats as its name
+    (`OptKind.UPCAST == "UPCAST"`), so code and tests may spell it either way (enum.StrEnum, which Python 3.10
+    lacks)."""
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}.{self.name}"
+
+
+# Graph and kernel passes recurse once per op along a chain of fused ops (an unrolled loop of a few hundred steps is
+# realized as one long chain), past Python's default limit of 1000 frames. Their frames are Python frames, so a
+# higher limit is safe while they run.
+GRAPH_RECURSION_LIMIT = 20_000
+_recursion_lock = threading.Lock()
+_recursion_users = 0
+
+
+@contextlib.contextmanager
+def deep_recursion():
+    """Raise Python's recursion limit to GRAPH_RECURSION_LIMIT while the block runs (restored when the last
+    concurrent user leaves)."""
+    global _recursion_users
+    with _recursion_lock:
+        if _recursion_users == 0:
+            deep_recursion.previous = sys.getrecursionlimit()
+            sys.setrecursionlimit(max(deep_recursion.previous, GRAPH_RECURSION_LIMIT))
+        _recursion_users += 1
+    try:
+        yield
+    finally:
+        with _recursion_lock:
+            _recursion_users -= 1
+            if _recursion_users == 0:
+                sys.setrecursionlimit(deep_recursion.previous)
+

@@ -1,6 +1,7 @@
 """Bounds checks for index values: getitem with integer arrays, gather, one_hot, cross_entropy/nll_loss targets
 and Embedding. These ops pick with a one-hot compare, which matches nothing for an index outside its range and
-would silently give zeros; here such an index is an error, like PyTorch.
+would silently give zeros; here such an index is an error, like PyTorch. The same machinery checks other values
+an op needs valid where PyTorch raises (`check_values`: multinomial's weights).
 
 - Index values on the host (a list, a NumPy array, a Python int, or a tensor already realized in CPU memory) are
   checked at the call: `check_index` raises at once.
@@ -25,14 +26,15 @@ import os
 import threading
 import weakref
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Optional
+from typing import Callable, Optional
 
 import numpy as np
 
+from tinyjit import capture, realize
+from tinyjit.capture import StepKind
+from tinyjit.dtype import dtypes, fits
 from tinyjit.lazy import Node, toposort
-
-if TYPE_CHECKING:
-    from tinyjit.tensor import Tensor
+from tinyjit.tensor_base import TensorBase
 
 
 class IndexOutOfRange(IndexError, RuntimeError):
@@ -65,30 +67,50 @@ class _Range:
         return IndexOutOfRange(f"{self.op}: {self.what} {bad.flat[0]} is out of bounds for {self.where} (valid: "
                                f"{self.low} to {self.high - 1}{extra}){span}")
 
+    def flag(self, index: TensorBase) -> TensorBase:
+        """A 0-d bool tensor: whether `index` holds a value outside the range."""
+        values, low, allowed = index, self.low, self.allowed
+        if index.dtype.name == "uint64":   # no wider int: compare as uint64, where no value is below 0
+            low, allowed = max(low, 0), allowed if allowed is None or allowed >= 0 else None
+        else:
+            values = values.cast("int64")
+        bad = (values < low) | (values >= self.high)
+        if allowed is not None:
+            bad = bad & (values != allowed)
+        return bad.any()
 
-# node that reads an index -> the checks still to run before it is computed (weak: a dropped graph needs none)
-_pending: "weakref.WeakKeyDictionary[Node, list[tuple[Node, _Range]]]" = weakref.WeakKeyDictionary()
+
+@dataclass(frozen=True)
+class _Values:
+    """A check of other values (check_values): `flag(t)` builds a 0-d bool tensor that is True when t holds a bad
+    value; `error(values)` makes the exception from the values read back."""
+    flag: Callable[[TensorBase], TensorBase]
+    error: Callable[[np.ndarray], Exception]
+
+
+# node that reads checked values -> the checks still to run before it is computed (weak: a dropped graph needs
+# none): (values node, the check (_Range or _Values), the reader's `_new`, which makes the values a tensor to build
+# the check from)
+_pending: "weakref.WeakKeyDictionary[Node, list[tuple[Node, object, Callable]]]" = weakref.WeakKeyDictionary()
 _lock = threading.Lock()
 
 
-def check_index(index, low: int, high: int, op: str, where: str, reader: Optional["Tensor"] = None,
+def check_index(index, low: int, high: int, op: str, where: str, reader: Optional[TensorBase] = None,
                 what: str = "index", allowed: Optional[int] = None) -> None:
     """Check that every value of `index` is in [low, high) (or equals `allowed`), else IndexOutOfRange naming
     `op`, `what` and `where`. Host values (list, NumPy array, int, a tensor realized in CPU memory outside a
     TinyJit capture) are checked now; any other tensor is checked by the realize that first computes `reader`,
     the tensor whose node reads the index (required then)."""
-    from tinyjit import realize
-    from tinyjit.tensor import Tensor
     if not enabled():
         return
     valid = _Range(low, high, op, what, where, allowed)
-    if isinstance(index, Tensor):
+    if isinstance(index, TensorBase):
         node = index.node
-        on_host = node.realized and node.device == "CPU" and realize.current_capture() is None
+        on_host = node.realized and node.device == "CPU" and capture.current() is None
         if not on_host:
             assert reader is not None, "a deferred index check needs the tensor that reads the index"
             with _lock:
-                _pending.setdefault(reader.node, []).append((node, valid))
+                _pending.setdefault(reader.node, []).append((node, valid, reader._new))
             return
         values = index.numpy()
     else:
@@ -97,62 +119,68 @@ def check_index(index, low: int, high: int, op: str, where: str, reader: Optiona
         raise valid.error(values)
 
 
-def wide_enough(index: "Tensor", n: int) -> "Tensor":
+def check_values(values: TensorBase, reader: TensorBase, flag: Callable[[TensorBase], TensorBase],
+                 error: Callable[[np.ndarray], Exception]) -> None:
+    """Raise `error(array)` unless `flag(values)` (a 0-d bool tensor built from values: True means bad) is False:
+    at once for values realized in CPU memory outside a TinyJit capture, else in the realize that first computes
+    `reader` (a tensor whose node reads `values`), as index checks are (INDEX_CHECK=0 turns these off too)."""
+    if not enabled():
+        return
+    node = values.node
+    if node.realized and node.device == "CPU" and capture.current() is None:
+        if flag(values).item():
+            raise error(values.numpy())
+        return
+    with _lock:
+        _pending.setdefault(reader.node, []).append((node, _Values(flag, error), reader._new))
+
+
+def wide_enough(index: TensorBase, n: int) -> TensorBase:
     """`index` in a dtype that holds 0..n-1, so comparing it with arange(n) of its dtype cannot wrap (a uint8
     index into 300 rows would otherwise match row 44 for 300 - 256), and no wider than 32 bits when n allows: a
     64-bit index (the default int) is compared as int32, which halves the width of the one-hot compares. A value
     outside [0, n) may then wrap into it, so callers check the ORIGINAL index (check_index), never this one."""
-    from tinyjit.dtype import dtypes, fits
     if n <= 1 or fits(n - 1, index.dtype) and index.dtype.itemsize <= 4:
         return index
     return index.cast(dtypes.int32 if fits(n - 1, dtypes.int32) else dtypes.int64)
 
 
 def before_realize(nodes) -> None:
-    """Run the checks registered on the unrealized nodes reachable from `nodes` (called by realize first)."""
+    """Run the checks registered on the unrealized nodes reachable from `nodes` (realize calls it first: see the
+    registration below)."""
     if not _pending:
         return
-    from tinyjit import realize
-    from tinyjit.tensor import Tensor
     with _lock:
         for node in [n for n in _pending if n.realized]:   # computed without a check (e.g. INDEX_CHECK=0 then)
             del _pending[node]
         checks = []
         for node in toposort(list(nodes)):
-            checks.extend((node, index, valid) for index, valid in _pending.pop(node, ()))
+            checks.extend((node, index, valid, make) for index, valid, make in _pending.pop(node, ()))
     if not checks:
         return
-    flags = []
-    for _, index, valid in checks:
-        values, low, allowed = Tensor(index), valid.low, valid.allowed
-        if index.dtype.name == "uint64":   # no wider int: compare as uint64, where no value is below 0
-            low, allowed = max(low, 0), allowed if allowed is None or allowed >= 0 else None
-        else:
-            values = values.cast("int64")
-        bad = (values < low) | (values >= valid.high)
-        if allowed is not None:
-            bad = bad & (values != allowed)
-        flags.append(bad.any())
+    flags = [valid.flag(make(index)) for _, index, valid, make in checks]
     # the flags and the indices in one schedule (the index then stays computed for the op that reads it); this
     # realize runs the checks of the indices' own graphs first
     passed = 0
     try:
-        realize.realize_nodes([f.node for f in flags] + [index for _, index, _ in checks])
-        for (_, index, valid), flag in zip(checks, flags):
+        realize.realize_nodes([f.node for f in flags] + [index for _, index, _, _ in checks])
+        for (_, index, valid, _), flag in zip(checks, flags):
             verify = functools.partial(_verify, valid, index.shape)
-            capture = realize.current_capture()
-            if capture is not None:   # a TinyJit capture: its replays read the flag too
-                capture.append(("check", verify, [flag.node.buffer, index.buffer]))
+            capture.record(StepKind.CHECK, verify, [flag.node.buffer, index.buffer])   # TinyJit replays check too
             verify(flag.node.buffer, index.buffer)
             passed += 1
     except BaseException:
         # the checks not passed stay pending: realizing the same tensor again raises again
         with _lock:
-            for reader, index, valid in checks[passed:]:
-                _pending.setdefault(reader, []).append((index, valid))
+            for reader, index, valid, make in checks[passed:]:
+                _pending.setdefault(reader, []).append((index, valid, make))
         raise
 
 
-def _verify(valid: _Range, shape: tuple, flag, index_buffer) -> None:
+# realize runs the pending checks before it computes anything (registered here: realize knows no index checks)
+realize.before_realize_hooks.append(before_realize)
+
+
+def _verify(valid, shape: tuple, flag, index_buffer) -> None:
     if flag.numpy().reshape(()).item():
         raise valid.error(index_buffer.numpy().reshape(shape))

@@ -1,6 +1,7 @@
 """Tensor indexing: x[...] with ints, slices (any step), None, Ellipsis and integer tensors, and x[...] = v.
 
 Basic indexing is movement ops only (a view); an integer tensor index becomes a one-hot multiply-sum.
+`IndexingMixin` gives Tensor `__getitem__` and `__setitem__`.
 """
 from __future__ import annotations
 
@@ -10,29 +11,31 @@ import numpy as np
 
 from tinyjit.helpers import prod
 from tinyjit.index_check import check_index
+from tinyjit.tensor_base import TensorBase, broadcast_shape
 
 if TYPE_CHECKING:
-    from tinyjit.tensor import Tensor
+    from typing_extensions import Self
 
 
 def _normalize(x, index, host_values: dict | None = None) -> list:
     """The index as a list with one item per dim of x (Ellipsis expanded, lists and arrays made tensors, whose
     values are kept in `host_values` by id of the tensor when given, for checking them without a device read)."""
-    from tinyjit.tensor import Tensor
     if not isinstance(index, tuple):
         index = (index,)
     items = []
     for it in index:
-        if isinstance(it, (list, tuple, np.ndarray)) and not isinstance(it, Tensor):   # x[(2, 0), 1] as numpy
+        if isinstance(it, (list, tuple, np.ndarray)) and not isinstance(it, TensorBase):   # x[(2, 0), 1] as numpy
             values = np.asarray(it)
-            it = Tensor(values, device=x.device)
+            if values.size == 0 and not isinstance(it, np.ndarray):   # x[[]]: no indices (int64, like torch)
+                values = values.astype(np.int64)
+            it = x._new(values, device=x.device)
             if host_values is not None:
                 host_values[id(it)] = values
         if isinstance(it, (bool, np.bool_)):
             raise TypeError("indexing with a Python bool is not supported")
         if isinstance(it, np.integer):
             it = int(it)
-        if not (it is None or it is Ellipsis or isinstance(it, (int, slice, Tensor))):
+        if not (it is None or it is Ellipsis or isinstance(it, (int, slice, TensorBase))):
             raise TypeError(f"invalid index of type {type(it).__name__}: use ints, slices, None, ... or int tensors")
         items.append(it)
     ellipses = [i for i, it in enumerate(items) if it is Ellipsis]
@@ -48,14 +51,13 @@ def _normalize(x, index, host_values: dict | None = None) -> list:
     else:
         items = items + fill
     for it in items:
-        if isinstance(it, Tensor) and it.dtype.is_float:
+        if isinstance(it, TensorBase) and it.dtype.is_float:
             raise IndexError(f"tensors used as indices must be int or bool, got {it.dtype.name}")
     return items
 
 
-def _basic(x, items) -> tuple["Tensor", list[tuple[int, "Tensor", int]]]:
+def _basic(x, items) -> tuple[TensorBase, list[tuple[int, TensorBase, int]]]:
     """Apply ints/slices/None; return the view and the (output axis, index tensor, dim of x) still to apply."""
-    from tinyjit.tensor import Tensor
     out_shape, tensor_indices = [], []
     dim = 0
     for it in items:
@@ -84,7 +86,7 @@ def _basic(x, items) -> tuple["Tensor", list[tuple[int, "Tensor", int]]]:
                 x = x._stride_axis(dim, step)
             out_shape.append(("keep", dim))
         else:
-            assert isinstance(it, Tensor)
+            assert isinstance(it, TensorBase)
             out_shape.append(("tensor", dim))
             tensor_indices.append((dim, it))
         dim += 1
@@ -101,11 +103,25 @@ def _basic(x, items) -> tuple["Tensor", list[tuple[int, "Tensor", int]]]:
     return x, [(axis, t, dim) for axis, (dim, t) in zip(tensor_axes, tensor_indices)]
 
 
-def getitem(x: "Tensor", index) -> "Tensor":
-    """x[index] (NumPy/PyTorch indexing). Integer arrays must hold values in [-size, size) of their dim: others
-    raise IndexError (IndexOutOfRange) at the call when the values are on the host, else when first computed
-    (see tinyjit.index_check)."""
-    from tinyjit.tensor import Tensor, broadcast_shape
+class IndexingMixin(TensorBase):
+    def __getitem__(self, index) -> Self:
+        """self[index], NumPy/PyTorch indexing (torch.Tensor.__getitem__): ints, slices with any step, None,
+        Ellipsis, and int tensors, lists or arrays (advanced indexing, as a one-hot multiply-sum). Integer arrays
+        must hold values in [-size, size) of their dim: others raise IndexError (IndexOutOfRange) at the call when
+        the values are on the host, else when first computed (see tinyjit.index_check). IndexError for too many
+        indices or a bool mask (the result's shape would depend on the data), TypeError for other index types."""
+        return _getitem(self, index)
+
+    def __setitem__(self, index, value) -> None:
+        """self[index] = value, written into self's buffer in place (torch.Tensor.__setitem__): basic indices
+        (ints, slices, None, Ellipsis) with a value that broadcasts to the region, or a bool mask over self's
+        leading dims with a scalar or a value that broadcasts to self. NotImplementedError for integer-tensor
+        indices, RuntimeError for a value that does not broadcast to the region."""
+        _setitem(self, index, value)
+
+
+def _getitem(x: TensorBase, index) -> TensorBase:
+    """x[index] (IndexingMixin.__getitem__)."""
     host_values: dict = {}
     items = _normalize(x, index, host_values)
     x._same_device("getitem", *items)
@@ -143,7 +159,7 @@ def getitem(x: "Tensor", index) -> "Tensor":
     # (pre, 1.., post, n) * onehot(1.., idx, 1.., n) summed over n
     moved = flat.permute(tuple(range(insert_at)) + tuple(range(insert_at + 1, flat.ndim)) + (insert_at,))
     moved = moved.reshape(pre + (1,) * len(idx_shape) + post + (n,))
-    onehot = linear.unsqueeze(-1) == Tensor.arange(n, dtype=linear.dtype, device=x.device)
+    onehot = linear.unsqueeze(-1) == x.arange(n, dtype=linear.dtype, device=x.device)
     for (_, t, dim), size in zip(tensor_indices, sizes):
         check_index(host_values.get(id(t), t), -size, size, "getitem", f"dimension {dim} with size {size}",
                     reader=onehot)
@@ -160,22 +176,21 @@ def _strides(sizes: list[int]) -> list[int]:
     return list(reversed(out))
 
 
-def setitem(x: "Tensor", index, value) -> None:
+def _setitem(x: TensorBase, index, value) -> None:
     """x[index] = value for basic indices: the value is moved back into place with the inverse movement ops and
     merged with a mask, then assigned into x's buffer."""
-    from tinyjit.tensor import Tensor
     if _is_mask(index):
         _setitem_mask(x, index, value)
         return
     items = _normalize(x, index)
     for it in items:
-        if isinstance(it, Tensor):
+        if isinstance(it, TensorBase):
             kind = "a bool mask combined with other indices" if it.dtype.name == "bool" else "integer-tensor indices"
             raise NotImplementedError(f"setitem: {kind} is not supported; use Tensor.where (a bool mask alone, "
                                       f"x[mask] = v, is)")
     x._same_device("setitem", value)
     region, _ = _basic(x, items)
-    value = value if isinstance(value, Tensor) else Tensor(value, dtype=x.dtype, device=x.device)
+    value = value if isinstance(value, TensorBase) else x._new(value, dtype=x.dtype, device=x.device)
     value = value.cast(x.dtype)
     # leading size-1 dims beyond the region's are dropped, as PyTorch and NumPy do (x[0] = v of shape (1, n))
     extra = value.ndim - region.ndim
@@ -188,29 +203,30 @@ def setitem(x: "Tensor", index, value) -> None:
     except ValueError:
         raise RuntimeError(f"setitem: value of shape {value.shape} cannot be broadcast to the indexed region "
                            f"{region.shape}") from None
-    inside = Tensor.ones(*region.shape, dtype="bool", device=x.device)
+    inside = x.ones(*region.shape, dtype="bool", device=x.device)
+    # region (a view of x) must not be alive at the assign: for a one-element x it can share x's base node, and
+    # the assign would take x for a view of it (zeros(1)[0] = v raised)
+    del region
     placed, mask = _scatter_basic(x, items, value), _scatter_basic(x, items, inside)
     x.assign(mask.where(placed, x))
 
 
 def _is_mask(index) -> bool:
-    from tinyjit.tensor import Tensor
-    return isinstance(index, Tensor) and index.dtype.name == "bool" or \
+    return isinstance(index, TensorBase) and index.dtype.name == "bool" or \
         isinstance(index, np.ndarray) and index.dtype == np.bool_
 
 
-def _setitem_mask(x: "Tensor", mask, value) -> None:
+def _setitem_mask(x: TensorBase, mask, value) -> None:
     """x[mask] = value for a bool mask over x's leading dims (torch, NumPy): a where, assigned into x. The value
     is a scalar or a tensor that broadcasts to x (one value per selected element, whose count depends on the data,
     is not supported: the lazy graph needs the shape before the mask is computed)."""
-    from tinyjit.tensor import Tensor, broadcast_shape
-    mask = mask if isinstance(mask, Tensor) else Tensor(mask, device=x.device)
+    mask = mask if isinstance(mask, TensorBase) else x._new(mask, device=x.device)
     x._same_device("setitem", mask, value)
     if mask.ndim > x.ndim or mask.shape != x.shape[:mask.ndim]:
         raise IndexError(f"setitem: the mask of shape {mask.shape} does not match the indexed tensor of shape "
                          f"{x.shape} (its shape must be x's leading dims)")
     mask = mask.reshape(mask.shape + (1,) * (x.ndim - mask.ndim))
-    value = value if isinstance(value, Tensor) else Tensor(value, dtype=x.dtype, device=x.device)
+    value = value if isinstance(value, TensorBase) else x._new(value, dtype=x.dtype, device=x.device)
     if value.numel() == 1:
         value = value.reshape(())
     try:

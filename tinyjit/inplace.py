@@ -26,6 +26,7 @@ import weakref
 from collections import defaultdict
 from contextlib import contextmanager
 
+from tinyjit.autograd_graph import EDGES
 from tinyjit.lazy import Node, toposort
 from tinyjit.ops import Op
 
@@ -103,6 +104,18 @@ def holders(buffer) -> list[Node]:
     return list({id(n): n for n in nodes}.values())
 
 
+# the ops PyTorch returns as views sharing the input's storage (flip and pad copy in PyTorch)
+TORCH_VIEWS = (Op.RESHAPE, Op.PERMUTE, Op.EXPAND, Op.SHRINK)
+
+
+def viewed_tensor_shape(tensor) -> "tuple | None":
+    """The shape of the live tensor that `tensor` is a view of in PyTorch's sense (made from it by reshapes,
+    permutes, expands and slices), or None. PyTorch writes through such a view into that tensor; tinyjit's views are
+    values, so an in-place update of one is refused (tinyjit.tensor.Tensor.assign)."""
+    root = tensor._view_of() if tensor._view_of is not None else None
+    return root.shape if root is not None and root is not tensor else None
+
+
 def note_assign(tensor) -> None:
     """`tensor` was just assigned (its node is an assign): realizing graphs must look for readers of the buffer it
     overwrites, and the tensor itself is a lazy value now."""
@@ -166,7 +179,6 @@ def preservation_plan(items, lazy: list) -> dict[int, list[Node]]:
 def _reached(lazy: list, targets: set, made: dict, plan: dict) -> None:
     """Add to `plan` the nodes over a buffer in `targets` that the lazy tensors read: realized ones reached through
     nodes that stay lazy, and assigns among `made` (nodes the running schedule realizes; the walk stops there)."""
-    from tinyjit.tensor_autograd import _edges
     seen: set[int] = set()
     stack = [t.node for t in lazy]
     while stack:
@@ -183,7 +195,7 @@ def _reached(lazy: list, targets: set, made: dict, plan: dict) -> None:
         else:
             stack.extend(node.src)
             continue
-        if node.op == Op.ASSIGN and node in _edges:
+        if node.op == Op.ASSIGN and node in EDGES:
             # an assign recorded for autograd (`y *= b` on a result) keeps its graph when realized: a backward pass
             # may still read what its value read (not its target node, which no gradient reads and which must keep
             # the buffer it writes)

@@ -18,9 +18,11 @@ from typing import Any, Callable
 
 from tinyjit import inplace
 from tinyjit import realize as realize_module
+from tinyjit.capture import StepKind, capture
 from tinyjit.helpers import getenv
 from tinyjit.lazy import Node
 from tinyjit.ops import Op
+from tinyjit.tensor import Tensor
 
 
 class JitError(RuntimeError):
@@ -68,7 +70,6 @@ class TinyJit:
             pass
 
     def _split_args(self, args, kwargs):
-        from tinyjit.tensor import Tensor
         tensors, static = [], []
         for position, value in list(enumerate(args)) + sorted(kwargs.items()):
             if isinstance(value, Tensor):
@@ -100,7 +101,6 @@ class TinyJit:
     def _finish(out, assigned=()):
         """Realize what the call returned and what it assigned: an assign nothing returned reads is still part of
         the call (a replay makes it), so it runs now, inside the capture, not at some later realize."""
-        from tinyjit.tensor import Tensor
         returned = [t for t in _flatten(out) if isinstance(t, Tensor)]
         pending = [t for t in (ref() for ref in assigned) if t is not None and not t.node.realized]
         if returned or pending:
@@ -110,44 +110,42 @@ class TinyJit:
         return out
 
     def _capture(self, args, kwargs, tensors, static):
-        from tinyjit.tensor import Tensor
         self.input_buffers = [t.node.buffer for _, t in tensors]
         self.input_signature = [(position, _signature(t)) for position, t in tensors]
         self.static_args = static
-        record: list = []
-        preserved: list = []   # buffers holding old contents of an assigned buffer, refreshed by each replay
-        with realize_module.capturing(record, preserved), inplace.recording_assigns() as assigned:   # this thread's
+        with capture() as recorded, inplace.recording_assigns() as assigned:   # this thread's steps
             out = self._finish(self.fn(*args, **kwargs), assigned)
-        if not record:
+        if not recorded.steps:
             raise JitError("TinyJit: the function launched no kernels while being captured; nothing to replay")
-        self.captured = record
-        self.prepared = self._prepare(record)
+        self.captured = recorded.steps
+        self.prepared = self._prepare(recorded.steps)
         # every launch writes its first buffer (a kernel stores buffer 0; a copy's destination comes first)
         inputs = {id(b) for b in self.input_buffers}
-        self.written = {id(buffers[0]) for _, _, buffers in record} - inputs
+        self.written = {id(step.buffers[0]) for step in recorded.steps} - inputs
         self.assigned = list({id(ref): ref for ref in assigned if ref() is not None}.values())
         buffers = {id(t.node.buffer): t.node.buffer for t in (ref() for ref in self.assigned)
                    if t is not None and t.node.buffer is not None and id(t.node.buffer) in self.written}
-        buffers.update((id(b), b) for b in preserved if id(b) in self.written)
+        # buffers holding old contents of an assigned buffer (refreshed by each replay) are kept like them
+        buffers.update((id(b), b) for b in recorded.preserved if id(b) in self.written)
         self.assigned_buffers = list(buffers.values())
         inplace.watch(self.assigned_buffers)
         self.outputs = out
         self.output_nodes.update(t.node for t in _flatten(out) if isinstance(t, Tensor))
         return out
 
-    def _prepare(self, record, input_buffers=None) -> list:
-        """The replay loop's steps: each captured launch with its arguments computed once, and the positions
+    def _prepare(self, recorded, input_buffers=None) -> list:
+        """The replay loop's steps: each captured step with its arguments computed once, and the positions
         where an input buffer is swapped in on every call."""
         position = {id(b): i for i, b in enumerate(self.input_buffers if input_buffers is None else input_buffers)}
         steps = []
-        for kind, runner, buffers in record:
-            swaps = [(j, position[id(b)]) for j, b in enumerate(buffers) if id(b) in position]
-            if kind == "kernel":
-                call, set_buffer = runner.prepare(buffers)
-            else:   # a copy between devices: called with the buffers themselves
-                bufs = list(buffers)
-                call, set_buffer = (lambda bufs=bufs, runner=runner: runner(*bufs)), bufs.__setitem__
-            steps.append((call, set_buffer, swaps, buffers))   # buffers: kept alive with the capture
+        for step in recorded:
+            swaps = [(j, position[id(b)]) for j, b in enumerate(step.buffers) if id(b) in position]
+            if step.kind == StepKind.KERNEL:
+                call, set_buffer = step.run.prepare(step.buffers)
+            else:   # a copy, a host step or a check: called with the buffers themselves
+                bufs = list(step.buffers)
+                call, set_buffer = (lambda bufs=bufs, run=step.run: run(*bufs)), bufs.__setitem__
+            steps.append((call, set_buffer, swaps, step.buffers))   # buffers: kept alive with the capture
         return steps
 
     def _replay(self, tensors, static):
@@ -168,7 +166,6 @@ class TinyJit:
         return _map_tensors(self.outputs, self._output_tensor)
 
     def _output_tensor(self, template):
-        from tinyjit.tensor import Tensor
         node = Node.from_buffer(template.node.buffer, template.shape)
         self.output_nodes.add(node)
         return Tensor(node)
@@ -202,10 +199,9 @@ class TinyJit:
         if position not in self.input_copies:
             source = Node.from_buffer(buffer, (buffer.size,))
             copy = Node(Op.CONTIGUOUS, (source,), None, buffer.dtype, (buffer.size,), buffer.device)
-            record: list = []
-            with realize_module.capturing(record):
+            with capture() as recorded:
                 realize_module.realize_nodes([copy])
-            self.input_copies[position] = (self._prepare(record, [buffer]), copy.buffer)
+            self.input_copies[position] = (self._prepare(recorded.steps, [buffer]), copy.buffer)
             return copy.buffer
         steps, copied = self.input_copies[position]
         self._launch(steps, [buffer])
@@ -213,7 +209,6 @@ class TinyJit:
 
 
 def _contains_tensor(value) -> bool:
-    from tinyjit.tensor import Tensor
     items = value.values() if isinstance(value, dict) else value
     return any(isinstance(v, Tensor) or (isinstance(v, (list, tuple, dict)) and _contains_tensor(v)) for v in items)
 
@@ -230,7 +225,6 @@ def _flatten(out):
 
 
 def _map_tensors(out, fn):
-    from tinyjit.tensor import Tensor
     if isinstance(out, Tensor):
         return fn(out)
     if isinstance(out, (list, tuple)):

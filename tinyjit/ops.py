@@ -1,8 +1,13 @@
 """The primitive operations: every Tensor method is built from these, codegen and autograd know only these."""
 from __future__ import annotations
 
+import math
 import weakref
 from enum import Enum, auto
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tinyjit.dtype import DType
 
 
 class Op(Enum):
@@ -69,6 +74,14 @@ MOVEMENT = {Op.RESHAPE, Op.PERMUTE, Op.EXPAND, Op.PAD, Op.SHRINK, Op.FLIP}
 COMPARISON = {Op.CMPLT, Op.CMPNE}
 # ops whose result dtype is bool regardless of the inputs
 BOOL_RESULT = COMPARISON
+
+
+def reduce_identity(op: Op, dtype: DType):
+    """What a reduce over no elements gives (and where an accumulator starts), as a Python value of `dtype`'s kind:
+    0 for SUM; the smallest value of the dtype for RMAX (False for bool, 0 for unsigned ints, -inf for floats)."""
+    if op == Op.SUM or dtype.kind == "b" or dtype.is_unsigned:
+        return False if dtype.kind == "b" else 0 if dtype.is_int else 0.0
+    return -(1 << (dtype.bits - 1)) if dtype.is_int else -math.inf
 
 
 def _exact_key(arg):

@@ -1,4 +1,4 @@
-"""Run a schedule: compile each kernel (tinyjit.compiler: cached in memory and on disk) and launch it.
+"""Run a schedule: compile each kernel (tinyjit.kernel_cache: cached in memory and on disk) and launch it.
 
 DEBUG output (DESIGN.md): 1 kernel counts and realize times; 2 one line per kernel launch (name, sizes, time,
 GFLOP/s, GB/s) and a table at exit; 3 the schedule and each kernel's AST with the optimizations applied; 4 the
@@ -7,51 +7,31 @@ generated source; 5 the linear program and the compiled output (optimized LLVM I
 from __future__ import annotations
 
 import atexit
-import threading
 import time
 from collections import defaultdict
-from contextlib import contextmanager
+from typing import Callable
 
-from tinyjit import inplace
-from tinyjit import index_check
-from tinyjit.compiler import (CompiledKernel, KernelPlan, _thread_count, compile_kernel,  # noqa: F401 (API)
-                              compile_plan, counters, describe_kernel, precompile)
+from tinyjit import capture, inplace
+from tinyjit.capture import StepKind
 from tinyjit.deferred import take_deferred
 from tinyjit.device import Buffer
-from tinyjit.helpers import debug_level
+from tinyjit.helpers import debug_level, deep_recursion
+from tinyjit.kernel_cache import CompiledKernel, compile_plan, counters, precompile
 from tinyjit.lazy import Node
 from tinyjit.ops import Op
-from tinyjit.schedule import ScheduleItem, cached_schedule, create_schedule, format_schedule
+from tinyjit.schedule import ItemKind, ScheduleItem, cached_schedule, create_schedule, format_schedule
 
+# called with the nodes about to be realized before anything runs, e.g. tinyjit.index_check's deferred checks of
+# lazy indices (an out-of-range index raises there, so no tensor is left half-updated)
+before_realize_hooks: list[Callable[[list], None]] = []
 _stats: dict[str, list] = defaultdict(lambda: [0, 0.0, 0, 0])   # name -> calls, seconds, flops, bytes
-# TinyJit capture, per thread: while a list is installed, every launch this thread makes is appended to it as
-# (kind, runner, buffers); other threads' launches are not (see `capturing`)
-_capture = threading.local()
-
-
-@contextmanager
-def capturing(record: list | None, preserved: list | None = None):
-    """Record this thread's launches into `record` (None: record nothing) until the block ends; `preserved`
-    collects the buffers that old contents were copied into meanwhile (preserve_old_contents)."""
-    previous = getattr(_capture, "record", None), getattr(_capture, "preserved", None)
-    _capture.record, _capture.preserved = record, preserved
-    try:
-        yield record
-    finally:
-        _capture.record, _capture.preserved = previous
-
-
-def current_capture() -> list | None:
-    """The list this thread's launches are being recorded into (a TinyJit capture), or None."""
-    return getattr(_capture, "record", None)
 
 
 def run_schedule(items: list[ScheduleItem], preserve: dict | None = None) -> None:
     """Launch the items in order. `preserve` (tinyjit.inplace.preservation_plan): before an assign overwrites a
     buffer, the listed nodes still holding its contents get a copy of them."""
     level = debug_level()
-    capture = getattr(_capture, "record", None)
-    kernels = [item for item in items if item.kind == "kernel" and item.output.size]
+    kernels = [item for item in items if item.kind == ItemKind.KERNEL and item.output.size]
     for device in {item.output.device for item in kernels}:
         precompile(device, [item.ast for item in kernels if item.output.device == device])
     for item in items:
@@ -63,28 +43,22 @@ def run_schedule(items: list[ScheduleItem], preserve: dict | None = None) -> Non
         input_buffers = [i.buffer for i in item.inputs]
         if target is not None and (item.preserve or preserve):
             preserve_old_contents(target, item.preserve + (preserve or {}).get(id(target), []))
-        if item.kind == "empty":
+        if item.kind == ItemKind.EMPTY:
             node.buffer = Buffer(node.device, node.size, node.dtype)
             continue
-        if item.kind == "copy":
+        if item.kind == ItemKind.COPY:
             out = Buffer(node.device, node.size, node.dtype)
             copy_buffer(out, input_buffers[0])
             node.buffer = out
-            if capture is not None:
-                capture.append(("copy", copy_buffer, [out, input_buffers[0]]))
+            capture.record(StepKind.COPY, copy_buffer, [out, input_buffers[0]])
             continue
         out = target if node.op == Op.ASSIGN else Buffer(node.device, node.size, node.dtype)
         if node.size == 0:
             node.buffer = out
             continue
-        plan = compile_plan(node.device, item.ast)
-        buffers = [out] + input_buffers
-        scratch = [Buffer(node.device, size, dtype) for size, dtype in plan.scratch]
-        for kernel, args in plan.launches:
-            bufs = [buffers[a] if isinstance(a, int) else scratch[a[1]] for a in args]
+        for kernel, bufs in compile_plan(node.device, item.ast).bind([out] + input_buffers):
             elapsed = kernel(bufs, wait=level >= 2)
-            if capture is not None:
-                capture.append(("kernel", kernel, bufs))
+            capture.record(StepKind.KERNEL, kernel, bufs)
             if level >= 2:
                 _report_launch(node.device, kernel, bufs, elapsed)
         counters["kernels_launched"] += 1   # one per scheduled kernel, packing launches included
@@ -122,9 +96,9 @@ def preserve_old_contents(buffer: Buffer, nodes: list[Node]) -> None:
     copy = Node(Op.CONTIGUOUS, (Node.from_buffer(buffer, (buffer.size,)),), None, buffer.dtype, (buffer.size,),
                 buffer.device)
     run_schedule(create_schedule([copy]))
-    preserved = getattr(_capture, "preserved", None)
-    if current_capture() is not None and preserved is not None:
-        preserved.append(copy.buffer)
+    recording = capture.current()
+    if recording is not None:
+        recording.preserved.append(copy.buffer)
     for n in holders:
         n.buffer = copy.buffer
     inplace.stats["buffers_preserved"] += 1
@@ -146,8 +120,14 @@ def _with_inplace_readers(nodes: list[Node]) -> tuple[list[Node], list | None]:
 
 
 def realize_nodes(nodes) -> None:
-    nodes = list(nodes)
-    index_check.before_realize(nodes)   # out-of-range lazy indices raise here, before anything runs
+    """Compute `nodes`: schedule, compile and run (see the module docstring)."""
+    with deep_recursion():   # the graph passes recurse along chains of fused ops
+        _realize_nodes(list(nodes))
+
+
+def _realize_nodes(nodes: list) -> None:
+    for hook in before_realize_hooks:
+        hook(nodes)
     level = debug_level()
     t0 = time.perf_counter()
     compiled_before = counters["kernels_compiled"]
@@ -160,7 +140,7 @@ def realize_nodes(nodes) -> None:
         if t.node.realized:
             t._collapse()
     if level >= 1 and schedule:
-        kernels = sum(1 for s in schedule if s.kind == "kernel")
+        kernels = sum(1 for s in schedule if s.kind == ItemKind.KERNEL)
         compiled = counters["kernels_compiled"] - compiled_before
         print(f"realize: {kernels} kernel{'s' if kernels != 1 else ''} ({compiled} compiled), {len(schedule)} "
               f"item{'s' if len(schedule) != 1 else ''} in {(time.perf_counter() - t0) * 1e3:.2f} ms")

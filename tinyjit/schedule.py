@@ -17,14 +17,14 @@ from __future__ import annotations
 
 import functools
 import heapq
-import math
 import threading
 from collections import OrderedDict, defaultdict
 from dataclasses import dataclass, field
 
 from tinyjit.dtype import dtypes
+from tinyjit.helpers import NameEnum
 from tinyjit.lazy import Node, toposort
-from tinyjit.ops import ELEMENTWISE, MOVEMENT, REDUCE, AstNode, Op, _exact_key
+from tinyjit.ops import ELEMENTWISE, MOVEMENT, REDUCE, AstNode, Op, _exact_key, reduce_identity
 from tinyjit.view import ShapeTracker
 
 # ops with op(0, 0, ...) == 0: a zero pad can be pushed through them to their inputs
@@ -52,9 +52,15 @@ SHARED_EXPENSIVE_SIZE = 1 << 14
 stats = {"schedules": 0, "kernels_built": 0, "nodes_lowered": 0}
 
 
+class ItemKind(NameEnum):
+    KERNEL = "kernel"   # a kernel computes the output from the inputs (`ast`)
+    COPY = "copy"       # the output is a copy of its one input on another device
+    EMPTY = "empty"     # the output is new memory, left uninitialized
+
+
 @dataclass
 class ScheduleItem:
-    kind: str                       # "kernel" | "copy" | "empty"
+    kind: ItemKind
     output: Node                    # the node whose buffer this item fills
     inputs: list[Node] = field(default_factory=list)   # nodes whose buffers the kernel reads, buffer 1..n
     ast: AstNode | None = None      # STORE of buffer 0, for kernels
@@ -268,9 +274,9 @@ class _Scheduler:
 
     def _build(self, node: Node) -> ScheduleItem:
         if node.op == Op.EMPTY:
-            return ScheduleItem("empty", node)
+            return ScheduleItem(ItemKind.EMPTY, node)
         if node.op == Op.COPY:
-            return ScheduleItem("copy", node, [node.src[0]])
+            return ScheduleItem(ItemKind.COPY, node, [node.src[0]])
         value = node.src[1] if node.op == Op.ASSIGN else node.src[0] if node.op == Op.CONTIGUOUS else node
         # the node computed inline here; a value that gets its own buffer anyway (it is an output too, or an
         # assign's temporary) is loaded from it instead
@@ -326,7 +332,7 @@ class _Scheduler:
             elif n.op in REDUCE and any(n.src[0].shape[a] == 0 for a in n.arg):
                 # a reduce over no elements is its identity (whoever built it: Tensor methods, autograd's sums
                 # of broadcast gradients); a kernel never loops 0 times
-                out = AstNode(Op.CONST, (), (_reduce_identity(n.op, n.dtype), _apply(
+                out = AstNode(Op.CONST, (), (reduce_identity(n.op, n.dtype), _apply(
                     ShapeTracker.from_shape(()), ((Op.RESHAPE, (1,) * len(n.shape)), (Op.EXPAND, n.shape)) + moves)),
                     n.dtype)
             elif n.op in REDUCE:
@@ -343,13 +349,13 @@ class _Scheduler:
         store_st = _view(value.shape, start_moves)
         ast = AstNode(Op.STORE, (body,), (0, store_st), value.dtype)
         stats["kernels_built"] += 1
-        return ScheduleItem("kernel", node, inputs, ast, reason=self.reasons.get(id(node)))
+        return ScheduleItem(ItemKind.KERNEL, node, inputs, ast, reason=self.reasons.get(id(node)))
 
     def inlined_nodes(self, item: ScheduleItem) -> list[Node]:
         """The graph nodes whose work the item's kernel does (its output and everything inlined into it, by the
         same rule as `build`'s loads); for a copy or an empty buffer, its node alone."""
         node = item.output
-        if item.kind != "kernel":
+        if item.kind != ItemKind.KERNEL:
             return [node]
         value = node.src[1] if node.op == Op.ASSIGN else node.src[0] if node.op == Op.CONTIGUOUS else node
         root = value if value is node or id(value) not in self.realize else None
@@ -520,13 +526,6 @@ def _zero_preserving(node: Node, sched: _Scheduler, root, memo: dict) -> bool:
 
 def _zero(dtype):
     return False if dtype == dtypes.bool else 0 if dtype.is_int else 0.0
-
-
-def _reduce_identity(op: Op, dtype):
-    """What a reduce over no elements gives: 0 for a sum, the smallest value of the dtype for a max."""
-    if op == Op.SUM or dtype == dtypes.bool or dtype.is_unsigned:
-        return _zero(dtype)
-    return -(1 << (dtype.bits - 1)) if dtype.is_int else -math.inf
 
 
 @functools.lru_cache(maxsize=1 << 16)

@@ -16,6 +16,7 @@ from typing import Any, Optional
 import numpy as np
 
 from tinyjit.nn.state import safe_load, safe_metadata, safe_save
+from tinyjit.tensor import Tensor
 
 STRUCTURE_KEY = "tinyjit.structure"
 FORMAT_VERSION = 1
@@ -50,7 +51,6 @@ class _Encoder:
         return name
 
     def encode(self, obj: Any, where: str) -> dict:
-        from tinyjit.tensor import Tensor
         if isinstance(obj, Tensor):
             return {"type": "tensor", "key": self._add_tensor(obj.numpy()), "requires_grad": bool(obj.requires_grad)}
         if isinstance(obj, np.ndarray):
@@ -88,7 +88,6 @@ def load(path: str | os.PathLike, device: Optional[str] = None) -> Any:
     """Load what ``save`` wrote (``torch.load``): the same nesting, with Tensors on `device` (default: the default
     device) and numpy arrays as numpy arrays. A safetensors file written by another tool loads as
     ``{name: Tensor}``. Raises ValueError for a damaged file or an unknown structure version."""
-    from tinyjit.tensor import Tensor
     arrays = safe_load(path, as_numpy=True)
     raw = safe_metadata(path).get(STRUCTURE_KEY)
     if raw is None:

@@ -1,37 +1,76 @@
 """The user-facing Tensor: a lazy value on a device. Every method builds graph nodes; `.numpy()`, `.item()` and
 `.realize()` schedule, compile and run what is needed.
 
-Composite ops (sigmoid, softmax, matmul, conv2d, ...) are written here and in the mixins from the primitives
-of `tinyjit.ops`; codegen and autograd only ever see primitives.
+This module holds construction, conversion (dtype, device, Python and NumPy values), realizing, `assign` and the
+primitives the mixins build on (`TensorBase`: `_new`, `_apply`, `_operands`, ...). The ops are in the mixins, one
+module per topic, composed here: tensor_arithmetic (+ - * / // % **, comparisons, bitwise, where, clip),
+tensor_math (unary math and activations), tensor_movement (views, cat, split), indexing (x[i], x[i] = v),
+tensor_reduce (sum, max, softmax, cumsum), tensor_nn (matmul, conv, pooling, losses, gather), tensor_linalg
+(einsum, bmm, tril), tensor_sort (sort, topk, unique, multinomial), tensor_create and random (constructors),
+tensor_mutation (in-place methods) and tensor_autograd (backward, hooks, no_grad). Composite ops are written from
+the primitives of `tinyjit.ops`; codegen and autograd only ever see primitives.
 """
 from __future__ import annotations
 
-import math
-from typing import Optional, Sequence
+from typing import Optional
 
 import numpy as np
 
 from tinyjit import inplace
 from tinyjit.device import Buffer, canonicalize
-from tinyjit.dtype import (DType, DTypeNotSupported, check_fits, dtypes, fits, least_upper_float, promote,
-                           scalar_result_dtype)
-from tinyjit.helpers import prod
+from tinyjit.dtype import DType, check_fits, dtypes, promote, scalar_result_dtype
+from tinyjit.indexing import IndexingMixin
 from tinyjit.lazy import Node
 from tinyjit.ops import Op
+from tinyjit.random import RandomMixin
+from tinyjit.realize import realize_nodes
+from tinyjit.tensor_arithmetic import ArithmeticMixin
 from tinyjit.tensor_autograd import AutogradMixin
+from tinyjit.tensor_base import broadcast_shape
 from tinyjit.tensor_create import CreationMixin
+from tinyjit.tensor_format import tensor_repr
+from tinyjit.tensor_linalg import LinalgMixin
 from tinyjit.tensor_math import MathMixin
 from tinyjit.tensor_movement import MovementMixin
-from tinyjit.tensor_linalg import LinalgMixin
 from tinyjit.tensor_mutation import MutationMixin
-from tinyjit.tensor_sort import SortMixin
 from tinyjit.tensor_nn import NNMixin
 from tinyjit.tensor_reduce import ReduceMixin
+from tinyjit.tensor_sort import SortMixin
 
-class Tensor(AutogradMixin, CreationMixin, MathMixin, MovementMixin, ReduceMixin, NNMixin, MutationMixin, SortMixin,
-             LinalgMixin):
+
+def to_arguments(args: tuple, device, dtype, kwargs: dict, op: str):
+    """(device, dtype) from torch's `.to` spellings: a tensor (its device and dtype), a device name, a dtype, and
+    the keywords device= / dtype= (non_blocking=, copy= and memory_format= are accepted). Either may be None.
+    TypeError for another keyword. Shared by Tensor.to and nn.Module.to."""
+    for arg in args:
+        if isinstance(arg, Tensor):
+            device, dtype = device or arg.device, dtype or arg.dtype
+        elif arg is None:
+            continue
+        elif isinstance(arg, str) and not hasattr(dtypes, arg):
+            device = arg
+        else:
+            dtype = arg
+    unknown = set(kwargs) - {"non_blocking", "copy", "memory_format"}
+    if unknown:
+        raise TypeError(f"{op}: unexpected keyword arguments {sorted(unknown)}")
+    return device, dtype
+
+
+def _holds_numpy_float64(data) -> bool:
+    """Whether nested lists/tuples hold a numpy float64 scalar or array: torch.tensor keeps float64 for those,
+    while Python floats alone make float32."""
+    if isinstance(data, (list, tuple)):
+        return any(_holds_numpy_float64(item) for item in data)
+    return isinstance(data, (np.ndarray, np.generic)) and data.dtype == np.float64
+
+
+class Tensor(ArithmeticMixin, AutogradMixin, CreationMixin, RandomMixin, MathMixin, MovementMixin, IndexingMixin,
+             ReduceMixin, NNMixin, MutationMixin, SortMixin, LinalgMixin):
+    """A lazy n-dimensional array on a device, with PyTorch's API (torch.Tensor): `Tensor(data, dtype=None,
+    device=None, requires_grad=None)` from a Python number, a (nested, rectangular) list, a NumPy array, another
+    Tensor or a graph node. Ops build a graph; `.numpy()`, `.item()` and `.realize()` compute it."""
     __slots__ = ("node", "_requires_grad", "grad", "_ctx")
-    no_grad_active = False
 
     def __init__(self, data, dtype=None, device: Optional[str] = None, requires_grad: Optional[bool] = None):
         # a Node or Tensor keeps its device unless `device` is given; other data goes to `device` or the default
@@ -42,7 +81,7 @@ class Tensor(AutogradMixin, CreationMixin, MathMixin, MovementMixin, ReduceMixin
         elif isinstance(data, Tensor):
             data = data if dtype is None else data.cast(dtype)
             node = data.node if device is None or data.device == device else data.to(device).node
-        elif isinstance(data, (bool, int, float)):
+        elif isinstance(data, (bool, int, float)) and not isinstance(data, np.generic):   # np.float64 is a float
             dt = dtype or dtypes.from_py(data)
             if dtype is not None and dt.is_int:   # Tensor(300, dtype=uint8) is an error, not 44 (PyTorch)
                 check_fits(data, dt, "Tensor")
@@ -53,12 +92,18 @@ class Tensor(AutogradMixin, CreationMixin, MathMixin, MovementMixin, ReduceMixin
                     arr = np.array(data)
                 except ValueError:
                     raise ValueError("Tensor: nested lists must be rectangular (every row the same length)") from None
-                if arr.dtype == np.float64 and dtype is None:
-                    arr = arr.astype(np.float32)
+                if arr.dtype == np.float64 and dtype is None and not _holds_numpy_float64(data):
+                    arr = arr.astype(np.float32)   # Python floats make float32 (numpy float64 values stay, as in torch)
                 elif arr.size == 0 and dtype is None:
                     arr = arr.astype(np.float32)
             elif isinstance(data, np.ndarray) or np.isscalar(data):
                 arr = np.asarray(data)
+            elif hasattr(data, "__array__"):   # a torch tensor (also one that requires grad or is on a GPU), ...
+                detached = data.detach().cpu() if hasattr(data, "detach") and hasattr(data, "cpu") else data
+                try:
+                    arr = np.asarray(detached)
+                except (TypeError, RuntimeError) as e:
+                    raise TypeError(f"Tensor: cannot make a tensor from {type(data).__name__}: {e}") from None
             else:
                 raise TypeError(f"Tensor: cannot make a tensor from {type(data).__name__}")
             if arr.dtype.kind in "OUSV":
@@ -79,46 +124,35 @@ class Tensor(AutogradMixin, CreationMixin, MathMixin, MovementMixin, ReduceMixin
         inplace.track(self)   # a value that can still be read: assigns keep its meaning (tinyjit.inplace)
         self.requires_grad = requires_grad
 
-    # ---- properties ----
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return self.node.shape
-
-    @property
-    def dtype(self) -> DType:
-        return self.node.dtype
-
-    @property
-    def device(self) -> str:
-        return self.node.device
-
-    @property
-    def ndim(self) -> int:
-        return len(self.shape)
-
-    def numel(self) -> int:
-        return prod(self.shape)
-
-    def size(self, dim: Optional[int] = None):
-        return self.shape if dim is None else self.shape[dim]
-
-    def element_size(self) -> int:
-        return self.dtype.itemsize
-
-    @property
-    def nbytes(self) -> int:
-        return self.numel() * self.dtype.itemsize
+    @classmethod
+    def _new(cls, data, dtype=None, device: Optional[str] = None, requires_grad: Optional[bool] = None) -> Tensor:
+        """A plain Tensor, also when called on a subclass (the results of ops on an nn.Parameter are Tensors)."""
+        return Tensor(data, dtype=dtype, device=device, requires_grad=requires_grad)
 
     def __len__(self) -> int:
         if not self.shape:
             raise TypeError("len() of a 0-d tensor")
         return self.shape[0]
 
+    def __iter__(self):
+        """`for row in t`: t[0], t[1], ... like torch (TypeError for a 0-d tensor). t is realized first, so the
+        rows read its buffer instead of each recomputing t (`for i in randint(...)` draws once, as in torch)."""
+        if not self.shape:
+            raise TypeError("iteration over a 0-d tensor")
+        self.realize()
+        return (self[i] for i in range(self.shape[0]))
+
     def __repr__(self) -> str:
         """torch's repr: the values (realized to show them; summarized past 1000 elements), and the dtype, device
         and autograd state where they differ from the defaults (tinyjit.tensor_format)."""
-        from tinyjit.tensor_format import tensor_repr
         return tensor_repr(self)
+
+    def __format__(self, format_spec: str) -> str:
+        """f"{t:.4f}" like torch: a 0-d tensor formats as its Python value; otherwise only the empty spec works
+        (the repr), and another spec is a TypeError."""
+        if self.ndim == 0:
+            return format(self.item(), format_spec)
+        return object.__format__(self, format_spec)
 
     def __hash__(self):
         return id(self)
@@ -153,7 +187,9 @@ class Tensor(AutogradMixin, CreationMixin, MathMixin, MovementMixin, ReduceMixin
 
     # ---- running ----
     def realize(self) -> Tensor:
-        from tinyjit.realize import realize_nodes
+        """Compute self now: schedule, compile and run the kernels its graph needs (nothing when it is already
+        computed); returns self. tinyjit's own (PyTorch computes eagerly); any error of a deferred check (an index out
+        of range) is raised here."""
         if self.node.realized:
             return self
         realize_nodes([self.node])
@@ -162,9 +198,9 @@ class Tensor(AutogradMixin, CreationMixin, MathMixin, MovementMixin, ReduceMixin
 
     @staticmethod
     def realize_all(*tensors: Tensor) -> None:
-        """Realize several tensors in one schedule, so work they share (a forward pass, a backward pass, the
-        optimizer updates that assign into parameters) is computed once and fused across them."""
-        from tinyjit.realize import realize_nodes
+        """Realize several tensors in one schedule, so work they share (a forward pass, a backward pass, the optimizer
+        updates that assign into parameters) is computed once and fused across them. tinyjit's own (no PyTorch
+        equivalent)."""
         realize_nodes([t.node for t in tensors])
         for t in tensors:
             t._collapse()
@@ -180,13 +216,18 @@ class Tensor(AutogradMixin, CreationMixin, MathMixin, MovementMixin, ReduceMixin
             self._node_changed(old)
 
     def numpy(self) -> np.ndarray:
+        """The values as a NumPy array of self's shape and dtype (torch.Tensor.numpy), computing self first; the array
+        is a copy."""
         self.realize()
         return self.node.buffer.numpy().reshape(self.shape)
 
     def tolist(self):
+        """The values as nested Python lists of Python numbers (torch.Tensor.tolist); a number for a 0-d tensor."""
         return self.numpy().tolist()
 
     def item(self):
+        """The value of a one-element tensor as a Python number (torch.Tensor.item); RuntimeError for any other number
+        of elements."""
         if self.numel() != 1:
             raise RuntimeError(f"item(): only a tensor with one element can be converted to a Python scalar, "
                                f"got shape {self.shape}")
@@ -197,25 +238,17 @@ class Tensor(AutogradMixin, CreationMixin, MathMixin, MovementMixin, ReduceMixin
         return arr if dtype is None else arr.astype(dtype)
 
     def contiguous(self) -> Tensor:
+        """A tensor with a buffer of its own holding self's values in row-major order (torch.Tensor.contiguous); a
+        realized buffer is returned as it is. Differentiable."""
         if self.node.op == Op.BUFFER:
             return self
         return Tensor(Node(Op.CONTIGUOUS, (self.node,), None, self.dtype, self.shape, self.device))._record(self)
 
     def to(self, *args, device=None, dtype=None, **kwargs) -> Tensor:
         """torch.Tensor.to: to(device), to(dtype), to(device, dtype), to(other) (other's device and dtype), and the
-        keywords device= and dtype= (non_blocking= and copy= are accepted). Returns self when nothing changes."""
-        for arg in args:
-            if isinstance(arg, Tensor):
-                device, dtype = device or arg.device, dtype or arg.dtype
-            elif arg is None:
-                continue
-            elif isinstance(arg, str) and not hasattr(dtypes, arg):
-                device = arg
-            else:
-                dtype = arg
-        unknown = set(kwargs) - {"non_blocking", "copy", "memory_format"}
-        if unknown:
-            raise TypeError(f"to: unexpected keyword arguments {sorted(unknown)}")
+        keywords device= and dtype= (non_blocking= and copy= are accepted). Returns self when nothing changes; a copy
+        between devices is differentiable. TypeError for an unknown keyword."""
+        device, dtype = to_arguments(args, device, dtype, kwargs, "to")
         out = self if dtype is None else self.cast(dtype)
         if device is None:
             return out
@@ -240,15 +273,19 @@ class Tensor(AutogradMixin, CreationMixin, MathMixin, MovementMixin, ReduceMixin
         return self.ndim
 
     def cpu(self) -> Tensor:
+        """self on the CPU device (torch.Tensor.cpu); self when it is already there."""
         return self.to("CPU")
 
     def clone(self) -> Tensor:
+        """A copy of self in a buffer of its own (torch.clone), differentiable like PyTorch's."""
         return Tensor(Node(Op.CONTIGUOUS, (self.node,), None, self.dtype, self.shape, self.device))._record(self)
 
     def assign(self, value) -> Tensor:
-        """Write `value` into this tensor's buffer (in place: the buffer is reused, not reallocated). Lazy values
-        built from this tensor before keep the value they read (the old contents are copied for them if they are
-        still needed when the assign runs, see tinyjit.inplace)."""
+        """Write `value` (a tensor or anything Tensor() takes; broadcast to self's shape and cast to its dtype) into
+        self's buffer in place and return self, like torch.Tensor.copy_. Lazy values built from self before keep the
+        value they read (tinyjit.inplace). ValueError for a shape or device that does not fit; RuntimeError for a leaf
+        that requires grad outside no_grad, like PyTorch's in-place ops, and for a view (reshape, permute, expand,
+        slice) of another live tensor, which PyTorch would write through (tinyjit's views are values)."""
         value = value if isinstance(value, Tensor) else Tensor(value, dtype=self.dtype, device=self.device)
         if value.shape != self.shape and value.ndim <= self.ndim and \
                 broadcast_shape(value.shape, self.shape, "assign") == self.shape:
@@ -258,6 +295,13 @@ class Tensor(AutogradMixin, CreationMixin, MathMixin, MovementMixin, ReduceMixin
                              f"shape {self.shape} on {self.device}")
         if value.dtype != self.dtype:
             value = value.cast(self.dtype)
+        viewed = inplace.viewed_tensor_shape(self)
+        if viewed is not None:
+            raise RuntimeError(f"assign: this tensor (shape {self.shape}) is a view (reshape, permute, expand or "
+                               f"slice) of another live tensor of shape {viewed}; tinyjit's views are values, so "
+                               f"writing into "
+                               f"it would not change that tensor as PyTorch's in-place ops do. Index the tensor "
+                               f"itself (x[1, 2] = v, not x[1][2] = v), or clone() the view to update a copy")
         recording = not Tensor.no_grad_active and self.dtype.is_float
         if recording and self.requires_grad and self._ctx is None:
             raise RuntimeError(f"assign: a leaf tensor that requires grad (shape {self.shape}) cannot be updated in "
@@ -292,6 +336,9 @@ class Tensor(AutogradMixin, CreationMixin, MathMixin, MovementMixin, ReduceMixin
         return Tensor(node)._record(self, *others)
 
     def cast(self, dtype) -> Tensor:
+        """self converted to `dtype` (a tinyjit dtype, its name, or a NumPy/torch dtype), self when it already has it
+        (torch.Tensor.to(dtype), numpy.ndarray.astype): floats to ints truncate toward zero and wrap like NumPy, not
+        undefined as in C."""
         dtype = dtypes.from_any(dtype)
         if dtype == self.dtype:
             return self
@@ -305,27 +352,35 @@ class Tensor(AutogradMixin, CreationMixin, MathMixin, MovementMixin, ReduceMixin
         return self._apply(Op.CAST, arg=dtype)
 
     def bitcast(self, dtype) -> Tensor:
+        """The same bytes reinterpreted as `dtype` (torch.Tensor.view(dtype), numpy.ndarray.view); TypeError unless both
+        dtypes have the same size."""
         dtype = dtypes.from_any(dtype)
         if dtype.itemsize != self.dtype.itemsize:
             raise TypeError(f"bitcast: {self.dtype.name} and {dtype.name} differ in size")
         return self if dtype == self.dtype else self._apply(Op.BITCAST, arg=dtype)
 
     def float(self) -> Tensor:
+        """self cast to float32 (torch.Tensor.float)."""
         return self.cast(dtypes.float32)
 
     def half(self) -> Tensor:
+        """self cast to float16 (torch.Tensor.half)."""
         return self.cast(dtypes.float16)
 
     def double(self) -> Tensor:
+        """self cast to float64 (torch.Tensor.double)."""
         return self.cast(dtypes.float64)
 
     def int(self) -> Tensor:
+        """self cast to int32 (torch.Tensor.int)."""
         return self.cast(dtypes.int32)
 
     def long(self) -> Tensor:
+        """self cast to int64 (torch.Tensor.long)."""
         return self.cast(dtypes.int64)
 
     def bool(self) -> Tensor:
+        """self cast to bool, True where nonzero (torch.Tensor.bool)."""
         return self.cast(dtypes.bool)
 
     # ---- broadcasting ----
@@ -356,383 +411,8 @@ class Tensor(AutogradMixin, CreationMixin, MathMixin, MovementMixin, ReduceMixin
         padded = (1,) * (len(shape) - self.ndim) + self.shape
         return self.reshape(padded).expand(shape)
 
-    # ---- arithmetic ----
-    def add(self, other, reverse=False) -> Tensor:
-        x, y = self._operands(other, "add", reverse)
-        return x._apply(Op.ADD, y)
-
-    def sub(self, other, reverse=False) -> Tensor:
-        x, y = self._operands(other, "sub", reverse)
-        if x.dtype == dtypes.bool:
-            raise TypeError("sub: subtracting bool tensors is not supported; use ^ or logical ops")
-        return x._apply(Op.ADD, -y)
-
-    def mul(self, other, reverse=False) -> Tensor:
-        x, y = self._operands(other, "mul", reverse)
-        return x._apply(Op.MUL, y)
-
-    def div(self, other, reverse=False, rounding_mode: Optional[str] = None) -> Tensor:
-        if rounding_mode == "floor":
-            return self.floordiv(other, reverse)
-        if rounding_mode == "trunc":
-            x, y = self._operands(other, "div", reverse)
-            return x._int_divmod(y, "div")[0] if not x.dtype.is_float else (x / y).trunc()
-        if not self.dtype.is_float and isinstance(other, (int, float, np.integer, np.floating)):
-            # true division is float math on the scalar's own value: uint8 / -3 divides by -3, not by 253
-            return self._float().div(other, reverse)
-        x, y = self._operands(other, "div", reverse)
-        out = least_upper_float(x.dtype)
-        x, y = x.cast(out), y.cast(out)
-        return x._apply(Op.IDIV, y)   # IEEE division, correctly rounded on every backend (not x * (1 / y))
-
-    def floordiv(self, other, reverse=False) -> Tensor:
-        x, y = self._operands(other, "floordiv", reverse)
-        if x.dtype.is_float:
-            return x._float_floordiv(y)
-        q, r = x._int_divmod(y, "floordiv")
-        # C division truncates; Python and PyTorch floor: step down when the signs differ and it was inexact
-        if x.dtype.is_unsigned:
-            return q
-        inexact = r._apply(Op.CMPNE, Tensor.full_like(x, 0))
-        signs_differ = x._apply(Op.CMPLT, Tensor.full_like(x, 0))._apply(
-            Op.CMPNE, y._apply(Op.CMPLT, Tensor.full_like(y, 0)))
-        return q - (inexact & signs_differ).cast(q.dtype)
-
-    def _float_floordiv(self, y: Tensor) -> Tensor:
-        """floor(x / y) for float tensors of one shape and dtype, as torch.floor_divide computes it (c10's
-        div_floor_floating, after CPython): from the exact remainder, so that x == (x // y) * y + x % y holds as
-        well as it can: 1. // 0.1 is 9 (0.1 is a bit more than 1/10), where floor(1. / 0.1) would be 10. y == 0
-        gives x / y (inf or nan); a zero quotient has the sign of x / y. The gradient is zero (torch.div with
-        rounding_mode="floor"). half is computed in float32 (torch rounds its intermediates to half and can be one
-        off)."""
-        if self.dtype.itemsize < 4:
-            return self.float()._float_floordiv(y.float()).cast(self.dtype)
-        x, y, inputs = self.detach(), y.detach(), (self, y)
-        remainder = x._apply(Op.MOD, y)
-        quotient = (x - remainder)._apply(Op.IDIV, y)   # an integer, up to the rounding of the division
-        wrong_sign = (remainder != 0) & ((y < 0) != (remainder < 0))
-        quotient = wrong_sign.where(quotient - 1, quotient)
-        floored = quotient.floor()
-        floored = (quotient - floored > 0.5).where(floored + 1, floored)
-        true_quotient = x._apply(Op.IDIV, y)
-        out = (quotient != 0).where(floored, true_quotient * 0)   # true_quotient is finite where quotient is 0
-        out = (y == 0).where(true_quotient, out)
-        if not any(t.requires_grad for t in inputs):
-            return out
-        # back in the graph with gradient 0: where out is NaN, out + x * 0 + y * 0 is NaN too
-        anchor = out + inputs[0] * 0 + inputs[1] * 0
-        return (out == out).where(out, anchor)
-
-    def mod(self, other, reverse=False) -> Tensor:
-        x, y = self._operands(other, "mod", reverse)
-        if x.dtype.is_float:
-            # the exact remainder (fmod) moved to the sign of the divisor, like torch.remainder and Python's %
-            # (x - floor(x / y) * y cancels: 1e10 % 3 was 256 in float32)
-            r = x._apply(Op.MOD, y)
-            return ((r != 0) & ((r < 0) != (y < 0))).where(r + y, r)
-        r = x._int_divmod(y, "mod")[1]
-        if x.dtype.is_unsigned:
-            return r
-        # the result takes the sign of the divisor (Python/PyTorch), C's takes the dividend's
-        fix = r._apply(Op.CMPNE, Tensor.full_like(r, 0)) & (
-            r._apply(Op.CMPLT, Tensor.full_like(r, 0))._apply(Op.CMPNE, y._apply(Op.CMPLT, Tensor.full_like(y, 0))))
-        return r + fix.where(y, Tensor.full_like(y, 0))
-
-    def _int_divmod(self, y: Tensor, op: str) -> tuple[Tensor, Tensor]:
-        """C-style (truncating) quotient and remainder of int tensors of one shape and dtype. They never trap: the
-        primitives are total (ops.py): x / 0 gives 0 and x % 0 gives 0 (NumPy's results; PyTorch raises), INT_MIN / -1
-        wraps to INT_MIN."""
-        if self.dtype == dtypes.bool:
-            raise TypeError(f"{op}: integer division of bool tensors is not supported; cast to an int dtype first")
-        return self._apply(Op.IDIV, y), self._apply(Op.MOD, y)
-
-    def pow(self, exponent, reverse=False) -> Tensor:
-        """self ** exponent (torch.pow), values and gradients like PyTorch at the special points too: 0 ** y,
-        x ** 0 (1 for every x, NaN and inf included, and still in the autograd graph with gradient 0), 1 ** y,
-        negative bases (a real result only for integer exponents). A Python int exponent multiplies (exact for
-        ints, which wrap on overflow like PyTorch); ints to negative int powers raise RuntimeError like PyTorch."""
-        if self.dtype == dtypes.bool and not reverse and isinstance(exponent, (bool, np.bool_)):
-            # PyTorch: a bool tensor to a Python bool power stays bool (x ** True is x, x ** False is all True)
-            return (self & True) if exponent else Tensor.full_like(self, True)
-        if self.dtype == dtypes.bool and _is_bool(exponent):
-            raise DTypeNotSupported(f"pow: a bool tensor to a bool power is not supported (like PyTorch's \"pow\" "
-                                    f"not implemented for 'Bool'); cast the {'exponent' if reverse else 'base'} "
-                                    "to an int or float dtype first")
-        if not reverse and isinstance(exponent, (int, float)) and not isinstance(exponent, bool):
-            # PyTorch's shortcuts for these scalar exponents, which differ from C pow at -inf (nan, not +inf or 0)
-            # and -0; its half kernel takes none of them
-            if exponent == 0.5 and self.dtype != dtypes.float16:
-                return self.sqrt()
-            if exponent == -0.5 and self.dtype in (dtypes.float32, dtypes.float64):
-                return self.rsqrt()
-            if float(exponent).is_integer() and abs(exponent) <= 1 << 10:
-                return self._pow_int_scalar(int(exponent))
-        x, y = self._operands(exponent, "pow", reverse)
-        if not x.dtype.is_float:
-            return x._pow_int_tensor(y)
-        if x.dtype == dtypes.float16:   # in float32, rounded once (like PyTorch): half's log2 loses the low bits
-            return x.float()._pow_float(y.float()).half()
-        return x._pow_float(y)
-
-    def _pow_float(self, y: Tensor) -> Tensor:
-        """self ** y for float tensors of one shape and dtype: |x|^y = 2^(y log2|x|) and its sign away from x == 0,
-        an explicit branch at x == 0. Each branch is built so that its gradient is PyTorch's, y x^(y-1) for the base
-        and x^y ln(x) for the exponent (0 where x == 0 and y >= 0), without the 0 * inf = NaN a single formula gives
-        at x == 0, and every branch stays finite where it is not selected (a where passes it a zero gradient)."""
-        x = self
-        zero, negative = x == 0, x < 0
-        y_int = y.floor() == y                                   # true for +-inf too
-        y_odd = y_int & ((y * 0.5).floor() != y * 0.5)
-        magnitude = (y * zero.where(1.0, x.abs()).log2()).exp2()
-        general = (negative & y_odd).where(-magnitude, magnitude)
-        no_real_result = negative & ~y_int & (x != -math.inf)   # NaN, with NaN gradients like PyTorch
-        general = no_real_result.where(magnitude * no_real_result.where(x.full_like(math.nan), 1.0), general)
-        # x == 0: 0 ** y is 0 (y > 0), 1 (y == 0), inf (y < 0, as 2^(y * -inf): its y-gradient is -inf, PyTorch's
-        # inf * log(0)) and NaN for a NaN y. The base's gradient y 0^(y-1) is 1 for y == 1 (x itself), +inf for
-        # 0 < y < 1 and -inf for y < 0 (+-sqrt(x), whose gradient at 0 is inf), else 0.
-        y_negative = y < 0
-        at_zero = (y_negative & zero).where(x.full_like(-math.inf), 0.0)
-        at_zero = (y > 0).where(0.0, y_negative.where((y * at_zero).exp2(), (y == 0).where(1.0, y)))
-        steep = zero & ((y < 1) & (y != 0))
-        root = steep.where(x + 0.0, 1.0).sqrt()   # (+0 for -0: the gradient of sqrt at +0 is +inf)
-        at_zero = at_zero + steep.where(y_negative.where(-root, root), 0.0)
-        # -0 to an odd integer power keeps its sign: -0 for y > 0, -inf for y < 0 (C pow)
-        negative_zero = zero & (x.reciprocal() < 0)
-        at_zero = (negative_zero & y_odd).where(-at_zero, at_zero)
-        at_zero = (y == 1).where(zero.where(x, 0.0), at_zero)
-        out = zero.where(at_zero, general)
-        # 2^(y log2|x|) is NaN for inf ** 0, NaN ** 0, 1 ** NaN, 1 ** +-inf and (-1) ** +-inf, which are all 1
-        one = ((y == 0) & (x * 0 != 0)) | ((x == 1) & (y != y)) | ((x.abs() == 1) & y.isinf())
-        # any other NaN operand gives NaN, explicitly: PoCL folds exp2(NAN * log2(x)) with a literal NaN to 1
-        out = ((x != x) | (y != y)).where(x + y, out)
-        return one.where(1.0, out)
-
-    def _pow_int_scalar(self, e: int) -> Tensor:
-        """self ** e for a Python int e by repeated squaring: exact for ints (wrapping like PyTorch), and more
-        accurate than exp2(e * log2(x)) for floats. x ** 0 is 1 but stays in the autograd graph (gradient 0), and
-        x ** 1 is a new tensor, like PyTorch."""
-        x = self if self.dtype != dtypes.bool else self.cast(scalar_result_dtype(self.dtype, e))
-        if e < 0:
-            if not x.dtype.is_float:
-                raise RuntimeError(f"pow: integers to negative integer powers are not allowed ({x.dtype.name} "
-                                   f"tensor ** {e})")
-            # (1/x)^-e, not 1/x^-e: at x == 0 the gradient is then -inf like PyTorch's e * 0^(e-1), not 0 * inf
-            return x.reciprocal()._pow_int_scalar(-e)
-        if e == 0:
-            return x._with_zero_gradient(Tensor.ones_like(x)) if x.dtype.is_float else Tensor.ones_like(x)
-        out, base = None, x
-        while e:
-            if e & 1:
-                out = base if out is None else out * base
-            e >>= 1
-            if e:
-                base = base * base
-        return out if out is not x else x * 1
-
-    def _pow_int_tensor(self, y: Tensor) -> Tensor:
-        """Elementwise x ** y for int tensors of one dtype: square-and-multiply over every bit of y (wraps on
-        overflow). A negative exponent gives 1 / x truncated: 1 for x == 1, +-1 for x == -1, else 0 (PyTorch)."""
-        one = Tensor.full_like(self, 1)
-        out, base = one, self
-        bits = y.dtype.bits - (0 if y.dtype.is_unsigned else 1)
-        for i in range(bits):
-            bit = (y.rshift(i) & 1) != 0 if i else (y & 1) != 0
-            out = bit.where(out * base, out)
-            if i + 1 < bits:
-                base = base * base
-        if y.dtype.is_unsigned:
-            return out
-        odd = (y & 1) != 0
-        minus_one = (self == -1).where(odd.where(-one, one), Tensor.full_like(self, 0))
-        negative = (self == 1).where(one, minus_one)
-        return (y < 0).where(negative, out)
-
-    def neg(self) -> Tensor:
-        if self.dtype == dtypes.bool:
-            raise TypeError("neg: negation of a bool tensor is not supported; use ~ (logical not)")
-        return self._apply(Op.NEG)
-
-    def maximum(self, other) -> Tensor:
-        x, y = self._operands(other, "maximum")
-        return x._apply(Op.MAX, y)
-
-    def minimum(self, other) -> Tensor:
-        x, y = self._operands(other, "minimum")
-        return -((-x)._apply(Op.MAX, -y)) if not x.dtype.is_unsigned and x.dtype != dtypes.bool else \
-            ~((~x)._apply(Op.MAX, ~y))
-
-    def clip(self, min=None, max=None, min_=None, max_=None) -> Tensor:   # torch's argument names
-        """torch.clamp: clamp(min, max), clamp(min=...), clamp(max=...) (numbers or tensors; min_/max_ are the older
-        spellings). Where, not maximum/minimum: x keeps its gradient at the bounds (and NaN stays NaN)."""
-        min_ = min if min is not None else min_
-        max_ = max if max is not None else max_
-        for bound in (min_, max_):
-            if isinstance(bound, Tensor):
-                broadcast_shape(self.shape, bound.shape, "clip")
-            elif bound is not None and scalar_result_dtype(self.dtype, bound) == self.dtype:
-                check_fits(bound, self.dtype, "clip")   # uint8.clip(0, 300) is an error, as in PyTorch
-        out = self
-        if min_ is not None:
-            out = (out < min_).where(min_, out)
-        if max_ is not None:
-            out = (out > max_).where(max_, out)
-        if out.dtype.is_float:
-            # NaN anywhere (x or a bound) gives NaN with no gradient to any of them, like torch.clamp
-            unordered = out != out
-            for bound in (min_, max_):
-                if isinstance(bound, Tensor) or isinstance(bound, float) and math.isnan(bound):
-                    unordered = unordered | (bound != bound)
-            out = unordered.where(math.nan, out)
-        return out
-
-    clamp = clip
-
-    def where(self, x, y) -> Tensor:
-        """self ? x : y with broadcasting (self is the condition)."""
-        self._same_device("where", x, y)
-        cond = self if self.dtype == dtypes.bool else self.cast(dtypes.bool)
-        if not isinstance(x, Tensor) and not isinstance(y, Tensor):
-            dt = dtypes.from_py(x) if type(x) is type(y) else promote(dtypes.from_py(x), dtypes.from_py(y))
-            x = Tensor(Node.const(x, dt, (), self.device))
-        for tensor, scalar in ((x, y), (y, x)):   # a scalar kept in the tensor's dtype must fit it (PyTorch)
-            if isinstance(tensor, Tensor) and isinstance(scalar, (int, float, np.integer, np.floating)) and \
-                    scalar_result_dtype(tensor.dtype, scalar) == tensor.dtype:
-                check_fits(scalar, tensor.dtype, "where")
-        x, y = (x._operands(y, "where") if isinstance(x, Tensor) else tuple(reversed(y._operands(x, "where"))))
-        shape = broadcast_shape(cond.shape, x.shape, "where")
-        cond, x, y = cond._broadcast_to(shape), x._broadcast_to(shape), y._broadcast_to(shape)
-        return cond._apply(Op.WHERE, x, y)
-
-    # comparisons
-    def _compare(self, other, op: str, reverse: bool = False) -> Tensor:
-        """self <op> other elementwise, a bool tensor. A Python int outside the range of an int tensor's dtype is
-        compared by value (NumPy 2), never wrapped into the dtype: `uint8_tensor == 300` is all False and
-        `uint8_tensor < 300` all True (PyTorch 2.13 wraps 300 to 44 here; see the README)."""
-        if isinstance(other, np.integer):
-            other = other.item()
-        if isinstance(other, int) and not isinstance(other, bool) and self.dtype.is_int and \
-                not fits(other, self.dtype):
-            wide = promote(self.dtype, dtypes.from_py(other))
-            if wide.is_int:   # a dtype that holds every value of both
-                return self.cast(wide)._compare(other, op, reverse)
-            # int64 against 2**63 and up, uint64 against a negative int: the scalar is beyond every element
-            above = other > 0
-            truth = {"eq": False, "ne": True, "lt": above, "le": above, "gt": not above, "ge": not above}[op]
-            if reverse and op in ("lt", "le", "gt", "ge"):
-                truth = not truth
-            return Tensor.full(self.shape, truth, dtype=dtypes.bool, device=self.device)
-        x, y = self._operands(other, op, reverse)
-        if op == "lt":
-            return x._apply(Op.CMPLT, y)
-        if op == "gt":
-            return y._apply(Op.CMPLT, x)
-        if op == "le":
-            return ~y._apply(Op.CMPLT, x) & (x == x) & (y == y)
-        if op == "ge":
-            return ~x._apply(Op.CMPLT, y) & (x == x) & (y == y)
-        if op == "ne":
-            return x._apply(Op.CMPNE, y)
-        return ~x._apply(Op.CMPNE, y)
-
-    def __lt__(self, other): return self._compare(other, "lt")           # noqa: E704
-    def __gt__(self, other): return self._compare(other, "gt")           # noqa: E704
-    def __le__(self, other): return self._compare(other, "le")           # noqa: E704
-    def __ge__(self, other): return self._compare(other, "ge")           # noqa: E704
-    def __eq__(self, other): return self._compare(other, "eq")           # noqa: E704
-    def __ne__(self, other): return self._compare(other, "ne")           # noqa: E704
-    lt, gt, le, ge, eq, ne = __lt__, __gt__, __le__, __ge__, __eq__, __ne__
-
-    # bitwise / logical
-    def _bitwise(self, other, op: Op, name: str, reverse=False) -> Tensor:
-        x, y = self._operands(other, name, reverse)
-        if x.dtype.is_float:
-            raise DTypeNotSupported(f"{name}: bitwise ops need int or bool tensors, got {x.dtype.name}")
-        return x._apply(op, y)
-
-    def bitwise_and(self, other, reverse=False): return self._bitwise(other, Op.AND, "and", reverse)  # noqa: E704
-    def bitwise_or(self, other, reverse=False): return self._bitwise(other, Op.OR, "or", reverse)     # noqa: E704
-    def bitwise_xor(self, other, reverse=False): return self._bitwise(other, Op.XOR, "xor", reverse)  # noqa: E704
-
-    def bitwise_not(self) -> Tensor:
-        if self.dtype.is_float:
-            raise DTypeNotSupported(f"bitwise_not: needs an int or bool tensor, got {self.dtype.name}")
-        return self._apply(Op.XOR, Tensor.full_like(self, True if self.dtype == dtypes.bool else -1
-                                                    if not self.dtype.is_unsigned else (1 << self.dtype.bits) - 1))
-
-    logical_not = bitwise_not
-
-    def lshift(self, bits, reverse=False) -> Tensor:
-        """self << bits (an int or int tensor; dtypes promote as for +). A shift by a negative amount or by the
-        dtype's width or more gives 0, as in PyTorch (the hardware's shifts leave those undefined)."""
-        return self._shift(bits, Op.SHL, "lshift", reverse)
-
-    def rshift(self, bits, reverse=False) -> Tensor:
-        """self >> bits, arithmetic for signed dtypes. A shift by a negative amount or by the dtype's width or
-        more gives 0, or -1 for a negative signed value, as in PyTorch."""
-        return self._shift(bits, Op.SHR, "rshift", reverse)
-
-    def _shift(self, other, op: Op, name: str, reverse: bool) -> Tensor:
-        x, y = self._operands(other, name, reverse)
-        if not x.dtype.is_int:
-            raise DTypeNotSupported(f"{name}: shifts need int tensors, got {x.dtype.name}"
-                                    f"{' (bools shift as ints: cast one of them)' if x.dtype == dtypes.bool else ''}")
-        constant = isinstance(other, (int, np.integer)) and not reverse
-        if constant and 0 <= other < x.dtype.bits:
-            return x._apply(op, y)
-        zero = x.full_like(0)
-        overflow = zero if op == Op.SHL or x.dtype.is_unsigned else (x < 0).where(x.full_like(-1), zero)
-        if constant:
-            return overflow
-        in_range = ~(y < 0) & (y < x.dtype.bits)
-        return in_range.where(x._apply(op, in_range.where(y, 0)), overflow)
-
-    __add__ = add
-    __mul__ = mul
-    __truediv__ = div
-    __floordiv__ = floordiv
-    __mod__ = mod
-    __pow__ = pow
-    __sub__ = sub
-    __and__ = bitwise_and
-    __or__ = bitwise_or
-    __xor__ = bitwise_xor
-    __invert__ = bitwise_not
-    __lshift__ = lshift
-    __rshift__ = rshift
-    __neg__ = neg
-
-    def __radd__(self, other): return self.add(other, reverse=True)            # noqa: E704
-    def __rsub__(self, other): return self.sub(other, reverse=True)            # noqa: E704
-    def __rmul__(self, other): return self.mul(other, reverse=True)            # noqa: E704
-    def __rtruediv__(self, other): return self.div(other, reverse=True)        # noqa: E704
-    def __rfloordiv__(self, other): return self.floordiv(other, reverse=True)  # noqa: E704
-    def __rmod__(self, other): return self.mod(other, reverse=True)            # noqa: E704
-    def __rpow__(self, other): return self.pow(other, reverse=True)            # noqa: E704
-    def __rand__(self, other): return self.bitwise_and(other, reverse=True)    # noqa: E704
-    def __ror__(self, other): return self.bitwise_or(other, reverse=True)      # noqa: E704
-    def __rxor__(self, other): return self.bitwise_xor(other, reverse=True)    # noqa: E704
-    def __rlshift__(self, other): return self.lshift(other, reverse=True)      # noqa: E704
-    def __rrshift__(self, other): return self.rshift(other, reverse=True)      # noqa: E704
-    def __matmul__(self, other): return self.matmul(other)                     # noqa: E704
-    def __rmatmul__(self, other): return Tensor(other, device=self.device).matmul(self)  # noqa: E704
 
 
 # torch's legacy tensor type names (Tensor.type())
 _TYPE_NAMES = {"float32": "Float", "float64": "Double", "float16": "Half", "int64": "Long", "int32": "Int",
                "int16": "Short", "int8": "Char", "uint8": "Byte", "bool": "Bool"}
-
-
-def _is_bool(x) -> bool:
-    """A Python/NumPy bool or a bool tensor."""
-    return isinstance(x, (bool, np.bool_)) or isinstance(x, Tensor) and x.dtype == dtypes.bool
-
-
-def broadcast_shape(a: Sequence[int], b: Sequence[int], op: str = "op") -> tuple[int, ...]:
-    n = max(len(a), len(b))
-    pa, pb = (1,) * (n - len(a)) + tuple(a), (1,) * (n - len(b)) + tuple(b)
-    out = []
-    for x, y in zip(pa, pb):
-        if x != y and x != 1 and y != 1:
-            raise ValueError(f"{op}: shapes {tuple(a)} and {tuple(b)} cannot be broadcast together")
-        out.append(y if x == 1 else x)
-    return tuple(out)

@@ -1,8 +1,8 @@
-"""Autograd on Tensors (PyTorch semantics) over the graph transformation of `tinyjit.autograd`.
+"""Autograd on Tensors (PyTorch semantics) over the graph transformation of `tinyjit.autograd_graph`.
 
 There is no tape: the lazy graph is the record. What the graph does not say is which edges gradient may
 flow along, so every op applied while some input requires grad records, for its result node, one flag per
-source (`_edges`): the inputs that required grad. Gradients flow only along recorded edges, which gives
+source (`autograd_graph.EDGES`): the inputs that required grad. Gradients flow only along recorded edges, which gives
 PyTorch's rules: ops on tensors that do not require grad, ops run under `Tensor.no_grad()`, and `detach()`
 (a tensor over the same node that does not require grad) all cut the gradient, even when the node they read
 is also reached along another path.
@@ -18,7 +18,7 @@ earlier still hold the old node (`_leaf_nodes`). Gradient does not flow past a l
 Realized results that require grad keep their graph (no collapse) so `loss.item()` before
 `loss.backward()` works; an assign always collapses, so an optimizer step does not grow the graph.
 
-Gradient hooks (`register_hook`) of a result run in `autograd.gradient` when the gradient of its node is complete,
+Gradient hooks (`register_hook`) of a result run in `autograd_graph.gradient` when the gradient of its node is complete,
 before it flows on; those of a leaf run on its summed gradient before it is accumulated into `.grad`.
 `retain_grad()` adds a result to the tensors backward fills. With `create_graph=True` the nodes the rules built
 get autograd edges (`_record_gradient_graph`), so gradients are differentiable like any result.
@@ -30,18 +30,20 @@ from __future__ import annotations
 
 import functools
 import weakref
-from typing import TYPE_CHECKING, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Callable, Optional, Sequence, Union
 
-from tinyjit import autograd
+from tinyjit import autograd_graph
+from tinyjit.autograd_graph import EDGES
 from tinyjit.deferred import defer_realize
 from tinyjit.lazy import Node, toposort
 from tinyjit.ops import Op
+from tinyjit.tensor_base import TensorBase
 
 if TYPE_CHECKING:
-    from tinyjit.tensor import Tensor
+    from typing_extensions import Self
 
-# result node -> one bool per source: did that input require grad when the op was applied
-_edges: "weakref.WeakKeyDictionary[Node, tuple]" = weakref.WeakKeyDictionary()
+# (the edges recorded per result node, one bool per source saying whether it required grad, are
+# autograd_graph.EDGES: tinyjit.inplace and custom Functions read and write them too)
 # id(tensor) -> weak reference, for every leaf with requires_grad=True (keyed by id: Tensor.__eq__ is an op)
 _leaves: dict[int, weakref.ref] = {}
 # every node a leaf has had (its own since it became a leaf, then each assign's) -> weak reference to the leaf
@@ -65,6 +67,7 @@ class RemovableHandle:
         self.id = RemovableHandle._next_id
 
     def remove(self) -> None:
+        """Unregister the hook (torch.utils.hooks.RemovableHandle.remove); removing it twice does nothing."""
         self._hooks.pop(self.id, None)
 
     def __enter__(self):
@@ -74,23 +77,24 @@ class RemovableHandle:
         self.remove()
 
 
-def _run_hooks(hooks: dict, grad: Node) -> Node:
-    """Apply gradient hooks in registration order; a hook returning a tensor replaces the gradient."""
-    from tinyjit.tensor import Tensor
+def _run_hooks(hooks: dict, grad: Node, make: Callable[[Node], TensorBase]) -> Node:
+    """Apply gradient hooks in registration order to the gradient as a tensor (`make(grad)`); a hook returning a
+    tensor replaces the gradient."""
     for fn in list(hooks.values()):
-        out = fn(Tensor(grad))
+        out = fn(make(grad))
         if out is None:
             continue
-        if not isinstance(out, Tensor) or out.shape != grad.shape:
+        if not isinstance(out, TensorBase) or out.shape != grad.shape:
             raise RuntimeError(f"register_hook: a hook must return None or a tensor of the gradient's shape "
                                f"{grad.shape}, got {getattr(out, 'shape', type(out).__name__)}")
         grad = out.node if out.dtype == grad.dtype else out.node.alu(Op.CAST, arg=grad.dtype)
+
     return grad
 
 
-def _node_hook(node: Node, grad: Node) -> Node:
+def _node_hook(node: Node, grad: Node, make: Callable[[Node], TensorBase]) -> Node:
     hooks = _node_hooks.get(node)
-    return _run_hooks(hooks, grad) if hooks else grad
+    return _run_hooks(hooks, grad, make) if hooks else grad
 
 
 def _record_gradient_graph(grads: list, old_roots: list) -> None:
@@ -101,13 +105,13 @@ def _record_gradient_graph(grads: list, old_roots: list) -> None:
     requires: dict[int, bool] = {}
 
     def old_requires(node: Node) -> bool:
-        mask = _edges.get(node)
+        mask = EDGES.get(node)
         ref = _leaf_nodes.get(node)
         leaf = ref() if ref is not None else None
         return bool(mask and any(mask)) or (leaf is not None and bool(leaf.requires_grad) and leaf._ctx is None)
 
     def is_old(node: Node) -> bool:   # (a saved tensor of a custom Function may not be reachable from the roots)
-        return id(node) in old or node in _edges or node in _leaf_nodes
+        return id(node) in old or node in EDGES or node in _leaf_nodes
 
     new_nodes = toposort([g for g in grads if g is not None], children=lambda n: () if is_old(n) else n.src)
     for node in new_nodes:
@@ -117,21 +121,18 @@ def _record_gradient_graph(grads: list, old_roots: list) -> None:
         mask = tuple(requires.get(id(s), False) for s in node.src)
         requires[id(node)] = node.dtype.is_float and any(mask)
         if requires[id(node)]:
-            _edges[node] = mask
+            EDGES[node] = mask
 
 
-def _register(t: "Tensor") -> None:
+def _register(t: TensorBase) -> None:
     key = id(t)
     if key not in _leaves:
         _leaves[key] = weakref.ref(t, lambda ref, key=key: _leaves.get(key) is ref and _leaves.pop(key))
 
 
-def _recorded_edges(node: Node) -> Optional[tuple]:
-    return _edges.get(node)
-
-
 class no_grad:   # named like torch.no_grad
-    """Turn gradient recording off: `with Tensor.no_grad():`, `@Tensor.no_grad()` or `@Tensor.no_grad`."""
+    """torch.no_grad: turn gradient recording off (process-wide) inside `with Tensor.no_grad():` (or
+    `tinyjit.no_grad()`), or for a function decorated `@Tensor.no_grad()` or `@Tensor.no_grad`."""
 
     def __new__(cls, fn=None):
         if fn is not None:   # used as a bare decorator
@@ -142,14 +143,12 @@ class no_grad:   # named like torch.no_grad
         self._previous: list[bool] = []
 
     def __enter__(self):
-        from tinyjit.tensor import Tensor
-        self._previous.append(Tensor.no_grad_active)
-        Tensor.no_grad_active = True
+        self._previous.append(TensorBase.no_grad_active)
+        TensorBase.no_grad_active = True
         return self
 
     def __exit__(self, *exc) -> None:
-        from tinyjit.tensor import Tensor
-        Tensor.no_grad_active = self._previous.pop()
+        TensorBase.no_grad_active = self._previous.pop()
 
     def __call__(self, fn):
         @functools.wraps(fn)
@@ -173,9 +172,8 @@ class inference_mode(no_grad):   # named like torch.inference_mode
         self.mode = bool(mode) if not callable(mode) else True
 
     def __enter__(self):
-        from tinyjit.tensor import Tensor
-        self._previous.append(Tensor.no_grad_active)
-        Tensor.no_grad_active = Tensor.no_grad_active if not self.mode else True
+        self._previous.append(TensorBase.no_grad_active)
+        TensorBase.no_grad_active = TensorBase.no_grad_active if not self.mode else True
         return self
 
     def __call__(self, fn):
@@ -188,11 +186,14 @@ class inference_mode(no_grad):   # named like torch.inference_mode
         return wrapper
 
 
-class AutogradMixin:
+class AutogradMixin(TensorBase):
     no_grad = no_grad
 
     @property
     def requires_grad(self) -> Optional[bool]:
+        """Whether gradients are computed for this tensor (torch.Tensor.requires_grad): set it on a float leaf to
+        make it a parameter; results of ops on such tensors have it (None is false). Setting True on a non-float
+        tensor, or False on a result computed from tensors that require grad, raises RuntimeError like PyTorch."""
         return self._requires_grad
 
     @requires_grad.setter
@@ -211,9 +212,8 @@ class AutogradMixin:
     def _become_leaf(self) -> None:
         """Give a new leaf a node of its own over its realized value (the same memory), so that it is told apart
         from every other tensor reading that memory or node (a detached copy of it, the tensor it was made from)."""
-        from tinyjit.tensor import Tensor
         if not self.node.realized:
-            Tensor.realize(self)
+            self.realize()
         self.node = Node.from_buffer(self.node.buffer, self.shape)
         _leaf_nodes[self.node] = weakref.ref(self)
 
@@ -224,32 +224,61 @@ class AutogradMixin:
             _leaf_nodes[old] = ref
             _leaf_nodes[self.node] = ref
 
-    def requires_grad_(self, requires_grad: bool = True) -> "Tensor":
+    def requires_grad_(self, requires_grad: bool = True) -> Self:
+        """Set requires_grad in place and return self (torch.Tensor.requires_grad_); RuntimeError as for the
+        requires_grad property."""
         self.requires_grad = requires_grad
         return self
 
     @property
     def is_leaf(self) -> bool:
-        """True unless the tensor is the result of an op recorded for autograd."""
+        """torch.Tensor.is_leaf: True unless the tensor is the result of an op recorded for autograd (a tensor made by
+        the user, or computed from tensors that do not require grad or under no_grad)."""
         return self._ctx is None
 
-    def detach(self) -> "Tensor":
-        """The same value (the same node, no copy) with gradient flow cut."""
-        from tinyjit.tensor import Tensor
-        return Tensor(self.node, requires_grad=False)
+    def detach(self) -> Self:
+        """The same value (the same node, no copy) with gradient flow cut (torch.Tensor.detach). Unlike PyTorch's, it is
+        a value, not an alias: a later in-place update of self does not change it."""
+        return self._new(self.node, requires_grad=False)
 
-    def _record(self, *inputs: "Tensor") -> "Tensor":
+    def _record(self, *inputs: Self) -> Self:
         """Called on the result of an op applied to `inputs` (whose nodes are the sources of self.node)."""
-        from tinyjit.tensor import Tensor
-        if Tensor.no_grad_active or not self.dtype.is_float:
+        if self.no_grad_active or not self.dtype.is_float:
             return self
         mask = tuple(bool(t.requires_grad) for t in inputs)
         if not any(mask):
             return self
         self._requires_grad, self._ctx = True, self.node.op
         if all(self.node is not t.node for t in inputs):   # a no-op view returns an input's node: nothing new
-            _edges[self.node] = mask
+            EDGES[self.node] = mask
         return self
+
+    def _with_gradient_rule(self, inputs: Sequence[Self], rule: Callable) -> Self:
+        """self (a value computed without recording gradients) as a result whose gradient with respect to `inputs`
+        is given by `rule(node, grad_node) -> one gradient node or None per input`: a node of its own over the value
+        (a same-shape reshape: a view, never a kernel) registered in autograd_graph.CUSTOM with `inputs` as its
+        gradient sources. Used by custom Functions and by ops whose gradient is a formula (_with_gradient)."""
+        node = Node(Op.RESHAPE, (self.node,), self.shape, self.dtype, self.shape, self.device)
+        autograd_graph.CUSTOM[node] = autograd_graph.CustomGrad(tuple(t.node for t in inputs), rule)
+        EDGES[node] = tuple(bool(t.requires_grad) for t in inputs)
+        result = self._new(node)
+        result._requires_grad, result._ctx = True, Op.RESHAPE
+        return result
+
+    def _with_gradient(self, compute: Callable[[], Self], inputs: Sequence[Self], backward: Callable) -> Self:
+        """`compute()`, run without recording gradients, as a result whose gradient with respect to the tensors
+        `inputs` is `backward(grad) -> one tensor (of the input's shape) or None per input`, built of Tensor ops (so
+        it stays lazy, fuses, and is differentiable again under create_graph=True). For ops whose gradient is best
+        written as a formula instead of derived from the ops computing the value (pow's and var's: PyTorch's
+        formulas, which fix what inf, NaN and zero give at special points)."""
+        with no_grad():
+            value = compute()
+
+        def rule(node: Node, grad: Node) -> tuple:
+            with no_grad():
+                grads = backward(self._new(grad))
+            return tuple(None if g is None else g.cast(t.dtype).node for g, t in zip(grads, inputs))
+        return value._with_gradient_rule(inputs, rule)
 
     def register_hook(self, hook) -> RemovableHandle:
         """torch.Tensor.register_hook: call `hook(grad)` with the gradient of this tensor whenever one is computed
@@ -281,21 +310,22 @@ class AutogradMixin:
 
     @property
     def retains_grad(self) -> bool:
+        """torch.Tensor.retains_grad: whether retain_grad() was called on this result (backward() then fills its
+        .grad)."""
         return id(self) in _retained
 
     def _record_assign(self) -> None:
         """self.node was just made an ASSIGN whose value requires grad: gradient flows into the value (not into the
         target's buffer node), and self is a result that requires grad, like a tensor PyTorch updated in place."""
-        _edges[self.node] = (False, True)
+        EDGES[self.node] = (False, True)
         self._requires_grad, self._ctx = True, Op.ASSIGN
 
-    def backward(self, gradient=None, retain_graph=None, create_graph: bool = False, inputs=None) -> "Tensor":
+    def backward(self, gradient=None, retain_graph=None, create_graph: bool = False, inputs=None) -> Self:
         """Accumulate d(self)/d(leaf) (times `gradient`, default 1 for a one-element tensor) into `.grad` of
         every leaf that requires grad and that self depends on (only of `inputs` when given), and of results
         that called retain_grad(). The gradients are lazy tensors. With `create_graph=True` they are themselves
         differentiable (second derivatives: a gradient penalty, a Hessian-vector product). `retain_graph` is
         accepted for torch compatibility: the lazy graph is never freed by backward."""
-        from tinyjit.tensor import Tensor
         if not self.requires_grad:
             raise RuntimeError(f"backward: the tensor of shape {self.shape} does not require grad (nothing it was "
                                f"computed from has requires_grad=True, or it was computed under no_grad)")
@@ -305,7 +335,7 @@ class AutogradMixin:
         # realize self with the next optimizer step: it reads the parameters that the step overwrites in place
         defer_realize(self)
         if inputs is not None:
-            targets = [inputs] if isinstance(inputs, Tensor) else list(inputs)
+            targets = [inputs] if isinstance(inputs, TensorBase) else list(inputs)
         else:
             targets = [t for t in (ref() for ref in list(_leaves.values())) if t is not None and t.requires_grad]
             targets += [t for t in (ref() for ref in list(_retained.values())) if t is not None and t.requires_grad]
@@ -314,20 +344,20 @@ class AutogradMixin:
             if g is None:
                 continue
             if target.grad is None:
-                target.grad = _grad_tensor(g, create_graph)
+                target.grad = _grad_tensor(g, create_graph, self._new)
             else:
                 if target.grad.shape != target.shape:
                     raise RuntimeError(f"backward: .grad of shape {target.grad.shape} does not match its tensor of "
                                        f"shape {target.shape}")
                 if create_graph:   # recorded like any op, so the sum stays differentiable
-                    target.grad = target.grad + _grad_tensor(g, True).cast(target.grad.dtype)
+                    target.grad = target.grad + _grad_tensor(g, True, self._new).cast(target.grad.dtype)
                 else:
                     old = target.grad.node
-                    target.grad = Tensor(old.alu(Op.ADD, g.alu(Op.CAST, arg=old.dtype) if g.dtype != old.dtype
-                                                 else g))
+                    target.grad = self._new(old.alu(Op.ADD, g.alu(Op.CAST, arg=old.dtype) if g.dtype != old.dtype
+                                                   else g))
         return self
 
-    def gradient(self, *targets: "Tensor", gradient=None, allow_unused: bool = False,
+    def gradient(self, *targets: Self, gradient=None, allow_unused: bool = False,
                  create_graph: bool = False) -> list:
         """d(self)/d(target) for each target as lazy tensors (no .grad is touched), like torch.autograd.grad
         (differentiable themselves with create_graph=True)."""
@@ -336,30 +366,31 @@ class AutogradMixin:
 
 
 def _grad_requires(g: Node) -> bool:
-    mask = _edges.get(g)
+    mask = EDGES.get(g)
     return bool(mask and any(mask))
 
 
-def _grad_tensor(g: Node, create_graph: bool) -> "Tensor":
-    """A gradient node as a Tensor: with create_graph, one that requires grad when the node was recorded so."""
-    from tinyjit.tensor import Tensor
-    t = Tensor(g)
+def _grad_tensor(g: Node, create_graph: bool, make: Callable[[Node], TensorBase]) -> TensorBase:
+    """A gradient node as a tensor (`make(g)`): with create_graph, one that requires grad when the node was recorded
+    so."""
+    t = make(g)
     if create_graph and _grad_requires(g):
         t._requires_grad, t._ctx = True, g.op
+
     return t
 
 
-def grad_of(outputs: Union["Tensor", Sequence["Tensor"]], inputs: Union["Tensor", Sequence["Tensor"]],
+def grad_of(outputs: Union[TensorBase, Sequence[TensorBase]], inputs: Union[TensorBase, Sequence[TensorBase]],
             grad_outputs=None, allow_unused: bool = False, create_graph: bool = False, retain_graph=None) -> list:
     """The functional form (`tinyjit.gradient`, torch.autograd.grad): gradients of the outputs (weighted by
     `grad_outputs`, default ones) with respect to each input, as lazy tensors. Every input must require grad; an
     input the outputs do not depend on is an error unless `allow_unused` (then its gradient is None). With
     `create_graph=True` the gradients can be differentiated again."""
-    from tinyjit.tensor import Tensor
-    outputs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
-    inputs = [inputs] if isinstance(inputs, Tensor) else list(inputs)
+    outputs = [outputs] if isinstance(outputs, TensorBase) else list(outputs)
+    inputs = [inputs] if isinstance(inputs, TensorBase) else list(inputs)
     if grad_outputs is not None and not isinstance(grad_outputs, (list, tuple)):
         grad_outputs = [grad_outputs]
+
     for i, t in enumerate(inputs):
         if not t.requires_grad:
             raise RuntimeError(f"gradient: input {i} (shape {t.shape}) does not require grad; create it with "
@@ -372,14 +403,14 @@ def grad_of(outputs: Union["Tensor", Sequence["Tensor"]], inputs: Union["Tensor"
         if g is None and not allow_unused:
             raise RuntimeError(f"gradient: the outputs do not depend on input {i} (shape {inputs[i].shape}); "
                                f"pass allow_unused=True to get None for it")
-    return [None if g is None else _grad_tensor(g, create_graph) for g in grads]
+    return [None if g is None else _grad_tensor(g, create_graph, outputs[0]._new) for g in grads]
 
 
 def _gradients(outputs: list, tensors: list, grad_outputs: Optional[list], op: str,
                create_graph: bool = False) -> list[Optional[Node]]:
     """Gradient node for each tensor of `tensors` (summed over every graph node that stands for it, then passed
     through the tensor's hooks if it is a leaf)."""
-    from tinyjit.tensor import Tensor
+    make = outputs[0]._new
     out_nodes = [o.node for o in outputs]
     grad_nodes = None
     if grad_outputs is not None:
@@ -387,7 +418,7 @@ def _gradients(outputs: list, tensors: list, grad_outputs: Optional[list], op: s
             raise ValueError(f"{op}: {len(grad_outputs)} gradients for {len(outputs)} outputs")
         grad_nodes = []
         for o, g in zip(outputs, grad_outputs):
-            g = g if isinstance(g, Tensor) else Tensor(g, dtype=o.dtype, device=o.device)
+            g = g if isinstance(g, TensorBase) else o._new(g, dtype=o.dtype, device=o.device)
             if g.shape != o.shape:
                 raise ValueError(f"{op}: gradient of shape {g.shape} does not match the output's shape {o.shape}")
             if g.device != o.device:
@@ -398,6 +429,7 @@ def _gradients(outputs: list, tensors: list, grad_outputs: Optional[list], op: s
     position = {id(t): i for i, t in enumerate(tensors)}
     for i, t in enumerate(tensors):
         by_node.setdefault(id(t.node), []).append(i)
+
     leaf_nodes = {id(t.node) for t in tensors if t._ctx is None}
 
     def leaf_of(node: Node):
@@ -409,27 +441,30 @@ def _gradients(outputs: list, tensors: list, grad_outputs: Optional[list], op: s
         # no gradient flows past a leaf (a node a leaf had may still have sources, e.g. an assign's value)
         if id(node) in leaf_nodes or leaf_of(node) is not None:
             return None
-        return _recorded_edges(node)
+        return EDGES.get(node)
 
     matched: list[tuple[int, Node]] = []
-    for node in autograd.reachable(out_nodes, edges):
+    for node in autograd_graph.reachable(out_nodes, edges):
         owners = set(by_node.get(id(node), ()))
         leaf = leaf_of(node)
         if leaf is not None and id(leaf) in position:
             owners.add(position[id(leaf)])
         matched.extend((i, node) for i in sorted(owners))
+
     result: list[Optional[Node]] = [None] * len(tensors)
     if not matched:
         return result
-    grads = autograd.gradient(out_nodes, [n for _, n in matched], grad_nodes, edges,
-                              hook=_node_hook if _node_hooks else None)
+
+    hook = functools.partial(_node_hook, make=make) if _node_hooks else None
+    grads = autograd_graph.gradient(out_nodes, [n for _, n in matched], grad_nodes, edges, hook=hook)
     for (i, _), g in zip(matched, grads):
         if g is not None:
             result[i] = g if result[i] is None else result[i].alu(Op.ADD, g)
     for i, t in enumerate(tensors):
         hooks = _leaf_hooks.get(id(t)) if t._ctx is None else None
         if hooks and result[i] is not None:
-            result[i] = _run_hooks(hooks, result[i])
+            result[i] = _run_hooks(hooks, result[i], make)
     if create_graph:
         _record_gradient_graph(result, out_nodes + list(grad_nodes or []))
+
     return result

@@ -16,7 +16,7 @@ import numpy as np
 from tinyjit.dtype import dtypes
 
 if TYPE_CHECKING:
-    from tinyjit.tensor import Tensor
+    from tinyjit.tensor_base import TensorBase
 
 SUMMARIZE_ABOVE = 1000   # torch's print threshold
 EDGE_ITEMS = 3
@@ -76,7 +76,7 @@ def format_values(arr: np.ndarray, prefix: str) -> str:
     return text.replace(", ..., ", ",  ..., ")
 
 
-def tensor_repr(t: "Tensor") -> str:
+def tensor_repr(t: "TensorBase") -> str:
     """torch's repr of a tensor (see the module docstring)."""
     arr = t.numpy()
     prefix = "tensor("

@@ -6,16 +6,16 @@ from __future__ import annotations
 import string
 from typing import TYPE_CHECKING, Sequence
 
-from tinyjit.dtype import dtypes
-from tinyjit.tensor_create import index_range
+from tinyjit.dtype import dtypes, promote
+from tinyjit.tensor_base import TensorBase
 
 if TYPE_CHECKING:
-    from tinyjit.tensor import Tensor
+    from typing_extensions import Self
 
 _LETTERS = set(string.ascii_letters)
 
 
-def _diagonal(x: "Tensor", a: int, b: int) -> "Tensor":
+def _diagonal(x: TensorBase, a: int, b: int) -> TensorBase:
     """The diagonal of dims a < b (of equal size n) as the last dim: (..., n) with the others in order. Movement
     ops only: the n*n block flattened and padded to n*(n+1) puts the diagonal in column 0 of an (n, n+1) view."""
     n = x.shape[a]
@@ -26,7 +26,7 @@ def _diagonal(x: "Tensor", a: int, b: int) -> "Tensor":
     return flat.reshape(lead + (n, n + 1))[..., 0]
 
 
-def _parse(subscripts: str, operands: Sequence["Tensor"]) -> tuple[list[list[str]], list[str]]:
+def _parse(subscripts: str, operands: Sequence[TensorBase]) -> tuple[list[list[str]], list[str]]:
     """Per operand, one label per dim (an ellipsis becomes labels '0', '1', ... for its dims, right-aligned
     across operands) and the output labels (torch's implicit output: the ellipsis dims, then the labels used
     once, in alphabetical order)."""
@@ -72,17 +72,16 @@ def _parse(subscripts: str, operands: Sequence["Tensor"]) -> tuple[list[list[str
     return labels, out
 
 
-class LinalgMixin:
+class LinalgMixin(TensorBase):
     @staticmethod
-    def einsum(subscripts: str, *operands) -> "Tensor":
+    def einsum(subscripts: str, *operands) -> Self:
         """torch.einsum: any subscripts ("ij,jk->ik", "bhqd,bhkd->bhqk", "ii->i", "...ij->...ji", implicit
         output without "->"), with broadcasting of size-1 dims and '...'. Operands may also be passed as one
         list. Contracts left to right, summing each label out as soon as no later operand or the output needs
         it. ValueError for malformed subscripts or sizes that do not match."""
-        from tinyjit.tensor import Tensor
         if len(operands) == 1 and isinstance(operands[0], (list, tuple)):
             operands = tuple(operands[0])
-        if not operands or not all(isinstance(x, Tensor) for x in operands):
+        if not operands or not all(isinstance(x, TensorBase) for x in operands):
             raise TypeError("einsum: operands must be Tensors")
         labels, out = _parse(subscripts, operands)
         sizes: dict[str, int] = {}
@@ -106,7 +105,6 @@ class LinalgMixin:
             prepared.append((x, labs))
         dtype = prepared[0][0].dtype
         for x, _ in prepared[1:]:
-            from tinyjit.dtype import promote
             dtype = promote(dtype, x.dtype)
         acc, acc_labels = None, []
         for k, (x, labs) in enumerate(prepared):
@@ -126,45 +124,44 @@ class LinalgMixin:
         shape = tuple(sizes[c] for c in out)
         return acc.expand(shape) if acc.shape != shape else acc
 
-    def bmm(self, other) -> "Tensor":
+    def bmm(self, other) -> Self:
         """torch.bmm: (b, n, k) @ (b, k, m) -> (b, n, m); RuntimeError unless both are 3-d with one batch size
         and matching inner sizes."""
-        from tinyjit.tensor import Tensor
-        if not isinstance(other, Tensor) or self.ndim != 3 or other.ndim != 3 or self.shape[0] != other.shape[0] \
+        if not isinstance(other, TensorBase) or self.ndim != 3 or other.ndim != 3 or self.shape[0] != other.shape[0] \
                 or self.shape[2] != other.shape[1]:
             raise RuntimeError(f"bmm: expected (b, n, k) and (b, k, m) tensors, got shapes {self.shape} and "
                                f"{getattr(other, 'shape', type(other).__name__)}")
         return self.matmul(other)
 
-    def t(self) -> "Tensor":
+    def t(self) -> Self:
         """torch.Tensor.t: the transpose of a tensor of at most 2 dims (0-d and 1-d ones are returned as they
         are); RuntimeError for more dims."""
         if self.ndim > 2:
             raise RuntimeError(f"t: expects a tensor with <= 2 dimensions, got shape {self.shape}; use transpose")
         return self.transpose(0, 1) if self.ndim == 2 else self
 
-    def tril(self, diagonal: int = 0) -> "Tensor":
+    def tril(self, diagonal: int = 0) -> Self:
         """torch.tril: the lower triangle of the last two dims (j - i <= diagonal), zeros above."""
         return self._triangle(diagonal, lower=True)
 
-    def triu(self, diagonal: int = 0) -> "Tensor":
+    def triu(self, diagonal: int = 0) -> Self:
         """torch.triu: the upper triangle of the last two dims (j - i >= diagonal), zeros below."""
         return self._triangle(diagonal, lower=False)
 
-    def _triangle(self, diagonal: int, lower: bool) -> "Tensor":
+    def _triangle(self, diagonal: int, lower: bool) -> Self:
         name = "tril" if lower else "triu"
         if self.ndim < 2:
             raise RuntimeError(f"{name}: needs a tensor of at least 2 dims, got shape {self.shape}")
         n, m = self.shape[-2:]
-        rows = index_range(n, dtypes.int64, self.device).reshape(n, 1)
-        cols = index_range(m, dtypes.int64, self.device).reshape(1, m)
+        rows = self._index_range(n, dtypes.int64, self.device).reshape(n, 1)
+        cols = self._index_range(m, dtypes.int64, self.device).reshape(1, m)
         offset = cols - rows
         keep = offset <= diagonal if lower else offset >= diagonal
         zero = False if self.dtype == dtypes.bool else 0
         return keep.where(self, zero)
 
 
-def _align(x: "Tensor", labels: list, union: list) -> "Tensor":
+def _align(x: TensorBase, labels: list, union: list) -> TensorBase:
     """x with its dims ordered as `union` (size 1 for the labels it does not have)."""
     order = [labels.index(c) for c in union if c in labels]
     x = x.permute(order) if order != list(range(len(order))) else x

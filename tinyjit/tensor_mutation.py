@@ -12,86 +12,95 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Optional
 
 from tinyjit.dtype import dtypes
+from tinyjit.tensor_base import TensorBase, broadcast_shape
 
 if TYPE_CHECKING:
-    from tinyjit.tensor import Tensor
+    from typing_extensions import Self
 
 
 def _castable(result, target) -> bool:
     """torch.can_cast for an in-place result: never float -> int/bool, nor int -> bool."""
     if result.is_float:
         return target.is_float
+
     if result.is_int:
         return target != dtypes.bool
+
     return True
 
 
-class MutationMixin:
+class MutationMixin(TensorBase):
     def _check_inplace(self, op: str) -> None:
-        from tinyjit.tensor import Tensor
-        if self.requires_grad and self._ctx is None and not Tensor.no_grad_active:
+        if self.requires_grad and self._ctx is None and not self.no_grad_active:
             raise RuntimeError(f"{op}: a leaf tensor that requires grad (shape {self.shape}) is being used in an "
                                f"in-place operation; do it under tinyjit.no_grad() or on a detached tensor")
 
-    def _inplace(self, result: "Tensor", op: str) -> "Tensor":
+    def _inplace(self, result: Self, op: str) -> Self:
         """Write `result` (already computed out of place) into self, after PyTorch's checks."""
         self._check_inplace(op)
         if not _castable(result.dtype, self.dtype):
             raise RuntimeError(f"{op}: result type {result.dtype.name} can't be cast to the desired output type "
                                f"{self.dtype.name} (an in-place op keeps the tensor's dtype)")
         if result.shape != self.shape:
-            from tinyjit.tensor import broadcast_shape
             if broadcast_shape(result.shape, self.shape, op) != self.shape:
                 raise RuntimeError(f"{op}: output with shape {self.shape} doesn't match the broadcast shape "
                                    f"{broadcast_shape(result.shape, self.shape, op)}")
         return self.assign(result)
 
-    def add_(self, other, alpha=1) -> "Tensor":
-        """torch.Tensor.add_: self += alpha * other, in place; returns self."""
+    def add_(self, other, alpha=1) -> Self:
+        """torch.Tensor.add_: self += alpha * other, in place; returns self. RuntimeError (like PyTorch) for a leaf
+        that requires grad outside no_grad, a result whose dtype cannot be kept (float into an int tensor) or a
+        broadcast shape larger than self's."""
         return self._inplace(self + (other if alpha == 1 else other * alpha), "add_")
 
-    def sub_(self, other, alpha=1) -> "Tensor":
-        """torch.Tensor.sub_: self -= alpha * other, in place; returns self."""
+    def sub_(self, other, alpha=1) -> Self:
+        """torch.Tensor.sub_: self -= alpha * other, in place; returns self. RuntimeError (like PyTorch) for a leaf
+        that requires grad outside no_grad, a result whose dtype cannot be kept (float into an int tensor) or a
+        broadcast shape larger than self's."""
         return self._inplace(self - (other if alpha == 1 else other * alpha), "sub_")
 
-    def mul_(self, other) -> "Tensor":
-        """torch.Tensor.mul_: self *= other, in place; returns self."""
+    def mul_(self, other) -> Self:
+        """torch.Tensor.mul_: self *= other, in place; returns self. RuntimeError (like PyTorch) for a leaf that
+        requires grad outside no_grad, a result whose dtype cannot be kept (float into an int tensor) or a broadcast
+        shape larger than self's."""
         return self._inplace(self * other, "mul_")
 
-    def div_(self, other, rounding_mode: Optional[str] = None) -> "Tensor":
-        """torch.Tensor.div_: self /= other in place (true division: an int tensor raises unless rounding_mode
-        is 'trunc' or 'floor')."""
+    def div_(self, other, rounding_mode: Optional[str] = None) -> Self:
+        """torch.Tensor.div_: self /= other in place (true division, so an int tensor raises unless rounding_mode is
+        'trunc' or 'floor'); returns self. RuntimeError (like PyTorch) for a leaf that requires grad outside no_grad,
+        a result whose dtype cannot be kept (float into an int tensor) or a broadcast shape larger than self's."""
         return self._inplace(self.div(other, rounding_mode=rounding_mode), "div_")
 
-    def zero_(self) -> "Tensor":
-        """torch.Tensor.zero_: fill with zeros, in place."""
+    def zero_(self) -> Self:
+        """torch.Tensor.zero_: every element set to 0, in place; returns self. RuntimeError for a leaf that requires
+        grad outside no_grad."""
         return self.fill_(0)
 
-    def fill_(self, value) -> "Tensor":
+    def fill_(self, value) -> Self:
         """torch.Tensor.fill_: every element set to `value` (a number or a one-element tensor), in place; the
         value must fit the dtype (RuntimeError, like torch)."""
-        from tinyjit.tensor import Tensor
         self._check_inplace("fill_")
-        if isinstance(value, Tensor):
+        if isinstance(value, TensorBase):
             if value.numel() != 1:
                 raise RuntimeError(f"fill_: only supports a 0-dim value tensor, got shape {value.shape}")
             filled = value.reshape(()).cast(self.dtype)._broadcast_to(self.shape)
         else:
-            filled = Tensor.full(self.shape, value, dtype=self.dtype, device=self.device)
+            filled = self.full_like(value)
         return self.assign(filled)
 
-    def clamp_(self, min=None, max=None) -> "Tensor":   # torch's argument names
-        """torch.Tensor.clamp_: clamp(min, max) in place."""
+    def clamp_(self, min=None, max=None) -> Self:   # torch's argument names
+        """torch.Tensor.clamp_: clamp(min, max) written into self; returns self. RuntimeError (like PyTorch) for a
+        leaf that requires grad outside no_grad, a result whose dtype cannot be kept (float into an int tensor) or a
+        broadcast shape larger than self's."""
         return self._inplace(self.clamp(min, max), "clamp_")
 
     clip_ = clamp_
 
-    def copy_(self, src) -> "Tensor":
+    def copy_(self, src) -> Self:
         """torch.Tensor.copy_: src (broadcast to self's shape, cast to its dtype, moved to its device) written into
         self, in place."""
-        from tinyjit.tensor import Tensor, broadcast_shape
         self._check_inplace("copy_")
-        src = src if isinstance(src, Tensor) else Tensor(src, device=self.device)
+        src = src if isinstance(src, TensorBase) else self._new(src, device=self.device)
         if src.device != self.device:
             src = src.to(self.device)
         try:
@@ -102,24 +111,26 @@ class MutationMixin:
             raise RuntimeError(f"copy_: the source of shape {src.shape} does not broadcast to {self.shape}")
         return self.assign(src.cast(self.dtype)._broadcast_to(self.shape))
 
-    def uniform_(self, a: float = 0.0, b: float = 1.0) -> "Tensor":
-        """torch.Tensor.uniform_: values drawn uniformly from [a, b), in place (float tensors)."""
-        from tinyjit.tensor import Tensor
+    def uniform_(self, a: float = 0.0, b: float = 1.0) -> Self:
+        """torch.Tensor.uniform_: values drawn uniformly from [a, b) written into self (float tensors; half draws in
+        float32); returns self. TypeError for a non-float tensor, RuntimeError for a leaf that requires grad outside
+        no_grad."""
         self._check_inplace("uniform_")
         if not self.dtype.is_float:
             raise TypeError(f"uniform_: needs a float tensor, got {self.dtype.name}")
-        draw = Tensor.rand(*self.shape, dtype=dtypes.float32 if self.dtype.itemsize < 4 else self.dtype,
-                           device=self.device)
+        draw = self.rand(*self.shape, dtype=dtypes.float32 if self.dtype.itemsize < 4 else self.dtype,
+                         device=self.device)
         return self.assign((draw * (b - a) + a).cast(self.dtype))
 
-    def normal_(self, mean: float = 0.0, std: float = 1.0) -> "Tensor":
-        """torch.Tensor.normal_: values drawn from N(mean, std^2), in place (float tensors)."""
-        from tinyjit.tensor import Tensor
+    def normal_(self, mean: float = 0.0, std: float = 1.0) -> Self:
+        """torch.Tensor.normal_: values drawn from N(mean, std^2) written into self (float tensors; half draws in
+        float32); returns self. TypeError for a non-float tensor, RuntimeError for a leaf that requires grad outside
+        no_grad."""
         self._check_inplace("normal_")
         if not self.dtype.is_float:
             raise TypeError(f"normal_: needs a float tensor, got {self.dtype.name}")
-        draw = Tensor.randn(*self.shape, dtype=dtypes.float32 if self.dtype.itemsize < 4 else self.dtype,
-                            device=self.device)
+        draw = self.randn(*self.shape, dtype=dtypes.float32 if self.dtype.itemsize < 4 else self.dtype,
+                          device=self.device)
         return self.assign((draw * std + mean).cast(self.dtype))
 
     def __iadd__(self, other): return self._inplace(self + other, "+=")          # noqa: E704

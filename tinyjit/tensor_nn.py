@@ -9,22 +9,28 @@ from typing import TYPE_CHECKING, Optional
 from tinyjit.dtype import dtypes
 from tinyjit.helpers import prod
 from tinyjit.index_check import check_index, wide_enough
+from tinyjit.ops import Op, reduce_identity
+from tinyjit.tensor_base import TensorBase, broadcast_shape
 from tinyjit.tensor_movement import _axis
 
+
 if TYPE_CHECKING:
-    from tinyjit.tensor import Tensor
+    from typing_extensions import Self
 
 
 def _pair(x, n: int = 2) -> tuple[int, ...]:
     return tuple(x) if isinstance(x, (tuple, list)) else (x,) * n
 
 
-class NNMixin:
+class NNMixin(TensorBase):
     # ---- linear algebra ----
-    def matmul(self, other) -> "Tensor":
-        from tinyjit.tensor import Tensor, broadcast_shape
-        if not isinstance(other, Tensor):
-            other = Tensor(other, device=self.device)
+    def matmul(self, other) -> Self:
+        """The matrix product self @ other (torch.matmul, numpy.matmul): 1-d operands are vectors, batch dims broadcast;
+        the result keeps the promoted dtype (ints too). Computed as a broadcast multiply summed over the shared dim.
+        ValueError for 0-d operands, inner sizes that differ or batch dims that do not broadcast; RuntimeError for
+        tensors on different devices."""
+        if not isinstance(other, TensorBase):
+            other = self._new(other, device=self.device)
         self._same_device("matmul", other)
         if self.ndim == 0 or other.ndim == 0:
             raise ValueError(f"matmul: both operands need at least 1 dimension, got shapes {self.shape} and "
@@ -52,16 +58,18 @@ class NNMixin:
             out = out.squeeze(-1)
         return out
 
-    def dot(self, other) -> "Tensor":
+    def dot(self, other) -> Self:
+        """The dot product (torch.dot): the same as `matmul` here, so it also accepts matrices."""
         return self.matmul(other)
 
-    def linear(self, weight, bias=None) -> "Tensor":
-        """x @ weight.T + bias, with PyTorch's (out_features, in_features) weight layout."""
+    def linear(self, weight, bias=None) -> Self:
+        """x @ weight.T + bias (torch.nn.functional.linear) with PyTorch's (out_features, in_features) weight layout;
+        errors as for matmul."""
         out = self.matmul(weight.transpose(-1, -2) if weight.ndim > 1 else weight)
         return out + bias if bias is not None else out
 
     # ---- sliding windows ----
-    def _windows(self, kernel: tuple[int, ...], stride: tuple[int, ...], dilation: tuple[int, ...]) -> "Tensor":
+    def _windows(self, kernel: tuple[int, ...], stride: tuple[int, ...], dilation: tuple[int, ...]) -> Self:
         """(..., *spatial) -> (..., *out_spatial, *kernel): every window as a view, no copy.
 
         For one dim of size i: repeat the row k times with a stride of i + d (by expanding, flattening and
@@ -79,18 +87,22 @@ class NNMixin:
         order = list(range(base)) + [base + 2 * i for i in range(n)] + [base + 2 * i + 1 for i in range(n)]
         return x.permute(order)
 
-    def conv2d(self, weight, bias=None, stride=1, padding=0, dilation=1, groups: int = 1) -> "Tensor":
-        """PyTorch conv2d: self (N, Cin, H, W), weight (Cout, Cin/groups, kh, kw)."""
+    def conv2d(self, weight, bias=None, stride=1, padding=0, dilation=1, groups: int = 1) -> Self:
+        """torch.nn.functional.conv2d: self (N, Cin, H, W), weight (Cout, Cin/groups, kh, kw), optional bias (Cout,) ->
+        (N, Cout, H', W'); stride, padding (ints, pairs, 'same' or 'valid') and dilation as in PyTorch. ValueError for
+        shapes that do not fit, RuntimeError for a non-positive stride, dilation or groups."""
         if self.ndim != 4 or weight.ndim != 4:
             raise ValueError(f"conv2d: expected a 4-d input and weight, got shapes {self.shape} and {weight.shape}")
         return self._conv(weight, bias, stride, padding, dilation, groups, 2, "conv2d")
 
-    def conv1d(self, weight, bias=None, stride=1, padding=0, dilation=1, groups: int = 1) -> "Tensor":
+    def conv1d(self, weight, bias=None, stride=1, padding=0, dilation=1, groups: int = 1) -> Self:
+        """torch.nn.functional.conv1d: self (N, Cin, L), weight (Cout, Cin/groups, k), optional bias (Cout,) -> (N,
+        Cout, L'); arguments and errors as for conv2d."""
         if self.ndim != 3 or weight.ndim != 3:
             raise ValueError(f"conv1d: expected a 3-d input and weight, got shapes {self.shape} and {weight.shape}")
         return self._conv(weight, bias, stride, padding, dilation, groups, 1, "conv1d")
 
-    def _conv(self, weight, bias, stride, padding, dilation, groups, nd: int, name: str) -> "Tensor":
+    def _conv(self, weight, bias, stride, padding, dilation, groups, nd: int, name: str) -> Self:
         self._same_device(name, weight, bias)
         n, cin = self.shape[:2]
         cout, cin_g = weight.shape[:2]
@@ -136,19 +148,22 @@ class NNMixin:
         return out
 
     def conv_transpose2d(self, weight, bias=None, stride=1, padding=0, output_padding=0, groups: int = 1,
-                         dilation=1) -> "Tensor":
-        """PyTorch conv_transpose2d: self (N, Cin, H, W), weight (Cin, Cout/groups, kh, kw)."""
+                         dilation=1) -> Self:
+        """torch.nn.functional.conv_transpose2d: self (N, Cin, H, W), weight (Cin, Cout/groups, kh, kw) -> (N, Cout, H',
+        W'), the gradient of conv2d as a convolution. ValueError or RuntimeError for arguments PyTorch refuses
+        (output_padding not smaller than stride or dilation, an empty output)."""
         return self._conv_transpose(weight, bias, stride, padding, output_padding, groups, dilation, 2,
                                     "conv_transpose2d")
 
     def conv_transpose1d(self, weight, bias=None, stride=1, padding=0, output_padding=0, groups: int = 1,
-                         dilation=1) -> "Tensor":
-        """PyTorch conv_transpose1d: self (N, Cin, L), weight (Cin, Cout/groups, k)."""
+                         dilation=1) -> Self:
+        """torch.nn.functional.conv_transpose1d: self (N, Cin, L), weight (Cin, Cout/groups, k) -> (N, Cout, L');
+        arguments and errors as for conv_transpose2d."""
         return self._conv_transpose(weight, bias, stride, padding, output_padding, groups, dilation, 1,
                                     "conv_transpose1d")
 
     def _conv_transpose(self, weight, bias, stride, padding, output_padding, groups, dilation, nd: int,
-                        name: str) -> "Tensor":
+                        name: str) -> Self:
         """The gradient of a convolution as a convolution: spread the input out by `stride` (zeros between
         elements), pad it by dilation*(k-1) - padding per side, and convolve with stride 1 and the weight with
         its in/out channels swapped and its spatial axes flipped."""
@@ -196,11 +211,10 @@ class NNMixin:
         return x._conv(w, bias, 1, 0, dilation, groups, nd, name)
 
     def scaled_dot_product_attention(self, key, value, attn_mask=None, is_causal: bool = False,
-                                     dropout_p: float = 0.0, scale: Optional[float] = None) -> "Tensor":
+                                     dropout_p: float = 0.0, scale: Optional[float] = None) -> Self:
         """softmax(q @ k^T * scale + mask) @ v with self as the queries (..., L, E); key (..., S, E), value
         (..., S, Ev). A bool mask marks positions that may be attended to (PyTorch's convention); a float mask is
         added to the scores. `dropout_p` applies dropout to the attention weights whatever the training mode."""
-        from tinyjit.tensor import Tensor
         if self.ndim < 2 or key.ndim < 2 or value.ndim < 2:
             raise ValueError(f"scaled_dot_product_attention: query, key and value need at least 2 dims, got "
                              f"{self.shape}, {key.shape} and {value.shape}")
@@ -213,34 +227,38 @@ class NNMixin:
         scores = (self * scale) @ key.transpose(-1, -2)
         L, S = scores.shape[-2:]
         if is_causal:
-            rows = Tensor.arange(L, device=self.device).reshape(L, 1)
-            attn_mask = rows >= Tensor.arange(S, device=self.device).reshape(1, S)
+            rows = self.arange(L, device=self.device).reshape(L, 1)
+            attn_mask = rows >= self.arange(S, device=self.device).reshape(1, S)
+        fully_masked = None
         if attn_mask is not None:
             if attn_mask.dtype == dtypes.bool:
                 scores = attn_mask.where(scores, -math.inf)
             else:
                 scores = scores + attn_mask
+            # a query that may attend to nothing gets zeros (and zero gradients), like PyTorch's CPU kernels, not
+            # the NaN of a softmax over -inf only (padded sequences would spread it)
+            fully_masked = scores.amax(-1, keepdim=True) == -math.inf
+            scores = fully_masked.where(0.0, scores)
         weights = scores.softmax(-1)
+        if fully_masked is not None:
+            weights = fully_masked.where(0.0, weights)
         if dropout_p > 0:
             weights = weights.dropout(dropout_p, training=True)
         return weights @ value
 
-    def max_pool2d(self, kernel_size=2, stride=None, padding=0, dilation=1) -> "Tensor":
+    def max_pool2d(self, kernel_size=2, stride=None, padding=0, dilation=1) -> Self:
         """torch.nn.functional.max_pool2d over the last two dims of a (..., H, W) tensor of any dtype; the result
         keeps the dtype (padding is the dtype's lowest value, so ints stay exact). Where a window holds its maximum
         more than once, the gradient goes to the first of them (row-major), like PyTorch; `Tensor.max` instead
         splits it evenly between ties, like torch.amax. Raises RuntimeError for a non-positive kernel, stride or
         dilation, a negative padding or one larger than half the (dilated) kernel, like PyTorch."""
-        from tinyjit.ops import Op
-        from tinyjit.tensor import Tensor
-        from tinyjit.tensor_reduce import _identity
         k, s, p, d = _pool_args(kernel_size, stride, padding, dilation, "max_pool2d")
         _check_pool(self, k, p, d, "max_pool2d")
-        training = self.requires_grad and not Tensor.no_grad_active
+        training = self.requires_grad and not self.no_grad_active
         # with a gradient, three kernels read the windows: from one buffer they all see the same values (a fused
         # producer recomputed in each could round differently, and no element would equal the maximum)
         x = self.contiguous() if training else self
-        x = x.pad(((0, 0),) * (self.ndim - 2) + tuple((q, q) for q in p), value=_identity(Op.RMAX, self.dtype)) \
+        x = x.pad(((0, 0),) * (self.ndim - 2) + tuple((q, q) for q in p), value=reduce_identity(Op.RMAX, self.dtype)) \
             if any(p) else x
         win = x._windows(k, s, d).flatten(-2)               # (..., out_h, out_w, kh * kw)
         best = win.amax(-1)
@@ -249,15 +267,14 @@ class NNMixin:
         # pick the first maximum of each window (NaN counts as the maximum) so its gradient goes there alone
         is_best = (win == best.unsqueeze(-1)) | (win != win) if self.dtype.is_float else win == best.unsqueeze(-1)
         n = win.shape[-1]
-        countdown = Tensor.arange(n, 0, -1, dtype=dtypes.int32, device=self.device)
+        countdown = self.arange(n, 0, -1, dtype=dtypes.int32, device=self.device)
         first = is_best.where(countdown, 0).amax(-1, keepdim=True) == countdown
         return first.where(win, 0).sum(-1, dtype=self.dtype)
 
-    def avg_pool2d(self, kernel_size=2, stride=None, padding=0, count_include_pad: bool = True) -> "Tensor":
+    def avg_pool2d(self, kernel_size=2, stride=None, padding=0, count_include_pad: bool = True) -> Self:
         """torch.nn.functional.avg_pool2d over the last two dims of a (..., H, W) tensor. Floats keep their dtype
         (half sums in float32); ints keep theirs too, the mean truncated toward zero like PyTorch's int64 pooling
         (PyTorch implements no other int dtype); bool raises TypeError. Argument errors as in max_pool2d."""
-        from tinyjit.tensor import Tensor
         k, s, p, _ = _pool_args(kernel_size, stride, padding, 1, "avg_pool2d")
         _check_pool(self, k, p, (1, 1), "avg_pool2d")
         if self.dtype == dtypes.bool:
@@ -267,7 +284,7 @@ class NNMixin:
         if count_include_pad or not any(p):
             counts = prod(k)
         else:
-            ones = Tensor.ones(*self.shape[-2:], dtype=dtypes.int32, device=self.device).pad(tuple((q, q) for q in p))
+            ones = self.ones(*self.shape[-2:], dtype=dtypes.int32, device=self.device).pad(tuple((q, q) for q in p))
             counts = ones._windows(k, s, (1, 1)).sum((-2, -1))
         if self.dtype.is_int:
             total = win.sum((-2, -1), dtype=dtypes.int64)
@@ -276,14 +293,18 @@ class NNMixin:
         return (total / counts).cast(self.dtype)
 
     # ---- normalization / regularization ----
-    def layernorm(self, axis=-1, eps: float = 1e-5) -> "Tensor":
+    def layernorm(self, axis=-1, eps: float = 1e-5) -> Self:
+        """(x - mean) / sqrt(var + eps) over `axis` (an int or a tuple; biased variance), without weight or bias:
+        torch.nn.functional.layer_norm's normalization. half computes its statistics in float32."""
         if self.dtype == dtypes.float16:   # statistics in float32, like PyTorch (a half square passes 65504)
             return self.float().layernorm(axis, eps).half()
         mean = self.mean(axis, keepdim=True)
         centered = self - mean
         return centered * (centered.square().mean(axis, keepdim=True) + eps).rsqrt()
 
-    def layer_norm(self, normalized_shape, weight=None, bias=None, eps: float = 1e-5) -> "Tensor":
+    def layer_norm(self, normalized_shape, weight=None, bias=None, eps: float = 1e-5) -> Self:
+        """torch.nn.functional.layer_norm: normalized over the trailing dims `normalized_shape`, then scaled by `weight`
+        and shifted by `bias` when given. ValueError when normalized_shape is not the input's trailing shape."""
         normalized_shape = _pair(normalized_shape, 1) if isinstance(normalized_shape, int) else tuple(normalized_shape)
         if self.shape[self.ndim - len(normalized_shape):] != normalized_shape or len(normalized_shape) > self.ndim:
             raise ValueError(f"layer_norm: normalized_shape {normalized_shape} is not the trailing shape of the "
@@ -296,36 +317,40 @@ class NNMixin:
             out = out + bias
         return out
 
-    def dropout(self, p: float = 0.5, training: bool = True) -> "Tensor":
+    def dropout(self, p: float = 0.5, training: bool = True) -> Self:
         """torch.nn.functional.dropout: zero each element with probability p and scale the rest by 1/(1-p) when
         `training` (True by default, as in F.dropout); the identity otherwise. nn.Dropout passes its own
         train()/eval() flag. ValueError unless 0 <= p <= 1."""
-        from tinyjit.tensor import Tensor
         if not 0 <= p <= 1:
             raise ValueError(f"dropout: p must be in [0, 1], got {p}")
         if not training or p == 0:
             return self
         if p == 1:
             return self * 0
-        keep = Tensor.rand(*self.shape, device=self.device) >= p
+        keep = self.rand(*self.shape, device=self.device) >= p
         return keep.where(self * (1 / (1 - p)), 0)
 
     # ---- classification ----
-    def one_hot(self, num_classes: int = -1) -> "Tensor":
-        from tinyjit.tensor import Tensor
+    def one_hot(self, num_classes: int = -1) -> Self:
+        """torch.nn.functional.one_hot: int64 of shape self.shape + (num_classes,), 1 at each value's class;
+        num_classes=-1 takes max + 1 (reading the values). TypeError for a float tensor; IndexError for a value outside
+        [0, num_classes) (at the call for host values, else when computed)."""
         if self.dtype.is_float:
             raise TypeError(f"one_hot: needs an int tensor, got {self.dtype.name}")
         if num_classes == -1:
             num_classes = int(self.max().item()) + 1 if self.numel() else 0
         index = wide_enough(self, num_classes)
-        onehot = index.unsqueeze(-1) == Tensor.arange(num_classes, dtype=index.dtype, device=self.device)
+        onehot = index.unsqueeze(-1) == self.arange(num_classes, dtype=index.dtype, device=self.device)
         check_index(self, 0, num_classes, "one_hot", f"{num_classes} classes", reader=onehot, what="class value")
         return onehot.cast(dtypes.int64)
 
     def cross_entropy(self, target, reduction: str = "mean", label_smoothing: float = 0.0,
-                      ignore_index: int = -100, weight=None) -> "Tensor":
-        """self: logits (N, C) or (N, C, d...) ; target: class indices (N, ...) or probabilities like self.
-        `weight` (C,) rescales each class; with class indices the mean divides by the summed target weights."""
+                      ignore_index: int = -100, weight=None) -> Self:
+        """torch.nn.functional.cross_entropy: self are logits (N, C) or (N, C, d...) (or (C,)); target holds class
+        indices (N, d...) or probabilities of self's shape. `weight` (C,) rescales each class (with indices the mean
+        divides by the summed target weights), `ignore_index` targets count nowhere, `label_smoothing` mixes in the
+        uniform distribution; reduction 'mean', 'sum' or 'none'. ValueError for shapes that do not fit, IndexError for a
+        class index out of range."""
         self._same_device("cross_entropy", target, weight)
         cls_axis = 1 if self.ndim > 1 else 0
         classes = self.shape[cls_axis]
@@ -343,16 +368,17 @@ class NNMixin:
             return _reduce_loss(-(logp * tgt).sum(cls_axis), reduction, None)
         return logp._nll(target, reduction, ignore_index, weight, label_smoothing, "cross_entropy")
 
-    def nll_loss(self, target, reduction: str = "mean", ignore_index: int = -100, weight=None) -> "Tensor":
-        """self: log-probabilities (N, C) or (N, C, d...), target: class indices (N, ...)."""
+    def nll_loss(self, target, reduction: str = "mean", ignore_index: int = -100, weight=None) -> Self:
+        """torch.nn.functional.nll_loss: self are log-probabilities (N, C) or (N, C, d...), target class indices (N,
+        d...); `weight`, `ignore_index` and reduction as in cross_entropy. TypeError for a float target, ValueError for
+        shapes that do not fit, IndexError for a class out of range."""
         self._same_device("nll_loss", target, weight)
         classes = self.shape[1] if self.ndim > 1 else self.shape[0]
         if weight is not None and weight.shape != (classes,):
             raise ValueError(f"nll_loss: weight must have shape ({classes},), got {weight.shape}")
         return self._nll(target, reduction, ignore_index, weight, 0.0, "nll_loss")
 
-    def _nll(self, target, reduction, ignore_index, weight, smoothing, name) -> "Tensor":
-        from tinyjit.tensor import Tensor
+    def _nll(self, target, reduction, ignore_index, weight, smoothing, name) -> Self:
         cls_axis = 1 if self.ndim > 1 else 0
         classes = self.shape[cls_axis]
         if target.dtype.is_float:
@@ -364,7 +390,7 @@ class NNMixin:
         moved = self.permute(0, *range(2, self.ndim), 1) if self.ndim > 2 else self   # classes last
         valid = target != ignore_index
         picks = wide_enough(valid.where(target, 0), classes)
-        onehot = picks.unsqueeze(-1) == Tensor.arange(classes, dtype=picks.dtype, device=self.device)
+        onehot = picks.unsqueeze(-1) == self.arange(classes, dtype=picks.dtype, device=self.device)
         check_index(target, 0, classes, name, f"{classes} classes", reader=onehot, what="target",
                     allowed=ignore_index)
         picked = -(onehot.where(moved, 0.0)).sum(-1)
@@ -382,13 +408,18 @@ class NNMixin:
             return _sum_over(loss, target_weight.sum())
         return _reduce_loss(loss, reduction, valid)
 
-    def binary_cross_entropy(self, target, reduction: str = "mean") -> "Tensor":
+    def binary_cross_entropy(self, target, reduction: str = "mean") -> Self:
+        """torch.nn.functional.binary_cross_entropy: -(t log p + (1 - t) log(1 - p)) of probabilities self and targets
+        of the same shape, each log clamped at -100 like PyTorch; reduction 'mean', 'sum' or 'none'. ValueError for
+        different shapes."""
         _check_same_shape(self, target, "binary_cross_entropy")
         # PyTorch clamps the logs at -100 so p == 0 or 1 gives a finite loss
         loss = -(target * self.log().maximum(-100.0) + (1 - target) * (1 - self).log().maximum(-100.0))
         return _reduce_loss(loss, reduction, None)
 
-    def binary_cross_entropy_with_logits(self, target, reduction: str = "mean", pos_weight=None) -> "Tensor":
+    def binary_cross_entropy_with_logits(self, target, reduction: str = "mean", pos_weight=None) -> Self:
+        """torch.nn.functional.binary_cross_entropy_with_logits: binary cross entropy of sigmoid(self), computed stably
+        from the logits; `pos_weight` weights the positive term. ValueError for shapes that differ."""
         _check_same_shape(self, target, "binary_cross_entropy_with_logits")
         log_sig = -(-self).softplus()        # log(sigmoid(x))
         log_one_minus = -self.softplus()     # log(1 - sigmoid(x))
@@ -396,12 +427,11 @@ class NNMixin:
         loss = -(pos + (1 - target) * log_one_minus)
         return _reduce_loss(loss, reduction, None)
 
-    def gather(self, dim: int, index) -> "Tensor":
+    def gather(self, dim: int, index) -> Self:
         """torch.gather: out[i][j][k] = self[index[i][j][k]][j][k] for dim=0 (and likewise for every dim); index is
         an int tensor with self's number of dims and no dim larger than self's, except along `dim`. Computed as a
         one-hot multiply-sum over self's axis `dim`. Raises ValueError/TypeError for a bad index shape or dtype, and
         IndexError for an index outside [0, self.shape[dim]) (see tinyjit.index_check)."""
-        from tinyjit.tensor import Tensor
         d = _axis(self, dim, "gather")
         self._same_device("gather", index)
         if index.ndim != self.ndim:
@@ -416,7 +446,7 @@ class NNMixin:
         # onehot (*index.shape, n) picks along a new last axis: move axis d of x there (the other axes keep their
         # order) and put a size-1 axis in its place, so x lines up with the index
         narrow = wide_enough(index, n)
-        onehot = narrow.unsqueeze(-1) == Tensor.arange(n, dtype=narrow.dtype, device=self.device)
+        onehot = narrow.unsqueeze(-1) == self.arange(n, dtype=narrow.dtype, device=self.device)
         check_index(index, 0, n, "gather", f"dimension {d} with size {n}", reader=onehot)
         xs = x.permute([i for i in range(x.ndim) if i != d] + [d]).unsqueeze(d)
         picked = onehot.where(xs, 0)
@@ -464,6 +494,7 @@ def _pool_args(kernel_size, stride, padding, dilation, op: str):
 def _check_pool(x, kernel, padding, dilation, op: str) -> None:
     if x.ndim < 2:
         raise ValueError(f"{op}: needs at least 2 dims (..., H, W), got shape {x.shape}")
+
     for size, k, p, d in zip(x.shape[-2:], kernel, padding, dilation):
         if size + 2 * p < d * (k - 1) + 1:
             raise ValueError(f"{op}: kernel {tuple(kernel)} (dilation {tuple(dilation)}) does not fit the input "
@@ -473,12 +504,15 @@ def _check_pool(x, kernel, padding, dilation, op: str) -> None:
 def _reduce_loss(loss, reduction: str, valid):
     if reduction == "none":
         return loss
+
     if reduction == "sum":
         return loss.sum()
+
     if reduction == "mean":
         if valid is None:
             return loss.mean()
         return _sum_over(loss, valid.sum())   # every target ignored: 0 / 0 = nan, like PyTorch
+
     raise ValueError(f"reduction must be 'none', 'mean' or 'sum', got {reduction!r}")
 
 
@@ -486,6 +520,7 @@ def _sum_over(loss, total):
     """loss.sum() / total, both in float32 for a half loss (a count or a sum of weights passes half's range)."""
     if loss.dtype == dtypes.float16:
         return (loss.float().sum() / total.float()).half()
+
     return loss.sum() / total.cast(loss.dtype)
 
 
@@ -495,6 +530,7 @@ def _window_one_axis(x, pos: int, k: int, s: int, d: int):
     out = (i - d * (k - 1) - 1) // s + 1
     if out <= 0:
         raise ValueError(f"window of size {k} (dilation {d}) does not fit an axis of size {i}")
+
     pre, post = x.shape[:pos], x.shape[pos + 1:]
     if d == 1 and s >= k:
         # windows that do not overlap (pooling): cut the axis into blocks of s and keep the first k of each. One
@@ -503,10 +539,12 @@ def _window_one_axis(x, pos: int, k: int, s: int, d: int):
         x = x.shrink(tuple((0, out * s) if a == pos else None for a in range(x.ndim)))
         x = x.reshape(pre + (out, s) + post)
         return x.shrink(tuple((0, k) if a == pos + 1 else None for a in range(x.ndim))) if s > k else x
+
     if out * s > i + d:   # large strides read past the re-cut rows: pad the axis (never read by a window)
         extra = out * s - (i + d)
         x = x.pad(tuple((0, extra) if a == pos else (0, 0) for a in range(x.ndim)))
         i += extra
+
     pre, post = x.shape[:pos], x.shape[pos + 1:]
     # repeat the axis `reps` times, flatten, and re-cut rows of length i + d: row j is the axis shifted by j*d
     reps = -(-k * (i + d) // i)

@@ -9,12 +9,12 @@ import numpy as np
 
 from tinyjit.dtype import dtypes
 from tinyjit.helpers import prod
-from tinyjit.ops import Op
-from tinyjit.tensor_create import index_range
+from tinyjit.ops import Op, reduce_identity
+from tinyjit.tensor_base import TensorBase
 from tinyjit.tensor_movement import _axis, _distinct_axes, _pick_axis
 
 if TYPE_CHECKING:
-    from tinyjit.tensor import Tensor
+    from typing_extensions import Self
 
 
 # torch.return_types.max / min: what max(dim) and min(dim) return
@@ -27,13 +27,13 @@ def _axes(x, axis, op: str) -> tuple[int, ...]:
     accepts dim 0 and -1 like PyTorch (it is then reduced over its one element) and has no axes to run over."""
     if axis is None:
         return tuple(range(x.ndim))
+
     axes = tuple(sorted(_distinct_axes(x, axis, op))) if isinstance(axis, (list, tuple)) else (_axis(x, axis, op),)
     return axes if x.ndim else ()
 
 
-class ReduceMixin:
-    def _reduce(self, op: Op, axis, keepdim: bool, name: str) -> "Tensor":
-        from tinyjit.tensor import Tensor
+class ReduceMixin(TensorBase):
+    def _reduce(self, op: Op, axis, keepdim: bool, name: str) -> Self:
         axes = _axes(self, axis, name)
         x = self
         if op == Op.RMAX and self.dtype.is_float and all(self.shape[a] == 1 for a in axes):
@@ -46,13 +46,17 @@ class ReduceMixin:
                 _no_identity(self, axis, name)
             # nothing to reduce: one element of the op's identity instead (kernels never loop 0 times)
             x = self.pad(tuple((0, 1) if i in axes and s == 0 else (0, 0) for i, s in enumerate(self.shape)),
-                         value=_identity(op, self.dtype))
-        out = Tensor(x.node.reduce(op, axes))._record(x)
+                         value=reduce_identity(op, self.dtype))
+        out = self._new(x.node.reduce(op, axes))._record(x)
         if not keepdim:
             out = out.reshape(tuple(s for i, s in enumerate(self.shape) if i not in axes))
         return out
 
-    def sum(self, axis=None, keepdim: bool = False, dtype=None, dim=None) -> "Tensor":
+    def sum(self, axis=None, keepdim: bool = False, dtype=None, dim=None) -> Self:
+        """The sum over `axis` (torch.sum, numpy.sum). `axis` (or `dim`) is an int, a tuple of ints or None for every
+        dim; reduced dims are dropped unless `keepdim`. IndexError for a dim out of range, RuntimeError for a dim named
+        twice. ints and bools sum in int64 (uint64 stays), half accumulates in float32, like PyTorch; `dtype` casts
+        first. An empty sum is 0."""
         axis = _pick_axis(axis, dim)
         x = self
         if dtype is not None:
@@ -64,13 +68,16 @@ class ReduceMixin:
             return x.float()._reduce(Op.SUM, axis, keepdim, "sum").half()
         return x._reduce(Op.SUM, axis, keepdim, "sum")
 
-    def amax(self, axis=None, keepdim: bool = False, dim=None) -> "Tensor":
-        """The maximum values over one or several axes (torch.amax / np.max); NaN propagates. A gradient is shared
-        evenly between tied maxima, like torch.amax."""
+    def amax(self, axis=None, keepdim: bool = False, dim=None) -> Self:
+        """The maximum values over one or several axes (torch.amax, numpy.max), keeping the dtype; NaN propagates and
+        a gradient is shared evenly between tied maxima, like torch.amax. `axis` (or `dim`) is an int, a tuple or
+        None for all; IndexError over a dim of size 0, RuntimeError for an empty tensor without a dim."""
         return self._reduce(Op.RMAX, _pick_axis(axis, dim), keepdim, "amax")
 
-    def amin(self, axis=None, keepdim: bool = False, dim=None) -> "Tensor":
-        """The minimum values over one or several axes (torch.amin / np.min)."""
+    def amin(self, axis=None, keepdim: bool = False, dim=None) -> Self:
+        """The minimum values over one or several axes (torch.amin, numpy.min), keeping the dtype; NaN propagates and
+        a gradient is shared evenly between tied minima. `axis` (or `dim`) is an int, a tuple or None for all;
+        IndexError over a dim of size 0, RuntimeError for an empty tensor without a dim."""
         axis = _pick_axis(axis, dim)
         if self.dtype.is_float:
             return -((-self)._reduce(Op.RMAX, axis, keepdim, "amin"))
@@ -88,9 +95,8 @@ class ReduceMixin:
         return self._extreme(axis, keepdim, dim, "min")
 
     def _extreme(self, axis, keepdim: bool, dim, name: str):
-        from tinyjit.tensor import Tensor
-        if isinstance(axis, Tensor) or isinstance(dim, Tensor):   # torch.max(a, b): elementwise
-            other = axis if isinstance(axis, Tensor) else dim
+        if isinstance(axis, TensorBase) or isinstance(dim, TensorBase):   # torch.max(a, b): elementwise
+            other = axis if isinstance(axis, TensorBase) else dim
             return self.maximum(other) if name == "max" else self.minimum(other)
         axis = _pick_axis(axis, dim)
         if axis is None:
@@ -101,12 +107,12 @@ class ReduceMixin:
             raise TypeError(f"{name}: dim must be an int, got {axis!r}; use amax/amin to reduce over several dims")
         if self.ndim and self.shape[_axis(self, axis, name)] == 0:
             raise IndexError(f"{name}: cannot reduce over a dimension of size 0 (shape {self.shape}, axis {axis})")
-        x = self.contiguous() if self.requires_grad and not Tensor.no_grad_active else self
+        x = self.contiguous() if self.requires_grad and not self.no_grad_active else self
         indices = x.argmax(axis, keepdim) if name == "max" else x.argmin(axis, keepdim)
-        if self.requires_grad and not Tensor.no_grad_active:
+        if self.requires_grad and not self.no_grad_active:
             # the gradient goes to the chosen index only, like torch.max(dim) (amax shares it between ties)
             a = _axis(self, axis, name)
-            position = index_range(self.shape[a], dtypes.int64, self.device)
+            position = self._index_range(self.shape[a], dtypes.int64, self.device)
             position = position.reshape((self.shape[a],) + (1,) * (self.ndim - a - 1))
             chosen = (indices if keepdim else indices.unsqueeze(a)) == position
             # (from one buffer: a fused producer recomputed per kernel could round differently)
@@ -115,7 +121,10 @@ class ReduceMixin:
             values = self.amax(axis, keepdim) if name == "max" else self.amin(axis, keepdim)
         return (MaxResult if name == "max" else MinResult)(values, indices)
 
-    def mean(self, axis=None, keepdim: bool = False, dim=None) -> "Tensor":
+    def mean(self, axis=None, keepdim: bool = False, dim=None) -> Self:
+        """The mean over `axis` (torch.mean, numpy.mean), a float (ints become float32; half is summed in float32).
+        `axis` (or `dim`) is an int, a tuple of ints or None for every dim; reduced dims are dropped unless `keepdim`.
+        IndexError for a dim out of range, RuntimeError for a dim named twice. The mean of no elements is NaN."""
         axis = _pick_axis(axis, dim)
         if self.dtype == dtypes.float16:   # sum and divide in float32, like PyTorch: a half sum of 1e5 ones is inf
             return self.float().mean(axis, keepdim).half()
@@ -124,25 +133,54 @@ class ReduceMixin:
         return x.sum(axis, keepdim) * (1.0 / count if count else math.nan) if count else \
             x.sum(axis, keepdim) * math.nan
 
-    def var(self, axis=None, keepdim: bool = False, correction: int = 1, dim=None, unbiased=None) -> "Tensor":
+    def var(self, axis=None, unbiased=None, keepdim: bool = False, *, correction=None, dim=None) -> Self:
+        """The variance over `axis` (torch.var, with its argument order: `x.var(1, False)` is the biased variance),
+        dividing by count - correction (default 1, Bessel's; unbiased=False means 0), a float. `axis` (or `dim`) is
+        an int, a tuple of ints or None for every dim; reduced dims are dropped unless `keepdim`. IndexError for a dim
+        out of range, RuntimeError for a dim named twice, TypeError for both unbiased and correction. NaN or inf when
+        count <= correction, like PyTorch."""
         axis = _pick_axis(axis, dim)
-        if unbiased is not None:
-            correction = int(unbiased)
+        correction = _correction(unbiased, correction, "var")
         if self.dtype == dtypes.float16:   # squares and sums in float32, like PyTorch
-            return self.float().var(axis, keepdim, correction).half()
-        count = prod(self.shape[a] for a in _axes(self, axis, "var"))
+            return self.float().var(axis, keepdim=keepdim, correction=correction).half()
+        axes = _axes(self, axis, "var")
+        count = prod(self.shape[a] for a in axes)
         x = self if self.dtype.is_float else self.float()
-        centered = x - x.mean(axis, keepdim=True)
-        return (centered * centered).sum(axis, keepdim) / max(count - correction, 0)
 
-    def std(self, axis=None, keepdim: bool = False, correction: int = 1, dim=None, unbiased=None) -> "Tensor":
-        _axes(self, _pick_axis(axis, dim), "std")
-        var = self.var(axis, keepdim, correction, dim, unbiased)
+        def value() -> Self:
+            centered = x - x.mean(axis, keepdim=True)
+            return (centered * centered).sum(axis, keepdim) / max(count - correction, 0)
+        if self.no_grad_active or not x.requires_grad:
+            return value()
+        dof = count - correction
+
+        def backward(grad: Self) -> tuple:
+            """PyTorch's var_backward: 2 / (n - correction) * grad * (x - mean), that factor unclamped (negative,
+            or inf at 0); reducing everything with n <= correction: grad * (NaN where x == mean, else inf)."""
+            grad = grad.reshape(tuple(1 if a in axes else s for a, s in enumerate(x.shape)))
+            mean = x.mean(axis, keepdim=True)
+            if axis is None and dof <= 0:
+                return (grad * (x == mean).where(math.nan, math.inf),)
+            return (grad * (2.0 / dof if dof else math.inf) * (x - mean),)
+        return self._with_gradient(value, [x], backward)
+
+    def std(self, axis=None, unbiased=None, keepdim: bool = False, *, correction=None, dim=None) -> Self:
+        """The standard deviation, sqrt of `var` with the same arguments (torch.std, its argument order), a float;
+        its gradient is 0 where the variance is 0 (like PyTorch, not NaN). `axis` (or `dim`) is an int, a tuple of
+        ints or None for every dim; reduced dims are dropped unless `keepdim`. IndexError for a dim out of range,
+        RuntimeError for a dim named twice, TypeError for both unbiased and correction."""
+        axis = _pick_axis(axis, dim)
+        _axes(self, axis, "std")
+        var = self.var(axis, keepdim=keepdim, correction=_correction(unbiased, correction, "std"))
         # gradient 0 where the variance is 0 (all elements equal), like PyTorch, not 0 * (1 / sqrt(0)) = NaN
         zero = var == 0
         return zero.where(var, zero.where(1.0, var).sqrt())
 
-    def prod(self, axis=None, keepdim: bool = False, dim=None) -> "Tensor":
+    def prod(self, axis=None, keepdim: bool = False, dim=None) -> Self:
+        """The product over `axis` (torch.prod, numpy.prod): ints and bools multiply in int64 (wrapping), half in
+        float32, as pairwise halving products. `axis` (or `dim`) is an int, a tuple of ints or None for every dim;
+        reduced dims are dropped unless `keepdim`. IndexError for a dim out of range, RuntimeError for a dim named
+        twice. An empty product is 1."""
         axis = _pick_axis(axis, dim)
         axes = _axes(self, axis, "prod")
         if self.dtype == dtypes.float16:   # multiply half in float, like PyTorch
@@ -169,20 +207,27 @@ class ReduceMixin:
             out = out.reshape(tuple(1 if i in axes else s for i, s in enumerate(self.shape)))
         return out
 
-    def any(self, axis=None, keepdim: bool = False, dim=None) -> "Tensor":
+    def any(self, axis=None, keepdim: bool = False, dim=None) -> Self:
+        """Whether any element is nonzero (NaN counts) over `axis` (torch.any, numpy.any): a bool tensor. `axis` (or
+        `dim`) is an int, a tuple of ints or None for every dim; reduced dims are dropped unless `keepdim`. IndexError
+        for a dim out of range, RuntimeError for a dim named twice."""
         return self.bool()._reduce(Op.RMAX, _pick_axis(axis, dim), keepdim, "any")
 
-    def all(self, axis=None, keepdim: bool = False, dim=None) -> "Tensor":
+    def all(self, axis=None, keepdim: bool = False, dim=None) -> Self:
+        """Whether every element is nonzero over `axis` (torch.all, numpy.all): a bool tensor. `axis` (or `dim`) is an
+        int, a tuple of ints or None for every dim; reduced dims are dropped unless `keepdim`. IndexError for a dim out
+        of range, RuntimeError for a dim named twice."""
         _axes(self, _pick_axis(axis, dim), "all")
         return ~((~self.bool()).any(axis, keepdim, dim))
 
-    def argmax(self, axis=None, keepdim: bool = False, dim=None) -> "Tensor":
-        """Index of the first maximum (of the flattened tensor when axis is None)."""
-        from tinyjit.tensor import Tensor
+    def argmax(self, axis=None, keepdim: bool = False, dim=None) -> Self:
+        """The index of the first maximum along `axis`, or of the flattened tensor when it is None (torch.argmax,
+        numpy.argmax): int64, NaN counts as the maximum. IndexError over a dim of size 0 or for an empty tensor, like
+        PyTorch."""
         axis = _pick_axis(axis, dim)
         if self.ndim == 0:
             _axis(self, 0 if axis is None else axis, "argmax")
-            return Tensor.zeros((), dtype=dtypes.int64, device=self.device)
+            return self.zeros((), dtype=dtypes.int64, device=self.device)
         if axis is None:
             return self.flatten().argmax(0).reshape(()) if not keepdim else \
                 self.flatten().argmax(0).reshape((1,) * self.ndim)
@@ -194,20 +239,25 @@ class ReduceMixin:
         # count down from n so the max over matches is the first index; the indices are computed on the device
         # (an arange uploaded from the host would cost 8 bytes per element of the axis there)
         index_dtype = dtypes.int32 if n < 2 ** 31 else dtypes.int64
-        countdown = n - index_range(n, index_dtype, self.device)
+        countdown = n - self._index_range(n, index_dtype, self.device)
         countdown = countdown.reshape((n,) + (1,) * (self.ndim - a - 1))
         first = (is_max.where(countdown, 0)).amax(a, keepdim=keepdim)
         return (n - first).cast(dtypes.int64)
 
-    def argmin(self, axis=None, keepdim: bool = False, dim=None) -> "Tensor":
-        """Index of the first minimum (of the flattened tensor when axis is None)."""
+    def argmin(self, axis=None, keepdim: bool = False, dim=None) -> Self:
+        """The index of the first minimum along `axis`, or of the flattened tensor when it is None (torch.argmin,
+        numpy.argmin): int64, NaN counts as the minimum. IndexError over a dim of size 0 or for an empty tensor, like
+        PyTorch."""
         axis = _pick_axis(axis, dim)
         if self.numel() == 0 and (axis is None or self.shape[_axis(self, axis, "argmin")] == 0):
             _no_identity(self, axis if axis is not None else 0, "argmin")
         flipped = -self if self.dtype.is_float else ~self
         return flipped.argmax(axis, keepdim, dim)
 
-    def logsumexp(self, axis=None, keepdim: bool = False, dim=None) -> "Tensor":
+    def logsumexp(self, axis=None, keepdim: bool = False, dim=None) -> Self:
+        """log(sum(exp(x))) over `axis` (torch.logsumexp), computed stably by shifting by the maximum; a float (half is
+        summed in float32). `axis` (or `dim`) is an int, a tuple of ints or None for every dim; reduced dims are dropped
+        unless `keepdim`. IndexError for a dim out of range, RuntimeError for a dim named twice."""
         axis = _pick_axis(axis, dim)
         if self.dtype == dtypes.float16:   # the sum of exps in float32 (it can pass half's range), like PyTorch
             return self.float().logsumexp(axis, keepdim).half()
@@ -218,7 +268,9 @@ class ReduceMixin:
             out = out.squeeze(_axes(self, axis, "logsumexp")) if self.ndim else out
         return out
 
-    def softmax(self, axis=-1, dim=None) -> "Tensor":
+    def softmax(self, axis=-1, dim=None) -> Self:
+        """exp(x) / sum(exp(x)) along `axis` (default the last; torch.softmax), shifted by the maximum so it never
+        overflows; a float (half is computed in float32), the input's shape. IndexError for a dim out of range."""
         axis = _pick_axis(axis if dim is None else None, dim) if dim is not None else axis
         axes = _axes(self, axis, "softmax")
         if self.dtype == dtypes.float16:   # the sum and the division in float32, like PyTorch
@@ -229,7 +281,9 @@ class ReduceMixin:
         e = (x - x.amax(axis, keepdim=True)).exp()
         return e / e.sum(axis, keepdim=True)
 
-    def log_softmax(self, axis=-1, dim=None) -> "Tensor":
+    def log_softmax(self, axis=-1, dim=None) -> Self:
+        """log(softmax(x)) along `axis` (default the last; torch.log_softmax), computed as x - max - log(sum(exp(x -
+        max))); a float (half is summed in float32), the input's shape. IndexError for a dim out of range."""
         axis = dim if dim is not None else axis
         axes = _axes(self, axis, "log_softmax")
         if self.dtype == dtypes.float16:   # the sum in float32, like PyTorch
@@ -240,9 +294,10 @@ class ReduceMixin:
         shifted = x - x.amax(axis, keepdim=True)
         return shifted - shifted.exp().sum(axis, keepdim=True).log()
 
-    def cumsum(self, axis=None, dim=None) -> "Tensor":
-        """Running sum along `axis` (default 0): each output sums a window of the left-padded input (one reduce
-        kernel)."""
+    def cumsum(self, axis=None, dim=None) -> Self:
+        """The running sum along `axis` (default 0; torch.cumsum, numpy.cumsum), the input's shape: ints and bools in
+        int64 like sum, floats keep their dtype. One reduce kernel over windows of the left-padded input. IndexError for
+        a dim out of range."""
         axis = _pick_axis(axis, dim)
         axis = _axis(self, 0 if axis is None else axis, "cumsum")
         if self.ndim == 0 or self.shape[axis] == 0:
@@ -261,20 +316,22 @@ class ReduceMixin:
 
 
 
+def _correction(unbiased, correction, op: str) -> int:
+    """var/std's divisor offset from PyTorch's two spellings: unbiased (True: 1, False: 0) or correction (default 1)."""
+    if unbiased is not None and correction is not None:
+        raise TypeError(f"{op}(): pass either unbiased or correction, not both")
+    if unbiased is not None:
+        if not isinstance(unbiased, (bool, np.bool_)):
+            raise TypeError(f"{op}(): unbiased must be a bool, got {type(unbiased).__name__} (keepdim is the third "
+                            f"argument, as in torch.{op})")
+        return int(unbiased)
+    return 1 if correction is None else correction
+
+
 def _no_identity(x, axis, name: str) -> None:
     """Raise PyTorch's error for max/min/argmax/argmin over no elements (they have no identity): IndexError over a
     dim of size 0 (and for argmax/argmin of an empty tensor), RuntimeError for max()/min() of an empty tensor."""
     if axis is None and name in ("max", "min", "amax", "amin"):
         raise RuntimeError(f"{name}(): cannot reduce an empty tensor (shape {x.shape}) without a dim; pass dim=")
+
     raise IndexError(f"{name}(): cannot reduce over a dimension of size 0 (shape {x.shape}, dim {axis})")
-
-
-def _identity(op: Op, dtype):
-    """The value a reduce over no elements gives: 0 for sum, the smallest value of the dtype for max."""
-    if op == Op.SUM:
-        return False if dtype == dtypes.bool else 0
-    if dtype == dtypes.bool:
-        return False
-    if dtype.is_int:
-        return 0 if dtype.is_unsigned else -(1 << (dtype.bits - 1))
-    return -math.inf

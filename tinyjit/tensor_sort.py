@@ -10,17 +10,18 @@ from, as torch's sort). `unique` has a data-dependent shape, so it realizes its 
 """
 from __future__ import annotations
 
+import math
 from collections import namedtuple
 from typing import TYPE_CHECKING, Optional
 
 import numpy as np
 
 from tinyjit.dtype import dtypes
-from tinyjit.tensor_create import index_range
+from tinyjit.tensor_base import TensorBase
 from tinyjit.tensor_movement import _axis
 
 if TYPE_CHECKING:
-    from tinyjit.tensor import Tensor
+    from typing_extensions import Self
 
 # torch.return_types.sort / topk / kthvalue
 SortResult = namedtuple("sort", ("values", "indices"))
@@ -28,7 +29,7 @@ TopkResult = namedtuple("topk", ("values", "indices"))
 KthvalueResult = namedtuple("kthvalue", ("values", "indices"))
 
 
-def _before(a: "Tensor", b: "Tensor", descending: bool) -> "Tensor":
+def _before(a: TensorBase, b: TensorBase, descending: bool) -> TensorBase:
     """a sorts strictly before b (NaN is the largest value)."""
     first, second = (b, a) if descending else (a, b)
     if not a.dtype.is_float:
@@ -36,30 +37,29 @@ def _before(a: "Tensor", b: "Tensor", descending: bool) -> "Tensor":
     return (first < second) | (~first.isnan() & second.isnan())
 
 
-def _same(a: "Tensor", b: "Tensor") -> "Tensor":
+def _same(a: TensorBase, b: TensorBase) -> TensorBase:
     return (a == b) | (a.isnan() & b.isnan()) if a.dtype.is_float else a == b
 
 
-class SortMixin:
+class SortMixin(TensorBase):
     def sort(self, dim: int = -1, descending: bool = False, stable: bool = False) -> SortResult:
         """torch.sort: (values, indices) along `dim`, ascending unless `descending`. Always stable (equal values
         keep their order; `stable` is accepted for torch's signature); NaN is the largest value. Indices are
         int64. O(n^2) compares per row of n (see the module docstring)."""
-        from tinyjit.tensor import Tensor
         if self.ndim == 0:   # a 0-d tensor sorts along its dim 0 or -1, like torch
             if dim not in (0, -1):
                 raise IndexError(f"sort: dim {dim} is out of range for a 0-d tensor")
             return SortResult(self * 1 if self.dtype.is_float else self,
-                              Tensor.zeros((), dtype=dtypes.int64, device=self.device))
+                              self.zeros((), dtype=dtypes.int64, device=self.device))
         d = _axis(self, dim, "sort")
         x = self.transpose(d, -1) if d != self.ndim - 1 else self
         n = x.shape[-1]
         if n == 0:
-            empty = Tensor.zeros(*self.shape, dtype=dtypes.int64, device=self.device)
+            empty = self.zeros(*self.shape, dtype=dtypes.int64, device=self.device)
             return SortResult(self * 1 if self.dtype.is_float else self, empty)
-        if self.dtype.is_float and self.requires_grad and not Tensor.no_grad_active:
+        if self.dtype.is_float and self.requires_grad and not self.no_grad_active:
             x = x.contiguous()   # every kernel below must see the same values (a recomputed producer may round)
-        position = index_range(n, dtypes.int32 if n < 2 ** 31 else dtypes.int64, self.device)
+        position = self._index_range(n, dtypes.int32 if n < 2 ** 31 else dtypes.int64, self.device)
         xi, xj = x.unsqueeze(-1), x.unsqueeze(-2)          # element i along dim -2, element j along dim -1
         earlier = position.reshape(1, n) < position.reshape(n, 1)          # j < i
         rank = (_before(xj, xi, descending) | (_same(xj, xi) & earlier)).sum(-1)   # (..., n): the place of i
@@ -71,11 +71,11 @@ class SortMixin:
             values, indices = values.transpose(d, -1), indices.transpose(d, -1)
         return SortResult(values, indices)
 
-    def argsort(self, dim: int = -1, descending: bool = False, stable: bool = False) -> "Tensor":
+    def argsort(self, dim: int = -1, descending: bool = False, stable: bool = False) -> Self:
         """torch.argsort: the indices that sort `dim` (int64, stable)."""
         return self.sort(dim, descending, stable).indices
 
-    def msort(self) -> "Tensor":
+    def msort(self) -> Self:
         """torch.msort: sorted along dim 0."""
         return self.sort(0).values
 
@@ -116,7 +116,6 @@ class SortMixin:
         input element in them (`return_inverse`, int64, the input's shape) and how often each occurs
         (`return_counts`, int64). With `dim`, the distinct slices along it. Realizes the input: the size of
         the result depends on the values. No gradient (like torch)."""
-        from tinyjit.tensor import Tensor
         arr = self.numpy()
         if dim is None:
             values, inverse, counts = np.unique(arr, return_inverse=True, return_counts=True)
@@ -125,25 +124,29 @@ class SortMixin:
             d = _axis(self, dim, "unique")
             values, inverse, counts = np.unique(arr, return_inverse=True, return_counts=True, axis=d)
             inverse = inverse.reshape(-1)
-        out = [Tensor(values.astype(self.dtype.np), device=self.device)]
+        out = [self._new(values.astype(self.dtype.np), device=self.device)]
         if return_inverse:
-            out.append(Tensor(inverse.astype(np.int64), device=self.device))
+            out.append(self._new(inverse.astype(np.int64), device=self.device))
         if return_counts:
-            out.append(Tensor(counts.astype(np.int64), device=self.device))
+            out.append(self._new(counts.astype(np.int64), device=self.device))
         return out[0] if len(out) == 1 else tuple(out)
 
-    def multinomial(self, num_samples: int, replacement: bool = False) -> "Tensor":
+    def multinomial(self, num_samples: int, replacement: bool = False) -> Self:
         """torch.multinomial: `num_samples` category indices (int64) per row of a 1-d or 2-d tensor of
         non-negative weights (not necessarily summing to 1), drawn on the device from Tensor.manual_seed's
         generator. With replacement: by inverting the cumulative weights at uniform draws; without: the
         num_samples largest of log(w) + Gumbel noise (a category of weight 0 is drawn only when nothing else
-        is left). RuntimeError for a bad shape or num_samples (more than the categories without replacement)."""
-        from tinyjit.tensor import Tensor
+        is left). As torch: TypeError for a non-int num_samples; RuntimeError for a bad shape or dtype,
+        num_samples <= 0 or (without replacement) more than the categories, and for weights holding inf, NaN or
+        a negative value or a row summing to 0 (checked when the samples are computed, see index_check)."""
+        from tinyjit.index_check import check_values
         if self.ndim not in (1, 2) or not self.dtype.is_float:
             raise RuntimeError(f"multinomial: the weights must be a 1-d or 2-d float tensor, got {self.dtype.name} "
                                f"of shape {self.shape}")
         n = self.shape[-1]
-        if not isinstance(num_samples, (int, np.integer)) or num_samples <= 0:
+        if not isinstance(num_samples, (int, np.integer)) or isinstance(num_samples, bool):
+            raise TypeError(f"multinomial: num_samples must be an int, got {type(num_samples).__name__}")
+        if num_samples <= 0:
             raise RuntimeError(f"multinomial: num_samples must be positive, got {num_samples}")
         if n == 0:
             raise RuntimeError("multinomial: the weights have no categories")
@@ -153,20 +156,34 @@ class SortMixin:
         rows = w.shape[0]
         if replacement:
             cdf = w.cumsum(1)
-            draws = Tensor.rand(rows, num_samples, device=self.device) * cdf[:, -1:]
+            draws = self.rand(rows, num_samples, device=self.device) * cdf[:, -1:]
             # the sample is the number of categories whose cumulative weight is <= the draw
             out = (cdf.unsqueeze(1) <= draws.unsqueeze(2)).sum(2).minimum(n - 1)
         else:
-            u = Tensor.rand(rows, n, device=self.device).maximum(1e-30)
+            u = self.rand(rows, n, device=self.device).maximum(1e-30)
             keys = w.log() - (-u.log()).log()
             out = keys.topk(num_samples, dim=1).indices
-        return out.cast(dtypes.int64) if self.ndim == 2 else out.cast(dtypes.int64).squeeze(0)
+        out = out.cast(dtypes.int64)
+        if w.numel():   # (on self: weights realized on the host are checked at once)
+            check_values(self, out, _bad_weights, _weights_error)
+        return out if self.ndim == 2 else out.squeeze(0)
 
     @classmethod
-    def randperm(cls, n: int, dtype=dtypes.int64, device=None) -> "Tensor":
+    def randperm(cls, n: int, dtype=dtypes.int64, device=None) -> Self:
         """torch.randperm: a random permutation of 0..n-1 from Tensor.manual_seed's generator. The random keys
         are drawn on the device and ordered on the host (one read of n floats), so any n is cheap."""
         if not isinstance(n, (int, np.integer)) or n < 0:
             raise RuntimeError(f"randperm: n must be a non-negative int, got {n!r}")
         keys = cls.rand(n, dtype=dtypes.float64, device=device).numpy() if n else np.zeros(0)
-        return cls(np.argsort(keys, kind="stable").astype(dtypes.from_any(dtype).np), device=device)
+        return cls._new(np.argsort(keys, kind="stable").astype(dtypes.from_any(dtype).np), device=device)
+
+
+def _bad_weights(w):
+    """multinomial's weights are invalid: an inf, NaN or negative value, or a row that sums to 0."""
+    return ((w < 0) | (w != w) | (w.abs() == math.inf)).any() | (w.sum(-1) <= 0).any()
+
+
+def _weights_error(w: np.ndarray) -> RuntimeError:
+    if (~np.isfinite(w) | (w < 0)).any():
+        return RuntimeError("multinomial: probability tensor contains either `inf`, `nan` or element < 0")
+    return RuntimeError("multinomial: invalid multinomial distribution (sum of probabilities <= 0)")

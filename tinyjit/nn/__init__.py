@@ -1,10 +1,10 @@
 """Neural-network layers, losses and containers with PyTorch's names, arguments, defaults and state_dict keys.
 
 `Module` and `Parameter` (module.py) register parameters and buffers; layers live in layers.py (Linear,
-convolutions, Embedding, Dropout), pooling.py (pooling, Upsample), norm.py, activation.py, attention.py,
-recurrent.py (RNN, LSTM, GRU), transformer.py and losses.py; `nn.functional` is PyTorch's functional API;
-`nn.init` holds the initializers, `nn.utils` gradient clipping and `nn.state` safetensors / PyTorch checkpoint
-files.
+convolutions, Embedding, Dropout), pooling.py, resample.py (interpolate, Upsample), norm.py, activation.py,
+attention.py, recurrent.py (RNN, LSTM, GRU), transformer.py and losses.py; `nn.functional` is PyTorch's
+functional API; `nn.init` holds the initializers, `nn.utils` gradient clipping and `nn.state` safetensors /
+PyTorch checkpoint files.
 """
 from tinyjit.nn import functional, init, utils  # noqa: F401
 from tinyjit.nn.activation import (CELU, ELU, GELU, GLU, Hardsigmoid, Hardswish, Hardtanh, LeakyReLU,  # noqa: F401
@@ -17,7 +17,8 @@ from tinyjit.nn.losses import (BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, Hub
                                NLLLoss)
 from tinyjit.nn.module import Module, ModuleDict, ModuleList, Parameter, Sequential  # noqa: F401
 from tinyjit.nn.pooling import (AdaptiveAvgPool1d, AdaptiveAvgPool2d, AdaptiveAvgPool3d, AvgPool1d,  # noqa: F401
-                                AvgPool2d, AvgPool3d, MaxPool1d, MaxPool2d, MaxPool3d, Upsample)
+                                AvgPool2d, AvgPool3d, MaxPool1d, MaxPool2d, MaxPool3d)
+from tinyjit.nn.resample import Upsample, UpsamplingBilinear2d, UpsamplingNearest2d  # noqa: F401
 from tinyjit.nn.recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell  # noqa: F401
 from tinyjit.nn.transformer import (TransformerDecoder, TransformerDecoderLayer, TransformerEncoder,  # noqa: F401
                                     TransformerEncoderLayer)

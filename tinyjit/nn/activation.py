@@ -1,5 +1,6 @@
-"""Activation modules: thin wrappers over the Tensor methods, with PyTorch's constructor arguments.
-`inplace=` is accepted for source compatibility and ignored: every op here builds a new lazy value."""
+"""Activation modules (torch.nn's): thin wrappers over the Tensor methods and nn.functional, with PyTorch's
+constructor arguments. `inplace=` is accepted for source compatibility and ignored: every op here builds a new
+lazy value. Unless a docstring says otherwise, these take any shape and keep it."""
 from __future__ import annotations
 
 from typing import Optional
@@ -9,6 +10,8 @@ from tinyjit.tensor import Tensor
 
 
 class ReLU(Module):
+    """torch.nn.ReLU: max(x, 0) elementwise (gradient 0 at 0); any shape, dtype kept."""
+
     def __init__(self, inplace: bool = False):
         super().__init__()
 
@@ -17,6 +20,8 @@ class ReLU(Module):
 
 
 class ReLU6(Module):
+    """torch.nn.ReLU6: min(max(x, 0), 6) elementwise; any shape, dtype kept."""
+
     def __init__(self, inplace: bool = False):
         super().__init__()
 
@@ -25,6 +30,9 @@ class ReLU6(Module):
 
 
 class GELU(Module):
+    """torch.nn.GELU: x * Phi(x) (the normal CDF), or its tanh approximation with approximate='tanh'; any
+    shape; ints give float32. ValueError for another `approximate`."""
+
     def __init__(self, approximate: str = "none"):
         super().__init__()
         if approximate not in ("none", "tanh"):
@@ -39,6 +47,8 @@ class GELU(Module):
 
 
 class SiLU(Module):
+    """torch.nn.SiLU: x * sigmoid(x) elementwise; any shape; ints give float32."""
+
     def __init__(self, inplace: bool = False):
         super().__init__()
 
@@ -47,16 +57,22 @@ class SiLU(Module):
 
 
 class Sigmoid(Module):
+    """torch.nn.Sigmoid: 1 / (1 + exp(-x)) elementwise; any shape; ints give float32."""
+
     def forward(self, x: Tensor) -> Tensor:
         return x.sigmoid()
 
 
 class Tanh(Module):
+    """torch.nn.Tanh: tanh(x) elementwise; any shape; ints give float32."""
+
     def forward(self, x: Tensor) -> Tensor:
         return x.tanh()
 
 
 class LeakyReLU(Module):
+    """torch.nn.LeakyReLU: x where x >= 0, else negative_slope * x; any shape; ints give float32."""
+
     def __init__(self, negative_slope: float = 0.01, inplace: bool = False):
         super().__init__()
         self.negative_slope = negative_slope
@@ -69,6 +85,8 @@ class LeakyReLU(Module):
 
 
 class ELU(Module):
+    """torch.nn.ELU: x where x > 0, else alpha * (exp(x) - 1); any shape; ints give float32."""
+
     def __init__(self, alpha: float = 1.0, inplace: bool = False):
         super().__init__()
         self.alpha = alpha
@@ -81,6 +99,9 @@ class ELU(Module):
 
 
 class Softplus(Module):
+    """torch.nn.Softplus: log(1 + exp(beta * x)) / beta, and x itself where beta * x > threshold; any
+    shape; ints give float32."""
+
     def __init__(self, beta: float = 1.0, threshold: float = 20.0):
         super().__init__()
         self.beta, self.threshold = beta, threshold
@@ -93,6 +114,8 @@ class Softplus(Module):
 
 
 class Mish(Module):
+    """torch.nn.Mish: x * tanh(softplus(x)) elementwise; any shape; ints give float32."""
+
     def __init__(self, inplace: bool = False):
         super().__init__()
 
@@ -101,6 +124,8 @@ class Mish(Module):
 
 
 class Hardswish(Module):
+    """torch.nn.Hardswish: x * relu6(x + 3) / 6 elementwise; any shape; ints give float32."""
+
     def __init__(self, inplace: bool = False):
         super().__init__()
 
@@ -109,6 +134,8 @@ class Hardswish(Module):
 
 
 class Hardsigmoid(Module):
+    """torch.nn.Hardsigmoid: relu6(x + 3) / 6 elementwise; any shape; ints give float32."""
+
     def __init__(self, inplace: bool = False):
         super().__init__()
 
@@ -123,6 +150,9 @@ def _softmax_dim(dim: Optional[int], x: Tensor) -> int:
 
 
 class Softmax(Module):
+    """torch.nn.Softmax: exp(x) / sum(exp(x)) along `dim` (None: PyTorch's legacy choice, dim 0 for 0-, 1- and
+    3-d inputs, else 1); shape kept, ints give float32. IndexError for a dim out of range."""
+
     def __init__(self, dim: Optional[int] = None):
         super().__init__()
         self.dim = dim
@@ -135,6 +165,8 @@ class Softmax(Module):
 
 
 class LogSoftmax(Module):
+    """torch.nn.LogSoftmax: log(softmax(x)) along `dim`, computed stably; dim as Softmax's."""
+
     def __init__(self, dim: Optional[int] = None):
         super().__init__()
         self.dim = dim
@@ -147,6 +179,8 @@ class LogSoftmax(Module):
 
 
 class Softmin(Module):
+    """torch.nn.Softmin: softmax(-x) along `dim`; dim as Softmax's."""
+
     def __init__(self, dim: Optional[int] = None):
         super().__init__()
         self.dim = dim
@@ -159,7 +193,8 @@ class Softmin(Module):
 
 
 class Hardtanh(Module):
-    """x clipped to [min_val, max_val] (gradient 0 at the bounds, like PyTorch)."""
+    """torch.nn.Hardtanh: x clipped to [min_val, max_val] (gradient 1 strictly inside, 0 at and beyond the
+    bounds, like PyTorch); any shape, dtype kept. ValueError when min_val > max_val."""
 
     def __init__(self, min_val: float = -1.0, max_val: float = 1.0, inplace: bool = False):
         super().__init__()
@@ -176,6 +211,8 @@ class Hardtanh(Module):
 
 
 class CELU(Module):
+    """torch.nn.CELU: max(0, x) + min(0, alpha * (exp(x / alpha) - 1)); any shape; ints give float32."""
+
     def __init__(self, alpha: float = 1.0, inplace: bool = False):
         super().__init__()
         self.alpha = alpha
@@ -189,19 +226,24 @@ class CELU(Module):
 
 
 class Softsign(Module):
+    """torch.nn.Softsign: x / (1 + |x|) elementwise; any shape; ints give float32."""
+
     def forward(self, x: Tensor) -> Tensor:
         from tinyjit.nn import functional as F
         return F.softsign(x)
 
 
 class LogSigmoid(Module):
+    """torch.nn.LogSigmoid: log(sigmoid(x)), stable for large |x|; any shape; ints give float32."""
+
     def forward(self, x: Tensor) -> Tensor:
         from tinyjit.nn import functional as F
         return F.logsigmoid(x)
 
 
 class GLU(Module):
-    """The first half of `dim` times the sigmoid of the second half."""
+    """torch.nn.GLU: a * sigmoid(b), a and b the two halves of x along `dim` (that size halves).
+    RuntimeError for an odd size."""
 
     def __init__(self, dim: int = -1):
         super().__init__()

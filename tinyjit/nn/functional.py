@@ -3,7 +3,8 @@ order, defaults and reductions of torch.nn.functional), composed from Tensor met
 
 Differences from PyTorch: `inplace=True` is accepted and ignored (every op builds a new lazy value; use the
 result), and the legacy `size_average` / `reduce` arguments are mapped to `reduction` as PyTorch does.
-Pooling and resampling (max_pool*, avg_pool*, adaptive_avg_pool*, interpolate) live in `tinyjit.nn.pooling`.
+Pooling (max_pool*, avg_pool*, adaptive_avg_pool*) lives in `tinyjit.nn.pooling`, `interpolate` in
+`tinyjit.nn.resample`.
 """
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from typing import Optional
 
 from tinyjit.dtype import dtypes
 from tinyjit.index_check import check_index, wide_enough
-from tinyjit.nn.pooling import adaptive_avg_pool, avg_pool, interpolate, max_pool  # noqa: F401 (re-exported)
+from tinyjit.nn.pooling import adaptive_avg_pool, avg_pool, max_pool
+from tinyjit.nn.resample import interpolate  # noqa: F401 (re-exported)
 from tinyjit.tensor import Tensor
 from tinyjit.tensor_nn import _reduce_loss
 
@@ -21,67 +23,81 @@ from tinyjit.tensor_nn import _reduce_loss
 
 
 def relu(input: Tensor, inplace: bool = False) -> Tensor:
-    """max(x, 0) (torch.nn.functional.relu)."""
+    """torch.nn.functional.relu: max(x, 0) elementwise (gradient 0 at 0); any shape, dtype kept. `inplace` is
+    accepted and ignored (every op builds a new value)."""
     return input.relu()
 
 
 def relu6(input: Tensor, inplace: bool = False) -> Tensor:
+    """torch.nn.functional.relu6: min(max(x, 0), 6) elementwise; any shape, dtype kept."""
     return input.relu6()
 
 
 def gelu(input: Tensor, approximate: str = "none") -> Tensor:
-    """x * Phi(x); approximate='tanh' uses the tanh formula. ValueError for another `approximate`."""
+    """torch.nn.functional.gelu: x * Phi(x) (Phi the normal CDF), or the tanh formula with approximate='tanh';
+    any shape, ints give float32. ValueError for another `approximate`."""
     if approximate not in ("none", "tanh"):
         raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
     return input.gelu(approximate)
 
 
 def silu(input: Tensor, inplace: bool = False) -> Tensor:
+    """torch.nn.functional.silu: x * sigmoid(x); any shape, ints give float32."""
     return input.silu()
 
 
 def mish(input: Tensor, inplace: bool = False) -> Tensor:
+    """torch.nn.functional.mish: x * tanh(softplus(x)); any shape, ints give float32."""
     return input.mish()
 
 
 def sigmoid(input: Tensor) -> Tensor:
+    """torch.nn.functional.sigmoid: 1 / (1 + exp(-x)); any shape, ints give float32."""
     return input.sigmoid()
 
 
 def tanh(input: Tensor) -> Tensor:
+    """torch.nn.functional.tanh: tanh(x); any shape, ints give float32."""
     return input.tanh()
 
 
 def leaky_relu(input: Tensor, negative_slope: float = 0.01, inplace: bool = False) -> Tensor:
+    """torch.nn.functional.leaky_relu: x where x >= 0, else negative_slope * x; any shape, ints give float32."""
     return input.leaky_relu(negative_slope)
 
 
 def elu(input: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:
+    """torch.nn.functional.elu: x where x > 0, else alpha * (exp(x) - 1); any shape, ints give float32."""
     return input.elu(alpha)
 
 
 def softplus(input: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
+    """torch.nn.functional.softplus: log(1 + exp(beta * x)) / beta, and x itself where beta * x > threshold;
+    any shape, ints give float32."""
     return input.softplus(beta, threshold)
 
 
 def hardswish(input: Tensor, inplace: bool = False) -> Tensor:
+    """torch.nn.functional.hardswish: x * relu6(x + 3) / 6; any shape, ints give float32."""
     return input.hardswish()
 
 
 def hardsigmoid(input: Tensor, inplace: bool = False) -> Tensor:
+    """torch.nn.functional.hardsigmoid: relu6(x + 3) / 6; any shape, ints give float32."""
     return input.hardsigmoid()
 
 
 def hardtanh(input: Tensor, min_val: float = -1.0, max_val: float = 1.0, inplace: bool = False) -> Tensor:
-    """x clipped to [min_val, max_val]; the gradient is 1 strictly inside and 0 at and beyond the bounds, like
-    PyTorch. ValueError when min_val > max_val."""
+    """torch.nn.functional.hardtanh: x clipped to [min_val, max_val]; the gradient is 1 strictly inside and 0 at
+    and beyond the bounds, like PyTorch; dtype kept. ValueError when min_val > max_val."""
     if min_val > max_val:
         raise ValueError(f"hardtanh: min_val ({min_val}) cannot be greater than max_val ({max_val})")
     return input._hardtanh(input, min_val, max_val, min_val, max_val, nan_gradient=True)
 
 
 def celu(input: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:
-    """max(0, x) + min(0, alpha * (exp(x / alpha) - 1)). ValueError for alpha == 0 (PyTorch: RuntimeError)."""
+    """torch.nn.functional.celu: max(0, x) + min(0, alpha * (exp(x / alpha) - 1)); any shape, ints give float32.
+    RuntimeError for alpha == 0."""
     if alpha == 0:
         raise RuntimeError("celu: alpha must not be 0 (it divides x)")
     x = input._float()
@@ -90,13 +106,13 @@ def celu(input: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:
 
 
 def softsign(input: Tensor) -> Tensor:
-    """x / (1 + |x|)."""
+    """torch.nn.functional.softsign: x / (1 + |x|); any shape, ints give float32."""
     x = input._float()
     return x / (x.abs() + 1)
 
 
 def logsigmoid(input: Tensor) -> Tensor:
-    """log(sigmoid(x)), stable for large |x|: -softplus(-x)."""
+    """torch.nn.functional.logsigmoid: log(sigmoid(x)), stable for large |x| (-softplus(-x)); any shape."""
     x = input._float()
     pos = x > 0
     # log(sigmoid(x)) = min(x, 0) - log1p(exp(-|x|)), written with where so the gradient at 0 is 1/2
@@ -104,7 +120,8 @@ def logsigmoid(input: Tensor) -> Tensor:
 
 
 def glu(input: Tensor, dim: int = -1) -> Tensor:
-    """a * sigmoid(b) where a, b are the two halves of `input` along `dim`. RuntimeError for an odd size."""
+    """torch.nn.functional.glu: a * sigmoid(b) where a, b are the two halves of `input` along `dim` (that size
+    halves). RuntimeError for an odd size."""
     if input.ndim == 0:
         raise RuntimeError("glu: does not support 0-d tensors")
     size = input.shape[dim]
@@ -115,17 +132,21 @@ def glu(input: Tensor, dim: int = -1) -> Tensor:
 
 
 def softmax(input: Tensor, dim: Optional[int] = None, _stacklevel: int = 3, dtype=None) -> Tensor:
-    """exp(x) / sum(exp(x)) along `dim` (input cast to `dtype` first when given)."""
+    """torch.nn.functional.softmax: exp(x) / sum(exp(x)) along `dim` (input cast to `dtype` first when given;
+    dim=None is PyTorch's legacy choice: 0 for 0-, 1- and 3-d inputs, else 1); shape kept. IndexError for a dim
+    out of range."""
     x = input.cast(dtype) if dtype is not None else input
     return x.softmax(_legacy_dim(dim, x))
 
 
 def log_softmax(input: Tensor, dim: Optional[int] = None, _stacklevel: int = 3, dtype=None) -> Tensor:
+    """torch.nn.functional.log_softmax: x - logsumexp(x) along `dim`, computed stably; dim and dtype as softmax."""
     x = input.cast(dtype) if dtype is not None else input
     return x.log_softmax(_legacy_dim(dim, x))
 
 
 def softmin(input: Tensor, dim: Optional[int] = None, _stacklevel: int = 3, dtype=None) -> Tensor:
+    """torch.nn.functional.softmin: softmax(-x) along `dim`; dim and dtype as softmax."""
     x = input.cast(dtype) if dtype is not None else input
     return (-x).softmax(_legacy_dim(dim, x))
 
@@ -157,8 +178,10 @@ def _check_tensors(op: str, **tensors) -> None:
 def cross_entropy(input: Tensor, target: Tensor, weight: Optional[Tensor] = None, size_average=None,
                   ignore_index: int = -100, reduce=None, reduction: str = "mean",
                   label_smoothing: float = 0.0) -> Tensor:
-    """Log-softmax over dim 1 (dim 0 for an unbatched (C,) input) and the negative log-likelihood. `target` holds
-    class indices (N, d...) or probabilities shaped like the input. Errors as Tensor.cross_entropy."""
+    """torch.nn.functional.cross_entropy: log-softmax over dim 1 (dim 0 for an unbatched (C,) input) and the
+    negative log-likelihood. `target` holds int class indices (N, d...) or probabilities shaped like the input;
+    weight (C,), ignore_index, label_smoothing and reduction as torch. IndexError for a class index out of range;
+    errors otherwise as Tensor.cross_entropy."""
     _check_tensors("cross_entropy", input=input, target=target, weight=weight)
     reduction = _reduction(size_average, reduce, reduction, "cross_entropy")
     return input.cross_entropy(target, reduction, label_smoothing, ignore_index, weight)
@@ -166,7 +189,8 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Optional[Tensor] = None
 
 def nll_loss(input: Tensor, target: Tensor, weight: Optional[Tensor] = None, size_average=None,
              ignore_index: int = -100, reduce=None, reduction: str = "mean") -> Tensor:
-    """Negative log-likelihood of log-probabilities (N, C, d...) at class indices (N, d...)."""
+    """torch.nn.functional.nll_loss: minus the log-probabilities (N, C, d...) at int class indices (N, d...),
+    weighted by `weight` (C,); ignore_index targets add nothing. IndexError for a class index out of range."""
     _check_tensors("nll_loss", input=input, target=target, weight=weight)
     return input.nll_loss(target, _reduction(size_average, reduce, reduction, "nll_loss"), ignore_index, weight)
 
@@ -178,19 +202,21 @@ def _pair_up(input: Tensor, target: Tensor, op: str) -> tuple[Tensor, Tensor]:
 
 
 def mse_loss(input: Tensor, target: Tensor, size_average=None, reduce=None, reduction: str = "mean") -> Tensor:
-    """Mean squared error (input and target broadcast together)."""
+    """torch.nn.functional.mse_loss: (input - target)^2, reduced ('mean', 'sum' or 'none'); input and target
+    broadcast together. ValueError for another reduction."""
     input, target = _pair_up(input, target, "mse_loss")
     return _reduce_loss((input - target).square(), _reduction(size_average, reduce, reduction, "mse_loss"), None)
 
 
 def l1_loss(input: Tensor, target: Tensor, size_average=None, reduce=None, reduction: str = "mean") -> Tensor:
-    """Mean absolute error (input and target broadcast together)."""
+    """torch.nn.functional.l1_loss: |input - target|, reduced; input and target broadcast together."""
     input, target = _pair_up(input, target, "l1_loss")
     return _reduce_loss((input - target).abs(), _reduction(size_average, reduce, reduction, "l1_loss"), None)
 
 
 def huber_loss(input: Tensor, target: Tensor, reduction: str = "mean", delta: float = 1.0) -> Tensor:
-    """0.5 d^2 where |d| < delta, else delta * (|d| - delta / 2)."""
+    """torch.nn.functional.huber_loss: 0.5 d^2 where |d| < delta, else delta * (|d| - delta / 2), d = input -
+    target, reduced."""
     input, target = _pair_up(input, target, "huber_loss")
     d = (input - target).abs()
     loss = (d < delta).where(0.5 * d * d, delta * (d - 0.5 * delta))
@@ -199,7 +225,8 @@ def huber_loss(input: Tensor, target: Tensor, reduction: str = "mean", delta: fl
 
 def smooth_l1_loss(input: Tensor, target: Tensor, size_average=None, reduce=None, reduction: str = "mean",
                    beta: float = 1.0) -> Tensor:
-    """0.5 d^2 / beta where |d| < beta, else |d| - beta / 2 (beta=0 is the L1 loss)."""
+    """torch.nn.functional.smooth_l1_loss: 0.5 d^2 / beta where |d| < beta, else |d| - beta / 2 (beta=0 is the
+    L1 loss), reduced."""
     input, target = _pair_up(input, target, "smooth_l1_loss")
     if beta < 0:
         raise RuntimeError(f"smooth_l1_loss: beta must be non-negative, got {beta}")
@@ -210,8 +237,8 @@ def smooth_l1_loss(input: Tensor, target: Tensor, size_average=None, reduce=None
 
 def kl_div(input: Tensor, target: Tensor, size_average=None, reduce=None, reduction: str = "mean",
            log_target: bool = False) -> Tensor:
-    """sum target * (log target - input) with input holding log-probabilities; reduction 'batchmean' divides the
-    sum by the batch size (the mathematically correct KL divergence)."""
+    """torch.nn.functional.kl_div: target * (log target - input) with input holding log-probabilities (target too
+    with log_target=True), reduced; 'batchmean' divides the sum by the batch size."""
     _check_tensors("kl_div", input=input, target=target)
     if log_target:
         loss = target.exp() * (target - input)
@@ -224,8 +251,9 @@ def kl_div(input: Tensor, target: Tensor, size_average=None, reduce=None, reduct
 
 def binary_cross_entropy(input: Tensor, target: Tensor, weight: Optional[Tensor] = None, size_average=None,
                          reduce=None, reduction: str = "mean") -> Tensor:
-    """-(t log p + (1 - t) log(1 - p)) of probabilities p, logs clamped at -100 like PyTorch; `weight` rescales
-    each element (broadcast). ValueError when target and input shapes differ."""
+    """torch.nn.functional.binary_cross_entropy: -(t log p + (1 - t) log(1 - p)) of probabilities p, logs clamped
+    at -100 like PyTorch; `weight` (broadcast) rescales each element; reduced. ValueError unless input and target
+    have one shape."""
     _check_tensors("binary_cross_entropy", input=input, target=target, weight=weight)
     loss = input.binary_cross_entropy(target, reduction="none")
     if weight is not None:
@@ -236,8 +264,9 @@ def binary_cross_entropy(input: Tensor, target: Tensor, weight: Optional[Tensor]
 def binary_cross_entropy_with_logits(input: Tensor, target: Tensor, weight: Optional[Tensor] = None,
                                      size_average=None, reduce=None, reduction: str = "mean",
                                      pos_weight: Optional[Tensor] = None) -> Tensor:
-    """Binary cross-entropy of logits, computed stably; `weight` rescales each element, `pos_weight` the positive
-    term (broadcast over the last dim, one per class)."""
+    """torch.nn.functional.binary_cross_entropy_with_logits: binary cross-entropy of logits, computed stably;
+    `weight` rescales each element, `pos_weight` (broadcast over the last dim) the positive term; reduced.
+    ValueError unless input and target have one shape."""
     _check_tensors("binary_cross_entropy_with_logits", input=input, target=target, weight=weight,
                    pos_weight=pos_weight)
     loss = input.binary_cross_entropy_with_logits(target, reduction="none", pos_weight=pos_weight)
@@ -249,13 +278,16 @@ def binary_cross_entropy_with_logits(input: Tensor, target: Tensor, weight: Opti
 # ---- normalization and regularization ----
 def layer_norm(input: Tensor, normalized_shape, weight: Optional[Tensor] = None, bias: Optional[Tensor] = None,
                eps: float = 1e-5) -> Tensor:
-    """Normalize over the trailing `normalized_shape` dims, then scale and shift."""
+    """torch.nn.functional.layer_norm: (x - mean) / sqrt(var + eps) over the trailing `normalized_shape` dims,
+    then * weight + bias (shape normalized_shape). ValueError for an input that does not end in
+    normalized_shape."""
     return input.layer_norm(normalized_shape, weight, bias, eps)
 
 
 def group_norm(input: Tensor, num_groups: int, weight: Optional[Tensor] = None, bias: Optional[Tensor] = None,
                eps: float = 1e-5) -> Tensor:
-    """Normalize each of `num_groups` channel groups of (N, C, *) over its channels and spatial dims."""
+    """torch.nn.functional.group_norm: each of `num_groups` channel groups of (N, C, *) normalized over its
+    channels and spatial dims, then * weight + bias per channel. RuntimeError for C not divisible by num_groups."""
     if input.ndim < 2 or not isinstance(num_groups, int) or num_groups <= 0 or input.shape[1] % num_groups:
         raise RuntimeError(f"group_norm: input of shape {input.shape} needs (N, C, ...) with C divisible by "
                            f"num_groups={num_groups!r}")
@@ -316,7 +348,8 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool 
 
 
 def normalize(input: Tensor, p: float = 2.0, dim: int = 1, eps: float = 1e-12, out=None) -> Tensor:
-    """input / max(||input||_p along dim, eps). The gradient is finite for a zero vector (the norm's is 0 there)."""
+    """torch.nn.functional.normalize: input / max(||input||_p along dim, eps); shape kept. The gradient is
+    finite for a zero vector (the norm's is 0 there)."""
     if out is not None:
         raise TypeError("normalize: out= is not supported (tinyjit tensors are values); use the result")
     x = input._float()
@@ -333,7 +366,8 @@ def normalize(input: Tensor, p: float = 2.0, dim: int = 1, eps: float = 1e-12, o
 
 
 def cosine_similarity(x1: Tensor, x2: Tensor, dim: int = 1, eps: float = 1e-8) -> Tensor:
-    """sum(x1 * x2) / (max(||x1||, eps) * max(||x2||, eps)) along dim (broadcast)."""
+    """torch.nn.functional.cosine_similarity: sum(x1 * x2) / (max(||x1||, eps) * max(||x2||, eps)) along dim
+    (x1 and x2 broadcast); the dim is removed."""
     n1 = x1.square().sum(dim).sqrt().maximum(eps)
     n2 = x2.square().sum(dim).sqrt().maximum(eps)
     return (x1 * x2).sum(dim) / (n1 * n2)
@@ -341,7 +375,8 @@ def cosine_similarity(x1: Tensor, x2: Tensor, dim: int = 1, eps: float = 1e-8) -
 
 # ---- linear, convolution, embedding, attention ----
 def linear(input: Tensor, weight: Tensor, bias: Optional[Tensor] = None) -> Tensor:
-    """input @ weight.T + bias; weight (out_features, in_features)."""
+    """torch.nn.functional.linear: input @ weight.T + bias for input (*, in_features), weight (out_features,
+    in_features), bias (out_features,). RuntimeError when the last dims do not match."""
     _check_tensors("linear", input=input, weight=weight, bias=bias)
     if input.shape[-1:] != weight.shape[-1:]:
         raise RuntimeError(f"linear: input of shape {input.shape} and weight of shape {weight.shape} do not fit "
@@ -349,77 +384,89 @@ def linear(input: Tensor, weight: Tensor, bias: Optional[Tensor] = None) -> Tens
     return input.linear(weight, bias)
 
 
-def _conv_nd(input, weight, bias, stride, padding, dilation, groups, nd: int, op: str) -> Tensor:
+def _batched_conv(op: str, nd: int, input, weight, bias, run) -> Tensor:
+    """What every convolution does around its op: check the tensors and their ranks (RuntimeError naming both
+    shapes), give an unbatched (C, *spatial) input a batch dim for `run(x)` and take it off the result."""
     _check_tensors(op, input=input, weight=weight, bias=bias)
     if weight.ndim != nd + 2 or input.ndim not in (nd + 1, nd + 2):
         raise RuntimeError(f"{op}: expected a {nd + 1}-d (unbatched) or {nd + 2}-d input and a {nd + 2}-d weight, "
                            f"got shapes {input.shape} and {weight.shape}")
     unbatched = input.ndim == nd + 1
-    x = input.unsqueeze(0) if unbatched else input
-    out = x._conv(weight, bias, stride, padding, dilation, groups, nd, op)
+    out = run(input.unsqueeze(0) if unbatched else input)
     return out.squeeze(0) if unbatched else out
 
 
+def _conv_nd(input, weight, bias, stride, padding, dilation, groups, nd: int, op: str) -> Tensor:
+    return _batched_conv(op, nd, input, weight, bias,
+                         lambda x: x._conv(weight, bias, stride, padding, dilation, groups, nd, op))
+
+
 def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups: int = 1) -> Tensor:
-    """1-d convolution: input (N, Cin, L) or (Cin, L), weight (Cout, Cin/groups, k); padding may be 'same'/'valid'."""
+    """torch.nn.functional.conv1d: 1-d convolution of input (N, Cin, L) or (Cin, L) with weight (Cout, Cin/groups,
+    k) and bias (Cout,); padding ints, 'same' or 'valid'. Output (N, Cout, (L + 2*padding - dilation*(k-1) - 1) //
+    stride + 1). RuntimeError for ranks that do not fit, ValueError for channels that do not."""
     return _conv_nd(input, weight, bias, stride, padding, dilation, groups, 1, "conv1d")
 
 
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups: int = 1) -> Tensor:
-    """2-d convolution: input (N, Cin, H, W) or (Cin, H, W), weight (Cout, Cin/groups, kh, kw)."""
+    """torch.nn.functional.conv2d: 2-d convolution of (N, Cin, H, W) or (Cin, H, W) with weight (Cout, Cin/groups,
+    kh, kw); arguments, sizes and errors as conv1d per spatial dim."""
     return _conv_nd(input, weight, bias, stride, padding, dilation, groups, 2, "conv2d")
 
 
 def conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups: int = 1) -> Tensor:
-    """3-d convolution: input (N, Cin, D, H, W) or unbatched, weight (Cout, Cin/groups, kd, kh, kw)."""
+    """torch.nn.functional.conv3d: 3-d convolution of (N, Cin, D, H, W) or unbatched with weight (Cout,
+    Cin/groups, kd, kh, kw); as conv1d per spatial dim."""
     return _conv_nd(input, weight, bias, stride, padding, dilation, groups, 3, "conv3d")
 
 
 def _conv_transpose_nd(input, weight, bias, stride, padding, output_padding, groups, dilation, nd, op) -> Tensor:
-    _check_tensors(op, input=input, weight=weight, bias=bias)
-    if weight.ndim != nd + 2 or input.ndim not in (nd + 1, nd + 2):
-        raise RuntimeError(f"{op}: expected a {nd + 1}-d (unbatched) or {nd + 2}-d input and a {nd + 2}-d weight, "
-                           f"got shapes {input.shape} and {weight.shape}")
-    unbatched = input.ndim == nd + 1
-    x = input.unsqueeze(0) if unbatched else input
-    out = x._conv_transpose(weight, bias, stride, padding, output_padding, groups, dilation, nd, op)
-    return out.squeeze(0) if unbatched else out
+    return _batched_conv(op, nd, input, weight, bias,
+                         lambda x: x._conv_transpose(weight, bias, stride, padding, output_padding, groups, dilation,
+                                                     nd, op))
 
 
 def conv_transpose1d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups: int = 1,
                      dilation=1) -> Tensor:
-    """Transposed 1-d convolution; weight (Cin, Cout/groups, k)."""
+    """torch.nn.functional.conv_transpose1d: the transposed 1-d convolution (conv1d's gradient with respect to its
+    input) of (N, Cin, L) or unbatched with weight (Cin, Cout/groups, k); output length (L-1)*stride - 2*padding +
+    dilation*(k-1) + output_padding + 1. RuntimeError for ranks that do not fit, ValueError for channels that do
+    not."""
     return _conv_transpose_nd(input, weight, bias, stride, padding, output_padding, groups, dilation, 1,
                               "conv_transpose1d")
 
 
 def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups: int = 1,
                      dilation=1) -> Tensor:
-    """Transposed 2-d convolution; weight (Cin, Cout/groups, kh, kw)."""
+    """torch.nn.functional.conv_transpose2d: the transposed 2-d convolution, weight (Cin, Cout/groups, kh, kw); as
+    conv_transpose1d per spatial dim."""
     return _conv_transpose_nd(input, weight, bias, stride, padding, output_padding, groups, dilation, 2,
                               "conv_transpose2d")
 
 
 def conv_transpose3d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups: int = 1,
                      dilation=1) -> Tensor:
-    """Transposed 3-d convolution; weight (Cin, Cout/groups, kd, kh, kw)."""
+    """torch.nn.functional.conv_transpose3d: the transposed 3-d convolution, weight (Cin, Cout/groups, kd, kh,
+    kw); as conv_transpose1d per spatial dim."""
     return _conv_transpose_nd(input, weight, bias, stride, padding, output_padding, groups, dilation, 3,
                               "conv_transpose3d")
 
 
 def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:
-    """(*shape) int class indices -> (*shape, num_classes) int64; IndexError for a class outside the range."""
+    """torch.nn.functional.one_hot: (*shape) int class indices -> (*shape, num_classes) int64 (num_classes=-1: the
+    largest index + 1). IndexError for a class outside the range."""
     _check_tensors("one_hot", tensor=tensor)
     return tensor.one_hot(num_classes)
 
 
 def embedding(input, weight: Tensor, padding_idx: Optional[int] = None, max_norm: Optional[float] = None,
               norm_type: float = 2.0, scale_grad_by_freq: bool = False, sparse: bool = False) -> Tensor:
-    """Rows of `weight` (num_embeddings, dim) at integer indices `input` (any shape): (*input.shape, dim). The
-    `padding_idx` row gets no gradient, as in PyTorch. IndexError for an index outside [0, num_embeddings).
-    max_norm and scale_grad_by_freq are not supported (NotImplementedError)."""
-    if max_norm is not None or scale_grad_by_freq:
-        raise NotImplementedError("embedding: max_norm and scale_grad_by_freq are not supported")
+    """Rows of `weight` (num_embeddings, dim) at integer indices `input` (any shape): (*input.shape, dim), as
+    torch.nn.functional.embedding. The `padding_idx` row gets no gradient. With `max_norm`, the rows looked up
+    whose `norm_type`-norm exceeds it are first scaled in place (in `weight`, no gradient) to norm max_norm, as in
+    torch. `scale_grad_by_freq` divides each row's gradient by how often its index occurs in `input`. `sparse` is
+    accepted; the gradient is dense. IndexError for an index outside [0, num_embeddings); TypeError for float
+    indices; RuntimeError for a weight that is not 2-d; ValueError for padding_idx out of range."""
     _check_tensors("embedding", weight=weight)
     if weight.ndim != 2:
         raise RuntimeError(f"embedding: weight must be 2-d (num_embeddings, embedding_dim), got {weight.shape}")
@@ -437,11 +484,30 @@ def embedding(input, weight: Tensor, padding_idx: Optional[int] = None, max_norm
     wide = wide_enough(idx, rows)
     hits = wide.unsqueeze(-1) == Tensor.arange(rows, dtype=wide.dtype, device=idx.device)
     check_index(idx if host is None else host, 0, rows, "embedding", f"a table of {rows} rows", reader=hits)
+    if max_norm is not None:
+        _renorm_rows_(weight, hits.reshape(-1, rows).any(0), max_norm, norm_type)
     table = weight
     if padding_idx is not None and weight.requires_grad:
         is_pad = Tensor.arange(rows, device=weight.device).reshape(rows, 1) == padding_idx
         table = is_pad.where(weight.detach(), weight)     # the same values; no gradient reaches that row
+    if scale_grad_by_freq and table.requires_grad:
+        # the same values (t + 0), and d/dt = 1 / count of the row's index in the batch
+        counts = hits.reshape(-1, rows).sum(0).maximum(1).cast(weight.dtype).reshape(rows, 1)
+        table = table.detach() + (table - table.detach()) / counts
     return hits.cast(weight.dtype) @ table
+
+
+def _renorm_rows_(weight: Tensor, used: Tensor, max_norm: float, norm_type: float) -> None:
+    """torch's embedding_renorm_: each used row of `weight` whose norm_type-norm exceeds max_norm is scaled in
+    place by max_norm / (norm + 1e-7). Not recorded for autograd (torch runs it under no_grad)."""
+    with Tensor.no_grad():
+        magnitude = weight.abs()
+        if norm_type == math.inf:
+            norms = magnitude.amax(1, keepdim=True)
+        else:
+            norms = (magnitude ** norm_type).sum(1, keepdim=True) ** (1.0 / norm_type)
+        shrink = used.reshape(-1, 1) & (norms > max_norm)
+        weight.assign(shrink.where(weight * (max_norm / (norms + 1e-7)), weight))
 
 
 def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn_mask: Optional[Tensor] = None,
@@ -523,47 +589,58 @@ def _pad_dim(x: Tensor, dim: int, before: int, after: int, mode: str) -> Tensor:
 
 # ---- pooling (nd-specific spellings of tinyjit.nn.pooling) ----
 def max_pool1d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
-    """Max pooling over (N, C, L) or (C, L); with return_indices also the int64 positions of the maxima."""
+    """torch.nn.functional.max_pool1d: the maximum of each window of (N, C, L) or (C, L); any dtype, kept; output
+    length (L + 2*padding - dilation*(k-1) - 1) / stride + 1 (floored, or ceiled with ceil_mode). With
+    return_indices also the int64 positions of the maxima. RuntimeError for bad sizes or padding over half the
+    kernel."""
     return max_pool(input, 1, kernel_size, stride, padding, dilation, ceil_mode, return_indices, "max_pool1d")
 
 
 def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
-    """Max pooling over (N, C, H, W) or (C, H, W); indices are flat positions h * W + w, like PyTorch's."""
+    """torch.nn.functional.max_pool2d: max pooling of (N, C, H, W) or (C, H, W), as max_pool1d per dim; indices are
+    flat positions h * W + w, like PyTorch's."""
     return max_pool(input, 2, kernel_size, stride, padding, dilation, ceil_mode, return_indices, "max_pool2d")
 
 
 def max_pool3d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
-    """Max pooling over (N, C, D, H, W) or (C, D, H, W)."""
+    """torch.nn.functional.max_pool3d: max pooling of (N, C, D, H, W) or (C, D, H, W), as max_pool1d per dim."""
     return max_pool(input, 3, kernel_size, stride, padding, dilation, ceil_mode, return_indices, "max_pool3d")
 
 
 def avg_pool1d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
-    """Average pooling over (N, C, L) or (C, L)."""
+    """torch.nn.functional.avg_pool1d: the mean of each window of (N, C, L) or (C, L) (count_include_pad as torch);
+    floats keep their dtype, ints truncate the mean, bool raises TypeError; sizes and errors as max_pool1d."""
     return avg_pool(input, 1, kernel_size, stride, padding, ceil_mode, count_include_pad, None, "avg_pool1d")
 
 
 def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
                divisor_override=None):
-    """Average pooling over (N, C, H, W) or (C, H, W)."""
+    """torch.nn.functional.avg_pool2d: average pooling of (N, C, H, W) or (C, H, W), as avg_pool1d per dim, with
+    divisor_override."""
     return avg_pool(input, 2, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override,
                     "avg_pool2d")
 
 
 def avg_pool3d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
                divisor_override=None):
-    """Average pooling over (N, C, D, H, W) or (C, D, H, W)."""
+    """torch.nn.functional.avg_pool3d: average pooling of (N, C, D, H, W) or (C, D, H, W), as avg_pool2d."""
     return avg_pool(input, 3, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override,
                     "avg_pool3d")
 
 
 def adaptive_avg_pool1d(input, output_size) -> Tensor:
+    """torch.nn.functional.adaptive_avg_pool1d: (N, C, L) or (C, L) averaged to `output_size`, cell i over input
+    [floor(i*L/out), ceil((i+1)*L/out)); float dtypes (RuntimeError otherwise)."""
     return adaptive_avg_pool(input, 1, output_size, "adaptive_avg_pool1d")
 
 
 def adaptive_avg_pool2d(input, output_size) -> Tensor:
-    """Average pooling to a fixed (out_h, out_w) (None keeps that dim), PyTorch's window bounds."""
+    """torch.nn.functional.adaptive_avg_pool2d: (N, C, H, W) or (C, H, W) averaged to output_size (an int or a
+    pair; None keeps that dim), as adaptive_avg_pool1d per dim."""
     return adaptive_avg_pool(input, 2, output_size, "adaptive_avg_pool2d")
 
 
 def adaptive_avg_pool3d(input, output_size) -> Tensor:
+    """torch.nn.functional.adaptive_avg_pool3d: (N, C, D, H, W) or (C, D, H, W) averaged to output_size, as
+    adaptive_avg_pool2d."""
     return adaptive_avg_pool(input, 3, output_size, "adaptive_avg_pool3d")

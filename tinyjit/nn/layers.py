@@ -9,7 +9,7 @@ import math
 from typing import Optional
 
 from tinyjit.nn import init
-from tinyjit.nn.module import Module
+from tinyjit.nn.module import Module, Parameter
 from tinyjit.random import host_generator
 from tinyjit.tensor import Tensor
 from tinyjit.tensor_nn import _pair
@@ -28,6 +28,8 @@ def size_arg(module: str, name: str, value, minimum: int = 0) -> int:
 
 
 class Identity(Module):
+    """torch.nn.Identity: returns its input unchanged (constructor arguments are accepted and ignored)."""
+
     def __init__(self, *args, **kwargs):
         super().__init__()
 
@@ -36,7 +38,9 @@ class Identity(Module):
 
 
 class Linear(Module):
-    """y = x @ weight.T + bias; weight (out_features, in_features)."""
+    """torch.nn.Linear: y = x @ weight.T + bias for x (*, in_features) -> (*, out_features); weight
+    (out_features, in_features) and bias (out_features,) start as PyTorch's (Kaiming-uniform). ValueError for an
+    input whose last dim is not in_features; TypeError/RuntimeError for bad sizes at construction."""
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, device=None, dtype=None):
         super().__init__()
@@ -122,75 +126,77 @@ class _ConvNd(Module):
         return s + (", bias=False" if self.bias is None else "")
 
 
-class Conv1d(_ConvNd):
-    """1-d convolution over (N, C, L); weight (out_channels, in_channels/groups, k)."""
+class _Conv(_ConvNd):
+    """The convolutions' constructor: torch.nn.ConvNd's arguments (no output_padding)."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1,
+                 groups: int = 1, bias: bool = True, padding_mode: str = "zeros", device=None, dtype=None):
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
+                         padding_mode, device=device, dtype=dtype)
+
+
+class _ConvTranspose(_ConvNd):
+    """The transposed convolutions' constructor: torch.nn.ConvTransposeNd's argument order (output_padding after
+    padding, dilation after bias)."""
+    _transposed = True
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, output_padding=0,
+                 groups: int = 1, bias: bool = True, dilation=1, padding_mode: str = "zeros", device=None,
+                 dtype=None):
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
+                         padding_mode, output_padding, device, dtype)
+
+
+class Conv1d(_Conv):
+    """torch.nn.Conv1d: 1-d convolution of (N, in_channels, L) or unbatched (in_channels, L) to (N, out_channels,
+    L_out), L_out = (L + 2*padding - dilation*(k-1) - 1) // stride + 1; weight (out_channels, in_channels/groups,
+    k) and bias initialized as PyTorch's. padding: ints, 'same' or 'valid'; only padding_mode='zeros'. ValueError
+    for channels not divisible by groups, another padding, or an input whose rank or channels do not fit."""
     _nd = 1
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1,
-                 groups: int = 1, bias: bool = True, padding_mode: str = "zeros", device=None, dtype=None):
-        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
-                         padding_mode, device=device, dtype=dtype)
 
-
-class Conv2d(_ConvNd):
-    """2-d convolution over (N, C, H, W); weight (out_channels, in_channels/groups, kh, kw)."""
+class Conv2d(_Conv):
+    """torch.nn.Conv2d: 2-d convolution of (N, in_channels, H, W) or unbatched (in_channels, H, W) to
+    (N, out_channels, H_out, W_out); weight (out_channels, in_channels/groups, kh, kw). Arguments, output sizes
+    and errors as Conv1d's, per spatial dim."""
     _nd = 2
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1,
-                 groups: int = 1, bias: bool = True, padding_mode: str = "zeros", device=None, dtype=None):
-        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
-                         padding_mode, device=device, dtype=dtype)
 
-
-class ConvTranspose1d(_ConvNd):
-    """Transposed 1-d convolution; weight (in_channels, out_channels/groups, k)."""
-    _nd, _transposed = 1, True
-
-    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, output_padding=0,
-                 groups: int = 1, bias: bool = True, dilation=1, padding_mode: str = "zeros", device=None,
-                 dtype=None):
-        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
-                         padding_mode, output_padding, device, dtype)
-
-
-class ConvTranspose2d(_ConvNd):
-    """Transposed 2-d convolution (the gradient of Conv2d w.r.t. its input); weight (in_channels,
-    out_channels/groups, kh, kw). Output size: (H-1)*stride - 2*padding + dilation*(k-1) + output_padding + 1."""
-    _nd, _transposed = 2, True
-
-    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, output_padding=0,
-                 groups: int = 1, bias: bool = True, dilation=1, padding_mode: str = "zeros", device=None,
-                 dtype=None):
-        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
-                         padding_mode, output_padding, device, dtype)
-
-
-class Conv3d(_ConvNd):
-    """3-d convolution over (N, C, D, H, W); weight (out_channels, in_channels/groups, kd, kh, kw)."""
+class Conv3d(_Conv):
+    """torch.nn.Conv3d: 3-d convolution of (N, in_channels, D, H, W) or unbatched (in_channels, D, H, W);
+    weight (out_channels, in_channels/groups, kd, kh, kw). Arguments, output sizes and errors as Conv1d's."""
     _nd = 3
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1,
-                 groups: int = 1, bias: bool = True, padding_mode: str = "zeros", device=None, dtype=None):
-        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
-                         padding_mode, device=device, dtype=dtype)
+
+class ConvTranspose1d(_ConvTranspose):
+    """torch.nn.ConvTranspose1d: the transposed 1-d convolution (the gradient of Conv1d with respect to its
+    input) of (N, in_channels, L) or unbatched, to L_out = (L-1)*stride - 2*padding + dilation*(k-1) +
+    output_padding + 1; weight (in_channels, out_channels/groups, k). ValueError for channels not divisible by
+    groups, a string padding, or an input whose rank or channels do not fit."""
+    _nd = 1
 
 
-class ConvTranspose3d(_ConvNd):
-    """Transposed 3-d convolution; weight (in_channels, out_channels/groups, kd, kh, kw)."""
-    _nd, _transposed = 3, True
+class ConvTranspose2d(_ConvTranspose):
+    """torch.nn.ConvTranspose2d: the transposed 2-d convolution (the gradient of Conv2d with respect to its
+    input); weight (in_channels, out_channels/groups, kh, kw). Output sizes and errors as ConvTranspose1d's."""
+    _nd = 2
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, output_padding=0,
-                 groups: int = 1, bias: bool = True, dilation=1, padding_mode: str = "zeros", device=None,
-                 dtype=None):
-        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
-                         padding_mode, output_padding, device, dtype)
+
+class ConvTranspose3d(_ConvTranspose):
+    """torch.nn.ConvTranspose3d: the transposed 3-d convolution; weight (in_channels, out_channels/groups, kd,
+    kh, kw). Output sizes and errors as ConvTranspose1d's."""
+    _nd = 3
 
 
 class Embedding(Module):
-    """Rows of `weight` (num_embeddings, embedding_dim) picked by integer indices; weight starts N(0, 1), with
-    the `padding_idx` row zeroed."""
+    """torch.nn.Embedding: rows of `weight` (num_embeddings, embedding_dim) picked by integer indices; weight
+    starts N(0, 1) (or is `_weight`), with the `padding_idx` row zeroed. max_norm, norm_type, scale_grad_by_freq
+    and sparse as in nn.functional.embedding; `_freeze` makes the weight not require grad. ValueError for
+    padding_idx out of range or a `_weight` of another shape."""
 
-    def __init__(self, num_embeddings: int, embedding_dim: int, padding_idx: Optional[int] = None, device=None,
+    def __init__(self, num_embeddings: int, embedding_dim: int, padding_idx: Optional[int] = None,
+                 max_norm: Optional[float] = None, norm_type: float = 2.0, scale_grad_by_freq: bool = False,
+                 sparse: bool = False, _weight: Optional[Tensor] = None, _freeze: bool = False, device=None,
                  dtype=None):
         super().__init__()
         size_arg("Embedding", "num_embeddings", num_embeddings), size_arg("Embedding", "embedding_dim", embedding_dim)
@@ -199,10 +205,20 @@ class Embedding(Module):
                 raise ValueError(f"Embedding: padding_idx {padding_idx} is out of range for {num_embeddings} rows")
             padding_idx %= num_embeddings
         self.num_embeddings, self.embedding_dim, self.padding_idx = num_embeddings, embedding_dim, padding_idx
-        w = host_generator().normal(0.0, 1.0, size=(num_embeddings, embedding_dim))
-        if padding_idx is not None:
-            w[padding_idx] = 0
-        self.weight = init._host(w, dtype, device)
+        self.max_norm, self.norm_type, self.scale_grad_by_freq, self.sparse = max_norm, norm_type, \
+            scale_grad_by_freq, sparse
+        if _weight is None:
+            w = host_generator().normal(0.0, 1.0, size=(num_embeddings, embedding_dim))
+            if padding_idx is not None:
+                w[padding_idx] = 0
+            self.weight = init._host(w, dtype, device)
+        else:
+            if tuple(_weight.shape) != (num_embeddings, embedding_dim):
+                raise ValueError(f"Embedding: _weight of shape {tuple(_weight.shape)} does not match "
+                                 f"({num_embeddings}, {embedding_dim})")
+            self.weight = Parameter(_weight if isinstance(_weight, Tensor) else Tensor(_weight))
+        if _freeze:
+            self.weight.requires_grad_(False)
 
     def forward(self, idx: Tensor) -> Tensor:
         """Rows of the table at `idx` (an int tensor, list or array of any shape): (*idx.shape, embedding_dim).
@@ -211,15 +227,41 @@ class Embedding(Module):
         from tinyjit.nn.functional import embedding
         if isinstance(idx, Tensor) and idx.dtype.is_float:
             raise TypeError(f"Embedding: indices must be an int tensor, got {idx.dtype.name}")
-        return embedding(idx, self.weight, self.padding_idx)
+        return embedding(idx, self.weight, self.padding_idx, self.max_norm, self.norm_type, self.scale_grad_by_freq,
+                         self.sparse)
+
+    @classmethod
+    def from_pretrained(cls, embeddings: Tensor, freeze: bool = True, padding_idx: Optional[int] = None,
+                        max_norm: Optional[float] = None, norm_type: float = 2.0, scale_grad_by_freq: bool = False,
+                        sparse: bool = False) -> "Embedding":
+        """torch.nn.Embedding.from_pretrained: an Embedding whose weight is a Parameter over the 2-d `embeddings`,
+        frozen unless freeze=False. ValueError unless embeddings is 2-d."""
+        if len(embeddings.shape) != 2:
+            raise ValueError(f"Embedding.from_pretrained: embeddings must be 2-d, got shape "
+                             f"{tuple(embeddings.shape)}")
+        rows, cols = embeddings.shape
+        return cls(rows, cols, padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse, _weight=embeddings,
+                   _freeze=freeze)
 
     def extra_repr(self) -> str:
-        return f"{self.num_embeddings}, {self.embedding_dim}" + \
-            (f", padding_idx={self.padding_idx}" if self.padding_idx is not None else "")
+        text = f"{self.num_embeddings}, {self.embedding_dim}"   # torch's order and defaults left out
+        if self.padding_idx is not None:
+            text += f", padding_idx={self.padding_idx}"
+        if self.max_norm is not None:
+            text += f", max_norm={self.max_norm}"
+        if self.norm_type != 2:
+            text += f", norm_type={self.norm_type}"
+        if self.scale_grad_by_freq:
+            text += ", scale_grad_by_freq=True"
+        if self.sparse:
+            text += ", sparse=True"
+        return text
 
 
 class Dropout(Module):
-    """Zero elements with probability p while the module is in training mode (its own flag, see Module)."""
+    """torch.nn.Dropout: while the module is in training mode (its own flag, see Module), zero each element with
+    probability p and scale the rest by 1 / (1 - p); in eval mode the identity. Any shape and float dtype.
+    ValueError for p outside [0, 1]."""
 
     def __init__(self, p: float = 0.5, inplace: bool = False):
         super().__init__()
@@ -235,6 +277,8 @@ class Dropout(Module):
 
 
 class Flatten(Module):
+    """torch.nn.Flatten: dims start_dim..end_dim (default 1..-1) merged into one, as Tensor.flatten."""
+
     def __init__(self, start_dim: int = 1, end_dim: int = -1):
         super().__init__()
         self.start_dim, self.end_dim = start_dim, end_dim
@@ -244,6 +288,9 @@ class Flatten(Module):
 
 
 class Unflatten(Module):
+    """torch.nn.Unflatten: dim `dim` split into `unflattened_size` (its product must equal that dim's size;
+    ValueError otherwise)."""
+
     def __init__(self, dim: int, unflattened_size):
         super().__init__()
         self.dim, self.unflattened_size = dim, tuple(unflattened_size)

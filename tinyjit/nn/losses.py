@@ -1,21 +1,26 @@
-"""Loss modules with PyTorch's constructor arguments; `loss(input, target)` calls the Tensor method."""
+"""Loss modules with PyTorch's constructor arguments (torch.nn's losses); `loss(input, target)` calls the
+Tensor method."""
 from __future__ import annotations
 
 from typing import Optional
 
+from tinyjit.nn.functional import _reduction
 from tinyjit.nn.module import Module
 from tinyjit.tensor import Tensor
 from tinyjit.tensor_nn import _reduce_loss
 
-_REDUCTIONS = ("none", "mean", "sum")
-
-
 class _Loss(Module):
-    def __init__(self, reduction: str = "mean"):
+    """The losses' common part: `reduction` ('none', 'mean' or 'sum'; PyTorch's deprecated size_average / reduce
+    flags map onto it as in torch) and optional weight tensors, registered as buffers (None when not given)."""
+
+    def __init__(self, size_average=None, reduce=None, reduction: str = "mean", **weights: Optional[Tensor]):
         super().__init__()
-        if reduction not in _REDUCTIONS:
-            raise ValueError(f"{type(self).__name__}: reduction must be one of {_REDUCTIONS}, got {reduction!r}")
-        self.reduction = reduction
+        self.reduction = _reduction(size_average, reduce, reduction, type(self).__name__)
+        for name, t in weights.items():
+            if t is not None:
+                self.register_buffer(name, t)
+            else:
+                setattr(self, name, None)
 
     def _check_shapes(self, input: Tensor, target: Tensor) -> None:
         if input.shape != target.shape:
@@ -27,17 +32,15 @@ class _Loss(Module):
 
 
 class CrossEntropyLoss(_Loss):
-    """Log-softmax over dim 1 then negative log-likelihood. Targets are class indices (N, ...) or class
-    probabilities shaped like the input; `weight` rescales classes, `ignore_index` targets add nothing (and are
-    not counted by the mean), `label_smoothing` mixes the target with the uniform distribution."""
+    """torch.nn.CrossEntropyLoss: log-softmax over dim 1 (input (N, C, d...) or unbatched (C,)) then the negative
+    log-likelihood. Targets are int class indices (N, d...) or class probabilities shaped like the input;
+    `weight` (C,) rescales classes, `ignore_index` targets add nothing (and are not counted by the mean),
+    `label_smoothing` mixes the target with the uniform distribution. Errors as F.cross_entropy (IndexError for a
+    class index out of range)."""
 
-    def __init__(self, weight: Optional[Tensor] = None, ignore_index: int = -100, reduction: str = "mean",
-                 label_smoothing: float = 0.0):
-        super().__init__(reduction)
-        if weight is not None:
-            self.register_buffer("weight", weight)
-        else:
-            self.weight = None
+    def __init__(self, weight: Optional[Tensor] = None, size_average=None, ignore_index: int = -100, reduce=None,
+                 reduction: str = "mean", label_smoothing: float = 0.0):
+        super().__init__(size_average, reduce, reduction, weight=weight)
         self.ignore_index, self.label_smoothing = ignore_index, label_smoothing
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
@@ -45,14 +48,12 @@ class CrossEntropyLoss(_Loss):
 
 
 class NLLLoss(_Loss):
-    """Negative log-likelihood of log-probabilities (N, C, ...) at class-index targets (N, ...)."""
+    """torch.nn.NLLLoss: minus the log-probabilities (N, C, d...) at int class-index targets (N, d...), weighted
+    by `weight` (C,); `ignore_index` targets add nothing. IndexError for a class index out of range."""
 
-    def __init__(self, weight: Optional[Tensor] = None, ignore_index: int = -100, reduction: str = "mean"):
-        super().__init__(reduction)
-        if weight is not None:
-            self.register_buffer("weight", weight)
-        else:
-            self.weight = None
+    def __init__(self, weight: Optional[Tensor] = None, size_average=None, ignore_index: int = -100, reduce=None,
+                 reduction: str = "mean"):
+        super().__init__(size_average, reduce, reduction, weight=weight)
         self.ignore_index = ignore_index
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
@@ -60,22 +61,27 @@ class NLLLoss(_Loss):
 
 
 class MSELoss(_Loss):
+    """torch.nn.MSELoss: (input - target)^2, reduced. ValueError unless input and target have one shape."""
+
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
         self._check_shapes(input, target)
         return _reduce_loss((input - target).square(), self.reduction, None)
 
 
 class L1Loss(_Loss):
+    """torch.nn.L1Loss: |input - target|, reduced. ValueError unless input and target have one shape."""
+
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
         self._check_shapes(input, target)
         return _reduce_loss((input - target).abs(), self.reduction, None)
 
 
 class HuberLoss(_Loss):
-    """0.5 * d^2 where |d| < delta, else delta * (|d| - 0.5 * delta)."""
+    """torch.nn.HuberLoss: 0.5 * d^2 where |d| < delta, else delta * (|d| - 0.5 * delta), d = input - target,
+    reduced. ValueError unless input and target have one shape."""
 
     def __init__(self, reduction: str = "mean", delta: float = 1.0):
-        super().__init__(reduction)
+        super().__init__(reduction=reduction)
         self.delta = delta
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
@@ -86,14 +92,12 @@ class HuberLoss(_Loss):
 
 
 class BCELoss(_Loss):
-    """Binary cross-entropy of probabilities; `weight` rescales each element."""
+    """torch.nn.BCELoss: -(t * log(p) + (1 - t) * log(1 - p)) of probabilities p (logs clamped at -100, as
+    PyTorch), times `weight` (broadcast) when given, reduced. ValueError unless input and target have one
+    shape."""
 
-    def __init__(self, weight: Optional[Tensor] = None, reduction: str = "mean"):
-        super().__init__(reduction)
-        if weight is not None:
-            self.register_buffer("weight", weight)
-        else:
-            self.weight = None
+    def __init__(self, weight: Optional[Tensor] = None, size_average=None, reduce=None, reduction: str = "mean"):
+        super().__init__(size_average, reduce, reduction, weight=weight)
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
         self._check_shapes(input, target)
@@ -102,16 +106,13 @@ class BCELoss(_Loss):
 
 
 class BCEWithLogitsLoss(_Loss):
-    """Binary cross-entropy of logits, computed stably; `weight` rescales each element, `pos_weight` (one per
-    class, broadcast over the last dim) the positive term."""
+    """torch.nn.BCEWithLogitsLoss: binary cross-entropy of logits, computed stably (sigmoid and log in one);
+    `weight` rescales each element, `pos_weight` (one per class, broadcast over the last dim) the positive term.
+    ValueError unless input and target have one shape."""
 
-    def __init__(self, weight: Optional[Tensor] = None, reduction: str = "mean", pos_weight: Optional[Tensor] = None):
-        super().__init__(reduction)
-        for name, t in (("weight", weight), ("pos_weight", pos_weight)):
-            if t is not None:
-                self.register_buffer(name, t)
-            else:
-                setattr(self, name, None)
+    def __init__(self, weight: Optional[Tensor] = None, size_average=None, reduce=None, reduction: str = "mean",
+                 pos_weight: Optional[Tensor] = None):
+        super().__init__(size_average, reduce, reduction, weight=weight, pos_weight=pos_weight)
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
         self._check_shapes(input, target)

@@ -18,8 +18,9 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Optional
 
 import numpy as np
 
+from tinyjit.dtype import dtypes
 from tinyjit.lazy import Node
-from tinyjit.tensor import Tensor
+from tinyjit.tensor import Tensor, to_arguments
 
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
 
@@ -80,8 +81,9 @@ def _add_hook(hooks: dict, entry, prepend: bool) -> RemovableHandle:
 
 
 class Module:
-    """Base class for layers. Subclasses set parameters, buffers and submodules as attributes in __init__
-    and define `forward`; calling the module calls `forward`."""
+    """torch.nn.Module: the base class of layers. Subclasses set parameters, buffers and submodules as
+    attributes in __init__ and define `forward`; calling the module runs the forward pre-hooks, `forward`, the
+    forward hooks and attaches full backward hooks (see the module docstring for registration rules)."""
 
     def __init__(self):
         self._ensure_registry()
@@ -95,6 +97,7 @@ class Module:
             object.__setattr__(self, "_non_persistent", set())
             object.__setattr__(self, "_forward_pre_hooks", OrderedDict())
             object.__setattr__(self, "_forward_hooks", OrderedDict())
+            object.__setattr__(self, "_backward_hooks", OrderedDict())
             if "training" not in self.__dict__:
                 object.__setattr__(self, "training", True)
         return reg
@@ -287,13 +290,38 @@ class Module:
             else:
                 p.grad = Tensor.zeros(*p.grad.shape, dtype=p.grad.dtype, device=p.grad.device)
 
-    def to(self, device: str) -> Module:
-        """Move every parameter and buffer to `device`, keeping the same Tensor objects."""
+    def to(self, *args, **kwargs) -> Module:
+        """torch.nn.Module.to: to(device), to(dtype), to(device, dtype), to(tensor) and the keywords device= /
+        dtype=. Every parameter and buffer moves to the device; a dtype applies to the floating-point ones only
+        (TypeError for a non-float dtype, as in torch). The same Tensor objects are kept (an optimizer built
+        before still updates them)."""
+        device, dtype = to_arguments(args, kwargs.pop("device", None), kwargs.pop("dtype", None), kwargs,
+                                     "Module.to")
+        if dtype is not None:
+            dtype = dtypes.from_any(dtype)
+            if not dtype.is_float:
+                raise TypeError(f"nn.Module.to only accepts floating point dtypes, but got desired dtype={dtype}")
         for t in list(self.parameters()) + list(self.buffers()):
-            if t.device != device:
-                moved = t.to(device).realize()
-                t.node = moved.node
+            moved = t.to(device=device, dtype=dtype if t.dtype.is_float else None)
+            if moved is not t:
+                t.node = moved.realize().node
         return self
+
+    def cpu(self) -> Module:
+        """torch.nn.Module.cpu: every parameter and buffer to the CPU."""
+        return self.to("CPU")
+
+    def float(self) -> Module:
+        """torch.nn.Module.float: floating-point parameters and buffers to float32."""
+        return self.to(dtypes.float32)
+
+    def double(self) -> Module:
+        """torch.nn.Module.double: floating-point parameters and buffers to float64."""
+        return self.to(dtypes.float64)
+
+    def half(self) -> Module:
+        """torch.nn.Module.half: floating-point parameters and buffers to float16."""
+        return self.to(dtypes.float16)
 
     def forward(self, *args, **kwargs):
         raise NotImplementedError(f"{type(self).__name__} does not define forward()")
@@ -314,8 +342,13 @@ class Module:
         return _add_hook(self._forward_hooks, (hook, with_kwargs, always_call), prepend)
 
     def register_full_backward_hook(self, hook: Callable, prepend: bool = False) -> RemovableHandle:
-        raise NotImplementedError("register_full_backward_hook: needs gradient hooks in autograd (not in this "
-                                  "build); use register_forward_hook and Tensor.gradient instead")
+        """hook(module, grad_input, grad_output) runs once per call of this module when the gradients with
+        respect to its positional inputs are built (backward or gradient); a tuple it returns replaces grad_input.
+        Entries are lazy Tensors, or None for non-tensor arguments and outputs no gradient reached. When no input
+        requires grad it runs with grad_input all None once grad_output is known. As torch.nn.Module's; see
+        tinyjit.nn.backward_hooks for how it fits the graph-to-graph autograd."""
+        self._ensure_registry()
+        return _add_hook(self._backward_hooks, hook, prepend)
 
     def __call__(self, *args, **kwargs):
         self._ensure_registry()
@@ -329,6 +362,14 @@ class Module:
                     args, kwargs = result
                 else:
                     args = result if isinstance(result, tuple) else (result,)
+        if self._backward_hooks:   # as in torch: inputs wrapped after the pre-hooks, outputs after the forward hooks
+            from tinyjit.nn.backward_hooks import hooked_call
+            return hooked_call(self, args, lambda hooked_args: self._forward_and_hooks(hooked_args, kwargs),
+                               list(self._backward_hooks.values()))
+        return self._forward_and_hooks(args, kwargs)
+
+    def _forward_and_hooks(self, args: tuple, kwargs: dict):
+        """forward(*args, **kwargs), then the forward hooks (which may replace the output)."""
         try:
             output = self.forward(*args, **kwargs)
         except Exception:
@@ -370,8 +411,8 @@ def _as_tensor(value: Any, like: Tensor) -> Tensor:
 
 
 class Sequential(Module):
-    """Modules applied in order. `Sequential(a, b)` names them "0", "1"; `Sequential(OrderedDict(...))` uses
-    the dict's names."""
+    """torch.nn.Sequential: modules applied in order, each to the previous one's output. `Sequential(a, b)`
+    names them "0", "1"; `Sequential(OrderedDict(...))` uses the dict's names; indexing and slicing as torch."""
 
     def __init__(self, *modules):
         super().__init__()
@@ -407,7 +448,8 @@ class Sequential(Module):
 
 
 class ModuleList(Module):
-    """A list of modules whose parameters are registered (keys "0", "1", ...)."""
+    """torch.nn.ModuleList: a list of modules whose parameters are registered (state_dict keys "0.weight", ...);
+    append, extend, insert, indexing and iteration as a list. Calling it raises NotImplementedError."""
 
     def __init__(self, modules: Optional[Iterable[Module]] = None):
         super().__init__()
@@ -459,7 +501,8 @@ class ModuleList(Module):
 
 
 class ModuleDict(Module):
-    """A dict of modules whose parameters are registered under their keys."""
+    """torch.nn.ModuleDict: a dict of modules whose parameters are registered under their keys (state_dict keys
+    "key.weight", ...); keys, values, items, indexing and `in` as a dict."""
 
     def __init__(self, modules: Optional[Mapping[str, Module]] = None):
         super().__init__()

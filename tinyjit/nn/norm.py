@@ -85,16 +85,21 @@ class _BatchNorm(Module):
 
 
 class BatchNorm1d(_BatchNorm):
-    """Batch normalization over (N, C) or (N, C, L)."""
+    """torch.nn.BatchNorm1d over (N, C) or (N, C, L): (x - mean) / sqrt(var + eps) * weight + bias per channel,
+    with the batch's statistics (biased variance) while training (the running ones, updated with `momentum`,
+    tracking the unbiased variance; momentum=None a cumulative average) and the running ones in eval mode.
+    float16 is normalized in float32. ValueError for an input of another rank or channel count, or one value per
+    channel while training."""
     _input_dims = (2, 3)
 
 
 class BatchNorm2d(_BatchNorm):
-    """Batch normalization over (N, C, H, W)."""
+    """torch.nn.BatchNorm2d: BatchNorm1d's normalization over (N, C, H, W), statistics per channel."""
     _input_dims = (4,)
 
 
 class BatchNorm3d(_BatchNorm):
+    """torch.nn.BatchNorm3d: BatchNorm1d's normalization over (N, C, D, H, W), statistics per channel."""
     _input_dims = (5,)
 
 
@@ -111,7 +116,9 @@ def _norm_shape(normalized_shape, module: str) -> tuple[int, ...]:
 
 
 class LayerNorm(Module):
-    """Normalize over the trailing `normalized_shape` dims, then scale and shift elementwise."""
+    """torch.nn.LayerNorm: (x - mean) / sqrt(var + eps) over the trailing `normalized_shape` dims (biased
+    variance; float16 in float32), then * weight + bias elementwise (shape normalized_shape). ValueError for an
+    input that does not end in normalized_shape."""
 
     def __init__(self, normalized_shape, eps: float = 1e-5, elementwise_affine: bool = True, bias: bool = True,
                  device=None, dtype=None):
@@ -132,7 +139,9 @@ class LayerNorm(Module):
 
 
 class GroupNorm(Module):
-    """Split the channels (dim 1) into groups and normalize each group over its channels and spatial dims."""
+    """torch.nn.GroupNorm: the channels (dim 1) of (N, C, *) split into num_groups groups, each normalized over
+    its channels and spatial dims, then * weight + bias per channel. ValueError for num_channels not divisible
+    by num_groups, or an input without num_channels in dim 1."""
 
     def __init__(self, num_groups: int, num_channels: int, eps: float = 1e-5, affine: bool = True, device=None,
                  dtype=None):
@@ -159,7 +168,9 @@ class GroupNorm(Module):
 
 
 class RMSNorm(Module):
-    """x / sqrt(mean(x^2) + eps) * weight over the trailing dims; eps=None uses the dtype's machine epsilon."""
+    """torch.nn.RMSNorm: x / sqrt(mean(x^2) + eps) * weight over the trailing `normalized_shape` dims; eps=None
+    uses the dtype's machine epsilon; float16 in float32. ValueError for an input that does not end in
+    normalized_shape."""
 
     def __init__(self, normalized_shape, eps: Optional[float] = None, elementwise_affine: bool = True, device=None,
                  dtype=None):

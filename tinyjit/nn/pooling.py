@@ -1,25 +1,24 @@
-"""Pooling and resampling over 1, 2 or 3 spatial dims, as functions (re-exported by `tinyjit.nn.functional`) and
-as modules (MaxPool1d/3d, AvgPool1d/3d, AdaptiveAvgPool1d/2d/3d, Upsample).
+"""Pooling over 1, 2 or 3 spatial dims, as functions (re-exported by `tinyjit.nn.functional`) and as modules
+(MaxPool1d/2d/3d, AvgPool1d/2d/3d, AdaptiveAvgPool1d/2d/3d).
 
-Max and average pooling read sliding windows as views (`Tensor._windows`) and reduce them. Resampling
-(`interpolate`, adaptive average pooling) is separable: along each spatial axis the output is a fixed (out, in)
-matrix times the input, built on the host with PyTorch's index and weight formulas (in float32, as PyTorch's CPU
-kernels compute them) and contracted with a matmul, so the gradient is the transposed matrix for free.
+Max and average pooling read sliding windows as views (`Tensor._windows`) and reduce them. Adaptive average
+pooling is separable, like resampling (tinyjit.nn.resample): along each spatial axis the output is a fixed
+(out, in) matrix times the input, built on the host with PyTorch's window bounds and contracted with a matmul
+(`_contract`), so the gradient is the transposed matrix for free.
 """
 from __future__ import annotations
 
-import math
 import numbers
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 
 from tinyjit.dtype import dtypes
 from tinyjit.helpers import prod
 from tinyjit.nn.module import Module
-from tinyjit.ops import Op
+from tinyjit.ops import Op, reduce_identity
 from tinyjit.tensor import Tensor
-from tinyjit.tensor_reduce import _identity
+
 
 
 def _ints(value, nd: int, what: str, op: str, low: int) -> tuple[int, ...]:
@@ -80,7 +79,7 @@ def max_pool(x: Tensor, nd: int, kernel_size, stride=None, padding=0, dilation=1
     # with a gradient or indices, several kernels read the windows: from one buffer they all see the same values
     src = x.contiguous() if track else x
     lead = ((0, 0),) * (x.ndim - nd)
-    padded = src.pad(lead + tuple((pi, pi + e) for pi, e in zip(p, extra)), value=_identity(Op.RMAX, x.dtype))
+    padded = src.pad(lead + tuple((pi, pi + e) for pi, e in zip(p, extra)), value=reduce_identity(Op.RMAX, x.dtype))
     win = padded._windows(k, s, d)
     win = win.reshape(win.shape[:x.ndim] + (prod(k),))      # (..., *out, window)
     best = win.amax(-1)
@@ -197,90 +196,6 @@ def adaptive_avg_pool(x: Tensor, nd: int, output_size, op: str = "adaptive_avg_p
     return _contract(x, mats)
 
 
-_MODES = {"nearest": None, "nearest-exact": None, "linear": 1, "bilinear": 2, "trilinear": 3, "area": None}
-
-
-def interpolate(input: Tensor, size=None, scale_factor=None, mode: str = "nearest",
-                align_corners: Optional[bool] = None, recompute_scale_factor: Optional[bool] = None,
-                antialias: bool = False) -> Tensor:
-    """torch.nn.functional.interpolate for (N, C, *spatial) with 1 to 3 spatial dims. Modes: 'nearest',
-    'nearest-exact', 'linear' (3-d), 'bilinear' (4-d), 'trilinear' (5-d) and 'area'. Give exactly one of `size` and
-    `scale_factor`; align_corners only with the linear modes. Source indices and weights are PyTorch's."""
-    x = input
-    if not isinstance(x, Tensor):
-        raise TypeError(f"interpolate: input must be a Tensor, got {type(x).__name__}")
-    if mode not in _MODES:
-        raise NotImplementedError(f"interpolate: mode {mode!r} is not supported (choose from {', '.join(_MODES)})")
-    nd = x.ndim - 2
-    if nd not in (1, 2, 3):
-        raise ValueError(f"interpolate: expected a 3-d, 4-d or 5-d input (N, C, *spatial), got shape {x.shape}")
-    if _MODES[mode] is not None and _MODES[mode] != nd:
-        raise ValueError(f"interpolate: mode {mode!r} needs a {_MODES[mode] + 2}-d input, got shape {x.shape}")
-    if align_corners is not None and _MODES[mode] is None:
-        raise ValueError(f"interpolate: align_corners only applies to the linear modes, not {mode!r}")
-    if antialias:
-        raise NotImplementedError("interpolate: antialias=True is not supported")
-    if (size is None) == (scale_factor is None):
-        raise ValueError("interpolate: give exactly one of size and scale_factor")
-    spatial = x.shape[2:]
-    if size is not None:
-        out = _output_sizes(x, nd, size, "interpolate")
-        scales = [None] * nd
-    else:
-        factors = tuple(scale_factor) if isinstance(scale_factor, (tuple, list)) else (scale_factor,) * nd
-        if len(factors) != nd or any(not isinstance(f, numbers.Real) or f <= 0 for f in factors):
-            raise ValueError(f"interpolate: scale_factor must be a positive number or {nd} of them, got "
-                             f"{scale_factor!r}")
-        out = tuple(int(math.floor(i * float(f))) for i, f in zip(spatial, factors))
-        scales = [None] * nd if recompute_scale_factor else [float(f) for f in factors]
-    if any(o <= 0 for o in out):
-        raise ValueError(f"interpolate: the output size {out} must be positive (input {x.shape})")
-    if mode == "area":
-        return adaptive_avg_pool(x, nd, out, "interpolate")
-    mats = [_resample_matrix(i, o, sc, mode, bool(align_corners)) for i, o, sc in zip(spatial, out, scales)]
-    if mode.startswith("nearest") and not x.dtype.is_float:   # ints and bools: pick, never multiply
-        for i, m in enumerate(mats):
-            axis = 2 + i
-            pick = Tensor(np.argmax(m, axis=1).astype(np.int32), device=x.device)
-            x = _pick_along(x, axis, pick)
-        return x
-    return _contract(x, mats).cast(x.dtype)
-
-
-def _pick_along(x: Tensor, axis: int, index: Tensor) -> Tensor:
-    """x with axis `axis` replaced by x[..., index, ...] (index: 1-d int tensor)."""
-    onehot = index.unsqueeze(-1) == Tensor.arange(x.shape[axis], dtype=dtypes.int32, device=x.device)
-    moved = x.transpose(axis, -1).unsqueeze(-2)                       # (..., 1, in)
-    picked = onehot.where(moved, Tensor.zeros((), dtype=x.dtype, device=x.device)).sum(-1).cast(x.dtype)
-    return picked.transpose(axis, -1)      # one hit per row: the sum is the picked value
-
-
-def _resample_matrix(size: int, out: int, scale: Optional[float], mode: str, align_corners: bool) -> np.ndarray:
-    m = np.zeros((out, size), np.float64)
-    dst = np.arange(out, dtype=np.float32)
-    # PyTorch's area_pixel_compute_scale: 1/scale_factor when one was given, else in/out
-    ratio = np.float32(1.0 / scale if scale is not None and scale > 0 else size / out)
-    if mode in ("nearest", "nearest-exact"):
-        offset = np.float32(0.5) if mode == "nearest-exact" else np.float32(0.0)
-        src = np.minimum(np.floor((dst + offset) * ratio).astype(np.int64), size - 1)
-        m[np.arange(out), src] = 1.0
-        return m
-    if align_corners:
-        ratio = np.float32((size - 1) / (out - 1)) if out > 1 else np.float32(0.0)
-        src = ratio * dst
-    else:
-        src = np.maximum(ratio * (dst + np.float32(0.5)) - np.float32(0.5), np.float32(0.0))
-    i0 = np.floor(src).astype(np.int64)
-    i0 = np.minimum(i0, size - 1)
-    i1 = np.where(i0 < size - 1, i0 + 1, i0)
-    lam1 = (src - i0).astype(np.float32)
-    lam0 = np.float32(1.0) - lam1
-    rows = np.arange(out)
-    np.add.at(m, (rows, i0), lam0)
-    np.add.at(m, (rows, i1), lam1)
-    return m
-
-
 # ---- modules ----
 def _check_padding(module: str, nd: int, kernel_size, padding, dilation) -> None:
     """At construction, like PyTorch's modules: sizes are ints and padding at most half the (dilated) kernel."""
@@ -290,8 +205,26 @@ def _check_padding(module: str, nd: int, kernel_size, padding, dilation) -> None
         raise ValueError(f"{module}: padding {padding} must be at most half the kernel size {kernel_size}")
 
 
-class _MaxPoolNd(Module):
+class _PoolNd(Module):
+    """The pooling modules: the constructor stores torch's arguments as attributes; forward passes those named in
+    `_arguments` to `_pool(x, nd, ...)`, extra_repr shows those in `_shown`."""
     _nd = 2
+    _pool: Callable        # max_pool, avg_pool or adaptive_avg_pool (a staticmethod)
+    _arguments: tuple[str, ...] = ()
+    _shown: tuple[str, ...] = ()
+
+    def forward(self, x: Tensor):
+        return type(self)._pool(x, self._nd, *(getattr(self, name) for name in self._arguments),
+                                op=type(self).__name__)
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{name}={getattr(self, name)}" for name in self._shown)
+
+
+class _MaxPoolNd(_PoolNd):
+    _pool = staticmethod(max_pool)
+    _arguments = ("kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices")
+    _shown = ("kernel_size", "stride", "padding", "dilation", "ceil_mode")
 
     def __init__(self, kernel_size, stride=None, padding=0, dilation=1, return_indices: bool = False,
                  ceil_mode: bool = False):
@@ -300,32 +233,29 @@ class _MaxPoolNd(Module):
         self.kernel_size, self.stride, self.padding, self.dilation = kernel_size, stride, padding, dilation
         self.return_indices, self.ceil_mode = return_indices, ceil_mode
 
-    def forward(self, x: Tensor):
-        return max_pool(x, self._nd, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode,
-                        self.return_indices, type(self).__name__)
-
-    def extra_repr(self) -> str:
-        return (f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
-                f"dilation={self.dilation}, ceil_mode={self.ceil_mode}")
-
-
-class MaxPool2d(_MaxPoolNd):
-    """Max pooling over (N, C, H, W) or (C, H, W)."""
-    _nd = 2
-
 
 class MaxPool1d(_MaxPoolNd):
-    """Max pooling over (N, C, L)."""
+    """torch.nn.MaxPool1d: the maximum of each window of (N, C, L) or (C, L); any dtype, kept. Arguments, output
+    size ((L + 2*padding - dilation*(k-1) - 1) / stride + 1, floored or with ceil_mode ceiled), return_indices
+    and errors as F.max_pool1d; ValueError at construction for padding over half the kernel."""
     _nd = 1
 
 
+class MaxPool2d(_MaxPoolNd):
+    """torch.nn.MaxPool2d: max pooling of (N, C, H, W) or (C, H, W), as MaxPool1d per spatial dim (indices are
+    flat positions h * W + w)."""
+    _nd = 2
+
+
 class MaxPool3d(_MaxPoolNd):
-    """Max pooling over (N, C, D, H, W)."""
+    """torch.nn.MaxPool3d: max pooling of (N, C, D, H, W) or (C, D, H, W), as MaxPool1d per spatial dim."""
     _nd = 3
 
 
-class _AvgPoolNd(Module):
-    _nd = 2
+class _AvgPoolNd(_PoolNd):
+    _pool = staticmethod(avg_pool)
+    _arguments = ("kernel_size", "stride", "padding", "ceil_mode", "count_include_pad", "divisor_override")
+    _shown = ("kernel_size", "stride", "padding")
 
     def __init__(self, kernel_size, stride=None, padding=0, ceil_mode: bool = False, count_include_pad: bool = True,
                  divisor_override: Optional[int] = None):
@@ -334,16 +264,10 @@ class _AvgPoolNd(Module):
         self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
         self.ceil_mode, self.count_include_pad, self.divisor_override = ceil_mode, count_include_pad, divisor_override
 
-    def forward(self, x: Tensor) -> Tensor:
-        return avg_pool(x, self._nd, self.kernel_size, self.stride, self.padding, self.ceil_mode,
-                        self.count_include_pad, self.divisor_override, type(self).__name__)
-
-    def extra_repr(self) -> str:
-        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
-
 
 class AvgPool1d(_AvgPoolNd):
-    """Average pooling over (N, C, L) (PyTorch's AvgPool1d has no divisor_override)."""
+    """torch.nn.AvgPool1d: the mean of each window of (N, C, L) or (C, L) (no divisor_override, as PyTorch's).
+    Floats keep their dtype, ints truncate the mean, bool raises TypeError; sizes and errors as F.avg_pool1d."""
     _nd = 1
 
     def __init__(self, kernel_size, stride=None, padding=0, ceil_mode: bool = False, count_include_pad: bool = True):
@@ -351,56 +275,38 @@ class AvgPool1d(_AvgPoolNd):
 
 
 class AvgPool2d(_AvgPoolNd):
-    """Average pooling over (N, C, H, W) or (C, H, W)."""
+    """torch.nn.AvgPool2d: average pooling of (N, C, H, W) or (C, H, W), as AvgPool1d per spatial dim, with
+    divisor_override."""
     _nd = 2
 
 
 class AvgPool3d(_AvgPoolNd):
-    """Average pooling over (N, C, D, H, W)."""
+    """torch.nn.AvgPool3d: average pooling of (N, C, D, H, W) or (C, D, H, W), as AvgPool2d."""
     _nd = 3
 
 
-class _AdaptiveAvgPoolNd(Module):
-    _nd = 2
+class _AdaptiveAvgPoolNd(_PoolNd):
+    _pool = staticmethod(adaptive_avg_pool)
+    _arguments = _shown = ("output_size",)
 
     def __init__(self, output_size):
         super().__init__()
         self.output_size = output_size
 
-    def forward(self, x: Tensor) -> Tensor:
-        return adaptive_avg_pool(x, self._nd, self.output_size, type(self).__name__)
-
-    def extra_repr(self) -> str:
-        return f"output_size={self.output_size}"
-
 
 class AdaptiveAvgPool1d(_AdaptiveAvgPoolNd):
+    """torch.nn.AdaptiveAvgPool1d: (N, C, L) or (C, L) averaged to length output_size, cell i over input
+    [floor(i*L/out), ceil((i+1)*L/out)); float dtypes only (RuntimeError otherwise)."""
     _nd = 1
 
 
 class AdaptiveAvgPool2d(_AdaptiveAvgPoolNd):
+    """torch.nn.AdaptiveAvgPool2d: (N, C, H, W) or (C, H, W) averaged to output_size (an int or a pair; None
+    keeps that dim), as AdaptiveAvgPool1d per dim."""
     _nd = 2
 
 
 class AdaptiveAvgPool3d(_AdaptiveAvgPoolNd):
+    """torch.nn.AdaptiveAvgPool3d: (N, C, D, H, W) or (C, D, H, W) averaged to output_size, as
+    AdaptiveAvgPool2d."""
     _nd = 3
-
-
-class Upsample(Module):
-    """`interpolate` as a module: Upsample(size=None, scale_factor=None, mode='nearest', align_corners=None)."""
-
-    def __init__(self, size=None, scale_factor=None, mode: str = "nearest", align_corners: Optional[bool] = None,
-                 recompute_scale_factor: Optional[bool] = None):
-        super().__init__()
-        if mode not in _MODES:
-            raise NotImplementedError(f"Upsample: mode {mode!r} is not supported (choose from {', '.join(_MODES)})")
-        self.size, self.scale_factor, self.mode = size, scale_factor, mode
-        self.align_corners, self.recompute_scale_factor = align_corners, recompute_scale_factor
-
-    def forward(self, x: Tensor) -> Tensor:
-        return interpolate(x, self.size, self.scale_factor, self.mode, self.align_corners,
-                           self.recompute_scale_factor)
-
-    def extra_repr(self) -> str:
-        what = f"size={self.size}" if self.size is not None else f"scale_factor={self.scale_factor}"
-        return f"{what}, mode={self.mode!r}"

@@ -13,7 +13,10 @@ from tinyjit.optim.optimizer import Optimizer
 
 
 class LRScheduler:
-    """Base class: subclasses define `get_lr()`, the new rate of each param group at `self.last_epoch`."""
+    """torch.optim.lr_scheduler.LRScheduler: the base class. The constructor takes the first step (rates for
+    epoch 0); step() advances last_epoch and sets each param group's lr from get_lr() (PyTorch's chainable
+    formulas); get_last_lr(), state_dict() and load_state_dict() as torch. TypeError for a non-tinyjit optimizer,
+    KeyError when resuming (last_epoch != -1) without 'initial_lr' in the groups."""
 
     def __init__(self, optimizer: Optimizer, last_epoch: int = -1):
         if not isinstance(optimizer, Optimizer):
@@ -61,7 +64,8 @@ class LRScheduler:
 
 
 class StepLR(LRScheduler):
-    """Multiply the rate by gamma every step_size epochs."""
+    """torch.optim.lr_scheduler.StepLR: the rate times gamma every step_size epochs. ValueError for a step_size
+    that is not a positive int."""
 
     def __init__(self, optimizer: Optimizer, step_size: int, gamma: float = 0.1, last_epoch: int = -1):
         if not isinstance(step_size, int) or step_size <= 0:
@@ -76,7 +80,8 @@ class StepLR(LRScheduler):
 
 
 class LinearLR(LRScheduler):
-    """Scale the rate by a factor going linearly from start_factor to end_factor over total_iters epochs."""
+    """torch.optim.lr_scheduler.LinearLR: the rate scaled by a factor going linearly from start_factor to
+    end_factor over total_iters epochs, then kept. ValueError for factors outside (0, 1] (start) or [0, 1] (end)."""
 
     def __init__(self, optimizer: Optimizer, start_factor: float = 1.0 / 3, end_factor: float = 1.0,
                  total_iters: int = 5, last_epoch: int = -1):
@@ -98,7 +103,8 @@ class LinearLR(LRScheduler):
 
 
 class CosineAnnealingLR(LRScheduler):
-    """Cosine from the base rate down to eta_min over T_max epochs (and back up, periodically, past T_max)."""
+    """torch.optim.lr_scheduler.CosineAnnealingLR: cosine from the base rate down to eta_min over T_max epochs
+    (and back up, periodically, past T_max), in PyTorch's recursive form."""
 
     def __init__(self, optimizer: Optimizer, T_max: int, eta_min: float = 0.0, last_epoch: int = -1):
         if T_max <= 0:
@@ -129,9 +135,10 @@ def _per_group(name: str, optimizer: Optimizer, value: Union[float, Sequence[flo
 
 
 class OneCycleLR(LRScheduler):
-    """The 1cycle policy (Smith & Topin): warm up from max_lr/div_factor to max_lr over pct_start of the steps,
-    then anneal to max_lr/(div_factor*final_div_factor); momentum (or Adam's beta1) cycles the opposite way.
-    Step it once per batch."""
+    """torch.optim.lr_scheduler.OneCycleLR: the 1cycle policy (Smith & Topin): warm up from max_lr/div_factor to
+    max_lr over pct_start of the steps, then anneal to max_lr/(div_factor*final_div_factor) ('cos' or 'linear');
+    momentum (or Adam's beta1) cycles the opposite way. Step it once per batch. ValueError for missing or
+    inconsistent total_steps / epochs / steps_per_epoch, or a bad pct_start or anneal_strategy."""
 
     def __init__(self, optimizer: Optimizer, max_lr: Union[float, Sequence[float]], total_steps: int = None,
                  epochs: int = None, steps_per_epoch: int = None, pct_start: float = 0.3,

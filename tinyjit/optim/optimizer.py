@@ -22,7 +22,9 @@ from tinyjit.tensor import Tensor
 
 
 class ParamGroup(dict):
-    """A param group dict whose "lr" is mirrored into realized 0-d Tensors (one per device) read by the updates."""
+    """A param group dict (torch.optim.Optimizer.param_groups' entries) whose "lr" is mirrored into realized 0-d
+    Tensors, one per device, read by the updates: a TinyJit-captured step sees every change. TypeError for an lr
+    that is not a Python number."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -62,7 +64,10 @@ def register_optimizer_step_pre_hook(hook: Callable[["Optimizer"], None]) -> Cal
 
 
 class Optimizer:
-    """Base class: subclasses define `_update(p, grad, group, state) -> list of tensors assigned`."""
+    """torch.optim.Optimizer: param_groups, state, zero_grad(set_to_none), step(), add_param_group, state_dict
+    and load_state_dict. Subclasses define `_update(p, grad, group, state) -> the tensors assigned`; a step builds
+    every update lazily and realizes them in one schedule. TypeError for a Tensor or non-float parameters,
+    ValueError for an empty list or a parameter in two groups."""
 
     def __init__(self, params: _Params, defaults: dict[str, Any]):
         if isinstance(params, Tensor):

@@ -157,7 +157,8 @@ class Adam(Optimizer):
 
 
 class AdamW(Adam):
-    """Adam with decoupled weight decay (Loshchilov & Hutter): p *= 1 - lr * weight_decay before the update."""
+    """torch.optim.AdamW: Adam with decoupled weight decay (Loshchilov & Hutter), p *= 1 - lr * weight_decay
+    before the Adam update (weight_decay defaults to 0.01); the other arguments and errors as Adam's."""
     _decoupled = True
 
     def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
@@ -203,8 +204,9 @@ class RMSprop(Optimizer):
 
 
 class Lion(Optimizer):
-    """Lion (Chen et al., "Symbolic Discovery of Optimization Algorithms", 2023): the update is the sign of an
-    interpolation between the momentum and the gradient; weight decay is decoupled, as in AdamW."""
+    """Lion (Chen et al., "Symbolic Discovery of Optimization Algorithms", 2023; no torch.optim counterpart):
+    the update is the sign of an interpolation between the momentum and the gradient; weight decay is decoupled,
+    as in AdamW. ValueError for betas or weight_decay out of range."""
 
     def __init__(self, params, lr: float = 1e-4, betas: tuple[float, float] = (0.9, 0.99), weight_decay: float = 0.0,
                  maximize: bool = False):

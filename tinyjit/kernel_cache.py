@@ -1,26 +1,31 @@
-"""Kernel AST -> launchable plan: optimize, linearize, render, compile and load, cached in memory and on disk.
+"""Kernel AST -> launchable plan, cached in memory and on disk, and loaded on its device.
 
-A plan is the launches that compute one scheduled kernel. On the CPU the optimizer may add copy kernels around
-the kernel itself (codegen.cpu_opts: PACK computes an operand into a scratch buffer in the order the kernel
-reads it, STAGE writes the output through one), so a plan is a list of launches plus the scratch buffers they
-share.
+A plan is the launches that compute one scheduled kernel (codegen/pipeline.py builds it: optimizations, code,
+and on the CPU copy kernels around the kernel sharing scratch buffers). This module decides the optimizations'
+source (NOOPT, BEAM, the heuristics), caches what the pipeline built, loads it through the runtime's device
+interface (runtime/__init__.py) and binds launches to buffers.
 
 Caches: in memory by (device, AST, opts); on disk, for the CPU, by the AST's text together with everything else
 that decides the result (a hash of the code generator's sources, LLVM version, host CPU and features, NOOPT,
 BEAM, threads). A warm start then loads the binaries without running the code generator at all. The renderer's
 source-keyed compile cache (runtime/cache.py) sits below it, so a plan rebuilt with DEBUG>=3 (which always
-regenerates, to print) still reuses compiled binaries.
+regenerates, to print) still reuses compiled binaries. Plans built but not loaded yet (by `precompile`, or
+compiled ahead for BEAM's timing) wait in one more in-memory cache, `_built`.
 
 The in-memory caches are bounded: the TINYJIT_KERNEL_CACHE (default DEFAULT_KERNEL_CACHE) most recently used
 plans are kept, loaded programs only as long as a plan (or a TinyJit capture) uses them. On the CPU a dropped
 program frees its memory when its whole JIT engine goes (runtime.cpu.JitEngine): a cached plan whose program is
 one of the few left in a retired engine gets that program loaded again into the current engine.
+
+codegen is imported inside the functions that build plans, not at the top: codegen imports tinyjit's core modules
+(ops, dtype, view), importing any of them runs tinyjit/__init__.py, and that reaches this module.
 """
 from __future__ import annotations
 
 import dataclasses
 import functools
 import hashlib
+import math
 import os
 import pickle
 import queue
@@ -28,61 +33,65 @@ import threading
 import time
 import weakref
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+import numpy as np
+
+from runtime import PreparedLaunch, Program
+from runtime.cache import cached_compile
 from tinyjit.device import Buffer, Device
-from tinyjit.helpers import debug_level, getenv, prod
-from tinyjit.ops import AstNode
+from tinyjit.helpers import debug_level, getenv
+from tinyjit.ops import AstNode, Op
 
-# a CPU kernel is split over threads only when it does enough work to pay for the hand-off (~10 us)
-MIN_WORK_PER_THREADED_LAUNCH = 1 << 16
+if TYPE_CHECKING:
+    from codegen.copies import LaunchArg
+    from codegen.opts import Opt
+    from codegen.pipeline import BuiltPlan, LaunchSpec
+
 DEFAULT_KERNEL_CACHE = 1024   # plans kept in memory unless TINYJIT_KERNEL_CACHE says otherwise
 # the files whose code decides what an AST compiles to: a change to any of them invalidates the disk plan cache
-_CODEGEN_FILES = ("codegen", "tinyjit/compiler.py", "tinyjit/view.py", "tinyjit/symbolic.py", "tinyjit/ops.py",
-                  "tinyjit/dtype.py", "tinyjit/beam.py", "runtime/cpu.py")
+_CODEGEN_FILES = ("codegen", "tinyjit/kernel_cache.py", "tinyjit/view.py", "tinyjit/symbolic.py", "tinyjit/ops.py",
+                  "tinyjit/dtype.py", "tinyjit/helpers.py", "runtime/cpu.py")
 
 
 @dataclass
 class CompiledKernel:
+    """One launch of a plan, loaded on its device and ready to run on Buffers."""
     name: str            # readable, e.g. r_64_32_x4
     symbol: str          # the function name in the binary
-    program: object      # the runtime's launchable program
+    launch: PreparedLaunch   # the runtime's launch of the loaded program at these sizes
     global_size: tuple
     local_size: tuple
     flops: int
     source: str
-    threads: int = 1     # CPU: how many threads the outer axis is split over (what the runtime really uses)
-    launch_kwargs: dict = field(default_factory=dict)
+    work: int            # loop iterations (the runtime decides from it whether threads pay)
+
+    @property
+    def program(self) -> Program:
+        return self.launch.program
+
+    @property
+    def threads(self) -> int:
+        """CPU: how many threads the outer axis is split over (what the runtime really uses); 1 elsewhere."""
+        return self.launch.threads
 
     def __call__(self, buffers: list[Buffer], wait: bool = False):
-        return self.program(*[b.handle for b in buffers], global_size=self.global_size,
-                            local_size=self.local_size, wait=wait, **self.launch_kwargs)
+        return self.launch([b.handle for b in buffers], wait)
 
     def prepare(self, buffers: list[Buffer]):
         """(call, set_buffer) for launching again and again (TinyJit's replay loop): call() launches on
-        `buffers`, set_buffer(j, buffer) points argument j at another buffer from then on. On the CPU call is
-        one C call over a C array of addresses that set_buffer edits in place."""
-        program = self.program
-        if hasattr(program, "launcher"):
-            address = program.device.allocator.address
-            args = program.args([address(b.handle) for b in buffers])
-            fn, fn_args = program.launcher(args, self.global_size[0], self.threads)
-
-            def set_buffer(j: int, buffer: Buffer) -> None:
-                args[j] = address(buffer.handle)
-            call = functools.partial(fn, *fn_args)
-            call.program = program   # fn_args hold the kernel's raw address: keep its code loaded while call lives
-            return call, set_buffer
-        bufs = list(buffers)
-        return (lambda: self(bufs)), bufs.__setitem__
+        `buffers`, set_buffer(j, buffer) points argument j at another buffer from then on."""
+        call, set_handle = self.launch.bind([b.handle for b in buffers])
+        return call, lambda j, buffer: set_handle(j, buffer.handle)
 
 
 @dataclass
 class KernelPlan:
-    """The launches of one scheduled kernel, in order. Each names its arguments: an int is the scheduled item's
-    buffer (0 the output, then its inputs), ("scratch", j) the j-th scratch buffer, allocated per run (and kept
-    by a TinyJit capture)."""
-    launches: list[tuple[CompiledKernel, tuple]]
+    """The launches of one scheduled kernel, in order, each with what its buffer arguments are bound to; the
+    scratch buffers they share are allocated per run (and kept by a TinyJit capture)."""
+    launches: list[tuple[CompiledKernel, tuple[LaunchArg, ...]]]
     scratch: list[tuple[int, object]]     # (size, dtype)
     main: int = 0                         # which launch is the scheduled kernel itself (the others are copies)
 
@@ -90,19 +99,12 @@ class KernelPlan:
     def kernel(self) -> CompiledKernel:
         return self.launches[self.main][0]
 
-
-@dataclass
-class _LaunchSpec:
-    """One compiled launch as it is stored on disk (everything but the loaded program)."""
-    name: str
-    symbol: str
-    source: str
-    binary: bytes
-    global_size: tuple
-    local_size: tuple
-    flops: int
-    work: int            # loop iterations (decides the CPU thread count)
-    args: tuple
+    def bind(self, buffers: list[Buffer]) -> list[tuple[CompiledKernel, list[Buffer]]]:
+        """Each launch with the buffers it runs on, given the scheduled kernel's buffers (its output, then its
+        inputs); the scratch buffers are new ones, allocated by this call."""
+        scratch = [Buffer(buffers[0].device, size, dtype) for size, dtype in self.scratch]
+        return [(kernel, [scratch[a.index] if a.scratch else buffers[a.index] for a in args])
+                for kernel, args in self.launches]
 
 
 def kernel_cache_size() -> int:
@@ -179,20 +181,19 @@ def compile_kernel(device: str, ast: AstNode) -> CompiledKernel:
     return compile_plan(device, ast).kernel
 
 
-def compile_plan(device: str, ast: AstNode, opts: list | None = None) -> KernelPlan:
-    """The launches for `ast` on `device`, built once per process. `opts` (a list of codegen.kernel.Opt)
-    replaces the hand-coded heuristics, e.g. for a search or a test."""
+def compile_plan(device: str, ast: AstNode, opts: list[Opt] | None = None) -> KernelPlan:
+    """The launches for `ast` on `device`, built once per process. `opts` (codegen.opts.Opt) replaces the
+    hand-coded heuristics, e.g. for a search or a test."""
     key = (device, ast, None if opts is None else tuple(opts))
     plan = _plans.get(key)
     if plan is not None:
-        if any(_wants_reload(kernel.program) for kernel, _ in plan.launches):
+        if any(kernel.program.wants_reload for kernel, _ in plan.launches):
             plan = _plans[key] = _with_current_programs(device, plan)
         return plan
-    if opts is None and _disk_cached(device):
-        specs, scratch, main = _built.pop((device, ast), None) or _cached_build(device, ast)
-    else:
-        specs, scratch, main = _build(device, ast, opts)
-    plan = KernelPlan([(_load(device, spec), spec.args) for spec in specs], scratch, main)
+    built = _built.pop(key, None)
+    if built is None:
+        built = _cached_build(device, ast) if opts is None and _disk_cached(device) else _build(device, ast, opts)
+    plan = _load_plan(device, built)
     counters["kernels_compiled"] += 1   # one per scheduled kernel, its copy kernels included
     _plans[key] = plan
     return plan
@@ -205,8 +206,8 @@ def precompile(device: str, asts: list[AstNode]) -> None:
     Ctrl-C (or an error in one kernel) stops it at once: the calling thread raises, the workers take no new
     kernel or compile step, and, being daemon threads, the one still inside an LLVM call does not keep the
     process alive. (A ThreadPoolExecutor would finish every queued kernel before the exception got out.)"""
-    todo = [a for a in dict.fromkeys(asts) if (device, a, None) not in _plans and (device, a) not in _built]
-    threads = getattr(Device[device], "threads", 1)
+    todo = [a for a in dict.fromkeys(asts) if (device, a, None) not in _plans and (device, a, None) not in _built]
+    threads = Device[device].threads
     if len(todo) < 2 or threads < 2 or not _disk_cached(device) or getenv("BEAM", 0):
         return   # (BEAM times kernels while it builds them: one at a time, or they disturb each other's timings)
     jobs: queue.SimpleQueue = queue.SimpleQueue()
@@ -242,7 +243,7 @@ def precompile(device: str, asts: list[AstNode]) -> None:
             ast, built, error = results.get()   # interruptible: Ctrl-C raises KeyboardInterrupt here
             if error is not None:
                 raise error
-            _built[(device, ast)] = built
+            _built[(device, ast, None)] = built
     finally:
         stop.set()
 
@@ -285,7 +286,7 @@ class _CompileWorker:
         import subprocess
         import sys
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
-        self.process = subprocess.Popen([sys.executable, "-c", "from tinyjit.compiler import serve_builds; "
+        self.process = subprocess.Popen([sys.executable, "-c", "from tinyjit.kernel_cache import serve_builds; "
                                          "serve_builds()"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
         self.lock = threading.Lock()   # one request at a time on the pipe (threads may precompile at once)
 
@@ -362,7 +363,8 @@ def _check_stopped() -> None:
         raise _Stopped
 
 
-_built = LRUCache(kernel_cache_size)   # precompiled, not yet loaded: (device, ast) -> (specs, scratch, main)
+# built, not loaded yet (precompiled, or compiled ahead for BEAM's timing): (device, AST, opts) -> BuiltPlan
+_built = LRUCache(kernel_cache_size)
 
 
 def _disk_cached(device: str) -> bool:
@@ -381,8 +383,8 @@ def ast_text(ast: AstNode) -> str:
     return "\n".join(lines)
 
 
-def _cached_build(device: str, ast: AstNode):
-    from runtime.cache import cached_compile
+def _cached_build(device: str, ast: AstNode) -> BuiltPlan:
+    """The plan the heuristics (or BEAM) choose for `ast`, through the disk cache."""
     return pickle.loads(cached_compile("plan", _plan_key(device), ast_text(ast),
                                        lambda _: pickle.dumps(_build(device, ast, None))))
 
@@ -403,75 +405,115 @@ def _codegen_version() -> str:
 
 def _plan_key(device: str) -> tuple[str, ...]:
     runtime_device = Device[device]
-    return (_codegen_version(), device, *runtime_device.cache_key(), f"threads={getattr(runtime_device, 'threads', 1)}",
+    return (_codegen_version(), device, *runtime_device.cache_key(), f"threads={runtime_device.threads}",
             f"NOOPT={getenv('NOOPT', 0)}", f"BEAM={getenv('BEAM', 0)}")
 
 
-def _build(device: str, ast: AstNode, opts: list | None):
-    """Optimize, render and compile: ([_LaunchSpec], scratch, index of the kernel itself)."""
-    from codegen.cpu_opts import apply_cpu_opt, copies_of
-    from codegen.kernel import Kernel
-    from codegen.optimizer import optimize
-
+def _build(device: str, ast: AstNode, opts: list[Opt] | None) -> BuiltPlan:
+    """Build the plan of `ast`: with `opts`, or else none under NOOPT=1, BEAM's choice under BEAM=N (CPU), or the
+    heuristics'."""
+    from codegen.pipeline import build_plan
     _check_stopped()
     started, cpu_started = time.perf_counter(), time.thread_time()
     renderer = Device.renderer(device)
-    k = Kernel(ast)
-    if opts is None and getenv("BEAM", 0) and not getenv("NOOPT", 0) and not renderer.gpu:
-        from tinyjit.beam import beam_search
-        opts = beam_search(device, ast)
-    if opts is not None:
-        for opt in opts:
-            (k.apply_opt if renderer.gpu else functools.partial(apply_cpu_opt, k))(opt)
-    elif not getenv("NOOPT", 0):
-        optimize(k, renderer)
-    copies = copies_of(k) if not renderer.gpu else None
-    before = copies.before if copies else []
-    after = copies.after if copies else []
-    specs = [_spec(device, Kernel(c), c, args) for c, args in before]
-    specs.append(_spec(device, k, ast, tuple(copies.args) if copies else None))
-    specs += [_spec(device, Kernel(c), c, args) for c, args in after]
-    compile_log.append((specs[len(before)].name, time.perf_counter() - started, time.thread_time() - cpu_started))
-    return specs, list(copies.scratch) if copies else [], len(before)
+    if opts is None and getenv("NOOPT", 0):
+        opts = []
+    elif opts is None and getenv("BEAM", 0) and not renderer.gpu:
+        opts = _beam_opts(device, ast)
+    built = build_plan(ast, renderer, functools.partial(_compile_source, device), opts, Device[device].threads)
+    compile_log.append((built.launches[built.main].name, time.perf_counter() - started,
+                        time.thread_time() - cpu_started))
+    return built
 
 
-def _spec(device: str, k, ast: AstNode, args) -> _LaunchSpec:
-    from codegen.uops import print_program
-
-    renderer = Device.renderer(device)
-    program = renderer.linearize(k)
-    symbol, source = renderer.render(program.name, program.uops)
-    level = debug_level()
-    if level >= 3:
-        print(f"--- kernel {program.name} on {device}: {describe_kernel(k)}\n{ast.pretty()}")
-    if level >= 5:
-        print(f"--- linear program of {program.name}\n{print_program(program.uops)}")
-    if level >= 4:
-        print(f"--- source of {program.name}\n{source}")
+def _compile_source(device: str, source: str, name: str) -> bytes:
+    """Kernel `name`'s source -> binary on `device`; DEBUG>=5 prints what it compiled to (6: machine code)."""
     runtime_device = Device[device]
     _check_stopped()
     binary = runtime_device.compile(source)
-    listing = getattr(runtime_device, "debug_listing", None)
-    if level >= 5 and listing is not None:
-        print(f"--- compiled {program.name} (optimized IR)\n{listing(source)}")
-    if level >= 6 and listing is not None:
-        print(f"--- machine code of {program.name}\n{listing(source, machine_code=True)}")
-    if args is None:
-        args = tuple(range(len(program.buffer_dtypes)))
-    return _LaunchSpec(program.name, symbol, source, binary, program.global_size, program.local_size, program.flops,
-                       prod(k.full_shape), tuple(args))
+    level = debug_level()
+    listing = runtime_device.debug_listing(source) if level >= 5 else None
+    if listing is not None:
+        print(f"--- compiled {name} (optimized IR)\n{listing}")
+        if level >= 6:
+            print(f"--- machine code of {name}\n{runtime_device.debug_listing(source, machine_code=True)}")
+    return binary
 
 
-def _wants_reload(program) -> bool:
-    """A CPU program left nearly alone in a retired JIT engine (runtime.cpu.CPUProgram.wants_reload)."""
-    return getattr(program, "wants_reload", False)
+# ---- BEAM: the timing codegen.search asks for ----
+def _beam_opts(device: str, ast: AstNode) -> list[Opt]:
+    """The optimizations BEAM picks for `ast`: searched once per kernel and machine, then read from the disk
+    cache (kind "beam")."""
+    from codegen.search import beam_search
+
+    def search(_) -> bytes:
+        threads = Device[device].threads
+        return pickle.dumps(beam_search(ast, getenv("BEAM", 0), threads, _CandidateTimer(device, ast)))
+    return pickle.loads(cached_compile("beam", _plan_key(device), ast_text(ast), search))
 
 
-def _program(device: str, symbol: str, load):
+class _CandidateTimer:
+    """codegen.search's timing callback for one kernel: builds a batch of candidate plans at once (LLVM releases the
+    GIL) into `_built`, then loads and times each on random inputs of the kernel's buffer sizes."""
+
+    def __init__(self, device: str, ast: AstNode):
+        self.device, self.ast = device, ast
+        self.buffers = _random_buffers(device, ast)
+
+    def __call__(self, candidates: list[tuple], runs: int, give_up_after: float) -> list[float]:
+        with ThreadPoolExecutor(max(1, Device[self.device].threads)) as pool:
+            for opts, built in zip(candidates, pool.map(self._build, candidates)):
+                _built[(self.device, self.ast, opts)] = built
+        return [self._time(opts, runs, give_up_after) for opts in candidates]
+
+    def _build(self, opts: tuple):
+        try:
+            return _build(self.device, self.ast, list(opts))
+        except Exception:   # a sequence the code generator rejects is simply not a candidate
+            return None
+
+    def _time(self, opts: tuple, runs: int, give_up_after: float) -> float:
+        built = _built.pop((self.device, self.ast, opts), None)
+        if built is None:
+            return math.inf
+        calls = _load_plan(self.device, built).bind(self.buffers)
+        fastest = math.inf
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            for kernel, buffers in calls:
+                kernel(buffers)
+            fastest = min(fastest, time.perf_counter() - t0)
+            if fastest > give_up_after:
+                break
+        return fastest
+
+
+def _random_buffers(device: str, ast: AstNode) -> list[Buffer]:
+    """Buffers as large as the kernel's views reach, output first, inputs filled with small random values."""
+    sizes: dict[int, tuple[int, object]] = {}
+    for n in ast.toposort():
+        if n.op in (Op.LOAD, Op.STORE):
+            index, st = n.arg
+            view = st.views[0]
+            reach = view.offset + sum((s - 1) * max(stride, 0) for s, stride in zip(view.shape, view.strides)) + 1
+            sizes[index] = (max(reach, sizes.get(index, (0,))[0], 1), n.dtype)
+    rng = np.random.default_rng(0)
+    buffers = []
+    for i in range(max(sizes) + 1):
+        size, dtype = sizes.get(i, (1, ast.dtype))
+        b = Buffer(device, size, dtype)
+        if i:
+            b.copyin((rng.standard_normal(size) if dtype.is_float else rng.integers(0, 2, size)).astype(dtype.np))
+        buffers.append(b)
+    return buffers
+
+
+# ---- loading ----
+def _program(device: str, symbol: str, load) -> Program:
     """The loaded program of `symbol` (load() loads it): one per binary, in the current engine where that lets an
     old engine go."""
     program = _programs.get((device, symbol))
-    if program is None or _wants_reload(program):
+    if program is None or program.wants_reload:
         program = _programs[(device, symbol)] = load()
     return program
 
@@ -480,43 +522,20 @@ def _with_current_programs(device: str, plan: KernelPlan) -> KernelPlan:
     """`plan` with the programs that want it loaded again into the current engine."""
     launches = []
     for kernel, args in plan.launches:
-        if _wants_reload(kernel.program):
-            kernel = dataclasses.replace(kernel, program=_program(device, kernel.symbol, kernel.program.reloaded))
+        if kernel.program.wants_reload:
+            program = _program(device, kernel.symbol, kernel.program.reloaded)
+            kernel = dataclasses.replace(kernel, launch=program.prepare(kernel.global_size, kernel.local_size,
+                                                                        kernel.work))
         launches.append((kernel, args))
     return KernelPlan(launches, plan.scratch, plan.main)
 
 
-def _load(device: str, spec: _LaunchSpec) -> CompiledKernel:
+def _load(device: str, spec: LaunchSpec) -> CompiledKernel:
     runtime_device = Device[device]
     program = _program(device, spec.symbol, lambda: runtime_device.program(spec.symbol, spec.binary))
-    compiled = CompiledKernel(spec.name, spec.symbol, program, spec.global_size, spec.local_size, spec.flops,
-                              spec.source)
-    if hasattr(runtime_device, "pool"):   # the CPU runtime: threads over the outermost global axis
-        compiled.threads = _threads_for(spec.work, spec.global_size, runtime_device.threads)
-        compiled.launch_kwargs = {"threads": compiled.threads}
-    return compiled
+    return CompiledKernel(spec.name, spec.symbol, program.prepare(spec.global_size, spec.local_size, spec.work),
+                          spec.global_size, spec.local_size, spec.flops, spec.source, spec.work)
 
 
-def describe_kernel(k) -> str:
-    """The loop shape by axis kind and the optimizations applied, e.g. `global 64 | reduce 32 | upcast 4`."""
-    parts = [("global", k.full_shape[:k.first_reduce]), ("reduce", k.full_shape[k.first_reduce:k.first_upcast]),
-             ("upcast", k.full_shape[k.first_upcast:])]
-    shape = " | ".join(f"{kind} {'x'.join(map(str, sizes))}" for kind, sizes in parts if sizes)
-    opts = ", ".join(f"{o.kind} axis {o.axis} by {o.amount}" for o in k.applied) or "none"
-    return f"{shape}; opts: {opts}"
-
-
-def _thread_count(k, global_size: tuple, device_threads: int) -> int:
-    """The threads a CPU launch of kernel `k` really uses."""
-    return _threads_for(prod(k.full_shape), global_size, device_threads)
-
-
-def _threads_for(work: int, global_size: tuple, device_threads: int) -> int:
-    """The pool's size, capped by the outer loop's length, and 1 when the kernel is too small to pay for the
-    hand-off."""
-    n = global_size[0]
-    threads = min(device_threads, n)
-    if work < MIN_WORK_PER_THREADED_LAUNCH or threads <= 1:
-        return 1
-    chunk = -(-n // threads)   # the runtime hands out ranges of this length: ceil(n / chunk) of them
-    return -(-n // chunk)
+def _load_plan(device: str, built: BuiltPlan) -> KernelPlan:
+    return KernelPlan([(_load(device, spec), spec.args) for spec in built.launches], built.scratch, built.main)

@@ -1,0 +1,160 @@
+"""Small PyTorch programs (test/ported/) run unchanged under torch and, with only their import lines rewritten by
+`PORT`, under tinyjit (issue 11: "a test ports one small public-style PyTorch training script by changing only its
+imports"). Started from the same weights, with dropout off, the two runs print the same losses to a tolerance;
+with dropout on (the script as written), tinyjit's run learns.
+
+CPU only: each script compiles a few dozen kernels, which PoCL would take minutes over.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import pathlib
+import re
+import types
+
+import numpy as np
+import pytest
+import torch
+
+PORTED = pathlib.Path(__file__).parent / "ported"
+
+# the PyTorch import line -> its tinyjit equivalent (README "Coming from PyTorch")
+PORT = {
+    "import torch": "import tinyjit.pytorch as torch",
+    "import torch.nn as nn": "from tinyjit import nn",
+    "import torch.nn.functional as F": "import tinyjit.nn.functional as F",
+    "from torch.nn import functional as F": "from tinyjit.nn import functional as F",
+    "import torch.optim as optim": "from tinyjit import optim",
+    "from torch.optim.lr_scheduler import StepLR": "from tinyjit.optim.lr_scheduler import StepLR",
+    "from torch.utils.data import DataLoader, TensorDataset": "from tinyjit.data import DataLoader, TensorDataset",
+}
+
+
+def port(source: str) -> str:
+    """`source` with each torch import line replaced by PORT's line; every other line is left as it is, and a
+    torch import PORT does not know fails the test (so the port really changes imports only)."""
+    lines = []
+    for line in source.splitlines():
+        if re.match(r"\s*(import|from)\s+torch\b", line):
+            assert line.strip() in PORT, f"no tinyjit equivalent for {line.strip()!r}"
+            line = line.replace(line.strip(), PORT[line.strip()])
+        lines.append(line)
+    ported = "\n".join(lines) + "\n"
+    changed = [(a, b) for a, b in zip(source.splitlines(), ported.splitlines()) if a != b]
+    assert changed and all(re.match(r"\s*(import|from)\s", a) for a, _ in changed)
+    return ported
+
+
+def load(name: str, framework: str) -> types.ModuleType:
+    """test/ported/<name>.py as a fresh module, as written (framework "torch") or ported ("tinyjit")."""
+    path = PORTED / f"{name}.py"
+    source = path.read_text()
+    module = types.ModuleType(f"ported_{name}_{framework}")
+    module.__file__ = str(path)
+    exec(compile(source if framework == "torch" else port(source), str(path), "exec"), module.__dict__)
+    return module
+
+
+def run_main(module: types.ModuleType, argument) -> tuple[object, str]:
+    """module.main(argument)'s result and what it printed."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        result = module.main(argument)
+    return result, out.getvalue()
+
+
+def start_from(module: types.ModuleType, state: dict, *, dropout: float) -> None:
+    """Make the module's Net start from `state` (torch tensors) with every Dropout's p set to `dropout`."""
+    original_init = module.Net.__init__
+
+    def init(self):
+        original_init(self)
+        self.load_state_dict({k: v.clone() for k, v in state.items()} if module.__name__.endswith("torch")
+                             else state)
+        for sub in self.modules():
+            if type(sub).__name__ == "Dropout":
+                sub.p = dropout
+    module.Net.__init__ = init
+
+
+@pytest.fixture(autouse=True)
+def torch_on_one_thread():
+    """torch's thread pool on this shared 2-core machine makes these small runs 25x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+NUMBER = r"([-+]?\d+\.?\d*(?:e[-+]?\d+)?)"
+
+
+def numbers(log: str, pattern: str) -> np.ndarray:
+    return np.array([float(v) for v in re.findall(pattern, log)])
+
+
+def test_port_changes_only_imports():
+    source = (PORTED / "mnist_main.py").read_text()
+    ported = port(source)
+    assert "import tinyjit.pytorch as torch" in ported and len(ported.splitlines()) == len(source.splitlines())
+    with pytest.raises(AssertionError, match="no tinyjit equivalent"):
+        port("import torch.distributed as dist\n")
+
+
+def test_mnist_main_matches_torch_from_the_same_weights():
+    """pytorch/examples-style MNIST trainer (Conv2d, max_pool2d, flatten, log_softmax, nll_loss, Adadelta with
+    StepLR, DataLoader over TensorDataset, train()/eval(), no_grad, item(), argmax/eq/view_as): from torch's
+    initial weights with dropout off, every printed train loss, test loss and accuracy matches torch's."""
+    reference, ported = load("mnist_main", "torch"), load("mnist_main", "tinyjit")
+    torch.manual_seed(1)
+    state = reference.Net().state_dict()
+    for module in (reference, ported):
+        start_from(module, state, dropout=0.0)
+    argv = ["--epochs", "2", "--train-size", "64", "--test-batch-size", "32", "--log-interval", "1"]
+    (torch_model, torch_results), torch_log = run_main(reference, argv)
+    (our_model, our_results), our_log = run_main(ported, argv)
+    torch_train, our_train = numbers(torch_log, rf"Loss: {NUMBER}"), numbers(our_log, rf"Loss: {NUMBER}")
+    assert len(torch_train) == len(our_train) == 4
+    np.testing.assert_allclose(our_train, torch_train, rtol=2e-4, atol=1e-5)
+    np.testing.assert_allclose(np.array(our_results), np.array(torch_results), rtol=2e-4, atol=1e-5)
+    test_losses = [loss for loss, _ in our_results]
+    assert test_losses[2] < test_losses[1] < test_losses[0], our_log
+    for name, value in torch_model.state_dict().items():
+        np.testing.assert_allclose(our_model.state_dict()[name].numpy(), value.numpy(), rtol=1e-3, atol=1e-4,
+                                   err_msg=name)
+
+
+def test_mnist_main_as_written_learns():
+    """The script as written (dropout on, its own seeded initialization; a larger --lr so that two steps show
+    it): the test loss falls."""
+    argv = ["--epochs", "1", "--train-size", "64", "--test-batch-size", "32", "--log-interval", "1", "--lr", "3"]
+    (_, results), log = run_main(load("mnist_main", "tinyjit"), argv)
+    (loss_before, _), (loss_after, _) = results
+    assert loss_after < loss_before, log
+    assert "Train Epoch: 1 [32/64 (50%)]" in log
+
+
+def test_nanogpt_style_bigram_with_attention():
+    """nanoGPT-lecture-style char model (Embedding, one masked self-attention head with tril / masked_fill /
+    softmax, cross_entropy, AdamW, randint + stack batches, @no_grad estimate_loss, multinomial generation,
+    f-string formatting of 0-d tensors): from torch's weights its loss on a batch matches torch's, and the script
+    as written (fewer steps, set as nanoGPT's configurator sets globals) trains and samples from its vocabulary.
+    Gradients of these layers are compared with torch in test_nn.py; here they would cost ~40 more kernels."""
+    reference, ported = load("bigram_attention", "torch"), load("bigram_attention", "tinyjit")
+    torch.manual_seed(0)
+    torch_model = reference.BigramLanguageModel()
+    our_model = ported.BigramLanguageModel()
+    our_model.load_state_dict(torch_model.state_dict())
+    batch = np.stack([ported.train_data[i:i + ported.block_size + 1] for i in range(0, 80, 10)]).astype(np.int64)
+    with torch.no_grad():
+        _, torch_loss = torch_model(torch.tensor(batch[:, :-1]), torch.tensor(batch[:, 1:]))
+    with ported.torch.no_grad():
+        _, our_loss = our_model.eval()(ported.torch.tensor(batch[:, :-1]), ported.torch.tensor(batch[:, 1:]))
+    np.testing.assert_allclose(our_loss.item(), torch_loss.item(), rtol=1e-5)
+
+    ported.max_iters, ported.eval_interval, ported.eval_iters = 6, 3, 1
+    (history, sample), log = run_main(ported, 2)
+    (train_before, _), _, (train_after, _) = history
+    assert train_after < train_before - 0.1, log
+    assert len(sample) == 3 and set(sample) <= set(ported.chars), log

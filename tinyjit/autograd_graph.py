@@ -1,0 +1,232 @@
+"""Autograd as a graph-to-graph transformation: from output nodes and the gradient flowing into them, build
+(lazy) nodes for the gradient of each input node. Nothing is computed here; the gradients are ordinary graph
+nodes, so a backward pass and the optimizer update that consumes it are scheduled and fused like any code.
+
+There is one rule per primitive op (`RULES`). A rule receives a node and the gradient of the loss with
+respect to that node (same shape and dtype) and returns one gradient per source, or None where no gradient
+flows (comparisons, integer and bitwise ops, bitcast, the condition of a where, the target of an assign).
+Only float nodes carry gradients.
+
+Ties, chosen so that the composed Tensor ops match PyTorch:
+- MAX(a, b) splits the gradient evenly between a and b where a == b, and gives it to both where one is NaN (like
+  `torch.maximum`); `minimum`, built as -max(-a, -b), inherits it. (`relu` and `clip` are built from WHERE in
+  tensor.py, so that relu has gradient 0 at 0 and clip passes the gradient at its bounds, like PyTorch.)
+- RMAX (the max reduce) splits the gradient evenly between all positions equal to the maximum, like
+  `torch.amax` (and `torch.max()` without a dim); `amin` (-max(-x)) inherits it. `Tensor.max(dim)`, which
+  returns indices, picks the value at its index instead, so the gradient goes there alone (like torch).
+
+Higher-order gradients: the gradient nodes are ordinary nodes, so they can be differentiated again once they
+carry autograd edges; `Tensor.backward/gradient(..., create_graph=True)` records them (tensor_autograd).
+Custom rules: a node in `CUSTOM` (tinyjit.autograd_function.Function) has its gradient sources and rule given
+by user code. `EDGES` holds the edges Tensor ops record (which sources required grad).
+
+This module knows only nodes; the Tensor-level API (backward, hooks, no_grad) is tinyjit/tensor_autograd.py and
+the torch-style namespace `tinyjit.autograd` (Function, grad) is tinyjit/autograd.py.
+"""
+from __future__ import annotations
+
+import math
+import weakref
+from typing import Callable, NamedTuple, Optional, Sequence
+
+from tinyjit.dtype import dtypes
+from tinyjit.helpers import argsort
+from tinyjit.lazy import Node, toposort
+from tinyjit.ops import Op
+
+# edges(node) -> one bool per source saying whether gradient flows into it, or None: do not differentiate
+# through this node (it is a constant for autograd)
+Edges = Callable[[Node], Optional[tuple]]
+
+
+def _const(value: float, like: Node) -> Node:
+    return Node.const(value, like.dtype, like.shape, like.device)
+
+
+def _mul(a: Node, b: Node) -> Node:
+    return a.alu(Op.MUL, b)
+
+
+def _sum_to(g: Node, shape: tuple[int, ...]) -> Node:
+    """Sum g over the axes where `shape` has size 1 and g does not (the inverse of an expand)."""
+    axes = tuple(i for i, (s, t) in enumerate(zip(shape, g.shape)) if s != t)
+    if g.dtype.itemsize < 4:   # accumulate half precision in float32, like Tensor.sum
+        return g.alu(Op.CAST, arg=dtypes.float32).reduce(Op.SUM, axes).alu(Op.CAST, arg=g.dtype)
+    return g.reduce(Op.SUM, axes)
+
+
+# ---- the rules: (node, grad) -> one gradient (or None) per source ----
+def _max(n: Node, g: Node):
+    """PyTorch's rule for maximum: g to the larger source, g/2 to each at a tie, and g to both where they are
+    unordered (a NaN: neither is smaller, the result is NaN whichever it came from)."""
+    a, b = n.src
+    zero = _const(0.0, g)
+    share = a.alu(Op.CMPNE, b).alu(Op.WHERE, g, _mul(g, _const(0.5, g)))
+    return (a.alu(Op.CMPLT, b).alu(Op.WHERE, zero, share), b.alu(Op.CMPLT, a).alu(Op.WHERE, zero, share))
+
+
+def _rmax(n: Node, g: Node):
+    a = n.src[0]
+    is_max = n.movement(Op.EXPAND, a.shape).alu(Op.CMPNE, a).alu(Op.WHERE, _const(0.0, a), _const(1.0, a))
+    if a.dtype.itemsize < 4:   # count the ties and share the gradient in float32: 70000 ties are inf in half
+        count = is_max.alu(Op.CAST, arg=dtypes.float32).reduce(Op.SUM, n.arg)
+        share = g.alu(Op.CAST, arg=dtypes.float32).alu(Op.MUL, count.alu(Op.RECIP)).alu(Op.CAST, arg=a.dtype)
+    else:
+        share = _mul(g, is_max.reduce(Op.SUM, n.arg).alu(Op.RECIP))
+    return (_mul(is_max, share.movement(Op.EXPAND, a.shape)),)
+
+
+def _cast(n: Node, g: Node):
+    src = n.src[0]
+    return (g.alu(Op.CAST, arg=src.dtype) if src.dtype.is_float else None,)
+
+
+def _copy(n: Node, g: Node):
+    src = n.src[0]
+    if src.device == g.device:
+        return (g,)
+    return (Node(Op.COPY, (g,), None, g.dtype, g.shape, src.device),)
+
+
+def _pad(n: Node, g: Node):
+    return (g.movement(Op.SHRINK, tuple((b, b + s) for (b, _), s in zip(n.arg, n.src[0].shape))),)
+
+
+def _shrink(n: Node, g: Node):
+    return (g.movement(Op.PAD, tuple((lo, s - hi) for (lo, hi), s in zip(n.arg, n.src[0].shape))),)
+
+
+def _div(n: Node, g: Node):
+    """a / b: g / b and -g * (a / b) / b (float division; integer division has no gradient)."""
+    if not n.dtype.is_float:
+        return (None, None)
+    a, b = n.src
+    grad_a = g.alu(Op.IDIV, b)
+    return (grad_a, _mul(grad_a, n).alu(Op.NEG))
+
+
+def _mod(n: Node, g: Node):
+    """fmod(a, b) = a - trunc(a / b) * b: g and -g * trunc(a / b), with trunc(a / b) = (a - fmod(a, b)) / b (float
+    remainder; the integer one has no gradient)."""
+    if not n.dtype.is_float:
+        return (None, None)
+    a, b = n.src
+    quotient = a.alu(Op.ADD, n.alu(Op.NEG)).alu(Op.IDIV, b)
+    return (g, _mul(g, quotient).alu(Op.NEG))
+
+
+def _none(n: Node, g: Node):
+    return (None,) * len(n.src)
+
+
+RULES: dict[Op, Callable[[Node, Node], tuple]] = {
+    Op.ADD: lambda n, g: (g, g),
+    Op.MUL: lambda n, g: (_mul(g, n.src[1]), _mul(n.src[0], g)),
+    Op.NEG: lambda n, g: (g.alu(Op.NEG),),
+    Op.EXP2: lambda n, g: (_mul(g, _mul(n, _const(math.log(2), n))),),                          # 2^x ln 2
+    Op.LOG2: lambda n, g: (_mul(g, _mul(n.src[0], _const(math.log(2), n)).alu(Op.RECIP)),),      # 1/(x ln 2)
+    Op.SIN: lambda n, g: (_mul(g, n.src[0].alu(Op.SIN, arg=((n.arg or 0) + 1) % 4 or None)),),   # sin' = sin(.+pi/2)
+    Op.IDIV: _div,
+    Op.MOD: _mod,
+    Op.SQRT: lambda n, g: (_mul(g, _mul(n, _const(2.0, n)).alu(Op.RECIP)),),                     # 1/(2 sqrt x)
+    Op.RECIP: lambda n, g: (_mul(g, _mul(n, n)).alu(Op.NEG),),                                   # -1/x^2
+    Op.MAX: _max,
+    Op.WHERE: lambda n, g: (None, n.src[0].alu(Op.WHERE, g, _const(0.0, g)),
+                            n.src[0].alu(Op.WHERE, _const(0.0, g), g)),
+    Op.CAST: _cast,
+    Op.SUM: lambda n, g: (g.movement(Op.EXPAND, n.src[0].shape),),
+    Op.RMAX: _rmax,
+    Op.RESHAPE: lambda n, g: (g.movement(Op.RESHAPE, n.src[0].shape),),
+    Op.PERMUTE: lambda n, g: (g.movement(Op.PERMUTE, tuple(argsort(n.arg))),),
+    Op.EXPAND: lambda n, g: (_sum_to(g, n.src[0].shape),),
+    Op.PAD: _pad,
+    Op.SHRINK: _shrink,
+    Op.FLIP: lambda n, g: (g.movement(Op.FLIP, n.arg),),
+    Op.CONTIGUOUS: lambda n, g: (g,),
+    Op.COPY: _copy,
+    Op.ASSIGN: lambda n, g: (None, g),    # the old contents of the target are overwritten
+}
+for _op in (Op.BITCAST, Op.CMPLT, Op.CMPNE, Op.AND, Op.OR, Op.XOR, Op.SHL, Op.SHR):
+    RULES[_op] = _none
+
+
+class CustomGrad(NamedTuple):
+    """A node whose gradient is given by user code (tinyjit.autograd_function.Function): gradient flows from it
+    to `src` (the Function's tensor inputs, not the node's own source, which computes the forward value), by
+    `rule(node, grad) -> one gradient node (or None) per src`."""
+    src: tuple
+    rule: Callable[[Node, Node], tuple]
+
+
+# node -> its CustomGrad; consulted before RULES
+CUSTOM: "weakref.WeakKeyDictionary[Node, CustomGrad]" = weakref.WeakKeyDictionary()
+# result node -> one bool per source: did that input require grad when the op was applied (recorded by Tensor ops,
+# tinyjit.tensor_autograd; read by the Tensor-level `edges` and by tinyjit.inplace)
+EDGES: "weakref.WeakKeyDictionary[Node, tuple]" = weakref.WeakKeyDictionary()
+
+
+def grad_sources(node: Node) -> tuple:
+    """The nodes gradient flows into from `node`: its sources, or a custom function's inputs."""
+    custom = CUSTOM.get(node)
+    return custom.src if custom is not None else node.src
+
+
+def all_edges(node: Node) -> Optional[tuple]:
+    """The default: differentiate through every node (every source of every op)."""
+    src = grad_sources(node)
+    return (True,) * len(src) if src else None
+
+
+def reachable(outputs: Sequence[Node], edges: Edges = all_edges) -> list[Node]:
+    """Nodes reachable from `outputs` through the edges gradient may flow along, each after its sources."""
+    def children(node: Node):
+        mask = edges(node)
+        return [s for s, m in zip(grad_sources(node), mask) if m] if mask else ()
+    return toposort(list(outputs), children=children)
+
+
+def gradient(outputs: Sequence[Node], inputs: Sequence[Node], grad_outputs: Optional[Sequence[Node]] = None,
+             edges: Edges = all_edges, hook: Optional[Callable[[Node, Node], Node]] = None) -> list[Optional[Node]]:
+    """Gradient nodes of sum(output * grad_output) with respect to each input (None where no path leads
+    from an output to the input). `grad_outputs` default to ones (every output then must be float);
+    `edges` decides which nodes and sources gradient flows through (see `Edges`); `hook(node, grad)`, when
+    given, may replace the complete gradient of each node before it flows on (Tensor.register_hook)."""
+    outputs = list(outputs)
+    if grad_outputs is None:
+        grad_outputs = [_const(1.0, o) for o in outputs]
+    grads: dict[int, Node] = {}
+    for o, g in zip(outputs, grad_outputs):
+        if not o.dtype.is_float:
+            raise TypeError(f"gradient: output {o} is not a float; only float values have gradients")
+        if g.shape != o.shape or g.device != o.device:
+            raise ValueError(f"gradient: grad_output of shape {g.shape} on {g.device} does not match output of "
+                             f"shape {o.shape} on {o.device}")
+        g = g if g.dtype == o.dtype else g.alu(Op.CAST, arg=o.dtype)
+        grads[id(o)] = grads[id(o)].alu(Op.ADD, g) if id(o) in grads else g
+    order = reachable(outputs, edges)
+    # only nodes with a path to an input need a gradient
+    wanted = {id(i) for i in inputs}
+    needed: set[int] = set()
+    masks: dict[int, tuple] = {}
+    for node in order:
+        mask = edges(node) or ()
+        masks[id(node)] = mask
+        if id(node) in wanted or any(m and id(s) in needed for s, m in zip(grad_sources(node), mask)):
+            needed.add(id(node))
+    for node in reversed(order):
+        g = grads.get(id(node))
+        if g is not None and hook is not None and id(node) in needed:
+            g = grads[id(node)] = hook(node, g)
+        mask = masks[id(node)]
+        if g is None or not any(mask) or id(node) not in needed:
+            continue
+        custom = CUSTOM.get(node)
+        rule = custom.rule if custom is not None else RULES.get(node.op)
+        if rule is None:
+            raise NotImplementedError(f"gradient: no rule for {node.op.name}")
+        for src, m, sg in zip(grad_sources(node), mask, rule(node, g)):
+            if not m or sg is None or id(src) not in needed or not src.dtype.is_float:
+                continue
+            assert sg.shape == src.shape and sg.dtype == src.dtype, f"{node.op.name} rule: {sg} for {src}"
+            grads[id(src)] = grads[id(src)].alu(Op.ADD, sg) if id(src) in grads else sg
+    return [grads.get(id(i)) for i in inputs]

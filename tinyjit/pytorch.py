@@ -1,0 +1,322 @@
+"""`import tinyjit.pytorch as torch`: the `torch` namespace a PyTorch script reaches for, over tinyjit.
+
+A small PyTorch program ports by changing its imports only:
+
+    import torch                                -> import tinyjit.pytorch as torch
+    import torch.nn as nn                       -> from tinyjit import nn
+    import torch.nn.functional as F             -> import tinyjit.nn.functional as F
+    import torch.optim as optim                 -> from tinyjit import optim
+    from torch.optim.lr_scheduler import StepLR -> from tinyjit.optim.lr_scheduler import StepLR
+    from torch.utils.data import DataLoader     -> from tinyjit.data import DataLoader
+
+(`torch.nn`, `torch.optim`, `torch.utils.data` and `torch.autograd` are also attributes of this module.)
+
+What is here: the dtypes under torch's names, tensor creation (`tensor`, `from_numpy`, `zeros`, `randn`,
+`randint`, `arange`, ...), `cat`/`stack`/`flatten`/`where`/`einsum`, the math and reduction functions
+`torch.NAME(input, ...)` that are `input.NAME(...)` (listed in `TENSOR_FUNCTIONS`), gradient modes (`no_grad`,
+`enable_grad`, `set_grad_enabled`, `inference_mode`), `manual_seed`, `device`, `save`/`load`, and `cuda`,
+`backends.mps` and `accelerator` availability queries.
+
+What differs: tensors are lazy (work runs at `.item()`, `.numpy()`, `print` or an optimizer step); the device
+a tensor is created on by default is the `DEVICE` environment variable's (CPU unless set), so `torch.device("cpu")`
+and `.to(device)` work but choosing a GPU is done by `DEVICE=CUDA` / `DEVICE=CL`; `save`/`load` write safetensors
+(never pickle), so files are not interchangeable with torch.save's (read PyTorch checkpoints with
+`tinyjit.nn.state.torch_load`). There is no `torch.Generator`: random numbers come from the global seed.
+"""
+from __future__ import annotations
+
+import builtins
+import types
+
+from tinyjit import autograd, data, nn, optim  # noqa: F401  (torch.nn, torch.optim, torch.autograd)
+from tinyjit import where as tinyjit_where
+from tinyjit.device import Device, canonical_name
+from tinyjit.dtype import DType, dtypes
+from tinyjit.serialization import load, save  # noqa: F401  (torch.save / torch.load: safetensors files)
+from tinyjit.tensor import Tensor
+from tinyjit.tensor_autograd import inference_mode, no_grad  # noqa: F401
+from tinyjit.tensor_base import TensorBase   # holds the process-wide no_grad_active flag
+
+__version__ = __import__("tinyjit").__version__
+
+# ---- dtypes under torch's names ----
+bool = dtypes.bool   # torch.bool
+int8, int16, int32, int64 = dtypes.int8, dtypes.int16, dtypes.int32, dtypes.int64
+uint8, uint16, uint32, uint64 = dtypes.uint8, dtypes.uint16, dtypes.uint32, dtypes.uint64
+float16, float32, float64 = dtypes.float16, dtypes.float32, dtypes.float64
+short, int, long = int16, int32, int64   # torch.int is int32, torch.long int64
+half, float, double = float16, float32, float64
+
+utils = types.SimpleNamespace(data=data)   # torch.utils.data
+
+
+class device(str):   # named like torch.device
+    """torch.device("cpu"), torch.device("cuda", 0), torch.device("cl:0"): a device name that `.to()`,
+    `Module.to()` and every `device=` argument accept (it is a str). `.type` is the backend's lower-case name as
+    written ("cpu", "cuda", "cl"), `.index` the index or None. DeviceError (a RuntimeError, as torch raises) for a
+    name tinyjit has no backend for; whether the backend can run is checked when a tensor is put there."""
+
+    def __new__(cls, type: str, index=None):   # torch's argument name
+        if isinstance(type, device) and index is None:
+            return type
+        if not isinstance(type, str):
+            raise TypeError(f"device(): expected a device name like 'cpu', got {type.__class__.__name__}")
+        kind, has_index, written_index = type.partition(":")
+        if has_index and index is not None:
+            raise ValueError(f"device(): type {type!r} already names an index; do not pass index={index}")
+        if has_index:
+            index = written_index
+        name = kind if index is None else f"{kind}:{index}"
+        canonical_name(name)   # DeviceError for an unknown backend or an index other than 0
+        out = super().__new__(cls, name.lower())
+        out.type, out.index = kind.lower(), None if index is None else builtins.int(index)
+        return out
+
+    def __repr__(self) -> str:
+        return f"device(type={self.type!r}" + ("" if self.index is None else f", index={self.index}") + ")"
+
+
+def _backend_runs(name: str) -> bool:
+    """Whether the backend `name` can be opened here (driver and package present)."""
+    try:
+        Device[name]
+    except Exception:   # any failure to open means "not available", as torch.cuda.is_available
+        return False
+    return True
+
+
+cuda = types.SimpleNamespace(
+    is_available=lambda: _backend_runs("CUDA"),
+    device_count=lambda: 1 if _backend_runs("CUDA") else 0,
+)
+cuda.is_available.__doc__ = "torch.cuda.is_available: whether tinyjit's CUDA backend can run here."
+backends = types.SimpleNamespace(mps=types.SimpleNamespace(is_available=lambda: False, is_built=lambda: False),
+                                 cudnn=types.SimpleNamespace(deterministic=True, benchmark=False))
+accelerator = types.SimpleNamespace(
+    is_available=lambda: Device.DEFAULT != "CPU",
+    current_accelerator=lambda: device(Device.DEFAULT.lower()) if Device.DEFAULT != "CPU" else None,
+)
+accelerator.is_available.__doc__ = ("torch.accelerator.is_available: whether the default device (DEVICE) is not "
+                                    "the CPU; current_accelerator() is that device or None.")
+
+
+# ---- seeds and gradient modes ----
+def manual_seed(seed) -> None:
+    """torch.manual_seed: seed every device's random numbers (Tensor.manual_seed). Returns None, not a
+    torch.Generator (tinyjit has no generator objects)."""
+    Tensor.manual_seed(builtins.int(seed))
+
+
+def is_grad_enabled() -> builtins.bool:
+    """torch.is_grad_enabled: False inside no_grad / inference_mode."""
+    return not TensorBase.no_grad_active
+
+
+class set_grad_enabled:   # named like torch.set_grad_enabled
+    """torch.set_grad_enabled(mode): turns recording on or off at once (a plain call) and, used as a context
+    manager, restores the previous mode on exit."""
+
+    def __init__(self, mode):
+        self._previous = TensorBase.no_grad_active
+        TensorBase.no_grad_active = not mode
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        TensorBase.no_grad_active = self._previous
+
+
+class enable_grad:   # named like torch.enable_grad
+    """torch.enable_grad: records gradients inside a no_grad block (context manager or decorator)."""
+
+    def __enter__(self):
+        self._previous = TensorBase.no_grad_active
+        TensorBase.no_grad_active = False
+        return self
+
+    def __exit__(self, *exc) -> None:
+        TensorBase.no_grad_active = self._previous
+
+    def __call__(self, fn):
+        import functools
+
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            with enable_grad():
+                return fn(*args, **kwargs)
+        return wrapper
+
+
+def get_default_dtype() -> DType:
+    """torch.get_default_dtype: float32 (tinyjit's default float; set_default_dtype is not supported)."""
+    return dtypes.default_float
+
+
+# ---- creation ----
+def tensor(data, *, dtype=None, device=None, requires_grad: builtins.bool = False) -> Tensor:
+    """torch.tensor: a new tensor holding a copy of `data` (nested lists, numbers, numpy arrays or scalars,
+    a Tensor). Dtypes as torch infers them: Python floats float32, ints int64, numpy arrays and scalars keep
+    theirs."""
+    if isinstance(data, Tensor):
+        data = data.detach().clone()
+    return Tensor(data, dtype=dtype, device=device, requires_grad=requires_grad)
+
+
+def as_tensor(data, dtype=None, device=None) -> Tensor:
+    """torch.as_tensor: `data` itself when it is already a Tensor of that dtype and device, else a new tensor."""
+    if isinstance(data, Tensor):
+        return data.to(device=device, dtype=dtype)
+    return Tensor(data, dtype=dtype, device=device)
+
+
+def from_numpy(ndarray) -> Tensor:
+    """torch.from_numpy: a tensor of the array's dtype and shape. Unlike torch it is a copy (device memory is not
+    the array's), so writes to the array later do not show. TypeError for anything but a numpy array."""
+    import numpy as np
+    if not isinstance(ndarray, np.ndarray):
+        raise TypeError(f"from_numpy: expected np.ndarray, got {type(ndarray).__name__}")
+    return Tensor(ndarray)
+
+
+def _create(method: str, doc: str):
+    def create(*size, dtype=None, device=None, requires_grad: builtins.bool = False, **kwargs):
+        return getattr(Tensor, method)(*size, dtype=dtype, device=device, requires_grad=requires_grad or None,
+                                       **kwargs)
+    create.__name__ = create.__qualname__ = method
+    create.__doc__ = doc
+    return create
+
+
+zeros = _create("zeros", "torch.zeros(*size, dtype=None, device=None, requires_grad=False).")
+ones = _create("ones", "torch.ones(*size, dtype=None, device=None, requires_grad=False).")
+rand = _create("rand", "torch.rand: uniform in [0, 1) from the global seed.")
+randn = _create("randn", "torch.randn: standard normal from the global seed.")
+
+
+def empty(*size, dtype=None, device=None, requires_grad: builtins.bool = False) -> Tensor:
+    """torch.empty: an uninitialized tensor of `size`."""
+    return Tensor.empty(*size, dtype=dtype, device=device).requires_grad_(requires_grad)
+
+
+def full(size, fill_value, *, dtype=None, device=None, requires_grad: builtins.bool = False) -> Tensor:
+    """torch.full: `size` filled with `fill_value`; the dtype is inferred from the value as torch does."""
+    return Tensor.full(size, fill_value, dtype=dtype, device=device, requires_grad=requires_grad or None)
+
+
+def _like(method: str):
+    """torch.zeros_like-style functions: input.METHOD(...) with torch's dtype=, device= and requires_grad=."""
+    def like(input: Tensor, *args, dtype=None, device=None, requires_grad: builtins.bool = False):
+        out = getattr(input, method)(*args)
+        if dtype is not None or device is not None:
+            out = out.to(device=device, dtype=dtype)
+        return out.requires_grad_(True) if requires_grad else out
+    like.__name__ = like.__qualname__ = method
+    like.__doc__ = f"torch.{method}(input, ...): input.{method}(...), with dtype=, device= and requires_grad=."
+    return like
+
+
+zeros_like, ones_like, full_like, empty_like, rand_like, randn_like = (
+    _like(m) for m in ("zeros_like", "ones_like", "full_like", "empty_like", "rand_like", "randn_like"))
+
+
+def arange(start, end=None, step=1, *, dtype=None, device=None,
+           requires_grad: builtins.bool = False) -> Tensor:
+    """torch.arange: int64 for int arguments, float32 when any is a float."""
+    out = Tensor.arange(start, end, step, dtype=dtype, device=device)
+    return out.requires_grad_(True) if requires_grad else out
+
+
+def linspace(start, end, steps, *, dtype=None, device=None) -> Tensor:
+    """torch.linspace: `steps` evenly spaced values from start to end inclusive."""
+    return Tensor.linspace(start, end, steps, dtype=dtype, device=device)
+
+
+def eye(n, m=None, *, dtype=None, device=None) -> Tensor:
+    """torch.eye: the n x m identity."""
+    return Tensor.eye(n, m, dtype=dtype, device=device)
+
+
+def randint(*args, size=None, dtype=None, device=None) -> Tensor:
+    """torch.randint(high, size) or torch.randint(low, high, size): int64 in [low, high) from the global seed.
+    TypeError for another number of positional arguments."""
+    if size is not None:
+        args = args + (size,)
+    if len(args) == 2:
+        low, (high, size) = 0, args
+    elif len(args) == 3:
+        low, high, size = args
+    else:
+        raise TypeError(f"randint: expected (high, size) or (low, high, size), got {len(args)} arguments")
+    return Tensor.randint(low, high, size=size, dtype=dtype, device=device)
+
+
+def randperm(n, *, dtype=dtypes.int64, device=None) -> Tensor:
+    """torch.randperm: a random permutation of 0..n-1 from the global seed."""
+    return Tensor.randperm(n, dtype=dtype, device=device)
+
+
+# ---- joining, shaping, selecting ----
+def cat(tensors, dim: builtins.int = 0) -> Tensor:
+    """torch.cat: join a sequence of tensors along `dim` (dtypes promote)."""
+    return Tensor.cat(list(tensors), dim=dim)
+
+
+concat = concatenate = cat
+
+
+def stack(tensors, dim: builtins.int = 0) -> Tensor:
+    """torch.stack: join a sequence of same-shaped tensors along a new `dim`."""
+    return Tensor.stack(list(tensors), dim=dim)
+
+
+def where(condition: Tensor, input, other) -> Tensor:
+    """torch.where(condition, input, other): input where condition, else other (broadcast; scalars allowed)."""
+    return tinyjit_where(condition, input, other)
+
+
+def einsum(equation: str, *operands) -> Tensor:
+    """torch.einsum."""
+    return Tensor.einsum(equation, *operands)
+
+
+def is_tensor(obj) -> builtins.bool:
+    """torch.is_tensor: whether `obj` is a tinyjit Tensor."""
+    return isinstance(obj, Tensor)
+
+
+def is_floating_point(input: Tensor) -> builtins.bool:
+    """torch.is_floating_point."""
+    return input.dtype.is_float
+
+
+def numel(input: Tensor) -> builtins.int:
+    """torch.numel."""
+    return input.numel()
+
+
+# torch.NAME(input, *args, **kwargs) is input.NAME(*args, **kwargs) for these
+TENSOR_FUNCTIONS = (
+    "flatten reshape squeeze unsqueeze transpose permute t chunk split roll tril triu gather masked_fill "
+    "abs neg exp exp2 log log2 log1p expm1 sqrt rsqrt sin cos tan tanh sigmoid relu square sign floor ceil round "
+    "trunc erf pow maximum minimum clamp clip lerp isnan isinf logical_not "
+    "sum mean std var prod max min amax amin argmax argmin all any cumsum logsumexp softmax log_softmax "
+    "matmul bmm dot sort argsort topk kthvalue unique multinomial allclose isclose eq ne lt le gt ge"
+).split()
+
+
+def _forward_to_method(name: str):
+    def function(input: Tensor, *args, **kwargs):
+        if not isinstance(input, Tensor):
+            raise TypeError(f"{name}(): argument 'input' must be Tensor, not {type(input).__name__}")
+        return getattr(input, name)(*args, **kwargs)
+    function.__name__ = function.__qualname__ = name
+    function.__doc__ = f"torch.{name}(input, ...): input.{name}(...) (see Tensor.{name})."
+    return function
+
+
+for _name in TENSOR_FUNCTIONS:
+    if not hasattr(Tensor, _name):
+        raise ImportError(f"tinyjit.pytorch: Tensor has no method {_name!r} to expose as torch.{_name}")
+    globals()[_name] = _forward_to_method(_name)
+del _name
