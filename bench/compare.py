@@ -1,11 +1,17 @@
-"""Benchmark tinyjit against numpy, PyTorch eager and tinygrad on the same machine, in one run.
+"""Benchmark tinyjit against numpy, PyTorch (eager, torch.compile), JAX jit, MLX and tinygrad on one machine.
 
-    python bench/compare.py [--quick] [--only W1,W3]
+    python bench/compare.py [--quick] [--only W1,W3,P1,G1] [--no-cold] [--threads N]
+
+W1-W8 are kernels and small training steps; P1-P4 are small public programs ported to every framework
+(bench/programs.py: nanoGPT, makemore GRU and Transformer, an LSTM word language model), each timed as a TinyJit
+step, an eager step and against the peers, plus tinyjit's first step in a fresh process from an empty compile
+cache with its per-kernel compile times (max, p95, total); G1 is generation through a KV cache in tokens/s.
 
 Each workload runs on every framework that is installed (others print `n/a (reason)`), reports the median
 of several runs after warm-up, and prints tinyjit's ratio to each peer (> 1 means tinyjit is faster).
 Elementwise and reduce results are also given as a fraction of this machine's measured copy bandwidth.
-The peers come with `pip install -e ".[bench]"`; tinygrad's CPU device also needs clang (`apt-get install clang`).
+The peers come with `pip install -e ".[bench]"` (torch CPU, tinygrad, jax[cpu], mlx[cpu] where a wheel exists);
+tinygrad's CPU device also needs clang (`apt-get install clang`). A missing peer prints `n/a (reason)`.
 """
 from __future__ import annotations
 
@@ -285,19 +291,213 @@ def w8_cold_start(peers, runs):
     return out
 
 
+# ---- ported programs (bench/programs.py): train steps of small models, cold first steps, generation ----
+PROGRAM_FRAMEWORKS = ["tinyjit", "tinyjit eager", "torch", "torch.compile", "jax jit", "mlx compile"]
+PROGRAM_BUDGET = 2.0   # seconds of timed runs per case at most (at least one run): slow peers stay short
+
+
+def adaptive_time(fn: Callable[[], object], runs: int, warmup: int) -> tuple[float, float]:
+    """(seconds of the first call, median seconds per call after `warmup` calls), within PROGRAM_BUDGET."""
+    t0 = time.perf_counter()
+    fn()
+    first = time.perf_counter() - t0
+    for _ in range(warmup - 1):
+        fn()
+    times: list[float] = []
+    while len(times) < runs and (not times or sum(times) < PROGRAM_BUDGET):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return first, statistics.median(times)
+
+
+def _program_peers(peers, frameworks=None) -> dict[str, object]:
+    """framework -> module, or 'n/a (reason)'; a framework left out by --peers is 'n/a (not selected)'."""
+    found = {"torch": peers["torch"]}
+    if frameworks is not None:
+        skipped = [f for f in ("torch.compile", "jax jit", "mlx compile") if f not in frameworks]
+        found.update({f: "n/a (not selected: --peers)" for f in skipped})
+        if "torch.compile" in skipped and "jax jit" in skipped and "mlx compile" in skipped:
+            return found
+    if "torch.compile" not in found:
+        found["torch.compile"] = peers["torch"] if isinstance(peers["torch"], str) else \
+            _torch_compile_usable(peers["torch"])
+    if "jax jit" not in found:
+        try:
+            import jax
+            jax.numpy.zeros(1).block_until_ready()
+            found["jax jit"] = jax
+        except ImportError:
+            found["jax jit"] = "n/a (jax not installed: pip install 'jax[cpu]')"
+    if "mlx compile" not in found:
+        try:
+            import mlx.core as mx
+            mx.eval(mx.zeros(1))
+            found["mlx compile"] = mx
+        except ImportError:
+            found["mlx compile"] = "n/a (mlx not installed: pip install 'mlx[cpu]')"
+    return found
+
+
+def _torch_compile_usable(torch):
+    try:
+        torch.compile(lambda x: x + 1)(torch.ones(2))
+        return torch
+    except Exception as e:   # e.g. no C++ compiler for inductor
+        return f"n/a (torch.compile: {type(e).__name__}: {str(e).splitlines()[0][:50] if str(e) else ''})"
+
+
+def _program_case(framework: str, module, name: str):
+    from bench import programs
+    if framework == "tinyjit":
+        return programs.make_tinyjit(name)
+    if framework == "tinyjit eager":
+        return programs.make_tinyjit(name, jit=False)
+    if framework == "torch":
+        return programs.make_torch(module, name)
+    if framework == "torch.compile":
+        return programs.make_torch(module, name, compiled=True)
+    if framework == "jax jit":
+        return programs.make_jax(module, name)
+    return programs.make_mlx(module, name)
+
+
+class ProgramResult:
+    def __init__(self, workload: str, unit: str = "ms/step"):
+        self.workload, self.unit = workload, unit
+        self.values: dict[str, object] = {}   # framework -> (first call s, seconds per step, loss) or "n/a (...)"
+        self.cold: object = None              # tinyjit's first step in a fresh process from an empty cache
+
+
+def programs_train(peers, runs, names=None, cold: bool = True, frameworks=None) -> list:
+    from bench import programs
+    found = _program_peers(peers, frameworks)
+    out = []
+    for name in names or list(programs.PROGRAMS):
+        r = ProgramResult(programs.LABELS[name])
+        print(f"  {name} ...", file=sys.stderr, flush=True)
+        for framework in PROGRAM_FRAMEWORKS:
+            module = found.get(framework)
+            if isinstance(module, str):
+                r.values[framework] = module
+                continue
+            try:
+                step = _program_case(framework, module, name)
+                losses: list = []
+                first, seconds = adaptive_time(lambda: losses.append(step()), runs, warmup=3)
+                r.values[framework] = (first, seconds, losses[0])
+            except Exception as e:   # a peer that cannot run a program is reported, not fatal
+                r.values[framework] = f"n/a ({type(e).__name__}: {str(e).splitlines()[0][:60] if str(e) else ''})"
+        if cold:
+            r.cold = cold_first_step(name)
+        out.append(r)
+    return out
+
+
+def cold_first_step(name: str) -> object:
+    """tinyjit's first training step of program `name` in a fresh process with an empty compile cache."""
+    import json
+    import shutil
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    cache = tempfile.mkdtemp(prefix="tinyjit-bench-cold-")
+    env = dict(os.environ, TINYJIT_CACHE_DIR=cache, PYTHONPATH=os.pathsep.join(
+        [root] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
+    try:
+        done = subprocess.run([sys.executable, os.path.join(root, "bench", "programs.py"), name], env=env,
+                              capture_output=True, text=True, timeout=900)
+        if done.returncode:
+            return f"n/a ({(done.stderr or 'failed').strip().splitlines()[-1][:70]})"
+        return json.loads(done.stdout.strip().splitlines()[-1])
+    except subprocess.TimeoutExpired:
+        return "n/a (more than 900 s)"
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
+
+
+def programs_generate(peers, runs, frameworks=None) -> list:
+    from bench import programs
+    found = _program_peers(peers, frameworks)
+    r = ProgramResult(f"G1 GPT generate {programs.GENERATE_TOKENS} tok, KV cache", "tokens/s")
+    makers = {"tinyjit": lambda m: programs.generate_tinyjit(), "torch": programs.generate_torch,
+              "jax jit": programs.generate_jax, "mlx compile": programs.generate_mlx}
+    for framework in PROGRAM_FRAMEWORKS:
+        module = None if framework == "tinyjit" else found.get(framework)
+        if framework not in makers:
+            continue
+        if isinstance(module, str):
+            r.values[framework] = module
+            continue
+        try:
+            gen = makers[framework](module)
+            tokens: list = []
+            first, seconds = adaptive_time(lambda: tokens.append(gen()), min(runs, 3), warmup=1)
+            r.values[framework] = (first, seconds, tokens[0])
+        except Exception as e:
+            r.values[framework] = f"n/a ({type(e).__name__}: {str(e).splitlines()[0][:60] if str(e) else ''})"
+    return [r]
+
+
+def print_program_table(results: list) -> None:
+    from bench.programs import GENERATE_TOKENS
+    print()
+    header = f"{'program':<36}{'framework':<15}{'first call s':>13}{'per step':>14}{'tinyjit faster by':>19}" \
+             f"{'first loss':>12}"
+    print(header)
+    print("-" * len(header))
+    for r in results:
+        mine = r.values.get("tinyjit")
+        for fw in PROGRAM_FRAMEWORKS:
+            v = r.values.get(fw)
+            if v is None:
+                continue
+            if isinstance(v, str):
+                print(f"{r.workload:<36}{fw:<15}  {v}")
+                continue
+            first, seconds, loss = v
+            if r.unit == "tokens/s":
+                step = f"{GENERATE_TOKENS / seconds:9.1f} tok/s"
+            else:
+                step = f"{seconds * 1e3:10.1f} ms"
+            ratio = f"{seconds / mine[1]:17.2f}x" if isinstance(mine, tuple) and fw != "tinyjit" else f"{'':>18}"
+            loss_text = f"{loss:12.4f}" if isinstance(loss, float) else f"{loss!s:>12}"
+            print(f"{r.workload:<36}{fw:<15}{first:13.2f}{step:>14} {ratio}{loss_text}")
+        if r.cold is not None:
+            c = r.cold
+            if isinstance(c, str):
+                print(f"{r.workload:<36}{'cold start':<15}  {c}")
+            else:
+                print(f"{r.workload:<36}{'cold start':<15}{c['seconds']:13.2f}  first step from an empty cache: "
+                      f"{c['kernels']} kernels built, compile CPU s per kernel max {c['compile_cpu_max']:.2f} "
+                      f"({c['slowest']}), p95 {c['compile_cpu_p95']:.2f}, total {c['compile_cpu_total']:.1f}")
+    print("\nper step: median after warm-up (TinyJit: replays); tinyjit faster by = peer time / tinyjit TinyJit time; "
+          "first call includes compiling (disk caches warm, except 'cold start')")
+
+
 WORKLOADS = {"W1": w1_elementwise, "W2": w2_reduce, "W3": w3_matmul, "W4": w4_conv, "W5": w5_w6_training,
              "W7": w7_dispatch, "W8": w8_cold_start}
+PROGRAM_WORKLOADS = {"P1": "gpt", "P2": "gru", "P3": "transformer", "P4": "lstm"}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer runs per case")
-    parser.add_argument("--only", default="", help="comma-separated workload ids, e.g. W1,W3 (W5 includes W6)")
+    parser.add_argument("--only", default="", help="comma-separated workload ids, e.g. W1,W3 (W5 includes W6); "
+                                                   "P1-P4 ported programs, G1 generation, W for all W, P for all P")
+    parser.add_argument("--no-cold", action="store_true", help="skip the programs' first steps from an empty cache")
+    parser.add_argument("--peers", default="", help="the programs' compiled peers to run, comma-separated: "
+                                                   "torch.compile,jax,mlx (default all; torch eager always runs)")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="threads for tinyjit (THREADS) and torch (default: all cores this process may use)")
     args = parser.parse_args()
     runs = 3 if args.quick else 7
+    if args.threads:
+        os.environ["THREADS"] = str(args.threads)
     only = {w.strip().upper() for w in args.only.split(",") if w.strip()}
     only = {"W5" if w == "W6" else w for w in only}
+    only |= {w for w in list(WORKLOADS) + list(PROGRAM_WORKLOADS) + ["G1"] if w[0] in only}
     peers = load_peers()
+    if args.threads and not isinstance(peers["torch"], str):
+        peers["torch"].set_num_threads(args.threads)
     for name in ("torch", "tinygrad"):
         if isinstance(peers[name], str):
             print(f"{name}: {peers[name]}")
@@ -309,7 +509,20 @@ def main() -> None:
         print(f"running {wid} ...", file=sys.stderr, flush=True)
         out = fn(peers, runs)
         results.extend(out if isinstance(out, list) else [out])
-    print_table(results, bandwidth)
+    if results:
+        print_table(results, bandwidth)
+    programs = [name for wid, name in PROGRAM_WORKLOADS.items() if not only or wid in only]
+    aliases = {"jax": "jax jit", "mlx": "mlx compile", "compile": "torch.compile"}
+    selected = None if not args.peers else {aliases.get(p.strip(), p.strip()) for p in args.peers.split(",")}
+    program_results = []
+    if programs:
+        print("running ported programs ...", file=sys.stderr, flush=True)
+        program_results += programs_train(peers, runs, programs, cold=not args.no_cold, frameworks=selected)
+    if not only or "G1" in only:
+        print("running G1 ...", file=sys.stderr, flush=True)
+        program_results += programs_generate(peers, runs, frameworks=selected)
+    if program_results:
+        print_program_table(program_results)
 
 
 if __name__ == "__main__":

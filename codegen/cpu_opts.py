@@ -23,7 +23,7 @@ from __future__ import annotations
 from tinyjit.helpers import largest_divisor, prod
 from tinyjit.ops import Op
 
-from codegen.copies import ACCESS_OPS, dependent_axes, index_strides, pack_candidates
+from codegen.copies import ACCESS_OPS, dependent_axes, index_strides, operand_facts, pack_candidates
 from codegen.kernel import Kernel
 from codegen.llvmir import host_vector_bits
 from codegen.opts import KernelOptError, Opt, OptKind
@@ -55,6 +55,8 @@ def contraction_plan(k: Kernel, threads: int = 1) -> list[Opt]:
     full = k.full_shape
     store = index_strides(k.sts[0])
     st_of = {id(n): st for n, st in zip(k.accesses, k.sts)}
+    if _reads_everything_under_reduce(k, st_of):
+        return []   # a row reduction (a softmax's max of masked scores), not a contraction: a block reuses nothing
     operands = pack_candidates(k)
     deps = [dependent_axes(k, c, st_of) for c in operands]
     # the vector axis: the output's contiguous axis if an operand depends on it, else the last such global axis;
@@ -82,7 +84,9 @@ def contraction_plan(k: Kernel, threads: int = 1) -> list[Opt]:
     if best is None:
         return []
     vector_axis, b, row_axis = best
-    lanes = max(1, host_vector_bits() // (8 * operands[b].dtype.itemsize))
+    # vectors of accumulators: their dtype sizes the block (a bool mask as B would make 32-lane "vectors" of
+    # float accumulators, a block of hundreds of registers that takes LLVM tens of seconds to compile)
+    lanes = max(1, host_vector_bits() // (8 * max(operands[b].dtype.itemsize, k.ast.dtype.itemsize)))
     width = _divisor(full[vector_axis], (2 * lanes, lanes, lanes // 2, lanes // 4))
     if width == 1 and full[vector_axis] <= 2 * lanes:
         width = full[vector_axis]
@@ -128,6 +132,24 @@ def contraction_plan(k: Kernel, threads: int = 1) -> list[Opt]:
         outer *= sizes[order[merged]]
         opts.append(Opt(OptKind.MERGE, 0, 0))
     return opts
+
+
+def _reads_everything_under_reduce(k: Kernel, st_of: dict) -> bool:
+    """Whether some load inside a reduce depends on every axis (of size > 1) of the kernel: then each element it
+    reads is used once, and a register block would only repeat the other operands' (cheap, broadcast) work."""
+    everything = frozenset(a for a, s in enumerate(k.full_shape) if s > 1)
+    facts = operand_facts(k, st_of)
+    seen: set[int] = set()
+    stack = [n.src[0] for n in k.ast.toposort() if n.op in (Op.SUM, Op.RMAX)]
+    while stack:
+        n = stack.pop()
+        if id(n) in seen:
+            continue
+        seen.add(id(n))
+        if n.op == Op.LOAD and facts[id(n)][1] == everything:
+            return True
+        stack.extend(n.src)
+    return False
 
 
 def _reduce_body_ops(k: Kernel) -> int:

@@ -304,3 +304,25 @@ def test_lazy_reader_of_parameters_alive_during_captured_step(optimizer):
         return np.array(rows), w.numpy(), outside.numpy()
     for got, want in zip(run(True), run(False)):
         np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
+def test_assign_nothing_returned_reads_is_replayed():
+    """A KV-cache update: the step assigns the cache and returns a value computed from the new contents as a lazy
+    value of its own (not by reading the cache back). The assign is part of every call, replays included (it used
+    to stay pending outside the capture, so replays never updated the cache)."""
+    cache = Tensor.zeros(4).contiguous().realize()
+
+    @TinyJit
+    def step(x, at):
+        new = at.where(x, cache)
+        cache.assign(new)
+        return (new * 2).sum()
+
+    expected = np.zeros(4, np.float32)
+    for i in range(6):
+        at = np.arange(4) == i % 4
+        expected = np.where(at, np.float32(i + 1), expected)
+        out = step(Tensor(np.full(4, i + 1, np.float32)), Tensor(at)).item()
+        assert out == pytest.approx(2 * expected.sum())
+        np.testing.assert_array_equal(cache.numpy(), expected)
+    assert len(step.captured) == 2   # the sum and the cache update

@@ -91,17 +91,21 @@ class TinyJit:
                                f"jitted function (inputs must be buffers the replay can swap)")
         self.calls += 1
         if self.calls == 1:
-            return self._finish(self.fn(*args, **kwargs))
+            with inplace.recording_assigns() as assigned:
+                return self._finish(self.fn(*args, **kwargs), assigned)
         if self.calls == 2:
             return self._capture(args, kwargs, tensors, static)
         return self._replay(tensors, static)
 
     @staticmethod
-    def _finish(out):
+    def _finish(out, assigned=()):
+        """Realize what the call returned and what it assigned: an assign nothing returned reads is still part of
+        the call (a replay makes it), so it runs now, inside the capture, not at some later realize."""
         returned = [t for t in _flatten(out) if isinstance(t, Tensor)]
-        if returned:
-            realize_module.realize_nodes([t.node for t in returned])
-            for t in returned:
+        pending = [t for t in (ref() for ref in assigned) if t is not None and not t.node.realized]
+        if returned or pending:
+            realize_module.realize_nodes([t.node for t in returned + pending])
+            for t in returned + pending:
                 t._collapse()
         return out
 
@@ -110,7 +114,7 @@ class TinyJit:
         self.input_signature = [(position, _signature(t)) for position, t in tensors]
         self.static_args = static
         with capture() as recorded, inplace.recording_assigns() as assigned:   # this thread's steps
-            out = self._finish(self.fn(*args, **kwargs))
+            out = self._finish(self.fn(*args, **kwargs), assigned)
         if not recorded.steps:
             raise JitError("TinyJit: the function launched no kernels while being captured; nothing to replay")
         self.captured = recorded.steps

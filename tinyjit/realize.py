@@ -19,7 +19,7 @@ from tinyjit.helpers import debug_level, deep_recursion
 from tinyjit.kernel_cache import CompiledKernel, compile_plan, counters, precompile
 from tinyjit.lazy import Node
 from tinyjit.ops import Op
-from tinyjit.schedule import ItemKind, ScheduleItem, create_schedule, format_schedule
+from tinyjit.schedule import ItemKind, ScheduleItem, cached_schedule, create_schedule, format_schedule
 
 # called with the nodes about to be realized before anything runs, e.g. tinyjit.index_check's deferred checks of
 # lazy indices (an out-of-range index raises there, so no tensor is left half-updated)
@@ -132,7 +132,7 @@ def _realize_nodes(nodes: list) -> None:
     t0 = time.perf_counter()
     compiled_before = counters["kernels_compiled"]
     nodes, lazy = _with_inplace_readers(nodes)
-    schedule = create_schedule(nodes, [t.node for t in lazy or ()])
+    schedule = cached_schedule(nodes, [t.node for t in lazy or ()])
     if level >= 3 and schedule:
         print(format_schedule(schedule))
     run_schedule(schedule, None if lazy is None else inplace.preservation_plan(schedule, lazy))

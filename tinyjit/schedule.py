@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import functools
 import heapq
-from collections import defaultdict
+import threading
+from collections import OrderedDict, defaultdict
 from dataclasses import dataclass, field
 
 from tinyjit.dtype import dtypes
 from tinyjit.helpers import NameEnum
 from tinyjit.lazy import Node, toposort
-from tinyjit.ops import ELEMENTWISE, MOVEMENT, REDUCE, AstNode, Op, reduce_identity
+from tinyjit.ops import ELEMENTWISE, MOVEMENT, REDUCE, AstNode, Op, _exact_key, reduce_identity
 from tinyjit.view import ShapeTracker
 
 # ops with op(0, 0, ...) == 0: a zero pad can be pushed through them to their inputs
@@ -36,6 +37,15 @@ MAX_INLINED_VIEWS = 4
 # (_decide_shared_chains)
 MAX_SHARED_INLINE = 128
 
+
+# an elementwise value at least SHARED_EXPENSIVE_SIZE elements large whose expression costs SHARED_EXPENSIVE_COST
+# (a transcendental op counts EXPENSIVE_OP_COST, others 1) and that SHARED_EXPENSIVE_KERNELS or more kernels would
+# recompute is realized once (_decide_shared_chains): attention probabilities read by the forward and four
+# backward matmuls, GELU's erf read by the forward and backward ones
+EXPENSIVE_OP_COST = {Op.EXP2: 20, Op.LOG2: 20, Op.SIN: 20, Op.SQRT: 4, Op.RECIP: 4}
+SHARED_EXPENSIVE_COST = 20
+SHARED_EXPENSIVE_KERNELS = 3
+SHARED_EXPENSIVE_SIZE = 1 << 14
 
 # work counters (tests check that scheduling grows linearly with the graph): schedules made, kernels built and
 # (node, view) pairs lowered into kernel ASTs
@@ -116,26 +126,52 @@ class _Scheduler:
         several nodes, without a single home, and past MAX_SHARED_INLINE is realized, and counts 0 for its
         readers."""
         home: dict[int, object] = {}
+        # the kernels (their home nodes' ids) each node is inlined into, up to SHARED_EXPENSIVE_KERNELS of them
+        kernels: dict[int, frozenset] = {}
         for node in reversed(self.graph):
             if node.realized or id(node) in self.realize or node.op in _BOUNDARY_OPS or node.op in REDUCE or \
                     not self.consumers[id(node)]:
                 home[id(node)] = node
+                kernels[id(node)] = frozenset((id(node),))
                 continue
             homes = {id(home[id(c)]) if home[id(c)] is not None else None for c in self.consumers[id(node)]}
             home[id(node)] = home[id(self.consumers[id(node)][0])] if len(homes) == 1 else None
+            reached: frozenset = frozenset()
+            for c in self.consumers[id(node)]:
+                reached |= kernels[id(c)]
+                if len(reached) >= SHARED_EXPENSIVE_KERNELS:
+                    break
+            kernels[id(node)] = reached
         size: dict[int, int] = {}
+        cost: dict[int, int] = {}
         for node in self.graph:
             if home[id(node)] is node or node.op == Op.CONST:
-                size[id(node)] = 0
+                size[id(node)] = cost[id(node)] = 0
                 continue
-            total = (node.op in ELEMENTWISE) + sum(size[id(s)] for s in node.src)
-            if total > MAX_SHARED_INLINE and node.op in ELEMENTWISE and home[id(node)] is None \
-                    and len(self.consumers[id(node)]) > 1:
+            elementwise = node.op in ELEMENTWISE
+            total = elementwise + sum(size[id(s)] for s in node.src)
+            weighted = (EXPENSIVE_OP_COST.get(node.op, 1) if elementwise else 0) + sum(cost[id(s)] for s in node.src)
+            shared = elementwise and home[id(node)] is None and len(self.consumers[id(node)]) > 1
+            if shared and total > MAX_SHARED_INLINE:
                 self.realize[id(node)] = node
                 self.reasons.setdefault(id(node), f"is read by several kernels and would recompute more than "
                                         f"{MAX_SHARED_INLINE} inlined ops in each (a recurrence's shared chain)")
-                total = 0
+                total = weighted = 0
+            elif elementwise and home[id(node)] is None and weighted >= SHARED_EXPENSIVE_COST and \
+                    len(kernels[id(node)]) >= SHARED_EXPENSIVE_KERNELS and node.size >= SHARED_EXPENSIVE_SIZE and \
+                    not self._same_kernels_above(node, kernels, home):
+                self.realize[id(node)] = node
+                self.reasons.setdefault(id(node), f"is read by {SHARED_EXPENSIVE_KERNELS} or more kernels, each of "
+                                        f"which would recompute its transcendental ops")
+                total = weighted = 0
             size[id(node)] = min(total, MAX_SHARED_INLINE + 1)
+            cost[id(node)] = min(weighted, SHARED_EXPENSIVE_COST)
+
+    def _same_kernels_above(self, node: Node, kernels: dict, home: dict) -> bool:
+        """Whether an elementwise reader of `node` is inlined into the same kernels: then that reader (the larger
+        expression) is the one to realize, not each step of the chain below it."""
+        return any(c.op in ELEMENTWISE and home[id(c)] is None and kernels[id(c)] == kernels[id(node)]
+                   for c in self.consumers[id(node)])
 
     def _stale_readers(self, readers) -> list[Node]:
         """The nodes of `readers` (values a live tensor still holds) that this schedule computes inline and that read
@@ -509,6 +545,70 @@ def create_schedule(outputs: list[Node], readers=()) -> list[ScheduleItem]:
     hold: those this schedule computes inline while they read a buffer it overwrites are realized too."""
     stats["schedules"] += 1
     return _Scheduler(outputs, readers).schedule()
+
+
+# ---- the schedule cache: an eager loop builds a new graph of the same structure every step ----
+# structures kept (LRU), and at most this many graph nodes over all their keys (a key holds a tuple per node)
+SCHEDULE_CACHE_ENTRIES = 64
+SCHEDULE_CACHE_NODES = 1 << 19
+_schedule_cache: "OrderedDict[tuple, tuple[int, list]]" = OrderedDict()
+_schedule_cache_lock = threading.Lock()   # threads realize at once (TinyJit captures per thread)
+stats["schedule_cache_hits"] = 0
+
+
+def cached_schedule(outputs: list[Node], readers=()) -> list[ScheduleItem]:
+    """`create_schedule`, reused for a graph of the same structure as an earlier one: same ops, arguments, dtypes,
+    shapes and devices, node for node, the same realized inputs up to which buffer is which (an assign's target
+    must be the same buffer as the one its value reads), the same outputs and live readers. What the scheduler
+    decides depends on nothing else, so the earlier kernels (their ASTs) are bound to this graph's nodes instead
+    of being built again: linear in the graph's size, without lowering anything."""
+    key, graph = _structure_key(outputs, readers)
+    try:
+        with _schedule_cache_lock:
+            cached = _schedule_cache.get(key)
+            if cached is not None:
+                _schedule_cache.move_to_end(key)
+    except TypeError:   # an argument that cannot be hashed: no caching
+        return create_schedule(outputs, readers)
+    if cached is not None:
+        stats["schedule_cache_hits"] += 1
+        return [ScheduleItem(kind, graph[out], [graph[i] for i in ins], ast, [graph[i] for i in keep], reason)
+                for kind, out, ins, ast, keep, reason in cached[1]]
+    items = create_schedule(outputs, readers)
+    index = {id(n): i for i, n in enumerate(graph)}
+    try:
+        template = [(item.kind, index[id(item.output)], [index[id(n)] for n in item.inputs], item.ast,
+                     [index[id(n)] for n in item.preserve], item.reason) for item in items]
+    except KeyError:   # a node outside the graph (not expected): schedule such graphs every time
+        return items
+    with _schedule_cache_lock:
+        _schedule_cache[key] = (len(graph), template)
+        total = sum(size for size, _ in _schedule_cache.values())
+        while len(_schedule_cache) > 1 and (len(_schedule_cache) > SCHEDULE_CACHE_ENTRIES or
+                                            total > SCHEDULE_CACHE_NODES):
+            total -= _schedule_cache.popitem(last=False)[1][0]
+    return items
+
+
+def _structure_key(outputs: list[Node], readers) -> tuple[tuple, list[Node]]:
+    """(a key equal for graphs the scheduler treats alike, the graph's nodes in the scheduler's order)."""
+    roots = [o for o in dict.fromkeys(outputs) if not o.realized]
+    graph = toposort(roots)
+    index: dict[int, int] = {}
+    buffers: dict[int, int] = {}
+    key: list = []
+    for i, n in enumerate(graph):
+        index[id(n)] = i
+        if n.buffer is not None:   # only which buffer it is matters, and its size
+            b = n.buffer
+            key.append((n.op, n.dtype, n.shape, n.device, buffers.setdefault(id(b), len(buffers)), b.size))
+        else:
+            key.append((n.op, tuple([index[id(s)] for s in n.src]), _exact_key(n.arg) if n.op == Op.CONST
+                        else n.arg, n.dtype, n.shape, n.device))
+    key.append(tuple([index[id(o)] for o in roots]))
+    if readers:
+        key.append(tuple(sorted({index[id(r)] for r in readers if id(r) in index})))
+    return tuple(key), graph
 
 
 def schedule_with_members(outputs: list[Node]) -> list[tuple[ScheduleItem, list[Node]]]:

@@ -1,0 +1,88 @@
+"""Compile time is bounded by the size of the code each kernel becomes: the CPU planner's register blocks stay
+within the vector registers, and row reductions (a softmax's max over masked scores, a mean over x + positions)
+get no block at all. Tests count linearized ops and block elements, never seconds; values are checked against
+PyTorch."""
+import math
+
+import numpy as np
+import torch
+
+from codegen.cpu_opts import ACCUMULATOR_REGISTERS, contraction_plan
+from codegen.kernel import Kernel
+from codegen.llvmir import host_vector_bits
+from codegen.optimizer import optimize
+from tinyjit import Device, Tensor
+from tinyjit.helpers import prod
+from tinyjit.schedule import create_schedule
+
+# what the code of one kernel may grow to at the default optimization (the GPT step's largest is ~2,700 ops;
+# a 512-element block of a masked max was 14,000 and took LLVM 15-37 CPU seconds)
+MAX_KERNEL_UOPS = 4000
+MAX_BLOCK = ACCUMULATOR_REGISTERS * host_vector_bits() // 32   # float32 accumulators in the vector registers
+
+
+def _kernel_sizes(*tensors: Tensor) -> list[tuple[int, int, str]]:
+    """(linearized ops of the kernel and its copy kernels, register block elements, name) per scheduled kernel."""
+    from codegen.cpu_opts import copies_of
+    renderer = Device.renderer("CPU")
+    out = []
+    for item in create_schedule([t.node for t in tensors]):
+        if item.kind != "kernel":
+            continue
+        k = Kernel(item.ast)
+        optimize(k, renderer)
+        program = renderer.linearize(k)
+        uops = len(program.uops) + sum(len(renderer.linearize(Kernel(ast)).uops)
+                                       for ast, _ in copies_of(k).before + copies_of(k).after)
+        out.append((uops, prod(k.full_shape[k.first_upcast:]), program.name))
+    return out
+
+
+def _masked_scores(lib, B=8, H=4, T=64, seed=0):
+    s = np.random.default_rng(seed).standard_normal((B, H, T, T)).astype(np.float32)
+    if lib is torch:
+        scores = torch.tensor(s, requires_grad=True)
+        mask = torch.arange(T).reshape(T, 1) >= torch.arange(T).reshape(1, T)
+        return scores, torch.where(mask, scores, -math.inf)
+    scores = Tensor(s, requires_grad=True)
+    mask = Tensor.arange(T).reshape(T, 1) >= Tensor.arange(T).reshape(1, T)
+    return scores, mask.where(scores, -math.inf)
+
+
+def test_masked_row_max_is_not_register_blocked():
+    """The causal softmax's row max reads every score once: no block (it was 8 x 64 accumulators, because a bool
+    mask operand made 32-lane 'vectors')."""
+    _, masked = _masked_scores(Tensor)
+    row_max = masked.amax(-1)
+    sizes = _kernel_sizes(row_max)
+    assert len(sizes) == 1 and sizes[0][1] == 1, sizes
+    item = create_schedule([row_max.node])[0]
+    assert contraction_plan(Kernel(item.ast)) == []
+    _, masked_t = _masked_scores(torch)
+    np.testing.assert_allclose(row_max.numpy(), masked_t.amax(-1).detach().numpy(), rtol=1e-6)
+
+
+def test_attention_step_kernels_stay_small():
+    """Every kernel of a causal attention block's forward and backward (layer norm, projections, masked softmax,
+    weighted values) stays within the code budget and the register budget; gradients match PyTorch."""
+    rng = np.random.default_rng(1)
+    B, T, C, H = 8, 64, 32, 4   # big enough to be planned as the GPT step is (packing starts at 64k elements)
+    xn = rng.standard_normal((B, T, C)).astype(np.float32)
+    wn = (rng.standard_normal((3 * C, C)) * 0.2).astype(np.float32)
+
+    def loss_of(lib, x, w):
+        F = torch.nn.functional if lib is torch else __import__("tinyjit").nn.functional
+        h = F.layer_norm(x + x.mean(1, keepdim=True), (C,))
+        q, k, v = F.linear(h, w).split(C, -1)
+        q, k, v = (t.reshape(B, T, H, C // H).transpose(1, 2) for t in (q, k, v))
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        return (y.transpose(1, 2).reshape(B, T, C) ** 2).mean()
+
+    x, w = Tensor(xn), Tensor(wn, requires_grad=True)
+    loss_of(Tensor, x, w).backward()
+    sizes = _kernel_sizes(w.grad)
+    assert max(u for u, _, _ in sizes) <= MAX_KERNEL_UOPS, sorted(sizes)[-3:]
+    assert max(b for _, b, _ in sizes) <= MAX_BLOCK, sorted(sizes, key=lambda s: s[1])[-3:]
+    wt = torch.tensor(wn, requires_grad=True)
+    loss_of(torch, torch.tensor(xn), wt).backward()
+    np.testing.assert_allclose(w.grad.numpy(), wt.grad.numpy(), rtol=1e-4, atol=1e-6)

@@ -1,0 +1,39 @@
+"""Kernels of a large schedule compile in worker processes (llvmlite holds one lock around every LLVM call, so
+threads compile one kernel at a time). Tests count builds and worker processes, never seconds."""
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# a script without a main guard (what multiprocessing's spawn would run again in every worker)
+SCRIPT = """
+import numpy as np
+print("script body ran", flush=True)
+from tinyjit import Tensor, kernel_cache as compiler
+x = Tensor(np.arange(12, dtype=np.float32).reshape(3, 4))
+outs = [(x * (i + 1) + i).exp2().sum(1) for i in range(12)]   # 12 distinct kernels in one schedule
+Tensor.realize_all(*outs)
+xn = np.arange(12, dtype=np.float32).reshape(3, 4)
+ok = all(np.allclose(o.numpy(), np.exp2(xn * (i + 1) + i).sum(1), rtol=1e-5) for i, o in enumerate(outs))
+workers = [w for w in compiler._workers.values() if w.alive()]
+print("values ok", ok, "builds", len(compiler.compile_log), "workers", len(workers), flush=True)
+"""
+
+
+def _run(extra_env: dict, tmp_path) -> str:
+    env = dict(os.environ, PYTHONPATH=ROOT, TINYJIT_CACHE_DIR=str(tmp_path), THREADS="2", **extra_env)
+    done = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+def test_a_large_schedule_compiles_in_worker_processes(tmp_path):
+    out = _run({}, tmp_path)
+    assert out.count("script body ran") == 1   # the workers import tinyjit, not the user's script
+    assert "values ok True builds 12 workers 2" in out, out
+
+
+def test_compile_processes_can_be_turned_off(tmp_path):
+    out = _run({"TINYJIT_COMPILE_PROCESSES": "0"}, tmp_path)
+    assert "values ok True builds 12 workers 0" in out, out

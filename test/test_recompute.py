@@ -1,0 +1,81 @@
+"""Expensive shared values are computed once: an elementwise value with transcendental ops that three or more
+kernels would inline (attention probabilities read by the forward and the backward matmuls, GELU's erf) gets its
+own buffer. Tests count exp2 evaluations (AST exp2 nodes times loop iterations) in the schedule, never seconds,
+and compare gradients with PyTorch."""
+import numpy as np
+import torch
+
+import tinyjit.schedule as schedule
+from codegen.cpu_opts import copies_of
+from codegen.kernel import Kernel
+from codegen.optimizer import optimize
+from tinyjit import Device, Tensor
+from tinyjit.helpers import prod
+from tinyjit.ops import Op
+from tinyjit.schedule import create_schedule
+
+
+def _exp2_evaluations(*tensors: Tensor) -> int:
+    """exp2 evaluations of the CPU kernels (and the copy kernels the planner puts before them) of the schedule:
+    exp2 nodes of each launch's AST times its loop iterations."""
+    renderer = Device.renderer("CPU")
+    total = 0
+    for item in create_schedule([t.node for t in tensors]):
+        if item.kind != "kernel":
+            continue
+        k = Kernel(item.ast)
+        optimize(k, renderer)
+        launches = [(k.ast, k.full_shape)] + [(a, Kernel(a).full_shape)
+                                              for a, _ in copies_of(k).before + copies_of(k).after]
+        for ast, shape in launches:
+            total += sum(1 for n in ast.toposort() if n.op == Op.EXP2) * prod(shape)
+    return total
+
+
+def _attention_loss(lib, q, k, v):
+    F = torch.nn.functional if lib is torch else __import__("tinyjit").nn.functional
+    return (F.scaled_dot_product_attention(q, k, v, is_causal=True) ** 2).sum()
+
+
+def test_attention_probabilities_are_computed_once_for_forward_and_backward():
+    B, H, T, D = 4, 2, 64, 16   # 32k probabilities: past SHARED_EXPENSIVE_SIZE
+    rng = np.random.default_rng(0)
+    arrays = [rng.standard_normal((B, H, T, D)).astype(np.float32) for _ in range(3)]
+    q, k, v = (Tensor(a, requires_grad=True) for a in arrays)
+    _attention_loss(Tensor, q, k, v).backward()
+    evaluations = _exp2_evaluations(q.grad, k.grad, v.grad)
+    # once for the probabilities (plus the softmax's sum reading them): it was once per element per matmul use,
+    # i.e. D times per probability in each matmul that inlined it
+    assert evaluations <= 3 * B * H * T * T, evaluations
+    qt, kt, vt = (torch.tensor(a, requires_grad=True) for a in arrays)
+    _attention_loss(torch, qt, kt, vt).backward()
+    for ours, theirs in ((q, qt), (k, kt), (v, vt)):
+        np.testing.assert_allclose(ours.grad.numpy(), theirs.grad.numpy(), rtol=2e-4, atol=2e-5)
+
+
+def test_gelu_exp_is_evaluated_per_hidden_unit_not_per_multiply_add():
+    """A guard: the MLP's GELU and its derivative reach the matmuls packed or realized, never inlined into a
+    reduce loop."""
+    rng = np.random.default_rng(1)
+    xn, w1n, w2n = (rng.standard_normal(s).astype(np.float32) * 0.3 for s in ((256, 64), (256, 64), (64, 256)))
+    x = Tensor(xn)
+    w1, w2 = Tensor(w1n, requires_grad=True), Tensor(w2n, requires_grad=True)
+    (x.linear(w1).gelu().linear(w2) ** 2).mean().backward()
+    evaluations = _exp2_evaluations(w1.grad, w2.grad)
+    assert evaluations <= 4 * 256 * 256, evaluations   # a few per hidden unit, not per multiply-add
+    xt = torch.tensor(xn)
+    w1t, w2t = torch.tensor(w1n, requires_grad=True), torch.tensor(w2n, requires_grad=True)
+    (torch.nn.functional.gelu(xt @ w1t.T) @ w2t.T).pow(2).mean().backward()
+    np.testing.assert_allclose(w1.grad.numpy(), w1t.grad.numpy(), rtol=2e-4, atol=1e-6)
+    np.testing.assert_allclose(w2.grad.numpy(), w2t.grad.numpy(), rtol=2e-4, atol=1e-6)
+
+
+def test_small_or_twice_read_values_stay_fused():
+    """A softmax reads exp(x - max) in two kernels (its sum and the division): still 3 kernels; a small value
+    read by many kernels is recomputed rather than given a launch of its own."""
+    x = Tensor(np.random.default_rng(2).standard_normal((256, 128)).astype(np.float32))
+    assert sum(item.kind == "kernel" for item in create_schedule([x.softmax(-1).node])) == 3
+    small = Tensor(np.ones((8, 8), np.float32)).exp()
+    outs = [(small * i).sum() for i in range(1, 5)]
+    assert sum(item.kind == "kernel" for item in create_schedule([o.node for o in outs])) == 4
+    assert schedule.SHARED_EXPENSIVE_SIZE > 64
