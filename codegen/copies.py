@@ -73,10 +73,10 @@ ACCESS_OPS = (Op.LOAD, Op.CONST, Op.VALID)
 
 def dependent_axes(k: Kernel, node: AstNode, st_of: dict) -> set[int]:
     """The axes (of size > 1) whose index changes the value of `node`."""
-    return set(_operand_facts(k, st_of)[id(node)][1])
+    return set(operand_facts(k, st_of)[id(node)][1])
 
 
-def _operand_facts(k: Kernel, st_of: dict) -> dict[int, tuple[bool, frozenset]]:
+def operand_facts(k: Kernel, st_of: dict) -> dict[int, tuple[bool, frozenset]]:
     """Per AST node (by id): whether its subtree reads memory, and the axes (of size > 1) it depends on.
 
     One bottom-up pass over the AST as a DAG (shared subtrees once), cached on the kernel until its views change:
@@ -107,7 +107,7 @@ def pack_candidates(k: Kernel) -> list[AstNode]:
     `relu'(x) * grad`), in AST order. Linear in the size of the AST (a DAG: each node is visited once per
     context, inside or outside a reduce)."""
     st_of = {id(n): st for n, st in zip(k.accesses, k.sts)}
-    facts = _operand_facts(k, st_of)
+    facts = operand_facts(k, st_of)
     everything = frozenset(a for a, s in enumerate(k.full_shape) if s > 1)
     out: list[AstNode] = []
     chosen: set[int] = set()

@@ -23,7 +23,7 @@ from __future__ import annotations
 from tinyjit.helpers import largest_divisor, prod
 from tinyjit.ops import Op
 
-from codegen.copies import ACCESS_OPS, dependent_axes, index_strides, pack_candidates
+from codegen.copies import ACCESS_OPS, dependent_axes, index_strides, operand_facts, pack_candidates
 from codegen.kernel import Kernel
 from codegen.llvmir import host_vector_bits
 from codegen.opts import KernelOptError, Opt, OptKind
@@ -137,7 +137,8 @@ def contraction_plan(k: Kernel, threads: int = 1) -> list[Opt]:
 def _reads_everything_under_reduce(k: Kernel, st_of: dict) -> bool:
     """Whether some load inside a reduce depends on every axis (of size > 1) of the kernel: then each element it
     reads is used once, and a register block would only repeat the other operands' (cheap, broadcast) work."""
-    everything = {a for a, s in enumerate(k.full_shape) if s > 1}
+    everything = frozenset(a for a, s in enumerate(k.full_shape) if s > 1)
+    facts = operand_facts(k, st_of)
     seen: set[int] = set()
     stack = [n.src[0] for n in k.ast.toposort() if n.op in (Op.SUM, Op.RMAX)]
     while stack:
@@ -145,7 +146,7 @@ def _reads_everything_under_reduce(k: Kernel, st_of: dict) -> bool:
         if id(n) in seen:
             continue
         seen.add(id(n))
-        if n.op == Op.LOAD and dependent_axes(k, n, st_of) == everything:
+        if n.op == Op.LOAD and facts[id(n)][1] == everything:
             return True
         stack.extend(n.src)
     return False

@@ -259,7 +259,7 @@ _workers_lock = threading.Lock()
 def _compile_processes(device: str) -> int:
     from runtime.env import env
     wanted = env("TINYJIT_COMPILE_PROCESSES")
-    threads = getattr(Device[device], "threads", 1)
+    threads = Device[device].threads
     processes = threads if wanted < 0 else wanted
     return processes if processes >= 2 and device == "CPU" else 0
 
