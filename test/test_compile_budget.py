@@ -23,7 +23,6 @@ MAX_BLOCK = ACCUMULATOR_REGISTERS * host_vector_bits() // 32   # float32 accumul
 
 def _kernel_sizes(*tensors: Tensor) -> list[tuple[int, int, str]]:
     """(linearized ops of the kernel and its copy kernels, register block elements, name) per scheduled kernel."""
-    from codegen.cpu_opts import copies_of
     renderer = Device.renderer("CPU")
     out = []
     for item in create_schedule([t.node for t in tensors]):
@@ -33,7 +32,7 @@ def _kernel_sizes(*tensors: Tensor) -> list[tuple[int, int, str]]:
         optimize(k, renderer)
         program = renderer.linearize(k)
         uops = len(program.uops) + sum(len(renderer.linearize(Kernel(ast)).uops)
-                                       for ast, _ in copies_of(k).before + copies_of(k).after)
+                                       for ast, _ in k.copies.before + k.copies.after)
         out.append((uops, prod(k.full_shape[k.first_upcast:]), program.name))
     return out
 

@@ -6,7 +6,6 @@ import numpy as np
 import torch
 
 import tinyjit.schedule as schedule
-from codegen.cpu_opts import copies_of
 from codegen.kernel import Kernel
 from codegen.optimizer import optimize
 from tinyjit import Device, Tensor
@@ -26,7 +25,7 @@ def _exp2_evaluations(*tensors: Tensor) -> int:
         k = Kernel(item.ast)
         optimize(k, renderer)
         launches = [(k.ast, k.full_shape)] + [(a, Kernel(a).full_shape)
-                                              for a, _ in copies_of(k).before + copies_of(k).after]
+                                              for a, _ in k.copies.before + k.copies.after]
         for ast, shape in launches:
             total += sum(1 for n in ast.toposort() if n.op == Op.EXP2) * prod(shape)
     return total
