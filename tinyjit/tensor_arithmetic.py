@@ -447,26 +447,28 @@ class ArithmeticMixin(TensorBase):
         nonzero)."""
         return self == 0 if self.dtype != dtypes.bool else ~self
 
-    def _truth(self) -> Self:
-        return self if self.dtype == dtypes.bool else self != 0
+    def _truths(self, other) -> tuple[Self, Self]:
+        """self and `other` (a tensor or anything Tensor() takes) as bool tensors: True where nonzero."""
+        other = other if isinstance(other, TensorBase) else self._new(other, device=self.device)
+        return tuple(t if t.dtype == dtypes.bool else t != 0 for t in (self, other))
 
     def logical_and(self, other) -> Self:
         """A bool tensor, True where both are nonzero (torch.logical_and, numpy.logical_and); any dtypes, shapes
         broadcast (RuntimeError when they cannot)."""
-        other = other if isinstance(other, TensorBase) else self._new(other, device=self.device)
-        return self._truth() & other._truth()
+        x, y = self._truths(other)
+        return x & y
 
     def logical_or(self, other) -> Self:
         """A bool tensor, True where either is nonzero (torch.logical_or, numpy.logical_or); any dtypes, shapes
         broadcast."""
-        other = other if isinstance(other, TensorBase) else self._new(other, device=self.device)
-        return self._truth() | other._truth()
+        x, y = self._truths(other)
+        return x | y
 
     def logical_xor(self, other) -> Self:
         """A bool tensor, True where exactly one is nonzero (torch.logical_xor, numpy.logical_xor); any dtypes,
         shapes broadcast."""
-        other = other if isinstance(other, TensorBase) else self._new(other, device=self.device)
-        return self._truth() ^ other._truth()
+        x, y = self._truths(other)
+        return x ^ y
 
     def lshift(self, bits, reverse=False) -> Self:
         """self << bits elementwise (torch.bitwise_left_shift; `bits` an int or int tensor, dtypes promote as for +). A
