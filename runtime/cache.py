@@ -295,6 +295,14 @@ def _note_written(root: Path, nbytes: int) -> None:
         trim_cache(max_bytes, root)
 
 
+def cache_lookup(kind: str, key_parts: tuple[str, ...], src: str) -> bytes | None:
+    """What `cached_compile(kind, key_parts, src, ...)` would return from disk, or None when it would compile."""
+    if not cache_enabled():
+        return None
+    path = cache_path(kind, tuple(key_parts), src)
+    return _read(path, path.stem)
+
+
 def cached_compile(kind: str, key_parts: tuple[str, ...], src: str, compile_fn: Callable[[str], bytes]) -> bytes:
     """`compile_fn(src)`, memoized on disk under (kind, key_parts, src).
 

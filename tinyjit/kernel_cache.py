@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from runtime import PreparedLaunch, Program
-from runtime.cache import cached_compile
+from runtime.cache import cache_lookup, cached_compile
 from tinyjit.device import Buffer, Device
 from tinyjit.helpers import debug_level, getenv
 from tinyjit.ops import AstNode, Op
@@ -210,6 +210,9 @@ def precompile(device: str, asts: list[AstNode]) -> None:
     threads = Device[device].threads
     if len(todo) < 2 or threads < 2 or not _disk_cached(device) or getenv("BEAM", 0):
         return   # (BEAM times kernels while it builds them: one at a time, or they disturb each other's timings)
+    todo = _load_disk_hits(device, todo)   # a warm disk cache needs no threads, and above all no worker processes
+    if len(todo) < 2:
+        return
     jobs: queue.SimpleQueue = queue.SimpleQueue()
     for ast in todo:
         jobs.put(ast)
@@ -246,6 +249,18 @@ def precompile(device: str, asts: list[AstNode]) -> None:
             _built[(device, ast, None)] = built
     finally:
         stop.set()
+
+
+def _load_disk_hits(device: str, asts: list[AstNode]) -> list[AstNode]:
+    """Take the builds of `asts` that the disk cache holds into _built; return the ASTs still to build."""
+    key, misses = _plan_key(device), []
+    for ast in asts:
+        payload = cache_lookup("plan", key, ast_text(ast))
+        if payload is None:
+            misses.append(ast)
+        else:
+            _built[(device, ast, None)] = pickle.loads(payload)
+    return misses
 
 
 # LLVM calls hold llvmlite's process-wide lock: threads overlap Python work with one compilation at a time. So a
