@@ -29,6 +29,7 @@ import builtins
 import types
 
 from tinyjit import autograd, data, nn, optim  # noqa: F401  (torch.nn, torch.optim, torch.autograd)
+from tinyjit import tensor_select
 from tinyjit import where as tinyjit_where
 from tinyjit.device import Device, canonical_name
 from tinyjit.dtype import DType, dtypes
@@ -280,6 +281,12 @@ def einsum(equation: str, *operands) -> Tensor:
     return Tensor.einsum(equation, *operands)
 
 
+def meshgrid(*tensors, indexing: str = "ij") -> tuple:
+    """torch.meshgrid(*tensors, indexing='ij'): see tinyjit.tensor_select.meshgrid ('ij' is torch's default, 'xy'
+    numpy's)."""
+    return tensor_select.meshgrid(*tensors, indexing=indexing)
+
+
 def is_tensor(obj) -> builtins.bool:
     """torch.is_tensor: whether `obj` is a tinyjit Tensor."""
     return isinstance(obj, Tensor)
@@ -301,7 +308,10 @@ TENSOR_FUNCTIONS = (
     "abs neg exp exp2 log log2 log1p expm1 sqrt rsqrt sin cos tan tanh sigmoid relu square sign floor ceil round "
     "trunc erf pow maximum minimum clamp clip lerp isnan isinf logical_not "
     "sum mean std var prod max min amax amin argmax argmin all any cumsum logsumexp softmax log_softmax "
-    "matmul bmm dot sort argsort topk kthvalue unique multinomial allclose isclose eq ne lt le gt ge"
+    "matmul bmm dot sort argsort topk kthvalue unique multinomial allclose isclose eq ne lt le gt ge "
+    "index_select narrow movedim moveaxis swapaxes swapdims unbind diagonal diag trace outer ger cumprod diff "
+    "remainder fmod atan2 arctan2 hypot logaddexp frac nan_to_num nansum nanmean norm count_nonzero addmm baddbmm "
+    "repeat_interleave scatter scatter_add scatter_reduce index_add nonzero argwhere masked_select median cross take"
 ).split()
 
 

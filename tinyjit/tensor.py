@@ -7,7 +7,9 @@ module per topic, composed here: tensor_arithmetic (+ - * / // % **, comparisons
 tensor_math (unary math and activations), tensor_movement (views, cat, split), indexing (x[i], x[i] = v),
 tensor_reduce (sum, max, softmax, cumsum), tensor_nn (matmul, conv, pooling, losses, gather), tensor_linalg
 (einsum, bmm, tril), tensor_sort (sort, topk, unique, multinomial), tensor_create and random (constructors),
-tensor_mutation (in-place methods) and tensor_autograd (backward, hooks, no_grad). Composite ops are written from
+tensor_mutation (in-place methods), tensor_autograd (backward, hooks, no_grad), tensor_select (narrow, movedim,
+diagonal, index_select, nonzero, ...), tensor_scatter (scatter, scatter_reduce, index_add) and tensor_math_more
+(remainder, atan2, norm, cumprod, median, ...). Composite ops are written from
 the primitives of `tinyjit.ops`; codegen and autograd only ever see primitives.
 """
 from __future__ import annotations
@@ -31,10 +33,13 @@ from tinyjit.tensor_create import CreationMixin
 from tinyjit.tensor_format import tensor_repr
 from tinyjit.tensor_linalg import LinalgMixin
 from tinyjit.tensor_math import MathMixin
+from tinyjit.tensor_math_more import MoreMathMixin
 from tinyjit.tensor_movement import MovementMixin
 from tinyjit.tensor_mutation import MutationMixin
 from tinyjit.tensor_nn import NNMixin
 from tinyjit.tensor_reduce import ReduceMixin
+from tinyjit.tensor_scatter import ScatterMixin
+from tinyjit.tensor_select import SelectMixin
 from tinyjit.tensor_sort import SortMixin
 
 
@@ -66,7 +71,7 @@ def _holds_numpy_float64(data) -> bool:
 
 
 class Tensor(ArithmeticMixin, AutogradMixin, CreationMixin, RandomMixin, MathMixin, MovementMixin, IndexingMixin,
-             ReduceMixin, NNMixin, MutationMixin, SortMixin, LinalgMixin):
+             ReduceMixin, NNMixin, MutationMixin, SortMixin, LinalgMixin, SelectMixin, ScatterMixin, MoreMathMixin):
     """A lazy n-dimensional array on a device, with PyTorch's API (torch.Tensor): `Tensor(data, dtype=None,
     device=None, requires_grad=None)` from a Python number, a (nested, rectangular) list, a NumPy array, another
     Tensor or a graph node. Ops build a graph; `.numpy()`, `.item()` and `.realize()` compute it."""

@@ -1,0 +1,191 @@
+"""Scatter ops of Tensor with torch's names: scatter, scatter_add, scatter_reduce and index_add (out-of-place; the
+in-place spellings with `_` write the result into self with `assign`).
+
+Each is a one-hot compare of the index with arange(size of dim) and a reduce over the index entries that land on
+the same place, so it stays lazy, fuses, and is differentiable with respect to both self and the source (the
+gradient runs back through the same one-hot). The work is O(index entries * size of dim).
+"""
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from tinyjit.dtype import dtypes
+from tinyjit.index_check import check_index, wide_enough
+from tinyjit.tensor_base import TensorBase
+from tinyjit.tensor_movement import _axis
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+REDUCTIONS = ("sum", "prod", "mean", "amax", "amin")
+
+
+def _identity(reduce: str, dtype):
+    """The value an empty slot of a reduce holds (it never changes the result)."""
+    if reduce in ("sum", "mean"):
+        return 0
+    if reduce == "prod":
+        return 1
+    if dtype.is_float:
+        return -math.inf if reduce == "amax" else math.inf
+    info = np.iinfo(dtype.np)
+    return int(info.min) if reduce == "amax" else int(info.max)
+
+
+class ScatterMixin(TensorBase):
+    def _scatter_slots(self, op: str, dim: int, index, src):
+        """The entries of `src` (shrunk to index's shape) placed on self's grid: (values, hits), both of shape
+        self.shape + (k,), k = index.shape[dim]: slot j of place p holds src at the index entry j that names p
+        along `dim` (and the others of p), where hits is True; elsewhere values holds 0 and hits False. Checks the
+        arguments as torch does (RuntimeError for ranks, sizes and dtypes, IndexError for an index value out of
+        range, TypeError for a float index)."""
+        x = self.reshape(1) if self.ndim == 0 else self
+        d = _axis(x, dim, op)
+        if not isinstance(index, TensorBase):
+            raise TypeError(f"{op}: index must be an int tensor, got {type(index).__name__}")
+        self._same_device(op, index, src)
+        if index.dtype.is_float or index.dtype == dtypes.bool:
+            raise TypeError(f"{op}: index must be an int tensor, got {index.dtype.name}")
+        index = index.reshape(1) if index.ndim == 0 else index
+        if isinstance(src, TensorBase):
+            src = src.reshape(1) if src.ndim == 0 else src
+            if src.dtype != self.dtype:
+                raise RuntimeError(f"{op}: expected self.dtype to be equal to src.dtype, got {self.dtype.name} and "
+                                   f"{src.dtype.name}")
+            if index.ndim != x.ndim or src.ndim != x.ndim:
+                raise RuntimeError(f"{op}: index {index.shape}, self {self.shape} and src {src.shape} must have the "
+                                   f"same number of dims")
+            if any(i > s for i, s in zip(index.shape, src.shape)):
+                raise RuntimeError(f"{op}: index {index.shape} is larger than src {src.shape} in some dim")
+            src = src.shrink(tuple((0, i) for i in index.shape))
+        else:
+            if index.ndim != x.ndim:
+                raise RuntimeError(f"{op}: index {index.shape} and self {self.shape} must have the same number of "
+                                   f"dims")
+            src = self.full(index.shape, src, dtype=self.dtype, device=self.device)
+        if any(i > s for a, (i, s) in enumerate(zip(index.shape, x.shape)) if a != d):
+            raise RuntimeError(f"{op}: index {index.shape} is larger than self {self.shape} in a dim other than "
+                               f"{d}")
+        n = x.shape[d]
+        narrow = wide_enough(index, n)
+        onehot = narrow.unsqueeze(-1) == x.arange(n, dtype=narrow.dtype, device=x.device)    # index.shape + (n,)
+        check_index(index, 0, n, op, f"dimension {d} with size {n}", reader=onehot)
+        # swap the index's dim d with the one-hot's last: index.shape with dim d of n, then the k entries of dim d
+        hits = onehot.transpose(d, -1)
+        values = hits.where(src.unsqueeze(-1).transpose(d, -1), 0)
+        grow = tuple((0, s - i) if a != d else (0, 0) for a, (i, s) in enumerate(zip(hits.shape, x.shape))) + \
+            ((0, 0),)
+        return x, values.pad(grow), hits.pad(grow), d
+
+    def scatter(self, dim: int, index, src=None, value=None, reduce=None) -> Self:
+        """torch.scatter: self with out[index[i][j]][j] = src[i][j] for dim 0 (and so for every dim); `src` is a
+        tensor of self's dtype or a scalar (also `value=`). Where several index entries name one place torch leaves
+        the winner unspecified; here the last one wins (its gradient goes to that entry only). reduce='add' or
+        'multiply' (torch's older spelling) is scatter_reduce with 'sum' or 'prod'. Gradients: self's where nothing
+        was written, src's from the places it was written to. Errors as scatter_reduce."""
+        if src is None and value is None:
+            raise TypeError("scatter: needs src (a tensor or a scalar) or value=")
+        src = value if src is None else src
+        if reduce is not None:
+            if reduce not in ("add", "multiply"):
+                raise RuntimeError(f"scatter: reduce must be 'add' or 'multiply', got {reduce!r}")
+            return self.scatter_reduce(dim, index, src, "sum" if reduce == "add" else "prod")
+        x, values, hits, d = self._scatter_slots("scatter", dim, index, src)
+        k = hits.shape[-1]
+        slot = self._index_range(k, dtypes.int32, self.device)
+        last = hits.where(slot, -1).amax(-1, keepdim=True)             # the last entry written to each place
+        winner = hits & (slot == last)
+        picked = winner.where(values, 0).sum(-1, dtype=self.dtype if self.dtype.is_float else None).cast(self.dtype)
+        out = hits.any(-1).where(picked, x)
+        return out.reshape(self.shape)
+
+    def scatter_add(self, dim: int, index, src) -> Self:
+        """torch.scatter_add: self with src[i][j] added at out[index[i][j]][j] for dim 0 (and so for every dim);
+        every entry adds, duplicates included. index has self's number of dims, no dim larger than src's, nor
+        than self's outside `dim`. Gradients: self's is the output's, src's the output's at index (a gather).
+        RuntimeError for shapes or dtypes that differ from those rules, IndexError for an index value outside
+        [0, size of dim) (checked when computed), TypeError for a float index."""
+        return self.scatter_reduce(dim, index, src, "sum")
+
+    def scatter_reduce(self, dim: int, index, src, reduce: str, include_self: bool = True) -> Self:
+        """torch.scatter_reduce: the src entries that index sends to one place of self (as scatter_add) reduced with
+        `reduce`: 'sum', 'prod', 'mean', 'amax' or 'amin', together with self's value there when `include_self`
+        (else self's value is kept only where nothing lands). 'mean' of ints rounds down, like torch. Gradients as
+        torch's: amax/amin share the gradient evenly between the tied values (self's included), prod's is the
+        product of the others. RuntimeError for another reduce or the errors of scatter_add."""
+        if reduce not in REDUCTIONS:
+            raise RuntimeError(f"scatter_reduce: reduce must be one of {REDUCTIONS}, got {reduce!r}")
+        if self.dtype == dtypes.bool:
+            raise RuntimeError("scatter_reduce: bool tensors are not supported; cast to an int or float dtype")
+        x, values, hits, d = self._scatter_slots("scatter_reduce", dim, index, src)
+        values = hits.where(values, _identity(reduce, self.dtype))
+        if include_self:
+            values = x.unsqueeze(-1).cat(values, dim=-1)
+        if reduce in ("sum", "mean"):
+            out = values.sum(-1, dtype=self.dtype if self.dtype.is_float else None).cast(self.dtype)
+        elif reduce == "prod":
+            out = values.prod(-1).cast(self.dtype)
+        else:
+            out = values.amax(-1) if reduce == "amax" else values.amin(-1)
+        landed = hits.any(-1)
+        if reduce == "mean":
+            count = hits.sum(-1) + (1 if include_self else 0)
+            count = landed.where(count, 1).cast(self.dtype)
+            out = out / count if self.dtype.is_float else out // count
+        if not include_self:
+            out = landed.where(out, x)
+        return out.reshape(self.shape)
+
+    def index_add(self, dim: int, index, source, alpha=1) -> Self:
+        """torch.index_add: self with alpha * source[..., i, ...] added at self[..., index[i], ...] along `dim`
+        (index 1-D of source.shape[dim] ints in [0, size of dim); duplicates add). source has self's shape except
+        along `dim`. Gradients: self's is the output's, source's alpha times the output's at index. RuntimeError
+        for shapes or dtypes that differ from those rules, IndexError for an index value out of range (checked
+        when computed), TypeError for a float index."""
+        x = self.reshape(1) if self.ndim == 0 else self
+        d = _axis(x, dim, "index_add")
+        if not isinstance(index, TensorBase) or index.dtype.is_float or index.dtype == dtypes.bool:
+            raise TypeError(f"index_add: index must be an int tensor, got "
+                            f"{getattr(index, 'dtype', type(index).__name__)}")
+        self._same_device("index_add", index, source)
+        index = index.reshape(-1) if index.ndim == 0 else index
+        source = source.reshape(1) if source.ndim == 0 else source
+        if index.ndim != 1:
+            raise IndexError(f"index_add: index must be a vector, got shape {index.shape}")
+        if source.dtype != self.dtype:
+            raise RuntimeError(f"index_add: self ({self.dtype.name}) and source ({source.dtype.name}) must have the "
+                               f"same dtype")
+        expected = x.shape[:d] + (index.shape[0],) + x.shape[d + 1:]
+        if source.shape != expected:
+            raise RuntimeError(f"index_add: source of shape {source.shape} must have shape {expected} (self "
+                               f"{self.shape}, {index.shape[0]} indices along dim {d})")
+        n = x.shape[d]
+        narrow = wide_enough(index, n)
+        onehot = narrow.unsqueeze(-1) == x.arange(n, dtype=narrow.dtype, device=x.device)    # (L, n)
+        check_index(index, 0, n, "index_add", f"dimension {d} with size {n}", reader=onehot)
+        moved = source.transpose(d, -1) if d != x.ndim - 1 else source                      # (..., L)
+        spread = onehot.where(moved.unsqueeze(-1), 0)                                        # (..., L, n)
+        added = spread.sum(-2, dtype=self.dtype if self.dtype.is_float else None).cast(self.dtype)
+        added = added.transpose(d, -1) if d != x.ndim - 1 else added
+        if not (isinstance(alpha, (int, float)) and alpha == 1):
+            added = added * alpha
+        return (x + added).cast(self.dtype).reshape(self.shape)
+
+    def scatter_(self, dim: int, index, src=None, value=None, reduce=None) -> Self:
+        """torch.Tensor.scatter_: scatter written into self (see scatter); returns self."""
+        return self._inplace(self.scatter(dim, index, src, value=value, reduce=reduce), "scatter_")
+
+    def scatter_add_(self, dim: int, index, src) -> Self:
+        """torch.Tensor.scatter_add_: scatter_add written into self; returns self."""
+        return self._inplace(self.scatter_add(dim, index, src), "scatter_add_")
+
+    def scatter_reduce_(self, dim: int, index, src, reduce: str, include_self: bool = True) -> Self:
+        """torch.Tensor.scatter_reduce_: scatter_reduce written into self; returns self."""
+        return self._inplace(self.scatter_reduce(dim, index, src, reduce, include_self), "scatter_reduce_")
+
+    def index_add_(self, dim: int, index, source, alpha=1) -> Self:
+        """torch.Tensor.index_add_: index_add written into self; returns self."""
+        return self._inplace(self.index_add(dim, index, source, alpha=alpha), "index_add_")
