@@ -200,8 +200,8 @@ class MoreMathMixin(TensorBase):
             return magnitude.amax(dim, keepdim) if x.numel() else magnitude.sum(dim, keepdim)
         if p == -math.inf:
             return magnitude.amin(dim, keepdim)
-        if p == 0:
-            return (x != 0).cast(x.dtype).sum(dim, keepdim)
+        if p == 0:   # piecewise constant: in the graph with gradient 0, like torch
+            return x._with_zero_gradient((x != 0).cast(x.dtype)).sum(dim, keepdim)
         return (magnitude ** p).sum(dim, keepdim) ** (1.0 / p)
 
     def count_nonzero(self, dim=None) -> Self:
@@ -230,8 +230,8 @@ class MoreMathMixin(TensorBase):
             raise RuntimeError(f"{op}: input of shape {self.shape} does not broadcast to the product's shape "
                                f"{product.shape}") from None
         scaled = product if alpha == 1 else product * alpha
-        if beta == 0:   # self is not read at all (torch: its NaN and inf do not spread)
-            return scaled
+        if beta == 0:   # self's values are not used (torch: its NaN and inf do not spread); its gradient is 0
+            return scaled + base._with_zero_gradient(base.zeros_like()) if base.requires_grad else scaled
         return scaled + (base if beta == 1 else base * beta)
 
     def addmm(self, mat1, mat2, *, beta=1, alpha=1) -> Self:
