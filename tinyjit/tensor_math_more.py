@@ -202,7 +202,9 @@ class MoreMathMixin(TensorBase):
             return magnitude.amin(dim, keepdim)
         if p == 0:   # piecewise constant: in the graph with gradient 0, like torch
             return x._with_zero_gradient((x != 0).cast(x.dtype)).sum(dim, keepdim)
-        return (magnitude ** p).sum(dim, keepdim) ** (1.0 / p)
+        total = (magnitude ** p).sum(dim, keepdim)
+        zero = total == 0   # gradient 0 at a zero norm (p > 1), like torch, not inf * 0
+        return zero.where(total, zero.where(1.0, total) ** (1.0 / p))
 
     def count_nonzero(self, dim=None) -> Self:
         """torch.count_nonzero: the number of nonzero entries (NaN counts) over `dim` (an int, a tuple or None for
