@@ -4,7 +4,8 @@ order, defaults and reductions of torch.nn.functional), composed from Tensor met
 Differences from PyTorch: `inplace=True` is accepted and ignored (every op builds a new lazy value; use the
 result), and the legacy `size_average` / `reduce` arguments are mapped to `reduction` as PyTorch does.
 Pooling (max_pool*, avg_pool*, adaptive_avg_pool*) lives in `tinyjit.nn.pooling`, `interpolate` in
-`tinyjit.nn.resample`.
+`tinyjit.nn.resample`; unfold/fold, pixel_shuffle, adaptive_max_pool*, instance_norm, rms_norm, bilinear and a few
+activations in `tinyjit.nn.functional_more` (all re-exported here).
 """
 from __future__ import annotations
 
@@ -14,6 +15,9 @@ from typing import Optional
 
 from tinyjit.dtype import dtypes
 from tinyjit.index_check import check_index, wide_enough
+from tinyjit.nn.functional_more import (adaptive_max_pool1d, adaptive_max_pool2d, bilinear, fold,  # noqa: F401
+                                        hardshrink, instance_norm, pairwise_distance, pixel_shuffle, pixel_unshuffle,
+                                        prelu, rms_norm, selu, softshrink, tanhshrink, threshold, unfold)
 from tinyjit.nn.pooling import adaptive_avg_pool, avg_pool, max_pool
 from tinyjit.nn.resample import interpolate  # noqa: F401 (re-exported)
 from tinyjit.tensor import Tensor

@@ -13,7 +13,7 @@ import numpy as np
 from tinyjit.deferred import defer_realize
 from tinyjit.dtype import dtypes
 from tinyjit.helpers import prod
-from tinyjit.nn import init
+from tinyjit.nn import functional_more, init
 from tinyjit.nn.layers import size_arg
 from tinyjit.nn.module import Module
 from tinyjit.tensor import Tensor
@@ -180,14 +180,7 @@ class RMSNorm(Module):
         self.weight = init.ones(self.normalized_shape, dtype, device) if elementwise_affine else None
 
     def forward(self, x: Tensor) -> Tensor:
-        n = len(self.normalized_shape)
-        if x.shape[x.ndim - n:] != self.normalized_shape:
-            raise ValueError(f"RMSNorm: input of shape {x.shape} does not end in {self.normalized_shape}")
-        eps = self.eps if self.eps is not None else float(np.finfo(x.dtype.np).eps) if x.dtype.is_float else 1e-6
-        axes = tuple(range(x.ndim - n, x.ndim))
-        wide = x.float() if x.dtype == dtypes.float16 else x   # the mean square in float32 (a half square overflows)
-        out = (wide * (wide.square().mean(axes, keepdim=True) + eps).rsqrt()).cast(x.dtype)
-        return out * self.weight if self.weight is not None else out
+        return functional_more.rms_norm(x, self.normalized_shape, self.weight, self.eps)
 
     def extra_repr(self) -> str:
         return f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}"

@@ -1,0 +1,208 @@
+"""More nn.functional functions and nn modules, compared with torch: values and gradients (inputs and parameters),
+state_dict keys, and torch's error classes. CPU only: these are compositions of Tensor ops whose backends are
+tested elsewhere."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import tinyjit.nn.functional as F
+from tinyjit import Tensor, nn
+
+pytestmark = pytest.mark.devices("CPU")
+RNG = np.random.default_rng(1)
+
+
+def values(*shape):
+    return RNG.standard_normal(shape).astype(np.float32)
+
+
+def check(ours, theirs, atol=1e-5, rtol=1e-5):
+    theirs = theirs.detach().numpy() if isinstance(theirs, torch.Tensor) else np.asarray(theirs)
+    got = ours.numpy() if isinstance(ours, Tensor) else np.asarray(ours)
+    assert got.shape == theirs.shape, (got.shape, theirs.shape)
+    assert got.dtype == theirs.dtype, (got.dtype, theirs.dtype)
+    np.testing.assert_allclose(got, theirs, atol=atol, rtol=rtol)
+
+
+def compare(ours_fn, theirs_fn, *arrays, atol=1e-5, params=()):
+    """ours_fn(*tensors) against theirs_fn(*torch tensors): the values and the gradients of a weighted sum with
+    respect to every input and each (ours, theirs) parameter pair in `params`."""
+    ours = [Tensor(a, requires_grad=True) for a in arrays]
+    theirs = [torch.tensor(a, requires_grad=True) for a in arrays]
+    out, expected = ours_fn(*ours), theirs_fn(*theirs)
+    check(out, expected, atol)
+    weights = values(*expected.shape)
+    (out * Tensor(weights)).sum().backward()
+    (expected * torch.tensor(weights)).sum().backward()
+    for o, t in list(zip(ours, theirs)) + list(params):
+        check(o.grad, t.grad, atol)
+
+
+def copy_parameters(ours: nn.Module, theirs: torch.nn.Module):
+    """theirs' parameters loaded into ours (by state_dict name); returns the (ours, theirs) parameter pairs."""
+    ours.load_state_dict({k: Tensor(v.detach().numpy()) for k, v in theirs.state_dict().items()})
+    mine = dict(ours.named_parameters())
+    return [(mine[name], p) for name, p in theirs.named_parameters()]
+
+
+def test_unfold_fold():
+    x = values(2, 3, 6, 7)
+    for kwargs in ({"kernel_size": 2}, {"kernel_size": (2, 3), "stride": 2, "padding": 1},
+                   {"kernel_size": 3, "dilation": (1, 2), "stride": (1, 2)}):
+        compare(lambda t: F.unfold(t, **kwargs), lambda t: torch.nn.functional.unfold(t, **kwargs), x)
+        cols = torch.nn.functional.unfold(torch.tensor(x), **kwargs).detach().numpy()
+        compare(lambda t: F.fold(t, (6, 7), **kwargs), lambda t: torch.nn.functional.fold(t, (6, 7), **kwargs),
+                cols)
+    compare(lambda t: nn.Unfold(2, stride=2)(t), lambda t: torch.nn.Unfold(2, stride=2)(t), x[0])   # unbatched
+    cols = values(1, 3 * 4, 9)
+    compare(lambda t: nn.Fold((4, 4), 2, stride=1)(t), lambda t: torch.nn.Fold((4, 4), 2, stride=1)(t), cols)
+    with pytest.raises(RuntimeError):
+        F.fold(Tensor(values(1, 5, 9)), (4, 4), 2)
+    with pytest.raises(RuntimeError):
+        F.unfold(Tensor(values(3, 4)), 2)
+
+
+def test_pixel_shuffle():
+    x = values(2, 8, 3, 4)
+    compare(lambda t: F.pixel_shuffle(t, 2), lambda t: torch.nn.functional.pixel_shuffle(t, 2), x)
+    compare(lambda t: nn.PixelShuffle(2)(t), lambda t: torch.nn.PixelShuffle(2)(t), x[0])
+    compare(lambda t: nn.PixelUnshuffle(2)(t), lambda t: torch.nn.PixelUnshuffle(2)(t), values(1, 2, 4, 6))
+    compare(lambda t: F.pixel_unshuffle(F.pixel_shuffle(t, 2), 2) * 1, lambda t: t * 1, x)
+    with pytest.raises(RuntimeError):
+        F.pixel_shuffle(Tensor(x), 3)
+
+
+def test_adaptive_max_pool():
+    x = values(2, 3, 7, 5)
+    for size in (1, (3, 2), (7, 5), (4, None)):
+        compare(lambda t: F.adaptive_max_pool2d(t, size), lambda t: torch.nn.functional.adaptive_max_pool2d(t, size),
+                x)
+        _, indices = torch.nn.functional.adaptive_max_pool2d(torch.tensor(x), size, return_indices=True)
+        check(F.adaptive_max_pool2d(Tensor(x), size, return_indices=True)[1], indices)
+    for size in (3, 1, 5):
+        compare(lambda t: nn.AdaptiveMaxPool1d(size)(t), lambda t: torch.nn.AdaptiveMaxPool1d(size)(t), x[0, :, 0])
+    v, i = nn.AdaptiveMaxPool1d(2, return_indices=True)(Tensor(x[:, :, 0]))
+    tv, ti = torch.nn.AdaptiveMaxPool1d(2, return_indices=True)(torch.tensor(x[:, :, 0]))
+    check(v, tv)
+    check(i, ti)
+    compare(lambda t: nn.AdaptiveMaxPool2d((2, 3))(t), lambda t: torch.nn.AdaptiveMaxPool2d((2, 3))(t), x[0])
+    with pytest.raises(ValueError):
+        F.adaptive_max_pool2d(Tensor(values(4)), 2)
+
+
+def test_distances():
+    a, b = values(4, 5), values(4, 5)
+    for p in (2.0, 1.0, 3.0):
+        compare(lambda x, y: F.pairwise_distance(x, y, p), lambda x, y: torch.nn.functional.pairwise_distance(x, y, p),
+                a, b)
+    compare(lambda x, y: nn.PairwiseDistance(keepdim=True)(x, y),
+            lambda x, y: torch.nn.PairwiseDistance(keepdim=True)(x, y), a, b[:1])
+    compare(lambda x, y: nn.CosineSimilarity()(x, y), lambda x, y: torch.nn.CosineSimilarity()(x, y), a, b)
+    compare(lambda x, y: nn.CosineSimilarity(dim=0)(x, y), lambda x, y: torch.nn.CosineSimilarity(dim=0)(x, y),
+            a, b)
+
+
+def test_instance_norm_and_rms_norm():
+    x = values(2, 3, 4, 5)
+    compare(lambda t: F.instance_norm(t), lambda t: torch.nn.functional.instance_norm(t), x)
+    ours, theirs = nn.InstanceNorm2d(3, affine=True), torch.nn.InstanceNorm2d(3, affine=True)
+    with torch.no_grad():
+        theirs.weight.copy_(torch.tensor(values(3)))
+        theirs.bias.copy_(torch.tensor(values(3)))
+    params = copy_parameters(ours, theirs)
+    compare(ours, theirs, x, params=params)
+    compare(lambda t: nn.InstanceNorm1d(3)(t), lambda t: torch.nn.InstanceNorm1d(3)(t), x[:, :, 0])
+    compare(lambda t: nn.InstanceNorm1d(3)(t), lambda t: torch.nn.InstanceNorm1d(3)(t), x[0, :, 0])   # unbatched
+    # running statistics: updated in training, used in eval
+    ours, theirs = nn.InstanceNorm2d(3, track_running_stats=True), torch.nn.InstanceNorm2d(3, track_running_stats=True)
+    assert sorted(ours.state_dict()) == sorted(theirs.state_dict())
+    for _ in range(2):
+        ours(Tensor(x))
+        theirs(torch.tensor(x))
+    check(ours.running_mean, theirs.running_mean)
+    check(ours.running_var, theirs.running_var)
+    ours.eval(), theirs.eval()
+    check(ours(Tensor(x)), theirs(torch.tensor(x)))
+    w = values(5)
+    compare(lambda t: F.rms_norm(t, (5,), Tensor(w)), lambda t: torch.nn.functional.rms_norm(t, (5,), torch.tensor(w)),
+            x)
+    compare(lambda t: F.rms_norm(t, (4, 5), eps=1e-3), lambda t: torch.nn.functional.rms_norm(t, (4, 5), eps=1e-3), x)
+    with pytest.raises(ValueError):
+        F.rms_norm(Tensor(x), (4,))
+
+
+def test_activations():
+    x = values(3, 4, 5) * 2
+    compare(lambda t: nn.SELU()(t), lambda t: torch.nn.SELU()(t), x)
+    compare(lambda t: nn.Threshold(0.1, 20.0)(t), lambda t: torch.nn.Threshold(0.1, 20.0)(t), x)
+    compare(lambda t: nn.Hardshrink()(t), lambda t: torch.nn.Hardshrink()(t), x)
+    compare(lambda t: nn.Softshrink(1.0)(t), lambda t: torch.nn.Softshrink(1.0)(t), x)
+    compare(lambda t: nn.Tanhshrink()(t), lambda t: torch.nn.Tanhshrink()(t), x)
+    for channels in (1, 4):
+        ours, theirs = nn.PReLU(channels, init=0.1), torch.nn.PReLU(channels, init=0.1)
+        with torch.no_grad():
+            theirs.weight.copy_(torch.tensor(values(channels)))
+        compare(ours, theirs, x, params=copy_parameters(ours, theirs))
+    compare(lambda t: F.prelu(t, Tensor([0.3])), lambda t: torch.nn.functional.prelu(t, torch.tensor([0.3])), x[0, 0])
+    with pytest.raises(RuntimeError):
+        F.prelu(Tensor(x), Tensor(values(3)))
+    with pytest.raises(RuntimeError):
+        F.softshrink(Tensor(x), -1.0)
+
+
+def test_padding_layers():
+    x = values(2, 3, 4, 5)
+    layers = [("ZeroPad2d", (1, 2, 0, 3), ()), ("ConstantPad2d", 2, (1.5,)), ("ReflectionPad2d", (1, 3, 2, 0), ()),
+              ("ReplicationPad2d", 2, ())]
+    for name, padding, extra in layers:
+        compare(getattr(nn, name)(padding, *extra), getattr(torch.nn, name)(padding, *extra), x)
+    for name, padding, extra in (("ConstantPad1d", (2, 1), (-1.0,)), ("ReflectionPad1d", 3, ()),
+                                 ("ReplicationPad1d", (0, 4), ())):
+        compare(getattr(nn, name)(padding, *extra), getattr(torch.nn, name)(padding, *extra), x[0])
+    with pytest.raises(RuntimeError):
+        nn.ReflectionPad1d(5)(Tensor(x[0]))
+
+
+def test_bilinear():
+    ours, theirs = nn.Bilinear(4, 3, 5), torch.nn.Bilinear(4, 3, 5)
+    assert sorted(ours.state_dict()) == sorted(theirs.state_dict())
+    assert ours.weight.shape == tuple(theirs.weight.shape)
+    params = copy_parameters(ours, theirs)
+    compare(ours, theirs, values(2, 6, 4), values(2, 6, 3), params=params)
+    no_bias = nn.Bilinear(4, 3, 2, bias=False)
+    assert list(no_bias.state_dict()) == ["weight"]
+    with pytest.raises(RuntimeError):
+        ours(Tensor(values(2, 3)), Tensor(values(2, 3)))
+
+
+def test_parameter_list_and_dict():
+    class Model(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.scales = nn.ParameterList([Tensor(values(3)), nn.Parameter(Tensor(values(2)))])
+            self.table = nn.ParameterDict({"a": Tensor(values(2, 2))})
+            self.table["b"] = Tensor(values(1))
+            self.scales.append(Tensor(values(4)))
+
+    class TorchModel(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.scales = torch.nn.ParameterList([torch.zeros(3), torch.zeros(2)])
+            self.table = torch.nn.ParameterDict({"a": torch.zeros(2, 2)})
+            self.table["b"] = torch.zeros(1)
+            self.scales.append(torch.zeros(4))
+
+    model, reference = Model(), TorchModel()
+    assert list(model.state_dict()) == list(reference.state_dict())
+    assert [n for n, _ in model.named_parameters()] == [n for n, _ in reference.named_parameters()]
+    assert len(model.scales) == 3 and len(model.table) == 2 and "b" in model.table
+    assert all(p.requires_grad for p in model.parameters())
+    (model.scales[0].sum() + model.scales[-1].sum() + model.table["a"].sum()).backward()
+    assert model.scales[0].grad.tolist() == [1.0] * 3 and model.table["b"].grad is None
+    assert list(model.table.keys()) == ["a", "b"] and len(list(model.scales)) == 3
+    with pytest.raises(KeyError):
+        model.table["c"]
+    with pytest.raises(TypeError):
+        model.scales.append(3)
