@@ -1,6 +1,6 @@
-"""Optimizers (SGD, Adam, AdamW, RMSprop, Lion, Adagrad, Adadelta) and learning-rate schedulers with PyTorch's
+"""Optimizers (SGD, Adam, AdamW, RMSprop, Lion, Adagrad, Adadelta, Adamax, NAdam, RAdam) and learning-rate schedulers with PyTorch's
 interface; every step is one fused schedule that updates parameters in place."""
 from tinyjit.optim import lr_scheduler  # noqa: F401
 from tinyjit.optim.optimizer import Optimizer, ParamGroup  # noqa: F401
-from tinyjit.optim.optimizers import (SGD, Adadelta, Adagrad, Adam, AdamW, Lion,  # noqa: F401
-                                      RMSprop)
+from tinyjit.optim.optimizers import (SGD, Adadelta, Adagrad, Adam, Adamax, AdamW, Lion, NAdam,  # noqa: F401
+                                      RAdam, RMSprop)

@@ -1,4 +1,4 @@
-"""SGD, Adam, AdamW, RMSprop and Lion with PyTorch's update rules and defaults (Lion: Chen et al. 2023).
+"""SGD, Adam, AdamW, RMSprop, Lion, Adagrad, Adadelta, Adamax, NAdam and RAdam with PyTorch's update rules and defaults (Lion: Chen et al. 2023).
 
 Each `_update` returns the tensors it assigned. State lives in realized tensors updated by `assign`; values that
 change every step and that the update reads (Adam's bias corrections) are kept on the device too, so a step
@@ -289,4 +289,123 @@ class Adadelta(Optimizer):
         delta = ((acc_delta + eps).sqrt() / (square_avg + eps).sqrt() * g).contiguous()
         out.append(p.assign(p.detach() - group.lr_tensor(p.device) * delta))
         out.append(acc_delta.assign(acc_delta * rho + delta * delta * (1 - rho)))
+        return out
+
+
+class _StepCounted(Optimizer):
+    """An optimizer whose update needs the step count t and the bias corrections 1 - beta1^t, 1 - beta2^t: kept
+    per parameter in 0-d float32 tensors on the device (so a step captured by TinyJit advances them on replay),
+    the corrections by c <- c * beta + (1 - beta), which stays accurate in float32 where 1 - beta^t would lose
+    digits (as Adam). Returns the assigns; afterwards the state tensors hold the new values."""
+
+    def _advance_counts(self, p: Tensor, group: ParamGroup, state: dict) -> list[Tensor]:
+        beta1, beta2 = group["betas"]
+        step, c1, c2 = (state.setdefault(name, self._scalar(0.0, p.device))
+                        for name in ("step", "bias_correction1", "bias_correction2"))
+        return [step.assign(step + 1), c1.assign(c1 * beta1 + (1 - beta1)), c2.assign(c2 * beta2 + (1 - beta2))]
+
+    def _weight_decay(self, param: Tensor, g: Tensor, group: ParamGroup, lr: Tensor) -> tuple[Tensor, Tensor]:
+        """(param, gradient) after weight decay: L2 (added to the gradient) or decoupled (the weights shrunk)."""
+        wd = group["weight_decay"]
+        if not wd:
+            return param, g
+        if group.get("decoupled_weight_decay"):
+            return param * (1 - lr * wd), g
+        return param, g + param * wd
+
+
+def _check_adam_family(name: str, lr: float, betas, eps: float, weight_decay: float) -> None:
+    _check_range("lr", name, lr)
+    _check_range("eps", name, eps)
+    _check_range("beta1", name, betas[0], 0.0, 1.0)
+    _check_range("beta2", name, betas[1], 0.0, 1.0)
+    _check_range("weight_decay", name, weight_decay)
+
+
+class Adamax(_StepCounted):
+    """torch.optim.Adamax (Kingma & Ba): Adam with the infinity norm, u = max(beta2 * u, |g| + eps) and
+    p -= lr / (1 - beta1^t) * m / u; L2 weight decay added to the gradient. ValueError for out-of-range
+    hyperparameters."""
+
+    def __init__(self, params, lr: float = 2e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0.0, maximize: bool = False):
+        _check_adam_family("Adamax", lr, betas, eps, weight_decay)
+        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
+                                      maximize=maximize))
+
+    def _update(self, p: Tensor, grad: Tensor, group: ParamGroup, state: dict) -> list[Tensor]:
+        beta1, beta2 = group["betas"]
+        lr = group.lr_tensor(p.device)
+        g = -grad if group["maximize"] else grad
+        param, g = self._weight_decay(p.detach(), g, group, lr)
+        out = self._advance_counts(p, group, state)
+        m, u = self._state_buffer(state, "exp_avg", p), self._state_buffer(state, "exp_inf", p)
+        out += [m.assign(m + (g - m) * (1 - beta1)), u.assign((u * beta2).maximum(g.abs() + group["eps"]))]
+        out.insert(0, p.assign(param - lr / state["bias_correction1"] * m / u))
+        return out
+
+
+class NAdam(_StepCounted):
+    """torch.optim.NAdam (Dozat 2016): Adam with Nesterov momentum, its momentum schedule mu_t = beta1 * (1 - 0.5 *
+    0.96^(t * momentum_decay)) and the running product of the mu_t; weight decay L2 or, with
+    decoupled_weight_decay, AdamW's. ValueError for out-of-range hyperparameters."""
+
+    def __init__(self, params, lr: float = 2e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0.0, momentum_decay: float = 4e-3, decoupled_weight_decay: bool = False,
+                 maximize: bool = False):
+        _check_adam_family("NAdam", lr, betas, eps, weight_decay)
+        _check_range("momentum_decay", "NAdam", momentum_decay)
+        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
+                                      momentum_decay=momentum_decay, decoupled_weight_decay=decoupled_weight_decay,
+                                      maximize=maximize))
+
+    def _update(self, p: Tensor, grad: Tensor, group: ParamGroup, state: dict) -> list[Tensor]:
+        beta1, beta2 = group["betas"]
+        lr = group.lr_tensor(p.device)
+        g = -grad if group["maximize"] else grad
+        param, g = self._weight_decay(p.detach(), g, group, lr)
+        out = self._advance_counts(p, group, state)
+        step = state["step"]
+        decay = group["momentum_decay"] * float(np.log2(0.96))     # 0.96^(t * momentum_decay) as exp2
+        mu = beta1 * (1.0 - 0.5 * (step * decay).exp2())
+        mu_next = beta1 * (1.0 - 0.5 * ((step + 1) * decay).exp2())
+        product = state.setdefault("mu_product", self._scalar(1.0, p.device))
+        out.append(product.assign(product * mu))
+        m, v = self._state_buffer(state, "exp_avg", p), self._state_buffer(state, "exp_avg_sq", p)
+        out += [m.assign(m + (g - m) * (1 - beta1)), v.assign(v * beta2 + g * g * (1 - beta2))]
+        denom = (v / state["bias_correction2"]).sqrt() + group["eps"]
+        step_grad = lr * (1.0 - mu) / (1.0 - product)
+        step_momentum = lr * mu_next / (1.0 - product * mu_next)
+        out.insert(0, p.assign(param - step_grad * g / denom - step_momentum * m / denom))
+        return out
+
+
+class RAdam(_StepCounted):
+    """torch.optim.RAdam (Liu et al. 2019): Adam with the variance rectification term; while the approximated SMA
+    length rho_t is at most 5 the step is the bias-corrected momentum alone. Weight decay L2 or, with
+    decoupled_weight_decay, AdamW's. ValueError for out-of-range hyperparameters."""
+
+    def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0.0, decoupled_weight_decay: bool = False, maximize: bool = False):
+        _check_adam_family("RAdam", lr, betas, eps, weight_decay)
+        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
+                                      decoupled_weight_decay=decoupled_weight_decay, maximize=maximize))
+
+    def _update(self, p: Tensor, grad: Tensor, group: ParamGroup, state: dict) -> list[Tensor]:
+        beta1, beta2 = group["betas"]
+        lr = group.lr_tensor(p.device)
+        g = -grad if group["maximize"] else grad
+        param, g = self._weight_decay(p.detach(), g, group, lr)
+        out = self._advance_counts(p, group, state)
+        step, c1, c2 = state["step"], state["bias_correction1"], state["bias_correction2"]
+        m, v = self._state_buffer(state, "exp_avg", p), self._state_buffer(state, "exp_avg_sq", p)
+        out += [m.assign(m + (g - m) * (1 - beta1)), v.assign(v * beta2 + g * g * (1 - beta2))]
+        rho_inf = 2 / (1 - beta2) - 1
+        rho_t = rho_inf - 2 * step * (1 - c2) / c2                  # beta2^t = 1 - c2
+        rectified = rho_t > 5.0
+        safe_rho = rectified.where(rho_t, 5.0)
+        rect = ((safe_rho - 4) * (safe_rho - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * safe_rho)).sqrt()
+        adaptive = c2.sqrt() / (v.sqrt() + group["eps"])
+        update = rectified.where(rect * adaptive, 1.0)
+        out.insert(0, p.assign(param - m / c1 * lr * update))
         return out
