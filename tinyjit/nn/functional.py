@@ -75,7 +75,7 @@ def elu(input: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:
     return input.elu(alpha)
 
 
-def softplus(input: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
+def softplus(input: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tensor:  # noqa: F811 (torch's name)
     """torch.nn.functional.softplus: log(1 + exp(beta * x)) / beta, and x itself where beta * x > threshold;
     any shape, ints give float32."""
     return input.softplus(beta, threshold)

@@ -1,5 +1,5 @@
-"""Optimizers (SGD, Adam, AdamW, RMSprop, Lion, Adagrad, Adadelta, Adamax, NAdam, RAdam) and learning-rate schedulers with PyTorch's
-interface; every step is one fused schedule that updates parameters in place."""
+"""Optimizers (SGD, Adam, AdamW, RMSprop, Lion, Adagrad, Adadelta, Adamax, NAdam, RAdam) and learning-rate
+schedulers with PyTorch's interface; every step is one fused schedule that updates parameters in place."""
 from tinyjit.optim import lr_scheduler  # noqa: F401
 from tinyjit.optim.optimizer import Optimizer, ParamGroup  # noqa: F401
 from tinyjit.optim.optimizers import (SGD, Adadelta, Adagrad, Adam, Adamax, AdamW, Lion, NAdam,  # noqa: F401

@@ -1,4 +1,5 @@
-"""SGD, Adam, AdamW, RMSprop, Lion, Adagrad, Adadelta, Adamax, NAdam and RAdam with PyTorch's update rules and defaults (Lion: Chen et al. 2023).
+"""SGD, Adam, AdamW, RMSprop, Lion, Adagrad, Adadelta, Adamax, NAdam and RAdam with PyTorch's update rules and
+defaults (Lion: Chen et al. 2023).
 
 Each `_update` returns the tensors it assigned. State lives in realized tensors updated by `assign`; values that
 change every step and that the update reads (Adam's bias corrections) are kept on the device too, so a step
