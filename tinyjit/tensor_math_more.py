@@ -99,6 +99,8 @@ class MoreMathMixin(TensorBase):
         hypot (NaN at (0, 0))."""
         x, y = self._operands(other, "hypot")
         _needs_float(x, "hypot")
+        if x.dtype == dtypes.float16:   # in float32, rounded once (torch computes half math in float32)
+            return x.float().hypot(y.float()).half()
 
         def value() -> Self:
             ax, ay = x.abs(), y.abs()
@@ -122,6 +124,8 @@ class MoreMathMixin(TensorBase):
         only (RuntimeError for ints, like torch). Gradients: exp(self - out) and exp(other - out)."""
         x, y = self._operands(other, "logaddexp")
         _needs_float(x, "logaddexp")
+        if x.dtype == dtypes.float16:   # in float32, rounded once
+            return x.float().logaddexp(y.float()).half()
 
         def value() -> Self:
             big = x.maximum(y)
