@@ -408,3 +408,16 @@ def test_torch_namespace_forwards_the_new_names(device):
     check(tj.norm(Tensor(x), 1, 1), torch.norm(torch.tensor(x), 1, 1))
     check(tj.diagonal(Tensor(x), 1) * 1, torch.diagonal(torch.tensor(x), 1))
     check(tj.cumprod(Tensor(x), dim=1), torch.cumprod(torch.tensor(x), dim=1))
+
+
+@pytest.mark.devices("CPU")
+def test_half_and_double_dtypes(device):
+    a, b = values(3, 4), values(3, 4)
+    for dtype, atol in ((np.float16, 2e-3), (np.float64, 1e-12)):
+        x, y = a.astype(dtype), b.astype(dtype)
+        for fn in (lambda p, q: p.atan2(q), lambda p, q: p.hypot(q), lambda p, q: p.logaddexp(q),
+                   lambda p, q: p.remainder(q), lambda p, q: p.fmod(q), lambda p, q: p.cross(q, dim=0)):
+            compare(fn, x, y, grad=False, atol=atol, rtol=atol)
+        for fn in (lambda p: p.cumprod(1), lambda p: p.norm(), lambda p: p.norm(1, -1), lambda p: p.frac(),
+                   lambda p: p.nansum(0), lambda p: p.median(1).values, lambda p: p.diff(dim=0)):
+            compare(fn, x, grad=False, atol=atol, rtol=atol)
