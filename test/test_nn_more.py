@@ -202,6 +202,7 @@ def test_parameter_list_and_dict():
     (model.scales[0].sum() + model.scales[-1].sum() + model.table["a"].sum()).backward()
     assert model.scales[0].grad.tolist() == [1.0] * 3 and model.table["b"].grad is None
     assert list(model.table.keys()) == ["a", "b"] and len(list(model.scales)) == 3
+    assert len(model.scales[1:]) == 2 and model.scales[1:][0] is model.scales[1]
     with pytest.raises(KeyError):
         model.table["c"]
     with pytest.raises(TypeError):

@@ -135,6 +135,9 @@ def test_index_errors(device):
         x.index_select(1, Tensor([1.0]))
     with pytest.raises(IndexError):
         x.take(Tensor([15])).numpy()
+    with pytest.raises(IndexError):
+        Tensor(2.0).index_select(0, Tensor([0, 0]))
+    check(Tensor(2.0).index_select(0, Tensor([0])), torch.tensor(2.0).index_select(0, torch.tensor([0])))
 
 
 @pytest.mark.devices("CPU")

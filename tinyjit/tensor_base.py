@@ -1,9 +1,10 @@
 """`TensorBase`: what every part of `Tensor` builds on, so that the parts import it and never `Tensor` itself.
 
 `Tensor` (tinyjit/tensor.py) is one class composed of mixins, one per topic (tensor_arithmetic, tensor_math,
-tensor_movement, tensor_reduce, tensor_nn, tensor_linalg, tensor_sort, tensor_create, tensor_mutation,
-tensor_autograd, random, indexing). Each mixin derives from TensorBase and reaches the rest of the class only
-through `self`: the methods of the other mixins, and the primitives declared here. Results are built with
+tensor_movement, tensor_reduce, tensor_nn, tensor_linalg, tensor_sort, tensor_select, tensor_scatter,
+tensor_math_more, tensor_create, tensor_mutation, tensor_autograd, random, indexing). Each mixin derives from
+TensorBase and reaches the rest of the class only through `self`: the methods of the other mixins, and the
+primitives declared here. Results are built with
 `self._new(...)` / `cls._new(...)` and tensors recognized with `isinstance(x, TensorBase)`, so the dependency goes
 one way: mixins -> tensor_base, and tensor.py -> mixins.
 

@@ -170,6 +170,9 @@ class SelectMixin(TensorBase):
         if index.ndim > 1:
             raise IndexError(f"index_select: index is supposed to be a vector, got shape {index.shape}")
         if self.ndim == 0:
+            if index.numel() != 1:
+                raise IndexError(f"index_select: an index into a 0-d tensor can have only 1 value, got shape "
+                                 f"{index.shape}")
             return _pick(self.reshape(1), 0, index.reshape(-1), "index_select").reshape(())
         return _pick(self, d, index.reshape(-1), "index_select")
 

@@ -353,7 +353,9 @@ class ParameterList(Module):
             self.append(v)
         return self
 
-    def __getitem__(self, idx: int) -> Tensor:
+    def __getitem__(self, idx):
+        if isinstance(idx, slice):   # a new list of the same Parameter objects, as torch
+            return ParameterList([self[i] for i in range(self._count)[idx]])
         return getattr(self, str(range(self._count)[idx]))
 
     def __setitem__(self, idx: int, value: Tensor) -> None:
