@@ -95,22 +95,34 @@ class Node:
 
 def toposort(roots: list[Node], stop_at_realized: bool = True, children=None) -> list[Node]:
     """Nodes reachable from `roots`, each after its sources (iterative: graphs can be deep). `children(node)`
-    picks which sources to follow (default: all of them, stopping at realized nodes if asked)."""
-    if children is None:
-        def children(n: Node):
-            return () if stop_at_realized and n.realized else n.src
-    order, seen = [], set()
-    stack = [(r, False) for r in reversed(roots)]
+    picks which sources to follow (default: all of them, stopping at realized nodes if asked).
+
+    Every realize walks its whole graph at least once (the schedule cache's key, pending index checks), so this is
+    written for speed: a node is pushed as itself, expanded the first time it is popped (pushed back above its
+    sources) and emitted the second time."""
+    order: list[Node] = []
+    emitted: set[int] = set()
+    expanded: set[int] = set()
+    stack = list(reversed(roots))
     while stack:
-        node, expanded = stack.pop()
-        if expanded:
-            order.append(node)
+        node = stack.pop()
+        key = id(node)
+        if key in expanded:
+            if key not in emitted:   # (a copy pushed before the node was expanded elsewhere: already emitted)
+                emitted.add(key)
+                order.append(node)
             continue
-        if id(node) in seen:
+        expanded.add(key)
+        stack.append(node)
+        if children is not None:
+            sources = tuple(children(node))
+        elif stop_at_realized and node.buffer is not None:
             continue
-        seen.add(id(node))
-        stack.append((node, True))
-        stack.extend((s, False) for s in reversed(tuple(children(node))) if id(s) not in seen)
+        else:
+            sources = node.src
+        for s in reversed(sources):
+            if id(s) not in expanded:
+                stack.append(s)
     return order
 
 
