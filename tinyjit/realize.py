@@ -32,8 +32,9 @@ def run_schedule(items: list[ScheduleItem], preserve: dict | None = None) -> Non
     buffer, the listed nodes still holding its contents get a copy of them."""
     level = debug_level()
     kernels = [item for item in items if item.kind == ItemKind.KERNEL and item.output.size]
-    for device in {item.output.device for item in kernels}:
-        precompile(device, [item.ast for item in kernels if item.output.device == device])
+    if len(kernels) > 1:   # (builds several kernels at once; one is built where it runs)
+        for device in {item.output.device for item in kernels}:
+            precompile(device, [item.ast for item in kernels if item.output.device == device])
     for item in items:
         node = item.output
         target = inplace.target_buffer(node) if node.op == Op.ASSIGN else None
@@ -56,11 +57,15 @@ def run_schedule(items: list[ScheduleItem], preserve: dict | None = None) -> Non
         if node.size == 0:
             node.buffer = out
             continue
-        for kernel, bufs in compile_plan(node.device, item.ast).bind([out] + input_buffers):
-            elapsed = kernel(bufs, wait=level >= 2)
-            capture.record(StepKind.KERNEL, kernel, bufs)
-            if level >= 2:
-                _report_launch(node.device, kernel, bufs, elapsed)
+        plan = compile_plan(node.device, item.ast)
+        if level < 2 and capture.current() is None:   # the common case: argument lists reused (KernelPlan.run)
+            plan.run([out] + input_buffers)
+        else:
+            for kernel, bufs in plan.bind([out] + input_buffers):
+                elapsed = kernel(bufs, wait=level >= 2)
+                capture.record(StepKind.KERNEL, kernel, bufs)
+                if level >= 2:
+                    _report_launch(node.device, kernel, bufs, elapsed)
         counters["kernels_launched"] += 1   # one per scheduled kernel, packing launches included
         node.buffer = out
 
