@@ -258,7 +258,7 @@ class AutogradMixin(TensorBase):
         is given by `rule(node, grad_node) -> one gradient node or None per input`: a node of its own over the value
         (a same-shape reshape: a view, never a kernel) registered in autograd_graph.CUSTOM with `inputs` as its
         gradient sources. Used by custom Functions and by ops whose gradient is a formula (_with_gradient)."""
-        node = Node(Op.RESHAPE, (self.node,), self.shape, self.dtype, self.shape, self.device)
+        node = Node(autograd_graph.CUSTOM_OP, (self.node,), self.shape, self.dtype, self.shape, self.device)
         autograd_graph.CUSTOM[node] = autograd_graph.CustomGrad(tuple(t.node for t in inputs), rule)
         EDGES[node] = tuple(bool(t.requires_grad) for t in inputs)
         result = self._new(node)
