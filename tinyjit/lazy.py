@@ -10,6 +10,13 @@ from tinyjit.helpers import prod
 from tinyjit.ops import BOOL_RESULT, Op
 
 
+# ops as module constants for the functions every graph op goes through: reading a member from an Enum class
+# (Op.PAD) goes through the enum metaclass's __getattr__ hook, several times slower than a global
+_RESHAPE_OR_EXPAND = frozenset((Op.RESHAPE, Op.EXPAND))
+_CASTS = frozenset((Op.CAST, Op.BITCAST))
+_PERMUTE, _PAD, _SHRINK, _FLIP, _WHERE = Op.PERMUTE, Op.PAD, Op.SHRINK, Op.FLIP, Op.WHERE
+
+
 class Node:
     __slots__ = ("op", "src", "arg", "dtype", "shape", "device", "buffer", "__weakref__")
 
@@ -44,9 +51,9 @@ class Node:
             assert s.device == self.device, f"{op.name}: devices {self.device} and {s.device}"
         if op in BOOL_RESULT:
             dtype = dtypes.bool
-        elif op in (Op.CAST, Op.BITCAST):
+        elif op in _CASTS:
             dtype = arg
-        elif op == Op.WHERE:
+        elif op is _WHERE:
             dtype = srcs[1].dtype
         else:
             dtype = self.dtype
@@ -61,18 +68,18 @@ class Node:
 
     def movement(self, op: Op, arg) -> Node:
         shape = _movement_shape(self.shape, op, arg)
-        if shape == self.shape and op in (Op.RESHAPE, Op.EXPAND):
+        if shape == self.shape and op in _RESHAPE_OR_EXPAND:
             return self
-        if op == Op.PERMUTE and arg == tuple(range(len(self.shape))):
+        if op is _PERMUTE and arg == tuple(range(len(self.shape))):
             return self
-        if op == Op.PAD and all(a == (0, 0) for a in arg):
+        if op is _PAD and all(a == (0, 0) for a in arg):
             return self
-        if op == Op.SHRINK and all(a == (0, s) for a, s in zip(arg, self.shape)):
+        if op is _SHRINK and all(a == (0, s) for a, s in zip(arg, self.shape)):
             return self
-        if op == Op.FLIP and not arg:
+        if op is _FLIP and not arg:
             return self
         # fold chains of the same op: reshape(reshape(x)) == reshape(x)
-        if op == self.op and op in (Op.RESHAPE, Op.EXPAND) and self.buffer is None:
+        if op is self.op and op in _RESHAPE_OR_EXPAND and self.buffer is None:
             return self.src[0].movement(op, arg)
         return Node(op, (self,), arg, self.dtype, shape, self.device)
 
@@ -127,15 +134,15 @@ def toposort(roots: list[Node], stop_at_realized: bool = True, children=None) ->
 
 
 def _movement_shape(shape: tuple[int, ...], op: Op, arg) -> tuple[int, ...]:
-    if op in (Op.RESHAPE, Op.EXPAND):
+    if op in _RESHAPE_OR_EXPAND:
         return tuple(arg)
-    if op == Op.PERMUTE:
+    if op is _PERMUTE:
         return tuple(shape[i] for i in arg)
-    if op == Op.PAD:
+    if op is _PAD:
         return tuple(s + b + a for s, (b, a) in zip(shape, arg))
-    if op == Op.SHRINK:
+    if op is _SHRINK:
         return tuple(hi - lo for lo, hi in arg)
-    if op == Op.FLIP:
+    if op is _FLIP:
         return shape
     raise ValueError(f"not a movement op: {op}")
 

@@ -590,6 +590,9 @@ def cached_schedule(outputs: list[Node], readers=()) -> list[ScheduleItem]:
     return items
 
 
+_CONST = Op.CONST   # (a module constant: reading a member from the Enum class is a slow metaclass hook)
+
+
 def _structure_key(outputs: list[Node], readers) -> tuple[tuple, list[Node]]:
     """(a key equal for graphs the scheduler treats alike, the graph's nodes in the scheduler's order).
 
@@ -614,7 +617,7 @@ def _structure_key(outputs: list[Node], readers) -> tuple[tuple, list[Node]]:
                 if b is not None:   # only which buffer it is matters, and its size
                     key.append((n.op, n.dtype, n.shape, n.device, buffers.setdefault(id(b), len(buffers)), b.size))
                 else:
-                    key.append((n.op, tuple([index[id(s)] for s in n.src]), _exact_key(n.arg) if n.op is Op.CONST
+                    key.append((n.op, tuple([index[id(s)] for s in n.src]), _exact_key(n.arg) if n.op is _CONST
                                 else n.arg, n.dtype, n.shape, n.device))
             continue
         expanded.add(node_id)
