@@ -2,6 +2,9 @@
 nothing new; each cached kernel plan keeps its launch argument lists (KernelPlan.run) and only re-points them at
 the new buffers, as a TinyJit replay does. Tests count work (schedules, kernels built, argument lists bound,
 threads used), never seconds, and compare values with NumPy/PyTorch."""
+import os
+import subprocess
+import sys
 import threading
 
 import numpy as np
@@ -155,3 +158,29 @@ def test_scalar_operand_is_one_constant_node(scalar):
         np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-6)   # (division: 1 ulp)
     const = (x + scalar).node.src[1]
     assert const.op == Op.EXPAND and const.src[0].op == Op.RESHAPE and const.src[0].src[0].op == Op.CONST
+
+
+SAME_KERNEL_IN_A_FORKED_CHILD = """
+import os, numpy as np
+from tinyjit import Tensor
+from tinyjit.kernel_cache import counters
+x = np.arange(512 * 300, dtype=np.float32).reshape(512, 300)
+assert np.array_equal((Tensor(x) * 2).numpy(), x * 2)   # bound in the parent, to the parent's pool threads
+pid = os.fork()
+if pid == 0:   # the same kernel again: the child binds its own launch (the parent's workers do not exist here)
+    bound = counters["plans_bound"]
+    ok = np.array_equal((Tensor(x + 1) * 2).numpy(), (x + 1) * 2) and counters["plans_bound"] == bound + 1
+    os._exit(0 if ok else 1)
+_, status = os.waitpid(pid, 0)
+assert os.WEXITSTATUS(status) == 0
+print("ok")
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is POSIX only")
+def test_forked_child_does_not_reuse_the_parents_threaded_launch():
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=root, THREADS="2")
+    proc = subprocess.run([sys.executable, "-c", SAME_KERNEL_IN_A_FORKED_CHILD], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr

@@ -117,6 +117,8 @@ class KernelPlan:
         try:
             bound = self.spare.pop()
         except IndexError:
+            bound = None
+        if bound is None or bound.pid != os.getpid():   # (bound in a parent process: its thread pool is not ours)
             bound = BoundPlan(self, buffers)
         bound.run(buffers)
         if len(self.spare) < MAX_SPARE_BOUND_PLANS:
@@ -128,7 +130,7 @@ MAX_SPARE_BOUND_PLANS = 2
 
 
 class BoundPlan:
-    """A KernelPlan's launches with their argument lists built once (KernelPlan.prepare). `run(buffers)` points
+    """A KernelPlan's launches with their argument lists built once (KernelPlan.run). `run(buffers)` points
     every argument at the given buffers (the scheduled kernel's output, then its inputs) and launches: no argument
     list is built again. Only addresses are kept between runs, not the buffers (their memory goes back to the pool
     as usual), so every argument is set again before each launch. One run at a time (KernelPlan.run hands it
@@ -136,6 +138,8 @@ class BoundPlan:
 
     def __init__(self, plan: KernelPlan, buffers: list[Buffer]):
         self.scratch = plan.scratch   # (not the plan: the plan holds its spare BoundPlans, no cycle)
+        # a threaded CPU launch is bound to this process's thread pool: a forked child binds its own
+        self.pid = os.getpid()
         # per launch: (call, set_buffer, ((argument position, LaunchArg), ...))
         self.launches = [kernel.prepare(bufs) + (tuple(enumerate(args)),)
                          for (kernel, bufs), (_, args) in zip(plan.bind(buffers), plan.launches)]
