@@ -57,13 +57,21 @@ def launch_threads(n: int, work: int, threads: int) -> int:
     return split_range(n, threads)[1]
 
 
+class HostMemory(np.ndarray):
+    """A CPU buffer's memory: a numpy byte array that knows its address (`address`), set once when allocated.
+    numpy's `.ctypes.data` builds an object on every call, and every launch passes each buffer's address."""
+    address: int
+
+
 class CPUAllocator(Allocator):
     """Host memory as numpy byte arrays (64-byte aligned so vector loads never straddle a cache line)."""
 
     def alloc(self, nbytes: int):
         raw = np.empty(nbytes + 64, dtype=np.uint8)
         start = (-raw.ctypes.data) % 64
-        return raw[start:start + nbytes]
+        handle = raw[start:start + nbytes].view(HostMemory)
+        handle.address = raw.ctypes.data + start
+        return handle
 
     def free(self, handle) -> None:
         pass   # numpy frees it when the last reference goes
@@ -76,7 +84,8 @@ class CPUAllocator(Allocator):
 
     @staticmethod
     def address(handle) -> int:
-        return handle.ctypes.data
+        address = getattr(handle, "address", None)   # (a view of a HostMemory, or other memory, has none)
+        return address if address is not None else handle.ctypes.data
 
 
 _THUNK = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64)

@@ -158,7 +158,10 @@ class CustomGrad(NamedTuple):
     rule: Callable[[Node, Node], tuple]
 
 
-# node -> its CustomGrad; consulted before RULES
+# node -> its CustomGrad; consulted before RULES. Every custom node is a RESHAPE (a same-shape view of the forward's
+# value, Tensor._with_gradient_rule), so only RESHAPE nodes are looked up (a weak dictionary's lookup is a Python
+# call, and gradient() asks for every node of the graph)
+CUSTOM_OP = Op.RESHAPE
 CUSTOM: "weakref.WeakKeyDictionary[Node, CustomGrad]" = weakref.WeakKeyDictionary()
 # result node -> one bool per source: did that input require grad when the op was applied (recorded by Tensor ops,
 # tinyjit.tensor_autograd; read by the Tensor-level `edges` and by tinyjit.inplace)
@@ -167,7 +170,7 @@ EDGES: "weakref.WeakKeyDictionary[Node, tuple]" = weakref.WeakKeyDictionary()
 
 def grad_sources(node: Node) -> tuple:
     """The nodes gradient flows into from `node`: its sources, or a custom function's inputs."""
-    custom = CUSTOM.get(node)
+    custom = CUSTOM.get(node) if node.op is CUSTOM_OP else None
     return custom.src if custom is not None else node.src
 
 
@@ -220,7 +223,7 @@ def gradient(outputs: Sequence[Node], inputs: Sequence[Node], grad_outputs: Opti
         mask = masks[id(node)]
         if g is None or not any(mask) or id(node) not in needed:
             continue
-        custom = CUSTOM.get(node)
+        custom = CUSTOM.get(node) if node.op is CUSTOM_OP else None
         rule = custom.rule if custom is not None else RULES.get(node.op)
         if rule is None:
             raise NotImplementedError(f"gradient: no rule for {node.op.name}")

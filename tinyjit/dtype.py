@@ -14,6 +14,11 @@ class DType:
     kind: str        # "b" bool, "i" signed int, "u" unsigned int, "f" float
     priority: int    # order used for promotion inside a kind
 
+    def __hash__(self) -> int:
+        # the name alone tells dtypes apart; hashing it (a str caches its hash) is several times cheaper than the
+        # dataclass's hash of all fields, and dtypes are in every graph node's schedule-cache key
+        return hash(self.name)
+
     @property
     def np(self) -> np.dtype:
         return np.dtype(self.name if self.name != "bool" else np.bool_)

@@ -1,7 +1,6 @@
 """Small utilities shared by every stage: environment variables, DEBUG level, shape arithmetic."""
 from __future__ import annotations
 
-import contextlib
 import functools
 import math
 import os
@@ -95,21 +94,33 @@ _recursion_lock = threading.Lock()
 _recursion_users = 0
 
 
-@contextlib.contextmanager
-def deep_recursion():
+class _DeepRecursion:
     """Raise Python's recursion limit to GRAPH_RECURSION_LIMIT while the block runs (restored when the last
-    concurrent user leaves)."""
-    global _recursion_users
-    with _recursion_lock:
-        if _recursion_users == 0:
-            deep_recursion.previous = sys.getrecursionlimit()
-            sys.setrecursionlimit(max(deep_recursion.previous, GRAPH_RECURSION_LIMIT))
-        _recursion_users += 1
-    try:
-        yield
-    finally:
+    concurrent user leaves). A class, not a generator context manager: every realize enters it."""
+
+    previous = None
+
+    def __enter__(self) -> None:
+        global _recursion_users
+        with _recursion_lock:
+            if _recursion_users == 0:
+                _DeepRecursion.previous = sys.getrecursionlimit()
+                sys.setrecursionlimit(max(_DeepRecursion.previous, GRAPH_RECURSION_LIMIT))
+            _recursion_users += 1
+
+    def __exit__(self, *exc) -> None:
+        global _recursion_users
         with _recursion_lock:
             _recursion_users -= 1
             if _recursion_users == 0:
-                sys.setrecursionlimit(deep_recursion.previous)
+                sys.setrecursionlimit(_DeepRecursion.previous)
+
+
+_deep_recursion = _DeepRecursion()
+
+
+def deep_recursion() -> _DeepRecursion:
+    """`with deep_recursion():` raises Python's recursion limit to GRAPH_RECURSION_LIMIT while the block runs
+    (restored when the last concurrent user leaves)."""
+    return _deep_recursion
 

@@ -94,6 +94,9 @@ class KernelPlan:
     launches: list[tuple[CompiledKernel, tuple[LaunchArg, ...]]]
     scratch: list[tuple[int, object]]     # (size, dtype)
     main: int = 0                         # which launch is the scheduled kernel itself (the others are copies)
+    # BoundPlans not in use (run): a plan that runs again re-points one at new buffers instead of building the
+    # argument lists again; they live as long as the plan does (dropped with it by the kernel cache)
+    spare: list = dataclasses.field(default_factory=list, init=False, repr=False, compare=False)
 
     @property
     def kernel(self) -> CompiledKernel:
@@ -105,6 +108,49 @@ class KernelPlan:
         scratch = [Buffer(buffers[0].device, size, dtype) for size, dtype in self.scratch]
         return [(kernel, [scratch[a.index] if a.scratch else buffers[a.index] for a in args])
                 for kernel, args in self.launches]
+
+    def run(self, buffers: list[Buffer]) -> None:
+        """Launch on the scheduled kernel's buffers (its output, then its inputs; scratch buffers are allocated
+        here), through a spare BoundPlan when there is one, as a TinyJit replay does: an eager loop that runs
+        the same kernel every step builds its argument lists once. Thread-safe: a run takes its BoundPlan out of
+        `spare` (list.pop is atomic) and puts it back after; threads running at once build one each."""
+        try:
+            bound = self.spare.pop()
+        except IndexError:
+            bound = None
+        if bound is None or bound.pid != os.getpid():   # (bound in a parent process: its thread pool is not ours)
+            bound = BoundPlan(self, buffers)
+        bound.run(buffers)
+        if len(self.spare) < MAX_SPARE_BOUND_PLANS:
+            self.spare.append(bound)
+
+
+# BoundPlans a KernelPlan keeps (one per thread that runs it at the same time, up to this many)
+MAX_SPARE_BOUND_PLANS = 2
+
+
+class BoundPlan:
+    """A KernelPlan's launches with their argument lists built once (KernelPlan.run). `run(buffers)` points
+    every argument at the given buffers (the scheduled kernel's output, then its inputs) and launches: no argument
+    list is built again. Only addresses are kept between runs, not the buffers (their memory goes back to the pool
+    as usual), so every argument is set again before each launch. One run at a time (KernelPlan.run hands it
+    out)."""
+
+    def __init__(self, plan: KernelPlan, buffers: list[Buffer]):
+        self.scratch = plan.scratch   # (not the plan: the plan holds its spare BoundPlans, no cycle)
+        # a threaded CPU launch is bound to this process's thread pool: a forked child binds its own
+        self.pid = os.getpid()
+        # per launch: (call, set_buffer, ((argument position, LaunchArg), ...))
+        self.launches = [kernel.prepare(bufs) + (tuple(enumerate(args)),)
+                         for (kernel, bufs), (_, args) in zip(plan.bind(buffers), plan.launches)]
+        counters["plans_bound"] += 1
+
+    def run(self, buffers: list[Buffer]) -> None:
+        scratch = [Buffer(buffers[0].device, size, dtype) for size, dtype in self.scratch] if self.scratch else ()
+        for call, set_buffer, args in self.launches:
+            for j, a in args:
+                set_buffer(j, scratch[a.index] if a.scratch else buffers[a.index])
+            call()
 
 
 def kernel_cache_size() -> int:
@@ -170,7 +216,8 @@ if hasattr(os, "register_at_fork"):
 _plans = LRUCache(kernel_cache_size)   # (device, AST, opts) -> KernelPlan
 # (device, symbol) -> loaded program, while some plan or capture uses it: a binary shared by plans loads once
 _programs: "weakref.WeakValueDictionary[tuple[str, str], object]" = weakref.WeakValueDictionary()
-counters = {"kernels_compiled": 0, "kernels_launched": 0}
+# plans_bound: BoundPlans built (a plan's argument lists; an eager loop builds them once per kernel)
+counters = {"kernels_compiled": 0, "kernels_launched": 0, "plans_bound": 0}
 # one entry per kernel built by the code generator in this process (disk cache hits are not builds): its name and
 # the seconds it took, wall-clock and CPU time of the building thread (LLVM included; bench/compare.py reports them)
 compile_log: list[tuple[str, float, float]] = []

@@ -10,6 +10,13 @@ from tinyjit.helpers import prod
 from tinyjit.ops import BOOL_RESULT, Op
 
 
+# ops as module constants for the functions every graph op goes through: reading a member from an Enum class
+# (Op.PAD) goes through the enum metaclass's __getattr__ hook, several times slower than a global
+_RESHAPE_OR_EXPAND = frozenset((Op.RESHAPE, Op.EXPAND))
+_CASTS = frozenset((Op.CAST, Op.BITCAST))
+_PERMUTE, _PAD, _SHRINK, _FLIP, _WHERE = Op.PERMUTE, Op.PAD, Op.SHRINK, Op.FLIP, Op.WHERE
+
+
 class Node:
     __slots__ = ("op", "src", "arg", "dtype", "shape", "device", "buffer", "__weakref__")
 
@@ -44,9 +51,9 @@ class Node:
             assert s.device == self.device, f"{op.name}: devices {self.device} and {s.device}"
         if op in BOOL_RESULT:
             dtype = dtypes.bool
-        elif op in (Op.CAST, Op.BITCAST):
+        elif op in _CASTS:
             dtype = arg
-        elif op == Op.WHERE:
+        elif op is _WHERE:
             dtype = srcs[1].dtype
         else:
             dtype = self.dtype
@@ -61,18 +68,18 @@ class Node:
 
     def movement(self, op: Op, arg) -> Node:
         shape = _movement_shape(self.shape, op, arg)
-        if shape == self.shape and op in (Op.RESHAPE, Op.EXPAND):
+        if shape == self.shape and op in _RESHAPE_OR_EXPAND:
             return self
-        if op == Op.PERMUTE and arg == tuple(range(len(self.shape))):
+        if op is _PERMUTE and arg == tuple(range(len(self.shape))):
             return self
-        if op == Op.PAD and all(a == (0, 0) for a in arg):
+        if op is _PAD and all(a == (0, 0) for a in arg):
             return self
-        if op == Op.SHRINK and all(a == (0, s) for a, s in zip(arg, self.shape)):
+        if op is _SHRINK and all(a == (0, s) for a, s in zip(arg, self.shape)):
             return self
-        if op == Op.FLIP and not arg:
+        if op is _FLIP and not arg:
             return self
         # fold chains of the same op: reshape(reshape(x)) == reshape(x)
-        if op == self.op and op in (Op.RESHAPE, Op.EXPAND) and self.buffer is None:
+        if op is self.op and op in _RESHAPE_OR_EXPAND and self.buffer is None:
             return self.src[0].movement(op, arg)
         return Node(op, (self,), arg, self.dtype, shape, self.device)
 
@@ -95,35 +102,47 @@ class Node:
 
 def toposort(roots: list[Node], stop_at_realized: bool = True, children=None) -> list[Node]:
     """Nodes reachable from `roots`, each after its sources (iterative: graphs can be deep). `children(node)`
-    picks which sources to follow (default: all of them, stopping at realized nodes if asked)."""
-    if children is None:
-        def children(n: Node):
-            return () if stop_at_realized and n.realized else n.src
-    order, seen = [], set()
-    stack = [(r, False) for r in reversed(roots)]
+    picks which sources to follow (default: all of them, stopping at realized nodes if asked).
+
+    Every realize walks its whole graph at least once (the schedule cache's key, pending index checks), so this is
+    written for speed: a node is pushed as itself, expanded the first time it is popped (pushed back above its
+    sources) and emitted the second time."""
+    order: list[Node] = []
+    emitted: set[int] = set()
+    expanded: set[int] = set()
+    stack = list(reversed(roots))
     while stack:
-        node, expanded = stack.pop()
-        if expanded:
-            order.append(node)
+        node = stack.pop()
+        key = id(node)
+        if key in expanded:
+            if key not in emitted:   # (a copy pushed before the node was expanded elsewhere: already emitted)
+                emitted.add(key)
+                order.append(node)
             continue
-        if id(node) in seen:
+        expanded.add(key)
+        stack.append(node)
+        if children is not None:
+            sources = tuple(children(node))
+        elif stop_at_realized and node.buffer is not None:
             continue
-        seen.add(id(node))
-        stack.append((node, True))
-        stack.extend((s, False) for s in reversed(tuple(children(node))) if id(s) not in seen)
+        else:
+            sources = node.src
+        for s in reversed(sources):
+            if id(s) not in expanded:
+                stack.append(s)
     return order
 
 
 def _movement_shape(shape: tuple[int, ...], op: Op, arg) -> tuple[int, ...]:
-    if op in (Op.RESHAPE, Op.EXPAND):
+    if op in _RESHAPE_OR_EXPAND:
         return tuple(arg)
-    if op == Op.PERMUTE:
+    if op is _PERMUTE:
         return tuple(shape[i] for i in arg)
-    if op == Op.PAD:
+    if op is _PAD:
         return tuple(s + b + a for s, (b, a) in zip(shape, arg))
-    if op == Op.SHRINK:
+    if op is _SHRINK:
         return tuple(hi - lo for lo, hi in arg)
-    if op == Op.FLIP:
+    if op is _FLIP:
         return shape
     raise ValueError(f"not a movement op: {op}")
 

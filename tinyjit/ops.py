@@ -64,6 +64,10 @@ class Op(Enum):
     def __repr__(self) -> str:
         return f"Op.{self.name}"
 
+    # members are singletons compared by identity: hash them by identity too (C-level; Enum's own __hash__ is a
+    # Python call, and ops are hashed for every node of every graph's schedule-cache key and in every `op in SET`)
+    __hash__ = object.__hash__
+
 
 UNARY = {Op.NEG, Op.EXP2, Op.LOG2, Op.SIN, Op.SQRT, Op.RECIP, Op.CAST, Op.BITCAST}
 BINARY = {Op.ADD, Op.MUL, Op.MAX, Op.CMPLT, Op.CMPNE, Op.IDIV, Op.MOD, Op.AND, Op.OR, Op.XOR, Op.SHL, Op.SHR}

@@ -27,40 +27,49 @@ before_realize_hooks: list[Callable[[list], None]] = []
 _stats: dict[str, list] = defaultdict(lambda: [0, 0.0, 0, 0])   # name -> calls, seconds, flops, bytes
 
 
+# enum members as module constants (reading one from its Enum class goes through a slow metaclass hook)
+_KERNEL, _COPY, _EMPTY, _ASSIGN = ItemKind.KERNEL, ItemKind.COPY, ItemKind.EMPTY, Op.ASSIGN
+
+
 def run_schedule(items: list[ScheduleItem], preserve: dict | None = None) -> None:
     """Launch the items in order. `preserve` (tinyjit.inplace.preservation_plan): before an assign overwrites a
     buffer, the listed nodes still holding its contents get a copy of them."""
     level = debug_level()
-    kernels = [item for item in items if item.kind == ItemKind.KERNEL and item.output.size]
-    for device in {item.output.device for item in kernels}:
-        precompile(device, [item.ast for item in kernels if item.output.device == device])
+    kernels = [item for item in items if item.kind == _KERNEL and item.output.size]
+    if len(kernels) > 1:   # (builds several kernels at once; one is built where it runs)
+        for device in {item.output.device for item in kernels}:
+            precompile(device, [item.ast for item in kernels if item.output.device == device])
     for item in items:
         node = item.output
-        target = inplace.target_buffer(node) if node.op == Op.ASSIGN else None
+        target = inplace.target_buffer(node) if node.op is _ASSIGN else None
         # the item reads its inputs as they are now: an assign's own kernel reads the target's current contents
         # from the target, not from the copy made below for other readers (a TinyJit capture records these
         # buffers, and the copy is not part of it)
         input_buffers = [i.buffer for i in item.inputs]
         if target is not None and (item.preserve or preserve):
             preserve_old_contents(target, item.preserve + (preserve or {}).get(id(target), []))
-        if item.kind == ItemKind.EMPTY:
+        if item.kind == _EMPTY:
             node.buffer = Buffer(node.device, node.size, node.dtype)
             continue
-        if item.kind == ItemKind.COPY:
+        if item.kind == _COPY:
             out = Buffer(node.device, node.size, node.dtype)
             copy_buffer(out, input_buffers[0])
             node.buffer = out
             capture.record(StepKind.COPY, copy_buffer, [out, input_buffers[0]])
             continue
-        out = target if node.op == Op.ASSIGN else Buffer(node.device, node.size, node.dtype)
+        out = target if node.op is _ASSIGN else Buffer(node.device, node.size, node.dtype)
         if node.size == 0:
             node.buffer = out
             continue
-        for kernel, bufs in compile_plan(node.device, item.ast).bind([out] + input_buffers):
-            elapsed = kernel(bufs, wait=level >= 2)
-            capture.record(StepKind.KERNEL, kernel, bufs)
-            if level >= 2:
-                _report_launch(node.device, kernel, bufs, elapsed)
+        plan = compile_plan(node.device, item.ast)
+        if level < 2 and capture.current() is None:   # the common case: argument lists reused (KernelPlan.run)
+            plan.run([out] + input_buffers)
+        else:
+            for kernel, bufs in plan.bind([out] + input_buffers):
+                elapsed = kernel(bufs, wait=level >= 2)
+                capture.record(StepKind.KERNEL, kernel, bufs)
+                if level >= 2:
+                    _report_launch(node.device, kernel, bufs, elapsed)
         counters["kernels_launched"] += 1   # one per scheduled kernel, packing launches included
         node.buffer = out
 

@@ -590,21 +590,42 @@ def cached_schedule(outputs: list[Node], readers=()) -> list[ScheduleItem]:
     return items
 
 
+_CONST = Op.CONST   # (a module constant: reading a member from the Enum class is a slow metaclass hook)
+
+
 def _structure_key(outputs: list[Node], readers) -> tuple[tuple, list[Node]]:
-    """(a key equal for graphs the scheduler treats alike, the graph's nodes in the scheduler's order)."""
-    roots = [o for o in dict.fromkeys(outputs) if not o.realized]
-    graph = toposort(roots)
+    """(a key equal for graphs the scheduler treats alike, the graph's nodes in the scheduler's order).
+
+    One walk over the graph does both (it runs on every realize, hit or miss): the order is `toposort`'s (a node
+    after its sources, stopping at realized nodes), and each node's entry is made when it is emitted, with its
+    sources' positions in the order instead of the nodes."""
+    roots = [o for o in dict.fromkeys(outputs) if o.buffer is None]
+    graph: list[Node] = []
     index: dict[int, int] = {}
     buffers: dict[int, int] = {}
     key: list = []
-    for i, n in enumerate(graph):
-        index[id(n)] = i
-        if n.buffer is not None:   # only which buffer it is matters, and its size
-            b = n.buffer
-            key.append((n.op, n.dtype, n.shape, n.device, buffers.setdefault(id(b), len(buffers)), b.size))
-        else:
-            key.append((n.op, tuple([index[id(s)] for s in n.src]), _exact_key(n.arg) if n.op == Op.CONST
-                        else n.arg, n.dtype, n.shape, n.device))
+    expanded: set[int] = set()
+    stack = list(reversed(roots))
+    while stack:
+        n = stack.pop()
+        node_id = id(n)
+        if node_id in expanded:
+            if node_id not in index:
+                index[node_id] = len(graph)
+                graph.append(n)
+                b = n.buffer
+                if b is not None:   # only which buffer it is matters, and its size
+                    key.append((n.op, n.dtype, n.shape, n.device, buffers.setdefault(id(b), len(buffers)), b.size))
+                else:
+                    key.append((n.op, tuple([index[id(s)] for s in n.src]), _exact_key(n.arg) if n.op is _CONST
+                                else n.arg, n.dtype, n.shape, n.device))
+            continue
+        expanded.add(node_id)
+        stack.append(n)
+        if n.buffer is None:
+            for s in reversed(n.src):
+                if id(s) not in expanded:
+                    stack.append(s)
     key.append(tuple([index[id(o)] for o in roots]))
     if readers:
         key.append(tuple(sorted({index[id(r)] for r in readers if id(r) in index})))

@@ -78,6 +78,11 @@ class Tensor(ArithmeticMixin, AutogradMixin, CreationMixin, RandomMixin, MathMix
     __slots__ = ("node", "_requires_grad", "grad", "_ctx")
 
     def __init__(self, data, dtype=None, device: Optional[str] = None, requires_grad: Optional[bool] = None):
+        if type(data) is Node and dtype is None and device is None and requires_grad is None:
+            # every op's result comes here: the same as the general path below, without its checks
+            self.node, self._ctx, self.grad, self._requires_grad = data, None, None, None
+            inplace.track(self)
+            return
         # a Node or Tensor keeps its device unless `device` is given; other data goes to `device` or the default
         device = canonicalize(device) if device is not None or not isinstance(data, (Node, Tensor)) else None
         dtype = dtypes.from_any(dtype) if dtype is not None else None
@@ -401,7 +406,9 @@ class Tensor(ArithmeticMixin, AutogradMixin, CreationMixin, RandomMixin, MathMix
             other = other.item() if isinstance(other, np.generic) else other
             out_dtype = dtype or scalar_result_dtype(self.dtype, other)
             x = self.cast(out_dtype)
-            y = Tensor(Node.const(other, out_dtype, (), self.device))
+            # the constant at x's shape at once: the nodes broadcasting a 0-d constant makes, without the tensors
+            y = Tensor(Node.const(other, out_dtype, x.shape, self.device))
+            return (y, x) if reverse else (x, y)
         elif isinstance(other, (list, tuple, np.ndarray)):
             return self._operands(Tensor(other, device=self.device), op, reverse, dtype)
         else:

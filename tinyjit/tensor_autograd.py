@@ -258,7 +258,7 @@ class AutogradMixin(TensorBase):
         is given by `rule(node, grad_node) -> one gradient node or None per input`: a node of its own over the value
         (a same-shape reshape: a view, never a kernel) registered in autograd_graph.CUSTOM with `inputs` as its
         gradient sources. Used by custom Functions and by ops whose gradient is a formula (_with_gradient)."""
-        node = Node(Op.RESHAPE, (self.node,), self.shape, self.dtype, self.shape, self.device)
+        node = Node(autograd_graph.CUSTOM_OP, (self.node,), self.shape, self.dtype, self.shape, self.device)
         autograd_graph.CUSTOM[node] = autograd_graph.CustomGrad(tuple(t.node for t in inputs), rule)
         EDGES[node] = tuple(bool(t.requires_grad) for t in inputs)
         result = self._new(node)
@@ -437,11 +437,18 @@ def _gradients(outputs: list, tensors: list, grad_outputs: Optional[list], op: s
         leaf = ref() if ref is not None else None
         return leaf if leaf is not None and leaf._ctx is None and leaf.requires_grad else None
 
+    # each node's edges, asked for three times per node (two reachability walks and gradient's own pass), each
+    # answer two weak-dictionary lookups: remembered for this call (the nodes are kept alive by the outputs)
+    known_edges: dict[int, tuple] = {}
+
     def edges(node: Node) -> Optional[tuple]:
+        known = known_edges.get(id(node))
+        if known is not None and known[0] is node:
+            return known[1]
         # no gradient flows past a leaf (a node a leaf had may still have sources, e.g. an assign's value)
-        if id(node) in leaf_nodes or leaf_of(node) is not None:
-            return None
-        return EDGES.get(node)
+        mask = None if id(node) in leaf_nodes or leaf_of(node) is not None else EDGES.get(node)
+        known_edges[id(node)] = (node, mask)
+        return mask
 
     matched: list[tuple[int, Node]] = []
     for node in autograd_graph.reachable(out_nodes, edges):

@@ -1,0 +1,186 @@
+"""Eager dispatch cost (issue 10): a repeated eager graph is a schedule-cache hit that schedules, lowers and binds
+nothing new; each cached kernel plan keeps its launch argument lists (KernelPlan.run) and only re-points them at
+the new buffers, as a TinyJit replay does. Tests count work (schedules, kernels built, argument lists bound,
+threads used), never seconds, and compare values with NumPy/PyTorch."""
+import os
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import tinyjit.schedule as schedule
+from tinyjit import Tensor
+from tinyjit.device import Buffer, Device
+from tinyjit.dtype import dtypes
+from tinyjit.kernel_cache import compile_kernel, counters
+from tinyjit.lazy import Node, toposort
+from tinyjit.ops import Op
+
+
+def _work():
+    return (schedule.stats["schedules"], schedule.stats["kernels_built"], schedule.stats["nodes_lowered"],
+            counters["plans_bound"])
+
+
+def test_repeated_one_element_add_schedules_and_binds_nothing(device):
+    """W7 of bench/compare.py: `(x + 1)` realized again and again."""
+    (Tensor(np.array([0.5], np.float32)) + 1).realize()
+    xs = [Tensor(np.array([1.5 + i], np.float32)).realize() for i in range(5)]   # a new buffer each call
+    before, launched = _work(), counters["kernels_launched"]
+    for i, x in enumerate(xs):
+        assert (x + 1).numpy().tolist() == [2.5 + i]
+    assert _work() == before   # no schedule, no lowering, no new launch argument lists
+    assert counters["kernels_launched"] - launched == 5
+
+
+def test_repeated_training_step_binds_its_launches_once(device):
+    """An eager training step (matmul, activation, mean, backward, SGD update) repeated on new inputs: from the
+    third step on nothing is scheduled or bound again, and every step matches PyTorch (the re-pointed arguments
+    read this step's buffers, not the first step's)."""
+    rng = np.random.default_rng(0)
+    wn = rng.standard_normal((24, 16)).astype(np.float32)
+    w, wt = Tensor(wn, requires_grad=True), torch.tensor(wn, requires_grad=True)
+    per_step = []
+    for _ in range(5):
+        xn = rng.standard_normal((8, 24)).astype(np.float32)
+        before = _work()
+        loss = (Tensor(xn) @ w).relu().mean()
+        loss.backward()
+        with Tensor.no_grad():
+            w.assign(w - 0.5 * w.grad)
+        w.grad = None
+        value = loss.item()
+        w.realize()
+        per_step.append(tuple(a - b for a, b in zip(_work(), before)))
+        loss_t = (torch.from_numpy(xn) @ wt).relu().mean()
+        loss_t.backward()
+        with torch.no_grad():
+            wt -= 0.5 * wt.grad
+        wt.grad = None
+        assert abs(value - loss_t.item()) < 1e-5
+        np.testing.assert_allclose(w.numpy(), wt.detach().numpy(), rtol=1e-5, atol=1e-6)
+    assert per_step[0][3] > 0, per_step   # the first step binds its kernels' launches ...
+    assert all(step == (0, 0, 0, 0) for step in per_step[2:]), per_step   # ... later steps nothing
+
+
+def test_threads_running_one_graph_at_once_get_their_own_values():
+    """Two threads realizing the same structure at once share its cached plans: each run takes its own bound
+    argument lists, so neither launches on the other's buffers."""
+    errors = []
+
+    def worker(offset: float) -> None:
+        try:
+            for i in range(30):
+                x = Tensor(np.arange(6, dtype=np.float32) + offset + i)
+                got = (x * 2 + 1).numpy()
+                np.testing.assert_array_equal(got, (np.arange(6, dtype=np.float32) + offset + i) * 2 + 1)
+        except BaseException as e:   # reported by the main thread
+            errors.append(e)
+    threads = [threading.Thread(target=worker, args=(offset,)) for offset in (0.0, 1000.0)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+
+
+def test_one_element_kernel_runs_on_the_calling_thread():
+    """A tiny kernel never wakes the thread pool; a large one is split (when the machine has threads)."""
+    x = Tensor(np.ones(1, np.float32)).realize()
+    for tiny in (x + 1, (x * 3).sum()):
+        ast = schedule.create_schedule([tiny.node])[-1].ast
+        assert compile_kernel("CPU", ast).threads == 1
+    big = Tensor.ones(1 << 20).contiguous()
+    ast = schedule.create_schedule([(big * 2).node])[-1].ast
+    assert compile_kernel("CPU", ast).threads == min(Device["CPU"].threads, compile_kernel("CPU", ast).threads)
+    if Device["CPU"].threads > 1:
+        assert compile_kernel("CPU", ast).threads > 1
+
+
+def test_cpu_memory_address_matches_numpy():
+    """Launches read a CPU buffer's address from its memory (set once at allocation)."""
+    allocator = Device["CPU"].allocator
+    for nbytes in (1, 7, 4096):
+        handle = allocator.alloc(nbytes)
+        assert allocator.address(handle) == handle.ctypes.data and allocator.address(handle) % 64 == 0
+        assert allocator.address(handle[1:]) == handle[1:].ctypes.data   # a view: computed, not inherited
+    buffer = Buffer("CPU", 3, dtypes.float32).copyin(np.array([1, 2, 3], np.float32))
+    assert allocator.address(buffer.handle) == buffer.handle.ctypes.data
+
+
+def _reference_toposort(roots, stop_at_realized=True):
+    """Depth-first post-order, sources in order: what toposort must return."""
+    order, seen = [], set()
+
+    def visit(n):
+        if id(n) in seen:
+            return
+        seen.add(id(n))
+        if not (stop_at_realized and n.buffer is not None):
+            for s in n.src:
+                visit(s)
+        order.append(n)
+    for r in roots:
+        visit(r)
+    return order
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.data())
+def test_toposort_is_depth_first_post_order(data):
+    """toposort (every realize walks its graph with it) on random DAGs with shared nodes and realized nodes."""
+    count = data.draw(st.integers(1, 30))
+    nodes = []
+    for i in range(count):
+        sources = tuple(nodes[j] for j in data.draw(st.lists(st.integers(0, i - 1), max_size=3))) if i else ()
+        realized = data.draw(st.booleans()) and data.draw(st.booleans())
+        nodes.append(Node(Op.ADD, sources, None, dtypes.float32, (1,), "CPU",
+                          Buffer("CPU", 1, dtypes.float32) if realized else None))
+    roots = [nodes[j] for j in data.draw(st.lists(st.integers(0, count - 1), min_size=1, max_size=4))]
+    for stop in (True, False):
+        assert [id(n) for n in toposort(roots, stop)] == [id(n) for n in _reference_toposort(roots, stop)]
+
+
+@pytest.mark.parametrize("scalar", [2, 2.5, True, -0.0])
+def test_scalar_operand_is_one_constant_node(scalar):
+    """`x + scalar` builds the scalar as a constant expanded to x's shape (no intermediate tensors); values and
+    dtypes as PyTorch's, the reflected operator too."""
+    xn = np.arange(1, 7, dtype=np.float32).reshape(2, 3)
+    x, xt = Tensor(xn), torch.from_numpy(xn)
+    ts = scalar.item() if isinstance(scalar, np.generic) else scalar   # (numpy's operator would win over torch's)
+    for got, want in ((x + scalar, xt + ts), (scalar / x, ts / xt), (x * scalar, xt * ts)):
+        assert got.shape == tuple(want.shape) and got.dtype.name == str(want.dtype).removeprefix("torch.")
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-6)   # (division: 1 ulp)
+    const = (x + scalar).node.src[1]
+    assert const.op == Op.EXPAND and const.src[0].op == Op.RESHAPE and const.src[0].src[0].op == Op.CONST
+
+
+SAME_KERNEL_IN_A_FORKED_CHILD = """
+import os, numpy as np
+from tinyjit import Tensor
+from tinyjit.kernel_cache import counters
+x = np.arange(512 * 300, dtype=np.float32).reshape(512, 300)
+assert np.array_equal((Tensor(x) * 2).numpy(), x * 2)   # bound in the parent, to the parent's pool threads
+pid = os.fork()
+if pid == 0:   # the same kernel again: the child binds its own launch (the parent's workers do not exist here)
+    bound = counters["plans_bound"]
+    ok = np.array_equal((Tensor(x + 1) * 2).numpy(), (x + 1) * 2) and counters["plans_bound"] == bound + 1
+    os._exit(0 if ok else 1)
+_, status = os.waitpid(pid, 0)
+assert os.WEXITSTATUS(status) == 0
+print("ok")
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is POSIX only")
+def test_forked_child_does_not_reuse_the_parents_threaded_launch():
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=root, THREADS="2")
+    proc = subprocess.run([sys.executable, "-c", SAME_KERNEL_IN_A_FORKED_CHILD], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr
