@@ -25,12 +25,13 @@ from tinyjit.ops import Op
 
 from codegen.copies import ACCESS_OPS, dependent_axes, index_strides, operand_facts, pack_candidates
 from codegen.kernel import Kernel
-from codegen.llvmir import host_vector_bits
+from codegen.llvmir import host_vector_bits, host_vector_registers
 from codegen.opts import KernelOptError, Opt, OptKind
 
-# vector registers of accumulators in a register block (of 32 on AVX-512 / 16 on AVX2: the rest hold B's vectors
-# and the broadcast elements)
-ACCUMULATOR_REGISTERS = 16
+# at most this many vector registers of accumulators in a register block (16 unrolled vector FMAs per reduce step:
+# the code a block unrolls stays within the compile budget, and 16 of AVX-512's 32 registers keep its FMA units
+# busy); fewer where the CPU has fewer registers (accumulator_registers)
+MAX_ACCUMULATOR_REGISTERS = 16
 # below this many multiply-adds a contraction is not worth a packing launch
 MIN_PACK_WORK = 1 << 16
 # at most this many ALU ops in an unpacked register block (reduce body ops x block elements): past it LLVM spends
@@ -92,7 +93,8 @@ def contraction_plan(k: Kernel, threads: int = 1) -> list[Opt]:
         width = full[vector_axis]
     if width < 4:
         return []
-    rows = largest_divisor(full[row_axis], ACCUMULATOR_REGISTERS * lanes // width)
+    b_vectors = -(-width // lanes)
+    rows = largest_divisor(full[row_axis], accumulator_registers(host_vector_registers(), b_vectors) // b_vectors)
     if prod(full) < MIN_PACK_WORK:
         # no packing: the block repeats the whole reduce body (operand expressions too) per element; keep the
         # unrolled code small enough to compile fast (a fused gradient of many steps is hundreds of ops)
@@ -132,6 +134,14 @@ def contraction_plan(k: Kernel, threads: int = 1) -> list[Opt]:
         outer *= sizes[order[merged]]
         opts.append(Opt(OptKind.MERGE, 0, 0))
     return opts
+
+
+def accumulator_registers(vector_registers: int, b_vectors: int) -> int:
+    """How many of a CPU's `vector_registers` a register block may fill with accumulators when each reduce step
+    loads `b_vectors` vectors of B: the others hold those vectors and the broadcast element of the other operand.
+    A block with more accumulators spills them to the stack on every step (an 8 x 16 float block on AVX2 is 16
+    accumulators + 2 B vectors + 1 broadcast in 16 ymm registers, and ran at half the speed of a 4 x 16 block)."""
+    return max(1, min(MAX_ACCUMULATOR_REGISTERS, vector_registers - b_vectors - 1))
 
 
 def _reads_everything_under_reduce(k: Kernel, st_of: dict) -> bool:

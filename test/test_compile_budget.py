@@ -7,7 +7,7 @@ import math
 import numpy as np
 import torch
 
-from codegen.cpu_opts import ACCUMULATOR_REGISTERS, contraction_plan
+from codegen.cpu_opts import MAX_ACCUMULATOR_REGISTERS, contraction_plan
 from codegen.kernel import Kernel
 from codegen.llvmir import host_vector_bits
 from codegen.optimizer import optimize
@@ -18,7 +18,7 @@ from tinyjit.schedule import create_schedule
 # what the code of one kernel may grow to at the default optimization (the GPT step's largest is ~2,700 ops;
 # a 512-element block of a masked max was 14,000 and took LLVM 15-37 CPU seconds)
 MAX_KERNEL_UOPS = 4000
-MAX_BLOCK = ACCUMULATOR_REGISTERS * host_vector_bits() // 32   # float32 accumulators in the vector registers
+MAX_BLOCK = MAX_ACCUMULATOR_REGISTERS * host_vector_bits() // 32   # float32 accumulators in the vector registers
 
 
 def _kernel_sizes(*tensors: Tensor) -> list[tuple[int, int, str]]:
