@@ -5,11 +5,14 @@ PyTorch."""
 import math
 
 import numpy as np
+import pytest
 import torch
 
+import codegen.cpu_opts
 from codegen.cpu_opts import MAX_ACCUMULATOR_REGISTERS, contraction_plan
 from codegen.kernel import Kernel
 from codegen.llvmir import host_vector_bits
+from codegen.opts import OptKind
 from codegen.optimizer import optimize
 from tinyjit import Device, Tensor
 from tinyjit.helpers import prod
@@ -85,3 +88,24 @@ def test_attention_step_kernels_stay_small():
     wt = torch.tensor(wn, requires_grad=True)
     loss_of(torch, torch.tensor(xn), wt).backward()
     np.testing.assert_allclose(w.grad.numpy(), wt.grad.numpy(), rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("vector_bits, registers, n, rows, width", [
+    (256, 16, 1024, 4, 16),   # AVX2: 4 x 2 ymm accumulators (8 x 2 with the 2 B vectors and a broadcast spilled)
+    (256, 16, 768, 6, 16),    # AVX2 where 6 divides the rows: 12 accumulators + 2 B vectors + 1 broadcast
+    (512, 32, 1024, 8, 32),   # AVX-512: 8 x 2 zmm accumulators
+    (128, 16, 1024, 4, 8),    # SSE: 4 x 2 xmm
+    (128, 32, 1024, 8, 8),    # AArch64 NEON: 32 registers of 128 bits
+])
+def test_matmul_register_block_fits_the_targets_vector_registers(monkeypatch, vector_bits, registers, n, rows, width):
+    """The register block of a float32 matmul follows the vector width and register count of the CPU: its
+    accumulators, the B vectors loaded per reduce step and the broadcast element of A fit in the registers."""
+    monkeypatch.setattr(codegen.cpu_opts, "host_vector_bits", lambda: vector_bits)
+    monkeypatch.setattr(codegen.cpu_opts, "host_vector_registers", lambda: registers)
+    a, b = Tensor(np.ones((n, 64), np.float32)), Tensor(np.ones((64, n), np.float32))
+    (item,) = [i for i in create_schedule([(a @ b).node]) if i.kind == "kernel"]
+    upcasts = [o.amount for o in contraction_plan(Kernel(item.ast), threads=2) if o.kind == OptKind.UPCAST]
+    assert upcasts == [rows, width]
+    lanes = vector_bits // 32
+    b_vectors = width // lanes
+    assert rows * b_vectors + b_vectors + 1 <= registers
