@@ -12,7 +12,13 @@ in the order the contraction reads it (for a matmul: 32-column panels, each K x 
 loop streams through consecutive cache lines instead of jumping a row of B (and a TLB page) per step; a masked
 (padded) B, like a conv's input windows, loses its bounds checks on the way (im2col). The global axes are then
 reordered (SWAP) so the axes B depends on are outermost: one panel of B stays in L2 while every row block of
-the other operand passes by it.
+the other operand passes by it. When that other operand (A) is bigger than ROW_CHUNK_BYTES, its rows are tiled
+(SPLIT): a chunk of rows stays in the last-level cache while every panel passes by, so A is read from memory once
+instead of once per panel.
+
+The register block is sized from the host: its vector width (lanes per register) and how many vector registers
+it has (16 on AVX2, 32 on AVX-512): accumulators, the B vectors of one reduce step and the broadcast element of
+A must all fit, or LLVM spills accumulators to the stack on every step.
 
 The optimizations are applied by `Kernel.apply_opt`; PACK, DEPAD and STAGE rewrite the kernel in codegen/copies.py.
 Here: which ones a contraction gets (`contraction_plan`), and every one that could apply (`candidate_opts`, the
@@ -37,6 +43,9 @@ MIN_PACK_WORK = 1 << 16
 # at most this many ALU ops in an unpacked register block (reduce body ops x block elements): past it LLVM spends
 # more time compiling the unrolled block than a small kernel ever runs
 MAX_BLOCK_OPS = 2048
+# a matmul whose other operand (A) is larger than this is tiled: a chunk of A's rows this size stays in the
+# last-level cache while every panel of B passes by (else all of A streams from memory once per B panel)
+ROW_CHUNK_BYTES = 2 << 20
 # the outer loop is cut for at least this many threads (more than the 2 cores of a small machine costs nothing)
 MIN_THREAD_HINT = 2
 
@@ -127,11 +136,19 @@ def contraction_plan(k: Kernel, threads: int = 1) -> list[Opt]:
     sizes = [full[a] // (width if a == vector_axis else rows if a == row_axis else 1) for a in globals_]
     order = sorted(globals_, key=lambda a: (a not in deps[b], sizes[a] == 1))
     opts += _swaps(list(globals_), order)
+    loops = [sizes[a] for a in order]
+    if order == [vector_axis, row_axis]:   # a plain matmul: tile A's rows if A does not fit in cache
+        a_operand = next((c for n, c in enumerate(operands) if n != b), None)
+        block_bytes = rows * prod(full[k.first_reduce:]) * (a_operand.dtype.itemsize if a_operand else 4)
+        chunk = largest_divisor(loops[1], max(1, ROW_CHUNK_BYTES // block_bytes))
+        if chunk < loops[1]:
+            opts += [Opt(OptKind.SPLIT, 1, chunk), Opt(OptKind.SWAP, 0, 1)]
+            loops = [loops[1] // chunk, loops[0], chunk]
     # the thread pool splits the outermost loop: merge loops until it has a few iterations per thread
-    outer, merged = sizes[order[0]], 0
-    while outer < 4 * max(MIN_THREAD_HINT, threads) and merged + 1 < len(order) and sizes[order[merged + 1]] > 1:
+    outer, merged = loops[0], 0
+    while outer < 4 * max(MIN_THREAD_HINT, threads) and merged + 1 < len(loops) and loops[merged + 1] > 1:
         merged += 1
-        outer *= sizes[order[merged]]
+        outer *= loops[merged]
         opts.append(Opt(OptKind.MERGE, 0, 0))
     return opts
 
@@ -214,6 +231,7 @@ def optimize_cpu(k: Kernel, threads: int = 1) -> None:
 # ---- the space a search (BEAM) or a fuzz test walks ----
 UPCAST_AMOUNTS = (2, 3, 4, 8, 16, 32)
 UNROLL_AMOUNTS = (2, 3, 4, 8)
+SPLIT_AMOUNTS = (4, 16)
 
 
 def candidate_opts(k: Kernel, max_upcast: int = 256) -> list[Opt]:
@@ -228,6 +246,8 @@ def candidate_opts(k: Kernel, max_upcast: int = 256) -> list[Opt]:
         opts += [Opt(OptKind.UNROLL, r, n) for n in UNROLL_AMOUNTS if size % n == 0 and n <= min(size, room)]
     opts += [Opt(OptKind.SWAP, a, b) for a in range(k.first_reduce) for b in range(a + 1, k.first_reduce)]
     opts += [Opt(OptKind.MERGE, a, 0) for a in range(k.first_reduce - 1)]
+    opts += [Opt(OptKind.SPLIT, a, n) for a in range(k.first_reduce) for n in SPLIT_AMOUNTS
+             if full[a] % n == 0 and full[a] > n]
     if k.has_reduce:
         operands = pack_candidates(k)
         opts += [Opt(OptKind.PACK, n, 0) for n in range(len(operands))]

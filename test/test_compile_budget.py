@@ -109,3 +109,21 @@ def test_matmul_register_block_fits_the_targets_vector_registers(monkeypatch, ve
     lanes = vector_bits // 32
     b_vectors = width // lanes
     assert rows * b_vectors + b_vectors + 1 <= registers
+
+
+def test_matmul_with_a_big_row_operand_is_tiled(monkeypatch):
+    """When A (the operand broadcast along B's columns) is bigger than ROW_CHUNK_BYTES, the plan tiles its rows:
+    SPLIT the row blocks into chunks and move the chunks outside the B panels, so a chunk of A stays in cache
+    while every panel passes by; a small A keeps the plain order. (Values of the tiled kernel: test_opt_fuzz.)"""
+    a, b = Tensor(np.ones((264, 72), np.float32)), Tensor(np.ones((72, 48), np.float32))
+    (item,) = [i for i in create_schedule([(a @ b).node]) if i.kind == "kernel"]
+    assert OptKind.SPLIT not in [o.kind for o in contraction_plan(Kernel(item.ast), threads=2)]
+    monkeypatch.setattr(codegen.cpu_opts, "ROW_CHUNK_BYTES", 1 << 13)
+    plan = contraction_plan(Kernel(item.ast), threads=2)
+    kinds = [o.kind for o in plan]
+    assert OptKind.SPLIT in kinds and kinds[kinds.index(OptKind.SPLIT) + 1] == OptKind.SWAP, plan
+    k = Kernel(item.ast)
+    for opt in plan:
+        k.apply_opt(opt)
+    upcast = prod(k.full_shape[k.first_upcast:])
+    assert prod(k.full_shape[:k.first_reduce]) * upcast == 264 * 48   # every output once
