@@ -12,7 +12,13 @@ in the order the contraction reads it (for a matmul: 32-column panels, each K x 
 loop streams through consecutive cache lines instead of jumping a row of B (and a TLB page) per step; a masked
 (padded) B, like a conv's input windows, loses its bounds checks on the way (im2col). The global axes are then
 reordered (SWAP) so the axes B depends on are outermost: one panel of B stays in L2 while every row block of
-the other operand passes by it.
+the other operand passes by it. When that other operand (A) is bigger than ROW_CHUNK_BYTES, its rows are tiled
+(SPLIT): a chunk of rows stays in the last-level cache while every panel passes by, so A is read from memory once
+instead of once per panel.
+
+The register block is sized from the host: its vector width (lanes per register) and how many vector registers
+it has (16 on AVX2, 32 on AVX-512): accumulators, the B vectors of one reduce step and the broadcast element of
+A must all fit, or LLVM spills accumulators to the stack on every step.
 
 The optimizations are applied by `Kernel.apply_opt`; PACK, DEPAD and STAGE rewrite the kernel in codegen/copies.py.
 Here: which ones a contraction gets (`contraction_plan`), and every one that could apply (`candidate_opts`, the
@@ -25,17 +31,21 @@ from tinyjit.ops import Op
 
 from codegen.copies import ACCESS_OPS, dependent_axes, index_strides, operand_facts, pack_candidates
 from codegen.kernel import Kernel
-from codegen.llvmir import host_vector_bits
+from codegen.llvmir import host_vector_bits, host_vector_registers
 from codegen.opts import KernelOptError, Opt, OptKind
 
-# vector registers of accumulators in a register block (of 32 on AVX-512 / 16 on AVX2: the rest hold B's vectors
-# and the broadcast elements)
-ACCUMULATOR_REGISTERS = 16
+# at most this many vector registers of accumulators in a register block (16 unrolled vector FMAs per reduce step:
+# the code a block unrolls stays within the compile budget, and 16 of AVX-512's 32 registers keep its FMA units
+# busy); fewer where the CPU has fewer registers (accumulator_registers)
+MAX_ACCUMULATOR_REGISTERS = 16
 # below this many multiply-adds a contraction is not worth a packing launch
 MIN_PACK_WORK = 1 << 16
 # at most this many ALU ops in an unpacked register block (reduce body ops x block elements): past it LLVM spends
 # more time compiling the unrolled block than a small kernel ever runs
 MAX_BLOCK_OPS = 2048
+# a matmul whose other operand (A) is larger than this is tiled: a chunk of A's rows this size stays in the
+# last-level cache while every panel of B passes by (else all of A streams from memory once per B panel)
+ROW_CHUNK_BYTES = 2 << 20
 # the outer loop is cut for at least this many threads (more than the 2 cores of a small machine costs nothing)
 MIN_THREAD_HINT = 2
 
@@ -92,7 +102,8 @@ def contraction_plan(k: Kernel, threads: int = 1) -> list[Opt]:
         width = full[vector_axis]
     if width < 4:
         return []
-    rows = largest_divisor(full[row_axis], ACCUMULATOR_REGISTERS * lanes // width)
+    b_vectors = -(-width // lanes)
+    rows = largest_divisor(full[row_axis], accumulator_registers(host_vector_registers(), b_vectors) // b_vectors)
     if prod(full) < MIN_PACK_WORK:
         # no packing: the block repeats the whole reduce body (operand expressions too) per element; keep the
         # unrolled code small enough to compile fast (a fused gradient of many steps is hundreds of ops)
@@ -125,13 +136,29 @@ def contraction_plan(k: Kernel, threads: int = 1) -> list[Opt]:
     sizes = [full[a] // (width if a == vector_axis else rows if a == row_axis else 1) for a in globals_]
     order = sorted(globals_, key=lambda a: (a not in deps[b], sizes[a] == 1))
     opts += _swaps(list(globals_), order)
+    loops = [sizes[a] for a in order]
+    if order == [vector_axis, row_axis]:   # a plain matmul: tile A's rows if A does not fit in cache
+        a_operand = next((c for n, c in enumerate(operands) if n != b), None)
+        block_bytes = rows * prod(full[k.first_reduce:]) * (a_operand.dtype.itemsize if a_operand else 4)
+        chunk = largest_divisor(loops[1], max(1, ROW_CHUNK_BYTES // block_bytes))
+        if chunk < loops[1]:
+            opts += [Opt(OptKind.SPLIT, 1, chunk), Opt(OptKind.SWAP, 0, 1)]
+            loops = [loops[1] // chunk, loops[0], chunk]
     # the thread pool splits the outermost loop: merge loops until it has a few iterations per thread
-    outer, merged = sizes[order[0]], 0
-    while outer < 4 * max(MIN_THREAD_HINT, threads) and merged + 1 < len(order) and sizes[order[merged + 1]] > 1:
+    outer, merged = loops[0], 0
+    while outer < 4 * max(MIN_THREAD_HINT, threads) and merged + 1 < len(loops) and loops[merged + 1] > 1:
         merged += 1
-        outer *= sizes[order[merged]]
+        outer *= loops[merged]
         opts.append(Opt(OptKind.MERGE, 0, 0))
     return opts
+
+
+def accumulator_registers(vector_registers: int, b_vectors: int) -> int:
+    """How many of a CPU's `vector_registers` a register block may fill with accumulators when each reduce step
+    loads `b_vectors` vectors of B: the others hold those vectors and the broadcast element of the other operand.
+    A block with more accumulators spills them to the stack on every step (an 8 x 16 float block on AVX2 is 16
+    accumulators + 2 B vectors + 1 broadcast in 16 ymm registers, and ran at half the speed of a 4 x 16 block)."""
+    return max(1, min(MAX_ACCUMULATOR_REGISTERS, vector_registers - b_vectors - 1))
 
 
 def _reads_everything_under_reduce(k: Kernel, st_of: dict) -> bool:
@@ -204,6 +231,7 @@ def optimize_cpu(k: Kernel, threads: int = 1) -> None:
 # ---- the space a search (BEAM) or a fuzz test walks ----
 UPCAST_AMOUNTS = (2, 3, 4, 8, 16, 32)
 UNROLL_AMOUNTS = (2, 3, 4, 8)
+SPLIT_AMOUNTS = (4, 16)
 
 
 def candidate_opts(k: Kernel, max_upcast: int = 256) -> list[Opt]:
@@ -218,6 +246,8 @@ def candidate_opts(k: Kernel, max_upcast: int = 256) -> list[Opt]:
         opts += [Opt(OptKind.UNROLL, r, n) for n in UNROLL_AMOUNTS if size % n == 0 and n <= min(size, room)]
     opts += [Opt(OptKind.SWAP, a, b) for a in range(k.first_reduce) for b in range(a + 1, k.first_reduce)]
     opts += [Opt(OptKind.MERGE, a, 0) for a in range(k.first_reduce - 1)]
+    opts += [Opt(OptKind.SPLIT, a, n) for a in range(k.first_reduce) for n in SPLIT_AMOUNTS
+             if full[a] % n == 0 and full[a] > n]
     if k.has_reduce:
         operands = pack_candidates(k)
         opts += [Opt(OptKind.PACK, n, 0) for n in range(len(operands))]

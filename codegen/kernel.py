@@ -133,6 +133,8 @@ class Kernel:
             self._swap(opt.axis, opt.amount)
         elif opt.kind == OptKind.MERGE:
             self._merge(opt.axis)
+        elif opt.kind == OptKind.SPLIT:
+            self._split(opt.axis, opt.amount)
         elif opt.kind == OptKind.PACK:
             pack(self, opt.axis)
         elif opt.kind == OptKind.DEPAD:
@@ -190,6 +192,13 @@ class Kernel:
         if not 0 <= a < self.first_reduce - 1:
             raise KernelOptError(f"MERGE {a}: global axes {a} and {a + 1} do not both exist")
         self.reshape_and_permute(lambda sh: sh[:a] + (sh[a] * sh[a + 1],) + sh[a + 2:], None)
+
+    def _split(self, a: int, amount: int) -> None:
+        """SPLIT: global axis a becomes two loops, (size/amount) outside and `amount` inside, both global (with
+        SWAP a loop tiling: a chunk of a matmul's rows stays in cache while every panel of B passes by)."""
+        if not 0 <= a < self.first_reduce or amount >= self.full_shape[a]:
+            raise KernelOptError(f"SPLIT {a} by {amount}: not a global axis longer than {amount}")
+        self.shift_to(a, amount, insert_at=a + 2)
 
     def describe(self) -> str:
         """The loop shape by axis kind and the optimizations applied, e.g. `global 64 | reduce 32 | upcast 4;

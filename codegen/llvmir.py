@@ -40,6 +40,20 @@ def host_vector_bits() -> int:
 
 
 @functools.lru_cache(maxsize=None)
+def host_vector_registers() -> int:
+    """How many vector registers this CPU has: 32 with AVX-512 (zmm0-31) and on AArch64 (v0-31), 16 on other
+    x86-64 (xmm/ymm0-15) and other hosts."""
+    try:
+        import llvmlite.binding as llvm
+        triple, features = llvm.get_process_triple(), llvm.get_host_cpu_features()
+    except Exception:   # no llvmlite or an unknown host: assume AVX2-class hardware
+        return 16
+    if features.get("avx512f") or triple.startswith(("aarch64", "arm64")):
+        return 32
+    return 16
+
+
+@functools.lru_cache(maxsize=None)
 def host_has_fma() -> bool:
     """Whether this CPU has fused multiply-add (llvm.fma is then one instruction, else a library call)."""
     try:

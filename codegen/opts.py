@@ -21,13 +21,14 @@ class OptKind(NameEnum):
     # CPU (codegen/copies.py for PACK, DEPAD and STAGE)
     SWAP = "SWAP"       # exchange global axes `axis` and `amount` (loop order)
     MERGE = "MERGE"     # make global axes `axis` and axis+1 one loop (amount 0)
+    SPLIT = "SPLIT"     # global axis `axis` becomes two loops: size/amount outside, `amount` inside (loop tiling)
     PACK = "PACK"       # operand `axis` of pack_candidates is read from a copy in loop order (amount 0)
     DEPAD = "DEPAD"     # padded load `axis` of pack_candidates is read from a copy without its padding (amount 0)
     STAGE = "STAGE"     # the output is written in loop order to a scratch buffer, then copied into place (0, 0)
 
 
 GPU_ONLY = frozenset({OptKind.LOCAL, OptKind.GROUP})
-CPU_ONLY = frozenset({OptKind.SWAP, OptKind.MERGE, OptKind.PACK, OptKind.DEPAD, OptKind.STAGE})
+CPU_ONLY = frozenset({OptKind.SWAP, OptKind.MERGE, OptKind.SPLIT, OptKind.PACK, OptKind.DEPAD, OptKind.STAGE})
 
 
 @dataclass(frozen=True)

@@ -5,11 +5,14 @@ PyTorch."""
 import math
 
 import numpy as np
+import pytest
 import torch
 
-from codegen.cpu_opts import ACCUMULATOR_REGISTERS, contraction_plan
+import codegen.cpu_opts
+from codegen.cpu_opts import MAX_ACCUMULATOR_REGISTERS, contraction_plan
 from codegen.kernel import Kernel
 from codegen.llvmir import host_vector_bits
+from codegen.opts import OptKind
 from codegen.optimizer import optimize
 from tinyjit import Device, Tensor
 from tinyjit.helpers import prod
@@ -18,7 +21,7 @@ from tinyjit.schedule import create_schedule
 # what the code of one kernel may grow to at the default optimization (the GPT step's largest is ~2,700 ops;
 # a 512-element block of a masked max was 14,000 and took LLVM 15-37 CPU seconds)
 MAX_KERNEL_UOPS = 4000
-MAX_BLOCK = ACCUMULATOR_REGISTERS * host_vector_bits() // 32   # float32 accumulators in the vector registers
+MAX_BLOCK = MAX_ACCUMULATOR_REGISTERS * host_vector_bits() // 32   # float32 accumulators in the vector registers
 
 
 def _kernel_sizes(*tensors: Tensor) -> list[tuple[int, int, str]]:
@@ -85,3 +88,42 @@ def test_attention_step_kernels_stay_small():
     wt = torch.tensor(wn, requires_grad=True)
     loss_of(torch, torch.tensor(xn), wt).backward()
     np.testing.assert_allclose(w.grad.numpy(), wt.grad.numpy(), rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("vector_bits, registers, n, rows, width", [
+    (256, 16, 1024, 4, 16),   # AVX2: 4 x 2 ymm accumulators (8 x 2 with the 2 B vectors and a broadcast spilled)
+    (256, 16, 768, 6, 16),    # AVX2 where 6 divides the rows: 12 accumulators + 2 B vectors + 1 broadcast
+    (512, 32, 1024, 8, 32),   # AVX-512: 8 x 2 zmm accumulators
+    (128, 16, 1024, 4, 8),    # SSE: 4 x 2 xmm
+    (128, 32, 1024, 8, 8),    # AArch64 NEON: 32 registers of 128 bits
+])
+def test_matmul_register_block_fits_the_targets_vector_registers(monkeypatch, vector_bits, registers, n, rows, width):
+    """The register block of a float32 matmul follows the vector width and register count of the CPU: its
+    accumulators, the B vectors loaded per reduce step and the broadcast element of A fit in the registers."""
+    monkeypatch.setattr(codegen.cpu_opts, "host_vector_bits", lambda: vector_bits)
+    monkeypatch.setattr(codegen.cpu_opts, "host_vector_registers", lambda: registers)
+    a, b = Tensor(np.ones((n, 64), np.float32)), Tensor(np.ones((64, n), np.float32))
+    (item,) = [i for i in create_schedule([(a @ b).node]) if i.kind == "kernel"]
+    upcasts = [o.amount for o in contraction_plan(Kernel(item.ast), threads=2) if o.kind == OptKind.UPCAST]
+    assert upcasts == [rows, width]
+    lanes = vector_bits // 32
+    b_vectors = width // lanes
+    assert rows * b_vectors + b_vectors + 1 <= registers
+
+
+def test_matmul_with_a_big_row_operand_is_tiled(monkeypatch):
+    """When A (the operand broadcast along B's columns) is bigger than ROW_CHUNK_BYTES, the plan tiles its rows:
+    SPLIT the row blocks into chunks and move the chunks outside the B panels, so a chunk of A stays in cache
+    while every panel passes by; a small A keeps the plain order. (Values of the tiled kernel: test_opt_fuzz.)"""
+    a, b = Tensor(np.ones((264, 72), np.float32)), Tensor(np.ones((72, 48), np.float32))
+    (item,) = [i for i in create_schedule([(a @ b).node]) if i.kind == "kernel"]
+    assert OptKind.SPLIT not in [o.kind for o in contraction_plan(Kernel(item.ast), threads=2)]
+    monkeypatch.setattr(codegen.cpu_opts, "ROW_CHUNK_BYTES", 1 << 13)
+    plan = contraction_plan(Kernel(item.ast), threads=2)
+    kinds = [o.kind for o in plan]
+    assert OptKind.SPLIT in kinds and kinds[kinds.index(OptKind.SPLIT) + 1] == OptKind.SWAP, plan
+    k = Kernel(item.ast)
+    for opt in plan:
+        k.apply_opt(opt)
+    upcast = prod(k.full_shape[k.first_upcast:])
+    assert prod(k.full_shape[:k.first_reduce]) * upcast == 264 * 48   # every output once

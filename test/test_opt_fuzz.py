@@ -1,5 +1,5 @@
 """Optimizations never change results: random sequences of valid optimization choices (UPCAST, UNROLL, and the
-CPU's SWAP, MERGE, PACK, STAGE) applied to every kernel of a set of op graphs, compared with the unoptimized
+CPU's SWAP, MERGE, SPLIT, PACK, STAGE) applied to every kernel of a set of op graphs, compared with the unoptimized
 kernel (what NOOPT=1 runs). A sequence it finds wrong goes into the regression list at the end. (Runs of ~5000
 random sequences found none so far; that list starts with hand-picked interactions that are easy to break.)"""
 import random
@@ -113,6 +113,11 @@ def test_random_optimizations_match_noopt(name):
     ("conv2d_padded", [Opt("STAGE", 0, 0), Opt("UPCAST", 1, 8), Opt("SWAP", 0, 2), Opt("MERGE", 0, 0)]),
     # MERGE of a broadcast axis with a packed one stacks views in the main kernel
     ("batched_matmul", [Opt("PACK", 1, 0), Opt("MERGE", 0, 0), Opt("UPCAST", 0, 4)]),
+    # the tiling of a big matmul: row chunks outside the packed B panels, row blocks of a chunk inside
+    ("matmul", [Opt("UPCAST", 0, 4), Opt("UPCAST", 1, 16), Opt("PACK", 1, 0), Opt("SWAP", 0, 1), Opt("SPLIT", 1, 2),
+                Opt("SWAP", 0, 1), Opt("MERGE", 0, 0)]),
+    ("matmul_transposed", [Opt("PACK", 0, 0), Opt("SPLIT", 0, 4), Opt("UPCAST", 2, 8), Opt("SWAP", 0, 2)]),
+    ("conv2d_padded", [Opt("UPCAST", 1, 8), Opt("DEPAD", 0, 0), Opt("SPLIT", 3, 5), Opt("SWAP", 0, 3)]),
 ])
 def test_regressions(name, opts):
     for item in _each_kernel(name):
