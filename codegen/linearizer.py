@@ -136,16 +136,26 @@ class Linearizer:
         return v if v.dtype == dtypes.bool else self.alu(Op.CMPNE, dtypes.bool, v, self.const(0, self.index_dtype))
 
     def access_idxs(self, st, combo: tuple[int, ...]) -> list[Expr]:
-        k = self.k
+        first_upcast = self.first_upcast
         idxs: list[Expr] = []
         for axis, size in enumerate(st.shape):
             if size == 1:
                 idxs.append(Num(0))
-            elif axis >= k.first_upcast:
-                idxs.append(Num(combo[axis - k.first_upcast]))
+            elif axis >= first_upcast:
+                idxs.append(Num(combo[axis - first_upcast]))
             else:
                 idxs.append(self.axis_vars[axis])
         return idxs
+
+    def index_and_valid(self, st, combo: tuple[int, ...]) -> tuple[Expr, Expr]:
+        """(index, valid) of access `st` at upcast element `combo`, computed once per linearization: the symbolic
+        index math is the costliest part of linearizing, and a register block asks for the same access again in
+        every loop scope it is lowered in (and different loads often share one ShapeTracker)."""
+        key = (st, combo)
+        found = self._index_cache.get(key)
+        if found is None:
+            found = self._index_cache[key] = st.index_and_valid(self.access_idxs(st, combo))
+        return found
 
     # ---- the AST ----
     def lower(self, node: AstNode, combo: tuple[int, ...]) -> UOp:
@@ -161,7 +171,7 @@ class Linearizer:
         k = self.k
         if node.op in (Op.LOAD, Op.CONST, Op.VALID):
             st = k.sts[self.access_index[id(node)]]
-            index, valid = st.index_and_valid(self.access_idxs(st, combo))
+            index, valid = self.index_and_valid(st, combo)
             if node.op == Op.VALID:
                 v = self.valid_uop(valid)
                 return self.const(True, dtypes.bool) if v is None else v
@@ -190,8 +200,7 @@ class Linearizer:
 
     def output_combo(self, combo: tuple[int, ...]) -> tuple[int, ...]:
         """The combo with unrolled reduce axes zeroed: which accumulator/output element it belongs to."""
-        k = self.k
-        return tuple(0 if k.is_reduce_axis(k.first_upcast + i) else c for i, c in enumerate(combo))
+        return tuple(0 if reduced else c for reduced, c in zip(self.upcast_reduced, combo))
 
     # ---- the loop program ----
     def linearize(self) -> Program:
@@ -206,6 +215,10 @@ class Linearizer:
         self.buffers = [self.emit(U.DEFINE_GLOBAL, dtypes_of[i], (), (i, f"data{i}", i == 0), cse=False)
                         for i in range(nbuf)]
         full, first_reduce, first_upcast = k.full_shape, k.first_reduce, k.first_upcast
+        # the kernel's shape is fixed while it is linearized: computed once (Kernel recomputes them per call)
+        self.first_upcast = first_upcast
+        self.upcast_reduced = tuple(k.is_reduce_axis(a) for a in range(first_upcast, k.ndim))
+        self._index_cache: dict = {}
         self.vars: dict[str, UOp] = {}
         self.axis_vars: list[Expr] = []
         for axis in range(first_upcast):
@@ -249,7 +262,7 @@ class Linearizer:
         out_st = k.sts[0]
         for oc in out_combos:
             value = self.lower(k.ast.src[0], oc)
-            index, _ = out_st.index_and_valid(self.access_idxs(out_st, oc))
+            index, _ = self.index_and_valid(out_st, oc)
             self.emit(U.STORE, None, (self.buffers[0], self.expr(index), value), cse=False)
         if guard is not None:
             self.emit(U.ENDIF, None, (guard,), cse=False)
