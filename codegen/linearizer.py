@@ -22,6 +22,15 @@ from codegen.kernel import Kernel, upcast_combinations
 from codegen.uops import U, UOp
 
 REDUCE_TO_ALU = {Op.SUM: Op.ADD, Op.RMAX: Op.MAX}
+# A CPU kernel's loops are left to LLVM's loop vectorizer unless the kernel is small, its innermost loop short and
+# its per-element math light (a copy, a relu gradient): then vectorizing pays nothing at run time (such copies ran
+# as fast or faster without it) but costs up to a CPU second of LLVM time per kernel (LLVM fully unrolls the short
+# innermost loop, then vectorizes and interleaves the loop around it: ~10x the code). Such a kernel's loops are
+# named with this suffix, and the LLVM renderer turns the vectorizer off for them.
+NO_VECTORIZE_SUFFIX = "_novec"
+NO_VECTORIZE_MAX_TRIP = 16        # innermost loop length
+NO_VECTORIZE_MAX_ALU = 8          # ALU ops of the kernel's AST (each shared node once)
+NO_VECTORIZE_MAX_WORK = 1 << 17   # loop iterations of the whole kernel
 
 
 def acc_dtype(reduce_node: AstNode) -> DType:
@@ -136,16 +145,26 @@ class Linearizer:
         return v if v.dtype == dtypes.bool else self.alu(Op.CMPNE, dtypes.bool, v, self.const(0, self.index_dtype))
 
     def access_idxs(self, st, combo: tuple[int, ...]) -> list[Expr]:
-        k = self.k
+        first_upcast = self.first_upcast
         idxs: list[Expr] = []
         for axis, size in enumerate(st.shape):
             if size == 1:
                 idxs.append(Num(0))
-            elif axis >= k.first_upcast:
-                idxs.append(Num(combo[axis - k.first_upcast]))
+            elif axis >= first_upcast:
+                idxs.append(Num(combo[axis - first_upcast]))
             else:
                 idxs.append(self.axis_vars[axis])
         return idxs
+
+    def index_and_valid(self, st, combo: tuple[int, ...]) -> tuple[Expr, Expr]:
+        """(index, valid) of access `st` at upcast element `combo`, computed once per linearization: the symbolic
+        index math is the costliest part of linearizing, and a register block asks for the same access again in
+        every loop scope it is lowered in (and different loads often share one ShapeTracker)."""
+        key = (st, combo)
+        found = self._index_cache.get(key)
+        if found is None:
+            found = self._index_cache[key] = st.index_and_valid(self.access_idxs(st, combo))
+        return found
 
     # ---- the AST ----
     def lower(self, node: AstNode, combo: tuple[int, ...]) -> UOp:
@@ -161,7 +180,7 @@ class Linearizer:
         k = self.k
         if node.op in (Op.LOAD, Op.CONST, Op.VALID):
             st = k.sts[self.access_index[id(node)]]
-            index, valid = st.index_and_valid(self.access_idxs(st, combo))
+            index, valid = self.index_and_valid(st, combo)
             if node.op == Op.VALID:
                 v = self.valid_uop(valid)
                 return self.const(True, dtypes.bool) if v is None else v
@@ -190,8 +209,7 @@ class Linearizer:
 
     def output_combo(self, combo: tuple[int, ...]) -> tuple[int, ...]:
         """The combo with unrolled reduce axes zeroed: which accumulator/output element it belongs to."""
-        k = self.k
-        return tuple(0 if k.is_reduce_axis(k.first_upcast + i) else c for i, c in enumerate(combo))
+        return tuple(0 if reduced else c for reduced, c in zip(self.upcast_reduced, combo))
 
     # ---- the loop program ----
     def linearize(self) -> Program:
@@ -206,6 +224,11 @@ class Linearizer:
         self.buffers = [self.emit(U.DEFINE_GLOBAL, dtypes_of[i], (), (i, f"data{i}", i == 0), cse=False)
                         for i in range(nbuf)]
         full, first_reduce, first_upcast = k.full_shape, k.first_reduce, k.first_upcast
+        # the kernel's shape is fixed while it is linearized: computed once (Kernel recomputes them per call)
+        self.first_upcast = first_upcast
+        self.upcast_reduced = tuple(k.is_reduce_axis(a) for a in range(first_upcast, k.ndim))
+        self._index_cache: dict = {}
+        self.scalar = not self.gpu and scalar_kernel(k)
         self.vars: dict[str, UOp] = {}
         self.axis_vars: list[Expr] = []
         for axis in range(first_upcast):
@@ -223,7 +246,7 @@ class Linearizer:
             for axis in range(first_reduce):
                 lo, hi = (start, end) if axis == 0 else (self.const(0, self.index_dtype),
                                                          self.const(full[axis], self.index_dtype))
-                loop = self.emit(U.LOOP, self.index_dtype, (lo, hi), self.axis_vars[axis].name, cse=False)
+                loop = self.emit(U.LOOP, self.index_dtype, (lo, hi), self.loop_name(axis), cse=False)
                 self.vars[self.axis_vars[axis].name] = loop
                 global_loops.append(loop)
                 self.cse.append({})
@@ -249,7 +272,7 @@ class Linearizer:
         out_st = k.sts[0]
         for oc in out_combos:
             value = self.lower(k.ast.src[0], oc)
-            index, _ = out_st.index_and_valid(self.access_idxs(out_st, oc))
+            index, _ = self.index_and_valid(out_st, oc)
             self.emit(U.STORE, None, (self.buffers[0], self.expr(index), value), cse=False)
         if guard is not None:
             self.emit(U.ENDIF, None, (guard,), cse=False)
@@ -284,7 +307,7 @@ class Linearizer:
                 if spec.ragged:
                     steps = self.const(spec.steps, dt)
                     hi = self.alu(Op.WHERE, dt, self.alu(Op.CMPLT, dtypes.bool, hi, steps), hi, steps)
-            name = self.axis_vars[spec.axis].name + ("" if spec.unit == 1 else f"_blk{spec.unit}")
+            name = self.loop_name(spec.axis, "" if spec.unit == 1 else f"_blk{spec.unit}")
             loop = self.emit(U.LOOP, dt, (lo, hi), name, cse=False)
             loops_of_axis[spec.axis] = loop
             if spec.unit == 1:
@@ -318,6 +341,11 @@ class Linearizer:
             self.cse.pop()
             self.memo.pop()
 
+    def loop_name(self, axis: int, block: str = "") -> str:
+        """The name of a loop over `axis` (`block`: "_blk<unit>" for a loop over blocks of it; NO_VECTORIZE_SUFFIX
+        marks the loops LLVM should leave scalar)."""
+        return self.axis_vars[axis].name + block + (NO_VECTORIZE_SUFFIX if self.scalar else "")
+
     def level_zero_block(self, register_block: bool) -> int:
         """How many terms the innermost accumulation level takes (codegen/accumulate.py): more when the innermost
         reduce loop reads some float buffer contiguously, so that LLVM vectorizes it."""
@@ -339,3 +367,14 @@ class Linearizer:
         """Hook between the reduce loops and the store; may open an IF that the store is put in (returned so
         it is closed after the store). The GPU linearizer combines work-group partial reduces here."""
         return None
+
+
+def scalar_kernel(k: Kernel) -> bool:
+    """Whether the CPU kernel `k`'s loops are better left to run scalar (see NO_VECTORIZE_SUFFIX): no upcast
+    axes (a register block is vectorized by SLP, not by the loop vectorizer), a short innermost loop, little math
+    and little work in all."""
+    full = k.full_shape
+    if k.upcasted or not full or full[-1] > NO_VECTORIZE_MAX_TRIP or prod(full) > NO_VECTORIZE_MAX_WORK:
+        return False
+    alu = sum(1 for n in k.ast.toposort() if n.op not in (Op.LOAD, Op.CONST, Op.VALID, Op.STORE))
+    return alu <= NO_VECTORIZE_MAX_ALU

@@ -19,6 +19,7 @@ class U(Enum):
     CONST = auto()           # arg: Python value
     LOOP = auto()            # src: (start, end); produces the loop variable; arg: its name, which contains
     #                          "_blk" for a loop over the blocks of an accumulation level (codegen/accumulate.py)
+    #                          and ends in "_novec" for a loop the CPU should not vectorize (codegen/linearizer.py)
     ENDLOOP = auto()         # src: (loop,)
     ALU = auto()             # arg: tinyjit.ops.Op; src: operands
     CAST = auto()            # src: (value,); dtype: target

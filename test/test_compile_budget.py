@@ -11,6 +11,7 @@ import torch
 import codegen.cpu_opts
 from codegen.cpu_opts import MAX_ACCUMULATOR_REGISTERS, contraction_plan
 from codegen.kernel import Kernel
+from codegen.linearizer import NO_VECTORIZE_SUFFIX
 from codegen.llvmir import host_vector_bits
 from codegen.opts import OptKind
 from codegen.optimizer import optimize
@@ -127,3 +128,52 @@ def test_matmul_with_a_big_row_operand_is_tiled(monkeypatch):
         k.apply_opt(opt)
     upcast = prod(k.full_shape[k.first_upcast:])
     assert prod(k.full_shape[:k.first_reduce]) * upcast == 264 * 48   # every output once
+
+
+def _optimized_ir_size(tensor: Tensor) -> tuple[int, bool, str]:
+    """(LLVM instructions after optimization, whether the loops carry the no-vectorize mark, name) of the one
+    kernel that computes `tensor`."""
+    renderer = Device.renderer("CPU")
+    items = [item for item in create_schedule([tensor.node]) if item.kind == "kernel"]
+    assert len(items) == 1, [item.kind for item in items]
+    k = Kernel(items[0].ast)
+    optimize(k, renderer, Device["CPU"].threads)
+    assert not k.copies.before and not k.copies.after
+    program = renderer.linearize(k)
+    _, source = renderer.render(program.name, program.uops)
+    optimized = Device["CPU"].debug_listing(source)
+    return sum(1 for line in optimized.splitlines() if line.startswith("  ")), NO_VECTORIZE_SUFFIX in source, \
+        program.name
+
+
+def _transposed_relu_gradient(lib, shape):
+    """where(x.T + b < 0, g.T, 0), the pack copy of a small GRU gradient: a short innermost loop, little math."""
+    rng = np.random.default_rng(2)
+    x, g = (rng.standard_normal(shape).astype(np.float32) for _ in range(2))
+    b = rng.standard_normal((shape[1], shape[2])).astype(np.float32)
+    x, g, b = (lib.tensor(v) if lib is torch else Tensor(v) for v in (x, g, b))
+    pre = x.permute(1, 0, 2) + b.reshape(shape[1], 1, shape[2])
+    return torch.where(pre < 0, g.permute(1, 0, 2), 0.0) if lib is torch else (pre < 0).where(g.permute(1, 0, 2), 0.0)
+
+
+def test_small_light_kernel_is_not_loop_vectorized():
+    """A 2,048-element kernel with an 8-long innermost loop and three ALU ops: LLVM unrolled the short loop and
+    vectorized the one around it into ~630 instructions (0.1-0.3 CPU s of a cold step, dozens of such copies per
+    GRU step) for no speed; its loops are marked scalar and it stays ~100 instructions."""
+    out = _transposed_relu_gradient(Tensor, (32, 8, 8))
+    instructions, marked, name = _optimized_ir_size(out)
+    assert marked and instructions <= 250, (name, instructions)
+    np.testing.assert_array_equal(out.numpy(), _transposed_relu_gradient(torch, (32, 8, 8)).numpy())
+
+
+def test_big_or_heavy_kernels_stay_loop_vectorized():
+    """The scalar mark is for small, light kernels only: the same copy 128x larger, or a small kernel with an exp
+    per element, keeps LLVM's loop vectorizer (measured 2-7x faster there)."""
+    big = _transposed_relu_gradient(Tensor, (512, 64, 8))
+    assert not _optimized_ir_size(big)[1]
+    np.testing.assert_array_equal(big.numpy(), _transposed_relu_gradient(torch, (512, 64, 8)).numpy())
+    x = np.random.default_rng(3).standard_normal((32, 8, 8)).astype(np.float32)
+    heavy = Tensor(x).permute(1, 0, 2).sigmoid().tanh()
+    assert not _optimized_ir_size(heavy)[1]
+    np.testing.assert_allclose(heavy.numpy(), torch.tensor(x).permute(1, 0, 2).sigmoid().tanh().numpy(), rtol=1e-5,
+                               atol=1e-6)
