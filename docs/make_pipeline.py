@@ -180,7 +180,9 @@ def render() -> str:
         fenced("\n\n".join("\n".join(k["ast"]) for k in parts["kernels"])),
         "## 6. The loop program (`DEBUG=5`)\n",
         "The linearizer (`codegen/linearizer.py`) turns the first kernel (the matmul's reduce) into a flat list\n"
-        "of micro-ops: loops over the global and reduce axes, index math from the views, an accumulator.\n",
+        "of micro-ops: loops over the global and reduce axes, index math from the views, an accumulator. A loop\n"
+        "named `..._novec` is one LLVM's loop vectorizer leaves alone (a small, light kernel: vectorizing it\n"
+        "multiplies its code for no speed).\n",
         fenced("\n".join(first["program"])),
         "## 7. LLVM IR (`DEBUG=4`)\n",
         "The renderer (`codegen/llvmir.py`) prints that program as LLVM IR; llvmlite optimizes it (`-O3`, shown by\n"
