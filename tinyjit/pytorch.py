@@ -36,7 +36,7 @@ from tinyjit.dtype import DType, dtypes
 from tinyjit.serialization import load, save  # noqa: F401  (torch.save / torch.load: safetensors files)
 from tinyjit.tensor import Tensor
 from tinyjit.tensor_autograd import inference_mode, no_grad  # noqa: F401
-from tinyjit.tensor_base import TensorBase   # holds the process-wide no_grad_active flag
+from tinyjit.tensor_base import TensorBase   # holds the per-thread no_grad_active flag
 
 __version__ = __import__("tinyjit").__version__
 

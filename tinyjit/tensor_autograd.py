@@ -23,7 +23,7 @@ before it flows on; those of a leaf run on its summed gradient before it is accu
 `retain_grad()` adds a result to the tensors backward fills. With `create_graph=True` the nodes the rules built
 get autograd edges (`_record_gradient_graph`), so gradients are differentiable like any result.
 
-`Tensor.no_grad()` turns recording off (process-wide, not per thread). A tensor created with
+`Tensor.no_grad()` turns recording off (in the calling thread only, like torch). A tensor created with
 `requires_grad=True` inside it is still a leaf that requires grad, as in PyTorch; only ops are not recorded.
 """
 from __future__ import annotations
@@ -131,7 +131,8 @@ def _register(t: TensorBase) -> None:
 
 
 class no_grad:   # named like torch.no_grad
-    """torch.no_grad: turn gradient recording off (process-wide) inside `with Tensor.no_grad():` (or
+    """torch.no_grad: turn gradient recording off (in this thread, like torch's grad mode) inside
+    `with Tensor.no_grad():` (or
     `tinyjit.no_grad()`), or for a function decorated `@Tensor.no_grad()` or `@Tensor.no_grad`."""
 
     def __new__(cls, fn=None):

@@ -13,6 +13,7 @@ The properties read the tensor's lazy graph node, which every Tensor has.
 """
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 from tinyjit.dtype import DType
@@ -24,14 +25,36 @@ if TYPE_CHECKING:
     from typing_extensions import Self
 
 
-class TensorBase:
+_grad_mode = threading.local()   # .no_grad: this thread's autograd switch (torch's grad mode is per thread too)
+
+
+def _no_grad_active() -> bool:
+    return getattr(_grad_mode, "no_grad", False)
+
+
+def _set_no_grad_active(value: bool) -> None:
+    _grad_mode.no_grad = bool(value)
+
+
+class _GradModeMeta(type):
+    """Makes `TensorBase.no_grad_active` (read and assigned on the class by no_grad and friends) this thread's
+    switch: a data descriptor on the metaclass takes precedence over the class's own attributes."""
+    no_grad_active = property(lambda cls: _no_grad_active(), lambda cls, value: _set_no_grad_active(value))
+
+
+class TensorBase(metaclass=_GradModeMeta):
     """The state and primitives of a tensor that the mixins of Tensor rely on (see the module docstring)."""
     node: Node                        # the lazy graph node (or realized buffer) holding the value
     grad: Optional[TensorBase]        # the accumulated gradient of a tensor that requires grad (torch's .grad)
     _requires_grad: Optional[bool]
     _ctx: Optional[Op]                # autograd: the op that made this result when recorded (None for a leaf)
-    # process-wide switch of autograd recording, turned on by `tinyjit.no_grad()` (tinyjit.tensor_autograd)
-    no_grad_active: bool = False
+    # this thread's switch of autograd recording, turned on by `tinyjit.no_grad()` (tinyjit.tensor_autograd); a new
+    # thread records (as in torch, where grad mode is thread-local)
+    @property
+    def no_grad_active(self) -> bool:
+        """Whether autograd recording is off in this thread (inside no_grad / inference_mode): tinyjit's own, the
+        negation of torch.is_grad_enabled()."""
+        return _no_grad_active()
     # a tensor made by view ops (reshape, permute, expand, slice) from another: a weak reference to the tensor it
     # was first taken of, which PyTorch would write through it into (tinyjit.inplace.viewed_tensor_shape)
     _view_of = None
