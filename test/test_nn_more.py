@@ -207,3 +207,32 @@ def test_parameter_list_and_dict():
         model.table["c"]
     with pytest.raises(TypeError):
         model.scales.append(3)
+
+
+def test_found_by_a_tester_nan_half_and_overflow_like_torch():
+    """NaN passes through threshold and the shrinks; rms_norm of float16 takes float32's epsilon; cosine similarity
+    divides by the norms first (no overflow of their product, float16 in float32); instance norm's running
+    statistics never count num_batches_tracked and momentum=None updates nothing."""
+    xs = np.array([np.nan, 0.2, 1.0, -1.0, 0.5, -0.5], np.float32)
+    for name, args in (("threshold", (0.5, -1.0)), ("hardshrink", ()), ("softshrink", ())):
+        got = getattr(F, name)(Tensor(xs), *args).numpy()
+        want = getattr(torch.nn.functional, name)(torch.tensor(xs), *args).numpy()
+        np.testing.assert_array_equal(got, want, err_msg=name)
+    h = (np.array([[1e-3, -2e-3, 5e-4, 1e-3]]) * 1).astype(np.float16)
+    np.testing.assert_allclose(F.rms_norm(Tensor(h), (4,)).numpy().astype(np.float32),
+                               torch.nn.functional.rms_norm(torch.tensor(h), (4,)).float().numpy(), rtol=2e-3)
+    for a, b, dtype in (([300, 300], [300, 0], np.float16), ([1e20, 1e20], [1e20, -1e20], np.float32),
+                        ([1.0, 2.0], [3.0, -1.0], np.float32)):
+        a, b = np.array(a, dtype), np.array(b, dtype)
+        got = F.cosine_similarity(Tensor(a), Tensor(b), dim=0).numpy().astype(np.float32)
+        want = torch.nn.functional.cosine_similarity(torch.tensor(a), torch.tensor(b), dim=0).float().numpy()
+        np.testing.assert_allclose(got, want, rtol=2e-3, atol=1e-6)
+    x = np.random.default_rng(0).standard_normal((3, 2, 5)).astype(np.float32)
+    for momentum in (0.1, None):
+        ours, theirs = nn.InstanceNorm1d(2, track_running_stats=True, momentum=momentum), \
+            torch.nn.InstanceNorm1d(2, track_running_stats=True, momentum=momentum)
+        ours(Tensor(x)).numpy()
+        theirs(torch.tensor(x))
+        for key, value in theirs.state_dict().items():
+            np.testing.assert_allclose(ours.state_dict()[key].numpy(), value.numpy(), rtol=1e-5, atol=1e-6,
+                                       err_msg=f"{key} momentum={momentum}")

@@ -13,6 +13,8 @@ import math
 import numbers
 from typing import Optional
 
+import numpy as np
+
 from tinyjit.dtype import dtypes
 from tinyjit.index_check import check_index, wide_enough
 from tinyjit.nn.functional_more import (adaptive_max_pool1d, adaptive_max_pool2d, bilinear, fold,  # noqa: F401
@@ -370,11 +372,17 @@ def normalize(input: Tensor, p: float = 2.0, dim: int = 1, eps: float = 1e-12, o
 
 
 def cosine_similarity(x1: Tensor, x2: Tensor, dim: int = 1, eps: float = 1e-8) -> Tensor:
-    """torch.nn.functional.cosine_similarity: sum(x1 * x2) / (max(||x1||, eps) * max(||x2||, eps)) along dim
-    (x1 and x2 broadcast); the dim is removed."""
-    n1 = x1.square().sum(dim).sqrt().maximum(eps)
-    n2 = x2.square().sum(dim).sqrt().maximum(eps)
-    return (x1 * x2).sum(dim) / (n1 * n2)
+    """torch.nn.functional.cosine_similarity: sum(x1 / max(||x1||, eps) * x2 / max(||x2||, eps)) along dim (x1
+    and x2 broadcast); the dim is removed. Each input is divided by its norm before the product (as torch does),
+    so the product of two large norms cannot overflow; float16 is computed in float32."""
+    wide = dtypes.float32 if dtypes.float16 in (x1.dtype, x2.dtype) else None
+    shape = tuple(np.broadcast_shapes(x1.shape, x2.shape))   # (torch broadcasts before taking the norms)
+    a, b = x1.expand(shape), x2.expand(shape)
+    a, b = (a.float(), b.float()) if wide is not None else (a, b)
+    a = a / a.square().sum(dim, keepdim=True).sqrt().maximum(eps)
+    b = b / b.square().sum(dim, keepdim=True).sqrt().maximum(eps)
+    out = (a * b).sum(dim)
+    return out.cast(x1.dtype) if wide is not None else out
 
 
 # ---- linear, convolution, embedding, attention ----

@@ -225,15 +225,16 @@ def instance_norm(input: Tensor, running_mean: Optional[Tensor] = None, running_
 
 def rms_norm(input: Tensor, normalized_shape, weight: Optional[Tensor] = None, eps: Optional[float] = None) -> Tensor:
     """torch.nn.functional.rms_norm: x / sqrt(mean(x^2) + eps) over the trailing `normalized_shape` dims, times
-    weight; eps=None uses the dtype's machine epsilon; float16 is computed in float32. ValueError for an input
-    that does not end in normalized_shape."""
+    weight; eps=None uses the dtype's machine epsilon (float32's for float16, which is computed in float32).
+    ValueError for an input that does not end in normalized_shape."""
     _check_tensor("rms_norm", input)
     shape = (normalized_shape,) if isinstance(normalized_shape, numbers.Integral) else tuple(normalized_shape)
     n = len(shape)
     if input.shape[input.ndim - n:] != shape:
         raise ValueError(f"rms_norm: input of shape {input.shape} does not end in {shape}")
-    if eps is None:
-        eps = float(np.finfo(input.dtype.np).eps) if input.dtype.is_float else 1e-6
+    if eps is None:   # float16 is computed in float32 and takes float32's epsilon, as torch does
+        eps = float(np.finfo(np.float32 if input.dtype == dtypes.float16 else input.dtype.np).eps) \
+            if input.dtype.is_float else 1e-6
     axes = tuple(range(input.ndim - n, input.ndim))
     wide = input.float() if input.dtype == dtypes.float16 else input   # a half square overflows
     out = (wide * (wide.square().mean(axes, keepdim=True) + eps).rsqrt()).cast(input.dtype)
@@ -278,13 +279,13 @@ def selu(input: Tensor, inplace: bool = False) -> Tensor:
 def threshold(input: Tensor, threshold: float, value: float, inplace: bool = False) -> Tensor:
     """torch.nn.functional.threshold: x where x > threshold, else `value`; same dtype; gradient 1 where kept."""
     _check_tensor("threshold", input)
-    return (input > threshold).where(input, value)
+    return (input <= threshold).where(value, input)   # (NaN is kept, like torch)
 
 
 def hardshrink(input: Tensor, lambd: float = 0.5) -> Tensor:
     """torch.nn.functional.hardshrink: x where |x| > lambd, else 0."""
     _check_tensor("hardshrink", input)
-    return ((input > lambd) | (input < -lambd)).where(input, 0)
+    return ((input >= -lambd) & (input <= lambd)).where(0, input)   # (NaN is kept, like torch)
 
 
 def softshrink(input: Tensor, lambd: float = 0.5) -> Tensor:
@@ -293,7 +294,7 @@ def softshrink(input: Tensor, lambd: float = 0.5) -> Tensor:
     _check_tensor("softshrink", input)
     if lambd < 0:
         raise RuntimeError(f"softshrink: lambda must be greater or equal to 0, but found to be {lambd}")
-    return (input > lambd).where(input - lambd, (input < -lambd).where(input + lambd, 0))
+    return (input > lambd).where(input - lambd, (input < -lambd).where(input + lambd, input * 0))   # NaN stays
 
 
 def tanhshrink(input: Tensor) -> Tensor:

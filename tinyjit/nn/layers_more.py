@@ -147,12 +147,12 @@ class _InstanceNorm(Module):
         if batched.shape[1] != self.num_features and self.affine:
             raise ValueError(f"{name}: expected {self.num_features} channels, got shape {x.shape}")
         use_input_stats = self.training or not self.track_running_stats
-        if self.track_running_stats and self.training:
-            self.num_batches_tracked.assign(self.num_batches_tracked + 1)
+        # (torch's instance norm never counts num_batches_tracked, and momentum=None updates nothing)
+        momentum = 0.0 if self.momentum is None else self.momentum
         out = FM.instance_norm(batched, self.running_mean, self.running_var, self.weight, self.bias,
-                               use_input_stats, self.momentum, self.eps)
+                               use_input_stats, momentum, self.eps)
         if self.track_running_stats and self.training:   # the lazy buffer updates run with the next step
-            defer_realize(self.running_mean, self.running_var, self.num_batches_tracked)
+            defer_realize(self.running_mean, self.running_var)
         return out if x.ndim == nd + 2 else out.squeeze(0)
 
     def extra_repr(self) -> str:
