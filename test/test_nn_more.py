@@ -236,3 +236,19 @@ def test_found_by_a_tester_nan_half_and_overflow_like_torch():
         for key, value in theirs.state_dict().items():
             np.testing.assert_allclose(ours.state_dict()[key].numpy(), value.numpy(), rtol=1e-5, atol=1e-6,
                                        err_msg=f"{key} momentum={momentum}")
+
+
+@pytest.mark.parametrize("return_indices", [False, True])
+def test_adaptive_max_pool_gradient_goes_to_the_chosen_maximum_of_ties(return_indices):
+    x = np.array([[[1, 1, 0, 2, 2, 2]]], np.float32)
+    ours, theirs = Tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+    out = F.adaptive_max_pool1d(ours, 2, return_indices=return_indices)
+    want = torch.nn.functional.adaptive_max_pool1d(theirs, 2, return_indices=return_indices)
+    (out[0] if return_indices else out).sum().backward()
+    (want[0] if return_indices else want).sum().backward()
+    np.testing.assert_array_equal(ours.grad.numpy(), theirs.grad.numpy())
+    x2 = np.zeros((1, 1, 4, 4), np.float32)   # every value tied (a relu's zeros)
+    ours, theirs = Tensor(x2, requires_grad=True), torch.tensor(x2, requires_grad=True)
+    F.adaptive_max_pool2d(ours, 2).sum().backward()
+    torch.nn.functional.adaptive_max_pool2d(theirs, 2).sum().backward()
+    np.testing.assert_array_equal(ours.grad.numpy(), theirs.grad.numpy())

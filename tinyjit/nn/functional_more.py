@@ -148,10 +148,10 @@ def _adaptive_max_pool(input: Tensor, nd: int, output_size, return_indices: bool
     kernel = [lead + 2 * i + 1 for i in range(nd)]
     x = x.permute(list(range(lead)) + outs + kernel)
     window = x.reshape(x.shape[:lead + nd] + (-1,))
-    values = window.amax(-1)
+    # max(-1) (not amax) sends the whole gradient to the chosen maximum, as torch does, not shared between ties
+    values, choice = window.max(-1)                      # choice: position inside the (k1[, k2]) window, int64
     if not return_indices:
         return values
-    choice = window.argmax(-1)                           # position inside the (k1[, k2]) window, int64
     flat = None
     for i, table in enumerate(tables):
         k_rest = int(np.prod([t.shape[1] for t in tables[i + 1:]])) if i + 1 < len(tables) else 1
