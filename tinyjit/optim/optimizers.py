@@ -305,6 +305,13 @@ class _StepCounted(Optimizer):
                         for name in ("step", "bias_correction1", "bias_correction2"))
         return [step.assign(step + 1), c1.assign(c1 * beta1 + (1 - beta1)), c2.assign(c2 * beta2 + (1 - beta2))]
 
+    def _begin_step(self, p: Tensor, grad: Tensor, group: ParamGroup, state: dict):
+        """What every update of this family starts with: (lr tensor, weights and gradient after maximize and weight
+        decay, the assigns advancing the step count and bias corrections)."""
+        lr = group.lr_tensor(p.device)
+        param, g = self._weight_decay(p.detach(), -grad if group["maximize"] else grad, group, lr)
+        return lr, param, g, self._advance_counts(p, group, state)
+
     def _weight_decay(self, param: Tensor, g: Tensor, group: ParamGroup, lr: Tensor) -> tuple[Tensor, Tensor]:
         """(param, gradient) after weight decay: L2 (added to the gradient) or decoupled (the weights shrunk)."""
         wd = group["weight_decay"]
@@ -336,10 +343,7 @@ class Adamax(_StepCounted):
 
     def _update(self, p: Tensor, grad: Tensor, group: ParamGroup, state: dict) -> list[Tensor]:
         beta1, beta2 = group["betas"]
-        lr = group.lr_tensor(p.device)
-        g = -grad if group["maximize"] else grad
-        param, g = self._weight_decay(p.detach(), g, group, lr)
-        out = self._advance_counts(p, group, state)
+        lr, param, g, out = self._begin_step(p, grad, group, state)
         m, u = self._state_buffer(state, "exp_avg", p), self._state_buffer(state, "exp_inf", p)
         out += [m.assign(m + (g - m) * (1 - beta1)), u.assign((u * beta2).maximum(g.abs() + group["eps"]))]
         out.insert(0, p.assign(param - lr / state["bias_correction1"] * m / u))
@@ -362,10 +366,7 @@ class NAdam(_StepCounted):
 
     def _update(self, p: Tensor, grad: Tensor, group: ParamGroup, state: dict) -> list[Tensor]:
         beta1, beta2 = group["betas"]
-        lr = group.lr_tensor(p.device)
-        g = -grad if group["maximize"] else grad
-        param, g = self._weight_decay(p.detach(), g, group, lr)
-        out = self._advance_counts(p, group, state)
+        lr, param, g, out = self._begin_step(p, grad, group, state)
         step = state["step"]
         decay = group["momentum_decay"] * float(np.log2(0.96))     # 0.96^(t * momentum_decay) as exp2
         mu = beta1 * (1.0 - 0.5 * (step * decay).exp2())
@@ -394,10 +395,7 @@ class RAdam(_StepCounted):
 
     def _update(self, p: Tensor, grad: Tensor, group: ParamGroup, state: dict) -> list[Tensor]:
         beta1, beta2 = group["betas"]
-        lr = group.lr_tensor(p.device)
-        g = -grad if group["maximize"] else grad
-        param, g = self._weight_decay(p.detach(), g, group, lr)
-        out = self._advance_counts(p, group, state)
+        lr, param, g, out = self._begin_step(p, grad, group, state)
         step, c1, c2 = state["step"], state["bias_correction1"], state["bias_correction2"]
         m, v = self._state_buffer(state, "exp_avg", p), self._state_buffer(state, "exp_avg_sq", p)
         out += [m.assign(m + (g - m) * (1 - beta1)), v.assign(v * beta2 + g * g * (1 - beta2))]
