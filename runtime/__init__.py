@@ -33,6 +33,14 @@ class Allocator(ABC):
     def copyout(self, dest: memoryview, handle) -> None:
         """The first `len(dest)` bytes of the buffer into host memory `dest`; ValueError when it is larger."""
 
+    # whether `offset` works: kernels then launch on a pointer into a buffer (tinyjit.base_offsets)
+    offsets = False
+
+    def offset(self, handle, nbytes: int):
+        """A handle `nbytes` bytes into the buffer, for a kernel argument only (copies take whole buffers); it
+        keeps the buffer's memory alive. Only where `offsets` is True."""
+        raise NotImplementedError(f"{type(self).__name__} has no offset handles")
+
 
 class PreparedLaunch:
     """One kernel with its launch sizes fixed: what the engine calls for every run of a compiled kernel.

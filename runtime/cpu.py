@@ -82,6 +82,13 @@ class CPUAllocator(Allocator):
     def copyout(self, dest: memoryview, handle) -> None:
         np.copyto(np.frombuffer(dest, dtype=np.uint8), handle[:len(dest)])
 
+    offsets = True
+
+    def offset(self, handle, nbytes: int):
+        shifted = handle[nbytes:].view(HostMemory)
+        shifted.address = self.address(handle) + nbytes
+        return shifted
+
     @staticmethod
     def address(handle) -> int:
         address = getattr(handle, "address", None)   # (a view of a HostMemory, or other memory, has none)

@@ -41,6 +41,7 @@ import numpy as np
 
 from runtime import PreparedLaunch, Program
 from runtime.cache import cache_lookup, cached_compile
+from tinyjit.base_offsets import split_base_offsets
 from tinyjit.device import Buffer, Device
 from tinyjit.helpers import debug_level, getenv
 from tinyjit.ops import AstNode, Op
@@ -67,6 +68,8 @@ class CompiledKernel:
     flops: int
     source: str
     work: int            # loop iterations (the runtime decides from it whether threads pay)
+    # per argument, elements its buffer's pointer is advanced by (tinyjit.base_offsets); () when none is
+    arg_shifts: tuple[int, ...] = ()
 
     @property
     def program(self) -> Program:
@@ -78,13 +81,28 @@ class CompiledKernel:
         return self.launch.threads
 
     def __call__(self, buffers: list[Buffer], wait: bool = False):
-        return self.launch([b.handle for b in buffers], wait)
+        return self.launch(self._handles(buffers), wait)
 
     def prepare(self, buffers: list[Buffer]):
         """(call, set_buffer) for launching again and again (TinyJit's replay loop): call() launches on
         `buffers`, set_buffer(j, buffer) points argument j at another buffer from then on."""
-        call, set_handle = self.launch.bind([b.handle for b in buffers])
-        return call, lambda j, buffer: set_handle(j, buffer.handle)
+        call, set_handle = self.launch.bind(self._handles(buffers))
+        if not self.arg_shifts:
+            return call, lambda j, buffer: set_handle(j, buffer.handle)
+        shifts = self.arg_shifts
+        return call, lambda j, buffer: set_handle(j, _shifted_handle(buffer, shifts[j]))
+
+    def _handles(self, buffers: list[Buffer]) -> list:
+        if not self.arg_shifts:
+            return [b.handle for b in buffers]
+        return [_shifted_handle(b, shift) for b, shift in zip(buffers, self.arg_shifts)]
+
+
+def _shifted_handle(buffer: Buffer, elements: int):
+    """The handle of `buffer` advanced by `elements` (a kernel argument of a plan with base offsets)."""
+    if not elements:
+        return buffer.handle
+    return Device[buffer.device].allocator.offset(buffer.handle, elements * buffer.dtype.itemsize)
 
 
 @dataclass
@@ -101,6 +119,15 @@ class KernelPlan:
     @property
     def kernel(self) -> CompiledKernel:
         return self.launches[self.main][0]
+
+    def with_base_offsets(self, shifts: tuple[int, ...]) -> KernelPlan:
+        """This plan (compiled for a canonical AST, tinyjit.base_offsets) launching on buffer i advanced by
+        shifts[i] elements."""
+        launches = []
+        for kernel, args in self.launches:
+            arg_shifts = tuple(0 if a.scratch or a.index >= len(shifts) else shifts[a.index] for a in args)
+            launches.append((dataclasses.replace(kernel, arg_shifts=arg_shifts) if any(arg_shifts) else kernel, args))
+        return KernelPlan(launches, self.scratch, self.main)
 
     def bind(self, buffers: list[Buffer]) -> list[tuple[CompiledKernel, list[Buffer]]]:
         """Each launch with the buffers it runs on, given the scheduled kernel's buffers (its output, then its
@@ -237,6 +264,12 @@ def compile_plan(device: str, ast: AstNode, opts: list[Opt] | None = None) -> Ke
         if any(kernel.program.wants_reload for kernel, _ in plan.launches):
             plan = _plans[key] = _with_current_programs(device, plan)
         return plan
+    if opts is None and Device[device].allocator.offsets:
+        canonical, shifts = split_base_offsets(ast)
+        if shifts:   # compiled once for every kernel that differs from it only in offsets
+            plan = _plans[key] = compile_plan(device, canonical).with_base_offsets(shifts)
+            counters["kernels_compiled"] += 1
+            return plan
     built = _built.pop(key, None)
     if built is None:
         built = _cached_build(device, ast) if opts is None and _disk_cached(device) else _build(device, ast, opts)
@@ -253,6 +286,9 @@ def precompile(device: str, asts: list[AstNode]) -> None:
     Ctrl-C (or an error in one kernel) stops it at once: the calling thread raises, the workers take no new
     kernel or compile step, and, being daemon threads, the one still inside an LLVM call does not keep the
     process alive. (A ThreadPoolExecutor would finish every queued kernel before the exception got out.)"""
+    if Device[device].allocator.offsets:
+        asts = [a for a in asts if (device, a, None) not in _plans]
+        asts = [split_base_offsets(a)[0] for a in asts]
     todo = [a for a in dict.fromkeys(asts) if (device, a, None) not in _plans and (device, a, None) not in _built]
     threads = Device[device].threads
     if len(todo) < 2 or threads < 2 or not _disk_cached(device) or getenv("BEAM", 0):
