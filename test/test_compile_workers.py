@@ -10,13 +10,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = """
 import numpy as np
 print("script body ran", flush=True)
-from tinyjit import Tensor, kernel_cache as compiler
+from tinyjit import Tensor, compile_workers, kernel_cache as compiler
 x = Tensor(np.arange(12, dtype=np.float32).reshape(3, 4))
 outs = [(x * (i + 1) + i).exp2().sum(1) for i in range(12)]   # 12 distinct kernels in one schedule
 Tensor.realize_all(*outs)
 xn = np.arange(12, dtype=np.float32).reshape(3, 4)
 ok = all(np.allclose(o.numpy(), np.exp2(xn * (i + 1) + i).sum(1), rtol=1e-5) for i, o in enumerate(outs))
-workers = [w for w in compiler._workers.values() if w.alive()]
+workers = [w for w in compile_workers._workers.values() if w.alive()]
 print("values ok", ok, "builds", len(compiler.compile_log), "workers", len(workers), flush=True)
 """
 

@@ -41,6 +41,7 @@ import numpy as np
 
 from runtime import PreparedLaunch, Program
 from runtime.cache import cache_lookup, cached_compile
+from tinyjit import compile_workers
 from tinyjit.base_offsets import split_base_offsets
 from tinyjit.device import Buffer, Device
 from tinyjit.helpers import debug_level, getenv
@@ -302,19 +303,24 @@ def precompile(device: str, asts: list[AstNode]) -> None:
     results: queue.SimpleQueue = queue.SimpleQueue()
     stop = threading.Event()
 
-    processes = _compile_processes(device) if len(todo) >= MIN_KERNELS_FOR_PROCESSES else 0
+    processes = compile_workers.processes(device) if len(todo) >= compile_workers.MIN_KERNELS_FOR_PROCESSES else 0
 
     def work(i: int) -> None:
         _precompile_worker.stop = stop
-        worker = _compile_worker(i) if i < processes else None
+        worker = compile_workers.worker(i) if i < processes else None
         while not stop.is_set():
             try:
                 ast = jobs.get_nowait()
             except queue.Empty:
                 return
             try:
-                built = worker.build(device, ast) if worker is not None else None
-                results.put((ast, built if built is not None else _cached_build(device, ast), None))
+                reply = worker.build(device, ast) if worker is not None else None
+                if reply is not None:
+                    built, log = reply
+                    compile_log.extend(log)
+                else:   # (no worker, or it could not build this one)
+                    built = _cached_build(device, ast)
+                results.put((ast, built, None))
             except _Stopped:
                 return
             except BaseException as e:   # handed to the calling thread, which raises it
@@ -346,105 +352,13 @@ def _load_disk_hits(device: str, asts: list[AstNode]) -> list[AstNode]:
     return misses
 
 
-# LLVM calls hold llvmlite's process-wide lock: threads overlap Python work with one compilation at a time. So a
-# schedule with this many new kernels is built by worker processes (started once, then kept), each fed by one
-# precompile thread; TINYJIT_COMPILE_PROCESSES=0 keeps everything in this process
-MIN_KERNELS_FOR_PROCESSES = 8
-_workers: dict[int, "_CompileWorker"] = {}
-_workers_lock = threading.Lock()
-
-
-def _compile_processes(device: str) -> int:
-    from runtime.env import env
-    wanted = env("TINYJIT_COMPILE_PROCESSES")
-    threads = Device[device].threads
-    processes = threads if wanted < 0 else wanted
-    return processes if processes >= 2 and device == "CPU" else 0
-
-
-def _compile_worker(i: int) -> "_CompileWorker | None":
-    """Worker process i (started on first use), or None when it cannot run (then the thread builds itself)."""
-    with _workers_lock:
-        worker = _workers.get(i)
-        if worker is None or not worker.alive():
-            try:
-                worker = _workers[i] = _CompileWorker()
-            except OSError:
-                return None
-        return worker
-
-
-class _CompileWorker:
-    """A Python process that builds plans (`_cached_build`, disk cache included) for this one: a kernel AST goes
-    in as a pickle on its stdin, the build and its compile_log entries come back on its stdout. It imports the
-    same tinyjit (this process's sys.path) and runs nothing of the user's program (unlike multiprocessing's spawn,
-    which imports the main script again). It exits when its stdin closes, i.e. with this process."""
-
-    def __init__(self):
-        import subprocess
-        import sys
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
-        self.process = subprocess.Popen([sys.executable, "-c", "from tinyjit.kernel_cache import serve_builds; "
-                                         "serve_builds()"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
-        self.lock = threading.Lock()   # one request at a time on the pipe (threads may precompile at once)
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def build(self, device: str, ast: AstNode):
-        """The build of `ast`, or None when the worker could not make it (the caller builds it then)."""
-        try:
-            request = pickle.dumps((device, ast))
-        except Exception:   # an AST too deep to pickle
-            return None
-        try:
-            with self.lock:
-                self.process.stdin.write(request)
-                self.process.stdin.flush()
-                ok, payload = pickle.load(self.process.stdout)
-        except Exception:   # a broken pipe, a dead worker: never used again (the pipe may be mid-message)
-            self.process.kill()
-            return None
-        if not ok:
-            return None
-        built, log = payload
-        compile_log.extend(log)
-        return built
-
-
 def serve_builds() -> None:
-    """The loop of a compile worker process (_CompileWorker): protocol on the original stdout, prints to stderr.
-    Ctrl-C is the parent's to handle (a terminal sends it to the whole process group): the worker ignores it and
-    leaves quietly when the parent closes the pipe or goes away."""
-    import signal
-    import sys
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    channel = os.fdopen(os.dup(1), "wb")
-    os.dup2(2, 1)
-    sys.stdout = sys.stderr
-    source = sys.stdin.buffer
-    try:
-        while True:
-            device, ast = pickle.load(source)
-            before = len(compile_log)
-            try:
-                reply = (True, (_cached_build(device, ast), compile_log[before:]))
-            except Exception as e:   # the parent builds this kernel itself and raises the error there
-                reply = (False, repr(e))
-            pickle.dump(reply, channel)
-            channel.flush()
-    except (EOFError, OSError):   # the parent closed the pipe or exited
-        os._exit(0)
-
-
-def _forget_workers_in_child() -> None:
-    _workers.clear()   # a forked child shares the parent's pipes: it starts workers of its own
-    global _workers_lock
-    _workers_lock = threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_workers_in_child)
+    """The loop of a compile worker process (tinyjit.compile_workers)."""
+    def build(device: str, ast: AstNode) -> tuple[BuiltPlan, list]:
+        before = len(compile_log)
+        built = _cached_build(device, ast)
+        return built, compile_log[before:]
+    compile_workers.serve(build)
 
 
 class _Stopped(Exception):
