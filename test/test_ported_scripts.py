@@ -28,6 +28,8 @@ PORT = {
     "import torch.optim as optim": "from tinyjit import optim",
     "from torch.optim.lr_scheduler import StepLR": "from tinyjit.optim.lr_scheduler import StepLR",
     "from torch.utils.data import DataLoader, TensorDataset": "from tinyjit.data import DataLoader, TensorDataset",
+    "from torch import nn, optim": "from tinyjit import nn, optim",
+    "import torch.utils.data": "import tinyjit.data  # torch.utils.data is tinyjit.pytorch.utils.data",
 }
 
 
