@@ -146,7 +146,12 @@ class LBFGS(Optimizer):
             prev_loss = loss
 
             # the step length: the first iteration ever is scaled by the gradient's size
-            t = min(1.0, 1.0 / float(np.abs(flat_grad).sum())) * lr if state["n_iter"] == 1 else lr
+            # (torch's first step length is a tensor of the parameters' dtype, so is this one)
+            if state["n_iter"] == 1:
+                scale = dtype.type(1) / np.abs(flat_grad).sum()
+                t = dtype.type(scale * lr) if scale < 1 else lr
+            else:
+                t = lr
             gtd = flat_grad.dot(d)
             if gtd > -tolerance_change:   # not a descent direction
                 break
