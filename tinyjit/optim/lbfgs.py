@@ -1,4 +1,5 @@
-"""L-BFGS (torch.optim.LBFGS): a quasi-Newton optimizer that calls a closure several times per step.
+"""L-BFGS (torch.optim.LBFGS), with its optional strong-Wolfe line search: a quasi-Newton optimizer that calls a
+closure several times per step.
 
 Every iteration branches on scalars (is the curvature y.s positive, is the direction still a descent, did the loss
 change), so each one waits for the closure's loss and gradient anyway. The direction is therefore computed on the
@@ -23,13 +24,14 @@ from tinyjit.tensor_base import TensorBase
 class LBFGS(Optimizer):
     """torch.optim.LBFGS(params, lr=1, max_iter=20, max_eval=None, tolerance_grad=1e-7, tolerance_change=1e-9,
     history_size=100, line_search_fn=None): `step(closure)` runs up to `max_iter` L-BFGS iterations, each with a
-    fixed step `lr` along the quasi-Newton direction (the first one scaled by min(1, 1 / |g|_1)), re-evaluating
-    the closure after each (at most `max_eval` evaluations, default max_iter * 5 // 4), and stops early when the
-    gradient, the step or the change in loss falls below the tolerances. It returns the closure's first loss.
+    fixed step `lr` along the quasi-Newton direction (the first one scaled by min(1, 1 / |g|_1)) or, with
+    line_search_fn="strong_wolfe", the step a line search satisfying the strong Wolfe conditions finds from there
+    (torch's bracketing and cubic-interpolation zoom); it re-evaluates the closure after each (at most `max_eval`
+    evaluations, default max_iter * 5 // 4), and stops early when the gradient, the step or the change in loss
+    falls below the tolerances. It returns the closure's first loss.
 
-    One param group only (ValueError otherwise, as torch); RuntimeError for a line_search_fn other than None,
-    NotImplementedError for "strong_wolfe" (not implemented here); RuntimeError from `step()` without a closure.
-    Parameters without a gradient count as zero gradients."""
+    One param group only (ValueError otherwise, as torch); RuntimeError for a line_search_fn other than None and
+    "strong_wolfe", and from `step()` without a closure. Parameters without a gradient count as zero gradients."""
 
     def __init__(self, params, lr: float = 1.0, max_iter: int = 20, max_eval: Optional[int] = None,
                  tolerance_grad: float = 1e-7, tolerance_change: float = 1e-9, history_size: int = 100,
@@ -38,12 +40,8 @@ class LBFGS(Optimizer):
             raise ValueError(f"LBFGS: invalid learning rate {lr}")
         if max_eval is None:
             max_eval = max_iter * 5 // 4
-        if line_search_fn is not None:
-            if line_search_fn != "strong_wolfe":
-                raise RuntimeError(f"LBFGS: only 'strong_wolfe' is supported as line_search_fn, got "
-                                   f"{line_search_fn!r}")
-            raise NotImplementedError("LBFGS: line_search_fn='strong_wolfe' is not implemented in tinyjit; use the "
-                                      "fixed step (line_search_fn=None)")
+        if line_search_fn not in (None, "strong_wolfe"):
+            raise RuntimeError(f"LBFGS: only 'strong_wolfe' is supported as line_search_fn, got {line_search_fn!r}")
         super().__init__(params, dict(lr=lr, max_iter=max_iter, max_eval=max_eval, tolerance_grad=tolerance_grad,
                                       tolerance_change=tolerance_change, history_size=history_size,
                                       line_search_fn=line_search_fn))
@@ -77,6 +75,12 @@ class LBFGS(Optimizer):
                 piece = step[offset:offset + p.numel()].reshape(p.shape).astype(p.dtype.np)
                 targets.append(p.assign(p.detach() + Tensor(piece, device=p.device)))
                 offset += p.numel()
+        Tensor.realize_all(*targets)
+
+    def _set_params(self, values: list[Tensor]) -> None:
+        """Write `values` back into the parameters, in place and in one schedule."""
+        with no_grad():
+            targets = [p.assign(v) for p, v in zip(self._params, values)]
         Tensor.realize_all(*targets)
 
     def step(self, closure: Optional[Callable] = None):
@@ -157,12 +161,27 @@ class LBFGS(Optimizer):
                 break
 
             evals = 0
-            self._add_step(d * dtype.type(t))
-            if n_iter != max_iter:
+            if group["line_search_fn"] == "strong_wolfe":
+                start = [p.detach().clone().realize() for p in self._params]
+
+                def directional_evaluate(step_length):
+                    """(loss, flat gradient) at start + step_length * d; the parameters are left at start."""
+                    self._add_step(d * dtype.type(step_length))
+                    new_loss, new_grad = evaluate()
+                    self._set_params(start)
+                    return float(new_loss), new_grad
+                # at most the evaluations left; (torch's line search keeps its own tolerance_change of 1e-9)
+                loss, flat_grad, t, evals = _strong_wolfe(directional_evaluate, t, d, loss, flat_grad, gtd,
+                                                          max_ls=max_eval - current_evals)
+                self._add_step(d * dtype.type(t))
+            elif n_iter != max_iter:
+                self._add_step(d * dtype.type(t))
                 # re-evaluate the function only when the loop goes on (torch's order)
                 new_loss, flat_grad = evaluate()
                 loss = float(new_loss)
                 evals = 1
+            else:
+                self._add_step(d * dtype.type(t))
             current_evals += evals
             state["func_evals"] += evals
 
@@ -198,3 +217,93 @@ class LBFGS(Optimizer):
             elif isinstance(value, np.ndarray):
                 value = value.astype(self._dtype)
             self._lbfgs[k] = value
+
+
+def _cubic_minimum(x1: float, f1: float, g1: float, x2: float, f2: float, g2: float, bounds=None) -> float:
+    """The minimizer, clamped to `bounds` (default: between x1 and x2), of the cubic through (x1, f1) and (x2, f2)
+    with slopes g1 and g2; the middle of the bounds when the cubic has no minimum."""
+    low, high = bounds if bounds is not None else (min(x1, x2), max(x1, x2))
+    d1 = g1 + g2 - 3 * (f1 - f2) / (x1 - x2)
+    d2_square = d1 * d1 - g1 * g2
+    if d2_square < 0:
+        return (low + high) / 2.0
+    d2 = np.sqrt(d2_square)
+    if x1 <= x2:
+        position = x2 - (x2 - x1) * ((g2 + d2 - d1) / (g2 - g1 + 2 * d2))
+    else:
+        position = x1 - (x1 - x2) * ((g1 + d2 - d1) / (g1 - g2 + 2 * d2))
+    return min(max(position, low), high)
+
+
+def _strong_wolfe(evaluate, t: float, d: np.ndarray, f: float, g: np.ndarray, gtd, c1: float = 1e-4,
+                  c2: float = 0.9, tolerance_change: float = 1e-9, max_ls: int = 25):
+    """A step length along d from the current point (loss f, gradient g, slope gtd = g.d) that satisfies the
+    strong Wolfe conditions (sufficient decrease c1, curvature c2), found as torch.optim.LBFGS finds it: bracket
+    by growing steps chosen by cubic interpolation, then zoom. `evaluate(step)` is (loss, flat gradient) there.
+    Returns (loss, gradient, step, evaluations) of the chosen point."""
+    # slopes stay scalars of the parameters' dtype, as torch's 0-d tensors do (float32 arithmetic for float32)
+    d_norm = np.abs(d).max()
+    f_new, g_new = evaluate(t)
+    evaluations = 1
+    gtd_new = g_new.dot(d)
+
+    # bracket an interval that holds a point satisfying the conditions
+    t_prev, f_prev, g_prev, gtd_prev = 0.0, f, g, gtd
+    done = False
+    ls_iter = 0
+    while ls_iter < max_ls:
+        if f_new > f + c1 * t * gtd or (ls_iter > 1 and f_new >= f_prev):
+            bracket, bracket_f, bracket_g, bracket_gtd = [t_prev, t], [f_prev, f_new], [g_prev, g_new], \
+                [gtd_prev, gtd_new]
+            break
+        if abs(gtd_new) <= -c2 * gtd:
+            bracket, bracket_f, bracket_g, done = [t], [f_new], [g_new], True
+            break
+        if gtd_new >= 0:
+            bracket, bracket_f, bracket_g, bracket_gtd = [t_prev, t], [f_prev, f_new], [g_prev, g_new], \
+                [gtd_prev, gtd_new]
+            break
+        # extrapolate: a cubic step between 1.01 t and 10 t
+        previous = t
+        t = _cubic_minimum(t_prev, f_prev, gtd_prev, t, f_new, gtd_new, bounds=(t + 0.01 * (t - t_prev), t * 10))
+        t_prev, f_prev, g_prev, gtd_prev = previous, f_new, g_new, gtd_new
+        f_new, g_new = evaluate(t)
+        evaluations += 1
+        gtd_new = g_new.dot(d)
+        ls_iter += 1
+    if ls_iter == max_ls:
+        bracket, bracket_f, bracket_g = [0.0, t], [f, f_new], [g, g_new]
+
+    # zoom into the bracket until a point satisfies the conditions
+    insufficient_progress = False
+    low, high = (0, 1) if bracket_f[0] <= bracket_f[-1] else (1, 0)
+    while not done and ls_iter < max_ls:
+        if abs(bracket[1] - bracket[0]) * d_norm < tolerance_change:   # the bracket is too small
+            break
+        t = _cubic_minimum(bracket[0], bracket_f[0], bracket_gtd[0], bracket[1], bracket_f[1], bracket_gtd[1])
+        # a point too close to an end of the bracket twice in a row (or outside it) moves 10% inside
+        eps = 0.1 * (max(bracket) - min(bracket))
+        if min(max(bracket) - t, t - min(bracket)) < eps:
+            if insufficient_progress or t >= max(bracket) or t <= min(bracket):
+                t = max(bracket) - eps if abs(t - max(bracket)) < abs(t - min(bracket)) else min(bracket) + eps
+                insufficient_progress = False
+            else:
+                insufficient_progress = True
+        else:
+            insufficient_progress = False
+        f_new, g_new = evaluate(t)
+        evaluations += 1
+        gtd_new = g_new.dot(d)
+        ls_iter += 1
+        if f_new > f + c1 * t * gtd or f_new >= bracket_f[low]:
+            # not a sufficient decrease, or not below the low end: the new high end
+            bracket[high], bracket_f[high], bracket_g[high], bracket_gtd[high] = t, f_new, g_new, gtd_new
+            low, high = (0, 1) if bracket_f[0] <= bracket_f[1] else (1, 0)
+        else:
+            if abs(gtd_new) <= -c2 * gtd:
+                done = True
+            elif gtd_new * (bracket[high] - bracket[low]) >= 0:   # the old low end becomes the high end
+                bracket[high], bracket_f[high] = bracket[low], bracket_f[low]
+                bracket_g[high], bracket_gtd[high] = bracket_g[low], bracket_gtd[low]
+            bracket[low], bracket_f[low], bracket_g[low], bracket_gtd[low] = t, f_new, g_new, gtd_new
+    return bracket_f[low], bracket_g[low], bracket[low], evaluations
