@@ -207,6 +207,7 @@ class LBFGS(Optimizer):
         return out
 
     def load_state_dict(self, state_dict: dict) -> None:
+        """Restore hyperparameters and the L-BFGS history saved by state_dict() (ValueError as Optimizer's)."""
         saved = dict(state_dict)
         history = saved.pop("state", {}).get(0, {})
         super().load_state_dict({**saved, "state": {}})
