@@ -258,3 +258,79 @@ def test_writing_into_a_view_of_a_live_tensor_raises():
     element = zeros[0]   # a view of zeros, alive: writing zeros itself is fine
     zeros[0] = 1.0
     assert zeros.tolist() == [1.0] and element.item() == 0.0
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64", "int32"])
+def test_data_is_an_alias_that_updates_the_tensor_like_torch(device, dtype):
+    """`t.data` (torch.Tensor.data) aliases t without gradient: in-place ops on it update t (also a leaf that
+    requires grad, outside no_grad, without being recorded), and it shows later updates of t; reading it is the
+    same as detach()."""
+    values = np.array([[1, -2, 3], [4, 5, -6]], dtype=dtype)
+    ours, theirs = Tensor(values, device=device), torch.tensor(values)
+    if dtype != "int32":
+        ours.requires_grad_(), theirs.requires_grad_()
+    for t in (ours, theirs):
+        data = t.data
+        assert not data.requires_grad and data.grad is None and data.is_leaf
+        data.mul_(2).add_(t.data[0] * 1, alpha=3)   # (torch refuses an operand overlapping the target)
+        t.data.sub_(1)
+        data.clamp_(max=20)
+    np.testing.assert_array_equal(ours.numpy(), theirs.detach().numpy())
+    np.testing.assert_array_equal(data.numpy(), theirs.detach().numpy())   # the first alias follows t
+    assert bool(ours.requires_grad) == theirs.requires_grad
+    if dtype != "int32":   # the updates were not recorded: t is still a leaf, its gradient is as before
+        (ours * ours).sum().backward()
+        (theirs * theirs).sum().backward()
+        assert ours.is_leaf
+        np.testing.assert_array_equal(ours.grad.numpy(), theirs.grad.numpy())
+
+
+def test_data_updates_of_parameters_in_a_training_loop(device):
+    """The word_language_model update `p.data.add_(p.grad, alpha=-lr)` after backward, step after step, and an
+    nn.init in-place initializer on `.data`: the same weights as torch's."""
+    x = np.arange(12, dtype=np.float32).reshape(4, 3) / 10
+    ours, theirs = nn.Linear(3, 2), torch.nn.Linear(3, 2)
+    ours.to(device)
+    ours.load_state_dict(theirs.state_dict())
+    for _ in range(3):
+        for model, inp in ((ours, Tensor(x, device=device)), (theirs, torch.tensor(x))):
+            model.zero_grad()
+            model(inp).tanh().sum().backward()
+            for p in model.parameters():
+                p.data.add_(p.grad, alpha=-0.5)
+    for name, value in theirs.state_dict().items():
+        np.testing.assert_allclose(ours.state_dict()[name].numpy(), value.numpy(), rtol=1e-6, atol=1e-7)
+    nn.init.zeros_(ours.bias.data)
+    assert ours.bias.numpy().tolist() == [0, 0]
+
+
+def test_data_of_a_non_leaf_and_of_a_view(device):
+    """`y.data.zero_()` of a computed tensor changes y's value (torch); `.data` of a view of a live tensor refuses
+    in-place updates as the view itself does (tinyjit's views are values, so it would not write through)."""
+    w = Tensor([1.0, 2.0, 3.0], device=device, requires_grad=True)
+    y = w * 2
+    y.data.zero_()
+    assert y.numpy().tolist() == [0, 0, 0] and y.requires_grad
+    base = Tensor(np.ones((2, 3), np.float32), device=device)
+    row = base[0]
+    with pytest.raises(RuntimeError, match="view"):
+        row.data.add_(1)
+    assert base.numpy().tolist() == [[1, 1, 1]] * 2 and row.numpy().tolist() == [1, 1, 1]
+
+
+def test_setting_data_replaces_the_contents_like_torch(device):
+    """`t.data = value` (torch): t takes value's contents, shape and dtype, keeps its identity and requires_grad;
+    a later in-place update of t leaves value as it was. TypeError for a non-tensor, like torch."""
+    p = nn.Linear(3, 2).weight
+    p.to(device)
+    value = Tensor(np.full((2, 2), 4.0, np.float64), device=device)
+    p.data = value
+    assert p.shape == (2, 2) and p.dtype == value.dtype and p.requires_grad and p.is_leaf
+    with Tensor.no_grad():
+        p.add_(1)
+    assert p.numpy().tolist() == [[5, 5], [5, 5]] and value.numpy().tolist() == [[4, 4], [4, 4]]
+    (p * p).sum().backward()
+    np.testing.assert_array_equal(p.grad.numpy(), np.full((2, 2), 10.0))
+    for target in (p, torch.zeros(2, requires_grad=True)):
+        with pytest.raises(TypeError, match="data"):
+            target.data = 3

@@ -28,6 +28,8 @@ PORT = {
     "import torch.optim as optim": "from tinyjit import optim",
     "from torch.optim.lr_scheduler import StepLR": "from tinyjit.optim.lr_scheduler import StepLR",
     "from torch.utils.data import DataLoader, TensorDataset": "from tinyjit.data import DataLoader, TensorDataset",
+    "from torch import nn, optim": "from tinyjit import nn, optim",
+    "import torch.utils.data": "import tinyjit.data  # torch.utils.data is tinyjit.pytorch.utils.data",
 }
 
 
@@ -158,3 +160,85 @@ def test_nanogpt_style_bigram_with_attention():
     (train_before, _), _, (train_after, _) = history
     assert train_after < train_before - 0.1, log
     assert len(sample) == 3 and set(sample) <= set(ported.chars), log
+
+
+def same_start(module: types.ModuleType, cls: str, state: dict) -> None:
+    """Make the module's class `cls` start from `state` (torch tensors), whatever its own initialization did."""
+    klass = getattr(module, cls)
+    original_init = klass.__init__
+
+    def init(self, *args, **kwargs):
+        original_init(self, *args, **kwargs)
+        self.load_state_dict({k: v.clone() for k, v in state.items()} if module.__name__.endswith("torch")
+                             else state)
+    klass.__init__ = init
+
+
+def test_word_language_model_matches_torch_from_the_same_weights():
+    """pytorch/examples word_language_model (Embedding, a 2-layer LSTM with dropout between layers, Linear
+    decoder, nn.init.uniform_/zeros_, batchify's narrow/view/t().contiguous(), repackage_hidden's detach,
+    clip_grad_norm_, the manual SGD update `p.data.add_(p.grad, alpha=-lr)`, NLLLoss, math.exp perplexity): from
+    torch's initial weights with dropout 0, the printed training losses and the validation loss match torch's,
+    and so do the weights; the second step's loss is below the first's."""
+    reference, ported = load("word_language_model", "torch"), load("word_language_model", "tinyjit")
+    torch.manual_seed(0)
+    state = reference.RNNModel("LSTM", 24, 16, 16, 2, 0.0).state_dict()
+    for module in (reference, ported):
+        same_start(module, "RNNModel", state)
+    argv = ["--epochs", "1", "--train-length", "52", "--bptt", "4", "--dropout", "0", "--log-interval", "1"]
+    (torch_model, torch_val), torch_log = run_main(reference, argv)
+    (our_model, our_val), our_log = run_main(ported, argv)
+    torch_train, our_train = (numbers(log, rf"\| loss +{NUMBER} \| ppl") for log in (torch_log, our_log))
+    assert len(torch_train) == len(our_train) == 2 and our_train[1] < our_train[0], our_log
+    np.testing.assert_allclose(our_train, torch_train, rtol=1e-3)   # (printed with two decimals)
+    np.testing.assert_allclose(our_val, torch_val, rtol=1e-4)
+    for name, value in torch_model.state_dict().items():
+        np.testing.assert_allclose(our_model.state_dict()[name].numpy(), value.numpy(), rtol=1e-4, atol=1e-5,
+                                   err_msg=name)
+
+
+def test_vae_matches_torch_from_the_same_weights_and_noise(monkeypatch):
+    """pytorch/examples vae (Linear encoder/decoder, reparameterize with randn_like and exp, sigmoid,
+    binary_cross_entropy(reduction='sum'), the KL term with pow/exp, Adam, DataLoader, no_grad, cat, sampling
+    with randn): from torch's weights, and with torch.randn / randn_like in both runs drawing the same numbers from
+    one numpy generator, every printed loss and the average train and test losses match torch's; the test loss
+    falls."""
+    reference, ported = load("vae", "torch"), load("vae", "tinyjit")
+    torch.manual_seed(0)
+    state = reference.VAE().state_dict()
+    for module in (reference, ported):
+        same_start(module, "VAE", state)
+        noise = np.random.default_rng(7)
+        framework = module.torch
+        monkeypatch.setattr(framework, "randn_like", lambda t, _n=noise, _f=framework: _f.from_numpy(
+            _n.standard_normal(tuple(t.shape)).astype(np.float32)))
+        monkeypatch.setattr(framework, "randn", lambda *size, _n=noise, _f=framework: _f.from_numpy(
+            _n.standard_normal(size).astype(np.float32)))
+    argv = ["--epochs", "2", "--train-size", "32", "--batch-size", "16", "--lr", "1e-2", "--log-interval", "1"]
+    (_, torch_history), torch_log = run_main(reference, argv)
+    (_, our_history), our_log = run_main(ported, argv)
+    torch_losses, our_losses = numbers(torch_log, rf"Loss: {NUMBER}"), numbers(our_log, rf"Loss: {NUMBER}")
+    assert len(torch_losses) == len(our_losses) == 4
+    np.testing.assert_allclose(our_losses, torch_losses, rtol=1e-5)
+    np.testing.assert_allclose(np.array(our_history), np.array(torch_history), rtol=1e-5)
+    assert our_history[1][1] < our_history[0][1], our_log
+
+
+def test_time_sequence_prediction_matches_torch_from_the_same_weights():
+    """pytorch/examples time_sequence_prediction (two LSTMCells over input.split(1, dim=1), float64 via
+    .double() and dtype=torch.double, torch.cat, predicting the future from its own outputs, MSELoss, LBFGS with a
+    closure): from torch's weights every closure loss and the test loss match torch's in float64, and the
+    training loss falls."""
+    reference, ported = load("time_sequence_prediction", "torch"), load("time_sequence_prediction", "tinyjit")
+    torch.manual_seed(0)
+    state = reference.Sequence().double().state_dict()
+    for module in (reference, ported):
+        same_start(module, "Sequence", state)
+    argv = ["--steps", "1", "--max-iter", "3", "--length", "4", "--future", "1"]
+    (torch_model, torch_test), torch_log = run_main(reference, argv)
+    (our_model, our_test), our_log = run_main(ported, argv)
+    torch_losses, our_losses = (numbers(log, rf"\nloss: {NUMBER}") for log in (torch_log, our_log))
+    assert len(torch_losses) == len(our_losses) == 3 and our_losses[-1] < our_losses[0], our_log
+    np.testing.assert_allclose(our_losses, torch_losses, rtol=1e-9)
+    np.testing.assert_allclose(our_test, torch_test, rtol=1e-9)
+    assert all(p.dtype == ported.torch.double for p in our_model.parameters())

@@ -17,7 +17,8 @@ computes. Who can still read a value are the live Tensors: each registers a weak
 (or assigned), so that a schedule with assigns looks at the lazy ones and at those over the buffers it overwrites.
 
 Views are values, not aliases (unlike PyTorch): `y = x.detach()`, `y = x[1:]` or `Tensor(x)` keep the value x had
-when they were made, whatever is later assigned into x.
+when they were made, whatever is later assigned into x. The one alias is `x.data` (torch.Tensor.data): it reads and
+writes x's own node, so `p.data.add_(g, alpha=-lr)` updates p.
 """
 from __future__ import annotations
 

@@ -4,6 +4,7 @@ A small PyTorch program ports by changing its imports only:
 
     import torch                                -> import tinyjit.pytorch as torch
     import torch.nn as nn                       -> from tinyjit import nn
+    from torch import nn, optim                 -> from tinyjit import nn, optim
     import torch.nn.functional as F             -> import tinyjit.nn.functional as F
     import torch.optim as optim                 -> from tinyjit import optim
     from torch.optim.lr_scheduler import StepLR -> from tinyjit.optim.lr_scheduler import StepLR

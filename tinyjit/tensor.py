@@ -332,6 +332,28 @@ class Tensor(ArithmeticMixin, AutogradMixin, CreationMixin, RandomMixin, MathMix
         self._node_changed(old)
         return self
 
+    @property
+    def data(self) -> Tensor:
+        """torch.Tensor.data: self's value as a tensor that does not require grad and is an alias of self: in-place
+        ops on it (`p.data.add_(p.grad, alpha=-lr)`, `p.data.copy_(w)`, `w.data.uniform_(-a, a)`) update self
+        without the leaf check and without being recorded for autograd, as in PyTorch, and it follows later
+        updates of self. Reading it is the same as `detach()`. (The one alias tinyjit has: views and detach() are
+        values.)"""
+        return _DataAlias(self)
+
+    @data.setter
+    def data(self, value: Tensor) -> None:
+        """`t.data = value`: t holds a copy of value's contents from now on (any shape, dtype and device, as in
+        PyTorch), keeping its requires_grad, grad and identity (an optimizer still updates it). TypeError when value
+        is not a Tensor."""
+        if not isinstance(value, Tensor):
+            raise TypeError(f"Tensor.data has to be set to a Tensor, but got {type(value).__name__}")
+        # a node of its own: a later in-place update of self must not write value's buffer
+        copy = value.detach().clone()
+        old, self.node = self.node, copy.node
+        inplace.track(self)
+        self._node_changed(old)
+
     # ---- primitive application (autograd hooks in here) ----
     def _same_device(self, op: str, *others) -> None:
         """Raise the user-facing error for an op whose tensors are on different devices."""
@@ -423,6 +445,33 @@ class Tensor(ArithmeticMixin, AutogradMixin, CreationMixin, RandomMixin, MathMix
         padded = (1,) * (len(shape) - self.ndim) + self.shape
         return self.reshape(padded).expand(shape)
 
+
+
+class _DataAlias(Tensor):
+    """What `owner.data` returns: a tensor without gradient whose node is its owner's, read and written through,
+    so that in-place ops on it update the owner (torch.Tensor.data). Its op results are plain Tensors."""
+    __slots__ = ("_owner",)
+
+    def __init__(self, owner: Tensor):
+        self._owner = owner
+        self._ctx, self.grad, self._requires_grad = None, None, False
+        inplace.track(self)
+
+    @property
+    def node(self) -> Node:
+        return self._owner.node
+
+    @node.setter
+    def node(self, node: Node) -> None:
+        self._owner.node = node
+
+    @property
+    def _view_of(self):
+        """The owner's: writing into `view.data` is refused as writing into the view is (tinyjit.inplace)."""
+        return self._owner._view_of
+
+    def _node_changed(self, old: Node) -> None:
+        self._owner._node_changed(old)   # the owner's node changed: a leaf parameter keeps both nodes
 
 
 # torch's legacy tensor type names (Tensor.type())
