@@ -191,11 +191,14 @@ class AutogradMixin(TensorBase):
     no_grad = no_grad
 
     @property
-    def requires_grad(self) -> Optional[bool]:
+    def requires_grad(self) -> bool:
         """Whether gradients are computed for this tensor (torch.Tensor.requires_grad): set it on a float leaf to
-        make it a parameter; results of ops on such tensors have it (None is false). Setting True on a non-float
-        tensor, or False on a result computed from tensors that require grad, raises RuntimeError like PyTorch."""
-        return self._requires_grad
+        make it a parameter; results of ops on such tensors have it. Always a bool, as in torch: False for a tensor
+        made without requires_grad (internally `_requires_grad` stays None then, "not decided": a float tensor
+        assigned to a Module attribute or given to an optimizer becomes a parameter, see nn.Module.__setattr__).
+        Setting True on a non-float tensor, or False on a result computed from tensors that require grad, raises
+        RuntimeError like PyTorch."""
+        return bool(self._requires_grad)
 
     @requires_grad.setter
     def requires_grad(self, value: Optional[bool]) -> None:

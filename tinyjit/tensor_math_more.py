@@ -61,7 +61,7 @@ class MoreMathMixin(TensorBase):
         """torch.atan2 (numpy.arctan2): the angle of the point (other, self) in [-pi, pi], elementwise with
         broadcasting; ints become float32. Signed zeros and infinities as C's atan2 (atan2(0, -1) = pi,
         atan2(-0., -1) = -pi, atan2(inf, inf) = pi/4); NaN propagates. Gradients as torch's: other / (self^2 +
-        other^2) for self and -self / (self^2 + other^2) for other (NaN at (0, 0))."""
+        other^2) for self and -self / (self^2 + other^2) for other, 0 where self^2 + other^2 is 0."""
         y, x = self._operands(other, "atan2")
         if not y.dtype.is_float:
             y, x = y.float(), x.float()
@@ -82,7 +82,9 @@ class MoreMathMixin(TensorBase):
             return ((y != y) | (x != x)).where(y + x, angle)
 
         def backward(grad: Self) -> tuple:
-            scale = (y * y + x * x).reciprocal()
+            squared = y * y + x * x
+            at_origin = squared == 0   # gradient 0 at (0, 0), like torch (not 0 * inf = NaN)
+            scale = at_origin.where(0.0, at_origin.where(1.0, squared).reciprocal())
             return (grad * x * scale if y.requires_grad else None, grad * -y * scale if x.requires_grad else None)
         if self.no_grad_active or not (y.requires_grad or x.requires_grad):
             return value()
@@ -121,7 +123,8 @@ class MoreMathMixin(TensorBase):
     def logaddexp(self, other) -> Self:
         """torch.logaddexp (numpy.logaddexp): log(exp(self) + exp(other)) elementwise with broadcasting, computed as
         max + log1p(exp(-|self - other|)) so it never overflows; -inf + -inf gives -inf and inf + inf inf. Floats
-        only (RuntimeError for ints, like torch). Gradients: exp(self - out) and exp(other - out)."""
+        only (RuntimeError for ints, like torch). Gradients as torch's: 1 / (1 + exp(other - self)) for self (1 at
+        (inf, -inf)), 1 / (1 + exp(self - other)) for other; NaN where both are the same infinity."""
         x, y = self._operands(other, "logaddexp")
         _needs_float(x, "logaddexp")
         if x.dtype == dtypes.float16:   # in float32, rounded once
@@ -134,13 +137,13 @@ class MoreMathMixin(TensorBase):
             return same_inf.where(x, big + gap.exp().log1p())
 
         def backward(grad: Self) -> tuple:
-            out = result.detach()
-            return (grad * (x - out).exp() if x.requires_grad else None,
-                    grad * (y - out).exp() if y.requires_grad else None)
+            # torch's form 1 / (1 + exp(other - self)): finite where one side is infinite (exp(self - out) is
+            # exp(inf - inf) = NaN at (inf, -inf)); NaN only where both are the same infinity, as in torch
+            return (grad / (1 + (y - x).exp()) if x.requires_grad else None,
+                    grad / (1 + (x - y).exp()) if y.requires_grad else None)
         if self.no_grad_active or not (x.requires_grad or y.requires_grad):
             return value()
-        result = self._with_gradient(value, [x, y], backward)
-        return result
+        return self._with_gradient(value, [x, y], backward)
 
     def frac(self) -> Self:
         """torch.frac: self - trunc(self), the fractional part with self's sign, same dtype; gradient 1. Floats only
@@ -181,8 +184,8 @@ class MoreMathMixin(TensorBase):
         """torch.norm / torch.linalg.vector_norm: the p-norm over `dim` (an int, a tuple, or None for every entry):
         p = 2 or 'fro' sqrt(sum |x|^2), 1 sum |x|, inf max |x|, -inf min |x|, 0 the count of nonzeros, any other
         number (sum |x|^p)^(1/p). A float result (half accumulates in float32); `dtype` casts first. Gradients as
-        torch's: 0 at a zero norm for p = 2, shared evenly between tied entries for +-inf. RuntimeError for an int
-        tensor or p='nuc' (not supported), ValueError for another string."""
+        torch's: 0 at a zero norm and at zero entries (any p, also p < 1), shared evenly between tied entries for
+        +-inf. RuntimeError for an int tensor or p='nuc' (not supported), ValueError for another string."""
         if isinstance(p, str) and p != "fro":
             if p == "nuc":
                 raise RuntimeError("norm: the nuclear norm (p='nuc') is not supported")
@@ -206,8 +209,12 @@ class MoreMathMixin(TensorBase):
             return magnitude.amin(dim, keepdim)
         if p == 0:   # piecewise constant: in the graph with gradient 0, like torch
             return x._with_zero_gradient((x != 0).cast(x.dtype)).sum(dim, keepdim)
-        total = (magnitude ** p).sum(dim, keepdim)
-        zero = total == 0   # gradient 0 at a zero norm (p > 1), like torch, not inf * 0
+        # |x|^p at a zero entry is a constant (0, or inf for p < 0) with gradient 0, like torch: p * |x|^(p-1) is
+        # inf there for p < 1, and inf * 0 would make the whole gradient NaN
+        zero_entry = magnitude == 0
+        powered = zero_entry.where(0.0 if p > 0 else math.inf, zero_entry.where(1.0, magnitude) ** p)
+        total = powered.sum(dim, keepdim)
+        zero = total == 0   # gradient 0 at a zero norm (p > 0), like torch, not inf * 0
         return zero.where(total, zero.where(1.0, total) ** (1.0 / p))
 
     def count_nonzero(self, dim=None) -> Self:

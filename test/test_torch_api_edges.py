@@ -1,0 +1,97 @@
+"""Edges of the PyTorch API a tester found apart from torch 2.13, each compared with torch: finite gradients at zero
+(norms, cosine similarity, atan2) and infinities (logaddexp); addmm-family products ignored at alpha=0 / inputs
+at beta=0; scalar-first remainder; the in-place twins of elementwise methods; requires_grad is a bool; second
+derivatives of piecewise-linear ops. Nearly all on CPU only: the ops are compositions of tested primitives.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import tinyjit.nn.functional as F
+import tinyjit.pytorch as tj
+from tinyjit import Tensor
+
+INF, NAN = math.inf, math.nan
+
+
+def check(ours, theirs, atol=1e-5, rtol=1e-5):
+    """Values, shape and dtype equal to torch's (NaN where torch has NaN)."""
+    theirs = theirs.detach().numpy() if isinstance(theirs, torch.Tensor) else np.asarray(theirs)
+    got = ours.numpy() if isinstance(ours, Tensor) else np.asarray(ours)
+    assert got.shape == theirs.shape, (got.shape, theirs.shape)
+    assert got.dtype == theirs.dtype, (got.dtype, theirs.dtype)
+    np.testing.assert_allclose(got.astype(np.float64), theirs.astype(np.float64), atol=atol, rtol=rtol)
+
+
+def compare(fn, *arrays, torch_fn=None, atol=1e-5, rtol=1e-5):
+    """fn(*tensors) with tinyjit and torch on the same arrays: the values and the gradients of the sum."""
+    torch_fn = torch_fn or fn
+    ours = [Tensor(a, requires_grad=True) for a in arrays]
+    theirs = [torch.tensor(a, requires_grad=True) for a in arrays]
+    out, expected = fn(*ours), torch_fn(*theirs)
+    check(out, expected, atol, rtol)
+    out.sum().backward()
+    expected.sum().backward()
+    for o, t in zip(ours, theirs):
+        check(o.grad, t.grad, atol, rtol)
+
+
+# ------------------------------------------------------------------------------- gradients at zero and infinity
+@pytest.mark.parametrize("p", [0.5, 1.5, 3, -1, -0.5])
+def test_norm_gradient_is_finite_at_zero_entries_and_zero_vectors(p):
+    """|x|^p has an infinite slope at 0 for p < 1 (and |0|^p = inf for p < 0): torch's gradient is 0 there."""
+    rows = np.array([[0, 0, 0], [0, 1, -2], [0.5, -3, 0]], dtype=np.float32)
+    compare(lambda x: x.norm(p, dim=1), rows, torch_fn=lambda x: torch.linalg.vector_norm(x, p, dim=1))
+    compare(lambda x: F.normalize(x, p=p, dim=1), rows, torch_fn=lambda x: torch.nn.functional.normalize(x, p, 1))
+
+
+def test_norm_gradient_at_zero_float64_whole_tensor():
+    compare(lambda x: x.norm(0.25), np.array([0.0, 2.0, 0.0, -1.0]),
+            torch_fn=lambda x: torch.linalg.vector_norm(x, 0.25))
+    compare(lambda x: x.norm(0.25), np.zeros(3), torch_fn=lambda x: torch.linalg.vector_norm(x, 0.25))
+
+
+def test_cosine_similarity_of_a_zero_vector_has_torchs_gradient():
+    """The norm is clamped to eps; torch's gradient is then large but finite, not NaN."""
+    a = np.array([[0, 0, 0], [1, 2, 3], [0, 0, 0]], dtype=np.float32)
+    b = np.array([[1, 2, 3], [0, 0, 0], [0, 0, 0]], dtype=np.float32)
+    compare(lambda x, y: F.cosine_similarity(x, y, dim=1), a, b,
+            torch_fn=lambda x, y: torch.nn.functional.cosine_similarity(x, y, dim=1), rtol=1e-4)
+
+
+def test_atan2_gradient_at_the_origin_is_zero():
+    y = np.array([0.0, -0.0, 0.0, 1e-30, 0.0, 1.0, -2.0], dtype=np.float32)
+    x = np.array([0.0, 0.0, -0.0, 0.0, 1e-30, 0.0, 3.0], dtype=np.float32)
+    compare(lambda a, b: tj.atan2(a, b), y, x, torch_fn=torch.atan2)
+    compare(lambda a, b: tj.atan2(a, b), y.astype(np.float64), x.astype(np.float64), torch_fn=torch.atan2)
+
+
+def test_logaddexp_with_infinities_matches_torch():
+    """Forward and gradient: (inf, -inf) has gradient (1, 0) as in torch; both the same infinity gives NaN in
+    torch too."""
+    a = np.array([INF, -INF, INF, -INF, INF, 1e38, 3.0, 1.0, NAN], dtype=np.float32)
+    b = np.array([-INF, -INF, INF, INF, 5.0, -1e38, NAN, 2.0, 0.0], dtype=np.float32)
+    compare(lambda x, y: tj.logaddexp(x, y), a, b, torch_fn=torch.logaddexp)
+
+
+# ------------------------------------------------------------------------------------------- requires_grad
+def test_requires_grad_is_false_not_none_like_torch():
+    from tinyjit import nn, optim
+    made = [Tensor([1.0]), Tensor.zeros(2), Tensor.rand(2), tj.zeros(2), tj.tensor([1, 2]), Tensor([1.0]) * 2,
+            Tensor([1.0], requires_grad=True).detach()]
+    assert all(t.requires_grad is False for t in made)
+    assert Tensor([1.0], requires_grad=True).requires_grad is True
+    # a float tensor never set either way still becomes a parameter (Module attribute, optimizer)
+    layer = nn.Module()
+    layer.weight = Tensor([1.0, 2.0])
+    assert layer.weight.requires_grad is True
+    free = Tensor([3.0])
+    optim.SGD([free], lr=0.1)
+    assert free.requires_grad is True
+    frozen = Tensor([1.0]).requires_grad_(False)
+    layer.frozen = frozen
+    assert frozen.requires_grad is False
