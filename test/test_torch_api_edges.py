@@ -20,7 +20,7 @@ INF, NAN = math.inf, math.nan
 
 def check(ours, theirs, atol=1e-5, rtol=1e-5):
     """Values, shape and dtype equal to torch's (NaN where torch has NaN)."""
-    theirs = theirs.detach().numpy() if isinstance(theirs, torch.Tensor) else np.asarray(theirs)
+    theirs = theirs.detach().numpy(force=True) if isinstance(theirs, torch.Tensor) else np.asarray(theirs)
     got = ours.numpy() if isinstance(ours, Tensor) else np.asarray(ours)
     assert got.shape == theirs.shape, (got.shape, theirs.shape)
     assert got.dtype == theirs.dtype, (got.dtype, theirs.dtype)
@@ -95,3 +95,44 @@ def test_requires_grad_is_false_not_none_like_torch():
     frozen = Tensor([1.0]).requires_grad_(False)
     layer.frozen = frozen
     assert frozen.requires_grad is False
+
+
+# ------------------------------------------------------------------------------ double backward of piecewise ops
+PIECEWISE = {
+    "relu": lambda m, x, y: m.relu(x) * y,
+    "leaky_relu": lambda m, x, y: m.leaky_relu(x, 0.1) * y,
+    "hardtanh": lambda m, x, y: m.hardtanh(x) * y,
+    "relu6": lambda m, x, y: m.relu6(x) * y,
+    "hardswish": lambda m, x, y: m.hardswish(x) * y,
+    "abs": lambda m, x, y: x.abs() * y,
+    "clamp": lambda m, x, y: x.clamp(-1, 1) * y,
+    "amax": lambda m, x, y: (x * y).amax(),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PIECEWISE))
+def test_second_derivative_of_piecewise_ops_like_torch(name):
+    """The first gradient depends on x only through a comparison (relu's is where(x > 0, g, 0)): torch records it
+    as requiring grad and its derivative is zeros; tinyjit raised 'does not require grad'."""
+    fn = PIECEWISE[name]
+    v = np.array([-1.5, 0.0, 0.5, 2.0, 3.0, -0.2], dtype=np.float32)
+    w = np.array([1.0, 0.0, -1.0, 2.0, 3.0, -0.1], dtype=np.float32)
+    xt, yt = torch.tensor(v, requires_grad=True), torch.tensor(w, requires_grad=True)
+    (gt,) = torch.autograd.grad(fn(torch.nn.functional, xt, yt).sum(), xt, create_graph=True)
+    assert gt.requires_grad
+    expected = torch.autograd.grad(gt.sum(), [xt, yt], allow_unused=True, materialize_grads=True)
+    xj, yj = Tensor(v, requires_grad=True), Tensor(w, requires_grad=True)
+    (gj,) = tj.autograd.grad(fn(F, xj, yj).sum(), xj, create_graph=True)
+    check(gj, gt)
+    assert gj.requires_grad
+    for ours, theirs in zip(tj.autograd.grad(gj.sum(), [xj, yj]), expected):
+        check(ours, theirs)
+
+
+def test_second_derivative_through_a_comparison_only_is_zero_and_unreached_stays_none():
+    x, y = Tensor([-1.0, 2.0], requires_grad=True), Tensor([3.0, 4.0], requires_grad=True)
+    (g,) = tj.autograd.grad((x.relu() * x).sum(), x, create_graph=True)   # 2 * relu(x): depends on x
+    second = tj.autograd.grad(g.sum(), [x, y], allow_unused=True)
+    assert second[0].tolist() == [0.0, 2.0] and second[1] is None
+    with pytest.raises(RuntimeError, match="do not depend"):
+        tj.autograd.grad(g.sum(), [y])

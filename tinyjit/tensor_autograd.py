@@ -99,10 +99,15 @@ def _node_hook(node: Node, grad: Node, make: Callable[[Node], TensorBase]) -> No
 
 def _record_gradient_graph(grads: list, old_roots: list) -> None:
     """create_graph=True: record autograd edges on the nodes the gradient rules built, so the gradients can be
-    differentiated again. A new node requires grad when one of its sources does; an existing node when it is a
-    leaf that requires grad or was recorded with an input that did."""
+    differentiated again. A node is recorded as computed from the sources that depend on a tensor requiring grad:
+    an existing float node when it is a leaf that requires grad or was recorded with an input that did; any other
+    node (a new one, or an existing comparison or other non-float node) when one of its sources depends.
+
+    Dependence through non-float nodes counts, as in torch: relu's gradient where(x > 0, g, 0) depends on x only
+    through the comparison, so it requires grad, and differentiating it again gives zeros (the comparison passes no
+    gradient; `_gradients` gives an input the graph reaches but no gradient flows to a zero gradient)."""
     old = {id(n) for n in toposort(old_roots, children=lambda n: n.src)}
-    requires: dict[int, bool] = {}
+    depends: dict[int, bool] = {}
 
     def old_requires(node: Node) -> bool:
         mask = EDGES.get(node)
@@ -113,14 +118,17 @@ def _record_gradient_graph(grads: list, old_roots: list) -> None:
     def is_old(node: Node) -> bool:   # (a saved tensor of a custom Function may not be reachable from the roots)
         return id(node) in old or node in EDGES or node in _leaf_nodes
 
-    new_nodes = toposort([g for g in grads if g is not None], children=lambda n: () if is_old(n) else n.src)
+    def settled(node: Node) -> bool:   # an existing float node: whether it requires grad is already recorded
+        return node.dtype.is_float and is_old(node)
+
+    new_nodes = toposort([g for g in grads if g is not None], children=lambda n: () if settled(n) else n.src)
     for node in new_nodes:
-        if is_old(node):
-            requires[id(node)] = old_requires(node)
+        if settled(node) or (is_old(node) and not node.src):
+            depends[id(node)] = old_requires(node)
             continue
-        mask = tuple(requires.get(id(s), False) for s in node.src)
-        requires[id(node)] = node.dtype.is_float and any(mask)
-        if requires[id(node)]:
+        mask = tuple(depends.get(id(s), False) for s in node.src)
+        depends[id(node)] = any(mask)
+        if any(mask) and not (is_old(node) and EDGES.get(node)):
             EDGES[node] = mask
 
 
@@ -471,6 +479,9 @@ def _gradients(outputs: list, tensors: list, grad_outputs: Optional[list], op: s
     for (i, _), g in zip(matched, grads):
         if g is not None:
             result[i] = g if result[i] is None else result[i].alu(Op.ADD, g)
+    for i, node in matched:   # in the graph, but every path passes no gradient (a comparison): zeros, like torch
+        if result[i] is None and tensors[i].dtype.is_float:
+            result[i] = Node.const(0.0, tensors[i].dtype, tensors[i].shape, tensors[i].device)
     for i, t in enumerate(tensors):
         hooks = _leaf_hooks.get(id(t)) if t._ctx is None else None
         if hooks and result[i] is not None:
