@@ -136,3 +136,52 @@ def test_second_derivative_through_a_comparison_only_is_zero_and_unreached_stays
     assert second[0].tolist() == [0.0, 2.0] and second[1] is None
     with pytest.raises(RuntimeError, match="do not depend"):
         tj.autograd.grad(g.sum(), [y])
+
+
+# ------------------------------------------------------------------------------------------ the addmm family
+@pytest.mark.parametrize("alpha,beta", [(0, 1), (0, 2.5), (1, 0), (0, 0), (2, 0)])
+def test_addmm_ignores_the_product_at_alpha_0_and_the_input_at_beta_0(alpha, beta):
+    """torch reads neither operand whose factor is 0: inf and NaN there do not spread (values and gradients)."""
+    mat1 = np.array([[INF, 1.0], [2.0, 3.0]], dtype=np.float32)
+    mat2 = np.array([[1.0, NAN, 0.5], [2.0, 1.0, -1.0]], dtype=np.float32)
+    bias = np.array([NAN, 1.0, -INF], dtype=np.float32)
+    compare(lambda i, a, b: tj.addmm(i, a, b, alpha=alpha, beta=beta), bias, mat1, mat2,
+            torch_fn=lambda i, a, b: torch.addmm(i, a, b, alpha=alpha, beta=beta))
+    compare(lambda i, a, b: tj.baddbmm(i, a, b, alpha=alpha, beta=beta), bias, mat1[None], mat2[None],
+            torch_fn=lambda i, a, b: torch.baddbmm(i, a, b, alpha=alpha, beta=beta))
+
+
+def test_addmm_alpha_0_of_ints():
+    ints = Tensor([[1, 2]]), Tensor([[3], [4]])
+    out = tj.addmm(Tensor([5]), *ints, alpha=0, beta=2)
+    check(out, torch.addmm(torch.tensor([5]), torch.tensor([[1, 2]]), torch.tensor([[3], [4]]), alpha=0, beta=2))
+
+
+@pytest.mark.parametrize("alpha,beta", [(0, 1), (1, 0), (0, 0), (0.5, 2)])
+def test_addmv_and_addbmm_like_torch(alpha, beta):
+    mat = np.array([[INF, 1.0], [2.0, 3.0]], dtype=np.float32)
+    vec = np.array([NAN, 2.0], dtype=np.float32) if alpha == 0 else np.array([0.5, 2.0], dtype=np.float32)
+    bias = np.array([NAN, 1.0], dtype=np.float32) if beta == 0 else np.array([1.0, -1.0], dtype=np.float32)
+    matrix = mat if alpha == 0 else np.ones_like(mat)   # (inf only where the product is ignored)
+    compare(lambda i, a, b: tj.addmv(i, a, b, alpha=alpha, beta=beta), bias, matrix, vec,
+            torch_fn=lambda i, a, b: torch.addmv(i, a, b, alpha=alpha, beta=beta))
+    batches = np.stack([mat, mat[::-1]]) if alpha == 0 else np.arange(8, dtype=np.float32).reshape(2, 2, 2)
+    compare(lambda i, a, b: tj.addbmm(i, a, b, alpha=alpha, beta=beta), bias, batches, batches[:, :, ::-1].copy(),
+            torch_fn=lambda i, a, b: torch.addbmm(i, a, b, alpha=alpha, beta=beta))
+    with pytest.raises(RuntimeError):
+        tj.addmv(Tensor(bias), Tensor(mat), Tensor(np.ones(3, np.float32)))
+
+
+# ------------------------------------------------------------------------------------------ a number first
+def test_remainder_and_pow_take_a_number_first_like_torch():
+    divisors = np.array([3.0, -3.0, 2.5, -0.75], dtype=np.float32)
+    for number in (5, -5.5):   # (torch has no derivative of remainder(number, tensor): values only)
+        check(tj.remainder(number, Tensor(divisors)), torch.remainder(number, torch.tensor(divisors)))
+    compare(lambda d: tj.pow(2, d), divisors, torch_fn=lambda d: torch.pow(2, d))
+    ints = np.array([3, -3, 7], dtype=np.int64)
+    for number in (5, -5, 5.5):
+        check(tj.remainder(number, Tensor(ints)), torch.remainder(number, torch.tensor(ints)))
+    check(tj.pow(2, Tensor(ints[ints > 0])), torch.pow(2, torch.tensor(ints[ints > 0])))
+    for fn in (tj.fmod, tj.atan2, tj.maximum):   # no number-first form in torch either
+        with pytest.raises(TypeError):
+            fn(5, Tensor(divisors))

@@ -26,6 +26,7 @@ and `.to(device)` work but choosing a GPU is done by `DEVICE=CUDA` / `DEVICE=CL`
 from __future__ import annotations
 
 import builtins
+import numbers
 import types
 
 from tinyjit import autograd, data, nn, optim  # noqa: F401  (torch.nn, torch.optim, torch.autograd)
@@ -310,18 +311,30 @@ TENSOR_FUNCTIONS = (
     "sum mean std var prod max min amax amin argmax argmin all any cumsum logsumexp softmax log_softmax "
     "matmul bmm dot sort argsort topk kthvalue unique multinomial allclose isclose eq ne lt le gt ge "
     "index_select narrow movedim moveaxis swapaxes swapdims unbind diagonal diag trace outer ger cumprod diff "
-    "remainder fmod atan2 arctan2 hypot logaddexp frac nan_to_num nansum nanmean norm count_nonzero addmm baddbmm "
+    "remainder fmod atan2 arctan2 hypot logaddexp frac nan_to_num nansum nanmean norm count_nonzero "
+    "addmm baddbmm addmv addbmm "
     "repeat_interleave scatter scatter_add scatter_reduce index_add nonzero argwhere masked_select median cross take"
 ).split()
 
 
+# the functions torch also takes with a number first (its Scalar_Tensor overloads): torch.NAME(number, tensor) is
+# tensor.METHOD(number, reverse=True); torch.fmod, atan2, maximum, ... take no number first (TypeError, as in torch)
+SCALAR_FIRST = {"remainder": "mod", "pow": "pow"}
+
+
 def _forward_to_method(name: str):
+    reverse_method = SCALAR_FIRST.get(name)
+
     def function(input: Tensor, *args, **kwargs):
         if not isinstance(input, Tensor):
+            if reverse_method is not None and isinstance(input, numbers.Number) and not isinstance(input, complex) \
+                    and len(args) == 1 and isinstance(args[0], Tensor) and not kwargs:
+                return getattr(args[0], reverse_method)(input, reverse=True)
             raise TypeError(f"{name}(): argument 'input' must be Tensor, not {type(input).__name__}")
         return getattr(input, name)(*args, **kwargs)
     function.__name__ = function.__qualname__ = name
-    function.__doc__ = f"torch.{name}(input, ...): input.{name}(...) (see Tensor.{name})."
+    function.__doc__ = f"torch.{name}(input, ...): input.{name}(...) (see Tensor.{name})." + (
+        " `input` may be a number when `other` is a tensor, as in torch." if reverse_method else "")
     return function
 
 

@@ -234,23 +234,28 @@ class MoreMathMixin(TensorBase):
         """torch.ger: the same as outer."""
         return self.outer(vec2)
 
-    def _scaled_sum(self, product: Self, beta, alpha, op: str) -> Self:
-        """beta * self + alpha * product (product's shape; self broadcasts to it), self ignored when beta is 0 (its
-        NaN and inf do not spread), as torch's addmm family."""
+    def _scaled_sum(self, product: Self, beta, alpha, op: str, product_ignored_at_0: bool = True) -> Self:
+        """beta * self + alpha * product (product's shape; self broadcasts to it), as torch's addmm family: self is
+        ignored when beta is 0 and (`product_ignored_at_0`) the product when alpha is 0 (their NaN and inf do not
+        spread; the gradient into them is 0 * grad, as torch's)."""
         try:
             base = self._broadcast_to(product.shape)
         except ValueError:
             raise RuntimeError(f"{op}: input of shape {self.shape} does not broadcast to the product's shape "
                                f"{product.shape}") from None
-        scaled = product if alpha == 1 else product * alpha
+        if alpha == 0 and product_ignored_at_0:   # not 0 * product, which is NaN where the product is inf or NaN
+            zeros = product.zeros_like()
+            scaled = product._with_zero_gradient(zeros) if product.requires_grad else zeros
+        else:
+            scaled = product if alpha == 1 else product * alpha
         if beta == 0:   # self's values are not used (torch: its NaN and inf do not spread); its gradient is 0
             return scaled + base._with_zero_gradient(base.zeros_like()) if base.requires_grad else scaled
         return scaled + (base if beta == 1 else base * beta)
 
     def addmm(self, mat1, mat2, *, beta=1, alpha=1) -> Self:
         """torch.addmm: beta * self + alpha * (mat1 @ mat2) for mat1 (n, m) and mat2 (m, p); self broadcasts to
-        (n, p) and is ignored when beta is 0 (its NaN and inf do not spread). RuntimeError unless mat1 and mat2
-        are 2-D with matching inner sizes, or when self does not broadcast."""
+        (n, p) and is ignored when beta is 0, the product when alpha is 0 (NaN and inf do not spread). RuntimeError
+        unless mat1 and mat2 are 2-D with matching inner sizes, or when self does not broadcast."""
         for m in (mat1, mat2):
             if not isinstance(m, TensorBase) or m.ndim != 2:
                 raise RuntimeError(f"addmm: mat1 and mat2 must be 2-D tensors, got "
@@ -262,11 +267,31 @@ class MoreMathMixin(TensorBase):
 
     def baddbmm(self, batch1, batch2, *, beta=1, alpha=1) -> Self:
         """torch.baddbmm: beta * self + alpha * (batch1 @ batch2) for batch1 (b, n, m) and batch2 (b, m, p); self
-        broadcasts to (b, n, p) and is ignored when beta is 0. RuntimeError unless both are 3-D with one batch
-        size and matching inner sizes, or when self does not broadcast."""
+        broadcasts to (b, n, p) and is ignored when beta is 0. At alpha = 0 the product is still multiplied by 0
+        (NaN where it is inf or NaN), as torch 2.13's baddbmm does, unlike its addmm. RuntimeError unless both are
+        3-D with one batch size and matching inner sizes, or when self does not broadcast."""
         if not isinstance(batch1, TensorBase):
             raise RuntimeError(f"baddbmm: batch1 must be a tensor, got {type(batch1).__name__}")
-        return self._scaled_sum(batch1.bmm(batch2), beta, alpha, "baddbmm")
+        return self._scaled_sum(batch1.bmm(batch2), beta, alpha, "baddbmm", product_ignored_at_0=False)
+
+    def addmv(self, mat, vec, *, beta=1, alpha=1) -> Self:
+        """torch.addmv: beta * self + alpha * (mat @ vec) for mat (n, m) and vec (m,); self broadcasts to (n,); self
+        is ignored when beta is 0 and the product when alpha is 0, as torch does. RuntimeError unless mat is 2-D
+        and vec 1-D with matching sizes, or when self does not broadcast."""
+        if not (isinstance(mat, TensorBase) and isinstance(vec, TensorBase)) or mat.ndim != 2 or vec.ndim != 1 \
+                or mat.shape[1] != vec.shape[0]:
+            raise RuntimeError(f"addmv: expected a 2-D mat (n, m) and a 1-D vec (m,), got "
+                               f"{getattr(mat, 'shape', type(mat).__name__)} and "
+                               f"{getattr(vec, 'shape', type(vec).__name__)}")
+        return self._scaled_sum(mat.matmul(vec), beta, alpha, "addmv")
+
+    def addbmm(self, batch1, batch2, *, beta=1, alpha=1) -> Self:
+        """torch.addbmm: beta * self + alpha * sum_b(batch1[b] @ batch2[b]) for batch1 (b, n, m) and batch2
+        (b, m, p); self broadcasts to (n, p); self is ignored when beta is 0 and the product when alpha is 0, as
+        torch does. RuntimeError as bmm's for other shapes, or when self does not broadcast."""
+        if not isinstance(batch1, TensorBase):
+            raise RuntimeError(f"addbmm: batch1 must be a tensor, got {type(batch1).__name__}")
+        return self._scaled_sum(batch1.bmm(batch2).sum(0), beta, alpha, "addbmm")
 
     def trace(self) -> Self:
         """torch.trace: the sum of the main diagonal of a 2-D tensor (ints sum in int64, like torch).
