@@ -185,3 +185,20 @@ def test_remainder_and_pow_take_a_number_first_like_torch():
     for fn in (tj.fmod, tj.atan2, tj.maximum):   # no number-first form in torch either
         with pytest.raises(TypeError):
             fn(5, Tensor(divisors))
+
+
+# ------------------------------------------------------------------------------------------------- torch.linalg
+def test_linalg_cross_and_vector_norm_like_torch():
+    rng = np.random.default_rng(1)
+    a, b = rng.standard_normal((2, 3)).astype(np.float32), rng.standard_normal((1, 3)).astype(np.float32)
+    compare(lambda x, y: tj.linalg.cross(x, y), a, b, torch_fn=torch.linalg.cross)
+    compare(lambda x, y: tj.linalg.cross(x, y, dim=0), a.T.copy(), b.T.copy(),
+            torch_fn=lambda x, y: torch.linalg.cross(x, y, dim=0))
+    ints = Tensor([1, 2, 3]), Tensor([4, 5, 6])
+    check(tj.linalg.cross(*ints), torch.linalg.cross(torch.tensor([1, 2, 3]), torch.tensor([4, 5, 6])))
+    with pytest.raises(RuntimeError):
+        tj.linalg.cross(Tensor(a), Tensor(b[0]))          # different numbers of dims: torch.linalg.cross refuses
+    with pytest.raises(RuntimeError):
+        tj.linalg.cross(Tensor(a), Tensor(a), dim=0)      # dim 0 has length 2
+    compare(lambda x: tj.linalg.vector_norm(x, 3, dim=1, keepdim=True), a,
+            torch_fn=lambda x: torch.linalg.vector_norm(x, 3, dim=1, keepdim=True))

@@ -13,7 +13,8 @@ A small PyTorch program ports by changing its imports only:
 
 What is here: the dtypes under torch's names, tensor creation (`tensor`, `from_numpy`, `zeros`, `randn`,
 `randint`, `arange`, ...), `cat`/`stack`/`flatten`/`where`/`einsum`, the math and reduction functions
-`torch.NAME(input, ...)` that are `input.NAME(...)` (listed in `TENSOR_FUNCTIONS`), gradient modes (`no_grad`,
+`torch.NAME(input, ...)` that are `input.NAME(...)` (listed in `TENSOR_FUNCTIONS`), `linalg.cross` and
+`linalg.vector_norm`, gradient modes (`no_grad`,
 `enable_grad`, `set_grad_enabled`, `inference_mode`), `manual_seed`, `device`, `save`/`load`, and `cuda`,
 `backends.mps` and `accelerator` availability queries.
 
@@ -256,6 +257,30 @@ def randint(*args, size=None, dtype=None, device=None) -> Tensor:
 def randperm(n, *, dtype=dtypes.int64, device=None) -> Tensor:
     """torch.randperm: a random permutation of 0..n-1 from the global seed."""
     return Tensor.randperm(n, dtype=dtype, device=device)
+
+
+# ---- torch.linalg ----
+def _linalg_cross(input: Tensor, other: Tensor, *, dim: builtins.int = -1) -> Tensor:
+    """torch.linalg.cross: the cross product of 3-vectors along `dim` (default the last), the other dims
+    broadcast. RuntimeError when the inputs have different numbers of dims (torch.linalg.cross does not add
+    leading dims, unlike torch.cross) or `dim` is not of length 3. Dtypes promote (torch requires equal ones)."""
+    if not isinstance(input, Tensor) or not isinstance(other, Tensor):
+        raise TypeError(f"linalg.cross: expected two tensors, got {type(input).__name__} and "
+                        f"{type(other).__name__}")
+    if input.ndim != other.ndim:
+        raise RuntimeError(f"linalg.cross: inputs must have the same number of dimensions, got shapes {input.shape} "
+                           f"and {other.shape}")
+    return input.cross(other, dim=dim)
+
+
+def _linalg_vector_norm(x: Tensor, ord=2, dim=None, keepdim: builtins.bool = False, *, dtype=None) -> Tensor:
+    """torch.linalg.vector_norm: Tensor.norm(ord, dim, keepdim, dtype) (every entry when dim is None)."""
+    return x.norm(ord, dim, keepdim, dtype)
+
+
+_linalg_cross.__name__ = _linalg_cross.__qualname__ = "cross"
+_linalg_vector_norm.__name__ = _linalg_vector_norm.__qualname__ = "vector_norm"
+linalg = types.SimpleNamespace(cross=_linalg_cross, vector_norm=_linalg_vector_norm)   # torch.linalg
 
 
 # ---- joining, shaping, selecting ----
