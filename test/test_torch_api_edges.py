@@ -202,3 +202,83 @@ def test_linalg_cross_and_vector_norm_like_torch():
         tj.linalg.cross(Tensor(a), Tensor(a), dim=0)      # dim 0 has length 2
     compare(lambda x: tj.linalg.vector_norm(x, 3, dim=1, keepdim=True), a,
             torch_fn=lambda x: torch.linalg.vector_norm(x, 3, dim=1, keepdim=True))
+
+
+# ---------------------------------------------------------------------------------------------- in-place twins
+SIGNED = np.array([[-1.5, 0.5], [2.0, 3.25]], dtype=np.float32)
+OTHER = np.array([[1.0, 0.5], [2.0, -3.0]], dtype=np.float32)
+INTS = np.array([[6, -3], [5, 12]], dtype=np.int32)
+INT_OTHER = np.array([[3, 5], [-2, 10]], dtype=np.int32)
+SPECIAL = np.array([[NAN, INF], [-INF, 1.0]], dtype=np.float32)
+# name: (self, extra arguments (arrays become tensors), whether the op is differentiable)
+TWINS = {name: (SIGNED, (), True) for name in (
+    "abs neg sign exp exp2 expm1 log log2 log1p sqrt rsqrt reciprocal square sin cos tan tanh sigmoid relu erf floor "
+    "ceil round trunc frac").split()}
+TWINS.update({name: (SIGNED, (OTHER,), True) for name in "pow fmod remainder atan2 arctan2 hypot".split()})
+COMPARISONS = "eq ne lt le gt ge logical_and logical_or logical_xor".split()
+TWINS.update({name: (SIGNED, (OTHER,), False) for name in COMPARISONS})
+TWINS.update({name: (INTS, (INT_OTHER,), False) for name in "bitwise_and bitwise_or bitwise_xor".split()})
+TWINS.update({
+    "logical_not": (SIGNED, (), False), "bitwise_not": (INTS, (), False), "nan_to_num": (SPECIAL, (0.0, 7.0), False),
+    "lerp": (SIGNED, (OTHER, 0.3), True), "cumsum": (SIGNED, (1,), True), "cumprod": (SIGNED, (0,), True),
+    "tril": (SIGNED, (), True), "triu": (SIGNED, (), True), "addmm": (SIGNED, (OTHER, SIGNED), True),
+    "baddbmm": (SIGNED[None], (OTHER[None], SIGNED[None]), True), "addmv": (SIGNED[0], (OTHER, SIGNED[1]), True),
+    "addbmm": (SIGNED, (OTHER[None], SIGNED[None]), True), "remainder int": (INTS, (INT_OTHER,), False),
+    "fmod int": (INTS, (INT_OTHER,), False), "cumsum int": (INTS, (0,), False), "abs int": (INTS, (), False),
+})
+
+
+@pytest.mark.parametrize("name", sorted(TWINS))
+def test_inplace_twin_like_torch(name):
+    """NAME_ writes self.NAME(...) into self (same object, dtype kept) and, on a result that requires grad,
+    records the gradient through it, like torch."""
+    base, extra, differentiable = TWINS[name]
+    op = name.split()[0] + "_"
+    ours, theirs = Tensor(base.copy()), torch.tensor(base.copy())
+    ours_args = [Tensor(a) if isinstance(a, np.ndarray) else a for a in extra]
+    theirs_args = [torch.tensor(a) if isinstance(a, np.ndarray) else a for a in extra]
+    assert getattr(ours, op)(*ours_args) is ours
+    getattr(theirs, op)(*theirs_args)
+    check(ours, theirs)
+    if differentiable:
+        x, reference = Tensor(base, requires_grad=True), torch.tensor(base, requires_grad=True)
+        y, expected = x * 1, reference * 1
+        getattr(y, op)(*ours_args).sum().backward()
+        getattr(expected, op)(*theirs_args).sum().backward()
+        check(x.grad, reference.grad)
+
+
+def test_inplace_twins_refuse_like_torch_and_leave_self_unchanged():
+    ints = Tensor(INTS.copy())
+    for op in ("sqrt_", "exp_", "sigmoid_"):   # a float result cannot go into an int tensor
+        with pytest.raises(RuntimeError, match=op):
+            getattr(ints, op)()
+    with pytest.raises(RuntimeError):
+        ints.remainder_(2.5)
+    assert ints.tolist() == INTS.tolist()
+    leaf = Tensor(SIGNED, requires_grad=True)
+    with pytest.raises(RuntimeError, match="leaf"):
+        leaf.fmod_(2.0)
+    with pytest.raises(RuntimeError):                 # the broadcast result is larger than self
+        Tensor(SIGNED[0].copy()).remainder_(Tensor(OTHER))
+    with tj.no_grad():
+        leaf.nan_to_num_().relu_()
+    assert leaf.tolist() == np.maximum(SIGNED, 0).tolist()
+
+
+@pytest.mark.parametrize("op", ["hypot", "atan2", "logaddexp", "pow", "var"])
+def test_formula_gradients_read_the_values_before_a_later_inplace_update(op):
+    """Ops whose gradient is a formula (Tensor._with_gradient) read their input and result when backward runs: an
+    in-place update of the input in between must not change the gradient, which is that of the values used (torch
+    refuses such a backward, "modified by an inplace operation": compared with torch's without the update)."""
+    def run(module, x, other):
+        y = x * 1
+        out = y.var(1) if op == "var" else getattr(module, op)(y, other)
+        if module is tj:
+            y.mul_(3)                 # the input changes after the op
+        return out
+    other = OTHER if op != "pow" else np.abs(OTHER)
+    x, reference = Tensor(np.abs(SIGNED), requires_grad=True), torch.tensor(np.abs(SIGNED), requires_grad=True)
+    run(tj, x, Tensor(other)).sum().backward()
+    run(torch, reference, torch.tensor(other)).sum().backward()
+    check(x.grad, reference.grad)

@@ -277,12 +277,21 @@ class AutogradMixin(TensorBase):
         result._requires_grad, result._ctx = True, Op.RESHAPE
         return result
 
+    def _frozen(self) -> Self:
+        """A tensor over self's current node with self's autograd state, for a gradient formula to read later: an
+        in-place update of self (`y.hypot_(z)` gives y a new node) does not change what it holds."""
+        frozen = self._new(self.node)
+        frozen._requires_grad, frozen._ctx = self._requires_grad, self._ctx
+        return frozen
+
     def _with_gradient(self, compute: Callable[[], Self], inputs: Sequence[Self], backward: Callable) -> Self:
         """`compute()`, run without recording gradients, as a result whose gradient with respect to the tensors
         `inputs` is `backward(grad) -> one tensor (of the input's shape) or None per input`, built of Tensor ops (so
         it stays lazy, fuses, and is differentiable again under create_graph=True). For ops whose gradient is best
         written as a formula instead of derived from the ops computing the value (pow's and var's: PyTorch's
-        formulas, which fix what inf, NaN and zero give at special points)."""
+        formulas, which fix what inf, NaN and zero give at special points). `backward` runs at backward time: the
+        tensors it reads must be `_frozen()` copies (of the inputs, of the result), or an in-place update made in
+        between (`y.pow_(2)`, the in-place twin writing into its own input) would change the formula."""
         with no_grad():
             value = compute()
 

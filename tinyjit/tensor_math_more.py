@@ -81,6 +81,8 @@ class MoreMathMixin(TensorBase):
             angle = y_negative.where(-angle, angle)
             return ((y != y) | (x != x)).where(y + x, angle)
 
+        y, x = y._frozen(), x._frozen()   # what backward reads, whatever in-place update self gets later
+
         def backward(grad: Self) -> tuple:
             squared = y * y + x * x
             at_origin = squared == 0   # gradient 0 at (0, 0), like torch (not 0 * inf = NaN)
@@ -113,11 +115,13 @@ class MoreMathMixin(TensorBase):
             return (ax.isinf() | ay.isinf()).where(math.inf, out)
 
         def backward(grad: Self) -> tuple:
-            scale = grad / result.detach()
+            scale = grad / saved_result.detach()
             return (scale * x if x.requires_grad else None, scale * y if y.requires_grad else None)
         if self.no_grad_active or not (x.requires_grad or y.requires_grad):
             return value()
+        x, y = x._frozen(), y._frozen()   # what backward reads, whatever in-place update self gets later
         result = self._with_gradient(value, [x, y], backward)
+        saved_result = result._frozen()
         return result
 
     def logaddexp(self, other) -> Self:
@@ -143,6 +147,7 @@ class MoreMathMixin(TensorBase):
                     grad / (1 + (x - y).exp()) if y.requires_grad else None)
         if self.no_grad_active or not (x.requires_grad or y.requires_grad):
             return value()
+        x, y = x._frozen(), y._frozen()   # what backward reads, whatever in-place update self gets later
         return self._with_gradient(value, [x, y], backward)
 
     def frac(self) -> Self:

@@ -137,3 +137,33 @@ class MutationMixin(TensorBase):
     def __isub__(self, other): return self._inplace(self - other, "-=")          # noqa: E704
     def __imul__(self, other): return self._inplace(self * other, "*=")          # noqa: E704
     def __itruediv__(self, other): return self._inplace(self / other, "/=")      # noqa: E704
+
+
+# torch.Tensor's in-place twins of out-of-place methods whose result has self's shape (or broadcasts to it):
+# NAME_(...) computes self.NAME(...) and writes it into self with `_inplace` (PyTorch's checks: a leaf that requires
+# grad, a result dtype that cannot be kept, a broadcast shape larger than self's). Shape-changing twins (t_,
+# squeeze_, ...) are not here: tinyjit's tensors are values, not views of a storage.
+INPLACE_TWINS = (
+    # elementwise math
+    "abs neg sign exp exp2 expm1 log log2 log1p sqrt rsqrt reciprocal square sin cos tan tanh sigmoid relu erf "
+    "floor ceil round trunc frac nan_to_num pow lerp fmod remainder atan2 arctan2 hypot "
+    # comparisons and logic (the bool result cast to self's dtype, as torch)
+    "eq ne lt le gt ge logical_and logical_or logical_xor logical_not bitwise_and bitwise_or bitwise_xor bitwise_not "
+    # along a dim, triangles, and the addmm family
+    "cumsum cumprod tril triu addmm baddbmm addmv addbmm"
+).split()
+
+
+def _inplace_twin(name: str):
+    def method(self, *args, **kwargs):
+        return self._inplace(getattr(self, name)(*args, **kwargs), f"{name}_")
+    method.__name__ = method.__qualname__ = f"{name}_"
+    method.__doc__ = (f"torch.Tensor.{name}_: self.{name}(...) written into self in place; returns self. RuntimeError "
+                      f"(like PyTorch) for a leaf that requires grad outside no_grad, a result whose dtype cannot be "
+                      f"kept (a float result into an int tensor) or a broadcast shape larger than self's.")
+    return method
+
+
+for _name in INPLACE_TWINS:
+    setattr(MutationMixin, f"{_name}_", _inplace_twin(_name))
+del _name
