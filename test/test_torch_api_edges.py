@@ -282,3 +282,40 @@ def test_formula_gradients_read_the_values_before_a_later_inplace_update(op):
     run(tj, x, Tensor(other)).sum().backward()
     run(torch, reference, torch.tensor(other)).sum().backward()
     check(x.grad, reference.grad)
+
+
+@pytest.mark.parametrize("op,args", [("t_", ()), ("transpose_", (0, 2)), ("swapaxes_", (1, -1)),
+                                     ("swapdims_", (0, 1)), ("squeeze_", ()), ("squeeze_", (1,)),
+                                     ("unsqueeze_", (-1,))])
+def test_inplace_view_ops_like_torch(op, args):
+    """The tensor itself takes the view's shape (no data written); the gradient flows through it as torch's."""
+    base = np.arange(6, dtype=np.float32).reshape((2, 3) if op == "t_" else (2, 1, 3))
+    x, reference = Tensor(base, requires_grad=True), torch.tensor(base, requires_grad=True)
+    y, expected = x * 1, reference * 1
+    assert getattr(y, op)(*args) is y
+    getattr(expected, op)(*args)
+    check(y, expected)
+    weights = np.arange(1, expected.numel() + 1, dtype=np.float32).reshape(tuple(expected.shape))
+    (y * Tensor(weights)).sum().backward()
+    (expected * torch.tensor(weights)).sum().backward()
+    check(x.grad, reference.grad)
+
+
+def test_inplace_view_ops_and_detach_refusals_and_state():
+    leaf = Tensor(SIGNED, requires_grad=True)
+    with pytest.raises(RuntimeError, match="leaf"):
+        leaf.t_()
+    with pytest.raises(IndexError):
+        Tensor(SIGNED).transpose_(0, 5)
+    assert leaf.shape == (2, 2)
+    y = leaf * 2
+    assert y.detach_() is y and y.requires_grad is False and y.is_leaf
+    assert (y + leaf).requires_grad and y.tolist() == (SIGNED * 2).tolist()
+    (y * leaf).sum().backward()                       # no gradient flows through the detached y
+    check(leaf.grad, SIGNED * 2)
+    before = Tensor([[1.0, 2.0]])
+    kept = before * 1
+    before.t_()
+    with tj.no_grad():
+        before.mul_(10)
+    assert kept.tolist() == [[1.0, 2.0]] and before.tolist() == [[10.0], [20.0]]
