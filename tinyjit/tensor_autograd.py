@@ -488,7 +488,7 @@ def _gradients(outputs: list, tensors: list, grad_outputs: Optional[list], op: s
     for (i, _), g in zip(matched, grads):
         if g is not None:
             result[i] = g if result[i] is None else result[i].alu(Op.ADD, g)
-    for i, node in matched:   # in the graph, but every path passes no gradient (a comparison): zeros, like torch
+    for i, _ in matched:   # in the graph, but every path passes no gradient (a comparison): zeros, like torch
         if result[i] is None and tensors[i].dtype.is_float:
             result[i] = Node.const(0.0, tensors[i].dtype, tensors[i].shape, tensors[i].device)
     for i, t in enumerate(tensors):
