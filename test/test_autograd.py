@@ -367,7 +367,7 @@ def test_gradients_are_lazy_nodes():
     w = Tensor.randn(4, 3, requires_grad=True)
     x = Tensor.randn(2, 4)
     (x @ w).relu().sum().backward()
-    assert isinstance(w.grad, Tensor) and not w.grad.node.realized and w.grad.requires_grad is None
+    assert isinstance(w.grad, Tensor) and not w.grad.node.realized and w.grad.requires_grad is False
     assert x.grad is None
 
 

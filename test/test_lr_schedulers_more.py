@@ -59,6 +59,11 @@ SCHEDULES = {
                                                       lr.CosineAnnealingLR(m, T_max=5)], milestones=[4, 10]),
     "SequentialLR constant then step": lambda m, lr: lr.SequentialLR(m, [lr.ConstantLR(m, factor=0.3),
                                                                          lr.StepLR(m, 3, 0.5)], milestones=[5]),
+    "ChainedScheduler": lambda m, lr: lr.ChainedScheduler([lr.ConstantLR(m, factor=0.1, total_iters=6),
+                                                            lr.ExponentialLR(m, gamma=0.9)]),
+    "ChainedScheduler given the optimizer": lambda m, lr: lr.ChainedScheduler(
+        [lr.LinearLR(m, start_factor=0.5, total_iters=4), lr.MultiStepLR(m, [3, 9], 0.5),
+         lr.CosineAnnealingLR(m, T_max=7)], optimizer=m),
 }
 
 
@@ -130,3 +135,24 @@ def test_scheduler_errors_and_state():
     plateau = ours_lr.ReduceLROnPlateau(mine, patience=0)
     plateau.step(1.0), plateau.step(2.0)
     assert plateau.state_dict()["num_bad_epochs"] == 0 and plateau.get_last_lr()[0] < 0.1 * 0.5 ** 2 + 1e-12
+
+
+def test_chained_scheduler_errors_and_state():
+    mine, _ = optimizers()
+    other, _ = optimizers()
+    with pytest.raises(ValueError):
+        ours_lr.ChainedScheduler([])
+    with pytest.raises(ValueError):
+        ours_lr.ChainedScheduler([ours_lr.ExponentialLR(mine, 0.9), ours_lr.ExponentialLR(other, 0.9)])
+    with pytest.raises(ValueError):
+        ours_lr.ChainedScheduler([ours_lr.ExponentialLR(mine, 0.9), ours_lr.ReduceLROnPlateau(mine)])
+    with pytest.raises(ValueError):
+        ours_lr.ChainedScheduler([ours_lr.ExponentialLR(mine, 0.9)], optimizer=other)
+    chained = ours_lr.ChainedScheduler([ours_lr.ConstantLR(mine, 0.5, 2), ours_lr.ExponentialLR(mine, 0.9)])
+    chained.step()
+    saved = chained.state_dict()
+    assert [s["last_epoch"] for s in saved["_schedulers"]] == [1, 1] and "optimizer" not in saved
+    copy_of, _ = optimizers()
+    resumed = ours_lr.ChainedScheduler([ours_lr.ConstantLR(copy_of, 0.5, 2), ours_lr.ExponentialLR(copy_of, 0.9)])
+    resumed.load_state_dict(saved)
+    assert [s.last_epoch for s in resumed._schedulers] == [1, 1] and resumed.get_last_lr() == chained.get_last_lr()

@@ -3,6 +3,8 @@ state_dict keys, and torch's error classes. CPU only: these are compositions of 
 tested elsewhere."""
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import numpy as np
 import pytest
 import torch
@@ -252,3 +254,80 @@ def test_adaptive_max_pool_gradient_goes_to_the_chosen_maximum_of_ties(return_in
     F.adaptive_max_pool2d(ours, 2).sum().backward()
     torch.nn.functional.adaptive_max_pool2d(theirs, 2).sum().backward()
     np.testing.assert_array_equal(ours.grad.numpy(), theirs.grad.numpy())
+
+
+def test_padding_layers_1d_and_3d_like_torch():
+    """ZeroPad1d and the 3-d padding layers (constant, zero, reflect, replicate) on batched and unbatched inputs;
+    reprs as torch's."""
+    volume = values(2, 2, 3, 4, 5)
+    layers = [("ZeroPad3d", (1, 2, 0, 1, 2, 0), ()), ("ConstantPad3d", 1, (-2.5,)),
+              ("ReflectionPad3d", (1, 3, 2, 0, 1, 2), ()), ("ReplicationPad3d", (2, 0, 1, 3, 0, 1), ())]
+    for name, padding, extra in layers:
+        ours, theirs = getattr(nn, name)(padding, *extra), getattr(torch.nn, name)(padding, *extra)
+        assert repr(ours) == repr(theirs)
+        compare(ours, theirs, volume)
+        compare(ours, theirs, volume[0])
+    compare(nn.ZeroPad1d((3, 1)), torch.nn.ZeroPad1d((3, 1)), values(2, 3, 4))
+    assert repr(nn.ZeroPad1d(2)) == repr(torch.nn.ZeroPad1d(2))
+    assert repr(nn.ZeroPad2d(1)) == repr(torch.nn.ZeroPad2d(1))
+    with pytest.raises(RuntimeError):
+        nn.ReflectionPad3d(3)(Tensor(volume))   # not smaller than the depth 3
+    with pytest.raises(ValueError):
+        nn.ReplicationPad3d(1)(Tensor(values(3, 4)))
+    with pytest.raises(ValueError):
+        nn.ConstantPad3d((1, 2), 0.0)
+
+
+def test_instance_norm_3d_like_torch():
+    x = values(2, 3, 2, 3, 4)
+    ours, theirs = nn.InstanceNorm3d(3, affine=True), torch.nn.InstanceNorm3d(3, affine=True)
+    with torch.no_grad():
+        theirs.weight.copy_(torch.tensor(values(3)))
+        theirs.bias.copy_(torch.tensor(values(3)))
+    compare(ours, theirs, x, atol=1e-4, params=copy_parameters(ours, theirs))
+    tracked, reference = nn.InstanceNorm3d(3, track_running_stats=True), torch.nn.InstanceNorm3d(
+        3, track_running_stats=True)
+    tracked(Tensor(x))
+    reference(torch.tensor(x))
+    for name in ("running_mean", "running_var"):
+        check(getattr(tracked, name), getattr(reference, name), atol=1e-5)
+    assert list(tracked.state_dict()) == list(reference.state_dict())
+    compare(tracked.eval(), reference.eval(), x[0], atol=1e-4)   # unbatched, normalized by the running statistics
+    with pytest.raises(ValueError):
+        tracked(Tensor(values(3, 4, 5)))
+
+
+def test_parameter_dict_is_a_dict_like_torchs():
+    ours = nn.ParameterDict({"b": Tensor(values(2)), "a": Tensor(values(3))})
+    theirs = torch.nn.ParameterDict({"b": torch.zeros(2), "a": torch.zeros(3)})
+    for d in (ours, theirs):
+        d.update({"z": d["a"] * 0 + 1, "c": d["b"] * 1})                   # a plain dict: sorted, as torch
+        d.update([("y", d["a"] * 2), ("x", d["b"] * 2)])                   # pairs: in order
+        d.update(type(d)(OrderedDict([("w", d["a"] * 3), ("v", d["b"])])))
+    assert list(ours.keys()) == list(theirs.keys()) == list(ours) == [k for k, _ in ours.items()]
+    assert list(ours.state_dict()) == list(theirs.state_dict())
+    assert [v.shape for v in ours.values()] == [tuple(v.shape) for v in theirs.values()]
+    assert all(isinstance(v, nn.Parameter) and v.requires_grad for v in ours.values())
+    assert "z" in ours and 3 not in ours and len(ours) == len(theirs) == 8
+    z = ours.pop("z")
+    assert z.shape == (3,) and "z" not in ours and len(ours) == 7 and "z" not in ours.state_dict()
+    assert ours.get("nope") is None and ours.get("nope", 5) == 5 and ours.get("a") is ours["a"]
+    assert ours.popitem()[0] == theirs.popitem()[0] == "v"
+    assert ours.setdefault("a", Tensor(values(7))).shape == (3,)
+    assert ours.setdefault("new", Tensor(values(4))).shape == (4,) and list(ours)[-1] == "new"
+    copied = ours.copy()
+    assert list(copied) == list(ours) and copied["a"] is ours["a"]
+    del ours["new"]
+    assert "new" not in ours and "new" in copied
+    with pytest.raises(KeyError):
+        ours.pop("missing")
+    with pytest.raises(KeyError):
+        del ours["missing"]
+    with pytest.raises(TypeError):
+        ours.update(3)
+    with pytest.raises(ValueError):
+        ours.update([("a",)])
+    with pytest.raises(TypeError):
+        ours[3] = Tensor(values(1))
+    ours.clear()
+    assert len(ours) == 0 and list(ours.parameters()) == []

@@ -279,7 +279,8 @@ class DataParallel(nn.Module):
         init()
         self.module = module
         object.__setattr__(self, "bucket_bytes", int(bucket_cap_mb * 2 ** 20))
-        named = [(n, p) for n, p in module.named_parameters() if p.requires_grad is not False]
+        # parameters not turned off (`_requires_grad` None is "never decided", not False)
+        named = [(n, p) for n, p in module.named_parameters() if p._requires_grad is not False]
         object.__setattr__(self, "_params", [p for _, p in named])
         object.__setattr__(self, "_synced", {})   # id(param) -> the gradient node the last sync produced
         if _world.size > 1:

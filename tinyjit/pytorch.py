@@ -14,7 +14,8 @@ A small PyTorch program ports by changing its imports only:
 
 What is here: the dtypes under torch's names, tensor creation (`tensor`, `from_numpy`, `zeros`, `randn`,
 `randint`, `arange`, ...), `cat`/`stack`/`flatten`/`where`/`einsum`, the math and reduction functions
-`torch.NAME(input, ...)` that are `input.NAME(...)` (listed in `TENSOR_FUNCTIONS`), gradient modes (`no_grad`,
+`torch.NAME(input, ...)` that are `input.NAME(...)` (listed in `TENSOR_FUNCTIONS`), `linalg.cross` and
+`linalg.vector_norm`, gradient modes (`no_grad`,
 `enable_grad`, `set_grad_enabled`, `inference_mode`), `manual_seed`, `device`, `save`/`load`, and `cuda`,
 `backends.mps` and `accelerator` availability queries.
 
@@ -27,6 +28,7 @@ and `.to(device)` work but choosing a GPU is done by `DEVICE=CUDA` / `DEVICE=CL`
 from __future__ import annotations
 
 import builtins
+import numbers
 import types
 
 from tinyjit import autograd, data, nn, optim  # noqa: F401  (torch.nn, torch.optim, torch.autograd)
@@ -258,6 +260,30 @@ def randperm(n, *, dtype=dtypes.int64, device=None) -> Tensor:
     return Tensor.randperm(n, dtype=dtype, device=device)
 
 
+# ---- torch.linalg ----
+def _linalg_cross(input: Tensor, other: Tensor, *, dim: builtins.int = -1) -> Tensor:
+    """torch.linalg.cross: the cross product of 3-vectors along `dim` (default the last), the other dims
+    broadcast. RuntimeError when the inputs have different numbers of dims (torch.linalg.cross does not add
+    leading dims, unlike torch.cross) or `dim` is not of length 3. Dtypes promote (torch requires equal ones)."""
+    if not isinstance(input, Tensor) or not isinstance(other, Tensor):
+        raise TypeError(f"linalg.cross: expected two tensors, got {type(input).__name__} and "
+                        f"{type(other).__name__}")
+    if input.ndim != other.ndim:
+        raise RuntimeError(f"linalg.cross: inputs must have the same number of dimensions, got shapes {input.shape} "
+                           f"and {other.shape}")
+    return input.cross(other, dim=dim)
+
+
+def _linalg_vector_norm(x: Tensor, ord=2, dim=None, keepdim: builtins.bool = False, *, dtype=None) -> Tensor:
+    """torch.linalg.vector_norm: Tensor.norm(ord, dim, keepdim, dtype) (every entry when dim is None)."""
+    return x.norm(ord, dim, keepdim, dtype)
+
+
+_linalg_cross.__name__ = _linalg_cross.__qualname__ = "cross"
+_linalg_vector_norm.__name__ = _linalg_vector_norm.__qualname__ = "vector_norm"
+linalg = types.SimpleNamespace(cross=_linalg_cross, vector_norm=_linalg_vector_norm)   # torch.linalg
+
+
 # ---- joining, shaping, selecting ----
 def cat(tensors, dim: builtins.int = 0) -> Tensor:
     """torch.cat: join a sequence of tensors along `dim` (dtypes promote)."""
@@ -311,18 +337,30 @@ TENSOR_FUNCTIONS = (
     "sum mean std var prod max min amax amin argmax argmin all any cumsum logsumexp softmax log_softmax "
     "matmul bmm dot sort argsort topk kthvalue unique multinomial allclose isclose eq ne lt le gt ge "
     "index_select narrow movedim moveaxis swapaxes swapdims unbind diagonal diag trace outer ger cumprod diff "
-    "remainder fmod atan2 arctan2 hypot logaddexp frac nan_to_num nansum nanmean norm count_nonzero addmm baddbmm "
+    "remainder fmod atan2 arctan2 hypot logaddexp frac nan_to_num nansum nanmean norm count_nonzero "
+    "addmm baddbmm addmv addbmm "
     "repeat_interleave scatter scatter_add scatter_reduce index_add nonzero argwhere masked_select median cross take"
 ).split()
 
 
+# the functions torch also takes with a number first (its Scalar_Tensor overloads): torch.NAME(number, tensor) is
+# tensor.METHOD(number, reverse=True); torch.fmod, atan2, maximum, ... take no number first (TypeError, as in torch)
+SCALAR_FIRST = {"remainder": "mod", "pow": "pow"}
+
+
 def _forward_to_method(name: str):
+    reverse_method = SCALAR_FIRST.get(name)
+
     def function(input: Tensor, *args, **kwargs):
         if not isinstance(input, Tensor):
+            if reverse_method is not None and isinstance(input, numbers.Number) and not isinstance(input, complex) \
+                    and len(args) == 1 and isinstance(args[0], Tensor) and not kwargs:
+                return getattr(args[0], reverse_method)(input, reverse=True)
             raise TypeError(f"{name}(): argument 'input' must be Tensor, not {type(input).__name__}")
         return getattr(input, name)(*args, **kwargs)
     function.__name__ = function.__qualname__ = name
-    function.__doc__ = f"torch.{name}(input, ...): input.{name}(...) (see Tensor.{name})."
+    function.__doc__ = f"torch.{name}(input, ...): input.{name}(...) (see Tensor.{name})." + (
+        " `input` may be a number when `other` is a tensor, as in torch." if reverse_method else "")
     return function
 
 

@@ -156,6 +156,7 @@ class ArithmeticMixin(TensorBase):
         if not x.dtype.is_float:
             return self._pow_value(exponent, reverse)
         scalar = exponent if not reverse and isinstance(exponent, (int, float)) else None
+        x, y = x._frozen(), y._frozen()   # what backward reads, whatever in-place update self gets later
 
         def backward(grad: Self) -> tuple:
             dx = dy = None
@@ -165,9 +166,10 @@ class ArithmeticMixin(TensorBase):
                 else:
                     dx = (y == 0).where(0.0, grad * (y * x ** (y - 1)))
             if y.requires_grad:   # (the result, not the bare value: differentiable again under create_graph)
-                dy = grad * ((x == 0) & (y >= 0)).where(0.0, result * x.log())
+                dy = grad * ((x == 0) & (y >= 0)).where(0.0, saved_result * x.log())
             return dx, dy
         result = self._with_gradient(lambda: self._pow_value(exponent, reverse), [x, y], backward)
+        saved_result = result._frozen()
         return result
 
     def _pow_value(self, exponent, reverse=False) -> Self:

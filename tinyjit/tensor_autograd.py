@@ -99,10 +99,15 @@ def _node_hook(node: Node, grad: Node, make: Callable[[Node], TensorBase]) -> No
 
 def _record_gradient_graph(grads: list, old_roots: list) -> None:
     """create_graph=True: record autograd edges on the nodes the gradient rules built, so the gradients can be
-    differentiated again. A new node requires grad when one of its sources does; an existing node when it is a
-    leaf that requires grad or was recorded with an input that did."""
+    differentiated again. A node is recorded as computed from the sources that depend on a tensor requiring grad:
+    an existing float node when it is a leaf that requires grad or was recorded with an input that did; any other
+    node (a new one, or an existing comparison or other non-float node) when one of its sources depends.
+
+    Dependence through non-float nodes counts, as in torch: relu's gradient where(x > 0, g, 0) depends on x only
+    through the comparison, so it requires grad, and differentiating it again gives zeros (the comparison passes no
+    gradient; `_gradients` gives an input the graph reaches but no gradient flows to a zero gradient)."""
     old = {id(n) for n in toposort(old_roots, children=lambda n: n.src)}
-    requires: dict[int, bool] = {}
+    depends: dict[int, bool] = {}
 
     def old_requires(node: Node) -> bool:
         mask = EDGES.get(node)
@@ -113,14 +118,17 @@ def _record_gradient_graph(grads: list, old_roots: list) -> None:
     def is_old(node: Node) -> bool:   # (a saved tensor of a custom Function may not be reachable from the roots)
         return id(node) in old or node in EDGES or node in _leaf_nodes
 
-    new_nodes = toposort([g for g in grads if g is not None], children=lambda n: () if is_old(n) else n.src)
+    def settled(node: Node) -> bool:   # an existing float node: whether it requires grad is already recorded
+        return node.dtype.is_float and is_old(node)
+
+    new_nodes = toposort([g for g in grads if g is not None], children=lambda n: () if settled(n) else n.src)
     for node in new_nodes:
-        if is_old(node):
-            requires[id(node)] = old_requires(node)
+        if settled(node) or (is_old(node) and not node.src):
+            depends[id(node)] = old_requires(node)
             continue
-        mask = tuple(requires.get(id(s), False) for s in node.src)
-        requires[id(node)] = node.dtype.is_float and any(mask)
-        if requires[id(node)]:
+        mask = tuple(depends.get(id(s), False) for s in node.src)
+        depends[id(node)] = any(mask)
+        if any(mask) and not (is_old(node) and EDGES.get(node)):
             EDGES[node] = mask
 
 
@@ -191,11 +199,14 @@ class AutogradMixin(TensorBase):
     no_grad = no_grad
 
     @property
-    def requires_grad(self) -> Optional[bool]:
+    def requires_grad(self) -> bool:
         """Whether gradients are computed for this tensor (torch.Tensor.requires_grad): set it on a float leaf to
-        make it a parameter; results of ops on such tensors have it (None is false). Setting True on a non-float
-        tensor, or False on a result computed from tensors that require grad, raises RuntimeError like PyTorch."""
-        return self._requires_grad
+        make it a parameter; results of ops on such tensors have it. Always a bool, as in torch: False for a tensor
+        made without requires_grad (internally `_requires_grad` stays None then, "not decided": a float tensor
+        assigned to a Module attribute or given to an optimizer becomes a parameter, see nn.Module.__setattr__).
+        Setting True on a non-float tensor, or False on a result computed from tensors that require grad, raises
+        RuntimeError like PyTorch."""
+        return bool(self._requires_grad)
 
     @requires_grad.setter
     def requires_grad(self, value: Optional[bool]) -> None:
@@ -266,12 +277,21 @@ class AutogradMixin(TensorBase):
         result._requires_grad, result._ctx = True, Op.RESHAPE
         return result
 
+    def _frozen(self) -> Self:
+        """A tensor over self's current node with self's autograd state, for a gradient formula to read later: an
+        in-place update of self (`y.hypot_(z)` gives y a new node) does not change what it holds."""
+        frozen = self._new(self.node)
+        frozen._requires_grad, frozen._ctx = self._requires_grad, self._ctx
+        return frozen
+
     def _with_gradient(self, compute: Callable[[], Self], inputs: Sequence[Self], backward: Callable) -> Self:
         """`compute()`, run without recording gradients, as a result whose gradient with respect to the tensors
         `inputs` is `backward(grad) -> one tensor (of the input's shape) or None per input`, built of Tensor ops (so
         it stays lazy, fuses, and is differentiable again under create_graph=True). For ops whose gradient is best
         written as a formula instead of derived from the ops computing the value (pow's and var's: PyTorch's
-        formulas, which fix what inf, NaN and zero give at special points)."""
+        formulas, which fix what inf, NaN and zero give at special points). `backward` runs at backward time: the
+        tensors it reads must be `_frozen()` copies (of the inputs, of the result), or an in-place update made in
+        between (`y.pow_(2)`, the in-place twin writing into its own input) would change the formula."""
         with no_grad():
             value = compute()
 
@@ -468,6 +488,9 @@ def _gradients(outputs: list, tensors: list, grad_outputs: Optional[list], op: s
     for (i, _), g in zip(matched, grads):
         if g is not None:
             result[i] = g if result[i] is None else result[i].alu(Op.ADD, g)
+    for i, _ in matched:   # in the graph, but every path passes no gradient (a comparison): zeros, like torch
+        if result[i] is None and tensors[i].dtype.is_float:
+            result[i] = Node.const(0.0, tensors[i].dtype, tensors[i].shape, tensors[i].device)
     for i, t in enumerate(tensors):
         hooks = _leaf_hooks.get(id(t)) if t._ctx is None else None
         if hooks and result[i] is not None:

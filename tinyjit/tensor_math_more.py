@@ -61,7 +61,7 @@ class MoreMathMixin(TensorBase):
         """torch.atan2 (numpy.arctan2): the angle of the point (other, self) in [-pi, pi], elementwise with
         broadcasting; ints become float32. Signed zeros and infinities as C's atan2 (atan2(0, -1) = pi,
         atan2(-0., -1) = -pi, atan2(inf, inf) = pi/4); NaN propagates. Gradients as torch's: other / (self^2 +
-        other^2) for self and -self / (self^2 + other^2) for other (NaN at (0, 0))."""
+        other^2) for self and -self / (self^2 + other^2) for other, 0 where self^2 + other^2 is 0."""
         y, x = self._operands(other, "atan2")
         if not y.dtype.is_float:
             y, x = y.float(), x.float()
@@ -81,8 +81,12 @@ class MoreMathMixin(TensorBase):
             angle = y_negative.where(-angle, angle)
             return ((y != y) | (x != x)).where(y + x, angle)
 
+        y, x = y._frozen(), x._frozen()   # what backward reads, whatever in-place update self gets later
+
         def backward(grad: Self) -> tuple:
-            scale = (y * y + x * x).reciprocal()
+            squared = y * y + x * x
+            at_origin = squared == 0   # gradient 0 at (0, 0), like torch (not 0 * inf = NaN)
+            scale = at_origin.where(0.0, at_origin.where(1.0, squared).reciprocal())
             return (grad * x * scale if y.requires_grad else None, grad * -y * scale if x.requires_grad else None)
         if self.no_grad_active or not (y.requires_grad or x.requires_grad):
             return value()
@@ -111,17 +115,20 @@ class MoreMathMixin(TensorBase):
             return (ax.isinf() | ay.isinf()).where(math.inf, out)
 
         def backward(grad: Self) -> tuple:
-            scale = grad / result.detach()
+            scale = grad / saved_result.detach()
             return (scale * x if x.requires_grad else None, scale * y if y.requires_grad else None)
         if self.no_grad_active or not (x.requires_grad or y.requires_grad):
             return value()
+        x, y = x._frozen(), y._frozen()   # what backward reads, whatever in-place update self gets later
         result = self._with_gradient(value, [x, y], backward)
+        saved_result = result._frozen()
         return result
 
     def logaddexp(self, other) -> Self:
         """torch.logaddexp (numpy.logaddexp): log(exp(self) + exp(other)) elementwise with broadcasting, computed as
         max + log1p(exp(-|self - other|)) so it never overflows; -inf + -inf gives -inf and inf + inf inf. Floats
-        only (RuntimeError for ints, like torch). Gradients: exp(self - out) and exp(other - out)."""
+        only (RuntimeError for ints, like torch). Gradients as torch's: 1 / (1 + exp(other - self)) for self (1 at
+        (inf, -inf)), 1 / (1 + exp(self - other)) for other; NaN where both are the same infinity."""
         x, y = self._operands(other, "logaddexp")
         _needs_float(x, "logaddexp")
         if x.dtype == dtypes.float16:   # in float32, rounded once
@@ -134,13 +141,14 @@ class MoreMathMixin(TensorBase):
             return same_inf.where(x, big + gap.exp().log1p())
 
         def backward(grad: Self) -> tuple:
-            out = result.detach()
-            return (grad * (x - out).exp() if x.requires_grad else None,
-                    grad * (y - out).exp() if y.requires_grad else None)
+            # torch's form 1 / (1 + exp(other - self)): finite where one side is infinite (exp(self - out) is
+            # exp(inf - inf) = NaN at (inf, -inf)); NaN only where both are the same infinity, as in torch
+            return (grad / (1 + (y - x).exp()) if x.requires_grad else None,
+                    grad / (1 + (x - y).exp()) if y.requires_grad else None)
         if self.no_grad_active or not (x.requires_grad or y.requires_grad):
             return value()
-        result = self._with_gradient(value, [x, y], backward)
-        return result
+        x, y = x._frozen(), y._frozen()   # what backward reads, whatever in-place update self gets later
+        return self._with_gradient(value, [x, y], backward)
 
     def frac(self) -> Self:
         """torch.frac: self - trunc(self), the fractional part with self's sign, same dtype; gradient 1. Floats only
@@ -181,8 +189,8 @@ class MoreMathMixin(TensorBase):
         """torch.norm / torch.linalg.vector_norm: the p-norm over `dim` (an int, a tuple, or None for every entry):
         p = 2 or 'fro' sqrt(sum |x|^2), 1 sum |x|, inf max |x|, -inf min |x|, 0 the count of nonzeros, any other
         number (sum |x|^p)^(1/p). A float result (half accumulates in float32); `dtype` casts first. Gradients as
-        torch's: 0 at a zero norm for p = 2, shared evenly between tied entries for +-inf. RuntimeError for an int
-        tensor or p='nuc' (not supported), ValueError for another string."""
+        torch's: 0 at a zero norm and at zero entries (any p, also p < 1), shared evenly between tied entries for
+        +-inf. RuntimeError for an int tensor or p='nuc' (not supported), ValueError for another string."""
         if isinstance(p, str) and p != "fro":
             if p == "nuc":
                 raise RuntimeError("norm: the nuclear norm (p='nuc') is not supported")
@@ -206,8 +214,12 @@ class MoreMathMixin(TensorBase):
             return magnitude.amin(dim, keepdim)
         if p == 0:   # piecewise constant: in the graph with gradient 0, like torch
             return x._with_zero_gradient((x != 0).cast(x.dtype)).sum(dim, keepdim)
-        total = (magnitude ** p).sum(dim, keepdim)
-        zero = total == 0   # gradient 0 at a zero norm (p > 1), like torch, not inf * 0
+        # |x|^p at a zero entry is a constant (0, or inf for p < 0) with gradient 0, like torch: p * |x|^(p-1) is
+        # inf there for p < 1, and inf * 0 would make the whole gradient NaN
+        zero_entry = magnitude == 0
+        powered = zero_entry.where(0.0 if p > 0 else math.inf, zero_entry.where(1.0, magnitude) ** p)
+        total = powered.sum(dim, keepdim)
+        zero = total == 0   # gradient 0 at a zero norm (p > 0), like torch, not inf * 0
         return zero.where(total, zero.where(1.0, total) ** (1.0 / p))
 
     def count_nonzero(self, dim=None) -> Self:
@@ -227,23 +239,28 @@ class MoreMathMixin(TensorBase):
         """torch.ger: the same as outer."""
         return self.outer(vec2)
 
-    def _scaled_sum(self, product: Self, beta, alpha, op: str) -> Self:
-        """beta * self + alpha * product (product's shape; self broadcasts to it), self ignored when beta is 0 (its
-        NaN and inf do not spread), as torch's addmm family."""
+    def _scaled_sum(self, product: Self, beta, alpha, op: str, product_ignored_at_0: bool = True) -> Self:
+        """beta * self + alpha * product (product's shape; self broadcasts to it), as torch's addmm family: self is
+        ignored when beta is 0 and (`product_ignored_at_0`) the product when alpha is 0 (their NaN and inf do not
+        spread; the gradient into them is 0 * grad, as torch's)."""
         try:
             base = self._broadcast_to(product.shape)
         except ValueError:
             raise RuntimeError(f"{op}: input of shape {self.shape} does not broadcast to the product's shape "
                                f"{product.shape}") from None
-        scaled = product if alpha == 1 else product * alpha
+        if alpha == 0 and product_ignored_at_0:   # not 0 * product, which is NaN where the product is inf or NaN
+            zeros = product.zeros_like()
+            scaled = product._with_zero_gradient(zeros) if product.requires_grad else zeros
+        else:
+            scaled = product if alpha == 1 else product * alpha
         if beta == 0:   # self's values are not used (torch: its NaN and inf do not spread); its gradient is 0
             return scaled + base._with_zero_gradient(base.zeros_like()) if base.requires_grad else scaled
         return scaled + (base if beta == 1 else base * beta)
 
     def addmm(self, mat1, mat2, *, beta=1, alpha=1) -> Self:
         """torch.addmm: beta * self + alpha * (mat1 @ mat2) for mat1 (n, m) and mat2 (m, p); self broadcasts to
-        (n, p) and is ignored when beta is 0 (its NaN and inf do not spread). RuntimeError unless mat1 and mat2
-        are 2-D with matching inner sizes, or when self does not broadcast."""
+        (n, p) and is ignored when beta is 0, the product when alpha is 0 (NaN and inf do not spread). RuntimeError
+        unless mat1 and mat2 are 2-D with matching inner sizes, or when self does not broadcast."""
         for m in (mat1, mat2):
             if not isinstance(m, TensorBase) or m.ndim != 2:
                 raise RuntimeError(f"addmm: mat1 and mat2 must be 2-D tensors, got "
@@ -255,11 +272,31 @@ class MoreMathMixin(TensorBase):
 
     def baddbmm(self, batch1, batch2, *, beta=1, alpha=1) -> Self:
         """torch.baddbmm: beta * self + alpha * (batch1 @ batch2) for batch1 (b, n, m) and batch2 (b, m, p); self
-        broadcasts to (b, n, p) and is ignored when beta is 0. RuntimeError unless both are 3-D with one batch
-        size and matching inner sizes, or when self does not broadcast."""
+        broadcasts to (b, n, p) and is ignored when beta is 0. At alpha = 0 the product is still multiplied by 0
+        (NaN where it is inf or NaN), as torch 2.13's baddbmm does, unlike its addmm. RuntimeError unless both are
+        3-D with one batch size and matching inner sizes, or when self does not broadcast."""
         if not isinstance(batch1, TensorBase):
             raise RuntimeError(f"baddbmm: batch1 must be a tensor, got {type(batch1).__name__}")
-        return self._scaled_sum(batch1.bmm(batch2), beta, alpha, "baddbmm")
+        return self._scaled_sum(batch1.bmm(batch2), beta, alpha, "baddbmm", product_ignored_at_0=False)
+
+    def addmv(self, mat, vec, *, beta=1, alpha=1) -> Self:
+        """torch.addmv: beta * self + alpha * (mat @ vec) for mat (n, m) and vec (m,); self broadcasts to (n,); self
+        is ignored when beta is 0 and the product when alpha is 0, as torch does. RuntimeError unless mat is 2-D
+        and vec 1-D with matching sizes, or when self does not broadcast."""
+        if not (isinstance(mat, TensorBase) and isinstance(vec, TensorBase)) or mat.ndim != 2 or vec.ndim != 1 \
+                or mat.shape[1] != vec.shape[0]:
+            raise RuntimeError(f"addmv: expected a 2-D mat (n, m) and a 1-D vec (m,), got "
+                               f"{getattr(mat, 'shape', type(mat).__name__)} and "
+                               f"{getattr(vec, 'shape', type(vec).__name__)}")
+        return self._scaled_sum(mat.matmul(vec), beta, alpha, "addmv")
+
+    def addbmm(self, batch1, batch2, *, beta=1, alpha=1) -> Self:
+        """torch.addbmm: beta * self + alpha * sum_b(batch1[b] @ batch2[b]) for batch1 (b, n, m) and batch2
+        (b, m, p); self broadcasts to (n, p); self is ignored when beta is 0 and the product when alpha is 0, as
+        torch does. RuntimeError as bmm's for other shapes, or when self does not broadcast."""
+        if not isinstance(batch1, TensorBase):
+            raise RuntimeError(f"addbmm: batch1 must be a tensor, got {type(batch1).__name__}")
+        return self._scaled_sum(batch1.bmm(batch2).sum(0), beta, alpha, "addbmm")
 
     def trace(self) -> Self:
         """torch.trace: the sum of the main diagonal of a 2-D tensor (ints sum in int64, like torch).

@@ -1,6 +1,8 @@
-"""PyTorch's in-place methods (add_, sub_, mul_, div_, zero_, fill_, clamp_, copy_, uniform_, normal_ and the
-augmented assignments +=, -=, *=, /=), each computed out of place and written back with `Tensor.assign` (the
-buffer is reused; lazy values that read the old contents keep them, see tinyjit.inplace).
+"""PyTorch's in-place methods (add_, sub_, mul_, div_, zero_, fill_, clamp_, copy_, uniform_, normal_, the
+augmented assignments +=, -=, *=, /=, and the twins NAME_ of out-of-place methods listed in INPLACE_TWINS: exp_,
+fmod_, eq_, cumsum_, addmm_, ...), each computed out of place and written back with `Tensor.assign` (the buffer is
+reused; lazy values that read the old contents keep them, see tinyjit.inplace). The in-place view ops (t_,
+transpose_, squeeze_, ... in VIEW_TWINS) and detach_ change the tensor itself, not its buffer.
 
 PyTorch's rules: an in-place op on a leaf that requires grad raises RuntimeError outside no_grad (initialize
 parameters under `Tensor.no_grad()` / `tinyjit.no_grad()`), and the result must keep the tensor's dtype: an int
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Optional
 
+from tinyjit import inplace
 from tinyjit.dtype import dtypes
 from tinyjit.tensor_base import TensorBase, broadcast_shape
 
@@ -46,6 +49,18 @@ class MutationMixin(TensorBase):
                 raise RuntimeError(f"{op}: output with shape {self.shape} doesn't match the broadcast shape "
                                    f"{broadcast_shape(result.shape, self.shape, op)}")
         return self.assign(result)
+
+    def _rebind(self, view: Self) -> None:
+        """Make self the tensor `view` is (its node and autograd state): an in-place view op. Registered as a live
+        value again, so later assigns into the buffer it reads keep its contents (tinyjit.inplace)."""
+        self.node, self._requires_grad, self._ctx = view.node, view._requires_grad, view._ctx
+        inplace.track(self)
+
+    def detach_(self) -> Self:
+        """torch.Tensor.detach_: cut self from the graph that made it, in place: it no longer requires grad and is
+        a leaf (its value is unchanged); returns self."""
+        self._requires_grad, self._ctx = False, None
+        return self
 
     def add_(self, other, alpha=1) -> Self:
         """torch.Tensor.add_: self += alpha * other, in place; returns self. RuntimeError (like PyTorch) for a leaf
@@ -137,3 +152,58 @@ class MutationMixin(TensorBase):
     def __isub__(self, other): return self._inplace(self - other, "-=")          # noqa: E704
     def __imul__(self, other): return self._inplace(self * other, "*=")          # noqa: E704
     def __itruediv__(self, other): return self._inplace(self / other, "/=")      # noqa: E704
+
+
+# torch.Tensor's in-place twins of out-of-place methods whose result has self's shape (or broadcasts to it):
+# NAME_(...) computes self.NAME(...) and writes it into self with `_inplace` (PyTorch's checks: a leaf that requires
+# grad, a result dtype that cannot be kept, a broadcast shape larger than self's). The shape-changing twins (t_,
+# squeeze_, ...) are VIEW_TWINS below.
+INPLACE_TWINS = (
+    # elementwise math
+    "abs neg sign exp exp2 expm1 log log2 log1p sqrt rsqrt reciprocal square sin cos tan tanh sigmoid relu erf "
+    "floor ceil round trunc frac nan_to_num pow lerp fmod remainder atan2 arctan2 hypot "
+    # comparisons and logic (the bool result cast to self's dtype, as torch)
+    "eq ne lt le gt ge logical_and logical_or logical_xor logical_not bitwise_and bitwise_or bitwise_xor bitwise_not "
+    # along a dim, triangles, and the addmm family
+    "cumsum cumprod tril triu addmm baddbmm addmv addbmm"
+).split()
+
+
+def _inplace_twin(name: str):
+    def method(self, *args, **kwargs):
+        return self._inplace(getattr(self, name)(*args, **kwargs), f"{name}_")
+    method.__name__ = method.__qualname__ = f"{name}_"
+    method.__doc__ = (f"torch.Tensor.{name}_: self.{name}(...) written into self in place; returns self. RuntimeError "
+                      f"(like PyTorch) for a leaf that requires grad outside no_grad, a result whose dtype cannot be "
+                      f"kept (a float result into an int tensor) or a broadcast shape larger than self's.")
+    return method
+
+
+for _name in INPLACE_TWINS:
+    setattr(MutationMixin, f"{_name}_", _inplace_twin(_name))
+del _name
+
+
+# torch.Tensor's in-place view ops: NAME_(...) makes self the view self.NAME(...) (its shape changes, no data is
+# written; autograd flows through the view as for the out-of-place op)
+VIEW_TWINS = ("t", "transpose", "swapaxes", "swapdims", "squeeze", "unsqueeze")
+
+
+def _view_twin(name: str):
+    def method(self, *args, **kwargs):
+        view = getattr(self, name)(*args, **kwargs)   # bad dims raise here, before self changes
+        if self.requires_grad and self._ctx is None:
+            raise RuntimeError(f"{name}_: a leaf tensor that requires grad (shape {self.shape}) cannot change its "
+                               f"shape in place; use the out-of-place {name}() or a detached tensor")
+        self._rebind(view)
+        return self
+    method.__name__ = method.__qualname__ = f"{name}_"
+    method.__doc__ = (f"torch.Tensor.{name}_: self becomes self.{name}(...) (its shape changes in place, no data is "
+                      f"copied); returns self. The same errors as {name}(); RuntimeError for a leaf that requires "
+                      f"grad (tinyjit refuses it under no_grad too: a leaf is matched by its node).")
+    return method
+
+
+for _name in VIEW_TWINS:
+    setattr(MutationMixin, f"{_name}_", _view_twin(_name))
+del _name

@@ -153,6 +153,7 @@ class ReduceMixin(TensorBase):
         if self.no_grad_active or not x.requires_grad:
             return value()
         dof = count - correction
+        x = x._frozen()   # what backward reads, whatever in-place update self gets later
 
         def backward(grad: Self) -> tuple:
             """PyTorch's var_backward: 2 / (n - correction) * grad * (x - mean), that factor unclamped (negative,

@@ -2,8 +2,9 @@
 
 `Module` and `Parameter` (module.py) register parameters and buffers; layers live in layers.py (Linear,
 convolutions, Embedding, Dropout), pooling.py, resample.py (interpolate, Upsample), norm.py, activation.py,
-attention.py, recurrent.py (RNN, LSTM, GRU), transformer.py, losses.py and layers_more.py (Fold/Unfold,
-PixelShuffle, padding layers, InstanceNorm, PReLU, Bilinear, ParameterList/Dict, ...); `nn.functional` is PyTorch's
+attention.py, recurrent.py (RNN, LSTM, GRU), transformer.py, losses.py, padding.py (ZeroPad/ConstantPad/
+ReflectionPad/ReplicationPad 1d-3d) and layers_more.py (Fold/Unfold, PixelShuffle, InstanceNorm, PReLU, Bilinear,
+ParameterList/Dict, ...); `nn.functional` is PyTorch's
 functional API; `nn.init` holds the initializers, `nn.utils` gradient clipping and `nn.state` safetensors /
 PyTorch checkpoint files.
 """
@@ -24,8 +25,10 @@ from tinyjit.nn.recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell  # n
 from tinyjit.nn.transformer import (TransformerDecoder, TransformerDecoderLayer, TransformerEncoder,  # noqa: F401
                                     TransformerEncoderLayer)
 from tinyjit.nn.layers_more import (SELU, AdaptiveMaxPool1d, AdaptiveMaxPool2d, Bilinear,  # noqa: F401
-                                    ConstantPad1d, ConstantPad2d, CosineSimilarity, Fold, Hardshrink, InstanceNorm1d,
-                                    InstanceNorm2d, PairwiseDistance, ParameterDict, ParameterList, PixelShuffle,
-                                    PixelUnshuffle, PReLU, ReflectionPad1d, ReflectionPad2d, ReplicationPad1d,
-                                    ReplicationPad2d, Softshrink, Tanhshrink, Threshold, Unfold, ZeroPad2d)
+                                    CosineSimilarity, Fold, Hardshrink, InstanceNorm1d, InstanceNorm2d, InstanceNorm3d,
+                                    PairwiseDistance, ParameterDict, ParameterList, PixelShuffle, PixelUnshuffle,
+                                    PReLU, Softshrink, Tanhshrink, Threshold, Unfold)
+from tinyjit.nn.padding import (ConstantPad1d, ConstantPad2d, ConstantPad3d, ReflectionPad1d,  # noqa: F401
+                                ReflectionPad2d, ReflectionPad3d, ReplicationPad1d, ReplicationPad2d, ReplicationPad3d,
+                                ZeroPad1d, ZeroPad2d, ZeroPad3d)
 from tinyjit.nn.norm import BatchNorm1d, BatchNorm2d, BatchNorm3d, GroupNorm, LayerNorm, RMSNorm  # noqa: F401

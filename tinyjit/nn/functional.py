@@ -365,9 +365,8 @@ def normalize(input: Tensor, p: float = 2.0, dim: int = 1, eps: float = 1e-12, o
         norm = x.abs().sum(dim, keepdim=True).maximum(eps)
     elif p == math.inf:
         norm = x.abs().amax(dim, keepdim=True).maximum(eps)
-    else:
-        norm = (x.abs() ** p).sum(dim, keepdim=True).maximum(eps ** p) ** (1 / p)
-        norm = norm.maximum(eps)
+    else:   # Tensor.norm: a gradient of 0 at zero entries (|x|^p's is inf there for p < 1)
+        norm = x.norm(p, dim, keepdim=True).maximum(eps)
     return x / norm
 
 
@@ -379,8 +378,10 @@ def cosine_similarity(x1: Tensor, x2: Tensor, dim: int = 1, eps: float = 1e-8) -
     shape = tuple(np.broadcast_shapes(x1.shape, x2.shape))   # (torch broadcasts before taking the norms)
     a, b = x1.expand(shape), x2.expand(shape)
     a, b = (a.float(), b.float()) if wide is not None else (a, b)
-    a = a / a.square().sum(dim, keepdim=True).sqrt().maximum(eps)
-    b = b / b.square().sum(dim, keepdim=True).sqrt().maximum(eps)
+    # Tensor.norm, not square().sum().sqrt(): its gradient is 0 at a zero vector (as torch's), where sqrt's inf
+    # times the 0 that maximum(eps) passes back would be NaN
+    a = a / a.norm(2, dim, keepdim=True).maximum(eps)
+    b = b / b.norm(2, dim, keepdim=True).maximum(eps)
     out = (a * b).sum(dim)
     return out.cast(x1.dtype) if wide is not None else out
 

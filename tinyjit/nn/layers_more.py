@@ -1,12 +1,12 @@
 """More torch.nn modules over tinyjit.nn.functional_more and nn.functional: Unfold/Fold, PixelShuffle/
-PixelUnshuffle, AdaptiveMaxPool1d/2d, PairwiseDistance, CosineSimilarity, InstanceNorm1d/2d, PReLU, SELU,
-Threshold, Hardshrink/Softshrink/Tanhshrink, the padding layers (ZeroPad2d, ConstantPad1d/2d, ReflectionPad1d/2d,
-ReplicationPad1d/2d), Bilinear, and the containers ParameterList/ParameterDict. Constructor arguments, defaults,
+PixelUnshuffle, AdaptiveMaxPool1d/2d, PairwiseDistance, CosineSimilarity, InstanceNorm1d/2d/3d, PReLU, SELU,
+Threshold, Hardshrink/Softshrink/Tanhshrink, Bilinear, and the containers ParameterList/ParameterDict (the
+padding layers are in tinyjit/nn/padding.py). Constructor arguments, defaults,
 parameter names and state_dict keys are torch's."""
 from __future__ import annotations
 
 import math
-import numbers
+from collections import OrderedDict
 from typing import Iterable, Iterator, Mapping, Optional
 
 from tinyjit.deferred import defer_realize
@@ -172,6 +172,12 @@ class InstanceNorm2d(_InstanceNorm):
     _nd = 2
 
 
+class InstanceNorm3d(_InstanceNorm):
+    """torch.nn.InstanceNorm3d: F.instance_norm of (N, C, D, H, W) or (C, D, H, W), each (n, c) volume normalized
+    over D, H and W; affine weight/bias and running statistics as torch's arguments (both off by default)."""
+    _nd = 3
+
+
 class PReLU(Module):
     """torch.nn.PReLU: x where x > 0, weight * x elsewhere, weight a parameter of num_parameters (1, or one per
     channel) values starting at `init`."""
@@ -235,73 +241,6 @@ class Tanhshrink(Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return FM.tanhshrink(x)
-
-
-class _PadNd(Module):
-    _nd = 1
-    _mode = "constant"
-
-    def __init__(self, padding, value: float = 0.0):
-        super().__init__()
-        amounts = (padding,) * (2 * self._nd) if isinstance(padding, numbers.Integral) else tuple(padding)
-        if len(amounts) != 2 * self._nd:
-            raise ValueError(f"{type(self).__name__}: padding must be an int or {2 * self._nd} ints, got {padding!r}")
-        self.padding, self.value = amounts, value
-
-    def forward(self, x: Tensor) -> Tensor:
-        if x.ndim not in (self._nd + 1, self._nd + 2):
-            raise ValueError(f"{type(self).__name__}: expected a {self._nd + 1}-d or {self._nd + 2}-d input, got "
-                             f"shape {x.shape}")
-        return F.pad(x, self.padding, self._mode, self.value if self._mode == "constant" else None)
-
-    def extra_repr(self) -> str:
-        return f"{self.padding}" + (f", value={self.value}" if self._mode == "constant" else "")
-
-
-class ConstantPad1d(_PadNd):
-    """torch.nn.ConstantPad1d(padding, value): the last dim padded by (left, right) (one int for both) with
-    value."""
-
-
-class ConstantPad2d(_PadNd):
-    """torch.nn.ConstantPad2d(padding, value): the last two dims padded by (left, right, top, bottom) (one int for
-    all) with value."""
-    _nd = 2
-
-
-class ZeroPad2d(ConstantPad2d):
-    """torch.nn.ZeroPad2d(padding): ConstantPad2d with 0."""
-
-    def __init__(self, padding):
-        super().__init__(padding, 0.0)
-
-
-class ReflectionPad1d(_PadNd):
-    """torch.nn.ReflectionPad1d(padding): the last dim padded by its reflection (not repeating the edge); each
-    amount must be smaller than the dim (RuntimeError)."""
-    _mode = "reflect"
-
-    def __init__(self, padding):
-        super().__init__(padding)
-
-
-class ReflectionPad2d(ReflectionPad1d):
-    """torch.nn.ReflectionPad2d(padding): the last two dims padded by reflection, (left, right, top, bottom)."""
-    _nd = 2
-
-
-class ReplicationPad1d(_PadNd):
-    """torch.nn.ReplicationPad1d(padding): the last dim padded by repeating its edge values."""
-    _mode = "replicate"
-
-    def __init__(self, padding):
-        super().__init__(padding)
-
-
-class ReplicationPad2d(ReplicationPad1d):
-    """torch.nn.ReplicationPad2d(padding): the last two dims padded by repeating their edge values, (left, right,
-    top, bottom)."""
-    _nd = 2
 
 
 class Bilinear(Module):
@@ -372,16 +311,21 @@ class ParameterList(Module):
 
 
 class ParameterDict(Module):
-    """torch.nn.ParameterDict: a dict of parameters registered under their keys (state_dict keys as torch's);
-    plain tensors become Parameters. Indexing, `in`, len, keys, values and items as a dict."""
+    """torch.nn.ParameterDict: an ordered dict of parameters registered under their keys (state_dict keys as
+    torch's); plain tensors become Parameters. Indexing, assignment, `del`, `in`, len, iteration (the keys),
+    keys/values/items, get, pop, popitem, setdefault, update (from a mapping, a ParameterDict or (key, value)
+    pairs; a plain dict in sorted key order, as torch), clear and copy. KeyError for a missing key (torch's pop
+    raises AttributeError); TypeError for a key that is not a str or a value that is not a tensor."""
 
-    def __init__(self, parameters: Optional[Mapping[str, Tensor]] = None):
+    def __init__(self, parameters=None):
         super().__init__()
         object.__setattr__(self, "_keys", [])
-        for key, value in (parameters or {}).items():
-            self[key] = value
+        if parameters is not None:
+            self.update(parameters)
 
     def __setitem__(self, key: str, value: Tensor) -> None:
+        if not isinstance(key, str):
+            raise TypeError(f"ParameterDict: keys must be str, got {type(key).__name__}")
         setattr(self, key, _as_parameter(value, "ParameterDict"))
         if key not in self._keys:
             self._keys.append(key)
@@ -391,7 +335,13 @@ class ParameterDict(Module):
             raise KeyError(key)
         return getattr(self, key)
 
-    def __contains__(self, key: str) -> bool:
+    def __delitem__(self, key: str) -> None:
+        if key not in self._keys:
+            raise KeyError(key)
+        self._keys.remove(key)
+        delattr(self, key)
+
+    def __contains__(self, key) -> bool:
         return key in self._keys
 
     def __len__(self) -> int:
@@ -408,6 +358,67 @@ class ParameterDict(Module):
 
     def items(self) -> list[tuple[str, Tensor]]:
         return [(k, self[k]) for k in self._keys]
+
+    def get(self, key: str, default=None):
+        """The parameter under `key`, or `default` when there is none."""
+        return self[key] if key in self._keys else default
+
+    def pop(self, key: str) -> Tensor:
+        """Remove and return the parameter under `key`; KeyError when it is missing."""
+        value = self[key]
+        del self[key]
+        return value
+
+    def popitem(self) -> tuple[str, Tensor]:
+        """Remove and return the last (key, parameter) pair; KeyError when empty."""
+        if not self._keys:
+            raise KeyError("popitem(): ParameterDict is empty")
+        key = self._keys[-1]
+        return key, self.pop(key)
+
+    def setdefault(self, key: str, default=None):
+        """The parameter under `key`, first setting it to `default` when missing (None is stored as a missing
+        parameter, like torch's, and returned)."""
+        if key not in self._keys:
+            if default is None:
+                self._keys.append(key)
+                self.register_parameter(key, None)
+                return None
+            self[key] = default
+        return self[key]
+
+    def update(self, parameters) -> None:
+        """Add or replace parameters from a mapping or an iterable of (key, value) pairs. As torch: an OrderedDict,
+        a ParameterDict and pairs keep their order, another mapping (a plain dict) is added in sorted key order.
+        TypeError for anything else, ValueError for an element that is not a pair."""
+        if isinstance(parameters, (ParameterDict, OrderedDict)):
+            pairs = list(parameters.items())
+        elif isinstance(parameters, Mapping):
+            pairs = sorted(parameters.items(), key=lambda pair: pair[0])
+        elif isinstance(parameters, Iterable) and not isinstance(parameters, (str, bytes, Tensor)):
+            pairs = []
+            for i, pair in enumerate(parameters):
+                if not isinstance(pair, Iterable) or isinstance(pair, (str, Tensor)):
+                    raise TypeError(f"ParameterDict.update: element {i} should be a (key, value) pair, got "
+                                    f"{type(pair).__name__}")
+                pair = tuple(pair)
+                if len(pair) != 2:
+                    raise ValueError(f"ParameterDict.update: element {i} has length {len(pair)}; 2 is required")
+                pairs.append(pair)
+        else:
+            raise TypeError(f"ParameterDict.update: expected a mapping or an iterable of (key, value) pairs, got "
+                            f"{type(parameters).__name__}")
+        for key, value in pairs:
+            self[key] = value
+
+    def clear(self) -> None:
+        """Remove every parameter."""
+        for key in list(self._keys):
+            del self[key]
+
+    def copy(self) -> ParameterDict:
+        """A new ParameterDict holding the same parameters (not copies of them), as torch's."""
+        return ParameterDict(OrderedDict(self.items()))
 
     def forward(self, *args, **kwargs):
         raise NotImplementedError("ParameterDict is a container: index it for its parameters")

@@ -111,7 +111,7 @@ class Module:
         if isinstance(value, Tensor):
             if kind != _BUFFER:
                 kind = _PARAM
-                if value.requires_grad is None and value.dtype.is_float:
+                if value._requires_grad is None and value.dtype.is_float:   # (never set to False)
                     value.requires_grad = True
         elif isinstance(value, Module):
             kind = _MODULE
@@ -142,7 +142,7 @@ class Module:
         if tensor is not None and not isinstance(tensor, Tensor):
             raise TypeError(f"register_buffer: {name!r} must be a Tensor or None, got {type(tensor).__name__}")
         self._ensure_registry()[name] = _BUFFER
-        if tensor is not None and tensor.requires_grad is None:
+        if tensor is not None and tensor._requires_grad is None:
             tensor.requires_grad = False
         (self._non_persistent.discard if persistent else self._non_persistent.add)(name)
         object.__setattr__(self, name, tensor)

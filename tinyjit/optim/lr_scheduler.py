@@ -428,21 +428,46 @@ class CosineAnnealingWarmRestarts(LRScheduler):
         self._last_lr = self._current()
 
 
-class SequentialLR(LRScheduler):
+class _Composite(LRScheduler):
+    """A scheduler over other schedulers of one optimizer (SequentialLR, ChainedScheduler): their checks and
+    state."""
+
+    @staticmethod
+    def _check(name: str, optimizer, schedulers: Sequence[LRScheduler]) -> None:
+        """ValueError for no schedulers, a ReduceLROnPlateau (its step needs a metric) or a scheduler of another
+        optimizer; TypeError for something without an optimizer."""
+        if len(schedulers) < 1:
+            raise ValueError(f"{name}: expects at least one scheduler")
+        for i, scheduler in enumerate(schedulers):
+            if isinstance(scheduler, ReduceLROnPlateau):
+                raise ValueError(f"{name}: does not support ReduceLROnPlateau (scheduler {i})")
+            if not hasattr(scheduler, "optimizer"):
+                raise TypeError(f"{name}: scheduler {i} ({type(scheduler).__name__}) has no optimizer")
+            if scheduler.optimizer is not optimizer:
+                raise ValueError(f"{name}: scheduler {i} ({type(scheduler).__name__}) belongs to another optimizer")
+
+    def state_dict(self) -> dict[str, Any]:
+        """The state, with each wrapped scheduler's state_dict under '_schedulers' (as torch)."""
+        state = {k: v for k, v in self.__dict__.items() if k not in ("optimizer", "_schedulers")}
+        state["_schedulers"] = [s.state_dict() for s in self._schedulers]
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        state = dict(state_dict)
+        saved = state.pop("_schedulers")
+        self.__dict__.update(state)
+        for scheduler, s in zip(self._schedulers, saved):
+            scheduler.load_state_dict(s)
+
+
+class SequentialLR(_Composite):
     """torch.optim.lr_scheduler.SequentialLR: runs schedulers[0] until milestones[0], then schedulers[1] (restarted
     at its epoch 0) until milestones[1], and so on; all on the same optimizer. ValueError for an empty list, a
     ReduceLROnPlateau, another optimizer, or not one milestone fewer than schedulers."""
 
     def __init__(self, optimizer: Optimizer, schedulers: Sequence[LRScheduler], milestones: Sequence[int],
                  last_epoch: int = -1):
-        if len(schedulers) < 1:
-            raise ValueError("SequentialLR: expects at least one scheduler")
-        for i, scheduler in enumerate(schedulers):
-            if isinstance(scheduler, ReduceLROnPlateau):
-                raise ValueError(f"SequentialLR: does not support ReduceLROnPlateau (scheduler {i})")
-            if getattr(scheduler, "optimizer", None) is not optimizer:
-                raise ValueError(f"SequentialLR: scheduler {i} ({type(scheduler).__name__}) belongs to another "
-                                 f"optimizer")
+        self._check("SequentialLR", optimizer, schedulers)
         if len(milestones) != len(schedulers) - 1:
             raise ValueError(f"SequentialLR: expects one milestone fewer than schedulers, got {len(schedulers)} "
                              f"schedulers and {len(milestones)} milestones")
@@ -470,18 +495,26 @@ class SequentialLR(LRScheduler):
             scheduler.step()
         self._last_lr = scheduler.get_last_lr()
 
-    def state_dict(self) -> dict[str, Any]:
-        """The state, with each wrapped scheduler's state_dict under '_schedulers' (as torch)."""
-        state = {k: v for k, v in self.__dict__.items() if k not in ("optimizer", "_schedulers")}
-        state["_schedulers"] = [s.state_dict() for s in self._schedulers]
-        return state
 
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        state = dict(state_dict)
-        saved = state.pop("_schedulers")
-        self.__dict__.update(state)
-        for scheduler, s in zip(self._schedulers, saved):
-            scheduler.load_state_dict(s)
+
+class ChainedScheduler(_Composite):
+    """torch.optim.lr_scheduler.ChainedScheduler: step() steps every scheduler in turn, so their (chainable)
+    factors multiply, e.g. ConstantLR warm-up times ExponentialLR decay. `optimizer` defaults to the first
+    scheduler's. ValueError for no schedulers, a ReduceLROnPlateau or schedulers of different optimizers."""
+
+    def __init__(self, schedulers: Sequence[LRScheduler], optimizer: Union[Optimizer, None] = None):
+        if len(schedulers) < 1:
+            raise ValueError("ChainedScheduler: expects at least one scheduler")
+        optimizer = optimizer if optimizer is not None else getattr(schedulers[0], "optimizer", None)
+        self._check("ChainedScheduler", optimizer, schedulers)
+        self._schedulers, self.optimizer = list(schedulers), optimizer
+        self._last_lr = self._current()
+
+    def step(self) -> None:
+        """Step each scheduler, in order."""
+        for scheduler in self._schedulers:
+            scheduler.step()
+        self._last_lr = self._current()
 
 
 class ReduceLROnPlateau:

@@ -98,7 +98,7 @@ class Optimizer:
                 raise ValueError(f"{type(self).__name__}: a parameter of shape {p.shape} appears in more than one "
                                  f"param group")
             seen.add(id(p))
-            if p.requires_grad is None:
+            if p._requires_grad is None:   # never decided (not False): a parameter now
                 p.requires_grad = True
             if not p.node.realized:    # updates assign into the parameter's buffer
                 p.realize()
