@@ -26,7 +26,6 @@ import weakref
 from collections import defaultdict
 from contextlib import contextmanager
 
-from tinyjit.autograd_graph import EDGES
 from tinyjit.lazy import Node, toposort
 from tinyjit.ops import Op
 
@@ -195,7 +194,7 @@ def _reached(lazy: list, targets: set, made: dict, plan: dict) -> None:
         else:
             stack.extend(node.src)
             continue
-        if node.op == Op.ASSIGN and node in EDGES:
+        if node.op == Op.ASSIGN and node.edges is not None:
             # an assign recorded for autograd (`y *= b` on a result) keeps its graph when realized: a backward pass
             # may still read what its value read (not its target node, which no gradient reads and which must keep
             # the buffer it writes)
