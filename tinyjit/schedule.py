@@ -598,37 +598,41 @@ def _structure_key(outputs: list[Node], readers) -> tuple[tuple, list[Node]]:
 
     One walk over the graph does both (it runs on every realize, hit or miss): the order is `toposort`'s (a node
     after its sources, stopping at realized nodes), and each node's entry is made when it is emitted, with its
-    sources' positions in the order instead of the nodes."""
+    sources' positions in the order instead of the nodes. Written for speed (a large eager step walks thousands of
+    nodes): one dict both marks the nodes being walked (-1) and holds the emitted ones' positions, the sources'
+    positions are looked up by C-level map, and a dtype is keyed by its name (equal names are equal dtypes; the
+    name's hash is cached by the str, a DType's hash is a Python call each time the key is hashed)."""
     roots = [o for o in dict.fromkeys(outputs) if o.buffer is None]
     graph: list[Node] = []
-    index: dict[int, int] = {}
+    index: dict[int, int] = {}     # id(node) -> its position in `graph`, or -1 while its sources are walked
     buffers: dict[int, int] = {}
     key: list = []
-    expanded: set[int] = set()
     stack = list(reversed(roots))
+    pop, push, emit, add_key, position_of = stack.pop, stack.append, graph.append, key.append, index.get
     while stack:
-        n = stack.pop()
+        n = pop()
         node_id = id(n)
-        if node_id in expanded:
-            if node_id not in index:
-                index[node_id] = len(graph)
-                graph.append(n)
-                b = n.buffer
-                if b is not None:   # only which buffer it is matters, and its size
-                    key.append((n.op, n.dtype, n.shape, n.device, buffers.setdefault(id(b), len(buffers)), b.size))
-                else:
-                    key.append((n.op, tuple([index[id(s)] for s in n.src]), _exact_key(n.arg) if n.op is _CONST
-                                else n.arg, n.dtype, n.shape, n.device))
-            continue
-        expanded.add(node_id)
-        stack.append(n)
-        if n.buffer is None:
-            for s in reversed(n.src):
-                if id(s) not in expanded:
-                    stack.append(s)
+        position = position_of(node_id)
+        if position is None:   # first visit: walk the sources first, then come back to it
+            index[node_id] = -1
+            push(n)
+            if n.buffer is None:
+                for s in reversed(n.src):
+                    if id(s) not in index:
+                        push(s)
+        elif position == -1:   # its sources are emitted: emit it (a later copy on the stack finds it emitted)
+            index[node_id] = len(graph)
+            emit(n)
+            b = n.buffer
+            if b is not None:   # only which buffer it is matters, and its size
+                add_key((n.op, n.dtype.name, n.shape, n.device, buffers.setdefault(id(b), len(buffers)), b.size))
+            else:
+                op = n.op
+                add_key((op, tuple(map(index.__getitem__, map(id, n.src))),
+                         _exact_key(n.arg) if op is _CONST else n.arg, n.dtype.name, n.shape, n.device))
     key.append(tuple([index[id(o)] for o in roots]))
     if readers:
-        key.append(tuple(sorted({index[id(r)] for r in readers if id(r) in index})))
+        key.append(tuple(sorted({index[id(r)] for r in readers if index.get(id(r), -1) >= 0})))
     return tuple(key), graph
 
 
