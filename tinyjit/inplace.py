@@ -129,6 +129,8 @@ def note_assign(tensor) -> None:
 
 def assigns_pending() -> bool:
     """Whether some assign node is still unrealized (otherwise no schedule overwrites anything: nothing to do)."""
+    if not _pending_assigns:   # (every realize asks: no lock when there is none)
+        return False
     with _lock:
         for key, ref in list(_pending_assigns.items()):
             node = ref()

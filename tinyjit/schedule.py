@@ -562,8 +562,9 @@ def cached_schedule(outputs: list[Node], readers=()) -> list[ScheduleItem]:
     must be the same buffer as the one its value reads), the same outputs and live readers. What the scheduler
     decides depends on nothing else, so the earlier kernels (their ASTs) are bound to this graph's nodes instead
     of being built again: linear in the graph's size, without lowering anything."""
-    key, graph = _structure_key(outputs, readers)
+    parts, graph = _structure_key(outputs, readers)
     try:
+        key = _HashedKey(parts)
         with _schedule_cache_lock:
             cached = _schedule_cache.get(key)
             if cached is not None:
@@ -590,6 +591,21 @@ def cached_schedule(outputs: list[Node], readers=()) -> list[ScheduleItem]:
     return items
 
 
+class _HashedKey:
+    """A structure key that hashes its (long) tuple once: a cache hit looks it up and moves it to the end of the
+    LRU order, and a tuple hashes all its items each time it is asked."""
+    __slots__ = ("parts", "hash")
+
+    def __init__(self, parts: tuple):
+        self.parts, self.hash = parts, hash(parts)   # (TypeError for an argument that cannot be hashed)
+
+    def __hash__(self) -> int:
+        return self.hash
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, _HashedKey) and self.hash == other.hash and self.parts == other.parts
+
+
 _CONST = Op.CONST   # (a module constant: reading a member from the Enum class is a slow metaclass hook)
 
 
@@ -608,11 +624,11 @@ def _structure_key(outputs: list[Node], readers) -> tuple[tuple, list[Node]]:
     buffers: dict[int, int] = {}
     key: list = []
     stack = list(reversed(roots))
-    pop, push, emit, add_key, position_of = stack.pop, stack.append, graph.append, key.append, index.get
+    push = stack.append
     while stack:
-        n = pop()
+        n = stack.pop()
         node_id = id(n)
-        position = position_of(node_id)
+        position = index.get(node_id)
         if position is None:   # first visit: walk the sources first, then come back to it
             index[node_id] = -1
             push(n)
@@ -622,14 +638,19 @@ def _structure_key(outputs: list[Node], readers) -> tuple[tuple, list[Node]]:
                         push(s)
         elif position == -1:   # its sources are emitted: emit it (a later copy on the stack finds it emitted)
             index[node_id] = len(graph)
-            emit(n)
+            graph.append(n)
             b = n.buffer
             if b is not None:   # only which buffer it is matters, and its size
-                add_key((n.op, n.dtype.name, n.shape, n.device, buffers.setdefault(id(b), len(buffers)), b.size))
+                key.append((n.op, n.dtype.name, n.shape, n.device, buffers.setdefault(id(b), len(buffers)), b.size))
+                continue
+            op, src = n.op, n.src
+            if len(src) == 1:
+                sources = (index[id(src[0])],)
+            elif len(src) == 2:
+                sources = (index[id(src[0])], index[id(src[1])])
             else:
-                op = n.op
-                add_key((op, tuple(map(index.__getitem__, map(id, n.src))),
-                         _exact_key(n.arg) if op is _CONST else n.arg, n.dtype.name, n.shape, n.device))
+                sources = tuple(map(index.__getitem__, map(id, src)))
+            key.append((op, sources, _exact_key(n.arg) if op is _CONST else n.arg, n.dtype.name, n.shape, n.device))
     key.append(tuple([index[id(o)] for o in roots]))
     if readers:
         key.append(tuple(sorted({index[id(r)] for r in readers if index.get(id(r), -1) >= 0})))

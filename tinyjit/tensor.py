@@ -341,7 +341,10 @@ class Tensor(ArithmeticMixin, AutogradMixin, CreationMixin, RandomMixin, MathMix
                                    f"move one with .to()")
 
     def _apply(self, op: Op, *others: Tensor, arg=None) -> Tensor:
-        self._same_device(op.name.lower(), *others)
+        device = self.node.device
+        for o in others:   # (the op's name for the error only when there is one: every op comes through here)
+            if o.node.device != device:
+                self._same_device(op.name.lower(), *others)
         node = self.node.alu(op, *(o.node for o in others), arg=arg)
         return Tensor(node)._record(self, *others)
 

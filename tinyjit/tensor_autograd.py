@@ -242,10 +242,8 @@ class AutogradMixin(TensorBase):
 
     def _record(self, *inputs: Self) -> Self:
         """Called on the result of an op applied to `inputs` (whose nodes are the sources of self.node)."""
-        if self.no_grad_active or not self.dtype.is_float:
-            return self
-        mask = tuple(bool(t.requires_grad) for t in inputs)
-        if not any(mask):
+        mask = tuple([bool(t._requires_grad) for t in inputs])
+        if True not in mask or self.no_grad_active or not self.node.dtype.is_float:   # (cheapest test first)
             return self
         self._requires_grad, self._ctx = True, self.node.op
         if all(self.node is not t.node for t in inputs):   # a no-op view returns an input's node: nothing new
