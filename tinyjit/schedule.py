@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from tinyjit.dtype import dtypes
 from tinyjit.helpers import NameEnum
 from tinyjit.lazy import Node, toposort
-from tinyjit.ops import ELEMENTWISE, MOVEMENT, REDUCE, AstNode, Op, _exact_key, reduce_identity
+from tinyjit.ops import ELEMENTWISE, MOVEMENT, REDUCE, AstNode, Op, reduce_identity
 from tinyjit.view import ShapeTracker
 
 # ops with op(0, 0, ...) == 0: a zero pad can be pushed through them to their inputs
@@ -613,18 +613,25 @@ def _structure_key(outputs: list[Node], readers) -> tuple[tuple, list[Node]]:
     """(a key equal for graphs the scheduler treats alike, the graph's nodes in the scheduler's order).
 
     One walk over the graph does both (it runs on every realize, hit or miss): the order is `toposort`'s (a node
-    after its sources, stopping at realized nodes), and each node's entry is made when it is emitted, with its
+    after its sources, stopping at realized nodes), and each node's entry is written when it is emitted, with its
     sources' positions in the order instead of the nodes. Written for speed (a large eager step walks thousands of
-    nodes): one dict both marks the nodes being walked (-1) and holds the emitted ones' positions, the sources'
-    positions are looked up by C-level map, and a dtype is keyed by its name (equal names are equal dtypes; the
-    name's hash is cached by the str, a DType's hash is a Python call each time the key is hashed)."""
+    nodes):
+    - the key is one flat tuple: per node its op, then for a realized node -1, its dtype, shape, device, which
+      buffer it is (numbered by first use: only which is which matters) and the buffer's size; for a lazy node
+      its number of sources, their positions, its argument (a constant's as its type and repr), dtype, shape
+      and device. No container is made per
+      node (a tuple per node was two garbage-collected objects per node, and the collections they set off cost
+      more than the walk);
+    - one dict both marks the nodes being walked (-1) and holds the emitted ones' positions;
+    - a dtype is keyed by its name (equal names are equal dtypes; a str caches its hash, a DType's hash is a
+      Python call each time the key is hashed)."""
     roots = [o for o in dict.fromkeys(outputs) if o.buffer is None]
     graph: list[Node] = []
     index: dict[int, int] = {}     # id(node) -> its position in `graph`, or -1 while its sources are walked
     buffers: dict[int, int] = {}
     key: list = []
     stack = list(reversed(roots))
-    push = stack.append
+    push, write = stack.append, key.append
     while stack:
         n = stack.pop()
         node_id = id(n)
@@ -640,17 +647,28 @@ def _structure_key(outputs: list[Node], readers) -> tuple[tuple, list[Node]]:
             index[node_id] = len(graph)
             graph.append(n)
             b = n.buffer
-            if b is not None:   # only which buffer it is matters, and its size
-                key.append((n.op, n.dtype.name, n.shape, n.device, buffers.setdefault(id(b), len(buffers)), b.size))
+            op = n.op
+            write(op)
+            if b is not None:
+                write(-1)
+                write(n.dtype.name)
+                write(n.shape)
+                write(n.device)
+                write(buffers.setdefault(id(b), len(buffers)))
+                write(b.size)
                 continue
-            op, src = n.op, n.src
-            if len(src) == 1:
-                sources = (index[id(src[0])],)
-            elif len(src) == 2:
-                sources = (index[id(src[0])], index[id(src[1])])
+            src = n.src
+            write(len(src))
+            for s in src:
+                write(index[id(s)])
+            if op is _CONST:   # a Python scalar: its type and repr tell -0.0 from 0.0, 1 from 1.0, and match a NaN
+                write(type(n.arg))
+                write(repr(n.arg))
             else:
-                sources = tuple(map(index.__getitem__, map(id, src)))
-            key.append((op, sources, _exact_key(n.arg) if op is _CONST else n.arg, n.dtype.name, n.shape, n.device))
+                write(n.arg)
+            write(n.dtype.name)
+            write(n.shape)
+            write(n.device)
     key.append(tuple([index[id(o)] for o in roots]))
     if readers:
         key.append(tuple(sorted({index[id(r)] for r in readers if index.get(id(r), -1) >= 0})))
