@@ -15,6 +15,7 @@ from tinyjit.ops import BOOL_RESULT, Op
 _RESHAPE_OR_EXPAND = frozenset((Op.RESHAPE, Op.EXPAND))
 _CASTS = frozenset((Op.CAST, Op.BITCAST))
 _PERMUTE, _PAD, _SHRINK, _FLIP, _WHERE = Op.PERMUTE, Op.PAD, Op.SHRINK, Op.FLIP, Op.WHERE
+_BUFFER, _CONST, _RESHAPE, _EXPAND = Op.BUFFER, Op.CONST, Op.RESHAPE, Op.EXPAND
 
 
 class Node:
@@ -37,15 +38,15 @@ class Node:
     # ---- constructors ----
     @staticmethod
     def from_buffer(buffer, shape: tuple[int, ...]) -> Node:
-        return Node(Op.BUFFER, (), None, buffer.dtype, tuple(shape), buffer.device, buffer)
+        return Node(_BUFFER, (), None, buffer.dtype, tuple(shape), buffer.device, buffer)
 
     @staticmethod
     def const(value, dtype: DType, shape: tuple[int, ...], device: str) -> Node:
         """A scalar broadcast to `shape` (stored as a 0-d const expanded, so it never needs memory)."""
         value = _cast_python(value, dtype)
-        node = Node(Op.CONST, (), value, dtype, (), device)
+        node = Node(_CONST, (), value, dtype, (), device)
         if shape:
-            node = node.movement(Op.RESHAPE, (1,) * len(shape)).movement(Op.EXPAND, tuple(shape))
+            node = node.movement(_RESHAPE, (1,) * len(shape)).movement(_EXPAND, tuple(shape))
         return node
 
     @staticmethod
