@@ -2,10 +2,13 @@
 nothing new; each cached kernel plan keeps its launch argument lists (KernelPlan.run) and only re-points them at
 the new buffers, as a TinyJit replay does. Tests count work (schedules, kernels built, argument lists bound,
 threads used), never seconds, and compare values with NumPy/PyTorch."""
+import gc
 import os
+import pickle
 import subprocess
 import sys
 import threading
+import weakref
 
 import numpy as np
 import pytest
@@ -14,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import tinyjit.schedule as schedule
+from tinyjit import autograd_graph
 from tinyjit import Tensor
 from tinyjit.device import Buffer, Device
 from tinyjit.dtype import dtypes
@@ -184,3 +188,72 @@ def test_forked_child_does_not_reuse_the_parents_threaded_launch():
     proc = subprocess.run([sys.executable, "-c", SAME_KERNEL_IN_A_FORKED_CHILD], env=env, capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr
+
+
+# ---- Python work per op (issue 10: the eager GRU step spent a third of its time in the garbage collector) ----
+def test_recording_an_op_makes_no_weak_reference_to_its_node():
+    """Autograd's record of an op (which inputs required grad) lives on the node: no weak reference (a
+    garbage-collected object, and a Python-level lookup in every backward pass) per recorded op. The gradient is
+    still torch's."""
+    x = Tensor(np.array([0.5, -1.0, 2.0], np.float32), requires_grad=True)
+    y = (x * 2).exp() + x
+    assert y.node.edges == (True, True)
+    assert weakref.getweakrefcount(y.node) == 0 and weakref.getweakrefcount(y.node.src[0]) == 0
+    y.sum().backward()
+    xt = torch.tensor([0.5, -1.0, 2.0], requires_grad=True)
+    ((xt * 2).exp() + xt).sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), xt.grad.numpy(), rtol=1e-6)
+
+
+def test_backward_walks_the_graph_once(monkeypatch):
+    """backward finds the nodes gradient flows through in one walk, shared with the gradient pass."""
+    walks = []
+    real = autograd_graph.reachable
+    monkeypatch.setattr(autograd_graph, "reachable", lambda *args, **kwargs: walks.append(1) or real(*args, **kwargs))
+    w = Tensor(np.array([[0.1, 0.2], [0.3, -0.4]], np.float32), requires_grad=True)
+    x = Tensor(np.array([[0.5, -1.5]], np.float32))
+    (x @ w).tanh().sum().backward()
+    assert len(walks) == 1
+    wt = torch.tensor([[0.1, 0.2], [0.3, -0.4]], requires_grad=True)
+    (torch.tensor([[0.5, -1.5]]) @ wt).tanh().sum().backward()
+    np.testing.assert_allclose(w.grad.numpy(), wt.grad.numpy(), rtol=1e-5)
+
+
+def test_schedule_cache_key_makes_no_container_per_node():
+    """The schedule cache's key of a graph (built on every realize) is one flat tuple: the walk allocates a fixed
+    number of garbage-collected containers, not one or two per node."""
+    x = Tensor(np.arange(4, dtype=np.float32)).realize()
+    y = x
+    for i in range(300):
+        y = y * 1.5 + x
+    graph_nodes = len(toposort([y.node]))
+    assert graph_nodes > 600
+    gc.disable()
+    try:
+        before = gc.get_count()[0]
+        key, graph = schedule._structure_key([y.node], ())
+        allocated = gc.get_count()[0] - before
+    finally:
+        gc.enable()
+    assert len(graph) == graph_nodes
+    assert allocated < 20, f"{allocated} containers for {graph_nodes} nodes"
+    # the key still tells graphs apart: another constant, another sharing of the same ops
+    z = x
+    for i in range(300):
+        z = z * 1.5 + x
+    assert schedule._structure_key([z.node], ())[0] == key
+    w = x
+    for i in range(300):
+        w = w * (2.5 if i == 150 else 1.5) + x
+    assert schedule._structure_key([w.node], ())[0] != key
+    shared = x * 1.5
+    assert schedule._structure_key([(shared + shared).node], ())[0] != \
+        schedule._structure_key([(x * 1.5 + x * 1.5).node], ())[0]
+    np.testing.assert_allclose(y.numpy(), z.numpy())
+
+
+def test_dtypes_compare_by_value():
+    """DType's equality takes the identity shortcut, and still equals a dtype made again (unpickled)."""
+    copy = pickle.loads(pickle.dumps(dtypes.float32))
+    assert copy == dtypes.float32 and hash(copy) == hash(dtypes.float32) and copy != dtypes.float64
+    assert dtypes.int32 != "int32" and dtypes.float16 == dtypes.half

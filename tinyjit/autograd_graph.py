@@ -18,7 +18,7 @@ Ties, chosen so that the composed Tensor ops match PyTorch:
 Higher-order gradients: the gradient nodes are ordinary nodes, so they can be differentiated again once they
 carry autograd edges; `Tensor.backward/gradient(..., create_graph=True)` records them (tensor_autograd).
 Custom rules: a node in `CUSTOM` (tinyjit.autograd_function.Function) has its gradient sources and rule given
-by user code. `EDGES` holds the edges Tensor ops record (which sources required grad).
+by user code. `Node.edges` holds the edges Tensor ops record (which sources required grad).
 
 This module knows only nodes; the Tensor-level API (backward, hooks, no_grad) is tinyjit/tensor_autograd.py and
 the torch-style namespace `tinyjit.autograd` (Function, grad) is tinyjit/autograd.py.
@@ -163,9 +163,6 @@ class CustomGrad(NamedTuple):
 # call, and gradient() asks for every node of the graph)
 CUSTOM_OP = Op.RESHAPE
 CUSTOM: "weakref.WeakKeyDictionary[Node, CustomGrad]" = weakref.WeakKeyDictionary()
-# result node -> one bool per source: did that input require grad when the op was applied (recorded by Tensor ops,
-# tinyjit.tensor_autograd; read by the Tensor-level `edges` and by tinyjit.inplace)
-EDGES: "weakref.WeakKeyDictionary[Node, tuple]" = weakref.WeakKeyDictionary()
 
 
 def grad_sources(node: Node) -> tuple:
@@ -189,11 +186,13 @@ def reachable(outputs: Sequence[Node], edges: Edges = all_edges) -> list[Node]:
 
 
 def gradient(outputs: Sequence[Node], inputs: Sequence[Node], grad_outputs: Optional[Sequence[Node]] = None,
-             edges: Edges = all_edges, hook: Optional[Callable[[Node, Node], Node]] = None) -> list[Optional[Node]]:
+             edges: Edges = all_edges, hook: Optional[Callable[[Node, Node], Node]] = None,
+             order: Optional[list[Node]] = None) -> list[Optional[Node]]:
     """Gradient nodes of sum(output * grad_output) with respect to each input (None where no path leads
     from an output to the input). `grad_outputs` default to ones (every output then must be float);
     `edges` decides which nodes and sources gradient flows through (see `Edges`); `hook(node, grad)`, when
-    given, may replace the complete gradient of each node before it flows on (Tensor.register_hook)."""
+    given, may replace the complete gradient of each node before it flows on (Tensor.register_hook).
+    `order`: `reachable(outputs, edges)` when the caller already walked it (the walk is then not repeated)."""
     outputs = list(outputs)
     if grad_outputs is None:
         grad_outputs = [_const(1.0, o) for o in outputs]
@@ -206,7 +205,8 @@ def gradient(outputs: Sequence[Node], inputs: Sequence[Node], grad_outputs: Opti
                              f"shape {o.shape} on {o.device}")
         g = g if g.dtype == o.dtype else g.alu(Op.CAST, arg=o.dtype)
         grads[id(o)] = grads[id(o)].alu(Op.ADD, g) if id(o) in grads else g
-    order = reachable(outputs, edges)
+    if order is None:
+        order = reachable(outputs, edges)
     # only nodes with a path to an input need a gradient
     wanted = {id(i) for i in inputs}
     needed: set[int] = set()

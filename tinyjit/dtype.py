@@ -14,6 +14,15 @@ class DType:
     kind: str        # "b" bool, "i" signed int, "u" unsigned int, "f" float
     priority: int    # order used for promotion inside a kind
 
+    def __eq__(self, other):
+        # the dtypes are singletons (dtypes.*): identity first; the generated field-by-field compare builds two tuples
+        if self is other:
+            return True
+        if other.__class__ is not DType:
+            return NotImplemented   # (as the generated one: the other operand's __eq__ may know DTypes)
+        return self.name == other.name and self.itemsize == other.itemsize and self.kind == other.kind and \
+            self.priority == other.priority
+
     def __hash__(self) -> int:
         # the name alone tells dtypes apart; hashing it (a str caches its hash) is several times cheaper than the
         # dataclass's hash of all fields, and dtypes are in every graph node's schedule-cache key

@@ -153,9 +153,13 @@ def before_realize(nodes) -> None:
     with _lock:
         for node in [n for n in _pending if n.realized]:   # computed without a check (e.g. INDEX_CHECK=0 then)
             del _pending[node]
+        # the pending readers in this graph, in its order (the graph is large and the readers few: each reader is
+        # looked up in the walk's positions, not each node of the walk in the weak dictionary)
+        position = {id(node): i for i, node in enumerate(toposort(list(nodes)))}
+        readers = sorted((position[id(node)], node) for node in list(_pending) if id(node) in position)
         checks = []
-        for node in toposort(list(nodes)):
-            checks.extend((node, index, valid, make) for index, valid, make in _pending.pop(node, ()))
+        for _, node in readers:
+            checks.extend((node, index, valid, make) for index, valid, make in _pending.pop(node))
     if not checks:
         return
     flags = [valid.flag(make(index)) for _, index, valid, make in checks]

@@ -27,7 +27,6 @@ import weakref
 from collections import defaultdict
 from contextlib import contextmanager
 
-from tinyjit.autograd_graph import EDGES
 from tinyjit.lazy import Node, toposort
 from tinyjit.ops import Op
 
@@ -131,6 +130,8 @@ def note_assign(tensor) -> None:
 
 def assigns_pending() -> bool:
     """Whether some assign node is still unrealized (otherwise no schedule overwrites anything: nothing to do)."""
+    if not _pending_assigns:   # (every realize asks: no lock when there is none)
+        return False
     with _lock:
         for key, ref in list(_pending_assigns.items()):
             node = ref()
@@ -196,7 +197,7 @@ def _reached(lazy: list, targets: set, made: dict, plan: dict) -> None:
         else:
             stack.extend(node.src)
             continue
-        if node.op == Op.ASSIGN and node in EDGES:
+        if node.op == Op.ASSIGN and node.edges is not None:
             # an assign recorded for autograd (`y *= b` on a result) keeps its graph when realized: a backward pass
             # may still read what its value read (not its target node, which no gradient reads and which must keep
             # the buffer it writes)

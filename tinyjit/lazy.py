@@ -15,28 +15,38 @@ from tinyjit.ops import BOOL_RESULT, Op
 _RESHAPE_OR_EXPAND = frozenset((Op.RESHAPE, Op.EXPAND))
 _CASTS = frozenset((Op.CAST, Op.BITCAST))
 _PERMUTE, _PAD, _SHRINK, _FLIP, _WHERE = Op.PERMUTE, Op.PAD, Op.SHRINK, Op.FLIP, Op.WHERE
+_BUFFER, _CONST, _RESHAPE, _EXPAND = Op.BUFFER, Op.CONST, Op.RESHAPE, Op.EXPAND
 
 
 class Node:
-    __slots__ = ("op", "src", "arg", "dtype", "shape", "device", "buffer", "__weakref__")
+    """One value of the graph: `op` applied to the nodes `src` (with `arg`), of `dtype` and `shape` on `device`.
+
+    Two slots belong to autograd (tinyjit.tensor_autograd), kept on the node rather than in weak dictionaries keyed
+    by it: every op would otherwise make a weak reference (a garbage-collected object) and every backward pass
+    would look each node up through Python-level weak-dictionary calls.
+    - `edges`: recorded when a Tensor op made this node while some input required grad: one bool per source,
+      whether that input required grad (gradient flows only along these); None when nothing was recorded.
+    - `leaf`: a weak reference to the leaf tensor that has (or had) this node, or None (gradient stops there)."""
+    __slots__ = ("op", "src", "arg", "dtype", "shape", "device", "buffer", "edges", "leaf", "__weakref__")
 
     def __init__(self, op: Op, src: tuple[Node, ...], arg, dtype: DType, shape: tuple[int, ...], device: str,
                  buffer=None):
         self.op, self.src, self.arg, self.dtype, self.shape, self.device = op, src, arg, dtype, shape, device
         self.buffer = buffer
+        self.edges = self.leaf = None
 
     # ---- constructors ----
     @staticmethod
     def from_buffer(buffer, shape: tuple[int, ...]) -> Node:
-        return Node(Op.BUFFER, (), None, buffer.dtype, tuple(shape), buffer.device, buffer)
+        return Node(_BUFFER, (), None, buffer.dtype, tuple(shape), buffer.device, buffer)
 
     @staticmethod
     def const(value, dtype: DType, shape: tuple[int, ...], device: str) -> Node:
         """A scalar broadcast to `shape` (stored as a 0-d const expanded, so it never needs memory)."""
         value = _cast_python(value, dtype)
-        node = Node(Op.CONST, (), value, dtype, (), device)
+        node = Node(_CONST, (), value, dtype, (), device)
         if shape:
-            node = node.movement(Op.RESHAPE, (1,) * len(shape)).movement(Op.EXPAND, tuple(shape))
+            node = node.movement(_RESHAPE, (1,) * len(shape)).movement(_EXPAND, tuple(shape))
         return node
 
     @staticmethod

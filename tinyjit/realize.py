@@ -31,14 +31,16 @@ _stats: dict[str, list] = defaultdict(lambda: [0, 0.0, 0, 0])   # name -> calls,
 _KERNEL, _COPY, _EMPTY, _ASSIGN = ItemKind.KERNEL, ItemKind.COPY, ItemKind.EMPTY, Op.ASSIGN
 
 
-def run_schedule(items: list[ScheduleItem], preserve: dict | None = None) -> None:
+def run_schedule(items: list[ScheduleItem], preserve: dict | None = None, level: int | None = None) -> None:
     """Launch the items in order. `preserve` (tinyjit.inplace.preservation_plan): before an assign overwrites a
-    buffer, the listed nodes still holding its contents get a copy of them."""
-    level = debug_level()
-    kernels = [item for item in items if item.kind == _KERNEL and item.output.size]
-    if len(kernels) > 1:   # (builds several kernels at once; one is built where it runs)
-        for device in {item.output.device for item in kernels}:
-            precompile(device, [item.ast for item in kernels if item.output.device == device])
+    buffer, the listed nodes still holding its contents get a copy of them. `level`: DEBUG, when the caller read it."""
+    level = debug_level() if level is None else level
+    if len(items) > 1:
+        kernels = [item for item in items if item.kind == _KERNEL and item.output.size]
+        if len(kernels) > 1:   # (builds several kernels at once; one is built where it runs)
+            for device in {item.output.device for item in kernels}:
+                precompile(device, [item.ast for item in kernels if item.output.device == device])
+    recording = capture.current() is not None
     for item in items:
         node = item.output
         target = inplace.target_buffer(node) if node.op is _ASSIGN else None
@@ -57,15 +59,17 @@ def run_schedule(items: list[ScheduleItem], preserve: dict | None = None) -> Non
             node.buffer = out
             capture.record(StepKind.COPY, copy_buffer, [out, input_buffers[0]])
             continue
-        out = target if node.op is _ASSIGN else Buffer(node.device, node.size, node.dtype)
-        if node.size == 0:
+        size = node.size
+        out = target if node.op is _ASSIGN else Buffer(node.device, size, node.dtype)
+        if size == 0:
             node.buffer = out
             continue
         plan = compile_plan(node.device, item.ast)
-        if level < 2 and capture.current() is None:   # the common case: argument lists reused (KernelPlan.run)
-            plan.run([out] + input_buffers)
+        input_buffers.insert(0, out)   # (the kernel's buffers: its output, then its inputs)
+        if level < 2 and not recording:   # the common case: argument lists reused (KernelPlan.run)
+            plan.run(input_buffers)
         else:
-            for kernel, bufs in plan.bind([out] + input_buffers):
+            for kernel, bufs in plan.bind(input_buffers):
                 elapsed = kernel(bufs, wait=level >= 2)
                 capture.record(StepKind.KERNEL, kernel, bufs)
                 if level >= 2:
@@ -138,13 +142,13 @@ def _realize_nodes(nodes: list) -> None:
     for hook in before_realize_hooks:
         hook(nodes)
     level = debug_level()
-    t0 = time.perf_counter()
+    t0 = time.perf_counter() if level >= 1 else 0.0
     compiled_before = counters["kernels_compiled"]
     nodes, lazy = _with_inplace_readers(nodes)
-    schedule = cached_schedule(nodes, [t.node for t in lazy or ()])
+    schedule = cached_schedule(nodes, [t.node for t in lazy] if lazy else ())
     if level >= 3 and schedule:
         print(format_schedule(schedule))
-    run_schedule(schedule, None if lazy is None else inplace.preservation_plan(schedule, lazy))
+    run_schedule(schedule, None if lazy is None else inplace.preservation_plan(schedule, lazy), level)
     for t in lazy or ():   # readers realized by this schedule: drop the graphs that made them
         if t.node.realized:
             t._collapse()

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from tinyjit.dtype import dtypes
 from tinyjit.helpers import NameEnum
 from tinyjit.lazy import Node, toposort
-from tinyjit.ops import ELEMENTWISE, MOVEMENT, REDUCE, AstNode, Op, _exact_key, reduce_identity
+from tinyjit.ops import ELEMENTWISE, MOVEMENT, REDUCE, AstNode, Op, reduce_identity
 from tinyjit.view import ShapeTracker
 
 # ops with op(0, 0, ...) == 0: a zero pad can be pushed through them to their inputs
@@ -562,8 +562,9 @@ def cached_schedule(outputs: list[Node], readers=()) -> list[ScheduleItem]:
     must be the same buffer as the one its value reads), the same outputs and live readers. What the scheduler
     decides depends on nothing else, so the earlier kernels (their ASTs) are bound to this graph's nodes instead
     of being built again: linear in the graph's size, without lowering anything."""
-    key, graph = _structure_key(outputs, readers)
+    parts, graph = _structure_key(outputs, readers)
     try:
+        key = _HashedKey(parts)
         with _schedule_cache_lock:
             cached = _schedule_cache.get(key)
             if cached is not None:
@@ -590,6 +591,21 @@ def cached_schedule(outputs: list[Node], readers=()) -> list[ScheduleItem]:
     return items
 
 
+class _HashedKey:
+    """A structure key that hashes its (long) tuple once: a cache hit looks it up and moves it to the end of the
+    LRU order, and a tuple hashes all its items each time it is asked."""
+    __slots__ = ("parts", "hash")
+
+    def __init__(self, parts: tuple):
+        self.parts, self.hash = parts, hash(parts)   # (TypeError for an argument that cannot be hashed)
+
+    def __hash__(self) -> int:
+        return self.hash
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, _HashedKey) and self.hash == other.hash and self.parts == other.parts
+
+
 _CONST = Op.CONST   # (a module constant: reading a member from the Enum class is a slow metaclass hook)
 
 
@@ -597,38 +613,65 @@ def _structure_key(outputs: list[Node], readers) -> tuple[tuple, list[Node]]:
     """(a key equal for graphs the scheduler treats alike, the graph's nodes in the scheduler's order).
 
     One walk over the graph does both (it runs on every realize, hit or miss): the order is `toposort`'s (a node
-    after its sources, stopping at realized nodes), and each node's entry is made when it is emitted, with its
-    sources' positions in the order instead of the nodes."""
+    after its sources, stopping at realized nodes), and each node's entry is written when it is emitted, with its
+    sources' positions in the order instead of the nodes. Written for speed (a large eager step walks thousands of
+    nodes):
+    - the key is one flat tuple: per node its op, then for a realized node -1, its dtype, shape, device, which
+      buffer it is (numbered by first use: only which is which matters) and the buffer's size; for a lazy node
+      its number of sources, their positions, its argument (a constant's as its type and repr), dtype, shape
+      and device. No container is made per
+      node (a tuple per node was two garbage-collected objects per node, and the collections they set off cost
+      more than the walk);
+    - one dict both marks the nodes being walked (-1) and holds the emitted ones' positions;
+    - a dtype is keyed by its name (equal names are equal dtypes; a str caches its hash, a DType's hash is a
+      Python call each time the key is hashed)."""
     roots = [o for o in dict.fromkeys(outputs) if o.buffer is None]
     graph: list[Node] = []
-    index: dict[int, int] = {}
+    index: dict[int, int] = {}     # id(node) -> its position in `graph`, or -1 while its sources are walked
     buffers: dict[int, int] = {}
     key: list = []
-    expanded: set[int] = set()
     stack = list(reversed(roots))
+    push, write = stack.append, key.append
     while stack:
         n = stack.pop()
         node_id = id(n)
-        if node_id in expanded:
-            if node_id not in index:
-                index[node_id] = len(graph)
-                graph.append(n)
-                b = n.buffer
-                if b is not None:   # only which buffer it is matters, and its size
-                    key.append((n.op, n.dtype, n.shape, n.device, buffers.setdefault(id(b), len(buffers)), b.size))
-                else:
-                    key.append((n.op, tuple([index[id(s)] for s in n.src]), _exact_key(n.arg) if n.op is _CONST
-                                else n.arg, n.dtype, n.shape, n.device))
-            continue
-        expanded.add(node_id)
-        stack.append(n)
-        if n.buffer is None:
-            for s in reversed(n.src):
-                if id(s) not in expanded:
-                    stack.append(s)
+        position = index.get(node_id)
+        if position is None:   # first visit: walk the sources first, then come back to it
+            index[node_id] = -1
+            push(n)
+            if n.buffer is None:
+                for s in reversed(n.src):
+                    if id(s) not in index:
+                        push(s)
+        elif position == -1:   # its sources are emitted: emit it (a later copy on the stack finds it emitted)
+            index[node_id] = len(graph)
+            graph.append(n)
+            b = n.buffer
+            op = n.op
+            write(op)
+            if b is not None:
+                write(-1)
+                write(n.dtype.name)
+                write(n.shape)
+                write(n.device)
+                write(buffers.setdefault(id(b), len(buffers)))
+                write(b.size)
+                continue
+            src = n.src
+            write(len(src))
+            for s in src:
+                write(index[id(s)])
+            if op is _CONST:   # a Python scalar: its type and repr tell -0.0 from 0.0, 1 from 1.0, and match a NaN
+                write(type(n.arg))
+                write(repr(n.arg))
+            else:
+                write(n.arg)
+            write(n.dtype.name)
+            write(n.shape)
+            write(n.device)
     key.append(tuple([index[id(o)] for o in roots]))
     if readers:
-        key.append(tuple(sorted({index[id(r)] for r in readers if id(r) in index})))
+        key.append(tuple(sorted({index[id(r)] for r in readers if index.get(id(r), -1) >= 0})))
     return tuple(key), graph
 
 

@@ -43,6 +43,11 @@ from tinyjit.tensor_select import SelectMixin
 from tinyjit.tensor_sort import SortMixin
 
 
+# ops as module constants where every op or realize reads them (reading a member from the Enum class goes through
+# the enum metaclass's __getattr__ hook, several times slower than a global)
+_BUFFER, _ASSIGN = Op.BUFFER, Op.ASSIGN
+
+
 def to_arguments(args: tuple, device, dtype, kwargs: dict, op: str):
     """(device, dtype) from torch's `.to` spellings: a tensor (its device and dtype), a device name, a dtype, and
     the keywords device= / dtype= (non_blocking=, copy= and memory_format= are accepted). Either may be None.
@@ -200,7 +205,7 @@ class Tensor(ArithmeticMixin, AutogradMixin, CreationMixin, RandomMixin, MathMix
         """Compute self now: schedule, compile and run the kernels its graph needs (nothing when it is already
         computed); returns self. tinyjit's own (PyTorch computes eagerly); any error of a deferred check (an index out
         of range) is raised here."""
-        if self.node.realized:
+        if self.node.buffer is not None:
             return self
         realize_nodes([self.node])
         self._collapse()
@@ -219,10 +224,10 @@ class Tensor(ArithmeticMixin, AutogradMixin, CreationMixin, RandomMixin, MathMix
         """Point at the realized buffer directly so the graph that made it can be freed. A result that requires
         grad keeps its graph (backward after .item() must reach the parameters), and so does an assign recorded for
         autograd (`y += x` on a result); other assigns collapse (or every optimizer step would grow the graph)."""
-        if self.node.realized and self.node.op != Op.BUFFER and \
-                (self._ctx is None or self.node.op == Op.ASSIGN and self._ctx != Op.ASSIGN):
-            old = self.node
-            self.node = Node.from_buffer(self.node.buffer, self.shape)
+        old = self.node
+        if old.buffer is not None and old.op is not _BUFFER and \
+                (self._ctx is None or old.op is _ASSIGN and self._ctx is not _ASSIGN):
+            self.node = Node.from_buffer(old.buffer, old.shape)
             self._node_changed(old)
 
     def numpy(self) -> np.ndarray:
@@ -363,7 +368,10 @@ class Tensor(ArithmeticMixin, AutogradMixin, CreationMixin, RandomMixin, MathMix
                                    f"move one with .to()")
 
     def _apply(self, op: Op, *others: Tensor, arg=None) -> Tensor:
-        self._same_device(op.name.lower(), *others)
+        device = self.node.device
+        for o in others:   # (the op's name for the error only when there is one: every op comes through here)
+            if o.node.device != device:
+                self._same_device(op.name.lower(), *others)
         node = self.node.alu(op, *(o.node for o in others), arg=arg)
         return Tensor(node)._record(self, *others)
 

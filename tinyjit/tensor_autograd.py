@@ -2,7 +2,7 @@
 
 There is no tape: the lazy graph is the record. What the graph does not say is which edges gradient may
 flow along, so every op applied while some input requires grad records, for its result node, one flag per
-source (`autograd_graph.EDGES`): the inputs that required grad. Gradients flow only along recorded edges, which gives
+source (`Node.edges`): the inputs that required grad. Gradients flow only along recorded edges, which gives
 PyTorch's rules: ops on tensors that do not require grad, ops run under `Tensor.no_grad()`, and `detach()`
 (a tensor over the same node that does not require grad) all cut the gradient, even when the node they read
 is also reached along another path.
@@ -13,7 +13,7 @@ not a buffer: when a tensor becomes a leaf it is realized and gets a node of its
 memory, no copy), so `w1.detach().requires_grad_()` or `Tensor(w1, requires_grad=True)` is another leaf than
 `w1` although both read the same memory. A leaf is matched against the graph by the nodes it has had: its
 node changes when an assign updates it (an optimizer step) and when that is realized, while graphs built
-earlier still hold the old node (`_leaf_nodes`). Gradient does not flow past a leaf's node.
+earlier still hold the old node (`Node.leaf` of each). Gradient does not flow past a leaf's node.
 
 Realized results that require grad keep their graph (no collapse) so `loss.item()` before
 `loss.backward()` works; an assign always collapses, so an optimizer step does not grow the graph.
@@ -33,7 +33,6 @@ import weakref
 from typing import TYPE_CHECKING, Callable, Optional, Sequence, Union
 
 from tinyjit import autograd_graph
-from tinyjit.autograd_graph import EDGES
 from tinyjit.deferred import defer_realize
 from tinyjit.lazy import Node, toposort
 from tinyjit.ops import Op
@@ -42,12 +41,12 @@ from tinyjit.tensor_base import TensorBase
 if TYPE_CHECKING:
     from typing_extensions import Self
 
-# (the edges recorded per result node, one bool per source saying whether it required grad, are
-# autograd_graph.EDGES: tinyjit.inplace and custom Functions read and write them too)
+# (the edges recorded per result node, one bool per source saying whether it required grad, are its `Node.edges`:
+# tinyjit.inplace and custom Functions read and write them too)
 # id(tensor) -> weak reference, for every leaf with requires_grad=True (keyed by id: Tensor.__eq__ is an op)
 _leaves: dict[int, weakref.ref] = {}
-# every node a leaf has had (its own since it became a leaf, then each assign's) -> weak reference to the leaf
-_leaf_nodes: "weakref.WeakKeyDictionary[Node, weakref.ref]" = weakref.WeakKeyDictionary()
+# every node a leaf has had (its own since it became a leaf, then each assign's) holds a weak reference to the leaf
+# in `Node.leaf`
 
 
 # gradient hooks (Tensor.register_hook): of a leaf, by id(leaf); of a result, by its node
@@ -110,13 +109,13 @@ def _record_gradient_graph(grads: list, old_roots: list) -> None:
     depends: dict[int, bool] = {}
 
     def old_requires(node: Node) -> bool:
-        mask = EDGES.get(node)
-        ref = _leaf_nodes.get(node)
+        mask = node.edges
+        ref = node.leaf
         leaf = ref() if ref is not None else None
         return bool(mask and any(mask)) or (leaf is not None and bool(leaf.requires_grad) and leaf._ctx is None)
 
     def is_old(node: Node) -> bool:   # (a saved tensor of a custom Function may not be reachable from the roots)
-        return id(node) in old or node in EDGES or node in _leaf_nodes
+        return id(node) in old or node.edges is not None or node.leaf is not None
 
     def settled(node: Node) -> bool:   # an existing float node: whether it requires grad is already recorded
         return node.dtype.is_float and is_old(node)
@@ -128,8 +127,8 @@ def _record_gradient_graph(grads: list, old_roots: list) -> None:
             continue
         mask = tuple(depends.get(id(s), False) for s in node.src)
         depends[id(node)] = any(mask)
-        if any(mask) and not (is_old(node) and EDGES.get(node)):
-            EDGES[node] = mask
+        if any(mask) and not (is_old(node) and node.edges):
+            node.edges = mask
 
 
 def _register(t: TensorBase) -> None:
@@ -227,14 +226,13 @@ class AutogradMixin(TensorBase):
         if not self.node.realized:
             self.realize()
         self.node = Node.from_buffer(self.node.buffer, self.shape)
-        _leaf_nodes[self.node] = weakref.ref(self)
+        self.node.leaf = weakref.ref(self)
 
     def _node_changed(self, old: Node) -> None:
         """Called when this tensor's node was replaced (an assign, or realizing one): a leaf keeps both."""
         if self._ctx is None and id(self) in _leaves:
             ref = weakref.ref(self)
-            _leaf_nodes[old] = ref
-            _leaf_nodes[self.node] = ref
+            old.leaf = self.node.leaf = ref
 
     def requires_grad_(self, requires_grad: bool = True) -> Self:
         """Set requires_grad in place and return self (torch.Tensor.requires_grad_); RuntimeError as for the
@@ -255,14 +253,12 @@ class AutogradMixin(TensorBase):
 
     def _record(self, *inputs: Self) -> Self:
         """Called on the result of an op applied to `inputs` (whose nodes are the sources of self.node)."""
-        if self.no_grad_active or not self.dtype.is_float:
-            return self
-        mask = tuple(bool(t.requires_grad) for t in inputs)
-        if not any(mask):
+        mask = tuple([bool(t._requires_grad) for t in inputs])
+        if True not in mask or self.no_grad_active or not self.node.dtype.is_float:   # (cheapest test first)
             return self
         self._requires_grad, self._ctx = True, self.node.op
         if all(self.node is not t.node for t in inputs):   # a no-op view returns an input's node: nothing new
-            EDGES[self.node] = mask
+            self.node.edges = mask
         return self
 
     def _with_gradient_rule(self, inputs: Sequence[Self], rule: Callable) -> Self:
@@ -272,7 +268,7 @@ class AutogradMixin(TensorBase):
         gradient sources. Used by custom Functions and by ops whose gradient is a formula (_with_gradient)."""
         node = Node(autograd_graph.CUSTOM_OP, (self.node,), self.shape, self.dtype, self.shape, self.device)
         autograd_graph.CUSTOM[node] = autograd_graph.CustomGrad(tuple(t.node for t in inputs), rule)
-        EDGES[node] = tuple(bool(t.requires_grad) for t in inputs)
+        node.edges = tuple(bool(t.requires_grad) for t in inputs)
         result = self._new(node)
         result._requires_grad, result._ctx = True, Op.RESHAPE
         return result
@@ -338,7 +334,7 @@ class AutogradMixin(TensorBase):
     def _record_assign(self) -> None:
         """self.node was just made an ASSIGN whose value requires grad: gradient flows into the value (not into the
         target's buffer node), and self is a result that requires grad, like a tensor PyTorch updated in place."""
-        EDGES[self.node] = (False, True)
+        self.node.edges = (False, True)
         self._requires_grad, self._ctx = True, Op.ASSIGN
 
     def backward(self, gradient=None, retain_graph=None, create_graph: bool = False, inputs=None) -> Self:
@@ -387,7 +383,7 @@ class AutogradMixin(TensorBase):
 
 
 def _grad_requires(g: Node) -> bool:
-    mask = EDGES.get(g)
+    mask = g.edges
     return bool(mask and any(mask))
 
 
@@ -445,7 +441,7 @@ def _gradients(outputs: list, tensors: list, grad_outputs: Optional[list], op: s
             if g.device != o.device:
                 raise RuntimeError(f"{op}: gradient on {g.device}, output on {o.device}")
             grad_nodes.append(g.node)
-    # a tensor stands for its current node, and a leaf also for every node it had before (see _leaf_nodes)
+    # a tensor stands for its current node, and a leaf also for every node it had before (see Node.leaf)
     by_node: dict[int, list[int]] = {}
     position = {id(t): i for i, t in enumerate(tensors)}
     for i, t in enumerate(tensors):
@@ -454,37 +450,33 @@ def _gradients(outputs: list, tensors: list, grad_outputs: Optional[list], op: s
     leaf_nodes = {id(t.node) for t in tensors if t._ctx is None}
 
     def leaf_of(node: Node):
-        ref = _leaf_nodes.get(node)
+        ref = node.leaf
         leaf = ref() if ref is not None else None
         return leaf if leaf is not None and leaf._ctx is None and leaf.requires_grad else None
 
-    # each node's edges, asked for three times per node (two reachability walks and gradient's own pass), each
-    # answer two weak-dictionary lookups: remembered for this call (the nodes are kept alive by the outputs)
-    known_edges: dict[int, tuple] = {}
-
     def edges(node: Node) -> Optional[tuple]:
-        known = known_edges.get(id(node))
-        if known is not None and known[0] is node:
-            return known[1]
         # no gradient flows past a leaf (a node a leaf had may still have sources, e.g. an assign's value)
-        mask = None if id(node) in leaf_nodes or leaf_of(node) is not None else EDGES.get(node)
-        known_edges[id(node)] = (node, mask)
-        return mask
+        if id(node) in leaf_nodes or (node.leaf is not None and leaf_of(node) is not None):
+            return None
+        return node.edges
 
     matched: list[tuple[int, Node]] = []
-    for node in autograd_graph.reachable(out_nodes, edges):
-        owners = set(by_node.get(id(node), ()))
-        leaf = leaf_of(node)
+    order = autograd_graph.reachable(out_nodes, edges)   # (passed on to gradient: walked once)
+    for node in order:
+        owners = by_node.get(id(node))
+        leaf = leaf_of(node) if node.leaf is not None else None
         if leaf is not None and id(leaf) in position:
-            owners.add(position[id(leaf)])
-        matched.extend((i, node) for i in sorted(owners))
+            owners = set(owners or ()) | {position[id(leaf)]}
+        if owners:
+            matched.extend((i, node) for i in sorted(owners))
 
     result: list[Optional[Node]] = [None] * len(tensors)
     if not matched:
         return result
 
     hook = functools.partial(_node_hook, make=make) if _node_hooks else None
-    grads = autograd_graph.gradient(out_nodes, [n for _, n in matched], grad_nodes, edges, hook=hook)
+    grads = autograd_graph.gradient(out_nodes, [n for _, n in matched], grad_nodes, edges, hook=hook,
+                                    order=order)
     for (i, _), g in zip(matched, grads):
         if g is not None:
             result[i] = g if result[i] is None else result[i].alu(Op.ADD, g)
