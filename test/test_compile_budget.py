@@ -193,14 +193,14 @@ def _weight_gradient(lib, seed=4):
 def test_strided_reduce_is_upcast_across_its_outputs():
     """A reduce whose innermost reduce axis is strided for its loads but whose output axis is contiguous for them
     (the GPT step's layer norm weight gradients) gets one vector of outputs per thread, so every load is a whole
-    vector or a broadcast: LLVM had vectorized the strided reduce loop with gathers, ~2,000 instructions and
-    0.7-1.1 CPU s per kernel (and it ran slower)."""
+    vector or a broadcast: LLVM had vectorized the strided reduce loop with gathers (~580 instructions here, ~2,000 and
+    0.7-1.1 CPU s per kernel in the GPT step, where it also ran 1-20x slower)."""
     out = _weight_gradient(Tensor)
     (item,) = [i for i in create_schedule([out.node]) if i.kind == "kernel"]
     lanes = host_vector_bits() // 32
     assert strided_reduce_plan(Kernel(item.ast)) == [Opt(OptKind.UPCAST, 0, lanes)]
     instructions, _, name = _optimized_ir_size(out)
-    assert instructions <= 600, (name, instructions)
+    assert instructions <= 300, (name, instructions)   # 582 with the gathers
     np.testing.assert_allclose(out.numpy(), _weight_gradient(torch).numpy(), rtol=1e-4, atol=1e-3)
 
 
