@@ -23,8 +23,8 @@ from codegen.uops import U, UOp
 
 REDUCE_TO_ALU = {Op.SUM: Op.ADD, Op.RMAX: Op.MAX}
 # A CPU kernel's loops are left to LLVM's loop vectorizer unless its innermost loop is short and its per-element
-# math light (a copy, a relu gradient) and either the kernel is small or its innermost loop is not whole vectors
-# read in order (a 10-row panel pack, a transposing copy): then vectorizing pays nothing at run time (such copies
+# math light (a copy, a relu gradient) and either the kernel is small or it is elementwise and its innermost loop
+# is not whole vectors (a 10-row panel pack): then vectorizing pays nothing at run time (such copies
 # ran as fast or faster without it) but costs up to a CPU second of LLVM time per kernel (LLVM fully unrolls the
 # short innermost loop, then vectorizes and interleaves the loop around it with gathers: ~10x the code). Such a
 # kernel's loops are named with this suffix, and the LLVM renderer turns the vectorizer off for them.
@@ -33,7 +33,7 @@ NO_VECTORIZE_MAX_TRIP = 16        # innermost loop length
 NO_VECTORIZE_MAX_ALU = 8          # ALU ops of the kernel's AST (each shared node once)
 NO_VECTORIZE_MAX_WORK = 1 << 17   # loop iterations of a kernel left scalar whatever its innermost loop
 NO_VECTORIZE_WHOLE_VECTOR = 8     # a bigger kernel stays vectorized if its innermost loop is a multiple of this
-                                  # and every load reads it in order (stride 0 or 1): 2-7x faster vectorized
+                                  # (2-7x faster vectorized) or if it reduces
 
 
 def acc_dtype(reduce_node: AstNode) -> DType:
@@ -375,7 +375,7 @@ class Linearizer:
 def scalar_kernel(k: Kernel) -> bool:
     """Whether the CPU kernel `k`'s loops are better left to run scalar (see NO_VECTORIZE_SUFFIX): no upcast
     axes (a register block is vectorized by SLP, not by the loop vectorizer), a short innermost loop, little math,
-    and little work in all or an innermost loop that is not whole vectors read in order."""
+    and little work in all or (elementwise) an innermost loop that is not whole vectors."""
     full = k.full_shape
     if k.upcasted or not full or full[-1] > NO_VECTORIZE_MAX_TRIP:
         return False
@@ -384,6 +384,6 @@ def scalar_kernel(k: Kernel) -> bool:
         return False
     if prod(full) <= NO_VECTORIZE_MAX_WORK:
         return True
-    # a big light kernel keeps the vectorizer where its innermost loop is whole vectors read in order
-    in_order = all(st.real_strides()[-1] in (0, 1) for n, st in zip(k.accesses, k.sts) if n.op == Op.LOAD)
-    return full[-1] % NO_VECTORIZE_WHOLE_VECTOR != 0 or not in_order
+    # a big light elementwise kernel keeps the vectorizer unless its innermost loop is not whole vectors (reduces
+    # and transposing copies ran 1.5-3x slower scalar)
+    return not k.has_reduce and full[-1] % NO_VECTORIZE_WHOLE_VECTOR != 0
