@@ -20,6 +20,9 @@ The register block is sized from the host: its vector width (lanes per register)
 it has (16 on AVX2, 32 on AVX-512): accumulators, the B vectors of one reduce step and the broadcast element of
 A must all fit, or LLVM spills accumulators to the stack on every step.
 
+A reduce that is not a contraction but reads across its innermost reduce axis with a stride (a weight gradient
+summed over batch and time) gets one vector of outputs per thread instead (`strided_reduce_plan`).
+
 The optimizations are applied by `Kernel.apply_opt`; PACK, DEPAD and STAGE rewrite the kernel in codegen/copies.py.
 Here: which ones a contraction gets (`contraction_plan`), and every one that could apply (`candidate_opts`, the
 space BEAM searches).
@@ -219,9 +222,44 @@ def _swaps(current: list[int], target: list[int]) -> list[Opt]:
     return out
 
 
+def strided_reduce_plan(k: Kernel) -> list[Opt]:
+    """An UPCAST of the output's contiguous axis by one vector for a reduce that reads memory across its innermost
+    reduce axis with a stride and along that output axis contiguously (a layer norm's weight gradient: 64 columns,
+    each summed over batch and time); empty for any other kernel.
+
+    Left alone, LLVM vectorizes the strided reduce loop with gathers (the code of a gathered load is ~8x a plain
+    one, a CPU second to compile for a few loads) and each step gathers from 8 cache lines. Upcast, each reduce
+    step reads whole vectors across `lanes` outputs (SLP vectorizes the block) and the loads that are contiguous
+    along the reduce are broadcast across the block. Only where every load is then a whole vector or a broadcast,
+    the reduce body times the block stays within MAX_BLOCK_OPS, and the outer loop keeps work for the threads."""
+    if not k.has_reduce or k.first_reduce == 0 or k.upcasted:
+        return []
+    full = k.full_shape
+    lanes = max(1, host_vector_bits() // (8 * k.ast.dtype.itemsize))
+    store = index_strides(k.sts[0])
+    inner = k.first_upcast - 1
+    axis = next((a for a in reversed(range(k.first_reduce)) if store[a] == 1), None)
+    if axis is None or full[axis] % lanes or prod(full[:k.first_reduce]) // lanes < MIN_THREAD_HINT:
+        return []
+    if _reduce_body_ops(k) * lanes > MAX_BLOCK_OPS:
+        return []
+    gathered = False
+    for node, st in zip(k.accesses, k.sts):
+        if node.op != Op.LOAD:
+            continue
+        strides = index_strides(st)
+        if strides[axis] not in (0, 1):
+            return []   # upcast, this load would be gathered across the block
+        if strides[axis] == 1 and strides[inner] not in (0, 1):
+            gathered = True   # contiguous across outputs, strided along the reduce: what the upcast is for
+        if strides[axis] == 1 and strides[inner] == 1:
+            return []   # contiguous along the reduce too: the loop vectorizer reads it in whole vectors already
+    return [Opt(OptKind.UPCAST, axis, lanes)] if gathered else []
+
+
 def optimize_cpu(k: Kernel, threads: int = 1) -> None:
-    """Apply the CPU heuristics (contraction_plan) for a device of `threads` threads."""
-    for opt in contraction_plan(k, threads):
+    """Apply the CPU heuristics (contraction_plan, else strided_reduce_plan) for a device of `threads` threads."""
+    for opt in contraction_plan(k, threads) or strided_reduce_plan(k):
         try:
             k.apply_opt(opt)
         except KernelOptError:   # e.g. a B already laid out in loop order needs no PACK; the loop order still helps

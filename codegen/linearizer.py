@@ -22,15 +22,18 @@ from codegen.kernel import Kernel, upcast_combinations
 from codegen.uops import U, UOp
 
 REDUCE_TO_ALU = {Op.SUM: Op.ADD, Op.RMAX: Op.MAX}
-# A CPU kernel's loops are left to LLVM's loop vectorizer unless the kernel is small, its innermost loop short and
-# its per-element math light (a copy, a relu gradient): then vectorizing pays nothing at run time (such copies ran
-# as fast or faster without it) but costs up to a CPU second of LLVM time per kernel (LLVM fully unrolls the short
-# innermost loop, then vectorizes and interleaves the loop around it: ~10x the code). Such a kernel's loops are
-# named with this suffix, and the LLVM renderer turns the vectorizer off for them.
+# A CPU kernel's loops are left to LLVM's loop vectorizer unless its innermost loop is short and its per-element
+# math light (a copy, a relu gradient) and either the kernel is small or it is elementwise and its innermost loop
+# is not whole vectors (a 10-row panel pack): then vectorizing pays nothing at run time (such copies
+# ran as fast or faster without it) but costs up to a CPU second of LLVM time per kernel (LLVM fully unrolls the
+# short innermost loop, then vectorizes and interleaves the loop around it with gathers: ~10x the code). Such a
+# kernel's loops are named with this suffix, and the LLVM renderer turns the vectorizer off for them.
 NO_VECTORIZE_SUFFIX = "_novec"
 NO_VECTORIZE_MAX_TRIP = 16        # innermost loop length
 NO_VECTORIZE_MAX_ALU = 8          # ALU ops of the kernel's AST (each shared node once)
-NO_VECTORIZE_MAX_WORK = 1 << 17   # loop iterations of the whole kernel
+NO_VECTORIZE_MAX_WORK = 1 << 17   # loop iterations of a kernel left scalar whatever its innermost loop
+NO_VECTORIZE_WHOLE_VECTOR = 8     # a bigger kernel stays vectorized if its innermost loop is a multiple of this
+                                  # (2-7x faster vectorized) or if it reduces
 
 
 def acc_dtype(reduce_node: AstNode) -> DType:
@@ -371,10 +374,16 @@ class Linearizer:
 
 def scalar_kernel(k: Kernel) -> bool:
     """Whether the CPU kernel `k`'s loops are better left to run scalar (see NO_VECTORIZE_SUFFIX): no upcast
-    axes (a register block is vectorized by SLP, not by the loop vectorizer), a short innermost loop, little math
-    and little work in all."""
+    axes (a register block is vectorized by SLP, not by the loop vectorizer), a short innermost loop, little math,
+    and little work in all or (elementwise) an innermost loop that is not whole vectors."""
     full = k.full_shape
-    if k.upcasted or not full or full[-1] > NO_VECTORIZE_MAX_TRIP or prod(full) > NO_VECTORIZE_MAX_WORK:
+    if k.upcasted or not full or full[-1] > NO_VECTORIZE_MAX_TRIP:
         return False
     alu = sum(1 for n in k.ast.toposort() if n.op not in (Op.LOAD, Op.CONST, Op.VALID, Op.STORE))
-    return alu <= NO_VECTORIZE_MAX_ALU
+    if alu > NO_VECTORIZE_MAX_ALU:
+        return False
+    if prod(full) <= NO_VECTORIZE_MAX_WORK:
+        return True
+    # a big light elementwise kernel keeps the vectorizer unless its innermost loop is not whole vectors (reduces
+    # and transposing copies ran 1.5-3x slower scalar)
+    return not k.has_reduce and full[-1] % NO_VECTORIZE_WHOLE_VECTOR != 0

@@ -9,11 +9,11 @@ import pytest
 import torch
 
 import codegen.cpu_opts
-from codegen.cpu_opts import MAX_ACCUMULATOR_REGISTERS, contraction_plan
+from codegen.cpu_opts import MAX_ACCUMULATOR_REGISTERS, contraction_plan, strided_reduce_plan
 from codegen.kernel import Kernel
 from codegen.linearizer import NO_VECTORIZE_SUFFIX
 from codegen.llvmir import host_vector_bits
-from codegen.opts import OptKind
+from codegen.opts import Opt, OptKind
 from codegen.optimizer import optimize
 from tinyjit import Device, Tensor
 from tinyjit.helpers import prod
@@ -177,3 +177,68 @@ def test_big_or_heavy_kernels_stay_loop_vectorized():
     assert not _optimized_ir_size(heavy)[1]
     np.testing.assert_allclose(heavy.numpy(), torch.tensor(x).permute(1, 0, 2).sigmoid().tanh().numpy(), rtol=1e-5,
                                atol=1e-6)
+
+
+def _weight_gradient(lib, seed=4):
+    """A layer norm weight gradient's shape: sum over batch and time of g * (x - mean) * rstd, 64 columns. The
+    inputs are contiguous along the columns, the mean and rstd along time (a strided reduce for both)."""
+    rng = np.random.default_rng(seed)
+    x, g = (rng.standard_normal((32, 64, 64)).astype(np.float32) for _ in range(2))
+    mean = rng.standard_normal((32, 64, 1)).astype(np.float32)
+    var = rng.random((32, 64, 1)).astype(np.float32)
+    x, g, mean, var = (lib.tensor(v) if lib is torch else Tensor(v) for v in (x, g, mean, var))
+    return (g * ((x - mean) / (var + 1e-5).sqrt())).sum((0, 1))
+
+
+def test_strided_reduce_is_upcast_across_its_outputs():
+    """A reduce whose innermost reduce axis is strided for its loads but whose output axis is contiguous for them
+    (the GPT step's layer norm weight gradients) gets one vector of outputs per thread, so every load is a whole
+    vector or a broadcast: LLVM had vectorized the strided reduce loop with gathers (~580 instructions here, ~2,000 and
+    0.7-1.1 CPU s per kernel in the GPT step, where it also ran 1-20x slower)."""
+    out = _weight_gradient(Tensor)
+    (item,) = [i for i in create_schedule([out.node]) if i.kind == "kernel"]
+    lanes = host_vector_bits() // 32
+    assert strided_reduce_plan(Kernel(item.ast)) == [Opt(OptKind.UPCAST, 0, lanes)]
+    instructions, _, name = _optimized_ir_size(out)
+    assert instructions <= 300, (name, instructions)   # 582 with the gathers
+    np.testing.assert_allclose(out.numpy(), _weight_gradient(torch).numpy(), rtol=1e-4, atol=1e-3)
+
+
+def test_reduces_read_in_whole_vectors_are_not_upcast():
+    """The upcast is only for strided reduces: a row sum (contiguous along the reduce) keeps its plain loop (the
+    loop vectorizer reads it in whole vectors), and so do reduces with a load strided along the output (the block
+    would gather it)."""
+    x = Tensor(np.random.default_rng(5).standard_normal((64, 256)).astype(np.float32))
+    y = Tensor(np.random.default_rng(6).standard_normal((64, 64, 64)).astype(np.float32))
+    for out in (x.sum(1), (x + x.T.contiguous().T).sum(0), (y * y.permute(0, 2, 1)).sum(0)):
+        for item in create_schedule([out.node]):
+            if item.kind == "kernel":
+                assert strided_reduce_plan(Kernel(item.ast)) == [], item.ast.pretty()
+
+
+def _panel_pack(lib, rows=64, columns=2560, panel=10):
+    """The LSTM's 10-row panel pack of its output layer's gradient: softmax' - one_hot, scaled per row, laid out
+    as panels of `panel` columns (columns / panel panels, each rows x panel)."""
+    rng = np.random.default_rng(7)
+    a, x = (rng.standard_normal((rows, columns)).astype(np.float32) for _ in range(2))
+    b = rng.standard_normal((1, columns)).astype(np.float32)
+    c, p, q = (rng.standard_normal((rows, 1)).astype(np.float32) for _ in range(3))
+    a, x, b, c, p, q = (lib.tensor(v) if lib is torch else Tensor(v) for v in (a, x, b, c, p, q))
+    hit = c != x + b
+    scaled = (torch.where(hit, 0.0, 1.0) if lib is torch else hit.where(0.0, 1.0)) * (p / q)
+    return (a + scaled).reshape(rows, columns // panel, panel).permute(1, 0, 2)
+
+
+def test_big_light_kernel_without_whole_vectors_is_not_loop_vectorized():
+    """Past 2^17 iterations a light elementwise kernel stays loop-vectorized only where its short innermost loop
+    is whole vectors. A 10-wide panel pack (the LSTM's 10-row register block packs its 10,000-word output gradient
+    so) was unrolled and vectorized across the loop around it with gathers: ~1,100 instructions, 0.4-0.6 CPU s,
+    and no faster. Reduces keep the vectorizer (a 2x2 max pool's 4-long window ran 1.5-3x slower scalar)."""
+    panel = _panel_pack(Tensor)
+    instructions, marked, name = _optimized_ir_size(panel)
+    assert marked and instructions <= 300, (name, instructions)
+    np.testing.assert_allclose(panel.numpy(), _panel_pack(torch).numpy(), rtol=1e-6)
+    x = np.random.default_rng(7).standard_normal((65536, 4)).astype(np.float32)
+    pooled = Tensor(x).amax(1)
+    assert not _optimized_ir_size(pooled)[1]
+    np.testing.assert_array_equal(pooled.numpy(), x.max(1))
