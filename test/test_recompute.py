@@ -78,3 +78,34 @@ def test_small_or_twice_read_values_stay_fused():
     outs = [(small * i).sum() for i in range(1, 5)]
     assert sum(item.kind == "kernel" for item in create_schedule([o.node for o in outs])) == 4
     assert schedule.SHARED_EXPENSIVE_SIZE > 64
+
+
+def _stacked_steps(lib, x, steps: int):
+    """An unrolled loop's outputs stacked: each step's transcendental term, padded into the stack by the stack and
+    (in the backward) by the gradient of each step's slice of x."""
+    stack = torch.stack if lib is torch else Tensor.stack
+    return (stack([x[:, t].exp().sin() for t in range(steps)], 1) ** 2).sum()
+
+
+def test_padded_expensive_terms_are_computed_once_not_on_the_padding():
+    """Forward and backward of a stack of per-step exp terms: each term's exp2 runs on its own (B, C) elements,
+    not on all T steps' positions of the stack (T times the work, and one kernel with T heavy terms to compile)."""
+    B, T, C = 4, 8, 16
+    xn = np.random.default_rng(3).standard_normal((B, T, C)).astype(np.float32)
+    x = Tensor(xn, requires_grad=True)
+    _stacked_steps(Tensor, x, T).backward()
+    evaluations = _exp2_evaluations(x.grad)
+    assert evaluations <= 2 * B * T * C, evaluations   # it was 2 * B * T * C per step: T times more
+    xt = torch.tensor(xn, requires_grad=True)
+    _stacked_steps(torch, xt, T).backward()
+    np.testing.assert_allclose(x.grad.numpy(), xt.grad.numpy(), rtol=2e-5, atol=1e-5)
+
+
+def test_cheap_or_barely_padded_terms_stay_fused():
+    """Pads of cheap terms, or of expensive ones by less than PADDED_WASTE_RATIO, stay in their consumer's kernel."""
+    x = Tensor(np.ones((4, 8, 16), np.float32))
+    cheap = Tensor.stack([x[:, t] * 2 + 1 for t in range(8)], 1)
+    assert sum(item.kind == "kernel" for item in create_schedule([cheap.node])) == 1
+    halves = Tensor.cat([x[:, :4].exp(), x[:, 4:].exp().sin()], 1)
+    assert sum(item.kind == "kernel" for item in create_schedule([halves.node])) == 1
+    assert schedule.PADDED_WASTE_RATIO > 2

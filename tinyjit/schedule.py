@@ -46,6 +46,10 @@ EXPENSIVE_OP_COST = {Op.EXP2: 20, Op.LOG2: 20, Op.SIN: 20, Op.SQRT: 4, Op.RECIP:
 SHARED_EXPENSIVE_COST = 20
 SHARED_EXPENSIVE_KERNELS = 3
 SHARED_EXPENSIVE_SIZE = 1 << 14
+# an elementwise value of that cost padded to PADDED_WASTE_RATIO times its size or more is realized before the pad
+# (_decide_shared_chains): inlined, its ops would run on every padded element too, masked out after. The gradient of
+# an unrolled recurrence's input, a sum of one padded term per time step, computed every step's term T times
+PADDED_WASTE_RATIO = 4
 
 # work counters (tests check that scheduling grows linearly with the graph): schedules made, kernels built and
 # (node, view) pairs lowered into kernel ASTs
@@ -164,6 +168,14 @@ class _Scheduler:
                 self.reasons.setdefault(id(node), f"is read by {SHARED_EXPENSIVE_KERNELS} or more kernels, each of "
                                         f"which would recompute its transcendental ops")
                 total = weighted = 0
+            if node.op == Op.PAD and weighted >= SHARED_EXPENSIVE_COST and \
+                    0 < PADDED_WASTE_RATIO * node.src[0].size <= node.size:
+                padded = _below_movement(node.src[0])
+                if padded.op in ELEMENTWISE and not padded.realized and id(padded) not in self.realize:
+                    self.realize[id(padded)] = padded
+                    self.reasons.setdefault(id(padded), f"is padded to {node.size // node.src[0].size}x its size: "
+                                            f"inlined, its transcendental ops would run on the padding too")
+                    total = weighted = 0
             size[id(node)] = min(total, MAX_SHARED_INLINE + 1)
             cost[id(node)] = min(weighted, SHARED_EXPENSIVE_COST)
 
@@ -491,6 +503,13 @@ def _order_reads_before_assigns(items: list[ScheduleItem], copied=frozenset()) -
         done = set(order)
         raise _AssignCycle([i for i in range(len(items)) if i not in done and items[i].output.op == Op.ASSIGN])
     return [items[i] for i in order]
+
+
+def _below_movement(node: Node) -> Node:
+    """The first node under `node`'s chain of movement ops (itself when it is not one), stopping at a realized one."""
+    while node.op in MOVEMENT and not node.realized:
+        node = node.src[0]
+    return node
 
 
 def _describe(node: Node) -> str:
