@@ -304,6 +304,25 @@ def test_data_updates_of_parameters_in_a_training_loop(device):
     assert ours.bias.numpy().tolist() == [0, 0]
 
 
+def test_data_updates_in_a_tinyjit_step_reach_the_parameter_on_every_replay(device):
+    """Manual SGD through `.data` inside a TinyJit step, with the weight read between calls (logging): every replay
+    updates the weight (found by a tester: the replays wrote a buffer the weight no longer held, since the capture
+    saw only the short-lived alias assigned, not the weight)."""
+    from tinyjit import TinyJit
+    w = Tensor(np.ones(3, np.float32), device=device, requires_grad=True).realize()
+
+    @TinyJit
+    def step(x: Tensor) -> Tensor:
+        loss = (w * x).sum()
+        w.data.add_(x, alpha=-0.1)
+        return loss.realize()
+
+    for i in range(5):
+        loss = step(Tensor(np.ones(3, np.float32), device=device))
+        np.testing.assert_allclose(loss.numpy(), 3 * (1 - 0.1 * i), rtol=1e-5)
+        np.testing.assert_allclose(w.numpy(), np.full(3, 1 - 0.1 * (i + 1)), rtol=1e-5)
+
+
 def test_data_of_a_non_leaf_and_of_a_view(device):
     """`y.data.zero_()` of a computed tensor changes y's value (torch); `.data` of a view of a live tensor refuses
     in-place updates as the view itself does (tinyjit's views are values, so it would not write through)."""

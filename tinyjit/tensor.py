@@ -481,6 +481,14 @@ class _DataAlias(Tensor):
     def _node_changed(self, old: Node) -> None:
         self._owner._node_changed(old)   # the owner's node changed: a leaf parameter keeps both nodes
 
+    def assign(self, value) -> Tensor:
+        """Write `value` into the owner (every in-place op on `.data` ends here), not recorded for autograd, as
+        torch's `.data` updates are not. The owner itself is assigned, so that it is what a TinyJit capture sees
+        updated (an alias object assigned in a captured step is gone before the replays)."""
+        with Tensor.no_grad():
+            self._owner.assign(value)
+        return self
+
 
 # torch's legacy tensor type names (Tensor.type())
 _TYPE_NAMES = {"float32": "Float", "float64": "Double", "float16": "Half", "int64": "Long", "int32": "Int",
