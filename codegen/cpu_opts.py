@@ -43,10 +43,6 @@ from codegen.opts import KernelOptError, Opt, OptKind
 MAX_ACCUMULATOR_REGISTERS = 16
 # below this many multiply-adds a contraction is not worth a packing launch
 MIN_PACK_WORK = 1 << 16
-# a B already contiguous along the vector axis is packed only when at least this many row blocks read it: the copy
-# reads and writes B once more, which 2 or 3 reads of it in panel order do not win back (an RNN step's h @ W:
-# 20 rows, 2 blocks, and the pack took 3x the product's time)
-MIN_PACK_READS = 4
 # at most this many ALU ops in an unpacked register block (reduce body ops x block elements): past it LLVM spends
 # more time compiling the unrolled block than a small kernel ever runs
 MAX_BLOCK_OPS = 2048
@@ -131,7 +127,7 @@ def contraction_plan(k: Kernel, threads: int = 1) -> list[Opt]:
         return []   # a staged output would cost more than the block saves
     # operands that are expressions are computed once instead of once per use
     expressions = [Opt(OptKind.PACK, n, 0) for n, c in enumerate(operands) if n != b and c.op != Op.LOAD]
-    if plain_b and (full[row_axis] // rows < MIN_PACK_READS or short):
+    if plain_b and (full[row_axis] // rows < 2 or short):
         return opts + expressions   # B read as it is: contiguous along the vector axis already
     # B in loop order (or just without its padding, when that leaves it contiguous along the vector axis: a
     # conv's input instead of all its windows)

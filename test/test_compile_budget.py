@@ -130,16 +130,6 @@ def test_matmul_with_a_big_row_operand_is_tiled(monkeypatch):
     assert prod(k.full_shape[:k.first_reduce]) * upcast == 264 * 48   # every output once
 
 
-@pytest.mark.parametrize("rows, packed", [(20, False), (24, False), (64, True)])
-def test_plain_b_read_by_few_row_blocks_is_not_packed(rows, packed):
-    """h @ W of an RNN step (20 rows, W contiguous along the output's columns): B is read by 2 row blocks and
-    packing it (a copy of all of B) cost more than the product; a tall A reads B often enough to pay for it."""
-    a, b = Tensor(np.ones((rows, 256), np.float32)), Tensor(np.ones((256, 200), np.float32))
-    (item,) = [i for i in create_schedule([(a @ b).node]) if i.kind == "kernel"]
-    kinds = [o.kind for o in contraction_plan(Kernel(item.ast), threads=2)]
-    assert (OptKind.PACK in kinds) == packed, kinds
-
-
 def _optimized_ir_size(tensor: Tensor) -> tuple[int, bool, str]:
     """(LLVM instructions after optimization, whether the loops carry the no-vectorize mark, name) of the one
     kernel that computes `tensor`."""
