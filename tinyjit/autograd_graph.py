@@ -30,7 +30,6 @@ import weakref
 from typing import Callable, NamedTuple, Optional, Sequence
 
 from tinyjit.dtype import dtypes
-from tinyjit.grad_batching import combine
 from tinyjit.helpers import argsort
 from tinyjit.lazy import Node, toposort
 from tinyjit.ops import Op
@@ -197,10 +196,7 @@ def gradient(outputs: Sequence[Node], inputs: Sequence[Node], grad_outputs: Opti
     outputs = list(outputs)
     if grad_outputs is None:
         grad_outputs = [_const(1.0, o) for o in outputs]
-    # the gradient terms reaching each node, summed when the node is reached (grad_batching.combine joins the
-    # per-step terms of a weight shared across a recurrence into one product)
-    terms: dict[int, list[Node]] = {}
-    joined: dict = {}
+    grads: dict[int, Node] = {}
     for o, g in zip(outputs, grad_outputs):
         if not o.dtype.is_float:
             raise TypeError(f"gradient: output {o} is not a float; only float values have gradients")
@@ -208,7 +204,7 @@ def gradient(outputs: Sequence[Node], inputs: Sequence[Node], grad_outputs: Opti
             raise ValueError(f"gradient: grad_output of shape {g.shape} on {g.device} does not match output of "
                              f"shape {o.shape} on {o.device}")
         g = g if g.dtype == o.dtype else g.alu(Op.CAST, arg=o.dtype)
-        terms.setdefault(id(o), []).append(g)
+        grads[id(o)] = grads[id(o)].alu(Op.ADD, g) if id(o) in grads else g
     if order is None:
         order = reachable(outputs, edges)
     # only nodes with a path to an input need a gradient
@@ -220,10 +216,8 @@ def gradient(outputs: Sequence[Node], inputs: Sequence[Node], grad_outputs: Opti
         masks[id(node)] = mask
         if id(node) in wanted or any(m and id(s) in needed for s, m in zip(grad_sources(node), mask)):
             needed.add(id(node))
-    grads: dict[int, Node] = {}
     for node in reversed(order):
-        node_terms = terms.pop(id(node), None)
-        g = grads[id(node)] = combine(node_terms, joined) if node_terms else None
+        g = grads.get(id(node))
         if g is not None and hook is not None and id(node) in needed:
             g = grads[id(node)] = hook(node, g)
         mask = masks[id(node)]
@@ -237,5 +231,5 @@ def gradient(outputs: Sequence[Node], inputs: Sequence[Node], grad_outputs: Opti
             if not m or sg is None or id(src) not in needed or not src.dtype.is_float:
                 continue
             assert sg.shape == src.shape and sg.dtype == src.dtype, f"{node.op.name} rule: {sg} for {src}"
-            terms.setdefault(id(src), []).append(sg)
+            grads[id(src)] = grads[id(src)].alu(Op.ADD, sg) if id(src) in grads else sg
     return [grads.get(id(i)) for i in inputs]
