@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from tinyjit import Tensor, inplace, nn, optim
 from tinyjit import no_grad as tinyjit_no_grad
+import tinyjit.pytorch as tinyjit_torch
 from tinyjit.realize import counters
 
 UPDATES = {   # name -> (update of x in place, its result from x0 = [1, 2, 3])
@@ -325,17 +326,21 @@ def test_data_updates_in_a_tinyjit_step_reach_the_parameter_on_every_replay(devi
 
 
 def test_data_of_a_non_leaf_and_of_a_view(device):
-    """`y.data.zero_()` of a computed tensor changes y's value (torch); `.data` of a view of a live tensor refuses
-    in-place updates as the view itself does (tinyjit's views are values, so it would not write through)."""
+    """`y.data.zero_()` of a computed tensor changes y's value (torch); `.data` of a view of a live tensor writes
+    through as the view itself does (an indexing view, like torch) or refuses (a reshape: tinyjit's other views are
+    values, so it would not write through)."""
     w = Tensor([1.0, 2.0, 3.0], device=device, requires_grad=True)
     y = w * 2
     y.data.zero_()
     assert y.numpy().tolist() == [0, 0, 0] and y.requires_grad
     base = Tensor(np.ones((2, 3), np.float32), device=device)
     row = base[0]
+    row.data.add_(1)
+    assert base.numpy().tolist() == [[2, 2, 2], [1, 1, 1]] and row.numpy().tolist() == [2, 2, 2]
+    flat = base.reshape(6)
     with pytest.raises(RuntimeError, match="view"):
-        row.data.add_(1)
-    assert base.numpy().tolist() == [[1, 1, 1]] * 2 and row.numpy().tolist() == [1, 1, 1]
+        flat.data.add_(1)
+    assert base.numpy().tolist() == [[2, 2, 2], [1, 1, 1]] and flat.numpy().tolist() == [2, 2, 2, 1, 1, 1]
 
 
 def test_setting_data_replaces_the_contents_like_torch(device):
@@ -354,6 +359,27 @@ def test_setting_data_replaces_the_contents_like_torch(device):
     for target in (p, torch.zeros(2, requires_grad=True)):
         with pytest.raises(TypeError, match="data"):
             target.data = 3
+
+
+@pytest.mark.parametrize("dtype", ["int32", "int64", "bool"])
+def test_setting_data_to_a_non_float_tensor_on_a_tensor_that_requires_grad_raises(device, dtype):
+    """torch refuses `p.data = int_tensor` when p requires grad (leaf or result) with RuntimeError "data set to a
+    tensor that requires gradients must be floating point or complex dtype", leaving p as it was; a tensor that
+    does not require grad takes it (its dtype changes)."""
+    values = np.array([1, 0, 1], dtype=dtype)
+    for make in (lambda lib: lib.tensor([1.0, 2.0, 3.0], requires_grad=True),
+                 lambda lib: lib.tensor([1.0, 2.0, 3.0], requires_grad=True) * 2):
+        ours = make(tinyjit_torch)
+        ours.to(device)
+        theirs = make(torch)
+        for t, value in ((ours, Tensor(values, device=device)), (theirs, torch.tensor(values))):
+            with pytest.raises(RuntimeError, match="must be floating point or complex dtype"):
+                t.data = value
+        assert ours.dtype.name == "float32" and ours.requires_grad
+        np.testing.assert_array_equal(ours.detach().numpy(), theirs.detach().numpy())
+    plain = Tensor(np.ones(3, np.float32), device=device)
+    plain.data = Tensor(values, device=device)
+    assert plain.dtype == Tensor(values).dtype and plain.numpy().tolist() == values.tolist()
 
 
 @pytest.mark.parametrize("dtype", ["float32", "int32", "float16"])

@@ -378,9 +378,13 @@ class Tensor(ArithmeticMixin, AutogradMixin, CreationMixin, RandomMixin, MathMix
     def data(self, value: Tensor) -> None:
         """`t.data = value`: t holds a copy of value's contents from now on (any shape, dtype and device, as in
         PyTorch), keeping its requires_grad, grad and identity (an optimizer still updates it). TypeError when value
-        is not a Tensor."""
+        is not a Tensor; RuntimeError, as in PyTorch, when t requires grad and value is not a float tensor."""
         if not isinstance(value, Tensor):
             raise TypeError(f"Tensor.data has to be set to a Tensor, but got {type(value).__name__}")
+        if self.requires_grad and not value.dtype.is_float:
+            raise RuntimeError(f"data set to a tensor that requires gradients must be floating point or complex "
+                               f"dtype (got {value.dtype.name} for a tensor of shape {self.shape} that requires "
+                               f"grad)")
         # a node of its own: a later in-place update of self must not write value's buffer
         copy = value.detach().clone()
         old, self.node = self.node, copy.node
