@@ -139,7 +139,10 @@ class LBFGS(Optimizer):
                     old_stps.append(s)
                     ro.append(dtype.type(1.0) / ys)
                     H_diag = ys / y.dot(y)
-                alphas = [None] * len(old_dirs)
+                if "al" not in state:   # torch's list of the alphas, kept in the state like it
+                    state["al"] = [None] * history_size
+                alphas = state["al"]
+                alphas.extend([None] * (len(old_dirs) - len(alphas)))
                 q = -flat_grad
                 for i in range(len(old_dirs) - 1, -1, -1):
                     alphas[i] = old_stps[i].dot(q) * ro[i]
@@ -202,25 +205,58 @@ class LBFGS(Optimizer):
         return orig_loss
 
     def state_dict(self) -> dict:
-        """As Optimizer.state_dict, with the L-BFGS history (NumPy arrays and numbers) under state[0]."""
+        """As Optimizer.state_dict, with the L-BFGS history under state[0] with torch's keys (func_evals, n_iter,
+        d, t, old_dirs, old_stps, ro, H_diag, prev_flat_grad, prev_loss, and al once the history was used), as
+        NumPy arrays, NumPy scalars, numbers and None."""
         out = super().state_dict()
-        out["state"] = {0: {k: ([v.copy() for v in value] if isinstance(value, list) else
-                                value.copy() if isinstance(value, np.ndarray) else value)
+        out["state"] = {0: {k: ([v.copy() if isinstance(v, np.ndarray) else v for v in value]
+                                if isinstance(value, list) else value.copy() if isinstance(value, np.ndarray)
+                                else value)
                             for k, value in self._lbfgs.items()}}
         return out
 
     def load_state_dict(self, state_dict: dict) -> None:
-        """Restore hyperparameters and the L-BFGS history saved by state_dict() (ValueError as Optimizer's)."""
+        """Restore hyperparameters and the L-BFGS history saved by state_dict() or by torch.optim.LBFGS (its
+        tensors, torch's or tinyjit's, become host arrays of the parameters' dtype). ValueError as Optimizer's, and
+        when the history lacks one of torch's keys or its vectors do not have the parameters' total size."""
         saved = dict(state_dict)
-        history = saved.pop("state", {}).get(0, {})
+        history = dict(saved.pop("state", {}).get(0, {}))
+        numel = sum(p.numel() for p in self._params)
+        if history:
+            missing = [k for k in ("func_evals", "n_iter") if k not in history]
+            if history.get("n_iter", 0):   # a step ran: the direction and the curvature history come with it
+                missing += [k for k in _HISTORY_KEYS if k not in history]
+            if missing:
+                raise ValueError(f"LBFGS.load_state_dict: the saved state lacks {missing} (torch.optim.LBFGS keeps "
+                                 f"{['func_evals', 'n_iter', *_HISTORY_KEYS, 'al']})")
+        history = {k: _on_host(value, self._dtype) for k, value in history.items()}
+        for k in ("d", "prev_flat_grad", "old_dirs", "old_stps"):
+            for vector in (history.get(k) if isinstance(history.get(k), list) else [history.get(k)]):
+                if vector is not None and np.shape(vector) != (numel,):
+                    raise ValueError(f"LBFGS.load_state_dict: state {k!r} holds a vector of shape "
+                                     f"{np.shape(vector)}, the parameters have {numel} elements")
         super().load_state_dict({**saved, "state": {}})
-        self._lbfgs = {"func_evals": 0, "n_iter": 0}
-        for k, value in history.items():
-            if isinstance(value, list):
-                value = [np.asarray(v, self._dtype) for v in value]
-            elif isinstance(value, np.ndarray):
-                value = value.astype(self._dtype)
-            self._lbfgs[k] = value
+        self._lbfgs = {"func_evals": 0, "n_iter": 0, **history}
+
+
+_HISTORY_KEYS = ("d", "t", "old_dirs", "old_stps", "ro", "H_diag", "prev_flat_grad", "prev_loss")
+
+
+def _on_host(value, dtype):
+    """A state value as this optimizer keeps it: a tensor (tinyjit's, torch's) or array becomes a NumPy array of
+    `dtype` (a NumPy scalar when 0-d), a list is converted item by item; numbers and None stay."""
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_on_host(v, dtype) for v in value]
+    if isinstance(value, TensorBase):
+        value = value.numpy()
+    elif hasattr(value, "detach") and hasattr(value, "numpy"):   # a torch tensor
+        value = value.detach().cpu().numpy()
+    array = np.asarray(value)
+    if array.dtype.kind in "fc":
+        array = array.astype(dtype)
+    return array[()] if array.ndim == 0 else array
 
 
 def _axpy(x: np.ndarray, alpha, y: np.ndarray) -> np.ndarray:
