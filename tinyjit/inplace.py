@@ -18,7 +18,8 @@ computes. Who can still read a value are the live Tensors: each registers a weak
 
 Views are values, not aliases (unlike PyTorch): `y = x.detach()`, `y = x[1:]` or `Tensor(x)` keep the value x had
 when they were made, whatever is later assigned into x. The one alias is `x.data` (torch.Tensor.data): it reads and
-writes x's own node, so `p.data.add_(g, alpha=-lr)` updates p.
+writes x's own node, so `p.data.add_(g, alpha=-lr)` updates p. Writing into a view taken by indexing (`x[0] += 1`)
+assigns x (tinyjit.indexing.WriteBack); writing into another view of a live tensor raises (`viewed_tensor_shape`).
 """
 from __future__ import annotations
 
