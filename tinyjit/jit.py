@@ -8,7 +8,8 @@ kernel launch its thread makes and the buffers it touched (launches of other thr
 calls only swap the input tensors' buffers into that record and launch the kernels again. Replay reuses every
 intermediate and output buffer: a tensor returned by one call is overwritten by the next call (copy it with
 `.numpy()` or `.clone().realize()` to keep it). A returned tensor passed back in (`x = f(x)`) is copied first,
-since the replay writes the buffer it reads.
+since the replay writes the buffer it reads. An input the function returns (`buf.add_(v); return buf`) is returned
+as the caller's input tensor of that call, as eager code (and torch) would.
 """
 from __future__ import annotations
 
