@@ -14,11 +14,12 @@ the primitives of `tinyjit.ops`; codegen and autograd only ever see primitives.
 """
 from __future__ import annotations
 
+import weakref
 from typing import Optional
 
 import numpy as np
 
-from tinyjit import inplace
+from tinyjit import autograd_graph, inplace
 from tinyjit.device import Buffer, canonicalize
 from tinyjit.dtype import DType, check_fits, dtypes, promote, scalar_result_dtype
 from tinyjit.indexing import IndexingMixin
@@ -377,8 +378,11 @@ class Tensor(ArithmeticMixin, AutogradMixin, CreationMixin, RandomMixin, MathMix
     @data.setter
     def data(self, value: Tensor) -> None:
         """`t.data = value`: t holds a copy of value's contents from now on (any shape, dtype and device, as in
-        PyTorch), keeping its requires_grad, grad and identity (an optimizer still updates it). TypeError when value
-        is not a Tensor; RuntimeError, as in PyTorch, when t requires grad and value is not a float tensor."""
+        PyTorch), keeping its requires_grad, grad and identity (an optimizer still updates it), and a result its
+        graph. Gradient formulas of graphs built before that read t as an op's input read the new contents, as
+        PyTorch's saved inputs share t's storage (same shape and dtype; `y = p * p; p.data = v` gives p.grad 2 v).
+        TypeError when value is not a Tensor; RuntimeError, as in PyTorch, when t requires grad and value is not a
+        float tensor."""
         if not isinstance(value, Tensor):
             raise TypeError(f"Tensor.data has to be set to a Tensor, but got {type(value).__name__}")
         if self.requires_grad and not value.dtype.is_float:
@@ -387,7 +391,15 @@ class Tensor(ArithmeticMixin, AutogradMixin, CreationMixin, RandomMixin, MathMix
                                f"grad)")
         # a node of its own: a later in-place update of self must not write value's buffer
         copy = value.detach().clone()
-        old, self.node = self.node, copy.node
+        old = self.node
+        history = self._frozen() if self.requires_grad and self._ctx is not None else None
+        self.node = copy.node
+        if (old.shape, old.dtype, old.device) == (copy.shape, copy.dtype, copy.device):
+            # graphs built before read the new contents where they saved self as an input (torch: same storage)
+            owner = weakref.ref(self)
+            autograd_graph.REPLACED[old] = lambda: owner().node if owner() is not None else None
+            if history is not None:   # a result keeps its graph (torch keeps its grad_fn)
+                self._keep_history(history)
         inplace.track(self)
         self._node_changed(old)
 
