@@ -328,6 +328,46 @@ def test_assign_nothing_returned_reads_is_replayed():
     assert len(step.captured) == 2   # the sum and the cache update
 
 
+def _packed_rnn_steps(w_in_place: bool):
+    """A TinyJit function running the same W.T product at 3 steps (W.T is read across its layout, so each product's
+    kernel packs it into scratch first); with `w_in_place`, W is updated in place between steps 2 and 3."""
+    rng = np.random.default_rng(5)
+    w = Tensor(rng.standard_normal((256, 64)).astype(np.float32) * 0.1)
+
+    def steps(h):
+        outs = []
+        for t in range(3):
+            if w_in_place and t == 2:
+                w.add_(1.0)
+            h = (h @ w.T)[:, :64].tanh()
+            outs.append(h)
+        return Tensor.stack(outs).realize()
+    return w, TinyJit(steps), rng
+
+
+@pytest.mark.parametrize("w_in_place", [False, True])
+def test_replay_packs_a_shared_weight_once_unless_it_changed(w_in_place):
+    """The copies packing W for each step's product repeat each other: a replay runs the first only and the later
+    products read its scratch; when W is written in between, the copy after the write runs again. Values match a
+    plain (eager) run on every call, with new inputs."""
+    w, jitted, rng = _packed_rnn_steps(w_in_place)
+    for call in range(4):
+        h = rng.standard_normal((20, 64)).astype(np.float32)
+        w_before = w.numpy().copy()
+        got = jitted(Tensor(h)).numpy()
+        expected, state = [], h
+        for t in range(3):
+            weights = w_before + 1.0 if w_in_place and t == 2 else w_before
+            state = np.tanh((state @ weights.T)[:, :64])
+            expected.append(state)
+        np.testing.assert_allclose(got, np.stack(expected), rtol=1e-4, atol=1e-5)
+    # (the first launch packs W; the later steps' A, an expression, is packed too, each from a different h)
+    w_packs = [s for s in jitted.captured if s.writes_scratch and s.run.source == jitted.captured[0].run.source]
+    assert len(w_packs) == 3, [s.run.name for s in jitted.captured]
+    dropped = len(jitted.captured) - len(jitted.prepared)
+    assert dropped == (1 if w_in_place else 2), "repeated packs of W dropped from the replay"
+
+
 # ---- inputs returned: the call's own inputs, not the capture call's ----
 @pytest.mark.parametrize("dtype", [np.float32, np.int32])
 def test_an_input_written_in_place_and_returned_is_this_calls_input(device, dtype):

@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 from tinyjit import inplace
 from tinyjit import realize as realize_module
-from tinyjit.capture import StepKind, capture
+from tinyjit.capture import StepKind, capture, without_repeated_scratch_copies
 from tinyjit.helpers import getenv
 from tinyjit.lazy import Node
 from tinyjit.ops import Op
@@ -122,7 +122,7 @@ class TinyJit:
         if not recorded.steps:
             raise JitError("TinyJit: the function launched no kernels while being captured; nothing to replay")
         self.captured = recorded.steps
-        self.prepared = self._prepare(recorded.steps)
+        self.prepared = self._prepare(without_repeated_scratch_copies(recorded.steps))
         # every launch writes its first buffer (a kernel stores buffer 0; a copy's destination comes first)
         inputs = {id(b) for b in self.input_buffers}
         self.written = {id(step.buffers[0]) for step in recorded.steps} - inputs

@@ -69,9 +69,9 @@ def run_schedule(items: list[ScheduleItem], preserve: dict | None = None, level:
         if level < 2 and not recording:   # the common case: argument lists reused (KernelPlan.run)
             plan.run(input_buffers)
         else:
-            for kernel, bufs in plan.bind(input_buffers):
+            for (kernel, bufs), (_, args) in zip(plan.bind(input_buffers), plan.launches):
                 elapsed = kernel(bufs, wait=level >= 2)
-                capture.record(StepKind.KERNEL, kernel, bufs)
+                capture.record(StepKind.KERNEL, kernel, bufs, writes_scratch=args[0].scratch)
                 if level >= 2:
                     _report_launch(node.device, kernel, bufs, elapsed)
         counters["kernels_launched"] += 1   # one per scheduled kernel, packing launches included
