@@ -522,7 +522,7 @@ def test_setting_data_after_a_graph_is_built_backward_reads_the_new_contents_lik
 
     def leaf_input(make):
         p = make([1.0, 2.0], requires_grad=True)
-        y = p * p + p.detach() * p + (p / (p + 1)).sin() + p.sqrt() * p.exp()
+        y = p * p + p.detach() * p + (p / (p + 1)).sin() + p.sqrt() * p.exp() + p ** 3 + p.var() * p
         p.data = make([0.5, 3.0])
         y.sum().backward()
         return y, p.grad
