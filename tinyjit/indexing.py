@@ -134,6 +134,7 @@ class WriteBack:
         self.index, self.parent_node, self.node = index, parent.node, node
 
     def parent(self) -> TensorBase | None:
+        """The tensor the view was taken of, or None once it is gone (held weakly)."""
         return self._parent()
 
     def unchanged_view_of(self, parent: TensorBase, index) -> bool:
