@@ -165,6 +165,27 @@ CUSTOM_OP = Op.RESHAPE
 CUSTOM: "weakref.WeakKeyDictionary[Node, CustomGrad]" = weakref.WeakKeyDictionary()
 
 
+# node -> a function giving the node whose value gradient formulas read in its place (None: keep it). `t.data = v`
+# files t's old node here: PyTorch saves an op's inputs as the tensors themselves, so a backward pass after
+# `y = p * p; p.data = v` reads v (the new contents of p), while y keeps its value.
+REPLACED: "weakref.WeakKeyDictionary[Node, Callable[[], Optional[Node]]]" = weakref.WeakKeyDictionary()
+# ops whose rule reads the result instead of the sources (PyTorch saves the result of exp, sqrt, reciprocal)
+_RESULT_RULES = (Op.EXP2, Op.SQRT, Op.RECIP)
+
+
+def _with_replaced_sources(node: Node, mask: tuple) -> Node:
+    """`node` with each source gradient flows into that has a replacement (REPLACED) swapped for it, for its rule
+    to read (a node of its own: the graph keeps `node` as it is), or `node` itself when there is none."""
+    sources, changed = list(node.src), False
+    for i, (src, flows) in enumerate(zip(node.src, mask)):
+        current = REPLACED.get(src) if flows else None
+        new = current() if current is not None else None
+        if new is not None and new is not src and (new.shape, new.dtype, new.device) == \
+                (src.shape, src.dtype, src.device):
+            sources[i], changed = new, True
+    return Node(node.op, tuple(sources), node.arg, node.dtype, node.shape, node.device) if changed else node
+
+
 def grad_sources(node: Node) -> tuple:
     """The nodes gradient flows into from `node`: its sources, or a custom function's inputs."""
     custom = CUSTOM.get(node) if node.op is CUSTOM_OP else None
@@ -227,7 +248,10 @@ def gradient(outputs: Sequence[Node], inputs: Sequence[Node], grad_outputs: Opti
         rule = custom.rule if custom is not None else RULES.get(node.op)
         if rule is None:
             raise NotImplementedError(f"gradient: no rule for {node.op.name}")
-        for src, m, sg in zip(grad_sources(node), mask, rule(node, g)):
+        read = node   # the node the rule reads: with replaced sources after `t.data = v` (REPLACED)
+        if REPLACED and custom is None and node.op not in _RESULT_RULES:
+            read = _with_replaced_sources(node, mask)
+        for src, m, sg in zip(grad_sources(node), mask, rule(read, g)):
             if not m or sg is None or id(src) not in needed or not src.dtype.is_float:
                 continue
             assert sg.shape == src.shape and sg.dtype == src.dtype, f"{node.op.name} rule: {sg} for {src}"

@@ -5,6 +5,7 @@ Basic indexing is movement ops only (a view); an integer tensor index becomes a 
 """
 from __future__ import annotations
 
+import weakref
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -120,13 +121,41 @@ class IndexingMixin(TensorBase):
         _setitem(self, index, value)
 
 
+class WriteBack:
+    """How a basic-indexing view `parent[index]` writes into its parent, as PyTorch's views write into the tensor
+    they were taken of (`x[0] += 1`: Tensor.assign of the view assigns `parent[index] = value`). The parent is held
+    weakly when it is a tensor of its own (dead, nobody can see the write), strongly when it is itself a view or a
+    `.data` alias (short-lived objects, the way through to the tensor that owns the memory)."""
+    __slots__ = ("_parent", "index", "parent_node", "node")
+
+    def __init__(self, parent: TensorBase, index, node):
+        through = parent._write_back is not None or parent._view_of is not None or parent._storage_owner() is not parent
+        self._parent = (lambda: parent) if through else weakref.ref(parent)
+        self.index, self.parent_node, self.node = index, parent.node, node
+
+    def parent(self) -> TensorBase | None:
+        """The tensor the view was taken of, or None once it is gone (held weakly)."""
+        return self._parent()
+
+    def unchanged_view_of(self, parent: TensorBase, index) -> bool:
+        """Whether the view this describes, still holding its first node, is parent[index] of parent as it is now
+        (writing it back, the last step of `x[i] += v`, changes nothing)."""
+        try:
+            same_index = bool(index == self.index)
+        except Exception:   # an index whose == is not a bool
+            return False
+        return self.parent() is parent and parent.node is self.parent_node and same_index
+
+
 def _getitem(x: TensorBase, index) -> TensorBase:
     """x[index] (IndexingMixin.__getitem__)."""
     host_values: dict = {}
     items = _normalize(x, index, host_values)
     x._same_device("getitem", *items)
+    parent = x
     x, tensor_indices = _basic(x, items)
     if not tensor_indices:
+        x._write_back = WriteBack(parent, index, x.node)
         return x
     axes = [a for a, _, _ in tensor_indices]
     idx_shape = ()
@@ -189,6 +218,9 @@ def _setitem(x: TensorBase, index, value) -> None:
             raise NotImplementedError(f"setitem: {kind} is not supported; use Tensor.where (a bool mask alone, "
                                       f"x[mask] = v, is)")
     x._same_device("setitem", value)
+    written = getattr(value, "_write_back", None)
+    if written is not None and value.node is written.node and written.unchanged_view_of(x, index):
+        return   # x[index] = x[index] (the view `x[index] += v` wrote through already)
     region, _ = _basic(x, items)
     value = value if isinstance(value, TensorBase) else x._new(value, dtype=x.dtype, device=x.device)
     value = value.cast(x.dtype)
