@@ -94,6 +94,8 @@ def operand_facts(k: Kernel, st_of: dict) -> dict[int, tuple[bool, frozenset]]:
                 axes_of_view[id(st)] = frozenset(a for a, (s, r) in enumerate(zip(st.shape, st.real_strides()))
                                                  if s > 1 and r != 0)
             facts[id(n)] = (n.op == Op.LOAD, axes_of_view[id(st)])
+            if n.src:   # a gathered load also depends on the axes its index value does
+                facts[id(n)] = (True, facts[id(n)][1] | facts[id(n.src[0])][1])
         else:
             reads = any(facts[id(s)][0] for s in n.src)
             facts[id(n)] = (reads, frozenset().union(*(facts[id(s)][1] for s in n.src)))
@@ -155,6 +157,8 @@ def pack(k: Kernel, which: int) -> None:
     def rebuild(n: AstNode) -> AstNode:
         if id(n) in memo:
             return memo[id(n)]
+        if n.op == Op.LOAD and n.src:
+            raise KernelOptError(f"PACK {which}: the operand reads a table at computed rows (a gather)")
         if n.op == Op.LOAD:
             if args[n.arg[0]] not in copy_args:
                 copy_args.append(args[n.arg[0]])
@@ -219,7 +223,7 @@ def depad(k: Kernel, which: int) -> None:
     rest of the views. Much less memory than PACKing a conv's input windows: the padded input, not every
     window."""
     candidates = pack_candidates(k)
-    if not 0 <= which < len(candidates) or candidates[which].op != Op.LOAD:
+    if not 0 <= which < len(candidates) or candidates[which].op != Op.LOAD or candidates[which].src:
         raise KernelOptError(f"DEPAD {which}: not a load among the kernel's {len(candidates)} packable operands")
     node = candidates[which]
     st_of = {id(n): st for n, st in zip(k.accesses, k.sts)}
@@ -259,8 +263,8 @@ def _rebind(k: Kernel, ast: AstNode, st_of: dict, args: list) -> None:
 
     def renumber(n: AstNode) -> AstNode:
         if id(n) not in memo:
-            if n.op == Op.LOAD:
-                out = AstNode(Op.LOAD, (), (number[n.arg[0]], n.arg[1]), n.dtype)
+            if n.op == Op.LOAD:   # (a gathered load keeps its index value and Gather)
+                out = AstNode(Op.LOAD, tuple(renumber(s) for s in n.src), (number[n.arg[0]],) + n.arg[1:], n.dtype)
             else:
                 out = AstNode(n.op, tuple(renumber(s) for s in n.src), n.arg, n.dtype) if n.src else n
             if id(n) in st_of:   # an access (or the store)

@@ -29,7 +29,7 @@ import math
 import weakref
 from typing import Callable, NamedTuple, Optional, Sequence
 
-from tinyjit.dtype import dtypes
+from tinyjit.dtype import dtypes, fits
 from tinyjit.helpers import argsort
 from tinyjit.lazy import Node, toposort
 from tinyjit.ops import Op
@@ -115,6 +115,29 @@ def _mod(n: Node, g: Node):
     return (g, _mul(g, quotient).alu(Op.NEG))
 
 
+def _gather(n: Node, g: Node):
+    """GATHER's table gets the scatter-add of g: grad[.., v, ..] = sum over i of g[.., i, ..] where index[.., i, ..] ==
+    v, built as a one-hot compare inside one reduce (index (.., N, 1, ..) against arange(V) (.., 1, V, ..), times g,
+    summed over N): nothing (N, V)-sized is stored. The index gets no gradient. Half precision accumulates in
+    float32, as sums do."""
+    from tinyjit.tensor import Tensor   # (the arange of rows is an uploaded buffer, as Tensor.arange makes it)
+    table, index = n.src
+    axis, rows = n.arg, table.shape[n.arg]
+    if not fits(rows - 1, index.dtype):   # compare in a type that holds every row number (uint8 into 300 rows)
+        index = index.alu(Op.CAST, arg=dtypes.int64)
+    wide = index.shape[:axis + 1] + (rows,) + index.shape[axis + 1:]
+    split = index.shape[:axis + 1] + (1,) + index.shape[axis + 1:]
+    row_of = Tensor.arange(rows, dtype=index.dtype, device=g.device).node
+    row_of = row_of.movement(Op.RESHAPE, (1,) * (axis + 1) + (rows,) + (1,) * (len(index.shape) - axis - 1))
+    other_row = index.movement(Op.RESHAPE, split).movement(Op.EXPAND, wide).alu(Op.CMPNE,
+                                                                              row_of.movement(Op.EXPAND, wide))
+    term = g if g.dtype.itemsize >= 4 else g.alu(Op.CAST, arg=dtypes.float32)
+    term = term.movement(Op.RESHAPE, split).movement(Op.EXPAND, wide)
+    summed = other_row.alu(Op.WHERE, _const(0.0, term), term).reduce(Op.SUM, (axis,))
+    grad = summed.movement(Op.RESHAPE, table.shape)
+    return (grad if grad.dtype == table.dtype else grad.alu(Op.CAST, arg=table.dtype), None)
+
+
 def _none(n: Node, g: Node):
     return (None,) * len(n.src)
 
@@ -145,6 +168,7 @@ RULES: dict[Op, Callable[[Node, Node], tuple]] = {
     Op.CONTIGUOUS: lambda n, g: (g,),
     Op.COPY: _copy,
     Op.ASSIGN: lambda n, g: (None, g),    # the old contents of the target are overwritten
+    Op.GATHER: _gather,
 }
 for _op in (Op.BITCAST, Op.CMPLT, Op.CMPNE, Op.AND, Op.OR, Op.XOR, Op.SHL, Op.SHR):
     RULES[_op] = _none
