@@ -157,12 +157,11 @@ def pack(k: Kernel, which: int) -> None:
     def rebuild(n: AstNode) -> AstNode:
         if id(n) in memo:
             return memo[id(n)]
-        if n.op == Op.LOAD and n.src:
-            raise KernelOptError(f"PACK {which}: the operand reads a table at computed rows (a gather)")
-        if n.op == Op.LOAD:
+        if n.op == Op.LOAD:   # (a gathered load keeps its Gather, and its index value is rebuilt like the rest)
             if args[n.arg[0]] not in copy_args:
                 copy_args.append(args[n.arg[0]])
-            out = AstNode(Op.LOAD, (), (1 + copy_args.index(args[n.arg[0]]), onto_kept(st_of[id(n)])), n.dtype)
+            out = AstNode(Op.LOAD, tuple(rebuild(s) for s in n.src),
+                          (1 + copy_args.index(args[n.arg[0]]), onto_kept(st_of[id(n)])) + n.arg[2:], n.dtype)
         elif n.op == Op.CONST:
             out = AstNode(Op.CONST, (), (n.arg[0], onto_kept(st_of[id(n)])), n.dtype)
         elif n.op == Op.VALID:
@@ -172,7 +171,7 @@ def pack(k: Kernel, which: int) -> None:
         memo[id(n)] = out
         return out
     value = rebuild(node)
-    if value.op == Op.LOAD and value.arg[1].reshape(kept_shape).contiguous:
+    if value.op == Op.LOAD and not value.src and value.arg[1].reshape(kept_shape).contiguous:
         raise KernelOptError(f"PACK {which}: the load already reads its buffer contiguously in loop order")
     # the copy runs over the kernel's axes (the dropped ones of size 1), so every view in it stays one view; it
     # writes in loop order, and the kernel reads that contiguously, broadcast where the operand was
