@@ -139,6 +139,8 @@ def _gather(n: Node, g: Node):
         grad = _scatter_add_pairwise(table, narrow, index, term, axis)
     else:
         grad = _scatter_add_one_hot(table, index, term, axis)
+    from tinyjit.index_check import share_checks   # (index_check imports realize, which imports this module)
+    share_checks(n, grad)   # realizing the gradient alone checks the index as the forward does
     return (grad if grad.dtype == table.dtype else grad.alu(Op.CAST, arg=table.dtype), None)
 
 

@@ -9,9 +9,9 @@ kernel launches it with its buffers' pointers advanced by their shifts (tinyjit.
 
 A buffer is shifted only when every access to it is one view (a stack of views can compute any address, so its
 lowest one is not known) and none is a gathered load (its view says where row 0 is, not which rows it reads), and
-by no more than its lowest valid address: every address the canonical kernel computes for a valid element stays
->= 0 from the shifted pointer, and index 0 (where a masked-out lane points) is an element the kernel reads anyway. So index arithmetic keeps the signs and bounds it had, and the shifted
-pointer stays inside the buffer.
+by no more than its lowest valid address: every address the canonical kernel computes for a valid element stays >=
+0 from the shifted pointer, and index 0 (where a masked-out lane points) is an element the kernel reads anyway. So
+index arithmetic keeps the signs and bounds it had, and the shifted pointer stays inside the buffer.
 """
 from __future__ import annotations
 

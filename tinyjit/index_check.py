@@ -119,6 +119,16 @@ def check_index(index, low: int, high: int, op: str, where: str, reader: Optiona
         raise valid.error(values)
 
 
+def share_checks(reader: Node, also: Node) -> None:
+    """Register the checks pending on `reader` on `also` too: a gradient that reads the same index without reading
+    the forward result (a gather's scatter-add) is checked when it is realized alone. A realize that computes both
+    runs each check once."""
+    with _lock:
+        found = _pending.get(reader)
+        if found and not also.realized:
+            _pending.setdefault(also, []).extend(found)
+
+
 def check_values(values: TensorBase, reader: TensorBase, flag: Callable[[TensorBase], TensorBase],
                  error: Callable[[np.ndarray], Exception]) -> None:
     """Raise `error(array)` unless `flag(values)` (a 0-d bool tensor built from values: True means bad) is False:
@@ -157,9 +167,12 @@ def before_realize(nodes) -> None:
         # looked up in the walk's positions, not each node of the walk in the weak dictionary)
         position = {id(node): i for i, node in enumerate(toposort(list(nodes)))}
         readers = sorted((position[id(node)], node) for node in list(_pending) if id(node) in position)
-        checks = []
+        checks, seen = [], set()
         for _, node in readers:
-            checks.extend((node, index, valid, make) for index, valid, make in _pending.pop(node))
+            for index, valid, make in _pending.pop(node):
+                if (id(index), id(valid)) not in seen:   # (shared by a forward and its gradient: once)
+                    seen.add((id(index), id(valid)))
+                    checks.append((node, index, valid, make))
     if not checks:
         return
     flags = [valid.flag(make(index)) for _, index, valid, make in checks]
