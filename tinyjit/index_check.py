@@ -1,12 +1,13 @@
 """Bounds checks for index values: getitem with integer arrays, gather, one_hot, cross_entropy/nll_loss targets
-and Embedding. These ops pick with a one-hot compare, which matches nothing for an index outside its range and
-would silently give zeros; here such an index is an error, like PyTorch. The same machinery checks other values
+and Embedding. These ops pick with a one-hot compare or a GATHER, which read zeros for an index outside its range;
+here such an index is an error, like PyTorch. The same machinery checks other values
 an op needs valid where PyTorch raises (`check_values`: multinomial's weights).
 
 - Index values on the host (a list, a NumPy array, a Python int, or a tensor already realized in CPU memory) are
   checked at the call: `check_index` raises at once.
 - A lazy index, or one realized on a device, is checked when it is first computed: the op registers a check on
-  the node that reads the index (its one-hot compare, which the forward and the backward pass both read), and
+  the node that reads the index (its one-hot compare, which the forward and the backward pass both read, or its
+  GATHER, whose gradient carries the check on: `share_checks`), and
   `realize` calls `before_realize` first: for every registered check on a node it is about to compute, one flag
   (an any() over the index) is computed and read, and a bad index raises before anything else runs, so no
   tensor is left half-updated. Reading a device tensor back at the call instead would copy the whole index to

@@ -1,6 +1,6 @@
 """Tensor indexing: x[...] with ints, slices (any step), None, Ellipsis and integer tensors, and x[...] = v.
 
-Basic indexing is movement ops only (a view); an integer tensor index becomes a one-hot multiply-sum.
+Basic indexing is movement ops only (a view); an integer tensor index becomes a GATHER (an indexed load).
 `IndexingMixin` gives Tensor `__getitem__` and `__setitem__`.
 """
 from __future__ import annotations
@@ -106,7 +106,7 @@ def _basic(x, items) -> tuple[TensorBase, list[tuple[int, TensorBase, int]]]:
 class IndexingMixin(TensorBase):
     def __getitem__(self, index) -> Self:
         """self[index], NumPy/PyTorch indexing (torch.Tensor.__getitem__): ints, slices with any step, None,
-        Ellipsis, and int tensors, lists or arrays (advanced indexing, as a one-hot multiply-sum). Integer arrays
+        Ellipsis, and int tensors, lists or arrays (advanced indexing, a GATHER of the indexed dims). Integer arrays
         must hold values in [-size, size) of their dim: others raise IndexError (IndexOutOfRange) at the call when
         the values are on the host, else when first computed (see tinyjit.index_check). IndexError for too many
         indices or a bool mask (the result's shape would depend on the data), TypeError for other index types."""
