@@ -9,6 +9,7 @@ table, base offsets and the PACK copy of a gathered operand.
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings, strategies as st
 
 from tinyjit import Tensor, TinyJit, dtypes
 from tinyjit.base_offsets import split_base_offsets
@@ -226,3 +227,32 @@ def test_the_cache_key_names_the_gather():
     keys = {ast_text(_kernels([Tensor.empty(rows, 2).realize()[index]])[0].ast) for rows in (3, 4)}
     assert len(keys) == 2 and all("Gather(row_stride=2" in key for key in keys)
     assert any(n.op is Op.LOAD and n.src for n in _kernels([Tensor.empty(3, 2).realize()[index]])[0].ast.toposort())
+
+
+@settings(max_examples=25, deadline=None)
+@given(data=st.data())
+def test_gather_along_any_axis_of_broadcast_indices_matches_torch(data):
+    """torch.gather with random shapes, axis and an index broadcast along some dims (the gradient computes on the
+    index before its broadcast) or along the gathered one; values and gradients. Either gradient form may come."""
+    ndim = data.draw(st.integers(1, 3))
+    shape = list(data.draw(st.lists(st.integers(1, 5), min_size=ndim, max_size=ndim)))
+    axis = data.draw(st.integers(0, ndim - 1))
+    shape[axis] = data.draw(st.sampled_from([1, 3, 40]))   # many rows: the pairwise gradient
+    shape = tuple(shape)
+    index_shape = tuple(data.draw(st.integers(1, 6)) if d == axis else s for d, s in enumerate(shape))
+    broadcast = tuple(data.draw(st.booleans()) for _ in shape)
+    seed = data.draw(st.integers(0, 2 ** 16))
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(shape).astype(np.float32)
+    narrow_shape = tuple(1 if b else s for b, s in zip(broadcast, index_shape))
+    narrow = rng.integers(0, shape[axis], narrow_shape)
+    upstream = rng.standard_normal(index_shape).astype(np.float32)
+
+    ours = Tensor(x, requires_grad=True)
+    out = ours.gather(axis, Tensor(narrow).expand(*index_shape))
+    (out * Tensor(upstream)).sum().backward()
+    theirs = torch.tensor(x, requires_grad=True)
+    expected = theirs.gather(axis, torch.from_numpy(narrow).expand(*index_shape))
+    (expected * torch.from_numpy(upstream)).sum().backward()
+    np.testing.assert_array_equal(out.numpy(), expected.detach().numpy())
+    np.testing.assert_allclose(ours.grad.numpy(), theirs.grad.numpy(), rtol=1e-5, atol=1e-5)

@@ -131,7 +131,7 @@ def _gather(n: Node, g: Node):
     if positions == 0:
         return (_const(0.0, table), None)
     # the index before its broadcast (embedding's row numbers are broadcast over the width): compares run on it
-    narrow = index.src[0] if index.op is Op.EXPAND else index
+    narrow = index.src[0] if index.op is Op.EXPAND and index.src[0].shape[axis] == positions else index
     one_hot_cost = table.size * positions
     pairwise_cost = narrow.size * rows + index.size * positions + table.size
     term = g if g.dtype.itemsize >= 4 else g.alu(Op.CAST, arg=dtypes.float32)
@@ -172,6 +172,7 @@ def _scatter_add_one_hot(table: Node, index: Node, term: Node, axis: int) -> Nod
 
 def _scatter_add_pairwise(table: Node, narrow: Node, index: Node, term: Node, axis: int) -> Node:
     rows, positions = table.shape[axis], index.shape[axis]
+    assert narrow.shape[axis] == positions, f"GATHER gradient: index {narrow.shape} along axis {axis} of {index.shape}"
     # S[.., i, ..] = sum over j of term[.., j, ..] where narrow[.., j, ..] == narrow[.., i, ..]: j on axis, i next
     split = narrow.shape[:axis + 1] + (1,) + narrow.shape[axis + 1:]
     pairs = narrow.shape[:axis] + (positions, positions) + narrow.shape[axis + 1:]
