@@ -256,3 +256,13 @@ def test_gather_along_any_axis_of_broadcast_indices_matches_torch(data):
     (expected * torch.from_numpy(upstream)).sum().backward()
     np.testing.assert_array_equal(out.numpy(), expected.detach().numpy())
     np.testing.assert_allclose(ours.grad.numpy(), theirs.grad.numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_gradient_of_an_index_broadcast_along_the_gathered_axis():
+    """Every position along the axis reads the same rows (the index broadcast along it): the pairwise gradient must
+    not take the index before that broadcast for one with `positions` entries along the axis."""
+    x = np.random.default_rng(5).standard_normal((50, 3)).astype(np.float32)
+    ours, theirs = Tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+    ours.gather(0, Tensor([[7, 1, 7]]).expand(4, 3)).sum().backward()
+    theirs.gather(0, torch.tensor([[7, 1, 7]]).expand(4, 3)).sum().backward()
+    np.testing.assert_array_equal(ours.grad.numpy(), theirs.grad.numpy())
