@@ -309,7 +309,7 @@ class _Scheduler:
                 return self._build(node)
             except _Duplicated as dup:
                 self.realize[id(dup.node)] = dup.node
-                self.reasons.setdefault(id(dup.node), f"one kernel would inline it under more than "
+                self.reasons.setdefault(id(dup.node), dup.reason or f"one kernel would inline it under more than "
                                         f"{MAX_INLINED_VIEWS} different views")
                 self.added_realized = True
                 self._decide_reduces()   # the new buffer may end a reduce's path to its kernel
@@ -341,7 +341,10 @@ class _Scheduler:
             """A GATHER as a LOAD of its table's buffer whose address along the axis comes from the index value: the
             view is the table cut to row 0 and broadcast over the gather's shape (then `moves`), so it transforms
             with the kernel's other accesses; the row stride and count go in the arg (tinyjit.ops.Gather)."""
-            source, table_moves, table_view = self._gather_table(n)
+            found = self._gather_table(n)
+            if found is None:   # (a buffer decided since _decide_gather_tables cut the table's view short)
+                raise _Duplicated(n.src[0], "a gather reads its table from a buffer")
+            source, table_moves, table_view = found
             axis, table = n.arg, n.src[0]
             row_zero = ((Op.SHRINK, tuple((0, 1) if d == axis else (0, s) for d, s in enumerate(table.shape))),
                         (Op.EXPAND, n.shape))
@@ -469,11 +472,12 @@ class _Scheduler:
 
 
 class _Duplicated(Exception):
-    """A node that a kernel would inline under too many different views (see _Scheduler.build)."""
+    """A node that a kernel would inline under too many different views, or (`reason`) otherwise cannot inline
+    (see _Scheduler.build): it gets a buffer, and the kernel is built again."""
 
-    def __init__(self, node: Node):
+    def __init__(self, node: Node, reason: str | None = None):
         super().__init__()
-        self.node = node
+        self.node, self.reason = node, reason
 
 
 class _AssignCycle(Exception):
