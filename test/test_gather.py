@@ -266,3 +266,18 @@ def test_gradient_of_an_index_broadcast_along_the_gathered_axis():
     ours.gather(0, Tensor([[7, 1, 7]]).expand(4, 3)).sum().backward()
     theirs.gather(0, torch.tensor([[7, 1, 7]]).expand(4, 3)).sum().backward()
     np.testing.assert_array_equal(ours.grad.numpy(), theirs.grad.numpy())
+
+
+@pytest.mark.parametrize("rows, lookups", [(50, 6), (4, 30)])   # the pairwise and the one-hot gradient
+def test_an_infinite_gradient_stays_in_its_row(rows, lookups):
+    """The scatter-add selects terms (never multiplies a term by a 0/1 one-hot): an inf or NaN upstream gradient
+    reaches only the row its lookup read, as in torch."""
+    rng = np.random.default_rng(6)
+    w = rng.standard_normal((rows, 3)).astype(np.float32)
+    index = _rows(rng, rows, (lookups,))
+    upstream = rng.standard_normal((lookups, 3)).astype(np.float32)
+    upstream[1, 0], upstream[2, 1] = np.inf, np.nan
+    ours, theirs = Tensor(w, requires_grad=True), torch.tensor(w, requires_grad=True)
+    (F.embedding(Tensor(index), ours) * Tensor(upstream)).sum().backward()
+    (torch.nn.functional.embedding(torch.from_numpy(index), theirs) * torch.from_numpy(upstream)).sum().backward()
+    np.testing.assert_allclose(ours.grad.numpy(), theirs.grad.numpy(), rtol=1e-5, atol=1e-6)
