@@ -119,8 +119,9 @@ def _gather(n: Node, g: Node):
     """GATHER's table gets the scatter-add of g: grad[.., v, ..] = sum of g[.., i, ..] over the i where
     index[.., i, ..] == v. No atomics and no order-dependent writes: it is built from reduces, whichever of two
     forms costs fewer operations (V rows in the table, N positions along the gathered axis):
-    - one-hot: the index (.., N, 1, ..) compared with arange(V) (.., 1, V, ..), times g, summed over N; inside one
-      reduce, so nothing (N, V)-sized is stored: N * table size multiply-adds;
+    - one-hot: the index (.., N, 1, ..) compared with arange(V) (.., 1, V, ..) selects g (a select, not a multiply
+      by 0/1: an inf in g stays in its row), summed over N; inside one reduce, so nothing (N, V)-sized is stored:
+      N * table size additions;
     - pairwise (N below V, e.g. 400 lookups into 10000 embedding rows): each position's total over the positions
       with the same index, S[i] = sum over j of g[j] where index[j] == index[i] (N * index size), and for each row
       the first position that looks it up, first[v] (N * V compares on the index before its broadcast); then
@@ -193,10 +194,10 @@ def _scatter_add_pairwise(table: Node, narrow: Node, index: Node, term: Node, ax
     looks_up = wide_narrow.movement(Op.RESHAPE, split).movement(Op.EXPAND, grid).alu(Op.CMPNE, row_of)
     countdown = _arange_along(positions, dtypes.int32, axis, len(grid), term.device)
     countdown = Node.const(positions, dtypes.int32, countdown.shape, term.device).alu(Op.ADD, countdown.alu(Op.NEG))
-    latest = looks_up.alu(Op.WHERE, Node.const(0, dtypes.int32, grid, term.device), countdown.movement(Op.EXPAND, grid))
-    latest = latest.reduce(Op.RMAX, (axis,))
-    latest = latest.movement(Op.RESHAPE, narrow.shape[:axis] + (rows,) + narrow.shape[axis + 1:])
-    first = Node.const(positions, dtypes.int32, latest.shape, term.device).alu(Op.ADD, latest.alu(Op.NEG))
+    to_end = looks_up.alu(Op.WHERE, Node.const(0, dtypes.int32, grid, term.device), countdown.movement(Op.EXPAND, grid))
+    to_end = to_end.reduce(Op.RMAX, (axis,))
+    to_end = to_end.movement(Op.RESHAPE, narrow.shape[:axis] + (rows,) + narrow.shape[axis + 1:])
+    first = Node.const(positions, dtypes.int32, to_end.shape, term.device).alu(Op.ADD, to_end.alu(Op.NEG))
     first = first.movement(Op.EXPAND, table.shape) if first.shape != table.shape else first
     return totals.gather(first, axis)
 
