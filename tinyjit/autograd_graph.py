@@ -29,8 +29,12 @@ import math
 import weakref
 from typing import Callable, NamedTuple, Optional, Sequence
 
+import numpy as np
+
+from tinyjit.device import Buffer
 from tinyjit.dtype import dtypes, fits
 from tinyjit.helpers import argsort
+from tinyjit.index_check import share_checks
 from tinyjit.lazy import Node, toposort
 from tinyjit.ops import Op
 
@@ -140,7 +144,6 @@ def _gather(n: Node, g: Node):
         grad = _scatter_add_pairwise(table, narrow, index, term, axis)
     else:
         grad = _scatter_add_one_hot(table, index, term, axis)
-    from tinyjit.index_check import share_checks   # (index_check imports realize, which imports this module)
     share_checks(n, grad)   # realizing the gradient alone checks the index as the forward does
     return (grad if grad.dtype == table.dtype else grad.alu(Op.CAST, arg=table.dtype), None)
 
@@ -148,8 +151,7 @@ def _gather(n: Node, g: Node):
 def _arange_along(count: int, dtype, axis: int, ndim: int, device: str) -> Node:
     """0, 1, .., count - 1 of `dtype` along `axis` of an `ndim`-d node (size 1 elsewhere): an uploaded buffer, as
     Tensor.arange makes it."""
-    from tinyjit.tensor import Tensor
-    values = Tensor.arange(count, dtype=dtype, device=device).node
+    values = Node.from_buffer(Buffer(device, count, dtype).copyin(np.arange(count, dtype=dtype.np)), (count,))
     return values.movement(Op.RESHAPE, (1,) * axis + (count,) + (1,) * (ndim - axis - 1))
 
 
