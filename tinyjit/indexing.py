@@ -1,6 +1,6 @@
 """Tensor indexing: x[...] with ints, slices (any step), None, Ellipsis and integer tensors, and x[...] = v.
 
-Basic indexing is movement ops only (a view); an integer tensor index becomes a one-hot multiply-sum.
+Basic indexing is movement ops only (a view); an integer tensor index becomes a GATHER (an indexed load).
 `IndexingMixin` gives Tensor `__getitem__` and `__setitem__`.
 """
 from __future__ import annotations
@@ -107,7 +107,7 @@ def _basic(x, items) -> tuple[TensorBase, list[tuple[int, TensorBase, int]]]:
 class IndexingMixin(TensorBase):
     def __getitem__(self, index) -> Self:
         """self[index], NumPy/PyTorch indexing (torch.Tensor.__getitem__): ints, slices with any step, None,
-        Ellipsis, and int tensors, lists or arrays (advanced indexing, as a one-hot multiply-sum). Integer arrays
+        Ellipsis, and int tensors, lists or arrays (advanced indexing, a GATHER of the indexed dims). Integer arrays
         must hold values in [-size, size) of their dim: others raise IndexError (IndexOutOfRange) at the call when
         the values are on the host, else when first computed (see tinyjit.index_check). IndexError for too many
         indices or a bool mask (the result's shape would depend on the data), TypeError for other index types."""
@@ -174,8 +174,8 @@ def _getitem(x: TensorBase, index) -> TensorBase:
     x = x.permute(order)
     sizes = [x.shape[insert_at + i] for i in range(len(axes))]
     linear = None
-    # the linear index in int32 when it fits (a 64-bit index, the default int, would double the width of every
-    # one-hot compare); a value out of range that wraps is caught by check_index on the original index below
+    # the linear index in int32 when it fits (a 64-bit index, the default int, would double the width of the index
+    # math); a value out of range that wraps is caught by check_index on the original index below
     index_dtype = "int32" if prod(sizes) <= 2 ** 31 else "int64"
     for (axis, t, _), size, stride in zip(tensor_indices, sizes, _strides(sizes)):
         t = t.cast(index_dtype) if t.dtype.itemsize < 4 or t.dtype.name != index_dtype else t
@@ -183,18 +183,15 @@ def _getitem(x: TensorBase, index) -> TensorBase:
         term = t._broadcast_to(idx_shape) * stride
         linear = term if linear is None else linear + term
     flat = x.reshape(x.shape[:insert_at] + (prod(sizes),) + x.shape[insert_at + len(axes):])
-    n = prod(sizes)
     pre, post = flat.shape[:insert_at], flat.shape[insert_at + 1:]
-    # (pre, 1.., post, n) * onehot(1.., idx, 1.., n) summed over n
-    moved = flat.permute(tuple(range(insert_at)) + tuple(range(insert_at + 1, flat.ndim)) + (insert_at,))
-    moved = moved.reshape(pre + (1,) * len(idx_shape) + post + (n,))
-    onehot = linear.unsqueeze(-1) == x.arange(n, dtype=linear.dtype, device=x.device)
+    # a GATHER along the flattened indexed axes: (pre, n, post) read at (pre, L, post), L = prod(idx_shape)
+    count = prod(idx_shape)
+    rows = linear.reshape((1,) * len(pre) + (count,) + (1,) * len(post)).expand(pre + (count,) + post)
+    out = flat._gather(insert_at, rows)
     for (_, t, dim), size in zip(tensor_indices, sizes):
         check_index(host_values.get(id(t), t), -size, size, "getitem", f"dimension {dim} with size {size}",
-                    reader=onehot)
-    onehot = onehot.reshape((1,) * len(pre) + idx_shape + (1,) * len(post) + (n,))
-    picked = onehot.where(moved, 0)
-    return picked.sum(-1, dtype=x.dtype if x.dtype.is_float else None).cast(x.dtype)
+                    reader=out)
+    return out.reshape(pre + idx_shape + post)
 
 
 def _strides(sizes: list[int]) -> list[int]:

@@ -419,6 +419,16 @@ class Tensor(ArithmeticMixin, AutogradMixin, CreationMixin, RandomMixin, MathMix
         node = self.node.alu(op, *(o.node for o in others), arg=arg)
         return Tensor(node)._record(self, *others)
 
+    def _gather(self, axis: int, index: Tensor) -> Tensor:
+        """The GATHER primitive (tinyjit/ops.py): self read at `index` (an int tensor with self's shape except along
+        `axis`) along `axis`; the result has index's shape. No checks beyond the device: callers check shapes, dtypes
+        and index values (tinyjit.index_check), and an index outside the axis reads 0. A table with no rows along
+        the axis gives zeros (there is no row to point a masked read at)."""
+        self._same_device("gather", index)
+        if self.shape[axis] == 0:
+            return Tensor.zeros(*index.shape, dtype=self.dtype, device=self.device)
+        return Tensor(self.node.gather(index.node, axis))._record(self, index)
+
     def cast(self, dtype) -> Tensor:
         """self converted to `dtype` (a tinyjit dtype, its name, or a NumPy/torch dtype), self when it already has it
         (torch.Tensor.to(dtype), numpy.ndarray.astype): floats to ints truncate toward zero and wrap like NumPy, not
