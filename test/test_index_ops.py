@@ -199,3 +199,14 @@ def test_an_empty_list_index_selects_nothing():
     x, t = Tensor.arange(6).reshape(2, 3), torch.arange(6).reshape(2, 3)
     for ours, theirs in ((x[[]], t[[]]), (x[:, []], t[:, []])):
         assert ours.shape == tuple(theirs.shape) and ours.numpy().size == 0
+
+
+def test_uint8_index_tensor_is_refused_as_ambiguous():
+    """PyTorch reads a uint8 index tensor as a mask, NumPy a uint8 array as integers: tinyjit refuses a uint8
+    Tensor index (a clear IndexError, not one of the two answers silently); a host uint8 array indexes as NumPy."""
+    x = Tensor(np.arange(4.0, dtype=np.float32))
+    with pytest.raises(IndexError, match="uint8 index tensor is ambiguous"):
+        x[Tensor(np.array([1, 0, 1, 1], np.uint8))]
+    with pytest.raises(IndexError, match="uint8 index tensor is ambiguous"):
+        x[Tensor(np.array([1, 0], np.uint8)), ...]
+    np.testing.assert_array_equal(x[np.array([1, 0], np.uint8)].numpy(), [1.0, 0.0])

@@ -538,3 +538,30 @@ def test_setting_data_after_a_graph_is_built_backward_reads_the_new_contents_lik
         ours, theirs = case(make_for(tinyjit_torch)), case(make_for(torch))
         for a, b in zip(ours, theirs):
             np.testing.assert_allclose(a.detach().numpy(), b.detach().numpy(), rtol=1e-5, err_msg=case.__name__)
+
+
+def test_view_taken_before_its_tensor_was_written_writes_from_the_new_values_like_torch():
+    """v = x[::2]; x += 10; v.mul_(2): PyTorch's view shares x's memory, so it doubles the new values; an in-place
+    op on a tinyjit indexing view reads its region again when its tensor was written since (computed from the old
+    value, the write-through undid x's update). Values and gradients, views of views too."""
+    import torch
+
+    def run(lib, tensor):
+        p = tensor([1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
+        p.requires_grad_(True)
+        x = p * 1
+        v, w = x[::2], x[3:]
+        x += 10
+        v.mul_(2)
+        w.add_(100)
+        rows = (p * 1).reshape(2, 3)
+        first = rows[0]
+        tail = first[1:]
+        rows += 1
+        tail -= 3
+        ((x * x).sum() + (rows * rows).sum()).backward()
+        return x.tolist(), rows.tolist(), p.grad.tolist()
+    ours = run("tinyjit", lambda v: Tensor(v))
+    ref = run("torch", torch.tensor)
+    for a, b in zip(ours, ref):
+        np.testing.assert_allclose(np.array(a), np.array(b), rtol=1e-6)

@@ -389,3 +389,23 @@ def test_an_input_written_in_place_and_returned_is_this_calls_input(device, dtyp
         np.testing.assert_array_equal(buf.numpy(), expected, err_msg=f"call {call}")
         np.testing.assert_array_equal(view.numpy(), expected[1:].reshape(3, 1), err_msg=f"call {call}")
         np.testing.assert_array_equal(v_out.numpy(), np.arange(4, dtype=dtype) + call, err_msg=f"call {call}")
+
+
+def test_inputs_aliased_otherwise_than_at_capture_are_refused():
+    """g(x, x) captured reads one buffer for both arguments: replaying g(a, b) with two tensors would read a for
+    both (silently 3a instead of 2a + b), so it raises; the same aliasing replays, and so does a new TinyJit."""
+    g = TinyJit(lambda a, b: (a * 2 + b).realize())
+    x = Tensor(np.array([1.0, 2.0, 3.0], np.float32))
+    for _ in range(3):
+        np.testing.assert_allclose(g(x, x).numpy(), [3.0, 6.0, 9.0])
+    y = Tensor(np.array([5.0, 5.0, 5.0], np.float32))
+    np.testing.assert_allclose(g(y, y).numpy(), [15.0, 15.0, 15.0])
+    with pytest.raises(JitError, match="share buffers differently"):
+        g(Tensor(np.ones(3, np.float32)), Tensor(np.full(3, 10.0, np.float32)))
+    h = TinyJit(lambda a, b: (a * 2 + b).realize())
+    for _ in range(2):
+        h(Tensor(np.ones(3, np.float32)), Tensor(np.full(3, 10.0, np.float32)))
+    with pytest.raises(JitError, match="share buffers differently"):
+        h(x, x)
+    np.testing.assert_allclose(h(Tensor(np.ones(3, np.float32)), Tensor(np.full(3, 10.0, np.float32))).numpy(),
+                               [12.0, 12.0, 12.0])

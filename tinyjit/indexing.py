@@ -149,6 +149,12 @@ class WriteBack:
 
 def _getitem(x: TensorBase, index) -> TensorBase:
     """x[index] (IndexingMixin.__getitem__)."""
+    for item in index if isinstance(index, tuple) else (index,):
+        if isinstance(item, TensorBase) and item.dtype.name == "uint8":
+            # PyTorch reads a uint8 index tensor as a mask (deprecated), NumPy a uint8 array as integers: refuse
+            # rather than silently pick one
+            raise IndexError("getitem: a uint8 index tensor is ambiguous (PyTorch reads it as a mask, NumPy as "
+                             "integers); cast it: .long() for integer indices, .bool() for a mask")
     host_values: dict = {}
     items = _normalize(x, index, host_values)
     x._same_device("getitem", *items)

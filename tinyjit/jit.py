@@ -34,6 +34,20 @@ def _signature(t) -> tuple:
     return (t.shape, t.dtype, t.device)
 
 
+def _aliasing(tensors) -> tuple:
+    """For each tensor input (position, tensor), the index of the first input over the same buffer: the captured
+    kernels read one buffer where the capture call passed one tensor twice (g(x, x)), so a replay must pass the
+    inputs aliased the same way."""
+    first: dict[int, int] = {}
+    return tuple(first.setdefault(id(t.node.buffer), i) for i, (_, t) in enumerate(tensors))
+
+
+def _shared(tensors, aliasing: tuple) -> list[list]:
+    """The groups of argument positions that an `_aliasing` pattern puts over one buffer (for error messages)."""
+    groups = [[position for (position, _), first in zip(tensors, aliasing) if first == i] for i in set(aliasing)]
+    return [g for g in groups if len(g) > 1]
+
+
 class TinyJit:
     def __init__(self, fn: Callable):
         self.fn = fn
@@ -42,6 +56,7 @@ class TinyJit:
         self.prepared: list = []         # the replay loop (see _prepare)
         self.input_buffers: list = []    # buffers of the capture call's input tensors, by position
         self.input_signature: list = []
+        self.input_aliasing: tuple = ()
         self.static_args: Any = None
         self.outputs = None              # returned value of the capture call (tensors replaced on replay)
         # id of a returned tensor of the capture call -> (index in the tensor inputs of the input it is or whose
@@ -116,6 +131,7 @@ class TinyJit:
     def _capture(self, args, kwargs, tensors, static):
         self.input_buffers = [t.node.buffer for _, t in tensors]
         self.input_signature = [(position, _signature(t)) for position, t in tensors]
+        self.input_aliasing = _aliasing(tensors)
         self.static_args = static
         with capture() as recorded, inplace.recording_assigns() as assigned:   # this thread's steps
             out = self._finish(self.fn(*args, **kwargs), assigned)
@@ -179,6 +195,13 @@ class TinyJit:
         if not _same_static(static, self.static_args):
             raise JitError("TinyJit: a non-tensor argument changed since capture; the captured kernels have the old "
                            "value baked in. Pass it as a Tensor or use a new TinyJit")
+        aliasing = _aliasing(tensors)
+        if aliasing != self.input_aliasing:
+            raise JitError(f"TinyJit: the inputs share buffers differently than at capture (argument positions over "
+                           f"one buffer: captured {_shared(tensors, self.input_aliasing)}, now "
+                           f"{_shared(tensors, aliasing)}); the captured kernels read one buffer where the capture "
+                           f"passed one tensor twice. Capture with the inputs aliased as they will be, or use a new "
+                           f"TinyJit")
         inputs = [t.node.buffer for _, t in tensors]
         for i, buffer in enumerate(inputs):
             if id(buffer) in self.written:   # e.g. last call's output: the replay would write what it reads

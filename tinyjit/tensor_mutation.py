@@ -38,6 +38,22 @@ class MutationMixin(TensorBase):
             raise RuntimeError(f"{op}: a leaf tensor that requires grad (shape {self.shape}) is being used in an "
                                f"in-place operation; do it under tinyjit.no_grad() or on a detached tensor")
 
+    def _refresh_view(self) -> None:
+        """Before an in-place op reads self: a view taken by basic indexing (v = x[::2]) whose tensor was written
+        since reads its region again, as PyTorch's views share their tensor's memory (`x += 10; v.mul_(2)` doubles
+        the new values; computed from v's old value, the write-through would undo x's update). A view of a view
+        refreshes its own tensor first."""
+        written = self._write_back
+        parent = written.parent() if written is not None else None
+        if parent is None:
+            return
+        parent._refresh_view()
+        if parent.node is not written.parent_node:
+            fresh = parent[written.index]
+            self.node, self._requires_grad, self._ctx = fresh.node, fresh._requires_grad, fresh._ctx
+            self._write_back = fresh._write_back
+            inplace.track(self)
+
     def _inplace(self, result: Self, op: str) -> Self:
         """Write `result` (already computed out of place) into self, after PyTorch's checks."""
         self._check_inplace(op)
@@ -66,24 +82,28 @@ class MutationMixin(TensorBase):
         """torch.Tensor.add_: self += alpha * other, in place; returns self. RuntimeError (like PyTorch) for a leaf
         that requires grad outside no_grad, a result whose dtype cannot be kept (float into an int tensor) or a
         broadcast shape larger than self's."""
+        self._refresh_view()
         return self._inplace(self + (other if alpha == 1 else other * alpha), "add_")
 
     def sub_(self, other, alpha=1) -> Self:
         """torch.Tensor.sub_: self -= alpha * other, in place; returns self. RuntimeError (like PyTorch) for a leaf
         that requires grad outside no_grad, a result whose dtype cannot be kept (float into an int tensor) or a
         broadcast shape larger than self's."""
+        self._refresh_view()
         return self._inplace(self - (other if alpha == 1 else other * alpha), "sub_")
 
     def mul_(self, other) -> Self:
         """torch.Tensor.mul_: self *= other, in place; returns self. RuntimeError (like PyTorch) for a leaf that
         requires grad outside no_grad, a result whose dtype cannot be kept (float into an int tensor) or a broadcast
         shape larger than self's."""
+        self._refresh_view()
         return self._inplace(self * other, "mul_")
 
     def div_(self, other, rounding_mode: Optional[str] = None) -> Self:
         """torch.Tensor.div_: self /= other in place (true division, so an int tensor raises unless rounding_mode is
         'trunc' or 'floor'); returns self. RuntimeError (like PyTorch) for a leaf that requires grad outside no_grad,
         a result whose dtype cannot be kept (float into an int tensor) or a broadcast shape larger than self's."""
+        self._refresh_view()
         return self._inplace(self.div(other, rounding_mode=rounding_mode), "div_")
 
     def zero_(self) -> Self:
@@ -107,6 +127,7 @@ class MutationMixin(TensorBase):
         """torch.Tensor.clamp_: clamp(min, max) written into self; returns self. RuntimeError (like PyTorch) for a
         leaf that requires grad outside no_grad, a result whose dtype cannot be kept (float into an int tensor) or a
         broadcast shape larger than self's."""
+        self._refresh_view()
         return self._inplace(self.clamp(min, max), "clamp_")
 
     clip_ = clamp_
@@ -148,10 +169,21 @@ class MutationMixin(TensorBase):
                           device=self.device)
         return self.assign((draw * std + mean).cast(self.dtype))
 
-    def __iadd__(self, other): return self._inplace(self + other, "+=")          # noqa: E704
-    def __isub__(self, other): return self._inplace(self - other, "-=")          # noqa: E704
-    def __imul__(self, other): return self._inplace(self * other, "*=")          # noqa: E704
-    def __itruediv__(self, other): return self._inplace(self / other, "/=")      # noqa: E704
+    def __iadd__(self, other):
+        self._refresh_view()
+        return self._inplace(self + other, "+=")
+
+    def __isub__(self, other):
+        self._refresh_view()
+        return self._inplace(self - other, "-=")
+
+    def __imul__(self, other):
+        self._refresh_view()
+        return self._inplace(self * other, "*=")
+
+    def __itruediv__(self, other):
+        self._refresh_view()
+        return self._inplace(self / other, "/=")
 
 
 # torch.Tensor's in-place twins of out-of-place methods whose result has self's shape (or broadcasts to it):
@@ -175,6 +207,7 @@ def _inplace_twin(name: str):
         if dtype is not None and dtypes.from_any(dtype) != self.dtype:
             raise RuntimeError(f"{name}_: Bad in-place call: input tensor dtype {self.dtype.name} and output tensor "
                                f"dtype {dtypes.from_any(dtype).name} should match")
+        self._refresh_view()
         return self._inplace(getattr(self, name)(*args, **kwargs), f"{name}_")
     method.__name__ = method.__qualname__ = f"{name}_"
     method.__doc__ = (f"torch.Tensor.{name}_: self.{name}(...) written into self in place; returns self. RuntimeError "
