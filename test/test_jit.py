@@ -409,3 +409,47 @@ def test_inputs_aliased_otherwise_than_at_capture_are_refused():
         h(x, x)
     np.testing.assert_allclose(h(Tensor(np.ones(3, np.float32)), Tensor(np.full(3, 10.0, np.float32))).numpy(),
                                [12.0, 12.0, 12.0])
+
+
+def test_updates_of_a_read_tensor_between_replays_reach_the_next_replay():
+    """W read by the function and updated in place between calls (add_, setitem, .data.copy_, .data =): the
+    update is still lazy when the next call comes, and the replay reads W's buffer directly; it must land first
+    (the replay read the old values, one call late)."""
+    w = Tensor(np.array([1.0, 2.0, 3.0], np.float32))
+    f = TinyJit(lambda x: (x * w).realize())
+    ones = np.ones(3, np.float32)
+    for _ in range(3):
+        f(Tensor(ones))
+    w.add_(10)
+    np.testing.assert_allclose(f(Tensor(ones)).numpy(), [11.0, 12.0, 13.0])
+    w[0] = 100.0
+    np.testing.assert_allclose(f(Tensor(ones)).numpy(), [100.0, 12.0, 13.0])
+    w.data.copy_(Tensor(np.full(3, 5.0, np.float32)))
+    np.testing.assert_allclose(f(Tensor(ones)).numpy(), [5.0, 5.0, 5.0])
+    w.data = Tensor(np.full(3, 7.0, np.float32))
+    np.testing.assert_allclose(f(Tensor(ones)).numpy(), [7.0, 7.0, 7.0])
+
+
+def test_sgd_through_data_assignment_in_a_tinyjit_step_matches_torch():
+    """`p.data = p.data - lr * p.grad` inside the jitted step (the pytorch/examples regression idiom) updates p on
+    every replay (p stopped changing from the third call: the capture did not see the rebinding as a write)."""
+    import torch
+    p = Tensor(np.array([1.0, 2.0, 3.0], np.float32), requires_grad=True)
+    ref = torch.tensor([1.0, 2.0, 3.0], requires_grad=True)
+
+    @TinyJit
+    def step(x):
+        loss = (p * p * x).sum()
+        loss.backward()
+        p.data = p.data - 0.1 * p.grad
+        p.grad = None
+        return loss.realize()
+    for k in range(5):
+        x = np.full(3, k + 1.0, np.float32)
+        ours = step(Tensor(x)).item()
+        loss = (ref * ref * torch.tensor(x)).sum()
+        loss.backward()
+        ref.data = ref.data - 0.1 * ref.grad
+        ref.grad = None
+        np.testing.assert_allclose(ours, loss.item(), rtol=1e-5)
+        np.testing.assert_allclose(p.numpy(), ref.detach().numpy(), rtol=1e-5)

@@ -142,6 +142,13 @@ def assigns_pending() -> bool:
     return False
 
 
+def pending_assign_nodes() -> list[Node]:
+    """The assign nodes not realized yet (their buffers still hold the old contents)."""
+    with _lock:
+        nodes = [ref() for ref in _pending_assigns.values()]
+    return [n for n in nodes if n is not None and not n.realized]
+
+
 def assign_targets(outputs: list[Node]) -> set[int]:
     """ids of the buffers that realizing `outputs` overwrites."""
     return {id(target_buffer(n)) for n in toposort(outputs) if n.op == Op.ASSIGN and not n.realized}

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import functools
 import weakref
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 from tinyjit import inplace
 from tinyjit import realize as realize_module
@@ -57,6 +57,7 @@ class TinyJit:
         self.input_buffers: list = []    # buffers of the capture call's input tensors, by position
         self.input_signature: list = []
         self.input_aliasing: tuple = ()
+        self.used_buffers: Optional[set] = None   # ids of the buffers the captured steps use (made on first need)
         self.static_args: Any = None
         self.outputs = None              # returned value of the capture call (tensors replaced on replay)
         # id of a returned tensor of the capture call -> (index in the tensor inputs of the input it is or whose
@@ -79,6 +80,7 @@ class TinyJit:
     def reset(self) -> None:
         inplace.watch(self.assigned_buffers, watching=False)
         self.calls, self.captured, self.prepared, self.input_buffers, self.outputs = 0, [], [], [], None
+        self.used_buffers = None
         self.written, self.input_copies, self.assigned, self.assigned_buffers = set(), {}, [], []
         self.checked_epoch = -1
 
@@ -206,6 +208,8 @@ class TinyJit:
         for i, buffer in enumerate(inputs):
             if id(buffer) in self.written:   # e.g. last call's output: the replay would write what it reads
                 inputs[i] = self._copy_input(i, buffer)
+        if inplace.assigns_pending():   # an update made since (W.add_(1) of a tensor the kernels read) lands first
+            self._land_updates_of_read_buffers()
         self._preserve_what_others_read()
         self._launch(self.prepared, inputs)
         # outputs: fresh tensors over the same (now overwritten) buffers; an input returned is this call's input
@@ -222,6 +226,16 @@ class TinyJit:
         node = Node.from_buffer(template.node.buffer, template.shape)
         self.output_nodes.add(node)
         return Tensor(node)
+
+    def _land_updates_of_read_buffers(self) -> None:
+        """Realize the pending assigns into buffers the captured steps use (another thread's pending assigns, into
+        its own buffers, are its business: realizing them here would take them out of that thread's capture)."""
+        used = self.used_buffers
+        if used is None:
+            used = self.used_buffers = {id(b) for step in self.captured for b in step.buffers}
+        nodes = [n for n in inplace.pending_assign_nodes() if id(inplace.target_buffer(n)) in used]
+        if nodes:
+            realize_module.realize_nodes(nodes)
 
     def _preserve_what_others_read(self) -> None:
         """The replay writes in place what the function assigned (parameters, optimizer state): values built

@@ -389,6 +389,16 @@ class Tensor(ArithmeticMixin, AutogradMixin, CreationMixin, RandomMixin, MathMix
             raise RuntimeError(f"data set to a tensor that requires gradients must be floating point or complex "
                                f"dtype (got {value.dtype.name} for a tensor of shape {self.shape} that requires "
                                f"grad)")
+        if (self.shape, self.dtype, self.device) == (value.shape, value.dtype, value.device) and \
+                self._write_back is None:
+            # written into self's buffer, as `t.data.copy_(value)`: a TinyJit capture records the update (replays
+            # make it again), and a replay that reads self reads the new contents
+            old = self.node
+            with Tensor.no_grad():
+                self.assign(value.detach())
+            owner = weakref.ref(self)
+            autograd_graph.REPLACED[old] = lambda: owner().node if owner() is not None else None
+            return
         # a node of its own: a later in-place update of self must not write value's buffer
         copy = value.detach().clone()
         old = self.node
