@@ -67,7 +67,8 @@ def run_main(module: types.ModuleType, argument) -> tuple[object, str]:
 
 
 def start_from(module: types.ModuleType, state: dict, *, dropout: float) -> None:
-    """Make the module's Net start from `state` (torch tensors) with every Dropout's p set to `dropout`."""
+    """Make the module's Net start from `state` (torch tensors) with every Dropout's (and Dropout2d's...) p set to
+    `dropout`."""
     original_init = module.Net.__init__
 
     def init(self):
@@ -75,7 +76,7 @@ def start_from(module: types.ModuleType, state: dict, *, dropout: float) -> None
         self.load_state_dict({k: v.clone() for k, v in state.items()} if module.__name__.endswith("torch")
                              else state)
         for sub in self.modules():
-            if type(sub).__name__ == "Dropout":
+            if type(sub).__name__ in ("Dropout", "Dropout1d", "Dropout2d", "Dropout3d"):
                 sub.p = dropout
     module.Net.__init__ = init
 
@@ -242,3 +243,29 @@ def test_time_sequence_prediction_matches_torch_from_the_same_weights():
     np.testing.assert_allclose(our_losses, torch_losses, rtol=1e-9)
     np.testing.assert_allclose(our_test, torch_test, rtol=1e-9)
     assert all(p.dtype == ported.torch.double for p in our_model.parameters())
+
+
+def test_mnist_rnn_matches_torch_from_the_same_weights(tmp_path, monkeypatch):
+    """pytorch/examples mnist_rnn (nn.LSTM(batch_first=True) over image rows, output[:, -1, :], BatchNorm1d,
+    Dropout2d on a 2-d input, Linear, log_softmax, nll_loss, Adadelta with StepLR, torch.utils.data.DataLoader
+    over a TensorDataset, no_grad evaluation with argmax/eq/view_as, torch.save of the state_dict): from torch's
+    weights with dropout off (and unshuffled: the frameworks draw different permutations), every printed train
+    loss, test loss and accuracy matches torch's, and so do the saved weights and BatchNorm statistics."""
+    monkeypatch.chdir(tmp_path)
+    reference, ported = load("mnist_rnn", "torch"), load("mnist_rnn", "tinyjit")
+    torch.manual_seed(1)
+    state = reference.Net().state_dict()
+    for module in (reference, ported):
+        start_from(module, state, dropout=0.0)
+    argv = ["--epochs", "2", "--train-size", "64", "--log-interval", "1", "--no-shuffle", "--save-model"]
+    (torch_model, torch_results), torch_log = run_main(reference, argv)
+    torch_saved = torch.load(tmp_path / "mnist_rnn.pt")
+    (our_model, our_results), our_log = run_main(ported, argv)
+    our_saved = ported.torch.load(tmp_path / "mnist_rnn.pt")
+    torch_train, our_train = numbers(torch_log, rf"Loss: {NUMBER}"), numbers(our_log, rf"Loss: {NUMBER}")
+    assert len(torch_train) == len(our_train) == 4
+    np.testing.assert_allclose(our_train, torch_train, rtol=2e-4, atol=1e-5)
+    np.testing.assert_allclose(np.array(our_results), np.array(torch_results), rtol=2e-4, atol=1e-5)
+    assert set(our_saved) == set(torch_saved)
+    for name, value in torch_saved.items():
+        np.testing.assert_allclose(our_saved[name].numpy(), value.numpy(), rtol=1e-3, atol=1e-4, err_msg=name)

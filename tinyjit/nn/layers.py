@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from typing import Optional
 
-from tinyjit.nn import init
+from tinyjit.nn import functional_more, init
 from tinyjit.nn.module import Module, Parameter
 from tinyjit.random import host_generator
 from tinyjit.tensor import Tensor
@@ -275,6 +275,42 @@ class Dropout(Module):
     def extra_repr(self) -> str:
         return f"p={self.p}"
 
+
+
+class _ChannelDropout(Module):
+    """Dropout1d/2d/3d: nn.functional's dropout1d/2d/3d (whole channels zeroed) in training mode, the identity in
+    eval mode."""
+    _function = None   # the nn.functional_more function, set by each subclass
+
+    def __init__(self, p: float = 0.5, inplace: bool = False):
+        super().__init__()
+        if not 0 <= p <= 1:
+            raise ValueError(f"{type(self).__name__}: p must be in [0, 1], got {p}")
+        self.p = p
+
+    def forward(self, x: Tensor) -> Tensor:
+        return type(self)._function(x, self.p, self.training)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+class Dropout1d(_ChannelDropout):
+    """torch.nn.Dropout1d: zero each channel x[n, c, :] of (N, C, L) (or x[c, :] of (C, L)) with probability p,
+    scale the rest by 1 / (1 - p). RuntimeError for other ranks."""
+    _function = staticmethod(functional_more.dropout1d)
+
+
+class Dropout2d(_ChannelDropout):
+    """torch.nn.Dropout2d: zero each channel x[n, c] of (N, C, H, W) with probability p, scale the rest by
+    1 / (1 - p); other ranks as torch reads them (see nn.functional.dropout2d: a 2-d input drops elements)."""
+    _function = staticmethod(functional_more.dropout2d)
+
+
+class Dropout3d(_ChannelDropout):
+    """torch.nn.Dropout3d: zero each channel x[n, c] of (N, C, D, H, W) (or x[c] of (C, D, H, W)) with
+    probability p, scale the rest by 1 / (1 - p)."""
+    _function = staticmethod(functional_more.dropout3d)
 
 class Flatten(Module):
     """torch.nn.Flatten: dims start_dim..end_dim (default 1..-1) merged into one, as Tensor.flatten."""
