@@ -28,6 +28,7 @@ PORT = {
     "import torch.optim as optim": "from tinyjit import optim",
     "from torch.optim.lr_scheduler import StepLR": "from tinyjit.optim.lr_scheduler import StepLR",
     "from torch.utils.data import DataLoader, TensorDataset": "from tinyjit.data import DataLoader, TensorDataset",
+    "from torch.utils.data import Dataset": "from tinyjit.data import Dataset",
     "from torch import nn, optim": "from tinyjit import nn, optim",
     "import torch.utils.data": "import tinyjit.data  # torch.utils.data is tinyjit.pytorch.utils.data",
 }
@@ -262,6 +263,34 @@ def test_mnist_rnn_matches_torch_from_the_same_weights(tmp_path, monkeypatch):
     torch_saved = torch.load(tmp_path / "mnist_rnn.pt")
     (our_model, our_results), our_log = run_main(ported, argv)
     our_saved = ported.torch.load(tmp_path / "mnist_rnn.pt")
+    torch_train, our_train = numbers(torch_log, rf"Loss: {NUMBER}"), numbers(our_log, rf"Loss: {NUMBER}")
+    assert len(torch_train) == len(our_train) == 4
+    np.testing.assert_allclose(our_train, torch_train, rtol=2e-4, atol=1e-5)
+    np.testing.assert_allclose(np.array(our_results), np.array(torch_results), rtol=2e-4, atol=1e-5)
+    assert set(our_saved) == set(torch_saved)
+    for name, value in torch_saved.items():
+        np.testing.assert_allclose(our_saved[name].numpy(), value.numpy(), rtol=1e-3, atol=1e-4, err_msg=name)
+
+
+def test_siamese_network_matches_torch_from_the_same_weights(tmp_path, monkeypatch):
+    """pytorch/examples siamese_network (a ResNet-style extractor cut with Sequential(*list(children())[:-1]),
+    Conv2d/BatchNorm2d/ReLU(inplace)/MaxPool2d/AdaptiveAvgPool2d, a residual `out += identity`, apply() with
+    xavier_uniform_ and bias.data.fill_, one extractor for both images, torch.cat, Sigmoid, BCELoss, Adadelta with
+    StepLR, a custom Dataset drawing pairs with the random module (uint8 images, .clone().float(), 0-d float
+    targets collated into a batch, np.array(tensor, copy=None)), torch.where(outputs > 0.5, 1, 0)): from torch's
+    weights (unshuffled: the frameworks draw different permutations) every printed train loss, test loss and
+    accuracy matches torch's, and so do the saved weights and BatchNorm statistics."""
+    monkeypatch.chdir(tmp_path)
+    reference, ported = load("siamese_network", "torch"), load("siamese_network", "tinyjit")
+    torch.manual_seed(0)
+    state = reference.SiameseNetwork().state_dict()
+    for module in (reference, ported):
+        same_start(module, "SiameseNetwork", state)
+    argv = ["--epochs", "2", "--train-size", "64", "--log-interval", "1", "--no-shuffle", "--save-model"]
+    (_, torch_results), torch_log = run_main(reference, argv)
+    torch_saved = torch.load(tmp_path / "siamese_network.pt")
+    (_, our_results), our_log = run_main(ported, argv)
+    our_saved = ported.torch.load(tmp_path / "siamese_network.pt")
     torch_train, our_train = numbers(torch_log, rf"Loss: {NUMBER}"), numbers(our_log, rf"Loss: {NUMBER}")
     assert len(torch_train) == len(our_train) == 4
     np.testing.assert_allclose(our_train, torch_train, rtol=2e-4, atol=1e-5)
