@@ -298,3 +298,35 @@ def test_siamese_network_matches_torch_from_the_same_weights(tmp_path, monkeypat
     assert set(our_saved) == set(torch_saved)
     for name, value in torch_saved.items():
         np.testing.assert_allclose(our_saved[name].numpy(), value.numpy(), rtol=1e-3, atol=1e-4, err_msg=name)
+
+
+def test_regression_matches_torch_from_the_same_weights_and_data(monkeypatch):
+    """pytorch/examples regression (module-level torch.randn targets, polynomial features with unsqueeze and
+    torch.cat of powers, x.mm(W) + b.item(), smooth_l1_loss, gradients cleared with .grad.data.zero_() and the
+    manual step param.data.add_(-lr * param.grad), '{:+.2f}'.format of a weight's elements): with torch.randn
+    drawing the same numbers in both runs (patched before the module is loaded: its targets are drawn at import)
+    and the Linear layer starting from torch's weights, every batch's loss, the printed learned function and the
+    weights match torch's, and the loss falls."""
+    torch.manual_seed(0)
+    state = torch.nn.Linear(4, 1).state_dict()
+    runs = []
+    for framework_name in ("torch", "tinyjit"):
+        framework = torch if framework_name == "torch" else __import__("tinyjit.pytorch").pytorch
+        noise = np.random.default_rng(5)
+        monkeypatch.setattr(framework, "randn", lambda *size, _n=noise, _f=framework: _f.from_numpy(
+            _n.standard_normal(size).astype(np.float32)))
+
+        class Linear(framework.nn.Linear):   # noqa: the module builds its layer as torch.nn.Linear
+            def __init__(self, *args, **kwargs):
+                super().__init__(*args, **kwargs)
+                self.load_state_dict({k: v.clone() for k, v in state.items()} if framework is torch else state)
+        monkeypatch.setattr(framework.nn, "Linear", Linear)
+        module = load("regression", framework_name)
+        runs.append(run_main(module, ["--max-batches", "60", "--log-interval", "20"]))
+    ((torch_fc, torch_losses), torch_log), ((our_fc, our_losses), our_log) = runs
+    assert len(our_losses) == len(torch_losses) == 60
+    assert np.mean(our_losses[-10:]) < np.mean(our_losses[:10]) / 2, our_log
+    np.testing.assert_allclose(our_losses, torch_losses, rtol=1e-4, atol=1e-6)
+    assert our_log.splitlines()[-2:] == torch_log.splitlines()[-2:], (our_log, torch_log)   # the two functions
+    for name, value in torch_fc.state_dict().items():
+        np.testing.assert_allclose(our_fc.state_dict()[name].numpy(), value.numpy(), rtol=1e-4, err_msg=name)

@@ -335,7 +335,7 @@ TENSOR_FUNCTIONS = (
     "abs neg exp exp2 log log2 log1p expm1 sqrt rsqrt sin cos tan tanh sigmoid relu square sign floor ceil round "
     "trunc erf pow maximum minimum clamp clip lerp isnan isinf logical_not "
     "sum mean std var prod max min amax amin argmax argmin all any cumsum logsumexp softmax log_softmax "
-    "matmul bmm dot sort argsort topk kthvalue unique multinomial allclose isclose eq ne lt le gt ge "
+    "matmul mm mv bmm dot sort argsort topk kthvalue unique multinomial allclose isclose eq ne lt le gt ge "
     "index_select narrow movedim moveaxis swapaxes swapdims unbind diagonal diag trace outer ger cumprod diff "
     "remainder fmod atan2 arctan2 hypot logaddexp frac nan_to_num nansum nanmean norm count_nonzero "
     "addmm baddbmm addmv addbmm "
