@@ -9,6 +9,7 @@ A small PyTorch program ports by changing its imports only:
     import torch.optim as optim                 -> from tinyjit import optim
     from torch.optim.lr_scheduler import StepLR -> from tinyjit.optim.lr_scheduler import StepLR
     from torch.utils.data import DataLoader     -> from tinyjit.data import DataLoader
+    from torch.utils.data import Dataset        -> from tinyjit.data import Dataset
 
 (`torch.nn`, `torch.optim`, `torch.utils.data` and `torch.autograd` are also attributes of this module.)
 
