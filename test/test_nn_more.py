@@ -396,4 +396,36 @@ def test_channel_dropout_edges_like_torch():
         F.dropout2d(Tensor.ones(3, 4), 0.5)
     with pytest.raises(ValueError):
         nn.Dropout2d(2.0)
-    assert repr(nn.Dropout3d(0.25)) == repr(torch.nn.Dropout3d(0.25)).replace(", inplace=False", "")
+    assert repr(nn.Dropout3d(0.25)) == repr(torch.nn.Dropout3d(0.25))
+
+
+# ---- reprs: print(model) prints torch's text (found porting pytorch/examples siamese_network) ----
+MODULE_REPR_CASES = [
+    "Conv2d(1, 8, 3)", "Conv2d(1, 8, 3, padding=1, bias=False)", "Conv2d(2, 4, (3, 5), stride=2, dilation=2, groups=2)",
+    "Conv2d(2, 4, 3, padding='same')", "Conv1d(1, 8, 3)", "Conv3d(1, 2, 3, padding=1)",
+    "ConvTranspose2d(2, 3, 3, stride=2, output_padding=1)", "ConvTranspose1d(2, 3, 3)",
+    "ConvTranspose2d(2, 4, 3, stride=2, padding=1, output_padding=1, groups=2, dilation=2, bias=False)",
+    "BatchNorm1d(16)", "BatchNorm2d(4, affine=False)", "BatchNorm3d(4, momentum=None)", "LayerNorm(8)",
+    "LayerNorm((3, 4), bias=False)", "GroupNorm(2, 4)", "GroupNorm(2, 4, affine=False)", "InstanceNorm2d(4)",
+    "InstanceNorm1d(4, affine=True)", "RMSNorm(4)",
+    "ReLU()", "ReLU(inplace=True)", "ReLU6(inplace=True)", "LeakyReLU(0.2, True)", "ELU(inplace=True)", "CELU()",
+    "SELU(inplace=True)", "SiLU(inplace=True)", "Mish(inplace=True)", "Hardtanh()", "Hardtanh(-2, 2, True)",
+    "Hardswish(inplace=True)", "Hardsigmoid()", "GELU(approximate='tanh')", "Threshold(0.1, 20.0, inplace=True)",
+    "Hardshrink()", "Softshrink(0.3)", "Softmax(1)", "LogSoftmax(dim=1)", "Softplus(2, 10)", "Sigmoid()",
+    "Dropout()", "Dropout(0.2, inplace=True)", "Dropout1d()", "Dropout2d(0.25)", "Dropout3d(0.1)",
+    "MaxPool2d(2)", "MaxPool2d(3, 2, 1)", "MaxPool1d(2)", "MaxPool2d(3, stride=1)", "AvgPool2d(2)", "AvgPool1d(3)",
+    "AdaptiveAvgPool2d((1, 1))", "Linear(3, 4)", "Linear(3, 4, bias=False)", "Embedding(5, 2, padding_idx=0)",
+    "Flatten()", "Unflatten(1, (2, 3))", "LSTM(10, 16, batch_first=True)", "GRU(4, 8, 2, dropout=0.5)", "RNN(4, 8)",
+    "LSTMCell(3, 4)", "GRUCell(3, 4)", "RNNCell(3, 4, nonlinearity='relu', bias=False)", "Identity()",
+    "Upsample(scale_factor=2)", "Upsample(scale_factor=(2, 3))", "Upsample(size=4)", "PixelShuffle(2)",
+    "MSELoss()", "BCELoss(reduction='sum')", "CrossEntropyLoss()", "NLLLoss()", "L1Loss()", "HuberLoss()",
+    "Sequential(Conv2d(1, 2, 3), BatchNorm2d(2), ReLU(inplace=True), MaxPool2d(3, 2, 1), Flatten())",
+]
+
+
+def test_module_reprs_are_torchs():
+    """repr(module) (what print(model) shows) is torch 2.13's text: only non-default convolution arguments,
+    the norms' bias flag, inplace where torch shows it, the pools' default stride (kernel_size), the losses'
+    empty parentheses..."""
+    for text in MODULE_REPR_CASES:   # each text built from each framework's nn names
+        assert repr(eval(text, dict(vars(nn)))) == repr(eval(text, dict(vars(torch.nn)))), text

@@ -117,13 +117,17 @@ class _ConvNd(Module):
         return out.squeeze(0) if unbatched else out
 
     def extra_repr(self) -> str:
-        s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
-             f"padding={self.padding}")
+        """torch's text: the arguments that differ from their defaults, in torch's order."""
+        s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
+        if isinstance(self.padding, str) or any(p != 0 for p in self.padding):
+            s += f", padding={self.padding}"
         if any(d != 1 for d in self.dilation):
             s += f", dilation={self.dilation}"
+        if any(p != 0 for p in self.output_padding):
+            s += f", output_padding={self.output_padding}"
         if self.groups != 1:
             s += f", groups={self.groups}"
-        return s + (", bias=False" if self.bias is None else "")
+        return s + (", bias=False" if self.bias is None else "")   # (padding_mode is always zeros here)
 
 
 class _Conv(_ConvNd):
@@ -267,13 +271,13 @@ class Dropout(Module):
         super().__init__()
         if not 0 <= p <= 1:
             raise ValueError(f"Dropout: p must be in [0, 1], got {p}")
-        self.p = p
+        self.p, self.inplace = p, inplace   # (inplace is shown, as torch does, and otherwise ignored)
 
     def forward(self, x: Tensor) -> Tensor:
         return x.dropout(self.p, training=self.training)
 
     def extra_repr(self) -> str:
-        return f"p={self.p}"
+        return f"p={self.p}, inplace={self.inplace}"
 
 
 
@@ -286,13 +290,13 @@ class _ChannelDropout(Module):
         super().__init__()
         if not 0 <= p <= 1:
             raise ValueError(f"{type(self).__name__}: p must be in [0, 1], got {p}")
-        self.p = p
+        self.p, self.inplace = p, inplace   # (inplace is shown, as torch does, and otherwise ignored)
 
     def forward(self, x: Tensor) -> Tensor:
         return type(self)._function(x, self.p, self.training)
 
     def extra_repr(self) -> str:
-        return f"p={self.p}"
+        return f"p={self.p}, inplace={self.inplace}"
 
 
 class Dropout1d(_ChannelDropout):
@@ -322,6 +326,9 @@ class Flatten(Module):
     def forward(self, x: Tensor) -> Tensor:
         return x.flatten(self.start_dim, self.end_dim)
 
+    def extra_repr(self) -> str:
+        return f"start_dim={self.start_dim}, end_dim={self.end_dim}"
+
 
 class Unflatten(Module):
     """torch.nn.Unflatten: dim `dim` split into `unflattened_size` (its product must equal that dim's size;
@@ -333,3 +340,6 @@ class Unflatten(Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return x.unflatten(self.dim, self.unflattened_size)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, unflattened_size={self.unflattened_size}"
