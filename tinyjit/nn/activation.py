@@ -1,6 +1,7 @@
 """Activation modules (torch.nn's): thin wrappers over the Tensor methods and nn.functional, with PyTorch's
 constructor arguments. `inplace=` is accepted for source compatibility (and shown in the repr, as torch shows it)
-but otherwise ignored: every op here builds a new lazy value. Unless a docstring says otherwise, these take any shape and keep it."""
+but otherwise ignored: every op here builds a new lazy value. Unless a docstring says otherwise, these take any
+shape and keep it."""
 from __future__ import annotations
 
 from typing import Optional
