@@ -94,6 +94,8 @@ def operand_facts(k: Kernel, st_of: dict) -> dict[int, tuple[bool, frozenset]]:
                 axes_of_view[id(st)] = frozenset(a for a, (s, r) in enumerate(zip(st.shape, st.real_strides()))
                                                  if s > 1 and r != 0)
             facts[id(n)] = (n.op == Op.LOAD, axes_of_view[id(st)])
+            if n.src:   # a gathered load also depends on the axes its index value does
+                facts[id(n)] = (True, facts[id(n)][1] | facts[id(n.src[0])][1])
         else:
             reads = any(facts[id(s)][0] for s in n.src)
             facts[id(n)] = (reads, frozenset().union(*(facts[id(s)][1] for s in n.src)))
@@ -155,10 +157,11 @@ def pack(k: Kernel, which: int) -> None:
     def rebuild(n: AstNode) -> AstNode:
         if id(n) in memo:
             return memo[id(n)]
-        if n.op == Op.LOAD:
+        if n.op == Op.LOAD:   # (a gathered load keeps its Gather, and its index value is rebuilt like the rest)
             if args[n.arg[0]] not in copy_args:
                 copy_args.append(args[n.arg[0]])
-            out = AstNode(Op.LOAD, (), (1 + copy_args.index(args[n.arg[0]]), onto_kept(st_of[id(n)])), n.dtype)
+            out = AstNode(Op.LOAD, tuple(rebuild(s) for s in n.src),
+                          (1 + copy_args.index(args[n.arg[0]]), onto_kept(st_of[id(n)])) + n.arg[2:], n.dtype)
         elif n.op == Op.CONST:
             out = AstNode(Op.CONST, (), (n.arg[0], onto_kept(st_of[id(n)])), n.dtype)
         elif n.op == Op.VALID:
@@ -168,7 +171,7 @@ def pack(k: Kernel, which: int) -> None:
         memo[id(n)] = out
         return out
     value = rebuild(node)
-    if value.op == Op.LOAD and value.arg[1].reshape(kept_shape).contiguous:
+    if value.op == Op.LOAD and not value.src and value.arg[1].reshape(kept_shape).contiguous:
         raise KernelOptError(f"PACK {which}: the load already reads its buffer contiguously in loop order")
     # the copy runs over the kernel's axes (the dropped ones of size 1), so every view in it stays one view; it
     # writes in loop order, and the kernel reads that contiguously, broadcast where the operand was
@@ -219,7 +222,7 @@ def depad(k: Kernel, which: int) -> None:
     rest of the views. Much less memory than PACKing a conv's input windows: the padded input, not every
     window."""
     candidates = pack_candidates(k)
-    if not 0 <= which < len(candidates) or candidates[which].op != Op.LOAD:
+    if not 0 <= which < len(candidates) or candidates[which].op != Op.LOAD or candidates[which].src:
         raise KernelOptError(f"DEPAD {which}: not a load among the kernel's {len(candidates)} packable operands")
     node = candidates[which]
     st_of = {id(n): st for n, st in zip(k.accesses, k.sts)}
@@ -259,8 +262,8 @@ def _rebind(k: Kernel, ast: AstNode, st_of: dict, args: list) -> None:
 
     def renumber(n: AstNode) -> AstNode:
         if id(n) not in memo:
-            if n.op == Op.LOAD:
-                out = AstNode(Op.LOAD, (), (number[n.arg[0]], n.arg[1]), n.dtype)
+            if n.op == Op.LOAD:   # (a gathered load keeps its index value and Gather)
+                out = AstNode(Op.LOAD, tuple(renumber(s) for s in n.src), (number[n.arg[0]],) + n.arg[1:], n.dtype)
             else:
                 out = AstNode(n.op, tuple(renumber(s) for s in n.src), n.arg, n.dtype) if n.src else n
             if id(n) in st_of:   # an access (or the store)

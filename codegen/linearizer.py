@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from tinyjit.dtype import DType, dtypes
+from tinyjit.dtype import DType, dtypes, fits
 from tinyjit.helpers import prod
-from tinyjit.ops import AstNode, Op, reduce_identity
+from tinyjit.ops import AstNode, Op, gathered_load, reduce_identity
 from tinyjit.symbolic import And, Div, Expr, Lt, Mod, Mul, Num, Sum, Var
 
 from codegen.accumulate import REGISTER_BLOCK, VECTOR_BLOCK, ReduceLoop, level_zero_block, plan_reduce_loops
@@ -66,9 +66,12 @@ def index_magnitude(k: Kernel, gpu: bool) -> int:
     bound = max(full) + max(REGISTER_BLOCK, VECTOR_BLOCK)
     if gpu:
         bound = max(bound, prod(full[:k.first_reduce + k.group_for_reduce]))
-    for st in k.sts:
+    for node, st in zip(k.accesses, k.sts):
         index, valid = st.index_and_valid([Num(0) if s == 1 else i for i, s in zip(idxs, st.shape)])
         bound = max(bound, _magnitude(index), _magnitude(valid))
+        gather = gathered_load(node)
+        if gather is not None:   # row 0's address plus up to rows - 1 row strides, and the row number itself
+            bound = max(bound, _magnitude(index) + (gather.rows - 1) * abs(gather.row_stride), gather.rows)
     return bound
 
 
@@ -195,8 +198,11 @@ class Linearizer:
                 zero = self.const(reduce_identity(Op.SUM, node.dtype), node.dtype)
                 return self.alu(Op.WHERE, node.dtype, v, c, zero)
             buf = self.buffers[node.arg[0]]
-            src = (buf, self.expr(index)) + ((v,) if v is not None else ())
-            return self.emit(U.LOAD, node.dtype, src)
+            gather = gathered_load(node)
+            if gather is None:
+                src = (buf, self.expr(index)) + ((v,) if v is not None else ())
+                return self.emit(U.LOAD, node.dtype, src)
+            return self.gathered(node, gather, buf, self.expr(index), v, combo)
         if node.op in REDUCE_TO_ALU:
             acc = self.accs[(id(node), self.output_combo(combo))]
             total = self.emit(U.ACC_READ, acc.dtype, (acc,), cse=False)
@@ -209,6 +215,31 @@ class Linearizer:
         if node.op == Op.SIN and node.arg:   # the phase, in quarter turns (tinyjit/ops.py), as a constant operand
             srcs.append(self.const(node.arg % 4, dtypes.int32))
         return self.alu(node.op, node.dtype, *srcs)
+
+    def gathered(self, node: AstNode, gather, buf: UOp, row_zero: UOp, valid, combo) -> UOp:
+        """A gathered load (tinyjit.ops.Gather): the element at row_zero + row * row_stride, where row is the index
+        value; an index outside [0, rows) reads row 0's address and gives 0. The range test is on the index's own
+        type (before narrowing it to the index type could wrap it into range) and selects the value after the load,
+        not the address: the address stays base + lane where the index is the same across a vector of lanes."""
+        dt = self.index_dtype
+        row = self.lower(node.src[0], combo)
+        tests = []
+        if not row.dtype.is_unsigned:
+            tests.append(self.alu(Op.CMPLT, dtypes.bool, self.const(-1, row.dtype), row))
+        if fits(gather.rows, row.dtype):
+            tests.append(self.alu(Op.CMPLT, dtypes.bool, row, self.const(gather.rows, row.dtype)))
+        in_range = tests[0] if tests else None
+        if len(tests) == 2:
+            in_range = self.alu(Op.AND, dtypes.bool, tests[0], tests[1])
+        row = row if row.dtype == dt else self.emit(U.CAST, dt, (row,))
+        if in_range is not None:
+            row = self.alu(Op.WHERE, dt, in_range, row, self.const(0, dt))
+        address = self.alu(Op.ADD, dt, row_zero, self.alu(Op.MUL, dt, row, self.const(gather.row_stride, dt)))
+        value = self.emit(U.LOAD, node.dtype, (buf, address) + ((valid,) if valid is not None else ()))
+        if in_range is None:
+            return value
+        return self.alu(Op.WHERE, node.dtype, in_range, value, self.const(reduce_identity(Op.SUM, node.dtype),
+                                                                          node.dtype))
 
     def output_combo(self, combo: tuple[int, ...]) -> tuple[int, ...]:
         """The combo with unrolled reduce axes zeroed: which accumulator/output element it belongs to."""

@@ -8,6 +8,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tinyjit import Tensor, inplace, nn, optim
+from tinyjit import no_grad as tinyjit_no_grad
+import tinyjit.pytorch as tinyjit_torch
 from tinyjit.realize import counters
 
 UPDATES = {   # name -> (update of x in place, its result from x0 = [1, 2, 3])
@@ -234,12 +236,12 @@ def test_a_hand_written_update_realizes_the_loss_with_it(device):
 
 
 def test_writing_into_a_view_of_a_live_tensor_raises():
-    """PyTorch writes `x[1][2] = v` and `x.T[0] = v` through the view into x; tinyjit's views are values, so such a
-    write would be silently lost: it raises (RuntimeError naming both shapes). Writing x itself, a clone of the view,
-    or a view whose base nobody holds any more works."""
+    """PyTorch writes `x.T[0] = v` and `x.reshape(4, 3) += 1` through the view into x; tinyjit's views other than
+    basic indexing's are values, so such a write would be silently lost: it raises (RuntimeError naming both
+    shapes). Writing x itself, a clone of the view, or a view whose base nobody holds any more works."""
     x = Tensor.arange(12).reshape(3, 4)
-    for write in (lambda: x[1].__setitem__(2, 100), lambda: x.T.__setitem__(0, -1),
-                  lambda: x[:, 1:].__iadd__(1), lambda: x[0].expand(2, 4).assign(Tensor.zeros(2, 4, dtype=x.dtype))):
+    for write in (lambda: x.T.__setitem__(0, -1), lambda: x.T[1:].__iadd__(1), lambda: x.reshape(4, 3).__iadd__(1),
+                  lambda: x[0].expand(2, 4).assign(Tensor.zeros(2, 4, dtype=x.dtype))):
         with pytest.raises(RuntimeError, match=r"view \(.*\) of another live tensor of shape \(3, 4\)"):
             write()
     np.testing.assert_array_equal(x.numpy(), np.arange(12).reshape(3, 4))   # nothing half-written
@@ -324,17 +326,21 @@ def test_data_updates_in_a_tinyjit_step_reach_the_parameter_on_every_replay(devi
 
 
 def test_data_of_a_non_leaf_and_of_a_view(device):
-    """`y.data.zero_()` of a computed tensor changes y's value (torch); `.data` of a view of a live tensor refuses
-    in-place updates as the view itself does (tinyjit's views are values, so it would not write through)."""
+    """`y.data.zero_()` of a computed tensor changes y's value (torch); `.data` of a view of a live tensor writes
+    through as the view itself does (an indexing view, like torch) or refuses (a reshape: tinyjit's other views are
+    values, so it would not write through)."""
     w = Tensor([1.0, 2.0, 3.0], device=device, requires_grad=True)
     y = w * 2
     y.data.zero_()
     assert y.numpy().tolist() == [0, 0, 0] and y.requires_grad
     base = Tensor(np.ones((2, 3), np.float32), device=device)
     row = base[0]
+    row.data.add_(1)
+    assert base.numpy().tolist() == [[2, 2, 2], [1, 1, 1]] and row.numpy().tolist() == [2, 2, 2]
+    flat = base.reshape(6)
     with pytest.raises(RuntimeError, match="view"):
-        row.data.add_(1)
-    assert base.numpy().tolist() == [[1, 1, 1]] * 2 and row.numpy().tolist() == [1, 1, 1]
+        flat.data.add_(1)
+    assert base.numpy().tolist() == [[2, 2, 2], [1, 1, 1]] and flat.numpy().tolist() == [2, 2, 2, 1, 1, 1]
 
 
 def test_setting_data_replaces_the_contents_like_torch(device):
@@ -353,3 +359,182 @@ def test_setting_data_replaces_the_contents_like_torch(device):
     for target in (p, torch.zeros(2, requires_grad=True)):
         with pytest.raises(TypeError, match="data"):
             target.data = 3
+
+
+@pytest.mark.parametrize("dtype", ["int32", "int64", "bool"])
+def test_setting_data_to_a_non_float_tensor_on_a_tensor_that_requires_grad_raises(device, dtype):
+    """torch refuses `p.data = int_tensor` when p requires grad (leaf or result) with RuntimeError "data set to a
+    tensor that requires gradients must be floating point or complex dtype", leaving p as it was; a tensor that
+    does not require grad takes it (its dtype changes)."""
+    values = np.array([1, 0, 1], dtype=dtype)
+    for make in (lambda lib: lib.tensor([1.0, 2.0, 3.0], requires_grad=True),
+                 lambda lib: lib.tensor([1.0, 2.0, 3.0], requires_grad=True) * 2):
+        ours = make(tinyjit_torch)
+        ours.to(device)
+        theirs = make(torch)
+        for t, value in ((ours, Tensor(values, device=device)), (theirs, torch.tensor(values))):
+            with pytest.raises(RuntimeError, match="must be floating point or complex dtype"):
+                t.data = value
+        assert ours.dtype.name == "float32" and ours.requires_grad
+        np.testing.assert_array_equal(ours.detach().numpy(), theirs.detach().numpy())
+    plain = Tensor(np.ones(3, np.float32), device=device)
+    plain.data = Tensor(values, device=device)
+    assert plain.dtype == Tensor(values).dtype and plain.numpy().tolist() == values.tolist()
+
+
+@pytest.mark.parametrize("dtype", ["float32", "int32", "float16"])
+def test_augmented_assignment_into_an_index_writes_the_tensor_like_torch(device, dtype):
+    """`x[0] += 1`, `x[1:3] *= 2`, `x[..., -1] -= v`, `x[0][1] += 1` (Python: getitem, the in-place op on the view,
+    setitem back) and an in-place op on a kept basic-indexing view (`v = x[1:3]; v.add_(5)`) write into x, with
+    the values torch gives (the view too). They raised "view of another live tensor" before."""
+    values = np.arange(24).reshape(4, 6).astype(dtype)
+    ours, theirs = Tensor(values, device=device), torch.tensor(values)
+    for x in (ours, theirs):
+        x[0] += 1
+        x[1:3] *= 2
+        x[1:4, ::2] -= x[0, :3].clone()
+        x[..., -1] += 7
+        x[3][1] += 5
+        row = x[2]
+        row.mul_(3)
+        part = x[::2, 1:3]
+        part.sub_(1)
+        part.add_(2)
+    for a, b in ((ours, theirs), (row, row_t := theirs[2]), (part, theirs[::2, 1:3])):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    del row_t
+
+
+def test_augmented_assignment_into_an_index_gradient_like_torch(device):
+    """Gradients through `n[1] += p[0] * 3` and `n[0:2] *= m` on a result n (torch's CopySlices), and the
+    leaf check: `w[0] += 1` on a leaf that requires grad raises RuntimeError (allowed under no_grad)."""
+    values = np.array([1.0, -2.0, 3.0, 0.5], np.float32)
+    grads = []
+    for lib, make in (("ours", lambda: Tensor(values, device=device, requires_grad=True)),
+                      ("torch", lambda: torch.tensor(values, requires_grad=True))):
+        p = make()
+        n = p * 2
+        n[1] += p[0] * 3
+        n[0:2] *= n[2:4].clone()
+        n[1:][2] -= p[1]
+        (n * n).sum().backward()
+        grads.append((p.grad.numpy(), n.detach().numpy()))
+        with pytest.raises(RuntimeError):
+            p[0] += 1
+        with (tinyjit_no_grad() if lib == "ours" else torch.no_grad()):
+            p[1:3] *= 0
+        np.testing.assert_array_equal(p.detach().numpy(), values * np.array([1, 0, 0, 1], np.float32))
+    np.testing.assert_allclose(grads[0][0], grads[1][0], rtol=1e-6)
+    np.testing.assert_allclose(grads[0][1], grads[1][1], rtol=1e-6)
+
+
+def test_augmented_assignment_into_an_index_in_tinyjit(device):
+    """`buf[1:3] += v` and `buf[0] *= 2` inside TinyJit with a new buffer each call: each replay writes the
+    caller's buffer with this call's values."""
+    from tinyjit import TinyJit
+
+    @TinyJit
+    def step(buf, v):
+        buf[1:3] += v
+        buf[0] *= 2
+        return buf
+
+    for call in range(4):
+        buf = Tensor(np.arange(4, dtype=np.float32) + call, device=device).realize()
+        v = Tensor(np.full(2, call + 1, np.float32), device=device).realize()
+        out = step(buf, v)
+        expected = np.arange(4, dtype=np.float32) + call
+        expected[1:3] += call + 1
+        expected[0] *= 2
+        assert out is buf
+        np.testing.assert_array_equal(buf.numpy(), expected, err_msg=f"call {call}")
+
+
+@pytest.mark.parametrize("mode", ["data", "no_grad"])
+def test_unrecorded_write_into_a_result_keeps_its_graph_like_torch(device, mode):
+    """`n.data.add_(1)`, `n.data[1] = 7`, `n.data.copy_(v)` or the same under no_grad, on a result n = p * 2: the
+    values change, unrecorded, and n keeps its gradient path to p, as in torch (p.grad was None)."""
+    values = np.array([1.0, 2.0, 3.0], np.float32)
+    writes = [lambda t, lib: t.add_(1), lambda t, lib: t.__setitem__(1, 7.0),
+              lambda t, lib: t.copy_(Tensor(values[::-1].copy(), device=device) if lib == "ours"
+                                     else torch.tensor(values[::-1].copy()))]
+    for write in writes:
+        results = []
+        for lib, make, no_grad in (("ours", lambda: Tensor(values, device=device, requires_grad=True),
+                                    tinyjit_no_grad), ("torch", lambda: torch.tensor(values, requires_grad=True),
+                                                       torch.no_grad)):
+            p = make()
+            n = p * 2
+            if mode == "data":
+                write(n.data, lib)
+            else:
+                with no_grad():
+                    write(n, lib)
+            assert n.requires_grad and not n.is_leaf
+            (n * n * p).sum().backward()
+            results.append((n.detach().numpy(), p.grad.numpy()))
+        np.testing.assert_allclose(results[0][0], results[1][0])
+        np.testing.assert_allclose(results[0][1], results[1][1], rtol=1e-6)
+
+
+def test_view_of_data_writes_into_the_owner_like_torch(device):
+    """A basic-indexing view of `w.data` writes into w (torch); another view of it (a reshape) is refused like a
+    reshape of w itself, instead of writing into the short-lived alias and being lost."""
+    w = Tensor(np.array([1.0, 2.0, 3.0, 4.0], np.float32), device=device, requires_grad=True)
+    w.data[0:2].add_(5)
+    part = w.data[2:]
+    part.mul_(10)
+    np.testing.assert_array_equal(w.detach().numpy(), [6, 7, 30, 40])
+    assert w.is_leaf
+    with pytest.raises(RuntimeError, match="view"):
+        w.data.reshape(2, 2).add_(1)
+    np.testing.assert_array_equal(w.detach().numpy(), [6, 7, 30, 40])
+
+
+def test_gradient_reads_the_old_contents_after_a_second_assign(device):
+    """`n[0:2] = n[0:2] * c; n[1] = 7` on a result n: realizing the first assign (before the second) overwrote n's
+    buffer while the gradient with respect to c still reads n's old contents there (p.grad was 600 instead of 120).
+    torch refuses this one (its saved view was modified), so the reference is the same computation out of place."""
+    values = np.array([1.0, -2.0, 3.0, 0.5], np.float32)
+    p = Tensor(values, device=device, requires_grad=True)
+    n = p * 2
+    c = n[2:4] * 1
+    n[0:2] = n[0:2] * c
+    n[1] = 7.0
+    (n * n).sum().backward()
+    q = torch.tensor(values, requires_grad=True)
+    m = q * 2
+    out = torch.cat([m[0:1] * m[2:3], torch.tensor([7.0]), m[2:4]])
+    (out * out).sum().backward()
+    np.testing.assert_array_equal(n.numpy(), out.detach().numpy())
+    np.testing.assert_allclose(p.grad.numpy(), q.grad.numpy(), rtol=1e-6)
+
+
+def test_setting_data_after_a_graph_is_built_backward_reads_the_new_contents_like_torch(device):
+    """torch saves an op's inputs as the tensors themselves, so after `y = p * p; p.data = v` backward reads v (the
+    graph still gives p.grad; y keeps its value); a detached copy taken before keeps the old contents, results
+    saved by exp/sqrt keep theirs, and a result whose data is set keeps its graph (p.grad was computed from the
+    old values, or lost for the result)."""
+    def make_for(lib):
+        if lib is torch:
+            return lambda values, **kw: torch.tensor(values, dtype=torch.float32, **kw)
+        return lambda values, **kw: Tensor(np.array(values, np.float32), device=device, **kw)
+
+    def leaf_input(make):
+        p = make([1.0, 2.0], requires_grad=True)
+        y = p * p + p.detach() * p + (p / (p + 1)).sin() + p.sqrt() * p.exp() + p ** 3 + p.var() * p
+        p.data = make([0.5, 3.0])
+        y.sum().backward()
+        return y, p.grad
+
+    def result_data(make):
+        p = make([1.0, 2.0], requires_grad=True)
+        n = p * 3
+        m = n * n
+        n.data = make([1.0, -1.0])
+        (m + n * 2).sum().backward()
+        return m, p.grad
+    for case in (leaf_input, result_data):
+        ours, theirs = case(make_for(tinyjit_torch)), case(make_for(torch))
+        for a, b in zip(ours, theirs):
+            np.testing.assert_allclose(a.detach().numpy(), b.detach().numpy(), rtol=1e-5, err_msg=case.__name__)

@@ -366,3 +366,26 @@ def test_replay_packs_a_shared_weight_once_unless_it_changed(w_in_place):
     assert len(w_packs) == 3, [s.run.name for s in jitted.captured]
     dropped = len(jitted.captured) - len(jitted.prepared)
     assert dropped == (1 if w_in_place else 2), "repeated packs of W dropped from the replay"
+
+
+# ---- inputs returned: the call's own inputs, not the capture call's ----
+@pytest.mark.parametrize("dtype", [np.float32, np.int32])
+def test_an_input_written_in_place_and_returned_is_this_calls_input(device, dtype):
+    """`buf.add_(v); return buf` with a new buf each call: a replay returns the caller's buf (as eager and torch
+    do), with this call's values, not a tensor over the capture call's buffer. Also a view of it, the same tensor
+    twice, an unchanged input, and a slice assignment."""
+    def fn(buf, v):
+        buf.add_(v)
+        buf[1:3] = v[:2] * 3
+        return buf, buf[1:].reshape(3, 1), buf, v
+    f = TinyJit(fn)
+    for call in range(5):
+        buf = Tensor(np.zeros(4, dtype)).realize()
+        v = Tensor(np.arange(4, dtype=dtype) + call).realize()
+        out, view, again, v_out = f(buf, v)
+        expected = np.arange(4, dtype=dtype) + call
+        expected[1:3] = expected[:2] * 3
+        assert out is buf and again is buf and v_out is v, f"call {call}"
+        np.testing.assert_array_equal(buf.numpy(), expected, err_msg=f"call {call}")
+        np.testing.assert_array_equal(view.numpy(), expected[1:].reshape(3, 1), err_msg=f"call {call}")
+        np.testing.assert_array_equal(v_out.numpy(), np.arange(4, dtype=dtype) + call, err_msg=f"call {call}")

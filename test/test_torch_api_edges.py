@@ -354,3 +354,97 @@ def test_inplace_view_ops_and_detach_refusals_and_state():
     with tj.no_grad():
         before.mul_(10)
     assert kept.tolist() == [[1.0, 2.0]] and before.tolist() == [[10.0], [20.0]]
+
+
+# ---- integer division by the int 0, lerp at special weights, cumsum_'s dtype, ParameterDict |, norm reprs ----
+@pytest.mark.parametrize("dtype", ["int32", "int64", "uint8", "int8", "bool"])
+def test_integer_division_by_the_int_zero_raises_like_torch(device, dtype):
+    """torch raises RuntimeError("ZeroDivisionError") for fmod, remainder, %, // and div with a rounding mode of an
+    int (or bool) tensor by the int 0, the in-place twins included (they gave 0); the tensor is left as it was. The
+    float 0.0 divides in float (NaN), as torch."""
+    values = np.array([5, 3, 0], dtype)
+    x, reference = Tensor(values, device=device), torch.tensor(values)
+    calls = [lambda t: t.fmod(0), lambda t: t.fmod_(0), lambda t: t.remainder(0), lambda t: t.remainder_(0),
+             lambda t: t % 0, lambda t: t // 0, lambda t: t.div(0, rounding_mode="floor"),
+             lambda t: t.div(0, rounding_mode="trunc"), lambda t: t.fmod(np.int64(0))]
+    for call in calls:
+        for t in (x, reference):   # (torch checks the dtype of a bool's in-place result first)
+            with pytest.raises(RuntimeError, match="ZeroDivisionError|can't be cast"):
+                call(t)
+    assert x.numpy().tolist() == values.tolist()
+    if dtype != "bool":
+        check(x.fmod(0.0), reference.fmod(0.0))
+        check(x.remainder(3), reference.remainder(3))
+
+
+def test_lerp_at_special_weights_like_torch(device):
+    """torch computes lerp as self + w * (end - self) for |w| < 0.5 and end - (end - self) * (1 - w) otherwise:
+    exact at w = 1, and inf or NaN where that formula gives them (w = inf, an inf end). Scalar and tensor weights,
+    a number as end, lerp_; gradients as torch's for finite values."""
+    start = np.array([0.0, 1.0, -2.0, INF, 1.0, 0.0, 3.0, 0.1], np.float32)
+    end = np.array([INF, 2.0, INF, 1.0, -INF, 1.0, NAN, 0.7], np.float32)
+    for weight in (0.3, 0.7, INF, -INF, 0.0, 1.0, 2.0, -0.5, 0.5):
+        ours, theirs = Tensor(start, device=device), torch.tensor(start)
+        check(ours.lerp(Tensor(end, device=device), weight), theirs.lerp(torch.tensor(end), weight))
+        weights = np.full(8, weight, np.float32)
+        check(ours.lerp(Tensor(end, device=device), Tensor(weights, device=device)),
+              theirs.lerp(torch.tensor(end), torch.tensor(weights)))
+        check(Tensor(start, device=device).lerp_(3.0, weight), torch.tensor(start).lerp_(torch.tensor(3.0), weight))
+    finite = [np.array([0.5, -1.0, 2.0, 0.25], np.float32), np.array([1.5, 2.0, -3.0, 0.75], np.float32),
+              np.array([0.2, 0.7, 1.0, -0.6], np.float32)]
+    compare(lambda a, b, w: a.lerp(b, w), *finite)
+
+
+def test_cumsum_in_place_takes_the_dtype_keyword_like_torch(device):
+    """cumsum_(dim, dtype=None) and dtype=self's dtype work; another dtype raises RuntimeError as torch's "Bad
+    in-place call"; cumsum(dim, dtype=) accumulates in that dtype (int8 wraps)."""
+    values = np.array([100, 100, 100, -5], np.int8)
+    for make, lib in ((lambda a: Tensor(a, device=device), tj), (torch.tensor, torch)):
+        floats = make(np.array([1.0, 2.0, 3.0], np.float32))
+        assert floats.cumsum_(0, dtype=None) is floats and floats.tolist() == [1.0, 3.0, 6.0]
+        ints = make(values.copy())
+        ints.cumsum_(dim=0, dtype=ints.dtype)
+        assert ints.tolist() == [100, -56, 44, 39]
+        for call in (lambda: ints.cumsum_(0, dtype=lib.int64), lambda: floats.cumprod_(0, dtype=lib.float64)):
+            with pytest.raises(RuntimeError, match="Bad in-place call"):
+                call()
+    check(Tensor(values, device=device).cumsum(0, dtype=tj.int8), torch.tensor(values).cumsum(0, dtype=torch.int8))
+    check(Tensor(values, device=device).cumsum(0, dtype="float64"),
+          torch.tensor(values).cumsum(0, dtype=torch.float64))
+
+
+def test_parameter_dict_or_operators_like_torch():
+    """ParameterDict | mapping (a new ParameterDict holding the same parameters, a dict added in sorted key
+    order), dict | ParameterDict (a dict), |= (in place); TypeError for a non-mapping, as torch."""
+    from tinyjit import nn
+    for lib, make in ((nn, lambda v: Tensor([v])), (torch.nn, lambda v: torch.tensor([v]))):
+        params = lib.ParameterDict({"b": make(1.0), "a": make(2.0)})
+        merged = params | {"r": make(3.0), "c": make(4.0)}
+        assert type(merged) is lib.ParameterDict and list(merged.keys()) == ["a", "b", "c", "r"]
+        assert merged["b"] is params["b"] and merged["r"].requires_grad and list(params.keys()) == ["a", "b"]
+        reflected = {"z": make(5.0)} | params
+        assert type(reflected) is dict and list(reflected) == ["z", "a", "b"]
+        same = params
+        params |= {"q": make(6.0)}
+        assert params is same and list(params.keys()) == ["a", "b", "q"]
+        with pytest.raises(TypeError):
+            params | 3
+
+
+def test_norm_layers_bias_keyword_and_repr_like_torch():
+    """torch 2.13's norm layers take `bias` (keyword; no bias parameter when False) and print it: BatchNorm,
+    InstanceNorm, LayerNorm and GroupNorm reprs equal torch's, and so do their parameter names and outputs."""
+    from tinyjit import nn
+    x = np.random.default_rng(0).standard_normal((2, 4, 3, 2, 2)).astype(np.float32)
+    cases = [("BatchNorm1d", (4,), x[:, :, 0, 0, :]), ("BatchNorm2d", (4,), x[:, :, 0]), ("BatchNorm3d", (4,), x),
+             ("InstanceNorm1d", (4,), x[:, :, 0, 0, :]), ("InstanceNorm2d", (4,), x[:, :, 0]),
+             ("InstanceNorm3d", (4,), x), ("LayerNorm", (2,), x), ("GroupNorm", (2, 4), x)]
+    for name, args, inp in cases:
+        affine = "elementwise_affine" if name == "LayerNorm" else "affine"
+        for kwargs in ({}, {affine: True}, {affine: False}, {"bias": False}, {affine: True, "bias": False},
+                       {"eps": 1e-3}):
+            ours, theirs = getattr(nn, name)(*args, **kwargs), getattr(torch.nn, name)(*args, **kwargs)
+            assert repr(ours) == repr(theirs)
+            assert [n for n, _ in ours.named_parameters()] == [n for n, _ in theirs.named_parameters()]
+            ours.load_state_dict({k: v.detach().numpy() for k, v in theirs.state_dict().items()})
+            check(ours(Tensor(inp)), theirs(torch.tensor(inp)), atol=1e-5)

@@ -29,8 +29,12 @@ import math
 import weakref
 from typing import Callable, NamedTuple, Optional, Sequence
 
-from tinyjit.dtype import dtypes
+import numpy as np
+
+from tinyjit.device import Buffer
+from tinyjit.dtype import dtypes, fits
 from tinyjit.helpers import argsort
+from tinyjit.index_check import share_checks
 from tinyjit.lazy import Node, toposort
 from tinyjit.ops import Op
 
@@ -115,6 +119,91 @@ def _mod(n: Node, g: Node):
     return (g, _mul(g, quotient).alu(Op.NEG))
 
 
+def _gather(n: Node, g: Node):
+    """GATHER's table gets the scatter-add of g: grad[.., v, ..] = sum of g[.., i, ..] over the i where
+    index[.., i, ..] == v. No atomics and no order-dependent writes: it is built from reduces, whichever of two
+    forms costs fewer operations (V rows in the table, N positions along the gathered axis):
+    - one-hot: the index (.., N, 1, ..) compared with arange(V) (.., 1, V, ..) selects g (a select, not a multiply
+      by 0/1: an inf in g stays in its row), summed over N; inside one reduce, so nothing (N, V)-sized is stored:
+      N * table size additions;
+    - pairwise (N below V, e.g. 400 lookups into 10000 embedding rows): each position's total over the positions
+      with the same index, S[i] = sum over j of g[j] where index[j] == index[i] (N * index size), and for each row
+      the first position that looks it up, first[v] (N * V compares on the index before its broadcast); then
+      grad[v] = S[first[v]], a gather, which reads 0 where no position looks row v up (first[v] = N).
+    The index gets no gradient. Half precision accumulates in float32, as sums do."""
+    table, index = n.src
+    axis, rows, positions = n.arg, table.shape[n.arg], index.shape[n.arg]
+    if positions == 0:
+        return (_const(0.0, table), None)
+    # the index before its broadcast (embedding's row numbers are broadcast over the width): compares run on it
+    narrow = index.src[0] if index.op is Op.EXPAND and index.src[0].shape[axis] == positions else index
+    one_hot_cost = table.size * positions
+    pairwise_cost = narrow.size * rows + index.size * positions + table.size
+    term = g if g.dtype.itemsize >= 4 else g.alu(Op.CAST, arg=dtypes.float32)
+    if pairwise_cost < one_hot_cost:
+        grad = _scatter_add_pairwise(table, narrow, index, term, axis)
+    else:
+        grad = _scatter_add_one_hot(table, index, term, axis)
+    share_checks(n, grad)   # realizing the gradient alone checks the index as the forward does
+    return (grad if grad.dtype == table.dtype else grad.alu(Op.CAST, arg=table.dtype), None)
+
+
+def _arange_along(count: int, dtype, axis: int, ndim: int, device: str) -> Node:
+    """0, 1, .., count - 1 of `dtype` along `axis` of an `ndim`-d node (size 1 elsewhere): an uploaded buffer, as
+    Tensor.arange makes it."""
+    values = Node.from_buffer(Buffer(device, count, dtype).copyin(np.arange(count, dtype=dtype.np)), (count,))
+    return values.movement(Op.RESHAPE, (1,) * axis + (count,) + (1,) * (ndim - axis - 1))
+
+
+def _wide_index(index: Node, rows: int) -> Node:
+    """`index` in a type that holds every row number, so comparing it with arange(rows) cannot wrap (uint8 into 300
+    rows)."""
+    return index if fits(rows - 1, index.dtype) else index.alu(Op.CAST, arg=dtypes.int64)
+
+
+def _scatter_add_one_hot(table: Node, index: Node, term: Node, axis: int) -> Node:
+    rows = table.shape[axis]
+    index = _wide_index(index, rows)
+    wide = index.shape[:axis + 1] + (rows,) + index.shape[axis + 1:]
+    split = index.shape[:axis + 1] + (1,) + index.shape[axis + 1:]
+    row_of = _arange_along(rows, index.dtype, axis + 1, len(wide), term.device).movement(Op.EXPAND, wide)
+    other_row = index.movement(Op.RESHAPE, split).movement(Op.EXPAND, wide).alu(Op.CMPNE, row_of)
+    term = term.movement(Op.RESHAPE, split).movement(Op.EXPAND, wide)
+    summed = other_row.alu(Op.WHERE, _const(0.0, term), term).reduce(Op.SUM, (axis,))
+    return summed.movement(Op.RESHAPE, table.shape)
+
+
+def _scatter_add_pairwise(table: Node, narrow: Node, index: Node, term: Node, axis: int) -> Node:
+    rows, positions = table.shape[axis], index.shape[axis]
+    assert narrow.shape[axis] == positions, f"GATHER gradient: index {narrow.shape} along axis {axis} of {index.shape}"
+    # S[.., i, ..] = sum over j of term[.., j, ..] where narrow[.., j, ..] == narrow[.., i, ..]: j on axis, i next
+    split = narrow.shape[:axis + 1] + (1,) + narrow.shape[axis + 1:]
+    pairs = narrow.shape[:axis] + (positions, positions) + narrow.shape[axis + 1:]
+    mine = narrow.movement(Op.RESHAPE, narrow.shape[:axis] + (1, positions) + narrow.shape[axis + 1:])
+    same = narrow.movement(Op.RESHAPE, split).movement(Op.EXPAND, pairs).alu(Op.CMPNE,
+                                                                             mine.movement(Op.EXPAND, pairs))
+    wide = index.shape[:axis] + (positions, positions) + index.shape[axis + 1:]
+    same = same.movement(Op.EXPAND, wide) if same.shape != wide else same
+    spread = term.movement(Op.RESHAPE, index.shape[:axis + 1] + (1,) + index.shape[axis + 1:]).movement(Op.EXPAND,
+                                                                                                      wide)
+    totals = same.alu(Op.WHERE, _const(0.0, spread), spread).reduce(Op.SUM, (axis,))
+    totals = totals.movement(Op.RESHAPE, index.shape)
+    # first[.., v, ..] = positions - max over j of (positions - j where narrow[.., j, ..] == v, else 0): the first
+    # position looking row v up, or `positions` (a row nobody looks up: the gather below reads 0 there)
+    wide_narrow = _wide_index(narrow, rows)
+    grid = narrow.shape[:axis + 1] + (rows,) + narrow.shape[axis + 1:]
+    row_of = _arange_along(rows, wide_narrow.dtype, axis + 1, len(grid), term.device).movement(Op.EXPAND, grid)
+    looks_up = wide_narrow.movement(Op.RESHAPE, split).movement(Op.EXPAND, grid).alu(Op.CMPNE, row_of)
+    countdown = _arange_along(positions, dtypes.int32, axis, len(grid), term.device)
+    countdown = Node.const(positions, dtypes.int32, countdown.shape, term.device).alu(Op.ADD, countdown.alu(Op.NEG))
+    to_end = looks_up.alu(Op.WHERE, Node.const(0, dtypes.int32, grid, term.device), countdown.movement(Op.EXPAND, grid))
+    to_end = to_end.reduce(Op.RMAX, (axis,))
+    to_end = to_end.movement(Op.RESHAPE, narrow.shape[:axis] + (rows,) + narrow.shape[axis + 1:])
+    first = Node.const(positions, dtypes.int32, to_end.shape, term.device).alu(Op.ADD, to_end.alu(Op.NEG))
+    first = first.movement(Op.EXPAND, table.shape) if first.shape != table.shape else first
+    return totals.gather(first, axis)
+
+
 def _none(n: Node, g: Node):
     return (None,) * len(n.src)
 
@@ -145,6 +234,7 @@ RULES: dict[Op, Callable[[Node, Node], tuple]] = {
     Op.CONTIGUOUS: lambda n, g: (g,),
     Op.COPY: _copy,
     Op.ASSIGN: lambda n, g: (None, g),    # the old contents of the target are overwritten
+    Op.GATHER: _gather,
 }
 for _op in (Op.BITCAST, Op.CMPLT, Op.CMPNE, Op.AND, Op.OR, Op.XOR, Op.SHL, Op.SHR):
     RULES[_op] = _none
@@ -163,6 +253,27 @@ class CustomGrad(NamedTuple):
 # call, and gradient() asks for every node of the graph)
 CUSTOM_OP = Op.RESHAPE
 CUSTOM: "weakref.WeakKeyDictionary[Node, CustomGrad]" = weakref.WeakKeyDictionary()
+
+
+# node -> a function giving the node whose value gradient formulas read in its place (None: keep it). `t.data = v`
+# files t's old node here: PyTorch saves an op's inputs as the tensors themselves, so a backward pass after
+# `y = p * p; p.data = v` reads v (the new contents of p), while y keeps its value.
+REPLACED: "weakref.WeakKeyDictionary[Node, Callable[[], Optional[Node]]]" = weakref.WeakKeyDictionary()
+# ops whose rule reads the result instead of the sources (PyTorch saves the result of exp, sqrt, reciprocal)
+_RESULT_RULES = (Op.EXP2, Op.SQRT, Op.RECIP)
+
+
+def _with_replaced_sources(node: Node, mask: tuple) -> Node:
+    """`node` with each source gradient flows into that has a replacement (REPLACED) swapped for it, for its rule
+    to read (a node of its own: the graph keeps `node` as it is), or `node` itself when there is none."""
+    sources, changed = list(node.src), False
+    for i, (src, flows) in enumerate(zip(node.src, mask)):
+        current = REPLACED.get(src) if flows else None
+        new = current() if current is not None else None
+        if new is not None and new is not src and (new.shape, new.dtype, new.device) == \
+                (src.shape, src.dtype, src.device):
+            sources[i], changed = new, True
+    return Node(node.op, tuple(sources), node.arg, node.dtype, node.shape, node.device) if changed else node
 
 
 def grad_sources(node: Node) -> tuple:
@@ -227,7 +338,10 @@ def gradient(outputs: Sequence[Node], inputs: Sequence[Node], grad_outputs: Opti
         rule = custom.rule if custom is not None else RULES.get(node.op)
         if rule is None:
             raise NotImplementedError(f"gradient: no rule for {node.op.name}")
-        for src, m, sg in zip(grad_sources(node), mask, rule(node, g)):
+        read = node   # the node the rule reads: with replaced sources after `t.data = v` (REPLACED)
+        if REPLACED and custom is None and node.op not in _RESULT_RULES:
+            read = _with_replaced_sources(node, mask)
+        for src, m, sg in zip(grad_sources(node), mask, rule(read, g)):
             if not m or sg is None or id(src) not in needed or not src.dtype.is_float:
                 continue
             assert sg.shape == src.shape and sg.dtype == src.dtype, f"{node.op.name} rule: {sg} for {src}"

@@ -8,10 +8,10 @@ reads or writes, and the element shift per buffer that was taken out; the canoni
 kernel launches it with its buffers' pointers advanced by their shifts (tinyjit.kernel_cache).
 
 A buffer is shifted only when every access to it is one view (a stack of views can compute any address, so its
-lowest one is not known), and by no more than its lowest valid address: every address the canonical kernel
-computes for a valid element stays >= 0 from the shifted pointer, and index 0 (where a masked-out lane points)
-is an element the kernel reads anyway. So index arithmetic keeps the signs and bounds it had, and the shifted
-pointer stays inside the buffer.
+lowest one is not known) and none is a gathered load (its view says where row 0 is, not which rows it reads), and
+by no more than its lowest valid address: every address the canonical kernel computes for a valid element stays >=
+0 from the shifted pointer, and index 0 (where a masked-out lane points) is an element the kernel reads anyway. So
+index arithmetic keeps the signs and bounds it had, and the shifted pointer stays inside the buffer.
 """
 from __future__ import annotations
 
@@ -40,8 +40,8 @@ def split_base_offsets(ast: AstNode) -> tuple[AstNode, tuple[int, ...]]:
     unshiftable = set()
     for n in ast.toposort():
         if n.op is Op.LOAD or n.op is Op.STORE:
-            index, st = n.arg
-            if len(st.views) != 1:
+            index, st = n.arg[0], n.arg[1]
+            if len(st.views) != 1 or len(n.arg) > 2:   # (a gathered load's view is only its table's row 0)
                 unshiftable.add(index)
                 continue
             low = lowest_valid_address(st.views[0])
@@ -57,6 +57,7 @@ def split_base_offsets(ast: AstNode) -> tuple[AstNode, tuple[int, ...]]:
         arg = n.arg
         if n.op in (Op.LOAD, Op.STORE) and arg[0] in shifts:
             view = arg[1].views[0]
-            arg = (arg[0], ShapeTracker((View(view.shape, view.strides, view.offset - shifts[arg[0]], view.mask),)))
+            arg = (arg[0], ShapeTracker((View(view.shape, view.strides, view.offset - shifts[arg[0]], view.mask),)),
+                   *arg[2:])
         rebuilt[id(n)] = n if arg is n.arg and src == n.src else AstNode(n.op, src, arg, n.dtype)
     return rebuilt[id(ast)], tuple(shifts.get(i, 0) for i in range(max(shifts) + 1))

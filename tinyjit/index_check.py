@@ -1,12 +1,13 @@
 """Bounds checks for index values: getitem with integer arrays, gather, one_hot, cross_entropy/nll_loss targets
-and Embedding. These ops pick with a one-hot compare, which matches nothing for an index outside its range and
-would silently give zeros; here such an index is an error, like PyTorch. The same machinery checks other values
+and Embedding. These ops pick with a one-hot compare or a GATHER, which read zeros for an index outside its range;
+here such an index is an error, like PyTorch. The same machinery checks other values
 an op needs valid where PyTorch raises (`check_values`: multinomial's weights).
 
 - Index values on the host (a list, a NumPy array, a Python int, or a tensor already realized in CPU memory) are
   checked at the call: `check_index` raises at once.
 - A lazy index, or one realized on a device, is checked when it is first computed: the op registers a check on
-  the node that reads the index (its one-hot compare, which the forward and the backward pass both read), and
+  the node that reads the index (its one-hot compare, which the forward and the backward pass both read, or its
+  GATHER, whose gradient carries the check on: `share_checks`), and
   `realize` calls `before_realize` first: for every registered check on a node it is about to compute, one flag
   (an any() over the index) is computed and read, and a bad index raises before anything else runs, so no
   tensor is left half-updated. Reading a device tensor back at the call instead would copy the whole index to
@@ -119,6 +120,16 @@ def check_index(index, low: int, high: int, op: str, where: str, reader: Optiona
         raise valid.error(values)
 
 
+def share_checks(reader: Node, also: Node) -> None:
+    """Register the checks pending on `reader` on `also` too: a gradient that reads the same index without reading
+    the forward result (a gather's scatter-add) is checked when it is realized alone. A realize that computes both
+    runs each check once."""
+    with _lock:
+        found = _pending.get(reader)
+        if found and not also.realized:
+            _pending.setdefault(also, []).extend(found)
+
+
 def check_values(values: TensorBase, reader: TensorBase, flag: Callable[[TensorBase], TensorBase],
                  error: Callable[[np.ndarray], Exception]) -> None:
     """Raise `error(array)` unless `flag(values)` (a 0-d bool tensor built from values: True means bad) is False:
@@ -157,9 +168,12 @@ def before_realize(nodes) -> None:
         # looked up in the walk's positions, not each node of the walk in the weak dictionary)
         position = {id(node): i for i, node in enumerate(toposort(list(nodes)))}
         readers = sorted((position[id(node)], node) for node in list(_pending) if id(node) in position)
-        checks = []
+        checks, seen = [], set()
         for _, node in readers:
-            checks.extend((node, index, valid, make) for index, valid, make in _pending.pop(node))
+            for index, valid, make in _pending.pop(node):
+                if (id(index), id(valid)) not in seen:   # (shared by a forward and its gradient: once)
+                    seen.add((id(index), id(valid)))
+                    checks.append((node, index, valid, make))
     if not checks:
         return
     flags = [valid.flag(make(index)) for _, index, valid, make in checks]

@@ -1,10 +1,11 @@
 """Tensor indexing: x[...] with ints, slices (any step), None, Ellipsis and integer tensors, and x[...] = v.
 
-Basic indexing is movement ops only (a view); an integer tensor index becomes a one-hot multiply-sum.
+Basic indexing is movement ops only (a view); an integer tensor index becomes a GATHER (an indexed load).
 `IndexingMixin` gives Tensor `__getitem__` and `__setitem__`.
 """
 from __future__ import annotations
 
+import weakref
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -106,7 +107,7 @@ def _basic(x, items) -> tuple[TensorBase, list[tuple[int, TensorBase, int]]]:
 class IndexingMixin(TensorBase):
     def __getitem__(self, index) -> Self:
         """self[index], NumPy/PyTorch indexing (torch.Tensor.__getitem__): ints, slices with any step, None,
-        Ellipsis, and int tensors, lists or arrays (advanced indexing, as a one-hot multiply-sum). Integer arrays
+        Ellipsis, and int tensors, lists or arrays (advanced indexing, a GATHER of the indexed dims). Integer arrays
         must hold values in [-size, size) of their dim: others raise IndexError (IndexOutOfRange) at the call when
         the values are on the host, else when first computed (see tinyjit.index_check). IndexError for too many
         indices or a bool mask (the result's shape would depend on the data), TypeError for other index types."""
@@ -120,13 +121,41 @@ class IndexingMixin(TensorBase):
         _setitem(self, index, value)
 
 
+class WriteBack:
+    """How a basic-indexing view `parent[index]` writes into its parent, as PyTorch's views write into the tensor
+    they were taken of (`x[0] += 1`: Tensor.assign of the view assigns `parent[index] = value`). The parent is held
+    weakly when it is a tensor of its own (dead, nobody can see the write), strongly when it is itself a view or a
+    `.data` alias (short-lived objects, the way through to the tensor that owns the memory)."""
+    __slots__ = ("_parent", "index", "parent_node", "node")
+
+    def __init__(self, parent: TensorBase, index, node):
+        through = parent._write_back is not None or parent._view_of is not None or parent._storage_owner() is not parent
+        self._parent = (lambda: parent) if through else weakref.ref(parent)
+        self.index, self.parent_node, self.node = index, parent.node, node
+
+    def parent(self) -> TensorBase | None:
+        """The tensor the view was taken of, or None once it is gone (held weakly)."""
+        return self._parent()
+
+    def unchanged_view_of(self, parent: TensorBase, index) -> bool:
+        """Whether the view this describes, still holding its first node, is parent[index] of parent as it is now
+        (writing it back, the last step of `x[i] += v`, changes nothing)."""
+        try:
+            same_index = bool(index == self.index)
+        except Exception:   # an index whose == is not a bool
+            return False
+        return self.parent() is parent and parent.node is self.parent_node and same_index
+
+
 def _getitem(x: TensorBase, index) -> TensorBase:
     """x[index] (IndexingMixin.__getitem__)."""
     host_values: dict = {}
     items = _normalize(x, index, host_values)
     x._same_device("getitem", *items)
+    parent = x
     x, tensor_indices = _basic(x, items)
     if not tensor_indices:
+        x._write_back = WriteBack(parent, index, x.node)
         return x
     axes = [a for a, _, _ in tensor_indices]
     idx_shape = ()
@@ -145,8 +174,8 @@ def _getitem(x: TensorBase, index) -> TensorBase:
     x = x.permute(order)
     sizes = [x.shape[insert_at + i] for i in range(len(axes))]
     linear = None
-    # the linear index in int32 when it fits (a 64-bit index, the default int, would double the width of every
-    # one-hot compare); a value out of range that wraps is caught by check_index on the original index below
+    # the linear index in int32 when it fits (a 64-bit index, the default int, would double the width of the index
+    # math); a value out of range that wraps is caught by check_index on the original index below
     index_dtype = "int32" if prod(sizes) <= 2 ** 31 else "int64"
     for (axis, t, _), size, stride in zip(tensor_indices, sizes, _strides(sizes)):
         t = t.cast(index_dtype) if t.dtype.itemsize < 4 or t.dtype.name != index_dtype else t
@@ -154,18 +183,15 @@ def _getitem(x: TensorBase, index) -> TensorBase:
         term = t._broadcast_to(idx_shape) * stride
         linear = term if linear is None else linear + term
     flat = x.reshape(x.shape[:insert_at] + (prod(sizes),) + x.shape[insert_at + len(axes):])
-    n = prod(sizes)
     pre, post = flat.shape[:insert_at], flat.shape[insert_at + 1:]
-    # (pre, 1.., post, n) * onehot(1.., idx, 1.., n) summed over n
-    moved = flat.permute(tuple(range(insert_at)) + tuple(range(insert_at + 1, flat.ndim)) + (insert_at,))
-    moved = moved.reshape(pre + (1,) * len(idx_shape) + post + (n,))
-    onehot = linear.unsqueeze(-1) == x.arange(n, dtype=linear.dtype, device=x.device)
+    # a GATHER along the flattened indexed axes: (pre, n, post) read at (pre, L, post), L = prod(idx_shape)
+    count = prod(idx_shape)
+    rows = linear.reshape((1,) * len(pre) + (count,) + (1,) * len(post)).expand(pre + (count,) + post)
+    out = flat._gather(insert_at, rows)
     for (_, t, dim), size in zip(tensor_indices, sizes):
         check_index(host_values.get(id(t), t), -size, size, "getitem", f"dimension {dim} with size {size}",
-                    reader=onehot)
-    onehot = onehot.reshape((1,) * len(pre) + idx_shape + (1,) * len(post) + (n,))
-    picked = onehot.where(moved, 0)
-    return picked.sum(-1, dtype=x.dtype if x.dtype.is_float else None).cast(x.dtype)
+                    reader=out)
+    return out.reshape(pre + idx_shape + post)
 
 
 def _strides(sizes: list[int]) -> list[int]:
@@ -189,6 +215,9 @@ def _setitem(x: TensorBase, index, value) -> None:
             raise NotImplementedError(f"setitem: {kind} is not supported; use Tensor.where (a bool mask alone, "
                                       f"x[mask] = v, is)")
     x._same_device("setitem", value)
+    written = getattr(value, "_write_back", None)
+    if written is not None and value.node is written.node and written.unchanged_view_of(x, index):
+        return   # x[index] = x[index] (the view `x[index] += v` wrote through already)
     region, _ = _basic(x, items)
     value = value if isinstance(value, TensorBase) else x._new(value, dtype=x.dtype, device=x.device)
     value = value.cast(x.dtype)

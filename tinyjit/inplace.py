@@ -18,7 +18,8 @@ computes. Who can still read a value are the live Tensors: each registers a weak
 
 Views are values, not aliases (unlike PyTorch): `y = x.detach()`, `y = x[1:]` or `Tensor(x)` keep the value x had
 when they were made, whatever is later assigned into x. The one alias is `x.data` (torch.Tensor.data): it reads and
-writes x's own node, so `p.data.add_(g, alpha=-lr)` updates p.
+writes x's own node, so `p.data.add_(g, alpha=-lr)` updates p. Writing into a view taken by indexing (`x[0] += 1`)
+assigns x (tinyjit.indexing.WriteBack); writing into another view of a live tensor raises (`viewed_tensor_shape`).
 """
 from __future__ import annotations
 
@@ -181,13 +182,14 @@ def preservation_plan(items, lazy: list) -> dict[int, list[Node]]:
 def _reached(lazy: list, targets: set, made: dict, plan: dict) -> None:
     """Add to `plan` the nodes over a buffer in `targets` that the lazy tensors read: realized ones reached through
     nodes that stay lazy, and assigns among `made` (nodes the running schedule realizes; the walk stops there)."""
-    seen: set[int] = set()
-    stack = [t.node for t in lazy]
+    seen: set[tuple[int, bool]] = set()
+    # (node, whether it is reached from the value of an assign recorded for autograd)
+    stack = [(t.node, False) for t in lazy]
     while stack:
-        node = stack.pop()
-        if id(node) in seen:
+        node, for_gradient = stack.pop()
+        if (id(node), for_gradient) in seen:
             continue
-        seen.add(id(node))
+        seen.add((id(node), for_gradient))
         if node.buffer is not None:
             if id(node.buffer) in targets:
                 plan[id(node.buffer)].append(node)
@@ -195,13 +197,17 @@ def _reached(lazy: list, targets: set, made: dict, plan: dict) -> None:
             if node.op == Op.ASSIGN:
                 plan[id(target_buffer(node))].append(node)
         else:
-            stack.extend(node.src)
+            stack.extend((src, for_gradient) for src in node.src)
             continue
         if node.op == Op.ASSIGN and node.edges is not None:
             # an assign recorded for autograd (`y *= b` on a result) keeps its graph when realized: a backward pass
             # may still read what its value read (not its target node, which no gradient reads and which must keep
             # the buffer it writes)
-            stack.extend(node.src[1:])
+            stack.extend((src, True) for src in node.src[1:])
+        elif for_gradient and node.edges is not None:
+            # a result of that value's graph (realized, by now or by this schedule, keeping its graph): the
+            # gradient reads what it read (`n[0:2] = n[0:2] * c; n[1] = 7`: d/dc reads n's old contents)
+            stack.extend((src, True) for src in node.src)
 
 
 @contextmanager

@@ -8,7 +8,8 @@ kernel launch its thread makes and the buffers it touched (launches of other thr
 calls only swap the input tensors' buffers into that record and launch the kernels again. Replay reuses every
 intermediate and output buffer: a tensor returned by one call is overwritten by the next call (copy it with
 `.numpy()` or `.clone().realize()` to keep it). A returned tensor passed back in (`x = f(x)`) is copied first,
-since the replay writes the buffer it reads.
+since the replay writes the buffer it reads. An input the function returns (`buf.add_(v); return buf`) is returned
+as the caller's input tensor of that call, as eager code (and torch) would.
 """
 from __future__ import annotations
 
@@ -43,6 +44,9 @@ class TinyJit:
         self.input_signature: list = []
         self.static_args: Any = None
         self.outputs = None              # returned value of the capture call (tensors replaced on replay)
+        # id of a returned tensor of the capture call -> (index in the tensor inputs of the input it is or whose
+        # buffer it holds, whether it is that input tensor itself): a replay returns that input of the call
+        self.output_inputs: dict[int, tuple[int, bool]] = {}
         self.written: set[int] = set()   # ids of the buffers the replay writes, other than the inputs
         self.input_copies: dict = {}     # input position -> (steps copying an input into a buffer of its own, it)
         # what the captured function assigned: those tensors and their buffers, written in place by each replay;
@@ -130,8 +134,27 @@ class TinyJit:
         self.assigned_buffers = list(buffers.values())
         inplace.watch(self.assigned_buffers)
         self.outputs = out
-        self.output_nodes.update(t.node for t in _flatten(out) if isinstance(t, Tensor))
+        self.output_inputs = self._outputs_from_inputs(out, tensors)
+        self.output_nodes.update(t.node for t in _flatten(out)
+                                 if isinstance(t, Tensor) and id(t) not in self.output_inputs)
         return out
+
+    @staticmethod
+    def _outputs_from_inputs(out, tensors) -> dict[int, tuple[int, bool]]:
+        """Which returned tensors are inputs of the call (e.g. one it wrote in place and returned, as in
+        `buf.add_(v); return buf`) or tensors over an input's whole buffer:
+        {id(returned tensor): (input index, is the input tensor itself)}."""
+        by_buffer = {id(t.node.buffer): i for i, (_, t) in enumerate(tensors)}
+        found = {}
+        for t in _flatten(out):
+            if not isinstance(t, Tensor):
+                continue
+            same = [i for i, (_, given) in enumerate(tensors) if given is t]
+            if same:
+                found[id(t)] = (same[0], True)
+            elif t.node.buffer is not None and id(t.node.buffer) in by_buffer:
+                found[id(t)] = (by_buffer[id(t.node.buffer)], False)
+        return found
 
     def _prepare(self, recorded, input_buffers=None) -> list:
         """The replay loop's steps: each captured step with its arguments computed once, and the positions
@@ -162,10 +185,17 @@ class TinyJit:
                 inputs[i] = self._copy_input(i, buffer)
         self._preserve_what_others_read()
         self._launch(self.prepared, inputs)
-        # outputs: fresh tensors over the same (now overwritten) buffers
-        return _map_tensors(self.outputs, self._output_tensor)
+        # outputs: fresh tensors over the same (now overwritten) buffers; an input returned is this call's input
+        return _map_tensors(self.outputs, lambda template: self._output_tensor(template, tensors, inputs))
 
-    def _output_tensor(self, template):
+    def _output_tensor(self, template, tensors, inputs):
+        if id(template) in self.output_inputs:
+            position, is_input = self.output_inputs[id(template)]
+            given = tensors[position][1]
+            if is_input and given.node.buffer is inputs[position]:
+                return given   # the caller's own tensor, as eager (and torch) return it
+            # a tensor over the input's buffer (or over the copy the replay ran on, see _copy_input)
+            return Tensor(Node.from_buffer(inputs[position], template.shape))
         node = Node.from_buffer(template.node.buffer, template.shape)
         self.output_nodes.add(node)
         return Tensor(node)

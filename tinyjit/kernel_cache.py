@@ -505,9 +505,11 @@ def _random_buffers(device: str, ast: AstNode) -> list[Buffer]:
     sizes: dict[int, tuple[int, object]] = {}
     for n in ast.toposort():
         if n.op in (Op.LOAD, Op.STORE):
-            index, st = n.arg
+            index, st = n.arg[0], n.arg[1]
             view = st.views[0]
             reach = view.offset + sum((s - 1) * max(stride, 0) for s, stride in zip(view.shape, view.strides)) + 1
+            if len(n.arg) > 2:   # a gathered load: the other rows of its table (indices are random 0s and 1s)
+                reach += (n.arg[2].rows - 1) * max(n.arg[2].row_stride, 0)
             sizes[index] = (max(reach, sizes.get(index, (0,))[0], 1), n.dtype)
     rng = np.random.default_rng(0)
     buffers = []

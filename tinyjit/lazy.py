@@ -76,6 +76,15 @@ class Node:
         shape = tuple(1 if i in axes else s for i, s in enumerate(self.shape))
         return Node(op, (self,), axes, self.dtype, shape, self.device)
 
+    def gather(self, index: Node, axis: int) -> Node:
+        """GATHER (tinyjit/ops.py): this table read at `index` along `axis`; the index's shape, this node's dtype."""
+        assert index.dtype.is_int, f"GATHER: index dtype {index.dtype.name}"
+        assert len(index.shape) == len(self.shape) and all(
+            i == t for d, (i, t) in enumerate(zip(index.shape, self.shape)) if d != axis), \
+            f"GATHER: index {index.shape} for a table {self.shape} along axis {axis}"
+        assert index.device == self.device, f"GATHER: devices {self.device} and {index.device}"
+        return Node(Op.GATHER, (self, index), axis, self.dtype, index.shape, self.device)
+
     def movement(self, op: Op, arg) -> Node:
         shape = _movement_shape(self.shape, op, arg)
         if shape == self.shape and op in _RESHAPE_OR_EXPAND:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 import weakref
 from enum import Enum, auto
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple, Optional
 
 if TYPE_CHECKING:
     from tinyjit.dtype import DType
@@ -56,8 +56,15 @@ class Op(Enum):
     PAD = auto()
     SHRINK = auto()
     FLIP = auto()
+    # indexed load; arg: the gathered axis. src: (table, index); the result has the index's shape and the table's
+    # dtype, the index has the table's shape except along the axis (any length there): out[..., i, ...] =
+    # table[..., index[..., i, ...], ...] (torch.gather). An index outside [0, table.shape[axis]) reads 0 (Tensor ops
+    # check indices before any kernel runs: tinyjit/index_check.py). The kernel AST has no GATHER: it is a LOAD
+    # whose address along the axis comes from the index value (see gathered_load below)
+    GATHER = auto()
     # kernel AST only (never in the lazy graph)
-    LOAD = auto()        # arg: (buffer index, ShapeTracker)
+    LOAD = auto()        # arg: (buffer index, ShapeTracker), or for a gathered load (buffer index, ShapeTracker,
+    #                      Gather); src: () or, gathered, (the index value,)
     STORE = auto()       # arg: (buffer index, ShapeTracker); src: (value,)
     VALID = auto()       # bool: the ShapeTracker's mask at the current index; arg: ShapeTracker
 
@@ -78,6 +85,20 @@ MOVEMENT = {Op.RESHAPE, Op.PERMUTE, Op.EXPAND, Op.PAD, Op.SHRINK, Op.FLIP}
 COMPARISON = {Op.CMPLT, Op.CMPNE}
 # ops whose result dtype is bool regardless of the inputs
 BOOL_RESULT = COMPARISON
+
+
+class Gather(NamedTuple):
+    """How a gathered LOAD (a LOAD with one source, the index value) finds its element: the ShapeTracker gives the
+    address of row 0 (it views the table with the gathered axis cut to one row and broadcast over the kernel's loop
+    shape, so kernel optimizations reshape it with every other access), and the element read is that address plus
+    index * row_stride. An index outside [0, rows) reads 0 (from row 0's address, so never out of bounds)."""
+    row_stride: int   # elements between consecutive rows of the table (negative for a flipped table)
+    rows: int         # the table's length along the gathered axis
+
+
+def gathered_load(node: "AstNode") -> Optional[Gather]:
+    """The Gather of a gathered LOAD, None for any other node."""
+    return node.arg[2] if node.op is Op.LOAD and len(node.arg) > 2 else None
 
 
 def reduce_identity(op: Op, dtype: DType):
@@ -154,7 +175,7 @@ class AstNode:
                 continue
             arg = n.arg
             if n.op in (Op.LOAD, Op.STORE):
-                arg = (arg[0], arg[1].views)
+                arg = (arg[0], arg[1].views) + tuple(arg[2:])
             head = f"{n.op.name} {n.dtype!r}" + (f" {arg}" if arg is not None else "")
             if users.get(id(n), 0) > 1:
                 labels[id(n)] = len(labels)

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from tinyjit.dtype import dtypes
 from tinyjit.helpers import NameEnum
 from tinyjit.lazy import Node, toposort
-from tinyjit.ops import ELEMENTWISE, MOVEMENT, REDUCE, AstNode, Op, reduce_identity
+from tinyjit.ops import ELEMENTWISE, MOVEMENT, REDUCE, AstNode, Gather, Op, reduce_identity
 from tinyjit.view import ShapeTracker
 
 # ops with op(0, 0, ...) == 0: a zero pad can be pushed through them to their inputs
@@ -113,9 +113,39 @@ class _Scheduler:
                 self.realize[id(node.src[0])] = node.src[0]
                 self.reasons.setdefault(id(node.src[0]), f"the source of a copy to {node.device} is computed into "
                                         f"its own buffer on {node.src[0].device} first")
+        self._decide_gather_tables()
         self._decide_shared_chains()
         self._decide_reduces()
         self._decide_assign_temporaries()
+
+    def _loadable(self, node: Node) -> bool:
+        """Whether kernels read `node` from its own buffer (or will)."""
+        return node.realized or id(node) in self.realize or node.op in _BOUNDARY_OPS
+
+    def _gather_table(self, gather: Node):
+        """(the node whose buffer a GATHER reads its table from, the movement ops from it to the table, the table's
+        view of that buffer), or None when the table is not one view of a buffer with a fixed stride between its
+        rows (then the table gets a buffer of its own)."""
+        table, moves = gather.src[0], ()
+        while not self._loadable(table) and table.op in MOVEMENT:
+            moves = ((table.op, table.arg),) + moves
+            table = table.src[0]
+        if not self._loadable(table):
+            return None
+        st = _view(table.shape, moves)
+        axis = gather.arg
+        if len(st.views) != 1 or (st.views[0].mask is not None and
+                                  st.views[0].mask[axis] != (0, gather.src[0].shape[axis])):
+            return None
+        return table, moves, st.views[0]
+
+    def _decide_gather_tables(self) -> None:
+        """A GATHER reads its table straight from a buffer (a kernel cannot compute the row an index picks):
+        a table computed inline, or viewed in a way whose rows are not a fixed stride apart, gets its own buffer."""
+        for node in self.graph:
+            if node.op is Op.GATHER and not node.realized and self._gather_table(node) is None:
+                self.realize[id(node.src[0])] = node.src[0]
+                self.reasons.setdefault(id(node.src[0]), "a gather reads its table from a buffer")
 
     def _decide_shared_chains(self) -> None:
         """Give a buffer to an elementwise value that more than one kernel would inline and recompute from a long
@@ -279,7 +309,7 @@ class _Scheduler:
                 return self._build(node)
             except _Duplicated as dup:
                 self.realize[id(dup.node)] = dup.node
-                self.reasons.setdefault(id(dup.node), f"one kernel would inline it under more than "
+                self.reasons.setdefault(id(dup.node), dup.reason or f"one kernel would inline it under more than "
                                         f"{MAX_INLINED_VIEWS} different views")
                 self.added_realized = True
                 self._decide_reduces()   # the new buffer may end a reduce's path to its kernel
@@ -307,6 +337,23 @@ class _Scheduler:
             st = _view(src.shape, moves)
             return AstNode(Op.LOAD, (), (inputs.index(src) + 1, st), src.dtype)
 
+        def gathered_load(n: Node, moves) -> AstNode:
+            """A GATHER as a LOAD of its table's buffer whose address along the axis comes from the index value: the
+            view is the table cut to row 0 and broadcast over the gather's shape (then `moves`), so it transforms
+            with the kernel's other accesses; the row stride and count go in the arg (tinyjit.ops.Gather)."""
+            found = self._gather_table(n)
+            if found is None:   # (a buffer decided since _decide_gather_tables cut the table's view short)
+                raise _Duplicated(n.src[0], "a gather reads its table from a buffer")
+            source, table_moves, table_view = found
+            axis, table = n.arg, n.src[0]
+            row_zero = ((Op.SHRINK, tuple((0, 1) if d == axis else (0, s) for d, s in enumerate(table.shape))),
+                        (Op.EXPAND, n.shape))
+            if source not in inputs:
+                inputs.append(source)
+            st = _view(source.shape, table_moves + row_zero + moves)
+            gather = Gather(table_view.strides[axis], table.shape[axis])
+            return AstNode(Op.LOAD, (lower(n.src[1], moves),), (inputs.index(source) + 1, st, gather), n.dtype)
+
         def lower(n: Node, moves: tuple) -> AstNode:
             # memoized by the view the moves make of n, not by the path of moves: a node read twice (tanh, the
             # halves of prod's tree) is reached along many paths, and lowering each path again is exponential
@@ -319,7 +366,8 @@ class _Scheduler:
                 memo[key] = memo[view_key]
                 return memo[key]
             stats["nodes_lowered"] += 1
-            if n.op in ELEMENTWISE and n is not root and not n.realized and id(n) not in self.realize:
+            if (n.op in ELEMENTWISE or n.op is Op.GATHER) and n is not root and not n.realized and \
+                    id(n) not in self.realize:
                 views_of[id(n)] += 1
                 if views_of[id(n)] > MAX_INLINED_VIEWS:
                     raise _Duplicated(n)
@@ -341,6 +389,8 @@ class _Scheduler:
                     out = AstNode(Op.WHERE, (valid, out, zero), None, n.dtype)
             elif n.op in ELEMENTWISE:
                 out = AstNode(n.op, tuple(lower(s, moves) for s in n.src), n.arg, n.dtype)
+            elif n.op is Op.GATHER:
+                out = gathered_load(n, moves)
             elif n.op in REDUCE and any(n.src[0].shape[a] == 0 for a in n.arg):
                 # a reduce over no elements is its identity (whoever built it: Tensor methods, autograd's sums
                 # of broadcast gradients); a kernel never loops 0 times
@@ -422,11 +472,12 @@ class _Scheduler:
 
 
 class _Duplicated(Exception):
-    """A node that a kernel would inline under too many different views (see _Scheduler.build)."""
+    """A node that a kernel would inline under too many different views, or (`reason`) otherwise cannot inline
+    (see _Scheduler.build): it gets a buffer, and the kernel is built again."""
 
-    def __init__(self, node: Node):
+    def __init__(self, node: Node, reason: str | None = None):
         super().__init__()
-        self.node = node
+        self.node, self.reason = node, reason
 
 
 class _AssignCycle(Exception):
@@ -532,6 +583,8 @@ def _zero_preserving(node: Node, sched: _Scheduler, root, memo: dict) -> bool:
         if id(n) in memo:
             continue
         if n.realized or (id(n) in sched.realize and n is not root) or n.op in _BOUNDARY_OPS or n.op == Op.CONST:
+            memo[id(n)] = True
+        elif n.op is Op.GATHER:   # its table's load is masked by the pad's view like any load, whatever the index
             memo[id(n)] = True
         elif n.op not in MOVEMENT and (n.op not in _ZERO_PRESERVING or (n.op == Op.SIN and n.arg)):
             memo[id(n)] = False   # (SIN with a phase is a cos or -sin: not 0, or -0, at 0)

@@ -14,11 +14,12 @@ the primitives of `tinyjit.ops`; codegen and autograd only ever see primitives.
 """
 from __future__ import annotations
 
+import weakref
 from typing import Optional
 
 import numpy as np
 
-from tinyjit import inplace
+from tinyjit import autograd_graph, inplace
 from tinyjit.device import Buffer, canonicalize
 from tinyjit.dtype import DType, check_fits, dtypes, promote, scalar_result_dtype
 from tinyjit.indexing import IndexingMixin
@@ -299,8 +300,9 @@ class Tensor(ArithmeticMixin, AutogradMixin, CreationMixin, RandomMixin, MathMix
         """Write `value` (a tensor or anything Tensor() takes; broadcast to self's shape and cast to its dtype) into
         self's buffer in place and return self, like torch.Tensor.copy_. Lazy values built from self before keep the
         value they read (tinyjit.inplace). ValueError for a shape or device that does not fit; RuntimeError for a leaf
-        that requires grad outside no_grad, like PyTorch's in-place ops, and for a view (reshape, permute, expand,
-        slice) of another live tensor, which PyTorch would write through (tinyjit's views are values)."""
+        that requires grad outside no_grad, like PyTorch's in-place ops. A view taken by basic indexing (x[0],
+        x[1:3, ::2]) of a live tensor is written through into that tensor, as PyTorch does (`x[0] += 1`); other views
+        (reshape, permute, expand) of a live tensor raise RuntimeError (tinyjit's views are values)."""
         value = value if isinstance(value, Tensor) else Tensor(value, dtype=self.dtype, device=self.device)
         if value.shape != self.shape and value.ndim <= self.ndim and \
                 broadcast_shape(value.shape, self.shape, "assign") == self.shape:
@@ -310,14 +312,20 @@ class Tensor(ArithmeticMixin, AutogradMixin, CreationMixin, RandomMixin, MathMix
                              f"shape {self.shape} on {self.device}")
         if value.dtype != self.dtype:
             value = value.cast(self.dtype)
+        parent = self._write_back.parent() if self._write_back is not None else None
+        if parent is not None:   # self is parent[index] and parent is alive: PyTorch writes into parent
+            return self._assign_through(parent, value)
         viewed = inplace.viewed_tensor_shape(self)
         if viewed is not None:
-            raise RuntimeError(f"assign: this tensor (shape {self.shape}) is a view (reshape, permute, expand or "
-                               f"slice) of another live tensor of shape {viewed}; tinyjit's views are values, so "
-                               f"writing into "
-                               f"it would not change that tensor as PyTorch's in-place ops do. Index the tensor "
-                               f"itself (x[1, 2] = v, not x[1][2] = v), or clone() the view to update a copy")
+            raise RuntimeError(f"assign: this tensor (shape {self.shape}) is a view (reshape, permute, expand, "
+                               f"narrow, ...) of another live tensor of shape {viewed}; tinyjit's views are values "
+                               f"(only one taken by indexing, x[1:3] or x[0], writes into its tensor), so writing "
+                               f"into it would not change that tensor as PyTorch's in-place ops do. Index the "
+                               f"tensor itself (x[1:3] += v), or clone() the view to update a copy")
         recording = not Tensor.no_grad_active and self.dtype.is_float
+        # an unrecorded write (under no_grad, or through .data) into a result with a graph (n = p * 2) keeps that
+        # graph, as in PyTorch: the new values carry the gradient the old node had
+        history = self._frozen() if not recording and self.requires_grad and self._ctx is not None else None
         if recording and self.requires_grad and self._ctx is None:
             raise RuntimeError(f"assign: a leaf tensor that requires grad (shape {self.shape}) cannot be updated in "
                                f"place outside no_grad, like PyTorch; update it under `with Tensor.no_grad():`, or "
@@ -334,8 +342,29 @@ class Tensor(ArithmeticMixin, AutogradMixin, CreationMixin, RandomMixin, MathMix
         if recording and value.requires_grad:
             self._record_assign()   # gradient flows through the assign into the value (x += y, x[i] = y, ...)
         inplace.note_assign(self)
+        if history is not None:
+            self._keep_history(history)
         self._node_changed(old)
         return self
+
+    def _assign_through(self, parent: Tensor, value: Tensor) -> Tensor:
+        """self is parent[index] (basic indexing): write value into that region of parent, as PyTorch writes
+        through such a view (`x[0] += 1`, `v = x[1:3]; v.mul_(2)`), and make self the region's new value. A parent
+        that is itself such a view writes on into its own parent."""
+        parent[self._write_back.index] = value
+        fresh = parent[self._write_back.index]
+        old = self.node
+        self.node, self._requires_grad, self._ctx = fresh.node, fresh._requires_grad, fresh._ctx
+        self._write_back = fresh._write_back
+        inplace.track(self)
+        self._node_changed(old)
+        return self
+
+    def _keep_history(self, history: Tensor) -> None:
+        """self was just written without recording: its new value (a node of its own over the assign) gets the
+        gradient rule `history` (self before the write) had, identity into it."""
+        written = self._new(self.node)._with_gradient_rule([history], lambda node, grad: (grad,))
+        self.node, self._requires_grad, self._ctx = written.node, True, history._ctx
 
     @property
     def data(self) -> Tensor:
@@ -349,13 +378,28 @@ class Tensor(ArithmeticMixin, AutogradMixin, CreationMixin, RandomMixin, MathMix
     @data.setter
     def data(self, value: Tensor) -> None:
         """`t.data = value`: t holds a copy of value's contents from now on (any shape, dtype and device, as in
-        PyTorch), keeping its requires_grad, grad and identity (an optimizer still updates it). TypeError when value
-        is not a Tensor."""
+        PyTorch), keeping its requires_grad, grad and identity (an optimizer still updates it), and a result its
+        graph. Gradient formulas of graphs built before that read t as an op's input read the new contents, as
+        PyTorch's saved inputs share t's storage (same shape and dtype; `y = p * p; p.data = v` gives p.grad 2 v).
+        TypeError when value is not a Tensor; RuntimeError, as in PyTorch, when t requires grad and value is not a
+        float tensor."""
         if not isinstance(value, Tensor):
             raise TypeError(f"Tensor.data has to be set to a Tensor, but got {type(value).__name__}")
+        if self.requires_grad and not value.dtype.is_float:
+            raise RuntimeError(f"data set to a tensor that requires gradients must be floating point or complex "
+                               f"dtype (got {value.dtype.name} for a tensor of shape {self.shape} that requires "
+                               f"grad)")
         # a node of its own: a later in-place update of self must not write value's buffer
         copy = value.detach().clone()
-        old, self.node = self.node, copy.node
+        old = self.node
+        history = self._frozen() if self.requires_grad and self._ctx is not None else None
+        self.node = copy.node
+        if (old.shape, old.dtype, old.device) == (copy.shape, copy.dtype, copy.device):
+            # graphs built before read the new contents where they saved self as an input (torch: same storage)
+            owner = weakref.ref(self)
+            autograd_graph.REPLACED[old] = lambda: owner().node if owner() is not None else None
+            if history is not None:   # a result keeps its graph (torch keeps its grad_fn)
+                self._keep_history(history)
         inplace.track(self)
         self._node_changed(old)
 
@@ -374,6 +418,16 @@ class Tensor(ArithmeticMixin, AutogradMixin, CreationMixin, RandomMixin, MathMix
                 self._same_device(op.name.lower(), *others)
         node = self.node.alu(op, *(o.node for o in others), arg=arg)
         return Tensor(node)._record(self, *others)
+
+    def _gather(self, axis: int, index: Tensor) -> Tensor:
+        """The GATHER primitive (tinyjit/ops.py): self read at `index` (an int tensor with self's shape except along
+        `axis`) along `axis`; the result has index's shape. No checks beyond the device: callers check shapes, dtypes
+        and index values (tinyjit.index_check), and an index outside the axis reads 0. A table with no rows along
+        the axis gives zeros (there is no row to point a masked read at)."""
+        self._same_device("gather", index)
+        if self.shape[axis] == 0:
+            return Tensor.zeros(*index.shape, dtype=self.dtype, device=self.device)
+        return Tensor(self.node.gather(index.node, axis))._record(self, index)
 
     def cast(self, dtype) -> Tensor:
         """self converted to `dtype` (a tinyjit dtype, its name, or a NumPy/torch dtype), self when it already has it
@@ -488,6 +542,9 @@ class _DataAlias(Tensor):
         with Tensor.no_grad():
             self._owner.assign(value)
         return self
+
+    def _storage_owner(self) -> Tensor:
+        return self._owner
 
 
 # torch's legacy tensor type names (Tensor.type())

@@ -57,13 +57,15 @@ class ArithmeticMixin(TensorBase):
     def div(self, other, reverse=False, rounding_mode: Optional[str] = None) -> Self:
         """self / other elementwise (torch.div, the / operator): true division in the least float dtype that holds both
         (ints and bools divide as float32), IEEE results at 0 (inf, NaN). rounding_mode='trunc' or 'floor' rounds the
-        quotient and keeps int dtypes (an int divided by 0 gives 0 there, where PyTorch raises). `other` is a tensor, a
+        quotient and keeps int dtypes (an int tensor divided by the int 0 raises RuntimeError like PyTorch; by a tensor
+        holding 0 it gives 0 there). `other` is a tensor, a
         Python/NumPy number or a list; dtypes promote and shapes broadcast like PyTorch's (ValueError for shapes that do
         not broadcast, RuntimeError for tensors on different devices); `reverse` computes other OP self (the reflected
         operator)."""
         if rounding_mode == "floor":
             return self.floordiv(other, reverse)
         if rounding_mode == "trunc":
+            self._refuse_int_division_by_zero(other, "div", reverse)
             x, y = self._operands(other, "div", reverse)
             return x._int_divmod(y, "div")[0] if not x.dtype.is_float else (x / y).trunc()
         if not self.dtype.is_float and isinstance(other, (int, float, np.integer, np.floating)):
@@ -76,10 +78,11 @@ class ArithmeticMixin(TensorBase):
 
     def floordiv(self, other, reverse=False) -> Self:
         """floor(self / other) elementwise (torch.floor_divide, the // operator), keeping the promoted dtype: floats
-        from the exact remainder like torch (1. // 0.1 is 9), ints floored (an int divided by 0 gives 0; PyTorch
-        raises), gradient 0. `other` is a tensor, a Python/NumPy number or a list; dtypes promote and shapes broadcast
-        like PyTorch's (ValueError for shapes that do not broadcast, RuntimeError for tensors on different devices);
-        `reverse` computes other OP self (the reflected operator)."""
+        from the exact remainder like torch (1. // 0.1 is 9), ints floored (by the int 0: RuntimeError, like PyTorch;
+        by a tensor holding 0: 0 there), gradient 0. `other` is a tensor, a Python/NumPy number or a list; dtypes
+        promote and shapes broadcast like PyTorch's (ValueError for shapes that do not broadcast, RuntimeError for
+        tensors on different devices); `reverse` computes other OP self (the reflected operator)."""
+        self._refuse_int_division_by_zero(other, "floordiv", reverse)
         x, y = self._operands(other, "floordiv", reverse)
         if x.dtype.is_float:
             return x._float_floordiv(y)
@@ -119,10 +122,12 @@ class ArithmeticMixin(TensorBase):
 
     def mod(self, other, reverse=False) -> Self:
         """The remainder with the sign of the divisor elementwise (torch.remainder, Python's %), keeping the promoted
-        dtype; floats from the exact fmod, ints give 0 for a divisor of 0 (PyTorch raises). `other` is a tensor, a
+        dtype; floats from the exact fmod, ints raise RuntimeError for the divisor 0 (an int, like
+        PyTorch; a tensor divisor holding 0 gives 0 there). `other` is a tensor, a
         Python/NumPy number or a list; dtypes promote and shapes broadcast like PyTorch's (ValueError for shapes that do
         not broadcast, RuntimeError for tensors on different devices); `reverse` computes other OP self (the reflected
         operator)."""
+        self._refuse_int_division_by_zero(other, "remainder", reverse)
         x, y = self._operands(other, "mod", reverse)
         if x.dtype.is_float:
             # the exact remainder (fmod) moved to the sign of the divisor, like torch.remainder and Python's %
@@ -136,6 +141,16 @@ class ArithmeticMixin(TensorBase):
         fix = r._apply(Op.CMPNE, r.full_like(0)) & (
             r._apply(Op.CMPLT, r.full_like(0))._apply(Op.CMPNE, y._apply(Op.CMPLT, y.full_like(0))))
         return r + fix.where(y, y.full_like(0))
+
+    def _refuse_int_division_by_zero(self, other, op: str, reverse: bool = False) -> None:
+        """RuntimeError("ZeroDivisionError ...") for an integer division (//, %, fmod, div with a rounding mode) of
+        an int or bool tensor by the Python or NumPy int 0, as PyTorch raises. (A tensor divisor holding 0 is not
+        read to check: its quotient and remainder are 0.)"""
+        if reverse or self.dtype.is_float or isinstance(other, (bool, np.bool_)) or \
+                not isinstance(other, (int, np.integer)) or other != 0:
+            return
+        raise RuntimeError(f"ZeroDivisionError: {op} of an integer tensor ({self.dtype.name}, shape {self.shape}) "
+                           f"by the integer 0")
 
     def _int_divmod(self, y: Self, op: str) -> tuple[Self, Self]:
         """C-style (truncating) quotient and remainder of int tensors of one shape and dtype. They never trap: the

@@ -76,6 +76,22 @@ class RemovableHandle:
         self.remove()
 
 
+def _read_replaced(inputs: Sequence[TensorBase]) -> list:
+    """Point each input of a gradient formula that requires grad and whose node was replaced (`t.data = v`,
+    autograd_graph.REPLACED) at the replacement, for the formula to read; returns (tensor, original node) pairs to
+    restore."""
+    swapped = []
+    if not autograd_graph.REPLACED:
+        return swapped
+    for t in inputs:
+        current = autograd_graph.REPLACED.get(t.node) if t.requires_grad else None
+        new = current() if current is not None else None
+        if new is not None and (new.shape, new.dtype, new.device) == (t.node.shape, t.node.dtype, t.node.device):
+            swapped.append((t, t.node))
+            t.node = new
+    return swapped
+
+
 def _run_hooks(hooks: dict, grad: Node, make: Callable[[Node], TensorBase]) -> Node:
     """Apply gradient hooks in registration order to the gradient as a tensor (`make(grad)`); a hook returning a
     tensor replaces the gradient."""
@@ -287,13 +303,20 @@ class AutogradMixin(TensorBase):
         written as a formula instead of derived from the ops computing the value (pow's and var's: PyTorch's
         formulas, which fix what inf, NaN and zero give at special points). `backward` runs at backward time: the
         tensors it reads must be `_frozen()` copies (of the inputs, of the result), or an in-place update made in
-        between (`y.pow_(2)`, the in-place twin writing into its own input) would change the formula."""
+        between (`y.pow_(2)`, the in-place twin writing into its own input) would change the formula. An input
+        whose tensor was given new contents since (`p.data = v`, autograd_graph.REPLACED) is read with them, as
+        PyTorch's saved inputs are."""
         with no_grad():
             value = compute()
 
         def rule(node: Node, grad: Node) -> tuple:
-            with no_grad():
-                grads = backward(self._new(grad))
+            swapped = _read_replaced(inputs)
+            try:
+                with no_grad():
+                    grads = backward(self._new(grad))
+            finally:
+                for t, original in swapped:
+                    t.node = original
             return tuple(None if g is None else g.cast(t.dtype).node for g, t in zip(grads, inputs))
         return value._with_gradient_rule(inputs, rule)
 

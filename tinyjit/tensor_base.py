@@ -58,6 +58,12 @@ class TensorBase(metaclass=_GradModeMeta):
     # a tensor made by view ops (reshape, permute, expand, slice) from another: a weak reference to the tensor it
     # was first taken of, which PyTorch would write through it into (tinyjit.inplace.viewed_tensor_shape)
     _view_of = None
+    # a tensor made by basic indexing (parent[index]): how to write into it through its parent (tinyjit.indexing)
+    _write_back = None
+
+    def _storage_owner(self) -> "TensorBase":
+        """The tensor whose memory this one is in PyTorch's sense: itself (a `.data` alias: its owner)."""
+        return self
 
     # ---- primitives (implemented by Tensor) ----
     @classmethod

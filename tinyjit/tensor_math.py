@@ -366,6 +366,12 @@ class MathMixin(TensorBase):
         return self._inplace(self.masked_fill(mask, value), "masked_fill_")
 
     def lerp(self, end, weight) -> Self:
-        """self + (end - self) * weight elementwise (torch.lerp); end and weight are tensors or numbers and broadcast,
-        dtypes promote as for the arithmetic."""
-        return self + (end - self) * weight
+        """self + weight * (end - self) elementwise (torch.lerp); end and weight are tensors or numbers and broadcast,
+        dtypes promote as for the arithmetic. Like torch, a weight of magnitude 0.5 or more computes
+        end - (end - self) * (1 - weight) instead (exact at weight 1, and inf and NaN where torch has them)."""
+        if isinstance(weight, TensorBase):
+            small = weight.abs() < 0.5
+            return small.where(self + weight * (end - self), end - (end - self) * (1 - weight))
+        if abs(weight) < 0.5:
+            return self + weight * (end - self)
+        return end - (end - self) * (1 - weight)

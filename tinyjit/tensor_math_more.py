@@ -52,8 +52,10 @@ class MoreMathMixin(TensorBase):
 
     def fmod(self, other) -> Self:
         """torch.fmod: the remainder with the sign of the dividend (C's fmod and %), in the promoted dtype: floats
-        exact (IEEE fmod), ints truncating (an int divided by 0 gives 0 where torch raises). The gradient is 1 for
-        self and -trunc(self / other) for other, as torch's. ValueError for shapes that do not broadcast."""
+        exact (IEEE fmod), ints truncating. The gradient is 1 for self and -trunc(self / other) for other, as
+        torch's. ValueError for shapes that do not broadcast; RuntimeError("ZeroDivisionError") for an int tensor
+        and the int 0, as torch (an int tensor divisor holding 0 is not read: the remainder there is 0)."""
+        self._refuse_int_division_by_zero(other, "fmod")
         x, y = self._operands(other, "fmod")
         return x._apply(Op.MOD, y) if x.dtype.is_float else x._int_divmod(y, "fmod")[1]
 

@@ -74,7 +74,7 @@ class MovementMixin(TensorBase):
         out = self._new(node)._record(self)
         if op in TORCH_VIEWS:   # remember what PyTorch would share storage with (writes into views are refused)
             root = self._view_of() if self._view_of is not None else None
-            out._view_of = weakref.ref(root if root is not None else self)
+            out._view_of = weakref.ref(root if root is not None else self._storage_owner())
         return out
 
     def reshape(self, *shape, **kwargs) -> Self:

@@ -171,6 +171,10 @@ INPLACE_TWINS = (
 
 def _inplace_twin(name: str):
     def method(self, *args, **kwargs):
+        dtype = kwargs.get("dtype")   # (cumsum_, cumprod_: torch takes the keyword, only for self's own dtype)
+        if dtype is not None and dtypes.from_any(dtype) != self.dtype:
+            raise RuntimeError(f"{name}_: Bad in-place call: input tensor dtype {self.dtype.name} and output tensor "
+                               f"dtype {dtypes.from_any(dtype).name} should match")
         return self._inplace(getattr(self, name)(*args, **kwargs), f"{name}_")
     method.__name__ = method.__qualname__ = f"{name}_"
     method.__doc__ = (f"torch.Tensor.{name}_: self.{name}(...) written into self in place; returns self. RuntimeError "

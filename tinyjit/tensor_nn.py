@@ -429,28 +429,25 @@ class NNMixin(TensorBase):
 
     def gather(self, dim: int, index) -> Self:
         """torch.gather: out[i][j][k] = self[index[i][j][k]][j][k] for dim=0 (and likewise for every dim); index is
-        an int tensor with self's number of dims and no dim larger than self's, except along `dim`. Computed as a
-        one-hot multiply-sum over self's axis `dim`. Raises ValueError/TypeError for a bad index shape or dtype, and
-        IndexError for an index outside [0, self.shape[dim]) (see tinyjit.index_check)."""
+        an int tensor with self's number of dims and no dim larger than self's, except along `dim`. The GATHER
+        primitive: an indexed load, fused with its producers and consumers; its gradient is a scatter-add. Raises
+        ValueError/TypeError for a bad index shape or dtype, and IndexError for an index outside [0, self.shape[dim])
+        (see tinyjit.index_check)."""
         d = _axis(self, dim, "gather")
         self._same_device("gather", index)
         if index.ndim != self.ndim:
             raise ValueError(f"gather: index has {index.ndim} dims, input {self.shape} has {self.ndim}")
-        if index.dtype.is_float:
+        if index.dtype.is_float or index.dtype == dtypes.bool:
             raise TypeError(f"gather: index must be an int tensor, got {index.dtype.name}")
         if any(i != d and si > sx for i, (si, sx) in enumerate(zip(index.shape, self.shape))):
             raise ValueError(f"gather: index of shape {index.shape} is larger than the input {self.shape} in a dim "
                              f"other than dim {d}")
         n = self.shape[d]
+        # the GATHER primitive wants the index's shape in every other dim: a view of the part of self it reads
         x = self.shrink(tuple(None if i == d else (0, s) for i, s in enumerate(index.shape)))
-        # onehot (*index.shape, n) picks along a new last axis: move axis d of x there (the other axes keep their
-        # order) and put a size-1 axis in its place, so x lines up with the index
-        narrow = wide_enough(index, n)
-        onehot = narrow.unsqueeze(-1) == self.arange(n, dtype=narrow.dtype, device=self.device)
-        check_index(index, 0, n, "gather", f"dimension {d} with size {n}", reader=onehot)
-        xs = x.permute([i for i in range(x.ndim) if i != d] + [d]).unsqueeze(d)
-        picked = onehot.where(xs, 0)
-        return picked.sum(-1, dtype=self.dtype if self.dtype.is_float else None).cast(self.dtype)
+        out = x._gather(d, index)
+        check_index(index, 0, n, "gather", f"dimension {d} with size {n}", reader=out)
+        return out
 
 
 def _check_same_shape(x, target, op: str) -> None:

@@ -295,10 +295,13 @@ class ReduceMixin(TensorBase):
         shifted = x - x.amax(axis, keepdim=True)
         return shifted - shifted.exp().sum(axis, keepdim=True).log()
 
-    def cumsum(self, axis=None, dim=None) -> Self:
+    def cumsum(self, axis=None, dim=None, dtype=None) -> Self:
         """The running sum along `axis` (default 0; torch.cumsum, numpy.cumsum), the input's shape: ints and bools in
-        int64 like sum, floats keep their dtype. One reduce kernel over windows of the left-padded input. IndexError for
-        a dim out of range."""
+        int64 like sum, floats keep their dtype; `dtype` casts the input first and is the result's dtype (torch's
+        keyword). One reduce kernel over windows of the left-padded input. IndexError for a dim out of range."""
+        if dtype is not None:
+            x = self.cast(dtype)
+            return x.cumsum(axis, dim).cast(x.dtype)
         axis = _pick_axis(axis, dim)
         axis = _axis(self, 0 if axis is None else axis, "cumsum")
         if self.ndim == 0 or self.shape[axis] == 0:

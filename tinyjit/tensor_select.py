@@ -2,7 +2,7 @@
 unfold, index_select, take, repeat_interleave, and the ops whose result shape depends on the data (nonzero,
 argwhere, masked_select) and `meshgrid`.
 
-Views are movement ops; picking by an index tensor is a one-hot compare and a sum (like gather and x[idx]), so it
+Views are movement ops; picking by an index tensor is the GATHER primitive (an indexed load in the kernel), so it
 stays lazy, fuses and is differentiable. nonzero, argwhere, masked_select and repeat_interleave with a tensor of
 repeats need the data to know their result's shape: they realize what decides the shape (the mask, the repeats)
 and read it on the host, as torch synchronizes with the device for them, then build the result lazily (the
@@ -16,7 +16,7 @@ import numpy as np
 
 from tinyjit.dtype import dtypes
 from tinyjit.helpers import prod
-from tinyjit.index_check import check_index, wide_enough
+from tinyjit.index_check import check_index
 from tinyjit.tensor_base import TensorBase, broadcast_shape
 from tinyjit.tensor_linalg import _diagonal
 from tinyjit.tensor_movement import _axis, _distinct_axes
@@ -31,16 +31,14 @@ def _is_int(value) -> bool:
 
 
 def _pick(x: TensorBase, d: int, index: TensorBase, op: str) -> TensorBase:
-    """x with dim d replaced by the entries `index` (1-D, values in [0, size)) names, in their order: a one-hot
-    (len(index), size) compare summed over the size (the gradient goes back through the same one-hot)."""
+    """x with dim d replaced by the entries `index` (1-D, values in [0, size)) names, in their order: a GATHER along
+    d (its gradient is a scatter-add). Index values are checked (tinyjit.index_check)."""
     n = x.shape[d]
-    narrow = wide_enough(index, n)
-    onehot = narrow.unsqueeze(-1) == x.arange(n, dtype=narrow.dtype, device=x.device)    # (L, n)
-    check_index(index, 0, n, op, f"dimension {d} with size {n}", reader=onehot)
-    moved = x.transpose(d, -1) if d != x.ndim - 1 else x                                 # (..., n)
-    picked = onehot.where(moved.unsqueeze(-2), 0)                                        # (..., L, n)
-    out = picked.sum(-1, dtype=x.dtype if x.dtype.is_float else None).cast(x.dtype)     # (..., L)
-    return out.transpose(d, -1) if d != x.ndim - 1 else out
+    picked_shape = x.shape[:d] + (index.shape[0],) + x.shape[d + 1:]
+    rows = index.reshape((1,) * d + (index.shape[0],) + (1,) * (x.ndim - d - 1)).expand(picked_shape)
+    out = x._gather(d, rows)
+    check_index(index, 0, n, op, f"dimension {d} with size {n}", reader=out)
+    return out
 
 
 class SelectMixin(TensorBase):

@@ -207,8 +207,16 @@ class ShapeTracker:
         return getattr(self, op_name)(arg)
 
     def index_and_valid(self, idxs: list[Expr]) -> tuple[Expr, Expr]:
-        """Address (in elements) and validity (0/1) of the element at `idxs` in the buffer."""
-        index, valid = self.views[-1].index_and_valid(idxs)
+        """Address (in elements) and validity (0/1) of the element at `idxs` in the buffer.
+
+        The address is only used where the element is valid, so with stacked views it is computed for loop
+        variables narrowed to the last view's mask: a piece of a cat (a padded view, valid for 64 <= i < 128)
+        reshaped through a permute then unravels `i - 64` knowing it is not negative, and its quotients and
+        remainders fold (a cat of q/k/v gradients had a dozen divisions per element). Conditions of the earlier
+        views that the narrowing makes always true are implied by the last view's own, which `valid` keeps."""
+        last = self.views[-1]
+        _, valid = last.index_and_valid(idxs)
+        index, _ = last.index_and_valid(_narrowed(idxs, last.mask) if len(self.views) > 1 else idxs)
         for view in reversed(self.views[:-1]):
             # unravel the flat index into the previous view's shape, then apply that view
             flat, inner = index, []
@@ -230,6 +238,19 @@ class ShapeTracker:
                 stride = None
             out.append(stride)
         return tuple(out)
+
+
+def _narrowed(idxs: list[Expr], mask) -> list[Expr]:
+    """`idxs` with each variable's range cut to the mask's range along its dimension (a variable outside it makes
+    the element invalid: its address does not matter)."""
+    if mask is None:
+        return idxs
+    out = []
+    for i, (lo, hi) in zip(idxs, mask):
+        if isinstance(i, Var) and (lo > i.min or hi - 1 < i.max) and max(lo, i.min) <= min(hi - 1, i.max):
+            i = Var(i.name, max(lo, i.min), min(hi - 1, i.max))
+        out.append(i)
+    return out
 
 
 def _linear_coefficient(index: Expr, var: Var) -> Optional[int]:

@@ -494,21 +494,28 @@ def embedding(input, weight: Tensor, padding_idx: Optional[int] = None, max_norm
     if idx.dtype.is_float or idx.dtype == dtypes.bool:
         raise TypeError(f"embedding: indices must be an int tensor, got {idx.dtype.name}")
     idx._same_device("embedding", weight)
-    # one-hot (..., rows) times the table: a gather that autograd and the scheduler already handle
-    wide = wide_enough(idx, rows)
-    hits = wide.unsqueeze(-1) == Tensor.arange(rows, dtype=wide.dtype, device=idx.device)
-    check_index(idx if host is None else host, 0, rows, "embedding", f"a table of {rows} rows", reader=hits)
-    if max_norm is not None:
-        _renorm_rows_(weight, hits.reshape(-1, rows).any(0), max_norm, norm_type)
-    table = weight
+    flat = idx.reshape(-1)
+    dim = weight.shape[1]
+    hits = None
+    if max_norm is not None or (scale_grad_by_freq and weight.requires_grad):   # one-hot (lookups, rows)
+        wide = wide_enough(flat, rows)
+        hits = wide.unsqueeze(-1) == Tensor.arange(rows, dtype=wide.dtype, device=idx.device)
+    if max_norm is not None:   # (the renorm reads the index: its check comes first)
+        check_index(idx if host is None else host, 0, rows, "embedding", f"a table of {rows} rows", reader=hits)
+        _renorm_rows_(weight, hits.any(0), max_norm, norm_type)
+    # a GATHER of rows: an indexed load in the kernel, whose gradient is a scatter-add into the table
+    out = weight._gather(0, flat.reshape(-1, 1).expand(flat.shape[0], dim))
+    if max_norm is None:
+        check_index(idx if host is None else host, 0, rows, "embedding", f"a table of {rows} rows", reader=out)
     if padding_idx is not None and weight.requires_grad:
-        is_pad = Tensor.arange(rows, device=weight.device).reshape(rows, 1) == padding_idx
-        table = is_pad.where(weight.detach(), weight)     # the same values; no gradient reaches that row
-    if scale_grad_by_freq and table.requires_grad:
-        # the same values (t + 0), and d/dt = 1 / count of the row's index in the batch
-        counts = hits.reshape(-1, rows).sum(0).maximum(1).cast(weight.dtype).reshape(rows, 1)
-        table = table.detach() + (table - table.detach()) / counts
-    return hits.cast(weight.dtype) @ table
+        # the same values; the lookups of the padding row pass no gradient, so that row gets none
+        out = (flat == padding_idx).reshape(-1, 1).where(out.detach(), out)
+    if scale_grad_by_freq and weight.requires_grad:
+        # the same values (o + 0), and each lookup's gradient divided by how often its row is looked up
+        counts = hits.sum(0).maximum(1).cast(weight.dtype).reshape(rows, 1)
+        per_lookup = counts._gather(0, flat.reshape(-1, 1))
+        out = out.detach() + (out - out.detach()) / per_lookup
+    return out.reshape(*idx.shape, dim)
 
 
 def _renorm_rows_(weight: Tensor, used: Tensor, max_norm: float, norm_type: float) -> None:

@@ -127,12 +127,12 @@ class _InstanceNorm(Module):
     _nd = 2
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1, affine: bool = False,
-                 track_running_stats: bool = False, device=None, dtype=None):
+                 track_running_stats: bool = False, device=None, dtype=None, *, bias: bool = True):
         super().__init__()
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
         self.affine, self.track_running_stats = affine, track_running_stats
         self.weight = init.ones((num_features,), dtype, device) if affine else None
-        self.bias = init.zeros((num_features,), dtype, device) if affine else None
+        self.bias = init.zeros((num_features,), dtype, device) if affine and bias else None
         if track_running_stats:
             self.register_buffer("running_mean", init.zeros((num_features,), dtype, device))
             self.register_buffer("running_var", init.ones((num_features,), dtype, device))
@@ -322,8 +322,8 @@ class ParameterDict(Module):
     """torch.nn.ParameterDict: an ordered dict of parameters registered under their keys (state_dict keys as
     torch's); plain tensors become Parameters. Indexing, assignment, `del`, `in`, len, iteration (the keys),
     keys/values/items, get, pop, popitem, setdefault, update (from a mapping, a ParameterDict or (key, value)
-    pairs; a plain dict in sorted key order, as torch), clear and copy. KeyError for a missing key (torch's pop
-    raises AttributeError); TypeError for a key that is not a str or a value that is not a tensor."""
+    pairs; a plain dict in sorted key order, as torch), clear, copy, | and |=. KeyError for a missing key (torch's
+    pop raises AttributeError); TypeError for a key that is not a str or a value that is not a tensor."""
 
     def __init__(self, parameters=None):
         super().__init__()
@@ -427,6 +427,24 @@ class ParameterDict(Module):
     def copy(self) -> ParameterDict:
         """A new ParameterDict holding the same parameters (not copies of them), as torch's."""
         return ParameterDict(OrderedDict(self.items()))
+
+    def __or__(self, other) -> ParameterDict:
+        """`pd | other`: a copy of pd updated from other (a mapping or pairs, as update), as torch's; TypeError
+        otherwise."""
+        merged = self.copy()
+        merged.update(other)
+        return merged
+
+    def __ror__(self, other):
+        """`other | pd`: a copy of other (a dict stays a dict) updated from pd's pairs, as torch's."""
+        merged = other.copy()
+        merged.update(self.items())
+        return merged
+
+    def __ior__(self, other) -> ParameterDict:
+        """`pd |= other`: pd updated from other in place, as update."""
+        self.update(other)
+        return self
 
     def forward(self, *args, **kwargs):
         raise NotImplementedError("ParameterDict is a container: index it for its parameters")

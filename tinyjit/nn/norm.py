@@ -23,13 +23,13 @@ class _BatchNorm(Module):
     _input_dims: tuple[int, ...] = ()
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: Optional[float] = 0.1, affine: bool = True,
-                 track_running_stats: bool = True, device=None, dtype=None):
+                 track_running_stats: bool = True, device=None, dtype=None, *, bias: bool = True):
         super().__init__()
         size_arg(type(self).__name__, "num_features", num_features)
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
         self.affine, self.track_running_stats = affine, track_running_stats
         self.weight = init.ones((num_features,), dtype, device) if affine else None
-        self.bias = init.zeros((num_features,), dtype, device) if affine else None
+        self.bias = init.zeros((num_features,), dtype, device) if affine and bias else None
         if track_running_stats:
             self.register_buffer("running_mean", _buffer(np.zeros(num_features), dtype, device))
             self.register_buffer("running_var", _buffer(np.ones(num_features), dtype, device))
@@ -63,8 +63,8 @@ class _BatchNorm(Module):
             mean, var = self.running_mean, self.running_var
         out = ((x - mean.reshape(shape)) * (var.reshape(shape) + self.eps).rsqrt()).cast(dtype)
         if self.weight is not None:
-            out = out * self.weight.reshape(shape) + self.bias.reshape(shape)
-        return out
+            out = out * self.weight.reshape(shape)
+        return out + self.bias.reshape(shape) if self.bias is not None else out
 
     def _update_running(self, mean: Tensor, var: Tensor, count: int) -> None:
         mean, var = mean.detach().cast(self.running_mean.dtype), var.detach().cast(self.running_var.dtype)
@@ -145,28 +145,28 @@ class GroupNorm(Module):
     by num_groups, or an input without num_channels in dim 1."""
 
     def __init__(self, num_groups: int, num_channels: int, eps: float = 1e-5, affine: bool = True, device=None,
-                 dtype=None):
+                 dtype=None, *, bias: bool = True):
         super().__init__()
         size_arg("GroupNorm", "num_groups", num_groups, minimum=1), size_arg("GroupNorm", "num_channels", num_channels)
         if num_channels % num_groups:
             raise ValueError(f"GroupNorm: num_channels={num_channels} must be divisible by num_groups={num_groups}")
         self.num_groups, self.num_channels, self.eps, self.affine = num_groups, num_channels, eps, affine
         self.weight = init.ones((num_channels,), dtype, device) if affine else None
-        self.bias = init.zeros((num_channels,), dtype, device) if affine else None
+        self.bias = init.zeros((num_channels,), dtype, device) if affine and bias else None
 
     def forward(self, x: Tensor) -> Tensor:
         if x.ndim < 2 or x.shape[1] != self.num_channels:
             raise ValueError(f"GroupNorm: expected (N, {self.num_channels}, ...), got shape {x.shape}")
         grouped = x.reshape(x.shape[0], self.num_groups, -1).layernorm(-1, self.eps)
         out = grouped.reshape(x.shape)
+        shape = (1, self.num_channels) + (1,) * (x.ndim - 2)
         if self.weight is not None:
-            shape = (1, self.num_channels) + (1,) * (x.ndim - 2)
-            out = out * self.weight.reshape(shape) + self.bias.reshape(shape)
-        return out
+            out = out * self.weight.reshape(shape)
+        return out + self.bias.reshape(shape) if self.bias is not None else out
 
     def extra_repr(self) -> str:
-        return (f"{self.num_groups}, {self.num_channels}, eps={self.eps}, affine={self.affine}, "
-                f"bias={self.bias is not None}")
+        return f"{self.num_groups}, {self.num_channels}, eps={self.eps}, affine={self.affine}, " \
+               f"bias={self.bias is not None}"
 
 
 class RMSNorm(Module):

@@ -6,7 +6,8 @@ change), so each one waits for the closure's loss and gradient anyway. The direc
 host, in NumPy, from the flat gradient read once per evaluation (the two-loop recursion over at most
 `history_size` pairs of flat vectors: dot products and axpys, no kernels); the device computes the closure's
 forward and backward passes and writes the parameter updates `p += t * d` in place. The arithmetic is torch's,
-in the parameters' dtype (float32 parameters: float32 dot products and steps), so runs follow torch's to rounding.
+in the parameters' dtype (float32 parameters: float32 dot products and steps), with torch's fused multiply-adds
+where it has them (`_axpy`), so runs follow torch's to rounding.
 """
 from __future__ import annotations
 
@@ -67,13 +68,15 @@ class LBFGS(Optimizer):
         return np.concatenate([np.zeros(p.numel(), self._dtype) if p.grad is None else
                                p.grad.numpy().reshape(-1).astype(self._dtype) for p in self._params])
 
-    def _add_step(self, step: np.ndarray) -> None:
-        """p += step[p's slice] for every parameter, in place and in one schedule."""
+    def _add_step(self, t, d: np.ndarray) -> None:
+        """p += t * d[p's slice] for every parameter, in place and in one schedule, rounded once as torch's
+        `p.add_(d, alpha=t)` is (a fused multiply-add; see _axpy): computed on the host from p's values."""
         offset, targets = 0, []
         with no_grad():
             for p in self._params:
-                piece = step[offset:offset + p.numel()].reshape(p.shape).astype(p.dtype.np)
-                targets.append(p.assign(p.detach() + Tensor(piece, device=p.device)))
+                piece = d[offset:offset + p.numel()].reshape(p.shape)
+                current = p.detach().numpy().astype(self._dtype, copy=False)
+                targets.append(p.assign(Tensor(_axpy(current, t, piece).astype(p.dtype.np), device=p.device)))
                 offset += p.numel()
         Tensor.realize_all(*targets)
 
@@ -136,15 +139,18 @@ class LBFGS(Optimizer):
                     old_stps.append(s)
                     ro.append(dtype.type(1.0) / ys)
                     H_diag = ys / y.dot(y)
-                alphas = [None] * len(old_dirs)
+                if "al" not in state:   # torch's list of the alphas, kept in the state like it
+                    state["al"] = [None] * history_size
+                alphas = state["al"]
+                alphas.extend([None] * (len(old_dirs) - len(alphas)))
                 q = -flat_grad
                 for i in range(len(old_dirs) - 1, -1, -1):
                     alphas[i] = old_stps[i].dot(q) * ro[i]
-                    q = q - alphas[i] * old_dirs[i]
+                    q = _axpy(q, -alphas[i], old_dirs[i])     # torch: q.add_(y_i, alpha=-al[i]), fused
                 d = r = q * H_diag
                 for i in range(len(old_dirs)):
                     beta = old_dirs[i].dot(r) * ro[i]
-                    r = r + (alphas[i] - beta) * old_stps[i]
+                    r = _axpy(r, alphas[i] - beta, old_stps[i])
                 d = r
             prev_flat_grad = flat_grad.copy()
             prev_loss = loss
@@ -166,22 +172,22 @@ class LBFGS(Optimizer):
 
                 def directional_evaluate(step_length):
                     """(loss, flat gradient) at start + step_length * d; the parameters are left at start."""
-                    self._add_step(d * dtype.type(step_length))
+                    self._add_step(step_length, d)
                     new_loss, new_grad = evaluate()
                     self._set_params(start)
                     return float(new_loss), new_grad
                 # at most the evaluations left; (torch's line search keeps its own tolerance_change of 1e-9)
                 loss, flat_grad, t, evals = _strong_wolfe(directional_evaluate, t, d, loss, flat_grad, gtd,
                                                           max_ls=max_eval - current_evals)
-                self._add_step(d * dtype.type(t))
+                self._add_step(t, d)
             elif n_iter != max_iter:
-                self._add_step(d * dtype.type(t))
+                self._add_step(t, d)
                 # re-evaluate the function only when the loop goes on (torch's order)
                 new_loss, flat_grad = evaluate()
                 loss = float(new_loss)
                 evals = 1
             else:
-                self._add_step(d * dtype.type(t))
+                self._add_step(t, d)
             current_evals += evals
             state["func_evals"] += evals
 
@@ -199,25 +205,91 @@ class LBFGS(Optimizer):
         return orig_loss
 
     def state_dict(self) -> dict:
-        """As Optimizer.state_dict, with the L-BFGS history (NumPy arrays and numbers) under state[0]."""
+        """As Optimizer.state_dict, with the L-BFGS history under state[0] with torch's keys (func_evals, n_iter,
+        d, t, old_dirs, old_stps, ro, H_diag, prev_flat_grad, prev_loss, and al once the history was used), as
+        NumPy arrays, NumPy scalars, numbers and None."""
         out = super().state_dict()
-        out["state"] = {0: {k: ([v.copy() for v in value] if isinstance(value, list) else
-                                value.copy() if isinstance(value, np.ndarray) else value)
+        out["state"] = {0: {k: ([v.copy() if isinstance(v, np.ndarray) else v for v in value]
+                                if isinstance(value, list) else value.copy() if isinstance(value, np.ndarray)
+                                else value)
                             for k, value in self._lbfgs.items()}}
         return out
 
     def load_state_dict(self, state_dict: dict) -> None:
-        """Restore hyperparameters and the L-BFGS history saved by state_dict() (ValueError as Optimizer's)."""
+        """Restore hyperparameters and the L-BFGS history saved by state_dict() or by torch.optim.LBFGS (its
+        tensors, torch's or tinyjit's, become host arrays of the parameters' dtype). ValueError as Optimizer's, and
+        when the history lacks one of torch's keys or its vectors do not have the parameters' total size."""
         saved = dict(state_dict)
-        history = saved.pop("state", {}).get(0, {})
+        history = dict(saved.pop("state", {}).get(0, {}))
+        numel = sum(p.numel() for p in self._params)
+        if history:
+            missing = [k for k in ("func_evals", "n_iter") if k not in history]
+            if history.get("n_iter", 0):   # a step ran: the direction and the curvature history come with it
+                missing += [k for k in _HISTORY_KEYS if k not in history]
+            if missing:
+                raise ValueError(f"LBFGS.load_state_dict: the saved state lacks {missing} (torch.optim.LBFGS keeps "
+                                 f"{['func_evals', 'n_iter', *_HISTORY_KEYS, 'al']})")
+        history = {k: _on_host(value, self._dtype) for k, value in history.items()}
+        for k in ("d", "prev_flat_grad", "old_dirs", "old_stps"):
+            for vector in (history.get(k) if isinstance(history.get(k), list) else [history.get(k)]):
+                if vector is not None and np.shape(vector) != (numel,):
+                    raise ValueError(f"LBFGS.load_state_dict: state {k!r} holds a vector of shape "
+                                     f"{np.shape(vector)}, the parameters have {numel} elements")
         super().load_state_dict({**saved, "state": {}})
-        self._lbfgs = {"func_evals": 0, "n_iter": 0}
-        for k, value in history.items():
-            if isinstance(value, list):
-                value = [np.asarray(v, self._dtype) for v in value]
-            elif isinstance(value, np.ndarray):
-                value = value.astype(self._dtype)
-            self._lbfgs[k] = value
+        self._lbfgs = {"func_evals": 0, "n_iter": 0, **history}
+
+
+_HISTORY_KEYS = ("d", "t", "old_dirs", "old_stps", "ro", "H_diag", "prev_flat_grad", "prev_loss")
+
+
+def _on_host(value, dtype):
+    """A state value as this optimizer keeps it: a tensor (tinyjit's, torch's) or array becomes a NumPy array of
+    `dtype` (a NumPy scalar when 0-d), a list is converted item by item; numbers and None stay."""
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_on_host(v, dtype) for v in value]
+    if isinstance(value, TensorBase):
+        value = value.numpy()
+    elif hasattr(value, "detach") and hasattr(value, "numpy"):   # a torch tensor
+        value = value.detach().cpu().numpy()
+    array = np.asarray(value)
+    if array.dtype.kind in "fc":
+        array = array.astype(dtype)
+    return array[()] if array.ndim == 0 else array
+
+
+def _axpy(x: np.ndarray, alpha, y: np.ndarray) -> np.ndarray:
+    """x + alpha * y in x's dtype with one rounding, as torch's `x.add_(y, alpha=alpha)` computes it on the CPU (a
+    fused multiply-add, alpha first converted to x's dtype). Two roundings (the product, then the sum) differ in
+    the last bit, which L-BFGS's history amplifies: float32 runs left torch's path after a few iterations. Below
+    float64 the product of two values is exact in float64, so the sum there rounds once (to float64, then to x's
+    dtype); in float64 the rounding errors of the product and of the sum are computed exactly and added back
+    (Dekker's product and Knuth's sum: NumPy has no fused multiply-add)."""
+    alpha = x.dtype.type(alpha)
+    if x.dtype != np.float64:
+        return (x.astype(np.float64) + np.float64(alpha) * y.astype(np.float64)).astype(x.dtype)
+    product, product_error = _two_product(np.broadcast_to(alpha, y.shape), y)
+    with np.errstate(invalid="ignore", over="ignore"):   # inf or nan: the error terms are nan, the plain sum is right
+        total = x + product
+        virtual = total - x
+        sum_error = (x - (total - virtual)) + (product - virtual)
+        compensated = total + (sum_error + product_error)
+        return np.where(np.isfinite(compensated), compensated, x + alpha * y)
+
+
+def _two_product(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(a * b rounded, its rounding error exactly) for float64 arrays (Dekker's algorithm with Veltkamp's split)."""
+    product = a * b
+
+    def split(v):
+        scaled = v * 134217729.0   # 2**27 + 1
+        high = scaled - (scaled - v)
+        return high, v - high
+    with np.errstate(over="ignore", invalid="ignore"):
+        (a_high, a_low), (b_high, b_low) = split(a), split(b)
+        error = ((a_high * b_high - product) + a_high * b_low + a_low * b_high) + a_low * b_low
+    return product, np.where(np.isfinite(error), error, 0.0)
 
 
 def _cubic_minimum(x1: float, f1: float, g1: float, x2: float, f2: float, g2: float, bounds=None) -> float:
