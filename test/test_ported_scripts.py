@@ -246,6 +246,7 @@ def test_time_sequence_prediction_matches_torch_from_the_same_weights():
     assert all(p.dtype == ported.torch.double for p in our_model.parameters())
 
 
+@pytest.mark.filterwarnings("ignore:dropout2d")   # (the example's Dropout2d reads a 2-d input: both warn)
 def test_mnist_rnn_matches_torch_from_the_same_weights(tmp_path, monkeypatch):
     """pytorch/examples mnist_rnn (nn.LSTM(batch_first=True) over image rows, output[:, -1, :], BatchNorm1d,
     Dropout2d on a 2-d input, Linear, log_softmax, nll_loss, Adadelta with StepLR, torch.utils.data.DataLoader
