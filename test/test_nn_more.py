@@ -3,6 +3,7 @@ state_dict keys, and torch's error classes. CPU only: these are compositions of 
 tested elsewhere."""
 from __future__ import annotations
 
+import contextlib
 from collections import OrderedDict
 
 import numpy as np
@@ -331,3 +332,100 @@ def test_parameter_dict_is_a_dict_like_torchs():
         ours[3] = Tensor(values(1))
     ours.clear()
     assert len(ours) == 0 and list(ours.parameters()) == []
+
+
+# ---- channel-wise dropout (found porting pytorch/examples mnist_rnn, whose Dropout2d reads a 2-d input) ----
+def constant_axes(out: np.ndarray) -> list[int]:
+    """The axes (of size > 1) along which `out` does not change: those its dropout mask is broadcast over."""
+    return [axis for axis in range(out.ndim)
+            if out.shape[axis] > 1 and (out == np.take(out, [0], axis=axis)).all()]
+
+
+CHANNEL_DROPOUT_CASES = [("dropout1d", (12, 5)), ("dropout1d", (6, 12, 5)),
+                         ("dropout2d", (12, 10)), ("dropout2d", (6, 12, 5)), ("dropout2d", (4, 12, 3, 2)),
+                         ("dropout2d", (3, 12, 2, 2, 2)),
+                         ("dropout3d", (12,)), ("dropout3d", (12, 5)), ("dropout3d", (12, 3, 2, 2)),
+                         ("dropout3d", (4, 12, 2, 2, 2))]
+
+
+@pytest.mark.filterwarnings("ignore:dropout")
+@pytest.mark.parametrize("case", range(len(CHANNEL_DROPOUT_CASES)))
+def test_channel_dropout_drops_the_features_torch_drops(case):
+    """F.dropout1d/2d/3d and nn.Dropout1d/2d/3d zero the same kind of slice as torch for every rank torch
+    accepts (torch's masks are other random numbers, so the axes each mask is broadcast over are compared), keep
+    the dtype, scale the kept values by 1 / (1 - p), and pass the mask's gradient."""
+    name, shape = CHANNEL_DROPOUT_CASES[case]
+    dtype = (np.float32, np.float64, np.float16)[case % 3]
+    torch.manual_seed(case)
+    Tensor.manual_seed(case)
+    theirs = getattr(torch.nn.functional, name)(torch.ones(shape, dtype=getattr(torch, np.dtype(dtype).name)), 0.5)
+    x = Tensor(np.ones(shape, dtype), requires_grad=True)
+    out = getattr(F, name)(x, 0.5)
+    out.sum().backward()
+    got = out.numpy()
+    assert got.dtype == dtype and got.shape == shape
+    assert set(np.unique(got)) == {0.0, 2.0}
+    assert constant_axes(got) == constant_axes(theirs.numpy())
+    np.testing.assert_array_equal(x.grad.numpy(), got)
+    module = getattr(nn, name.replace("dropout", "Dropout"))(0.5)
+    assert set(np.unique(module(Tensor(np.ones(shape, dtype))).numpy())) == {0.0, 2.0}
+    module.eval()
+    np.testing.assert_array_equal(module(Tensor(np.ones(shape, dtype))).numpy(), np.ones(shape, dtype))
+
+
+def test_channel_dropout_edges_like_torch():
+    x = values(2, 3, 4, 5)
+    for name in ("dropout1d", "dropout2d", "dropout3d"):
+        inp = x if name != "dropout1d" else x[0]
+        ours, theirs = getattr(F, name), getattr(torch.nn.functional, name)
+        for kwargs in ({"p": 0.0}, {"p": 0.5, "training": False}):
+            check(ours(Tensor(inp), **kwargs), theirs(torch.tensor(inp), **kwargs))
+        check(ours(Tensor(inp), 1.0), theirs(torch.tensor(inp), 1.0))
+        with pytest.raises(ValueError, match="between 0 and 1"):
+            ours(Tensor(inp), 1.5)
+        with pytest.raises(ValueError):
+            theirs(torch.tensor(inp), 1.5)
+    for name, shape in (("dropout1d", (2, 3, 4, 5)), ("dropout1d", (5,)), ("dropout2d", (5,)),
+                        ("dropout3d", ())):
+        with pytest.raises(RuntimeError), pytest.warns() if name != "dropout1d" else contextlib.nullcontext():
+            getattr(torch.nn.functional, name)(torch.ones(shape))
+        with pytest.raises(RuntimeError, match=name), (
+                pytest.warns(UserWarning) if name != "dropout1d" else contextlib.nullcontext()):
+            getattr(F, name)(Tensor.ones(*shape))
+    with pytest.warns(UserWarning, match="2-d input"):
+        F.dropout2d(Tensor.ones(3, 4), 0.5)
+    with pytest.raises(ValueError):
+        nn.Dropout2d(2.0)
+    assert repr(nn.Dropout3d(0.25)) == repr(torch.nn.Dropout3d(0.25))
+
+
+# ---- reprs: print(model) prints torch's text (found porting pytorch/examples siamese_network) ----
+MODULE_REPR_CASES = [
+    "Conv2d(1, 8, 3)", "Conv2d(1, 8, 3, padding=1, bias=False)", "Conv2d(2, 4, (3, 5), stride=2, dilation=2, groups=2)",
+    "Conv2d(2, 4, 3, padding='same')", "Conv1d(1, 8, 3)", "Conv3d(1, 2, 3, padding=1)",
+    "ConvTranspose2d(2, 3, 3, stride=2, output_padding=1)", "ConvTranspose1d(2, 3, 3)",
+    "ConvTranspose2d(2, 4, 3, stride=2, padding=1, output_padding=1, groups=2, dilation=2, bias=False)",
+    "BatchNorm1d(16)", "BatchNorm2d(4, affine=False)", "BatchNorm3d(4, momentum=None)", "LayerNorm(8)",
+    "LayerNorm((3, 4), bias=False)", "GroupNorm(2, 4)", "GroupNorm(2, 4, affine=False)", "InstanceNorm2d(4)",
+    "InstanceNorm1d(4, affine=True)", "RMSNorm(4)",
+    "ReLU()", "ReLU(inplace=True)", "ReLU6(inplace=True)", "LeakyReLU(0.2, True)", "ELU(inplace=True)", "CELU()",
+    "SELU(inplace=True)", "SiLU(inplace=True)", "Mish(inplace=True)", "Hardtanh()", "Hardtanh(-2, 2, True)",
+    "Hardswish(inplace=True)", "Hardsigmoid()", "GELU(approximate='tanh')", "Threshold(0.1, 20.0, inplace=True)",
+    "Hardshrink()", "Softshrink(0.3)", "Softmax(1)", "LogSoftmax(dim=1)", "Softplus(2, 10)", "Sigmoid()",
+    "Dropout()", "Dropout(0.2, inplace=True)", "Dropout1d()", "Dropout2d(0.25)", "Dropout3d(0.1)",
+    "MaxPool2d(2)", "MaxPool2d(3, 2, 1)", "MaxPool1d(2)", "MaxPool2d(3, stride=1)", "AvgPool2d(2)", "AvgPool1d(3)",
+    "AdaptiveAvgPool2d((1, 1))", "Linear(3, 4)", "Linear(3, 4, bias=False)", "Embedding(5, 2, padding_idx=0)",
+    "Flatten()", "Unflatten(1, (2, 3))", "LSTM(10, 16, batch_first=True)", "GRU(4, 8, 2, dropout=0.5)", "RNN(4, 8)",
+    "LSTMCell(3, 4)", "GRUCell(3, 4)", "RNNCell(3, 4, nonlinearity='relu', bias=False)", "Identity()",
+    "Upsample(scale_factor=2)", "Upsample(scale_factor=(2, 3))", "Upsample(size=4)", "PixelShuffle(2)",
+    "MSELoss()", "BCELoss(reduction='sum')", "CrossEntropyLoss()", "NLLLoss()", "L1Loss()", "HuberLoss()",
+    "Sequential(Conv2d(1, 2, 3), BatchNorm2d(2), ReLU(inplace=True), MaxPool2d(3, 2, 1), Flatten())",
+]
+
+
+def test_module_reprs_are_torchs():
+    """repr(module) (what print(model) shows) is torch 2.13's text: only non-default convolution arguments,
+    the norms' bias flag, inplace where torch shows it, the pools' default stride (kernel_size), the losses'
+    empty parentheses..."""
+    for text in MODULE_REPR_CASES:   # each text built from each framework's nn names
+        assert repr(eval(text, dict(vars(nn)))) == repr(eval(text, dict(vars(torch.nn)))), text

@@ -28,6 +28,7 @@ PORT = {
     "import torch.optim as optim": "from tinyjit import optim",
     "from torch.optim.lr_scheduler import StepLR": "from tinyjit.optim.lr_scheduler import StepLR",
     "from torch.utils.data import DataLoader, TensorDataset": "from tinyjit.data import DataLoader, TensorDataset",
+    "from torch.utils.data import Dataset": "from tinyjit.data import Dataset",
     "from torch import nn, optim": "from tinyjit import nn, optim",
     "import torch.utils.data": "import tinyjit.data  # torch.utils.data is tinyjit.pytorch.utils.data",
 }
@@ -67,7 +68,8 @@ def run_main(module: types.ModuleType, argument) -> tuple[object, str]:
 
 
 def start_from(module: types.ModuleType, state: dict, *, dropout: float) -> None:
-    """Make the module's Net start from `state` (torch tensors) with every Dropout's p set to `dropout`."""
+    """Make the module's Net start from `state` (torch tensors) with every Dropout's (and Dropout2d's...) p set to
+    `dropout`."""
     original_init = module.Net.__init__
 
     def init(self):
@@ -75,7 +77,7 @@ def start_from(module: types.ModuleType, state: dict, *, dropout: float) -> None
         self.load_state_dict({k: v.clone() for k, v in state.items()} if module.__name__.endswith("torch")
                              else state)
         for sub in self.modules():
-            if type(sub).__name__ == "Dropout":
+            if type(sub).__name__ in ("Dropout", "Dropout1d", "Dropout2d", "Dropout3d"):
                 sub.p = dropout
     module.Net.__init__ = init
 
@@ -242,3 +244,90 @@ def test_time_sequence_prediction_matches_torch_from_the_same_weights():
     np.testing.assert_allclose(our_losses, torch_losses, rtol=1e-9)
     np.testing.assert_allclose(our_test, torch_test, rtol=1e-9)
     assert all(p.dtype == ported.torch.double for p in our_model.parameters())
+
+
+@pytest.mark.filterwarnings("ignore:dropout2d")   # (the example's Dropout2d reads a 2-d input: both warn)
+def test_mnist_rnn_matches_torch_from_the_same_weights(tmp_path, monkeypatch):
+    """pytorch/examples mnist_rnn (nn.LSTM(batch_first=True) over image rows, output[:, -1, :], BatchNorm1d,
+    Dropout2d on a 2-d input, Linear, log_softmax, nll_loss, Adadelta with StepLR, torch.utils.data.DataLoader
+    over a TensorDataset, no_grad evaluation with argmax/eq/view_as, torch.save of the state_dict): from torch's
+    weights with dropout off (and unshuffled: the frameworks draw different permutations), every printed train
+    loss, test loss and accuracy matches torch's, and so do the saved weights and BatchNorm statistics."""
+    monkeypatch.chdir(tmp_path)
+    reference, ported = load("mnist_rnn", "torch"), load("mnist_rnn", "tinyjit")
+    torch.manual_seed(1)
+    state = reference.Net().state_dict()
+    for module in (reference, ported):
+        start_from(module, state, dropout=0.0)
+    argv = ["--epochs", "2", "--train-size", "64", "--log-interval", "1", "--no-shuffle", "--save-model"]
+    (torch_model, torch_results), torch_log = run_main(reference, argv)
+    torch_saved = torch.load(tmp_path / "mnist_rnn.pt")
+    (our_model, our_results), our_log = run_main(ported, argv)
+    our_saved = ported.torch.load(tmp_path / "mnist_rnn.pt")
+    torch_train, our_train = numbers(torch_log, rf"Loss: {NUMBER}"), numbers(our_log, rf"Loss: {NUMBER}")
+    assert len(torch_train) == len(our_train) == 4
+    np.testing.assert_allclose(our_train, torch_train, rtol=2e-4, atol=1e-5)
+    np.testing.assert_allclose(np.array(our_results), np.array(torch_results), rtol=2e-4, atol=1e-5)
+    assert set(our_saved) == set(torch_saved)
+    for name, value in torch_saved.items():
+        np.testing.assert_allclose(our_saved[name].numpy(), value.numpy(), rtol=1e-3, atol=1e-4, err_msg=name)
+
+
+def test_siamese_network_matches_torch_from_the_same_weights(tmp_path, monkeypatch):
+    """pytorch/examples siamese_network (a ResNet-style extractor cut with Sequential(*list(children())[:-1]),
+    Conv2d/BatchNorm2d/ReLU(inplace)/MaxPool2d/AdaptiveAvgPool2d, a residual `out += identity`, apply() with
+    xavier_uniform_ and bias.data.fill_, one extractor for both images, torch.cat, Sigmoid, BCELoss, Adadelta with
+    StepLR, a custom Dataset drawing pairs with the random module (uint8 images, .clone().float(), 0-d float
+    targets collated into a batch, np.array(tensor, copy=None)), torch.where(outputs > 0.5, 1, 0)): from torch's
+    weights (unshuffled: the frameworks draw different permutations) every printed train loss, test loss and
+    accuracy matches torch's, and so do the saved weights and BatchNorm statistics."""
+    monkeypatch.chdir(tmp_path)
+    reference, ported = load("siamese_network", "torch"), load("siamese_network", "tinyjit")
+    torch.manual_seed(0)
+    state = reference.SiameseNetwork().state_dict()
+    for module in (reference, ported):
+        same_start(module, "SiameseNetwork", state)
+    argv = ["--epochs", "2", "--train-size", "64", "--log-interval", "1", "--no-shuffle", "--save-model"]
+    (_, torch_results), torch_log = run_main(reference, argv)
+    torch_saved = torch.load(tmp_path / "siamese_network.pt")
+    (_, our_results), our_log = run_main(ported, argv)
+    our_saved = ported.torch.load(tmp_path / "siamese_network.pt")
+    torch_train, our_train = numbers(torch_log, rf"Loss: {NUMBER}"), numbers(our_log, rf"Loss: {NUMBER}")
+    assert len(torch_train) == len(our_train) == 4
+    np.testing.assert_allclose(our_train, torch_train, rtol=2e-4, atol=1e-5)
+    np.testing.assert_allclose(np.array(our_results), np.array(torch_results), rtol=2e-4, atol=1e-5)
+    assert set(our_saved) == set(torch_saved)
+    for name, value in torch_saved.items():
+        np.testing.assert_allclose(our_saved[name].numpy(), value.numpy(), rtol=1e-3, atol=1e-4, err_msg=name)
+
+
+def test_regression_matches_torch_from_the_same_weights_and_data(monkeypatch):
+    """pytorch/examples regression (module-level torch.randn targets, polynomial features with unsqueeze and
+    torch.cat of powers, x.mm(W) + b.item(), smooth_l1_loss, gradients cleared with .grad.data.zero_() and the
+    manual step param.data.add_(-lr * param.grad), '{:+.2f}'.format of a weight's elements): with torch.randn
+    drawing the same numbers in both runs (patched before the module is loaded: its targets are drawn at import)
+    and the Linear layer starting from torch's weights, every batch's loss, the printed learned function and the
+    weights match torch's, and the loss falls."""
+    torch.manual_seed(0)
+    state = torch.nn.Linear(4, 1).state_dict()
+    runs = []
+    for framework_name in ("torch", "tinyjit"):
+        framework = torch if framework_name == "torch" else __import__("tinyjit.pytorch").pytorch
+        noise = np.random.default_rng(5)
+        monkeypatch.setattr(framework, "randn", lambda *size, _n=noise, _f=framework: _f.from_numpy(
+            _n.standard_normal(size).astype(np.float32)))
+
+        class Linear(framework.nn.Linear):   # noqa: the module builds its layer as torch.nn.Linear
+            def __init__(self, *args, **kwargs):
+                super().__init__(*args, **kwargs)
+                self.load_state_dict({k: v.clone() for k, v in state.items()} if framework is torch else state)
+        monkeypatch.setattr(framework.nn, "Linear", Linear)
+        module = load("regression", framework_name)
+        runs.append(run_main(module, ["--max-batches", "60", "--log-interval", "20"]))
+    ((torch_fc, torch_losses), torch_log), ((our_fc, our_losses), our_log) = runs
+    assert len(our_losses) == len(torch_losses) == 60
+    assert np.mean(our_losses[-10:]) < np.mean(our_losses[:10]) / 2, our_log
+    np.testing.assert_allclose(our_losses, torch_losses, rtol=1e-4, atol=1e-6)
+    assert our_log.splitlines()[-2:] == torch_log.splitlines()[-2:], (our_log, torch_log)   # the two functions
+    for name, value in torch_fc.state_dict().items():
+        np.testing.assert_allclose(our_fc.state_dict()[name].numpy(), value.numpy(), rtol=1e-4, err_msg=name)

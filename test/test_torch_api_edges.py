@@ -1,6 +1,6 @@
 """Edges of the PyTorch API a tester found apart from torch 2.13, each compared with torch: finite gradients at zero
 (norms, cosine similarity, atan2) and infinities (logaddexp); addmm-family products ignored at alpha=0 / inputs
-at beta=0; scalar-first remainder; the in-place twins of elementwise methods; requires_grad is a bool; second
+at beta=0; mm and mv; scalar-first remainder; the in-place twins of elementwise methods; requires_grad is a bool; second
 derivatives of piecewise-linear ops. Nearly all on CPU only: the ops are compositions of tested primitives.
 """
 from __future__ import annotations
@@ -170,6 +170,41 @@ def test_addmv_and_addbmm_like_torch(alpha, beta):
             torch_fn=lambda i, a, b: torch.addbmm(i, a, b, alpha=alpha, beta=beta))
     with pytest.raises(RuntimeError):
         tj.addmv(Tensor(bias), Tensor(mat), Tensor(np.ones(3, np.float32)))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64, np.int32])
+def test_mm_and_mv_like_torch(dtype):
+    """Tensor.mm / torch.mm and Tensor.mv / torch.mv (found porting pytorch/examples regression, whose
+    f(x) is x.mm(W_target)): values, dtypes and (float) gradients, including an empty inner size; torch's error
+    classes for other ranks, sizes that do not match and a non-tensor operand."""
+    rng = np.random.default_rng(3)
+    a, b, v = (rng.integers(-4, 5, shape).astype(dtype) for shape in ((3, 4), (4, 2), (4,)))
+    if np.dtype(dtype).kind == "f":
+        compare(lambda x, y: x.mm(y), a, b)
+        compare(lambda x, y: tj.mm(x, y), a, b.T.copy().T, torch_fn=torch.mm)
+        compare(lambda x, y: x.mv(y), a, v)
+        compare(lambda x, y: tj.mv(x, y), a, v, torch_fn=torch.mv)
+    else:
+        check(Tensor(a).mm(Tensor(b)), torch.tensor(a).mm(torch.tensor(b)))
+        check(tj.mv(Tensor(a), Tensor(v)), torch.mv(torch.tensor(a), torch.tensor(v)))
+    empty_a, empty_b = np.zeros((3, 0), dtype), np.zeros((0, 2), dtype)
+    check(Tensor(empty_a).mm(Tensor(empty_b)), torch.tensor(empty_a).mm(torch.tensor(empty_b)))
+    for first, second in (((3, 4), (2, 4)), ((4,), (4, 2)), ((3, 4), (4,)), ((2, 3, 4), (4, 2))):
+        with pytest.raises(RuntimeError):
+            torch.ones(first).mm(torch.ones(second))
+        with pytest.raises(RuntimeError, match="mm"):
+            Tensor.ones(*first).mm(Tensor.ones(*second))
+    for first, second in (((3, 4), (3,)), ((3, 4), (4, 1)), ((4,), (4,))):
+        with pytest.raises(RuntimeError):
+            torch.ones(first).mv(torch.ones(second))
+        with pytest.raises(RuntimeError, match="mv"):
+            Tensor.ones(*first).mv(Tensor.ones(*second))
+    with pytest.raises(TypeError):
+        torch.ones(2, 2).mm([[1.0, 2.0], [3.0, 4.0]])
+    with pytest.raises(TypeError, match="mm"):
+        Tensor.ones(2, 2).mm([[1.0, 2.0], [3.0, 4.0]])
+    with pytest.raises(TypeError, match="mv"):
+        Tensor.ones(2, 2).mv([1.0, 2.0])
 
 
 # ------------------------------------------------------------------------------------------ a number first

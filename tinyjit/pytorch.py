@@ -9,6 +9,7 @@ A small PyTorch program ports by changing its imports only:
     import torch.optim as optim                 -> from tinyjit import optim
     from torch.optim.lr_scheduler import StepLR -> from tinyjit.optim.lr_scheduler import StepLR
     from torch.utils.data import DataLoader     -> from tinyjit.data import DataLoader
+    from torch.utils.data import Dataset        -> from tinyjit.data import Dataset
 
 (`torch.nn`, `torch.optim`, `torch.utils.data` and `torch.autograd` are also attributes of this module.)
 
@@ -335,7 +336,7 @@ TENSOR_FUNCTIONS = (
     "abs neg exp exp2 log log2 log1p expm1 sqrt rsqrt sin cos tan tanh sigmoid relu square sign floor ceil round "
     "trunc erf pow maximum minimum clamp clip lerp isnan isinf logical_not "
     "sum mean std var prod max min amax amin argmax argmin all any cumsum logsumexp softmax log_softmax "
-    "matmul bmm dot sort argsort topk kthvalue unique multinomial allclose isclose eq ne lt le gt ge "
+    "matmul mm mv bmm dot sort argsort topk kthvalue unique multinomial allclose isclose eq ne lt le gt ge "
     "index_select narrow movedim moveaxis swapaxes swapdims unbind diagonal diag trace outer ger cumprod diff "
     "remainder fmod atan2 arctan2 hypot logaddexp frac nan_to_num nansum nanmean norm count_nonzero "
     "addmm baddbmm addmv addbmm "

@@ -1,4 +1,4 @@
-"""Linear-algebra helpers of Tensor with torch's names: einsum, bmm, t, tril/triu. All are movement ops,
+"""Linear-algebra helpers of Tensor with torch's names: einsum, mm, mv, bmm, t, tril/triu. All are movement ops,
 multiplies and sums (einsum contracts like matmul: broadcast, multiply, sum; the scheduler fuses each
 contraction into one reduce kernel)."""
 from __future__ import annotations
@@ -132,6 +132,29 @@ class LinalgMixin(TensorBase):
             raise RuntimeError(f"bmm: expected (b, n, k) and (b, k, m) tensors, got shapes {self.shape} and "
                                f"{getattr(other, 'shape', type(other).__name__)}")
         return self.matmul(other)
+
+    def mm(self, mat2) -> Self:
+        """torch.mm: (n, k) @ (k, m) -> (n, m), the matrix product of two 2-D tensors only (matmul broadcasts and
+        takes vectors); mixed dtypes promote as matmul's do (torch raises). TypeError when mat2 is not a tensor,
+        RuntimeError unless both are 2-D with matching inner sizes."""
+        if not isinstance(mat2, TensorBase):
+            raise TypeError(f"mm: mat2 must be a Tensor, not {type(mat2).__name__}")
+        if self.ndim != 2 or mat2.ndim != 2:
+            raise RuntimeError(f"mm: expected two 2-D tensors, got shapes {self.shape} and {mat2.shape}")
+        if self.shape[1] != mat2.shape[0]:
+            raise RuntimeError(f"mm: mat1 and mat2 shapes cannot be multiplied ({self.shape[0]}x{self.shape[1]} "
+                               f"and {mat2.shape[0]}x{mat2.shape[1]})")
+        return self.matmul(mat2)
+
+    def mv(self, vec) -> Self:
+        """torch.mv: (n, m) @ (m,) -> (n,), a 2-D tensor times a 1-D one only; mixed dtypes promote as matmul's
+        do. TypeError when vec is not a tensor, RuntimeError for other ranks or sizes that do not match."""
+        if not isinstance(vec, TensorBase):
+            raise TypeError(f"mv: vec must be a Tensor, not {type(vec).__name__}")
+        if self.ndim != 2 or vec.ndim != 1 or self.shape[1] != vec.shape[0]:
+            raise RuntimeError(f"mv: expected a 2-D mat (n, m) and a 1-D vec (m,), got shapes {self.shape} and "
+                               f"{vec.shape}")
+        return self.matmul(vec)
 
     def t(self) -> Self:
         """torch.Tensor.t: the transpose of a tensor of at most 2 dims (0-d and 1-d ones are returned as they

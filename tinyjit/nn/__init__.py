@@ -1,8 +1,8 @@
 """Neural-network layers, losses and containers with PyTorch's names, arguments, defaults and state_dict keys.
 
 `Module` and `Parameter` (module.py) register parameters and buffers; layers live in layers.py (Linear,
-convolutions, Embedding, Dropout), pooling.py, resample.py (interpolate, Upsample), norm.py, activation.py,
-attention.py, recurrent.py (RNN, LSTM, GRU), transformer.py, losses.py, padding.py (ZeroPad/ConstantPad/
+convolutions, Embedding, Dropout, Dropout1d/2d/3d), pooling.py, resample.py (interpolate, Upsample), norm.py,
+activation.py, attention.py, recurrent.py (RNN, LSTM, GRU), transformer.py, losses.py, padding.py (ZeroPad/ConstantPad/
 ReflectionPad/ReplicationPad 1d-3d) and layers_more.py (Fold/Unfold, PixelShuffle, InstanceNorm, PReLU, Bilinear,
 ParameterList/Dict, ...); `nn.functional` is PyTorch's
 functional API; `nn.init` holds the initializers, `nn.utils` gradient clipping and `nn.state` safetensors /
@@ -14,7 +14,8 @@ from tinyjit.nn.activation import (CELU, ELU, GELU, GLU, Hardsigmoid, Hardswish,
                                    Softplus, Softsign, Tanh)
 from tinyjit.nn.attention import MultiheadAttention  # noqa: F401
 from tinyjit.nn.layers import (Conv1d, Conv2d, Conv3d, ConvTranspose1d, ConvTranspose2d,  # noqa: F401
-                               ConvTranspose3d, Dropout, Embedding, Flatten, Identity, Linear, Unflatten)
+                               ConvTranspose3d, Dropout, Dropout1d, Dropout2d, Dropout3d, Embedding, Flatten,
+                               Identity, Linear, Unflatten)
 from tinyjit.nn.losses import (BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, HuberLoss, L1Loss, MSELoss,  # noqa: F401
                                NLLLoss)
 from tinyjit.nn.module import Module, ModuleDict, ModuleList, Parameter, Sequential  # noqa: F401

@@ -1,6 +1,7 @@
 """Activation modules (torch.nn's): thin wrappers over the Tensor methods and nn.functional, with PyTorch's
-constructor arguments. `inplace=` is accepted for source compatibility and ignored: every op here builds a new
-lazy value. Unless a docstring says otherwise, these take any shape and keep it."""
+constructor arguments. `inplace=` is accepted for source compatibility (and shown in the repr, as torch shows it)
+but otherwise ignored: every op here builds a new lazy value. Unless a docstring says otherwise, these take any
+shape and keep it."""
 from __future__ import annotations
 
 from typing import Optional
@@ -9,14 +10,26 @@ from tinyjit.nn.module import Module
 from tinyjit.tensor import Tensor
 
 
+def inplace_repr(module: Module, text: str = "") -> str:
+    """`text` (a module's other arguments) followed by "inplace=True" when the module was built with it, as
+    torch's reprs show it."""
+    if not module.inplace:
+        return text
+    return f"{text}, inplace=True" if text else "inplace=True"
+
+
 class ReLU(Module):
     """torch.nn.ReLU: max(x, 0) elementwise (gradient 0 at 0); any shape, dtype kept."""
 
     def __init__(self, inplace: bool = False):
         super().__init__()
+        self.inplace = inplace
 
     def forward(self, x: Tensor) -> Tensor:
         return x.relu()
+
+    def extra_repr(self) -> str:
+        return inplace_repr(self)
 
 
 class ReLU6(Module):
@@ -24,9 +37,13 @@ class ReLU6(Module):
 
     def __init__(self, inplace: bool = False):
         super().__init__()
+        self.inplace = inplace
 
     def forward(self, x: Tensor) -> Tensor:
         return x.relu6()
+
+    def extra_repr(self) -> str:
+        return inplace_repr(self)
 
 
 class GELU(Module):
@@ -51,9 +68,13 @@ class SiLU(Module):
 
     def __init__(self, inplace: bool = False):
         super().__init__()
+        self.inplace = inplace
 
     def forward(self, x: Tensor) -> Tensor:
         return x.silu()
+
+    def extra_repr(self) -> str:
+        return inplace_repr(self)
 
 
 class Sigmoid(Module):
@@ -75,13 +96,13 @@ class LeakyReLU(Module):
 
     def __init__(self, negative_slope: float = 0.01, inplace: bool = False):
         super().__init__()
-        self.negative_slope = negative_slope
+        self.negative_slope, self.inplace = negative_slope, inplace
 
     def forward(self, x: Tensor) -> Tensor:
         return x.leaky_relu(self.negative_slope)
 
     def extra_repr(self) -> str:
-        return f"negative_slope={self.negative_slope}"
+        return inplace_repr(self, f"negative_slope={self.negative_slope}")
 
 
 class ELU(Module):
@@ -89,13 +110,13 @@ class ELU(Module):
 
     def __init__(self, alpha: float = 1.0, inplace: bool = False):
         super().__init__()
-        self.alpha = alpha
+        self.alpha, self.inplace = alpha, inplace
 
     def forward(self, x: Tensor) -> Tensor:
         return x.elu(self.alpha)
 
     def extra_repr(self) -> str:
-        return f"alpha={self.alpha}"
+        return inplace_repr(self, f"alpha={self.alpha}")
 
 
 class Softplus(Module):
@@ -118,9 +139,13 @@ class Mish(Module):
 
     def __init__(self, inplace: bool = False):
         super().__init__()
+        self.inplace = inplace
 
     def forward(self, x: Tensor) -> Tensor:
         return x.mish()
+
+    def extra_repr(self) -> str:
+        return inplace_repr(self)
 
 
 class Hardswish(Module):
@@ -128,6 +153,7 @@ class Hardswish(Module):
 
     def __init__(self, inplace: bool = False):
         super().__init__()
+        self.inplace = inplace
 
     def forward(self, x: Tensor) -> Tensor:
         return x.hardswish()
@@ -138,6 +164,7 @@ class Hardsigmoid(Module):
 
     def __init__(self, inplace: bool = False):
         super().__init__()
+        self.inplace = inplace
 
     def forward(self, x: Tensor) -> Tensor:
         return x.hardsigmoid()
@@ -200,14 +227,14 @@ class Hardtanh(Module):
         super().__init__()
         if min_val > max_val:
             raise ValueError(f"Hardtanh: min_val ({min_val}) cannot be greater than max_val ({max_val})")
-        self.min_val, self.max_val = min_val, max_val
+        self.min_val, self.max_val, self.inplace = min_val, max_val, inplace
 
     def forward(self, x: Tensor) -> Tensor:
         from tinyjit.nn import functional as F
         return F.hardtanh(x, self.min_val, self.max_val)
 
     def extra_repr(self) -> str:
-        return f"min_val={self.min_val}, max_val={self.max_val}"
+        return inplace_repr(self, f"min_val={self.min_val}, max_val={self.max_val}")
 
 
 class CELU(Module):
@@ -215,14 +242,14 @@ class CELU(Module):
 
     def __init__(self, alpha: float = 1.0, inplace: bool = False):
         super().__init__()
-        self.alpha = alpha
+        self.alpha, self.inplace = alpha, inplace
 
     def forward(self, x: Tensor) -> Tensor:
         from tinyjit.nn import functional as F
         return F.celu(x, self.alpha)
 
     def extra_repr(self) -> str:
-        return f"alpha={self.alpha}"
+        return inplace_repr(self, f"alpha={self.alpha}")
 
 
 class Softsign(Module):

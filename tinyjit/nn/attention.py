@@ -123,9 +123,6 @@ class MultiheadAttention(Module):
             merged = kpm if merged is None else merged + kpm
         return merged
 
-    def extra_repr(self) -> str:
-        return f"embed_dim={self.embed_dim}, num_heads={self.num_heads}, batch_first={self.batch_first}"
-
 
 def _additive(mask: Tensor) -> Tensor:
     """A bool mask (True = blocked) as 0 / -inf; a float mask as it is."""

@@ -1,10 +1,12 @@
 """More of torch.nn.functional (re-exported by tinyjit.nn.functional): patches (unfold/fold), pixel_shuffle,
 adaptive max pooling, distances, instance_norm, rms_norm, bilinear and the activations prelu, selu, threshold,
-hardshrink, softshrink, tanhshrink. Each is composed from Tensor ops (lazy, fused, differentiable)."""
+hardshrink, softshrink, tanhshrink, and the channel-wise dropout1d/2d/3d. Each is composed from Tensor ops (lazy,
+fused, differentiable)."""
 from __future__ import annotations
 
 import math
 import numbers
+import warnings
 from typing import Optional
 
 import numpy as np
@@ -301,3 +303,60 @@ def tanhshrink(input: Tensor) -> Tensor:
     """torch.nn.functional.tanhshrink: x - tanh(x)."""
     _check_tensor("tanhshrink", input)
     return input - input.tanh()
+
+
+# ---- channel-wise (feature) dropout ----
+def _feature_dropout(input: Tensor, p: float, training: bool, op: str) -> Tensor:
+    """Zero whole features input[i, j, ...] (one draw per index of the first two dims) with probability p and
+    scale the rest by 1 / (1 - p), as torch's feature_dropout: an input of at least 2 dims."""
+    _check_tensor(op, input)
+    if not isinstance(p, numbers.Real) or not 0 <= p <= 1:
+        raise ValueError(f"{op}: dropout probability has to be between 0 and 1, but got {p}")
+    if input.ndim < 2:
+        raise RuntimeError(f"{op}: feature dropout requires at least 2 dimensions in the input, got shape "
+                           f"{input.shape}")
+    if not training or p == 0:
+        return input
+    if p == 1:
+        return input * 0
+    mask_shape = input.shape[:2] + (1,) * (input.ndim - 2)
+    keep = Tensor.rand(*mask_shape, device=input.device) >= p
+    return keep.where(input * (1 / (1 - p)), 0)
+
+
+def dropout1d(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False) -> Tensor:
+    """torch.nn.functional.dropout1d: zero each channel input[n, c, :] of an (N, C, L) input (or a row c of an
+    unbatched (C, L) one) with probability p and scale the rest by 1 / (1 - p), when `training`. Any float dtype.
+    RuntimeError for an input that is not 2-d or 3-d, ValueError for p outside [0, 1]."""
+    _check_tensor("dropout1d", input)
+    if input.ndim not in (2, 3):
+        raise RuntimeError(f"dropout1d: expected a 2-d or 3-d input, got shape {input.shape}")
+    if input.ndim == 2:
+        return _feature_dropout(input.unsqueeze(0), p, training, "dropout1d").squeeze(0)
+    return _feature_dropout(input, p, training, "dropout1d")
+
+
+def dropout2d(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False) -> Tensor:
+    """torch.nn.functional.dropout2d: zero each channel input[n, c] of an (N, C, H, W) input with probability p
+    and scale the rest by 1 / (1 - p), when `training`. As in torch (which warns), any input of at least 2 dims
+    is read as (N, C, ...): a 3-d one drops input[n, c, :], a 2-d one single elements. RuntimeError for fewer than
+    2 dims, ValueError for p outside [0, 1]."""
+    _check_tensor("dropout2d", input)
+    if input.ndim not in (3, 4):
+        warnings.warn(f"dropout2d: received a {input.ndim}-d input; dropout2d drops channels of 3-d or 4-d "
+                      "inputs (use dropout for element-wise dropout)", stacklevel=2)
+    return _feature_dropout(input, p, training, "dropout2d")
+
+
+def dropout3d(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False) -> Tensor:
+    """torch.nn.functional.dropout3d: zero each channel input[n, c] of an (N, C, D, H, W) input (or input[c] of
+    an unbatched (C, D, H, W) one) with probability p and scale the rest by 1 / (1 - p), when `training`. As in
+    torch (which warns), an input that is not 5-d is read as unbatched: its first dim is the channel one.
+    RuntimeError for a 0-d input, ValueError for p outside [0, 1]."""
+    _check_tensor("dropout3d", input)
+    if input.ndim not in (4, 5):
+        warnings.warn(f"dropout3d: received a {input.ndim}-d input; dropout3d drops channels of 4-d or 5-d "
+                      "inputs (use dropout for element-wise dropout)", stacklevel=2)
+    if input.ndim != 5:
+        return _feature_dropout(input.unsqueeze(0), p, training, "dropout3d").squeeze(0)
+    return _feature_dropout(input, p, training, "dropout3d")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from typing import Optional
 
-from tinyjit.nn import init
+from tinyjit.nn import functional_more, init
 from tinyjit.nn.module import Module, Parameter
 from tinyjit.random import host_generator
 from tinyjit.tensor import Tensor
@@ -117,13 +117,17 @@ class _ConvNd(Module):
         return out.squeeze(0) if unbatched else out
 
     def extra_repr(self) -> str:
-        s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
-             f"padding={self.padding}")
+        """torch's text: the arguments that differ from their defaults, in torch's order."""
+        s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
+        if isinstance(self.padding, str) or any(p != 0 for p in self.padding):
+            s += f", padding={self.padding}"
         if any(d != 1 for d in self.dilation):
             s += f", dilation={self.dilation}"
+        if any(p != 0 for p in self.output_padding):
+            s += f", output_padding={self.output_padding}"
         if self.groups != 1:
             s += f", groups={self.groups}"
-        return s + (", bias=False" if self.bias is None else "")
+        return s + (", bias=False" if self.bias is None else "")   # (padding_mode is always zeros here)
 
 
 class _Conv(_ConvNd):
@@ -267,14 +271,50 @@ class Dropout(Module):
         super().__init__()
         if not 0 <= p <= 1:
             raise ValueError(f"Dropout: p must be in [0, 1], got {p}")
-        self.p = p
+        self.p, self.inplace = p, inplace   # (inplace is shown, as torch does, and otherwise ignored)
 
     def forward(self, x: Tensor) -> Tensor:
         return x.dropout(self.p, training=self.training)
 
     def extra_repr(self) -> str:
-        return f"p={self.p}"
+        return f"p={self.p}, inplace={self.inplace}"
 
+
+
+class _ChannelDropout(Module):
+    """Dropout1d/2d/3d: nn.functional's dropout1d/2d/3d (whole channels zeroed) in training mode, the identity in
+    eval mode."""
+    _function = None   # the nn.functional_more function, set by each subclass
+
+    def __init__(self, p: float = 0.5, inplace: bool = False):
+        super().__init__()
+        if not 0 <= p <= 1:
+            raise ValueError(f"{type(self).__name__}: p must be in [0, 1], got {p}")
+        self.p, self.inplace = p, inplace   # (inplace is shown, as torch does, and otherwise ignored)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return type(self)._function(x, self.p, self.training)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}, inplace={self.inplace}"
+
+
+class Dropout1d(_ChannelDropout):
+    """torch.nn.Dropout1d: zero each channel x[n, c, :] of (N, C, L) (or x[c, :] of (C, L)) with probability p,
+    scale the rest by 1 / (1 - p). RuntimeError for other ranks."""
+    _function = staticmethod(functional_more.dropout1d)
+
+
+class Dropout2d(_ChannelDropout):
+    """torch.nn.Dropout2d: zero each channel x[n, c] of (N, C, H, W) with probability p, scale the rest by
+    1 / (1 - p); other ranks as torch reads them (see nn.functional.dropout2d: a 2-d input drops elements)."""
+    _function = staticmethod(functional_more.dropout2d)
+
+
+class Dropout3d(_ChannelDropout):
+    """torch.nn.Dropout3d: zero each channel x[n, c] of (N, C, D, H, W) (or x[c] of (C, D, H, W)) with
+    probability p, scale the rest by 1 / (1 - p)."""
+    _function = staticmethod(functional_more.dropout3d)
 
 class Flatten(Module):
     """torch.nn.Flatten: dims start_dim..end_dim (default 1..-1) merged into one, as Tensor.flatten."""
@@ -285,6 +325,9 @@ class Flatten(Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return x.flatten(self.start_dim, self.end_dim)
+
+    def extra_repr(self) -> str:
+        return f"start_dim={self.start_dim}, end_dim={self.end_dim}"
 
 
 class Unflatten(Module):
@@ -297,3 +340,6 @@ class Unflatten(Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return x.unflatten(self.dim, self.unflattened_size)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, unflattened_size={self.unflattened_size}"

@@ -13,6 +13,7 @@ from tinyjit.deferred import defer_realize
 from tinyjit.nn import functional as F
 from tinyjit.nn import functional_more as FM
 from tinyjit.nn import init
+from tinyjit.nn.activation import inplace_repr
 from tinyjit.nn.module import Module, Parameter
 from tinyjit.tensor import Tensor
 
@@ -199,9 +200,13 @@ class SELU(Module):
 
     def __init__(self, inplace: bool = False):
         super().__init__()
+        self.inplace = inplace
 
     def forward(self, x: Tensor) -> Tensor:
         return FM.selu(x)
+
+    def extra_repr(self) -> str:
+        return inplace_repr(self)
 
 
 class Threshold(Module):
@@ -209,13 +214,13 @@ class Threshold(Module):
 
     def __init__(self, threshold: float, value: float, inplace: bool = False):
         super().__init__()
-        self.threshold, self.value = threshold, value
+        self.threshold, self.value, self.inplace = threshold, value, inplace
 
     def forward(self, x: Tensor) -> Tensor:
         return FM.threshold(x, self.threshold, self.value)
 
     def extra_repr(self) -> str:
-        return f"threshold={self.threshold}, value={self.value}"
+        return inplace_repr(self, f"threshold={self.threshold}, value={self.value}")
 
 
 class Hardshrink(Module):
@@ -227,6 +232,9 @@ class Hardshrink(Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return FM.hardshrink(x, self.lambd)
+
+    def extra_repr(self) -> str:
+        return f"{self.lambd}"
 
 
 class Softshrink(Hardshrink):

@@ -27,9 +27,6 @@ class _Loss(Module):
             raise ValueError(f"{type(self).__name__}: input of shape {input.shape} and target of shape "
                              f"{target.shape} must match")
 
-    def extra_repr(self) -> str:
-        return f"reduction={self.reduction!r}"
-
 
 class CrossEntropyLoss(_Loss):
     """torch.nn.CrossEntropyLoss: log-softmax over dim 1 (input (N, C, d...) or unbatched (C,)) then the negative

@@ -230,7 +230,9 @@ class _MaxPoolNd(_PoolNd):
                  ceil_mode: bool = False):
         super().__init__()
         _check_padding(type(self).__name__, self._nd, kernel_size, padding, dilation)
-        self.kernel_size, self.stride, self.padding, self.dilation = kernel_size, stride, padding, dilation
+        # (torch stores the default stride as kernel_size: it is what extra_repr and a reader of .stride see)
+        self.kernel_size, self.stride = kernel_size, kernel_size if stride is None else stride
+        self.padding, self.dilation = padding, dilation
         self.return_indices, self.ceil_mode = return_indices, ceil_mode
 
 
@@ -261,7 +263,8 @@ class _AvgPoolNd(_PoolNd):
                  divisor_override: Optional[int] = None):
         super().__init__()
         _check_padding(type(self).__name__, self._nd, kernel_size, padding, 1)
-        self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
+        self.kernel_size, self.stride = kernel_size, kernel_size if stride is None else stride
+        self.padding = padding
         self.ceil_mode, self.count_include_pad, self.divisor_override = ceil_mode, count_include_pad, divisor_override
 
 
@@ -272,6 +275,10 @@ class AvgPool1d(_AvgPoolNd):
 
     def __init__(self, kernel_size, stride=None, padding=0, ceil_mode: bool = False, count_include_pad: bool = True):
         super().__init__(kernel_size, stride, padding, ceil_mode, count_include_pad)
+        # torch's AvgPool1d (alone among the pools) keeps its sizes as 1-tuples
+        self.kernel_size, self.stride, self.padding = (_ints(v, 1, name, "AvgPool1d", 0) for v, name in
+                                                       ((self.kernel_size, "kernel_size"), (self.stride, "stride"),
+                                                        (self.padding, "padding")))
 
 
 class AvgPool2d(_AvgPoolNd):

@@ -233,6 +233,14 @@ class _CellBase(Module):
         """One step: the new hidden state (for LSTMCell the pair (h', c'))."""
         return self._step(input, hx)
 
+    def extra_repr(self) -> str:
+        s = f"{self.input_size}, {self.hidden_size}"   # torch's order; defaults left out
+        if not self.bias:
+            s += ", bias=False"
+        if getattr(self, "nonlinearity", "tanh") != "tanh":
+            s += f", nonlinearity={self.nonlinearity}"
+        return s
+
 
 class RNNCell(_CellBase):
     """torch.nn.RNNCell: one step of RNN, h' = tanh(x W_ih^T + b_ih + h W_hh^T + b_hh) (or ReLU), for x (N,

@@ -192,7 +192,10 @@ class Upsample(Module):
                            self.recompute_scale_factor)
 
     def extra_repr(self) -> str:
-        what = f"size={self.size}" if self.size is not None else f"scale_factor={self.scale_factor}"
+        factor = self.scale_factor   # (shown as the floats torch stores)
+        factor = tuple(float(f) for f in factor) if isinstance(factor, (tuple, list)) else \
+            None if factor is None else float(factor)
+        what = f"size={self.size!r}" if self.size is not None else f"scale_factor={factor!r}"
         return f"{what}, mode={self.mode!r}"
 
 
