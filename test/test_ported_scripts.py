@@ -317,7 +317,7 @@ def test_regression_matches_torch_from_the_same_weights_and_data(monkeypatch):
         monkeypatch.setattr(framework, "randn", lambda *size, _n=noise, _f=framework: _f.from_numpy(
             _n.standard_normal(size).astype(np.float32)))
 
-        class Linear(framework.nn.Linear):   # noqa: the module builds its layer as torch.nn.Linear
+        class Linear(framework.nn.Linear):   # the module builds its layer as torch.nn.Linear
             def __init__(self, *args, **kwargs):
                 super().__init__(*args, **kwargs)
                 self.load_state_dict({k: v.clone() for k, v in state.items()} if framework is torch else state)

@@ -16,7 +16,6 @@ import random
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 import torch.optim as optim
 from torch.utils.data import Dataset
 from torch.optim.lr_scheduler import StepLR
