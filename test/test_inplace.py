@@ -565,3 +565,29 @@ def test_view_taken_before_its_tensor_was_written_writes_from_the_new_values_lik
     ref = run("torch", torch.tensor)
     for a, b in zip(ours, ref):
         np.testing.assert_allclose(np.array(a), np.array(b), rtol=1e-6)
+
+
+def test_in_place_updates_through_data_reach_a_backward_built_before_like_torch():
+    """torch's saved inputs share the tensor's storage, so `y = (w * w).sum(); w.data.add_(1); y.backward()` gives
+    2 (w + 1); the same through an indexing write into `.data`, and for a result (non-leaf) n."""
+    import torch
+
+    def run(tensor):
+        out = []
+        for update in (lambda d: d.add_(1), lambda d: d.__setitem__(0, 5.0), lambda d: d.mul_(3)):
+            w = tensor([1.0, 2.0, 3.0])
+            w.requires_grad_(True)
+            y = (w * w).sum()
+            update(w.data)
+            y.backward()
+            out.append(w.grad.tolist())
+        a = tensor([1.0, 2.0, 3.0])
+        a.requires_grad_(True)
+        n = a * 2
+        b = (n * n).sum()
+        n.data.add_(1)
+        b.backward()
+        return out + [a.grad.tolist()]
+    ours, ref = run(Tensor), run(torch.tensor)
+    for a, b in zip(ours, ref):
+        np.testing.assert_allclose(a, b, rtol=1e-6)

@@ -549,8 +549,13 @@ class _DataAlias(Tensor):
         """Write `value` into the owner (every in-place op on `.data` ends here), not recorded for autograd, as
         torch's `.data` updates are not. The owner itself is assigned, so that it is what a TinyJit capture sees
         updated (an alias object assigned in a captured step is gone before the replays)."""
+        owner, old = self._owner, self._owner.node
         with Tensor.no_grad():
-            self._owner.assign(value)
+            owner.assign(value)
+        # graphs built before that saved the owner as an input read the new contents, as torch's saved inputs
+        # share its storage (y = (w * w).sum(); w.data.add_(1); y.backward() gives 2 (w + 1)), as `t.data = v` does
+        ref = weakref.ref(owner)
+        autograd_graph.REPLACED[old] = lambda: ref().node if ref() is not None else None
         return self
 
     def _storage_owner(self) -> Tensor:
