@@ -296,8 +296,10 @@ class ArithmeticMixin(TensorBase):
         (ValueError for shapes that do not broadcast, RuntimeError for tensors on different devices); `reverse` computes
         other OP self (the reflected operator)."""
         x, y = self._operands(other, "minimum")
-        return -((-x)._apply(Op.MAX, -y)) if not x.dtype.is_unsigned and x.dtype != dtypes.bool else \
-            ~((~x)._apply(Op.MAX, ~y))
+        if x.dtype.is_float:
+            return -((-x)._apply(Op.MAX, -y))
+        # ints and bool: ~ reverses the order without overflow (negating the lowest signed int wraps onto itself)
+        return ~((~x)._apply(Op.MAX, ~y))
 
     def clip(self, min=None, max=None, min_=None, max_=None) -> Self:   # torch's argument names
         """torch.clamp / numpy.clip: clamp(min, max), clamp(min=...), clamp(max=...) with numbers or tensors (broadcast
