@@ -413,9 +413,24 @@ class NNMixin(TensorBase):
         of the same shape, each log clamped at -100 like PyTorch; reduction 'mean', 'sum' or 'none'. ValueError for
         different shapes."""
         _check_same_shape(self, target, "binary_cross_entropy")
-        # PyTorch clamps the logs at -100 so p == 0 or 1 gives a finite loss
-        loss = -(target * self.log().maximum(-100.0) + (1 - target) * (1 - self).log().maximum(-100.0))
-        return _reduce_loss(loss, reduction, None)
+
+        def value() -> Self:   # PyTorch clamps the logs at -100 so p == 0 or 1 gives a finite loss
+            # (log1p: log(1 - p) is exact for tiny p, as in torch)
+            return -(target * self.log().maximum(-100.0) + (1 - target) * (-self).log1p().maximum(-100.0))
+
+        target_grad = isinstance(target, TensorBase) and target.requires_grad
+        if self.no_grad_active or not (self.requires_grad or target_grad):
+            return _reduce_loss(value(), reduction, None)
+        p, t = self._frozen(), target._frozen() if isinstance(target, TensorBase) else target
+
+        def backward(grad: Self) -> tuple:
+            # torch's formulas: (p - t) / max(p (1 - p), 1e-12) for p (finite at p = 0 or 1, where the clamped logs'
+            # own gradients are NaN), log(1 - p) - log(p) unclamped for the target
+            with_p = grad * (p - t) / (p * (1 - p)).maximum(1e-12) if self.requires_grad else None
+            with_t = grad * ((-p).log1p() - p.log()) if target_grad else None
+            return (with_p, with_t) if target_grad else (with_p,)
+        inputs = [self, target] if target_grad else [self]
+        return _reduce_loss(self._with_gradient(value, inputs, backward), reduction, None)
 
     def binary_cross_entropy_with_logits(self, target, reduction: str = "mean", pos_weight=None) -> Self:
         """torch.nn.functional.binary_cross_entropy_with_logits: binary cross entropy of sigmoid(self), computed stably
