@@ -352,6 +352,16 @@ def test_sort_ints_unique_and_errors(device):
 
 
 @pytest.mark.devices("CPU")
+def test_unique_keeps_each_nan_apart(device):
+    """torch.unique counts every NaN as a value of its own (numpy's default merges them); -0.0 and 0.0 are one."""
+    a = np.array([3, np.nan, 1, np.nan, -0.0, 0, np.inf, 1], np.float32)
+    got = Tensor(a).unique(return_inverse=True, return_counts=True)
+    want = torch.tensor(a).unique(return_inverse=True, return_counts=True)
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g.numpy(), w.numpy())
+
+
+@pytest.mark.devices("CPU")
 def test_multinomial_and_randperm(device):
     Tensor.manual_seed(5)
     w = Tensor([[0.0, 1.0, 3.0, 0.0], [2.0, 0.0, 0.0, 2.0]])
