@@ -157,6 +157,24 @@ def test_binary_cross_entropy():
           PRED, LABEL, w, pos, ints=(1, 2, 3))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_binary_cross_entropy_gradient_at_certain_probabilities(dtype):
+    """torch's BCE gradients where a probability is 0 or 1: (p - t) / max(p (1 - p), 1e-12) for p (finite; the
+    clamped logs' gradients were NaN there) and log(1 - p) - log(p) for a target that requires grad (+-inf)."""
+    p = np.array([0, 1, 0.5, 1e-30, 1 - 1e-7, 0.3, 0, 1], dtype)
+    t = np.array([1, 0, 0.5, 0, 1, 0.2, 0, 1], dtype)
+    for reduction in ("mean", "none"):
+        ours_p, ours_t = Tensor(p, requires_grad=True), Tensor(t, requires_grad=True)
+        theirs_p, theirs_t = torch.tensor(p, requires_grad=True), torch.tensor(t, requires_grad=True)
+        got = F.binary_cross_entropy(ours_p, ours_t, reduction=reduction)
+        want = TF.binary_cross_entropy(theirs_p, theirs_t, reduction=reduction)
+        np.testing.assert_allclose(got.numpy(), want.detach().numpy(), rtol=1e-6)
+        got.sum().backward()
+        want.sum().backward()
+        np.testing.assert_allclose(ours_p.grad.numpy(), theirs_p.grad.numpy(), rtol=1e-6)
+        np.testing.assert_allclose(ours_t.grad.numpy(), theirs_t.grad.numpy(), rtol=1e-6)
+
+
 def test_loss_errors():
     with pytest.raises(ValueError, match="reduction"):
         F.mse_loss(Tensor(PRED), Tensor(GOAL), reduction="avg")

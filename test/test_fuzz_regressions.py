@@ -229,8 +229,10 @@ SPECIAL_POINT_OPS = {
     "clip_tensor_max": (lambda a, b: a.clip(None, b), lambda a, b: a.clamp(None, b)),
     "maximum": (lambda a, b: a.maximum(b), lambda a, b: a.maximum(b)),
     "minimum": (lambda a, b: a.minimum(b), lambda a, b: a.minimum(b)),
-    "max_all": (lambda a, b: a.max() + b, lambda a, b: a.amax() + b),
-    "min_all": (lambda a, b: a.min() + b, lambda a, b: a.amin() + b),
+    "max_all": (lambda a, b: a.max() + b, lambda a, b: a.max() + b),     # the NaN entries share the gradient
+    "min_all": (lambda a, b: a.min() + b, lambda a, b: a.min() + b),
+    "amax_all": (lambda a, b: a.amax() + b, lambda a, b: a.amax() + b),  # NaN gradients everywhere
+    "amin_all": (lambda a, b: a.amin() + b, lambda a, b: a.amin() + b),
     "max_over_one": (lambda a, b: a.reshape(8, 1).amax(1) + b, lambda a, b: a.reshape(8, 1).amax(1) + b),
     "min_over_one": (lambda a, b: a.reshape(8, 1).amin(1, keepdim=True).reshape(8) + b,
                      lambda a, b: a.reshape(8, 1).amin(1, keepdim=True).reshape(8) + b),

@@ -257,6 +257,38 @@ def test_adaptive_max_pool_gradient_goes_to_the_chosen_maximum_of_ties(return_in
     np.testing.assert_array_equal(ours.grad.numpy(), theirs.grad.numpy())
 
 
+def test_max_pool_picks_like_torch_at_minus_inf_nan_and_the_lowest_int():
+    """The gradient (and index) of a max pool goes where torch's does: a window of -inf (or of the lowest int) next
+    to padding picks its first input element, never the padding, which ties with it (before: the gradient was
+    lost); a window holding NaN picks its last NaN. Every pooling path: max_pool1d/2d/3d with and without ceil_mode
+    and indices (2-d without them has its own kernel), and adaptive_max_pool2d."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((1, 2, 5, 5)).astype(np.float32)
+    cases = {"all -inf": np.full_like(x, -np.inf), "-inf and values": np.where(x > 0, -np.inf, x),
+             "nan": np.where(x > 0.3, np.nan, x)}
+    pools = [lambda f, t: f.max_pool2d(t, 3, 2, padding=1), lambda f, t: f.max_pool2d(t, 2, 2),
+             lambda f, t: f.max_pool2d(t, 3, 2, padding=1, ceil_mode=True),
+             lambda f, t: f.max_pool2d(t, 2, 2, padding=1, return_indices=True),
+             lambda f, t: f.max_pool1d(t[0], 2, 2, padding=1, return_indices=True),
+             lambda f, t: f.max_pool3d(t[None], 2, 2, padding=1),
+             lambda f, t: f.adaptive_max_pool2d(t, (2, 3), return_indices=True)]
+    for name, data in cases.items():
+        for pool in pools:
+            ours, theirs = Tensor(data, requires_grad=True), torch.tensor(data, requires_grad=True)
+            got, want = pool(F, ours), pool(torch.nn.functional, theirs)
+            got, want = (got, want) if isinstance(want, tuple) else ((got,), (want,))
+            for g, w in zip(got, want):
+                check(g, w)
+            weights = np.arange(1, 1 + want[0].numel(), dtype=np.float32).reshape(want[0].shape)
+            (got[0] * Tensor(weights)).sum().backward()
+            (want[0] * torch.tensor(weights)).sum().backward()
+            np.testing.assert_array_equal(ours.grad.numpy(), theirs.grad.numpy(), err_msg=name)
+    lowest = np.full((1, 1, 4, 4), np.iinfo(np.int64).min, np.int64)
+    lowest[0, 0, 1, 2] = 7
+    _, indices = F.max_pool2d(Tensor(lowest), 2, 2, padding=1, return_indices=True)
+    np.testing.assert_array_equal(indices.numpy(), [[[[0, 1, 3], [4, 6, 7], [12, 13, 15]]]])
+
+
 def test_padding_layers_1d_and_3d_like_torch():
     """ZeroPad1d and the 3-d padding layers (constant, zero, reflect, replicate) on batched and unbatched inputs;
     reprs as torch's."""

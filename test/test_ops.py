@@ -630,6 +630,16 @@ def test_maximum_minimum_nan():
     check(Tensor(a).relu(), torch.relu(tt(a)))
 
 
+@pytest.mark.parametrize("dtype", ["int8", "int16", "int32", "int64", "uint8"])
+def test_minimum_at_int_limits(dtype):
+    """minimum of signed ints must not negate: -(lowest) wraps onto itself, so min(lowest, 0) came back as 0."""
+    info = np.iinfo(dtype)
+    a = np.array([info.min, info.max, 5, info.min, 0], dtype)
+    b = np.array([0, info.min, info.max, info.min, info.max], dtype)
+    check(Tensor(a).minimum(Tensor(b)), torch.minimum(tt(a), tt(b)))
+    check(Tensor(a).maximum(Tensor(b)), torch.maximum(tt(a), tt(b)))
+
+
 def test_comparison_nan():
     a = np.array([1.0, np.nan, 3.0, np.nan], np.float32)
     b = np.array([np.nan, 2.0, 3.0, np.nan], np.float32)

@@ -51,6 +51,32 @@ def test_max_dim_gradient_goes_to_the_chosen_index(device):
         check(Tensor(a).amax(1), torch.tensor(a).amax(1))
 
 
+def test_max_min_median_of_all_share_the_gradient_between_equal_and_nan_entries(device):
+    """torch.max(x), min(x) and median(x) (no dim) split the gradient evenly between the entries equal to the
+    result, every NaN entry counting for a NaN result (amax gives NaN gradients there instead); median(dim) with a
+    NaN sends it to the NaN whose index it returns. Before: NaN gradients for max/min, none for median."""
+    nan, inf = np.nan, np.inf
+    rows = np.array([[1, nan, 3, nan], [inf, 2, inf, 1], [0.1, 0.1, 0.2, 0.1], [2, 1, 2, 3], [-inf, -inf, 5, 4]],
+                    np.float32)
+    for row in rows:
+        for name in ("max", "min", "median"):
+            x, t = Tensor(row, requires_grad=True), torch.tensor(row, requires_grad=True)
+            got, want = getattr(x, name)(), getattr(t, name)()
+            (got * 3).backward()
+            (want * 3).backward()
+            check(got, want.detach())
+            check(x.grad, t.grad)
+    x, t = Tensor(rows, requires_grad=True), torch.tensor(rows, requires_grad=True)
+    for dim in (0, 1):
+        got, want = x.median(dim), t.median(dim)
+        check(got.values, want.values.detach())
+        check(got.indices, want.indices)
+        weights = np.arange(1, 1 + want.values.numel(), dtype=np.float32)
+        (got.values * Tensor(weights)).sum().backward()
+        (want.values * torch.tensor(weights)).sum().backward()
+    check(x.grad, t.grad)
+
+
 @pytest.mark.devices("CPU")
 def test_max_argument_errors(device):
     x = Tensor.ones(2, 3)
@@ -323,6 +349,16 @@ def test_sort_ints_unique_and_errors(device):
         Tensor(a).kthvalue(0)
     with pytest.raises(IndexError):
         Tensor(a).sort(dim=1)
+
+
+@pytest.mark.devices("CPU")
+def test_unique_keeps_each_nan_apart(device):
+    """torch.unique counts every NaN as a value of its own (numpy's default merges them); -0.0 and 0.0 are one."""
+    a = np.array([3, np.nan, 1, np.nan, -0.0, 0, np.inf, 1], np.float32)
+    got = Tensor(a).unique(return_inverse=True, return_counts=True)
+    want = torch.tensor(a).unique(return_inverse=True, return_counts=True)
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g.numpy(), w.numpy())
 
 
 @pytest.mark.devices("CPU")

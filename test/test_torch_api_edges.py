@@ -448,3 +448,28 @@ def test_norm_layers_bias_keyword_and_repr_like_torch():
             assert [n for n, _ in ours.named_parameters()] == [n for n, _ in theirs.named_parameters()]
             ours.load_state_dict({k: v.detach().numpy() for k, v in theirs.state_dict().items()})
             check(ours(Tensor(inp)), theirs(torch.tensor(inp)), atol=1e-5)
+
+
+def test_add_sub_alpha_and_the_division_functions_like_torch():
+    """torch.add/sub's alpha (x + alpha * y; a float alpha with int operands is a RuntimeError, as in torch), and
+    torch.add, sub, mul, div, floor_divide and true_divide as namespace functions and methods (they raised
+    TypeError / AttributeError before)."""
+    a = np.array([[1.5, -2.0, 7.0], [-7.0, 0.5, 3.0]], np.float32)
+    b = np.array([2.0, -3.0, 0.25], np.float32)
+    ints, int_divisors = np.array([7, -7, 6, -1], np.int64), np.array([2, 2, -4, 3], np.int64)
+    ta, tb = torch.tensor(a, requires_grad=True), torch.tensor(b, requires_grad=True)
+    oa, ob = Tensor(a, requires_grad=True), Tensor(b, requires_grad=True)
+    got = tj.add(oa, ob, alpha=2) * tj.sub(oa, ob, alpha=-0.5) + oa.add(1.5, alpha=3)
+    want = torch.add(ta, tb, alpha=2) * torch.sub(ta, tb, alpha=-0.5) + ta.add(1.5, alpha=3)
+    check(got, want)
+    got.sum().backward()
+    want.sum().backward()
+    check(oa.grad, ta.grad)
+    check(ob.grad, tb.grad)
+    for name in ("mul", "div", "floor_divide", "true_divide"):
+        check(getattr(tj, name)(Tensor(a), Tensor(b)), getattr(torch, name)(torch.tensor(a), torch.tensor(b)))
+        check(getattr(Tensor(ints), name)(Tensor(int_divisors)),
+              getattr(torch.tensor(ints), name)(torch.tensor(int_divisors)))
+    check(Tensor(ints).add(Tensor(ints), alpha=3), torch.tensor(ints).add(torch.tensor(ints), alpha=3))
+    with pytest.raises(RuntimeError, match="alpha"):
+        Tensor(ints).sub(Tensor(ints), alpha=0.5)

@@ -27,21 +27,37 @@ def _is_bool(x) -> bool:
 _ADD, _MUL = Op.ADD, Op.MUL
 
 
+
+def _scaled(tensor, other, alpha, op: str):
+    """alpha * other for torch.add/sub's `alpha` (other a tensor or a number, broadcast later with `tensor`)."""
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{op}: alpha must be a number, got {type(alpha).__name__}")
+    if isinstance(alpha, (float, np.floating)) and not tensor.dtype.is_float and \
+            not (isinstance(other, TensorBase) and other.dtype.is_float):
+        raise RuntimeError(f"{op}: a float alpha ({alpha}) with integer operands (like PyTorch)")
+    if isinstance(other, (TensorBase, int, float, np.number)):
+        return other * alpha          # a Python number stays a number (a weak scalar for dtype promotion)
+    return tensor._new(np.asarray(other), device=tensor.device) * alpha
+
 class ArithmeticMixin(TensorBase):
     # ---- arithmetic ----
-    def add(self, other, reverse=False) -> Self:
+    def add(self, other, reverse=False, *, alpha=1) -> Self:
         """self + other elementwise (torch.add, the + operator); bool + bool is logical or. `other` is a tensor, a
         Python/NumPy number or a list; dtypes promote and shapes broadcast like PyTorch's (ValueError for shapes that do
         not broadcast, RuntimeError for tensors on different devices); `reverse` computes other OP self (the reflected
-        operator)."""
+        operator). `alpha` scales other first (torch.add(x, y, alpha=a) is x + a * y)."""
+        if alpha != 1:
+            return self.add(_scaled(self, other, alpha, "add"), reverse)
         x, y = self._operands(other, "add", reverse)
         return x._apply(_ADD, y)
 
-    def sub(self, other, reverse=False) -> Self:
+    def sub(self, other, reverse=False, *, alpha=1) -> Self:
         """self - other elementwise (torch.sub, the - operator). `other` is a tensor, a Python/NumPy number or a list;
         dtypes promote and shapes broadcast like PyTorch's (ValueError for shapes that do not broadcast, RuntimeError
         for tensors on different devices); `reverse` computes other OP self (the reflected operator). TypeError for bool
-        tensors, like PyTorch."""
+        tensors, like PyTorch. `alpha` scales other first (torch.sub(x, y, alpha=a) is x - a * y)."""
+        if alpha != 1:
+            return self.sub(_scaled(self, other, alpha, "sub"), reverse)
         x, y = self._operands(other, "sub", reverse)
         if x.dtype == dtypes.bool:
             raise TypeError("sub: subtracting bool tensors is not supported; use ^ or logical ops")
@@ -95,6 +111,14 @@ class ArithmeticMixin(TensorBase):
             Op.CMPNE, y._apply(Op.CMPLT, y.full_like(0)))
         return q - (inexact & signs_differ).cast(q.dtype)
 
+
+    def floor_divide(self, other) -> Self:
+        """torch.floor_divide / Tensor.floor_divide: self // other (see floordiv)."""
+        return self.floordiv(other)
+
+    def true_divide(self, other) -> Self:
+        """torch.true_divide / Tensor.true_divide: self / other (see div)."""
+        return self.div(other)
     def _float_floordiv(self, y: Self) -> Self:
         """floor(x / y) for float tensors of one shape and dtype, as torch.floor_divide computes it (c10's
         div_floor_floating, after CPython): from the exact remainder, so that x == (x // y) * y + x % y holds as
@@ -311,8 +335,10 @@ class ArithmeticMixin(TensorBase):
         (ValueError for shapes that do not broadcast, RuntimeError for tensors on different devices); `reverse` computes
         other OP self (the reflected operator)."""
         x, y = self._operands(other, "minimum")
-        return -((-x)._apply(Op.MAX, -y)) if not x.dtype.is_unsigned and x.dtype != dtypes.bool else \
-            ~((~x)._apply(Op.MAX, ~y))
+        if x.dtype.is_float:
+            return -((-x)._apply(Op.MAX, -y))
+        # ints and bool: ~ reverses the order without overflow (negating the lowest signed int wraps onto itself)
+        return ~((~x)._apply(Op.MAX, ~y))
 
     def clip(self, min=None, max=None, min_=None, max_=None) -> Self:   # torch's argument names
         """torch.clamp / numpy.clip: clamp(min, max), clamp(min=...), clamp(max=...) with numbers or tensors (broadcast

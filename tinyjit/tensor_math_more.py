@@ -373,7 +373,8 @@ class MoreMathMixin(TensorBase):
             if self.numel() == 0:
                 return self.reshape(-1).sum() * math.nan if self.dtype.is_float else \
                     self.reshape(-1).sum().cast(self.dtype)
-            return self.reshape(-1).median(0).values
+            # the gradient is shared by the entries equal to the median (all NaN ones for a NaN), like torch
+            return self._evenly_distributed(self.detach().reshape(-1).median(0).values)
         if self.ndim == 0:
             _axis(self, dim, "median")
             return MedianResult(self * 1, self.zeros((), dtype=dtypes.int64, device=self.device))
@@ -386,8 +387,10 @@ class MoreMathMixin(TensorBase):
         if self.dtype.is_float:
             nan = self != self
             has_nan = nan.any(d, keepdim)
-            values = has_nan.where(values.full_like(math.nan) + values * 0, values)
             indices = has_nan.where(nan.cast(dtypes.int8).argmax(d, keepdim), indices)
+            # the NaN is read from the entry whose index is returned, so the gradient goes there, like torch
+            nan_values = self.gather(d, indices if keepdim else indices.unsqueeze(d))
+            values = has_nan.where(nan_values if keepdim else nan_values.squeeze(d), values)
         return MedianResult(values, indices)
 
     def cross(self, other, dim=None) -> Self:

@@ -264,11 +264,11 @@ class NNMixin(TensorBase):
         best = win.amax(-1)
         if not training:
             return best
-        # pick the first maximum of each window (NaN counts as the maximum) so its gradient goes there alone
-        is_best = (win == best.unsqueeze(-1)) | (win != win) if self.dtype.is_float else win == best.unsqueeze(-1)
-        n = win.shape[-1]
-        countdown = self.arange(n, 0, -1, dtype=dtypes.int32, device=self.device)
-        first = is_best.where(countdown, 0).amax(-1, keepdim=True) == countdown
+        inside = None
+        if any(p):   # which window elements are in the input, not the padding (which ties with -inf or the lowest int)
+            inside = self.ones(*self.shape[-2:], dtype=dtypes.bool, device=self.device).pad(tuple((q, q) for q in p))
+            inside = inside._windows(k, s, d).flatten(-2)
+        first = _first_maximum(win, best, inside)
         return first.where(win, 0).sum(-1, dtype=self.dtype)
 
     def avg_pool2d(self, kernel_size=2, stride=None, padding=0, count_include_pad: bool = True) -> Self:
@@ -413,9 +413,24 @@ class NNMixin(TensorBase):
         of the same shape, each log clamped at -100 like PyTorch; reduction 'mean', 'sum' or 'none'. ValueError for
         different shapes."""
         _check_same_shape(self, target, "binary_cross_entropy")
-        # PyTorch clamps the logs at -100 so p == 0 or 1 gives a finite loss
-        loss = -(target * self.log().maximum(-100.0) + (1 - target) * (1 - self).log().maximum(-100.0))
-        return _reduce_loss(loss, reduction, None)
+
+        def value() -> Self:   # PyTorch clamps the logs at -100 so p == 0 or 1 gives a finite loss
+            # (log1p: log(1 - p) is exact for tiny p, as in torch)
+            return -(target * self.log().maximum(-100.0) + (1 - target) * (-self).log1p().maximum(-100.0))
+
+        target_grad = isinstance(target, TensorBase) and target.requires_grad
+        if self.no_grad_active or not (self.requires_grad or target_grad):
+            return _reduce_loss(value(), reduction, None)
+        p, t = self._frozen(), target._frozen() if isinstance(target, TensorBase) else target
+
+        def backward(grad: Self) -> tuple:
+            # torch's formulas: (p - t) / max(p (1 - p), 1e-12) for p (finite at p = 0 or 1, where the clamped logs'
+            # own gradients are NaN), log(1 - p) - log(p) unclamped for the target
+            with_p = grad * (p - t) / (p * (1 - p)).maximum(1e-12) if self.requires_grad else None
+            with_t = grad * ((-p).log1p() - p.log()) if target_grad else None
+            return (with_p, with_t) if target_grad else (with_p,)
+        inputs = [self, target] if target_grad else [self]
+        return _reduce_loss(self._with_gradient(value, inputs, backward), reduction, None)
 
     def binary_cross_entropy_with_logits(self, target, reduction: str = "mean", pos_weight=None) -> Self:
         """torch.nn.functional.binary_cross_entropy_with_logits: binary cross entropy of sigmoid(self), computed stably
@@ -473,6 +488,22 @@ def _positive_ints(value, n: int, what: str, op: str) -> tuple[int, ...]:
 def _non_negative_ints(value, n: int, what: str, op: str) -> tuple[int, ...]:
     """Like _positive_ints, for paddings (a negative padding would crop silently)."""
     return _int_args(value, n, what, op, 0)
+
+
+def _first_maximum(win, best, inside=None):
+    """(..., window) bool: the element of each window (last axis) whose value max pooling returns and whose gradient
+    it takes, like PyTorch's kernels: the first maximum (row-major), or when the window holds NaN its last NaN (torch
+    replaces its running maximum by every NaN it meets); never a padding element (`inside` False), which can tie
+    with a maximum of -inf or of the dtype's lowest int. `best` is the window maximum (win.amax(-1))."""
+    n = win.shape[-1]
+    is_best = win == best.unsqueeze(-1)
+    if inside is not None:
+        is_best = is_best & inside
+    countdown = win.arange(n, 0, -1, dtype=dtypes.int32, device=win.device)   # the first has the largest key
+    key = is_best.where(countdown, 0)
+    if win.dtype.is_float:
+        key = (win != win).where(2 * n + 1 - countdown, key)     # NaN: keys above n, the last one largest
+    return key.amax(-1, keepdim=True) == key     # the maximum key is >= 1: every window holds an input element
 
 
 def _pool_args(kernel_size, stride, padding, dilation, op: str):

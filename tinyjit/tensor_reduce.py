@@ -102,7 +102,8 @@ class ReduceMixin(TensorBase):
         if axis is None:
             if keepdim:
                 raise TypeError(f"{name}: keepdim needs a dim (torch.{name}(input) takes no keepdim)")
-            return self.amax() if name == "max" else self.amin()
+            value = self.amax() if name == "max" else self.amin()
+            return self._evenly_distributed(value)
         if isinstance(axis, (list, tuple)) or not isinstance(axis, (int, np.integer)) or isinstance(axis, bool):
             raise TypeError(f"{name}: dim must be an int, got {axis!r}; use amax/amin to reduce over several dims")
         if self.ndim and self.shape[_axis(self, axis, name)] == 0:
@@ -120,6 +121,22 @@ class ReduceMixin(TensorBase):
         else:
             values = self.amax(axis, keepdim) if name == "max" else self.amin(axis, keepdim)
         return (MaxResult if name == "max" else MinResult)(values, indices)
+
+    def _evenly_distributed(self, value) -> Self:
+        """`value` (a 0-d tensor equal to some entries of self: a max, min or median of all of them) whose gradient
+        is shared evenly by the entries equal to it, NaN ones counting as equal to a NaN value: torch.max(x),
+        torch.min(x) and torch.median(x) (no dim). amax's rule differs there: a NaN maximum gives NaN gradients."""
+        if not self.dtype.is_float or not self.requires_grad or self.no_grad_active or self.numel() == 0:
+            return value
+        picked_value = value.detach()
+        mask = (self.detach() == picked_value) | (self.isnan() & picked_value.isnan())
+        count_dtype = dtypes.float64 if self.dtype == dtypes.float64 else dtypes.float32   # a half count overflows
+        weight = (mask.cast(count_dtype) / mask.cast(count_dtype).sum()).cast(self.dtype)
+        carrier = (mask.where(self, 0) * weight).sum()       # d carrier / d x = weight
+        # the value itself stays exact: a finite value gets the carrier's gradient from carrier - carrier (0), a
+        # non-finite one is the carrier (the sum of weight-scaled copies of +-inf or NaN is that value)
+        finite = (picked_value - picked_value) == 0
+        return finite.where(picked_value + (carrier - carrier.detach()), carrier)
 
     def mean(self, axis=None, keepdim: bool = False, dim=None) -> Self:
         """The mean over `axis` (torch.mean, numpy.mean), a float (ints become float32; half is summed in float32).

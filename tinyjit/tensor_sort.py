@@ -118,7 +118,8 @@ class SortMixin(TensorBase):
         the result depends on the values. No gradient (like torch)."""
         arr = self.numpy()
         if dim is None:
-            values, inverse, counts = np.unique(arr, return_inverse=True, return_counts=True)
+            # each NaN is its own value, as in torch (numpy would merge them)
+            values, inverse, counts = np.unique(arr, return_inverse=True, return_counts=True, equal_nan=False)
             inverse = inverse.reshape(self.shape)
         else:
             d = _axis(self, dim, "unique")

@@ -13,7 +13,7 @@ import numpy as np
 
 from tinyjit.dtype import dtypes
 from tinyjit.tensor import Tensor
-from tinyjit.tensor_nn import _window_one_axis
+from tinyjit.tensor_nn import _first_maximum, _window_one_axis
 from tinyjit.tensor_select import _pick
 
 
@@ -150,10 +150,15 @@ def _adaptive_max_pool(input: Tensor, nd: int, output_size, return_indices: bool
     kernel = [lead + 2 * i + 1 for i in range(nd)]
     x = x.permute(list(range(lead)) + outs + kernel)
     window = x.reshape(x.shape[:lead + nd] + (-1,))
-    # max(-1) (not amax) sends the whole gradient to the chosen maximum, as torch does, not shared between ties
-    values, choice = window.max(-1)                      # choice: position inside the (k1[, k2]) window, int64
+    # the whole gradient goes to the chosen maximum (torch's pick: the first, or the last NaN), not shared between ties
+    if input.requires_grad and not Tensor.no_grad_active:
+        window = window.contiguous()    # the kernels below read one buffer (a recomputed producer could round apart)
+    first = _first_maximum(window, window.amax(-1), None)
+    values = first.where(window, 0).sum(-1, dtype=window.dtype)
     if not return_indices:
         return values
+    positions = x._index_range(window.shape[-1], dtypes.int64, x.device)
+    choice = first.where(positions, 0).sum(-1, dtype=dtypes.int64)   # position inside the (k1[, k2]) window
     flat = None
     for i, table in enumerate(tables):
         k_rest = int(np.prod([t.shape[1] for t in tables[i + 1:]])) if i + 1 < len(tables) else 1

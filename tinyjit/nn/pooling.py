@@ -18,6 +18,7 @@ from tinyjit.helpers import prod
 from tinyjit.nn.module import Module
 from tinyjit.ops import Op, reduce_identity
 from tinyjit.tensor import Tensor
+from tinyjit.tensor_nn import _first_maximum
 
 
 
@@ -85,17 +86,13 @@ def max_pool(x: Tensor, nd: int, kernel_size, stride=None, padding=0, dilation=1
     best = win.amax(-1)
     if not track:
         return best
-    is_best = win == best.unsqueeze(-1)
-    if x.dtype.is_float:
-        is_best = is_best | (win != win)      # NaN counts as the maximum
-    n = win.shape[-1]
-    countdown = Tensor.arange(n, 0, -1, dtype=dtypes.int32, device=x.device)
-    first = is_best.where(countdown, 0).amax(-1, keepdim=True) == countdown
+    sources = _window_sources(x.shape[-nd:], k, s, p, d, out)
+    inside = Tensor(sources >= 0, device=x.device) if (sources < 0).any() else None
+    first = _first_maximum(win, best, inside)
     values = first.where(win, 0).sum(-1, dtype=x.dtype)
     if not return_indices:
         return values
-    where_from = Tensor(_window_sources(x.shape[-nd:], k, s, p, d, out), device=x.device)
-    return values, first.where(where_from, 0).sum(-1, dtype=dtypes.int64)
+    return values, first.where(Tensor(sources, device=x.device), 0).sum(-1, dtype=dtypes.int64)
 
 
 def _window_sources(spatial, k, s, p, d, out) -> np.ndarray:
