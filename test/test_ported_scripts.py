@@ -247,6 +247,23 @@ def test_time_sequence_prediction_matches_torch_from_the_same_weights():
 
 
 @pytest.mark.filterwarnings("ignore:dropout2d")   # (the example's Dropout2d reads a 2-d input: both warn)
+def _two_epochs_match(reference, ported, saved_path) -> None:
+    """Run the script's main() for 2 unshuffled epochs of 64 samples under torch then tinyjit (both started from the
+    same weights): every printed train loss, the returned test results and the saved state_dict match."""
+    argv = ["--epochs", "2", "--train-size", "64", "--log-interval", "1", "--no-shuffle", "--save-model"]
+    (_, torch_results), torch_log = run_main(reference, argv)
+    torch_saved = torch.load(saved_path)
+    (_, our_results), our_log = run_main(ported, argv)
+    our_saved = ported.torch.load(saved_path)
+    torch_train, our_train = numbers(torch_log, rf"Loss: {NUMBER}"), numbers(our_log, rf"Loss: {NUMBER}")
+    assert len(torch_train) == len(our_train) == 4
+    np.testing.assert_allclose(our_train, torch_train, rtol=2e-4, atol=1e-5)
+    np.testing.assert_allclose(np.array(our_results), np.array(torch_results), rtol=2e-4, atol=1e-5)
+    assert set(our_saved) == set(torch_saved)
+    for name, value in torch_saved.items():
+        np.testing.assert_allclose(our_saved[name].numpy(), value.numpy(), rtol=1e-3, atol=1e-4, err_msg=name)
+
+
 def test_mnist_rnn_matches_torch_from_the_same_weights(tmp_path, monkeypatch):
     """pytorch/examples mnist_rnn (nn.LSTM(batch_first=True) over image rows, output[:, -1, :], BatchNorm1d,
     Dropout2d on a 2-d input, Linear, log_softmax, nll_loss, Adadelta with StepLR, torch.utils.data.DataLoader
@@ -259,18 +276,7 @@ def test_mnist_rnn_matches_torch_from_the_same_weights(tmp_path, monkeypatch):
     state = reference.Net().state_dict()
     for module in (reference, ported):
         start_from(module, state, dropout=0.0)
-    argv = ["--epochs", "2", "--train-size", "64", "--log-interval", "1", "--no-shuffle", "--save-model"]
-    (torch_model, torch_results), torch_log = run_main(reference, argv)
-    torch_saved = torch.load(tmp_path / "mnist_rnn.pt")
-    (our_model, our_results), our_log = run_main(ported, argv)
-    our_saved = ported.torch.load(tmp_path / "mnist_rnn.pt")
-    torch_train, our_train = numbers(torch_log, rf"Loss: {NUMBER}"), numbers(our_log, rf"Loss: {NUMBER}")
-    assert len(torch_train) == len(our_train) == 4
-    np.testing.assert_allclose(our_train, torch_train, rtol=2e-4, atol=1e-5)
-    np.testing.assert_allclose(np.array(our_results), np.array(torch_results), rtol=2e-4, atol=1e-5)
-    assert set(our_saved) == set(torch_saved)
-    for name, value in torch_saved.items():
-        np.testing.assert_allclose(our_saved[name].numpy(), value.numpy(), rtol=1e-3, atol=1e-4, err_msg=name)
+    _two_epochs_match(reference, ported, tmp_path / "mnist_rnn.pt")
 
 
 def test_siamese_network_matches_torch_from_the_same_weights(tmp_path, monkeypatch):
@@ -287,18 +293,7 @@ def test_siamese_network_matches_torch_from_the_same_weights(tmp_path, monkeypat
     state = reference.SiameseNetwork().state_dict()
     for module in (reference, ported):
         same_start(module, "SiameseNetwork", state)
-    argv = ["--epochs", "2", "--train-size", "64", "--log-interval", "1", "--no-shuffle", "--save-model"]
-    (_, torch_results), torch_log = run_main(reference, argv)
-    torch_saved = torch.load(tmp_path / "siamese_network.pt")
-    (_, our_results), our_log = run_main(ported, argv)
-    our_saved = ported.torch.load(tmp_path / "siamese_network.pt")
-    torch_train, our_train = numbers(torch_log, rf"Loss: {NUMBER}"), numbers(our_log, rf"Loss: {NUMBER}")
-    assert len(torch_train) == len(our_train) == 4
-    np.testing.assert_allclose(our_train, torch_train, rtol=2e-4, atol=1e-5)
-    np.testing.assert_allclose(np.array(our_results), np.array(torch_results), rtol=2e-4, atol=1e-5)
-    assert set(our_saved) == set(torch_saved)
-    for name, value in torch_saved.items():
-        np.testing.assert_allclose(our_saved[name].numpy(), value.numpy(), rtol=1e-3, atol=1e-4, err_msg=name)
+    _two_epochs_match(reference, ported, tmp_path / "siamese_network.pt")
 
 
 def test_regression_matches_torch_from_the_same_weights_and_data(monkeypatch):
