@@ -262,29 +262,8 @@ class Embedding(Module):
         return text
 
 
-class Dropout(Module):
-    """torch.nn.Dropout: while the module is in training mode (its own flag, see Module), zero each element with
-    probability p and scale the rest by 1 / (1 - p); in eval mode the identity. Any shape and float dtype.
-    ValueError for p outside [0, 1]."""
-
-    def __init__(self, p: float = 0.5, inplace: bool = False):
-        super().__init__()
-        if not 0 <= p <= 1:
-            raise ValueError(f"Dropout: p must be in [0, 1], got {p}")
-        self.p, self.inplace = p, inplace   # (inplace is shown, as torch does, and otherwise ignored)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return x.dropout(self.p, training=self.training)
-
-    def extra_repr(self) -> str:
-        return f"p={self.p}, inplace={self.inplace}"
-
-
-
-class _ChannelDropout(Module):
-    """Dropout1d/2d/3d: nn.functional's dropout1d/2d/3d (whole channels zeroed) in training mode, the identity in
-    eval mode."""
-    _function = None   # the nn.functional_more function, set by each subclass
+class _DropoutNd(Module):
+    """What the dropout modules share (torch's _DropoutNd): p and inplace, checked and shown the same way."""
 
     def __init__(self, p: float = 0.5, inplace: bool = False):
         super().__init__()
@@ -292,11 +271,26 @@ class _ChannelDropout(Module):
             raise ValueError(f"{type(self).__name__}: p must be in [0, 1], got {p}")
         self.p, self.inplace = p, inplace   # (inplace is shown, as torch does, and otherwise ignored)
 
-    def forward(self, x: Tensor) -> Tensor:
-        return type(self)._function(x, self.p, self.training)
-
     def extra_repr(self) -> str:
         return f"p={self.p}, inplace={self.inplace}"
+
+
+class Dropout(_DropoutNd):
+    """torch.nn.Dropout: while the module is in training mode (its own flag, see Module), zero each element with
+    probability p and scale the rest by 1 / (1 - p); in eval mode the identity. Any shape and float dtype.
+    ValueError for p outside [0, 1]."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.dropout(self.p, training=self.training)
+
+
+class _ChannelDropout(_DropoutNd):
+    """Dropout1d/2d/3d: nn.functional's dropout1d/2d/3d (whole channels zeroed) in training mode, the identity in
+    eval mode."""
+    _function = None   # the nn.functional_more function, set by each subclass
+
+    def forward(self, x: Tensor) -> Tensor:
+        return type(self)._function(x, self.p, self.training)
 
 
 class Dropout1d(_ChannelDropout):
