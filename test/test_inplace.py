@@ -591,3 +591,21 @@ def test_in_place_updates_through_data_reach_a_backward_built_before_like_torch(
     ours, ref = run(Tensor), run(torch.tensor)
     for a, b in zip(ours, ref):
         np.testing.assert_allclose(a, b, rtol=1e-6)
+
+
+def test_every_in_place_op_on_a_stale_indexing_view_reads_its_current_region():
+    """The in-place ops outside tensor_mutation (masked_fill_, scatter_add_, index_add_) read an indexing view's
+    current region too: they compute inside `_inplace`, after the view is refreshed (they used the old values)."""
+    import torch
+    ops = [lambda v, t: v.masked_fill_(t([True, False]), 0.0),
+           lambda v, t: v.index_add_(0, t([0]), t([5.0])),
+           lambda v, t: v.scatter_add_(0, t([1]), t([7.0]))]
+    for op in ops:
+        results = []
+        for tensor in (lambda v: Tensor(np.array(v)), torch.tensor):
+            x = tensor([1.0, 2.0, 3.0, 4.0])
+            v = x[::2]
+            x += 10
+            op(v, tensor)
+            results.append(x.tolist())
+        assert results[0] == results[1], results

@@ -363,7 +363,7 @@ class MathMixin(TensorBase):
     def masked_fill_(self, mask, value) -> Self:
         """torch.Tensor.masked_fill_: masked_fill written into self; returns self. Errors as for masked_fill, and
         RuntimeError for a leaf that requires grad outside no_grad."""
-        return self._inplace(self.masked_fill(mask, value), "masked_fill_")
+        return self._inplace("masked_fill_", lambda: self.masked_fill(mask, value))
 
     def lerp(self, end, weight) -> Self:
         """self + weight * (end - self) elementwise (torch.lerp); end and weight are tensors or numbers and broadcast,

@@ -11,7 +11,7 @@ desired output type Long"), a float tensor takes int or float results.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 from tinyjit import inplace
 from tinyjit.dtype import dtypes
@@ -54,8 +54,11 @@ class MutationMixin(TensorBase):
             self._write_back = fresh._write_back
             inplace.track(self)
 
-    def _inplace(self, result: Self, op: str) -> Self:
-        """Write `result` (already computed out of place) into self, after PyTorch's checks."""
+    def _inplace(self, op: str, compute: Callable[[], Self]) -> Self:
+        """Write `compute()` (the op computed out of place from self) into self, after PyTorch's checks. Computed
+        here, after `_refresh_view`, so every in-place op reads an indexing view's current region."""
+        self._refresh_view()
+        result = compute()
         self._check_inplace(op)
         if not _castable(result.dtype, self.dtype):
             raise RuntimeError(f"{op}: result type {result.dtype.name} can't be cast to the desired output type "
@@ -82,29 +85,25 @@ class MutationMixin(TensorBase):
         """torch.Tensor.add_: self += alpha * other, in place; returns self. RuntimeError (like PyTorch) for a leaf
         that requires grad outside no_grad, a result whose dtype cannot be kept (float into an int tensor) or a
         broadcast shape larger than self's."""
-        self._refresh_view()
-        return self._inplace(self + (other if alpha == 1 else other * alpha), "add_")
+        return self._inplace("add_", lambda: self + (other if alpha == 1 else other * alpha))
 
     def sub_(self, other, alpha=1) -> Self:
         """torch.Tensor.sub_: self -= alpha * other, in place; returns self. RuntimeError (like PyTorch) for a leaf
         that requires grad outside no_grad, a result whose dtype cannot be kept (float into an int tensor) or a
         broadcast shape larger than self's."""
-        self._refresh_view()
-        return self._inplace(self - (other if alpha == 1 else other * alpha), "sub_")
+        return self._inplace("sub_", lambda: self - (other if alpha == 1 else other * alpha))
 
     def mul_(self, other) -> Self:
         """torch.Tensor.mul_: self *= other, in place; returns self. RuntimeError (like PyTorch) for a leaf that
         requires grad outside no_grad, a result whose dtype cannot be kept (float into an int tensor) or a broadcast
         shape larger than self's."""
-        self._refresh_view()
-        return self._inplace(self * other, "mul_")
+        return self._inplace("mul_", lambda: self * other)
 
     def div_(self, other, rounding_mode: Optional[str] = None) -> Self:
         """torch.Tensor.div_: self /= other in place (true division, so an int tensor raises unless rounding_mode is
         'trunc' or 'floor'); returns self. RuntimeError (like PyTorch) for a leaf that requires grad outside no_grad,
         a result whose dtype cannot be kept (float into an int tensor) or a broadcast shape larger than self's."""
-        self._refresh_view()
-        return self._inplace(self.div(other, rounding_mode=rounding_mode), "div_")
+        return self._inplace("div_", lambda: self.div(other, rounding_mode=rounding_mode))
 
     def zero_(self) -> Self:
         """torch.Tensor.zero_: every element set to 0, in place; returns self. RuntimeError for a leaf that requires
@@ -127,8 +126,7 @@ class MutationMixin(TensorBase):
         """torch.Tensor.clamp_: clamp(min, max) written into self; returns self. RuntimeError (like PyTorch) for a
         leaf that requires grad outside no_grad, a result whose dtype cannot be kept (float into an int tensor) or a
         broadcast shape larger than self's."""
-        self._refresh_view()
-        return self._inplace(self.clamp(min, max), "clamp_")
+        return self._inplace("clamp_", lambda: self.clamp(min, max))
 
     clip_ = clamp_
 
@@ -170,20 +168,16 @@ class MutationMixin(TensorBase):
         return self.assign((draw * std + mean).cast(self.dtype))
 
     def __iadd__(self, other):
-        self._refresh_view()
-        return self._inplace(self + other, "+=")
+        return self._inplace("+=", lambda: self + other)
 
     def __isub__(self, other):
-        self._refresh_view()
-        return self._inplace(self - other, "-=")
+        return self._inplace("-=", lambda: self - other)
 
     def __imul__(self, other):
-        self._refresh_view()
-        return self._inplace(self * other, "*=")
+        return self._inplace("*=", lambda: self * other)
 
     def __itruediv__(self, other):
-        self._refresh_view()
-        return self._inplace(self / other, "/=")
+        return self._inplace("/=", lambda: self / other)
 
 
 # torch.Tensor's in-place twins of out-of-place methods whose result has self's shape (or broadcasts to it):
@@ -207,8 +201,7 @@ def _inplace_twin(name: str):
         if dtype is not None and dtypes.from_any(dtype) != self.dtype:
             raise RuntimeError(f"{name}_: Bad in-place call: input tensor dtype {self.dtype.name} and output tensor "
                                f"dtype {dtypes.from_any(dtype).name} should match")
-        self._refresh_view()
-        return self._inplace(getattr(self, name)(*args, **kwargs), f"{name}_")
+        return self._inplace(f"{name}_", lambda: getattr(self, name)(*args, **kwargs))
     method.__name__ = method.__qualname__ = f"{name}_"
     method.__doc__ = (f"torch.Tensor.{name}_: self.{name}(...) written into self in place; returns self. RuntimeError "
                       f"(like PyTorch) for a leaf that requires grad outside no_grad, a result whose dtype cannot be "

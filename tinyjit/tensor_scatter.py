@@ -176,16 +176,16 @@ class ScatterMixin(TensorBase):
 
     def scatter_(self, dim: int, index, src=None, value=None, reduce=None) -> Self:
         """torch.Tensor.scatter_: scatter written into self (see scatter); returns self."""
-        return self._inplace(self.scatter(dim, index, src, value=value, reduce=reduce), "scatter_")
+        return self._inplace("scatter_", lambda: self.scatter(dim, index, src, value=value, reduce=reduce))
 
     def scatter_add_(self, dim: int, index, src) -> Self:
         """torch.Tensor.scatter_add_: scatter_add written into self; returns self."""
-        return self._inplace(self.scatter_add(dim, index, src), "scatter_add_")
+        return self._inplace("scatter_add_", lambda: self.scatter_add(dim, index, src))
 
     def scatter_reduce_(self, dim: int, index, src, reduce: str, include_self: bool = True) -> Self:
         """torch.Tensor.scatter_reduce_: scatter_reduce written into self; returns self."""
-        return self._inplace(self.scatter_reduce(dim, index, src, reduce, include_self), "scatter_reduce_")
+        return self._inplace("scatter_reduce_", lambda: self.scatter_reduce(dim, index, src, reduce, include_self))
 
     def index_add_(self, dim: int, index, source, alpha=1) -> Self:
         """torch.Tensor.index_add_: index_add written into self; returns self."""
-        return self._inplace(self.index_add(dim, index, source, alpha=alpha), "index_add_")
+        return self._inplace("index_add_", lambda: self.index_add(dim, index, source, alpha=alpha))
