@@ -393,11 +393,7 @@ class Tensor(ArithmeticMixin, AutogradMixin, CreationMixin, RandomMixin, MathMix
                 self._write_back is None:
             # written into self's buffer, as `t.data.copy_(value)`: a TinyJit capture records the update (replays
             # make it again), and a replay that reads self reads the new contents
-            old = self.node
-            with Tensor.no_grad():
-                self.assign(value.detach())
-            owner = weakref.ref(self)
-            autograd_graph.REPLACED[old] = lambda: owner().node if owner() is not None else None
+            self.data.assign(value.detach())
             return
         # a node of its own: a later in-place update of self must not write value's buffer
         copy = value.detach().clone()
@@ -405,9 +401,7 @@ class Tensor(ArithmeticMixin, AutogradMixin, CreationMixin, RandomMixin, MathMix
         history = self._frozen() if self.requires_grad and self._ctx is not None else None
         self.node = copy.node
         if (old.shape, old.dtype, old.device) == (copy.shape, copy.dtype, copy.device):
-            # graphs built before read the new contents where they saved self as an input (torch: same storage)
-            owner = weakref.ref(self)
-            autograd_graph.REPLACED[old] = lambda: owner().node if owner() is not None else None
+            _gradients_read_current(self, old)
             if history is not None:   # a result keeps its graph (torch keeps its grad_fn)
                 self._keep_history(history)
         inplace.track(self)
@@ -519,6 +513,14 @@ class Tensor(ArithmeticMixin, AutogradMixin, CreationMixin, RandomMixin, MathMix
 
 
 
+def _gradients_read_current(tensor: Tensor, old: Node) -> None:
+    """After an unrecorded update of `tensor` through `.data`: gradient formulas of graphs built before that read
+    its old node as an op's input read its current contents instead, as PyTorch's saved inputs share the tensor's
+    storage (autograd_graph.REPLACED; `y = p * p; p.data = v` gives p.grad 2 v)."""
+    ref = weakref.ref(tensor)
+    autograd_graph.REPLACED[old] = lambda: ref().node if ref() is not None else None
+
+
 class _DataAlias(Tensor):
     """What `owner.data` returns: a tensor without gradient whose node is its owner's, read and written through,
     so that in-place ops on it update the owner (torch.Tensor.data). Its op results are plain Tensors."""
@@ -552,10 +554,7 @@ class _DataAlias(Tensor):
         owner, old = self._owner, self._owner.node
         with Tensor.no_grad():
             owner.assign(value)
-        # graphs built before that saved the owner as an input read the new contents, as torch's saved inputs
-        # share its storage (y = (w * w).sum(); w.data.add_(1); y.backward() gives 2 (w + 1)), as `t.data = v` does
-        ref = weakref.ref(owner)
-        autograd_graph.REPLACED[old] = lambda: ref().node if ref() is not None else None
+        _gradients_read_current(owner, old)   # y = (w * w).sum(); w.data.add_(1); y.backward() gives 2 (w + 1)
         return self
 
     def _storage_owner(self) -> Tensor:
