@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import functools
 import weakref
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 from tinyjit import inplace
 from tinyjit import realize as realize_module
@@ -57,7 +57,7 @@ class TinyJit:
         self.input_buffers: list = []    # buffers of the capture call's input tensors, by position
         self.input_signature: list = []
         self.input_aliasing: tuple = ()
-        self.used_buffers: Optional[set] = None   # ids of the buffers the captured steps use (made on first need)
+        self.used_buffers: set[int] = set()   # ids of every buffer the captured steps use
         self.static_args: Any = None
         self.outputs = None              # returned value of the capture call (tensors replaced on replay)
         # id of a returned tensor of the capture call -> (index in the tensor inputs of the input it is or whose
@@ -80,7 +80,7 @@ class TinyJit:
     def reset(self) -> None:
         inplace.watch(self.assigned_buffers, watching=False)
         self.calls, self.captured, self.prepared, self.input_buffers, self.outputs = 0, [], [], [], None
-        self.used_buffers = None
+        self.used_buffers = set()
         self.written, self.input_copies, self.assigned, self.assigned_buffers = set(), {}, [], []
         self.checked_epoch = -1
 
@@ -144,6 +144,7 @@ class TinyJit:
         # every launch writes its first buffer (a kernel stores buffer 0; a copy's destination comes first)
         inputs = {id(b) for b in self.input_buffers}
         self.written = {id(step.buffers[0]) for step in recorded.steps} - inputs
+        self.used_buffers = {id(b) for step in recorded.steps for b in step.buffers}
         self.assigned = list({id(ref): ref for ref in assigned if ref() is not None}.values())
         buffers = {id(t.node.buffer): t.node.buffer for t in (ref() for ref in self.assigned)
                    if t is not None and t.node.buffer is not None and id(t.node.buffer) in self.written}
@@ -230,10 +231,7 @@ class TinyJit:
     def _land_updates_of_read_buffers(self) -> None:
         """Realize the pending assigns into buffers the captured steps use (another thread's pending assigns, into
         its own buffers, are its business: realizing them here would take them out of that thread's capture)."""
-        used = self.used_buffers
-        if used is None:
-            used = self.used_buffers = {id(b) for step in self.captured for b in step.buffers}
-        nodes = [n for n in inplace.pending_assign_nodes() if id(inplace.target_buffer(n)) in used]
+        nodes = [n for n in inplace.pending_assign_nodes() if id(inplace.target_buffer(n)) in self.used_buffers]
         if nodes:
             realize_module.realize_nodes(nodes)
 
