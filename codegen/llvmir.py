@@ -89,11 +89,13 @@ class LLVMRenderer:
         return Linearizer(kernel).linearize()
 
     def render(self, name: str, uops: list[UOp]) -> tuple[str, str]:
-        """(function name, LLVM IR module text). The function name carries a hash of the body so kernels with
-        the same readable name can live in one JIT engine."""
+        """(function name, LLVM IR module text). The function name is the kind of kernel (E, r) and a hash of the
+        body, not its readable name: kernels whose loops do not spell out their sizes (a 1-D elementwise kernel runs
+        over the [start, end) its caller passes) have one source for all sizes, so Adam's update of every parameter
+        compiles (and is cached and loaded) once."""
         body, declares, args = self._body(uops)
         digest = hashlib.sha256("\n".join(body).encode()).hexdigest()[:10]
-        fname = f"{name}_{digest}"
+        fname = f"{name.split('_', 1)[0]}_{digest}"
         lines = [f"define void @{fname}({', '.join(args)}) #0 {{", "entry:"] + body + ["}"]
         lines += self._thunk(fname, args)
         lines += sorted(declares)

@@ -101,7 +101,8 @@ def test_debug_3_schedule_and_ast_with_opts(tmp_path):
 def test_debug_4_generated_source(tmp_path):
     name, _ = expected_kernel()
     out = ok(run_py(SCRIPT, tmp_path, DEBUG="4"))
-    assert f"--- source of {name}\ndefine void @{name}_" in out
+    # the function is named by its kind and a hash of its body (kernels that differ only in size share one)
+    assert f"--- source of {name}\ndefine void @{name.split('_')[0]}_" in out
     assert "DEFINE_GLOBAL" not in out and "; ModuleID" not in out
 
 
@@ -111,7 +112,7 @@ def test_debug_5_linear_program_and_optimized_ir_also_from_the_disk_cache(tmp_pa
         out = ok(run_py(SCRIPT, tmp_path, DEBUG="5", TINYJIT_CACHE_DIR=str(tmp_path / "cache")))
         assert f"--- linear program of {name}" in out and "DEFINE_GLOBAL" in out and "ACC_WRITE" in out
         ir = out[out.index(f"--- compiled {name} (optimized IR)"):]
-        assert "; ModuleID" in ir and f"define void @{name}_" in ir
+        assert "; ModuleID" in ir and f"define void @{name.split('_')[0]}_" in ir
         assert "--- machine code" not in out
     assert list((tmp_path / "cache").rglob("*.bin"))
 
@@ -120,7 +121,7 @@ def test_debug_6_machine_code(tmp_path):
     name, _ = expected_kernel()
     out = ok(run_py(SCRIPT, tmp_path, DEBUG="6"))
     asm = out[out.index(f"--- machine code of {name}"):]
-    assert ".globl" in asm and f"{name}_" in asm
+    assert ".globl" in asm and f"{name.split('_')[0]}_" in asm
 
 
 def test_bad_debug_value_names_the_variable(tmp_path):

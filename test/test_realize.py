@@ -56,6 +56,27 @@ def test_a_different_graph_compiles_again():
     assert counts()[0] == compiled + 2
 
 
+def test_elementwise_kernels_differing_only_in_size_share_one_binary(monkeypatch):
+    """A 1-D elementwise kernel's loop runs over the range its caller passes, so its source is the same for every
+    size: one compile, one loaded program (Adam's update of each parameter)."""
+    import runtime.cpu as cpu
+    compiled_sources = []
+    compile_ir = cpu.CPUDevice.compile_ir
+    monkeypatch.setattr(cpu.CPUDevice, "compile_ir", lambda self, src: compiled_sources.append(src) or
+                        compile_ir(self, src))
+    kernels, values = [], {}
+    for size in (61, 1723, 4099):   # sizes no other test compiles
+        x = Tensor(rand(size)).realize()
+        (item,) = create_schedule([(x * -2.375 + 0.0625).node])
+        kernels.append(compile_kernel("CPU", item.ast))
+        values[size] = ((x * -2.375 + 0.0625).numpy(), x.numpy() * np.float32(-2.375) + np.float32(0.0625))
+    assert len({k.symbol for k in kernels}) == 1 and len({id(k.program) for k in kernels}) == 1
+    assert [k.name for k in kernels] == ["E_61", "E_1723", "E_4099"]     # readable names keep their sizes
+    assert len(compiled_sources) <= 1                                      # (0 when the disk cache had it)
+    for size, (got, want) in values.items():
+        np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
 # ---- compile errors ----
 
 BAD_IR = """define void @broken(ptr %p) {
@@ -90,7 +111,8 @@ def test_a_kernel_that_fails_to_compile_raises_at_the_users_call(monkeypatch):
     out = Tensor(rand(3, 5)) * 7.75 - 0.125   # a kernel no other test compiles
     with pytest.raises(CompileError) as info:
         out.numpy()
-    assert "define void @E_15" in str(info.value) and "undefined_here" in str(info.value)
+    assert "kernel E_15" in str(info.value) and "define void @E_" in str(info.value)
+    assert "undefined_here" in str(info.value)
 
 
 # ---- names and threads ----

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from runtime import PreparedLaunch, Program
+from runtime import CompileError, PreparedLaunch, Program
 from runtime.cache import cache_lookup, cached_compile
 from tinyjit import compile_workers
 from tinyjit.base_offsets import split_base_offsets
@@ -442,7 +442,10 @@ def _compile_source(device: str, source: str, name: str) -> bytes:
     """Kernel `name`'s source -> binary on `device`; DEBUG>=5 prints what it compiled to (6: machine code)."""
     runtime_device = Device[device]
     _check_stopped()
-    binary = runtime_device.compile(source)
+    try:
+        binary = runtime_device.compile(source)
+    except CompileError as e:   # the source names its function by a hash: say which kernel it is
+        raise CompileError(f"kernel {name}: {e.what}", e.src, e.log) from None
     level = debug_level()
     listing = runtime_device.debug_listing(source) if level >= 5 else None
     if listing is not None:
