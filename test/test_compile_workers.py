@@ -4,6 +4,10 @@ import os
 import subprocess
 import sys
 
+import numpy as np
+
+from tinyjit import Tensor, compile_workers
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # a script without a main guard (what multiprocessing's spawn would run again in every worker)
@@ -45,3 +49,20 @@ def test_a_warm_disk_cache_starts_no_worker_processes(tmp_path):
     _run({}, tmp_path)
     out = _run({}, tmp_path)
     assert "values ok True builds 0 workers 0" in out, out
+
+
+def test_a_starting_worker_hands_kernels_back_until_it_is_ready():
+    """A worker takes a Python start-up: until its READY message the precompile thread builds kernels itself
+    (build() gives None at once) instead of waiting; once ready it builds them."""
+    from tinyjit.schedule import create_schedule
+    x = Tensor(np.arange(6, dtype=np.float32))
+    (item,) = create_schedule([(x * 3.5 - 1).node])
+    worker = compile_workers.CompileWorker()
+    try:
+        assert worker.build("CPU", item.ast) is None    # a Python start-up is far longer than this call
+        assert worker.ready.wait(120), "the worker never said it was ready"
+        built, log = worker.build("CPU", item.ast)
+        assert built.launches[built.main].name == "E_6"
+    finally:
+        worker.process.stdin.close()
+        worker.process.wait(timeout=60)

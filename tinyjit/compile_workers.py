@@ -4,7 +4,8 @@ LLVM calls hold llvmlite's process-wide lock, so threads overlap Python work wit
 a schedule with many new kernels is built by worker processes instead (started once, then kept), each fed by one
 precompile thread. A worker runs `serve` (started as kernel_cache.serve_builds, which gives it the build function):
 a kernel AST comes in as a pickle on its stdin, the build (disk cache included) and the compile_log entries it made
-go back on its stdout.
+go back on its stdout. A worker takes a Python start-up (~0.5 s): until it says it is ready, the thread that feeds it
+builds kernels itself, so the first kernels of a cold start do not wait for the processes.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
 # a schedule with at least this many new kernels is built by worker processes; TINYJIT_COMPILE_PROCESSES=0 keeps
 # everything in this process
 MIN_KERNELS_FOR_PROCESSES = 8
+READY = "ready"   # a worker's first message
 _workers: dict[int, "CompileWorker"] = {}
 _workers_lock = threading.Lock()
 
@@ -58,13 +60,24 @@ class CompileWorker:
         self.process = subprocess.Popen([sys.executable, "-c", "from tinyjit.kernel_cache import serve_builds; "
                                          "serve_builds()"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
         self.lock = threading.Lock()   # one request at a time on the pipe (threads may precompile at once)
+        self.ready = threading.Event()   # set once the worker has started and said so (its first message)
+        threading.Thread(target=self._await_ready, name="tinyjit-compile-worker-start", daemon=True).start()
+
+    def _await_ready(self) -> None:
+        try:
+            if pickle.load(self.process.stdout) == READY:
+                self.ready.set()
+        except Exception:   # it died starting: never ready (the threads keep building themselves)
+            pass
 
     def alive(self) -> bool:
         return self.process.poll() is None
 
     def build(self, device: str, ast: AstNode) -> tuple[object, list] | None:
-        """(the build of `ast`, its compile_log entries), or None when the worker could not make it (the caller
-        builds it then)."""
+        """(the build of `ast`, its compile_log entries), or None when the worker could not make it or is still
+        starting (the caller builds it then)."""
+        if not self.ready.is_set():
+            return None
         try:
             request = pickle.dumps((device, ast))
         except Exception:   # an AST too deep to pickle
@@ -82,9 +95,10 @@ class CompileWorker:
         return payload
 
 
-def serve(build: Callable[[str, AstNode], tuple[object, list]]) -> None:
+def serve(build: Callable[[str, AstNode], tuple[object, list]], warm_up: Callable[[], None] = lambda: None) -> None:
     """The loop of a compile worker process (CompileWorker): `build(device, ast)` gives (build, compile_log entries);
-    the protocol runs on the original stdout, prints go to stderr.
+    the protocol runs on the original stdout (READY once `warm_up()` has run, then one reply per request), prints
+    go to stderr.
     Ctrl-C is the parent's to handle (a terminal sends it to the whole process group): the worker ignores it and
     leaves quietly when the parent closes the pipe or goes away."""
     import signal
@@ -95,6 +109,9 @@ def serve(build: Callable[[str, AstNode], tuple[object, list]]) -> None:
     sys.stdout = sys.stderr
     source = sys.stdin.buffer
     try:
+        warm_up()
+        pickle.dump(READY, channel)
+        channel.flush()
         while True:
             device, ast = pickle.load(source)
             try:

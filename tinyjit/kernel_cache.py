@@ -358,7 +358,11 @@ def serve_builds() -> None:
         before = len(compile_log)
         built = _cached_build(device, ast)
         return built, compile_log[before:]
-    compile_workers.serve(build)
+
+    def warm_up() -> None:   # the imports and LLVM set-up of a first build, before the worker says it is ready
+        import codegen.pipeline  # noqa: F401
+        Device["CPU"]
+    compile_workers.serve(build, warm_up)
 
 
 class _Stopped(Exception):
