@@ -25,6 +25,7 @@ the torch-style namespace `tinyjit.autograd` (Function, grad) is tinyjit/autogra
 """
 from __future__ import annotations
 
+import functools
 import math
 import weakref
 from typing import Callable, NamedTuple, Optional, Sequence
@@ -51,12 +52,44 @@ def _mul(a: Node, b: Node) -> Node:
     return a.alu(Op.MUL, b)
 
 
+# a gradient that is a sum of at most this many padded pieces is summed piece by piece (see _sum_to)
+MAX_PIECES_SUMMED_APART = 8
+
+
 def _sum_to(g: Node, shape: tuple[int, ...]) -> Node:
-    """Sum g over the axes where `shape` has size 1 and g does not (the inverse of an expand)."""
-    axes = tuple(i for i, (s, t) in enumerate(zip(shape, g.shape)) if s != t)
+    """Sum g over the axes where `shape` has size 1 and g does not (the inverse of an expand).
+    A g that adds up padded pieces along other axes (the gradient of a split: a fused q/k/v or gate projection,
+    whose bias gradient this is) is summed piece by piece and padded after: small plain reduces instead of one
+    reduce reading every piece through masks at every element."""
+    return _sum_over(g, tuple(i for i, (s, t) in enumerate(zip(shape, g.shape)) if s != t))
+
+
+def _sum_over(g: Node, axes: tuple[int, ...]) -> Node:
+    pieces = _padded_pieces(g, axes)
+    if pieces:
+        summed = [_sum_over(piece.src[0], axes).movement(Op.PAD, piece.arg) for piece in pieces]
+        return functools.reduce(lambda a, b: a.alu(Op.ADD, b), summed)
     if g.dtype.itemsize < 4:   # accumulate half precision in float32, like Tensor.sum
         return g.alu(Op.CAST, arg=dtypes.float32).reduce(Op.SUM, axes).alu(Op.CAST, arg=g.dtype)
     return g.reduce(Op.SUM, axes)
+
+
+def _padded_pieces(g: Node, axes: tuple[int, ...]) -> list[Node]:
+    """The PAD nodes that g adds up (through lazy ADDs), when all its terms are such pads padding none of `axes`,
+    there are at most MAX_PIECES_SUMMED_APART of them, and axes is not empty; else []."""
+    if not axes or g.op is not Op.ADD or g.buffer is not None:
+        return []
+    pieces, stack = [], [g]
+    while stack:
+        node = stack.pop()
+        if node.op is Op.ADD and node.buffer is None:
+            stack.extend(node.src)
+        elif node.op is Op.PAD and node.buffer is None and all(node.arg[a] == (0, 0) for a in axes) \
+                and len(pieces) < MAX_PIECES_SUMMED_APART:
+            pieces.append(node)
+        else:
+            return []
+    return pieces
 
 
 # ---- the rules: (node, grad) -> one gradient (or None) per source ----
