@@ -7,6 +7,7 @@ import sys
 import numpy as np
 
 from tinyjit import Tensor, compile_workers
+from tinyjit import kernel_cache as compiler
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -66,3 +67,17 @@ def test_a_starting_worker_hands_kernels_back_until_it_is_ready():
     finally:
         worker.process.stdin.close()
         worker.process.wait(timeout=60)
+
+
+def test_precompile_starts_the_reductions_first():
+    """Longest first: reductions (the slow compiles) go to the threads before elementwise kernels, each kind in
+    schedule order, so the compile that runs on alone at the end is a short one."""
+    from tinyjit.schedule import create_schedule
+    x = Tensor(np.arange(12, dtype=np.float32).reshape(3, 4))
+    outs = [x * 2 + 1, (x * 3).sum(1), x.exp2(), (x - 1).amax(0), x.sqrt()]
+    asts = [item.ast for item in create_schedule([o.node for o in outs])]
+    reduces = [i for i, a in enumerate(asts) if any(n.op.name in ("SUM", "RMAX") for n in a.toposort())]
+    assert len(asts) == 5 and len(reduces) == 2
+    order = compiler.compile_order(asts)
+    assert order[:2] == [asts[i] for i in reduces]
+    assert order[2:] == [a for i, a in enumerate(asts) if i not in reduces]

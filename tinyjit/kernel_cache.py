@@ -45,7 +45,7 @@ from tinyjit import compile_workers
 from tinyjit.base_offsets import split_base_offsets
 from tinyjit.device import Buffer, Device
 from tinyjit.helpers import debug_level, getenv
-from tinyjit.ops import AstNode, Op
+from tinyjit.ops import REDUCE, AstNode, Op
 
 if TYPE_CHECKING:
     from codegen.copies import LaunchArg
@@ -298,7 +298,7 @@ def precompile(device: str, asts: list[AstNode]) -> None:
     if len(todo) < 2:
         return
     jobs: queue.SimpleQueue = queue.SimpleQueue()
-    for ast in todo:
+    for ast in compile_order(todo):
         jobs.put(ast)
     results: queue.SimpleQueue = queue.SimpleQueue()
     stop = threading.Event()
@@ -338,6 +338,13 @@ def precompile(device: str, asts: list[AstNode]) -> None:
             _built[(device, ast, None)] = built
     finally:
         stop.set()
+
+
+def compile_order(asts: list[AstNode]) -> list[AstNode]:
+    """The order precompile's threads take kernels in: reductions (register-blocked contractions take several times
+    an elementwise kernel's compile) before elementwise kernels, each in schedule order. The last kernels to start
+    decide how long one thread works on after the others are done: longest first keeps that tail short."""
+    return sorted(asts, key=lambda ast: not any(n.op in REDUCE for n in ast.toposort()))
 
 
 def _load_disk_hits(device: str, asts: list[AstNode]) -> list[AstNode]:
