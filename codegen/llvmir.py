@@ -191,6 +191,25 @@ class LLVMRenderer:
                              + "}"] + [f"!{n + 1 + i} = {p}" for i, p in enumerate(properties)])
             return f", !llvm.loop !{n}"
 
+        def address(buf: UOp, index: UOp, mt: str, it: str, idx: str) -> str:
+            """A pointer to element `idx` of `buf`. An index `base + k` (k constant: the elements of a register block,
+            of an unrolled or upcast axis) is addressed as k elements past a pointer to `base`, so accesses differing
+            only in k share one base: LLVM's SLP vectorizer then sees neighbouring elements as neighbours in memory
+            (it did not through the sign extension of the 32-bit index once instcombine had turned the `add nsw` into
+            an `or disjoint`, and a matmul whose result is added to another tensor ran ~25x slower, scalar). Those
+            two GEPs are not `inbounds`: the base alone may point outside the buffer (a padded access)."""
+            ptr = fresh("p")
+            if index.uop == U.ALU and index.arg == Op.ADD and id(index) in nsw and idx == ref(index):
+                base, k = next(((a, b.arg) for a, b in (index.src, index.src[::-1]) if b.uop == U.CONST),
+                               (None, 0))
+                if base is not None:
+                    start = fresh("p")
+                    emit(f"{start} = getelementptr {mt}, ptr {ref(buf)}, {it} {ref(base)}")
+                    emit(f"{ptr} = getelementptr {mt}, ptr {start}, i64 {int(k)}")
+                    return ptr
+            emit(f"{ptr} = getelementptr inbounds {mt}, ptr {ref(buf)}, {it} {idx}")
+            return ptr
+
         def call_intrinsic(fn: str, dt: DType, *operands: str) -> str:
             t = LLVM_TYPES[dt]
             suffix = {"half": "f16", "float": "f32", "double": "f64"}.get(t, t)
@@ -257,8 +276,8 @@ class LLVMRenderer:
                     emit(f"{safe} = select i1 {ref(valid)}, {it} {idx}, {it} 0")
                     idx = safe
                 mt = mem_type(u.dtype)
-                ptr, raw = fresh("p"), fresh()
-                emit(f"{ptr} = getelementptr inbounds {mt}, ptr {ref(buf)}, {it} {idx}")
+                ptr = address(buf, index, mt, it, idx)
+                raw = fresh()
                 emit(f"{raw} = load {mt}, ptr {ptr}, align {u.dtype.itemsize}")
                 value = raw
                 if u.dtype == dtypes.bool:
@@ -278,8 +297,7 @@ class LLVMRenderer:
                     v8 = fresh()
                     emit(f"{v8} = zext i1 {v} to i8")
                     v = v8
-                ptr = fresh("p")
-                emit(f"{ptr} = getelementptr inbounds {mem_type(dt)}, ptr {ref(buf)}, {ty(index)} {ref(index)}")
+                ptr = address(buf, index, mem_type(dt), ty(index), ref(index))
                 emit(f"store {mem_type(dt)} {v}, ptr {ptr}, align {dt.itemsize}")
             elif kind == U.ALU and id(u) in accumulations and u.dtype.is_float:
                 names[id(u)] = self._accumulate(u, ref, emit, fresh, declares.add)

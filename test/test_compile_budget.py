@@ -3,6 +3,7 @@ within the vector registers, and row reductions (a softmax's max over masked sco
 get no block at all. Tests count linearized ops and block elements, never seconds; values are checked against
 PyTorch."""
 import math
+import re
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ from codegen.opts import Opt, OptKind
 from codegen.optimizer import optimize
 from tinyjit import Device, Tensor
 from tinyjit.helpers import prod
+from tinyjit.kernel_cache import compile_plan
 from tinyjit.schedule import create_schedule
 
 # what the code of one kernel may grow to at the default optimization (the GPT step's largest is ~2,700 ops;
@@ -242,3 +244,24 @@ def test_big_light_kernel_without_whole_vectors_is_not_loop_vectorized():
     pooled = Tensor(x).amax(1)
     assert not _optimized_ir_size(pooled)[1]
     np.testing.assert_array_equal(pooled.numpy(), x.max(1))
+
+
+@pytest.mark.parametrize("epilogue", ["plain", "+ c", "* c", "c +", "+ bias"])
+def test_a_matmul_with_an_elementwise_epilogue_stays_vectorized(epilogue):
+    """The register block of x @ W is vectorized by SLP from the stores of its results. With a tensor added to
+    the product (a residual connection) SLP could not tell the loads of that tensor and the stores were
+    neighbours (the sign-extended 32-bit index of `base + k` after instcombine) and left the whole block scalar:
+    ~25x slower. Accesses base + k now share a pointer to base."""
+    rng = np.random.default_rng(0)
+    x, w, c = (rng.standard_normal(s).astype(np.float32) for s in ((256, 64), (64, 128), (256, 128)))
+    bias = rng.standard_normal(128).astype(np.float32)
+    xt, wt, ct, bt = Tensor(x), Tensor(w), Tensor(c), Tensor(bias)
+    out = {"plain": lambda: xt @ wt, "+ c": lambda: xt @ wt + ct, "* c": lambda: (xt @ wt) * ct,
+           "c +": lambda: ct + xt @ wt, "+ bias": lambda: xt @ wt + bt}[epilogue]()
+    (item,) = [item for item in create_schedule([out.node]) if item.kind == "kernel"]
+    source = compile_plan("CPU", item.ast).kernel.source
+    optimized = Device["CPU"].debug_listing(source)
+    vector_fmas = len(re.findall(r"<\d+ x float> @llvm\.fmuladd", optimized))
+    assert vector_fmas >= 4, f"{epilogue}: the register block was left scalar ({vector_fmas} vector FMAs)"
+    want = {"plain": x @ w, "+ c": x @ w + c, "* c": (x @ w) * c, "c +": c + x @ w, "+ bias": x @ w + bias}[epilogue]
+    np.testing.assert_allclose(out.numpy(), want, rtol=1e-4, atol=1e-4)
