@@ -33,7 +33,6 @@ import threading
 import time
 import weakref
 from collections import OrderedDict
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -473,6 +472,7 @@ class _CandidateTimer:
         self.buffers = _random_buffers(device, ast)
 
     def __call__(self, candidates: list[tuple], runs: int, give_up_after: float) -> list[float]:
+        from concurrent.futures import ThreadPoolExecutor
         with ThreadPoolExecutor(max(1, Device[self.device].threads)) as pool:
             for opts, built in zip(candidates, pool.map(self._build, candidates)):
                 _built[(self.device, self.ast, opts)] = built
