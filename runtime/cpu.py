@@ -199,6 +199,7 @@ class CPULaunch(PreparedLaunch):
 
 class CPUDevice(Device):
     name = "CPU"
+    gpu = False
 
     def __init__(self):
         if llvm is None:

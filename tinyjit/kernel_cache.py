@@ -47,9 +47,8 @@ from tinyjit.helpers import debug_level, getenv
 from tinyjit.ops import AstNode, Op
 
 if TYPE_CHECKING:
-    from codegen.copies import LaunchArg
     from codegen.opts import Opt
-    from codegen.pipeline import BuiltPlan, LaunchSpec
+    from codegen.plan import BuiltPlan, LaunchArg, LaunchSpec
 
 DEFAULT_KERNEL_CACHE = 1024   # plans kept in memory unless TINYJIT_KERNEL_CACHE says otherwise
 # the files whose code decides what an AST compiles to: a change to any of them invalidates the disk plan cache
@@ -379,8 +378,9 @@ _built = LRUCache(kernel_cache_size)
 
 
 def _disk_cached(device: str) -> bool:
-    """Plans go through the disk cache on the CPU, unless DEBUG>=3 wants to see them generated."""
-    return not Device.renderer(device).gpu and debug_level() < 3
+    """Plans go through the disk cache on the CPU, unless DEBUG>=3 wants to see them generated. (Asked of the
+    runtime device, not of the renderer: a warm start then never imports the code generator.)"""
+    return not Device[device].gpu and debug_level() < 3
 
 
 def ast_text(ast: AstNode) -> str:
