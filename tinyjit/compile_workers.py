@@ -4,11 +4,9 @@ LLVM calls hold llvmlite's process-wide lock, so threads overlap Python work wit
 a schedule with many new kernels is built by worker processes instead (started once, then kept), each fed by one
 precompile thread, while one more precompile thread builds in this process: by default one worker per core but one,
 so a two-core machine starts one worker (a worker's start-up, importing tinyjit, numpy and llvmlite, costs about
-half a second of CPU that the kernels' compilation would otherwise get).
-
-A worker runs `serve` (started as kernel_cache.serve_builds, which gives it the build function): a kernel AST comes
-in as a pickle on its stdin, the build (disk cache included) and the compile_log entries it made go back on its
-stdout.
+half a second of CPU that the kernels' compilation would otherwise get). A worker runs `serve` (started as kernel_cache.serve_builds, which gives it the build function):
+a kernel AST comes in as a pickle on its stdin, the build (disk cache included) and the compile_log entries it made
+go back on its stdout.
 """
 from __future__ import annotations
 
