@@ -49,9 +49,8 @@ VARIABLES: dict[str, IntVar] = {
     "CACHE": _flag(1, "0 disables the on-disk compile cache"),
     "THREADS": IntVar(0, 1, MAX_THREADS, f"1 to {MAX_THREADS} CPU worker threads (unset: one per core)"),
     "TINYJIT_NATIVE_POOL": _flag(1, "0 uses Python threads instead of the native CPU thread pool"),
-    "TINYJIT_COMPILE_PROCESSES": IntVar(-1, -1, MAX_THREADS, "worker processes that compile CPU kernels beside this "
-                                        "process: 0 (compile in threads of this process only), N, or -1 (one per "
-                                        "core but one: this process compiles too)"),
+    "TINYJIT_COMPILE_PROCESSES": IntVar(-1, -1, MAX_THREADS, "processes that compile CPU kernels in parallel: "
+                                        "0 (compile in threads of this process), 2 or more, or -1 (one per core)"),
     "CPU": _flag(0, "1 makes CPU the default device"),
     "CL": _flag(0, "1 makes CL the default device"),
     "CUDA": _flag(0, "1 makes CUDA the default device"),

@@ -2,9 +2,7 @@
 
 LLVM calls hold llvmlite's process-wide lock, so threads overlap Python work with only one compilation at a time;
 a schedule with many new kernels is built by worker processes instead (started once, then kept), each fed by one
-precompile thread, while one more precompile thread builds in this process: by default one worker per core but one,
-so a two-core machine starts one worker (a worker's start-up, importing tinyjit, numpy and llvmlite, costs about
-half a second of CPU that the kernels' compilation would otherwise get). A worker runs `serve` (started as kernel_cache.serve_builds, which gives it the build function):
+precompile thread. A worker runs `serve` (started as kernel_cache.serve_builds, which gives it the build function):
 a kernel AST comes in as a pickle on its stdin, the build (disk cache included) and the compile_log entries it made
 go back on its stdout.
 """
@@ -28,12 +26,12 @@ _workers_lock = threading.Lock()
 
 
 def processes(device: str) -> int:
-    """How many worker processes build `device`'s kernels beside this process's own precompile thread:
-    TINYJIT_COMPILE_PROCESSES, by default one per CPU thread but one; 0 on one core or another device than the CPU."""
+    """How many worker processes build `device`'s kernels: TINYJIT_COMPILE_PROCESSES, by default one per CPU thread;
+    0 where fewer than 2 or not the CPU."""
     from runtime.env import env
     wanted = env("TINYJIT_COMPILE_PROCESSES")
-    count = Device[device].threads - 1 if wanted < 0 else wanted
-    return count if count >= 1 and device == "CPU" else 0
+    count = Device[device].threads if wanted < 0 else wanted
+    return count if count >= 2 and device == "CPU" else 0
 
 
 def worker(i: int) -> "CompileWorker | None":
