@@ -18,6 +18,7 @@ from tinyjit.symbolic import Var
 from tinyjit.view import ShapeTracker, View, _linear_coefficient
 
 from codegen.opts import KernelOptError
+from codegen.plan import LaunchArg
 
 
 
@@ -32,17 +33,6 @@ class Kernel(Protocol):
 
     @property
     def full_shape(self) -> tuple[int, ...]: ...
-
-
-@dataclass(frozen=True)
-class LaunchArg:
-    """What one buffer argument of a launch is bound to: buffer `index` of the scheduled kernel (0 its output,
-    then its inputs), or with `scratch`, scratch buffer `index` of the kernel's plan."""
-    index: int
-    scratch: bool = False
-
-    def __repr__(self) -> str:
-        return f"scratch{self.index}" if self.scratch else f"buffer{self.index}"
 
 
 @dataclass

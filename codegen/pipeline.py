@@ -13,41 +13,18 @@ it passes `compile_source` in, and nothing here imports either.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Callable, Optional
 
-from tinyjit.dtype import DType
 from tinyjit.helpers import debug_level, prod
 from tinyjit.ops import AstNode
 
-from codegen.copies import LaunchArg
 from codegen.kernel import Kernel
 from codegen.optimizer import optimize
 from codegen.opts import CPU_ONLY, GPU_ONLY, KernelOptError, Opt
+from codegen.plan import BuiltPlan, LaunchArg, LaunchSpec  # noqa: F401  (LaunchArg: importable from here too)
 from codegen.uops import print_program
 
 
-@dataclass
-class LaunchSpec:
-    """One compiled launch of a plan, everything but the loaded program (what the disk cache stores)."""
-    name: str            # readable, e.g. r_64_32_x4
-    symbol: str          # the function name in the binary
-    source: str
-    binary: bytes
-    global_size: tuple
-    local_size: tuple
-    flops: int
-    work: int            # loop iterations (the runtime decides from it whether CPU threads pay)
-    args: tuple[LaunchArg, ...]   # what each buffer argument of the kernel is bound to
-
-
-@dataclass
-class BuiltPlan:
-    """The launches of one scheduled kernel, in order: copies (PACK, DEPAD) before it, the kernel itself at
-    `main`, copies (STAGE) after it; `scratch` lists the (size, dtype) of the scratch buffers they share."""
-    launches: list[LaunchSpec]
-    scratch: list[tuple[int, DType]]
-    main: int
 
 
 def build_plan(ast: AstNode, renderer, compile_source: Callable[[str, str], bytes],

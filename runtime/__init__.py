@@ -96,6 +96,9 @@ class Device(ABC):
     name: str
     allocator: Allocator
     threads: int = 1
+    # kernels launch in work-groups (OpenCL, CUDA) rather than as loops on the CPU's threads: the same as the `gpu`
+    # of the backend's renderer (tinyjit.device.BACKENDS), readable without importing the code generator
+    gpu: bool = True
 
     @abstractmethod
     def compile(self, src: str) -> bytes:

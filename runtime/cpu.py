@@ -13,7 +13,6 @@ import os
 import threading
 import time
 import weakref
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -200,6 +199,7 @@ class CPULaunch(PreparedLaunch):
 
 class CPUDevice(Device):
     name = "CPU"
+    gpu = False
 
     def __init__(self):
         if llvm is None:
@@ -213,14 +213,22 @@ class CPUDevice(Device):
         self._engine_lock = threading.Lock()
         self.allocator = CPUAllocator()
         self.threads = cpu_count()
-        self.pool = ThreadPoolExecutor(max_workers=self.threads) if self.threads > 1 else None
         _live_devices.add(self)
 
     def _after_fork_in_child(self) -> None:
         """A forked child has none of the parent's threads: its first threaded launch starts its own native pool
         (new slots and workers; the pool's compiled code is reused), and its Python pool is a new one."""
-        self.pool = ThreadPoolExecutor(max_workers=self.threads) if self.threads > 1 else None
+        self.__dict__.pop("pool", None)
         self.__dict__.pop("native_pool", None)
+
+    @functools.cached_property
+    def pool(self):
+        """The Python thread pool that splits launches where the native pool is not available (None on one
+        thread). Made on first use: concurrent.futures (and the logging it imports) is not loaded for nothing."""
+        if self.threads <= 1:
+            return None
+        from concurrent.futures import ThreadPoolExecutor
+        return ThreadPoolExecutor(max_workers=self.threads)
 
     def cache_key(self) -> tuple[str, ...]:
         return ("llvm", ".".join(map(str, llvm.llvm_version_info)), self.cpu_name, self.features)

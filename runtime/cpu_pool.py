@@ -5,14 +5,15 @@ Each worker is a Python thread that calls `tj_worker(slot)` through ctypes (rele
 it: it spins on its slot's sequence number for a while, then sleeps on a futex. `tj_parallel` (one ctypes call
 from the launching thread; a spin lock lets one launching thread at a time use the workers) writes each worker's
 range into its slot, bumps the sequence number (waking a sleeping worker), runs the first range itself and spins
-until every worker has published "done". The functions
-are LLVM IR compiled by the CPU device's own JIT engine; kernels are called through their uniform thunk
-`(void **buffers, int64 start, int64 end)`. Linux on x86-64 only (futex and pause); elsewhere the CPU device falls back
-to a Python ThreadPoolExecutor.
+until every worker has published "done". The functions are LLVM IR, compiled to object code once per machine
+(through the disk cache, as kernels are) and loaded into a JIT engine of their own; kernels are called through their
+uniform thunk `(void **buffers, int64 start, int64 end)`. Linux on x86-64 only (futex and pause); elsewhere the CPU
+device falls back to a Python ThreadPoolExecutor.
 """
 from __future__ import annotations
 
 import ctypes
+import functools
 import platform
 import sys
 import threading
@@ -189,6 +190,15 @@ release:
 """
 
 
+def pool_object(device, src: str) -> bytes:
+    """The pool's IR `src` -> object code for `device`'s CPU: the code generator only, without the kernels' IR
+    optimization passes (what MCJIT did when it compiled the module itself)."""
+    import llvmlite.binding as llvm
+    module = llvm.parse_assembly(src, context=device._thread_llvm()[0])
+    module.verify()
+    return device._thread_llvm()[1].emit_object(module)
+
+
 class _PoolCode:
     """The pool's functions, compiled once per device into a JIT engine of their own (the device's kernel engines
     come and go), and reused by the pool a forked child starts."""
@@ -203,12 +213,14 @@ class _PoolCode:
         import llvmlite.binding as llvm
 
         from runtime import cpu_symbols
-        module = llvm.parse_assembly(POOL_IR)
-        module.verify()
-        cpu_symbols.provide(["syscall"])   # resolved explicitly, like every symbol a kernel calls
+        from runtime.cache import cached_compile
+        # object code through the disk cache, like a kernel's: generating it costs ~70 ms of LLVM, a sizeable part
+        # of a warm start's first training step
+        binary = cached_compile("cpu-pool", device.cache_key(), POOL_IR, functools.partial(pool_object, device))
+        cpu_symbols.provide(cpu_symbols.check(binary))   # (only syscall) resolved explicitly, as for every kernel
         with device._engine_lock:
             self.engine = device.new_engine()
-            self.engine.llvm.add_module(module)
+            self.engine.llvm.add_object_file(llvm.ObjectFileRef.from_data(binary))
             self.engine.llvm.finalize_object()
             address = {name: self.engine.llvm.get_function_address(name)
                        for name in ("tj_worker", "tj_post", "tj_parallel")}

@@ -87,3 +87,31 @@ def test_a_forked_child_launches_threaded_kernels():
 
 def test_two_threads_launching_at_once():
     assert run(TWO_LAUNCHERS, THREADS="3").strip() == "ok"
+
+
+POOL_FROM_DISK = """
+import sys
+import numpy as np
+from runtime import cpu_pool
+from tinyjit import Device, Tensor
+if sys.argv[1] == "warm":   # the object code must come from the disk cache: generating it again is an error here
+    def compile_again(*args):
+        raise AssertionError("the native pool's code was generated again despite a warm disk cache")
+    cpu_pool.pool_object = compile_again
+x = np.arange(512 * 300, dtype=np.float32).reshape(512, 300)
+assert np.array_equal((Tensor(x) * 2).numpy(), x * 2)   # a threaded launch: through the native pool
+print("ok", Device["CPU"].native_pool is not None)
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux" or os.uname().machine != "x86_64", reason="native pool: Linux x86-64")
+def test_the_native_pool_code_is_cached_on_disk(tmp_path):
+    """The pool's object code is generated once per machine, then loaded from the compile cache (a warm start's
+    first training step no longer pays LLVM's code generator for it)."""
+    env = dict(os.environ, PYTHONPATH=ROOT, THREADS="2", TINYJIT_CACHE_DIR=str(tmp_path))
+    for state in ("cold", "warm"):
+        proc = subprocess.run([sys.executable, "-c", POOL_FROM_DISK, state], env=env, capture_output=True, text=True,
+                              timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.split() == ["ok", "True"], (state, proc.stdout)
+        assert len(list((tmp_path / "cpu-pool").glob("*.bin"))) == 1

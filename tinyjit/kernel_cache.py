@@ -33,7 +33,6 @@ import threading
 import time
 import weakref
 from collections import OrderedDict
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -48,9 +47,8 @@ from tinyjit.helpers import debug_level, getenv
 from tinyjit.ops import REDUCE, AstNode, Op
 
 if TYPE_CHECKING:
-    from codegen.copies import LaunchArg
     from codegen.opts import Opt
-    from codegen.pipeline import BuiltPlan, LaunchSpec
+    from codegen.plan import BuiltPlan, LaunchArg, LaunchSpec
 
 DEFAULT_KERNEL_CACHE = 1024   # plans kept in memory unless TINYJIT_KERNEL_CACHE says otherwise
 # the files whose code decides what an AST compiles to: a change to any of them invalidates the disk plan cache
@@ -391,8 +389,9 @@ _built = LRUCache(kernel_cache_size)
 
 
 def _disk_cached(device: str) -> bool:
-    """Plans go through the disk cache on the CPU, unless DEBUG>=3 wants to see them generated."""
-    return not Device.renderer(device).gpu and debug_level() < 3
+    """Plans go through the disk cache on the CPU, unless DEBUG>=3 wants to see them generated. (Asked of the
+    runtime device, not of the renderer: a warm start then never imports the code generator.)"""
+    return not Device[device].gpu and debug_level() < 3
 
 
 def ast_text(ast: AstNode) -> str:
@@ -487,6 +486,7 @@ class _CandidateTimer:
         self.buffers = _random_buffers(device, ast)
 
     def __call__(self, candidates: list[tuple], runs: int, give_up_after: float) -> list[float]:
+        from concurrent.futures import ThreadPoolExecutor
         with ThreadPoolExecutor(max(1, Device[self.device].threads)) as pool:
             for opts, built in zip(candidates, pool.map(self._build, candidates)):
                 _built[(self.device, self.ast, opts)] = built
