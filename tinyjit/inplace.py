@@ -43,7 +43,11 @@ _pending_assigns: dict[int, weakref.ref] = {}   # assign nodes not realized yet 
 # tensors filed under a watched buffer, so a replay checks again only when something new may read one
 _watched: dict[int, int] = {}      # id(buffer) -> how many captures write it
 _epoch = [0]
-_assign_log = threading.local()    # per thread: the tensors assigned during a capture
+class _AssignLog(threading.local):
+    log = None   # per thread: the tensors assigned during a capture (the class attribute: a cheap default)
+
+
+_assign_log = _AssignLog()
 stats = {"buffers_preserved": 0}   # how many times old contents were copied (tests count them)
 
 
@@ -124,7 +128,7 @@ def note_assign(tensor) -> None:
     with _lock:
         _pending_assigns[id(tensor.node)] = weakref.ref(tensor.node)
         _lazy.append(ref)
-    log = getattr(_assign_log, "log", None)
+    log = _assign_log.log
     if log is not None:
         log.append(ref)
 
@@ -220,7 +224,7 @@ def _reached(lazy: list, targets: set, made: dict, plan: dict) -> None:
 @contextmanager
 def recording_assigns():
     """Collect weak references to the tensors this thread assigns until the block ends (TinyJit's capture)."""
-    previous = getattr(_assign_log, "log", None)
+    previous = _assign_log.log
     _assign_log.log = log = []
     try:
         yield log
