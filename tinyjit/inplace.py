@@ -153,9 +153,12 @@ def pending_assign_nodes() -> list[Node]:
     return [n for n in nodes if n is not None and not n.realized]
 
 
-def assign_targets(outputs: list[Node]) -> set[int]:
-    """ids of the buffers that realizing `outputs` overwrites."""
-    return {id(target_buffer(n)) for n in toposort(outputs) if n.op == Op.ASSIGN and not n.realized}
+def assign_targets(outputs: list[Node], graph: list[Node] | None = None) -> set[int]:
+    """ids of the buffers that realizing `outputs` overwrites. `graph`: their graph's nodes when the caller has
+    walked it (schedule.GraphWalk), or None to walk it here."""
+    _assign = Op.ASSIGN
+    return {id(target_buffer(n)) for n in (toposort(outputs) if graph is None else graph)
+            if n.op is _assign and n.buffer is None}
 
 
 def reads_any(node: Node, buffers: set[int]) -> bool:
