@@ -314,3 +314,26 @@ def test_realize_with_a_pending_index_check_walks_the_graph_once_more_only_when_
     assert len(walks) == 1
     with pytest.raises(IndexError):
         table.gather(0, index * 2).realize()
+
+
+def test_repeated_graph_leaves_the_recursion_limit_alone(monkeypatch):
+    """Only the passes that recurse (scheduling, code generation) raise Python's recursion limit: a realize whose
+    schedule and kernels are cached does not touch it, and a long chain of fused ops still compiles."""
+    x = Tensor(np.array([0.25, -2.0], np.float32)).realize()
+    (x + 1).realize()
+    changes = []
+    real = sys.setrecursionlimit
+    monkeypatch.setattr(sys, "setrecursionlimit", lambda limit: changes.append(limit) or real(limit))
+    for _ in range(3):
+        np.testing.assert_allclose((x + 1).numpy(), [1.25, -1.0])
+    assert changes == []
+    y = x
+    for i in range(1100):   # new structure: scheduled and compiled (the limit goes up, then back)
+        y = y * 0.5 + 0.5 if i % 2 else y + 0.25
+    limit = sys.getrecursionlimit()
+    value = y.numpy()
+    expected = np.array([0.25, -2.0], np.float64)
+    for i in range(1100):
+        expected = expected * 0.5 + 0.5 if i % 2 else expected + 0.25
+    np.testing.assert_allclose(value, expected, rtol=1e-5)
+    assert changes and sys.getrecursionlimit() == limit

@@ -44,7 +44,7 @@ from runtime.cache import cache_lookup, cached_compile
 from tinyjit import compile_workers
 from tinyjit.base_offsets import split_base_offsets
 from tinyjit.device import Buffer, Device
-from tinyjit.helpers import debug_level, getenv
+from tinyjit.helpers import debug_level, deep_recursion, getenv
 from tinyjit.ops import AstNode, Op
 
 if TYPE_CHECKING:
@@ -265,6 +265,12 @@ def compile_plan(device: str, ast: AstNode, opts: list[Opt] | None = None) -> Ke
         if any(kernel.program.wants_reload for kernel, _ in plan.launches):
             plan = _plans[key] = _with_current_programs(device, plan)
         return plan
+    with deep_recursion():   # (the code generator's passes recurse along an AST's chains of fused ops)
+        return _build_and_cache_plan(device, ast, opts, key)
+
+
+def _build_and_cache_plan(device: str, ast: AstNode, opts: list[Opt] | None, key: tuple) -> KernelPlan:
+    """compile_plan on a miss of the in-memory cache: the plan built (or loaded from the disk cache) and kept."""
     if opts is None and Device[device].allocator.offsets:
         canonical, shifts = split_base_offsets(ast)
         if shifts:   # compiled once for every kernel that differs from it only in offsets
@@ -287,6 +293,11 @@ def precompile(device: str, asts: list[AstNode]) -> None:
     Ctrl-C (or an error in one kernel) stops it at once: the calling thread raises, the workers take no new
     kernel or compile step, and, being daemon threads, the one still inside an LLVM call does not keep the
     process alive. (A ThreadPoolExecutor would finish every queued kernel before the exception got out.)"""
+    with deep_recursion():   # (splitting base offsets, code generation and unpickling plans recurse along ASTs)
+        _precompile(device, asts)
+
+
+def _precompile(device: str, asts: list[AstNode]) -> None:
     if Device[device].allocator.offsets:
         asts = [a for a in asts if (device, a, None) not in _plans]
         asts = [split_base_offsets(a)[0] for a in asts]

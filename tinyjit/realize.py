@@ -15,7 +15,7 @@ from tinyjit import capture, inplace
 from tinyjit.capture import StepKind
 from tinyjit.deferred import take_deferred
 from tinyjit.device import Buffer
-from tinyjit.helpers import debug_level, deep_recursion
+from tinyjit.helpers import debug_level
 from tinyjit.kernel_cache import CompiledKernel, compile_plan, counters, precompile
 from tinyjit.lazy import Node
 from tinyjit.ops import Op
@@ -139,12 +139,10 @@ def _with_inplace_readers(nodes: list[Node], walk: GraphWalk) -> tuple[list[Node
 
 
 def realize_nodes(nodes) -> None:
-    """Compute `nodes`: schedule, compile and run (see the module docstring)."""
-    with deep_recursion():   # the graph passes recurse along chains of fused ops
-        _realize_nodes(list(nodes))
-
-
-def _realize_nodes(nodes: list) -> None:
+    """Compute `nodes`: schedule, compile and run (see the module docstring). The passes that recurse along
+    chains of fused ops (scheduling, code generation) raise Python's recursion limit themselves (deep_recursion)
+    when they run: a repeated graph runs none of them."""
+    nodes = list(nodes)
     # one walk of the graph serves the hooks, the pending assigns and the schedule cache's key
     walk = GraphWalk(nodes)
     for hook in before_realize_hooks:

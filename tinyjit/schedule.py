@@ -22,7 +22,7 @@ from collections import OrderedDict, defaultdict
 from dataclasses import dataclass, field
 
 from tinyjit.dtype import dtypes
-from tinyjit.helpers import NameEnum
+from tinyjit.helpers import NameEnum, deep_recursion
 from tinyjit.lazy import Node, toposort
 from tinyjit.ops import ELEMENTWISE, MOVEMENT, REDUCE, AstNode, Gather, Op, reduce_identity
 from tinyjit.view import ShapeTracker
@@ -616,7 +616,8 @@ def create_schedule(outputs: list[Node], readers=()) -> list[ScheduleItem]:
     """Kernels (in dependency order) that realize every node of `outputs`. `readers` are nodes that live tensors
     hold: those this schedule computes inline while they read a buffer it overwrites are realized too."""
     stats["schedules"] += 1
-    return _Scheduler(outputs, readers).schedule()
+    with deep_recursion():   # (the scheduler's passes recurse along chains of fused ops)
+        return _Scheduler(outputs, readers).schedule()
 
 
 # ---- the schedule cache: an eager loop builds a new graph of the same structure every step ----
@@ -789,8 +790,9 @@ class GraphWalk:
 
 def schedule_with_members(outputs: list[Node]) -> list[tuple[ScheduleItem, list[Node]]]:
     """`create_schedule(outputs)` with, for each item, the graph nodes its kernel computes (tinyjit.viz)."""
-    scheduler = _Scheduler(outputs)
-    return [(item, scheduler.inlined_nodes(item)) for item in scheduler.schedule()]
+    with deep_recursion():
+        scheduler = _Scheduler(outputs)
+        return [(item, scheduler.inlined_nodes(item)) for item in scheduler.schedule()]
 
 
 def format_schedule(items: list[ScheduleItem]) -> str:
