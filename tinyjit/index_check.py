@@ -177,7 +177,7 @@ def before_realize(nodes, positions: dict[int, int]) -> bool:
     """Run the checks registered on the unrealized nodes reachable from `nodes`, whose graph's nodes are at
     `positions` (id(node) -> position in the scheduler's order: realize's GraphWalk.index). Realize calls it
     first (see the registration below); returns whether it ran any check (and so realized something)."""
-    if not _pending:
+    if not _pending.data:   # (the weak dictionary's own len() is a Python call; dead entries are dropped below)
         return False
     with _lock:
         for node in [n for n in _pending if n.realized]:   # computed without a check (e.g. INDEX_CHECK=0 then)
