@@ -257,3 +257,83 @@ def test_dtypes_compare_by_value():
     copy = pickle.loads(pickle.dumps(dtypes.float32))
     assert copy == dtypes.float32 and hash(copy) == hash(dtypes.float32) and copy != dtypes.float64
     assert dtypes.int32 != "int32" and dtypes.float16 == dtypes.half
+
+
+def _count_walks(monkeypatch) -> list:
+    walks = []
+    real = schedule.GraphWalk.add
+    monkeypatch.setattr(schedule.GraphWalk, "add", lambda self, outputs: walks.append(1) or real(self, outputs))
+    return walks
+
+
+def test_reshaped_realized_indices_are_checked_at_the_call(monkeypatch):
+    """Indices that are reshapes of a realized CPU batch (an embedding of `idx.reshape(-1)`, cross_entropy's
+    `targets.reshape(-1)`, as training loops write them) are checked at the call: nothing is left pending for
+    realize (no flag kernel, no search of the step's graph for readers), a bad index raises at once, and the
+    realize walks its graph once."""
+    from tinyjit import index_check
+    from tinyjit.nn import functional as F
+    weight_np = np.arange(12, dtype=np.float32).reshape(4, 3) / 10
+    weight = Tensor(weight_np, requires_grad=True)
+    idx = Tensor(np.array([[0, 3], [2, 1]], np.int64)).realize()
+    targets = Tensor(np.array([[2, 0], [1, 1]], np.int64)).realize()
+    loss = F.cross_entropy(F.embedding(idx.reshape(-1), weight), targets.reshape(-1))
+    assert len(index_check._pending) == 0
+    walks = _count_walks(monkeypatch)
+    loss.realize()
+    assert len(walks) == 1
+    loss.backward()
+    weight_t = torch.tensor(weight_np, requires_grad=True)
+    loss_t = torch.nn.functional.cross_entropy(
+        torch.nn.functional.embedding(torch.tensor([0, 3, 2, 1]), weight_t), torch.tensor([2, 0, 1, 1]))
+    loss_t.backward()
+    np.testing.assert_allclose(loss.item(), loss_t.item(), rtol=1e-6)
+    np.testing.assert_allclose(weight.grad.numpy(), weight_t.grad.numpy(), rtol=1e-5, atol=1e-7)
+    with pytest.raises(IndexError, match="embedding"):
+        F.embedding(Tensor(np.array([[0, 4]], np.int64)).realize().reshape(-1), weight)
+    bad_targets = Tensor(np.array([[3, 0], [1, 1]], np.int64)).realize()
+    with pytest.raises(IndexError, match="cross_entropy"):
+        F.cross_entropy(Tensor(weight_np), bad_targets.reshape(-1))
+    assert len(index_check._pending) == 0
+
+
+def test_realize_with_a_pending_index_check_walks_the_graph_once_more_only_when_the_check_computed_part_of_it(
+        monkeypatch):
+    """realize's hooks, pending assigns and schedule cache key share one walk of the graph; the index check
+    (deferred for a lazy index) computes the index, which changes the graph, so that case walks once more."""
+    table = Tensor(np.arange(10, dtype=np.float32).reshape(5, 2))
+    index = Tensor(np.array([[4, 0], [1, 3]], np.int64)).realize()
+    walks = _count_walks(monkeypatch)
+    got = table.gather(0, index + 0).sum(1)   # a lazy index: checked by the realize
+    got.realize()
+    assert len(walks) == 3   # the graph, the check's own realize (flag and index), the graph again
+    expected = torch.arange(10, dtype=torch.float32).reshape(5, 2).gather(0, torch.tensor([[4, 0], [1, 3]])).sum(1)
+    np.testing.assert_allclose(got.numpy(), expected.numpy())
+    walks.clear()
+    (table * 2).sum().realize()   # no check pending: one walk
+    assert len(walks) == 1
+    with pytest.raises(IndexError):
+        table.gather(0, index * 2).realize()
+
+
+def test_repeated_graph_leaves_the_recursion_limit_alone(monkeypatch):
+    """Only the passes that recurse (scheduling, code generation) raise Python's recursion limit: a realize whose
+    schedule and kernels are cached does not touch it, and a long chain of fused ops still compiles."""
+    x = Tensor(np.array([0.25, -2.0], np.float32)).realize()
+    (x + 1).realize()
+    changes = []
+    real = sys.setrecursionlimit
+    monkeypatch.setattr(sys, "setrecursionlimit", lambda limit: changes.append(limit) or real(limit))
+    for _ in range(3):
+        np.testing.assert_allclose((x + 1).numpy(), [1.25, -1.0])
+    assert changes == []
+    y = x
+    for i in range(1100):   # new structure: scheduled and compiled (the limit goes up, then back)
+        y = y * 0.5 + 0.5 if i % 2 else y + 0.25
+    limit = sys.getrecursionlimit()
+    value = y.numpy()
+    expected = np.array([0.25, -2.0], np.float64)
+    for i in range(1100):
+        expected = expected * 0.5 + 0.5 if i % 2 else expected + 0.25
+    np.testing.assert_allclose(value, expected, rtol=1e-5)
+    assert changes and sys.getrecursionlimit() == limit

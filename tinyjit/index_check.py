@@ -3,8 +3,8 @@ and Embedding. These ops pick with a one-hot compare or a GATHER, which read zer
 here such an index is an error, like PyTorch. The same machinery checks other values
 an op needs valid where PyTorch raises (`check_values`: multinomial's weights).
 
-- Index values on the host (a list, a NumPy array, a Python int, or a tensor already realized in CPU memory) are
-  checked at the call: `check_index` raises at once.
+- Index values on the host (a list, a NumPy array, a Python int, or a tensor already realized in CPU memory, also
+  seen through reshapes) are checked at the call: `check_index` raises at once.
 - A lazy index, or one realized on a device, is checked when it is first computed: the op registers a check on
   the node that reads the index (its one-hot compare, which the forward and the backward pass both read, or its
   GATHER, whose gradient carries the check on: `share_checks`), and
@@ -34,8 +34,13 @@ import numpy as np
 from tinyjit import capture, realize
 from tinyjit.capture import StepKind
 from tinyjit.dtype import dtypes, fits
-from tinyjit.lazy import Node, toposort
+from tinyjit.helpers import prod
+from tinyjit.lazy import Node
+from tinyjit.ops import Op
 from tinyjit.tensor_base import TensorBase
+
+
+_RESHAPE = Op.RESHAPE   # (a module constant: reading a member from the Enum class is a slow metaclass hook)
 
 
 class IndexOutOfRange(IndexError, RuntimeError):
@@ -107,17 +112,29 @@ def check_index(index, low: int, high: int, op: str, where: str, reader: Optiona
     valid = _Range(low, high, op, what, where, allowed)
     if isinstance(index, TensorBase):
         node = index.node
-        on_host = node.realized and node.device == "CPU" and capture.current() is None
-        if not on_host:
+        values = _host_values(node) if capture.current() is None else None
+        if values is None:
             assert reader is not None, "a deferred index check needs the tensor that reads the index"
             with _lock:
                 _pending.setdefault(reader.node, []).append((node, valid, reader._new))
             return
-        values = index.numpy()
     else:
         values = np.asarray(index)
     if values.size and valid.bad(values).any():
         raise valid.error(values)
+
+
+def _host_values(node: Node) -> Optional[np.ndarray]:
+    """The values of `node` when they are in CPU memory already: a realized node, or reshapes of one (an
+    embedding's `idx.reshape(-1)` of a realized batch: checked at the call, with no flag kernel, no realize of
+    the reshape and no pending check for realize to look for in every graph); else None."""
+    base = node
+    while base.op is _RESHAPE and base.buffer is None:
+        base = base.src[0]
+    buffer = base.buffer
+    if buffer is None or buffer.device != "CPU" or buffer.size != prod(node.shape):
+        return None
+    return buffer.numpy().reshape(node.shape)
 
 
 def share_checks(reader: Node, also: Node) -> None:
@@ -156,18 +173,18 @@ def wide_enough(index: TensorBase, n: int) -> TensorBase:
     return index.cast(dtypes.int32 if fits(n - 1, dtypes.int32) else dtypes.int64)
 
 
-def before_realize(nodes) -> None:
-    """Run the checks registered on the unrealized nodes reachable from `nodes` (realize calls it first: see the
-    registration below)."""
-    if not _pending:
-        return
+def before_realize(nodes, positions: dict[int, int]) -> bool:
+    """Run the checks registered on the unrealized nodes reachable from `nodes`, whose graph's nodes are at
+    `positions` (id(node) -> position in the scheduler's order: realize's GraphWalk.index). Realize calls it
+    first (see the registration below); returns whether it ran any check (and so realized something)."""
+    if not _pending.data:   # (the weak dictionary's own len() is a Python call; dead entries are dropped below)
+        return False
     with _lock:
         for node in [n for n in _pending if n.realized]:   # computed without a check (e.g. INDEX_CHECK=0 then)
             del _pending[node]
         # the pending readers in this graph, in its order (the graph is large and the readers few: each reader is
         # looked up in the walk's positions, not each node of the walk in the weak dictionary)
-        position = {id(node): i for i, node in enumerate(toposort(list(nodes)))}
-        readers = sorted((position[id(node)], node) for node in list(_pending) if id(node) in position)
+        readers = sorted((positions[id(node)], node) for node in list(_pending) if id(node) in positions)
         checks, seen = [], set()
         for _, node in readers:
             for index, valid, make in _pending.pop(node):
@@ -175,7 +192,7 @@ def before_realize(nodes) -> None:
                     seen.add((id(index), id(valid)))
                     checks.append((node, index, valid, make))
     if not checks:
-        return
+        return False
     flags = [valid.flag(make(index)) for _, index, valid, make in checks]
     # the flags and the indices in one schedule (the index then stays computed for the op that reads it); this
     # realize runs the checks of the indices' own graphs first
@@ -187,6 +204,7 @@ def before_realize(nodes) -> None:
             capture.record(StepKind.CHECK, verify, [flag.node.buffer, index.buffer])   # TinyJit replays check too
             verify(flag.node.buffer, index.buffer)
             passed += 1
+        return True
     except BaseException:
         # the checks not passed stay pending: realizing the same tensor again raises again
         with _lock:

@@ -43,7 +43,11 @@ _pending_assigns: dict[int, weakref.ref] = {}   # assign nodes not realized yet 
 # tensors filed under a watched buffer, so a replay checks again only when something new may read one
 _watched: dict[int, int] = {}      # id(buffer) -> how many captures write it
 _epoch = [0]
-_assign_log = threading.local()    # per thread: the tensors assigned during a capture
+class _AssignLog(threading.local):
+    log = None   # per thread: the tensors assigned during a capture (the class attribute: a cheap default)
+
+
+_assign_log = _AssignLog()
 stats = {"buffers_preserved": 0}   # how many times old contents were copied (tests count them)
 
 
@@ -124,7 +128,7 @@ def note_assign(tensor) -> None:
     with _lock:
         _pending_assigns[id(tensor.node)] = weakref.ref(tensor.node)
         _lazy.append(ref)
-    log = getattr(_assign_log, "log", None)
+    log = _assign_log.log
     if log is not None:
         log.append(ref)
 
@@ -149,9 +153,12 @@ def pending_assign_nodes() -> list[Node]:
     return [n for n in nodes if n is not None and not n.realized]
 
 
-def assign_targets(outputs: list[Node]) -> set[int]:
-    """ids of the buffers that realizing `outputs` overwrites."""
-    return {id(target_buffer(n)) for n in toposort(outputs) if n.op == Op.ASSIGN and not n.realized}
+def assign_targets(outputs: list[Node], graph: list[Node] | None = None) -> set[int]:
+    """ids of the buffers that realizing `outputs` overwrites. `graph`: their graph's nodes when the caller has
+    walked it (schedule.GraphWalk), or None to walk it here."""
+    _assign = Op.ASSIGN
+    return {id(target_buffer(n)) for n in (toposort(outputs) if graph is None else graph)
+            if n.op is _assign and n.buffer is None}
 
 
 def reads_any(node: Node, buffers: set[int]) -> bool:
@@ -220,7 +227,7 @@ def _reached(lazy: list, targets: set, made: dict, plan: dict) -> None:
 @contextmanager
 def recording_assigns():
     """Collect weak references to the tensors this thread assigns until the block ends (TinyJit's capture)."""
-    previous = getattr(_assign_log, "log", None)
+    previous = _assign_log.log
     _assign_log.log = log = []
     try:
         yield log

@@ -43,7 +43,7 @@ from runtime.cache import cache_lookup, cached_compile
 from tinyjit import compile_workers
 from tinyjit.base_offsets import split_base_offsets
 from tinyjit.device import Buffer, Device
-from tinyjit.helpers import debug_level, getenv
+from tinyjit.helpers import debug_level, deep_recursion, getenv
 from tinyjit.ops import REDUCE, AstNode, Op
 
 if TYPE_CHECKING:
@@ -144,13 +144,15 @@ class KernelPlan:
             bound = self.spare.pop()
         except IndexError:
             bound = None
-        if bound is None or bound.pid != os.getpid():   # (bound in a parent process: its thread pool is not ours)
+        if bound is None or bound.pid != _process[0]:   # (bound in a parent process: its thread pool is not ours)
             bound = BoundPlan(self, buffers)
         bound.run(buffers)
         if len(self.spare) < MAX_SPARE_BOUND_PLANS:
             self.spare.append(bound)
 
 
+# this process's id, kept up to date in a forked child (KernelPlan.run compares it on every launch: a system call)
+_process = [os.getpid()]
 # BoundPlans a KernelPlan keeps (one per thread that runs it at the same time, up to this many)
 MAX_SPARE_BOUND_PLANS = 2
 
@@ -165,7 +167,7 @@ class BoundPlan:
     def __init__(self, plan: KernelPlan, buffers: list[Buffer]):
         self.scratch = plan.scratch   # (not the plan: the plan holds its spare BoundPlans, no cycle)
         # a threaded CPU launch is bound to this process's thread pool: a forked child binds its own
-        self.pid = os.getpid()
+        self.pid = _process[0]
         # per launch: (call, set_buffer, ((argument position, LaunchArg), ...))
         self.launches = [kernel.prepare(bufs) + (tuple(enumerate(args)),)
                          for (kernel, bufs), (_, args) in zip(plan.bind(buffers), plan.launches)]
@@ -188,6 +190,9 @@ def kernel_cache_size() -> int:
     return size
 
 
+_MISSING = object()
+
+
 class LRUCache:
     """A mapping that keeps only its most recently used entries (at most `capacity()`). Thread-safe: the lock is
     held only for the dict operations; a value that leaves (evicted or replaced) is released after it, since
@@ -201,10 +206,11 @@ class LRUCache:
 
     def get(self, key, default=None):
         with self._lock:
-            if key not in self._data:
+            value = self._data.get(key, _MISSING)
+            if value is _MISSING:
                 return default
             self._data.move_to_end(key)
-            return self._data[key]
+            return value
 
     def __contains__(self, key) -> bool:
         with self._lock:
@@ -238,6 +244,7 @@ class LRUCache:
 _lru_caches: "weakref.WeakSet[LRUCache]" = weakref.WeakSet()
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=lambda: [cache._after_fork_in_child() for cache in list(_lru_caches)])
+    os.register_at_fork(after_in_child=lambda: _process.__setitem__(0, os.getpid()))
 
 _plans = LRUCache(kernel_cache_size)   # (device, AST, opts) -> KernelPlan
 # (device, symbol) -> loaded program, while some plan or capture uses it: a binary shared by plans loads once
@@ -260,9 +267,17 @@ def compile_plan(device: str, ast: AstNode, opts: list[Opt] | None = None) -> Ke
     key = (device, ast, None if opts is None else tuple(opts))
     plan = _plans.get(key)
     if plan is not None:
-        if any(kernel.program.wants_reload for kernel, _ in plan.launches):
-            plan = _plans[key] = _with_current_programs(device, plan)
+        for kernel, _ in plan.launches:
+            if kernel.program.wants_reload:
+                plan = _plans[key] = _with_current_programs(device, plan)
+                break
         return plan
+    with deep_recursion():   # (the code generator's passes recurse along an AST's chains of fused ops)
+        return _build_and_cache_plan(device, ast, opts, key)
+
+
+def _build_and_cache_plan(device: str, ast: AstNode, opts: list[Opt] | None, key: tuple) -> KernelPlan:
+    """compile_plan on a miss of the in-memory cache: the plan built (or loaded from the disk cache) and kept."""
     if opts is None and Device[device].allocator.offsets:
         canonical, shifts = split_base_offsets(ast)
         if shifts:   # compiled once for every kernel that differs from it only in offsets
@@ -285,6 +300,11 @@ def precompile(device: str, asts: list[AstNode]) -> None:
     Ctrl-C (or an error in one kernel) stops it at once: the calling thread raises, the workers take no new
     kernel or compile step, and, being daemon threads, the one still inside an LLVM call does not keep the
     process alive. (A ThreadPoolExecutor would finish every queued kernel before the exception got out.)"""
+    with deep_recursion():   # (splitting base offsets, code generation and unpickling plans recurse along ASTs)
+        _precompile(device, asts)
+
+
+def _precompile(device: str, asts: list[AstNode]) -> None:
     if Device[device].allocator.offsets:
         asts = [a for a in asts if (device, a, None) not in _plans]
         asts = [split_base_offsets(a)[0] for a in asts]

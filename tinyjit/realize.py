@@ -15,15 +15,17 @@ from tinyjit import capture, inplace
 from tinyjit.capture import StepKind
 from tinyjit.deferred import take_deferred
 from tinyjit.device import Buffer
-from tinyjit.helpers import debug_level, deep_recursion
+from tinyjit.helpers import debug_level
 from tinyjit.kernel_cache import CompiledKernel, compile_plan, counters, precompile
 from tinyjit.lazy import Node
 from tinyjit.ops import Op
-from tinyjit.schedule import ItemKind, ScheduleItem, cached_schedule, create_schedule, format_schedule
+from tinyjit.schedule import GraphWalk, ItemKind, ScheduleItem, cached_schedule, create_schedule, format_schedule
 
-# called with the nodes about to be realized before anything runs, e.g. tinyjit.index_check's deferred checks of
-# lazy indices (an out-of-range index raises there, so no tensor is left half-updated)
-before_realize_hooks: list[Callable[[list], None]] = []
+# called before anything runs with the nodes about to be realized and the positions of their graph's nodes
+# (id(node) -> position in the scheduler's order, GraphWalk.index), e.g. tinyjit.index_check's deferred checks of
+# lazy indices (an out-of-range index raises there, so no tensor is left half-updated); returns whether it
+# realized anything itself
+before_realize_hooks: list[Callable[[list, dict], bool]] = []
 _stats: dict[str, list] = defaultdict(lambda: [0, 0.0, 0, 0])   # name -> calls, seconds, flops, bytes
 
 
@@ -117,35 +119,40 @@ def preserve_old_contents(buffer: Buffer, nodes: list[Node]) -> None:
     inplace.stats["buffers_preserved"] += 1
 
 
-def _with_inplace_readers(nodes: list[Node]) -> tuple[list[Node], list | None]:
+def _with_inplace_readers(nodes: list[Node], walk: GraphWalk) -> tuple[list[Node], list | None]:
     """When some assign is pending, the buffers it overwrites may still be read by live tensors (tinyjit.inplace):
     (the nodes to realize, plus what was deferred to the next update of what it reads, e.g. the loss of
-    backward(); the live lazy tensors). Otherwise (nodes, None): nothing is overwritten."""
+    backward(), which `walk` (of `nodes`) walks too; the live lazy tensors). Otherwise (nodes, None): nothing is
+    overwritten."""
     if not inplace.assigns_pending():
         return nodes, None
     targets: list = []
 
     def reads_overwritten(t) -> bool:
         if not targets:
-            targets.append(inplace.assign_targets(nodes))
+            targets.append(inplace.assign_targets(nodes, walk.graph))
         return inplace.reads_any(t.node, targets[0])
-    return nodes + [t.node for t in take_deferred(reads_overwritten)], inplace.lazy_tensors()
+    deferred = [t.node for t in take_deferred(reads_overwritten)]
+    if deferred:
+        walk.add(deferred)
+    return nodes + deferred, inplace.lazy_tensors()
 
 
 def realize_nodes(nodes) -> None:
-    """Compute `nodes`: schedule, compile and run (see the module docstring)."""
-    with deep_recursion():   # the graph passes recurse along chains of fused ops
-        _realize_nodes(list(nodes))
-
-
-def _realize_nodes(nodes: list) -> None:
+    """Compute `nodes`: schedule, compile and run (see the module docstring). The passes that recurse along
+    chains of fused ops (scheduling, code generation) raise Python's recursion limit themselves (deep_recursion)
+    when they run: a repeated graph runs none of them."""
+    nodes = list(nodes)
+    # one walk of the graph serves the hooks, the pending assigns and the schedule cache's key
+    walk = GraphWalk(nodes)
     for hook in before_realize_hooks:
-        hook(nodes)
+        if hook(nodes, walk.index) and walk.is_stale():   # (it realized nodes of this graph: walk again)
+            walk = GraphWalk(nodes)
     level = debug_level()
     t0 = time.perf_counter() if level >= 1 else 0.0
     compiled_before = counters["kernels_compiled"]
-    nodes, lazy = _with_inplace_readers(nodes)
-    schedule = cached_schedule(nodes, [t.node for t in lazy] if lazy else ())
+    nodes, lazy = _with_inplace_readers(nodes, walk)
+    schedule = cached_schedule(nodes, [t.node for t in lazy] if lazy else (), walk)
     if level >= 3 and schedule:
         print(format_schedule(schedule))
     run_schedule(schedule, None if lazy is None else inplace.preservation_plan(schedule, lazy), level)

@@ -22,7 +22,7 @@ from collections import OrderedDict, defaultdict
 from dataclasses import dataclass, field
 
 from tinyjit.dtype import dtypes
-from tinyjit.helpers import NameEnum
+from tinyjit.helpers import NameEnum, deep_recursion
 from tinyjit.lazy import Node, toposort
 from tinyjit.ops import ELEMENTWISE, MOVEMENT, REDUCE, AstNode, Gather, Op, reduce_identity
 from tinyjit.view import ShapeTracker
@@ -616,7 +616,8 @@ def create_schedule(outputs: list[Node], readers=()) -> list[ScheduleItem]:
     """Kernels (in dependency order) that realize every node of `outputs`. `readers` are nodes that live tensors
     hold: those this schedule computes inline while they read a buffer it overwrites are realized too."""
     stats["schedules"] += 1
-    return _Scheduler(outputs, readers).schedule()
+    with deep_recursion():   # (the scheduler's passes recurse along chains of fused ops)
+        return _Scheduler(outputs, readers).schedule()
 
 
 # ---- the schedule cache: an eager loop builds a new graph of the same structure every step ----
@@ -628,13 +629,16 @@ _schedule_cache_lock = threading.Lock()   # threads realize at once (TinyJit cap
 stats["schedule_cache_hits"] = 0
 
 
-def cached_schedule(outputs: list[Node], readers=()) -> list[ScheduleItem]:
+def cached_schedule(outputs: list[Node], readers=(), walk: GraphWalk | None = None) -> list[ScheduleItem]:
     """`create_schedule`, reused for a graph of the same structure as an earlier one: same ops, arguments, dtypes,
     shapes and devices, node for node, the same realized inputs up to which buffer is which (an assign's target
     must be the same buffer as the one its value reads), the same outputs and live readers. What the scheduler
     decides depends on nothing else, so the earlier kernels (their ASTs) are bound to this graph's nodes instead
-    of being built again: linear in the graph's size, without lowering anything."""
-    parts, graph = _structure_key(outputs, readers)
+    of being built again: linear in the graph's size, without lowering anything. `walk`: the GraphWalk of
+    `outputs` when the caller has one (realize shares it with its other passes)."""
+    if walk is None:
+        walk = GraphWalk(outputs)
+    parts, graph = walk.key(readers), walk.graph
     try:
         key = _HashedKey(parts)
         with _schedule_cache_lock:
@@ -648,7 +652,7 @@ def cached_schedule(outputs: list[Node], readers=()) -> list[ScheduleItem]:
         return [ScheduleItem(kind, graph[out], [graph[i] for i in ins], ast, [graph[i] for i in keep], reason)
                 for kind, out, ins, ast, keep, reason in cached[1]]
     items = create_schedule(outputs, readers)
-    index = {id(n): i for i, n in enumerate(graph)}
+    index = walk.index
     try:
         template = [(item.kind, index[id(item.output)], [index[id(n)] for n in item.inputs], item.ast,
                      [index[id(n)] for n in item.preserve], item.reason) for item in items]
@@ -682,75 +686,113 @@ _CONST = Op.CONST   # (a module constant: reading a member from the Enum class i
 
 
 def _structure_key(outputs: list[Node], readers) -> tuple[tuple, list[Node]]:
-    """(a key equal for graphs the scheduler treats alike, the graph's nodes in the scheduler's order).
+    """(a key equal for graphs the scheduler treats alike, the graph's nodes in the scheduler's order): see
+    GraphWalk, which computes both."""
+    walk = GraphWalk(outputs)
+    return walk.key(readers), walk.graph
 
-    One walk over the graph does both (it runs on every realize, hit or miss): the order is `toposort`'s (a node
-    after its sources, stopping at realized nodes), and each node's entry is written when it is emitted, with its
-    sources' positions in the order instead of the nodes. Written for speed (a large eager step walks thousands of
-    nodes):
-    - the key is one flat tuple: per node its op, then for a realized node -1, its dtype, shape, device, which
+
+class GraphWalk:
+    """One walk over the graph under some outputs that gives the schedule cache's key and the graph's nodes in
+    the scheduler's order (`graph`; `index`: id(node) -> its position there). It runs on every realize, hit or
+    miss, and realize's other passes read its result instead of walking again (the pending index checks find
+    their readers in `index`, the pending assigns' targets are among `graph`). `add` walks more outputs after
+    those walked, in the same order as one walk over all of them (each output's unwalked nodes after the
+    earlier ones'), so a realize that adds deferred readers extends the walk instead of starting over.
+
+    The order is `toposort`'s (a node after its sources, stopping at realized nodes), and each node's entry of
+    the key is written when it is emitted, with its sources' positions in the order instead of the nodes.
+    Written for speed (a large eager step walks thousands of nodes):
+    - the key is one flat list: per node its op, then for a realized node -1, its dtype, shape, device, which
       buffer it is (numbered by first use: only which is which matters) and the buffer's size; for a lazy node
       its number of sources, their positions, its argument (a constant's as its type and repr), dtype, shape
-      and device. No container is made per
-      node (a tuple per node was two garbage-collected objects per node, and the collections they set off cost
-      more than the walk);
+      and device. No container is made per node (a tuple per node was two garbage-collected objects per node,
+      and the collections they set off cost more than the walk);
     - one dict both marks the nodes being walked (-1) and holds the emitted ones' positions;
     - a dtype is keyed by its name (equal names are equal dtypes; a str caches its hash, a DType's hash is a
       Python call each time the key is hashed)."""
-    roots = [o for o in dict.fromkeys(outputs) if o.buffer is None]
-    graph: list[Node] = []
-    index: dict[int, int] = {}     # id(node) -> its position in `graph`, or -1 while its sources are walked
-    buffers: dict[int, int] = {}
-    key: list = []
-    stack = list(reversed(roots))
-    push, write = stack.append, key.append
-    while stack:
-        n = stack.pop()
-        node_id = id(n)
-        position = index.get(node_id)
-        if position is None:   # first visit: walk the sources first, then come back to it
-            index[node_id] = -1
-            push(n)
-            if n.buffer is None:
-                for s in reversed(n.src):
-                    if id(s) not in index:
-                        push(s)
-        elif position == -1:   # its sources are emitted: emit it (a later copy on the stack finds it emitted)
-            index[node_id] = len(graph)
-            graph.append(n)
-            b = n.buffer
-            op = n.op
-            write(op)
-            if b is not None:
-                write(-1)
+    __slots__ = ("graph", "index", "roots", "realized", "_buffers", "_parts")
+
+    def __init__(self, outputs: list[Node] = ()):
+        self.graph: list[Node] = []
+        self.index: dict[int, int] = {}     # id(node) -> its position in `graph`, or -1 while its sources are walked
+        self.roots: dict[Node, None] = {}   # the unrealized outputs walked, in order (each once)
+        self.realized = 0                   # nodes of `graph` that were realized when walked (where it stops)
+        self._buffers: dict[int, int] = {}
+        self._parts: list = []
+        if outputs:
+            self.add(outputs)
+
+    def add(self, outputs: list[Node]) -> None:
+        """Walk the graph under `outputs` too (nodes already walked are not walked again)."""
+        roots = self.roots
+        new = [o for o in dict.fromkeys(outputs) if o.buffer is None and o not in roots]
+        if not new:
+            return
+        roots.update(dict.fromkeys(new))
+        graph, index, buffers = self.graph, self.index, self._buffers
+        stack = list(reversed(new))
+        push, write = stack.append, self._parts.append
+        while stack:
+            n = stack.pop()
+            node_id = id(n)
+            position = index.get(node_id)
+            if position is None:   # first visit: walk the sources first, then come back to it
+                index[node_id] = -1
+                push(n)
+                if n.buffer is None:
+                    for s in reversed(n.src):
+                        if id(s) not in index:
+                            push(s)
+            elif position == -1:   # its sources are emitted: emit it (a later copy on the stack finds it emitted)
+                index[node_id] = len(graph)
+                graph.append(n)
+                b = n.buffer
+                op = n.op
+                write(op)
+                if b is not None:
+                    self.realized += 1
+                    write(-1)
+                    write(n.dtype.name)
+                    write(n.shape)
+                    write(n.device)
+                    write(buffers.setdefault(id(b), len(buffers)))
+                    write(b.size)
+                    continue
+                src = n.src
+                write(len(src))
+                for s in src:
+                    write(index[id(s)])
+                if op is _CONST:   # a Python scalar: its type and repr tell -0.0 from 0.0, 1 from 1.0, match a NaN
+                    write(type(n.arg))
+                    write(repr(n.arg))
+                else:
+                    write(n.arg)
                 write(n.dtype.name)
                 write(n.shape)
                 write(n.device)
-                write(buffers.setdefault(id(b), len(buffers)))
-                write(b.size)
-                continue
-            src = n.src
-            write(len(src))
-            for s in src:
-                write(index[id(s)])
-            if op is _CONST:   # a Python scalar: its type and repr tell -0.0 from 0.0, 1 from 1.0, and match a NaN
-                write(type(n.arg))
-                write(repr(n.arg))
-            else:
-                write(n.arg)
-            write(n.dtype.name)
-            write(n.shape)
-            write(n.device)
-    key.append(tuple([index[id(o)] for o in roots]))
-    if readers:
-        key.append(tuple(sorted({index[id(r)] for r in readers if index.get(id(r), -1) >= 0})))
-    return tuple(key), graph
+
+    def is_stale(self) -> bool:
+        """Whether some node of `graph` was realized since it was walked (then the walk would stop there now)."""
+        return sum(1 for n in self.graph if n.buffer is not None) != self.realized
+
+    def key(self, readers=()) -> tuple:
+        """The structure key of the walked graph with these live `readers` (nodes that live tensors hold)."""
+        index, parts = self.index, self._parts
+        tail = [tuple([index[id(o)] for o in self.roots])]
+        if readers:
+            tail.append(tuple(sorted({index[id(r)] for r in readers if index.get(id(r), -1) >= 0})))
+        parts += tail   # (appended for the one copy into the tuple, then taken off: the walk may go on)
+        key = tuple(parts)
+        del parts[-len(tail):]
+        return key
 
 
 def schedule_with_members(outputs: list[Node]) -> list[tuple[ScheduleItem, list[Node]]]:
     """`create_schedule(outputs)` with, for each item, the graph nodes its kernel computes (tinyjit.viz)."""
-    scheduler = _Scheduler(outputs)
-    return [(item, scheduler.inlined_nodes(item)) for item in scheduler.schedule()]
+    with deep_recursion():
+        scheduler = _Scheduler(outputs)
+        return [(item, scheduler.inlined_nodes(item)) for item in scheduler.schedule()]
 
 
 def format_schedule(items: list[ScheduleItem]) -> str:

@@ -25,11 +25,17 @@ if TYPE_CHECKING:
     from typing_extensions import Self
 
 
-_grad_mode = threading.local()   # .no_grad: this thread's autograd switch (torch's grad mode is per thread too)
+class _GradMode(threading.local):
+    """.no_grad: this thread's autograd switch (torch's grad mode is per thread too). The class attribute is the
+    default, read without the AttributeError a getattr default on a plain threading.local raises and catches."""
+    no_grad = False
+
+
+_grad_mode = _GradMode()
 
 
 def _no_grad_active() -> bool:
-    return getattr(_grad_mode, "no_grad", False)
+    return _grad_mode.no_grad
 
 
 def _set_no_grad_active(value: bool) -> None:
