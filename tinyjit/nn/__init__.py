@@ -27,8 +27,8 @@ from tinyjit.nn.transformer import (TransformerDecoder, TransformerDecoderLayer,
                                     TransformerEncoderLayer)
 from tinyjit.nn.layers_more import (SELU, AdaptiveMaxPool1d, AdaptiveMaxPool2d, AdaptiveMaxPool3d,  # noqa: F401
                                     Bilinear, CosineSimilarity, Fold, Hardshrink, InstanceNorm1d, InstanceNorm2d,
-                                    InstanceNorm3d, PairwiseDistance, ParameterDict, ParameterList, PixelShuffle, PixelUnshuffle,
-                                    PReLU, Softshrink, Tanhshrink, Threshold, Unfold)
+                                    InstanceNorm3d, PairwiseDistance, ParameterDict, ParameterList, PixelShuffle,
+                                    PixelUnshuffle, PReLU, Softshrink, Tanhshrink, Threshold, Unfold)
 from tinyjit.nn.padding import (ConstantPad1d, ConstantPad2d, ConstantPad3d, ReflectionPad1d,  # noqa: F401
                                 ReflectionPad2d, ReflectionPad3d, ReplicationPad1d, ReplicationPad2d, ReplicationPad3d,
                                 ZeroPad1d, ZeroPad2d, ZeroPad3d)
