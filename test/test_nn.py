@@ -266,6 +266,31 @@ class _Net(nn.Module):
         return self.head(x) * self.scale + self.mask
 
 
+def test_module_list_add_pop_del_like_torch():
+    """ModuleList + iterable (a new ModuleList), pop and del renumber as torch's (state_dict keys); a list of
+    modules grown by `self.layers = self.layers + [layer]` (mnist_forward_forward: the first assignment of a
+    non-empty list makes it a ModuleList here) keeps working, and so does `[layer] + self.layers`."""
+    def build(m):
+        layers = m.ModuleList([m.Linear(2, 3), m.ReLU(), m.Linear(3, 4)])
+        joined = layers + [m.Tanh(), m.Linear(4, 1)]
+        popped = joined.pop(1)
+        del joined[0]
+        with pytest.raises(TypeError):
+            layers + [3]
+        return type(popped).__name__, list(joined.state_dict()), len(layers), len(joined)
+    assert build(nn) == build(torch.nn)
+
+    class Grown(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.layers = []
+            for width in (3, 4):
+                self.layers = self.layers + [nn.Linear(2, width)]
+            self.layers = [nn.ReLU()] + self.layers
+    assert [n for n, _ in Grown().named_parameters()] == ["layers.1.weight", "layers.1.bias", "layers.2.weight",
+                                                          "layers.2.bias"]
+
+
 def test_registration_and_traversal():
     net = _Net()
     names = [n for n, _ in net.named_parameters()]
