@@ -413,3 +413,40 @@ def test_super_resolution_matches_torch_from_the_same_weights(tmp_path, monkeypa
     saved = ported.torch.load(tmp_path / "model_epoch_2.pth")
     for name, value in torch_model.state_dict().items():
         np.testing.assert_allclose(saved[name].numpy(), value.numpy(), rtol=1e-4, atol=1e-6, err_msg=name)
+
+
+def test_mnist_forward_forward_matches_torch_from_the_same_weights_and_draws(monkeypatch):
+    """pytorch/examples mnist_forward_forward (nn.Linear subclasses with their own Adam and a train(x_pos, x_neg)
+    replacing Module.train, grown as `self.layers = self.layers + [Layer(...)]`, the label overlay
+    `x_[:, :10] *= 0.0; x_[range(n), y] = x.max()`, negative labels written one by one with
+    `y_neg[idx] = torch.tensor(allowed)[torch.randint(...)].item()`, norm(2, 1, keepdim=True), torch.mm with
+    weight.T, log1p(exp(cat)), Python's sum of tensors, argmax/eq/float().mean()): with each Layer starting from
+    torch's weights and torch.randint drawing the same numbers, the negative labels, every printed loss, both
+    errors and the trained weights match torch's."""
+    reference, ported = load("mnist_forward_forward", "torch"), load("mnist_forward_forward", "tinyjit")
+    torch.manual_seed(0)
+    states = [torch.nn.Linear(36, 16).state_dict(), torch.nn.Linear(16, 16).state_dict()]
+    runs = []
+    for module in (reference, ported):
+        framework, pending = module.torch, list(states)
+        original_init = module.Layer.__init__
+
+        def init(self, *args, _init=original_init, _pending=pending, _framework=framework, **kwargs):
+            _init(self, *args, **kwargs)
+            state = _pending.pop(0)
+            self.load_state_dict({k: v.clone() for k, v in state.items()} if _framework is torch else state)
+        monkeypatch.setattr(module.Layer, "__init__", init)
+        draws = np.random.default_rng(4)
+        monkeypatch.setattr(framework, "randint", lambda high, size, _d=draws, _f=framework: _f.tensor(
+            _d.integers(0, high, size)))
+        runs.append(run_main(module, ["--epochs", "8", "--log-interval", "2"]))
+    ((torch_net, torch_negatives, *torch_errors), torch_log), ((our_net, our_negatives, *our_errors), our_log) = runs
+    torch_losses, our_losses = (numbers(log, rf"Loss:  {NUMBER}") for log in (torch_log, our_log))
+    assert len(torch_losses) == len(our_losses) == 8
+    np.testing.assert_allclose(our_losses, torch_losses, rtol=1e-5)
+    np.testing.assert_array_equal(our_negatives.numpy(), torch_negatives.numpy())
+    assert our_errors == torch_errors, our_log
+    for theirs, ours in zip(torch_net.layers, our_net.layers):
+        for name, value in theirs.state_dict().items():
+            np.testing.assert_allclose(ours.state_dict()[name].numpy(), value.numpy(), rtol=1e-4, atol=1e-6,
+                                       err_msg=name)
