@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import tinyjit
+import tinyjit.pytorch
 from tinyjit import Tensor, dtypes
 
 
@@ -338,6 +339,45 @@ def test_integer_index_setitem_in_place_forms(device):
     y = Tensor.zeros(4, device=device)
     y[Tensor([1, 3, 1], device=device)] = Tensor([5.0, 6.0, 7.0], device=device)
     np.testing.assert_array_equal(y.numpy(), [0.0, 7.0, 0.0, 6.0])
+
+
+@pytest.mark.devices("CPU")
+def test_index_put_copy_fill_like_torch(device):
+    """index_put (written, and accumulated: duplicates add), index_copy and index_fill, out of place and in place,
+    give torch's values, and gradients reach self and the values; torch's error classes."""
+    rng = np.random.default_rng(3)
+    a = rng.standard_normal((4, 3)).astype(np.float32)
+    v = rng.standard_normal((3, 3)).astype(np.float32)
+    rows = np.array([2, 0, 2])
+    calls = [lambda x, val, m: x.index_put((m.tensor(rows),), val, accumulate=True),
+             lambda x, val, m: x.index_put((m.tensor(rows[:2]), m.tensor([1, 2])), val[0, :2]),
+             lambda x, val, m: x.index_copy(0, m.tensor([3, 1]), val[:2]),
+             lambda x, val, m: x.index_fill(1, m.tensor([2, 0]), val[0, 0]),
+             lambda x, val, m: (x * 1).index_put_((m.tensor(rows),), val[1], accumulate=True),
+             lambda x, val, m: (x * 1).index_copy_(1, m.tensor(1), val[0, :1].expand(4, 1) * 2),   # a 0-d index
+             lambda x, val, m: (x * 1).index_fill_(0, m.tensor([1]), -2.5)]
+    for i, call in enumerate(calls):
+        ours, theirs = Tensor(a, requires_grad=True), torch.tensor(a, requires_grad=True)
+        our_v, their_v = Tensor(v, requires_grad=True), torch.tensor(v, requires_grad=True)
+        got, want = call(ours, our_v, tinyjit.pytorch), call(theirs, their_v, torch)
+        np.testing.assert_allclose(got.numpy(), want.detach().numpy(), rtol=1e-6, err_msg=str(i))
+        weights = rng.standard_normal(a.shape).astype(np.float32)
+        (got * Tensor(weights)).sum().backward()
+        (want * torch.tensor(weights)).sum().backward()
+        np.testing.assert_allclose(ours.grad.numpy(), theirs.grad.numpy(), rtol=1e-6, err_msg=str(i))
+        their_grad = their_v.grad.numpy() if their_v.grad is not None else np.zeros_like(v)
+        our_grad = our_v.grad.numpy() if our_v.grad is not None else np.zeros_like(v)
+        np.testing.assert_allclose(our_grad, their_grad, rtol=1e-6, atol=1e-7, err_msg=str(i))
+    errors = [(lambda x, m: x.index_put((m.tensor([0, 5]),), m.ones(3)), IndexError),
+              (lambda x, m: x.index_copy(0, m.tensor([[1]]), m.ones(1, 3)), IndexError),
+              (lambda x, m: x.index_copy(0, m.tensor([1]), m.ones(3)), IndexError),
+              (lambda x, m: x.index_fill(1, m.tensor([1]), m.ones(2)), RuntimeError),
+              (lambda x, m: x.index_put((m.tensor([0, 1]),), m.ones(3, 3)), RuntimeError)]
+    for call, error in errors:
+        with pytest.raises(error):
+            call(torch.tensor(a), torch)
+        with pytest.raises(error):
+            call(Tensor(a), tinyjit.pytorch)
 
 
 def test_mask_setitem_errors(device):

@@ -276,12 +276,21 @@ def _setitem(x: TensorBase, index, value) -> None:
 def _setitem_advanced(x: TensorBase, items: list, value, host_values: dict) -> None:
     """x[index] = value with integer tensors (lists, ranges, arrays) among the indices, torch's index_put_ without
     accumulate: the region the basic indices select is rebuilt with the value scattered along its indexed axes
-    (merged into one), then written back through the basic indices. Where index entries repeat a place, the last
-    one's value is written (torch leaves which one unspecified). Gradients reach x (where nothing was written)
-    and the value. RuntimeError for a value that does not broadcast to x[index]'s shape."""
-    x._same_device("setitem", *items, value)
+    (`put_indexed`), then written back through the basic indices."""
+    rebuilt = put_indexed(x, items, value, host_values, accumulate=False, op="setitem")
+    if rebuilt is not None:
+        _setitem(x, tuple(slice(None) if isinstance(it, TensorBase) else it for it in items), rebuilt)
+
+
+def put_indexed(x: TensorBase, items: list, value, host_values: dict, accumulate: bool, op: str):
+    """The region x[basic items] (`_basic`) with `value` written (or, with `accumulate`, added) at the places its
+    integer-tensor items name, or None when they name no place. Where index entries repeat a place, the last
+    one's value is written (torch leaves which one unspecified); accumulated, every entry adds. Gradients reach x
+    (where nothing was written, everywhere when accumulating) and the value. `items` as `_normalize` gives them.
+    RuntimeError for a value that does not broadcast to x[items]'s shape, IndexError for an index out of range."""
+    x._same_device(op, *items, value)
     region, tensor_indices = _basic(x, items)
-    flat, rows, layout = _flatten_indexed(region, tensor_indices, host_values, "setitem")
+    flat, rows, layout = _flatten_indexed(region, tensor_indices, host_values, op)
     result_shape = layout.pre + layout.idx_shape + layout.post
     value = value if isinstance(value, TensorBase) else x._new(value, dtype=x.dtype, device=x.device)
     value = value.cast(x.dtype)
@@ -293,15 +302,15 @@ def _setitem_advanced(x: TensorBase, items: list, value, host_values: dict) -> N
             raise ValueError
         value = value._broadcast_to(result_shape)
     except ValueError:
-        raise RuntimeError(f"setitem: shape mismatch: value of shape {value.shape} cannot be broadcast to the "
+        raise RuntimeError(f"{op}: shape mismatch: value of shape {value.shape} cannot be broadcast to the "
                            f"indexing result of shape {result_shape}") from None
     if prod(layout.idx_shape) == 0:
-        return   # no index entries: nothing is written
-    written = flat.scatter(len(layout.pre), rows, value.reshape(rows.shape))
+        return None   # no index entries: nothing is written
+    axis, source = len(layout.pre), value.reshape(rows.shape)
+    written = flat.scatter_add(axis, rows, source) if accumulate else flat.scatter(axis, rows, source)
     layout.check(written)
     inverse = [layout.order.index(a) for a in range(len(layout.order))]
-    rebuilt = written.reshape(layout.permuted_shape).permute(inverse)
-    _setitem(x, tuple(slice(None) if isinstance(it, TensorBase) else it for it in items), rebuilt)
+    return written.reshape(layout.permuted_shape).permute(inverse)
 
 
 def _is_mask(index) -> bool:
