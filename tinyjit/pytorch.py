@@ -407,7 +407,8 @@ TENSOR_FUNCTIONS = (
     "index_select narrow movedim moveaxis swapaxes swapdims unbind diagonal diag trace outer ger cumprod diff "
     "remainder fmod atan2 arctan2 hypot logaddexp frac nan_to_num nansum nanmean norm count_nonzero "
     "addmm baddbmm addmv addbmm add sub mul div floor_divide true_divide "
-    "repeat_interleave scatter scatter_add scatter_reduce index_add nonzero argwhere masked_select median cross take"
+    "repeat_interleave scatter scatter_add scatter_reduce index_add index_put index_copy index_fill nonzero argwhere "
+    "masked_select median cross take"
 ).split()
 
 
