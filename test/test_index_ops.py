@@ -210,3 +210,32 @@ def test_uint8_index_tensor_is_refused_as_ambiguous():
     with pytest.raises(IndexError, match="uint8 index tensor is ambiguous"):
         x[Tensor(np.array([1, 0], np.uint8)), ...]
     np.testing.assert_array_equal(x[np.array([1, 0], np.uint8)].numpy(), [1.0, 0.0])
+
+
+def test_a_range_indexes_like_the_list_it_spells():
+    """x[range(n), y] (mnist_forward_forward's overlay of labels), x[:, range(1, 3)], x[range(0)] and the same
+    as assignment targets (a 0-d tensor value, and an in-place *=) give torch's values, and the gradients reach
+    both the indexed tensor and the assigned value; before, a range raised TypeError."""
+    a = np.arange(12, dtype=np.float32).reshape(3, 4) - 5
+    labels = np.array([2, 0, 3])
+    ours, theirs = Tensor(a, requires_grad=True), torch.tensor(a, requires_grad=True)
+    for get in (lambda x, y: x[range(3), y], lambda x, y: x[:, range(1, 3)], lambda x, y: x[range(-1, 1)],
+                lambda x, y: x[range(0)]):
+        got, want = get(ours, Tensor(labels)), get(theirs, torch.tensor(labels))
+        assert got.shape == tuple(want.shape)
+        np.testing.assert_array_equal(got.numpy(), want.detach().numpy())
+
+    def overlay(x, y, fill):
+        x_ = x * 1
+        x_[:, range(2)] *= 0.5
+        x_[range(x.shape[0]), y] = fill.max()
+        return x_
+    fill = np.array([1.5, 7.0], np.float32)
+    fill_ours, fill_theirs = Tensor(fill, requires_grad=True), torch.tensor(fill, requires_grad=True)
+    got, want = overlay(ours, Tensor(labels), fill_ours), overlay(theirs, torch.tensor(labels), fill_theirs)
+    np.testing.assert_array_equal(got.numpy(), want.detach().numpy())
+    weights = np.arange(12, dtype=np.float32).reshape(3, 4)
+    (got * Tensor(weights)).sum().backward()
+    (want * torch.tensor(weights)).sum().backward()
+    np.testing.assert_array_equal(ours.grad.numpy(), theirs.grad.numpy())
+    np.testing.assert_array_equal(fill_ours.grad.numpy(), fill_theirs.grad.numpy())

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from tinyjit import Tensor, nn
+from tinyjit.dtype import dtypes
 from tinyjit.nn.state import safe_load, safe_save
 
 
@@ -265,6 +266,31 @@ class _Net(nn.Module):
         return self.head(x) * self.scale + self.mask
 
 
+def test_module_list_add_pop_del_like_torch():
+    """ModuleList + iterable (a new ModuleList), pop and del renumber as torch's (state_dict keys); a list of
+    modules grown by `self.layers = self.layers + [layer]` (mnist_forward_forward: the first assignment of a
+    non-empty list makes it a ModuleList here) keeps working, and so does `[layer] + self.layers`."""
+    def build(m):
+        layers = m.ModuleList([m.Linear(2, 3), m.ReLU(), m.Linear(3, 4)])
+        joined = layers + [m.Tanh(), m.Linear(4, 1)]
+        popped = joined.pop(1)
+        del joined[0]
+        with pytest.raises(TypeError):
+            layers + [3]
+        return type(popped).__name__, list(joined.state_dict()), len(layers), len(joined)
+    assert build(nn) == build(torch.nn)
+
+    class Grown(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.layers = []
+            for width in (3, 4):
+                self.layers = self.layers + [nn.Linear(2, width)]
+            self.layers = [nn.ReLU()] + self.layers
+    assert [n for n, _ in Grown().named_parameters()] == ["layers.1.weight", "layers.1.bias", "layers.2.weight",
+                                                          "layers.2.bias"]
+
+
 def test_registration_and_traversal():
     net = _Net()
     names = [n for n, _ in net.named_parameters()]
@@ -346,6 +372,44 @@ def test_default_init_distributions():
     nn.init.kaiming_normal_(t, nonlinearity="relu")
     assert abs(t.numpy().std() - math.sqrt(2 / 100)) < 0.01
 
+
+
+def test_init_orthogonal_sparse_eye_dirac_like_torch():
+    """nn.init.orthogonal_ (Q^T Q = gain^2 I on the flattened (out, -1) weight, wide and tall, float64 to float64
+    precision), sparse_ (ceil(sparsity * rows) zeros per column), eye_ and dirac_ (exactly torch's, groups too),
+    calculate_gain for the transposed convolutions; torch's ValueErrors."""
+    Tensor.manual_seed(0)
+    for shape in ((6, 4), (3, 8), (8, 2, 3, 3)):
+        w = Tensor.zeros(*shape, dtype=dtypes.float64).contiguous().realize()
+        q = nn.init.orthogonal_(w, gain=nn.init.calculate_gain("relu")).numpy().reshape(shape[0], -1)
+        small = q.T @ q if q.shape[0] >= q.shape[1] else q @ q.T
+        np.testing.assert_allclose(small, 2.0 * np.eye(len(small)), atol=1e-12)
+    w = nn.init.sparse_(Tensor.zeros(10, 50).contiguous().realize(), sparsity=0.25, std=0.5).numpy()
+    assert ((w == 0).sum(0) == 3).all() and 0.4 < w[w != 0].std() < 0.6
+    for ours, theirs in [(nn.init.eye_(Tensor.zeros(2, 3).contiguous()), torch.nn.init.eye_(torch.zeros(2, 3))),
+                         (nn.init.dirac_(Tensor.zeros(4, 2, 3).contiguous(), 2),
+                          torch.nn.init.dirac_(torch.zeros(4, 2, 3), 2)),
+                         (nn.init.dirac_(Tensor.zeros(3, 5, 3, 2).contiguous()),
+                          torch.nn.init.dirac_(torch.zeros(3, 5, 3, 2)))]:
+        np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
+    assert nn.init.calculate_gain("conv_transpose2d") == torch.nn.init.calculate_gain("conv_transpose2d") == 1
+    for call in (lambda m, t: m.init.orthogonal_(t.zeros(3)), lambda m, t: m.init.eye_(t.zeros(2, 2, 2)),
+                 lambda m, t: m.init.dirac_(t.zeros(2, 2)), lambda m, t: m.init.dirac_(t.zeros(3, 2, 3), 2),
+                 lambda m, t: m.init.sparse_(t.zeros(3), 0.5), lambda m, t: m.init.calculate_gain("foo"),
+                 lambda m, t: m.init.calculate_gain("leaky_relu", "x")):
+        with pytest.raises(ValueError):
+            call(torch.nn, torch)
+        with pytest.raises(ValueError):
+            call(nn, Tensor)
+
+
+def test_init_draws_in_the_parameters_float_precision():
+    """An in-place initializer on a float64 tensor draws float64 values (before: float32 draws widened)."""
+    Tensor.manual_seed(0)
+    for fill in (lambda t: nn.init.normal_(t), lambda t: nn.init.uniform_(t, -1, 1), nn.init.kaiming_uniform_,
+                 lambda t: nn.init.xavier_normal_(t), lambda t: nn.init.constant_(t, 0.1)):
+        values = fill(Tensor.zeros(8, 8, dtype=dtypes.float64).contiguous().realize()).numpy()
+        assert values.dtype == np.float64 and (values.astype(np.float32).astype(np.float64) != values).any()
 
 # ---- backward through modules vs torch ----
 BACKWARD = [

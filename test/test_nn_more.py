@@ -12,6 +12,7 @@ import torch
 
 import tinyjit.nn.functional as F
 from tinyjit import Tensor, nn
+from tinyjit.dtype import dtypes
 
 pytestmark = pytest.mark.devices("CPU")
 RNG = np.random.default_rng(1)
@@ -91,8 +92,43 @@ def test_adaptive_max_pool():
     check(v, tv)
     check(i, ti)
     compare(lambda t: nn.AdaptiveMaxPool2d((2, 3))(t), lambda t: torch.nn.AdaptiveMaxPool2d((2, 3))(t), x[0])
-    with pytest.raises(ValueError):
+    with pytest.raises(RuntimeError):   # torch's class
         F.adaptive_max_pool2d(Tensor(values(4)), 2)
+
+
+def test_adaptive_max_pool3d_like_torch():
+    """F.adaptive_max_pool3d / nn.AdaptiveMaxPool3d: values, input gradients and indices as torch's for windows that
+    divide, overlap (7 -> 3), keep a size (None) and cover everything (1); unbatched; float64; ties (a relu's
+    zeros) send the whole gradient to one element as torch's; an empty output_size; torch's error classes."""
+    x = values(2, 2, 5, 7, 4)
+    for size in ((2, 3, 4), 1, (5, None, 2)):
+        compare(lambda t: F.adaptive_max_pool3d(t, size), lambda t: torch.nn.functional.adaptive_max_pool3d(t, size),
+                x)
+        _, indices = torch.nn.functional.adaptive_max_pool3d(torch.tensor(x), size, return_indices=True)
+        check(F.adaptive_max_pool3d(Tensor(x), size, return_indices=True)[1], indices)
+    layer, reference = nn.AdaptiveMaxPool3d((3, 2, None), return_indices=True), \
+        torch.nn.AdaptiveMaxPool3d((3, 2, None), return_indices=True)
+    assert repr(layer) == repr(reference)
+    for got, want in zip(layer(Tensor(x[0].astype(np.float64))), reference(torch.tensor(x[0].astype(np.float64)))):
+        check(got, want)
+    ties = np.zeros((1, 1, 3, 4, 4), np.float32)
+    ties[0, 0, 1, 1:3, 1] = 2.0
+    ours, theirs = Tensor(ties, requires_grad=True), torch.tensor(ties, requires_grad=True)
+    F.adaptive_max_pool3d(ours, (2, 2, 3)).sum().backward()
+    torch.nn.functional.adaptive_max_pool3d(theirs, (2, 2, 3)).sum().backward()
+    np.testing.assert_array_equal(ours.grad.numpy(), theirs.grad.numpy())
+    empty, empty_indices = F.adaptive_max_pool3d(Tensor(x), (0, 2, 2), return_indices=True)
+    assert empty.shape == (2, 2, 0, 2, 2) and empty_indices.dtype == dtypes.int64
+    with pytest.raises(RuntimeError, match="adaptive_max_pool3d"):
+        F.adaptive_max_pool3d(Tensor(values(4, 4)), 2)
+    with pytest.raises(RuntimeError, match="adaptive_max_pool3d"):
+        F.adaptive_max_pool3d(Tensor(np.zeros((1, 2, 0, 3, 3), np.float32)), 2)
+    with pytest.raises(RuntimeError, match="adaptive_max_pool3d"):
+        F.adaptive_max_pool3d(Tensor(x), (2, 2))
+    with pytest.raises(RuntimeError, match="adaptive_max_pool3d"):
+        F.adaptive_max_pool3d(Tensor(x), -1)
+    with pytest.raises(TypeError, match="adaptive_max_pool3d"):
+        F.adaptive_max_pool3d(Tensor(x), (2, 2.5, 2))
 
 
 def test_distances():

@@ -31,6 +31,8 @@ PORT = {
     "from torch.utils.data import Dataset": "from tinyjit.data import Dataset",
     "from torch import nn, optim": "from tinyjit import nn, optim",
     "import torch.utils.data": "import tinyjit.data  # torch.utils.data is tinyjit.pytorch.utils.data",
+    "from torch.optim import Adam": "from tinyjit.optim import Adam",
+    "import torch.nn.init as init": "from tinyjit.nn import init",
 }
 
 
@@ -326,3 +328,125 @@ def test_regression_matches_torch_from_the_same_weights_and_data(monkeypatch):
     assert our_log.splitlines()[-2:] == torch_log.splitlines()[-2:], (our_log, torch_log)   # the two functions
     for name, value in torch_fc.state_dict().items():
         np.testing.assert_allclose(our_fc.state_dict()[name].numpy(), value.numpy(), rtol=1e-4, err_msg=name)
+
+
+def test_dcgan_matches_torch_from_the_same_weights_and_noise(tmp_path, monkeypatch):
+    """pytorch/examples dcgan (ConvTranspose2d/BatchNorm2d/ReLU(True)/Tanh generator, Conv2d/LeakyReLU(inplace)/
+    Sigmoid discriminator, apply(weights_init) choosing layers by class name with nn.init.normal_/zeros_, BCELoss on
+    torch.full labels refilled with fill_, fake.detach(), two Adams with betas, Module.zero_grad, --netG/--netD
+    checkpoints loaded with torch.load, torch.save each epoch): both runs start from torch's initialized weights
+    (each framework's own checkpoint file) and draw the same noise; every printed loss and D output over two
+    unshuffled epochs matches torch's, and so do the saved weights and BatchNorm statistics."""
+    reference, ported = load("dcgan", "torch"), load("dcgan", "tinyjit")
+    torch.manual_seed(0)
+    generator, discriminator = reference.Generator(8, 4, 3), reference.Discriminator(4, 3)
+    generator.apply(reference.weights_init)
+    discriminator.apply(reference.weights_init)
+    runs = []
+    for module in (reference, ported):
+        framework, out = module.torch, tmp_path / module.__name__
+        out.mkdir()
+        for net, name in ((generator, "G0.pt"), (discriminator, "D0.pt")):
+            framework.save({k: v if framework is torch else framework.from_numpy(v.numpy())
+                            for k, v in net.state_dict().items()}, out / name)
+        noise = np.random.default_rng(3)
+        monkeypatch.setattr(framework, "randn", lambda *size, device=None, _n=noise, _f=framework: _f.from_numpy(
+            _n.standard_normal(size).astype(np.float32)))
+        argv = ["--niter", "2", "--train-size", "16", "--lr", "2e-3", "--no-shuffle", "--outf", str(out),
+                "--netG", str(out / "G0.pt"), "--netD", str(out / "D0.pt")]
+        runs.append(run_main(module, argv))
+    ((_, _, torch_history), _), ((_, _, our_history), our_log) = runs
+    assert len(our_history) == len(torch_history) == 4
+    np.testing.assert_allclose(np.array(our_history), np.array(torch_history), rtol=1e-5, atol=1e-6)
+    for name in ("netG_epoch_1.pth", "netD_epoch_1.pth"):
+        theirs = torch.load(tmp_path / reference.__name__ / name)
+        ours = ported.torch.load(tmp_path / ported.__name__ / name)
+        assert set(ours) == set(theirs)
+        for key, value in theirs.items():
+            np.testing.assert_allclose(ours[key].numpy(), value.numpy(), rtol=1e-4, atol=1e-6, err_msg=key)
+
+
+def test_fast_neural_style_matches_torch_from_the_same_weights(tmp_path):
+    """pytorch/examples fast_neural_style (ReflectionPad2d + Conv2d layers, InstanceNorm2d(affine=True), residual
+    blocks, F.interpolate(mode='nearest', scale_factor=2), a frozen feature net cut into slices with add_module and
+    returning a namedtuple, normalize_batch's new_tensor and in-place div_ on the network's output, Gram matrices
+    with view/transpose/bmm, MSELoss content and style losses accumulated with += and *= on a 0-d tensor, Adam,
+    repeat, eval().cpu(), torch.save/torch.load of the state_dict and a no_grad stylization with clamp): from
+    torch's weights, every content and style loss over two epochs matches torch's, and so does the stylized
+    picture made by the saved model."""
+    reference, ported = load("fast_neural_style", "torch"), load("fast_neural_style", "tinyjit")
+    torch.manual_seed(0)
+    for cls in ("TransformerNet", "Vgg16"):
+        state = getattr(reference, cls)().state_dict()
+        for module in (reference, ported):
+            same_start(module, cls, state)
+    runs = [run_main(module, ["--save-model-dir", str(tmp_path / module.__name__)])
+            for module in (reference, ported)]
+    ((torch_losses, torch_picture), torch_log), ((our_losses, our_picture), our_log) = runs
+    assert len(our_losses) == len(torch_losses) == 4
+    np.testing.assert_allclose(np.array(our_losses), np.array(torch_losses), rtol=1e-5)
+    np.testing.assert_allclose(our_picture, torch_picture, rtol=1e-4, atol=1e-4)
+    assert our_log.count("content:") == 4, our_log
+
+
+def test_super_resolution_matches_torch_from_the_same_weights(tmp_path, monkeypatch):
+    """pytorch/examples super_resolution (Conv2d with tuple arguments, nn.PixelShuffle, init.orthogonal_ with
+    calculate_gain('relu'), a Dataset subclass making its low-resolution inputs with antialiased bicubic
+    F.interpolate, MSELoss, Adam, math.log10 PSNR under no_grad, a checkpoint per epoch): from torch's weights,
+    every printed loss and the PSNR of each epoch match torch's, and so does the saved state_dict. (The example
+    saves the whole model, torch.save(model): tinyjit's files hold no pickle, so the port saves its state_dict.)
+    The script as written (its own orthogonal initialization, shuffled) learns."""
+    monkeypatch.chdir(tmp_path)
+    reference, ported = load("super_resolution", "torch"), load("super_resolution", "tinyjit")
+    (_, own_psnrs), own_log = run_main(ported, ["--nEpochs", "2"])
+    assert own_psnrs[1] > own_psnrs[0], own_log
+    torch.manual_seed(0)
+    state = reference.Net(3).state_dict()
+    for module in (reference, ported):
+        same_start(module, "Net", state)
+    (torch_model, torch_psnrs), torch_log = run_main(reference, ["--no-shuffle"])
+    (our_model, our_psnrs), our_log = run_main(ported, ["--no-shuffle"])
+    torch_losses, our_losses = numbers(torch_log, rf"Loss: {NUMBER}"), numbers(our_log, rf"Loss: {NUMBER}")
+    assert len(torch_losses) == len(our_losses) == 6
+    np.testing.assert_allclose(our_losses, torch_losses, rtol=1e-5)
+    np.testing.assert_allclose(our_psnrs, torch_psnrs, rtol=1e-5)
+    saved = ported.torch.load(tmp_path / "model_epoch_2.pth")
+    for name, value in torch_model.state_dict().items():
+        np.testing.assert_allclose(saved[name].numpy(), value.numpy(), rtol=1e-4, atol=1e-6, err_msg=name)
+
+
+def test_mnist_forward_forward_matches_torch_from_the_same_weights_and_draws(monkeypatch):
+    """pytorch/examples mnist_forward_forward (nn.Linear subclasses with their own Adam and a train(x_pos, x_neg)
+    replacing Module.train, grown as `self.layers = self.layers + [Layer(...)]`, the label overlay
+    `x_[:, :10] *= 0.0; x_[range(n), y] = x.max()`, negative labels written one by one with
+    `y_neg[idx] = torch.tensor(allowed)[torch.randint(...)].item()`, norm(2, 1, keepdim=True), torch.mm with
+    weight.T, log1p(exp(cat)), Python's sum of tensors, argmax/eq/float().mean()): with each Layer starting from
+    torch's weights and torch.randint drawing the same numbers, the negative labels, every printed loss, both
+    errors and the trained weights match torch's."""
+    reference, ported = load("mnist_forward_forward", "torch"), load("mnist_forward_forward", "tinyjit")
+    torch.manual_seed(0)
+    states = [torch.nn.Linear(36, 16).state_dict(), torch.nn.Linear(16, 16).state_dict()]
+    runs = []
+    for module in (reference, ported):
+        framework, pending = module.torch, list(states)
+        original_init = module.Layer.__init__
+
+        def init(self, *args, _init=original_init, _pending=pending, _framework=framework, **kwargs):
+            _init(self, *args, **kwargs)
+            state = _pending.pop(0)
+            self.load_state_dict({k: v.clone() for k, v in state.items()} if _framework is torch else state)
+        monkeypatch.setattr(module.Layer, "__init__", init)
+        draws = np.random.default_rng(4)
+        monkeypatch.setattr(framework, "randint", lambda high, size, _d=draws, _f=framework: _f.tensor(
+            _d.integers(0, high, size)))
+        runs.append(run_main(module, ["--epochs", "8", "--log-interval", "2"]))
+    ((torch_net, torch_negatives, *torch_errors), torch_log), ((our_net, our_negatives, *our_errors), our_log) = runs
+    torch_losses, our_losses = (numbers(log, rf"Loss:  {NUMBER}") for log in (torch_log, our_log))
+    assert len(torch_losses) == len(our_losses) == 8
+    np.testing.assert_allclose(our_losses, torch_losses, rtol=1e-5)
+    np.testing.assert_array_equal(our_negatives.numpy(), torch_negatives.numpy())
+    assert our_errors == torch_errors, our_log
+    for theirs, ours in zip(torch_net.layers, our_net.layers):
+        for name, value in theirs.state_dict().items():
+            np.testing.assert_allclose(ours.state_dict()[name].numpy(), value.numpy(), rtol=1e-4, atol=1e-6,
+                                       err_msg=name)

@@ -21,6 +21,37 @@ def check(ours, theirs, atol=1e-6, rtol=1e-5):
     np.testing.assert_allclose(got.astype(np.float64), theirs.astype(np.float64), atol=atol, rtol=rtol)
 
 
+def test_legacy_tensor_constructors_like_torch():
+    """torch.Tensor(2, 3) / torch.Tensor(data) / torch.Tensor() and the typed classes (FloatTensor, LongTensor,
+    ...) build what torch's do (before: torch.Tensor([1, 2]) was int64, torch.Tensor(2, 3) a TypeError and the
+    typed classes missing); isinstance and attribute access answer for tinyjit's Tensor; torch's error classes."""
+    data = np.array([[1.7, -2.2], [3.0, 0.0]])
+    cases = [lambda m: m.Tensor([1, 2]), lambda m: m.Tensor(data), lambda m: m.Tensor((2, 3)),
+             lambda m: m.FloatTensor([[1, 2]]), lambda m: m.DoubleTensor(data), lambda m: m.LongTensor(data),
+             lambda m: m.IntTensor([3, -4]), lambda m: m.ByteTensor([1, 255]), lambda m: m.BoolTensor([1, 0]),
+             lambda m: m.HalfTensor([0.5]), lambda m: m.ShortTensor(range(3)), lambda m: m.CharTensor([-3])]
+    for case in cases:
+        check(case(tj), case(torch))
+    for sizes in ((2, 3), (0,), ()):
+        ours, theirs = tj.Tensor(*sizes), torch.Tensor(*sizes)
+        assert ours.shape == tuple(theirs.shape) and ours.dtype.name == str(theirs.dtype).removeprefix("torch.")
+    assert tj.LongTensor(4, 1).dtype == dtypes.int64 and tj.Tensor(2, device="cpu").shape == (2,)
+    x = tj.zeros(3)
+    assert tj.Tensor(x) is x and tj.FloatTensor(x) is x
+    assert isinstance(x, tj.Tensor) and isinstance(x, tj.FloatTensor) and not isinstance(x, tj.LongTensor)
+    assert issubclass(Tensor, tj.Tensor) and not isinstance(3, tj.Tensor)
+    assert tj.Tensor.backward is Tensor.backward and tj.Tensor.__name__ == "Tensor"
+    weight = nn.Parameter(tj.Tensor(3, 2))   # pytorch/examples gcn: an uninitialized weight, then an initializer
+    nn.init.xavier_normal_(weight)
+    assert weight.shape == (3, 2) and weight.requires_grad and np.isfinite(weight.numpy()).all()
+    for call, error in ((lambda m: m.Tensor(2.5), TypeError), (lambda m: m.Tensor(-1), RuntimeError),
+                        (lambda m: m.LongTensor(m.zeros(2)), TypeError)):
+        with pytest.raises(error):
+            call(torch)
+        with pytest.raises(error):
+            call(tj)
+
+
 def test_dtype_names_are_torchs():
     for name in ("bool int8 int16 int32 int64 uint8 uint16 uint32 uint64 float16 float32 float64 "
                  "short int long half float double").split():

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import tinyjit
+import tinyjit.pytorch
 from tinyjit import Tensor, dtypes
 
 
@@ -286,14 +287,111 @@ def test_setitem_into_one_element_tensors(device):
         view[0] = 5.0
 
 
+# x[index] = value with integer tensors (lists, ranges, arrays) among basic indices: (shape, index maker, value shape)
+INTEGER_SETITEM_CASES = [
+    ((5, 3), lambda t: (t([4, 0, 2]),), (3, 3)),                          # rows, one value per row
+    ((5, 3), lambda t: (t([4, -5, 2]),), (3,)),                           # negative index, value broadcast
+    ((4, 6), lambda t: (slice(None), t([5, 1])), (4, 2)),                 # columns
+    ((4, 6), lambda t: (range(4), t([0, 5, 2, 2])), ()),                  # one place per row (a scalar value)
+    ((3, 4, 5), lambda t: (t([2, 0]), slice(1, 3), t([4, 1])), (2, 2)),   # non-adjacent: index dims first
+    ((3, 4, 5), lambda t: (1, t([[0, 3], [2, 1]]), slice(None, None, 2)), (2, 2, 3)),   # int + 2-d index + step
+    ((3, 4, 5), lambda t: (Ellipsis, t([4, 0]), None), (3, 4, 2, 1)),     # Ellipsis and None
+    ((2, 3), lambda t: ([[0], [1]], t([2, 0, 1])), (2, 3)),               # broadcast index shapes
+]
+
+
+@pytest.mark.devices("CPU")
+@pytest.mark.parametrize("dtype", ["float32", "float64", "int64"])
+def test_integer_index_setitem_like_torch(device, dtype):
+    """x[index] = v with integer tensors, lists or ranges among ints, slices, None and Ellipsis writes what torch
+    writes (before: NotImplementedError), for float and int tensors; for floats the gradients reach the tensor
+    (zero where written) and the value (summed over its broadcast)."""
+    rng = np.random.default_rng(0)
+    for shape, make_index, value_shape in INTEGER_SETITEM_CASES:
+        a = rng.standard_normal(shape).astype(dtype) * 10
+        v = rng.standard_normal(value_shape).astype(dtype) * 10
+        grad = dtype != "int64"
+        x, t = Tensor(a, requires_grad=grad), torch.tensor(a, requires_grad=grad)
+        vx, vt = Tensor(v, requires_grad=grad), torch.tensor(v, requires_grad=grad)
+        ours, theirs = x * 1, t * 1
+        ours[make_index(lambda i: Tensor(np.array(i)))] = vx
+        theirs[make_index(lambda i: torch.tensor(i))] = vt
+        np.testing.assert_array_equal(ours.numpy(), theirs.detach().numpy(), err_msg=str(shape))
+        if grad:
+            weights = rng.standard_normal(shape).astype(dtype)
+            (ours * Tensor(weights)).sum().backward()
+            (theirs * torch.tensor(weights)).sum().backward()
+            np.testing.assert_allclose(x.grad.numpy(), t.grad.numpy(), rtol=1e-6, err_msg=str(shape))
+            np.testing.assert_allclose(vx.grad.numpy(), vt.grad.numpy(), rtol=1e-6, err_msg=str(shape))
+
+
+def test_integer_index_setitem_in_place_forms(device):
+    """x[idx] += v, x[range(n), labels] = x.max() (mnist_forward_forward's overlay) and a repeated index (the
+    last entry's value is written) on each device; x[[]] = v writes nothing."""
+    a = np.arange(12, dtype=np.float32).reshape(3, 4)
+    x, t = Tensor(a, device=device), torch.tensor(a)
+    x[[2, 0]] += Tensor([1.0, 2.0, 3.0, 4.0], device=device)
+    t[[2, 0]] += torch.tensor([1.0, 2.0, 3.0, 4.0])
+    x[range(3), Tensor([3, 0, 1], device=device)] = x.max()
+    t[range(3), torch.tensor([3, 0, 1])] = t.max()
+    x[[]] = 7.0
+    np.testing.assert_array_equal(x.numpy(), t.numpy())
+    y = Tensor.zeros(4, device=device)
+    y[Tensor([1, 3, 1], device=device)] = Tensor([5.0, 6.0, 7.0], device=device)
+    np.testing.assert_array_equal(y.numpy(), [0.0, 7.0, 0.0, 6.0])
+
+
+@pytest.mark.devices("CPU")
+def test_index_put_copy_fill_like_torch(device):
+    """index_put (written, and accumulated: duplicates add), index_copy and index_fill, out of place and in place,
+    give torch's values, and gradients reach self and the values; torch's error classes."""
+    rng = np.random.default_rng(3)
+    a = rng.standard_normal((4, 3)).astype(np.float32)
+    v = rng.standard_normal((3, 3)).astype(np.float32)
+    rows = np.array([2, 0, 2])
+    calls = [lambda x, val, m: x.index_put((m.tensor(rows),), val, accumulate=True),
+             lambda x, val, m: x.index_put((m.tensor(rows[:2]), m.tensor([1, 2])), val[0, :2]),
+             lambda x, val, m: x.index_copy(0, m.tensor([3, 1]), val[:2]),
+             lambda x, val, m: x.index_fill(1, m.tensor([2, 0]), val[0, 0]),
+             lambda x, val, m: (x * 1).index_put_((m.tensor(rows),), val[1], accumulate=True),
+             lambda x, val, m: (x * 1).index_copy_(1, m.tensor(1), val[0, :1].expand(4, 1) * 2),   # a 0-d index
+             lambda x, val, m: (x * 1).index_fill_(0, m.tensor([1]), -2.5)]
+    for i, call in enumerate(calls):
+        ours, theirs = Tensor(a, requires_grad=True), torch.tensor(a, requires_grad=True)
+        our_v, their_v = Tensor(v, requires_grad=True), torch.tensor(v, requires_grad=True)
+        got, want = call(ours, our_v, tinyjit.pytorch), call(theirs, their_v, torch)
+        np.testing.assert_allclose(got.numpy(), want.detach().numpy(), rtol=1e-6, err_msg=str(i))
+        weights = rng.standard_normal(a.shape).astype(np.float32)
+        (got * Tensor(weights)).sum().backward()
+        (want * torch.tensor(weights)).sum().backward()
+        np.testing.assert_allclose(ours.grad.numpy(), theirs.grad.numpy(), rtol=1e-6, err_msg=str(i))
+        their_grad = their_v.grad.numpy() if their_v.grad is not None else np.zeros_like(v)
+        our_grad = our_v.grad.numpy() if our_v.grad is not None else np.zeros_like(v)
+        np.testing.assert_allclose(our_grad, their_grad, rtol=1e-6, atol=1e-7, err_msg=str(i))
+    errors = [(lambda x, m: x.index_put((m.tensor([0, 5]),), m.ones(3)), IndexError),
+              (lambda x, m: x.index_copy(0, m.tensor([[1]]), m.ones(1, 3)), IndexError),
+              (lambda x, m: x.index_copy(0, m.tensor([1]), m.ones(3)), IndexError),
+              (lambda x, m: x.index_fill(1, m.tensor([1]), m.ones(2)), RuntimeError),
+              (lambda x, m: x.index_put((m.tensor([0, 1]),), m.ones(3, 3)), RuntimeError)]
+    for call, error in errors:
+        with pytest.raises(error):
+            call(torch.tensor(a), torch)
+        with pytest.raises(error):
+            call(Tensor(a), tinyjit.pytorch)
+
+
 def test_mask_setitem_errors(device):
     x = Tensor.ones(3, 4)
     with pytest.raises(IndexError, match="mask"):
         x[Tensor([True, False])] = 0
     with pytest.raises(NotImplementedError, match="x.assign"):
         x[x > 0] = Tensor([1.0, 2.0])
-    with pytest.raises(NotImplementedError, match="integer-tensor"):
-        x[Tensor([0, 1])] = 0
+    with pytest.raises(NotImplementedError, match="bool mask combined"):
+        x[Tensor([True, False, True]), 0] = 0
+    with pytest.raises(IndexError, match="out of bounds"):   # (host values: checked at the call)
+        x[[0, 3]] = 0
+    with pytest.raises(RuntimeError, match="shape mismatch"):
+        x[Tensor([0, 1])] = Tensor([1.0, 2.0, 3.0])
     with pytest.raises(TypeError, match="reshape"):
         x.reshape(2, shape=(6,))
     np.testing.assert_array_equal(x.numpy(), np.ones((3, 4)))   # nothing half-written

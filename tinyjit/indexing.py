@@ -1,4 +1,5 @@
-"""Tensor indexing: x[...] with ints, slices (any step), None, Ellipsis and integer tensors, and x[...] = v.
+"""Tensor indexing: x[...] with ints, slices (any step), None, Ellipsis and integer tensors (or lists, ranges and
+arrays of ints), and x[...] = v.
 
 Basic indexing is movement ops only (a view); an integer tensor index becomes a GATHER (an indexed load).
 `IndexingMixin` gives Tensor `__getitem__` and `__setitem__`.
@@ -25,9 +26,10 @@ def _normalize(x, index, host_values: dict | None = None) -> list:
         index = (index,)
     items = []
     for it in index:
-        if isinstance(it, (list, tuple, np.ndarray)) and not isinstance(it, TensorBase):   # x[(2, 0), 1] as numpy
+        # a sequence (x[(2, 0), 1] as numpy; a range as the list it spells, as torch) indexes like an int tensor
+        if isinstance(it, (list, tuple, range, np.ndarray)) and not isinstance(it, TensorBase):
             values = np.asarray(it)
-            if values.size == 0 and not isinstance(it, np.ndarray):   # x[[]]: no indices (int64, like torch)
+            if values.size == 0 and not isinstance(it, np.ndarray):   # x[[]], x[range(0)]: no indices (int64)
                 values = values.astype(np.int64)
             it = x._new(values, device=x.device)
             if host_values is not None:
@@ -37,7 +39,8 @@ def _normalize(x, index, host_values: dict | None = None) -> list:
         if isinstance(it, np.integer):
             it = int(it)
         if not (it is None or it is Ellipsis or isinstance(it, (int, slice, TensorBase))):
-            raise TypeError(f"invalid index of type {type(it).__name__}: use ints, slices, None, ... or int tensors")
+            raise TypeError(f"invalid index of type {type(it).__name__}: use ints, slices, None, ..., int tensors or "
+                            f"sequences of ints")
         items.append(it)
     ellipses = [i for i, it in enumerate(items) if it is Ellipsis]
     if len(ellipses) > 1:
@@ -115,9 +118,11 @@ class IndexingMixin(TensorBase):
 
     def __setitem__(self, index, value) -> None:
         """self[index] = value, written into self's buffer in place (torch.Tensor.__setitem__): basic indices
-        (ints, slices, None, Ellipsis) with a value that broadcasts to the region, or a bool mask over self's
-        leading dims with a scalar or a value that broadcasts to self. NotImplementedError for integer-tensor
-        indices, RuntimeError for a value that does not broadcast to the region."""
+        (ints, slices, None, Ellipsis) and integer tensors, lists, ranges or arrays (torch's index_put_; where an
+        index repeats a place the last entry's value is written) with a value that broadcasts to self[index], or a
+        bool mask over self's leading dims with a scalar or a value that broadcasts to self. IndexError for an
+        index out of range, NotImplementedError for a bool mask combined with other indices, RuntimeError for a
+        value that does not broadcast to the region."""
         _setitem(self, index, value)
 
 
@@ -163,6 +168,28 @@ def _getitem(x: TensorBase, index) -> TensorBase:
     if not tensor_indices:
         x._write_back = WriteBack(parent, index, x.node)
         return x
+    flat, rows, layout = _flatten_indexed(x, tensor_indices, host_values, "getitem")
+    out = flat._gather(len(layout.pre), rows)
+    layout.check(out)
+    return out.reshape(layout.pre + layout.idx_shape + layout.post)
+
+
+class _IndexedLayout:
+    """How `_flatten_indexed` laid out a view's integer-indexed axes: `order` the permutation that brought them
+    together at `insert_at`, the permuted shape, the dims before (`pre`) and after (`post`) them, the broadcast
+    index shape, and the index checks still to attach to the reader of the result."""
+    __slots__ = ("order", "permuted_shape", "pre", "post", "idx_shape", "checks")
+
+    def check(self, reader) -> None:
+        for values, size, dim, op in self.checks:
+            check_index(values, -size, size, op, f"dimension {dim} with size {size}", reader=reader)
+
+
+def _flatten_indexed(x, tensor_indices, host_values: dict, op: str):
+    """For a view x (after `_basic`) with integer tensors on some axes: (flat, rows, layout) where flat is x with
+    the indexed axes moved together (to the front when they are not adjacent, like NumPy) and merged into one of
+    size S, shape pre + (S,) + post, and rows the int index of shape pre + (L,) + post along it (L = number of
+    index entries, broadcast over the index tensors) that a GATHER along that axis reads or a scatter writes."""
     axes = [a for a, _, _ in tensor_indices]
     idx_shape = ()
     for _, t, _ in tensor_indices:
@@ -170,10 +197,9 @@ def _getitem(x: TensorBase, index) -> TensorBase:
     # bool masks are not supported as lazy indices (their result shape depends on the data)
     for _, t, _ in tensor_indices:
         if t.dtype.name == "bool":
-            raise IndexError("boolean mask indexing is not supported (the result shape would depend on the data); "
-                             "use Tensor.where instead")
+            raise IndexError(f"{op}: boolean mask indexing is not supported here (the result shape would depend on "
+                             f"the data); use Tensor.where instead")
     adjacent = axes == list(range(axes[0], axes[0] + len(axes)))
-    # move the indexed axes together (to the front when they are not adjacent, like NumPy)
     rest = [a for a in range(x.ndim) if a not in axes]
     insert_at = axes[0] if adjacent else 0
     order = rest[:insert_at] + axes + rest[insert_at:]
@@ -181,7 +207,7 @@ def _getitem(x: TensorBase, index) -> TensorBase:
     sizes = [x.shape[insert_at + i] for i in range(len(axes))]
     linear = None
     # the linear index in int32 when it fits (a 64-bit index, the default int, would double the width of the index
-    # math); a value out of range that wraps is caught by check_index on the original index below
+    # math); a value out of range that wraps is caught by check_index on the original index
     index_dtype = "int32" if prod(sizes) <= 2 ** 31 else "int64"
     for (axis, t, _), size, stride in zip(tensor_indices, sizes, _strides(sizes)):
         t = t.cast(index_dtype) if t.dtype.itemsize < 4 or t.dtype.name != index_dtype else t
@@ -189,15 +215,13 @@ def _getitem(x: TensorBase, index) -> TensorBase:
         term = t._broadcast_to(idx_shape) * stride
         linear = term if linear is None else linear + term
     flat = x.reshape(x.shape[:insert_at] + (prod(sizes),) + x.shape[insert_at + len(axes):])
-    pre, post = flat.shape[:insert_at], flat.shape[insert_at + 1:]
-    # a GATHER along the flattened indexed axes: (pre, n, post) read at (pre, L, post), L = prod(idx_shape)
+    layout = _IndexedLayout()
+    layout.order, layout.permuted_shape, layout.idx_shape = order, x.shape, idx_shape
+    layout.pre, layout.post = flat.shape[:insert_at], flat.shape[insert_at + 1:]
+    layout.checks = [(host_values.get(id(t), t), size, dim, op) for (_, t, dim), size in zip(tensor_indices, sizes)]
     count = prod(idx_shape)
-    rows = linear.reshape((1,) * len(pre) + (count,) + (1,) * len(post)).expand(pre + (count,) + post)
-    out = flat._gather(insert_at, rows)
-    for (_, t, dim), size in zip(tensor_indices, sizes):
-        check_index(host_values.get(id(t), t), -size, size, "getitem", f"dimension {dim} with size {size}",
-                    reader=out)
-    return out.reshape(pre + idx_shape + post)
+    rows = linear.reshape((1,) * len(layout.pre) + (count,) + (1,) * len(layout.post))
+    return flat, rows.expand(layout.pre + (count,) + layout.post), layout
 
 
 def _strides(sizes: list[int]) -> list[int]:
@@ -214,12 +238,15 @@ def _setitem(x: TensorBase, index, value) -> None:
     if _is_mask(index):
         _setitem_mask(x, index, value)
         return
-    items = _normalize(x, index)
-    for it in items:
-        if isinstance(it, TensorBase):
-            kind = "a bool mask combined with other indices" if it.dtype.name == "bool" else "integer-tensor indices"
-            raise NotImplementedError(f"setitem: {kind} is not supported; use Tensor.where (a bool mask alone, "
-                                      f"x[mask] = v, is)")
+    host_values: dict = {}
+    items = _normalize(x, index, host_values)
+    tensors = [it for it in items if isinstance(it, TensorBase)]
+    if any(t.dtype.name == "bool" for t in tensors):
+        raise NotImplementedError("setitem: a bool mask combined with other indices is not supported; use "
+                                  "Tensor.where (a bool mask alone, x[mask] = v, is)")
+    if tensors:
+        _setitem_advanced(x, items, value, host_values)
+        return
     x._same_device("setitem", value)
     written = getattr(value, "_write_back", None)
     if written is not None and value.node is written.node and written.unchanged_view_of(x, index):
@@ -244,6 +271,46 @@ def _setitem(x: TensorBase, index, value) -> None:
     del region
     placed, mask = _scatter_basic(x, items, value), _scatter_basic(x, items, inside)
     x.assign(mask.where(placed, x))
+
+
+def _setitem_advanced(x: TensorBase, items: list, value, host_values: dict) -> None:
+    """x[index] = value with integer tensors (lists, ranges, arrays) among the indices, torch's index_put_ without
+    accumulate: the region the basic indices select is rebuilt with the value scattered along its indexed axes
+    (`put_indexed`), then written back through the basic indices."""
+    rebuilt = put_indexed(x, items, value, host_values, accumulate=False, op="setitem")
+    if rebuilt is not None:
+        _setitem(x, tuple(slice(None) if isinstance(it, TensorBase) else it for it in items), rebuilt)
+
+
+def put_indexed(x: TensorBase, items: list, value, host_values: dict, accumulate: bool, op: str):
+    """The region x[basic items] (`_basic`) with `value` written (or, with `accumulate`, added) at the places its
+    integer-tensor items name, or None when they name no place. Where index entries repeat a place, the last
+    one's value is written (torch leaves which one unspecified); accumulated, every entry adds. Gradients reach x
+    (where nothing was written, everywhere when accumulating) and the value. `items` as `_normalize` gives them.
+    RuntimeError for a value that does not broadcast to x[items]'s shape, IndexError for an index out of range."""
+    x._same_device(op, *items, value)
+    region, tensor_indices = _basic(x, items)
+    flat, rows, layout = _flatten_indexed(region, tensor_indices, host_values, op)
+    result_shape = layout.pre + layout.idx_shape + layout.post
+    value = value if isinstance(value, TensorBase) else x._new(value, dtype=x.dtype, device=x.device)
+    value = value.cast(x.dtype)
+    extra = value.ndim - len(result_shape)
+    if extra > 0 and all(size == 1 for size in value.shape[:extra]):   # leading size-1 dims dropped, as torch
+        value = value.reshape(value.shape[extra:])
+    try:
+        if value.ndim > len(result_shape):
+            raise ValueError
+        value = value._broadcast_to(result_shape)
+    except ValueError:
+        raise RuntimeError(f"{op}: shape mismatch: value of shape {value.shape} cannot be broadcast to the "
+                           f"indexing result of shape {result_shape}") from None
+    if prod(layout.idx_shape) == 0:
+        return None   # no index entries: nothing is written
+    axis, source = len(layout.pre), value.reshape(rows.shape)
+    written = flat.scatter_add(axis, rows, source) if accumulate else flat.scatter(axis, rows, source)
+    layout.check(written)
+    inverse = [layout.order.index(a) for a in range(len(layout.order))]
+    return written.reshape(layout.permuted_shape).permute(inverse)
 
 
 def _is_mask(index) -> bool:

@@ -13,8 +13,9 @@ A small PyTorch program ports by changing its imports only:
 
 (`torch.nn`, `torch.optim`, `torch.utils.data` and `torch.autograd` are also attributes of this module.)
 
-What is here: the dtypes under torch's names, tensor creation (`tensor`, `from_numpy`, `zeros`, `randn`,
-`randint`, `arange`, ...), `cat`/`stack`/`flatten`/`where`/`einsum`, the math and reduction functions
+What is here: the dtypes under torch's names, `torch.Tensor` (isinstance checks and torch's legacy constructor
+`torch.Tensor(2, 3)`) with the typed `FloatTensor`, `LongTensor`, ..., tensor creation (`tensor`, `from_numpy`,
+`zeros`, `randn`, `randint`, `arange`, ...), `cat`/`stack`/`flatten`/`where`/`einsum`, the math and reduction functions
 `torch.NAME(input, ...)` that are `input.NAME(...)` (listed in `TENSOR_FUNCTIONS`), `linalg.cross` and
 `linalg.vector_norm`, gradient modes (`no_grad`,
 `enable_grad`, `set_grad_enabled`, `inference_mode`), `manual_seed`, `device`, `save`/`load`, and `cuda`,
@@ -38,7 +39,7 @@ from tinyjit import where as tinyjit_where
 from tinyjit.device import Device, canonical_name
 from tinyjit.dtype import DType, dtypes
 from tinyjit.serialization import load, save  # noqa: F401  (torch.save / torch.load: safetensors files)
-from tinyjit.tensor import Tensor
+from tinyjit.tensor import Tensor as _Tensor   # (torch.Tensor, below, is the legacy constructor)
 from tinyjit.tensor_autograd import inference_mode, no_grad  # noqa: F401
 from tinyjit.tensor_base import TensorBase   # holds the per-thread no_grad_active flag
 
@@ -53,6 +54,72 @@ short, int, long = int16, int32, int64   # torch.int is int32, torch.long int64
 half, float, double = float16, float32, float64
 
 utils = types.SimpleNamespace(data=data)   # torch.utils.data
+
+
+# ---- torch.Tensor and the typed tensor classes (FloatTensor, LongTensor, ...) ----
+class _LegacyTensorType(type):
+    """The type of `torch.Tensor` and `torch.FloatTensor`-style names here: isinstance/issubclass answer for
+    tinyjit's Tensor (the typed names also check the dtype), calling one is torch's legacy constructor, and any
+    other attribute is Tensor's (`torch.Tensor.backward`, `torch.Tensor.add(x, y)`). Subclassing one does not
+    make a tensor type: subclass tinyjit.Tensor for that."""
+
+    def __instancecheck__(cls, obj) -> builtins.bool:
+        return isinstance(obj, _Tensor) and (cls._dtype is None or obj.dtype == cls._dtype)
+
+    def __subclasscheck__(cls, subclass) -> builtins.bool:
+        return subclass is cls or cls._dtype is None and isinstance(subclass, type) and issubclass(subclass, _Tensor)
+
+    def __call__(cls, *args, device=None):
+        return _legacy_new(cls, args, device)
+
+    def __getattr__(cls, name: str):
+        return getattr(_Tensor, name)
+
+
+def _legacy_new(cls, args: tuple, device) -> _Tensor:
+    """torch.Tensor(*sizes) / torch.Tensor(data) and the typed forms: sizes give an uninitialized tensor, a
+    sequence or numpy array a copy converted to the class's dtype (float32 for torch.Tensor, not the data's), a
+    tensor of that dtype (any dtype for torch.Tensor) is returned as it is. TypeError for a scalar or a tensor of
+    another dtype, RuntimeError for a negative size."""
+    import numpy as np
+    dtype = cls._dtype if cls._dtype is not None else dtypes.float32
+    name = f"torch.{cls.__name__}"
+    if not args:
+        return _Tensor.empty(0, dtype=dtype, device=device)
+    if builtins.all(isinstance(a, numbers.Integral) and not isinstance(a, builtins.bool) for a in args):
+        if builtins.any(a < 0 for a in args):
+            raise RuntimeError(f"{name}: trying to create a tensor with negative dimension: {list(args)}")
+        return _Tensor.empty(*(builtins.int(a) for a in args), dtype=dtype, device=device)
+    if len(args) == 1 and isinstance(args[0], _Tensor):
+        if cls._dtype is not None and args[0].dtype != cls._dtype:
+            raise TypeError(f"{name}: expected a tensor of dtype {cls._dtype.name}, got {args[0].dtype.name}")
+        return args[0]
+    if len(args) == 1 and isinstance(args[0], (list, builtins.tuple, range, np.ndarray)):
+        return _Tensor(np.asarray(args[0]).astype(dtype.np), device=device)
+    raise TypeError(f"{name}(): expected sizes (ints), a sequence or a numpy array, or a tensor; got "
+                    f"({', '.join(type(a).__name__ for a in args)})")
+
+
+class Tensor(metaclass=_LegacyTensorType):
+    """torch.Tensor: `isinstance(x, torch.Tensor)` and `torch.Tensor.method` are tinyjit's Tensor's, and
+    `torch.Tensor(2, 3)` (uninitialized float32 of that shape), `torch.Tensor([1, 2])` (float32, whatever the
+    data's type) and `torch.Tensor()` (empty) are torch's legacy constructor. Errors: TypeError for a scalar,
+    RuntimeError for a negative size."""
+    _dtype = None
+
+
+def _typed_tensor(name: str, dtype: DType) -> type:
+    doc = (f"torch.{name}: `{name}(*sizes)` (uninitialized), `{name}(data)` ({dtype.name}, converted as a cast "
+           f"does) or `{name}(tensor)` (that {dtype.name} tensor); isinstance(x, torch.{name}) is whether x is a "
+           f"{dtype.name} tensor.")
+    return _LegacyTensorType(name, (), {"_dtype": dtype, "__doc__": doc, "__module__": __name__})
+
+
+FloatTensor, DoubleTensor, HalfTensor = (_typed_tensor(n, d) for n, d in (
+    ("FloatTensor", float32), ("DoubleTensor", float64), ("HalfTensor", float16)))
+LongTensor, IntTensor, ShortTensor, CharTensor, ByteTensor, BoolTensor = (_typed_tensor(n, d) for n, d in (
+    ("LongTensor", int64), ("IntTensor", int32), ("ShortTensor", int16), ("CharTensor", int8), ("ByteTensor", uint8),
+    ("BoolTensor", dtypes.bool)))
 
 
 class device(str):   # named like torch.device
@@ -109,7 +176,7 @@ accelerator.is_available.__doc__ = ("torch.accelerator.is_available: whether the
 def manual_seed(seed) -> None:
     """torch.manual_seed: seed every device's random numbers (Tensor.manual_seed). Returns None, not a
     torch.Generator (tinyjit has no generator objects)."""
-    Tensor.manual_seed(builtins.int(seed))
+    _Tensor.manual_seed(builtins.int(seed))
 
 
 def is_grad_enabled() -> builtins.bool:
@@ -159,34 +226,34 @@ def get_default_dtype() -> DType:
 
 
 # ---- creation ----
-def tensor(data, *, dtype=None, device=None, requires_grad: builtins.bool = False) -> Tensor:
+def tensor(data, *, dtype=None, device=None, requires_grad: builtins.bool = False) -> _Tensor:
     """torch.tensor: a new tensor holding a copy of `data` (nested lists, numbers, numpy arrays or scalars,
     a Tensor). Dtypes as torch infers them: Python floats float32, ints int64, numpy arrays and scalars keep
     theirs."""
-    if isinstance(data, Tensor):
+    if isinstance(data, _Tensor):
         data = data.detach().clone()
-    return Tensor(data, dtype=dtype, device=device, requires_grad=requires_grad)
+    return _Tensor(data, dtype=dtype, device=device, requires_grad=requires_grad)
 
 
-def as_tensor(data, dtype=None, device=None) -> Tensor:
+def as_tensor(data, dtype=None, device=None) -> _Tensor:
     """torch.as_tensor: `data` itself when it is already a Tensor of that dtype and device, else a new tensor."""
-    if isinstance(data, Tensor):
+    if isinstance(data, _Tensor):
         return data.to(device=device, dtype=dtype)
-    return Tensor(data, dtype=dtype, device=device)
+    return _Tensor(data, dtype=dtype, device=device)
 
 
-def from_numpy(ndarray) -> Tensor:
+def from_numpy(ndarray) -> _Tensor:
     """torch.from_numpy: a tensor of the array's dtype and shape. Unlike torch it is a copy (device memory is not
     the array's), so writes to the array later do not show. TypeError for anything but a numpy array."""
     import numpy as np
     if not isinstance(ndarray, np.ndarray):
         raise TypeError(f"from_numpy: expected np.ndarray, got {type(ndarray).__name__}")
-    return Tensor(ndarray)
+    return _Tensor(ndarray)
 
 
 def _create(method: str, doc: str):
     def create(*size, dtype=None, device=None, requires_grad: builtins.bool = False, **kwargs):
-        return getattr(Tensor, method)(*size, dtype=dtype, device=device, requires_grad=requires_grad or None,
+        return getattr(_Tensor, method)(*size, dtype=dtype, device=device, requires_grad=requires_grad or None,
                                        **kwargs)
     create.__name__ = create.__qualname__ = method
     create.__doc__ = doc
@@ -199,19 +266,19 @@ rand = _create("rand", "torch.rand: uniform in [0, 1) from the global seed.")
 randn = _create("randn", "torch.randn: standard normal from the global seed.")
 
 
-def empty(*size, dtype=None, device=None, requires_grad: builtins.bool = False) -> Tensor:
+def empty(*size, dtype=None, device=None, requires_grad: builtins.bool = False) -> _Tensor:
     """torch.empty: an uninitialized tensor of `size`."""
-    return Tensor.empty(*size, dtype=dtype, device=device).requires_grad_(requires_grad)
+    return _Tensor.empty(*size, dtype=dtype, device=device).requires_grad_(requires_grad)
 
 
-def full(size, fill_value, *, dtype=None, device=None, requires_grad: builtins.bool = False) -> Tensor:
+def full(size, fill_value, *, dtype=None, device=None, requires_grad: builtins.bool = False) -> _Tensor:
     """torch.full: `size` filled with `fill_value`; the dtype is inferred from the value as torch does."""
-    return Tensor.full(size, fill_value, dtype=dtype, device=device, requires_grad=requires_grad or None)
+    return _Tensor.full(size, fill_value, dtype=dtype, device=device, requires_grad=requires_grad or None)
 
 
 def _like(method: str):
     """torch.zeros_like-style functions: input.METHOD(...) with torch's dtype=, device= and requires_grad=."""
-    def like(input: Tensor, *args, dtype=None, device=None, requires_grad: builtins.bool = False):
+    def like(input: _Tensor, *args, dtype=None, device=None, requires_grad: builtins.bool = False):
         out = getattr(input, method)(*args)
         if dtype is not None or device is not None:
             out = out.to(device=device, dtype=dtype)
@@ -226,23 +293,23 @@ zeros_like, ones_like, full_like, empty_like, rand_like, randn_like = (
 
 
 def arange(start, end=None, step=1, *, dtype=None, device=None,
-           requires_grad: builtins.bool = False) -> Tensor:
+           requires_grad: builtins.bool = False) -> _Tensor:
     """torch.arange: int64 for int arguments, float32 when any is a float."""
-    out = Tensor.arange(start, end, step, dtype=dtype, device=device)
+    out = _Tensor.arange(start, end, step, dtype=dtype, device=device)
     return out.requires_grad_(True) if requires_grad else out
 
 
-def linspace(start, end, steps, *, dtype=None, device=None) -> Tensor:
+def linspace(start, end, steps, *, dtype=None, device=None) -> _Tensor:
     """torch.linspace: `steps` evenly spaced values from start to end inclusive."""
-    return Tensor.linspace(start, end, steps, dtype=dtype, device=device)
+    return _Tensor.linspace(start, end, steps, dtype=dtype, device=device)
 
 
-def eye(n, m=None, *, dtype=None, device=None) -> Tensor:
+def eye(n, m=None, *, dtype=None, device=None) -> _Tensor:
     """torch.eye: the n x m identity."""
-    return Tensor.eye(n, m, dtype=dtype, device=device)
+    return _Tensor.eye(n, m, dtype=dtype, device=device)
 
 
-def randint(*args, size=None, dtype=None, device=None) -> Tensor:
+def randint(*args, size=None, dtype=None, device=None) -> _Tensor:
     """torch.randint(high, size) or torch.randint(low, high, size): int64 in [low, high) from the global seed.
     TypeError for another number of positional arguments."""
     if size is not None:
@@ -253,20 +320,20 @@ def randint(*args, size=None, dtype=None, device=None) -> Tensor:
         low, high, size = args
     else:
         raise TypeError(f"randint: expected (high, size) or (low, high, size), got {len(args)} arguments")
-    return Tensor.randint(low, high, size=size, dtype=dtype, device=device)
+    return _Tensor.randint(low, high, size=size, dtype=dtype, device=device)
 
 
-def randperm(n, *, dtype=dtypes.int64, device=None) -> Tensor:
+def randperm(n, *, dtype=dtypes.int64, device=None) -> _Tensor:
     """torch.randperm: a random permutation of 0..n-1 from the global seed."""
-    return Tensor.randperm(n, dtype=dtype, device=device)
+    return _Tensor.randperm(n, dtype=dtype, device=device)
 
 
 # ---- torch.linalg ----
-def _linalg_cross(input: Tensor, other: Tensor, *, dim: builtins.int = -1) -> Tensor:
+def _linalg_cross(input: _Tensor, other: _Tensor, *, dim: builtins.int = -1) -> _Tensor:
     """torch.linalg.cross: the cross product of 3-vectors along `dim` (default the last), the other dims
     broadcast. RuntimeError when the inputs have different numbers of dims (torch.linalg.cross does not add
     leading dims, unlike torch.cross) or `dim` is not of length 3. Dtypes promote (torch requires equal ones)."""
-    if not isinstance(input, Tensor) or not isinstance(other, Tensor):
+    if not isinstance(input, _Tensor) or not isinstance(other, _Tensor):
         raise TypeError(f"linalg.cross: expected two tensors, got {type(input).__name__} and "
                         f"{type(other).__name__}")
     if input.ndim != other.ndim:
@@ -275,7 +342,7 @@ def _linalg_cross(input: Tensor, other: Tensor, *, dim: builtins.int = -1) -> Te
     return input.cross(other, dim=dim)
 
 
-def _linalg_vector_norm(x: Tensor, ord=2, dim=None, keepdim: builtins.bool = False, *, dtype=None) -> Tensor:
+def _linalg_vector_norm(x: _Tensor, ord=2, dim=None, keepdim: builtins.bool = False, *, dtype=None) -> _Tensor:
     """torch.linalg.vector_norm: Tensor.norm(ord, dim, keepdim, dtype) (every entry when dim is None)."""
     return x.norm(ord, dim, keepdim, dtype)
 
@@ -286,27 +353,27 @@ linalg = types.SimpleNamespace(cross=_linalg_cross, vector_norm=_linalg_vector_n
 
 
 # ---- joining, shaping, selecting ----
-def cat(tensors, dim: builtins.int = 0) -> Tensor:
+def cat(tensors, dim: builtins.int = 0) -> _Tensor:
     """torch.cat: join a sequence of tensors along `dim` (dtypes promote)."""
-    return Tensor.cat(list(tensors), dim=dim)
+    return _Tensor.cat(list(tensors), dim=dim)
 
 
 concat = concatenate = cat
 
 
-def stack(tensors, dim: builtins.int = 0) -> Tensor:
+def stack(tensors, dim: builtins.int = 0) -> _Tensor:
     """torch.stack: join a sequence of same-shaped tensors along a new `dim`."""
-    return Tensor.stack(list(tensors), dim=dim)
+    return _Tensor.stack(list(tensors), dim=dim)
 
 
-def where(condition: Tensor, input, other) -> Tensor:
+def where(condition: _Tensor, input, other) -> _Tensor:
     """torch.where(condition, input, other): input where condition, else other (broadcast; scalars allowed)."""
     return tinyjit_where(condition, input, other)
 
 
-def einsum(equation: str, *operands) -> Tensor:
+def einsum(equation: str, *operands) -> _Tensor:
     """torch.einsum."""
-    return Tensor.einsum(equation, *operands)
+    return _Tensor.einsum(equation, *operands)
 
 
 def meshgrid(*tensors, indexing: str = "ij") -> tuple:
@@ -317,15 +384,15 @@ def meshgrid(*tensors, indexing: str = "ij") -> tuple:
 
 def is_tensor(obj) -> builtins.bool:
     """torch.is_tensor: whether `obj` is a tinyjit Tensor."""
-    return isinstance(obj, Tensor)
+    return isinstance(obj, _Tensor)
 
 
-def is_floating_point(input: Tensor) -> builtins.bool:
+def is_floating_point(input: _Tensor) -> builtins.bool:
     """torch.is_floating_point."""
     return input.dtype.is_float
 
 
-def numel(input: Tensor) -> builtins.int:
+def numel(input: _Tensor) -> builtins.int:
     """torch.numel."""
     return input.numel()
 
@@ -340,7 +407,8 @@ TENSOR_FUNCTIONS = (
     "index_select narrow movedim moveaxis swapaxes swapdims unbind diagonal diag trace outer ger cumprod diff "
     "remainder fmod atan2 arctan2 hypot logaddexp frac nan_to_num nansum nanmean norm count_nonzero "
     "addmm baddbmm addmv addbmm add sub mul div floor_divide true_divide "
-    "repeat_interleave scatter scatter_add scatter_reduce index_add nonzero argwhere masked_select median cross take"
+    "repeat_interleave scatter scatter_add scatter_reduce index_add index_put index_copy index_fill nonzero argwhere "
+    "masked_select median cross take"
 ).split()
 
 
@@ -352,10 +420,10 @@ SCALAR_FIRST = {"remainder": "mod", "pow": "pow"}
 def _forward_to_method(name: str):
     reverse_method = SCALAR_FIRST.get(name)
 
-    def function(input: Tensor, *args, **kwargs):
-        if not isinstance(input, Tensor):
+    def function(input: _Tensor, *args, **kwargs):
+        if not isinstance(input, _Tensor):
             if reverse_method is not None and isinstance(input, numbers.Number) and not isinstance(input, complex) \
-                    and len(args) == 1 and isinstance(args[0], Tensor) and not kwargs:
+                    and len(args) == 1 and isinstance(args[0], _Tensor) and not kwargs:
                 return getattr(args[0], reverse_method)(input, reverse=True)
             raise TypeError(f"{name}(): argument 'input' must be Tensor, not {type(input).__name__}")
         return getattr(input, name)(*args, **kwargs)
@@ -366,7 +434,7 @@ def _forward_to_method(name: str):
 
 
 for _name in TENSOR_FUNCTIONS:
-    if not hasattr(Tensor, _name):
+    if not hasattr(_Tensor, _name):
         raise ImportError(f"tinyjit.pytorch: Tensor has no method {_name!r} to expose as torch.{_name}")
     globals()[_name] = _forward_to_method(_name)
 del _name

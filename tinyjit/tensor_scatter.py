@@ -14,6 +14,7 @@ import numpy as np
 
 from tinyjit.dtype import dtypes
 from tinyjit.index_check import check_index, wide_enough
+from tinyjit.indexing import _normalize, put_indexed
 from tinyjit.tensor_base import TensorBase
 from tinyjit.tensor_movement import _axis
 
@@ -173,6 +174,71 @@ class ScatterMixin(TensorBase):
         if not (isinstance(alpha, (int, float)) and alpha == 1):
             added = added * alpha
         return (x + added).cast(self.dtype).reshape(self.shape)
+
+    def index_put(self, indices, values, accumulate: bool = False) -> Self:
+        """torch.index_put: self with `values` (broadcast to self[indices]'s shape) written at self[indices], or
+        added there with `accumulate` (duplicate places add up); `indices` a tuple or list of int tensors for
+        self's leading dims (as x[i0, i1, ...]). Without accumulate, a repeated place keeps the last entry's
+        value (torch leaves it unspecified). Gradients: self's where nothing was written (everywhere when
+        accumulating), values' from their places. TypeError for indices that are not a tuple or list of tensors,
+        IndexError for one out of range, RuntimeError for values that do not broadcast."""
+        if not isinstance(indices, (tuple, list)) or not all(isinstance(i, TensorBase) for i in indices):
+            raise TypeError(f"index_put: indices must be a tuple of tensors, got {type(indices).__name__}")
+        if any(i.dtype == dtypes.bool for i in indices):
+            raise NotImplementedError("index_put: bool mask indices are not supported (use Tensor.where)")
+        if not indices:
+            raise RuntimeError("index_put: needs at least one index tensor")
+        host_values: dict = {}
+        items = _normalize(self, tuple(indices), host_values)
+        rebuilt = put_indexed(self, items, values, host_values, accumulate, "index_put")
+        return self * 1 if rebuilt is None else rebuilt.reshape(self.shape)
+
+    def index_put_(self, indices, values, accumulate: bool = False) -> Self:
+        """torch.Tensor.index_put_: index_put written into self; returns self."""
+        return self._inplace("index_put_", lambda: self.index_put(indices, values, accumulate))
+
+    def _along(self, op: str, dim: int, index) -> tuple:
+        """The index tuple (:, ..., index) that picks `index` (an int tensor of 0 or 1 dims) along `dim`."""
+        d = _axis(self.reshape(1) if self.ndim == 0 else self, dim, op)
+        if not isinstance(index, TensorBase) or index.dtype.is_float or index.dtype == dtypes.bool:
+            raise TypeError(f"{op}: index must be an int tensor, got {getattr(index, 'dtype', type(index).__name__)}")
+        if index.ndim > 1:
+            raise IndexError(f"{op}: index should have 0 or 1 dims, got shape {index.shape}")
+        return (slice(None),) * d + (index.reshape(-1),)
+
+    def index_copy(self, dim: int, index, source) -> Self:
+        """torch.index_copy: self with source[..., i, ...] written at self[..., index[i], ...] along `dim` (index
+        of 0 or 1 dims; source of self's shape with len(index) along dim; a repeated index keeps the last entry).
+        Gradients: self's where nothing was written, source's from its places. IndexError for an index of more
+        dims or out of range, or a source of another shape (torch's class)."""
+        along = self._along("index_copy", dim, index)
+        expected = self.shape[:len(along) - 1] + (along[-1].shape[0],) + self.shape[len(along):]
+        if not isinstance(source, TensorBase) or source.shape != expected:
+            raise IndexError(f"index_copy: source of shape {getattr(source, 'shape', None)} must have shape "
+                             f"{expected} (self {self.shape} with {expected[len(along) - 1]} indices along dim "
+                             f"{len(along) - 1})")
+        out = self * 1
+        out[along] = source
+        return out
+
+    def index_copy_(self, dim: int, index, source) -> Self:
+        """torch.Tensor.index_copy_: index_copy written into self; returns self."""
+        return self._inplace("index_copy_", lambda: self.index_copy(dim, index, source))
+
+    def index_fill(self, dim: int, index, value) -> Self:
+        """torch.index_fill: self with `value` (a number or a 0-d tensor) at self[..., index[i], ...] along `dim`.
+        Gradients: self's where nothing was written, a 0-d value's summed over its places. IndexError for an index
+        of more dims or out of range, RuntimeError for a value tensor that is not 0-d."""
+        along = self._along("index_fill", dim, index)
+        if isinstance(value, TensorBase) and value.ndim != 0:
+            raise RuntimeError(f"index_fill: only supports a 0-dimensional value tensor, got shape {value.shape}")
+        out = self * 1
+        out[along] = value
+        return out
+
+    def index_fill_(self, dim: int, index, value) -> Self:
+        """torch.Tensor.index_fill_: index_fill written into self; returns self."""
+        return self._inplace("index_fill_", lambda: self.index_fill(dim, index, value))
 
     def scatter_(self, dim: int, index, src=None, value=None, reduce=None) -> Self:
         """torch.Tensor.scatter_: scatter written into self (see scatter); returns self."""

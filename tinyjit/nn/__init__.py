@@ -25,10 +25,10 @@ from tinyjit.nn.resample import Upsample, UpsamplingBilinear2d, UpsamplingNeares
 from tinyjit.nn.recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell  # noqa: F401
 from tinyjit.nn.transformer import (TransformerDecoder, TransformerDecoderLayer, TransformerEncoder,  # noqa: F401
                                     TransformerEncoderLayer)
-from tinyjit.nn.layers_more import (SELU, AdaptiveMaxPool1d, AdaptiveMaxPool2d, Bilinear,  # noqa: F401
-                                    CosineSimilarity, Fold, Hardshrink, InstanceNorm1d, InstanceNorm2d, InstanceNorm3d,
-                                    PairwiseDistance, ParameterDict, ParameterList, PixelShuffle, PixelUnshuffle,
-                                    PReLU, Softshrink, Tanhshrink, Threshold, Unfold)
+from tinyjit.nn.layers_more import (SELU, AdaptiveMaxPool1d, AdaptiveMaxPool2d, AdaptiveMaxPool3d,  # noqa: F401
+                                    Bilinear, CosineSimilarity, Fold, Hardshrink, InstanceNorm1d, InstanceNorm2d,
+                                    InstanceNorm3d, PairwiseDistance, ParameterDict, ParameterList, PixelShuffle,
+                                    PixelUnshuffle, PReLU, Softshrink, Tanhshrink, Threshold, Unfold)
 from tinyjit.nn.padding import (ConstantPad1d, ConstantPad2d, ConstantPad3d, ReflectionPad1d,  # noqa: F401
                                 ReflectionPad2d, ReflectionPad3d, ReplicationPad1d, ReplicationPad2d, ReplicationPad3d,
                                 ZeroPad1d, ZeroPad2d, ZeroPad3d)

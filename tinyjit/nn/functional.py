@@ -17,10 +17,10 @@ import numpy as np
 
 from tinyjit.dtype import dtypes
 from tinyjit.index_check import check_index, wide_enough
-from tinyjit.nn.functional_more import (adaptive_max_pool1d, adaptive_max_pool2d, bilinear, dropout1d,  # noqa: F401
-                                        dropout2d, dropout3d, fold, hardshrink, instance_norm, pairwise_distance,
-                                        pixel_shuffle, pixel_unshuffle, prelu, rms_norm, selu, softshrink, tanhshrink,
-                                        threshold, unfold)
+from tinyjit.nn.functional_more import (adaptive_max_pool1d, adaptive_max_pool2d, adaptive_max_pool3d,  # noqa: F401
+                                        bilinear, dropout1d, dropout2d, dropout3d, fold, hardshrink, instance_norm,
+                                        pairwise_distance, pixel_shuffle, pixel_unshuffle, prelu, rms_norm, selu,
+                                        softshrink, tanhshrink, threshold, unfold)
 from tinyjit.nn.pooling import adaptive_avg_pool, avg_pool, max_pool
 from tinyjit.nn.resample import interpolate  # noqa: F401 (re-exported)
 from tinyjit.tensor import Tensor

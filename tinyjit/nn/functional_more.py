@@ -132,11 +132,18 @@ def _adaptive_windows(size: int, out: int) -> np.ndarray:
 def _adaptive_max_pool(input: Tensor, nd: int, output_size, return_indices: bool, op: str):
     _check_tensor(op, input)
     if input.ndim not in (nd + 1, nd + 2) or any(s == 0 for s in input.shape[-nd:]):
-        raise ValueError(f"{op}: expected a non-empty {nd + 1}-d or {nd + 2}-d input, got shape {input.shape}")
+        raise RuntimeError(f"{op}: expected a {nd + 1}-d or {nd + 2}-d input, non-empty in its last {nd} dims, got "
+                           f"shape {input.shape}")
     sizes = (output_size,) * nd if isinstance(output_size, numbers.Integral) else tuple(output_size)
-    sizes = tuple(s if s is not None else i for s, i in zip(sizes, input.shape[-nd:]))
-    if len(sizes) != nd or any(not isinstance(s, numbers.Integral) or s <= 0 for s in sizes):
-        raise ValueError(f"{op}: output_size must be {nd} positive ints, got {output_size!r}")
+    if any(s is not None and not isinstance(s, numbers.Integral) for s in sizes):
+        raise TypeError(f"{op}: output_size must be an int or a tuple of {nd} ints (or None), got {output_size!r}")
+    sizes = tuple(int(s) if s is not None else i for s, i in zip(sizes, input.shape[-nd:]))
+    if len(sizes) != nd or any(s < 0 for s in sizes):
+        raise RuntimeError(f"{op}: output_size must be {nd} non-negative ints, got {output_size!r}")
+    if 0 in sizes:   # an empty output (as torch), still a view of the input for autograd
+        empty = input.reshape(input.shape[:input.ndim - nd] + (-1,))[..., :0]
+        empty = empty.reshape(input.shape[:input.ndim - nd] + sizes)
+        return (empty, empty.detach().to(dtypes.int64)) if return_indices else empty
     x, tables = input, []
     for axis_from_end, out in zip(range(nd, 0, -1), sizes):
         axis = x.ndim - axis_from_end   # (the windows of the axes before were added in front of it)
@@ -173,15 +180,26 @@ def _adaptive_max_pool(input: Tensor, nd: int, output_size, return_indices: bool
 def adaptive_max_pool1d(input: Tensor, output_size, return_indices: bool = False):
     """torch.nn.functional.adaptive_max_pool1d: (N, C, L) or (C, L) -> (..., output_size), cell i the max of input
     [floor(i*L/out), ceil((i+1)*L/out)); with return_indices also the int64 positions of the maxima along L.
-    ValueError for another input rank or a bad output_size."""
+    RuntimeError for another input rank, an empty L or a negative output_size; TypeError for a non-int size."""
     return _adaptive_max_pool(input, 1, output_size, return_indices, "adaptive_max_pool1d")
 
 
 def adaptive_max_pool2d(input: Tensor, output_size, return_indices: bool = False):
     """torch.nn.functional.adaptive_max_pool2d: (N, C, H, W) or (C, H, W) -> (..., oh, ow) (an int for both; None
     keeps that size), each cell the max of its adaptive window; with return_indices also the int64 positions of
-    the maxima in the flattened H * W. ValueError for another input rank or a bad output_size."""
+    the maxima in the flattened H * W. RuntimeError for another input rank, an empty H or W, or a negative or wrong
+    number of sizes; TypeError for a size that is not an int."""
     return _adaptive_max_pool(input, 2, output_size, return_indices, "adaptive_max_pool2d")
+
+
+def adaptive_max_pool3d(input: Tensor, output_size, return_indices: bool = False):
+    """torch.nn.functional.adaptive_max_pool3d: (N, C, D, H, W) or (C, D, H, W) -> (..., od, oh, ow) (an int for
+    all three; None keeps that size), each cell the max of its adaptive window [floor(i*size/out),
+    ceil((i+1)*size/out)) along each of the three dims; with return_indices also the int64 positions of the maxima
+    in the flattened D * H * W. The gradient goes to the chosen maximum only (the first; the last NaN), as torch's.
+    RuntimeError for another input rank, an empty D, H or W, or a negative or wrong number of sizes; TypeError for
+    a size that is not an int."""
+    return _adaptive_max_pool(input, 3, output_size, return_indices, "adaptive_max_pool3d")
 
 
 # ---- distances and norms ----

@@ -27,14 +27,17 @@ def calculate_fan_in_and_fan_out(shape: tuple[int, ...]) -> tuple[int, int]:
     return shape[1] * receptive, shape[0] * receptive
 
 
-_GAINS = {"linear": 1.0, "conv1d": 1.0, "conv2d": 1.0, "conv3d": 1.0, "sigmoid": 1.0, "tanh": 5.0 / 3,
-          "relu": math.sqrt(2.0), "selu": 3.0 / 4}
+_GAINS = {"linear": 1.0, "conv1d": 1.0, "conv2d": 1.0, "conv3d": 1.0, "conv_transpose1d": 1.0,
+          "conv_transpose2d": 1.0, "conv_transpose3d": 1.0, "sigmoid": 1.0, "tanh": 5.0 / 3, "relu": math.sqrt(2.0),
+          "selu": 3.0 / 4}
 
 
 def calculate_gain(nonlinearity: str = "leaky_relu", param: Optional[float] = None) -> float:
     """The recommended gain for a nonlinearity (PyTorch's table); leaky_relu's slope defaults to 0.01."""
     if nonlinearity == "leaky_relu":
         slope = 0.01 if param is None else param
+        if isinstance(slope, bool) or not isinstance(slope, (int, float)):
+            raise ValueError(f"calculate_gain: negative_slope {slope!r} is not a valid number")
         return math.sqrt(2.0 / (1 + slope ** 2))
     if nonlinearity not in _GAINS:
         raise ValueError(f"calculate_gain: unknown nonlinearity {nonlinearity!r}; expected one of "
@@ -112,6 +115,39 @@ def xavier_normal(shape, gain: float = 1.0, dtype=None, device=None) -> Tensor:
     return normal(shape, 0.0, gain * math.sqrt(2.0 / max(fan_in + fan_out, 1)), dtype, device)
 
 
+def orthogonal(shape, gain: float = 1.0, dtype=None, device=None) -> Tensor:
+    """A (semi-)orthogonal matrix of shape (shape[0], prod(shape[1:])), reshaped to `shape` and scaled by `gain`:
+    the Q of the QR decomposition of a standard normal draw, its columns' signs fixed by R's diagonal (so the
+    result is uniform over orthogonal matrices), as torch.nn.init.orthogonal_ (Saxe et al. 2013). With more
+    columns than rows the rows are orthonormal, otherwise the columns. ValueError for fewer than 2 dims."""
+    shape = _shape(shape)
+    if len(shape) < 2:
+        raise ValueError(f"orthogonal: only tensors with 2 or more dimensions are supported, got shape {shape}")
+    rows, cols = shape[0], prod(shape[1:])
+    if rows * cols == 0:
+        return _host(np.zeros(shape), dtype, device)
+    draw = host_generator().normal(0.0, 1.0, size=(rows, cols))
+    tall = draw if rows >= cols else draw.T
+    q, r = np.linalg.qr(tall)
+    q = q * np.sign(np.diag(r))   # (a zero on R's diagonal has probability 0)
+    return _host((q if rows >= cols else q.T).reshape(shape) * gain, dtype, device)
+
+
+def sparse(shape, sparsity: float, std: float = 0.01, dtype=None, device=None) -> Tensor:
+    """A 2-d (rows, cols) draw from N(0, std^2) with ceil(sparsity * rows) entries of each column set to zero (at
+    random rows), as torch.nn.init.sparse_ (Martens 2010). ValueError for another rank."""
+    shape = _shape(shape)
+    if len(shape) != 2:
+        raise ValueError(f"sparse: only tensors with 2 dimensions are supported, got shape {shape}")
+    rows, cols = shape
+    rng = host_generator()
+    values = rng.normal(0.0, std, size=shape)
+    zeros_per_column = int(math.ceil(sparsity * rows))
+    for column in range(cols):
+        values[rng.permutation(rows)[:zeros_per_column], column] = 0.0
+    return _host(values, dtype, device)
+
+
 def _fan(shape, mode: str) -> int:
     if mode not in ("fan_in", "fan_out"):
         raise ValueError(f"init: mode must be 'fan_in' or 'fan_out', got {mode!r}")
@@ -122,47 +158,93 @@ def _fan(shape, mode: str) -> int:
 
 
 # ---- in place, PyTorch style: draw a new value for an existing tensor and assign it ----
+def _precision(tensor: Tensor):
+    """The dtype to draw in for `tensor`: its own if floating (a float64 parameter gets float64 draws, not float32
+    ones widened), else the default float (cast on assignment)."""
+    return tensor.dtype if tensor.dtype.is_float else None
+
+
 def _fill(tensor: Tensor, value: Tensor) -> Tensor:
+    """Assign `value` into `tensor` (a parameter or any tensor) outside autograd; returns `tensor`."""
     with Tensor.no_grad():   # an initializer is no part of any graph (and a parameter is a leaf: PyTorch's rule)
         tensor.assign(value.cast(tensor.dtype)).realize()
     return tensor
 
 
 def uniform_(tensor: Tensor, a: float = 0.0, b: float = 1.0) -> Tensor:
-    return _fill(tensor, uniform(tensor.shape, a, b, device=tensor.device))
+    return _fill(tensor, uniform(tensor.shape, a, b, _precision(tensor), tensor.device))
 
 
 def normal_(tensor: Tensor, mean: float = 0.0, std: float = 1.0) -> Tensor:
-    return _fill(tensor, normal(tensor.shape, mean, std, device=tensor.device))
+    return _fill(tensor, normal(tensor.shape, mean, std, _precision(tensor), tensor.device))
 
 
 def trunc_normal_(tensor: Tensor, mean: float = 0.0, std: float = 1.0, a: float = -2.0, b: float = 2.0) -> Tensor:
-    return _fill(tensor, trunc_normal(tensor.shape, mean, std, a, b, device=tensor.device))
+    return _fill(tensor, trunc_normal(tensor.shape, mean, std, a, b, _precision(tensor), tensor.device))
 
 
 def zeros_(tensor: Tensor) -> Tensor:
-    return _fill(tensor, zeros(tensor.shape, device=tensor.device))
+    return _fill(tensor, zeros(tensor.shape, _precision(tensor), tensor.device))
 
 
 def ones_(tensor: Tensor) -> Tensor:
-    return _fill(tensor, ones(tensor.shape, device=tensor.device))
+    return _fill(tensor, ones(tensor.shape, _precision(tensor), tensor.device))
 
 
 def constant_(tensor: Tensor, val: float) -> Tensor:
-    return _fill(tensor, _host(np.full(tensor.shape, val), None, tensor.device))
+    return _fill(tensor, _host(np.full(tensor.shape, val), _precision(tensor), tensor.device))
 
 
 def kaiming_uniform_(tensor: Tensor, a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "leaky_relu"):
-    return _fill(tensor, kaiming_uniform(tensor.shape, a, mode, nonlinearity, device=tensor.device))
+    return _fill(tensor, kaiming_uniform(tensor.shape, a, mode, nonlinearity, _precision(tensor), tensor.device))
 
 
 def kaiming_normal_(tensor: Tensor, a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "leaky_relu"):
-    return _fill(tensor, kaiming_normal(tensor.shape, a, mode, nonlinearity, device=tensor.device))
+    return _fill(tensor, kaiming_normal(tensor.shape, a, mode, nonlinearity, _precision(tensor), tensor.device))
 
 
 def xavier_uniform_(tensor: Tensor, gain: float = 1.0) -> Tensor:
-    return _fill(tensor, xavier_uniform(tensor.shape, gain, device=tensor.device))
+    return _fill(tensor, xavier_uniform(tensor.shape, gain, _precision(tensor), tensor.device))
 
 
 def xavier_normal_(tensor: Tensor, gain: float = 1.0) -> Tensor:
-    return _fill(tensor, xavier_normal(tensor.shape, gain, device=tensor.device))
+    return _fill(tensor, xavier_normal(tensor.shape, gain, _precision(tensor), tensor.device))
+
+
+def orthogonal_(tensor: Tensor, gain: float = 1.0) -> Tensor:
+    """torch.nn.init.orthogonal_: fill `tensor` (2 or more dims, flattened to (size(0), -1)) with a (semi-)orthogonal
+    matrix times `gain` (see `orthogonal`). ValueError for fewer than 2 dims."""
+    return _fill(tensor, orthogonal(tensor.shape, gain, _precision(tensor), tensor.device))
+
+
+def sparse_(tensor: Tensor, sparsity: float, std: float = 0.01) -> Tensor:
+    """torch.nn.init.sparse_: fill the 2-d `tensor` from N(0, std^2) with a `sparsity` fraction of each column zero
+    (see `sparse`). ValueError for another rank."""
+    return _fill(tensor, sparse(tensor.shape, sparsity, std, _precision(tensor), tensor.device))
+
+
+def eye_(tensor: Tensor) -> Tensor:
+    """torch.nn.init.eye_: fill the 2-d `tensor` with the identity (ones on the main diagonal of a rectangular
+    matrix too), which keeps a Linear layer's inputs. ValueError for another rank."""
+    if tensor.ndim != 2:
+        raise ValueError(f"eye_: only tensors with 2 dimensions are supported, got shape {tensor.shape}")
+    return _fill(tensor, _host(np.eye(*tensor.shape), _precision(tensor), tensor.device))
+
+
+def dirac_(tensor: Tensor, groups: int = 1) -> Tensor:
+    """torch.nn.init.dirac_: fill the 3-, 4- or 5-d convolution weight (out, in, *kernel) with the Dirac delta, so
+    the convolution keeps its input channels (in each of `groups` groups of out // groups output channels, output
+    channel i of a group is input channel i at the kernel's centre; the rest zero). ValueError for another rank or
+    an out-channel count not divisible by `groups`."""
+    if tensor.ndim not in (3, 4, 5):
+        raise ValueError(f"dirac_: only tensors with 3, 4, or 5 dimensions are supported, got shape {tensor.shape}")
+    out_channels, in_channels, *kernel = tensor.shape
+    if groups <= 0 or out_channels % groups:
+        raise ValueError(f"dirac_: dim 0 ({out_channels}) must be divisible by groups ({groups})")
+    per_group = out_channels // groups
+    values = np.zeros(tensor.shape)
+    centre = tuple(k // 2 for k in kernel)
+    for group in range(groups):
+        for channel in range(min(per_group, in_channels)):
+            values[(group * per_group + channel, channel) + centre] = 1.0
+    return _fill(tensor, _host(values, _precision(tensor), tensor.device))

@@ -100,6 +100,13 @@ class AdaptiveMaxPool2d(AdaptiveMaxPool1d):
         return FM.adaptive_max_pool2d(x, self.output_size, self.return_indices)
 
 
+class AdaptiveMaxPool3d(AdaptiveMaxPool1d):
+    """torch.nn.AdaptiveMaxPool3d: F.adaptive_max_pool3d with the stored output_size (and return_indices)."""
+
+    def forward(self, x: Tensor):
+        return FM.adaptive_max_pool3d(x, self.output_size, self.return_indices)
+
+
 class PairwiseDistance(Module):
     """torch.nn.PairwiseDistance: F.pairwise_distance(x1, x2, p, eps, keepdim), the p-norm of x1 - x2 + eps over
     the last dim."""

@@ -449,7 +449,8 @@ class Sequential(Module):
 
 class ModuleList(Module):
     """torch.nn.ModuleList: a list of modules whose parameters are registered (state_dict keys "0.weight", ...);
-    append, extend, insert, indexing and iteration as a list. Calling it raises NotImplementedError."""
+    append, extend, insert, pop, del, +, +=, indexing and iteration as a list. Calling it raises
+    NotImplementedError."""
 
     def __init__(self, modules: Optional[Iterable[Module]] = None):
         super().__init__()
@@ -495,6 +496,28 @@ class ModuleList(Module):
 
     def __iadd__(self, modules: Iterable[Module]) -> ModuleList:
         return self.extend(modules)
+
+    def __add__(self, modules: Iterable[Module]) -> ModuleList:
+        """torch.nn.ModuleList.__add__: a new ModuleList of these modules then `modules` (a ModuleList or any
+        iterable of Modules; TypeError for an item that is not a Module)."""
+        return ModuleList(list(self._items)).extend(modules)
+
+    def __radd__(self, modules: Iterable[Module]) -> ModuleList:
+        """`[m] + self.layers`: a plain list of modules set as an attribute is a ModuleList here (the module
+        docstring), where torch keeps the list; so adding one to a list works as it does there."""
+        return ModuleList(modules).extend(self._items)
+
+    def pop(self, index: int = -1) -> Module:
+        """torch.nn.ModuleList.pop: remove and return the module at `index` (the later ones renumbered);
+        IndexError for an index out of range."""
+        module = self._items.pop(index)
+        self._reindex()
+        return module
+
+    def __delitem__(self, idx) -> None:
+        """del self[idx] (an int or a slice), the later modules renumbered as torch's."""
+        del self._items[idx]
+        self._reindex()
 
     def forward(self, *args, **kwargs):
         raise NotImplementedError("ModuleList is a container: iterate over it and call its modules")
