@@ -68,7 +68,11 @@ def _sum_over(g: Node, axes: tuple[int, ...]) -> Node:
     pieces = _padded_pieces(g, axes)
     if pieces:
         summed = [_sum_over(piece.src[0], axes).movement(Op.PAD, piece.arg) for piece in pieces]
-        return functools.reduce(lambda a, b: a.alu(Op.ADD, b), summed)
+        total = functools.reduce(lambda a, b: a.alu(Op.ADD, b), summed)
+        # in a buffer of its own (a small concatenation): a bias used at every step of a recurrence adds up one such
+        # gradient per step, and its readers would otherwise inline all their pieces through masks (an LSTM's
+        # gradient norm read 80 padded pieces: a kernel of 0.6 CPU seconds to compile)
+        return Node(Op.CONTIGUOUS, (total,), None, total.dtype, total.shape, total.device)
     if g.dtype.itemsize < 4:   # accumulate half precision in float32, like Tensor.sum
         return g.alu(Op.CAST, arg=dtypes.float32).reduce(Op.SUM, axes).alu(Op.CAST, arg=g.dtype)
     return g.reduce(Op.SUM, axes)
