@@ -44,9 +44,12 @@ def test_plan_cache_is_bounded_and_old_engines_are_freed(small_caches, monkeypat
     monkeypatch.setattr(cpu.CPUProgram, "reloaded", lambda self: reloads.append(self.name) or real_reloaded(self))
     hot_input = np.arange(7, dtype=np.float32)
     hot = Tensor(hot_input).realize()
-    for i in range(20):   # 20 kernels never seen before (another constant each: a size alone shares the binary)
+    # 20 kernels no other test compiles (their own constants: a kernel's binary is shared by every size and by
+    # every test in this process that computes the same expression)
+    for i in range(20):
         x = np.arange(100 + i, dtype=np.float32)
-        np.testing.assert_array_equal((Tensor(x) * (3 + i) - 1).numpy(), x * (3 + i) - 1)
+        c = np.float32(3.0078125 + i)
+        np.testing.assert_array_equal((Tensor(x) * float(c) - 1.00390625).numpy(), x * c - np.float32(1.00390625))
         np.testing.assert_array_equal((hot + 1).numpy(), hot_input + 1)
         assert len(kernel_cache._plans) <= 8
     assert reloads, "the hot kernel was never moved out of a retired engine"
@@ -67,8 +70,9 @@ def test_tinyjit_capture_keeps_its_kernels_loaded(small_caches):
         a, b = rng.standard_normal(33).astype(np.float32), rng.standard_normal(33).astype(np.float32)
         np.testing.assert_allclose(step(Tensor(a), Tensor(b)).numpy(), a * b + 1, rtol=1e-5, atol=1e-6)
     for i in range(14):   # push the captured kernel's plan out of the cache and its engine into retirement
-        x = np.arange(200 + i, dtype=np.float32)
-        np.testing.assert_array_equal((Tensor(x) - 2).numpy(), x - 2)
+        x = np.arange(200 + i, dtype=np.float32)   # (a constant of its own each: a new binary each)
+        c = np.float32(2.00390625 + i)
+        np.testing.assert_array_equal((Tensor(x) - float(c)).numpy(), x - c)
     gc.collect()
     a, b = rng.standard_normal(33).astype(np.float32), rng.standard_normal(33).astype(np.float32)
     np.testing.assert_allclose(step(Tensor(a), Tensor(b)).numpy(), a * b + 1, rtol=1e-5, atol=1e-6)
