@@ -9,8 +9,14 @@ every backend.
 from __future__ import annotations
 
 import functools
+import threading
 from abc import ABC, abstractmethod
 from typing import Callable
+
+# Held while a module is imported on first use or a device is opened (tinyjit.helpers.lazy_import): a fork takes it
+# before anything else (runtime.cpu's fork locks, tinyjit.helpers), so a child never inherits an import or an
+# LLVM set-up half done by a thread it does not have. Re-entrant: both fork hooks take it.
+first_use_lock = threading.RLock()
 
 
 class Allocator(ABC):

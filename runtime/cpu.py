@@ -16,7 +16,7 @@ import weakref
 
 import numpy as np
 
-from runtime import Allocator, CompileError, Device, DeviceUnavailable, PreparedLaunch, Program
+from runtime import Allocator, CompileError, Device, DeviceUnavailable, PreparedLaunch, Program, first_use_lock
 from runtime import cpu_symbols
 from runtime.env import env, is_set
 
@@ -335,11 +335,12 @@ def _llvmlite_lock():
 
 
 def _before_fork() -> None:
-    locks = [device._engine_lock for device in list(_live_devices)]   # engine locks first: program() nests them
+    first_use_lock.acquire()   # first: a thread importing or opening a device may call into LLVM (see runtime)
+    locks = [first_use_lock] + [device._engine_lock for device in list(_live_devices)]   # program() nests these
     llvm_lock = _llvmlite_lock() if llvm is not None else None
     if llvm_lock is not None:
         locks.append(llvm_lock)
-    for lock in locks:
+    for lock in locks[1:]:
         lock.acquire()
     _held_at_fork[:] = locks
 

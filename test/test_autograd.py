@@ -679,3 +679,34 @@ def test_bias_gradient_summed_over_steps_reads_each_steps_gradient_whole():
     f(torch.tensor, wt, bt).backward()
     np.testing.assert_allclose(b.grad.numpy(), bt.grad.numpy(), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(norm.numpy(), (bt.grad * bt.grad).sum().item(), rtol=1e-5)
+
+
+def test_bias_gradients_of_overlapping_reused_and_many_pieces_match_torch():
+    """Padded pieces that overlap (two slices share columns), a piece read twice, pieces along the kept axis of a
+    (k, 1) bias, more pieces than are summed apart (a fallback to one reduce), and a second derivative through the
+    piecewise sum (create_graph): all match torch."""
+    from tinyjit import autograd
+    rng = np.random.default_rng(7)
+    arrays = [rng.standard_normal(s).astype(np.float32) for s in [(4, 7), (7,), (6, 5), (6, 1), (3, 12), (12,)]]
+
+    def loss(x1, b1, x2, b2, x3, b3, cat):
+        y1 = x1 + b1
+        piece = y1[:, :3]
+        overlapping = (y1[:, :4] * y1[:, 2:6]).sum() + (piece * piece + piece).sum()
+        y2 = x2 + b2
+        rows = (y2[:2] * 3 + y2[1:3] + cat([y2[4:5], y2[:1]]).exp()).sum()
+        y3 = x3 + b3
+        many = sum((y3[:, i:i + 1] * (i + 1)).sum() for i in range(12))
+        return overlapping + rows + many
+
+    def grads(make, cat, grad):
+        leaves = [make(a) for a in arrays]
+        first = grad(loss(*leaves, cat), [leaves[1]])[0]   # create_graph: differentiate b1's gradient again
+        return grad(loss(*leaves, cat) + (first * first).sum(), leaves)
+
+    ours = grads(lambda a: Tensor(a, requires_grad=True), lambda ts: ts[0].cat(*ts[1:]),
+                 lambda out, ins: autograd.grad(out, ins, create_graph=True))
+    theirs = grads(lambda a: torch.tensor(a, requires_grad=True), torch.cat,
+                   lambda out, ins: torch.autograd.grad(out, ins, create_graph=True))
+    for got, want in zip(ours, theirs):
+        np.testing.assert_allclose(got.numpy(), want.detach().numpy(), rtol=1e-5, atol=1e-5)

@@ -142,3 +142,62 @@ def test_ctrl_c_during_precompile_stops_promptly():
     reached = float(out.split("KeyboardInterrupt at")[1])
     assert reached - sent < 3, f"KeyboardInterrupt reached the main thread {reached - sent:.1f} s after Ctrl-C"
     assert exited - sent < 8, f"the process exited {exited - sent:.1f} s after Ctrl-C: a worker kept it alive"
+
+
+# A fork while another thread is inside an import made on first use (tinyjit.helpers.lazy_import): the code
+# generator in a warm-started process (which found its plans on disk and never imported it), here a module that
+# takes a second to import. The child inherited that module's import lock held by a thread it does not have, and
+# hung at its own first use; now the fork waits for the import.
+FORK_DURING_FIRST_USE_IMPORT = r"""
+import builtins, os, sys, threading, time
+import numpy as np
+from tinyjit import Tensor
+from tinyjit.helpers import lazy_import
+
+def child_exit_code(run_in_child):
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os._exit(0 if run_in_child() else 3)
+        except BaseException:
+            os._exit(4)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        time.sleep(0.02)
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+    return "hung"
+
+sys.path.insert(0, sys.argv[1])
+with open(os.path.join(sys.argv[1], "slow_first_use.py"), "w") as f:
+    f.write("import builtins, time\nbuiltins.slow_import_started.set()\ntime.sleep(1.0)\nVALUE = 7\n")
+builtins.slow_import_started = threading.Event()
+importer = threading.Thread(target=lazy_import, args=("slow_first_use",))
+importer.start()
+builtins.slow_import_started.wait()
+print("slow import", child_exit_code(lambda: __import__("slow_first_use").VALUE == 7), flush=True)
+importer.join()
+
+x = np.linspace(-1, 1, 1000, dtype=np.float32)
+assert "codegen.pipeline" not in sys.modules, "a warm start imports no code generator"
+compiler = threading.Thread(target=lambda: (Tensor(x) * 3.25).cos().numpy())   # a miss: imports codegen
+compiler.start()
+while "codegen.pipeline" not in sys.modules and compiler.is_alive():
+    pass
+print("codegen import", child_exit_code(lambda: np.allclose((Tensor(x) * 1.75).sin().numpy(), np.sin(x * 1.75),
+                                                              atol=1e-5)), flush=True)
+compiler.join()
+"""
+
+
+def test_fork_while_another_thread_imports_on_first_use_gives_a_working_child(tmp_path):
+    env = dict(os.environ, PYTHONPATH=ROOT, THREADS="2", TINYJIT_CACHE_DIR=str(tmp_path / "cache"))
+    warm = "import numpy as np; from tinyjit import Tensor; (Tensor(np.ones(8, np.float32)) + 1).numpy()"
+    subprocess.run([sys.executable, "-c", warm], env=env, check=True, timeout=300)
+    proc = subprocess.run([sys.executable, "-c", FORK_DURING_FIRST_USE_IMPORT, str(tmp_path)], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.splitlines() == ["slow import 0", "codegen import 0"], proc.stdout

@@ -8,7 +8,6 @@ opened the first time it is used; a missing driver fails there with one line say
 from __future__ import annotations
 
 import functools
-import importlib
 import os
 from collections import defaultdict
 from typing import Optional
@@ -17,6 +16,7 @@ import numpy as np
 
 from runtime.env import device_shortcut
 from tinyjit.dtype import DType
+from tinyjit.helpers import lazy_import, lazy_imports
 
 # device name -> (runtime module, class, renderer module, renderer class)
 BACKENDS = {
@@ -93,18 +93,19 @@ class _DeviceRegistry:
         name = canonical_name(name)
         if name not in self.opened:
             module_name, class_name, _, _ = BACKENDS[name]
-            module = importlib.import_module(module_name)
-            runtime_errors = importlib.import_module("runtime")
-            try:
-                self.opened[name] = getattr(module, class_name)()
-            except runtime_errors.DeviceUnavailable as e:
-                raise DeviceError(str(e)) from None
+            with lazy_imports():   # (a fork waits until the device is open: see tinyjit.helpers)
+                module = lazy_import(module_name)
+                runtime_errors = lazy_import("runtime")
+                try:
+                    self.opened[name] = getattr(module, class_name)()
+                except runtime_errors.DeviceUnavailable as e:
+                    raise DeviceError(str(e)) from None
         return self.opened[name]
 
     @functools.lru_cache(maxsize=None)
     def renderer(self, name: str):
         _, _, module_name, class_name = BACKENDS[canonical_name(name)]
-        return getattr(importlib.import_module(module_name), class_name)()
+        return getattr(lazy_import(module_name), class_name)()
 
 
 Device = _DeviceRegistry()

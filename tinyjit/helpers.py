@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import importlib
 import math
 import os
 import sys
@@ -9,7 +10,7 @@ import threading
 from enum import Enum
 from typing import Iterable, TypeVar
 
-from runtime import env
+from runtime import env, first_use_lock
 
 T = TypeVar("T")
 
@@ -124,3 +125,36 @@ def deep_recursion() -> _DeepRecursion:
     (restored when the last concurrent user leaves)."""
     return _deep_recursion
 
+
+
+# ---- imports on first use, safe to fork during ----
+# Some modules are imported on first use, not with tinyjit (the code generator: a warm start that finds every plan
+# on disk never needs it; a device's runtime). A fork while another thread is inside such an import hands the child
+# that module's import lock held by a thread the child does not have: the child's own first use of the module then
+# waits forever. So those imports, the opening of a device (LLVM's set-up) and unpickling (which imports the
+# classes it meets) hold runtime.first_use_lock, which a fork takes first and both processes release after it:
+# a fork waits for them. (Nothing under it waits for runtime.cpu's fork locks, which a fork takes after it.)
+
+
+def lazy_imports():
+    """`with lazy_imports():` around code that may import modules on first use (unpickling a plan, opening a
+    device): a fork waits until the block is done."""
+    return first_use_lock
+
+
+def lazy_import(name: str):
+    """importlib.import_module(name) for a module imported on first use: a fork waits until it is imported."""
+    module = sys.modules.get(name)
+    if module is not None and not getattr(getattr(module, "__spec__", None), "_initializing", False):
+        return module   # (imported already: no lock)
+    with first_use_lock:
+        return importlib.import_module(name)
+
+
+def _release_first_use_lock() -> None:
+    first_use_lock.release()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=first_use_lock.acquire, after_in_parent=_release_first_use_lock,
+                        after_in_child=_release_first_use_lock)

@@ -43,7 +43,7 @@ from runtime.cache import cache_lookup, cached_compile
 from tinyjit import compile_workers
 from tinyjit.base_offsets import split_base_offsets
 from tinyjit.device import Buffer, Device
-from tinyjit.helpers import debug_level, deep_recursion, getenv
+from tinyjit.helpers import debug_level, deep_recursion, getenv, lazy_import, lazy_imports
 from tinyjit.ops import REDUCE, AstNode, Op
 
 if TYPE_CHECKING:
@@ -373,7 +373,8 @@ def _load_disk_hits(device: str, asts: list[AstNode]) -> list[AstNode]:
         if payload is None:
             misses.append(ast)
         else:
-            _built[(device, ast, None)] = pickle.loads(payload)
+            with lazy_imports():   # (the plan classes are in codegen.plan)
+                _built[(device, ast, None)] = pickle.loads(payload)
     return misses
 
 
@@ -427,8 +428,10 @@ def ast_text(ast: AstNode) -> str:
 
 def _cached_build(device: str, ast: AstNode) -> BuiltPlan:
     """The plan the heuristics (or BEAM) choose for `ast`, through the disk cache."""
-    return pickle.loads(cached_compile("plan", _plan_key(device), ast_text(ast),
-                                       lambda _: pickle.dumps(_build(device, ast, None))))
+    payload = cached_compile("plan", _plan_key(device), ast_text(ast),
+                             lambda _: pickle.dumps(_build(device, ast, None)))
+    with lazy_imports():   # (a plan read from disk imports codegen.plan)
+        return pickle.loads(payload)
 
 
 @functools.lru_cache(maxsize=None)
@@ -454,7 +457,7 @@ def _plan_key(device: str) -> tuple[str, ...]:
 def _build(device: str, ast: AstNode, opts: list[Opt] | None) -> BuiltPlan:
     """Build the plan of `ast`: with `opts`, or else none under NOOPT=1, BEAM's choice under BEAM=N (CPU), or the
     heuristics'."""
-    from codegen.pipeline import build_plan
+    build_plan = lazy_import("codegen.pipeline").build_plan
     _check_stopped()
     started, cpu_started = time.perf_counter(), time.thread_time()
     renderer = Device.renderer(device)
@@ -489,12 +492,14 @@ def _compile_source(device: str, source: str, name: str) -> bytes:
 def _beam_opts(device: str, ast: AstNode) -> list[Opt]:
     """The optimizations BEAM picks for `ast`: searched once per kernel and machine, then read from the disk
     cache (kind "beam")."""
-    from codegen.search import beam_search
+    beam_search = lazy_import("codegen.search").beam_search
 
     def search(_) -> bytes:
         threads = Device[device].threads
         return pickle.dumps(beam_search(ast, getenv("BEAM", 0), threads, _CandidateTimer(device, ast)))
-    return pickle.loads(cached_compile("beam", _plan_key(device), ast_text(ast), search))
+    payload = cached_compile("beam", _plan_key(device), ast_text(ast), search)
+    with lazy_imports():
+        return pickle.loads(payload)
 
 
 class _CandidateTimer:
