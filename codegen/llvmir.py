@@ -94,7 +94,7 @@ class LLVMRenderer:
         over the [start, end) its caller passes) have one source for all sizes, so Adam's update of every parameter
         compiles (and is cached and loaded) once."""
         body, declares, args = self._body(uops)
-        digest = hashlib.sha256("\n".join(body).encode()).hexdigest()[:10]
+        digest = hashlib.sha256("\n".join(body).encode()).hexdigest()[:16]   # 64 bits: no two bodies share a name
         fname = f"{name.split('_', 1)[0]}_{digest}"
         lines = [f"define void @{fname}({', '.join(args)}) #0 {{", "entry:"] + body + ["}"]
         lines += self._thunk(fname, args)

@@ -94,6 +94,7 @@ def run_child() -> str:
 def normalize(text: str) -> str:
     """Times, rates and hashes as placeholders, no trailing blanks: what stays is what the code decides."""
     text = re.sub(r"\b(r|E)_([0-9a-z_]+?)_[0-9a-f]{10}\b", r"\1_\2_<hash>", text)
+    text = re.sub(r"\b(r|E)_[0-9a-f]{16}\b", r"\1_<hash>", text)   # a CPU function: its kind and body hash
     text = re.sub(r"\d+(\.\d+)? (us|ms|s)\b", "<time>", text)
     text = re.sub(r"\d+\.\d+ (GFLOP/s|GB/s)", r"<rate> \1", text)
     return "\n".join(line.rstrip() for line in text.splitlines())
