@@ -386,7 +386,7 @@ def serve_builds() -> None:
         return built, compile_log[before:]
 
     def warm_up() -> None:   # the imports and LLVM set-up of a first build, before the worker says it is ready
-        import codegen.pipeline  # noqa: F401
+        lazy_import("codegen.pipeline")
         Device["CPU"]
     compile_workers.serve(build, warm_up)
 
