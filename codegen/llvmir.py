@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+from typing import Optional
 import hashlib
 import math
 import struct
@@ -123,8 +124,14 @@ class LLVMRenderer:
         return lines + [f"  call void @{fname}({', '.join(call_args)})", "  ret void", "}"]
 
     @staticmethod
-    def _register_blocked(uops: list[UOp]) -> bool:
-        return sum(u.uop == U.STORE for u in uops) > 1 and any(u.uop == U.DEFINE_ACC for u in uops)
+    def _register_blocked(uops: list[UOp]) -> Optional[str]:
+        """Which loops SLP vectorizes across an upcast block instead of the loop vectorizer: "r" (the reduce loops)
+        for a register block of accumulators, "" (every loop) for an elementwise block (the loop vectorizer would
+        vectorize the loop around the block with gathers, 8 blocks at a time: ~3x slower and ~5x the code), None
+        when the kernel has no block (one store)."""
+        if sum(u.uop == U.STORE for u in uops) <= 1:
+            return None
+        return "r" if any(u.uop == U.DEFINE_ACC for u in uops) else ""
 
     @staticmethod
     def _index_math(uops: list[UOp]) -> set[int]:
@@ -145,7 +152,7 @@ class LLVMRenderer:
         return index
 
     def _body(self, uops: list[UOp]):
-        no_vectorize = self._register_blocked(uops)
+        blocked = self._register_blocked(uops)
         nsw = self._index_math(uops)
         accumulations, flushes = self._accumulator_writes(uops)
         out: list[str] = []
@@ -174,13 +181,14 @@ class LLVMRenderer:
             out.append("  " + text)
 
         def loop_hint(loop: UOp) -> str:
-            """Loop metadata: the reduce loops of a register block are vectorized by SLP across the block (the
-            loop vectorizer would vectorize across the reduce axis instead, with strided gathers); a loop over the
+            """Loop metadata: the reduce loops of a register block, and every loop of an elementwise block, are
+            vectorized by SLP across the block (the loop vectorizer would vectorize across the reduce axis or the
+            loop around the block instead, with strided gathers); a loop over the
             blocks of an accumulation level is not unrolled (each block ends with a horizontal add: unrolled, a
             row of blocks becomes one long stretch of code that spills); a loop the linearizer marked (a short
             innermost loop of a small, light kernel: codegen.linearizer.NO_VECTORIZE_SUFFIX) is not vectorized."""
             properties = []
-            if (no_vectorize and loop.arg.startswith("r")) or loop.arg.endswith(NO_VECTORIZE_SUFFIX):
+            if (blocked is not None and loop.arg.startswith(blocked)) or loop.arg.endswith(NO_VECTORIZE_SUFFIX):
                 properties.append("!{!\"llvm.loop.vectorize.enable\", i1 false}")
             if "_blk" in loop.arg:
                 properties.append("!{!\"llvm.loop.unroll.disable\"}")

@@ -19,6 +19,7 @@ from tinyjit.helpers import debug_level, prod
 from tinyjit.ops import AstNode
 
 from codegen.kernel import Kernel
+from codegen.cpu_opts import short_inner_axis_plan
 from codegen.optimizer import optimize
 from codegen.opts import CPU_ONLY, GPU_ONLY, KernelOptError, Opt
 from codegen.plan import BuiltPlan, LaunchArg, LaunchSpec  # noqa: F401  (LaunchArg: importable from here too)
@@ -42,10 +43,24 @@ def build_plan(ast: AstNode, renderer, compile_source: Callable[[str, str], byte
                 raise KernelOptError(f"{opt.kind} is not an optimization of {renderer.device} kernels")
             k.apply_opt(opt)
     copies = k.copies
-    launches = [_launch(Kernel(copy), copy, args, renderer, compile_source) for copy, args in copies.before]
+    launches = [_launch(_copy_kernel(copy, renderer), copy, args, renderer, compile_source)
+                for copy, args in copies.before]
     launches.append(_launch(k, ast, tuple(copies.args), renderer, compile_source))
-    launches += [_launch(Kernel(copy), copy, args, renderer, compile_source) for copy, args in copies.after]
+    launches += [_launch(_copy_kernel(copy, renderer), copy, args, renderer, compile_source)
+                 for copy, args in copies.after]
     return BuiltPlan(launches, list(copies.scratch), len(copies.before))
+
+
+def _copy_kernel(copy: AstNode, renderer) -> Kernel:
+    """The kernel of a copy made around a CPU kernel (a packed operand, a staged output). A packed operand is laid
+    out in the register block's tiles (4 rows of a matmul's operand side by side), so its innermost loop is short,
+    and it may compute the expression the operand was fused from (a gelu gradient): its loops are unrolled into
+    blocks that LLVM vectorizes (cpu_opts.short_inner_axis_plan) whatever optimizations the main kernel got."""
+    k = Kernel(copy)
+    if not renderer.gpu:
+        for opt in short_inner_axis_plan(k):
+            k.apply_opt(opt)
+    return k
 
 
 def _launch(k: Kernel, ast: AstNode, args: tuple, renderer, compile_source: Callable[[str, str], bytes]) -> LaunchSpec:
