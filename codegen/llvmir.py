@@ -151,8 +151,52 @@ class LLVMRenderer:
                 index.add(id(u))
         return index
 
+    @staticmethod
+    def _staged_epilogues(uops: list[UOp], blocked: Optional[str]) -> dict[int, tuple[int, tuple[UOp, ...]]]:
+        """The epilogues of a register block that read their accumulators from a staging array: {id of each
+        ACC_READ after the reduce loops: (its slot, the accumulators staged, in block order, when this read is the
+        first of its epilogue, else ())}.
+
+        SLP vectorizes a block from its stores back to the accumulators. An epilogue that reads an accumulator
+        twice at different depths (a gelu gradient: grad * (cdf + x * pdf), grad the block's product) made it pair
+        the accumulators' lanes wrongly: the reduce loop ran 4-wide with shuffles, ~8x slower than the same
+        product alone. Stored to a stack array behind a compiler barrier (an empty asm that may read it), the
+        accumulators are a store chain of their own, vectorized cleanly, and the epilogue reads whole vectors."""
+        if blocked != "r":
+            return {}
+        staged: dict[int, tuple[int, tuple[UOp, ...]]] = {}
+        define_order = {id(u): n for n, u in enumerate(u for u in uops if u.uop == U.DEFINE_ACC)}
+        depth, segment, computes, derived = 0, [], False, set()
+
+        def close() -> None:
+            if segment and computes:
+                accs = sorted({id(r.src[0]): r.src[0] for r in segment}.values(), key=lambda a: define_order[id(a)])
+                slot = {id(a): n for n, a in enumerate(accs)}
+                for n, read in enumerate(segment):
+                    staged[id(read)] = (slot[id(read.src[0])], tuple(accs) if n == 0 else ())
+        for u in uops:
+            if u.uop == U.LOOP and u.arg.startswith("r"):
+                close()
+                depth, segment, computes = depth + 1, [], False
+            elif u.uop == U.ENDLOOP and u.src[0].arg.startswith("r"):
+                depth -= 1
+            elif depth == 0 and u.uop == U.ACC_READ:
+                segment.append(u)
+                derived.add(id(u))
+            elif depth == 0 and u.uop in (U.ALU, U.CAST) and any(id(src) in derived for src in u.src):
+                derived.add(id(u))
+                computes = True   # math on the block's results (a plain store of them needs no staging)
+            elif depth == 0 and u.uop == U.LOOP:
+                close()
+                segment, computes = [], False
+            elif depth == 0 and u.uop in (U.ACC_WRITE, U.DEFINE_ACC):
+                segment, computes = [], False   # reads before it flush a level's partial sums: not an epilogue
+        close()
+        return staged
+
     def _body(self, uops: list[UOp]):
         blocked = self._register_blocked(uops)
+        staged = self._staged_epilogues(uops, blocked)
         nsw = self._index_math(uops)
         accumulations, flushes = self._accumulator_writes(uops)
         out: list[str] = []
@@ -164,6 +208,7 @@ class LLVMRenderer:
         block = ["entry"]
         loop_info: dict[int, tuple[str, str, str, str]] = {}
         metadata: list[str] = []
+        stage_allocated: list[bool] = []
 
         def fresh(prefix="v") -> str:
             counter[0] += 1
@@ -268,6 +313,24 @@ class LLVMRenderer:
                 allocas.append(f"  {name} = alloca {ty(u)}")
                 names[id(u)] = name
                 emit(f"store {ty(u)} {llvm_const(u.arg, u.dtype)}, ptr {name}")
+            elif kind == U.ACC_READ and id(u) in staged:
+                slot, accs = staged[id(u)]
+                if accs:   # the epilogue's first read: stage every accumulator it reads
+                    t = ty(accs[0])
+                    if not stage_allocated:
+                        size = max(len(a) for _, a in staged.values())
+                        allocas.append(f"  %stage = alloca [{size} x {t}], align 64")
+                        stage_allocated.append(True)
+                    for n, acc in enumerate(accs):
+                        value, slot_ptr = fresh(), fresh("p")
+                        emit(f"{value} = load {t}, ptr {ref(acc)}")
+                        emit(f"{slot_ptr} = getelementptr inbounds {t}, ptr %stage, i32 {n}")
+                        emit(f"store {t} {value}, ptr {slot_ptr}")
+                    emit('call void asm sideeffect "", "r,~{memory}"(ptr %stage)')
+                slot_ptr, r = fresh("p"), fresh()
+                emit(f"{slot_ptr} = getelementptr inbounds {ty(u)}, ptr %stage, i32 {slot}")
+                emit(f"{r} = load {ty(u)}, ptr {slot_ptr}")
+                names[id(u)] = r
             elif kind == U.ACC_READ:
                 r = names[id(u)] = fresh()
                 emit(f"{r} = load {ty(u)}, ptr {ref(u.src[0])}")

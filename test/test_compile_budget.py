@@ -246,25 +246,44 @@ def test_big_light_kernel_without_whole_vectors_is_not_loop_vectorized():
     np.testing.assert_array_equal(pooled.numpy(), x.max(1))
 
 
-@pytest.mark.parametrize("epilogue", ["plain", "+ c", "* c", "c +", "+ bias"])
+def _exp(v):
+    return v.exp() if isinstance(v, Tensor) else np.exp(v)
+
+
+# epilogues of a product p, the same for tinyjit and numpy (c a tensor of p's shape, b a bias)
+_EPILOGUES = {"plain": lambda p, c, b: p, "+ c": lambda p, c, b: p + c, "* c": lambda p, c, b: p * c,
+              "c +": lambda p, c, b: c + p, "+ bias": lambda p, c, b: p + b,
+              # a gelu gradient's shape: the incoming gradient p read twice, at different depths
+              "p read twice": lambda p, c, b: (0.5 * (c + b)) * p * c * 1.128 * 0.707 + 0.5 * (p * (1 + c)),
+              "p read twice with exp": lambda p, c, b: c * p * _exp(-c * c) * 0.4 + p * (1 + c) * 0.5}
+
+
+def _vector_fma_widths(x: Tensor, w: Tensor, c: Tensor, bias: Tensor, epilogue: str) -> tuple[Tensor, list[int]]:
+    """(x @ w with `epilogue`, the lane counts of the vector FMAs in its kernel's optimized IR)."""
+    out = _EPILOGUES[epilogue](x @ w, c, bias)
+    (item,) = [item for item in create_schedule([out.node]) if item.kind == "kernel"]
+    optimized = Device["CPU"].debug_listing(compile_plan("CPU", item.ast).kernel.source)
+    return out, [int(n) for n in re.findall(r"<(\d+) x float> @llvm\.fmuladd", optimized)]
+
+
+@pytest.mark.parametrize("epilogue", list(_EPILOGUES))
 def test_a_matmul_with_an_elementwise_epilogue_stays_vectorized(epilogue):
     """The register block of x @ W is vectorized by SLP from the stores of its results. With a tensor added to
     the product (a residual connection) SLP could not tell the loads of that tensor and the stores were
     neighbours (the sign-extended 32-bit index of `base + k` after instcombine) and left the whole block scalar:
-    ~25x slower. Accesses base + k now share a pointer to base."""
+    ~25x slower. Accesses base + k now share a pointer to base. An epilogue reading the product twice (a gelu
+    gradient) made SLP pair the accumulators' lanes wrongly: the block ran half-width with shuffles, ~5x slower;
+    its accumulators are now staged in a stack array first. Every vector FMA is as wide as the plain product's."""
     rng = np.random.default_rng(0)
     x, w, c = (rng.standard_normal(s).astype(np.float32) for s in ((256, 64), (64, 128), (256, 128)))
     bias = rng.standard_normal(128).astype(np.float32)
-    # the same epilogue of a product p for tinyjit and numpy
-    combine = {"plain": lambda p, c, b: p, "+ c": lambda p, c, b: p + c, "* c": lambda p, c, b: p * c,
-               "c +": lambda p, c, b: c + p, "+ bias": lambda p, c, b: p + b}[epilogue]
-    out = combine(Tensor(x) @ Tensor(w), Tensor(c), Tensor(bias))
-    (item,) = [item for item in create_schedule([out.node]) if item.kind == "kernel"]
-    source = compile_plan("CPU", item.ast).kernel.source
-    optimized = Device["CPU"].debug_listing(source)
-    vector_fmas = len(re.findall(r"<\d+ x float> @llvm\.fmuladd", optimized))
-    assert vector_fmas >= 4, f"{epilogue}: the register block was left scalar ({vector_fmas} vector FMAs)"
-    np.testing.assert_allclose(out.numpy(), combine(x @ w, c, bias), rtol=1e-4, atol=1e-4)
+    tensors = (Tensor(x), Tensor(w), Tensor(c), Tensor(bias))
+    out, widths = _vector_fma_widths(*tensors, epilogue)
+    _, plain_widths = _vector_fma_widths(*tensors, "plain")
+    assert len(widths) >= 4, f"{epilogue}: the register block was left scalar ({len(widths)} vector FMAs)"
+    assert set(widths) == set(plain_widths), f"{epilogue}: vector FMAs of {set(widths)} lanes, plain product's " \
+        f"{set(plain_widths)}"
+    np.testing.assert_allclose(out.numpy(), _EPILOGUES[epilogue](x @ w, c, bias), rtol=1e-4, atol=1e-4)
 
 
 def _vector_float_ops(source: str) -> int:
