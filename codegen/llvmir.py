@@ -157,19 +157,21 @@ class LLVMRenderer:
         ACC_READ after the reduce loops: (its slot, the accumulators staged, in block order, when this read is the
         first of its epilogue, else ())}.
 
-        SLP vectorizes a block from its stores back to the accumulators. An epilogue that reads an accumulator
-        twice at different depths (a gelu gradient: grad * (cdf + x * pdf), grad the block's product) made it pair
-        the accumulators' lanes wrongly: the reduce loop ran 4-wide with shuffles, ~8x slower than the same
-        product alone. Stored to a stack array behind a compiler barrier (an empty asm that may read it), the
-        accumulators are a store chain of their own, vectorized cleanly, and the epilogue reads whole vectors."""
+        SLP vectorizes a block from its stores back to the accumulators. An epilogue that reads an accumulator's
+        value twice (a gelu gradient: grad * cdf + grad * x * pdf, grad the block's product) made it pair the
+        accumulators' lanes wrongly: the reduce loop ran 4-wide with shuffles, ~5x slower than the same product
+        alone. Stored to a stack array behind a compiler barrier (an empty asm that may read it), the accumulators
+        are a store chain of their own, vectorized cleanly, and the epilogue reads whole vectors. Epilogues that
+        use each value once (a bias, a residual, an activation) vectorize well as they are and are left so (the
+        staging costs compile time)."""
         if blocked != "r":
             return {}
         staged: dict[int, tuple[int, tuple[UOp, ...]]] = {}
         define_order = {id(u): n for n, u in enumerate(u for u in uops if u.uop == U.DEFINE_ACC)}
-        depth, segment, computes, derived = 0, [], False, set()
+        depth, segment, uses, value_of = 0, [], {}, {}
 
         def close() -> None:
-            if segment and computes:
+            if segment and max(uses.values(), default=0) > 1:
                 accs = sorted({id(r.src[0]): r.src[0] for r in segment}.values(), key=lambda a: define_order[id(a)])
                 slot = {id(a): n for n, a in enumerate(accs)}
                 for n, read in enumerate(segment):
@@ -177,20 +179,23 @@ class LLVMRenderer:
         for u in uops:
             if u.uop == U.LOOP and u.arg.startswith("r"):
                 close()
-                depth, segment, computes = depth + 1, [], False
+                depth, segment, uses = depth + 1, [], {}
             elif u.uop == U.ENDLOOP and u.src[0].arg.startswith("r"):
                 depth -= 1
             elif depth == 0 and u.uop == U.ACC_READ:
                 segment.append(u)
-                derived.add(id(u))
-            elif depth == 0 and u.uop in (U.ALU, U.CAST) and any(id(src) in derived for src in u.src):
-                derived.add(id(u))
-                computes = True   # math on the block's results (a plain store of them needs no staging)
+                value_of[id(u)] = id(u)
             elif depth == 0 and u.uop == U.LOOP:
                 close()
-                segment, computes = [], False
+                segment, uses = [], {}
             elif depth == 0 and u.uop in (U.ACC_WRITE, U.DEFINE_ACC):
-                segment, computes = [], False   # reads before it flush a level's partial sums: not an epilogue
+                segment, uses = [], {}   # reads before it flush a level's partial sums: not an epilogue
+            elif depth == 0 and segment and u.uop == U.CAST and id(u.src[0]) in value_of:
+                value_of[id(u)] = value_of[id(u.src[0])]   # the value cast to the output's type: the same value
+            elif depth == 0 and segment:
+                for src in u.src:   # uses of each accumulator's value
+                    if id(src) in value_of:
+                        uses[value_of[id(src)]] = uses.get(value_of[id(src)], 0) + 1
         close()
         return staged
 
