@@ -624,7 +624,8 @@ def create_schedule(outputs: list[Node], readers=()) -> list[ScheduleItem]:
 # structures kept (LRU), and at most this many graph nodes over all their keys (a key holds a tuple per node)
 SCHEDULE_CACHE_ENTRIES = 64
 SCHEDULE_CACHE_NODES = 1 << 19
-_schedule_cache: "OrderedDict[tuple, tuple[int, list]]" = OrderedDict()
+# key -> (its number of graph nodes, the schedule's template, the key itself)
+_schedule_cache: "OrderedDict[_HashedKey, tuple[int, list, _HashedKey]]" = OrderedDict()
 _schedule_cache_lock = threading.Lock()   # threads realize at once (TinyJit captures per thread)
 stats["schedule_cache_hits"] = 0
 
@@ -643,8 +644,8 @@ def cached_schedule(outputs: list[Node], readers=(), walk: GraphWalk | None = No
         key = _HashedKey(parts)
         with _schedule_cache_lock:
             cached = _schedule_cache.get(key)
-            if cached is not None:
-                _schedule_cache.move_to_end(key)
+            if cached is not None:   # (by the stored key: found by identity, not compared item by item again)
+                _schedule_cache.move_to_end(cached[2])
     except TypeError:   # an argument that cannot be hashed: no caching
         return create_schedule(outputs, readers)
     if cached is not None:
@@ -659,8 +660,8 @@ def cached_schedule(outputs: list[Node], readers=(), walk: GraphWalk | None = No
     except KeyError:   # a node outside the graph (not expected): schedule such graphs every time
         return items
     with _schedule_cache_lock:
-        _schedule_cache[key] = (len(graph), template)
-        total = sum(size for size, _ in _schedule_cache.values())
+        _schedule_cache[key] = (len(graph), template, key)
+        total = sum(entry[0] for entry in _schedule_cache.values())
         while len(_schedule_cache) > 1 and (len(_schedule_cache) > SCHEDULE_CACHE_ENTRIES or
                                             total > SCHEDULE_CACHE_NODES):
             total -= _schedule_cache.popitem(last=False)[1][0]
