@@ -45,7 +45,7 @@ Edges = Callable[[Node], Optional[tuple]]
 
 
 def _const(value: float, like: Node) -> Node:
-    return Node.const(value, like.dtype, like.shape, like.device)
+    return Node.shared_const(value, like.dtype, like.shape, like.device)
 
 
 def _mul(a: Node, b: Node) -> Node:
