@@ -329,7 +329,10 @@ def reachable(outputs: Sequence[Node], edges: Edges = all_edges) -> list[Node]:
     """Nodes reachable from `outputs` through the edges gradient may flow along, each after its sources."""
     def children(node: Node):
         mask = edges(node)
-        return [s for s, m in zip(grad_sources(node), mask) if m] if mask else ()
+        if not mask:
+            return ()
+        sources = grad_sources(node)
+        return sources if all(mask) else [s for s, m in zip(sources, mask) if m]   # (the common case: no copy)
     return toposort(list(outputs), children=children)
 
 
