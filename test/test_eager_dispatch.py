@@ -405,3 +405,30 @@ def test_shared_constants_are_bounded(monkeypatch):
         x = x + float(i)
     assert len(lazy._shared_consts) <= 8
     np.testing.assert_array_equal(x.numpy(), np.full(2, 1 + sum(range(20)), np.float32))
+
+
+@pytest.mark.parametrize("x_shape", [(4,), (3, 4), (2, 3, 4)])
+def test_linear_reads_its_weight_without_transposing_it_twice(x_shape, monkeypatch):
+    """linear(x, W) is x @ W.T, and matmul transposes its right operand back: linear reads W as it is stored (no
+    permute node made, none in the graph). Values and gradients as torch's; a mismatch still names the shapes."""
+    rng = np.random.default_rng(1)
+    xn, wn, bn = (rng.standard_normal(s).astype(np.float32) for s in (x_shape, (5, 4), (5,)))
+    x, w, b = (Tensor(a, requires_grad=True) for a in (xn, wn, bn))
+    xt, wt, bt = (torch.tensor(a, requires_grad=True) for a in (xn, wn, bn))
+    made, node_init = [], Node.__init__
+
+    def counting_init(self, op, *args, **kwargs):
+        made.append(op)
+        node_init(self, op, *args, **kwargs)
+    monkeypatch.setattr(Node, "__init__", counting_init)
+    out = x.linear(w, b)
+    monkeypatch.undo()
+    assert Op.PERMUTE not in made and Op.PERMUTE not in {n.op for n in toposort([out.node])}
+    want = torch.nn.functional.linear(xt, wt, bt)
+    np.testing.assert_allclose(out.numpy(), want.detach().numpy(), rtol=1e-5, atol=1e-6)
+    (out * out).sum().backward()
+    (want * want).sum().backward()
+    for got, ref in ((x, xt), (w, wt), (b, bt)):
+        np.testing.assert_allclose(got.grad.numpy(), ref.grad.numpy(), rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match=r"matmul: shapes \(3, 4\) and \(3, 5\) do not match \(4 != 3\)"):
+        Tensor(np.ones((3, 4), np.float32)).linear(Tensor(np.ones((5, 3), np.float32)))
