@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import tinyjit.schedule as schedule
-from tinyjit import autograd_graph
+from tinyjit import autograd_graph, lazy
 from tinyjit import Tensor
 from tinyjit.device import Buffer, Device
 from tinyjit.dtype import dtypes
@@ -337,3 +337,98 @@ def test_repeated_graph_leaves_the_recursion_limit_alone(monkeypatch):
         expected = expected * 0.5 + 0.5 if i % 2 else expected + 0.25
     np.testing.assert_allclose(value, expected, rtol=1e-5)
     assert changes and sys.getrecursionlimit() == limit
+
+
+# ---- shared constants (issue 10: 700 of a GRU step's 750 scalar constants were repeats, three nodes each) ----
+def test_repeated_scalar_operand_shares_one_constant_node():
+    """`x * 0.5` twice reads one constant node (the graph, its walk and its key are a third smaller for a training
+    step); values as torch's."""
+    xn = np.arange(6, dtype=np.float32).reshape(2, 3)
+    x = Tensor(xn)
+    a, b = x * 0.5, (x + 1) * 0.5
+    assert a.node.src[1] is b.node.src[1]
+    assert (x * 2).node.src[1] is not a.node.src[1]                 # another value
+    assert (x[:1] * 0.5).node.src[1] is not a.node.src[1]           # another shape
+    assert (x.double() * 0.5).node.src[1] is not a.node.src[1]      # another dtype
+    out = (a + b).numpy()
+    np.testing.assert_allclose(out, (xn * 0.5 + (xn + 1) * 0.5), rtol=1e-6)
+
+
+@pytest.mark.parametrize("pair", [(0.0, -0.0), (1, 1.0), (True, 1)])
+def test_constants_equal_as_python_keys_but_not_as_values_do_not_share(pair):
+    """0.0 == -0.0 and 1 == 1.0 == True as dict keys: a shared constant keeps them apart where they differ (the
+    sign of a zero, the dtype a Python int or bool makes)."""
+    xn = np.array([1.0, -2.0, 4.0], np.float32)
+    x, xt = Tensor(xn), torch.from_numpy(xn)
+    first, second = pair
+    for scalar in pair:   # int and bool scalars on an int tensor: the dtype follows the scalar (promotion)
+        got, want = 1 / (x * scalar), 1 / (xt * scalar)
+        np.testing.assert_array_equal(got.numpy(), want.numpy())
+    ints, ints_t = Tensor(np.array([3, 4], np.int32)), torch.tensor([3, 4], dtype=torch.int32)
+    for scalar in pair:
+        got, want = ints + scalar, ints_t + scalar
+        assert got.dtype.name == str(want.dtype).removeprefix("torch.")
+        np.testing.assert_array_equal(got.numpy(), want.numpy())
+
+
+def test_nan_constant_is_not_kept():
+    """NaN is never equal to itself: kept, every NaN operand would add an entry that is never found again."""
+    x = Tensor(np.ones(3, np.float32))
+    before = len(lazy._shared_consts)
+    for _ in range(3):
+        assert np.isnan((x + float("nan")).numpy()).all()
+    assert len(lazy._shared_consts) == before
+
+
+def test_marked_shared_constant_is_not_reused():
+    """A shared constant that became a leaf tensor's node (autograd marks it) or was realized (it has a buffer) is
+    not handed out again: later graphs get a node of their own, and gradients stay torch's."""
+    x = Tensor(np.ones(3, np.float32))
+    leaf = (x * 0.0).node.src[1]
+    held = Tensor(leaf, requires_grad=True)   # a leaf tensor on the shared node
+    fresh = (x * 0.0).node.src[1]
+    assert fresh is not leaf
+    w = Tensor(np.array([1.0, 2.0, 3.0], np.float32), requires_grad=True)
+    (w * 0.0 + held * w).sum().backward()
+    np.testing.assert_allclose(w.grad.numpy(), np.zeros(3, np.float32))
+    np.testing.assert_allclose(held.grad.numpy(), [1.0, 2.0, 3.0])
+    realized = (x * 3.0).node.src[1]
+    Tensor(realized).realize()
+    assert realized.buffer is not None and (x * 3.0).node.src[1] is not realized
+    np.testing.assert_array_equal((x * 3.0).numpy(), np.full(3, 3.0, np.float32))
+
+
+def test_shared_constants_are_bounded(monkeypatch):
+    monkeypatch.setattr(lazy, "SHARED_CONSTS", 8)
+    x = Tensor(np.ones(2, np.float32))
+    for i in range(20):
+        x = x + float(i)
+    assert len(lazy._shared_consts) <= 8
+    np.testing.assert_array_equal(x.numpy(), np.full(2, 1 + sum(range(20)), np.float32))
+
+
+@pytest.mark.parametrize("x_shape", [(4,), (3, 4), (2, 3, 4)])
+def test_linear_reads_its_weight_without_transposing_it_twice(x_shape, monkeypatch):
+    """linear(x, W) is x @ W.T, and matmul transposes its right operand back: linear reads W as it is stored (no
+    permute node made, none in the graph). Values and gradients as torch's; a mismatch still names the shapes."""
+    rng = np.random.default_rng(1)
+    xn, wn, bn = (rng.standard_normal(s).astype(np.float32) for s in (x_shape, (5, 4), (5,)))
+    x, w, b = (Tensor(a, requires_grad=True) for a in (xn, wn, bn))
+    xt, wt, bt = (torch.tensor(a, requires_grad=True) for a in (xn, wn, bn))
+    made, node_init = [], Node.__init__
+
+    def counting_init(self, op, *args, **kwargs):
+        made.append(op)
+        node_init(self, op, *args, **kwargs)
+    monkeypatch.setattr(Node, "__init__", counting_init)
+    out = x.linear(w, b)
+    monkeypatch.undo()
+    assert Op.PERMUTE not in made and Op.PERMUTE not in {n.op for n in toposort([out.node])}
+    want = torch.nn.functional.linear(xt, wt, bt)
+    np.testing.assert_allclose(out.numpy(), want.detach().numpy(), rtol=1e-5, atol=1e-6)
+    (out * out).sum().backward()
+    (want * want).sum().backward()
+    for got, ref in ((x, xt), (w, wt), (b, bt)):
+        np.testing.assert_allclose(got.grad.numpy(), ref.grad.numpy(), rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match=r"matmul: shapes \(3, 4\) and \(3, 5\) do not match \(4 != 3\)"):
+        Tensor(np.ones((3, 4), np.float32)).linear(Tensor(np.ones((5, 3), np.float32)))

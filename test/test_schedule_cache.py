@@ -59,3 +59,23 @@ def test_cache_is_bounded(monkeypatch):
     for n in range(1, 9):
         (Tensor.ones(n).contiguous() * 2).realize()
     assert len(schedule._schedule_cache) <= 4
+
+
+def test_cache_hit_compares_the_long_key_once(monkeypatch):
+    """A hit finds the entry by hash and one item-by-item comparison; moving the entry to the end of the LRU order
+    uses the stored key (found by identity), not a second comparison of a key with an item per graph node."""
+    x = Tensor(np.ones(4, np.float32)).realize()
+    compared = []
+    original_eq = schedule._HashedKey.__eq__
+
+    def counting_eq(self, other):
+        compared.append(other)
+        return original_eq(self, other)
+    for _ in range(2):
+        ((x * 2).exp() + 1).realize()
+    monkeypatch.setattr(schedule._HashedKey, "__eq__", counting_eq)
+    hits = schedule.stats["schedule_cache_hits"]
+    out = ((x * 2).exp() + 1).numpy()
+    assert schedule.stats["schedule_cache_hits"] == hits + 1
+    assert len(compared) == 1, f"{len(compared)} comparisons of the structure key on one hit"
+    np.testing.assert_allclose(out, np.exp(np.full(4, 2, np.float32)) + 1, rtol=1e-6)

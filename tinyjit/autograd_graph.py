@@ -45,7 +45,7 @@ Edges = Callable[[Node], Optional[tuple]]
 
 
 def _const(value: float, like: Node) -> Node:
-    return Node.const(value, like.dtype, like.shape, like.device)
+    return Node.shared_const(value, like.dtype, like.shape, like.device)
 
 
 def _mul(a: Node, b: Node) -> Node:
@@ -329,7 +329,10 @@ def reachable(outputs: Sequence[Node], edges: Edges = all_edges) -> list[Node]:
     """Nodes reachable from `outputs` through the edges gradient may flow along, each after its sources."""
     def children(node: Node):
         mask = edges(node)
-        return [s for s, m in zip(grad_sources(node), mask) if m] if mask else ()
+        if not mask:
+            return ()
+        sources = grad_sources(node)
+        return sources if all(mask) else [s for s, m in zip(sources, mask) if m]   # (the common case: no copy)
     return toposort(list(outputs), children=children)
 
 
@@ -359,17 +362,28 @@ def gradient(outputs: Sequence[Node], inputs: Sequence[Node], grad_outputs: Opti
     wanted = {id(i) for i in inputs}
     needed: set[int] = set()
     masks: dict[int, tuple] = {}
+    # (plain loops, no generator per node: a training step's backward visits thousands of nodes)
     for node in order:
+        node_id = id(node)
         mask = edges(node) or ()
-        masks[id(node)] = mask
-        if id(node) in wanted or any(m and id(s) in needed for s, m in zip(grad_sources(node), mask)):
-            needed.add(id(node))
+        masks[node_id] = mask
+        if node_id in wanted:
+            needed.add(node_id)
+            continue
+        if mask:
+            for s, m in zip(grad_sources(node), mask):
+                if m and id(s) in needed:
+                    needed.add(node_id)
+                    break
     for node in reversed(order):
-        g = grads.get(id(node))
-        if g is not None and hook is not None and id(node) in needed:
-            g = grads[id(node)] = hook(node, g)
-        mask = masks[id(node)]
-        if g is None or not any(mask) or id(node) not in needed:
+        node_id = id(node)
+        g = grads.get(node_id)
+        if g is None or node_id not in needed:
+            continue
+        if hook is not None:
+            g = grads[node_id] = hook(node, g)
+        mask = masks[node_id]
+        if not any(mask):
             continue
         custom = CUSTOM.get(node) if node.op is CUSTOM_OP else None
         rule = custom.rule if custom is not None else RULES.get(node.op)
@@ -379,8 +393,12 @@ def gradient(outputs: Sequence[Node], inputs: Sequence[Node], grad_outputs: Opti
         if REPLACED and custom is None and node.op not in _RESULT_RULES:
             read = _with_replaced_sources(node, mask)
         for src, m, sg in zip(grad_sources(node), mask, rule(read, g)):
-            if not m or sg is None or id(src) not in needed or not src.dtype.is_float:
+            if not m or sg is None:
+                continue
+            src_id = id(src)
+            if src_id not in needed or src.dtype.kind != "f":
                 continue
             assert sg.shape == src.shape and sg.dtype == src.dtype, f"{node.op.name} rule: {sg} for {src}"
-            grads[id(src)] = grads[id(src)].alu(Op.ADD, sg) if id(src) in grads else sg
+            previous = grads.get(src_id)
+            grads[src_id] = sg if previous is None else previous.alu(Op.ADD, sg)
     return [grads.get(id(i)) for i in inputs]

@@ -5,6 +5,8 @@ graph that refers to the node loads that buffer instead of recomputing it.
 """
 from __future__ import annotations
 
+import math
+
 from tinyjit.dtype import DType, dtypes
 from tinyjit.helpers import prod
 from tinyjit.ops import BOOL_RESULT, Op
@@ -16,6 +18,11 @@ _RESHAPE_OR_EXPAND = frozenset((Op.RESHAPE, Op.EXPAND))
 _CASTS = frozenset((Op.CAST, Op.BITCAST))
 _PERMUTE, _PAD, _SHRINK, _FLIP, _WHERE = Op.PERMUTE, Op.PAD, Op.SHRINK, Op.FLIP, Op.WHERE
 _BUFFER, _CONST, _RESHAPE, _EXPAND = Op.BUFFER, Op.CONST, Op.RESHAPE, Op.EXPAND
+
+
+# Node.shared_const's nodes by (value, sign of a float, dtype name, shape, device); cleared when it holds this many
+SHARED_CONSTS = 1024
+_shared_consts: dict[tuple, "Node"] = {}
 
 
 class Node:
@@ -47,6 +54,29 @@ class Node:
         node = Node(_CONST, (), value, dtype, (), device)
         if shape:
             node = node.movement(_RESHAPE, (1,) * len(shape)).movement(_EXPAND, tuple(shape))
+        return node
+
+    @staticmethod
+    def shared_const(value, dtype: DType, shape: tuple[int, ...], device: str) -> Node:
+        """`const`, the same node for the same value, dtype, shape and device while that node is untouched (no
+        buffer, no autograd mark): for the scalar operands of ops (`x * 0.5`) and the constants of gradient rules.
+        A training step makes hundreds of the same few constants, three nodes each; shared, its graph is a third
+        smaller, which every pass over it and the garbage collector see. (A node is immutable in meaning; where one
+        gets marked, a leaf tensor's or a realized one, later lookups make a fresh node instead.)"""
+        value = _cast_python(value, dtype)
+        sign = None
+        if type(value) is float:
+            if value != value:   # (NaN: never equal to itself, so never found again; not kept)
+                return Node.const(value, dtype, shape, device)
+            if value == 0.0:   # 0.0 and -0.0 are equal as keys
+                sign = math.copysign(1.0, value)
+        key = (value, sign, dtype.name, shape if type(shape) is tuple else tuple(shape), device)
+        node = _shared_consts.get(key)
+        if node is None or node.buffer is not None or node.edges is not None or node.leaf is not None:
+            node = Node.const(value, dtype, shape, device)
+            if len(_shared_consts) >= SHARED_CONSTS:
+                _shared_consts.clear()
+            _shared_consts[key] = node
         return node
 
     @staticmethod

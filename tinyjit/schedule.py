@@ -624,7 +624,8 @@ def create_schedule(outputs: list[Node], readers=()) -> list[ScheduleItem]:
 # structures kept (LRU), and at most this many graph nodes over all their keys (a key holds a tuple per node)
 SCHEDULE_CACHE_ENTRIES = 64
 SCHEDULE_CACHE_NODES = 1 << 19
-_schedule_cache: "OrderedDict[tuple, tuple[int, list]]" = OrderedDict()
+# key -> (its number of graph nodes, the schedule's template, the key itself)
+_schedule_cache: "OrderedDict[_HashedKey, tuple[int, list, _HashedKey]]" = OrderedDict()
 _schedule_cache_lock = threading.Lock()   # threads realize at once (TinyJit captures per thread)
 stats["schedule_cache_hits"] = 0
 
@@ -643,14 +644,15 @@ def cached_schedule(outputs: list[Node], readers=(), walk: GraphWalk | None = No
         key = _HashedKey(parts)
         with _schedule_cache_lock:
             cached = _schedule_cache.get(key)
-            if cached is not None:
-                _schedule_cache.move_to_end(key)
+            if cached is not None:   # (by the stored key: found by identity, not compared item by item again)
+                _schedule_cache.move_to_end(cached[2])
     except TypeError:   # an argument that cannot be hashed: no caching
         return create_schedule(outputs, readers)
     if cached is not None:
         stats["schedule_cache_hits"] += 1
-        return [ScheduleItem(kind, graph[out], [graph[i] for i in ins], ast, [graph[i] for i in keep], reason)
-                for kind, out, ins, ast, keep, reason in cached[1]]
+        node_at = graph.__getitem__   # (map over a bound method: no comprehension frame per item)
+        return [ScheduleItem(kind, graph[out], list(map(node_at, ins)), ast, list(map(node_at, keep)) if keep else [],
+                             reason) for kind, out, ins, ast, keep, reason in cached[1]]
     items = create_schedule(outputs, readers)
     index = walk.index
     try:
@@ -659,8 +661,8 @@ def cached_schedule(outputs: list[Node], readers=(), walk: GraphWalk | None = No
     except KeyError:   # a node outside the graph (not expected): schedule such graphs every time
         return items
     with _schedule_cache_lock:
-        _schedule_cache[key] = (len(graph), template)
-        total = sum(size for size, _ in _schedule_cache.values())
+        _schedule_cache[key] = (len(graph), template, key)
+        total = sum(entry[0] for entry in _schedule_cache.values())
         while len(_schedule_cache) > 1 and (len(_schedule_cache) > SCHEDULE_CACHE_ENTRIES or
                                             total > SCHEDULE_CACHE_NODES):
             total -= _schedule_cache.popitem(last=False)[1][0]
@@ -706,9 +708,11 @@ class GraphWalk:
     - the key is one flat list: per node its op, then for a realized node -1, its dtype, shape, device, which
       buffer it is (numbered by first use: only which is which matters) and the buffer's size; for a lazy node
       its number of sources, their positions, its argument (a constant's as its type and repr), dtype, shape
-      and device. No container is made per node (a tuple per node was two garbage-collected objects per node,
-      and the collections they set off cost more than the walk);
-    - one dict both marks the nodes being walked (-1) and holds the emitted ones' positions;
+      and device. No container is kept per node (a tuple per node was two garbage-collected objects per node,
+      and the collections they set off cost more than the walk): an entry of a common layout is added through
+      one tuple, freed at once, which costs fewer bytecodes than an append per item;
+    - one dict both marks the nodes being walked (-1) and holds the emitted ones' positions; a realized node or
+      one without sources is emitted at its first visit;
     - a dtype is keyed by its name (equal names are equal dtypes; a str caches its hash, a DType's hash is a
       Python call each time the key is hashed)."""
     __slots__ = ("graph", "index", "roots", "realized", "_buffers", "_parts")
@@ -726,51 +730,65 @@ class GraphWalk:
     def add(self, outputs: list[Node]) -> None:
         """Walk the graph under `outputs` too (nodes already walked are not walked again)."""
         roots = self.roots
-        new = [o for o in dict.fromkeys(outputs) if o.buffer is None and o not in roots]
+        if len(outputs) == 1:   # (the common case, a tensor's realize: no containers to drop repeats)
+            new = outputs if outputs[0].buffer is None and outputs[0] not in roots else ()
+        else:
+            new = [o for o in dict.fromkeys(outputs) if o.buffer is None and o not in roots]
         if not new:
             return
-        roots.update(dict.fromkeys(new))
+        for o in new:
+            roots[o] = None
         graph, index, buffers = self.graph, self.index, self._buffers
         stack = list(reversed(new))
-        push, write = stack.append, self._parts.append
+        push, pop, emit, get = stack.append, stack.pop, graph.append, index.get
+        extend, write = self._parts.extend, self._parts.append
+        realized = 0
         while stack:
-            n = stack.pop()
+            n = pop()
             node_id = id(n)
-            position = index.get(node_id)
-            if position is None:   # first visit: walk the sources first, then come back to it
-                index[node_id] = -1
-                push(n)
-                if n.buffer is None:
-                    for s in reversed(n.src):
-                        if id(s) not in index:
-                            push(s)
-            elif position == -1:   # its sources are emitted: emit it (a later copy on the stack finds it emitted)
-                index[node_id] = len(graph)
-                graph.append(n)
+            position = get(node_id)
+            if position is None:   # first visit
                 b = n.buffer
-                op = n.op
-                write(op)
-                if b is not None:
-                    self.realized += 1
-                    write(-1)
-                    write(n.dtype.name)
-                    write(n.shape)
-                    write(n.device)
-                    write(buffers.setdefault(id(b), len(buffers)))
-                    write(b.size)
+                if b is not None:   # a realized node: where the walk stops, emitted at once
+                    index[node_id] = len(graph)
+                    emit(n)
+                    realized += 1
+                    extend((n.op, -1, n.dtype.name, n.shape, n.device, buffers.setdefault(id(b), len(buffers)),
+                            b.size))
                     continue
                 src = n.src
+                if src:   # walk the sources first, then come back to it
+                    index[node_id] = -1
+                    push(n)
+                    for s in reversed(src):
+                        if id(s) not in index:
+                            push(s)
+                    continue
+            elif position >= 0:   # emitted since this copy was pushed (a shared node)
+                continue
+            else:   # its sources are emitted
+                src = n.src
+            index[node_id] = len(graph)
+            emit(n)
+            # its entry: the common layouts as one tuple each, added to the key and freed at once
+            op = n.op
+            if op is _CONST:   # a Python scalar: its type and repr tell -0.0 from 0.0, 1 from 1.0, match a NaN
+                write(op)
                 write(len(src))
                 for s in src:
                     write(index[id(s)])
-                if op is _CONST:   # a Python scalar: its type and repr tell -0.0 from 0.0, 1 from 1.0, match a NaN
-                    write(type(n.arg))
-                    write(repr(n.arg))
-                else:
-                    write(n.arg)
-                write(n.dtype.name)
-                write(n.shape)
-                write(n.device)
+                extend((type(n.arg), repr(n.arg), n.dtype.name, n.shape, n.device))
+            elif len(src) == 1:
+                extend((op, 1, index[id(src[0])], n.arg, n.dtype.name, n.shape, n.device))
+            elif len(src) == 2:
+                extend((op, 2, index[id(src[0])], index[id(src[1])], n.arg, n.dtype.name, n.shape, n.device))
+            else:
+                write(op)
+                write(len(src))
+                for s in src:
+                    write(index[id(s)])
+                extend((n.arg, n.dtype.name, n.shape, n.device))
+        self.realized += realized
 
     def is_stale(self) -> bool:
         """Whether some node of `graph` was realized since it was walked (then the walk would stop there now)."""

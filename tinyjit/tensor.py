@@ -495,7 +495,7 @@ class Tensor(ArithmeticMixin, AutogradMixin, CreationMixin, RandomMixin, MathMix
             out_dtype = dtype or scalar_result_dtype(self.dtype, other)
             x = self.cast(out_dtype)
             # the constant at x's shape at once: the nodes broadcasting a 0-d constant makes, without the tensors
-            y = Tensor(Node.const(other, out_dtype, x.shape, self.device))
+            y = Tensor(Node.shared_const(other, out_dtype, x.shape, self.device))
             return (y, x) if reverse else (x, y)
         elif isinstance(other, (list, tuple, np.ndarray)):
             return self._operands(Tensor(other, device=self.device), op, reverse, dtype)

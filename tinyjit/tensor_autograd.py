@@ -269,12 +269,19 @@ class AutogradMixin(TensorBase):
 
     def _record(self, *inputs: Self) -> Self:
         """Called on the result of an op applied to `inputs` (whose nodes are the sources of self.node)."""
-        mask = tuple([bool(t._requires_grad) for t in inputs])
-        if True not in mask or self.no_grad_active or not self.node.dtype.is_float:   # (cheapest test first)
+        for t in inputs:   # (a loop, not a tuple per op: most ops record nothing)
+            if t._requires_grad:
+                break
+        else:
             return self
-        self._requires_grad, self._ctx = True, self.node.op
-        if all(self.node is not t.node for t in inputs):   # a no-op view returns an input's node: nothing new
-            self.node.edges = mask
+        if self.no_grad_active or not self.node.dtype.is_float:
+            return self
+        node = self.node
+        self._requires_grad, self._ctx = True, node.op
+        for t in inputs:
+            if t.node is node:   # a no-op view returns an input's node: nothing new
+                return self
+        node.edges = tuple([bool(t._requires_grad) for t in inputs])
         return self
 
     def _with_gradient_rule(self, inputs: Sequence[Self], rule: Callable) -> Self:

@@ -35,26 +35,31 @@ class NNMixin(TensorBase):
         if self.ndim == 0 or other.ndim == 0:
             raise ValueError(f"matmul: both operands need at least 1 dimension, got shapes {self.shape} and "
                              f"{other.shape}")
-        x = self.unsqueeze(0) if self.ndim == 1 else self
         w = other.unsqueeze(-1) if other.ndim == 1 else other
-        if x.shape[-1] != w.shape[-2]:
-            raise ValueError(f"matmul: shapes {self.shape} and {other.shape} do not match "
-                             f"({x.shape[-1]} != {w.shape[-2]})")
+        return self._matmul_transposed(w.transpose(-1, -2), other.shape)
+
+    def _matmul_transposed(self, wt, other_shape: tuple) -> Self:
+        """self @ other given other transposed in its last two dims (`wt`, (..., m, k), as a linear layer's weight
+        is stored: linear reads it as it is instead of transposing it twice); `other_shape` names other in errors."""
+        x = self.unsqueeze(0) if self.ndim == 1 else self
+        if x.shape[-1] != wt.shape[-1]:
+            raise ValueError(f"matmul: shapes {self.shape} and {other_shape} do not match "
+                             f"({x.shape[-1]} != {wt.shape[-1]})")
         try:
-            batch = broadcast_shape(x.shape[:-2], w.shape[:-2], "matmul")
+            batch = broadcast_shape(x.shape[:-2], wt.shape[:-2], "matmul")
         except ValueError:
-            raise ValueError(f"matmul: the batch dims of shapes {self.shape} and {other.shape} cannot be broadcast "
+            raise ValueError(f"matmul: the batch dims of shapes {self.shape} and {other_shape} cannot be broadcast "
                              f"together") from None
-        n, k, m = x.shape[-2], x.shape[-1], w.shape[-1]
+        n, k, m = x.shape[-2], x.shape[-1], wt.shape[-2]
         # (..., n, 1, k) * (..., 1, m, k) summed over k
         xb = x.reshape(x.shape[:-1] + (1, k)).expand(batch + (n, m, k))
-        wb = w.transpose(-1, -2).reshape(w.shape[:-2] + (1, m, k)).expand(batch + (n, m, k))
+        wb = wt.reshape(wt.shape[:-2] + (1, m, k)).expand(batch + (n, m, k))
         prod_ = xb * wb
         # the result keeps the operands' (promoted) dtype, ints included, like PyTorch
         out = prod_.sum(-1, dtype=prod_.dtype if prod_.dtype != dtypes.bool else None)
         if self.ndim == 1:
             out = out.squeeze(-2)
-        if other.ndim == 1:
+        if len(other_shape) == 1:
             out = out.squeeze(-1)
         return out
 
@@ -65,7 +70,11 @@ class NNMixin(TensorBase):
     def linear(self, weight, bias=None) -> Self:
         """x @ weight.T + bias (torch.nn.functional.linear) with PyTorch's (out_features, in_features) weight layout;
         errors as for matmul."""
-        out = self.matmul(weight.transpose(-1, -2) if weight.ndim > 1 else weight)
+        if isinstance(weight, TensorBase) and weight.ndim == 2 and self.ndim > 0:
+            self._same_device("matmul", weight)
+            out = self._matmul_transposed(weight, weight.shape[::-1])   # (the weight is x @ W.T's W.T transposed)
+        else:
+            out = self.matmul(weight.transpose(-1, -2) if weight.ndim > 1 else weight)
         return out + bias if bias is not None else out
 
     # ---- sliding windows ----
