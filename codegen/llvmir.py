@@ -11,7 +11,7 @@ import numpy as np
 from tinyjit.dtype import DType, dtypes
 from tinyjit.ops import Op
 
-from codegen.linearizer import NO_VECTORIZE_SUFFIX
+from codegen.linearizer import NO_UNROLL_SUFFIX, NO_VECTORIZE_SUFFIX
 from codegen.llvm_math import emit_exp2, emit_log2, scaled_exp2
 from codegen.total_ops import float_to_int_bounds
 from codegen.uops import U, UOp
@@ -177,12 +177,14 @@ class LLVMRenderer:
             """Loop metadata: the reduce loops of a register block are vectorized by SLP across the block (the
             loop vectorizer would vectorize across the reduce axis instead, with strided gathers); a loop over the
             blocks of an accumulation level is not unrolled (each block ends with a horizontal add: unrolled, a
-            row of blocks becomes one long stretch of code that spills); a loop the linearizer marked (a short
-            innermost loop of a small, light kernel: codegen.linearizer.NO_VECTORIZE_SUFFIX) is not vectorized."""
+            row of blocks becomes one long stretch of code that spills), nor the reduce loop of a block one vector
+            wide (codegen.linearizer.NO_UNROLL_SUFFIX: unrolled, it spills accumulators); a loop the linearizer
+            marked (a short innermost loop of a small, light kernel: codegen.linearizer.NO_VECTORIZE_SUFFIX) is not
+            vectorized."""
             properties = []
             if (no_vectorize and loop.arg.startswith("r")) or loop.arg.endswith(NO_VECTORIZE_SUFFIX):
                 properties.append("!{!\"llvm.loop.vectorize.enable\", i1 false}")
-            if "_blk" in loop.arg:
+            if "_blk" in loop.arg or NO_UNROLL_SUFFIX in loop.arg:
                 properties.append("!{!\"llvm.loop.unroll.disable\"}")
             if not properties:
                 return ""

@@ -265,3 +265,22 @@ def test_a_matmul_with_an_elementwise_epilogue_stays_vectorized(epilogue):
     vector_fmas = len(re.findall(r"<\d+ x float> @llvm\.fmuladd", optimized))
     assert vector_fmas >= 4, f"{epilogue}: the register block was left scalar ({vector_fmas} vector FMAs)"
     np.testing.assert_allclose(out.numpy(), combine(x @ w, c, bias), rtol=1e-4, atol=1e-4)
+
+
+def test_a_register_block_one_vector_wide_is_not_unrolled():
+    """A matmul with 24 columns gets a block of rows x one vector. LLVM unrolled its reduce loop by 2: two steps'
+    broadcasts beside the accumulators spilled accumulators to the stack inside the loop (the 10 x 8 block of a
+    200-column matmul, P4's logits gradient, ran 1.2-2x slower). Now each step of the loop is one block of FMAs."""
+    rng = np.random.default_rng(5)
+    x, w = rng.standard_normal((64, 256)).astype(np.float32), rng.standard_normal((256, 24)).astype(np.float32)
+    out = Tensor(x) @ Tensor(w)
+    (item,) = [item for item in create_schedule([out.node]) if item.kind == "kernel"]
+    plan = compile_plan("CPU", item.ast)
+    upcasts = [o.amount for o in contraction_plan(Kernel(item.ast), Device["CPU"].threads) if o.kind == OptKind.UPCAST]
+    rows, lanes = upcasts[0], host_vector_bits() // 32
+    assert len(upcasts) == 2 and upcasts[1] <= lanes and rows >= 2, upcasts
+    optimized = Device["CPU"].debug_listing(plan.kernel.source)
+    blocks = re.split(r"\n(?=[\w.]+:)", optimized)   # basic blocks: a label starts each
+    fmas = max(len(re.findall(r"<\d+ x float> @llvm\.fmuladd", block)) for block in blocks)
+    assert fmas == rows, f"{fmas} vector FMAs in one loop body for a block of {rows} rows x one vector"
+    np.testing.assert_allclose(out.numpy(), x @ w, rtol=1e-4, atol=1e-4)
