@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+import codegen.copies
 import codegen.cpu_opts
 from codegen.cpu_opts import MAX_ACCUMULATOR_REGISTERS, contraction_plan, strided_reduce_plan
 from codegen.kernel import Kernel
@@ -284,3 +285,20 @@ def test_a_register_block_one_vector_wide_is_not_unrolled():
     fmas = max(len(re.findall(r"<\d+ x float> @llvm\.fmuladd", block)) for block in blocks)
     assert fmas == rows, f"{fmas} vector FMAs in one loop body for a block of {rows} rows x one vector"
     np.testing.assert_allclose(out.numpy(), x @ w, rtol=1e-4, atol=1e-4)
+
+
+def test_a_row_operand_read_across_its_layout_is_packed():
+    """x.T @ y (a weight gradient: the batch is the reduce) reads A with a stride along the reduce, a new cache line
+    per block row and step: A is packed in loop order first (1.3-1.7x faster with the copy, P4's output layer
+    gradient 63 -> 39 ms); an A contiguous along the reduce is read as it is."""
+    rng = np.random.default_rng(6)
+    x, y = rng.standard_normal((128, 256)).astype(np.float32), rng.standard_normal((128, 1024)).astype(np.float32)
+    for transposed in (True, False):
+        a = Tensor(x).T if transposed else Tensor(np.ascontiguousarray(x.T))
+        out = a @ Tensor(y)
+        (item,) = [item for item in create_schedule([out.node]) if item.kind == "kernel"]
+        k = Kernel(item.ast)
+        a_operand = next(n for n, c in enumerate(codegen.copies.pack_candidates(k)) if c.arg[0] == 1)
+        packed = [o.axis for o in contraction_plan(k, threads=2) if o.kind == OptKind.PACK]
+        assert (a_operand in packed) == transposed, (transposed, packed)
+        np.testing.assert_allclose(out.numpy(), x.T @ y, rtol=1e-4, atol=1e-3)
