@@ -94,8 +94,9 @@ class Program:
 
 
 class Linearizer:
-    def __init__(self, k: Kernel, gpu: bool = False):
-        self.k, self.gpu = k, gpu
+    def __init__(self, k: Kernel, gpu: bool = False, vector_bits: int = 0):
+        """`vector_bits`: the CPU's vector width (0: unknown; then no loop is marked NO_UNROLL_SUFFIX)."""
+        self.k, self.gpu, self.vector_bits = k, gpu, vector_bits
         self.uops: list[UOp] = []
         self.cse: list[dict] = [{}]          # scoped: values made inside a loop die with it
         # 32-bit index math (faster, and vectorizes better) unless some value of it could leave int32
@@ -269,7 +270,7 @@ class Linearizer:
         self.upcast_reduced = tuple(k.is_reduce_axis(a) for a in range(first_upcast, k.ndim))
         self._index_cache: dict = {}
         self.scalar = not self.gpu and scalar_kernel(k)
-        self.rolled_reduce = not self.gpu and one_vector_block(k)
+        self.rolled_reduce = not self.gpu and self.vector_bits > 0 and one_vector_block(k, self.vector_bits)
         self.vars: dict[str, UOp] = {}
         self.axis_vars: list[Expr] = []
         for axis in range(first_upcast):
@@ -428,14 +429,13 @@ def scalar_kernel(k: Kernel) -> bool:
     return not k.has_reduce and full[-1] % NO_VECTORIZE_WHOLE_VECTOR != 0
 
 
-def one_vector_block(k: Kernel) -> bool:
-    """Whether the CPU kernel `k` is a register block one vector wide with several rows (see NO_UNROLL_SUFFIX): its
-    innermost upcast axis is a global axis of at most one vector of the output's dtype, and the other upcast
-    global axes make at least two rows."""
+def one_vector_block(k: Kernel, vector_bits: int) -> bool:
+    """Whether the CPU kernel `k` is a register block one vector wide with several rows (see NO_UNROLL_SUFFIX) on a
+    CPU with vectors of `vector_bits`: its innermost upcast axis is a global axis of at most one vector of the
+    output's dtype, and the other upcast global axes make at least two rows."""
     if not k.has_reduce or not k.upcasted:
         return False
-    from codegen.llvmir import host_vector_bits   # (llvmir imports this module)
-    lanes = max(1, host_vector_bits() // (8 * k.ast.dtype.itemsize))
+    lanes = max(1, vector_bits // (8 * k.ast.dtype.itemsize))
     full, last = k.full_shape, k.ndim - 1
     if k.is_reduce_axis(last) or full[last] > lanes:
         return False

@@ -86,7 +86,7 @@ class LLVMRenderer:
 
     def linearize(self, kernel):
         from codegen.linearizer import Linearizer
-        return Linearizer(kernel).linearize()
+        return Linearizer(kernel, vector_bits=host_vector_bits()).linearize()
 
     def render(self, name: str, uops: list[UOp]) -> tuple[str, str]:
         """(function name, LLVM IR module text). The function name is the kind of kernel (E, r) and a hash of the
