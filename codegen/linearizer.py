@@ -34,6 +34,12 @@ NO_VECTORIZE_MAX_ALU = 8          # ALU ops of the kernel's AST (each shared nod
 NO_VECTORIZE_MAX_WORK = 1 << 17   # loop iterations of a kernel left scalar whatever its innermost loop
 NO_VECTORIZE_WHOLE_VECTOR = 8     # a bigger kernel stays vectorized if its innermost loop is a multiple of this
                                   # (2-7x faster vectorized) or if it reduces
+# LLVM unrolls a register block's reduce loop by 2. A block one vector wide (many rows of broadcast elements times
+# one vector of B: the 10 x 8 block of a 200-column matmul) then holds two steps' broadcasts beside its accumulators
+# and spills accumulators to the stack inside the loop: it ran 1.2-2x slower than the loop left rolled (a block two
+# or more vectors wide gains ~5-10% from the unroll). Such a block's reduce loops are named with this suffix, and the
+# LLVM renderer turns unrolling off for them.
+NO_UNROLL_SUFFIX = "_nounroll"
 
 
 def acc_dtype(reduce_node: AstNode) -> DType:
@@ -88,8 +94,9 @@ class Program:
 
 
 class Linearizer:
-    def __init__(self, k: Kernel, gpu: bool = False):
-        self.k, self.gpu = k, gpu
+    def __init__(self, k: Kernel, gpu: bool = False, vector_bits: int = 0):
+        """`vector_bits`: the CPU's vector width (0: unknown; then no loop is marked NO_UNROLL_SUFFIX)."""
+        self.k, self.gpu, self.vector_bits = k, gpu, vector_bits
         self.uops: list[UOp] = []
         self.cse: list[dict] = [{}]          # scoped: values made inside a loop die with it
         # 32-bit index math (faster, and vectorizes better) unless some value of it could leave int32
@@ -263,6 +270,7 @@ class Linearizer:
         self.upcast_reduced = tuple(k.is_reduce_axis(a) for a in range(first_upcast, k.ndim))
         self._index_cache: dict = {}
         self.scalar = not self.gpu and scalar_kernel(k)
+        self.rolled_reduce = not self.gpu and self.vector_bits > 0 and one_vector_block(k, self.vector_bits)
         self.vars: dict[str, UOp] = {}
         self.axis_vars: list[Expr] = []
         for axis in range(first_upcast):
@@ -377,8 +385,9 @@ class Linearizer:
 
     def loop_name(self, axis: int, block: str = "") -> str:
         """The name of a loop over `axis` (`block`: "_blk<unit>" for a loop over blocks of it; NO_VECTORIZE_SUFFIX
-        marks the loops LLVM should leave scalar)."""
-        return self.axis_vars[axis].name + block + (NO_VECTORIZE_SUFFIX if self.scalar else "")
+        marks the loops LLVM should leave scalar, NO_UNROLL_SUFFIX the reduce loops it should not unroll)."""
+        rolled = NO_UNROLL_SUFFIX if self.rolled_reduce and self.k.is_reduce_axis(axis) else ""
+        return self.axis_vars[axis].name + block + rolled + (NO_VECTORIZE_SUFFIX if self.scalar else "")
 
     def level_zero_block(self, register_block: bool) -> int:
         """How many terms the innermost accumulation level takes (codegen/accumulate.py): more when the innermost
@@ -418,3 +427,17 @@ def scalar_kernel(k: Kernel) -> bool:
     # a big light elementwise kernel keeps the vectorizer unless its innermost loop is not whole vectors (reduces
     # and transposing copies ran 1.5-3x slower scalar)
     return not k.has_reduce and full[-1] % NO_VECTORIZE_WHOLE_VECTOR != 0
+
+
+def one_vector_block(k: Kernel, vector_bits: int) -> bool:
+    """Whether the CPU kernel `k` is a register block one vector wide with several rows (see NO_UNROLL_SUFFIX) on a
+    CPU with vectors of `vector_bits`: its innermost upcast axis is a global axis of at most one vector of the
+    output's dtype, and the other upcast global axes make at least two rows."""
+    if not k.has_reduce or not k.upcasted:
+        return False
+    lanes = max(1, vector_bits // (8 * k.ast.dtype.itemsize))
+    full, last = k.full_shape, k.ndim - 1
+    if k.is_reduce_axis(last) or full[last] > lanes:
+        return False
+    rows = prod(full[a] for a in range(k.first_upcast, last) if not k.is_reduce_axis(a))
+    return rows >= 2

@@ -12,7 +12,7 @@ import numpy as np
 from tinyjit.dtype import DType, dtypes
 from tinyjit.ops import Op
 
-from codegen.linearizer import NO_VECTORIZE_SUFFIX
+from codegen.linearizer import NO_UNROLL_SUFFIX, NO_VECTORIZE_SUFFIX
 from codegen.llvm_math import emit_exp2, emit_log2, scaled_exp2
 from codegen.total_ops import float_to_int_bounds
 from codegen.uops import U, UOp
@@ -87,7 +87,7 @@ class LLVMRenderer:
 
     def linearize(self, kernel):
         from codegen.linearizer import Linearizer
-        return Linearizer(kernel).linearize()
+        return Linearizer(kernel, vector_bits=host_vector_bits()).linearize()
 
     def render(self, name: str, uops: list[UOp]) -> tuple[str, str]:
         """(function name, LLVM IR module text). The function name is the kind of kernel (E, r) and a hash of the
@@ -235,12 +235,14 @@ class LLVMRenderer:
             vectorized by SLP across the block (the loop vectorizer would vectorize across the reduce axis or the
             loop around the block instead, with strided gathers); a loop over the
             blocks of an accumulation level is not unrolled (each block ends with a horizontal add: unrolled, a
-            row of blocks becomes one long stretch of code that spills); a loop the linearizer marked (a short
-            innermost loop of a small, light kernel: codegen.linearizer.NO_VECTORIZE_SUFFIX) is not vectorized."""
+            row of blocks becomes one long stretch of code that spills), nor the reduce loop of a block one vector
+            wide (codegen.linearizer.NO_UNROLL_SUFFIX: unrolled, it spills accumulators); a loop the linearizer
+            marked (a short innermost loop of a small, light kernel: codegen.linearizer.NO_VECTORIZE_SUFFIX) is not
+            vectorized."""
             properties = []
             if (blocked is not None and loop.arg.startswith(blocked)) or loop.arg.endswith(NO_VECTORIZE_SUFFIX):
                 properties.append("!{!\"llvm.loop.vectorize.enable\", i1 false}")
-            if "_blk" in loop.arg:
+            if "_blk" in loop.arg or NO_UNROLL_SUFFIX in loop.arg:
                 properties.append("!{!\"llvm.loop.unroll.disable\"}")
             if not properties:
                 return ""

@@ -367,15 +367,19 @@ class NNMixin(TensorBase):
             raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
         if weight is not None and weight.shape != (classes,):
             raise ValueError(f"cross_entropy: weight must have shape ({classes},), got {weight.shape}")
-        logp = self.log_softmax(axis=cls_axis)
-        if target.dtype.is_float:   # class probabilities
-            if target.shape != self.shape:
-                raise ValueError(f"cross_entropy: probability target {target.shape} must match input {self.shape}")
-            tgt = target * (1 - label_smoothing) + label_smoothing / classes
-            if weight is not None:
-                tgt = tgt * weight.reshape((classes,) + (1,) * (self.ndim - cls_axis - 1))
-            return _reduce_loss(-(logp * tgt).sum(cls_axis), reduction, None)
-        return logp._nll(target, reduction, ignore_index, weight, label_smoothing, "cross_entropy")
+        if not target.dtype.is_float:
+            # -log_softmax(x)[t] = logsumexp(x) - x[t]: the log-sum-exp is added per row after picking, so the
+            # gradient is softmax(x) * g - onehot * g, with no sum over the classes of the picked gradient that
+            # log_softmax's backward takes (a reduction as large as the logits: a 10,000-word vocabulary)
+            return self._float()._nll(target, reduction, ignore_index, weight, label_smoothing, "cross_entropy",
+                                      shift=self.logsumexp(cls_axis))
+        # class probabilities
+        if target.shape != self.shape:
+            raise ValueError(f"cross_entropy: probability target {target.shape} must match input {self.shape}")
+        tgt = target * (1 - label_smoothing) + label_smoothing / classes
+        if weight is not None:
+            tgt = tgt * weight.reshape((classes,) + (1,) * (self.ndim - cls_axis - 1))
+        return _reduce_loss(-(self.log_softmax(axis=cls_axis) * tgt).sum(cls_axis), reduction, None)
 
     def nll_loss(self, target, reduction: str = "mean", ignore_index: int = -100, weight=None) -> Self:
         """torch.nn.functional.nll_loss: self are log-probabilities (N, C) or (N, C, d...), target class indices (N,
@@ -387,7 +391,9 @@ class NNMixin(TensorBase):
             raise ValueError(f"nll_loss: weight must have shape ({classes},), got {weight.shape}")
         return self._nll(target, reduction, ignore_index, weight, 0.0, "nll_loss")
 
-    def _nll(self, target, reduction, ignore_index, weight, smoothing, name) -> Self:
+    def _nll(self, target, reduction, ignore_index, weight, smoothing, name, shift=None) -> Self:
+        """The negative log-likelihood of log-probabilities self - shift (`shift`: one value per target position,
+        the target's shape, or None for 0) at the target classes."""
         cls_axis = 1 if self.ndim > 1 else 0
         classes = self.shape[cls_axis]
         if target.dtype.is_float:
@@ -410,6 +416,10 @@ class NNMixin(TensorBase):
             target_weight = valid.where(onehot.where(weight, 0.0).sum(-1), 0.0)
             loss = picked * target_weight
             smooth = -(moved * weight).sum(-1) / classes if smoothing else None
+        if shift is not None:   # -(x - shift) = shift - x, and smooth's (weighted) mean of -(x - shift) likewise
+            loss = loss + (shift if weight is None else shift * target_weight)
+            if smoothing:
+                smooth = smooth + (shift if weight is None else shift * weight.sum() / classes)
         if smoothing:
             loss = (1 - smoothing) * loss + smoothing * smooth
         loss = valid.where(loss, 0.0)

@@ -279,7 +279,9 @@ class ReduceMixin(TensorBase):
         axis = _pick_axis(axis, dim)
         if self.dtype == dtypes.float16:   # the sum of exps in float32 (it can pass half's range), like PyTorch
             return self.float().logsumexp(axis, keepdim).half()
-        m = self._float()._reduce(Op.RMAX, axis, True, "logsumexp")
+        # the shift cancels out of the value, so no gradient flows through it (as in PyTorch: d/dx = softmax(x));
+        # differentiated, it would add a max's backward (a mask of ties, two more row reductions) that sums to zero
+        m = self._float()._reduce(Op.RMAX, axis, True, "logsumexp").detach()
         m = (m.abs() == math.inf).where(0, m)   # keep inf inputs from producing inf - inf
         out = (self - m).exp().sum(axis, keepdim=True).log() + m
         if not keepdim:
@@ -296,7 +298,7 @@ class ReduceMixin(TensorBase):
         x = self._float()
         if self.ndim and any(self.shape[a] == 0 for a in axes):   # nothing to normalize: the empty result
             return x * 1
-        e = (x - x.amax(axis, keepdim=True)).exp()
+        e = (x - x.amax(axis, keepdim=True).detach()).exp()   # a shift that cancels: no gradient through it
         return e / e.sum(axis, keepdim=True)
 
     def log_softmax(self, axis=-1, dim=None) -> Self:
@@ -309,7 +311,7 @@ class ReduceMixin(TensorBase):
         x = self._float()
         if self.ndim and any(self.shape[a] == 0 for a in axes):
             return x * 1
-        shifted = x - x.amax(axis, keepdim=True)
+        shifted = x - x.amax(axis, keepdim=True).detach()   # a shift that cancels: no gradient through it
         return shifted - shifted.exp().sum(axis, keepdim=True).log()
 
     def cumsum(self, axis=None, dim=None, dtype=None) -> Self:
