@@ -285,8 +285,8 @@ def short_inner_axis_plan(k: Kernel) -> list[Opt]:
     full = k.full_shape
     lanes = max(1, host_vector_bits() // (8 * k.ast.dtype.itemsize))
     inner = k.first_reduce - 1
-    if not 1 < full[inner] < lanes:
-        return []
+    if not 1 < full[inner] < lanes or prod(full[:inner]) == 1:
+        return []   # (a kernel that is one short loop has no loop around it to run slowly: left as it is)
     ops = max(1, _alu_ops(k))
     if ops * full[inner] > MAX_BLOCK_OPS:
         return []

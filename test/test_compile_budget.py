@@ -336,10 +336,6 @@ def test_an_elementwise_kernel_with_a_short_innermost_loop_is_vectorized(inner):
     np.testing.assert_allclose(out.numpy(), expected.numpy(), rtol=1e-5, atol=1e-6)
 
 
-    vector_fmas = len(re.findall(r"<\d+ x float> @llvm\.fmuladd", optimized))
-    assert vector_fmas >= 4, f"{epilogue}: the register block was left scalar ({vector_fmas} vector FMAs)"
-    np.testing.assert_allclose(out.numpy(), combine(x @ w, c, bias), rtol=1e-4, atol=1e-4)
-
 
 def test_a_register_block_one_vector_wide_is_not_unrolled():
     """A matmul with 24 columns gets a block of rows x one vector. LLVM unrolled its reduce loop by 2: two steps'
