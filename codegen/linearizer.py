@@ -18,6 +18,7 @@ from tinyjit.ops import AstNode, Op, gathered_load, reduce_identity
 from tinyjit.symbolic import And, Div, Expr, Lt, Mod, Mul, Num, Sum, Var
 
 from codegen.accumulate import REGISTER_BLOCK, VECTOR_BLOCK, ReduceLoop, level_zero_block, plan_reduce_loops
+from codegen.copies import index_strides
 from codegen.kernel import Kernel, upcast_combinations
 from codegen.uops import U, UOp
 
@@ -34,6 +35,19 @@ NO_VECTORIZE_MAX_ALU = 8          # ALU ops of the kernel's AST (each shared nod
 NO_VECTORIZE_MAX_WORK = 1 << 17   # loop iterations of a kernel left scalar whatever its innermost loop
 NO_VECTORIZE_WHOLE_VECTOR = 8     # a bigger kernel stays vectorized if its innermost loop is a multiple of this
                                   # (2-7x faster vectorized) or if it reduces
+# The same unroll-then-vectorize happens in any elementwise kernel whose short innermost loop LLVM unrolls, however
+# heavy its math or big its work: LLVM vectorizes the loop around the unrolled one, and an access that is not read
+# in order along that loop is gathered (or scattered) once per unrolled copy: a 16-wide panel pack of a transposed
+# weight took 0.3-0.4 CPU s, a pack of a concatenation (its mask varies along that loop) 0.2 s, and they ran
+# 1.1-1.6x slower than scalar. That loop alone is then marked (`gathering_loop`); the unrolled loop is still
+# vectorized by SLP where it is read in order. An interleaved group of at most NO_VECTORIZE_MAX_INTERLEAVE
+# contiguous elements per iteration (a 4-row panel: the short loop contiguous, the loop around it stepping by its
+# length) is vectorized cheaply and stays. LLVM unrolls a constant loop whose unrolled body is at most about
+# LLVM_FULL_UNROLL_SIZE instructions (its -O3 threshold); a longer body (exp and log are inline polynomials of
+# about INLINE_MATH_SIZE instructions) is vectorized along the short loop itself.
+NO_VECTORIZE_MAX_INTERLEAVE = 8
+LLVM_FULL_UNROLL_SIZE = 300
+INLINE_MATH_SIZE = 25
 
 
 def acc_dtype(reduce_node: AstNode) -> DType:
@@ -263,6 +277,7 @@ class Linearizer:
         self.upcast_reduced = tuple(k.is_reduce_axis(a) for a in range(first_upcast, k.ndim))
         self._index_cache: dict = {}
         self.scalar = not self.gpu and scalar_kernel(k)
+        self.gathering_axis = None if self.gpu or self.scalar else gathering_loop(k)
         self.vars: dict[str, UOp] = {}
         self.axis_vars: list[Expr] = []
         for axis in range(first_upcast):
@@ -378,7 +393,8 @@ class Linearizer:
     def loop_name(self, axis: int, block: str = "") -> str:
         """The name of a loop over `axis` (`block`: "_blk<unit>" for a loop over blocks of it; NO_VECTORIZE_SUFFIX
         marks the loops LLVM should leave scalar)."""
-        return self.axis_vars[axis].name + block + (NO_VECTORIZE_SUFFIX if self.scalar else "")
+        scalar = self.scalar or axis == self.gathering_axis
+        return self.axis_vars[axis].name + block + (NO_VECTORIZE_SUFFIX if scalar else "")
 
     def level_zero_block(self, register_block: bool) -> int:
         """How many terms the innermost accumulation level takes (codegen/accumulate.py): more when the innermost
@@ -418,3 +434,43 @@ def scalar_kernel(k: Kernel) -> bool:
     # a big light elementwise kernel keeps the vectorizer unless its innermost loop is not whole vectors (reduces
     # and transposing copies ran 1.5-3x slower scalar)
     return not k.has_reduce and full[-1] % NO_VECTORIZE_WHOLE_VECTOR != 0
+
+
+def gathering_loop(k: Kernel) -> int | None:
+    """The axis of the loop around a short innermost loop that LLVM would unroll and then vectorize with gathers
+    or scatters (see NO_VECTORIZE_MAX_INTERLEAVE), for an elementwise CPU kernel without upcast axes; None when
+    there is no such loop, LLVM would not unroll the short one, or every access reads or writes in order."""
+    full = k.full_shape
+    if k.has_reduce or k.upcasted or len(full) < 2 or full[-1] > NO_VECTORIZE_MAX_TRIP or full[-2] == 1:
+        return None
+    if full[-1] * _element_size(k) > LLVM_FULL_UNROLL_SIZE:
+        return None
+    short, outer = len(full) - 1, len(full) - 2
+    for node, st in zip(k.accesses, k.sts):
+        if node.op not in (Op.LOAD, Op.STORE):
+            continue
+        index = index_strides(st)
+        if index[outer] is None or st.real_strides()[outer] is None:
+            return outer   # an index or a mask (a concatenation, a pad) that varies along the loop: gathered
+        in_order = index[outer] in (0, 1)
+        interleaved = index[short] == 1 and index[outer] == full[short] <= NO_VECTORIZE_MAX_INTERLEAVE
+        if not in_order and not interleaved:
+            return outer
+    return None
+
+
+def _element_size(k: Kernel) -> int:
+    """About how many LLVM instructions one element of kernel `k` takes (each shared AST node once): a load or
+    store with its address 2, a masked one 4, exp/log/sin INLINE_MATH_SIZE, any other op 1."""
+    size = 0
+    for n in k.ast.toposort():
+        if n.op in (Op.EXP2, Op.LOG2, Op.SIN):
+            size += INLINE_MATH_SIZE
+        elif n.op in (Op.LOAD, Op.STORE):
+            size += 2
+        elif n.op not in (Op.CONST, Op.VALID):
+            size += 1
+    for st, node in zip(k.sts, k.accesses):
+        if node.op == Op.LOAD and any(v.mask is not None for v in st.views):
+            size += 2
+    return size
