@@ -18,6 +18,7 @@ from tinyjit.ops import AstNode, Op, gathered_load, reduce_identity
 from tinyjit.symbolic import And, Div, Expr, Lt, Mod, Mul, Num, Sum, Var
 
 from codegen.accumulate import REGISTER_BLOCK, VECTOR_BLOCK, ReduceLoop, level_zero_block, plan_reduce_loops
+from codegen.copies import index_strides
 from codegen.kernel import Kernel, upcast_combinations
 from codegen.uops import U, UOp
 
@@ -40,6 +41,26 @@ NO_VECTORIZE_WHOLE_VECTOR = 8     # a bigger kernel stays vectorized if its inne
 # or more vectors wide gains ~5-10% from the unroll). Such a block's reduce loops are named with this suffix, and the
 # LLVM renderer turns unrolling off for them.
 NO_UNROLL_SUFFIX = "_nounroll"
+# The same unroll-then-vectorize happens in any elementwise kernel whose short innermost loop LLVM unrolls, however
+# heavy its math or big its work: LLVM vectorizes the loop around the unrolled one, and an access that is not read
+# in order along that loop is gathered (or scattered) once per unrolled copy: a 16-wide panel pack of a transposed
+# weight took 0.3-0.4 CPU s, a pack of a concatenation (its mask varies along that loop) 0.2 s, and they ran
+# 1.1-1.6x slower than scalar. That loop alone is then marked (`gathering_loop`); the unrolled loop is still
+# vectorized by SLP where it is read in order. An interleaved group of at most NO_VECTORIZE_MAX_INTERLEAVE
+# contiguous elements per iteration (a 4-row panel: the short loop contiguous, the loop around it stepping by its
+# length) is vectorized cheaply and stays. LLVM unrolls a constant loop whose unrolled body is at most about
+# LLVM_FULL_UNROLL_SIZE instructions (its -O3 threshold); a longer body (exp and log are inline polynomials of
+# about INLINE_MATH_SIZE instructions) is vectorized along the short loop itself.
+NO_VECTORIZE_MAX_INTERLEAVE = 8
+LLVM_FULL_UNROLL_SIZE = 300
+INLINE_MATH_SIZE = 25
+# A masked load reads index 0 where it is not valid, so its address is select(valid, index, 0): LLVM cannot see that
+# it steps along the loop it vectorizes and gathers it, one element per lane (the GRU's stacked gradient, a sum of 48
+# time-masked pieces packed 16 wide: 0.25-0.35 CPU s). Where the mask does not change along the innermost loop, the
+# select is taken of the rest of the index only (a LOAD with this arg: its index is safe as it is): a row that is not
+# valid reads the elements 0, step, 2*step, ... which exist because the rows that are valid read them in full
+# (index = rest + step * i, rest >= 0).
+SAFE_INDEX = "safe index"
 
 
 def acc_dtype(reduce_node: AstNode) -> DType:
@@ -206,6 +227,14 @@ class Linearizer:
                 return self.alu(Op.WHERE, node.dtype, v, c, zero)
             buf = self.buffers[node.arg[0]]
             gather = gathered_load(node)
+            if gather is None and v is not None and not isinstance(valid, Num):
+                steady = self.steady_masked_index(st, index, valid)
+                if steady is not None:
+                    rest, step, inner = steady
+                    zero = self.const(0, self.index_dtype)
+                    safe = self.alu(Op.ADD, self.index_dtype, self.alu(Op.WHERE, self.index_dtype, v, rest, zero),
+                                    self.alu(Op.MUL, self.index_dtype, inner, self.const(step, self.index_dtype)))
+                    return self.emit(U.LOAD, node.dtype, (buf, safe, v), arg=SAFE_INDEX)
             if gather is None:
                 src = (buf, self.expr(index)) + ((v,) if v is not None else ())
                 return self.emit(U.LOAD, node.dtype, src)
@@ -222,6 +251,35 @@ class Linearizer:
         if node.op == Op.SIN and node.arg:   # the phase, in quarter turns (tinyjit/ops.py), as a constant operand
             srcs.append(self.const(node.arg % 4, dtypes.int32))
         return self.alu(node.op, node.dtype, *srcs)
+
+    def steady_masked_index(self, st, index: Expr, valid: Expr):
+        """(the index without its innermost-loop term as a UOp, that term's step, the loop variable's UOp) for a
+        masked load of an elementwise CPU kernel whose mask does not change along the innermost loop and whose index
+        steps along it by a constant > 0; None otherwise (see SAFE_INDEX)."""
+        k = self.k
+        axis = self.first_upcast - 1
+        if self.gpu or k.has_reduce or axis < 0 or k.full_shape[axis] == 1:
+            return None
+        if any(v.mask is not None and any(lo >= hi for lo, hi in v.mask) for v in st.views):
+            return None   # never valid: there may be no element to read at all
+        name = self.axis_vars[axis].name
+        if any(var.name == name for var in valid.vars()):
+            return None
+        terms = index.terms if isinstance(index, Sum) else (index,)
+        step, rest = 0, []
+        for t in terms:
+            if isinstance(t, Var) and t.name == name:
+                step += 1
+            elif isinstance(t, Mul) and isinstance(t.a, Var) and t.a.name == name:
+                step += t.b
+            elif any(var.name == name for var in t.vars()):
+                return None
+            else:
+                rest.append(t)
+        if step <= 0 or name not in self.vars:
+            return None
+        rest_expr = Num(0) if not rest else rest[0] if len(rest) == 1 else Sum(tuple(rest))
+        return self.expr(rest_expr), step, self.vars[name]
 
     def gathered(self, node: AstNode, gather, buf: UOp, row_zero: UOp, valid, combo) -> UOp:
         """A gathered load (tinyjit.ops.Gather): the element at row_zero + row * row_stride, where row is the index
@@ -271,6 +329,7 @@ class Linearizer:
         self._index_cache: dict = {}
         self.scalar = not self.gpu and scalar_kernel(k)
         self.rolled_reduce = not self.gpu and self.vector_bits > 0 and one_vector_block(k, self.vector_bits)
+        self.gathering_axis = None if self.gpu or self.scalar else gathering_loop(k)
         self.vars: dict[str, UOp] = {}
         self.axis_vars: list[Expr] = []
         for axis in range(first_upcast):
@@ -387,7 +446,8 @@ class Linearizer:
         """The name of a loop over `axis` (`block`: "_blk<unit>" for a loop over blocks of it; NO_VECTORIZE_SUFFIX
         marks the loops LLVM should leave scalar, NO_UNROLL_SUFFIX the reduce loops it should not unroll)."""
         rolled = NO_UNROLL_SUFFIX if self.rolled_reduce and self.k.is_reduce_axis(axis) else ""
-        return self.axis_vars[axis].name + block + rolled + (NO_VECTORIZE_SUFFIX if self.scalar else "")
+        scalar = self.scalar or axis == self.gathering_axis
+        return self.axis_vars[axis].name + block + rolled + (NO_VECTORIZE_SUFFIX if scalar else "")
 
     def level_zero_block(self, register_block: bool) -> int:
         """How many terms the innermost accumulation level takes (codegen/accumulate.py): more when the innermost
@@ -441,3 +501,43 @@ def one_vector_block(k: Kernel, vector_bits: int) -> bool:
         return False
     rows = prod(full[a] for a in range(k.first_upcast, last) if not k.is_reduce_axis(a))
     return rows >= 2
+
+
+def gathering_loop(k: Kernel) -> int | None:
+    """The axis of the loop around a short innermost loop that LLVM would unroll and then vectorize with gathers
+    or scatters (see NO_VECTORIZE_MAX_INTERLEAVE), for an elementwise CPU kernel without upcast axes; None when
+    there is no such loop, LLVM would not unroll the short one, or every access reads or writes in order."""
+    full = k.full_shape
+    if k.has_reduce or k.upcasted or len(full) < 2 or full[-1] > NO_VECTORIZE_MAX_TRIP or full[-2] == 1:
+        return None
+    if full[-1] * _element_size(k) > LLVM_FULL_UNROLL_SIZE:
+        return None
+    short, outer = len(full) - 1, len(full) - 2
+    for node, st in zip(k.accesses, k.sts):
+        if node.op not in (Op.LOAD, Op.STORE):
+            continue
+        index = index_strides(st)
+        if index[outer] is None or st.real_strides()[outer] is None:
+            return outer   # an index or a mask (a concatenation, a pad) that varies along the loop: gathered
+        in_order = index[outer] in (0, 1)
+        interleaved = index[short] == 1 and index[outer] == full[short] <= NO_VECTORIZE_MAX_INTERLEAVE
+        if not in_order and not interleaved:
+            return outer
+    return None
+
+
+def _element_size(k: Kernel) -> int:
+    """About how many LLVM instructions one element of kernel `k` takes (each shared AST node once): a load or
+    store with its address 2, a masked one 4, exp/log/sin INLINE_MATH_SIZE, any other op 1."""
+    size = 0
+    for n in k.ast.toposort():
+        if n.op in (Op.EXP2, Op.LOG2, Op.SIN):
+            size += INLINE_MATH_SIZE
+        elif n.op in (Op.LOAD, Op.STORE):
+            size += 2
+        elif n.op not in (Op.CONST, Op.VALID):
+            size += 1
+    for st, node in zip(k.sts, k.accesses):
+        if node.op == Op.LOAD and any(v.mask is not None for v in st.views):
+            size += 2
+    return size

@@ -12,7 +12,7 @@ import numpy as np
 from tinyjit.dtype import DType, dtypes
 from tinyjit.ops import Op
 
-from codegen.linearizer import NO_UNROLL_SUFFIX, NO_VECTORIZE_SUFFIX
+from codegen.linearizer import NO_UNROLL_SUFFIX, NO_VECTORIZE_SUFFIX, SAFE_INDEX
 from codegen.llvm_math import emit_exp2, emit_log2, scaled_exp2
 from codegen.total_ops import float_to_int_bounds
 from codegen.uops import U, UOp
@@ -349,7 +349,7 @@ class LLVMRenderer:
                 valid = u.src[2] if len(u.src) > 2 else None
                 it = ty(index)
                 idx = ref(index)
-                if valid is not None:
+                if valid is not None and u.arg != SAFE_INDEX:   # (codegen.linearizer.SAFE_INDEX: in bounds already)
                     safe = fresh("i")
                     emit(f"{safe} = select i1 {ref(valid)}, {it} {idx}, {it} 0")
                     idx = safe

@@ -25,6 +25,7 @@ class U(Enum):
     CAST = auto()            # src: (value,); dtype: target
     BITCAST = auto()         # src: (value,); dtype: target
     LOAD = auto()            # src: (buffer, index) or (buffer, index, valid); reads 0 where not valid
+    #                          arg: SAFE_INDEX (codegen/linearizer.py) when the index is in bounds where not valid
     STORE = auto()           # src: (buffer, index, value)
     DEFINE_ACC = auto()      # a mutable accumulator; arg: initial value
     ACC_READ = auto()        # src: (acc,)
