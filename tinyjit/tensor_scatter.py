@@ -284,8 +284,9 @@ class ScatterMixin(TensorBase):
         if self.numel() == 0 and index.numel() > 0:
             raise IndexError(f"put: tried to put {index.numel()} elements into an empty tensor of shape "
                              f"{self.shape}")
-        if index.numel() == 0:
-            return self * 1
+        if index.numel() == 0:   # nothing is written; x - (empty sum, +0.0) is x, -0.0 and NaN included, and
+            # keeps source in the graph so it gets its (empty) gradient as in torch
+            return self - source.sum().cast(self.dtype) if self.dtype.is_float else (self * 1).cast(self.dtype)
         if accumulate and self.dtype == dtypes.bool:   # torch adds bools as a logical or
             added = self.cast(dtypes.uint8).put(index, source.cast(dtypes.uint8), accumulate=True)
             return added != 0
@@ -331,7 +332,8 @@ class ScatterMixin(TensorBase):
         if source.numel() == 0:
             # nothing is picked (count is 0); the empty sum, exactly 0, keeps source in the graph so it gets its
             # (empty) gradient as in torch
-            picked = self.zeros(*shape, dtype=self.dtype, device=self.device) + flat_source.sum().cast(self.dtype)
+            picked = self.zeros(*shape, dtype=self.dtype, device=self.device) + flat_source.sum().cast(self.dtype) \
+                if self.dtype.is_float else self.zeros(*shape, dtype=self.dtype, device=self.device)
         else:
             # entry k of the flattened result takes source's entry (number of Trues before k); where the mask is
             # False any valid entry will do (0), the where below drops it
