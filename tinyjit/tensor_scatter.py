@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from tinyjit.dtype import dtypes
-from tinyjit.helpers import prod
 from tinyjit.index_check import check_index, wide_enough
 from tinyjit.indexing import _normalize, put_indexed
 from tinyjit.tensor_base import TensorBase, broadcast_shape
