@@ -12,10 +12,10 @@ from tinyjit import Tensor
 # the modules Tensor is made of (tinyjit/tensor.py composes their mixins) and the autograd API beside it
 TENSOR_LAYER = ["tinyjit.tensor", "tinyjit.tensor_base", "tinyjit.tensor_arithmetic", "tinyjit.tensor_math",
                 "tinyjit.tensor_movement", "tinyjit.tensor_reduce", "tinyjit.tensor_nn", "tinyjit.tensor_linalg",
-                "tinyjit.tensor_sort", "tinyjit.tensor_select", "tinyjit.tensor_scatter", "tinyjit.tensor_math_more",
-                "tinyjit.tensor_create", "tinyjit.tensor_mutation", "tinyjit.tensor_autograd",
-                "tinyjit.tensor_format", "tinyjit.random", "tinyjit.indexing", "tinyjit.autograd",
-                "tinyjit.autograd_function", "tinyjit.autograd_graph"]
+                "tinyjit.tensor_sort", "tinyjit.tensor_select", "tinyjit.tensor_scatter", "tinyjit.tensor_histogram",
+                "tinyjit.tensor_math_more", "tinyjit.tensor_create", "tinyjit.tensor_mutation",
+                "tinyjit.tensor_autograd", "tinyjit.tensor_format", "tinyjit.random", "tinyjit.indexing",
+                "tinyjit.autograd", "tinyjit.autograd_function", "tinyjit.autograd_graph"]
 
 
 def _documented(obj) -> bool:

@@ -408,7 +408,7 @@ TENSOR_FUNCTIONS = (
     "remainder fmod atan2 arctan2 hypot logaddexp frac nan_to_num nansum nanmean norm count_nonzero "
     "addmm baddbmm addmv addbmm add sub mul div floor_divide true_divide "
     "repeat_interleave scatter scatter_add scatter_reduce index_add index_put index_copy index_fill nonzero argwhere "
-    "masked_select median cross take"
+    "masked_select median cross take bincount histc masked_scatter put"
 ).split()
 
 

@@ -32,6 +32,7 @@ from tinyjit.tensor_autograd import AutogradMixin
 from tinyjit.tensor_base import broadcast_shape
 from tinyjit.tensor_create import CreationMixin
 from tinyjit.tensor_format import tensor_repr
+from tinyjit.tensor_histogram import HistogramMixin
 from tinyjit.tensor_linalg import LinalgMixin
 from tinyjit.tensor_math import MathMixin
 from tinyjit.tensor_math_more import MoreMathMixin
@@ -77,7 +78,8 @@ def _holds_numpy_float64(data) -> bool:
 
 
 class Tensor(ArithmeticMixin, AutogradMixin, CreationMixin, RandomMixin, MathMixin, MovementMixin, IndexingMixin,
-             ReduceMixin, NNMixin, MutationMixin, SortMixin, LinalgMixin, SelectMixin, ScatterMixin, MoreMathMixin):
+             ReduceMixin, NNMixin, MutationMixin, SortMixin, LinalgMixin, SelectMixin, ScatterMixin, MoreMathMixin,
+             HistogramMixin):
     """A lazy n-dimensional array on a device, with PyTorch's API (torch.Tensor): `Tensor(data, dtype=None,
     device=None, requires_grad=None)` from a Python number, a (nested, rectangular) list, a NumPy array, another
     Tensor or a graph node. Ops build a graph; `.numpy()`, `.item()` and `.realize()` compute it."""

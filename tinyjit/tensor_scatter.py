@@ -1,5 +1,6 @@
-"""Scatter ops of Tensor with torch's names: scatter, scatter_add, scatter_reduce and index_add (out-of-place; the
-in-place spellings with `_` write the result into self with `assign`).
+"""Scatter ops of Tensor with torch's names: scatter, scatter_add, scatter_reduce, index_add, index_put, index_copy,
+index_fill, put and masked_scatter (out-of-place; the in-place spellings with `_` write the result into self with
+`assign`).
 
 Each is a one-hot compare of the index with arange(size of dim) and a reduce over the index entries that land on
 the same place, so it stays lazy, fuses, and is differentiable with respect to both self and the source (the
@@ -15,7 +16,7 @@ import numpy as np
 from tinyjit.dtype import dtypes
 from tinyjit.index_check import check_index, wide_enough
 from tinyjit.indexing import _normalize, put_indexed
-from tinyjit.tensor_base import TensorBase
+from tinyjit.tensor_base import TensorBase, broadcast_shape
 from tinyjit.tensor_movement import _axis
 
 if TYPE_CHECKING:
@@ -255,3 +256,93 @@ class ScatterMixin(TensorBase):
     def index_add_(self, dim: int, index, source, alpha=1) -> Self:
         """torch.Tensor.index_add_: index_add written into self; returns self."""
         return self._inplace("index_add_", lambda: self.index_add(dim, index, source, alpha=alpha))
+
+    def put(self, index, source, accumulate: bool = False) -> Self:
+        """torch.put / Tensor.put: self with source's entries written at the places `index` names in self
+        flattened (row-major, whatever self's strides), or added there with `accumulate` (duplicates add up);
+        index and source of any shapes with the same number of entries, negative indices count from the end.
+        Without accumulate a repeated place keeps the last entry's value (torch leaves it unspecified) and only
+        that entry gets the gradient there (torch's formula gives every duplicate the place's gradient).
+        Gradients: self's where nothing was written (everywhere when accumulating), source's from its places.
+        Errors as torch: TypeError for an index or source that is not a tensor; RuntimeError for an index that is
+        not int64 or a source of another dtype than self's; IndexError for a different number of index and source
+        entries, any index into an empty tensor, or a value outside [-numel, numel) (checked at the call for host
+        values, else when computed: see tinyjit.index_check)."""
+        for name, value in (("index", index), ("source", source)):
+            if not isinstance(value, TensorBase):
+                raise TypeError(f"put(): argument '{name}' must be Tensor, not {type(value).__name__}")
+        self._same_device("put", index, source)
+        if index.dtype != dtypes.int64:
+            raise RuntimeError(f"put: expected a long (int64) tensor for index, but got {index.dtype.name}")
+        if source.dtype != self.dtype:
+            raise RuntimeError(f"put: self and source expected to have the same dtype, but got self.dtype = "
+                               f"{self.dtype.name} and source.dtype = {source.dtype.name}")
+        if index.numel() != source.numel():
+            raise IndexError(f"put: expected source and index to have the same number of elements, but got "
+                             f"source.numel() = {source.numel()}, index.numel() = {index.numel()}")
+        if self.numel() == 0 and index.numel() > 0:
+            raise IndexError(f"put: tried to put {index.numel()} elements into an empty tensor of shape "
+                             f"{self.shape}")
+        if index.numel() == 0:   # nothing is written; x - (empty sum, +0.0) is x, -0.0 and NaN included, and
+            # keeps source in the graph so it gets its (empty) gradient as in torch
+            return self - source.sum().cast(self.dtype) if self.dtype.is_float else (self * 1).cast(self.dtype)
+        if accumulate and self.dtype == dtypes.bool:   # torch adds bools as a logical or
+            added = self.cast(dtypes.uint8).put(index, source.cast(dtypes.uint8), accumulate=True)
+            return added != 0
+        flat = self.reshape(-1)
+        items = _normalize(flat, (index.reshape(-1),))
+        rebuilt = put_indexed(flat, items, source.reshape(-1), {}, accumulate, "put")
+        return rebuilt.reshape(self.shape)
+
+    def put_(self, index, source, accumulate: bool = False) -> Self:
+        """torch.Tensor.put_: put written into self; returns self."""
+        return self._inplace("put_", lambda: self.put(index, source, accumulate))
+
+    def masked_scatter(self, mask, source) -> Self:
+        """torch.masked_scatter: self with source's entries, taken in order (source flattened, row-major, any
+        shape), written where the bool `mask` is True; self and mask broadcast to one shape (the result's).
+        The mask is computed and read back at the call (where each True takes its entry from is a prefix count
+        of the mask, O(n) on the host against O(n^2) as a lazy cumsum; torch's CPU kernel synchronizes too);
+        the entries are picked lazily (a GATHER), with gradients to self (where the mask is False) and source
+        (from where its entries went). Errors as torch: TypeError for a source that is not a tensor;
+        RuntimeError for a mask that is not bool, a source of another dtype than self's, shapes that do not
+        broadcast, or fewer source entries than True values in the mask."""
+        if not isinstance(source, TensorBase):
+            raise TypeError(f"masked_scatter(): argument 'source' must be Tensor, not {type(source).__name__}")
+        if not isinstance(mask, TensorBase):
+            raise TypeError(f"masked_scatter(): argument 'mask' must be Tensor, not {type(mask).__name__}")
+        self._same_device("masked_scatter", mask, source)
+        if mask.dtype != dtypes.bool:
+            raise RuntimeError(f"masked_scatter: only supports boolean masks, but got mask with dtype "
+                               f"{mask.dtype.name}")
+        if source.dtype != self.dtype:
+            raise RuntimeError(f"masked_scatter: expected self and source to have the same dtype, but got "
+                               f"{self.dtype.name} and {source.dtype.name}")
+        try:
+            shape = broadcast_shape(self.shape, mask.shape, "masked_scatter")
+        except ValueError as e:
+            raise RuntimeError(str(e)) from None
+        chosen = np.broadcast_to(mask.numpy(), shape).reshape(-1)
+        count = int(np.count_nonzero(chosen))
+        if count > source.numel():
+            raise RuntimeError(f"masked_scatter: number of elements of source ({source.numel()}) < number of ones "
+                               f"in mask ({count}); mask of shape {mask.shape}, self of shape {self.shape}")
+        flat_source = source.reshape(-1)
+        if source.numel() == 0:
+            # nothing is picked (count is 0); the empty sum, exactly 0, keeps source in the graph so it gets its
+            # (empty) gradient as in torch
+            picked = self.zeros(*shape, dtype=self.dtype, device=self.device) + flat_source.sum().cast(self.dtype) \
+                if self.dtype.is_float else self.zeros(*shape, dtype=self.dtype, device=self.device)
+        else:
+            # entry k of the flattened result takes source's entry (number of Trues before k); where the mask is
+            # False any valid entry will do (0), the where below drops it
+            taken = np.maximum(np.cumsum(chosen, dtype=np.int64) - 1, 0)
+            width = np.int32 if source.numel() <= 2 ** 31 else np.int64
+            rows = self._new(taken.astype(width), device=self.device)
+            picked = flat_source._gather(0, rows).reshape(shape)
+        return mask._broadcast_to(shape).where(picked, self)
+
+    def masked_scatter_(self, mask, source) -> Self:
+        """torch.Tensor.masked_scatter_: masked_scatter written into self (the mask must broadcast to self's shape,
+        else RuntimeError); returns self."""
+        return self._inplace("masked_scatter_", lambda: self.masked_scatter(mask, source))
