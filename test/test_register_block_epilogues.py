@@ -39,3 +39,28 @@ def test_an_epilogue_reading_accumulators_of_two_dtypes(device, second):
     expected = p_t * p_t + q_t * p_t
     assert out.dtype.name == str(expected.dtype).removeprefix("torch.")
     np.testing.assert_allclose(out.numpy(), expected.numpy(), rtol=1e-4, atol=1e-3)
+
+
+# a column reduction (over axis 0: its output axis is upcast into a block of accumulators) fused with a second
+# reduction of another dtype, the epilogue reading the first one twice; (dtype, tinyjit's, torch's)
+_COLUMNS = {
+    "float32 sum, int64 count": (np.float32, lambda x: x.sum(0) * x.sum(0) + (x > 0).long().sum(0) * x.sum(0), None),
+    "float64 max, int64 argmax": (np.float64, lambda x: x.amax(0) * x.amax(0) + x.argmax(0) * x.amax(0), None),
+    "float32 max, bool any": (np.float32, lambda x: x.amax(0, keepdim=True) * x.amax(0, keepdim=True) +
+                              (x > 1).any(0, keepdim=True) * x.amax(0, keepdim=True), None),
+    "int8 sum, float32 sum": (np.int8, lambda x: x.sum(0, dtype="int8") * x.sum(0, dtype="int8") +
+                              x.float().sum(0) * x.sum(0, dtype="int8"),
+                              lambda x: x.sum(0, dtype=torch.int8) * x.sum(0, dtype=torch.int8) +
+                              x.float().sum(0) * x.sum(0, dtype=torch.int8)),
+}
+
+
+@pytest.mark.parametrize("case", list(_COLUMNS))
+def test_a_column_reduction_epilogue_reading_accumulators_of_two_dtypes(device, case):
+    """As above for a reduction over axis 0 (x.sum(0) with a count of positives, amax with argmax): on the CPU
+    its output axis is upcast into a register block, so the same staging applied."""
+    dtype, ours, theirs = _COLUMNS[case]
+    x = (RNG.standard_normal((5, 64)) * 4).astype(dtype)
+    out, expected = ours(Tensor(x)), (theirs or ours)(torch.from_numpy(x))
+    assert out.dtype.name == str(expected.dtype).removeprefix("torch.")
+    np.testing.assert_allclose(out.numpy(), expected.numpy(), rtol=1e-5, atol=1e-4)
