@@ -177,10 +177,11 @@ class LLVMRenderer:
             if segment and max(uses.values(), default=0) > 1:
                 accs = sorted({id(r.src[0]): r.src[0] for r in segment}.values(),
                               key=lambda a: (-a.dtype.itemsize, a.dtype.name, define_order[id(a)]))
-                offset, layout = {}, []
+                offset, layout, end = {}, [], 0
                 for acc in accs:   # widest first: each offset is a multiple of its own size
-                    offset[id(acc)] = sum(a.dtype.itemsize for a, _ in layout)
-                    layout.append((acc, offset[id(acc)]))
+                    offset[id(acc)] = end
+                    layout.append((acc, end))
+                    end += acc.dtype.itemsize
                 for n, read in enumerate(segment):
                     staged[id(read)] = (offset[id(read.src[0])], tuple(layout) if n == 0 else ())
         for u in uops:
