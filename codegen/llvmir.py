@@ -152,10 +152,13 @@ class LLVMRenderer:
         return index
 
     @staticmethod
-    def _staged_epilogues(uops: list[UOp], blocked: Optional[str]) -> dict[int, tuple[int, tuple[UOp, ...]]]:
+    def _staged_epilogues(uops: list[UOp], blocked: Optional[str]) -> dict[int, tuple[int, tuple]]:
         """The epilogues of a register block that read their accumulators from a staging array: {id of each
-        ACC_READ after the reduce loops: (its slot, the accumulators staged, in block order, when this read is the
-        first of its epilogue, else ())}.
+        ACC_READ after the reduce loops: (the byte offset of its accumulator in the array, the accumulators staged
+        with their byte offsets, ((acc, offset), ...), when this read is the first of its epilogue, else ())}.
+        Each accumulator is staged as its own type: a block may hold accumulators of several dtypes (a float sum
+        and an int64 count over the same axis); they are grouped by dtype, widest first (each offset aligned),
+        and within a group in block order (whole vectors for SLP).
 
         SLP vectorizes a block from its stores back to the accumulators. An epilogue that reads an accumulator's
         value twice (a gelu gradient: grad * cdf + grad * x * pdf, grad the block's product) made it pair the
@@ -166,16 +169,21 @@ class LLVMRenderer:
         staging costs compile time)."""
         if blocked != "r":
             return {}
-        staged: dict[int, tuple[int, tuple[UOp, ...]]] = {}
+        staged: dict[int, tuple[int, tuple]] = {}
         define_order = {id(u): n for n, u in enumerate(u for u in uops if u.uop == U.DEFINE_ACC)}
         depth, segment, uses, value_of = 0, [], {}, {}
 
         def close() -> None:
             if segment and max(uses.values(), default=0) > 1:
-                accs = sorted({id(r.src[0]): r.src[0] for r in segment}.values(), key=lambda a: define_order[id(a)])
-                slot = {id(a): n for n, a in enumerate(accs)}
+                accs = sorted({id(r.src[0]): r.src[0] for r in segment}.values(),
+                              key=lambda a: (-a.dtype.itemsize, a.dtype.name, define_order[id(a)]))
+                offset, layout, end = {}, [], 0
+                for acc in accs:   # widest first: each offset is a multiple of its own size
+                    offset[id(acc)] = end
+                    layout.append((acc, end))
+                    end += acc.dtype.itemsize
                 for n, read in enumerate(segment):
-                    staged[id(read)] = (slot[id(read.src[0])], tuple(accs) if n == 0 else ())
+                    staged[id(read)] = (offset[id(read.src[0])], tuple(layout) if n == 0 else ())
         for u in uops:
             if u.uop == U.LOOP and u.arg.startswith("r"):
                 close()
@@ -321,21 +329,20 @@ class LLVMRenderer:
                 names[id(u)] = name
                 emit(f"store {ty(u)} {llvm_const(u.arg, u.dtype)}, ptr {name}")
             elif kind == U.ACC_READ and id(u) in staged:
-                slot, accs = staged[id(u)]
-                if accs:   # the epilogue's first read: stage every accumulator it reads
-                    t = ty(accs[0])
+                offset, layout = staged[id(u)]
+                if layout:   # the epilogue's first read: stage every accumulator it reads, each as its own type
                     if not stage_allocated:
-                        size = max(len(a) for _, a in staged.values())
-                        allocas.append(f"  %stage = alloca [{size} x {t}], align 64")
+                        size = max(at + acc.dtype.itemsize for _, accs in staged.values() for acc, at in accs)
+                        allocas.append(f"  %stage = alloca [{size} x i8], align 64")
                         stage_allocated.append(True)
-                    for n, acc in enumerate(accs):
+                    for acc, at in layout:
                         value, slot_ptr = fresh(), fresh("p")
-                        emit(f"{value} = load {t}, ptr {ref(acc)}")
-                        emit(f"{slot_ptr} = getelementptr inbounds {t}, ptr %stage, i32 {n}")
-                        emit(f"store {t} {value}, ptr {slot_ptr}")
+                        emit(f"{value} = load {ty(acc)}, ptr {ref(acc)}")
+                        emit(f"{slot_ptr} = getelementptr inbounds i8, ptr %stage, i32 {at}")
+                        emit(f"store {ty(acc)} {value}, ptr {slot_ptr}")
                     emit('call void asm sideeffect "", "r,~{memory}"(ptr %stage)')
                 slot_ptr, r = fresh("p"), fresh()
-                emit(f"{slot_ptr} = getelementptr inbounds {ty(u)}, ptr %stage, i32 {slot}")
+                emit(f"{slot_ptr} = getelementptr inbounds i8, ptr %stage, i32 {offset}")
                 emit(f"{r} = load {ty(u)}, ptr {slot_ptr}")
                 names[id(u)] = r
             elif kind == U.ACC_READ:

@@ -57,6 +57,19 @@ def test_linear_mismatch():
     raises(ValueError, lambda: A.linear(Tensor.ones(4, 4)), "matmul", "(2, 3)", "(4, 4)")
 
 
+def test_linear_weight_not_a_matrix():
+    """torch.nn.functional.linear refuses a weight of 3+ dims (RuntimeError) and one that is not a tensor
+    (TypeError); a 3-d weight was matmul'd as a batch and a list gave an AttributeError."""
+    torch = pytest.importorskip("torch")
+    with pytest.raises(RuntimeError):
+        torch.nn.functional.linear(torch.ones(2, 3), torch.ones(2, 4, 3))
+    raises(RuntimeError, lambda: A.linear(Tensor.ones(2, 4, 3)), "linear", "(2, 4, 3)")
+    for weight in ([[1.0, 2.0, 3.0]], np.ones((4, 3), np.float32)):
+        with pytest.raises(TypeError):
+            torch.nn.functional.linear(torch.ones(2, 3), weight)
+        raises(TypeError, lambda: A.linear(weight), "linear", type(weight).__name__)
+
+
 @pytest.mark.parametrize("shape", [(4, 2), (7,), (2, 2, 2), (-1, 4), (0, -1), (5, -1)])
 def test_reshape_mismatch(shape):
     for fn in (lambda: A.reshape(*shape), lambda: A.reshape(shape), lambda: A.view(*shape)):

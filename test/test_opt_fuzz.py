@@ -47,6 +47,8 @@ def _graphs():
         "flip_permute": lambda: (x.flip(1).T @ y),
         "int_reduce": lambda: (ints * 3 - 1).sum(1),
         "bool_where": lambda: (x > y).where(x, y * 2).amax(1),
+        # accumulators of two dtypes in one block, the epilogue reading one twice (staged by the LLVM renderer)
+        "sum_and_count": lambda: x.sum(0) * x.sum(0) + (x > 0).long().sum(0) * x.sum(0),
     }
 
 

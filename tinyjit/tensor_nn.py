@@ -69,8 +69,14 @@ class NNMixin(TensorBase):
 
     def linear(self, weight, bias=None) -> Self:
         """x @ weight.T + bias (torch.nn.functional.linear) with PyTorch's (out_features, in_features) weight layout;
-        errors as for matmul."""
-        if isinstance(weight, TensorBase) and weight.ndim == 2 and self.ndim > 0:
+        errors as for matmul, and like PyTorch's TypeError for a weight that is not a tensor and RuntimeError for a
+        weight of more than 2 dims (a batched weight would otherwise be matmul'd, where PyTorch refuses it)."""
+        if not isinstance(weight, TensorBase):
+            raise TypeError(f"linear: the weight must be a Tensor, not {type(weight).__name__}")
+        if weight.ndim > 2:
+            raise RuntimeError(f"linear: the weight must have 1 or 2 dims (out_features, in_features), got shape "
+                               f"{weight.shape}")
+        if weight.ndim == 2 and self.ndim > 0:
             self._same_device("matmul", weight)
             out = self._matmul_transposed(weight, weight.shape[::-1])   # (the weight is x @ W.T's W.T transposed)
         else:
