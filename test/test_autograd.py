@@ -144,6 +144,19 @@ def test_stable_at_extremes(name):
     check(fn, [], torch_fn, arrays=[np.array([-100.0, -30.0, -1e-3, 0.0, 1e-3, 30.0, 100.0], np.float32)], atol=1e-5)
 
 
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_erf_gradient_is_the_exact_derivative(dtype):
+    """erf's gradient is 2/sqrt(pi) e^(-x^2), like torch: 0 at +-inf (differentiating the approximation gave NaN
+    there), NaN at NaN, and as accurate as the exponential elsewhere (also through gelu)."""
+    x = np.array([-np.inf, -30, -5, -1.5, -1e-3, 0, 0.3, 0.49, 0.51, 2, 4, 30, np.inf, np.nan], dtype)
+    tol = {np.float16: 1e-3, np.float32: 2e-7, np.float64: 1e-15}[dtype]
+    for fn, torch_fn in ((Tensor.erf, torch.erf), (Tensor.gelu, F.gelu)):
+        ours, theirs = Tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+        fn(ours).sum().backward()
+        torch_fn(theirs).sum().backward()
+        np.testing.assert_allclose(ours.grad.numpy(), theirs.grad.numpy(), rtol=tol, atol=tol)
+
+
 @pytest.mark.parametrize("seed", range(4))
 def test_random_broadcast_shapes(seed):
     rng = np.random.default_rng(100 + seed)

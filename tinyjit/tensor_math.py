@@ -239,11 +239,22 @@ class MathMixin(TensorBase):
         """The error function elementwise (torch.erf, scipy.special.erf), for float tensors; ints and bools are computed
         in the default float dtype (float32): a series near 0 and a rational approximation beyond (float32 error ~1e-7;
         float64 to ~1e-15 from a series and a continued fraction)."""
-        # Abramowitz & Stegun 7.1.26 refined with more terms (max error ~1.2e-7), odd symmetry via sign
         x = self._float()
+        if self.no_grad_active or not x.requires_grad:
+            return x._erf_value()
+        frozen = x._frozen()
+        # the exact derivative 2/sqrt(pi) e^(-x^2), like torch: differentiating the approximation was NaN at +-inf
+        # (0 * inf inside it) and off by up to ~1e-6 relative
+        return x._with_gradient(lambda: frozen.detach()._erf_value(), [x],
+                                lambda grad: (grad * (-frozen * frozen).exp() * (2 / math.sqrt(math.pi)),))
+
+    def _erf_value(self) -> Self:
+        """erf of a float tensor, its value only (erf gives the gradient)."""
+        # Abramowitz & Stegun 7.1.26 refined with more terms (max error ~1.2e-7), odd symmetry via sign
+        x = self
         if x.dtype == dtypes.float64:
             return x._erf_float64()
-        ax = (x < 0).where(-x, x)   # |x| with gradient 1 at 0, so erf'(0) = 2/sqrt(pi)
+        ax = (x < 0).where(-x, x)
         t = 1.0 / (1.0 + 0.5 * ax)
         poly = (-ax * ax - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (
             -0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))
