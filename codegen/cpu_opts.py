@@ -46,6 +46,10 @@ MIN_PACK_WORK = 1 << 16
 # at most this many ALU ops in an unpacked register block (reduce body ops x block elements): past it LLVM spends
 # more time compiling the unrolled block than a small kernel ever runs
 MAX_BLOCK_OPS = 2048
+# at most this many instructions of epilogue (ops on the block's results, per element, times the block's elements):
+# a gelu gradient's exp fused after a 4 x 16 block took LLVM 0.8 CPU s to compile
+MAX_EPILOGUE_COST = 2048
+INLINE_MATH_COST = 25
 # a matmul whose other operand (A) is larger than this is tiled: a chunk of A's rows this size stays in the
 # last-level cache while every panel of B passes by (else all of A streams from memory once per B panel)
 ROW_CHUNK_BYTES = 2 << 20
@@ -117,6 +121,10 @@ def contraction_plan(k: Kernel, threads: int = 1) -> list[Opt]:
             width //= 2
         if body * rows * width > MAX_BLOCK_OPS:
             return []
+    # the epilogue (the ops on the block's results: a gelu gradient's exp) is unrolled per block element too
+    epilogue = _epilogue_cost(k)
+    while epilogue * rows * width > MAX_EPILOGUE_COST and rows > 1:
+        rows = largest_divisor(full[row_axis], rows // 2)
     # rows first, so the vector axis is the innermost upcast axis: a staged output is contiguous along it (an
     # upcast split leaves the positions of the global axes as they were)
     opts = ([Opt(OptKind.UPCAST, row_axis, rows)] if rows > 1 else []) + [Opt(OptKind.UPCAST, vector_axis, width)]
@@ -202,6 +210,20 @@ def _reduce_body_ops(k: Kernel) -> int:
             seen.add(id(n))
             stack.extend(n.src)
     return len(seen) + len(reduces)
+
+
+def _epilogue_cost(k: Kernel) -> int:
+    """About how many instructions the ops outside the kernel's reduces take per output element (each shared node
+    once; exp, log and sin are inline polynomials of INLINE_MATH_COST)."""
+    inside: set[int] = set()
+    stack = [n.src[0] for n in k.ast.toposort() if n.op in (Op.SUM, Op.RMAX)]
+    while stack:
+        n = stack.pop()
+        if id(n) not in inside:
+            inside.add(id(n))
+            stack.extend(n.src)
+    return sum(INLINE_MATH_COST if n.op in (Op.EXP2, Op.LOG2, Op.SIN) else 1 for n in k.ast.toposort()
+               if id(n) not in inside and n.op not in ACCESS_OPS and n.op not in (Op.SUM, Op.RMAX, Op.STORE))
 
 
 def _depad_suffices(k: Kernel, block: list[Opt], b: int, vector_axis: int) -> bool:
