@@ -21,7 +21,9 @@ it has (16 on AVX2, 32 on AVX-512): accumulators, the B vectors of one reduce st
 A must all fit, or LLVM spills accumulators to the stack on every step.
 
 A reduce that is not a contraction but reads across its innermost reduce axis with a stride (a weight gradient
-summed over batch and time) gets one vector of outputs per thread instead (`strided_reduce_plan`).
+summed over batch and time) gets one vector of outputs per thread instead (`strided_reduce_plan`), and an
+elementwise kernel or copy whose innermost loop is shorter than a vector has it unrolled into a block
+(`short_inner_axis_plan`).
 
 The optimizations are applied by `Kernel.apply_opt`; PACK, DEPAD and STAGE rewrite the kernel in codegen/copies.py.
 Here: which ones a contraction gets (`contraction_plan`), and every one that could apply (`candidate_opts`, the
