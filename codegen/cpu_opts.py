@@ -35,7 +35,8 @@ from tinyjit.helpers import largest_divisor, prod
 from tinyjit.ops import Op
 
 from codegen.copies import ACCESS_OPS, dependent_axes, index_strides, operand_facts, pack_candidates
-from codegen.kernel import Kernel
+from codegen.kernel import Kernel, alu_ops
+from codegen.linearizer import INLINE_MATH_SIZE
 from codegen.llvmir import host_vector_bits, host_vector_registers
 from codegen.opts import KernelOptError, Opt, OptKind
 
@@ -51,7 +52,6 @@ MAX_BLOCK_OPS = 2048
 # at most this many instructions of epilogue (ops on the block's results, per element, times the block's elements):
 # a gelu gradient's exp fused after a 4 x 16 block took LLVM 0.8 CPU s to compile
 MAX_EPILOGUE_COST = 2048
-INLINE_MATH_COST = 25
 # a matmul whose other operand (A) is larger than this is tiled: a chunk of A's rows this size stays in the
 # last-level cache while every panel of B passes by (else all of A streams from memory once per B panel)
 ROW_CHUNK_BYTES = 2 << 20
@@ -216,7 +216,7 @@ def _reduce_body_ops(k: Kernel) -> int:
 
 def _epilogue_cost(k: Kernel) -> int:
     """About how many instructions the ops outside the kernel's reduces take per output element (each shared node
-    once; exp, log and sin are inline polynomials of INLINE_MATH_COST)."""
+    once; exp, log and sin are inline polynomials of INLINE_MATH_SIZE)."""
     inside: set[int] = set()
     stack = [n.src[0] for n in k.ast.toposort() if n.op in (Op.SUM, Op.RMAX)]
     while stack:
@@ -224,7 +224,7 @@ def _epilogue_cost(k: Kernel) -> int:
         if id(n) not in inside:
             inside.add(id(n))
             stack.extend(n.src)
-    return sum(INLINE_MATH_COST if n.op in (Op.EXP2, Op.LOG2, Op.SIN) else 1 for n in k.ast.toposort()
+    return sum(INLINE_MATH_SIZE if n.op in (Op.EXP2, Op.LOG2, Op.SIN) else 1 for n in k.ast.toposort()
                if id(n) not in inside and n.op not in ACCESS_OPS and n.op not in (Op.SUM, Op.RMAX, Op.STORE))
 
 
@@ -290,11 +290,6 @@ def strided_reduce_plan(k: Kernel) -> list[Opt]:
     return [Opt(OptKind.UPCAST, axis, lanes)] if gathered else []
 
 
-def _alu_ops(k: Kernel) -> int:
-    """ALU ops of the kernel's whole expression (each shared node once): what an upcast repeats per element."""
-    return sum(1 for n in k.ast.toposort() if n.op not in ACCESS_OPS)
-
-
 def short_inner_axis_plan(k: Kernel) -> list[Opt]:
     """UPCASTs that unroll the innermost loop of an elementwise kernel when it is shorter than one vector (a
     transposed copy in 4-element tiles: the packed operand of a matmul's register block, with the gradient of a
@@ -311,7 +306,7 @@ def short_inner_axis_plan(k: Kernel) -> list[Opt]:
     inner = k.first_reduce - 1
     if not 1 < full[inner] < lanes or prod(full[:inner]) == 1:
         return []   # (a kernel that is one short loop has no loop around it to run slowly: left as it is)
-    ops = max(1, _alu_ops(k))
+    ops = alu_ops(k) + 1   # what an upcast repeats per element: its math and its store
     if ops * full[inner] > MAX_BLOCK_OPS:
         return []
     plan = [Opt(OptKind.UPCAST, inner, full[inner])]

@@ -235,6 +235,11 @@ def upcast_combinations(sizes: list[int]) -> list[tuple[int, ...]]:
     return combos
 
 
+def alu_ops(k: Kernel) -> int:
+    """The ALU ops of the kernel's AST, each shared node once (loads, constants, validity masks and the store
+    excluded): the math one element costs."""
+    return sum(1 for n in k.ast.toposort() if n.op not in (Op.LOAD, Op.CONST, Op.STORE, Op.VALID))
+
+
 def kernel_flops_estimate(k: Kernel) -> int:
-    n_alu = sum(1 for n in k.ast.toposort() if n.op not in (Op.LOAD, Op.CONST, Op.STORE, Op.VALID))
-    return n_alu * prod(k.full_shape)
+    return alu_ops(k) * prod(k.full_shape)

@@ -19,7 +19,7 @@ from tinyjit.symbolic import And, Div, Expr, Lt, Mod, Mul, Num, Sum, Var
 
 from codegen.accumulate import REGISTER_BLOCK, VECTOR_BLOCK, ReduceLoop, level_zero_block, plan_reduce_loops
 from codegen.copies import index_strides
-from codegen.kernel import Kernel, upcast_combinations
+from codegen.kernel import Kernel, alu_ops, upcast_combinations
 from codegen.uops import U, UOp
 
 REDUCE_TO_ALU = {Op.SUM: Op.ADD, Op.RMAX: Op.MAX}
@@ -479,8 +479,7 @@ def scalar_kernel(k: Kernel) -> bool:
     full = k.full_shape
     if k.upcasted or not full or full[-1] > NO_VECTORIZE_MAX_TRIP:
         return False
-    alu = sum(1 for n in k.ast.toposort() if n.op not in (Op.LOAD, Op.CONST, Op.VALID, Op.STORE))
-    if alu > NO_VECTORIZE_MAX_ALU:
+    if alu_ops(k) > NO_VECTORIZE_MAX_ALU:
         return False
     if prod(full) <= NO_VECTORIZE_MAX_WORK:
         return True
