@@ -214,6 +214,9 @@ class LLVMRenderer:
         accumulations, flushes = self._accumulator_writes(uops)
         out: list[str] = []
         allocas: list[str] = []
+        if staged:   # one staging array, as large as the largest epilogue's accumulators
+            size = max(at + acc.dtype.itemsize for _, layout in staged.values() for acc, at in layout)
+            allocas.append(f"  %stage = alloca [{size} x i8], align 64")
         declares: set[str] = set()
         args: list[str] = []
         names: dict[int, str] = {}
@@ -221,7 +224,6 @@ class LLVMRenderer:
         block = ["entry"]
         loop_info: dict[int, tuple[str, str, str, str]] = {}
         metadata: list[str] = []
-        stage_allocated: list[bool] = []
 
         def fresh(prefix="v") -> str:
             counter[0] += 1
@@ -331,10 +333,6 @@ class LLVMRenderer:
             elif kind == U.ACC_READ and id(u) in staged:
                 offset, layout = staged[id(u)]
                 if layout:   # the epilogue's first read: stage every accumulator it reads, each as its own type
-                    if not stage_allocated:
-                        size = max(at + acc.dtype.itemsize for _, accs in staged.values() for acc, at in accs)
-                        allocas.append(f"  %stage = alloca [{size} x i8], align 64")
-                        stage_allocated.append(True)
                     for acc, at in layout:
                         value, slot_ptr = fresh(), fresh("p")
                         emit(f"{value} = load {ty(acc)}, ptr {ref(acc)}")
