@@ -317,10 +317,50 @@ def short_inner_axis_plan(k: Kernel) -> list[Opt]:
     return plan
 
 
+def stacked_view_plan(k: Kernel) -> list[Opt]:
+    """UPCASTs of an elementwise kernel that make every address linear in the loops: an access through stacked
+    views (a max-pool gradient scattered back from its windows) computes `h // 2` and `h % 2` for each element;
+    split by the window size, with the inner part unrolled into a block, those are the outer loop's index and a
+    constant, and the values the block's elements share (one window's gradient) are loaded once. Empty when
+    nothing is divided, or when no split of at most one vector per axis makes every loop's address linear."""
+    if k.has_reduce or k.upcasted or k.first_reduce == 0:
+        return []
+    full = k.full_shape
+    lanes = max(1, host_vector_bits() // (8 * k.ast.dtype.itemsize))
+    stacked = [st for st in k.sts if len(st.views) > 1]
+    nonlinear = sorted({a for st in stacked for a, s in enumerate(index_strides(st)[:k.first_reduce])
+                        if s is None and full[a] > 1}, reverse=True)
+    if not nonlinear:
+        return []
+    amounts: dict[int, int] = {}
+    for axis in nonlinear:   # the smallest split of each axis that makes its outer part linear
+        for amount in range(2, lanes // prod(amounts.values()) + 1):
+            if full[axis] % amount or amount >= full[axis]:
+                continue
+            split = tuple(full[:axis]) + (full[axis] // amount, amount) + tuple(full[axis + 1:])
+            if all(index_strides(st.reshape(split))[axis] is not None for st in stacked):
+                amounts[axis] = amount
+                break
+        else:
+            return []
+    if (alu_ops(k) + 1) * prod(amounts.values()) > MAX_BLOCK_OPS:
+        return []
+    # all splits at once: every loop's address linear (the unrolled parts are constants in the block)
+    split, unrolled = [], []
+    for a, size in enumerate(full):
+        split += [size // amounts[a], amounts[a]] if a in amounts else [size]
+        unrolled += [False, True] if a in amounts else [False]
+    if any(index_strides(st.reshape(tuple(split)))[i] is None for st in stacked
+           for i, u in enumerate(unrolled) if not u and split[i] > 1):
+        return []
+    return [Opt(OptKind.UPCAST, axis, amount) for axis, amount in amounts.items()]
+
+
 def optimize_cpu(k: Kernel, threads: int = 1) -> None:
-    """Apply the CPU heuristics (contraction_plan, else strided_reduce_plan, else short_inner_axis_plan) for a
-    device of `threads` threads."""
-    for opt in contraction_plan(k, threads) or strided_reduce_plan(k) or short_inner_axis_plan(k):
+    """Apply the CPU heuristics (contraction_plan, else strided_reduce_plan, else stacked_view_plan, else
+    short_inner_axis_plan) for a device of `threads` threads."""
+    for opt in contraction_plan(k, threads) or strided_reduce_plan(k) or \
+            stacked_view_plan(k) or short_inner_axis_plan(k):
         try:
             k.apply_opt(opt)
         except KernelOptError:   # e.g. a B already laid out in loop order needs no PACK; the loop order still helps

@@ -46,6 +46,12 @@ EXPENSIVE_OP_COST = {Op.EXP2: 20, Op.LOG2: 20, Op.SIN: 20, Op.SQRT: 4, Op.RECIP:
 SHARED_EXPENSIVE_COST = 20
 SHARED_EXPENSIVE_KERNELS = 3
 SHARED_EXPENSIVE_SIZE = 1 << 14
+# an elementwise value at least SHARED_EXPENSIVE_SIZE elements large whose expression has SHARED_LONG_OPS or more
+# ops (of any kind, counted as a tree) and that two or more kernels would recompute is realized once too
+# (_decide_shared_chains): a max-pool gradient times a relu's (compares and selects over each window, ~17 ops)
+# was computed again in each conv weight-gradient pack and bias-gradient sum that read it, each through the
+# pooling windows' stacked views (a division and remainder per index) in that kernel's own loop order
+SHARED_LONG_OPS = 16
 # an elementwise value of that cost padded to PADDED_WASTE_RATIO times its size or more is realized before the pad
 # (_decide_shared_chains): inlined, its ops would run on every padded element too, masked out after. The gradient of
 # an unrolled recurrence's input, a sum of one padded term per time step, computed every step's term T times
@@ -198,6 +204,13 @@ class _Scheduler:
                 self.reasons.setdefault(id(node), f"is read by {SHARED_EXPENSIVE_KERNELS} or more kernels, each of "
                                         f"which would recompute its transcendental ops")
                 total = weighted = 0
+            elif elementwise and home[id(node)] is None and total >= SHARED_LONG_OPS and \
+                    len(kernels[id(node)]) >= 2 and node.size >= SHARED_EXPENSIVE_SIZE and \
+                    not self._same_kernels_above(node, kernels, home):
+                self.realize[id(node)] = node
+                self.reasons.setdefault(id(node), f"is read by several kernels, each of which would recompute its "
+                                        f"{SHARED_LONG_OPS} or more ops")
+                total = weighted = 0
             if node.op == Op.PAD and weighted >= SHARED_EXPENSIVE_COST and \
                     0 < PADDED_WASTE_RATIO * node.src[0].size <= node.size:
                 padded = _below_movement(node.src[0])
@@ -210,10 +223,21 @@ class _Scheduler:
             cost[id(node)] = min(weighted, SHARED_EXPENSIVE_COST)
 
     def _same_kernels_above(self, node: Node, kernels: dict, home: dict) -> bool:
-        """Whether an elementwise reader of `node` is inlined into the same kernels: then that reader (the larger
-        expression) is the one to realize, not each step of the chain below it."""
-        return any(c.op in ELEMENTWISE and home[id(c)] is None and kernels[id(c)] == kernels[id(node)]
-                   for c in self.consumers[id(node)])
+        """Whether an elementwise reader of `node` (directly or through movement ops: a pool's gradient scattered
+        from its windows back to the image, where a relu's gradient multiplies it) is inlined into the same
+        kernels: then that reader (the larger expression) is the one to realize, not each step of the chain below
+        it."""
+        stack, seen = list(self.consumers[id(node)]), set()
+        while stack:
+            c = stack.pop()
+            if id(c) in seen or c.realized or id(c) in self.realize:
+                continue
+            seen.add(id(c))
+            if c.op in ELEMENTWISE and home[id(c)] is None and kernels[id(c)] == kernels[id(node)]:
+                return True
+            if c.op in MOVEMENT and home[id(c)] is None:
+                stack.extend(self.consumers[id(c)])
+        return False
 
     def _stale_readers(self, readers) -> list[Node]:
         """The nodes of `readers` (values a live tensor still holds) that this schedule computes inline and that read
