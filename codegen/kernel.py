@@ -114,11 +114,9 @@ class Kernel:
             merged = shape[:axis] + (shape[axis] * shape[axis + 1],) + shape[axis + 2:]
             if st.views[-1].reshape(merged) is None:
                 return False
-            if len(st.views) > 1 and shape[axis] > 1 and shape[axis + 1] >= MIN_LINEAR_RUN:
-                strides = index_strides(st)
-                if strides[axis] is None or strides[axis + 1] is None or \
-                        strides[axis] != strides[axis + 1] * shape[axis + 1]:
-                    return False
+            if len(st.views) > 1 and shape[axis] > 1 and shape[axis + 1] >= MIN_LINEAR_RUN and \
+                    index_strides(st.reshape(merged))[axis] is None:
+                return False
         return True
 
     # ---- optimizations ----
