@@ -342,16 +342,20 @@ def stacked_view_plan(k: Kernel) -> list[Opt]:
                 amounts[axis] = amount
                 break
         else:
-            return []
-    if (alu_ops(k) + 1) * prod(amounts.values()) > MAX_BLOCK_OPS:
+            if axis == k.first_reduce - 1 and full[axis] <= 2 * lanes and not amounts:
+                amounts[axis] = full[axis]   # no split works (a padded row of 11): unroll the whole short row
+            # (else the axis stays a loop that divides: checked below)
+    if not amounts or (alu_ops(k) + 1) * prod(amounts.values()) > MAX_BLOCK_OPS:
         return []
-    # all splits at once: every loop's address linear (the unrolled parts are constants in the block)
+    # all splits at once: every loop's address linear (the unrolled parts are constants in the block), or a block
+    # of a whole row that pays the divisions of the loops around it once per row
     split, unrolled = [], []
     for a, size in enumerate(full):
         split += [size // amounts[a], amounts[a]] if a in amounts else [size]
         unrolled += [False, True] if a in amounts else [False]
-    if any(index_strides(st.reshape(tuple(split)))[i] is None for st in stacked
-           for i, u in enumerate(unrolled) if not u and split[i] > 1):
+    if prod(amounts.values()) < lanes and \
+            any(index_strides(st.reshape(tuple(split)))[i] is None for st in stacked
+                for i, u in enumerate(unrolled) if not u and split[i] > 1):
         return []
     return [Opt(OptKind.UPCAST, axis, amount) for axis, amount in amounts.items()]
 

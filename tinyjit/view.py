@@ -254,13 +254,16 @@ def _narrowed(idxs: list[Expr], mask) -> list[Expr]:
 
 
 def _linear_coefficient(index: Expr, var: Var) -> Optional[int]:
+    """The constant coefficient of `var` in `index`, or None when `index` is not linear in it. The variable is
+    matched by name: with stacked views, index_and_valid narrows a loop variable to the last view's mask (the same
+    loop index with a smaller range), and a padded pool gradient's `(h // 2) * 5` then read as not depending on h."""
     terms = index.terms if isinstance(index, Sum) else (index,)
     coefficient = 0
     for t in terms:
-        if t == var:
+        if isinstance(t, Var) and t.name == var.name:
             coefficient += 1
-        elif isinstance(t, Mul) and t.a == var:
+        elif isinstance(t, Mul) and isinstance(t.a, Var) and t.a.name == var.name:
             coefficient += t.b
-        elif var in t.vars():
+        elif any(v.name == var.name for v in t.vars()):
             return None
     return coefficient
