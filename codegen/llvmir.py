@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import functools
-from typing import Optional
 import hashlib
 import math
 import struct
@@ -124,14 +123,11 @@ class LLVMRenderer:
         return lines + [f"  call void @{fname}({', '.join(call_args)})", "  ret void", "}"]
 
     @staticmethod
-    def _register_blocked(uops: list[UOp]) -> Optional[str]:
-        """Which loops SLP vectorizes across an upcast block instead of the loop vectorizer: "r" (the reduce loops)
-        for a register block of accumulators, "" (every loop) for an elementwise block (the loop vectorizer would
-        vectorize the loop around the block with gathers, 8 blocks at a time: ~3x slower and ~5x the code), None
-        when the kernel has no block (one store)."""
-        if sum(u.uop == U.STORE for u in uops) <= 1:
-            return None
-        return "r" if any(u.uop == U.DEFINE_ACC for u in uops) else ""
+    def _register_block(uops: list[UOp]) -> bool:
+        """Whether the kernel is a register block of accumulators (several stores): SLP vectorizes its reduce loops
+        across the block instead of the loop vectorizer (an elementwise block's loops are named by the linearizer:
+        codegen.linearizer.slp_vectorized_block)."""
+        return sum(u.uop == U.STORE for u in uops) > 1 and any(u.uop == U.DEFINE_ACC for u in uops)
 
     @staticmethod
     def _index_math(uops: list[UOp]) -> set[int]:
@@ -152,7 +148,7 @@ class LLVMRenderer:
         return index
 
     @staticmethod
-    def _staged_epilogues(uops: list[UOp], blocked: Optional[str]) -> dict[int, tuple[int, tuple]]:
+    def _staged_epilogues(uops: list[UOp], register_block: bool) -> dict[int, tuple[int, tuple]]:
         """The epilogues of a register block that read their accumulators from a staging array: {id of each
         ACC_READ after the reduce loops: (the byte offset of its accumulator in the array, the accumulators staged
         with their byte offsets, ((acc, offset), ...), when this read is the first of its epilogue, else ())}.
@@ -167,7 +163,7 @@ class LLVMRenderer:
         are a store chain of their own, vectorized cleanly, and the epilogue reads whole vectors. Epilogues that
         use each value once (a bias, a residual, an activation) vectorize well as they are and are left so (the
         staging costs compile time)."""
-        if blocked != "r":
+        if not register_block:
             return {}
         staged: dict[int, tuple[int, tuple]] = {}
         define_order = {id(u): n for n, u in enumerate(u for u in uops if u.uop == U.DEFINE_ACC)}
@@ -208,8 +204,8 @@ class LLVMRenderer:
         return staged
 
     def _body(self, uops: list[UOp]):
-        blocked = self._register_blocked(uops)
-        staged = self._staged_epilogues(uops, blocked)
+        register_block = self._register_block(uops)
+        staged = self._staged_epilogues(uops, register_block)
         nsw = self._index_math(uops)
         accumulations, flushes = self._accumulator_writes(uops)
         out: list[str] = []
@@ -241,16 +237,15 @@ class LLVMRenderer:
             out.append("  " + text)
 
         def loop_hint(loop: UOp) -> str:
-            """Loop metadata: the reduce loops of a register block, and every loop of an elementwise block, are
-            vectorized by SLP across the block (the loop vectorizer would vectorize across the reduce axis or the
-            loop around the block instead, with strided gathers); a loop over the
+            """Loop metadata: the reduce loops of a register block are vectorized by SLP across the block (the loop
+            vectorizer would vectorize across the reduce axis instead, with strided gathers); a loop over the
             blocks of an accumulation level is not unrolled (each block ends with a horizontal add: unrolled, a
             row of blocks becomes one long stretch of code that spills), nor the reduce loop of a block one vector
             wide (codegen.linearizer.NO_UNROLL_SUFFIX: unrolled, it spills accumulators); a loop the linearizer
-            marked (a short innermost loop of a small, light kernel: codegen.linearizer.NO_VECTORIZE_SUFFIX) is not
-            vectorized."""
+            marked (codegen.linearizer.NO_VECTORIZE_SUFFIX: a short innermost loop of a small, light kernel, the
+            loops around an elementwise block SLP vectorizes) is not vectorized."""
             properties = []
-            if (blocked is not None and loop.arg.startswith(blocked)) or loop.arg.endswith(NO_VECTORIZE_SUFFIX):
+            if (register_block and loop.arg.startswith("r")) or loop.arg.endswith(NO_VECTORIZE_SUFFIX):
                 properties.append("!{!\"llvm.loop.vectorize.enable\", i1 false}")
             if "_blk" in loop.arg or NO_UNROLL_SUFFIX in loop.arg:
                 properties.append("!{!\"llvm.loop.unroll.disable\"}")
