@@ -39,7 +39,9 @@ NO_VECTORIZE_WHOLE_VECTOR = 8     # a bigger kernel stays vectorized if its inne
 # one vector of B: the 10 x 8 block of a 200-column matmul) then holds two steps' broadcasts beside its accumulators
 # and spills accumulators to the stack inside the loop: it ran 1.2-2x slower than the loop left rolled (a block two
 # or more vectors wide gains ~5-10% from the unroll). Such a block's reduce loops are named with this suffix, and the
-# LLVM renderer turns unrolling off for them.
+# LLVM renderer turns unrolling off for them. So are the loops around an elementwise block SLP vectorizes
+# (slp_vectorized_block): the block is whole vectors already, and LLVM's full unroll of the loop around it (8 blocks
+# of 8 stores) made its loop-load elimination compare every pair of stores: 0.2-0.3 CPU s for one small copy.
 NO_UNROLL_SUFFIX = "_nounroll"
 # The same unroll-then-vectorize happens in any elementwise kernel whose short innermost loop LLVM unrolls, however
 # heavy its math or big its work: LLVM vectorizes the loop around the unrolled one, and an access that is not read
@@ -445,8 +447,8 @@ class Linearizer:
 
     def loop_name(self, axis: int, block: str = "") -> str:
         """The name of a loop over `axis` (`block`: "_blk<unit>" for a loop over blocks of it; NO_VECTORIZE_SUFFIX
-        marks the loops LLVM should leave scalar, NO_UNROLL_SUFFIX the reduce loops it should not unroll)."""
-        rolled = NO_UNROLL_SUFFIX if self.rolled_reduce and self.k.is_reduce_axis(axis) else ""
+        marks the loops LLVM should leave scalar, NO_UNROLL_SUFFIX the loops it should not unroll)."""
+        rolled = NO_UNROLL_SUFFIX if self.block_by_slp or (self.rolled_reduce and self.k.is_reduce_axis(axis)) else ""
         scalar = self.scalar or self.block_by_slp or axis == self.gathering_axis
         return self.axis_vars[axis].name + block + rolled + (NO_VECTORIZE_SUFFIX if scalar else "")
 
@@ -505,11 +507,12 @@ def one_vector_block(k: Kernel, vector_bits: int) -> bool:
 
 def slp_vectorized_block(k: Kernel) -> bool:
     """Whether the CPU kernel `k` is an elementwise block that SLP vectorizes, so its loops are named with
-    NO_VECTORIZE_SUFFIX: the upcast axes cover the output's contiguous axis (a short innermost loop unrolled into
-    a block, codegen.cpu_opts.short_inner_axis_plan). The loop vectorizer would vectorize the loop around the block
-    with gathers, 8 blocks at a time: ~3x slower and ~5x the code. A block of rows over a long loop that stores in
-    order (an UPCAST of an outer axis, e.g. by BEAM) keeps the loop vectorizer: it vectorizes that loop with whole
-    vectors per row, 2-3x faster than SLP across rows that are far apart in memory."""
+    NO_VECTORIZE_SUFFIX (and NO_UNROLL_SUFFIX): the upcast axes cover the output's contiguous axis (a short
+    innermost loop unrolled into a block, codegen.cpu_opts.short_inner_axis_plan). The loop vectorizer would
+    vectorize the loop around the block with gathers, 8 blocks at a time: ~3x slower and ~5x the code. A block of
+    rows over a long loop that stores in order (an UPCAST of an outer axis, e.g. by BEAM) keeps the loop
+    vectorizer: it vectorizes that loop with whole vectors per row, 2-3x faster than SLP across rows that are far
+    apart in memory."""
     if k.has_reduce or not k.upcasted or k.first_upcast == 0:
         return False
     innermost_loop = k.first_upcast - 1
