@@ -37,7 +37,7 @@ from tinyjit.ops import Op
 from codegen.copies import ACCESS_OPS, dependent_axes, index_strides, operand_facts, pack_candidates
 from codegen.kernel import Kernel, alu_ops
 from codegen.linearizer import INLINE_MATH_SIZE
-from codegen.llvmir import host_vector_bits, host_vector_registers
+from codegen.llvm_ops import host_vector_bits, host_vector_registers
 from codegen.opts import KernelOptError, Opt, OptKind
 
 # at most this many vector registers of accumulators in a register block (16 unrolled vector FMAs per reduce step:

@@ -14,7 +14,7 @@ import codegen.cpu_opts
 from codegen.cpu_opts import MAX_ACCUMULATOR_REGISTERS, contraction_plan, strided_reduce_plan
 from codegen.kernel import Kernel
 from codegen.linearizer import NO_VECTORIZE_SUFFIX
-from codegen.llvmir import host_vector_bits
+from codegen.llvm_ops import host_vector_bits
 from codegen.opts import Opt, OptKind
 from codegen.optimizer import optimize
 from codegen.uops import U
