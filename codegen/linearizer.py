@@ -527,7 +527,7 @@ def gathering_loop(k: Kernel) -> int | None:
     full = k.full_shape
     if k.has_reduce or k.upcasted or len(full) < 2 or full[-1] > NO_VECTORIZE_MAX_TRIP or full[-2] == 1:
         return None
-    if full[-1] * _element_size(k) > LLVM_FULL_UNROLL_SIZE:
+    if full[-1] * element_size(k) > LLVM_FULL_UNROLL_SIZE:
         return None
     short, outer = len(full) - 1, len(full) - 2
     for node, st in zip(k.accesses, k.sts):
@@ -543,7 +543,7 @@ def gathering_loop(k: Kernel) -> int | None:
     return None
 
 
-def _element_size(k: Kernel) -> int:
+def element_size(k: Kernel) -> int:
     """About how many LLVM instructions one element of kernel `k` takes (each shared AST node once): a load or
     store with its address 2, a masked one 4, exp/log/sin INLINE_MATH_SIZE, any other op 1."""
     size = 0
