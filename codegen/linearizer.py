@@ -196,11 +196,28 @@ class Linearizer:
         """(index, valid) of access `st` at upcast element `combo`, computed once per linearization: the symbolic
         index math is the costliest part of linearizing, and a register block asks for the same access again in
         every loop scope it is lowered in (and different loads often share one ShapeTracker)."""
-        key = (st, combo)
+        relevant = self._upcasts_read.get(st)
+        if relevant is None:
+            relevant = self._upcasts_read[st] = self.upcast_axes_read(st)
+        # an access broadcast along an upcast axis (a matmul's A across the block's columns) is the same access for
+        # every element along it: one symbolic computation serves them all (1/16 of a 6 x 16 block's A loads)
+        key = (st, tuple(c if read else 0 for c, read in zip(combo, relevant)))
         found = self._index_cache.get(key)
         if found is None:
-            found = self._index_cache[key] = st.index_and_valid(self.access_idxs(st, combo))
+            found = self._index_cache[key] = st.index_and_valid(self.access_idxs(st, key[1]))
         return found
+
+    def upcast_axes_read(self, st) -> tuple[bool, ...]:
+        """Per upcast axis, whether access `st`'s index or validity depends on the element along it: computed with
+        each upcast axis as a variable over its range (an exact answer for every element, as the symbolic rewrites
+        hold over a variable's whole range)."""
+        first_upcast = self.first_upcast
+        upcast_vars = [Var(f"upcast{axis}", 0, size - 1) for axis, size in enumerate(st.shape[first_upcast:])]
+        idxs = [Num(0) if size == 1 else upcast_vars[axis - first_upcast] if axis >= first_upcast
+                else self.axis_vars[axis] for axis, size in enumerate(st.shape)]
+        index, valid = st.index_and_valid(idxs)
+        used = index.vars() | valid.vars()
+        return tuple(var in used for var in upcast_vars)
 
     # ---- the AST ----
     def lower(self, node: AstNode, combo: tuple[int, ...]) -> UOp:
@@ -329,6 +346,7 @@ class Linearizer:
         self.first_upcast = first_upcast
         self.upcast_reduced = tuple(k.is_reduce_axis(a) for a in range(first_upcast, k.ndim))
         self._index_cache: dict = {}
+        self._upcasts_read: dict = {}
         self.scalar = not self.gpu and scalar_kernel(k)
         self.rolled_reduce = not self.gpu and self.vector_bits > 0 and one_vector_block(k, self.vector_bits)
         self.gathering_axis = None if self.gpu or self.scalar else gathering_loop(k)

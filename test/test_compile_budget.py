@@ -482,3 +482,27 @@ def test_a_block_with_a_transcendental_epilogue_is_sized_by_its_epilogue():
     expected = pt * (0.5 + 0.5 * torch.erf(torch.tensor(h) * 0.7)) + \
         pt * torch.tensor(h) * torch.exp(-torch.tensor(h) ** 2 * 0.5) * 0.4
     np.testing.assert_allclose(out.numpy(), expected.numpy(), rtol=1e-4, atol=1e-3)
+
+
+def test_an_access_broadcast_across_a_register_block_is_indexed_once_per_distinct_element(monkeypatch):
+    """The symbolic index math is the costliest part of linearizing. A matmul's 4 x 16 block reads A once per row
+    and B once per column: their indices are computed 4 and 16 times (plus one check of which block axes each
+    access depends on), not 64 times each; the output's 64 elements are 64 stores."""
+    import tinyjit.view as view
+    from codegen.linearizer import Linearizer
+    calls: dict = {}
+    original = view.ShapeTracker.index_and_valid
+
+    def counting(self, idxs):
+        calls[self] = calls.get(self, 0) + 1
+        return original(self, idxs)
+    x = Tensor(np.ones((256, 128), np.float32))
+    w = Tensor(np.ones((128, 512), np.float32))
+    (item,) = [item for item in create_schedule([(x @ w).node]) if item.kind == "kernel"]
+    k = Kernel(item.ast)
+    optimize(k, Device.renderer("CPU"), 2)
+    rows, columns = k.full_shape[k.first_upcast:]
+    monkeypatch.setattr(view.ShapeTracker, "index_and_valid", counting)
+    Linearizer(k, vector_bits=256).linearize()
+    store, a, b = (calls[st] for st in k.sts)
+    assert store <= rows * columns + 2 and a <= rows + 3 and b <= columns + 3, (rows, columns, store, a, b)
