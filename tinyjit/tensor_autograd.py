@@ -32,7 +32,7 @@ import functools
 import weakref
 from typing import TYPE_CHECKING, Callable, Optional, Sequence, Union
 
-from tinyjit import autograd_graph
+from tinyjit import autograd_graph, gradient_cache
 from tinyjit.deferred import defer_realize
 from tinyjit.lazy import Node, toposort
 from tinyjit.ops import Op
@@ -505,8 +505,11 @@ def _gradients(outputs: list, tensors: list, grad_outputs: Optional[list], op: s
         return result
 
     hook = functools.partial(_node_hook, make=make) if _node_hooks else None
-    grads = autograd_graph.gradient(out_nodes, [n for _, n in matched], grad_nodes, edges, hook=hook,
-                                    order=order)
+    if gradient_cache.cacheable(hook, grad_nodes, create_graph):   # (a repeated step reuses its gradient graph)
+        grads = gradient_cache.gradient(out_nodes, [n for _, n in matched], edges, order)
+    else:
+        grads = autograd_graph.gradient(out_nodes, [n for _, n in matched], grad_nodes, edges, hook=hook,
+                                        order=order)
     for (i, _), g in zip(matched, grads):
         if g is not None:
             result[i] = g if result[i] is None else result[i].alu(Op.ADD, g)

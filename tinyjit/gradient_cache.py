@@ -1,0 +1,182 @@
+"""The gradient cache: an eager training loop builds a forward graph of the same structure every step, and its
+backward pass would run the same gradient rules on it node by node again. Instead the gradient graph the rules
+built the first time is kept as a template, and a later backward over a graph of the same structure makes the
+same nodes again from it, bound to the new graph's nodes (one node constructor per gradient node, no rule, no
+decision).
+
+The key (`_key`) holds everything the rules read:
+- the forward graph under the outputs as the schedule cache keys it (schedule.GraphWalk: per node its op,
+  argument, dtype, shape, device and sources; constants by type and repr; a realized node as which buffer it is),
+  so a different constant, dtype, broadcast, view or realized-ness is another key;
+- per node gradient flows through, the edges it flows along (autograd's recorded edges, cut at leaves);
+- which nodes the gradients are asked for (by position).
+The template is used only when the gradient rules are known to be a function of that key alone (`cacheable`):
+no gradient hooks, no custom Functions, no replaced nodes (`t.data = v`), no explicit grad_outputs, no
+create_graph, and every node gradient flows through lazy and inside the walked graph. Nodes the rules build
+that depend on no forward node (their constants, the arange buffers a gather's gradient uploads) are kept and
+reused as they are; any other node the rules read from outside the walked graph makes the graph uncached.
+Side effects of the rules are replayed: a gather's gradient shares the forward's pending index checks.
+"""
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from typing import Callable, Optional, Sequence
+
+from tinyjit import autograd_graph
+from tinyjit.index_check import share_checks
+from tinyjit.lazy import Node
+from tinyjit.ops import Op
+from tinyjit.schedule import GraphWalk
+
+# templates kept (LRU), and at most this many template nodes over all of them
+GRADIENT_CACHE_ENTRIES = 16
+GRADIENT_CACHE_NODES = 1 << 18
+# rewrites: gradient graphs built by the rules; hits: built from a template; uncached: not cacheable
+stats = {"gradient_rewrites": 0, "gradient_cache_hits": 0, "gradient_uncached": 0}
+
+
+class _Template:
+    """A gradient graph in terms of the forward graph's positions (GraphWalk order).
+
+    A reference `r` is `~position` (negative) for a forward node, else an index into the values list, which is
+    `fixed` (nodes reused as they are) followed by one node per entry of `entries`."""
+    __slots__ = ("fixed", "entries", "results", "checks", "size")
+
+    def __init__(self, fixed: list, entries: list, results: list, checks: list):
+        self.fixed, self.entries, self.results, self.checks = fixed, entries, results, checks
+        self.size = len(fixed) + len(entries)
+
+
+_cache: "OrderedDict[tuple, _Template]" = OrderedDict()
+_lock = threading.Lock()
+
+
+def cacheable(hook, grad_outputs, create_graph: bool) -> bool:
+    """Whether a backward with these settings may use the cache at all (the graph is checked in `gradient`)."""
+    return hook is None and grad_outputs is None and not create_graph and not autograd_graph.REPLACED
+
+
+def gradient(out_nodes: list[Node], targets: list[Node], edges: Callable, order: list[Node]) -> list[Optional[Node]]:
+    """autograd_graph.gradient(out_nodes, targets, None, edges, order=order) (no hook, default grad outputs),
+    through the cache when the graph allows it. `order`: autograd_graph.reachable(out_nodes, edges)."""
+    walk = GraphWalk(out_nodes)
+    index = walk.index
+    custom = autograd_graph.CUSTOM
+    parts = []
+    for node in order:
+        position = index.get(id(node))
+        mask = edges(node)
+        if position is None or (mask and any(mask) and (node.buffer is not None or
+                                                       (custom and node.op is autograd_graph.CUSTOM_OP and
+                                                        node in custom))):
+            stats["gradient_uncached"] += 1
+            return autograd_graph.gradient(out_nodes, targets, None, edges, order=order)
+        parts.append(position)
+        parts.append(mask)
+    try:
+        parts.append(tuple(index[id(t)] for t in targets))
+    except KeyError:   # (a target outside the walked graph)
+        stats["gradient_uncached"] += 1
+        return autograd_graph.gradient(out_nodes, targets, None, edges, order=order)
+    key = (walk.key(), tuple(parts))
+    try:
+        with _lock:
+            template = _cache.get(key)
+            if template is not None:
+                _cache.move_to_end(key)
+    except TypeError:   # an argument that cannot be hashed
+        stats["gradient_uncached"] += 1
+        return autograd_graph.gradient(out_nodes, targets, None, edges, order=order)
+    if template is not None and _fixed_untouched(template):
+        stats["gradient_cache_hits"] += 1
+        return _instantiate(template, walk.graph)
+    log = autograd_graph.rule_log
+    log.entries, log.constant_buffers = [], set()
+    try:
+        grads = autograd_graph.gradient(out_nodes, targets, None, edges, order=order)
+        checks, constant_buffers = log.entries, log.constant_buffers
+    finally:
+        log.entries, log.constant_buffers = None, set()
+    stats["gradient_rewrites"] += 1
+    template = _make_template(grads, checks, constant_buffers, index)
+    if template is not None:
+        with _lock:
+            _cache[key] = template
+            total = sum(t.size for t in _cache.values())
+            while len(_cache) > 1 and (len(_cache) > GRADIENT_CACHE_ENTRIES or total > GRADIENT_CACHE_NODES):
+                total -= _cache.popitem(last=False)[1].size
+    return grads
+
+
+def _fixed_untouched(template: _Template) -> bool:
+    """Whether the reused nodes are still plain values (none was marked by autograd since)."""
+    return all(n.edges is None and n.leaf is None for n in template.fixed)
+
+
+def _instantiate(template: _Template, graph: list[Node]) -> list[Optional[Node]]:
+    values = list(template.fixed)
+    make, add = Node, values.append
+    for op, refs, arg, dtype, shape, device in template.entries:
+        add(make(op, tuple([values[r] if r >= 0 else graph[~r] for r in refs]), arg, dtype, shape, device))
+    for position, ref in template.checks:
+        share_checks(graph[position], values[ref] if ref >= 0 else graph[~ref])
+    return [None if r is None else values[r] if r >= 0 else graph[~r] for r in template.results]
+
+
+_CONST, _BUFFER = Op.CONST, Op.BUFFER
+
+
+def _make_template(grads: Sequence[Optional[Node]], checks: list, constant_buffers: set,
+                   index: dict) -> Optional[_Template]:
+    """The template of the gradient graph `grads` over the forward graph whose positions `index` gives, or None
+    when some node the rules read lies outside that graph and is not a constant of the rules' own."""
+    refs: dict[int, int] = {}     # id(node) -> its reference
+    fixed: list[Node] = []
+    entries: list = []
+    # nodes in post-order (sources first); the gradient graph is a DAG, walked once per node
+    roots = [g for g in grads if g is not None] + [grad for _, grad in checks]
+    stack = [(g, False) for g in reversed(roots)]
+    depends: dict[int, bool] = {}   # id(node) -> whether it depends on a forward node
+    order: list[Node] = []
+    while stack:
+        node, expanded = stack.pop()
+        key = id(node)
+        if key in depends:
+            continue
+        position = index.get(key)
+        if position is not None:
+            depends[key] = True
+            refs[key] = ~position
+            continue
+        if not expanded:
+            if not node.src:
+                if node.op is not _CONST and not (node.op is _BUFFER and key in constant_buffers):
+                    return None   # a node from outside the walked graph (e.g. beyond a realized node)
+                if node.edges is not None or node.leaf is not None:
+                    return None
+                depends[key] = False
+                order.append(node)
+                continue
+            stack.append((node, True))
+            stack.extend((s, False) for s in node.src if id(s) not in depends)
+            continue
+        depends[key] = any(depends[id(s)] for s in node.src)
+        if node.buffer is not None or node.edges is not None or node.leaf is not None:
+            return None   # (new nodes of the rules are plain lazy values)
+        order.append(node)
+    for node in order:   # nodes that depend on no forward node keep their objects (constants): first
+        if not depends[id(node)]:
+            refs[id(node)] = len(fixed)
+            fixed.append(node)
+    for node in order:
+        if id(node) in refs:
+            continue
+        refs[id(node)] = len(fixed) + len(entries)
+        entries.append((node.op, tuple(refs[id(s)] for s in node.src), node.arg, node.dtype, node.shape, node.device))
+    # (fixed nodes come first in the values list: an entry's references are all to earlier values)
+    results = [None if g is None else refs[id(g)] for g in grads]
+    check_refs = [(index[id(n)], refs[id(grad)]) for n, grad in checks if id(n) in index]
+    if len(check_refs) != len(checks):
+        return None
+    return _Template(fixed, entries, results, check_refs)
