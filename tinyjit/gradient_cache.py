@@ -27,7 +27,7 @@ from tinyjit import autograd_graph
 from tinyjit.index_check import share_checks
 from tinyjit.lazy import Node
 from tinyjit.ops import Op
-from tinyjit.schedule import GraphWalk
+from tinyjit.schedule import GraphWalk, _HashedKey
 
 # templates kept (LRU), and at most this many template nodes over all of them
 GRADIENT_CACHE_ENTRIES = 16
@@ -41,14 +41,15 @@ class _Template:
 
     A reference `r` is `~position` (negative) for a forward node, else an index into the values list, which is
     `fixed` (nodes reused as they are) followed by one node per entry of `entries`."""
-    __slots__ = ("fixed", "entries", "results", "checks", "size")
+    __slots__ = ("fixed", "entries", "results", "checks", "size", "key")
 
     def __init__(self, fixed: list, entries: list, results: list, checks: list):
         self.fixed, self.entries, self.results, self.checks = fixed, entries, results, checks
         self.size = len(fixed) + len(entries)
+        self.key = None   # (its key in the cache)
 
 
-_cache: "OrderedDict[tuple, _Template]" = OrderedDict()
+_cache: "OrderedDict[_HashedKey, _Template]" = OrderedDict()
 _lock = threading.Lock()
 
 
@@ -57,34 +58,62 @@ def cacheable(hook, grad_outputs, create_graph: bool) -> bool:
     return hook is None and grad_outputs is None and not create_graph and not autograd_graph.REPLACED
 
 
-def gradient(out_nodes: list[Node], targets: list[Node], edges: Callable, order: list[Node]) -> list[Optional[Node]]:
-    """autograd_graph.gradient(out_nodes, targets, None, edges, order=order) (no hook, default grad outputs),
-    through the cache when the graph allows it. `order`: autograd_graph.reachable(out_nodes, edges)."""
-    walk = GraphWalk(out_nodes)
+class ReachableWalk:
+    """The graph under some outputs walked once for both the cache key and autograd: `order`, the nodes gradient
+    reaches (autograd_graph.reachable's set, in the walk's order: sources first), found by one pass over the walk
+    in reverse; `parts`, per reached node its position and edges. `order` is None when gradient flows out of the
+    walked graph (through a realized node, which the walk does not pass) or through a custom Function: such a
+    graph is not cached (the caller walks it with autograd_graph.reachable)."""
+    __slots__ = ("walk", "order", "parts")
+
+    def __init__(self, out_nodes: list[Node], edges: Callable):
+        self.walk = walk = GraphWalk(out_nodes)
+        self.order: Optional[list[Node]] = None
+        self.parts: list = []
+        index, graph = walk.index, walk.graph
+        if not walk.roots or len(walk.roots) != len(set(map(id, out_nodes))):   # (a realized output)
+            return
+        custom = autograd_graph.CUSTOM if len(autograd_graph.CUSTOM) else None   # (a weak dict's len is a call)
+        reached = {id(o) for o in out_nodes}
+        order, parts = [], self.parts
+        for position in range(len(graph) - 1, -1, -1):
+            node = graph[position]
+            if id(node) not in reached:
+                continue
+            mask = edges(node)
+            order.append(node)
+            parts.append(position)
+            parts.append(mask)
+            if not mask:
+                continue
+            if node.buffer is not None or (custom and node.op is autograd_graph.CUSTOM_OP and node in custom):
+                return
+            for s, flows in zip(node.src, mask):
+                if flows:
+                    if id(s) not in index:
+                        return
+                    reached.add(id(s))
+        order.reverse()
+        self.order = order
+
+
+def gradient(out_nodes: list[Node], targets: list[Node], edges: Callable,
+             reach: ReachableWalk) -> list[Optional[Node]]:
+    """autograd_graph.gradient(out_nodes, targets, None, edges, order=reach.order) (no hook, default grad
+    outputs), through the cache. `reach`: the ReachableWalk of out_nodes, whose order is not None."""
+    walk, order, parts = reach.walk, reach.order, list(reach.parts)
     index = walk.index
-    custom = autograd_graph.CUSTOM
-    parts = []
-    for node in order:
-        position = index.get(id(node))
-        mask = edges(node)
-        if position is None or (mask and any(mask) and (node.buffer is not None or
-                                                       (custom and node.op is autograd_graph.CUSTOM_OP and
-                                                        node in custom))):
-            stats["gradient_uncached"] += 1
-            return autograd_graph.gradient(out_nodes, targets, None, edges, order=order)
-        parts.append(position)
-        parts.append(mask)
     try:
         parts.append(tuple(index[id(t)] for t in targets))
     except KeyError:   # (a target outside the walked graph)
         stats["gradient_uncached"] += 1
         return autograd_graph.gradient(out_nodes, targets, None, edges, order=order)
-    key = (walk.key(), tuple(parts))
     try:
+        key = _HashedKey((walk.key(), tuple(parts)))
         with _lock:
             template = _cache.get(key)
-            if template is not None:
-                _cache.move_to_end(key)
+            if template is not None:   # (by the stored key: found by identity, not compared item by item again)
+                _cache.move_to_end(template.key)
     except TypeError:   # an argument that cannot be hashed
         stats["gradient_uncached"] += 1
         return autograd_graph.gradient(out_nodes, targets, None, edges, order=order)
@@ -101,6 +130,7 @@ def gradient(out_nodes: list[Node], targets: list[Node], edges: Callable, order:
     stats["gradient_rewrites"] += 1
     template = _make_template(grads, checks, constant_buffers, index)
     if template is not None:
+        template.key = key
         with _lock:
             _cache[key] = template
             total = sum(t.size for t in _cache.values())
