@@ -253,3 +253,25 @@ def test_same_structure_other_constants_property(ops, constants, seed):
     d = delta(before)
     assert d["gradient_rewrites"] + d["gradient_cache_hits"] == 4
     assert d["gradient_rewrites"] == (1 if constants[0] == constants[1] else 2)
+
+
+def test_custom_function_is_not_cached():
+    """A custom Function's backward is user code: run every time, never taken from a template."""
+    from tinyjit.autograd import Function
+
+    class Cube(Function):
+        @staticmethod
+        def forward(ctx, x):
+            ctx.save_for_backward(x)
+            return x * x * x
+
+        @staticmethod
+        def backward(ctx, g):
+            (x,) = ctx.saved_tensors
+            return g * 3 * x * x
+    before = counts()
+    for value in (1.0, 2.0, -1.5):
+        x = Tensor(np.full((3,), value, np.float32), requires_grad=True)
+        (Cube.apply(x) * 2.0).sum().backward()
+        np.testing.assert_allclose(x.grad.numpy(), np.full((3,), 6 * value * value), rtol=1e-6)
+    assert delta(before) == {"gradient_rewrites": 0, "gradient_cache_hits": 0, "gradient_uncached": 3}
