@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from operator import itemgetter
 from typing import Callable, Optional, Sequence
 
 from tinyjit import autograd_graph
@@ -39,8 +40,9 @@ stats = {"gradient_rewrites": 0, "gradient_cache_hits": 0, "gradient_uncached": 
 class _Template:
     """A gradient graph in terms of the forward graph's positions (GraphWalk order).
 
-    A reference `r` is `~position` (negative) for a forward node, else an index into the values list, which is
-    `fixed` (nodes reused as they are) followed by one node per entry of `entries`."""
+    A reference is an index into the values list of an instance: the forward graph's nodes (GraphWalk order), then
+    `fixed` (nodes reused as they are), then one node per entry of `entries`. An entry is (op, a getter of its
+    sources from the values list (operator.itemgetter), whether it has one source, arg, dtype, shape, device)."""
     __slots__ = ("fixed", "entries", "results", "checks", "size", "key")
 
     def __init__(self, fixed: list, entries: list, results: list, checks: list):
@@ -128,7 +130,7 @@ def gradient(out_nodes: list[Node], targets: list[Node], edges: Callable,
     finally:
         log.entries, log.constant_buffers = None, set()
     stats["gradient_rewrites"] += 1
-    template = _make_template(grads, checks, constant_buffers, index)
+    template = _make_template(grads, checks, constant_buffers, index, len(walk.graph))
     if template is not None:
         template.key = key
         with _lock:
@@ -145,20 +147,20 @@ def _fixed_untouched(template: _Template) -> bool:
 
 
 def _instantiate(template: _Template, graph: list[Node]) -> list[Optional[Node]]:
-    values = list(template.fixed)
+    values = graph + template.fixed
     make, add = Node, values.append
-    for op, refs, arg, dtype, shape, device in template.entries:
-        add(make(op, tuple([values[r] if r >= 0 else graph[~r] for r in refs]), arg, dtype, shape, device))
+    for op, get, single, arg, dtype, shape, device in template.entries:   # (sources by C-level getters)
+        add(make(op, (get(values),) if single else get(values), arg, dtype, shape, device))
     for position, ref in template.checks:
-        share_checks(graph[position], values[ref] if ref >= 0 else graph[~ref])
-    return [None if r is None else values[r] if r >= 0 else graph[~r] for r in template.results]
+        share_checks(values[position], values[ref])
+    return [None if r is None else values[r] for r in template.results]
 
 
 _CONST, _BUFFER = Op.CONST, Op.BUFFER
 
 
-def _make_template(grads: Sequence[Optional[Node]], checks: list, constant_buffers: set,
-                   index: dict) -> Optional[_Template]:
+def _make_template(grads: Sequence[Optional[Node]], checks: list, constant_buffers: set, index: dict,
+                   forward_nodes: int) -> Optional[_Template]:
     """The template of the gradient graph `grads` over the forward graph whose positions `index` gives, or None
     when some node the rules read lies outside that graph and is not a constant of the rules' own."""
     refs: dict[int, int] = {}     # id(node) -> its reference
@@ -177,7 +179,7 @@ def _make_template(grads: Sequence[Optional[Node]], checks: list, constant_buffe
         position = index.get(key)
         if position is not None:
             depends[key] = True
-            refs[key] = ~position
+            refs[key] = position
             continue
         if not expanded:
             if not node.src:
@@ -197,13 +199,15 @@ def _make_template(grads: Sequence[Optional[Node]], checks: list, constant_buffe
         order.append(node)
     for node in order:   # nodes that depend on no forward node keep their objects (constants): first
         if not depends[id(node)]:
-            refs[id(node)] = len(fixed)
+            refs[id(node)] = forward_nodes + len(fixed)
             fixed.append(node)
     for node in order:
         if id(node) in refs:
             continue
-        refs[id(node)] = len(fixed) + len(entries)
-        entries.append((node.op, tuple(refs[id(s)] for s in node.src), node.arg, node.dtype, node.shape, node.device))
+        refs[id(node)] = forward_nodes + len(fixed) + len(entries)
+        sources = [refs[id(s)] for s in node.src]
+        entries.append((node.op, itemgetter(*sources), len(sources) == 1, node.arg, node.dtype, node.shape,
+                        node.device))
     # (fixed nodes come first in the values list: an entry's references are all to earlier values)
     results = [None if g is None else refs[id(g)] for g in grads]
     check_refs = [(index[id(n)], refs[id(grad)]) for n, grad in checks if id(n) in index]
