@@ -15,7 +15,10 @@ from tinyjit import Tensor, gradient_cache
 
 
 @pytest.fixture(autouse=True)
-def empty_cache():
+def empty_cache(monkeypatch):
+    """An empty cache that records a template the first time it sees a graph (every repeat is then a hit: the counts
+    below are easier to read; test_template_recorded_at_second_sight checks the default)."""
+    monkeypatch.setattr(gradient_cache, "TEMPLATE_AT_FIRST_SIGHT", True)
     gradient_cache._cache.clear()
     yield
     gradient_cache._cache.clear()
@@ -55,6 +58,18 @@ def test_repeated_step_hits_with_changing_values():
         arrays = [rng.standard_normal((3, 4)), rng.standard_normal((4,))]
         assert_close(*grads_of(lambda a, b: (a * b).tanh() * a.sigmoid() + 2.0, arrays))
     assert delta(before) == {"gradient_rewrites": 1, "gradient_cache_hits": 3, "gradient_uncached": 0}
+
+
+def test_template_recorded_at_second_sight(monkeypatch):
+    """By default a graph seen for the first time only leaves its key: the rules run again the second time, which
+    records the template, and the third backward is built from it."""
+    monkeypatch.setattr(gradient_cache, "TEMPLATE_AT_FIRST_SIGHT", False)
+    rng = np.random.default_rng(11)
+    before = counts()
+    for step in range(4):
+        assert_close(*grads_of(lambda a: (a * a).tanh() * 3.0, [rng.standard_normal((2, 5))]))
+        assert sum(t.entries is not None for t in gradient_cache._cache.values()) == (step >= 1)
+    assert delta(before) == {"gradient_rewrites": 2, "gradient_cache_hits": 2, "gradient_uncached": 0}
 
 
 @pytest.mark.parametrize("constants, rewrites", [((2.0, 3.0), 2), ((0.0, -0.0), 2), ((1, 1.0), 1)])

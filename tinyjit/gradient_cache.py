@@ -1,10 +1,11 @@
 """The gradient cache: an eager training loop builds a forward graph of the same structure every step, and its
 backward pass would run the same gradient rules on it node by node again. Instead the gradient graph the rules
-built the first time is kept as a template, and a later backward over a graph of the same structure makes the
+built is kept as a template, and a later backward over a graph of the same structure makes the
 same nodes again from it, bound to the new graph's nodes (one node constructor per gradient node, no rule, no
-decision).
+decision). A key is only remembered the first time it is seen; the template is recorded when it comes again,
+so a program whose graphs never repeat does not pay for recording them.
 
-The key (`_key`) holds everything the rules read:
+The key (made in `gradient`, from a `ReachableWalk`) holds everything the rules read:
 - the forward graph under the outputs as the schedule cache keys it (schedule.GraphWalk: per node its op,
   argument, dtype, shape, device and sources; constants by type and repr; a realized node as which buffer it is),
   so a different constant, dtype, broadcast, view or realized-ness is another key;
@@ -33,6 +34,8 @@ from tinyjit.schedule import GraphWalk, _HashedKey
 # templates kept (LRU), and at most this many template nodes over all of them
 GRADIENT_CACHE_ENTRIES = 16
 GRADIENT_CACHE_NODES = 1 << 18
+# record the template the first time a key is seen, not the second (tests: every repeat is then a hit)
+TEMPLATE_AT_FIRST_SIGHT = False
 # rewrites: gradient graphs built by the rules; hits: built from a template; uncached: not cacheable
 stats = {"gradient_rewrites": 0, "gradient_cache_hits": 0, "gradient_uncached": 0}
 
@@ -41,13 +44,14 @@ class _Template:
     """A gradient graph in terms of the forward graph's positions (GraphWalk order).
 
     A reference is an index into the values list of an instance: the forward graph's nodes (GraphWalk order), then
-    `fixed` (nodes reused as they are), then one node per entry of `entries`. An entry is (op, a getter of its
+    `fixed` (nodes reused as they are), then one node per entry of `entries` (None: the key was seen once, no
+    template was made yet). An entry is (op, a getter of its
     sources from the values list (operator.itemgetter), whether it has one source, arg, dtype, shape, device)."""
     __slots__ = ("fixed", "entries", "results", "checks", "size", "key")
 
     def __init__(self, fixed: list, entries: list, results: list, checks: list):
         self.fixed, self.entries, self.results, self.checks = fixed, entries, results, checks
-        self.size = len(fixed) + len(entries)
+        self.size = len(fixed) + len(entries or ())
         self.key = None   # (its key in the cache)
 
 
@@ -119,10 +123,15 @@ def gradient(out_nodes: list[Node], targets: list[Node], edges: Callable,
     except TypeError:   # an argument that cannot be hashed
         stats["gradient_uncached"] += 1
         return autograd_graph.gradient(out_nodes, targets, None, edges, order=order)
-    if template is not None and _fixed_untouched(template):
+    if template is not None and template.entries is not None and _fixed_untouched(template):
         stats["gradient_cache_hits"] += 1
         return _instantiate(template, walk.graph)
-    log = autograd_graph.rule_log
+    if template is None and not TEMPLATE_AT_FIRST_SIGHT:   # the rules run, and the key is kept (a graph that
+        grads = autograd_graph.gradient(out_nodes, targets, None, edges, order=order)   # never repeats records none)
+        stats["gradient_rewrites"] += 1
+        _store(key, _Template([], None, [], []))
+        return grads
+    log = autograd_graph.rule_log   # seen before: the rules run once more, recorded as a template
     log.entries, log.constant_buffers = [], set()
     try:
         grads = autograd_graph.gradient(out_nodes, targets, None, edges, order=order)
@@ -132,13 +141,17 @@ def gradient(out_nodes: list[Node], targets: list[Node], edges: Callable,
     stats["gradient_rewrites"] += 1
     template = _make_template(grads, checks, constant_buffers, index, len(walk.graph))
     if template is not None:
-        template.key = key
-        with _lock:
-            _cache[key] = template
-            total = sum(t.size for t in _cache.values())
-            while len(_cache) > 1 and (len(_cache) > GRADIENT_CACHE_ENTRIES or total > GRADIENT_CACHE_NODES):
-                total -= _cache.popitem(last=False)[1].size
+        _store(key, template)
     return grads
+
+
+def _store(key: _HashedKey, template: _Template) -> None:
+    template.key = key
+    with _lock:
+        _cache[key] = template
+        total = sum(t.size for t in _cache.values())
+        while len(_cache) > 1 and (len(_cache) > GRADIENT_CACHE_ENTRIES or total > GRADIENT_CACHE_NODES):
+            total -= _cache.popitem(last=False)[1].size
 
 
 def _fixed_untouched(template: _Template) -> bool:
