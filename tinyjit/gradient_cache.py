@@ -44,9 +44,10 @@ class _Template:
     """A gradient graph in terms of the forward graph's positions (GraphWalk order).
 
     A reference is an index into the values list of an instance: the forward graph's nodes (GraphWalk order), then
-    `fixed` (nodes reused as they are), then one node per entry of `entries` (None: the key was seen once, no
-    template was made yet). An entry is (op, a getter of its
-    sources from the values list (operator.itemgetter), whether it has one source, arg, dtype, shape, device)."""
+    `fixed` (nodes reused as they are), then one node per entry of `entries`. An entry is (op, a getter of its
+    sources from the values list (operator.itemgetter), whether it has one source, arg, dtype, shape, device).
+    `entries` None: the key was seen once and nothing was recorded yet. `results`: the reference of each target's
+    gradient (or None); `checks`: (gather position, reference of its table's gradient) to share index checks."""
     __slots__ = ("fixed", "entries", "results", "checks", "size", "key")
 
     def __init__(self, fixed: list, entries: list, results: list, checks: list):
