@@ -20,6 +20,7 @@ Side effects of the rules are replayed: a gather's gradient shares the forward's
 """
 from __future__ import annotations
 
+import os
 import threading
 from collections import OrderedDict
 from operator import itemgetter
@@ -58,6 +59,15 @@ class _Template:
 
 _cache: "OrderedDict[_HashedKey, _Template]" = OrderedDict()
 _lock = threading.Lock()
+
+
+def _new_lock_in_child() -> None:   # (a fork while another thread held the lock would leave the child's held)
+    global _lock
+    _lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_lock_in_child)
 
 
 def cacheable(hook, grad_outputs, create_graph: bool) -> bool:
