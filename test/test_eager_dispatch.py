@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import tinyjit.schedule as schedule
-from tinyjit import autograd_graph, lazy
+from tinyjit import autograd_graph, gradient_cache, lazy
 from tinyjit import Tensor
 from tinyjit.device import Buffer, Device
 from tinyjit.dtype import dtypes
@@ -206,10 +206,14 @@ def test_recording_an_op_makes_no_weak_reference_to_its_node():
 
 
 def test_backward_walks_the_graph_once(monkeypatch):
-    """backward finds the nodes gradient flows through in one walk, shared with the gradient pass."""
+    """backward finds the nodes gradient flows through in one walk, shared with the gradient pass (and with the
+    gradient cache's key: gradient_cache.ReachableWalk, else autograd_graph.reachable)."""
     walks = []
     real = autograd_graph.reachable
     monkeypatch.setattr(autograd_graph, "reachable", lambda *args, **kwargs: walks.append(1) or real(*args, **kwargs))
+    real_walk = gradient_cache.ReachableWalk
+    monkeypatch.setattr(gradient_cache, "ReachableWalk",
+                        lambda *args, **kwargs: walks.append(1) or real_walk(*args, **kwargs))
     w = Tensor(np.array([[0.1, 0.2], [0.3, -0.4]], np.float32), requires_grad=True)
     x = Tensor(np.array([[0.5, -1.5]], np.float32))
     (x @ w).tanh().sum().backward()
