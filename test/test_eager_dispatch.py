@@ -17,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import tinyjit.schedule as schedule
+import tinyjit.schedule_cache as schedule_cache
 from tinyjit import autograd_graph, gradient_cache, lazy
 from tinyjit import Tensor
 from tinyjit.device import Buffer, Device
@@ -235,7 +236,7 @@ def test_schedule_cache_key_makes_no_container_per_node():
     gc.disable()
     try:
         before = gc.get_count()[0]
-        key, graph = schedule._structure_key([y.node], ())
+        key, graph = schedule_cache._structure_key([y.node], ())
         allocated = gc.get_count()[0] - before
     finally:
         gc.enable()
@@ -245,14 +246,14 @@ def test_schedule_cache_key_makes_no_container_per_node():
     z = x
     for i in range(300):
         z = z * 1.5 + x
-    assert schedule._structure_key([z.node], ())[0] == key
+    assert schedule_cache._structure_key([z.node], ())[0] == key
     w = x
     for i in range(300):
         w = w * (2.5 if i == 150 else 1.5) + x
-    assert schedule._structure_key([w.node], ())[0] != key
+    assert schedule_cache._structure_key([w.node], ())[0] != key
     shared = x * 1.5
-    assert schedule._structure_key([(shared + shared).node], ())[0] != \
-        schedule._structure_key([(x * 1.5 + x * 1.5).node], ())[0]
+    assert schedule_cache._structure_key([(shared + shared).node], ())[0] != \
+        schedule_cache._structure_key([(x * 1.5 + x * 1.5).node], ())[0]
     np.testing.assert_allclose(y.numpy(), z.numpy())
 
 
@@ -265,8 +266,8 @@ def test_dtypes_compare_by_value():
 
 def _count_walks(monkeypatch) -> list:
     walks = []
-    real = schedule.GraphWalk.add
-    monkeypatch.setattr(schedule.GraphWalk, "add", lambda self, outputs: walks.append(1) or real(self, outputs))
+    real = schedule_cache.GraphWalk.add
+    monkeypatch.setattr(schedule_cache.GraphWalk, "add", lambda self, outputs: walks.append(1) or real(self, outputs))
     return walks
 
 

@@ -6,7 +6,7 @@ decision). A key is only remembered the first time it is seen; the template is r
 so a program whose graphs never repeat does not pay for recording them.
 
 The key (made in `gradient`, from a `ReachableWalk`) holds everything the rules read:
-- the forward graph under the outputs as the schedule cache keys it (schedule.GraphWalk: per node its op,
+- the forward graph under the outputs as the schedule cache keys it (schedule_cache.GraphWalk: per node its op,
   argument, dtype, shape, device and sources; constants by type and repr; a realized node as which buffer it is),
   so a different constant, dtype, broadcast, view or realized-ness is another key;
 - per node gradient flows through, the edges it flows along (autograd's recorded edges, cut at leaves);
@@ -30,7 +30,7 @@ from tinyjit import autograd_graph
 from tinyjit.index_check import share_checks
 from tinyjit.lazy import Node
 from tinyjit.ops import Op
-from tinyjit.schedule import GraphWalk, _HashedKey
+from tinyjit.schedule_cache import GraphWalk, _HashedKey
 
 # templates kept (LRU), and at most this many template nodes over all of them
 GRADIENT_CACHE_ENTRIES = 16
