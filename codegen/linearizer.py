@@ -39,7 +39,9 @@ NO_VECTORIZE_WHOLE_VECTOR = 8     # a bigger kernel stays vectorized if its inne
 # one vector of B: the 10 x 8 block of a 200-column matmul) then holds two steps' broadcasts beside its accumulators
 # and spills accumulators to the stack inside the loop: it ran 1.2-2x slower than the loop left rolled (a block two
 # or more vectors wide gains ~5-10% from the unroll). Such a block's reduce loops are named with this suffix, and the
-# LLVM renderer turns unrolling off for them.
+# LLVM renderer turns unrolling off for them. So are the loops around an elementwise block SLP vectorizes
+# (slp_vectorized_block): the block is whole vectors already, and LLVM's full unroll of the loop around it (8 blocks
+# of 8 stores) made its loop-load elimination compare every pair of stores: 0.2-0.3 CPU s for one small copy.
 NO_UNROLL_SUFFIX = "_nounroll"
 # The same unroll-then-vectorize happens in any elementwise kernel whose short innermost loop LLVM unrolls, however
 # heavy its math or big its work: LLVM vectorizes the loop around the unrolled one, and an access that is not read
@@ -194,11 +196,28 @@ class Linearizer:
         """(index, valid) of access `st` at upcast element `combo`, computed once per linearization: the symbolic
         index math is the costliest part of linearizing, and a register block asks for the same access again in
         every loop scope it is lowered in (and different loads often share one ShapeTracker)."""
-        key = (st, combo)
+        relevant = self._upcasts_read.get(st)
+        if relevant is None:
+            relevant = self._upcasts_read[st] = self.upcast_axes_read(st)
+        # an access broadcast along an upcast axis (a matmul's A across the block's columns) is the same access for
+        # every element along it: one symbolic computation serves them all (1/16 of a 6 x 16 block's A loads)
+        key = (st, tuple(c if read else 0 for c, read in zip(combo, relevant)))
         found = self._index_cache.get(key)
         if found is None:
-            found = self._index_cache[key] = st.index_and_valid(self.access_idxs(st, combo))
+            found = self._index_cache[key] = st.index_and_valid(self.access_idxs(st, key[1]))
         return found
+
+    def upcast_axes_read(self, st) -> tuple[bool, ...]:
+        """Per upcast axis, whether access `st`'s index or validity depends on the element along it: computed with
+        each upcast axis as a variable over its range (an exact answer for every element, as the symbolic rewrites
+        hold over a variable's whole range)."""
+        first_upcast = self.first_upcast
+        upcast_vars = [Var(f"upcast{axis}", 0, size - 1) for axis, size in enumerate(st.shape[first_upcast:])]
+        idxs = [Num(0) if size == 1 else upcast_vars[axis - first_upcast] if axis >= first_upcast
+                else self.axis_vars[axis] for axis, size in enumerate(st.shape)]
+        index, valid = st.index_and_valid(idxs)
+        used = index.vars() | valid.vars()
+        return tuple(var in used for var in upcast_vars)
 
     # ---- the AST ----
     def lower(self, node: AstNode, combo: tuple[int, ...]) -> UOp:
@@ -327,9 +346,11 @@ class Linearizer:
         self.first_upcast = first_upcast
         self.upcast_reduced = tuple(k.is_reduce_axis(a) for a in range(first_upcast, k.ndim))
         self._index_cache: dict = {}
+        self._upcasts_read: dict = {}
         self.scalar = not self.gpu and scalar_kernel(k)
         self.rolled_reduce = not self.gpu and self.vector_bits > 0 and one_vector_block(k, self.vector_bits)
         self.gathering_axis = None if self.gpu or self.scalar else gathering_loop(k)
+        self.block_by_slp = not self.gpu and slp_vectorized_block(k)
         self.vars: dict[str, UOp] = {}
         self.axis_vars: list[Expr] = []
         for axis in range(first_upcast):
@@ -444,9 +465,9 @@ class Linearizer:
 
     def loop_name(self, axis: int, block: str = "") -> str:
         """The name of a loop over `axis` (`block`: "_blk<unit>" for a loop over blocks of it; NO_VECTORIZE_SUFFIX
-        marks the loops LLVM should leave scalar, NO_UNROLL_SUFFIX the reduce loops it should not unroll)."""
-        rolled = NO_UNROLL_SUFFIX if self.rolled_reduce and self.k.is_reduce_axis(axis) else ""
-        scalar = self.scalar or axis == self.gathering_axis
+        marks the loops LLVM should leave scalar, NO_UNROLL_SUFFIX the loops it should not unroll)."""
+        rolled = NO_UNROLL_SUFFIX if self.block_by_slp or (self.rolled_reduce and self.k.is_reduce_axis(axis)) else ""
+        scalar = self.scalar or self.block_by_slp or axis == self.gathering_axis
         return self.axis_vars[axis].name + block + rolled + (NO_VECTORIZE_SUFFIX if scalar else "")
 
     def level_zero_block(self, register_block: bool) -> int:
@@ -502,6 +523,21 @@ def one_vector_block(k: Kernel, vector_bits: int) -> bool:
     return rows >= 2
 
 
+def slp_vectorized_block(k: Kernel) -> bool:
+    """Whether the CPU kernel `k` is an elementwise block that SLP vectorizes, so its loops are named with
+    NO_VECTORIZE_SUFFIX (and NO_UNROLL_SUFFIX): the upcast axes cover the output's contiguous axis (a short
+    innermost loop unrolled into a block, codegen.cpu_opts.short_inner_axis_plan). The loop vectorizer would
+    vectorize the loop around the block with gathers, 8 blocks at a time: ~3x slower and ~5x the code. A block of
+    rows over a long loop that stores in order (an UPCAST of an outer axis, e.g. by BEAM) keeps the loop
+    vectorizer: it vectorizes that loop with whole vectors per row, 2-3x faster than SLP across rows that are far
+    apart in memory."""
+    if k.has_reduce or not k.upcasted or k.first_upcast == 0:
+        return False
+    innermost_loop = k.first_upcast - 1
+    return not any(node.op == Op.STORE and st.real_strides()[innermost_loop] == 1
+                   for node, st in zip(k.accesses, k.sts))
+
+
 def gathering_loop(k: Kernel) -> int | None:
     """The axis of the loop around a short innermost loop that LLVM would unroll and then vectorize with gathers
     or scatters (see NO_VECTORIZE_MAX_INTERLEAVE), for an elementwise CPU kernel without upcast axes; None when
@@ -509,7 +545,7 @@ def gathering_loop(k: Kernel) -> int | None:
     full = k.full_shape
     if k.has_reduce or k.upcasted or len(full) < 2 or full[-1] > NO_VECTORIZE_MAX_TRIP or full[-2] == 1:
         return None
-    if full[-1] * _element_size(k) > LLVM_FULL_UNROLL_SIZE:
+    if full[-1] * element_size(k) > LLVM_FULL_UNROLL_SIZE:
         return None
     short, outer = len(full) - 1, len(full) - 2
     for node, st in zip(k.accesses, k.sts):
@@ -525,7 +561,7 @@ def gathering_loop(k: Kernel) -> int | None:
     return None
 
 
-def _element_size(k: Kernel) -> int:
+def element_size(k: Kernel) -> int:
     """About how many LLVM instructions one element of kernel `k` takes (each shared AST node once): a load or
     store with its address 2, a masked one 4, exp/log/sin INLINE_MATH_SIZE, any other op 1."""
     size = 0

@@ -35,8 +35,8 @@ Tensor.realize_all(loss, a.grad, b.grad)
 # The child: pin the vector width, run PROGRAM, then print the graphs and values after a marker. The graph
 # listing is printed from the nodes (realized by now; their sources are kept).
 CHILD = """\
-import codegen.llvmir, codegen.cpu_opts
-codegen.llvmir.host_vector_bits = codegen.cpu_opts.host_vector_bits = lambda: 256
+import codegen.llvmir, codegen.llvm_ops, codegen.cpu_opts
+codegen.llvmir.host_vector_bits = codegen.llvm_ops.host_vector_bits = codegen.cpu_opts.host_vector_bits = lambda: 256
 from tinyjit.lazy import toposort
 from tinyjit import viz
 {program}

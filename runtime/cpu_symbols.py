@@ -26,7 +26,7 @@ import threading
 
 from runtime import CompileError
 
-# the C library functions LLVM may emit calls to for the IR of codegen/llvmir.py (and its math helpers)
+# the C library functions LLVM may emit calls to for the IR of codegen/llvmir.py (and llvm_ops.py, llvm_math.py)
 LIBC_FUNCTIONS = frozenset({
     "memset", "memcpy", "memmove",                       # loop idioms
     "fmodf", "fmod",                                     # frem

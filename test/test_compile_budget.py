@@ -14,13 +14,15 @@ import codegen.cpu_opts
 from codegen.cpu_opts import MAX_ACCUMULATOR_REGISTERS, contraction_plan, strided_reduce_plan
 from codegen.kernel import Kernel
 from codegen.linearizer import NO_VECTORIZE_SUFFIX
-from codegen.llvmir import host_vector_bits
+from codegen.llvm_ops import host_vector_bits
 from codegen.opts import Opt, OptKind
 from codegen.optimizer import optimize
 from codegen.uops import U
-from tinyjit import Device, Tensor
+from tinyjit import Device, Tensor, dtypes
+from tinyjit.device import Buffer
 from tinyjit.helpers import prod
 from tinyjit.kernel_cache import compile_plan
+from tinyjit.ops import Op
 from tinyjit.schedule import create_schedule
 
 # what the code of one kernel may grow to at the default optimization (the GPT step's largest is ~2,700 ops;
@@ -344,6 +346,45 @@ def test_an_elementwise_kernel_with_a_short_innermost_loop_is_vectorized(inner):
 
 
 
+@pytest.mark.parametrize("inner", [2, 4])
+def test_the_loop_around_an_elementwise_block_is_not_unrolled(inner):
+    """A short innermost loop unrolled into a block (see above) is already whole vectors; LLVM also fully unrolled
+    the loop around it (8 blocks of 8 stores), and its loop-load elimination then compared every pair of the 64
+    stores: 0.2-0.3 CPU s for a copy of (q + bias) * 0.25 in attention heads, the slowest LLVM build of the makemore
+    Transformer. The loops of such a block are left rolled: one block per iteration."""
+    rng = np.random.default_rng(7)
+    h, b = rng.standard_normal((256, 64 * inner)).astype(np.float32), rng.standard_normal(64 * inner).astype(np.float32)
+    out = ((Tensor(h) + Tensor(b)) * 0.25).reshape(256, 64, inner).permute(1, 0, 2)
+    (item,) = [item for item in create_schedule([out.node]) if item.kind == "kernel"]
+    kernel = compile_plan("CPU", item.ast).launches[0][0]
+    optimized = Device["CPU"].debug_listing(kernel.source)
+    body = optimized[optimized.index("define"):optimized.index("_thunk(")]   # the kernel, not its thunk
+    stored = sum(int(width) for width in re.findall(r"store <(\d+) x float>", body))
+    assert 0 < stored <= kernel.source.count("store float"), f"{kernel.name}: {stored} elements stored per pass"
+    expected = ((h + b) * 0.25).reshape(256, 64, inner).transpose(1, 0, 2)
+    np.testing.assert_allclose(out.numpy(), expected, rtol=1e-6)
+
+
+def test_a_block_of_rows_over_a_long_loop_keeps_the_loop_vectorizer():
+    """An elementwise kernel given an UPCAST of an outer axis (by BEAM, or by hand) is a block of rows far apart in
+    memory over a long innermost loop that stores in order. That loop is vectorized by the loop vectorizer, whole
+    vectors per row; it had been turned off like the loops around a short-loop block (SLP across the rows then
+    vectorized nothing 8 wide: 3-5x slower)."""
+    rng = np.random.default_rng(6)
+    x, y = rng.standard_normal((256, 256)).astype(np.float32), rng.standard_normal((256, 256)).astype(np.float32)
+    x_t, y_t = Tensor(x).realize(), Tensor(y).realize()
+    out = (x_t * 1.5 + 2).exp() * y_t.T
+    (item,) = create_schedule([out.node])
+    plan = compile_plan("CPU", item.ast, [Opt(OptKind.UPCAST, 0, 4)])
+    optimized = Device["CPU"].debug_listing(plan.launches[0][0].source)
+    lanes = host_vector_bits() // 32
+    assert re.search(rf"= fmul [^\n]*<{lanes} x float>", optimized), "the long loop was not vectorized"
+    output = Buffer("CPU", item.output.size, item.output.dtype)
+    for kernel, buffers in plan.bind([output] + [i.buffer for i in item.inputs]):
+        kernel(buffers)
+    np.testing.assert_allclose(output.numpy().reshape(256, 256), np.exp(x * 1.5 + 2) * y.T, rtol=1e-5)
+
+
 def test_a_register_block_one_vector_wide_is_not_unrolled():
     """A matmul with 24 columns gets a block of rows x one vector. LLVM unrolled its reduce loop by 2: two steps'
     broadcasts beside the accumulators spilled accumulators to the stack inside the loop (the 10 x 8 block of a
@@ -442,3 +483,58 @@ def test_a_block_with_a_transcendental_epilogue_is_sized_by_its_epilogue():
     expected = pt * (0.5 + 0.5 * torch.erf(torch.tensor(h) * 0.7)) + \
         pt * torch.tensor(h) * torch.exp(-torch.tensor(h) ** 2 * 0.5) * 0.4
     np.testing.assert_allclose(out.numpy(), expected.numpy(), rtol=1e-4, atol=1e-3)
+
+
+def test_an_access_broadcast_across_a_register_block_is_indexed_once_per_distinct_element(monkeypatch):
+    """The symbolic index math is the costliest part of linearizing. A matmul's 4 x 16 block reads A once per row
+    and B once per column: their indices are computed 4 and 16 times (plus one check of which block axes each
+    access depends on), not 64 times each; the output's 64 elements are 64 stores."""
+    import tinyjit.view as view
+    from codegen.linearizer import Linearizer
+    calls: dict = {}
+    original = view.ShapeTracker.index_and_valid
+
+    def counting(self, idxs):
+        calls[self] = calls.get(self, 0) + 1
+        return original(self, idxs)
+    x = Tensor(np.ones((256, 128), np.float32))
+    w = Tensor(np.ones((128, 512), np.float32))
+    (item,) = [item for item in create_schedule([(x @ w).node]) if item.kind == "kernel"]
+    k = Kernel(item.ast)
+    optimize(k, Device.renderer("CPU"), 2)
+    rows, columns = k.full_shape[k.first_upcast:]
+    monkeypatch.setattr(view.ShapeTracker, "index_and_valid", counting)
+    Linearizer(k, vector_bits=256).linearize()
+    store, a, b = (calls[st] for st in k.sts)
+    assert store <= rows * columns + 2 and a <= rows + 3 and b <= columns + 3, (rows, columns, store, a, b)
+
+
+def test_a_masked_row_max_is_vectorized():
+    """A causal softmax's row max, max(where(mask, x, -inf)): LLVM folded it into a conditional max reduction
+    that its loop vectorizer leaves scalar (6x slower than a plain row max). The -inf is now opaque to it."""
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((16, 64, 64)).astype(np.float32)
+    x[3, 5, 2] = np.nan   # NaN still propagates
+    i, j = Tensor.arange(64).reshape(64, 1), Tensor.arange(64).reshape(1, 64)
+    out = (i >= j).where(Tensor(x), float("-inf")).amax(-1)
+    (item,) = [item for item in create_schedule([out.node]) if item.kind == "kernel"]
+    kernel = compile_plan("CPU", item.ast).launches[-1][0]
+    assert _vector_float_ops(kernel.source) + len(re.findall(r"@llvm\.vector\.reduce\.fmaximum",
+                                                            Device["CPU"].debug_listing(kernel.source))) > 0
+    expected = np.where(np.arange(64)[:, None] >= np.arange(64)[None, :], x, -np.inf).max(-1)
+    np.testing.assert_array_equal(out.numpy(), expected)
+
+
+def test_causal_attention_masks_compare_int32_positions():
+    """The causal mask of scaled_dot_product_attention (and tril/triu) compares int32 positions: with int64 ones
+    the softmax kernels vectorized 4 wide instead of 8 (AVX2: 4 int64 lanes), 2x slower."""
+    rng = np.random.default_rng(9)
+    q, k, v = (Tensor(rng.standard_normal((2, 4, 32, 16)).astype(np.float32)) for _ in range(3))
+    out = Tensor.scaled_dot_product_attention(q, k, v, is_causal=True)
+    tril = Tensor(rng.standard_normal((32, 32)).astype(np.float32)).tril(-1) * 2
+    for item in create_schedule([out.node, tril.node]):
+        if item.kind == "kernel":
+            assert dtypes.int64 not in [n.dtype for n in item.ast.toposort() if n.op == Op.LOAD], item.ast
+    expected = torch.nn.functional.scaled_dot_product_attention(*(torch.tensor(t.numpy()) for t in (q, k, v)),
+                                                                is_causal=True)
+    np.testing.assert_allclose(out.numpy(), expected.numpy(), rtol=1e-5, atol=1e-5)

@@ -17,7 +17,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import tinyjit.schedule as schedule
-from tinyjit import autograd_graph, lazy
+import tinyjit.schedule_cache as schedule_cache
+from tinyjit import autograd_graph, gradient_cache, lazy
 from tinyjit import Tensor
 from tinyjit.device import Buffer, Device
 from tinyjit.dtype import dtypes
@@ -206,10 +207,14 @@ def test_recording_an_op_makes_no_weak_reference_to_its_node():
 
 
 def test_backward_walks_the_graph_once(monkeypatch):
-    """backward finds the nodes gradient flows through in one walk, shared with the gradient pass."""
+    """backward finds the nodes gradient flows through in one walk, shared with the gradient pass (and with the
+    gradient cache's key: gradient_cache.ReachableWalk, else autograd_graph.reachable)."""
     walks = []
     real = autograd_graph.reachable
     monkeypatch.setattr(autograd_graph, "reachable", lambda *args, **kwargs: walks.append(1) or real(*args, **kwargs))
+    real_walk = gradient_cache.ReachableWalk
+    monkeypatch.setattr(gradient_cache, "ReachableWalk",
+                        lambda *args, **kwargs: walks.append(1) or real_walk(*args, **kwargs))
     w = Tensor(np.array([[0.1, 0.2], [0.3, -0.4]], np.float32), requires_grad=True)
     x = Tensor(np.array([[0.5, -1.5]], np.float32))
     (x @ w).tanh().sum().backward()
@@ -231,7 +236,7 @@ def test_schedule_cache_key_makes_no_container_per_node():
     gc.disable()
     try:
         before = gc.get_count()[0]
-        key, graph = schedule._structure_key([y.node], ())
+        key, graph = schedule_cache._structure_key([y.node], ())
         allocated = gc.get_count()[0] - before
     finally:
         gc.enable()
@@ -241,14 +246,14 @@ def test_schedule_cache_key_makes_no_container_per_node():
     z = x
     for i in range(300):
         z = z * 1.5 + x
-    assert schedule._structure_key([z.node], ())[0] == key
+    assert schedule_cache._structure_key([z.node], ())[0] == key
     w = x
     for i in range(300):
         w = w * (2.5 if i == 150 else 1.5) + x
-    assert schedule._structure_key([w.node], ())[0] != key
+    assert schedule_cache._structure_key([w.node], ())[0] != key
     shared = x * 1.5
-    assert schedule._structure_key([(shared + shared).node], ())[0] != \
-        schedule._structure_key([(x * 1.5 + x * 1.5).node], ())[0]
+    assert schedule_cache._structure_key([(shared + shared).node], ())[0] != \
+        schedule_cache._structure_key([(x * 1.5 + x * 1.5).node], ())[0]
     np.testing.assert_allclose(y.numpy(), z.numpy())
 
 
@@ -261,8 +266,8 @@ def test_dtypes_compare_by_value():
 
 def _count_walks(monkeypatch) -> list:
     walks = []
-    real = schedule.GraphWalk.add
-    monkeypatch.setattr(schedule.GraphWalk, "add", lambda self, outputs: walks.append(1) or real(self, outputs))
+    real = schedule_cache.GraphWalk.add
+    monkeypatch.setattr(schedule_cache.GraphWalk, "add", lambda self, outputs: walks.append(1) or real(self, outputs))
     return walks
 
 

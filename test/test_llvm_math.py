@@ -21,12 +21,12 @@ def exp2_path(request, monkeypatch):
     product of exp(x) = exp2(x * log2(e)) with an FMA where there is one and by Dekker's method elsewhere: test
     each."""
     if request.param != "native":
-        import codegen.llvmir
+        import codegen.llvm_ops
         from tinyjit import kernel_cache
         if request.param == "no_scalef":
-            monkeypatch.setattr(codegen.llvmir, "host_vector_bits", lambda: 256)
+            monkeypatch.setattr(codegen.llvm_ops, "host_vector_bits", lambda: 256)
         else:
-            monkeypatch.setattr(codegen.llvmir, "host_has_fma", lambda: False)
+            monkeypatch.setattr(codegen.llvm_ops, "host_has_fma", lambda: False)
         monkeypatch.setattr(kernel_cache, "_plans", {})   # compile again, and not from the disk caches either
         monkeypatch.setenv("CACHE", "0")
     return request.param

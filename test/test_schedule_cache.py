@@ -1,10 +1,11 @@
-"""The schedule cache (tinyjit.schedule.cached_schedule): an eager loop that builds a graph of the same structure
+"""The schedule cache (tinyjit.schedule_cache.cached_schedule): an eager loop that builds a graph of the same structure
 every step schedules it once. Tests count cache hits and kernels built, and compare values with PyTorch; graphs
 that differ in what the scheduler looks at (which buffer is which, the sign of a zero) must not share a schedule."""
 import numpy as np
 import torch
 
 import tinyjit.schedule as schedule
+import tinyjit.schedule_cache as schedule_cache
 from tinyjit import Tensor, optim
 
 
@@ -55,10 +56,10 @@ def test_signed_zero_constants_do_not_share_a_schedule():
 
 
 def test_cache_is_bounded(monkeypatch):
-    monkeypatch.setattr(schedule, "SCHEDULE_CACHE_ENTRIES", 4)
+    monkeypatch.setattr(schedule_cache, "SCHEDULE_CACHE_ENTRIES", 4)
     for n in range(1, 9):
         (Tensor.ones(n).contiguous() * 2).realize()
-    assert len(schedule._schedule_cache) <= 4
+    assert len(schedule_cache._schedule_cache) <= 4
 
 
 def test_cache_hit_compares_the_long_key_once(monkeypatch):
@@ -66,14 +67,14 @@ def test_cache_hit_compares_the_long_key_once(monkeypatch):
     uses the stored key (found by identity), not a second comparison of a key with an item per graph node."""
     x = Tensor(np.ones(4, np.float32)).realize()
     compared = []
-    original_eq = schedule._HashedKey.__eq__
+    original_eq = schedule_cache._HashedKey.__eq__
 
     def counting_eq(self, other):
         compared.append(other)
         return original_eq(self, other)
     for _ in range(2):
         ((x * 2).exp() + 1).realize()
-    monkeypatch.setattr(schedule._HashedKey, "__eq__", counting_eq)
+    monkeypatch.setattr(schedule_cache._HashedKey, "__eq__", counting_eq)
     hits = schedule.stats["schedule_cache_hits"]
     out = ((x * 2).exp() + 1).numpy()
     assert schedule.stats["schedule_cache_hits"] == hits + 1

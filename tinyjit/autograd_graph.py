@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import functools
 import math
+import threading
 import weakref
 from typing import Callable, NamedTuple, Optional, Sequence
 
@@ -94,6 +95,17 @@ def _padded_pieces(g: Node, axes: tuple[int, ...]) -> list[Node]:
         else:
             return []
     return pieces
+
+
+class _RuleLog(threading.local):
+    """What the rules did besides building nodes, while tinyjit.gradient_cache records a gradient graph (per
+    thread; `entries` None: not recording): `entries`, (gather node, its table's gradient) pairs whose index checks
+    were shared (share_checks); `constant_buffers`, ids of the arange buffers the rules uploaded."""
+    entries = None
+    constant_buffers: set = set()
+
+
+rule_log = _RuleLog()
 
 
 # ---- the rules: (node, grad) -> one gradient (or None) per source ----
@@ -182,6 +194,8 @@ def _gather(n: Node, g: Node):
     else:
         grad = _scatter_add_one_hot(table, index, term, axis)
     share_checks(n, grad)   # realizing the gradient alone checks the index as the forward does
+    if rule_log.entries is not None:   # (tinyjit.gradient_cache replays the check's sharing on a reuse)
+        rule_log.entries.append((n, grad))
     return (grad if grad.dtype == table.dtype else grad.alu(Op.CAST, arg=table.dtype), None)
 
 
@@ -189,6 +203,8 @@ def _arange_along(count: int, dtype, axis: int, ndim: int, device: str) -> Node:
     """0, 1, .., count - 1 of `dtype` along `axis` of an `ndim`-d node (size 1 elsewhere): an uploaded buffer, as
     Tensor.arange makes it."""
     values = Node.from_buffer(Buffer(device, count, dtype).copyin(np.arange(count, dtype=dtype.np)), (count,))
+    if rule_log.entries is not None:   # (a constant: tinyjit.gradient_cache may reuse it)
+        rule_log.constant_buffers.add(id(values))
     return values.movement(Op.RESHAPE, (1,) * axis + (count,) + (1,) * (ndim - axis - 1))
 
 

@@ -155,7 +155,7 @@ def pending_assign_nodes() -> list[Node]:
 
 def assign_targets(outputs: list[Node], graph: list[Node] | None = None) -> set[int]:
     """ids of the buffers that realizing `outputs` overwrites. `graph`: their graph's nodes when the caller has
-    walked it (schedule.GraphWalk), or None to walk it here."""
+    walked it (schedule_cache.GraphWalk), or None to walk it here."""
     _assign = Op.ASSIGN
     return {id(target_buffer(n)) for n in (toposort(outputs) if graph is None else graph)
             if n.op is _assign and n.buffer is None}

@@ -19,7 +19,8 @@ from tinyjit.helpers import debug_level
 from tinyjit.kernel_cache import CompiledKernel, compile_plan, counters, precompile
 from tinyjit.lazy import Node
 from tinyjit.ops import Op
-from tinyjit.schedule import GraphWalk, ItemKind, ScheduleItem, cached_schedule, create_schedule, format_schedule
+from tinyjit.schedule import ItemKind, ScheduleItem, create_schedule, format_schedule
+from tinyjit.schedule_cache import GraphWalk, cached_schedule
 
 # called before anything runs with the nodes about to be realized and the positions of their graph's nodes
 # (id(node) -> position in the scheduler's order, GraphWalk.index), e.g. tinyjit.index_check's deferred checks of

@@ -503,8 +503,9 @@ class Tensor(ArithmeticMixin, AutogradMixin, CreationMixin, RandomMixin, MathMix
             return self._operands(Tensor(other, device=self.device), op, reverse, dtype)
         else:
             raise TypeError(f"{op}: unsupported operand type {type(other).__name__}")
-        shape = broadcast_shape(x.shape, y.shape, op)
-        x, y = x._broadcast_to(shape), y._broadcast_to(shape)
+        if x.shape != y.shape:   # (most operands of a model's ops already have one shape)
+            shape = broadcast_shape(x.shape, y.shape, op)
+            x, y = x._broadcast_to(shape), y._broadcast_to(shape)
         return (y, x) if reverse else (x, y)
 
     def _broadcast_to(self, shape: tuple[int, ...]) -> Tensor:

@@ -414,10 +414,10 @@ class ArithmeticMixin(TensorBase):
             return x._apply(Op.CMPLT, y)
         if op == "gt":
             return y._apply(Op.CMPLT, x)
-        if op == "le":
-            return ~y._apply(Op.CMPLT, x) & (x == x) & (y == y)
-        if op == "ge":
-            return ~x._apply(Op.CMPLT, y) & (x == x) & (y == y)
+        if op in ("le", "ge"):   # not (x > y), and neither is NaN (integers never are)
+            smaller, larger = (y, x) if op == "le" else (x, y)
+            ordered = ~smaller._apply(Op.CMPLT, larger)
+            return ordered & (x == x) & (y == y) if x.dtype.is_float else ordered
         if op == "ne":
             return x._apply(Op.CMPNE, y)
         return ~x._apply(Op.CMPNE, y)

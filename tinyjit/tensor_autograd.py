@@ -32,7 +32,7 @@ import functools
 import weakref
 from typing import TYPE_CHECKING, Callable, Optional, Sequence, Union
 
-from tinyjit import autograd_graph
+from tinyjit import autograd_graph, gradient_cache
 from tinyjit.deferred import defer_realize
 from tinyjit.lazy import Node, toposort
 from tinyjit.ops import Op
@@ -491,7 +491,17 @@ def _gradients(outputs: list, tensors: list, grad_outputs: Optional[list], op: s
         return node.edges
 
     matched: list[tuple[int, Node]] = []
-    order = autograd_graph.reachable(out_nodes, edges)   # (passed on to gradient: walked once)
+    hook = functools.partial(_node_hook, make=make) if _node_hooks else None
+    # a repeated step reuses its gradient graph (tinyjit.gradient_cache), whose walk gives the reachable nodes too
+    reach = gradient_cache.ReachableWalk(out_nodes, edges) if gradient_cache.cacheable(hook, grad_nodes,
+                                                                                       create_graph) else None
+    if reach is not None and reach.order is not None:
+        order = reach.order
+    else:
+        if reach is not None:
+            gradient_cache.stats["gradient_uncached"] += 1
+            reach = None
+        order = autograd_graph.reachable(out_nodes, edges)   # (passed on to gradient: walked once)
     for node in order:
         owners = by_node.get(id(node))
         leaf = leaf_of(node) if node.leaf is not None else None
@@ -504,9 +514,11 @@ def _gradients(outputs: list, tensors: list, grad_outputs: Optional[list], op: s
     if not matched:
         return result
 
-    hook = functools.partial(_node_hook, make=make) if _node_hooks else None
-    grads = autograd_graph.gradient(out_nodes, [n for _, n in matched], grad_nodes, edges, hook=hook,
-                                    order=order)
+    if reach is not None:
+        grads = gradient_cache.gradient(out_nodes, [n for _, n in matched], edges, reach)
+    else:
+        grads = autograd_graph.gradient(out_nodes, [n for _, n in matched], grad_nodes, edges, hook=hook,
+                                        order=order)
     for (i, _), g in zip(matched, grads):
         if g is not None:
             result[i] = g if result[i] is None else result[i].alu(Op.ADD, g)

@@ -176,8 +176,10 @@ class LinalgMixin(TensorBase):
         if self.ndim < 2:
             raise RuntimeError(f"{name}: needs a tensor of at least 2 dims, got shape {self.shape}")
         n, m = self.shape[-2:]
-        rows = self._index_range(n, dtypes.int64, self.device).reshape(n, 1)
-        cols = self._index_range(m, dtypes.int64, self.device).reshape(1, m)
+        # int32 positions where the offsets fit (the compares then vectorize as wide as float32 data)
+        index = dtypes.int32 if max(n, m) + abs(diagonal) < 2**31 else dtypes.int64
+        rows = self._index_range(n, index, self.device).reshape(n, 1)
+        cols = self._index_range(m, index, self.device).reshape(1, m)
         offset = cols - rows
         keep = offset <= diagonal if lower else offset >= diagonal
         zero = False if self.dtype == dtypes.bool else 0

@@ -241,9 +241,9 @@ class NNMixin(TensorBase):
         scale = 1 / math.sqrt(self.shape[-1]) if scale is None else scale
         scores = (self * scale) @ key.transpose(-1, -2)
         L, S = scores.shape[-2:]
-        if is_causal:
-            rows = self.arange(L, device=self.device).reshape(L, 1)
-            attn_mask = rows >= self.arange(S, device=self.device).reshape(1, S)
+        if is_causal:   # (int32 positions: the mask's compares then vectorize as wide as the float scores)
+            rows = self.arange(L, dtype=dtypes.int32, device=self.device).reshape(L, 1)
+            attn_mask = rows >= self.arange(S, dtype=dtypes.int32, device=self.device).reshape(1, S)
         fully_masked = None
         if attn_mask is not None:
             if attn_mask.dtype == dtypes.bool:

@@ -103,8 +103,8 @@ class MultiheadAttention(Module):
     def _mask(self, attn_mask, key_padding_mask, is_causal, n, L, S, device) -> Optional[Tensor]:
         """Both masks merged into one additive float mask broadcastable to (N, H, L, S), or None."""
         if is_causal and attn_mask is None:
-            rows = Tensor.arange(L, device=device).reshape(L, 1)
-            attn_mask = Tensor.arange(S, device=device).reshape(1, S) > rows
+            rows = Tensor.arange(L, dtype=dtypes.int32, device=device).reshape(L, 1)
+            attn_mask = Tensor.arange(S, dtype=dtypes.int32, device=device).reshape(1, S) > rows
         merged = None
         if attn_mask is not None:
             if attn_mask.shape == (L, S):

@@ -1,0 +1,196 @@
+"""The schedule cache: an eager loop builds a new graph of the same structure every step, and realize asks for
+its kernels again. `cached_schedule` keys a graph by its structure (GraphWalk: one walk that gives the key and the
+graph's nodes in the scheduler's order) and binds the kernels scheduled for an earlier graph of the same structure
+to this graph's nodes. tinyjit.gradient_cache keys gradient graphs with the same walk."""
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+
+from tinyjit.lazy import Node
+from tinyjit.ops import Op
+from tinyjit.schedule import ScheduleItem, create_schedule, stats
+
+# structures kept (LRU), and at most this many graph nodes over all their keys (a key holds a tuple per node)
+SCHEDULE_CACHE_ENTRIES = 64
+SCHEDULE_CACHE_NODES = 1 << 19
+# key -> (its number of graph nodes, the schedule's template, the key itself)
+_schedule_cache: "OrderedDict[_HashedKey, tuple[int, list, _HashedKey]]" = OrderedDict()
+_schedule_cache_lock = threading.Lock()   # threads realize at once (TinyJit captures per thread)
+stats["schedule_cache_hits"] = 0
+
+
+def cached_schedule(outputs: list[Node], readers=(), walk: GraphWalk | None = None) -> list[ScheduleItem]:
+    """`create_schedule`, reused for a graph of the same structure as an earlier one: same ops, arguments, dtypes,
+    shapes and devices, node for node, the same realized inputs up to which buffer is which (an assign's target
+    must be the same buffer as the one its value reads), the same outputs and live readers. What the scheduler
+    decides depends on nothing else, so the earlier kernels (their ASTs) are bound to this graph's nodes instead
+    of being built again: linear in the graph's size, without lowering anything. `walk`: the GraphWalk of
+    `outputs` when the caller has one (realize shares it with its other passes)."""
+    if walk is None:
+        walk = GraphWalk(outputs)
+    parts, graph = walk.key(readers), walk.graph
+    try:
+        key = _HashedKey(parts)
+        with _schedule_cache_lock:
+            cached = _schedule_cache.get(key)
+            if cached is not None:   # (by the stored key: found by identity, not compared item by item again)
+                _schedule_cache.move_to_end(cached[2])
+    except TypeError:   # an argument that cannot be hashed: no caching
+        return create_schedule(outputs, readers)
+    if cached is not None:
+        stats["schedule_cache_hits"] += 1
+        node_at = graph.__getitem__   # (map over a bound method: no comprehension frame per item)
+        return [ScheduleItem(kind, graph[out], list(map(node_at, ins)), ast, list(map(node_at, keep)) if keep else [],
+                             reason) for kind, out, ins, ast, keep, reason in cached[1]]
+    items = create_schedule(outputs, readers)
+    index = walk.index
+    try:
+        template = [(item.kind, index[id(item.output)], [index[id(n)] for n in item.inputs], item.ast,
+                     [index[id(n)] for n in item.preserve], item.reason) for item in items]
+    except KeyError:   # a node outside the graph (not expected): schedule such graphs every time
+        return items
+    with _schedule_cache_lock:
+        _schedule_cache[key] = (len(graph), template, key)
+        total = sum(entry[0] for entry in _schedule_cache.values())
+        while len(_schedule_cache) > 1 and (len(_schedule_cache) > SCHEDULE_CACHE_ENTRIES or
+                                            total > SCHEDULE_CACHE_NODES):
+            total -= _schedule_cache.popitem(last=False)[1][0]
+    return items
+
+
+class _HashedKey:
+    """A structure key that hashes its (long) tuple once: a cache hit looks it up and moves it to the end of the
+    LRU order, and a tuple hashes all its items each time it is asked."""
+    __slots__ = ("parts", "hash")
+
+    def __init__(self, parts: tuple):
+        self.parts, self.hash = parts, hash(parts)   # (TypeError for an argument that cannot be hashed)
+
+    def __hash__(self) -> int:
+        return self.hash
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, _HashedKey) and self.hash == other.hash and self.parts == other.parts
+
+
+_CONST = Op.CONST   # (a module constant: reading a member from the Enum class is a slow metaclass hook)
+
+
+def _structure_key(outputs: list[Node], readers) -> tuple[tuple, list[Node]]:
+    """(a key equal for graphs the scheduler treats alike, the graph's nodes in the scheduler's order): see
+    GraphWalk, which computes both."""
+    walk = GraphWalk(outputs)
+    return walk.key(readers), walk.graph
+
+
+class GraphWalk:
+    """One walk over the graph under some outputs that gives the schedule cache's key and the graph's nodes in
+    the scheduler's order (`graph`; `index`: id(node) -> its position there). It runs on every realize, hit or
+    miss, and realize's other passes read its result instead of walking again (the pending index checks find
+    their readers in `index`, the pending assigns' targets are among `graph`). `add` walks more outputs after
+    those walked, in the same order as one walk over all of them (each output's unwalked nodes after the
+    earlier ones'), so a realize that adds deferred readers extends the walk instead of starting over.
+
+    The order is `toposort`'s (a node after its sources, stopping at realized nodes), and each node's entry of
+    the key is written when it is emitted, with its sources' positions in the order instead of the nodes.
+    Written for speed (a large eager step walks thousands of nodes):
+    - the key is one flat list: per node its op, then for a realized node -1, its dtype, shape, device, which
+      buffer it is (numbered by first use: only which is which matters) and the buffer's size; for a lazy node
+      its number of sources, their positions, its argument (a constant's as its type and repr), dtype, shape
+      and device. No container is kept per node (a tuple per node was two garbage-collected objects per node,
+      and the collections they set off cost more than the walk): an entry of a common layout is added through
+      one tuple, freed at once, which costs fewer bytecodes than an append per item;
+    - one dict both marks the nodes being walked (-1) and holds the emitted ones' positions; a realized node or
+      one without sources is emitted at its first visit;
+    - a dtype is keyed by its name (equal names are equal dtypes; a str caches its hash, a DType's hash is a
+      Python call each time the key is hashed)."""
+    __slots__ = ("graph", "index", "roots", "realized", "_buffers", "_parts")
+
+    def __init__(self, outputs: list[Node] = ()):
+        self.graph: list[Node] = []
+        self.index: dict[int, int] = {}     # id(node) -> its position in `graph`, or -1 while its sources are walked
+        self.roots: dict[Node, None] = {}   # the unrealized outputs walked, in order (each once)
+        self.realized = 0                   # nodes of `graph` that were realized when walked (where it stops)
+        self._buffers: dict[int, int] = {}
+        self._parts: list = []
+        if outputs:
+            self.add(outputs)
+
+    def add(self, outputs: list[Node]) -> None:
+        """Walk the graph under `outputs` too (nodes already walked are not walked again)."""
+        roots = self.roots
+        if len(outputs) == 1:   # (the common case, a tensor's realize: no containers to drop repeats)
+            new = outputs if outputs[0].buffer is None and outputs[0] not in roots else ()
+        else:
+            new = [o for o in dict.fromkeys(outputs) if o.buffer is None and o not in roots]
+        if not new:
+            return
+        for o in new:
+            roots[o] = None
+        graph, index, buffers = self.graph, self.index, self._buffers
+        stack = list(reversed(new))
+        push, pop, emit, get = stack.append, stack.pop, graph.append, index.get
+        extend, write = self._parts.extend, self._parts.append
+        realized = 0
+        while stack:
+            n = pop()
+            node_id = id(n)
+            position = get(node_id)
+            if position is None:   # first visit
+                b = n.buffer
+                if b is not None:   # a realized node: where the walk stops, emitted at once
+                    index[node_id] = len(graph)
+                    emit(n)
+                    realized += 1
+                    extend((n.op, -1, n.dtype.name, n.shape, n.device, buffers.setdefault(id(b), len(buffers)),
+                            b.size))
+                    continue
+                src = n.src
+                if src:   # walk the sources first, then come back to it
+                    index[node_id] = -1
+                    push(n)
+                    for s in reversed(src):
+                        if id(s) not in index:
+                            push(s)
+                    continue
+            elif position >= 0:   # emitted since this copy was pushed (a shared node)
+                continue
+            else:   # its sources are emitted
+                src = n.src
+            index[node_id] = len(graph)
+            emit(n)
+            # its entry: the common layouts as one tuple each, added to the key and freed at once
+            op = n.op
+            if op is _CONST:   # a Python scalar: its type and repr tell -0.0 from 0.0, 1 from 1.0, match a NaN
+                write(op)
+                write(len(src))
+                for s in src:
+                    write(index[id(s)])
+                extend((type(n.arg), repr(n.arg), n.dtype.name, n.shape, n.device))
+            elif len(src) == 1:
+                extend((op, 1, index[id(src[0])], n.arg, n.dtype.name, n.shape, n.device))
+            elif len(src) == 2:
+                extend((op, 2, index[id(src[0])], index[id(src[1])], n.arg, n.dtype.name, n.shape, n.device))
+            else:
+                write(op)
+                write(len(src))
+                for s in src:
+                    write(index[id(s)])
+                extend((n.arg, n.dtype.name, n.shape, n.device))
+        self.realized += realized
+
+    def is_stale(self) -> bool:
+        """Whether some node of `graph` was realized since it was walked (then the walk would stop there now)."""
+        return sum(1 for n in self.graph if n.buffer is not None) != self.realized
+
+    def key(self, readers=()) -> tuple:
+        """The structure key of the walked graph with these live `readers` (nodes that live tensors hold)."""
+        index, parts = self.index, self._parts
+        tail = [tuple([index[id(o)] for o in self.roots])]
+        if readers:
+            tail.append(tuple(sorted({index[id(r)] for r in readers if index.get(id(r), -1) >= 0})))
+        parts += tail   # (appended for the one copy into the tuple, then taken off: the walk may go on)
+        key = tuple(parts)
+        del parts[-len(tail):]
+        return key
