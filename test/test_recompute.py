@@ -220,3 +220,21 @@ def test_conv_relu_max_pool_stack_gradients_match_torch(device, shape, convs, po
     for (w, b, _), (wt, bt, _) in zip(layers, layers_t):
         np.testing.assert_allclose(w.grad.numpy(), wt.grad.numpy(), **tol)
         np.testing.assert_allclose(b.grad.numpy(), bt.grad.numpy(), **tol)
+
+
+def test_a_sum_of_padded_pieces_read_by_two_kernels_stays_fused():
+    """A sum of one padded piece per step (how an unrolled recurrence's stacked gradient is built) is long and read
+    by two kernels, but it is not realized: realized, the LSTM's per-step weight-gradient terms stopped fusing into
+    one stacked contraction (one kernel of 20 products with 40 operand packs, 4 CPU s to compile)."""
+    rng = np.random.default_rng(12)
+    steps, rows, cols = 20, 8, 128
+    parts = [rng.standard_normal((rows, cols)).astype(np.float32) for _ in range(steps)]
+    value = None
+    for t, part in enumerate(parts):
+        piece = (Tensor(part) * 2).pad(((t * rows, (steps - 1 - t) * rows), (0, 0)))
+        value = piece if value is None else value + piece
+    row_sums, col_maxes = value.sum(1), value.amax(0)
+    assert sum(item.kind == "kernel" for item in create_schedule([row_sums.node, col_maxes.node])) == 2
+    stacked = np.concatenate(parts) * 2
+    np.testing.assert_allclose(row_sums.numpy(), stacked.sum(1), rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(col_maxes.numpy(), stacked.max(0))

@@ -50,6 +50,10 @@ SHARED_EXPENSIVE_SIZE = 1 << 14
 # (_decide_shared_chains): a max-pool gradient times a relu's (compares and selects over each window, ~17 ops)
 # was computed again in each conv weight-gradient pack and bias-gradient sum that read it, each through the
 # pooling windows' stacked views (a division and remainder per index) in that kernel's own loop order
+# A sum of pieces (_sum_of_pieces: an unrolled recurrence's per-step weight-gradient terms, its stacked padded
+# input gradient) is not realized by this rule: realized, its terms stopped fusing into one stacked contraction,
+# and the LSTM's weight gradient became one kernel of 20 products with 40 operand packs (4 CPU s to compile, not
+# 0.4)
 SHARED_LONG_OPS = 16
 # an elementwise value of that cost padded to PADDED_WASTE_RATIO times its size or more is realized before the pad
 # (_decide_shared_chains): inlined, its ops would run on every padded element too, masked out after. The gradient of
@@ -205,7 +209,7 @@ class _Scheduler:
                 total = weighted = 0
             elif elementwise and home[id(node)] is None and total >= SHARED_LONG_OPS and \
                     len(kernels[id(node)]) >= 2 and node.size >= SHARED_EXPENSIVE_SIZE and \
-                    not self._same_kernels_above(node, kernels, home):
+                    not _sum_of_pieces(node) and not self._same_kernels_above(node, kernels, home):
                 self.realize[id(node)] = node
                 self.reasons.setdefault(id(node), f"is read by several kernels, each of which would recompute its "
                                         f"{SHARED_LONG_OPS} or more ops")
@@ -577,6 +581,12 @@ def _order_reads_before_assigns(items: list[ScheduleItem], copied=frozenset()) -
         done = set(order)
         raise _AssignCycle([i for i in range(len(items)) if i not in done and items[i].output.op == Op.ASSIGN])
     return [items[i] for i in order]
+
+
+def _sum_of_pieces(node: Node) -> bool:
+    """Whether `node` continues a chain of sums of views (pad(a) + pad(b) + ...: the terms of a recurrence's
+    gradient, stacked or accumulated per step), which the scheduler fuses into its readers' contractions."""
+    return node.op is Op.ADD and any(s.op is Op.ADD for s in node.src) and any(s.op in MOVEMENT for s in node.src)
 
 
 def _below_movement(node: Node) -> Node:
