@@ -11,6 +11,7 @@ Loop structure of every kernel:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Sequence
 
 from tinyjit.dtype import DType, dtypes, fits
 from tinyjit.helpers import prod
@@ -180,14 +181,16 @@ class Linearizer:
         v = self.expr(valid)
         return v if v.dtype == dtypes.bool else self.alu(Op.CMPNE, dtypes.bool, v, self.const(0, self.index_dtype))
 
-    def access_idxs(self, st, combo: tuple[int, ...]) -> list[Expr]:
+    def access_idxs(self, st, upcast: Sequence[Expr]) -> list[Expr]:
+        """The index of each axis of access `st`: its loop variable, `upcast[n]` on the n-th upcast axis (an
+        element of the block, or a variable over the axis), 0 on a size-1 axis."""
         first_upcast = self.first_upcast
         idxs: list[Expr] = []
         for axis, size in enumerate(st.shape):
             if size == 1:
                 idxs.append(Num(0))
             elif axis >= first_upcast:
-                idxs.append(Num(combo[axis - first_upcast]))
+                idxs.append(upcast[axis - first_upcast])
             else:
                 idxs.append(self.axis_vars[axis])
         return idxs
@@ -204,18 +207,15 @@ class Linearizer:
         key = (st, tuple(c if read else 0 for c, read in zip(combo, relevant)))
         found = self._index_cache.get(key)
         if found is None:
-            found = self._index_cache[key] = st.index_and_valid(self.access_idxs(st, key[1]))
+            found = self._index_cache[key] = st.index_and_valid(self.access_idxs(st, [Num(c) for c in key[1]]))
         return found
 
     def upcast_axes_read(self, st) -> tuple[bool, ...]:
         """Per upcast axis, whether access `st`'s index or validity depends on the element along it: computed with
         each upcast axis as a variable over its range (an exact answer for every element, as the symbolic rewrites
         hold over a variable's whole range)."""
-        first_upcast = self.first_upcast
-        upcast_vars = [Var(f"upcast{axis}", 0, size - 1) for axis, size in enumerate(st.shape[first_upcast:])]
-        idxs = [Num(0) if size == 1 else upcast_vars[axis - first_upcast] if axis >= first_upcast
-                else self.axis_vars[axis] for axis, size in enumerate(st.shape)]
-        index, valid = st.index_and_valid(idxs)
+        upcast_vars = [Var(f"upcast{axis}", 0, size - 1) for axis, size in enumerate(st.shape[self.first_upcast:])]
+        index, valid = st.index_and_valid(self.access_idxs(st, upcast_vars))
         used = index.vars() | valid.vars()
         return tuple(var in used for var in upcast_vars)
 

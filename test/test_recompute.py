@@ -16,21 +16,25 @@ from tinyjit.ops import Op
 from tinyjit.schedule import create_schedule
 
 
-def _exp2_evaluations(*tensors: Tensor) -> int:
-    """exp2 evaluations of the CPU kernels (and the copy kernels the planner puts before them) of the schedule:
-    exp2 nodes of each launch's AST times its loop iterations."""
+def _cpu_launches(*tensors: Tensor):
+    """(AST, Kernel) of each CPU launch of the schedule of `tensors`: every kernel as the heuristics optimize it, and
+    the copy kernels the planner puts around it."""
     renderer = Device.renderer("CPU")
-    total = 0
     for item in create_schedule([t.node for t in tensors]):
         if item.kind != "kernel":
             continue
         k = Kernel(item.ast)
         optimize(k, renderer)
-        launches = [(k.ast, k.full_shape)] + [(a, Kernel(a).full_shape)
-                                              for a, _ in k.copies.before + k.copies.after]
-        for ast, shape in launches:
-            total += sum(1 for n in ast.toposort() if n.op == Op.EXP2) * prod(shape)
-    return total
+        yield k.ast, k
+        for copy, _ in k.copies.before + k.copies.after:
+            yield copy, Kernel(copy)
+
+
+def _exp2_evaluations(*tensors: Tensor) -> int:
+    """exp2 evaluations of the CPU launches (copy kernels included) of the schedule: exp2 nodes of each launch's
+    AST times its loop iterations."""
+    return sum(sum(1 for n in ast.toposort() if n.op == Op.EXP2) * prod(launch.full_shape)
+               for ast, launch in _cpu_launches(*tensors))
 
 
 def _attention_loss(lib, q, k, v):
@@ -117,24 +121,18 @@ def _evaluations(op: Op, *tensors: Tensor) -> int:
     """Evaluations of `op` in the CPU launches (copy kernels included) of the schedule of `tensors`: per launch, its
     `op` nodes under a reduce times the loop iterations, the others (an epilogue, an elementwise kernel) times the
     output elements."""
-    renderer = Device.renderer("CPU")
     total = 0
-    for item in create_schedule([t.node for t in tensors]):
-        if item.kind != "kernel":
-            continue
-        k = Kernel(item.ast)
-        optimize(k, renderer)
-        for ast, launch in [(k.ast, k)] + [(a, Kernel(a)) for a, _ in k.copies.before + k.copies.after]:
-            under_reduce: set[int] = set()
-            stack = [n.src[0] for n in ast.toposort() if n.op in (Op.SUM, Op.RMAX)]
-            while stack:
-                n = stack.pop()
-                if id(n) not in under_reduce:
-                    under_reduce.add(id(n))
-                    stack.extend(n.src)
-            for n in ast.toposort():
-                if n.op == op:
-                    total += prod(launch.full_shape if id(n) in under_reduce else launch.output_shape)
+    for ast, launch in _cpu_launches(*tensors):
+        under_reduce: set[int] = set()
+        stack = [n.src[0] for n in ast.toposort() if n.op in (Op.SUM, Op.RMAX)]
+        while stack:
+            n = stack.pop()
+            if id(n) not in under_reduce:
+                under_reduce.add(id(n))
+                stack.extend(n.src)
+        for n in ast.toposort():
+            if n.op == op:
+                total += prod(launch.full_shape if id(n) in under_reduce else launch.output_shape)
     return total
 
 
