@@ -202,7 +202,7 @@ class ArithmeticMixin(TensorBase):
         scalar = exponent if not reverse and isinstance(exponent, (int, float)) else None
         x, y = x._frozen(), y._frozen()   # what backward reads, whatever in-place update self gets later
 
-        def backward(grad: Self) -> tuple:
+        def backward(grad: Self, saved_result: Self) -> tuple:
             dx = dy = None
             if x.requires_grad:
                 if scalar is not None:
@@ -212,9 +212,7 @@ class ArithmeticMixin(TensorBase):
             if y.requires_grad:   # (the result, not the bare value: differentiable again under create_graph)
                 dy = grad * ((x == 0) & (y >= 0)).where(0.0, saved_result * x.log())
             return dx, dy
-        result = self._with_gradient(lambda: self._pow_value(exponent, reverse), [x, y], backward)
-        saved_result = result._frozen()
-        return result
+        return self._with_gradient(lambda: self._pow_value(exponent, reverse), [x, y], backward, reads_result=True)
 
     def _pow_value(self, exponent, reverse=False) -> Self:
         """The value of pow (see pow), built of primitives."""

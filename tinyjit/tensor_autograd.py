@@ -303,7 +303,8 @@ class AutogradMixin(TensorBase):
         frozen._requires_grad, frozen._ctx = self._requires_grad, self._ctx
         return frozen
 
-    def _with_gradient(self, compute: Callable[[], Self], inputs: Sequence[Self], backward: Callable) -> Self:
+    def _with_gradient(self, compute: Callable[[], Self], inputs: Sequence[Self], backward: Callable,
+                       reads_result: bool = False) -> Self:
         """`compute()`, run without recording gradients, as a result whose gradient with respect to the tensors
         `inputs` is `backward(grad) -> one tensor (of the input's shape) or None per input`, built of Tensor ops (so
         it stays lazy, fuses, and is differentiable again under create_graph=True). For ops whose gradient is best
@@ -312,7 +313,10 @@ class AutogradMixin(TensorBase):
         tensors it reads must be `_frozen()` copies (of the inputs, of the result), or an in-place update made in
         between (`y.pow_(2)`, the in-place twin writing into its own input) would change the formula. An input
         whose tensor was given new contents since (`p.data = v`, autograd_graph.REPLACED) is read with them, as
-        PyTorch's saved inputs are."""
+        PyTorch's saved inputs are. `reads_result`: backward is called as `backward(grad, result)`, the result
+        with its autograd state; it must not be captured by `backward` instead (the rule is the value of a weak
+        dictionary keyed by the result's node: a rule holding that node would keep it, and its whole graph,
+        alive forever)."""
         with no_grad():
             value = compute()
 
@@ -320,7 +324,12 @@ class AutogradMixin(TensorBase):
             swapped = _read_replaced(inputs)
             try:
                 with no_grad():
-                    grads = backward(self._new(grad))
+                    if reads_result:
+                        result = self._new(node)
+                        result._requires_grad, result._ctx = True, autograd_graph.CUSTOM_OP
+                        grads = backward(self._new(grad), result)
+                    else:
+                        grads = backward(self._new(grad))
             finally:
                 for t, original in swapped:
                     t.node = original

@@ -116,15 +116,13 @@ class MoreMathMixin(TensorBase):
             out = safe.where(big, big * (1 + ratio * ratio).sqrt())
             return (ax.isinf() | ay.isinf()).where(math.inf, out)
 
-        def backward(grad: Self) -> tuple:
+        def backward(grad: Self, saved_result: Self) -> tuple:
             scale = grad / saved_result.detach()
             return (scale * x if x.requires_grad else None, scale * y if y.requires_grad else None)
         if self.no_grad_active or not (x.requires_grad or y.requires_grad):
             return value()
         x, y = x._frozen(), y._frozen()   # what backward reads, whatever in-place update self gets later
-        result = self._with_gradient(value, [x, y], backward)
-        saved_result = result._frozen()
-        return result
+        return self._with_gradient(value, [x, y], backward, reads_result=True)
 
     def logaddexp(self, other) -> Self:
         """torch.logaddexp (numpy.logaddexp): log(exp(self) + exp(other)) elementwise with broadcasting, computed as
