@@ -138,6 +138,8 @@ def contraction_plan(k: Kernel, threads: int = 1) -> list[Opt]:
     epilogue = _epilogue_cost(k)
     while epilogue * rows * width > MAX_EPILOGUE_COST and rows > 1:
         rows = largest_divisor(full[row_axis], rows // 2)
+    while epilogue * rows * width > MAX_EPILOGUE_COST and width > lanes and full[vector_axis] % (width // 2) == 0:
+        width //= 2   # (one row two vectors wide: AVX-512's 32 float32 columns)
     # rows first, so the vector axis is the innermost upcast axis: a staged output is contiguous along it (an
     # upcast split leaves the positions of the global axes as they were)
     opts = ([Opt(OptKind.UPCAST, row_axis, rows)] if rows > 1 else []) + [Opt(OptKind.UPCAST, vector_axis, width)]

@@ -344,14 +344,19 @@ class LLVMRenderer:
         where(mask, x, -inf)). LLVM folds max(acc, select(c, x, -inf)) into select(c, max(acc, x), acc), a conditional
         reduction its loop vectorizer does not vectorize for llvm.maximum: the masked row max ran scalar, 6x slower
         than the plain one. Such a select reads its -inf from a volatile stack slot loaded once per call, which LLVM
-        cannot fold."""
-        terms = set()
+        cannot fold. Selects nested in the term's arms count too: the masked row max of a softmax's backward,
+        where(m == -inf, 0, where(mask, x, -inf)), was folded the same way and ran 18x slower than the forward's."""
+        terms: set[int] = set()
         for u in uops:
             if u.uop == U.ALU and u.arg == Op.MAX and id(u) in accumulations and u.dtype.is_float:
-                term = u.src[1]
-                if term.uop == U.ALU and term.arg == Op.WHERE and \
-                        any(s.uop == U.CONST and s.arg == -math.inf for s in term.src[1:]):
-                    terms.add(id(term))
+                arms = [u.src[1]]
+                while arms:   # the selects along the term's chains of selects
+                    term = arms.pop()
+                    if term.uop != U.ALU or term.arg != Op.WHERE or id(term) in terms:
+                        continue
+                    if any(s.uop == U.CONST and s.arg == -math.inf for s in term.src[1:]):
+                        terms.add(id(term))
+                    arms += term.src[1:]
         return terms
 
     @staticmethod

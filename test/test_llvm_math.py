@@ -1,4 +1,8 @@
 """The inline exp2/log2 polynomials of the LLVM renderer against numpy, including special values."""
+import ctypes
+import ctypes.util
+import platform
+
 import numpy as np
 import pytest
 
@@ -78,3 +82,28 @@ def test_special_values(dtype, exp2_path):
     with np.errstate(all="ignore"):
         np.testing.assert_array_equal(Tensor(x).exp2().numpy(), np.exp2(x))
         np.testing.assert_array_equal(Tensor(x).log2().numpy(), np.log2(x))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_exp_that_rounds_to_zero_does_not_underflow(dtype, exp2_path):
+    """exp of -inf or of a large negative number (a masked softmax's entries, a sigmoid of a large input) is 0 without
+    an arithmetic underflow: on x86 an underflowing multiply takes a microcode assist, and exp(-inf) ran 27x slower
+    than exp(0) (P1's causal-softmax gradient kernel 2.1 -> 0.26 ms). Checked by the CPU's underflow flag, which
+    the kernel sets on the calling thread (the launch is too small to be split over threads); results that really
+    are denormal still set it."""
+    libm = ctypes.CDLL(ctypes.util.find_library("m"))
+    fe_underflow, fe_all = 0x10, 0x3F   # x86's <fenv.h>
+    if platform.machine() not in ("x86_64", "AMD64"):
+        pytest.skip(f"the floating-point flag values here are x86's, this is {platform.machine()}")
+    zero_below = -1100.0 if dtype == np.float64 else -160.0
+    for values, underflows in (([-np.inf, zero_below, -1e30, 0.0, 1.0], False), ([zero_below / 1.07], True)):
+        x = Tensor(np.array(values * 64, dtype)).realize()
+        outs = (x.exp2(), x.exp()) if not underflows else (x.exp2(),)
+        libm.feclearexcept(fe_all)
+        Tensor.realize_all(*outs)
+        assert bool(libm.fetestexcept(fe_underflow)) == underflows, (values, underflows)
+        with np.errstate(under="ignore"):   # (references in long double, rounded once to dtype)
+            wide = x.numpy().astype(np.longdouble)
+            np.testing.assert_array_equal(outs[0].numpy(), np.exp2(wide).astype(dtype))
+            if not underflows:
+                np.testing.assert_allclose(outs[1].numpy(), np.exp(wide).astype(dtype), rtol=1e-6)

@@ -60,6 +60,17 @@ SHARED_LONG_OPS = 16
 # an unrolled recurrence's input, a sum of one padded term per time step, computed every step's term T times
 PADDED_WASTE_RATIO = 4
 
+# on the CPU, a contraction (a sum of products: a matmul, a convolution) whose fused epilogue costs
+# EPILOGUE_SPLIT_COST or more per element (EXPENSIVE_OP_COST weights: a GELU gradient's erf and exp) is stored on
+# its own, and the epilogue runs as an elementwise kernel after it (_decide_heavy_epilogues). Fused, the epilogue is
+# unrolled for every element of the matmul's register block, whose size codegen.cpu_opts then cuts to keep the code
+# compilable: P1's MLP input gradient ran as 1-row blocks, 16x slower than the matmul alone plus the elementwise
+# kernel. Only where the epilogue runs over EPILOGUE_SPLIT_SIZE elements or more and the contraction does
+# MIN_CONTRACTION_WORK multiply-adds (smaller ones are not register blocked much, and a launch costs more)
+EPILOGUE_SPLIT_COST = 24
+EPILOGUE_SPLIT_SIZE = 1 << 14
+MIN_CONTRACTION_WORK = 1 << 16
+
 # work counters (tests check that scheduling grows linearly with the graph): schedules made, kernels built and
 # (node, view) pairs lowered into kernel ASTs
 stats = {"schedules": 0, "kernels_built": 0, "nodes_lowered": 0}
@@ -125,6 +136,7 @@ class _Scheduler:
         self._decide_gather_tables()
         self._decide_shared_chains()
         self._decide_reduces()
+        self._decide_heavy_epilogues()
         self._decide_assign_temporaries()
 
     def _loadable(self, node: Node) -> bool:
@@ -302,11 +314,13 @@ class _Scheduler:
 
     def _decide_reduces(self) -> None:
         signature_of_root: dict[int, tuple] = {}
+        self.fused_roots: dict[int, Node | None] = {}   # id(reduce) -> the node whose kernel it fuses into
         for node in self.graph:
             if node.realized or node.op not in REDUCE or id(node) in self.realize:
                 continue
             root, reason = self._fusion_root(node)
             signature = (node.src[0].shape, node.arg)
+            self.fused_roots[id(node)] = root
             if root is None:
                 self.realize[id(node)] = node
                 self.reasons[id(node)] = reason
@@ -315,6 +329,38 @@ class _Scheduler:
                 self.realize[id(node)] = node
                 self.reasons[id(node)] = (f"{_describe(node)} reduces {node.src[0].shape} over axes {node.arg}, but "
                                           f"the kernel of {_describe(root)} already reduces {shape} over axes {axes}")
+
+    def _decide_heavy_epilogues(self) -> None:
+        """On the CPU, store a large contraction on its own where the ops fused after it are expensive (see
+        EPILOGUE_SPLIT_COST): the epilogue then runs as an elementwise kernel reading the product."""
+        epilogue_cost: dict[int, int] = {}   # id(root) -> the cost per element of its kernel's ops outside reduces
+        for node in self.graph:
+            root = self.fused_roots.get(id(node))
+            if root is None or id(node) in self.realize or not _is_contraction(node) or \
+                    node.device.split(":")[0] != "CPU" or root.size < EPILOGUE_SPLIT_SIZE:
+                continue
+            if id(root) not in epilogue_cost:
+                epilogue_cost[id(root)] = self._epilogue_cost(root)
+            if epilogue_cost[id(root)] >= EPILOGUE_SPLIT_COST:
+                self.realize[id(node)] = node
+                self.reasons[id(node)] = (f"the ops fused after this contraction cost {epilogue_cost[id(root)]} per "
+                                          f"element: on the CPU they would be unrolled over its register block, so "
+                                          f"they run as an elementwise kernel of their own")
+
+    def _epilogue_cost(self, root: Node) -> int:
+        """The cost per element (EXPENSIVE_OP_COST weights) of the elementwise ops in `root`'s kernel outside its
+        reduces, each node once."""
+        total, stack, seen = 0, [root.src[-1] if root.op in (Op.CONTIGUOUS, Op.ASSIGN) else root], set()
+        while stack:
+            n = stack.pop()
+            if id(n) in seen or n.realized or n.op in REDUCE or n.op in _BOUNDARY_OPS or \
+                    (id(n) in self.realize and n is not root):
+                continue
+            seen.add(id(n))
+            if n.op in ELEMENTWISE:
+                total += EXPENSIVE_OP_COST.get(n.op, 1)
+            stack.extend(n.src)
+        return total
 
     def _decide_assign_temporaries(self) -> None:
         """An assign whose value reads the target buffer at other positions than the one it writes (x.assign(x.T),
@@ -587,6 +633,14 @@ def _sum_of_pieces(node: Node) -> bool:
     """Whether `node` continues a chain of sums of views (pad(a) + pad(b) + ...: the terms of a recurrence's
     gradient, stacked or accumulated per step), which the scheduler fuses into its readers' contractions."""
     return node.op is Op.ADD and any(s.op is Op.ADD for s in node.src) and any(s.op in MOVEMENT for s in node.src)
+
+
+def _is_contraction(node: Node) -> bool:
+    """Whether `node` sums products of two computed operands (a matmul, a convolution) of at least
+    MIN_CONTRACTION_WORK multiply-adds."""
+    product = node.src[0] if node.op == Op.SUM else None
+    return product is not None and product.op == Op.MUL and product.size >= MIN_CONTRACTION_WORK and \
+        all(_below_movement(s).op != Op.CONST for s in product.src)
 
 
 def _below_movement(node: Node) -> Node:

@@ -245,7 +245,9 @@ class NNMixin(TensorBase):
             rows = self.arange(L, dtype=dtypes.int32, device=self.device).reshape(L, 1)
             attn_mask = rows >= self.arange(S, dtype=dtypes.int32, device=self.device).reshape(1, S)
         fully_masked = None
-        if attn_mask is not None:
+        if is_causal and S > 0:   # every query may attend to at least the first key: no row is fully masked
+            scores = attn_mask.where(scores, -math.inf)
+        elif attn_mask is not None:
             if attn_mask.dtype == dtypes.bool:
                 scores = attn_mask.where(scores, -math.inf)
             else:
