@@ -208,3 +208,20 @@ def test_heavy_epilogue_under_jit_replay():
         P = torch.from_numpy(x).double() @ torch.from_numpy(w).double()
         np.testing.assert_allclose(a.numpy(), torch.erf(P) * P.exp().sin(), rtol=1e-4, atol=1e-5)
         np.testing.assert_allclose(b.numpy(), P * 2, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("fn", ["softmax", "log_softmax"])
+def test_masked_softmax_gradient(fn):
+    """The backward whose row max is the nested-select pattern of 2., with -inf entries (not whole rows)."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((6, 33))
+    mask = rng.random((6, 33)) < 0.6
+    mask[:, 0] = True
+    g = rng.standard_normal((6, 33))
+    tx, X = Tensor(x, requires_grad=True), torch.from_numpy(x).requires_grad_()
+    out = getattr(Tensor(mask).where(tx, -math.inf), fn)(-1)
+    (out * Tensor(g)).sum().backward()
+    want = getattr(torch, fn)(torch.where(torch.from_numpy(mask), X, torch.tensor(-math.inf, dtype=X.dtype)), -1)
+    (want * torch.from_numpy(g)).sum().backward()
+    np.testing.assert_allclose(out.numpy(), want.detach().numpy(), rtol=1e-12)
+    np.testing.assert_allclose(tx.grad.numpy(), X.grad.numpy(), rtol=1e-10, atol=1e-12)
