@@ -86,10 +86,9 @@ def _sdpa_both(q, k, v, **kwargs):
         (want.detach().numpy(), Q.grad.numpy(), K.grad.numpy(), V.grad.numpy())
 
 
-@pytest.mark.xfail(strict=True, reason="BUG (45af55f): causal SDPA dropped the fully-masked-row guard; a row whose "
-                                       "allowed scores are all -inf (overflow, -inf in k) is NaN, torch and the "
-                                       "equivalent bool tril mask give 0")
 def test_causal_sdpa_row_of_minus_inf_scores_is_zero():
+    """(A regression of 45af55f, which dropped the fully-masked-row guard from the causal path: a row whose allowed
+    scores are all -inf, by overflow or -inf in k, was NaN; torch and the equivalent bool tril mask give 0.)"""
     q = np.array([[1e20, 0.0], [1.0, 0.0]], np.float32)
     k = np.array([[-1e20, 0.0], [1.0, 0.0]], np.float32)    # row 0's only allowed score overflows to -inf
     v = np.array([[1.0, 2.0], [3.0, 4.0]], np.float32)
@@ -108,9 +107,8 @@ def test_bool_tril_mask_row_of_minus_inf_scores_is_zero():
         np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG (older than 45af55f): is_causal=True with no keys (S == 0) raises "
-                                       "IndexError from amax over a size-0 dim; torch returns zeros")
 def test_causal_sdpa_no_keys():
+    """is_causal=True with no keys (S == 0) raised IndexError from amax over a size-0 dim; torch returns zeros."""
     q, k, v = np.ones((3, 4), np.float32), np.ones((0, 4), np.float32), np.ones((0, 2), np.float32)
     out = Tensor(q).scaled_dot_product_attention(Tensor(k), Tensor(v), is_causal=True).numpy()
     np.testing.assert_array_equal(out, np.zeros((3, 2), np.float32))

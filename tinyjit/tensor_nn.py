@@ -244,21 +244,13 @@ class NNMixin(TensorBase):
         if is_causal:   # (int32 positions: the mask's compares then vectorize as wide as the float scores)
             rows = self.arange(L, dtype=dtypes.int32, device=self.device).reshape(L, 1)
             attn_mask = rows >= self.arange(S, dtype=dtypes.int32, device=self.device).reshape(1, S)
-        fully_masked = None
-        if is_causal and S > 0:   # every query may attend to at least the first key: no row is fully masked
-            scores = attn_mask.where(scores, -math.inf)
-        elif attn_mask is not None:
-            if attn_mask.dtype == dtypes.bool:
-                scores = attn_mask.where(scores, -math.inf)
-            else:
-                scores = scores + attn_mask
-            # a query that may attend to nothing gets zeros (and zero gradients), like PyTorch's CPU kernels, not
-            # the NaN of a softmax over -inf only (padded sequences would spread it)
-            fully_masked = scores.amax(-1, keepdim=True) == -math.inf
-            scores = fully_masked.where(0.0, scores)
-        weights = scores.softmax(-1)
-        if fully_masked is not None:
-            weights = fully_masked.where(0.0, weights)
+        if S == 0:   # no keys: every query attends to nothing and gets zeros, like PyTorch
+            return scores @ value
+        if attn_mask is None:
+            weights = scores.softmax(-1)
+        else:
+            scores = attn_mask.where(scores, -math.inf) if attn_mask.dtype == dtypes.bool else scores + attn_mask
+            weights = _softmax_or_zeros(scores)
         if dropout_p > 0:
             weights = weights.dropout(dropout_p, training=True)
         return weights @ value
@@ -531,6 +523,20 @@ def _first_maximum(win, best, inside=None):
     if win.dtype.is_float:
         key = (win != win).where(2 * n + 1 - countdown, key)     # NaN: keys above n, the last one largest
     return key.amax(-1, keepdim=True) == key     # the maximum key is >= 1: every window holds an input element
+
+
+def _softmax_or_zeros(scores):
+    """softmax over the last dim, but zeros (and zero gradients) for a row whose scores are all -inf (a query that may
+    attend to nothing, or whose allowed scores overflowed), like PyTorch's CPU attention kernels, not the NaN of a
+    softmax over -inf only (padded sequences would spread it). The softmax's own shift (its row max) tells such rows
+    apart, so this takes no more reduces than the softmax."""
+    half = scores.dtype == dtypes.float16   # (computed in float32, like softmax)
+    x = scores.float() if half else scores
+    shift = x.amax(-1, keepdim=True).detach()   # a shift that cancels: no gradient through it
+    nothing = shift == -math.inf
+    e = (x - nothing.where(0.0, shift)).exp()
+    weights = e / nothing.where(1.0, e.sum(-1, keepdim=True))   # (0 / 1 there, so no NaN reaches the gradients)
+    return weights.half() if half else weights
 
 
 def _pool_args(kernel_size, stride, padding, dilation, op: str):
