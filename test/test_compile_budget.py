@@ -221,6 +221,31 @@ def test_strided_reduce_is_upcast_across_its_outputs():
     np.testing.assert_allclose(out.numpy(), _weight_gradient(torch).numpy(), rtol=1e-4, atol=1e-3)
 
 
+def test_a_reduce_the_same_along_an_output_axis_computes_its_body_once_per_block():
+    """The weight gradient of a zero initial state (an LSTM's h0), sum over the batch of g[b, j] * 0 for every column
+    k: no input varies along k, and each of the 200 columns computed the gelu-like body again (P4: 2.8 ms a step).
+    The axis is upcast, so the body (one exp here) is computed once per block of columns; values, NaN from 0 * inf
+    included, as numpy's."""
+    rng = np.random.default_rng(11)
+    a, b = rng.standard_normal((20, 800)).astype(np.float32), rng.standard_normal((20, 800)).astype(np.float32)
+    a[3, 7] = np.inf   # 0 * (something infinite) is NaN for the whole column j = 7, as in numpy and torch
+    at, bt = Tensor(a), Tensor(b)
+    out = ((at > 0).where(at, -at) * bt + at.sigmoid() * 0.5).T @ Tensor.zeros(20, 200)
+    (item,) = [i for i in create_schedule([out.node]) if i.kind == "kernel"]
+    k = Kernel(item.ast)
+    plan = codegen.cpu_opts.invariant_axis_plan(k)
+    assert plan == [Opt(OptKind.UPCAST, 1, 25)], plan
+    for opt in plan:
+        k.apply_opt(opt)
+    program = Device.renderer("CPU").linearize(k)
+    assert sum(1 for u in program.uops if u.uop == U.ALU and u.arg == Op.EXP2) == 1
+    with np.errstate(invalid="ignore", over="ignore"):
+        expected = (np.where(a > 0, a, -a) * b + 0.5 / (1 + np.exp(-a))).T @ np.zeros((20, 200), np.float32)
+    np.testing.assert_array_equal(out.numpy(), expected)
+    # an axis some input varies along is not upcast this way: the plain matmul keeps its contraction plan
+    assert codegen.cpu_opts.invariant_axis_plan(Kernel(create_schedule([(at.T @ bt[:, :200]).node])[-1].ast)) == []
+
+
 def test_reduces_read_in_whole_vectors_are_not_upcast():
     """The upcast is only for strided reduces: a row sum (contiguous along the reduce) keeps its plain loop (the
     loop vectorizer reads it in whole vectors), and so do reduces with a load strided along the output (the block
