@@ -33,7 +33,6 @@ from __future__ import annotations
 
 from tinyjit.helpers import largest_divisor, prod
 from tinyjit.ops import Op
-from tinyjit.symbolic import Var
 
 from codegen.copies import ACCESS_OPS, dependent_axes, index_strides, operand_facts, pack_candidates
 from codegen.kernel import Kernel, alu_ops
@@ -316,21 +315,15 @@ def invariant_axis_plan(k: Kernel) -> list[Opt]:
     if not k.has_reduce or k.first_reduce == 0 or k.upcasted or _reduce_body_ops(k) < 2:
         return []
     full = k.full_shape
-    reads = [st for node, st in zip(k.accesses, k.sts) if node.op != Op.STORE]
+    # the axes the stored value depends on (through any load's address or validity, a gathered load's index too)
+    value_axes = operand_facts(k, {id(n): st for n, st in zip(k.accesses, k.sts)})[id(k.ast.src[0])][1]
     for axis in reversed(range(k.first_reduce)):
-        if full[axis] < 4 or any(_varies_along(st, axis) for st in reads):
+        if full[axis] < 4 or axis in value_axes:
             continue
         amount = largest_divisor(full[axis], INVARIANT_UPCAST)
         if amount >= 4 and prod(full[:k.first_reduce]) // amount >= MIN_THREAD_HINT:
             return [Opt(OptKind.UPCAST, axis, amount)]
     return []
-
-
-def _varies_along(st, axis: int) -> bool:
-    """Whether the address or the validity of an access with view `st` depends on `axis`."""
-    idxs = [Var(f"i{d}", 0, s - 1) for d, s in enumerate(st.shape)]
-    index, valid = st.index_and_valid(idxs)
-    return any(idxs[axis] in e.vars() for e in (index, valid) if hasattr(e, "vars"))
 
 
 def short_inner_axis_plan(k: Kernel) -> list[Opt]:
