@@ -350,17 +350,8 @@ class _Scheduler:
     def _epilogue_cost(self, root: Node) -> int:
         """The cost per element (EXPENSIVE_OP_COST weights) of the elementwise ops in `root`'s kernel outside its
         reduces, each node once."""
-        total, stack, seen = 0, [root.src[-1] if root.op in (Op.CONTIGUOUS, Op.ASSIGN) else root], set()
-        while stack:
-            n = stack.pop()
-            if id(n) in seen or n.realized or n.op in REDUCE or n.op in _BOUNDARY_OPS or \
-                    (id(n) in self.realize and n is not root):
-                continue
-            seen.add(id(n))
-            if n.op in ELEMENTWISE:
-                total += EXPENSIVE_OP_COST.get(n.op, 1)
-            stack.extend(n.src)
-        return total
+        return sum(EXPENSIVE_OP_COST.get(n.op, 1) for n in self._kernel_nodes(root, into_reduces=False)
+                   if n.op in ELEMENTWISE)
 
     def _decide_assign_temporaries(self) -> None:
         """An assign whose value reads the target buffer at other positions than the one it writes (x.assign(x.T),
@@ -492,16 +483,23 @@ class _Scheduler:
         node = item.output
         if item.kind != ItemKind.KERNEL:
             return [node]
-        value = node.src[1] if node.op == Op.ASSIGN else node.src[0] if node.op == Op.CONTIGUOUS else node
+        return ([node] if node.op in (Op.ASSIGN, Op.CONTIGUOUS) else []) + self._kernel_nodes(node)
+
+    def _kernel_nodes(self, node: Node, into_reduces: bool = True) -> list[Node]:
+        """The graph nodes inlined into the kernel that stores `node` (the value it stores, an assign's or a
+        contiguous's source, and what that reads, by the same rule as `build`'s loads), each once; with
+        `into_reduces` False, a reduce's own node but nothing under it."""
+        value = node.src[-1] if node.op in (Op.ASSIGN, Op.CONTIGUOUS) else node
         root = value if value is node or id(value) not in self.realize else None
-        members, stack, seen = [node] if value is not node else [], [value], set()
+        members, stack, seen = [], [value], set()
         while stack:
             n = stack.pop()
             if id(n) in seen or n.realized or (id(n) in self.realize and n is not root) or n.op in _BOUNDARY_OPS:
                 continue
             seen.add(id(n))
             members.append(n)
-            stack.extend(n.src)
+            if into_reduces or n.op not in REDUCE:
+                stack.extend(n.src)
         return members
 
     def _fused_reduce_shape(self, value: Node, root):
