@@ -154,6 +154,11 @@ def contraction_plan(k: Kernel, threads: int = 1) -> list[Opt]:
     # (a weight gradient's transposed A: each reduce step a new cache line per block row) are laid out in order
     expressions = [Opt(OptKind.PACK, n, 0) for n, c in enumerate(operands)
                    if n != b and (c.op != Op.LOAD or _read_across(k, c, st_of))]
+    # ... and a padded load (the windows of a conv's input where the block runs along the output channels) is read
+    # from a copy with its padding written out: no bounds check per element of the block (1.6x faster)
+    expressions += [Opt(OptKind.DEPAD, n, 0) for n, c in enumerate(operands)
+                    if n != b and c.op == Op.LOAD and not c.src and not _read_across(k, c, st_of)
+                    and st_of[id(c)].views[0].mask is not None]
     if plain_b and (full[row_axis] // rows < 2 or short):
         return opts + expressions   # B read as it is: contiguous along the vector axis already
     # B in loop order (or just without its padding, when that leaves it contiguous along the vector axis: a

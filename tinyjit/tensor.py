@@ -38,6 +38,7 @@ from tinyjit.tensor_math import MathMixin
 from tinyjit.tensor_math_more import MoreMathMixin
 from tinyjit.tensor_movement import MovementMixin
 from tinyjit.tensor_mutation import MutationMixin
+from tinyjit.tensor_conv import ConvMixin
 from tinyjit.tensor_nn import NNMixin
 from tinyjit.tensor_reduce import ReduceMixin
 from tinyjit.tensor_scatter import ScatterMixin
@@ -78,8 +79,8 @@ def _holds_numpy_float64(data) -> bool:
 
 
 class Tensor(ArithmeticMixin, AutogradMixin, CreationMixin, RandomMixin, MathMixin, MovementMixin, IndexingMixin,
-             ReduceMixin, NNMixin, MutationMixin, SortMixin, LinalgMixin, SelectMixin, ScatterMixin, MoreMathMixin,
-             HistogramMixin):
+             ReduceMixin, NNMixin, ConvMixin, MutationMixin, SortMixin, LinalgMixin, SelectMixin, ScatterMixin,
+             MoreMathMixin, HistogramMixin):
     """A lazy n-dimensional array on a device, with PyTorch's API (torch.Tensor): `Tensor(data, dtype=None,
     device=None, requires_grad=None)` from a Python number, a (nested, rectangular) list, a NumPy array, another
     Tensor or a graph node. Ops build a graph; `.numpy()`, `.item()` and `.realize()` compute it."""

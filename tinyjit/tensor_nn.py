@@ -1,9 +1,8 @@
 """Linear algebra and neural-network building blocks of Tensor, composed from movement ops and reduces:
-matmul is a broadcast multiply summed over the shared axis, conv2d a multiply-sum over sliding windows."""
+matmul is a broadcast multiply summed over the shared axis (convolutions: tinyjit/tensor_conv.py)."""
 from __future__ import annotations
 
 import math
-import numbers
 from typing import TYPE_CHECKING, Optional
 
 from tinyjit.dtype import dtypes
@@ -11,15 +10,13 @@ from tinyjit.helpers import prod
 from tinyjit.index_check import check_index, wide_enough
 from tinyjit.ops import Op, reduce_identity
 from tinyjit.tensor_base import TensorBase, broadcast_shape
+from tinyjit.tensor_conv import _non_negative_ints, _pair, _positive_ints
 from tinyjit.tensor_movement import _axis
 
 
 if TYPE_CHECKING:
     from typing_extensions import Self
 
-
-def _pair(x, n: int = 2) -> tuple[int, ...]:
-    return tuple(x) if isinstance(x, (tuple, list)) else (x,) * n
 
 
 class NNMixin(TensorBase):
@@ -82,148 +79,6 @@ class NNMixin(TensorBase):
         else:
             out = self.matmul(weight.transpose(-1, -2) if weight.ndim > 1 else weight)
         return out + bias if bias is not None else out
-
-    # ---- sliding windows ----
-    def _windows(self, kernel: tuple[int, ...], stride: tuple[int, ...], dilation: tuple[int, ...]) -> Self:
-        """(..., *spatial) -> (..., *out_spatial, *kernel): every window as a view, no copy.
-
-        For one dim of size i: repeat the row k times with a stride of i + d (by expanding, flattening and
-        reshaping with one extra column per repeat), so window element j of output position o sits at row j,
-        column o*s + j*d... after the shift each row is the input moved left by j*d."""
-        prefix = self.shape[:-len(kernel)]
-        x = self
-        for axis_from_end in range(len(kernel), 0, -1):
-            pos = x.ndim - axis_from_end
-            k, s, d = kernel[-axis_from_end], stride[-axis_from_end], dilation[-axis_from_end]
-            x = _window_one_axis(x, pos, k, s, d)
-        # x is now (..., o1, k1, o2, k2, ...): move kernel axes last
-        n = len(kernel)
-        base = len(prefix)
-        order = list(range(base)) + [base + 2 * i for i in range(n)] + [base + 2 * i + 1 for i in range(n)]
-        return x.permute(order)
-
-    def conv2d(self, weight, bias=None, stride=1, padding=0, dilation=1, groups: int = 1) -> Self:
-        """torch.nn.functional.conv2d: self (N, Cin, H, W), weight (Cout, Cin/groups, kh, kw), optional bias (Cout,) ->
-        (N, Cout, H', W'); stride, padding (ints, pairs, 'same' or 'valid') and dilation as in PyTorch. ValueError for
-        shapes that do not fit, RuntimeError for a non-positive stride, dilation or groups."""
-        if self.ndim != 4 or weight.ndim != 4:
-            raise ValueError(f"conv2d: expected a 4-d input and weight, got shapes {self.shape} and {weight.shape}")
-        return self._conv(weight, bias, stride, padding, dilation, groups, 2, "conv2d")
-
-    def conv1d(self, weight, bias=None, stride=1, padding=0, dilation=1, groups: int = 1) -> Self:
-        """torch.nn.functional.conv1d: self (N, Cin, L), weight (Cout, Cin/groups, k), optional bias (Cout,) -> (N,
-        Cout, L'); arguments and errors as for conv2d."""
-        if self.ndim != 3 or weight.ndim != 3:
-            raise ValueError(f"conv1d: expected a 3-d input and weight, got shapes {self.shape} and {weight.shape}")
-        return self._conv(weight, bias, stride, padding, dilation, groups, 1, "conv1d")
-
-    def _conv(self, weight, bias, stride, padding, dilation, groups, nd: int, name: str) -> Self:
-        self._same_device(name, weight, bias)
-        n, cin = self.shape[:2]
-        cout, cin_g = weight.shape[:2]
-        kernel = weight.shape[2:]
-        if not isinstance(groups, numbers.Integral) or groups <= 0:
-            raise RuntimeError(f"{name}: groups must be a positive int, got {groups!r}")
-        if cin % groups or cout % groups or cin // groups != cin_g:
-            raise ValueError(f"{name}: input of shape {self.shape} ({cin} channels) and weight of shape "
-                             f"{weight.shape} do not fit groups={groups} (the weight needs {cin} / groups input "
-                             f"channels)")
-        if bias is not None and bias.shape != (cout,):
-            raise ValueError(f"{name}: bias of shape {bias.shape} does not match {cout} output channels")
-        stride, dilation = _positive_ints(stride, nd, "stride", name), _positive_ints(dilation, nd, "dilation", name)
-        if isinstance(padding, str):
-            if padding == "valid":
-                padding = 0
-            elif padding == "same":
-                if any(s != 1 for s in stride):
-                    raise ValueError(f"{name}: padding='same' needs stride 1, got stride {stride}")
-                # an odd total pads one more after than before, like PyTorch
-                padding = tuple((d * (k - 1) // 2, d * (k - 1) - d * (k - 1) // 2) for d, k in zip(dilation, kernel))
-            else:
-                raise ValueError(f"{name}: padding must be an int, a tuple, 'same' or 'valid', got {padding!r}")
-        else:
-            padding = _non_negative_ints(padding, nd, "padding", name)
-        pad = tuple(p if isinstance(p, tuple) else (p, p) for p in _pair(padding, nd))
-        x = self.pad(((0, 0), (0, 0)) + pad)
-        for size, k, d in zip(x.shape[2:], kernel, dilation):
-            if size < d * (k - 1) + 1:
-                raise ValueError(f"{name}: kernel {tuple(kernel)} (dilation {dilation}) is larger than the padded "
-                                 f"input {x.shape[2:]}")
-        win = x._windows(kernel, stride, dilation)           # (N, Cin, *out, *k)
-        out_sp = win.shape[2:2 + nd]
-        cout_g = cout // groups
-        # (N, G, 1, Cin/G, *out, *k) * (1, G, Cout/G, Cin/G, 1.., *k), summed over Cin/G and k
-        win = win.reshape((n, groups, 1, cin_g) + out_sp + tuple(kernel))
-        w = weight.reshape((1, groups, cout_g, cin_g) + (1,) * nd + tuple(kernel))
-        prod_ = win * w
-        red = (3,) + tuple(range(4 + nd, 4 + 2 * nd))
-        out = prod_.sum(red).reshape((n, cout) + out_sp)
-        if bias is not None:
-            out = out + bias.reshape((1, cout) + (1,) * nd)
-        return out
-
-    def conv_transpose2d(self, weight, bias=None, stride=1, padding=0, output_padding=0, groups: int = 1,
-                         dilation=1) -> Self:
-        """torch.nn.functional.conv_transpose2d: self (N, Cin, H, W), weight (Cin, Cout/groups, kh, kw) -> (N, Cout, H',
-        W'), the gradient of conv2d as a convolution. ValueError or RuntimeError for arguments PyTorch refuses
-        (output_padding not smaller than stride or dilation, an empty output)."""
-        return self._conv_transpose(weight, bias, stride, padding, output_padding, groups, dilation, 2,
-                                    "conv_transpose2d")
-
-    def conv_transpose1d(self, weight, bias=None, stride=1, padding=0, output_padding=0, groups: int = 1,
-                         dilation=1) -> Self:
-        """torch.nn.functional.conv_transpose1d: self (N, Cin, L), weight (Cin, Cout/groups, k) -> (N, Cout, L');
-        arguments and errors as for conv_transpose2d."""
-        return self._conv_transpose(weight, bias, stride, padding, output_padding, groups, dilation, 1,
-                                    "conv_transpose1d")
-
-    def _conv_transpose(self, weight, bias, stride, padding, output_padding, groups, dilation, nd: int,
-                        name: str) -> Self:
-        """The gradient of a convolution as a convolution: spread the input out by `stride` (zeros between
-        elements), pad it by dilation*(k-1) - padding per side, and convolve with stride 1 and the weight with
-        its in/out channels swapped and its spatial axes flipped."""
-        if self.ndim != nd + 2 or weight.ndim != nd + 2:
-            raise ValueError(f"{name}: expected a {nd + 2}-d input and weight, got shapes {self.shape} and "
-                             f"{weight.shape}")
-        n, cin = self.shape[:2]
-        if not isinstance(groups, numbers.Integral) or groups <= 0:
-            raise RuntimeError(f"{name}: groups must be a positive int, got {groups!r}")
-        if weight.shape[0] != cin or cin % groups:
-            raise ValueError(f"{name}: input {self.shape} and weight {weight.shape} do not fit groups={groups} "
-                             f"(weight is (in_channels, out_channels/groups, *kernel))")
-        cout_g, kernel = weight.shape[1], weight.shape[2:]
-        stride, dilation = _positive_ints(stride, nd, "stride", name), _positive_ints(dilation, nd, "dilation", name)
-        padding = _non_negative_ints(padding, nd, "padding", name)
-        output_padding = _non_negative_ints(output_padding, nd, "output_padding", name)
-        for op_, s, d in zip(output_padding, stride, dilation):
-            if op_ >= max(s, d):
-                raise ValueError(f"{name}: output_padding {output_padding} must be smaller than stride {stride} "
-                                 f"or dilation {dilation}")
-        x = self
-        spatial = self.shape[2:]
-        out_size = tuple((i - 1) * s - 2 * p + d * (k - 1) + o + 1
-                         for i, s, p, d, k, o in zip(spatial, stride, padding, dilation, kernel, output_padding))
-        if any(size <= 0 for size in out_size):
-            raise RuntimeError(f"{name}: input {self.shape} with kernel {tuple(kernel)}, stride {stride}, padding "
-                               f"{padding} and dilation {dilation} gives an empty output {out_size}")
-        if any(s > 1 for s in stride):
-            # (..., i) -> (..., i, s) with zeros after each element -> (..., i*s), cut to (i-1)*s + 1
-            inter = (n, cin) + tuple(v for i in spatial for v in (i, 1))
-            x = x.reshape(inter).pad(((0, 0), (0, 0)) + tuple(p for s in stride for p in ((0, 0), (0, s - 1))))
-            x = x.reshape((n, cin) + tuple(i * s for i, s in zip(spatial, stride)))
-            x = x.shrink(((0, n), (0, cin)) + tuple((0, (i - 1) * s + 1) for i, s in zip(spatial, stride)))
-        pads = []
-        for k, p, d, op_ in zip(kernel, padding, dilation, output_padding):
-            side = d * (k - 1) - p
-            pads.append((side, side + op_))
-        # negative padding (padding > dilation*(k-1)) cuts the spread input instead
-        x = x.pad(((0, 0), (0, 0)) + tuple((max(b, 0), max(a, 0)) for b, a in pads))
-        x = x.shrink(((0, n), (0, cin)) + tuple((max(-b, 0), size - max(-a, 0))
-                                               for (b, a), size in zip(pads, x.shape[2:])))
-        # (Cin, Cout/g, *k) -> (g, Cin/g, Cout/g, *k) -> (g, Cout/g, Cin/g, *k) -> (Cout, Cin/g, *k), flipped
-        w = weight.reshape((groups, cin // groups, cout_g) + tuple(kernel)).transpose(1, 2)
-        w = w.reshape((groups * cout_g, cin // groups) + tuple(kernel)).flip(*range(2, 2 + nd))
-        return x._conv(w, bias, 1, 0, dilation, groups, nd, name)
 
     def scaled_dot_product_attention(self, key, value, attn_mask=None, is_causal: bool = False,
                                      dropout_p: float = 0.0, scale: Optional[float] = None) -> Self:
@@ -489,26 +344,6 @@ def _check_same_shape(x, target, op: str) -> None:
         raise ValueError(f"{op}: target of shape {target.shape} must have the input's shape {x.shape}")
 
 
-def _int_args(value, n: int, what: str, op: str, low: int) -> tuple[int, ...]:
-    values = _pair(value, n)
-    if len(values) != n or any(not isinstance(v, numbers.Integral) or isinstance(v, bool) or v < low for v in values):
-        kind = "positive" if low > 0 else "non-negative"
-        raise RuntimeError(f"{op}: {what} must be a {kind} int" + (f" or {n} of them" if n > 1 else "") +
-                           f", got {value!r}")
-    return tuple(int(v) for v in values)
-
-
-def _positive_ints(value, n: int, what: str, op: str) -> tuple[int, ...]:
-    """`value` as n ints (one int is repeated), or RuntimeError (PyTorch's class) when one is not a positive int:
-    a stride or dilation of 0 would otherwise divide by zero or repeat one element."""
-    return _int_args(value, n, what, op, 1)
-
-
-def _non_negative_ints(value, n: int, what: str, op: str) -> tuple[int, ...]:
-    """Like _positive_ints, for paddings (a negative padding would crop silently)."""
-    return _int_args(value, n, what, op, 0)
-
-
 def _first_maximum(win, best, inside=None):
     """(..., window) bool: the element of each window (last axis) whose value max pooling returns and whose gradient
     it takes, like PyTorch's kernels: the first maximum (row-major), or when the window holds NaN its last NaN (torch
@@ -583,41 +418,3 @@ def _sum_over(loss, total):
         return (loss.float().sum() / total.float()).half()
 
     return loss.sum() / total.cast(loss.dtype)
-
-
-def _window_one_axis(x, pos: int, k: int, s: int, d: int):
-    """Replace axis `pos` (size i) by (out, k) sliding windows with stride s and dilation d."""
-    i = x.shape[pos]
-    out = (i - d * (k - 1) - 1) // s + 1
-    if out <= 0:
-        raise ValueError(f"window of size {k} (dilation {d}) does not fit an axis of size {i}")
-
-    pre, post = x.shape[:pos], x.shape[pos + 1:]
-    if d == 1 and s >= k:
-        # windows that do not overlap (pooling): cut the axis into blocks of s and keep the first k of each. One
-        # view, and its gradient is the same view backwards instead of a sum over repeated copies
-        x = x.pad(tuple((0, max(out * s - i, 0)) if a == pos else (0, 0) for a in range(x.ndim)))
-        x = x.shrink(tuple((0, out * s) if a == pos else None for a in range(x.ndim)))
-        x = x.reshape(pre + (out, s) + post)
-        return x.shrink(tuple((0, k) if a == pos + 1 else None for a in range(x.ndim))) if s > k else x
-
-    if out * s > i + d:   # large strides read past the re-cut rows: pad the axis (never read by a window)
-        extra = out * s - (i + d)
-        x = x.pad(tuple((0, extra) if a == pos else (0, 0) for a in range(x.ndim)))
-        i += extra
-
-    pre, post = x.shape[:pos], x.shape[pos + 1:]
-    # repeat the axis `reps` times, flatten, and re-cut rows of length i + d: row j is the axis shifted by j*d
-    reps = -(-k * (i + d) // i)
-    rep = x.reshape(pre + (1, i) + post).expand(pre + (reps, i) + post).reshape(pre + (reps * i,) + post)
-    rep = rep.shrink(tuple((0, k * (i + d)) if a == pos else None for a in range(rep.ndim)))
-    rep = rep.reshape(pre + (k, i + d) + post)
-    # keep the first out*s columns, then every s-th one
-    rep = rep.shrink(tuple((0, out * s) if a == pos + 1 else None for a in range(rep.ndim)))
-    rep = rep.reshape(pre + (k, out, s) + post)
-    rep = rep.shrink(tuple((0, 1) if a == pos + 2 else None for a in range(rep.ndim)))
-    rep = rep.reshape(pre + (k, out) + post)
-    # (k, out) -> (out, k)
-    order = list(range(rep.ndim))
-    order[pos], order[pos + 1] = order[pos + 1], order[pos]
-    return rep.permute(order)

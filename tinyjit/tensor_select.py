@@ -20,7 +20,7 @@ from tinyjit.index_check import check_index
 from tinyjit.tensor_base import TensorBase, broadcast_shape
 from tinyjit.tensor_linalg import _diagonal
 from tinyjit.tensor_movement import _axis, _distinct_axes
-from tinyjit.tensor_nn import _window_one_axis
+from tinyjit.tensor_conv import _window_one_axis
 
 if TYPE_CHECKING:
     from typing_extensions import Self

@@ -13,7 +13,8 @@ import numpy as np
 
 from tinyjit.dtype import dtypes
 from tinyjit.tensor import Tensor
-from tinyjit.tensor_nn import _first_maximum, _window_one_axis
+from tinyjit.tensor_conv import _window_one_axis
+from tinyjit.tensor_nn import _first_maximum
 from tinyjit.tensor_select import _pick
 
 

@@ -12,7 +12,7 @@ from tinyjit.nn import functional_more, init
 from tinyjit.nn.module import Module, Parameter
 from tinyjit.random import host_generator
 from tinyjit.tensor import Tensor
-from tinyjit.tensor_nn import _pair
+from tinyjit.tensor_conv import _pair
 
 
 def size_arg(module: str, name: str, value, minimum: int = 0) -> int:
