@@ -602,3 +602,21 @@ def test_causal_attention_masks_compare_int32_positions():
     expected = torch.nn.functional.scaled_dot_product_attention(*(torch.tensor(t.numpy()) for t in (q, k, v)),
                                                                 is_causal=True)
     np.testing.assert_allclose(out.numpy(), expected.numpy(), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("reduce_size", [800, 20])
+def test_a_block_over_columns_that_are_not_whole_vectors_is_an_odd_number_of_half_vectors(reduce_size):
+    """Neither output axis of (20 x K) @ (K x 5*lanes/2*5) is a multiple of a vector (200 columns on AVX-512): the
+    block runs along the columns, 2.5 vectors wide (40 columns: 3.5x faster than half a vector per FMA at K = 800),
+    when the reduce is long enough for the FMAs to be the work; over 20 steps it stays half a vector wide."""
+    lanes = host_vector_bits() // 32
+    columns = 5 * (lanes // 2) * 5
+    rng = np.random.default_rng(11)
+    a, b = rng.standard_normal((20, reduce_size)).astype(np.float32), rng.standard_normal((reduce_size, columns))
+    out = Tensor(a) @ Tensor(b.astype(np.float32))
+    (item,) = [item for item in create_schedule([out.node]) if item.kind == "kernel"]
+    k = Kernel(item.ast)
+    widths = [o.amount for o in contraction_plan(k, threads=2)
+              if o.kind == OptKind.UPCAST and k.full_shape[o.axis] == columns]
+    assert widths == [5 * lanes // 2 if reduce_size == 800 else lanes // 2]
+    np.testing.assert_allclose(out.numpy(), a @ b.astype(np.float32), rtol=1e-4, atol=1e-3)
