@@ -68,6 +68,9 @@ TRANSPOSED_READ_MIN_LOOP = 128
 TRANSPOSED_READ_MIN_STRIDE = 4096
 # a reduce's output axis that no input varies along is unrolled by up to this many elements (invariant_axis_plan)
 INVARIANT_UPCAST = 32
+# at most this many output streams (panels) for a copy that reads its input in order and writes across (each
+# stream's open cache line stays in L1 until the next row fills it)
+MAX_WRITE_STREAMS = 64
 # the outer loop is cut for at least this many threads (more than the 2 cores of a small machine costs nothing)
 MIN_THREAD_HINT = 2
 
@@ -338,7 +341,8 @@ def invariant_axis_plan(k: Kernel) -> list[Opt]:
 def short_inner_axis_plan(k: Kernel) -> list[Opt]:
     """UPCASTs that unroll the innermost loop of an elementwise kernel when it is shorter than one vector (a
     transposed copy in 4-element tiles: the packed operand of a matmul's register block, with the gradient of a
-    gelu fused into it), and then the next loop out until the block fills a vector; empty for any other kernel.
+    gelu fused into it), and then the next loop out until the block fills a vector (and a SWAP for a copy into
+    panels, below); empty for any other kernel.
 
     LLVM's loop vectorizer leaves loops of a few iterations alone, so such a kernel ran one element at a time:
     a long expression then waits on its own latency (~90 ns per element for an erf gradient, 60x the same kernel
@@ -359,6 +363,20 @@ def short_inner_axis_plan(k: Kernel) -> list[Opt]:
     outer = inner - 1
     if rest > 1 and outer >= 0 and full[outer] % rest == 0 and full[outer] > rest and ops * lanes <= MAX_BLOCK_OPS:
         plan.append(Opt(OptKind.UPCAST, outer, rest))
+    # a load whose rows continue along an outer axis (a matmul operand packed into panels of a few columns: panel j
+    # of row r is the next piece of row r) makes that axis the innermost loop, so rows are read in order and each
+    # line once, while the writes go to one stream per panel (few enough to stay in L1); in panel order every
+    # line of the input was fetched once per panel it holds a piece of (a 2048 x 256 pack 2x slower)
+    store = index_strides(k.sts[0])
+    for node, st in zip(k.accesses, k.sts):
+        strides = index_strides(st)
+        if outer <= 0 or node.op != Op.LOAD or strides[inner] != 1:
+            continue
+        across = next((a for a in range(outer) if strides[a] == full[inner] and store[a] != full[inner] and
+                       full[a] <= MAX_WRITE_STREAMS), None)
+        if across is not None:
+            plan.append(Opt(OptKind.SWAP, across, outer))
+            break
     return plan
 
 

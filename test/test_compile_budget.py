@@ -620,3 +620,17 @@ def test_a_block_over_columns_that_are_not_whole_vectors_is_an_odd_number_of_hal
               if o.kind == OptKind.UPCAST and k.full_shape[o.axis] == columns]
     assert widths == [5 * lanes // 2 if reduce_size == 800 else lanes // 2]
     np.testing.assert_allclose(out.numpy(), a @ b.astype(np.float32), rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize("panels", [32, 128])
+def test_a_copy_into_panels_reads_its_rows_in_order(panels):
+    """Packing a matrix into panels of 8 columns (a weight gradient's transposed operand): panel j of row r is the
+    next piece of row r, so the panel axis becomes the innermost loop (rows read in order, each line once, one
+    write stream per panel), unless there are more panels than write streams that stay in L1."""
+    from codegen.cpu_opts import MAX_WRITE_STREAMS, short_inner_axis_plan
+    x = np.arange(2048 * panels * 8, dtype=np.float32).reshape(2048, panels * 8)
+    out = Tensor(x).reshape(2048, panels, 8).permute(1, 0, 2).contiguous()
+    (item,) = [item for item in create_schedule([out.node]) if item.kind == "kernel"]
+    swaps = [o for o in short_inner_axis_plan(Kernel(item.ast)) if o.kind == OptKind.SWAP]
+    assert len(swaps) == (1 if panels <= MAX_WRITE_STREAMS else 0)
+    np.testing.assert_array_equal(out.numpy(), x.reshape(2048, panels, 8).transpose(1, 0, 2))
