@@ -70,3 +70,26 @@ def test_eager_loop_rebinds_plans_with_base_offsets():
     assert counters["plans_bound"] == bound   # (the second loop builds no argument list)
     for t, o in enumerate(outs):
         np.testing.assert_array_equal(o.numpy(), x_np[t % 8] * 2 + 1)
+
+
+def test_operand_fast_paths_match_the_general_rules():
+    """Same-dtype same-shape tensors and a float tensor with a Python float skip the general operand rules; the
+    results are what those rules give (dtypes, reversed operands, gradient edges, no_grad)."""
+    h = Tensor(np.array([1.5, -2.0], np.float16))
+    assert (h * 0.1).dtype == dtypes.float16 and (0.1 * h).dtype == dtypes.float16
+    np.testing.assert_array_equal((2.0 - h).numpy(), np.float16(2.0) - np.array([1.5, -2.0], np.float16))
+    i = Tensor(np.array([1, 2], np.int32))
+    assert (i * 0.5).dtype == dtypes.float32   # (an int tensor with a float: the general rule)
+    np.testing.assert_array_equal((i * 0.5).numpy(), [0.5, 1.0])
+    f = Tensor(np.array([1.0, 2.0], np.float32))
+    np.testing.assert_array_equal((f / np.float64(4.0)).numpy(), [0.25, 0.5])   # (a numpy float: the general path)
+    a = Tensor(np.array([1.0, 2.0], np.float32), requires_grad=True)
+    b = Tensor(np.array([3.0, 5.0], np.float32))
+    out = b - a   # reversed operands of the same dtype and shape
+    assert out.node.edges == (False, True)
+    np.testing.assert_array_equal(out.numpy(), [2.0, 3.0])
+    (b * a).sum().backward()
+    np.testing.assert_array_equal(a.grad.numpy(), [3.0, 5.0])
+    with Tensor.no_grad():
+        assert not (a * b).requires_grad and not (a * 2.0).requires_grad
+    assert (a * b).requires_grad and (a * 2.0).requires_grad

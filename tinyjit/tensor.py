@@ -489,6 +489,15 @@ class Tensor(ArithmeticMixin, AutogradMixin, CreationMixin, RandomMixin, MathMix
     # ---- broadcasting ----
     def _operands(self, other, op: str, reverse: bool = False, dtype: Optional[DType] = None):
         """(self, other) converted to one dtype and broadcast to one shape, or a clear error."""
+        node = self.node
+        if dtype is None or dtype is node.dtype:   # the common cases first, each what the general path gives
+            if type(other) is float and node.dtype.kind == "f":   # a float tensor op a Python float: self's dtype
+                y = Tensor(Node.shared_const(other, node.dtype, node.shape, node.device))
+                return (y, self) if reverse else (self, y)
+            if isinstance(other, Tensor):
+                o = other.node
+                if o.dtype is node.dtype and o.shape == node.shape and o.device == node.device:
+                    return (other, self) if reverse else (self, other)
         if isinstance(other, Tensor):
             if other.device != self.device:
                 raise RuntimeError(f"{op}: tensors are on different devices ({self.device} and {other.device}); "
