@@ -93,3 +93,45 @@ def test_operand_fast_paths_match_the_general_rules():
     with Tensor.no_grad():
         assert not (a * b).requires_grad and not (a * 2.0).requires_grad
     assert (a * b).requires_grad and (a * 2.0).requires_grad
+
+
+def test_live_lazy_tensors_are_never_lost_between_threads(monkeypatch):
+    """track appends without the lock: purges and lazy_tensors() in other threads (which hold it) must keep every
+    tensor appended meanwhile, or an assign would skip the copy-on-write of a value still read."""
+    import sys
+    import threading
+
+    from tinyjit import inplace
+
+    class PurgeOften(dict):   # purge at every track past 64 entries (the threshold is never raised)
+        def __setitem__(self, key, value):
+            pass
+    monkeypatch.setattr(inplace, "_purge_at", PurgeOften(lazy=64, buffers=1024))
+    base = Tensor(np.ones(4, np.float32)).realize()
+    kept: list = [[] for _ in range(3)]
+    stop = threading.Event()
+
+    def make(slot):
+        for i in range(1500):
+            t = base + float(i)
+            if i % 5 == 0:
+                kept[slot].append(t)   # live; the others die at once (purged as dead)
+
+    def scan():
+        while not stop.is_set():
+            inplace.lazy_tensors()
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)   # threads switch as often as they can
+    try:
+        threads = [threading.Thread(target=make, args=(k,)) for k in range(3)] + [threading.Thread(target=scan)]
+        for t in threads:
+            t.start()
+        for t in threads[:3]:
+            t.join()
+        stop.set()
+        threads[3].join()
+    finally:
+        sys.setswitchinterval(previous)
+    live = {id(t) for t in inplace.lazy_tensors()}
+    missing = [t for ts in kept for t in ts if id(t) not in live]
+    assert not missing, f"{len(missing)} live lazy tensors lost"
