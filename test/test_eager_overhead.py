@@ -135,3 +135,27 @@ def test_live_lazy_tensors_are_never_lost_between_threads(monkeypatch):
     live = {id(t) for t in inplace.lazy_tensors()}
     missing = [t for ts in kept for t in ts if id(t) not in live]
     assert not missing, f"{len(missing)} live lazy tensors lost"
+
+
+def test_warm_schedule_asks_the_kernel_cache_once(monkeypatch):
+    """A schedule whose kernels are all built skips precompiling after one lookup of all of them; a schedule with
+    new kernels still precompiles exactly those."""
+    from tinyjit import kernel_cache
+    calls = []
+    original = kernel_cache._precompile
+    monkeypatch.setattr(kernel_cache, "_precompile", lambda device, asts: calls.append(len(asts)) or
+                        original(device, asts))
+    x = Tensor(np.arange(12, dtype=np.float32).reshape(3, 4)).realize()
+
+    def step(scale):
+        y = (x * scale).sum(1)
+        return (x / y.reshape(3, 1) + y.max()).numpy()   # several kernels in one schedule
+    first = step(2.0)
+    assert calls and calls[0] >= 2
+    calls.clear()
+    again = step(2.0)
+    assert calls == []
+    np.testing.assert_array_equal(first, again)
+    xs = np.arange(12, dtype=np.float32).reshape(3, 4)
+    y = (xs * 2).sum(1)
+    np.testing.assert_allclose(first, xs / y.reshape(3, 1) + y.max(), rtol=1e-6)

@@ -226,6 +226,12 @@ class LRUCache:
     def __len__(self) -> int:
         return len(self._data)
 
+    def absent(self, keys: list) -> list:
+        """The keys not held, in order (under one lock: an eager step asks this of each of its kernels)."""
+        with self._lock:
+            data = self._data
+            return [key for key in keys if key not in data]
+
     def __setitem__(self, key, value) -> None:
         capacity = self.capacity()
         with self._lock:
@@ -307,13 +313,15 @@ def precompile(device: str, asts: list[AstNode]) -> None:
     Ctrl-C (or an error in one kernel) stops it at once: the calling thread raises, the workers take no new
     kernel or compile step, and, being daemon threads, the one still inside an LLVM call does not keep the
     process alive. (A ThreadPoolExecutor would finish every queued kernel before the exception got out.)"""
+    asts = [key[1] for key in _plans.absent([(device, a, None) for a in asts])]
+    if len(asts) < 2:   # (a warm eager step: none; one is built where it runs)
+        return
     with deep_recursion():   # (splitting base offsets, code generation and unpickling plans recurse along ASTs)
         _precompile(device, asts)
 
 
 def _precompile(device: str, asts: list[AstNode]) -> None:
     if Device[device].allocator.offsets:
-        asts = [a for a in asts if (device, a, None) not in _plans]
         asts = [split_base_offsets(a)[0] for a in asts]
     todo = [a for a in dict.fromkeys(asts) if (device, a, None) not in _plans and (device, a, None) not in _built]
     threads = Device[device].threads
