@@ -31,7 +31,8 @@ def exp2_path(request, monkeypatch):
             monkeypatch.setattr(codegen.llvm_ops, "host_vector_bits", lambda: 256)
         else:
             monkeypatch.setattr(codegen.llvm_ops, "host_has_fma", lambda: False)
-        monkeypatch.setattr(kernel_cache, "_plans", {})   # compile again, and not from the disk caches either
+        # compile again, and not from the disk caches either (an empty cache of the same kind)
+        monkeypatch.setattr(kernel_cache, "_plans", kernel_cache.LRUCache(kernel_cache.kernel_cache_size))
         monkeypatch.setenv("CACHE", "0")
     return request.param
 

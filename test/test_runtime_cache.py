@@ -247,7 +247,7 @@ def test_plan_entry_copied_under_another_kernels_key_is_rebuilt(cache_dir, monke
     doubled, shifted = Tensor(x) * 2, Tensor(x) + 3
     (double_item,) = create_schedule([doubled.node])
     (shift_item,) = create_schedule([shifted.node])
-    monkeypatch.setattr(kernel_cache, "_plans", {})
+    monkeypatch.setattr(kernel_cache, "_plans", kernel_cache.LRUCache(kernel_cache.kernel_cache_size))
     np.testing.assert_array_equal(doubled.numpy(), x * 2)
     key = kernel_cache._plan_key("CPU")
     double_path = cache_path("plan", key, kernel_cache.ast_text(double_item.ast))

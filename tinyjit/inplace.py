@@ -55,13 +55,18 @@ def track(tensor) -> None:
     """Register a Tensor (weakly) whose node was just set: a value someone may still read."""
     ref = weakref.ref(tensor)
     buffer = tensor.node.buffer
-    with _lock:
-        if buffer is None:
-            _lazy.append(ref)
-            if len(_lazy) > _purge_at["lazy"]:
-                _lazy[:] = [r for r in _lazy if r() is not None]
-                _purge_at["lazy"] = max(1024, 2 * len(_lazy))
-        else:
+    if buffer is None:
+        # without the lock (every op's result comes here): list.append is atomic, and whatever removes from _lazy
+        # holds the lock and removes only the items it read, so an append made meanwhile is never lost
+        _lazy.append(ref)
+        if len(_lazy) > _purge_at["lazy"]:
+            with _lock:
+                read = len(_lazy)
+                if read > _purge_at["lazy"]:   # (not purged by another thread meanwhile)
+                    _lazy[:read] = [r for r in _lazy[:read] if r() is not None]
+                    _purge_at["lazy"] = max(1024, 2 * len(_lazy))
+    else:
+        with _lock:
             _add_holder(buffer, ref)
 
 
@@ -84,8 +89,8 @@ def _add_holder(buffer, ref) -> None:
 def lazy_tensors() -> list:
     """The live tensors whose node is not realized (the others are filed by buffer on the way)."""
     with _lock:
-        refs = list(_lazy)
-        _lazy.clear()
+        refs = _lazy[:]
+        del _lazy[:len(refs)]   # (not clear(): a tensor another thread tracked meanwhile stays, see track)
         out, seen = [], set()
         for r in refs:
             t = r()

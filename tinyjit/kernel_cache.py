@@ -168,16 +168,23 @@ class BoundPlan:
         self.scratch = plan.scratch   # (not the plan: the plan holds its spare BoundPlans, no cycle)
         # a threaded CPU launch is bound to this process's thread pool: a forked child binds its own
         self.pid = _process[0]
-        # per launch: (call, set_buffer, ((argument position, LaunchArg), ...))
-        self.launches = [kernel.prepare(bufs) + (tuple(enumerate(args)),)
-                         for (kernel, bufs), (_, args) in zip(plan.bind(buffers), plan.launches)]
+        # per launch: (call, set_handle, ((argument position, from scratch, buffer index, shift), ...)); the
+        # runtime's set_handle is called directly with the handle (no wrapper per argument: every launch sets
+        # every argument), advanced by the argument's base offset when it has one
+        self.launches = []
+        for (kernel, bufs), (_, args) in zip(plan.bind(buffers), plan.launches):
+            call, set_handle = kernel.launch.bind(kernel._handles(bufs))
+            shifts = kernel.arg_shifts or (0,) * len(args)
+            self.launches.append((call, set_handle, tuple((j, a.scratch, a.index, shifts[j])
+                                                          for j, a in enumerate(args))))
         counters["plans_bound"] += 1
 
     def run(self, buffers: list[Buffer]) -> None:
         scratch = [Buffer(buffers[0].device, size, dtype) for size, dtype in self.scratch] if self.scratch else ()
-        for call, set_buffer, args in self.launches:
-            for j, a in args:
-                set_buffer(j, scratch[a.index] if a.scratch else buffers[a.index])
+        for call, set_handle, args in self.launches:
+            for j, from_scratch, index, shift in args:
+                buffer = scratch[index] if from_scratch else buffers[index]
+                set_handle(j, _shifted_handle(buffer, shift) if shift else buffer.handle)
             call()
 
 
@@ -218,6 +225,12 @@ class LRUCache:
 
     def __len__(self) -> int:
         return len(self._data)
+
+    def absent(self, keys: list) -> list:
+        """The keys not held, in order (under one lock: an eager step asks this of each of its kernels)."""
+        with self._lock:
+            data = self._data
+            return [key for key in keys if key not in data]
 
     def __setitem__(self, key, value) -> None:
         capacity = self.capacity()
@@ -300,13 +313,15 @@ def precompile(device: str, asts: list[AstNode]) -> None:
     Ctrl-C (or an error in one kernel) stops it at once: the calling thread raises, the workers take no new
     kernel or compile step, and, being daemon threads, the one still inside an LLVM call does not keep the
     process alive. (A ThreadPoolExecutor would finish every queued kernel before the exception got out.)"""
+    asts = [key[1] for key in _plans.absent([(device, a, None) for a in asts])]
+    if len(asts) < 2:   # (a warm eager step: none; one is built where it runs)
+        return
     with deep_recursion():   # (splitting base offsets, code generation and unpickling plans recurse along ASTs)
         _precompile(device, asts)
 
 
 def _precompile(device: str, asts: list[AstNode]) -> None:
     if Device[device].allocator.offsets:
-        asts = [a for a in asts if (device, a, None) not in _plans]
         asts = [split_base_offsets(a)[0] for a in asts]
     todo = [a for a in dict.fromkeys(asts) if (device, a, None) not in _plans and (device, a, None) not in _built]
     threads = Device[device].threads

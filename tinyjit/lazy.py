@@ -197,9 +197,10 @@ def _movement_shape(shape: tuple[int, ...], op: Op, arg) -> tuple[int, ...]:
 
 
 def _cast_python(value, dtype: DType):
-    if dtype == dtypes.bool:
+    kind = dtype.kind   # (not `dtype == dtypes.bool`: every scalar operand comes here, and DType.__eq__ is Python)
+    if kind == "b":
         return bool(value)
-    if dtype.is_int:
+    if kind == "i" or kind == "u":
         return int(value)
     return float(value)
 

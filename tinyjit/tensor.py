@@ -423,7 +423,10 @@ class Tensor(ArithmeticMixin, AutogradMixin, CreationMixin, RandomMixin, MathMix
         for o in others:   # (the op's name for the error only when there is one: every op comes through here)
             if o.node.device != device:
                 self._same_device(op.name.lower(), *others)
-        node = self.node.alu(op, *(o.node for o in others), arg=arg)
+        if len(others) == 1:   # (most ops are binary: no generator to unpack)
+            node = self.node.alu(op, others[0].node, arg=arg)
+        else:
+            node = self.node.alu(op, *[o.node for o in others], arg=arg)
         return Tensor(node)._record(self, *others)
 
     def _gather(self, axis: int, index: Tensor) -> Tensor:
@@ -487,16 +490,27 @@ class Tensor(ArithmeticMixin, AutogradMixin, CreationMixin, RandomMixin, MathMix
     # ---- broadcasting ----
     def _operands(self, other, op: str, reverse: bool = False, dtype: Optional[DType] = None):
         """(self, other) converted to one dtype and broadcast to one shape, or a clear error."""
+        node = self.node
+        if dtype is None or dtype is node.dtype:   # the common cases first, each what the general path gives
+            if type(other) is float and node.dtype.kind == "f":   # a float tensor op a Python float: self's dtype
+                y = Tensor(Node.shared_const(other, node.dtype, node.shape, node.device))
+                return (y, self) if reverse else (self, y)
+            if isinstance(other, Tensor):
+                o = other.node
+                if o.dtype is node.dtype and o.shape == node.shape and o.device == node.device:
+                    return (other, self) if reverse else (self, other)
         if isinstance(other, Tensor):
             if other.device != self.device:
                 raise RuntimeError(f"{op}: tensors are on different devices ({self.device} and {other.device}); "
                                    f"move one with .to()")
             out_dtype = dtype or promote(self.dtype, other.dtype)
-            x, y = self.cast(out_dtype), other.cast(out_dtype)
+            # (most operands already have the dtype: no cast call, which converts and compares dtypes first)
+            x = self if self.node.dtype is out_dtype else self.cast(out_dtype)
+            y = other if other.node.dtype is out_dtype else other.cast(out_dtype)
         elif isinstance(other, (bool, int, float, np.integer, np.floating, np.bool_)):
             other = other.item() if isinstance(other, np.generic) else other
             out_dtype = dtype or scalar_result_dtype(self.dtype, other)
-            x = self.cast(out_dtype)
+            x = self if self.node.dtype is out_dtype else self.cast(out_dtype)
             # the constant at x's shape at once: the nodes broadcasting a 0-d constant makes, without the tensors
             y = Tensor(Node.shared_const(other, out_dtype, x.shape, self.device))
             return (y, x) if reverse else (x, y)
@@ -510,10 +524,17 @@ class Tensor(ArithmeticMixin, AutogradMixin, CreationMixin, RandomMixin, MathMix
         return (y, x) if reverse else (x, y)
 
     def _broadcast_to(self, shape: tuple[int, ...]) -> Tensor:
-        if self.shape == shape:
+        """self broadcast to `shape` (a tuple of sizes): reshape(padded).expand(shape). Every broadcast operand of a
+        binary op comes here, so a shape that broadcasts takes the movement ops directly, without the argument
+        parsing and checks of the public reshape and expand (which give the errors for one that does not)."""
+        own = self.node.shape
+        if own == shape:
             return self
-        padded = (1,) * (len(shape) - self.ndim) + self.shape
-        return self.reshape(padded).expand(shape)
+        padded = (1,) * (len(shape) - len(own)) + own
+        if len(padded) != len(shape) or any(s != t and (s != 1 or t < 0) for s, t in zip(padded, shape)):
+            return self.reshape(padded).expand(shape)   # (raises)
+        x = self if padded == own else self._movement(Op.RESHAPE, padded)
+        return x._movement(Op.EXPAND, tuple(shape))
 
 
 

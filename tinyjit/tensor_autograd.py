@@ -36,7 +36,7 @@ from tinyjit import autograd_graph, gradient_cache
 from tinyjit.deferred import defer_realize
 from tinyjit.lazy import Node, toposort
 from tinyjit.ops import Op
-from tinyjit.tensor_base import TensorBase
+from tinyjit.tensor_base import TensorBase, _no_grad_active
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -274,9 +274,9 @@ class AutogradMixin(TensorBase):
                 break
         else:
             return self
-        if self.no_grad_active or not self.node.dtype.is_float:
-            return self
         node = self.node
+        if _no_grad_active() or node.dtype.kind != "f":   # (not the property: every recorded op asks)
+            return self
         self._requires_grad, self._ctx = True, node.op
         for t in inputs:
             if t.node is node:   # a no-op view returns an input's node: nothing new
