@@ -424,3 +424,19 @@ def test_threads_building_and_realizing_graphs_over_a_shared_lazy_tensor():
     for i, value in results.items():
         _close(value, ((base * 2 + 1) * i + i).sum(1), 1e-5)
     assert len(results) == 6
+
+
+def test_an_update_made_between_tinyjit_calls_is_not_captured_into_the_replays():
+    """A parameter updated (lazily) after the first call and before the capture call: the capture used to realize
+    that assign inside itself, so every replay applied `w -= 1` again (w: 1, 0, -2, -4, ... instead of -1, -2)."""
+    w = Tensor(np.ones((2, 2), np.float32))
+
+    @TinyJit
+    def f(x):
+        return (x @ w).realize()
+
+    for i in range(5):
+        got = f(Tensor(np.eye(2, dtype=np.float32)).realize()).numpy()
+        np.testing.assert_array_equal(got, np.full((2, 2), 1.0 - i))
+        np.testing.assert_array_equal(w.numpy(), np.full((2, 2), 1.0 - i))
+        w.sub_(1.0)   # lazy until the next call reads it
