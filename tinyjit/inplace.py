@@ -38,7 +38,8 @@ _lazy: list[weakref.ref] = []
 _by_buffer: dict[int, list[weakref.ref]] = {}
 _lock = threading.RLock()   # reentrant: a TinyJit freed by GC while the lock is held calls watch() (same thread)
 _purge_at = {"lazy": 1024, "buffers": 1024}
-_pending_assigns: dict[int, weakref.ref] = {}   # assign nodes not realized yet (by id; under _lock)
+# assign nodes not realized yet, with the thread that made each (by id; under _lock)
+_pending_assigns: dict[int, tuple[weakref.ref, int]] = {}
 # TinyJit replays write in place without a schedule: the buffers they write are watched, and `_epoch` counts the
 # tensors filed under a watched buffer, so a replay checks again only when something new may read one
 _watched: dict[int, int] = {}      # id(buffer) -> how many captures write it
@@ -131,7 +132,7 @@ def note_assign(tensor) -> None:
     overwrites, and the tensor itself is a lazy value now."""
     ref = weakref.ref(tensor)
     with _lock:
-        _pending_assigns[id(tensor.node)] = weakref.ref(tensor.node)
+        _pending_assigns[id(tensor.node)] = (weakref.ref(tensor.node), threading.get_ident())
         _lazy.append(ref)
     log = _assign_log.log
     if log is not None:
@@ -143,7 +144,7 @@ def assigns_pending() -> bool:
     if not _pending_assigns:   # (every realize asks: no lock when there is none)
         return False
     with _lock:
-        for key, ref in list(_pending_assigns.items()):
+        for key, (ref, _) in list(_pending_assigns.items()):
             node = ref()
             if node is not None and not node.realized:
                 return True
@@ -151,10 +152,12 @@ def assigns_pending() -> bool:
     return False
 
 
-def pending_assign_nodes() -> list[Node]:
-    """The assign nodes not realized yet (their buffers still hold the old contents)."""
+def pending_assign_nodes(this_thread: bool = False) -> list[Node]:
+    """The assign nodes not realized yet (their buffers still hold the old contents); this_thread: only those the
+    calling thread made."""
+    me = threading.get_ident()
     with _lock:
-        nodes = [ref() for ref in _pending_assigns.values()]
+        nodes = [ref() for ref, thread in _pending_assigns.values() if not this_thread or thread == me]
     return [n for n in nodes if n is not None and not n.realized]
 
 

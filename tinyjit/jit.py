@@ -135,6 +135,13 @@ class TinyJit:
         self.input_signature = [(position, _signature(t)) for position, t in tensors]
         self.input_aliasing = _aliasing(tensors)
         self.static_args = static
+        # an update this thread made before this call (W.sub_(lr * g) between calls) lands first, as a replay lands
+        # it: realized inside the capture, its kernel would be recorded and every replay would apply it again.
+        # (Another thread's pending assigns are its own: that thread may be realizing them right now.)
+        if inplace.assigns_pending():
+            pending = inplace.pending_assign_nodes(this_thread=True)
+            if pending:
+                realize_module.realize_nodes(pending)
         with capture() as recorded, inplace.recording_assigns() as assigned:   # this thread's steps
             out = self._finish(self.fn(*args, **kwargs), assigned)
         if not recorded.steps:
