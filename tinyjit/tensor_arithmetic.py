@@ -67,6 +67,8 @@ class ArithmeticMixin(TensorBase):
         """self * other elementwise (torch.mul, the * operator). `other` is a tensor, a Python/NumPy number or a list;
         dtypes promote and shapes broadcast like PyTorch's (ValueError for shapes that do not broadcast, RuntimeError
         for tensors on different devices); `reverse` computes other OP self (the reflected operator)."""
+        if _in_float32_for_half(self, other):
+            return self.float().mul(other, reverse).half()
         x, y = self._operands(other, "mul", reverse)
         return x._apply(_MUL, y)
 
@@ -78,6 +80,8 @@ class ArithmeticMixin(TensorBase):
         Python/NumPy number or a list; dtypes promote and shapes broadcast like PyTorch's (ValueError for shapes that do
         not broadcast, RuntimeError for tensors on different devices); `reverse` computes other OP self (the reflected
         operator)."""
+        if _in_float32_for_half(self, other):
+            return self.float().div(other, reverse, rounding_mode).half()
         if rounding_mode == "floor":
             return self.floordiv(other, reverse)
         if rounding_mode == "trunc":
@@ -572,3 +576,23 @@ class ArithmeticMixin(TensorBase):
     def __rrshift__(self, other): return self.rshift(other, reverse=True)      # noqa: E704
     def __matmul__(self, other): return self.matmul(other)                     # noqa: E704
     def __rmatmul__(self, other): return self._new(other, device=self.device).matmul(self)  # noqa: E704
+
+
+def _in_float32_for_half(x, other) -> bool:
+    """Whether x * other or x / other runs in float32 and rounds once to float16, as PyTorch computes them: x is a
+    float16 tensor and `other` a Python or NumPy number that float16 cannot hold (|v| > 65504 rounds to inf, |v| below
+    2**-25 to 0). Rounded first, 0 * 1e5 would be 0 * inf = NaN and 2 / 1e5 would be 0 (PyTorch: 0 and 2e-5). A number
+    float16 holds keeps the usual rules (its rounding is what tinyjit's own formulas expect: exp's x * log2(e) is read
+    by exp2 as one product); PyTorch rounds the number to float16 for + and - too (-60000 + 1e5 is inf in both)."""
+    if x.dtype != dtypes.float16 or isinstance(other, (bool, np.bool_)) or \
+            not isinstance(other, (int, float, np.integer, np.floating)):
+        return False
+    try:
+        value = float(other)
+    except OverflowError:   # (an int beyond any float: left to the usual rules)
+        return False
+    if value == 0 or not math.isfinite(value):
+        return False
+    with np.errstate(over="ignore", under="ignore"):
+        rounded = float(np.float16(value))
+    return math.isinf(rounded) or rounded == 0
