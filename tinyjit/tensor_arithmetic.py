@@ -584,7 +584,8 @@ def _in_float32_for_half(x, other) -> bool:
     2**-25 to 0). Rounded first, 0 * 1e5 would be 0 * inf = NaN and 2 / 1e5 would be 0 (PyTorch: 0 and 2e-5). A number
     float16 holds keeps the usual rules (its rounding is what tinyjit's own formulas expect: exp's x * log2(e) is read
     by exp2 as one product); PyTorch rounds the number to float16 for + and - too (-60000 + 1e5 is inf in both)."""
-    if x.dtype != dtypes.float16 or isinstance(other, (bool, np.bool_)) or \
+    dtype = x.node.dtype   # (kind and size, not `== dtypes.float16`, a Python call: every * and / asks this)
+    if dtype.kind != "f" or dtype.itemsize != 2 or isinstance(other, (bool, np.bool_)) or \
             not isinstance(other, (int, float, np.integer, np.floating)):
         return False
     try:

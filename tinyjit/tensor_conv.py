@@ -7,7 +7,7 @@ from __future__ import annotations
 import numbers
 from typing import TYPE_CHECKING
 
-from tinyjit.ops import MOVEMENT
+from tinyjit.schedule import _below_movement
 from tinyjit.tensor_base import TensorBase
 
 if TYPE_CHECKING:
@@ -189,7 +189,7 @@ class ConvMixin(TensorBase):
         # (Cin, Cout/g, *k) -> (g, Cin/g, Cout/g, *k) -> (g, Cout/g, Cin/g, *k) -> (Cout, Cin/g, *k), flipped
         w = weight.reshape((groups, cin // groups, cout_g) + tuple(kernel)).transpose(1, 2)
         w = w.reshape((groups * cout_g, cin // groups) + tuple(kernel)).flip(*range(2, 2 + nd))
-        if any(s > 1 for s in stride) or (any(b or a for b, a in sides) and not _reads_a_buffer(self.node)):
+        if any(s > 1 for s in stride) or (any(b or a for b, a in sides) and not _below_movement(self.node).realized):
             # the spread or padded input as a buffer of its own, so the convolution reads its windows without
             # bounds checks: the CPU's register block would otherwise pack every window of a computed input (k-fold
             # its size, 2-3x the time); a buffer that is only padded is copied without its padding by the plan
@@ -220,13 +220,6 @@ def _non_negative_ints(value, n: int, what: str, op: str) -> tuple[int, ...]:
     """Like _positive_ints, for paddings (a negative padding would crop silently)."""
     return _int_args(value, n, what, op, 0)
 
-
-
-def _reads_a_buffer(node) -> bool:
-    """Whether `node` is a realized buffer seen through movement ops (no arithmetic to compute first)."""
-    while node.buffer is None and node.op in MOVEMENT:
-        node = node.src[0]
-    return node.buffer is not None
 
 
 def _window_one_axis(x, pos: int, k: int, s: int, d: int):
