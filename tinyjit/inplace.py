@@ -37,7 +37,9 @@ from tinyjit.ops import Op
 _lazy: list[weakref.ref] = []
 _by_buffer: dict[int, list[weakref.ref]] = {}
 _lock = threading.RLock()   # reentrant: a TinyJit freed by GC while the lock is held calls watch() (same thread)
-_purge_at = {"lazy": 1024, "buffers": 1024}
+_purge_at = {"lazy": 1024, "buffers": 1024, "released": 1024}
+# tensors a gradient rule saved whose rule has built its gradient (`release`), by id -> their weak reference
+_released: dict[int, weakref.ref] = {}
 # assign nodes not realized yet, with the thread that made each (by id; under _lock)
 _pending_assigns: dict[int, tuple[weakref.ref, int]] = {}
 # TinyJit replays write in place without a schedule: the buffers they write are watched, and `_epoch` counts the
@@ -95,7 +97,7 @@ def lazy_tensors() -> list:
         out, seen = [], set()
         for r in refs:
             t = r()
-            if t is None or id(t) in seen:   # (a tensor assigned again is listed again)
+            if t is None or id(t) in seen or _released.get(id(t)) is r:   # (a tensor assigned again is listed again)
                 continue
             seen.add(id(t))
             buffer = t.node.buffer
@@ -105,6 +107,25 @@ def lazy_tensors() -> list:
             else:
                 _add_holder(buffer, r)
         return out
+
+
+def release(tensors) -> None:
+    """`tensors` were saved by a gradient rule (Tensor._frozen) that has now built its gradient: they stop being
+    live readers, so an assign to a buffer they read (the optimizer step right after backward) neither stores their
+    lazy value nor copies the old contents for them. The gradient built reads their nodes and is protected through
+    the tensors that hold it (`.grad`); only a later backward through the same rule reads the buffers as they are
+    then, as every op without a rule always does (PyTorch raises there: a saved tensor was modified in place)."""
+    with _lock:
+        for t in tensors:
+            ref = weakref.ref(t)   # (the one reference without callback that track() filed too)
+            _released[id(t)] = ref
+            buffer = t.node.buffer
+            if buffer is not None and id(buffer) in _by_buffer:
+                _by_buffer[id(buffer)] = [r for r in _by_buffer[id(buffer)] if r is not ref]
+        if len(_released) > _purge_at["released"]:
+            for key in [k for k, r in _released.items() if r() is None]:
+                del _released[key]
+            _purge_at["released"] = max(1024, 2 * len(_released))
 
 
 def holders(buffer) -> list[Node]:

@@ -216,7 +216,8 @@ class ArithmeticMixin(TensorBase):
             if y.requires_grad:   # (the result, not the bare value: differentiable again under create_graph)
                 dy = grad * ((x == 0) & (y >= 0)).where(0.0, saved_result * x.log())
             return dx, dy
-        return self._with_gradient(lambda: self._pow_value(exponent, reverse), [x, y], backward, reads_result=True)
+        return self._with_gradient(lambda: self._pow_value(exponent, reverse), [x, y], backward, reads_result=True,
+                                   saved=[x, y])
 
     def _pow_value(self, exponent, reverse=False) -> Self:
         """The value of pow (see pow), built of primitives."""

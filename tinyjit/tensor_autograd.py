@@ -32,7 +32,7 @@ import functools
 import weakref
 from typing import TYPE_CHECKING, Callable, Optional, Sequence, Union
 
-from tinyjit import autograd_graph, gradient_cache
+from tinyjit import autograd_graph, gradient_cache, inplace
 from tinyjit.deferred import defer_realize
 from tinyjit.lazy import Node, toposort
 from tinyjit.ops import Op
@@ -304,7 +304,7 @@ class AutogradMixin(TensorBase):
         return frozen
 
     def _with_gradient(self, compute: Callable[[], Self], inputs: Sequence[Self], backward: Callable,
-                       reads_result: bool = False) -> Self:
+                       reads_result: bool = False, saved: Sequence[Self] = ()) -> Self:
         """`compute()`, run without recording gradients, as a result whose gradient with respect to the tensors
         `inputs` is `backward(grad) -> one tensor (of the input's shape) or None per input`, built of Tensor ops (so
         it stays lazy, fuses, and is differentiable again under create_graph=True). For ops whose gradient is best
@@ -316,23 +316,28 @@ class AutogradMixin(TensorBase):
         PyTorch's saved inputs are. `reads_result`: backward is called as `backward(grad, result)`, the result
         with its autograd state; it must not be captured by `backward` instead (the rule is the value of a weak
         dictionary keyed by the result's node: a rule holding that node would keep it, and its whole graph,
-        alive forever)."""
+        alive forever). `saved`: the `_frozen()` tensors `backward` reads; once it has run they are not protected
+        from in-place updates any more (inplace.release: the optimizer step after backward would store or copy
+        them)."""
         with no_grad():
             value = compute()
+        new_tensor = self._new   # (not self inside the rule: it would keep self, a live reader, alive)
 
         def rule(node: Node, grad: Node) -> tuple:
             swapped = _read_replaced(inputs)
             try:
                 with no_grad():
                     if reads_result:
-                        result = self._new(node)
+                        result = new_tensor(node)
                         result._requires_grad, result._ctx = True, autograd_graph.CUSTOM_OP
-                        grads = backward(self._new(grad), result)
+                        grads = backward(new_tensor(grad), result)
                     else:
-                        grads = backward(self._new(grad))
+                        grads = backward(new_tensor(grad))
             finally:
                 for t, original in swapped:
                     t.node = original
+            if saved:
+                inplace.release(saved)
             return tuple(None if g is None else g.cast(t.dtype).node for g, t in zip(grads, inputs))
         return value._with_gradient_rule(inputs, rule)
 

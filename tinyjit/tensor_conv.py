@@ -111,13 +111,13 @@ class ConvMixin(TensorBase):
                     # before less the conv's own padding; after, up to the input's end (rows past the last window
                     # get zeros)
                     sides = tuple((d * (k - 1) - b, size - (o - 1) * s - 1 + b) for (b, _), size, o, s, d, k in
-                                  zip(pad, self.shape[2:], out_sp, stride, dilation, kernel))
+                                  zip(pad, x.shape[2:], out_sp, stride, dilation, kernel))
                     grad_x = grad._spread_conv(w, None, stride, sides, groups, dilation, nd, name)
                 if w.requires_grad:   # sum over the batch and the output positions of window * output gradient
                     spread = grad.reshape((n, groups, cout_g, 1) + out_sp + (1,) * nd)
                     grad_w = (windows(x) * spread).sum((0,) + tuple(range(4, 4 + nd))).reshape(w.shape)
                 return grad_x, grad_w
-            out = self._with_gradient(value, [x, w], backward)
+            out = self._with_gradient(value, [x, w], backward, saved=[x, w])
         if bias is not None:
             out = out + bias.reshape((1, cout) + (1,) * nd)
         return out

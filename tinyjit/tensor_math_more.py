@@ -92,7 +92,7 @@ class MoreMathMixin(TensorBase):
             return (grad * x * scale if y.requires_grad else None, grad * -y * scale if x.requires_grad else None)
         if self.no_grad_active or not (y.requires_grad or x.requires_grad):
             return value()
-        return self._with_gradient(value, [y, x], backward)
+        return self._with_gradient(value, [y, x], backward, saved=[y, x])
 
     def arctan2(self, other) -> Self:
         """torch.arctan2: the same as atan2."""
@@ -122,7 +122,7 @@ class MoreMathMixin(TensorBase):
         if self.no_grad_active or not (x.requires_grad or y.requires_grad):
             return value()
         x, y = x._frozen(), y._frozen()   # what backward reads, whatever in-place update self gets later
-        return self._with_gradient(value, [x, y], backward, reads_result=True)
+        return self._with_gradient(value, [x, y], backward, reads_result=True, saved=[x, y])
 
     def logaddexp(self, other) -> Self:
         """torch.logaddexp (numpy.logaddexp): log(exp(self) + exp(other)) elementwise with broadcasting, computed as
@@ -148,7 +148,7 @@ class MoreMathMixin(TensorBase):
         if self.no_grad_active or not (x.requires_grad or y.requires_grad):
             return value()
         x, y = x._frozen(), y._frozen()   # what backward reads, whatever in-place update self gets later
-        return self._with_gradient(value, [x, y], backward)
+        return self._with_gradient(value, [x, y], backward, saved=[x, y])
 
     def frac(self) -> Self:
         """torch.frac: self - trunc(self), the fractional part with self's sign, same dtype; gradient 1. Floats only

@@ -300,11 +300,12 @@ class NNMixin(TensorBase):
         def backward(grad: Self) -> tuple:
             # torch's formulas: (p - t) / max(p (1 - p), 1e-12) for p (finite at p = 0 or 1, where the clamped logs'
             # own gradients are NaN), log(1 - p) - log(p) unclamped for the target
-            with_p = grad * (p - t) / (p * (1 - p)).maximum(1e-12) if self.requires_grad else None
+            with_p = grad * (p - t) / (p * (1 - p)).maximum(1e-12) if p.requires_grad else None
             with_t = grad * ((-p).log1p() - p.log()) if target_grad else None
             return (with_p, with_t) if target_grad else (with_p,)
-        inputs = [self, target] if target_grad else [self]
-        return _reduce_loss(self._with_gradient(value, inputs, backward), reduction, None)
+        inputs = [p, t] if target_grad else [p]
+        saved = [p, t] if isinstance(t, TensorBase) else [p]
+        return _reduce_loss(self._with_gradient(value, inputs, backward, saved=saved), reduction, None)
 
     def binary_cross_entropy_with_logits(self, target, reduction: str = "mean", pos_weight=None) -> Self:
         """torch.nn.functional.binary_cross_entropy_with_logits: binary cross entropy of sigmoid(self), computed stably

@@ -180,7 +180,7 @@ class ReduceMixin(TensorBase):
             if axis is None and dof <= 0:
                 return (grad * (x == mean).where(math.nan, math.inf),)
             return (grad * (2.0 / dof if dof else math.inf) * (x - mean),)
-        return self._with_gradient(value, [x], backward)
+        return self._with_gradient(value, [x], backward, saved=[x])
 
     def std(self, axis=None, unbiased=None, keepdim: bool = False, *, correction=None, dim=None) -> Self:
         """The standard deviation, sqrt of `var` with the same arguments (torch.std, its argument order), a float;
