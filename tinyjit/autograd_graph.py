@@ -29,7 +29,7 @@ import functools
 import math
 import threading
 import weakref
-from typing import Callable, NamedTuple, Optional, Sequence
+from typing import Callable, Hashable, NamedTuple, Optional, Sequence
 
 import numpy as np
 
@@ -296,9 +296,12 @@ for _op in (Op.BITCAST, Op.CMPLT, Op.CMPNE, Op.AND, Op.OR, Op.XOR, Op.SHL, Op.SH
 class CustomGrad(NamedTuple):
     """A node whose gradient is given by user code (tinyjit.autograd_function.Function): gradient flows from it
     to `src` (the Function's tensor inputs, not the node's own source, which computes the forward value), by
-    `rule(node, grad) -> one gradient node (or None) per src`."""
+    `rule(node, grad) -> one gradient node (or None) per src`. `formula`: None, or a key that, with the graph's
+    structure, determines the gradient graph `rule` builds (a derivative written in terms of the result alone:
+    Tensor._with_result_gradient), so that the gradient cache may template it like the built-in rules."""
     src: tuple
     rule: Callable[[Node, Node], tuple]
+    formula: Hashable = None
 
 
 # node -> its CustomGrad; consulted before RULES. Every custom node is a RESHAPE (a same-shape view of the forward's

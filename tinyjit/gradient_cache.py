@@ -12,8 +12,10 @@ The key (made in `gradient`, from a `ReachableWalk`) holds everything the rules 
 - per node gradient flows through, the edges it flows along (autograd's recorded edges, cut at leaves);
 - which nodes the gradients are asked for (by position).
 The template is used only when the gradient rules are known to be a function of that key alone (`cacheable`):
-no gradient hooks, no custom Functions, no replaced nodes (`t.data = v`), no explicit grad_outputs, no
-create_graph, and every node gradient flows through lazy and inside the walked graph. Nodes the rules build
+no gradient hooks, no custom rules (Functions, formulas with saved inputs) other than derivatives keyed by their
+formula (autograd_graph.CustomGrad.formula: tanh's and sigmoid's, from the result), no replaced nodes (`t.data =
+v`), no explicit grad_outputs, no create_graph, and every node gradient flows through lazy and inside the walked
+graph. Nodes the rules build
 that depend on no forward node (their constants, the arange buffers a gather's gradient uploads) are kept and
 reused as they are; any other node the rules read from outside the walked graph makes the graph uncached.
 Side effects of the rules are replayed: a gather's gradient shares the forward's pending index checks.
@@ -79,8 +81,9 @@ class ReachableWalk:
     """The graph under some outputs walked once for both the cache key and autograd: `order`, the nodes gradient
     reaches (autograd_graph.reachable's set, in the walk's order: sources first), found by one pass over the walk
     in reverse; `parts`, per reached node its position and edges. `order` is None when gradient flows out of the
-    walked graph (through a realized node, which the walk does not pass) or through a custom Function: such a
-    graph is not cached (the caller walks it with autograd_graph.reachable)."""
+    walked graph (through a realized node, which the walk does not pass) or through a custom rule without a
+    formula key: such a graph is not cached (the caller walks it with autograd_graph.reachable). A keyed rule adds
+    its formula and its sources' positions to `parts`."""
     __slots__ = ("walk", "order", "parts")
 
     def __init__(self, out_nodes: list[Node], edges: Callable):
@@ -103,9 +106,17 @@ class ReachableWalk:
             parts.append(mask)
             if not mask:
                 continue
-            if node.buffer is not None or (custom and node.op is autograd_graph.CUSTOM_OP and node in custom):
+            if node.buffer is not None:
                 return
-            for s, flows in zip(node.src, mask):
+            sources = node.src
+            rule = custom.get(node) if custom and node.op is autograd_graph.CUSTOM_OP else None
+            if rule is not None:   # a custom rule: cached only when its formula is keyed (see CustomGrad)
+                if rule.formula is None:
+                    return
+                sources = rule.src
+                parts.append(rule.formula)
+                parts.append(tuple(index.get(id(s), -1) for s in sources))
+            for s, flows in zip(sources, mask):
                 if flows:
                     if id(s) not in index:
                         return

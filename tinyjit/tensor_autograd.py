@@ -284,13 +284,14 @@ class AutogradMixin(TensorBase):
         node.edges = tuple([bool(t._requires_grad) for t in inputs])
         return self
 
-    def _with_gradient_rule(self, inputs: Sequence[Self], rule: Callable) -> Self:
+    def _with_gradient_rule(self, inputs: Sequence[Self], rule: Callable, formula=None) -> Self:
         """self (a value computed without recording gradients) as a result whose gradient with respect to `inputs`
         is given by `rule(node, grad_node) -> one gradient node or None per input`: a node of its own over the value
         (a same-shape reshape: a view, never a kernel) registered in autograd_graph.CUSTOM with `inputs` as its
-        gradient sources. Used by custom Functions and by ops whose gradient is a formula (_with_gradient)."""
+        gradient sources. Used by custom Functions and by ops whose gradient is a formula (_with_gradient).
+        `formula`: see autograd_graph.CustomGrad."""
         node = Node(autograd_graph.CUSTOM_OP, (self.node,), self.shape, self.dtype, self.shape, self.device)
-        autograd_graph.CUSTOM[node] = autograd_graph.CustomGrad(tuple(t.node for t in inputs), rule)
+        autograd_graph.CUSTOM[node] = autograd_graph.CustomGrad(tuple(t.node for t in inputs), rule, formula)
         node.edges = tuple(bool(t.requires_grad) for t in inputs)
         result = self._new(node)
         result._requires_grad, result._ctx = True, Op.RESHAPE
@@ -340,6 +341,27 @@ class AutogradMixin(TensorBase):
                 inplace.release(saved)
             return tuple(None if g is None else g.cast(t.dtype).node for g, t in zip(grads, inputs))
         return value._with_gradient_rule(inputs, rule)
+
+    def _with_result_gradient(self, compute: Callable[[], Self], derivative: Callable[[Self], Self]) -> Self:
+        """`compute()` (an elementwise function of self, run without recording gradients) as a result whose gradient
+        is grad * derivative(result): the derivative in terms of the result, like PyTorch's tanh_backward (1 - y^2)
+        and sigmoid_backward (y (1 - y)). The backward pass then reads the result alone instead of differentiating
+        the formula that computed it (tanh's expm1 polynomial and its branches: a tanh-GELU's gradient was four
+        kernels of ~60 ops per element). The rule keeps no tensor (nothing for an in-place update to protect), and
+        `derivative` of the result (a tensor that requires grad) is differentiable again under create_graph=True.
+        A `derivative` without closure variables builds the same gradient graph for the same graph, which the
+        gradient cache then templates (its code object is the formula's key)."""
+        with no_grad():
+            value = compute()
+        new_tensor, dtype = self._new, self.dtype   # (not self: the rule would keep it alive, a live reader)
+
+        def rule(node: Node, grad: Node) -> tuple:
+            with no_grad():
+                result = new_tensor(node)
+                result._requires_grad, result._ctx = True, autograd_graph.CUSTOM_OP
+                return ((new_tensor(grad) * derivative(result)).cast(dtype).node,)
+        formula = ("result", derivative.__code__, dtype) if derivative.__closure__ is None else None
+        return value._with_gradient_rule([self], rule, formula)
 
     def register_hook(self, hook) -> RemovableHandle:
         """torch.Tensor.register_hook: call `hook(grad)` with the gradient of this tensor whenever one is computed

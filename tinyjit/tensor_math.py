@@ -147,8 +147,14 @@ class MathMixin(TensorBase):
         x = self._float()
         if (half := x._half_in_float32(MathMixin.tanh)) is not None:
             return half
-        neg = x < 0
-        t = (-2 * neg.where(-x, x)).expm1()
+        if self.no_grad_active or not x.requires_grad:
+            return x._tanh_value()
+        return x._with_result_gradient(x._tanh_value, lambda y: 1 - y * y)   # PyTorch's tanh_backward
+
+    def _tanh_value(self) -> Self:
+        """tanh of a float tensor, its value only (tanh gives the gradient)."""
+        neg = self < 0
+        t = (-2 * neg.where(-self, self)).expm1()
         r = -t / (t + 2)
         return neg.where(-r, r)
 
@@ -160,8 +166,14 @@ class MathMixin(TensorBase):
         x = self._float()
         if (half := x._half_in_float32(MathMixin.sigmoid)) is not None:
             return half
-        neg = x < 0
-        z = neg.where(x, -x).exp()
+        if self.no_grad_active or not x.requires_grad:
+            return x._sigmoid_value()
+        return x._with_result_gradient(x._sigmoid_value, lambda y: y * (1 - y))   # PyTorch's sigmoid_backward
+
+    def _sigmoid_value(self) -> Self:
+        """sigmoid of a float tensor, its value only (sigmoid gives the gradient)."""
+        neg = self < 0
+        z = neg.where(self, -self).exp()
         return neg.where(z, 1.0) / (1 + z)
 
     def abs(self) -> Self:
