@@ -175,6 +175,9 @@ class CPULaunch(PreparedLaunch):
         fn, fn_args = self._launcher(args)
         call = functools.partial(fn, *fn_args)
         call.program = self.program   # fn_args hold the kernel's raw address: keep its code loaded while call lives
+        # what runtime.cpu_pool.sequence_call needs to run this launch among others in one C call
+        call.sequence_entry = (self.program.thunk, ctypes.addressof(args), self.global_size[0],
+                               min(self.threads, self.program.device.threads, self.global_size[0]))
         return call, set_handle
 
     def _launcher(self, args):

@@ -25,6 +25,8 @@ from runtime.env import env
 SLOT_BYTES = 64          # one cache line per worker: seq, done, thunk, args, start, end (i64 each), sleeping, quit
 SPINS_BEFORE_SLEEP = 1 << 14   # ~1 ms of polling (pause) after the last launch before a worker sleeps
 SYS_FUTEX, SYS_SCHED_YIELD, FUTEX_WAIT_PRIVATE, FUTEX_WAKE_PRIVATE = 202, 24, 128, 129
+# tj_sequence's table: per launch its thunk, its arguments' C array, the outer loop's length and its threads
+SEQUENCE_ENTRY_BYTES = 32
 
 POOL_IR = f"""
 declare i64 @syscall(i64, ...)
@@ -187,6 +189,37 @@ release:
   store atomic i32 0, ptr %lock release, align 4
   ret void
 }}
+
+define void @tj_sequence(ptr %table, i64 %count, ptr %slots, ptr %lock) {{
+entry:
+  %any = icmp sgt i64 %count, 0
+  br i1 %any, label %launch, label %exit
+launch:
+  %i = phi i64 [ 0, %entry ], [ %i1, %next ]
+  %off = mul i64 %i, {SEQUENCE_ENTRY_BYTES}
+  %entryp = getelementptr i8, ptr %table, i64 %off
+  %thunk = load ptr, ptr %entryp, align 8
+  %argsp = getelementptr i8, ptr %entryp, i64 8
+  %args = load ptr, ptr %argsp, align 8
+  %np = getelementptr i8, ptr %entryp, i64 16
+  %n = load i64, ptr %np, align 8
+  %threadsp = getelementptr i8, ptr %entryp, i64 24
+  %threads = load i64, ptr %threadsp, align 8
+  %split = icmp sgt i64 %threads, 1
+  br i1 %split, label %parallel, label %alone
+parallel:
+  call void @tj_parallel(ptr %thunk, ptr %args, i64 %n, i64 %threads, ptr %slots, ptr %lock)
+  br label %next
+alone:
+  call void %thunk(ptr %args, i64 0, i64 %n)
+  br label %next
+next:
+  %i1 = add i64 %i, 1
+  %more = icmp slt i64 %i1, %count
+  br i1 %more, label %launch, label %exit
+exit:
+  ret void
+}}
 """
 
 
@@ -223,12 +256,38 @@ class _PoolCode:
             self.engine.llvm.add_object_file(llvm.ObjectFileRef.from_data(binary))
             self.engine.llvm.finalize_object()
             address = {name: self.engine.llvm.get_function_address(name)
-                       for name in ("tj_worker", "tj_post", "tj_parallel")}
+                       for name in ("tj_worker", "tj_post", "tj_parallel", "tj_sequence")}
         self.worker = ctypes.CFUNCTYPE(None, ctypes.c_void_p)(address["tj_worker"])
         self.post = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64,
                                      ctypes.c_int64, ctypes.c_int32)(address["tj_post"])
         self.parallel = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
                                          ctypes.c_void_p, ctypes.c_void_p)(address["tj_parallel"])
+        self.sequence = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p,
+                                         ctypes.c_void_p)(address["tj_sequence"])
+
+
+def native_code_available() -> bool:
+    """Whether the pool's native code runs here (Linux on x86-64, TINYJIT_NATIVE_POOL not 0)."""
+    return sys.platform == "linux" and platform.machine() in ("x86_64", "AMD64") and bool(env("TINYJIT_NATIVE_POOL"))
+
+
+def sequence_call(device, entries: list[tuple[int, int, int, int]]):
+    """A callable that runs launches one after another in one C call (tj_sequence), or None where the native code
+    does not run. `entries` are (thunk, address of its arguments' C array, outer loop length, threads): a launch of
+    one thread runs on the calling thread, the others are split over `device`'s native pool as `parallel` does. A
+    TinyJit replay of many small kernels spent ~1 us of Python per launch. The callable keeps its table alive."""
+    if not native_code_available():
+        return None
+    pool = device.native_pool
+    if pool is None and any(threads > 1 for *_, threads in entries):
+        return None
+    if pool is not None:   # (the pool's own launcher caps the threads at its workers and the calling thread)
+        entries = [(thunk, args, n, min(threads, pool.workers + 1)) for thunk, args, n, threads in entries]
+    table = np.ascontiguousarray(np.array(entries, dtype=np.int64).reshape(len(entries), SEQUENCE_ENTRY_BYTES // 8))
+    slots, lock = (pool.slots, pool.lock) if pool is not None else (None, None)
+    call = functools.partial(_PoolCode.of(device).sequence, table.ctypes.data, len(entries), slots, lock)
+    call.table = table
+    return call
 
 
 class NativePool:
@@ -249,8 +308,7 @@ class NativePool:
     @staticmethod
     def create(device, workers: int):
         """The pool, or None where it cannot run (not Linux on x86-64, or TINYJIT_NATIVE_POOL=0)."""
-        if sys.platform != "linux" or platform.machine() not in ("x86_64", "AMD64") or \
-                not env("TINYJIT_NATIVE_POOL"):
+        if not native_code_available():
             return None
         return NativePool(_PoolCode.of(device), workers)
 

@@ -25,6 +25,8 @@ from tinyjit.lazy import Node
 from tinyjit.ops import Op
 from tinyjit.tensor import Tensor
 
+from runtime.cpu_pool import sequence_call
+
 
 class JitError(RuntimeError):
     """TinyJit was used in a way it cannot replay correctly (it refuses instead of giving a wrong answer)."""
@@ -53,7 +55,8 @@ class TinyJit:
         self.fn = fn
         self.calls = 0
         self.captured: list = []
-        self.prepared: list = []         # the replay loop (see _prepare)
+        self.prepared: list = []         # the replay loop (see _prepare), a step per launch
+        self.replay_steps: list = []     # the same with runs of CPU launches made one C call each (_sequenced)
         self.input_buffers: list = []    # buffers of the capture call's input tensors, by position
         self.input_signature: list = []
         self.input_aliasing: tuple = ()
@@ -80,6 +83,7 @@ class TinyJit:
     def reset(self) -> None:
         inplace.watch(self.assigned_buffers, watching=False)
         self.calls, self.captured, self.prepared, self.input_buffers, self.outputs = 0, [], [], [], None
+        self.replay_steps = []
         self.used_buffers = set()
         self.written, self.input_copies, self.assigned, self.assigned_buffers = set(), {}, [], []
         self.checked_epoch = -1
@@ -148,6 +152,7 @@ class TinyJit:
             raise JitError("TinyJit: the function launched no kernels while being captured; nothing to replay")
         self.captured = recorded.steps
         self.prepared = self._prepare(without_repeated_scratch_copies(recorded.steps))
+        self.replay_steps = _sequenced(self.prepared)
         # every launch writes its first buffer (a kernel stores buffer 0; a copy's destination comes first)
         inputs = {id(b) for b in self.input_buffers}
         self.written = {id(step.buffers[0]) for step in recorded.steps} - inputs
@@ -219,7 +224,7 @@ class TinyJit:
         if inplace.assigns_pending():   # an update made since (W.add_(1) of a tensor the kernels read) lands first
             self._land_updates_of_read_buffers()
         self._preserve_what_others_read()
-        self._launch(self.prepared, inputs)
+        self._launch(self.replay_steps, inputs)
         # outputs: fresh tensors over the same (now overwritten) buffers; an input returned is this call's input
         return _map_tensors(self.outputs, lambda template: self._output_tensor(template, tensors, inputs))
 
@@ -278,6 +283,40 @@ class TinyJit:
         steps, copied = self.input_copies[position]
         self._launch(steps, [buffer])
         return copied
+
+
+def _sequenced(steps: list) -> list:
+    """The replay loop `steps` with each run of consecutive CPU kernel launches on one device made a single step:
+    one C call that runs them in order (runtime.cpu_pool.sequence_call), not a Python call each (a GRU step is
+    ~450 small launches). An input swapped in on every call goes to the launch it belongs to; where the native
+    code does not run, the steps stay as they are."""
+    out, run = [], []
+
+    def flush():
+        call = sequence_call(run[0][0].program.device, [s[0].sequence_entry for s in run]) if len(run) > 1 else None
+        if call is None:
+            out.extend(run)
+        else:
+            setters = [set_buffer for _, set_buffer, _, _ in run]
+            swaps = [((m, j), i) for m, (_, _, member_swaps, _) in enumerate(run) for j, i in member_swaps]
+            call.members = list(run)   # their C argument arrays and programs stay alive with the table
+            out.append((call, lambda key, buffer: setters[key[0]](key[1], buffer), swaps,
+                        [b for *_, buffers in run for b in buffers]))
+        run.clear()
+
+    for step in steps:
+        call = step[0]
+        if getattr(call, "sequence_entry", None) is None:
+            if run:
+                flush()
+            out.append(step)
+            continue
+        if run and call.program.device is not run[0][0].program.device:
+            flush()
+        run.append(step)
+    if run:
+        flush()
+    return out
 
 
 def _contains_tensor(value) -> bool:
