@@ -96,3 +96,19 @@ def test_a_derivative_with_closure_variables_is_not_templated():
         y.sum().backward()
         np.testing.assert_allclose(x.grad.numpy(), np.full(6, scale, np.float32))
     assert gradient_cache.stats["gradient_uncached"] - before["gradient_uncached"] == 4
+
+
+@pytest.mark.parametrize("name", ["tanh", "sigmoid"])
+def test_result_updated_in_place_after_realize_keeps_its_gradient(name):
+    """The rule reads the result's node: a realized result updated in place (`y.add_(1)`, `y.mul_(y)`) keeps the
+    old contents for it (tinyjit.inplace preserves what a recorded assign's gradient reads)."""
+    ours, theirs = ACTIVATIONS[name]
+    xv = np.linspace(-2, 2, 7).astype(np.float32)
+    for in_place, out_of_place in ((lambda y: y.add_(1), lambda y: y + 1), (lambda y: y.mul_(y), lambda y: y * y)):
+        x = Tensor(xv, requires_grad=True)
+        y = ours(x).realize()
+        in_place(y).realize()
+        (y * 3).sum().backward()
+        tx = torch.tensor(xv, requires_grad=True)
+        (out_of_place(theirs(tx)) * 3).sum().backward()
+        np.testing.assert_allclose(x.grad.numpy(), tx.grad.numpy(), rtol=1e-5, atol=1e-6)
