@@ -207,16 +207,31 @@ class Linearizer:
         key = (st, tuple(c if read else 0 for c, read in zip(combo, relevant)))
         found = self._index_cache.get(key)
         if found is None:
-            found = self._index_cache[key] = st.index_and_valid(self.access_idxs(st, [Num(c) for c in key[1]]))
+            steps = self._upcast_steps[st]
+            if steps is not None and any(key[1]):   # element 0's index plus a constant (see upcast_axes_read)
+                index, valid = self.index_and_valid(st, (0,) * len(combo))
+                found = (index + sum(c * step for c, step in zip(key[1], steps)), valid)
+            else:
+                found = st.index_and_valid(self.access_idxs(st, [Num(c) for c in key[1]]))
+            self._index_cache[key] = found
         return found
 
     def upcast_axes_read(self, st) -> tuple[bool, ...]:
         """Per upcast axis, whether access `st`'s index or validity depends on the element along it: computed with
         each upcast axis as a variable over its range (an exact answer for every element, as the symbolic rewrites
-        hold over a variable's whole range)."""
+        hold over a variable's whole range).
+
+        That expression also tells when the block's elements differ only by constants: when the validity does not
+        depend on the element and each upcast variable appears in the index only as a term `upcast * step` (a
+        contiguous output, a row of B), element c's index is element 0's plus sum(c * step) and its validity is
+        element 0's. `_upcast_steps[st]` keeps those steps per upcast axis (None when it is not so), and
+        index_and_valid adds them up instead of doing the symbolic index math of the views again for each of the
+        block's elements (256 stores of a big block, each through the view's index math, were most of the
+        Python time of building its kernel)."""
         upcast_vars = [Var(f"upcast{axis}", 0, size - 1) for axis, size in enumerate(st.shape[self.first_upcast:])]
         index, valid = st.index_and_valid(self.access_idxs(st, upcast_vars))
         used = index.vars() | valid.vars()
+        self._upcast_steps[st] = _upcast_steps(index, valid, upcast_vars)
         return tuple(var in used for var in upcast_vars)
 
     # ---- the AST ----
@@ -347,6 +362,7 @@ class Linearizer:
         self.upcast_reduced = tuple(k.is_reduce_axis(a) for a in range(first_upcast, k.ndim))
         self._index_cache: dict = {}
         self._upcasts_read: dict = {}
+        self._upcast_steps: dict = {}
         self.scalar = not self.gpu and scalar_kernel(k)
         self.rolled_reduce = not self.gpu and self.vector_bits > 0 and one_vector_block(k, self.vector_bits)
         self.gathering_axis = None if self.gpu or self.scalar else gathering_loop(k)
@@ -562,6 +578,22 @@ def gathering_loop(k: Kernel) -> int | None:
         if not in_order and not interleaved:
             return outer
     return None
+
+
+def _upcast_steps(index: Expr, valid: Expr, upcast_vars: list[Var]) -> tuple[int, ...] | None:
+    """Per upcast variable, its coefficient in `index` when `index` is a sum of terms free of them and of terms
+    `var` or `var * step`, and `valid` does not read them; else None (Linearizer.upcast_axes_read)."""
+    names = {var.name: n for n, var in enumerate(upcast_vars)}
+    if any(var.name in names for var in valid.vars()):
+        return None
+    steps = [0] * len(upcast_vars)
+    for term in index.terms if isinstance(index, Sum) else (index,):
+        var, step = (term.a, term.b) if isinstance(term, Mul) else (term, 1)
+        if isinstance(var, Var) and var.name in names:
+            steps[names[var.name]] += step
+        elif any(v.name in names for v in term.vars()):
+            return None
+    return tuple(steps)
 
 
 def gathered_innermost_loop(k: Kernel) -> bool:
