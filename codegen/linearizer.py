@@ -148,11 +148,26 @@ class Linearizer:
 
     # ---- index expressions ----
     def expr(self, e: Expr) -> UOp:
-        dt = self.index_dtype
+        """The UOp of index expression `e`. A composite expression is lowered once per loop scope: the index math
+        shares its objects (a register block's element indices are element 0's terms plus a constant, and
+        symbolic.add keeps the terms it does not change), so the same term is asked for again and again; it is
+        remembered by identity beside the common-subexpression keys (with the expression itself, which keeps its
+        id from being reused)."""
         if isinstance(e, Num):
-            return self.const(e.value, dt)
+            return self.const(e.value, self.index_dtype)
         if isinstance(e, Var):
             return self.vars[e.name]
+        key = (id(e),)
+        for scope in reversed(self.cse):
+            found = scope.get(key)
+            if found is not None and found[0] is e:
+                return found[1]
+        u = self._expr(e)
+        self.cse[-1][key] = (e, u)
+        return u
+
+    def _expr(self, e: Expr) -> UOp:
+        dt = self.index_dtype
         if isinstance(e, Mul):
             return self.alu(Op.MUL, dt, self.expr(e.a), self.const(e.b, dt))
         if isinstance(e, Div):
