@@ -148,11 +148,26 @@ class Linearizer:
 
     # ---- index expressions ----
     def expr(self, e: Expr) -> UOp:
-        dt = self.index_dtype
+        """The UOp of index expression `e`. A composite expression is lowered once per loop scope: the index math
+        shares its objects (a register block's element indices are element 0's terms plus a constant, and
+        symbolic.add keeps the terms it does not change), so the same term is asked for again and again; it is
+        remembered by identity beside the common-subexpression keys (with the expression itself, which keeps its
+        id from being reused)."""
         if isinstance(e, Num):
-            return self.const(e.value, dt)
+            return self.const(e.value, self.index_dtype)
         if isinstance(e, Var):
             return self.vars[e.name]
+        key = (id(e),)
+        for scope in reversed(self.cse):
+            found = scope.get(key)
+            if found is not None and found[0] is e:
+                return found[1]
+        u = self._expr(e)
+        self.cse[-1][key] = (e, u)
+        return u
+
+    def _expr(self, e: Expr) -> UOp:
+        dt = self.index_dtype
         if isinstance(e, Mul):
             return self.alu(Op.MUL, dt, self.expr(e.a), self.const(e.b, dt))
         if isinstance(e, Div):
@@ -207,16 +222,31 @@ class Linearizer:
         key = (st, tuple(c if read else 0 for c, read in zip(combo, relevant)))
         found = self._index_cache.get(key)
         if found is None:
-            found = self._index_cache[key] = st.index_and_valid(self.access_idxs(st, [Num(c) for c in key[1]]))
+            steps = self._upcast_steps[st]
+            if steps is not None and any(key[1]):   # element 0's index plus a constant (see upcast_axes_read)
+                index, valid = self.index_and_valid(st, (0,) * len(combo))
+                found = (index + sum(c * step for c, step in zip(key[1], steps)), valid)
+            else:
+                found = st.index_and_valid(self.access_idxs(st, [Num(c) for c in key[1]]))
+            self._index_cache[key] = found
         return found
 
     def upcast_axes_read(self, st) -> tuple[bool, ...]:
         """Per upcast axis, whether access `st`'s index or validity depends on the element along it: computed with
         each upcast axis as a variable over its range (an exact answer for every element, as the symbolic rewrites
-        hold over a variable's whole range)."""
+        hold over a variable's whole range).
+
+        That expression also tells when the block's elements differ only by constants: when the validity does not
+        depend on the element and each upcast variable appears in the index only as a term `upcast * step` (a
+        contiguous output, a row of B), element c's index is element 0's plus sum(c * step) and its validity is
+        element 0's. `_upcast_steps[st]` keeps those steps per upcast axis (None when it is not so), and
+        index_and_valid adds them up instead of doing the symbolic index math of the views again for each of the
+        block's elements (256 stores of a big block, each through the view's index math, were most of the
+        Python time of building its kernel)."""
         upcast_vars = [Var(f"upcast{axis}", 0, size - 1) for axis, size in enumerate(st.shape[self.first_upcast:])]
         index, valid = st.index_and_valid(self.access_idxs(st, upcast_vars))
         used = index.vars() | valid.vars()
+        self._upcast_steps[st] = _upcast_steps(index, valid, upcast_vars)
         return tuple(var in used for var in upcast_vars)
 
     # ---- the AST ----
@@ -347,10 +377,13 @@ class Linearizer:
         self.upcast_reduced = tuple(k.is_reduce_axis(a) for a in range(first_upcast, k.ndim))
         self._index_cache: dict = {}
         self._upcasts_read: dict = {}
+        self._upcast_steps: dict = {}
         self.scalar = not self.gpu and scalar_kernel(k)
         self.rolled_reduce = not self.gpu and self.vector_bits > 0 and one_vector_block(k, self.vector_bits)
         self.gathering_axis = None if self.gpu or self.scalar else gathering_loop(k)
         self.block_by_slp = not self.gpu and slp_vectorized_block(k)
+        self.rolled_outer = not self.gpu and not self.scalar and self.gathering_axis is None and \
+            gathered_innermost_loop(k)
         self.vars: dict[str, UOp] = {}
         self.axis_vars: list[Expr] = []
         for axis in range(first_upcast):
@@ -466,7 +499,8 @@ class Linearizer:
     def loop_name(self, axis: int, block: str = "") -> str:
         """The name of a loop over `axis` (`block`: "_blk<unit>" for a loop over blocks of it; NO_VECTORIZE_SUFFIX
         marks the loops LLVM should leave scalar, NO_UNROLL_SUFFIX the loops it should not unroll)."""
-        rolled = NO_UNROLL_SUFFIX if self.block_by_slp or (self.rolled_reduce and self.k.is_reduce_axis(axis)) else ""
+        rolled = NO_UNROLL_SUFFIX if self.block_by_slp or (self.rolled_reduce and self.k.is_reduce_axis(axis)) or \
+            (self.rolled_outer and axis < self.k.ndim - 1) else ""
         scalar = self.scalar or self.block_by_slp or axis == self.gathering_axis
         return self.axis_vars[axis].name + block + rolled + (NO_VECTORIZE_SUFFIX if scalar else "")
 
@@ -559,6 +593,40 @@ def gathering_loop(k: Kernel) -> int | None:
         if not in_order and not interleaved:
             return outer
     return None
+
+
+def _upcast_steps(index: Expr, valid: Expr, upcast_vars: list[Var]) -> tuple[int, ...] | None:
+    """Per upcast variable, its coefficient in `index` when `index` is a sum of terms free of them and of terms
+    `var` or `var * step`, and `valid` does not read them; else None (Linearizer.upcast_axes_read)."""
+    names = {var.name: n for n, var in enumerate(upcast_vars)}
+    if any(var.name in names for var in valid.vars()):
+        return None
+    steps = [0] * len(upcast_vars)
+    for term in index.terms if isinstance(index, Sum) else (index,):
+        var, step = (term.a, term.b) if isinstance(term, Mul) else (term, 1)
+        if isinstance(var, Var) and var.name in names:
+            steps[names[var.name]] += step
+        elif any(v.name in names for v in term.vars()):
+            return None
+    return tuple(steps)
+
+
+def gathered_innermost_loop(k: Kernel) -> bool:
+    """Whether the CPU kernel `k` is elementwise without upcast axes and its innermost loop, longer than
+    NO_VECTORIZE_MAX_TRIP, is read or written out of order by some access (a transposing copy: the panel pack of a
+    transposed operand reads along a stride of a row). LLVM vectorizes that loop with gathers, and as its length is
+    a constant it unrolls the vectorized loop fully and then the short loops around it too: 8 copies of 4 gathers
+    each for a 4 x 2 x 32 pack, 0.2-0.25 CPU s to compile one 3 KB kernel. The loops around it are then named with
+    NO_UNROLL_SUFFIX: the innermost loop is vectorized as before (its gathers are the work), its copies are not."""
+    full = k.full_shape
+    if k.has_reduce or k.upcasted or len(full) < 2 or full[-1] <= NO_VECTORIZE_MAX_TRIP:
+        return False
+    for node, st in zip(k.accesses, k.sts):
+        if node.op in (Op.LOAD, Op.STORE):
+            step = index_strides(st)[-1]
+            if step is None or step not in (0, 1) or st.real_strides()[-1] is None:
+                return True
+    return False
 
 
 def element_size(k: Kernel) -> int:

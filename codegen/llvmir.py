@@ -143,6 +143,7 @@ class LLVMRenderer:
         nsw = self._index_math(uops)
         accumulations, flushes = self._accumulator_writes(uops)
         masked_max_terms = self._masked_max_terms(uops, accumulations)
+        fused = self._fused_products(uops, accumulations)
         out: list[str] = []
         allocas: list[str] = []
         for dt in sorted({u.dtype for u in uops if id(u) in masked_max_terms}, key=lambda d: d.name):
@@ -317,6 +318,8 @@ class LLVMRenderer:
                     v = v8
                 ptr = address(buf, index, mem_type(dt), ty(index), ref(index))
                 emit(f"store {mem_type(dt)} {v}, ptr {ptr}, align {dt.itemsize}")
+            elif kind == U.ALU and id(u) in fused:
+                continue   # only an accumulation reads it, which multiplies its operands itself (an FMA)
             elif kind == U.ALU and id(u) in accumulations and u.dtype.is_float:
                 names[id(u)] = accumulate(u, ref, emit, fresh, declares.add)
             elif kind == U.ALU and id(u) in flushes and u.dtype.is_float:
@@ -358,6 +361,23 @@ class LLVMRenderer:
                         terms.add(id(term))
                     arms += term.src[1:]
         return terms
+
+    @staticmethod
+    def _fused_products(uops: list[UOp], accumulations: set[int]) -> set[int]:
+        """ids of the float products that llvm_ops.accumulate fuses into their accumulation (an FMA) and that nothing
+        else reads: not rendered at all. (LLVM removed the dead multiply, but a register block has one per
+        accumulator, 256 in a big block: text to write, parse and clean up on every compile.)"""
+        uses: dict[int, int] = {}
+        for u in uops:
+            for src in u.src:
+                uses[id(src)] = uses.get(id(src), 0) + 1
+        fused = set()
+        for u in uops:
+            if u.uop == U.ALU and id(u) in accumulations and u.dtype.is_float and u.arg != Op.MAX:
+                term = u.src[1]
+                if term.uop == U.ALU and term.arg == Op.MUL and term.dtype == u.dtype and uses[id(term)] == 1:
+                    fused.add(id(term))
+        return fused
 
     @staticmethod
     def _accumulator_writes(uops: list[UOp]) -> tuple[set[int], set[int]]:

@@ -35,6 +35,10 @@ class U(Enum):
     IF = auto()              # src: (condition,)
     ENDIF = auto()           # src: (if,)
 
+    # members are singletons compared by identity: hashed by identity too (C-level), as tinyjit.ops.Op. Every op the
+    # linearizer emits hashes its kind for common-subexpression elimination (Enum's __hash__ is a Python call)
+    __hash__ = object.__hash__
+
 
 class UOp:
     __slots__ = ("uop", "dtype", "src", "arg", "name")

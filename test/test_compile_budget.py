@@ -11,6 +11,7 @@ import torch
 
 import codegen.copies
 import codegen.cpu_opts
+import codegen.linearizer
 from codegen.cpu_opts import MAX_ACCUMULATOR_REGISTERS, contraction_plan, strided_reduce_plan
 from codegen.kernel import Kernel
 from codegen.linearizer import NO_VECTORIZE_SUFFIX
@@ -477,6 +478,27 @@ def test_loop_around_an_unrolled_short_loop_is_not_vectorized_with_gathers():
     np.testing.assert_array_equal(out.numpy(), _weight_panels(torch).numpy())
 
 
+def _heads_transposed(lib):
+    """(x + b) split into 4 heads of 16 and transposed so that the sequence is innermost, in 2 halves of 32
+    positions: attention's K^T with its bias. The innermost loop (32 positions) reads x 64 elements apart."""
+    rng = np.random.default_rng(3)
+    x, b = rng.standard_normal((8, 64, 64)).astype(np.float32), rng.standard_normal(64).astype(np.float32)
+    x, b = (lib.tensor(v) if lib is torch else Tensor(v) for v in (x, b))
+    return (x + b).reshape(8, 2, 32, 4, 16).permute(0, 3, 1, 4, 2)
+
+
+def test_loops_around_a_gathered_innermost_loop_are_not_unrolled(monkeypatch):
+    """A transposing copy whose long innermost loop reads out of order is vectorized with gathers; LLVM then unrolled
+    that loop (its length is a constant) and the short loops around it too: 8 copies of the gathers, ~1,100
+    instructions and 0.2-0.25 CPU s for one of the GPT attention's packs. The loops around it stay rolled."""
+    out = _heads_transposed(Tensor)
+    instructions, _, name = _optimized_ir_size(out)
+    assert instructions <= 300, (name, instructions)
+    np.testing.assert_allclose(out.numpy(), _heads_transposed(torch).numpy(), rtol=1e-6)
+    monkeypatch.setattr(codegen.linearizer, "gathered_innermost_loop", lambda k: False)   # what it was before
+    assert _optimized_ir_size(_heads_transposed(Tensor))[0] > 3 * instructions
+
+
 def test_masked_loads_steady_along_the_innermost_loop_are_vector_loads():
     """stack(pieces, 1) reads every piece through a mask that changes along the time axis only. The masked
     load's address select(valid, index, 0) hid from LLVM that it steps along the innermost loop, so each of the
@@ -634,3 +656,17 @@ def test_a_copy_into_panels_reads_its_rows_in_order(panels):
     swaps = [o for o in short_inner_axis_plan(Kernel(item.ast)) if o.kind == OptKind.SWAP]
     assert len(swaps) == (1 if panels <= MAX_WRITE_STREAMS else 0)
     np.testing.assert_array_equal(out.numpy(), x.reshape(2048, panels, 8).transpose(1, 0, 2))
+
+
+def test_products_fused_into_accumulations_are_not_rendered():
+    """A matmul's product is fused into its accumulation (llvm.fmuladd); the multiply itself is read by nothing else
+    and is not in the source (it was: one dead fmul per accumulator, 256 in a big register block, for LLVM to
+    parse and delete on every compile)."""
+    rng = np.random.default_rng(0)
+    x, w = rng.standard_normal((64, 256)).astype(np.float32), rng.standard_normal((256, 128)).astype(np.float32)
+    out = Tensor(x) @ Tensor(w)
+    (item,) = [item for item in create_schedule([out.node]) if item.kind == "kernel"]
+    source = compile_plan("CPU", item.ast).kernel.source
+    assert len(re.findall(r"= call [^\n]*@llvm\.fmuladd", source)) >= 64, "the products are not fused"
+    assert " = fmul " not in source
+    np.testing.assert_allclose(out.numpy(), x @ w, rtol=1e-4, atol=1e-4)

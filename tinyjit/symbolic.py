@@ -11,7 +11,7 @@ import math
 
 
 class Expr:
-    __slots__ = ("min", "max")
+    __slots__ = ("min", "max", "_str")
     min: int
     max: int
 
@@ -48,6 +48,16 @@ class Expr:
         return self.render_str()
 
     def render_str(self) -> str:
+        """The expression as text (also the key `add` collects like terms by). Rendered once per expression:
+        expressions are immutable, and `add` asks every term of both operands for it on every addition (the index
+        math of a 256-element register block adds thousands of times)."""
+        try:
+            return self._str
+        except AttributeError:
+            self._str = text = self._render()
+            return text
+
+    def _render(self) -> str:
         raise NotImplementedError
 
     def vars(self) -> set:
@@ -60,7 +70,7 @@ class Num(Expr):
     def __init__(self, value: int):
         self.value = self.min = self.max = int(value)
 
-    def render_str(self) -> str:
+    def _render(self) -> str:
         return str(self.value)
 
     def __eq__(self, other):
@@ -76,7 +86,7 @@ class Var(Expr):
     def __init__(self, name: str, min_value: int, max_value: int):
         self.name, self.min, self.max = name, min_value, max_value
 
-    def render_str(self) -> str:
+    def _render(self) -> str:
         return self.name
 
     def vars(self) -> set:
@@ -97,7 +107,7 @@ class Mul(Expr):
         lo, hi = a.min * b, a.max * b
         self.min, self.max = min(lo, hi), max(lo, hi)
 
-    def render_str(self) -> str:
+    def _render(self) -> str:
         return f"({self.a.render_str()}*{self.b})"
 
     def vars(self) -> set:
@@ -111,7 +121,7 @@ class Div(Expr):
         self.a, self.b = a, b
         self.min, self.max = a.min // b, a.max // b
 
-    def render_str(self) -> str:
+    def _render(self) -> str:
         return f"({self.a.render_str()}//{self.b})"
 
     def vars(self) -> set:
@@ -125,7 +135,7 @@ class Mod(Expr):
         self.a, self.b = a, b
         self.min, self.max = 0, b - 1
 
-    def render_str(self) -> str:
+    def _render(self) -> str:
         return f"({self.a.render_str()}%{self.b})"
 
     def vars(self) -> set:
@@ -139,7 +149,7 @@ class Sum(Expr):
         self.terms = terms
         self.min, self.max = sum(t.min for t in terms), sum(t.max for t in terms)
 
-    def render_str(self) -> str:
+    def _render(self) -> str:
         return "(" + "+".join(t.render_str() for t in self.terms) + ")"
 
     def vars(self) -> set:
@@ -154,7 +164,7 @@ class Lt(Expr):
         self.a, self.b = a, b
         self.min, self.max = 0, 1
 
-    def render_str(self) -> str:
+    def _render(self) -> str:
         return f"({self.a.render_str()}<{self.b})"
 
     def vars(self) -> set:
@@ -169,7 +179,7 @@ class And(Expr):
         self.terms = terms
         self.min, self.max = 0, 1
 
-    def render_str(self) -> str:
+    def _render(self) -> str:
         return "(" + " and ".join(t.render_str() for t in self.terms) + ")"
 
     def vars(self) -> set:
@@ -195,20 +205,18 @@ def add(a: Expr, b: Expr) -> Expr:
     for e in (a, b):
         terms.extend(e.terms if isinstance(e, Sum) else [e])
     constant = 0
-    coefficients: dict[str, tuple[Expr, int]] = {}
-    order: list[str] = []
+    # per like term: (its base, its total coefficient, the term itself while it occurred once: kept as it is, so
+    # an unchanged term is not built again, and keeps its rendered text)
+    coefficients: dict[str, tuple[Expr, int, Expr | None]] = {}
     for t in terms:
         if isinstance(t, Num):
             constant += t.value
             continue
         base, coef = _split_coefficient(t)
         key = base.render_str()
-        if key in coefficients:
-            coefficients[key] = (base, coefficients[key][1] + coef)
-        else:
-            coefficients[key] = (base, coef)
-            order.append(key)
-    out = [mul(coefficients[k][0], coefficients[k][1]) for k in order if coefficients[k][1] != 0]
+        seen = coefficients.get(key)
+        coefficients[key] = (base, coef, t) if seen is None else (base, seen[1] + coef, None)
+    out = [term if term is not None else mul(base, coef) for base, coef, term in coefficients.values() if coef != 0]
     if constant != 0 or not out:
         out.append(Num(constant))
     return out[0] if len(out) == 1 else Sum(tuple(out))
