@@ -80,3 +80,121 @@ def test_cache_hit_compares_the_long_key_once(monkeypatch):
     assert schedule.stats["schedule_cache_hits"] == hits + 1
     assert len(compared) == 1, f"{len(compared)} comparisons of the structure key on one hit"
     np.testing.assert_allclose(out, np.exp(np.full(4, 2, np.float32)) + 1, rtol=1e-6)
+
+
+def _train(steps: int, between=None, continue_walks: bool = True, monkeypatch=None):
+    """A small eager training loop (Linear-tanh-Linear, Adam; the loss realized with the optimizer step as
+    backward defers it). Returns (losses, final weights, nodes walked per step, walks continued per step)."""
+    rng = np.random.default_rng(1)
+    w1n, w2n = rng.standard_normal((5, 4)).astype(np.float32), rng.standard_normal((4, 2)).astype(np.float32)
+    xs = rng.standard_normal((steps, 3, 5)).astype(np.float32)
+    if not continue_walks:
+        monkeypatch.setattr(schedule_cache, "remember_walk", lambda walk: None)
+    w1, w2 = Tensor(w1n, requires_grad=True), Tensor(w2n, requires_grad=True)
+    opt = optim.Adam([w1, w2], lr=0.05)
+    losses, walked, continued = [], [], []
+    for i, x in enumerate(xs):
+        before_walked, before_continued = schedule.stats["walked_nodes"], schedule.stats["walks_continued"]
+        hidden = (Tensor(x) @ w1).tanh()
+        loss = ((hidden @ w2) ** 2).mean()
+        loss.backward()
+        if between is not None:
+            between(i, hidden, loss)
+        opt.step()
+        opt.zero_grad()
+        walked.append(schedule.stats["walked_nodes"] - before_walked)
+        continued.append(schedule.stats["walks_continued"] - before_continued)
+        losses.append(loss.item())
+    return losses, (w1.numpy(), w2.numpy()), walked, continued
+
+
+def _torch_train(steps: int):
+    rng = np.random.default_rng(1)
+    w1n, w2n = rng.standard_normal((5, 4)).astype(np.float32), rng.standard_normal((4, 2)).astype(np.float32)
+    xs = rng.standard_normal((steps, 3, 5)).astype(np.float32)
+    w1, w2 = torch.tensor(w1n, requires_grad=True), torch.tensor(w2n, requires_grad=True)
+    opt = torch.optim.Adam([w1, w2], lr=0.05)
+    losses = []
+    for x in xs:
+        loss = (((torch.from_numpy(x) @ w1).tanh() @ w2) ** 2).mean()
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+        losses.append(loss.item())
+    return losses, (w1.detach().numpy(), w2.detach().numpy())
+
+
+def test_training_step_walks_its_forward_graph_once(monkeypatch):
+    """The optimizer step realizes the loss that backward walked (tinyjit.deferred): its realize continues
+    backward's walk (schedule_cache.walk_for), so no node of a step's graph is walked twice (the forward graph was
+    walked by backward and again by the step's realize). The values are the same bits as with a fresh walk per
+    realize, and torch's."""
+    emitted = []   # per GraphWalk.add: the nodes it emitted
+    real_add = schedule_cache.GraphWalk.add
+
+    def add(walk, outputs):
+        before = len(walk.graph)
+        real_add(walk, outputs)
+        emitted.append([id(n) for n in walk.graph[before:]])
+
+    def walked_twice(between):
+        emitted.clear()
+        with monkeypatch.context() as m:
+            m.setattr(schedule_cache.GraphWalk, "add", add)
+            between()
+        ids = [i for nodes in emitted for i in nodes]
+        return len(ids) - len(set(ids))
+
+    losses, weights, walked, continued = _train(5)
+    assert continued[1:] == [1] * 4
+    with monkeypatch.context() as m:
+        fresh_losses, fresh_weights, fresh_walked, fresh_continued = _train(5, continue_walks=False, monkeypatch=m)
+    assert fresh_continued == [0] * 5
+    assert losses == fresh_losses
+    for a, b in zip(weights, fresh_weights):
+        np.testing.assert_array_equal(a, b)
+    assert all(w < f for w, f in zip(walked[1:], fresh_walked[1:])), (walked, fresh_walked)
+    torch_losses, torch_weights = _torch_train(5)
+    np.testing.assert_allclose(losses, torch_losses, rtol=1e-5)
+    for a, b in zip(weights, torch_weights):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    # one step, node by node: nothing walked twice with the continued walk; the forward graph twice without
+    assert walked_twice(lambda: _train(1)) == 0
+    with monkeypatch.context() as m:
+        assert walked_twice(lambda: _train(1, continue_walks=False, monkeypatch=m)) > 0
+
+
+def test_continued_walk_is_not_used_for_other_graphs():
+    """backward's walk is continued only by the next realize, when it realizes the loss and the loss's graph is
+    unchanged: a realize of the loss alone between backward and the step continues it (and the step walks
+    afresh); a realize of a forward value drops it (the step's realize walks afresh: the walk would stop at that
+    value now). Every step still computes torch's values."""
+    torch_losses, torch_weights = _torch_train(4)
+
+    def read_loss(i, hidden, loss):
+        loss.item()
+
+    def read_hidden(i, hidden, loss):
+        if i % 2:
+            hidden.realize()
+
+    for between in (read_loss, read_hidden):
+        losses, weights, walked, continued = _train(4, between)
+        if between is read_loss:   # (the loss's own realize)
+            assert continued == [1] * 4
+        else:
+            assert continued[1::2] == [0, 0] and continued[2] == 1
+        np.testing.assert_allclose(losses, torch_losses, rtol=1e-5)
+        for a, b in zip(weights, torch_weights):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_outputs_are_keyed_in_their_order():
+    """A continued walk lists its first root's graph first; the key lists the outputs as the scheduler gets them
+    (in order, each once, realized ones left out), so keys of the same graph differ with the outputs' order."""
+    x = Tensor(np.arange(4, dtype=np.float32)).realize()
+    a, b = x * 2, x + 1
+    walk = schedule_cache.GraphWalk([a.node, b.node])
+    assert walk.key(outputs=[a.node, b.node]) == walk.key()
+    assert walk.key(outputs=[b.node, a.node, b.node]) != walk.key()
+    assert walk.key(outputs=[b.node, a.node, x.node]) == walk.key(outputs=[b.node, a.node])

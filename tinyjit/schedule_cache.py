@@ -18,6 +18,8 @@ SCHEDULE_CACHE_NODES = 1 << 19
 _schedule_cache: "OrderedDict[_HashedKey, tuple[int, list, _HashedKey]]" = OrderedDict()
 _schedule_cache_lock = threading.Lock()   # threads realize at once (TinyJit captures per thread)
 stats["schedule_cache_hits"] = 0
+stats["walked_nodes"] = 0   # nodes emitted by GraphWalks (tests count how often a step walks its graph)
+stats["walks_continued"] = 0   # realizes that continued the walk of their loss's backward (walk_for)
 
 
 def cached_schedule(outputs: list[Node], readers=(), walk: GraphWalk | None = None) -> list[ScheduleItem]:
@@ -29,7 +31,7 @@ def cached_schedule(outputs: list[Node], readers=(), walk: GraphWalk | None = No
     `outputs` when the caller has one (realize shares it with its other passes)."""
     if walk is None:
         walk = GraphWalk(outputs)
-    parts, graph = walk.key(readers), walk.graph
+    parts, graph = walk.key(readers, outputs), walk.graph
     try:
         key = _HashedKey(parts)
         with _schedule_cache_lock:
@@ -132,7 +134,7 @@ class GraphWalk:
         stack = list(reversed(new))
         push, pop, emit, get = stack.append, stack.pop, graph.append, index.get
         extend, write = self._parts.extend, self._parts.append
-        realized = 0
+        realized, start = 0, len(graph)
         while stack:
             n = pop()
             node_id = id(n)
@@ -179,18 +181,54 @@ class GraphWalk:
                     write(index[id(s)])
                 extend((n.arg, n.dtype.name, n.shape, n.device))
         self.realized += realized
+        stats["walked_nodes"] += len(graph) - start
 
     def is_stale(self) -> bool:
         """Whether some node of `graph` was realized since it was walked (then the walk would stop there now)."""
         return sum(1 for n in self.graph if n.buffer is not None) != self.realized
 
-    def key(self, readers=()) -> tuple:
-        """The structure key of the walked graph with these live `readers` (nodes that live tensors hold)."""
+    def key(self, readers=(), outputs=None) -> tuple:
+        """The structure key of the walked graph with these live `readers` (nodes that live tensors hold) and
+        `outputs` (the nodes to schedule, each walked; default: the roots walked). The outputs are keyed as the
+        scheduler receives them, in their order, each once and without the realized ones, not as the roots were
+        walked: a walk continued from another (walk_for) has walked that one's root first."""
         index, parts = self.index, self._parts
-        tail = [tuple([index[id(o)] for o in self.roots])]
+        roots = self.roots if outputs is None else [o for o in dict.fromkeys(outputs) if o.buffer is None]
+        tail = [tuple([index[id(o)] for o in roots])]
         if readers:
             tail.append(tuple(sorted({index[id(r)] for r in readers if index.get(id(r), -1) >= 0})))
         parts += tail   # (appended for the one copy into the tuple, then taken off: the walk may go on)
         key = tuple(parts)
         del parts[-len(tail):]
         return key
+
+
+class _Continued(threading.local):
+    walk = None   # per thread: the GraphWalk of the last backward's output (remember_walk), until the next realize
+
+
+_continued = _Continued()
+
+
+def remember_walk(walk: GraphWalk) -> None:
+    """Keep the GraphWalk of a backward's output (the loss: its forward graph) for this thread's next realize,
+    which in a training loop realizes that loss together with the optimizer's updates (tinyjit.deferred) and so
+    walks the same forward graph again: walk_for continues this walk instead. Held until the next realize of
+    this thread (used or not), so at most one forward graph is kept alive by it."""
+    _continued.walk = walk
+
+
+def walk_for(outputs: list[Node]) -> GraphWalk:
+    """GraphWalk(outputs), or the remembered walk (remember_walk) continued with `outputs` when its root is one
+    of them and none of its nodes was realized since it was walked: its nodes are not walked again. The graph
+    and key then list the remembered root's graph first, a different order from a fresh walk's (another key, the
+    same structure key for the same structure): the key is still a complete description of the graph, and the
+    outputs are keyed in their own order (GraphWalk.key), so a cache hit still means the same graph and outputs."""
+    seed, _continued.walk = _continued.walk, None
+    if seed is not None and len(seed.roots) == 1:
+        root = next(iter(seed.roots))
+        if any(o is root for o in outputs) and not seed.is_stale():
+            stats["walks_continued"] += 1
+            seed.add(outputs)
+            return seed
+    return GraphWalk(outputs)
