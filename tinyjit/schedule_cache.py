@@ -20,6 +20,7 @@ _schedule_cache_lock = threading.Lock()   # threads realize at once (TinyJit cap
 stats["schedule_cache_hits"] = 0
 stats["walked_nodes"] = 0   # nodes emitted by GraphWalks (tests count how often a step walks its graph)
 stats["walks_continued"] = 0   # realizes that continued the walk of their loss's backward (walk_for)
+stats["spliced_nodes"] = 0   # gradient nodes added to a walk from their template's entries (GraphWalk.splice)
 
 
 def cached_schedule(outputs: list[Node], readers=(), walk: GraphWalk | None = None) -> list[ScheduleItem]:
@@ -182,6 +183,58 @@ class GraphWalk:
                 extend((n.arg, n.dtype.name, n.shape, n.device))
         self.realized += realized
         stats["walked_nodes"] += len(graph) - start
+
+    def splice(self, fixed: list[Node], new: list[Node], memo: list) -> bool:
+        """Add a gradient graph instantiated from a template (tinyjit.gradient_cache) after the walked graph,
+        without walking it: `fixed`, the template's reused nodes, then `new`, its new nodes, in the template's
+        order (each after its sources, which are nodes of this walk or earlier ones of the two lists). The key gets
+        each node's entry as a walk would write it for that order. The entries of `new` depend only on the
+        template and on where they start (their sources are positions), so they are written once and kept in
+        `memo` (the template's: memo[0] is (start, entries), replaced as one item: threads share templates); the
+        few fixed nodes (constants, the arange buffers of a gather's gradient; possibly realized) are written each
+        time. A realize that continues this walk (walk_for) finds these nodes walked. Returns False (nothing
+        added) when a fixed node is walked already (then they are left to the realize's walk)."""
+        index = self.index
+        if any(id(n) in index for n in fixed):
+            return False
+        for n in fixed:
+            self._emit(n)
+        start = len(self.graph)
+        self.graph.extend(new)
+        index.update(zip(map(id, new), range(start, start + len(new))))
+        memo_start, entries = memo[0]
+        if memo_start != start:
+            parts, self._parts = self._parts, []
+            try:
+                for n in new:
+                    self._entry(n)
+                entries = tuple(self._parts)
+            finally:
+                self._parts = parts
+            memo[0] = (start, entries)
+        self._parts.extend(entries)
+        stats["spliced_nodes"] += len(fixed) + len(new)
+        return True
+
+    def _emit(self, n: Node) -> None:
+        """Add one node whose sources are walked (or a realized node) to the graph and its entry to the key."""
+        self.index[id(n)] = len(self.graph)
+        self.graph.append(n)
+        self._entry(n)
+
+    def _entry(self, n: Node) -> None:
+        """The key entry of one node, the layouts `add` writes (inline there, for speed)."""
+        index, extend = self.index, self._parts.extend
+        b = n.buffer
+        if b is not None:
+            self.realized += 1
+            buffers = self._buffers
+            extend((n.op, -1, n.dtype.name, n.shape, n.device, buffers.setdefault(id(b), len(buffers)), b.size))
+        elif n.op is _CONST:
+            extend((n.op, len(n.src), *[index[id(s)] for s in n.src], type(n.arg), repr(n.arg), n.dtype.name,
+                    n.shape, n.device))
+        else:
+            extend((n.op, len(n.src), *[index[id(s)] for s in n.src], n.arg, n.dtype.name, n.shape, n.device))
 
     def is_stale(self) -> bool:
         """Whether some node of `graph` was realized since it was walked (then the walk would stop there now)."""

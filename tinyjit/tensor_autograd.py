@@ -526,7 +526,7 @@ def _gradients(outputs: list, tensors: list, grad_outputs: Optional[list], op: s
         return result
 
     if reach is not None:
-        grads = gradient_cache.gradient(out_nodes, [n for _, n in matched], edges, reach)
+        grads = gradient_cache.gradient(out_nodes, [n for _, n in matched], edges, reach, splice=op == "backward")
     else:
         grads = autograd_graph.gradient(out_nodes, [n for _, n in matched], grad_nodes, edges, hook=hook,
                                         order=order)
