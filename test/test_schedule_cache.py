@@ -203,11 +203,14 @@ def test_continued_walk_is_not_used_for_other_graphs():
 
 
 def test_outputs_are_keyed_in_their_order():
-    """A continued walk lists its first root's graph first; the key lists the outputs as the scheduler gets them
-    (in order, each once, realized ones left out), so keys of the same graph differ with the outputs' order."""
+    """A continued walk lists its first root's graph first; its key lists the outputs as the scheduler gets them
+    (in order, each once, realized ones left out), so keys of the same graph differ with the outputs' order. A
+    fresh walk's roots are those outputs already."""
     x = Tensor(np.arange(4, dtype=np.float32)).realize()
     a, b = x * 2, x + 1
     walk = schedule_cache.GraphWalk([a.node, b.node])
+    assert walk.key(outputs=[b.node, a.node]) == walk.key()
+    walk.continued = True
     assert walk.key(outputs=[a.node, b.node]) == walk.key()
     assert walk.key(outputs=[b.node, a.node, b.node]) != walk.key()
     assert walk.key(outputs=[b.node, a.node, x.node]) == walk.key(outputs=[b.node, a.node])

@@ -108,13 +108,14 @@ class GraphWalk:
       one without sources is emitted at its first visit;
     - a dtype is keyed by its name (equal names are equal dtypes; a str caches its hash, a DType's hash is a
       Python call each time the key is hashed)."""
-    __slots__ = ("graph", "index", "roots", "realized", "_buffers", "_parts")
+    __slots__ = ("graph", "index", "roots", "realized", "continued", "_buffers", "_parts")
 
     def __init__(self, outputs: list[Node] = ()):
         self.graph: list[Node] = []
         self.index: dict[int, int] = {}     # id(node) -> its position in `graph`, or -1 while its sources are walked
         self.roots: dict[Node, None] = {}   # the unrealized outputs walked, in order (each once)
         self.realized = 0                   # nodes of `graph` that were realized when walked (where it stops)
+        self.continued = False              # continued by another realize's outputs (walk_for)
         self._buffers: dict[int, int] = {}
         self._parts: list = []
         if outputs:
@@ -242,11 +243,12 @@ class GraphWalk:
 
     def key(self, readers=(), outputs=None) -> tuple:
         """The structure key of the walked graph with these live `readers` (nodes that live tensors hold) and
-        `outputs` (the nodes to schedule, each walked; default: the roots walked). The outputs are keyed as the
-        scheduler receives them, in their order, each once and without the realized ones, not as the roots were
-        walked: a walk continued from another (walk_for) has walked that one's root first."""
+        `outputs` (the nodes to schedule, each walked). The outputs are keyed as the scheduler receives them, in
+        their order, each once and without the realized ones: the roots walked, in the order walked, unless the
+        walk was continued from another one (walk_for), which walked that one's root first."""
         index, parts = self.index, self._parts
-        roots = self.roots if outputs is None else [o for o in dict.fromkeys(outputs) if o.buffer is None]
+        roots = [o for o in dict.fromkeys(outputs) if o.buffer is None] if self.continued and outputs is not None \
+            else self.roots
         tail = [tuple([index[id(o)] for o in roots])]
         if readers:
             tail.append(tuple(sorted({index[id(r)] for r in readers if index.get(id(r), -1) >= 0})))
@@ -277,11 +279,15 @@ def walk_for(outputs: list[Node]) -> GraphWalk:
     and key then list the remembered root's graph first, a different order from a fresh walk's (another key, the
     same structure key for the same structure): the key is still a complete description of the graph, and the
     outputs are keyed in their own order (GraphWalk.key), so a cache hit still means the same graph and outputs."""
-    seed, _continued.walk = _continued.walk, None
-    if seed is not None and len(seed.roots) == 1:
+    seed = _continued.walk
+    if seed is None:   # (every realize asks: the common case without a write)
+        return GraphWalk(outputs)
+    _continued.walk = None
+    if len(seed.roots) == 1:
         root = next(iter(seed.roots))
         if any(o is root for o in outputs) and not seed.is_stale():
             stats["walks_continued"] += 1
+            seed.continued = True
             seed.add(outputs)
             return seed
     return GraphWalk(outputs)
