@@ -1,0 +1,116 @@
+"""Composite functions built from templates (tinyjit.composite_cache): a later call of tanh, sigmoid, gelu, ... on
+a tensor of the same dtype, shape, device and autograd state makes exactly the nodes the function makes (same
+structure key, same autograd edges, same result state), so schedules, kernels, values and gradients are those of
+the function. Counts work (hits, records), never time."""
+import numpy as np
+import pytest
+import torch
+
+from tinyjit import Tensor, composite_cache, dtypes
+from tinyjit.schedule_cache import GraphWalk
+from tinyjit.tensor_math import MathMixin
+
+CASES = [("tanh", (), {}), ("sigmoid", (), {}), ("expm1", (), {}), ("log1p", (), {}), ("silu", (), {}),
+         ("gelu", (), {}), ("gelu", (), {"approximate": "tanh"}), ("gelu", ("tanh",), {})]
+
+
+@pytest.fixture(autouse=True)
+def empty_cache():
+    composite_cache._templates.clear()
+    yield
+    composite_cache._templates.clear()
+
+
+def _structure(t: Tensor, x: Tensor):
+    """(structure key of t's graph, each node's autograd edges in the walk's order, t's autograd state)."""
+    walk = GraphWalk([t.node])
+    position = walk.index.get(id(x.node))
+    return walk.key(), [n.edges for n in walk.graph], t._requires_grad, t._ctx, position
+
+
+@pytest.mark.parametrize("name, args, kwargs", CASES)
+@pytest.mark.parametrize("dtype, requires_grad, no_grad", [
+    (np.float32, True, False), (np.float32, False, False), (np.float32, True, True), (np.float16, True, False),
+    (np.int32, False, False)])
+def test_template_makes_the_functions_nodes(name, args, kwargs, dtype, requires_grad, no_grad):
+    plain = getattr(MathMixin, name).__wrapped__
+    rng = np.random.default_rng(0)
+    values = [(rng.standard_normal((3, 5)) * 3).astype(dtype) for _ in range(3)]
+    hits = composite_cache.stats["composite_hits"]
+    for i, v in enumerate(values):
+        leaf = Tensor(v, requires_grad=requires_grad)
+        x = leaf * 1 if requires_grad else leaf   # (a result, as in a model)
+        with Tensor.no_grad() if no_grad else _nothing():
+            got = getattr(x, name)(*args, **kwargs)
+            want = plain(x, *args, **kwargs)
+        assert _structure(got, x) == _structure(want, x)
+        np.testing.assert_array_equal(got.numpy(), want.numpy())
+        if requires_grad and not no_grad and got.requires_grad:
+            (g1,), (g2,) = got.sum().gradient(leaf), want.sum().gradient(leaf)
+            np.testing.assert_array_equal(g1.numpy(), g2.numpy())
+    # the first call records; the others are built from the template (gelu's exact form under autograd: never)
+    custom = name == "gelu" and not args and not kwargs and requires_grad and not no_grad and dtype != np.int32
+    mine = [t for key, t in composite_cache._templates.items() if key[0] is plain]
+    if custom:
+        assert mine == [None]
+    else:
+        assert mine and None not in mine and composite_cache.stats["composite_hits"] - hits >= 2
+
+
+class _nothing:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def test_gru_activations_come_from_templates_and_match_torch():
+    """sigmoid and tanh in a recurrent loop: every call after the first is a hit, and the loss and gradients are
+    torch's."""
+    rng = np.random.default_rng(5)
+    wn = (rng.standard_normal((6, 6)) * 0.5).astype(np.float32)
+    xs = rng.standard_normal((4, 2, 6)).astype(np.float32)
+    w, wt = Tensor(wn, requires_grad=True), torch.tensor(wn, requires_grad=True)
+    h, ht = Tensor(np.zeros((2, 6), np.float32)), torch.zeros((2, 6))
+    before = dict(composite_cache.stats)
+    for x in xs:
+        z = (Tensor(x) @ w).sigmoid()
+        h = z * h + (1 - z) * (Tensor(x) @ w + h).tanh()
+        zt = (torch.from_numpy(x) @ wt).sigmoid()
+        ht = zt * ht + (1 - zt) * (torch.from_numpy(x) @ wt + ht).tanh()
+    loss, loss_t = h.square().mean(), ht.square().mean()
+    loss.backward()
+    loss_t.backward()
+    # sigmoid, tanh and the expm1 tanh calls record once
+    assert composite_cache.stats["composite_records"] - before["composite_records"] == 3
+    assert composite_cache.stats["composite_hits"] - before["composite_hits"] == 6
+    np.testing.assert_allclose(loss.item(), loss_t.item(), rtol=1e-5)
+    np.testing.assert_allclose(w.grad.numpy(), wt.grad.numpy(), rtol=1e-4, atol=1e-6)
+
+
+def test_custom_gradient_is_not_templated():
+    """gelu (exact) under autograd goes through erf, whose gradient is a custom rule registered per node: never
+    templated, and its gradient stays torch's."""
+    xn = np.linspace(-3, 3, 7, dtype=np.float32)
+    for _ in range(3):
+        x = Tensor(xn, requires_grad=True)
+        x.gelu().sum().backward()
+    assert any(v is None for v in composite_cache._templates.values())
+    xt = torch.tensor(xn, requires_grad=True)
+    torch.nn.functional.gelu(xt).sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), xt.grad.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_touched_constant_makes_a_new_template():
+    """A constant a template reuses that was marked since (realized here) is not reused: the call records again."""
+    x = Tensor(np.linspace(-2, 2, 4, dtype=np.float32))
+    x.sigmoid()
+    template = next(iter(composite_cache._templates.values()))
+    assert template.fixed
+    Tensor(template.fixed[-1]).realize()   # (a realized constant: the walk would stop there)
+    records = composite_cache.stats["composite_records"]
+    got = x.sigmoid()
+    assert composite_cache.stats["composite_records"] == records + 1
+    np.testing.assert_allclose(got.numpy(), 1 / (1 + np.exp(-np.linspace(-2, 2, 4))), rtol=1e-6)
+    assert x.dtype == dtypes.float32
