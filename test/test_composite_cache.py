@@ -114,3 +114,85 @@ def test_touched_constant_makes_a_new_template():
     assert composite_cache.stats["composite_records"] == records + 1
     np.testing.assert_allclose(got.numpy(), 1 / (1 + np.exp(-np.linspace(-2, 2, 4))), rtol=1e-6)
     assert x.dtype == dtypes.float32
+
+
+def _multi_structure(t: Tensor, inputs):
+    walk = GraphWalk([t.node])
+    return walk.key(), [n.edges for n in walk.graph], t._requires_grad, t._ctx, \
+        [walk.index.get(id(i.node)) for i in inputs]
+
+
+@pytest.mark.parametrize("case", ["linear", "linear_no_bias", "linear_1d", "cat", "cat_same", "cat_three",
+                                  "cat_int", "cat_mixed_dtype"])
+@pytest.mark.parametrize("grads", [(True, True, True), (False, True, False), (False, False, False)])
+@pytest.mark.parametrize("no_grad", [False, True])
+def test_tensor_inputs_template_makes_the_functions_nodes(case, grads, no_grad):
+    """linear and cat: tensor arguments are inputs of the template (keyed by dtype, shape, device, requires_grad
+    and which are the same tensor); every call makes the function's nodes, and gradients are the function's."""
+    from tinyjit.tensor_movement import MovementMixin
+    from tinyjit.tensor_nn import NNMixin
+    rng = np.random.default_rng(2)
+
+    def tensors():
+        a = Tensor(rng.standard_normal((3, 4)).astype(np.float32), requires_grad=grads[0])
+        w = Tensor(rng.standard_normal((5, 4)).astype(np.float32), requires_grad=grads[1])
+        b = Tensor(rng.standard_normal((5,)).astype(np.float32), requires_grad=grads[2])
+        c = Tensor(rng.standard_normal((3, 2)).astype(np.float32), requires_grad=grads[2])
+        i = Tensor(rng.integers(-5, 5, (3, 2)).astype(np.int32))
+        return a, w, b, c, i
+
+    calls = {
+        "linear": lambda f, a, w, b, c, i: (f(a, w, b), [a, w, b]),
+        "linear_no_bias": lambda f, a, w, b, c, i: (f(a, w), [a, w]),
+        "linear_1d": lambda f, a, w, b, c, i: (f(a[0], w, bias=b), [a, w, b]),
+        "cat": lambda f, a, w, b, c, i: (f(a, c, dim=1), [a, c]),
+        "cat_same": lambda f, a, w, b, c, i: (f(a, a, dim=0), [a]),
+        "cat_three": lambda f, a, w, b, c, i: (f(c, a, c, dim=-1), [a, c]),
+        "cat_int": lambda f, a, w, b, c, i: (f(i, i, i), [i]),
+        "cat_mixed_dtype": lambda f, a, w, b, c, i: (f(i, c, dim=1), [i, c]),
+    }
+    fn = NNMixin.linear if case.startswith("linear") else MovementMixin.cat
+    plain = fn.__wrapped__
+    before = composite_cache.stats["composite_hits"]
+    for _ in range(3):
+        a, w, b, c, i = tensors()
+        with Tensor.no_grad() if no_grad else _nothing():
+            got, inputs = calls[case](fn, a, w, b, c, i)
+            want, _ = calls[case](plain, a, w, b, c, i)
+        assert _multi_structure(got, inputs) == _multi_structure(want, inputs)
+        np.testing.assert_array_equal(got.numpy(), want.numpy())
+        leaves = [t for t in inputs if t.requires_grad]
+        if got.requires_grad and leaves:
+            for g1, g2 in zip(got.square().sum().gradient(*leaves), want.square().sum().gradient(*leaves)):
+                np.testing.assert_array_equal(g1.numpy(), g2.numpy())
+    if case != "linear_1d":   # (a[0] may be a reshape, which linear's unsqueeze folds: then never templated)
+        assert composite_cache.stats["composite_hits"] - before >= 2
+
+
+def test_function_that_folds_into_its_inputs_graph_is_not_templated():
+    """A 1-d input that is a reshape of a constant: linear's unsqueeze folds into the constant under it, so the
+    first call's result reads that constant instead of the input. A template would keep that constant for every
+    later call; it is not made, and each call computes with its own input."""
+    w = Tensor(np.eye(4, dtype=np.float32))
+    for v in (1.0, 2.0, 3.0):
+        x = Tensor.full((1, 4), v).reshape(4)
+        np.testing.assert_array_equal(x.linear(w).numpy(), np.full(4, v, np.float32))
+    assert None in composite_cache._templates.values()
+
+
+def test_linear_matches_torch_from_a_template():
+    rng = np.random.default_rng(4)
+    wn, bn = rng.standard_normal((5, 4)).astype(np.float32), rng.standard_normal(5).astype(np.float32)
+    w, b = Tensor(wn, requires_grad=True), Tensor(bn, requires_grad=True)
+    wt, bt = torch.tensor(wn, requires_grad=True), torch.tensor(bn, requires_grad=True)
+    hits = composite_cache.stats["composite_hits"]
+    for _ in range(3):
+        x = rng.standard_normal((2, 4)).astype(np.float32)
+        out = Tensor(x).linear(w, b).tanh().sum()
+        out_t = torch.nn.functional.linear(torch.from_numpy(x), wt, bt).tanh().sum()
+        out.backward()
+        out_t.backward()
+        np.testing.assert_allclose(out.item(), out_t.item(), rtol=1e-5)
+    assert composite_cache.stats["composite_hits"] - hits == 4   # (linear and tanh, twice)
+    np.testing.assert_allclose(w.grad.numpy(), wt.grad.numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(b.grad.numpy(), bt.grad.numpy(), rtol=1e-5, atol=1e-6)
