@@ -246,8 +246,8 @@ def test_spliced_entries_are_those_of_the_nodes():
         x = Tensor(rng.standard_normal((2, 4)).astype(np.float32))
         loss = ((x @ w).sigmoid() * 0.5 - 2.0).square().mean()
         loss.backward()
-        walk = schedule_cache._continued.walk
-        schedule_cache._continued.walk = None
+        walk = schedule_cache.remembered_walks.walk
+        schedule_cache.remembered_walks.walk = None
         forward = schedule_cache.GraphWalk([loss.node])
         spliced = walk.graph[len(forward.graph):]
         assert spliced and forward.graph == walk.graph[:len(forward.graph)]

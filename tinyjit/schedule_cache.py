@@ -262,7 +262,7 @@ class _Continued(threading.local):
     walk = None   # per thread: the GraphWalk of the last backward's output (remember_walk), until the next realize
 
 
-_continued = _Continued()
+remembered_walks = _Continued()
 
 
 def remember_walk(walk: GraphWalk) -> None:
@@ -270,7 +270,7 @@ def remember_walk(walk: GraphWalk) -> None:
     which in a training loop realizes that loss together with the optimizer's updates (tinyjit.deferred) and so
     walks the same forward graph again: walk_for continues this walk instead. Held until the next realize of
     this thread (used or not), so at most one forward graph is kept alive by it."""
-    _continued.walk = walk
+    remembered_walks.walk = walk
 
 
 def walk_for(outputs: list[Node]) -> GraphWalk:
@@ -279,10 +279,10 @@ def walk_for(outputs: list[Node]) -> GraphWalk:
     and key then list the remembered root's graph first, a different order from a fresh walk's (another key, the
     same structure key for the same structure): the key is still a complete description of the graph, and the
     outputs are keyed in their own order (GraphWalk.key), so a cache hit still means the same graph and outputs."""
-    seed = _continued.walk
+    seed = remembered_walks.walk
     if seed is None:   # (every realize asks: the common case without a write)
         return GraphWalk(outputs)
-    _continued.walk = None
+    remembered_walks.walk = None
     if len(seed.roots) == 1:
         root = next(iter(seed.roots))
         if any(o is root for o in outputs) and not seed.is_stale():
