@@ -51,12 +51,16 @@ class _Template:
     sources from the values list (operator.itemgetter), whether it has one source, arg, dtype, shape, device).
     `entries` None: the key was seen once and nothing was recorded yet. `results`: the reference of each target's
     gradient (or None); `checks`: (gather position, reference of its table's gradient) to share index checks."""
-    __slots__ = ("fixed", "entries", "results", "checks", "size", "key")
+    __slots__ = ("fixed", "entries", "results", "checks", "size", "key", "walk_memo", "splices")
 
     def __init__(self, fixed: list, entries: list, results: list, checks: list):
         self.fixed, self.entries, self.results, self.checks = fixed, entries, results, checks
         self.size = len(fixed) + len(entries or ())
         self.key = None   # (its key in the cache)
+        self.walk_memo = [(None, ())]   # the key entries of its new nodes in a walk (GraphWalk.splice)
+        # whether its nodes may be spliced into the walk: not when the rules made an assign (realize reads the
+        # targets of the assigns among the walked nodes: only what it realizes may be there)
+        self.splices = not any(entry[0] is Op.ASSIGN for entry in entries or ())
 
 
 _cache: "OrderedDict[_HashedKey, _Template]" = OrderedDict()
@@ -126,9 +130,11 @@ class ReachableWalk:
 
 
 def gradient(out_nodes: list[Node], targets: list[Node], edges: Callable,
-             reach: ReachableWalk) -> list[Optional[Node]]:
+             reach: ReachableWalk, splice: bool = False) -> list[Optional[Node]]:
     """autograd_graph.gradient(out_nodes, targets, None, edges, order=reach.order) (no hook, default grad
-    outputs), through the cache. `reach`: the ReachableWalk of out_nodes, whose order is not None."""
+    outputs), through the cache. `reach`: the ReachableWalk of out_nodes, whose order is not None. `splice`: a
+    gradient graph made from a template is added to reach.walk (GraphWalk.splice), for the realize that
+    continues that walk (backward's: schedule_cache.remember_walk)."""
     walk, order, parts = reach.walk, reach.order, list(reach.parts)
     index = walk.index
     try:
@@ -147,13 +153,23 @@ def gradient(out_nodes: list[Node], targets: list[Node], edges: Callable,
         return autograd_graph.gradient(out_nodes, targets, None, edges, order=order)
     if template is not None and template.entries is not None and _fixed_untouched(template):
         stats["gradient_cache_hits"] += 1
-        return _instantiate(template, walk.graph)
-    if template is None and not TEMPLATE_AT_FIRST_SIGHT:   # the rules run, and the key is kept (a graph that
-        grads = autograd_graph.gradient(out_nodes, targets, None, edges, order=order)   # never repeats records none)
+        forward = len(walk.graph)
+        grads, values = _instantiate(template, walk.graph)
+        if splice and template.splices:
+            walk.splice(values[forward:forward + len(template.fixed)], values[forward + len(template.fixed):],
+                        template.walk_memo)
+        return grads
+    # first sight: the rules run, and only the key is kept (a graph that never repeats records no template)
+    if template is None and not TEMPLATE_AT_FIRST_SIGHT and not splice:
+        grads = autograd_graph.gradient(out_nodes, targets, None, edges, order=order)
         stats["gradient_rewrites"] += 1
         _store(key, _Template([], None, [], []))
         return grads
-    log = autograd_graph.rule_log   # seen before: the rules run once more, recorded as a template
+    # seen before: the rules run once more, recorded as a template. A gradient graph spliced into the walk is
+    # made a template at first sight too (not kept): every step of a loop, the first too, then splices in the
+    # template's order, so the realize's key (and schedule) is the same from the first step on
+    record = template is not None or TEMPLATE_AT_FIRST_SIGHT
+    log = autograd_graph.rule_log
     log.entries, log.constant_buffers = [], set()
     try:
         grads = autograd_graph.gradient(out_nodes, targets, None, edges, order=order)
@@ -161,9 +177,15 @@ def gradient(out_nodes: list[Node], targets: list[Node], edges: Callable,
     finally:
         log.entries, log.constant_buffers = None, set()
     stats["gradient_rewrites"] += 1
-    template = _make_template(grads, checks, constant_buffers, index, len(walk.graph))
-    if template is not None:
-        _store(key, template)
+    made = _make_template(grads, checks, constant_buffers, index, len(walk.graph))
+    if made is not None:
+        template, new_nodes = made
+        if splice and template.splices:
+            walk.splice(template.fixed, new_nodes, template.walk_memo)
+        if record:
+            _store(key, template)
+    if not record:
+        _store(key, _Template([], None, [], []))
     return grads
 
 
@@ -181,26 +203,29 @@ def _fixed_untouched(template: _Template) -> bool:
     return all(n.edges is None and n.leaf is None for n in template.fixed)
 
 
-def _instantiate(template: _Template, graph: list[Node]) -> list[Optional[Node]]:
+def _instantiate(template: _Template, graph: list[Node]) -> tuple[list[Optional[Node]], list[Node]]:
+    """(the gradient nodes of the template's results, every value: graph, then the fixed nodes, then the new)"""
     values = graph + template.fixed
     make, add = Node, values.append
     for op, get, single, arg, dtype, shape, device in template.entries:   # (sources by C-level getters)
         add(make(op, (get(values),) if single else get(values), arg, dtype, shape, device))
     for position, ref in template.checks:
         share_checks(values[position], values[ref])
-    return [None if r is None else values[r] for r in template.results]
+    return [None if r is None else values[r] for r in template.results], values
 
 
 _CONST, _BUFFER = Op.CONST, Op.BUFFER
 
 
 def _make_template(grads: Sequence[Optional[Node]], checks: list, constant_buffers: set, index: dict,
-                   forward_nodes: int) -> Optional[_Template]:
-    """The template of the gradient graph `grads` over the forward graph whose positions `index` gives, or None
-    when some node the rules read lies outside that graph and is not a constant of the rules' own."""
+                   forward_nodes: int) -> Optional[tuple[_Template, list[Node]]]:
+    """(the template of the gradient graph `grads` over the forward graph whose positions `index` gives, the nodes
+    of `grads` its entries stand for, in their order), or None when some node the rules read lies outside that
+    graph and is not a constant of the rules' own."""
     refs: dict[int, int] = {}     # id(node) -> its reference
     fixed: list[Node] = []
     entries: list = []
+    new_nodes: list[Node] = []
     # nodes in post-order (sources first); the gradient graph is a DAG, walked once per node
     roots = [g for g in grads if g is not None] + [grad for _, grad in checks]
     stack = [(g, False) for g in reversed(roots)]
@@ -243,9 +268,10 @@ def _make_template(grads: Sequence[Optional[Node]], checks: list, constant_buffe
         sources = [refs[id(s)] for s in node.src]
         entries.append((node.op, itemgetter(*sources), len(sources) == 1, node.arg, node.dtype, node.shape,
                         node.device))
+        new_nodes.append(node)
     # (fixed nodes come first in the values list: an entry's references are all to earlier values)
     results = [None if g is None else refs[id(g)] for g in grads]
     check_refs = [(index[id(n)], refs[id(grad)]) for n, grad in checks if id(n) in index]
     if len(check_refs) != len(checks):
         return None
-    return _Template(fixed, entries, results, check_refs)
+    return _Template(fixed, entries, results, check_refs), new_nodes

@@ -20,7 +20,7 @@ from tinyjit.kernel_cache import CompiledKernel, compile_plan, counters, precomp
 from tinyjit.lazy import Node
 from tinyjit.ops import Op
 from tinyjit.schedule import ItemKind, ScheduleItem, create_schedule, format_schedule
-from tinyjit.schedule_cache import GraphWalk, cached_schedule
+from tinyjit.schedule_cache import GraphWalk, cached_schedule, remembered_walks, walk_for
 
 # called before anything runs with the nodes about to be realized and the positions of their graph's nodes
 # (id(node) -> position in the scheduler's order, GraphWalk.index), e.g. tinyjit.index_check's deferred checks of
@@ -144,8 +144,9 @@ def realize_nodes(nodes) -> None:
     chains of fused ops (scheduling, code generation) raise Python's recursion limit themselves (deep_recursion)
     when they run: a repeated graph runs none of them."""
     nodes = list(nodes)
-    # one walk of the graph serves the hooks, the pending assigns and the schedule cache's key
-    walk = GraphWalk(nodes)
+    # one walk of the graph serves the hooks, the pending assigns and the schedule cache's key (continuing the walk
+    # of the last backward's loss when that loss is realized here: a training step's forward graph is walked once)
+    walk = GraphWalk(nodes) if remembered_walks.walk is None else walk_for(nodes)
     for hook in before_realize_hooks:
         if hook(nodes, walk.index) and walk.is_stale():   # (it realized nodes of this graph: walk again)
             walk = GraphWalk(nodes)

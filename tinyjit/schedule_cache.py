@@ -18,6 +18,9 @@ SCHEDULE_CACHE_NODES = 1 << 19
 _schedule_cache: "OrderedDict[_HashedKey, tuple[int, list, _HashedKey]]" = OrderedDict()
 _schedule_cache_lock = threading.Lock()   # threads realize at once (TinyJit captures per thread)
 stats["schedule_cache_hits"] = 0
+stats["walked_nodes"] = 0   # nodes emitted by GraphWalks (tests count how often a step walks its graph)
+stats["walks_continued"] = 0   # realizes that continued the walk of their loss's backward (walk_for)
+stats["spliced_nodes"] = 0   # gradient nodes added to a walk from their template's entries (GraphWalk.splice)
 
 
 def cached_schedule(outputs: list[Node], readers=(), walk: GraphWalk | None = None) -> list[ScheduleItem]:
@@ -29,7 +32,7 @@ def cached_schedule(outputs: list[Node], readers=(), walk: GraphWalk | None = No
     `outputs` when the caller has one (realize shares it with its other passes)."""
     if walk is None:
         walk = GraphWalk(outputs)
-    parts, graph = walk.key(readers), walk.graph
+    parts, graph = walk.key(readers, outputs), walk.graph
     try:
         key = _HashedKey(parts)
         with _schedule_cache_lock:
@@ -105,13 +108,14 @@ class GraphWalk:
       one without sources is emitted at its first visit;
     - a dtype is keyed by its name (equal names are equal dtypes; a str caches its hash, a DType's hash is a
       Python call each time the key is hashed)."""
-    __slots__ = ("graph", "index", "roots", "realized", "_buffers", "_parts")
+    __slots__ = ("graph", "index", "roots", "realized", "continued", "_buffers", "_parts")
 
     def __init__(self, outputs: list[Node] = ()):
         self.graph: list[Node] = []
         self.index: dict[int, int] = {}     # id(node) -> its position in `graph`, or -1 while its sources are walked
         self.roots: dict[Node, None] = {}   # the unrealized outputs walked, in order (each once)
         self.realized = 0                   # nodes of `graph` that were realized when walked (where it stops)
+        self.continued = False              # continued by another realize's outputs (walk_for)
         self._buffers: dict[int, int] = {}
         self._parts: list = []
         if outputs:
@@ -132,7 +136,7 @@ class GraphWalk:
         stack = list(reversed(new))
         push, pop, emit, get = stack.append, stack.pop, graph.append, index.get
         extend, write = self._parts.extend, self._parts.append
-        realized = 0
+        realized, start = 0, len(graph)
         while stack:
             n = pop()
             node_id = id(n)
@@ -179,18 +183,111 @@ class GraphWalk:
                     write(index[id(s)])
                 extend((n.arg, n.dtype.name, n.shape, n.device))
         self.realized += realized
+        stats["walked_nodes"] += len(graph) - start
+
+    def splice(self, fixed: list[Node], new: list[Node], memo: list) -> bool:
+        """Add a gradient graph instantiated from a template (tinyjit.gradient_cache) after the walked graph,
+        without walking it: `fixed`, the template's reused nodes, then `new`, its new nodes, in the template's
+        order (each after its sources, which are nodes of this walk or earlier ones of the two lists). The key gets
+        each node's entry as a walk would write it for that order. The entries of `new` depend only on the
+        template and on where they start (their sources are positions), so they are written once and kept in
+        `memo` (the template's: memo[0] is (start, entries), replaced as one item: threads share templates); the
+        few fixed nodes (constants, the arange buffers of a gather's gradient; possibly realized) are written each
+        time. A realize that continues this walk (walk_for) finds these nodes walked. Returns False (nothing
+        added) when a fixed node is walked already (then they are left to the realize's walk)."""
+        index = self.index
+        if any(id(n) in index for n in fixed):
+            return False
+        for n in fixed:
+            self._emit(n)
+        start = len(self.graph)
+        self.graph.extend(new)
+        index.update(zip(map(id, new), range(start, start + len(new))))
+        memo_start, entries = memo[0]
+        if memo_start != start:
+            parts, self._parts = self._parts, []
+            try:
+                for n in new:
+                    self._entry(n)
+                entries = tuple(self._parts)
+            finally:
+                self._parts = parts
+            memo[0] = (start, entries)
+        self._parts.extend(entries)
+        stats["spliced_nodes"] += len(fixed) + len(new)
+        return True
+
+    def _emit(self, n: Node) -> None:
+        """Add one node whose sources are walked (or a realized node) to the graph and its entry to the key."""
+        self.index[id(n)] = len(self.graph)
+        self.graph.append(n)
+        self._entry(n)
+
+    def _entry(self, n: Node) -> None:
+        """The key entry of one node, the layouts `add` writes (inline there, for speed)."""
+        index, extend = self.index, self._parts.extend
+        b = n.buffer
+        if b is not None:
+            self.realized += 1
+            buffers = self._buffers
+            extend((n.op, -1, n.dtype.name, n.shape, n.device, buffers.setdefault(id(b), len(buffers)), b.size))
+        elif n.op is _CONST:
+            extend((n.op, len(n.src), *[index[id(s)] for s in n.src], type(n.arg), repr(n.arg), n.dtype.name,
+                    n.shape, n.device))
+        else:
+            extend((n.op, len(n.src), *[index[id(s)] for s in n.src], n.arg, n.dtype.name, n.shape, n.device))
 
     def is_stale(self) -> bool:
         """Whether some node of `graph` was realized since it was walked (then the walk would stop there now)."""
         return sum(1 for n in self.graph if n.buffer is not None) != self.realized
 
-    def key(self, readers=()) -> tuple:
-        """The structure key of the walked graph with these live `readers` (nodes that live tensors hold)."""
+    def key(self, readers=(), outputs=None) -> tuple:
+        """The structure key of the walked graph with these live `readers` (nodes that live tensors hold) and
+        `outputs` (the nodes to schedule, each walked). The outputs are keyed as the scheduler receives them, in
+        their order, each once and without the realized ones: the roots walked, in the order walked, unless the
+        walk was continued from another one (walk_for), which walked that one's root first."""
         index, parts = self.index, self._parts
-        tail = [tuple([index[id(o)] for o in self.roots])]
+        roots = [o for o in dict.fromkeys(outputs) if o.buffer is None] if self.continued and outputs is not None \
+            else self.roots
+        tail = [tuple([index[id(o)] for o in roots])]
         if readers:
             tail.append(tuple(sorted({index[id(r)] for r in readers if index.get(id(r), -1) >= 0})))
         parts += tail   # (appended for the one copy into the tuple, then taken off: the walk may go on)
         key = tuple(parts)
         del parts[-len(tail):]
         return key
+
+
+class _Continued(threading.local):
+    walk = None   # per thread: the GraphWalk of the last backward's output (remember_walk), until the next realize
+
+
+remembered_walks = _Continued()
+
+
+def remember_walk(walk: GraphWalk) -> None:
+    """Keep the GraphWalk of a backward's output (the loss: its forward graph) for this thread's next realize,
+    which in a training loop realizes that loss together with the optimizer's updates (tinyjit.deferred) and so
+    walks the same forward graph again: walk_for continues this walk instead. Held until the next realize of
+    this thread (used or not), so at most one forward graph is kept alive by it."""
+    remembered_walks.walk = walk
+
+
+def walk_for(outputs: list[Node]) -> GraphWalk:
+    """GraphWalk(outputs), or the remembered walk (remember_walk) continued with `outputs` when its root is one
+    of them and none of its nodes was realized since it was walked: its nodes are not walked again. The graph
+    and key then list the remembered root's graph first, a different order from a fresh walk's (another key, the
+    same structure key for the same structure): the key is still a complete description of the graph, and the
+    outputs are keyed in their own order (GraphWalk.key), so a cache hit still means the same graph and outputs."""
+    seed = remembered_walks.walk
+    if seed is None:   # (every realize asks: the common case without a write)
+        return GraphWalk(outputs)
+    remembered_walks.walk = None
+    if len(seed.roots) == 1:
+        root = next(iter(seed.roots))
+        if any(o is root for o in outputs) and not seed.is_stale():
+            stats["walks_continued"] += 1
+            seed.continued = True
+            seed.add(outputs)
+            return seed
+    return GraphWalk(outputs)

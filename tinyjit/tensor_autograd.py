@@ -32,7 +32,7 @@ import functools
 import weakref
 from typing import TYPE_CHECKING, Callable, Optional, Sequence, Union
 
-from tinyjit import autograd_graph, gradient_cache, inplace
+from tinyjit import autograd_graph, gradient_cache, inplace, schedule_cache
 from tinyjit.deferred import defer_realize
 from tinyjit.lazy import Node, toposort
 from tinyjit.ops import Op
@@ -531,6 +531,8 @@ def _gradients(outputs: list, tensors: list, grad_outputs: Optional[list], op: s
     # a repeated step reuses its gradient graph (tinyjit.gradient_cache), whose walk gives the reachable nodes too
     reach = gradient_cache.ReachableWalk(out_nodes, edges) if gradient_cache.cacheable(hook, grad_nodes,
                                                                                        create_graph) else None
+    if reach is not None and op == "backward":   # (its forward graph is realized with the optimizer step)
+        schedule_cache.remember_walk(reach.walk)
     if reach is not None and reach.order is not None:
         order = reach.order
     else:
@@ -551,7 +553,7 @@ def _gradients(outputs: list, tensors: list, grad_outputs: Optional[list], op: s
         return result
 
     if reach is not None:
-        grads = gradient_cache.gradient(out_nodes, [n for _, n in matched], edges, reach)
+        grads = gradient_cache.gradient(out_nodes, [n for _, n in matched], edges, reach, splice=op == "backward")
     else:
         grads = autograd_graph.gradient(out_nodes, [n for _, n in matched], grad_nodes, edges, hook=hook,
                                         order=order)

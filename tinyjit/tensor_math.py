@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
+from tinyjit.composite_cache import templated
 from tinyjit.dtype import dtypes, least_upper_float
 from tinyjit.ops import Op
 from tinyjit.tensor_base import TensorBase, broadcast_shape
@@ -103,6 +104,7 @@ class MathMixin(TensorBase):
         PyTorch's."""
         return ((self > 0) | self.isnan()).where(self, 0)   # grad 0 at 0
 
+    @templated   # (built from a template after the first call: tinyjit.composite_cache)
     def silu(self) -> Self:
         """x * sigmoid(x) elementwise (torch.nn.functional.silu, also called swish); ints and bools become the default
         float."""
@@ -110,6 +112,7 @@ class MathMixin(TensorBase):
 
     swish = silu
 
+    @templated   # (built from a template after the first call: tinyjit.composite_cache)
     def expm1(self) -> Self:
         """e^x - 1 elementwise (torch.expm1), for float tensors; ints and bools are computed in the default float dtype
         (float32); accurate for small x too (a Taylor polynomial for |x| < 0.25, where e^x - 1 cancels)."""
@@ -124,6 +127,7 @@ class MathMixin(TensorBase):
             poly = poly * xs + 1.0 / math.factorial(k)
         return small.where(poly * xs, x.exp() - 1)
 
+    @templated   # (built from a template after the first call: tinyjit.composite_cache)
     def log1p(self) -> Self:
         """log(1 + x) elementwise (torch.log1p), for float tensors; ints and bools are computed in the default float
         dtype (float32); accurate for small x too (an atanh series for |x| < 0.25)."""
@@ -139,6 +143,7 @@ class MathMixin(TensorBase):
             series = (series + 1.0 / (2 * k + 1)) * s2
         return small.where(2 * s * (series + 1.0), (1 + x).log())
 
+    @templated   # (built from a template after the first call: tinyjit.composite_cache)
     def tanh(self) -> Self:
         """Hyperbolic tangent elementwise (torch.tanh), for float tensors; ints and bools are computed in the default
         float dtype (float32); through expm1(-2|x|), accurate near 0 and never overflowing. half is computed in float32
@@ -158,6 +163,7 @@ class MathMixin(TensorBase):
         r = -t / (t + 2)
         return neg.where(-r, r)
 
+    @templated   # (built from a template after the first call: tinyjit.composite_cache)
     def sigmoid(self) -> Self:
         """1 / (1 + e^-x) elementwise (torch.sigmoid), for float tensors; ints and bools are computed in the default
         float dtype (float32); through e^-|x|, so neither the value nor the gradient overflows for large |x|."""
@@ -253,6 +259,7 @@ class MathMixin(TensorBase):
         out = (self <= lo).where(low_value, out)
         return ((self > lo) & (self < hi)).where(inside, out)
 
+    @templated   # (built from a template after the first call: tinyjit.composite_cache)
     def gelu(self, approximate: str = "none") -> Self:
         """x * Phi(x), Phi the standard normal CDF computed with erf (torch.nn.functional.gelu); approximate='tanh' uses
         PyTorch's tanh formula. Ints and bools become the default float."""

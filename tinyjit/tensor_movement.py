@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Optional, Sequence
 
 import numpy as np
 
+from tinyjit.composite_cache import templated
 from tinyjit.dtype import DType, check_fits, dtypes, promote
 from tinyjit.helpers import normalize_axis, prod
 from tinyjit.inplace import TORCH_VIEWS
@@ -315,6 +316,7 @@ class MovementMixin(TensorBase):
             start += s
         return out
 
+    @templated   # (built from a template after the first call: tinyjit.composite_cache)
     def cat(self, *others, dim: int = 0, axis: Optional[int] = None) -> Self:
         """Concatenate along `dim`, promoting dtypes. Three spellings: `a.cat(b, c, dim=1)`, `Tensor.cat(a, b)` and
         PyTorch's `Tensor.cat([a, b, c], dim=1)` (a sequence first; `Tensor.cat([a, b], 1)` also works)."""

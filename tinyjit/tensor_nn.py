@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Optional
 
+from tinyjit.composite_cache import templated
 from tinyjit.dtype import dtypes
 from tinyjit.helpers import prod
 from tinyjit.index_check import check_index, wide_enough
@@ -64,6 +65,7 @@ class NNMixin(TensorBase):
         """The dot product (torch.dot): the same as `matmul` here, so it also accepts matrices."""
         return self.matmul(other)
 
+    @templated   # (built from a template after the first call: tinyjit.composite_cache)
     def linear(self, weight, bias=None) -> Self:
         """x @ weight.T + bias (torch.nn.functional.linear) with PyTorch's (out_features, in_features) weight layout;
         errors as for matmul, and like PyTorch's TypeError for a weight that is not a tensor and RuntimeError for a

@@ -13,8 +13,33 @@ from __future__ import annotations
 
 import numpy as np
 
+from tinyjit.composite_cache import templated
 from tinyjit.optim.optimizer import Optimizer, ParamGroup
 from tinyjit.tensor import Tensor
+
+
+# Adam's update as three composites built from templates after their first call (tinyjit.composite_cache: each
+# parameter's update is the same few dozen nodes every step): the moments, then the parameter from the assigned
+# moments and the (1,)-shaped pair of bias corrections
+@templated
+def _adam_moment(m: Tensor, g: Tensor, one_minus_beta1: float) -> Tensor:
+    return m + (g - m) * one_minus_beta1
+
+
+@templated
+def _adam_second_moment(v: Tensor, g: Tensor, beta2: float, one_minus_beta2: float) -> Tensor:
+    return v * beta2 + g * g * one_minus_beta2
+
+
+@templated
+def _adam_param(param: Tensor, m: Tensor, second: Tensor, bias_correction: Tensor, lr: Tensor, eps: float,
+                decay: float) -> Tensor:
+    """param - lr / bc1 * m / (sqrt(second) / sqrt(bc2) + eps), param shrunk by 1 - lr * decay first (AdamW)."""
+    if decay:
+        param = param * (1 - lr * decay)
+    step_size = lr / bias_correction[0]
+    denom = second.sqrt() / bias_correction[1].sqrt() + eps
+    return param - step_size * m / denom
 
 
 def _check_range(name: str, opt: str, value: float, low: float = 0.0, high: float = float("inf")) -> None:
@@ -137,23 +162,22 @@ class Adam(Optimizer):
         lr = group.lr_tensor(p.device)
         g = -grad if group["maximize"] else grad
         param = p.detach()
+        decay = 0.0
         if group["weight_decay"]:
-            if self._decoupled:     # AdamW: shrink the weights, leave the gradient alone
-                param = param * (1 - lr * group["weight_decay"])
+            if self._decoupled:     # AdamW: shrink the weights (in _adam_param), leave the gradient alone
+                decay = group["weight_decay"]
             else:
                 g = g + param * group["weight_decay"]
         m = self._state_buffer(state, "exp_avg", p)
         v = self._state_buffer(state, "exp_avg_sq", p)
-        bc1, bc2 = state["bias_correction"][0], state["bias_correction"][1]   # advanced this step
-        out = [m.assign(m + (g - m) * (1 - beta1)), v.assign(v * beta2 + g * g * (1 - beta2))]
+        out = [m.assign(_adam_moment(m, g, 1 - beta1)), v.assign(_adam_second_moment(v, g, beta2, 1 - beta2))]
         second = v
         if group["amsgrad"]:
             vmax = self._state_buffer(state, "max_exp_avg_sq", p)
             out.append(vmax.assign(vmax.maximum(v)))
             second = vmax
-        step_size = lr / bc1
-        denom = second.sqrt() / bc2.sqrt() + group["eps"]
-        out.insert(0, p.assign(param - step_size * m / denom))
+        # (the bias corrections advanced this step)
+        out.insert(0, p.assign(_adam_param(param, m, second, state["bias_correction"], lr, group["eps"], decay)))
         return out
 
 
