@@ -9,7 +9,8 @@ Tensor arguments (linear's weight and bias, cat's other tensors) are inputs like
 everything those functions' construction reads: the function and its other arguments, each input's op, realized
 or not, dtype, shape, device and whether it requires grad, which inputs are the same node, and whether gradients
 are recorded (no_grad). A template is only made of nodes that depend on the inputs, each a plain lazy node (no
-buffer, no leaf, no custom gradient rule: erf's gradient is one, so a gelu under autograd is never templated), and
+buffer, no leaf, no custom gradient rule but one keyed by its formula (tanh's and sigmoid's, registered again on
+the new nodes): erf's reads its call's tensors, so a gelu under autograd is never templated), and
 of constants that depend on nothing (Node.const's nodes: reused as they are while untouched, like
 Node.shared_const's). Anything else makes the key untemplated (the function then always runs). Only functions
 without other side effects are decorated (no random numbers, no index checks).
@@ -116,9 +117,13 @@ def _no_sources(values: list) -> tuple:
 def _instantiate(inputs: list, template: _Template):
     values = [t.node for t in inputs] + template.fixed
     make, add = Node, values.append
-    for op, get, single, arg, dtype, shape, device, edges in template.entries:
+    for op, get, single, arg, dtype, shape, device, edges, rule in template.entries:
         node = make(op, (get(values),) if single else get(values), arg, dtype, shape, device)
         node.edges = edges
+        if rule is not None:
+            get_sources, one, function, formula = rule
+            sources = (get_sources(values),) if one else get_sources(values)
+            autograd_graph.CUSTOM[node] = autograd_graph.CustomGrad(sources, function, formula)
         add(node)
     out = inputs[0]._new(values[-1])
     if template.requires_grad:
@@ -161,8 +166,13 @@ def _make_template(inputs: list[Node], out) -> _Template | None:
         if key in depends:
             continue
         if not expanded:
-            if node.buffer is not None or node.leaf is not None or (len(custom) and node in custom):
-                return None   # (a realized node or a leaf the function read, or a custom gradient rule)
+            if node.buffer is not None or node.leaf is not None:
+                return None   # (a realized node or a leaf the function read)
+            rule = custom.get(node) if len(custom) and node.op is autograd_graph.CUSTOM_OP else None
+            if rule is not None and rule.formula is None:
+                return None   # (a custom gradient rule that reads this call's tensors: erf's, a Function's)
+            if rule is not None:
+                stack.extend((s, False) for s in rule.src if id(s) not in depends)
             stack.append((node, True))
             stack.extend((s, False) for s in node.src if id(s) not in depends)
             continue
@@ -191,5 +201,10 @@ def _make_template(inputs: list[Node], out) -> _Template | None:
             refs[id(n)] = size
             size += 1
             get = itemgetter(*sources) if sources else _no_sources
-            entries.append((n.op, get, len(sources) == 1, n.arg, n.dtype, n.shape, n.device, n.edges))
+            # a rule keyed by its formula (tanh's, sigmoid's: autograd_graph.CustomGrad) builds the same gradient
+            # for every call of the key: the new node gets it too, over the new call's nodes
+            rule = custom.get(n) if len(custom) and n.op is autograd_graph.CUSTOM_OP else None
+            if rule is not None:
+                rule = (itemgetter(*[refs[id(s)] for s in rule.src]), len(rule.src) == 1, rule.rule, rule.formula)
+            entries.append((n.op, get, len(sources) == 1, n.arg, n.dtype, n.shape, n.device, n.edges, rule))
     return _Template(fixed, entries, out._requires_grad, out._ctx)
