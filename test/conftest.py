@@ -94,6 +94,20 @@ def _emulator_report() -> dict:
             "launches": s["launches"], "tools": sorted(s["tools"])}
 
 
+@pytest.fixture
+def scheduled_kernel_counts(monkeypatch) -> list:
+    """The number of kernels of each schedule realize runs from now on (tests assert exact fusion counts)."""
+    from tinyjit import realize
+    counts = []
+    original = realize.run_schedule
+
+    def counting(items, *args, **kwargs):
+        counts.append(sum(1 for item in items if item.kind == "kernel"))
+        return original(items, *args, **kwargs)
+    monkeypatch.setattr(realize, "run_schedule", counting)
+    return counts
+
+
 _worker_reports: list = []
 
 

@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 import torch
 
-import tinyjit.realize as realize
 from tinyjit import Tensor, autograd, gradient_cache, nn, optim
 
 ACTIVATIONS = {
@@ -64,16 +63,10 @@ def test_second_derivatives_match_torch(name):
 
 
 @pytest.mark.parametrize("name, kernels", [("tanh", 13), ("sigmoid", 12), ("gelu_tanh", 11)])
-def test_training_step_kernels(name, kernels, monkeypatch):
+def test_training_step_kernels(name, kernels, scheduled_kernel_counts):
     """Linear -> activation -> Linear, backward and an SGD step in one schedule: the activation's gradient is one
     small expression of its result (14, 12 and 18 kernels when the formulas were differentiated)."""
-    counts = []
-    original = realize.run_schedule
-
-    def counting(items, *args, **kwargs):
-        counts.append(sum(1 for item in items if item.kind == "kernel"))
-        return original(items, *args, **kwargs)
-    monkeypatch.setattr(realize, "run_schedule", counting)
+    counts = scheduled_kernel_counts
     rng = np.random.default_rng(0)
     lin, lin2 = nn.Linear(16, 32), nn.Linear(32, 4)
     opt = optim.SGD(list(lin.parameters()) + list(lin2.parameters()), lr=0.1)

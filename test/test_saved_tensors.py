@@ -4,19 +4,7 @@ saved intermediate nor copies a parameter the rule read (a kernel and a copy per
 import numpy as np
 import torch
 
-import tinyjit.realize as realize
 from tinyjit import Tensor, autograd, inplace, nn, no_grad, optim
-
-
-def _kernel_counts(monkeypatch) -> list:
-    counts = []
-    original = realize.run_schedule
-
-    def counting(items, *args, **kwargs):
-        counts.append(sum(1 for item in items if item.kind == "kernel"))
-        return original(items, *args, **kwargs)
-    monkeypatch.setattr(realize, "run_schedule", counting)
-    return counts
 
 
 def _model_pair(seed=0):
@@ -63,14 +51,14 @@ def test_training_steps_through_rules_match_torch_and_copy_nothing():
     assert inplace.stats["buffers_preserved"] == preserved
 
 
-def test_gelu_input_is_not_stored_for_the_step(monkeypatch):
+def test_gelu_input_is_not_stored_for_the_step(scheduled_kernel_counts):
     """Linear -> gelu -> Linear, backward and an SGD step in one schedule: erf's saved input (x W^T + b) / sqrt 2
     fuses into its readers instead of being stored before the bias update (14 kernels before, 13 now)."""
     rng = np.random.default_rng(0)
     lin, lin2 = nn.Linear(16, 32), nn.Linear(32, 4)
     opt = optim.SGD(list(lin.parameters()) + list(lin2.parameters()), lr=0.1)
     x = Tensor(rng.random((8, 16), dtype=np.float32))
-    counts = _kernel_counts(monkeypatch)
+    counts = scheduled_kernel_counts
     for _ in range(2):
         opt.zero_grad()
         loss = lin2(lin(x).gelu()).square().mean()
