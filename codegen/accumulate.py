@@ -31,7 +31,9 @@ from dataclasses import dataclass
 VECTOR_BLOCK = 256
 REGISTER_BLOCK = 256
 SCALAR_BLOCK = 8
-FAN_IN = 4
+# 8, not 4: a weight gradient's 2048 steps then take two levels, not three (each level is a copy of a register
+# block's accumulators: LLVM time), while every chain of additions stays short
+FAN_IN = 8
 
 
 @dataclass

@@ -198,3 +198,11 @@ def test_plan_visits_every_element_once_in_short_chains(sizes, terms, block):
     innermost = max(longest)
     assert longest[innermost] * terms <= block, longest
     assert all(count <= FAN_IN for level, count in longest.items() if level != innermost), longest
+
+
+def test_a_weight_gradient_block_accumulates_in_two_levels():
+    """A register block reducing over batch x time (32 x 64 = 2048 steps, a weight gradient) keeps its accumulators
+    for 256 steps and adds those 8 partial sums in one level above (FAN_IN = 8): a third level of accumulators
+    per block element was that kernel's LLVM time (0.41 -> 0.33 CPU s)."""
+    plan = plan_reduce_loops([(2, 32), (3, 64)], 1, 256)
+    assert sum(loop.opens_level for loop in plan) == 1
