@@ -402,6 +402,31 @@ def test_recurrent_training_with_accumulation_realize_and_in_place_params(kind, 
         _close(params[n].numpy(), tparams[n].detach().numpy(), 1e-4)
 
 
+@pytest.mark.parametrize("how", ["setitem", "update", "ior"])
+def test_learning_rate_changed_through_dict_update_reaches_the_step(how):
+    """group.update(lr=...) (and |=) changed the Python float only: dict.update bypasses ParamGroup.__setitem__,
+    so the on-device learning rate the updates read stayed the old one (fixed: ParamGroup.update)."""
+    v = np.random.default_rng(19).standard_normal(5).astype(np.float32)
+    p, tp = Tensor(v.copy(), requires_grad=True), torch.tensor(v.copy(), requires_grad=True)
+    opt, topt = optim.Adam([p], lr=0.1), torch.optim.Adam([tp], lr=0.1)
+    for step in range(5):
+        if step == 2:
+            for group in opt.param_groups + topt.param_groups:
+                if how == "setitem":
+                    group["lr"] = 0.02
+                elif how == "update":
+                    group.update(lr=0.02)
+                else:
+                    group |= {"lr": 0.02}
+        opt.zero_grad()
+        topt.zero_grad()
+        (p * p + p.sin()).sum().backward()
+        (tp * tp + tp.sin()).sum().backward()
+        opt.step()
+        topt.step()
+    _close(p.numpy(), tp.detach().numpy())
+
+
 def test_cat_with_aliased_inputs_and_linear_over_views_repeated():
     rng = np.random.default_rng(11)
     for step in range(4):
