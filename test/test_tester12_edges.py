@@ -488,6 +488,117 @@ def test_threads_training_separate_models_concurrently():
             _close(got, want, 1e-4)
 
 
+def _constant_cases(c: float) -> list:
+    """(name, tinyjit loss, torch loss) over x, each holding the Python constant c somewhere in its graph: the
+    gradient cache's templates must not keep one call's constant for the next."""
+    full = np.full((3, 4), c, np.float32)
+    return [
+        ("tanh_times_c", lambda t: (t.tanh() * c).sum(), lambda t: (t.tanh() * c).sum()),
+        ("pow_c", lambda t: (t ** c).tanh().sum(), lambda t: (t ** c).tanh().sum()),
+        ("c_pow", lambda t: (Tensor(np.float32(c + 3)) ** t).sigmoid().sum(),
+         lambda t: (torch.tensor(np.float32(c + 3)) ** t).sigmoid().sum()),
+        ("sigmoid_of_scaled", lambda t: (t * c).sigmoid().square().sum(), lambda t: (t * c).sigmoid().square().sum()),
+        ("clamp", lambda t: t.clamp(0.5 * c, 1.0 + c).tanh().sum(), lambda t: t.clamp(0.5 * c, 1.0 + c).tanh().sum()),
+        ("leaky_relu", lambda t: F.leaky_relu(t - 1, c).sigmoid().sum(),
+         lambda t: TORCH_F.leaky_relu(t - 1, c).sigmoid().sum()),
+        ("var", lambda t: t.tanh().var(correction=int(abs(c)) % 2),
+         lambda t: t.tanh().var(correction=int(abs(c)) % 2)),
+        ("atan2", lambda t: t.atan2(Tensor(full)).sum(), lambda t: torch.atan2(t, torch.tensor(full)).sum()),
+        ("hypot", lambda t: t.hypot(Tensor(full)).tanh().sum(),
+         lambda t: torch.hypot(t, torch.tensor(full)).tanh().sum()),
+        ("logaddexp", lambda t: t.logaddexp(t * c).sum(), lambda t: torch.logaddexp(t, t * c).sum()),
+        ("binary_cross_entropy", lambda t: t.sigmoid().binary_cross_entropy(Tensor(np.abs(full) / 3)),
+         lambda t: TORCH_F.binary_cross_entropy(t.sigmoid(), torch.tensor(np.abs(full) / 3))),
+    ]
+
+
+def test_gradient_templates_over_changing_constants():
+    xv = np.random.default_rng(20).uniform(0.2, 1.5, (3, 4)).astype(np.float32)
+    for c in [2.0, 3.0, 2.0, 0.5, -1.0, 0.0, 1.0, 2.5]:
+        for name, jf, tf in _constant_cases(c):
+            x, tx = Tensor(xv, requires_grad=True), torch.tensor(xv, requires_grad=True)
+            jf(x).backward()
+            tf(tx).backward()
+            np.testing.assert_allclose(x.grad.numpy(), tx.grad.numpy(), rtol=1e-4, atol=1e-4, err_msg=f"{name} {c}")
+
+
+def test_training_interleaved_over_devices_and_dtypes():
+    """Four models (CPU/CL x float32/float64) stepped in turn: templates are keyed by device and dtype."""
+    pytest.importorskip("pyopencl")
+    rng = np.random.default_rng(21)
+    runs = []
+    for device, dtype, tdtype in [("CPU", np.float32, torch.float32), ("CL", np.float32, torch.float32),
+                                  ("CPU", np.float64, torch.float64), ("CL", np.float64, torch.float64)]:
+        torch.manual_seed(0)
+        tmodel = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.SiLU(), torch.nn.Linear(8, 8), torch.nn.Tanh(),
+                                     torch.nn.Linear(8, 3), torch.nn.Sigmoid()).to(tdtype)
+        model = nn.Sequential(nn.Linear(6, 8), nn.SiLU(), nn.Linear(8, 8), nn.Tanh(), nn.Linear(8, 3), nn.Sigmoid())
+        model.load_state_dict({k: Tensor(v.detach().numpy().copy()) for k, v in tmodel.state_dict().items()})
+        model = model.to(device)
+        runs.append((device, dtype, tmodel, model, torch.optim.AdamW(tmodel.parameters(), lr=0.01),
+                     optim.AdamW(model.parameters(), lr=0.01)))
+    for _ in range(4):
+        for device, dtype, tmodel, model, topt, opt in runs:
+            xv = rng.standard_normal((4, 6)).astype(dtype)
+            topt.zero_grad()
+            opt.zero_grad(set_to_none=False)
+            tloss, loss = tmodel(torch.tensor(xv)).square().mean(), model(Tensor(xv, device=device)).square().mean()
+            tloss.backward()
+            loss.backward()
+            topt.step()
+            opt.step()
+            _close(loss.numpy(), tloss.detach().numpy())
+    for _, _, tmodel, model, _, _ in runs:
+        for p, q in zip(model.parameters(), tmodel.parameters()):
+            _close(p.numpy(), q.detach().numpy())
+
+
+def test_two_losses_extra_forwards_and_a_step_from_another_thread():
+    """Odd orders around the continued walk: two backward calls from one forward, a realize of something unrelated
+    between backward and step, a second forward's backward before the step, the step run by another thread."""
+    torch.manual_seed(0)
+    tmodel = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3))
+    model = nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.Linear(8, 3))
+    model.load_state_dict({k: Tensor(v.detach().numpy().copy()) for k, v in tmodel.state_dict().items()})
+    topt, opt = torch.optim.Adam(tmodel.parameters(), lr=0.05), optim.Adam(model.parameters(), lr=0.05)
+    rng = np.random.default_rng(22)
+    for step in range(8):
+        xv = rng.standard_normal((4, 6)).astype(np.float32)
+        topt.zero_grad()
+        opt.zero_grad()
+        th, h = tmodel(torch.tensor(xv)), model(Tensor(xv))
+        tl1, tl2, l1, l2 = th.square().mean(), th.sigmoid().sum(), h.square().mean(), h.sigmoid().sum()
+        mode = step % 4
+        if mode == 0:
+            tl1.backward(retain_graph=True)
+            tl2.backward()
+            l1.backward()
+            l2.backward()
+        elif mode == 1:
+            tl2.backward()
+            l2.backward()
+            (Tensor(xv) * 2).sum().realize()
+            _close(l2.numpy(), tl2.detach().numpy())
+        elif mode == 2:
+            tl1.backward()
+            l1.backward()
+            tmodel(torch.tensor(xv * 2)).sum().backward()
+            model(Tensor(xv * 2)).sum().backward()
+        else:
+            tl1.backward()
+            l1.backward()
+        topt.step()
+        if mode == 3:
+            thread = threading.Thread(target=opt.step)
+            thread.start()
+            thread.join()
+        else:
+            opt.step()
+        _close(l1.numpy(), tl1.detach().numpy())
+        for p, q in zip(model.parameters(), tmodel.parameters()):
+            _close(p.numpy(), q.detach().numpy())
+
+
 # ---- 5. TinyJit's sequenced replay ----
 def test_replay_of_many_kernels_with_an_index_check_in_the_middle():
     rng = np.random.default_rng(12)
