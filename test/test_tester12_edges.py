@@ -59,7 +59,7 @@ def test_erf_float32_is_within_a_few_ulp_over_a_dense_grid():
     assert (np.abs(got - exact) / ulp).max() <= 6
 
 
-@pytest.mark.devices("CPU", "CL")
+@pytest.mark.devices("CPU", "CL", "CUDAEMU")
 def test_erf_and_exact_gelu_gradients_to_second_order_at_special_points(device):
     x = np.array([-5, -3.95, -3.9, -2, -0.0, 0.0, 1e-20, 0.3, 2, 3.9, 4, np.nan], np.float32)
     for name, jf, tf in (("erf", lambda t: t.erf(), torch.erf), ("gelu", F.gelu, TORCH_F.gelu),
@@ -244,6 +244,58 @@ def test_two_threads_update_saved_inputs_of_their_own_models():
     for t in threads:
         t.join()
     assert not errors, errors
+
+
+SAVED_INPUT_OPS = {
+    "erf": (lambda t: t.erf(), torch.erf),
+    "pow": (lambda t: t ** 2.5, lambda t: t ** 2.5),
+    "var": (lambda t: t.var(), lambda t: t.var()),
+    "std": (lambda t: t.std(0), lambda t: t.std(0)),
+    "atan2": (lambda t: t.atan2(t.flip(0)), lambda t: torch.atan2(t, t.flip(0))),
+    "hypot": (lambda t: t.hypot(t * 0.5 + 1), lambda t: torch.hypot(t, t * 0.5 + 1)),
+    "logaddexp": (lambda t: t.logaddexp(-t), lambda t: torch.logaddexp(t, -t)),
+    "binary_cross_entropy": (lambda t: (t / 2).binary_cross_entropy(Tensor(np.full(t.shape, 0.3, np.float32))),
+                             lambda t: TORCH_F.binary_cross_entropy(t / 2, torch.full(t.shape, 0.3))),
+    "conv2d": (lambda t: t[:4].reshape(1, 1, 4, 5).conv2d(Tensor(np.ones((2, 1, 2, 2), np.float32))
+                                                         * t[0, :4].reshape(1, 1, 2, 2)),
+               lambda t: TORCH_F.conv2d(t[:4].reshape(1, 1, 4, 5),
+                                        torch.ones(2, 1, 2, 2) * t[0, :4].reshape(1, 1, 2, 2))),
+}
+
+
+@pytest.mark.parametrize("mode", ["setitem", "view_in_place", "setitem_after_backward", "step_between"])
+@pytest.mark.parametrize("name", list(SAVED_INPUT_OPS))
+def test_saved_inputs_written_by_setitem_views_and_steps(name, mode):
+    """x[i] = v and an in-place update through a view of a realized saved input before backward, a setitem after
+    backward (the gradient still lazy), and an SGD step on the parameter between the forward and its backward."""
+    jf, tf = SAVED_INPUT_OPS[name]
+    wv = np.random.default_rng(23).uniform(0.3, 1.2, (5, 5)).astype(np.float32)
+    w, tw = Tensor(wv.copy(), requires_grad=True), torch.tensor(wv.copy(), requires_grad=True)
+    tf(tw[1:] if mode == "view_in_place" else tw).sum().backward()
+    if mode == "step_between":
+        opt = optim.SGD([w], lr=0.1)
+        loss = jf(w).sum()
+        (w * w).sum().backward()
+        opt.step()
+        opt.zero_grad()
+        loss.backward()
+        _close(w.grad.numpy(), tw.grad.numpy(), 1e-4)
+        return
+    base = (w * 1).realize()
+    loss = jf(base[1:] if mode == "view_in_place" else base).sum()
+    with no_grad():
+        if mode == "setitem":
+            base[1] = Tensor(np.full(5, 9.0, np.float32))
+            base.realize()
+        elif mode == "view_in_place":
+            base[1:].mul_(3.0)
+            base.realize()
+    loss.backward()
+    if mode == "setitem_after_backward":
+        with no_grad():
+            base[0] = Tensor(np.zeros(5, np.float32))
+            base.realize()
+    _close(w.grad.numpy(), tw.grad.numpy(), 1e-4)
 
 
 # ---- 3. tanh and sigmoid: gradients from the result, templates ----
