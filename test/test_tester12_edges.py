@@ -416,6 +416,35 @@ def test_result_updated_in_place_before_backward(name, realized):
         _close(x.grad.numpy(), 3 * tx.grad.numpy())
 
 
+TEMPLATED = {"tanh": lambda t: t.tanh(), "sigmoid": lambda t: t.sigmoid(), "silu": F.silu, "gelu": F.gelu,
+             "expm1": lambda t: t.expm1(), "log1p": lambda t: t.abs().log1p(), "linear": lambda t: t.linear(t.T),
+             "cat": lambda t: Tensor.cat(t, t * 2)}
+
+
+@pytest.mark.parametrize("name", list(TEMPLATED))
+def test_templates_follow_the_grad_mode_not_only_the_inputs(name):
+    """A template recorded with gradients is not reused under no_grad for an input that requires grad (and back)."""
+    fn = TEMPLATED[name]
+    rng = np.random.default_rng(24)
+    for _ in range(4):
+        xv = rng.standard_normal((3, 3)).astype(np.float32)
+        x = Tensor(xv, requires_grad=True)
+        with_grad = fn(x)
+        with no_grad():
+            without = fn(x)
+        again = fn(x)
+        assert with_grad.requires_grad and again.requires_grad and not without.requires_grad
+        _close(without.numpy(), with_grad.numpy())
+        again.sum().backward()
+        tx = torch.tensor(xv, requires_grad=True)
+        torch_fn = {"tanh": torch.tanh, "sigmoid": torch.sigmoid, "silu": TORCH_F.silu, "gelu": TORCH_F.gelu,
+                    "expm1": torch.expm1, "log1p": lambda t: t.abs().log1p(),
+                    "linear": lambda t: TORCH_F.linear(t, t.T),
+                    "cat": lambda t: torch.cat([t, t * 2])}[name]
+        torch_fn(tx).sum().backward()
+        _close(x.grad.numpy(), tx.grad.numpy(), 1e-4)
+
+
 # ---- 4. training steps: continued walks, templates for Adam, linear, cat ----
 @pytest.mark.parametrize("kind", ["GRUCell", "LSTMCell", "GRU", "LSTM"])
 @pytest.mark.parametrize("opt_name", ["Adam", "AdamW"])
@@ -746,6 +775,30 @@ def test_jitted_function_using_cl_and_cpu():
         r1, r2 = jitted(Tensor(av, device="CL").realize(), Tensor(cv).realize())
         _close(r1.numpy(), av * 2 + cv)
         _close(r2.numpy(), np.exp(cv))
+
+
+def test_jitted_functions_replayed_by_three_threads_at_once():
+    errors = []
+
+    def worker(seed):
+        try:
+            rng = np.random.default_rng(seed)
+            w = Tensor(rng.standard_normal((64, 64)).astype(np.float32) / 8).realize()
+            jitted = TinyJit(lambda x: ((x @ w).tanh().realize(), (x.sigmoid() * 2).sum(0).realize()))
+            for _ in range(8):
+                xv = rng.standard_normal((32, 64)).astype(np.float32)
+                a, b = jitted(Tensor(xv).realize())
+                _close(a.numpy(), np.tanh(xv @ w.numpy()), 1e-4)
+                _close(b.numpy(), (2 / (1 + np.exp(-xv))).sum(0), 1e-4)
+        except Exception as e:  # (reported by the main thread)
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker, args=(s,)) for s in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
 
 
 THREADED = """
