@@ -801,6 +801,23 @@ def test_jitted_functions_replayed_by_three_threads_at_once():
     assert not errors, errors
 
 
+def test_one_kernel_launched_several_times_gets_each_launch_its_input():
+    """(b * 2), (a * 2) and (c * 2) are one kernel launched three times in a sequence: each input swap goes to its
+    own launch."""
+    def f(a, b, c):
+        x, y, z = (b * 2).realize(), (a * 2).realize(), (c * 2).realize()
+        return (x * 2).realize(), (y + z * 2).realize(), x
+
+    jitted = TinyJit(f)
+    rng = np.random.default_rng(25)
+    for _ in range(6):
+        a, b, c = (rng.standard_normal(7).astype(np.float32) for _ in range(3))
+        u, v, x = jitted(Tensor(a).realize(), Tensor(b).realize(), Tensor(c).realize())
+        _close(u.numpy(), b * 4)
+        _close(v.numpy(), a * 2 + c * 4)
+        _close(x.numpy(), b * 2)
+
+
 THREADED = """
 import numpy as np
 from tinyjit import Tensor, TinyJit
