@@ -40,6 +40,15 @@ class ParamGroup(dict):
                 t.assign(value).realize()
         super().__setitem__(key, value)
 
+    def update(self, *args, **kwargs) -> None:
+        """dict.update, through __setitem__ (dict's own bypasses it: an "lr" set so would not reach the tensors)."""
+        for key, value in dict(*args, **kwargs).items():
+            self[key] = value
+
+    def __ior__(self, other) -> "ParamGroup":
+        self.update(other)
+        return self
+
     def lr_tensor(self, device: str) -> Tensor:
         """The learning rate as a realized 0-d float32 Tensor on `device` (created on first use)."""
         t = self._lr_tensors.get(device)
