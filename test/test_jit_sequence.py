@@ -85,3 +85,32 @@ def test_threaded_launches_in_a_sequence(native):
     assert threaded == "True"
     # without the native code every launch stays a step of its own
     assert (int(sequenced), int(prepared) > 1) == ((1, True) if native == "1" else (int(prepared), True))
+
+
+FORKED = """
+import os, numpy as np
+from tinyjit import Tensor, TinyJit
+rng = np.random.default_rng(3)
+w = Tensor(rng.standard_normal((512, 512)).astype(np.float32)).realize()
+f = TinyJit(lambda x: ((x @ w).relu() * 2).sum(1).realize())
+x = rng.standard_normal((1024, 512)).astype(np.float32)
+for _ in range(3):
+    want = f(Tensor(x).realize()).numpy()
+assert any(getattr(s[0], "sequence_entry", (0, 0, 0, 1))[3] > 1 for s in f.prepared)   # threaded launches
+pid = os.fork()
+if pid == 0:   # the child has none of the parent's pool workers: its replays bind to a pool of its own
+    ok = all(np.allclose(f(Tensor(x).realize()).numpy(), want) for _ in range(2))
+    os._exit(0 if ok else 1)
+_, status = os.waitpid(pid, 0)
+assert os.WEXITSTATUS(status) == 0
+assert np.allclose(f(Tensor(x).realize()).numpy(), want)   # and the parent's replays still run
+print("ok")
+"""
+
+
+def test_a_forked_child_replays_a_capture_with_threaded_launches():
+    """A capture's launches are bound to the parent's thread pool, whose workers a forked child lacks (its threaded
+    launches waited forever): a replay in the child prepares the capture again for its own pool."""
+    env = dict(os.environ, PYTHONPATH=ROOT, THREADS="2")
+    proc = subprocess.run([sys.executable, "-c", FORKED], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr

@@ -14,6 +14,7 @@ as the caller's input tensor of that call, as eager code (and torch) would.
 from __future__ import annotations
 
 import functools
+import os
 import weakref
 from typing import Any, Callable
 
@@ -26,6 +27,13 @@ from tinyjit.ops import Op
 from tinyjit.tensor import Tensor
 
 from runtime.cpu_pool import sequence_call
+
+
+# one more in each forked child: a capture's prepared launches hold the parent's thread-pool slots, whose workers a
+# child does not have (its threaded launches would wait for them forever), so a replay in a child prepares again
+_fork_generation = [0]
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=lambda: _fork_generation.__setitem__(0, _fork_generation[0] + 1))
 
 
 class JitError(RuntimeError):
@@ -57,6 +65,7 @@ class TinyJit:
         self.captured: list = []
         self.prepared: list = []         # the replay loop (see _prepare), a step per launch
         self.replay_steps: list = []     # the same with runs of CPU launches made one C call each (_sequenced)
+        self.prepared_generation = 0     # _fork_generation when they were prepared
         self.input_buffers: list = []    # buffers of the capture call's input tensors, by position
         self.input_signature: list = []
         self.input_aliasing: tuple = ()
@@ -151,8 +160,7 @@ class TinyJit:
         if not recorded.steps:
             raise JitError("TinyJit: the function launched no kernels while being captured; nothing to replay")
         self.captured = recorded.steps
-        self.prepared = self._prepare(without_repeated_scratch_copies(recorded.steps))
-        self.replay_steps = _sequenced(self.prepared)
+        self._prepare_replay()
         # every launch writes its first buffer (a kernel stores buffer 0; a copy's destination comes first)
         inputs = {id(b) for b in self.input_buffers}
         self.written = {id(step.buffers[0]) for step in recorded.steps} - inputs
@@ -187,6 +195,13 @@ class TinyJit:
                 found[id(t)] = (by_buffer[id(t.node.buffer)], False)
         return found
 
+    def _prepare_replay(self) -> None:
+        """The replay loop of the capture, bound to this process's launches (again after a fork)."""
+        self.prepared = self._prepare(without_repeated_scratch_copies(self.captured))
+        self.replay_steps = _sequenced(self.prepared)
+        self.input_copies = {}
+        self.prepared_generation = _fork_generation[0]
+
     def _prepare(self, recorded, input_buffers=None) -> list:
         """The replay loop's steps: each captured step with its arguments computed once, and the positions
         where an input buffer is swapped in on every call."""
@@ -217,6 +232,8 @@ class TinyJit:
                            f"{_shared(tensors, aliasing)}); the captured kernels read one buffer where the capture "
                            f"passed one tensor twice. Capture with the inputs aliased as they will be, or use a new "
                            f"TinyJit")
+        if self.prepared_generation != _fork_generation[0]:   # (a forked child)
+            self._prepare_replay()
         inputs = [t.node.buffer for _, t in tensors]
         for i, buffer in enumerate(inputs):
             if id(buffer) in self.written:   # e.g. last call's output: the replay would write what it reads
