@@ -7,7 +7,6 @@ import os
 import pickle
 import subprocess
 import sys
-import threading
 import weakref
 
 import numpy as np
@@ -25,6 +24,7 @@ from tinyjit.dtype import dtypes
 from tinyjit.kernel_cache import compile_kernel, counters
 from tinyjit.lazy import Node, toposort
 from tinyjit.ops import Op
+from thread_runner import errors_in_threads
 
 
 def _work():
@@ -76,21 +76,12 @@ def test_repeated_training_step_binds_its_launches_once(device):
 def test_threads_running_one_graph_at_once_get_their_own_values():
     """Two threads realizing the same structure at once share its cached plans: each run takes its own bound
     argument lists, so neither launches on the other's buffers."""
-    errors = []
-
     def worker(offset: float) -> None:
-        try:
-            for i in range(30):
-                x = Tensor(np.arange(6, dtype=np.float32) + offset + i)
-                got = (x * 2 + 1).numpy()
-                np.testing.assert_array_equal(got, (np.arange(6, dtype=np.float32) + offset + i) * 2 + 1)
-        except BaseException as e:   # reported by the main thread
-            errors.append(e)
-    threads = [threading.Thread(target=worker, args=(offset,)) for offset in (0.0, 1000.0)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+        for i in range(30):
+            x = Tensor(np.arange(6, dtype=np.float32) + offset + i)
+            got = (x * 2 + 1).numpy()
+            np.testing.assert_array_equal(got, (np.arange(6, dtype=np.float32) + offset + i) * 2 + 1)
+    errors = errors_in_threads(worker, [(offset,) for offset in (0.0, 1000.0)])
     assert not errors, errors
 
 

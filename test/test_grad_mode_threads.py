@@ -7,6 +7,7 @@ import torch
 
 import tinyjit
 from tinyjit import Tensor, nn, optim
+from thread_runner import errors_in_threads
 
 
 def test_another_threads_no_grad_does_not_stop_recording_here():
@@ -57,26 +58,19 @@ def test_threads_training_at_once_each_match_torch():
     """Three threads each train their own Linear with SGD (whose step runs under no_grad) at the same time."""
     rng = np.random.default_rng(0)
     x, y = rng.standard_normal((8, 4)).astype(np.float32), rng.standard_normal((8, 1)).astype(np.float32)
-    results, errors = {}, []
+    results = {}
 
     def train(i):
-        try:
-            layer = nn.Linear(4, 1)
-            w0, b0 = layer.weight.numpy().copy(), layer.bias.numpy().copy()
-            opt = optim.SGD(layer.parameters(), lr=0.1)
-            for _ in range(15):
-                opt.zero_grad()
-                ((layer(Tensor(x)) - Tensor(y)) ** 2).mean().backward()
-                opt.step()
-            results[i] = (w0, b0, layer.weight.numpy())
-        except Exception as e:   # reported below, with the thread's error
-            errors.append(repr(e))
+        layer = nn.Linear(4, 1)
+        w0, b0 = layer.weight.numpy().copy(), layer.bias.numpy().copy()
+        opt = optim.SGD(layer.parameters(), lr=0.1)
+        for _ in range(15):
+            opt.zero_grad()
+            ((layer(Tensor(x)) - Tensor(y)) ** 2).mean().backward()
+            opt.step()
+        results[i] = (w0, b0, layer.weight.numpy())
 
-    threads = [threading.Thread(target=train, args=(i,)) for i in range(3)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    errors = errors_in_threads(train, [(i,) for i in range(3)])
     assert not errors, errors
     for w0, b0, w in results.values():
         layer = torch.nn.Linear(4, 1)

@@ -16,6 +16,7 @@ import tinyjit
 import tinyjit.nn as nn
 import tinyjit.nn.functional as F
 from tinyjit import Tensor, TinyJit, dtypes
+from thread_runner import errors_in_threads
 
 TORCH_F = torch.nn.functional
 
@@ -407,32 +408,25 @@ def test_broadcast_shapes_and_errors_match_torch(dtypes_):
 def test_threads_building_and_realizing_graphs_over_a_shared_lazy_tensor():
     base = np.arange(60, dtype=np.float32).reshape(6, 10)
     shared = Tensor(base) * 2.0 + 1.0   # lazy, read by every thread
-    barrier, errors, results = threading.Barrier(6), [], {}
+    barrier, results = threading.Barrier(6), {}
 
     def worker(i: int) -> None:
-        try:
-            barrier.wait()
-            results[i] = (shared * float(i) + Tensor(np.full((6, 10), i, np.float32))).sum(1).numpy()
-            a, b = Tensor(np.ones((i + 2, 3), np.float32)), Tensor(np.ones((3, 5), np.float32))
-            np.testing.assert_allclose(((a @ b).relu() + 1.0).sum(0).numpy(), np.full(5, 4.0 * (i + 2)))
-            many = [Tensor(np.ones(3, np.float32)) + k for k in range(600)]   # purges in inplace.track
-            tinyjit.inplace.lazy_tensors()
-            total = many[0]
-            for t in many[1:]:
-                total = total + t
-            np.testing.assert_allclose(total.numpy(), np.full(3, 600 + sum(range(600))))
-            acc = Tensor(np.zeros(4, np.float32))
-            for _ in range(20):
-                acc.add_(1.0)
-            np.testing.assert_array_equal(acc.numpy(), np.full(4, 20.0))
-        except Exception as e:   # (reported below, from the main thread)
-            errors.append(repr(e))
+        barrier.wait()
+        results[i] = (shared * float(i) + Tensor(np.full((6, 10), i, np.float32))).sum(1).numpy()
+        a, b = Tensor(np.ones((i + 2, 3), np.float32)), Tensor(np.ones((3, 5), np.float32))
+        np.testing.assert_allclose(((a @ b).relu() + 1.0).sum(0).numpy(), np.full(5, 4.0 * (i + 2)))
+        many = [Tensor(np.ones(3, np.float32)) + k for k in range(600)]   # purges in inplace.track
+        tinyjit.inplace.lazy_tensors()
+        total = many[0]
+        for t in many[1:]:
+            total = total + t
+        np.testing.assert_allclose(total.numpy(), np.full(3, 600 + sum(range(600))))
+        acc = Tensor(np.zeros(4, np.float32))
+        for _ in range(20):
+            acc.add_(1.0)
+        np.testing.assert_array_equal(acc.numpy(), np.full(4, 20.0))
 
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(6)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    errors = errors_in_threads(worker, [(i,) for i in range(6)])
     assert not errors, errors
     for i, value in results.items():
         _close(value, ((base * 2 + 1) * i + i).sum(1), 1e-5)

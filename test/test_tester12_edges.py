@@ -20,6 +20,7 @@ import torch
 import tinyjit
 import tinyjit.nn.functional as F
 from tinyjit import Tensor, TinyJit, nn, no_grad, optim
+from thread_runner import errors_in_threads
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TORCH_F = torch.nn.functional
@@ -219,30 +220,21 @@ def test_jitted_step_through_rules_with_p_data_replaced_between_replays():
 
 
 def test_two_threads_update_saved_inputs_of_their_own_models():
-    errors = []
-
     def run(seed):
-        try:
-            rng = np.random.default_rng(seed)
-            xv = rng.standard_normal((3, 4)).astype(np.float32)
-            for _ in range(4):
-                x = Tensor(xv, requires_grad=True)
-                y = (x * 1).realize()
-                loss = y.erf().sum() + (y ** 3).sum() + y.var()
-                with no_grad():
-                    y.add_(1.0).realize()
-                loss.backward()
-                tx = torch.tensor(xv, requires_grad=True)
-                (torch.erf(tx).sum() + (tx ** 3).sum() + tx.var()).backward()
-                _close(x.grad.numpy(), tx.grad.numpy(), 1e-4)
-        except Exception as e:  # (reported by the main thread)
-            errors.append(e)
+        rng = np.random.default_rng(seed)
+        xv = rng.standard_normal((3, 4)).astype(np.float32)
+        for _ in range(4):
+            x = Tensor(xv, requires_grad=True)
+            y = (x * 1).realize()
+            loss = y.erf().sum() + (y ** 3).sum() + y.var()
+            with no_grad():
+                y.add_(1.0).realize()
+            loss.backward()
+            tx = torch.tensor(xv, requires_grad=True)
+            (torch.erf(tx).sum() + (tx ** 3).sum() + tx.var()).backward()
+            _close(x.grad.numpy(), tx.grad.numpy(), 1e-4)
 
-    threads = [threading.Thread(target=run, args=(s,)) for s in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    errors = errors_in_threads(run, [(s,) for s in range(2)])
     assert not errors, errors
 
 
@@ -535,34 +527,27 @@ def test_cat_with_aliased_inputs_and_linear_over_views_repeated():
 
 
 def test_threads_training_separate_models_concurrently():
-    results, errors = {}, []
+    results = {}
 
     def train(seed):
-        try:
-            rng = np.random.default_rng(seed)
-            torch.manual_seed(seed)
-            tmodel = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3),
-                                         torch.nn.Sigmoid())
-            model = nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.Linear(8, 3), nn.Sigmoid())
-            model.load_state_dict({k: Tensor(v.detach().numpy().copy()) for k, v in tmodel.state_dict().items()})
-            topt, opt = torch.optim.Adam(tmodel.parameters(), lr=0.01), optim.Adam(model.parameters(), lr=0.01)
-            for _ in range(6):
-                xv = rng.standard_normal((5, 6)).astype(np.float32)
-                topt.zero_grad()
-                opt.zero_grad()
-                tmodel(torch.tensor(xv)).square().mean().backward()
-                model(Tensor(xv)).square().mean().backward()
-                topt.step()
-                opt.step()
-            results[seed] = [(p.numpy(), q.detach().numpy()) for p, q in zip(model.parameters(), tmodel.parameters())]
-        except Exception as e:  # (reported by the main thread)
-            errors.append(e)
+        rng = np.random.default_rng(seed)
+        torch.manual_seed(seed)
+        tmodel = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3),
+                                     torch.nn.Sigmoid())
+        model = nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.Linear(8, 3), nn.Sigmoid())
+        model.load_state_dict({k: Tensor(v.detach().numpy().copy()) for k, v in tmodel.state_dict().items()})
+        topt, opt = torch.optim.Adam(tmodel.parameters(), lr=0.01), optim.Adam(model.parameters(), lr=0.01)
+        for _ in range(6):
+            xv = rng.standard_normal((5, 6)).astype(np.float32)
+            topt.zero_grad()
+            opt.zero_grad()
+            tmodel(torch.tensor(xv)).square().mean().backward()
+            model(Tensor(xv)).square().mean().backward()
+            topt.step()
+            opt.step()
+        results[seed] = [(p.numpy(), q.detach().numpy()) for p, q in zip(model.parameters(), tmodel.parameters())]
 
-    threads = [threading.Thread(target=train, args=(s,)) for s in range(3)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    errors = errors_in_threads(train, [(s,) for s in range(3)])
     assert not errors, errors
     for pairs in results.values():
         for got, want in pairs:
@@ -778,26 +763,17 @@ def test_jitted_function_using_cl_and_cpu():
 
 
 def test_jitted_functions_replayed_by_three_threads_at_once():
-    errors = []
-
     def worker(seed):
-        try:
-            rng = np.random.default_rng(seed)
-            w = Tensor(rng.standard_normal((64, 64)).astype(np.float32) / 8).realize()
-            jitted = TinyJit(lambda x: ((x @ w).tanh().realize(), (x.sigmoid() * 2).sum(0).realize()))
-            for _ in range(8):
-                xv = rng.standard_normal((32, 64)).astype(np.float32)
-                a, b = jitted(Tensor(xv).realize())
-                _close(a.numpy(), np.tanh(xv @ w.numpy()), 1e-4)
-                _close(b.numpy(), (2 / (1 + np.exp(-xv))).sum(0), 1e-4)
-        except Exception as e:  # (reported by the main thread)
-            errors.append(e)
+        rng = np.random.default_rng(seed)
+        w = Tensor(rng.standard_normal((64, 64)).astype(np.float32) / 8).realize()
+        jitted = TinyJit(lambda x: ((x @ w).tanh().realize(), (x.sigmoid() * 2).sum(0).realize()))
+        for _ in range(8):
+            xv = rng.standard_normal((32, 64)).astype(np.float32)
+            a, b = jitted(Tensor(xv).realize())
+            _close(a.numpy(), np.tanh(xv @ w.numpy()), 1e-4)
+            _close(b.numpy(), (2 / (1 + np.exp(-xv))).sum(0), 1e-4)
 
-    threads = [threading.Thread(target=worker, args=(s,)) for s in range(3)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    errors = errors_in_threads(worker, [(s,) for s in range(3)])
     assert not errors, errors
 
 

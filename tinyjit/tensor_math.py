@@ -28,6 +28,7 @@ def _horner(t, coefficients: tuple[float, ...]):
         value = value * t + c
     return value
 
+
 class MathMixin(TensorBase):
     def _float(self) -> Self:
         return self.cast(least_upper_float(self.dtype))
