@@ -176,16 +176,19 @@ class CPULaunch(PreparedLaunch):
         call = functools.partial(fn, *fn_args)
         call.program = self.program   # fn_args hold the kernel's raw address: keep its code loaded while call lives
         # what runtime.cpu_pool.sequence_call needs to run this launch among others in one C call
-        call.sequence_entry = (self.program.thunk, ctypes.addressof(args), self.global_size[0],
-                               min(self.threads, self.program.device.threads, self.global_size[0]))
+        call.sequence_entry = (self.program.thunk, ctypes.addressof(args), self.global_size[0], self._split())
         return call, set_handle
+
+    def _split(self) -> int:
+        """The threads this launch's outer loop is split over (its own, capped by the device's and the loop's)."""
+        return min(self.threads, self.program.device.threads, self.global_size[0])
 
     def _launcher(self, args):
         """(function, arguments) that launch over `args`: a ctypes call where possible, so a TinyJit replay runs
         each launch as one C call."""
         program, n = self.program, self.global_size[0]
         device = program.device
-        threads = min(self.threads, device.threads, n)
+        threads = self._split()
         if threads <= 1:
             return program.fn, (args, 0, n)
         if device.native_pool is not None:
