@@ -171,9 +171,9 @@ def _make_template(inputs: list[Node], out) -> _Template | None:
             rule = custom.get(node) if len(custom) and node.op is autograd_graph.CUSTOM_OP else None
             if rule is not None and rule.formula is None:
                 return None   # (a custom gradient rule that reads this call's tensors: erf's, a Function's)
-            if rule is not None:
-                stack.extend((s, False) for s in rule.src if id(s) not in depends)
             stack.append((node, True))
+            if rule is not None:   # (its sources before it too: the template refers to them)
+                stack.extend((s, False) for s in rule.src if id(s) not in depends)
             stack.extend((s, False) for s in node.src if id(s) not in depends)
             continue
         depends[key] = any(depends[id(s)] for s in node.src)
